@@ -1,0 +1,347 @@
+package comm
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Wildcards and special values.
+const (
+	// AnySource matches a message from any rank.
+	AnySource = -1
+	// AnyTag matches any user tag (tags >= 0).
+	AnyTag = -1
+	// Undefined as a Split color leaves the caller out of every new communicator.
+	Undefined = -32766
+	// TagUB is the largest user tag.
+	TagUB = 1<<31 - 1
+)
+
+// Tags below -1 are reserved for libraries built on comm (package collective uses
+// them); user code sends and receives on tags >= 0 only, and AnyTag never matches
+// a reserved tag.
+const (
+	tagAgree = -2 // communicator creation
+)
+
+// Comm is a communicator: an ordered group of ranks and a context that keeps its
+// traffic apart from every other communicator's. Its methods are safe for
+// concurrent use by several goroutines; messages sent concurrently to one rank with
+// one tag have no defined order among themselves.
+type Comm struct {
+	e     *engine
+	cid   uint32
+	rank  int
+	size  int
+	group []int // comm rank -> world rank
+	inv   []int // world rank -> comm rank, -1 if absent
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+	world     bool     // the world communicator owns the engine
+	rdv       launcher // world only: the launcher's control connection, if any
+}
+
+// launcher is the rank's control connection to whoever launched it.
+type launcher interface {
+	Abort(code int, msg string) error
+	Close() error
+}
+
+func newComm(e *engine, cid uint32, group []int) *Comm {
+	c := &Comm{e: e, cid: cid, size: len(group), group: group, inv: make([]int, e.size)}
+	for i := range c.inv {
+		c.inv[i] = -1
+	}
+	for r, w := range group {
+		c.inv[w] = r
+		if w == e.rank {
+			c.rank = r
+		}
+	}
+	return c
+}
+
+// Rank returns the calling process's rank in c.
+func (c *Comm) Rank() int { return c.rank }
+
+// Size returns the number of ranks in c.
+func (c *Comm) Size() int { return c.size }
+
+// Node returns the name of the node (host or container) that rank runs on.
+func (c *Comm) Node(rank int) string {
+	if rank < 0 || rank >= c.size {
+		return ""
+	}
+	return c.e.nodes[c.group[rank]]
+}
+
+// WorldRank translates a rank of c into the corresponding world rank.
+func (c *Comm) WorldRank(rank int) int {
+	if rank < 0 || rank >= c.size {
+		return -1
+	}
+	return c.group[rank]
+}
+
+func (c *Comm) commRank(world int) int {
+	if world < 0 || world >= len(c.inv) {
+		return world
+	}
+	return c.inv[world]
+}
+
+func (c *Comm) check(op string, rank, tag int, send bool) error {
+	if c.closed.Load() {
+		return &RankError{Op: op, Rank: rank, Tag: tag, Err: ErrClosed}
+	}
+	if rank < 0 || rank >= c.size {
+		if send || rank != AnySource {
+			return &RankError{Op: op, Rank: rank, Tag: tag, Err: fmt.Errorf("%w: %d not in [0, %d)", ErrInvalidRank, rank, c.size)}
+		}
+	}
+	if tag == AnyTag && send || tag < AnyTag && tag < -1<<30 {
+		return &RankError{Op: op, Rank: rank, Tag: tag, Err: ErrInvalidTag}
+	}
+	return nil
+}
+
+// Isend starts sending data to rank dst with tag and returns at once. data must not
+// be modified until the request completes. Small messages complete as soon as they
+// are written; large ones once the receiver has taken the data.
+func (c *Comm) Isend(ctx context.Context, dst, tag int, data []byte) *Request {
+	r := newRequest(ctx, c, kindSend)
+	r.peer, r.tag, r.cid, r.payload = dst, tag, c.cid, data
+	if err := c.check("send", dst, tag, true); err != nil {
+		r.complete(Status{}, err)
+		return r
+	}
+	r.dst = c.group[dst]
+	c.e.send(r)
+	return r
+}
+
+// Send sends data to rank dst with tag; it blocks until data may be reused.
+func (c *Comm) Send(ctx context.Context, dst, tag int, data []byte) error {
+	_, err := c.Isend(ctx, dst, tag, data).Wait()
+	return err
+}
+
+// Irecv starts a receive from rank src (or AnySource) with tag (or AnyTag). With a
+// nil buf the message is received into a new buffer, returned by Request.Data;
+// otherwise into buf, and a larger message fails with ErrTruncated.
+func (c *Comm) Irecv(ctx context.Context, src, tag int, buf []byte) *Request {
+	r := newRequest(ctx, c, kindRecv)
+	r.peer, r.tag, r.cid, r.buf = src, tag, c.cid, buf
+	if buf == nil {
+		r.buf = nil
+	}
+	if err := c.check("recv", src, tag, false); err != nil {
+		r.complete(Status{}, err)
+		return r
+	}
+	r.src = AnySource
+	if src != AnySource {
+		r.src = c.group[src]
+	}
+	c.e.postRecv(r)
+	return r
+}
+
+// Recv receives a message from rank src (or AnySource) with tag (or AnyTag) into a
+// new buffer and returns it with the message's status.
+func (c *Comm) Recv(ctx context.Context, src, tag int) ([]byte, Status, error) {
+	r := c.Irecv(ctx, src, tag, nil)
+	st, err := r.Wait()
+	if err != nil {
+		return nil, st, err
+	}
+	return r.data, st, nil
+}
+
+// RecvInto receives a message into buf. A message larger than buf fails with an
+// error wrapping ErrTruncated (buf then holds its first len(buf) bytes).
+func (c *Comm) RecvInto(ctx context.Context, src, tag int, buf []byte) (Status, error) {
+	if buf == nil {
+		buf = []byte{}
+	}
+	return c.Irecv(ctx, src, tag, buf).Wait()
+}
+
+// Sendrecv sends data to dst and receives from src at the same time, so that
+// pairwise exchanges cannot deadlock. The message is received into recvBuf, or
+// into a new buffer when recvBuf is nil; the received bytes are returned.
+func (c *Comm) Sendrecv(ctx context.Context, data []byte, dst, sendTag int, recvBuf []byte, src, recvTag int) ([]byte, Status, error) {
+	rr := c.Irecv(ctx, src, recvTag, recvBuf)
+	sr := c.Isend(ctx, dst, sendTag, data)
+	_, serr := sr.Wait()
+	st, rerr := rr.Wait()
+	if rerr != nil {
+		return nil, st, rerr
+	}
+	if serr != nil {
+		return nil, st, serr
+	}
+	return rr.Data(), st, nil
+}
+
+// Probe blocks until a message from src with tag can be received and returns its
+// status without receiving it.
+func (c *Comm) Probe(ctx context.Context, src, tag int) (Status, error) {
+	if err := c.check("probe", src, tag, false); err != nil {
+		return Status{}, err
+	}
+	_, st, err := c.e.probe(ctx, c, c.worldOrAny(src), tag, true)
+	if err != nil {
+		return st, &RankError{Op: "probe", Rank: src, Tag: tag, Err: err}
+	}
+	return st, nil
+}
+
+// Iprobe reports whether a message from src with tag can be received now.
+func (c *Comm) Iprobe(src, tag int) (bool, Status, error) {
+	if err := c.check("iprobe", src, tag, false); err != nil {
+		return false, Status{}, err
+	}
+	ok, st, err := c.e.probe(context.Background(), c, c.worldOrAny(src), tag, false)
+	if err != nil {
+		return false, st, &RankError{Op: "iprobe", Rank: src, Tag: tag, Err: err}
+	}
+	return ok, st, nil
+}
+
+func (c *Comm) worldOrAny(src int) int {
+	if src == AnySource {
+		return AnySource
+	}
+	return c.group[src]
+}
+
+// allgatherInts exchanges a few ints with every rank of c (a collective used to
+// create communicators); the result is indexed by rank.
+func (c *Comm) allgatherInts(ctx context.Context, vals ...int64) ([][]int64, error) {
+	mine := make([]byte, 8*len(vals))
+	for i, v := range vals {
+		binary.LittleEndian.PutUint64(mine[8*i:], uint64(v))
+	}
+	out := make([][]int64, c.size)
+	out[c.rank] = vals
+	reqs := make([]*Request, 0, 2*c.size)
+	bufs := make([][]byte, c.size)
+	for p := range c.size {
+		if p == c.rank {
+			continue
+		}
+		bufs[p] = make([]byte, len(mine))
+		reqs = append(reqs, c.Irecv(ctx, p, tagAgree, bufs[p]), c.Isend(ctx, p, tagAgree, mine))
+	}
+	if _, err := WaitAll(reqs...); err != nil {
+		return nil, err
+	}
+	for p, b := range bufs {
+		if p == c.rank {
+			continue
+		}
+		out[p] = make([]int64, len(vals))
+		for i := range vals {
+			out[p][i] = int64(binary.LittleEndian.Uint64(b[8*i:]))
+		}
+	}
+	return out, nil
+}
+
+// create agrees with the other ranks of c on a fresh context id and gathers each
+// rank's color and key. It is collective over c.
+func (c *Comm) create(ctx context.Context, color, key int) (*Comm, error) {
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	c.e.mu.Lock()
+	proposal := c.e.nextCtx
+	c.e.mu.Unlock()
+	all, err := c.allgatherInts(ctx, int64(color), int64(key), int64(proposal))
+	if err != nil {
+		return nil, fmt.Errorf("comm: creating communicator: %w", err)
+	}
+	cid := uint32(0)
+	for _, v := range all {
+		cid = max(cid, uint32(v[2]))
+	}
+	c.e.mu.Lock()
+	c.e.nextCtx = max(c.e.nextCtx, cid+1)
+	c.e.mu.Unlock()
+	if color < 0 {
+		return nil, nil
+	}
+	var members []int // ranks of c with my color
+	for r, v := range all {
+		if v[0] == int64(color) {
+			members = append(members, r)
+		}
+	}
+	slices.SortStableFunc(members, func(a, b int) int {
+		return cmp.Or(cmp.Compare(all[a][1], all[b][1]), cmp.Compare(a, b))
+	})
+	group := make([]int, len(members))
+	for i, r := range members {
+		group[i] = c.group[r]
+	}
+	return newComm(c.e, cid, group), nil
+}
+
+// Dup returns a communicator with the same ranks as c and its own context: messages
+// on the duplicate never match receives on c. It is collective over c.
+func (c *Comm) Dup(ctx context.Context) (*Comm, error) {
+	return c.create(ctx, 0, c.rank)
+}
+
+// Split partitions c by color: ranks passing the same color form a new
+// communicator, ordered by key and then by their rank in c. A negative color (such
+// as Undefined) returns a nil communicator. It is collective over c.
+func (c *Comm) Split(ctx context.Context, color, key int) (*Comm, error) {
+	if color < 0 && color != Undefined {
+		return nil, fmt.Errorf("comm: Split color %d must be >= 0 or Undefined", color)
+	}
+	return c.create(ctx, color, key)
+}
+
+// SplitByNode returns the communicator of the ranks of c that share this rank's
+// node (host or container), ordered by their rank in c. It is collective over c.
+func (c *Comm) SplitByNode(ctx context.Context) (*Comm, error) {
+	names := make([]string, 0)
+	for r := range c.size {
+		if n := c.Node(r); !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return c.create(ctx, slices.Index(names, c.Node(c.rank)), c.rank)
+}
+
+// Close releases c. Closing the world communicator is collective, like
+// MPI_Finalize: it says goodbye to every peer, waits (up to a minute) until each has
+// closed too or is gone, and then closes the connections. Close is idempotent.
+func (c *Comm) Close() error {
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		if !c.world {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		c.closeErr = c.e.close(ctx)
+		if c.rdv != nil {
+			if err := c.rdv.Close(); err != nil && c.closeErr == nil {
+				c.closeErr = err
+			}
+		}
+	})
+	return c.closeErr
+}

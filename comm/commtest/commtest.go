@@ -1,0 +1,75 @@
+// Package commtest runs ranks as goroutines of one test process, connected by
+// comm's in-process transport, for tests and benchmarks of code built on comm.
+//
+//	w := commtest.NewWorld(t, 4)
+//	w.Run(func(c *comm.Comm) error {
+//		return c.Send(ctx, (c.Rank()+1)%c.Size(), 0, []byte("hi"))
+//	})
+package commtest
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/pmrun/pmrun/comm"
+)
+
+// World is an in-process world of goroutine ranks.
+type World struct {
+	tb    testing.TB
+	Comms []*comm.Comm // Comms[r] is rank r's world communicator
+}
+
+// NewWorld starts n ranks with the default configuration; they are closed by
+// tb.Cleanup.
+func NewWorld(tb testing.TB, n int) *World {
+	return NewWorldConfig(tb, n, nil)
+}
+
+// NewWorldConfig is NewWorld with a configuration (nil means the default).
+func NewWorldConfig(tb testing.TB, n int, cfg *comm.Config) *World {
+	tb.Helper()
+	cs, err := comm.NewLocalWorld(n, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := &World{tb: tb, Comms: cs}
+	tb.Cleanup(w.Close)
+	return w
+}
+
+// Run calls fn once per rank, each in its own goroutine, and waits for all of them.
+// It returns the errors by rank and fails the test for any non-nil one.
+func (w *World) Run(fn func(c *comm.Comm) error) []error {
+	w.tb.Helper()
+	errs := make([]error, len(w.Comms))
+	var wg sync.WaitGroup
+	for r, c := range w.Comms {
+		wg.Go(func() {
+			defer func() {
+				if p := recover(); p != nil {
+					errs[r] = fmt.Errorf("rank %d panicked: %v", r, p)
+				}
+			}()
+			errs[r] = fn(c)
+		})
+	}
+	wg.Wait()
+	for r, err := range errs {
+		if err != nil {
+			w.tb.Errorf("rank %d: %v", r, err)
+		}
+	}
+	return errs
+}
+
+// Close closes every rank's world communicator, concurrently (closing a world is
+// collective). It is idempotent.
+func (w *World) Close() {
+	var wg sync.WaitGroup
+	for _, c := range w.Comms {
+		wg.Go(func() { c.Close() })
+	}
+	wg.Wait()
+}

@@ -1,0 +1,106 @@
+package comm
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config tunes a world. A nil *Config means DefaultConfig().
+type Config struct {
+	// EagerLimit is the largest message sent eagerly (header and payload at once).
+	// Larger messages use the rendezvous protocol: the payload moves only once the
+	// receiver has posted a matching receive, straight into its buffer.
+	EagerLimit int
+	// ChunkSize is the largest data frame of a rendezvous transfer; between chunks,
+	// other messages to the same peer get their turn on the connection.
+	ChunkSize int
+	// Compress enables s2 compression of payloads of at least CompressMin bytes.
+	// Payloads that do not shrink by at least 1/8 are sent uncompressed.
+	Compress bool
+	// CompressMin is the smallest payload worth compressing.
+	CompressMin int
+	// DialTimeout bounds connecting to one peer, handshake included.
+	DialTimeout time.Duration
+	// Logf receives diagnostics (refused connections, lost peers). Nil discards them.
+	Logf func(format string, args ...any)
+}
+
+// DefaultConfig returns the defaults: 64 KiB eager limit, 4 MiB chunks,
+// compression off (it costs more than it saves on loopback and fast LANs).
+func DefaultConfig() *Config {
+	return &Config{
+		EagerLimit:  64 << 10,
+		ChunkSize:   4 << 20,
+		CompressMin: 64 << 10,
+		DialTimeout: 10 * time.Second,
+	}
+}
+
+// Validate reports the first bad field.
+func (c *Config) Validate() error {
+	switch {
+	case c.EagerLimit < 0 || c.EagerLimit > 16<<20:
+		return fmt.Errorf("comm: EagerLimit %d must be in [0, 16 MiB]", c.EagerLimit)
+	case c.ChunkSize < 4<<10 || c.ChunkSize > 32<<20:
+		return fmt.Errorf("comm: ChunkSize %d must be in [4 KiB, 32 MiB]", c.ChunkSize)
+	case c.CompressMin < 0:
+		return fmt.Errorf("comm: CompressMin %d must not be negative", c.CompressMin)
+	case c.DialTimeout <= 0:
+		return fmt.Errorf("comm: DialTimeout %v must be positive", c.DialTimeout)
+	}
+	return nil
+}
+
+func (c *Config) logf(format string, args ...any) {
+	if c.Logf != nil {
+		c.Logf(format, args...)
+	}
+}
+
+// ConfigFromEnv returns DefaultConfig() adjusted by the environment:
+// PMRUN_EAGER_LIMIT and PMRUN_CHUNK_SIZE (bytes, with optional k/m suffix),
+// PMRUN_COMPRESS (1/true/on) and PMRUN_COMPRESS_MIN.
+func ConfigFromEnv() (*Config, error) {
+	c := DefaultConfig()
+	for _, v := range []struct {
+		name string
+		dst  *int
+	}{{"PMRUN_EAGER_LIMIT", &c.EagerLimit}, {"PMRUN_CHUNK_SIZE", &c.ChunkSize}, {"PMRUN_COMPRESS_MIN", &c.CompressMin}} {
+		if s := os.Getenv(v.name); s != "" {
+			n, err := parseSize(s)
+			if err != nil {
+				return nil, fmt.Errorf("comm: %s=%q: %w", v.name, s, err)
+			}
+			*v.dst = n
+		}
+	}
+	if s := os.Getenv("PMRUN_COMPRESS"); s != "" {
+		switch strings.ToLower(s) {
+		case "1", "true", "on", "yes", "s2":
+			c.Compress = true
+		case "0", "false", "off", "no":
+			c.Compress = false
+		default:
+			return nil, fmt.Errorf("comm: PMRUN_COMPRESS=%q: want on or off", s)
+		}
+	}
+	return c, c.Validate()
+}
+
+func parseSize(s string) (int, error) {
+	mult := 1
+	switch {
+	case strings.HasSuffix(strings.ToLower(s), "k"):
+		mult, s = 1<<10, s[:len(s)-1]
+	case strings.HasSuffix(strings.ToLower(s), "m"):
+		mult, s = 1<<20, s[:len(s)-1]
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("not a size")
+	}
+	return n * mult, nil
+}

@@ -1,0 +1,622 @@
+package comm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/klauspost/compress/s2"
+	"github.com/pmrun/pmrun/internal/wire"
+)
+
+// engine is one process's (one world rank's) message engine: it owns the links to
+// every peer, matches arriving messages against posted receives, and runs the
+// rendezvous protocol. All communicators of a process share it; the context id in
+// every frame keeps their traffic apart.
+type engine struct {
+	cfg   *Config
+	rank  int
+	size  int
+	nodes []string // world rank -> node name
+	lim   wire.Limits
+
+	links []link // by world rank; links[rank] loops back; immutable after start
+
+	mu      sync.Mutex // guards the fields below
+	queues  map[uint32]*matchQueue
+	rdvSend map[uint64]*Request // sends waiting for a CTS, by id
+	rdvRecv map[uint64]*Request // receives waiting for data, by id
+	nextID  uint64
+	nextCtx uint32
+	arrived chan struct{} // closed and replaced whenever a message is queued unexpected
+	lost    map[int]error // world rank -> why it is gone
+	byes    map[int]bool  // world ranks that closed in order
+	byeCh   chan struct{} // closed and replaced when a bye or loss is recorded
+	closed  bool
+	pushers sync.WaitGroup // goroutines pushing rendezvous data
+
+	closeHook     func() error                     // transport teardown, run once by close
+	launcherAbort func(code int, msg string) error // asks the launcher to end the job
+}
+
+type matchQueue struct {
+	posted     []*Request
+	unexpected []*inMsg
+}
+
+// inMsg is a message that arrived before a matching receive was posted.
+type inMsg struct {
+	src  int // world rank
+	tag  int
+	rts  bool
+	data []byte // eager payload
+	size int    // announced size of a rendezvous message
+	id   uint64 // sender's rendezvous id
+}
+
+const worldCtx = 1
+
+func newEngine(cfg *Config, rank, size int, nodes []string) *engine {
+	return &engine{
+		cfg: cfg, rank: rank, size: size, nodes: nodes,
+		lim:     wire.Limits{MaxPayload: uint64(max(cfg.EagerLimit, cfg.ChunkSize)) + 1024, MaxMessage: 1 << 42, MaxRank: int32(size)},
+		links:   make([]link, size),
+		queues:  make(map[uint32]*matchQueue),
+		rdvSend: make(map[uint64]*Request),
+		rdvRecv: make(map[uint64]*Request),
+		nextID:  1,
+		nextCtx: worldCtx + 1,
+		arrived: make(chan struct{}),
+		lost:    make(map[int]error),
+		byes:    make(map[int]bool),
+		byeCh:   make(chan struct{}),
+	}
+}
+
+func (e *engine) queue(cid uint32) *matchQueue {
+	q := e.queues[cid]
+	if q == nil {
+		q = &matchQueue{}
+		e.queues[cid] = q
+	}
+	return q
+}
+
+func matches(wantSrc, wantTag, src, tag int) bool {
+	if wantSrc != AnySource && wantSrc != src {
+		return false
+	}
+	if wantTag == AnyTag {
+		return tag >= 0 // wildcards never match reserved (negative) tags
+	}
+	return wantTag == tag
+}
+
+// takeUnexpected removes and returns the oldest queued message matching src/tag.
+func (q *matchQueue) takeUnexpected(src, tag int, remove bool) *inMsg {
+	for i, m := range q.unexpected {
+		if matches(src, tag, m.src, m.tag) {
+			if remove {
+				q.unexpected = append(q.unexpected[:i], q.unexpected[i+1:]...)
+			}
+			return m
+		}
+	}
+	return nil
+}
+
+// takePosted removes and returns the oldest posted receive matching a message.
+func (q *matchQueue) takePosted(src, tag int) *Request {
+	for i, r := range q.posted {
+		if matches(r.src, r.tag, src, tag) {
+			q.posted = append(q.posted[:i], q.posted[i+1:]...)
+			r.state = stMatched
+			return r
+		}
+	}
+	return nil
+}
+
+func (q *matchQueue) removePosted(r *Request) bool {
+	for i, p := range q.posted {
+		if p == r {
+			q.posted = append(q.posted[:i], q.posted[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+func (e *engine) notifyArrived() {
+	close(e.arrived)
+	e.arrived = make(chan struct{})
+}
+
+// peerGone returns why world rank w can no longer be reached, or nil. Caller holds mu.
+func (e *engine) peerGone(w int) error {
+	if err, ok := e.lost[w]; ok {
+		return &PeerError{Rank: w, Reason: err}
+	}
+	if e.byes[w] {
+		return &PeerError{Rank: w, Reason: errors.New("rank closed its communicator")}
+	}
+	return nil
+}
+
+// ---- posting operations (called by Comm) ----
+
+// postRecv matches r against queued messages or posts it.
+func (e *engine) postRecv(r *Request) {
+	e.mu.Lock()
+	if r.state == stCancelled {
+		e.mu.Unlock()
+		return
+	}
+	if e.closed {
+		e.mu.Unlock()
+		r.complete(Status{}, ErrClosed)
+		return
+	}
+	q := e.queue(r.cid)
+	m := q.takeUnexpected(r.src, r.tag, true)
+	if m == nil {
+		var gone error
+		if r.src != AnySource {
+			gone = e.peerGone(r.src)
+		} else {
+			for w := range e.lost {
+				gone = e.peerGone(w)
+				break
+			}
+		}
+		if gone != nil {
+			e.mu.Unlock()
+			r.complete(Status{}, gone)
+			return
+		}
+		r.state = stPosted
+		q.posted = append(q.posted, r)
+		e.mu.Unlock()
+		return
+	}
+	r.state = stMatched
+	e.mu.Unlock()
+	if m.rts {
+		e.startRdvRecv(r, m.src, m.tag, m.size, m.id)
+	} else {
+		e.deliverEager(r, m.src, m.tag, m.data)
+	}
+}
+
+// cancel withdraws r after its context ended, unless a message is already being
+// delivered into it (that delivery then completes it).
+func (e *engine) cancel(r *Request) {
+	e.mu.Lock()
+	ok := false
+	switch r.state {
+	case stNew:
+		ok = true
+	case stPosted:
+		if r.kind == kindRecv {
+			e.queue(r.cid).removePosted(r)
+			ok = true
+		} else if _, waiting := e.rdvSend[r.id]; waiting {
+			delete(e.rdvSend, r.id)
+			ok = true
+		}
+	case stMatched:
+		if r.kind == kindRecv && r.target != nil && e.rdvRecv[r.id] == r {
+			r.dropped = true // its remaining data is read and discarded
+			ok = true
+		}
+	}
+	if ok {
+		r.state = stCancelled
+	}
+	e.mu.Unlock()
+	if ok {
+		r.complete(Status{}, r.ctx.Err())
+	}
+}
+
+// send transmits r.payload to world rank r.dst: eagerly, or by rendezvous.
+func (e *engine) send(r *Request) {
+	e.mu.Lock()
+	if r.state == stCancelled {
+		e.mu.Unlock()
+		return
+	}
+	if e.closed {
+		e.mu.Unlock()
+		r.complete(Status{}, ErrClosed)
+		return
+	}
+	if gone := e.peerGone(r.dst); gone != nil && r.dst != e.rank {
+		e.mu.Unlock()
+		r.complete(Status{}, gone)
+		return
+	}
+	eager := len(r.payload) <= e.cfg.EagerLimit
+	if !eager {
+		r.id = e.nextID
+		e.nextID++
+		e.rdvSend[r.id] = r
+		r.state = stPosted
+	} else {
+		r.state = stMatched
+	}
+	e.mu.Unlock()
+	l := e.links[r.dst]
+	h := wire.Header{Ctx: r.cid, Src: int32(e.rank), Tag: int32(r.tag)}
+	if eager {
+		h.Kind = wire.KindEager
+		err := e.sendPayload(l, &h, r.payload)
+		r.complete(Status{Count: len(r.payload)}, err)
+		return
+	}
+	h.Kind, h.ID, h.Length = wire.KindRTS, r.id, uint64(len(r.payload))
+	if err := l.sendFrame(&h, nil); err != nil {
+		e.mu.Lock()
+		delete(e.rdvSend, r.id)
+		e.mu.Unlock()
+		r.complete(Status{}, err)
+	}
+}
+
+// sendPayload sends an eager or data frame, compressing the payload if it pays.
+func (e *engine) sendPayload(l link, h *wire.Header, p []byte) error {
+	if e.cfg.Compress && len(p) >= e.cfg.CompressMin && len(p) > 0 {
+		if c := s2.Encode(nil, p); len(c) < len(p)-len(p)/8 {
+			h.Flags |= wire.FlagCompressed
+			p = c
+		}
+	}
+	h.Length = uint64(len(p))
+	return l.sendFrame(h, p)
+}
+
+// ---- delivery (called by links) ----
+
+// onEager handles an eager frame whose payload (owned by the engine now) was read.
+func (e *engine) onEager(h *wire.Header, payload []byte) error {
+	if h.Flags&wire.FlagCompressed != 0 {
+		d, err := s2.Decode(nil, payload)
+		if err != nil {
+			return fmt.Errorf("%w: eager payload: %v", wire.ErrBadPayload, err)
+		}
+		payload = d
+	}
+	src, tag := int(h.Src), int(h.Tag)
+	e.mu.Lock()
+	q := e.queue(h.Ctx)
+	r := q.takePosted(src, tag)
+	if r == nil {
+		q.unexpected = append(q.unexpected, &inMsg{src: src, tag: tag, data: payload})
+		e.notifyArrived()
+		e.mu.Unlock()
+		return nil
+	}
+	e.mu.Unlock()
+	e.deliverEager(r, src, tag, payload)
+	return nil
+}
+
+func (e *engine) deliverEager(r *Request, src, tag int, data []byte) {
+	st := Status{Source: r.c.commRank(src), Tag: tag, Count: len(data)}
+	if r.buf == nil {
+		r.data = data
+		r.complete(st, nil)
+		return
+	}
+	n := copy(r.buf, data)
+	if n < len(data) {
+		r.complete(st, &RankError{Op: "recv", Rank: st.Source, Tag: tag, Err: ErrTruncated})
+		return
+	}
+	r.complete(st, nil)
+}
+
+// onRTS handles a rendezvous announcement.
+func (e *engine) onRTS(h *wire.Header) {
+	src, tag := int(h.Src), int(h.Tag)
+	e.mu.Lock()
+	q := e.queue(h.Ctx)
+	r := q.takePosted(src, tag)
+	if r == nil {
+		q.unexpected = append(q.unexpected, &inMsg{src: src, tag: tag, rts: true, size: int(h.Length), id: h.ID})
+		e.notifyArrived()
+		e.mu.Unlock()
+		return
+	}
+	e.mu.Unlock()
+	e.startRdvRecv(r, src, tag, int(h.Length), h.ID)
+}
+
+// startRdvRecv answers an RTS matched by r with a CTS naming where the data goes.
+func (e *engine) startRdvRecv(r *Request, src, tag, size int, sendID uint64) {
+	st := Status{Source: r.c.commRank(src), Tag: tag, Count: size}
+	cts := wire.Header{Kind: wire.KindCTS, Ctx: r.cid, Src: int32(e.rank), Tag: int32(tag), ID: sendID}
+	if r.buf != nil && size > len(r.buf) {
+		// Tell the sender to drop the data (CTS with receive id 0); the sender succeeds.
+		_ = e.links[src].sendFrame(&cts, nil)
+		r.complete(st, &RankError{Op: "recv", Rank: st.Source, Tag: tag, Err: ErrTruncated})
+		return
+	}
+	var target []byte
+	if r.buf != nil {
+		target = r.buf[:size]
+	} else {
+		target = make([]byte, size)
+		r.data = target
+	}
+	e.mu.Lock()
+	r.target, r.msgSrc, r.msgTag, r.st = target, src, tag, st
+	id := e.nextID
+	e.nextID++
+	r.id = id
+	e.rdvRecv[id] = r
+	e.mu.Unlock()
+	cts.Length = id
+	if err := e.links[src].sendFrame(&cts, nil); err != nil {
+		e.mu.Lock()
+		delete(e.rdvRecv, id)
+		e.mu.Unlock()
+		r.complete(st, err)
+	}
+}
+
+// onCTS starts pushing the data of the send it names.
+func (e *engine) onCTS(h *wire.Header) {
+	e.mu.Lock()
+	r := e.rdvSend[h.ID]
+	delete(e.rdvSend, h.ID)
+	if r != nil && e.closed { // close already failed it
+		e.mu.Unlock()
+		return
+	}
+	if r != nil {
+		r.state = stMatched
+		if h.Length != 0 {
+			e.pushers.Add(1)
+		}
+	}
+	e.mu.Unlock()
+	if r == nil {
+		e.cfg.logf("comm: rank %d: clear-to-send for unknown send %d from rank %d", e.rank, h.ID, h.Src)
+		return
+	}
+	if h.Length == 0 { // receiver truncated and discards the message
+		r.complete(Status{Count: len(r.payload)}, nil)
+		return
+	}
+	go e.push(r, h.Length)
+}
+
+// push sends r's payload as data frames; it owns its goroutine until done.
+func (e *engine) push(r *Request, recvID uint64) {
+	defer e.pushers.Done()
+	l := e.links[r.dst]
+	p := r.payload
+	for off := 0; off < len(p); {
+		n := min(e.cfg.ChunkSize, len(p)-off)
+		h := wire.Header{Kind: wire.KindData, Ctx: r.cid, Src: int32(e.rank), Tag: int32(r.tag), ID: recvID}
+		if err := e.sendPayload(l, &h, p[off:off+n]); err != nil {
+			r.complete(Status{}, err)
+			return
+		}
+		off += n
+	}
+	r.complete(Status{Count: len(p)}, nil)
+}
+
+// dataTarget returns where the n bytes of data frame h go; nil means discard.
+func (e *engine) dataTarget(h *wire.Header, n int) (*Request, []byte, error) {
+	e.mu.Lock()
+	r := e.rdvRecv[h.ID]
+	dropped := r != nil && r.dropped
+	e.mu.Unlock()
+	if r == nil {
+		return nil, nil, fmt.Errorf("%w: data for unknown receive %d", wire.ErrBadPayload, h.ID)
+	}
+	if r.got+n > len(r.target) {
+		return nil, nil, fmt.Errorf("%w: data overruns receive %d (%d+%d > %d)", wire.ErrBadPayload, h.ID, r.got, n, len(r.target))
+	}
+	if dropped {
+		return r, nil, nil
+	}
+	return r, r.target[r.got : r.got+n], nil
+}
+
+// fillData places the payload of data frame h (decompressing it if flagged).
+func (e *engine) fillData(h *wire.Header, payload []byte) error {
+	n := len(payload)
+	if h.Flags&wire.FlagCompressed != 0 {
+		d, err := s2.DecodedLen(payload)
+		if err != nil {
+			return fmt.Errorf("%w: data chunk: %v", wire.ErrBadPayload, err)
+		}
+		n = d
+	}
+	r, t, err := e.dataTarget(h, n)
+	if err != nil {
+		return err
+	}
+	if t != nil {
+		if h.Flags&wire.FlagCompressed != 0 {
+			if _, err := s2.Decode(t, payload); err != nil {
+				return fmt.Errorf("%w: data chunk: %v", wire.ErrBadPayload, err)
+			}
+		} else {
+			copy(t, payload)
+		}
+	}
+	e.dataDone(h, r, n)
+	return nil
+}
+
+// dataDone records n more bytes received for r; the last one completes it.
+func (e *engine) dataDone(h *wire.Header, r *Request, n int) {
+	r.got += n
+	if r.got == len(r.target) {
+		e.mu.Lock()
+		delete(e.rdvRecv, h.ID)
+		e.mu.Unlock()
+		r.complete(r.st, nil)
+	}
+}
+
+// ---- probing ----
+
+// probe looks for a queued message matching src/tag; with wait it blocks until one
+// arrives.
+func (e *engine) probe(ctx context.Context, c *Comm, src, tag int, wait bool) (bool, Status, error) {
+	for {
+		e.mu.Lock()
+		if e.closed {
+			e.mu.Unlock()
+			return false, Status{}, ErrClosed
+		}
+		if m := e.queue(c.cid).takeUnexpected(src, tag, false); m != nil {
+			n := len(m.data)
+			if m.rts {
+				n = m.size
+			}
+			e.mu.Unlock()
+			return true, Status{Source: c.commRank(m.src), Tag: m.tag, Count: n}, nil
+		}
+		if src != AnySource {
+			if gone := e.peerGone(src); gone != nil {
+				e.mu.Unlock()
+				return false, Status{}, gone
+			}
+		}
+		arrived := e.arrived
+		e.mu.Unlock()
+		if !wait {
+			return false, Status{}, nil
+		}
+		select {
+		case <-arrived:
+		case <-ctx.Done():
+			return false, Status{}, ctx.Err()
+		}
+	}
+}
+
+// ---- failures and shutdown ----
+
+// peerDown records that world rank w is gone (bye: it closed in order) and fails
+// every pending operation that depends on it. A lost (not bye) peer also fails
+// wildcard receives: the job is going down.
+func (e *engine) peerDown(w int, bye bool, reason error) {
+	e.mu.Lock()
+	if e.byes[w] || e.lost[w] != nil {
+		e.mu.Unlock()
+		return
+	}
+	if bye {
+		e.byes[w] = true
+	} else {
+		e.lost[w] = reason
+	}
+	gone := e.peerGone(w)
+	var failed []*Request
+	for _, q := range e.queues {
+		kept := q.posted[:0]
+		for _, r := range q.posted {
+			if r.src == w || (!bye && r.src == AnySource) {
+				failed = append(failed, r)
+			} else {
+				kept = append(kept, r)
+			}
+		}
+		clear(q.posted[len(kept):])
+		q.posted = kept
+	}
+	for id, r := range e.rdvRecv {
+		if r.msgSrc == w {
+			failed = append(failed, r)
+			delete(e.rdvRecv, id)
+		}
+	}
+	for id, r := range e.rdvSend {
+		if r.dst == w {
+			failed = append(failed, r)
+			delete(e.rdvSend, id)
+		}
+	}
+	close(e.byeCh)
+	e.byeCh = make(chan struct{})
+	e.notifyArrived() // wake probes so they see the loss
+	e.mu.Unlock()
+	if !bye && reason != nil {
+		e.cfg.logf("comm: rank %d: %v", e.rank, gone)
+	}
+	for _, r := range failed {
+		r.complete(Status{}, gone)
+	}
+}
+
+// close says goodbye to every peer, waits (bounded by ctx) until each has said
+// goodbye too or is gone, then tears the transport down and fails what is pending.
+func (e *engine) close(ctx context.Context) error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.mu.Unlock()
+	for w, l := range e.links {
+		if w != e.rank && l != nil {
+			h := wire.Header{Kind: wire.KindBye, Src: int32(e.rank)}
+			_ = l.sendFrame(&h, nil)
+		}
+	}
+	for {
+		e.mu.Lock()
+		pending := 0
+		for w := range e.size {
+			if w != e.rank && !e.byes[w] && e.lost[w] == nil {
+				pending++
+			}
+		}
+		ch := e.byeCh
+		e.mu.Unlock()
+		if pending == 0 {
+			break
+		}
+		select {
+		case <-ch:
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+	e.mu.Lock()
+	e.closed = true
+	var failed []*Request
+	for _, q := range e.queues {
+		failed = append(failed, q.posted...)
+		q.posted = nil
+	}
+	for _, r := range e.rdvRecv {
+		failed = append(failed, r)
+	}
+	for _, r := range e.rdvSend {
+		failed = append(failed, r)
+	}
+	clear(e.rdvRecv)
+	clear(e.rdvSend)
+	e.notifyArrived()
+	e.mu.Unlock()
+	var err error
+	if e.closeHook != nil {
+		err = e.closeHook()
+	}
+	e.pushers.Wait()
+	for _, r := range failed {
+		r.complete(Status{}, ErrClosed)
+	}
+	return err
+}

@@ -1,0 +1,183 @@
+package comm
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"sync/atomic"
+)
+
+// Status describes a received or probed message.
+type Status struct {
+	Source int // rank of the sender in the communicator
+	Tag    int // tag of the message
+	Count  int // size of the message in bytes
+}
+
+type reqKind uint8
+
+const (
+	kindSend reqKind = iota + 1
+	kindRecv
+)
+
+// Request is a pending nonblocking operation returned by Isend and Irecv.
+// Wait and Test may be called from any goroutine; a Request completes once.
+type Request struct {
+	c    *Comm
+	kind reqKind
+	ctx  context.Context
+	done chan struct{} // closed on completion
+	fin  atomic.Bool   // set by the one goroutine that completes the request
+	st   Status
+	err  error
+	stop func() bool // stops the context watcher
+
+	// Receive side. Fields up to got are set before the request is shared and then
+	// guarded by engine.mu until the request is matched; after a match only the
+	// matching goroutine (or the connection reader feeding it) touches them.
+	src     int    // world rank or AnySource
+	tag     int    // tag or AnyTag
+	cid     uint32 // context id
+	buf     []byte // user buffer (RecvInto, Irecv); nil means allocate
+	data    []byte // received payload when buf is nil
+	target  []byte // where rendezvous data lands
+	got     int    // rendezvous bytes received so far
+	msgSrc  int    // world rank of the matched sender
+	msgTag  int
+	dropped bool     // cancelled while its data was arriving; guarded by engine.mu
+	state   reqState // guarded by engine.mu
+	peer    int      // the rank the caller named, for errors
+
+	// Send side.
+	dst     int // world rank
+	payload []byte
+	id      uint64 // rendezvous id
+}
+
+// reqState tracks a request through the engine, so that cancellation and
+// matching never both claim it.
+type reqState uint8
+
+const (
+	stNew       reqState = iota // not yet posted
+	stPosted                    // posted receive, or rendezvous send awaiting CTS
+	stMatched                   // a message is being delivered (or data pushed)
+	stCancelled                 // withdrawn by its context
+)
+
+func newRequest(ctx context.Context, c *Comm, kind reqKind) *Request {
+	r := &Request{c: c, kind: kind, ctx: ctx, done: make(chan struct{})}
+	if ctx.Done() != nil {
+		r.stop = context.AfterFunc(ctx, func() { c.e.cancel(r) })
+	}
+	return r
+}
+
+// complete finishes r once; later calls are ignored and report false.
+func (r *Request) complete(st Status, err error) bool {
+	if !r.fin.CompareAndSwap(false, true) {
+		return false
+	}
+	if r.stop != nil {
+		r.stop()
+	}
+	var re *RankError
+	if err != nil && !errors.As(err, &re) {
+		op := "send"
+		if r.kind == kindRecv {
+			op = "recv"
+		}
+		err = &RankError{Op: op, Rank: r.peer, Tag: r.tag, Err: err}
+	}
+	r.st, r.err = st, err
+	close(r.done)
+	return true
+}
+
+// Wait blocks until r completes and returns its status. The context given to the
+// call that created r bounds the wait; when it is cancelled the request is
+// cancelled and Wait returns an error wrapping ctx.Err().
+func (r *Request) Wait() (Status, error) {
+	if r == nil {
+		return Status{}, nil
+	}
+	<-r.done
+	return r.st, r.err
+}
+
+// Test reports whether r has completed, without blocking; st and err are valid
+// only when done is true.
+func (r *Request) Test() (done bool, st Status, err error) {
+	if r == nil {
+		return true, Status{}, nil
+	}
+	select {
+	case <-r.done:
+		return true, r.st, r.err
+	default:
+		return false, Status{}, nil
+	}
+}
+
+// Done returns a channel closed when r completes, for use in select statements.
+func (r *Request) Done() <-chan struct{} { return r.done }
+
+// Data returns the payload of a completed receive posted without a buffer
+// (Irecv with a nil buffer); for other requests it returns the buffer given.
+func (r *Request) Data() []byte {
+	if r.buf != nil {
+		return r.buf[:min(r.st.Count, len(r.buf))]
+	}
+	return r.data
+}
+
+// WaitAll waits for every request and returns their statuses in order, with the
+// first error met (the other requests are still waited for).
+func WaitAll(reqs ...*Request) ([]Status, error) {
+	sts := make([]Status, len(reqs))
+	var first error
+	for i, r := range reqs {
+		st, err := r.Wait()
+		sts[i] = st
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	return sts, first
+}
+
+// WaitAny waits until one of reqs completes and returns its index and status.
+// Nil requests are ignored; with no non-nil request it returns -1.
+func WaitAny(reqs ...*Request) (int, Status, error) {
+	for i, r := range reqs { // fast path: already complete
+		if r != nil && r.fin.Load() {
+			<-r.done
+			return i, r.st, r.err
+		}
+	}
+	cases := make([]reflect.SelectCase, 0, len(reqs))
+	idx := make([]int, 0, len(reqs))
+	for i, r := range reqs {
+		if r != nil {
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(r.done)})
+			idx = append(idx, i)
+		}
+	}
+	if len(cases) == 0 {
+		return -1, Status{}, nil
+	}
+	chosen, _, _ := reflect.Select(cases)
+	r := reqs[idx[chosen]]
+	return idx[chosen], r.st, r.err
+}
+
+// TestAll reports whether all requests have completed, without blocking.
+func TestAll(reqs ...*Request) bool {
+	for _, r := range reqs {
+		if r != nil && !r.fin.Load() {
+			return false
+		}
+	}
+	return true
+}

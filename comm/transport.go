@@ -1,0 +1,98 @@
+package comm
+
+import (
+	"fmt"
+
+	"github.com/pmrun/pmrun/internal/wire"
+)
+
+// link carries frames from this process's engine to one peer. sendFrame writes a
+// header and its payload as one unit (frames of concurrent callers never
+// interleave) and is safe for concurrent use. The receiving side feeds arriving
+// frames to its engine (onEager, onRTS, onCTS, fillData, peerDown).
+//
+// Two links exist: loopLink, which hands frames straight to another engine in the
+// same process (goroutine ranks, and every rank's messages to itself), and tcpLink.
+type link interface {
+	sendFrame(h *wire.Header, payload []byte) error
+	close() error
+}
+
+var (
+	_ link = (*loopLink)(nil)
+	_ link = (*tcpLink)(nil)
+)
+
+// loopLink delivers frames synchronously into the engine of a rank of the same
+// process. Eager payloads are copied (the sender may reuse its buffer at once);
+// rendezvous data is copied once, from the sender's buffer into the receiver's.
+type loopLink struct {
+	from, to *engine
+}
+
+func (l *loopLink) sendFrame(h *wire.Header, payload []byte) error {
+	switch h.Kind {
+	case wire.KindEager:
+		var p []byte
+		if h.Flags&wire.FlagCompressed != 0 {
+			p = payload // already a fresh buffer
+		} else {
+			p = make([]byte, len(payload))
+			copy(p, payload)
+		}
+		return l.to.onEager(h, p)
+	case wire.KindRTS:
+		l.to.onRTS(h)
+	case wire.KindCTS:
+		l.to.onCTS(h)
+	case wire.KindData:
+		return l.to.fillData(h, payload)
+	case wire.KindBye:
+		l.to.peerDown(l.from.rank, true, nil)
+	}
+	return nil
+}
+
+func (l *loopLink) close() error { return nil }
+
+// NewLocalWorld returns the world communicators of n ranks that are goroutines of
+// this process, connected by in-process links (no sockets). Each returned Comm is
+// used by one rank; close all of them when done (Close on each, concurrently, as
+// with any world). A nil cfg means DefaultConfig().
+func NewLocalWorld(n int, cfg *Config) ([]*Comm, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("comm: NewLocalWorld size %d must be >= 1", n)
+	}
+	if cfg == nil {
+		cfg = DefaultConfig()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	nodes := make([]string, n)
+	for i := range nodes {
+		nodes[i] = "local"
+	}
+	es := make([]*engine, n)
+	for i := range es {
+		es[i] = newEngine(cfg, i, n, nodes)
+	}
+	comms := make([]*Comm, n)
+	for i, e := range es {
+		for j, f := range es {
+			e.links[j] = &loopLink{from: e, to: f}
+		}
+		comms[i] = newWorldComm(e)
+	}
+	return comms, nil
+}
+
+func newWorldComm(e *engine) *Comm {
+	group := make([]int, e.size)
+	for i := range group {
+		group[i] = i
+	}
+	c := newComm(e, worldCtx, group)
+	c.world = true
+	return c
+}

@@ -1,0 +1,152 @@
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Version is the frame format version carried in every header.
+const Version = 1
+
+// HeaderSize is the size in bytes of an encoded Header.
+const HeaderSize = 32
+
+// Kind says what a frame carries. ONLY APPEND: the values are on the wire.
+type Kind uint8
+
+const (
+	// KindEager carries a whole message in its payload.
+	KindEager Kind = iota + 1
+	// KindRTS announces a large message (ready to send); Length is its size, no payload.
+	KindRTS
+	// KindCTS answers an RTS (clear to send): ID is the sender's request id, Length the
+	// receiver's request id.
+	KindCTS
+	// KindData carries one chunk of a large message; ID is the receiver's request id.
+	KindData
+	// KindBye announces an orderly close of the connection.
+	KindBye
+	kindEnd
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindEager:
+		return "eager"
+	case KindRTS:
+		return "rts"
+	case KindCTS:
+		return "cts"
+	case KindData:
+		return "data"
+	case KindBye:
+		return "bye"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Flag bits of Header.Flags.
+const (
+	// FlagCompressed marks a payload compressed with s2.
+	FlagCompressed uint16 = 1 << iota
+)
+
+// Header is a decoded frame header.
+type Header struct {
+	Kind   Kind
+	Flags  uint16
+	Ctx    uint32
+	Src    int32
+	Tag    int32
+	ID     uint64
+	Length uint64
+}
+
+// Limits bound what DecodeHeader accepts.
+type Limits struct {
+	// MaxPayload bounds the payload of one eager or data frame.
+	MaxPayload uint64
+	// MaxMessage bounds the size announced by an RTS frame.
+	MaxMessage uint64
+	// MaxRank bounds the source rank (exclusive); 0 means no bound.
+	MaxRank int32
+}
+
+// DefaultLimits returns limits suited to a job: 64 MiB frames, 1 TiB messages.
+func DefaultLimits() Limits {
+	return Limits{MaxPayload: 64 << 20, MaxMessage: 1 << 40}
+}
+
+// Errors returned by DecodeHeader.
+var (
+	ErrShort      = errors.New("wire: short header")
+	ErrVersion    = errors.New("wire: unsupported version")
+	ErrKind       = errors.New("wire: unknown frame kind")
+	ErrTooLarge   = errors.New("wire: length exceeds limit")
+	ErrBadHeader  = errors.New("wire: malformed header")
+	ErrHandshake  = errors.New("wire: handshake refused")
+	ErrBadPayload = errors.New("wire: malformed payload")
+)
+
+// Put encodes h into b, which must hold HeaderSize bytes.
+func (h *Header) Put(b []byte) {
+	_ = b[HeaderSize-1]
+	b[0] = Version
+	b[1] = byte(h.Kind)
+	binary.LittleEndian.PutUint16(b[2:], h.Flags)
+	binary.LittleEndian.PutUint32(b[4:], h.Ctx)
+	binary.LittleEndian.PutUint32(b[8:], uint32(h.Src))
+	binary.LittleEndian.PutUint32(b[12:], uint32(h.Tag))
+	binary.LittleEndian.PutUint64(b[16:], h.ID)
+	binary.LittleEndian.PutUint64(b[24:], h.Length)
+}
+
+// DecodeHeader decodes and validates a header from the first HeaderSize bytes of b.
+func DecodeHeader(b []byte, lim Limits) (Header, error) {
+	if len(b) < HeaderSize {
+		return Header{}, ErrShort
+	}
+	if b[0] != Version {
+		return Header{}, fmt.Errorf("%w: %d", ErrVersion, b[0])
+	}
+	h := Header{
+		Kind:   Kind(b[1]),
+		Flags:  binary.LittleEndian.Uint16(b[2:]),
+		Ctx:    binary.LittleEndian.Uint32(b[4:]),
+		Src:    int32(binary.LittleEndian.Uint32(b[8:])),
+		Tag:    int32(binary.LittleEndian.Uint32(b[12:])),
+		ID:     binary.LittleEndian.Uint64(b[16:]),
+		Length: binary.LittleEndian.Uint64(b[24:]),
+	}
+	if h.Kind == 0 || h.Kind >= kindEnd {
+		return Header{}, fmt.Errorf("%w: %d", ErrKind, b[1])
+	}
+	if h.Src < 0 || (lim.MaxRank > 0 && h.Src >= lim.MaxRank) {
+		return Header{}, fmt.Errorf("%w: source rank %d", ErrBadHeader, h.Src)
+	}
+	if h.Flags&^FlagCompressed != 0 {
+		return Header{}, fmt.Errorf("%w: unknown flags %#x", ErrBadHeader, h.Flags)
+	}
+	switch h.Kind {
+	case KindEager, KindData:
+		if h.Length > lim.MaxPayload {
+			return Header{}, fmt.Errorf("%w: %s payload %d > %d", ErrTooLarge, h.Kind, h.Length, lim.MaxPayload)
+		}
+	case KindRTS:
+		if h.Length > lim.MaxMessage {
+			return Header{}, fmt.Errorf("%w: message %d > %d", ErrTooLarge, h.Length, lim.MaxMessage)
+		}
+	case KindCTS, KindBye:
+		// CTS carries a request id in Length and no payload; Bye has neither.
+		if h.Kind == KindBye && h.Length != 0 {
+			return Header{}, fmt.Errorf("%w: bye with payload", ErrBadHeader)
+		}
+	}
+	return h, nil
+}
+
+// HasPayload reports whether Length payload bytes follow the header on the wire.
+func (h *Header) HasPayload() bool {
+	return h.Kind == KindEager || h.Kind == KindData
+}
