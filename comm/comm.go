@@ -83,6 +83,15 @@ func (c *Comm) Node(rank int) string {
 	return c.e.nodes[c.group[rank]]
 }
 
+// PeerAddr returns the network address on which rank accepts connections from its
+// peers, or "" for ranks connected in-process. It is meant for diagnostics.
+func (c *Comm) PeerAddr(rank int) string {
+	if rank < 0 || rank >= c.size || c.e.addrs == nil {
+		return ""
+	}
+	return c.e.addrs[c.group[rank]]
+}
+
 // WorldRank translates a rank of c into the corresponding world rank.
 func (c *Comm) WorldRank(rank int) int {
 	if rank < 0 || rank >= c.size {

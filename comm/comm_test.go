@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/pmrun/pmrun/comm"
 	"github.com/pmrun/pmrun/comm/commtest"
+	"github.com/pmrun/pmrun/internal/rendezvous"
 	"go.uber.org/goleak"
 )
 
@@ -35,6 +37,46 @@ func configs() map[string]*comm.Config {
 	return map[string]*comm.Config{"default": nil, "small-eager": smallEager(), "compressed": comp}
 }
 
+// maker builds a world of n goroutine ranks on one transport.
+type maker func(tb testing.TB, n int, cfg *comm.Config) *commtest.World
+
+var transports = map[string]maker{
+	"inproc": commtest.NewWorldConfig,
+	"tcp":    newTCPWorld,
+}
+
+// newTCPWorld connects n goroutine ranks by real TCP connections through a
+// rendezvous service, exactly as processes started by pmrun are.
+func newTCPWorld(tb testing.TB, n int, cfg *comm.Config) *commtest.World {
+	tb.Helper()
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	srv, err := rendezvous.Listen("127.0.0.1:0", secret, n, tb.Logf)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer srv.Close()
+	comms := make([]*comm.Comm, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for r := range n {
+		wg.Go(func() { comms[r], errs[r] = comm.NewTCPWorldForTest(bg, cfg, r, n, secret, srv.Addr()) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return commtest.FromComms(tb, comms)
+}
+
+// eachTransport runs body once per transport.
+func eachTransport(t *testing.T, body func(t *testing.T, mk maker)) {
+	for name, mk := range transports {
+		t.Run(name, func(t *testing.T) { body(t, mk) })
+	}
+}
+
 func pattern(seed, n int) []byte {
 	b := make([]byte, n)
 	for i := range b {
@@ -44,30 +86,32 @@ func pattern(seed, n int) []byte {
 }
 
 func TestSendRecvSizes(t *testing.T) {
-	for name, cfg := range configs() {
-		t.Run(name, func(t *testing.T) {
-			w := commtest.NewWorldConfig(t, 2, cfg)
-			sizes := []int{0, 1, 7, 1 << 10, 1<<10 + 1, 100 << 10, 3<<20 + 5}
-			w.Run(func(c *comm.Comm) error {
-				for i, n := range sizes {
-					if c.Rank() == 0 {
-						if err := c.Send(bg, 1, i, pattern(i, n)); err != nil {
+	eachTransport(t, func(t *testing.T, mk maker) {
+		for name, cfg := range configs() {
+			t.Run(name, func(t *testing.T) {
+				w := mk(t, 2, cfg)
+				sizes := []int{0, 1, 7, 1 << 10, 1<<10 + 1, 100 << 10, 3<<20 + 5}
+				w.Run(func(c *comm.Comm) error {
+					for i, n := range sizes {
+						if c.Rank() == 0 {
+							if err := c.Send(bg, 1, i, pattern(i, n)); err != nil {
+								return err
+							}
+							continue
+						}
+						got, st, err := c.Recv(bg, 0, i)
+						if err != nil {
 							return err
 						}
-						continue
+						if st.Source != 0 || st.Tag != i || st.Count != n || !bytes.Equal(got, pattern(i, n)) {
+							return fmt.Errorf("size %d: status %+v, data ok=%v", n, st, bytes.Equal(got, pattern(i, n)))
+						}
 					}
-					got, st, err := c.Recv(bg, 0, i)
-					if err != nil {
-						return err
-					}
-					if st.Source != 0 || st.Tag != i || st.Count != n || !bytes.Equal(got, pattern(i, n)) {
-						return fmt.Errorf("size %d: status %+v, data ok=%v", n, st, bytes.Equal(got, pattern(i, n)))
-					}
-				}
-				return nil
+					return nil
+				})
 			})
-		})
-	}
+		}
+	})
 }
 
 func TestSelfSend(t *testing.T) {
@@ -90,170 +134,182 @@ func TestSelfSend(t *testing.T) {
 }
 
 func TestWildcardsAndOrder(t *testing.T) {
-	for name, cfg := range configs() {
-		t.Run(name, func(t *testing.T) {
-			const perRank = 200
-			w := commtest.NewWorldConfig(t, 4, cfg)
-			w.Run(func(c *comm.Comm) error {
-				if c.Rank() != 0 {
-					for i := range perRank {
-						n := []int{3, 2000}[i%2] // mix eager and rendezvous
-						msg := pattern(i, n)
-						msg[0] = byte(i)
-						if err := c.Send(bg, 0, i%3, msg); err != nil {
+	eachTransport(t, func(t *testing.T, mk maker) {
+		for name, cfg := range configs() {
+			t.Run(name, func(t *testing.T) {
+				const perRank = 200
+				w := mk(t, 4, cfg)
+				w.Run(func(c *comm.Comm) error {
+					if c.Rank() != 0 {
+						for i := range perRank {
+							n := []int{3, 2000}[i%2] // mix eager and rendezvous
+							msg := pattern(i, n)
+							msg[0] = byte(i)
+							if err := c.Send(bg, 0, i%3, msg); err != nil {
+								return err
+							}
+						}
+						return nil
+					}
+					next := map[[2]int]int{} // (source, tag) -> next expected sequence
+					for range 3 * perRank {
+						data, st, err := c.Recv(bg, comm.AnySource, comm.AnyTag)
+						if err != nil {
 							return err
 						}
+						k := [2]int{st.Source, st.Tag}
+						want, seen := next[k]
+						if !seen {
+							want = st.Tag
+						}
+						if int(data[0]) != want%256 || st.Tag != want%3 {
+							return fmt.Errorf("from %d tag %d: got sequence %d, want %d (overtaken)", st.Source, st.Tag, data[0], want)
+						}
+						next[k] = want + 3
 					}
 					return nil
-				}
-				next := map[[2]int]int{} // (source, tag) -> next expected sequence
-				for range 3 * perRank {
-					data, st, err := c.Recv(bg, comm.AnySource, comm.AnyTag)
-					if err != nil {
-						return err
-					}
-					k := [2]int{st.Source, st.Tag}
-					want, seen := next[k]
-					if !seen {
-						want = st.Tag
-					}
-					if int(data[0]) != want%256 || st.Tag != want%3 {
-						return fmt.Errorf("from %d tag %d: got sequence %d, want %d (overtaken)", st.Source, st.Tag, data[0], want)
-					}
-					next[k] = want + 3
-				}
-				return nil
+				})
 			})
-		})
-	}
+		}
+	})
 }
 
 func TestTagSelectsAmongQueued(t *testing.T) {
-	w := commtest.NewWorld(t, 2)
-	w.Run(func(c *comm.Comm) error {
-		if c.Rank() == 0 {
-			for tag := range 5 {
-				if err := c.Send(bg, 1, tag, []byte{byte(tag)}); err != nil {
-					return err
+	eachTransport(t, func(t *testing.T, mk maker) {
+		w := mk(t, 2, nil)
+		w.Run(func(c *comm.Comm) error {
+			if c.Rank() == 0 {
+				for tag := range 5 {
+					if err := c.Send(bg, 1, tag, []byte{byte(tag)}); err != nil {
+						return err
+					}
 				}
+				return c.Send(bg, 1, 99, nil) // all queued at rank 1 before it receives
 			}
-			return c.Send(bg, 1, 99, nil) // all queued at rank 1 before it receives
-		}
-		if _, err := c.Probe(bg, 0, 99); err != nil {
-			return err
-		}
-		for _, tag := range []int{4, 0, 3, 1, 2, 99} {
-			data, st, err := c.Recv(bg, 0, tag)
-			if err != nil {
+			if _, err := c.Probe(bg, 0, 99); err != nil {
 				return err
 			}
-			if st.Tag != tag || (tag != 99 && data[0] != byte(tag)) {
-				return fmt.Errorf("asked tag %d, got %+v %v", tag, st, data)
+			for _, tag := range []int{4, 0, 3, 1, 2, 99} {
+				data, st, err := c.Recv(bg, 0, tag)
+				if err != nil {
+					return err
+				}
+				if st.Tag != tag || (tag != 99 && data[0] != byte(tag)) {
+					return fmt.Errorf("asked tag %d, got %+v %v", tag, st, data)
+				}
 			}
-		}
-		return nil
+			return nil
+		})
 	})
 }
 
 func TestTruncation(t *testing.T) {
-	for name, cfg := range configs() {
-		t.Run(name, func(t *testing.T) {
-			w := commtest.NewWorldConfig(t, 2, cfg)
-			w.Run(func(c *comm.Comm) error {
-				for _, n := range []int{100, 50 << 10} {
-					if c.Rank() == 0 {
-						if err := c.Send(bg, 1, 1, pattern(2, n)); err != nil {
-							return fmt.Errorf("sender of truncated message: %w", err)
+	eachTransport(t, func(t *testing.T, mk maker) {
+		for name, cfg := range configs() {
+			t.Run(name, func(t *testing.T) {
+				w := mk(t, 2, cfg)
+				w.Run(func(c *comm.Comm) error {
+					for _, n := range []int{100, 50 << 10} {
+						if c.Rank() == 0 {
+							if err := c.Send(bg, 1, 1, pattern(2, n)); err != nil {
+								return fmt.Errorf("sender of truncated message: %w", err)
+							}
+							continue
 						}
-						continue
+						_, err := c.RecvInto(bg, 0, 1, make([]byte, n-1))
+						var re *comm.RankError
+						if !errors.Is(err, comm.ErrTruncated) || !errors.As(err, &re) || re.Rank != 0 || re.Tag != 1 {
+							return fmt.Errorf("%d bytes into %d: err = %v, want ErrTruncated naming rank 0 tag 1", n, n-1, err)
+						}
 					}
-					_, err := c.RecvInto(bg, 0, 1, make([]byte, n-1))
-					var re *comm.RankError
-					if !errors.Is(err, comm.ErrTruncated) || !errors.As(err, &re) || re.Rank != 0 || re.Tag != 1 {
-						return fmt.Errorf("%d bytes into %d: err = %v, want ErrTruncated naming rank 0 tag 1", n, n-1, err)
+					// The link still works after truncations.
+					if c.Rank() == 0 {
+						return c.Send(bg, 1, 2, []byte("ok"))
 					}
-				}
-				// The link still works after truncations.
-				if c.Rank() == 0 {
-					return c.Send(bg, 1, 2, []byte("ok"))
-				}
-				got, _, err := c.Recv(bg, 0, 2)
-				if err == nil && string(got) != "ok" {
-					err = fmt.Errorf("after truncation got %q", got)
-				}
-				return err
+					got, _, err := c.Recv(bg, 0, 2)
+					if err == nil && string(got) != "ok" {
+						err = fmt.Errorf("after truncation got %q", got)
+					}
+					return err
+				})
 			})
-		})
-	}
+		}
+	})
 }
 
 func TestCancellation(t *testing.T) {
-	w := commtest.NewWorld(t, 2)
-	w.Run(func(c *comm.Comm) error {
-		if c.Rank() == 1 {
-			ctx, cancel := context.WithTimeout(bg, 50*time.Millisecond)
-			defer cancel()
-			_, _, err := c.Recv(ctx, 0, 7) // nobody sends tag 7
-			if !errors.Is(err, context.DeadlineExceeded) {
-				return fmt.Errorf("recv with expired ctx: %v", err)
+	eachTransport(t, func(t *testing.T, mk maker) {
+		w := mk(t, 2, nil)
+		w.Run(func(c *comm.Comm) error {
+			if c.Rank() == 1 {
+				ctx, cancel := context.WithTimeout(bg, 50*time.Millisecond)
+				defer cancel()
+				_, _, err := c.Recv(ctx, 0, 7) // nobody sends tag 7
+				if !errors.Is(err, context.DeadlineExceeded) {
+					return fmt.Errorf("recv with expired ctx: %v", err)
+				}
+				var re *comm.RankError
+				if !errors.As(err, &re) || re.Rank != 0 || re.Tag != 7 {
+					return fmt.Errorf("error %v does not name rank 0 tag 7", err)
+				}
+				if _, err := c.Probe(ctx, 0, 7); !errors.Is(err, context.DeadlineExceeded) {
+					return fmt.Errorf("probe with expired ctx: %v", err)
+				}
 			}
-			var re *comm.RankError
-			if !errors.As(err, &re) || re.Rank != 0 || re.Tag != 7 {
-				return fmt.Errorf("error %v does not name rank 0 tag 7", err)
+			// The cancelled receive must not swallow a later message with that tag.
+			if c.Rank() == 0 {
+				time.Sleep(100 * time.Millisecond)
+				return c.Send(bg, 1, 7, []byte("late"))
 			}
-			if _, err := c.Probe(ctx, 0, 7); !errors.Is(err, context.DeadlineExceeded) {
-				return fmt.Errorf("probe with expired ctx: %v", err)
+			got, _, err := c.Recv(bg, 0, 7)
+			if err == nil && string(got) != "late" {
+				err = fmt.Errorf("got %q", got)
 			}
-		}
-		// The cancelled receive must not swallow a later message with that tag.
-		if c.Rank() == 0 {
-			time.Sleep(100 * time.Millisecond)
-			return c.Send(bg, 1, 7, []byte("late"))
-		}
-		got, _, err := c.Recv(bg, 0, 7)
-		if err == nil && string(got) != "late" {
-			err = fmt.Errorf("got %q", got)
-		}
-		return err
+			return err
+		})
 	})
 }
 
 func TestCancelRendezvousSend(t *testing.T) {
-	w := commtest.NewWorldConfig(t, 2, smallEager())
-	w.Run(func(c *comm.Comm) error {
-		if c.Rank() == 0 {
-			ctx, cancel := context.WithTimeout(bg, 50*time.Millisecond)
-			defer cancel()
-			err := c.Send(ctx, 1, 1, make([]byte, 10<<10)) // never received
-			if !errors.Is(err, context.DeadlineExceeded) {
-				return fmt.Errorf("unmatched rendezvous send: %v", err)
+	eachTransport(t, func(t *testing.T, mk maker) {
+		w := mk(t, 2, smallEager())
+		w.Run(func(c *comm.Comm) error {
+			if c.Rank() == 0 {
+				ctx, cancel := context.WithTimeout(bg, 50*time.Millisecond)
+				defer cancel()
+				err := c.Send(ctx, 1, 1, make([]byte, 10<<10)) // never received
+				if !errors.Is(err, context.DeadlineExceeded) {
+					return fmt.Errorf("unmatched rendezvous send: %v", err)
+				}
 			}
-		}
-		return nil
+			return nil
+		})
 	})
 }
 
 func TestNonblockingAndWaitAny(t *testing.T) {
-	w := commtest.NewWorldConfig(t, 3, smallEager())
-	w.Run(func(c *comm.Comm) error {
-		if c.Rank() != 0 {
-			time.Sleep(time.Duration(c.Rank()) * 20 * time.Millisecond)
-			return c.Send(bg, 0, c.Rank(), pattern(c.Rank(), 3000))
-		}
-		r1 := c.Irecv(bg, 1, 1, make([]byte, 3000))
-		r2 := c.Irecv(bg, 2, 2, nil)
-		if done, _, _ := r2.Test(); done {
-			return errors.New("Test reports a receive done before any send")
-		}
-		i, st, err := comm.WaitAny(r2, r1)
-		if err != nil || i != 1 || st.Source != 1 {
-			return fmt.Errorf("WaitAny = %d %+v %v, want index 1 (rank 1 sends first)", i, st, err)
-		}
-		sts, err := comm.WaitAll(r1, r2)
-		if err != nil || sts[1].Source != 2 || !bytes.Equal(r2.Data(), pattern(2, 3000)) {
-			return fmt.Errorf("WaitAll = %+v %v", sts, err)
-		}
-		return nil
+	eachTransport(t, func(t *testing.T, mk maker) {
+		w := mk(t, 3, smallEager())
+		w.Run(func(c *comm.Comm) error {
+			if c.Rank() != 0 {
+				time.Sleep(time.Duration(c.Rank()) * 20 * time.Millisecond)
+				return c.Send(bg, 0, c.Rank(), pattern(c.Rank(), 3000))
+			}
+			r1 := c.Irecv(bg, 1, 1, make([]byte, 3000))
+			r2 := c.Irecv(bg, 2, 2, nil)
+			if done, _, _ := r2.Test(); done {
+				return errors.New("Test reports a receive done before any send")
+			}
+			i, st, err := comm.WaitAny(r2, r1)
+			if err != nil || i != 1 || st.Source != 1 {
+				return fmt.Errorf("WaitAny = %d %+v %v, want index 1 (rank 1 sends first)", i, st, err)
+			}
+			sts, err := comm.WaitAll(r1, r2)
+			if err != nil || sts[1].Source != 2 || !bytes.Equal(r2.Data(), pattern(2, 3000)) {
+				return fmt.Errorf("WaitAll = %+v %v", sts, err)
+			}
+			return nil
+		})
 	})
 }
 
@@ -282,61 +338,63 @@ func TestIprobe(t *testing.T) {
 }
 
 func TestSplitAndDupIsolation(t *testing.T) {
-	w := commtest.NewWorld(t, 6)
-	w.Run(func(c *comm.Comm) error {
-		d, err := c.Dup(bg)
-		if err != nil {
-			return err
-		}
-		// Same tag on the world and on the duplicate: each receive sees its own.
-		peer := c.Rank() ^ 1
-		if err := c.Send(bg, peer, 0, []byte("world")); err != nil {
-			return err
-		}
-		if err := d.Send(bg, peer, 0, []byte("dup")); err != nil {
-			return err
-		}
-		got, _, err := d.Recv(bg, peer, 0)
-		if err != nil || string(got) != "dup" {
-			return fmt.Errorf("dup received %q %v", got, err)
-		}
-		if got, _, err = c.Recv(bg, peer, 0); err != nil || string(got) != "world" {
-			return fmt.Errorf("world received %q %v", got, err)
-		}
-		// Split by parity, keyed in reverse rank order.
-		color := c.Rank() % 2
-		if c.Rank() == 5 {
-			color = comm.Undefined
-		}
-		s, err := c.Split(bg, color, -c.Rank())
-		if err != nil {
-			return err
-		}
-		if c.Rank() == 5 {
-			if s != nil {
-				return errors.New("Undefined color got a communicator")
+	eachTransport(t, func(t *testing.T, mk maker) {
+		w := mk(t, 6, nil)
+		w.Run(func(c *comm.Comm) error {
+			d, err := c.Dup(bg)
+			if err != nil {
+				return err
+			}
+			// Same tag on the world and on the duplicate: each receive sees its own.
+			peer := c.Rank() ^ 1
+			if err := c.Send(bg, peer, 0, []byte("world")); err != nil {
+				return err
+			}
+			if err := d.Send(bg, peer, 0, []byte("dup")); err != nil {
+				return err
+			}
+			got, _, err := d.Recv(bg, peer, 0)
+			if err != nil || string(got) != "dup" {
+				return fmt.Errorf("dup received %q %v", got, err)
+			}
+			if got, _, err = c.Recv(bg, peer, 0); err != nil || string(got) != "world" {
+				return fmt.Errorf("world received %q %v", got, err)
+			}
+			// Split by parity, keyed in reverse rank order.
+			color := c.Rank() % 2
+			if c.Rank() == 5 {
+				color = comm.Undefined
+			}
+			s, err := c.Split(bg, color, -c.Rank())
+			if err != nil {
+				return err
+			}
+			if c.Rank() == 5 {
+				if s != nil {
+					return errors.New("Undefined color got a communicator")
+				}
+				return nil
+			}
+			wantSize := map[int]int{0: 3, 1: 2}[color]
+			if s.Size() != wantSize {
+				return fmt.Errorf("split size %d, want %d", s.Size(), wantSize)
+			}
+			// Reverse order: the highest world rank of each color is rank 0.
+			if s.Rank() == 0 && c.Rank() < 3 {
+				return fmt.Errorf("world rank %d is split rank 0", c.Rank())
+			}
+			// A ring inside the split communicator, reporting world ranks.
+			next, prev := (s.Rank()+1)%s.Size(), (s.Rank()+s.Size()-1)%s.Size()
+			msg := []byte{byte(c.Rank())}
+			got, st, err := s.Sendrecv(bg, msg, next, 9, nil, prev, 9)
+			if err != nil {
+				return err
+			}
+			if st.Source != prev || int(got[0]) != s.WorldRank(prev) || int(got[0])%2 != color {
+				return fmt.Errorf("split ring: got world rank %d from split rank %d", got[0], st.Source)
 			}
 			return nil
-		}
-		wantSize := map[int]int{0: 3, 1: 2}[color]
-		if s.Size() != wantSize {
-			return fmt.Errorf("split size %d, want %d", s.Size(), wantSize)
-		}
-		// Reverse order: the highest world rank of each color is rank 0.
-		if s.Rank() == 0 && c.Rank() < 3 {
-			return fmt.Errorf("world rank %d is split rank 0", c.Rank())
-		}
-		// A ring inside the split communicator, reporting world ranks.
-		next, prev := (s.Rank()+1)%s.Size(), (s.Rank()+s.Size()-1)%s.Size()
-		msg := []byte{byte(c.Rank())}
-		got, st, err := s.Sendrecv(bg, msg, next, 9, nil, prev, 9)
-		if err != nil {
-			return err
-		}
-		if st.Source != prev || int(got[0]) != s.WorldRank(prev) || int(got[0])%2 != color {
-			return fmt.Errorf("split ring: got world rank %d from split rank %d", got[0], st.Source)
-		}
-		return nil
+		})
 	})
 }
 
@@ -415,40 +473,70 @@ func TestClosedComm(t *testing.T) {
 }
 
 func TestRandomTraffic(t *testing.T) {
-	const np, perRank = 5, 300
-	w := commtest.NewWorldConfig(t, np, smallEager())
-	w.Run(func(c *comm.Comm) error {
-		rng := rand.New(rand.NewPCG(uint64(c.Rank()), 1))
-		counts := make([]int, np) // messages this rank sends to each peer
-		reqs := []*comm.Request{}
-		for range perRank {
-			dst := rng.IntN(np)
-			n := rng.IntN(5000)
-			msg := pattern(c.Rank()*1000+counts[dst], n)
-			counts[dst]++
-			reqs = append(reqs, c.Isend(bg, dst, 1, msg))
-		}
-		// Tell everyone how many to expect, on another tag.
-		for dst := range np {
-			reqs = append(reqs, c.Isend(bg, dst, 2, []byte{byte(counts[dst]), byte(counts[dst] >> 8)}))
-		}
-		for src := range np {
-			b, _, err := c.Recv(bg, src, 2)
-			if err != nil {
-				return err
+	eachTransport(t, func(t *testing.T, mk maker) {
+		const np, perRank = 5, 300
+		w := mk(t, np, smallEager())
+		w.Run(func(c *comm.Comm) error {
+			rng := rand.New(rand.NewPCG(uint64(c.Rank()), 1))
+			counts := make([]int, np) // messages this rank sends to each peer
+			reqs := []*comm.Request{}
+			for range perRank {
+				dst := rng.IntN(np)
+				n := rng.IntN(5000)
+				msg := pattern(c.Rank()*1000+counts[dst], n)
+				counts[dst]++
+				reqs = append(reqs, c.Isend(bg, dst, 1, msg))
 			}
-			n := int(b[0]) | int(b[1])<<8
-			for k := range n {
-				data, st, err := c.Recv(bg, src, 1)
+			// Tell everyone how many to expect, on another tag.
+			for dst := range np {
+				reqs = append(reqs, c.Isend(bg, dst, 2, []byte{byte(counts[dst]), byte(counts[dst] >> 8)}))
+			}
+			for src := range np {
+				b, _, err := c.Recv(bg, src, 2)
 				if err != nil {
 					return err
 				}
-				if !bytes.Equal(data, pattern(src*1000+k, st.Count)) {
-					return fmt.Errorf("message %d from %d corrupted or out of order", k, src)
+				n := int(b[0]) | int(b[1])<<8
+				for k := range n {
+					data, st, err := c.Recv(bg, src, 1)
+					if err != nil {
+						return err
+					}
+					if !bytes.Equal(data, pattern(src*1000+k, st.Count)) {
+						return fmt.Errorf("message %d from %d corrupted or out of order", k, src)
+					}
 				}
 			}
-		}
-		_, err := comm.WaitAll(reqs...)
-		return err
+			_, err := comm.WaitAll(reqs...)
+			return err
+		})
+	})
+}
+
+func TestTypedSlices(t *testing.T) {
+	eachTransport(t, func(t *testing.T, mk maker) {
+		w := mk(t, 2, smallEager())
+		w.Run(func(c *comm.Comm) error {
+			if c.Rank() == 0 {
+				f := make([]float64, 1000)
+				for i := range f {
+					f[i] = float64(i) / 3
+				}
+				if err := comm.SendSlice(bg, c, 1, 0, f); err != nil {
+					return err
+				}
+				return comm.SendSlice(bg, c, 1, 1, []int32{-1, 2, -3})
+			}
+			f, st, err := comm.RecvSlice[float64](bg, c, 0, 0)
+			if err != nil || len(f) != 1000 || st.Count != 8000 || f[999] != 999.0/3 {
+				return fmt.Errorf("float64 slice: len %d, %v", len(f), err)
+			}
+			buf := make([]int32, 4)
+			n, _, err := comm.RecvSliceInto(bg, c, 0, 1, buf)
+			if err != nil || n != 3 || buf[2] != -3 {
+				return fmt.Errorf("int32 slice: %d %v %v", n, buf, err)
+			}
+			return nil
+		})
 	})
 }

@@ -3,6 +3,7 @@ package comm
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +23,10 @@ type Config struct {
 	Compress bool
 	// CompressMin is the smallest payload worth compressing.
 	CompressMin int
+	// Spin is how long a blocked call keeps its CPU polling for completion before
+	// it parks. It pays when every rank has a core; with more ranks than cores,
+	// spinning only steals time from the ranks that would answer.
+	Spin time.Duration
 	// DialTimeout bounds connecting to one peer, handshake included.
 	DialTimeout time.Duration
 	// Logf receives diagnostics (refused connections, lost peers). Nil discards them.
@@ -36,7 +41,20 @@ func DefaultConfig() *Config {
 		ChunkSize:   4 << 20,
 		CompressMin: 64 << 10,
 		DialTimeout: 10 * time.Second,
+		Spin:        defaultSpin(),
 	}
+}
+
+// defaultSpin spins 50 µs when this node's ranks fit its cores, else not at all.
+func defaultSpin() time.Duration {
+	local, err := strconv.Atoi(os.Getenv("PMRUN_LOCAL_SIZE"))
+	if err != nil || local < 1 {
+		local = 1
+	}
+	if local > runtime.NumCPU() {
+		return 0
+	}
+	return 50 * time.Microsecond
 }
 
 // Validate reports the first bad field.
@@ -48,6 +66,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("comm: ChunkSize %d must be in [4 KiB, 32 MiB]", c.ChunkSize)
 	case c.CompressMin < 0:
 		return fmt.Errorf("comm: CompressMin %d must not be negative", c.CompressMin)
+	case c.Spin < 0 || c.Spin > time.Second:
+		return fmt.Errorf("comm: Spin %v must be in [0, 1s]", c.Spin)
 	case c.DialTimeout <= 0:
 		return fmt.Errorf("comm: DialTimeout %v must be positive", c.DialTimeout)
 	}
@@ -76,6 +96,13 @@ func ConfigFromEnv() (*Config, error) {
 			}
 			*v.dst = n
 		}
+	}
+	if s := os.Getenv("PMRUN_SPIN"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return nil, fmt.Errorf("comm: PMRUN_SPIN=%q: %w", s, err)
+		}
+		c.Spin = d
 	}
 	if s := os.Getenv("PMRUN_COMPRESS"); s != "" {
 		switch strings.ToLower(s) {

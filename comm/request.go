@@ -102,6 +102,9 @@ func (r *Request) Wait() (Status, error) {
 	if r == nil {
 		return Status{}, nil
 	}
+	if !r.fin.Load() {
+		r.c.e.progress(r)
+	}
 	<-r.done
 	return r.st, r.err
 }

@@ -1,13 +1,12 @@
 package comm
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
+	"syscall"
 
 	"github.com/pmrun/pmrun/internal/wire"
 )
@@ -28,18 +27,66 @@ import (
 // deadlock; payloads of rendezvous data are read straight into the posted buffer.
 
 // tcpLink is one peer connection.
+//
+// Reading is driven by whoever needs it (the progress model of MPI libraries): a
+// goroutine waiting for a message from this peer takes the link's read token and
+// reads the socket itself, without blocking, while it spins (see engine.progress),
+// so an arriving message needs no hand-off between goroutines. A background
+// goroutine per link waits on the netpoller and drains whatever arrives while no
+// caller is reading, which guarantees progress (a peer's writes never block for
+// long, so two ranks sending to each other cannot deadlock). Measured on this
+// machine, the hand-off from a reader goroutine costs 30-40 µs one-way; the
+// direct read removes it.
 type tcpLink struct {
 	e    *engine
 	peer int // world rank
 	conn net.Conn
+	raw  syscall.RawConn
+	fd   int
 
 	wmu  sync.Mutex // guards writes on conn and wbuf
 	wbuf []byte
+
+	rmu  sync.Mutex // the read token: guards everything below
+	dead bool       // the connection is closed or broken; no more reads
+	rerr error      // why reading stopped
+	rbuf []byte     // bytes read but not yet parsed: rbuf[rpos:rend]
+	rpos int
+	rend int
+	fr   frameState // the frame being received
+}
+
+// frameState is a partly received frame.
+type frameState struct {
+	active bool
+	h      wire.Header
+	body   []byte   // where the payload goes; nil discards it
+	off    int      // payload bytes received so far
+	req    *Request // receive fed by a data frame
+	direct bool     // body is the data target itself (uncompressed data)
 }
 
 // smallFrame is the largest frame copied into one buffer for a single write;
 // larger payloads go out with writev, without a copy.
 const smallFrame = 16 << 10
+
+const readBufSize = 64 << 10
+
+func newTCPLink(e *engine, peer int, conn net.Conn) (*tcpLink, error) {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return nil, fmt.Errorf("comm: connection %T has no file descriptor", conn)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	l := &tcpLink{e: e, peer: peer, conn: conn, raw: raw, rbuf: make([]byte, readBufSize)}
+	if err := raw.Control(func(fd uintptr) { l.fd = int(fd) }); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
 
 func (l *tcpLink) sendFrame(h *wire.Header, payload []byte) error {
 	l.wmu.Lock()
@@ -69,28 +116,126 @@ func (l *tcpLink) sendFrame(h *wire.Header, payload []byte) error {
 	return nil
 }
 
-func (l *tcpLink) close() error { return l.conn.Close() }
-
-// readLoop feeds the engine with the frames arriving from the peer until the
-// connection ends. A malformed frame ends the connection: the peer is then lost.
-func (l *tcpLink) readLoop() {
-	err := l.read()
-	l.conn.Close()
-	l.e.peerDown(l.peer, false, err)
+// close stops reading (waiting for a reader that holds the token) and closes
+// the connection.
+func (l *tcpLink) close() error {
+	l.rmu.Lock()
+	l.dead = true // later token holders no longer touch the descriptor
+	l.rmu.Unlock()
+	// Not under rmu: Close waits for readLoop to leave raw.Read, which needs rmu.
+	return l.conn.Close()
 }
 
-func (l *tcpLink) read() error {
-	br := bufio.NewReaderSize(l.conn, 64<<10)
-	var hb [wire.HeaderSize]byte
-	var tmp []byte
-	for {
-		if _, err := io.ReadFull(br, hb[:]); err != nil {
-			if errors.Is(err, io.EOF) {
-				return errors.New("connection closed (process exited?)")
-			}
-			return fmt.Errorf("connection broken: %w", err)
+// readLoop is the background reader: it waits until the socket is readable,
+// drains it, and repeats until the connection ends; then the peer is gone.
+func (l *tcpLink) readLoop() {
+	var rerr error
+	err := l.raw.Read(func(uintptr) bool {
+		l.rmu.Lock()
+		defer l.rmu.Unlock()
+		if l.dead {
+			rerr = l.rerr
+			return true
 		}
-		h, err := wire.DecodeHeader(hb[:], l.e.lim)
+		rerr = l.poll()
+		if rerr != nil {
+			l.dead = true
+			return true
+		}
+		return false // wait until more arrives
+	})
+	if rerr == nil {
+		rerr = err
+	}
+	if rerr == nil {
+		rerr = ErrClosed
+	}
+	l.close()
+	l.e.peerDown(l.peer, false, rerr)
+}
+
+// tryPoll reads whatever has arrived if no one else is reading; it reports
+// whether it got the token. A broken connection is left to readLoop, which owns
+// the link's end.
+func (l *tcpLink) tryPoll() bool {
+	if !l.rmu.TryLock() {
+		return false
+	}
+	defer l.rmu.Unlock()
+	if !l.dead {
+		if err := l.poll(); err != nil {
+			l.dead, l.rerr = true, err
+			if cr, ok := l.conn.(interface{ CloseRead() error }); ok {
+				cr.CloseRead() // wakes readLoop, which reports the loss
+			}
+		}
+	}
+	return true
+}
+
+// poll reads without blocking until the socket has nothing more, dispatching
+// every complete frame. The caller holds rmu.
+func (l *tcpLink) poll() error {
+	for {
+		if err := l.parse(); err != nil {
+			return err
+		}
+		var p []byte
+		f := &l.fr
+		direct := f.active && f.direct && f.off < len(f.body) && l.rpos == l.rend
+		if direct {
+			p = f.body[f.off:] // large payload: straight into the receive buffer
+		} else {
+			if l.rpos == l.rend {
+				l.rpos, l.rend = 0, 0
+			} else if l.rend == len(l.rbuf) {
+				l.rend = copy(l.rbuf, l.rbuf[l.rpos:l.rend])
+				l.rpos = 0
+			}
+			p = l.rbuf[l.rend:]
+		}
+		n, err := syscall.Read(l.fd, p)
+		switch {
+		case n > 0 && direct:
+			f.off += n
+		case n > 0:
+			l.rend += n
+		case err == syscall.EAGAIN:
+			return nil
+		case err == syscall.EINTR:
+		case err != nil:
+			return fmt.Errorf("connection broken: %w", err)
+		default:
+			return errors.New("connection closed (process exited?)")
+		}
+	}
+}
+
+// parse consumes the buffered bytes: headers, payload pieces, whole frames.
+func (l *tcpLink) parse() error {
+	f := &l.fr
+	for {
+		if f.active {
+			need := int(f.h.Length) - f.off
+			if n := min(need, l.rend-l.rpos); n > 0 {
+				if f.body != nil {
+					copy(f.body[f.off:], l.rbuf[l.rpos:l.rpos+n])
+				}
+				f.off += n
+				l.rpos += n
+			}
+			if f.off < int(f.h.Length) {
+				return nil
+			}
+			if err := l.finish(); err != nil {
+				return err
+			}
+			continue
+		}
+		if l.rend-l.rpos < wire.HeaderSize {
+			return nil
+		}
+		h, err := wire.DecodeHeader(l.rbuf[l.rpos:l.rpos+wire.HeaderSize], l.e.lim)
 		if err != nil {
 			l.e.cfg.logf("comm: rank %d: malformed frame from rank %d: %v", l.e.rank, l.peer, err)
 			return err
@@ -98,56 +243,44 @@ func (l *tcpLink) read() error {
 		if int(h.Src) != l.peer {
 			return fmt.Errorf("%w: frame claims source %d on the connection of rank %d", wire.ErrBadHeader, h.Src, l.peer)
 		}
+		l.rpos += wire.HeaderSize
 		switch h.Kind {
 		case wire.KindEager:
-			p := make([]byte, h.Length)
-			if _, err := io.ReadFull(br, p); err != nil {
-				return fmt.Errorf("reading eager payload: %w", err)
-			}
-			if err := l.e.onEager(&h, p); err != nil {
-				return err
+			*f = frameState{active: true, h: h, body: make([]byte, h.Length)}
+		case wire.KindData:
+			*f = frameState{active: true, h: h}
+			if h.Flags&wire.FlagCompressed != 0 {
+				f.body = make([]byte, h.Length)
+			} else {
+				r, t, err := l.e.dataTarget(&h, int(h.Length))
+				if err != nil {
+					return err
+				}
+				f.req, f.body, f.direct = r, t, t != nil
 			}
 		case wire.KindRTS:
 			l.e.onRTS(&h)
 		case wire.KindCTS:
 			l.e.onCTS(&h)
-		case wire.KindData:
-			if err := l.readData(br, &h, &tmp); err != nil {
-				return err
-			}
 		case wire.KindBye:
 			l.e.peerDown(l.peer, true, nil)
 		}
 	}
 }
 
-// readData reads a data frame's payload straight into the receive buffer (or
-// through tmp when it is compressed).
-func (l *tcpLink) readData(br *bufio.Reader, h *wire.Header, tmp *[]byte) error {
-	n := int(h.Length)
-	if h.Flags&wire.FlagCompressed != 0 {
-		if cap(*tmp) < n {
-			*tmp = make([]byte, n)
+// finish dispatches the frame whose payload is complete.
+func (l *tcpLink) finish() error {
+	f := &l.fr
+	defer func() { *f = frameState{} }()
+	switch f.h.Kind {
+	case wire.KindEager:
+		return l.e.onEager(&f.h, f.body)
+	case wire.KindData:
+		if f.h.Flags&wire.FlagCompressed != 0 {
+			return l.e.fillData(&f.h, f.body)
 		}
-		p := (*tmp)[:n]
-		if _, err := io.ReadFull(br, p); err != nil {
-			return fmt.Errorf("reading data: %w", err)
-		}
-		return l.e.fillData(h, p)
+		l.e.dataDone(&f.h, f.req, int(f.h.Length))
 	}
-	r, t, err := l.e.dataTarget(h, n)
-	if err != nil {
-		return err
-	}
-	if t == nil { // cancelled receive: discard
-		_, err = io.CopyN(io.Discard, br, int64(n))
-	} else {
-		_, err = io.ReadFull(br, t)
-	}
-	if err != nil {
-		return fmt.Errorf("reading data: %w", err)
-	}
-	l.e.dataDone(h, r, n)
 	return nil
 }
 
@@ -162,6 +295,7 @@ type mesh struct {
 
 	mu     sync.Mutex // guards links (also the engine's links during setup) and conns
 	conns  []net.Conn
+	links  []*tcpLink
 	joined chan struct{} // closed when every link is up
 	want   int
 	wg     sync.WaitGroup // accept loop, handshakes, readers
@@ -281,8 +415,12 @@ func (m *mesh) install(peer int, conn net.Conn) error {
 	if m.e.links[peer] != nil {
 		return fmt.Errorf("%w: rank %d is already connected", wire.ErrHandshake, peer)
 	}
+	l, err := newTCPLink(m.e, peer, conn)
+	if err != nil {
+		return err
+	}
 	m.conns = append(m.conns, conn)
-	l := &tcpLink{e: m.e, peer: peer, conn: conn}
+	m.links = append(m.links, l)
 	m.e.links[peer] = l
 	m.wg.Add(1)
 	go func() {
@@ -306,9 +444,12 @@ func (m *mesh) close() error {
 	default:
 	}
 	close(m.quit)
-	conns := m.conns
+	conns, links := m.conns, m.links
 	m.mu.Unlock()
 	err := m.ln.Close()
+	for _, l := range links {
+		l.close()
+	}
 	for _, c := range conns {
 		c.Close()
 	}

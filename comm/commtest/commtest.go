@@ -39,6 +39,14 @@ func NewWorldConfig(tb testing.TB, n int, cfg *comm.Config) *World {
 	return w
 }
 
+// FromComms wraps world communicators made elsewhere (one per rank) in a World;
+// they are closed by tb.Cleanup.
+func FromComms(tb testing.TB, comms []*comm.Comm) *World {
+	w := &World{tb: tb, Comms: comms}
+	tb.Cleanup(w.Close)
+	return w
+}
+
 // Run calls fn once per rank, each in its own goroutine, and waits for all of them.
 // It returns the errors by rank and fails the test for any non-nil one.
 func (w *World) Run(fn func(c *comm.Comm) error) []error {

@@ -1,0 +1,42 @@
+package comm_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/pmrun/pmrun/comm/commtest"
+)
+
+// BenchmarkPingPong measures a round trip between two goroutine ranks, in-process
+// and over loopback TCP; bench/ measures separate processes.
+func BenchmarkPingPong(b *testing.B) {
+	for _, tr := range []string{"inproc", "tcp"} {
+		for _, n := range []int{8, 1 << 10, 64 << 10, 1 << 20} {
+			b.Run(fmt.Sprintf("%s/bytes=%d", tr, n), func(b *testing.B) { pingPong(b, transports[tr](b, 2, nil), n) })
+		}
+	}
+}
+
+func pingPong(b *testing.B, w *commtest.World, n int) {
+	done := make(chan struct{})
+	go func() { // rank 1 echoes until an empty message
+		defer close(done)
+		c, buf := w.Comms[1], make([]byte, n)
+		for {
+			st, err := c.RecvInto(bg, 0, 0, buf)
+			if err != nil || st.Count == 0 {
+				return
+			}
+			c.Send(bg, 0, 0, buf)
+		}
+	}()
+	c, buf := w.Comms[0], make([]byte, n)
+	b.SetBytes(int64(2 * n))
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Send(bg, 1, 0, buf)
+		c.RecvInto(bg, 1, 0, buf)
+	}
+	c.Send(bg, 1, 0, nil)
+	<-done
+}

@@ -1,0 +1,183 @@
+package comm
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pmrun/pmrun/internal/rendezvous"
+)
+
+// The environment a launcher gives each rank (see package node).
+const (
+	EnvRank       = "PMRUN_RANK"       // world rank of this process
+	EnvSize       = "PMRUN_SIZE"       // number of ranks in the job
+	EnvLocalRank  = "PMRUN_LOCAL_RANK" // rank among the job's ranks on this node
+	EnvLocalSize  = "PMRUN_LOCAL_SIZE" // number of the job's ranks on this node
+	EnvJob        = "PMRUN_JOB"        // job id
+	EnvRendezvous = "PMRUN_RENDEZVOUS" // host:port of the launcher's rendezvous service
+	EnvSecret     = "PMRUN_SECRET"     // hex job secret that every connection proves
+	EnvNode       = "PMRUN_NODE"       // name of this node
+	EnvBind       = "PMRUN_BIND"       // optional: address (host) to listen on for peers
+	EnvDebug      = "PMRUN_DEBUG"      // comma-separated: comm logs transport events
+)
+
+var world struct {
+	once sync.Once
+	c    *Comm
+	err  error
+}
+
+// World returns the world communicator of this process, built from the
+// environment set by the pmrun launcher: it listens for its peers, registers with
+// the launcher's rendezvous service, learns every rank's address and connects to
+// all of them. Without a launcher (PMRUN_RANK unset) it is a world of one rank,
+// like MPI singleton init, so a program also runs with plain `go run`. Every call
+// returns the same communicator; Close it once at the end of the program.
+func World() (*Comm, error) {
+	world.once.Do(func() {
+		world.c, world.err = worldFromEnv()
+	})
+	return world.c, world.err
+}
+
+func worldFromEnv() (*Comm, error) {
+	cfg, err := ConfigFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	if debugOn("comm") {
+		cfg.Logf = log.New(os.Stderr, "", log.Lmicroseconds).Printf
+	} else {
+		cfg.Logf = log.New(os.Stderr, "", 0).Printf // refusals and lost peers only
+	}
+	host, _ := os.Hostname()
+	if os.Getenv(EnvRank) == "" {
+		e := newEngine(cfg, 0, 1, []string{host})
+		e.links[0] = &loopLink{from: e, to: e}
+		return newWorldComm(e), nil
+	}
+	rank, err1 := envInt(EnvRank)
+	size, err2 := envInt(EnvSize)
+	if err := firstErr(err1, err2); err != nil {
+		return nil, err
+	}
+	if size < 1 || rank < 0 || rank >= size {
+		return nil, fmt.Errorf("comm: %s=%d, %s=%d: rank out of range", EnvRank, rank, EnvSize, size)
+	}
+	secret, err := hex.DecodeString(os.Getenv(EnvSecret))
+	if err != nil || len(secret) < 16 {
+		return nil, fmt.Errorf("comm: %s must be at least 16 hex-encoded bytes", EnvSecret)
+	}
+	rdvAddr := os.Getenv(EnvRendezvous)
+	if rdvAddr == "" {
+		return nil, fmt.Errorf("comm: %s is not set", EnvRendezvous)
+	}
+	node := os.Getenv(EnvNode)
+	if node == "" {
+		node = host
+	}
+	bind, err := bindHost(rdvAddr)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return newTCPWorld(ctx, cfg, rank, size, secret, rdvAddr, node, bind)
+}
+
+// newTCPWorld builds rank's world over TCP: it listens on bind, registers with the
+// rendezvous service at rdvAddr and connects to every peer.
+func newTCPWorld(ctx context.Context, cfg *Config, rank, size int, secret []byte, rdvAddr, node, bind string) (*Comm, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(bind, "0"))
+	if err != nil {
+		return nil, fmt.Errorf("comm: rank %d: listening for peers: %w", rank, err)
+	}
+	rdv, table, err := rendezvous.Join(ctx, rdvAddr, secret, rendezvous.PeerInfo{Rank: rank, Addr: ln.Addr().String(), Node: node}, size)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("comm: rank %d: rendezvous with %s: %w", rank, rdvAddr, err)
+	}
+	addrs := make([]string, size)
+	nodes := make([]string, size)
+	for _, p := range table {
+		addrs[p.Rank], nodes[p.Rank] = p.Addr, p.Node
+	}
+	e := newEngine(cfg, rank, size, nodes)
+	e.addrs = addrs
+	if _, err := startMesh(ctx, e, ln, secret, addrs); err != nil {
+		rdv.Close()
+		return nil, err
+	}
+	e.launcherAbort = rdv.Abort
+	c := newWorldComm(e)
+	c.rdv = rdv
+	return c, nil
+}
+
+// bindHost picks the address to listen on for peers: PMRUN_BIND if set, loopback
+// when the launcher is on loopback, else the local address that routes to it.
+func bindHost(rdvAddr string) (string, error) {
+	if b := os.Getenv(EnvBind); b != "" {
+		return b, nil
+	}
+	h, _, err := net.SplitHostPort(rdvAddr)
+	if err != nil {
+		return "", fmt.Errorf("comm: %s=%q: %w", EnvRendezvous, rdvAddr, err)
+	}
+	if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() {
+		return h, nil
+	}
+	u, err := net.Dial("udp", rdvAddr) // no packet is sent: this only picks a route
+	if err != nil {
+		return "", fmt.Errorf("comm: finding a local address towards %s: %w", rdvAddr, err)
+	}
+	defer u.Close()
+	lh, _, _ := net.SplitHostPort(u.LocalAddr().String())
+	return lh, nil
+}
+
+func envInt(name string) (int, error) {
+	v, err := strconv.Atoi(os.Getenv(name))
+	if err != nil {
+		return 0, fmt.Errorf("comm: %s=%q is not an integer", name, os.Getenv(name))
+	}
+	return v, nil
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func debugOn(what string) bool {
+	for _, w := range strings.Split(os.Getenv(EnvDebug), ",") {
+		if w == what || w == "all" {
+			return true
+		}
+	}
+	return false
+}
+
+// Abort ends the whole job with exit status code, like MPI_Abort: it asks the
+// launcher to kill every rank, then exits this process. It does not return.
+func (c *Comm) Abort(code int, msg string) {
+	if c.e.launcherAbort != nil {
+		_ = c.e.launcherAbort(code, msg)
+	}
+	if msg != "" {
+		fmt.Fprintf(os.Stderr, "pmrun: rank %d aborting job (status %d): %s\n", c.e.rank, code, msg)
+	}
+	os.Exit(code)
+}

@@ -1,0 +1,342 @@
+// Package rendezvous is the control plane between a job's ranks and whoever
+// launched them: each rank registers the address it accepts peers on, and once
+// every rank has registered, all of them receive the full table. A rank may also
+// ask the launcher to abort the whole job.
+//
+// Each rank holds one TCP connection to the launcher, opened by the job-secret
+// handshake (package wire) and multiplexed by yamux. yamux is used here because
+// this control plane needs several logical streams per rank (registration, abort
+// requests, and for remote nodes standard I/O and file transfer); it is never on
+// the path of rank-to-rank messages, where its per-hop cost would show.
+//
+//	srv, _ := rendezvous.Listen("127.0.0.1:0", secret, n, log.Printf)
+//	// start ranks with srv.Addr() and secret in their environment; in each rank:
+//	cl, table, err := rendezvous.Join(ctx, addr, secret, rendezvous.PeerInfo{Rank: r, Addr: a}, n)
+package rendezvous
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"github.com/pmrun/pmrun/internal/wire"
+)
+
+// PeerInfo is what a rank tells the others about itself.
+type PeerInfo struct {
+	Rank int    `json:"rank"`
+	Addr string `json:"addr"` // host:port it accepts peer connections on
+	Node string `json:"node"` // name of its node (host or container)
+}
+
+// AbortRequest is a rank's request to end the job with Code.
+type AbortRequest struct {
+	Rank int
+	Code int
+	Msg  string
+}
+
+// request is the first message on every stream a rank opens.
+type request struct {
+	Op   string   `json:"op"` // "register" or "abort"
+	Peer PeerInfo `json:"peer"`
+	Code int      `json:"code,omitempty"`
+	Msg  string   `json:"msg,omitempty"`
+}
+
+type reply struct {
+	Table []PeerInfo `json:"table,omitempty"`
+	Err   string     `json:"err,omitempty"`
+}
+
+// ErrClosed is returned when the launcher's side is gone.
+var ErrClosed = errors.New("rendezvous: closed")
+
+func yamuxConfig() *yamux.Config {
+	cfg := yamux.DefaultConfig()
+	cfg.LogOutput = io.Discard
+	cfg.EnableKeepAlive = true
+	cfg.KeepAliveInterval = 5 * time.Second
+	cfg.ConnectionWriteTimeout = 10 * time.Second
+	return cfg
+}
+
+// Server is the launcher's side: it collects registrations and serves the table.
+type Server struct {
+	ln     net.Listener
+	secret []byte
+	size   int
+	logf   func(format string, args ...any)
+
+	mu       sync.Mutex // guards table, waiting, sessions, closed
+	table    []PeerInfo
+	got      int
+	waiting  []*json.Encoder // registered streams awaiting the table
+	streams  []net.Conn      // connections and streams, closed by Close
+	sessions []*yamux.Session
+	closed   bool
+
+	ready   chan struct{}
+	aborts  chan AbortRequest
+	quit    chan struct{}
+	wg      sync.WaitGroup
+	closeMu sync.Once
+}
+
+// Listen starts a rendezvous service for a job of size ranks on addr.
+func Listen(addr string, secret []byte, size int, logf func(format string, args ...any)) (*Server, error) {
+	if size < 1 {
+		return nil, fmt.Errorf("rendezvous: size %d must be >= 1", size)
+	}
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("rendezvous: %w", err)
+	}
+	s := &Server{
+		ln: ln, secret: secret, size: size, logf: logf,
+		table: make([]PeerInfo, size), ready: make(chan struct{}),
+		aborts: make(chan AbortRequest, size), quit: make(chan struct{}),
+	}
+	for i := range s.table {
+		s.table[i].Rank = -1
+	}
+	s.wg.Add(1)
+	go s.acceptLoop()
+	return s, nil
+}
+
+// Addr returns the host:port ranks connect to.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Ready is closed once every rank has registered and been sent the table.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Aborts delivers the ranks' abort requests.
+func (s *Server) Aborts() <-chan AbortRequest { return s.aborts }
+
+// Close stops the service and waits for its goroutines; it is idempotent.
+func (s *Server) Close() error {
+	var err error
+	s.closeMu.Do(func() {
+		close(s.quit)
+		err = s.ln.Close()
+		s.mu.Lock()
+		s.closed = true
+		for _, st := range s.streams {
+			st.Close()
+		}
+		for _, ses := range s.sessions {
+			ses.Close()
+		}
+		s.mu.Unlock()
+		s.wg.Wait()
+	})
+	return err
+}
+
+func (s *Server) acceptLoop() {
+	defer s.wg.Done()
+	for {
+		conn, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveConn(conn)
+		}()
+	}
+}
+
+// track records conn so that Close can interrupt it; false means closing.
+func (s *Server) track(conn net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.streams = append(s.streams, conn)
+	return true
+}
+
+func (s *Server) serveConn(conn net.Conn) {
+	if !s.track(conn) {
+		conn.Close()
+		return
+	}
+	role, id, err := wire.AcceptHandshake(conn, s.secret)
+	if err == nil && role != wire.RoleRendezvous {
+		err = fmt.Errorf("%w: role %d is not a rank", wire.ErrHandshake, role)
+	}
+	if err != nil {
+		s.logf("pmrun: refused control connection from %s: %v", conn.RemoteAddr(), err)
+		conn.Close()
+		return
+	}
+	ses, err := yamux.Server(conn, yamuxConfig())
+	if err != nil {
+		conn.Close()
+		return
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ses.Close()
+		return
+	}
+	s.sessions = append(s.sessions, ses)
+	s.mu.Unlock()
+	for {
+		st, err := ses.Accept()
+		if err != nil {
+			return
+		}
+		if !s.track(st) {
+			st.Close()
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveStream(st, int(id))
+		}()
+	}
+}
+
+func (s *Server) serveStream(st net.Conn, id int) {
+	var req request
+	if err := json.NewDecoder(st).Decode(&req); err != nil {
+		st.Close()
+		return
+	}
+	enc := json.NewEncoder(st)
+	switch req.Op {
+	case "register":
+		if err := s.register(id, req.Peer, enc); err != nil {
+			s.logf("pmrun: %v", err)
+			enc.Encode(reply{Err: err.Error()})
+			st.Close()
+		}
+	case "abort":
+		select {
+		case s.aborts <- AbortRequest{Rank: id, Code: req.Code, Msg: req.Msg}:
+		default: // a pending abort is enough
+		}
+		enc.Encode(reply{})
+		st.Close()
+	default:
+		enc.Encode(reply{Err: fmt.Sprintf("unknown request %q", req.Op)})
+		st.Close()
+	}
+}
+
+func (s *Server) register(id int, p PeerInfo, enc *json.Encoder) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p.Rank != id || p.Rank < 0 || p.Rank >= s.size {
+		return fmt.Errorf("rendezvous: registration of rank %d on the connection of rank %d refused (job size %d)", p.Rank, id, s.size)
+	}
+	if s.table[p.Rank].Rank >= 0 {
+		return fmt.Errorf("rendezvous: rank %d registered twice", p.Rank)
+	}
+	s.table[p.Rank] = p
+	s.got++
+	s.waiting = append(s.waiting, enc)
+	if s.got == s.size {
+		for _, e := range s.waiting {
+			e.Encode(reply{Table: s.table})
+		}
+		s.waiting = nil
+		close(s.ready)
+	}
+	return nil
+}
+
+// Client is a rank's side of the control connection.
+type Client struct {
+	ses  *yamux.Session
+	reg  net.Conn // the registration stream, held open for the job's life
+	rank int
+}
+
+// Join connects to the launcher at addr, registers self and blocks until every
+// one of size ranks has registered; it returns the table indexed by rank.
+func Join(ctx context.Context, addr string, secret []byte, self PeerInfo, size int) (*Client, []PeerInfo, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("rendezvous: %w", err)
+	}
+	if err := wire.DialHandshake(conn, secret, wire.RoleRendezvous, uint32(self.Rank)); err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("rendezvous: %w", err)
+	}
+	ses, err := yamux.Client(conn, yamuxConfig())
+	if err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("rendezvous: %w", err)
+	}
+	c := &Client{ses: ses, rank: self.Rank}
+	st, err := ses.Open()
+	if err != nil {
+		ses.Close()
+		return nil, nil, fmt.Errorf("rendezvous: %w", err)
+	}
+	c.reg = st
+	stop := context.AfterFunc(ctx, func() { ses.Close() })
+	defer stop()
+	if err := json.NewEncoder(st).Encode(request{Op: "register", Peer: self}); err != nil {
+		ses.Close()
+		return nil, nil, fmt.Errorf("rendezvous: registering: %w", err)
+	}
+	var rep reply
+	if err := json.NewDecoder(st).Decode(&rep); err != nil {
+		ses.Close()
+		if ctx.Err() != nil {
+			return nil, nil, fmt.Errorf("rendezvous: waiting for the other ranks: %w", ctx.Err())
+		}
+		return nil, nil, fmt.Errorf("rendezvous: waiting for the other ranks: %w", ErrClosed)
+	}
+	if rep.Err != "" {
+		ses.Close()
+		return nil, nil, fmt.Errorf("rendezvous: %s", rep.Err)
+	}
+	if len(rep.Table) != size {
+		ses.Close()
+		return nil, nil, fmt.Errorf("rendezvous: table has %d ranks, want %d", len(rep.Table), size)
+	}
+	return c, rep.Table, nil
+}
+
+// Abort asks the launcher to end the job with exit status code.
+func (c *Client) Abort(code int, msg string) error {
+	st, err := c.ses.Open()
+	if err != nil {
+		return fmt.Errorf("rendezvous: abort: %w", err)
+	}
+	defer st.Close()
+	st.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := json.NewEncoder(st).Encode(request{Op: "abort", Peer: PeerInfo{Rank: c.rank}, Code: code, Msg: msg}); err != nil {
+		return fmt.Errorf("rendezvous: abort: %w", err)
+	}
+	var rep reply
+	if err := json.NewDecoder(st).Decode(&rep); err != nil {
+		return fmt.Errorf("rendezvous: abort: %w", err)
+	}
+	return nil
+}
+
+// Close closes the control connection.
+func (c *Client) Close() error {
+	return c.ses.Close()
+}
