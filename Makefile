@@ -1,10 +1,37 @@
+# pmrun: `make run` builds and runs an 8-rank example; `make test` runs the suite.
 GO      ?= go
+GOFLAGS ?=
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: build test vet
-build:
-	$(GO) build ./...
+.PHONY: all build examples run test test-short bench fuzz vet clean
+
+all: build
+
+build: examples
+	$(GO) build $(GOFLAGS) -o bin/pmrun ./cmd/pmrun
+
+examples:
+	@mkdir -p bin/examples
+	$(GO) build $(GOFLAGS) -o bin/examples/ ./examples/mpi/...
+
+run: build
+	./bin/pmrun -np 8 ./bin/examples/ring
+
 vet:
 	$(GO) vet ./...
+
 test: build vet
-	$(GO) test -race -count=1 -timeout 25m ./...
+	PMRUN_BIN=$(CURDIR)/bin/pmrun $(GO) test -race -count=1 -timeout 25m ./...
+
+test-short: build
+	PMRUN_BIN=$(CURDIR)/bin/pmrun $(GO) test -race -short -count=1 ./...
+
+bench: build
+	bash bench/run.sh
+
+# A longer fuzzing run of the frame decoder (the seed corpus runs in `make test`).
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecodeHeader -fuzztime $${FUZZTIME:-10m} ./internal/wire
+
+clean:
+	rm -rf bin bench/bin

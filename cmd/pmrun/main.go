@@ -1,0 +1,172 @@
+// Command pmrun runs an SPMD program as a job of N ranks, like mpirun:
+//
+//	pmrun -np 8 ./prog [ARGS...]
+//
+// Each rank is a process of PROGRAM whose environment tells package comm (or the
+// Python package) its rank, the job size and how to reach the others. pmrun
+// forwards the ranks' output line by line, forwards Ctrl-C and SIGTERM to them,
+// and exits with the first failing rank's status, killing the rest as soon as one
+// fails.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pmrun/pmrun/node"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usageText = `usage: pmrun [-np N] [options] PROGRAM [ARGS...]
+
+Runs N copies (ranks) of PROGRAM on this machine, connected by pmrun's
+message passing runtime.
+
+options:
+  -np N, -n N         number of ranks (default: the number of cores, %d)
+  -x VAR[=VALUE]      export VAR to every rank (repeatable); without VALUE,
+                      the launcher's own value of VAR
+  --tag-output        prefix every output line with [rank]
+  --timeout DURATION  abort the job after DURATION (e.g. 30s, 5m); status 124
+  --version           print the version and exit
+  -h, --help          print this help
+`
+
+// exit statuses
+const (
+	exitUsage = 2
+)
+
+type envList []string
+
+func (e *envList) String() string { return strings.Join(*e, ",") }
+
+func (e *envList) Set(v string) error {
+	name, _, hasValue := strings.Cut(v, "=")
+	if name == "" || strings.ContainsAny(name, " \t") {
+		return fmt.Errorf("bad variable %q", v)
+	}
+	if !hasValue {
+		val, ok := os.LookupEnv(name)
+		if !ok {
+			return fmt.Errorf("%s is not set in the launcher's environment", name)
+		}
+		v = name + "=" + val
+	}
+	*e = append(*e, v)
+	return nil
+}
+
+type options struct {
+	np        int
+	env       envList
+	tagOutput bool
+	timeout   time.Duration
+	version   bool
+	program   string
+	args      []string
+}
+
+// parseArgs parses the command line; flags stop at the first non-flag word,
+// which is the program: everything after it belongs to the program.
+func parseArgs(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("pmrun", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.IntVar(&o.np, "np", runtime.NumCPU(), "")
+	fs.IntVar(&o.np, "n", runtime.NumCPU(), "")
+	fs.Var(&o.env, "x", "")
+	fs.BoolVar(&o.tagOutput, "tag-output", false, "")
+	fs.DurationVar(&o.timeout, "timeout", 0, "")
+	fs.BoolVar(&o.version, "version", false, "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, err
+	}
+	if o.version {
+		return o, nil
+	}
+	rest := fs.Args()
+	switch {
+	case o.np < 1:
+		return nil, fmt.Errorf("-np %d: the number of ranks must be at least 1", o.np)
+	case o.timeout < 0:
+		return nil, fmt.Errorf("--timeout %v must not be negative", o.timeout)
+	case len(rest) == 0:
+		return nil, errors.New("no program to run")
+	}
+	o.program, o.args = rest[0], rest[1:]
+	path, err := exec.LookPath(o.program)
+	if err != nil {
+		return nil, fmt.Errorf("program %q: %w", o.program, unwrapExec(err))
+	}
+	o.program = path
+	return o, nil
+}
+
+func unwrapExec(err error) error {
+	var ee *exec.Error
+	if errors.As(err, &ee) {
+		if errors.Is(ee.Err, exec.ErrNotFound) {
+			return errors.New("not found (not a file, and not in PATH)")
+		}
+		return ee.Err
+	}
+	return err
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
+	o, err := parseArgs(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stdout, usageText, runtime.NumCPU())
+			return 0
+		}
+		fmt.Fprintf(stderr, "pmrun: %v\n\n", err)
+		fmt.Fprintf(stderr, usageText, runtime.NumCPU())
+		return exitUsage
+	}
+	if o.version {
+		fmt.Fprintf(stdout, "pmrun %s\n", version)
+		return 0
+	}
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	res, err := node.RunLocal(context.Background(), node.JobSpec{
+		Program:   o.program,
+		Args:      o.args,
+		NP:        o.np,
+		Env:       o.env,
+		TagOutput: o.tagOutput,
+		Timeout:   o.timeout,
+		Stdin:     stdin,
+		Signals:   sigs,
+	}, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "pmrun: %v\n", err)
+		return 1
+	}
+	if res.ExitCode == node.ExitLaunch {
+		fmt.Fprintf(stderr, "pmrun: %s\n", res.Reason)
+	}
+	return res.ExitCode
+}

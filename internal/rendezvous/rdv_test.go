@@ -1,0 +1,182 @@
+package rendezvous
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pmrun/pmrun/internal/wire"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var secret = []byte("0123456789abcdef0123456789abcdef")
+
+type logs struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logs) logf(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, fmt.Sprintf(format, args...))
+}
+
+func (l *logs) count(sub string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, s := range l.lines {
+		if strings.Contains(s, sub) {
+			n++
+		}
+	}
+	return n
+}
+
+func joinAll(t *testing.T, srv *Server, n int) []*Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	clients := make([]*Client, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for r := range n {
+		wg.Go(func() {
+			var table []PeerInfo
+			clients[r], table, errs[r] = Join(ctx, srv.Addr(), secret, PeerInfo{Rank: r, Addr: fmt.Sprintf("h:%d", r), Node: "n"}, n)
+			if errs[r] == nil {
+				for i, p := range table {
+					if p.Rank != i || p.Addr != fmt.Sprintf("h:%d", i) {
+						errs[r] = fmt.Errorf("table entry %d is %+v", i, p)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for r, err := range errs {
+		if err != nil {
+			t.Fatalf("rank %d: %v", r, err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	})
+	return clients
+}
+
+func TestJoinAndAbort(t *testing.T) {
+	srv, err := Listen("127.0.0.1:0", secret, 5, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	clients := joinAll(t, srv, 5)
+	select {
+	case <-srv.Ready():
+	default:
+		t.Fatal("Ready not closed after every rank joined")
+	}
+	if err := clients[2].Abort(7, "bad input"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case a := <-srv.Aborts():
+		if a.Rank != 2 || a.Code != 7 || a.Msg != "bad input" {
+			t.Fatalf("abort %+v", a)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("abort request not delivered")
+	}
+}
+
+func TestStrangersRefused(t *testing.T) {
+	var lg logs
+	srv, err := Listen("127.0.0.1:0", secret, 2, lg.logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	// Garbage, then a wrong secret, before the real ranks join.
+	if c, err := net.Dial("tcp", srv.Addr()); err == nil {
+		c.Write([]byte("hello? this is not a pmrun rank at all"))
+		c.Close()
+	}
+	if c, err := net.Dial("tcp", srv.Addr()); err == nil {
+		if err := wire.DialHandshake(c, []byte("wrong-secret-wrong-secret"), wire.RoleRendezvous, 0); !errors.Is(err, wire.ErrHandshake) {
+			t.Errorf("wrong secret: %v", err)
+		}
+		c.Close()
+	}
+	joinAll(t, srv, 2)
+	deadline := time.Now().Add(5 * time.Second)
+	for lg.count("refused") < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := lg.count("refused"); n != 2 {
+		t.Fatalf("%d refusals logged, want 2: %v", n, lg.lines)
+	}
+}
+
+func TestBadRegistrations(t *testing.T) {
+	srv, err := Listen("127.0.0.1:0", secret, 2, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, _, err := Join(ctx, srv.Addr(), secret, PeerInfo{Rank: 5}, 2); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("out-of-range rank: %v", err)
+	}
+	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}
+
+func TestCloseUnblocksJoin(t *testing.T) {
+	srv, err := Listen("127.0.0.1:0", secret, 3, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := Join(context.Background(), srv.Addr(), secret, PeerInfo{Rank: 0}, 3)
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	srv.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Join succeeded without the other ranks")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Join hangs after the server closed")
+	}
+}
+
+func TestJoinContextCancel(t *testing.T) {
+	srv, err := Listen("127.0.0.1:0", secret, 2, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, _, err := Join(ctx, srv.Addr(), secret, PeerInfo{Rank: 0}, 2); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Join with expired context: %v", err)
+	}
+}
