@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -110,23 +111,38 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("no program to run")
 	}
 	o.program, o.args = rest[0], rest[1:]
-	path, err := exec.LookPath(o.program)
+	path, err := findProgram(o.program)
 	if err != nil {
-		return nil, fmt.Errorf("program %q: %w", o.program, unwrapExec(err))
+		return nil, fmt.Errorf("program %q: %w", o.program, err)
 	}
 	o.program = path
 	return o, nil
 }
 
-func unwrapExec(err error) error {
-	var ee *exec.Error
-	if errors.As(err, &ee) {
-		if errors.Is(ee.Err, exec.ErrNotFound) {
-			return errors.New("not found (not a file, and not in PATH)")
+// findProgram resolves the program as mpirun does: a name with a slash is a path;
+// a bare name is looked up in PATH, then in the current directory.
+func findProgram(name string) (string, error) {
+	if !strings.Contains(name, "/") {
+		if p, err := exec.LookPath(name); err == nil {
+			return p, nil
 		}
-		return ee.Err
+		if _, err := os.Stat(name); err != nil {
+			return "", errors.New("not found (not in PATH nor in the current directory)")
+		}
+		name = "./" + name
 	}
-	return err
+	fi, err := os.Stat(name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", errors.New("not found")
+	case err != nil:
+		return "", err
+	case fi.IsDir():
+		return "", errors.New("is a directory")
+	case fi.Mode()&0o111 == 0:
+		return "", errors.New("is not executable")
+	}
+	return name, nil
 }
 
 func main() {
