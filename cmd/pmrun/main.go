@@ -82,7 +82,7 @@ type options struct {
 
 // parseArgs parses the command line; flags stop at the first non-flag word,
 // which is the program: everything after it belongs to the program.
-func parseArgs(args []string, stderr io.Writer) (*options, error) {
+func parseArgs(args []string) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("pmrun", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -93,9 +93,6 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 0, "")
 	fs.BoolVar(&o.version, "version", false, "")
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
 		return nil, err
 	}
 	if o.version {
@@ -150,7 +147,7 @@ func main() {
 }
 
 func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
-	o, err := parseArgs(args, stderr)
+	o, err := parseArgs(args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(stdout, usageText, runtime.NumCPU())
