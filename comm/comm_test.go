@@ -540,3 +540,16 @@ func TestTypedSlices(t *testing.T) {
 		})
 	})
 }
+
+func TestAsync(t *testing.T) {
+	w := commtest.NewWorld(t, 1)
+	c := w.Comms[0]
+	boom := errors.New("boom")
+	r := c.Async(bg, func(ctx context.Context) error { time.Sleep(10 * time.Millisecond); return boom })
+	if done, _, _ := r.Test(); done {
+		t.Fatal("async request done before fn returned")
+	}
+	if _, err := r.Wait(); err != boom {
+		t.Fatalf("Wait = %v, want fn's error", err)
+	}
+}

@@ -90,8 +90,11 @@ func (e *engine) progress(r *Request) {
 	}
 	var links []*tcpLink
 	peer := r.src
-	if r.kind == kindSend {
+	switch r.kind {
+	case kindSend:
 		peer = r.dst
+	case kindAsync:
+		return
 	}
 	if peer == AnySource {
 		for _, l := range e.links {

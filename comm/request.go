@@ -19,6 +19,7 @@ type reqKind uint8
 const (
 	kindSend reqKind = iota + 1
 	kindRecv
+	kindAsync
 )
 
 // Request is a pending nonblocking operation returned by Isend and Irecv.
@@ -83,7 +84,7 @@ func (r *Request) complete(st Status, err error) bool {
 		r.stop()
 	}
 	var re *RankError
-	if err != nil && !errors.As(err, &re) {
+	if err != nil && r.kind != kindAsync && !errors.As(err, &re) {
 		op := "send"
 		if r.kind == kindRecv {
 			op = "recv"
@@ -183,4 +184,16 @@ func TestAll(reqs ...*Request) bool {
 		}
 	}
 	return true
+}
+
+// Async runs fn in a new goroutine and returns a Request that completes with fn's
+// error when fn returns; libraries build nonblocking operations (such as the
+// nonblocking collectives) on it. fn must return once ctx is cancelled.
+func (c *Comm) Async(ctx context.Context, fn func(ctx context.Context) error) *Request {
+	r := &Request{c: c, kind: kindAsync, ctx: ctx, done: make(chan struct{}), peer: AnySource}
+	go func() {
+		err := fn(ctx)
+		r.complete(Status{}, err)
+	}()
+	return r
 }
