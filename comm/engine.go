@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/s2"
@@ -24,7 +25,8 @@ type engine struct {
 	addrs []string // world rank -> address it accepts peers on ("" in-process)
 	lim   wire.Limits
 
-	links []link // by world rank; links[rank] loops back; immutable after start
+	links    []link     // by world rank; links[rank] loops back; immutable after start
+	tcpLinks []*tcpLink // the links that are TCP connections; immutable after start
 
 	mu      sync.Mutex // guards the fields below
 	queues  map[uint32]*matchQueue
@@ -32,6 +34,7 @@ type engine struct {
 	rdvRecv map[uint64]*Request // receives waiting for data, by id
 	nextID  uint64
 	nextCtx uint32
+	rx      atomic.Uint64 // bytes read from sockets, to tell a transfer in progress
 	arrived chan struct{} // closed and replaced whenever a message is queued unexpected
 	lost    map[int]error // world rank -> why it is gone
 	byes    map[int]bool  // world ranks that closed in order
@@ -88,7 +91,6 @@ func (e *engine) progress(r *Request) {
 	if e.cfg.Spin <= 0 {
 		return
 	}
-	var links []*tcpLink
 	peer := r.src
 	switch r.kind {
 	case kindSend:
@@ -96,22 +98,40 @@ func (e *engine) progress(r *Request) {
 	case kindAsync:
 		return
 	}
-	if peer == AnySource {
-		for _, l := range e.links {
-			if t, ok := l.(*tcpLink); ok {
-				links = append(links, t)
-			}
+	var one [1]*tcpLink
+	links := e.tcpLinks // every peer's, for a wildcard receive
+	if peer != AnySource {
+		t, _ := e.links[peer].(*tcpLink)
+		if t == nil {
+			links = nil
+		} else {
+			one[0] = t
+			links = one[:]
 		}
-	} else if t, ok := e.links[peer].(*tcpLink); ok {
-		links = []*tcpLink{t}
+	}
+	push := r.kind == kindSend && r.id != 0
+	if push {
+		r.spinning.Store(true)
+		defer func() {
+			r.spinning.Store(false)
+			if r.pushTo.Load() != 0 && r.pushClaim.CompareAndSwap(false, true) {
+				go e.push(r, r.pushTo.Load())
+			}
+		}()
 	}
 	deadline := time.Now().Add(e.cfg.Spin)
+	rx := e.rx.Load()
 	for i := 1; !r.fin.Load(); i++ {
 		for _, l := range links {
 			l.tryPoll()
 		}
+		if push && e.pushIfReady(r) {
+			return
+		}
 		if i%16 == 0 {
-			if time.Now().After(deadline) {
+			if now := e.rx.Load(); now != rx { // data is flowing: keep at it
+				rx, deadline = now, time.Now().Add(e.cfg.Spin)
+			} else if time.Now().After(deadline) {
 				return
 			}
 			runtime.Gosched()
@@ -347,6 +367,34 @@ func (e *engine) onEager(h *wire.Header, payload []byte) error {
 	return nil
 }
 
+// claimEager matches an arriving eager message by its header, before its payload
+// is read, so that the payload can be read straight into the receive buffer. It
+// returns the matched receive (nil if none) and where the payload goes (nil if it
+// must be read aside: the buffer is too small). Frames of one connection are
+// handled in order, so matching early keeps MPI's ordering.
+func (e *engine) claimEager(h *wire.Header) (*Request, []byte) {
+	e.mu.Lock()
+	r := e.queue(h.Ctx).takePosted(int(h.Src), int(h.Tag))
+	e.mu.Unlock()
+	if r == nil {
+		return nil, nil
+	}
+	n := int(h.Length)
+	switch {
+	case r.buf == nil:
+		r.data = make([]byte, n)
+		return r, r.data
+	case n <= len(r.buf):
+		return r, r.buf[:n]
+	}
+	return r, nil
+}
+
+// eagerDone completes a receive whose payload was read straight into place.
+func (e *engine) eagerDone(r *Request, h *wire.Header) {
+	r.complete(Status{Source: r.c.commRank(int(h.Src)), Tag: int(h.Tag), Count: int(h.Length)}, nil)
+}
+
 func (e *engine) deliverEager(r *Request, src, tag int, data []byte) {
 	st := Status{Source: r.c.commRank(src), Tag: tag, Count: len(data)}
 	if r.buf == nil {
@@ -440,7 +488,23 @@ func (e *engine) onCTS(h *wire.Header) {
 		r.complete(Status{Count: len(r.payload)}, nil)
 		return
 	}
-	go e.push(r, h.Length)
+	// A sender spinning in Wait pushes the data itself (no hand-off); otherwise a
+	// goroutine does, so that data flows even if nobody waits on the request.
+	r.pushTo.Store(h.Length)
+	if !r.spinning.Load() && r.pushClaim.CompareAndSwap(false, true) {
+		go e.push(r, h.Length)
+	}
+}
+
+// pushIfReady pushes r's data from the calling goroutine if the receiver is ready
+// and no one else has claimed the push; it reports whether it did.
+func (e *engine) pushIfReady(r *Request) bool {
+	id := r.pushTo.Load()
+	if id == 0 || !r.pushClaim.CompareAndSwap(false, true) {
+		return false
+	}
+	e.push(r, id)
+	return true
 }
 
 // push sends r's payload as data frames; it owns its goroutine until done.

@@ -54,6 +54,12 @@ type Request struct {
 	dst     int // world rank
 	payload []byte
 	id      uint64 // rendezvous id
+
+	// Rendezvous push: the receiver's id once it is clear to send, whether the
+	// sender is spinning in Wait (it then pushes itself), and who claimed the push.
+	pushTo    atomic.Uint64
+	spinning  atomic.Bool
+	pushClaim atomic.Bool
 }
 
 // reqState tracks a request through the engine, so that cancellation and

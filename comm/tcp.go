@@ -70,7 +70,10 @@ type frameState struct {
 // larger payloads go out with writev, without a copy.
 const smallFrame = 16 << 10
 
-const readBufSize = 64 << 10
+const (
+	readBufSize = 64 << 10
+	directMin   = 16 << 10
+)
 
 func newTCPLink(e *engine, peer int, conn net.Conn) (*tcpLink, error) {
 	sc, ok := conn.(syscall.Conn)
@@ -80,6 +83,12 @@ func newTCPLink(e *engine, peer int, conn net.Conn) (*tcpLink, error) {
 	raw, err := sc.SyscallConn()
 	if err != nil {
 		return nil, err
+	}
+	if tc, ok := conn.(*net.TCPConn); ok && e.cfg.SocketBuffer > 0 {
+		// Large fixed buffers: a rendezvous chunk goes out in one write instead of
+		// waiting for the kernel's autotuning to grow from 16 KiB.
+		tc.SetWriteBuffer(e.cfg.SocketBuffer)
+		tc.SetReadBuffer(e.cfg.SocketBuffer)
 	}
 	l := &tcpLink{e: e, peer: peer, conn: conn, raw: raw, rbuf: make([]byte, readBufSize)}
 	if err := raw.Control(func(fd uintptr) { l.fd = int(fd) }); err != nil {
@@ -182,7 +191,9 @@ func (l *tcpLink) poll() error {
 		}
 		var p []byte
 		f := &l.fr
-		direct := f.active && f.direct && f.off < len(f.body) && l.rpos == l.rend
+		// A large payload is read straight into its buffer; small ones go through
+		// rbuf, so that one read takes several frames.
+		direct := f.active && f.direct && len(f.body)-f.off >= directMin && l.rpos == l.rend
 		if direct {
 			p = f.body[f.off:] // large payload: straight into the receive buffer
 		} else {
@@ -198,8 +209,10 @@ func (l *tcpLink) poll() error {
 		switch {
 		case n > 0 && direct:
 			f.off += n
+			l.e.rx.Add(uint64(n))
 		case n > 0:
 			l.rend += n
+			l.e.rx.Add(uint64(n))
 		case err == syscall.EAGAIN:
 			return nil
 		case err == syscall.EINTR:
@@ -246,7 +259,14 @@ func (l *tcpLink) parse() error {
 		l.rpos += wire.HeaderSize
 		switch h.Kind {
 		case wire.KindEager:
-			*f = frameState{active: true, h: h, body: make([]byte, h.Length)}
+			*f = frameState{active: true, h: h}
+			if h.Flags&wire.FlagCompressed == 0 {
+				f.req, f.body = l.e.claimEager(&h)
+				f.direct = f.body != nil
+			}
+			if f.body == nil {
+				f.body = make([]byte, h.Length)
+			}
 		case wire.KindData:
 			*f = frameState{active: true, h: h}
 			if h.Flags&wire.FlagCompressed != 0 {
@@ -274,7 +294,14 @@ func (l *tcpLink) finish() error {
 	defer func() { *f = frameState{} }()
 	switch f.h.Kind {
 	case wire.KindEager:
-		return l.e.onEager(&f.h, f.body)
+		switch {
+		case f.direct:
+			l.e.eagerDone(f.req, &f.h)
+		case f.req != nil: // matched, but its buffer is too small
+			l.e.deliverEager(f.req, int(f.h.Src), int(f.h.Tag), f.body)
+		default:
+			return l.e.onEager(&f.h, f.body)
+		}
 	case wire.KindData:
 		if f.h.Flags&wire.FlagCompressed != 0 {
 			return l.e.fillData(&f.h, f.body)
@@ -322,6 +349,9 @@ func startMesh(ctx context.Context, e *engine, ln net.Listener, secret []byte, a
 	}
 	select {
 	case <-m.joined:
+		m.mu.Lock()
+		e.tcpLinks = append([]*tcpLink(nil), m.links...)
+		m.mu.Unlock()
 		return m, nil
 	case <-dctx.Done():
 		m.mu.Lock()
