@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# bench/run.sh: pmrun against a reference implementation, side by side.
+#
+# Each benchmark is a pair of commands that print lines of the form
+#   <test> bytes=<b> value=<v>
+# one run under pmrun, one under the reference (Open MPI over TCP for now). The
+# pair runs REPS times, alternating reference then pmrun so that both see the
+# same machine load, and bench/summarize.py prints the medians side by side and
+# one line per measurement:
+#   BENCH <test> np=<n> bytes=<b> pmrun=<v> ref=<v> ratio=<pmrun/ref> unit=<us|MBps>
+#
+# Usage (from anywhere; bin/pmrun must have been built by `make build`):
+#   bash bench/run.sh
+#   REPS=3 P2P_ARGS="-test latency -sizes 8,1k" bash bench/run.sh
+#
+# Environment:
+#   REPS         repetitions of each pair (default 5)
+#   BENCHES      space-separated benchmarks to run (default: all; known: p2p)
+#   P2P_ARGS     extra arguments for both p2p programs (-test, -sizes, -iters)
+#   RUN_TIMEOUT  seconds after which one run is killed and counted as failed (600)
+#   BENCH_OUT    raw results file (default bench/bin/results.txt)
+#   PMRUN_BIN    the pmrun launcher (default bin/pmrun)
+#
+# Adding a benchmark: write a build_<name> function, then add a run_pair call in
+# main with its name, rank count, reference label, BENCH name prefix (so that, say,
+# Python latency does not collide with Go latency) and the two commands.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=/usr/local/go/bin:$PATH
+
+REPS=${REPS:-5}
+RUN_TIMEOUT=${RUN_TIMEOUT:-600}
+BENCH_OUT=${BENCH_OUT:-bench/bin/results.txt}
+read -ra P2P_ARGS <<<"${P2P_ARGS:-}"
+
+# Open MPI over loopback TCP only (no shared memory), which is what pmrun's TCP
+# path is compared against.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# shellcheck disable=SC2054 # "tcp,self" is one argument
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe
+  --mca pml ob1 --mca btl tcp,self --mca btl_tcp_if_include lo)
+PMRUN=("${PMRUN_BIN:-bin/pmrun}")
+
+failures=0
+
+log() { echo "bench: $*" >&2; }
+die() {
+  log "$*"
+  exit 1
+}
+
+# ensure_tools installs Open MPI (and the compiler driver and Python the script
+# uses) from the distribution when they are missing, without prompting.
+ensure_tools() {
+  local missing=()
+  command -v mpicc >/dev/null 2>&1 || missing+=(libopenmpi-dev)
+  command -v mpirun >/dev/null 2>&1 || missing+=(openmpi-bin)
+  command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  ((${#missing[@]} == 0)) && return
+  command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and no apt-get to install them"
+  local sudo=()
+  if [[ $(id -u) -ne 0 ]]; then
+    sudo=(sudo)
+  fi
+  log "installing ${missing[*]}"
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    openmpi-bin libopenmpi-dev gcc python3 >/dev/null
+}
+
+build_p2p() {
+  mkdir -p bench/bin
+  mpicc -O2 -Wall -o bench/bin/osu_p2p bench/osu/p2p.c
+  go build -o bench/bin/p2p ./bench/p2p
+}
+
+# selected NAME reports whether BENCHES asks for benchmark NAME.
+selected() {
+  [[ -z ${BENCHES:-} || " $BENCHES " == *" $1 "* ]]
+}
+
+# run_one IMPL NAME NP REP CMD... runs one command, and appends each result line
+# it prints, tagged with the benchmark, implementation, rank count and
+# repetition, to BENCH_OUT. A failed or timed-out run is reported and counted;
+# the other runs go on.
+run_one() {
+  local impl=$1 name=$2 np=$3 rep=$4
+  shift 4
+  local out err rc=0
+  out=$(mktemp) err=$(mktemp)
+  timeout --kill-after=10 "$RUN_TIMEOUT" "$@" >"$out" 2>"$err" || rc=$?
+  local n
+  n=$(grep -cE '(^|[^A-Za-z0-9_])[A-Za-z0-9_]+ bytes=[0-9]+ value=' "$out" || true)
+  if ((rc != 0)); then
+    failures=$((failures + 1))
+    log "rep $rep $name $impl: FAILED (exit $rc): $*"
+    sed 's/^/  | /' "$err" | tail -n 20 >&2
+  else
+    log "rep $rep $name $impl: $n values"
+  fi
+  sed -E -n "s/^(.*[^A-Za-z0-9_])?([A-Za-z0-9_]+ bytes=[0-9]+ value=[-+0-9.eEinfa]+).*$/bench=$name impl=$impl np=$np rep=$rep \2/p" \
+    "$out" >>"$BENCH_OUT"
+  rm -f "$out" "$err"
+}
+
+# run_pair NAME NP REF_LABEL PREFIX -- PMRUN_CMD... -- REF_CMD...
+# runs the reference and then the pmrun command, REPS times. PREFIX is put in
+# front of the test names on the BENCH lines ("" for the Go p2p benchmark).
+run_pair() {
+  local name=$1 np=$2 label=$3 prefix=$4
+  shift 4
+  [[ ${1:-} == -- ]] || die "run_pair $name: expected -- before the pmrun command"
+  shift
+  local pm=() ref=()
+  while (($# > 0)) && [[ $1 != -- ]]; do
+    pm+=("$1")
+    shift
+  done
+  (($# > 0)) || die "run_pair $name: expected -- before the reference command"
+  shift
+  ref=("$@")
+  echo "#pair bench=$name prefix=$prefix ref=$label" >>"$BENCH_OUT"
+  log "$name: pmrun:     ${pm[*]}"
+  log "$name: $label: ${ref[*]}"
+  local rep
+  for ((rep = 1; rep <= REPS; rep++)); do
+    run_one ref "$name" "$np" "$rep" "${ref[@]}"
+    run_one pmrun "$name" "$np" "$rep" "${pm[@]}"
+  done
+}
+
+main() {
+  [[ $REPS =~ ^[1-9][0-9]*$ ]] || die "REPS must be a positive integer, not '$REPS'"
+  [[ -x ${PMRUN[0]} ]] || die "${PMRUN[0]} not found; run 'make build' first"
+  ensure_tools
+  mkdir -p "$(dirname "$BENCH_OUT")"
+  {
+    echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -n) cores=$(nproc) reps=$REPS"
+    echo "# $(go version) | $(mpirun --version 2>/dev/null | head -n 1)"
+  } >"$BENCH_OUT"
+  sed 's/^# /bench: /' "$BENCH_OUT" >&2
+
+  if selected p2p; then
+    build_p2p
+    run_pair p2p 2 "Open MPI" "" \
+      -- "${PMRUN[@]}" -np 2 bench/bin/p2p "${P2P_ARGS[@]}" \
+      -- "${MPIRUN[@]}" -np 2 bench/bin/osu_p2p "${P2P_ARGS[@]}"
+  fi
+
+  python3 bench/summarize.py "$BENCH_OUT"
+  if ((failures > 0)); then
+    die "$failures run(s) failed; see above"
+  fi
+}
+
+main "$@"
