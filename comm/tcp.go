@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"github.com/pmrun/pmrun/internal/wire"
 )
@@ -109,7 +110,14 @@ func (l *tcpLink) sendFrame(h *wire.Header, payload []byte) error {
 		b := l.wbuf[:n]
 		h.Put(b)
 		copy(b[wire.HeaderSize:], payload)
-		_, err = l.conn.Write(b)
+		// Try a direct write first (the socket is non-blocking, so it cannot
+		// block); whatever the kernel did not take goes through the netpoller.
+		if w, werr := writeNonblock(l.fd, b); werr == nil {
+			b = b[w:]
+		}
+		if len(b) > 0 {
+			_, err = l.conn.Write(b)
+		}
 	} else {
 		if cap(l.wbuf) < wire.HeaderSize {
 			l.wbuf = make([]byte, 256)
@@ -205,7 +213,7 @@ func (l *tcpLink) poll() error {
 			}
 			p = l.rbuf[l.rend:]
 		}
-		n, err := syscall.Read(l.fd, p)
+		n, err := readNonblock(l.fd, p)
 		switch {
 		case n > 0 && direct:
 			f.off += n
@@ -485,4 +493,24 @@ func (m *mesh) close() error {
 	}
 	m.wg.Wait()
 	return err
+}
+
+// readNonblock reads from a non-blocking descriptor. It never blocks (EAGAIN is
+// returned instead), so it skips the scheduler's bookkeeping of syscall.Read,
+// which on the spinning receive path costs as much as the read itself.
+func readNonblock(fd int, p []byte) (int, error) {
+	r, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(r), nil
+}
+
+// writeNonblock is the write counterpart of readNonblock.
+func writeNonblock(fd int, p []byte) (int, error) {
+	r, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(r), nil
 }

@@ -41,6 +41,9 @@ options:
                       the launcher's own value of VAR
   --tag-output        prefix every output line with [rank]
   --timeout DURATION  abort the job after DURATION (e.g. 30s, 5m); status 124
+  --compress          compress large compressible messages (s2); off by
+                      default: on loopback and fast LANs it costs more
+                      than it saves
   --version           print the version and exit
   -h, --help          print this help
 `
@@ -74,6 +77,7 @@ type options struct {
 	np        int
 	env       envList
 	tagOutput bool
+	compress  bool
 	timeout   time.Duration
 	version   bool
 	program   string
@@ -90,6 +94,7 @@ func parseArgs(args []string) (*options, error) {
 	fs.IntVar(&o.np, "n", runtime.NumCPU(), "")
 	fs.Var(&o.env, "x", "")
 	fs.BoolVar(&o.tagOutput, "tag-output", false, "")
+	fs.BoolVar(&o.compress, "compress", false, "")
 	fs.DurationVar(&o.timeout, "timeout", 0, "")
 	fs.BoolVar(&o.version, "version", false, "")
 	if err := fs.Parse(args); err != nil {
@@ -160,6 +165,9 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	if o.version {
 		fmt.Fprintf(stdout, "pmrun %s\n", version)
 		return 0
+	}
+	if o.compress {
+		o.env = append(o.env, "PMRUN_COMPRESS=on")
 	}
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)

@@ -143,6 +143,10 @@ func TestExportAndStdin(t *testing.T) {
 	if r.code != 0 || strings.Count(r.out, `GREETING="hi there"`) != 3 {
 		t.Errorf("-x VAR=VAL: %d\n%s%s", r.code, r.out, r.err)
 	}
+	r = pmrun(t, "", "-np", "2", "--compress", prog("behave"), "env", "PMRUN_COMPRESS")
+	if strings.Count(r.out, `PMRUN_COMPRESS="on"`) != 2 {
+		t.Errorf("--compress: %s", r.out)
+	}
 	r = pmrun(t, "", "-np", "2", "-x", "PMRUN_TEST_INHERITED", prog("behave"), "env", "PMRUN_TEST_INHERITED")
 	if strings.Count(r.out, `"from-launcher"`) != 2 {
 		t.Errorf("-x VAR: %s", r.out)
