@@ -1,0 +1,98 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func run(t *testing.T, spec JobSpec) (Result, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := RunLocal(ctx, spec, &out, &errb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, out.String(), errb.String()
+}
+
+func sh(script string) (string, []string) { return "/bin/sh", []string{"-c", script} }
+
+func TestEnvironmentAndTags(t *testing.T) {
+	prog, args := sh(`echo "r=$PMRUN_RANK s=$PMRUN_SIZE l=$PMRUN_LOCAL_RANK/$PMRUN_LOCAL_SIZE x=$EXTRA job=${#PMRUN_JOB} secret=${#PMRUN_SECRET} rdv=${PMRUN_RENDEZVOUS%%:*}"`)
+	res, out, _ := run(t, JobSpec{Program: prog, Args: args, NP: 3, Env: []string{"EXTRA=yes"}, TagOutput: true})
+	if res.ExitCode != 0 {
+		t.Fatalf("status %d", res.ExitCode)
+	}
+	for _, want := range []string{
+		"[0] r=0 s=3 l=0/3 x=yes job=12 secret=64 rdv=127.0.0.1",
+		"[1] r=1 s=3 l=1/3 x=yes",
+		"[2] r=2 s=3 l=2/3 x=yes",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestFirstFailureKillsTheRest(t *testing.T) {
+	prog, args := sh(`if [ "$PMRUN_RANK" = 2 ]; then sleep 0.1; exit 9; fi; exec sleep 30`)
+	start := time.Now()
+	res, _, errs := run(t, JobSpec{Program: prog, Args: args, NP: 4})
+	if res.ExitCode != 9 || res.Rank != 2 || !strings.Contains(errs, "rank 2") || !strings.Contains(errs, "status 9") {
+		t.Fatalf("result %+v, stderr %s", res, errs)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("job took %v; the sleeping ranks were not killed promptly", took)
+	}
+}
+
+func TestSignalExitStatus(t *testing.T) {
+	prog, args := sh(`[ "$PMRUN_RANK" = 1 ] && kill -KILL $$; exec sleep 30`)
+	res, _, errs := run(t, JobSpec{Program: prog, Args: args, NP: 2})
+	if res.ExitCode != 128+int(syscall.SIGKILL) || !strings.Contains(errs, "signal 9") {
+		t.Fatalf("result %+v, stderr %s", res, errs)
+	}
+}
+
+func TestTimeoutAndSignals(t *testing.T) {
+	prog, args := sh(`exec sleep 30`)
+	res, _, errs := run(t, JobSpec{Program: prog, Args: args, NP: 2, Timeout: 200 * time.Millisecond})
+	if res.ExitCode != ExitTimeout || !strings.Contains(errs, "timed out") {
+		t.Fatalf("timeout: %+v %s", res, errs)
+	}
+	sigs := make(chan os.Signal, 1)
+	sigs <- syscall.SIGINT
+	res, _, _ = run(t, JobSpec{Program: prog, Args: args, NP: 2, Signals: sigs})
+	if res.ExitCode != 128+int(syscall.SIGINT) {
+		t.Fatalf("SIGINT: %+v", res)
+	}
+}
+
+func TestLaunchFailure(t *testing.T) {
+	res, _, _ := run(t, JobSpec{Program: "/nonexistent/prog", NP: 2})
+	if res.ExitCode != ExitLaunch || !strings.Contains(res.Reason, "/nonexistent/prog") {
+		t.Fatalf("%+v", res)
+	}
+	if _, err := RunLocal(context.Background(), JobSpec{Program: "/bin/true", NP: 0}, nil, nil); err == nil {
+		t.Fatal("NP 0 accepted")
+	}
+}
+
+func TestLongLinesSplitNotLost(t *testing.T) {
+	prog, args := sh(`head -c 200000 /dev/zero | tr '\0' 'x'; echo; printf tail`)
+	res, out, _ := run(t, JobSpec{Program: prog, Args: args, NP: 1})
+	if res.ExitCode != 0 || strings.Count(out, "x") != 200000 || !strings.HasSuffix(out, "tail\n") {
+		t.Fatalf("status %d, %d bytes of x, suffix %q", res.ExitCode, strings.Count(out, "x"), out[max(0, len(out)-10):])
+	}
+}
