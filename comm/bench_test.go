@@ -10,7 +10,7 @@ import (
 // BenchmarkPingPong measures a round trip between two goroutine ranks, in-process
 // and over loopback TCP; bench/ measures separate processes.
 func BenchmarkPingPong(b *testing.B) {
-	for _, tr := range []string{"inproc", "tcp"} {
+	for _, tr := range []string{"inproc", "tcp", "shm"} {
 		for _, n := range []int{8, 1 << 10, 64 << 10, 1 << 20} {
 			b.Run(fmt.Sprintf("%s/bytes=%d", tr, n), func(b *testing.B) { pingPong(b, transports[tr](b, 2, nil), n) })
 		}

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,12 +44,16 @@ type maker func(tb testing.TB, n int, cfg *comm.Config) *commtest.World
 
 var transports = map[string]maker{
 	"inproc": commtest.NewWorldConfig,
-	"tcp":    newTCPWorld,
+	"tcp":    func(tb testing.TB, n int, cfg *comm.Config) *commtest.World { return newNetWorld(tb, n, cfg, false) },
+	"shm":    func(tb testing.TB, n int, cfg *comm.Config) *commtest.World { return newNetWorld(tb, n, cfg, true) },
 }
 
-// newTCPWorld connects n goroutine ranks by real TCP connections through a
-// rendezvous service, exactly as processes started by pmrun are.
-func newTCPWorld(tb testing.TB, n int, cfg *comm.Config) *commtest.World {
+var jobs atomic.Int64
+
+// newNetWorld connects n goroutine ranks through a rendezvous service exactly as
+// processes started by pmrun are: over TCP when each rank is on a node of its
+// own, through shared memory rings when they share one node.
+func newNetWorld(tb testing.TB, n int, cfg *comm.Config, oneNode bool) *commtest.World {
 	tb.Helper()
 	secret := []byte("0123456789abcdef0123456789abcdef")
 	srv, err := rendezvous.Listen("127.0.0.1:0", secret, n, tb.Logf)
@@ -59,7 +65,12 @@ func newTCPWorld(tb testing.TB, n int, cfg *comm.Config) *commtest.World {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for r := range n {
-		wg.Go(func() { comms[r], errs[r] = comm.NewTCPWorldForTest(bg, cfg, r, n, secret, srv.Addr()) })
+		node := fmt.Sprintf("node%d", r)
+		if oneNode {
+			node = "node"
+		}
+		job := fmt.Sprintf("t%d-%d", os.Getpid(), jobs.Add(1))
+		wg.Go(func() { comms[r], errs[r] = comm.NewTCPWorldForTest(bg, cfg, job, r, n, secret, srv.Addr(), node) })
 	}
 	wg.Wait()
 	for _, err := range errs {

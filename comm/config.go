@@ -30,8 +30,15 @@ type Config struct {
 	// SocketBuffer sets the kernel's send and receive buffer sizes of peer
 	// connections (0 leaves the system's autotuning alone).
 	SocketBuffer int
+	// SharedMemory makes ranks on one node exchange frames through shared memory
+	// rings instead of their TCP connection.
+	SharedMemory bool
+	// ShmRing is the size of each shared memory ring (a power of two).
+	ShmRing int
 	// DialTimeout bounds connecting to one peer, handshake included.
 	DialTimeout time.Duration
+	// Debug logs transport details (which pairs use shared memory, and why not).
+	Debug bool
 	// Logf receives diagnostics (refused connections, lost peers). Nil discards them.
 	Logf func(format string, args ...any)
 }
@@ -46,6 +53,8 @@ func DefaultConfig() *Config {
 		DialTimeout:  10 * time.Second,
 		Spin:         defaultSpin(),
 		SocketBuffer: 4 << 20,
+		SharedMemory: true,
+		ShmRing:      2 << 20,
 	}
 }
 
@@ -74,6 +83,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("comm: CompressMin %d must not be negative", c.CompressMin)
 	case c.Spin < 0 || c.Spin > time.Second:
 		return fmt.Errorf("comm: Spin %v must be in [0, 1s]", c.Spin)
+	case c.ShmRing < 64<<10 || c.ShmRing > 1<<30 || c.ShmRing&(c.ShmRing-1) != 0:
+		return fmt.Errorf("comm: ShmRing %d must be a power of two in [64 KiB, 1 GiB]", c.ShmRing)
 	case c.DialTimeout <= 0:
 		return fmt.Errorf("comm: DialTimeout %v must be positive", c.DialTimeout)
 	}
@@ -94,7 +105,7 @@ func ConfigFromEnv() (*Config, error) {
 	for _, v := range []struct {
 		name string
 		dst  *int
-	}{{"PMRUN_EAGER_LIMIT", &c.EagerLimit}, {"PMRUN_CHUNK_SIZE", &c.ChunkSize}, {"PMRUN_COMPRESS_MIN", &c.CompressMin}, {"PMRUN_SOCKET_BUFFER", &c.SocketBuffer}} {
+	}{{"PMRUN_EAGER_LIMIT", &c.EagerLimit}, {"PMRUN_CHUNK_SIZE", &c.ChunkSize}, {"PMRUN_COMPRESS_MIN", &c.CompressMin}, {"PMRUN_SOCKET_BUFFER", &c.SocketBuffer}, {"PMRUN_SHM_RING", &c.ShmRing}} {
 		if s := os.Getenv(v.name); s != "" {
 			n, err := parseSize(s)
 			if err != nil {
@@ -109,6 +120,13 @@ func ConfigFromEnv() (*Config, error) {
 			return nil, fmt.Errorf("comm: PMRUN_SPIN=%q: %w", s, err)
 		}
 		c.Spin = d
+	}
+	if s := os.Getenv("PMRUN_SHM"); s != "" {
+		on, err := parseOnOff(s)
+		if err != nil {
+			return nil, fmt.Errorf("comm: PMRUN_SHM=%q: %w", s, err)
+		}
+		c.SharedMemory = on
 	}
 	if s := os.Getenv("PMRUN_COMPRESS"); s != "" {
 		switch strings.ToLower(s) {
@@ -136,4 +154,14 @@ func parseSize(s string) (int, error) {
 		return 0, fmt.Errorf("not a size")
 	}
 	return n * mult, nil
+}
+
+func parseOnOff(s string) (bool, error) {
+	switch strings.ToLower(s) {
+	case "1", "true", "on", "yes":
+		return true, nil
+	case "0", "false", "off", "no":
+		return false, nil
+	}
+	return false, fmt.Errorf("want on or off")
 }

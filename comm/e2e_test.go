@@ -95,20 +95,24 @@ func TestE2EStress(t *testing.T) {
 		t.Skip("the 100,000-message stress test is skipped with -short")
 	}
 	_, prog := e2eBinaries(t)
-	// 8 ranks x 12,500 messages = 100,000 messages, 0 B to 1 MiB, log-uniform.
-	r := runJob(t, 8*time.Minute, "-np", "8", prog("stress"), "-msgs", "12500", "-seed", "7")
-	if r.code != 0 {
-		t.Fatalf("stress job failed (status %d)\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	for _, shm := range []string{"on", "off"} { // shared memory rings, or TCP
+		t.Run("shm="+shm, func(t *testing.T) {
+			// 8 ranks x 12,500 messages = 100,000 messages, 0 B to 1 MiB, log-uniform.
+			r := runJob(t, 8*time.Minute, "-np", "8", "-x", "PMRUN_SHM="+shm, prog("stress"), "-msgs", "12500", "-seed", "7")
+			if r.code != 0 {
+				t.Fatalf("stress job failed (status %d)\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+			}
+			total := 0
+			for _, m := range regexp.MustCompile(`received (\d+) messages`).FindAllStringSubmatch(r.stdout, -1) {
+				n, _ := strconv.Atoi(m[1])
+				total += n
+			}
+			if total != 100000 {
+				t.Fatalf("ranks received %d messages in all, want 100000\n%s", total, r.stdout)
+			}
+			t.Logf("100,000 messages verified in %v", r.elapsed.Round(time.Millisecond))
+		})
 	}
-	total := 0
-	for _, m := range regexp.MustCompile(`received (\d+) messages`).FindAllStringSubmatch(r.stdout, -1) {
-		n, _ := strconv.Atoi(m[1])
-		total += n
-	}
-	if total != 100000 {
-		t.Fatalf("ranks received %d messages in all, want 100000\n%s", total, r.stdout)
-	}
-	t.Logf("100,000 messages verified in %v", r.elapsed.Round(time.Millisecond))
 }
 
 func TestE2EBigMessage(t *testing.T) {

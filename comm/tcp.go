@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/pmrun/pmrun/internal/wire"
@@ -45,8 +47,12 @@ type tcpLink struct {
 	raw  syscall.RawConn
 	fd   int
 
-	wmu  sync.Mutex // guards writes on conn and wbuf
-	wbuf []byte
+	shm    *shmPair    // frames go through shared memory (nil: through conn)
+	broken atomic.Bool // the connection ended: writers waiting for ring space give up
+
+	wmu   sync.Mutex // guards writes on conn or the transmit ring, wbuf and wdead
+	wbuf  []byte
+	wdead bool
 
 	rmu  sync.Mutex // the read token: guards everything below
 	dead bool       // the connection is closed or broken; no more reads
@@ -76,7 +82,7 @@ const (
 	directMin   = 16 << 10
 )
 
-func newTCPLink(e *engine, peer int, conn net.Conn) (*tcpLink, error) {
+func newTCPLink(e *engine, peer int, conn net.Conn, shm *shmPair) (*tcpLink, error) {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
 		return nil, fmt.Errorf("comm: connection %T has no file descriptor", conn)
@@ -91,7 +97,7 @@ func newTCPLink(e *engine, peer int, conn net.Conn) (*tcpLink, error) {
 		tc.SetWriteBuffer(e.cfg.SocketBuffer)
 		tc.SetReadBuffer(e.cfg.SocketBuffer)
 	}
-	l := &tcpLink{e: e, peer: peer, conn: conn, raw: raw, rbuf: make([]byte, readBufSize)}
+	l := &tcpLink{e: e, peer: peer, conn: conn, raw: raw, shm: shm, rbuf: make([]byte, readBufSize)}
 	if err := raw.Control(func(fd uintptr) { l.fd = int(fd) }); err != nil {
 		return nil, err
 	}
@@ -102,7 +108,19 @@ func (l *tcpLink) sendFrame(h *wire.Header, payload []byte) error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	var err error
-	if len(payload) <= smallFrame {
+	switch {
+	case l.wdead:
+		err = ErrClosed
+	case l.shm != nil:
+		if cap(l.wbuf) < wire.HeaderSize {
+			l.wbuf = make([]byte, 256)
+		}
+		hb := l.wbuf[:wire.HeaderSize]
+		h.Put(hb)
+		if err = l.ringWrite(hb); err == nil {
+			err = l.ringWrite(payload)
+		}
+	case len(payload) <= smallFrame:
 		n := wire.HeaderSize + len(payload)
 		if cap(l.wbuf) < n {
 			l.wbuf = make([]byte, n, max(n, 256))
@@ -118,7 +136,7 @@ func (l *tcpLink) sendFrame(h *wire.Header, payload []byte) error {
 		if len(b) > 0 {
 			_, err = l.conn.Write(b)
 		}
-	} else {
+	default:
 		if cap(l.wbuf) < wire.HeaderSize {
 			l.wbuf = make([]byte, 256)
 		}
@@ -136,9 +154,13 @@ func (l *tcpLink) sendFrame(h *wire.Header, payload []byte) error {
 // close stops reading (waiting for a reader that holds the token) and closes
 // the connection.
 func (l *tcpLink) close() error {
+	l.broken.Store(true) // a writer waiting for ring space gives up
 	l.rmu.Lock()
 	l.dead = true // later token holders no longer touch the descriptor
 	l.rmu.Unlock()
+	l.wmu.Lock()
+	l.wdead = true // no writer is inside the ring once this is set
+	l.wmu.Unlock()
 	// Not under rmu: Close waits for readLoop to leave raw.Read, which needs rmu.
 	return l.conn.Close()
 }
@@ -154,13 +176,18 @@ func (l *tcpLink) readLoop() {
 			rerr = l.rerr
 			return true
 		}
-		rerr = l.poll()
+		if l.shm != nil {
+			rerr = l.pollShm()
+		} else {
+			rerr = l.poll()
+		}
 		if rerr != nil {
 			l.dead = true
 			return true
 		}
 		return false // wait until more arrives
 	})
+	l.broken.Store(true)
 	if rerr == nil {
 		rerr = err
 	}
@@ -213,7 +240,13 @@ func (l *tcpLink) poll() error {
 			}
 			p = l.rbuf[l.rend:]
 		}
-		n, err := readNonblock(l.fd, p)
+		var n int
+		var err error
+		if l.shm != nil {
+			n, err = l.shm.rx.read(p)
+		} else {
+			n, err = readNonblock(l.fd, p)
+		}
 		switch {
 		case n > 0 && direct:
 			f.off += n
@@ -229,6 +262,43 @@ func (l *tcpLink) poll() error {
 		default:
 			return errors.New("connection closed (process exited?)")
 		}
+	}
+}
+
+// pollShm is the background reader's turn on a shared-memory link: it drains
+// the doorbell bytes (and sees the peer's end), drains the ring, and parks only
+// after announcing it on the ring and finding it still empty. The caller holds rmu.
+func (l *tcpLink) pollShm() error {
+	var bells [64]byte
+	var end error // the peer is gone; what it published before still counts
+	for end == nil {
+		n, err := readNonblock(l.fd, bells[:])
+		if err == syscall.EAGAIN {
+			break
+		}
+		if err != nil && err != syscall.EINTR {
+			end = fmt.Errorf("connection broken: %w", err)
+		}
+		if n == 0 && err == nil {
+			end = errors.New("connection closed (process exited?)")
+		}
+	}
+	rx := l.shm.rx
+	if end != nil {
+		if err := l.poll(); err != nil {
+			return err
+		}
+		return end
+	}
+	for {
+		if err := l.poll(); err != nil {
+			return err
+		}
+		rx.sleep.Store(1)
+		if rx.empty() {
+			return nil // the writer rings once it publishes more
+		}
+		rx.sleep.Store(0)
 	}
 }
 
@@ -385,7 +455,20 @@ func (m *mesh) dial(ctx context.Context, peer int, addr string) error {
 		conn.Close()
 		return fmt.Errorf("comm: rank %d: handshake with rank %d at %s: %w", m.e.rank, peer, addr, err)
 	}
-	return m.install(peer, conn)
+	var shm *shmPair
+	name := ""
+	if m.e.sameNode(peer) && m.e.cfg.SharedMemory {
+		var err error
+		if shm, name, err = createShm(m.e.job, peer, m.e.rank, m.e.cfg.ShmRing); err != nil {
+			m.e.debugf("comm: rank %d: no shared memory with rank %d, using TCP: %v", m.e.rank, peer, err)
+		}
+	}
+	shm, err = offerShm(conn, shm, name)
+	if err != nil {
+		conn.Close()
+		return fmt.Errorf("comm: rank %d: setting up the connection to rank %d: %w", m.e.rank, peer, err)
+	}
+	return m.install(peer, conn, shm)
 }
 
 func (m *mesh) acceptLoop() {
@@ -419,8 +502,16 @@ func (m *mesh) accept(conn net.Conn) {
 	if err == nil && (role != wire.RolePeer || int(id) <= m.e.rank || int(id) >= m.e.size) {
 		err = fmt.Errorf("%w: role %d id %d is not a rank that dials rank %d", wire.ErrHandshake, role, id, m.e.rank)
 	}
+	var shm *shmPair
 	if err == nil {
-		err = m.install(int(id), conn)
+		conn.SetDeadline(time.Now().Add(wire.HandshakeTimeout))
+		shm, err = acceptShm(conn, m.e.cfg.ShmRing, m.e.debugf)
+		conn.SetDeadline(time.Time{})
+	}
+	if err == nil {
+		if err = m.install(int(id), conn, shm); err != nil {
+			shm.unmap()
+		}
 	}
 	if err != nil {
 		m.e.cfg.logf("comm: rank %d: refused connection from %s: %v", m.e.rank, conn.RemoteAddr(), err)
@@ -442,7 +533,7 @@ func (m *mesh) track(conn net.Conn) bool {
 }
 
 // install makes conn the link to peer and starts its reader.
-func (m *mesh) install(peer int, conn net.Conn) error {
+func (m *mesh) install(peer int, conn net.Conn, shm *shmPair) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	select {
@@ -453,7 +544,7 @@ func (m *mesh) install(peer int, conn net.Conn) error {
 	if m.e.links[peer] != nil {
 		return fmt.Errorf("%w: rank %d is already connected", wire.ErrHandshake, peer)
 	}
-	l, err := newTCPLink(m.e, peer, conn)
+	l, err := newTCPLink(m.e, peer, conn, shm)
 	if err != nil {
 		return err
 	}
@@ -492,6 +583,9 @@ func (m *mesh) close() error {
 		c.Close()
 	}
 	m.wg.Wait()
+	for _, l := range links { // no reader or writer is left inside a ring
+		l.shm.unmap()
+	}
 	return err
 }
 

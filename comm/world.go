@@ -54,6 +54,7 @@ func worldFromEnv() (*Comm, error) {
 		return nil, err
 	}
 	if debugOn("comm") {
+		cfg.Debug = true
 		cfg.Logf = log.New(os.Stderr, "", log.Lmicroseconds).Printf
 	} else {
 		cfg.Logf = log.New(os.Stderr, "", 0).Printf // refusals and lost peers only
@@ -90,12 +91,12 @@ func worldFromEnv() (*Comm, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	return newTCPWorld(ctx, cfg, rank, size, secret, rdvAddr, node, bind)
+	return newTCPWorld(ctx, cfg, os.Getenv(EnvJob), rank, size, secret, rdvAddr, node, bind)
 }
 
 // newTCPWorld builds rank's world over TCP: it listens on bind, registers with the
 // rendezvous service at rdvAddr and connects to every peer.
-func newTCPWorld(ctx context.Context, cfg *Config, rank, size int, secret []byte, rdvAddr, node, bind string) (*Comm, error) {
+func newTCPWorld(ctx context.Context, cfg *Config, job string, rank, size int, secret []byte, rdvAddr, node, bind string) (*Comm, error) {
 	ln, err := net.Listen("tcp", net.JoinHostPort(bind, "0"))
 	if err != nil {
 		return nil, fmt.Errorf("comm: rank %d: listening for peers: %w", rank, err)
@@ -111,7 +112,10 @@ func newTCPWorld(ctx context.Context, cfg *Config, rank, size int, secret []byte
 		addrs[p.Rank], nodes[p.Rank] = p.Addr, p.Node
 	}
 	e := newEngine(cfg, rank, size, nodes)
-	e.addrs = addrs
+	e.addrs, e.job = addrs, job
+	if e.job == "" {
+		e.job = "job"
+	}
 	if _, err := startMesh(ctx, e, ln, secret, addrs); err != nil {
 		rdv.Close()
 		return nil, err

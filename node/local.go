@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -92,6 +93,12 @@ func RunLocal(ctx context.Context, spec JobSpec, stdout, stderr io.Writer) (Resu
 
 	host, _ := os.Hostname()
 	base := append(os.Environ(), spec.Env...)
+	if !hasVar(base, "GOMAXPROCS") {
+		// One rank per core is MPI's model: a Go rank gets its share of the
+		// node's cores, so that idle Ps of one rank do not wake threads that
+		// compete with the other ranks' spinning waiters.
+		base = append(base, "GOMAXPROCS="+strconv.Itoa(max(1, runtime.NumCPU()/spec.NP)))
+	}
 	base = append(base,
 		"PMRUN_SIZE="+strconv.Itoa(spec.NP),
 		"PMRUN_LOCAL_SIZE="+strconv.Itoa(spec.NP),
@@ -234,6 +241,16 @@ func startRank(spec JobSpec, r int, base []string, out, errs *lineSink, outputs 
 		exits <- exitEvent{rank: r, pid: cmd.Process.Pid, err: err}
 	}()
 	return &rankProc{rank: r, cmd: cmd}, nil
+}
+
+// hasVar reports whether env (KEY=VALUE pairs) sets name.
+func hasVar(env []string, name string) bool {
+	for _, kv := range env {
+		if len(kv) > len(name) && kv[len(name)] == '=' && kv[:len(name)] == name {
+			return true
+		}
+	}
+	return false
 }
 
 // exitStatus turns cmd.Wait's error into an exit status and a description.

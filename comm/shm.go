@@ -1,0 +1,293 @@
+package comm
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// Ranks of one job on one node exchange frames through shared memory: two
+// single-producer single-consumer byte rings per pair, in one file in /dev/shm
+// that both map. A frame is written into the ring exactly as it would be written
+// to a socket, and read by the same parser (tcpLink.parse), so everything above
+// the byte stream (matching, rendezvous, reading into the posted buffer) is
+// shared with TCP. What changes is the cost: a spinning receiver polls the ring
+// with plain memory loads, no system call, and data crosses with one copy on
+// each side and no network stack.
+//
+// The pair's TCP connection stays open: it tells when the peer dies (its
+// process exit closes the socket) and it is the doorbell. A reader that parks
+// (its background goroutine, when nobody spins) first sets the ring's sleeping
+// flag and re-checks the ring; a writer that publishes data and then sees the
+// flag clears it and writes one byte to the socket, which wakes the reader
+// through the netpoller. Both sides use sequentially consistent atomics, so one
+// of them always sees the other: no wake-up is lost.
+
+const (
+	ringHeader = 256 // head, tail and sleeping each on their own cache line
+	offHead    = 0
+	offTail    = 64
+	offSleep   = 128
+	offSpin    = 192
+)
+
+// ring is one direction of a shared-memory pair.
+type ring struct {
+	head  *atomic.Uint64 // bytes consumed (reader)
+	tail  *atomic.Uint64 // bytes published (writer)
+	sleep *atomic.Uint32 // 1: the reader is parked and wants a doorbell
+	spin  *atomic.Int32  // goroutines of the reader spinning on the ring: no doorbell needed
+	data  []byte
+	mask  uint64
+}
+
+func newRing(mem []byte) *ring {
+	p := unsafe.Pointer(unsafe.SliceData(mem))
+	data := mem[ringHeader:]
+	return &ring{
+		head:  (*atomic.Uint64)(unsafe.Add(p, offHead)),
+		tail:  (*atomic.Uint64)(unsafe.Add(p, offTail)),
+		sleep: (*atomic.Uint32)(unsafe.Add(p, offSleep)),
+		spin:  (*atomic.Int32)(unsafe.Add(p, offSpin)),
+		data:  data,
+		mask:  uint64(len(data) - 1),
+	}
+}
+
+// read copies what is available into p; it returns EAGAIN when the ring is empty.
+func (r *ring) read(p []byte) (int, error) {
+	head, tail := r.head.Load(), r.tail.Load()
+	n := min(uint64(len(p)), tail-head)
+	if n == 0 {
+		return 0, syscall.EAGAIN
+	}
+	off := head & r.mask
+	c := copy(p[:n], r.data[off:])
+	if uint64(c) < n {
+		copy(p[c:n], r.data)
+	}
+	r.head.Store(head + n)
+	return int(n), nil
+}
+
+// write copies as much of p as fits and publishes it.
+func (r *ring) write(p []byte) int {
+	head, tail := r.head.Load(), r.tail.Load()
+	n := min(uint64(len(p)), uint64(len(r.data))-(tail-head))
+	if n == 0 {
+		return 0
+	}
+	off := tail & r.mask
+	c := copy(r.data[off:], p[:n])
+	if uint64(c) < n {
+		copy(r.data, p[c:n])
+	}
+	r.tail.Store(tail + n)
+	return int(n)
+}
+
+func (r *ring) empty() bool { return r.head.Load() == r.tail.Load() }
+
+// shmPair is the mapping shared by two ranks and the rings in it.
+type shmPair struct {
+	mem    []byte
+	rx, tx *ring
+}
+
+// shmSegmentSize is the file size for rings of ringSize bytes each.
+func shmSegmentSize(ringSize int) int { return 2 * (ringHeader + ringSize) }
+
+// createShm makes and maps a new segment for a pair; the dialer (higher rank)
+// calls it and sends the returned name to the acceptor.
+func createShm(job string, lo, hi, ringSize int) (*shmPair, string, error) {
+	var rnd [6]byte
+	rand.Read(rnd[:])
+	name := fmt.Sprintf("pmrun-%s-%d-%d-%s", job, lo, hi, hex.EncodeToString(rnd[:]))
+	f, err := os.OpenFile("/dev/shm/"+name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, "", err
+	}
+	defer f.Close()
+	size := shmSegmentSize(ringSize)
+	// Reserve the memory now: a tmpfs that is full fails here, not later with SIGBUS.
+	if err := syscall.Fallocate(int(f.Fd()), 0, 0, int64(size)); err != nil {
+		os.Remove(f.Name())
+		return nil, "", fmt.Errorf("reserving %d bytes of shared memory: %w", size, err)
+	}
+	p, err := mapShm(f, size, ringSize, true)
+	if err != nil {
+		os.Remove(f.Name())
+		return nil, "", err
+	}
+	return p, name, nil
+}
+
+// openShm maps the segment the dialer created and removes its name, so that
+// nothing is left behind whatever happens to the ranks.
+func openShm(name string, ringSize int) (*shmPair, error) {
+	if len(name) > 200 || name == "" || name[0] == '.' || containsSlash(name) {
+		return nil, fmt.Errorf("bad shared memory name %q", name)
+	}
+	path := "/dev/shm/" + name
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	defer os.Remove(path)
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() != int64(shmSegmentSize(ringSize)) {
+		return nil, fmt.Errorf("shared memory segment has %d bytes, want %d", fi.Size(), shmSegmentSize(ringSize))
+	}
+	return mapShm(f, int(fi.Size()), ringSize, false)
+}
+
+func containsSlash(s string) bool {
+	for i := range len(s) {
+		if s[i] == '/' {
+			return true
+		}
+	}
+	return false
+}
+
+// mapShm maps f; the creator reads the first ring and writes the second.
+func mapShm(f *os.File, size, ringSize int, creator bool) (*shmPair, error) {
+	mem, err := syscall.Mmap(int(f.Fd()), 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("mapping shared memory: %w", err)
+	}
+	half := size / 2
+	a, b := newRing(mem[:half]), newRing(mem[half:])
+	p := &shmPair{mem: mem, rx: a, tx: b}
+	if !creator {
+		p.rx, p.tx = b, a
+	}
+	return p, nil
+}
+
+func (p *shmPair) unmap() error {
+	if p == nil || p.mem == nil {
+		return nil
+	}
+	err := syscall.Munmap(p.mem)
+	p.mem = nil
+	return err
+}
+
+// offerShm is the dialer's side of setting up shared memory on a fresh
+// connection: it sends the segment's name (or an empty one when it has none) and
+// waits for the acceptor's answer.
+func offerShm(conn net.Conn, p *shmPair, name string) (*shmPair, error) {
+	msg := append([]byte{byte(len(name))}, name...)
+	if _, err := conn.Write(msg); err != nil {
+		return nil, err
+	}
+	var ok [1]byte
+	if _, err := io.ReadFull(conn, ok[:]); err != nil {
+		return nil, err
+	}
+	if ok[0] != 1 || p == nil {
+		if p != nil {
+			p.unmap()
+		}
+		return nil, nil // the pair talks over TCP
+	}
+	return p, nil
+}
+
+// acceptShm is the acceptor's side: it maps the offered segment if it can.
+func acceptShm(conn net.Conn, ringSize int, logf func(string, ...any)) (*shmPair, error) {
+	var n [1]byte
+	if _, err := io.ReadFull(conn, n[:]); err != nil {
+		return nil, err
+	}
+	name := make([]byte, n[0])
+	if _, err := io.ReadFull(conn, name); err != nil {
+		return nil, err
+	}
+	var p *shmPair
+	if len(name) > 0 {
+		var err error
+		if p, err = openShm(string(name), ringSize); err != nil {
+			logf("comm: shared memory %s unusable, using TCP: %v", name, err)
+			p = nil
+		}
+	}
+	ans := byte(0)
+	if p != nil {
+		ans = 1
+	}
+	if _, err := conn.Write([]byte{ans}); err != nil {
+		p.unmap()
+		return nil, err
+	}
+	return p, nil
+}
+
+// ringWrite writes all of b into the link's transmit ring, waiting for room as
+// the peer drains it, and rings the doorbell if the peer sleeps. The caller
+// holds wmu.
+func (l *tcpLink) ringWrite(b []byte) error {
+	tx := l.shm.tx
+	for spins := 0; len(b) > 0; {
+		n := tx.write(b)
+		b = b[n:]
+		if n > 0 {
+			spins = 0
+			l.bell()
+			continue
+		}
+		if l.broken.Load() {
+			return errors.New("connection closed (process exited?)")
+		}
+		spins++
+		if spins < 200 {
+			runtime.Gosched()
+		} else {
+			time.Sleep(20 * time.Microsecond)
+		}
+	}
+	return nil
+}
+
+// bell wakes the peer's parked reader, if it is parked and no goroutine of the
+// peer spins on the ring (a spinner reads what was published, and re-checks the
+// ring when it stops spinning).
+func (l *tcpLink) bell() {
+	tx := l.shm.tx
+	if tx.sleep.Load() == 1 && tx.spin.Load() == 0 && tx.sleep.CompareAndSwap(1, 0) {
+		writeNonblock(l.fd, []byte{0}) // a full socket means a wake-up is pending anyway
+	}
+}
+
+// spinStart announces a goroutine spinning on the link's receive ring.
+func (l *tcpLink) spinStart() {
+	if l.shm != nil {
+		l.shm.rx.spin.Add(1)
+	}
+}
+
+// spinStop withdraws the announcement; a frame published while the writer still
+// saw the spinner (and so rang no bell) is picked up here.
+func (l *tcpLink) spinStop() {
+	if l.shm == nil {
+		return
+	}
+	l.shm.rx.spin.Add(-1)
+	if !l.shm.rx.empty() {
+		l.tryPoll()
+	}
+}
