@@ -15,7 +15,8 @@
 #
 # Environment:
 #   REPS         repetitions of each pair (default 5)
-#   BENCHES      space-separated benchmarks to run (default: all; known: p2p)
+#   BENCHES      space-separated benchmarks to run (default: all; known: p2p,
+#                p2ptcp = pmrun with shared memory off, i.e. its TCP path)
 #   P2P_ARGS     extra arguments for both p2p programs (-test, -sizes, -iters)
 #   RUN_TIMEOUT  seconds after which one run is killed and counted as failed (600)
 #   BENCH_OUT    raw results file (default bench/bin/results.txt)
@@ -141,10 +142,19 @@ main() {
   } >"$BENCH_OUT"
   sed 's/^# /bench: /' "$BENCH_OUT" >&2
 
-  if selected p2p; then
+  if selected p2p || selected p2ptcp; then
     build_p2p
+  fi
+  if selected p2p; then
+    # pmrun as it runs by default: ranks on one node use shared memory.
     run_pair p2p 2 "Open MPI" "" \
       -- "${PMRUN[@]}" -np 2 bench/bin/p2p "${P2P_ARGS[@]}" \
+      -- "${MPIRUN[@]}" -np 2 bench/bin/osu_p2p "${P2P_ARGS[@]}"
+  fi
+  if selected p2ptcp; then
+    # pmrun's TCP path (what ranks on different nodes use), same reference.
+    run_pair p2ptcp 2 "Open MPI" "tcp_" \
+      -- env PMRUN_SHM=off "${PMRUN[@]}" -np 2 bench/bin/p2p "${P2P_ARGS[@]}" \
       -- "${MPIRUN[@]}" -np 2 bench/bin/osu_p2p "${P2P_ARGS[@]}"
   fi
 
