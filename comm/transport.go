@@ -63,15 +63,25 @@ func NewLocalWorld(n int, cfg *Config) ([]*Comm, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("comm: NewLocalWorld size %d must be >= 1", n)
 	}
+	nodes := make([]string, n)
+	for i := range nodes {
+		nodes[i] = "local"
+	}
+	return NewLocalWorldOnNodes(nodes, cfg)
+}
+
+// NewLocalWorldOnNodes is NewLocalWorld for len(nodes) ranks where rank r claims
+// to run on node nodes[r]; it lets tests exercise node-aware algorithms.
+func NewLocalWorldOnNodes(nodes []string, cfg *Config) ([]*Comm, error) {
+	n := len(nodes)
+	if n < 1 {
+		return nil, fmt.Errorf("comm: a world needs at least one rank")
+	}
 	if cfg == nil {
 		cfg = DefaultConfig()
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
-	}
-	nodes := make([]string, n)
-	for i := range nodes {
-		nodes[i] = "local"
 	}
 	es := make([]*engine, n)
 	for i := range es {

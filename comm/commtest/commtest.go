@@ -39,6 +39,16 @@ func NewWorldConfig(tb testing.TB, n int, cfg *comm.Config) *World {
 	return w
 }
 
+// NewWorldOnNodes starts len(nodes) ranks, rank r claiming to run on nodes[r].
+func NewWorldOnNodes(tb testing.TB, nodes []string, cfg *comm.Config) *World {
+	tb.Helper()
+	cs, err := comm.NewLocalWorldOnNodes(nodes, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return FromComms(tb, cs)
+}
+
 // FromComms wraps world communicators made elsewhere (one per rank) in a World;
 // they are closed by tb.Cleanup.
 func FromComms(tb testing.TB, comms []*comm.Comm) *World {

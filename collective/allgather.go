@@ -1,0 +1,118 @@
+package collective
+
+import (
+	"context"
+
+	"github.com/pmrun/pmrun/comm"
+)
+
+// Allgather gathers every rank's send into every rank's recv, rank r's block
+// at recv[r*len(send):].
+func Allgather[T Elem](ctx context.Context, c *comm.Comm, send, recv []T) error {
+	if err := checkLen("allgather", "recv", len(recv), len(send)*c.Size()); err != nil {
+		return err
+	}
+	bs := len(send) * sizeOf[T]()
+	b := bytesOf(recv)
+	copy(b[c.Rank()*bs:], bytesOf(send))
+	if c.Size() == 1 {
+		return nil
+	}
+	k := newCall(ctx, c, "allgather")
+	switch Choose("allgather", c, bs, true) {
+	case AlgRecursiveDoubling:
+		return allgatherRecursiveDoubling(k, b, bs)
+	case AlgBruck:
+		return allgatherBruck(k, b, bs)
+	default:
+		return allgatherRing(k, b, equalCounts(c.Size(), bs))
+	}
+}
+
+// Allgatherv gathers send (counts[r] elements on rank r) into recv at displs.
+func Allgatherv[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, counts, displs []int) error {
+	if err := checkV("allgatherv", c, len(recv), counts, displs); err != nil {
+		return err
+	}
+	if err := checkLen("allgatherv", "send", len(send), counts[c.Rank()]); err != nil {
+		return err
+	}
+	copy(recv[displs[c.Rank()]:], send)
+	if c.Size() == 1 {
+		return nil
+	}
+	// The ring moves each block along p-1 hops, so any layout works.
+	k := newCall(ctx, c, "allgatherv")
+	p := c.Size()
+	right, left := (k.rank+1)%p, (k.rank-1+p)%p
+	for s := range p - 1 {
+		sb, rb := (k.rank-s+p)%p, (k.rank-s-1+p)%p
+		sv := recv[displs[sb] : displs[sb]+counts[sb]]
+		rv := recv[displs[rb] : displs[rb]+counts[rb]]
+		if err := k.sendrecv(bytesOf(sv), right, bytesOf(rv), left); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func equalCounts(p, bs int) []int {
+	c := make([]int, p)
+	for i := range c {
+		c[i] = bs
+	}
+	return c
+}
+
+// allgatherRing: p-1 steps, each passing the block received last to the right
+// neighbour; bandwidth-optimal, for large blocks. counts are in bytes, blocks
+// back to back.
+func allgatherRing(k *call, b []byte, counts []int) error {
+	p := k.size
+	off := make([]int, p+1)
+	for i, n := range counts {
+		off[i+1] = off[i] + n
+	}
+	right, left := (k.rank+1)%p, (k.rank-1+p)%p
+	for s := range p - 1 {
+		sb, rb := (k.rank-s+p)%p, (k.rank-s-1+p)%p
+		if err := k.sendrecv(b[off[sb]:off[sb+1]], right, b[off[rb]:off[rb+1]], left); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// allgatherRecursiveDoubling: log2(p) rounds, exchanging windows that double
+// each round (p a power of two).
+func allgatherRecursiveDoubling(k *call, b []byte, bs int) error {
+	lo := k.rank // window [lo, lo+w) of blocks
+	for w := 1; w < k.size; w <<= 1 {
+		peer := k.rank ^ w
+		plo := lo ^ w
+		if err := k.sendrecv(b[lo*bs:(lo+w)*bs], peer, b[plo*bs:(plo+w)*bs], peer); err != nil {
+			return err
+		}
+		lo = min(lo, plo)
+	}
+	return nil
+}
+
+// allgatherBruck: ceil(log2 p) rounds for any p; blocks are kept rotated so
+// that each round sends a prefix, then rotated back. For small blocks.
+func allgatherBruck(k *call, b []byte, bs int) error {
+	p := k.size
+	tmp := make([]byte, p*bs)
+	copy(tmp, b[k.rank*bs:(k.rank+1)*bs])
+	for d := 1; d < p; d <<= 1 {
+		cnt := min(d, p-d)
+		if err := k.sendrecv(tmp[:cnt*bs], (k.rank-d+p)%p, tmp[d*bs:(d+cnt)*bs], (k.rank+d)%p); err != nil {
+			return err
+		}
+	}
+	for i := range p {
+		j := (k.rank + i) % p
+		copy(b[j*bs:(j+1)*bs], tmp[i*bs:(i+1)*bs])
+	}
+	return nil
+}

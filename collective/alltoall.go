@@ -1,0 +1,129 @@
+package collective
+
+import (
+	"context"
+
+	"github.com/pmrun/pmrun/comm"
+)
+
+// Alltoall sends block j of send (len(send)/p elements) to rank j and receives
+// rank j's block for this rank into block j of recv.
+func Alltoall[T Elem](ctx context.Context, c *comm.Comm, send, recv []T) error {
+	p := c.Size()
+	if len(send)%p != 0 {
+		return checkLen("alltoall", "send", len(send), len(send)/p*p)
+	}
+	if err := checkLen("alltoall", "recv", len(recv), len(send)); err != nil {
+		return err
+	}
+	bs := len(send) / p * sizeOf[T]()
+	sb, rb := bytesOf(send), bytesOf(recv)
+	k := newCall(ctx, c, "alltoall")
+	switch Choose("alltoall", c, bs, true) {
+	case AlgBruck:
+		return alltoallBruck(k, sb, rb, bs)
+	case AlgLinear:
+		return alltoallvLinear(k, sb, rb, equalCounts(p, bs), offsets(equalCounts(p, bs)), equalCounts(p, bs), offsets(equalCounts(p, bs)))
+	default:
+		cnt := equalCounts(p, bs)
+		return alltoallvPairwise(k, sb, rb, cnt, offsets(cnt), cnt, offsets(cnt))
+	}
+}
+
+// Alltoallv sends sendCounts[j] elements at sendDispls[j] to rank j and
+// receives recvCounts[j] elements from rank j at recvDispls[j].
+func Alltoallv[T Elem](ctx context.Context, c *comm.Comm, send []T, sendCounts, sendDispls []int, recv []T, recvCounts, recvDispls []int) error {
+	if err := checkV("alltoallv", c, len(send), sendCounts, sendDispls); err != nil {
+		return err
+	}
+	if err := checkV("alltoallv", c, len(recv), recvCounts, recvDispls); err != nil {
+		return err
+	}
+	es := sizeOf[T]()
+	scale := func(v []int) []int {
+		out := make([]int, len(v))
+		for i, x := range v {
+			out[i] = x * es
+		}
+		return out
+	}
+	return alltoallvPairwise(newCall(ctx, c, "alltoallv"), bytesOf(send), bytesOf(recv),
+		scale(sendCounts), scale(sendDispls), scale(recvCounts), scale(recvDispls))
+}
+
+func offsets(counts []int) []int {
+	d := make([]int, len(counts))
+	for i := 1; i < len(counts); i++ {
+		d[i] = d[i-1] + counts[i-1]
+	}
+	return d
+}
+
+// alltoallvPairwise: in step s each rank sends to rank+s and receives from
+// rank-s, so every step is a perfect matching; p-1 steps. Counts in bytes.
+func alltoallvPairwise(k *call, sb, rb []byte, sc, sd, rc, rd []int) error {
+	p, r := k.size, k.rank
+	copy(rb[rd[r]:rd[r]+rc[r]], sb[sd[r]:sd[r]+sc[r]])
+	for s := 1; s < p; s++ {
+		dst, src := (r+s)%p, (r-s+p)%p
+		if err := k.sendrecv(sb[sd[dst]:sd[dst]+sc[dst]], dst, rb[rd[src]:rd[src]+rc[src]], src); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// alltoallvLinear posts every receive and send at once and waits for all.
+func alltoallvLinear(k *call, sb, rb []byte, sc, sd, rc, rd []int) error {
+	p, r := k.size, k.rank
+	copy(rb[rd[r]:rd[r]+rc[r]], sb[sd[r]:sd[r]+sc[r]])
+	reqs := make([]*comm.Request, 0, 2*p)
+	for j := range p {
+		if j != r {
+			reqs = append(reqs, k.c.Irecv(k.ctx, j, k.tag, rb[rd[j]:rd[j]+rc[j]]))
+		}
+	}
+	for j := range p {
+		if j != r {
+			reqs = append(reqs, k.c.Isend(k.ctx, j, k.tag, sb[sd[j]:sd[j]+sc[j]]))
+		}
+	}
+	_, err := comm.WaitAll(reqs...)
+	return k.wrap(err)
+}
+
+// alltoallBruck: ceil(log2 p) rounds for small blocks: blocks are rotated so
+// that block i holds the data for rank+i; in round d every block whose index has
+// bit d set moves d ranks on; a final rotation puts blocks in place.
+func alltoallBruck(k *call, sb, rb []byte, bs int) error {
+	p, r := k.size, k.rank
+	tmp := make([]byte, p*bs)
+	for i := range p {
+		j := (r + i) % p
+		copy(tmp[i*bs:(i+1)*bs], sb[j*bs:(j+1)*bs])
+	}
+	pack := make([]byte, 0, p*bs)
+	in := make([]byte, p*bs)
+	for d := 1; d < p; d <<= 1 {
+		pack = pack[:0]
+		var idx []int
+		for i := range p {
+			if i&d != 0 {
+				idx = append(idx, i)
+				pack = append(pack, tmp[i*bs:(i+1)*bs]...)
+			}
+		}
+		got := in[:len(pack)]
+		if err := k.sendrecv(pack, (r+d)%p, got, (r-d+p)%p); err != nil {
+			return err
+		}
+		for n, i := range idx {
+			copy(tmp[i*bs:(i+1)*bs], got[n*bs:(n+1)*bs])
+		}
+	}
+	for i := range p {
+		j := (r - i + p) % p
+		copy(rb[j*bs:(j+1)*bs], tmp[i*bs:(i+1)*bs])
+	}
+	return nil
+}

@@ -1,0 +1,570 @@
+package collective_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pmrun/pmrun/collective"
+	"github.com/pmrun/pmrun/comm"
+	"github.com/pmrun/pmrun/comm/commtest"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var bg, _ = context.WithTimeout(context.Background(), 5*time.Minute)
+
+var counts = []int{0, 1, 13}
+
+// bigCount elements of int64 make an 8 MiB vector.
+const bigCount = 1 << 20
+
+func nps() []int { return []int{1, 2, 3, 4, 5, 6, 7, 8, 9} }
+
+// input is rank r's vector: distinct per rank and index.
+func input(r, n int) []int64 {
+	v := make([]int64, n)
+	for i := range v {
+		v[i] = int64(r*1000003 + i*7 + 1)
+	}
+	return v
+}
+
+// forEachAlg runs body once per algorithm of family, forcing it.
+func forEachAlg(t *testing.T, family string, body func(t *testing.T, alg string)) {
+	for _, alg := range collective.Algorithms(family) {
+		t.Run(alg, func(t *testing.T) {
+			t.Setenv("PMRUN_COLL_"+strings.ToUpper(family), alg)
+			body(t, alg)
+		})
+	}
+}
+
+func world(t *testing.T, np int, alg string) *commtest.World {
+	if alg == collective.AlgHierarchical { // ranks spread over nodes of 1..3 ranks
+		nodes := make([]string, np)
+		for r := range nodes {
+			nodes[r] = fmt.Sprintf("node%d", (r*r+r)%3)
+		}
+		return commtest.NewWorldOnNodes(t, nodes, nil)
+	}
+	return commtest.NewWorld(t, np)
+}
+
+func sizesFor(np int) []int {
+	if np == 4 && !testing.Short() {
+		return append(slices.Clone(counts), bigCount)
+	}
+	return counts
+}
+
+// naiveReduce folds the ranks' inputs in rank order with op.
+func naiveReduce(np, n int, op collective.Op[int64]) []int64 {
+	acc := input(0, n)
+	for r := 1; r < np; r++ {
+		in := input(r, n)
+		op.Fn(acc, in) // in = acc ⊕ in
+		acc = in
+	}
+	return acc
+}
+
+// matMul is a non-commutative op: vectors are sequences of 2x2 matrices and
+// inout = in × inout (mod a prime).
+var matMul = collective.NewOp("matmul", func(in, inout []int64) {
+	const m = 1_000_000_007
+	for i := 0; i+3 < len(inout); i += 4 {
+		a, b := in[i:i+4], inout[i:i+4]
+		c0 := (a[0]%m*(b[0]%m) + a[1]%m*(b[2]%m)) % m
+		c1 := (a[0]%m*(b[1]%m) + a[1]%m*(b[3]%m)) % m
+		c2 := (a[2]%m*(b[0]%m) + a[3]%m*(b[2]%m)) % m
+		c3 := (a[2]%m*(b[1]%m) + a[3]%m*(b[3]%m)) % m
+		b[0], b[1], b[2], b[3] = c0, c1, c2, c3
+	}
+}, false)
+
+func ops() map[string]collective.Op[int64] {
+	return map[string]collective.Op[int64]{
+		"sum": collective.Sum[int64](), "max": collective.Max[int64](), "bxor": collective.Bxor[int64](), "matmul": matMul,
+	}
+}
+
+func TestAllreduce(t *testing.T) {
+	forEachAlg(t, "allreduce", func(t *testing.T, alg string) {
+		for _, np := range nps() {
+			for _, n := range sizesFor(np) {
+				for name, op := range ops() {
+					if name == "matmul" {
+						n = n / 4 * 4
+					}
+					want := naiveReduce(np, n, op)
+					world(t, np, alg).Run(func(c *comm.Comm) error {
+						got := make([]int64, n)
+						if err := collective.Allreduce(bg, c, input(c.Rank(), n), got, op); err != nil {
+							return err
+						}
+						if !slices.Equal(got, want) {
+							return fmt.Errorf("np=%d n=%d op=%s: wrong result", np, n, name)
+						}
+						// In place.
+						v := input(c.Rank(), n)
+						if err := collective.Allreduce(bg, c, v, v, op); err != nil || !slices.Equal(v, want) {
+							return fmt.Errorf("np=%d n=%d op=%s in place: %v", np, n, name, err)
+						}
+						return nil
+					})
+				}
+			}
+		}
+	})
+}
+
+func TestReduce(t *testing.T) {
+	for _, np := range nps() {
+		for root := range np {
+			for name, op := range ops() {
+				n := 12
+				want := naiveReduce(np, n, op)
+				commtest.NewWorld(t, np).Run(func(c *comm.Comm) error {
+					got := make([]int64, n)
+					if err := collective.Reduce(bg, c, root, input(c.Rank(), n), got, op); err != nil {
+						return err
+					}
+					if c.Rank() == root && !slices.Equal(got, want) {
+						return fmt.Errorf("np=%d root=%d op=%s: wrong result", np, root, name)
+					}
+					return nil
+				})
+			}
+		}
+	}
+}
+
+func TestBcast(t *testing.T) {
+	forEachAlg(t, "bcast", func(t *testing.T, alg string) {
+		for _, np := range nps() {
+			for root := range np {
+				for _, n := range sizesFor(np) {
+					if n == bigCount && root > 1 {
+						continue
+					}
+					world(t, np, alg).Run(func(c *comm.Comm) error {
+						buf := make([]int64, n)
+						if c.Rank() == root {
+							copy(buf, input(root, n))
+						}
+						if err := collective.Bcast(bg, c, root, buf); err != nil {
+							return err
+						}
+						if !slices.Equal(buf, input(root, n)) {
+							return fmt.Errorf("np=%d root=%d n=%d: wrong data", np, root, n)
+						}
+						return nil
+					})
+				}
+			}
+		}
+	})
+}
+
+func TestBarrier(t *testing.T) {
+	forEachAlg(t, "barrier", func(t *testing.T, alg string) {
+		for _, np := range nps() {
+			arrived := make(chan int, np)
+			world(t, np, alg).Run(func(c *comm.Comm) error {
+				if c.Rank() == np-1 {
+					time.Sleep(20 * time.Millisecond)
+				}
+				arrived <- c.Rank()
+				if err := collective.Barrier(bg, c); err != nil {
+					return err
+				}
+				if len(arrived) != np {
+					return fmt.Errorf("np=%d: left the barrier before every rank arrived", np)
+				}
+				return nil
+			})
+		}
+	})
+}
+
+func concat(np, n int) []int64 {
+	var all []int64
+	for r := range np {
+		all = append(all, input(r, n)...)
+	}
+	return all
+}
+
+func TestAllgather(t *testing.T) {
+	forEachAlg(t, "allgather", func(t *testing.T, alg string) {
+		for _, np := range nps() {
+			if alg == collective.AlgRecursiveDoubling && np&(np-1) != 0 {
+				continue
+			}
+			for _, n := range sizesFor(np) {
+				if n == bigCount {
+					n = bigCount / np
+				}
+				commtest.NewWorld(t, np).Run(func(c *comm.Comm) error {
+					got := make([]int64, n*np)
+					if err := collective.Allgather(bg, c, input(c.Rank(), n), got); err != nil {
+						return err
+					}
+					if !slices.Equal(got, concat(np, n)) {
+						return fmt.Errorf("np=%d n=%d: wrong result", np, n)
+					}
+					return nil
+				})
+			}
+		}
+	})
+}
+
+func TestGatherScatter(t *testing.T) {
+	for _, family := range []string{"gather", "scatter"} {
+		forEachAlg(t, family, func(t *testing.T, alg string) {
+			for _, np := range nps() {
+				for root := range np {
+					for _, n := range counts {
+						commtest.NewWorld(t, np).Run(func(c *comm.Comm) error {
+							if family == "gather" {
+								got := make([]int64, n*np)
+								if err := collective.Gather(bg, c, root, input(c.Rank(), n), got); err != nil {
+									return err
+								}
+								if c.Rank() == root && !slices.Equal(got, concat(np, n)) {
+									return fmt.Errorf("gather np=%d root=%d n=%d: wrong result", np, root, n)
+								}
+								return nil
+							}
+							var all []int64
+							if c.Rank() == root {
+								all = concat(np, n)
+							}
+							got := make([]int64, n)
+							if err := collective.Scatter(bg, c, root, all, got); err != nil {
+								return err
+							}
+							if !slices.Equal(got, input(c.Rank(), n)) {
+								return fmt.Errorf("scatter np=%d root=%d n=%d: wrong block", np, root, n)
+							}
+							return nil
+						})
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestVariants(t *testing.T) {
+	for _, np := range nps() {
+		cnt := make([]int, np)
+		for r := range cnt {
+			cnt[r] = (r * 5) % 7 // includes empty blocks
+		}
+		displs := make([]int, np)
+		total := 0
+		for r := range np {
+			displs[r] = total + 1 // with gaps
+			total += cnt[r] + 1
+		}
+		want := make([]int64, total)
+		for r := range np {
+			copy(want[displs[r]:], input(r, cnt[r]))
+		}
+		commtest.NewWorld(t, np).Run(func(c *comm.Comm) error {
+			me := c.Rank()
+			got := make([]int64, total)
+			if err := collective.Allgatherv(bg, c, input(me, cnt[me]), got, cnt, displs); err != nil {
+				return err
+			}
+			for r := range np {
+				if !slices.Equal(got[displs[r]:displs[r]+cnt[r]], want[displs[r]:displs[r]+cnt[r]]) {
+					return fmt.Errorf("allgatherv np=%d: block %d wrong", np, r)
+				}
+			}
+			root := np / 2
+			got = make([]int64, total)
+			if err := collective.Gatherv(bg, c, root, input(me, cnt[me]), got, cnt, displs); err != nil {
+				return err
+			}
+			if me == root && !slices.Equal(got[displs[np-1]:displs[np-1]+cnt[np-1]], input(np-1, cnt[np-1])) {
+				return fmt.Errorf("gatherv np=%d: wrong", np)
+			}
+			mine := make([]int64, cnt[me])
+			if err := collective.Scatterv(bg, c, root, want, cnt, displs, mine); err != nil {
+				return err
+			}
+			if !slices.Equal(mine, input(me, cnt[me])) {
+				return fmt.Errorf("scatterv np=%d: wrong block", np)
+			}
+			// Alltoallv: rank r sends j+1 copies of r*100+j to rank j.
+			sc, sd, rc, rd := make([]int, np), make([]int, np), make([]int, np), make([]int, np)
+			var sbuf []int64
+			for j := range np {
+				sc[j], sd[j] = j+1, len(sbuf)
+				for range j + 1 {
+					sbuf = append(sbuf, int64(me*100+j))
+				}
+			}
+			for j := range np {
+				rc[j], rd[j] = me+1, j*(me+1)
+			}
+			rbuf := make([]int64, np*(me+1))
+			if err := collective.Alltoallv(bg, c, sbuf, sc, sd, rbuf, rc, rd); err != nil {
+				return err
+			}
+			for j := range np {
+				for k := range me + 1 {
+					if rbuf[rd[j]+k] != int64(j*100+me) {
+						return fmt.Errorf("alltoallv np=%d: from %d got %d", np, j, rbuf[rd[j]+k])
+					}
+				}
+			}
+			return nil
+		})
+	}
+}
+
+func TestAlltoall(t *testing.T) {
+	forEachAlg(t, "alltoall", func(t *testing.T, alg string) {
+		for _, np := range nps() {
+			for _, n := range counts {
+				commtest.NewWorld(t, np).Run(func(c *comm.Comm) error {
+					send := make([]int64, n*np)
+					for j := range np {
+						for i := range n {
+							send[j*n+i] = int64(c.Rank()*10000 + j*100 + i)
+						}
+					}
+					got := make([]int64, n*np)
+					if err := collective.Alltoall(bg, c, send, got); err != nil {
+						return err
+					}
+					for j := range np {
+						for i := range n {
+							if got[j*n+i] != int64(j*10000+c.Rank()*100+i) {
+								return fmt.Errorf("np=%d n=%d: block from %d wrong", np, n, j)
+							}
+						}
+					}
+					return nil
+				})
+			}
+		}
+	})
+}
+
+func TestScanExscanReduceScatter(t *testing.T) {
+	for _, np := range nps() {
+		for name, op := range ops() {
+			n := 8
+			commtest.NewWorld(t, np).Run(func(c *comm.Comm) error {
+				me := c.Rank()
+				got := make([]int64, n)
+				if err := collective.Scan(bg, c, input(me, n), got, op); err != nil {
+					return err
+				}
+				if !slices.Equal(got, naiveReduce(me+1, n, op)) {
+					return fmt.Errorf("scan np=%d op=%s rank %d wrong", np, name, me)
+				}
+				ex := make([]int64, n)
+				if err := collective.Exscan(bg, c, input(me, n), ex, op); err != nil {
+					return err
+				}
+				if me > 0 && !slices.Equal(ex, naiveReduce(me, n, op)) {
+					return fmt.Errorf("exscan np=%d op=%s rank %d wrong", np, name, me)
+				}
+				// ReduceScatterBlock: blocks of 4 (whole matrices).
+				full := naiveReduce(np, 4*np, op)
+				blk := make([]int64, 4)
+				if err := collective.ReduceScatterBlock(bg, c, input(me, 4*np), blk, op); err != nil {
+					return err
+				}
+				if !slices.Equal(blk, full[4*me:4*me+4]) {
+					return fmt.Errorf("reduce_scatter_block np=%d op=%s rank %d wrong", np, name, me)
+				}
+				cnts := make([]int, np)
+				tot := 0
+				for r := range cnts {
+					cnts[r] = 4 * (r % 3)
+					tot += cnts[r]
+				}
+				full = naiveReduce(np, tot, op)
+				part := make([]int64, cnts[me])
+				if err := collective.ReduceScatter(bg, c, input(me, tot), part, cnts, op); err != nil {
+					return err
+				}
+				off := 0
+				for r := range me {
+					off += cnts[r]
+				}
+				if !slices.Equal(part, full[off:off+cnts[me]]) {
+					return fmt.Errorf("reduce_scatter np=%d op=%s rank %d wrong", np, name, me)
+				}
+				return nil
+			})
+		}
+	}
+}
+
+func TestOpsOnTypes(t *testing.T) {
+	commtest.NewWorld(t, 5).Run(func(c *comm.Comm) error {
+		r := c.Rank()
+		f := []float64{float64(r) + 0.5, -float64(r)}
+		if err := collective.Allreduce(bg, c, f, f, collective.Min[float64]()); err != nil || f[0] != 0.5 || f[1] != -4 {
+			return fmt.Errorf("min float64: %v %v", f, err)
+		}
+		u := []uint8{1 << r, 3}
+		if err := collective.Allreduce(bg, c, u, u, collective.Bor[uint8]()); err != nil || u[0] != 31 {
+			return fmt.Errorf("bor uint8: %v %v", u, err)
+		}
+		l := []int32{int32(r % 2), 1}
+		if err := collective.Allreduce(bg, c, l, l, collective.Land[int32]()); err != nil || l[0] != 0 || l[1] != 1 {
+			return fmt.Errorf("land: %v %v", l, err)
+		}
+		l = []int32{int32(r % 2), 0}
+		if err := collective.Allreduce(bg, c, l, l, collective.Lor[int32]()); err != nil || l[0] != 1 || l[1] != 0 {
+			return fmt.Errorf("lor: %v %v", l, err)
+		}
+		z := []complex128{complex(float64(r), 1)}
+		if err := collective.Allreduce(bg, c, z, z, collective.Sum[complex128]()); err != nil || z[0] != complex(10, 5) {
+			return fmt.Errorf("sum complex128: %v %v", z, err)
+		}
+		p := []float32{float32(r + 1)}
+		if err := collective.Allreduce(bg, c, p, p, collective.Prod[float32]()); err != nil || p[0] != 120 {
+			return fmt.Errorf("prod float32: %v %v", p, err)
+		}
+		loc := []collective.Loc[float64]{{Value: float64(r % 3), Index: int64(r)}}
+		mx := make([]collective.Loc[float64], 1)
+		if err := collective.Allreduce(bg, c, loc, mx, collective.MaxLoc[float64]()); err != nil || mx[0] != (collective.Loc[float64]{Value: 2, Index: 2}) {
+			return fmt.Errorf("maxloc: %v %v", mx, err)
+		}
+		if err := collective.Allreduce(bg, c, loc, mx, collective.MinLoc[float64]()); err != nil || mx[0] != (collective.Loc[float64]{Value: 0, Index: 0}) {
+			return fmt.Errorf("minloc: %v %v", mx, err)
+		}
+		return nil
+	})
+}
+
+func TestInterleavedWithPointToPoint(t *testing.T) {
+	commtest.NewWorld(t, 4).Run(func(c *comm.Comm) error {
+		me, p := c.Rank(), c.Size()
+		next, prev := (me+1)%p, (me+p-1)%p
+		for i := range 20 {
+			// A user message on tag 0 is in flight while collectives run.
+			req := c.Isend(bg, next, 0, []byte{byte(i)})
+			v := []int64{int64(me)}
+			if err := collective.Allreduce(bg, c, v, v, collective.Sum[int64]()); err != nil || v[0] != 6 {
+				return fmt.Errorf("allreduce %d: %v %v", i, v, err)
+			}
+			if err := collective.Barrier(bg, c); err != nil {
+				return err
+			}
+			got, st, err := c.Recv(bg, comm.AnySource, comm.AnyTag)
+			if err != nil || st.Source != prev || st.Tag != 0 || got[0] != byte(i) {
+				return fmt.Errorf("user message %d: %v %+v %v", i, got, st, err)
+			}
+			if _, err := req.Wait(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func TestNonblockingInFlight(t *testing.T) {
+	commtest.NewWorld(t, 5).Run(func(c *comm.Comm) error {
+		me := c.Rank()
+		a := []int64{int64(me)}
+		b := make([]int64, 3)
+		if me == 2 {
+			copy(b, []int64{7, 8, 9})
+		}
+		g := make([]int64, 5)
+		r1 := collective.Iallreduce(bg, c, a, a, collective.Sum[int64]())
+		r2 := collective.Ibcast(bg, c, 2, b)
+		r3 := collective.Iallgather(bg, c, []int64{int64(me * me)}, g)
+		r4 := collective.Ibarrier(bg, c)
+		if _, err := comm.WaitAll(r4, r3, r2, r1); err != nil {
+			return err
+		}
+		if a[0] != 10 || !slices.Equal(b, []int64{7, 8, 9}) || !slices.Equal(g, []int64{0, 1, 4, 9, 16}) {
+			return fmt.Errorf("results %v %v %v", a, b, g)
+		}
+		return nil
+	})
+}
+
+func TestCancelledCollective(t *testing.T) {
+	w := commtest.NewWorld(t, 3)
+	errs := make(chan error, 2)
+	for r := range 2 { // rank 2 never joins
+		go func() {
+			ctx, cancel := context.WithTimeout(bg, 100*time.Millisecond)
+			defer cancel()
+			v := []int64{1}
+			errs <- collective.Allreduce(ctx, w.Comms[r], v, v, collective.Sum[int64]())
+		}()
+	}
+	for range 2 {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("cancelled allreduce: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("cancelled allreduce hangs")
+		}
+	}
+}
+
+func TestBadArguments(t *testing.T) {
+	commtest.NewWorld(t, 2).Run(func(c *comm.Comm) error {
+		if err := collective.Bcast(bg, c, 5, []int64{1}); !errors.Is(err, comm.ErrInvalidRank) {
+			return fmt.Errorf("bcast root 5: %v", err)
+		}
+		if err := collective.Allreduce(bg, c, []int64{1, 2}, []int64{1}, collective.Sum[int64]()); err == nil {
+			return errors.New("allreduce with short recv accepted")
+		}
+		return nil
+	})
+}
+
+func TestChooseSizes(t *testing.T) {
+	w := commtest.NewWorld(t, 8)
+	c := w.Comms[0]
+	for _, tc := range []struct {
+		family string
+		n      int
+		comm   bool
+		want   string
+	}{
+		{"allreduce", 8, true, collective.AlgRecursiveDoubling},
+		{"allreduce", 64 << 10, true, collective.AlgRabenseifner},
+		{"allreduce", 8 << 20, true, collective.AlgRing},
+		{"allreduce", 8 << 20, false, collective.AlgRecursiveDoubling},
+		{"bcast", 8, true, collective.AlgBinomial},
+		{"bcast", 8 << 20, true, collective.AlgScatterAllgather},
+		{"alltoall", 8, true, collective.AlgBruck},
+		{"alltoall", 1 << 20, true, collective.AlgPairwise},
+	} {
+		if got := collective.Choose(tc.family, c, tc.n, tc.comm); got != tc.want {
+			t.Errorf("Choose(%s, %d bytes, commutative=%v) = %s, want %s", tc.family, tc.n, tc.comm, got, tc.want)
+		}
+	}
+	t.Setenv("PMRUN_COLL_ALLREDUCE", "ring")
+	if got := collective.Choose("allreduce", c, 8, true); got != collective.AlgRing {
+		t.Errorf("forced ring: got %s", got)
+	}
+	if got := collective.Choose("allreduce", c, 8, false); got != collective.AlgRecursiveDoubling {
+		t.Errorf("ring forced on a non-commutative op: got %s", got)
+	}
+}

@@ -1,0 +1,31 @@
+// Package collective implements MPI's collective operations over a
+// *comm.Comm: Barrier, Bcast, Scatter(v), Gather(v), Allgather(v), Reduce,
+// Allreduce, ReduceScatter(Block), Alltoall(v), Scan and Exscan, on slices of
+// any numeric type, with the ops Sum, Prod, Min, Max, Land, Lor, Band, Bor,
+// Bxor, MaxLoc, MinLoc and user ops, plus nonblocking forms (Ibcast,
+// Iallreduce, ...) that return a *comm.Request.
+//
+//	sum := make([]float64, len(local))
+//	err := collective.Allreduce(ctx, c, local, sum, collective.Sum[float64]())
+//	err = collective.Bcast(ctx, c, 0, params)          // params []int32, root 0
+//	err = collective.Scatter(ctx, c, 0, all, mine)      // all read at the root only
+//
+// Every rank of the communicator must call the same collectives in the same
+// order. Collective traffic travels on reserved tags drawn from a per-
+// communicator sequence, so it never matches user point-to-point messages and
+// two nonblocking collectives in flight on one communicator never cross.
+//
+// Each family has several algorithms (one file each), chosen per call in
+// select.go by message size, communicator size, commutativity of the op and
+// node layout: binomial trees and recursive doubling for small messages; scatter
+// plus allgather broadcast, ring and Rabenseifner allreduce, ring allgather and
+// pairwise alltoall for large ones; node-aware (hierarchical) broadcast,
+// allreduce and barrier when ranks share nodes. PMRUN_COLL_<FAMILY>=<algorithm>
+// (for example PMRUN_COLL_ALLREDUCE=ring) forces one, and PMRUN_DEBUG=coll logs
+// each choice. Choose reports what the selector would pick.
+//
+// A cancelled context ends a collective with an error wrapping ctx.Err() on the
+// ranks whose calls were cancelled; the communicator's other ranks then see the
+// collective fail or hang until their own contexts end, as in MPI, so use one
+// deadline for all ranks.
+package collective

@@ -1,0 +1,148 @@
+package collective
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/pmrun/pmrun/comm"
+)
+
+// bytesOf views s as bytes without copying.
+func bytesOf[T Elem](s []T) []byte {
+	if len(s) == 0 {
+		return []byte{}
+	}
+	var z T
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), len(s)*int(unsafe.Sizeof(z)))
+}
+
+func sizeOf[T Elem]() int {
+	var z T
+	return int(unsafe.Sizeof(z))
+}
+
+// Reserved tags: comm leaves tags below -1 to libraries. Each collective call
+// takes the next value of its communicator's sequence, so the calls of one
+// communicator never share a tag (modulo 2^20 calls in flight).
+const (
+	tagBase  = -16
+	tagRange = 1 << 20
+)
+
+var seqs sync.Map // *comm.Comm -> *atomic.Uint64
+
+func nextTag(c *comm.Comm) int {
+	v, ok := seqs.Load(c)
+	if !ok {
+		v, _ = seqs.LoadOrStore(c, new(atomic.Uint64))
+	}
+	n := v.(*atomic.Uint64).Add(1) - 1
+	return tagBase - int(n%tagRange)
+}
+
+// call is the state of one collective call on one rank.
+type call struct {
+	ctx  context.Context
+	c    *comm.Comm
+	tag  int
+	op   string
+	rank int
+	size int
+}
+
+func newCall(ctx context.Context, c *comm.Comm, op string) *call {
+	return &call{ctx: ctx, c: c, tag: nextTag(c), op: op, rank: c.Rank(), size: c.Size()}
+}
+
+func (k *call) send(dst int, b []byte) error {
+	return k.wrap(k.c.Send(k.ctx, dst, k.tag, b))
+}
+
+func (k *call) recv(src int, b []byte) error {
+	st, err := k.c.RecvInto(k.ctx, src, k.tag, b)
+	if err == nil && st.Count != len(b) {
+		err = fmt.Errorf("collective: %s: rank %d sent %d bytes, want %d (mismatched counts?)", k.op, src, st.Count, len(b))
+	}
+	return k.wrap(err)
+}
+
+// sendrecv sends s to dst while receiving r from src.
+func (k *call) sendrecv(s []byte, dst int, r []byte, src int) error {
+	rq := k.c.Irecv(k.ctx, src, k.tag, r)
+	if err := k.send(dst, s); err != nil {
+		rq.Wait()
+		return err
+	}
+	st, err := rq.Wait()
+	if err == nil && st.Count != len(r) {
+		err = fmt.Errorf("collective: %s: rank %d sent %d bytes, want %d (mismatched counts?)", k.op, src, st.Count, len(r))
+	}
+	return k.wrap(err)
+}
+
+func (k *call) wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ce *Error
+	if errors.As(err, &ce) {
+		return err
+	}
+	return &Error{Op: k.op, Err: err}
+}
+
+// Error is returned by a failed collective; it wraps the cause (a
+// *comm.RankError, ctx.Err(), ...).
+type Error struct {
+	Op  string
+	Err error
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("collective: %s: %v", e.Op, e.Err) }
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+func checkRoot(c *comm.Comm, op string, root int) error {
+	if root < 0 || root >= c.Size() {
+		return &Error{Op: op, Err: fmt.Errorf("root %d not in [0, %d): %w", root, c.Size(), comm.ErrInvalidRank)}
+	}
+	return nil
+}
+
+func checkLen(op, what string, got, want int) error {
+	if got != want {
+		return &Error{Op: op, Err: fmt.Errorf("%s has %d elements, want %d", what, got, want)}
+	}
+	return nil
+}
+
+// block returns the bounds of block i of n elements split into p near-equal
+// blocks (the first n%p blocks one longer).
+func block(n, p, i int) (lo, hi int) {
+	q, r := n/p, n%p
+	lo = i*q + min(i, r)
+	hi = lo + q
+	if i < r {
+		hi++
+	}
+	return lo, hi
+}
+
+// checkV validates the counts and displacements of a v-collective against a
+// buffer of n elements.
+func checkV(op string, c *comm.Comm, n int, counts, displs []int) error {
+	if len(counts) != c.Size() || len(displs) != c.Size() {
+		return &Error{Op: op, Err: fmt.Errorf("%d counts and %d displacements for %d ranks", len(counts), len(displs), c.Size())}
+	}
+	for i := range counts {
+		if counts[i] < 0 || displs[i] < 0 || displs[i]+counts[i] > n {
+			return &Error{Op: op, Err: fmt.Errorf("block %d (%d elements at %d) outside the %d-element buffer", i, counts[i], displs[i], n)}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,192 @@
+package collective
+
+import (
+	"context"
+
+	"github.com/pmrun/pmrun/comm"
+)
+
+// Gather collects every rank's send into root's recv, rank r's block at
+// recv[r*len(send):] (recv is used at the root only).
+func Gather[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T) error {
+	if err := checkRoot(c, "gather", root); err != nil {
+		return err
+	}
+	if c.Rank() == root {
+		if err := checkLen("gather", "recv", len(recv), len(send)*c.Size()); err != nil {
+			return err
+		}
+	}
+	bs := len(send) * sizeOf[T]()
+	k := newCall(ctx, c, "gather")
+	if Choose("gather", c, bs, true) == AlgLinear {
+		cnt := equalCounts(c.Size(), bs)
+		return gathervLinear(k, root, bytesOf(send), bytesOf(recv), cnt, offsets(cnt))
+	}
+	return gatherBinomial(k, root, bytesOf(send), bytesOf(recv), bs)
+}
+
+// Scatter sends block r of root's send (len(recv) elements each) to rank r's
+// recv (send is read at the root only).
+func Scatter[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T) error {
+	if err := checkRoot(c, "scatter", root); err != nil {
+		return err
+	}
+	if c.Rank() == root {
+		if err := checkLen("scatter", "send", len(send), len(recv)*c.Size()); err != nil {
+			return err
+		}
+	}
+	bs := len(recv) * sizeOf[T]()
+	k := newCall(ctx, c, "scatter")
+	if Choose("scatter", c, bs, true) == AlgLinear {
+		cnt := equalCounts(c.Size(), bs)
+		return scattervLinear(k, root, bytesOf(send), bytesOf(recv), cnt, offsets(cnt))
+	}
+	return scatterBinomial(k, root, bytesOf(send), bytesOf(recv), bs)
+}
+
+// Gatherv collects send (counts[r] elements on rank r) into root's recv at
+// displs (counts and displs are read at the root only).
+func Gatherv[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T, counts, displs []int) error {
+	if err := checkRoot(c, "gatherv", root); err != nil {
+		return err
+	}
+	k := newCall(ctx, c, "gatherv")
+	if c.Rank() != root {
+		return k.send(root, bytesOf(send))
+	}
+	if err := checkV("gatherv", c, len(recv), counts, displs); err != nil {
+		return err
+	}
+	if err := checkLen("gatherv", "send", len(send), counts[root]); err != nil {
+		return err
+	}
+	es := sizeOf[T]()
+	return gathervLinear(k, root, bytesOf(send), bytesOf(recv), scaled(counts, es), scaled(displs, es))
+}
+
+// Scatterv sends counts[r] elements at displs[r] of root's send to rank r's recv.
+func Scatterv[T Elem](ctx context.Context, c *comm.Comm, root int, send []T, counts, displs []int, recv []T) error {
+	if err := checkRoot(c, "scatterv", root); err != nil {
+		return err
+	}
+	k := newCall(ctx, c, "scatterv")
+	if c.Rank() != root {
+		return k.recv(root, bytesOf(recv))
+	}
+	if err := checkV("scatterv", c, len(send), counts, displs); err != nil {
+		return err
+	}
+	if err := checkLen("scatterv", "recv", len(recv), counts[root]); err != nil {
+		return err
+	}
+	es := sizeOf[T]()
+	return scattervLinear(k, root, bytesOf(send), bytesOf(recv), scaled(counts, es), scaled(displs, es))
+}
+
+func scaled(v []int, f int) []int {
+	out := make([]int, len(v))
+	for i, x := range v {
+		out[i] = x * f
+	}
+	return out
+}
+
+// gathervLinear: the root posts a receive per rank. Byte counts.
+func gathervLinear(k *call, root int, send, recv []byte, counts, displs []int) error {
+	if k.rank != root {
+		return k.send(root, send)
+	}
+	copy(recv[displs[root]:displs[root]+counts[root]], send)
+	reqs := make([]*comm.Request, 0, k.size)
+	for j := range k.size {
+		if j != root {
+			reqs = append(reqs, k.c.Irecv(k.ctx, j, k.tag, recv[displs[j]:displs[j]+counts[j]]))
+		}
+	}
+	_, err := comm.WaitAll(reqs...)
+	return k.wrap(err)
+}
+
+// scattervLinear: the root posts a send per rank. Byte counts.
+func scattervLinear(k *call, root int, send, recv []byte, counts, displs []int) error {
+	if k.rank != root {
+		return k.recv(root, recv)
+	}
+	copy(recv, send[displs[root]:displs[root]+counts[root]])
+	reqs := make([]*comm.Request, 0, k.size)
+	for j := range k.size {
+		if j != root {
+			reqs = append(reqs, k.c.Isend(k.ctx, j, k.tag, send[displs[j]:displs[j]+counts[j]]))
+		}
+	}
+	_, err := comm.WaitAll(reqs...)
+	return k.wrap(err)
+}
+
+// gatherBinomial: a binomial tree towards root; each rank forwards the blocks
+// of its whole subtree at once, so the root receives log2(p) messages. Blocks
+// are kept in relative order (rank-root) and rotated into place at the root.
+func gatherBinomial(k *call, root int, send, recv []byte, bs int) error {
+	p := k.size
+	vr := (k.rank - root + p) % p
+	span := 1 // blocks of my subtree, gathered so far
+	for span < p && vr&span == 0 {
+		span <<= 1
+	}
+	tmp := make([]byte, min(span, p-vr)*bs)
+	copy(tmp, send)
+	for mask := 1; mask < p; mask <<= 1 {
+		if vr&mask != 0 {
+			return k.send((vr-mask+root)%p, tmp)
+		}
+		if vr+mask < p {
+			n := min(mask, p-vr-mask)
+			if err := k.recv((vr+mask+root)%p, tmp[mask*bs:(mask+n)*bs]); err != nil {
+				return err
+			}
+		}
+	}
+	for i := range p { // root: relative block i is rank root+i
+		j := (i + root) % p
+		copy(recv[j*bs:(j+1)*bs], tmp[i*bs:(i+1)*bs])
+	}
+	return nil
+}
+
+// scatterBinomial is gatherBinomial backwards.
+func scatterBinomial(k *call, root int, send, recv []byte, bs int) error {
+	p := k.size
+	vr := (k.rank - root + p) % p
+	var tmp []byte
+	mask := 1
+	if vr == 0 {
+		tmp = make([]byte, p*bs)
+		for i := range p {
+			j := (i + root) % p
+			copy(tmp[i*bs:(i+1)*bs], send[j*bs:(j+1)*bs])
+		}
+		for mask < p {
+			mask <<= 1
+		}
+	} else {
+		for vr&mask == 0 {
+			mask <<= 1
+		}
+		tmp = make([]byte, min(mask, p-vr)*bs)
+		if err := k.recv((vr-mask+root)%p, tmp); err != nil {
+			return err
+		}
+	}
+	for mask >>= 1; mask > 0; mask >>= 1 {
+		if vr+mask < p {
+			n := min(mask, p-vr-mask)
+			if err := k.send((vr+mask+root)%p, tmp[mask*bs:(mask+n)*bs]); err != nil {
+				return err
+			}
+		}
+	}
+	copy(recv, tmp[:bs])
+	return nil
+}

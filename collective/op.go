@@ -1,0 +1,124 @@
+package collective
+
+import (
+	"cmp"
+
+	"github.com/pmrun/pmrun/comm"
+)
+
+// Elem is the set of element types collectives carry: the numeric types and the
+// value-index pairs of MaxLoc and MinLoc. They hold no pointers, so their bytes
+// travel as they are.
+type Elem interface {
+	comm.Number | Loc[float64] | Loc[float32] | Loc[int64] | Loc[int32] | Loc[int]
+}
+
+// Loc is a value with the index (usually a rank) it came from, for MaxLoc and
+// MinLoc, like MPI's DOUBLE_INT.
+type Loc[T cmp.Ordered] struct {
+	Value T
+	Index int64
+}
+
+// Op combines two vectors element by element: Fn(in, inout) sets
+// inout[i] = in[i] ⊕ inout[i], where in is the left operand (from lower ranks).
+// A non-commutative op is applied strictly in rank order.
+type Op[T any] struct {
+	Name        string
+	Fn          func(in, inout []T)
+	Commutative bool
+}
+
+// NewOp makes a user op from fn, which must set inout[i] = in[i] ⊕ inout[i].
+func NewOp[T any](name string, fn func(in, inout []T), commutative bool) Op[T] {
+	return Op[T]{Name: name, Fn: fn, Commutative: commutative}
+}
+
+func elementwise[T any](name string, f func(a, b T) T) Op[T] {
+	return Op[T]{Name: name, Commutative: true, Fn: func(in, inout []T) {
+		for i := range inout {
+			inout[i] = f(in[i], inout[i])
+		}
+	}}
+}
+
+// Integer is the set of integer element types (for the bitwise ops).
+type Integer interface {
+	~int8 | ~int16 | ~int32 | ~int64 | ~int | ~uint8 | ~uint16 | ~uint32 | ~uint64 | ~uint
+}
+
+// Ordered is the set of numeric element types with an order (for Min and Max).
+type Ordered interface {
+	Integer | ~float32 | ~float64
+}
+
+// Sum adds.
+func Sum[T comm.Number]() Op[T] { return elementwise("sum", func(a, b T) T { return a + b }) }
+
+// Prod multiplies.
+func Prod[T comm.Number]() Op[T] { return elementwise("prod", func(a, b T) T { return a * b }) }
+
+// Min keeps the smaller value.
+func Min[T Ordered]() Op[T] { return elementwise("min", func(a, b T) T { return min(a, b) }) }
+
+// Max keeps the larger value.
+func Max[T Ordered]() Op[T] { return elementwise("max", func(a, b T) T { return max(a, b) }) }
+
+func truth[T Integer](b bool) T {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Land is logical and (non-zero is true; the result is 0 or 1).
+func Land[T Integer]() Op[T] {
+	return elementwise("land", func(a, b T) T { return truth[T](a != 0 && b != 0) })
+}
+
+// Lor is logical or.
+func Lor[T Integer]() Op[T] {
+	return elementwise("lor", func(a, b T) T { return truth[T](a != 0 || b != 0) })
+}
+
+// Band is bitwise and.
+func Band[T Integer]() Op[T] { return elementwise("band", func(a, b T) T { return a & b }) }
+
+// Bor is bitwise or.
+func Bor[T Integer]() Op[T] { return elementwise("bor", func(a, b T) T { return a | b }) }
+
+// Bxor is bitwise exclusive or.
+func Bxor[T Integer]() Op[T] { return elementwise("bxor", func(a, b T) T { return a ^ b }) }
+
+// MaxLoc keeps the larger value and its index; on ties, the smaller index.
+func MaxLoc[T cmp.Ordered]() Op[Loc[T]] {
+	return elementwise("maxloc", func(a, b Loc[T]) Loc[T] {
+		if a.Value > b.Value || a.Value == b.Value && a.Index < b.Index {
+			return a
+		}
+		return b
+	})
+}
+
+// MinLoc keeps the smaller value and its index; on ties, the smaller index.
+func MinLoc[T cmp.Ordered]() Op[Loc[T]] {
+	return elementwise("minloc", func(a, b Loc[T]) Loc[T] {
+		if a.Value < b.Value || a.Value == b.Value && a.Index < b.Index {
+			return a
+		}
+		return b
+	})
+}
+
+// combineLeft sets acc = lower ⊕ acc.
+func (op Op[T]) combineLeft(lower, acc []T) { op.Fn(lower, acc) }
+
+// combineRight sets acc = acc ⊕ higher; it may overwrite higher.
+func (op Op[T]) combineRight(acc, higher []T) {
+	if op.Commutative {
+		op.Fn(higher, acc)
+		return
+	}
+	op.Fn(acc, higher)
+	copy(acc, higher)
+}

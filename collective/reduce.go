@@ -1,0 +1,65 @@
+package collective
+
+import (
+	"context"
+
+	"github.com/pmrun/pmrun/comm"
+)
+
+// Reduce combines every rank's send with op into root's recv (recv is used at
+// the root only; send and recv may be the same slice).
+func Reduce[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T, op Op[T]) error {
+	if err := checkRoot(c, "reduce", root); err != nil {
+		return err
+	}
+	if c.Rank() == root {
+		if err := checkLen("reduce", "recv", len(recv), len(send)); err != nil {
+			return err
+		}
+	}
+	Choose("reduce", c, len(send)*sizeOf[T](), op.Commutative)
+	return reduceBinomial(newCall(ctx, c, "reduce"), root, send, recv, op)
+}
+
+// reduceBinomial: a binomial tree towards root; each rank combines its
+// children's partial results. Children cover higher ranks, so with root 0 the
+// combination follows rank order; a non-commutative op with another root is
+// reduced to rank 0 first and then sent to root.
+func reduceBinomial[T Elem](k *call, root int, send, recv []T, op Op[T]) error {
+	p := k.size
+	target := root
+	if !op.Commutative {
+		target = 0
+	}
+	acc := make([]T, len(send))
+	copy(acc, send)
+	tmp := make([]T, len(send))
+	vr := (k.rank - target + p) % p
+	for mask := 1; mask < p; mask <<= 1 {
+		if vr&mask != 0 {
+			if err := k.send((vr-mask+target)%p, bytesOf(acc)); err != nil {
+				return err
+			}
+			break
+		}
+		if vr+mask < p {
+			if err := k.recv((vr+mask+target)%p, bytesOf(tmp)); err != nil {
+				return err
+			}
+			op.combineRight(acc, tmp)
+		}
+	}
+	if target != root { // move the result from rank 0 to root
+		switch k.rank {
+		case target:
+			return k.send(root, bytesOf(acc))
+		case root:
+			return k.recv(target, bytesOf(recv))
+		}
+		return nil
+	}
+	if k.rank == root {
+		copy(recv, acc)
+	}
+	return nil
+}

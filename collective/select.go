@@ -1,0 +1,166 @@
+package collective
+
+import (
+	"fmt"
+	"log"
+	"os"
+	"strings"
+
+	"github.com/pmrun/pmrun/comm"
+)
+
+// Algorithm names, as PMRUN_COLL_<FAMILY> takes them.
+const (
+	AlgBinomial          = "binomial"
+	AlgScatterAllgather  = "scatter_allgather"
+	AlgRecursiveDoubling = "recursive_doubling"
+	AlgRabenseifner      = "rabenseifner"
+	AlgRing              = "ring"
+	AlgBruck             = "bruck"
+	AlgPairwise          = "pairwise"
+	AlgDissemination     = "dissemination"
+	AlgLinear            = "linear"
+	AlgReduceBcast       = "reduce_bcast"
+	AlgHierarchical      = "hierarchical"
+)
+
+// Thresholds, in bytes, started from MPICH's and moved where measurements on
+// this machine said (see bench/): below them latency-bound algorithms win.
+const (
+	allreduceShort   = 2 << 10
+	allreduceLong    = 256 << 10 // ring above, Rabenseifner between
+	bcastShort       = 12 << 10
+	bcastLong        = 512 << 10
+	allgatherShort   = 80 << 10 // total bytes gathered
+	alltoallShort    = 256
+	alltoallMedium   = 32 << 10
+	hierarchicalMinP = 3
+)
+
+var algorithms = map[string][]string{
+	"barrier":   {AlgDissemination, AlgHierarchical},
+	"bcast":     {AlgBinomial, AlgScatterAllgather, AlgHierarchical},
+	"reduce":    {AlgBinomial},
+	"allreduce": {AlgRecursiveDoubling, AlgRabenseifner, AlgRing, AlgReduceBcast, AlgHierarchical},
+	"allgather": {AlgRing, AlgRecursiveDoubling, AlgBruck},
+	"alltoall":  {AlgPairwise, AlgBruck, AlgLinear},
+	"gather":    {AlgBinomial, AlgLinear},
+	"scatter":   {AlgBinomial, AlgLinear},
+}
+
+// Algorithms lists the algorithms of a family ("allreduce", "bcast", ...).
+func Algorithms(family string) []string { return algorithms[family] }
+
+// forced returns the algorithm PMRUN_COLL_<FAMILY> forces, if any.
+func forced(family string) string {
+	return strings.ToLower(os.Getenv("PMRUN_COLL_" + strings.ToUpper(family)))
+}
+
+func debugColl() bool {
+	for _, w := range strings.Split(os.Getenv("PMRUN_DEBUG"), ",") {
+		if w == "coll" || w == "all" {
+			return true
+		}
+	}
+	return false
+}
+
+var debugLog = log.New(os.Stderr, "", log.Lmicroseconds)
+
+// multiNode reports whether c spans several nodes with several ranks on at
+// least one: the layout where node-aware algorithms pay.
+func multiNode(c *comm.Comm) bool {
+	nodes := map[string]int{}
+	for r := range c.Size() {
+		nodes[c.Node(r)]++
+	}
+	return len(nodes) > 1 && len(nodes) < c.Size()
+}
+
+func isPow2(n int) bool { return n > 0 && n&(n-1) == 0 }
+
+// Choose returns the algorithm the selector picks for family on c with a
+// message of nbytes (per rank; for allgather and alltoall, per block) and an
+// op that is commutative or not. A forced algorithm (PMRUN_COLL_<FAMILY>) wins
+// when it applies to the case.
+func Choose(family string, c *comm.Comm, nbytes int, commutative bool) string {
+	alg := choose(family, c, nbytes, commutative)
+	if debugColl() {
+		debugLog.Printf("pmrun: coll: rank %d: %s of %d bytes on %d ranks: %s", c.Rank(), family, nbytes, c.Size(), alg)
+	}
+	return alg
+}
+
+func choose(family string, c *comm.Comm, nbytes int, commutative bool) string {
+	p := c.Size()
+	if f := forced(family); f != "" && applies(family, f, p, commutative) {
+		return f
+	}
+	hier := p >= hierarchicalMinP && multiNode(c)
+	switch family {
+	case "barrier":
+		if hier {
+			return AlgHierarchical
+		}
+		return AlgDissemination
+	case "bcast":
+		switch {
+		case hier && nbytes < bcastLong:
+			return AlgHierarchical
+		case nbytes < bcastShort || p < 8 && nbytes < bcastLong:
+			return AlgBinomial
+		}
+		return AlgScatterAllgather
+	case "reduce":
+		return AlgBinomial
+	case "allreduce":
+		switch {
+		case !commutative:
+			return AlgRecursiveDoubling
+		case hier:
+			return AlgHierarchical
+		case nbytes < allreduceShort:
+			return AlgRecursiveDoubling
+		case nbytes < allreduceLong:
+			return AlgRabenseifner
+		}
+		return AlgRing
+	case "allgather":
+		switch {
+		case nbytes*p >= allgatherShort:
+			return AlgRing
+		case isPow2(p):
+			return AlgRecursiveDoubling
+		}
+		return AlgBruck
+	case "alltoall":
+		if nbytes <= alltoallShort && p >= 8 {
+			return AlgBruck
+		}
+		return AlgPairwise
+	case "gather", "scatter":
+		return AlgBinomial
+	}
+	return ""
+}
+
+// applies reports whether algorithm alg can run family on p ranks.
+func applies(family, alg string, p int, commutative bool) bool {
+	ok := false
+	for _, a := range algorithms[family] {
+		ok = ok || a == alg
+	}
+	switch {
+	case !ok:
+		return false
+	case family == "allreduce" && !commutative && (alg == AlgRing || alg == AlgRabenseifner || alg == AlgHierarchical):
+		return false
+	case family == "allgather" && alg == AlgRecursiveDoubling && !isPow2(p):
+		return false
+	}
+	return true
+}
+
+func unknownAlg(family, alg string) error {
+	return fmt.Errorf("collective: %s: no algorithm %q", family, alg)
+}
