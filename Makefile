@@ -15,7 +15,7 @@ examples:
 	$(GO) build $(GOFLAGS) -o bin/examples/ ./examples/mpi/...
 
 run: build
-	./bin/pmrun -np 8 ./bin/examples/ring
+	./bin/pmrun -np 8 ./bin/examples/pi
 
 vet:
 	$(GO) vet ./...
