@@ -16,8 +16,11 @@
 # Environment:
 #   REPS         repetitions of each pair (default 5)
 #   BENCHES      space-separated benchmarks to run (default: all; known: p2p,
-#                p2ptcp = pmrun with shared memory off, i.e. its TCP path)
+#                p2ptcp = pmrun with shared memory off, i.e. its TCP path,
+#                coll = the collectives at each of COLL_NP)
 #   P2P_ARGS     extra arguments for both p2p programs (-test, -sizes, -iters)
+#   COLL_ARGS    extra arguments for both coll programs (-ops, -sizes)
+#   COLL_NP      rank counts of the collective benchmark (default "2 4 8")
 #   RUN_TIMEOUT  seconds after which one run is killed and counted as failed (600)
 #   BENCH_OUT    raw results file (default bench/bin/results.txt)
 #   PMRUN_BIN    the pmrun launcher (default bin/pmrun)
@@ -33,6 +36,8 @@ REPS=${REPS:-5}
 RUN_TIMEOUT=${RUN_TIMEOUT:-600}
 BENCH_OUT=${BENCH_OUT:-bench/bin/results.txt}
 read -ra P2P_ARGS <<<"${P2P_ARGS:-}"
+read -ra COLL_ARGS <<<"${COLL_ARGS:-}"
+read -ra COLL_NP <<<"${COLL_NP:-2 4 8}"
 
 # Open MPI over loopback TCP only (no shared memory), which is what pmrun's TCP
 # path is compared against.
@@ -76,6 +81,12 @@ build_p2p() {
   go build -o bench/bin/p2p ./bench/p2p
 }
 
+build_coll() {
+  mkdir -p bench/bin
+  mpicc -O2 -Wall -o bench/bin/osu_coll bench/osu/coll.c
+  go build -o bench/bin/coll ./bench/coll
+}
+
 # selected NAME reports whether BENCHES asks for benchmark NAME.
 selected() {
   [[ -z ${BENCHES:-} || " $BENCHES " == *" $1 "* ]]
@@ -100,7 +111,7 @@ run_one() {
   else
     log "rep $rep $name $impl: $n values"
   fi
-  sed -E -n "s/^(.*[^A-Za-z0-9_])?([A-Za-z0-9_]+ bytes=[0-9]+ value=[-+0-9.eEinfa]+).*$/bench=$name impl=$impl np=$np rep=$rep \2/p" \
+  sed -E -n "s/^(.*[^A-Za-z0-9_])?([A-Za-z0-9_]+ bytes=[0-9]+ value=[-+0-9.eEinfa]+( alg=[a-z_]+)?).*$/bench=$name impl=$impl np=$np rep=$rep \2/p" \
     "$out" >>"$BENCH_OUT"
   rm -f "$out" "$err"
 }
@@ -156,6 +167,16 @@ main() {
     run_pair p2ptcp 2 "Open MPI" "tcp_" \
       -- env PMRUN_SHM=off "${PMRUN[@]}" -np 2 bench/bin/p2p "${P2P_ARGS[@]}" \
       -- "${MPIRUN[@]}" -np 2 bench/bin/osu_p2p "${P2P_ARGS[@]}"
+  fi
+
+  if selected coll; then
+    build_coll
+    local np
+    for np in "${COLL_NP[@]}"; do
+      run_pair coll "$np" "Open MPI" "" \
+        -- "${PMRUN[@]}" -np "$np" bench/bin/coll "${COLL_ARGS[@]}" \
+        -- "${MPIRUN[@]}" -np "$np" bench/bin/osu_coll "${COLL_ARGS[@]}"
+    done
   fi
 
   python3 bench/summarize.py "$BENCH_OUT"

@@ -23,7 +23,7 @@ import sys
 
 _RESULT = re.compile(
     r"^bench=(?P<bench>\S+) impl=(?P<impl>pmrun|ref) np=(?P<np>\d+) rep=\d+ "
-    r"(?P<test>\w+) bytes=(?P<bytes>\d+) value=(?P<value>\S+)\s*$"
+    r"(?P<test>\w+) bytes=(?P<bytes>\d+) value=(?P<value>\S+)(?: alg=(?P<alg>\S+))?\s*$"
 )
 _PAIR = re.compile(r"^#pair bench=(?P<bench>\S+) prefix=(?P<prefix>\S*) ref=(?P<label>.+?)\s*$")
 
@@ -51,6 +51,7 @@ def main(argv: list[str]) -> int:
     labels: dict[str, tuple[str, str]] = {}  # bench -> (prefix, ref label)
     # (bench, test, np, bytes) -> impl -> values, in order of first appearance
     values: dict[tuple[str, str, int, int], dict[str, list[float]]] = {}
+    algs: dict[tuple[str, str, int, int], str] = {}  # pmrun's algorithm, when reported
     bad = 0
     for line in fileinput.input(argv[1:] or ["-"]):
         line = line.rstrip("\n")
@@ -70,6 +71,8 @@ def main(argv: list[str]) -> int:
             continue
         key = (m["bench"], m["test"], int(m["np"]), int(m["bytes"]))
         values.setdefault(key, {"pmrun": [], "ref": []})[m["impl"]].append(v)
+        if m["alg"] and m["impl"] == "pmrun":
+            algs[key] = m["alg"]
     if bad:
         print(f"summarize: skipped {bad} malformed line(s)", file=sys.stderr)
     if not values:
@@ -81,18 +84,19 @@ def main(argv: list[str]) -> int:
         pm = statistics.median(by_impl["pmrun"]) if by_impl["pmrun"] else None
         ref = statistics.median(by_impl["ref"]) if by_impl["ref"] else None
         prefix, label = labels.get(bench, ("", "ref"))
-        rows.append((bench, label, prefix + test, np, nbytes, pm, ref, by_impl))
+        rows.append((bench, label, prefix + test, np, nbytes, pm, ref, by_impl,
+                     algs.get((bench, test, np, nbytes), "")))
 
     for bench in dict.fromkeys(r[0] for r in rows):
         label = labels.get(bench, ("", "ref"))[1]
-        head = ("test", "np", "bytes", "pmrun", label, "ratio", "unit", "runs")
+        head = ("test", "np", "bytes", "pmrun", label, "ratio", "unit", "runs", "pmrun algorithm")
         table = [head]
-        for b, _, test, np, nbytes, pm, ref, by_impl in rows:
+        for b, _, test, np, nbytes, pm, ref, by_impl, alg in rows:
             if b != bench:
                 continue
             runs = f"{len(by_impl['pmrun'])}/{len(by_impl['ref'])}"
             table.append((test, str(np), str(nbytes), fmt(pm), fmt(ref),
-                          ratio_str(pm, ref), unit(test), runs))
+                          ratio_str(pm, ref), unit(test), runs, alg))
         widths = [max(len(r[i]) for r in table) for i in range(len(head))]
         print(f"\n{bench}: medians; ratio = pmrun / {label} "
               "(us: lower is better, MBps: higher is better)")
@@ -100,7 +104,7 @@ def main(argv: list[str]) -> int:
             print("  ".join(c.rjust(w) if j else c.ljust(w)
                             for j, (c, w) in enumerate(zip(r, widths))).rstrip())
     print()
-    for _, _, test, np, nbytes, pm, ref, _ in rows:
+    for _, _, test, np, nbytes, pm, ref, _, _ in rows:
         print(f"BENCH {test} np={np} bytes={nbytes} pmrun={fmt(pm)} ref={fmt(ref)} "
               f"ratio={ratio_str(pm, ref)} unit={unit(test)}")
     return 0

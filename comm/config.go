@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pmrun/pmrun/internal/units"
 )
 
 // Config tunes a world. A nil *Config means DefaultConfig().
@@ -27,6 +29,10 @@ type Config struct {
 	// it parks. It pays when every rank has a core; with more ranks than cores,
 	// spinning only steals time from the ranks that would answer.
 	Spin time.Duration
+	// SpinYield makes a spinning waiter give its core to other processes
+	// (sched_yield) between polls: with more ranks than cores this lets the rank
+	// that must answer run at once, as MPI libraries do when oversubscribed.
+	SpinYield bool
 	// SocketBuffer sets the kernel's send and receive buffer sizes of peer
 	// connections (0 leaves the system's autotuning alone).
 	SocketBuffer int
@@ -52,6 +58,7 @@ func DefaultConfig() *Config {
 		CompressMin:  64 << 10,
 		DialTimeout:  10 * time.Second,
 		Spin:         defaultSpin(),
+		SpinYield:    oversubscribed(),
 		SocketBuffer: 4 << 20,
 		SharedMemory: true,
 		ShmRing:      2 << 20,
@@ -60,16 +67,20 @@ func DefaultConfig() *Config {
 
 // defaultSpin spins up to 1 ms when this node's ranks fit its cores (as MPI
 // libraries busy-poll; a parked waiter costs 10-30 µs to wake, and while a large
-// message streams in, every wake-up stalls it), else not at all.
+// message streams in, every wake-up stalls it). With more ranks than cores it
+// spins up to 10 ms but yields the core between polls (SpinYield).
 func defaultSpin() time.Duration {
-	local, err := strconv.Atoi(os.Getenv("PMRUN_LOCAL_SIZE"))
-	if err != nil || local < 1 {
-		local = 1
-	}
-	if local > runtime.NumCPU() {
-		return 0
+	if oversubscribed() {
+		return 10 * time.Millisecond
 	}
 	return time.Millisecond
+}
+
+// oversubscribed reports whether this node runs more of the job's ranks than
+// it has cores.
+func oversubscribed() bool {
+	local, err := strconv.Atoi(os.Getenv("PMRUN_LOCAL_SIZE"))
+	return err == nil && local > runtime.NumCPU()
 }
 
 // Validate reports the first bad field.
@@ -107,9 +118,9 @@ func ConfigFromEnv() (*Config, error) {
 		dst  *int
 	}{{"PMRUN_EAGER_LIMIT", &c.EagerLimit}, {"PMRUN_CHUNK_SIZE", &c.ChunkSize}, {"PMRUN_COMPRESS_MIN", &c.CompressMin}, {"PMRUN_SOCKET_BUFFER", &c.SocketBuffer}, {"PMRUN_SHM_RING", &c.ShmRing}} {
 		if s := os.Getenv(v.name); s != "" {
-			n, err := parseSize(s)
+			n, err := units.ParseSize(s)
 			if err != nil {
-				return nil, fmt.Errorf("comm: %s=%q: %w", v.name, s, err)
+				return nil, fmt.Errorf("comm: %s: %w", v.name, err)
 			}
 			*v.dst = n
 		}
@@ -120,6 +131,13 @@ func ConfigFromEnv() (*Config, error) {
 			return nil, fmt.Errorf("comm: PMRUN_SPIN=%q: %w", s, err)
 		}
 		c.Spin = d
+	}
+	if s := os.Getenv("PMRUN_SPIN_YIELD"); s != "" {
+		on, err := parseOnOff(s)
+		if err != nil {
+			return nil, fmt.Errorf("comm: PMRUN_SPIN_YIELD=%q: %w", s, err)
+		}
+		c.SpinYield = on
 	}
 	if s := os.Getenv("PMRUN_SHM"); s != "" {
 		on, err := parseOnOff(s)
@@ -139,21 +157,6 @@ func ConfigFromEnv() (*Config, error) {
 		}
 	}
 	return c, c.Validate()
-}
-
-func parseSize(s string) (int, error) {
-	mult := 1
-	switch {
-	case strings.HasSuffix(strings.ToLower(s), "k"):
-		mult, s = 1<<10, s[:len(s)-1]
-	case strings.HasSuffix(strings.ToLower(s), "m"):
-		mult, s = 1<<20, s[:len(s)-1]
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("not a size")
-	}
-	return n * mult, nil
 }
 
 func parseOnOff(s string) (bool, error) {

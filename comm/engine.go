@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/klauspost/compress/s2"
@@ -28,6 +29,7 @@ type engine struct {
 
 	links    []link     // by world rank; links[rank] loops back; immutable after start
 	tcpLinks []*tcpLink // the links that are TCP connections; immutable after start
+	shmLinks []*tcpLink // those of them that carry frames through shared memory
 
 	mu      sync.Mutex // guards the fields below
 	queues  map[uint32]*matchQueue
@@ -103,17 +105,18 @@ func (e *engine) progress(r *Request) {
 	case kindAsync:
 		return
 	}
-	var one [1]*tcpLink
-	links := e.tcpLinks // every peer's, for a wildcard receive
-	if peer != AnySource {
-		t, _ := e.links[peer].(*tcpLink)
-		if t == nil {
-			links = nil
-		} else {
-			one[0] = t
-			links = one[:]
-		}
+	// The links this request depends on are polled on every turn; so are all
+	// shared memory links (a poll is a few memory loads), since a frame this
+	// request needs may arrive on another link first (a rendezvous announcement
+	// for a receive posted alongside, in a pairwise exchange). Other TCP links
+	// get a turn every 16 polls.
+	own := e.shmLinks
+	if peer == AnySource {
+		own = e.tcpLinks
+	} else if t, _ := e.links[peer].(*tcpLink); t != nil && t.shm == nil {
+		own = append(e.shmLinks[:len(e.shmLinks):len(e.shmLinks)], t)
 	}
+	links := own
 	push := r.kind == kindSend && r.id != 0
 	if push {
 		r.spinning.Store(true)
@@ -138,8 +141,18 @@ func (e *engine) progress(r *Request) {
 		for _, l := range links {
 			l.tryPoll()
 		}
+		if i&15 == 0 && len(e.tcpLinks) > len(links) {
+			for _, l := range e.tcpLinks {
+				if l.shm == nil {
+					l.tryPoll()
+				}
+			}
+		}
 		if push && e.pushIfReady(r) {
 			return
+		}
+		if e.cfg.SpinYield {
+			syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0) // let the rank that must answer run
 		}
 		if i&yieldMask == 0 {
 			if now := e.rx.Load(); now != rx { // data is flowing: keep at it

@@ -254,9 +254,16 @@ func (l *tcpLink) ringWrite(b []byte) error {
 			return errors.New("connection closed (process exited?)")
 		}
 		spins++
-		if spins < 200 {
+		switch {
+		case l.e.cfg.SpinYield && spins < 20000:
+			// The reader may be a process waiting for this core.
+			syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
+			if spins%16 == 0 {
+				runtime.Gosched()
+			}
+		case spins < 200:
 			runtime.Gosched()
-		} else {
+		default:
 			time.Sleep(20 * time.Microsecond)
 		}
 	}

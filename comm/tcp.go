@@ -429,6 +429,11 @@ func startMesh(ctx context.Context, e *engine, ln net.Listener, secret []byte, a
 	case <-m.joined:
 		m.mu.Lock()
 		e.tcpLinks = append([]*tcpLink(nil), m.links...)
+		for _, l := range m.links {
+			if l.shm != nil {
+				e.shmLinks = append(e.shmLinks, l)
+			}
+		}
 		m.mu.Unlock()
 		return m, nil
 	case <-dctx.Done():

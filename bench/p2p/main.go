@@ -28,11 +28,10 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/pmrun/pmrun/comm"
+	"github.com/pmrun/pmrun/internal/units"
 )
 
 const (
@@ -81,7 +80,7 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	sizes, err := parseSizes(*sizesFlag)
+	sizes, err := units.ParseSizes(*sizesFlag)
 	if err != nil {
 		fatal(err)
 	}
@@ -235,30 +234,6 @@ func (b *bench) bandwidth(size, iters, warmup int) (float64, error) {
 	}
 	secs := time.Since(start).Seconds()
 	return float64(size) * window * float64(iters) / secs / 1e6, nil
-}
-
-// parseSizes reads a comma-separated list of byte counts; k and m suffixes mean
-// KiB and MiB. An empty string yields nil.
-func parseSizes(s string) ([]int, error) {
-	if s == "" {
-		return nil, nil
-	}
-	var out []int
-	for field := range strings.SplitSeq(s, ",") {
-		f, shift := field, 0
-		switch {
-		case strings.HasSuffix(f, "k"), strings.HasSuffix(f, "K"):
-			shift, f = 10, f[:len(f)-1]
-		case strings.HasSuffix(f, "m"), strings.HasSuffix(f, "M"):
-			shift, f = 20, f[:len(f)-1]
-		}
-		n, err := strconv.Atoi(f)
-		if err != nil || n < 0 || n > (1<<31-1)>>shift {
-			return nil, fmt.Errorf("bad size %q", field)
-		}
-		out = append(out, n<<shift)
-	}
-	return out, nil
 }
 
 func fatal(err error) {
