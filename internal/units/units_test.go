@@ -13,7 +13,7 @@ func TestParseSize(t *testing.T) {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "k", "-1", "1g", "1.5k", "99999999999999999999", "8589934592m"} {
+	for _, in := range []string{"", "k", "-1", "1g", "1.5k", "99999999999999999999", "9000000000000m"} {
 		if n, err := ParseSize(in); err == nil {
 			t.Errorf("ParseSize(%q) = %d, want an error", in, n)
 		}
