@@ -42,6 +42,12 @@ func elementwise[T any](name string, f func(a, b T) T) Op[T] {
 	}}
 }
 
+// loop makes a commutative op from a loop written out for its operator: the
+// common ops run as tight loops rather than a call per element.
+func loop[T any](name string, fn func(in, inout []T)) Op[T] {
+	return Op[T]{Name: name, Commutative: true, Fn: fn}
+}
+
 // Integer is the set of integer element types (for the bitwise ops).
 type Integer interface {
 	~int8 | ~int16 | ~int32 | ~int64 | ~int | ~uint8 | ~uint16 | ~uint32 | ~uint64 | ~uint
@@ -53,16 +59,40 @@ type Ordered interface {
 }
 
 // Sum adds.
-func Sum[T comm.Number]() Op[T] { return elementwise("sum", func(a, b T) T { return a + b }) }
+func Sum[T comm.Number]() Op[T] {
+	return loop("sum", func(in, inout []T) {
+		for i := range inout {
+			inout[i] += in[i]
+		}
+	})
+}
 
 // Prod multiplies.
-func Prod[T comm.Number]() Op[T] { return elementwise("prod", func(a, b T) T { return a * b }) }
+func Prod[T comm.Number]() Op[T] {
+	return loop("prod", func(in, inout []T) {
+		for i := range inout {
+			inout[i] *= in[i]
+		}
+	})
+}
 
 // Min keeps the smaller value.
-func Min[T Ordered]() Op[T] { return elementwise("min", func(a, b T) T { return min(a, b) }) }
+func Min[T Ordered]() Op[T] {
+	return loop("min", func(in, inout []T) {
+		for i := range inout {
+			inout[i] = min(in[i], inout[i])
+		}
+	})
+}
 
 // Max keeps the larger value.
-func Max[T Ordered]() Op[T] { return elementwise("max", func(a, b T) T { return max(a, b) }) }
+func Max[T Ordered]() Op[T] {
+	return loop("max", func(in, inout []T) {
+		for i := range inout {
+			inout[i] = max(in[i], inout[i])
+		}
+	})
+}
 
 func truth[T Integer](b bool) T {
 	if b {
@@ -82,13 +112,31 @@ func Lor[T Integer]() Op[T] {
 }
 
 // Band is bitwise and.
-func Band[T Integer]() Op[T] { return elementwise("band", func(a, b T) T { return a & b }) }
+func Band[T Integer]() Op[T] {
+	return loop("band", func(in, inout []T) {
+		for i := range inout {
+			inout[i] &= in[i]
+		}
+	})
+}
 
 // Bor is bitwise or.
-func Bor[T Integer]() Op[T] { return elementwise("bor", func(a, b T) T { return a | b }) }
+func Bor[T Integer]() Op[T] {
+	return loop("bor", func(in, inout []T) {
+		for i := range inout {
+			inout[i] |= in[i]
+		}
+	})
+}
 
 // Bxor is bitwise exclusive or.
-func Bxor[T Integer]() Op[T] { return elementwise("bxor", func(a, b T) T { return a ^ b }) }
+func Bxor[T Integer]() Op[T] {
+	return loop("bxor", func(in, inout []T) {
+		for i := range inout {
+			inout[i] ^= in[i]
+		}
+	})
+}
 
 // MaxLoc keeps the larger value and its index; on ties, the smaller index.
 func MaxLoc[T cmp.Ordered]() Op[Loc[T]] {

@@ -28,7 +28,12 @@ const (
 // a reserved tag.
 const (
 	tagAgree = -2 // communicator creation
+	tagGroup = -3 // CreateGroup's agreement among the members only
 )
+
+// selfCtx is the context of every rank's Self communicator: only the rank itself
+// sends on it, so one context serves all of them.
+const selfCtx = 0
 
 // Comm is a communicator: an ordered group of ranks and a context that keeps its
 // traffic apart from every other communicator's. Its methods are safe for
@@ -303,6 +308,67 @@ func (c *Comm) create(ctx context.Context, color, key int) (*Comm, error) {
 		group[i] = c.group[r]
 	}
 	return newComm(c.e, cid, group), nil
+}
+
+// Self returns a communicator holding only this rank (MPI_COMM_SELF). It is
+// local: no other rank takes part.
+func (c *Comm) Self() *Comm {
+	return newComm(c.e, selfCtx, []int{c.e.rank})
+}
+
+// CreateGroup returns a communicator of the ranks of c listed in ranks, in that
+// order (MPI_Comm_create_group). Only those ranks call it, each with the same
+// list; the others go on undisturbed. A rank not in the list gets an error.
+func (c *Comm) CreateGroup(ctx context.Context, ranks []int) (*Comm, error) {
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	me := slices.Index(ranks, c.rank)
+	if me < 0 {
+		return nil, fmt.Errorf("comm: CreateGroup: rank %d is not in the group %v", c.rank, ranks)
+	}
+	group := make([]int, len(ranks))
+	for i, r := range ranks {
+		if r < 0 || r >= c.size || slices.Index(ranks, r) != i {
+			return nil, fmt.Errorf("comm: CreateGroup: group %v: rank %d is out of range or repeated (size %d)", ranks, r, c.size)
+		}
+		group[i] = c.group[r]
+	}
+	c.e.mu.Lock()
+	proposal := c.e.nextCtx
+	c.e.mu.Unlock()
+	// The members agree on the largest proposal: the lowest-ranked member
+	// gathers them and answers.
+	var buf [8]byte
+	leader := ranks[0]
+	cid := uint64(proposal)
+	if c.rank == leader {
+		for _, r := range ranks[1:] {
+			if _, err := c.RecvInto(ctx, r, tagGroup, buf[:]); err != nil {
+				return nil, fmt.Errorf("comm: CreateGroup: %w", err)
+			}
+			cid = max(cid, binary.LittleEndian.Uint64(buf[:]))
+		}
+		binary.LittleEndian.PutUint64(buf[:], cid)
+		for _, r := range ranks[1:] {
+			if err := c.Send(ctx, r, tagGroup, buf[:]); err != nil {
+				return nil, fmt.Errorf("comm: CreateGroup: %w", err)
+			}
+		}
+	} else {
+		binary.LittleEndian.PutUint64(buf[:], cid)
+		if err := c.Send(ctx, leader, tagGroup, buf[:]); err != nil {
+			return nil, fmt.Errorf("comm: CreateGroup: %w", err)
+		}
+		if _, err := c.RecvInto(ctx, leader, tagGroup, buf[:]); err != nil {
+			return nil, fmt.Errorf("comm: CreateGroup: %w", err)
+		}
+		cid = binary.LittleEndian.Uint64(buf[:])
+	}
+	c.e.mu.Lock()
+	c.e.nextCtx = max(c.e.nextCtx, uint32(cid)+1)
+	c.e.mu.Unlock()
+	return newComm(c.e, uint32(cid), group), nil
 }
 
 // Dup returns a communicator with the same ranks as c and its own context: messages

@@ -409,6 +409,75 @@ func TestSplitAndDupIsolation(t *testing.T) {
 	})
 }
 
+func TestSelfAndCreateGroup(t *testing.T) {
+	eachTransport(t, func(t *testing.T, mk maker) {
+		w := mk(t, 5, nil)
+		w.Run(func(c *comm.Comm) error {
+			// Self: a one-rank communicator whose messages stay apart from the world's.
+			self := c.Self()
+			if self.Size() != 1 || self.Rank() != 0 || self.WorldRank(0) != c.Rank() {
+				return fmt.Errorf("self: size %d rank %d world %d", self.Size(), self.Rank(), self.WorldRank(0))
+			}
+			if err := c.Send(bg, c.Rank(), 4, []byte("world")); err != nil {
+				return err
+			}
+			if err := self.Send(bg, 0, 4, []byte("self")); err != nil {
+				return err
+			}
+			if got, _, err := self.Recv(bg, 0, 4); err != nil || string(got) != "self" {
+				return fmt.Errorf("self received %q %v", got, err)
+			}
+			if got, _, err := c.Recv(bg, c.Rank(), 4); err != nil || string(got) != "world" {
+				return fmt.Errorf("world received %q %v", got, err)
+			}
+			// The odd ranks make a group in reverse order while the even ranks
+			// exchange among themselves on the same tags.
+			if c.Rank()%2 == 1 {
+				g, err := c.CreateGroup(bg, []int{3, 1})
+				if err != nil {
+					return err
+				}
+				want := map[int]int{3: 0, 1: 1}[c.Rank()]
+				if g.Size() != 2 || g.Rank() != want {
+					return fmt.Errorf("group: size %d rank %d, want 2 %d", g.Size(), g.Rank(), want)
+				}
+				got, st, err := g.Sendrecv(bg, []byte{byte(c.Rank())}, 1-g.Rank(), 0, nil, 1-g.Rank(), 0)
+				if err != nil || st.Source != 1-g.Rank() || int(got[0]) != 4-c.Rank() {
+					return fmt.Errorf("group exchange: %v %+v %v", got, st, err)
+				}
+				// A later Dup of the world gets a context of its own: the same tag on
+				// the group and on the duplicate never cross.
+				d, err := c.Dup(bg)
+				if err != nil {
+					return err
+				}
+				peer := 4 - c.Rank()
+				if err := g.Send(bg, 1-g.Rank(), 7, []byte("group")); err != nil {
+					return err
+				}
+				if err := d.Send(bg, peer, 7, []byte("dup")); err != nil {
+					return err
+				}
+				if got, _, err := d.Recv(bg, peer, 7); err != nil || string(got) != "dup" {
+					return fmt.Errorf("dup received %q %v", got, err)
+				}
+				if got, _, err := g.Recv(bg, 1-g.Rank(), 7); err != nil || string(got) != "group" {
+					return fmt.Errorf("group received %q %v", got, err)
+				}
+				return nil
+			}
+			if _, err := c.CreateGroup(bg, []int{1, 3}); err == nil {
+				return errors.New("CreateGroup by a rank outside the group succeeded")
+			}
+			if _, err := c.CreateGroup(bg, []int{c.Rank(), c.Rank()}); err == nil {
+				return errors.New("CreateGroup with a repeated rank succeeded")
+			}
+			_, err := c.Dup(bg)
+			return err
+		})
+	})
+}
+
 func TestInvalidArguments(t *testing.T) {
 	w := commtest.NewWorld(t, 2)
 	w.Run(func(c *comm.Comm) error {
@@ -563,4 +632,33 @@ func TestAsync(t *testing.T) {
 	if _, err := r.Wait(); err != boom {
 		t.Fatalf("Wait = %v, want fn's error", err)
 	}
+}
+
+// TestSimultaneousLargeExchange has both ranks of a pair send a message many times
+// the ring's size to each other at once: each sender's waiting goroutine pushes
+// its data while the peer's does the same, so neither may rely on the other's
+// waiter to drain its ring.
+func TestSimultaneousLargeExchange(t *testing.T) {
+	eachTransport(t, func(t *testing.T, mk maker) {
+		cfg := comm.DefaultConfig()
+		cfg.ShmRing = 64 << 10
+		w := mk(t, 2, cfg)
+		const n = 8<<20 + 3
+		w.Run(func(c *comm.Comm) error {
+			peer := 1 - c.Rank()
+			out, in := pattern(c.Rank(), n), make([]byte, n)
+			for i := range 4 {
+				ctx, cancel := context.WithTimeout(bg, 60*time.Second)
+				_, st, err := c.Sendrecv(ctx, out, peer, i, in, peer, i)
+				cancel()
+				if err != nil {
+					return fmt.Errorf("exchange %d: %w", i, err)
+				}
+				if st.Count != n || !bytes.Equal(in, pattern(peer, n)) {
+					return fmt.Errorf("exchange %d: got %d bytes, wrong content", i, st.Count)
+				}
+			}
+			return nil
+		})
+	})
 }

@@ -130,11 +130,16 @@ func (e *engine) progress(r *Request) {
 	for _, l := range links {
 		l.spinStart()
 	}
-	defer func() {
-		for _, l := range links {
-			l.spinStop()
+	spinning := true
+	stopSpin := func() {
+		if spinning {
+			spinning = false
+			for _, l := range links {
+				l.spinStop()
+			}
 		}
-	}()
+	}
+	defer stopSpin()
 	deadline := time.Now().Add(e.cfg.Spin)
 	rx := e.rx.Load()
 	for i := 1; !r.fin.Load(); i++ {
@@ -148,7 +153,13 @@ func (e *engine) progress(r *Request) {
 				}
 			}
 		}
-		if push && e.pushIfReady(r) {
+		if push && r.pushTo.Load() != 0 {
+			// Pushing a large message can take long, and the peer may be
+			// pushing to this rank at the same time: stop announcing a spinner,
+			// so that its frames wake this rank's reader instead of waiting for
+			// a poll that will not come until the push is done.
+			stopSpin()
+			e.pushIfReady(r)
 			return
 		}
 		if e.cfg.SpinYield {

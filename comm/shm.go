@@ -66,7 +66,7 @@ func newRing(mem []byte) *ring {
 // read copies what is available into p; it returns EAGAIN when the ring is empty.
 func (r *ring) read(p []byte) (int, error) {
 	head, tail := r.head.Load(), r.tail.Load()
-	n := min(uint64(len(p)), tail-head)
+	n := min(uint64(len(p)), tail-head, r.step())
 	if n == 0 {
 		return 0, syscall.EAGAIN
 	}
@@ -82,7 +82,7 @@ func (r *ring) read(p []byte) (int, error) {
 // write copies as much of p as fits and publishes it.
 func (r *ring) write(p []byte) int {
 	head, tail := r.head.Load(), r.tail.Load()
-	n := min(uint64(len(p)), uint64(len(r.data))-(tail-head))
+	n := min(uint64(len(p)), uint64(len(r.data))-(tail-head), r.step())
 	if n == 0 {
 		return 0
 	}
@@ -94,6 +94,11 @@ func (r *ring) write(p []byte) int {
 	r.tail.Store(tail + n)
 	return int(n)
 }
+
+// step bounds one copy into or out of the ring to an eighth of it, so that a
+// large frame streams: the reader copies one piece out while the writer copies
+// the next in, instead of each waiting for the other's whole copy.
+func (r *ring) step() uint64 { return max(uint64(len(r.data))/8, 4096) }
 
 func (r *ring) empty() bool { return r.head.Load() == r.tail.Load() }
 
@@ -252,6 +257,13 @@ func (l *tcpLink) ringWrite(b []byte) error {
 		}
 		if l.broken.Load() {
 			return errors.New("connection closed (process exited?)")
+		}
+		// While the peer drains this ring, drain what this rank's peers
+		// wrote: the peer may itself be blocked writing to this rank (a
+		// pairwise exchange), or to a rank that writes to this one (a ring).
+		// Readers never write, so polling while holding wmu cannot deadlock.
+		for _, pl := range l.e.shmLinks {
+			pl.tryPoll()
 		}
 		spins++
 		switch {
