@@ -539,7 +539,8 @@ func TestBadArguments(t *testing.T) {
 }
 
 func TestChooseSizes(t *testing.T) {
-	w := commtest.NewWorld(t, 8)
+	// Eight nodes of one rank each: the thresholds of a cluster.
+	w := commtest.NewWorldOnNodes(t, []string{"n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7"}, nil)
 	c := w.Comms[0]
 	for _, tc := range []struct {
 		family string
@@ -559,6 +560,11 @@ func TestChooseSizes(t *testing.T) {
 		if got := collective.Choose(tc.family, c, tc.n, tc.comm); got != tc.want {
 			t.Errorf("Choose(%s, %d bytes, commutative=%v) = %s, want %s", tc.family, tc.n, tc.comm, got, tc.want)
 		}
+	}
+	// All ranks on one node: the binomial tree at every size.
+	one := commtest.NewWorldOnNodes(t, []string{"a", "a", "a", "a", "a", "a", "a", "a"}, nil)
+	if got := collective.Choose("bcast", one.Comms[0], 8<<20, true); got != collective.AlgBinomial {
+		t.Errorf("Choose(bcast, 8 MiB) on one node = %s, want binomial", got)
 	}
 	t.Setenv("PMRUN_COLL_ALLREDUCE", "ring")
 	if got := collective.Choose("allreduce", c, 8, true); got != collective.AlgRing {

@@ -135,8 +135,19 @@ func gatherBinomial(k *call, root int, send, recv []byte, bs int) error {
 	for span < p && vr&span == 0 {
 		span <<= 1
 	}
-	tmp := make([]byte, min(span, p-vr)*bs)
-	copy(tmp, send)
+	// A leaf sends its own block as it is; a root of rank 0 gathers straight
+	// into recv; other inner ranks gather their subtree into a buffer.
+	var tmp []byte
+	switch n := min(span, p-vr); {
+	case vr == 0 && root == 0:
+		tmp = recv
+		copy(tmp, send)
+	case n == 1:
+		tmp = send
+	default:
+		tmp = make([]byte, n*bs)
+		copy(tmp, send)
+	}
 	for mask := 1; mask < p; mask <<= 1 {
 		if vr&mask != 0 {
 			return k.send((vr-mask+root)%p, tmp)
@@ -148,9 +159,11 @@ func gatherBinomial(k *call, root int, send, recv []byte, bs int) error {
 			}
 		}
 	}
-	for i := range p { // root: relative block i is rank root+i
-		j := (i + root) % p
-		copy(recv[j*bs:(j+1)*bs], tmp[i*bs:(i+1)*bs])
+	if root != 0 {
+		for i := range p { // root: relative block i is rank root+i
+			j := (i + root) % p
+			copy(recv[j*bs:(j+1)*bs], tmp[i*bs:(i+1)*bs])
+		}
 	}
 	return nil
 }
@@ -162,10 +175,14 @@ func scatterBinomial(k *call, root int, send, recv []byte, bs int) error {
 	var tmp []byte
 	mask := 1
 	if vr == 0 {
-		tmp = make([]byte, p*bs)
-		for i := range p {
-			j := (i + root) % p
-			copy(tmp[i*bs:(i+1)*bs], send[j*bs:(j+1)*bs])
+		if root == 0 {
+			tmp = send // already in relative order
+		} else {
+			tmp = make([]byte, p*bs)
+			for i := range p {
+				j := (i + root) % p
+				copy(tmp[i*bs:(i+1)*bs], send[j*bs:(j+1)*bs])
+			}
 		}
 		for mask < p {
 			mask <<= 1
@@ -174,7 +191,11 @@ func scatterBinomial(k *call, root int, send, recv []byte, bs int) error {
 		for vr&mask == 0 {
 			mask <<= 1
 		}
-		tmp = make([]byte, min(mask, p-vr)*bs)
+		if n := min(mask, p-vr); n == 1 {
+			tmp = recv // a leaf receives its block in place
+		} else {
+			tmp = make([]byte, n*bs)
+		}
 		if err := k.recv((vr-mask+root)%p, tmp); err != nil {
 			return err
 		}
@@ -187,6 +208,8 @@ func scatterBinomial(k *call, root int, send, recv []byte, bs int) error {
 			}
 		}
 	}
-	copy(recv, tmp[:bs])
+	if len(recv) > 0 && &recv[0] != &tmp[0] {
+		copy(recv, tmp[:bs])
+	}
 	return nil
 }

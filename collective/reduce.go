@@ -31,10 +31,20 @@ func reduceBinomial[T Elem](k *call, root int, send, recv []T, op Op[T]) error {
 	if !op.Commutative {
 		target = 0
 	}
-	acc := make([]T, len(send))
-	copy(acc, send)
-	tmp := make([]T, len(send))
 	vr := (k.rank - target + p) % p
+	// A leaf sends its own vector as it is; the root accumulates in recv;
+	// other ranks need a buffer of their own.
+	var acc, tmp []T
+	switch {
+	case vr&1 != 0:
+		acc = send
+	case k.rank == root && target == root:
+		acc = recv
+		copy(acc, send) // a no-op in place
+	default:
+		acc = make([]T, len(send))
+		copy(acc, send)
+	}
 	for mask := 1; mask < p; mask <<= 1 {
 		if vr&mask != 0 {
 			if err := k.send((vr-mask+target)%p, bytesOf(acc)); err != nil {
@@ -43,6 +53,9 @@ func reduceBinomial[T Elem](k *call, root int, send, recv []T, op Op[T]) error {
 			break
 		}
 		if vr+mask < p {
+			if tmp == nil {
+				tmp = make([]T, len(send))
+			}
 			if err := k.recv((vr+mask+target)%p, bytesOf(tmp)); err != nil {
 				return err
 			}
@@ -57,9 +70,6 @@ func reduceBinomial[T Elem](k *call, root int, send, recv []T, op Op[T]) error {
 			return k.recv(target, bytesOf(recv))
 		}
 		return nil
-	}
-	if k.rank == root {
-		copy(recv, acc)
 	}
 	return nil
 }

@@ -28,10 +28,11 @@ const (
 // this machine said (see bench/): below them latency-bound algorithms win.
 const (
 	allreduceShort   = 2 << 10
-	allreduceLong    = 256 << 10 // ring above, Rabenseifner between
+	allreduceLong    = 512 << 10 // ring above, Rabenseifner between
 	bcastShort       = 12 << 10
 	bcastLong        = 512 << 10
 	allgatherShort   = 80 << 10 // total bytes gathered
+	allgatherOneNode = 4 << 20  // total bytes: recursive doubling below, on one node
 	alltoallShort    = 256
 	alltoallMedium   = 32 << 10
 	hierarchicalMinP = 3
@@ -77,6 +78,16 @@ func multiNode(c *comm.Comm) bool {
 	return len(nodes) > 1 && len(nodes) < c.Size()
 }
 
+// oneNode reports whether all ranks of c share one node.
+func oneNode(c *comm.Comm) bool {
+	for r := 1; r < c.Size(); r++ {
+		if c.Node(r) != c.Node(0) {
+			return false
+		}
+	}
+	return true
+}
+
 func isPow2(n int) bool { return n > 0 && n&(n-1) == 0 }
 
 // Choose returns the algorithm the selector picks for family on c with a
@@ -107,7 +118,10 @@ func choose(family string, c *comm.Comm, nbytes int, commutative bool) string {
 		switch {
 		case hier && nbytes < bcastLong:
 			return AlgHierarchical
-		case nbytes < bcastShort || p < 8 && nbytes < bcastLong:
+		case nbytes < bcastShort || p < 8 && nbytes < bcastLong || oneNode(c):
+			// On one node a copy through shared memory is cheap and each
+			// step costs a wake-up: the binomial tree's log p steps beat
+			// scatter+allgather's p at every size (measured at np 4 and 8).
 			return AlgBinomial
 		}
 		return AlgScatterAllgather
@@ -127,6 +141,10 @@ func choose(family string, c *comm.Comm, nbytes int, commutative bool) string {
 		return AlgRing
 	case "allgather":
 		switch {
+		case oneNode(c) && isPow2(p) && nbytes*p < allgatherOneNode:
+			// On one node, log p steps beat the ring's p-1 until the
+			// copies dominate (measured at np 4 and 8).
+			return AlgRecursiveDoubling
 		case nbytes*p >= allgatherShort:
 			return AlgRing
 		case isPow2(p):

@@ -29,6 +29,7 @@ var bg, _ = context.WithTimeout(context.Background(), 3*time.Minute)
 func smallEager() *comm.Config {
 	cfg := comm.DefaultConfig()
 	cfg.EagerLimit = 1 << 10
+	cfg.ShmEagerLimit = 1 << 10
 	cfg.ChunkSize = 4 << 10
 	return cfg
 }

@@ -17,6 +17,10 @@ type Config struct {
 	// Larger messages use the rendezvous protocol: the payload moves only once the
 	// receiver has posted a matching receive, straight into its buffer.
 	EagerLimit int
+	// ShmEagerLimit is EagerLimit for peers reached through shared memory, where
+	// an eager copy is cheap and a rendezvous handshake costs a round trip of
+	// wake-ups (much more when ranks outnumber cores).
+	ShmEagerLimit int
 	// ChunkSize is the largest data frame of a rendezvous transfer; between chunks,
 	// other messages to the same peer get their turn on the connection.
 	ChunkSize int
@@ -53,15 +57,16 @@ type Config struct {
 // compression off (it costs more than it saves on loopback and fast LANs).
 func DefaultConfig() *Config {
 	return &Config{
-		EagerLimit:   64 << 10,
-		ChunkSize:    4 << 20,
-		CompressMin:  64 << 10,
-		DialTimeout:  10 * time.Second,
-		Spin:         defaultSpin(),
-		SpinYield:    oversubscribed(),
-		SocketBuffer: 4 << 20,
-		SharedMemory: true,
-		ShmRing:      2 << 20,
+		EagerLimit:    64 << 10,
+		ShmEagerLimit: 256 << 10,
+		ChunkSize:     4 << 20,
+		CompressMin:   64 << 10,
+		DialTimeout:   10 * time.Second,
+		Spin:          defaultSpin(),
+		SpinYield:     oversubscribed(),
+		SocketBuffer:  4 << 20,
+		SharedMemory:  true,
+		ShmRing:       2 << 20,
 	}
 }
 
@@ -88,6 +93,8 @@ func (c *Config) Validate() error {
 	switch {
 	case c.EagerLimit < 0 || c.EagerLimit > 16<<20:
 		return fmt.Errorf("comm: EagerLimit %d must be in [0, 16 MiB]", c.EagerLimit)
+	case c.ShmEagerLimit < 0 || c.ShmEagerLimit > 16<<20:
+		return fmt.Errorf("comm: ShmEagerLimit %d must be in [0, 16 MiB]", c.ShmEagerLimit)
 	case c.ChunkSize < 4<<10 || c.ChunkSize > 32<<20:
 		return fmt.Errorf("comm: ChunkSize %d must be in [4 KiB, 32 MiB]", c.ChunkSize)
 	case c.CompressMin < 0:
@@ -116,7 +123,7 @@ func ConfigFromEnv() (*Config, error) {
 	for _, v := range []struct {
 		name string
 		dst  *int
-	}{{"PMRUN_EAGER_LIMIT", &c.EagerLimit}, {"PMRUN_CHUNK_SIZE", &c.ChunkSize}, {"PMRUN_COMPRESS_MIN", &c.CompressMin}, {"PMRUN_SOCKET_BUFFER", &c.SocketBuffer}, {"PMRUN_SHM_RING", &c.ShmRing}} {
+	}{{"PMRUN_EAGER_LIMIT", &c.EagerLimit}, {"PMRUN_SHM_EAGER_LIMIT", &c.ShmEagerLimit}, {"PMRUN_CHUNK_SIZE", &c.ChunkSize}, {"PMRUN_COMPRESS_MIN", &c.CompressMin}, {"PMRUN_SOCKET_BUFFER", &c.SocketBuffer}, {"PMRUN_SHM_RING", &c.ShmRing}} {
 		if s := os.Getenv(v.name); s != "" {
 			n, err := units.ParseSize(s)
 			if err != nil {

@@ -30,7 +30,8 @@
 // *RankError values naming the operation, rank and tag; a peer that died or
 // disconnected yields an error matching ErrPeerLost.
 //
-// Messages up to Config.EagerLimit bytes are sent at once; larger ones use a
+// Messages up to Config.EagerLimit bytes (ShmEagerLimit through shared memory)
+// are sent at once; larger ones use a
 // rendezvous: the sender announces the message, the receiver answers once a
 // matching receive is posted, and the data then moves straight into the posted
 // buffer. An unexpected flood of large messages therefore costs only their

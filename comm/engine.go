@@ -69,7 +69,7 @@ const worldCtx = 1
 func newEngine(cfg *Config, rank, size int, nodes []string) *engine {
 	return &engine{
 		cfg: cfg, rank: rank, size: size, nodes: nodes,
-		lim:     wire.Limits{MaxPayload: uint64(max(cfg.EagerLimit, cfg.ChunkSize)) + 1024, MaxMessage: 1 << 42, MaxRank: int32(size)},
+		lim:     wire.Limits{MaxPayload: uint64(max(cfg.EagerLimit, cfg.ShmEagerLimit, cfg.ChunkSize)) + 1024, MaxMessage: 1 << 42, MaxRank: int32(size)},
 		links:   make([]link, size),
 		queues:  make(map[uint32]*matchQueue),
 		rdvSend: make(map[uint64]*Request),
@@ -351,7 +351,11 @@ func (e *engine) send(r *Request) {
 		r.complete(Status{}, gone)
 		return
 	}
-	eager := len(r.payload) <= e.cfg.EagerLimit
+	limit := e.cfg.EagerLimit
+	if t, ok := e.links[r.dst].(*tcpLink); ok && t.shm != nil {
+		limit = e.cfg.ShmEagerLimit
+	}
+	eager := len(r.payload) <= limit
 	if !eager {
 		r.id = e.nextID
 		e.nextID++

@@ -28,7 +28,7 @@ func FuzzLinkParse(f *testing.F) {
 	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"), 4)
 	f.Fuzz(func(t *testing.T, data []byte, cut int) {
 		cfg := DefaultConfig()
-		cfg.EagerLimit, cfg.ChunkSize = 1<<10, 4<<10
+		cfg.EagerLimit, cfg.ShmEagerLimit, cfg.ChunkSize = 1<<10, 1<<10, 4<<10
 		e := newEngine(cfg, 0, 2, []string{"a", "b"})
 		e.links[0] = &loopLink{from: e, to: e}
 		e.links[1] = &loopLink{from: e, to: e} // CTS answers go nowhere harmful
