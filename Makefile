@@ -3,12 +3,20 @@ GO      ?= go
 GOFLAGS ?=
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build examples run test test-short bench fuzz vet clean
+.PHONY: all build examples python run test test-short bench fuzz vet clean
 
 all: build
 
-build: examples
+build: examples python
 	$(GO) build $(GOFLAGS) -o bin/pmrun ./cmd/pmrun
+
+# pmrun's Python package next to the launcher: the sources and the Go runtime
+# as a shared library that they load with ctypes.
+python:
+	@rm -rf bin/python && mkdir -p bin/python
+	cp -R python/pmrun python/compat bin/python/
+	$(GO) build $(GOFLAGS) -buildmode=c-shared -o bin/python/pmrun/libpmrun.so ./pybridge
+	@rm -f bin/python/pmrun/libpmrun.h
 
 examples:
 	@mkdir -p bin/examples

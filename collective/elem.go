@@ -55,7 +55,30 @@ type call struct {
 }
 
 func newCall(ctx context.Context, c *comm.Comm, op string) *call {
-	return &call{ctx: ctx, c: c, tag: nextTag(c), op: op, rank: c.Rank(), size: c.Size()}
+	tag := 0
+	if r, ok := ctx.Value(reservation{c}).(*reserved); ok && r.used.CompareAndSwap(false, true) {
+		tag = r.tag
+	} else {
+		tag = nextTag(c)
+	}
+	return &call{ctx: ctx, c: c, tag: tag, op: op, rank: c.Rank(), size: c.Size()}
+}
+
+type reservation struct{ c *comm.Comm }
+
+type reserved struct {
+	tag  int
+	used atomic.Bool
+}
+
+// Reserve takes c's next collective slot now, for a blocking collective that
+// will run later on another goroutine: pass the returned context to that call.
+// This is how a library makes a nonblocking form of any collective: as long as
+// every rank starts its calls in the same order, they match, whenever the
+// goroutines get to run. The slot serves the first collective called on c with
+// that context.
+func Reserve(ctx context.Context, c *comm.Comm) context.Context {
+	return context.WithValue(ctx, reservation{c}, &reserved{tag: nextTag(c)})
 }
 
 func (k *call) send(dst int, b []byte) error {

@@ -10,6 +10,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -19,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -33,7 +35,9 @@ var version = "dev"
 const usageText = `usage: pmrun [-np N] [options] PROGRAM [ARGS...]
 
 Runs N copies (ranks) of PROGRAM on this machine, connected by pmrun's
-message passing runtime.
+message passing runtime. A PROGRAM ending in .py runs with a Python 3
+interpreter, as does "python3 [-m MODULE | -c CODE | SCRIPT]"; every rank can
+import pmrun (and mpi4py, which resolves to pmrun's compatible module).
 
 options:
   -np N, -n N         number of ranks (default: the number of cores, %d)
@@ -44,6 +48,10 @@ options:
   --compress          compress large compressible messages (s2); off by
                       default: on loopback and fast LANs it costs more
                       than it saves
+  --python PATH       the Python interpreter for a PROGRAM ending in .py
+                      (default: $PMRUN_PYTHON, else python3 from PATH)
+  --no-mpi4py         do not let "import mpi4py" resolve to pmrun's
+                      mpi4py-compatible module ("import pmrun" still works)
   --version           print the version and exit
   -h, --help          print this help
 `
@@ -80,6 +88,8 @@ type options struct {
 	compress  bool
 	timeout   time.Duration
 	version   bool
+	python    string
+	noMPI4py  bool
 	program   string
 	args      []string
 }
@@ -97,6 +107,8 @@ func parseArgs(args []string) (*options, error) {
 	fs.BoolVar(&o.compress, "compress", false, "")
 	fs.DurationVar(&o.timeout, "timeout", 0, "")
 	fs.BoolVar(&o.version, "version", false, "")
+	fs.StringVar(&o.python, "python", "", "")
+	fs.BoolVar(&o.noMPI4py, "no-mpi4py", false, "")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -113,6 +125,16 @@ func parseArgs(args []string) (*options, error) {
 		return nil, errors.New("no program to run")
 	}
 	o.program, o.args = rest[0], rest[1:]
+	if strings.HasSuffix(o.program, ".py") {
+		if fi, err := os.Stat(o.program); err != nil || fi.IsDir() {
+			return nil, fmt.Errorf("script %q: not found", o.program)
+		}
+		o.args = append([]string{o.program}, o.args...)
+		o.program = o.python
+		if o.program == "" {
+			o.program = cmp.Or(os.Getenv("PMRUN_PYTHON"), "python3")
+		}
+	}
 	path, err := findProgram(o.program)
 	if err != nil {
 		return nil, fmt.Errorf("program %q: %w", o.program, err)
@@ -147,6 +169,50 @@ func findProgram(name string) (string, error) {
 	return name, nil
 }
 
+// pythonDir is where `make build` puts pmrun's Python package (and the
+// mpi4py-compatible one, under compat/): next to the launcher, or in
+// ../lib/pmrun/python for an installed layout.
+func pythonDir() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	if p, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = p
+	}
+	dir := filepath.Dir(exe)
+	for _, d := range []string{filepath.Join(dir, "python"), filepath.Join(dir, "..", "lib", "pmrun", "python")} {
+		if _, err := os.Stat(filepath.Join(d, "pmrun", "libpmrun.so")); err == nil {
+			return d
+		}
+	}
+	return ""
+}
+
+// pythonEnv makes pmrun's Python package importable by every rank: it puts
+// its directory (and, unless noMPI4py, the mpi4py-compatible package) in front
+// of PYTHONPATH (pmrun.MPI makes the output of a rank line-buffered).
+func pythonEnv(user []string, noMPI4py bool) []string {
+	dir := pythonDir()
+	if dir == "" {
+		return nil
+	}
+	path := []string{dir}
+	if !noMPI4py {
+		path = []string{filepath.Join(dir, "compat"), dir}
+	}
+	old := os.Getenv("PYTHONPATH")
+	for _, kv := range user {
+		if name, val, _ := strings.Cut(kv, "="); name == "PYTHONPATH" {
+			old = val
+		}
+	}
+	if old != "" {
+		path = append(path, old)
+	}
+	return []string{"PYTHONPATH=" + strings.Join(path, string(os.PathListSeparator))}
+}
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
@@ -169,6 +235,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	if o.compress {
 		o.env = append(o.env, "PMRUN_COMPRESS=on")
 	}
+	o.env = append(o.env, pythonEnv(o.env, o.noMPI4py)...)
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)

@@ -82,9 +82,11 @@ func TestJoinAndAbort(t *testing.T) {
 	}
 	defer srv.Close()
 	clients := joinAll(t, srv, 5)
+	// The server closes Ready once it has answered every rank, which may be
+	// just after the last Join returned.
 	select {
 	case <-srv.Ready():
-	default:
+	case <-time.After(10 * time.Second):
 		t.Fatal("Ready not closed after every rank joined")
 	}
 	if err := clients[2].Abort(7, "bad input"); err != nil {

@@ -1,0 +1,92 @@
+"""A parallel judge for a programming-contest problem.
+
+Rank 0 lists the test cases (NAME.in with its expected NAME.ans) and scatters
+them over the ranks; each rank runs the submitted solution on its cases (a
+subprocess per case, with a time limit) and compares the output; rank 0
+gathers the verdicts and prints the table:
+
+    OK   the output matches (whitespace-separated tokens)
+    WA   wrong answer
+    TLE  time limit exceeded
+    RE   runtime error (non-zero exit status or killed by a signal)
+
+    pmrun -np 4 examples/mpi/judge/judge.py SOLUTION [TESTDIR] [--time-limit SECONDS]
+
+SOLUTION is an executable, or a .py file run with this interpreter. The exit
+status is 0 when every case is OK, 1 otherwise.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+from mpi4py import MPI
+
+comm = MPI.COMM_WORLD
+
+
+def parse():
+    p = argparse.ArgumentParser(description="judge SOLUTION on the cases of TESTDIR")
+    p.add_argument("solution")
+    p.add_argument("tests", nargs="?", default=os.path.join(os.path.dirname(__file__), "tests"))
+    p.add_argument("--time-limit", type=float, default=2.0)
+    return p.parse_args()
+
+
+def command(solution):
+    if solution.endswith(".py"):
+        return [sys.executable, solution]
+    return [os.path.abspath(solution)]
+
+
+def judge(cmd, case, limit):
+    """The verdict, running time and a short detail for one case."""
+    with open(case + ".in", "rb") as f:
+        data = f.read()
+    with open(case + ".ans", "rb") as f:
+        expected = f.read().split()
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, input=data, capture_output=True, timeout=limit)
+    except subprocess.TimeoutExpired:
+        return "TLE", limit, "over %.1fs" % limit
+    took = time.perf_counter() - start
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        return "RE", took, "status %d %s" % (proc.returncode, err[-1] if err else "")
+    got = proc.stdout.split()
+    if got != expected:
+        return "WA", took, "got %s, want %s" % (b" ".join(got[:5]).decode(errors="replace"),
+                                               b" ".join(expected[:5]).decode(errors="replace"))
+    return "OK", took, ""
+
+
+def main():
+    args = parse()
+    chunks = None
+    if comm.rank == 0:
+        names = sorted(f[:-3] for f in os.listdir(args.tests) if f.endswith(".in"))
+        cases = [os.path.join(args.tests, n) for n in names]
+        chunks = [cases[r::comm.size] for r in range(comm.size)]
+    mine = comm.scatter(chunks, root=0)
+    cmd = command(args.solution)
+    verdicts = [(os.path.basename(c), comm.rank) + judge(cmd, c, args.time_limit) for c in mine]
+    table = comm.gather(verdicts, root=0)
+    if comm.rank != 0:
+        return 0
+    rows = sorted(v for part in table for v in part)
+    print("%-12s %-5s %-7s %5s  %s" % ("case", "rank", "verdict", "time", "detail"))
+    for name, rank, verdict, took, detail in rows:
+        print("%-12s %-5d %-7s %5.2f  %s" % (name, rank, verdict, took, detail))
+    counts = {}
+    for row in rows:
+        counts[row[2]] = counts.get(row[2], 0) + 1
+    summary = ", ".join("%s %d" % kv for kv in sorted(counts.items()))
+    accepted = counts.get("OK", 0) == len(rows)
+    print("%s: %d cases on %d ranks: %s" % ("ACCEPTED" if accepted else "REJECTED", len(rows), comm.size, summary))
+    return 0 if accepted else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,529 @@
+package main
+
+import "C"
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"unsafe"
+
+	"github.com/pmrun/pmrun/collective"
+	"github.com/pmrun/pmrun/comm"
+)
+
+// Buffer collectives move bytes (Python converts element counts and
+// displacements to bytes); only the reductions need the element type. Every
+// collective takes a request pointer: nil runs it to completion, otherwise it
+// starts it in the background and stores a request handle there (the I…
+// forms). A nil send buffer is MPI.IN_PLACE.
+
+// run runs fn now, or as a nonblocking request when req is not nil.
+func run(c *comm.Comm, req *int64, fn func(ctx context.Context) error) int64 {
+	if req == nil {
+		return fail(fn(bg))
+	}
+	// The collective's slot is taken now, in the caller's order of calls.
+	*req = requests.put(&request{r: c.Async(collective.Reserve(bg, c), fn)})
+	return 0
+}
+
+//export pm_barrier
+func pm_barrier(h int64, req *int64) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	return run(c, req, func(ctx context.Context) error { return collective.Barrier(ctx, c) })
+}
+
+//export pm_bcast
+func pm_bcast(h, root int64, buf unsafe.Pointer, n int64, req *int64) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	b := mem(buf, n)
+	return run(c, req, func(ctx context.Context) error { return collective.Bcast(ctx, c, int(root), b) })
+}
+
+// pm_gather: n bytes from each rank into recv (size*n bytes) at root.
+//
+//export pm_gather
+func pm_gather(h, root int64, sbuf unsafe.Pointer, n int64, rbuf unsafe.Pointer, all int64, req *int64) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	var recv []byte
+	if rbuf != nil && (all != 0 || c.Rank() == int(root)) {
+		recv = mem(rbuf, n*int64(c.Size()))
+	}
+	send := mem(sbuf, n)
+	if send == nil { // in place: this rank's block is already in recv
+		send = recv[int64(c.Rank())*n : int64(c.Rank()+1)*n]
+	}
+	return run(c, req, func(ctx context.Context) error {
+		if all != 0 {
+			return collective.Allgather(ctx, c, send, recv)
+		}
+		return collective.Gather(ctx, c, int(root), send, recv)
+	})
+}
+
+//export pm_scatter
+func pm_scatter(h, root int64, sbuf, rbuf unsafe.Pointer, n int64, req *int64) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	var send []byte
+	if c.Rank() == int(root) {
+		send = mem(sbuf, n*int64(c.Size()))
+	}
+	recv := mem(rbuf, n)
+	if recv == nil { // in place at the root: its block stays where it is
+		recv = make([]byte, n)
+	}
+	return run(c, req, func(ctx context.Context) error { return collective.Scatter(ctx, c, int(root), send, recv) })
+}
+
+//export pm_alltoall
+func pm_alltoall(h int64, sbuf, rbuf unsafe.Pointer, n int64, req *int64) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	recv := mem(rbuf, n*int64(c.Size()))
+	send := mem(sbuf, n*int64(c.Size()))
+	if send == nil {
+		send = append([]byte(nil), recv...)
+	}
+	return run(c, req, func(ctx context.Context) error { return collective.Alltoall(ctx, c, send, recv) })
+}
+
+func span(counts, displs []int) int64 {
+	end := 0
+	for i := range counts {
+		end = max(end, displs[i]+counts[i])
+	}
+	return int64(end)
+}
+
+// pm_gatherv gathers sn bytes from each rank into recv at displs[r] (all != 0:
+// on every rank).
+//
+//export pm_gatherv
+func pm_gatherv(h, root int64, sbuf unsafe.Pointer, sn int64, rbuf, counts, displs unsafe.Pointer, all int64, req *int64) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	var cs, ds []int
+	var recv []byte
+	if all != 0 || c.Rank() == int(root) {
+		cs, ds = ints(counts, c.Size()), ints(displs, c.Size())
+		recv = mem(rbuf, span(cs, ds))
+	}
+	send := mem(sbuf, sn)
+	if send == nil {
+		send = recv[ds[c.Rank()] : ds[c.Rank()]+cs[c.Rank()]]
+	}
+	return run(c, req, func(ctx context.Context) error {
+		if all != 0 {
+			return collective.Allgatherv(ctx, c, send, recv, cs, ds)
+		}
+		return collective.Gatherv(ctx, c, int(root), send, recv, cs, ds)
+	})
+}
+
+//export pm_scatterv
+func pm_scatterv(h, root int64, sbuf, counts, displs, rbuf unsafe.Pointer, rn int64, req *int64) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	var cs, ds []int
+	var send []byte
+	if c.Rank() == int(root) {
+		cs, ds = ints(counts, c.Size()), ints(displs, c.Size())
+		send = mem(sbuf, span(cs, ds))
+	}
+	recv := mem(rbuf, rn)
+	if recv == nil {
+		recv = make([]byte, cs[c.Rank()])
+	}
+	return run(c, req, func(ctx context.Context) error {
+		return collective.Scatterv(ctx, c, int(root), send, cs, ds, recv)
+	})
+}
+
+//export pm_alltoallv
+func pm_alltoallv(h int64, sbuf, scounts, sdispls, rbuf, rcounts, rdispls unsafe.Pointer, req *int64) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	rc, rd := ints(rcounts, c.Size()), ints(rdispls, c.Size())
+	recv := mem(rbuf, span(rc, rd))
+	var sc, sd []int
+	var send []byte
+	if sbuf == nil {
+		send, sc, sd = append([]byte(nil), recv...), rc, rd
+	} else {
+		sc, sd = ints(scounts, c.Size()), ints(sdispls, c.Size())
+		send = mem(sbuf, span(sc, sd))
+	}
+	return run(c, req, func(ctx context.Context) error {
+		return collective.Alltoallv(ctx, c, send, sc, sd, recv, rc, rd)
+	})
+}
+
+// Reductions. kind says which: the same typed dispatch serves all of them.
+const (
+	redReduce = iota
+	redAllreduce
+	redScan
+	redExscan
+	redScatterBlock
+	redScatter
+)
+
+// Element types, as Python names them for numpy dtypes.
+const (
+	tInt8 = iota + 1
+	tInt16
+	tInt32
+	tInt64
+	tUint8
+	tUint16
+	tUint32
+	tUint64
+	tFloat32
+	tFloat64
+	tComplex64
+	tComplex128
+)
+
+// Ops, in mpi4py's order of the predefined ops it reduces in Go.
+const (
+	opSum = iota + 1
+	opProd
+	opMin
+	opMax
+	opLand
+	opLor
+	opBand
+	opBor
+	opBxor
+)
+
+func intOp[T collective.Integer](op int) (collective.Op[T], error) {
+	switch op {
+	case opMin:
+		return collective.Min[T](), nil
+	case opMax:
+		return collective.Max[T](), nil
+	case opLand:
+		return collective.Land[T](), nil
+	case opLor:
+		return collective.Lor[T](), nil
+	case opBand:
+		return collective.Band[T](), nil
+	case opBor:
+		return collective.Bor[T](), nil
+	case opBxor:
+		return collective.Bxor[T](), nil
+	}
+	return arith[T](op)
+}
+
+func arith[T comm.Number](op int) (collective.Op[T], error) {
+	switch op {
+	case opSum:
+		return collective.Sum[T](), nil
+	case opProd:
+		return collective.Prod[T](), nil
+	}
+	return collective.Op[T]{}, errBadOp
+}
+
+func floatOp[T ~float32 | ~float64](op int) (collective.Op[T], error) {
+	switch op {
+	case opMin:
+		return collective.Min[T](), nil
+	case opMax:
+		return collective.Max[T](), nil
+	}
+	return arith[T](op)
+}
+
+// reduction holds one reduction call's arguments in bytes.
+type reduction struct {
+	c          *comm.Comm
+	kind, root int
+	send, recv []byte
+	counts     []int // element counts per rank (ReduceScatter)
+}
+
+func reduceAs[T comm.Number](ctx context.Context, a *reduction, op collective.Op[T], err error) error {
+	if err != nil {
+		return err
+	}
+	send, err := comm.FromBytes[T](a.send)
+	if err != nil {
+		return err
+	}
+	var recv []T
+	if a.recv != nil {
+		if recv, err = comm.FromBytes[T](a.recv); err != nil {
+			return err
+		}
+	}
+	switch a.kind {
+	case redReduce:
+		return collective.Reduce(ctx, a.c, a.root, send, recv, op)
+	case redAllreduce:
+		return collective.Allreduce(ctx, a.c, send, recv, op)
+	case redScan:
+		return collective.Scan(ctx, a.c, send, recv, op)
+	case redExscan:
+		return collective.Exscan(ctx, a.c, send, recv, op)
+	case redScatterBlock:
+		return collective.ReduceScatterBlock(ctx, a.c, send, recv, op)
+	case redScatter:
+		return collective.ReduceScatter(ctx, a.c, send, recv, a.counts, op)
+	}
+	return fmt.Errorf("reduction kind %d: %w", a.kind, errBadHandle)
+}
+
+func (a *reduction) do(ctx context.Context, dt, op int) error {
+	switch dt {
+	case tInt8:
+		o, err := intOp[int8](op)
+		return reduceAs(ctx, a, o, err)
+	case tInt16:
+		o, err := intOp[int16](op)
+		return reduceAs(ctx, a, o, err)
+	case tInt32:
+		o, err := intOp[int32](op)
+		return reduceAs(ctx, a, o, err)
+	case tInt64:
+		o, err := intOp[int64](op)
+		return reduceAs(ctx, a, o, err)
+	case tUint8:
+		o, err := intOp[uint8](op)
+		return reduceAs(ctx, a, o, err)
+	case tUint16:
+		o, err := intOp[uint16](op)
+		return reduceAs(ctx, a, o, err)
+	case tUint32:
+		o, err := intOp[uint32](op)
+		return reduceAs(ctx, a, o, err)
+	case tUint64:
+		o, err := intOp[uint64](op)
+		return reduceAs(ctx, a, o, err)
+	case tFloat32:
+		o, err := floatOp[float32](op)
+		return reduceAs(ctx, a, o, err)
+	case tFloat64:
+		o, err := floatOp[float64](op)
+		return reduceAs(ctx, a, o, err)
+	case tComplex64:
+		o, err := arith[complex64](op)
+		return reduceAs(ctx, a, o, err)
+	case tComplex128:
+		o, err := arith[complex128](op)
+		return reduceAs(ctx, a, o, err)
+	}
+	return fmt.Errorf("type code %d: %w", dt, errBadType)
+}
+
+var elemSize = map[int64]int64{tInt8: 1, tInt16: 2, tInt32: 4, tInt64: 8, tUint8: 1, tUint16: 2, tUint32: 4, tUint64: 8,
+	tFloat32: 4, tFloat64: 8, tComplex64: 8, tComplex128: 16}
+
+// pm_reduce runs reduction kind over count elements of type dt per rank (for
+// ReduceScatter, counts gives each rank's share and count is their sum; for
+// ReduceScatterBlock, count is one rank's share). A nil sbuf is in place.
+//
+//export pm_reduce
+func pm_reduce(h, kind, root int64, sbuf, rbuf unsafe.Pointer, count int64, counts unsafe.Pointer, dt, op int64, req *int64) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	es, ok := elemSize[dt]
+	if !ok {
+		return fail(fmt.Errorf("type code %d: %w", dt, errBadType))
+	}
+	a := &reduction{c: c, kind: int(kind), root: int(root)}
+	in, out := count, count // elements in send and recv
+	switch kind {
+	case redScatterBlock:
+		in = count * int64(c.Size())
+	case redScatter:
+		a.counts = ints(counts, c.Size())
+		out = int64(a.counts[c.Rank()])
+	case redReduce:
+		if c.Rank() != int(root) {
+			out = 0
+		}
+	}
+	if rbuf != nil {
+		a.recv = mem(rbuf, out*es)
+	}
+	if sbuf != nil {
+		a.send = mem(sbuf, in*es)
+	} else {
+		switch kind {
+		case redScatterBlock, redScatter: // the input is in recv, which is large enough for it
+			a.send = append([]byte(nil), mem(rbuf, in*es)...)
+		default:
+			a.send = a.recv
+		}
+	}
+	return run(c, req, func(ctx context.Context) error { return a.do(ctx, int(dt), int(op)) })
+}
+
+// Object collectives carry pickles of any size: the sizes travel first.
+
+func lenBytes(n int64) []byte { return binary.LittleEndian.AppendUint64(nil, uint64(n)) }
+
+// pm_bcast_obj broadcasts n bytes from root; elsewhere it stores the received
+// bytes as a blob and writes its handle and size.
+//
+//export pm_bcast_obj
+func pm_bcast_obj(h, root int64, buf unsafe.Pointer, n int64, blob, size *int64) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	hdr := lenBytes(n)
+	if err := collective.Bcast(bg, c, int(root), hdr); err != nil {
+		return fail(err)
+	}
+	data := mem(buf, n)
+	if c.Rank() != int(root) {
+		data = make([]byte, binary.LittleEndian.Uint64(hdr))
+	}
+	if err := collective.Bcast(bg, c, int(root), data); err != nil {
+		return fail(err)
+	}
+	*blob, *size = 0, int64(len(data))
+	if c.Rank() != int(root) {
+		*blob = blobs.put(data)
+	}
+	return 0
+}
+
+// pm_gather_obj gathers n bytes of each rank at root (all != 0: everywhere);
+// there it writes every rank's length into lens and stores the concatenation
+// as a blob.
+//
+//export pm_gather_obj
+func pm_gather_obj(h, root, all int64, buf unsafe.Pointer, n int64, lens unsafe.Pointer, blob *int64) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	me := c.Rank() == int(root) || all != 0
+	sizes := make([]int64, c.Size())
+	mine := []int64{n}
+	if all != 0 {
+		err = collective.Allgather(bg, c, mine, sizes)
+	} else {
+		err = collective.Gather(bg, c, int(root), mine, sizes)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	counts, displs := make([]int, c.Size()), make([]int, c.Size())
+	total := 0
+	for r, s := range sizes {
+		counts[r], displs[r] = int(s), total
+		total += int(s)
+	}
+	var recv []byte
+	if me {
+		recv = make([]byte, total)
+	}
+	if all != 0 {
+		err = collective.Allgatherv(bg, c, mem(buf, n), recv, counts, displs)
+	} else {
+		err = collective.Gatherv(bg, c, int(root), mem(buf, n), recv, counts, displs)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	*blob = 0
+	if me {
+		copy(unsafe.Slice((*int64)(lens), c.Size()), sizes)
+		*blob = blobs.put(recv)
+	}
+	return 0
+}
+
+// pm_scatter_obj sends piece r of the root's k=size pieces (bufs, lens) to rank
+// r, which gets it as a blob.
+//
+//export pm_scatter_obj
+func pm_scatter_obj(h, root int64, bufs, lens unsafe.Pointer, blob, size *int64) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	var send []byte
+	var counts, displs []int
+	sizes := make([]int64, c.Size())
+	if c.Rank() == int(root) {
+		copy(sizes, unsafe.Slice((*int64)(lens), c.Size()))
+		send = gather(bufs, lens, int64(c.Size()))
+		counts, displs = make([]int, c.Size()), make([]int, c.Size())
+		off := 0
+		for r, s := range sizes {
+			counts[r], displs[r] = int(s), off
+			off += int(s)
+		}
+	}
+	mine := []int64{0}
+	if err := collective.Scatter(bg, c, int(root), sizes, mine); err != nil {
+		return fail(err)
+	}
+	recv := make([]byte, mine[0])
+	if err := collective.Scatterv(bg, c, int(root), send, counts, displs, recv); err != nil {
+		return fail(err)
+	}
+	*blob, *size = blobs.put(recv), mine[0]
+	return 0
+}
+
+// pm_alltoall_obj sends piece r of this rank's size pieces to rank r; the
+// received pieces' lengths go to rlens and their concatenation to a blob.
+//
+//export pm_alltoall_obj
+func pm_alltoall_obj(h int64, bufs, lens, rlens unsafe.Pointer, blob *int64) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	n := c.Size()
+	ssizes := unsafe.Slice((*int64)(lens), n)
+	rsizes := make([]int64, n)
+	if err := collective.Alltoall(bg, c, append([]int64(nil), ssizes...), rsizes); err != nil {
+		return fail(err)
+	}
+	sc, sd, rc, rd := make([]int, n), make([]int, n), make([]int, n), make([]int, n)
+	so, ro := 0, 0
+	for r := range n {
+		sc[r], sd[r], rc[r], rd[r] = int(ssizes[r]), so, int(rsizes[r]), ro
+		so += sc[r]
+		ro += rc[r]
+	}
+	recv := make([]byte, ro)
+	if err := collective.Alltoallv(bg, c, gather(bufs, lens, int64(n)), sc, sd, recv, rc, rd); err != nil {
+		return fail(err)
+	}
+	copy(unsafe.Slice((*int64)(rlens), n), rsizes)
+	*blob = blobs.put(recv)
+	return 0
+}

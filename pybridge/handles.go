@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"unsafe"
+
+	"github.com/pmrun/pmrun/collective"
+	"github.com/pmrun/pmrun/comm"
+)
+
+// table maps the integer handles that Python holds to Go values: C code may not
+// keep Go pointers, so communicators, requests and received data cross the
+// boundary as handles. Handle 0 is never used (it stands for "none").
+type table[T any] struct {
+	mu   sync.Mutex
+	next int64
+	m    map[int64]T
+}
+
+func newTable[T any]() *table[T] { return &table[T]{m: make(map[int64]T)} }
+
+func (t *table[T]) put(v T) int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.next++
+	t.m[t.next] = v
+	return t.next
+}
+
+func (t *table[T]) get(h int64) (T, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	v, ok := t.m[h]
+	return v, ok
+}
+
+func (t *table[T]) take(h int64) (T, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	v, ok := t.m[h]
+	delete(t.m, h)
+	return v, ok
+}
+
+// request is a pending operation and what Python may ask of it once done.
+type request struct {
+	r      *comm.Request
+	cancel context.CancelFunc // nil when the request cannot be cancelled
+}
+
+var (
+	comms    = newTable[*comm.Comm]()
+	requests = newTable[*request]()
+	blobs    = newTable[[]byte]() // received data waiting for Python to copy it out
+	errs     = newTable[error]()
+	bg       = context.Background()
+)
+
+// MPI error classes as mpi4py exposes them (Open MPI's numbering).
+const (
+	errSuccess    = 0
+	errBuffer     = 1
+	errCount      = 2
+	errType       = 3
+	errTag        = 4
+	errComm       = 5
+	errRank       = 6
+	errRequest    = 7
+	errRoot       = 8
+	errOp         = 10
+	errArg        = 13
+	errUnknown    = 14
+	errTruncate   = 15
+	errOther      = 16
+	errIntern     = 17
+	errPending    = 19
+	errProcFailed = 75
+)
+
+// class maps an error to its MPI error class.
+func class(err error) int {
+	var ce *collective.Error
+	switch {
+	case errors.Is(err, comm.ErrTruncated):
+		return errTruncate
+	case errors.Is(err, comm.ErrInvalidRank):
+		return errRank
+	case errors.Is(err, comm.ErrInvalidTag):
+		return errTag
+	case errors.Is(err, comm.ErrClosed):
+		return errComm
+	case errors.Is(err, comm.ErrPeerLost):
+		return errProcFailed
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return errPending
+	case errors.As(err, &ce):
+		return errArg
+	case errors.Is(err, errBadHandle):
+		return errArg
+	case errors.Is(err, errBadType):
+		return errType
+	case errors.Is(err, errBadOp):
+		return errOp
+	}
+	return errOther
+}
+
+var (
+	errBadHandle = errors.New("invalid handle")
+	errBadType   = errors.New("unsupported datatype")
+	errBadOp     = errors.New("unsupported op for this datatype")
+)
+
+// fail records err and returns the negative code Python turns into an exception.
+func fail(err error) int64 {
+	if err == nil {
+		return 0
+	}
+	return -errs.put(err)
+}
+
+func commOf(h int64) (*comm.Comm, error) {
+	c, ok := comms.get(h)
+	if !ok || c == nil {
+		return nil, fmt.Errorf("communicator %d: %w (freed, or COMM_NULL)", h, errBadHandle)
+	}
+	return c, nil
+}
+
+// mem views n bytes at p (memory owned by Python) as a slice. A nil p with n 0
+// is an empty slice; a nil p otherwise is nil (used for MPI.IN_PLACE and "no
+// buffer").
+func mem(p unsafe.Pointer, n int64) []byte {
+	if p == nil {
+		if n == 0 {
+			return []byte{}
+		}
+		return nil
+	}
+	return unsafe.Slice((*byte)(p), int(n))
+}
+
+// ints copies n C int64s at p.
+func ints(p unsafe.Pointer, n int) []int {
+	if n == 0 || p == nil {
+		return nil
+	}
+	src := unsafe.Slice((*int64)(p), n)
+	out := make([]int, n)
+	for i, v := range src {
+		out[i] = int(v)
+	}
+	return out
+}

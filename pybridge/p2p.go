@@ -1,0 +1,429 @@
+package main
+
+import "C"
+
+import (
+	"context"
+	"errors"
+	"unsafe"
+
+	"github.com/pmrun/pmrun/comm"
+)
+
+// Conventions of the exported functions: a handle or count is an int64; a
+// buffer is a pointer and a byte count; a status is four int64s (source, tag,
+// count in bytes, error class); the result is 0 on success or minus an error
+// handle that pm_error explains. Blocking calls are entered with the
+// interpreter's lock released (ctypes does so), so other Python threads run.
+
+func putStatus(p unsafe.Pointer, st comm.Status, err error) {
+	if p == nil {
+		return
+	}
+	s := unsafe.Slice((*int64)(p), 4)
+	s[0], s[1], s[2] = int64(st.Source), int64(st.Tag), int64(st.Count)
+	s[3] = 0
+	if err != nil {
+		s[3] = int64(class(err))
+	}
+}
+
+//export pm_error
+func pm_error(id int64, buf unsafe.Pointer, capacity int64, cls *int64) int64 {
+	err, ok := errs.take(id)
+	if !ok {
+		err = errors.New("unknown error")
+	}
+	*cls = int64(class(err))
+	msg := err.Error()
+	return int64(copy(mem(buf, capacity), msg))
+}
+
+//export pm_init
+func pm_init(world, self *int64) int64 {
+	c, err := comm.World()
+	if err != nil {
+		return fail(err)
+	}
+	*world = comms.put(c)
+	*self = comms.put(c.Self())
+	return 0
+}
+
+//export pm_finalize
+func pm_finalize(world int64) int64 {
+	c, err := commOf(world)
+	if err != nil {
+		return fail(err)
+	}
+	return fail(c.Close())
+}
+
+//export pm_abort
+func pm_abort(h int64, code int64, msg *C.char) {
+	c, err := commOf(h)
+	if err != nil {
+		c, _ = comm.World()
+	}
+	c.Abort(int(code), C.GoString(msg))
+}
+
+//export pm_comm_info
+func pm_comm_info(h int64, rank, size *int64) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	*rank, *size = int64(c.Rank()), int64(c.Size())
+	return 0
+}
+
+// pm_comm_world_ranks writes the world rank of each rank of h (its group).
+//
+//export pm_comm_world_ranks
+func pm_comm_world_ranks(h int64, out unsafe.Pointer) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	s := unsafe.Slice((*int64)(out), c.Size())
+	for r := range s {
+		s[r] = int64(c.WorldRank(r))
+	}
+	return 0
+}
+
+// pm_comm_node writes the node name of rank r of h; it returns its length.
+//
+//export pm_comm_node
+func pm_comm_node(h, r int64, buf unsafe.Pointer, capacity int64) int64 {
+	c, err := commOf(h)
+	if err != nil || r < 0 || r >= int64(c.Size()) {
+		return 0
+	}
+	return int64(copy(mem(buf, capacity), c.Node(int(r))))
+}
+
+func newComm(c *comm.Comm, err error, out *int64) int64 {
+	if err != nil {
+		return fail(err)
+	}
+	*out = 0
+	if c != nil {
+		*out = comms.put(c)
+	}
+	return 0
+}
+
+//export pm_comm_dup
+func pm_comm_dup(h int64, out *int64) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	d, err := c.Dup(bg)
+	return newComm(d, err, out)
+}
+
+// pm_comm_split gives 0 in out for a rank that passed a negative color.
+//
+//export pm_comm_split
+func pm_comm_split(h, color, key int64, out *int64) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	if color < 0 {
+		color = comm.Undefined
+	}
+	s, err := c.Split(bg, int(color), int(key))
+	return newComm(s, err, out)
+}
+
+//export pm_comm_split_node
+func pm_comm_split_node(h int64, out *int64) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	s, err := c.SplitByNode(bg)
+	return newComm(s, err, out)
+}
+
+//export pm_comm_create_group
+func pm_comm_create_group(h int64, ranks unsafe.Pointer, n int64, out *int64) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	g, err := c.CreateGroup(bg, ints(ranks, int(n)))
+	return newComm(g, err, out)
+}
+
+//export pm_comm_free
+func pm_comm_free(h int64) int64 {
+	c, ok := comms.take(h)
+	if !ok {
+		return fail(errBadHandle)
+	}
+	if w, _ := comm.World(); c == w {
+		comms.put(c) // the world is freed by pm_finalize only
+		return 0
+	}
+	return fail(c.Close())
+}
+
+//export pm_send
+func pm_send(h, dst, tag int64, buf unsafe.Pointer, n int64) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	return fail(c.Send(bg, int(dst), int(tag), mem(buf, n)))
+}
+
+// pm_sendv sends the k buffers as one message (an object's pickle and its
+// out-of-band buffers); they are gathered into one Go buffer first.
+//
+//export pm_sendv
+func pm_sendv(h, dst, tag int64, bufs, lens unsafe.Pointer, k int64) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	return fail(c.Send(bg, int(dst), int(tag), gather(bufs, lens, k)))
+}
+
+func gather(bufs, lens unsafe.Pointer, k int64) []byte {
+	ps := unsafe.Slice((*unsafe.Pointer)(bufs), int(k))
+	ns := unsafe.Slice((*int64)(lens), int(k))
+	total := int64(0)
+	for _, n := range ns {
+		total += n
+	}
+	out := make([]byte, 0, total)
+	for i, p := range ps {
+		out = append(out, mem(p, ns[i])...)
+	}
+	return out
+}
+
+func startRequest(start func(ctx context.Context) *comm.Request, cancellable bool, out *int64) int64 {
+	ctx, cancel := bg, context.CancelFunc(nil)
+	if cancellable {
+		ctx, cancel = context.WithCancel(bg)
+	}
+	*out = requests.put(&request{r: start(ctx), cancel: cancel})
+	return 0
+}
+
+//export pm_isend
+func pm_isend(h, dst, tag int64, buf unsafe.Pointer, n int64, out *int64) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	data := mem(buf, n)
+	return startRequest(func(ctx context.Context) *comm.Request { return c.Isend(ctx, int(dst), int(tag), data) }, false, out)
+}
+
+//export pm_isendv
+func pm_isendv(h, dst, tag int64, bufs, lens unsafe.Pointer, k int64, out *int64) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	data := gather(bufs, lens, k)
+	return startRequest(func(ctx context.Context) *comm.Request { return c.Isend(ctx, int(dst), int(tag), data) }, false, out)
+}
+
+//export pm_recv
+func pm_recv(h, src, tag int64, buf unsafe.Pointer, capacity int64, st unsafe.Pointer) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	s, err := c.RecvInto(bg, int(src), int(tag), mem(buf, capacity))
+	putStatus(st, s, err)
+	return fail(err)
+}
+
+// pm_recv_obj receives a message of unknown size: into buf when it fits
+// (result 0), else it leaves the message queued and returns 1 with its status,
+// so that Python allocates room and receives it with pm_recv.
+//
+//export pm_recv_obj
+func pm_recv_obj(h, src, tag int64, buf unsafe.Pointer, capacity int64, st unsafe.Pointer) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	s, err := c.Probe(bg, int(src), int(tag))
+	if err != nil {
+		putStatus(st, s, err)
+		return fail(err)
+	}
+	if int64(s.Count) > capacity {
+		putStatus(st, s, nil)
+		return 1
+	}
+	s, err = c.RecvInto(bg, s.Source, s.Tag, mem(buf, capacity))
+	putStatus(st, s, err)
+	return fail(err)
+}
+
+// pm_irecv starts a receive into buf, or, with a nil buf, into a buffer of the
+// message's size that pm_req_data copies out once the request is done.
+//
+//export pm_irecv
+func pm_irecv(h, src, tag int64, buf unsafe.Pointer, capacity int64, out *int64) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	var b []byte
+	if buf != nil {
+		b = mem(buf, capacity)
+	}
+	return startRequest(func(ctx context.Context) *comm.Request { return c.Irecv(ctx, int(src), int(tag), b) }, true, out)
+}
+
+//export pm_sendrecv
+func pm_sendrecv(h int64, sbuf unsafe.Pointer, sn, dst, stag int64, rbuf unsafe.Pointer, rcap, src, rtag int64, st unsafe.Pointer) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	_, s, err := c.Sendrecv(bg, mem(sbuf, sn), int(dst), int(stag), mem(rbuf, rcap), int(src), int(rtag))
+	putStatus(st, s, err)
+	return fail(err)
+}
+
+//export pm_probe
+func pm_probe(h, src, tag int64, st unsafe.Pointer) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	s, err := c.Probe(bg, int(src), int(tag))
+	putStatus(st, s, err)
+	return fail(err)
+}
+
+//export pm_iprobe
+func pm_iprobe(h, src, tag int64, flag *int64, st unsafe.Pointer) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	ok, s, err := c.Iprobe(int(src), int(tag))
+	*flag = 0
+	if ok {
+		*flag = 1
+		putStatus(st, s, err)
+	}
+	return fail(err)
+}
+
+func requestOf(h int64) (*request, error) {
+	r, ok := requests.get(h)
+	if !ok {
+		return nil, errBadHandle
+	}
+	return r, nil
+}
+
+// pm_wait waits for request h; the handle stays valid (for pm_req_data) until
+// pm_req_free.
+//
+//export pm_wait
+func pm_wait(h int64, st unsafe.Pointer) int64 {
+	r, err := requestOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	s, err := r.r.Wait()
+	putStatus(st, s, err)
+	return fail(err)
+}
+
+//export pm_test
+func pm_test(h int64, flag *int64, st unsafe.Pointer) int64 {
+	r, err := requestOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	done, s, err := r.r.Test()
+	*flag = 0
+	if done {
+		*flag = 1
+		putStatus(st, s, err)
+		return fail(err)
+	}
+	return 0
+}
+
+// pm_waitany waits until one of the n requests completes and writes its index.
+//
+//export pm_waitany
+func pm_waitany(hs unsafe.Pointer, n int64, index *int64, st unsafe.Pointer) int64 {
+	handles := unsafe.Slice((*int64)(hs), int(n))
+	reqs := make([]*comm.Request, n)
+	for i, h := range handles {
+		if h == 0 {
+			continue
+		}
+		r, err := requestOf(h)
+		if err != nil {
+			return fail(err)
+		}
+		reqs[i] = r.r
+	}
+	i, s, err := comm.WaitAny(reqs...)
+	*index = int64(i)
+	putStatus(st, s, err)
+	return fail(err)
+}
+
+//export pm_cancel
+func pm_cancel(h int64) int64 {
+	r, err := requestOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	if r.cancel != nil {
+		r.cancel()
+	}
+	return 0
+}
+
+// pm_req_data copies the data of a finished receive posted without a buffer.
+//
+//export pm_req_data
+func pm_req_data(h int64, buf unsafe.Pointer, capacity int64) int64 {
+	r, err := requestOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	return int64(copy(mem(buf, capacity), r.r.Data()))
+}
+
+// pm_req_free forgets handle h; a pending operation still completes.
+//
+//export pm_req_free
+func pm_req_free(h int64) {
+	requests.take(h)
+}
+
+// pm_blob_take copies a Go-held result into buf and forgets it.
+//
+//export pm_blob_take
+func pm_blob_take(h int64, buf unsafe.Pointer, capacity int64) int64 {
+	b, ok := blobs.take(h)
+	if !ok {
+		return fail(errBadHandle)
+	}
+	return int64(copy(mem(buf, capacity), b))
+}
+
+func main() {}

@@ -1,0 +1,295 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// These tests run Python programs under the launcher that `make build` made
+// (PMRUN_BIN): the unittest suite of the mpi4py API at several sizes, and the
+// launcher's behaviour for Python jobs.
+
+func launcher(t *testing.T) string {
+	t.Helper()
+	bin := os.Getenv("PMRUN_BIN")
+	if bin == "" {
+		if os.Getenv("PMRUN_E2E") != "" {
+			t.Fatal("PMRUN_E2E is set but PMRUN_BIN is not: run the tests with `make test`")
+		}
+		t.Skip("PMRUN_BIN is not set (run `make test`, which builds bin/pmrun and the Python package)")
+	}
+	return bin
+}
+
+// python picks the interpreter: PMRUN_TEST_PYTHON, else Debian's
+// /usr/bin/python3 (where python3-numpy is installed), else python3.
+func python(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("PMRUN_TEST_PYTHON"); p != "" {
+		return p
+	}
+	if _, err := os.Stat("/usr/bin/python3"); err == nil {
+		return "/usr/bin/python3"
+	}
+	p, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("no python3 on this machine")
+	}
+	return p
+}
+
+func hasNumpy(t *testing.T, py string) bool {
+	t.Helper()
+	err := exec.Command(py, "-c", "import numpy").Run()
+	if err != nil && os.Getenv("PMRUN_E2E") != "" {
+		t.Fatalf("%s has no numpy (install python3-numpy): the numpy tests must run here", py)
+	}
+	return err == nil
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Dir(wd)
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+	took           time.Duration
+}
+
+// pmrun runs the launcher with args (and stdin), bounded by a minute or two.
+func pmrun(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, launcher(t), args...)
+	cmd.Dir = repoRoot(t)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.Stdin = strings.NewReader(stdin)
+	start := time.Now()
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String(), took: time.Since(start)}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("pmrun %v: %v", args, err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("pmrun %v did not end within the time limit:\n%s\n%s", args, r.stdout, r.stderr)
+	}
+	return r
+}
+
+func writeScript(t *testing.T, name, src string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestUnittestSuite(t *testing.T) {
+	py := python(t)
+	numpy := hasNumpy(t, py)
+	t.Logf("interpreter %s (numpy: %v)", py, numpy)
+	for _, np := range []string{"1", "2", "3", "4"} {
+		t.Run("np"+np, func(t *testing.T) {
+			r := pmrun(t, "", "-np", np, "--timeout", "120s", "--python", py,
+				"python/tests/test_mpi.py", "-v")
+			if r.code != 0 {
+				t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+			}
+			if n := strings.Count(r.stderr, "\nOK"); n != mustAtoi(t, np) {
+				t.Fatalf("%d ranks reported OK, want %s:\n%s", n, np, r.stderr)
+			}
+			if numpy && strings.Contains(r.stderr, "numpy is not installed") {
+				t.Errorf("tests were skipped although numpy is installed:\n%s", r.stderr)
+			}
+		})
+	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n := 0
+	for _, c := range s {
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+func TestUncaughtExceptionAbortsJob(t *testing.T) {
+	py := python(t)
+	script := writeScript(t, "boom.py", `
+from mpi4py import MPI
+import time
+comm = MPI.COMM_WORLD
+if comm.rank == 1:
+    time.sleep(0.2)
+    1 / 0
+comm.recv(source=1)  # would wait for ever
+`)
+	r := pmrun(t, "", "-np", "3", "--python", py, script)
+	if r.code == 0 {
+		t.Fatalf("exit 0 after an exception:\n%s", r.stderr)
+	}
+	for _, want := range []string{"[rank 1] Traceback", "[rank 1] ZeroDivisionError", "rank 1"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	t.Logf("job ended %v after start (exit %d)", r.took, r.code)
+}
+
+func TestAbortCode(t *testing.T) {
+	script := writeScript(t, "abort.py", `
+from mpi4py import MPI
+if MPI.COMM_WORLD.rank == 0:
+    MPI.COMM_WORLD.Abort(7)
+MPI.COMM_WORLD.barrier()
+`)
+	r := pmrun(t, "", "-np", "2", "--python", python(t), script)
+	if r.code != 7 {
+		t.Fatalf("exit %d, want 7:\n%s", r.code, r.stderr)
+	}
+}
+
+func TestLauncherForms(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "helper.py"), []byte("VALUE = 42\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(dir, "main.py")
+	src := `
+import sys
+import helper  # found next to the script: its directory is first on sys.path
+from mpi4py import MPI
+c = MPI.COMM_WORLD
+line = sys.stdin.readline().strip() if c.rank == 0 else None
+line = c.bcast(line, root=0)
+print("rank", c.rank, "of", c.size, helper.VALUE, sys.argv[1:], line)
+`
+	if err := os.WriteFile(script, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	check := func(t *testing.T, r result) {
+		t.Helper()
+		if r.code != 0 {
+			t.Fatalf("exit %d:\n%s", r.code, r.stderr)
+		}
+		for rank := range 2 {
+			want := "rank " + string(rune('0'+rank)) + " of 2 42 ['a', '-b'] from stdin"
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+			}
+		}
+	}
+	t.Run("script", func(t *testing.T) { check(t, pmrun(t, "from stdin\n", "-np", "2", "--python", py, script, "a", "-b")) })
+	t.Run("interpreter", func(t *testing.T) { check(t, pmrun(t, "from stdin\n", "-np", "2", py, script, "a", "-b")) })
+	t.Run("module", func(t *testing.T) {
+		r := pmrun(t, "", "-np", "2", "-x", "PYTHONPATH="+dir, py, "-m", "helper")
+		if r.code != 0 {
+			t.Fatalf("exit %d:\n%s", r.code, r.stderr)
+		}
+	})
+	t.Run("command", func(t *testing.T) {
+		r := pmrun(t, "", "-np", "3", py, "-c", "from mpi4py import MPI; c = MPI.COMM_WORLD; print('sum', c.allreduce(c.rank))")
+		if r.code != 0 || strings.Count(r.stdout, "sum 3\n") != 3 {
+			t.Fatalf("exit %d:\n%s\n%s", r.code, r.stdout, r.stderr)
+		}
+	})
+	t.Run("pmrun-module", func(t *testing.T) {
+		r := pmrun(t, "", "-np", "2", "--no-mpi4py", py, "-c", `
+from pmrun import MPI
+try:
+    import mpi4py
+    where = mpi4py.__file__
+except ImportError:
+    where = "none"
+print("pmrun", MPI.COMM_WORLD.size, "compat" in where)`)
+		if r.code != 0 || strings.Count(r.stdout, "pmrun 2 False\n") != 2 {
+			t.Fatalf("exit %d:\n%s\n%s", r.code, r.stdout, r.stderr)
+		}
+	})
+}
+
+func TestPythonExamples(t *testing.T) {
+	py := python(t)
+	run := func(t *testing.T, args ...string) result {
+		t.Helper()
+		r := pmrun(t, "", append([]string{"--python", py}, args...)...)
+		if r.code != 0 {
+			t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+		}
+		return r
+	}
+	t.Run("pi", func(t *testing.T) {
+		r := run(t, "-np", "4", "examples/mpi/pi.py", "50000")
+		var pi, errv float64
+		if _, err := fmtSscanf(r.stdout, "pi ~= %f (error %f)", &pi, &errv); err != nil || errv > 0.02 {
+			t.Fatalf("bad estimate (%v): %s", err, r.stdout)
+		}
+	})
+	t.Run("scatter_numpy", func(t *testing.T) {
+		if !hasNumpy(t, py) {
+			t.Skip("numpy is not installed for " + py)
+		}
+		r := run(t, "-np", "4", "examples/mpi/scatter_numpy.py", "500")
+		if !strings.Contains(r.stdout, "normalised 2000 rows on 4 ranks: OK") {
+			t.Fatalf("stdout: %s", r.stdout)
+		}
+	})
+	t.Run("taskfarm", func(t *testing.T) {
+		r := run(t, "-np", "4", "examples/mpi/taskfarm.py", "300")
+		if !strings.Contains(r.stdout, "300 tasks done by 3 workers") ||
+			!strings.Contains(r.stdout, "longest: 231 takes 127 steps") {
+			t.Fatalf("stdout: %s", r.stdout)
+		}
+	})
+	judge := func(t *testing.T, solution string) result {
+		return pmrun(t, "", "--python", py, "-np", "4", "examples/mpi/judge/judge.py",
+			"examples/mpi/judge/solutions/"+solution, "--time-limit", "0.5")
+	}
+	t.Run("judge", func(t *testing.T) {
+		r := judge(t, "correct.py")
+		if r.code != 0 || !strings.Contains(r.stdout, "ACCEPTED: 12 cases on 4 ranks: OK 12") {
+			t.Fatalf("correct solution: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+		}
+		for sol, verdict := range map[string]string{"wrong.py": "WA", "slow.py": "TLE", "crash.py": "RE"} {
+			r := judge(t, sol)
+			if r.code != 1 || !strings.Contains(r.stdout, "REJECTED") || !strings.Contains(r.stdout, " "+verdict+" ") {
+				t.Errorf("%s: exit %d, want REJECTED with %s:\n%s\n%s", sol, r.code, verdict, r.stdout, r.stderr)
+			}
+		}
+	})
+}
+
+// fmtSscanf finds format in s starting at the first line that can hold it.
+func fmtSscanf(s, format string, args ...any) (int, error) {
+	var err error
+	for line := range strings.SplitSeq(s, "\n") {
+		var n int
+		if n, err = fmt.Sscanf(line, format, args...); err == nil {
+			return n, nil
+		}
+	}
+	return 0, err
+}

@@ -1,0 +1,29 @@
+"""mpi4py, as pmrun provides it: ``from mpi4py import MPI`` gives pmrun's MPI
+module, so that scripts written for mpi4py run unchanged under ``pmrun``.
+Run ``pmrun --no-mpi4py`` to use an installed mpi4py instead."""
+
+import sys as _sys
+
+import pmrun as _pmrun
+
+__version__ = "3.1.6"
+rc = _pmrun.rc
+
+
+def get_include():
+    raise RuntimeError("pmrun's mpi4py has no C headers: it is not built on a C MPI library")
+
+
+def get_config():
+    return {}
+
+
+def profile(name=None, **kwargs):
+    pass
+
+
+def __getattr__(name):
+    if name == "MPI":
+        from pmrun import MPI
+        return MPI
+    raise AttributeError(name)

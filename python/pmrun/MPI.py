@@ -1,0 +1,2501 @@
+"""pmrun's MPI module: the names and semantics of mpi4py.MPI on pmrun's runtime.
+
+Scripts written for mpi4py run unchanged: under ``pmrun`` the statement
+``from mpi4py import MPI`` resolves to this module. Lower-case methods move
+Python objects (pickle protocol 5, large buffers out of band); capitalised
+methods move buffers (numpy arrays, bytearray, array.array, memoryview, ...)
+without copying them on the way in or out.
+"""
+
+import array as _array
+import atexit as _atexit
+import functools as _functools
+import os as _os
+import pickle as _pickle
+import socket as _socket
+import struct as _struct
+import sys as _sys
+import threading as _threading
+import time as _time
+import traceback as _traceback
+
+from . import _bridge
+from ._bridge import MPIError as _MPIError
+
+_lib = _bridge.lib
+_check = _bridge.check
+_out = _bridge.out
+
+# --- constants ---------------------------------------------------------------
+
+ANY_SOURCE = -1
+ANY_TAG = -1
+PROC_NULL = -2
+ROOT = -4
+UNDEFINED = -32766
+TAG_UB_VALUE = 2**31 - 1
+BSEND_OVERHEAD = 0
+KEYVAL_INVALID = -1
+COMM_TYPE_SHARED = 1
+IDENT, CONGRUENT, SIMILAR, UNEQUAL = 0, 1, 2, 3
+THREAD_SINGLE, THREAD_FUNNELED, THREAD_SERIALIZED, THREAD_MULTIPLE = 0, 1, 2, 3
+MAX_PROCESSOR_NAME = 256
+MAX_ERROR_STRING = 256
+VERSION, SUBVERSION = 3, 1
+
+# Attribute keys for Comm.Get_attr.
+TAG_UB, HOST, IO, WTIME_IS_GLOBAL, APPNUM, UNIVERSE_SIZE, LASTUSEDCODE = range(1, 8)
+
+# Error classes (Open MPI's numbering, as mpi4py shows them there).
+SUCCESS = 0
+ERR_BUFFER = 1
+ERR_COUNT = 2
+ERR_TYPE = 3
+ERR_TAG = 4
+ERR_COMM = 5
+ERR_RANK = 6
+ERR_REQUEST = 7
+ERR_ROOT = 8
+ERR_GROUP = 9
+ERR_OP = 10
+ERR_TOPOLOGY = 11
+ERR_DIMS = 12
+ERR_ARG = 13
+ERR_UNKNOWN = 14
+ERR_TRUNCATE = 15
+ERR_OTHER = 16
+ERR_INTERN = 17
+ERR_IN_STATUS = 18
+ERR_PENDING = 19
+ERR_PROC_FAILED = 75
+ERR_LASTCODE = 92
+
+_ERROR_STRINGS = {
+    SUCCESS: "MPI_SUCCESS: no errors",
+    ERR_BUFFER: "MPI_ERR_BUFFER: invalid buffer pointer",
+    ERR_COUNT: "MPI_ERR_COUNT: invalid count argument",
+    ERR_TYPE: "MPI_ERR_TYPE: invalid datatype",
+    ERR_TAG: "MPI_ERR_TAG: invalid tag",
+    ERR_COMM: "MPI_ERR_COMM: invalid communicator",
+    ERR_RANK: "MPI_ERR_RANK: invalid rank",
+    ERR_REQUEST: "MPI_ERR_REQUEST: invalid request",
+    ERR_ROOT: "MPI_ERR_ROOT: invalid root",
+    ERR_GROUP: "MPI_ERR_GROUP: invalid group",
+    ERR_OP: "MPI_ERR_OP: invalid reduce operation",
+    ERR_ARG: "MPI_ERR_ARG: invalid argument of some other kind",
+    ERR_UNKNOWN: "MPI_ERR_UNKNOWN: unknown error",
+    ERR_TRUNCATE: "MPI_ERR_TRUNCATE: message truncated",
+    ERR_OTHER: "MPI_ERR_OTHER: known error not in list",
+    ERR_INTERN: "MPI_ERR_INTERN: internal error",
+    ERR_PENDING: "MPI_ERR_PENDING: pending request",
+    ERR_PROC_FAILED: "MPI_ERR_PROC_FAILED: process failure",
+}
+
+
+class Exception(RuntimeError):  # noqa: A001 - the name mpi4py uses
+    """MPI.Exception: an error of the runtime, with its error class."""
+
+    def __init__(self, ierr=ERR_OTHER, message=None):
+        self.ierr = int(ierr)
+        self.message = message or _ERROR_STRINGS.get(self.ierr, "MPI error %d" % self.ierr)
+        RuntimeError.__init__(self, self.message)
+
+    def Get_error_code(self):
+        return self.ierr
+
+    def Get_error_class(self):
+        return self.ierr
+
+    def Get_error_string(self):
+        return self.message
+
+    error_code = property(Get_error_code)
+    error_class = property(Get_error_class)
+    error_string = property(Get_error_string)
+
+    def __int__(self):
+        return self.ierr
+
+    def __eq__(self, other):
+        if isinstance(other, int):
+            return self.ierr == other
+        return RuntimeError.__eq__(self, other)
+
+    __hash__ = RuntimeError.__hash__
+
+
+def _raise(e):
+    raise Exception(e.error_class, e.message) from None
+
+
+def _call(rc):
+    if rc < 0:
+        _raise(_bridge.error(rc))
+    return rc
+
+
+def Get_error_class(errorcode):
+    return errorcode
+
+
+def Get_error_string(errorcode):
+    return _ERROR_STRINGS.get(errorcode, "MPI error %d" % errorcode)
+
+
+# --- datatypes -----------------------------------------------------------------
+
+# The bridge's element type codes for reductions in Go.
+_T_INT8, _T_INT16, _T_INT32, _T_INT64 = 1, 2, 3, 4
+_T_UINT8, _T_UINT16, _T_UINT32, _T_UINT64 = 5, 6, 7, 8
+_T_FLOAT32, _T_FLOAT64, _T_COMPLEX64, _T_COMPLEX128 = 9, 10, 11, 12
+
+
+class Datatype:
+    """An MPI datatype: a size, an extent and (for the predefined ones) the
+    struct/numpy format of its elements."""
+
+    def __init__(self, datatype=None, *, _name="MPI_DATATYPE_NULL", _size=0, _fmt=None,
+                 _code=0, _blocks=None, _extent=None, _lb=0, _committed=True):
+        if isinstance(datatype, Datatype):
+            self.__dict__.update(datatype.__dict__)
+            return
+        self.name = _name
+        self.size = _size
+        self.format = _fmt
+        self.code = _code
+        # A derived type's typemap: (byte offset, predefined type) for each
+        # basic element, in order.
+        self.blocks = _blocks
+        self.extent = _size if _extent is None else _extent
+        self.lb = _lb
+        self.committed = _committed
+
+    def __repr__(self):
+        return "<%s.%s %s>" % (__name__, type(self).__name__, self.name)
+
+    def __eq__(self, other):
+        return isinstance(other, Datatype) and (self is other or (
+            self.name == other.name and self.blocks is None and other.blocks is None))
+
+    def __hash__(self):
+        return hash(self.name)
+
+    def __bool__(self):
+        return self.size > 0 or self.blocks is not None
+
+    def Get_size(self):
+        return self.size
+
+    def Get_extent(self):
+        return self.lb, self.extent
+
+    def Get_lb(self):
+        return self.lb
+
+    def Get_ub(self):
+        return self.lb + self.extent
+
+    def Get_true_extent(self):
+        return self.Get_extent()
+
+    def Get_name(self):
+        return self.name
+
+    def Set_name(self, name):
+        self.name = name
+
+    def Commit(self):
+        self.committed = True
+        return self
+
+    def Free(self):
+        pass
+
+    def Dup(self):
+        return Datatype(self)
+
+    ub = property(Get_ub)
+    true_lb = property(Get_lb)
+    true_ub = property(Get_ub)
+    true_extent = property(lambda self: self.extent)
+
+    @property
+    def typechar(self):
+        return self.format or "B"
+
+    # --- derived types ---
+
+    def _map(self):
+        if self.blocks is not None:
+            return self.blocks
+        return [(0, self)]
+
+    def _derive(self, blocks, extent, lb=0, name="derived"):
+        size = sum(t.size for _, t in blocks)
+        return Datatype(_name=name, _size=size, _blocks=blocks, _extent=extent, _lb=lb,
+                        _committed=False)
+
+    def Create_contiguous(self, count):
+        return self.Create_hvector(count, 1, self.extent)
+
+    def Create_vector(self, count, blocklength, stride):
+        return self.Create_hvector(count, blocklength, stride * self.extent)
+
+    def Create_hvector(self, count, blocklength, stride):
+        return self.Create_hindexed([blocklength] * count, [i * stride for i in range(count)])
+
+    def Create_indexed(self, blocklengths, displacements):
+        return self.Create_hindexed(blocklengths, [d * self.extent for d in displacements])
+
+    def Create_indexed_block(self, blocklength, displacements):
+        return self.Create_indexed([blocklength] * len(displacements), displacements)
+
+    def Create_hindexed(self, blocklengths, displacements):
+        return Datatype.Create_struct(list(blocklengths), list(displacements),
+                                      [self] * len(blocklengths))
+
+    def Create_hindexed_block(self, blocklength, displacements):
+        return self.Create_hindexed([blocklength] * len(displacements), displacements)
+
+    @staticmethod
+    def Create_struct(blocklengths, displacements, datatypes):
+        blocks = []
+        lo, hi = None, 0
+        for n, disp, t in zip(blocklengths, displacements, datatypes):
+            for i in range(n):
+                base = disp + i * t.extent
+                for off, b in t._map():
+                    blocks.append((base + off, b))
+                lo = base + t.lb if lo is None else min(lo, base + t.lb)
+                hi = max(hi, base + t.lb + t.extent)
+        lo = lo or 0
+        size = sum(b.size for _, b in blocks)
+        return Datatype(_name="struct", _size=size, _blocks=blocks, _extent=hi - lo, _lb=lo,
+                        _committed=False)
+
+    def Create_resized(self, lb, extent):
+        t = Datatype(self)
+        t.lb, t.extent = lb, extent
+        if t.blocks is None:
+            t.blocks = [(0, self)]
+        return t
+
+    def Create_subarray(self, sizes, subsizes, starts, order=None):
+        order = ORDER_C if order is None else order
+        dims = len(sizes)
+        idx = list(range(dims)) if order == ORDER_C else list(range(dims))[::-1]
+        # Enumerate the element offsets of the subarray in storage order.
+        offsets = [0]
+        stride = 1
+        strides = [0] * dims
+        for d in reversed(idx):
+            strides[d] = stride
+            stride *= sizes[d]
+        for d in idx:
+            offsets = [o + (starts[d] + i) * strides[d] for o in offsets for i in range(subsizes[d])]
+        t = self.Create_indexed([1] * len(offsets), offsets)
+        return t.Create_resized(0, stride * self.extent)
+
+    def Pack_size(self, count, comm=None):
+        return count * self.size
+
+    def _pack(self, mem, count):
+        """The packed bytes of count elements of this derived type in mem."""
+        out = bytearray()
+        for i in range(count):
+            base = i * self.extent
+            for off, b in self.blocks:
+                out += mem[base + off:base + off + b.size]
+        return out
+
+    def _unpack(self, data, mem, count):
+        pos = 0
+        for i in range(count):
+            base = i * self.extent
+            for off, b in self.blocks:
+                mem[base + off:base + off + b.size] = data[pos:pos + b.size]
+                pos += b.size
+
+
+ORDER_C, ORDER_FORTRAN, ORDER_F = 0, 1, 1
+
+_types = {}
+
+
+def _predef(name, fmt, size, code=0):
+    t = Datatype(_name="MPI_" + name, _size=size, _fmt=fmt, _code=code)
+    _types[name] = t
+    return t
+
+
+DATATYPE_NULL = Datatype()
+BYTE = _predef("BYTE", "B", 1, _T_UINT8)
+PACKED = _predef("PACKED", "B", 1, _T_UINT8)
+CHAR = _predef("CHAR", "c", 1, _T_INT8)
+WCHAR = _predef("WCHAR", "i", 4, _T_INT32)
+SIGNED_CHAR = _predef("SIGNED_CHAR", "b", 1, _T_INT8)
+SHORT = _predef("SHORT", "h", 2, _T_INT16)
+INT = _predef("INT", "i", 4, _T_INT32)
+LONG = _predef("LONG", "l", 8, _T_INT64)
+LONG_LONG = _predef("LONG_LONG", "q", 8, _T_INT64)
+UNSIGNED_CHAR = _predef("UNSIGNED_CHAR", "B", 1, _T_UINT8)
+UNSIGNED_SHORT = _predef("UNSIGNED_SHORT", "H", 2, _T_UINT16)
+UNSIGNED = _predef("UNSIGNED", "I", 4, _T_UINT32)
+UNSIGNED_INT = UNSIGNED
+UNSIGNED_LONG = _predef("UNSIGNED_LONG", "L", 8, _T_UINT64)
+UNSIGNED_LONG_LONG = _predef("UNSIGNED_LONG_LONG", "Q", 8, _T_UINT64)
+FLOAT = _predef("FLOAT", "f", 4, _T_FLOAT32)
+DOUBLE = _predef("DOUBLE", "d", 8, _T_FLOAT64)
+LONG_DOUBLE = _predef("LONG_DOUBLE", "g", 16)
+C_BOOL = _predef("C_BOOL", "?", 1, _T_UINT8)
+BOOL = C_BOOL
+INT8_T = _predef("INT8_T", "b", 1, _T_INT8)
+INT16_T = _predef("INT16_T", "h", 2, _T_INT16)
+INT32_T = _predef("INT32_T", "i", 4, _T_INT32)
+INT64_T = _predef("INT64_T", "q", 8, _T_INT64)
+UINT8_T = _predef("UINT8_T", "B", 1, _T_UINT8)
+UINT16_T = _predef("UINT16_T", "H", 2, _T_UINT16)
+UINT32_T = _predef("UINT32_T", "I", 4, _T_UINT32)
+UINT64_T = _predef("UINT64_T", "Q", 8, _T_UINT64)
+AINT = _predef("AINT", "q", 8, _T_INT64)
+OFFSET = _predef("OFFSET", "q", 8, _T_INT64)
+COUNT = _predef("COUNT", "q", 8, _T_INT64)
+C_COMPLEX = _predef("C_COMPLEX", "Zf", 8, _T_COMPLEX64)
+C_FLOAT_COMPLEX = _predef("C_FLOAT_COMPLEX", "Zf", 8, _T_COMPLEX64)
+C_DOUBLE_COMPLEX = _predef("C_DOUBLE_COMPLEX", "Zd", 16, _T_COMPLEX128)
+C_LONG_DOUBLE_COMPLEX = _predef("C_LONG_DOUBLE_COMPLEX", "Zg", 32)
+CXX_BOOL = C_BOOL
+COMPLEX = _predef("COMPLEX", "Zf", 8, _T_COMPLEX64)
+DOUBLE_COMPLEX = _predef("DOUBLE_COMPLEX", "Zd", 16, _T_COMPLEX128)
+CXX_FLOAT_COMPLEX = C_FLOAT_COMPLEX
+CXX_DOUBLE_COMPLEX = C_DOUBLE_COMPLEX
+INTEGER = INT
+REAL = FLOAT
+DOUBLE_PRECISION = DOUBLE
+LOGICAL = INT
+CHARACTER = CHAR
+# Value-index pairs for MAXLOC and MINLOC, laid out as C structs.
+FLOAT_INT = _predef("FLOAT_INT", "T{f:v:i:i:}", 8)
+DOUBLE_INT = _predef("DOUBLE_INT", "T{d:v:i:i:4x}", 16)
+LONG_INT = _predef("LONG_INT", "T{l:v:i:i:4x}", 16)
+SHORT_INT = _predef("SHORT_INT", "T{h:v:2x:i:i:}", 8)
+TWOINT = _predef("2INT", "T{i:v:i:i:}", 8)
+INT_INT = TWOINT
+globals()["2INT"] = TWOINT
+_PAIRS = {FLOAT_INT: ("f", 0, 4), DOUBLE_INT: ("d", 0, 8), LONG_INT: ("q", 0, 8),
+          SHORT_INT: ("h", 0, 4), TWOINT: ("i", 0, 4)}
+
+# struct / numpy format characters -> predefined type.
+_BY_FORMAT = {
+    "b": INT8_T, "B": UINT8_T, "h": INT16_T, "H": UINT16_T, "i": INT32_T, "I": UINT32_T,
+    "l": INT64_T, "L": UINT64_T, "q": INT64_T, "Q": UINT64_T, "n": INT64_T, "N": UINT64_T,
+    "f": FLOAT, "d": DOUBLE, "g": LONG_DOUBLE, "Zf": C_FLOAT_COMPLEX, "Zd": C_DOUBLE_COMPLEX,
+    "F": C_FLOAT_COMPLEX, "D": C_DOUBLE_COMPLEX, "?": C_BOOL, "c": CHAR, "s": CHAR,
+    "p": INT64_T, "P": UINT64_T, "e": _predef("FLOAT16", "e", 2),
+}
+
+
+def _datatype_of(fmt, itemsize):
+    f = fmt.lstrip("@=<>!")
+    if f.startswith("T{") or f.endswith("}"):
+        for t in _PAIRS:
+            if t.size == itemsize:
+                return t
+    t = _BY_FORMAT.get(f)
+    if t is None or t.size != itemsize:
+        if f in ("l", "L", "i", "I") and itemsize in (4, 8):
+            signed = f in ("l", "i")
+            return {(4, True): INT32_T, (8, True): INT64_T, (4, False): UINT32_T,
+                    (8, False): UINT64_T}[(itemsize, signed)]
+        return BYTE if itemsize == 1 or t is None else t
+    return t
+
+
+def _typearg(t):
+    if t is None:
+        return None
+    if isinstance(t, Datatype):
+        return t
+    if isinstance(t, str):
+        if t in _BY_FORMAT:
+            return _BY_FORMAT[t]
+        try:
+            import numpy as np
+            dt = np.dtype(t)
+            return _datatype_of(dt.char if dt.kind != "c" else "Z" + dt.char.lower(), dt.itemsize)
+        except (ImportError, TypeError):
+            pass
+    raise Exception(ERR_TYPE, "unknown datatype %r" % (t,))
+
+
+# --- buffers -----------------------------------------------------------------
+
+
+class _InPlace:
+    def __repr__(self):
+        return "MPI.IN_PLACE"
+
+    def __int__(self):
+        return -1
+
+
+IN_PLACE = _InPlace()
+BOTTOM = 0
+BUFFER_AUTOMATIC = None
+
+
+class buffer:
+    """Raw memory (mpi4py's MPI.buffer): pmrun hands out memoryviews of bytes,
+    which numpy.frombuffer, memoryview and bytes accept alike."""
+
+    def __new__(cls, obj=b""):
+        mv = memoryview(obj)
+        return mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv
+
+    @staticmethod
+    def allocate(nbytes, clear=False):
+        return memoryview(bytearray(nbytes))
+
+    @staticmethod
+    def fromaddress(address, nbytes, readonly=False):
+        import ctypes
+        mv = memoryview((ctypes.c_char * nbytes).from_address(address)).cast("B")
+        return mv.toreadonly() if readonly else mv
+
+
+memory = buffer
+
+
+class _Buf:
+    """A message buffer resolved from an mpi4py buffer specification: the
+    memory (pinned), its datatype, element count and, for the v-variants,
+    counts and displacements in elements."""
+
+    __slots__ = ("pin", "addr", "nbytes", "type", "count", "counts", "displs", "obj")
+
+    def __init__(self, spec, writable, vector=False, size=None):
+        self.counts = self.displs = None
+        self.count = None
+        t = None
+        obj = spec
+        if isinstance(spec, (list, tuple)):
+            if not spec:
+                raise Exception(ERR_BUFFER, "empty buffer specification")
+            obj = spec[0]
+            rest = list(spec[1:])
+            if rest and (isinstance(rest[-1], (Datatype, str))):
+                t = _typearg(rest.pop())
+            if vector:
+                if len(rest) >= 1 and rest[0] is not None and not isinstance(rest[0], int):
+                    self.counts = list(rest[0])
+                    if len(rest) >= 2 and rest[1] is not None:
+                        self.displs = list(rest[1])
+                elif len(rest) >= 1 and isinstance(rest[0], int):
+                    self.count = rest[0]
+                if len(rest) == 1 and isinstance(rest[0], tuple) and len(rest[0]) == 2 \
+                        and not isinstance(rest[0][0], int):
+                    self.counts, self.displs = list(rest[0][0]), list(rest[0][1])
+            elif rest:
+                c = rest[0]
+                if isinstance(c, tuple):
+                    c = c[0]
+                self.count = c
+        self.obj = obj
+        if obj is None:
+            self.pin, self.addr, self.nbytes = None, None, 0
+            self.type = t or BYTE
+            self.count = self.count or 0
+            return
+        if isinstance(obj, bytes) and not writable:
+            self.pin, self.addr, self.nbytes = obj, obj, len(obj)
+            fmt, itemsize = "B", 1
+        else:
+            try:
+                pin = _bridge.Pinned(obj, writable)
+            except BufferError:
+                if writable:
+                    raise Exception(ERR_BUFFER, "a %s cannot be received into (read-only or not a "
+                                    "contiguous buffer)" % type(obj).__name__) from None
+                raise Exception(ERR_BUFFER, "a %s is not a contiguous buffer"
+                                % type(obj).__name__) from None
+            self.pin, self.addr, self.nbytes = pin, pin.addr, pin.nbytes
+            fmt, itemsize = pin.format, pin.itemsize
+            if hasattr(obj, "dtype") and getattr(obj.dtype, "kind", "") == "c":
+                fmt = "Z" + obj.dtype.char.lower()
+        self.type = t or _datatype_of(fmt, itemsize)
+        if self.type.blocks is not None:
+            if self.count is None:
+                self.count = self.nbytes // self.type.extent if self.type.extent else 0
+        elif self.count is None:
+            if self.type.size and self.nbytes % self.type.size:
+                raise Exception(ERR_TYPE, "a buffer of %d bytes is not a whole number of %s "
+                                "(%d bytes each)" % (self.nbytes, self.type.name, self.type.size))
+            self.count = self.nbytes // self.type.size if self.type.size else 0
+        if vector and self.counts is None and size is not None and self.count is not None:
+            # [buf, TYPE] for a v-variant: equal blocks.
+            pass
+
+    def bytes_for(self, count):
+        return count * self.type.size
+
+    @property
+    def used(self):
+        """Bytes of the message: count elements."""
+        return self.count * self.type.size
+
+
+def _addr(b):
+    return b.addr
+
+
+# Derived datatypes travel packed; _Packed wraps a buffer spec whose type is
+# derived: a contiguous staging buffer for the wire, unpacked on completion.
+class _Staged:
+    def __init__(self, b, writable):
+        self.b = b
+        self.mem = memoryview(b.obj).cast("B") if b.obj is not None else None
+        if writable:
+            self.data = bytearray(b.count * b.type.size)
+        else:
+            self.data = bytes(b.type._pack(self.mem, b.count))
+        pin = _bridge.Pinned(self.data, writable)
+        self.pin = pin
+        self.addr, self.nbytes = pin.addr, pin.nbytes
+
+    def finish(self):
+        self.b.type._unpack(self.data, self.mem, self.b.count)
+
+
+def _sendbuf(spec):
+    b = _Buf(spec, False)
+    if b.type.blocks is not None:
+        s = _Staged(b, False)
+        return s.addr, s.nbytes, (b, s)
+    return b.addr, b.used, b
+
+
+def _recvbuf(spec):
+    b = _Buf(spec, True)
+    if b.type.blocks is not None:
+        s = _Staged(b, True)
+        return s.addr, s.nbytes, (b, s), s.finish
+    return b.addr, b.used, b, None
+
+
+# --- status ------------------------------------------------------------------
+
+
+class Status:
+    """The source, tag, size and error of a received or probed message."""
+
+    def __init__(self, status=None):
+        self.source = ANY_SOURCE
+        self.tag = ANY_TAG
+        self.error = SUCCESS
+        self._count = 0
+        self.cancelled = False
+        if isinstance(status, Status):
+            self.source, self.tag, self.error = status.source, status.tag, status.error
+            self._count, self.cancelled = status._count, status.cancelled
+
+    def _set(self, st, comm=None):
+        self.source, self.tag, self._count, self.error = st.source, st.tag, st.count, st.error
+        if self.error:
+            self.error = int(self.error)
+
+    def Get_source(self):
+        return self.source
+
+    def Set_source(self, source):
+        self.source = source
+
+    def Get_tag(self):
+        return self.tag
+
+    def Set_tag(self, tag):
+        self.tag = tag
+
+    def Get_error(self):
+        return self.error
+
+    def Set_error(self, error):
+        self.error = error
+
+    def Get_count(self, datatype=None):
+        t = BYTE if datatype is None else _typearg(datatype)
+        if t.size == 0:
+            return 0
+        if self._count % t.size:
+            return UNDEFINED
+        return self._count // t.size
+
+    def Get_elements(self, datatype):
+        t = _typearg(datatype)
+        if t.blocks is not None:
+            per = len(t.blocks)
+            full, rest = divmod(self._count, t.size) if t.size else (0, 0)
+            n = full * per
+            for _, b in t.blocks:
+                if rest >= b.size:
+                    rest -= b.size
+                    n += 1
+            return n
+        return self.Get_count(t)
+
+    def Set_elements(self, datatype, count):
+        self._count = count * _typearg(datatype).size
+
+    def Is_cancelled(self):
+        return self.cancelled
+
+    def Set_cancelled(self, flag):
+        self.cancelled = bool(flag)
+
+    count = property(lambda self: self.Get_count())
+
+    def __repr__(self):
+        return "<Status source=%d tag=%d count=%d error=%d>" % (
+            self.source, self.tag, self._count, self.error)
+
+    def py2f(self):
+        return [self.source, self.tag, self.error, self._count]
+
+
+def _fill(status, st):
+    if status is not None:
+        status._set(st)
+
+
+_tls = _threading.local()
+
+
+def _st():
+    st = getattr(_tls, "st", None)
+    if st is None:
+        st = _tls.st = _bridge.Status4()
+    return st
+
+
+# --- ops -----------------------------------------------------------------------
+
+
+class Op:
+    """A reduction operation: predefined (run in Go for numeric buffers) or
+    made from a Python function with Op.Create."""
+
+    def __init__(self, op=None, *, _name="MPI_OP_NULL", _code=0, _py=None, _commute=True,
+                 _user=None):
+        if isinstance(op, Op):
+            self.__dict__.update(op.__dict__)
+            return
+        self.name = _name
+        self.code = _code
+        self._py = _py  # (a, b) -> a op b on Python objects
+        self.commute = _commute
+        self._user = _user  # user function (inbuf, inoutbuf, datatype)
+
+    def __repr__(self):
+        return "<%s.Op %s>" % (__name__, self.name)
+
+    def __eq__(self, other):
+        return isinstance(other, Op) and self.name == other.name and self._user is other._user
+
+    def __hash__(self):
+        return hash(self.name)
+
+    def __bool__(self):
+        return self.code != 0 or self._user is not None
+
+    def __call__(self, x, y):
+        """x op y on Python objects (mpi4py's Op.__call__)."""
+        if self._py is not None:
+            return self._py(x, y)
+        if self._user is not None:
+            return self._user(x, y, None)
+        raise Exception(ERR_OP, "MPI.OP_NULL cannot be applied")
+
+    @classmethod
+    def Create(cls, function, commute=False):
+        def py(x, y, f=function):
+            r = f(x, y, None)
+            return y if r is None else r
+        return cls(_name="user:%s" % getattr(function, "__name__", "op"), _py=py,
+                   _commute=bool(commute), _user=function)
+
+    def Free(self):
+        self.code, self._py, self._user = 0, None, None
+        self.name = "MPI_OP_NULL"
+
+    def Is_commutative(self):
+        return self.commute
+
+    is_commutative = property(Is_commutative)
+
+    def Is_predefined(self):
+        return self._user is None
+
+    is_predefined = property(Is_predefined)
+
+    def Reduce_local(self, inbuf, inoutbuf):
+        a = _Buf(inbuf, False)
+        b = _Buf(inoutbuf, True)
+        _reduce_local(self, memoryview(a.obj).cast("B")[:a.used], b, b.type)
+
+
+def _pyloc(better):
+    def f(a, b):
+        if better(a[0], b[0]):
+            return a
+        if better(b[0], a[0]):
+            return b
+        return a if a[1] <= b[1] else b
+    return f
+
+
+OP_NULL = Op()
+MAX = Op(_name="MPI_MAX", _code=4, _py=lambda a, b: b if b > a else a)
+MIN = Op(_name="MPI_MIN", _code=3, _py=lambda a, b: b if b < a else a)
+SUM = Op(_name="MPI_SUM", _code=1, _py=lambda a, b: a + b)
+PROD = Op(_name="MPI_PROD", _code=2, _py=lambda a, b: a * b)
+LAND = Op(_name="MPI_LAND", _code=5, _py=lambda a, b: bool(a and b))
+BAND = Op(_name="MPI_BAND", _code=7, _py=lambda a, b: a & b)
+LOR = Op(_name="MPI_LOR", _code=6, _py=lambda a, b: bool(a or b))
+BOR = Op(_name="MPI_BOR", _code=8, _py=lambda a, b: a | b)
+LXOR = Op(_name="MPI_LXOR", _code=0, _py=lambda a, b: bool(a) != bool(b))
+BXOR = Op(_name="MPI_BXOR", _code=9, _py=lambda a, b: a ^ b)
+MAXLOC = Op(_name="MPI_MAXLOC", _code=0, _py=_pyloc(lambda x, y: x > y))
+MINLOC = Op(_name="MPI_MINLOC", _code=0, _py=_pyloc(lambda x, y: x < y))
+REPLACE = Op(_name="MPI_REPLACE", _code=0, _py=lambda a, b: b)
+NO_OP = Op(_name="MPI_NO_OP", _code=0, _py=lambda a, b: a)
+
+_INT_CODES = {_T_INT8, _T_INT16, _T_INT32, _T_INT64, _T_UINT8, _T_UINT16, _T_UINT32, _T_UINT64}
+_FLOAT_CODES = {_T_FLOAT32, _T_FLOAT64}
+
+
+def _go_reducible(op, t):
+    """Whether the Go runtime reduces this op on this type itself."""
+    if op._user is not None or op.code == 0 or t.blocks is not None or t.code == 0:
+        return False
+    if op.code in (1, 2):
+        return True
+    if op.code in (3, 4):
+        return t.code in _INT_CODES or t.code in _FLOAT_CODES
+    return t.code in _INT_CODES
+
+
+def _np():
+    import numpy
+    return numpy
+
+
+_NP_FORMATS = {"c": "i1", "?": "?", "Zf": "c8", "Zd": "c16", "Zg": "clongdouble"}
+
+
+def _np_dtype(t):
+    np = _np()
+    if t in _PAIRS:
+        v, _, _ = _PAIRS[t]
+        if t == SHORT_INT:
+            return np.dtype({"names": ["v", "i"], "formats": ["i2", "i4"], "offsets": [0, 4],
+                             "itemsize": 8})
+        return np.dtype({"names": ["v", "i"], "formats": [v, "i4"],
+                         "offsets": [0, t.size // 2 if v in "dq" else 4], "itemsize": t.size})
+    return np.dtype(_NP_FORMATS.get(t.format, t.format))
+
+
+def _reduce_local(op, inmem, b, t):
+    """inout = in op inout on raw memory, in Python (user ops, MAXLOC...)."""
+    outmem = memoryview(b.obj).cast("B")[:b.used] if b.obj is not None else None
+    _combine(op, inmem, outmem, t)
+
+
+def _combine(op, inmem, outmem, t):
+    if op._user is not None:
+        op._user(buffer(inmem), buffer(outmem), t)
+        return
+    np = _np()
+    dt = _np_dtype(t)
+    a = np.frombuffer(inmem, dtype=dt)
+    r = np.frombuffer(outmem, dtype=dt)
+    if t in _PAIRS:
+        better = a["v"] > r["v"] if op is MAXLOC else a["v"] < r["v"]
+        tie = (a["v"] == r["v"]) & (a["i"] < r["i"])
+        take = better | tie
+        r[take] = a[take]
+        return
+    fn = {SUM.name: np.add, PROD.name: np.multiply, MAX.name: np.maximum, MIN.name: np.minimum,
+          LAND.name: np.logical_and, LOR.name: np.logical_or, LXOR.name: np.logical_xor,
+          BAND.name: np.bitwise_and, BOR.name: np.bitwise_or, BXOR.name: np.bitwise_xor}.get(op.name)
+    if fn is None:
+        if op is REPLACE:
+            return
+        if op is NO_OP:
+            r[...] = a
+            return
+        raise Exception(ERR_OP, "%s is not defined on %s" % (op.name, t.name))
+    res = fn(a, r)
+    r[...] = res.astype(r.dtype, copy=False)
+
+
+# --- objects -----------------------------------------------------------------
+
+_OOB_MIN = 64 * 1024  # buffers at least this large travel out of band
+_SCRATCH = 64 * 1024
+
+
+class Pickle:
+    """How objects are serialised (mpi4py's MPI.pickle)."""
+
+    def __init__(self, dumps=None, loads=None, protocol=None):
+        self.dumps = dumps or _pickle.dumps
+        self.loads = loads or _pickle.loads
+        self.PROTOCOL = _pickle.HIGHEST_PROTOCOL if protocol is None else protocol
+        self.THRESHOLD = _OOB_MIN
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+
+
+pickle = Pickle()
+
+
+def _dumps(obj):
+    """The message parts of obj: [pickle] or [header, pickle, buffers...]."""
+    if pickle.dumps is not _pickle.dumps or pickle.PROTOCOL < 5:
+        return [pickle.dumps(obj, pickle.PROTOCOL)]
+    bufs = []
+
+    def oob(pb):
+        m = pb.raw()
+        if m.nbytes < _OOB_MIN:
+            return True
+        bufs.append(m)
+        return False
+
+    data = _pickle.dumps(obj, 5, buffer_callback=oob)
+    if not bufs:
+        return [data]
+    hdr = _struct.pack("<BI%dQ" % (len(bufs) + 1), 1, len(bufs), len(data),
+                       *[b.nbytes for b in bufs])
+    return [hdr, data] + bufs
+
+
+def _loads(mv):
+    """The object in a received message (mv: a memoryview of its bytes)."""
+    if mv.nbytes and mv[0] == 1:
+        (n,) = _struct.unpack_from("<I", mv, 1)
+        lens = _struct.unpack_from("<%dQ" % (n + 1), mv, 5)
+        off = 5 + 8 * (n + 1)
+        data = mv[off:off + lens[0]]
+        off += lens[0]
+        bufs = []
+        for ln in lens[1:]:
+            bufs.append(mv[off:off + ln])
+            off += ln
+        return _pickle.loads(data, buffers=bufs)
+    if pickle.loads is not _pickle.loads:
+        return pickle.loads(bytes(mv))
+    return _pickle.loads(mv)
+
+
+def _joined(parts):
+    return parts[0] if len(parts) == 1 else b"".join(bytes(p) for p in parts)
+
+
+class _Parts:
+    """Addresses and lengths of message parts, pinned while this lives."""
+
+    def __init__(self, parts):
+        self.pins = []
+        addrs, lens = [], []
+        for p in parts:
+            if isinstance(p, bytes):
+                pin = _bridge.Pinned(p)
+            else:
+                pin = _bridge.Pinned(p)
+            self.pins.append(pin)
+            addrs.append(pin.addr or 0)
+            lens.append(pin.nbytes)
+        self.addrs = (_bridge.c_void_p * max(len(addrs), 1))(*addrs)
+        self.lens = _bridge.int64s(lens)
+        self.k = len(parts)
+
+
+def _scratch():
+    s = getattr(_tls, "scratch", None)
+    if s is None:
+        s = _tls.scratch = _bridge.ctypes.create_string_buffer(_SCRATCH)
+    return s
+
+
+def _take_blob(blob, size):
+    data = bytearray(size)
+    if size:
+        pin = _bridge.Pinned(data, True)
+        _call(_lib.pm_blob_take(blob, pin.addr, size))
+    elif blob:
+        _lib.pm_blob_take(blob, None, 0)
+    return data
+
+
+def _split_blob(data, lens):
+    mv = memoryview(data)
+    out, off = [], 0
+    for n in lens:
+        out.append(_loads(mv[off:off + n]))
+        off += n
+    return out
+
+
+# --- requests ------------------------------------------------------------------
+
+
+class Request:
+    """A pending nonblocking operation."""
+
+    def __init__(self, request=None):
+        self._h = 0
+        self._keep = None
+        self._kind = None
+        self._done = None  # called with the status when the operation completes
+        self._status = None
+        self._obj = None
+        if isinstance(request, Request):
+            self.__dict__.update(request.__dict__)
+
+    @classmethod
+    def _new(cls, h, kind=None, keep=None, done=None):
+        r = cls()
+        r._h, r._kind, r._keep, r._done = h, kind, keep, done
+        return r
+
+    def __eq__(self, other):
+        if not isinstance(other, Request):
+            return NotImplemented
+        return self is other or (self._h <= 0 and other._h <= 0)
+
+    def __ne__(self, other):
+        r = self.__eq__(other)
+        return r if r is NotImplemented else not r
+
+    def __hash__(self):
+        return id(self)
+
+    def __bool__(self):
+        return self._h != 0
+
+    def __del__(self):
+        h = getattr(self, "_h", 0)
+        if h > 0:
+            _lib.pm_req_free(h)
+
+    def _finish(self, st):
+        """Completion: unpack, decode, release the handle."""
+        status = Status()
+        status._set(st)
+        obj = None
+        if self._kind == "obj":
+            data = bytearray(st.count)
+            if st.count:
+                pin = _bridge.Pinned(data, True)
+                _lib.pm_req_data(self._h, pin.addr, st.count)
+            obj = _loads(memoryview(data))
+        if self._done is not None:
+            self._done()
+        if self._h > 0:
+            _lib.pm_req_free(self._h)
+        self._h = 0
+        self._keep = None
+        self._status, self._obj = status, obj
+        return status, obj
+
+    def _complete_null(self):
+        if self._status is None:
+            self._status = Status()
+            self._status.source, self._status.tag = PROC_NULL, ANY_TAG
+        return self._status, self._obj
+
+    def _wait(self):
+        if self._h <= 0:
+            return self._complete_null()
+        st = _st()
+        rc = _lib.pm_wait(self._h, _bridge.ctypes.byref(st))
+        if rc < 0:
+            e = _bridge.error(rc)
+            if e.error_class == ERR_PENDING and self._kind in ("obj", "buf"):
+                # cancelled
+                self._h = 0
+                self._status = Status()
+                self._status.cancelled = True
+                return self._status, None
+            self._h = 0
+            _raise(e)
+        return self._finish(st)
+
+    def _test(self):
+        if self._h <= 0:
+            s, o = self._complete_null()
+            return True, s, o
+        st = _st()
+        flag = _out()
+        rc = _lib.pm_test(self._h, _bridge.ctypes.byref(flag), _bridge.ctypes.byref(st))
+        if not flag.value:
+            return False, None, None
+        if rc < 0:
+            e = _bridge.error(rc)
+            self._h = 0
+            if e.error_class == ERR_PENDING:
+                self._status = Status()
+                self._status.cancelled = True
+                return True, self._status, None
+            _raise(e)
+        s, o = self._finish(st)
+        return True, s, o
+
+    # mpi4py's lower-case (object) interface.
+    def wait(self, status=None):
+        s, o = self._wait()
+        if status is not None:
+            status.__init__(s)
+        return o
+
+    def test(self, status=None):
+        flag, s, o = self._test()
+        if flag and status is not None:
+            status.__init__(s)
+        return flag, o
+
+    def get_status(self, status=None):
+        return self.Get_status(status)
+
+    def cancel(self):
+        self.Cancel()
+
+    # Buffer interface.
+    def Wait(self, status=None):
+        s, _ = self._wait()
+        if status is not None:
+            status.__init__(s)
+        return True
+
+    def Test(self, status=None):
+        flag, s, _ = self._test()
+        if flag and status is not None:
+            status.__init__(s)
+        return flag
+
+    def Get_status(self, status=None):
+        if self._h <= 0:
+            if status is not None and self._status is not None:
+                status.__init__(self._status)
+            return True
+        flag = _out()
+        st = _st()
+        _lib.pm_test(self._h, _bridge.ctypes.byref(flag), _bridge.ctypes.byref(st))
+        if flag.value and status is not None:
+            status._set(st)
+        return bool(flag.value)
+
+    def Cancel(self):
+        if self._h > 0:
+            _lib.pm_cancel(self._h)
+
+    def Free(self):
+        if self._h > 0:
+            _lib.pm_req_free(self._h)
+        self._h = 0
+
+    @staticmethod
+    def _handles(requests):
+        return _bridge.int64s([max(r._h, 0) if r is not None else 0 for r in requests])
+
+    @classmethod
+    def _waitany(cls, requests, status):
+        """(index, object) of the first request to complete; UNDEFINED when
+        none is active."""
+        requests = list(requests)
+        if not any(r is not None and r._h > 0 for r in requests):
+            if status is not None:
+                status.__init__(Status())
+            return UNDEFINED, None
+        idx = _out()
+        _lib.pm_waitany(cls._handles(requests), len(requests), _bridge.ctypes.byref(idx),
+                        _bridge.ctypes.byref(_st()))
+        s, o = requests[idx.value]._wait()
+        if status is not None:
+            status.__init__(s)
+        return idx.value, o
+
+    @classmethod
+    def _testany(cls, requests, status):
+        """(index, flag, object): the first completed request, if any."""
+        any_live = False
+        for i, r in enumerate(requests):
+            if r is None or r._h <= 0:
+                continue
+            any_live = True
+            flag, s, o = r._test()
+            if flag:
+                if status is not None:
+                    status.__init__(s)
+                return i, True, o
+        return UNDEFINED, not any_live, None
+
+    @classmethod
+    def Waitany(cls, requests, status=None):
+        return cls._waitany(requests, status)[0]
+
+    @classmethod
+    def waitany(cls, requests, status=None):
+        return cls._waitany(requests, status)
+
+    @classmethod
+    def Testany(cls, requests, status=None):
+        return cls._testany(list(requests), status)[:2]
+
+    @classmethod
+    def testany(cls, requests, status=None):
+        return cls._testany(list(requests), status)
+
+    @classmethod
+    def Waitall(cls, requests, statuses=None):
+        requests = list(requests)
+        out = [r._wait()[0] if r is not None else Status() for r in requests]
+        if statuses is not None:
+            _set_statuses(statuses, out)
+        return True
+
+    @classmethod
+    def waitall(cls, requests, statuses=None):
+        requests = list(requests)
+        res = [r._wait() if r is not None else (Status(), None) for r in requests]
+        if statuses is not None:
+            _set_statuses(statuses, [s for s, _ in res])
+        return [o for _, o in res]
+
+    @classmethod
+    def Testall(cls, requests, statuses=None):
+        requests = list(requests)
+        if not all(r is None or r._h <= 0 or r.Get_status() for r in requests):
+            return False
+        cls.Waitall(requests, statuses)
+        return True
+
+    @classmethod
+    def testall(cls, requests, statuses=None):
+        requests = list(requests)
+        if not all(r is None or r._h <= 0 or r.Get_status() for r in requests):
+            return False, None
+        return True, cls.waitall(requests, statuses)
+
+    @classmethod
+    def Waitsome(cls, requests, statuses=None):
+        requests = list(requests)
+        if not any(r is not None and r._h > 0 for r in requests):
+            return None
+        i = cls.Waitany(requests)
+        done = [i] + [j for j, r in enumerate(requests)
+                      if j != i and r is not None and r._h > 0 and r.Get_status()]
+        sts = [requests[i]._status] + [requests[j]._wait()[0] for j in done[1:]]
+        if statuses is not None:
+            _set_statuses(statuses, sts)
+        return done
+
+    waitsome = Waitsome
+
+    @classmethod
+    def Testsome(cls, requests, statuses=None):
+        requests = list(requests)
+        if not any(r is not None and r._h > 0 for r in requests):
+            return None
+        done = [j for j, r in enumerate(requests) if r is not None and r._h > 0 and r.Get_status()]
+        sts = [requests[j]._wait()[0] for j in done]
+        if statuses is not None:
+            _set_statuses(statuses, sts)
+        return done
+
+    testsome = Testsome
+
+
+def _set_statuses(statuses, sts):
+    for i, s in enumerate(sts):
+        if i < len(statuses):
+            if statuses[i] is None:
+                statuses[i] = Status(s)
+            else:
+                statuses[i].__init__(s)
+        else:
+            statuses.append(Status(s))
+
+
+REQUEST_NULL = Request()
+
+
+class Prequest(Request):
+    """A persistent request: Start begins the operation again each time."""
+
+    def __init__(self, request=None):
+        Request.__init__(self, request)
+        self._start = getattr(request, "_start", None)
+        self._active = None
+
+    def Start(self):
+        r = self._start()
+        self._active = r
+        self._h = r._h if r._h else -1
+        self._keep, self._kind, self._done = r._keep, r._kind, r._done
+        r._h = 0
+        self._status = r._status
+
+    start = Start
+
+    def _wait(self):
+        if self._h == -1:
+            self._h = 0
+            return self._complete_null()
+        return Request._wait(self)
+
+    def _finish(self, st):
+        h = self._h
+        res = Request._finish(self, st)
+        del h
+        return res
+
+    def _test(self):
+        if self._h == -1:
+            self._h = 0
+            s, o = self._complete_null()
+            return True, s, o
+        return Request._test(self)
+
+    @staticmethod
+    def Startall(requests):
+        for r in requests:
+            r.Start()
+
+    startall = Startall
+
+
+class Grequest(Request):
+    pass
+
+
+# --- groups ------------------------------------------------------------------
+
+
+class Group:
+    """An ordered set of processes (world ranks)."""
+
+    def __init__(self, group=None, *, _ranks=None):
+        if isinstance(group, Group):
+            self._ranks = list(group._ranks)
+        else:
+            self._ranks = list(_ranks) if _ranks is not None else []
+
+    def __eq__(self, other):
+        return isinstance(other, Group) and self._ranks == other._ranks
+
+    def __hash__(self):
+        return hash(tuple(self._ranks))
+
+    def __bool__(self):
+        return self is not GROUP_NULL
+
+    def Get_size(self):
+        return len(self._ranks)
+
+    def Get_rank(self):
+        w = _world_rank()
+        return self._ranks.index(w) if w in self._ranks else UNDEFINED
+
+    size = property(Get_size)
+    rank = property(Get_rank)
+
+    def Incl(self, ranks):
+        return Group(_ranks=[self._ranks[r] for r in ranks])
+
+    def Excl(self, ranks):
+        drop = set(ranks)
+        return Group(_ranks=[w for i, w in enumerate(self._ranks) if i not in drop])
+
+    def Range_incl(self, ranges):
+        out = []
+        for first, last, stride in ranges:
+            out.extend(range(first, last + (1 if stride > 0 else -1), stride))
+        return self.Incl(out)
+
+    def Range_excl(self, ranges):
+        out = []
+        for first, last, stride in ranges:
+            out.extend(range(first, last + (1 if stride > 0 else -1), stride))
+        return self.Excl(out)
+
+    @staticmethod
+    def Translate_ranks(group1, ranks1=None, group2=None):
+        if ranks1 is None:
+            ranks1 = range(group1.size)
+        out = []
+        for r in ranks1:
+            if r == PROC_NULL:
+                out.append(PROC_NULL)
+                continue
+            w = group1._ranks[r]
+            out.append(group2._ranks.index(w) if group2 is not None and w in group2._ranks
+                       else (w if group2 is None else UNDEFINED))
+        return out
+
+    @staticmethod
+    def Compare(group1, group2):
+        if group1._ranks == group2._ranks:
+            return IDENT
+        if sorted(group1._ranks) == sorted(group2._ranks):
+            return SIMILAR
+        return UNEQUAL
+
+    @staticmethod
+    def Union(group1, group2):
+        return Group(_ranks=group1._ranks + [w for w in group2._ranks if w not in group1._ranks])
+
+    @staticmethod
+    def Intersection(group1, group2):
+        return Group(_ranks=[w for w in group1._ranks if w in group2._ranks])
+
+    Intersect = Intersection
+
+    @staticmethod
+    def Difference(group1, group2):
+        return Group(_ranks=[w for w in group1._ranks if w not in group2._ranks])
+
+    def Dup(self):
+        return Group(self)
+
+    def Free(self):
+        pass
+
+
+GROUP_NULL = Group()
+GROUP_EMPTY = Group(_ranks=[])
+
+
+class Info(dict):
+    @classmethod
+    def Create(cls, items=None):
+        return cls(items or {})
+
+    def Set(self, key, value):
+        self[key] = value
+
+    def Get(self, key, default=None):
+        return self.get(key, default)
+
+    def Free(self):
+        self.clear()
+
+    def Dup(self):
+        return Info(self)
+
+
+INFO_NULL = Info()
+INFO_ENV = Info()
+
+# --- communicators -------------------------------------------------------------
+
+
+def _null_status(status):
+    if status is not None:
+        status.source, status.tag, status.error, status._count = PROC_NULL, ANY_TAG, SUCCESS, 0
+
+
+_R_REDUCE, _R_ALLREDUCE, _R_SCAN, _R_EXSCAN, _R_SCATTER_BLOCK, _R_SCATTER = range(6)
+_pm = _functools.partialmethod
+
+
+class Comm:
+    """A communicator. Subclasses may be made from an existing one:
+    ``MyComm(MPI.COMM_WORLD)``."""
+
+    def __init__(self, comm=None):
+        self._h = 0
+        self._rank, self._size = -1, 0
+        self._name = ""
+        self._attrs = {}
+        self._group = None
+        if isinstance(comm, Comm):
+            self._h, self._rank, self._size = comm._h, comm._rank, comm._size
+            self._name = comm._name
+            self._group = comm._group
+
+    @classmethod
+    def _wrap(cls, h, name=""):
+        c = cls.__new__(cls)
+        Comm.__init__(c)
+        c._h = h
+        c._name = name
+        if h:
+            r, s = _out(), _out()
+            _call(_lib.pm_comm_info(h, _bridge.ctypes.byref(r), _bridge.ctypes.byref(s)))
+            c._rank, c._size = r.value, s.value
+        return c
+
+    def __eq__(self, other):
+        return isinstance(other, Comm) and self._h == other._h
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    def __hash__(self):
+        return hash(self._h)
+
+    def __bool__(self):
+        return self._h != 0
+
+    def __repr__(self):
+        return "<%s.%s %s>" % (__name__, type(self).__name__, self._name or self._h)
+
+    def _chk(self):
+        if not self._h:
+            raise Exception(ERR_COMM, "invalid communicator (MPI.COMM_NULL or freed)")
+        return self._h
+
+    # --- size, rank, groups, attributes ---
+
+    def Get_size(self):
+        self._chk()
+        return self._size
+
+    def Get_rank(self):
+        self._chk()
+        return self._rank
+
+    size = property(Get_size)
+    rank = property(Get_rank)
+
+    def Get_group(self):
+        h = self._chk()
+        if self._group is None:
+            out = (_bridge.c_int64 * self._size)()
+            _call(_lib.pm_comm_world_ranks(h, out))
+            self._group = list(out)
+        return Group(_ranks=self._group)
+
+    group = property(Get_group)
+
+    def Is_inter(self):
+        return False
+
+    def Is_intra(self):
+        return True
+
+    is_inter = property(Is_inter)
+    is_intra = property(Is_intra)
+
+    def Get_topology(self):
+        return UNDEFINED
+
+    topology = property(Get_topology)
+
+    def Get_name(self):
+        return self._name
+
+    def Set_name(self, name):
+        self._name = name
+
+    name = property(Get_name, Set_name)
+
+    def Get_attr(self, keyval):
+        if keyval == TAG_UB:
+            return TAG_UB_VALUE
+        if keyval == WTIME_IS_GLOBAL:
+            return False
+        if keyval in (HOST, IO):
+            return PROC_NULL if keyval == HOST else ANY_SOURCE
+        if keyval == APPNUM:
+            return None
+        if keyval == UNIVERSE_SIZE:
+            return COMM_WORLD._size
+        if keyval == LASTUSEDCODE:
+            return ERR_LASTCODE
+        return self._attrs.get(keyval)
+
+    def Set_attr(self, keyval, value):
+        self._attrs[keyval] = value
+
+    def Delete_attr(self, keyval):
+        self._attrs.pop(keyval, None)
+
+    @staticmethod
+    def Create_keyval(copy_fn=None, delete_fn=None, nopython=False):
+        Comm._keyval = getattr(Comm, "_keyval", 100) + 1
+        return Comm._keyval
+
+    @staticmethod
+    def Free_keyval(keyval):
+        return KEYVAL_INVALID
+
+    def Get_info(self):
+        return Info()
+
+    def Set_info(self, info):
+        pass
+
+    def Get_errhandler(self):
+        return ERRORS_RETURN
+
+    def Set_errhandler(self, errhandler):
+        pass
+
+    def Call_errhandler(self, errorcode):
+        raise Exception(errorcode)
+
+    @staticmethod
+    def Compare(comm1, comm2):
+        if comm1._h == comm2._h:
+            return IDENT
+        g1, g2 = comm1.Get_group()._ranks, comm2.Get_group()._ranks
+        if g1 == g2:
+            return CONGRUENT
+        if sorted(g1) == sorted(g2):
+            return SIMILAR
+        return UNEQUAL
+
+    # --- creation ---
+
+    def _child(self, h):
+        if not h:
+            return COMM_NULL
+        return type(self)._wrap(h) if isinstance(self, Intracomm) else Intracomm._wrap(h)
+
+    def Dup(self, info=None):
+        h = self._chk()
+        out = _out()
+        _call(_lib.pm_comm_dup(h, _bridge.ctypes.byref(out)))
+        return self._child(out.value)
+
+    def Clone(self):
+        return self.Dup()
+
+    def Dup_with_info(self, info):
+        return self.Dup()
+
+    def Idup(self, info=None):
+        c = self.Dup()
+        r = Request()
+        return c, r
+
+    def Split(self, color=0, key=0):
+        h = self._chk()
+        out = _out()
+        _call(_lib.pm_comm_split(h, UNDEFINED if color == UNDEFINED else color, key,
+                                 _bridge.ctypes.byref(out)))
+        return self._child(out.value)
+
+    def Split_type(self, split_type, key=0, info=None):
+        h = self._chk()
+        if split_type == UNDEFINED:
+            return self.Split(UNDEFINED, key)
+        out = _out()
+        _call(_lib.pm_comm_split_node(h, _bridge.ctypes.byref(out)))
+        return self._child(out.value)
+
+    def Create(self, group):
+        self._chk()
+        mine = self.Get_group()._ranks[self._rank]
+        if mine in group._ranks:
+            return self.Split(0, group._ranks.index(mine))
+        self.Split(UNDEFINED, 0)
+        return COMM_NULL
+
+    def Create_group(self, group, tag=0):
+        h = self._chk()
+        world = self.Get_group()._ranks
+        ranks = [world.index(w) for w in group._ranks]
+        arr = _bridge.int64s(ranks)
+        out = _out()
+        _call(_lib.pm_comm_create_group(h, arr, len(ranks), _bridge.ctypes.byref(out)))
+        return self._child(out.value)
+
+    def Free(self):
+        if self._h and self is not COMM_WORLD and self is not COMM_SELF \
+                and self._h not in (COMM_WORLD._h, COMM_SELF._h):
+            _call(_lib.pm_comm_free(self._h))
+        self._h = 0
+
+    def Disconnect(self):
+        self.Free()
+
+    def Abort(self, errorcode=0):
+        _flush()
+        _bridge.abort(self._h or COMM_WORLD._h, int(errorcode), "MPI.Comm.Abort(%d)" % errorcode)
+
+    # --- point to point: objects ---
+
+    def send(self, obj, dest, tag=0):
+        h = self._chk()
+        if dest == PROC_NULL:
+            return
+        parts = _dumps(obj)
+        if len(parts) == 1:
+            p = parts[0]
+            _call(_lib.pm_send(h, dest, tag, p, len(p)))
+        else:
+            pp = _Parts(parts)
+            _call(_lib.pm_sendv(h, dest, tag, pp.addrs, pp.lens, pp.k))
+
+    bsend = send
+    ssend = send
+
+    def isend(self, obj, dest, tag=0):
+        h = self._chk()
+        if dest == PROC_NULL:
+            return Request._new(-1)
+        parts = _dumps(obj)
+        out = _out()
+        if len(parts) == 1:
+            p = parts[0]
+            _call(_lib.pm_isend(h, dest, tag, p, len(p), _bridge.ctypes.byref(out)))
+            return Request._new(out.value, "send", p)
+        pp = _Parts(parts)
+        _call(_lib.pm_isendv(h, dest, tag, pp.addrs, pp.lens, pp.k, _bridge.ctypes.byref(out)))
+        return Request._new(out.value, "send")
+
+    ibsend = isend
+    issend = isend
+
+    def recv(self, buf=None, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        h = self._chk()
+        if source == PROC_NULL:
+            _null_status(status)
+            return None
+        st = _st()
+        scratch = _scratch()
+        rc = _lib.pm_recv_obj(h, source, tag, scratch, _SCRATCH, _bridge.ctypes.byref(st))
+        if rc < 0:
+            _raise(_bridge.error(rc))
+        if rc == 1:
+            data = bytearray(st.count)
+            pin = _bridge.Pinned(data, True)
+            _call(_lib.pm_recv(h, st.source, st.tag, pin.addr, st.count, _bridge.ctypes.byref(st)))
+            mv = memoryview(data)
+        else:
+            mv = memoryview(scratch).cast("B")[:st.count]
+            if st.count and mv[0] == 1:  # out-of-band buffers must not alias the scratch
+                mv = memoryview(bytearray(mv))
+        _fill(status, st)
+        return _loads(mv)
+
+    def irecv(self, buf=None, source=ANY_SOURCE, tag=ANY_TAG):
+        h = self._chk()
+        if source == PROC_NULL:
+            return Request._new(-1)
+        out = _out()
+        _call(_lib.pm_irecv(h, source, tag, None, 0, _bridge.ctypes.byref(out)))
+        return Request._new(out.value, "obj")
+
+    def sendrecv(self, sendobj, dest, sendtag=0, recvbuf=None, source=ANY_SOURCE,
+                 recvtag=ANY_TAG, status=None):
+        r = self.irecv(None, source, recvtag)
+        s = self.isend(sendobj, dest, sendtag)
+        obj = r.wait(status)
+        s.wait()
+        return obj
+
+    def probe(self, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        self.Probe(source, tag, status)
+        return True
+
+    def iprobe(self, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        return self.Iprobe(source, tag, status)
+
+    def mprobe(self, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        st = status if status is not None else Status()
+        self.Probe(source, tag, st)
+        return Message._new(self, st)
+
+    def improbe(self, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        st = status if status is not None else Status()
+        if not self.Iprobe(source, tag, st):
+            return None
+        return Message._new(self, st)
+
+    # --- point to point: buffers ---
+
+    def Send(self, buf, dest, tag=0):
+        h = self._chk()
+        if dest == PROC_NULL:
+            return
+        addr, n, keep = _sendbuf(buf)
+        _call(_lib.pm_send(h, dest, tag, addr, n))
+
+    Bsend = Send
+    Ssend = Send
+    Rsend = Send
+
+    def Isend(self, buf, dest, tag=0):
+        h = self._chk()
+        if dest == PROC_NULL:
+            return Request._new(-1)
+        addr, n, keep = _sendbuf(buf)
+        out = _out()
+        _call(_lib.pm_isend(h, dest, tag, addr, n, _bridge.ctypes.byref(out)))
+        return Request._new(out.value, "send", keep)
+
+    Ibsend = Isend
+    Issend = Isend
+    Irsend = Isend
+
+    def Recv(self, buf, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        h = self._chk()
+        if source == PROC_NULL:
+            _null_status(status)
+            return
+        addr, n, keep, finish = _recvbuf(buf)
+        st = _st()
+        rc = _lib.pm_recv(h, source, tag, addr, n, _bridge.ctypes.byref(st))
+        _fill(status, st)
+        _call(rc)
+        if finish:
+            finish()
+
+    def Irecv(self, buf, source=ANY_SOURCE, tag=ANY_TAG):
+        h = self._chk()
+        if source == PROC_NULL:
+            return Request._new(-1)
+        addr, n, keep, finish = _recvbuf(buf)
+        out = _out()
+        _call(_lib.pm_irecv(h, source, tag, addr if addr is not None else _EMPTY, n,
+                            _bridge.ctypes.byref(out)))
+        return Request._new(out.value, "buf", keep, finish)
+
+    def Sendrecv(self, sendbuf, dest, sendtag=0, recvbuf=None, source=ANY_SOURCE,
+                 recvtag=ANY_TAG, status=None):
+        r = self.Irecv(recvbuf, source, recvtag) if source != PROC_NULL else None
+        self.Send(sendbuf, dest, sendtag)
+        if r is None:
+            _null_status(status)
+            return
+        r.Wait(status)
+
+    def Sendrecv_replace(self, buf, dest, sendtag=0, source=ANY_SOURCE, recvtag=ANY_TAG,
+                         status=None):
+        b = _Buf(buf, False)
+        copy = bytearray(memoryview(b.obj).cast("B")[:b.used]) if b.obj is not None else bytearray()
+        spec = [copy, b.count, b.type] if b.type.blocks is None else [copy, BYTE]
+        r = self.Irecv(buf, source, recvtag) if source != PROC_NULL else None
+        self.Send(spec, dest, sendtag)
+        if r is None:
+            _null_status(status)
+            return
+        r.Wait(status)
+
+    def Probe(self, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        h = self._chk()
+        if source == PROC_NULL:
+            _null_status(status)
+            return True
+        st = _st()
+        _call(_lib.pm_probe(h, source, tag, _bridge.ctypes.byref(st)))
+        _fill(status, st)
+        return True
+
+    def Iprobe(self, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        h = self._chk()
+        if source == PROC_NULL:
+            _null_status(status)
+            return True
+        st = _st()
+        flag = _out()
+        _call(_lib.pm_iprobe(h, source, tag, _bridge.ctypes.byref(flag), _bridge.ctypes.byref(st)))
+        if flag.value:
+            _fill(status, st)
+        return bool(flag.value)
+
+    def Mprobe(self, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        return self.mprobe(source, tag, status)
+
+    def Improbe(self, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        return self.improbe(source, tag, status)
+
+    # --- persistent ---
+
+    def Send_init(self, buf, dest, tag=0):
+        r = Prequest()
+        r._start = lambda: self.Isend(buf, dest, tag)
+        return r
+
+    Bsend_init = Send_init
+    Ssend_init = Send_init
+    Rsend_init = Send_init
+
+    def Recv_init(self, buf, source=ANY_SOURCE, tag=ANY_TAG):
+        r = Prequest()
+        r._start = lambda: self.Irecv(buf, source, tag)
+        return r
+
+    def send_init(self, obj, dest, tag=0):
+        r = Prequest()
+        r._start = lambda: self.isend(obj, dest, tag)
+        return r
+
+    def recv_init(self, buf=None, source=ANY_SOURCE, tag=ANY_TAG):
+        r = Prequest()
+        r._start = lambda: self.irecv(buf, source, tag)
+        return r
+
+    # --- collectives: objects ---
+
+    def barrier(self):
+        _call(_lib.pm_barrier(self._chk(), None))
+
+    def Barrier(self):
+        _call(_lib.pm_barrier(self._chk(), None))
+
+    def Ibarrier(self):
+        out = _out()
+        _call(_lib.pm_barrier(self._chk(), _bridge.ctypes.byref(out)))
+        return Request._new(out.value, "coll")
+
+    def bcast(self, obj=None, root=0):
+        h = self._chk()
+        blob, size = _out(), _out()
+        if self._rank == root:
+            data = _joined(_dumps(obj))
+            _call(_lib.pm_bcast_obj(h, root, data, len(data), _bridge.ctypes.byref(blob),
+                                    _bridge.ctypes.byref(size)))
+            return _loads(memoryview(data))  # the root gets a copy too, as with mpi4py
+        _call(_lib.pm_bcast_obj(h, root, None, 0, _bridge.ctypes.byref(blob),
+                                _bridge.ctypes.byref(size)))
+        return _loads(memoryview(_take_blob(blob.value, size.value)))
+
+    def _gather_obj(self, obj, root, all_):
+        h = self._chk()
+        data = _joined(_dumps(obj))
+        lens = (_bridge.c_int64 * self._size)()
+        blob = _out()
+        _call(_lib.pm_gather_obj(h, root, all_, data, len(data), lens, _bridge.ctypes.byref(blob)))
+        if not blob.value:
+            return None
+        lens = list(lens)
+        return _split_blob(_take_blob(blob.value, sum(lens)), lens)
+
+    def gather(self, sendobj, root=0):
+        return self._gather_obj(sendobj, root, 0)
+
+    def allgather(self, sendobj):
+        return self._gather_obj(sendobj, 0, 1)
+
+    def scatter(self, sendobj=None, root=0):
+        h = self._chk()
+        blob, size = _out(), _out()
+        if self._rank == root:
+            items = list(sendobj) if sendobj is not None else None
+            if items is None or len(items) != self._size:
+                raise Exception(ERR_ARG, "scatter: the root must pass a sequence of %d items, "
+                                "not %r" % (self._size, None if items is None else len(items)))
+            pp = _Parts([_joined(_dumps(x)) for x in items])
+            _call(_lib.pm_scatter_obj(h, root, pp.addrs, pp.lens, _bridge.ctypes.byref(blob),
+                                      _bridge.ctypes.byref(size)))
+        else:
+            _call(_lib.pm_scatter_obj(h, root, None, None, _bridge.ctypes.byref(blob),
+                                      _bridge.ctypes.byref(size)))
+        return _loads(memoryview(_take_blob(blob.value, size.value)))
+
+    def alltoall(self, sendobj):
+        h = self._chk()
+        items = list(sendobj)
+        if len(items) != self._size:
+            raise Exception(ERR_ARG, "alltoall: pass a sequence of %d items, not %d"
+                            % (self._size, len(items)))
+        pp = _Parts([_joined(_dumps(x)) for x in items])
+        rlens = (_bridge.c_int64 * self._size)()
+        blob = _out()
+        _call(_lib.pm_alltoall_obj(h, pp.addrs, pp.lens, rlens, _bridge.ctypes.byref(blob)))
+        rl = list(rlens)
+        return _split_blob(_take_blob(blob.value, sum(rl)), rl)
+
+    def reduce(self, sendobj, op=SUM, root=0):
+        vals = self.gather(sendobj, root)
+        if vals is None:
+            return None
+        return _functools.reduce(_pyop(op), vals)
+
+    def allreduce(self, sendobj, op=SUM):
+        return _functools.reduce(_pyop(op), self.allgather(sendobj))
+
+    def scan(self, sendobj, op=SUM):
+        vals = self.allgather(sendobj)
+        return _functools.reduce(_pyop(op), vals[:self._rank + 1])
+
+    def exscan(self, sendobj, op=SUM):
+        vals = self.allgather(sendobj)
+        if self._rank == 0:
+            return None
+        return _functools.reduce(_pyop(op), vals[:self._rank])
+
+    def ibarrier(self):
+        return self.Ibarrier()
+
+    # --- collectives: buffers ---
+
+    def _start(self, req, fn, keep=None, finish=None):
+        """Runs fn(req_ptr): blocking when req is False, else returns a Request."""
+        if not req:
+            _call(fn(None))
+            if finish:
+                finish()
+            return None
+        out = _out()
+        _call(fn(_bridge.ctypes.byref(out)))
+        return Request._new(out.value, "coll", keep, finish)
+
+    def _bcast(self, buf, root=0, req=False):
+        h = self._chk()
+        if self._rank == root:
+            addr, n, keep = _sendbuf(buf)
+            finish = None
+        else:
+            addr, n, keep, finish = _recvbuf(buf)
+        return self._start(req, lambda r: _lib.pm_bcast(h, root, addr, n, r), keep, finish)
+
+
+
+    def _gather(self, sendbuf, recvbuf, root=0, all_=0, req=False):
+        h = self._chk()
+        me = all_ or self._rank == root
+        rb = _Buf(recvbuf, True) if me and recvbuf is not None else None
+        if sendbuf is IN_PLACE:
+            if rb is None:
+                raise Exception(ERR_BUFFER, "IN_PLACE needs a receive buffer")
+            n = rb.used // self._size
+            sa = None
+        else:
+            sb = _Buf(sendbuf, False)
+            sa, n = sb.addr, sb.used
+        ra = rb.addr if rb is not None else None
+        if rb is not None and rb.used < n * self._size:
+            raise Exception(ERR_TRUNCATE, "receive buffer of %d bytes is too small for %d ranks "
+                            "x %d bytes" % (rb.used, self._size, n))
+        keep = (sendbuf, rb)
+        return self._start(req, lambda r: _lib.pm_gather(h, root, sa, n, ra, all_, r), keep)
+
+
+
+
+
+    def _scatter(self, sendbuf, recvbuf, root=0, req=False):
+        h = self._chk()
+        sa = None
+        if self._rank == root:
+            sb = _Buf(sendbuf, False)
+            sa = sb.addr
+            n = sb.used // self._size
+        if recvbuf is IN_PLACE:
+            ra = None
+        else:
+            rb = _Buf(recvbuf, True)
+            ra = rb.addr
+            if self._rank != root:
+                n = rb.used
+            elif rb.used < n:
+                raise Exception(ERR_TRUNCATE, "scatter: receive buffer too small")
+        keep = (sendbuf, recvbuf)
+        return self._start(req, lambda r: _lib.pm_scatter(h, root, sa, ra, n, r), keep)
+
+
+
+    def _alltoall(self, sendbuf, recvbuf, req=False):
+        h = self._chk()
+        rb = _Buf(recvbuf, True)
+        n = rb.used // self._size
+        sa = None if sendbuf is IN_PLACE else _Buf(sendbuf, False).addr
+        keep = (sendbuf, rb)
+        return self._start(req, lambda r: _lib.pm_alltoall(h, sa, rb.addr, n, r), keep)
+
+
+
+    def _vspec(self, spec, writable):
+        """A v-variant buffer: (buf, byte counts, byte displacements)."""
+        b = _Buf(spec, writable, vector=True)
+        size = self._size
+        es = b.type.size
+        counts = b.counts
+        if counts is None:
+            total = b.count if b.count is not None else 0
+            per = total // size
+            counts = [per] * size
+        displs = b.displs
+        if displs is None:
+            displs, off = [], 0
+            for c in counts:
+                displs.append(off)
+                off += c
+        return (b, _bridge.int64s([c * es for c in counts]),
+                _bridge.int64s([d * es for d in displs]), es)
+
+    def _gatherv(self, sendbuf, recvbuf, root=0, all_=0, req=False):
+        h = self._chk()
+        me = all_ or self._rank == root
+        rb = rc = rd = None
+        if me:
+            rb, rc, rd, _ = self._vspec(recvbuf, True)
+        if sendbuf is IN_PLACE:
+            sa, n = None, rc[self._rank]
+        else:
+            sb = _Buf(sendbuf, False)
+            sa, n = sb.addr, sb.used
+        ra = rb.addr if rb is not None else None
+        keep = (sendbuf, rb, rc, rd)
+        return self._start(req, lambda r: _lib.pm_gatherv(h, root, sa, n, ra, rc, rd, all_, r),
+                           keep)
+
+
+
+
+
+    def _scatterv(self, sendbuf, recvbuf, root=0, req=False):
+        h = self._chk()
+        sb = sc = sd = None
+        if self._rank == root:
+            sb, sc, sd, _ = self._vspec(sendbuf, False)
+        if recvbuf is IN_PLACE:
+            ra, n = None, 0
+        else:
+            rb = _Buf(recvbuf, True)
+            ra, n = rb.addr, rb.used
+        sa = sb.addr if sb is not None else None
+        keep = (sb, sc, sd, recvbuf)
+        return self._start(req, lambda r: _lib.pm_scatterv(h, root, sa, sc, sd, ra, n, r), keep)
+
+
+
+    def _alltoallv(self, sendbuf, recvbuf, req=False):
+        h = self._chk()
+        rb, rc, rd, _ = self._vspec(recvbuf, True)
+        if sendbuf is IN_PLACE:
+            sa = sc = sd = None
+            keep = (rb, rc, rd)
+        else:
+            sb, sc, sd, _ = self._vspec(sendbuf, False)
+            sa = sb.addr
+            keep = (sb, sc, sd, rb, rc, rd)
+        return self._start(req, lambda r: _lib.pm_alltoallv(h, sa, sc, sd, rb.addr, rc, rd, r),
+                           keep)
+
+
+
+    # Reductions: in Go for the predefined ops on numeric types, else in Python
+    # over gathered buffers (user ops, MAXLOC/MINLOC pairs).
+    def _reduce(self, sendbuf, recvbuf, op=SUM, root=0, kind=0, req=False, counts=None):
+        h = self._chk()
+        op = _opof(op)
+        me = kind != _R_REDUCE or self._rank == root
+        rb = _Buf(recvbuf, True) if me and recvbuf is not None and recvbuf is not IN_PLACE \
+            else None
+        sb = None if sendbuf is IN_PLACE else _Buf(sendbuf, False)
+        t = (sb or rb).type if (sb or rb) is not None else BYTE
+        if kind == _R_SCATTER_BLOCK:
+            count = rb.count
+        elif kind == _R_SCATTER:
+            count = sum(counts)
+        elif sb is not None:
+            count = sb.count
+        else:
+            count = rb.count
+        if not _go_reducible(op, t):
+            if req:
+                self._reduce_py(kind, sb, rb, op, root, t, count, counts)
+                return Request._new(-1)
+            return self._reduce_py(kind, sb, rb, op, root, t, count, counts)
+        sa = sb.addr if sb is not None else None
+        ra = rb.addr if rb is not None else None
+        if kind == _R_REDUCE and self._rank == root and sa is None:
+            sa = None
+        cs = _bridge.int64s(counts) if counts is not None else None
+        keep = (sb, rb, cs)
+        return self._start(req, lambda r: _lib.pm_reduce(h, kind, root, sa, ra, count, cs,
+                                                         t.code, op.code, r), keep)
+
+    def _reduce_py(self, kind, sb, rb, op, root, t, count, counts):
+        es = t.size
+        n = count * es
+        if sb is not None:
+            mine = bytes(memoryview(sb.obj).cast("B")[:n])
+        else:
+            mine = bytes(memoryview(rb.obj).cast("B")[:n])
+        parts = self.allgather(mine)
+
+        def fold(upto):
+            acc = bytearray(parts[upto - 1])
+            for i in range(upto - 2, -1, -1):
+                _combine(op, memoryview(parts[i]), memoryview(acc), t)
+            return acc
+
+        if kind in (_R_REDUCE, _R_ALLREDUCE):
+            if kind == _R_REDUCE and self._rank != root:
+                return None
+            res = fold(self._size)
+            memoryview(rb.obj).cast("B")[:n] = res
+        elif kind == _R_SCAN:
+            memoryview(rb.obj).cast("B")[:n] = fold(self._rank + 1)
+        elif kind == _R_EXSCAN:
+            if self._rank > 0:
+                memoryview(rb.obj).cast("B")[:n] = fold(self._rank)
+        else:
+            res = fold(self._size)
+            if kind == _R_SCATTER_BLOCK:
+                per = rb.count * es
+                off = self._rank * per
+            else:
+                off = sum(counts[:self._rank]) * es
+                per = counts[self._rank] * es
+            memoryview(rb.obj).cast("B")[:per] = res[off:off + per]
+        return None
+
+
+
+
+
+
+
+
+
+
+
+    # The buffer collectives and their nonblocking (I...) forms: one
+    # implementation each, the forms differing only in the fixed arguments.
+    Bcast = _pm(_bcast)
+    Ibcast = _pm(_bcast, req=True)
+    Gather = _pm(_gather)
+    Igather = _pm(_gather, req=True)
+    Allgather = _pm(_gather, all_=1)
+    Iallgather = _pm(_gather, all_=1, req=True)
+    Scatter = _pm(_scatter)
+    Iscatter = _pm(_scatter, req=True)
+    Alltoall = _pm(_alltoall)
+    Ialltoall = _pm(_alltoall, req=True)
+    Gatherv = _pm(_gatherv)
+    Igatherv = _pm(_gatherv, req=True)
+    Allgatherv = _pm(_gatherv, all_=1)
+    Iallgatherv = _pm(_gatherv, all_=1, req=True)
+    Scatterv = _pm(_scatterv)
+    Iscatterv = _pm(_scatterv, req=True)
+    Alltoallv = _pm(_alltoallv)
+    Ialltoallv = _pm(_alltoallv, req=True)
+    Reduce = _pm(_reduce, kind=_R_REDUCE)
+    Ireduce = _pm(_reduce, kind=_R_REDUCE, req=True)
+    Allreduce = _pm(_reduce, kind=_R_ALLREDUCE)
+    Iallreduce = _pm(_reduce, kind=_R_ALLREDUCE, req=True)
+    Scan = _pm(_reduce, kind=_R_SCAN)
+    Iscan = _pm(_reduce, kind=_R_SCAN, req=True)
+    Exscan = _pm(_reduce, kind=_R_EXSCAN)
+    Iexscan = _pm(_reduce, kind=_R_EXSCAN, req=True)
+    Reduce_scatter_block = _pm(_reduce, kind=_R_SCATTER_BLOCK)
+    Ireduce_scatter_block = _pm(_reduce, kind=_R_SCATTER_BLOCK, req=True)
+
+    def Reduce_scatter(self, sendbuf, recvbuf, recvcounts=None, op=SUM):
+        if recvcounts is None:
+            rb = _Buf(recvbuf, True)
+            recvcounts = self.allgather(rb.count)
+        self._reduce(sendbuf, recvbuf, op, 0, _R_SCATTER, False, list(recvcounts))
+
+    def Ireduce_scatter(self, sendbuf, recvbuf, recvcounts=None, op=SUM):
+        if recvcounts is None:
+            rb = _Buf(recvbuf, True)
+            recvcounts = self.allgather(rb.count)
+        return self._reduce(sendbuf, recvbuf, op, 0, _R_SCATTER, True, list(recvcounts))
+
+
+_EMPTY = _bridge.ctypes.create_string_buffer(1)
+
+
+def _opof(op):
+    if isinstance(op, Op):
+        return op
+    if callable(op):
+        return Op.Create(lambda a, b, t, f=op: f(a, b), commute=True)
+    raise Exception(ERR_OP, "not an MPI.Op: %r" % (op,))
+
+
+def _pyop(op):
+    if isinstance(op, Op):
+        return op.__call__
+    if callable(op):
+        return op
+    raise Exception(ERR_OP, "not an MPI.Op or callable: %r" % (op,))
+
+
+class Intracomm(Comm):
+    """An intra-communicator (every communicator pmrun makes)."""
+
+    def Create_cart(self, dims, periods=None, reorder=False):
+        raise Exception(ERR_OTHER, "Create_cart is not supported by pmrun")
+
+
+class Topocomm(Intracomm):
+    pass
+
+
+class Cartcomm(Topocomm):
+    pass
+
+
+class Graphcomm(Topocomm):
+    pass
+
+
+class Distgraphcomm(Topocomm):
+    pass
+
+
+class Intercomm(Comm):
+    pass
+
+
+class Message:
+    """A matched message (Mprobe): received with recv/Recv."""
+
+    def __init__(self):
+        self._comm = None
+        self._st = None
+
+    @classmethod
+    def _new(cls, comm, st):
+        m = cls()
+        m._comm, m._st = comm, Status(st)
+        return m
+
+    def recv(self, status=None):
+        return self._comm.recv(None, self._st.source, self._st.tag, status)
+
+    def irecv(self):
+        return self._comm.irecv(None, self._st.source, self._st.tag)
+
+    def Recv(self, buf, status=None):
+        self._comm.Recv(buf, self._st.source, self._st.tag, status)
+
+    def Irecv(self, buf):
+        return self._comm.Irecv(buf, self._st.source, self._st.tag)
+
+    def __bool__(self):
+        return self._comm is not None
+
+
+MESSAGE_NULL = Message()
+MESSAGE_NO_PROC = Message()
+
+
+class Errhandler:
+    def Free(self):
+        pass
+
+
+ERRHANDLER_NULL = Errhandler()
+ERRORS_RETURN = Errhandler()
+ERRORS_ARE_FATAL = Errhandler()
+
+
+class Win:
+    pass
+
+
+class File:
+    pass
+
+
+WIN_NULL = Win()
+FILE_NULL = File()
+
+# --- environment ---------------------------------------------------------------
+
+_initialized = False
+_finalized = False
+COMM_NULL = Intracomm()
+COMM_WORLD = Intracomm()
+COMM_SELF = Intracomm()
+
+
+def _world_rank():
+    return COMM_WORLD._rank
+
+
+def _flush():
+    for f in (_sys.stdout, _sys.stderr):
+        try:
+            f.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+def Init():
+    global _initialized
+    if _initialized:
+        return
+    w, s = _out(), _out()
+    rc = _lib.pm_init(_bridge.ctypes.byref(w), _bridge.ctypes.byref(s))
+    if rc < 0:
+        e = _bridge.error(rc)
+        raise Exception(e.error_class, "pmrun: cannot join the job: " + e.message)
+    for c, h, name in ((COMM_WORLD, w.value, "MPI_COMM_WORLD"), (COMM_SELF, s.value, "MPI_COMM_SELF")):
+        c._h = h
+        c._name = name
+        r, n = _out(), _out()
+        _call(_lib.pm_comm_info(h, _bridge.ctypes.byref(r), _bridge.ctypes.byref(n)))
+        c._rank, c._size = r.value, n.value
+    _initialized = True
+    _atexit.register(_at_exit)
+
+
+def Init_thread(required=THREAD_MULTIPLE):
+    Init()
+    return THREAD_MULTIPLE
+
+
+def Finalize():
+    global _finalized
+    if _finalized or not _initialized:
+        return
+    _finalized = True
+    _flush()
+    _call(_lib.pm_finalize(COMM_WORLD._h))
+
+
+def _at_exit():
+    if not _finalized:
+        try:
+            Finalize()
+        except Exception:
+            pass
+
+
+def Is_initialized():
+    return _initialized
+
+
+def Is_finalized():
+    return _finalized
+
+
+def Query_thread():
+    return THREAD_MULTIPLE
+
+
+def Is_thread_main():
+    return _threading.current_thread() is _threading.main_thread()
+
+
+def Wtime():
+    return _time.perf_counter()
+
+
+def Wtick():
+    return _time.get_clock_info("perf_counter").resolution
+
+
+def Get_processor_name():
+    return _socket.gethostname()
+
+
+def Get_version():
+    return (VERSION, SUBVERSION)
+
+
+def Get_library_version():
+    from . import __version__
+    return "pmrun %s (Go runtime; MPI %d.%d subset)" % (__version__, VERSION, SUBVERSION)
+
+
+def get_vendor():
+    from . import __version__
+    return ("pmrun", tuple(int(x) for x in __version__.split(".")[:3]))
+
+
+def Pcontrol(level):
+    pass
+
+
+def Attach_buffer(buf):
+    global _attached
+    _attached = buf
+
+
+def Detach_buffer():
+    global _attached
+    b, _attached = _attached, None
+    return b
+
+
+_attached = None
+
+
+def Alloc_mem(size, info=INFO_NULL):
+    return buffer(bytearray(size))
+
+
+def Free_mem(mem):
+    pass
+
+
+def Get_address(location):
+    b = _Buf(location, False)
+    return b.addr if isinstance(b.addr, int) else 0
+
+
+def Compute_dims(nnodes, dims):
+    if isinstance(dims, int):
+        dims = [0] * dims
+    dims = list(dims)
+    free = [i for i, d in enumerate(dims) if d == 0]
+    rest = nnodes
+    for d in dims:
+        if d:
+            rest //= d
+    factors = []
+    n, p = rest, 2
+    while n > 1:
+        while n % p == 0:
+            factors.append(p)
+            n //= p
+        p += 1
+    vals = [1] * len(free)
+    for f in sorted(factors, reverse=True):
+        i = vals.index(min(vals)) if vals else 0
+        if vals:
+            vals[i] *= f
+    vals.sort(reverse=True)
+    for i, v in zip(free, vals):
+        dims[i] = v
+    return dims
+
+
+def _excepthook(exc_type, exc, tb):
+    """An uncaught exception on one rank aborts the job (as python -m mpi4py
+    does), tagging its traceback with the rank, instead of leaving the other
+    ranks waiting for it."""
+    rank = COMM_WORLD._rank if _initialized else -1
+    text = "".join(_traceback.format_exception(exc_type, exc, tb))
+    prefix = "[rank %d] " % rank if rank >= 0 else ""
+    try:
+        _sys.stderr.write("".join(prefix + line + "\n" for line in text.rstrip("\n").split("\n")))
+    except (OSError, ValueError):
+        pass
+    _flush()
+    if _initialized and not _finalized and exc_type is not KeyboardInterrupt:
+        _bridge.abort(COMM_WORLD._h, 1, "uncaught %s" % exc_type.__name__)
+    _os._exit(1)
+
+
+def _setup():
+    from . import rc
+    if rc.initialize:
+        Init()
+    if _os.environ.get("PMRUN_RANK") is not None:
+        # Each line reaches the launcher whole as soon as it is printed.
+        for f in (_sys.stdout, _sys.stderr):
+            try:
+                f.reconfigure(line_buffering=True)
+            except (AttributeError, ValueError):
+                pass
+        if rc.abort_on_exception:
+            _sys.excepthook = _excepthook
+
+
+_setup()

@@ -1,0 +1,35 @@
+"""pmrun: an MPI-style runtime in Go, with an mpi4py-compatible Python API.
+
+``from pmrun import MPI`` always gives pmrun's MPI module; under the ``pmrun``
+launcher ``from mpi4py import MPI`` gives the same module.
+"""
+
+__version__ = "0.4.0"
+
+
+class _RC:
+    """Runtime configuration, read when MPI is first imported (mpi4py.rc)."""
+
+    def __init__(self):
+        self.initialize = True
+        self.threads = True
+        self.thread_level = "multiple"
+        self.finalize = True
+        self.fast_reduction = True
+        self.recv_mprobe = True
+        self.irecv_bufsz = 32768
+        self.errors = "exception"
+        # Under the launcher, an uncaught exception aborts the whole job.
+        self.abort_on_exception = True
+
+    def __call__(self, **kwargs):
+        for key, value in kwargs.items():
+            if not hasattr(self, key):
+                raise TypeError("unexpected argument %r" % key)
+            setattr(self, key, value)
+
+    def __repr__(self):
+        return "<pmrun.rc>"
+
+
+rc = _RC()

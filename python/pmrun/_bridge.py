@@ -1,0 +1,194 @@
+"""The one module that talks to libpmrun.so (the Go runtime) through ctypes.
+
+Every function of the library returns 0 on success or minus an error handle;
+``call`` turns the latter into ``MPIError``. Blocking calls go through
+``ctypes.CDLL``, which releases the interpreter lock for their duration.
+"""
+
+import ctypes
+import os
+import sys
+
+c_int64 = ctypes.c_int64
+c_void_p = ctypes.c_void_p
+P64 = ctypes.POINTER(c_int64)
+
+
+class MPIError(RuntimeError):
+    """An error raised by the runtime, with its MPI error class."""
+
+    def __init__(self, error_class, message):
+        RuntimeError.__init__(self, message)
+        self.error_class = error_class
+        self.message = message
+
+
+def _find_library():
+    path = os.environ.get("PMRUN_LIB")
+    if path:
+        return path
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "libpmrun.so")
+
+
+try:
+    lib = ctypes.CDLL(_find_library())
+except OSError as e:  # pragma: no cover - an installation problem
+    raise ImportError(
+        "pmrun: cannot load the runtime library %s (%s); build it with 'make build'"
+        % (_find_library(), e)
+    ) from None
+
+_SIGNATURES = {
+    "pm_error": (c_int64, c_void_p, c_int64, P64),
+    "pm_init": (P64, P64),
+    "pm_finalize": (c_int64,),
+    "pm_comm_info": (c_int64, P64, P64),
+    "pm_comm_world_ranks": (c_int64, c_void_p),
+    "pm_comm_node": (c_int64, c_int64, c_void_p, c_int64),
+    "pm_comm_dup": (c_int64, P64),
+    "pm_comm_split": (c_int64, c_int64, c_int64, P64),
+    "pm_comm_split_node": (c_int64, P64),
+    "pm_comm_create_group": (c_int64, c_void_p, c_int64, P64),
+    "pm_comm_free": (c_int64,),
+    "pm_send": (c_int64, c_int64, c_int64, c_void_p, c_int64),
+    "pm_sendv": (c_int64, c_int64, c_int64, c_void_p, c_void_p, c_int64),
+    "pm_isend": (c_int64, c_int64, c_int64, c_void_p, c_int64, P64),
+    "pm_isendv": (c_int64, c_int64, c_int64, c_void_p, c_void_p, c_int64, P64),
+    "pm_recv": (c_int64, c_int64, c_int64, c_void_p, c_int64, c_void_p),
+    "pm_recv_obj": (c_int64, c_int64, c_int64, c_void_p, c_int64, c_void_p),
+    "pm_irecv": (c_int64, c_int64, c_int64, c_void_p, c_int64, P64),
+    "pm_sendrecv": (c_int64, c_void_p, c_int64, c_int64, c_int64, c_void_p, c_int64,
+                    c_int64, c_int64, c_void_p),
+    "pm_probe": (c_int64, c_int64, c_int64, c_void_p),
+    "pm_iprobe": (c_int64, c_int64, c_int64, P64, c_void_p),
+    "pm_wait": (c_int64, c_void_p),
+    "pm_test": (c_int64, P64, c_void_p),
+    "pm_waitany": (c_void_p, c_int64, P64, c_void_p),
+    "pm_cancel": (c_int64,),
+    "pm_req_data": (c_int64, c_void_p, c_int64),
+    "pm_blob_take": (c_int64, c_void_p, c_int64),
+    "pm_barrier": (c_int64, P64),
+    "pm_bcast": (c_int64, c_int64, c_void_p, c_int64, P64),
+    "pm_gather": (c_int64, c_int64, c_void_p, c_int64, c_void_p, c_int64, P64),
+    "pm_scatter": (c_int64, c_int64, c_void_p, c_void_p, c_int64, P64),
+    "pm_alltoall": (c_int64, c_void_p, c_void_p, c_int64, P64),
+    "pm_gatherv": (c_int64, c_int64, c_void_p, c_int64, c_void_p, c_void_p, c_void_p,
+                   c_int64, P64),
+    "pm_scatterv": (c_int64, c_int64, c_void_p, c_void_p, c_void_p, c_void_p, c_int64, P64),
+    "pm_alltoallv": (c_int64, c_void_p, c_void_p, c_void_p, c_void_p, c_void_p, c_void_p, P64),
+    "pm_reduce": (c_int64, c_int64, c_int64, c_void_p, c_void_p, c_int64, c_void_p,
+                  c_int64, c_int64, P64),
+    "pm_bcast_obj": (c_int64, c_int64, c_void_p, c_int64, P64, P64),
+    "pm_gather_obj": (c_int64, c_int64, c_int64, c_void_p, c_int64, c_void_p, P64),
+    "pm_scatter_obj": (c_int64, c_int64, c_void_p, c_void_p, P64, P64),
+    "pm_alltoall_obj": (c_int64, c_void_p, c_void_p, c_void_p, P64),
+}
+
+for _name, _args in _SIGNATURES.items():
+    _f = getattr(lib, _name)
+    _f.argtypes = _args
+    _f.restype = c_int64
+lib.pm_abort.argtypes = (c_int64, c_int64, ctypes.c_char_p)
+lib.pm_abort.restype = None
+lib.pm_req_free.argtypes = (c_int64,)
+lib.pm_req_free.restype = None
+
+
+def error(rc):
+    """The exception for a negative result ``rc``."""
+    buf = ctypes.create_string_buffer(4096)
+    cls = c_int64()
+    n = lib.pm_error(-rc, buf, len(buf), ctypes.byref(cls))
+    return MPIError(cls.value, buf.raw[:n].decode("utf-8", "replace"))
+
+
+def check(rc):
+    if rc < 0:
+        raise error(rc)
+    return rc
+
+
+def int64s(values):
+    """A ctypes array of int64 holding ``values``."""
+    values = list(values)
+    return (c_int64 * max(len(values), 1))(*values)
+
+
+def out():
+    """A fresh int64 for a result written by the library."""
+    return c_int64()
+
+
+class Status4(ctypes.Structure):
+    """What the library writes for a status: source, tag, byte count, error."""
+
+    _fields_ = [("source", c_int64), ("tag", c_int64), ("count", c_int64), ("error", c_int64)]
+
+
+# --- buffers ---------------------------------------------------------------
+
+
+class _PyBuffer(ctypes.Structure):
+    _fields_ = [
+        ("buf", c_void_p),
+        ("obj", c_void_p),
+        ("len", ctypes.c_ssize_t),
+        ("itemsize", ctypes.c_ssize_t),
+        ("readonly", ctypes.c_int),
+        ("ndim", ctypes.c_int),
+        ("format", ctypes.c_char_p),
+        ("shape", ctypes.POINTER(ctypes.c_ssize_t)),
+        ("strides", ctypes.POINTER(ctypes.c_ssize_t)),
+        ("suboffsets", ctypes.POINTER(ctypes.c_ssize_t)),
+        ("internal", c_void_p),
+    ]
+
+
+_PyObject_GetBuffer = ctypes.pythonapi.PyObject_GetBuffer
+_PyObject_GetBuffer.argtypes = (ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_int)
+_PyObject_GetBuffer.restype = ctypes.c_int
+_PyBuffer_Release = ctypes.pythonapi.PyBuffer_Release
+_PyBuffer_Release.argtypes = (ctypes.POINTER(_PyBuffer),)
+_PyBuffer_Release.restype = None
+_PyBUF_SIMPLE, _PyBUF_WRITABLE, _PyBUF_FORMAT, _PyBUF_ND = 0, 1, 4, 8
+_PyBUF_STRIDES = 0x10 | _PyBUF_ND
+_PyBUF_C_CONTIGUOUS = 0x20 | _PyBUF_STRIDES
+
+
+class Pinned:
+    """A view of an object's memory held open (the buffer protocol's export)
+    for as long as this object lives: address, size in bytes, and the element
+    format and size the object declares."""
+
+    __slots__ = ("addr", "nbytes", "format", "itemsize", "readonly", "_view", "obj")
+
+    def __init__(self, obj, writable=False):
+        self.obj = obj
+        view = _PyBuffer()
+        flags = _PyBUF_C_CONTIGUOUS | _PyBUF_FORMAT | (_PyBUF_WRITABLE if writable else 0)
+        if _PyObject_GetBuffer(obj, ctypes.byref(view), flags) != 0:  # raises
+            raise BufferError("cannot get a buffer from %r" % type(obj).__name__)
+        self._view = view
+        self.addr = view.buf
+        self.nbytes = view.len
+        self.itemsize = view.itemsize
+        self.readonly = bool(view.readonly)
+        self.format = view.format.decode() if view.format else "B"
+
+    def __del__(self):
+        view = getattr(self, "_view", None)
+        if view is not None:
+            self._view = None
+            _PyBuffer_Release(ctypes.byref(view))
+
+
+def abort(comm, code, message):
+    lib.pm_abort(comm, code, message.encode("utf-8", "replace"))
+
+
+def _check_platform():
+    if sys.maxsize < 2**62:  # pragma: no cover
+        raise ImportError("pmrun needs a 64-bit Python")
+
+
+_check_platform()

@@ -1,0 +1,504 @@
+"""The mpi4py API on pmrun, checked on every rank of a job (np = 1, 2, 3, 4):
+
+    pmrun -np 4 python3 -m unittest -f python/tests/test_mpi.py
+
+Every test is collective: all ranks run the same tests in the same order, and
+a failing rank ends the whole job (-f), so a failure cannot hang the others.
+"""
+
+import array
+import sys
+import unittest
+
+from mpi4py import MPI
+
+try:
+    import numpy as np
+except ImportError:  # the tests that need numpy say so
+    np = None
+
+comm = MPI.COMM_WORLD
+rank, size = comm.Get_rank(), comm.Get_size()
+need_numpy = unittest.skipUnless(np is not None, "numpy is not installed for %s" % sys.executable)
+
+
+class Module(unittest.TestCase):
+    def test_identity(self):
+        import mpi4py
+        from pmrun import MPI as pmrun_MPI
+        self.assertIs(MPI, pmrun_MPI)
+        self.assertTrue(hasattr(mpi4py, "rc"))
+        self.assertTrue(MPI.Is_initialized())
+        self.assertFalse(MPI.Is_finalized())
+
+    def test_environment(self):
+        self.assertEqual(MPI.Get_version()[0], 3)
+        self.assertIsInstance(MPI.Get_processor_name(), str)
+        t0 = MPI.Wtime()
+        self.assertGreaterEqual(MPI.Wtime(), t0)
+        self.assertGreater(MPI.Wtick(), 0)
+        self.assertEqual(MPI.get_vendor()[0], "pmrun")
+        self.assertEqual(comm.Get_attr(MPI.TAG_UB), 2**31 - 1)
+
+    def test_constants(self):
+        self.assertEqual(MPI.ANY_SOURCE, -1)
+        self.assertEqual(MPI.ANY_TAG, -1)
+        self.assertNotEqual(MPI.PROC_NULL, MPI.ANY_SOURCE)
+        self.assertEqual(MPI.SUCCESS, 0)
+        self.assertFalse(MPI.COMM_NULL)
+        self.assertTrue(MPI.COMM_WORLD)
+
+    def test_datatypes(self):
+        for t, n in ((MPI.BYTE, 1), (MPI.CHAR, 1), (MPI.SHORT, 2), (MPI.INT, 4), (MPI.LONG, 8),
+                     (MPI.LONG_LONG, 8), (MPI.FLOAT, 4), (MPI.DOUBLE, 8), (MPI.C_BOOL, 1),
+                     (MPI.INT8_T, 1), (MPI.UINT64_T, 8), (MPI.C_DOUBLE_COMPLEX, 16),
+                     (MPI.DOUBLE_INT, 16), (MPI.FLOAT_INT, 8), (MPI.TWOINT, 8)):
+            self.assertEqual(t.Get_size(), n, t)
+            self.assertEqual(t.Get_extent(), (0, n), t)
+        vec = MPI.DOUBLE.Create_vector(3, 1, 2).Commit()
+        self.assertEqual(vec.Get_size(), 24)
+        self.assertEqual(vec.Get_extent(), (0, 40))
+        vec.Free()
+
+
+class PointToPoint(unittest.TestCase):
+    def test_objects_ring(self):
+        obj = {"rank": rank, "data": list(range(rank + 3)), "s": "x" * rank}
+        dst, src = (rank + 1) % size, (rank - 1) % size
+        req = comm.isend(obj, dest=dst, tag=11)
+        st = MPI.Status()
+        got = comm.recv(source=src, tag=11, status=st)
+        req.wait()
+        self.assertEqual(got["rank"], src)
+        self.assertEqual(got["data"], list(range(src + 3)))
+        self.assertEqual(st.Get_source(), src)
+        self.assertEqual(st.Get_tag(), 11)
+        self.assertEqual(st.source, src)
+        self.assertGreater(st.Get_count(), 0)
+
+    def test_large_object(self):
+        big = b"z" * (3 << 20) + bytes([rank])
+        dst, src = (rank + 1) % size, (rank - 1) % size
+        got = comm.sendrecv(big, dest=dst, sendtag=3, source=src, recvtag=3)
+        self.assertEqual(len(got), (3 << 20) + 1)
+        self.assertEqual(got[-1], src)
+
+    def test_wildcards(self):
+        if rank == 0:
+            seen = set()
+            for _ in range(size - 1):
+                st = MPI.Status()
+                v = comm.recv(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG, status=st)
+                self.assertEqual(v, (st.Get_source(), st.Get_tag()))
+                seen.add(st.Get_source())
+            self.assertEqual(seen, set(range(1, size)))
+        else:
+            comm.send((rank, 100 + rank), dest=0, tag=100 + rank)
+        comm.barrier()
+
+    def test_probe_iprobe(self):
+        if size < 2:
+            self.skipTest("needs 2 ranks")
+        if rank == 1:
+            comm.send("hello", dest=0, tag=5)
+        elif rank == 0:
+            st = MPI.Status()
+            comm.probe(source=MPI.ANY_SOURCE, tag=5, status=st)
+            self.assertEqual(st.Get_source(), 1)
+            self.assertTrue(comm.iprobe(source=1, tag=5))
+            self.assertEqual(comm.recv(source=1, tag=5), "hello")
+            self.assertFalse(comm.Iprobe(source=1, tag=5))
+        comm.Barrier()
+
+    def test_proc_null(self):
+        comm.send("x", dest=MPI.PROC_NULL)
+        st = MPI.Status()
+        self.assertIsNone(comm.recv(source=MPI.PROC_NULL, status=st))
+        self.assertEqual(st.Get_source(), MPI.PROC_NULL)
+        comm.Send(bytearray(4), dest=MPI.PROC_NULL)
+        comm.Recv(bytearray(4), source=MPI.PROC_NULL)
+
+    def test_buffers_array(self):
+        dst, src = (rank + 1) % size, (rank - 1) % size
+        out = array.array("i", [rank] * 10)
+        inn = array.array("i", [-1] * 10)
+        st = MPI.Status()
+        comm.Sendrecv(out, dest=dst, sendtag=1, recvbuf=inn, source=src, recvtag=1, status=st)
+        self.assertEqual(list(inn), [src] * 10)
+        self.assertEqual(st.Get_count(MPI.INT), 10)
+        self.assertEqual(st.Get_count(MPI.BYTE), 40)
+        self.assertEqual(st.Get_elements(MPI.INT), 10)
+
+    def test_buffer_specs(self):
+        dst, src = (rank + 1) % size, (rank - 1) % size
+        out = bytearray(b"abcdefgh")
+        for spec_out, spec_in, want in (
+                ([bytes(out), MPI.BYTE], None, bytes(out)),
+                ([out, 4, MPI.BYTE], None, bytes(out[:4])),
+                ([out, "B"], None, bytes(out)),
+                (memoryview(out), None, bytes(out))):
+            buf = bytearray(len(out))
+            r = comm.Irecv([buf, MPI.BYTE], source=src, tag=2)
+            comm.Send(spec_out, dest=dst, tag=2)
+            st = MPI.Status()
+            r.Wait(st)
+            self.assertEqual(bytes(buf[:st.Get_count()]), want)
+
+    def test_truncation(self):
+        dst, src = (rank + 1) % size, (rank - 1) % size
+        r = comm.Isend(bytearray(100), dest=dst, tag=9)
+        with self.assertRaises(MPI.Exception) as cm:
+            comm.Recv(bytearray(10), source=src, tag=9)
+        self.assertEqual(cm.exception.Get_error_class(), MPI.ERR_TRUNCATE)
+        r.Wait()
+
+    def test_bad_buffer_size(self):
+        with self.assertRaises(MPI.Exception) as cm:
+            comm.Send([bytearray(12), MPI.DOUBLE_INT], dest=rank)
+        self.assertEqual(cm.exception.Get_error_class(), MPI.ERR_TYPE)
+
+    def test_bad_rank(self):
+        with self.assertRaises(MPI.Exception) as cm:
+            comm.send(1, dest=size + 5)
+        self.assertEqual(cm.exception.Get_error_class(), MPI.ERR_RANK)
+        self.assertIn(str(size + 5), cm.exception.Get_error_string())
+
+    def test_requests(self):
+        dst, src = (rank + 1) % size, (rank - 1) % size
+        bufs = [bytearray(8) for _ in range(4)]
+        rreqs = [comm.Irecv(b, source=src, tag=20 + i) for i, b in enumerate(bufs)]
+        # Send in reverse order: the receives complete out of order.
+        sreqs = [comm.Isend(bytes([rank, i]) * 4, dest=dst, tag=20 + i) for i in reversed(range(4))]
+        i = MPI.Request.Waitany(rreqs)
+        self.assertIn(i, range(4))
+        statuses = [MPI.Status() for _ in rreqs]
+        MPI.Request.Waitall(rreqs, statuses)
+        MPI.Request.Waitall(sreqs)
+        for i, b in enumerate(bufs):
+            self.assertEqual(bytes(b), bytes([src, i]) * 4)
+            self.assertEqual(statuses[i].Get_tag(), 20 + i)
+        self.assertTrue(MPI.Request.Testall(sreqs))
+        for r in rreqs:
+            self.assertEqual(r, MPI.REQUEST_NULL)
+
+    def test_object_requests(self):
+        dst, src = (rank + 1) % size, (rank - 1) % size
+        rs = [comm.irecv(source=src, tag=30 + i) for i in range(3)]
+        ss = [comm.isend({"i": i, "from": rank}, dest=dst, tag=30 + i) for i in range(3)]
+        idx, obj = MPI.Request.waitany(rs)
+        self.assertEqual(obj, {"i": idx, "from": src})
+        objs = MPI.Request.waitall(rs)
+        for i, o in enumerate(objs):
+            if i != idx:
+                self.assertEqual(o, {"i": i, "from": src})
+        MPI.Request.waitall(ss)
+        r = comm.irecv(source=src, tag=40)
+        flag, _ = r.test()
+        comm.send("late", dest=dst, tag=40)
+        self.assertEqual(r.wait(), "late")
+
+    def test_cancel(self):
+        r = comm.Irecv(bytearray(4), source=MPI.ANY_SOURCE, tag=77)
+        r.Cancel()
+        st = MPI.Status()
+        r.Wait(st)
+        self.assertTrue(st.Is_cancelled())
+
+    def test_persistent(self):
+        dst, src = (rank + 1) % size, (rank - 1) % size
+        out, inn = bytearray(4), bytearray(4)
+        sreq = comm.Send_init(out, dest=dst, tag=50)
+        rreq = comm.Recv_init(inn, source=src, tag=50)
+        for it in range(3):
+            out[:] = bytes([rank, it, 0, 0])
+            MPI.Prequest.Startall([rreq, sreq])
+            MPI.Request.Waitall([rreq, sreq])
+            self.assertEqual(bytes(inn), bytes([src, it, 0, 0]))
+
+    @need_numpy
+    def test_numpy_send(self):
+        dst, src = (rank + 1) % size, (rank - 1) % size
+        a = np.arange(1000, dtype="f8") * (rank + 1)
+        b = np.empty(1000, dtype="f8")
+        comm.Sendrecv([a, MPI.DOUBLE], dest=dst, sendtag=60, recvbuf=[b, MPI.DOUBLE], source=src,
+                      recvtag=60)
+        np.testing.assert_array_equal(b, np.arange(1000) * (src + 1))
+        # numpy arrays inside objects travel out of band
+        big = {"x": np.full(100000, rank, dtype="i4"), "y": [np.ones(3)]}
+        got = comm.sendrecv(big, dest=dst, sendtag=61, source=src, recvtag=61)
+        self.assertTrue((got["x"] == src).all())
+        self.assertEqual(got["x"].dtype, np.dtype("i4"))
+        got["x"][0] = 7  # the received array is writable
+
+
+class ObjectCollectives(unittest.TestCase):
+    def test_bcast(self):
+        for root in range(size):
+            v = comm.bcast({"root": root, "l": [root] * 5} if rank == root else None, root=root)
+            self.assertEqual(v, {"root": root, "l": [root] * 5})
+
+    def test_scatter_gather(self):
+        for root in range(size):
+            items = [(i, "x" * i) for i in range(size)] if rank == root else None
+            mine = comm.scatter(items, root=root)
+            self.assertEqual(mine, (rank, "x" * rank))
+            g = comm.gather(mine, root=root)
+            if rank == root:
+                self.assertEqual(g, [(i, "x" * i) for i in range(size)])
+            else:
+                self.assertIsNone(g)
+
+    def test_allgather_alltoall(self):
+        self.assertEqual(comm.allgather(rank * 2), [r * 2 for r in range(size)])
+        got = comm.alltoall([(rank, d) for d in range(size)])
+        self.assertEqual(got, [(s, rank) for s in range(size)])
+
+    def test_reductions(self):
+        self.assertEqual(comm.reduce(rank + 1, op=MPI.SUM, root=0),
+                         size * (size + 1) // 2 if rank == 0 else None)
+        self.assertEqual(comm.allreduce(rank + 1, op=MPI.PROD), _fact(size))
+        self.assertEqual(comm.allreduce(rank, op=MPI.MAX), size - 1)
+        self.assertEqual(comm.allreduce(rank, op=MPI.MIN), 0)
+        self.assertEqual(comm.allreduce([rank], op=MPI.SUM), list(range(size)))
+        self.assertEqual(comm.allreduce((rank % 2, rank), op=MPI.MAXLOC),
+                         (1, 1) if size > 1 else (0, 0))
+        self.assertEqual(comm.allreduce(rank, op=lambda a, b: a * 10 + b),
+                         int("".join(str(r) for r in range(size))))
+        self.assertEqual(comm.scan(rank + 1), (rank + 1) * (rank + 2) // 2)
+        self.assertEqual(comm.exscan(rank + 1), None if rank == 0 else rank * (rank + 1) // 2)
+        concat = MPI.Op.Create(lambda a, b, dt: a + b, commute=False)
+        self.assertEqual(comm.allreduce([rank], op=concat), list(range(size)))
+        concat.Free()
+
+    def test_barrier(self):
+        comm.barrier()
+        comm.Barrier()
+        comm.Ibarrier().Wait()
+
+
+def _fact(n):
+    r = 1
+    for i in range(2, n + 1):
+        r *= i
+    return r
+
+
+class BufferCollectives(unittest.TestCase):
+    def test_bcast(self):
+        for root in range(size):
+            buf = array.array("d", [root + 0.5] * 7 if rank == root else [0.0] * 7)
+            comm.Bcast(buf, root=root)
+            self.assertEqual(list(buf), [root + 0.5] * 7)
+
+    def test_gather_scatter(self):
+        for root in range(size):
+            send = array.array("i", [rank, rank + 100])
+            recv = array.array("i", [0] * (2 * size)) if rank == root else None
+            comm.Gather(send, recv, root=root)
+            if rank == root:
+                self.assertEqual(list(recv), [v for r in range(size) for v in (r, r + 100)])
+            back = array.array("i", [0, 0])
+            comm.Scatter(recv, back, root=root)
+            self.assertEqual(list(back), [rank, rank + 100])
+
+    def test_in_place(self):
+        recv = array.array("i", [rank if r == rank else -1 for r in range(size)])
+        comm.Allgather(MPI.IN_PLACE, recv)
+        self.assertEqual(list(recv), list(range(size)))
+        buf = array.array("l", [rank + 1] * 3)
+        comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        self.assertEqual(list(buf), [size * (size + 1) // 2] * 3)
+        g = array.array("i", [rank if r == rank else 0 for r in range(size)])
+        if rank == 0:
+            comm.Gather(MPI.IN_PLACE, g, root=0)
+            self.assertEqual(list(g), list(range(size)))
+        else:
+            comm.Gather(g[rank:rank + 1], None, root=0)
+
+    def test_allreduce_types_ops(self):
+        for code in "bhilqBHILQfd":
+            a = array.array(code, [rank + 1] * 5)
+            b = array.array(code, [0] * 5)
+            comm.Allreduce(a, b, op=MPI.SUM)
+            self.assertEqual(list(b), [size * (size + 1) // 2] * 5, code)
+            comm.Allreduce(a, b, op=MPI.MAX)
+            self.assertEqual(list(b), [size] * 5, code)
+        a = array.array("i", [1 << rank])
+        b = array.array("i", [0])
+        comm.Allreduce(a, b, op=MPI.BOR)
+        self.assertEqual(b[0], (1 << size) - 1)
+        comm.Allreduce(array.array("i", [rank]), b, op=MPI.LAND)
+        self.assertEqual(b[0], 1 if size == 1 and rank != 0 else 0)
+
+    def test_reduce_scan(self):
+        a = array.array("d", [float(rank + 1)] * 4)
+        r = array.array("d", [0.0] * 4)
+        for root in range(size):
+            comm.Reduce(a, r if rank == root else None, op=MPI.SUM, root=root)
+            if rank == root:
+                self.assertEqual(list(r), [size * (size + 1) / 2] * 4)
+        comm.Scan(a, r, op=MPI.SUM)
+        self.assertEqual(list(r), [(rank + 1) * (rank + 2) / 2] * 4)
+        comm.Exscan(a, r, op=MPI.SUM)
+        if rank > 0:
+            self.assertEqual(list(r), [rank * (rank + 1) / 2] * 4)
+
+    def test_reduce_scatter(self):
+        send = array.array("i", [rank + 1] * (2 * size))
+        recv = array.array("i", [0] * 2)
+        comm.Reduce_scatter_block(send, recv, op=MPI.SUM)
+        self.assertEqual(list(recv), [size * (size + 1) // 2] * 2)
+        counts = [r + 1 for r in range(size)]
+        send = array.array("i", [1] * sum(counts))
+        recv = array.array("i", [0] * counts[rank])
+        comm.Reduce_scatter(send, recv, counts, op=MPI.SUM)
+        self.assertEqual(list(recv), [size] * counts[rank])
+
+    def test_alltoall(self):
+        send = array.array("i", [rank * 100 + d for d in range(size)])
+        recv = array.array("i", [0] * size)
+        comm.Alltoall(send, recv)
+        self.assertEqual(list(recv), [s * 100 + rank for s in range(size)])
+
+    def test_vector_variants(self):
+        counts = [r + 1 for r in range(size)]
+        displs = [sum(counts[:r]) for r in range(size)]
+        send = array.array("i", [rank] * (rank + 1))
+        recv = array.array("i", [-1] * sum(counts))
+        comm.Allgatherv(send, [recv, counts, displs, MPI.INT])
+        self.assertEqual(list(recv), [r for r in range(size) for _ in range(r + 1)])
+        out = array.array("i", [-1] * (rank + 1))
+        comm.Scatterv([recv, counts, displs, MPI.INT], out, root=0)
+        self.assertEqual(list(out), [rank] * (rank + 1))
+        g = array.array("i", [0] * sum(counts)) if rank == 0 else None
+        comm.Gatherv(out, [g, counts, displs, MPI.INT] if rank == 0 else None, root=0)
+        if rank == 0:
+            self.assertEqual(list(g), list(recv))
+        # Alltoallv: rank s sends s+1 copies of s*10+d to rank d.
+        scounts = [rank + 1] * size
+        sdispls = [d * (rank + 1) for d in range(size)]
+        sendv = array.array("i", [rank * 10 + d for d in range(size) for _ in range(rank + 1)])
+        rcounts = [s + 1 for s in range(size)]
+        rdispls = [sum(rcounts[:s]) for s in range(size)]
+        recvv = array.array("i", [0] * sum(rcounts))
+        comm.Alltoallv([sendv, scounts, sdispls, MPI.INT], [recvv, rcounts, rdispls, MPI.INT])
+        self.assertEqual(list(recvv), [s * 10 + rank for s in range(size) for _ in range(s + 1)])
+
+    def test_nonblocking(self):
+        a = array.array("d", [rank] * 3)
+        b = array.array("d", [0] * 3)
+        c = array.array("d", [rank] * 3 if rank == 0 else [0] * 3)
+        reqs = [comm.Iallreduce(a, b, op=MPI.SUM), comm.Ibcast(c, root=0), comm.Ibarrier()]
+        MPI.Request.Waitall(reqs)
+        self.assertEqual(list(b), [sum(range(size))] * 3)
+        self.assertEqual(list(c), [0.0] * 3)
+
+    def test_user_op_buffers(self):
+        def absmax(inbuf, inoutbuf, datatype):
+            a = array.array("i", bytes(inbuf))
+            b = array.array("i", bytes(inoutbuf))
+            out = array.array("i", [x if abs(x) > abs(y) else y for x, y in zip(a, b)])
+            memoryview(inoutbuf)[:] = memoryview(out).cast("B")
+        op = MPI.Op.Create(absmax, commute=True)
+        a = array.array("i", [-rank, rank])
+        b = array.array("i", [0, 0])
+        comm.Allreduce(a, b, op=op)
+        self.assertEqual(list(b), [-(size - 1), size - 1])
+        op.Free()
+
+    @need_numpy
+    def test_numpy_collectives(self):
+        a = np.full(1000, rank, dtype="f8")
+        b = np.empty_like(a)
+        comm.Allreduce(a, b, op=MPI.SUM)
+        np.testing.assert_array_equal(b, sum(range(size)))
+        m = np.zeros((size, 3), dtype="i8")
+        comm.Allgather(np.full(3, rank, dtype="i8"), m)
+        np.testing.assert_array_equal(m[:, 0], np.arange(size))
+        pairs = np.zeros(1, dtype=np.dtype([("v", "f8"), ("i", "i4")], align=True))  # C layout
+        pairs["v"], pairs["i"] = float(rank % 3), rank
+        res = np.zeros_like(pairs)
+        comm.Allreduce([pairs, MPI.DOUBLE_INT], [res, MPI.DOUBLE_INT], op=MPI.MAXLOC)
+        best = max(range(size), key=lambda r: (r % 3, -r))
+        self.assertEqual((res["v"][0], res["i"][0]), (float(best % 3), best))
+        x = np.arange(12, dtype="f4").reshape(3, 4) if rank == 0 else np.empty((3, 4), "f4")
+        comm.Bcast(x, root=0)
+        np.testing.assert_array_equal(x, np.arange(12, dtype="f4").reshape(3, 4))
+
+
+class Communicators(unittest.TestCase):
+    def test_dup_isolation(self):
+        d = comm.Dup()
+        self.assertEqual((d.Get_rank(), d.Get_size()), (rank, size))
+        self.assertEqual(MPI.Comm.Compare(comm, d), MPI.CONGRUENT)
+        dst, src = (rank + 1) % size, (rank - 1) % size
+        comm.isend("world", dest=dst, tag=1)
+        d.isend("dup", dest=dst, tag=1)
+        self.assertEqual(d.recv(source=src, tag=1), "dup")
+        self.assertEqual(comm.recv(source=src, tag=1), "world")
+        d.Free()
+        self.assertFalse(d)
+        c = comm.Clone()
+        self.assertEqual(c.Get_size(), size)
+        c.Free()
+
+    def test_split(self):
+        s = comm.Split(color=rank % 2, key=-rank)
+        members = [r for r in range(size) if r % 2 == rank % 2]
+        self.assertEqual(s.Get_size(), len(members))
+        self.assertEqual(s.Get_rank(), sorted(members, reverse=True).index(rank))
+        self.assertEqual(sorted(s.allgather(rank)), members)
+        s.Free()
+        n = comm.Split(MPI.UNDEFINED if rank == 0 else 1, 0)
+        if rank == 0:
+            self.assertEqual(n, MPI.COMM_NULL)
+        else:
+            self.assertEqual(n.Get_size(), size - 1)
+            n.Free()
+        shared = comm.Split_type(MPI.COMM_TYPE_SHARED)
+        self.assertEqual(shared.Get_size(), size)  # one machine
+        shared.Free()
+
+    def test_groups(self):
+        g = comm.Get_group()
+        self.assertEqual((g.Get_size(), g.Get_rank()), (size, rank))
+        evens = g.Incl(list(range(0, size, 2)))
+        self.assertEqual(evens.size, (size + 1) // 2)
+        odds = g.Excl(list(range(0, size, 2)))
+        self.assertEqual(MPI.Group.Translate_ranks(evens, list(range(evens.size)), g),
+                         list(range(0, size, 2)))
+        c = comm.Create(evens)
+        if rank % 2 == 0:
+            self.assertEqual(c.Get_rank(), rank // 2)
+            self.assertEqual(c.allreduce(1), evens.size)
+            c.Free()
+        else:
+            self.assertEqual(c, MPI.COMM_NULL)
+        if rank % 2 == 1:
+            c = comm.Create_group(odds)
+            self.assertEqual(c.Get_size(), odds.size)
+            self.assertEqual(c.allgather(rank), list(range(1, size, 2)))
+            c.Free()
+        comm.Barrier()
+
+    def test_self(self):
+        s = MPI.COMM_SELF
+        self.assertEqual((s.Get_rank(), s.Get_size()), (0, 1))
+        self.assertEqual(s.allreduce(rank + 5), rank + 5)
+        s.send("me", dest=0, tag=3)
+        self.assertEqual(s.recv(source=0, tag=3), "me")
+
+    def test_subclass(self):
+        class MyComm(MPI.Intracomm):
+            def twice(self):
+                return 2 * self.Get_size()
+        m = MyComm(comm)
+        self.assertEqual(m.twice(), 2 * size)
+        self.assertEqual(m.allreduce(1), size)
+        d = m.Dup()
+        self.assertIsInstance(d, MyComm)
+        d.Free()
+
+
+if __name__ == "__main__":
+    unittest.main(failfast=True)
