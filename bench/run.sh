@@ -17,10 +17,14 @@
 #   REPS         repetitions of each pair (default 5)
 #   BENCHES      space-separated benchmarks to run (default: all; known: p2p,
 #                p2ptcp = pmrun with shared memory off, i.e. its TCP path,
-#                coll = the collectives at each of COLL_NP)
+#                coll = the collectives at each of COLL_NP, py_p2p, py_coll,
+#                py_startup = the Python benchmarks: the same mpi4py script
+#                under pmrun and under mpirun with Debian's python3-mpi4py)
 #   P2P_ARGS     extra arguments for both p2p programs (-test, -sizes, -iters)
 #   COLL_ARGS    extra arguments for both coll programs (-ops, -sizes)
-#   COLL_NP      rank counts of the collective benchmark (default "2 4 8")
+#   COLL_NP      rank counts of the collective benchmarks (default "2 4 8")
+#   PY           the Python interpreter of the Python benchmarks (/usr/bin/python3,
+#                which has numpy and mpi4py from Debian)
 #   RUN_TIMEOUT  seconds after which one run is killed and counted as failed (600)
 #   BENCH_OUT    raw results file (default bench/bin/results.txt)
 #   PMRUN_BIN    the pmrun launcher (default bin/pmrun)
@@ -38,6 +42,7 @@ BENCH_OUT=${BENCH_OUT:-bench/bin/results.txt}
 read -ra P2P_ARGS <<<"${P2P_ARGS:-}"
 read -ra COLL_ARGS <<<"${COLL_ARGS:-}"
 read -ra COLL_NP <<<"${COLL_NP:-2 4 8}"
+PY=${PY:-/usr/bin/python3}
 
 # Open MPI over loopback TCP only (no shared memory), which is what pmrun's TCP
 # path is compared against.
@@ -63,6 +68,10 @@ ensure_tools() {
   command -v mpirun >/dev/null 2>&1 || missing+=(openmpi-bin)
   command -v gcc >/dev/null 2>&1 || missing+=(gcc)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  if selected py_p2p || selected py_coll || selected py_startup; then
+    "$PY" -c "import numpy" 2>/dev/null || missing+=(python3-numpy)
+    "$PY" -c "import mpi4py" 2>/dev/null || missing+=(python3-mpi4py)
+  fi
   ((${#missing[@]} == 0)) && return
   command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and no apt-get to install them"
   local sudo=()
@@ -72,7 +81,7 @@ ensure_tools() {
   log "installing ${missing[*]}"
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-    openmpi-bin libopenmpi-dev gcc python3 >/dev/null
+    openmpi-bin libopenmpi-dev gcc python3 "${missing[@]}" >/dev/null
 }
 
 build_p2p() {
@@ -177,6 +186,26 @@ main() {
         -- "${PMRUN[@]}" -np "$np" bench/bin/coll "${COLL_ARGS[@]}" \
         -- "${MPIRUN[@]}" -np "$np" bench/bin/osu_coll "${COLL_ARGS[@]}"
     done
+  fi
+
+  if selected py_p2p; then
+    run_pair py_p2p 2 "mpi4py+Open MPI" "py_" \
+      -- "${PMRUN[@]}" -np 2 --python "$PY" bench/py/osu.py p2p \
+      -- "${MPIRUN[@]}" -np 2 "$PY" bench/py/osu.py p2p
+  fi
+  if selected py_coll; then
+    local pnp
+    for pnp in "${COLL_NP[@]}"; do
+      run_pair py_coll "$pnp" "mpi4py+Open MPI" "py_" \
+        -- "${PMRUN[@]}" -np "$pnp" --python "$PY" bench/py/osu.py coll \
+        -- "${MPIRUN[@]}" -np "$pnp" "$PY" bench/py/osu.py coll
+    done
+  fi
+  if selected py_startup; then
+    # Wall time of "LAUNCHER -np 8 python3 hello.py", median of 5 launches.
+    run_pair py_startup 8 "mpi4py+Open MPI" "py_" \
+      -- env PY="$PY" bench/py/startup.sh "${PMRUN[@]}" \
+      -- env PY="$PY" bench/py/startup.sh "${MPIRUN[@]}"
   fi
 
   python3 bench/summarize.py "$BENCH_OUT"

@@ -29,9 +29,12 @@ _PAIR = re.compile(r"^#pair bench=(?P<bench>\S+) prefix=(?P<prefix>\S*) ref=(?P<
 
 
 def unit(test: str) -> str:
-    """Return the unit of a test's values: MB/s for bandwidth tests, else µs."""
+    """Return the unit of a test's values: MB/s for bandwidth tests, ms for
+    startup (wall time of a whole job), else µs."""
     if "bandwidth" in test or test.endswith("_bw") or test == "bw":
         return "MBps"
+    if test.endswith("startup"):
+        return "ms"
     return "us"
 
 
@@ -99,7 +102,7 @@ def main(argv: list[str]) -> int:
                           ratio_str(pm, ref), unit(test), runs, alg))
         widths = [max(len(r[i]) for r in table) for i in range(len(head))]
         print(f"\n{bench}: medians; ratio = pmrun / {label} "
-              "(us: lower is better, MBps: higher is better)")
+              "(us, ms: lower is better, MBps: higher is better)")
         for r in table:
             print("  ".join(c.rjust(w) if j else c.ljust(w)
                             for j, (c, w) in enumerate(zip(r, widths))).rstrip())

@@ -37,6 +37,11 @@ type Config struct {
 	// (sched_yield) between polls: with more ranks than cores this lets the rank
 	// that must answer run at once, as MPI libraries do when oversubscribed.
 	SpinYield bool
+	// LockedCallers says that the calls come from threads locked to their
+	// goroutines, such as C threads calling in through cgo (the Python bridge
+	// sets it): spinning waiters then avoid runtime.Gosched, which costs a
+	// thread hand-off there. PMRUN_LOCKED_CALLERS=on sets it.
+	LockedCallers bool
 	// SocketBuffer sets the kernel's send and receive buffer sizes of peer
 	// connections (0 leaves the system's autotuning alone).
 	SocketBuffer int
@@ -145,6 +150,13 @@ func ConfigFromEnv() (*Config, error) {
 			return nil, fmt.Errorf("comm: PMRUN_SPIN_YIELD=%q: %w", s, err)
 		}
 		c.SpinYield = on
+	}
+	if s := os.Getenv("PMRUN_LOCKED_CALLERS"); s != "" {
+		on, err := parseOnOff(s)
+		if err != nil {
+			return nil, fmt.Errorf("comm: PMRUN_LOCKED_CALLERS=%q: %w", s, err)
+		}
+		c.LockedCallers = on
 	}
 	if s := os.Getenv("PMRUN_SHM"); s != "" {
 		on, err := parseOnOff(s)

@@ -44,6 +44,7 @@ type engine struct {
 	byeCh   chan struct{} // closed and replaced when a bye or loss is recorded
 	closed  bool
 	pushers sync.WaitGroup // goroutines pushing rendezvous data
+	helpers atomic.Int32   // goroutines started to move a protocol along, still running
 
 	closeHook     func() error                     // transport teardown, run once by close
 	launcherAbort func(code int, msg string) error // asks the launcher to end the job
@@ -123,7 +124,7 @@ func (e *engine) progress(r *Request) {
 		defer func() {
 			r.spinning.Store(false)
 			if r.pushTo.Load() != 0 && r.pushClaim.CompareAndSwap(false, true) {
-				go e.push(r, r.pushTo.Load())
+				e.goHelper(func() { e.push(r, r.pushTo.Load()) })
 			}
 		}()
 	}
@@ -171,8 +172,39 @@ func (e *engine) progress(r *Request) {
 			} else if time.Now().After(deadline) {
 				return
 			}
-			runtime.Gosched()
+			e.yield()
 		}
+	}
+}
+
+// goHelper runs fn on a goroutine of its own, counted while it runs: a waiter
+// spinning on a thread the scheduler cannot hand off cheaply yields to the
+// scheduler only while such goroutines exist (see yield).
+func (e *engine) goHelper(fn func()) {
+	e.helpers.Add(1)
+	go func() {
+		defer e.helpers.Add(-1)
+		fn()
+	}()
+}
+
+// yield lets other goroutines run during a spin. On a thread locked to its
+// goroutine (a call from C, as through the Python bridge), runtime.Gosched
+// hands the thread's P to another thread and back, tens of microseconds; there
+// it yields only when a helper goroutine may need the P, and otherwise gives
+// the core to other processes for a moment.
+func (e *engine) yield() {
+	if !e.cfg.LockedCallers || e.helpers.Load() > 0 {
+		runtime.Gosched()
+		return
+	}
+	syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
+}
+
+// pollLinks reads what has arrived on every connection, without blocking.
+func (e *engine) pollLinks() {
+	for _, l := range e.tcpLinks {
+		l.tryPoll()
 	}
 }
 
@@ -478,10 +510,10 @@ func (e *engine) onRTS(h *wire.Header) {
 	e.pushers.Add(1)
 	e.mu.Unlock()
 	// Answer from another goroutine: a reader must never block on a write.
-	go func() {
+	e.goHelper(func() {
 		defer e.pushers.Done()
 		e.startRdvRecv(r, src, tag, int(h.Length), h.ID)
-	}()
+	})
 }
 
 // startRdvRecv answers an RTS matched by r with a CTS naming where the data goes.
@@ -545,7 +577,7 @@ func (e *engine) onCTS(h *wire.Header) {
 	// goroutine does, so that data flows even if nobody waits on the request.
 	r.pushTo.Store(h.Length)
 	if !r.spinning.Load() && r.pushClaim.CompareAndSwap(false, true) {
-		go e.push(r, h.Length)
+		e.goHelper(func() { e.push(r, h.Length) })
 	}
 }
 
@@ -638,7 +670,10 @@ func (e *engine) dataDone(h *wire.Header, r *Request, n int) {
 // probe looks for a queued message matching src/tag; with wait it blocks until one
 // arrives.
 func (e *engine) probe(ctx context.Context, c *Comm, src, tag int, wait bool) (bool, Status, error) {
-	for {
+	// Like a waiting receive, a probe reads the connections itself: first once
+	// (Iprobe), then, when it may wait, spinning up to cfg.Spin before it parks.
+	var deadline time.Time
+	for i := 0; ; i++ {
 		e.mu.Lock()
 		if e.closed {
 			e.mu.Unlock()
@@ -660,6 +695,16 @@ func (e *engine) probe(ctx context.Context, c *Comm, src, tag int, wait bool) (b
 		}
 		arrived := e.arrived
 		e.mu.Unlock()
+		if i == 0 {
+			deadline = time.Now().Add(e.cfg.Spin)
+		}
+		if i == 0 || wait && time.Now().Before(deadline) {
+			e.pollLinks()
+			if i > 0 && e.cfg.SpinYield {
+				syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
+			}
+			continue
+		}
 		if !wait {
 			return false, Status{}, nil
 		}

@@ -197,9 +197,9 @@ func TestAll(reqs ...*Request) bool {
 // nonblocking collectives) on it. fn must return once ctx is cancelled.
 func (c *Comm) Async(ctx context.Context, fn func(ctx context.Context) error) *Request {
 	r := &Request{c: c, kind: kindAsync, ctx: ctx, done: make(chan struct{}), peer: AnySource}
-	go func() {
+	c.e.goHelper(func() {
 		err := fn(ctx)
 		r.complete(Status{}, err)
-	}()
+	})
 	return r
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -271,10 +270,10 @@ func (l *tcpLink) ringWrite(b []byte) error {
 			// The reader may be a process waiting for this core.
 			syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
 			if spins%16 == 0 {
-				runtime.Gosched()
+				l.e.yield()
 			}
 		case spins < 200:
-			runtime.Gosched()
+			l.e.yield()
 		default:
 			time.Sleep(20 * time.Microsecond)
 		}

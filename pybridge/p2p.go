@@ -5,6 +5,7 @@ import "C"
 import (
 	"context"
 	"errors"
+	"os"
 	"unsafe"
 
 	"github.com/pmrun/pmrun/comm"
@@ -41,6 +42,10 @@ func pm_error(id int64, buf unsafe.Pointer, capacity int64, cls *int64) int64 {
 
 //export pm_init
 func pm_init(world, self *int64) int64 {
+	// Every call arrives on a Python thread, locked to its goroutine.
+	if os.Getenv("PMRUN_LOCKED_CALLERS") == "" {
+		os.Setenv("PMRUN_LOCKED_CALLERS", "on")
+	}
 	c, err := comm.World()
 	if err != nil {
 		return fail(err)

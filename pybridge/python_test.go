@@ -293,3 +293,16 @@ func fmtSscanf(s, format string, args ...any) (int, error) {
 	}
 	return 0, err
 }
+
+// TestLargerThan2GiB moves a buffer and an object of more than 2 GiB between two
+// ranks (it needs about 10 GiB of memory).
+func TestLargerThan2GiB(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping the 2 GiB messages")
+	}
+	r := pmrun(t, "", "-np", "2", "--timeout", "140s", "--python", python(t), "python/tests/test_large.py", "-v")
+	if r.code != 0 || strings.Count(r.stderr, "\nOK") != 2 {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	t.Logf("2 GiB buffer and object: %v", r.took)
+}

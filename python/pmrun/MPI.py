@@ -510,18 +510,9 @@ class _Buf:
             self.pin, self.addr, self.nbytes = obj, obj, len(obj)
             fmt, itemsize = "B", 1
         else:
-            try:
-                pin = _bridge.Pinned(obj, writable)
-            except BufferError:
-                if writable:
-                    raise Exception(ERR_BUFFER, "a %s cannot be received into (read-only or not a "
-                                    "contiguous buffer)" % type(obj).__name__) from None
-                raise Exception(ERR_BUFFER, "a %s is not a contiguous buffer"
-                                % type(obj).__name__) from None
-            self.pin, self.addr, self.nbytes = pin, pin.addr, pin.nbytes
-            fmt, itemsize = pin.format, pin.itemsize
-            if hasattr(obj, "dtype") and getattr(obj.dtype, "kind", "") == "c":
-                fmt = "Z" + obj.dtype.char.lower()
+            self.pin, self.addr, self.nbytes, fmt, itemsize = _pin(obj, writable)
+            if fmt in ("F", "D", "G") or (fmt[-1:] in "FDG" and hasattr(obj, "dtype")):
+                fmt = "Z" + fmt[-1].lower()
         self.type = t or _datatype_of(fmt, itemsize)
         if self.type.blocks is not None:
             if self.count is None:
@@ -544,8 +535,31 @@ class _Buf:
         return self.count * self.type.size
 
 
-def _addr(b):
-    return b.addr
+def _pin(obj, writable):
+    """(holder, address, bytes, format, itemsize) of obj's memory; the holder
+    keeps the memory exported (and obj alive) while it lives."""
+    try:
+        mv = memoryview(obj)
+    except TypeError:
+        raise Exception(ERR_BUFFER, "a %s is not a buffer (numpy array, bytes, bytearray, "
+                        "array.array, memoryview...)" % type(obj).__name__) from None
+    if not mv.c_contiguous:
+        raise Exception(ERR_BUFFER, "a %s is not contiguous in memory" % type(obj).__name__)
+    nbytes, fmt, itemsize = mv.nbytes, mv.format, mv.itemsize
+    if mv.readonly:
+        if writable:
+            raise Exception(ERR_BUFFER, "a read-only %s cannot be received into"
+                            % type(obj).__name__)
+        pin = _bridge.Pinned(mv)
+        return pin, pin.addr, nbytes, fmt, itemsize
+    if nbytes == 0:
+        return mv, None, 0, fmt, itemsize
+    holder = _c_char.from_buffer(mv)  # 0.2 us, where PyObject_GetBuffer costs 1 us
+    return holder, _addressof(holder), nbytes, fmt, itemsize
+
+
+_c_char = _bridge.ctypes.c_char
+_addressof = _bridge.ctypes.addressof
 
 
 # Derived datatypes travel packed; _Packed wraps a buffer spec whose type is

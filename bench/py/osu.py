@@ -1,0 +1,113 @@
+"""OSU-style Python benchmarks written against the mpi4py API; the same script
+runs under pmrun (pmrun's MPI module) and under mpirun (mpi4py on Open MPI).
+
+    pmrun -np 2 python3 bench/py/osu.py p2p
+    pmrun -np 8 python3 bench/py/osu.py coll
+
+Prints "<test> bytes=<b> value=<v>" lines (us per operation, MB/s for bandwidth):
+  p2p:  obj_latency (pickled bytes objects, send/recv ping-pong), latency (Send/
+        Recv ping-pong of numpy uint8 buffers), bandwidth (a window of Isend)
+  coll: allreduce (float64 sum), bcast, scatter, gather on numpy buffers; the
+        time of the slowest rank per call
+"""
+import sys
+
+import numpy as np
+from mpi4py import MPI
+
+comm = MPI.COMM_WORLD
+rank, size = comm.Get_rank(), comm.Get_size()
+
+
+def iters_for(n):
+    return max(10, min(10000, (256 << 20) // (n + 1))), max(2, min(1000, (16 << 20) // (n + 1)))
+
+
+def out(name, n, v):
+    if rank == 0:
+        print("%s bytes=%d value=%.2f" % (name, n, v), flush=True)
+
+
+def pingpong(n, iters, skip, send, recv):
+    peer = 1 - rank
+    for i in range(iters + skip):
+        if i == skip:
+            comm.Barrier()
+            t0 = MPI.Wtime()
+        if rank == 0:
+            send(peer)
+            recv(peer)
+        elif rank == 1:
+            recv(peer)
+            send(peer)
+    return (MPI.Wtime() - t0) * 1e6 / (2 * iters)
+
+
+def p2p():
+    if size != 2:
+        sys.exit("p2p needs 2 ranks")
+    for n in (8, 1024, 65536):
+        obj = b"x" * n
+        iters, skip = iters_for(n)
+        t = pingpong(n, iters, skip, lambda p: comm.send(obj, dest=p, tag=1),
+                     lambda p: comm.recv(source=p, tag=1))
+        out("obj_latency", n, t)
+    n = 8
+    while n <= 4 << 20:
+        a, b = np.ones(n, dtype=np.uint8), np.empty(n, dtype=np.uint8)
+        iters, skip = iters_for(n)
+        t = pingpong(n, iters, skip, lambda p: comm.Send(a, dest=p, tag=2),
+                     lambda p: comm.Recv(b, source=p, tag=2))
+        out("latency", n, t)
+        n *= 8 if n < 65536 else 4
+    window = 64
+    for n in (65536, 1 << 20, 4 << 20):
+        bufs = [np.ones(n, dtype=np.uint8) for _ in range(window)] if rank == 0 else \
+            [np.empty(n, dtype=np.uint8) for _ in range(window)]
+        ack = np.zeros(1, dtype=np.uint8)
+        reps = max(3, min(50, (256 << 20) // (n * window)))
+        for r in range(reps + 1):
+            if r == 1:
+                comm.Barrier()
+                t0 = MPI.Wtime()
+            if rank == 0:
+                MPI.Request.Waitall([comm.Isend(b, dest=1, tag=3) for b in bufs])
+                comm.Recv(ack, source=1, tag=4)
+            else:
+                MPI.Request.Waitall([comm.Irecv(b, source=0, tag=3) for b in bufs])
+                comm.Send(ack, dest=0, tag=4)
+        secs = MPI.Wtime() - t0
+        out("bandwidth", n, n * window * reps / secs / 1e6)
+
+
+def coll():
+    sizes = [8, 1024, 65536, 1 << 20, 8 << 20]
+    for name in ("allreduce", "bcast", "scatter", "gather"):
+        for n in sizes:
+            count = n // 8
+            a = np.ones(count, dtype=np.float64)
+            b = np.empty(count * (size if name == "gather" else 1), dtype=np.float64)
+            big = np.ones(count * size, dtype=np.float64) if name == "scatter" else None
+            if name == "allreduce":
+                op = lambda: comm.Allreduce(a, b, op=MPI.SUM)
+            elif name == "bcast":
+                op = lambda: comm.Bcast(a, root=0)
+            elif name == "scatter":
+                op = lambda: comm.Scatter(big, a, root=0)
+            else:
+                op = lambda: comm.Gather(a, b if rank == 0 else None, root=0)
+            iters, skip = iters_for(n)
+            iters = max(5, iters // 4)
+            for _ in range(skip):
+                op()
+            comm.Barrier()
+            t0 = MPI.Wtime()
+            for _ in range(iters):
+                op()
+            mine = (MPI.Wtime() - t0) * 1e6 / iters
+            worst = comm.reduce(mine, op=MPI.MAX, root=0)
+            out(name, n, worst if rank == 0 else 0)
+
+
+if __name__ == "__main__":
+    {"p2p": p2p, "coll": coll}[sys.argv[1] if len(sys.argv) > 1 else "p2p"]()
