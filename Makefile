@@ -17,6 +17,11 @@ python:
 	cp -R python/pmrun python/compat bin/python/
 	$(GO) build $(GOFLAGS) -buildmode=c-shared -o bin/python/pmrun/libpmrun.so ./pybridge
 	@rm -f bin/python/pmrun/libpmrun.h
+	@# Compiled once here: every rank of every job would otherwise compile
+	@# MPI.py again (30 ms each) when Python may not write its cache.
+	@for py in python3 /usr/bin/python3; do \
+	  if command -v $$py >/dev/null 2>&1; then $$py -m compileall -q bin/python >/dev/null || true; fi; \
+	done
 
 examples:
 	@mkdir -p bin/examples
