@@ -507,22 +507,25 @@ func (e *engine) onRTS(h *wire.Header) {
 		e.mu.Unlock()
 		return
 	}
-	e.pushers.Add(1)
 	e.mu.Unlock()
-	// Answer from another goroutine: a reader must never block on a write.
-	e.goHelper(func() {
-		defer e.pushers.Done()
-		e.startRdvRecv(r, src, tag, int(h.Length), h.ID)
-	})
+	// A reader must never block on a write: the answer goes out at once only if
+	// it can without waiting, else from another goroutine.
+	e.startRdvRecvFrom(r, src, tag, int(h.Length), h.ID, true)
 }
 
 // startRdvRecv answers an RTS matched by r with a CTS naming where the data goes.
 func (e *engine) startRdvRecv(r *Request, src, tag, size int, sendID uint64) {
+	e.startRdvRecvFrom(r, src, tag, size, sendID, false)
+}
+
+// startRdvRecvFrom is startRdvRecv; reader says that the caller is a
+// connection reader, which must not wait to send the answer.
+func (e *engine) startRdvRecvFrom(r *Request, src, tag, size int, sendID uint64, reader bool) {
 	st := Status{Source: r.c.commRank(src), Tag: tag, Count: size}
 	cts := wire.Header{Kind: wire.KindCTS, Ctx: r.cid, Src: int32(e.rank), Tag: int32(tag), ID: sendID}
 	if r.buf != nil && size > len(r.buf) {
 		// Tell the sender to drop the data (CTS with receive id 0); the sender succeeds.
-		_ = e.links[src].sendFrame(&cts, nil)
+		e.sendCtl(src, cts, reader, nil)
 		r.complete(st, &RankError{Op: "recv", Rank: st.Source, Tag: tag, Err: ErrTruncated})
 		return
 	}
@@ -541,12 +544,36 @@ func (e *engine) startRdvRecv(r *Request, src, tag, size int, sendID uint64) {
 	e.rdvRecv[id] = r
 	e.mu.Unlock()
 	cts.Length = id
-	if err := e.links[src].sendFrame(&cts, nil); err != nil {
+	e.sendCtl(src, cts, reader, func(err error) {
 		e.mu.Lock()
 		delete(e.rdvRecv, id)
 		e.mu.Unlock()
 		r.complete(st, err)
+	})
+}
+
+// sendCtl sends a header-only control frame to world rank dst; failed, if not
+// nil, is told why it could not. From a reader (which must not wait) the frame
+// goes out inline only when the link takes it at once; else a helper
+// goroutine sends it.
+func (e *engine) sendCtl(dst int, h wire.Header, reader bool, failed func(error)) {
+	send := func() {
+		if err := e.links[dst].sendFrame(&h, nil); err != nil && failed != nil {
+			failed(err)
+		}
 	}
+	if !reader {
+		send()
+		return
+	}
+	if t, ok := e.links[dst].(*tcpLink); ok && t.trySendHeader(&h) {
+		return
+	}
+	e.pushers.Add(1)
+	e.goHelper(func() {
+		defer e.pushers.Done()
+		send()
+	})
 }
 
 // onCTS starts pushing the data of the send it names.

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/pmrun/pmrun/internal/wire"
 )
 
 // Ranks of one job on one node exchange frames through shared memory: two
@@ -98,6 +100,9 @@ func (r *ring) write(p []byte) int {
 // large frame streams: the reader copies one piece out while the writer copies
 // the next in, instead of each waiting for the other's whole copy.
 func (r *ring) step() uint64 { return max(uint64(len(r.data))/8, 4096) }
+
+// room is how many bytes the writer may add now.
+func (r *ring) room() int { return len(r.data) - int(r.tail.Load()-r.head.Load()) }
 
 func (r *ring) empty() bool { return r.head.Load() == r.tail.Load() }
 
@@ -279,6 +284,28 @@ func (l *tcpLink) ringWrite(b []byte) error {
 		}
 	}
 	return nil
+}
+
+// trySendHeader sends a header-only frame through the link's ring if it can
+// without waiting: the writer's lock is free and the ring has room. It reports
+// whether it did.
+func (l *tcpLink) trySendHeader(h *wire.Header) bool {
+	if l.shm == nil || !l.wmu.TryLock() {
+		return false
+	}
+	defer l.wmu.Unlock()
+	tx := l.shm.tx
+	if l.wdead || tx.room() < wire.HeaderSize {
+		return false
+	}
+	if cap(l.wbuf) < wire.HeaderSize {
+		l.wbuf = make([]byte, 256)
+	}
+	hb := l.wbuf[:wire.HeaderSize]
+	h.Put(hb)
+	tx.write(hb) // all of it: there is room, and a step is more than a header
+	l.bell()
+	return true
 }
 
 // bell wakes the peer's parked reader, if it is parked and no goroutine of the

@@ -306,3 +306,21 @@ func TestLargerThan2GiB(t *testing.T) {
 	}
 	t.Logf("2 GiB buffer and object: %v", r.took)
 }
+
+func TestDeadPeerRaises(t *testing.T) {
+	script := writeScript(t, "dead.py", `
+import os
+from mpi4py import MPI
+c = MPI.COMM_WORLD
+if c.rank == 1:
+    os._exit(0)  # gone without a word
+try:
+    c.recv(source=1)
+except MPI.Exception as e:
+    print("class", e.Get_error_class() == MPI.ERR_PROC_FAILED, e.Get_error_string())
+`)
+	r := pmrun(t, "", "-np", "2", "--python", python(t), script)
+	if r.code != 0 || !strings.Contains(r.stdout, "class True") || !strings.Contains(r.stdout, "rank 1") {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+}

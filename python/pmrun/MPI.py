@@ -396,6 +396,17 @@ _BY_FORMAT = {
 
 
 def _datatype_of(fmt, itemsize):
+    """The predefined type of buffer elements of a struct format and size."""
+    t = _DT_CACHE.get((fmt, itemsize))
+    if t is None:
+        t = _DT_CACHE[(fmt, itemsize)] = _datatype_of_format(fmt, itemsize)
+    return t
+
+
+_DT_CACHE = {}
+
+
+def _datatype_of_format(fmt, itemsize):
     f = fmt.lstrip("@=<>!")
     if f.startswith("T{") or f.endswith("}"):
         for t in _PAIRS:
@@ -473,61 +484,61 @@ class _Buf:
 
     __slots__ = ("pin", "addr", "nbytes", "type", "count", "counts", "displs", "obj")
 
-    def __init__(self, spec, writable, vector=False, size=None):
-        self.counts = self.displs = None
-        self.count = None
+    def __init__(self, spec, writable, vector=False):
+        self.counts = self.displs = self.count = None
         t = None
         obj = spec
-        if isinstance(spec, (list, tuple)):
-            if not spec:
-                raise Exception(ERR_BUFFER, "empty buffer specification")
-            obj = spec[0]
-            rest = list(spec[1:])
-            if rest and (isinstance(rest[-1], (Datatype, str))):
-                t = _typearg(rest.pop())
-            if vector:
-                if len(rest) >= 1 and rest[0] is not None and not isinstance(rest[0], int):
-                    self.counts = list(rest[0])
-                    if len(rest) >= 2 and rest[1] is not None:
-                        self.displs = list(rest[1])
-                elif len(rest) >= 1 and isinstance(rest[0], int):
-                    self.count = rest[0]
-                if len(rest) == 1 and isinstance(rest[0], tuple) and len(rest[0]) == 2 \
-                        and not isinstance(rest[0][0], int):
-                    self.counts, self.displs = list(rest[0][0]), list(rest[0][1])
-            elif rest:
-                c = rest[0]
-                if isinstance(c, tuple):
-                    c = c[0]
-                self.count = c
+        kind = type(spec)
+        if kind is list or kind is tuple:
+            t, obj = self._spec(spec, vector)
         self.obj = obj
         if obj is None:
             self.pin, self.addr, self.nbytes = None, None, 0
             self.type = t or BYTE
             self.count = self.count or 0
             return
-        if isinstance(obj, bytes) and not writable:
+        if kind is bytes and not writable:
             self.pin, self.addr, self.nbytes = obj, obj, len(obj)
             fmt, itemsize = "B", 1
         else:
             self.pin, self.addr, self.nbytes, fmt, itemsize = _pin(obj, writable)
-            if fmt in ("F", "D", "G") or (fmt[-1:] in "FDG" and hasattr(obj, "dtype")):
-                fmt = "Z" + fmt[-1].lower()
-        self.type = t or _datatype_of(fmt, itemsize)
-        if self.type.blocks is not None:
-            if self.count is None:
-                self.count = self.nbytes // self.type.extent if self.type.extent else 0
-        elif self.count is None:
-            if self.type.size and self.nbytes % self.type.size:
-                raise Exception(ERR_TYPE, "a buffer of %d bytes is not a whole number of %s "
-                                "(%d bytes each)" % (self.nbytes, self.type.name, self.type.size))
-            self.count = self.nbytes // self.type.size if self.type.size else 0
-        if vector and self.counts is None and size is not None and self.count is not None:
-            # [buf, TYPE] for a v-variant: equal blocks.
-            pass
+            if fmt in ("F", "D", "G"):
+                fmt = "Z" + fmt.lower()
+        t = self.type = t or _datatype_of(fmt, itemsize)
+        if self.count is None:
+            if t.blocks is not None:
+                self.count = self.nbytes // t.extent if t.extent else 0
+            elif t.size:
+                self.count, rest = divmod(self.nbytes, t.size)
+                if rest:
+                    raise Exception(ERR_TYPE, "a buffer of %d bytes is not a whole number of %s "
+                                    "(%d bytes each)" % (self.nbytes, t.name, t.size))
+            else:
+                self.count = 0
 
-    def bytes_for(self, count):
-        return count * self.type.size
+    def _spec(self, spec, vector):
+        """(datatype, buffer) of [buf, (count,) (counts, displs,) TYPE]; sets
+        count, counts and displs."""
+        if not spec:
+            raise Exception(ERR_BUFFER, "empty buffer specification")
+        t = None
+        rest = list(spec[1:])
+        if rest and isinstance(rest[-1], (Datatype, str)):
+            t = _typearg(rest.pop())
+        if vector:
+            if len(rest) == 1 and isinstance(rest[0], tuple) and len(rest[0]) == 2 \
+                    and not isinstance(rest[0][0], int):
+                self.counts, self.displs = list(rest[0][0]), list(rest[0][1])
+            elif rest and rest[0] is not None and not isinstance(rest[0], int):
+                self.counts = list(rest[0])
+                if len(rest) >= 2 and rest[1] is not None:
+                    self.displs = list(rest[1])
+            elif rest and isinstance(rest[0], int):
+                self.count = rest[0]
+        elif rest:
+            c = rest[0]
+            self.count = c[0] if isinstance(c, tuple) else c
+        return t, spec[0]
 
     @property
     def used(self):

@@ -231,6 +231,118 @@ class PointToPoint(unittest.TestCase):
         got["x"][0] = 7  # the received array is writable
 
 
+class MoreMethods(unittest.TestCase):
+    def test_send_modes(self):
+        dst, src = (rank + 1) % size, (rank - 1) % size
+        for send in (comm.Ssend, comm.Bsend, comm.Rsend):
+            r = comm.Irecv(bytearray(3), source=src, tag=70)
+            send(b"abc", dest=dst, tag=70)
+            r.Wait()
+        for isend in (comm.Issend, comm.Ibsend, comm.Irsend):
+            got = bytearray(3)
+            r = comm.Irecv(got, source=src, tag=71)
+            s = isend(bytearray(b"xyz"), dest=dst, tag=71)
+            s.Wait()
+            r.Wait()
+            self.assertEqual(bytes(got), b"xyz")
+        r = comm.irecv(source=src, tag=72)
+        comm.ssend({"x": 1}, dest=dst, tag=72)
+        self.assertEqual(r.wait(), {"x": 1})
+
+    def test_sendrecv_replace(self):
+        dst, src = (rank + 1) % size, (rank - 1) % size
+        buf = array.array("i", [rank] * 5)
+        st = MPI.Status()
+        comm.Sendrecv_replace(buf, dest=dst, sendtag=73, source=src, recvtag=73, status=st)
+        self.assertEqual(list(buf), [src] * 5)
+        self.assertEqual(st.Get_source(), src)
+
+    def test_mprobe(self):
+        dst, src = (rank + 1) % size, (rank - 1) % size
+        s = comm.isend(("m", rank), dest=dst, tag=74)
+        msg = comm.mprobe(source=src, tag=74)
+        self.assertEqual(msg.recv(), ("m", src))
+        s.wait()
+        s = comm.Isend(array.array("d", [rank]), dest=dst, tag=75)
+        st = MPI.Status()
+        m = comm.Mprobe(source=MPI.ANY_SOURCE, tag=75, status=st)
+        self.assertEqual(st.Get_count(MPI.DOUBLE), 1)
+        got = array.array("d", [0])
+        m.Recv(got)
+        self.assertEqual(got[0], float(src))
+        s.Wait()
+
+    def test_waitsome_testsome(self):
+        dst, src = (rank + 1) % size, (rank - 1) % size
+        bufs = [bytearray(1) for _ in range(3)]
+        rs = [comm.Irecv(b, source=src, tag=80 + i) for i, b in enumerate(bufs)]
+        ss = [comm.Isend(bytes([i]), dest=dst, tag=80 + i) for i in range(3)]
+        done = set()
+        while len(done) < 3:
+            idx = MPI.Request.Waitsome(rs)
+            done.update(idx)
+        self.assertIsNone(MPI.Request.Waitsome(rs))
+        self.assertEqual([b[0] for b in bufs], [0, 1, 2])
+        MPI.Request.Waitall(ss)
+        self.assertEqual(MPI.Request.Testsome(ss), None)
+
+    def test_status_object(self):
+        s = MPI.Status()
+        s.Set_source(3)
+        s.Set_tag(4)
+        s.Set_error(MPI.SUCCESS)
+        self.assertEqual((s.Get_source(), s.Get_tag(), s.Get_error()), (3, 4, 0))
+        s.Set_elements(MPI.INT, 5)
+        self.assertEqual(s.Get_count(MPI.INT), 5)
+        self.assertEqual(s.Get_count(MPI.BYTE), 20)
+        self.assertEqual(MPI.Status(s).Get_source(), 3)
+
+    def test_derived_datatypes(self):
+        dst, src = (rank + 1) % size, (rank - 1) % size
+        # every other double of 6
+        vec = MPI.DOUBLE.Create_vector(3, 1, 2).Commit()
+        out = array.array("d", [rank * 10 + i for i in range(6)])
+        inn = array.array("d", [-1.0] * 6)
+        r = comm.Irecv([inn, 1, vec], source=src, tag=90)
+        comm.Send([out, 1, vec], dest=dst, tag=90)
+        r.Wait()
+        self.assertEqual(list(inn), [src * 10, -1, src * 10 + 2, -1, src * 10 + 4, -1])
+        # contiguous, indexed, struct and resized types
+        cont = MPI.INT.Create_contiguous(2).Commit()
+        self.assertEqual((cont.Get_size(), cont.Get_extent()), (8, (0, 8)))
+        idx = MPI.INT.Create_indexed([1, 2], [0, 3]).Commit()
+        a = array.array("i", range(rank, rank + 5))
+        b = array.array("i", [0] * 5)
+        r = comm.Irecv([b, 1, idx], source=src, tag=91)
+        comm.Send([a, 1, idx], dest=dst, tag=91)
+        r.Wait()
+        self.assertEqual(list(b), [src, 0, 0, src + 3, src + 4])
+        st = MPI.Datatype.Create_struct([1, 1], [0, 8], [MPI.DOUBLE, MPI.INT]).Commit()
+        self.assertEqual(st.Get_size(), 12)
+        rs = st.Create_resized(0, 16).Commit()
+        self.assertEqual(rs.Get_extent(), (0, 16))
+        for t in (vec, cont, idx, st, rs):
+            t.Free()
+
+    def test_dtype_strings(self):
+        dst, src = (rank + 1) % size, (rank - 1) % size
+        a = array.array("d", [1.5, 2.5])
+        b = array.array("d", [0.0, 0.0])
+        r = comm.Irecv([b, "d"], source=src, tag=95)
+        comm.Send([a, "d"], dest=dst, tag=95)
+        r.Wait()
+        self.assertEqual(list(b), [1.5, 2.5])
+        r = comm.Irecv([b, 2, "d"], source=src, tag=96)
+        comm.Send([a, 2, MPI.DOUBLE], dest=dst, tag=96)
+        r.Wait()
+        self.assertEqual(list(b), [1.5, 2.5])
+
+    def test_pickle_module(self):
+        self.assertTrue(hasattr(MPI.pickle, "dumps"))
+        self.assertTrue(hasattr(MPI.pickle, "loads"))
+        self.assertGreaterEqual(MPI.pickle.PROTOCOL, 5)
+
+
 class ObjectCollectives(unittest.TestCase):
     def test_bcast(self):
         for root in range(size):
