@@ -131,8 +131,12 @@ func (c *Comm) check(op string, rank, tag int, send bool) error {
 // be modified until the request completes. Small messages complete as soon as they
 // are written; large ones once the receiver has taken the data.
 func (c *Comm) Isend(ctx context.Context, dst, tag int, data []byte) *Request {
+	return c.isend(ctx, dst, tag, data, false)
+}
+
+func (c *Comm) isend(ctx context.Context, dst, tag int, data []byte, sync bool) *Request {
 	r := newRequest(ctx, c, kindSend)
-	r.peer, r.tag, r.cid, r.payload = dst, tag, c.cid, data
+	r.peer, r.tag, r.cid, r.payload, r.sync = dst, tag, c.cid, data, sync
 	if err := c.check("send", dst, tag, true); err != nil {
 		r.complete(Status{}, err)
 		return r
@@ -140,6 +144,18 @@ func (c *Comm) Isend(ctx context.Context, dst, tag int, data []byte) *Request {
 	r.dst = c.group[dst]
 	c.e.send(r)
 	return r
+}
+
+// Issend starts a synchronous send: it completes only once a matching receive
+// has been posted at dst (MPI_Issend), whatever the size of data.
+func (c *Comm) Issend(ctx context.Context, dst, tag int, data []byte) *Request {
+	return c.isend(ctx, dst, tag, data, true)
+}
+
+// Ssend is the blocking form of Issend.
+func (c *Comm) Ssend(ctx context.Context, dst, tag int, data []byte) error {
+	_, err := c.Issend(ctx, dst, tag, data).Wait()
+	return err
 }
 
 // Send sends data to rank dst with tag; it blocks until data may be reused.

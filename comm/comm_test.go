@@ -663,3 +663,51 @@ func TestSimultaneousLargeExchange(t *testing.T) {
 		})
 	})
 }
+
+// TestSynchronousSend: an Issend completes only once the receive is posted,
+// even for small and empty messages, on every transport and to oneself.
+func TestSynchronousSend(t *testing.T) {
+	eachTransport(t, func(t *testing.T, mk maker) {
+		w := mk(t, 2, nil)
+		w.Run(func(c *comm.Comm) error {
+			for i, n := range []int{0, 5, 100 << 10} {
+				tag := 10 + i
+				if c.Rank() == 1 {
+					// Tell rank 0 that nothing is posted yet, wait until it has
+					// looked, then receive.
+					if err := c.Send(bg, 0, 1, nil); err != nil {
+						return err
+					}
+					if _, _, err := c.Recv(bg, 0, 2); err != nil {
+						return err
+					}
+					got, st, err := c.Recv(bg, 0, tag)
+					if err != nil || st.Count != n || !bytes.Equal(got, pattern(n, n)) {
+						return fmt.Errorf("recv of %d bytes: %d bytes, %v", n, st.Count, err)
+					}
+					continue
+				}
+				req := c.Issend(bg, 1, tag, pattern(n, n))
+				self := c.Issend(bg, 0, tag, pattern(n, n))
+				if _, _, err := c.Recv(bg, 1, 1); err != nil {
+					return err
+				}
+				for _, r := range []*comm.Request{req, self} {
+					if done, _, _ := r.Test(); done {
+						return fmt.Errorf("Issend of %d bytes completed before any receive", n)
+					}
+				}
+				if err := c.Send(bg, 1, 2, nil); err != nil {
+					return err
+				}
+				if got, _, err := c.Recv(bg, 0, tag); err != nil || !bytes.Equal(got, pattern(n, n)) {
+					return fmt.Errorf("self recv of %d bytes: %v", n, err)
+				}
+				if _, err := comm.WaitAll(req, self); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+}

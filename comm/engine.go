@@ -387,7 +387,7 @@ func (e *engine) send(r *Request) {
 	if t, ok := e.links[r.dst].(*tcpLink); ok && t.shm != nil {
 		limit = e.cfg.ShmEagerLimit
 	}
-	eager := len(r.payload) <= limit
+	eager := len(r.payload) <= limit && !r.sync
 	if !eager {
 		r.id = e.nextID
 		e.nextID++
@@ -527,6 +527,11 @@ func (e *engine) startRdvRecvFrom(r *Request, src, tag, size int, sendID uint64,
 		// Tell the sender to drop the data (CTS with receive id 0); the sender succeeds.
 		e.sendCtl(src, cts, reader, nil)
 		r.complete(st, &RankError{Op: "recv", Rank: st.Source, Tag: tag, Err: ErrTruncated})
+		return
+	}
+	if size == 0 { // nothing to move: a CTS with no receive id completes the sender
+		e.sendCtl(src, cts, reader, nil)
+		r.complete(st, nil)
 		return
 	}
 	var target []byte

@@ -51,7 +51,8 @@ type Request struct {
 	peer    int      // the rank the caller named, for errors
 
 	// Send side.
-	dst     int // world rank
+	sync    bool // synchronous: complete only once a receive has matched
+	dst     int  // world rank
 	payload []byte
 	id      uint64 // rendezvous id
 

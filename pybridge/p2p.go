@@ -178,25 +178,36 @@ func pm_comm_free(h int64) int64 {
 	return fail(c.Close())
 }
 
+// sendOn starts a send, synchronous (MPI_Ssend: done once a receive matched)
+// when sync is not 0.
+func sendOn(ctx context.Context, c *comm.Comm, dst, tag int64, data []byte, sync int64) *comm.Request {
+	if sync != 0 {
+		return c.Issend(ctx, int(dst), int(tag), data)
+	}
+	return c.Isend(ctx, int(dst), int(tag), data)
+}
+
 //export pm_send
-func pm_send(h, dst, tag int64, buf unsafe.Pointer, n int64) int64 {
+func pm_send(h, dst, tag int64, buf unsafe.Pointer, n, sync int64) int64 {
 	c, err := commOf(h)
 	if err != nil {
 		return fail(err)
 	}
-	return fail(c.Send(bg, int(dst), int(tag), mem(buf, n)))
+	_, err = sendOn(bg, c, dst, tag, mem(buf, n), sync).Wait()
+	return fail(err)
 }
 
 // pm_sendv sends the k buffers as one message (an object's pickle and its
 // out-of-band buffers); they are gathered into one Go buffer first.
 //
 //export pm_sendv
-func pm_sendv(h, dst, tag int64, bufs, lens unsafe.Pointer, k int64) int64 {
+func pm_sendv(h, dst, tag int64, bufs, lens unsafe.Pointer, k, sync int64) int64 {
 	c, err := commOf(h)
 	if err != nil {
 		return fail(err)
 	}
-	return fail(c.Send(bg, int(dst), int(tag), gather(bufs, lens, k)))
+	_, err = sendOn(bg, c, dst, tag, gather(bufs, lens, k), sync).Wait()
+	return fail(err)
 }
 
 func gather(bufs, lens unsafe.Pointer, k int64) []byte {
@@ -223,23 +234,23 @@ func startRequest(start func(ctx context.Context) *comm.Request, cancellable boo
 }
 
 //export pm_isend
-func pm_isend(h, dst, tag int64, buf unsafe.Pointer, n int64, out *int64) int64 {
+func pm_isend(h, dst, tag int64, buf unsafe.Pointer, n, sync int64, out *int64) int64 {
 	c, err := commOf(h)
 	if err != nil {
 		return fail(err)
 	}
 	data := mem(buf, n)
-	return startRequest(func(ctx context.Context) *comm.Request { return c.Isend(ctx, int(dst), int(tag), data) }, false, out)
+	return startRequest(func(ctx context.Context) *comm.Request { return sendOn(ctx, c, dst, tag, data, sync) }, false, out)
 }
 
 //export pm_isendv
-func pm_isendv(h, dst, tag int64, bufs, lens unsafe.Pointer, k int64, out *int64) int64 {
+func pm_isendv(h, dst, tag int64, bufs, lens unsafe.Pointer, k, sync int64, out *int64) int64 {
 	c, err := commOf(h)
 	if err != nil {
 		return fail(err)
 	}
 	data := gather(bufs, lens, k)
-	return startRequest(func(ctx context.Context) *comm.Request { return c.Isend(ctx, int(dst), int(tag), data) }, false, out)
+	return startRequest(func(ctx context.Context) *comm.Request { return sendOn(ctx, c, dst, tag, data, sync) }, false, out)
 }
 
 //export pm_recv

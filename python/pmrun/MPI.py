@@ -482,7 +482,7 @@ class _Buf:
     memory (pinned), its datatype, element count and, for the v-variants,
     counts and displacements in elements."""
 
-    __slots__ = ("pin", "addr", "nbytes", "type", "count", "counts", "displs", "obj")
+    __slots__ = ("pin", "addr", "nbytes", "type", "count", "counts", "displs", "obj", "given")
 
     def __init__(self, spec, writable, vector=False):
         self.counts = self.displs = self.count = None
@@ -491,6 +491,7 @@ class _Buf:
         kind = type(spec)
         if kind is list or kind is tuple:
             t, obj = self._spec(spec, vector)
+        self.given = self.count is not None
         self.obj = obj
         if obj is None:
             self.pin, self.addr, self.nbytes = None, None, 0
@@ -540,6 +541,23 @@ class _Buf:
             self.count = c[0] if isinstance(c, tuple) else c
         return t, spec[0]
 
+    def block(self, blocks):
+        """Bytes of one of the blocks a collective splits the buffer into: a
+        count given in the spec counts one block (as in mpi4py), else the
+        buffer divides evenly."""
+        if self.given:
+            return self.count * self.type.size
+        return self.used // blocks
+
+    def view(self):
+        """The buffer's bytes as a memoryview (writable unless the object is
+        read-only), wherever the memory came from."""
+        if self.addr is None:
+            return memoryview(bytearray())
+        if not isinstance(self.addr, int):  # a bytes object
+            return memoryview(self.addr)
+        return memoryview((_c_char * self.nbytes).from_address(self.addr)).cast("B")
+
     @property
     def used(self):
         """Bytes of the message: count elements."""
@@ -552,8 +570,14 @@ def _pin(obj, writable):
     try:
         mv = memoryview(obj)
     except TypeError:
-        raise Exception(ERR_BUFFER, "a %s is not a buffer (numpy array, bytes, bytearray, "
-                        "array.array, memoryview...)" % type(obj).__name__) from None
+        try:
+            found = _bridge.array_memory(obj, writable)
+        except BufferError as e:
+            raise Exception(ERR_BUFFER, str(e)) from None
+        if found is None:
+            raise Exception(ERR_BUFFER, "a %s is not a buffer (numpy array, bytes, bytearray, "
+                            "array.array, memoryview, DLPack...)" % type(obj).__name__) from None
+        return found
     if not mv.c_contiguous:
         raise Exception(ERR_BUFFER, "a %s is not contiguous in memory" % type(obj).__name__)
     nbytes, fmt, itemsize = mv.nbytes, mv.format, mv.itemsize
@@ -578,7 +602,7 @@ _addressof = _bridge.ctypes.addressof
 class _Staged:
     def __init__(self, b, writable):
         self.b = b
-        self.mem = memoryview(b.obj).cast("B") if b.obj is not None else None
+        self.mem = b.view() if b.obj is not None else None
         if writable:
             self.data = bytearray(b.count * b.type.size)
         else:
@@ -614,6 +638,8 @@ class Status:
     """The source, tag, size and error of a received or probed message."""
 
     def __init__(self, status=None):
+        if status is not None and not isinstance(status, Status):
+            raise TypeError("expected a Status, not %s" % type(status).__name__)
         self.source = ANY_SOURCE
         self.tag = ANY_TAG
         self.error = SUCCESS
@@ -764,7 +790,7 @@ class Op:
     def Reduce_local(self, inbuf, inoutbuf):
         a = _Buf(inbuf, False)
         b = _Buf(inoutbuf, True)
-        _reduce_local(self, memoryview(a.obj).cast("B")[:a.used], b, b.type)
+        _reduce_local(self, a.view()[:a.used], b, b.type)
 
 
 def _pyloc(better):
@@ -830,7 +856,7 @@ def _np_dtype(t):
 
 def _reduce_local(op, inmem, b, t):
     """inout = in op inout on raw memory, in Python (user ops, MAXLOC...)."""
-    outmem = memoryview(b.obj).cast("B")[:b.used] if b.obj is not None else None
+    outmem = b.view()[:b.used] if b.obj is not None else None
     _combine(op, inmem, outmem, t)
 
 
@@ -906,7 +932,10 @@ def _dumps(obj):
 
 
 def _loads(mv):
-    """The object in a received message (mv: a memoryview of its bytes)."""
+    """The object in a received message (mv: a memoryview of its bytes); an
+    empty message is None, as with mpi4py."""
+    if not mv.nbytes:
+        return None
     if mv.nbytes and mv[0] == 1:
         (n,) = _struct.unpack_from("<I", mv, 1)
         lens = _struct.unpack_from("<%dQ" % (n + 1), mv, 5)
@@ -997,7 +1026,7 @@ class Request:
     def __eq__(self, other):
         if not isinstance(other, Request):
             return NotImplemented
-        return self is other or (self._h <= 0 and other._h <= 0)
+        return self is other or (self._isnull() and other._isnull())
 
     def __ne__(self, other):
         r = self.__eq__(other)
@@ -1007,7 +1036,10 @@ class Request:
         return id(self)
 
     def __bool__(self):
-        return self._h != 0
+        return not self._isnull()
+
+    def _isnull(self):
+        return self._h == 0
 
     def __del__(self):
         h = getattr(self, "_h", 0)
@@ -1035,6 +1067,7 @@ class Request:
         return status, obj
 
     def _complete_null(self):
+        self._h = 0
         if self._status is None:
             self._status = Status()
             self._status.source, self._status.tag = PROC_NULL, ANY_TAG
@@ -1110,6 +1143,8 @@ class Request:
         return flag
 
     def Get_status(self, status=None):
+        if self._h == -1:
+            return True
         if self._h <= 0:
             if status is not None and self._status is not None:
                 status.__init__(self._status)
@@ -1139,10 +1174,16 @@ class Request:
         """(index, object) of the first request to complete; UNDEFINED when
         none is active."""
         requests = list(requests)
-        if not any(r is not None and r._h > 0 for r in requests):
+        if not any(r is not None and r._h != 0 for r in requests):
             if status is not None:
                 status.__init__(Status())
             return UNDEFINED, None
+        for i, r in enumerate(requests):  # requests on PROC_NULL are done
+            if r is not None and r._h < 0:
+                s, o = r._wait()
+                if status is not None:
+                    status.__init__(s)
+                return i, o
         idx = _out()
         _lib.pm_waitany(cls._handles(requests), len(requests), _bridge.ctypes.byref(idx),
                         _bridge.ctypes.byref(_st()))
@@ -1156,7 +1197,7 @@ class Request:
         """(index, flag, object): the first completed request, if any."""
         any_live = False
         for i, r in enumerate(requests):
-            if r is None or r._h <= 0:
+            if r is None or r._h == 0:
                 continue
             any_live = True
             flag, s, o = r._test()
@@ -1216,30 +1257,44 @@ class Request:
     @classmethod
     def Waitsome(cls, requests, statuses=None):
         requests = list(requests)
-        if not any(r is not None and r._h > 0 for r in requests):
+        if not any(r is not None and r._h != 0 for r in requests):
             return None
         i = cls.Waitany(requests)
         done = [i] + [j for j, r in enumerate(requests)
-                      if j != i and r is not None and r._h > 0 and r.Get_status()]
+                      if j != i and r is not None and r._h != 0 and r.Get_status()]
         sts = [requests[i]._status] + [requests[j]._wait()[0] for j in done[1:]]
         if statuses is not None:
             _set_statuses(statuses, sts)
         return done
 
-    waitsome = Waitsome
+    @classmethod
+    def waitsome(cls, requests, statuses=None):
+        """(indices, objects) of the requests completed, (None, None) when none
+        is active."""
+        requests = list(requests)
+        idx = cls.Waitsome(requests, statuses)
+        if idx is None:
+            return None, None
+        return idx, [requests[i]._obj for i in idx]
 
     @classmethod
     def Testsome(cls, requests, statuses=None):
         requests = list(requests)
-        if not any(r is not None and r._h > 0 for r in requests):
+        if not any(r is not None and r._h != 0 for r in requests):
             return None
-        done = [j for j, r in enumerate(requests) if r is not None and r._h > 0 and r.Get_status()]
+        done = [j for j, r in enumerate(requests) if r is not None and r._h != 0 and r.Get_status()]
         sts = [requests[j]._wait()[0] for j in done]
         if statuses is not None:
             _set_statuses(statuses, sts)
         return done
 
-    testsome = Testsome
+    @classmethod
+    def testsome(cls, requests, statuses=None):
+        requests = list(requests)
+        idx = cls.Testsome(requests, statuses)
+        if idx is None:
+            return None, None
+        return idx, [requests[i]._obj for i in idx]
 
 
 def _set_statuses(statuses, sts):
@@ -1249,7 +1304,7 @@ def _set_statuses(statuses, sts):
                 statuses[i] = Status(s)
             else:
                 statuses[i].__init__(s)
-        else:
+        elif isinstance(statuses, list):
             statuses.append(Status(s))
 
 
@@ -1263,6 +1318,15 @@ class Prequest(Request):
         Request.__init__(self, request)
         self._start = getattr(request, "_start", None)
         self._active = None
+        self._freed = False
+
+    def _isnull(self):
+        """A persistent request stays valid, active or not, until Free."""
+        return self._freed
+
+    def Free(self):
+        Request.Free(self)
+        self._freed = True
 
     def Start(self):
         r = self._start()
@@ -1654,22 +1718,23 @@ class Comm:
 
     # --- point to point: objects ---
 
-    def send(self, obj, dest, tag=0):
+    def _send(self, obj, dest, tag=0, sync=0):
         h = self._chk()
         if dest == PROC_NULL:
             return
         parts = _dumps(obj)
         if len(parts) == 1:
             p = parts[0]
-            _call(_lib.pm_send(h, dest, tag, p, len(p)))
+            _call(_lib.pm_send(h, dest, tag, p, len(p), sync))
         else:
             pp = _Parts(parts)
-            _call(_lib.pm_sendv(h, dest, tag, pp.addrs, pp.lens, pp.k))
+            _call(_lib.pm_sendv(h, dest, tag, pp.addrs, pp.lens, pp.k, sync))
 
-    bsend = send
-    ssend = send
+    send = _pm(_send)
+    bsend = _pm(_send)
+    ssend = _pm(_send, sync=1)  # completes once the receive has matched
 
-    def isend(self, obj, dest, tag=0):
+    def _isend(self, obj, dest, tag=0, sync=0):
         h = self._chk()
         if dest == PROC_NULL:
             return Request._new(-1)
@@ -1677,14 +1742,16 @@ class Comm:
         out = _out()
         if len(parts) == 1:
             p = parts[0]
-            _call(_lib.pm_isend(h, dest, tag, p, len(p), _bridge.ctypes.byref(out)))
+            _call(_lib.pm_isend(h, dest, tag, p, len(p), sync, _bridge.ctypes.byref(out)))
             return Request._new(out.value, "send", p)
         pp = _Parts(parts)
-        _call(_lib.pm_isendv(h, dest, tag, pp.addrs, pp.lens, pp.k, _bridge.ctypes.byref(out)))
+        _call(_lib.pm_isendv(h, dest, tag, pp.addrs, pp.lens, pp.k, sync,
+                             _bridge.ctypes.byref(out)))
         return Request._new(out.value, "send")
 
-    ibsend = isend
-    issend = isend
+    isend = _pm(_isend)
+    ibsend = _pm(_isend)
+    issend = _pm(_isend, sync=1)
 
     def recv(self, buf=None, source=ANY_SOURCE, tag=ANY_TAG, status=None):
         h = self._chk()
@@ -1744,29 +1811,31 @@ class Comm:
 
     # --- point to point: buffers ---
 
-    def Send(self, buf, dest, tag=0):
+    def _Send(self, buf, dest, tag=0, sync=0):
         h = self._chk()
         if dest == PROC_NULL:
             return
         addr, n, keep = _sendbuf(buf)
-        _call(_lib.pm_send(h, dest, tag, addr, n))
+        _call(_lib.pm_send(h, dest, tag, addr, n, sync))
 
-    Bsend = Send
-    Ssend = Send
-    Rsend = Send
+    Send = _pm(_Send)
+    Bsend = _pm(_Send)
+    Ssend = _pm(_Send, sync=1)
+    Rsend = _pm(_Send)
 
-    def Isend(self, buf, dest, tag=0):
+    def _Isend(self, buf, dest, tag=0, sync=0):
         h = self._chk()
         if dest == PROC_NULL:
             return Request._new(-1)
         addr, n, keep = _sendbuf(buf)
         out = _out()
-        _call(_lib.pm_isend(h, dest, tag, addr, n, _bridge.ctypes.byref(out)))
+        _call(_lib.pm_isend(h, dest, tag, addr, n, sync, _bridge.ctypes.byref(out)))
         return Request._new(out.value, "send", keep)
 
-    Ibsend = Isend
-    Issend = Isend
-    Irsend = Isend
+    Isend = _pm(_Isend)
+    Ibsend = _pm(_Isend)
+    Issend = _pm(_Isend, sync=1)
+    Irsend = _pm(_Isend)
 
     def Recv(self, buf, source=ANY_SOURCE, tag=ANY_TAG, status=None):
         h = self._chk()
@@ -1803,7 +1872,7 @@ class Comm:
     def Sendrecv_replace(self, buf, dest, sendtag=0, source=ANY_SOURCE, recvtag=ANY_TAG,
                          status=None):
         b = _Buf(buf, False)
-        copy = bytearray(memoryview(b.obj).cast("B")[:b.used]) if b.obj is not None else bytearray()
+        copy = bytearray(b.view()[:b.used]) if b.obj is not None else bytearray()
         spec = [copy, b.count, b.type] if b.type.blocks is None else [copy, BYTE]
         r = self.Irecv(buf, source, recvtag) if source != PROC_NULL else None
         self.Send(spec, dest, sendtag)
@@ -1981,8 +2050,6 @@ class Comm:
             addr, n, keep, finish = _recvbuf(buf)
         return self._start(req, lambda r: _lib.pm_bcast(h, root, addr, n, r), keep, finish)
 
-
-
     def _gather(self, sendbuf, recvbuf, root=0, all_=0, req=False):
         h = self._chk()
         me = all_ or self._rank == root
@@ -1990,21 +2057,17 @@ class Comm:
         if sendbuf is IN_PLACE:
             if rb is None:
                 raise Exception(ERR_BUFFER, "IN_PLACE needs a receive buffer")
-            n = rb.used // self._size
+            n = rb.block(self._size)
             sa = None
         else:
             sb = _Buf(sendbuf, False)
             sa, n = sb.addr, sb.used
         ra = rb.addr if rb is not None else None
-        if rb is not None and rb.used < n * self._size:
+        if rb is not None and rb.nbytes < n * self._size:
             raise Exception(ERR_TRUNCATE, "receive buffer of %d bytes is too small for %d ranks "
                             "x %d bytes" % (rb.used, self._size, n))
         keep = (sendbuf, rb)
         return self._start(req, lambda r: _lib.pm_gather(h, root, sa, n, ra, all_, r), keep)
-
-
-
-
 
     def _scatter(self, sendbuf, recvbuf, root=0, req=False):
         h = self._chk()
@@ -2012,7 +2075,7 @@ class Comm:
         if self._rank == root:
             sb = _Buf(sendbuf, False)
             sa = sb.addr
-            n = sb.used // self._size
+            n = sb.block(self._size)
         if recvbuf is IN_PLACE:
             ra = None
         else:
@@ -2025,17 +2088,13 @@ class Comm:
         keep = (sendbuf, recvbuf)
         return self._start(req, lambda r: _lib.pm_scatter(h, root, sa, ra, n, r), keep)
 
-
-
     def _alltoall(self, sendbuf, recvbuf, req=False):
         h = self._chk()
         rb = _Buf(recvbuf, True)
-        n = rb.used // self._size
+        n = rb.block(self._size)
         sa = None if sendbuf is IN_PLACE else _Buf(sendbuf, False).addr
         keep = (sendbuf, rb)
         return self._start(req, lambda r: _lib.pm_alltoall(h, sa, rb.addr, n, r), keep)
-
-
 
     def _vspec(self, spec, writable):
         """A v-variant buffer: (buf, byte counts, byte displacements)."""
@@ -2072,10 +2131,6 @@ class Comm:
         return self._start(req, lambda r: _lib.pm_gatherv(h, root, sa, n, ra, rc, rd, all_, r),
                            keep)
 
-
-
-
-
     def _scatterv(self, sendbuf, recvbuf, root=0, req=False):
         h = self._chk()
         sb = sc = sd = None
@@ -2090,8 +2145,6 @@ class Comm:
         keep = (sb, sc, sd, recvbuf)
         return self._start(req, lambda r: _lib.pm_scatterv(h, root, sa, sc, sd, ra, n, r), keep)
 
-
-
     def _alltoallv(self, sendbuf, recvbuf, req=False):
         h = self._chk()
         rb, rc, rd, _ = self._vspec(recvbuf, True)
@@ -2105,8 +2158,6 @@ class Comm:
         return self._start(req, lambda r: _lib.pm_alltoallv(h, sa, sc, sd, rb.addr, rc, rd, r),
                            keep)
 
-
-
     # Reductions: in Go for the predefined ops on numeric types, else in Python
     # over gathered buffers (user ops, MAXLOC/MINLOC pairs).
     def _reduce(self, sendbuf, recvbuf, op=SUM, root=0, kind=0, req=False, counts=None):
@@ -2117,8 +2168,8 @@ class Comm:
             else None
         sb = None if sendbuf is IN_PLACE else _Buf(sendbuf, False)
         t = (sb or rb).type if (sb or rb) is not None else BYTE
-        if kind == _R_SCATTER_BLOCK:
-            count = rb.count
+        if kind == _R_SCATTER_BLOCK:  # in place, recvbuf holds every block
+            count = rb.count if sb is not None else rb.count // self._size
         elif kind == _R_SCATTER:
             count = sum(counts)
         elif sb is not None:
@@ -2141,11 +2192,12 @@ class Comm:
 
     def _reduce_py(self, kind, sb, rb, op, root, t, count, counts):
         es = t.size
-        n = count * es
+        n = count * es  # bytes of the result (of one block for ReduceScatterBlock)
+        whole = n * self._size if kind == _R_SCATTER_BLOCK else n  # bytes of the input
         if sb is not None:
-            mine = bytes(memoryview(sb.obj).cast("B")[:n])
+            mine = bytes(sb.view()[:whole])
         else:
-            mine = bytes(memoryview(rb.obj).cast("B")[:n])
+            mine = bytes(rb.view()[:whole])
         parts = self.allgather(mine)
 
         def fold(upto):
@@ -2158,32 +2210,22 @@ class Comm:
             if kind == _R_REDUCE and self._rank != root:
                 return None
             res = fold(self._size)
-            memoryview(rb.obj).cast("B")[:n] = res
+            rb.view()[:n] = res
         elif kind == _R_SCAN:
-            memoryview(rb.obj).cast("B")[:n] = fold(self._rank + 1)
+            rb.view()[:n] = fold(self._rank + 1)
         elif kind == _R_EXSCAN:
             if self._rank > 0:
-                memoryview(rb.obj).cast("B")[:n] = fold(self._rank)
+                rb.view()[:n] = fold(self._rank)
         else:
             res = fold(self._size)
             if kind == _R_SCATTER_BLOCK:
-                per = rb.count * es
+                per = count * es
                 off = self._rank * per
             else:
                 off = sum(counts[:self._rank]) * es
                 per = counts[self._rank] * es
-            memoryview(rb.obj).cast("B")[:per] = res[off:off + per]
+            rb.view()[:per] = res[off:off + per]
         return None
-
-
-
-
-
-
-
-
-
-
 
     # The buffer collectives and their nonblocking (I...) forms: one
     # implementation each, the forms differing only in the fixed arguments.

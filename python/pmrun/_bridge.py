@@ -50,10 +50,10 @@ _SIGNATURES = {
     "pm_comm_split_node": (c_int64, P64),
     "pm_comm_create_group": (c_int64, c_void_p, c_int64, P64),
     "pm_comm_free": (c_int64,),
-    "pm_send": (c_int64, c_int64, c_int64, c_void_p, c_int64),
-    "pm_sendv": (c_int64, c_int64, c_int64, c_void_p, c_void_p, c_int64),
-    "pm_isend": (c_int64, c_int64, c_int64, c_void_p, c_int64, P64),
-    "pm_isendv": (c_int64, c_int64, c_int64, c_void_p, c_void_p, c_int64, P64),
+    "pm_send": (c_int64, c_int64, c_int64, c_void_p, c_int64, c_int64),
+    "pm_sendv": (c_int64, c_int64, c_int64, c_void_p, c_void_p, c_int64, c_int64),
+    "pm_isend": (c_int64, c_int64, c_int64, c_void_p, c_int64, c_int64, P64),
+    "pm_isendv": (c_int64, c_int64, c_int64, c_void_p, c_void_p, c_int64, c_int64, P64),
     "pm_recv": (c_int64, c_int64, c_int64, c_void_p, c_int64, c_void_p),
     "pm_recv_obj": (c_int64, c_int64, c_int64, c_void_p, c_int64, c_void_p),
     "pm_irecv": (c_int64, c_int64, c_int64, c_void_p, c_int64, P64),
@@ -192,3 +192,94 @@ def _check_platform():
 
 
 _check_platform()
+
+
+# --- arrays that are not buffers: DLPack and the array interfaces -------------
+
+
+class _DLDevice(ctypes.Structure):
+    _fields_ = [("device_type", ctypes.c_uint), ("device_id", ctypes.c_int)]
+
+
+class _DLDataType(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
+
+
+class _DLTensor(ctypes.Structure):
+    _fields_ = [
+        ("data", c_void_p),
+        ("device", _DLDevice),
+        ("ndim", ctypes.c_int),
+        ("dtype", _DLDataType),
+        ("shape", ctypes.POINTER(c_int64)),
+        ("strides", ctypes.POINTER(c_int64)),
+        ("byte_offset", ctypes.c_uint64),
+    ]
+
+
+_PyCapsule_GetPointer = ctypes.pythonapi.PyCapsule_GetPointer
+_PyCapsule_GetPointer.argtypes = (ctypes.py_object, ctypes.c_char_p)
+_PyCapsule_GetPointer.restype = c_void_p
+_KDLCPU, _KDLCUDAHOST = 1, 3
+# (DLPack type code or array-interface kind, bytes) -> struct format
+_FORMATS = {(0, 1): "b", (0, 2): "h", (0, 4): "i", (0, 8): "q",
+            (1, 1): "B", (1, 2): "H", (1, 4): "I", (1, 8): "Q",
+            (2, 2): "e", (2, 4): "f", (2, 8): "d", (5, 8): "Zf", (5, 16): "Zd", (6, 1): "?",
+            ("i", 1): "b", ("i", 2): "h", ("i", 4): "i", ("i", 8): "q",
+            ("u", 1): "B", ("u", 2): "H", ("u", 4): "I", ("u", 8): "Q",
+            ("f", 2): "e", ("f", 4): "f", ("f", 8): "d", ("c", 8): "Zf", ("c", 16): "Zd",
+            ("b", 1): "?"}
+
+
+def _contiguous(shape, strides, itemsize):
+    """Whether strides (in elements, or None) describe a C-contiguous array."""
+    if strides is None:
+        return True
+    expect = 1
+    for n, s in zip(reversed(shape), reversed(strides)):
+        if n > 1 and s != expect:
+            return False
+        expect *= n
+    return True
+
+
+def array_memory(obj, writable):
+    """(holder, address, nbytes, format, itemsize) of an object exporting
+    DLPack (on the CPU) or __cuda_array_interface__/__array_interface__ (taken
+    as host memory), or None if it exports neither."""
+    if hasattr(obj, "__dlpack__"):
+        device = obj.__dlpack_device__() if hasattr(obj, "__dlpack_device__") else (_KDLCPU, 0)
+        if device[0] not in (_KDLCPU, _KDLCUDAHOST):
+            raise BufferError("DLPack array on device %r: only host memory can be sent" % (device,))
+        capsule = obj.__dlpack__()
+        t = _DLTensor.from_address(_PyCapsule_GetPointer(capsule, b"dltensor"))
+        shape = [t.shape[i] for i in range(t.ndim)]
+        strides = [t.strides[i] for i in range(t.ndim)] if t.strides else None
+        itemsize = t.dtype.bits // 8 * t.dtype.lanes
+        if not _contiguous(shape, strides, itemsize):
+            raise BufferError("DLPack array is not contiguous")
+        n = 1
+        for d in shape:
+            n *= d
+        fmt = _FORMATS.get((t.dtype.code, itemsize), "B")
+        return (capsule, obj), (t.data or 0) + t.byte_offset, n * itemsize, fmt, itemsize
+    for name in ("__cuda_array_interface__", "__array_interface__"):
+        ai = getattr(obj, name, None)
+        if ai is None:
+            continue
+        addr, readonly = ai["data"]
+        if readonly and writable:
+            raise BufferError("a read-only array cannot be received into")
+        typestr = ai["typestr"]
+        itemsize = int(typestr[2:])
+        shape = list(ai.get("shape", ()))
+        strides = ai.get("strides")
+        if strides is not None:
+            strides = [s // itemsize for s in strides]
+        if not _contiguous(shape, strides, itemsize):
+            raise BufferError("array is not contiguous")
+        n = 1
+        for d in shape:
+            n *= d
+        return obj, addr, n * itemsize, _FORMATS.get((typestr[1], itemsize), "B"), itemsize
+    return None
