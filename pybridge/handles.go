@@ -134,6 +134,9 @@ func commOf(h int64) (*comm.Comm, error) {
 // is an empty slice; a nil p otherwise is nil (used for MPI.IN_PLACE and "no
 // buffer").
 func mem(p unsafe.Pointer, n int64) []byte {
+	if n < 0 { // the Python side rejects these; never let one reach unsafe.Slice
+		n = 0
+	}
 	if p == nil {
 		if n == 0 {
 			return []byte{}

@@ -116,6 +116,9 @@ class Exception(RuntimeError):  # noqa: A001 - the name mpi4py uses
     def __int__(self):
         return self.ierr
 
+    def __repr__(self):
+        return "MPI.Exception(%d)" % self.ierr
+
     def __eq__(self, other):
         if isinstance(other, int):
             return self.ierr == other
@@ -135,7 +138,41 @@ def _call(rc):
 
 
 def Get_error_class(errorcode):
-    return errorcode
+    return _user_classes.get(errorcode, errorcode)
+
+
+_user_classes = {}
+_next_error = [ERR_LASTCODE + 1]
+
+
+def Add_error_class():
+    c = _next_error[0]
+    _next_error[0] += 1
+    _user_classes[c] = c
+    return c
+
+
+def Add_error_code(errorclass):
+    c = _next_error[0]
+    _next_error[0] += 1
+    _user_classes[c] = errorclass
+    return c
+
+
+def Add_error_string(errorcode, string):
+    _ERROR_STRINGS[errorcode] = string
+
+
+def Remove_error_class(errorclass):
+    _user_classes.pop(errorclass, None)
+
+
+def Remove_error_code(errorcode):
+    _user_classes.pop(errorcode, None)
+
+
+def Remove_error_string(errorcode):
+    _ERROR_STRINGS.pop(errorcode, None)
 
 
 def Get_error_string(errorcode):
@@ -365,15 +402,8 @@ C_FLOAT_COMPLEX = _predef("C_FLOAT_COMPLEX", "Zf", 8, _T_COMPLEX64)
 C_DOUBLE_COMPLEX = _predef("C_DOUBLE_COMPLEX", "Zd", 16, _T_COMPLEX128)
 C_LONG_DOUBLE_COMPLEX = _predef("C_LONG_DOUBLE_COMPLEX", "Zg", 32)
 CXX_BOOL = C_BOOL
-COMPLEX = _predef("COMPLEX", "Zf", 8, _T_COMPLEX64)
-DOUBLE_COMPLEX = _predef("DOUBLE_COMPLEX", "Zd", 16, _T_COMPLEX128)
 CXX_FLOAT_COMPLEX = C_FLOAT_COMPLEX
 CXX_DOUBLE_COMPLEX = C_DOUBLE_COMPLEX
-INTEGER = INT
-REAL = FLOAT
-DOUBLE_PRECISION = DOUBLE
-LOGICAL = INT
-CHARACTER = CHAR
 # Value-index pairs for MAXLOC and MINLOC, laid out as C structs.
 FLOAT_INT = _predef("FLOAT_INT", "T{f:v:i:i:}", 8)
 DOUBLE_INT = _predef("DOUBLE_INT", "T{d:v:i:i:4x}", 16)
@@ -382,6 +412,38 @@ SHORT_INT = _predef("SHORT_INT", "T{h:v:2x:i:i:}", 8)
 TWOINT = _predef("2INT", "T{i:v:i:i:}", 8)
 INT_INT = TWOINT
 globals()["2INT"] = TWOINT
+LONG_DOUBLE_INT = _predef("LONG_DOUBLE_INT", "T{g:v:i:i:12x}", 32)
+SIGNED_SHORT = SHORT
+SIGNED_INT = INT
+SIGNED_LONG = LONG
+SIGNED_LONG_LONG = LONG_LONG
+# Fortran names, as the C types of the same size.
+CHARACTER = _predef("CHARACTER", "c", 1, _T_INT8)
+LOGICAL = _predef("LOGICAL", "i", 4, _T_INT32)
+INTEGER = _predef("INTEGER", "i", 4, _T_INT32)
+REAL = _predef("REAL", "f", 4, _T_FLOAT32)
+DOUBLE_PRECISION = _predef("DOUBLE_PRECISION", "d", 8, _T_FLOAT64)
+COMPLEX = _predef("COMPLEX", "Zf", 8, _T_COMPLEX64)
+LOGICAL1 = _predef("LOGICAL1", "b", 1, _T_INT8)
+LOGICAL2 = _predef("LOGICAL2", "h", 2, _T_INT16)
+LOGICAL4 = _predef("LOGICAL4", "i", 4, _T_INT32)
+LOGICAL8 = _predef("LOGICAL8", "q", 8, _T_INT64)
+INTEGER1 = _predef("INTEGER1", "b", 1, _T_INT8)
+INTEGER2 = _predef("INTEGER2", "h", 2, _T_INT16)
+INTEGER4 = _predef("INTEGER4", "i", 4, _T_INT32)
+INTEGER8 = _predef("INTEGER8", "q", 8, _T_INT64)
+INTEGER16 = _predef("INTEGER16", "16x", 16)
+REAL2 = _predef("REAL2", "e", 2)
+REAL4 = _predef("REAL4", "f", 4, _T_FLOAT32)
+REAL8 = _predef("REAL8", "d", 8, _T_FLOAT64)
+REAL16 = _predef("REAL16", "g", 16)
+COMPLEX4 = _predef("COMPLEX4", "4x", 4)
+COMPLEX8 = _predef("COMPLEX8", "Zf", 8, _T_COMPLEX64)
+COMPLEX16 = _predef("COMPLEX16", "Zd", 16, _T_COMPLEX128)
+COMPLEX32 = _predef("COMPLEX32", "Zg", 32)
+DOUBLE_COMPLEX = _predef("DOUBLE_COMPLEX", "Zd", 16, _T_COMPLEX128)
+UB = _predef("UB", "0x", 0)
+LB = _predef("LB", "0x", 0)
 _PAIRS = {FLOAT_INT: ("f", 0, 4), DOUBLE_INT: ("d", 0, 8), LONG_INT: ("q", 0, 8),
           SHORT_INT: ("h", 0, 4), TWOINT: ("i", 0, 4)}
 
@@ -393,6 +455,18 @@ _BY_FORMAT = {
     "F": C_FLOAT_COMPLEX, "D": C_DOUBLE_COMPLEX, "?": C_BOOL, "c": CHAR, "s": CHAR,
     "p": INT64_T, "P": UINT64_T, "e": _predef("FLOAT16", "e", 2),
 }
+
+
+# mpi4py's private maps from typecodes to datatypes, which scripts use.
+_typedict = {c: _BY_FORMAT[c] for c in "?cbBhHiIlLqQfdgFDG" if c in _BY_FORMAT}
+_typedict.update({"F": C_FLOAT_COMPLEX, "D": C_DOUBLE_COMPLEX, "G": C_LONG_DOUBLE_COMPLEX,
+                  "l": LONG, "L": UNSIGNED_LONG, "q": LONG_LONG, "Q": UNSIGNED_LONG_LONG,
+                  "i": INT, "I": UNSIGNED, "h": SHORT, "H": UNSIGNED_SHORT, "b": SIGNED_CHAR,
+                  "B": UNSIGNED_CHAR, "c": CHAR, "?": C_BOOL, "f": FLOAT, "d": DOUBLE,
+                  "g": LONG_DOUBLE})
+_typedict_c = dict(_typedict)
+_typedict_f = {"l": LOGICAL, "i": INTEGER, "s": REAL, "r": REAL, "d": DOUBLE_PRECISION,
+               "c": COMPLEX, "z": DOUBLE_COMPLEX}
 
 
 def _datatype_of(fmt, itemsize):
@@ -456,22 +530,45 @@ BUFFER_AUTOMATIC = None
 
 
 class buffer:
-    """Raw memory (mpi4py's MPI.buffer): pmrun hands out memoryviews of bytes,
-    which numpy.frombuffer, memoryview and bytes accept alike."""
+    """Raw memory (mpi4py's MPI.buffer), as user ops receive it: a ctypes byte
+    array over the memory. numpy.frombuffer, bytes(), len() and indexing work
+    on it as on mpi4py's, and its slices accept any buffer of the right size
+    (buf[:] = array); a memoryview of it has format '<B' and must be
+    cast('B') before slice assignment."""
 
     def __new__(cls, obj=b""):
         mv = memoryview(obj)
-        return mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv
+        if mv.format != "B" or mv.ndim != 1:
+            mv = mv.cast("B")
+        t = _memory_type(mv.nbytes)
+        if mv.readonly:
+            return t.from_buffer_copy(mv)
+        return t.from_buffer(mv) if mv.nbytes else t()
 
     @staticmethod
     def allocate(nbytes, clear=False):
-        return memoryview(bytearray(nbytes))
+        return buffer(bytearray(nbytes))
 
     @staticmethod
     def fromaddress(address, nbytes, readonly=False):
-        import ctypes
-        mv = memoryview((ctypes.c_char * nbytes).from_address(address)).cast("B")
-        return mv.toreadonly() if readonly else mv
+        return _memory_type(nbytes).from_address(address)
+
+
+def _memory_setitem(self, key, value):
+    if not isinstance(value, int):
+        value = memoryview(value).cast("B").tobytes()
+    _bridge.ctypes.Array.__setitem__(self, key, value)
+
+
+_MEMORY_TYPES = {}
+
+
+def _memory_type(n):
+    t = _MEMORY_TYPES.get(n)
+    if t is None:
+        t = _MEMORY_TYPES[n] = type("buffer", (_bridge.ctypes.c_ubyte * n,),
+                                    {"__setitem__": _memory_setitem})
+    return t
 
 
 memory = buffer
@@ -1568,6 +1665,11 @@ class Comm:
         return Group(_ranks=self._group)
 
     group = property(Get_group)
+
+    @staticmethod
+    def Get_parent():
+        """The parent of a spawned job: none under pmrun."""
+        return COMM_NULL
 
     def Is_inter(self):
         return False

@@ -254,6 +254,8 @@ def array_memory(obj, writable):
         capsule = obj.__dlpack__()
         t = _DLTensor.from_address(_PyCapsule_GetPointer(capsule, b"dltensor"))
         shape = [t.shape[i] for i in range(t.ndim)]
+        if any(d < 0 for d in shape):
+            raise BufferError("DLPack array: bad shape %r" % (shape,))
         strides = [t.strides[i] for i in range(t.ndim)] if t.strides else None
         itemsize = t.dtype.bits // 8 * t.dtype.lanes
         if not _contiguous(shape, strides, itemsize):
@@ -272,7 +274,10 @@ def array_memory(obj, writable):
             raise BufferError("a read-only array cannot be received into")
         typestr = ai["typestr"]
         itemsize = int(typestr[2:])
-        shape = list(ai.get("shape", ()))
+        shape = ai.get("shape")
+        if not isinstance(shape, tuple) or any(not isinstance(d, int) or d < 0 for d in shape):
+            raise BufferError("array interface: bad shape %r" % (shape,))
+        shape = list(shape)
         strides = ai.get("strides")
         if strides is not None:
             strides = [s // itemsize for s in strides]
