@@ -1473,26 +1473,33 @@ class Group:
     """An ordered set of processes (world ranks)."""
 
     def __init__(self, group=None, *, _ranks=None):
+        # None: the null group (MPI.Group(), GROUP_NULL, a freed group).
         if isinstance(group, Group):
-            self._ranks = list(group._ranks)
+            self._ranks = None if group._ranks is None else list(group._ranks)
         else:
-            self._ranks = list(_ranks) if _ranks is not None else []
+            self._ranks = list(_ranks) if _ranks is not None else None
 
     def __eq__(self, other):
         return isinstance(other, Group) and self._ranks == other._ranks
 
     def __hash__(self):
-        return hash(tuple(self._ranks))
+        return hash(None if self._ranks is None else tuple(self._ranks))
 
     def __bool__(self):
-        return self is not GROUP_NULL
+        return self._ranks is not None
+
+    def _members(self):
+        if self._ranks is None:
+            raise Exception(ERR_GROUP, "invalid group (MPI.GROUP_NULL or freed)")
+        return self._ranks
 
     def Get_size(self):
-        return len(self._ranks)
+        return len(self._members())
 
     def Get_rank(self):
         w = _world_rank()
-        return self._ranks.index(w) if w in self._ranks else UNDEFINED
+        ranks = self._members()
+        return ranks.index(w) if w in ranks else UNDEFINED
 
     size = property(Get_size)
     rank = property(Get_rank)
@@ -1556,7 +1563,7 @@ class Group:
         return Group(self)
 
     def Free(self):
-        pass
+        self._ranks = None
 
 
 GROUP_NULL = Group()
@@ -1601,6 +1608,8 @@ class Comm:
     ``MyComm(MPI.COMM_WORLD)``."""
 
     def __init__(self, comm=None):
+        if comm is not None and not isinstance(comm, Comm):
+            raise TypeError("expected a communicator, not %s" % type(comm).__name__)
         self._h = 0
         self._rank, self._size = -1, 0
         self._name = ""

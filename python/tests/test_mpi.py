@@ -343,6 +343,62 @@ class MoreMethods(unittest.TestCase):
         self.assertGreaterEqual(MPI.pickle.PROTOCOL, 5)
 
 
+class Semantics(unittest.TestCase):
+    """Details of mpi4py's object model that scripts and test suites rely on."""
+
+    def test_null_handles(self):
+        self.assertEqual(MPI.Comm(), MPI.COMM_NULL)
+        self.assertFalse(MPI.Comm())
+        self.assertRaises(TypeError, MPI.Comm, (1, 2))
+        self.assertFalse(MPI.Group())
+        self.assertTrue(MPI.GROUP_EMPTY)
+        self.assertNotEqual(MPI.GROUP_EMPTY, MPI.GROUP_NULL)
+        g = comm.Get_group()
+        g.Free()
+        self.assertEqual(g, MPI.GROUP_NULL)
+        self.assertRaises(TypeError, MPI.Status, 123)
+
+    def test_request_states(self):
+        r = comm.isend("x", dest=MPI.PROC_NULL)
+        self.assertTrue(r)  # active until completed, even on PROC_NULL
+        r.wait()
+        self.assertFalse(r)
+        self.assertEqual(r, MPI.REQUEST_NULL)
+        p = comm.Send_init(bytearray(1), dest=rank, tag=120)
+        q = comm.Recv_init(bytearray(1), source=rank, tag=120)
+        MPI.Prequest.Startall([q, p])
+        MPI.Request.Waitall([p, q])
+        self.assertNotEqual(p, MPI.REQUEST_NULL)  # persistent: valid until Free
+        p.Free()
+        q.Free()
+        self.assertEqual(p, MPI.REQUEST_NULL)
+
+    def test_synchronous_send(self):
+        r = comm.issend({"k": 1}, dest=rank, tag=121)
+        self.assertFalse(r.Test())  # no receive posted yet
+        self.assertEqual(comm.recv(source=rank, tag=121), {"k": 1})
+        r.wait()
+
+    def test_empty_message_is_none(self):
+        s = comm.Isend([None, 0, "B"], dest=rank, tag=122)
+        self.assertIsNone(comm.recv(source=rank, tag=122))
+        s.Wait()
+
+    def test_array_interface_buffer(self):
+        class Exported:  # memory exported through the array interface only
+            def __init__(self, arr):
+                self.arr = arr
+                addr, _ = arr.buffer_info()
+                self.__array_interface__ = {"data": (addr, False), "typestr": "<i4",
+                                            "shape": (len(arr),), "version": 3}
+        src = Exported(array.array("i", [rank, 7]))
+        dst = Exported(array.array("i", [0, 0]))
+        r = comm.Irecv(dst, source=rank, tag=123)
+        comm.Send(src, dest=rank, tag=123)
+        r.Wait()
+        self.assertEqual(list(dst.arr), [rank, 7])
+
+
 class ObjectCollectives(unittest.TestCase):
     def test_bcast(self):
         for root in range(size):
