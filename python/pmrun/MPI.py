@@ -492,7 +492,17 @@ def _datatype_of_format(fmt, itemsize):
             signed = f in ("l", "i")
             return {(4, True): INT32_T, (8, True): INT64_T, (4, False): UINT32_T,
                     (8, False): UINT64_T}[(itemsize, signed)]
-        return BYTE if itemsize == 1 or t is None else t
+        if itemsize == 1:
+            return BYTE
+        return _opaque(itemsize)  # an element type pmrun does not know: moved as bytes
+    return t
+
+
+def _opaque(itemsize):
+    t = _DT_CACHE.get(("opaque", itemsize))
+    if t is None:
+        t = _DT_CACHE[("opaque", itemsize)] = Datatype(
+            _name="MPI_BYTE*%d" % itemsize, _size=itemsize, _fmt="%dB" % itemsize)
     return t
 
 
@@ -624,15 +634,21 @@ class _Buf:
         if rest and isinstance(rest[-1], (Datatype, str)):
             t = _typearg(rest.pop())
         if vector:
-            if len(rest) == 1 and isinstance(rest[0], tuple) and len(rest[0]) == 2 \
-                    and not isinstance(rest[0][0], int):
-                self.counts, self.displs = list(rest[0][0]), list(rest[0][1])
+            if len(rest) == 1 and isinstance(rest[0], tuple) and len(rest[0]) == 2:
+                c, d = rest[0]
+                if isinstance(c, int):
+                    self.count = c
+                else:
+                    self.counts = list(c)
+                self.displs = d if d is None or isinstance(d, int) else list(d)
             elif rest and rest[0] is not None and not isinstance(rest[0], int):
                 self.counts = list(rest[0])
                 if len(rest) >= 2 and rest[1] is not None:
                     self.displs = list(rest[1])
             elif rest and isinstance(rest[0], int):
                 self.count = rest[0]
+                if len(rest) >= 2 and rest[1] is not None:
+                    self.displs = list(rest[1])
         elif rest:
             c = rest[0]
             self.count = c[0] if isinstance(c, tuple) else c
@@ -2214,10 +2230,15 @@ class Comm:
         es = b.type.size
         counts = b.counts
         if counts is None:
-            total = b.count if b.count is not None else 0
-            per = total // size
+            # [buf, count, TYPE]: count from each rank (as mpi4py); a bare
+            # buffer divides evenly.
+            per = b.count if b.given else (b.count or 0) // size
             counts = [per] * size
+        elif isinstance(counts, int):
+            counts = [counts] * size
         displs = b.displs
+        if isinstance(displs, int):  # a stride between the blocks
+            displs = [i * displs for i in range(size)]
         if displs is None:
             displs, off = [], 0
             for c in counts:
@@ -2268,6 +2289,64 @@ class Comm:
             keep = (sb, sc, sd, rb, rc, rd)
         return self._start(req, lambda r: _lib.pm_alltoallv(h, sa, sc, sd, rb.addr, rc, rd, r),
                            keep)
+
+    def _wspec(self, spec, writable):
+        """An Alltoallw buffer: (base address, counts, byte displacements, types,
+        holder). MPI.BOTTOM (or None) as the buffer makes displacements absolute."""
+        if len(spec) == 3:
+            buf, (counts, displs), types = spec
+        else:
+            buf, counts, displs, types = spec
+        size = self._size
+        counts = [counts] * size if isinstance(counts, int) else list(counts)
+        displs = [displs] * size if isinstance(displs, int) else list(displs)
+        types = [_typearg(types)] * size if isinstance(types, (Datatype, str)) \
+            else [_typearg(t) for t in types]
+        if buf is None or (isinstance(buf, int) and buf == BOTTOM):
+            return 0, counts, displs, types, None
+        b = _Buf(buf, writable)
+        base = b.addr if isinstance(b.addr, int) else _addressof(_c_char.from_buffer_copy(b.addr))
+        return base or 0, counts, displs, types, b
+
+    @staticmethod
+    def _elements(addr, t, count):
+        """(address, size) of each contiguous piece of count elements of t at addr."""
+        if t.blocks is None:
+            return [(addr, count * t.size)]
+        return [(addr + i * t.extent + off, b.size) for i in range(count) for off, b in t.blocks]
+
+    def Alltoallw(self, sendbuf, recvbuf):
+        """Alltoall with a count, byte displacement and datatype per peer; the
+        blocks are packed and moved with Alltoallv."""
+        h = self._chk()
+        rbase, rc, rd, rt, rkeep = self._wspec(recvbuf, True)
+        if sendbuf is IN_PLACE:
+            sbase, sc, sd, st, skeep = rbase, rc, rd, rt, None
+        else:
+            sbase, sc, sd, st, skeep = self._wspec(sendbuf, False)
+        out, scnt, sdsp = bytearray(), [], []
+        for i in range(self._size):
+            sdsp.append(len(out))
+            for a, n in self._elements(sbase + sd[i], st[i], sc[i]):
+                out += _bridge.ctypes.string_at(a, n) if n else b""
+            scnt.append(len(out) - sdsp[-1])
+        rcnt = [rc[i] * rt[i].size for i in range(self._size)]
+        rdsp = [sum(rcnt[:i]) for i in range(self._size)]
+        tmp = bytearray(sum(rcnt))
+        sp, tp = _pin(out, False), _pin(tmp, True)
+        _call(_lib.pm_alltoallv(h, sp[1], _bridge.int64s(scnt), _bridge.int64s(sdsp), tp[1],
+                                _bridge.int64s(rcnt), _bridge.int64s(rdsp), None))
+        for i in range(self._size):
+            pos = rdsp[i]
+            for a, n in self._elements(rbase + rd[i], rt[i], rc[i]):
+                if n:
+                    _bridge.ctypes.memmove(a, bytes(tmp[pos:pos + n]), n)
+                pos += n
+        del skeep, rkeep, sp, tp
+
+    def Ialltoallw(self, sendbuf, recvbuf):
+        self.Alltoallw(sendbuf, recvbuf)
+        return Request._new(-1)
 
     # Reductions: in Go for the predefined ops on numeric types, else in Python
     # over gathered buffers (user ops, MAXLOC/MINLOC pairs).

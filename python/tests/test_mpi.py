@@ -552,6 +552,25 @@ class BufferCollectives(unittest.TestCase):
         comm.Alltoallv([sendv, scounts, sdispls, MPI.INT], [recvv, rcounts, rdispls, MPI.INT])
         self.assertEqual(list(recvv), [s * 10 + rank for s in range(size) for _ in range(s + 1)])
 
+    def test_alltoallw(self):
+        # rank s sends s*10+d, as one INT, to rank d, which lays the values
+        # out with a stride of two INTs.
+        send = array.array("i", [rank * 10 + d for d in range(size)])
+        recv = array.array("i", [-1] * (2 * size))
+        comm.Alltoallw((send, ([1] * size, [4 * d for d in range(size)]), [MPI.INT] * size),
+                       (recv, ([1] * size, [8 * s for s in range(size)]), [MPI.INT] * size))
+        self.assertEqual(list(recv[0::2]), [s * 10 + rank for s in range(size)])
+        self.assertEqual(list(recv[1::2]), [-1] * size)
+        vec = MPI.Datatype.Create_struct([1], [0], [MPI.INT]).Create_resized(0, 8).Commit()
+        recv2 = array.array("i", [-1] * (2 * size))
+        comm.Alltoallw(MPI.IN_PLACE, (recv, ([1] * size, [8 * s for s in range(size)]),
+                                      [vec] * size))
+        self.assertEqual(list(recv[0::2]), [rank * 10 + s for s in range(size)])
+        comm.Alltoallw((send, ([1] * size, [4 * d for d in range(size)]), [MPI.INT] * size),
+                       (recv2, ([1] * size, [8 * s for s in range(size)]), [vec] * size))
+        self.assertEqual(list(recv2[0::2]), [s * 10 + rank for s in range(size)])
+        vec.Free()
+
     def test_nonblocking(self):
         a = array.array("d", [rank] * 3)
         b = array.array("d", [0] * 3)
