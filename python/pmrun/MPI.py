@@ -68,6 +68,7 @@ ERR_INTERN = 17
 ERR_IN_STATUS = 18
 ERR_PENDING = 19
 ERR_PROC_FAILED = 75
+ERR_INFO_NOKEY = 31
 ERR_LASTCODE = 92
 
 _ERROR_STRINGS = {
@@ -1603,6 +1604,17 @@ class Info(dict):
     def Dup(self):
         return Info(self)
 
+    def Delete(self, key):
+        if key not in self:
+            raise Exception(ERR_INFO_NOKEY, "no info key %r" % key)
+        del self[key]
+
+    def Get_nkeys(self):
+        return len(self)
+
+    def Get_nthkey(self, n):
+        return list(self)[n]
+
 
 INFO_NULL = Info()
 INFO_ENV = Info()
@@ -2691,7 +2703,17 @@ def Free_mem(mem):
     pass
 
 
+def Aint_add(base, disp):
+    return base + disp
+
+
+def Aint_diff(addr1, addr2):
+    return addr1 - addr2
+
+
 def Get_address(location):
+    if isinstance(location, int):  # MPI.BOTTOM or an address already
+        return location
     b = _Buf(location, False)
     return b.addr if isinstance(b.addr, int) else 0
 
