@@ -144,26 +144,17 @@ func ConfigFromEnv() (*Config, error) {
 		}
 		c.Spin = d
 	}
-	if s := os.Getenv("PMRUN_SPIN_YIELD"); s != "" {
-		on, err := parseOnOff(s)
-		if err != nil {
-			return nil, fmt.Errorf("comm: PMRUN_SPIN_YIELD=%q: %w", s, err)
+	for _, v := range []struct {
+		name string
+		dst  *bool
+	}{{"PMRUN_SPIN_YIELD", &c.SpinYield}, {"PMRUN_LOCKED_CALLERS", &c.LockedCallers}, {"PMRUN_SHM", &c.SharedMemory}} {
+		if s := os.Getenv(v.name); s != "" {
+			on, err := parseOnOff(s)
+			if err != nil {
+				return nil, fmt.Errorf("comm: %s=%q: %w", v.name, s, err)
+			}
+			*v.dst = on
 		}
-		c.SpinYield = on
-	}
-	if s := os.Getenv("PMRUN_LOCKED_CALLERS"); s != "" {
-		on, err := parseOnOff(s)
-		if err != nil {
-			return nil, fmt.Errorf("comm: PMRUN_LOCKED_CALLERS=%q: %w", s, err)
-		}
-		c.LockedCallers = on
-	}
-	if s := os.Getenv("PMRUN_SHM"); s != "" {
-		on, err := parseOnOff(s)
-		if err != nil {
-			return nil, fmt.Errorf("comm: PMRUN_SHM=%q: %w", s, err)
-		}
-		c.SharedMemory = on
 	}
 	if s := os.Getenv("PMRUN_COMPRESS"); s != "" {
 		switch strings.ToLower(s) {

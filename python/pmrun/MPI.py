@@ -1245,16 +1245,11 @@ class Request:
 
     # Buffer interface.
     def Wait(self, status=None):
-        s, _ = self._wait()
-        if status is not None:
-            status.__init__(s)
+        self.wait(status)
         return True
 
     def Test(self, status=None):
-        flag, s, _ = self._test()
-        if flag and status is not None:
-            status.__init__(s)
-        return flag
+        return self.test(status)[0]
 
     def Get_status(self, status=None):
         if self._h == -1:
