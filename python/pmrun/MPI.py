@@ -1012,13 +1012,13 @@ class Pickle:
     """How objects are serialised (mpi4py's MPI.pickle)."""
 
     def __init__(self, dumps=None, loads=None, protocol=None):
+        # With a serialiser of the user's, protocol None means "call dumps(obj)".
+        if dumps is None and protocol is None:
+            protocol = _pickle.HIGHEST_PROTOCOL
         self.dumps = dumps or _pickle.dumps
         self.loads = loads or _pickle.loads
-        self.PROTOCOL = _pickle.HIGHEST_PROTOCOL if protocol is None else protocol
+        self.PROTOCOL = protocol
         self.THRESHOLD = _OOB_MIN
-
-    def __init_subclass__(cls, **kw):
-        super().__init_subclass__(**kw)
 
 
 pickle = Pickle()
@@ -1026,8 +1026,10 @@ pickle = Pickle()
 
 def _dumps(obj):
     """The message parts of obj: [pickle] or [header, pickle, buffers...]."""
+    if pickle.PROTOCOL is None:
+        return [bytes(pickle.dumps(obj))]
     if pickle.dumps is not _pickle.dumps or pickle.PROTOCOL < 5:
-        return [pickle.dumps(obj, pickle.PROTOCOL)]
+        return [bytes(pickle.dumps(obj, pickle.PROTOCOL))]
     bufs = []
 
     def oob(pb):
@@ -1050,7 +1052,9 @@ def _loads(mv):
     empty message is None, as with mpi4py."""
     if not mv.nbytes:
         return None
-    if mv.nbytes and mv[0] == 1:
+    if pickle.loads is not _pickle.loads:  # the user's serialiser, in one part
+        return pickle.loads(bytes(mv))
+    if mv[0] == 1:  # header, pickle and out-of-band buffers
         (n,) = _struct.unpack_from("<I", mv, 1)
         lens = _struct.unpack_from("<%dQ" % (n + 1), mv, 5)
         off = 5 + 8 * (n + 1)
@@ -1061,8 +1065,6 @@ def _loads(mv):
             bufs.append(mv[off:off + ln])
             off += ln
         return _pickle.loads(data, buffers=bufs)
-    if pickle.loads is not _pickle.loads:
-        return pickle.loads(bytes(mv))
     return _pickle.loads(mv)
 
 
@@ -1919,9 +1921,8 @@ class Comm:
 
     def sendrecv(self, sendobj, dest, sendtag=0, recvbuf=None, source=ANY_SOURCE,
                  recvtag=ANY_TAG, status=None):
-        r = self.irecv(None, source, recvtag)
-        s = self.isend(sendobj, dest, sendtag)
-        obj = r.wait(status)
+        s = self.isend(sendobj, dest, sendtag)  # first: if it fails, nothing is posted
+        obj = self.recv(None, source, recvtag, status)
         s.wait()
         return obj
 
@@ -1997,7 +1998,13 @@ class Comm:
     def Sendrecv(self, sendbuf, dest, sendtag=0, recvbuf=None, source=ANY_SOURCE,
                  recvtag=ANY_TAG, status=None):
         r = self.Irecv(recvbuf, source, recvtag) if source != PROC_NULL else None
-        self.Send(sendbuf, dest, sendtag)
+        try:
+            self.Send(sendbuf, dest, sendtag)
+        except BaseException:
+            if r is not None:  # leave no receive posted behind
+                r.Cancel()
+                r.Wait()
+            raise
         if r is None:
             _null_status(status)
             return

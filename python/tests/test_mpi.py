@@ -341,6 +341,18 @@ class MoreMethods(unittest.TestCase):
         self.assertTrue(hasattr(MPI.pickle, "dumps"))
         self.assertTrue(hasattr(MPI.pickle, "loads"))
         self.assertGreaterEqual(MPI.pickle.PROTOCOL, 5)
+        import json
+        try:
+            # A serialiser of the user's, called as dumps(obj) with protocol None.
+            MPI.pickle.__init__(lambda o: json.dumps(o).encode(), lambda b: json.loads(b))
+            got = MPI.COMM_SELF.sendrecv({"a": [1, 2]}, 0, 0, None, 0, 0)
+            self.assertEqual(got, {"a": [1, 2]})
+            # A send that fails leaves no receive posted to swallow a later message.
+            with self.assertRaises(TypeError):
+                MPI.COMM_SELF.sendrecv({1, 2}, 0, 0, None, 0, 0)  # sets are not JSON
+        finally:
+            MPI.pickle.__init__()
+        self.assertEqual(MPI.COMM_SELF.sendrecv(("after",), 0, 0, None, 0, 0), ("after",))
 
 
 class Semantics(unittest.TestCase):
