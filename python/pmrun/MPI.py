@@ -2522,36 +2522,83 @@ class Intercomm(Comm):
 
 
 class Message:
-    """A matched message (Mprobe): received with recv/Recv."""
+    """A matched message (mprobe/improbe), received once with recv/Recv; it is
+    MESSAGE_NULL afterwards. A probe of PROC_NULL matches MESSAGE_NO_PROC."""
 
-    def __init__(self):
-        self._comm = None
-        self._st = None
+    def __init__(self, message=None):
+        self._comm, self._st, self._noproc = None, None, False
+        if isinstance(message, Message):
+            self._comm, self._st, self._noproc = message._comm, message._st, message._noproc
 
     @classmethod
     def _new(cls, comm, st):
         m = cls()
-        m._comm, m._st = comm, Status(st)
+        if st.source == PROC_NULL:
+            m._noproc = True
+        else:
+            m._comm, m._st = comm, Status(st)
         return m
 
+    def __bool__(self):
+        return self._comm is not None or self._noproc
+
+    def __eq__(self, other):
+        if not isinstance(other, Message):
+            return NotImplemented
+        return (self._comm, self._st, self._noproc) == (other._comm, other._st, other._noproc)
+
+    def __hash__(self):
+        return hash((id(self._comm), id(self._st), self._noproc))
+
+    def _take(self):
+        """(comm, source, tag) of the message, which is then consumed."""
+        if self._noproc:
+            if self is not MESSAGE_NO_PROC:  # the constant itself stays as it is
+                self._noproc = False
+            return None
+        if self._comm is None:
+            raise Exception(ERR_REQUEST, "MPI.MESSAGE_NULL cannot be received")
+        taken = (self._comm, self._st.source, self._st.tag)
+        self._comm = self._st = None
+        return taken
+
+    @classmethod
+    def probe(cls, comm, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        return comm.mprobe(source, tag, status)
+
+    @classmethod
+    def iprobe(cls, comm, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        return comm.improbe(source, tag, status)
+
+    Probe = probe
+    Iprobe = iprobe
+
     def recv(self, status=None):
-        return self._comm.recv(None, self._st.source, self._st.tag, status)
+        t = self._take()
+        if t is None:
+            _null_status(status)
+            return None
+        return t[0].recv(None, t[1], t[2], status)
 
     def irecv(self):
-        return self._comm.irecv(None, self._st.source, self._st.tag)
+        t = self._take()
+        return Request._new(-1) if t is None else t[0].irecv(None, t[1], t[2])
 
     def Recv(self, buf, status=None):
-        self._comm.Recv(buf, self._st.source, self._st.tag, status)
+        t = self._take()
+        if t is None:
+            _null_status(status)
+            return
+        t[0].Recv(buf, t[1], t[2], status)
 
     def Irecv(self, buf):
-        return self._comm.Irecv(buf, self._st.source, self._st.tag)
-
-    def __bool__(self):
-        return self._comm is not None
+        t = self._take()
+        return Request._new(-1) if t is None else t[0].Irecv(buf, t[1], t[2])
 
 
 MESSAGE_NULL = Message()
 MESSAGE_NO_PROC = Message()
+MESSAGE_NO_PROC._noproc = True
 
 
 class Errhandler:

@@ -391,6 +391,17 @@ class Semantics(unittest.TestCase):
         self.assertEqual(comm.recv(source=rank, tag=121), {"k": 1})
         r.wait()
 
+    def test_matched_messages(self):
+        m = comm.mprobe(source=MPI.PROC_NULL)
+        self.assertTrue(m)
+        self.assertIsNone(m.recv())
+        self.assertEqual(m, MPI.MESSAGE_NULL)
+        s = comm.isend("once", dest=rank, tag=124)
+        m = MPI.Message.probe(comm, rank, 124)
+        self.assertEqual(m.recv(), "once")
+        self.assertFalse(m)
+        s.wait()
+
     def test_empty_message_is_none(self):
         s = comm.Isend([None, 0, "B"], dest=rank, tag=122)
         self.assertIsNone(comm.recv(source=rank, tag=122))
