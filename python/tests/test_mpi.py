@@ -391,6 +391,20 @@ class Semantics(unittest.TestCase):
         self.assertEqual(comm.recv(source=rank, tag=121), {"k": 1})
         r.wait()
 
+    def test_info(self):
+        self.assertFalse(MPI.INFO_NULL)
+        info = MPI.Info.Create()
+        info["key"] = "value"
+        self.assertEqual((info.Get("key"), info.Get_nkeys(), info.keys()), ("value", 1, ["key"]))
+        dup = info.Dup()
+        self.assertNotEqual(dup, info)
+        info.Delete("key")
+        self.assertIsNone(info.Get("key"))
+        info.Free()
+        self.assertEqual(info, MPI.INFO_NULL)
+        self.assertEqual(dup.items(), [("key", "value")])
+        dup.Free()
+
     def test_matched_messages(self):
         m = comm.mprobe(source=MPI.PROC_NULL)
         self.assertTrue(m)
