@@ -120,12 +120,31 @@ class Exception(RuntimeError):  # noqa: A001 - the name mpi4py uses
     def __repr__(self):
         return "MPI.Exception(%d)" % self.ierr
 
+    # Compares, hashes and tests like its error code, as mpi4py's does.
     def __eq__(self, other):
-        if isinstance(other, int):
-            return self.ierr == other
-        return RuntimeError.__eq__(self, other)
+        return self.ierr == int(other) if isinstance(other, (int, Exception)) else NotImplemented
 
-    __hash__ = RuntimeError.__hash__
+    def __ne__(self, other):
+        r = self.__eq__(other)
+        return r if r is NotImplemented else not r
+
+    def __lt__(self, other):
+        return self.ierr < int(other)
+
+    def __le__(self, other):
+        return self.ierr <= int(other)
+
+    def __gt__(self, other):
+        return self.ierr > int(other)
+
+    def __ge__(self, other):
+        return self.ierr >= int(other)
+
+    def __hash__(self):
+        return hash(self.ierr)
+
+    def __bool__(self):
+        return self.ierr != SUCCESS
 
 
 def _raise(e):
@@ -143,7 +162,7 @@ def Get_error_class(errorcode):
 
 
 _user_classes = {}
-_next_error = [ERR_LASTCODE + 1]
+_next_error = [ERR_LASTCODE + 1]  # the next user error code
 
 
 def Add_error_class():
@@ -177,6 +196,8 @@ def Remove_error_string(errorcode):
 
 
 def Get_error_string(errorcode):
+    if errorcode in _user_classes:
+        return _ERROR_STRINGS.get(errorcode, "")
     return _ERROR_STRINGS.get(errorcode, "MPI error %d" % errorcode)
 
 
@@ -1820,7 +1841,7 @@ class Comm:
         if keyval == UNIVERSE_SIZE:
             return COMM_WORLD._size
         if keyval == LASTUSEDCODE:
-            return ERR_LASTCODE
+            return _next_error[0] - 1
         return self._attrs.get(keyval)
 
     def Set_attr(self, keyval, value):
