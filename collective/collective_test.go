@@ -499,6 +499,40 @@ func TestNonblockingInFlight(t *testing.T) {
 		if a[0] != 10 || !slices.Equal(b, []int64{7, 8, 9}) || !slices.Equal(g, []int64{0, 1, 4, 9, 16}) {
 			return fmt.Errorf("results %v %v %v", a, b, g)
 		}
+		// The forms built on Reserve, several in flight, waited in reverse.
+		ex := []int64{-1}
+		counts, displs := []int{1, 2, 3, 4, 5}, []int{0, 1, 3, 6, 10}
+		mine := slices.Repeat([]int64{int64(me)}, me+1)
+		all := make([]int64, 15)
+		rsb := make([]int64, 1)
+		rs := make([]int64, me+1)
+		one := make([]int64, 5)
+		sv := make([]int64, me+1)
+		reqs := []*comm.Request{
+			collective.Iexscan(bg, c, []int64{int64(me + 1)}, ex, collective.Sum[int64]()),
+			collective.Iallgatherv(bg, c, mine, all, counts, displs),
+			collective.IreduceScatterBlock(bg, c, []int64{1, 1, 1, 1, 1}, rsb, collective.Sum[int64]()),
+			collective.IreduceScatter(bg, c, slices.Repeat([]int64{1}, 15), rs, counts, collective.Sum[int64]()),
+			collective.Ialltoallv(bg, c, []int64{int64(me), int64(me), int64(me), int64(me), int64(me)}, []int{1, 1, 1, 1, 1}, []int{0, 1, 2, 3, 4}, one, []int{1, 1, 1, 1, 1}, []int{0, 1, 2, 3, 4}),
+			collective.Iscatterv(bg, c, 0, []int64{0, 1, 1, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 4}, counts, displs, sv),
+		}
+		slices.Reverse(reqs)
+		if _, err := comm.WaitAll(reqs...); err != nil {
+			return err
+		}
+		wantAll := []int64{0, 1, 1, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 4}
+		if me > 0 && ex[0] != int64(me*(me+1)/2) || !slices.Equal(all, wantAll) || rsb[0] != 5 ||
+			!slices.Equal(rs, slices.Repeat([]int64{5}, me+1)) || !slices.Equal(one, []int64{0, 1, 2, 3, 4}) ||
+			!slices.Equal(sv, mine) {
+			return fmt.Errorf("nonblocking v-forms: %v %v %v %v %v %v", ex, all, rsb, rs, one, sv)
+		}
+		g2 := make([]int64, 15)
+		if _, err := collective.Igatherv(bg, c, 0, mine, g2, counts, displs).Wait(); err != nil {
+			return err
+		}
+		if me == 0 && !slices.Equal(g2, wantAll) {
+			return fmt.Errorf("Igatherv: %v", g2)
+		}
 		return nil
 	})
 }
