@@ -1,0 +1,5 @@
+import sys
+
+from pmrun.run import main
+
+sys.exit(main())
