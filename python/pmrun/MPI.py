@@ -1727,7 +1727,20 @@ def _null_status(status):
 
 
 _R_REDUCE, _R_ALLREDUCE, _R_SCAN, _R_EXSCAN, _R_SCATTER_BLOCK, _R_SCATTER = range(6)
-_pm = _functools.partialmethod
+
+
+def _pm(impl, **fixed):
+    """A method calling impl with some arguments fixed (a cheaper
+    functools.partialmethod: no partial object made per call)."""
+    if fixed:
+        def method(self, *args, **kwargs):
+            return impl(self, *args, **kwargs, **fixed)
+    else:
+        def method(self, *args, **kwargs):
+            return impl(self, *args, **kwargs)
+    method.__name__ = method.__qualname__ = impl.__name__.lstrip("_")
+    method.__doc__ = impl.__doc__
+    return method
 
 
 class Comm:
