@@ -204,7 +204,9 @@ print("rank", c.rank, "of", c.size, helper.VALUE, sys.argv[1:], line)
 	}
 	t.Run("script", func(t *testing.T) { check(t, pmrun(t, "from stdin\n", "-np", "2", "--python", py, script, "a", "-b")) })
 	t.Run("interpreter", func(t *testing.T) { check(t, pmrun(t, "from stdin\n", "-np", "2", py, script, "a", "-b")) })
-	t.Run("mpi4py-runner", func(t *testing.T) { check(t, pmrun(t, "from stdin\n", "-np", "2", py, "-m", "mpi4py", script, "a", "-b")) })
+	t.Run("mpi4py-runner", func(t *testing.T) {
+		check(t, pmrun(t, "from stdin\n", "-np", "2", py, "-m", "mpi4py", script, "a", "-b"))
+	})
 	t.Run("module", func(t *testing.T) {
 		r := pmrun(t, "", "-np", "2", "-x", "PYTHONPATH="+dir, py, "-m", "helper")
 		if r.code != 0 {
