@@ -122,45 +122,45 @@ func Iscan[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, op Op[T]) 
 	})
 }
 
-// start runs a blocking collective on its own goroutine, its slot on c taken
-// now (Reserve): the nonblocking form of any collective.
-func start(ctx context.Context, c *comm.Comm, fn func(ctx context.Context) error) *comm.Request {
+// Start runs fn, a blocking collective on c, on its own goroutine with its
+// slot on c taken now (Reserve): the nonblocking form of any collective.
+func Start(ctx context.Context, c *comm.Comm, fn func(ctx context.Context) error) *comm.Request {
 	return c.Async(Reserve(ctx, c), fn)
 }
 
 // Iexscan starts an Exscan.
 func Iexscan[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, op Op[T]) *comm.Request {
-	return start(ctx, c, func(ctx context.Context) error { return Exscan(ctx, c, send, recv, op) })
+	return Start(ctx, c, func(ctx context.Context) error { return Exscan(ctx, c, send, recv, op) })
 }
 
 // Igatherv starts a Gatherv.
 func Igatherv[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T, counts, displs []int) *comm.Request {
-	return start(ctx, c, func(ctx context.Context) error { return Gatherv(ctx, c, root, send, recv, counts, displs) })
+	return Start(ctx, c, func(ctx context.Context) error { return Gatherv(ctx, c, root, send, recv, counts, displs) })
 }
 
 // Iscatterv starts a Scatterv.
 func Iscatterv[T Elem](ctx context.Context, c *comm.Comm, root int, send []T, counts, displs []int, recv []T) *comm.Request {
-	return start(ctx, c, func(ctx context.Context) error { return Scatterv(ctx, c, root, send, counts, displs, recv) })
+	return Start(ctx, c, func(ctx context.Context) error { return Scatterv(ctx, c, root, send, counts, displs, recv) })
 }
 
 // Iallgatherv starts an Allgatherv.
 func Iallgatherv[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, counts, displs []int) *comm.Request {
-	return start(ctx, c, func(ctx context.Context) error { return Allgatherv(ctx, c, send, recv, counts, displs) })
+	return Start(ctx, c, func(ctx context.Context) error { return Allgatherv(ctx, c, send, recv, counts, displs) })
 }
 
 // Ialltoallv starts an Alltoallv.
 func Ialltoallv[T Elem](ctx context.Context, c *comm.Comm, send []T, sendCounts, sendDispls []int, recv []T, recvCounts, recvDispls []int) *comm.Request {
-	return start(ctx, c, func(ctx context.Context) error {
+	return Start(ctx, c, func(ctx context.Context) error {
 		return Alltoallv(ctx, c, send, sendCounts, sendDispls, recv, recvCounts, recvDispls)
 	})
 }
 
 // IreduceScatterBlock starts a ReduceScatterBlock.
 func IreduceScatterBlock[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, op Op[T]) *comm.Request {
-	return start(ctx, c, func(ctx context.Context) error { return ReduceScatterBlock(ctx, c, send, recv, op) })
+	return Start(ctx, c, func(ctx context.Context) error { return ReduceScatterBlock(ctx, c, send, recv, op) })
 }
 
 // IreduceScatter starts a ReduceScatter.
 func IreduceScatter[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, counts []int, op Op[T]) *comm.Request {
-	return start(ctx, c, func(ctx context.Context) error { return ReduceScatter(ctx, c, send, recv, counts, op) })
+	return Start(ctx, c, func(ctx context.Context) error { return ReduceScatter(ctx, c, send, recv, counts, op) })
 }

@@ -24,7 +24,7 @@ func run(c *comm.Comm, req *int64, fn func(ctx context.Context) error) int64 {
 		return fail(fn(bg))
 	}
 	// The collective's slot is taken now, in the caller's order of calls.
-	*req = requests.put(&request{r: c.Async(collective.Reserve(bg, c), fn)})
+	*req = requests.put(&request{r: collective.Start(bg, c, fn)})
 	return 0
 }
 

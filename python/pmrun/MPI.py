@@ -23,7 +23,6 @@ from . import _bridge
 from ._bridge import MPIError as _MPIError
 
 _lib = _bridge.lib
-_check = _bridge.check
 _out = _bridge.out
 
 # --- constants ---------------------------------------------------------------
@@ -1100,10 +1099,7 @@ class _Parts:
         self.pins = []
         addrs, lens = [], []
         for p in parts:
-            if isinstance(p, bytes):
-                pin = _bridge.Pinned(p)
-            else:
-                pin = _bridge.Pinned(p)
+            pin = _bridge.Pinned(p)
             self.pins.append(pin)
             addrs.append(pin.addr or 0)
             lens.append(pin.nbytes)
@@ -1475,12 +1471,6 @@ class Prequest(Request):
             self._h = 0
             return self._complete_null()
         return Request._wait(self)
-
-    def _finish(self, st):
-        h = self._h
-        res = Request._finish(self, st)
-        del h
-        return res
 
     def _test(self):
         if self._h == -1:
@@ -2502,8 +2492,6 @@ class Comm:
             return self._reduce_py(kind, sb, rb, op, root, t, count, counts)
         sa = sb.addr if sb is not None else None
         ra = rb.addr if rb is not None else None
-        if kind == _R_REDUCE and self._rank == root and sa is None:
-            sa = None
         cs = _bridge.int64s(counts) if counts is not None else None
         keep = (sb, rb, cs)
         return self._start(req, lambda r: _lib.pm_reduce(h, kind, root, sa, ra, count, cs,

@@ -102,12 +102,6 @@ def error(rc):
     return MPIError(cls.value, buf.raw[:n].decode("utf-8", "replace"))
 
 
-def check(rc):
-    if rc < 0:
-        raise error(rc)
-    return rc
-
-
 def int64s(values):
     """A ctypes array of int64 holding ``values``."""
     values = list(values)
