@@ -55,11 +55,27 @@ func Algorithms(family string) []string { return algorithms[family] }
 
 // forced returns the algorithm PMRUN_COLL_<FAMILY> forces, if any.
 func forced(family string) string {
-	return strings.ToLower(os.Getenv("PMRUN_COLL_" + strings.ToUpper(family)))
+	v := os.Getenv(forceVars[family])
+	if v == "" {
+		return ""
+	}
+	return strings.ToLower(v)
 }
 
+// forceVars names each family's PMRUN_COLL_<FAMILY> (made once: the selector
+// runs on every call).
+var forceVars = func() map[string]string {
+	m := make(map[string]string, len(algorithms))
+	for f := range algorithms {
+		m[f] = "PMRUN_COLL_" + strings.ToUpper(f)
+	}
+	return m
+}()
+
 func debugColl() bool {
-	for _, w := range strings.Split(os.Getenv("PMRUN_DEBUG"), ",") {
+	for rest := os.Getenv("PMRUN_DEBUG"); rest != ""; {
+		var w string
+		w, rest, _ = strings.Cut(rest, ",")
 		if w == "coll" || w == "all" {
 			return true
 		}
@@ -71,23 +87,10 @@ var debugLog = log.New(os.Stderr, "", log.Lmicroseconds)
 
 // multiNode reports whether c spans several nodes with several ranks on at
 // least one: the layout where node-aware algorithms pay.
-func multiNode(c *comm.Comm) bool {
-	nodes := map[string]int{}
-	for r := range c.Size() {
-		nodes[c.Node(r)]++
-	}
-	return len(nodes) > 1 && len(nodes) < c.Size()
-}
+func multiNode(c *comm.Comm) bool { return c.Nodes() > 1 && c.Nodes() < c.Size() }
 
 // oneNode reports whether all ranks of c share one node.
-func oneNode(c *comm.Comm) bool {
-	for r := 1; r < c.Size(); r++ {
-		if c.Node(r) != c.Node(0) {
-			return false
-		}
-	}
-	return true
-}
+func oneNode(c *comm.Comm) bool { return c.Nodes() == 1 }
 
 func isPow2(n int) bool { return n > 0 && n&(n-1) == 0 }
 

@@ -46,6 +46,7 @@ type Comm struct {
 	size  int
 	group []int // comm rank -> world rank
 	inv   []int // world rank -> comm rank, -1 if absent
+	nodes int   // distinct nodes the ranks run on
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -65,14 +66,23 @@ func newComm(e *engine, cid uint32, group []int) *Comm {
 	for i := range c.inv {
 		c.inv[i] = -1
 	}
+	seen := make(map[string]bool)
 	for r, w := range group {
 		c.inv[w] = r
 		if w == e.rank {
 			c.rank = r
 		}
+		if w < len(e.nodes) {
+			seen[e.nodes[w]] = true
+		}
 	}
+	c.nodes = max(len(seen), 1)
 	return c
 }
+
+// Nodes returns the number of distinct nodes (hosts or containers) the ranks
+// of c run on.
+func (c *Comm) Nodes() int { return c.nodes }
 
 // Rank returns the calling process's rank in c.
 func (c *Comm) Rank() int { return c.rank }

@@ -31,28 +31,44 @@ type engine struct {
 	tcpLinks []*tcpLink // the links that are TCP connections; immutable after start
 	shmLinks []*tcpLink // those of them that carry frames through shared memory
 
-	mu      sync.Mutex // guards the fields below
-	queues  map[uint32]*matchQueue
-	rdvSend map[uint64]*Request // sends waiting for a CTS, by id
-	rdvRecv map[uint64]*Request // receives waiting for data, by id
-	nextID  uint64
-	nextCtx uint32
-	rx      atomic.Uint64 // bytes read from sockets, to tell a transfer in progress
-	arrived chan struct{} // closed and replaced whenever a message is queued unexpected
-	lost    map[int]error // world rank -> why it is gone
-	byes    map[int]bool  // world ranks that closed in order
-	byeCh   chan struct{} // closed and replaced when a bye or loss is recorded
-	closed  bool
-	pushers sync.WaitGroup // goroutines pushing rendezvous data
-	helpers atomic.Int32   // goroutines started to move a protocol along, still running
+	mu             sync.Mutex // guards the fields below
+	queues         map[uint32]*matchQueue
+	rdvSend        map[uint64]*Request // sends waiting for a CTS, by id
+	rdvRecv        map[uint64]*Request // receives waiting for data, by id
+	nextID         uint64
+	nextCtx        uint32
+	rx             atomic.Uint64 // bytes read from sockets, to tell a transfer in progress
+	arrived        chan struct{} // closed and replaced when a message is queued unexpected while watched
+	arrivedWatched bool          // a prober holds arrived
+	lost           map[int]error // world rank -> why it is gone
+	byes           map[int]bool  // world ranks that closed in order
+	byeCh          chan struct{} // closed and replaced when a bye or loss is recorded
+	closed         bool
+	pushers        sync.WaitGroup // goroutines pushing rendezvous data
+	helpers        atomic.Int32   // goroutines started to move a protocol along, still running
 
 	closeHook     func() error                     // transport teardown, run once by close
 	launcherAbort func(code int, msg string) error // asks the launcher to end the job
 }
 
+// matchQueue holds a communicator's posted receives (in posting order: few at
+// a time) and its unexpected messages. A rank that others run ahead of may
+// hold thousands of unexpected messages with many tags (each collective call
+// has its own), so these are indexed by (source, tag) for the usual exact
+// receive, and kept in arrival order for wildcard receives and probes.
 type matchQueue struct {
-	posted     []*Request
-	unexpected []*inMsg
+	posted []*Request
+	byKey  map[msgKey]*msgFIFO
+	oldest *inMsg // arrival order: oldest.next ... newest
+	newest *inMsg
+}
+
+type msgKey struct{ src, tag int }
+
+// msgFIFO is the unexpected messages of one (source, tag), oldest first.
+type msgFIFO struct {
+	msgs []*inMsg
+	head int
 }
 
 // inMsg is a message that arrived before a matching receive was posted.
@@ -63,6 +79,77 @@ type inMsg struct {
 	data []byte // eager payload
 	size int    // announced size of a rendezvous message
 	id   uint64 // sender's rendezvous id
+
+	prev, next *inMsg // arrival order in the queue
+}
+
+// addUnexpected queues m as the newest unexpected message.
+func (q *matchQueue) addUnexpected(m *inMsg) {
+	if q.byKey == nil {
+		q.byKey = make(map[msgKey]*msgFIFO)
+	}
+	k := msgKey{m.src, m.tag}
+	f := q.byKey[k]
+	if f == nil {
+		f = &msgFIFO{}
+		q.byKey[k] = f
+	}
+	f.msgs = append(f.msgs, m)
+	m.prev, m.next = q.newest, nil
+	if q.newest != nil {
+		q.newest.next = m
+	} else {
+		q.oldest = m
+	}
+	q.newest = m
+}
+
+// takeUnexpected returns the oldest queued message matching src/tag, removing
+// it when remove is set.
+func (q *matchQueue) takeUnexpected(src, tag int, remove bool) *inMsg {
+	var m *inMsg
+	if src != AnySource && tag != AnyTag {
+		f := q.byKey[msgKey{src, tag}]
+		if f == nil {
+			return nil
+		}
+		m = f.msgs[f.head]
+	} else {
+		for m = q.oldest; m != nil && !matches(src, tag, m.src, m.tag); m = m.next {
+		}
+		if m == nil {
+			return nil
+		}
+	}
+	if remove {
+		q.remove(m)
+	}
+	return m
+}
+
+// remove unlinks m, the oldest message of its (source, tag).
+func (q *matchQueue) remove(m *inMsg) {
+	k := msgKey{m.src, m.tag}
+	f := q.byKey[k]
+	f.msgs[f.head] = nil
+	f.head++
+	if f.head == len(f.msgs) {
+		delete(q.byKey, k)
+	} else if f.head >= 64 && 2*f.head >= len(f.msgs) { // reclaim the consumed front
+		f.msgs = append(f.msgs[:0], f.msgs[f.head:]...)
+		f.head = 0
+	}
+	if m.prev != nil {
+		m.prev.next = m.next
+	} else {
+		q.oldest = m.next
+	}
+	if m.next != nil {
+		m.next.prev = m.prev
+	} else {
+		q.newest = m.prev
+	}
+	m.prev, m.next = nil, nil
 }
 
 const worldCtx = 1
@@ -239,19 +326,6 @@ func matches(wantSrc, wantTag, src, tag int) bool {
 	return wantTag == tag
 }
 
-// takeUnexpected removes and returns the oldest queued message matching src/tag.
-func (q *matchQueue) takeUnexpected(src, tag int, remove bool) *inMsg {
-	for i, m := range q.unexpected {
-		if matches(src, tag, m.src, m.tag) {
-			if remove {
-				q.unexpected = append(q.unexpected[:i], q.unexpected[i+1:]...)
-			}
-			return m
-		}
-	}
-	return nil
-}
-
 // takePosted removes and returns the oldest posted receive matching a message.
 func (q *matchQueue) takePosted(src, tag int) *Request {
 	for i, r := range q.posted {
@@ -275,8 +349,12 @@ func (q *matchQueue) removePosted(r *Request) bool {
 }
 
 func (e *engine) notifyArrived() {
+	if !e.arrivedWatched { // no prober waits: spare a channel per message
+		return
+	}
 	close(e.arrived)
 	e.arrived = make(chan struct{})
+	e.arrivedWatched = false
 }
 
 // peerGone returns why world rank w can no longer be reached, or nil. Caller holds mu.
@@ -442,7 +520,7 @@ func (e *engine) onEager(h *wire.Header, payload []byte) error {
 	q := e.queue(h.Ctx)
 	r := q.takePosted(src, tag)
 	if r == nil {
-		q.unexpected = append(q.unexpected, &inMsg{src: src, tag: tag, data: payload})
+		q.addUnexpected(&inMsg{src: src, tag: tag, data: payload})
 		e.notifyArrived()
 		e.mu.Unlock()
 		return nil
@@ -502,7 +580,7 @@ func (e *engine) onRTS(h *wire.Header) {
 	q := e.queue(h.Ctx)
 	r := q.takePosted(src, tag)
 	if r == nil {
-		q.unexpected = append(q.unexpected, &inMsg{src: src, tag: tag, rts: true, size: int(h.Length), id: h.ID})
+		q.addUnexpected(&inMsg{src: src, tag: tag, rts: true, size: int(h.Length), id: h.ID})
 		e.notifyArrived()
 		e.mu.Unlock()
 		return
@@ -726,6 +804,7 @@ func (e *engine) probe(ctx context.Context, c *Comm, src, tag int, wait bool) (b
 			}
 		}
 		arrived := e.arrived
+		e.arrivedWatched = true
 		e.mu.Unlock()
 		if i == 0 {
 			deadline = time.Now().Add(e.cfg.Spin)

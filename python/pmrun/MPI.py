@@ -749,7 +749,27 @@ class _Staged:
         self.b.type._unpack(self.data, self.mem, self.b.count)
 
 
+def _bare(spec):
+    """(address, bytes, holder) of a bare writable contiguous buffer (the
+    common case: a numpy array or bytearray, no [buf, TYPE] list), else None:
+    the fast path that skips resolving a datatype."""
+    k = type(spec)
+    if k is list or k is tuple or k is bytes or spec is None:
+        return None
+    try:
+        mv = memoryview(spec)
+    except TypeError:
+        return None
+    if mv.readonly or not mv.nbytes or not mv.c_contiguous:
+        return None
+    holder = _c_char.from_buffer(mv)
+    return _addressof(holder), mv.nbytes, holder
+
+
 def _sendbuf(spec):
+    f = _bare(spec)
+    if f is not None:
+        return f
     b = _Buf(spec, False)
     if b.type.blocks is not None:
         s = _Staged(b, False)
@@ -758,6 +778,9 @@ def _sendbuf(spec):
 
 
 def _recvbuf(spec):
+    f = _bare(spec)
+    if f is not None:
+        return f[0], f[1], f[2], None
     b = _Buf(spec, True)
     if b.type.blocks is not None:
         s = _Staged(b, True)
@@ -2294,11 +2317,21 @@ class Comm:
             finish = None
         else:
             addr, n, keep, finish = _recvbuf(buf)
+        if not req and finish is None:  # the common case, without a closure
+            _call(_lib.pm_bcast(h, root, addr, n, None))
+            return None
         return self._start(req, lambda r: _lib.pm_bcast(h, root, addr, n, r), keep, finish)
 
     def _gather(self, sendbuf, recvbuf, root=0, all_=0, req=False):
         h = self._chk()
         me = all_ or self._rank == root
+        if not req:  # bare buffers: no datatypes to resolve
+            fs = _bare(sendbuf)
+            fr = _bare(recvbuf) if me else None
+            if fs is not None and (fr is not None or not me) and \
+                    (fr is None or fr[1] == fs[1] * self._size):
+                _call(_lib.pm_gather(h, root, fs[0], fs[1], fr[0] if me else None, all_, None))
+                return None
         rb = _Buf(recvbuf, True) if me and recvbuf is not None else None
         if sendbuf is IN_PLACE:
             if rb is None:
@@ -2317,6 +2350,13 @@ class Comm:
 
     def _scatter(self, sendbuf, recvbuf, root=0, req=False):
         h = self._chk()
+        if not req:  # bare buffers: no datatypes to resolve
+            fr = _bare(recvbuf)
+            fs = _bare(sendbuf) if self._rank == root else None
+            if fr is not None and (fs is not None or self._rank != root) and \
+                    (fs is None or fs[1] == fr[1] * self._size):
+                _call(_lib.pm_scatter(h, root, fs[0] if fs else None, fr[0], fr[1], None))
+                return None
         sa = None
         if self._rank == root:
             sb = _Buf(sendbuf, False)
