@@ -131,71 +131,16 @@ func RunLocal(ctx context.Context, spec JobSpec, stdout, stderr io.Writer) (Resu
 		procs = append(procs, p)
 	}
 
-	var timeout <-chan time.Time
-	if spec.Timeout > 0 {
-		t := time.NewTimer(spec.Timeout)
-		defer t.Stop()
-		timeout = t.C
-	}
-	res := Result{Rank: -1}
-	abort := func(code, rank int, reason string) {
-		if res.Reason != "" {
-			return
+	sv := &supervisor{logf: logf, kill: killAll}
+	res := supervise(ctx, sv, spec, srv.Aborts(), spec.NP, exits, func(ev exitEvent) bool {
+		if code, how := exitStatus(ev.err); code != 0 {
+			sv.abort(code, ev.rank, fmt.Sprintf("rank %d (pid %d) %s; aborting job", ev.rank, ev.pid, how))
 		}
-		res = Result{ExitCode: code, Reason: reason, Rank: rank}
-		logf("pmrun: %s", reason)
-		killAll(syscall.SIGTERM)
-	}
-	var grace <-chan time.Time
-	left := spec.NP
-	signalled := 0
-	for left > 0 {
-		select {
-		case ev := <-exits:
-			left--
-			code, how := exitStatus(ev.err)
-			if code != 0 && res.Reason == "" {
-				abort(code, ev.rank, fmt.Sprintf("rank %d (pid %d) %s; aborting job", ev.rank, ev.pid, how))
-			}
-		case a := <-srv.Aborts():
-			msg := fmt.Sprintf("rank %d called Abort with status %d", a.Rank, a.Code)
-			if a.Msg != "" {
-				msg += ": " + a.Msg
-			}
-			abort(a.Code, a.Rank, msg+"; aborting job")
-		case <-timeout:
-			abort(ExitTimeout, -1, fmt.Sprintf("job timed out after %v; aborting", spec.Timeout))
-		case sig := <-spec.Signals:
-			s, _ := sig.(syscall.Signal)
-			signalled++
-			if signalled > 1 {
-				killAll(syscall.SIGKILL)
-				continue
-			}
-			if res.Reason == "" {
-				res = Result{ExitCode: 128 + int(s), Reason: "interrupted by " + sig.String(), Rank: -1}
-			}
-			killAll(s)
-		case <-ctx.Done():
-			abort(ExitTimeout, -1, fmt.Sprintf("job cancelled: %v", ctx.Err()))
-		case <-grace:
-			killAll(syscall.SIGKILL)
-		}
-		if res.Reason != "" && grace == nil {
-			grace = time.After(KillGrace)
-		}
-	}
+		return true
+	})
 	// Every rank has exited; whatever still holds their pipes (a grandchild)
 	// gets a moment, then the launcher stops waiting for it.
-	drained := make(chan struct{})
-	go func() { outputs.Wait(); close(drained) }()
-	select {
-	case <-drained:
-	case <-time.After(2 * time.Second):
-	}
-	if res.Reason != "" && res.ExitCode == 0 { // signalled ranks all exited 0
-		res.Reason = ""
-	}
+	waitTimeout(&outputs, 2*time.Second)
 	return res, nil
 }
 

@@ -20,7 +20,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -33,11 +32,15 @@ import (
 var version = "dev"
 
 const usageText = `usage: pmrun [-np N] [options] PROGRAM [ARGS...]
+       pmrun node [agent options]      run a node agent (see pmrun node -h)
+       pmrun members --cluster ADDR    list a cluster's nodes
 
-Runs N copies (ranks) of PROGRAM on this machine, connected by pmrun's
-message passing runtime. A PROGRAM ending in .py runs with a Python 3
-interpreter, as does "python3 [-m MODULE | -c CODE | SCRIPT]"; every rank can
-import pmrun (and mpi4py, which resolves to pmrun's compatible module).
+Runs N copies (ranks) of PROGRAM connected by pmrun's message passing runtime:
+on this machine (the default), on a cluster of node agents (--cluster, -H,
+--hostfile), or on agents in local Docker containers (--docker). A PROGRAM
+ending in .py runs with a Python 3 interpreter, as does "python3 [-m MODULE |
+-c CODE | SCRIPT]"; every rank can import pmrun (and mpi4py, which resolves to
+pmrun's compatible module).
 
 options:
   -np N, -n N         number of ranks (default: the number of cores, %d)
@@ -54,6 +57,27 @@ options:
                       mpi4py-compatible module ("import pmrun" still works)
   --version           print the version and exit
   -h, --help          print this help
+
+cluster options:
+  --cluster ADDR[,ADDR]  run on the cluster the agent at ADDR (its control
+                      address, host[:7947]) belongs to; the program (a script
+                      or a static binary) is shipped to the nodes
+  -H HOST[:SLOTS],... run on exactly these agents (HOST is host or
+                      host:port:slots); SLOTS defaults to the node's cores
+  --hostfile FILE     agents one per line: "host[:port] [slots=N]"
+  --map-by slot|node  fill each node's slots in turn (default), or deal
+                      ranks to nodes round-robin
+  --files DIR         ship DIR's contents to every node, into the ranks'
+                      working directory
+  --requirements FILE pip requirements for a Python job: each node installs
+                      them once into a virtual environment kept by their hash
+  --cluster-key KEY   the cluster's key (default $PMRUN_CLUSTER_KEY)
+  --docker            start agents in local Docker containers for this job
+                      and remove them afterwards
+  --nodes K           with --docker: the number of containers (default 2)
+  --image IMG         with --docker: the agents' image (default: one built
+                      from docker/Dockerfile on the base pmrun-base:bookworm
+                      with this pmrun, pmrun:agent-<hash>, if missing)
 `
 
 // exit statuses
@@ -92,6 +116,23 @@ type options struct {
 	noMPI4py  bool
 	program   string
 	args      []string
+	script    string // the .py script when the program is one
+
+	cluster      string
+	hosts        string
+	hostfile     string
+	mapBy        string
+	files        string
+	requirements string
+	key          string
+	docker       bool
+	nodes        int
+	image        string
+}
+
+// remote reports whether the job runs on agents rather than here.
+func (o *options) remote() bool {
+	return o.cluster != "" || o.hosts != "" || o.hostfile != "" || o.docker
 }
 
 // parseArgs parses the command line; flags stop at the first non-flag word,
@@ -109,6 +150,17 @@ func parseArgs(args []string) (*options, error) {
 	fs.BoolVar(&o.version, "version", false, "")
 	fs.StringVar(&o.python, "python", "", "")
 	fs.BoolVar(&o.noMPI4py, "no-mpi4py", false, "")
+	fs.StringVar(&o.cluster, "cluster", "", "")
+	fs.StringVar(&o.hosts, "H", "", "")
+	fs.StringVar(&o.hosts, "host", "", "")
+	fs.StringVar(&o.hostfile, "hostfile", "", "")
+	fs.StringVar(&o.mapBy, "map-by", "slot", "")
+	fs.StringVar(&o.files, "files", "", "")
+	fs.StringVar(&o.requirements, "requirements", "", "")
+	fs.StringVar(&o.key, "cluster-key", os.Getenv(node.EnvClusterKey), "")
+	fs.BoolVar(&o.docker, "docker", false, "")
+	fs.IntVar(&o.nodes, "nodes", 2, "")
+	fs.StringVar(&o.image, "image", "", "")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -116,6 +168,12 @@ func parseArgs(args []string) (*options, error) {
 		return o, nil
 	}
 	rest := fs.Args()
+	modes := 0
+	for _, on := range []bool{o.cluster != "", o.hosts != "" || o.hostfile != "", o.docker} {
+		if on {
+			modes++
+		}
+	}
 	switch {
 	case o.np < 1:
 		return nil, fmt.Errorf("-np %d: the number of ranks must be at least 1", o.np)
@@ -123,16 +181,38 @@ func parseArgs(args []string) (*options, error) {
 		return nil, fmt.Errorf("--timeout %v must not be negative", o.timeout)
 	case len(rest) == 0:
 		return nil, errors.New("no program to run")
+	case modes > 1:
+		return nil, errors.New("--cluster, -H/--hostfile and --docker exclude each other")
+	case o.mapBy != "slot" && o.mapBy != "node":
+		return nil, fmt.Errorf("--map-by %q: want slot or node", o.mapBy)
+	case o.nodes < 1:
+		return nil, fmt.Errorf("--nodes %d must be at least 1", o.nodes)
+	case !o.remote() && (o.files != "" || o.requirements != ""):
+		return nil, errors.New("--files and --requirements need a cluster (--cluster, -H, --hostfile or --docker)")
+	}
+	if o.files != "" {
+		if fi, err := os.Stat(o.files); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("--files %q: not a directory", o.files)
+		}
 	}
 	o.program, o.args = rest[0], rest[1:]
 	if strings.HasSuffix(o.program, ".py") {
 		if fi, err := os.Stat(o.program); err != nil || fi.IsDir() {
 			return nil, fmt.Errorf("script %q: not found", o.program)
 		}
-		o.args = append([]string{o.program}, o.args...)
+		o.script = o.program
 		o.program = o.python
 		if o.program == "" {
 			o.program = cmp.Or(os.Getenv("PMRUN_PYTHON"), "python3")
+		}
+		if o.remote() {
+			return o, nil // the interpreter is the nodes'
+		}
+		o.args = append([]string{o.script}, o.args...)
+	}
+	if o.remote() && !strings.Contains(o.program, "/") {
+		if _, err := os.Stat(o.program); err != nil {
+			return o, nil // a command of the nodes
 		}
 	}
 	path, err := findProgram(o.program)
@@ -169,55 +249,19 @@ func findProgram(name string) (string, error) {
 	return name, nil
 }
 
-// pythonDir is where `make build` puts pmrun's Python package (and the
-// mpi4py-compatible one, under compat/): next to the launcher, or in
-// ../lib/pmrun/python for an installed layout.
-func pythonDir() string {
-	exe, err := os.Executable()
-	if err != nil {
-		return ""
-	}
-	if p, err := filepath.EvalSymlinks(exe); err == nil {
-		exe = p
-	}
-	dir := filepath.Dir(exe)
-	for _, d := range []string{filepath.Join(dir, "python"), filepath.Join(dir, "..", "lib", "pmrun", "python")} {
-		if _, err := os.Stat(filepath.Join(d, "pmrun", "libpmrun.so")); err == nil {
-			return d
-		}
-	}
-	return ""
-}
-
-// pythonEnv makes pmrun's Python package importable by every rank: it puts
-// its directory (and, unless noMPI4py, the mpi4py-compatible package) in front
-// of PYTHONPATH (pmrun.MPI makes the output of a rank line-buffered).
-func pythonEnv(user []string, noMPI4py bool) []string {
-	dir := pythonDir()
-	if dir == "" {
-		return nil
-	}
-	path := []string{dir}
-	if !noMPI4py {
-		path = []string{filepath.Join(dir, "compat"), dir}
-	}
-	old := os.Getenv("PYTHONPATH")
-	for _, kv := range user {
-		if name, val, _ := strings.Cut(kv, "="); name == "PYTHONPATH" {
-			old = val
-		}
-	}
-	if old != "" {
-		path = append(path, old)
-	}
-	return []string{"PYTHONPATH=" + strings.Join(path, string(os.PathListSeparator))}
-}
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
 func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "node":
+			return runNode(args[1:], stdout, stderr)
+		case "members":
+			return runMembers(args[1:], stdout, stderr)
+		}
+	}
 	o, err := parseArgs(args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -235,11 +279,10 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	if o.compress {
 		o.env = append(o.env, "PMRUN_COMPRESS=on")
 	}
-	o.env = append(o.env, pythonEnv(o.env, o.noMPI4py)...)
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	res, err := node.RunLocal(context.Background(), node.JobSpec{
+	job := node.JobSpec{
 		Program:   o.program,
 		Args:      o.args,
 		NP:        o.np,
@@ -248,7 +291,14 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		Timeout:   o.timeout,
 		Stdin:     stdin,
 		Signals:   sigs,
-	}, stdout, stderr)
+	}
+	var res node.Result
+	if o.remote() {
+		res, err = runRemote(o, job, stdout, stderr)
+	} else {
+		job.Env = append(job.Env, node.PythonEnv(o.env, o.noMPI4py)...)
+		res, err = node.RunLocal(context.Background(), job, stdout, stderr)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "pmrun: %v\n", err)
 		return 1

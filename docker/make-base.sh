@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# make-base.sh builds pmrun's offline base image from Debian packages, without a
+# registry: debootstrap a minimal bookworm with Python 3 and NumPy, trim it, and
+# `docker import` the tree as one layer.
+#
+#   docker/make-base.sh [IMAGE]        # default pmrun-base:bookworm (or $PMRUN_BASE_IMAGE)
+#   docker build -f docker/Dockerfile --build-arg BASE=pmrun-base:bookworm -t pmrun:latest .
+#
+# The image is cached: if IMAGE already exists the script prints so and exits.
+# Delete it (`docker image rm IMAGE`) to rebuild. Needs root (debootstrap) and
+# Docker. Environment: PMRUN_DEBIAN_MIRROR (default http://deb.debian.org/debian),
+# PMRUN_DEBIAN_SUITE (default bookworm: bin/pmrun links against its glibc).
+set -euo pipefail
+
+image="${1:-${PMRUN_BASE_IMAGE:-pmrun-base:bookworm}}"
+mirror="${PMRUN_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+suite="${PMRUN_DEBIAN_SUITE:-bookworm}"
+packages="python3,python3-numpy,python3-venv,python3-pip,ca-certificates"
+
+say() { printf 'make-base: %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+command -v docker >/dev/null 2>&1 || die "docker not found"
+docker version >/dev/null 2>&1 || die "the Docker daemon does not answer (is it running, may you use it?)"
+
+if docker image inspect "$image" >/dev/null 2>&1; then
+	say "$image already exists (cached); remove it with 'docker image rm $image' to rebuild"
+	exit 0
+fi
+
+[ "$(id -u)" -eq 0 ] || die "debootstrap needs root; run as root (sudo $0 $*)"
+
+if ! command -v debootstrap >/dev/null 2>&1; then
+	say "installing debootstrap with apt-get"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q >/dev/null || die "apt-get update failed"
+	apt-get install -y -q --no-install-recommends debootstrap >/dev/null ||
+		die "could not install debootstrap"
+fi
+
+dir="$(mktemp -d "${TMPDIR:-/tmp}/pmrun-base.XXXXXX")"
+# The rootfs belongs to root and may hold mounts left by a failed debootstrap.
+cleanup() {
+	for m in proc sys dev/pts dev; do
+		umount -l "$dir/$m" 2>/dev/null || true
+	done
+	rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+start=$(date +%s)
+say "debootstrap $suite ($packages) from $mirror into $dir; this takes a few minutes"
+if ! debootstrap --variant=minbase --include="$packages" "$suite" "$dir" "$mirror" >"$dir.log" 2>&1; then
+	tail -n 20 "$dir.log" >&2 || true
+	rm -f "$dir.log"
+	die "debootstrap failed (is $mirror reachable?)"
+fi
+rm -f "$dir.log"
+
+say "trimming the tree"
+chroot "$dir" apt-get clean
+rm -rf "$dir"/var/lib/apt/lists/* "$dir"/usr/share/doc "$dir"/usr/share/man \
+	"$dir"/usr/share/locale "$dir"/var/cache/apt/*.bin "$dir"/var/log/*.log \
+	"$dir"/var/cache/debconf/*-old
+
+say "importing as $image"
+tar -C "$dir" --numeric-owner -c . |
+	docker import \
+		-c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+		-c 'ENV LANG=C.UTF-8' \
+		-c 'CMD ["/bin/bash"]' \
+		-m "pmrun base: debian $suite minbase + $packages" \
+		- "$image" >/dev/null
+
+size=$(docker image inspect -f '{{.Size}}' "$image")
+say "built $image ($((size / 1000000)) MB) in $(($(date +%s) - start)) s"

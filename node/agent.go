@@ -1,0 +1,532 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/yamux"
+	"github.com/pmrun/pmrun/internal/wire"
+)
+
+// AgentConfig configures a node agent (`pmrun node`).
+type AgentConfig struct {
+	Name        string            // node name, unique in the cluster (default: the host name)
+	Bind        string            // gossip address host:port (default 0.0.0.0:7946; port 0 picks one)
+	Advertise   string            // gossip address others reach this node at (default: chosen from Bind)
+	ControlPort int               // control service port on Bind's host (0 picks one)
+	Join        []string          // gossip addresses (host[:port], DNS names re-resolved) to join
+	Key         string            // cluster key: encrypts gossip and authenticates control connections
+	Insecure    bool              // allow a non-loopback bind without a key
+	Labels      map[string]string // advertised with the node
+	Cores       int               // slots offered to jobs (default: the number of CPUs)
+	WorkDir     string            // where jobs' files and Python environments go (default: a temp dir)
+	Logf        func(format string, args ...any)
+	// Gossip timings (defaults: probe every 200 ms, 100 ms timeout, suspicion
+	// multiplier 2: a crashed node is declared dead in about 1 s on a LAN).
+	ProbeInterval time.Duration
+	ProbeTimeout  time.Duration
+	SuspicionMult int
+}
+
+// Member is a node as the cluster's gossip knows it.
+type Member struct {
+	Name    string            `json:"name"`
+	Gossip  string            `json:"gossip"`  // host:port
+	Control string            `json:"control"` // host:port launchers connect to
+	Cores   int               `json:"cores"`
+	Labels  map[string]string `json:"labels,omitempty"`
+	State   string            `json:"state"` // alive, suspect, dead, left
+}
+
+// meta is what a node advertises through gossip (at most 512 bytes).
+type meta struct {
+	Control int               `json:"c"`
+	Cores   int               `json:"n"`
+	Labels  map[string]string `json:"l,omitempty"`
+	Leaving bool              `json:"x,omitempty"` // set just before a graceful leave
+}
+
+// Agent is a running node agent: a gossip member that runs jobs' ranks.
+type Agent struct {
+	cfg    AgentConfig
+	ml     *memberlist.Memberlist
+	ln     net.Listener
+	secret []byte
+	meta   []byte
+	logf   func(format string, args ...any)
+
+	gossip  string // advertised gossip address
+	control string // advertised control address
+
+	mu       sync.Mutex
+	members  map[string]Member // every node seen, by name, as gossip last told
+	jobs     map[string]*agentJob
+	sessions map[*yamux.Session]bool
+	closed   bool
+
+	joined chan struct{} // closed once this node has joined another
+	quit   chan struct{}
+	wg     sync.WaitGroup
+	stop   sync.Once
+}
+
+// StartAgent starts an agent: it binds the gossip and control ports, joins the
+// cluster in the background (retrying until a join address answers), and
+// serves launchers until Close.
+func StartAgent(cfg AgentConfig) (*Agent, error) {
+	if cfg.Name == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("node: no --name and no host name: %w", err)
+		}
+		cfg.Name = h
+	}
+	if cfg.Bind == "" {
+		cfg.Bind = net.JoinHostPort("0.0.0.0", strconv.Itoa(DefaultGossipPort))
+	}
+	host, portStr, err := net.SplitHostPort(WithPort(cfg.Bind, DefaultGossipPort))
+	if err != nil {
+		return nil, fmt.Errorf("node: --bind %q: %w", cfg.Bind, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 0 || port > 65535 {
+		return nil, fmt.Errorf("node: --bind %q: bad port", cfg.Bind)
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return nil, fmt.Errorf("node: --bind %q: the host must be an IP address", cfg.Bind)
+	}
+	if cfg.Key == "" && !ip.IsLoopback() && !cfg.Insecure {
+		return nil, fmt.Errorf("node: refusing to bind %s without a cluster key: anyone who reaches it could run programs here; give --cluster-key (or %s), or --insecure on a private network", host, EnvClusterKey)
+	}
+	if cfg.Cores <= 0 {
+		cfg.Cores = runtime.NumCPU()
+	}
+	if cfg.Logf == nil {
+		cfg.Logf = log.New(os.Stderr, "", log.LstdFlags).Printf
+	}
+	if cfg.WorkDir == "" {
+		cfg.WorkDir = os.TempDir() + "/pmrun-node-" + sanitize(cfg.Name)
+	}
+	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
+		return nil, fmt.Errorf("node: work directory: %w", err)
+	}
+	a := &Agent{
+		cfg: cfg, logf: cfg.Logf, secret: controlSecret(cfg.Key),
+		members: map[string]Member{}, jobs: map[string]*agentJob{}, sessions: map[*yamux.Session]bool{},
+		joined: make(chan struct{}), quit: make(chan struct{}),
+	}
+	a.ln, err = net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(cfg.ControlPort)))
+	if err != nil {
+		return nil, fmt.Errorf("node: control port: %w", err)
+	}
+	a.meta, err = json.Marshal(meta{Control: a.ln.Addr().(*net.TCPAddr).Port, Cores: cfg.Cores, Labels: cfg.Labels})
+	if err != nil || len(a.meta) > memberlist.MetaMaxSize {
+		a.ln.Close()
+		return nil, fmt.Errorf("node: labels too long: node metadata is limited to %d bytes", memberlist.MetaMaxSize)
+	}
+
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = cfg.Name
+	mc.BindAddr, mc.BindPort = host, port
+	if cfg.Advertise != "" {
+		ah, ap, err := net.SplitHostPort(WithPort(cfg.Advertise, port))
+		if err != nil {
+			a.ln.Close()
+			return nil, fmt.Errorf("node: --advertise %q: %w", cfg.Advertise, err)
+		}
+		mc.AdvertiseAddr = ah
+		mc.AdvertisePort, _ = strconv.Atoi(ap)
+	}
+	if cfg.Advertise == "" && ip.IsUnspecified() && len(cfg.Join) > 0 {
+		// Bound to every interface of a multi-homed container: advertise the
+		// address on the route to the nodes it joins (memberlist would take
+		// the first private address, maybe one of another network).
+		if a := localAddrFor(WithPort(cfg.Join[0], DefaultGossipPort)); a != "" && !net.ParseIP(a).IsLoopback() {
+			mc.AdvertiseAddr, mc.AdvertisePort = a, port
+		}
+	}
+	mc.SecretKey = gossipKey(cfg.Key)
+	mc.ProbeInterval = or(cfg.ProbeInterval, 200*time.Millisecond)
+	mc.ProbeTimeout = or(cfg.ProbeTimeout, 100*time.Millisecond)
+	mc.SuspicionMult = cfg.SuspicionMult
+	if mc.SuspicionMult <= 0 {
+		mc.SuspicionMult = 2
+	}
+	mc.GossipInterval = 100 * time.Millisecond
+	mc.PushPullInterval = 15 * time.Second
+	mc.Delegate = (*agentDelegate)(a)
+	mc.Events = (*agentEvents)(a)
+	mc.LogOutput = &logWriter{logf: a.logf}
+	a.ml, err = memberlist.Create(mc)
+	if err != nil {
+		a.ln.Close()
+		return nil, fmt.Errorf("node: gossip: %w", err)
+	}
+	// memberlist changes the nodes it hands out without locking: read them
+	// only in its callbacks, and the local one now.
+	local := a.ml.LocalNode()
+	a.gossip = local.Address()
+	a.control = net.JoinHostPort(local.Addr.String(), strconv.Itoa(a.ln.Addr().(*net.TCPAddr).Port))
+	a.wg.Add(2)
+	go a.serve()
+	go a.joinLoop()
+	return a, nil
+}
+
+func or(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// sanitize keeps a node name usable as a file name.
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == 0 || r == '\\' {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+// Name returns the node's name.
+func (a *Agent) Name() string { return a.cfg.Name }
+
+// ControlAddr returns the address launchers connect to (the advertised host).
+func (a *Agent) ControlAddr() string { return a.control }
+
+// GossipAddr returns the advertised gossip address, for others to join.
+func (a *Agent) GossipAddr() string { return a.gossip }
+
+// Joined is closed once the node has joined another (never, without Join).
+func (a *Agent) Joined() <-chan struct{} { return a.joined }
+
+// Members lists the cluster's nodes as this node sees them, sorted by name:
+// live ones and those that left or died.
+func (a *Agent) Members() []Member {
+	a.mu.Lock()
+	out := make([]Member, 0, len(a.members))
+	for _, m := range a.members {
+		out = append(out, m)
+	}
+	a.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func memberOf(n *memberlist.Node) Member {
+	m := Member{Name: n.Name, Gossip: n.Address()}
+	var md meta
+	if json.Unmarshal(n.Meta, &md) == nil && md.Control > 0 {
+		m.Control = net.JoinHostPort(n.Addr.String(), strconv.Itoa(md.Control))
+		m.Cores, m.Labels = md.Cores, md.Labels
+	}
+	return m
+}
+
+// Leave announces that this node leaves the cluster, then stops it (Close).
+func (a *Agent) Leave() error {
+	// memberlist tells a leave from a death to its own node only; the others
+	// learn it from the metadata, updated first.
+	var md meta
+	json.Unmarshal(a.meta, &md)
+	md.Leaving = true
+	b, _ := json.Marshal(md)
+	a.mu.Lock()
+	a.meta = b
+	a.mu.Unlock()
+	a.ml.UpdateNode(time.Second)
+	err := a.ml.Leave(2 * time.Second)
+	return errors.Join(err, a.Close())
+}
+
+// Close stops the agent without announcing it: other nodes find it dead, as
+// after a crash. Running jobs' ranks are killed.
+func (a *Agent) Close() error {
+	var err error
+	a.stop.Do(func() {
+		close(a.quit)
+		a.mu.Lock()
+		a.closed = true
+		jobs := make([]*agentJob, 0, len(a.jobs))
+		for _, j := range a.jobs {
+			jobs = append(jobs, j)
+		}
+		sessions := make([]*yamux.Session, 0, len(a.sessions))
+		for s := range a.sessions {
+			sessions = append(sessions, s)
+		}
+		a.mu.Unlock()
+		for _, j := range jobs {
+			j.kill(9)
+		}
+		err = a.ln.Close()
+		for _, s := range sessions {
+			s.Close()
+		}
+		a.wg.Wait()
+		err = errors.Join(err, a.ml.Shutdown())
+	})
+	return err
+}
+
+// dropSessions closes every launcher's connection, as a network cut would
+// (for tests); the jobs' ranks are then killed as when a launcher vanishes.
+func (a *Agent) dropSessions() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for s := range a.sessions {
+		s.Close()
+	}
+}
+
+// joinLoop joins the configured addresses, resolving names again on every
+// try, every 500 ms until another node answers; afterwards it checks every
+// 5 s and joins again if this node has been left alone.
+func (a *Agent) joinLoop() {
+	defer a.wg.Done()
+	if len(a.cfg.Join) == 0 {
+		return
+	}
+	addrs := make([]string, len(a.cfg.Join))
+	for i, j := range a.cfg.Join {
+		addrs[i] = WithPort(j, DefaultGossipPort)
+	}
+	delay, warned := 500*time.Millisecond, false
+	for {
+		if delay > 500*time.Millisecond && a.ml.NumMembers() > 1 {
+			// Joined, and gossip keeps it so: ask again only if this node
+			// finds itself alone (every DNS answer would get a push-pull).
+			select {
+			case <-a.quit:
+				return
+			case <-time.After(delay):
+			}
+			continue
+		}
+		n, err := a.ml.Join(addrs)
+		if n > 0 && a.ml.NumMembers() > 1 {
+			select {
+			case <-a.joined:
+			default:
+				close(a.joined)
+			}
+			delay = 5 * time.Second
+		} else if err != nil && !warned {
+			a.logf("pmrun node %s: joining %s: %v (retrying)", a.cfg.Name, strings.Join(addrs, ","), err)
+			warned = true
+		}
+		select {
+		case <-a.quit:
+			return
+		case <-time.After(delay):
+		}
+	}
+}
+
+// serve accepts launchers' control connections.
+func (a *Agent) serve() {
+	defer a.wg.Done()
+	for {
+		conn, err := a.ln.Accept()
+		if err != nil {
+			return
+		}
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			a.serveConn(conn)
+		}()
+	}
+}
+
+func (a *Agent) serveConn(conn net.Conn) {
+	role, _, err := wire.AcceptHandshake(conn, a.secret)
+	if err == nil && role != wire.RoleControl {
+		err = fmt.Errorf("role %d is not a control connection", role)
+	}
+	if err != nil {
+		a.logf("pmrun node %s: refused a connection from %s: %v", a.cfg.Name, conn.RemoteAddr(), err)
+		conn.Close()
+		return
+	}
+	s, err := yamux.Server(conn, yamuxConfig())
+	if err != nil {
+		conn.Close()
+		return
+	}
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		s.Close()
+		return
+	}
+	a.sessions[s] = true
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		delete(a.sessions, s)
+		a.mu.Unlock()
+		s.Close()
+	}()
+	var streams sync.WaitGroup
+	defer streams.Wait()
+	for {
+		st, err := s.Accept()
+		if err != nil {
+			return
+		}
+		streams.Add(1)
+		go func() {
+			defer streams.Done()
+			a.serveStream(s, st)
+		}()
+	}
+}
+
+func (a *Agent) serveStream(s *yamux.Session, st net.Conn) {
+	req, err := readRequest(st)
+	if err != nil {
+		st.Close()
+		return
+	}
+	switch req.Op {
+	case "members":
+		defer st.Close()
+		json.NewEncoder(st).Encode(membersReply{Self: a.cfg.Name, Members: a.Members()})
+	case "job":
+		a.runJob(s, st, req)
+	case "files", "stdin":
+		a.mu.Lock()
+		j := a.jobs[req.Job]
+		a.mu.Unlock()
+		if j == nil {
+			st.Close()
+			return
+		}
+		j.attach(req.Op, st)
+	default:
+		st.Close()
+	}
+}
+
+// agentDelegate gives memberlist the node's metadata.
+type agentDelegate Agent
+
+func (d *agentDelegate) NodeMeta(limit int) []byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.meta
+}
+
+func (d *agentDelegate) NotifyMsg([]byte)                           {}
+func (d *agentDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d *agentDelegate) LocalState(join bool) []byte                { return nil }
+func (d *agentDelegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// agentEvents keeps the member table (memberlist calls these holding its lock,
+// so the node is read safely here).
+type agentEvents Agent
+
+func (e *agentEvents) NotifyJoin(n *memberlist.Node) { e.set(memberOf(n), "alive") }
+
+func (e *agentEvents) NotifyUpdate(n *memberlist.Node) { e.set(memberOf(n), "alive") }
+
+func (e *agentEvents) NotifyLeave(n *memberlist.Node) {
+	// n.State is not updated for this event: tell a leave by the metadata.
+	state := "dead"
+	var md meta
+	if json.Unmarshal(n.Meta, &md) == nil && md.Leaving {
+		state = "left"
+	}
+	e.set(memberOf(n), state)
+}
+
+func (e *agentEvents) set(m Member, state string) {
+	m.State = state
+	e.mu.Lock()
+	e.members[m.Name] = m
+	e.mu.Unlock()
+}
+
+// logWriter sends memberlist's log lines to the agent's logger, leaving out its
+// debug chatter.
+type logWriter struct {
+	logf func(format string, args ...any)
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	s := strings.TrimSpace(string(p))
+	if !strings.Contains(s, "[DEBUG]") {
+		w.logf("%s", s)
+	}
+	return len(p), nil
+}
+
+type membersReply struct {
+	Self    string   `json:"self"`
+	Members []Member `json:"members"`
+}
+
+// QueryMembers asks the agent at addr (its control address; port 7947 if
+// none is given) for the cluster's members.
+func QueryMembers(ctx context.Context, addr, key string) ([]Member, error) {
+	ms, _, err := queryMembers(ctx, WithPort(addr, DefaultControlPort), key)
+	return ms, err
+}
+
+func queryMembers(ctx context.Context, addr, key string) ([]Member, string, error) {
+	s, err := dialControl(addr, key, dialTimeout(ctx))
+	if err != nil {
+		return nil, "", err
+	}
+	defer s.Close()
+	st, err := s.Open()
+	if err != nil {
+		return nil, "", err
+	}
+	defer st.Close()
+	st.SetDeadline(time.Now().Add(dialTimeout(ctx)))
+	if err := writeRequest(st, &request{Op: "members"}); err != nil {
+		return nil, "", err
+	}
+	var r membersReply
+	if err := json.NewDecoder(io.LimitReader(st, 64<<20)).Decode(&r); err != nil {
+		return nil, "", fmt.Errorf("agent %s: reading members: %w", addr, err)
+	}
+	return r.Members, r.Self, nil
+}
+
+// debugNode reports whether PMRUN_DEBUG includes node (or all).
+func debugNode() bool {
+	for rest := os.Getenv("PMRUN_DEBUG"); rest != ""; {
+		var w string
+		w, rest, _ = strings.Cut(rest, ",")
+		if w == "node" || w == "all" {
+			return true
+		}
+	}
+	return false
+}
+
+func dialTimeout(ctx context.Context) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		return max(time.Until(dl), time.Millisecond)
+	}
+	return 10 * time.Second
+}

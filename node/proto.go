@@ -1,0 +1,183 @@
+package node
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"github.com/pmrun/pmrun/internal/wire"
+)
+
+// Default ports of an agent: gossip (TCP and UDP, memberlist's default) and the
+// control service that launchers connect to.
+const (
+	DefaultGossipPort  = 7946
+	DefaultControlPort = 7947
+)
+
+// EnvClusterKey holds the cluster key when no --cluster-key flag is given.
+const EnvClusterKey = "PMRUN_CLUSTER_KEY"
+
+// ErrKeyMismatch is returned when a launcher and an agent do not hold the same
+// cluster key (or one of them has none).
+var ErrKeyMismatch = errors.New("cluster key mismatch")
+
+// gossipKey derives memberlist's AES-256 key from a cluster key of any length.
+func gossipKey(key string) []byte {
+	if key == "" {
+		return nil
+	}
+	k := sha256.Sum256([]byte("pmrun-gossip\x00" + key))
+	return k[:]
+}
+
+// controlSecret derives the secret that control connections prove knowledge of.
+// Without a key it is a fixed value: the handshake then only tells pmrun from
+// other protocols, and an agent without a key refuses a launcher with one (and
+// the other way round).
+func controlSecret(key string) []byte {
+	k := sha256.Sum256([]byte("pmrun-control\x00" + key))
+	return k[:]
+}
+
+// WithPort returns addr with port added when it has none.
+func WithPort(addr string, port int) string {
+	if _, _, err := net.SplitHostPort(addr); err == nil {
+		return addr
+	}
+	return net.JoinHostPort(addr, strconv.Itoa(port))
+}
+
+// yamuxConfig tunes yamux for control sessions: keepalives every 500 ms that
+// must be answered within a second, so that a node cut off the network is
+// noticed within about 1.5 s (a killed process closes its connection at once).
+func yamuxConfig() *yamux.Config {
+	cfg := yamux.DefaultConfig()
+	cfg.LogOutput = io.Discard
+	cfg.EnableKeepAlive = true
+	cfg.KeepAliveInterval = 500 * time.Millisecond
+	cfg.ConnectionWriteTimeout = time.Second
+	cfg.StreamOpenTimeout = 5 * time.Second
+	return cfg
+}
+
+// dialControl opens an authenticated control session to the agent at addr.
+func dialControl(addr, key string, timeout time.Duration) (*yamux.Session, error) {
+	conn, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return nil, fmt.Errorf("agent %s: %w", addr, err)
+	}
+	if err := wire.DialHandshake(conn, controlSecret(key), wire.RoleControl, 0); err != nil {
+		conn.Close()
+		if errors.Is(err, wire.ErrHandshake) {
+			return nil, fmt.Errorf("agent %s refused the connection: %w (the launcher's --cluster-key / %s must be the agent's)", addr, ErrKeyMismatch, EnvClusterKey)
+		}
+		return nil, fmt.Errorf("agent %s: %w", addr, err)
+	}
+	s, err := yamux.Client(conn, yamuxConfig())
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// request is the first message on every stream a launcher opens to an agent,
+// and the one an agent opens to a launcher for a rank's output.
+type request struct {
+	Op   string      `json:"op"` // "members", "job", "files", "stdin", "output"
+	Job  string      `json:"job,omitempty"`
+	Spec *remoteSpec `json:"spec,omitempty"` // op "job"
+	Rank int         `json:"rank,omitempty"` // op "output"
+	FD   int         `json:"fd,omitempty"`   // op "output": 1 stdout, 2 stderr
+}
+
+// remoteSpec is the part of a job that one node runs.
+type remoteSpec struct {
+	Program      string   `json:"program"`              // shipped file name, or a command on the node
+	Shipped      bool     `json:"shipped"`              // the program arrives on the files stream
+	Python       string   `json:"python,omitempty"`     // run Program as a script of this interpreter
+	Args         []string `json:"args"`                 // after the program (or the script)
+	Env          []string `json:"env"`                  // added to every rank's environment
+	Ranks        []int    `json:"ranks"`                // world ranks this node runs
+	Size         int      `json:"size"`                 // ranks in the job
+	Rendezvous   string   `json:"rendezvous"`           // the launcher's rendezvous address
+	Secret       string   `json:"secret"`               // hex job secret
+	TagOutput    bool     `json:"tag_output"`           // (the launcher tags; kept for the record)
+	Stdin        bool     `json:"stdin"`                // rank 0 is here and its stdin follows
+	Requirements string   `json:"requirements"`         // pip requirements ("" none)
+	NoMPI4py     bool     `json:"no_mpi4py"`            // do not shim mpi4py
+	Files        bool     `json:"files"`                // a files bundle follows
+	Timeout      int64    `json:"timeout_ms,omitempty"` // (enforced by the launcher)
+}
+
+// event is what an agent reports on a job's control stream, and what the
+// launcher sends back ("start", "kill").
+type event struct {
+	Ev     string `json:"ev"` // agent: ready, started, exit, error, env, done; launcher: start, kill
+	Rank   int    `json:"rank,omitempty"`
+	Code   int    `json:"code,omitempty"`
+	Msg    string `json:"msg,omitempty"`
+	Signal int    `json:"signal,omitempty"`
+	Cached bool   `json:"cached,omitempty"` // ev "env": the Python environment was reused
+}
+
+// jsonStream reads and writes JSON values, one per line, on a stream.
+type jsonStream struct {
+	c   net.Conn
+	dec *json.Decoder
+	enc *json.Encoder
+}
+
+func newJSONStream(c net.Conn) *jsonStream {
+	return &jsonStream{c: c, dec: json.NewDecoder(bufio.NewReader(c)), enc: json.NewEncoder(c)}
+}
+
+// maxRequest bounds a request's size (the program and files travel apart).
+const maxRequest = 1 << 20
+
+// writeRequest sends a stream's first message: its length (4 bytes, big
+// endian) and JSON. Raw bytes may follow it (files, stdin, output).
+func writeRequest(c io.Writer, r *request) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if len(b) > maxRequest {
+		return fmt.Errorf("request of %d bytes is larger than %d", len(b), maxRequest)
+	}
+	hdr := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(b)), uint32(len(b)))
+	_, err = c.Write(append(hdr, b...))
+	return err
+}
+
+// readRequest reads a stream's first message, bounded in size and time.
+func readRequest(c net.Conn) (*request, error) {
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	defer c.SetReadDeadline(time.Time{})
+	var hdr [4]byte
+	if _, err := io.ReadFull(c, hdr[:]); err != nil {
+		return nil, fmt.Errorf("bad request: %w", err)
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > maxRequest {
+		return nil, fmt.Errorf("bad request: %d bytes is larger than %d", n, maxRequest)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(c, b); err != nil {
+		return nil, fmt.Errorf("bad request: %w", err)
+	}
+	var r request
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("bad request: %w", err)
+	}
+	return &r, nil
+}
