@@ -167,7 +167,7 @@ func StartAgent(cfg AgentConfig) (*Agent, error) {
 		mc.SuspicionMult = 2
 	}
 	mc.GossipInterval = 100 * time.Millisecond
-	mc.PushPullInterval = 15 * time.Second
+	mc.PushPullInterval = 2 * time.Second
 	mc.Delegate = (*agentDelegate)(a)
 	mc.Events = (*agentEvents)(a)
 	mc.LogOutput = &logWriter{logf: a.logf}
