@@ -72,17 +72,6 @@ var forceVars = func() map[string]string {
 	return m
 }()
 
-func debugColl() bool {
-	for rest := os.Getenv("PMRUN_DEBUG"); rest != ""; {
-		var w string
-		w, rest, _ = strings.Cut(rest, ",")
-		if w == "coll" || w == "all" {
-			return true
-		}
-	}
-	return false
-}
-
 var debugLog = log.New(os.Stderr, "", log.Lmicroseconds)
 
 // multiNode reports whether c spans several nodes with several ranks on at
@@ -100,7 +89,7 @@ func isPow2(n int) bool { return n > 0 && n&(n-1) == 0 }
 // when it applies to the case.
 func Choose(family string, c *comm.Comm, nbytes int, commutative bool) string {
 	alg := choose(family, c, nbytes, commutative)
-	if debugColl() {
+	if comm.DebugOn("coll") {
 		debugLog.Printf("pmrun: coll: rank %d: %s of %d bytes on %d ranks: %s", c.Rank(), family, nbytes, c.Size(), alg)
 	}
 	return alg

@@ -53,7 +53,7 @@ func worldFromEnv() (*Comm, error) {
 	if err != nil {
 		return nil, err
 	}
-	if debugOn("comm") {
+	if DebugOn("comm") {
 		cfg.Debug = true
 		cfg.Logf = log.New(os.Stderr, "", log.Lmicroseconds).Printf
 	} else {
@@ -165,8 +165,12 @@ func firstErr(errs ...error) error {
 	return nil
 }
 
-func debugOn(what string) bool {
-	for _, w := range strings.Split(os.Getenv(EnvDebug), ",") {
+// DebugOn reports whether PMRUN_DEBUG (comma-separated words) includes what
+// or "all". It does not allocate: collectives ask on every call.
+func DebugOn(what string) bool {
+	for rest := os.Getenv(EnvDebug); rest != ""; {
+		var w string
+		w, rest, _ = strings.Cut(rest, ",")
 		if w == what || w == "all" {
 			return true
 		}

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -76,6 +77,8 @@ type Agent struct {
 	jobs     map[string]*agentJob
 	sessions map[*yamux.Session]bool
 	closed   bool
+
+	envMu sync.Mutex // one Python environment is built at a time
 
 	joined chan struct{} // closed once this node has joined another
 	quit   chan struct{}
@@ -160,12 +163,9 @@ func StartAgent(cfg AgentConfig) (*Agent, error) {
 		}
 	}
 	mc.SecretKey = gossipKey(cfg.Key)
-	mc.ProbeInterval = or(cfg.ProbeInterval, 200*time.Millisecond)
-	mc.ProbeTimeout = or(cfg.ProbeTimeout, 100*time.Millisecond)
-	mc.SuspicionMult = cfg.SuspicionMult
-	if mc.SuspicionMult <= 0 {
-		mc.SuspicionMult = 2
-	}
+	mc.ProbeInterval = cmp.Or(cfg.ProbeInterval, 200*time.Millisecond)
+	mc.ProbeTimeout = cmp.Or(cfg.ProbeTimeout, 100*time.Millisecond)
+	mc.SuspicionMult = cmp.Or(cfg.SuspicionMult, 2)
 	mc.GossipInterval = 100 * time.Millisecond
 	mc.PushPullInterval = 2 * time.Second
 	mc.Delegate = (*agentDelegate)(a)
@@ -185,13 +185,6 @@ func StartAgent(cfg AgentConfig) (*Agent, error) {
 	go a.serve()
 	go a.joinLoop()
 	return a, nil
-}
-
-func or(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
 }
 
 // sanitize keeps a node name usable as a file name.
@@ -510,18 +503,6 @@ func queryMembers(ctx context.Context, addr, key string) ([]Member, string, erro
 		return nil, "", fmt.Errorf("agent %s: reading members: %w", addr, err)
 	}
 	return r.Members, r.Self, nil
-}
-
-// debugNode reports whether PMRUN_DEBUG includes node (or all).
-func debugNode() bool {
-	for rest := os.Getenv("PMRUN_DEBUG"); rest != ""; {
-		var w string
-		w, rest, _ = strings.Cut(rest, ",")
-		if w == "node" || w == "all" {
-			return true
-		}
-	}
-	return false
 }
 
 func dialTimeout(ctx context.Context) time.Duration {

@@ -237,33 +237,28 @@ func (j *agentJob) startRank(python string, i, r int, stdin io.Reader, outputs *
 	if stdin != nil {
 		cmd.Stdin = stdin
 	}
-	var closeAfter []io.Closer
-	for fd := 1; fd <= 2; fd++ {
+	var streams [2]net.Conn // the launcher's ends for stdout and stderr
+	for i := range streams {
 		st, err := j.sess.Open()
 		if err == nil {
-			err = writeRequest(st, &request{Op: "output", Job: j.id, Rank: r, FD: fd})
+			err = writeRequest(st, &request{Op: "output", Job: j.id, Rank: r, FD: i + 1})
 		}
 		if err != nil {
+			for _, s := range streams[:i] {
+				s.Close()
+			}
 			return fmt.Errorf("rank %d: output stream: %w", r, err)
 		}
-		pr, pw, err := os.Pipe()
-		if err != nil {
-			st.Close()
-			return err
-		}
-		if fd == 1 {
-			cmd.Stdout = pw
-		} else {
-			cmd.Stderr = pw
-		}
-		closeAfter = append(closeAfter, pw)
-		outputs.Add(1)
-		go func() {
-			defer outputs.Done()
-			defer st.Close()
-			defer pr.Close()
-			io.Copy(st, pr)
-		}()
+		streams[i] = st
+	}
+	closeAfter, err := pipeOutput(cmd, outputs, func(fd int, r io.Reader) {
+		io.Copy(streams[fd-1], r)
+		streams[fd-1].Close()
+	})
+	if err != nil {
+		streams[0].Close()
+		streams[1].Close()
+		return err
 	}
 	j.mu.Lock()
 	if j.killed {
@@ -273,7 +268,7 @@ func (j *agentJob) startRank(python string, i, r int, stdin io.Reader, outputs *
 		}
 		return errors.New("job aborted")
 	}
-	err := cmd.Start()
+	err = cmd.Start()
 	if err == nil {
 		j.procs = append(j.procs, cmd)
 	}
@@ -419,8 +414,6 @@ func addFile(tw *tar.Writer, path, name string, fi os.FileInfo) error {
 // Python environments for jobs with requirements: one virtual environment per
 // interpreter and requirements text, made once per node and reused.
 
-var envMu sync.Mutex // one environment is built at a time on a node
-
 // pythonEnv returns the environment for python and requirements, building it
 // if needed (pip runs in the job's directory, so a requirements file may
 // point --find-links at the job's files); cached reports a reuse.
@@ -428,8 +421,8 @@ func (a *Agent) pythonEnv(python, requirements, jobDir string) (dir string, cach
 	sum := sha256.Sum256([]byte(python + "\x00" + requirements))
 	dir = filepath.Join(a.cfg.WorkDir, "venvs", hex.EncodeToString(sum[:8]))
 	ready := filepath.Join(dir, ".pmrun-ready")
-	envMu.Lock()
-	defer envMu.Unlock()
+	a.envMu.Lock()
+	defer a.envMu.Unlock()
 	if _, err := os.Stat(ready); err == nil {
 		return dir, true, nil
 	}

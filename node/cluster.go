@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+	"github.com/pmrun/pmrun/comm"
 	"github.com/pmrun/pmrun/internal/rendezvous"
 )
 
@@ -62,12 +63,10 @@ func (t *target) send(ev event) {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
 	if t.ctl != nil {
-		t.c().SetWriteDeadline(time.Now().Add(2 * time.Second))
+		t.ctl.c.SetWriteDeadline(time.Now().Add(2 * time.Second))
 		t.ctl.enc.Encode(ev)
 	}
 }
-
-func (t *target) c() net.Conn { return t.ctl.c }
 
 // Nodes resolves where a job may run: the given hosts (asking each agent its
 // name and cores), or the live members of the cluster an agent belongs to.
@@ -188,13 +187,9 @@ func RunCluster(ctx context.Context, spec ClusterSpec, stdout, stderr io.Writer)
 	var bundle []byte
 	if spec.Ship || spec.Files != "" {
 		var b bytes.Buffer
-		prog := ""
+		src, prog := "", ""
 		if spec.Ship {
-			prog = filepath.Base(spec.Program)
-		}
-		src := ""
-		if spec.Ship {
-			src = spec.Program
+			src, prog = spec.Program, filepath.Base(spec.Program)
 		}
 		if err := writeBundle(&b, src, prog, spec.Files); err != nil {
 			return Result{}, err
@@ -344,7 +339,7 @@ func (t *target) submit(spec ClusterSpec, jobID, secret, rdv string, bundle []by
 	}
 	rs := &remoteSpec{
 		Program: prog, Shipped: spec.Ship, Python: spec.Python, Args: spec.Args, Env: spec.Env,
-		Ranks: t.ranks, Size: spec.NP, Rendezvous: rdv, Secret: secret, TagOutput: spec.TagOutput,
+		Ranks: t.ranks, Size: spec.NP, Rendezvous: rdv, Secret: secret,
 		Stdin: spec.Stdin != nil && t.ranks[0] == 0, Requirements: spec.Requirements,
 		NoMPI4py: spec.NoMPI4py, Files: spec.Files != "",
 	}
@@ -380,7 +375,7 @@ func (t *target) submit(spec ClusterSpec, jobID, secret, rdv string, bundle []by
 		case "error":
 			return errors.New(ev.Msg)
 		case "env":
-			if debugNode() {
+			if comm.DebugOn("node") {
 				how := "built"
 				if ev.Cached {
 					how = "reused"

@@ -152,29 +152,15 @@ func startRank(spec JobSpec, r int, base []string, out, errs *lineSink, outputs 
 	if spec.TagOutput {
 		prefix = []byte("[" + strconv.Itoa(r) + "] ")
 	}
-	var closeAfterStart []*os.File
-	for i, sink := range []*lineSink{out, errs} {
-		pr, pw, err := os.Pipe()
-		if err != nil {
-			return nil, err
-		}
-		if i == 0 {
-			cmd.Stdout = pw
-		} else {
-			cmd.Stderr = pw
-		}
-		closeAfterStart = append(closeAfterStart, pw)
-		outputs.Add(1)
-		go func() {
-			defer outputs.Done()
-			defer pr.Close()
-			forwardLines(pr, sink, prefix)
-		}()
+	sinks := [...]*lineSink{out, errs}
+	closeAfterStart, err := pipeOutput(cmd, outputs, func(fd int, r io.Reader) { forwardLines(r, sinks[fd-1], prefix) })
+	if err != nil {
+		return nil, err
 	}
 	if r == 0 && spec.Stdin != nil {
 		cmd.Stdin = spec.Stdin // an *os.File (the launcher's stdin) is inherited as is
 	}
-	err := cmd.Start()
+	err = cmd.Start()
 	for _, f := range closeAfterStart {
 		f.Close()
 	}
@@ -186,6 +172,35 @@ func startRank(spec JobSpec, r int, base []string, out, errs *lineSink, outputs 
 		exits <- exitEvent{rank: r, pid: cmd.Process.Pid, err: err}
 	}()
 	return &rankProc{rank: r, cmd: cmd}, nil
+}
+
+// pipeOutput gives cmd a pipe for its stdout (fd 1) and one for its stderr
+// (fd 2) and runs consume on each read end, counted in outputs. It returns the
+// write ends, which the caller closes once cmd has started (or failed to).
+func pipeOutput(cmd *exec.Cmd, outputs *sync.WaitGroup, consume func(fd int, r io.Reader)) ([]*os.File, error) {
+	var ws []*os.File
+	for fd := 1; fd <= 2; fd++ {
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			for _, w := range ws {
+				w.Close()
+			}
+			return nil, err
+		}
+		if fd == 1 {
+			cmd.Stdout = pw
+		} else {
+			cmd.Stderr = pw
+		}
+		ws = append(ws, pw)
+		outputs.Add(1)
+		go func() {
+			defer outputs.Done()
+			defer pr.Close()
+			consume(fd, pr)
+		}()
+	}
+	return ws, nil
 }
 
 // hasVar reports whether env (KEY=VALUE pairs) sets name.

@@ -51,8 +51,12 @@ func defaultImage() (string, error) {
 	return "pmrun:agent-" + hex.EncodeToString(h.Sum(nil))[:12], nil
 }
 
-// dockerLabel marks everything a --docker job creates, with the job's id.
-const dockerLabel = "pmrun.job"
+// Labels on everything a --docker job creates: the job's id, and the
+// launcher (host:pid) that owns it, to find what a killed launcher left.
+const (
+	dockerLabel   = "pmrun.job"
+	launcherLabel = "pmrun.launcher"
+)
 
 // runDocker starts --nodes agent containers on a private network, runs the
 // job on them and removes the containers and the network, also when the job
@@ -89,7 +93,8 @@ func runDocker(o *options, spec node.ClusterSpec, stdout, stderr io.Writer) (res
 	key := make([]byte, 16)
 	rand.Read(key)
 	spec.Key = hex.EncodeToString(key)
-	labels := map[string]string{dockerLabel: job}
+	host, _ := os.Hostname()
+	labels := map[string]string{dockerLabel: job, launcherLabel: host + ":" + strconv.Itoa(os.Getpid())}
 	defer func() {
 		cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
 		defer ccancel()

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -39,13 +40,16 @@ func needDocker(t *testing.T) {
 	}
 }
 
-// leftovers lists containers and networks that --docker jobs left behind.
-func leftovers(t *testing.T) string {
+// leftovers lists the containers and networks that the launcher with pid
+// left behind (other jobs may share the engine).
+func leftovers(t *testing.T, pid int) string {
 	t.Helper()
+	host, _ := os.Hostname()
+	label := "label=pmrun.launcher=" + host + ":" + strconv.Itoa(pid)
 	var all []string
 	for _, args := range [][]string{
-		{"ps", "-aq", "--filter", "label=pmrun.job"},
-		{"network", "ls", "-q", "--filter", "label=pmrun.job"},
+		{"ps", "-aq", "--filter", label},
+		{"network", "ls", "-q", "--filter", label},
 	} {
 		out, err := exec.Command("docker", args...).Output()
 		if err != nil {
@@ -68,9 +72,6 @@ func examplesDir(t *testing.T) string {
 
 func TestDockerJobs(t *testing.T) {
 	needDocker(t)
-	if l := leftovers(t); l != "" {
-		t.Fatalf("leftovers before the test: %s", l)
-	}
 	ex := examplesDir(t)
 	root := filepath.Join(filepath.Dir(os.Getenv("PMRUN_BIN")), "..")
 	fail := filepath.Join(t.TempDir(), "fail.py")
@@ -98,7 +99,7 @@ func TestDockerJobs(t *testing.T) {
 					t.Errorf("output lacks %q:\nstdout:\n%s\nstderr:\n%s", w, r.out, r.err)
 				}
 			}
-			if l := leftovers(t); l != "" {
+			if l := leftovers(t, r.pid); l != "" {
 				t.Errorf("left behind: %s", l)
 			}
 		})
@@ -136,7 +137,9 @@ func TestDockerNodeLost(t *testing.T) {
 				case <-time.After(50 * time.Millisecond):
 				}
 			}
-			ids, err := exec.Command("docker", "ps", "-q", "--filter", "label=pmrun.job", "--filter", "name=-node2$").Output()
+			host, _ := os.Hostname()
+			mine := "label=pmrun.launcher=" + host + ":" + strconv.Itoa(cmd.Process.Pid)
+			ids, err := exec.Command("docker", "ps", "-q", "--filter", mine, "--filter", "name=-node2$").Output()
 			id := strings.TrimSpace(string(ids))
 			if err != nil || id == "" || strings.Contains(id, "\n") {
 				t.Fatalf("finding node2's container: %q %v", id, err)
@@ -145,7 +148,7 @@ func TestDockerNodeLost(t *testing.T) {
 			if how == "kill" {
 				c = exec.Command("docker", "kill", id)
 			} else {
-				nets, _ := exec.Command("docker", "network", "ls", "-q", "--filter", "label=pmrun.job").Output()
+				nets, _ := exec.Command("docker", "network", "ls", "-q", "--filter", mine).Output()
 				c = exec.Command("docker", "network", "disconnect", strings.TrimSpace(string(nets)), id)
 			}
 			if o, err := c.CombinedOutput(); err != nil {
@@ -168,7 +171,7 @@ func TestDockerNodeLost(t *testing.T) {
 			if took > 3*time.Second {
 				t.Errorf("took %v to end the job, want < 3 s", took)
 			}
-			if l := leftovers(t); l != "" {
+			if l := leftovers(t, cmd.Process.Pid); l != "" {
 				t.Errorf("left behind: %s", l)
 			}
 		})

@@ -43,6 +43,7 @@ type res struct {
 	out, err string
 	code     int
 	took     time.Duration
+	pid      int
 }
 
 func pmrun(t *testing.T, stdin string, args ...string) res {
@@ -58,7 +59,7 @@ func pmrun(t *testing.T, stdin string, args ...string) res {
 	timer := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
 	defer timer.Stop()
 	cmd.Wait()
-	return res{o.String(), e.String(), cmd.ProcessState.ExitCode(), time.Since(start)}
+	return res{o.String(), e.String(), cmd.ProcessState.ExitCode(), time.Since(start), cmd.Process.Pid}
 }
 
 // lockedBuffer is a bytes.Buffer safe to read while a command writes it.
