@@ -1,7 +1,6 @@
 package node
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
 	"errors"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pmrun/pmrun/internal/testwheel"
 )
 
 // startAgents starts n agents on loopback, all joining the first.
@@ -280,8 +281,9 @@ func TestRequirements(t *testing.T) {
 	}
 	as := startAgents(t, 2, "")
 	files := t.TempDir()
-	os.MkdirAll(filepath.Join(files, "wheels"), 0o755)
-	writeWheel(t, filepath.Join(files, "wheels", "pmruntiny-1.0-py3-none-any.whl"))
+	if err := testwheel.Write(filepath.Join(files, "wheels")); err != nil {
+		t.Fatal(err)
+	}
 	script := filepath.Join(t.TempDir(), "use.py")
 	os.WriteFile(script, []byte("import sys, pmruntiny\nprint('tiny', pmruntiny.VALUE, sys.prefix != sys.base_prefix)\n"), 0o644)
 	spec := ClusterSpec{JobSpec: JobSpec{Program: script, NP: 2, Env: []string{"PMRUN_DEBUG=node"}},
@@ -308,30 +310,6 @@ func TestRequirements(t *testing.T) {
 	}
 }
 
-// writeWheel writes a pure-Python wheel of package pmruntiny 1.0.
-func writeWheel(t *testing.T, path string) {
-	var b bytes.Buffer
-	z := zip.NewWriter(&b)
-	files := []struct{ name, body string }{
-		{"pmruntiny/__init__.py", "VALUE = 42\n"},
-		{"pmruntiny-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: pmruntiny\nVersion: 1.0\n"},
-		{"pmruntiny-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: pmrun-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"},
-		{"pmruntiny-1.0.dist-info/RECORD", "pmruntiny/__init__.py,,\npmruntiny-1.0.dist-info/METADATA,,\npmruntiny-1.0.dist-info/WHEEL,,\npmruntiny-1.0.dist-info/RECORD,,\n"},
-	}
-	for _, f := range files {
-		w, err := z.Create(f.name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.Write([]byte(f.body))
-	}
-	if err := z.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
 
 func TestPlace(t *testing.T) {
 	mk := func() []*target {

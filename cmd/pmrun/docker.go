@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -64,24 +65,15 @@ const (
 func runDocker(o *options, spec node.ClusterSpec, stdout, stderr io.Writer) (res node.Result, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	e, err := dockerx.New()
+	e, err := connect(ctx)
 	if err != nil {
 		return res, fmt.Errorf("--docker: %w", err)
 	}
 	defer e.Close()
-	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
-	err = e.Ping(pctx)
-	pcancel()
-	if err != nil {
-		return res, fmt.Errorf("--docker: no Docker engine answers: %w", err)
-	}
 	image := o.image
 	if image == "" {
-		if image, err = defaultImage(); err != nil {
-			return res, err
-		}
-		if err := ensureImage(ctx, e, image, stderr); err != nil {
-			return res, err
+		if image, err = agentImage(ctx, e, stderr); err != nil {
+			return res, fmt.Errorf("--docker: %w", err)
 		}
 	} else if ok, err := e.ImageExists(ctx, image); err != nil || !ok {
 		return res, fmt.Errorf("--docker: image %s not found (%v)", image, err)
@@ -135,33 +127,102 @@ func runDocker(o *options, spec node.ClusterSpec, stdout, stderr io.Writer) (res
 	return node.RunCluster(context.Background(), spec, stdout, stderr)
 }
 
-// ensureImage builds image from the embedded Dockerfile on the offline base
-// when the engine does not have it.
-func ensureImage(ctx context.Context, e dockerx.Engine, image string, log io.Writer) error {
+// connect returns a client of the local Docker engine, which answered.
+func connect(ctx context.Context) (dockerx.Engine, error) {
+	e, err := dockerx.New()
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := e.Ping(pctx); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("no Docker engine answers: %w", err)
+	}
+	return e, nil
+}
+
+// agentImage returns the name of the agents' image for this launcher and its
+// Python package, building it from the embedded Dockerfile on the offline
+// base when the engine does not have it.
+func agentImage(ctx context.Context, e dockerx.Engine, log io.Writer) (string, error) {
+	image, err := defaultImage()
+	if err != nil {
+		return "", err
+	}
 	if ok, err := e.ImageExists(ctx, image); err != nil {
-		return fmt.Errorf("--docker: %w", err)
+		return "", err
 	} else if ok {
-		return nil
+		return image, nil
 	}
 	base := docker.BaseImage
 	if ok, _ := e.ImageExists(ctx, base); !ok {
-		return fmt.Errorf("--docker: image %s is missing and so is its base %s: run docker/make-base.sh once (it builds the base from Debian packages, no registry needed), or give --image", image, base)
+		return "", fmt.Errorf("image %s is missing and so is its base %s: run docker/make-base.sh once (it builds the base from Debian packages, no registry needed), or give --image", image, base)
 	}
 	exe, err := os.Executable()
 	if err != nil {
-		return err
+		return "", err
 	}
 	py := node.PythonDir()
 	if py == "" {
-		return errors.New("--docker: pmrun's Python package is not next to the launcher (run make build)")
+		return "", errors.New("pmrun's Python package is not next to the launcher (run make build)")
 	}
 	bctx, err := dockerx.BuildContext(map[string]string{"bin/pmrun": exe, "bin/python": py},
 		map[string][]byte{"Dockerfile": docker.Dockerfile})
 	if err != nil {
-		return err
+		return "", err
 	}
 	fmt.Fprintf(log, "pmrun: building image %s on %s\n", image, base)
-	return e.BuildImage(ctx, bctx, "Dockerfile", image, map[string]string{"BASE": base}, map[string]string{"pmrun.image": "agent"}, nil)
+	err = e.BuildImage(ctx, bctx, "Dockerfile", image, map[string]string{"BASE": base}, map[string]string{"pmrun.image": "agent"}, nil)
+	return image, err
+}
+
+const imageUsage = `usage: pmrun image [--tag NAME[:TAG]]
+
+Builds the node agents' image from this pmrun and its Python package (on the
+offline base ` + docker.BaseImage + `, see docker/make-base.sh) unless the engine
+has it already, and names it NAME (default pmrun:latest), the image
+docker/compose.yml and docker/stack.yml run. Prints the image's names.
+`
+
+// runImage is "pmrun image": build and tag the agents' image for compose
+// files, Swarm stacks and other engines (docker save | docker load).
+func runImage(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("pmrun image", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	tag := fs.String("tag", "pmrun:latest", "")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, imageUsage)
+			return 0
+		}
+		if err == nil {
+			err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		}
+		fmt.Fprintf(stderr, "pmrun image: %v\n%s", err, imageUsage)
+		return exitUsage
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	e, err := connect(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "pmrun image: %v\n", err)
+		return 1
+	}
+	defer e.Close()
+	image, err := agentImage(ctx, e, stderr)
+	if err == nil && *tag != "" {
+		err = e.TagImage(ctx, image, *tag)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "pmrun image: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, image)
+	if *tag != "" {
+		fmt.Fprintln(stdout, *tag)
+	}
+	return 0
 }
 
 // waitMembers waits until the agent at addr answers and sees n live nodes.

@@ -34,6 +34,7 @@ var version = "dev"
 const usageText = `usage: pmrun [-np N] [options] PROGRAM [ARGS...]
        pmrun node [agent options]      run a node agent (see pmrun node -h)
        pmrun members --cluster ADDR    list a cluster's nodes
+       pmrun image [--tag NAME]        build the agents' Docker image
 
 Runs N copies (ranks) of PROGRAM connected by pmrun's message passing runtime:
 on this machine (the default), on a cluster of node agents (--cluster, -H,
@@ -260,6 +261,8 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 			return runNode(args[1:], stdout, stderr)
 		case "members":
 			return runMembers(args[1:], stdout, stderr)
+		case "image":
+			return runImage(args[1:], stdout, stderr)
 		}
 	}
 	o, err := parseArgs(args)

@@ -97,6 +97,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"-np", "two", "true"}, "invalid value"},
 		{[]string{"-x", "=1", "true"}, "bad variable"},
 		{[]string{"--timeout", "soon", "true"}, "invalid value"},
+		{[]string{"image", "extra"}, `unexpected argument "extra"`},
+		{[]string{"image", "--tag"}, "flag needs an argument"},
+		{[]string{"members"}, "--cluster is required"},
 	} {
 		r := pmrun(t, "", tc.args...)
 		if r.code != 2 || !strings.Contains(r.err, tc.says) || !strings.Contains(r.err, "usage: pmrun") {

@@ -171,6 +171,17 @@ func TestEngine(t *testing.T) {
 	if ok, err := e.ImageExists(ctx, tag); !ok || err != nil {
 		t.Fatalf("ImageExists(%s) = %v, %v; want true, nil", tag, ok, err)
 	}
+	alias := "pmrun-dockerx-test-alias:" + suffix
+	removeImageAtEnd(t, e, alias)
+	if err := e.TagImage(ctx, tag, alias); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := e.ImageExists(ctx, alias); !ok || err != nil {
+		t.Fatalf("ImageExists(%s) after TagImage = %v, %v; want true, nil", alias, ok, err)
+	}
+	if err := e.TagImage(ctx, tag, "Bad Name"); err == nil || !strings.Contains(err.Error(), "Bad Name") {
+		t.Errorf("TagImage to an invalid name: %v, want an error naming it", err)
+	}
 
 	// Network.
 	netName := "pmrun-dockerx-test-" + suffix

@@ -25,6 +25,11 @@ type Engine interface {
 	// builder's message.
 	BuildImage(ctx context.Context, buildContext io.Reader, dockerfile, tag string, buildArgs, labels map[string]string, log io.Writer) error
 
+	// TagImage gives the local image source the further name target
+	// (repository[:tag], tag "latest" when omitted), moving target off any
+	// image that had it.
+	TagImage(ctx context.Context, source, target string) error
+
 	// RemoveImage removes the image ref and its untagged parents. An image
 	// that does not exist is not an error.
 	RemoveImage(ctx context.Context, ref string) error

@@ -53,6 +53,13 @@ func (m *mobyEngine) ImageExists(ctx context.Context, ref string) (bool, error) 
 	return true, nil
 }
 
+func (m *mobyEngine) TagImage(ctx context.Context, source, target string) error {
+	if _, err := m.cli.ImageTag(ctx, client.ImageTagOptions{Source: source, Target: target}); err != nil {
+		return fmt.Errorf("dockerx: tag %s as %s: %w", source, target, err)
+	}
+	return nil
+}
+
 func (m *mobyEngine) RemoveImage(ctx context.Context, ref string) error {
 	_, err := m.cli.ImageRemove(ctx, ref, client.ImageRemoveOptions{PruneChildren: true})
 	if err != nil && !cerrdefs.IsNotFound(err) {
