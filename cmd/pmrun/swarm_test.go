@@ -213,6 +213,13 @@ if c.rank == 0:
 	members, _ := inClient(20*time.Second, "members", "--cluster", "agent")
 	t.Logf("pmrun members:\n%s", strings.TrimSpace(members))
 	job(3)
+	// A launcher with the wrong key is refused, saying why.
+	out, err = dockerCmd(t, 30*time.Second, nil, "exec", "-e", "PMRUN_CLUSTER_KEY=wrong", client,
+		"pmrun", "--cluster", "agent", "-np", "2", "nodes.py")
+	if err == nil || !strings.Contains(out, "cluster key") {
+		t.Errorf("a job with the wrong key: err %v, want it refused naming the key:\n%s", err, out)
+	}
+	t.Logf("wrong key: %s", strings.TrimSpace(out))
 
 	out, err = dockerCmd(t, 2*time.Minute, nil, "service", "scale", "--detach", swarmStack+"_agent=5")
 	if err != nil {
