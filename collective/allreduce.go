@@ -56,11 +56,12 @@ func fold[T Elem](k *call, acc []T, op Op[T]) (vr, p2 int, real func(int) int, e
 	case k.rank < 2*rem && k.rank%2 == 0:
 		return -1, p2, real, k.send(k.rank+1, bytesOf(acc))
 	case k.rank < 2*rem:
-		tmp := make([]T, len(acc))
+		tmp, sc := getScratch[T](len(acc))
 		if err := k.recv(k.rank-1, bytesOf(tmp)); err != nil {
 			return 0, 0, nil, err
 		}
 		op.combineLeft(tmp, acc)
+		sc.release()
 		return k.rank / 2, p2, real, nil
 	}
 	return k.rank - rem, p2, real, nil
@@ -95,7 +96,7 @@ func allreduceRecursiveDoubling[T Elem](k *call, acc []T, op Op[T]) error {
 		return err
 	}
 	if vr >= 0 {
-		tmp := make([]T, len(acc))
+		tmp, sc := getScratch[T](len(acc))
 		for mask := 1; mask < p2; mask <<= 1 {
 			pv := vr ^ mask
 			if err := k.sendrecv(bytesOf(acc), real(pv), bytesOf(tmp), real(pv)); err != nil {
@@ -107,6 +108,7 @@ func allreduceRecursiveDoubling[T Elem](k *call, acc []T, op Op[T]) error {
 				op.combineRight(acc, tmp)
 			}
 		}
+		sc.release()
 	}
 	return unfold(k, acc, vr)
 }
@@ -121,7 +123,7 @@ func allreduceRabenseifner[T Elem](k *call, acc []T, op Op[T]) error {
 	}
 	if vr >= 0 {
 		n := len(acc)
-		tmp := make([]T, n)
+		tmp, sc := getScratch[T](n)
 		lo, hi := 0, p2 // the blocks this rank is still responsible for
 		for mask := p2 / 2; mask > 0; mask >>= 1 {
 			pv := vr ^ mask
@@ -140,6 +142,7 @@ func allreduceRabenseifner[T Elem](k *call, acc []T, op Op[T]) error {
 			op.Fn(tmp[kl:kh], acc[kl:kh])
 			lo, hi = keepLo, keepHi
 		}
+		sc.release()
 		for mask := 1; mask < p2; mask <<= 1 {
 			pv := vr ^ mask
 			// Partner holds the mirror window of the same size.
@@ -166,7 +169,7 @@ func allreduceRing[T Elem](k *call, acc []T, op Op[T]) error {
 	p, n := k.size, len(acc)
 	right, left := (k.rank+1)%p, (k.rank-1+p)%p
 	lo0, hi0 := block(n, p, 0)
-	tmp := make([]T, hi0-lo0)
+	tmp, sc := getScratch[T](hi0 - lo0)
 	for s := range p - 1 {
 		slo, shi := block(n, p, (k.rank-s+p)%p)
 		rlo, rhi := block(n, p, (k.rank-s-1+p)%p)
@@ -176,6 +179,7 @@ func allreduceRing[T Elem](k *call, acc []T, op Op[T]) error {
 		}
 		op.Fn(t, acc[rlo:rhi])
 	}
+	sc.release()
 	for s := range p - 1 {
 		slo, shi := block(n, p, (k.rank+1-s+p)%p)
 		rlo, rhi := block(n, p, (k.rank-s+p)%p)

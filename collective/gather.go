@@ -138,6 +138,7 @@ func gatherBinomial(k *call, root int, send, recv []byte, bs int) error {
 	// A leaf sends its own block as it is; a root of rank 0 gathers straight
 	// into recv; other inner ranks gather their subtree into a buffer.
 	var tmp []byte
+	var sc *scratch
 	switch n := min(span, p-vr); {
 	case vr == 0 && root == 0:
 		tmp = recv
@@ -145,12 +146,16 @@ func gatherBinomial(k *call, root int, send, recv []byte, bs int) error {
 	case n == 1:
 		tmp = send
 	default:
-		tmp = make([]byte, n*bs)
+		tmp, sc = getScratch[byte](n * bs)
 		copy(tmp, send)
 	}
 	for mask := 1; mask < p; mask <<= 1 {
 		if vr&mask != 0 {
-			return k.send((vr-mask+root)%p, tmp)
+			if err := k.send((vr-mask+root)%p, tmp); err != nil {
+				return err
+			}
+			sc.release()
+			return nil
 		}
 		if vr+mask < p {
 			n := min(mask, p-vr-mask)
@@ -165,6 +170,7 @@ func gatherBinomial(k *call, root int, send, recv []byte, bs int) error {
 			copy(recv[j*bs:(j+1)*bs], tmp[i*bs:(i+1)*bs])
 		}
 	}
+	sc.release()
 	return nil
 }
 
@@ -173,12 +179,13 @@ func scatterBinomial(k *call, root int, send, recv []byte, bs int) error {
 	p := k.size
 	vr := (k.rank - root + p) % p
 	var tmp []byte
+	var sc *scratch
 	mask := 1
 	if vr == 0 {
 		if root == 0 {
 			tmp = send // already in relative order
 		} else {
-			tmp = make([]byte, p*bs)
+			tmp, sc = getScratch[byte](p * bs)
 			for i := range p {
 				j := (i + root) % p
 				copy(tmp[i*bs:(i+1)*bs], send[j*bs:(j+1)*bs])
@@ -194,7 +201,7 @@ func scatterBinomial(k *call, root int, send, recv []byte, bs int) error {
 		if n := min(mask, p-vr); n == 1 {
 			tmp = recv // a leaf receives its block in place
 		} else {
-			tmp = make([]byte, n*bs)
+			tmp, sc = getScratch[byte](n * bs)
 		}
 		if err := k.recv((vr-mask+root)%p, tmp); err != nil {
 			return err
@@ -211,5 +218,6 @@ func scatterBinomial(k *call, root int, send, recv []byte, bs int) error {
 	if len(recv) > 0 && &recv[0] != &tmp[0] {
 		copy(recv, tmp[:bs])
 	}
+	sc.release()
 	return nil
 }

@@ -35,6 +35,7 @@ func reduceBinomial[T Elem](k *call, root int, send, recv []T, op Op[T]) error {
 	// A leaf sends its own vector as it is; the root accumulates in recv;
 	// other ranks need a buffer of their own.
 	var acc, tmp []T
+	var accSc, tmpSc *scratch
 	switch {
 	case vr&1 != 0:
 		acc = send
@@ -42,7 +43,7 @@ func reduceBinomial[T Elem](k *call, root int, send, recv []T, op Op[T]) error {
 		acc = recv
 		copy(acc, send) // a no-op in place
 	default:
-		acc = make([]T, len(send))
+		acc, accSc = getScratch[T](len(send))
 		copy(acc, send)
 	}
 	for mask := 1; mask < p; mask <<= 1 {
@@ -54,7 +55,7 @@ func reduceBinomial[T Elem](k *call, root int, send, recv []T, op Op[T]) error {
 		}
 		if vr+mask < p {
 			if tmp == nil {
-				tmp = make([]T, len(send))
+				tmp, tmpSc = getScratch[T](len(send))
 			}
 			if err := k.recv((vr+mask+target)%p, bytesOf(tmp)); err != nil {
 				return err
@@ -62,14 +63,15 @@ func reduceBinomial[T Elem](k *call, root int, send, recv []T, op Op[T]) error {
 			op.combineRight(acc, tmp)
 		}
 	}
-	if target != root { // move the result from rank 0 to root
-		switch k.rank {
-		case target:
-			return k.send(root, bytesOf(acc))
-		case root:
-			return k.recv(target, bytesOf(recv))
+	tmpSc.release()
+	if target != root && k.rank == target { // move the result from rank 0 to root
+		if err := k.send(root, bytesOf(acc)); err != nil {
+			return err
 		}
-		return nil
+	}
+	accSc.release()
+	if target != root && k.rank == root {
+		return k.recv(target, bytesOf(recv))
 	}
 	return nil
 }

@@ -21,9 +21,9 @@ func ReduceScatterBlock[T Elem](ctx context.Context, c *comm.Comm, send, recv []
 	// Ring reduce-scatter on equal blocks: p-1 steps, each rank passes one
 	// partially reduced block to its right neighbour.
 	n := len(recv)
-	acc := make([]T, len(send))
+	acc, accSc := getScratch[T](len(send))
 	copy(acc, send)
-	tmp := make([]T, n)
+	tmp, tmpSc := getScratch[T](n)
 	right, left := (k.rank+1)%p, (k.rank-1+p)%p
 	for s := range p - 1 {
 		sb := (k.rank - s - 1 + 2*p) % p
@@ -34,6 +34,8 @@ func ReduceScatterBlock[T Elem](ctx context.Context, c *comm.Comm, send, recv []
 		op.Fn(tmp, acc[rb*n:(rb+1)*n])
 	}
 	copy(recv, acc[k.rank*n:(k.rank+1)*n])
+	accSc.release()
+	tmpSc.release()
 	return nil
 }
 
@@ -58,10 +60,14 @@ func ReduceScatter[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, co
 
 // reduceScatterv reduces to rank 0 (in rank order) and scatters the pieces.
 func reduceScatterv[T Elem](k *call, send, recv []T, counts, displs []int, op Op[T]) error {
-	full := make([]T, len(send))
+	full, sc := getScratch[T](len(send))
 	if err := reduceBinomial(k, 0, send, full, op); err != nil {
 		return err
 	}
 	es := sizeOf[T]()
-	return scattervLinear(k, 0, bytesOf(full), bytesOf(recv), scaled(counts, es), scaled(displs, es))
+	if err := scattervLinear(k, 0, bytesOf(full), bytesOf(recv), scaled(counts, es), scaled(displs, es)); err != nil {
+		return err
+	}
+	sc.release()
+	return nil
 }

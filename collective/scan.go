@@ -23,11 +23,14 @@ func Exscan[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, op Op[T])
 	if err := checkLen("exscan", "recv", len(recv), len(send)); err != nil {
 		return err
 	}
-	acc := make([]T, len(send))
+	acc, sc := getScratch[T](len(send))
 	copy(acc, send)
 	ex, err := scan(newCall(ctx, c, "exscan"), acc, op, true)
-	if err == nil && c.Rank() > 0 {
-		copy(recv, ex)
+	if err == nil {
+		if c.Rank() > 0 {
+			copy(recv, ex)
+		}
+		sc.release()
 	}
 	return err
 }
@@ -37,7 +40,7 @@ func Exscan[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, op Op[T])
 // left. With exclusive it also returns the prefix of the ranks below.
 func scan[T Elem](k *call, acc []T, op Op[T], exclusive bool) ([]T, error) {
 	p, r := k.size, k.rank
-	tmp := make([]T, len(acc))
+	tmp, sc := getScratch[T](len(acc))
 	var ex []T
 	if exclusive && r > 0 {
 		ex = make([]T, len(acc))
@@ -68,5 +71,6 @@ func scan[T Elem](k *call, acc []T, op Op[T], exclusive bool) ([]T, error) {
 			op.combineLeft(tmp, acc)
 		}
 	}
+	sc.release()
 	return ex, nil
 }
