@@ -178,6 +178,7 @@ func mapShm(f *os.File, size, ringSize int, creator bool) (*shmPair, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mapping shared memory: %w", err)
 	}
+	populate(mem)
 	half := size / 2
 	a, b := newRing(mem[:half]), newRing(mem[half:])
 	p := &shmPair{mem: mem, rx: a, tx: b}
@@ -335,4 +336,16 @@ func (l *tcpLink) spinStop() {
 	if !l.shm.rx.empty() {
 		l.tryPoll()
 	}
+}
+
+// madvPopulateWrite is MADV_POPULATE_WRITE (Linux 5.14).
+const madvPopulateWrite = 23
+
+// populate maps every page of a fresh segment in one call instead of one page
+// fault each as the rings first fill: on virtual machines a fault on a shared
+// page costs ~10 us, which the first pass through a 2 MiB ring paid 512 times
+// per side, in the middle of the job's first messages. Older kernels refuse
+// the advice and the pages fault in as before.
+func populate(mem []byte) {
+	_ = syscall.Madvise(mem, madvPopulateWrite)
 }
