@@ -92,26 +92,23 @@ func worldFromEnv() (*Comm, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	warmed := make(chan struct{})
-	go warmHeap(warmed)
-	defer func() { <-warmed }()
+	go warmHeap()
 	return newTCPWorld(ctx, cfg, os.Getenv(EnvJob), rank, size, secret, rdvAddr, node, bind)
 }
 
-// warmHeap faults in the pages of the first few megabytes of heap while the
-// world connects, then frees them for the garbage collector to hand out
-// again. A rank's first thousand or so messages allocate that much (requests,
-// early messages' buffers), and on virtual machines each first touch of a page
-// costs ~10 us: paid here, in parallel with the rendezvous, instead of in the
-// job's first calls.
-func warmHeap(done chan<- struct{}) {
-	defer close(done)
+// warmHeap faults in the pages of the first few megabytes of heap and frees
+// them for the garbage collector to hand out again. A rank's first thousand
+// or so messages allocate that much (requests, early messages' buffers), and
+// on virtual machines each first touch of a page costs ~10 us: paid here, in
+// a goroutine of its own that ends after a few milliseconds of work, while the
+// world connects and the program starts, instead of in the job's first calls.
+// Waiting for it would add those milliseconds to every job's startup.
+func warmHeap() {
 	b := make([]byte, 4<<20)
 	for i := 0; i < len(b); i += 4096 {
 		b[i] = 1
 	}
 	runtime.KeepAlive(b)
-	b = nil
 	runtime.GC()
 }
 
