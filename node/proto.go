@@ -56,15 +56,18 @@ func WithPort(addr string, port int) string {
 	return net.JoinHostPort(addr, strconv.Itoa(port))
 }
 
-// yamuxConfig tunes yamux for control sessions: keepalives every 500 ms that
-// must be answered within a second, so that a node cut off the network is
-// noticed within about 1.5 s (a killed process closes its connection at once).
+// yamuxConfig tunes yamux for control sessions: keepalives every 300 ms that
+// must be answered within 1.5 s, so that a node cut off the network is noticed
+// within about 2 s (a killed process closes its connection at once). A 1 s
+// answer time proved too short: an agent whose cores were saturated (five pip
+// installs on 2 cores next to a busy test suite) missed it and its job was
+// aborted as if the node had gone.
 func yamuxConfig() *yamux.Config {
 	cfg := yamux.DefaultConfig()
 	cfg.LogOutput = io.Discard
 	cfg.EnableKeepAlive = true
-	cfg.KeepAliveInterval = 500 * time.Millisecond
-	cfg.ConnectionWriteTimeout = time.Second
+	cfg.KeepAliveInterval = 300 * time.Millisecond
+	cfg.ConnectionWriteTimeout = 1500 * time.Millisecond
 	cfg.StreamOpenTimeout = 5 * time.Second
 	return cfg
 }
