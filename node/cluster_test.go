@@ -310,7 +310,6 @@ func TestRequirements(t *testing.T) {
 	}
 }
 
-
 func TestPlace(t *testing.T) {
 	mk := func() []*target {
 		return []*target{{name: "b", slots: 2}, {name: "a", slots: 1}, {name: "c", slots: 3}}
