@@ -68,7 +68,6 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	cfg := node.AgentConfig{Labels: labelList{}}
 	var join string
 	fs := flag.NewFlagSet("pmrun node", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	fs.StringVar(&cfg.Bind, "bind", "0.0.0.0:7946", "")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "")
 	fs.IntVar(&cfg.ControlPort, "control-port", node.DefaultControlPort, "")
@@ -79,17 +78,8 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	fs.Var(labelList(cfg.Labels), "label", "")
 	fs.IntVar(&cfg.Cores, "cores", 0, "")
 	fs.StringVar(&cfg.WorkDir, "work-dir", "", "")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, nodeUsage)
-			return 0
-		}
-		fmt.Fprintf(stderr, "pmrun node: %v\n\n%s", err, nodeUsage)
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "pmrun node: unexpected argument %q\n\n%s", fs.Arg(0), nodeUsage)
-		return exitUsage
+	if code := parseSub(fs, args, nodeUsage, nil, stdout, stderr); code >= 0 {
+		return code
 	}
 	cfg.Join = splitList(join)
 	a, err := node.StartAgent(cfg)
@@ -121,21 +111,18 @@ func runMembers(args []string, stdout, stderr io.Writer) int {
 	var cluster, key string
 	var asJSON bool
 	fs := flag.NewFlagSet("pmrun members", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	fs.StringVar(&cluster, "cluster", "", "")
 	fs.StringVar(&key, "cluster-key", os.Getenv(node.EnvClusterKey), "")
 	fs.BoolVar(&asJSON, "json", false, "")
 	usage := "usage: pmrun members --cluster HOST[:PORT] [--cluster-key KEY] [--json]\n"
-	if err := fs.Parse(args); err != nil || cluster == "" || fs.NArg() > 0 {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usage)
-			return 0
+	required := func() error {
+		if cluster == "" {
+			return errors.New("--cluster is required")
 		}
-		if err == nil {
-			err = errors.New("--cluster is required")
-		}
-		fmt.Fprintf(stderr, "pmrun members: %v\n%s", err, usage)
-		return exitUsage
+		return nil
+	}
+	if code := parseSub(fs, args, usage, required, stdout, stderr); code >= 0 {
+		return code
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -189,18 +189,9 @@ docker/compose.yml and docker/stack.yml run. Prints the image's names.
 // files, Swarm stacks and other engines (docker save | docker load).
 func runImage(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("pmrun image", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	tag := fs.String("tag", "pmrun:latest", "")
-	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, imageUsage)
-			return 0
-		}
-		if err == nil {
-			err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
-		}
-		fmt.Fprintf(stderr, "pmrun image: %v\n%s", err, imageUsage)
-		return exitUsage
+	if code := parseSub(fs, args, imageUsage, nil, stdout, stderr); code >= 0 {
+		return code
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()

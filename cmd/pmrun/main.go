@@ -86,6 +86,30 @@ const (
 	exitUsage = 2
 )
 
+// parseSub parses the flags of subcommand fs.Name() ("pmrun node", ...). It
+// returns -1 when the command should go on; otherwise the exit status, having
+// printed the usage: 0 for -h, exitUsage for a bad flag, a stray argument or a
+// failed check (nil means none).
+func parseSub(fs *flag.FlagSet, args []string, usage string, check func() error, stdout, stderr io.Writer) int {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, usage)
+		return 0
+	case err != nil:
+	case fs.NArg() > 0:
+		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	case check != nil:
+		err = check()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n\n%s", fs.Name(), err, usage)
+		return exitUsage
+	}
+	return -1
+}
+
 type envList []string
 
 func (e *envList) String() string { return strings.Join(*e, ",") }
