@@ -594,6 +594,60 @@ func TestRandomTraffic(t *testing.T) {
 	})
 }
 
+// TestWaitAllWindow: windows of rendezvous sends and receives between every
+// pair of ranks, in both directions at once, completed by one WaitAll that
+// pushes the data of the sends its receivers cleared (through a ring small
+// enough that pushes wait for the reader).
+func TestWaitAllWindow(t *testing.T) {
+	eachTransport(t, func(t *testing.T, mk maker) {
+		cfg := smallEager()
+		cfg.ShmRing = 64 << 10
+		const np, window, n = 3, 16, 100<<10 + 5
+		w := mk(t, np, cfg)
+		w.Run(func(c *comm.Comm) error {
+			for round := range 3 {
+				var reqs []*comm.Request
+				in := make([][]byte, 0, window*(np-1))
+				from := make([]int, 0, window*(np-1))
+				post := func() {
+					for peer := range np {
+						if peer == c.Rank() {
+							continue
+						}
+						for k := range window {
+							b := make([]byte, n)
+							in, from = append(in, b), append(from, peer*window+k)
+							reqs = append(reqs, c.Irecv(bg, peer, k, b))
+						}
+					}
+				}
+				if round != 1 { // round 1 posts its receives after the sends
+					post()
+				}
+				for peer := range np {
+					if peer != c.Rank() {
+						for k := range window {
+							reqs = append(reqs, c.Isend(bg, peer, k, pattern(c.Rank()*window+k+round, n)))
+						}
+					}
+				}
+				if round == 1 {
+					post()
+				}
+				if _, err := comm.WaitAll(reqs...); err != nil {
+					return fmt.Errorf("round %d: %w", round, err)
+				}
+				for i, b := range in {
+					if !bytes.Equal(b, pattern(from[i]+round, n)) {
+						return fmt.Errorf("round %d: message %d from rank %d corrupted", round, from[i]%window, from[i]/window)
+					}
+				}
+			}
+			return nil
+		})
+	})
+}
+
 func TestTypedSlices(t *testing.T) {
 	eachTransport(t, func(t *testing.T, mk maker) {
 		w := mk(t, 2, smallEager())

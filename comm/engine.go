@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -182,55 +183,84 @@ func newEngine(cfg *Config, rank, size int, nodes []string) *engine {
 // of shared memory polling, 30 µs of socket polling).
 const yieldMask = 63
 
-func (e *engine) progress(r *Request) {
+func (e *engine) progress(r *Request) { e.progressAll([]*Request{r}) }
+
+// progressAll is progress for a set of requests (WaitAll): it spins until all
+// of them have completed, and it pushes the data of every rendezvous send among
+// them that its receiver cleared, so that a window of sends moves from the
+// waiting goroutine rather than one helper goroutine each. Requests of another
+// engine, nil and asynchronous ones are left to their own Wait.
+func (e *engine) progressAll(rs []*Request) {
 	if e.cfg.Spin <= 0 {
 		return
 	}
-	peer := r.src
-	switch r.kind {
-	case kindSend:
-		peer = r.dst
-	case kindAsync:
+	// The links these requests depend on are polled on every turn; so are all
+	// shared memory links (a poll is a few memory loads), since a frame a
+	// request needs may arrive on another link first (a rendezvous
+	// announcement for a receive posted alongside, in a pairwise exchange).
+	// Other TCP links get a turn every 16 polls.
+	links := e.shmLinks
+	live, pushes := make([]*Request, 0, 8), make([]*Request, 0, 8)
+	for _, r := range rs {
+		if r == nil || r.c.e != e || r.kind == kindAsync || r.fin.Load() {
+			continue
+		}
+		live = append(live, r)
+		peer := r.src
+		if r.kind == kindSend {
+			peer = r.dst
+			if r.id != 0 {
+				pushes = append(pushes, r)
+			}
+		}
+		if peer == AnySource {
+			links = e.tcpLinks
+		} else if t, _ := e.links[peer].(*tcpLink); t != nil && t.shm == nil && !slices.Contains(links, t) {
+			links = append(links[:len(links):len(links)], t)
+		}
+	}
+	if len(live) == 0 {
 		return
 	}
-	// The links this request depends on are polled on every turn; so are all
-	// shared memory links (a poll is a few memory loads), since a frame this
-	// request needs may arrive on another link first (a rendezvous announcement
-	// for a receive posted alongside, in a pairwise exchange). Other TCP links
-	// get a turn every 16 polls.
-	own := e.shmLinks
-	if peer == AnySource {
-		own = e.tcpLinks
-	} else if t, _ := e.links[peer].(*tcpLink); t != nil && t.shm == nil {
-		own = append(e.shmLinks[:len(e.shmLinks):len(e.shmLinks)], t)
-	}
-	links := own
-	push := r.kind == kindSend && r.id != 0
-	if push {
+	// The pushes of these sends are this goroutine's to make while it spins;
+	// whatever is left when it stops goes to helper goroutines.
+	for _, r := range pushes {
 		r.spinning.Store(true)
-		defer func() {
+	}
+	defer func() {
+		for _, r := range pushes {
 			r.spinning.Store(false)
 			if r.pushTo.Load() != 0 && r.pushClaim.CompareAndSwap(false, true) {
 				e.goHelper(func() { e.push(r, r.pushTo.Load()) })
 			}
-		}()
-	}
-	for _, l := range links {
-		l.spinStart()
-	}
-	spinning := true
-	stopSpin := func() {
-		if spinning {
-			spinning = false
-			for _, l := range links {
+		}
+	}()
+	spinning := false
+	setSpin := func(on bool) {
+		if spinning == on {
+			return
+		}
+		spinning = on
+		for _, l := range links {
+			if on {
+				l.spinStart()
+			} else {
 				l.spinStop()
 			}
 		}
 	}
-	defer stopSpin()
+	setSpin(true)
+	defer setSpin(false)
 	deadline := time.Now().Add(e.cfg.Spin)
 	rx := e.rx.Load()
-	for i := 1; !r.fin.Load(); i++ {
+	next, nextPush := 0, 0 // live[:next] have completed; pushes[:nextPush] are claimed
+	for i := 1; ; i++ {
+		for next < len(live) && live[next].fin.Load() {
+			next++
+		}
+		if next == len(live) {
+			return
+		}
 		for _, l := range links {
 			l.tryPoll()
 		}
@@ -241,14 +271,24 @@ func (e *engine) progress(r *Request) {
 				}
 			}
 		}
-		if push && r.pushTo.Load() != 0 {
+		for nextPush < len(pushes) && pushes[nextPush].pushClaim.Load() {
+			nextPush++
+		}
+		for _, r := range pushes[nextPush:] {
+			if r.pushTo.Load() == 0 || r.pushClaim.Load() {
+				continue
+			}
 			// Pushing a large message can take long, and the peer may be
-			// pushing to this rank at the same time: stop announcing a spinner,
-			// so that its frames wake this rank's reader instead of waiting for
-			// a poll that will not come until the push is done.
-			stopSpin()
+			// pushing to this rank at the same time: stop announcing a
+			// spinner meanwhile, so that its frames wake this rank's reader
+			// instead of waiting for a poll that will not come until the push
+			// is done.
+			setSpin(false)
 			e.pushIfReady(r)
-			return
+		}
+		if !spinning {
+			setSpin(true)
+			continue
 		}
 		if e.cfg.SpinYield {
 			syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0) // let the rank that must answer run

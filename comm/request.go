@@ -145,7 +145,15 @@ func (r *Request) Data() []byte {
 
 // WaitAll waits for every request and returns their statuses in order, with the
 // first error met (the other requests are still waited for).
+// While they are pending, the calling goroutine makes progress on all of them
+// together (see Wait).
 func WaitAll(reqs ...*Request) ([]Status, error) {
+	for _, r := range reqs {
+		if r != nil {
+			r.c.e.progressAll(reqs)
+			break
+		}
+	}
 	sts := make([]Status, len(reqs))
 	var first error
 	for i, r := range reqs {

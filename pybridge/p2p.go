@@ -379,21 +379,43 @@ func pm_test(h int64, flag *int64, st unsafe.Pointer) int64 {
 	return 0
 }
 
-// pm_waitany waits until one of the n requests completes and writes its index.
-//
-//export pm_waitany
-func pm_waitany(hs unsafe.Pointer, n int64, index *int64, st unsafe.Pointer) int64 {
-	handles := unsafe.Slice((*int64)(hs), int(n))
+// requestsOf resolves n request handles; a 0 handle gives a nil request.
+func requestsOf(hs unsafe.Pointer, n int64) ([]*comm.Request, error) {
 	reqs := make([]*comm.Request, n)
-	for i, h := range handles {
+	for i, h := range unsafe.Slice((*int64)(hs), int(n)) {
 		if h == 0 {
 			continue
 		}
 		r, err := requestOf(h)
 		if err != nil {
-			return fail(err)
+			return nil, err
 		}
 		reqs[i] = r.r
+	}
+	return reqs, nil
+}
+
+// pm_waitall waits until the n requests (0 handles are skipped) have all
+// completed, making progress on them together; their statuses and errors are
+// then taken one by one with pm_wait.
+//
+//export pm_waitall
+func pm_waitall(hs unsafe.Pointer, n int64) int64 {
+	reqs, err := requestsOf(hs, n)
+	if err != nil {
+		return fail(err)
+	}
+	comm.WaitAll(reqs...)
+	return 0
+}
+
+// pm_waitany waits until one of the n requests completes and writes its index.
+//
+//export pm_waitany
+func pm_waitany(hs unsafe.Pointer, n int64, index *int64, st unsafe.Pointer) int64 {
+	reqs, err := requestsOf(hs, n)
+	if err != nil {
+		return fail(err)
 	}
 	i, s, err := comm.WaitAny(reqs...)
 	*index = int64(i)

@@ -1375,8 +1375,16 @@ class Request:
         return cls._testany(list(requests), status)
 
     @classmethod
+    def _progress_all(cls, requests):
+        """Waits in one call for the requests that have a handle, so that the
+        runtime moves all of them along together; _wait then collects each."""
+        if sum(1 for r in requests if r is not None and r._h > 0) > 1:
+            _lib.pm_waitall(cls._handles(requests), len(requests))
+
+    @classmethod
     def Waitall(cls, requests, statuses=None):
         requests = list(requests)
+        cls._progress_all(requests)
         out = [r._wait()[0] if r is not None else Status() for r in requests]
         if statuses is not None:
             _set_statuses(statuses, out)
@@ -1385,6 +1393,7 @@ class Request:
     @classmethod
     def waitall(cls, requests, statuses=None):
         requests = list(requests)
+        cls._progress_all(requests)
         res = [r._wait() if r is not None else (Status(), None) for r in requests]
         if statuses is not None:
             _set_statuses(statuses, [s for s, _ in res])

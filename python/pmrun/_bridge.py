@@ -63,6 +63,7 @@ _SIGNATURES = {
     "pm_iprobe": (c_int64, c_int64, c_int64, P64, c_void_p),
     "pm_wait": (c_int64, c_void_p),
     "pm_test": (c_int64, P64, c_void_p),
+    "pm_waitall": (c_void_p, c_int64),
     "pm_waitany": (c_void_p, c_int64, P64, c_void_p),
     "pm_cancel": (c_int64,),
     "pm_req_data": (c_int64, c_void_p, c_int64),
