@@ -56,6 +56,11 @@ type Config struct {
 	SharedMemory bool
 	// ShmRing is the size of each shared memory ring (a power of two).
 	ShmRing int
+	// UnexpectedArena bounds the memory kept for eager messages that arrive
+	// before their receive is posted (up to 32 KiB each; larger ones, and any
+	// beyond the bound, are allocated one by one). It is taken as needed, 1 MiB
+	// at a time, and reused; 0 disables it.
+	UnexpectedArena int
 	// DialTimeout bounds connecting to one peer, handshake included.
 	DialTimeout time.Duration
 	// Debug logs transport details (which pairs use shared memory, and why not).
@@ -69,16 +74,17 @@ type Config struct {
 // loopback and fast LANs).
 func DefaultConfig() *Config {
 	return &Config{
-		EagerLimit:    64 << 10,
-		ShmEagerLimit: 32 << 10,
-		ChunkSize:     4 << 20,
-		CompressMin:   64 << 10,
-		DialTimeout:   10 * time.Second,
-		Spin:          defaultSpin(),
-		SpinYield:     oversubscribed(),
-		SocketBuffer:  4 << 20,
-		SharedMemory:  true,
-		ShmRing:       2 << 20,
+		EagerLimit:      64 << 10,
+		ShmEagerLimit:   32 << 10,
+		ChunkSize:       4 << 20,
+		CompressMin:     64 << 10,
+		DialTimeout:     10 * time.Second,
+		Spin:            defaultSpin(),
+		SpinYield:       oversubscribed(),
+		SocketBuffer:    4 << 20,
+		SharedMemory:    true,
+		ShmRing:         2 << 20,
+		UnexpectedArena: 16 << 20,
 	}
 }
 
@@ -115,6 +121,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("comm: Spin %v must be in [0, 1s]", c.Spin)
 	case c.ShmRing < 64<<10 || c.ShmRing > 1<<30 || c.ShmRing&(c.ShmRing-1) != 0:
 		return fmt.Errorf("comm: ShmRing %d must be a power of two in [64 KiB, 1 GiB]", c.ShmRing)
+	case c.UnexpectedArena < 0 || c.UnexpectedArena > 1<<30:
+		return fmt.Errorf("comm: UnexpectedArena %d must be in [0, 1 GiB]", c.UnexpectedArena)
 	case c.DialTimeout <= 0:
 		return fmt.Errorf("comm: DialTimeout %v must be positive", c.DialTimeout)
 	}
@@ -135,7 +143,7 @@ func ConfigFromEnv() (*Config, error) {
 	for _, v := range []struct {
 		name string
 		dst  *int
-	}{{"PMRUN_EAGER_LIMIT", &c.EagerLimit}, {"PMRUN_SHM_EAGER_LIMIT", &c.ShmEagerLimit}, {"PMRUN_CHUNK_SIZE", &c.ChunkSize}, {"PMRUN_COMPRESS_MIN", &c.CompressMin}, {"PMRUN_SOCKET_BUFFER", &c.SocketBuffer}, {"PMRUN_SHM_RING", &c.ShmRing}} {
+	}{{"PMRUN_EAGER_LIMIT", &c.EagerLimit}, {"PMRUN_SHM_EAGER_LIMIT", &c.ShmEagerLimit}, {"PMRUN_CHUNK_SIZE", &c.ChunkSize}, {"PMRUN_COMPRESS_MIN", &c.CompressMin}, {"PMRUN_SOCKET_BUFFER", &c.SocketBuffer}, {"PMRUN_SHM_RING", &c.ShmRing}, {"PMRUN_UNEXPECTED_ARENA", &c.UnexpectedArena}} {
 		if s := os.Getenv(v.name); s != "" {
 			n, err := units.ParseSize(s)
 			if err != nil {

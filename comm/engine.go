@@ -31,6 +31,7 @@ type engine struct {
 	links    []link     // by world rank; links[rank] loops back; immutable after start
 	tcpLinks []*tcpLink // the links that are TCP connections; immutable after start
 	shmLinks []*tcpLink // those of them that carry frames through shared memory
+	arena    arena      // payloads of unexpected eager messages (its own lock)
 
 	mu             sync.Mutex // guards the fields below
 	queues         map[uint32]*matchQueue
@@ -78,6 +79,7 @@ type inMsg struct {
 	tag  int
 	rts  bool
 	data []byte // eager payload
+	slab *slab  // the arena slab holding data, nil for a heap buffer
 	size int    // announced size of a rendezvous message
 	id   uint64 // sender's rendezvous id
 
@@ -163,6 +165,7 @@ func newEngine(cfg *Config, rank, size int, nodes []string) *engine {
 		queues:  make(map[uint32]*matchQueue),
 		rdvSend: make(map[uint64]*Request),
 		rdvRecv: make(map[uint64]*Request),
+		arena:   arena{maxBytes: cfg.UnexpectedArena},
 		nextID:  1,
 		nextCtx: worldCtx + 1,
 		arrived: make(chan struct{}),
@@ -449,7 +452,7 @@ func (e *engine) postRecv(r *Request) {
 	if m.rts {
 		e.startRdvRecv(r, m.src, m.tag, m.size, m.id)
 	} else {
-		e.deliverEager(r, m.src, m.tag, m.data)
+		e.deliverEager(r, m.src, m.tag, m.data, m.slab)
 	}
 }
 
@@ -547,26 +550,27 @@ func (e *engine) sendPayload(l link, h *wire.Header, p []byte) error {
 // ---- delivery (called by links) ----
 
 // onEager handles an eager frame whose payload (owned by the engine now) was read.
-func (e *engine) onEager(h *wire.Header, payload []byte) error {
+func (e *engine) onEager(h *wire.Header, payload []byte, s *slab) error {
 	if h.Flags&wire.FlagCompressed != 0 {
 		d, err := s2.Decode(nil, payload)
 		if err != nil {
 			return fmt.Errorf("%w: eager payload: %v", wire.ErrBadPayload, err)
 		}
-		payload = d
+		e.arena.release(s)
+		payload, s = d, nil
 	}
 	src, tag := int(h.Src), int(h.Tag)
 	e.mu.Lock()
 	q := e.queue(h.Ctx)
 	r := q.takePosted(src, tag)
 	if r == nil {
-		q.addUnexpected(&inMsg{src: src, tag: tag, data: payload})
+		q.addUnexpected(&inMsg{src: src, tag: tag, data: payload, slab: s})
 		e.notifyArrived()
 		e.mu.Unlock()
 		return nil
 	}
 	e.mu.Unlock()
-	e.deliverEager(r, src, tag, payload)
+	e.deliverEager(r, src, tag, payload, s)
 	return nil
 }
 
@@ -598,14 +602,19 @@ func (e *engine) eagerDone(r *Request, h *wire.Header) {
 	r.complete(Status{Source: r.c.commRank(int(h.Src)), Tag: int(h.Tag), Count: int(h.Length)}, nil)
 }
 
-func (e *engine) deliverEager(r *Request, src, tag int, data []byte) {
+func (e *engine) deliverEager(r *Request, src, tag int, data []byte, s *slab) {
 	st := Status{Source: r.c.commRank(src), Tag: tag, Count: len(data)}
 	if r.buf == nil {
+		if s != nil { // the arena's memory is lent, not given
+			data = append([]byte(nil), data...)
+			e.arena.release(s)
+		}
 		r.data = data
 		r.complete(st, nil)
 		return
 	}
 	n := copy(r.buf, data)
+	e.arena.release(s)
 	if n < len(data) {
 		r.complete(st, &RankError{Op: "recv", Rank: st.Source, Tag: tag, Err: ErrTruncated})
 		return

@@ -71,6 +71,7 @@ type frameState struct {
 	off    int      // payload bytes received so far
 	req    *Request // receive fed by a data frame
 	direct bool     // body is the data target itself (uncompressed data)
+	slab   *slab    // the arena slab body was taken from (an unexpected eager payload)
 }
 
 // smallFrame is the largest frame copied into one buffer for a single write;
@@ -342,7 +343,11 @@ func (l *tcpLink) parse() error {
 				f.req, f.body = l.e.claimEager(&h)
 				f.direct = f.body != nil
 			}
-			if f.body == nil {
+			switch {
+			case f.body != nil:
+			case f.req == nil && h.Flags&wire.FlagCompressed == 0: // unexpected: held until its receive is posted
+				f.body, f.slab = l.e.arena.alloc(int(h.Length))
+			default:
 				f.body = make([]byte, h.Length)
 			}
 		case wire.KindData:
@@ -376,9 +381,9 @@ func (l *tcpLink) finish() error {
 		case f.direct:
 			l.e.eagerDone(f.req, &f.h)
 		case f.req != nil: // matched, but its buffer is too small
-			l.e.deliverEager(f.req, int(f.h.Src), int(f.h.Tag), f.body)
+			l.e.deliverEager(f.req, int(f.h.Src), int(f.h.Tag), f.body, nil)
 		default:
-			return l.e.onEager(&f.h, f.body)
+			return l.e.onEager(&f.h, f.body, f.slab)
 		}
 	case wire.KindData:
 		if f.h.Flags&wire.FlagCompressed != 0 {

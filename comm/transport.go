@@ -40,7 +40,7 @@ func (l *loopLink) sendFrame(h *wire.Header, payload []byte) error {
 			p = make([]byte, len(payload))
 			copy(p, payload)
 		}
-		return l.to.onEager(h, p)
+		return l.to.onEager(h, p, nil)
 	case wire.KindRTS:
 		l.to.onRTS(h)
 	case wire.KindCTS:
