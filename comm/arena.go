@@ -6,11 +6,11 @@ import "sync"
 // is posted, until that receive copies them out. A rank that its peers run
 // ahead of (the root of a gather, say) queues thousands of such messages; taken
 // from the Go heap, each lands on memory the heap grows into, and the first
-// touch of a fresh page costs about 11 µs on a VM, more than the message
+// touch of a fresh page costs about 16 µs on a VM, more than the message
 // itself. The arena instead hands out pieces of slabs that are reused once all
 // their payloads are consumed, and it grows by chunks whose pages are faulted
-// in by one system call (MADV_POPULATE_WRITE, about 1.2 µs a page). It never
-// shrinks; beyond maxBytes payloads go to the heap as before.
+// in by one system call (see populate). It never shrinks; beyond maxBytes
+// payloads go to the heap as before.
 type arena struct {
 	mu       sync.Mutex
 	cur      *slab   // the slab being filled; nil before the first payload
