@@ -11,9 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/pmrun/pmrun/internal/rendezvous"
 )
@@ -94,20 +92,26 @@ func worldFromEnv() (*Comm, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	go warmHeap() // ends by itself: a few milliseconds of work
+	if !cfg.LockedCallers {
+		go warmHeap() // ends by itself: a few milliseconds of work
+	}
 	return newTCPWorld(ctx, cfg, os.Getenv(EnvJob), rank, size, secret, rdvAddr, node, bind)
 }
 
 // warmHeap faults in the pages of the first few megabytes of heap and frees
 // them for the garbage collector to hand out again. A rank's first thousand
 // or so messages allocate that much (requests, early messages' buffers), and
-// on virtual machines the first touch of a page costs about 16 us: 16 ms of
-// CPU for 4 MiB, paid here instead of in the job's first calls. It runs at
-// idle priority, on CPU time the ranks leave unused: at normal priority it
-// added 60 ms to the startup of an 8-rank Python job on 2 cores, which every
-// job paid (a job that ends before it runs loses nothing).
+// on virtual machines the first touch of a page costs about 16 us: paid here,
+// in a goroutine of its own while the world connects, instead of in the job's
+// first calls (the first 700 Allreduces of 1 KiB at np 4 take 190 us each
+// without it, 85 with it).
+//
+// Python ranks (LockedCallers, through the bridge) skip it: their startup is
+// what users wait for at every `pmrun -np 8 script.py`, and there it cost
+// 80 ms of an 8-rank job on 2 cores (the ranks run with GOMAXPROCS 1, so the
+// warm-up holds the one processor the interpreter's first calls need, at any
+// thread priority).
 func warmHeap() {
-	idlePriority()
 	b := make([]byte, 4<<20)
 	for i := 0; i < len(b); i += 4096 {
 		b[i] = 1
@@ -210,17 +214,4 @@ func (c *Comm) Abort(code int, msg string) {
 		fmt.Fprintf(os.Stderr, "pmrun: rank %d aborting job (status %d): %s\n", c.e.rank, code, msg)
 	}
 	os.Exit(code)
-}
-
-// idlePriority moves the calling goroutine to an OS thread of its own that
-// runs only when a core would otherwise idle (SCHED_IDLE; nice 19 where that
-// is refused). The thread ends with the goroutine.
-func idlePriority() {
-	runtime.LockOSThread() // not undone: the runtime retires the thread at exit
-	tid := syscall.Gettid()
-	param := [1]int32{} // struct sched_param: priority 0
-	const schedIdle = 5
-	if _, _, errno := syscall.RawSyscall(syscall.SYS_SCHED_SETSCHEDULER, uintptr(tid), schedIdle, uintptr(unsafe.Pointer(&param))); errno != 0 {
-		_ = syscall.Setpriority(syscall.PRIO_PROCESS, tid, 19)
-	}
 }
