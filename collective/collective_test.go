@@ -584,6 +584,7 @@ func TestChooseSizes(t *testing.T) {
 	}{
 		{"allreduce", 8, true, collective.AlgRecursiveDoubling},
 		{"allreduce", 64 << 10, true, collective.AlgRabenseifner},
+		{"allreduce", 1 << 20, true, collective.AlgRing},
 		{"allreduce", 8 << 20, true, collective.AlgRing},
 		{"allreduce", 8 << 20, false, collective.AlgRecursiveDoubling},
 		{"bcast", 8, true, collective.AlgBinomial},
@@ -599,6 +600,12 @@ func TestChooseSizes(t *testing.T) {
 	one := commtest.NewWorldOnNodes(t, []string{"a", "a", "a", "a", "a", "a", "a", "a"}, nil)
 	if got := collective.Choose("bcast", one.Comms[0], 8<<20, true); got != collective.AlgBinomial {
 		t.Errorf("Choose(bcast, 8 MiB) on one node = %s, want binomial", got)
+	}
+	// Allreduce on one node: Rabenseifner up to 4 MiB, then the ring.
+	for n, want := range map[int]string{1 << 20: collective.AlgRabenseifner, 4 << 20: collective.AlgRing} {
+		if got := collective.Choose("allreduce", one.Comms[0], n, true); got != want {
+			t.Errorf("Choose(allreduce, %d bytes) on one node = %s, want %s", n, got, want)
+		}
 	}
 	t.Setenv("PMRUN_COLL_ALLREDUCE", "ring")
 	if got := collective.Choose("allreduce", c, 8, true); got != collective.AlgRing {
