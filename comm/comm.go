@@ -152,6 +152,8 @@ func (c *Comm) isend(ctx context.Context, dst, tag int, data []byte, sync bool) 
 		return r
 	}
 	r.dst = c.group[dst]
+	r.needs = true
+	c.e.need(r.dst, 1)
 	c.e.send(r)
 	return r
 }
@@ -191,6 +193,8 @@ func (c *Comm) Irecv(ctx context.Context, src, tag int, buf []byte) *Request {
 	if src != AnySource {
 		r.src = c.group[src]
 	}
+	r.needs = true
+	c.e.need(r.src, 1)
 	c.e.postRecv(r)
 	return r
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"runtime"
 	"testing"
 	"time"
 
@@ -641,6 +642,117 @@ func TestWaitAllWindow(t *testing.T) {
 					if !bytes.Equal(b, pattern(from[i]+round, n)) {
 						return fmt.Errorf("round %d: message %d from rank %d corrupted", round, from[i]%window, from[i]/window)
 					}
+				}
+			}
+			return nil
+		})
+	})
+}
+
+// TestFlowControl: a rank that others run ahead of holds at most about
+// HeldLimit bytes of each one's early messages; the rest waits in the sender's
+// connection, and every way of asking for a message behind that backlog still
+// reaches it (a receive, Iprobe and Probe loops, a receive completed by Test
+// polling), as does a peer's goodbye when it closes first.
+func TestFlowControl(t *testing.T) {
+	for name, mk := range map[string]maker{"tcp": transports["tcp"], "shm": transports["shm"]} {
+		t.Run(name, func(t *testing.T) {
+			const n, count = 8 << 10, 1024 // 8 MiB of early messages from each peer
+			w := mk(t, 3, nil)
+			w.Run(func(c *comm.Comm) error {
+				if c.Rank() != 0 {
+					for i := range count {
+						if err := c.Send(bg, 0, 1, pattern(c.Rank()+i, n)); err != nil {
+							return err
+						}
+					}
+					// Behind the backlog: one message for each way of asking.
+					for tag := 2; tag <= 5; tag++ {
+						if err := c.Send(bg, 0, tag, []byte{byte(tag)}); err != nil {
+							return err
+						}
+					}
+					return nil // rank 0 closes while still holding this rank's goodbye
+				}
+				deadline := time.Now().Add(time.Minute)
+				for time.Now().Before(deadline) && (comm.HeldBytes(c, 1) <= comm.HeldLimit || comm.HeldBytes(c, 2) <= comm.HeldLimit) {
+					time.Sleep(time.Millisecond)
+				}
+				time.Sleep(20 * time.Millisecond) // the readers would run on here
+				var over error // reported at the end: the senders must be drained first
+				for src := 1; src <= 2; src++ {
+					if h := comm.HeldBytes(c, src); h > comm.HeldLimit+n+64 {
+						over = fmt.Errorf("holds %d bytes from rank %d, limit %d", h, src, comm.HeldLimit)
+					}
+				}
+				for src := 1; src <= 2; src++ {
+					// Tag 2: a receive; tag 3: an Iprobe loop; tag 4: a blocking
+					// Probe; tag 5: Irecv completed by Test polling.
+					if b, _, err := c.Recv(bg, src, 2); err != nil || b[0] != 2 {
+						return fmt.Errorf("recv behind the backlog: %v %v", b, err)
+					}
+					for found := false; !found; {
+						ok, _, err := c.Iprobe(src, 3)
+						if err != nil {
+							return err
+						}
+						found = ok
+					}
+					if _, err := c.Probe(bg, src, 4); err != nil {
+						return err
+					}
+					r := c.Irecv(bg, src, 5, nil)
+					for done := false; !done; {
+						var err error
+						if done, _, err = r.Test(); err != nil {
+							return err
+						}
+						runtime.Gosched()
+					}
+					for tag := 3; tag <= 4; tag++ {
+						if _, _, err := c.Recv(bg, src, tag); err != nil {
+							return err
+						}
+					}
+				}
+				for i := range count {
+					for src := 1; src <= 2; src++ {
+						b, _, err := c.Recv(bg, src, 1)
+						if err != nil {
+							return err
+						}
+						if !bytes.Equal(b, pattern(src+i, n)) {
+							return fmt.Errorf("message %d from rank %d corrupted", i, src)
+						}
+					}
+				}
+				return over
+			})
+		})
+	}
+}
+
+// TestFloodBothWays: two ranks send each other more eager messages than any
+// buffer holds before either receives; a rank blocked sending to a peer
+// keeps reading that peer, so both finish.
+func TestFloodBothWays(t *testing.T) {
+	eachTransport(t, func(t *testing.T, mk maker) {
+		const n, count = 16 << 10, 512 // 8 MiB each way
+		w := mk(t, 2, nil)
+		w.Run(func(c *comm.Comm) error {
+			peer := 1 - c.Rank()
+			for i := range count {
+				if err := c.Send(bg, peer, 1, pattern(i, n)); err != nil {
+					return err
+				}
+			}
+			for i := range count {
+				b, _, err := c.Recv(bg, peer, 1)
+				if err != nil {
+					return err
+				}
+				if !bytes.Equal(b, pattern(i, n)) {
+					return fmt.Errorf("message %d corrupted", i)
 				}
 			}
 			return nil

@@ -49,6 +49,12 @@ type engine struct {
 	pushers        sync.WaitGroup // goroutines pushing rendezvous data
 	helpers        atomic.Int32   // goroutines started to move a protocol along, still running
 
+	// Flow control of early eager messages (see throttled), by world rank.
+	held      []atomic.Int64 // bytes of the rank's eager messages queued unexpected
+	demand    []atomic.Int32 // pending requests to or from the rank
+	anyDemand atomic.Int32   // pending receives from AnySource
+	forced    atomic.Int32   // probes and closes under way: every link is read
+
 	closeHook     func() error                     // transport teardown, run once by close
 	launcherAbort func(code int, msg string) error // asks the launcher to end the job
 }
@@ -172,6 +178,61 @@ func newEngine(cfg *Config, rank, size int, nodes []string) *engine {
 		lost:    make(map[int]error),
 		byes:    make(map[int]bool),
 		byeCh:   make(chan struct{}),
+		held:    make([]atomic.Int64, size),
+		demand:  make([]atomic.Int32, size),
+	}
+}
+
+// heldLimit is how many bytes of early eager messages a rank takes from one
+// peer before it stops reading that peer's connection (see throttled).
+const heldLimit = 1 << 20
+
+// throttled reports whether the background reader and pollers leave world
+// rank w's frames where they are (in its ring or socket, so that its writes
+// wait): it has more than heldLimit bytes of messages queued that no receive
+// has asked for, and nothing pending here needs a frame from it (no request to
+// or from it, no wildcard receive, no probe, no close). A peer that runs ahead
+// of a rank (the leaves of a gather, a task farm's workers) is held back at
+// that point instead of filling the rank's memory with copies: unbounded,
+// they made the root of a gather grow to 300 MB, and every fresh page costs
+// more than the message it holds.
+func (e *engine) throttled(w int) bool {
+	return e.held[w].Load() > heldLimit && e.demand[w].Load() == 0 && e.anyDemand.Load() == 0 && e.forced.Load() == 0
+}
+
+// need counts a request to or from world rank w (AnySource: all) in or, with
+// d = -1, out of the demand that lifts throttling; the first wakes the
+// paused reader.
+func (e *engine) need(w int, d int32) {
+	if w == AnySource {
+		if e.anyDemand.Add(d) == 1 && d > 0 {
+			e.kickAll()
+		}
+		return
+	}
+	if e.demand[w].Add(d) == 1 && d > 0 {
+		e.kick(w)
+	}
+}
+
+// force lifts throttling on every link while d > 0 is outstanding (a probe
+// must see every message, a close every peer's goodbye).
+func (e *engine) force(d int32) {
+	if e.forced.Add(d) == 1 && d > 0 {
+		e.kickAll()
+	}
+}
+
+// kick wakes world rank w's paused reader, if any.
+func (e *engine) kick(w int) {
+	if t, ok := e.links[w].(*tcpLink); ok {
+		t.kick()
+	}
+}
+
+func (e *engine) kickAll() {
+	for _, t := range e.tcpLinks {
+		t.kick()
 	}
 }
 
@@ -452,6 +513,9 @@ func (e *engine) postRecv(r *Request) {
 	if m.rts {
 		e.startRdvRecv(r, m.src, m.tag, m.size, m.id)
 	} else {
+		if e.held[m.src].Add(-int64(len(m.data))) <= heldLimit/2 {
+			e.kick(m.src) // the backlog is half consumed: read on
+		}
 		e.deliverEager(r, m.src, m.tag, m.data, m.slab)
 	}
 }
@@ -565,6 +629,7 @@ func (e *engine) onEager(h *wire.Header, payload []byte, s *slab) error {
 	r := q.takePosted(src, tag)
 	if r == nil {
 		q.addUnexpected(&inMsg{src: src, tag: tag, data: payload, slab: s})
+		e.held[src].Add(int64(len(payload)))
 		e.notifyArrived()
 		e.mu.Unlock()
 		return nil
@@ -829,6 +894,8 @@ func (e *engine) dataDone(h *wire.Header, r *Request, n int) {
 // probe looks for a queued message matching src/tag; with wait it blocks until one
 // arrives.
 func (e *engine) probe(ctx context.Context, c *Comm, src, tag int, wait bool) (bool, Status, error) {
+	e.force(1) // the message probed for may lie behind a throttled backlog
+	defer e.force(-1)
 	// Like a waiting receive, a probe reads the connections itself: first once
 	// (Iprobe), then, when it may wait, spinning up to cfg.Spin before it parks.
 	var deadline time.Time
@@ -939,6 +1006,7 @@ func (e *engine) close(ctx context.Context) error {
 		return nil
 	}
 	e.mu.Unlock()
+	e.force(1) // every peer's goodbye must be read, behind whatever it sent
 	for w, l := range e.links {
 		if w != e.rank && l != nil {
 			h := wire.Header{Kind: wire.KindBye, Src: int32(e.rank)}

@@ -33,6 +33,9 @@ type Request struct {
 	st   Status
 	err  error
 	stop func() bool // stops the context watcher
+	// needs says that the request counts in its engine's demand for its peer
+	// (see engine.need) until it completes.
+	needs bool
 
 	// Receive side. Fields up to got are set before the request is shared and then
 	// guarded by engine.mu until the request is matched; after a match only the
@@ -89,6 +92,13 @@ func (r *Request) complete(st Status, err error) bool {
 	}
 	if r.stop != nil {
 		r.stop()
+	}
+	if r.needs {
+		peer := r.src
+		if r.kind == kindSend {
+			peer = r.dst
+		}
+		r.c.e.need(peer, -1)
 	}
 	var re *RankError
 	if err != nil && r.kind != kindAsync && !errors.As(err, &re) {

@@ -50,6 +50,11 @@ type tcpLink struct {
 	shm    *shmPair    // frames go through shared memory (nil: through conn)
 	broken atomic.Bool // the connection ended: writers waiting for ring space give up
 
+	// Flow control (see engine.throttled): the background reader parks on
+	// resume while paused.
+	paused atomic.Bool
+	resume chan struct{}
+
 	wmu   sync.Mutex // guards writes on conn or the transmit ring, wbuf and wdead
 	wbuf  []byte
 	wdead bool
@@ -61,6 +66,8 @@ type tcpLink struct {
 	rpos int
 	rend int
 	fr   frameState // the frame being received
+	held bool       // poll stopped at a frame boundary: the peer is throttled
+	end  bool       // the peer is gone: read all it sent, throttled or not
 }
 
 // frameState is a partly received frame.
@@ -98,7 +105,7 @@ func newTCPLink(e *engine, peer int, conn net.Conn, shm *shmPair) (*tcpLink, err
 		tc.SetWriteBuffer(e.cfg.SocketBuffer)
 		tc.SetReadBuffer(e.cfg.SocketBuffer)
 	}
-	l := &tcpLink{e: e, peer: peer, conn: conn, raw: raw, shm: shm, rbuf: make([]byte, readBufSize)}
+	l := &tcpLink{e: e, peer: peer, conn: conn, raw: raw, shm: shm, rbuf: make([]byte, readBufSize), resume: make(chan struct{}, 1)}
 	if err := raw.Control(func(fd uintptr) { l.fd = int(fd) }); err != nil {
 		return nil, err
 	}
@@ -156,6 +163,7 @@ func (l *tcpLink) sendFrame(h *wire.Header, payload []byte) error {
 // the connection.
 func (l *tcpLink) close() error {
 	l.broken.Store(true) // a writer waiting for ring space gives up
+	l.kick()             // a paused reader sees it
 	l.rmu.Lock()
 	l.dead = true // later token holders no longer touch the descriptor
 	l.rmu.Unlock()
@@ -168,35 +176,70 @@ func (l *tcpLink) close() error {
 
 // readLoop is the background reader: it waits until the socket is readable,
 // drains it, and repeats until the connection ends; then the peer is gone.
+// While the peer is throttled it stops reading and parks until kicked.
 func (l *tcpLink) readLoop() {
-	var rerr error
-	err := l.raw.Read(func(uintptr) bool {
-		l.rmu.Lock()
-		defer l.rmu.Unlock()
-		if l.dead {
-			rerr = l.rerr
-			return true
+	for {
+		var rerr error
+		err := l.raw.Read(func(uintptr) bool {
+			l.rmu.Lock()
+			defer l.rmu.Unlock()
+			if l.dead {
+				rerr = l.rerr
+				return true
+			}
+			if l.shm != nil {
+				rerr = l.pollShm()
+			} else if rerr = l.poll(); rerr == nil && l.held {
+				rerr = errPaused
+			}
+			if rerr == errPaused {
+				return true
+			}
+			if rerr != nil {
+				l.dead = true
+				return true
+			}
+			return false // wait until more arrives
+		})
+		if rerr == errPaused && err == nil {
+			l.awaitResume()
+			continue
 		}
-		if l.shm != nil {
-			rerr = l.pollShm()
-		} else {
-			rerr = l.poll()
+		l.broken.Store(true)
+		if rerr == nil || rerr == errPaused {
+			rerr = err
 		}
-		if rerr != nil {
-			l.dead = true
-			return true
+		if rerr == nil {
+			rerr = ErrClosed
 		}
-		return false // wait until more arrives
-	})
-	l.broken.Store(true)
-	if rerr == nil {
-		rerr = err
+		l.close()
+		l.e.peerDown(l.peer, false, rerr)
+		return
 	}
-	if rerr == nil {
-		rerr = ErrClosed
+}
+
+// errPaused stops the background reader of a throttled peer.
+var errPaused = errors.New("paused")
+
+// awaitResume parks the background reader while its peer stays throttled.
+// Whoever lifts the throttle kicks it: a request or probe that needs the
+// peer, a receive that consumes its backlog, close.
+func (l *tcpLink) awaitResume() {
+	l.paused.Store(true)
+	for l.e.throttled(l.peer) && !l.broken.Load() {
+		<-l.resume
 	}
-	l.close()
-	l.e.peerDown(l.peer, false, rerr)
+	l.paused.Store(false)
+}
+
+// kick wakes the link's background reader if it is paused.
+func (l *tcpLink) kick() {
+	if l.paused.Load() {
+		select {
+		case l.resume <- struct{}{}:
+		default: // a wake-up is pending already
+		}
+	}
 }
 
 // tryPoll reads whatever has arrived if no one else is reading; it reports
@@ -221,12 +264,16 @@ func (l *tcpLink) tryPoll() bool {
 // poll reads without blocking until the socket has nothing more, dispatching
 // every complete frame. The caller holds rmu.
 func (l *tcpLink) poll() error {
+	l.held = false
 	for {
 		if err := l.parse(); err != nil {
 			return err
 		}
 		var p []byte
 		f := &l.fr
+		if l.held {
+			return nil // parse stopped before a frame of a throttled peer
+		}
 		// A large payload is read straight into its buffer; small ones go through
 		// rbuf, so that one read takes several frames.
 		direct := f.active && f.direct && len(f.body)-f.off >= directMin && l.rpos == l.rend
@@ -286,6 +333,7 @@ func (l *tcpLink) pollShm() error {
 	}
 	rx := l.shm.rx
 	if end != nil {
+		l.end = true // its bye may lie behind messages nobody has asked for yet
 		if err := l.poll(); err != nil {
 			return err
 		}
@@ -294,6 +342,9 @@ func (l *tcpLink) pollShm() error {
 	for {
 		if err := l.poll(); err != nil {
 			return err
+		}
+		if l.held {
+			return errPaused
 		}
 		rx.sleep.Store(1)
 		if rx.empty() {
@@ -325,6 +376,10 @@ func (l *tcpLink) parse() error {
 			continue
 		}
 		if l.rend-l.rpos < wire.HeaderSize {
+			return nil
+		}
+		if !l.end && l.e.throttled(l.peer) {
+			l.held = true // leave this frame and the rest where they are
 			return nil
 		}
 		h, err := wire.DecodeHeader(l.rbuf[l.rpos:l.rpos+wire.HeaderSize], l.e.lim)
