@@ -187,6 +187,11 @@ func newEngine(cfg *Config, rank, size int, nodes []string) *engine {
 // peer before it stops reading that peer's connection (see throttled).
 const heldLimit = 1 << 20
 
+// heldCost is what a held message of n bytes counts against heldLimit: its
+// payload and the bookkeeping around it, so that a flood of tiny messages is
+// bounded too (to 8192 of them).
+func heldCost(n int) int64 { return int64(n) + 128 }
+
 // throttled reports whether the background reader and pollers leave world
 // rank w's frames where they are (in its ring or socket, so that its writes
 // wait): it has more than heldLimit bytes of messages queued that no receive
@@ -513,7 +518,7 @@ func (e *engine) postRecv(r *Request) {
 	if m.rts {
 		e.startRdvRecv(r, m.src, m.tag, m.size, m.id)
 	} else {
-		if e.held[m.src].Add(-int64(len(m.data))) <= heldLimit/2 {
+		if e.held[m.src].Add(-heldCost(len(m.data))) <= heldLimit/2 {
 			e.kick(m.src) // the backlog is half consumed: read on
 		}
 		e.deliverEager(r, m.src, m.tag, m.data, m.slab)
@@ -629,7 +634,7 @@ func (e *engine) onEager(h *wire.Header, payload []byte, s *slab) error {
 	r := q.takePosted(src, tag)
 	if r == nil {
 		q.addUnexpected(&inMsg{src: src, tag: tag, data: payload, slab: s})
-		e.held[src].Add(int64(len(payload)))
+		e.held[src].Add(heldCost(len(payload)))
 		e.notifyArrived()
 		e.mu.Unlock()
 		return nil
