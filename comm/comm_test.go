@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
-	"runtime"
 	"testing"
 	"time"
 
@@ -679,7 +679,8 @@ func TestFlowControl(t *testing.T) {
 					time.Sleep(time.Millisecond)
 				}
 				time.Sleep(20 * time.Millisecond) // the readers would run on here
-				var over error // reported at the end: the senders must be drained first
+				// Reported at the end: the senders must be drained first.
+				var over error
 				for src := 1; src <= 2; src++ {
 					if h := comm.HeldBytes(c, src); h > comm.HeldLimit+n+256 {
 						over = fmt.Errorf("holds %d bytes from rank %d, limit %d", h, src, comm.HeldLimit)
