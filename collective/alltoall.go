@@ -17,6 +17,9 @@ func Alltoall[T Elem](ctx context.Context, c *comm.Comm, send, recv []T) error {
 		return err
 	}
 	bs := len(send) / p * sizeOf[T]()
+	if bs == 0 {
+		return nil // nothing to move (see the package doc)
+	}
 	sb, rb := bytesOf(send), bytesOf(recv)
 	k := newCall(ctx, c, "alltoall")
 	switch Choose("alltoall", c, bs, true) {

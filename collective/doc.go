@@ -24,6 +24,11 @@
 // (for example PMRUN_COLL_ALLREDUCE=ring) forces one, and PMRUN_DEBUG=coll logs
 // each choice. Choose reports what the selector would pick.
 //
+// Bcast, Gather, Scatter, Allgather and Alltoall with zero-length blocks
+// (which, by MPI's matching rules, every rank passes alike) return at once
+// without communicating, as Open MPI's do: no collective but Barrier promises
+// to synchronize.
+//
 // A cancelled context ends a collective with an error wrapping ctx.Err() on the
 // ranks whose calls were cancelled; the communicator's other ranks then see the
 // collective fail or hang until their own contexts end, as in MPI, so use one

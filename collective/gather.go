@@ -18,6 +18,9 @@ func Gather[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T)
 		}
 	}
 	bs := len(send) * sizeOf[T]()
+	if bs == 0 {
+		return nil // nothing to move (see the package doc)
+	}
 	k := newCall(ctx, c, "gather")
 	if Choose("gather", c, bs, true) == AlgLinear {
 		cnt := equalCounts(c.Size(), bs)
@@ -38,6 +41,9 @@ func Scatter[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T
 		}
 	}
 	bs := len(recv) * sizeOf[T]()
+	if bs == 0 {
+		return nil // nothing to move (see the package doc)
+	}
 	k := newCall(ctx, c, "scatter")
 	if Choose("scatter", c, bs, true) == AlgLinear {
 		cnt := equalCounts(c.Size(), bs)
