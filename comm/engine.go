@@ -625,8 +625,7 @@ func (e *engine) onEager(h *wire.Header, payload []byte, s *slab) error {
 		if err != nil {
 			return fmt.Errorf("%w: eager payload: %v", wire.ErrBadPayload, err)
 		}
-		e.arena.release(s)
-		payload, s = d, nil
+		payload = d // compressed payloads are never read into the arena (parse)
 	}
 	src, tag := int(h.Src), int(h.Tag)
 	e.mu.Lock()

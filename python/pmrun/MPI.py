@@ -619,13 +619,12 @@ class _Buf:
         kind = type(spec)
         if (kind is list or kind is tuple) and len(spec) == 3 and not vector:
             # The usual [buf, count, TYPE] of a predefined type, without _spec.
-            obj, count, t = spec
-            if type(count) is int and type(t) is Datatype and t.blocks is None and \
-                    obj is not None and type(obj) is not bytes:
-                self.given, self.obj, self.type, self.count = True, obj, t, count
-                self.pin, self.addr, self.nbytes = _pin(obj, writable)[:3]
+            buf, count, dt = spec
+            if type(count) is int and type(dt) is Datatype and dt.blocks is None and \
+                    buf is not None and type(buf) is not bytes:
+                self.given, self.obj, self.type, self.count = True, buf, dt, count
+                self.pin, self.addr, self.nbytes = _pin(buf, writable)[:3]
                 return
-            t, obj = None, spec
         if kind is list or kind is tuple:
             t, obj = self._spec(spec, vector)
         self.given = self.count is not None
