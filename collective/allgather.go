@@ -18,8 +18,12 @@ func Allgather[T Elem](ctx context.Context, c *comm.Comm, send, recv []T) error 
 	if c.Size() == 1 || bs == 0 { // nothing to move (see the package doc)
 		return nil
 	}
+	alg := chooseFor(ctx, "allgather", c, bs, true)
+	if alg == AlgShared {
+		return gatherShared(ctx, c, 0, bytesOf(send), b, true)
+	}
 	k := newCall(ctx, c, "allgather")
-	switch Choose("allgather", c, bs, true) {
+	switch alg {
 	case AlgRecursiveDoubling:
 		return allgatherRecursiveDoubling(k, b, bs)
 	case AlgBruck:

@@ -16,7 +16,9 @@ func Allreduce[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, op Op[
 	if c.Size() == 1 {
 		return nil
 	}
-	switch Choose("allreduce", c, len(send)*sizeOf[T](), op.Commutative) {
+	switch chooseFor(ctx, "allreduce", c, len(send)*sizeOf[T](), op.Commutative) {
+	case AlgShared:
+		return reduceShared(ctx, c, 0, recv, op, true)
 	case AlgHierarchical:
 		return allreduceHier(ctx, c, recv, op)
 	case AlgRing:

@@ -8,8 +8,10 @@ import (
 
 // Barrier blocks until every rank of c has entered it.
 func Barrier(ctx context.Context, c *comm.Comm) error {
-	alg := Choose("barrier", c, 0, true)
-	if alg == AlgHierarchical {
+	switch chooseFor(ctx, "barrier", c, 0, true) {
+	case AlgShared:
+		return barrierShared(ctx, c)
+	case AlgHierarchical:
 		return barrierHier(ctx, c)
 	}
 	return barrierDissemination(newCall(ctx, c, "barrier"))

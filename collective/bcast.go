@@ -18,7 +18,9 @@ func bcastBytes(ctx context.Context, c *comm.Comm, root int, b []byte) error {
 	if c.Size() == 1 || len(b) == 0 { // nothing to move (see the package doc)
 		return nil
 	}
-	switch alg := Choose("bcast", c, len(b), true); alg {
+	switch alg := chooseFor(ctx, "bcast", c, len(b), true); alg {
+	case AlgShared:
+		return bcastShared(ctx, c, root, b)
 	case AlgHierarchical:
 		return bcastHier(ctx, c, root, b)
 	case AlgScatterAllgather:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +24,8 @@ var counts = []int{0, 1, 13}
 
 // bigCount elements of int64 make an 8 MiB vector.
 const bigCount = 1 << 20
+
+var sharedWorlds sync.Map // test name and np -> *commtest.World
 
 func nps() []int { return []int{1, 2, 3, 4, 5, 6, 7, 8, 9} }
 
@@ -45,7 +48,25 @@ func forEachAlg(t *testing.T, family string, body func(t *testing.T, alg string)
 	}
 }
 
+// world returns np ranks to run alg on: spread over nodes for the hierarchical
+// algorithms; for the shared ones, goroutine ranks connected through shared
+// memory as processes of one node are, one world per np and test, reused by
+// its later calls (which then go through slots used before).
 func world(t *testing.T, np int, alg string) *commtest.World {
+	if alg == collective.AlgShared {
+		key := fmt.Sprint(t.Name(), "/", np)
+		if w, ok := sharedWorlds.Load(key); ok {
+			return w.(*commtest.World)
+		}
+		nodes := make([]string, np)
+		for r := range nodes {
+			nodes[r] = "node"
+		}
+		w := commtest.NewNetWorld(t, nodes, nil)
+		sharedWorlds.Store(key, w)
+		t.Cleanup(func() { sharedWorlds.Delete(key) })
+		return w
+	}
 	if alg == collective.AlgHierarchical { // ranks spread over nodes of 1..3 ranks
 		nodes := make([]string, np)
 		for r := range nodes {
@@ -125,24 +146,26 @@ func TestAllreduce(t *testing.T) {
 }
 
 func TestReduce(t *testing.T) {
-	for _, np := range nps() {
-		for root := range np {
-			for name, op := range ops() {
-				n := 12
-				want := naiveReduce(np, n, op)
-				commtest.NewWorld(t, np).Run(func(c *comm.Comm) error {
-					got := make([]int64, n)
-					if err := collective.Reduce(bg, c, root, input(c.Rank(), n), got, op); err != nil {
-						return err
-					}
-					if c.Rank() == root && !slices.Equal(got, want) {
-						return fmt.Errorf("np=%d root=%d op=%s: wrong result", np, root, name)
-					}
-					return nil
-				})
+	forEachAlg(t, "reduce", func(t *testing.T, alg string) {
+		for _, np := range nps() {
+			for root := range np {
+				for name, op := range ops() {
+					n := 12
+					want := naiveReduce(np, n, op)
+					world(t, np, alg).Run(func(c *comm.Comm) error {
+						got := make([]int64, n)
+						if err := collective.Reduce(bg, c, root, input(c.Rank(), n), got, op); err != nil {
+							return err
+						}
+						if c.Rank() == root && !slices.Equal(got, want) {
+							return fmt.Errorf("np=%d root=%d op=%s: wrong result", np, root, name)
+						}
+						return nil
+					})
+				}
 			}
 		}
-	}
+	})
 }
 
 func TestBcast(t *testing.T) {
@@ -211,7 +234,7 @@ func TestAllgather(t *testing.T) {
 				if n == bigCount {
 					n = bigCount / np
 				}
-				commtest.NewWorld(t, np).Run(func(c *comm.Comm) error {
+				world(t, np, alg).Run(func(c *comm.Comm) error {
 					got := make([]int64, n*np)
 					if err := collective.Allgather(bg, c, input(c.Rank(), n), got); err != nil {
 						return err
@@ -232,7 +255,7 @@ func TestGatherScatter(t *testing.T) {
 			for _, np := range nps() {
 				for root := range np {
 					for _, n := range counts {
-						commtest.NewWorld(t, np).Run(func(c *comm.Comm) error {
+						world(t, np, alg).Run(func(c *comm.Comm) error {
 							if family == "gather" {
 								got := make([]int64, n*np)
 								if err := collective.Gather(bg, c, root, input(c.Rank(), n), got); err != nil {
@@ -650,35 +673,36 @@ func TestChooseSizes(t *testing.T) {
 // TestReserve starts blocking collectives on goroutines in an order that differs
 // between ranks; the slots taken by Reserve at the call keep them matched.
 func TestReserve(t *testing.T) {
-	w := commtest.NewWorld(t, 4)
-	w.Run(func(c *comm.Comm) error {
-		sum := []int64{int64(c.Rank())}
-		max := []int64{int64(c.Rank())}
-		b := []int64{0}
-		if c.Rank() == 0 {
-			b[0] = 99
-		}
-		ctxs := []context.Context{collective.Reserve(bg, c), collective.Reserve(bg, c), collective.Reserve(bg, c)}
-		calls := []func(ctx context.Context) error{
-			func(ctx context.Context) error {
-				return collective.Allreduce(ctx, c, sum, sum, collective.Sum[int64]())
-			},
-			func(ctx context.Context) error {
-				return collective.Allreduce(ctx, c, max, max, collective.Max[int64]())
-			},
-			func(ctx context.Context) error { return collective.Bcast(ctx, c, 0, b) },
-		}
-		reqs := make([]*comm.Request, 3)
-		for i := range 3 { // start them in a rank-dependent order
-			j := (i + c.Rank()) % 3
-			reqs[j] = c.Async(ctxs[j], calls[j])
-		}
-		if _, err := comm.WaitAll(reqs...); err != nil {
-			return err
-		}
-		if sum[0] != 6 || max[0] != 3 || b[0] != 99 {
-			return fmt.Errorf("sum %d max %d bcast %d", sum[0], max[0], b[0])
-		}
-		return nil
-	})
+	commtest.NewWorld(t, 4).Run(reserveOutOfOrder)
+}
+
+func reserveOutOfOrder(c *comm.Comm) error {
+	sum := []int64{int64(c.Rank())}
+	max := []int64{int64(c.Rank())}
+	b := []int64{0}
+	if c.Rank() == 0 {
+		b[0] = 99
+	}
+	ctxs := []context.Context{collective.Reserve(bg, c), collective.Reserve(bg, c), collective.Reserve(bg, c)}
+	calls := []func(ctx context.Context) error{
+		func(ctx context.Context) error {
+			return collective.Allreduce(ctx, c, sum, sum, collective.Sum[int64]())
+		},
+		func(ctx context.Context) error {
+			return collective.Allreduce(ctx, c, max, max, collective.Max[int64]())
+		},
+		func(ctx context.Context) error { return collective.Bcast(ctx, c, 0, b) },
+	}
+	reqs := make([]*comm.Request, 3)
+	for i := range 3 { // start them in a rank-dependent order
+		j := (i + c.Rank()) % 3
+		reqs[j] = c.Async(ctxs[j], calls[j])
+	}
+	if _, err := comm.WaitAll(reqs...); err != nil {
+		return err
+	}
+	if sum[0] != 6 || max[0] != 3 || b[0] != 99 {
+		return fmt.Errorf("sum %d max %d bcast %d", sum[0], max[0], b[0])
+	}
+	return nil
 }

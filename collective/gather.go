@@ -21,12 +21,14 @@ func Gather[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T)
 	if bs == 0 {
 		return nil // nothing to move (see the package doc)
 	}
-	k := newCall(ctx, c, "gather")
-	if Choose("gather", c, bs, true) == AlgLinear {
+	switch chooseFor(ctx, "gather", c, bs, true) {
+	case AlgShared:
+		return gatherShared(ctx, c, root, bytesOf(send), bytesOf(recv), false)
+	case AlgLinear:
 		cnt := equalCounts(c.Size(), bs)
-		return gathervLinear(k, root, bytesOf(send), bytesOf(recv), cnt, offsets(cnt))
+		return gathervLinear(newCall(ctx, c, "gather"), root, bytesOf(send), bytesOf(recv), cnt, offsets(cnt))
 	}
-	return gatherBinomial(k, root, bytesOf(send), bytesOf(recv), bs)
+	return gatherBinomial(newCall(ctx, c, "gather"), root, bytesOf(send), bytesOf(recv), bs)
 }
 
 // Scatter sends block r of root's send (len(recv) elements each) to rank r's
@@ -44,12 +46,14 @@ func Scatter[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T
 	if bs == 0 {
 		return nil // nothing to move (see the package doc)
 	}
-	k := newCall(ctx, c, "scatter")
-	if Choose("scatter", c, bs, true) == AlgLinear {
+	switch chooseFor(ctx, "scatter", c, bs, true) {
+	case AlgShared:
+		return scatterShared(ctx, c, root, bytesOf(send), bytesOf(recv))
+	case AlgLinear:
 		cnt := equalCounts(c.Size(), bs)
-		return scattervLinear(k, root, bytesOf(send), bytesOf(recv), cnt, offsets(cnt))
+		return scattervLinear(newCall(ctx, c, "scatter"), root, bytesOf(send), bytesOf(recv), cnt, offsets(cnt))
 	}
-	return scatterBinomial(k, root, bytesOf(send), bytesOf(recv), bs)
+	return scatterBinomial(newCall(ctx, c, "scatter"), root, bytesOf(send), bytesOf(recv), bs)
 }
 
 // Gatherv collects send (counts[r] elements on rank r) into root's recv at

@@ -17,7 +17,14 @@ func Reduce[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T,
 			return err
 		}
 	}
-	Choose("reduce", c, len(send)*sizeOf[T](), op.Commutative)
+	if chooseFor(ctx, "reduce", c, len(send)*sizeOf[T](), op.Commutative) == AlgShared {
+		acc := send
+		if c.Rank() == root {
+			copy(recv, send)
+			acc = recv
+		}
+		return reduceShared(ctx, c, root, acc, op, false)
+	}
 	return reduceBinomial(newCall(ctx, c, "reduce"), root, send, recv, op)
 }
 

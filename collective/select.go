@@ -1,9 +1,11 @@
 package collective
 
 import (
+	"context"
 	"fmt"
 	"log"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/pmrun/pmrun/comm"
@@ -22,6 +24,7 @@ const (
 	AlgLinear            = "linear"
 	AlgReduceBcast       = "reduce_bcast"
 	AlgHierarchical      = "hierarchical"
+	AlgShared            = "shared" // through the communicator's shared area (shared.go)
 )
 
 // Thresholds, in bytes, started from MPICH's and moved where measurements on
@@ -41,14 +44,14 @@ const (
 )
 
 var algorithms = map[string][]string{
-	"barrier":   {AlgDissemination, AlgHierarchical},
-	"bcast":     {AlgBinomial, AlgScatterAllgather, AlgHierarchical},
-	"reduce":    {AlgBinomial},
-	"allreduce": {AlgRecursiveDoubling, AlgRabenseifner, AlgRing, AlgReduceBcast, AlgHierarchical},
-	"allgather": {AlgRing, AlgRecursiveDoubling, AlgBruck},
+	"barrier":   {AlgDissemination, AlgHierarchical, AlgShared},
+	"bcast":     {AlgBinomial, AlgScatterAllgather, AlgHierarchical, AlgShared},
+	"reduce":    {AlgBinomial, AlgShared},
+	"allreduce": {AlgRecursiveDoubling, AlgRabenseifner, AlgRing, AlgReduceBcast, AlgHierarchical, AlgShared},
+	"allgather": {AlgRing, AlgRecursiveDoubling, AlgBruck, AlgShared},
 	"alltoall":  {AlgPairwise, AlgBruck, AlgLinear},
-	"gather":    {AlgBinomial, AlgLinear},
-	"scatter":   {AlgBinomial, AlgLinear},
+	"gather":    {AlgBinomial, AlgLinear, AlgShared},
+	"scatter":   {AlgBinomial, AlgLinear, AlgShared},
 }
 
 // Algorithms lists the algorithms of a family ("allreduce", "bcast", ...).
@@ -84,22 +87,41 @@ func oneNode(c *comm.Comm) bool { return c.Nodes() == 1 }
 
 func isPow2(n int) bool { return n > 0 && n&(n-1) == 0 }
 
-// Choose returns the algorithm the selector picks for family on c with a
-// message of nbytes (per rank; for allgather and alltoall, per block) and an
-// op that is commutative or not. A forced algorithm (PMRUN_COLL_<FAMILY>) wins
-// when it applies to the case.
+// Choose returns the algorithm the selector picks for a blocking call of family
+// on c with a message of nbytes (per rank; for allgather, alltoall, gather and
+// scatter, per block) and an op that is commutative or not. A forced algorithm
+// (PMRUN_COLL_<FAMILY>) wins when it applies to the case.
+// Choose makes no call on c: it says "shared" when c may use a shared area
+// that it has not mapped yet.
 func Choose(family string, c *comm.Comm, nbytes int, commutative bool) string {
-	alg := choose(family, c, nbytes, commutative)
+	return choose(family, c, nbytes, commutative, sharedMay(context.Background(), c, nbytes))
+}
+
+// chooseFor chooses for a call made with ctx (a reserved call may not use the
+// shared area) and maps the area if the choice is to use it. All ranks of c
+// call it at the same point of their calls.
+func chooseFor(ctx context.Context, family string, c *comm.Comm, nbytes int, commutative bool) string {
+	shared := false
+	if f := forced(family); (f == "" || f == AlgShared) && slices.Contains(algorithms[family], AlgShared) {
+		shared = sharedOK(ctx, c, nbytes)
+	}
+	alg := choose(family, c, nbytes, commutative, shared)
 	if comm.DebugOn("coll") {
 		debugLog.Printf("pmrun: coll: rank %d: %s of %d bytes on %d ranks: %s", c.Rank(), family, nbytes, c.Size(), alg)
 	}
 	return alg
 }
 
-func choose(family string, c *comm.Comm, nbytes int, commutative bool) string {
+func choose(family string, c *comm.Comm, nbytes int, commutative, shared bool) string {
 	p := c.Size()
-	if f := forced(family); f != "" && applies(family, f, p, commutative) {
+	if f := forced(family); f != "" && applies(family, f, p, commutative, shared) {
 		return f
+	}
+	if shared && slices.Contains(algorithms[family], AlgShared) {
+		// One copy in and one out per rank, no matching and no chain of
+		// wake-ups: on one node this beats every message-based algorithm for
+		// the small blocks it takes.
+		return AlgShared
 	}
 	hier := p >= hierarchicalMinP && multiNode(c)
 	switch family {
@@ -172,13 +194,11 @@ func choose(family string, c *comm.Comm, nbytes int, commutative bool) string {
 }
 
 // applies reports whether algorithm alg can run family on p ranks.
-func applies(family, alg string, p int, commutative bool) bool {
-	ok := false
-	for _, a := range algorithms[family] {
-		ok = ok || a == alg
-	}
+func applies(family, alg string, p int, commutative, shared bool) bool {
 	switch {
-	case !ok:
+	case !slices.Contains(algorithms[family], alg):
+		return false
+	case alg == AlgShared && !shared:
 		return false
 	case family == "allreduce" && !commutative && (alg == AlgRing || alg == AlgRabenseifner || alg == AlgHierarchical):
 		return false

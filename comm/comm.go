@@ -53,6 +53,10 @@ type Comm struct {
 	closeErr  error
 	world     bool     // the world communicator owns the engine
 	rdv       launcher // world only: the launcher's control connection, if any
+
+	slotsOnce sync.Once
+	slots     *Slots      // shared area for small collectives (see Slots)
+	slotsOff  atomic.Bool // not every member could map it
 }
 
 // launcher is the rank's control connection to whoever launched it.
@@ -436,6 +440,7 @@ func (c *Comm) SplitByNode(ctx context.Context) (*Comm, error) {
 func (c *Comm) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
+		c.slots.close()
 		if !c.world {
 			return
 		}

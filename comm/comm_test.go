@@ -6,16 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"runtime"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pmrun/pmrun/comm"
 	"github.com/pmrun/pmrun/comm/commtest"
-	"github.com/pmrun/pmrun/internal/rendezvous"
 	"go.uber.org/goleak"
 )
 
@@ -50,35 +46,21 @@ var transports = map[string]maker{
 	"shm":    func(tb testing.TB, n int, cfg *comm.Config) *commtest.World { return newNetWorld(tb, n, cfg, true) },
 }
 
-var jobs atomic.Int64
-
-// newNetWorld connects n goroutine ranks through a rendezvous service exactly as
-// processes started by pmrun are: over TCP when each rank is on a node of its
-// own, through shared memory rings when they share one node.
+// newNetWorld connects n goroutine ranks exactly as processes started by pmrun
+// are: over TCP when each rank is on a node of its own, through shared memory
+// rings when they share one node.
 func newNetWorld(tb testing.TB, n int, cfg *comm.Config, oneNode bool) *commtest.World {
 	tb.Helper()
-	secret := []byte("0123456789abcdef0123456789abcdef")
-	srv, err := rendezvous.Listen("127.0.0.1:0", secret, n, tb.Logf)
+	nodes := make([]string, n)
+	for r := range nodes {
+		nodes[r] = fmt.Sprintf("node%d", r)
+		if oneNode {
+			nodes[r] = "node"
+		}
+	}
+	comms, err := comm.NewNetWorld(bg, nodes, cfg)
 	if err != nil {
 		tb.Fatal(err)
-	}
-	defer srv.Close()
-	comms := make([]*comm.Comm, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for r := range n {
-		node := fmt.Sprintf("node%d", r)
-		if oneNode {
-			node = "node"
-		}
-		job := fmt.Sprintf("t%d-%d", os.Getpid(), jobs.Add(1))
-		wg.Go(func() { comms[r], errs[r] = comm.NewTCPWorldForTest(bg, cfg, job, r, n, secret, srv.Addr(), node) })
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			tb.Fatal(err)
-		}
 	}
 	return commtest.FromComms(tb, comms)
 }

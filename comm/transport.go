@@ -1,8 +1,15 @@
 package comm
 
 import (
+	"context"
+	"crypto/rand"
+	"errors"
 	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
 
+	"github.com/pmrun/pmrun/internal/rendezvous"
 	"github.com/pmrun/pmrun/internal/wire"
 )
 
@@ -74,13 +81,8 @@ func NewLocalWorld(n int, cfg *Config) ([]*Comm, error) {
 // to run on node nodes[r]; it lets tests exercise node-aware algorithms.
 func NewLocalWorldOnNodes(nodes []string, cfg *Config) ([]*Comm, error) {
 	n := len(nodes)
-	if n < 1 {
-		return nil, fmt.Errorf("comm: a world needs at least one rank")
-	}
-	if cfg == nil {
-		cfg = DefaultConfig()
-	}
-	if err := cfg.Validate(); err != nil {
+	cfg, err := worldConfig(n, cfg)
+	if err != nil {
 		return nil, err
 	}
 	es := make([]*engine, n)
@@ -97,6 +99,17 @@ func NewLocalWorldOnNodes(nodes []string, cfg *Config) ([]*Comm, error) {
 	return comms, nil
 }
 
+// worldConfig checks a world's size and config (nil meaning DefaultConfig).
+func worldConfig(n int, cfg *Config) (*Config, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("comm: a world needs at least one rank")
+	}
+	if cfg == nil {
+		cfg = DefaultConfig()
+	}
+	return cfg, cfg.Validate()
+}
+
 func newWorldComm(e *engine) *Comm {
 	group := make([]int, e.size)
 	for i := range group {
@@ -105,4 +118,46 @@ func newWorldComm(e *engine) *Comm {
 	c := newComm(e, worldCtx, group)
 	c.world = true
 	return c
+}
+
+// netWorlds numbers the worlds NewNetWorld makes, for their job ids.
+var netWorlds atomic.Int64
+
+// NewNetWorld is NewLocalWorldOnNodes for ranks connected exactly as processes
+// started by pmrun are, through a rendezvous service on loopback: ranks on
+// different nodes over TCP, ranks on one node also through shared memory. It
+// lets tests and benchmarks run every transport inside one process. A nil cfg
+// means DefaultConfig().
+func NewNetWorld(ctx context.Context, nodes []string, cfg *Config) ([]*Comm, error) {
+	n := len(nodes)
+	cfg, err := worldConfig(n, cfg)
+	if err != nil {
+		return nil, err
+	}
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	srv, err := rendezvous.Listen("127.0.0.1:0", secret, n, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Close()
+	job := fmt.Sprintf("w%d-%d", os.Getpid(), netWorlds.Add(1))
+	comms, errs := make([]*Comm, n), make([]error, n)
+	var wg sync.WaitGroup
+	for r := range n {
+		wg.Go(func() {
+			comms[r], errs[r] = newTCPWorld(ctx, cfg, job, r, n, secret, srv.Addr(), nodes[r], "127.0.0.1")
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, c := range comms {
+			if c != nil {
+				wg.Go(func() { c.Close() })
+			}
+		}
+		wg.Wait()
+		return nil, err
+	}
+	return comms, nil
 }

@@ -140,7 +140,14 @@ func newTCPWorld(ctx context.Context, cfg *Config, job string, rank, size int, s
 	e := newEngine(cfg, rank, size, nodes)
 	e.addrs, e.job = addrs, job
 	if e.job == "" {
-		e.job = "job"
+		// Unnamed: the launcher's address is unique among the jobs running
+		// now, and names this job's shared memory alike on every rank.
+		e.job = strings.Map(func(r rune) rune {
+			if r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
+				return r
+			}
+			return '_'
+		}, rdvAddr)
 	}
 	if _, err := startMesh(ctx, e, ln, secret, addrs); err != nil {
 		rdv.Close()

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pmrun/pmrun/comm"
 	"github.com/pmrun/pmrun/internal/rendezvous"
 )
 
@@ -85,6 +86,7 @@ func RunLocal(ctx context.Context, spec JobSpec, stdout, stderr io.Writer) (Resu
 		return Result{}, err
 	}
 	jobID := hex.EncodeToString(secret[:6])
+	defer comm.RemoveShared(jobID)
 	srv, err := rendezvous.Listen("127.0.0.1:0", secret, spec.NP, logf)
 	if err != nil {
 		return Result{}, err

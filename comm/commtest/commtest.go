@@ -8,9 +8,11 @@
 package commtest
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pmrun/pmrun/comm"
 )
@@ -43,6 +45,19 @@ func NewWorldConfig(tb testing.TB, n int, cfg *comm.Config) *World {
 func NewWorldOnNodes(tb testing.TB, nodes []string, cfg *comm.Config) *World {
 	tb.Helper()
 	cs, err := comm.NewLocalWorldOnNodes(nodes, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return FromComms(tb, cs)
+}
+
+// NewNetWorld starts len(nodes) ranks connected as processes are (see
+// comm.NewNetWorld): ranks that share a node name also share memory.
+func NewNetWorld(tb testing.TB, nodes []string, cfg *comm.Config) *World {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cs, err := comm.NewNetWorld(ctx, nodes, cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}

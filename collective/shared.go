@@ -1,0 +1,204 @@
+package collective
+
+import (
+	"context"
+	"unsafe"
+
+	"github.com/pmrun/pmrun/comm"
+)
+
+// The "shared" algorithms run a small collective through the communicator's
+// shared area (comm.Slots) when all its ranks are processes of one node: each
+// rank copies its part into its area of the call's slot and reads the parts it
+// needs straight from the others' areas. Blocks of up to comm.SlotBytes go this
+// way. Every rank reduces the parts itself, in rank order, so all get the same
+// bits, whatever the op.
+//
+// Only calls on the caller's own goroutine take this path: the slots are used
+// in call order, one call at a time, which a call run later on another
+// goroutine (Start, Reserve) could not keep.
+
+// sharedOK reports whether a collective moving blocks of nbytes on c, called
+// with ctx, uses c's shared area. Every rank answers alike: the first time it
+// says yes on c, the ranks map the area and agree that all of them could.
+func sharedOK(ctx context.Context, c *comm.Comm, nbytes int) bool {
+	return sharedMay(ctx, c, nbytes) && c.Slots(agreeMapped(ctx, c)) != nil
+}
+
+// sharedMay is sharedOK without mapping the area: whether c may use it.
+func sharedMay(ctx context.Context, c *comm.Comm, nbytes int) bool {
+	return nbytes <= comm.SlotBytes && c.HasSlots() && ctx.Value(reservation{c}) == nil
+}
+
+// agreeMapped returns Slots' agreement: a one-byte minimum over c by
+// messages. If it fails (a rank died, ctx ended) the rank keeps to messages,
+// which then report the failure.
+func agreeMapped(ctx context.Context, c *comm.Comm) func(bool) bool {
+	return func(mapped bool) bool {
+		b := []uint8{0}
+		if mapped {
+			b[0] = 1
+		}
+		err := allreduceRecursiveDoubling(newCall(ctx, c, "allreduce"), b, Min[uint8]())
+		return err == nil && b[0] == 1
+	}
+}
+
+// slotsOf returns c's shared area, which sharedOK said it has.
+func slotsOf(ctx context.Context, c *comm.Comm, op string) (*comm.Slots, error) {
+	s := c.Slots(agreeMapped(ctx, c))
+	err := comm.ErrClosed
+	if s != nil {
+		err = s.Begin()
+	}
+	if err != nil {
+		return nil, &Error{Op: op, Err: err}
+	}
+	return s, nil
+}
+
+func sharedErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &Error{Op: op, Err: err}
+}
+
+func barrierShared(ctx context.Context, c *comm.Comm) error {
+	s, err := slotsOf(ctx, c, "barrier")
+	if err != nil {
+		return err
+	}
+	defer s.End()
+	n := s.Next()
+	s.Publish(n)
+	err = s.AwaitAll(ctx, n)
+	s.Done(n)
+	return sharedErr("barrier", err)
+}
+
+func bcastShared(ctx context.Context, c *comm.Comm, root int, b []byte) error {
+	s, err := slotsOf(ctx, c, "bcast")
+	if err != nil {
+		return err
+	}
+	defer s.End()
+	n := s.Next()
+	if c.Rank() == root {
+		if err := s.Claim(ctx, n); err != nil {
+			return sharedErr("bcast", err)
+		}
+		copy(s.Area(n, 0), b)
+		s.Publish(n)
+	} else {
+		if err := s.Await(ctx, n, root); err != nil {
+			return sharedErr("bcast", err)
+		}
+		copy(b, s.Area(n, 0))
+	}
+	s.Done(n)
+	return nil
+}
+
+// gatherShared: every rank but root writes its block; root copies them out.
+// With all, every rank reads every block (allgather). send may be recv's own
+// block (in place).
+func gatherShared(ctx context.Context, c *comm.Comm, root int, send, recv []byte, all bool) error {
+	name := "gather"
+	if all {
+		name = "allgather"
+	}
+	s, err := slotsOf(ctx, c, name)
+	if err != nil {
+		return err
+	}
+	defer s.End()
+	n, me, bs := s.Next(), c.Rank(), len(send)
+	if all || me != root {
+		if err := s.Claim(ctx, n); err != nil {
+			return sharedErr(name, err)
+		}
+		copy(s.Area(n, me), send)
+		s.Publish(n)
+	}
+	if all || me == root {
+		copy(recv[me*bs:], send)
+		if err := s.AwaitAll(ctx, n); err != nil {
+			return sharedErr(name, err)
+		}
+		for r := range c.Size() {
+			if r != me {
+				copy(recv[r*bs:(r+1)*bs], s.Area(n, r))
+			}
+		}
+	}
+	s.Done(n)
+	return nil
+}
+
+// scatterShared: root writes block r into area r; rank r copies it out.
+func scatterShared(ctx context.Context, c *comm.Comm, root int, send, recv []byte) error {
+	s, err := slotsOf(ctx, c, "scatter")
+	if err != nil {
+		return err
+	}
+	defer s.End()
+	n, me, bs := s.Next(), c.Rank(), len(recv)
+	if me == root {
+		if err := s.Claim(ctx, n); err != nil {
+			return sharedErr("scatter", err)
+		}
+		for r := range c.Size() {
+			if r != me {
+				copy(s.Area(n, r), send[r*bs:(r+1)*bs])
+			}
+		}
+		s.Publish(n)
+		copy(recv, send[me*bs:(me+1)*bs])
+	} else {
+		if err := s.Await(ctx, n, root); err != nil {
+			return sharedErr("scatter", err)
+		}
+		copy(recv, s.Area(n, me))
+	}
+	s.Done(n)
+	return nil
+}
+
+// reduceShared: every rank writes acc (its contribution); the root (every
+// rank, with all) folds the areas in rank order into acc.
+func reduceShared[T Elem](ctx context.Context, c *comm.Comm, root int, acc []T, op Op[T], all bool) error {
+	name := "reduce"
+	if all {
+		name = "allreduce"
+	}
+	s, err := slotsOf(ctx, c, name)
+	if err != nil {
+		return err
+	}
+	defer s.End()
+	n, me, p := s.Next(), c.Rank(), c.Size()
+	if err := s.Claim(ctx, n); err != nil {
+		return sharedErr(name, err)
+	}
+	copy(s.Area(n, me), bytesOf(acc))
+	s.Publish(n)
+	if all || me == root {
+		if err := s.AwaitAll(ctx, n); err != nil {
+			return sharedErr(name, err)
+		}
+		if me != p-1 {
+			copy(acc, elemsOf[T](s.Area(n, p-1), len(acc)))
+		}
+		for r := p - 2; r >= 0; r-- {
+			op.combineLeft(elemsOf[T](s.Area(n, r), len(acc)), acc)
+		}
+	}
+	s.Done(n)
+	return nil
+}
+
+// elemsOf views the first n elements of b (aligned for T) as a []T.
+func elemsOf[T Elem](b []byte, n int) []T {
+	return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(b))), n)
+}

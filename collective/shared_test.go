@@ -1,0 +1,250 @@
+package collective_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pmrun/pmrun/collective"
+	"github.com/pmrun/pmrun/comm"
+	"github.com/pmrun/pmrun/comm/commtest"
+)
+
+func oneNodeWorld(t *testing.T, np int) *commtest.World {
+	nodes := make([]string, np)
+	for r := range nodes {
+		nodes[r] = "node"
+	}
+	return commtest.NewNetWorld(t, nodes, nil)
+}
+
+// mixedRound runs one of each collective that may go through the shared area,
+// root i % size, with blocks of n int64 (some above comm.SlotBytes, which take
+// the message-based algorithms), and checks every result.
+func mixedRound(ctx context.Context, c *comm.Comm, i, n int) error {
+	p, me, root := c.Size(), c.Rank(), i%c.Size()
+	seed := func(r int) []int64 { return input(r+i*7, n) }
+	b := make([]int64, n)
+	if me == root {
+		copy(b, seed(root))
+	}
+	if err := collective.Bcast(ctx, c, root, b); err != nil {
+		return err
+	}
+	if !slices.Equal(b, seed(root)) {
+		return fmt.Errorf("round %d n=%d: bcast wrong", i, n)
+	}
+	all := make([]int64, n*p)
+	if err := collective.Gather(ctx, c, root, seed(me), all); err != nil {
+		return err
+	}
+	var want []int64
+	for r := range p {
+		want = append(want, seed(r)...)
+	}
+	if me == root && !slices.Equal(all, want) {
+		return fmt.Errorf("round %d n=%d: gather wrong", i, n)
+	}
+	got := make([]int64, n)
+	if err := collective.Scatter(ctx, c, root, want, got); err != nil {
+		return err
+	}
+	if !slices.Equal(got, seed(me)) {
+		return fmt.Errorf("round %d n=%d: scatter wrong", i, n)
+	}
+	clear(all)
+	copy(all[me*n:], seed(me))
+	if err := collective.Allgather(ctx, c, all[me*n:(me+1)*n], all); err != nil { // in place
+		return err
+	}
+	if !slices.Equal(all, want) {
+		return fmt.Errorf("round %d n=%d: allgather wrong", i, n)
+	}
+	ops := ops()
+	for _, name := range slices.Sorted(maps.Keys(ops)) { // the same order on every rank
+		op := ops[name]
+		if name == "matmul" && n%4 != 0 {
+			continue
+		}
+		acc := seed(me)
+		if err := collective.Allreduce(ctx, c, acc, acc, op); err != nil {
+			return err
+		}
+		wantR := slices.Clone(seed(p - 1))
+		for r := p - 2; r >= 0; r-- {
+			op.Fn(seed(r), wantR)
+		}
+		if !slices.Equal(acc, wantR) {
+			return fmt.Errorf("round %d n=%d: allreduce %s wrong", i, n, name)
+		}
+		red := make([]int64, n)
+		if err := collective.Reduce(ctx, c, root, seed(me), red, op); err != nil {
+			return err
+		}
+		if me == root && !slices.Equal(red, wantR) {
+			return fmt.Errorf("round %d n=%d: reduce %s wrong", i, n, name)
+		}
+	}
+	return collective.Barrier(ctx, c)
+}
+
+// TestSharedArea runs many rounds of mixed collectives, so that every slot is
+// reused several times, on one node's ranks connected through shared memory:
+// on the world, on the two halves of a Split (which share a context id) at the
+// same time, and on a Dup, with point-to-point traffic and a nonblocking
+// collective in flight alongside. Ranks run ahead of each other as far as the
+// slots let them. Afterwards no segment is left in /dev/shm.
+func TestSharedArea(t *testing.T) {
+	before, _ := filepath.Glob("/dev/shm/pmrun-*-coll-*")
+	for _, np := range []int{2, 3, 5, 8} {
+		w := oneNodeWorld(t, np)
+		w.Run(func(c *comm.Comm) error {
+			if !c.HasSlots() || collective.Choose("bcast", c, 8, true) != collective.AlgShared {
+				return errors.New("no shared area on one node's ranks")
+			}
+			for i := range 3 * comm.SlotDepth {
+				n := []int{1, 13, comm.SlotBytes / 8, comm.SlotBytes/8 + 1, 0}[i%5]
+				// A message that crosses the collectives, and a nonblocking
+				// collective (message-based) in flight meanwhile.
+				right, left := (c.Rank()+1)%np, (c.Rank()+np-1)%np
+				sreq := c.Isend(bg, right, 5, []byte{byte(i)})
+				ib := []int64{int64(i)}
+				ireq := collective.Ibcast(bg, c, 0, ib)
+				if err := mixedRound(bg, c, i, n); err != nil {
+					return err
+				}
+				got, _, err := c.Recv(bg, left, 5)
+				if err != nil || len(got) != 1 || got[0] != byte(i) {
+					return fmt.Errorf("round %d: point-to-point message %v, %v", i, got, err)
+				}
+				if _, err := comm.WaitAll(sreq, ireq); err != nil {
+					return err
+				}
+			}
+			half, err := c.Split(bg, c.Rank()%2, c.Rank())
+			if err != nil {
+				return err
+			}
+			dup, err := c.Dup(bg)
+			if err != nil {
+				return err
+			}
+			for i := range 2 * comm.SlotDepth {
+				if half.Size() > 1 {
+					if err := mixedRound(bg, half, i+c.Rank()%2, 3+c.Rank()%2); err != nil {
+						return fmt.Errorf("half %d: %w", c.Rank()%2, err)
+					}
+				}
+				if err := mixedRound(bg, dup, i, 2); err != nil {
+					return fmt.Errorf("dup: %w", err)
+				}
+			}
+			return errors.Join(half.Close(), dup.Close())
+		})
+	}
+	after, _ := filepath.Glob("/dev/shm/pmrun-*-coll-*")
+	if len(after) > len(before) {
+		t.Errorf("shared areas left in /dev/shm: %v", after)
+	}
+}
+
+// TestSharedAreaPeerGone: a rank that leaves while the others wait in a
+// collective on the shared area ends their wait with an error naming it.
+func TestSharedAreaPeerGone(t *testing.T) {
+	w := oneNodeWorld(t, 3)
+	ctx, cancel := context.WithTimeout(bg, 30*time.Second)
+	defer cancel()
+	errs := make([]error, 3)
+	done := make(chan int, 3)
+	for r, c := range w.Comms {
+		go func() {
+			defer func() { done <- r }()
+			if err := collective.Barrier(ctx, c); err != nil { // maps the area everywhere
+				errs[r] = err
+				return
+			}
+			if r == 2 {
+				// Its goodbye goes out at once; Close then waits for the
+				// others' (sent when the test closes them).
+				errs[r] = c.Close()
+				return
+			}
+			errs[r] = collective.Barrier(ctx, c)
+		}()
+	}
+	for range 2 {
+		if r := <-done; r == 2 {
+			t.Fatalf("rank 2's Close returned before the others left: %v", errs[2])
+		}
+	}
+	for r := range 2 {
+		if errs[r] == nil || !strings.Contains(errs[r].Error(), "rank 2") || ctx.Err() != nil {
+			t.Errorf("rank %d: got %v, want an error naming rank 2 before the deadline", r, errs[r])
+		}
+	}
+	var wg sync.WaitGroup
+	for _, c := range w.Comms[:2] {
+		wg.Go(func() { c.Close() })
+	}
+	wg.Wait()
+	<-done
+	if errs[2] != nil {
+		t.Errorf("rank 2 closing: %v", errs[2])
+	}
+}
+
+// TestSharedAreaDeclined: when the ranks do not all map the area (their
+// agreement says no, as when /dev/shm is full for one of them), the
+// communicator keeps to messages on every rank and leaves nothing in /dev/shm.
+func TestSharedAreaDeclined(t *testing.T) {
+	before, _ := filepath.Glob("/dev/shm/pmrun-*-coll-*")
+	w := oneNodeWorld(t, 3)
+	w.Run(func(c *comm.Comm) error {
+		if s := c.Slots(func(mapped bool) bool {
+			if !mapped {
+				t.Errorf("rank %d could not map the area", c.Rank())
+			}
+			return false // as if another rank could not
+		}); s != nil {
+			return fmt.Errorf("rank %d: Slots gave an area the ranks did not agree on", c.Rank())
+		}
+		if c.HasSlots() || collective.Choose("bcast", c, 8, true) == collective.AlgShared {
+			return fmt.Errorf("rank %d: still offers the shared area", c.Rank())
+		}
+		for i := range 4 {
+			if err := mixedRound(bg, c, i, 3); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	after, _ := filepath.Glob("/dev/shm/pmrun-*-coll-*")
+	if len(after) > len(before) {
+		t.Errorf("shared areas left in /dev/shm: %v", after)
+	}
+}
+
+// TestSharedAreaOff: without shared memory, or from a reserved context, the
+// message-based algorithms run.
+func TestSharedAreaOff(t *testing.T) {
+	cfg := comm.DefaultConfig()
+	cfg.SharedMemory = false
+	w := commtest.NewNetWorld(t, []string{"n", "n"}, cfg)
+	if w.Comms[0].HasSlots() || collective.Choose("bcast", w.Comms[0], 8, true) == collective.AlgShared {
+		t.Error("a world without shared memory chose the shared area")
+	}
+	on := oneNodeWorld(t, 4)
+	if collective.Choose("bcast", on.Comms[0], comm.SlotBytes+1, true) == collective.AlgShared {
+		t.Error("a block above SlotBytes chose the shared area")
+	}
+	// Reserved calls started in a rank-dependent order keep their message
+	// tags; through the slots (taken in call order) they would cross.
+	on.Run(reserveOutOfOrder)
+}
