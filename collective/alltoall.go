@@ -2,12 +2,14 @@ package collective
 
 import (
 	"context"
+	"slices"
 
 	"github.com/pmrun/pmrun/comm"
 )
 
 // Alltoall sends block j of send (len(send)/p elements) to rank j and receives
-// rank j's block for this rank into block j of recv.
+// rank j's block for this rank into block j of recv. send and recv may be the
+// same slice (in place).
 func Alltoall[T Elem](ctx context.Context, c *comm.Comm, send, recv []T) error {
 	p := c.Size()
 	if len(send)%p != 0 {
@@ -21,14 +23,20 @@ func Alltoall[T Elem](ctx context.Context, c *comm.Comm, send, recv []T) error {
 		return nil // nothing to move (see the package doc)
 	}
 	sb, rb := bytesOf(send), bytesOf(recv)
-	k := newCall(ctx, c, "alltoall")
-	switch Choose("alltoall", c, bs, true) {
+	alg := chooseFor(ctx, "alltoall", c, bs, true)
+	if alg == AlgShared {
+		return alltoallShared(ctx, c, sb, rb, bs)
+	}
+	if overlap(sb, rb) {
+		sb = slices.Clone(sb) // the message-based algorithms write recv while they read send
+	}
+	k, cnt := newCall(ctx, c, "alltoall"), equalCounts(p, bs)
+	switch alg {
 	case AlgBruck:
 		return alltoallBruck(k, sb, rb, bs)
 	case AlgLinear:
-		return alltoallvLinear(k, sb, rb, equalCounts(p, bs), offsets(equalCounts(p, bs)), equalCounts(p, bs), offsets(equalCounts(p, bs)))
+		return alltoallvLinear(k, sb, rb, cnt, offsets(cnt), cnt, offsets(cnt))
 	default:
-		cnt := equalCounts(p, bs)
 		return alltoallvPairwise(k, sb, rb, cnt, offsets(cnt), cnt, offsets(cnt))
 	}
 }

@@ -49,7 +49,7 @@ var algorithms = map[string][]string{
 	"reduce":    {AlgBinomial, AlgShared},
 	"allreduce": {AlgRecursiveDoubling, AlgRabenseifner, AlgRing, AlgReduceBcast, AlgHierarchical, AlgShared},
 	"allgather": {AlgRing, AlgRecursiveDoubling, AlgBruck, AlgShared},
-	"alltoall":  {AlgPairwise, AlgBruck, AlgLinear},
+	"alltoall":  {AlgPairwise, AlgBruck, AlgLinear, AlgShared},
 	"gather":    {AlgBinomial, AlgLinear, AlgShared},
 	"scatter":   {AlgBinomial, AlgLinear, AlgShared},
 }
@@ -94,7 +94,7 @@ func isPow2(n int) bool { return n > 0 && n&(n-1) == 0 }
 // Choose makes no call on c: it says "shared" when c may use a shared area
 // that it has not mapped yet.
 func Choose(family string, c *comm.Comm, nbytes int, commutative bool) string {
-	return choose(family, c, nbytes, commutative, sharedMay(context.Background(), c, nbytes))
+	return choose(family, c, nbytes, commutative, sharedMay(context.Background(), family, c, nbytes))
 }
 
 // chooseFor chooses for a call made with ctx (a reserved call may not use the
@@ -102,8 +102,8 @@ func Choose(family string, c *comm.Comm, nbytes int, commutative bool) string {
 // call it at the same point of their calls.
 func chooseFor(ctx context.Context, family string, c *comm.Comm, nbytes int, commutative bool) string {
 	shared := false
-	if f := forced(family); (f == "" || f == AlgShared) && slices.Contains(algorithms[family], AlgShared) {
-		shared = sharedOK(ctx, c, nbytes)
+	if f := forced(family); f == "" || f == AlgShared {
+		shared = sharedOK(ctx, family, c, nbytes)
 	}
 	alg := choose(family, c, nbytes, commutative, shared)
 	if comm.DebugOn("coll") {
@@ -117,7 +117,7 @@ func choose(family string, c *comm.Comm, nbytes int, commutative, shared bool) s
 	if f := forced(family); f != "" && applies(family, f, p, commutative, shared) {
 		return f
 	}
-	if shared && slices.Contains(algorithms[family], AlgShared) {
+	if shared {
 		// One copy in and one out per rank, no matching and no chain of
 		// wake-ups: on one node this beats every message-based algorithm for
 		// the small blocks it takes.

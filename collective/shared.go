@@ -2,6 +2,7 @@ package collective
 
 import (
 	"context"
+	"slices"
 	"unsafe"
 
 	"github.com/pmrun/pmrun/comm"
@@ -18,16 +19,21 @@ import (
 // in call order, one call at a time, which a call run later on another
 // goroutine (Start, Reserve) could not keep.
 
-// sharedOK reports whether a collective moving blocks of nbytes on c, called
-// with ctx, uses c's shared area. Every rank answers alike: the first time it
-// says yes on c, the ranks map the area and agree that all of them could.
-func sharedOK(ctx context.Context, c *comm.Comm, nbytes int) bool {
-	return sharedMay(ctx, c, nbytes) && c.Slots(agreeMapped(ctx, c)) != nil
+// sharedOK reports whether a call of family moving blocks of nbytes on c,
+// made with ctx, uses c's shared area. Every rank answers alike: the first
+// time it says yes on c, the ranks map the area and agree that all of them
+// could.
+func sharedOK(ctx context.Context, family string, c *comm.Comm, nbytes int) bool {
+	return sharedMay(ctx, family, c, nbytes) && c.Slots(agreeMapped(ctx, c)) != nil
 }
 
-// sharedMay is sharedOK without mapping the area: whether c may use it.
-func sharedMay(ctx context.Context, c *comm.Comm, nbytes int) bool {
-	return nbytes <= comm.SlotBytes && c.HasSlots() && ctx.Value(reservation{c}) == nil
+// sharedMay is sharedOK without mapping the area: whether the call may use it.
+func sharedMay(ctx context.Context, family string, c *comm.Comm, nbytes int) bool {
+	if family == "alltoall" {
+		nbytes *= c.Size() // a rank writes all its blocks into its own area
+	}
+	return nbytes <= comm.SlotBytes && slices.Contains(algorithms[family], AlgShared) &&
+		c.HasSlots() && ctx.Value(reservation{c}) == nil
 }
 
 // agreeMapped returns Slots' agreement: a one-byte minimum over c by
@@ -165,6 +171,31 @@ func scatterShared(ctx context.Context, c *comm.Comm, root int, send, recv []byt
 	return nil
 }
 
+// alltoallShared: every rank writes its p blocks into its area and copies
+// block me of every other rank's area out. send may be recv (in place): it is
+// all written before any of recv is.
+func alltoallShared(ctx context.Context, c *comm.Comm, send, recv []byte, bs int) error {
+	s, err := slotsOf(ctx, c, "alltoall")
+	if err != nil {
+		return err
+	}
+	defer s.End()
+	n, me := s.Next(), c.Rank()
+	if err := s.Claim(ctx, n); err != nil {
+		return sharedErr("alltoall", err)
+	}
+	copy(s.Area(n, me), send)
+	s.Publish(n)
+	if err := s.AwaitAll(ctx, n); err != nil {
+		return sharedErr("alltoall", err)
+	}
+	for r := range c.Size() {
+		copy(recv[r*bs:(r+1)*bs], s.Area(n, r)[me*bs:])
+	}
+	s.Done(n)
+	return nil
+}
+
 // reduceShared: every rank writes acc (its contribution); the root (every
 // rank, with all) folds the areas in rank order into acc.
 func reduceShared[T Elem](ctx context.Context, c *comm.Comm, root int, acc []T, op Op[T], all bool) error {
@@ -196,6 +227,15 @@ func reduceShared[T Elem](ctx context.Context, c *comm.Comm, root int, acc []T, 
 	}
 	s.Done(n)
 	return nil
+}
+
+// overlap reports whether a and b share memory.
+func overlap(a, b []byte) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return false
+	}
+	pa, pb := uintptr(unsafe.Pointer(unsafe.SliceData(a))), uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	return pa < pb+uintptr(len(b)) && pb < pa+uintptr(len(a))
 }
 
 // elemsOf views the first n elements of b (aligned for T) as a []T.

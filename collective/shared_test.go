@@ -67,6 +67,23 @@ func mixedRound(ctx context.Context, c *comm.Comm, i, n int) error {
 	if !slices.Equal(all, want) {
 		return fmt.Errorf("round %d n=%d: allgather wrong", i, n)
 	}
+	// Alltoall: rank r's block for rank j is seed(r*p+j); every other round
+	// in place.
+	send, recv := make([]int64, 0, n*p), make([]int64, n*p)
+	for j := range p {
+		send = append(send, seed(me*p+j)...)
+	}
+	if i%2 == 1 {
+		recv = send
+	}
+	if err := collective.Alltoall(ctx, c, send, recv); err != nil {
+		return err
+	}
+	for r := range p {
+		if !slices.Equal(recv[r*n:(r+1)*n], seed(r*p+me)) {
+			return fmt.Errorf("round %d n=%d: alltoall block from rank %d wrong", i, n, r)
+		}
+	}
 	ops := ops()
 	for _, name := range slices.Sorted(maps.Keys(ops)) { // the same order on every rank
 		op := ops[name]

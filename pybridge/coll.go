@@ -97,7 +97,7 @@ func pm_alltoall(h int64, sbuf, rbuf unsafe.Pointer, n int64, req *int64) int64 
 	recv := mem(rbuf, n*int64(c.Size()))
 	send := mem(sbuf, n*int64(c.Size()))
 	if send == nil {
-		send = append([]byte(nil), recv...)
+		send = recv // in place
 	}
 	return run(c, req, func(ctx context.Context) error { return collective.Alltoall(ctx, c, send, recv) })
 }
