@@ -57,6 +57,43 @@ func TestFirstFailureKillsTheRest(t *testing.T) {
 	}
 }
 
+// TestSharedMemoryRemoved: what a job's ranks leave in /dev/shm (as a rank
+// killed before its peers map a segment does) is gone when the job ends, and
+// other jobs' files are not touched.
+func TestSharedMemoryRemoved(t *testing.T) {
+	if _, err := os.Stat("/dev/shm"); err != nil {
+		t.Skip("no /dev/shm on this machine:", err)
+	}
+	other, err := os.CreateTemp("/dev/shm", "pmrun-otherjob-coll-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Close()
+	defer os.Remove(other.Name())
+	// Rank 1 dies once rank 0 has made its file (waiting at most 5 s), so
+	// that the launcher may kill rank 0 before it exits by itself.
+	prog, args := sh(`d=/dev/shm/pmrun-$PMRUN_JOB-coll-0; echo $d-$PMRUN_RANK; : > $d-$PMRUN_RANK
+[ "$PMRUN_RANK" = 0 ] && exec sleep 30
+for i in $(seq 500); do [ -e $d-0 ] && break; sleep 0.01; done; kill -9 $$`)
+	res, out, _ := run(t, JobSpec{Program: prog, Args: args, NP: 2})
+	if res.ExitCode == 0 {
+		t.Errorf("a rank killed itself but the job's status is 0")
+	}
+	names := strings.Fields(out)
+	if len(names) != 2 {
+		t.Fatalf("ranks printed %q, want two file names", out)
+	}
+	for _, n := range names {
+		if _, err := os.Stat(n); err == nil {
+			t.Errorf("%s is left in /dev/shm", n)
+			os.Remove(n)
+		}
+	}
+	if _, err := os.Stat(other.Name()); err != nil {
+		t.Errorf("another job's file is gone: %v", err)
+	}
+}
+
 func TestSignalExitStatus(t *testing.T) {
 	prog, args := sh(`[ "$PMRUN_RANK" = 1 ] && kill -KILL $$; exec sleep 30`)
 	res, _, errs := run(t, JobSpec{Program: prog, Args: args, NP: 2})
