@@ -674,6 +674,15 @@ func TestChooseSizes(t *testing.T) {
 // between ranks; the slots taken by Reserve at the call keep them matched.
 func TestReserve(t *testing.T) {
 	commtest.NewWorld(t, 4).Run(reserveOutOfOrder)
+	// On several nodes too, where blocking calls would pick the node-aware
+	// algorithms: a reserved call must not draw tags from the node
+	// communicators when it runs, or calls run in different orders cross.
+	multi := commtest.NewWorldOnNodes(t, []string{"a", "a", "b", "b"}, nil)
+	for range 20 {
+		if errs := multi.Run(reserveOutOfOrder); errors.Join(errs...) != nil {
+			break
+		}
+	}
 }
 
 func reserveOutOfOrder(c *comm.Comm) error {

@@ -66,6 +66,12 @@ func newCall(ctx context.Context, c *comm.Comm, op string) *call {
 
 type reservation struct{ c *comm.Comm }
 
+// reservedFor reports whether ctx carries a reservation on c: the call runs
+// on a goroutine started by Reserve's caller, not in c's order of calls.
+func reservedFor(ctx context.Context, c *comm.Comm) bool {
+	return ctx.Value(reservation{c}) != nil
+}
+
 type reserved struct {
 	tag  int
 	used atomic.Bool
@@ -76,7 +82,9 @@ type reserved struct {
 // This is how a library makes a nonblocking form of any collective: as long as
 // every rank starts its calls in the same order, they match, whenever the
 // goroutines get to run. The slot serves the first collective called on c with
-// that context.
+// that context, which then uses the flat algorithms on c's own tags: not the
+// node-aware ones nor the shared area, whose resources are used in the order
+// calls reach them.
 func Reserve(ctx context.Context, c *comm.Comm) context.Context {
 	return context.WithValue(ctx, reservation{c}, &reserved{tag: nextTag(c)})
 }

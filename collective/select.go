@@ -90,40 +90,49 @@ func isPow2(n int) bool { return n > 0 && n&(n-1) == 0 }
 // Choose returns the algorithm the selector picks for a blocking call of family
 // on c with a message of nbytes (per rank; for allgather, alltoall, gather and
 // scatter, per block) and an op that is commutative or not. A forced algorithm
-// (PMRUN_COLL_<FAMILY>) wins when it applies to the case.
-// Choose makes no call on c: it says "shared" when c may use a shared area
-// that it has not mapped yet.
+// (PMRUN_COLL_<FAMILY>) wins when it applies to the case. Choose makes no call
+// on c: it says "shared" when c may use a shared area that it has not mapped
+// yet.
 func Choose(family string, c *comm.Comm, nbytes int, commutative bool) string {
-	return choose(family, c, nbytes, commutative, sharedMay(context.Background(), family, c, nbytes))
+	return choose(family, c, nbytes, commutative, reach{shared: sharedMay(context.Background(), family, c, nbytes), nodes: true})
 }
 
-// chooseFor chooses for a call made with ctx (a reserved call may not use the
-// shared area) and maps the area if the choice is to use it. All ranks of c
-// call it at the same point of their calls.
+// reach is what a call may use besides messages on c's own tags.
+type reach struct {
+	shared bool // c's shared area
+	nodes  bool // the node communicators of the hierarchical algorithms
+}
+
+// chooseFor chooses for a call made with ctx and maps c's shared area if the
+// choice is to use it. A reserved call (Reserve, Start) uses neither the
+// shared area nor the node communicators: it runs on a goroutine of its own,
+// in an order the ranks need not share, while both of those are used in the
+// order of the calls that reach them. All ranks of c call chooseFor at the
+// same point of their calls.
 func chooseFor(ctx context.Context, family string, c *comm.Comm, nbytes int, commutative bool) string {
-	shared := false
+	r := reach{nodes: !reservedFor(ctx, c)}
 	if f := forced(family); f == "" || f == AlgShared {
-		shared = sharedOK(ctx, family, c, nbytes)
+		r.shared = sharedOK(ctx, family, c, nbytes)
 	}
-	alg := choose(family, c, nbytes, commutative, shared)
+	alg := choose(family, c, nbytes, commutative, r)
 	if comm.DebugOn("coll") {
 		debugLog.Printf("pmrun: coll: rank %d: %s of %d bytes on %d ranks: %s", c.Rank(), family, nbytes, c.Size(), alg)
 	}
 	return alg
 }
 
-func choose(family string, c *comm.Comm, nbytes int, commutative, shared bool) string {
+func choose(family string, c *comm.Comm, nbytes int, commutative bool, r reach) string {
 	p := c.Size()
-	if f := forced(family); f != "" && applies(family, f, p, commutative, shared) {
+	if f := forced(family); f != "" && applies(family, f, p, commutative, r) {
 		return f
 	}
-	if shared {
+	if r.shared {
 		// One copy in and one out per rank, no matching and no chain of
 		// wake-ups: on one node this beats every message-based algorithm for
 		// the small blocks it takes.
 		return AlgShared
 	}
-	hier := p >= hierarchicalMinP && multiNode(c)
+	hier := r.nodes && p >= hierarchicalMinP && multiNode(c)
 	switch family {
 	case "barrier":
 		if hier {
@@ -194,11 +203,11 @@ func choose(family string, c *comm.Comm, nbytes int, commutative, shared bool) s
 }
 
 // applies reports whether algorithm alg can run family on p ranks.
-func applies(family, alg string, p int, commutative, shared bool) bool {
+func applies(family, alg string, p int, commutative bool, r reach) bool {
 	switch {
 	case !slices.Contains(algorithms[family], alg):
 		return false
-	case alg == AlgShared && !shared:
+	case alg == AlgShared && !r.shared, alg == AlgHierarchical && !r.nodes:
 		return false
 	case family == "allreduce" && !commutative && (alg == AlgRing || alg == AlgRabenseifner || alg == AlgHierarchical):
 		return false

@@ -33,7 +33,7 @@ func sharedMay(ctx context.Context, family string, c *comm.Comm, nbytes int) boo
 		nbytes *= c.Size() // a rank writes all its blocks into its own area
 	}
 	return nbytes <= comm.SlotBytes && slices.Contains(algorithms[family], AlgShared) &&
-		c.HasSlots() && ctx.Value(reservation{c}) == nil
+		c.HasSlots() && !reservedFor(ctx, c)
 }
 
 // agreeMapped returns Slots' agreement: a one-byte minimum over c by
