@@ -193,13 +193,15 @@ func allreduceRing[T Elem](k *call, acc []T, op Op[T]) error {
 }
 
 // allreduceHier: reduce within each node to its leader, allreduce among the
-// leaders, broadcast within each node. Commutative ops.
+// leaders, broadcast within each node. Commutative ops. The steps within a
+// node choose their own algorithm, so small blocks go through the node's
+// shared area.
 func allreduceHier[T Elem](ctx context.Context, c *comm.Comm, acc []T, op Op[T]) error {
 	l, err := layoutOf(ctx, c)
 	if err != nil {
 		return &Error{Op: "allreduce", Err: err}
 	}
-	if err := reduceBinomial(newCall(ctx, l.local, "allreduce"), 0, acc, acc, op); err != nil {
+	if err := Reduce(ctx, l.local, 0, acc, acc, op); err != nil {
 		return err
 	}
 	if l.leaders != nil && l.leaders.Size() > 1 {
@@ -213,5 +215,5 @@ func allreduceHier[T Elem](ctx context.Context, c *comm.Comm, acc []T, op Op[T])
 			return err
 		}
 	}
-	return bcastBinomial(newCall(ctx, l.local, "allreduce"), 0, bytesOf(acc))
+	return bcastBytes(ctx, l.local, 0, bytesOf(acc))
 }

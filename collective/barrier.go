@@ -35,7 +35,7 @@ func barrierHier(ctx context.Context, c *comm.Comm) error {
 	if err != nil {
 		return &Error{Op: "barrier", Err: err}
 	}
-	if err := barrierDissemination(newCall(ctx, l.local, "barrier")); err != nil {
+	if err := Barrier(ctx, l.local); err != nil {
 		return err
 	}
 	if l.leaders != nil {
@@ -43,5 +43,5 @@ func barrierHier(ctx context.Context, c *comm.Comm) error {
 			return err
 		}
 	}
-	return barrierDissemination(newCall(ctx, l.local, "barrier"))
+	return Barrier(ctx, l.local)
 }

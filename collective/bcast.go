@@ -103,7 +103,7 @@ func bcastHier(ctx context.Context, c *comm.Comm, root int, b []byte) error {
 	}
 	rootNode := c.Node(root) == c.Node(c.Rank())
 	if rootNode {
-		if err := bcastBinomial(newCall(ctx, l.local, "bcast"), l.localIndex(c, root), b); err != nil {
+		if err := bcastBytes(ctx, l.local, l.localIndex(c, root), b); err != nil {
 			return err
 		}
 	}
@@ -113,7 +113,7 @@ func bcastHier(ctx context.Context, c *comm.Comm, root int, b []byte) error {
 		}
 	}
 	if !rootNode {
-		return bcastBinomial(newCall(ctx, l.local, "bcast"), 0, b)
+		return bcastBytes(ctx, l.local, 0, b)
 	}
 	return nil
 }

@@ -94,13 +94,13 @@ func isPow2(n int) bool { return n > 0 && n&(n-1) == 0 }
 // on c: it says "shared" when c may use a shared area that it has not mapped
 // yet.
 func Choose(family string, c *comm.Comm, nbytes int, commutative bool) string {
-	return choose(family, c, nbytes, commutative, reach{shared: sharedMay(context.Background(), family, c, nbytes), nodes: true})
+	return choose(family, c, nbytes, commutative, reach{shared: sharedMay(context.Background(), family, c, nbytes), nodes: !oneNode(c)})
 }
 
 // reach is what a call may use besides messages on c's own tags.
 type reach struct {
 	shared bool // c's shared area
-	nodes  bool // the node communicators of the hierarchical algorithms
+	nodes  bool // node communicators (hierarchical): c spans several nodes
 }
 
 // chooseFor chooses for a call made with ctx and maps c's shared area if the
@@ -110,7 +110,7 @@ type reach struct {
 // order of the calls that reach them. All ranks of c call chooseFor at the
 // same point of their calls.
 func chooseFor(ctx context.Context, family string, c *comm.Comm, nbytes int, commutative bool) string {
-	r := reach{nodes: !reservedFor(ctx, c)}
+	r := reach{nodes: !oneNode(c) && !reservedFor(ctx, c)}
 	if f := forced(family); f == "" || f == AlgShared {
 		r.shared = sharedOK(ctx, family, c, nbytes)
 	}

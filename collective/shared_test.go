@@ -172,6 +172,29 @@ func TestSharedArea(t *testing.T) {
 	}
 }
 
+// TestSharedAreaNodes: on ranks spread over nodes, the node-aware algorithms
+// run their steps within each node through that node's shared area (blocks
+// that fit) and the rest by messages; results are right on every rank.
+func TestSharedAreaNodes(t *testing.T) {
+	w := commtest.NewNetWorld(t, []string{"a", "a", "a", "b", "b", "c"}, nil)
+	w.Run(func(c *comm.Comm) error {
+		if c.HasSlots() {
+			return errors.New("a world over three nodes offers a shared area")
+		}
+		for _, f := range []string{"barrier", "bcast", "allreduce"} {
+			if alg := collective.Choose(f, c, 8, true); alg != collective.AlgHierarchical {
+				return fmt.Errorf("%s over three nodes chose %s, want %s", f, alg, collective.AlgHierarchical)
+			}
+		}
+		for i := range 3 * comm.SlotDepth {
+			if err := mixedRound(bg, c, i, []int{1, 13, comm.SlotBytes/8 + 1}[i%3]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // TestSharedAreaPeerGone: a rank that leaves while the others wait in a
 // collective on the shared area ends their wait with an error naming it.
 func TestSharedAreaPeerGone(t *testing.T) {
