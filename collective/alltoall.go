@@ -3,6 +3,7 @@ package collective
 import (
 	"context"
 	"slices"
+	"unsafe"
 
 	"github.com/pmrun/pmrun/comm"
 )
@@ -137,4 +138,13 @@ func alltoallBruck(k *call, sb, rb []byte, bs int) error {
 		copy(rb[j*bs:(j+1)*bs], tmp[i*bs:(i+1)*bs])
 	}
 	return nil
+}
+
+// overlap reports whether a and b share memory.
+func overlap(a, b []byte) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return false
+	}
+	pa, pb := uintptr(unsafe.Pointer(unsafe.SliceData(a))), uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	return pa < pb+uintptr(len(b)) && pb < pa+uintptr(len(a))
 }

@@ -50,60 +50,49 @@ func agreeMapped(ctx context.Context, c *comm.Comm) func(bool) bool {
 	}
 }
 
-// slotsOf returns c's shared area, which sharedOK said it has.
-func slotsOf(ctx context.Context, c *comm.Comm, op string) (*comm.Slots, error) {
+// onSlots runs one call of op through c's shared area, which sharedOK said it
+// has: fn does the rank's part of call n; the rank is then done with the slot.
+func onSlots(ctx context.Context, c *comm.Comm, op string, fn func(s *comm.Slots, n uint64) error) error {
 	s := c.Slots(agreeMapped(ctx, c))
 	err := comm.ErrClosed
 	if s != nil {
 		err = s.Begin()
 	}
 	if err != nil {
-		return nil, &Error{Op: op, Err: err}
-	}
-	return s, nil
-}
-
-func sharedErr(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	return &Error{Op: op, Err: err}
-}
-
-func barrierShared(ctx context.Context, c *comm.Comm) error {
-	s, err := slotsOf(ctx, c, "barrier")
-	if err != nil {
-		return err
+		return &Error{Op: op, Err: err}
 	}
 	defer s.End()
 	n := s.Next()
-	s.Publish(n)
-	err = s.AwaitAll(ctx, n)
-	s.Done(n)
-	return sharedErr("barrier", err)
-}
-
-func bcastShared(ctx context.Context, c *comm.Comm, root int, b []byte) error {
-	s, err := slotsOf(ctx, c, "bcast")
-	if err != nil {
-		return err
-	}
-	defer s.End()
-	n := s.Next()
-	if c.Rank() == root {
-		if err := s.Claim(ctx, n); err != nil {
-			return sharedErr("bcast", err)
-		}
-		copy(s.Area(n, 0), b)
-		s.Publish(n)
-	} else {
-		if err := s.Await(ctx, n, root); err != nil {
-			return sharedErr("bcast", err)
-		}
-		copy(b, s.Area(n, 0))
+	if err := fn(s, n); err != nil {
+		return &Error{Op: op, Err: err}
 	}
 	s.Done(n)
 	return nil
+}
+
+func barrierShared(ctx context.Context, c *comm.Comm) error {
+	return onSlots(ctx, c, "barrier", func(s *comm.Slots, n uint64) error {
+		s.Publish(n)
+		return s.AwaitAll(ctx, n)
+	})
+}
+
+func bcastShared(ctx context.Context, c *comm.Comm, root int, b []byte) error {
+	return onSlots(ctx, c, "bcast", func(s *comm.Slots, n uint64) error {
+		if c.Rank() != root {
+			if err := s.Await(ctx, n, root); err != nil {
+				return err
+			}
+			copy(b, s.Area(n, 0))
+			return nil
+		}
+		if err := s.Claim(ctx, n); err != nil {
+			return err
+		}
+		copy(s.Area(n, 0), b)
+		s.Publish(n)
+		return nil
+	})
 }
 
 // gatherShared: every rank but root writes its block; root copies them out.
@@ -114,45 +103,44 @@ func gatherShared(ctx context.Context, c *comm.Comm, root int, send, recv []byte
 	if all {
 		name = "allgather"
 	}
-	s, err := slotsOf(ctx, c, name)
-	if err != nil {
-		return err
-	}
-	defer s.End()
-	n, me, bs := s.Next(), c.Rank(), len(send)
-	if all || me != root {
-		if err := s.Claim(ctx, n); err != nil {
-			return sharedErr(name, err)
+	return onSlots(ctx, c, name, func(s *comm.Slots, n uint64) error {
+		me, bs := c.Rank(), len(send)
+		if all || me != root {
+			if err := s.Claim(ctx, n); err != nil {
+				return err
+			}
+			copy(s.Area(n, me), send)
+			s.Publish(n)
 		}
-		copy(s.Area(n, me), send)
-		s.Publish(n)
-	}
-	if all || me == root {
+		if !all && me != root {
+			return nil
+		}
 		copy(recv[me*bs:], send)
 		if err := s.AwaitAll(ctx, n); err != nil {
-			return sharedErr(name, err)
+			return err
 		}
 		for r := range c.Size() {
 			if r != me {
 				copy(recv[r*bs:(r+1)*bs], s.Area(n, r))
 			}
 		}
-	}
-	s.Done(n)
-	return nil
+		return nil
+	})
 }
 
 // scatterShared: root writes block r into area r; rank r copies it out.
 func scatterShared(ctx context.Context, c *comm.Comm, root int, send, recv []byte) error {
-	s, err := slotsOf(ctx, c, "scatter")
-	if err != nil {
-		return err
-	}
-	defer s.End()
-	n, me, bs := s.Next(), c.Rank(), len(recv)
-	if me == root {
+	return onSlots(ctx, c, "scatter", func(s *comm.Slots, n uint64) error {
+		me, bs := c.Rank(), len(recv)
+		if me != root {
+			if err := s.Await(ctx, n, root); err != nil {
+				return err
+			}
+			copy(recv, s.Area(n, me))
+			return nil
+		}
 		if err := s.Claim(ctx, n); err != nil {
-			return sharedErr("scatter", err)
+			return err
 		}
 		for r := range c.Size() {
 			if r != me {
@@ -161,39 +149,29 @@ func scatterShared(ctx context.Context, c *comm.Comm, root int, send, recv []byt
 		}
 		s.Publish(n)
 		copy(recv, send[me*bs:(me+1)*bs])
-	} else {
-		if err := s.Await(ctx, n, root); err != nil {
-			return sharedErr("scatter", err)
-		}
-		copy(recv, s.Area(n, me))
-	}
-	s.Done(n)
-	return nil
+		return nil
+	})
 }
 
 // alltoallShared: every rank writes its p blocks into its area and copies
 // block me of every other rank's area out. send may be recv (in place): it is
 // all written before any of recv is.
 func alltoallShared(ctx context.Context, c *comm.Comm, send, recv []byte, bs int) error {
-	s, err := slotsOf(ctx, c, "alltoall")
-	if err != nil {
-		return err
-	}
-	defer s.End()
-	n, me := s.Next(), c.Rank()
-	if err := s.Claim(ctx, n); err != nil {
-		return sharedErr("alltoall", err)
-	}
-	copy(s.Area(n, me), send)
-	s.Publish(n)
-	if err := s.AwaitAll(ctx, n); err != nil {
-		return sharedErr("alltoall", err)
-	}
-	for r := range c.Size() {
-		copy(recv[r*bs:(r+1)*bs], s.Area(n, r)[me*bs:])
-	}
-	s.Done(n)
-	return nil
+	return onSlots(ctx, c, "alltoall", func(s *comm.Slots, n uint64) error {
+		me := c.Rank()
+		if err := s.Claim(ctx, n); err != nil {
+			return err
+		}
+		copy(s.Area(n, me), send)
+		s.Publish(n)
+		if err := s.AwaitAll(ctx, n); err != nil {
+			return err
+		}
+		for r := range c.Size() {
+			copy(recv[r*bs:(r+1)*bs], s.Area(n, r)[me*bs:])
+		}
+		return nil
+	})
 }
 
 // reduceShared: every rank writes acc (its contribution); the root (every
@@ -203,20 +181,18 @@ func reduceShared[T Elem](ctx context.Context, c *comm.Comm, root int, acc []T, 
 	if all {
 		name = "allreduce"
 	}
-	s, err := slotsOf(ctx, c, name)
-	if err != nil {
-		return err
-	}
-	defer s.End()
-	n, me, p := s.Next(), c.Rank(), c.Size()
-	if err := s.Claim(ctx, n); err != nil {
-		return sharedErr(name, err)
-	}
-	copy(s.Area(n, me), bytesOf(acc))
-	s.Publish(n)
-	if all || me == root {
+	return onSlots(ctx, c, name, func(s *comm.Slots, n uint64) error {
+		me, p := c.Rank(), c.Size()
+		if err := s.Claim(ctx, n); err != nil {
+			return err
+		}
+		copy(s.Area(n, me), bytesOf(acc))
+		s.Publish(n)
+		if !all && me != root {
+			return nil
+		}
 		if err := s.AwaitAll(ctx, n); err != nil {
-			return sharedErr(name, err)
+			return err
 		}
 		if me != p-1 {
 			copy(acc, elemsOf[T](s.Area(n, p-1), len(acc)))
@@ -224,18 +200,8 @@ func reduceShared[T Elem](ctx context.Context, c *comm.Comm, root int, acc []T, 
 		for r := p - 2; r >= 0; r-- {
 			op.combineLeft(elemsOf[T](s.Area(n, r), len(acc)), acc)
 		}
-	}
-	s.Done(n)
-	return nil
-}
-
-// overlap reports whether a and b share memory.
-func overlap(a, b []byte) bool {
-	if len(a) == 0 || len(b) == 0 {
-		return false
-	}
-	pa, pb := uintptr(unsafe.Pointer(unsafe.SliceData(a))), uintptr(unsafe.Pointer(unsafe.SliceData(b)))
-	return pa < pb+uintptr(len(b)) && pb < pa+uintptr(len(a))
+		return nil
+	})
 }
 
 // elemsOf views the first n elements of b (aligned for T) as a []T.

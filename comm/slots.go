@@ -81,7 +81,7 @@ func slotsFileSize(p int) int {
 // from then on, on every member. All members must make their first call at
 // the same point of c's sequence of collectives.
 func (c *Comm) Slots(agree func(mapped bool) bool) *Slots {
-	if !c.slotsEligible() {
+	if !c.HasSlots() {
 		return nil
 	}
 	c.slotsOnce.Do(func() {
@@ -101,9 +101,7 @@ func (c *Comm) Slots(agree func(mapped bool) bool) *Slots {
 }
 
 // HasSlots reports whether c has, or may still map, a shared area (Slots).
-func (c *Comm) HasSlots() bool { return c.slotsEligible() }
-
-func (c *Comm) slotsEligible() bool {
+func (c *Comm) HasSlots() bool {
 	e := c.e
 	return c.size > 1 && c.nodes == 1 && e.cfg.SharedMemory && e.addrs != nil && e.job != "" &&
 		!c.closed.Load() && !c.slotsOff.Load()
