@@ -3005,3 +3005,26 @@ def _setup():
 
 
 _setup()
+
+
+# --- integer handles (mpi4py's py2f/f2py) -----------------------------------------
+
+
+def _comm_py2f(self):
+    """The communicator's integer handle; Comm.f2py(handle) gives it back."""
+    return self._h
+
+
+def _comm_f2py(cls, handle):
+    """The communicator whose integer handle (from py2f) is handle; 0 is
+    COMM_NULL. An unknown handle raises MPI.Exception (ERR_COMM)."""
+    if not isinstance(handle, int) or isinstance(handle, bool):
+        raise TypeError("f2py: expected an integer handle, not %s" % type(handle).__name__)
+    for c in (COMM_WORLD, COMM_SELF):
+        if handle and handle == c._h and isinstance(c, cls):
+            return c
+    return cls._wrap(handle)
+
+
+Comm.py2f = _comm_py2f
+Comm.f2py = classmethod(_comm_f2py)

@@ -11,11 +11,16 @@ rc = _pmrun.rc
 
 
 def get_include():
-    raise RuntimeError("pmrun's mpi4py has no C headers: it is not built on a C MPI library")
+    """mpi4py's C headers: there are none under pmrun."""
+    raise RuntimeError("mpi4py.get_include(): pmrun's mpi4py has no C headers (it is not built "
+                       "on a C MPI library); to build C extensions against mpi4py, run with "
+                       "'pmrun --no-mpi4py' and an installed mpi4py")
 
 
 def get_config():
-    return {}
+    """The MPI build configuration: pmrun has no C compiler wrappers, so only
+    the name and version of the MPI library."""
+    return {"mpi": "pmrun", "pmrun_version": _pmrun.__version__}
 
 
 def profile(name=None, **kwargs):

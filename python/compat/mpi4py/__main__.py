@@ -1,5 +1,7 @@
+"""``python -m mpi4py``: see mpi4py.run."""
+
 import sys
 
-from pmrun.run import main
+from mpi4py.run import main
 
 sys.exit(main())

@@ -1,0 +1,281 @@
+"""mpi4py.util.pkl5 under pmrun: communication of Python objects with pickle
+protocol 5, whose out-of-band buffers (numpy arrays, bytearrays...) travel
+without being copied into the pickle, and of any size (more than 2 GiB too).
+
+Wrap a communicator on every rank that takes part (a message that a pkl5
+communicator sends must be received by a pkl5 communicator)::
+
+    from mpi4py.util import pkl5
+    comm = pkl5.Intracomm(MPI.COMM_WORLD)
+    if comm.rank == 0:
+        comm.send(numpy.zeros(1 << 28), dest=1)
+    elif comm.rank == 1:
+        big = comm.recv(source=0)
+"""
+
+import pickle as _pickle
+
+from mpi4py import MPI
+from mpi4py.MPI import ANY_SOURCE, ANY_TAG, PROC_NULL  # noqa: F401 - part of the module
+
+__all__ = ["Pickle", "pickle", "Request", "Message", "Comm", "Intracomm", "Intercomm"]
+
+
+class Pickle:
+    """How pkl5 serialises objects: dumps(obj) gives the pickle and a list of
+    out-of-band buffers, loads(data, bufs) the object back."""
+
+    THRESHOLD = 1024 * 256  # buffers at least this large go out of band
+
+    def __init__(self, dumps=_pickle.dumps, loads=_pickle.loads, protocol=None):
+        if protocol is None:
+            protocol = max(_pickle.HIGHEST_PROTOCOL, 5)
+        self._dumps, self._loads = dumps, loads
+        self.PROTOCOL = protocol
+
+    def dumps(self, obj):
+        """obj as (pickle, [out-of-band buffers])."""
+        bufs = []
+
+        def oob(buf):
+            if buf.raw().nbytes < self.THRESHOLD:
+                return True  # in band
+            bufs.append(buf)
+            return False
+
+        if self.PROTOCOL < 5:
+            return self._dumps(obj, self.PROTOCOL), bufs
+        return self._dumps(obj, self.PROTOCOL, buffer_callback=oob), bufs
+
+    def loads(self, data, bufs):
+        """The object of dumps's (data, bufs)."""
+        return self._loads(data, buffers=bufs)
+
+
+pickle = Pickle()
+
+
+def _pack(obj):
+    """obj as a message of the underlying communicator: the pickle and its
+    buffers, each large one a PickleBuffer that pmrun moves out of band."""
+    data, bufs = pickle.dumps(obj)
+    if MPI.pickle.PROTOCOL is None or MPI.pickle.PROTOCOL < 5 \
+            or MPI.pickle.dumps is not _pickle.dumps:
+        # MPI.pickle was replaced: give it plain bytes, which any pickler takes.
+        return bytes(data), [bytes(b.raw()) for b in bufs]
+    return _pickle.PickleBuffer(data), bufs
+
+
+def _unpack(msg):
+    if msg is None:  # from PROC_NULL
+        return None
+    data, bufs = msg
+    return pickle.loads(data, bufs)
+
+
+class _Handles(tuple):
+    """A tuple of MPI handles of one kind (_kind), compared as such."""
+
+    _kind = None  # the MPI class of the handles
+    _null = None  # its null handle
+
+    def __new__(cls, handles=None):
+        if handles is None:
+            handles = (cls._null,)
+        elif isinstance(handles, cls._kind):
+            handles = (handles,)
+        return super().__new__(cls, handles)
+
+    def __eq__(self, other):
+        if isinstance(other, type(self)):
+            return tuple.__eq__(self, other)
+        if isinstance(other, self._kind):
+            return len(self) == 1 and self[0] == other
+        return NotImplemented
+
+    def __ne__(self, other):
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    __hash__ = tuple.__hash__
+
+    def __bool__(self):
+        return any(self)
+
+
+class Request(_Handles):
+    """A pending pkl5 operation: wait() gives the received object (None for
+    a send)."""
+
+    _kind, _null = MPI.Request, MPI.REQUEST_NULL
+
+    def _recv(self):
+        return getattr(self, "_receive", False)
+
+    def Free(self):
+        for r in self:
+            r.Free()
+
+    free = Free
+
+    def cancel(self):
+        for r in self:
+            r.Cancel()
+
+    def get_status(self, status=None):
+        return all(r.Get_status(status) for r in self)
+
+    def _finish(self, msg):
+        self._result = (_unpack(msg) if self._recv() else None,)
+        return self._result[0]
+
+    def test(self, status=None):
+        """(True, the received object or None) once complete, else (False, None)."""
+        done = getattr(self, "_result", None)
+        if done is not None:
+            return True, done[0]
+        flag, msg = self[0].test(status)
+        if not flag:
+            return False, None
+        return True, self._finish(msg)
+
+    def wait(self, status=None):
+        """Waits for completion; the received object, or None for a send."""
+        done = getattr(self, "_result", None)
+        if done is not None:
+            return done[0]
+        return self._finish(self[0].wait(status))
+
+    @classmethod
+    def testall(cls, requests, statuses=None):
+        """(True, [objects]) once every request is complete, else (False, None)."""
+        flags = [r.test(_nth(statuses, i))[0] for i, r in enumerate(requests)]
+        if not all(flags):
+            return False, None
+        return True, [r.wait() for r in requests]
+
+    @classmethod
+    def waitall(cls, requests, statuses=None):
+        """Waits for every request; their objects in order."""
+        return [r.wait(_nth(statuses, i)) for i, r in enumerate(requests)]
+
+
+def _nth(statuses, i):
+    return statuses[i] if statuses is not None and i < len(statuses) else None
+
+
+def _request(req, receive):
+    r = Request(req)
+    r._receive = receive
+    return r
+
+
+class Message(_Handles):
+    """A matched pkl5 message (mprobe), to receive with recv or irecv."""
+
+    _kind, _null = MPI.Message, MPI.MESSAGE_NULL
+
+    # The MPI.Message inside was probed on a pkl5 communicator, whose recv and
+    # irecv it calls: they unpack the object.
+
+    def recv(self, status=None):
+        return self[0].recv(status)
+
+    def irecv(self):
+        req = self[0].irecv()
+        return req if isinstance(req, Request) else _request(req, True)
+
+    @classmethod
+    def probe(cls, comm, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        return _as_pkl5(comm).mprobe(source, tag, status)
+
+    @classmethod
+    def iprobe(cls, comm, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        return _as_pkl5(comm).improbe(source, tag, status)
+
+
+def _as_pkl5(comm):
+    if isinstance(comm, Comm):
+        return comm
+    return Intercomm(comm) if comm.Is_inter() else Intracomm(comm)
+
+
+class Comm(MPI.Comm):
+    """A communicator whose object methods use pkl5's serialisation."""
+
+    def send(self, obj, dest, tag=0):
+        MPI.Comm.send(self, _pack(obj), dest, tag)
+
+    def bsend(self, obj, dest, tag=0):
+        MPI.Comm.bsend(self, _pack(obj), dest, tag)
+
+    def ssend(self, obj, dest, tag=0):
+        MPI.Comm.ssend(self, _pack(obj), dest, tag)
+
+    def isend(self, obj, dest, tag=0):
+        return _request(MPI.Comm.isend(self, _pack(obj), dest, tag), False)
+
+    def ibsend(self, obj, dest, tag=0):
+        return _request(MPI.Comm.ibsend(self, _pack(obj), dest, tag), False)
+
+    def issend(self, obj, dest, tag=0):
+        return _request(MPI.Comm.issend(self, _pack(obj), dest, tag), False)
+
+    def recv(self, buf=None, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        return _unpack(MPI.Comm.recv(self, None, source, tag, status))
+
+    def irecv(self, buf=None, source=ANY_SOURCE, tag=ANY_TAG):
+        return _request(MPI.Comm.irecv(self, None, source, tag), True)
+
+    def sendrecv(self, sendobj, dest, sendtag=0, recvbuf=None, source=ANY_SOURCE,
+                 recvtag=ANY_TAG, status=None):
+        req = self.isend(sendobj, dest, sendtag)
+        try:
+            return self.recv(None, source, recvtag, status)
+        finally:
+            req.wait()
+
+    def mprobe(self, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        return Message(MPI.Comm.mprobe(self, source, tag, status))
+
+    def improbe(self, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        m = MPI.Comm.improbe(self, source, tag, status)
+        return None if m is None else Message(m)
+
+    def bcast(self, obj, root=0):
+        if self.Get_rank() == root:
+            MPI.Comm.bcast(self, _pack(obj), root)
+            return obj  # root keeps its own object, as with mpi4py's pkl5
+        return _unpack(MPI.Comm.bcast(self, None, root))
+
+    def gather(self, sendobj, root=0):
+        msgs = MPI.Comm.gather(self, _pack(sendobj), root)
+        return None if msgs is None else [_unpack(m) for m in msgs]
+
+    def scatter(self, sendobj, root=0):
+        msgs = None
+        if self.Get_rank() == root:
+            objs = list(sendobj)
+            if len(objs) != self.Get_size():
+                raise ValueError("scatter: expected %d objects, got %d"
+                                 % (self.Get_size(), len(objs)))
+            msgs = [_pack(o) for o in objs]
+        return _unpack(MPI.Comm.scatter(self, msgs, root))
+
+    def allgather(self, sendobj):
+        return [_unpack(m) for m in MPI.Comm.allgather(self, _pack(sendobj))]
+
+    def alltoall(self, sendobj):
+        objs = list(sendobj)
+        if len(objs) != self.Get_size():
+            raise ValueError("alltoall: expected %d objects, got %d"
+                             % (self.Get_size(), len(objs)))
+        return [_unpack(m) for m in MPI.Comm.alltoall(self, [_pack(o) for o in objs])]
+
+
+class Intracomm(Comm, MPI.Intracomm):
+    """An intracommunicator whose object methods use pkl5's serialisation."""
+
+
+class Intercomm(Comm, MPI.Intercomm):
+    """An intercommunicator whose object methods use pkl5's serialisation."""
