@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 	builds := [][]string{{"-o", dir + "/", "./testdata/chatty", "./testdata/behave"}}
 	if bin.pmrun == "" {
 		bin.pmrun = filepath.Join(dir, "pmrun")
-		builds = append(builds, []string{"-o", bin.pmrun, "."})
+		builds = append(builds, []string{"-ldflags", "-X github.com/pmrun/pmrun/internal/version.Version=" + wantVersion(), "-o", bin.pmrun, "."})
 	}
 	for _, b := range builds {
 		if out, err := exec.Command("go", append([]string{"build"}, b...)...).CombinedOutput(); err != nil {
@@ -37,6 +37,15 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// wantVersion is pmrun's version as the VERSION file says (what make builds).
+func wantVersion() string {
+	b, err := os.ReadFile("../../VERSION")
+	if err != nil {
+		panic(err)
+	}
+	return strings.TrimSpace(string(b))
 }
 
 type res struct {
@@ -83,20 +92,43 @@ func (l *lockedBuffer) String() string {
 func prog(name string) string { return filepath.Join(bin.dir, name) }
 
 func TestUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		code int
+		says string
+	}{
+		{[]string{"-np", "0", "true"}, 2, "at least 1"},
+		{[]string{"-np", "-3", "true"}, 2, "at least 1"},
+		{[]string{"-np", "2"}, 2, "no program"},
+		{[]string{}, 2, "no program"},
+		{[]string{"-np", "2", "/no/such/program"}, 127, `program "/no/such/program": not found`},
+		{[]string{"-np", "2", "no-such-program-in-path"}, 127, "not found"},
+		{[]string{"-np", "2", dir}, 126, "is a directory"},
+		{[]string{"-np", "2", "../../VERSION"}, 126, "is not executable"},
+		{[]string{"-np", "2", filepath.Join(dir, "gone.py")}, 127, "not found"},
+		{[]string{"-x", "PMRUN_TEST_SURELY_UNSET", "true"}, 2, "PMRUN_TEST_SURELY_UNSET is not set"},
+		{[]string{"--frobnicate", "true"}, 2, "unknown option --frobnicate\n"},
+		{[]string{"-frobnicate=1", "true"}, 2, "unknown option -frobnicate\n"},
+		{[]string{"---np", "2", "true"}, 2, "unknown option ---np\n"},
+		{[]string{"-np", "two", "true"}, 2, `invalid value "two" for -np`},
+		{[]string{"--np"}, 2, "option --np needs a value"},
+		{[]string{"--mca", "btl"}, 2, "option --mca needs two values"},
+		{[]string{"-x", "=1", "true"}, 2, "bad variable"},
+		{[]string{"--timeout", "soon", "true"}, 2, `invalid value "soon" for --timeout`},
+		{[]string{"--wdir", "/no/such/dir", "true"}, 2, "--wdir"},
+		{[]string{"-N", "2", "-np", "3", "true"}, 2, "-N 2 with -np 3"},
+	} {
+		r := pmrun(t, "", tc.args...)
+		if r.code != tc.code || !strings.Contains(r.err, tc.says) || !strings.HasSuffix(r.err, "\nrun 'pmrun --help' for usage\n") ||
+			strings.Count(r.err, "\n") != 2 {
+			t.Errorf("pmrun %v: status %d, stderr:\n%s\nwant status %d, %q and a one-line hint", tc.args, r.code, r.err, tc.code, tc.says)
+		}
+	}
 	for _, tc := range []struct {
 		args []string
 		says string
 	}{
-		{[]string{"-np", "0", "true"}, "at least 1"},
-		{[]string{"-np", "-3", "true"}, "at least 1"},
-		{[]string{"-np", "2"}, "no program"},
-		{[]string{}, "no program"},
-		{[]string{"-np", "2", "/no/such/program"}, "not found"},
-		{[]string{"-np", "2", "no-such-program-in-path"}, "not found"},
-		{[]string{"--frobnicate", "true"}, "frobnicate"},
-		{[]string{"-np", "two", "true"}, "invalid value"},
-		{[]string{"-x", "=1", "true"}, "bad variable"},
-		{[]string{"--timeout", "soon", "true"}, "invalid value"},
 		{[]string{"image", "extra"}, `unexpected argument "extra"`},
 		{[]string{"image", "--tag"}, "flag needs an argument"},
 		{[]string{"members"}, "--cluster is required"},
@@ -106,8 +138,72 @@ func TestUsageErrors(t *testing.T) {
 			t.Errorf("pmrun %v: status %d, stderr:\n%s\nwant status 2, %q and the usage", tc.args, r.code, r.err, tc.says)
 		}
 	}
-	if r := pmrun(t, "", "--help"); r.code != 0 || !strings.Contains(r.out, "usage: pmrun") {
-		t.Errorf("--help: status %d, stdout %q", r.code, r.out)
+	for _, help := range []string{"--help", "-h", "-help"} {
+		if r := pmrun(t, "", help); r.code != 0 || !strings.Contains(r.out, "usage: pmrun") {
+			t.Errorf("%s: status %d, stdout %q", help, r.code, r.out)
+		}
+	}
+}
+
+// TestMpirunOptions: mpirun's habits work: its spellings of -np, seconds for
+// --timeout, --wdir, and the options pmrun needs not are accepted (noted once
+// with --verbose); the program's own options pass through untouched.
+func TestMpirunOptions(t *testing.T) {
+	echo := []string{"sh", "-c", `echo "$PMRUN_RANK/$PMRUN_SIZE $*"`, "sh", "-np", "9", "--oversubscribe", "-x", "--timeout=1"}
+	for _, np := range [][]string{{"-n", "3"}, {"-np", "3"}, {"--np", "3"}, {"-np=3"}, {"--n=3"}, {"-N", "3"}, {"-c", "2", "-np", "3"}} {
+		r := pmrun(t, "", append(np, echo...)...)
+		if r.code != 0 || r.err != "" || strings.Count(r.out, "/3 -np 9 --oversubscribe -x --timeout=1\n") != 3 {
+			t.Errorf("pmrun %v: status %d, stdout:\n%sstderr:\n%s", np, r.code, r.out, r.err)
+		}
+	}
+	noops := []string{"--oversubscribe", "--allow-run-as-root", "--bind-to", "core", "--map-by", "core", "-c", "1",
+		"--cpus-per-proc", "1", "--mca", "btl", "self,tcp", "--report-bindings", "--display-map", "-np", "2"}
+	r := pmrun(t, "", append(noops, echo...)...)
+	if r.code != 0 || r.err != "" || strings.Count(r.out, "\n") != 2 {
+		t.Errorf("mpirun's options: status %d, stdout:\n%sstderr:\n%s", r.code, r.out, r.err)
+	}
+	r = pmrun(t, "", append(append([]string{"--verbose"}, noops...), echo...)...)
+	if r.code != 0 || strings.Count(r.err, "\n") != 1 || !strings.Contains(r.err, "--oversubscribe") ||
+		!strings.Contains(r.err, "--mca btl self,tcp") || !strings.Contains(r.err, "--map-by core") {
+		t.Errorf("--verbose: status %d, stderr:\n%s\nwant one line naming the ignored options", r.code, r.err)
+	}
+
+	r = pmrun(t, "", "-np", "2", "--timeout", "0.3", prog("behave"), "sleep")
+	if r.code != 124 || !strings.Contains(r.err, "timed out after 300ms") {
+		t.Errorf("--timeout 0.3: status %d, stderr %s", r.code, r.err)
+	}
+
+	dir := t.TempDir()
+	r = pmrun(t, "", "-np", "2", "-wdir", dir, "sh", "-c", "pwd")
+	if r.code != 0 || strings.Count(r.out, dir+"\n") != 2 {
+		t.Errorf("-wdir %s: status %d, stdout %q, stderr %s", dir, r.code, r.out, r.err)
+	}
+	wd, _ := os.Getwd()
+	rel, err := filepath.Rel(wd, prog("behave"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = pmrun(t, "", "-np", "1", "--wdir", dir, rel, "env", "PWD")
+	if r.code != 0 || !strings.Contains(r.out, "rank 0: PWD=") {
+		t.Errorf("--wdir with a relative program: status %d, stdout %q, stderr %s", r.code, r.out, r.err)
+	}
+}
+
+// TestVersion: one version, the VERSION file's, from the launcher (--version,
+// -V) and from the Python package (pmrun.__version__, MPI.Get_library_version).
+func TestVersion(t *testing.T) {
+	want := "pmrun " + wantVersion() + "\n"
+	for _, flag := range []string{"--version", "-V"} {
+		if r := pmrun(t, "", flag); r.code != 0 || r.out != want {
+			t.Errorf("%s: status %d, stdout %q, want %q", flag, r.code, r.out, want)
+		}
+	}
+	py := script(t, "version.py", "import pmrun\nfrom mpi4py import MPI\nprint(pmrun.__version__, MPI.Get_library_version().split()[1], MPI.get_vendor()[1])\n")
+	r := pmrun(t, "", "-np", "1", "--python", python(t), py)
+	v := wantVersion()
+	tuple := "(" + strings.ReplaceAll(v, ".", ", ") + ")"
+	if r.code != 0 || r.out != v+" "+v+" "+tuple+"\n" {
+		t.Errorf("Python: status %d, stdout %q, stderr %s; want %s", r.code, r.out, r.err, v)
 	}
 }
 
@@ -215,4 +311,32 @@ func TestFirstFailureStatus(t *testing.T) {
 	if r.took > 5*time.Second {
 		t.Errorf("took %v to abort after rank 1 failed", r.took)
 	}
+}
+
+// python returns the interpreter for tests of Python ranks, /usr/bin/python3,
+// once the launcher under test has its Python package; without either the
+// test is skipped, unless PMRUN_E2E requires them.
+func python(t *testing.T) string {
+	t.Helper()
+	const py = "/usr/bin/python3"
+	lib := filepath.Join(filepath.Dir(bin.pmrun), "python", "pmrun", "libpmrun.so")
+	for _, need := range []string{py, lib} {
+		if _, err := os.Stat(need); err != nil {
+			if os.Getenv("PMRUN_E2E") != "" {
+				t.Fatalf("PMRUN_E2E is set but %s is missing (run the tests with `make test`)", need)
+			}
+			t.Skipf("%s is missing (run `make test`)", need)
+		}
+	}
+	return py
+}
+
+// script writes a Python script into a temporary directory.
+func script(t *testing.T, name, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
