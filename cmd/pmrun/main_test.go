@@ -340,3 +340,53 @@ func script(t *testing.T, name, text string) string {
 	}
 	return p
 }
+
+// TestCulpritNamed: when one rank fails while the others wait for it, the job
+// ends with that rank's status, and stderr names that rank and its status
+// first and once; the others, which lost it, take at most a line each.
+func TestCulpritNamed(t *testing.T) {
+	const (
+		recvFrom1 = "import os, signal, sys\nfrom mpi4py import MPI\nc = MPI.COMM_WORLD\nif c.rank == 1:\n    %s\nc.recv(source=1)\n"
+		barrier   = "import os, sys\nfrom mpi4py import MPI\nc = MPI.COMM_WORLD\nif c.rank == 1:\n    %s\nc.Barrier()\n"
+	)
+	type job struct {
+		name   string
+		args   func(t *testing.T) []string
+		code   int
+		status string
+	}
+	py := func(form, exit string) func(t *testing.T) []string {
+		return func(t *testing.T) []string {
+			return []string{"--python", python(t), script(t, "fail.py", fmt.Sprintf(form, exit))}
+		}
+	}
+	goProg := func(args ...string) func(t *testing.T) []string {
+		return func(*testing.T) []string { return append([]string{prog("behave")}, args...) }
+	}
+	for _, tc := range []job{
+		{"python sys.exit during recv", py(recvFrom1, "sys.exit(2)"), 2, "exited with status 2"},
+		{"python SystemExit during Barrier", py(barrier, "raise SystemExit(3)"), 3, "exited with status 3"},
+		{"python os._exit during Barrier", py(barrier, "os._exit(3)"), 3, "exited with status 3"},
+		{"python SIGKILL during recv", py(recvFrom1, "os.kill(os.getpid(), signal.SIGKILL)"), 137, "killed by signal 9"},
+		{"go os.Exit during Recv", goProg("exit", "4"), 4, "exited with status 4"},
+		{"go SIGKILL during Recv", goProg("kill"), 137, "killed by signal 9"},
+		{"go rank leaves, the others Abort first", goProg("leave", "4"), 4, "exited with status 4"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := pmrun(t, "", append([]string{"-np", "3"}, tc.args(t)...)...)
+			var first string
+			lines := strings.Split(strings.TrimSuffix(r.err, "\n"), "\n")
+			for _, l := range lines {
+				if strings.HasPrefix(l, "pmrun: ") {
+					first = l
+					break
+				}
+			}
+			if r.code != tc.code || !strings.Contains(first, "rank 1 ") || !strings.Contains(first, tc.status) ||
+				strings.Count(r.err, tc.status) != 1 || strings.Contains(r.err, "called Abort") || len(lines) > 3+1 {
+				t.Errorf("status %d, stderr:\n%s\nwant status %d, a first line naming rank 1 and %q (once), a line at most for each other rank and one summary",
+					r.code, r.err, tc.code, tc.status)
+			}
+		})
+	}
+}
