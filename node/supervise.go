@@ -26,6 +26,7 @@ type supervisor struct {
 	// first come first; while no rank has failed by itself, the first one
 	// waits (BlameWait) for one of the ranks it lost to fail.
 	consequences []rendezvous.AbortRequest
+	interrupted  bool // by a signal, which every rank got: no rank is to blame
 }
 
 // abort records the job's first failure and asks every rank to stop. The end
@@ -78,7 +79,7 @@ func (s *supervisor) blame() {
 // summarise reports, in one line, the ranks that stopped because they lost
 // others.
 func (s *supervisor) summarise() {
-	if len(s.consequences) == 0 {
+	if len(s.consequences) == 0 || s.interrupted {
 		return
 	}
 	var ranks, lost []int
@@ -159,6 +160,8 @@ func supervise[E any](ctx context.Context, s *supervisor, spec JobSpec, aborts <
 			sn, _ := sig.(syscall.Signal)
 			if s.res.Reason == "" {
 				s.res = Result{ExitCode: 128 + int(sn), Reason: "interrupted by " + sig.String(), Rank: -1}
+				s.interrupted = true
+				s.logf("pmrun: %v: stopping the ranks (again to kill them)", sig)
 			}
 			s.kill(sn)
 		case <-ctx.Done():

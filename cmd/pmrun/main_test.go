@@ -269,28 +269,37 @@ func TestTimeout(t *testing.T) {
 }
 
 func TestSignalForwarded(t *testing.T) {
-	cmd := exec.Command(bin.pmrun, "-np", "3", prog("behave"), "sleep")
-	var o lockedBuffer
-	cmd.Stdout = &o
+	out, _, _ := signalled(t, syscall.SIGTERM, "sleeping", "-np", "3", prog("behave"), "sleep")
+	if n := strings.Count(out, "got terminated"); n != 3 {
+		t.Errorf("%d ranks saw SIGTERM, want 3:\n%s", n, out)
+	}
+}
+
+// signalled runs pmrun with args, sends it sig once every rank has printed
+// ready on stdout (three ranks), and returns its stdout, stderr and status.
+func signalled(t *testing.T, sig syscall.Signal, ready string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(bin.pmrun, args...)
+	var o, e lockedBuffer
+	cmd.Stdout, cmd.Stderr = &o, &e
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for strings.Count(o.String(), "sleeping") < 3 && time.Now().Before(deadline) {
+	deadline := time.Now().Add(20 * time.Second)
+	for strings.Count(o.String(), ready) < 3 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Process.Signal(sig)
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(10 * time.Second):
+	case <-time.After(20 * time.Second):
 		cmd.Process.Kill()
-		t.Fatal("pmrun did not end after SIGTERM")
+		<-done
+		t.Fatalf("pmrun did not end after %v", sig)
 	}
-	if n := strings.Count(o.String(), "got terminated"); n != 3 {
-		t.Errorf("%d ranks saw SIGTERM, want 3:\n%s", n, o.String())
-	}
+	return o.String(), e.String(), cmd.ProcessState.ExitCode()
 }
 
 func TestAbortStatus(t *testing.T) {
@@ -319,16 +328,22 @@ func TestFirstFailureStatus(t *testing.T) {
 func python(t *testing.T) string {
 	t.Helper()
 	const py = "/usr/bin/python3"
-	lib := filepath.Join(filepath.Dir(bin.pmrun), "python", "pmrun", "libpmrun.so")
-	for _, need := range []string{py, lib} {
-		if _, err := os.Stat(need); err != nil {
+	require(t, py, filepath.Join(filepath.Dir(bin.pmrun), "python", "pmrun", "libpmrun.so"))
+	return py
+}
+
+// require skips the test unless the files are there, or fails it if
+// PMRUN_E2E requires them.
+func require(t *testing.T, files ...string) {
+	t.Helper()
+	for _, f := range files {
+		if _, err := os.Stat(f); err != nil {
 			if os.Getenv("PMRUN_E2E") != "" {
-				t.Fatalf("PMRUN_E2E is set but %s is missing (run the tests with `make test`)", need)
+				t.Fatalf("PMRUN_E2E is set but %s is missing (run the tests with `make test`)", f)
 			}
-			t.Skipf("%s is missing (run `make test`)", need)
+			t.Skipf("%s is missing (run `make test`)", f)
 		}
 	}
-	return py
 }
 
 // script writes a Python script into a temporary directory.
@@ -388,5 +403,42 @@ func TestCulpritNamed(t *testing.T) {
 					r.code, r.err, tc.code, tc.status)
 			}
 		})
+	}
+}
+
+// TestInterruptQuiet: Ctrl-C (SIGINT to the launcher) ends a job whose ranks
+// wait in receives or sleep with status 130 and at most a line per rank and
+// one more, for Go and Python ranks alike.
+func TestInterruptQuiet(t *testing.T) {
+	const sleepy = "import time\nfrom mpi4py import MPI\nc = MPI.COMM_WORLD\nprint('rank', c.rank, 'waiting', flush=True)\n" +
+		"if c.rank == 0:\n    time.sleep(60)\nelse:\n    c.recv(source=0)\n"
+	for _, tc := range []struct {
+		name string
+		args func(t *testing.T) []string
+	}{
+		{"go", func(*testing.T) []string { return []string{prog("behave"), "wait"} }},
+		{"python", func(t *testing.T) []string {
+			return []string{"--python", python(t), script(t, "sleepy.py", sleepy)}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, errs, code := signalled(t, syscall.SIGINT, "waiting", append([]string{"-np", "3"}, tc.args(t)...)...)
+			if code != 130 || strings.Count(errs, "\n") > 3+1 {
+				t.Errorf("status %d, stderr:\n%s\nwant 130 and at most 4 lines", code, errs)
+			}
+		})
+	}
+}
+
+// TestCleanShutdownQuiet: a correct job of many ranks (a token ring at np 32)
+// prints nothing on stderr as its ranks close.
+func TestCleanShutdownQuiet(t *testing.T) {
+	ring := filepath.Join(filepath.Dir(bin.pmrun), "examples", "ring")
+	require(t, ring)
+	for range 3 {
+		r := pmrun(t, "", "-np", "32", ring)
+		if r.code != 0 || r.err != "" || !strings.Contains(r.out, "token came back as 496") {
+			t.Fatalf("status %d, stderr:\n%s", r.code, r.err)
+		}
 	}
 }
