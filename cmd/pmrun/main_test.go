@@ -442,3 +442,46 @@ func TestCleanShutdownQuiet(t *testing.T) {
 		}
 	}
 }
+
+// TestPythonTracebackTagged: a Python rank's uncaught exception prints its
+// traceback with one tag on every line, the launcher's under --tag-output,
+// else its own; without the runner's frames. A failed import also says which
+// interpreter ran, even before the script imported MPI.
+func TestPythonTracebackTagged(t *testing.T) {
+	py := python(t)
+	boom := script(t, "boom.py", "from mpi4py import MPI\nif MPI.COMM_WORLD.rank == 2:\n    raise ValueError('bad input')\nMPI.COMM_WORLD.Barrier()\n")
+	for _, tag := range []string{"[2] ", "[rank 2] "} {
+		args := []string{"-np", "3", "--python", py, boom}
+		if tag == "[2] " {
+			args = append([]string{"--tag-output"}, args...)
+		}
+		r := pmrun(t, "", args...)
+		var tb []string
+		for _, l := range strings.Split(r.err, "\n") {
+			if strings.Contains(l, "Traceback") || strings.Contains(l, "File ") || strings.Contains(l, "Error") {
+				tb = append(tb, l)
+			}
+		}
+		if r.code != 1 || len(tb) < 3 || tb[0] != tag+"Traceback (most recent call last):" ||
+			strings.Contains(r.err, "[2] [rank 2]") || strings.Contains(r.err, "runpy") || strings.Contains(r.err, "pmrun/run.py") {
+			t.Errorf("%v: status %d, stderr:\n%s\nwant status 1 and the traceback tagged %q once per line", args, r.code, r.err, tag)
+		}
+		for _, l := range tb[:len(tb)-1] { // the launcher's own line ends it
+			if !strings.HasPrefix(l, tag) {
+				t.Errorf("%v: line %q not tagged %q", args, l, tag)
+			}
+		}
+	}
+
+	imp := script(t, "imp.py", "import no_such_module_for_pmrun\n")
+	r := pmrun(t, "", "-np", "4", "--python", py, imp)
+	ran := regexp.MustCompile(`(?m)^\[rank (\d)\] pmrun: this rank ran ` + regexp.QuoteMeta(py) + ` \(set --python or PMRUN_PYTHON`)
+	if r.code != 1 || !ran.MatchString(r.err) {
+		t.Fatalf("status %d, stderr:\n%s\nwant status 1 and the interpreter named", r.code, r.err)
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(r.err, "\n"), "\n") {
+		if !strings.HasPrefix(l, "[rank ") && !strings.HasPrefix(l, "pmrun: ") {
+			t.Errorf("untagged line %q in:\n%s", l, r.err)
+		}
+	}
+}
