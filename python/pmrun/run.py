@@ -57,6 +57,8 @@ def main(argv=None):
     except SystemExit as e:
         return _exit(e.code)
     except KeyboardInterrupt:
+        if os.environ.get("PMRUN_RANK") is None:
+            raise  # not a rank: Python's own report
         _interrupted()
     except BaseException as e:  # noqa: B902 - every uncaught error ends the rank
         _report(e)
