@@ -89,15 +89,21 @@ func (s *supervisor) summarise() {
 	}
 	slices.Sort(ranks)
 	slices.Sort(lost)
-	lost = slices.Compact(lost)
-	who := "rank " + rankList(ranks) + " stopped as a consequence: it lost rank"
+	lost = slices.DeleteFunc(slices.Compact(lost), func(r int) bool {
+		return slices.Contains(ranks, r) // gone because of its own Abort
+	})
+	who, they := "rank "+rankList(ranks), "it"
 	if len(ranks) > 1 {
-		who = "ranks " + rankList(ranks) + " stopped as a consequence: they lost rank"
+		who, they = "ranks "+rankList(ranks), "they"
 	}
-	if len(lost) > 1 {
-		who += "s"
+	switch len(lost) {
+	case 0:
+		s.logf("pmrun: %s stopped as a consequence", who)
+	case 1:
+		s.logf("pmrun: %s stopped as a consequence: %s lost rank %d", who, they, lost[0])
+	default:
+		s.logf("pmrun: %s stopped as a consequence: %s lost ranks %s", who, they, rankList(lost))
 	}
-	s.logf("pmrun: %s %s", who, rankList(lost))
 }
 
 func abortReason(a rendezvous.AbortRequest) string {

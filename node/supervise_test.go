@@ -84,6 +84,18 @@ func TestSuperviseBlamesTheLostRank(t *testing.T) {
 			t.Errorf("result %+v, log:\n%s", res, log)
 		}
 	})
+	t.Run("a later Abort lost the culprit and an aborted rank", func(t *testing.T) {
+		j := newFakeJob(3)
+		j.aborts <- rendezvous.AbortRequest{Rank: 0, Code: 1, Lost: []int{1}}
+		j.exit(0, 1)
+		j.exit(1, 2)
+		j.aborts <- rendezvous.AbortRequest{Rank: 2, Code: 1, Lost: []int{0, 1}}
+		j.exit(2, 1)
+		res, log := j.run(3, nil)
+		if res.ExitCode != 2 || res.Rank != 1 || !strings.HasSuffix(log, "\npmrun: ranks 0,2 stopped as a consequence: they lost rank 1") {
+			t.Errorf("result %+v, log:\n%s", res, log)
+		}
+	})
 	t.Run("the lost rank had ended well", func(t *testing.T) {
 		j := newFakeJob(3)
 		j.exit(1, 0)
