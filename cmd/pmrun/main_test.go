@@ -485,3 +485,13 @@ func TestPythonTracebackTagged(t *testing.T) {
 		}
 	}
 }
+
+// TestPythonMissingScript: "pmrun python3 SCRIPT" with no such script says so as
+// python does, with its status 2.
+func TestPythonMissingScript(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.py")
+	r := pmrun(t, "", "-np", "1", python(t), missing)
+	if r.code != 2 || !strings.Contains(r.err, "can't open file '"+missing+"'") || strings.Contains(r.err, "Traceback") {
+		t.Errorf("status %d, stderr:\n%s", r.code, r.err)
+	}
+}

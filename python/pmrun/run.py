@@ -80,6 +80,10 @@ def _run(args):
         sys.argv = ["-"] + args
         exec(compile(sys.stdin.read(), "<stdin>", "exec"), {"__name__": "__main__"})
     else:
+        if not os.path.exists(first):  # as python SCRIPT says it
+            sys.stderr.write("%s: can't open file %r: [Errno 2] No such file or directory\n"
+                             % (sys.executable, os.path.abspath(first)))
+            raise SystemExit(2)
         sys.argv = [first] + args
         sys.path[0] = os.path.dirname(os.path.abspath(first))
         runpy.run_path(first, run_name="__main__")
