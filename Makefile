@@ -1,6 +1,9 @@
 # pmrun: `make run` builds and runs an 8-rank example; `make test` runs the suite.
 GO      ?= go
 GOFLAGS ?=
+# pmrun's one version (VERSION), for the launcher and the Python package's library.
+VERSION := $(shell cat VERSION)
+LDFLAGS := -X github.com/pmrun/pmrun/internal/version.Version=$(VERSION)
 export PATH := /usr/local/go/bin:$(PATH)
 
 .PHONY: all build examples python run test test-short bench fuzz vet clean
@@ -8,14 +11,14 @@ export PATH := /usr/local/go/bin:$(PATH)
 all: build
 
 build: examples python
-	$(GO) build $(GOFLAGS) -o bin/pmrun ./cmd/pmrun
+	$(GO) build $(GOFLAGS) -ldflags "$(LDFLAGS)" -o bin/pmrun ./cmd/pmrun
 
 # pmrun's Python package next to the launcher: the sources and the Go runtime
 # as a shared library that they load with ctypes.
 python:
 	@rm -rf bin/python && mkdir -p bin/python
 	cp -R python/pmrun python/compat bin/python/
-	$(GO) build $(GOFLAGS) -buildmode=c-shared -o bin/python/pmrun/libpmrun.so ./pybridge
+	$(GO) build $(GOFLAGS) -ldflags "$(LDFLAGS)" -buildmode=c-shared -o bin/python/pmrun/libpmrun.so ./pybridge
 	@rm -f bin/python/pmrun/libpmrun.h
 	@# Compiled once here: every rank of every job would otherwise compile
 	@# MPI.py again (30 ms each) when Python may not write its cache.

@@ -61,7 +61,7 @@ type Comm struct {
 
 // launcher is the rank's control connection to whoever launched it.
 type launcher interface {
-	Abort(code int, msg string) error
+	Abort(code int, msg string, lost ...int) error
 	Close() error
 }
 

@@ -31,7 +31,15 @@ type RankError struct {
 }
 
 func (e *RankError) Error() string {
-	return fmt.Sprintf("comm: %s rank %d tag %d: %v", e.Op, e.Rank, e.Tag, e.Err)
+	from := fmt.Sprintf("rank %d", e.Rank)
+	if e.Rank == AnySource {
+		from = "any source"
+	}
+	tag := fmt.Sprintf("tag %d", e.Tag)
+	if e.Tag == AnyTag {
+		tag = "any tag"
+	}
+	return fmt.Sprintf("comm: %s %s %s: %v", e.Op, from, tag, e.Err)
 }
 
 // Unwrap returns the underlying error, so errors.Is(err, comm.ErrTruncated) and

@@ -58,7 +58,7 @@ func worldFromEnv() (*Comm, error) {
 		cfg.Debug = true
 		cfg.Logf = log.New(os.Stderr, "", log.Lmicroseconds).Printf
 	} else {
-		cfg.Logf = log.New(os.Stderr, "", 0).Printf // refusals and lost peers only
+		cfg.Logf = quietLosses(log.New(os.Stderr, "", 0).Printf) // refusals only
 	}
 	host, _ := os.Hostname()
 	if os.Getenv(EnvRank) == "" {
@@ -153,10 +153,24 @@ func newTCPWorld(ctx context.Context, cfg *Config, job string, rank, size int, s
 		rdv.Close()
 		return nil, err
 	}
-	e.launcherAbort = rdv.Abort
+	e.launcherAbort = func(code int, msg string) error { return rdv.Abort(code, msg, e.lostPeers()...) }
 	c := newWorldComm(e)
 	c.rdv = rdv
 	return c, nil
+}
+
+// quietLosses drops the diagnostics about lost peers: the operations that
+// needed a lost peer return the loss as their error, and the launcher reports
+// the rank that failed and those that stopped because they lost it.
+func quietLosses(logf func(format string, args ...any)) func(format string, args ...any) {
+	return func(format string, args ...any) {
+		for _, a := range args {
+			if _, ok := a.(*PeerError); ok {
+				return
+			}
+		}
+		logf(format, args...)
+	}
 }
 
 // bindHost picks the address to listen on for peers: PMRUN_BIND if set, loopback
@@ -213,12 +227,30 @@ func DebugOn(what string) bool {
 
 // Abort ends the whole job with exit status code, like MPI_Abort: it asks the
 // launcher to kill every rank, then exits this process. It does not return.
+// The launcher reports the abort; this rank does only when the launcher did
+// not take the request. The launcher also learns which ranks this one had
+// lost, so that it can tell a failure from its consequences.
 func (c *Comm) Abort(code int, msg string) {
+	var err error = ErrClosed
 	if c.e.launcherAbort != nil {
-		_ = c.e.launcherAbort(code, msg)
+		err = c.e.launcherAbort(code, msg)
 	}
-	if msg != "" {
+	if err != nil && msg != "" {
 		fmt.Fprintf(os.Stderr, "pmrun: rank %d aborting job (status %d): %s\n", c.e.rank, code, msg)
 	}
 	os.Exit(code)
+}
+
+// lostPeers lists the world ranks that are gone, in order: lost, or closed
+// while this rank still runs.
+func (e *engine) lostPeers() []int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var lost []int
+	for w := range e.size {
+		if e.lost[w] != nil || e.byes[w] {
+			lost = append(lost, w)
+		}
+	}
+	return lost
 }

@@ -215,8 +215,7 @@ func (j *agentJob) startRank(python string, i, r int, stdin io.Reader, outputs *
 		prog = filepath.Join(j.dir, sp.Program)
 	}
 	if python != "" {
-		args = append([]string{prog}, args...)
-		prog = python
+		prog, args = python, PythonArgs(prog, args)
 	}
 	cmd := exec.Command(prog, args...)
 	cmd.Dir = j.dir

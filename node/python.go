@@ -50,3 +50,15 @@ func PythonEnv(env []string, noMPI4py bool) []string {
 	}
 	return []string{"PYTHONPATH=" + strings.Join(path, string(os.PathListSeparator))}
 }
+
+// PythonArgs is the interpreter's command line that runs script with args as a
+// rank: through pmrun's runner (python -m pmrun SCRIPT, as python -m mpi4py
+// does) when the package is there, so that a failing rank exits at once with
+// its own status, without finalizing with the others, and its traceback comes
+// out tagged once.
+func PythonArgs(script string, args []string) []string {
+	if PythonDir() == "" {
+		return append([]string{script}, args...)
+	}
+	return append([]string{"-m", "pmrun", script}, args...)
+}

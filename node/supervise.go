@@ -3,11 +3,17 @@ package node
 import (
 	"context"
 	"fmt"
+	"slices"
 	"syscall"
 	"time"
 
 	"github.com/pmrun/pmrun/internal/rendezvous"
 )
+
+// BlameWait is how long an Abort from a rank that had lost others waits for
+// one of those to fail by itself (exit non-zero, or be killed), so that the
+// job names that rank, the cause, and not the one that saw it go.
+const BlameWait = time.Second
 
 // supervisor is a running job's outcome and how to kill its ranks; local and
 // cluster jobs share it and its event loop.
@@ -15,16 +21,97 @@ type supervisor struct {
 	res  Result
 	logf func(format string, args ...any)
 	kill func(syscall.Signal)
+
+	// consequences are the Abort requests of ranks that had lost others,
+	// first come first; while no rank has failed by itself, the first one
+	// waits (BlameWait) for one of the ranks it lost to fail.
+	consequences []rendezvous.AbortRequest
+	interrupted  bool // by a signal, which every rank got: no rank is to blame
 }
 
-// abort records the job's first failure and asks every rank to stop.
+// abort records the job's first failure and asks every rank to stop. The end
+// of a rank that asked for an Abort because it lost others is not a failure
+// of its own.
 func (s *supervisor) abort(code, rank int, reason string) {
-	if s.res.Reason != "" {
+	if s.res.Reason != "" || s.consequenceOf(rank) != nil {
 		return
 	}
+	s.fail(code, rank, reason)
+}
+
+func (s *supervisor) fail(code, rank int, reason string) {
 	s.res = Result{ExitCode: code, Reason: reason, Rank: rank}
 	s.logf("pmrun: %s", reason)
 	s.kill(syscall.SIGTERM)
+}
+
+// consequenceOf returns rank's Abort request if it had lost other ranks.
+func (s *supervisor) consequenceOf(rank int) *rendezvous.AbortRequest {
+	for i := range s.consequences {
+		if s.consequences[i].Rank == rank {
+			return &s.consequences[i]
+		}
+	}
+	return nil
+}
+
+// aborted handles a rank's Abort request; it reports whether the request
+// waits for the ranks it lost (BlameWait).
+func (s *supervisor) aborted(a rendezvous.AbortRequest) bool {
+	if len(a.Lost) > 0 && !slices.Contains(a.Lost, a.Rank) {
+		s.consequences = append(s.consequences, a)
+		return s.res.Reason == ""
+	}
+	s.abort(a.Code, a.Rank, abortReason(a))
+	return false
+}
+
+// blame makes the first consequence the job's failure when none of the ranks
+// it lost failed by itself.
+func (s *supervisor) blame() {
+	if s.res.Reason == "" && len(s.consequences) > 0 {
+		a := s.consequences[0]
+		s.consequences = s.consequences[1:]
+		s.fail(a.Code, a.Rank, abortReason(a))
+	}
+}
+
+// summarise reports, in one line, the ranks that stopped because they lost
+// others.
+func (s *supervisor) summarise() {
+	if len(s.consequences) == 0 || s.interrupted {
+		return
+	}
+	var ranks, lost []int
+	for _, a := range s.consequences {
+		ranks = append(ranks, a.Rank)
+		lost = append(lost, a.Lost...)
+	}
+	slices.Sort(ranks)
+	slices.Sort(lost)
+	lost = slices.DeleteFunc(slices.Compact(lost), func(r int) bool {
+		return slices.Contains(ranks, r) // gone because of its own Abort
+	})
+	who, they := "rank "+rankList(ranks), "it"
+	if len(ranks) > 1 {
+		who, they = "ranks "+rankList(ranks), "they"
+	}
+	switch len(lost) {
+	case 0:
+		s.logf("pmrun: %s stopped as a consequence", who)
+	case 1:
+		s.logf("pmrun: %s stopped as a consequence: %s lost rank %d", who, they, lost[0])
+	default:
+		s.logf("pmrun: %s stopped as a consequence: %s lost ranks %s", who, they, rankList(lost))
+	}
+}
+
+func abortReason(a rendezvous.AbortRequest) string {
+	msg := fmt.Sprintf("rank %d called Abort with status %d", a.Rank, a.Code)
+	if a.Msg != "" {
+		msg += ": " + a.Msg
+	}
+	return msg + "; aborting job"
 }
 
 // supervise runs the job's event loop until left units (ranks, or nodes) have
@@ -41,20 +128,33 @@ func supervise[E any](ctx context.Context, s *supervisor, spec JobSpec, aborts <
 		defer t.Stop()
 		timeout = t.C
 	}
-	var grace <-chan time.Time
+	var grace, blame <-chan time.Time
+	onAbort := func(a rendezvous.AbortRequest) {
+		if s.aborted(a) && blame == nil {
+			blame = time.After(BlameWait)
+		}
+	}
 	signalled := 0
 	for left > 0 {
 		select {
 		case ev := <-events:
+			// A rank's Abort request is queued before the rank exits: take
+			// those queued first, so that its exit is known as the Abort's.
+			for drained := false; !drained; {
+				select {
+				case a := <-aborts:
+					onAbort(a)
+				default:
+					drained = true
+				}
+			}
 			if handle(ev) {
 				left--
 			}
 		case a := <-aborts:
-			msg := fmt.Sprintf("rank %d called Abort with status %d", a.Rank, a.Code)
-			if a.Msg != "" {
-				msg += ": " + a.Msg
-			}
-			s.abort(a.Code, a.Rank, msg+"; aborting job")
+			onAbort(a)
+		case <-blame:
+			s.blame()
 		case <-timeout:
 			s.abort(ExitTimeout, -1, fmt.Sprintf("job timed out after %v; aborting", spec.Timeout))
 		case sig := <-spec.Signals:
@@ -66,6 +166,8 @@ func supervise[E any](ctx context.Context, s *supervisor, spec JobSpec, aborts <
 			sn, _ := sig.(syscall.Signal)
 			if s.res.Reason == "" {
 				s.res = Result{ExitCode: 128 + int(sn), Reason: "interrupted by " + sig.String(), Rank: -1}
+				s.interrupted = true
+				s.logf("pmrun: %v: stopping the ranks (again to kill them)", sig)
 			}
 			s.kill(sn)
 		case <-ctx.Done():
@@ -77,6 +179,8 @@ func supervise[E any](ctx context.Context, s *supervisor, spec JobSpec, aborts <
 			grace = time.After(KillGrace)
 		}
 	}
+	s.blame()
+	s.summarise()
 	if s.res.Reason != "" && s.res.ExitCode == 0 {
 		s.res.Reason = ""
 	}

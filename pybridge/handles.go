@@ -1,5 +1,7 @@
 package main
 
+import "C"
+
 import (
 	"context"
 	"errors"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/pmrun/pmrun/collective"
 	"github.com/pmrun/pmrun/comm"
+	"github.com/pmrun/pmrun/internal/version"
 )
 
 // table maps the integer handles that Python holds to Go values: C code may not
@@ -157,4 +160,12 @@ func ints(p unsafe.Pointer, n int) []int {
 		out[i] = int(v)
 	}
 	return out
+}
+
+// pm_version copies pmrun's version (the launcher's too) into buf and returns
+// its length.
+//
+//export pm_version
+func pm_version(buf unsafe.Pointer, capacity int64) int64 {
+	return int64(copy(mem(buf, capacity), version.Version))
 }

@@ -40,6 +40,9 @@ type AbortRequest struct {
 	Rank int
 	Code int
 	Msg  string
+	// Lost lists the world ranks the aborting rank had lost (their connection
+	// broke or they left): its failure may be a consequence of theirs.
+	Lost []int
 }
 
 // request is the first message on every stream a rank opens.
@@ -48,6 +51,7 @@ type request struct {
 	Peer PeerInfo `json:"peer"`
 	Code int      `json:"code,omitempty"`
 	Msg  string   `json:"msg,omitempty"`
+	Lost []int    `json:"lost,omitempty"`
 }
 
 type reply struct {
@@ -229,7 +233,7 @@ func (s *Server) serveStream(st net.Conn, id int) {
 		}
 	case "abort":
 		select {
-		case s.aborts <- AbortRequest{Rank: id, Code: req.Code, Msg: req.Msg}:
+		case s.aborts <- AbortRequest{Rank: id, Code: req.Code, Msg: req.Msg, Lost: req.Lost}:
 		default: // a pending abort is enough
 		}
 		enc.Encode(reply{})
@@ -318,15 +322,16 @@ func Join(ctx context.Context, addr string, secret []byte, self PeerInfo, size i
 	return c, rep.Table, nil
 }
 
-// Abort asks the launcher to end the job with exit status code.
-func (c *Client) Abort(code int, msg string) error {
+// Abort asks the launcher to end the job with exit status code; lost lists the
+// ranks this one had lost, if any (see AbortRequest).
+func (c *Client) Abort(code int, msg string, lost ...int) error {
 	st, err := c.ses.Open()
 	if err != nil {
 		return fmt.Errorf("rendezvous: abort: %w", err)
 	}
 	defer st.Close()
 	st.SetDeadline(time.Now().Add(5 * time.Second))
-	if err := json.NewEncoder(st).Encode(request{Op: "abort", Peer: PeerInfo{Rank: c.rank}, Code: code, Msg: msg}); err != nil {
+	if err := json.NewEncoder(st).Encode(request{Op: "abort", Peer: PeerInfo{Rank: c.rank}, Code: code, Msg: msg, Lost: lost}); err != nil {
 		return fmt.Errorf("rendezvous: abort: %w", err)
 	}
 	var rep reply

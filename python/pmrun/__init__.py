@@ -4,7 +4,16 @@
 launcher ``from mpi4py import MPI`` gives the same module.
 """
 
-__version__ = "0.4.0"
+
+
+def __getattr__(name):
+    # __version__ is the runtime library's, set when pmrun is built: loaded
+    # on first use, so that importing pmrun alone loads nothing.
+    if name == "__version__":
+        from . import _bridge
+        globals()["__version__"] = _bridge.version()
+        return globals()["__version__"]
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
 
 class _RC:

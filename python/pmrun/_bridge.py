@@ -83,6 +83,7 @@ _SIGNATURES = {
     "pm_gather_obj": (c_int64, c_int64, c_int64, c_void_p, c_int64, c_void_p, P64),
     "pm_scatter_obj": (c_int64, c_int64, c_void_p, c_void_p, P64, P64),
     "pm_alltoall_obj": (c_int64, c_void_p, c_void_p, c_void_p, P64),
+    "pm_version": (c_void_p, c_int64),
 }
 
 for _name, _args in _SIGNATURES.items():
@@ -175,6 +176,13 @@ class Pinned:
         if view is not None:
             self._view = None
             _PyBuffer_Release(ctypes.byref(view))
+
+
+def version():
+    """pmrun's version, as the runtime library (and the launcher) report it."""
+    buf = ctypes.create_string_buffer(256)
+    n = lib.pm_version(buf, len(buf))
+    return buf.raw[:n].decode("utf-8", "replace")
 
 
 def abort(comm, code, message):

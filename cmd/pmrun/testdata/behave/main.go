@@ -1,10 +1,15 @@
 // Command behave does what its first argument says, to exercise the launcher:
 // env NAME (print a variable), stdin (rank 0 echoes its input), sleep (sleep
-// until killed, reporting signals), abort N (rank 2 calls comm's Abort).
+// until killed, reporting signals), abort N (rank 2 calls comm's Abort),
+// exit N (rank 1 exits N while the others receive from it), kill (rank 1 is
+// killed by SIGKILL while the others receive from it), leave N (rank 1 closes
+// its world, then exits N once the others are gone; they call Abort when their
+// receive from it fails), wait (every rank receives from any source).
 package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"os/signal"
@@ -48,5 +53,36 @@ func main() {
 			c.Abort(code, "input is inconsistent")
 		}
 		time.Sleep(time.Minute) // killed by the launcher
+	case "exit", "kill", "leave":
+		c, err := comm.World()
+		if err != nil {
+			panic(err)
+		}
+		code, _ := strconv.Atoi(os.Args[len(os.Args)-1])
+		switch {
+		case c.Rank() == 1 && os.Args[1] == "exit":
+			os.Exit(code)
+		case c.Rank() == 1 && os.Args[1] == "kill":
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		case c.Rank() == 1: // leave: Close returns once every other rank is gone
+			c.Close()
+			os.Exit(code)
+		}
+		if _, _, err := c.Recv(context.Background(), 1, 0); err != nil {
+			if os.Args[1] == "leave" {
+				c.Abort(1, err.Error())
+			}
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	case "wait":
+		c, err := comm.World()
+		if err != nil {
+			panic(err)
+		}
+		fmt.Printf("rank %d waiting\n", c.Rank())
+		_, _, err = c.Recv(context.Background(), comm.AnySource, 0)
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
 }
