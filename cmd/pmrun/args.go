@@ -191,8 +191,8 @@ func setFlags(fs *flag.FlagSet, args []string, o *options) (rest []string, set m
 		if arg == "--" {
 			return args[1:], set, nil
 		}
-		if len(arg) < 2 || arg[0] != '-' {
-			return args, set, nil
+		if len(arg) < 2 || arg[0] != '-' || o.python != "" && (arg == "-m" || arg == "-c") {
+			return args, set, nil // the program; "-m"/"-c" after --python are the interpreter's
 		}
 		args = args[1:]
 		spelled, value, hasValue := strings.Cut(arg, "=")
@@ -256,6 +256,9 @@ func parseArgs(args []string) (*options, error) {
 		return nil, err
 	}
 	o.program, o.args = rest[0], rest[1:]
+	if o.python != "" && (o.program == "-m" || o.program == "-c") {
+		o.program, o.args = o.python, rest // pmrun --python PY -m MODULE: PY -m MODULE
+	}
 	if strings.HasSuffix(o.program, ".py") {
 		if fi, err := os.Stat(o.program); err != nil || fi.IsDir() {
 			return nil, &cliError{exitNotFound, fmt.Errorf("script %q: not found", o.program)}

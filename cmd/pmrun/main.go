@@ -54,7 +54,8 @@ options:
                       default: on loopback and fast LANs it costs more
                       than it saves
   --python PATH       the Python interpreter for a PROGRAM ending in .py
-                      (default: $PMRUN_PYTHON, else python3 from PATH)
+                      (default: $PMRUN_PYTHON, else python3 from PATH), and
+                      for "-m MODULE" or "-c CODE" in place of a PROGRAM
   --no-mpi4py         do not let "import mpi4py" resolve to pmrun's
                       mpi4py-compatible module ("import pmrun" still works)
   -v, --verbose       say which options were accepted but not needed

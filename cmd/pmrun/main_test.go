@@ -187,6 +187,14 @@ func TestMpirunOptions(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.out, "rank 0: PWD=") {
 		t.Errorf("--wdir with a relative program: status %d, stdout %q, stderr %s", r.code, r.out, r.err)
 	}
+
+	// --python PY -m MODULE (or -c CODE) runs PY -m MODULE, as "PY -m MODULE" would.
+	if py, err := exec.LookPath("python3"); err == nil {
+		r = pmrun(t, "", "-np", "2", "--python", py, "-c", "import os, sys; print(os.environ['PMRUN_RANK'], sys.argv[1:])", "a", "-b")
+		if r.code != 0 || strings.Count(r.out, " ['a', '-b']\n") != 2 {
+			t.Errorf("--python %s -c: status %d, stdout %q, stderr %s", py, r.code, r.out, r.err)
+		}
+	}
 }
 
 // TestVersion: one version, the VERSION file's, from the launcher (--version,
