@@ -22,7 +22,6 @@ import (
 	"os/signal"
 	"runtime"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/pmrun/pmrun/node"
@@ -275,7 +274,7 @@ func findProgram(name string) (string, error) {
 }
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdin, unsignalled(os.Stdout), unsignalled(os.Stderr)))
 }
 
 func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
@@ -307,8 +306,10 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		o.env = append(o.env, "PMRUN_COMPRESS=on")
 	}
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	notifyJobSignals(sigs)
 	defer signal.Stop(sigs)
+	bp := &brokenPipe{sigs: sigs}
+	stdout, stderr = bp.writer(stdout), bp.writer(stderr)
 	job := node.JobSpec{
 		Program:   o.program,
 		Args:      o.args,

@@ -1,13 +1,18 @@
 // Command behave does what its first argument says, to exercise the launcher:
 // env NAME (print a variable), stdin (rank 0 echoes its input), sleep (sleep
-// until killed, reporting signals), abort N (rank 2 calls comm's Abort).
+// until killed, reporting signals), abort N (rank 2 calls comm's Abort), hold
+// DIR [chatty] (write DIR/RANK.pid holding "PID JOB", then receive from the
+// other of two ranks, which receives too: forever; with chatty, print lines
+// meanwhile).
 package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -38,6 +43,25 @@ func main() {
 			os.Exit(0)
 		case <-time.After(time.Minute):
 		}
+	case "hold":
+		c, err := comm.World()
+		if err != nil {
+			panic(err)
+		}
+		if len(os.Args) > 3 {
+			go func() {
+				for i := 0; ; i++ {
+					fmt.Printf("rank %s line %d\n", rank, i)
+					time.Sleep(time.Millisecond)
+				}
+			}()
+		}
+		pid := fmt.Sprintf("%d %s", os.Getpid(), os.Getenv("PMRUN_JOB"))
+		if err := os.WriteFile(filepath.Join(os.Args[2], rank+".pid"), []byte(pid), 0o600); err != nil {
+			panic(err)
+		}
+		_, _, err = c.Recv(context.Background(), 1-c.Rank(), 0)
+		fmt.Printf("rank %s: receive returned %v\n", rank, err)
 	case "abort":
 		c, err := comm.World()
 		if err != nil {
