@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"os/exec"
 	"runtime"
@@ -47,7 +48,7 @@ type spawned struct {
 }
 
 // errJobKilled is returned by start once the job is being killed.
-var errJobKilled = fmt.Errorf("node: job aborted")
+var errJobKilled = errors.New("node: job aborted")
 
 func newSpawner(logf func(format string, args ...any)) *spawner {
 	s := &spawner{logf: logf, starts: make(chan func()), quit: make(chan struct{}), ranks: make(map[int]*spawned)}
