@@ -95,7 +95,36 @@ func worldFromEnv() (*Comm, error) {
 	if !cfg.LockedCallers {
 		go warmHeap() // ends by itself: a few milliseconds of work
 	}
-	return newTCPWorld(ctx, cfg, os.Getenv(EnvJob), rank, size, secret, rdvAddr, node, bind)
+	c, err := newTCPWorld(ctx, cfg, os.Getenv(EnvJob), rank, size, secret, rdvAddr, node, bind)
+	if err != nil {
+		return nil, err
+	}
+	exitWithLauncher(c)
+	return c, nil
+}
+
+// exitLauncherGone is the exit status of a rank whose launcher is gone.
+const exitLauncherGone = 1
+
+// exitWithLauncher ends this process, once it has removed what its job keeps
+// in /dev/shm, if the launcher's control connection ends before c is closed:
+// the launcher (or the node agent that started this rank) is gone, nobody
+// reads this rank's output or waits for it, and its peers are ending too.
+func exitWithLauncher(c *Comm) {
+	rdv, ok := c.rdv.(*rendezvous.Client)
+	if !ok {
+		return
+	}
+	go func() { // ends when the connection does
+		<-rdv.Done()
+		select {
+		case <-rdv.Lost():
+			fmt.Fprintf(os.Stderr, "pmrun: rank %d: the launcher is gone (control connection lost); exiting\n", c.e.rank)
+			RemoveShared(c.e.job)
+			os.Exit(exitLauncherGone)
+		default:
+		}
+	}()
 }
 
 // warmHeap faults in the pages of the first few megabytes of heap and frees

@@ -266,7 +266,7 @@ func (a *Agent) Close() error {
 		}
 		a.mu.Unlock()
 		for _, j := range jobs {
-			j.kill(9)
+			j.sp.kill(9) // SIGKILL
 		}
 		err = a.ln.Close()
 		for _, s := range sessions {

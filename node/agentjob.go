@@ -21,7 +21,6 @@ import (
 
 	"github.com/hashicorp/yamux"
 	"github.com/klauspost/compress/zstd"
-	"github.com/pmrun/pmrun/comm"
 )
 
 // agentJob is one job's part on an agent: its files, its ranks, and the
@@ -34,9 +33,8 @@ type agentJob struct {
 	sess *yamux.Session
 	ctl  *jsonStream
 
-	mu      sync.Mutex
-	procs   []*exec.Cmd
-	killed  bool
+	sp      *spawner                 // starts, watches and kills the ranks
+	mu      sync.Mutex               // guards attachc
 	attachc map[string]chan net.Conn // "files", "stdin": streams the launcher opens
 	wmu     sync.Mutex               // serialises writes on ctl
 }
@@ -72,25 +70,15 @@ func (j *agentJob) send(ev event) error {
 	return j.ctl.enc.Encode(ev)
 }
 
-// kill signals every rank's process group.
-func (j *agentJob) kill(sig syscall.Signal) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.killed = true
-	for _, c := range j.procs {
-		if c.Process != nil {
-			syscall.Kill(-c.Process.Pid, sig)
-		}
-	}
-}
-
 // runJob runs a launcher's job request on this node: it receives the files,
 // prepares the Python environment, reports ready, starts the ranks when told,
 // reports their exits, and kills them if the launcher goes away.
 func (a *Agent) runJob(s *yamux.Session, st net.Conn, req *request) {
 	defer st.Close()
-	j := &agentJob{a: a, id: req.Job, spec: req.Spec, sess: s, ctl: newJSONStream(st),
+	reapShared()
+	j := &agentJob{a: a, id: req.Job, spec: req.Spec, sess: s, ctl: newJSONStream(st), sp: newSpawner(a.logf),
 		attachc: map[string]chan net.Conn{"files": make(chan net.Conn, 1), "stdin": make(chan net.Conn, 1)}}
+	defer j.sp.Close()
 	fail := func(format string, args ...any) {
 		j.send(event{Ev: "error", Msg: fmt.Sprintf(format, args...)})
 	}
@@ -120,7 +108,7 @@ func (a *Agent) runJob(s *yamux.Session, st net.Conn, req *request) {
 		return
 	}
 	defer os.RemoveAll(j.dir)
-	defer comm.RemoveShared(j.id)
+	defer ownShared(j.id)()
 
 	if j.spec.Shipped || j.spec.Files {
 		fs, err := j.waitAttach("files")
@@ -162,16 +150,21 @@ func (a *Agent) runJob(s *yamux.Session, st net.Conn, req *request) {
 	}
 	exits := make(chan exitEvent, len(j.spec.Ranks))
 	var outputs sync.WaitGroup
+	var stopStdin func()
 	started := 0
 	for i, r := range j.spec.Ranks {
 		var in io.Reader
 		if r == 0 && stdin != nil {
 			in = stdin
 		}
-		if err := j.startRank(python, i, r, in, &outputs, exits); err != nil {
+		stop, err := j.startRank(python, i, r, in, &outputs, exits)
+		if err != nil {
 			fail("node %s: %v", a.cfg.Name, err)
-			j.kill(syscall.SIGKILL)
+			j.sp.kill(syscall.SIGKILL)
 			break
+		}
+		if stop != nil {
+			stopStdin = stop
 		}
 		started++
 	}
@@ -185,18 +178,21 @@ func (a *Agent) runJob(s *yamux.Session, st net.Conn, req *request) {
 		for {
 			var ev event
 			if err := j.ctl.dec.Decode(&ev); err != nil {
-				j.kill(syscall.SIGKILL)
+				j.sp.kill(syscall.SIGKILL)
 				return
 			}
 			if ev.Ev == "kill" && ev.Signal > 0 {
-				j.kill(syscall.Signal(ev.Signal))
+				j.sp.kill(syscall.Signal(ev.Signal))
 			}
 		}
 	}()
 	for range started {
 		ev := <-exits
-		code, how := exitStatus(ev.err)
+		code, how := ev.status()
 		j.send(event{Ev: "exit", Rank: ev.rank, Code: code, Msg: how})
+	}
+	if stopStdin != nil {
+		stopStdin()
 	}
 	waitTimeout(&outputs, 2*time.Second)
 	if stdin != nil {
@@ -207,8 +203,10 @@ func (a *Agent) runJob(s *yamux.Session, st net.Conn, req *request) {
 	<-orders
 }
 
-// startRank starts world rank r, the i-th of this node.
-func (j *agentJob) startRank(python string, i, r int, stdin io.Reader, outputs *sync.WaitGroup, exits chan<- exitEvent) error {
+// startRank starts world rank r, the i-th of this node. A rank given stdin
+// reads it through a pipe; stopStdin (nil for the others) ends that forwarding.
+func (j *agentJob) startRank(python string, i, r int, stdin io.Reader, outputs *sync.WaitGroup,
+	exits chan<- exitEvent) (stopStdin func(), err error) {
 	sp := j.spec
 	prog, args := sp.Program, sp.Args
 	if sp.Shipped {
@@ -234,10 +232,6 @@ func (j *agentJob) startRank(python string, i, r int, stdin io.Reader, outputs *
 		"PMRUN_SECRET="+sp.Secret,
 		"PMRUN_NODE="+j.a.cfg.Name,
 	)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if stdin != nil {
-		cmd.Stdin = stdin
-	}
 	var streams [2]net.Conn // the launcher's ends for stdout and stderr
 	for i := range streams {
 		st, err := j.sess.Open()
@@ -248,7 +242,7 @@ func (j *agentJob) startRank(python string, i, r int, stdin io.Reader, outputs *
 			for _, s := range streams[:i] {
 				s.Close()
 			}
-			return fmt.Errorf("rank %d: output stream: %w", r, err)
+			return nil, fmt.Errorf("rank %d: output stream: %w", r, err)
 		}
 		streams[i] = st
 	}
@@ -259,32 +253,29 @@ func (j *agentJob) startRank(python string, i, r int, stdin io.Reader, outputs *
 	if err != nil {
 		streams[0].Close()
 		streams[1].Close()
-		return err
+		return nil, err
 	}
-	j.mu.Lock()
-	if j.killed {
-		j.mu.Unlock()
-		for _, c := range closeAfter {
-			c.Close()
+	if stdin != nil {
+		rd, stop, err := pipeStdin(cmd, stdin)
+		if err != nil {
+			for _, c := range closeAfter {
+				c.Close() // ends the output forwarders
+			}
+			return nil, fmt.Errorf("rank %d: stdin: %w", r, err)
 		}
-		return errors.New("job aborted")
+		closeAfter, stopStdin = append(closeAfter, rd), stop
 	}
-	err = cmd.Start()
-	if err == nil {
-		j.procs = append(j.procs, cmd)
-	}
-	j.mu.Unlock()
+	err = j.sp.start(cmd, r, exits)
 	for _, c := range closeAfter {
 		c.Close()
 	}
 	if err != nil {
-		return fmt.Errorf("rank %d: starting %s: %w", r, prog, err)
+		if stopStdin != nil {
+			stopStdin()
+		}
+		return nil, fmt.Errorf("rank %d: starting %s: %w", r, prog, err)
 	}
-	go func() {
-		err := cmd.Wait()
-		exits <- exitEvent{rank: r, pid: cmd.Process.Pid, err: err}
-	}()
-	return nil
+	return stopStdin, nil
 }
 
 func waitTimeout(wg *sync.WaitGroup, d time.Duration) {

@@ -276,7 +276,7 @@ func RunCluster(ctx context.Context, spec ClusterSpec, stdout, stderr io.Writer)
 			if t.ranks[0] == 0 {
 				if st, err := t.sess.Open(); err == nil {
 					if writeRequest(st, &request{Op: "stdin", Job: jobID}) == nil {
-						go func() { io.Copy(st, spec.Stdin); st.Close() }()
+						go func() { copyStdin(st, spec.Stdin, nil); st.Close() }()
 					} else {
 						st.Close()
 					}

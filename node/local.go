@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pmrun/pmrun/comm"
 	"github.com/pmrun/pmrun/internal/rendezvous"
 )
 
@@ -52,17 +51,12 @@ type Result struct {
 	Rank     int    // the rank that failed first, or -1
 }
 
-// rank is one started process.
-type rankProc struct {
-	rank int
-	cmd  *exec.Cmd
-}
-
 // exitEvent reports a rank's end.
 type exitEvent struct {
 	rank int
 	pid  int
-	err  error // from cmd.Wait
+	err  error          // from cmd.Wait
+	stop syscall.Signal // the stop (SIGTTIN, SIGTTOU) that made the launcher kill it, or 0
 }
 
 // RunLocal runs spec on this machine and returns when every rank has exited and
@@ -86,7 +80,8 @@ func RunLocal(ctx context.Context, spec JobSpec, stdout, stderr io.Writer) (Resu
 		return Result{}, err
 	}
 	jobID := hex.EncodeToString(secret[:6])
-	defer comm.RemoveShared(jobID)
+	reapShared()
+	defer ownShared(jobID)()
 	srv, err := rendezvous.Listen("127.0.0.1:0", secret, spec.NP, logf)
 	if err != nil {
 		return Result{}, err
@@ -112,44 +107,49 @@ func RunLocal(ctx context.Context, spec JobSpec, stdout, stderr io.Writer) (Resu
 
 	var outputs sync.WaitGroup // forwarders; done when every rank's pipes are drained
 	exits := make(chan exitEvent, spec.NP)
-	procs := make([]*rankProc, 0, spec.NP)
-	killAll := func(sig syscall.Signal) {
-		for _, p := range procs {
-			if p.cmd.Process != nil {
-				syscall.Kill(-p.cmd.Process.Pid, sig) // the rank's process group
-			}
-		}
-	}
+	sp := newSpawner(logf)
+	defer sp.Close()
+	var stopStdin func()
 	for r := range spec.NP {
-		p, err := startRank(spec, r, base, outSink, errSink, &outputs, exits)
+		stop, err := startRank(sp, spec, r, base, outSink, errSink, &outputs, exits)
 		if err != nil {
-			killAll(syscall.SIGKILL)
-			for range procs {
+			sp.kill(syscall.SIGKILL)
+			for range r {
 				<-exits
 			}
 			outputs.Wait()
+			if stopStdin != nil {
+				stopStdin()
+			}
 			return Result{ExitCode: ExitLaunch, Reason: err.Error(), Rank: r}, nil
 		}
-		procs = append(procs, p)
+		if stop != nil {
+			stopStdin = stop
+		}
 	}
 
-	sv := &supervisor{logf: logf, kill: killAll}
+	sv := &supervisor{logf: logf, kill: sp.kill}
 	res := supervise(ctx, sv, spec, srv.Aborts(), spec.NP, exits, func(ev exitEvent) bool {
-		if code, how := exitStatus(ev.err); code != 0 {
+		if code, how := ev.status(); code != 0 {
 			sv.abort(code, ev.rank, fmt.Sprintf("rank %d (pid %d) %s; aborting job", ev.rank, ev.pid, how))
 		}
 		return true
 	})
+	if stopStdin != nil {
+		stopStdin()
+	}
 	// Every rank has exited; whatever still holds their pipes (a grandchild)
 	// gets a moment, then the launcher stops waiting for it.
 	waitTimeout(&outputs, 2*time.Second)
 	return res, nil
 }
 
-func startRank(spec JobSpec, r int, base []string, out, errs *lineSink, outputs *sync.WaitGroup, exits chan<- exitEvent) (*rankProc, error) {
+// startRank starts rank r of spec with sp. Rank 0 reads spec.Stdin, if any,
+// through a pipe: stopStdin (nil for the others) ends that forwarding.
+func startRank(sp *spawner, spec JobSpec, r int, base []string, out, errs *lineSink, outputs *sync.WaitGroup,
+	exits chan<- exitEvent) (stopStdin func(), err error) {
 	cmd := exec.Command(spec.Program, spec.Args...)
 	cmd.Env = append(base[:len(base):len(base)], "PMRUN_RANK="+strconv.Itoa(r), "PMRUN_LOCAL_RANK="+strconv.Itoa(r))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var prefix []byte
 	if spec.TagOutput {
 		prefix = []byte("[" + strconv.Itoa(r) + "] ")
@@ -160,20 +160,26 @@ func startRank(spec JobSpec, r int, base []string, out, errs *lineSink, outputs 
 		return nil, err
 	}
 	if r == 0 && spec.Stdin != nil {
-		cmd.Stdin = spec.Stdin // an *os.File (the launcher's stdin) is inherited as is
+		rd, stop, err := pipeStdin(cmd, spec.Stdin)
+		if err != nil {
+			for _, f := range closeAfterStart {
+				f.Close()
+			}
+			return nil, err
+		}
+		closeAfterStart, stopStdin = append(closeAfterStart, rd), stop
 	}
-	err = cmd.Start()
+	err = sp.start(cmd, r, exits)
 	for _, f := range closeAfterStart {
 		f.Close()
 	}
 	if err != nil {
+		if stopStdin != nil {
+			stopStdin()
+		}
 		return nil, fmt.Errorf("rank %d: starting %s: %w", r, spec.Program, err)
 	}
-	go func() {
-		err := cmd.Wait()
-		exits <- exitEvent{rank: r, pid: cmd.Process.Pid, err: err}
-	}()
-	return &rankProc{rank: r, cmd: cmd}, nil
+	return stopStdin, nil
 }
 
 // pipeOutput gives cmd a pipe for its stdout (fd 1) and one for its stderr

@@ -126,10 +126,3 @@ func TestLaunchFailure(t *testing.T) {
 	}
 }
 
-func TestLongLinesSplitNotLost(t *testing.T) {
-	prog, args := sh(`head -c 200000 /dev/zero | tr '\0' 'x'; echo; printf tail`)
-	res, out, _ := run(t, JobSpec{Program: prog, Args: args, NP: 1})
-	if res.ExitCode != 0 || strings.Count(out, "x") != 200000 || !strings.HasSuffix(out, "tail\n") {
-		t.Fatalf("status %d, %d bytes of x, suffix %q", res.ExitCode, strings.Count(out, "x"), out[max(0, len(out)-10):])
-	}
-}

@@ -19,7 +19,6 @@ import (
 	"os/signal"
 	"runtime"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/pmrun/pmrun/internal/version"
@@ -131,7 +130,7 @@ func (o *options) prepare(stderr io.Writer) error {
 }
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdin, unsignalled(os.Stdout), unsignalled(os.Stderr)))
 }
 
 func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
@@ -163,8 +162,10 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		return 1
 	}
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	notifyJobSignals(sigs)
 	defer signal.Stop(sigs)
+	bp := &brokenPipe{sigs: sigs}
+	stdout, stderr = bp.writer(stdout), bp.writer(stderr)
 	job := node.JobSpec{
 		Program:   o.program,
 		Args:      o.args,

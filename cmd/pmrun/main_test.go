@@ -238,8 +238,13 @@ func TestWholeLines(t *testing.T) {
 			if counts[fmt.Sprint(rk)] != 2000 {
 				t.Errorf("rank %d: %d lines, want 2000", rk, counts[fmt.Sprint(rk)])
 			}
-			if !strings.Contains(r.err, fmt.Sprintf("rank=%d done\n", rk)) {
-				t.Errorf("rank %d's final unterminated stderr line missing", rk)
+			// Unterminated lines stay so; with tags, each starts a line.
+			want := fmt.Sprintf("rank=%d done", rk)
+			if tag {
+				want = fmt.Sprintf("[%d] %s", rk, want)
+			}
+			if !strings.Contains(r.err, want) || strings.Count(r.err, "\n") > map[bool]int{false: 0, true: 7}[tag] {
+				t.Errorf("rank %d's final unterminated stderr line missing or changed: %q", rk, r.err)
 			}
 		}
 	}

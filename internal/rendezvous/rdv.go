@@ -22,6 +22,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -268,9 +269,12 @@ func (s *Server) register(id int, p PeerInfo, enc *json.Encoder) error {
 
 // Client is a rank's side of the control connection.
 type Client struct {
-	ses  *yamux.Session
-	reg  net.Conn // the registration stream, held open for the job's life
-	rank int
+	ses     *yamux.Session
+	reg     net.Conn // the registration stream, held open for the job's life
+	rank    int
+	closing atomic.Bool   // Close was called
+	lost    chan struct{} // closed when the connection ends without Close
+	done    chan struct{} // closed when the connection ends, after lost
 }
 
 // Join connects to the launcher at addr, registers self and blocks until every
@@ -290,33 +294,34 @@ func Join(ctx context.Context, addr string, secret []byte, self PeerInfo, size i
 		conn.Close()
 		return nil, nil, fmt.Errorf("rendezvous: %w", err)
 	}
-	c := &Client{ses: ses, rank: self.Rank}
+	c := &Client{ses: ses, rank: self.Rank, lost: make(chan struct{}), done: make(chan struct{})}
+	go c.watch()
 	st, err := ses.Open()
 	if err != nil {
-		ses.Close()
+		c.Close()
 		return nil, nil, fmt.Errorf("rendezvous: %w", err)
 	}
 	c.reg = st
 	stop := context.AfterFunc(ctx, func() { ses.Close() })
 	defer stop()
 	if err := json.NewEncoder(st).Encode(request{Op: "register", Peer: self}); err != nil {
-		ses.Close()
+		c.Close()
 		return nil, nil, fmt.Errorf("rendezvous: registering: %w", err)
 	}
 	var rep reply
 	if err := json.NewDecoder(st).Decode(&rep); err != nil {
-		ses.Close()
+		c.Close()
 		if ctx.Err() != nil {
 			return nil, nil, fmt.Errorf("rendezvous: waiting for the other ranks: %w", ctx.Err())
 		}
 		return nil, nil, fmt.Errorf("rendezvous: waiting for the other ranks: %w", ErrClosed)
 	}
 	if rep.Err != "" {
-		ses.Close()
+		c.Close()
 		return nil, nil, fmt.Errorf("rendezvous: %s", rep.Err)
 	}
 	if len(rep.Table) != size {
-		ses.Close()
+		c.Close()
 		return nil, nil, fmt.Errorf("rendezvous: table has %d ranks, want %d", len(rep.Table), size)
 	}
 	return c, rep.Table, nil
@@ -341,7 +346,27 @@ func (c *Client) Abort(code int, msg string, lost ...int) error {
 	return nil
 }
 
+// watch waits for the connection to end and tells whether Close ended it.
+func (c *Client) watch() {
+	<-c.ses.CloseChan()
+	if !c.closing.Load() {
+		close(c.lost)
+	}
+	close(c.done)
+}
+
+// Lost returns a channel that is closed when the control connection ends
+// without Close: the launcher (or the node agent between them) is gone.
+func (c *Client) Lost() <-chan struct{} { return c.lost }
+
+// Done returns a channel that is closed when the control connection has
+// ended, by Close or not.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
 // Close closes the control connection.
 func (c *Client) Close() error {
-	return c.ses.Close()
+	c.closing.Store(true)
+	err := c.ses.Close()
+	<-c.done
+	return err
 }

@@ -182,3 +182,31 @@ func TestJoinContextCancel(t *testing.T) {
 		t.Fatalf("Join with expired context: %v", err)
 	}
 }
+
+// TestLost: a rank learns that its launcher is gone when the control
+// connection ends without its own Close, and only then.
+func TestLost(t *testing.T) {
+	srv, err := Listen("127.0.0.1:0", secret, 2, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	clients := joinAll(t, srv, 2)
+	clients[0].Close()
+	select {
+	case <-clients[0].Done():
+	default:
+		t.Fatal("Done not closed after Close returned")
+	}
+	select {
+	case <-clients[0].Lost():
+		t.Fatal("Lost closed by the rank's own Close")
+	default:
+	}
+	srv.Close() // the launcher goes
+	select {
+	case <-clients[1].Lost():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Lost not closed after the launcher went")
+	}
+}

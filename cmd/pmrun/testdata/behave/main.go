@@ -4,7 +4,10 @@
 // exit N (rank 1 exits N while the others receive from it), kill (rank 1 is
 // killed by SIGKILL while the others receive from it), leave N (rank 1 closes
 // its world, then exits N once the others are gone; they call Abort when their
-// receive from it fails), wait (every rank receives from any source).
+// receive from it fails), wait (every rank receives from any source), hold
+// DIR [chatty] (write DIR/RANK.pid holding "PID JOB", then receive from the
+// other of two ranks, which receives too: forever; with chatty, print lines
+// meanwhile).
 package main
 
 import (
@@ -13,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -43,6 +47,25 @@ func main() {
 			os.Exit(0)
 		case <-time.After(time.Minute):
 		}
+	case "hold":
+		c, err := comm.World()
+		if err != nil {
+			panic(err)
+		}
+		if len(os.Args) > 3 {
+			go func() {
+				for i := 0; ; i++ {
+					fmt.Printf("rank %s line %d\n", rank, i)
+					time.Sleep(time.Millisecond)
+				}
+			}()
+		}
+		pid := fmt.Sprintf("%d %s", os.Getpid(), os.Getenv("PMRUN_JOB"))
+		if err := os.WriteFile(filepath.Join(os.Args[2], rank+".pid"), []byte(pid), 0o600); err != nil {
+			panic(err)
+		}
+		_, _, err = c.Recv(context.Background(), 1-c.Rank(), 0)
+		fmt.Printf("rank %s: receive returned %v\n", rank, err)
 	case "abort":
 		c, err := comm.World()
 		if err != nil {

@@ -1,0 +1,205 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"os/exec"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// stopPoll is how often a spawner looks for stopped ranks.
+const stopPoll = 200 * time.Millisecond
+
+// spawner starts a job's ranks on this machine, watches them and kills them;
+// the launcher's local jobs and the agents' jobs share it.
+//
+// A rank never outlives the process that started it: each gets SIGKILL when
+// its parent goes (PR_SET_PDEATHSIG), whatever killed the parent. Linux sends
+// that signal when the thread that forked the rank exits, not the process, so
+// every rank is started from one OS thread that the spawner keeps locked
+// until Close, which only the last goroutine of the job calls.
+//
+// A rank that stops (SIGSTOP, or SIGTTIN/SIGTTOU: it touched the terminal)
+// would otherwise leave the job waiting in silence. A rank stopped by the
+// terminal can never go on (ranks are not in the terminal's foreground), so it
+// is killed and its exit says why; one stopped by SIGSTOP or SIGTSTP is
+// reported once and waited for, since someone stopped it on purpose.
+type spawner struct {
+	logf   func(format string, args ...any)
+	starts chan func() // run on the locked thread
+	quit   chan struct{}
+	wg     sync.WaitGroup // the locked thread's goroutine and the stop watcher
+
+	mu     sync.Mutex // guards ranks and killed
+	ranks  map[int]*spawned
+	killed bool // kill was called: no more ranks start
+}
+
+// spawned is a started rank, in spawner.ranks by pid until it exits.
+type spawned struct {
+	rank    int
+	pid     int
+	stopped syscall.Signal // the stop last reported (0: running)
+	killed  syscall.Signal // the stop that made the spawner kill it
+}
+
+// errJobKilled is returned by start once the job is being killed.
+var errJobKilled = errors.New("node: job aborted")
+
+func newSpawner(logf func(format string, args ...any)) *spawner {
+	s := &spawner{logf: logf, starts: make(chan func()), quit: make(chan struct{}), ranks: make(map[int]*spawned)}
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		for {
+			select {
+			case f := <-s.starts:
+				f()
+			case <-s.quit:
+				return
+			}
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(stopPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				s.checkStopped()
+			case <-s.quit:
+				return
+			}
+		}
+	}()
+	return s
+}
+
+// Close stops the spawner's goroutines; call it once every rank has exited.
+func (s *spawner) Close() {
+	close(s.quit)
+	s.wg.Wait()
+}
+
+// start starts cmd as world rank rank, in a process group of its own, and
+// sends its end to exits.
+func (s *spawner) start(cmd *exec.Cmd, rank int, exits chan<- exitEvent) error {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	s.mu.Lock()
+	defer s.mu.Unlock() // held across Start, so that kill sees every rank
+	if s.killed {
+		return errJobKilled
+	}
+	errc := make(chan error, 1)
+	s.starts <- func() { errc <- cmd.Start() }
+	if err := <-errc; err != nil {
+		return err
+	}
+	sp := &spawned{rank: rank, pid: cmd.Process.Pid}
+	s.ranks[sp.pid] = sp
+	go func() { // ends with the process, which kill guarantees
+		err := cmd.Wait()
+		s.mu.Lock()
+		delete(s.ranks, sp.pid)
+		stop := sp.killed
+		s.mu.Unlock()
+		exits <- exitEvent{rank: rank, pid: sp.pid, err: err, stop: stop}
+	}()
+	return nil
+}
+
+// kill signals every rank's process group, and no rank starts after it.
+// SIGPIPE (the launcher's output is gone) becomes SIGTERM, which every rank
+// takes as a request to end. Stopped ranks are continued to receive it.
+func (s *spawner) kill(sig syscall.Signal) {
+	if sig == syscall.SIGPIPE {
+		sig = syscall.SIGTERM
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.killed = true
+	for pid := range s.ranks {
+		syscall.Kill(-pid, sig)
+		if sig != syscall.SIGKILL && sig != syscall.SIGCONT {
+			syscall.Kill(-pid, syscall.SIGCONT)
+		}
+	}
+}
+
+// checkStopped looks for stopped ranks.
+func (s *spawner) checkStopped() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for pid, sp := range s.ranks {
+		sig := stopSignal(pid)
+		if sig == sp.stopped || sp.killed != 0 {
+			continue
+		}
+		sp.stopped = sig
+		switch sig {
+		case 0:
+		case syscall.SIGTTIN, syscall.SIGTTOU:
+			sp.killed = sig
+			syscall.Kill(-pid, syscall.SIGKILL)
+		default:
+			s.logf("pmrun: rank %d (pid %d) is stopped (signal %s); the job waits until it continues (kill -CONT %d)",
+				sp.rank, pid, signalName(sig), pid)
+		}
+	}
+}
+
+// siginfoChld is Linux's siginfo_t as waitid fills it for a child.
+type siginfoChld struct {
+	Signo, Errno, Code, _ int32
+	Pid                   int32
+	Uid                   uint32
+	Status                int32
+	_                     [100]byte
+}
+
+const (
+	pPID       = 1         // waitid: wait for one pid
+	wNOWAIT    = 0x1000000 // waitid: leave the child waitable
+	cldStopped = 5         // si_code of a stopped child
+)
+
+// stopSignal returns the signal that stopped child pid, or 0 if it runs (or
+// is not a child any more). It leaves the stop to be reported again.
+func stopSignal(pid int) syscall.Signal {
+	var info siginfoChld
+	_, _, errno := syscall.Syscall6(syscall.SYS_WAITID, pPID, uintptr(pid), uintptr(unsafe.Pointer(&info)),
+		syscall.WSTOPPED|syscall.WNOHANG|wNOWAIT, 0, 0)
+	if errno != 0 || info.Pid == 0 || info.Code != cldStopped {
+		return 0
+	}
+	return syscall.Signal(info.Status)
+}
+
+// signalName is sig as a shell user knows it ("SIGTTIN").
+func signalName(sig syscall.Signal) string {
+	names := map[syscall.Signal]string{
+		syscall.SIGTTIN: "SIGTTIN", syscall.SIGTTOU: "SIGTTOU", syscall.SIGSTOP: "SIGSTOP", syscall.SIGTSTP: "SIGTSTP",
+	}
+	if n, ok := names[sig]; ok {
+		return n
+	}
+	return fmt.Sprintf("%d (%v)", int(sig), sig)
+}
+
+// status is how the rank's end is reported: its exit status and a description.
+func (ev exitEvent) status() (int, string) {
+	code, how := exitStatus(ev.err)
+	if ev.stop != 0 {
+		code = 128 + int(ev.stop)
+		how = fmt.Sprintf("stopped (signal %s) because it used the terminal, which ranks cannot (the launcher forwards its stdin to rank 0); it was killed",
+			signalName(ev.stop))
+	}
+	return code, how
+}
