@@ -42,6 +42,7 @@ const (
 	offAttached  = 0
 	offGen       = 64
 	offWaiters   = 128
+	offLeft      = 8  // within a rank's counters: set when it closes the communicator
 	offAck       = 64 // within a rank's counters
 	futexWait    = 0
 	futexWake    = 1
@@ -58,6 +59,7 @@ type Slots struct {
 	waiters *atomic.Int32 // ranks asleep on gen
 	seq     []*atomic.Uint64
 	ack     []*atomic.Uint64
+	left    []*atomic.Uint32 // by rank: it closed the communicator
 	data    []byte
 	next    uint64
 	busy    atomic.Int32 // calls in progress (Close unmaps only when none)
@@ -136,11 +138,13 @@ func openSlots(c *Comm) (*Slots, error) {
 		waiters: (*atomic.Int32)(unsafe.Add(base, offWaiters)),
 		seq:     make([]*atomic.Uint64, c.size),
 		ack:     make([]*atomic.Uint64, c.size),
+		left:    make([]*atomic.Uint32, c.size),
 		data:    mem[slotsHeader+c.size*slotsCounter:],
 	}
 	for r := range c.size {
 		p := unsafe.Add(base, slotsHeader+r*slotsCounter)
 		s.seq[r], s.ack[r] = (*atomic.Uint64)(p), (*atomic.Uint64)(unsafe.Add(p, offAck))
+		s.left[r] = (*atomic.Uint32)(unsafe.Add(p, offLeft))
 	}
 	if (*atomic.Int32)(base).Add(1) == int32(c.size) {
 		os.Remove(name) // every member has it mapped
@@ -148,9 +152,17 @@ func openSlots(c *Comm) (*Slots, error) {
 	return s, nil
 }
 
-// close unmaps the area unless a call is using it (a misuse that then keeps it).
+// close tells the other ranks that this one left (those waiting for it in
+// a collective fail, as a goodbye on its connection would tell them, but two
+// ranks need not be connected) and unmaps the area unless a call is using it
+// (a misuse that then keeps it).
 func (s *Slots) close() {
-	if s != nil && s.busy.Load() == 0 {
+	if s == nil {
+		return
+	}
+	s.left[s.c.rank].Store(1)
+	s.wake()
+	if s.busy.Load() == 0 {
 		syscall.Munmap(s.mem)
 	}
 }
@@ -283,6 +295,9 @@ func (s *Slots) wait(ctx context.Context, what string, lagging func() int) error
 		e.mu.Lock()
 		err := e.peerGone(s.c.group[r])
 		e.mu.Unlock()
+		if err == nil && s.left[r].Load() != 0 {
+			err = &PeerError{Rank: s.c.group[r], Reason: errLeft}
+		}
 		if err != nil && lagging() == r { // what it published before going still counts
 			return fmt.Errorf("comm: rank %d: %s from rank %d: %w", s.c.rank, what, r, err)
 		}

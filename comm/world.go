@@ -149,10 +149,7 @@ func newTCPWorld(ctx context.Context, cfg *Config, job string, rank, size int, s
 			return '_'
 		}, rdvAddr)
 	}
-	if _, err := startMesh(ctx, e, ln, secret, addrs); err != nil {
-		rdv.Close()
-		return nil, err
-	}
+	startMesh(e, ln, secret, addrs)
 	e.launcherAbort = rdv.Abort
 	c := newWorldComm(e)
 	c.rdv = rdv
