@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pmrun/pmrun/internal/debug"
 	"github.com/pmrun/pmrun/internal/rendezvous"
 )
 
@@ -27,7 +28,7 @@ const (
 	EnvSecret     = "PMRUN_SECRET"     // hex job secret that every connection proves
 	EnvNode       = "PMRUN_NODE"       // name of this node
 	EnvBind       = "PMRUN_BIND"       // optional: address (host) to listen on for peers
-	EnvDebug      = "PMRUN_DEBUG"      // comma-separated: comm logs transport events
+	EnvDebug      = debug.Env          // comma-separated: comm logs transport events
 )
 
 var world struct {
@@ -54,7 +55,7 @@ func worldFromEnv() (*Comm, error) {
 	if err != nil {
 		return nil, err
 	}
-	if DebugOn("comm") {
+	if debug.On("comm") {
 		cfg.Debug = true
 		cfg.Logf = log.New(os.Stderr, "", log.Lmicroseconds).Printf
 	} else {
@@ -193,19 +194,6 @@ func firstErr(errs ...error) error {
 		}
 	}
 	return nil
-}
-
-// DebugOn reports whether PMRUN_DEBUG (comma-separated words) includes what
-// or "all". It does not allocate: collectives ask on every call.
-func DebugOn(what string) bool {
-	for rest := os.Getenv(EnvDebug); rest != ""; {
-		var w string
-		w, rest, _ = strings.Cut(rest, ",")
-		if w == what || w == "all" {
-			return true
-		}
-	}
-	return false
 }
 
 // Abort ends the whole job with exit status code, like MPI_Abort: it asks the

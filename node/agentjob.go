@@ -21,7 +21,7 @@ import (
 
 	"github.com/hashicorp/yamux"
 	"github.com/klauspost/compress/zstd"
-	"github.com/pmrun/pmrun/comm"
+	"github.com/pmrun/pmrun/internal/shm"
 )
 
 // agentJob is one job's part on an agent: its files, its ranks, and the
@@ -120,7 +120,7 @@ func (a *Agent) runJob(s *yamux.Session, st net.Conn, req *request) {
 		return
 	}
 	defer os.RemoveAll(j.dir)
-	defer comm.RemoveShared(j.id)
+	defer shm.RemoveJob(j.id)
 
 	if j.spec.Shipped || j.spec.Files {
 		fs, err := j.waitAttach("files")

@@ -15,8 +15,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pmrun/pmrun/comm"
 	"github.com/pmrun/pmrun/internal/rendezvous"
+	"github.com/pmrun/pmrun/internal/shm"
 )
 
 // Exit statuses of a job that did not end by itself.
@@ -86,7 +86,7 @@ func RunLocal(ctx context.Context, spec JobSpec, stdout, stderr io.Writer) (Resu
 		return Result{}, err
 	}
 	jobID := hex.EncodeToString(secret[:6])
-	defer comm.RemoveShared(jobID)
+	defer shm.RemoveJob(jobID)
 	srv, err := rendezvous.Listen("127.0.0.1:0", secret, spec.NP, logf)
 	if err != nil {
 		return Result{}, err
