@@ -12,9 +12,9 @@ import (
 	"github.com/pmrun/pmrun/internal/wire"
 )
 
-// The TCP transport connects every pair of ranks in different processes with one
-// TCP connection that carries all their frames: eager messages, the rendezvous
-// control frames and the rendezvous data. It does not use yamux: measured here, a
+// The TCP transport connects each pair of ranks in different processes that
+// exchange messages (see mesh) with one TCP connection that carries all their
+// frames: eager messages, the rendezvous control frames and the rendezvous data. It does not use yamux: measured here, a
 // yamux stream adds 50-70 µs to each one-way hop (its own send and receive
 // goroutines are two more hand-offs) and its flow-control window caps a stream near
 // 1 GB/s, where a plain connection does about 2 GB/s. What yamux would give on this

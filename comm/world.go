@@ -39,8 +39,8 @@ var world struct {
 
 // World returns the world communicator of this process, built from the
 // environment set by the pmrun launcher: it listens for its peers, registers with
-// the launcher's rendezvous service, learns every rank's address and connects to
-// all of them. Without a launcher (PMRUN_RANK unset) it is a world of one rank,
+// the launcher's rendezvous service and learns every rank's address; it
+// connects to a rank on their first message. Without a launcher (PMRUN_RANK unset) it is a world of one rank,
 // like MPI singleton init, so a program also runs with plain `go run`. Every call
 // returns the same communicator; Close it once at the end of the program.
 func World() (*Comm, error) {
@@ -122,7 +122,8 @@ func warmHeap() {
 }
 
 // newTCPWorld builds rank's world over TCP: it listens on bind, registers with the
-// rendezvous service at rdvAddr and connects to every peer.
+// rendezvous service at rdvAddr and learns every peer's address; it connects
+// to a peer on their first message (see mesh).
 func newTCPWorld(ctx context.Context, cfg *Config, job string, rank, size int, secret []byte, rdvAddr, node, bind string) (*Comm, error) {
 	ln, err := net.Listen("tcp", net.JoinHostPort(bind, "0"))
 	if err != nil {
