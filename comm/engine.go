@@ -209,6 +209,18 @@ func (e *engine) link(w int) (link, error) {
 	return t, nil
 }
 
+// reach connects to world rank w ahead of a receive or probe from it, so
+// that its end is noticed (its connection closes) even if it never sends: a
+// rank that ended before the two connected refuses the connection. Once
+// connected, or for AnySource, it costs two loads.
+func (e *engine) reach(w int) error {
+	if w == AnySource || e.connected(w) || e.connect == nil {
+		return nil
+	}
+	_, err := e.link(w)
+	return err
+}
+
 // unreachable says why a connection to world rank w must not be made now
 // (this engine is closed, or w is gone), or returns nil.
 func (e *engine) unreachable(w int) error {
@@ -548,6 +560,10 @@ func (e *engine) peerGone(w int) error {
 
 // postRecv matches r against queued messages or posts it.
 func (e *engine) postRecv(r *Request) {
+	if err := e.reach(r.src); err != nil {
+		r.complete(Status{}, err)
+		return
+	}
 	e.mu.Lock()
 	if r.state == stCancelled {
 		e.mu.Unlock()
@@ -977,6 +993,9 @@ func (e *engine) dataDone(h *wire.Header, r *Request, n int) {
 // probe looks for a queued message matching src/tag; with wait it blocks until one
 // arrives.
 func (e *engine) probe(ctx context.Context, c *Comm, src, tag int, wait bool) (bool, Status, error) {
+	if err := e.reach(src); err != nil {
+		return false, Status{}, err
+	}
 	e.force(1) // the message probed for may lie behind a throttled backlog
 	defer e.force(-1)
 	// Like a waiting receive, a probe reads the connections itself: first once

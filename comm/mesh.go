@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pmrun/pmrun/internal/wire"
@@ -50,8 +51,13 @@ const (
 	ansRefused = 2 // the pair connects the other way: the lower rank's dial wins
 )
 
-// errRefused is a dial that lost to the peer's own connection.
-var errRefused = errors.New("the peer connects to this rank itself")
+var (
+	// errRefused is a dial that lost to the peer's own connection.
+	errRefused = errors.New("the peer connects to this rank itself")
+	// errNotListening is a peer that refuses connections: ranks listen from
+	// before the rendezvous until they close, so it has ended.
+	errNotListening = errors.New("rank does not accept connections (it ended)")
+)
 
 // Connections are retried while a peer is slow to accept (a loaded machine
 // starting many ranks), with backoff from dialBackoff up to maxDialBackoff,
@@ -104,16 +110,22 @@ func (m *mesh) connect(w int) (*tcpLink, error) {
 			m.dialing[w] = false
 			m.signal()
 			m.mu.Unlock()
-			if errors.Is(err, errRefused) {
+			switch {
+			case errors.Is(err, errRefused):
 				lost = true
 				continue
+			case errors.Is(err, errNotListening):
+				m.e.peerDown(w, false, err)
+				return nil, m.e.unreachable(w)
+			case err != nil && !errors.Is(err, ErrClosed):
+				return nil, &PeerError{Rank: w, Reason: err}
 			}
 			return l, err
 		}
 		ch := m.changed
 		m.mu.Unlock()
 		if err := m.await(ch, deadline); err != nil {
-			return nil, fmt.Errorf("comm: rank %d: no connection with rank %d: %w", m.e.rank, w, err)
+			return nil, &PeerError{Rank: w, Reason: fmt.Errorf("no connection: %w", err)}
 		}
 	}
 }
@@ -154,7 +166,7 @@ func (m *mesh) dial(w int, deadline time.Time) (*tcpLink, error) {
 	backoff := dialBackoff
 	for attempt := 1; ; attempt++ {
 		l, err := m.dialOnce(w, deadline)
-		if err == nil || errors.Is(err, errRefused) || errors.Is(err, ErrClosed) {
+		if err == nil || errors.Is(err, errRefused) || errors.Is(err, ErrClosed) || errors.Is(err, errNotListening) {
 			return l, err
 		}
 		if time.Now().Add(backoff).After(deadline) {
@@ -177,6 +189,9 @@ func (m *mesh) dial(w int, deadline time.Time) (*tcpLink, error) {
 func (m *mesh) dialOnce(w int, deadline time.Time) (*tcpLink, error) {
 	d := net.Dialer{Deadline: deadline}
 	conn, err := d.Dial("tcp", m.addrs[w])
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return nil, errNotListening
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -264,8 +264,9 @@ func proxy(c net.Conn, addr string) {
 	<-done
 }
 
-// TestConnectTimeout: a peer that never answers fails the send within
-// DialTimeout, with an error that names the setting, after several attempts.
+// TestConnectTimeout: a peer whose connections are reset at once (never
+// getting through) fails the send within DialTimeout, with an error naming
+// the peer and the setting, after several attempts.
 func TestConnectTimeout(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.DialTimeout = 300 * time.Millisecond
@@ -274,16 +275,58 @@ func TestConnectTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now: every attempt is refused
-	cs[1].e.addrs[0] = addr
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer ln.Close()
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}
+	})
+	cs[1].e.addrs[0] = ln.Addr().String()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	err = cs[1].Send(ctx, 0, 1, []byte("x"))
-	if err == nil || !strings.Contains(err.Error(), "PMRUN_CONNECT_TIMEOUT") || !strings.Contains(err.Error(), "attempts") {
-		t.Fatalf("send to an unreachable rank: %v", err)
+	var pe *PeerError
+	if !errors.As(err, &pe) || pe.Rank != 0 || !strings.Contains(err.Error(), "PMRUN_CONNECT_TIMEOUT") || !strings.Contains(err.Error(), "attempts") {
+		t.Fatalf("send to a rank that never answers: %v", err)
 	}
-	if errors.Is(err, ErrClosed) {
-		t.Fatalf("unreachable rank reported as closed: %v", err)
+}
+
+// TestReceiveFromEndedRank: a receive from a rank that ended without ever
+// connecting fails at once with ErrPeerLost naming it, instead of waiting
+// for a message that cannot come.
+func TestReceiveFromEndedRank(t *testing.T) {
+	var mu sync.Mutex
+	var lines []string
+	cfg := DefaultConfig()
+	cfg.Logf = func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		lines = append(lines, fmt.Sprintf(format, args...))
+	}
+	cs := netWorld(t, 3, false, cfg)
+	if err := cs[1].Close(); err != nil { // no connection: nothing to wait for
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, _, err := cs[0].Recv(ctx, 1, 0)
+	var pe *PeerError
+	if !errors.Is(err, ErrPeerLost) || !errors.As(err, &pe) || pe.Rank != 1 || ctx.Err() != nil {
+		t.Fatalf("receive from an ended rank: %v", err)
+	}
+	if ok, _, err := cs[2].Iprobe(1, 0); ok || !errors.Is(err, ErrPeerLost) {
+		t.Fatalf("probe for an ended rank: %v, %v", ok, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(lines) != 2 {
+		t.Errorf("logged %q, want one line from each of ranks 0 and 2", lines)
 	}
 }
