@@ -74,7 +74,8 @@ type Config struct {
 	// Logf receives diagnostics (refused connections, lost peers). Nil discards them.
 	Logf func(format string, args ...any)
 
-	shmDir string // where shared memory segments are made ("": /dev/shm); tests change it
+	shmDir   string               // where shared memory segments are made ("": /dev/shm); tests change it
+	dialHook func(rank, peer int) // tests: called when rank starts dialing peer
 }
 
 // DefaultConfig returns the defaults: 64 KiB eager limit (32 KiB through shared

@@ -105,6 +105,9 @@ func (m *mesh) connect(w int) (*tcpLink, error) {
 		if !lost && !m.dialing[w] && !m.accepting[w] {
 			m.dialing[w] = true
 			m.mu.Unlock()
+			if h := m.e.cfg.dialHook; h != nil {
+				h(m.e.rank, w)
+			}
 			l, err := m.dial(w, deadline)
 			m.mu.Lock()
 			m.dialing[w] = false

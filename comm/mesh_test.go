@@ -161,6 +161,48 @@ func TestSimultaneousConnect(t *testing.T) {
 	}
 }
 
+// TestCrossedDials makes both ranks of every pair dial each other at once
+// (each waits, dialing, until the other dials too): the lower rank's
+// connection wins, the higher rank's dial is refused and it uses the other,
+// and each pair ends with one connection that carries their messages.
+func TestCrossedDials(t *testing.T) {
+	for _, oneNode := range []bool{true, false} {
+		t.Run(fmt.Sprintf("oneNode=%v", oneNode), func(t *testing.T) {
+			const n = 4
+			var mu sync.Mutex
+			meet := map[[2]int]chan struct{}{} // closed when the second of a pair dials
+			crossed := 0
+			cfg := DefaultConfig()
+			cfg.dialHook = func(rank, peer int) {
+				k := [2]int{min(rank, peer), max(rank, peer)}
+				mu.Lock()
+				ch, second := meet[k]
+				if !second {
+					ch = make(chan struct{})
+					meet[k] = ch
+				} else {
+					close(ch)
+					crossed++
+				}
+				mu.Unlock()
+				select {
+				case <-ch:
+				case <-time.After(30 * time.Second):
+					t.Errorf("rank %d dialing rank %d: the other never dialed", rank, peer)
+				}
+			}
+			cs := netWorld(t, n, oneNode, cfg)
+			exchangeAll(t, cs)
+			onePerPair(t, cs, oneNode)
+			mu.Lock()
+			defer mu.Unlock()
+			if crossed != n*(n-1)/2 {
+				t.Errorf("%d pairs dialed each other at once, want all %d", crossed, n*(n-1)/2)
+			}
+		})
+	}
+}
+
 // TestShmRefused points shared memory at a directory that does not exist:
 // ranks on one node then talk over TCP, and each says so once, on one line.
 func TestShmRefused(t *testing.T) {
