@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/pmrun/pmrun/comm"
+	"github.com/pmrun/pmrun/internal/debug"
 )
 
 // Algorithm names, as PMRUN_COLL_<FAMILY> takes them.
@@ -115,7 +116,7 @@ func chooseFor(ctx context.Context, family string, c *comm.Comm, nbytes int, com
 		r.shared = sharedOK(ctx, family, c, nbytes)
 	}
 	alg := choose(family, c, nbytes, commutative, r)
-	if comm.DebugOn("coll") {
+	if debug.On("coll") {
 		debugLog.Printf("pmrun: coll: rank %d: %s of %d bytes on %d ranks: %s", c.Rank(), family, nbytes, c.Size(), alg)
 	}
 	return alg

@@ -6,12 +6,14 @@ import (
 	"unsafe"
 
 	"github.com/pmrun/pmrun/comm"
+	"github.com/pmrun/pmrun/internal/commx"
+	"github.com/pmrun/pmrun/internal/shm"
 )
 
 // The "shared" algorithms run a small collective through the communicator's
-// shared area (comm.Slots) when all its ranks are processes of one node: each
+// shared area (commx.Slots) when all its ranks are processes of one node: each
 // rank copies its part into its area of the call's slot and reads the parts it
-// needs straight from the others' areas. Blocks of up to comm.SlotBytes go this
+// needs straight from the others' areas. Blocks of up to shm.SlotBytes go this
 // way. Every rank reduces the parts itself, in rank order, so all get the same
 // bits, whatever the op.
 //
@@ -24,7 +26,7 @@ import (
 // time it says yes on c, the ranks map the area and agree that all of them
 // could.
 func sharedOK(ctx context.Context, family string, c *comm.Comm, nbytes int) bool {
-	return sharedMay(ctx, family, c, nbytes) && c.Slots(agreeMapped(ctx, c)) != nil
+	return sharedMay(ctx, family, c, nbytes) && commx.Slots(c, agreeMapped(ctx, c)) != nil
 }
 
 // sharedMay is sharedOK without mapping the area: whether the call may use it.
@@ -32,8 +34,8 @@ func sharedMay(ctx context.Context, family string, c *comm.Comm, nbytes int) boo
 	if family == "alltoall" {
 		nbytes *= c.Size() // a rank writes all its blocks into its own area
 	}
-	return nbytes <= comm.SlotBytes && slices.Contains(algorithms[family], AlgShared) &&
-		c.HasSlots() && !reservedFor(ctx, c)
+	return nbytes <= shm.SlotBytes && slices.Contains(algorithms[family], AlgShared) &&
+		commx.HasSlots(c) && !reservedFor(ctx, c)
 }
 
 // agreeMapped returns Slots' agreement: a one-byte minimum over c by
@@ -52,8 +54,8 @@ func agreeMapped(ctx context.Context, c *comm.Comm) func(bool) bool {
 
 // onSlots runs one call of op through c's shared area, which sharedOK said it
 // has: fn does the rank's part of call n; the rank is then done with the slot.
-func onSlots(ctx context.Context, c *comm.Comm, op string, fn func(s *comm.Slots, n uint64) error) error {
-	s := c.Slots(agreeMapped(ctx, c))
+func onSlots(ctx context.Context, c *comm.Comm, op string, fn func(s *shm.Slots, n uint64) error) error {
+	s := commx.Slots(c, agreeMapped(ctx, c))
 	err := comm.ErrClosed
 	if s != nil {
 		err = s.Begin()
@@ -71,14 +73,14 @@ func onSlots(ctx context.Context, c *comm.Comm, op string, fn func(s *comm.Slots
 }
 
 func barrierShared(ctx context.Context, c *comm.Comm) error {
-	return onSlots(ctx, c, "barrier", func(s *comm.Slots, n uint64) error {
+	return onSlots(ctx, c, "barrier", func(s *shm.Slots, n uint64) error {
 		s.Publish(n)
 		return s.AwaitAll(ctx, n)
 	})
 }
 
 func bcastShared(ctx context.Context, c *comm.Comm, root int, b []byte) error {
-	return onSlots(ctx, c, "bcast", func(s *comm.Slots, n uint64) error {
+	return onSlots(ctx, c, "bcast", func(s *shm.Slots, n uint64) error {
 		if c.Rank() != root {
 			if err := s.Await(ctx, n, root); err != nil {
 				return err
@@ -103,7 +105,7 @@ func gatherShared(ctx context.Context, c *comm.Comm, root int, send, recv []byte
 	if all {
 		name = "allgather"
 	}
-	return onSlots(ctx, c, name, func(s *comm.Slots, n uint64) error {
+	return onSlots(ctx, c, name, func(s *shm.Slots, n uint64) error {
 		me, bs := c.Rank(), len(send)
 		if all || me != root {
 			if err := s.Claim(ctx, n); err != nil {
@@ -130,7 +132,7 @@ func gatherShared(ctx context.Context, c *comm.Comm, root int, send, recv []byte
 
 // scatterShared: root writes block r into area r; rank r copies it out.
 func scatterShared(ctx context.Context, c *comm.Comm, root int, send, recv []byte) error {
-	return onSlots(ctx, c, "scatter", func(s *comm.Slots, n uint64) error {
+	return onSlots(ctx, c, "scatter", func(s *shm.Slots, n uint64) error {
 		me, bs := c.Rank(), len(recv)
 		if me != root {
 			if err := s.Await(ctx, n, root); err != nil {
@@ -157,7 +159,7 @@ func scatterShared(ctx context.Context, c *comm.Comm, root int, send, recv []byt
 // block me of every other rank's area out. send may be recv (in place): it is
 // all written before any of recv is.
 func alltoallShared(ctx context.Context, c *comm.Comm, send, recv []byte, bs int) error {
-	return onSlots(ctx, c, "alltoall", func(s *comm.Slots, n uint64) error {
+	return onSlots(ctx, c, "alltoall", func(s *shm.Slots, n uint64) error {
 		me := c.Rank()
 		if err := s.Claim(ctx, n); err != nil {
 			return err
@@ -181,7 +183,7 @@ func reduceShared[T Elem](ctx context.Context, c *comm.Comm, root int, acc []T, 
 	if all {
 		name = "allreduce"
 	}
-	return onSlots(ctx, c, name, func(s *comm.Slots, n uint64) error {
+	return onSlots(ctx, c, name, func(s *shm.Slots, n uint64) error {
 		me, p := c.Rank(), c.Size()
 		if err := s.Claim(ctx, n); err != nil {
 			return err

@@ -15,6 +15,8 @@ import (
 	"github.com/pmrun/pmrun/collective"
 	"github.com/pmrun/pmrun/comm"
 	"github.com/pmrun/pmrun/comm/commtest"
+	"github.com/pmrun/pmrun/internal/commx"
+	"github.com/pmrun/pmrun/internal/shm"
 )
 
 func oneNodeWorld(t *testing.T, np int) *commtest.World {
@@ -26,7 +28,7 @@ func oneNodeWorld(t *testing.T, np int) *commtest.World {
 }
 
 // mixedRound runs one of each collective that may go through the shared area,
-// root i % size, with blocks of n int64 (some above comm.SlotBytes, which take
+// root i % size, with blocks of n int64 (some above shm.SlotBytes, which take
 // the message-based algorithms), and checks every result.
 func mixedRound(ctx context.Context, c *comm.Comm, i, n int) error {
 	p, me, root := c.Size(), c.Rank(), i%c.Size()
@@ -123,11 +125,11 @@ func TestSharedArea(t *testing.T) {
 	for _, np := range []int{2, 3, 5, 8} {
 		w := oneNodeWorld(t, np)
 		w.Run(func(c *comm.Comm) error {
-			if !c.HasSlots() || collective.Choose("bcast", c, 8, true) != collective.AlgShared {
+			if !commx.HasSlots(c) || collective.Choose("bcast", c, 8, true) != collective.AlgShared {
 				return errors.New("no shared area on one node's ranks")
 			}
-			for i := range 3 * comm.SlotDepth {
-				n := []int{1, 13, comm.SlotBytes / 8, comm.SlotBytes/8 + 1, 0}[i%5]
+			for i := range 3 * shm.SlotDepth {
+				n := []int{1, 13, shm.SlotBytes / 8, shm.SlotBytes/8 + 1, 0}[i%5]
 				// A message that crosses the collectives, and a nonblocking
 				// collective (message-based) in flight meanwhile.
 				right, left := (c.Rank()+1)%np, (c.Rank()+np-1)%np
@@ -153,7 +155,7 @@ func TestSharedArea(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			for i := range 2 * comm.SlotDepth {
+			for i := range 2 * shm.SlotDepth {
 				if half.Size() > 1 {
 					if err := mixedRound(bg, half, i+c.Rank()%2, 3+c.Rank()%2); err != nil {
 						return fmt.Errorf("half %d: %w", c.Rank()%2, err)
@@ -178,7 +180,7 @@ func TestSharedArea(t *testing.T) {
 func TestSharedAreaNodes(t *testing.T) {
 	w := commtest.NewNetWorld(t, []string{"a", "a", "a", "b", "b", "c"}, nil)
 	w.Run(func(c *comm.Comm) error {
-		if c.HasSlots() {
+		if commx.HasSlots(c) {
 			return errors.New("a world over three nodes offers a shared area")
 		}
 		for _, f := range []string{"barrier", "bcast", "allreduce"} {
@@ -186,8 +188,8 @@ func TestSharedAreaNodes(t *testing.T) {
 				return fmt.Errorf("%s over three nodes chose %s, want %s", f, alg, collective.AlgHierarchical)
 			}
 		}
-		for i := range 3 * comm.SlotDepth {
-			if err := mixedRound(bg, c, i, []int{1, 13, comm.SlotBytes/8 + 1}[i%3]); err != nil {
+		for i := range 3 * shm.SlotDepth {
+			if err := mixedRound(bg, c, i, []int{1, 13, shm.SlotBytes/8 + 1}[i%3]); err != nil {
 				return err
 			}
 		}
@@ -247,7 +249,7 @@ func TestSharedAreaDeclined(t *testing.T) {
 	before, _ := filepath.Glob("/dev/shm/pmrun-*-coll-*")
 	w := oneNodeWorld(t, 3)
 	w.Run(func(c *comm.Comm) error {
-		if s := c.Slots(func(mapped bool) bool {
+		if s := commx.Slots(c, func(mapped bool) bool {
 			if !mapped {
 				t.Errorf("rank %d could not map the area", c.Rank())
 			}
@@ -255,7 +257,7 @@ func TestSharedAreaDeclined(t *testing.T) {
 		}); s != nil {
 			return fmt.Errorf("rank %d: Slots gave an area the ranks did not agree on", c.Rank())
 		}
-		if c.HasSlots() || collective.Choose("bcast", c, 8, true) == collective.AlgShared {
+		if commx.HasSlots(c) || collective.Choose("bcast", c, 8, true) == collective.AlgShared {
 			return fmt.Errorf("rank %d: still offers the shared area", c.Rank())
 		}
 		for i := range 4 {
@@ -277,11 +279,11 @@ func TestSharedAreaOff(t *testing.T) {
 	cfg := comm.DefaultConfig()
 	cfg.SharedMemory = false
 	w := commtest.NewNetWorld(t, []string{"n", "n"}, cfg)
-	if w.Comms[0].HasSlots() || collective.Choose("bcast", w.Comms[0], 8, true) == collective.AlgShared {
+	if commx.HasSlots(w.Comms[0]) || collective.Choose("bcast", w.Comms[0], 8, true) == collective.AlgShared {
 		t.Error("a world without shared memory chose the shared area")
 	}
 	on := oneNodeWorld(t, 4)
-	if collective.Choose("bcast", on.Comms[0], comm.SlotBytes+1, true) == collective.AlgShared {
+	if collective.Choose("bcast", on.Comms[0], shm.SlotBytes+1, true) == collective.AlgShared {
 		t.Error("a block above SlotBytes chose the shared area")
 	}
 	// Reserved calls started in a rank-dependent order keep their message

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pmrun/pmrun/internal/shm"
 )
 
 // Wildcards and special values.
@@ -55,7 +57,7 @@ type Comm struct {
 	rdv       launcher // world only: the launcher's control connection, if any
 
 	slotsOnce sync.Once
-	slots     *Slots      // shared area for small collectives (see Slots)
+	slots     *shm.Slots  // shared area for small collectives (see sharedSlots)
 	slotsOff  atomic.Bool // not every member could map it
 }
 
@@ -440,7 +442,7 @@ func (c *Comm) SplitByNode(ctx context.Context) (*Comm, error) {
 func (c *Comm) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
-		c.slots.close()
+		c.slots.Close()
 		if !c.world {
 			return
 		}

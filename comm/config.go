@@ -1,6 +1,7 @@
 package comm
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -54,19 +55,27 @@ type Config struct {
 	// SharedMemory makes ranks on one node exchange frames through shared memory
 	// rings instead of their TCP connection.
 	SharedMemory bool
-	// ShmRing is the size of each shared memory ring (a power of two).
+	// ShmRing is the largest size of a shared memory ring (a power of two);
+	// with many ranks on a node, rings are made smaller so that the node's
+	// shared memory stays bounded (see shmRingSize).
 	ShmRing int
 	// UnexpectedArena bounds the memory kept for eager messages that arrive
 	// before their receive is posted (up to 32 KiB each; larger ones, and any
 	// beyond the bound, are allocated one by one). It is taken as needed, 1 MiB
 	// at a time, and reused; 0 disables it.
 	UnexpectedArena int
-	// DialTimeout bounds connecting to one peer, handshake included.
+	// DialTimeout bounds connecting to one peer, handshake included. Ranks
+	// connect on their first message to each other; while a peer is slow to
+	// accept (a loaded machine starting many ranks), the connection is retried
+	// with backoff until DialTimeout. PMRUN_CONNECT_TIMEOUT sets it.
 	DialTimeout time.Duration
 	// Debug logs transport details (which pairs use shared memory, and why not).
 	Debug bool
 	// Logf receives diagnostics (refused connections, lost peers). Nil discards them.
 	Logf func(format string, args ...any)
+
+	shmDir   string               // where shared memory segments are made ("": /dev/shm); tests change it
+	dialHook func(rank, peer int) // tests: called when rank starts dialing peer
 }
 
 // DefaultConfig returns the defaults: 64 KiB eager limit (32 KiB through shared
@@ -110,23 +119,34 @@ func oversubscribed() bool {
 func (c *Config) Validate() error {
 	switch {
 	case c.EagerLimit < 0 || c.EagerLimit > 16<<20:
-		return fmt.Errorf("comm: EagerLimit %d must be in [0, 16 MiB]", c.EagerLimit)
+		return badField("EagerLimit", "%d must be in [0, 16 MiB]", c.EagerLimit)
 	case c.ShmEagerLimit < 0 || c.ShmEagerLimit > 16<<20:
-		return fmt.Errorf("comm: ShmEagerLimit %d must be in [0, 16 MiB]", c.ShmEagerLimit)
+		return badField("ShmEagerLimit", "%d must be in [0, 16 MiB]", c.ShmEagerLimit)
 	case c.ChunkSize < 4<<10 || c.ChunkSize > 32<<20:
-		return fmt.Errorf("comm: ChunkSize %d must be in [4 KiB, 32 MiB]", c.ChunkSize)
+		return badField("ChunkSize", "%d must be in [4 KiB, 32 MiB]", c.ChunkSize)
 	case c.CompressMin < 0:
-		return fmt.Errorf("comm: CompressMin %d must not be negative", c.CompressMin)
+		return badField("CompressMin", "%d must not be negative", c.CompressMin)
 	case c.Spin < 0 || c.Spin > time.Second:
-		return fmt.Errorf("comm: Spin %v must be in [0, 1s]", c.Spin)
+		return badField("Spin", "%v must be in [0, 1s]", c.Spin)
 	case c.ShmRing < 64<<10 || c.ShmRing > 1<<30 || c.ShmRing&(c.ShmRing-1) != 0:
-		return fmt.Errorf("comm: ShmRing %d must be a power of two in [64 KiB, 1 GiB]", c.ShmRing)
+		return badField("ShmRing", "%d must be a power of two in [64 KiB, 1 GiB]", c.ShmRing)
 	case c.UnexpectedArena < 0 || c.UnexpectedArena > 1<<30:
-		return fmt.Errorf("comm: UnexpectedArena %d must be in [0, 1 GiB]", c.UnexpectedArena)
+		return badField("UnexpectedArena", "%d must be in [0, 1 GiB]", c.UnexpectedArena)
 	case c.DialTimeout <= 0:
-		return fmt.Errorf("comm: DialTimeout %v must be positive", c.DialTimeout)
+		return badField("DialTimeout", "%v must be positive", c.DialTimeout)
 	}
 	return nil
+}
+
+// fieldError is a Config field out of range.
+type fieldError struct {
+	field, msg string
+}
+
+func (e *fieldError) Error() string { return "comm: " + e.field + " " + e.msg }
+
+func badField(field, format string, args ...any) error {
+	return &fieldError{field: field, msg: fmt.Sprintf(format, args...)}
 }
 
 func (c *Config) logf(format string, args ...any) {
@@ -137,27 +157,39 @@ func (c *Config) logf(format string, args ...any) {
 
 // ConfigFromEnv returns DefaultConfig() adjusted by the environment:
 // PMRUN_EAGER_LIMIT and PMRUN_CHUNK_SIZE (bytes, with optional k/m suffix),
-// PMRUN_COMPRESS (1/true/on) and PMRUN_COMPRESS_MIN.
+// PMRUN_COMPRESS (1/true/on) and PMRUN_COMPRESS_MIN, PMRUN_CONNECT_TIMEOUT
+// (a duration such as 30s), and the others named at the fields.
 func ConfigFromEnv() (*Config, error) {
 	c := DefaultConfig()
+	set := map[string]string{} // field -> the variable that set it
 	for _, v := range []struct {
-		name string
-		dst  *int
-	}{{"PMRUN_EAGER_LIMIT", &c.EagerLimit}, {"PMRUN_SHM_EAGER_LIMIT", &c.ShmEagerLimit}, {"PMRUN_CHUNK_SIZE", &c.ChunkSize}, {"PMRUN_COMPRESS_MIN", &c.CompressMin}, {"PMRUN_SOCKET_BUFFER", &c.SocketBuffer}, {"PMRUN_SHM_RING", &c.ShmRing}, {"PMRUN_UNEXPECTED_ARENA", &c.UnexpectedArena}} {
+		name, field string
+		dst         *int
+	}{
+		{"PMRUN_EAGER_LIMIT", "EagerLimit", &c.EagerLimit}, {"PMRUN_SHM_EAGER_LIMIT", "ShmEagerLimit", &c.ShmEagerLimit},
+		{"PMRUN_CHUNK_SIZE", "ChunkSize", &c.ChunkSize}, {"PMRUN_COMPRESS_MIN", "CompressMin", &c.CompressMin},
+		{"PMRUN_SOCKET_BUFFER", "SocketBuffer", &c.SocketBuffer}, {"PMRUN_SHM_RING", "ShmRing", &c.ShmRing},
+		{"PMRUN_UNEXPECTED_ARENA", "UnexpectedArena", &c.UnexpectedArena},
+	} {
 		if s := os.Getenv(v.name); s != "" {
 			n, err := units.ParseSize(s)
 			if err != nil {
 				return nil, fmt.Errorf("comm: %s: %w", v.name, err)
 			}
-			*v.dst = n
+			*v.dst, set[v.field] = n, v.name
 		}
 	}
-	if s := os.Getenv("PMRUN_SPIN"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			return nil, fmt.Errorf("comm: PMRUN_SPIN=%q: %w", s, err)
+	for _, v := range []struct {
+		name, field string
+		dst         *time.Duration
+	}{{"PMRUN_SPIN", "Spin", &c.Spin}, {"PMRUN_CONNECT_TIMEOUT", "DialTimeout", &c.DialTimeout}} {
+		if s := os.Getenv(v.name); s != "" {
+			d, err := time.ParseDuration(s)
+			if err != nil {
+				return nil, fmt.Errorf("comm: %s=%q: %w", v.name, s, err)
+			}
+			*v.dst, set[v.field] = d, v.name
 		}
-		c.Spin = d
 	}
 	for _, v := range []struct {
 		name string
@@ -181,7 +213,12 @@ func ConfigFromEnv() (*Config, error) {
 			return nil, fmt.Errorf("comm: PMRUN_COMPRESS=%q: want on or off", s)
 		}
 	}
-	return c, c.Validate()
+	err := c.Validate()
+	var fe *fieldError
+	if errors.As(err, &fe) && set[fe.field] != "" {
+		return nil, fmt.Errorf("comm: %s=%q: %w", set[fe.field], os.Getenv(set[fe.field]), err)
+	}
+	return c, err
 }
 
 func parseOnOff(s string) (bool, error) {

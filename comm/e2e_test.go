@@ -180,3 +180,41 @@ func TestE2EStrangerRefused(t *testing.T) {
 		t.Errorf("only %d refusals logged, want garbage and wrong secret at each of 3 ranks:\n%s", n, r.stderr)
 	}
 }
+
+// TestE2EManyRanks runs jobs of many more ranks than cores on one node: each
+// rank greets, exchanges a message with every other rank, and runs an
+// Alltoall and an Allreduce (testdata/scale), and the job ends with nothing
+// on stderr (a clean shutdown says nothing).
+func TestE2EManyRanks(t *testing.T) {
+	_, prog := e2eBinaries(t)
+	for _, tc := range []struct {
+		np  int
+		shm string
+	}{{32, "on"}, {32, "off"}, {64, "on"}, {128, "on"}} {
+		t.Run(fmt.Sprintf("np=%d/shm=%s", tc.np, tc.shm), func(t *testing.T) {
+			if tc.np > 64 && testing.Short() {
+				t.Skip("128 ranks are skipped with -short")
+			}
+			r := runJob(t, 5*time.Minute, "-np", strconv.Itoa(tc.np), "-x", "PMRUN_SHM="+tc.shm, prog("scale"))
+			if r.code != 0 {
+				t.Fatalf("status %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+			}
+			for rk := range tc.np {
+				for _, want := range []string{
+					fmt.Sprintf("hello from rank %d of %d\n", rk, tc.np),
+					fmt.Sprintf("rank %d: pairs ok\n", rk),
+					fmt.Sprintf("rank %d: alltoall ok\n", rk),
+					fmt.Sprintf("rank %d: allreduce ok\n", rk),
+				} {
+					if !strings.Contains(r.stdout, want) {
+						t.Errorf("missing %q", want)
+					}
+				}
+			}
+			if r.stderr != "" {
+				t.Errorf("a clean job wrote to stderr:\n%s", r.stderr)
+			}
+			t.Logf("np %d: %v", tc.np, r.elapsed.Round(time.Millisecond))
+		})
+	}
+}

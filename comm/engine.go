@@ -28,10 +28,12 @@ type engine struct {
 	job   string   // job id, names shared memory segments
 	lim   wire.Limits
 
-	links    []link     // by world rank; links[rank] loops back; immutable after start
-	tcpLinks []*tcpLink // the links that are TCP connections; immutable after start
-	shmLinks []*tcpLink // those of them that carry frames through shared memory
-	arena    arena      // payloads of unexpected eager messages (its own lock)
+	links    []link                        // in-process links by world rank (links[rank] loops back); immutable after start
+	peers    []atomic.Pointer[tcpLink]     // by world rank: the connection to a peer, once made
+	tcpLinks atomic.Pointer[[]*tcpLink]    // every connection made so far (copied on write)
+	shmLinks atomic.Pointer[[]*tcpLink]    // those of them that carry frames through shared memory
+	connect  func(w int) (*tcpLink, error) // makes the connection to world rank w (nil in-process)
+	arena    arena                         // payloads of unexpected eager messages (its own lock)
 
 	mu             sync.Mutex // guards the fields below
 	queues         map[uint32]*matchQueue
@@ -164,10 +166,11 @@ func (q *matchQueue) remove(m *inMsg) {
 const worldCtx = 1
 
 func newEngine(cfg *Config, rank, size int, nodes []string) *engine {
-	return &engine{
+	e := &engine{
 		cfg: cfg, rank: rank, size: size, nodes: nodes,
 		lim:     wire.Limits{MaxPayload: uint64(max(cfg.EagerLimit, cfg.ShmEagerLimit, cfg.ChunkSize)) + 1024, MaxMessage: 1 << 42, MaxRank: int32(size)},
 		links:   make([]link, size),
+		peers:   make([]atomic.Pointer[tcpLink], size),
 		queues:  make(map[uint32]*matchQueue),
 		rdvSend: make(map[uint64]*Request),
 		rdvRecv: make(map[uint64]*Request),
@@ -181,6 +184,68 @@ func newEngine(cfg *Config, rank, size int, nodes []string) *engine {
 		held:    make([]atomic.Int64, size),
 		demand:  make([]atomic.Int32, size),
 	}
+	e.tcpLinks.Store(new([]*tcpLink))
+	e.shmLinks.Store(new([]*tcpLink))
+	return e
+}
+
+// link returns the link to world rank w, connecting to it first if this is
+// the first frame between the two (see mesh.connect). Once connected, it is
+// two loads: the steady state pays nothing for connecting lazily.
+func (e *engine) link(w int) (link, error) {
+	if l := e.links[w]; l != nil {
+		return l, nil
+	}
+	if t := e.peers[w].Load(); t != nil {
+		return t, nil
+	}
+	if e.connect == nil {
+		return nil, &PeerError{Rank: w, Reason: ErrClosed}
+	}
+	t, err := e.connect(w)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// reach connects to world rank w ahead of a receive or probe from it, so
+// that its end is noticed (its connection closes) even if it never sends: a
+// rank that ended before the two connected refuses the connection. Once
+// connected, or for AnySource, it costs two loads.
+func (e *engine) reach(w int) error {
+	if w == AnySource || e.connected(w) || e.connect == nil {
+		return nil
+	}
+	_, err := e.link(w)
+	return err
+}
+
+// unreachable says why a connection to world rank w must not be made now
+// (this engine is closed, or w is gone), or returns nil.
+func (e *engine) unreachable(w int) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return ErrClosed
+	}
+	return e.peerGone(w)
+}
+
+// addLink publishes t, a new connection, to the engine's pollers and wakes a
+// close waiting for goodbyes (it must send one on t too).
+func (e *engine) addLink(t *tcpLink) {
+	e.mu.Lock()
+	tl := append(slices.Clip(*e.tcpLinks.Load()), t)
+	e.tcpLinks.Store(&tl)
+	if t.shm != nil {
+		sl := append(slices.Clip(*e.shmLinks.Load()), t)
+		e.shmLinks.Store(&sl)
+	}
+	e.peers[t.peer].Store(t)
+	close(e.byeCh)
+	e.byeCh = make(chan struct{})
+	e.mu.Unlock()
 }
 
 // heldLimit is how many bytes of early eager messages a rank takes from one
@@ -230,13 +295,13 @@ func (e *engine) force(d int32) {
 
 // kick wakes world rank w's paused reader, if any.
 func (e *engine) kick(w int) {
-	if t, ok := e.links[w].(*tcpLink); ok {
+	if t := e.peers[w].Load(); t != nil {
 		t.kick()
 	}
 }
 
 func (e *engine) kickAll() {
-	for _, t := range e.tcpLinks {
+	for _, t := range *e.tcpLinks.Load() {
 		t.kick()
 	}
 }
@@ -268,7 +333,7 @@ func (e *engine) progressAll(rs []*Request) {
 	// request needs may arrive on another link first (a rendezvous
 	// announcement for a receive posted alongside, in a pairwise exchange).
 	// Other TCP links get a turn every 16 polls.
-	links := e.shmLinks
+	links, tcpLinks := *e.shmLinks.Load(), *e.tcpLinks.Load()
 	live, pushes := make([]*Request, 0, 8), make([]*Request, 0, 8)
 	for _, r := range rs {
 		if r == nil || r.c.e != e || r.kind == kindAsync || r.fin.Load() {
@@ -283,8 +348,8 @@ func (e *engine) progressAll(rs []*Request) {
 			}
 		}
 		if peer == AnySource {
-			links = e.tcpLinks
-		} else if t, _ := e.links[peer].(*tcpLink); t != nil && t.shm == nil && !slices.Contains(links, t) {
+			links = tcpLinks
+		} else if t := e.peers[peer].Load(); t != nil && t.shm == nil && !slices.Contains(links, t) {
 			links = append(links[:len(links):len(links)], t)
 		}
 	}
@@ -333,8 +398,8 @@ func (e *engine) progressAll(rs []*Request) {
 		for _, l := range links {
 			l.tryPoll()
 		}
-		if i&15 == 0 && len(e.tcpLinks) > len(links) {
-			for _, l := range e.tcpLinks {
+		if i&15 == 0 && len(tcpLinks) > len(links) {
+			for _, l := range tcpLinks {
 				if l.shm == nil {
 					l.tryPoll()
 				}
@@ -399,7 +464,7 @@ func (e *engine) yield() {
 
 // pollLinks reads what has arrived on every connection, without blocking.
 func (e *engine) pollLinks() {
-	for _, l := range e.tcpLinks {
+	for _, l := range *e.tcpLinks.Load() {
 		l.tryPoll()
 	}
 }
@@ -409,6 +474,17 @@ func (e *engine) debugf(format string, args ...any) {
 	if e.cfg.Debug {
 		e.cfg.logf(format, args...)
 	}
+}
+
+// localSize is the number of the job's ranks on this rank's node.
+func (e *engine) localSize() int {
+	n := 0
+	for w := range e.size {
+		if w == e.rank || e.sameNode(w) {
+			n++
+		}
+	}
+	return n
 }
 
 // sameNode reports whether world rank w runs on this rank's node.
@@ -466,13 +542,16 @@ func (e *engine) notifyArrived() {
 	e.arrivedWatched = false
 }
 
+// errLeft is why a rank that closed its communicator can no longer be reached.
+var errLeft = errors.New("rank closed its communicator")
+
 // peerGone returns why world rank w can no longer be reached, or nil. Caller holds mu.
 func (e *engine) peerGone(w int) error {
 	if err, ok := e.lost[w]; ok {
 		return &PeerError{Rank: w, Reason: err}
 	}
 	if e.byes[w] {
-		return &PeerError{Rank: w, Reason: errors.New("rank closed its communicator")}
+		return &PeerError{Rank: w, Reason: errLeft}
 	}
 	return nil
 }
@@ -481,6 +560,10 @@ func (e *engine) peerGone(w int) error {
 
 // postRecv matches r against queued messages or posts it.
 func (e *engine) postRecv(r *Request) {
+	if err := e.reach(r.src); err != nil {
+		r.complete(Status{}, err)
+		return
+	}
 	e.mu.Lock()
 	if r.state == stCancelled {
 		e.mu.Unlock()
@@ -558,6 +641,11 @@ func (e *engine) cancel(r *Request) {
 
 // send transmits r.payload to world rank r.dst: eagerly, or by rendezvous.
 func (e *engine) send(r *Request) {
+	l, err := e.link(r.dst) // connects first if needed: not under mu
+	if err != nil {
+		r.complete(Status{}, err)
+		return
+	}
 	e.mu.Lock()
 	if r.state == stCancelled {
 		e.mu.Unlock()
@@ -574,7 +662,7 @@ func (e *engine) send(r *Request) {
 		return
 	}
 	limit := e.cfg.EagerLimit
-	if t, ok := e.links[r.dst].(*tcpLink); ok && t.shm != nil {
+	if t, ok := l.(*tcpLink); ok && t.shm != nil {
 		limit = e.cfg.ShmEagerLimit
 	}
 	eager := len(r.payload) <= limit && !r.sync
@@ -587,7 +675,6 @@ func (e *engine) send(r *Request) {
 		r.state = stMatched
 	}
 	e.mu.Unlock()
-	l := e.links[r.dst]
 	h := wire.Header{Ctx: r.cid, Src: int32(e.rank), Tag: int32(r.tag)}
 	if eager {
 		h.Kind = wire.KindEager
@@ -759,7 +846,11 @@ func (e *engine) startRdvRecvFrom(r *Request, src, tag, size int, sendID uint64,
 // goroutine sends it.
 func (e *engine) sendCtl(dst int, h wire.Header, reader bool, failed func(error)) {
 	send := func() {
-		if err := e.links[dst].sendFrame(&h, nil); err != nil && failed != nil {
+		l, err := e.link(dst)
+		if err == nil {
+			err = l.sendFrame(&h, nil)
+		}
+		if err != nil && failed != nil {
 			failed(err)
 		}
 	}
@@ -767,7 +858,7 @@ func (e *engine) sendCtl(dst int, h wire.Header, reader bool, failed func(error)
 		send()
 		return
 	}
-	if t, ok := e.links[dst].(*tcpLink); ok && t.trySendHeader(&h) {
+	if t := e.peers[dst].Load(); t != nil && t.trySendHeader(&h) {
 		return
 	}
 	e.pushers.Add(1)
@@ -823,7 +914,11 @@ func (e *engine) pushIfReady(r *Request) bool {
 // push sends r's payload as data frames; it owns its goroutine until done.
 func (e *engine) push(r *Request, recvID uint64) {
 	defer e.pushers.Done()
-	l := e.links[r.dst]
+	l, err := e.link(r.dst)
+	if err != nil {
+		r.complete(Status{}, err)
+		return
+	}
 	p := r.payload
 	for off := 0; off < len(p); {
 		n := min(e.cfg.ChunkSize, len(p)-off)
@@ -898,6 +993,9 @@ func (e *engine) dataDone(h *wire.Header, r *Request, n int) {
 // probe looks for a queued message matching src/tag; with wait it blocks until one
 // arrives.
 func (e *engine) probe(ctx context.Context, c *Comm, src, tag int, wait bool) (bool, Status, error) {
+	if err := e.reach(src); err != nil {
+		return false, Status{}, err
+	}
 	e.force(1) // the message probed for may lie behind a throttled backlog
 	defer e.force(-1)
 	// Like a waiting receive, a probe reads the connections itself: first once
@@ -1001,7 +1099,27 @@ func (e *engine) peerDown(w int, bye bool, reason error) {
 	}
 }
 
-// close says goodbye to every peer, waits (bounded by ctx) until each has said
+// connected reports whether this rank has a link to world rank w. Ranks
+// connect on their first frame: two that never exchanged one have nothing to
+// say goodbye on.
+func (e *engine) connected(w int) bool {
+	return e.links[w] != nil || e.peers[w].Load() != nil
+}
+
+// sayGoodbye sends a bye on every link that has not had one (said).
+func (e *engine) sayGoodbye(said []bool) {
+	for w := range e.size {
+		if w == e.rank || said[w] || !e.connected(w) {
+			continue
+		}
+		said[w] = true
+		l, _ := e.link(w)
+		h := wire.Header{Kind: wire.KindBye, Src: int32(e.rank)}
+		_ = l.sendFrame(&h, nil)
+	}
+}
+
+// close says goodbye to every connected peer, waits (bounded by ctx) until each has said
 // goodbye too or is gone, then tears the transport down and fails what is pending.
 func (e *engine) close(ctx context.Context) error {
 	e.mu.Lock()
@@ -1010,18 +1128,14 @@ func (e *engine) close(ctx context.Context) error {
 		return nil
 	}
 	e.mu.Unlock()
-	e.force(1) // every peer's goodbye must be read, behind whatever it sent
-	for w, l := range e.links {
-		if w != e.rank && l != nil {
-			h := wire.Header{Kind: wire.KindBye, Src: int32(e.rank)}
-			_ = l.sendFrame(&h, nil)
-		}
-	}
+	e.force(1)                   // every peer's goodbye must be read, behind whatever it sent
+	said := make([]bool, e.size) // peers told goodbye
 	for {
+		e.sayGoodbye(said)
 		e.mu.Lock()
 		pending := 0
 		for w := range e.size {
-			if w != e.rank && !e.byes[w] && e.lost[w] == nil {
+			if w != e.rank && e.connected(w) && !e.byes[w] && e.lost[w] == nil {
 				pending++
 			}
 		}
@@ -1031,7 +1145,7 @@ func (e *engine) close(ctx context.Context) error {
 			break
 		}
 		select {
-		case <-ch:
+		case <-ch: // a goodbye, a loss, or a peer that connected meanwhile
 			continue
 		case <-ctx.Done():
 		}

@@ -115,13 +115,44 @@ type shmPair struct {
 // shmSegmentSize is the file size for rings of ringSize bytes each.
 func shmSegmentSize(ringSize int) int { return 2 * (ringHeader + ringSize) }
 
-// createShm makes and maps a new segment for a pair; the dialer (higher rank)
-// calls it and sends the returned name to the acceptor.
-func createShm(job string, lo, hi, ringSize int) (*shmPair, string, error) {
+// The rings of one node share a budget: a pair's rings are made smaller as the
+// node runs more of the job's ranks, down to minShmRing, so that a job whose
+// ranks all talk to each other (an all-to-all) keeps its shared memory within
+// about shmNodeBudget however many ranks it has (64 ranks: 128 KiB rings,
+// 512 MiB if every pair connects; ranks that never talk share nothing).
+// Messages larger than a ring stream through it.
+const (
+	shmNodeBudget = 512 << 20
+	minShmRing    = 32 << 10
+	maxShmRing    = 1 << 30
+)
+
+// shmRingSize is the ring size for a node running local of the job's ranks:
+// at most limit (Config.ShmRing).
+func shmRingSize(limit, local int) int {
+	r := limit
+	for r > minShmRing && local*(local-1)*r > shmNodeBudget {
+		r /= 2
+	}
+	return r
+}
+
+// shmRingOf returns the ring size of a segment of size bytes, or false.
+func shmRingOf(size int64) (int, bool) {
+	r := size/2 - ringHeader
+	if size%2 != 0 || r < minShmRing || r > maxShmRing || r&(r-1) != 0 {
+		return 0, false
+	}
+	return int(r), true
+}
+
+// createShm makes and maps a new segment for a pair in dir ("" means
+// /dev/shm); the dialer calls it and sends the returned name to the acceptor.
+func createShm(dir, job string, peer, self, ringSize int) (*shmPair, string, error) {
 	var rnd [6]byte
 	rand.Read(rnd[:])
-	name := fmt.Sprintf("pmrun-%s-%d-%d-%s", job, lo, hi, hex.EncodeToString(rnd[:]))
-	f, err := os.OpenFile("/dev/shm/"+name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	name := fmt.Sprintf("pmrun-%s-%d-%d-%s", job, min(peer, self), max(peer, self), hex.EncodeToString(rnd[:]))
+	f, err := os.OpenFile(shmPath(dir, name), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, "", err
 	}
@@ -132,7 +163,7 @@ func createShm(job string, lo, hi, ringSize int) (*shmPair, string, error) {
 		os.Remove(f.Name())
 		return nil, "", fmt.Errorf("reserving %d bytes of shared memory: %w", size, err)
 	}
-	p, err := mapShm(f, size, ringSize, true)
+	p, err := mapShm(f, size, true)
 	if err != nil {
 		os.Remove(f.Name())
 		return nil, "", err
@@ -140,13 +171,21 @@ func createShm(job string, lo, hi, ringSize int) (*shmPair, string, error) {
 	return p, name, nil
 }
 
-// openShm maps the segment the dialer created and removes its name, so that
-// nothing is left behind whatever happens to the ranks.
-func openShm(name string, ringSize int) (*shmPair, error) {
+// shmPath is where segment name lives in dir ("" means /dev/shm).
+func shmPath(dir, name string) string {
+	if dir == "" {
+		dir = "/dev/shm"
+	}
+	return dir + "/" + name
+}
+
+// openShm maps the segment the dialer created in dir and removes its name, so
+// that nothing is left behind whatever happens to the ranks.
+func openShm(dir, name string) (*shmPair, error) {
 	if len(name) > 200 || name == "" || name[0] == '.' || containsSlash(name) {
 		return nil, fmt.Errorf("bad shared memory name %q", name)
 	}
-	path := "/dev/shm/" + name
+	path := shmPath(dir, name)
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, err
@@ -157,10 +196,10 @@ func openShm(name string, ringSize int) (*shmPair, error) {
 	if err != nil {
 		return nil, err
 	}
-	if fi.Size() != int64(shmSegmentSize(ringSize)) {
-		return nil, fmt.Errorf("shared memory segment has %d bytes, want %d", fi.Size(), shmSegmentSize(ringSize))
+	if _, ok := shmRingOf(fi.Size()); !ok {
+		return nil, fmt.Errorf("shared memory segment has %d bytes, not two rings", fi.Size())
 	}
-	return mapShm(f, int(fi.Size()), ringSize, false)
+	return mapShm(f, int(fi.Size()), false)
 }
 
 func containsSlash(s string) bool {
@@ -173,7 +212,7 @@ func containsSlash(s string) bool {
 }
 
 // mapShm maps f; the creator reads the first ring and writes the second.
-func mapShm(f *os.File, size, ringSize int, creator bool) (*shmPair, error) {
+func mapShm(f *os.File, size int, creator bool) (*shmPair, error) {
 	mem, err := syscall.Mmap(int(f.Fd()), 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
 	if err != nil {
 		return nil, fmt.Errorf("mapping shared memory: %w", err)
@@ -198,28 +237,26 @@ func (p *shmPair) unmap() error {
 }
 
 // offerShm is the dialer's side of setting up shared memory on a fresh
-// connection: it sends the segment's name (or an empty one when it has none) and
-// waits for the acceptor's answer.
-func offerShm(conn net.Conn, p *shmPair, name string) (*shmPair, error) {
+// connection: it sends the segment's name (or an empty one when it has none)
+// and returns the acceptor's answer (ansTCP, ansShm or ansRefused). Unless
+// the acceptor took the segment, it unmaps it and removes its name.
+func offerShm(conn net.Conn, dir string, p *shmPair, name string) (byte, error) {
 	msg := append([]byte{byte(len(name))}, name...)
-	if _, err := conn.Write(msg); err != nil {
-		return nil, err
+	_, err := conn.Write(msg)
+	var ans [1]byte
+	if err == nil {
+		_, err = io.ReadFull(conn, ans[:])
 	}
-	var ok [1]byte
-	if _, err := io.ReadFull(conn, ok[:]); err != nil {
-		return nil, err
+	if (err != nil || ans[0] != ansShm) && p != nil {
+		p.unmap()
+		os.Remove(shmPath(dir, name)) // gone already if the acceptor opened it
 	}
-	if ok[0] != 1 || p == nil {
-		if p != nil {
-			p.unmap()
-		}
-		return nil, nil // the pair talks over TCP
-	}
-	return p, nil
+	return ans[0], err
 }
 
-// acceptShm is the acceptor's side: it maps the offered segment if it can.
-func acceptShm(conn net.Conn, ringSize int, logf func(string, ...any)) (*shmPair, error) {
+// readShmOffer is the acceptor's side: it reads the name of the offered
+// segment (empty: none).
+func readShmOffer(conn net.Conn) ([]byte, error) {
 	var n [1]byte
 	if _, err := io.ReadFull(conn, n[:]); err != nil {
 		return nil, err
@@ -228,23 +265,7 @@ func acceptShm(conn net.Conn, ringSize int, logf func(string, ...any)) (*shmPair
 	if _, err := io.ReadFull(conn, name); err != nil {
 		return nil, err
 	}
-	var p *shmPair
-	if len(name) > 0 {
-		var err error
-		if p, err = openShm(string(name), ringSize); err != nil {
-			logf("comm: shared memory %s unusable, using TCP: %v", name, err)
-			p = nil
-		}
-	}
-	ans := byte(0)
-	if p != nil {
-		ans = 1
-	}
-	if _, err := conn.Write([]byte{ans}); err != nil {
-		p.unmap()
-		return nil, err
-	}
-	return p, nil
+	return name, nil
 }
 
 // ringWrite writes all of b into the link's transmit ring, waiting for room as
@@ -267,7 +288,7 @@ func (l *tcpLink) ringWrite(b []byte) error {
 		// wrote: the peer may itself be blocked writing to this rank (a
 		// pairwise exchange), or to a rank that writes to this one (a ring).
 		// Readers never write, so polling while holding wmu cannot deadlock.
-		for _, pl := range l.e.shmLinks {
+		for _, pl := range *l.e.shmLinks.Load() {
 			pl.tryPoll()
 		}
 		spins++

@@ -1,96 +1,45 @@
 package comm
 
 import (
-	"context"
 	"fmt"
-	"math"
 	"os"
-	"path/filepath"
-	"sync/atomic"
-	"syscall"
-	"time"
-	"unsafe"
+
+	"github.com/pmrun/pmrun/internal/commx"
+	"github.com/pmrun/pmrun/internal/shm"
 )
 
-// Small collectives on one node go through a shared area instead of messages.
-// A communicator whose ranks all run on this node, as processes connected by
-// shared memory, maps one file in /dev/shm that all of them share: SlotDepth
-// slots, each with one area of SlotBytes per rank, and two counters per rank,
-// seq (the last operation it published) and ack (the last one it finished
-// reading). The collective algorithms (package collective) number their calls
-// with Next, write into a slot once Claim says every rank is done with the
-// operation that used it SlotDepth calls before, publish, and read what others
-// published. A broadcast is then one copy in and one copy out per rank, with
-// no matching, no tree and no wake-up chain; and a rank may run SlotDepth
-// calls ahead of the slowest, so that with more ranks than cores each rank,
-// once scheduled, gets through several calls in a row.
-//
-// Waiting spins as a blocked receive does (Config.Spin, yielding the core when
-// the node is oversubscribed), then sleeps on a futex in the shared header;
-// every publish or ack wakes the sleepers. A sleeper wakes up every few
-// milliseconds to check its context and that the ranks it waits for are alive.
+// Small collectives on one node go through a shared area instead of messages
+// (see package internal/shm). The area belongs to a communicator; the
+// collective algorithms reach it through internal/commx, which this file
+// fills in.
 
-const (
-	// SlotBytes is the size of one rank's area in a slot: the largest block a
-	// collective may move through the shared area.
-	SlotBytes = 8 << 10
-	// SlotDepth is the number of slots: how far a rank may run ahead.
-	SlotDepth = 8
-
-	slotsHeader  = 4096 // attached, gen and waiters each on a cache line of their own
-	slotsCounter = 128  // per rank: seq and ack on lines of their own
-	offAttached  = 0
-	offGen       = 64
-	offWaiters   = 128
-	offAck       = 64 // within a rank's counters
-	futexWait    = 0
-	futexWake    = 1
-	slotsNap     = 5 * time.Millisecond // longest futex sleep between checks
-)
-
-// Slots is a communicator's shared area for small collectives (see Comm.Slots).
-// Calls on it must follow the order of the communicator's collective calls,
-// one at a time, like blocking MPI collectives.
-type Slots struct {
-	c       *Comm
-	mem     []byte
-	gen     *uint32       // futex word: bumped by every publish and ack
-	waiters *atomic.Int32 // ranks asleep on gen
-	seq     []*atomic.Uint64
-	ack     []*atomic.Uint64
-	data    []byte
-	next    uint64
-	busy    atomic.Int32 // calls in progress (Close unmaps only when none)
+func init() {
+	commx.Register(
+		func(c any, agree func(bool) bool) *shm.Slots { return c.(*Comm).sharedSlots(agree) },
+		func(c any) bool { return c.(*Comm).hasSlots() },
+	)
 }
 
-func slotsFileSize(p int) int {
-	return slotsHeader + p*slotsCounter + SlotDepth*p*SlotBytes
-}
-
-// Slots returns c's shared area for small collectives, mapping it on first
-// use, or nil when c has none. c cannot have one when it has a single rank or
-// its ranks run on several nodes or are connected without shared memory
-// (in-process worlds, PMRUN_SHM=0); those facts every member sees alike.
+// sharedSlots returns c's shared area for small collectives, mapping it on
+// first use, or nil when c has none (see commx.Slots).
 //
 // Mapping needs no messages: each member opens the file by a name that the
 // job id, the context id and the first member's world rank make unique, and
 // the last one to map it removes the name. But a member may fail to map it
 // (a full /dev/shm) where others succeed, so the first call passes whether
 // this member did to agree, a collective on c that returns whether every
-// member did. If not, all unmap it and c keeps to messages: HasSlots is false
-// from then on, on every member. All members must make their first call at
-// the same point of c's sequence of collectives.
-func (c *Comm) Slots(agree func(mapped bool) bool) *Slots {
-	if !c.HasSlots() {
+// member did. If not, all unmap it and c keeps to messages.
+func (c *Comm) sharedSlots(agree func(mapped bool) bool) *shm.Slots {
+	if !c.hasSlots() {
 		return nil
 	}
 	c.slotsOnce.Do(func() {
-		s, err := openSlots(c)
+		s, err := shm.OpenSlots(slotsName(c), c.slotsMember())
 		if err != nil {
 			c.e.debugf("%v; collectives on this communicator keep to messages", err)
 		}
 		if !agree(err == nil) {
-			s.close()
+			s.Close()
 			os.Remove(slotsName(c)) // no member will open it now
 			c.slotsOff.Store(true)
 			return
@@ -100,205 +49,38 @@ func (c *Comm) Slots(agree func(mapped bool) bool) *Slots {
 	return c.slots
 }
 
-// HasSlots reports whether c has, or may still map, a shared area (Slots).
-func (c *Comm) HasSlots() bool {
+// hasSlots reports whether c has, or may still map, a shared area.
+func (c *Comm) hasSlots() bool {
 	e := c.e
 	return c.size > 1 && c.nodes == 1 && e.cfg.SharedMemory && e.addrs != nil && e.job != "" &&
 		!c.closed.Load() && !c.slotsOff.Load()
 }
 
 func slotsName(c *Comm) string {
-	return fmt.Sprintf("/dev/shm/pmrun-%s-coll-%d-%d", c.e.job, c.cid, c.group[0])
+	return fmt.Sprintf("%s/pmrun-%s-coll-%d-%d", shm.Dir, c.e.job, c.cid, c.group[0])
 }
 
-func openSlots(c *Comm) (*Slots, error) {
-	name := slotsName(c)
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("comm: rank %d: shared area for collectives: %w", c.rank, err)
-	}
-	defer f.Close()
-	size := slotsFileSize(c.size)
-	// Every member reserves the same size; a full tmpfs fails here rather than
-	// with SIGBUS later.
-	if err := syscall.Fallocate(int(f.Fd()), 0, 0, int64(size)); err != nil {
-		return nil, fmt.Errorf("comm: rank %d: reserving %d bytes of shared memory for collectives: %w", c.rank, size, err)
-	}
-	mem, err := syscall.Mmap(int(f.Fd()), 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
-	if err != nil {
-		return nil, fmt.Errorf("comm: rank %d: mapping the shared area for collectives: %w", c.rank, err)
-	}
-	base := unsafe.Pointer(unsafe.SliceData(mem))
-	s := &Slots{
-		c:       c,
-		mem:     mem,
-		gen:     (*uint32)(unsafe.Add(base, offGen)),
-		waiters: (*atomic.Int32)(unsafe.Add(base, offWaiters)),
-		seq:     make([]*atomic.Uint64, c.size),
-		ack:     make([]*atomic.Uint64, c.size),
-		data:    mem[slotsHeader+c.size*slotsCounter:],
-	}
-	for r := range c.size {
-		p := unsafe.Add(base, slotsHeader+r*slotsCounter)
-		s.seq[r], s.ack[r] = (*atomic.Uint64)(p), (*atomic.Uint64)(unsafe.Add(p, offAck))
-	}
-	if (*atomic.Int32)(base).Add(1) == int32(c.size) {
-		os.Remove(name) // every member has it mapped
-	}
-	return s, nil
-}
-
-// close unmaps the area unless a call is using it (a misuse that then keeps it).
-func (s *Slots) close() {
-	if s != nil && s.busy.Load() == 0 {
-		syscall.Munmap(s.mem)
-	}
-}
-
-// Next numbers the next collective call that uses the area; the first is 1.
-func (s *Slots) Next() uint64 {
-	s.next++
-	return s.next
-}
-
-// Area returns area i of op's slot, SlotBytes long.
-func (s *Slots) Area(op uint64, i int) []byte {
-	off := (int(op%SlotDepth)*s.c.size + i) * SlotBytes
-	return s.data[off : off+SlotBytes : off+SlotBytes]
-}
-
-// Begin marks the start of a call: the area stays mapped until End, even if
-// the communicator is closed meanwhile. It fails on a closed communicator.
-func (s *Slots) Begin() error {
-	s.busy.Add(1)
-	if s.c.closed.Load() {
-		s.busy.Add(-1)
-		return ErrClosed
-	}
-	return nil
-}
-
-// End marks the end of a call started by Begin.
-func (s *Slots) End() { s.busy.Add(-1) }
-
-// Claim waits until op's slot is free to write: every rank has finished
-// reading the call that used it SlotDepth calls before.
-func (s *Slots) Claim(ctx context.Context, op uint64) error {
-	if op <= SlotDepth {
-		return nil
-	}
-	return s.wait(ctx, "waiting for a free slot", func() int {
-		for r, a := range s.ack {
-			if a.Load() < op-SlotDepth {
-				return r
+// slotsMember is what c's shared area needs of c.
+func (c *Comm) slotsMember() shm.Member {
+	e := c.e
+	return shm.Member{
+		Rank: c.rank, Size: c.size,
+		Spin: e.cfg.Spin, SpinYield: e.cfg.SpinYield,
+		Yield: e.yield,
+		Closed: func() error {
+			if c.closed.Load() {
+				return ErrClosed
 			}
-		}
-		return -1
-	})
-}
-
-// Publish tells the others this rank's part of op is written.
-func (s *Slots) Publish(op uint64) {
-	s.seq[s.c.rank].Store(op)
-	s.wake()
-}
-
-// Done tells the others this rank has read all it needs from op's slot.
-func (s *Slots) Done(op uint64) {
-	s.ack[s.c.rank].Store(op)
-	s.wake()
-}
-
-// Await waits until rank r (a rank of the communicator) has published op.
-func (s *Slots) Await(ctx context.Context, op uint64, r int) error {
-	return s.wait(ctx, "waiting for its part", func() int {
-		if s.seq[r].Load() < op {
-			return r
-		}
-		return -1
-	})
-}
-
-// AwaitAll waits until every other rank has published op.
-func (s *Slots) AwaitAll(ctx context.Context, op uint64) error {
-	return s.wait(ctx, "waiting for its part", func() int {
-		for r, q := range s.seq {
-			if r != s.c.rank && q.Load() < op {
-				return r
-			}
-		}
-		return -1
-	})
-}
-
-func (s *Slots) wake() {
-	atomic.AddUint32(s.gen, 1)
-	if s.waiters.Load() > 0 {
-		syscall.Syscall6(syscall.SYS_FUTEX, uintptr(unsafe.Pointer(s.gen)), futexWake, math.MaxInt32, 0, 0, 0)
-	}
-}
-
-// wait returns once lagging reports no rank (-1). lagging names a rank the
-// caller still waits for, whose death or departure ends the wait with an error.
-func (s *Slots) wait(ctx context.Context, what string, lagging func() int) error {
-	if lagging() < 0 {
-		return nil
-	}
-	e := s.c.e
-	if e.cfg.Spin > 0 {
-		deadline := time.Now().Add(e.cfg.Spin)
-		for i := 1; ; i++ {
-			if lagging() < 0 {
-				return nil
-			}
-			if e.cfg.SpinYield {
-				syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0) // let the rank that must answer run
-			}
-			if i&yieldMask == 0 {
-				if time.Now().After(deadline) {
-					break
-				}
-				e.yield()
-			}
-		}
-	}
-	ts := syscall.NsecToTimespec(int64(slotsNap))
-	for {
-		s.waiters.Add(1)
-		g := atomic.LoadUint32(s.gen)
-		r := lagging()
-		if r >= 0 {
-			syscall.Syscall6(syscall.SYS_FUTEX, uintptr(unsafe.Pointer(s.gen)), futexWait, uintptr(g), uintptr(unsafe.Pointer(&ts)), 0, 0)
-		}
-		s.waiters.Add(-1)
-		if r < 0 {
 			return nil
-		}
-		if r = lagging(); r < 0 {
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
+		},
+		Gone: func(r int, left bool) error {
+			e.mu.Lock()
+			err := e.peerGone(c.group[r])
+			e.mu.Unlock()
+			if err == nil && left {
+				err = &PeerError{Rank: c.group[r], Reason: errLeft}
+			}
 			return err
-		}
-		e.mu.Lock()
-		err := e.peerGone(s.c.group[r])
-		e.mu.Unlock()
-		if err != nil && lagging() == r { // what it published before going still counts
-			return fmt.Errorf("comm: rank %d: %s from rank %d: %w", s.c.rank, what, r, err)
-		}
-	}
-}
-
-// RemoveShared removes what a job's ranks left in /dev/shm: names that exist
-// only while the ranks set up (each is removed once every rank that needs it
-// has mapped it), left behind when a rank dies first. A launcher calls it
-// when all the job's ranks on this node have exited.
-func RemoveShared(job string) {
-	if job == "" || containsSlash(job) {
-		return
-	}
-	names, _ := filepath.Glob("/dev/shm/pmrun-" + job + "-*")
-	for _, n := range names {
-		os.Remove(n)
+		},
 	}
 }

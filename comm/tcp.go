@@ -1,22 +1,20 @@
 package comm
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 	"unsafe"
 
 	"github.com/pmrun/pmrun/internal/wire"
 )
 
-// The TCP transport connects every pair of ranks in different processes with one
-// TCP connection that carries all their frames: eager messages, the rendezvous
-// control frames and the rendezvous data. It does not use yamux: measured here, a
+// The TCP transport connects each pair of ranks in different processes that
+// exchange messages (see mesh) with one TCP connection that carries all their
+// frames: eager messages, the rendezvous control frames and the rendezvous data. It does not use yamux: measured here, a
 // yamux stream adds 50-70 µs to each one-way hop (its own send and receive
 // goroutines are two more hand-offs) and its flow-control window caps a stream near
 // 1 GB/s, where a plain connection does about 2 GB/s. What yamux would give on this
@@ -447,211 +445,6 @@ func (l *tcpLink) finish() error {
 		l.e.dataDone(&f.h, f.req, int(f.h.Length))
 	}
 	return nil
-}
-
-// mesh connects this rank to every other: it dials the lower ranks and accepts the
-// higher ones on ln, each connection opened by the job-secret handshake. After the
-// mesh is complete the listener keeps running to refuse (and log) strangers until
-// the engine closes.
-type mesh struct {
-	e      *engine
-	ln     net.Listener
-	secret []byte
-
-	mu     sync.Mutex // guards links (also the engine's links during setup) and conns
-	conns  []net.Conn
-	links  []*tcpLink
-	joined chan struct{} // closed when every link is up
-	want   int
-	wg     sync.WaitGroup // accept loop, handshakes, readers
-	quit   chan struct{}
-}
-
-func startMesh(ctx context.Context, e *engine, ln net.Listener, secret []byte, addrs []string) (*mesh, error) {
-	m := &mesh{e: e, ln: ln, secret: secret, joined: make(chan struct{}), quit: make(chan struct{})}
-	m.want = e.size - 1
-	e.links[e.rank] = &loopLink{from: e, to: e}
-	e.closeHook = m.close
-	if m.want == 0 {
-		close(m.joined)
-	}
-	m.wg.Add(1)
-	go m.acceptLoop()
-	dctx, cancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
-	defer cancel()
-	for j := 0; j < e.rank; j++ {
-		if err := m.dial(dctx, j, addrs[j]); err != nil {
-			m.close()
-			return nil, err
-		}
-	}
-	select {
-	case <-m.joined:
-		m.mu.Lock()
-		e.tcpLinks = append([]*tcpLink(nil), m.links...)
-		for _, l := range m.links {
-			if l.shm != nil {
-				e.shmLinks = append(e.shmLinks, l)
-			}
-		}
-		m.mu.Unlock()
-		return m, nil
-	case <-dctx.Done():
-		m.mu.Lock()
-		missing := []int{}
-		for j := e.rank + 1; j < e.size; j++ {
-			if e.links[j] == nil {
-				missing = append(missing, j)
-			}
-		}
-		m.mu.Unlock()
-		m.close()
-		return nil, fmt.Errorf("comm: rank %d: ranks %v did not connect: %w", e.rank, missing, dctx.Err())
-	}
-}
-
-func (m *mesh) dial(ctx context.Context, peer int, addr string) error {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return fmt.Errorf("comm: rank %d: connecting to rank %d at %s: %w", m.e.rank, peer, addr, err)
-	}
-	if err := wire.DialHandshake(conn, m.secret, wire.RolePeer, uint32(m.e.rank)); err != nil {
-		conn.Close()
-		return fmt.Errorf("comm: rank %d: handshake with rank %d at %s: %w", m.e.rank, peer, addr, err)
-	}
-	var shm *shmPair
-	name := ""
-	if m.e.sameNode(peer) && m.e.cfg.SharedMemory {
-		var err error
-		if shm, name, err = createShm(m.e.job, peer, m.e.rank, m.e.cfg.ShmRing); err != nil {
-			m.e.debugf("comm: rank %d: no shared memory with rank %d, using TCP: %v", m.e.rank, peer, err)
-		}
-	}
-	shm, err = offerShm(conn, shm, name)
-	if err != nil {
-		conn.Close()
-		return fmt.Errorf("comm: rank %d: setting up the connection to rank %d: %w", m.e.rank, peer, err)
-	}
-	return m.install(peer, conn, shm)
-}
-
-func (m *mesh) acceptLoop() {
-	defer m.wg.Done()
-	for {
-		conn, err := m.ln.Accept()
-		if err != nil {
-			select {
-			case <-m.quit:
-			default:
-				m.e.cfg.logf("comm: rank %d: accept: %v", m.e.rank, err)
-			}
-			return
-		}
-		m.wg.Add(1)
-		go func() {
-			defer m.wg.Done()
-			m.accept(conn)
-		}()
-	}
-}
-
-// accept authenticates one incoming connection; anything but a higher rank of this
-// job that is not yet connected is refused and logged.
-func (m *mesh) accept(conn net.Conn) {
-	if !m.track(conn) {
-		conn.Close()
-		return
-	}
-	role, id, err := wire.AcceptHandshake(conn, m.secret)
-	if err == nil && (role != wire.RolePeer || int(id) <= m.e.rank || int(id) >= m.e.size) {
-		err = fmt.Errorf("%w: role %d id %d is not a rank that dials rank %d", wire.ErrHandshake, role, id, m.e.rank)
-	}
-	var shm *shmPair
-	if err == nil {
-		conn.SetDeadline(time.Now().Add(wire.HandshakeTimeout))
-		shm, err = acceptShm(conn, m.e.cfg.ShmRing, m.e.debugf)
-		conn.SetDeadline(time.Time{})
-	}
-	if err == nil {
-		if err = m.install(int(id), conn, shm); err != nil {
-			shm.unmap()
-		}
-	}
-	if err != nil {
-		m.e.cfg.logf("comm: rank %d: refused connection from %s: %v", m.e.rank, conn.RemoteAddr(), err)
-		conn.Close()
-	}
-}
-
-// track records conn so that close can interrupt it; false means closing.
-func (m *mesh) track(conn net.Conn) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	select {
-	case <-m.quit:
-		return false
-	default:
-	}
-	m.conns = append(m.conns, conn)
-	return true
-}
-
-// install makes conn the link to peer and starts its reader.
-func (m *mesh) install(peer int, conn net.Conn, shm *shmPair) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	select {
-	case <-m.quit:
-		return ErrClosed
-	default:
-	}
-	if m.e.links[peer] != nil {
-		return fmt.Errorf("%w: rank %d is already connected", wire.ErrHandshake, peer)
-	}
-	l, err := newTCPLink(m.e, peer, conn, shm)
-	if err != nil {
-		return err
-	}
-	m.conns = append(m.conns, conn)
-	m.links = append(m.links, l)
-	m.e.links[peer] = l
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		l.readLoop()
-	}()
-	m.want--
-	if m.want == 0 {
-		close(m.joined)
-	}
-	return nil
-}
-
-// close stops accepting, closes every connection and waits for the readers.
-func (m *mesh) close() error {
-	m.mu.Lock()
-	select {
-	case <-m.quit:
-		m.mu.Unlock()
-		return nil
-	default:
-	}
-	close(m.quit)
-	conns, links := m.conns, m.links
-	m.mu.Unlock()
-	err := m.ln.Close()
-	for _, l := range links {
-		l.close()
-	}
-	for _, c := range conns {
-		c.Close()
-	}
-	m.wg.Wait()
-	for _, l := range links { // no reader or writer is left inside a ring
-		l.shm.unmap()
-	}
-	return err
 }
 
 // readNonblock reads from a non-blocking descriptor. It never blocks (EAGAIN is

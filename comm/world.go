@@ -13,7 +13,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pmrun/pmrun/internal/debug"
 	"github.com/pmrun/pmrun/internal/rendezvous"
+	"github.com/pmrun/pmrun/internal/shm"
 )
 
 // The environment a launcher gives each rank (see package node).
@@ -27,7 +29,7 @@ const (
 	EnvSecret     = "PMRUN_SECRET"     // hex job secret that every connection proves
 	EnvNode       = "PMRUN_NODE"       // name of this node
 	EnvBind       = "PMRUN_BIND"       // optional: address (host) to listen on for peers
-	EnvDebug      = "PMRUN_DEBUG"      // comma-separated: comm logs transport events
+	EnvDebug      = debug.Env          // comma-separated: comm logs transport events
 )
 
 var world struct {
@@ -38,8 +40,8 @@ var world struct {
 
 // World returns the world communicator of this process, built from the
 // environment set by the pmrun launcher: it listens for its peers, registers with
-// the launcher's rendezvous service, learns every rank's address and connects to
-// all of them. Without a launcher (PMRUN_RANK unset) it is a world of one rank,
+// the launcher's rendezvous service and learns every rank's address; it
+// connects to a rank on their first message. Without a launcher (PMRUN_RANK unset) it is a world of one rank,
 // like MPI singleton init, so a program also runs with plain `go run`. Every call
 // returns the same communicator; Close it once at the end of the program.
 func World() (*Comm, error) {
@@ -54,7 +56,7 @@ func worldFromEnv() (*Comm, error) {
 	if err != nil {
 		return nil, err
 	}
-	if DebugOn("comm") {
+	if debug.On("comm") {
 		cfg.Debug = true
 		cfg.Logf = log.New(os.Stderr, "", log.Lmicroseconds).Printf
 	} else {
@@ -120,7 +122,7 @@ func exitWithLauncher(c *Comm) {
 		select {
 		case <-rdv.Lost():
 			fmt.Fprintf(os.Stderr, "pmrun: rank %d: the launcher is gone (control connection lost); exiting\n", c.e.rank)
-			RemoveShared(c.e.job)
+			shm.RemoveJob(c.e.job)
 			os.Exit(exitLauncherGone)
 		default:
 		}
@@ -150,7 +152,8 @@ func warmHeap() {
 }
 
 // newTCPWorld builds rank's world over TCP: it listens on bind, registers with the
-// rendezvous service at rdvAddr and connects to every peer.
+// rendezvous service at rdvAddr and learns every peer's address; it connects
+// to a peer on their first message (see mesh).
 func newTCPWorld(ctx context.Context, cfg *Config, job string, rank, size int, secret []byte, rdvAddr, node, bind string) (*Comm, error) {
 	ln, err := net.Listen("tcp", net.JoinHostPort(bind, "0"))
 	if err != nil {
@@ -178,10 +181,7 @@ func newTCPWorld(ctx context.Context, cfg *Config, job string, rank, size int, s
 			return '_'
 		}, rdvAddr)
 	}
-	if _, err := startMesh(ctx, e, ln, secret, addrs); err != nil {
-		rdv.Close()
-		return nil, err
-	}
+	startMesh(e, ln, secret, addrs)
 	e.launcherAbort = func(code int, msg string) error { return rdv.Abort(code, msg, e.lostPeers()...) }
 	c := newWorldComm(e)
 	c.rdv = rdv
@@ -239,19 +239,6 @@ func firstErr(errs ...error) error {
 		}
 	}
 	return nil
-}
-
-// DebugOn reports whether PMRUN_DEBUG (comma-separated words) includes what
-// or "all". It does not allocate: collectives ask on every call.
-func DebugOn(what string) bool {
-	for rest := os.Getenv(EnvDebug); rest != ""; {
-		var w string
-		w, rest, _ = strings.Cut(rest, ",")
-		if w == what || w == "all" {
-			return true
-		}
-	}
-	return false
 }
 
 // Abort ends the whole job with exit status code, like MPI_Abort: it asks the

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
-	"github.com/pmrun/pmrun/comm"
+	"github.com/pmrun/pmrun/internal/debug"
 	"github.com/pmrun/pmrun/internal/rendezvous"
 )
 
@@ -375,7 +375,7 @@ func (t *target) submit(spec ClusterSpec, jobID, secret, rdv string, bundle []by
 		case "error":
 			return errors.New(ev.Msg)
 		case "env":
-			if comm.DebugOn("node") {
+			if debug.On("node") {
 				how := "built"
 				if ev.Cached {
 					how = "reused"

@@ -125,4 +125,3 @@ func TestLaunchFailure(t *testing.T) {
 		t.Fatal("NP 0 accepted")
 	}
 }
-

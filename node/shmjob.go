@@ -6,11 +6,11 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/pmrun/pmrun/comm"
+	"github.com/pmrun/pmrun/internal/shm"
 )
 
 // A job's ranks leave files in /dev/shm when they die at a bad moment; the
-// process that ran them removes them at the job's end (comm.RemoveShared).
+// process that ran them removes them at the job's end (shm.RemoveJob).
 // If that process is killed too, the next launcher or agent on the machine
 // removes them: each job has an owner file, /dev/shm/pmrun-JOB-owner, locked
 // (flock) by its launcher or agent for the job's life. The kernel drops the
@@ -18,7 +18,7 @@ import (
 // marks a job whose files nobody will remove.
 
 const (
-	shmDir      = "/dev/shm"
+	shmDir      = shm.Dir
 	ownerSuffix = "-owner"
 )
 
@@ -42,7 +42,7 @@ func ownShared(job string) (release func()) {
 		}
 	}
 	return func() {
-		comm.RemoveShared(job)
+		shm.RemoveJob(job)
 		if f != nil {
 			os.Remove(final)
 			f.Close()
@@ -60,7 +60,7 @@ func reapShared() {
 			continue
 		}
 		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
-			comm.RemoveShared(job) // the owner file too
+			shm.RemoveJob(job) // the owner file too
 		}
 		f.Close()
 	}

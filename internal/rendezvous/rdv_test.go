@@ -2,6 +2,7 @@ package rendezvous
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/yamux"
 	"github.com/pmrun/pmrun/internal/wire"
 	"go.uber.org/goleak"
 )
@@ -209,4 +211,87 @@ func TestLost(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Lost not closed after the launcher went")
 	}
+}
+
+// TestRegisterTwice has two processes register as rank 0: one is refused
+// with an error saying so, and the table the job gets holds the other.
+func TestRegisterTwice(t *testing.T) {
+	srv, err := Listen("127.0.0.1:0", secret, 2, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	type joined struct {
+		addr  string
+		c     *Client
+		table []PeerInfo
+		err   error
+	}
+	res := make(chan joined, 2)
+	for _, addr := range []string{"h:first", "h:second"} {
+		go func() {
+			c, table, err := Join(ctx, srv.Addr(), secret, PeerInfo{Rank: 0, Addr: addr}, 2)
+			res <- joined{addr, c, table, err}
+		}()
+	}
+	refused := <-res // the other waits for rank 1
+	if refused.err == nil || !strings.Contains(refused.err.Error(), "rank 0 registered twice") {
+		t.Fatalf("second registration of rank 0: %v", refused.err)
+	}
+	c1, table1, err := Join(ctx, srv.Addr(), secret, PeerInfo{Rank: 1, Addr: "h:1"}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	won := <-res
+	if won.err != nil {
+		t.Fatal(won.err)
+	}
+	defer won.c.Close()
+	for _, table := range [][]PeerInfo{table1, won.table} {
+		if table[0].Rank != 0 || table[0].Addr != won.addr || table[1].Rank != 1 || table[1].Addr != "h:1" {
+			t.Fatalf("table %+v, want rank 0 at %s and rank 1 at h:1", table, won.addr)
+		}
+	}
+}
+
+// TestRegisterAsAnother has a rank register under another rank's number than
+// the one it proved at the handshake: it is refused, and the job's table is
+// untouched.
+func TestRegisterAsAnother(t *testing.T) {
+	srv, err := Listen("127.0.0.1:0", secret, 2, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := wire.DialHandshake(conn, secret, wire.RoleRendezvous, 1); err != nil {
+		t.Fatal(err)
+	}
+	ses, err := yamux.Client(conn, yamuxConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ses.Close()
+	st, err := ses.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.NewEncoder(st).Encode(request{Op: "register", Peer: PeerInfo{Rank: 0, Addr: "h:impostor"}}); err != nil {
+		t.Fatal(err)
+	}
+	var rep reply
+	if err := json.NewDecoder(st).Decode(&rep); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(rep.Err, "registration of rank 0 on the connection of rank 1 refused") {
+		t.Fatalf("registration as another rank: %q", rep.Err)
+	}
+	joinAll(t, srv, 2) // checks that every entry is the real rank's
 }

@@ -1,0 +1,59 @@
+package comm
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestConfigFromEnvBadValues sets each variable ConfigFromEnv reads to a
+// malformed or out-of-range value: the error must name the variable.
+func TestConfigFromEnvBadValues(t *testing.T) {
+	for _, tc := range []struct{ name, value string }{
+		{"PMRUN_EAGER_LIMIT", "lots"},
+		{"PMRUN_EAGER_LIMIT", "64m"}, // above 16 MiB
+		{"PMRUN_SHM_EAGER_LIMIT", "-1"},
+		{"PMRUN_SHM_EAGER_LIMIT", "17m"},
+		{"PMRUN_CHUNK_SIZE", "4g"},
+		{"PMRUN_CHUNK_SIZE", "1k"}, // below 4 KiB
+		{"PMRUN_COMPRESS_MIN", "1.5k"},
+		{"PMRUN_SOCKET_BUFFER", "big"},
+		{"PMRUN_SHM_RING", "x"},
+		{"PMRUN_SHM_RING", "96k"}, // not a power of two
+		{"PMRUN_UNEXPECTED_ARENA", "2048m"},
+		{"PMRUN_UNEXPECTED_ARENA", "k"},
+		{"PMRUN_SPIN", "10"}, // no unit
+		{"PMRUN_SPIN", "2s"}, // above 1s
+		{"PMRUN_CONNECT_TIMEOUT", "soon"},
+		{"PMRUN_CONNECT_TIMEOUT", "-5s"},
+		{"PMRUN_CONNECT_TIMEOUT", "0s"},
+		{"PMRUN_SPIN_YIELD", "maybe"},
+		{"PMRUN_LOCKED_CALLERS", "2"},
+		{"PMRUN_SHM", "enabled"},
+		{"PMRUN_COMPRESS", "zstd"},
+	} {
+		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
+			t.Setenv(tc.name, tc.value)
+			c, err := ConfigFromEnv()
+			if err == nil {
+				t.Fatalf("accepted, config %+v", c)
+			}
+			if !strings.Contains(err.Error(), tc.name) {
+				t.Fatalf("error does not name %s: %v", tc.name, err)
+			}
+		})
+	}
+}
+
+// TestConfigFromEnvGoodValues: well-formed values set their fields.
+func TestConfigFromEnvGoodValues(t *testing.T) {
+	t.Setenv("PMRUN_CONNECT_TIMEOUT", "90s")
+	t.Setenv("PMRUN_SHM_RING", "256k")
+	t.Setenv("PMRUN_SHM", "off")
+	c, err := ConfigFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DialTimeout.Seconds() != 90 || c.ShmRing != 256<<10 || c.SharedMemory {
+		t.Fatalf("config %+v", c)
+	}
+}

@@ -1,0 +1,413 @@
+package comm
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pmrun/pmrun/internal/wire"
+)
+
+// mesh connects this rank to its peers, each pair with one TCP connection
+// opened by the job-secret handshake (plus shared memory rings on one node).
+// A pair connects on its first frame, not up front: a job's start-up and its
+// shared memory then cost what its ranks actually talk to (a ring or a tree
+// touches O(ranks) pairs, not O(ranks²)), which is what lets 64 or 128 ranks
+// start on one small machine.
+//
+// Either side of a pair may connect first: the sender of the first frame dials,
+// in its own goroutine (the first message pays for the connection; later ones
+// find the link with two loads, see engine.link). When both dial at once, the
+// connection dialed by the lower rank wins: the lower rank refuses the higher
+// one's connection while its own dial is under way, and the higher rank accepts
+// the lower one's then waits for it. The listener keeps accepting (and refusing
+// strangers, which it logs) until the engine closes.
+type mesh struct {
+	e      *engine
+	ln     net.Listener
+	secret []byte
+	addrs  []string // world rank -> address it accepts peers on
+	ring   int      // size of each shared memory ring this rank creates
+
+	mu        sync.Mutex // guards conns, links, dialing, accepting, changed
+	conns     []net.Conn
+	links     []*tcpLink
+	dialing   []bool        // by world rank: this rank is dialing it
+	accepting []bool        // by world rank: this rank is accepting its connection
+	changed   chan struct{} // closed and replaced when a link is installed or an attempt ends
+	noShm     sync.Once     // the one line saying that shared memory was refused
+	wg        sync.WaitGroup
+	quit      chan struct{}
+}
+
+// Answers of the acceptor to a dialer's shared memory offer, the last step of
+// setting up a connection.
+const (
+	ansTCP     = 0 // frames go through the connection
+	ansShm     = 1 // frames go through the offered rings
+	ansRefused = 2 // the pair connects the other way: the lower rank's dial wins
+)
+
+var (
+	// errRefused is a dial that lost to the peer's own connection.
+	errRefused = errors.New("the peer connects to this rank itself")
+	// errNotListening is a peer that refuses connections: ranks listen from
+	// before the rendezvous until they close, so it has ended.
+	errNotListening = errors.New("rank does not accept connections (it ended)")
+)
+
+// Connections are retried while a peer is slow to accept (a loaded machine
+// starting many ranks), with backoff from dialBackoff up to maxDialBackoff,
+// until Config.DialTimeout.
+const (
+	dialBackoff    = 5 * time.Millisecond
+	maxDialBackoff = 500 * time.Millisecond
+)
+
+func startMesh(e *engine, ln net.Listener, secret []byte, addrs []string) *mesh {
+	m := &mesh{
+		e: e, ln: ln, secret: secret, addrs: addrs,
+		ring:      shmRingSize(e.cfg.ShmRing, e.localSize()),
+		dialing:   make([]bool, e.size),
+		accepting: make([]bool, e.size),
+		changed:   make(chan struct{}),
+		quit:      make(chan struct{}),
+	}
+	e.links[e.rank] = &loopLink{from: e, to: e}
+	e.closeHook = m.close
+	e.connect = m.connect
+	m.wg.Add(1)
+	go m.acceptLoop()
+	return m
+}
+
+// connect returns the link to world rank w, dialing it or waiting for the
+// connection under way. It is engine.connect.
+func (m *mesh) connect(w int) (*tcpLink, error) {
+	deadline := time.Now().Add(m.e.cfg.DialTimeout)
+	lost := false // this rank's dial was refused: w's connection is coming
+	for {
+		if err := m.e.unreachable(w); err != nil {
+			return nil, err
+		}
+		m.mu.Lock()
+		if m.closing() {
+			m.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if l := m.e.peers[w].Load(); l != nil {
+			m.mu.Unlock()
+			return l, nil
+		}
+		if !lost && !m.dialing[w] && !m.accepting[w] {
+			m.dialing[w] = true
+			m.mu.Unlock()
+			if h := m.e.cfg.dialHook; h != nil {
+				h(m.e.rank, w)
+			}
+			l, err := m.dial(w, deadline)
+			m.mu.Lock()
+			m.dialing[w] = false
+			m.signal()
+			m.mu.Unlock()
+			switch {
+			case errors.Is(err, errRefused):
+				lost = true
+				continue
+			case errors.Is(err, errNotListening):
+				m.e.peerDown(w, false, err)
+				return nil, m.e.unreachable(w)
+			case err != nil && !errors.Is(err, ErrClosed):
+				return nil, &PeerError{Rank: w, Reason: err}
+			}
+			return l, err
+		}
+		ch := m.changed
+		m.mu.Unlock()
+		if err := m.await(ch, deadline); err != nil {
+			return nil, &PeerError{Rank: w, Reason: fmt.Errorf("no connection: %w", err)}
+		}
+	}
+}
+
+// await waits until ch is closed, the deadline passes or the mesh closes.
+func (m *mesh) await(ch <-chan struct{}, deadline time.Time) error {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-ch:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("timed out after %v (PMRUN_CONNECT_TIMEOUT)", m.e.cfg.DialTimeout)
+	case <-m.quit:
+		return ErrClosed
+	}
+}
+
+// signal wakes the goroutines waiting for a connection. The caller holds mu.
+func (m *mesh) signal() {
+	close(m.changed)
+	m.changed = make(chan struct{})
+}
+
+// closing reports whether close has begun. The caller holds mu.
+func (m *mesh) closing() bool {
+	select {
+	case <-m.quit:
+		return true
+	default:
+		return false
+	}
+}
+
+// dial connects to world rank w, retrying with backoff until the deadline
+// while w is slow to accept.
+func (m *mesh) dial(w int, deadline time.Time) (*tcpLink, error) {
+	backoff := dialBackoff
+	for attempt := 1; ; attempt++ {
+		l, err := m.dialOnce(w, deadline)
+		if err == nil || errors.Is(err, errRefused) || errors.Is(err, ErrClosed) || errors.Is(err, errNotListening) {
+			return l, err
+		}
+		if time.Now().Add(backoff).After(deadline) {
+			return nil, fmt.Errorf("comm: rank %d: connecting to rank %d at %s (%d attempts in %v, PMRUN_CONNECT_TIMEOUT): %w",
+				m.e.rank, w, m.addrs[w], attempt, m.e.cfg.DialTimeout, err)
+		}
+		m.e.debugf("comm: rank %d: connecting to rank %d, retrying in %v: %v", m.e.rank, w, backoff, err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-m.quit:
+			t.Stop()
+			return nil, ErrClosed
+		}
+		backoff = min(2*backoff, maxDialBackoff)
+	}
+}
+
+// dialOnce makes one attempt at connecting to world rank w.
+func (m *mesh) dialOnce(w int, deadline time.Time) (*tcpLink, error) {
+	d := net.Dialer{Deadline: deadline}
+	conn, err := d.Dial("tcp", m.addrs[w])
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return nil, errNotListening
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !m.track(conn) {
+		conn.Close()
+		return nil, ErrClosed
+	}
+	if err := wire.DialHandshake(conn, m.secret, wire.RolePeer, uint32(m.e.rank)); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("handshake: %w", err)
+	}
+	var shm *shmPair
+	name := ""
+	if m.e.sameNode(w) && m.e.cfg.SharedMemory {
+		if shm, name, err = createShm(m.e.cfg.shmDir, m.e.job, w, m.e.rank, m.ring); err != nil {
+			m.refusedShm(err)
+		}
+	}
+	conn.SetDeadline(time.Now().Add(wire.HandshakeTimeout))
+	ans, err := offerShm(conn, m.e.cfg.shmDir, shm, name)
+	conn.SetDeadline(time.Time{})
+	switch {
+	case err != nil:
+		conn.Close()
+		return nil, fmt.Errorf("setting up the connection: %w", err)
+	case ans == ansRefused:
+		conn.Close()
+		return nil, errRefused
+	case ans != ansShm:
+		shm = nil
+	}
+	l, err := m.install(w, conn, shm)
+	if err != nil {
+		shm.unmap()
+		conn.Close()
+		if l = m.e.peers[w].Load(); l != nil { // w's own connection got in first
+			return l, nil
+		}
+	}
+	return l, err
+}
+
+// refusedShm says once, on one line, that this rank talks over TCP where it
+// would have used shared memory.
+func (m *mesh) refusedShm(err error) {
+	m.noShm.Do(func() {
+		m.e.cfg.logf("comm: rank %d: shared memory refused, using TCP: %v", m.e.rank, err)
+	})
+}
+
+func (m *mesh) acceptLoop() {
+	defer m.wg.Done()
+	for {
+		conn, err := m.ln.Accept()
+		if err != nil {
+			select {
+			case <-m.quit:
+			default:
+				m.e.cfg.logf("comm: rank %d: accept: %v", m.e.rank, err)
+			}
+			return
+		}
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.accept(conn)
+		}()
+	}
+}
+
+// accept authenticates one incoming connection and installs it unless this
+// rank's own connection to the peer wins (see mesh). Anything but another rank
+// of this job is refused and logged.
+func (m *mesh) accept(conn net.Conn) {
+	if !m.track(conn) {
+		conn.Close()
+		return
+	}
+	role, id, err := wire.AcceptHandshake(conn, m.secret)
+	w := int(id)
+	if err == nil && (role != wire.RolePeer || w == m.e.rank || w < 0 || w >= m.e.size) {
+		err = fmt.Errorf("%w: role %d id %d is not a peer of rank %d", wire.ErrHandshake, role, id, m.e.rank)
+	}
+	if err != nil {
+		m.e.cfg.logf("comm: rank %d: refused connection from %s: %v", m.e.rank, conn.RemoteAddr(), err)
+		conn.Close()
+		return
+	}
+	conn.SetDeadline(time.Now().Add(wire.HandshakeTimeout))
+	name, err := readShmOffer(conn)
+	reserved := false
+	if err == nil {
+		if !m.reserve(w) {
+			if _, err := conn.Write([]byte{ansRefused}); err != nil {
+				m.e.debugf("comm: rank %d: refusing the second connection of rank %d: %v", m.e.rank, w, err)
+			}
+			conn.Close()
+			return
+		}
+		reserved = true
+	}
+	var shm *shmPair
+	if err == nil {
+		shm, err = m.answerShm(conn, name)
+	}
+	conn.SetDeadline(time.Time{})
+	if err == nil {
+		if _, err = m.install(w, conn, shm); err != nil {
+			shm.unmap()
+		}
+	}
+	if reserved {
+		m.mu.Lock()
+		m.accepting[w] = false
+		m.signal()
+		m.mu.Unlock()
+	}
+	if err != nil {
+		m.e.cfg.logf("comm: rank %d: connection from rank %d failed: %v", m.e.rank, w, err)
+		conn.Close()
+	}
+}
+
+// reserve claims the accepting side of the pair with world rank w; false means
+// the pair is connected already or this rank's own dial (the lower rank's) wins.
+func (m *mesh) reserve(w int) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.e.peers[w].Load() != nil || m.accepting[w] || m.dialing[w] && m.e.rank < w {
+		return false
+	}
+	m.accepting[w] = true
+	return true
+}
+
+// answerShm maps the offered segment if there is one and it can, and tells
+// the dialer whether the pair uses it.
+func (m *mesh) answerShm(conn net.Conn, name []byte) (*shmPair, error) {
+	var p *shmPair
+	if len(name) > 0 {
+		var err error
+		if p, err = openShm(m.e.cfg.shmDir, string(name)); err != nil {
+			m.refusedShm(err)
+			p = nil
+		}
+	}
+	ans := byte(ansTCP)
+	if p != nil {
+		ans = ansShm
+	}
+	if _, err := conn.Write([]byte{ans}); err != nil {
+		p.unmap()
+		return nil, err
+	}
+	return p, nil
+}
+
+// track records conn so that close can interrupt it; false means closing.
+func (m *mesh) track(conn net.Conn) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closing() {
+		return false
+	}
+	m.conns = append(m.conns, conn)
+	return true
+}
+
+// install makes conn the link to peer and starts its reader.
+func (m *mesh) install(peer int, conn net.Conn, shm *shmPair) (*tcpLink, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closing() {
+		return nil, ErrClosed
+	}
+	if m.e.peers[peer].Load() != nil {
+		return nil, fmt.Errorf("%w: rank %d is already connected", wire.ErrHandshake, peer)
+	}
+	l, err := newTCPLink(m.e, peer, conn, shm)
+	if err != nil {
+		return nil, err
+	}
+	m.links = append(m.links, l)
+	m.e.addLink(l)
+	m.signal()
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		l.readLoop()
+	}()
+	return l, nil
+}
+
+// close stops accepting, closes every connection and waits for the readers.
+func (m *mesh) close() error {
+	m.mu.Lock()
+	if m.closing() {
+		m.mu.Unlock()
+		return nil
+	}
+	close(m.quit)
+	conns, links := m.conns, m.links
+	m.mu.Unlock()
+	err := m.ln.Close()
+	for _, l := range links {
+		l.close()
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	m.wg.Wait()
+	for _, l := range links { // no reader or writer is left inside a ring
+		l.shm.unmap()
+	}
+	return err
+}

@@ -1,0 +1,35 @@
+// Package commx is package comm's internal API for the packages above it
+// (collective): what they need of a communicator that users do not. Package
+// comm fills it in when it is initialised; since comm imports this package
+// (not the other way round), communicators appear here as any, and only a
+// *comm.Comm may be passed.
+package commx
+
+import "github.com/pmrun/pmrun/internal/shm"
+
+var (
+	slots    func(c any, agree func(mapped bool) bool) *shm.Slots
+	hasSlots func(c any) bool
+)
+
+// Register installs package comm's implementations; comm's init calls it.
+func Register(slotsFn func(c any, agree func(mapped bool) bool) *shm.Slots, hasSlotsFn func(c any) bool) {
+	slots, hasSlots = slotsFn, hasSlotsFn
+}
+
+// Slots returns the communicator c's shared area for small collectives,
+// mapping it on first use, or nil when c has none. c cannot have one when it
+// has a single rank or its ranks run on several nodes or are connected
+// without shared memory (in-process worlds, PMRUN_SHM=0); those facts every
+// member sees alike.
+//
+// A member may fail to map it (a full /dev/shm) where others succeed, so the
+// first call passes whether this member did to agree, a collective on c that
+// returns whether every member did. If not, all unmap it and c keeps to
+// messages: HasSlots is false from then on, on every member. All members
+// must make their first call at the same point of c's sequence of collectives.
+func Slots(c any, agree func(mapped bool) bool) *shm.Slots { return slots(c, agree) }
+
+// HasSlots reports whether the communicator c has, or may still map, a
+// shared area (Slots).
+func HasSlots(c any) bool { return hasSlots(c) }

@@ -1,0 +1,292 @@
+// Package shm holds what a job's ranks on one node share in /dev/shm beside
+// their message rings: the shared area in which small collectives run
+// (Slots), and the clean-up of what a job leaves there (RemoveJob). Package
+// comm maps an area for a communicator and package collective runs the
+// algorithms on it (through internal/commx); users see neither.
+package shm
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// Small collectives on one node go through a shared area instead of messages.
+// A communicator whose ranks all run on this node, as processes connected by
+// shared memory, maps one file in /dev/shm that all of them share: SlotDepth
+// slots, each with one area of SlotBytes per rank, and two counters per rank,
+// seq (the last operation it published) and ack (the last one it finished
+// reading). The collective algorithms (package collective) number their calls
+// with Next, write into a slot once Claim says every rank is done with the
+// operation that used it SlotDepth calls before, publish, and read what others
+// published. A broadcast is then one copy in and one copy out per rank, with
+// no matching, no tree and no wake-up chain; and a rank may run SlotDepth
+// calls ahead of the slowest, so that with more ranks than cores each rank,
+// once scheduled, gets through several calls in a row.
+//
+// Waiting spins as a blocked receive does (Member.Spin, yielding the core when
+// the node is oversubscribed), then sleeps on a futex in the shared header;
+// every publish or ack wakes the sleepers. A sleeper wakes up every few
+// milliseconds to check its context and that the ranks it waits for are alive.
+
+const (
+	// SlotBytes is the size of one rank's area in a slot: the largest block a
+	// collective may move through the shared area.
+	SlotBytes = 8 << 10
+	// SlotDepth is the number of slots: how far a rank may run ahead.
+	SlotDepth = 8
+
+	slotsHeader  = 4096 // attached, gen and waiters each on a cache line of their own
+	slotsCounter = 128  // per rank: seq and ack on lines of their own
+	offGen       = 64
+	offWaiters   = 128
+	offLeft      = 8  // within a rank's counters: set when it closes the communicator
+	offAck       = 64 // within a rank's counters
+	futexWait    = 0
+	futexWake    = 1
+	slotsNap     = 5 * time.Millisecond // longest futex sleep between checks
+	yieldMask    = 63                   // a spinning waiter yields every 64 polls
+)
+
+// Member is what an area needs of the communicator rank that maps it.
+type Member struct {
+	Rank, Size int           // the rank in the communicator, and its size
+	Spin       time.Duration // how long a waiter polls before it sleeps
+	SpinYield  bool          // a polling waiter gives its core away between polls
+	Yield      func()        // lets other goroutines run during a spin
+	Closed     func() error  // the error of a closed communicator, or nil
+	// Gone says why rank r (of the communicator) can no longer answer, or
+	// nil; left says that r marked the area as left (closed the communicator).
+	Gone func(r int, left bool) error
+}
+
+// Slots is a communicator's shared area for small collectives. Calls on it
+// must follow the order of the communicator's collective calls, one at a
+// time, like blocking MPI collectives.
+type Slots struct {
+	m       Member
+	mem     []byte
+	gen     *uint32       // futex word: bumped by every publish and ack
+	waiters *atomic.Int32 // ranks asleep on gen
+	seq     []*atomic.Uint64
+	ack     []*atomic.Uint64
+	left    []*atomic.Uint32 // by rank: it closed the communicator
+	data    []byte
+	next    uint64
+	busy    atomic.Int32 // calls in progress (Close unmaps only when none)
+}
+
+func slotsFileSize(p int) int {
+	return slotsHeader + p*slotsCounter + SlotDepth*p*SlotBytes
+}
+
+// OpenSlots maps the area at path for m, creating the file if m is the first
+// member to come; the last member to map it removes the name.
+func OpenSlots(path string, m Member) (*Slots, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("comm: rank %d: shared area for collectives: %w", m.Rank, err)
+	}
+	defer f.Close()
+	size := slotsFileSize(m.Size)
+	// Every member reserves the same size; a full tmpfs fails here rather than
+	// with SIGBUS later.
+	if err := syscall.Fallocate(int(f.Fd()), 0, 0, int64(size)); err != nil {
+		return nil, fmt.Errorf("comm: rank %d: reserving %d bytes of shared memory for collectives: %w", m.Rank, size, err)
+	}
+	mem, err := syscall.Mmap(int(f.Fd()), 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("comm: rank %d: mapping the shared area for collectives: %w", m.Rank, err)
+	}
+	base := unsafe.Pointer(unsafe.SliceData(mem))
+	s := &Slots{
+		m:       m,
+		mem:     mem,
+		gen:     (*uint32)(unsafe.Add(base, offGen)),
+		waiters: (*atomic.Int32)(unsafe.Add(base, offWaiters)),
+		seq:     make([]*atomic.Uint64, m.Size),
+		ack:     make([]*atomic.Uint64, m.Size),
+		left:    make([]*atomic.Uint32, m.Size),
+		data:    mem[slotsHeader+m.Size*slotsCounter:],
+	}
+	for r := range m.Size {
+		p := unsafe.Add(base, slotsHeader+r*slotsCounter)
+		s.seq[r], s.ack[r] = (*atomic.Uint64)(p), (*atomic.Uint64)(unsafe.Add(p, offAck))
+		s.left[r] = (*atomic.Uint32)(unsafe.Add(p, offLeft))
+	}
+	if (*atomic.Int32)(base).Add(1) == int32(m.Size) {
+		os.Remove(path) // every member has it mapped
+	}
+	return s, nil
+}
+
+// Close tells the other ranks that this one left (those waiting for it in
+// a collective fail, as a goodbye on its connection would tell them, but two
+// ranks need not be connected) and unmaps the area unless a call is using it
+// (a misuse that then keeps it). A nil area is left alone.
+func (s *Slots) Close() {
+	if s == nil {
+		return
+	}
+	s.left[s.m.Rank].Store(1)
+	s.wake()
+	if s.busy.Load() == 0 {
+		syscall.Munmap(s.mem)
+	}
+}
+
+// Next numbers the next collective call that uses the area; the first is 1.
+func (s *Slots) Next() uint64 {
+	s.next++
+	return s.next
+}
+
+// Area returns area i of op's slot, SlotBytes long.
+func (s *Slots) Area(op uint64, i int) []byte {
+	off := (int(op%SlotDepth)*s.m.Size + i) * SlotBytes
+	return s.data[off : off+SlotBytes : off+SlotBytes]
+}
+
+// Begin marks the start of a call: the area stays mapped until End, even if
+// the communicator is closed meanwhile. It fails on a closed communicator.
+func (s *Slots) Begin() error {
+	s.busy.Add(1)
+	if err := s.m.Closed(); err != nil {
+		s.busy.Add(-1)
+		return err
+	}
+	return nil
+}
+
+// End marks the end of a call started by Begin.
+func (s *Slots) End() { s.busy.Add(-1) }
+
+// Claim waits until op's slot is free to write: every rank has finished
+// reading the call that used it SlotDepth calls before.
+func (s *Slots) Claim(ctx context.Context, op uint64) error {
+	if op <= SlotDepth {
+		return nil
+	}
+	return s.wait(ctx, "waiting for a free slot", func() int {
+		for r, a := range s.ack {
+			if a.Load() < op-SlotDepth {
+				return r
+			}
+		}
+		return -1
+	})
+}
+
+// Publish tells the others this rank's part of op is written.
+func (s *Slots) Publish(op uint64) {
+	s.seq[s.m.Rank].Store(op)
+	s.wake()
+}
+
+// Done tells the others this rank has read all it needs from op's slot.
+func (s *Slots) Done(op uint64) {
+	s.ack[s.m.Rank].Store(op)
+	s.wake()
+}
+
+// Await waits until rank r (a rank of the communicator) has published op.
+func (s *Slots) Await(ctx context.Context, op uint64, r int) error {
+	return s.wait(ctx, "waiting for its part", func() int {
+		if s.seq[r].Load() < op {
+			return r
+		}
+		return -1
+	})
+}
+
+// AwaitAll waits until every other rank has published op.
+func (s *Slots) AwaitAll(ctx context.Context, op uint64) error {
+	return s.wait(ctx, "waiting for its part", func() int {
+		for r, q := range s.seq {
+			if r != s.m.Rank && q.Load() < op {
+				return r
+			}
+		}
+		return -1
+	})
+}
+
+func (s *Slots) wake() {
+	atomic.AddUint32(s.gen, 1)
+	if s.waiters.Load() > 0 {
+		syscall.Syscall6(syscall.SYS_FUTEX, uintptr(unsafe.Pointer(s.gen)), futexWake, math.MaxInt32, 0, 0, 0)
+	}
+}
+
+// wait returns once lagging reports no rank (-1). lagging names a rank the
+// caller still waits for, whose death or departure ends the wait with an error.
+func (s *Slots) wait(ctx context.Context, what string, lagging func() int) error {
+	if lagging() < 0 {
+		return nil
+	}
+	m := &s.m
+	if m.Spin > 0 {
+		deadline := time.Now().Add(m.Spin)
+		for i := 1; ; i++ {
+			if lagging() < 0 {
+				return nil
+			}
+			if m.SpinYield {
+				syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0) // let the rank that must answer run
+			}
+			if i&yieldMask == 0 {
+				if time.Now().After(deadline) {
+					break
+				}
+				m.Yield()
+			}
+		}
+	}
+	ts := syscall.NsecToTimespec(int64(slotsNap))
+	for {
+		s.waiters.Add(1)
+		g := atomic.LoadUint32(s.gen)
+		r := lagging()
+		if r >= 0 {
+			syscall.Syscall6(syscall.SYS_FUTEX, uintptr(unsafe.Pointer(s.gen)), futexWait, uintptr(g), uintptr(unsafe.Pointer(&ts)), 0, 0)
+		}
+		s.waiters.Add(-1)
+		if r < 0 {
+			return nil
+		}
+		if r = lagging(); r < 0 {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := m.Gone(r, s.left[r].Load() != 0)
+		if err != nil && lagging() == r { // what it published before going still counts
+			return fmt.Errorf("comm: rank %d: %s from rank %d: %w", m.Rank, what, r, err)
+		}
+	}
+}
+
+// Dir is where a job's ranks share memory.
+const Dir = "/dev/shm"
+
+// RemoveJob removes what a job's ranks left in Dir: names that exist only
+// while the ranks set up (each is removed once every rank that needs it has
+// mapped it), left behind when a rank dies first. A launcher calls it when
+// all the job's ranks on this node have exited.
+func RemoveJob(job string) {
+	if job == "" || strings.Contains(job, "/") {
+		return
+	}
+	names, _ := filepath.Glob(Dir + "/pmrun-" + job + "-*")
+	for _, n := range names {
+		os.Remove(n)
+	}
+}
