@@ -141,11 +141,23 @@ func TestBadRegistrations(t *testing.T) {
 	if _, _, err := Join(ctx, srv.Addr(), secret, PeerInfo{Rank: 5}, 2); err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("out-of-range rank: %v", err)
 	}
+	// A connection that never completes its handshake holds nothing up: the
+	// ranks still join (joinAll checks their table)...
 	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", srv.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Close()
+	defer c.Close()
+	joinAll(t, srv, 2)
+	// ...and a rank registering again is refused, the table kept.
+	if _, _, err := Join(ctx, srv.Addr(), secret, PeerInfo{Rank: 1, Addr: "h:other"}, 2); err == nil || !strings.Contains(err.Error(), "registered twice") {
+		t.Fatalf("rank 1 registering twice: %v", err)
+	}
+	select {
+	case <-srv.Ready():
+	default:
+		t.Fatal("the server is not ready after both ranks joined")
+	}
 }
 
 func TestCloseUnblocksJoin(t *testing.T) {
