@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/pmrun/pmrun/internal/e2e"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -61,9 +63,8 @@ func TestFirstFailureKillsTheRest(t *testing.T) {
 // killed before its peers map a segment does) is gone when the job ends, and
 // other jobs' files are not touched.
 func TestSharedMemoryRemoved(t *testing.T) {
-	if _, err := os.Stat("/dev/shm"); err != nil {
-		t.Skip("no /dev/shm on this machine:", err)
-	}
+	_, err := os.Stat("/dev/shm")
+	e2e.Require(t, err == nil, "no /dev/shm on this machine")
 	other, err := os.CreateTemp("/dev/shm", "pmrun-otherjob-coll-")
 	if err != nil {
 		t.Fatal(err)
