@@ -19,19 +19,50 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 var secret = []byte("0123456789abcdef0123456789abcdef")
 
 type logs struct {
-	mu    sync.Mutex
+	mu    sync.Mutex // guards lines and grew
 	lines []string
+	grew  chan struct{} // closed at the next line (nil: nobody waits)
 }
 
 func (l *logs) logf(format string, args ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.lines = append(l.lines, fmt.Sprintf(format, args...))
+	if l.grew != nil {
+		close(l.grew)
+		l.grew = nil
+	}
+}
+
+// await waits until n lines contain sub, or d passes, and returns the count.
+func (l *logs) await(sub string, n int, d time.Duration) int {
+	deadline := time.After(d)
+	for {
+		l.mu.Lock()
+		got := l.countLocked(sub)
+		if l.grew == nil {
+			l.grew = make(chan struct{})
+		}
+		grew := l.grew
+		l.mu.Unlock()
+		if got >= n {
+			return got
+		}
+		select {
+		case <-grew:
+		case <-deadline:
+			return got
+		}
+	}
 }
 
 func (l *logs) count(sub string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.countLocked(sub)
+}
+
+func (l *logs) countLocked(sub string) int {
 	n := 0
 	for _, s := range l.lines {
 		if strings.Contains(s, sub) {
@@ -121,10 +152,7 @@ func TestStrangersRefused(t *testing.T) {
 		c.Close()
 	}
 	joinAll(t, srv, 2)
-	deadline := time.Now().Add(5 * time.Second)
-	for lg.count("refused") < 2 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	lg.await("refused", 2, time.Minute)
 	if n := lg.count("refused"); n != 2 {
 		t.Fatalf("%d refusals logged, want 2: %v", n, lg.lines)
 	}
