@@ -13,10 +13,15 @@ import (
 	"github.com/pmrun/pmrun/collective"
 	"github.com/pmrun/pmrun/comm"
 	"github.com/pmrun/pmrun/comm/commtest"
+	"github.com/pmrun/pmrun/internal/commx"
+	"github.com/pmrun/pmrun/internal/e2e"
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	collective.OnChoose(ran.note)
+	goleak.VerifyTestMain(m)
+}
 
 var bg, _ = context.WithTimeout(context.Background(), 5*time.Minute)
 
@@ -49,32 +54,52 @@ func forEachAlg(t *testing.T, family string, body func(t *testing.T, alg string)
 }
 
 // world returns np ranks to run alg on: spread over nodes for the hierarchical
-// algorithms; for the shared ones, goroutine ranks connected through shared
-// memory as processes of one node are, one world per np and test, reused by
-// its later calls (which then go through slots used before).
+// algorithms (spreadNodes); for the shared ones, goroutine ranks connected
+// through shared memory as processes of one node are, one world per np and
+// test, reused by its later calls (which then go through slots used before).
 func world(t *testing.T, np int, alg string) *commtest.World {
 	if alg == collective.AlgShared {
 		key := fmt.Sprint(t.Name(), "/", np)
 		if w, ok := sharedWorlds.Load(key); ok {
 			return w.(*commtest.World)
 		}
-		nodes := make([]string, np)
-		for r := range nodes {
-			nodes[r] = "node"
-		}
-		w := commtest.NewNetWorld(t, nodes, nil)
+		w := oneNodeWorld(t, np)
+		e2e.Require(t, np == 1 || commx.HasSlots(w.Comms[0]), "one node's ranks have no shared area (no /dev/shm?)")
 		sharedWorlds.Store(key, w)
 		t.Cleanup(func() { sharedWorlds.Delete(key) })
 		return w
 	}
-	if alg == collective.AlgHierarchical { // ranks spread over nodes of 1..3 ranks
-		nodes := make([]string, np)
-		for r := range nodes {
-			nodes[r] = fmt.Sprintf("node%d", (r*r+r)%3)
-		}
-		return commtest.NewWorldOnNodes(t, nodes, nil)
+	if alg == collective.AlgHierarchical {
+		return commtest.NewWorldOnNodes(t, spreadNodes(np), nil)
 	}
 	return commtest.NewWorld(t, np)
+}
+
+// runAlg runs fn on np ranks of world(t, np, alg), with alg forced for family
+// (forEachAlg), and checks that the calls of family reached the selector
+// (when they move anything: np > 1 and n > 0) and ran alg wherever it applies.
+func runAlg(t *testing.T, family, alg string, np, n int, fn func(c *comm.Comm) error) {
+	t.Helper()
+	w := world(t, np, alg)
+	for _, c := range w.Comms {
+		ran.take(c) // earlier calls on a reused world
+	}
+	w.Run(fn)
+	for r, c := range w.Comms {
+		calls := 0
+		for _, ch := range ran.take(c) {
+			if ch.family != family {
+				continue
+			}
+			calls++
+			if ch.alg != alg && mustRun(family, alg, np, ch) {
+				t.Errorf("np=%d rank %d: %s of %d bytes ran %s, not the forced %s", np, r, family, ch.nbytes, ch.alg, alg)
+			}
+		}
+		if calls == 0 && np > 1 && n > 0 {
+			t.Errorf("np=%d rank %d: no %s call reached the selector", np, r, family)
+		}
+	}
 }
 
 func sizesFor(np int) []int {
@@ -84,15 +109,31 @@ func sizesFor(np int) []int {
 	return counts
 }
 
-// naiveReduce folds the ranks' inputs in rank order with op.
-func naiveReduce(np, n int, op collective.Op[int64]) []int64 {
+// refOp is an op under test and its reference, written here rather than
+// taken from the library: ref(lower, higher) returns lower ⊕ higher.
+type refOp struct {
+	op  collective.Op[int64]
+	ref func(lower, higher []int64) []int64
+}
+
+// naiveReduce folds the ranks' inputs in rank order with o's reference.
+func naiveReduce(np, n int, o refOp) []int64 {
 	acc := input(0, n)
 	for r := 1; r < np; r++ {
-		in := input(r, n)
-		op.Fn(acc, in) // in = acc ⊕ in
-		acc = in
+		acc = o.ref(acc, input(r, n))
 	}
 	return acc
+}
+
+// each makes a vector reference from an element one.
+func each(f func(a, b int64) int64) func(lower, higher []int64) []int64 {
+	return func(lower, higher []int64) []int64 {
+		out := make([]int64, len(lower))
+		for i := range out {
+			out[i] = f(lower[i], higher[i])
+		}
+		return out
+	}
 }
 
 // matMul is a non-commutative op: vectors are sequences of 2x2 matrices and
@@ -109,9 +150,17 @@ var matMul = collective.NewOp("matmul", func(in, inout []int64) {
 	}
 }, false)
 
-func ops() map[string]collective.Op[int64] {
-	return map[string]collective.Op[int64]{
-		"sum": collective.Sum[int64](), "max": collective.Max[int64](), "bxor": collective.Bxor[int64](), "matmul": matMul,
+func ops() map[string]refOp {
+	return map[string]refOp{
+		"sum":  {collective.Sum[int64](), each(func(a, b int64) int64 { return a + b })},
+		"max":  {collective.Max[int64](), each(func(a, b int64) int64 { return max(a, b) })},
+		"bxor": {collective.Bxor[int64](), each(func(a, b int64) int64 { return a ^ b })},
+		// matMul is the test's own op: its function is the reference.
+		"matmul": {matMul, func(lower, higher []int64) []int64 {
+			out := slices.Clone(higher)
+			matMul.Fn(lower, out)
+			return out
+		}},
 	}
 }
 
@@ -119,12 +168,13 @@ func TestAllreduce(t *testing.T) {
 	forEachAlg(t, "allreduce", func(t *testing.T, alg string) {
 		for _, np := range nps() {
 			for _, n := range sizesFor(np) {
-				for name, op := range ops() {
+				for name, o := range ops() {
+					op, n := o.op, n
 					if name == "matmul" {
 						n = n / 4 * 4
 					}
-					want := naiveReduce(np, n, op)
-					world(t, np, alg).Run(func(c *comm.Comm) error {
+					want := naiveReduce(np, n, o)
+					runAlg(t, "allreduce", alg, np, n, func(c *comm.Comm) error {
 						got := make([]int64, n)
 						if err := collective.Allreduce(bg, c, input(c.Rank(), n), got, op); err != nil {
 							return err
@@ -149,10 +199,10 @@ func TestReduce(t *testing.T) {
 	forEachAlg(t, "reduce", func(t *testing.T, alg string) {
 		for _, np := range nps() {
 			for root := range np {
-				for name, op := range ops() {
-					n := 12
-					want := naiveReduce(np, n, op)
-					world(t, np, alg).Run(func(c *comm.Comm) error {
+				for name, o := range ops() {
+					op, n := o.op, 12
+					want := naiveReduce(np, n, o)
+					runAlg(t, "reduce", alg, np, n, func(c *comm.Comm) error {
 						got := make([]int64, n)
 						if err := collective.Reduce(bg, c, root, input(c.Rank(), n), got, op); err != nil {
 							return err
@@ -176,7 +226,7 @@ func TestBcast(t *testing.T) {
 					if n == bigCount && root > 1 {
 						continue
 					}
-					world(t, np, alg).Run(func(c *comm.Comm) error {
+					runAlg(t, "bcast", alg, np, n, func(c *comm.Comm) error {
 						buf := make([]int64, n)
 						if c.Rank() == root {
 							copy(buf, input(root, n))
@@ -199,7 +249,7 @@ func TestBarrier(t *testing.T) {
 	forEachAlg(t, "barrier", func(t *testing.T, alg string) {
 		for _, np := range nps() {
 			arrived := make(chan int, np)
-			world(t, np, alg).Run(func(c *comm.Comm) error {
+			runAlg(t, "barrier", alg, np, 1, func(c *comm.Comm) error {
 				if c.Rank() == np-1 {
 					time.Sleep(20 * time.Millisecond)
 				}
@@ -234,7 +284,7 @@ func TestAllgather(t *testing.T) {
 				if n == bigCount {
 					n = bigCount / np
 				}
-				world(t, np, alg).Run(func(c *comm.Comm) error {
+				runAlg(t, "allgather", alg, np, n, func(c *comm.Comm) error {
 					got := make([]int64, n*np)
 					if err := collective.Allgather(bg, c, input(c.Rank(), n), got); err != nil {
 						return err
@@ -255,7 +305,7 @@ func TestGatherScatter(t *testing.T) {
 			for _, np := range nps() {
 				for root := range np {
 					for _, n := range counts {
-						world(t, np, alg).Run(func(c *comm.Comm) error {
+						runAlg(t, family, alg, np, n, func(c *comm.Comm) error {
 							if family == "gather" {
 								got := make([]int64, n*np)
 								if err := collective.Gather(bg, c, root, input(c.Rank(), n), got); err != nil {
@@ -360,7 +410,7 @@ func TestAlltoall(t *testing.T) {
 	forEachAlg(t, "alltoall", func(t *testing.T, alg string) {
 		for _, np := range nps() {
 			for _, n := range counts {
-				commtest.NewWorld(t, np).Run(func(c *comm.Comm) error {
+				runAlg(t, "alltoall", alg, np, n, func(c *comm.Comm) error {
 					send := make([]int64, n*np)
 					for j := range np {
 						for i := range n {
@@ -387,26 +437,26 @@ func TestAlltoall(t *testing.T) {
 
 func TestScanExscanReduceScatter(t *testing.T) {
 	for _, np := range nps() {
-		for name, op := range ops() {
-			n := 8
+		for name, o := range ops() {
+			op, n := o.op, 8
 			commtest.NewWorld(t, np).Run(func(c *comm.Comm) error {
 				me := c.Rank()
 				got := make([]int64, n)
 				if err := collective.Scan(bg, c, input(me, n), got, op); err != nil {
 					return err
 				}
-				if !slices.Equal(got, naiveReduce(me+1, n, op)) {
+				if !slices.Equal(got, naiveReduce(me+1, n, o)) {
 					return fmt.Errorf("scan np=%d op=%s rank %d wrong", np, name, me)
 				}
 				ex := make([]int64, n)
 				if err := collective.Exscan(bg, c, input(me, n), ex, op); err != nil {
 					return err
 				}
-				if me > 0 && !slices.Equal(ex, naiveReduce(me, n, op)) {
+				if me > 0 && !slices.Equal(ex, naiveReduce(me, n, o)) {
 					return fmt.Errorf("exscan np=%d op=%s rank %d wrong", np, name, me)
 				}
 				// ReduceScatterBlock: blocks of 4 (whole matrices).
-				full := naiveReduce(np, 4*np, op)
+				full := naiveReduce(np, 4*np, o)
 				blk := make([]int64, 4)
 				if err := collective.ReduceScatterBlock(bg, c, input(me, 4*np), blk, op); err != nil {
 					return err
@@ -420,7 +470,7 @@ func TestScanExscanReduceScatter(t *testing.T) {
 					cnts[r] = 4 * (r % 3)
 					tot += cnts[r]
 				}
-				full = naiveReduce(np, tot, op)
+				full = naiveReduce(np, tot, o)
 				part := make([]int64, cnts[me])
 				if err := collective.ReduceScatter(bg, c, input(me, tot), part, cnts, op); err != nil {
 					return err

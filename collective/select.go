@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/pmrun/pmrun/comm"
 	"github.com/pmrun/pmrun/internal/debug"
@@ -79,6 +80,11 @@ var forceVars = func() map[string]string {
 
 var debugLog = log.New(os.Stderr, "", log.Lmicroseconds)
 
+// onChoose, when set, is told every choice chooseFor makes: the package's
+// tests use it to check which algorithm a call ran (see export_test.go).
+// Nil outside tests; it must be safe for concurrent use.
+var onChoose atomic.Pointer[func(c *comm.Comm, family string, nbytes int, commutative bool, alg string)]
+
 // multiNode reports whether c spans several nodes with several ranks on at
 // least one: the layout where node-aware algorithms pay.
 func multiNode(c *comm.Comm) bool { return c.Nodes() > 1 && c.Nodes() < c.Size() }
@@ -116,6 +122,9 @@ func chooseFor(ctx context.Context, family string, c *comm.Comm, nbytes int, com
 		r.shared = sharedOK(ctx, family, c, nbytes)
 	}
 	alg := choose(family, c, nbytes, commutative, r)
+	if f := onChoose.Load(); f != nil {
+		(*f)(c, family, nbytes, commutative, alg)
+	}
 	if debug.On("coll") {
 		debugLog.Printf("pmrun: coll: rank %d: %s of %d bytes on %d ranks: %s", c.Rank(), family, nbytes, c.Size(), alg)
 	}

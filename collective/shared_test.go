@@ -88,7 +88,8 @@ func mixedRound(ctx context.Context, c *comm.Comm, i, n int) error {
 	}
 	ops := ops()
 	for _, name := range slices.Sorted(maps.Keys(ops)) { // the same order on every rank
-		op := ops[name]
+		o := ops[name]
+		op := o.op
 		if name == "matmul" && n%4 != 0 {
 			continue
 		}
@@ -96,9 +97,9 @@ func mixedRound(ctx context.Context, c *comm.Comm, i, n int) error {
 		if err := collective.Allreduce(ctx, c, acc, acc, op); err != nil {
 			return err
 		}
-		wantR := slices.Clone(seed(p - 1))
-		for r := p - 2; r >= 0; r-- {
-			op.Fn(seed(r), wantR)
+		wantR := seed(0)
+		for r := 1; r < p; r++ {
+			wantR = o.ref(wantR, seed(r))
 		}
 		if !slices.Equal(acc, wantR) {
 			return fmt.Errorf("round %d n=%d: allreduce %s wrong", i, n, name)

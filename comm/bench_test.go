@@ -18,25 +18,40 @@ func BenchmarkPingPong(b *testing.B) {
 }
 
 func pingPong(b *testing.B, w *commtest.World, n int) {
-	done := make(chan struct{})
+	echoErr := make(chan error, 1)
 	go func() { // rank 1 echoes until an empty message
-		defer close(done)
 		c, buf := w.Comms[1], make([]byte, n)
 		for {
 			st, err := c.RecvInto(bg, 0, 0, buf)
 			if err != nil || st.Count == 0 {
+				echoErr <- err
 				return
 			}
-			c.Send(bg, 0, 0, buf)
+			if st.Count != n {
+				echoErr <- fmt.Errorf("echo received %d bytes, want %d", st.Count, n)
+				return
+			}
+			if err := c.Send(bg, 0, 0, buf); err != nil {
+				echoErr <- err
+				return
+			}
 		}
 	}()
 	c, buf := w.Comms[0], make([]byte, n)
 	b.SetBytes(int64(2 * n))
 	b.ReportAllocs()
 	for b.Loop() {
-		c.Send(bg, 1, 0, buf)
-		c.RecvInto(bg, 1, 0, buf)
+		if err := c.Send(bg, 1, 0, buf); err != nil {
+			b.Fatal(err)
+		}
+		if st, err := c.RecvInto(bg, 1, 0, buf); err != nil || st.Count != n {
+			b.Fatalf("round trip: %d bytes back, %v", st.Count, err)
+		}
 	}
-	c.Send(bg, 1, 0, nil)
-	<-done
+	if err := c.Send(bg, 1, 0, nil); err != nil {
+		b.Fatal(err)
+	}
+	if err := <-echoErr; err != nil {
+		b.Fatal(err)
+	}
 }

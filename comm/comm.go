@@ -159,6 +159,7 @@ func (c *Comm) isend(ctx context.Context, dst, tag int, data []byte, sync bool) 
 	}
 	r.dst = c.group[dst]
 	r.needs = true
+	r.watch()
 	c.e.need(r.dst, 1)
 	c.e.send(r)
 	return r
@@ -200,6 +201,7 @@ func (c *Comm) Irecv(ctx context.Context, src, tag int, buf []byte) *Request {
 		r.src = c.group[src]
 	}
 	r.needs = true
+	r.watch()
 	c.e.need(r.src, 1)
 	c.e.postRecv(r)
 	return r

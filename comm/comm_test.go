@@ -152,15 +152,33 @@ func TestWildcardsAndOrder(t *testing.T) {
 						if err != nil {
 							return err
 						}
+						// Message i went out with tag i%3, so the messages of
+						// one source and tag are i = tag, tag+3, ... in order.
+						seq := int(data[0])
+						if seq%3 != st.Tag {
+							return fmt.Errorf("from %d: message %d reported with tag %d, sent with %d", st.Source, seq, st.Tag, seq%3)
+						}
 						k := [2]int{st.Source, st.Tag}
 						want, seen := next[k]
 						if !seen {
 							want = st.Tag
 						}
-						if int(data[0]) != want%256 || st.Tag != want%3 {
-							return fmt.Errorf("from %d tag %d: got sequence %d, want %d (overtaken)", st.Source, st.Tag, data[0], want)
+						if seq != want {
+							return fmt.Errorf("from %d tag %d: got sequence %d, want %d (overtaken)", st.Source, st.Tag, seq, want)
+						}
+						msg := pattern(seq, []int{3, 2000}[seq%2])
+						msg[0] = byte(seq)
+						if !bytes.Equal(data, msg) {
+							return fmt.Errorf("from %d: message %d has %d bytes, not the ones sent", st.Source, seq, len(data))
 						}
 						next[k] = want + 3
+					}
+					for src := 1; src < 4; src++ { // every sequence complete
+						for tag := range 3 {
+							if n := next[[2]int{src, tag}]; n != perRank+(tag+3-perRank%3)%3 {
+								return fmt.Errorf("from %d tag %d: sequence ended at %d", src, tag, n)
+							}
+						}
 					}
 					return nil
 				})
@@ -250,10 +268,16 @@ func TestCancellation(t *testing.T) {
 				if _, err := c.Probe(ctx, 0, 7); !errors.Is(err, context.DeadlineExceeded) {
 					return fmt.Errorf("probe with expired ctx: %v", err)
 				}
+				if err := c.Send(bg, 0, 8, nil); err != nil { // "cancelled"
+					return err
+				}
 			}
-			// The cancelled receive must not swallow a later message with that tag.
+			// The cancelled receive must not swallow a later message with that
+			// tag: rank 0 sends it once rank 1 says its receive was cancelled.
 			if c.Rank() == 0 {
-				time.Sleep(100 * time.Millisecond)
+				if _, _, err := c.Recv(bg, 1, 8); err != nil {
+					return err
+				}
 				return c.Send(bg, 1, 7, []byte("late"))
 			}
 			got, _, err := c.Recv(bg, 0, 7)
@@ -286,8 +310,14 @@ func TestNonblockingAndWaitAny(t *testing.T) {
 	eachTransport(t, func(t *testing.T, mk maker) {
 		w := mk(t, 3, smallEager())
 		w.Run(func(c *comm.Comm) error {
+			// Rank 2 sends only once rank 0's WaitAny has returned, so
+			// rank 1's message is the only one it can see.
+			if c.Rank() == 2 {
+				if _, _, err := c.Recv(bg, 0, 9); err != nil {
+					return err
+				}
+			}
 			if c.Rank() != 0 {
-				time.Sleep(time.Duration(c.Rank()) * 20 * time.Millisecond)
 				return c.Send(bg, 0, c.Rank(), pattern(c.Rank(), 3000))
 			}
 			r1 := c.Irecv(bg, 1, 1, make([]byte, 3000))
@@ -296,8 +326,14 @@ func TestNonblockingAndWaitAny(t *testing.T) {
 				return errors.New("Test reports a receive done before any send")
 			}
 			i, st, err := comm.WaitAny(r2, r1)
-			if err != nil || i != 1 || st.Source != 1 {
-				return fmt.Errorf("WaitAny = %d %+v %v, want index 1 (rank 1 sends first)", i, st, err)
+			if err != nil || i != 1 || st.Source != 1 || !bytes.Equal(r1.Data(), pattern(1, 3000)) {
+				return fmt.Errorf("WaitAny = %d %+v %v, want index 1 (only rank 1 has sent)", i, st, err)
+			}
+			if done, _, _ := r2.Test(); done {
+				return errors.New("Test reports a receive done before its send")
+			}
+			if err := c.Send(bg, 2, 9, nil); err != nil { // rank 2 may send
+				return err
 			}
 			sts, err := comm.WaitAll(r1, r2)
 			if err != nil || sts[1].Source != 2 || !bytes.Equal(r2.Data(), pattern(2, 3000)) {
@@ -775,10 +811,12 @@ func TestAsync(t *testing.T) {
 	w := commtest.NewWorld(t, 1)
 	c := w.Comms[0]
 	boom := errors.New("boom")
-	r := c.Async(bg, func(ctx context.Context) error { time.Sleep(10 * time.Millisecond); return boom })
+	release := make(chan struct{})
+	r := c.Async(bg, func(ctx context.Context) error { <-release; return boom })
 	if done, _, _ := r.Test(); done {
 		t.Fatal("async request done before fn returned")
 	}
+	close(release)
 	if _, err := r.Wait(); err != boom {
 		t.Fatalf("Wait = %v, want fn's error", err)
 	}

@@ -12,12 +12,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pmrun/pmrun/internal/e2e"
 )
 
 // The end-to-end tests run real processes through the pmrun launcher: the binary
 // named by PMRUN_BIN (make test sets it), else one built from ../cmd/pmrun.
 
-var e2e struct {
+var e2eBuild struct {
 	once sync.Once
 	dir  string
 	err  error
@@ -26,40 +28,40 @@ var e2e struct {
 // e2eBinaries builds the launcher and the test programs once per test binary.
 func e2eBinaries(t *testing.T) (pmrun string, prog func(name string) string) {
 	t.Helper()
-	e2e.once.Do(func() {
-		e2e.dir, e2e.err = os.MkdirTemp("", "pmrun-e2e-")
-		if e2e.err != nil {
+	e2eBuild.once.Do(func() {
+		e2eBuild.dir, e2eBuild.err = os.MkdirTemp("", "pmrun-e2e-")
+		if e2eBuild.err != nil {
 			return
 		}
 		progs, err := filepath.Glob("./testdata/*/main.go")
 		if err != nil || len(progs) == 0 {
-			e2e.err = fmt.Errorf("no test programs in testdata: %v", err)
+			e2eBuild.err = fmt.Errorf("no test programs in testdata: %v", err)
 			return
 		}
-		build := []string{"-o", filepath.Join(e2e.dir, "prog") + "/"}
+		build := []string{"-o", filepath.Join(e2eBuild.dir, "prog") + "/"}
 		for _, p := range progs {
 			build = append(build, "./"+filepath.Dir(p)) // patterns with ... skip testdata
 		}
 		args := [][]string{build}
 		if os.Getenv("PMRUN_BIN") == "" {
-			args = append(args, []string{"-o", filepath.Join(e2e.dir, "pmrun"), "../cmd/pmrun"})
+			args = append(args, []string{"-o", filepath.Join(e2eBuild.dir, "pmrun"), "../cmd/pmrun"})
 		}
 		for _, a := range args {
 			out, err := exec.Command("go", append([]string{"build"}, a...)...).CombinedOutput()
 			if err != nil {
-				e2e.err = fmt.Errorf("go build %v: %v\n%s", a, err, out)
+				e2eBuild.err = fmt.Errorf("go build %v: %v\n%s", a, err, out)
 				return
 			}
 		}
 	})
-	if e2e.err != nil {
-		t.Fatal(e2e.err)
+	if e2eBuild.err != nil {
+		t.Fatal(e2eBuild.err)
 	}
 	pmrun = os.Getenv("PMRUN_BIN")
 	if pmrun == "" {
-		pmrun = filepath.Join(e2e.dir, "pmrun")
+		pmrun = filepath.Join(e2eBuild.dir, "pmrun")
 	}
-	return pmrun, func(name string) string { return filepath.Join(e2e.dir, "prog", name) }
+	return pmrun, func(name string) string { return filepath.Join(e2eBuild.dir, "prog", name) }
 }
 
 type result struct {
@@ -91,9 +93,7 @@ func runJob(t *testing.T, timeout time.Duration, args ...string) result {
 }
 
 func TestE2EStress(t *testing.T) {
-	if testing.Short() {
-		t.Skip("the 100,000-message stress test is skipped with -short")
-	}
+	e2e.NotShort(t, "the 100,000-message stress test")
 	_, prog := e2eBinaries(t)
 	for _, shm := range []string{"on", "off"} { // shared memory rings, or TCP
 		t.Run("shm="+shm, func(t *testing.T) {

@@ -7,9 +7,12 @@ import (
 )
 
 // FuzzLinkParse feeds arbitrary bytes, as if read from a peer's connection, to the
-// frame parser of a link: it must reject what is malformed without panicking,
-// allocating unbounded memory or delivering anything it should not. Inputs are
-// split in two to exercise frames that arrive in pieces.
+// frame parser of a link, split in two to exercise frames that arrive in
+// pieces. It must not panic, and it checks what can be known from outside:
+// a first header that does not decode, or that claims another source than the
+// link's peer, is rejected; what the parser queued is from the peer, no
+// longer than the limits allow, and holds no more memory than the input
+// brought (its payloads plus the bookkeeping of each frame).
 func FuzzLinkParse(f *testing.F) {
 	frame := func(h wire.Header, payload []byte) []byte {
 		h.Length = uint64(len(payload))
@@ -26,6 +29,7 @@ func FuzzLinkParse(f *testing.F) {
 	f.Add(b, 16)
 	f.Add(frame(wire.Header{Kind: wire.KindData, Src: 1, ID: 9}, []byte("xyz")), 33)
 	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"), 4)
+	f.Add(frame(wire.Header{Kind: wire.KindEager, Ctx: worldCtx, Src: 0, Tag: 3}, []byte("not me")), 50)
 	f.Fuzz(func(t *testing.T, data []byte, cut int) {
 		cfg := DefaultConfig()
 		cfg.EagerLimit, cfg.ShmEagerLimit, cfg.ChunkSize = 1<<10, 1<<10, 4<<10
@@ -36,18 +40,36 @@ func FuzzLinkParse(f *testing.F) {
 		if cut < 0 || cut > len(data) {
 			cut = len(data) / 2
 		}
+		if len(data) > len(l.rbuf) {
+			return
+		}
+		var rejected error
 		for _, part := range [][]byte{data[:cut], data[cut:]} {
-			if len(part) > len(l.rbuf)-l.rend {
-				return
-			}
 			l.rend += copy(l.rbuf[l.rend:], part)
-			if err := l.parse(); err != nil {
-				return // rejected: the connection would be closed
+			if rejected = l.parse(); rejected != nil {
+				break // the connection would be closed
 			}
 			if l.rpos == l.rend {
 				l.rpos, l.rend = 0, 0
 			}
 		}
 		e.pushers.Wait()
+		if len(data) >= wire.HeaderSize {
+			h, err := wire.DecodeHeader(data[:wire.HeaderSize], e.lim)
+			if (err != nil || h.Src != 1) && rejected == nil {
+				t.Fatalf("first header accepted: %+v, %v", h, err)
+			}
+		}
+		if held, most := e.held[1].Load(), heldCost(len(data))*int64(1+len(data)/wire.HeaderSize); held > most {
+			t.Fatalf("%d bytes held for %d bytes of input", held, len(data))
+		}
+		c := newComm(e, worldCtx, []int{0, 1})
+		ok, st, err := c.Iprobe(AnySource, AnyTag)
+		if err != nil {
+			t.Fatalf("probe after parsing: %v", err)
+		}
+		if ok && (st.Source != 1 || st.Tag < 0 || uint64(st.Count) > e.lim.MaxMessage) {
+			t.Fatalf("queued a message the peer could not have sent: %+v", st)
+		}
 	})
 }

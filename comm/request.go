@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"sync"
 	"sync/atomic"
 )
 
@@ -78,11 +79,24 @@ const (
 )
 
 func newRequest(ctx context.Context, c *Comm, kind reqKind) *Request {
-	r := &Request{c: c, kind: kind, ctx: ctx, done: make(chan struct{})}
-	if ctx.Done() != nil {
-		r.stop = context.AfterFunc(ctx, func() { c.e.cancel(r) })
+	return &Request{c: c, kind: kind, ctx: ctx, done: make(chan struct{})}
+}
+
+// watch makes the end of r's context cancel r. The caller has set r's fields
+// and has not posted r yet: the watcher may run at once (the context may have
+// ended already), and it reads what the caller wrote only after watch
+// returns (armed orders the two).
+func (r *Request) watch() {
+	if r.ctx.Done() == nil {
+		return
 	}
-	return r
+	var armed sync.Mutex
+	armed.Lock()
+	r.stop = context.AfterFunc(r.ctx, func() {
+		armed.Lock()
+		r.c.e.cancel(r)
+	})
+	armed.Unlock()
 }
 
 // complete finishes r once; later calls are ignored and report false.

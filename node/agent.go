@@ -74,6 +74,7 @@ type Agent struct {
 
 	mu       sync.Mutex
 	members  map[string]Member // every node seen, by name, as gossip last told
+	changed  chan struct{}     // closed at the next change of members (nil: nobody waits)
 	jobs     map[string]*agentJob
 	sessions map[*yamux.Session]bool
 	closed   bool
@@ -244,6 +245,18 @@ func (a *Agent) Leave() error {
 	a.meta = b
 	a.mu.Unlock()
 	a.ml.UpdateNode(time.Second)
+	// Gossip may bring the update to a node after the leave itself, which it
+	// would then record as a death: a push-pull with each live member hands
+	// the update over first.
+	var peers []string
+	for _, m := range a.Members() {
+		if m.Name != a.cfg.Name && m.State == "alive" {
+			peers = append(peers, m.Gossip)
+		}
+	}
+	if len(peers) > 0 {
+		a.ml.Join(peers) // best effort: a member it misses sees a death, as before
+	}
 	err := a.ml.Leave(2 * time.Second)
 	return errors.Join(err, a.Close())
 }
@@ -454,7 +467,22 @@ func (e *agentEvents) set(m Member, state string) {
 	m.State = state
 	e.mu.Lock()
 	e.members[m.Name] = m
+	if e.changed != nil {
+		close(e.changed)
+		e.changed = nil
+	}
 	e.mu.Unlock()
+}
+
+// membersChanged returns a channel closed at the next change of the member
+// table: a wait for a membership state needs no polling.
+func (a *Agent) membersChanged() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.changed == nil {
+		a.changed = make(chan struct{})
+	}
+	return a.changed
 }
 
 // logWriter sends memberlist's log lines to the agent's logger, leaving out its

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pmrun/pmrun/internal/e2e"
 )
 
 // These tests run Python programs under the launcher that `make build` made
@@ -21,10 +23,7 @@ func launcher(t *testing.T) string {
 	t.Helper()
 	bin := os.Getenv("PMRUN_BIN")
 	if bin == "" {
-		if os.Getenv("PMRUN_E2E") != "" {
-			t.Fatal("PMRUN_E2E is set but PMRUN_BIN is not: run the tests with `make test`")
-		}
-		t.Skip("PMRUN_BIN is not set (run `make test`, which builds bin/pmrun and the Python package)")
+		e2e.Require(t, false, "PMRUN_BIN is not set (run `make test`, which builds bin/pmrun and the Python package)")
 	}
 	return bin
 }
@@ -41,7 +40,7 @@ func python(t *testing.T) string {
 	}
 	p, err := exec.LookPath("python3")
 	if err != nil {
-		t.Skip("no python3 on this machine")
+		e2e.Require(t, false, "no python3 on this machine")
 	}
 	return p
 }
@@ -253,7 +252,7 @@ func TestPythonExamples(t *testing.T) {
 	})
 	t.Run("scatter_numpy", func(t *testing.T) {
 		if !hasNumpy(t, py) {
-			t.Skip("numpy is not installed for " + py)
+			e2e.Require(t, false, "numpy is not installed for "+py)
 		}
 		r := run(t, "-np", "4", "examples/mpi/scatter_numpy.py", "500")
 		if !strings.Contains(r.stdout, "normalised 2000 rows on 4 ranks: OK") {
@@ -300,9 +299,7 @@ func fmtSscanf(s, format string, args ...any) (int, error) {
 // TestLargerThan2GiB moves a buffer and an object of more than 2 GiB between two
 // ranks (it needs about 10 GiB of memory).
 func TestLargerThan2GiB(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: skipping the 2 GiB messages")
-	}
+	e2e.NotShort(t, "the 2 GiB messages")
 	r := pmrun(t, "", "-np", "2", "--timeout", "140s", "--python", python(t), "python/tests/test_large.py", "-v")
 	if r.code != 0 || strings.Count(r.stderr, "\nOK") != 2 {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pmrun/pmrun/docker"
 	"github.com/pmrun/pmrun/internal/dockerx"
+	"github.com/pmrun/pmrun/internal/e2e"
 )
 
 // needDocker skips (or, with PMRUN_E2E=1, fails) a test that needs a Docker
@@ -18,13 +19,9 @@ import (
 // Python package goes into the image).
 func needDocker(t *testing.T) {
 	t.Helper()
-	must := os.Getenv("PMRUN_E2E") == "1"
 	skip := func(why string) {
 		t.Helper()
-		if must {
-			t.Fatalf("PMRUN_E2E=1 but %s", why)
-		}
-		t.Skip(why)
+		e2e.Require(t, false, why)
 	}
 	if ok, why := dockerx.Available(); !ok {
 		skip("no Docker engine: " + why)

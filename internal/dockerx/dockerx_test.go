@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/pmrun/pmrun/internal/e2e"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -33,12 +35,8 @@ const engineTimeout = 3 * time.Minute
 // with PMRUN_E2E=1 it fails instead.
 func requireEngine(t *testing.T) Engine {
 	t.Helper()
-	if ok, why := Available(); !ok {
-		if os.Getenv("PMRUN_E2E") == "1" {
-			t.Fatalf("PMRUN_E2E=1 but no Docker engine answers: %s", why)
-		}
-		t.Skipf("no Docker engine answers: %s", why)
-	}
+	ok, why := Available()
+	e2e.Require(t, ok, "no Docker engine answers: "+why)
 	e, err := New()
 	if err != nil {
 		t.Fatal(err)

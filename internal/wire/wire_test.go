@@ -6,6 +6,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/pmrun/pmrun/internal/e2e"
 )
 
 func TestHeaderRoundTrip(t *testing.T) {
@@ -120,9 +122,7 @@ func TestHandshakeGarbageAndSilence(t *testing.T) {
 		t.Fatalf("garbage: %v", err)
 	}
 	b.Close()
-	if testing.Short() {
-		return
-	}
+	e2e.NotShort(t, "the silent dialer, dropped after the handshake timeout")
 	a, b = net.Pipe() // a dialer that says nothing is dropped after the timeout
 	defer a.Close()
 	start := time.Now()

@@ -1,0 +1,121 @@
+package collective_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/pmrun/pmrun/collective"
+	"github.com/pmrun/pmrun/comm"
+	"github.com/pmrun/pmrun/comm/commtest"
+)
+
+// TestNonblockingReference starts Ireduce, Ialltoall, Igather, Iscatter and
+// Iscan together (roots differing), waits for them in reverse order, and
+// compares every element with references computed here, for np 1..6, counts
+// from 0, with a commutative and a non-commutative op.
+func TestNonblockingReference(t *testing.T) {
+	all := ops()
+	for _, np := range []int{1, 2, 3, 4, 5, 6} {
+		for _, n := range []int{0, 4, 12, 4 << 10} {
+			for _, name := range []string{"sum", "matmul"} {
+				o := all[name]
+				alltoallIn := func(r int) []int64 { return input(r*np+7, n*np) }
+				commtest.NewWorld(t, np).Run(func(c *comm.Comm) error {
+					me := c.Rank()
+					red, scan := make([]int64, n), make([]int64, n)
+					a2a, gath, scat := make([]int64, n*np), make([]int64, n*np), make([]int64, n)
+					var scatIn []int64
+					if me == np/2 {
+						scatIn = concat(np, n)
+					}
+					reqs := []*comm.Request{
+						collective.Ireduce(bg, c, np-1, input(me, n), red, o.op),
+						collective.Ialltoall(bg, c, alltoallIn(me), a2a),
+						collective.Igather(bg, c, 0, input(me, n), gath),
+						collective.Iscatter(bg, c, np/2, scatIn, scat),
+						collective.Iscan(bg, c, input(me, n), scan, o.op),
+					}
+					slices.Reverse(reqs)
+					if _, err := comm.WaitAll(reqs...); err != nil {
+						return err
+					}
+					where := fmt.Sprintf("np=%d n=%d op=%s", np, n, name)
+					if me == np-1 && !slices.Equal(red, naiveReduce(np, n, o)) {
+						return fmt.Errorf("%s: Ireduce wrong", where)
+					}
+					for j := range np { // block j of a2a is block me of rank j's input
+						if !slices.Equal(a2a[j*n:(j+1)*n], alltoallIn(j)[me*n:(me+1)*n]) {
+							return fmt.Errorf("%s: Ialltoall block from rank %d wrong", where, j)
+						}
+					}
+					if me == 0 && !slices.Equal(gath, concat(np, n)) {
+						return fmt.Errorf("%s: Igather wrong", where)
+					}
+					if !slices.Equal(scat, input(me, n)) {
+						return fmt.Errorf("%s: Iscatter wrong", where)
+					}
+					if !slices.Equal(scan, naiveReduce(me+1, n, o)) {
+						return fmt.Errorf("%s: Iscan wrong", where)
+					}
+					return nil
+				})
+			}
+		}
+	}
+}
+
+// TestMismatchedCounts: ranks that pass different counts to one collective
+// get an error that says so (a truncated receive, or a count that differs
+// from the one expected) on at least one rank. The first error cancels the
+// other ranks' calls, as pmrun aborts a job whose rank fails: some of them
+// would otherwise wait for a rank that has given up.
+func TestMismatchedCounts(t *testing.T) {
+	calls := map[string]func(ctx context.Context, c *comm.Comm, n int) error{
+		"allreduce": func(ctx context.Context, c *comm.Comm, n int) error {
+			v := make([]int64, n)
+			return collective.Allreduce(ctx, c, v, v, collective.Sum[int64]())
+		},
+		"bcast": func(ctx context.Context, c *comm.Comm, n int) error {
+			return collective.Bcast(ctx, c, 0, make([]int64, n))
+		},
+		"reduce": func(ctx context.Context, c *comm.Comm, n int) error {
+			return collective.Reduce(ctx, c, 0, make([]int64, n), make([]int64, n), collective.Sum[int64]())
+		},
+		"allgather": func(ctx context.Context, c *comm.Comm, n int) error {
+			return collective.Allgather(ctx, c, make([]int64, n), make([]int64, n*c.Size()))
+		},
+		"alltoall": func(ctx context.Context, c *comm.Comm, n int) error {
+			return collective.Alltoall(ctx, c, make([]int64, n*c.Size()), make([]int64, n*c.Size()))
+		},
+		"gather": func(ctx context.Context, c *comm.Comm, n int) error {
+			return collective.Gather(ctx, c, 0, make([]int64, n), make([]int64, n*c.Size()))
+		},
+		"scatter": func(ctx context.Context, c *comm.Comm, n int) error {
+			return collective.Scatter(ctx, c, 0, make([]int64, n*c.Size()), make([]int64, n))
+		},
+	}
+	for _, np := range []int{2, 3, 4} {
+		for name, call := range calls {
+			ctx, cancel := context.WithCancelCause(bg)
+			errs := commtest.NewWorld(t, np).Run(func(c *comm.Comm) error {
+				err := call(ctx, c, 4+c.Rank()%2) // odd ranks pass one more
+				if err != nil {
+					cancel(err)
+				}
+				return nil
+			})
+			first := context.Cause(ctx)
+			cancel(nil)
+			if errors.Join(errs...) != nil {
+				continue // reported by Run
+			}
+			if first == nil || !errors.Is(first, comm.ErrTruncated) && !strings.Contains(first.Error(), "mismatched counts") {
+				t.Errorf("np=%d %s with mismatched counts: first error %v, want one that names the mismatch", np, name, first)
+			}
+		}
+	}
+}
