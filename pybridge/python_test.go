@@ -126,6 +126,23 @@ func TestUnittestSuite(t *testing.T) {
 	}
 }
 
+// TestBufferSafety runs python/tests/test_buffers.py: buffer operations with
+// receive buffers of random wrong sizes between guard regions.
+func TestBufferSafety(t *testing.T) {
+	py := python(t)
+	if !hasNumpy(t, py) {
+		t.Skip("numpy is not installed for " + py)
+	}
+	for _, np := range []string{"2", "3"} {
+		t.Run("np"+np, func(t *testing.T) {
+			r := pmrun(t, "", "-np", np, "--timeout", "120s", "--python", py, "python/tests/test_buffers.py", "-v")
+			if r.code != 0 || strings.Count(r.stderr, "\nOK") != mustAtoi(t, np) {
+				t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+			}
+		})
+	}
+}
+
 func mustAtoi(t *testing.T, s string) int {
 	t.Helper()
 	n := 0
