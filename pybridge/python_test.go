@@ -109,7 +109,7 @@ func TestUnittestSuite(t *testing.T) {
 	py := python(t)
 	numpy := hasNumpy(t, py)
 	t.Logf("interpreter %s (numpy: %v)", py, numpy)
-	for _, np := range []string{"1", "2", "3", "4"} {
+	for _, np := range []string{"1", "2", "3", "4", "5", "7"} {
 		t.Run("np"+np, func(t *testing.T) {
 			r := pmrun(t, "", "-np", np, "--timeout", "120s", "--python", py,
 				"python/tests/test_mpi.py", "-v")

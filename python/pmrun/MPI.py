@@ -2018,6 +2018,9 @@ class Comm:
     def Free(self):
         if self._h and self is not COMM_WORLD and self is not COMM_SELF \
                 and self._h not in (COMM_WORLD._h, COMM_SELF._h):
+            private = _PRIVATE.pop(self._h, None)
+            if private is not None:
+                private.Free()
             _call(_lib.pm_comm_free(self._h))
         self._h = 0
 
@@ -2325,14 +2328,47 @@ class Comm:
         rl = list(rlens)
         return _split_blob(_take_blob(blob.value, sum(rl)), rl)
 
+    def _private(self):
+        """This communicator's duplicate for the messages of the object
+        reductions, made on first use (every rank makes that call), so that
+        they never meet the user's messages."""
+        c = _PRIVATE.get(self._h)
+        if c is None:
+            c = _PRIVATE[self._h] = self.Dup()
+        return c
+
+    def _reduce_to_zero(self, obj, op):
+        """The reduction of every rank's obj, in rank order (op need not
+        commute), at rank 0 (None elsewhere): a binomial tree, each rank
+        folding in the results of its subtrees, so that no rank receives
+        more than log2(size) objects."""
+        fn = _pyop(op)
+        c = self._private()
+        me, p, mask = self._rank, self._size, 1
+        while mask < p:
+            if me & mask:  # this subtree (ranks me..me+mask-1) is done: to its parent
+                c.send(obj, me - mask, 0)
+                return None
+            if me + mask < p:
+                obj = fn(obj, c.recv(None, me + mask, 0))  # the next ranks, after ours
+            mask <<= 1
+        return obj
+
     def reduce(self, sendobj, op=SUM, root=0):
-        vals = self.gather(sendobj, root)
-        if vals is None:
-            return None
-        return _functools.reduce(_pyop(op), vals)
+        if not 0 <= root < self._size:
+            raise Exception(ERR_ROOT, "MPI.Comm.reduce: root %r is not a rank of %d"
+                            % (root, self._size))
+        res = self._reduce_to_zero(sendobj, op)
+        if root == 0:
+            return res
+        if self._rank == 0:
+            self._private().send(res, root, 0)
+        elif self._rank == root:
+            return self._private().recv(None, 0, 0)
+        return None
 
     def allreduce(self, sendobj, op=SUM):
-        return _functools.reduce(_pyop(op), self.allgather(sendobj))
+        return self.bcast(self._reduce_to_zero(sendobj, op), 0)
 
     def scan(self, sendobj, op=SUM):
         vals = self.allgather(sendobj)
@@ -2813,6 +2849,7 @@ class Comm:
 
 
 _EMPTY = _bridge.ctypes.create_string_buffer(1)
+_PRIVATE = {}  # communicator handle -> its duplicate for the object reductions
 
 
 def _addr(b):
