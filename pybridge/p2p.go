@@ -37,7 +37,7 @@ func pm_error(id int64, buf unsafe.Pointer, capacity int64, cls *int64) int64 {
 		err = errors.New("unknown error")
 	}
 	*cls = int64(class(err))
-	msg := err.Error()
+	msg := describe(err)
 	return int64(copy(mem(buf, capacity), msg))
 }
 

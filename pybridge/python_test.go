@@ -340,7 +340,38 @@ except MPI.Exception as e:
     print("class", e.Get_error_class() == MPI.ERR_PROC_FAILED, e.Get_error_string())
 `)
 	r := pmrun(t, "", "-np", "2", "--python", python(t), script)
-	if r.code != 0 || !strings.Contains(r.stdout, "class True") || !strings.Contains(r.stdout, "rank 1") {
+	if r.code != 0 || !strings.Contains(r.stdout, "class True MPI.Comm.recv: lost rank 1 (") {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if strings.Contains(r.stdout, "tag") || strings.Contains(r.stdout, "comm:") {
+		t.Errorf("the message shows the runtime's internals:\n%s", r.stdout)
+	}
+}
+
+// TestErrorsNameTheUsersCall: an uncaught error of the runtime shows a
+// traceback that ends in the method the user called, and a message in MPI's
+// terms.
+func TestErrorsNameTheUsersCall(t *testing.T) {
+	script := writeScript(t, "lost.py", `
+import os
+from mpi4py import MPI
+c = MPI.COMM_WORLD
+if c.rank == 1:
+    os._exit(0)
+c.Barrier()
+`)
+	r := pmrun(t, "", "-np", "2", "--python", python(t), script)
+	if r.code == 0 {
+		t.Fatalf("exit 0 after a lost rank:\n%s", r.stderr)
+	}
+	for _, want := range []string{"c.Barrier()", ", in Barrier\n", "MPI.Exception: MPI.Comm.Barrier: lost rank 1 ("} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	for _, internal := range []string{"in _call", "in _raise", "_bridge", "tag -"} {
+		if strings.Contains(r.stderr, internal) {
+			t.Errorf("stderr shows %q:\n%s", internal, r.stderr)
+		}
 	}
 }

@@ -146,14 +146,49 @@ class Exception(RuntimeError):  # noqa: A001 - the name mpi4py uses
         return self.ierr != SUCCESS
 
 
+def _public_name():
+    """'MPI.Comm.Barrier': the public method of this module that the user's
+    code called, found up the stack (helpers' names start with '_')."""
+    f, name = _sys._getframe(2), "MPI"
+    while f is not None and f.f_code.co_filename == __file__:  # up to the user's code
+        code = f.f_code
+        if not code.co_name.startswith(("_", "<")):
+            name = "MPI." + getattr(code, "co_qualname", code.co_name)
+        f = f.f_back
+    return name
+
+
+def _error(e):
+    """The MPI.Exception for the library's error e, its message naming the
+    public method."""
+    return Exception(e.error_class, "%s: %s" % (_public_name(), e.message))
+
+
 def _raise(e):
-    raise Exception(e.error_class, e.message) from None
+    raise _error(e) from None
 
 
 def _call(rc):
     if rc < 0:
-        _raise(_bridge.error(rc))
+        raise _error(_bridge.error(rc)) from None
     return rc
+
+
+def _user_traceback(tb):
+    """tb without the frames inside pmrun below the user's last call into it:
+    a traceback that ends at the public method the user called, as
+    mpi4py's do (an error of the user's own code keeps all its frames)."""
+    frames = []
+    t = tb
+    while t is not None:
+        frames.append(t)
+        t = t.tb_next
+    here = _os.path.dirname(__file__) + _os.sep
+    last_user = max((i for i, t in enumerate(frames)
+                     if not t.tb_frame.f_code.co_filename.startswith(here)), default=-1)
+    if 0 <= last_user < len(frames) - 2:
+        frames[last_user + 1].tb_next = None
+    return tb
 
 
 def Get_error_class(errorcode):
@@ -1800,6 +1835,7 @@ def _pm(impl, **fixed):
     method = _FunctionType(code, impl.__globals__, name, tuple(defaults), impl.__closure__)
     method.__kwdefaults__ = impl.__kwdefaults__
     method.__qualname__ = name
+    method._pm_method = True  # _name_methods gives it its public name
     method.__doc__ = impl.__doc__
     return method
 
@@ -2882,6 +2918,23 @@ def _pyop(op):
     raise Exception(ERR_OP, "not an MPI.Op or callable: %r" % (op,))
 
 
+def _name_methods(cls):
+    """Names each method that _pm made after the attribute that holds it
+    (Allreduce, not _reduce), code included: tracebacks and error messages
+    show the method the user called."""
+    for name, f in list(vars(cls).items()):
+        if not getattr(f, "_pm_method", False):
+            continue
+        qualname = cls.__name__ + "." + name
+        code = f.__code__.replace(co_name=name)
+        if hasattr(code, "co_qualname"):
+            code = code.replace(co_qualname=qualname)
+        f.__code__, f.__name__, f.__qualname__ = code, name, qualname
+
+
+_name_methods(Comm)
+
+
 class Intracomm(Comm):
     """An intra-communicator (every communicator pmrun makes)."""
 
@@ -3187,7 +3240,7 @@ def _excepthook(exc_type, exc, tb):
     does), tagging its traceback with the rank, instead of leaving the other
     ranks waiting for it."""
     rank = COMM_WORLD._rank if _initialized else -1
-    text = "".join(_traceback.format_exception(exc_type, exc, tb))
+    text = "".join(_traceback.format_exception(exc_type, exc, _user_traceback(tb)))
     prefix = "[rank %d] " % rank if rank >= 0 else ""
     try:
         _sys.stderr.write("".join(prefix + line + "\n" for line in text.rstrip("\n").split("\n")))
