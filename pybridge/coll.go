@@ -5,6 +5,7 @@ import "C"
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"unsafe"
@@ -22,11 +23,39 @@ import (
 // run runs fn now, or as a nonblocking request when req is not nil.
 func run(c *comm.Comm, req *int64, fn func(ctx context.Context) error) int64 {
 	if req == nil {
-		return fail(fn(bg))
+		return fail(inStep(c, fn(bg)))
 	}
 	// The collective's slot is taken now, in the caller's order of calls.
-	*req = requests.put(&request{r: collective.Start(bg, c, fn)})
+	*req = requests.put(&request{r: collective.Start(bg, c, func(ctx context.Context) error {
+		return inStep(c, fn(ctx))
+	})})
 	return 0
+}
+
+// inStep returns err, unless it says that the ranks disagreed about a
+// collective call once it had begun (a peer's part larger or smaller than
+// this rank's counts say): then the job is aborted with that message. The
+// other ranks may be waiting for parts that will never come, and only the
+// end of the job releases them (as MPI's default error handler does).
+func inStep(c *comm.Comm, err error) error {
+	var ce *collective.Error
+	switch {
+	case errors.Is(err, collective.ErrMismatch):
+		c.Abort(1, fmt.Sprintf("%s: %s (the other ranks cannot finish the call)", opName(err), describe(err)))
+	case errors.As(err, &ce) && errors.Is(err, comm.ErrTruncated):
+		c.Abort(1, fmt.Sprintf("%s: %s: %v (the other ranks cannot finish the call)", opName(err), describe(err),
+			collective.ErrMismatch))
+	}
+	return err
+}
+
+// opName is the collective that err comes from.
+func opName(err error) string {
+	var ce *collective.Error
+	if errors.As(err, &ce) {
+		return ce.Op
+	}
+	return "collective"
 }
 
 //export pm_barrier

@@ -348,6 +348,35 @@ except MPI.Exception as e:
 	}
 }
 
+// TestMismatchedCountsAbort: ranks that pass different counts to one
+// collective (large enough to go by messages) end the job with a message
+// saying so, instead of leaving the ranks that found nothing wrong waiting.
+func TestMismatchedCountsAbort(t *testing.T) {
+	py := python(t)
+	if !hasNumpy(t, py) {
+		t.Skip("numpy is not installed for " + py)
+	}
+	script := writeScript(t, "mismatch.py", `
+import numpy as np
+from mpi4py import MPI
+c = MPI.COMM_WORLD
+n = 100000 * (1 + (c.rank == c.size - 1))
+try:
+    c.Allreduce(np.ones(n), np.empty(n))
+except MPI.Exception:
+    pass  # even caught, the others could not go on
+c.Barrier()
+print("went on")
+`)
+	for _, np := range []string{"2", "3"} {
+		r := pmrun(t, "", "-np", np, "--timeout", "60s", "--python", py, script)
+		if r.code == 0 || strings.Contains(r.stdout, "went on") || strings.Contains(r.stderr, "timed out") ||
+			!strings.Contains(r.stderr, "allreduce: ") || !strings.Contains(r.stderr, "ranks passed different counts") {
+			t.Errorf("np %s: exit %d\nstdout:\n%s\nstderr:\n%s", np, r.code, r.stdout, r.stderr)
+		}
+	}
+}
+
 // TestErrorsNameTheUsersCall: an uncaught error of the runtime shows a
 // traceback that ends in the method the user called, and a message in MPI's
 // terms.

@@ -2891,7 +2891,7 @@ _PRIVATE = {}  # communicator handle -> its duplicate for the object reductions
 def _addr(b):
     """The address to pass for _Buf b: an empty buffer too has one, as the
     library reads a null address as MPI.IN_PLACE."""
-    return _EMPTY if b.addr is None else b.addr
+    return b.addr if b.addr else _EMPTY  # None, 0 or b"" for no memory
 
 
 def _check_blocks(n, block):

@@ -44,9 +44,9 @@ class Case:
     mpi4py raises on this rank (None: it succeeds), check(s, r, recv)
     verifies a result."""
 
-    def __init__(self, name, run, expect, check=None, sizes=None):
+    def __init__(self, name, run, expect, check=None, match=lambda r: r):
         self.name, self.run, self.expect, self.check = name, run, expect, check
-        self.sizes = sizes or (lambda rng: (rng.randrange(0, 10), rng.randrange(0, 10)))
+        self.match = match  # the send count that fits r, the same on every rank
 
 
 def same(s, r):
@@ -94,17 +94,19 @@ CASES = [
     Case("Reduce_scatter_block", lambda c, s, r, b: c.Reduce_scatter_block(send(s), b),
          lambda s, r: None if s == r * size else ValueError,
          lambda s, r, recv: np.testing.assert_array_equal(
-             recv, np.arange(rank * r, rank * r + r) * size + total)),
+             recv, np.arange(rank * r, rank * r + r) * size + total), match=lambda r: r * size),
     Case("Reduce_scatter", lambda c, s, r, b: c.Reduce_scatter(send(s), b, [r] * size),
-         lambda s, r: None if s == r * size else ValueError),
-    Case("Allgather", lambda c, s, r, b: c.Allgather(send(s), b), blocks, check_gather),
-    Case("Iallgather", lambda c, s, r, b: c.Iallgather(send(s), b).Wait(), blocks, check_gather),
+         lambda s, r: None if s == r * size else ValueError, match=lambda r: r * size),
+    Case("Allgather", lambda c, s, r, b: c.Allgather(send(s), b), blocks, check_gather,
+         match=lambda r: r // size),
+    Case("Iallgather", lambda c, s, r, b: c.Iallgather(send(s), b).Wait(), blocks, check_gather,
+         match=lambda r: r // size),
     Case("Gather", lambda c, s, r, b: c.Gather(send(s), b if rank == 0 else None, root=0),
          lambda s, r: blocks(s, r) if rank == 0 else None,
-         lambda s, r, recv: rank or check_gather(s, r, recv)),
+         lambda s, r, recv: rank or check_gather(s, r, recv), match=lambda r: r // size),
     Case("Igather", lambda c, s, r, b: c.Igather(send(s), b if rank == 0 else None, root=0).Wait(),
          lambda s, r: blocks(s, r) if rank == 0 else None,
-         lambda s, r, recv: rank or check_gather(s, r, recv)),
+         lambda s, r, recv: rank or check_gather(s, r, recv), match=lambda r: r // size),
     # Scatter: only the root checks its buffers, and a root that refused its
     # call would leave the others waiting, so the sizes always match here;
     # the guards still watch every receive buffer.
@@ -121,10 +123,10 @@ CASES = [
          lambda s, r: ValueError if s % size or r % size else None if s == r else MPI.Exception),
     Case("Allgatherv", lambda c, s, r, b: c.Allgatherv(send(s), [b, [s] * size, MPI.DOUBLE]),
          lambda s, r: ValueError if s * size > r else None,
-         lambda s, r, recv: check_gather(s, r, recv[:s * size])),
+         lambda s, r, recv: check_gather(s, r, recv[:s * size]), match=lambda r: r // size),
     Case("Alltoallv", lambda c, s, r, b: c.Alltoallv([send(s * size), [s] * size, MPI.DOUBLE],
                                                      [b, [s] * size, MPI.DOUBLE]),
-         lambda s, r: ValueError if s * size > r else None),
+         lambda s, r: ValueError if s * size > r else None, match=lambda r: r // size),
     Case("Sendrecv", lambda c, s, r, b: c.Sendrecv(send(s), (rank + 1) % size, 0, b,
                                                    (rank - 1) % size, 0),
          lambda s, r: MPI.Exception if s > r else None,
@@ -147,9 +149,9 @@ class GuardedBuffers(unittest.TestCase):
         rng = random.Random(seed)
         comm = self.ctl.Dup()
         for i in range(ROUNDS):
-            s, r = case.sizes(rng)
+            s, r = rng.randrange(0, 10), rng.randrange(0, 10)
             if i % 3 == 0:  # a third of the calls are of matching sizes
-                s = r if case.expect(r, r) is None else r * size
+                s = case.match(r)
             g, recv = guarded(r)
             want = case.expect(s, r)
             got = None
@@ -194,6 +196,19 @@ class GuardedBuffers(unittest.TestCase):
                      lambda: world.Allgather(a[::4], np.empty(4 * size))):
             with self.assertRaises(BufferError):
                 call()
+
+    def test_empty_exported_buffers(self):
+        # An empty array that exports no memory (address 0) is an empty
+        # buffer, not MPI.IN_PLACE.
+        class Empty:
+            __array_interface__ = {"data": (0, False), "typestr": "<f8", "shape": (0,),
+                                   "version": 3}
+        recv = np.full(size, SENTINEL)
+        world.Gatherv(Empty(), [recv, [0] * size, MPI.DOUBLE] if rank == 0 else None, root=0)
+        world.Allgather(Empty(), np.empty(0))
+        world.Alltoall(Empty(), np.empty(0))
+        world.Allreduce(Empty(), np.empty(0))
+        self.assertTrue((recv == SENTINEL).all())
 
     def test_count_larger_than_the_buffer(self):
         g, recv = guarded(2)
