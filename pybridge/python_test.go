@@ -349,8 +349,9 @@ except MPI.Exception as e:
 }
 
 // TestMismatchedCountsAbort: ranks that pass different counts to one
-// collective (large enough to go by messages) end the job with a message
-// saying so, instead of leaving the ranks that found nothing wrong waiting.
+// collective (small ones through the node's shared area, large ones by
+// messages) end the job with a message saying so, instead of leaving the
+// ranks that found nothing wrong waiting or going on with wrong data.
 func TestMismatchedCountsAbort(t *testing.T) {
 	py := python(t)
 	if !hasNumpy(t, py) {
@@ -360,19 +361,24 @@ func TestMismatchedCountsAbort(t *testing.T) {
 import numpy as np
 from mpi4py import MPI
 c = MPI.COMM_WORLD
-n = 100000 * (1 + (c.rank == c.size - 1))
+import sys
+n = int(sys.argv[2]) * (1 + (c.rank == c.size - 1))
 try:
-    c.Allreduce(np.ones(n), np.empty(n))
+    getattr(c, sys.argv[1])(np.ones(n), np.empty(n))
 except MPI.Exception:
     pass  # even caught, the others could not go on
 c.Barrier()
 print("went on")
 `)
-	for _, np := range []string{"2", "3"} {
-		r := pmrun(t, "", "-np", np, "--timeout", "60s", "--python", py, script)
-		if r.code == 0 || strings.Contains(r.stdout, "went on") || strings.Contains(r.stderr, "timed out") ||
-			!strings.Contains(r.stderr, "allreduce: ") || !strings.Contains(r.stderr, "ranks passed different counts") {
-			t.Errorf("np %s: exit %d\nstdout:\n%s\nstderr:\n%s", np, r.code, r.stdout, r.stderr)
+	for _, tc := range []struct{ call, n, op string }{
+		{"Allreduce", "100000", "allreduce: "}, {"Allreduce", "4", "allreduce: "}, {"Scan", "4", "scan"},
+	} {
+		for _, np := range []string{"2", "3"} {
+			r := pmrun(t, "", "-np", np, "--timeout", "60s", "--python", py, script, tc.call, tc.n)
+			if r.code == 0 || strings.Contains(r.stdout, "went on") || strings.Contains(r.stderr, "timed out") ||
+				!strings.Contains(r.stderr, tc.op) || !strings.Contains(r.stderr, "ranks passed different counts") {
+				t.Errorf("%s of %s at np %s: exit %d\nstdout:\n%s\nstderr:\n%s", tc.call, tc.n, np, r.code, r.stdout, r.stderr)
+			}
 		}
 	}
 }
