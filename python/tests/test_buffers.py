@@ -127,6 +127,23 @@ CASES = [
     Case("Alltoallv", lambda c, s, r, b: c.Alltoallv([send(s * size), [s] * size, MPI.DOUBLE],
                                                      [b, [s] * size, MPI.DOUBLE]),
          lambda s, r: ValueError if s * size > r else None, match=lambda r: r // size),
+    Case("Gatherv", lambda c, s, r, b: c.Gatherv(send(s), [b, [s] * size, MPI.DOUBLE]
+                                                 if rank == 0 else None, root=0),
+         lambda s, r: ValueError if rank == 0 and s * size > r else None,
+         lambda s, r, recv: rank or check_gather(s, r, recv[:s * size]),
+         match=lambda r: r // size),
+    Case("Scatterv", lambda c, s, r, b: c.Scatterv([send(size * r), [r] * size, MPI.DOUBLE]
+                                                   if rank == 0 else None, b, root=0),
+         lambda s, r: None,
+         lambda s, r, recv: np.testing.assert_array_equal(recv, np.arange(rank * r, rank * r + r))),
+    Case("Recv", lambda c, s, r, b: MPI.Request.Waitall(
+        [c.Isend(send(s), (rank + 1) % size, 0), _recv(c, b, (rank - 1) % size)]),
+        lambda s, r: MPI.Exception if s > r else None,
+        lambda s, r, recv: np.testing.assert_array_equal(
+            recv[:s], np.arange(s) + 10 * ((rank - 1) % size))),
+    Case("Sendrecv_replace", lambda c, s, r, b: c.Sendrecv_replace(
+        [b, min(s, r), MPI.DOUBLE], (rank + 1) % size, 0, (rank - 1) % size, 0),
+        lambda s, r: None),
     Case("Sendrecv", lambda c, s, r, b: c.Sendrecv(send(s), (rank + 1) % size, 0, b,
                                                    (rank - 1) % size, 0),
          lambda s, r: MPI.Exception if s > r else None,
@@ -136,6 +153,12 @@ CASES = [
         [c.Irecv(b, (rank - 1) % size, 0), c.Isend(send(s), (rank + 1) % size, 0)]),
         lambda s, r: MPI.Exception if s > r else None),
 ]
+
+
+def _recv(c, b, source):
+    """Recv (blocking) into b; a null request for Waitall."""
+    c.Recv(b, source, 0)
+    return MPI.REQUEST_NULL
 
 
 class GuardedBuffers(unittest.TestCase):
