@@ -93,10 +93,14 @@ func (k *call) send(dst int, b []byte) error {
 	return k.wrap(k.c.Send(k.ctx, dst, k.tag, b))
 }
 
+// ErrMismatch is returned when a peer's part of a collective call is not the
+// size this rank expects: the ranks passed different counts to the call.
+var ErrMismatch = errors.New("ranks passed different counts")
+
 func (k *call) recv(src int, b []byte) error {
 	st, err := k.c.RecvInto(k.ctx, src, k.tag, b)
 	if err == nil && st.Count != len(b) {
-		err = fmt.Errorf("collective: %s: rank %d sent %d bytes, want %d (mismatched counts?)", k.op, src, st.Count, len(b))
+		err = fmt.Errorf("collective: %s: rank %d sent %d bytes, want %d: %w", k.op, src, st.Count, len(b), ErrMismatch)
 	}
 	return k.wrap(err)
 }
@@ -110,7 +114,7 @@ func (k *call) sendrecv(s []byte, dst int, r []byte, src int) error {
 	}
 	st, err := rq.Wait()
 	if err == nil && st.Count != len(r) {
-		err = fmt.Errorf("collective: %s: rank %d sent %d bytes, want %d (mismatched counts?)", k.op, src, st.Count, len(r))
+		err = fmt.Errorf("collective: %s: rank %d sent %d bytes, want %d: %w", k.op, src, st.Count, len(r), ErrMismatch)
 	}
 	return k.wrap(err)
 }

@@ -2,6 +2,9 @@ package collective
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
 	"slices"
 	"unsafe"
 
@@ -34,8 +37,28 @@ func sharedMay(ctx context.Context, family string, c *comm.Comm, nbytes int) boo
 	if family == "alltoall" {
 		nbytes *= c.Size() // a rank writes all its blocks into its own area
 	}
-	return nbytes <= shm.SlotBytes && slices.Contains(algorithms[family], AlgShared) &&
+	return nbytes <= areaBytes && slices.Contains(algorithms[family], AlgShared) &&
 		commx.HasSlots(c) && !reservedFor(ctx, c)
+}
+
+// areaBytes is what a rank may write into its area: the last bytes of each
+// area hold the length written, so that a reader finds ranks that passed
+// different counts (ErrMismatch) instead of reading what was never written.
+const areaBytes = shm.SlotBytes - 8
+
+// put copies b into area a and records its length.
+func put(a, b []byte) {
+	copy(a, b)
+	binary.LittleEndian.PutUint64(a[areaBytes:], uint64(len(b)))
+}
+
+// get is the n bytes that rank r wrote into area a, or ErrMismatch when it
+// wrote another number of bytes.
+func get(a []byte, r, n int) ([]byte, error) {
+	if got := binary.LittleEndian.Uint64(a[areaBytes:]); got != uint64(n) {
+		return nil, fmt.Errorf("rank %d wrote %d bytes, want %d: %w", r, got, n, ErrMismatch)
+	}
+	return a[:n], nil
 }
 
 // agreeMapped returns Slots' agreement: a one-byte minimum over c by
@@ -65,10 +88,13 @@ func onSlots(ctx context.Context, c *comm.Comm, op string, fn func(s *shm.Slots,
 	}
 	defer s.End()
 	n := s.Next()
-	if err := fn(s, n); err != nil {
+	err = fn(s, n)
+	if err == nil || errors.Is(err, ErrMismatch) { // read, if refused: the slot may go round
+		s.Done(n)
+	}
+	if err != nil {
 		return &Error{Op: op, Err: err}
 	}
-	s.Done(n)
 	return nil
 }
 
@@ -85,13 +111,14 @@ func bcastShared(ctx context.Context, c *comm.Comm, root int, b []byte) error {
 			if err := s.Await(ctx, n, root); err != nil {
 				return err
 			}
-			copy(b, s.Area(n, 0))
-			return nil
+			part, err := get(s.Area(n, 0), root, len(b))
+			copy(b, part)
+			return err
 		}
 		if err := s.Claim(ctx, n); err != nil {
 			return err
 		}
-		copy(s.Area(n, 0), b)
+		put(s.Area(n, 0), b)
 		s.Publish(n)
 		return nil
 	})
@@ -111,7 +138,7 @@ func gatherShared(ctx context.Context, c *comm.Comm, root int, send, recv []byte
 			if err := s.Claim(ctx, n); err != nil {
 				return err
 			}
-			copy(s.Area(n, me), send)
+			put(s.Area(n, me), send)
 			s.Publish(n)
 		}
 		if !all && me != root {
@@ -122,9 +149,14 @@ func gatherShared(ctx context.Context, c *comm.Comm, root int, send, recv []byte
 			return err
 		}
 		for r := range c.Size() {
-			if r != me {
-				copy(recv[r*bs:(r+1)*bs], s.Area(n, r))
+			if r == me {
+				continue
 			}
+			part, err := get(s.Area(n, r), r, bs)
+			if err != nil {
+				return err
+			}
+			copy(recv[r*bs:(r+1)*bs], part)
 		}
 		return nil
 	})
@@ -138,15 +170,16 @@ func scatterShared(ctx context.Context, c *comm.Comm, root int, send, recv []byt
 			if err := s.Await(ctx, n, root); err != nil {
 				return err
 			}
-			copy(recv, s.Area(n, me))
-			return nil
+			part, err := get(s.Area(n, me), root, bs)
+			copy(recv, part)
+			return err
 		}
 		if err := s.Claim(ctx, n); err != nil {
 			return err
 		}
 		for r := range c.Size() {
 			if r != me {
-				copy(s.Area(n, r), send[r*bs:(r+1)*bs])
+				put(s.Area(n, r), send[r*bs:(r+1)*bs])
 			}
 		}
 		s.Publish(n)
@@ -164,13 +197,17 @@ func alltoallShared(ctx context.Context, c *comm.Comm, send, recv []byte, bs int
 		if err := s.Claim(ctx, n); err != nil {
 			return err
 		}
-		copy(s.Area(n, me), send)
+		put(s.Area(n, me), send)
 		s.Publish(n)
 		if err := s.AwaitAll(ctx, n); err != nil {
 			return err
 		}
 		for r := range c.Size() {
-			copy(recv[r*bs:(r+1)*bs], s.Area(n, r)[me*bs:])
+			all, err := get(s.Area(n, r), r, len(send))
+			if err != nil {
+				return err
+			}
+			copy(recv[r*bs:(r+1)*bs], all[me*bs:])
 		}
 		return nil
 	})
@@ -188,13 +225,19 @@ func reduceShared[T Elem](ctx context.Context, c *comm.Comm, root int, acc []T, 
 		if err := s.Claim(ctx, n); err != nil {
 			return err
 		}
-		copy(s.Area(n, me), bytesOf(acc))
+		put(s.Area(n, me), bytesOf(acc))
 		s.Publish(n)
 		if !all && me != root {
 			return nil
 		}
 		if err := s.AwaitAll(ctx, n); err != nil {
 			return err
+		}
+		nb := len(bytesOf(acc))
+		for r := range p {
+			if _, err := get(s.Area(n, r), r, nb); err != nil {
+				return err
+			}
 		}
 		if me != p-1 {
 			copy(acc, elemsOf[T](s.Area(n, p-1), len(acc)))

@@ -5,7 +5,9 @@ import "C"
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"math"
 	"unsafe"
 
 	"github.com/pmrun/pmrun/collective"
@@ -21,11 +23,39 @@ import (
 // run runs fn now, or as a nonblocking request when req is not nil.
 func run(c *comm.Comm, req *int64, fn func(ctx context.Context) error) int64 {
 	if req == nil {
-		return fail(fn(bg))
+		return fail(inStep(c, fn(bg)))
 	}
 	// The collective's slot is taken now, in the caller's order of calls.
-	*req = requests.put(&request{r: collective.Start(bg, c, fn)})
+	*req = requests.put(&request{r: collective.Start(bg, c, func(ctx context.Context) error {
+		return inStep(c, fn(ctx))
+	})})
 	return 0
+}
+
+// inStep returns err, unless it says that the ranks disagreed about a
+// collective call once it had begun (a peer's part larger or smaller than
+// this rank's counts say): then the job is aborted with that message. The
+// other ranks may be waiting for parts that will never come, and only the
+// end of the job releases them (as MPI's default error handler does).
+func inStep(c *comm.Comm, err error) error {
+	var ce *collective.Error
+	switch {
+	case errors.Is(err, collective.ErrMismatch):
+		c.Abort(1, fmt.Sprintf("%s: %s (the other ranks cannot finish the call)", opName(err), describe(err)))
+	case errors.As(err, &ce) && errors.Is(err, comm.ErrTruncated):
+		c.Abort(1, fmt.Sprintf("%s: %s: %v (the other ranks cannot finish the call)", opName(err), describe(err),
+			collective.ErrMismatch))
+	}
+	return err
+}
+
+// opName is the collective that err comes from.
+func opName(err error) string {
+	var ce *collective.Error
+	if errors.As(err, &ce) {
+		return ce.Op
+	}
+	return "collective"
 }
 
 //export pm_barrier
@@ -38,30 +68,45 @@ func pm_barrier(h int64, req *int64) int64 {
 }
 
 //export pm_bcast
-func pm_bcast(h, root int64, buf unsafe.Pointer, n int64, req *int64) int64 {
+func pm_bcast(h, root int64, buf unsafe.Pointer, capacity, n int64, req *int64) int64 {
 	c, err := commOf(h)
 	if err != nil {
 		return fail(err)
 	}
-	b := mem(buf, n)
+	b, err := recvRegion(buf, capacity, n)
+	if err != nil {
+		return fail(err)
+	}
 	return run(c, req, func(ctx context.Context) error { return collective.Bcast(ctx, c, int(root), b) })
 }
 
-// pm_gather: n bytes from each rank into recv (size*n bytes) at root.
+// pm_gather: n bytes from each rank into recv (size*n bytes) at root (all !=
+// 0: on every rank). A nil sbuf is in place: this rank's block is already in
+// recv.
 //
 //export pm_gather
-func pm_gather(h, root int64, sbuf unsafe.Pointer, n int64, rbuf unsafe.Pointer, all int64, req *int64) int64 {
+func pm_gather(h, root int64, sbuf unsafe.Pointer, scap, n int64, rbuf unsafe.Pointer, rcap, all int64, req *int64) int64 {
 	c, err := commOf(h)
 	if err != nil {
 		return fail(err)
 	}
-	var recv []byte
-	if rbuf != nil && (all != 0 || c.Rank() == int(root)) {
-		recv = mem(rbuf, n*int64(c.Size()))
+	var send, recv []byte
+	if all != 0 || c.Rank() == int(root) {
+		total, err := times(n, int64(c.Size()))
+		if err == nil {
+			recv, err = recvRegion(rbuf, rcap, total)
+		}
+		if err != nil {
+			return fail(err)
+		}
 	}
-	send := mem(sbuf, n)
-	if send == nil { // in place: this rank's block is already in recv
+	if sbuf == nil {
+		if recv == nil {
+			return fail(fmt.Errorf("in place without a receive buffer: %w", errSendShort))
+		}
 		send = recv[int64(c.Rank())*n : int64(c.Rank()+1)*n]
+	} else if send, err = sendRegion(sbuf, scap, n); err != nil {
+		return fail(err)
 	}
 	return run(c, req, func(ctx context.Context) error {
 		if all != 0 {
@@ -71,111 +116,171 @@ func pm_gather(h, root int64, sbuf unsafe.Pointer, n int64, rbuf unsafe.Pointer,
 	})
 }
 
+// pm_scatter: block r of the root's send (n bytes each) to rank r's recv. A
+// nil rbuf at the root is in place: its block stays where it is.
+//
 //export pm_scatter
-func pm_scatter(h, root int64, sbuf, rbuf unsafe.Pointer, n int64, req *int64) int64 {
+func pm_scatter(h, root int64, sbuf unsafe.Pointer, scap int64, rbuf unsafe.Pointer, rcap, n int64, req *int64) int64 {
 	c, err := commOf(h)
 	if err != nil {
 		return fail(err)
 	}
-	var send []byte
+	var send, recv []byte
 	if c.Rank() == int(root) {
-		send = mem(sbuf, n*int64(c.Size()))
+		total, err := times(n, int64(c.Size()))
+		if err == nil {
+			send, err = sendRegion(sbuf, scap, total)
+		}
+		if err != nil {
+			return fail(err)
+		}
 	}
-	recv := mem(rbuf, n)
-	if recv == nil { // in place at the root: its block stays where it is
+	if rbuf == nil && c.Rank() == int(root) {
 		recv = make([]byte, n)
+	} else if recv, err = recvRegion(rbuf, rcap, n); err != nil {
+		return fail(err)
 	}
 	return run(c, req, func(ctx context.Context) error { return collective.Scatter(ctx, c, int(root), send, recv) })
 }
 
+// pm_alltoall: block j of send (n bytes each) to rank j. A nil sbuf is in
+// place.
+//
 //export pm_alltoall
-func pm_alltoall(h int64, sbuf, rbuf unsafe.Pointer, n int64, req *int64) int64 {
+func pm_alltoall(h int64, sbuf unsafe.Pointer, scap int64, rbuf unsafe.Pointer, rcap, n int64, req *int64) int64 {
 	c, err := commOf(h)
 	if err != nil {
 		return fail(err)
 	}
-	recv := mem(rbuf, n*int64(c.Size()))
-	send := mem(sbuf, n*int64(c.Size()))
-	if send == nil {
-		send = recv // in place
+	total, err := times(n, int64(c.Size()))
+	if err != nil {
+		return fail(err)
+	}
+	recv, err := recvRegion(rbuf, rcap, total)
+	if err != nil {
+		return fail(err)
+	}
+	send := recv // in place
+	if sbuf != nil {
+		if send, err = sendRegion(sbuf, scap, total); err != nil {
+			return fail(err)
+		}
 	}
 	return run(c, req, func(ctx context.Context) error { return collective.Alltoall(ctx, c, send, recv) })
 }
 
-func span(counts, displs []int) int64 {
-	end := 0
-	for i := range counts {
-		end = max(end, displs[i]+counts[i])
-	}
-	return int64(end)
+// layout is a v-variant buffer: its memory and each rank's block in it, in
+// bytes.
+type layout struct {
+	buf            []byte
+	counts, displs []int
 }
 
+// vregion resolves the k counts and displacements (bytes, one per rank of c)
+// at counts and displs over the capacity bytes at p, which must hold every
+// block.
+func vregion(c *comm.Comm, what string, p unsafe.Pointer, capacity int64, counts, displs unsafe.Pointer, k int64, short error) (layout, error) {
+	cs, err := ints(what+" counts", counts, k, c.Size())
+	if err != nil {
+		return layout{}, err
+	}
+	ds, err := ints(what+" displacements", displs, k, c.Size())
+	if err != nil {
+		return layout{}, err
+	}
+	end := int64(0)
+	for i := range cs {
+		if int64(cs[i]) > math.MaxInt64-int64(ds[i]) {
+			return layout{}, fmt.Errorf("%s block %d: %w", what, i, errBadCount)
+		}
+		end = max(end, int64(ds[i]+cs[i]))
+	}
+	b, err := region(what, p, capacity, end, short)
+	return layout{b, cs, ds}, err
+}
+
+// block is rank r's block of l.
+func (l layout) block(r int) []byte { return l.buf[l.displs[r] : l.displs[r]+l.counts[r]] }
+
 // pm_gatherv gathers sn bytes from each rank into recv at displs[r] (all != 0:
-// on every rank).
+// on every rank); counts and displs hold k values (one per rank).
 //
 //export pm_gatherv
-func pm_gatherv(h, root int64, sbuf unsafe.Pointer, sn int64, rbuf, counts, displs unsafe.Pointer, all int64, req *int64) int64 {
+func pm_gatherv(h, root int64, sbuf unsafe.Pointer, scap, sn int64, rbuf unsafe.Pointer, rcap int64, counts, displs unsafe.Pointer, k, all int64, req *int64) int64 {
 	c, err := commOf(h)
 	if err != nil {
 		return fail(err)
 	}
-	var cs, ds []int
-	var recv []byte
+	var recv layout
 	if all != 0 || c.Rank() == int(root) {
-		cs, ds = ints(counts, c.Size()), ints(displs, c.Size())
-		recv = mem(rbuf, span(cs, ds))
+		if recv, err = vregion(c, "receive", rbuf, rcap, counts, displs, k, errRecvShort); err != nil {
+			return fail(err)
+		}
 	}
-	send := mem(sbuf, sn)
-	if send == nil {
-		send = recv[ds[c.Rank()] : ds[c.Rank()]+cs[c.Rank()]]
+	var send []byte
+	if sbuf == nil {
+		if recv.buf == nil {
+			return fail(fmt.Errorf("in place without a receive buffer: %w", errSendShort))
+		}
+		send = recv.block(c.Rank())
+	} else if send, err = sendRegion(sbuf, scap, sn); err != nil {
+		return fail(err)
 	}
 	return run(c, req, func(ctx context.Context) error {
 		if all != 0 {
-			return collective.Allgatherv(ctx, c, send, recv, cs, ds)
+			return collective.Allgatherv(ctx, c, send, recv.buf, recv.counts, recv.displs)
 		}
-		return collective.Gatherv(ctx, c, int(root), send, recv, cs, ds)
+		return collective.Gatherv(ctx, c, int(root), send, recv.buf, recv.counts, recv.displs)
 	})
 }
 
+// pm_scatterv sends block r of the root's send (counts and displs, k values)
+// to rank r's rn bytes at rbuf (nil at the root: in place).
+//
 //export pm_scatterv
-func pm_scatterv(h, root int64, sbuf, counts, displs, rbuf unsafe.Pointer, rn int64, req *int64) int64 {
+func pm_scatterv(h, root int64, sbuf unsafe.Pointer, scap int64, counts, displs unsafe.Pointer, k int64, rbuf unsafe.Pointer, rcap, rn int64, req *int64) int64 {
 	c, err := commOf(h)
 	if err != nil {
 		return fail(err)
 	}
-	var cs, ds []int
-	var send []byte
+	var send layout
 	if c.Rank() == int(root) {
-		cs, ds = ints(counts, c.Size()), ints(displs, c.Size())
-		send = mem(sbuf, span(cs, ds))
+		if send, err = vregion(c, "send", sbuf, scap, counts, displs, k, errSendShort); err != nil {
+			return fail(err)
+		}
 	}
-	recv := mem(rbuf, rn)
-	if recv == nil {
-		recv = make([]byte, cs[c.Rank()])
+	var recv []byte
+	if rbuf == nil && c.Rank() == int(root) {
+		recv = make([]byte, send.counts[c.Rank()])
+	} else if recv, err = recvRegion(rbuf, rcap, rn); err != nil {
+		return fail(err)
 	}
 	return run(c, req, func(ctx context.Context) error {
-		return collective.Scatterv(ctx, c, int(root), send, cs, ds, recv)
+		return collective.Scatterv(ctx, c, int(root), send.buf, send.counts, send.displs, recv)
 	})
 }
 
+// pm_alltoallv: the k send and receive counts and displacements (bytes) lay
+// out the blocks; a nil sbuf is in place.
+//
 //export pm_alltoallv
-func pm_alltoallv(h int64, sbuf, scounts, sdispls, rbuf, rcounts, rdispls unsafe.Pointer, req *int64) int64 {
+func pm_alltoallv(h int64, sbuf unsafe.Pointer, scap int64, scounts, sdispls, rbuf unsafe.Pointer, rcap int64, rcounts, rdispls unsafe.Pointer, k int64, req *int64) int64 {
 	c, err := commOf(h)
 	if err != nil {
 		return fail(err)
 	}
-	rc, rd := ints(rcounts, c.Size()), ints(rdispls, c.Size())
-	recv := mem(rbuf, span(rc, rd))
-	var sc, sd []int
-	var send []byte
-	if sbuf == nil {
-		send, sc, sd = append([]byte(nil), recv...), rc, rd
-	} else {
-		sc, sd = ints(scounts, c.Size()), ints(sdispls, c.Size())
-		send = mem(sbuf, span(sc, sd))
+	recv, err := vregion(c, "receive", rbuf, rcap, rcounts, rdispls, k, errRecvShort)
+	if err != nil {
+		return fail(err)
+	}
+	send := layout{append([]byte(nil), recv.buf...), recv.counts, recv.displs}
+	if sbuf != nil {
+		if send, err = vregion(c, "send", sbuf, scap, scounts, sdispls, k, errSendShort); err != nil {
+			return fail(err)
+		}
 	}
 	return run(c, req, func(ctx context.Context) error {
-		return collective.Alltoallv(ctx, c, send, sc, sd, recv, rc, rd)
+		return collective.Alltoallv(ctx, c, send.buf, send.counts, send.displs, recv.buf, recv.counts, recv.displs)
 	})
 }
 
@@ -343,46 +448,73 @@ var elemSize = map[int64]int64{tInt8: 1, tInt16: 2, tInt32: 4, tInt64: 8, tUint8
 	tFloat32: 4, tFloat64: 8, tComplex64: 8, tComplex128: 16}
 
 // pm_reduce runs reduction kind over count elements of type dt per rank (for
-// ReduceScatter, counts gives each rank's share and count is their sum; for
-// ReduceScatterBlock, count is one rank's share). A nil sbuf is in place.
+// ReduceScatter, the k counts give each rank's share and count is their sum;
+// for ReduceScatterBlock, count is one rank's share). scap and rcap are the
+// sizes in bytes of the buffers at sbuf and rbuf; a nil sbuf is in place.
 //
 //export pm_reduce
-func pm_reduce(h, kind, root int64, sbuf, rbuf unsafe.Pointer, count int64, counts unsafe.Pointer, dt, op int64, req *int64) int64 {
+func pm_reduce(h, kind, root int64, sbuf unsafe.Pointer, scap int64, rbuf unsafe.Pointer, rcap, count int64, counts unsafe.Pointer, k, dt, op int64, req *int64) int64 {
 	c, err := commOf(h)
 	if err != nil {
 		return fail(err)
 	}
+	a, err := reductionOf(c, kind, root, sbuf, scap, rbuf, rcap, count, counts, k, dt)
+	if err != nil {
+		return fail(err)
+	}
+	return run(c, req, func(ctx context.Context) error { return a.do(ctx, int(dt), int(op)) })
+}
+
+// reductionOf resolves pm_reduce's arguments into views of Python's memory,
+// each within the size Python gave.
+func reductionOf(c *comm.Comm, kind, root int64, sbuf unsafe.Pointer, scap int64, rbuf unsafe.Pointer, rcap, count int64, counts unsafe.Pointer, k, dt int64) (*reduction, error) {
 	es, ok := elemSize[dt]
 	if !ok {
-		return fail(fmt.Errorf("type code %d: %w", dt, errBadType))
+		return nil, fmt.Errorf("type code %d: %w", dt, errBadType)
 	}
 	a := &reduction{c: c, kind: int(kind), root: int(root)}
 	in, out := count, count // elements in send and recv
+	var err error
 	switch kind {
 	case redScatterBlock:
-		in = count * int64(c.Size())
+		in, err = times(count, int64(c.Size()))
 	case redScatter:
-		a.counts = ints(counts, c.Size())
-		out = int64(a.counts[c.Rank()])
+		if a.counts, err = ints("counts", counts, k, c.Size()); err == nil {
+			out = int64(a.counts[c.Rank()])
+		}
 	case redReduce:
 		if c.Rank() != int(root) {
 			out = 0
 		}
 	}
-	if rbuf != nil {
-		a.recv = mem(rbuf, out*es)
+	if err != nil {
+		return nil, err
 	}
-	if sbuf != nil {
-		a.send = mem(sbuf, in*es)
-	} else {
-		switch kind {
-		case redScatterBlock, redScatter: // the input is in recv, which is large enough for it
-			a.send = append([]byte(nil), mem(rbuf, in*es)...)
-		default:
-			a.send = a.recv
+	inBytes, err := times(in, es)
+	if err != nil {
+		return nil, err
+	}
+	outBytes, err := times(out, es)
+	if err != nil {
+		return nil, err
+	}
+	if rbuf != nil || out > 0 {
+		if a.recv, err = recvRegion(rbuf, rcap, outBytes); err != nil {
+			return nil, err
 		}
 	}
-	return run(c, req, func(ctx context.Context) error { return a.do(ctx, int(dt), int(op)) })
+	switch {
+	case sbuf != nil:
+		a.send, err = sendRegion(sbuf, scap, inBytes)
+	case kind == redScatterBlock || kind == redScatter: // the input is in recv, which must hold it
+		var all []byte
+		if all, err = region("receive (in place)", rbuf, rcap, inBytes, errRecvShort); err == nil {
+			a.send = append([]byte(nil), all...)
+		}
+	default:
+		a.send = a.recv
+	}
+	return a, err
 }
 
 // Object collectives carry pickles of any size: the sizes travel first.
@@ -417,14 +549,17 @@ func pm_bcast_obj(h, root int64, buf unsafe.Pointer, n int64, blob, size *int64)
 }
 
 // pm_gather_obj gathers n bytes of each rank at root (all != 0: everywhere);
-// there it writes every rank's length into lens and stores the concatenation
-// as a blob.
+// there it writes every rank's length into lens (k int64s, one per rank) and
+// stores the concatenation as a blob.
 //
 //export pm_gather_obj
-func pm_gather_obj(h, root, all int64, buf unsafe.Pointer, n int64, lens unsafe.Pointer, blob *int64) int64 {
+func pm_gather_obj(h, root, all int64, buf unsafe.Pointer, n int64, lens unsafe.Pointer, k int64, blob *int64) int64 {
 	c, err := commOf(h)
 	if err != nil {
 		return fail(err)
+	}
+	if k != int64(c.Size()) || lens == nil {
+		return fail(fmt.Errorf("room for %d lengths for %d ranks: %w", k, c.Size(), errRecvShort))
 	}
 	me := c.Rank() == int(root) || all != 0
 	sizes := make([]int64, c.Size())
@@ -463,14 +598,17 @@ func pm_gather_obj(h, root, all int64, buf unsafe.Pointer, n int64, lens unsafe.
 	return 0
 }
 
-// pm_scatter_obj sends piece r of the root's k=size pieces (bufs, lens) to rank
-// r, which gets it as a blob.
+// pm_scatter_obj sends piece r of the root's k pieces (bufs, lens; k must be
+// the size) to rank r, which gets it as a blob.
 //
 //export pm_scatter_obj
-func pm_scatter_obj(h, root int64, bufs, lens unsafe.Pointer, blob, size *int64) int64 {
+func pm_scatter_obj(h, root int64, bufs, lens unsafe.Pointer, k int64, blob, size *int64) int64 {
 	c, err := commOf(h)
 	if err != nil {
 		return fail(err)
+	}
+	if c.Rank() == int(root) && (k != int64(c.Size()) || bufs == nil || lens == nil) {
+		return fail(fmt.Errorf("%d pieces for %d ranks: %w", k, c.Size(), errBadCount))
 	}
 	var send []byte
 	var counts, displs []int
@@ -497,14 +635,18 @@ func pm_scatter_obj(h, root int64, bufs, lens unsafe.Pointer, blob, size *int64)
 	return 0
 }
 
-// pm_alltoall_obj sends piece r of this rank's size pieces to rank r; the
-// received pieces' lengths go to rlens and their concatenation to a blob.
+// pm_alltoall_obj sends piece r of this rank's k pieces (k must be the size)
+// to rank r; the received pieces' lengths go to rlens (k int64s) and their
+// concatenation to a blob.
 //
 //export pm_alltoall_obj
-func pm_alltoall_obj(h int64, bufs, lens, rlens unsafe.Pointer, blob *int64) int64 {
+func pm_alltoall_obj(h int64, bufs, lens, rlens unsafe.Pointer, k int64, blob *int64) int64 {
 	c, err := commOf(h)
 	if err != nil {
 		return fail(err)
+	}
+	if k != int64(c.Size()) || bufs == nil || lens == nil || rlens == nil {
+		return fail(fmt.Errorf("%d pieces for %d ranks: %w", k, c.Size(), errBadCount))
 	}
 	n := c.Size()
 	ssizes := unsafe.Slice((*int64)(lens), n)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"unsafe"
 
@@ -87,8 +88,12 @@ const (
 func class(err error) int {
 	var ce *collective.Error
 	switch {
-	case errors.Is(err, comm.ErrTruncated):
+	case errors.Is(err, comm.ErrTruncated), errors.Is(err, errRecvShort):
 		return errTruncate
+	case errors.Is(err, errSendShort):
+		return errBuffer
+	case errors.Is(err, errBadCount):
+		return errCount
 	case errors.Is(err, comm.ErrInvalidRank):
 		return errRank
 	case errors.Is(err, comm.ErrInvalidTag):
@@ -115,6 +120,9 @@ var (
 	errBadHandle = errors.New("invalid handle")
 	errBadType   = errors.New("unsupported datatype")
 	errBadOp     = errors.New("unsupported op for this datatype")
+	errRecvShort = errors.New("message truncated: receive buffer too small")
+	errSendShort = errors.New("send buffer smaller than the message")
+	errBadCount  = errors.New("invalid count")
 )
 
 // fail records err and returns the negative code Python turns into an exception.
@@ -149,17 +157,57 @@ func mem(p unsafe.Pointer, n int64) []byte {
 	return unsafe.Slice((*byte)(p), int(n))
 }
 
-// ints copies n C int64s at p.
-func ints(p unsafe.Pointer, n int) []int {
-	if n == 0 || p == nil {
-		return nil
+// region views the first n bytes of the capacity bytes that Python lent at
+// p, or fails with short (errRecvShort, errSendShort) when the message does
+// not fit: nothing past capacity is ever touched, whatever counts Python
+// passed. A nil p with capacity 0 and n 0 is an empty buffer.
+func region(what string, p unsafe.Pointer, capacity, n int64, short error) ([]byte, error) {
+	switch {
+	case n < 0 || capacity < 0:
+		return nil, fmt.Errorf("%s buffer: %d bytes of %d: %w", what, n, capacity, errBadCount)
+	case n > capacity:
+		return nil, fmt.Errorf("%s buffer of %d bytes, message of %d bytes: %w", what, capacity, n, short)
+	case p == nil && n > 0:
+		return nil, fmt.Errorf("%s buffer is missing for a message of %d bytes: %w", what, n, short)
 	}
-	src := unsafe.Slice((*int64)(p), n)
-	out := make([]int, n)
-	for i, v := range src {
+	return mem(p, n), nil
+}
+
+// recvRegion is region for a buffer the call writes.
+func recvRegion(p unsafe.Pointer, capacity, n int64) ([]byte, error) {
+	return region("receive", p, capacity, n, errRecvShort)
+}
+
+// sendRegion is region for a buffer the call reads.
+func sendRegion(p unsafe.Pointer, capacity, n int64) ([]byte, error) {
+	return region("send", p, capacity, n, errSendShort)
+}
+
+// times is n*k bytes, or an error when that is negative or overflows.
+func times(n, k int64) (int64, error) {
+	if n < 0 || k < 0 || (k != 0 && n > math.MaxInt64/k) {
+		return 0, fmt.Errorf("%d x %d bytes: %w", n, k, errBadCount)
+	}
+	return n * k, nil
+}
+
+// ints copies the k C int64s at p, which must be want of them (one per rank),
+// each at least 0.
+func ints(what string, p unsafe.Pointer, k int64, want int) ([]int, error) {
+	if k != int64(want) || (k > 0 && p == nil) {
+		return nil, fmt.Errorf("%d %s for %d ranks: %w", k, what, want, errBadCount)
+	}
+	if k == 0 {
+		return nil, nil
+	}
+	out := make([]int, k)
+	for i, v := range unsafe.Slice((*int64)(p), k) {
+		if v < 0 {
+			return nil, fmt.Errorf("%s[%d] is %d: %w", what, i, v, errBadCount)
+		}
 		out[i] = int(v)
 	}
-	return out
+	return out, nil
 }
 
 // pm_version copies pmrun's version (the launcher's too) into buf and returns

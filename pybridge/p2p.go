@@ -5,6 +5,7 @@ import "C"
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"unsafe"
 
@@ -36,7 +37,7 @@ func pm_error(id int64, buf unsafe.Pointer, capacity int64, cls *int64) int64 {
 		err = errors.New("unknown error")
 	}
 	*cls = int64(class(err))
-	msg := err.Error()
+	msg := describe(err)
 	return int64(copy(mem(buf, capacity), msg))
 }
 
@@ -83,13 +84,17 @@ func pm_comm_info(h int64, rank, size *int64) int64 {
 	return 0
 }
 
-// pm_comm_world_ranks writes the world rank of each rank of h (its group).
+// pm_comm_world_ranks writes the world rank of each rank of h (its group)
+// into out, room for k int64s.
 //
 //export pm_comm_world_ranks
-func pm_comm_world_ranks(h int64, out unsafe.Pointer) int64 {
+func pm_comm_world_ranks(h int64, out unsafe.Pointer, k int64) int64 {
 	c, err := commOf(h)
 	if err != nil {
 		return fail(err)
+	}
+	if k < int64(c.Size()) || out == nil {
+		return fail(fmt.Errorf("room for %d ranks, the group has %d: %w", k, c.Size(), errRecvShort))
 	}
 	s := unsafe.Slice((*int64)(out), c.Size())
 	for r := range s {
@@ -161,7 +166,14 @@ func pm_comm_create_group(h int64, ranks unsafe.Pointer, n int64, out *int64) in
 	if err != nil {
 		return fail(err)
 	}
-	g, err := c.CreateGroup(bg, ints(ranks, int(n)))
+	if n < 0 || (n > 0 && ranks == nil) {
+		return fail(fmt.Errorf("%d ranks: %w", n, errBadCount))
+	}
+	members := make([]int, n)
+	for i, r := range unsafe.Slice((*int64)(ranks), n) {
+		members[i] = int(r)
+	}
+	g, err := c.CreateGroup(bg, members)
 	return newComm(g, err, out)
 }
 

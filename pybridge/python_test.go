@@ -108,7 +108,7 @@ func TestUnittestSuite(t *testing.T) {
 	py := python(t)
 	numpy := hasNumpy(t, py)
 	t.Logf("interpreter %s (numpy: %v)", py, numpy)
-	for _, np := range []string{"1", "2", "3", "4"} {
+	for _, np := range []string{"1", "2", "3", "4", "5", "7"} {
 		t.Run("np"+np, func(t *testing.T) {
 			r := pmrun(t, "", "-np", np, "--timeout", "120s", "--python", py,
 				"python/tests/test_mpi.py", "-v")
@@ -120,6 +120,23 @@ func TestUnittestSuite(t *testing.T) {
 			}
 			if numpy && strings.Contains(r.stderr, "numpy is not installed") {
 				t.Errorf("tests were skipped although numpy is installed:\n%s", r.stderr)
+			}
+		})
+	}
+}
+
+// TestBufferSafety runs python/tests/test_buffers.py: buffer operations with
+// receive buffers of random wrong sizes between guard regions.
+func TestBufferSafety(t *testing.T) {
+	py := python(t)
+	if !hasNumpy(t, py) {
+		t.Skip("numpy is not installed for " + py)
+	}
+	for _, np := range []string{"2", "3"} {
+		t.Run("np"+np, func(t *testing.T) {
+			r := pmrun(t, "", "-np", np, "--timeout", "120s", "--python", py, "python/tests/test_buffers.py", "-v")
+			if r.code != 0 || strings.Count(r.stderr, "\nOK") != mustAtoi(t, np) {
+				t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 			}
 		})
 	}
@@ -320,7 +337,73 @@ except MPI.Exception as e:
     print("class", e.Get_error_class() == MPI.ERR_PROC_FAILED, e.Get_error_string())
 `)
 	r := pmrun(t, "", "-np", "2", "--python", python(t), script)
-	if r.code != 0 || !strings.Contains(r.stdout, "class True") || !strings.Contains(r.stdout, "rank 1") {
+	if r.code != 0 || !strings.Contains(r.stdout, "class True MPI.Comm.recv: lost rank 1 (") {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if strings.Contains(r.stdout, "tag") || strings.Contains(r.stdout, "comm:") {
+		t.Errorf("the message shows the runtime's internals:\n%s", r.stdout)
+	}
+}
+
+// TestMismatchedCountsAbort: ranks that pass different counts to one
+// collective (small ones through the node's shared area, large ones by
+// messages) end the job with a message saying so, instead of leaving the
+// ranks that found nothing wrong waiting or going on with wrong data.
+func TestMismatchedCountsAbort(t *testing.T) {
+	py := python(t)
+	if !hasNumpy(t, py) {
+		t.Skip("numpy is not installed for " + py)
+	}
+	script := writeScript(t, "mismatch.py", `
+import numpy as np
+from mpi4py import MPI
+c = MPI.COMM_WORLD
+import sys
+n = int(sys.argv[2]) * (1 + (c.rank == c.size - 1))
+try:
+    getattr(c, sys.argv[1])(np.ones(n), np.empty(n))
+except MPI.Exception:
+    pass  # even caught, the others could not go on
+c.Barrier()
+print("went on")
+`)
+	for _, tc := range []struct{ call, n, op string }{
+		{"Allreduce", "100000", "allreduce: "}, {"Allreduce", "4", "allreduce: "}, {"Scan", "4", "scan"},
+	} {
+		for _, np := range []string{"2", "3"} {
+			r := pmrun(t, "", "-np", np, "--timeout", "60s", "--python", py, script, tc.call, tc.n)
+			if r.code == 0 || strings.Contains(r.stdout, "went on") || strings.Contains(r.stderr, "timed out") ||
+				!strings.Contains(r.stderr, tc.op) || !strings.Contains(r.stderr, "ranks passed different counts") {
+				t.Errorf("%s of %s at np %s: exit %d\nstdout:\n%s\nstderr:\n%s", tc.call, tc.n, np, r.code, r.stdout, r.stderr)
+			}
+		}
+	}
+}
+
+// TestErrorsNameTheUsersCall: an uncaught error of the runtime shows a
+// traceback that ends in the method the user called, and a message in MPI's
+// terms.
+func TestErrorsNameTheUsersCall(t *testing.T) {
+	script := writeScript(t, "lost.py", `
+import os
+from mpi4py import MPI
+c = MPI.COMM_WORLD
+if c.rank == 1:
+    os._exit(0)
+c.Barrier()
+`)
+	r := pmrun(t, "", "-np", "2", "--python", python(t), script)
+	if r.code == 0 {
+		t.Fatalf("exit 0 after a lost rank:\n%s", r.stderr)
+	}
+	for _, want := range []string{"c.Barrier()", ", in Barrier\n", "MPI.Exception: MPI.Comm.Barrier: lost rank 1 ("} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	for _, internal := range []string{"in _call", "in _raise", "_bridge", "tag -"} {
+		if strings.Contains(r.stderr, internal) {
+			t.Errorf("stderr shows %q:\n%s", internal, r.stderr)
+		}
 	}
 }

@@ -146,14 +146,49 @@ class Exception(RuntimeError):  # noqa: A001 - the name mpi4py uses
         return self.ierr != SUCCESS
 
 
+def _public_name():
+    """'MPI.Comm.Barrier': the public method of this module that the user's
+    code called, found up the stack (helpers' names start with '_')."""
+    f, name = _sys._getframe(2), "MPI"
+    while f is not None and f.f_code.co_filename == __file__:  # up to the user's code
+        code = f.f_code
+        if not code.co_name.startswith(("_", "<")):
+            name = "MPI." + getattr(code, "co_qualname", code.co_name)
+        f = f.f_back
+    return name
+
+
+def _error(e):
+    """The MPI.Exception for the library's error e, its message naming the
+    public method."""
+    return Exception(e.error_class, "%s: %s" % (_public_name(), e.message))
+
+
 def _raise(e):
-    raise Exception(e.error_class, e.message) from None
+    raise _error(e) from None
 
 
 def _call(rc):
     if rc < 0:
-        _raise(_bridge.error(rc))
+        raise _error(_bridge.error(rc)) from None
     return rc
+
+
+def _user_traceback(tb):
+    """tb without the frames inside pmrun below the user's last call into it:
+    a traceback that ends at the public method the user called, as
+    mpi4py's do (an error of the user's own code keeps all its frames)."""
+    frames = []
+    t = tb
+    while t is not None:
+        frames.append(t)
+        t = t.tb_next
+    here = _os.path.dirname(__file__) + _os.sep
+    last_user = max((i for i, t in enumerate(frames)
+                     if not t.tb_frame.f_code.co_filename.startswith(here)), default=-1)
+    if 0 <= last_user < len(frames) - 2:
+        frames[last_user + 1].tb_next = None
+    return tb
 
 
 def Get_error_class(errorcode):
@@ -624,15 +659,18 @@ class _Buf:
                     buf is not None and type(buf) is not bytes:
                 self.given, self.obj, self.type, self.count = True, buf, dt, count
                 self.pin, self.addr, self.nbytes = _pin(buf, writable)[:3]
+                self._check()
                 return
         if kind is list or kind is tuple:
             t, obj = self._spec(spec, vector)
         self.given = self.count is not None
         self.obj = obj
         if obj is None:
+            if self.count:
+                raise ValueError("message: buffer is None but count is %d" % self.count)
             self.pin, self.addr, self.nbytes = None, None, 0
             self.type = t or BYTE
-            self.count = self.count or 0
+            self.count = 0
             return
         if kind is bytes and not writable:
             self.pin, self.addr, self.nbytes = obj, obj, len(obj)
@@ -652,6 +690,18 @@ class _Buf:
                                     "(%d bytes each)" % (self.nbytes, t.name, t.size))
             else:
                 self.count = 0
+        self._check()
+
+    def _check(self):
+        """Refuses a count that the memory cannot hold: nothing is ever read or
+        written past the buffer, whatever count the specification gives."""
+        if self.count is None:
+            return
+        if self.count < 0:
+            raise ValueError("message: negative count %d" % self.count)
+        if self.type.blocks is None and self.used > self.nbytes:
+            raise ValueError("message: buffer length %d is smaller than count %d x %s (%d bytes)"
+                             % (self.nbytes, self.count, self.type.name, self.type.size))
 
     def _spec(self, spec, vector):
         """(datatype, buffer) of [buf, (count,) (counts, displs,) TYPE]; sets
@@ -688,7 +738,13 @@ class _Buf:
         count given in the spec counts one block (as in mpi4py), else the
         buffer divides evenly."""
         if self.given:
+            if self.count * blocks * self.type.size > self.nbytes:
+                raise ValueError("message: buffer length %d is smaller than %d blocks of count "
+                                 "%d x %s" % (self.nbytes, blocks, self.count, self.type.name))
             return self.count * self.type.size
+        if self.count % blocks:
+            raise ValueError("message: cannot infer count, number of entries %d is not a multiple "
+                             "of required number of blocks %d" % (self.count, blocks))
         return self.used // blocks
 
     def view(self):
@@ -720,8 +776,8 @@ def _pin(obj, writable):
             raise Exception(ERR_BUFFER, "a %s is not a buffer (numpy array, bytes, bytearray, "
                             "array.array, memoryview, DLPack...)" % type(obj).__name__) from None
         return found
-    if not mv.c_contiguous:
-        raise Exception(ERR_BUFFER, "a %s is not contiguous in memory" % type(obj).__name__)
+    if not mv.c_contiguous:  # BufferError, as mpi4py raises
+        raise BufferError("a %s is not contiguous in memory" % type(obj).__name__)
     nbytes, fmt, itemsize = mv.nbytes, mv.format, mv.itemsize
     if mv.readonly:
         if writable:
@@ -775,25 +831,28 @@ def _bare(spec):
 
 
 def _sendbuf(spec):
+    """(address, message bytes, holder, buffer bytes) of a send buffer."""
     f = _bare(spec)
     if f is not None:
-        return f[0], f[1], f[2]
+        return f[0], f[1], f[2], f[1]
     b = _Buf(spec, False)
     if b.type.blocks is not None:
         s = _Staged(b, False)
-        return s.addr, s.nbytes, (b, s)
-    return b.addr, b.used, b
+        return s.addr, s.nbytes, (b, s), s.nbytes
+    return b.addr, b.used, b, b.nbytes
 
 
 def _recvbuf(spec):
+    """(address, message bytes, holder, finish, buffer bytes) of a receive
+    buffer; finish (or None) completes a receive into a derived datatype."""
     f = _bare(spec)
     if f is not None:
-        return f[0], f[1], f[2], None
+        return f[0], f[1], f[2], None, f[1]
     b = _Buf(spec, True)
     if b.type.blocks is not None:
         s = _Staged(b, True)
-        return s.addr, s.nbytes, (b, s), s.finish
-    return b.addr, b.used, b, None
+        return s.addr, s.nbytes, (b, s), s.finish, s.nbytes
+    return b.addr, b.used, b, None, b.nbytes
 
 
 # --- status ------------------------------------------------------------------
@@ -1776,6 +1835,7 @@ def _pm(impl, **fixed):
     method = _FunctionType(code, impl.__globals__, name, tuple(defaults), impl.__closure__)
     method.__kwdefaults__ = impl.__kwdefaults__
     method.__qualname__ = name
+    method._pm_method = True  # _name_methods gives it its public name
     method.__doc__ = impl.__doc__
     return method
 
@@ -1846,7 +1906,7 @@ class Comm:
         h = self._chk()
         if self._group is None:
             out = (_bridge.c_int64 * self._size)()
-            _call(_lib.pm_comm_world_ranks(h, out))
+            _call(_lib.pm_comm_world_ranks(h, out, len(out)))
             self._group = list(out)
         return Group(_ranks=self._group)
 
@@ -1994,6 +2054,9 @@ class Comm:
     def Free(self):
         if self._h and self is not COMM_WORLD and self is not COMM_SELF \
                 and self._h not in (COMM_WORLD._h, COMM_SELF._h):
+            private = _PRIVATE.pop(self._h, None)
+            if private is not None:
+                private.Free()
             _call(_lib.pm_comm_free(self._h))
         self._h = 0
 
@@ -2102,7 +2165,7 @@ class Comm:
         h = self._chk()
         if dest == PROC_NULL:
             return
-        addr, n, keep = _sendbuf(buf)
+        addr, n, keep, _ = _sendbuf(buf)
         _call(_lib.pm_send(h, dest, tag, addr, n, sync))
 
     Send = _pm(_Send)
@@ -2114,7 +2177,7 @@ class Comm:
         h = self._chk()
         if dest == PROC_NULL:
             return Request._new(-1)
-        addr, n, keep = _sendbuf(buf)
+        addr, n, keep, _ = _sendbuf(buf)
         out = _out()
         _call(_lib.pm_isend(h, dest, tag, addr, n, sync, _bridge.ctypes.byref(out)))
         return Request._new(out.value, "send", keep)
@@ -2129,7 +2192,7 @@ class Comm:
         if source == PROC_NULL:
             _null_status(status)
             return
-        addr, n, keep, finish = _recvbuf(buf)
+        addr, n, keep, finish, _ = _recvbuf(buf)
         st = _st()
         rc = _lib.pm_recv(h, source, tag, addr, n, _bridge.ctypes.byref(st))
         _fill(status, st)
@@ -2141,7 +2204,7 @@ class Comm:
         h = self._chk()
         if source == PROC_NULL:
             return Request._new(-1)
-        addr, n, keep, finish = _recvbuf(buf)
+        addr, n, keep, finish, _ = _recvbuf(buf)
         out = _out()
         _call(_lib.pm_irecv(h, source, tag, addr if addr is not None else _EMPTY, n,
                             _bridge.ctypes.byref(out)))
@@ -2258,7 +2321,8 @@ class Comm:
         data = _joined(_dumps(obj))
         lens = (_bridge.c_int64 * self._size)()
         blob = _out()
-        _call(_lib.pm_gather_obj(h, root, all_, data, len(data), lens, _bridge.ctypes.byref(blob)))
+        _call(_lib.pm_gather_obj(h, root, all_, data, len(data), lens, len(lens),
+                                 _bridge.ctypes.byref(blob)))
         if not blob.value:
             return None
         lens = list(lens)
@@ -2279,10 +2343,10 @@ class Comm:
                 raise Exception(ERR_ARG, "scatter: the root must pass a sequence of %d items, "
                                 "not %r" % (self._size, None if items is None else len(items)))
             pp = _Parts([_joined(_dumps(x)) for x in items])
-            _call(_lib.pm_scatter_obj(h, root, pp.addrs, pp.lens, _bridge.ctypes.byref(blob),
-                                      _bridge.ctypes.byref(size)))
+            _call(_lib.pm_scatter_obj(h, root, pp.addrs, pp.lens, pp.k,
+                                      _bridge.ctypes.byref(blob), _bridge.ctypes.byref(size)))
         else:
-            _call(_lib.pm_scatter_obj(h, root, None, None, _bridge.ctypes.byref(blob),
+            _call(_lib.pm_scatter_obj(h, root, None, None, 0, _bridge.ctypes.byref(blob),
                                       _bridge.ctypes.byref(size)))
         return _loads(memoryview(_take_blob(blob.value, size.value)))
 
@@ -2295,18 +2359,52 @@ class Comm:
         pp = _Parts([_joined(_dumps(x)) for x in items])
         rlens = (_bridge.c_int64 * self._size)()
         blob = _out()
-        _call(_lib.pm_alltoall_obj(h, pp.addrs, pp.lens, rlens, _bridge.ctypes.byref(blob)))
+        _call(_lib.pm_alltoall_obj(h, pp.addrs, pp.lens, rlens, pp.k,
+                                   _bridge.ctypes.byref(blob)))
         rl = list(rlens)
         return _split_blob(_take_blob(blob.value, sum(rl)), rl)
 
+    def _private(self):
+        """This communicator's duplicate for the messages of the object
+        reductions, made on first use (every rank makes that call), so that
+        they never meet the user's messages."""
+        c = _PRIVATE.get(self._h)
+        if c is None:
+            c = _PRIVATE[self._h] = self.Dup()
+        return c
+
+    def _reduce_to_zero(self, obj, op):
+        """The reduction of every rank's obj, in rank order (op need not
+        commute), at rank 0 (None elsewhere): a binomial tree, each rank
+        folding in the results of its subtrees, so that no rank receives
+        more than log2(size) objects."""
+        fn = _pyop(op)
+        c = self._private()
+        me, p, mask = self._rank, self._size, 1
+        while mask < p:
+            if me & mask:  # this subtree (ranks me..me+mask-1) is done: to its parent
+                c.send(obj, me - mask, 0)
+                return None
+            if me + mask < p:
+                obj = fn(obj, c.recv(None, me + mask, 0))  # the next ranks, after ours
+            mask <<= 1
+        return obj
+
     def reduce(self, sendobj, op=SUM, root=0):
-        vals = self.gather(sendobj, root)
-        if vals is None:
-            return None
-        return _functools.reduce(_pyop(op), vals)
+        if not 0 <= root < self._size:
+            raise Exception(ERR_ROOT, "MPI.Comm.reduce: root %r is not a rank of %d"
+                            % (root, self._size))
+        res = self._reduce_to_zero(sendobj, op)
+        if root == 0:
+            return res
+        if self._rank == 0:
+            self._private().send(res, root, 0)
+        elif self._rank == root:
+            return self._private().recv(None, 0, 0)
+        return None
 
     def allreduce(self, sendobj, op=SUM):
-        return _functools.reduce(_pyop(op), self.allgather(sendobj))
+        return self.bcast(self._reduce_to_zero(sendobj, op), 0)
 
     def scan(self, sendobj, op=SUM):
         vals = self.allgather(sendobj)
@@ -2337,14 +2435,14 @@ class Comm:
     def _bcast(self, buf, root=0, req=False):
         h = self._chk()
         if self._rank == root:
-            addr, n, keep = _sendbuf(buf)
+            addr, n, keep, cap = _sendbuf(buf)
             finish = None
         else:
-            addr, n, keep, finish = _recvbuf(buf)
+            addr, n, keep, finish, cap = _recvbuf(buf)
         if not req and finish is None:  # the common case, without a closure
-            _call(_lib.pm_bcast(h, root, addr, n, None))
+            _call(_lib.pm_bcast(h, root, addr, cap, n, None))
             return None
-        return self._start(req, lambda r: _lib.pm_bcast(h, root, addr, n, r), keep, finish)
+        return self._start(req, lambda r: _lib.pm_bcast(h, root, addr, cap, n, r), keep, finish)
 
     def _gather(self, sendbuf, recvbuf, root=0, all_=0, req=False):
         h = self._chk()
@@ -2354,23 +2452,25 @@ class Comm:
             fr = _bare(recvbuf) if me else None
             if fs is not None and (fr is not None or not me) and \
                     (fr is None or fr[1] == fs[1] * self._size):
-                _call(_lib.pm_gather(h, root, fs[0], fs[1], fr[0] if me else None, all_, None))
+                _call(_lib.pm_gather(h, root, fs[0], fs[1], fs[1], fr[0] if me else None,
+                                     fr[1] if me else 0, all_, None))
                 return None
         rb = _Buf(recvbuf, True) if me and recvbuf is not None else None
         if sendbuf is IN_PLACE:
             if rb is None:
                 raise Exception(ERR_BUFFER, "IN_PLACE needs a receive buffer")
-            n = rb.block(self._size)
-            sa = None
+            sa, scap, n = None, 0, rb.block(self._size)
         else:
             sb = _Buf(sendbuf, False)
-            sa, n = sb.addr, sb.used
-        ra = rb.addr if rb is not None else None
-        if rb is not None and rb.nbytes < n * self._size:
-            raise Exception(ERR_TRUNCATE, "receive buffer of %d bytes is too small for %d ranks "
-                            "x %d bytes" % (rb.used, self._size, n))
+            sa, scap, n = _addr(sb), sb.nbytes, sb.used
+            if rb is not None:
+                self._in_step(lambda: _check_blocks(n, rb.block(self._size)),
+                              lambda t, r: _lib.pm_gather(h, root, sa, scap, n, t, len(t), all_, r),
+                              n * self._size, req)
+        ra, rcap = (rb.addr, rb.nbytes) if rb is not None else (None, 0)
         keep = (sendbuf, rb)
-        return self._start(req, lambda r: _lib.pm_gather(h, root, sa, n, ra, all_, r), keep)
+        return self._start(req, lambda r: _lib.pm_gather(h, root, sa, scap, n, ra, rcap, all_, r),
+                           keep)
 
     def _scatter(self, sendbuf, recvbuf, root=0, req=False):
         h = self._chk()
@@ -2379,35 +2479,74 @@ class Comm:
             fs = _bare(sendbuf) if self._rank == root else None
             if fr is not None and (fs is not None or self._rank != root) and \
                     (fs is None or fs[1] == fr[1] * self._size):
-                _call(_lib.pm_scatter(h, root, fs[0] if fs else None, fr[0], fr[1], None))
+                _call(_lib.pm_scatter(h, root, fs[0] if fs else None, fs[1] if fs else 0,
+                                      fr[0], fr[1], fr[1], None))
                 return None
-        sa = None
+        sa, scap, n = None, 0, 0
         if self._rank == root:
             sb = _Buf(sendbuf, False)
-            sa = sb.addr
-            n = sb.block(self._size)
+            sa, scap, n = sb.addr, sb.nbytes, sb.block(self._size)
         if recvbuf is IN_PLACE:
-            ra = None
+            if self._rank != root:
+                raise Exception(ERR_BUFFER, "IN_PLACE is the root's receive buffer only")
+            ra, rcap = None, 0
         else:
             rb = _Buf(recvbuf, True)
-            ra = rb.addr
+            ra, rcap = _addr(rb), rb.nbytes
             if self._rank != root:
                 n = rb.used
-            elif rb.used < n:
-                raise Exception(ERR_TRUNCATE, "scatter: receive buffer too small")
+            elif rb.used != n:
+                self._in_step(lambda: _check_blocks(n, rb.used),
+                              lambda t, r: _lib.pm_scatter(h, root, sa, scap, t, len(t), n, r), n,
+                              req)
         keep = (sendbuf, recvbuf)
-        return self._start(req, lambda r: _lib.pm_scatter(h, root, sa, ra, n, r), keep)
+        return self._start(req, lambda r: _lib.pm_scatter(h, root, sa, scap, ra, rcap, n, r), keep)
 
     def _alltoall(self, sendbuf, recvbuf, req=False):
         h = self._chk()
         rb = _Buf(recvbuf, True)
         n = rb.block(self._size)
-        sa = None if sendbuf is IN_PLACE else _Buf(sendbuf, False).addr
+        sa = scap = None
+        if sendbuf is not IN_PLACE:
+            sb = _Buf(sendbuf, False)
+            sa, scap = _addr(sb), sb.nbytes
+            sn = sb.block(self._size)
+            self._in_step(lambda: _check_blocks(sn, n),
+                          lambda t, r: _lib.pm_alltoall(h, sa, scap, t, len(t), sn, r),
+                          sn * self._size, req)
         keep = (sendbuf, rb)
-        return self._start(req, lambda r: _lib.pm_alltoall(h, sa, rb.addr, n, r), keep)
+        return self._start(req, lambda r: _lib.pm_alltoall(h, sa, scap or 0, rb.addr, rb.nbytes,
+                                                           n, r), keep)
+
+    def _in_step(self, check, take_part, nbytes, req):
+        """Runs check(); if it raises (this rank's receive buffer does not fit
+        the call), this rank still takes part in the collective, blocking or
+        not as the call (req), receiving into nbytes of scratch memory with
+        take_part(scratch, request pointer), before the error is raised: the
+        other ranks, which may have found nothing wrong, are not left waiting
+        for it, nor the communicator out of step."""
+        try:
+            check()
+        except (ValueError, Exception) as e:
+            err = e
+        else:
+            return
+        scratch = bytearray(max(nbytes, 1))
+        mem = (_c_char * len(scratch)).from_buffer(scratch)
+        try:  # its own error, if any, says less than err
+            if not req:
+                take_part(mem, None)
+            else:
+                out = _out()
+                if take_part(mem, _bridge.ctypes.byref(out)) >= 0:
+                    Request._new(out.value, "coll", mem).Wait()
+        except Exception:
+            pass
+        raise err
 
     def _vspec(self, spec, writable):
-        """A v-variant buffer: (buf, byte counts, byte displacements)."""
+        """A v-variant buffer: (buf, byte counts, byte displacements, element
+        size)."""
         b = _Buf(spec, writable, vector=True)
         size = self._size
         es = b.type.size
@@ -2427,6 +2566,16 @@ class Comm:
             for c in counts:
                 displs.append(off)
                 off += c
+        for what, v in (("counts", counts), ("displacements", displs)):
+            if len(v) != size:
+                raise ValueError("expecting %d items, got %d" % (size, len(v)))
+            for x in v:
+                if x < 0:
+                    raise ValueError("message: negative %s %d" % (what[:-1], x))
+        end = max((d + c for c, d in zip(counts, displs)), default=0)
+        if b.obj is not None and end * es > b.nbytes:
+            raise ValueError("message: displacement %d out of bounds, number of datatype entries "
+                             "%d" % (end, b.nbytes // es if es else 0))
         return (b, _bridge.int64s([c * es for c in counts]),
                 _bridge.int64s([d * es for d in displs]), es)
 
@@ -2434,48 +2583,62 @@ class Comm:
         h = self._chk()
         me = all_ or self._rank == root
         rb = rc = rd = None
+        k = 0
         if me:
             rb, rc, rd, _ = self._vspec(recvbuf, True)
+            k = self._size
         if sendbuf is IN_PLACE:
-            sa, n = None, rc[self._rank]
+            if rb is None:
+                raise Exception(ERR_BUFFER, "IN_PLACE needs a receive buffer")
+            sa, scap, n = None, 0, rc[self._rank]
         else:
             sb = _Buf(sendbuf, False)
-            sa, n = sb.addr, sb.used
-        ra = rb.addr if rb is not None else None
+            sa, scap, n = _addr(sb), sb.nbytes, sb.used
+            if rb is not None:
+                _check_blocks(n, rc[self._rank])
+        ra, rcap = (rb.addr, rb.nbytes) if rb is not None else (None, 0)
         keep = (sendbuf, rb, rc, rd)
-        return self._start(req, lambda r: _lib.pm_gatherv(h, root, sa, n, ra, rc, rd, all_, r),
-                           keep)
+        return self._start(req, lambda r: _lib.pm_gatherv(h, root, sa, scap, n, ra, rcap, rc, rd,
+                                                          k, all_, r), keep)
 
     def _scatterv(self, sendbuf, recvbuf, root=0, req=False):
         h = self._chk()
         sb = sc = sd = None
+        sa, scap, k = None, 0, 0
         if self._rank == root:
             sb, sc, sd, _ = self._vspec(sendbuf, False)
+            sa, scap, k = sb.addr, sb.nbytes, self._size
         if recvbuf is IN_PLACE:
-            ra, n = None, 0
+            if self._rank != root:
+                raise Exception(ERR_BUFFER, "IN_PLACE is the root's receive buffer only")
+            ra, rcap, n = None, 0, 0
         else:
             rb = _Buf(recvbuf, True)
-            ra, n = rb.addr, rb.used
-        sa = sb.addr if sb is not None else None
+            ra, rcap, n = _addr(rb), rb.nbytes, rb.used
+            if self._rank == root:
+                _check_blocks(sc[self._rank], n)
         keep = (sb, sc, sd, recvbuf)
-        return self._start(req, lambda r: _lib.pm_scatterv(h, root, sa, sc, sd, ra, n, r), keep)
+        return self._start(req, lambda r: _lib.pm_scatterv(h, root, sa, scap, sc, sd, k, ra, rcap,
+                                                           n, r), keep)
 
     def _alltoallv(self, sendbuf, recvbuf, req=False):
         h = self._chk()
         rb, rc, rd, _ = self._vspec(recvbuf, True)
         if sendbuf is IN_PLACE:
-            sa = sc = sd = None
+            sa, scap, sc, sd = None, 0, None, None
             keep = (rb, rc, rd)
         else:
             sb, sc, sd, _ = self._vspec(sendbuf, False)
-            sa = sb.addr
+            sa, scap = _addr(sb), sb.nbytes
             keep = (sb, sc, sd, rb, rc, rd)
-        return self._start(req, lambda r: _lib.pm_alltoallv(h, sa, sc, sd, rb.addr, rc, rd, r),
-                           keep)
+        k = self._size
+        return self._start(req, lambda r: _lib.pm_alltoallv(h, sa, scap, sc, sd, rb.addr, rb.nbytes,
+                                                            rc, rd, k, r), keep)
 
     def _wspec(self, spec, writable):
         """An Alltoallw buffer: (base address, counts, byte displacements, types,
-        holder). MPI.BOTTOM (or None) as the buffer makes displacements absolute."""
+        holder, size in bytes). MPI.BOTTOM (or None) as the buffer makes
+        displacements absolute (and the size None: unchecked, as in MPI)."""
         if len(spec) == 3:
             buf, (counts, displs), types = spec
         else:
@@ -2485,11 +2648,32 @@ class Comm:
         displs = [displs] * size if isinstance(displs, int) else list(displs)
         types = [_typearg(types)] * size if isinstance(types, (Datatype, str)) \
             else [_typearg(t) for t in types]
+        if len(counts) != size or len(displs) != size or len(types) != size:
+            raise ValueError("expecting %d items, got %d" % (size, min(len(counts), len(displs),
+                                                                    len(types))))
         if buf is None or (isinstance(buf, int) and buf == BOTTOM):
-            return 0, counts, displs, types, None
+            return 0, counts, displs, types, None, None
         b = _Buf(buf, writable)
-        base = b.addr if isinstance(b.addr, int) else _addressof(_c_char.from_buffer_copy(b.addr))
-        return base or 0, counts, displs, types, b
+        if isinstance(b.addr, int) or b.addr is None:
+            return b.addr or 0, counts, displs, types, b, b.nbytes
+        copy = (_c_char * max(b.nbytes, 1)).from_buffer_copy(b.addr.ljust(1, b"\0"))  # bytes
+        return _addressof(copy), counts, displs, types, (b, copy), b.nbytes
+
+    def _pieces(self, base, counts, displs, types, limit):
+        """Per peer, the (address, size) pieces of its block; with a limit,
+        each must lie within [base, base+limit)."""
+        out = []
+        for i in range(self._size):
+            if counts[i] < 0 or displs[i] < 0:
+                raise ValueError("message: negative count or displacement for rank %d" % i)
+            ps = self._elements(base + displs[i], types[i], counts[i])
+            if limit is not None:
+                for a, n in ps:
+                    if n and (a < base or a + n > base + limit):
+                        raise ValueError("message: block %d (%d bytes at displacement %d) is out "
+                                         "of the %d-byte buffer" % (i, n, a - base, limit))
+            out.append(ps)
+        return out
 
     @staticmethod
     def _elements(addr, t, count):
@@ -2502,26 +2686,28 @@ class Comm:
         """Alltoall with a count, byte displacement and datatype per peer; the
         blocks are packed and moved with Alltoallv."""
         h = self._chk()
-        rbase, rc, rd, rt, rkeep = self._wspec(recvbuf, True)
+        rbase, rc, rd, rt, rkeep, rlimit = self._wspec(recvbuf, True)
         if sendbuf is IN_PLACE:
-            sbase, sc, sd, st, skeep = rbase, rc, rd, rt, None
+            sbase, sc, sd, st, skeep, slimit = rbase, rc, rd, rt, None, rlimit
         else:
-            sbase, sc, sd, st, skeep = self._wspec(sendbuf, False)
+            sbase, sc, sd, st, skeep, slimit = self._wspec(sendbuf, False)
+        rpieces = self._pieces(rbase, rc, rd, rt, rlimit)
         out, scnt, sdsp = bytearray(), [], []
-        for i in range(self._size):
+        for ps in self._pieces(sbase, sc, sd, st, slimit):
             sdsp.append(len(out))
-            for a, n in self._elements(sbase + sd[i], st[i], sc[i]):
+            for a, n in ps:
                 out += _bridge.ctypes.string_at(a, n) if n else b""
             scnt.append(len(out) - sdsp[-1])
         rcnt = [rc[i] * rt[i].size for i in range(self._size)]
         rdsp = [sum(rcnt[:i]) for i in range(self._size)]
         tmp = bytearray(sum(rcnt))
         sp, tp = _pin(out, False), _pin(tmp, True)
-        _call(_lib.pm_alltoallv(h, sp[1], _bridge.int64s(scnt), _bridge.int64s(sdsp), tp[1],
-                                _bridge.int64s(rcnt), _bridge.int64s(rdsp), None))
+        _call(_lib.pm_alltoallv(h, sp[1], sp[2], _bridge.int64s(scnt), _bridge.int64s(sdsp),
+                                tp[1], tp[2], _bridge.int64s(rcnt), _bridge.int64s(rdsp),
+                                self._size, None))
         for i in range(self._size):
             pos = rdsp[i]
-            for a, n in self._elements(rbase + rd[i], rt[i], rc[i]):
+            for a, n in rpieces[i]:
                 if n:
                     _bridge.ctypes.memmove(a, bytes(tmp[pos:pos + n]), n)
                 pos += n
@@ -2543,34 +2729,79 @@ class Comm:
                 t = _datatype_of(fr[3], fr[4])
                 if t.size and _go_reducible(op, t):
                     sa = None if sendbuf is IN_PLACE else fs[0]
-                    _call(_lib.pm_reduce(h, kind, root, sa, fr[0], fr[1] // t.size, None,
-                                         t.code, op.code, None))
+                    _call(_lib.pm_reduce(h, kind, root, sa, fs[1], fr[0], fr[1], fr[1] // t.size,
+                                         None, 0, t.code, op.code, None))
                     return None
         op = _opof(op)
         me = kind != _R_REDUCE or self._rank == root
         rb = _Buf(recvbuf, True) if me and recvbuf is not None and recvbuf is not IN_PLACE \
             else None
         sb = None if sendbuf is IN_PLACE else _Buf(sendbuf, False)
+        if sb is not None and kind in (_R_REDUCE, _R_ALLREDUCE, _R_SCAN, _R_EXSCAN) and \
+                _go_reducible(op, sb.type):
+            self._in_step(lambda: self._reduce_count(kind, sb, rb, counts),
+                          lambda b, r: _lib.pm_reduce(h, kind, root, _addr(sb), sb.nbytes, b, len(b),
+                                                      sb.count, None, 0, sb.type.code, op.code, r),
+                          sb.used, req)
+        count = self._reduce_count(kind, sb, rb, counts)
         t = (sb or rb).type if (sb or rb) is not None else BYTE
-        if kind == _R_SCATTER_BLOCK:  # in place, recvbuf holds every block
-            count = rb.count if sb is not None else rb.count // self._size
-        elif kind == _R_SCATTER:
-            count = sum(counts)
-        elif sb is not None:
-            count = sb.count
-        else:
-            count = rb.count
         if not _go_reducible(op, t):
             if req:
                 self._reduce_py(kind, sb, rb, op, root, t, count, counts)
                 return Request._new(-1)
             return self._reduce_py(kind, sb, rb, op, root, t, count, counts)
-        sa = sb.addr if sb is not None else None
-        ra = rb.addr if rb is not None else None
+        sa, scap = (_addr(sb), sb.nbytes) if sb is not None else (None, 0)
+        ra, rcap = (rb.addr, rb.nbytes) if rb is not None else (None, 0)
         cs = _bridge.int64s(counts) if counts is not None else None
+        k = len(counts) if counts is not None else 0
         keep = (sb, rb, cs)
-        return self._start(req, lambda r: _lib.pm_reduce(h, kind, root, sa, ra, count, cs,
-                                                         t.code, op.code, r), keep)
+        return self._start(req, lambda r: _lib.pm_reduce(h, kind, root, sa, scap, ra, rcap, count,
+                                                         cs, k, t.code, op.code, r), keep)
+
+    def _reduce_count(self, kind, sb, rb, counts):
+        """The element count of a reduction (of one rank's block for
+        Reduce_scatter_block, of all of them for Reduce_scatter), after the
+        checks mpi4py makes, with its messages."""
+        if sb is None and rb is None:
+            raise ValueError("message: buffer is None but a reduction needs one")
+        if sb is not None and rb is not None and sb.type != rb.type:
+            raise ValueError("mismatch in send and receive MPI datatypes")
+        if kind == _R_SCATTER_BLOCK:
+            if rb is None:
+                raise ValueError("message: the receive buffer is None")
+            if sb is None:  # in place: recvbuf holds every block
+                return rb.block(self._size) // rb.type.size if rb.type.size else 0
+            if sb.count != rb.count * self._size:
+                raise ValueError("mismatch in send count %d receive count %d"
+                                 % (sb.count, rb.count * self._size))
+            return rb.count
+        if kind == _R_SCATTER:
+            if len(counts) != self._size:
+                raise ValueError("expecting %d items, got %d" % (self._size, len(counts)))
+            if rb is None:
+                raise ValueError("message: the receive buffer is None")
+            total = sum(counts)
+            if sb is not None and sb.count != total:
+                raise ValueError("mismatch in send count %d and sum(counts) %d" % (sb.count, total))
+            if sb is None and rb.count < total:
+                raise ValueError("mismatch in receive count %d and sum(counts) %d"
+                                 % (rb.count, total))
+            if sb is not None and rb.count != counts[self._rank]:
+                raise ValueError("mismatch in receive count %d and counts[%d] %d"
+                                 % (rb.count, self._rank, counts[self._rank]))
+            return total
+        if sb is None:
+            return rb.count
+        if rb is not None:
+            if kind == _R_REDUCE and rb.count < sb.count:  # as Open MPI reports it to mpi4py
+                raise Exception(ERR_TRUNCATE, "MPI_ERR_TRUNCATE: message truncated: a result of "
+                                "%d elements for a receive buffer of %d" % (sb.count, rb.count))
+            if kind != _R_REDUCE and rb.count != sb.count:
+                raise ValueError("mismatch in send count %d and receive count %d"
+                                 % (sb.count, rb.count))
+        elif kind != _R_REDUCE:
+            raise ValueError("message: the receive buffer is None")
+        return sb.count
 
     def _reduce_py(self, kind, sb, rb, op, root, t, count, counts):
         es = t.size
@@ -2654,6 +2885,21 @@ class Comm:
 
 
 _EMPTY = _bridge.ctypes.create_string_buffer(1)
+_PRIVATE = {}  # communicator handle -> its duplicate for the object reductions
+
+
+def _addr(b):
+    """The address to pass for _Buf b: an empty buffer too has one, as the
+    library reads a null address as MPI.IN_PLACE."""
+    return b.addr if b.addr else _EMPTY  # None, 0 or b"" for no memory
+
+
+def _check_blocks(n, block):
+    """Refuses a message of n bytes for a receive block of a different size
+    (MPI's error of truncation: the ranks' counts do not match)."""
+    if n != block:
+        raise Exception(ERR_TRUNCATE, "MPI_ERR_TRUNCATE: message truncated: a message of %d bytes "
+                        "for a receive block of %d bytes (mismatched counts)" % (n, block))
 
 
 def _opof(op):
@@ -2670,6 +2916,23 @@ def _pyop(op):
     if callable(op):
         return op
     raise Exception(ERR_OP, "not an MPI.Op or callable: %r" % (op,))
+
+
+def _name_methods(cls):
+    """Names each method that _pm made after the attribute that holds it
+    (Allreduce, not _reduce), code included: tracebacks and error messages
+    show the method the user called."""
+    for name, f in list(vars(cls).items()):
+        if not getattr(f, "_pm_method", False):
+            continue
+        qualname = cls.__name__ + "." + name
+        code = f.__code__.replace(co_name=name)
+        if hasattr(code, "co_qualname"):
+            code = code.replace(co_qualname=qualname)
+        f.__code__, f.__name__, f.__qualname__ = code, name, qualname
+
+
+_name_methods(Comm)
 
 
 class Intracomm(Comm):
@@ -2977,7 +3240,7 @@ def _excepthook(exc_type, exc, tb):
     does), tagging its traceback with the rank, instead of leaving the other
     ranks waiting for it."""
     rank = COMM_WORLD._rank if _initialized else -1
-    text = "".join(_traceback.format_exception(exc_type, exc, tb))
+    text = "".join(_traceback.format_exception(exc_type, exc, _user_traceback(tb)))
     prefix = "[rank %d] " % rank if rank >= 0 else ""
     try:
         _sys.stderr.write("".join(prefix + line + "\n" for line in text.rstrip("\n").split("\n")))

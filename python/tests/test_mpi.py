@@ -192,10 +192,15 @@ class PointToPoint(unittest.TestCase):
             if i != idx:
                 self.assertEqual(o, {"i": i, "from": src})
         MPI.Request.waitall(ss)
+        # src sends on tag 40 only once this rank said it tested (tag 41).
         r = comm.irecv(source=src, tag=40)
-        flag, _ = r.test()
+        flag, obj = r.test()
+        self.assertEqual((flag, obj), (False, None))
+        ready = comm.isend("tested", dest=src, tag=41)
+        self.assertEqual(comm.recv(source=dst, tag=41), "tested")
         comm.send("late", dest=dst, tag=40)
         self.assertEqual(r.wait(), "late")
+        ready.wait()
 
     def test_cancel(self):
         r = comm.Irecv(bytearray(4), source=MPI.ANY_SOURCE, tag=77)
@@ -467,8 +472,10 @@ class ObjectCollectives(unittest.TestCase):
         self.assertEqual(comm.allreduce([rank], op=MPI.SUM), list(range(size)))
         self.assertEqual(comm.allreduce((rank % 2, rank), op=MPI.MAXLOC),
                          (1, 1) if size > 1 else (0, 0))
-        self.assertEqual(comm.allreduce(rank, op=lambda a, b: a * 10 + b),
-                         int("".join(str(r) for r in range(size))))
+        # An associative op that does not commute: MPI ops must associate, and
+        # mpi4py's tree groups them as pmrun's does.
+        self.assertEqual(comm.allreduce(str(rank), op=lambda a, b: a + "." + b),
+                         ".".join(str(r) for r in range(size)))
         self.assertEqual(comm.scan(rank + 1), (rank + 1) * (rank + 2) // 2)
         self.assertEqual(comm.exscan(rank + 1), None if rank == 0 else rank * (rank + 1) // 2)
         concat = MPI.Op.Create(lambda a, b, dt: a + b, commute=False)
@@ -476,9 +483,70 @@ class ObjectCollectives(unittest.TestCase):
         concat.Free()
 
     def test_barrier(self):
+        # The last rank leaves a mark, then enters; no rank may leave before.
+        import os
+        import tempfile
+        where = comm.bcast(tempfile.mkdtemp() if rank == 0 else None, root=0)
+        for i, barrier in enumerate((comm.barrier, comm.Barrier, lambda: comm.Ibarrier().Wait())):
+            mark = os.path.join(where, "entered-%d" % i)
+            if rank == size - 1:
+                open(mark, "w").close()
+            barrier()
+            self.assertTrue(os.path.exists(mark), "left barrier %d before the last rank came" % i)
         comm.barrier()
-        comm.Barrier()
-        comm.Ibarrier().Wait()
+        if rank == 0:
+            for i in range(3):
+                os.remove(os.path.join(where, "entered-%d" % i))
+            os.rmdir(where)
+
+    def test_ibarrier_waits_for_every_rank(self):
+        # The last rank enters only when told to, after rank 0 tested.
+        req = comm.Ibarrier() if rank != size - 1 else None
+        if rank == 0 and size > 1:
+            self.assertFalse(req.Test())
+            comm.send("go", dest=size - 1, tag=50)
+        if rank == size - 1:
+            if size > 1:
+                self.assertEqual(comm.recv(source=0, tag=50), "go")
+            req = comm.Ibarrier()
+        req.Wait()
+
+    def test_tree_reductions(self):
+        # Non-commutative ops see the ranks in order, whatever the root.
+        concat = MPI.Op.Create(lambda a, b, dt: a + b, commute=False)
+        for op in (concat, lambda a, b: a + b):
+            self.assertEqual(comm.allreduce([rank], op=op), list(range(size)))
+            self.assertEqual(comm.allreduce(str(rank), op=op),
+                             "".join(str(r) for r in range(size)))
+            for root in range(size):
+                got = comm.reduce("<%d>" % rank, op=op, root=root)
+                self.assertEqual(got, "".join("<%d>" % r for r in range(size))
+                                 if rank == root else None)
+        concat.Free()
+        with self.assertRaises(MPI.Exception):
+            comm.reduce(1, root=size)
+
+    def test_tree_reduction_receives_log_objects(self):
+        # Each rank unpickles at most log2(size) + 2 objects in an allreduce
+        # (its subtrees' results and the broadcast result), not one per rank.
+        loads = MPI._loads
+        count = [0]
+
+        def counting(mv):
+            count[0] += 1
+            return loads(mv)
+        comm.barrier()
+        MPI._loads = counting
+        try:
+            self.assertEqual(comm.allreduce(rank, op=MPI.MAX), size - 1)
+            self.assertEqual(comm.reduce(rank, op=MPI.MAX, root=size - 1),
+                             size - 1 if rank == size - 1 else None)
+        finally:
+            MPI._loads = loads
+        counts = comm.allgather(count[0])
+        log2 = max(size - 1, 0).bit_length()
+        self.assertLessEqual(max(counts), 2 * log2 + 3, counts)
+        self.assertLessEqual(sum(counts), 3 * size, counts)
 
 
 def _fact(n):
@@ -532,8 +600,12 @@ class BufferCollectives(unittest.TestCase):
         b = array.array("i", [0])
         comm.Allreduce(a, b, op=MPI.BOR)
         self.assertEqual(b[0], (1 << size) - 1)
-        comm.Allreduce(array.array("i", [rank]), b, op=MPI.LAND)
-        self.assertEqual(b[0], 1 if size == 1 and rank != 0 else 0)
+        comm.Allreduce(array.array("i", [rank + 1]), b, op=MPI.LAND)
+        self.assertEqual(b[0], 1)
+        comm.Allreduce(array.array("i", [int(rank != size - 1)]), b, op=MPI.LAND)
+        self.assertEqual(b[0], 0)  # the last rank's 0
+        comm.Allreduce(array.array("i", [int(rank == size - 1)]), b, op=MPI.LOR)
+        self.assertEqual(b[0], 1)  # the last rank's 1
 
     def test_reduce_scan(self):
         a = array.array("d", [float(rank + 1)] * 4)
@@ -611,11 +683,11 @@ class BufferCollectives(unittest.TestCase):
     def test_nonblocking(self):
         a = array.array("d", [rank] * 3)
         b = array.array("d", [0] * 3)
-        c = array.array("d", [rank] * 3 if rank == 0 else [0] * 3)
-        reqs = [comm.Iallreduce(a, b, op=MPI.SUM), comm.Ibcast(c, root=0), comm.Ibarrier()]
+        c = array.array("d", [7.5] * 3 if rank == size - 1 else [0] * 3)
+        reqs = [comm.Iallreduce(a, b, op=MPI.SUM), comm.Ibcast(c, root=size - 1), comm.Ibarrier()]
         MPI.Request.Waitall(reqs)
         self.assertEqual(list(b), [sum(range(size))] * 3)
-        self.assertEqual(list(c), [0.0] * 3)
+        self.assertEqual(list(c), [7.5] * 3)
 
     def test_user_op_buffers(self):
         def absmax(inbuf, inoutbuf, datatype):
@@ -648,6 +720,108 @@ class BufferCollectives(unittest.TestCase):
         x = np.arange(12, dtype="f4").reshape(3, 4) if rank == 0 else np.empty((3, 4), "f4")
         comm.Bcast(x, root=0)
         np.testing.assert_array_equal(x, np.arange(12, dtype="f4").reshape(3, 4))
+
+
+@need_numpy
+class BufferOps(unittest.TestCase):
+    """Every predefined op on buffers, against numpy over all ranks' data."""
+
+    def data(self, r, dtype):
+        rng = np.random.default_rng(100 + r)  # any rank can make any rank's data
+        return rng.integers(0, 64, size=9).astype(dtype)
+
+    def test_ops_against_numpy(self):
+        ref = {MPI.SUM: np.add, MPI.PROD: np.multiply, MPI.MIN: np.minimum,
+               MPI.MAX: np.maximum, MPI.BAND: np.bitwise_and, MPI.BOR: np.bitwise_or,
+               MPI.BXOR: np.bitwise_xor, MPI.LAND: np.logical_and,
+               MPI.LOR: np.logical_or, MPI.LXOR: np.logical_xor}
+        for dtype in ("i4", "i8", "u1", "f8"):
+            everyone = [self.data(r, dtype) for r in range(size)]
+            for op, fn in ref.items():
+                if dtype == "f8" and op in (MPI.BAND, MPI.BOR, MPI.BXOR):
+                    continue
+                want = everyone[0]
+                for d in everyone[1:]:
+                    want = fn(want, d)
+                want = want.astype(dtype)
+                got = np.zeros(9, dtype)
+                comm.Allreduce(self.data(rank, dtype), got, op=op)
+                np.testing.assert_array_equal(got, want, err_msg="%s %s" % (op, dtype))
+                got[:] = 0
+                comm.Reduce(self.data(rank, dtype), got if rank == size - 1 else None, op=op,
+                            root=size - 1)
+                if rank == size - 1:
+                    np.testing.assert_array_equal(got, want, err_msg="%s %s" % (op, dtype))
+
+    def test_loc_and_replace(self):
+        pair = np.dtype([("v", "f8"), ("i", "i4")], align=True)
+        everyone = [np.array([(float((r * 7) % 5), r), (float(-r), r)], dtype=pair)
+                    for r in range(size)]
+        for op, pick in ((MPI.MAXLOC, max), (MPI.MINLOC, min)):
+            got = np.zeros(2, pair)
+            comm.Allreduce([everyone[rank], MPI.DOUBLE_INT], [got, MPI.DOUBLE_INT], op=op)
+            for k in range(2):
+                v = pick(e[k]["v"] for e in everyone)
+                i = min(r for r in range(size) if everyone[r][k]["v"] == v)  # ties: lowest rank
+                self.assertEqual((got[k]["v"], got[k]["i"]), (v, i), op)
+        # REPLACE keeps the last rank's data, in rank order.
+        got = np.zeros(3, "i8")
+        comm.Allreduce(np.full(3, rank * 10, "i8"), got, op=MPI.REPLACE)
+        np.testing.assert_array_equal(got, np.full(3, (size - 1) * 10, "i8"))
+
+    def test_nonblocking_collectives(self):
+        r = size - 1
+        got = np.zeros(4)
+        comm.Ireduce(np.full(4, rank + 1.0), got if rank == r else None, op=MPI.SUM,
+                     root=r).Wait()
+        if rank == r:
+            np.testing.assert_array_equal(got, np.full(4, size * (size + 1) / 2))
+        send = np.array([rank * 100 + d for d in range(size)], "i8")
+        recv = np.zeros(size, "i8")
+        comm.Ialltoall(send, recv).Wait()
+        np.testing.assert_array_equal(recv, [s * 100 + rank for s in range(size)])
+        g = np.zeros(2 * size, "i8") if rank == r else None
+        comm.Igather(np.array([rank, -rank], "i8"), g, root=r).Wait()
+        if rank == r:
+            np.testing.assert_array_equal(g, [v for q in range(size) for v in (q, -q)])
+        part = np.zeros(2, "i8")
+        comm.Iscatter(np.arange(2 * size, dtype="i8") * 3 if rank == r else None, part,
+                      root=r).Wait()
+        np.testing.assert_array_equal(part, [6 * rank, 6 * rank + 3])
+        sc = np.zeros(3)
+        comm.Iscan(np.full(3, rank + 1.0), sc, op=MPI.PROD).Wait()
+        np.testing.assert_array_equal(sc, np.full(3, float(_fact(rank + 1))))
+
+    def test_ssend_waits_for_the_receive(self):
+        # Rank 1 marks a file, then posts its receive, after a message that
+        # rank 0 sends before its Ssend: Ssend returns only after the mark.
+        import os
+        import tempfile
+        if size < 2:  # to itself: only the nonblocking form can
+            req = comm.Issend(np.arange(3.0), dest=0, tag=79)
+            self.assertFalse(req.Test())
+            buf = np.zeros(3)
+            comm.Recv(buf, source=0, tag=79)
+            req.Wait()
+            np.testing.assert_array_equal(buf, np.arange(3.0))
+            return
+        where = comm.bcast(tempfile.mkdtemp() if rank == 0 else None, root=0)
+        mark = os.path.join(where, "posted")
+        if rank == 0:
+            first = comm.isend("first", dest=1, tag=78)
+            comm.Ssend(np.arange(3.0), dest=1, tag=79)
+            self.assertTrue(os.path.exists(mark), "Ssend returned before the receive")
+            first.wait()
+        elif rank == 1:
+            self.assertEqual(comm.recv(source=0, tag=78), "first")
+            open(mark, "w").close()
+            buf = np.zeros(3)
+            comm.Recv(buf, source=0, tag=79)
+            np.testing.assert_array_equal(buf, np.arange(3.0))
+        comm.barrier()
+        if rank == 0:
+            os.remove(mark)
+            os.rmdir(where)
 
 
 class Communicators(unittest.TestCase):
