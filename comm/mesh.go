@@ -86,7 +86,17 @@ func startMesh(e *engine, ln net.Listener, secret []byte, addrs []string) *mesh 
 
 // connect returns the link to world rank w, dialing it or waiting for the
 // connection under way. It is engine.connect.
-func (m *mesh) connect(w int) (*tcpLink, error) {
+//
+// Once w's connection is installed it is the answer, whatever else happened
+// meanwhile (this rank's own dial refused, w gone): w may have sent frames on
+// it and said goodbye before this returns, and those frames are read and
+// delivered first; w's end is then learnt from its link, in order.
+func (m *mesh) connect(w int) (l *tcpLink, err error) {
+	defer func() {
+		if t := m.e.peers[w].Load(); err != nil && t != nil {
+			l, err = t, nil
+		}
+	}()
 	deadline := time.Now().Add(m.e.cfg.DialTimeout)
 	lost := false // this rank's dial was refused: w's connection is coming
 	for {
@@ -117,7 +127,7 @@ func (m *mesh) connect(w int) (*tcpLink, error) {
 			case errors.Is(err, errRefused):
 				lost = true
 				continue
-			case errors.Is(err, errNotListening):
+			case errors.Is(err, errNotListening) && m.e.peers[w].Load() == nil:
 				m.e.peerDown(w, false, err)
 				return nil, m.e.unreachable(w)
 			case err != nil && !errors.Is(err, ErrClosed):

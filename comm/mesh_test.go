@@ -372,3 +372,79 @@ func TestReceiveFromEndedRank(t *testing.T) {
 		t.Errorf("logged %q, want one line from each of ranks 0 and 2", lines)
 	}
 }
+
+// TestReceiveFromPeerThatSentAndLeft has a rank receive (or probe) from a
+// peer it is not connected to, while that peer dials it, sends and closes:
+// the receiver's own dial is held until the peer's message and goodbye have
+// arrived on the peer's connection, so the receiver's dial is refused after
+// the peer has left. The message must still be received (the goodbye comes
+// behind it), not the error that the peer closed its communicator.
+func TestReceiveFromPeerThatSentAndLeft(t *testing.T) {
+	for _, oneNode := range []bool{true, false} {
+		for _, probe := range []bool{false, true} {
+			t.Run(fmt.Sprintf("oneNode=%v/probe=%v", oneNode, probe), func(t *testing.T) {
+				receiveAfterGoodbye(t, oneNode, probe)
+			})
+		}
+	}
+}
+
+// receiveAfterGoodbye is one case of TestReceiveFromPeerThatSentAndLeft.
+func receiveAfterGoodbye(t *testing.T, oneNode, probe bool) {
+	var cs []*Comm
+	ready := make(chan struct{}) // cs is set
+	cfg := DefaultConfig()
+	cfg.dialHook = func(rank, peer int) {
+		if rank != 1 {
+			return
+		}
+		<-ready
+		if !awaitBye(cs[1].e, peer, 30*time.Second) {
+			t.Errorf("rank 1 never saw the goodbye of rank %d", peer)
+		}
+	}
+	cs = netWorld(t, 2, oneNode, cfg)
+	close(ready)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	closed := make(chan error, 1)
+	go func() {
+		if err := cs[0].Send(ctx, 1, 7, []byte("last words")); err != nil {
+			t.Errorf("rank 0: send: %v", err)
+		}
+		closed <- cs[0].Close() // waits for rank 1's goodbye
+	}()
+	if probe {
+		if st, err := cs[1].Probe(ctx, 0, 7); err != nil || st.Source != 0 || st.Count != len("last words") {
+			t.Errorf("rank 1 probed %+v (%v), want 10 bytes from rank 0", st, err)
+		}
+	}
+	b, st, err := cs[1].Recv(ctx, 0, 7)
+	if err != nil || st.Source != 0 || string(b) != "last words" {
+		t.Errorf("rank 1 got %q from rank %d (%v), want \"last words\" from rank 0", b, st.Source, err)
+	}
+	if err := cs[1].Close(); err != nil {
+		t.Errorf("rank 1: close: %v", err)
+	}
+	if err := <-closed; err != nil {
+		t.Errorf("rank 0: close: %v", err)
+	}
+}
+
+// awaitBye waits until e has read world rank w's goodbye, at most for d.
+func awaitBye(e *engine, w int, d time.Duration) bool {
+	timeout := time.After(d)
+	for {
+		e.mu.Lock()
+		bye, ch := e.byes[w], e.byeCh
+		e.mu.Unlock()
+		if bye {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-timeout:
+			return false
+		}
+	}
+}
