@@ -17,7 +17,6 @@ import struct as _struct
 import sys as _sys
 import threading as _threading
 import time as _time
-import traceback as _traceback
 
 from . import _bridge
 from ._bridge import MPIError as _MPIError
@@ -3164,7 +3163,8 @@ def Get_library_version():
 
 def get_vendor():
     from . import __version__
-    return ("pmrun", tuple(int(x) for x in __version__.split(".")[:3]))
+    nums = [int(x) if x.isdigit() else 0 for x in __version__.split("-")[0].split(".")[:3]]
+    return ("pmrun", tuple(nums + [0] * (3 - len(nums))))  # "dev" (no build version): (0, 0, 0)
 
 
 def Pcontrol(level):
@@ -3237,19 +3237,12 @@ def Compute_dims(nnodes, dims):
 
 def _excepthook(exc_type, exc, tb):
     """An uncaught exception on one rank aborts the job (as python -m mpi4py
-    does), tagging its traceback with the rank, instead of leaving the other
-    ranks waiting for it."""
-    rank = COMM_WORLD._rank if _initialized else -1
-    text = "".join(_traceback.format_exception(exc_type, exc, _user_traceback(tb)))
-    prefix = "[rank %d] " % rank if rank >= 0 else ""
-    try:
-        _sys.stderr.write("".join(prefix + line + "\n" for line in text.rstrip("\n").split("\n")))
-    except (OSError, ValueError):
-        pass
-    _flush()
-    if _initialized and not _finalized and exc_type is not KeyboardInterrupt:
-        _bridge.abort(COMM_WORLD._h, 1, "uncaught %s" % exc_type.__name__)
-    _os._exit(1)
+    does), reported as the runner reports it (pmrun.run): once, tagged, and
+    without pmrun's own frames, instead of leaving the other ranks waiting."""
+    from . import run
+    if exc_type is KeyboardInterrupt:
+        run._interrupted()
+    run._report(exc)
 
 
 def _setup():

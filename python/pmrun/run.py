@@ -146,6 +146,9 @@ def _report(exc):
         tb = exc.__traceback__
         while tb is not None and tb.tb_frame.f_code.co_filename in _RUNNER_FILES:
             tb = tb.tb_next  # the runner's own frames
+        mpi_module = sys.modules.get("pmrun.MPI")
+        if mpi_module is not None:
+            tb = mpi_module._user_traceback(tb)  # and pmrun's below the user's call
         lines = "".join(traceback.format_exception(type(exc), exc, tb)).rstrip("\n").split("\n")
         if isinstance(exc, ImportError):
             lines.append("pmrun: this rank ran %s (set --python or PMRUN_PYTHON to use another)"
