@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/pmrun/pmrun/collective"
@@ -113,7 +112,7 @@ func TestMismatchedCounts(t *testing.T) {
 			if errors.Join(errs...) != nil {
 				continue // reported by Run
 			}
-			if first == nil || !errors.Is(first, comm.ErrTruncated) && !strings.Contains(first.Error(), "mismatched counts") {
+			if first == nil || !errors.Is(first, comm.ErrTruncated) && !errors.Is(first, collective.ErrMismatch) {
 				t.Errorf("np=%d %s with mismatched counts: first error %v, want one that names the mismatch", np, name, first)
 			}
 		}

@@ -380,6 +380,16 @@ print("went on")
 	}
 }
 
+// noInternals fails t if stderr shows pmrun's internal frames or tags.
+func noInternals(t *testing.T, stderr string) {
+	t.Helper()
+	for _, internal := range []string{"in _call", "in _raise", "_bridge", "tag -"} {
+		if strings.Contains(stderr, internal) {
+			t.Errorf("stderr shows %q:\n%s", internal, stderr)
+		}
+	}
+}
+
 // TestErrorsNameTheUsersCall: an uncaught error of the runtime shows a
 // traceback that ends in the method the user called, and a message in MPI's
 // terms.
@@ -396,14 +406,31 @@ c.Barrier()
 	if r.code == 0 {
 		t.Fatalf("exit 0 after a lost rank:\n%s", r.stderr)
 	}
-	for _, want := range []string{"c.Barrier()", ", in Barrier\n", "MPI.Exception: MPI.Comm.Barrier: lost rank 1 ("} {
+	// The lost peer is reported in one line (the abort's), with the call
+	// and where the user made it; other errors show their traceback.
+	for _, want := range []string{"uncaught Exception at lost.py:7: MPI.Comm.Barrier: lost rank 1 ("} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
 		}
 	}
-	for _, internal := range []string{"in _call", "in _raise", "_bridge", "tag -"} {
-		if strings.Contains(r.stderr, internal) {
-			t.Errorf("stderr shows %q:\n%s", internal, r.stderr)
+	noInternals(t, r.stderr)
+
+	trunc := writeScript(t, "trunc.py", `
+from mpi4py import MPI
+c = MPI.COMM_WORLD
+if c.rank == 0:
+    c.Send(bytearray(8), dest=1)
+else:
+    c.Recv(bytearray(2), source=0)
+`)
+	r = pmrun(t, "", "-np", "2", "--python", python(t), trunc)
+	if r.code == 0 {
+		t.Fatalf("exit 0 after a truncated receive:\n%s", r.stderr)
+	}
+	for _, want := range []string{"c.Recv(bytearray(2), source=0)", ", in Recv\n", "MPI.Exception: "} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
 		}
 	}
+	noInternals(t, r.stderr)
 }

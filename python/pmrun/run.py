@@ -138,21 +138,28 @@ def _prefix():
 
 
 def _report(exc):
-    """Prints an uncaught exception once, tagged, and ends the job."""
-    prefix = _prefix()
+    """Prints an uncaught exception once, tagged, and ends the job. A lost
+    peer is a consequence of another rank's end, which the launcher reports:
+    it takes one line, the abort's, naming the call and where it was made."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename in _RUNNER_FILES:
+        tb = tb.tb_next  # the runner's own frames
+    mpi_module = sys.modules.get("pmrun.MPI")
+    if mpi_module is not None:
+        tb = mpi_module._user_traceback(tb)  # and pmrun's below the user's call
+    where = ""
     if getattr(exc, "error_class", None) == _ERR_PROC_FAILED:
-        lines = []  # a consequence: the launcher names the lost rank and those that lost it
+        lines = []
+        pkg = os.path.dirname(__file__) + os.sep
+        user = [f for f in traceback.extract_tb(tb) if not f.filename.startswith(pkg)]
+        if user:
+            where = " at %s:%d" % (os.path.basename(user[-1].filename), user[-1].lineno)
     else:
-        tb = exc.__traceback__
-        while tb is not None and tb.tb_frame.f_code.co_filename in _RUNNER_FILES:
-            tb = tb.tb_next  # the runner's own frames
-        mpi_module = sys.modules.get("pmrun.MPI")
-        if mpi_module is not None:
-            tb = mpi_module._user_traceback(tb)  # and pmrun's below the user's call
         lines = "".join(traceback.format_exception(type(exc), exc, tb)).rstrip("\n").split("\n")
         if isinstance(exc, ImportError):
             lines.append("pmrun: this rank ran %s (set --python or PMRUN_PYTHON to use another)"
                          % sys.executable)
+    prefix = _prefix()
     try:
         sys.stderr.write("".join(prefix + line + "\n" for line in lines))
     except (OSError, ValueError):
@@ -162,7 +169,7 @@ def _report(exc):
     if mpi is not None:
         from . import _bridge
         first = str(exc).split("\n", 1)[0][:200]
-        _bridge.abort(mpi.COMM_WORLD._h, 1, "uncaught %s: %s" % (type(exc).__name__, first))
+        _bridge.abort(mpi.COMM_WORLD._h, 1, "uncaught %s%s: %s" % (type(exc).__name__, where, first))
     os._exit(1)
 
 
