@@ -12,23 +12,7 @@ import (
 // under the launcher, as programs use them: imported, and as `python -m`.
 
 func TestMpi4pyModulesSuite(t *testing.T) {
-	py := python(t)
-	numpy := hasNumpy(t, py)
-	for _, np := range []string{"1", "2", "3", "4"} {
-		t.Run("np"+np, func(t *testing.T) {
-			r := pmrun(t, "", "-np", np, "--timeout", "120s", "--python", py,
-				"python/tests/test_mpi4py_modules.py", "-v")
-			if r.code != 0 {
-				t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
-			}
-			if n := strings.Count(r.stderr, "\nOK"); n != mustAtoi(t, np) {
-				t.Fatalf("%d ranks reported OK, want %s:\n%s", n, np, r.stderr)
-			}
-			if numpy && strings.Contains(r.stderr, "numpy is not installed") {
-				t.Errorf("tests were skipped although numpy is installed:\n%s", r.stderr)
-			}
-		})
-	}
+	runSuite(t, "python/tests/test_mpi4py_modules.py", "1", "2", "3", "4")
 }
 
 // mustRun runs pmrun and fails the test unless it exits 0.
