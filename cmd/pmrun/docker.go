@@ -129,7 +129,7 @@ func runDocker(o *options, spec node.ClusterSpec, stdout, stderr io.Writer) (res
 	spec.Key = hex.EncodeToString(key)
 	labels := launcherLabels()
 	labels[dockerLabel] = job
-	defer removeJob(e, job, stderr)
+	defer removeJob(e, job, cleanupPatience, stderr)
 	network := "pmrun-" + job
 	if _, err := e.CreateNetwork(ctx, network, labels); err != nil {
 		return res, fmt.Errorf("--docker: %w", err)
@@ -273,10 +273,9 @@ func killJob(e dockerx.Engine, job string) {
 }
 
 // removeJob removes the containers and the network of job, retrying with
-// backoff while any is left, for cleanupPatience; then it says how to
-// finish.
-func removeJob(e dockerx.Engine, job string, stderr io.Writer) {
-	deadline := time.Now().Add(cleanupPatience)
+// backoff while any is left, for patience; then it says how to finish.
+func removeJob(e dockerx.Engine, job string, patience time.Duration, stderr io.Writer) {
+	deadline := time.Now().Add(patience)
 	wait := 100 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -346,7 +345,7 @@ func (s *stopper) onSignal(sig os.Signal) {
 	}
 	if s.job == nil {
 		if first {
-			fmt.Fprintf(s.stderr, "pmrun: %v: stopping and removing the job's containers\n", sig)
+			fmt.Fprintf(s.stderr, "pmrun: %v: stopping, removing what the job created\n", sig)
 		}
 		s.cancel()
 		return

@@ -1,14 +1,18 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -450,6 +454,65 @@ func TestBuildProgress(t *testing.T) {
 	for i, w := range want {
 		if !strings.Contains(lines[i], w) {
 			t.Errorf("line %d %q lacks %q", i, lines[i], w)
+		}
+	}
+}
+
+// flakyEngine is an engine holding the containers and networks of one job
+// that refuses to remove a container the first fails times.
+type flakyEngine struct {
+	dockerx.Engine // nil: other methods are not called
+	mu             sync.Mutex
+	containers     map[string]bool
+	networks       map[string]bool
+	fails          int
+}
+
+func (f *flakyEngine) Labeled(ctx context.Context, key, value string) (cs, ns []string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Sorted(maps.Keys(f.containers)), slices.Sorted(maps.Keys(f.networks)), nil
+}
+
+func (f *flakyEngine) RemoveContainer(ctx context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fails > 0 {
+		f.fails--
+		return errors.New("device or resource busy")
+	}
+	delete(f.containers, id)
+	return nil
+}
+
+func (f *flakyEngine) RemoveNetwork(ctx context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.containers) > 0 {
+		return errors.New("network has active endpoints")
+	}
+	delete(f.networks, id)
+	return nil
+}
+
+// TestRemoveJob checks that the removal of a job's containers is retried
+// until none is left, and that pmrun says how to finish when it gives up.
+func TestRemoveJob(t *testing.T) {
+	for _, tc := range []struct {
+		fails    int
+		patience time.Duration
+		left     bool
+	}{{3, time.Minute, false}, {1 << 30, 0, true}} {
+		e := &flakyEngine{containers: map[string]bool{"c1": true, "c2": true}, networks: map[string]bool{"n": true}, fails: tc.fails}
+		var log strings.Builder
+		removeJob(e, "0123abcd", tc.patience, &log)
+		cs, ns, _ := e.Labeled(context.Background(), dockerLabel, "0123abcd")
+		if left := len(cs)+len(ns) > 0; left != tc.left {
+			t.Errorf("%d failures: left %v %v", tc.fails, cs, ns)
+		}
+		says := strings.Contains(log.String(), "pmrun cleanup") && strings.Contains(log.String(), "docker rm -f")
+		if says != tc.left {
+			t.Errorf("%d failures, patience %v: pmrun said %q", tc.fails, tc.patience, log.String())
 		}
 	}
 }
