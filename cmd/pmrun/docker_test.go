@@ -250,8 +250,25 @@ func (l *launcher) created(t *testing.T, since int64) int {
 	return len(strings.Fields(string(out)))
 }
 
+// running reports whether a process whose command line holds cmd runs in
+// one of the launcher's containers.
+func (l *launcher) running(t *testing.T, cmd string) bool {
+	host, _ := os.Hostname()
+	out, err := exec.Command("docker", "ps", "-q", "--filter", "label=pmrun.launcher="+host+":"+strconv.Itoa(l.cmd.Process.Pid)).Output()
+	if err != nil {
+		t.Fatalf("docker ps: %v", err)
+	}
+	for _, id := range strings.Fields(string(out)) {
+		if top, err := exec.Command("docker", "top", id).Output(); err == nil && strings.Contains(string(top), cmd) {
+			return true
+		}
+	}
+	return false
+}
+
 // TestDockerInterrupt stops a --docker launcher with SIGINT while it starts
-// many containers and while the job runs: it must stop at once, say so,
+// many containers, while pip builds a node's environment and while the job
+// runs: it must stop at once, say so,
 // start no more containers and leave nothing behind.
 func TestDockerInterrupt(t *testing.T) {
 	needDocker(t)
@@ -272,6 +289,18 @@ func TestDockerInterrupt(t *testing.T) {
 		if created > had+2*startLimit {
 			t.Errorf("the launcher went on to create %d containers after the signal", created-had)
 		}
+		checkInterrupted(t, l)
+	})
+	t.Run("environment", func(t *testing.T) {
+		// Nothing can be downloaded here: pip retries for some seconds.
+		dir := t.TempDir()
+		req, hi := filepath.Join(dir, "req.txt"), filepath.Join(dir, "hi.py")
+		os.WriteFile(req, []byte("six==1.16.0\n"), 0o644)
+		os.WriteFile(hi, []byte("print('hi')\n"), 0o644)
+		l := startLauncher(t, nil, "--docker", "--nodes", "1", "-np", "1", "--requirements", req, hi)
+		l.waitFor(t, func() bool { return l.running(t, "pip") }, "pip in the container")
+		took := l.stop(t, syscall.SIGINT)
+		t.Logf("SIGINT while pip ran: exited after %v: %s", took, strings.TrimSpace(l.errb.String()))
 		checkInterrupted(t, l)
 	})
 	t.Run("job", func(t *testing.T) {
