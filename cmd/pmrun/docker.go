@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pmrun/pmrun/docker"
@@ -53,30 +55,70 @@ func defaultImage() (string, error) {
 }
 
 // Labels on everything a --docker job creates: the job's id, and the
-// launcher (host:pid) that owns it, to find what a killed launcher left.
+// launcher that owns it (host:pid, the host's boot id and the process's start
+// time), to find what a killed launcher left.
 const (
 	dockerLabel   = "pmrun.job"
 	launcherLabel = "pmrun.launcher"
+	bootLabel     = "pmrun.boot"
+	startLabel    = "pmrun.start"
+)
+
+// Limits of --docker.
+const (
+	// envMaxNodes raises the number of containers --docker starts at most.
+	envMaxNodes = "PMRUN_DOCKER_MAX_NODES"
+	// defaultMaxNodes bounds --nodes (and so does 8 per CPU of the engine)
+	// unless envMaxNodes says otherwise.
+	defaultMaxNodes = 64
+	// startLimit is how many containers are created at a time.
+	startLimit = 8
+	// maxShm is the /dev/shm of an agent container, at most half the
+	// engine's memory: enough for the rings of any number of ranks there.
+	maxShm = 1 << 30
+	// jobStopGrace is how long a signalled job has to end by itself before
+	// its containers are killed.
+	jobStopGrace = time.Second
+	// cleanupPatience is how long the removal of a job's containers is
+	// retried before pmrun says how to finish it.
+	cleanupPatience = 2 * time.Minute
 )
 
 // runDocker starts --nodes agent containers on a private network, runs the
 // job on them and removes the containers and the network, also when the job
-// fails or is interrupted.
+// fails or is interrupted. A signal in any phase stops it within about a
+// second; see stopper.
 func runDocker(o *options, spec node.ClusterSpec, stdout, stderr io.Writer) (res node.Result, err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+	st := newStopper(spec.Signals, stderr)
+	defer st.close()
+	ctx := st.ctx
+	defer func() {
+		if sig := st.signal(); sig != nil {
+			res, err = interrupted(sig), nil
+		}
+	}()
 	e, err := connect(ctx)
 	if err != nil {
 		return res, fmt.Errorf("--docker: %w", err)
 	}
 	defer e.Close()
+	info, err := e.Info(ctx)
+	if err != nil {
+		return res, fmt.Errorf("--docker: %w", err)
+	}
+	if err := checkNodes(o.nodes, info.NCPU); err != nil {
+		return res, err
+	}
+	reapDead(ctx, e, stderr)
 	image := o.image
 	if image == "" {
 		if image, err = agentImage(ctx, e, stderr); err != nil {
 			return res, fmt.Errorf("--docker: %w", err)
 		}
-	} else if ok, err := e.ImageExists(ctx, image); err != nil || !ok {
-		return res, fmt.Errorf("--docker: image %s not found (%v)", image, err)
+	} else if ok, err := e.ImageExists(ctx, image); err != nil {
+		return res, fmt.Errorf("--docker: %w", err)
+	} else if !ok {
+		return res, fmt.Errorf("--docker: image %s is not on the engine (build it with pmrun image --tag %s, or docker load it)", image, image)
 	}
 
 	id := make([]byte, 6)
@@ -85,46 +127,266 @@ func runDocker(o *options, spec node.ClusterSpec, stdout, stderr io.Writer) (res
 	key := make([]byte, 16)
 	rand.Read(key)
 	spec.Key = hex.EncodeToString(key)
-	host, _ := os.Hostname()
-	labels := map[string]string{dockerLabel: job, launcherLabel: host + ":" + strconv.Itoa(os.Getpid())}
-	defer func() {
-		cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
-		defer ccancel()
-		if cerr := dockerx.Cleanup(cctx, e, dockerLabel, job); cerr != nil {
-			fmt.Fprintf(stderr, "pmrun: removing the job's containers: %v\n", cerr)
-		}
-	}()
+	labels := launcherLabels()
+	labels[dockerLabel] = job
+	defer removeJob(e, job, cleanupPatience, stderr)
 	network := "pmrun-" + job
 	if _, err := e.CreateNetwork(ctx, network, labels); err != nil {
 		return res, fmt.Errorf("--docker: %w", err)
 	}
-	var first string
-	for i := range o.nodes {
-		name := "node" + strconv.Itoa(i)
-		args := []string{"--bind", "0.0.0.0:7946", "--name", name}
-		if i > 0 {
-			args = append(args, "--join", "node0")
-		}
-		cid, err := e.RunContainer(ctx, dockerx.ContainerSpec{
-			Name: "pmrun-" + job + "-" + name, Hostname: name, Image: image, Cmd: args,
-			Env: []string{node.EnvClusterKey + "=" + spec.Key}, Network: network, Labels: labels, Init: true,
-		})
-		if err != nil {
-			return res, fmt.Errorf("--docker: starting %s: %w", name, err)
-		}
-		if i == 0 {
-			ip, err := e.ContainerIP(ctx, cid, network)
-			if err != nil {
-				return res, fmt.Errorf("--docker: %w", err)
-			}
-			first = net.JoinHostPort(ip, strconv.Itoa(node.DefaultControlPort))
-		}
+	first, err := startAgents(ctx, e, agentSpec(o.nodes, info, image, network, spec.Key, labels), o.nodes)
+	if err != nil {
+		return res, fmt.Errorf("--docker: %w", err)
 	}
 	if err := waitMembers(ctx, first, spec.Key, o.nodes); err != nil {
 		return res, fmt.Errorf("--docker: the agents did not form a cluster: %w", err)
 	}
 	spec.Cluster = []string{first}
-	return node.RunCluster(context.Background(), spec, stdout, stderr)
+	return runJob(st, e, job, spec, stdout, stderr)
+}
+
+// interrupted is the result of a --docker job that a signal stopped.
+func interrupted(sig os.Signal) node.Result {
+	sn, _ := sig.(syscall.Signal)
+	return node.Result{ExitCode: 128 + int(sn), Reason: "interrupted by " + sig.String(), Rank: -1}
+}
+
+// checkNodes refuses more containers than an engine of ncpu CPUs should run.
+func checkNodes(nodes, ncpu int) error {
+	limit := min(defaultMaxNodes, 8*max(ncpu, 1))
+	if v := os.Getenv(envMaxNodes); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return fmt.Errorf("--docker: %s=%q: want a number of containers", envMaxNodes, v)
+		}
+		limit = n
+	}
+	if nodes > limit {
+		return fmt.Errorf("--docker: --nodes %d is more than %d containers, the most for an engine with %d CPUs (set %s=%d to start them anyway)",
+			nodes, limit, ncpu, envMaxNodes, nodes)
+	}
+	return nil
+}
+
+// agentSpec returns the container of node i of a --docker job of nodes
+// agents, each offering its share of the engine's CPUs.
+func agentSpec(nodes int, info dockerx.HostInfo, image, network, key string, labels map[string]string) func(i int) dockerx.ContainerSpec {
+	cores := max(1, info.NCPU/nodes)
+	shm := int64(maxShm)
+	if info.MemTotal > 0 {
+		shm = min(shm, info.MemTotal/2)
+	}
+	return func(i int) dockerx.ContainerSpec {
+		name := "node" + strconv.Itoa(i)
+		args := []string{"--bind", "0.0.0.0:7946", "--name", name, "--cores", strconv.Itoa(cores)}
+		if i > 0 {
+			args = append(args, "--join", "node0")
+		}
+		c := dockerx.ContainerSpec{
+			Name: network + "-" + name, Hostname: name, Image: image, Cmd: args,
+			Env: []string{node.EnvClusterKey + "=" + key}, Network: network, Labels: labels, Init: true,
+			ShmSize: shm,
+		}
+		if nodes > 1 {
+			c.NanoCPUs = int64(cores) * 1e9
+		}
+		return c
+	}
+}
+
+// startAgents starts the containers spec(0), spec(1), ... , node 0 first
+// (the others join it), the rest startLimit at a time, and returns node 0's
+// control address. When ctx is done it starts no more; those being created
+// are finished, so that the job's label finds every container there is.
+func startAgents(ctx context.Context, e dockerx.Engine, spec func(i int) dockerx.ContainerSpec, nodes int) (string, error) {
+	start := func(ctx context.Context, i int) (string, error) {
+		c := spec(i)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		id, err := e.RunContainer(rctx, c)
+		if err != nil {
+			return "", fmt.Errorf("starting %s: %w", c.Hostname, err)
+		}
+		return id, ctx.Err()
+	}
+	id, err := start(ctx, 0)
+	if err != nil {
+		return "", err
+	}
+	ip, err := e.ContainerIP(ctx, id, spec(0).Network)
+	if err != nil {
+		return "", err
+	}
+	err = dockerx.ForEach(ctx, nodes-1, startLimit, func(ctx context.Context, i int) error {
+		_, err := start(ctx, i+1)
+		return err
+	})
+	return net.JoinHostPort(ip, strconv.Itoa(node.DefaultControlPort)), err
+}
+
+// runJob runs the job on the cluster of the --docker job's agents. After a
+// signal (which the job's ranks get) the job has jobStopGrace to end;
+// then its containers are killed.
+func runJob(st *stopper, e dockerx.Engine, job string, spec node.ClusterSpec, stdout, stderr io.Writer) (node.Result, error) {
+	sigs := make(chan os.Signal, 2)
+	spec.Signals = sigs
+	jctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type outcome struct {
+		res node.Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := node.RunCluster(jctx, spec, stdout, stderr)
+		done <- outcome{res, err}
+	}()
+	st.relay(sigs)
+	select {
+	case r := <-done:
+		return r.res, r.err
+	case <-st.ctx.Done():
+	}
+	fmt.Fprintf(stderr, "pmrun: the job did not end %v after %v: killing its containers\n", jobStopGrace, st.signal())
+	killJob(e, job)
+	cancel()
+	select {
+	case r := <-done:
+		return r.res, r.err
+	case <-time.After(3 * time.Second):
+		return node.Result{}, errors.New("--docker: the job did not end after its containers were killed")
+	}
+}
+
+// killJob kills the containers of job, startLimit at a time.
+func killJob(e dockerx.Engine, job string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ids, _, err := e.Labeled(ctx, dockerLabel, job)
+	if err != nil {
+		return // removeJob will remove them
+	}
+	dockerx.ForEach(ctx, len(ids), startLimit, func(ctx context.Context, i int) error {
+		e.KillContainer(ctx, ids[i])
+		return nil
+	})
+}
+
+// removeJob removes the containers and the network of job, retrying with
+// backoff while any is left, for patience; then it says how to finish.
+func removeJob(e dockerx.Engine, job string, patience time.Duration, stderr io.Writer) {
+	deadline := time.Now().Add(patience)
+	wait := 100 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := dockerx.Cleanup(ctx, e, dockerLabel, job)
+		var cs, ns []string
+		if err == nil {
+			cs, ns, err = e.Labeled(ctx, dockerLabel, job)
+		}
+		cancel()
+		if err == nil && len(cs)+len(ns) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				err = fmt.Errorf("%d containers and %d networks remain", len(cs), len(ns))
+			}
+			fmt.Fprintf(stderr, "pmrun: removing the job's containers: %v; finish with: pmrun cleanup (or docker rm -f $(docker ps -aq --filter label=%s=%s); docker network rm pmrun-%s)\n",
+				err, dockerLabel, job, job)
+			return
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// stopper turns the first signal of a --docker job into the cancellation
+// of ctx: at once while the job is being set up (saying so), jobStopGrace
+// after it was relayed to the running job.
+type stopper struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	stderr io.Writer
+	done   chan struct{}
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	sig   os.Signal        // the first signal
+	job   chan<- os.Signal // the running job's, once relay was called
+	timer *time.Timer      // cancels ctx after jobStopGrace
+}
+
+// newStopper watches sigs (which may be nil) until close.
+func newStopper(sigs <-chan os.Signal, stderr io.Writer) *stopper {
+	s := &stopper{stderr: stderr, done: make(chan struct{})}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			select {
+			case <-s.done:
+				return
+			case sig := <-sigs:
+				s.onSignal(sig)
+			}
+		}
+	}()
+	return s
+}
+
+func (s *stopper) onSignal(sig os.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	first := s.sig == nil
+	if first {
+		s.sig = sig
+	}
+	if s.job == nil {
+		if first {
+			fmt.Fprintf(s.stderr, "pmrun: %v: stopping, removing what the job created\n", sig)
+		}
+		s.cancel()
+		return
+	}
+	select {
+	case s.job <- sig:
+	default:
+	}
+	if first {
+		s.timer = time.AfterFunc(jobStopGrace, s.cancel)
+	}
+}
+
+// relay passes further signals on to the job's channel sigs; a signal that
+// came before is passed on at once.
+func (s *stopper) relay(sigs chan<- os.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.job = sigs
+	if s.sig != nil {
+		sigs <- s.sig
+	}
+}
+
+// signal returns the first signal, or nil.
+func (s *stopper) signal() os.Signal {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sig
+}
+
+// close stops watching signals and cancels ctx.
+func (s *stopper) close() {
+	close(s.done)
+	s.wg.Wait()
+	s.mu.Lock()
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.mu.Unlock()
+	s.cancel()
 }
 
 // connect returns a client of the local Docker engine, which answered.
@@ -173,8 +435,102 @@ func agentImage(ctx context.Context, e dockerx.Engine, log io.Writer) (string, e
 		return "", err
 	}
 	fmt.Fprintf(log, "pmrun: building image %s on %s\n", image, base)
-	err = e.BuildImage(ctx, bctx, "Dockerfile", image, map[string]string{"BASE": base}, map[string]string{"pmrun.image": "agent"}, nil)
+	fi, err := os.Stderr.Stat()
+	p := newBuildProgress(log, err == nil && fi.Mode()&os.ModeCharDevice != 0)
+	err = e.BuildImage(ctx, bctx, "Dockerfile", image, map[string]string{"BASE": base}, map[string]string{"pmrun.image": "agent"}, p)
+	p.close()
+	var be *dockerx.BuildError
+	if errors.As(err, &be) && be.Output == "" {
+		be.Output = strings.Join(p.tail, "\n")
+	}
 	return image, err
+}
+
+// buildProgress follows the image builder's output and shows its steps: on
+// a terminal one line rewritten in place every second ("step 2/5 RUN ...,
+// 7s"), otherwise one line per step with the time since the build started.
+type buildProgress struct {
+	w       io.Writer
+	tty     bool
+	start   time.Time
+	done    chan struct{}
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	partial string   // output after the last newline
+	step    string   // the current step, "2/5 RUN ..."
+	tail    []string // the step's last lines, for a failure's message
+}
+
+func newBuildProgress(w io.Writer, tty bool) *buildProgress {
+	p := &buildProgress{w: w, tty: tty, start: time.Now(), done: make(chan struct{})}
+	if tty {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-p.done:
+					return
+				case <-t.C:
+					p.mu.Lock()
+					p.show()
+					p.mu.Unlock()
+				}
+			}
+		}()
+	}
+	return p
+}
+
+// Write takes the builder's output.
+func (p *buildProgress) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	text := p.partial + string(b)
+	for {
+		line, rest, ok := strings.Cut(text, "\n")
+		if !ok {
+			break
+		}
+		text = rest
+		if len(p.tail) == 20 {
+			p.tail = p.tail[1:]
+		}
+		p.tail = append(p.tail, line)
+		if step, ok := strings.CutPrefix(line, "Step "); ok {
+			p.tail = p.tail[:0]
+			n, what, _ := strings.Cut(step, " : ")
+			p.step = n + " " + what
+			if !p.tty {
+				fmt.Fprintf(p.w, "pmrun: image step %s (%.0fs)\n", p.step, time.Since(p.start).Seconds())
+			}
+			p.show()
+		}
+	}
+	p.partial = text
+	return len(b), nil
+}
+
+// show rewrites the terminal's progress line; p.mu is held.
+func (p *buildProgress) show() {
+	if p.tty && p.step != "" {
+		line := fmt.Sprintf("pmrun: image step %s", p.step)
+		if len(line) > 70 {
+			line = line[:70]
+		}
+		fmt.Fprintf(p.w, "\r\033[K%s, %.0fs", line, time.Since(p.start).Seconds())
+	}
+}
+
+// close ends the progress line.
+func (p *buildProgress) close() {
+	close(p.done)
+	p.wg.Wait()
+	if p.tty && p.step != "" {
+		fmt.Fprintf(p.w, "\r\033[Kpmrun: image built in %.0fs\n", time.Since(p.start).Seconds())
+	}
 }
 
 const imageUsage = `usage: pmrun image [--tag NAME[:TAG]]
@@ -220,7 +576,7 @@ func runImage(args []string, stdout, stderr io.Writer) int {
 func waitMembers(ctx context.Context, addr, key string, n int) error {
 	deadline := time.Now().Add(30 * time.Second)
 	var last error
-	for time.Now().Before(deadline) {
+	for time.Now().Before(deadline) && ctx.Err() == nil {
 		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		ms, err := node.QueryMembers(qctx, addr, key)
 		cancel()
@@ -237,7 +593,13 @@ func waitMembers(ctx context.Context, addr, key string, n int) error {
 			err = fmt.Errorf("%d of %d nodes joined", alive, n)
 		}
 		last = err
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
 	return last
 }

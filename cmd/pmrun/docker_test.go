@@ -1,11 +1,19 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -111,29 +119,9 @@ func TestDockerNodeLost(t *testing.T) {
 	os.WriteFile(script, []byte("#!/bin/sh\necho up\nexec sleep 120\n"), 0o755)
 	for _, how := range []string{"kill", "disconnect"} {
 		t.Run(how, func(t *testing.T) {
-			cmd := exec.Command(bin.pmrun, "--docker", "--nodes", "3", "-np", "6", script)
-			var out, errb lockedBuffer
-			cmd.Stdout, cmd.Stderr = &out, &errb
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan struct{})
-			go func() { cmd.Wait(); close(done) }()
-			defer func() {
-				cmd.Process.Kill()
-				<-done
-			}()
-			deadline := time.Now().Add(2 * time.Minute)
-			for strings.Count(out.String(), "up\n") < 6 {
-				if time.Now().After(deadline) {
-					t.Fatalf("ranks did not start\nstdout:\n%s\nstderr:\n%s", out.String(), errb.String())
-				}
-				select {
-				case <-done:
-					t.Fatalf("the job ended early\nstdout:\n%s\nstderr:\n%s", out.String(), errb.String())
-				case <-time.After(50 * time.Millisecond):
-				}
-			}
+			l := startLauncher(t, nil, "--docker", "--nodes", "3", "-np", "6", script)
+			l.waitOutput(t, "up\n", 6)
+			cmd, errb, done := l.cmd, &l.errb, l.done
 			host, _ := os.Hostname()
 			mine := "label=pmrun.launcher=" + host + ":" + strconv.Itoa(cmd.Process.Pid)
 			ids, err := exec.Command("docker", "ps", "-q", "--filter", mine, "--filter", "name=-node2$").Output()
@@ -162,7 +150,9 @@ func TestDockerNodeLost(t *testing.T) {
 			if code := cmd.ProcessState.ExitCode(); code == 0 {
 				t.Errorf("status 0 after a lost node")
 			}
-			if e := errb.String(); !strings.Contains(e, "node node2") || !strings.Contains(e, "ranks 4,5") {
+			// Each container offers one of the engine's cores (or more): ranks
+			// are dealt one a node, then round-robin.
+			if e := errb.String(); !strings.Contains(e, "node node2") || !strings.Contains(e, "ranks 2,5") {
 				t.Errorf("stderr does not name node2 and its ranks:\n%s", e)
 			}
 			if took > 3*time.Second {
@@ -172,5 +162,386 @@ func TestDockerNodeLost(t *testing.T) {
 				t.Errorf("left behind: %s", l)
 			}
 		})
+	}
+}
+
+// launcher is a pmrun started in the background by startLauncher.
+type launcher struct {
+	cmd       *exec.Cmd
+	out, errb lockedBuffer
+	done      chan struct{} // closed when it exited
+}
+
+// startLauncher starts pmrun with args and the environment's KEY=value
+// entries env added; it is killed at the end of the test.
+func startLauncher(t *testing.T, env []string, args ...string) *launcher {
+	t.Helper()
+	l := &launcher{cmd: exec.Command(bin.pmrun, args...), done: make(chan struct{})}
+	l.cmd.Env = append(os.Environ(), env...)
+	l.cmd.Stdout, l.cmd.Stderr = &l.out, &l.errb
+	if err := l.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { l.cmd.Wait(); close(l.done) }()
+	t.Cleanup(func() {
+		l.cmd.Process.Kill()
+		<-l.done
+	})
+	return l
+}
+
+// waitOutput waits until the launcher's stdout holds s n times.
+func (l *launcher) waitOutput(t *testing.T, s string, n int) {
+	t.Helper()
+	l.waitFor(t, func() bool { return strings.Count(l.out.String(), s) >= n }, fmt.Sprintf("%d lines %q", n, s))
+}
+
+// waitFor waits (two minutes at most) until cond holds, failing if the
+// launcher ends first.
+func (l *launcher) waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited in vain for %s\nstdout:\n%s\nstderr:\n%s", what, l.out.String(), l.errb.String())
+		}
+		select {
+		case <-l.done:
+			t.Fatalf("pmrun ended before %s\nstdout:\n%s\nstderr:\n%s", what, l.out.String(), l.errb.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// stop sends sig and returns how long the launcher took to exit (failing
+// the test after 30 s).
+func (l *launcher) stop(t *testing.T, sig os.Signal) time.Duration {
+	t.Helper()
+	sent := time.Now()
+	l.cmd.Process.Signal(sig)
+	select {
+	case <-l.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("pmrun did not exit 30 s after %v\nstderr:\n%s", sig, l.errb.String())
+	}
+	return time.Since(sent)
+}
+
+// containers counts the containers the launcher has now.
+func (l *launcher) containers(t *testing.T) int {
+	host, _ := os.Hostname()
+	out, err := exec.Command("docker", "ps", "-aq", "--filter", "label=pmrun.launcher="+host+":"+strconv.Itoa(l.cmd.Process.Pid)).Output()
+	if err != nil {
+		t.Fatalf("docker ps: %v", err)
+	}
+	return len(strings.Fields(string(out)))
+}
+
+// created counts the containers the launcher created since (Unix seconds);
+// it has exited.
+func (l *launcher) created(t *testing.T, since int64) int {
+	host, _ := os.Hostname()
+	out, err := exec.Command("docker", "events", "--since", strconv.FormatInt(since, 10), "--until", strconv.FormatInt(time.Now().Unix()+1, 10),
+		"--filter", "type=container", "--filter", "event=create",
+		"--filter", "label=pmrun.launcher="+host+":"+strconv.Itoa(l.cmd.Process.Pid), "--format", "{{.ID}}").Output()
+	if err != nil {
+		t.Fatalf("docker events: %v", err)
+	}
+	return len(strings.Fields(string(out)))
+}
+
+// running reports whether a process whose command line holds cmd runs in
+// one of the launcher's containers.
+func (l *launcher) running(t *testing.T, cmd string) bool {
+	host, _ := os.Hostname()
+	out, err := exec.Command("docker", "ps", "-q", "--filter", "label=pmrun.launcher="+host+":"+strconv.Itoa(l.cmd.Process.Pid)).Output()
+	if err != nil {
+		t.Fatalf("docker ps: %v", err)
+	}
+	for _, id := range strings.Fields(string(out)) {
+		if top, err := exec.Command("docker", "top", id).Output(); err == nil && strings.Contains(string(top), cmd) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestDockerInterrupt stops a --docker launcher with SIGINT while it starts
+// many containers, while pip builds a node's environment and while the job
+// runs: it must stop at once, say so,
+// start no more containers and leave nothing behind.
+func TestDockerInterrupt(t *testing.T) {
+	needDocker(t)
+	script := filepath.Join(t.TempDir(), "sleep.sh")
+	os.WriteFile(script, []byte("#!/bin/sh\ntrap '' INT TERM\necho up\nexec sleep 120\n"), 0o755)
+	const many = 40
+	t.Run("starting", func(t *testing.T) {
+		since := time.Now().Add(-time.Second).Unix()
+		l := startLauncher(t, []string{envMaxNodes + "=" + strconv.Itoa(many)},
+			"--docker", "--nodes", strconv.Itoa(many), "-np", "1", script)
+		had := 0
+		l.waitFor(t, func() bool { had = l.containers(t); return had >= 2 }, "two containers")
+		took := l.stop(t, syscall.SIGINT)
+		created := l.created(t, since)
+		t.Logf("SIGINT while starting %d containers: exited after %v, having created %d (%d before the signal): %s",
+			many, took, created, had, strings.TrimSpace(l.errb.String()))
+		// Those being created when the signal came are finished, no more.
+		if created > had+2*startLimit {
+			t.Errorf("the launcher went on to create %d containers after the signal", created-had)
+		}
+		checkInterrupted(t, l)
+	})
+	t.Run("environment", func(t *testing.T) {
+		// Nothing can be downloaded here: pip retries for some seconds.
+		dir := t.TempDir()
+		req, hi := filepath.Join(dir, "req.txt"), filepath.Join(dir, "hi.py")
+		os.WriteFile(req, []byte("six==1.16.0\n"), 0o644)
+		os.WriteFile(hi, []byte("print('hi')\n"), 0o644)
+		l := startLauncher(t, nil, "--docker", "--nodes", "1", "-np", "1", "--requirements", req, hi)
+		l.waitFor(t, func() bool { return l.running(t, "pip") }, "pip in the container")
+		took := l.stop(t, syscall.SIGINT)
+		t.Logf("SIGINT while pip ran: exited after %v: %s", took, strings.TrimSpace(l.errb.String()))
+		checkInterrupted(t, l)
+	})
+	t.Run("job", func(t *testing.T) {
+		l := startLauncher(t, nil, "--docker", "--nodes", "2", "-np", "2", script)
+		l.waitOutput(t, "up\n", 2)
+		took := l.stop(t, syscall.SIGINT)
+		t.Logf("SIGINT while the job ran: exited after %v: %s", took, strings.TrimSpace(l.errb.String()))
+		checkInterrupted(t, l)
+	})
+}
+
+// checkInterrupted checks that launcher l ended as interrupted by SIGINT,
+// saying so, and left nothing behind.
+func checkInterrupted(t *testing.T, l *launcher) {
+	t.Helper()
+	if code := l.cmd.ProcessState.ExitCode(); code != 130 {
+		t.Errorf("status %d, want 130\nstderr:\n%s", code, l.errb.String())
+	}
+	if e := l.errb.String(); !strings.Contains(e, "SIGINT") && !strings.Contains(e, "interrupt") {
+		t.Errorf("stderr does not say the launcher was interrupted:\n%s", e)
+	}
+	if left := leftovers(t, l.cmd.Process.Pid); left != "" {
+		t.Errorf("left behind: %s", left)
+	}
+}
+
+// TestDockerKilledLauncher kills a --docker launcher mid-job: what it left
+// is removed by pmrun cleanup, and by the next --docker job.
+func TestDockerKilledLauncher(t *testing.T) {
+	needDocker(t)
+	script := filepath.Join(t.TempDir(), "sleep.sh")
+	os.WriteFile(script, []byte("#!/bin/sh\necho up\nexec sleep 120\n"), 0o755)
+	for _, then := range [][]string{{"cleanup"}, {"--docker", "--nodes", "1", "-np", "1", "/bin/true"}} {
+		t.Run(then[0], func(t *testing.T) {
+			l := startLauncher(t, nil, "--docker", "--nodes", "2", "-np", "2", script)
+			l.waitOutput(t, "up\n", 2)
+			l.stop(t, syscall.SIGKILL)
+			pid := l.cmd.Process.Pid
+			if leftovers(t, pid) == "" {
+				t.Fatal("the killed launcher left nothing to remove")
+			}
+			r := pmrun(t, "", then...)
+			t.Logf("pmrun %s: status %d\nstdout:\n%s\nstderr:\n%s", strings.Join(then, " "), r.code, r.out, r.err)
+			if r.code != 0 {
+				t.Errorf("status %d", r.code)
+			}
+			if left := leftovers(t, pid); left != "" {
+				t.Errorf("left behind by the killed launcher: %s", left)
+			}
+		})
+	}
+}
+
+// TestDockerPlacement checks that each container offers its share of the
+// cores (one rank a container with -np equal to --nodes) and a /dev/shm
+// large enough for the ranks there to share memory.
+func TestDockerPlacement(t *testing.T) {
+	needDocker(t)
+	script := filepath.Join(t.TempDir(), "where.py")
+	os.WriteFile(script, []byte(`import os, socket
+from mpi4py import MPI
+c = MPI.COMM_WORLD
+st = os.statvfs("/dev/shm")
+print("rank", c.rank, "host", socket.gethostname(), "shm", st.f_frsize * st.f_blocks, flush=True)
+c.allgather(bytes(1 << 20))
+`), 0o644)
+	t.Run("spread", func(t *testing.T) {
+		r := pmrun(t, "", "--docker", "--nodes", "3", "-np", "3", script)
+		if r.code != 0 {
+			t.Fatalf("status %d\nstdout:\n%s\nstderr:\n%s", r.code, r.out, r.err)
+		}
+		hosts := map[string]bool{}
+		for _, f := range regexp.MustCompile(`host (\S+)`).FindAllStringSubmatch(r.out, -1) {
+			hosts[f[1]] = true
+		}
+		if len(hosts) != 3 {
+			t.Errorf("the 3 ranks ran on %d containers, want 3:\n%s", len(hosts), r.out)
+		}
+	})
+	t.Run("shm", func(t *testing.T) {
+		cmd := exec.Command(bin.pmrun, "--docker", "--nodes", "1", "-np", "8", script)
+		cmd.Env = append(os.Environ(), "PMRUN_DEBUG=comm")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		m := regexp.MustCompile(`shm (\d+)`).FindAllStringSubmatch(string(out), -1)
+		if len(m) != 8 {
+			t.Fatalf("%d ranks reported /dev/shm, want 8:\n%s", len(m), out)
+		}
+		if n, _ := strconv.ParseInt(m[0][1], 10, 64); n < 256<<20 {
+			t.Errorf("/dev/shm has %d bytes, want at least 256 MiB", n)
+		}
+		if strings.Contains(string(out), "TCP") {
+			t.Errorf("ranks fell back to TCP:\n%s", out)
+		}
+	})
+}
+
+// TestDockerRefuses checks what --docker refuses before it creates anything.
+func TestDockerRefuses(t *testing.T) {
+	needDocker(t)
+	for _, tc := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"--nodes", "9999"}, envMaxNodes + "=9999"},
+		{[]string{"--image", "nosuch:img"}, "image nosuch:img is not on the engine"},
+	} {
+		args := append(append([]string{"--docker"}, tc.args...), "-np", "1", "/bin/true")
+		r := pmrun(t, "", args...)
+		if r.code != 1 || !strings.Contains(r.err, tc.says) || strings.Contains(r.err, "<nil>") {
+			t.Errorf("pmrun %s: status %d, want 1 and a message with %q:\n%s", strings.Join(args, " "), r.code, tc.says, r.err)
+		}
+		if left := leftovers(t, r.pid); left != "" {
+			t.Errorf("left behind: %s", left)
+		}
+	}
+}
+
+func TestCheckNodes(t *testing.T) {
+	t.Setenv(envMaxNodes, "")
+	for _, tc := range []struct {
+		nodes, ncpu int
+		env         string
+		ok          bool
+	}{
+		{16, 2, "", true}, {17, 2, "", false}, {64, 16, "", true}, {65, 16, "", false},
+		{9999, 2, "9999", true}, {10000, 2, "9999", false}, {1, 2, "x", false},
+	} {
+		t.Setenv(envMaxNodes, tc.env)
+		err := checkNodes(tc.nodes, tc.ncpu)
+		if (err == nil) != tc.ok {
+			t.Errorf("checkNodes(%d, %d) with %s=%q: %v, want ok=%v", tc.nodes, tc.ncpu, envMaxNodes, tc.env, err, tc.ok)
+		}
+	}
+}
+
+func TestLauncherDead(t *testing.T) {
+	self := launcherLabels()
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	other := maps.Clone(self)
+	other[launcherLabel] = "elsewhere.example:1"
+	goneLabels := maps.Clone(self)
+	goneLabels[launcherLabel] = host + ":" + strconv.Itoa(gone.Process.Pid)
+	reused := maps.Clone(self)
+	reused[startLabel] = "1"
+	rebooted := maps.Clone(self)
+	rebooted[bootLabel] = "an-earlier-boot"
+	for _, tc := range []struct {
+		name   string
+		labels map[string]string
+		dead   bool
+	}{
+		{"self", self, false}, {"other host", other, false}, {"gone", goneLabels, true},
+		{"pid reused", reused, true}, {"rebooted", rebooted, true},
+	} {
+		if got := launcherDead(tc.labels); got != tc.dead {
+			t.Errorf("%s: launcherDead(%v) = %v", tc.name, tc.labels, got)
+		}
+	}
+}
+
+func TestBuildProgress(t *testing.T) {
+	var b strings.Builder
+	p := newBuildProgress(&b, false)
+	for _, s := range []string{"Step 1/3 : FROM base\n ---> 1a", "bc\nStep 2/3 : RUN", " make\nbuilding\n", "Step 3/3 : LABEL x=y\n"} {
+		p.Write([]byte(s))
+	}
+	p.close()
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	want := []string{"step 1/3 FROM base", "step 2/3 RUN make", "step 3/3 LABEL x=y"}
+	if len(lines) != len(want) {
+		t.Fatalf("progress:\n%s\nwant one line per step", b.String())
+	}
+	for i, w := range want {
+		if !strings.Contains(lines[i], w) {
+			t.Errorf("line %d %q lacks %q", i, lines[i], w)
+		}
+	}
+}
+
+// flakyEngine is an engine holding the containers and networks of one job
+// that refuses to remove a container the first fails times.
+type flakyEngine struct {
+	dockerx.Engine // nil: other methods are not called
+	mu             sync.Mutex
+	containers     map[string]bool
+	networks       map[string]bool
+	fails          int
+}
+
+func (f *flakyEngine) Labeled(ctx context.Context, key, value string) (cs, ns []string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Sorted(maps.Keys(f.containers)), slices.Sorted(maps.Keys(f.networks)), nil
+}
+
+func (f *flakyEngine) RemoveContainer(ctx context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fails > 0 {
+		f.fails--
+		return errors.New("device or resource busy")
+	}
+	delete(f.containers, id)
+	return nil
+}
+
+func (f *flakyEngine) RemoveNetwork(ctx context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.containers) > 0 {
+		return errors.New("network has active endpoints")
+	}
+	delete(f.networks, id)
+	return nil
+}
+
+// TestRemoveJob checks that the removal of a job's containers is retried
+// until none is left, and that pmrun says how to finish when it gives up.
+func TestRemoveJob(t *testing.T) {
+	for _, tc := range []struct {
+		fails    int
+		patience time.Duration
+		left     bool
+	}{{3, time.Minute, false}, {1 << 30, 0, true}} {
+		e := &flakyEngine{containers: map[string]bool{"c1": true, "c2": true}, networks: map[string]bool{"n": true}, fails: tc.fails}
+		var log strings.Builder
+		removeJob(e, "0123abcd", tc.patience, &log)
+		cs, ns, _ := e.Labeled(context.Background(), dockerLabel, "0123abcd")
+		if left := len(cs)+len(ns) > 0; left != tc.left {
+			t.Errorf("%d failures: left %v %v", tc.fails, cs, ns)
+		}
+		says := strings.Contains(log.String(), "pmrun cleanup") && strings.Contains(log.String(), "docker rm -f")
+		if says != tc.left {
+			t.Errorf("%d failures, patience %v: pmrun said %q", tc.fails, tc.patience, log.String())
+		}
 	}
 }

@@ -32,6 +32,7 @@ const usageText = `usage: pmrun [-np N] [options] PROGRAM [ARGS...]
        pmrun node [agent options]      run a node agent (see pmrun node -h)
        pmrun members --cluster ADDR    list a cluster's nodes
        pmrun image [--tag NAME]        build the agents' Docker image
+       pmrun cleanup [--all]           remove what killed --docker jobs left
 
 Runs N copies (ranks) of PROGRAM connected by pmrun's message passing runtime:
 on this machine (the default), on a cluster of node agents (--cluster, -H,
@@ -82,7 +83,10 @@ cluster options:
   --cluster-key KEY   the cluster's key (default $PMRUN_CLUSTER_KEY)
   --docker            start agents in local Docker containers for this job
                       and remove them afterwards
-  --nodes K           with --docker: the number of containers (default 2)
+  --nodes K           with --docker: the number of containers (default 2;
+                      at most 8 per CPU of the engine and 64, unless
+                      $PMRUN_DOCKER_MAX_NODES says more); each offers its
+                      share of the engine's CPUs
   --image IMG         with --docker: the agents' image (default: one built
                       from docker/Dockerfile on the base pmrun-base:bookworm
                       with this pmrun, pmrun:agent-<hash>, if missing)
@@ -142,6 +146,8 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 			return runMembers(args[1:], stdout, stderr)
 		case "image":
 			return runImage(args[1:], stdout, stderr)
+		case "cleanup":
+			return runCleanup(args[1:], stdout, stderr)
 		}
 	}
 	o, err := parseArgs(args)

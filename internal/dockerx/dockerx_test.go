@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -545,5 +546,52 @@ func TestBuildContext(t *testing.T) {
 				t.Errorf("BuildContext = %v, want a dockerx error", err)
 			}
 		})
+	}
+}
+
+// TestForEach checks that ForEach runs at most limit calls at a time, and
+// starts none after one failed.
+func TestForEach(t *testing.T) {
+	const n, limit = 40, 8
+	var (
+		mu              sync.Mutex
+		running, most   int
+		calls           int
+		release         = make(chan struct{})
+		full            = make(chan struct{}, 1)
+		errFirstRelease = errors.New("the first call released fails")
+	)
+	done := make(chan error, 1)
+	go func() {
+		done <- ForEach(context.Background(), n, limit, func(ctx context.Context, i int) error {
+			mu.Lock()
+			running++
+			calls++
+			most = max(most, running)
+			if running == limit {
+				select {
+				case full <- struct{}{}:
+				default:
+				}
+			}
+			mu.Unlock()
+			<-release
+			mu.Lock()
+			running--
+			mu.Unlock()
+			return errFirstRelease
+		})
+	}()
+	<-full
+	close(release)
+	if err := <-done; !errors.Is(err, errFirstRelease) {
+		t.Errorf("ForEach returned %v, want the calls' error", err)
+	}
+	if most != limit {
+		t.Errorf("%d calls ran at once, want %d", most, limit)
+	}
+	// After the first error at most the limit's worth more may have started.
+	if calls > 2*limit {
+		t.Errorf("%d calls made, want no more than %d after an error", calls, 2*limit)
 	}
 }

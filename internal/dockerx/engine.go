@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 )
 
@@ -73,6 +74,13 @@ type Engine interface {
 	// networks that carry the label key=value.
 	Labeled(ctx context.Context, key, value string) (containers, networks []string, err error)
 
+	// WithLabel lists the containers (in any state) and the networks that
+	// carry the label key, whatever its value, with all their labels.
+	WithLabel(ctx context.Context, key string) ([]Object, error)
+
+	// Info returns what the engine's host offers to containers.
+	Info(ctx context.Context) (HostInfo, error)
+
 	// Close releases the engine's idle connections. It is idempotent.
 	Close() error
 }
@@ -102,6 +110,26 @@ type ContainerSpec struct {
 	// Init runs an init process as PID 1 that reaps zombies and forwards
 	// signals (docker run --init).
 	Init bool
+	// ShmSize is the size of the container's /dev/shm in bytes; 0 means the
+	// engine's default (64 MiB).
+	ShmSize int64
+	// NanoCPUs limits the container to this many CPUs, in 10⁻⁹ CPUs
+	// (docker run --cpus); 0 means no limit.
+	NanoCPUs int64
+}
+
+// Object is a container or a network that Engine.WithLabel found.
+type Object struct {
+	ID      string
+	Name    string // without a leading "/"
+	Network bool   // a network, else a container
+	Labels  map[string]string
+}
+
+// HostInfo is what Engine.Info reports of the engine's host.
+type HostInfo struct {
+	NCPU     int   // CPUs
+	MemTotal int64 // memory in bytes
 }
 
 // BuildError is returned by Engine.BuildImage when the builder reports a
@@ -144,24 +172,56 @@ func Available() (bool, string) {
 	return true, ""
 }
 
-// Cleanup removes every container and then every network labelled key=value.
-// It keeps going past errors and returns them joined; it returns nil when
-// nothing carries the label.
+// CleanupLimit bounds how many containers Cleanup removes at a time.
+const CleanupLimit = 8
+
+// Cleanup removes every container and then every network labelled key=value,
+// CleanupLimit containers at a time. It keeps going past errors and returns
+// them joined; it returns nil when nothing carries the label.
 func Cleanup(ctx context.Context, e Engine, key, value string) error {
 	containers, networks, err := e.Labeled(ctx, key, value)
 	if err != nil {
 		return fmt.Errorf("dockerx: cleanup %s=%s: %w", key, value, err)
 	}
-	var errs []error
-	for _, id := range containers {
-		if err := e.RemoveContainer(ctx, id); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	errs := make([]error, len(containers))
+	ForEach(ctx, len(containers), CleanupLimit, func(ctx context.Context, i int) error {
+		errs[i] = e.RemoveContainer(ctx, containers[i])
+		return nil
+	})
 	for _, id := range networks {
 		if err := e.RemoveNetwork(ctx, id); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ForEach calls fn(ctx, i) for i in [0, n), at most limit calls at a time,
+// and returns the first error. After an error, or when ctx is done, it
+// starts no further calls (ctx's error is then returned) and cancels the
+// context of those running; it returns when all calls have returned.
+func ForEach(ctx context.Context, n, limit int, fn func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sem := make(chan struct{}, max(limit, 1))
+	var wg sync.WaitGroup
+	for i := range n {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := fn(ctx, i); err != nil {
+				cancel(err)
+			}
+		}()
+	}
+	wg.Wait()
+	return context.Cause(ctx)
 }

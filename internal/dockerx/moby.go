@@ -125,6 +125,8 @@ func (m *mobyEngine) RunContainer(ctx context.Context, spec ContainerSpec) (stri
 	if spec.Init {
 		opts.HostConfig.Init = &spec.Init
 	}
+	opts.HostConfig.ShmSize = spec.ShmSize
+	opts.HostConfig.NanoCPUs = spec.NanoCPUs
 	if spec.Network != "" {
 		opts.HostConfig.NetworkMode = container.NetworkMode(spec.Network)
 		ep := &network.EndpointSettings{}
@@ -248,6 +250,38 @@ func (m *mobyEngine) Labeled(ctx context.Context, key, value string) (containers
 		networks = append(networks, n.ID)
 	}
 	return containers, networks, nil
+}
+
+func (m *mobyEngine) WithLabel(ctx context.Context, key string) ([]Object, error) {
+	f := make(client.Filters).Add("label", key)
+	cl, err := m.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("dockerx: list containers labelled %s: %w", key, err)
+	}
+	nl, err := m.cli.NetworkList(ctx, client.NetworkListOptions{Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("dockerx: list networks labelled %s: %w", key, err)
+	}
+	var objs []Object
+	for _, c := range cl.Items {
+		name := ""
+		if len(c.Names) > 0 {
+			name = strings.TrimPrefix(c.Names[0], "/")
+		}
+		objs = append(objs, Object{ID: c.ID, Name: name, Labels: c.Labels})
+	}
+	for _, n := range nl.Items {
+		objs = append(objs, Object{ID: n.ID, Name: n.Name, Network: true, Labels: n.Labels})
+	}
+	return objs, nil
+}
+
+func (m *mobyEngine) Info(ctx context.Context) (HostInfo, error) {
+	res, err := m.cli.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		return HostInfo{}, fmt.Errorf("dockerx: engine info: %w", err)
+	}
+	return HostInfo{NCPU: res.Info.NCPU, MemTotal: res.Info.MemTotal}, nil
 }
 
 func (m *mobyEngine) Close() error {
