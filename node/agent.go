@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -66,6 +67,7 @@ type Agent struct {
 	cfg    AgentConfig
 	ml     *memberlist.Memberlist
 	ln     net.Listener
+	lock   *os.File // holds the work directory
 	secret []byte
 	meta   []byte
 	logf   func(format string, args ...any)
@@ -131,12 +133,13 @@ func StartAgent(cfg AgentConfig) (*Agent, error) {
 	if cfg.WorkDir == "" {
 		cfg.WorkDir = DefaultWorkDir(cfg.Name)
 	}
-	if err := prepareWorkDir(cfg.WorkDir); err != nil {
+	lock, err := prepareWorkDir(cfg.WorkDir)
+	if err != nil {
 		ln.Close()
 		return nil, err
 	}
 	a := &Agent{
-		cfg: cfg, logf: cfg.Logf, secret: controlSecret(cfg.Key), ln: ln,
+		cfg: cfg, logf: cfg.Logf, secret: controlSecret(cfg.Key), ln: ln, lock: lock,
 		members: map[string]Member{}, jobs: map[string]*agentJob{}, sessions: map[*yamux.Session]bool{},
 		joined: make(chan struct{}), conflicts: make(chan string, 1), refused: make(chan error, 1),
 		quit: make(chan struct{}),
@@ -144,6 +147,7 @@ func StartAgent(cfg AgentConfig) (*Agent, error) {
 	a.meta, err = json.Marshal(meta{Control: a.ln.Addr().(*net.TCPAddr).Port, Cores: cfg.Cores, Labels: cfg.Labels})
 	if err != nil || len(a.meta) > memberlist.MetaMaxSize {
 		a.ln.Close()
+		a.lock.Close()
 		return nil, fmt.Errorf("node: labels too long: node metadata is limited to %d bytes", memberlist.MetaMaxSize)
 	}
 
@@ -154,6 +158,7 @@ func StartAgent(cfg AgentConfig) (*Agent, error) {
 		ah, ap, err := net.SplitHostPort(WithPort(cfg.Advertise, port))
 		if err != nil {
 			a.ln.Close()
+			a.lock.Close()
 			return nil, fmt.Errorf("node: --advertise %q: %w", cfg.Advertise, err)
 		}
 		mc.AdvertiseAddr = ah
@@ -184,6 +189,7 @@ func StartAgent(cfg AgentConfig) (*Agent, error) {
 	a.ml, err = memberlist.Create(mc)
 	if err != nil {
 		a.ln.Close()
+		a.lock.Close()
 		return nil, fmt.Errorf("node: gossip: %w", err)
 	}
 	// memberlist changes the nodes it hands out without locking: read them
@@ -216,16 +222,31 @@ func DefaultWorkDir(name string) string {
 	return filepath.Join(os.TempDir(), "pmrun-node-"+sanitize(name))
 }
 
-// prepareWorkDir creates dir and removes the job directories an agent killed
-// earlier left in it; the Python environments (venvs/) are kept for reuse.
-func prepareWorkDir(dir string) error {
+// ErrWorkDirInUse is returned when another running agent holds the work
+// directory.
+var ErrWorkDirInUse = errors.New("work directory in use")
+
+// prepareWorkDir creates dir, locks it for this agent (the lock is released
+// when the returned file is closed, or the process exits) and removes the job
+// directories an agent killed earlier left in it; the Python environments
+// (venvs/) are kept for reuse.
+func prepareWorkDir(dir string) (*os.File, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("node: work directory: %w", err)
+		return nil, fmt.Errorf("node: work directory: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("node: work directory: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("node: %w: another agent runs in %s; give this one its own --work-dir (or --name)", ErrWorkDirInUse, dir)
 	}
 	if err := os.RemoveAll(filepath.Join(dir, "jobs")); err != nil {
-		return fmt.Errorf("node: removing old jobs from the work directory: %w", err)
+		lock.Close()
+		return nil, fmt.Errorf("node: removing old jobs from the work directory: %w", err)
 	}
-	return nil
+	return lock, nil
 }
 
 // sanitize keeps a node name usable as a file name.
@@ -341,7 +362,7 @@ func (a *Agent) Close() error {
 			s.Close()
 		}
 		a.wg.Wait()
-		err = errors.Join(err, a.ml.Shutdown())
+		err = errors.Join(err, a.ml.Shutdown(), a.lock.Close())
 	})
 	return err
 }

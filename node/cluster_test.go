@@ -679,3 +679,24 @@ func TestWorkDirCleanedAtStart(t *testing.T) {
 		t.Errorf("Python environment: %v, want it kept", err)
 	}
 }
+
+// A second agent given a running agent's work directory is refused and leaves
+// the first one's jobs alone.
+func TestWorkDirInUse(t *testing.T) {
+	dir := t.TempDir()
+	startAgent(t, AgentConfig{Name: "a", WorkDir: dir})
+	job := filepath.Join(dir, "jobs", "running")
+	if err := os.MkdirAll(job, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	b, err := StartAgent(AgentConfig{Name: "b", Bind: "127.0.0.1:0", WorkDir: dir, Logf: testLogf(t)})
+	if err == nil {
+		b.Close()
+	}
+	if !errors.Is(err, ErrWorkDirInUse) || !strings.Contains(err.Error(), "--work-dir") {
+		t.Errorf("second agent in %s: %v, want %v naming --work-dir", dir, err, ErrWorkDirInUse)
+	}
+	if _, err := os.Stat(job); err != nil {
+		t.Errorf("the running agent's job directory: %v", err)
+	}
+}
