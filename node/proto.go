@@ -33,7 +33,7 @@ var ErrKeyMismatch = errors.New("cluster key mismatch")
 
 // ErrNotControl is returned when a launcher connects to a port that does not
 // speak the control protocol, such as an agent's gossip port.
-var ErrNotControl = errors.New("not a control port")
+var ErrNotControl = errors.New("a gossip port, not an agent's control port")
 
 // gossipKey derives memberlist's AES-256 key from a cluster key of any length.
 func gossipKey(key string) []byte {
@@ -87,7 +87,7 @@ func dialControl(addr, key string, timeout time.Duration) (*yamux.Session, error
 	if err := wire.DialHandshake(rc, controlSecret(key), wire.RoleControl, 0); err != nil {
 		conn.Close()
 		if errors.Is(err, wire.ErrHandshake) && gossipReply(rc.read) {
-			return nil, fmt.Errorf("%w: %s is a gossip port, not an agent's control port: give the control port (default %d)", ErrNotControl, addr, DefaultControlPort)
+			return nil, fmt.Errorf("%s is %w: give the control port (default %d)", addr, ErrNotControl, DefaultControlPort)
 		}
 		if errors.Is(err, wire.ErrHandshake) {
 			return nil, fmt.Errorf("agent %s refused the connection: %w (the launcher's --cluster-key / %s must be the agent's)", addr, ErrKeyMismatch, EnvClusterKey)
