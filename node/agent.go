@@ -85,7 +85,7 @@ type Agent struct {
 	envMu sync.Mutex // one Python environment is built at a time
 
 	joined    chan struct{} // closed once this node has joined another
-	conflicts chan string   // gossip addresses of other nodes claiming this node's name
+	conflicts chan Member   // another node claiming this node's name
 	refused   chan error    // receives why the cluster refused this node
 	quit      chan struct{}
 	wg        sync.WaitGroup
@@ -141,7 +141,7 @@ func StartAgent(cfg AgentConfig) (*Agent, error) {
 	a := &Agent{
 		cfg: cfg, logf: cfg.Logf, secret: controlSecret(cfg.Key), ln: ln, lock: lock,
 		members: map[string]Member{}, jobs: map[string]*agentJob{}, sessions: map[*yamux.Session]bool{},
-		joined: make(chan struct{}), conflicts: make(chan string, 1), refused: make(chan error, 1),
+		joined: make(chan struct{}), conflicts: make(chan Member, 1), refused: make(chan error, 1),
 		quit: make(chan struct{}),
 	}
 	a.meta, err = json.Marshal(meta{Control: a.ln.Addr().(*net.TCPAddr).Port, Cores: cfg.Cores, Labels: cfg.Labels})
@@ -431,18 +431,22 @@ func (a *Agent) joinLoop() {
 }
 
 // checkConflict tells whether a node that claimed this node's name in the
-// states it joined is alive (its gossip port answers): then this node is a
-// duplicate. A node that does not answer is this node's former self (a
-// restarted container), which the others will find dead and replace.
+// states it joined is alive: its control service answers under that name.
+// Then this node is a duplicate. A node that does not answer is this node's
+// former self (a restarted container, or a stopped process), which the others
+// will find dead and replace by this one.
 func (a *Agent) checkConflict() error {
 	select {
 	case other := <-a.conflicts:
-		c, err := net.DialTimeout("tcp", other, time.Second)
-		if err != nil {
+		if other.Control == "" {
 			return nil
 		}
-		c.Close()
-		return &NameTakenError{Name: a.cfg.Name, By: other}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if _, self, err := queryMembers(ctx, other.Control, a.cfg.Key); err != nil || self != a.cfg.Name {
+			return nil
+		}
+		return &NameTakenError{Name: a.cfg.Name, By: other.Gossip}
 	default:
 		return nil
 	}
@@ -573,7 +577,7 @@ func (e *agentEvents) NotifyConflict(existing, other *memberlist.Node) {
 		return
 	}
 	select {
-	case e.conflicts <- other.Address():
+	case e.conflicts <- memberOf(other):
 	default:
 	}
 }
