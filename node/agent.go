@@ -272,7 +272,7 @@ func (a *Agent) GossipAddr() string { return a.gossip }
 func (a *Agent) Joined() <-chan struct{} { return a.joined }
 
 // Refused receives a *NameTakenError when the cluster it joins already has a
-// live node of this name; the agent has then stopped.
+// live node of this name; the agent then stops, as by Close.
 func (a *Agent) Refused() <-chan error { return a.refused }
 
 // NameTakenError is why an agent is refused when another live node has its
