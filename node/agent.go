@@ -10,11 +10,13 @@ import (
 	"log"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -24,7 +26,7 @@ import (
 
 // AgentConfig configures a node agent (`pmrun node`).
 type AgentConfig struct {
-	Name        string            // node name, unique in the cluster (default: the host name)
+	Name        string            // node name, unique in the cluster (default: DefaultName)
 	Bind        string            // gossip address host:port (default 0.0.0.0:7946; port 0 picks one)
 	Advertise   string            // gossip address others reach this node at (default: chosen from Bind)
 	ControlPort int               // control service port on Bind's host (0 picks one)
@@ -33,7 +35,7 @@ type AgentConfig struct {
 	Insecure    bool              // allow a non-loopback bind without a key
 	Labels      map[string]string // advertised with the node
 	Cores       int               // slots offered to jobs (default: the number of CPUs)
-	WorkDir     string            // where jobs' files and Python environments go (default: a temp dir)
+	WorkDir     string            // where jobs' files and Python environments go (default: DefaultWorkDir)
 	Logf        func(format string, args ...any)
 	// Gossip timings (defaults: probe every 200 ms, 100 ms timeout, suspicion
 	// multiplier 2: a crashed node is declared dead in about 1 s on a LAN).
@@ -65,6 +67,7 @@ type Agent struct {
 	cfg    AgentConfig
 	ml     *memberlist.Memberlist
 	ln     net.Listener
+	lock   *os.File // holds the work directory
 	secret []byte
 	meta   []byte
 	logf   func(format string, args ...any)
@@ -81,23 +84,18 @@ type Agent struct {
 
 	envMu sync.Mutex // one Python environment is built at a time
 
-	joined chan struct{} // closed once this node has joined another
-	quit   chan struct{}
-	wg     sync.WaitGroup
-	stop   sync.Once
+	joined    chan struct{} // closed once this node has joined another
+	conflicts chan Member   // another node claiming this node's name
+	refused   chan error    // receives why the cluster refused this node
+	quit      chan struct{}
+	wg        sync.WaitGroup
+	stop      sync.Once
 }
 
 // StartAgent starts an agent: it binds the gossip and control ports, joins the
 // cluster in the background (retrying until a join address answers), and
 // serves launchers until Close.
 func StartAgent(cfg AgentConfig) (*Agent, error) {
-	if cfg.Name == "" {
-		h, err := os.Hostname()
-		if err != nil {
-			return nil, fmt.Errorf("node: no --name and no host name: %w", err)
-		}
-		cfg.Name = h
-	}
 	if cfg.Bind == "" {
 		cfg.Bind = net.JoinHostPort("0.0.0.0", strconv.Itoa(DefaultGossipPort))
 	}
@@ -122,24 +120,34 @@ func StartAgent(cfg AgentConfig) (*Agent, error) {
 	if cfg.Logf == nil {
 		cfg.Logf = log.New(os.Stderr, "", log.LstdFlags).Printf
 	}
-	if cfg.WorkDir == "" {
-		cfg.WorkDir = os.TempDir() + "/pmrun-node-" + sanitize(cfg.Name)
-	}
-	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
-		return nil, fmt.Errorf("node: work directory: %w", err)
-	}
-	a := &Agent{
-		cfg: cfg, logf: cfg.Logf, secret: controlSecret(cfg.Key),
-		members: map[string]Member{}, jobs: map[string]*agentJob{}, sessions: map[*yamux.Session]bool{},
-		joined: make(chan struct{}), quit: make(chan struct{}),
-	}
-	a.ln, err = net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(cfg.ControlPort)))
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(cfg.ControlPort)))
 	if err != nil {
 		return nil, fmt.Errorf("node: control port: %w", err)
+	}
+	if cfg.Name == "" {
+		if cfg.Name, err = DefaultName(ln.Addr().(*net.TCPAddr).Port); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
+	if cfg.WorkDir == "" {
+		cfg.WorkDir = DefaultWorkDir(cfg.Name)
+	}
+	lock, err := prepareWorkDir(cfg.WorkDir)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	a := &Agent{
+		cfg: cfg, logf: cfg.Logf, secret: controlSecret(cfg.Key), ln: ln, lock: lock,
+		members: map[string]Member{}, jobs: map[string]*agentJob{}, sessions: map[*yamux.Session]bool{},
+		joined: make(chan struct{}), conflicts: make(chan Member, 1), refused: make(chan error, 1),
+		quit: make(chan struct{}),
 	}
 	a.meta, err = json.Marshal(meta{Control: a.ln.Addr().(*net.TCPAddr).Port, Cores: cfg.Cores, Labels: cfg.Labels})
 	if err != nil || len(a.meta) > memberlist.MetaMaxSize {
 		a.ln.Close()
+		a.lock.Close()
 		return nil, fmt.Errorf("node: labels too long: node metadata is limited to %d bytes", memberlist.MetaMaxSize)
 	}
 
@@ -150,6 +158,7 @@ func StartAgent(cfg AgentConfig) (*Agent, error) {
 		ah, ap, err := net.SplitHostPort(WithPort(cfg.Advertise, port))
 		if err != nil {
 			a.ln.Close()
+			a.lock.Close()
 			return nil, fmt.Errorf("node: --advertise %q: %w", cfg.Advertise, err)
 		}
 		mc.AdvertiseAddr = ah
@@ -169,12 +178,18 @@ func StartAgent(cfg AgentConfig) (*Agent, error) {
 	mc.SuspicionMult = cmp.Or(cfg.SuspicionMult, 2)
 	mc.GossipInterval = 100 * time.Millisecond
 	mc.PushPullInterval = 2 * time.Second
+	// A node that comes back under its name at another address (a restarted
+	// container) takes the name over as soon as its old self is found dead,
+	// not after GossipToTheDeadTime (30 s).
+	mc.DeadNodeReclaimTime = mc.ProbeInterval
 	mc.Delegate = (*agentDelegate)(a)
 	mc.Events = (*agentEvents)(a)
-	mc.LogOutput = &logWriter{logf: a.logf}
+	mc.Conflict = (*agentEvents)(a)
+	mc.Logger = log.New(&logWriter{logf: a.logf, name: cfg.Name}, "", 0)
 	a.ml, err = memberlist.Create(mc)
 	if err != nil {
 		a.ln.Close()
+		a.lock.Close()
 		return nil, fmt.Errorf("node: gossip: %w", err)
 	}
 	// memberlist changes the nodes it hands out without locking: read them
@@ -186,6 +201,52 @@ func StartAgent(cfg AgentConfig) (*Agent, error) {
 	go a.serve()
 	go a.joinLoop()
 	return a, nil
+}
+
+// DefaultName is a node's name when none is given: the host name, followed by
+// "-PORT" when the control port is not the default one, so that agents sharing
+// a host get names of their own.
+func DefaultName(controlPort int) (string, error) {
+	h, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("node: no --name and no host name: %w", err)
+	}
+	if controlPort != DefaultControlPort {
+		h += "-" + strconv.Itoa(controlPort)
+	}
+	return h, nil
+}
+
+// DefaultWorkDir is a node's work directory when none is given.
+func DefaultWorkDir(name string) string {
+	return filepath.Join(os.TempDir(), "pmrun-node-"+sanitize(name))
+}
+
+// ErrWorkDirInUse is returned when another running agent holds the work
+// directory.
+var ErrWorkDirInUse = errors.New("work directory in use")
+
+// prepareWorkDir creates dir, locks it for this agent (the lock is released
+// when the returned file is closed, or the process exits) and removes the job
+// directories an agent killed earlier left in it; the Python environments
+// (venvs/) are kept for reuse.
+func prepareWorkDir(dir string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("node: work directory: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("node: work directory: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("node: %w: another agent runs in %s; give this one its own --work-dir (or --name)", ErrWorkDirInUse, dir)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "jobs")); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("node: removing old jobs from the work directory: %w", err)
+	}
+	return lock, nil
 }
 
 // sanitize keeps a node name usable as a file name.
@@ -209,6 +270,21 @@ func (a *Agent) GossipAddr() string { return a.gossip }
 
 // Joined is closed once the node has joined another (never, without Join).
 func (a *Agent) Joined() <-chan struct{} { return a.joined }
+
+// Refused receives a *NameTakenError when the cluster it joins already has a
+// live node of this name; the agent then stops, as by Close.
+func (a *Agent) Refused() <-chan error { return a.refused }
+
+// NameTakenError is why an agent is refused when another live node has its
+// name.
+type NameTakenError struct {
+	Name string // the name
+	By   string // the gossip address of the node that has it
+}
+
+func (e *NameTakenError) Error() string {
+	return fmt.Sprintf("node name %s is already used by %s; pick another with --name", e.Name, e.By)
+}
 
 // Members lists the cluster's nodes as this node sees them, sorted by name:
 // live ones and those that left or died.
@@ -286,7 +362,7 @@ func (a *Agent) Close() error {
 			s.Close()
 		}
 		a.wg.Wait()
-		err = errors.Join(err, a.ml.Shutdown())
+		err = errors.Join(err, a.ml.Shutdown(), a.lock.Close())
 	})
 	return err
 }
@@ -326,6 +402,15 @@ func (a *Agent) joinLoop() {
 			continue
 		}
 		n, err := a.ml.Join(addrs)
+		if n > 0 && delay == 500*time.Millisecond {
+			// The first join: the others' states have been merged, and a
+			// live node of this name among them has been reported.
+			if err := a.checkConflict(); err != nil {
+				a.refused <- err
+				go a.Close() // Close waits for this goroutine
+				return
+			}
+		}
 		if n > 0 && a.ml.NumMembers() > 1 {
 			select {
 			case <-a.joined:
@@ -334,7 +419,7 @@ func (a *Agent) joinLoop() {
 			}
 			delay = 5 * time.Second
 		} else if err != nil && !warned {
-			a.logf("pmrun node %s: joining %s: %v (retrying)", a.cfg.Name, strings.Join(addrs, ","), err)
+			a.logf("pmrun node %s: joining %s: %s (retrying)", a.cfg.Name, strings.Join(addrs, ","), joinError(err))
 			warned = true
 		}
 		select {
@@ -342,6 +427,28 @@ func (a *Agent) joinLoop() {
 			return
 		case <-time.After(delay):
 		}
+	}
+}
+
+// checkConflict tells whether a node that claimed this node's name in the
+// states it joined is alive: its control service answers under that name.
+// Then this node is a duplicate. A node that does not answer is this node's
+// former self (a restarted container, or a stopped process), which the others
+// will find dead and replace by this one.
+func (a *Agent) checkConflict() error {
+	select {
+	case other := <-a.conflicts:
+		if other.Control == "" {
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if _, self, err := queryMembers(ctx, other.Control, a.cfg.Key); err != nil || self != a.cfg.Name {
+			return nil
+		}
+		return &NameTakenError{Name: a.cfg.Name, By: other.Gossip}
+	default:
+		return nil
 	}
 }
 
@@ -463,6 +570,18 @@ func (e *agentEvents) NotifyLeave(n *memberlist.Node) {
 	e.set(memberOf(n), state)
 }
 
+// NotifyConflict is told of a node claiming a known node's name from another
+// address; one claiming this node's own name is kept for checkConflict.
+func (e *agentEvents) NotifyConflict(existing, other *memberlist.Node) {
+	if existing.Name != e.cfg.Name {
+		return
+	}
+	select {
+	case e.conflicts <- memberOf(other):
+	default:
+	}
+}
+
 func (e *agentEvents) set(m Member, state string) {
 	m.State = state
 	e.mu.Lock()
@@ -485,18 +604,66 @@ func (a *Agent) membersChanged() <-chan struct{} {
 	return a.changed
 }
 
-// logWriter sends memberlist's log lines to the agent's logger, leaving out its
-// debug chatter.
+// joinError says in one line why memberlist could not join: the cluster key
+// for a gossip it could not decrypt.
+func joinError(err error) string {
+	s := err.Error()
+	if keyMismatch(s) {
+		return "the gossip could not be decrypted: its cluster key differs"
+	}
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// keyMismatch tells whether a memberlist error means that the nodes' keys
+// differ (or only one has a key).
+func keyMismatch(s string) bool {
+	return strings.Contains(s, "no installed keys could decrypt") ||
+		strings.Contains(s, "encryption is not configured")
+}
+
+// logWriter sends memberlist's log lines (given without a time stamp) to the
+// agent's logger, leaving out its debug chatter and saying what a failure to
+// decrypt means.
 type logWriter struct {
 	logf func(format string, args ...any)
+	name string
+	// what was reported of which host, once each (log.Logger serialises
+	// the calls to Write)
+	reported map[string]bool
 }
 
 func (w *logWriter) Write(p []byte) (int, error) {
 	s := strings.TrimSpace(string(p))
-	if !strings.Contains(s, "[DEBUG]") {
-		w.logf("%s", s)
+	switch {
+	case strings.Contains(s, "[DEBUG]"):
+	case keyMismatch(s):
+		w.once(s, "gossip from %s could not be decrypted: its cluster key differs")
+	case strings.Contains(s, "remote state is not encrypted") || strings.Contains(s, "invalid msgType"):
+		w.once(s, "%s sent something that is not gossip: a node without the cluster key, or a launcher given the gossip port instead of the control port")
+	default:
+		w.logf("pmrun node %s: %s", w.name, s)
 	}
 	return len(p), nil
+}
+
+// once logs what, formatted with the address a memberlist line s names
+// ("from=ADDR"), unless it was logged for that host before: a peer retries
+// every 500 ms.
+func (w *logWriter) once(s, what string) {
+	from := "a node"
+	if _, f, ok := strings.Cut(s, "from="); ok {
+		from = strings.Fields(f)[0]
+	}
+	host, _, _ := net.SplitHostPort(from)
+	key := what + cmp.Or(host, from)
+	if w.reported[key] {
+		return
+	}
+	if w.reported == nil {
+		w.reported = map[string]bool{}
+	}
+	w.reported[key] = true
+	w.logf("pmrun node %s: "+what+" (reported once for %s)", w.name, from, cmp.Or(host, from))
 }
 
 type membersReply struct {

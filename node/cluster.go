@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -438,9 +439,17 @@ func rankList(rs []int) string {
 	return strings.Join(s, ",")
 }
 
+// lostReason says why a node's control stream broke with err: the node
+// stopped answering (its session's keepalive timed out: a stopped or cut-off
+// node) or its connection closed (a crashed agent).
 func lostReason(s *yamux.Session, err error) string {
+	select {
+	case <-s.CloseChan():
+		err = cmp.Or(sessionErr(s), err)
+	default:
+	}
 	if errors.Is(err, yamux.ErrKeepAliveTimeout) || errors.Is(err, yamux.ErrTimeout) {
-		return "it stopped answering"
+		return "it stopped answering (keepalive timed out)"
 	}
 	select {
 	case <-s.CloseChan():
@@ -451,6 +460,19 @@ func lostReason(s *yamux.Session, err error) string {
 		return "its connection closed"
 	}
 	return err.Error()
+}
+
+// sessionErr returns why the closed session s ended: accepting a stream on it
+// returns that, once the streams it had queued are gone.
+func sessionErr(s *yamux.Session) error {
+	for range 16 {
+		st, err := s.AcceptStream()
+		if err != nil {
+			return err
+		}
+		st.Close()
+	}
+	return nil
 }
 
 // queryAgent asks the agent at addr for its own name and the members it knows.

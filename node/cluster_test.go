@@ -2,18 +2,24 @@ package node
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/yamux"
 	"github.com/pmrun/pmrun/internal/e2e"
 	"github.com/pmrun/pmrun/internal/testwheel"
 )
@@ -79,8 +85,14 @@ const membershipWait = time.Minute
 // how long that took.
 func waitMembers(t *testing.T, as []*Agent, what string, cond func() bool) time.Duration {
 	t.Helper()
+	return waitMembersFor(t, as, membershipWait, what, cond)
+}
+
+// waitMembersFor is waitMembers giving up after d.
+func waitMembersFor(t *testing.T, as []*Agent, d time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
 	start := time.Now()
-	deadline := time.NewTimer(membershipWait)
+	deadline := time.NewTimer(d)
 	defer deadline.Stop()
 	for {
 		cases := []reflect.SelectCase{{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(deadline.C)}}
@@ -95,7 +107,7 @@ func waitMembers(t *testing.T, as []*Agent, what string, cond func() bool) time.
 			for _, a := range as {
 				seen = append(seen, fmt.Sprintf("%s: %v", a.Name(), a.Members()))
 			}
-			t.Fatalf("timed out after %v waiting for %s; members:\n%s", membershipWait, what, strings.Join(seen, "\n"))
+			t.Fatalf("timed out after %v waiting for %s; members:\n%s", d, what, strings.Join(seen, "\n"))
 		}
 	}
 }
@@ -413,5 +425,278 @@ func TestPlace(t *testing.T) {
 	}
 	if err := place(mk(), 2, "rack"); err == nil {
 		t.Error("map-by rack accepted")
+	}
+}
+
+// startAgent starts one agent on loopback with cfg's name and joins.
+func startAgent(t *testing.T, cfg AgentConfig) *Agent {
+	t.Helper()
+	cfg.Bind = "127.0.0.1:0"
+	cfg.Cores = cmp.Or(cfg.Cores, 2)
+	cfg.WorkDir = cmp.Or(cfg.WorkDir, filepath.Join(t.TempDir(), "work"))
+	if cfg.Logf == nil {
+		cfg.Logf = testLogf(t)
+	}
+	a, err := StartAgent(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
+}
+
+// memberAt tells whether a lists name alive at the gossip address addr.
+func memberAt(a *Agent, name, addr string) bool {
+	for _, m := range a.Members() {
+		if m.Name == name {
+			return m.State == "alive" && m.Gossip == addr
+		}
+	}
+	return false
+}
+
+// A node that crashed and came back under its name at another address (a
+// restarted container) is taken back as soon as its old self is found dead,
+// well before memberlist forgets dead nodes (GossipToTheDeadTime, 30 s),
+// which is what it used to wait for.
+func TestRestartedNodeRejoins(t *testing.T) {
+	as := startAgents(t, 3, "")
+	as[2].Close() // crash: no leave
+	back := startAgent(t, AgentConfig{Name: "n2", Join: []string{as[0].GossipAddr()}})
+	if back.GossipAddr() == as[2].GossipAddr() {
+		t.Fatalf("the new n2 has the old one's address %s", back.GossipAddr())
+	}
+	bound := memberlist.DefaultLANConfig().GossipToTheDeadTime / 2
+	took := waitMembersFor(t, []*Agent{as[0], as[1], back}, bound, "the new n2 to be alive everywhere", func() bool {
+		return memberAt(as[0], "n2", back.GossipAddr()) && memberAt(as[1], "n2", back.GossipAddr()) && alive(back) == 3
+	})
+	t.Logf("the restarted n2 was taken back after %v", took)
+	// And jobs are placed on it.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ts, err := clusterNodes(ctx, &ClusterSpec{Cluster: []string{as[0].ControlAddr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var controls []string
+	for _, tg := range ts {
+		controls = append(controls, tg.name+"="+tg.control)
+	}
+	if !slices.Contains(controls, "n2="+back.ControlAddr()) {
+		t.Errorf("targets %v lack n2 at %s", controls, back.ControlAddr())
+	}
+}
+
+// A second agent with a name in use is refused, and the first is unaffected;
+// memberlist's line about the conflict carries no second time stamp.
+func TestDuplicateNameRefused(t *testing.T) {
+	c, logf := captureLog(t)
+	n0 := startAgent(t, AgentConfig{Name: "n0", Logf: logf})
+	as := []*Agent{n0, startAgent(t, AgentConfig{Name: "n1", Join: []string{n0.GossipAddr()}})}
+	waitMembers(t, as, "n0 and n1 to see each other", func() bool { return alive(as[0]) == 2 && alive(as[1]) == 2 })
+	dup := startAgent(t, AgentConfig{Name: "n1", Join: []string{as[0].GossipAddr()}})
+	select {
+	case err := <-dup.Refused():
+		want := "node name n1 is already used by " + as[1].GossipAddr() + "; pick another with --name"
+		if err.Error() != want {
+			t.Errorf("refused with %q, want %q", err, want)
+		}
+	case <-time.After(membershipWait):
+		t.Fatal("the agent with a duplicate name was not refused")
+	}
+	for _, a := range as {
+		if !memberAt(a, "n1", as[1].GossipAddr()) || alive(a) != 2 {
+			t.Errorf("%s lists %+v, want n0 and the first n1 alive", a.Name(), a.Members())
+		}
+	}
+	stamp := regexp.MustCompile(`\d{4}/\d\d/\d\d \d\d:\d\d:\d\d`)
+	for _, l := range c.wait(t, "Conflicting address") {
+		if stamp.MatchString(l) || !strings.HasPrefix(l, "pmrun node n0: ") {
+			t.Errorf("logged %q: want pmrun node n0: and memberlist's message without its time stamp", l)
+		}
+	}
+}
+
+// Agents on one host with default names get names of their own.
+func TestDefaultNamesUnique(t *testing.T) {
+	a := startAgent(t, AgentConfig{})
+	b := startAgent(t, AgentConfig{Join: []string{a.GossipAddr()}})
+	if a.Name() == b.Name() {
+		t.Fatalf("both agents are named %s", a.Name())
+	}
+	waitMembers(t, []*Agent{a, b}, "both default-named agents to be listed", func() bool {
+		return memberAt(a, b.Name(), b.GossipAddr()) && memberAt(b, a.Name(), a.GossipAddr())
+	})
+	host, _ := os.Hostname()
+	if !strings.HasPrefix(a.Name(), host+"-") {
+		t.Errorf("default name %q does not start with the host name %q and a port", a.Name(), host)
+	}
+}
+
+// logCapture records an agent's log lines (and passes them to t.Logf).
+type logCapture struct {
+	mu    sync.Mutex
+	lines []string
+	added chan struct{} // closed at the next line
+}
+
+func captureLog(t *testing.T) (*logCapture, func(format string, args ...any)) {
+	c := &logCapture{added: make(chan struct{})}
+	logf := testLogf(t)
+	return c, func(format string, args ...any) {
+		line := fmt.Sprintf(format, args...)
+		logf("%s", line)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.lines = append(c.lines, line)
+		close(c.added)
+		c.added = make(chan struct{})
+	}
+}
+
+// wait waits for a line containing sub and returns every line logged.
+func (c *logCapture) wait(t *testing.T, sub string) []string {
+	t.Helper()
+	deadline := time.After(membershipWait)
+	for {
+		c.mu.Lock()
+		lines, added := slices.Clone(c.lines), c.added
+		c.mu.Unlock()
+		for _, l := range lines {
+			if strings.Contains(l, sub) {
+				return lines
+			}
+		}
+		select {
+		case <-added:
+		case <-deadline:
+			t.Fatalf("no line containing %q was logged; lines: %q", sub, lines)
+		}
+	}
+}
+
+// Gossip from a node with another key is logged as a key mismatch, once.
+func TestGossipKeyMismatchLogged(t *testing.T) {
+	c, logf := captureLog(t)
+	a := startAgent(t, AgentConfig{Name: "a", Key: "s3cret", Logf: logf})
+	startAgent(t, AgentConfig{Name: "intruder", Key: "other", Join: []string{a.GossipAddr()}})
+	lines := c.wait(t, "decrypt")
+	want := regexp.MustCompile(`^pmrun node a: gossip from 127\.0\.0\.1:\d+ could not be decrypted: its cluster key differs \(reported once for 127\.0\.0\.1\)$`)
+	for _, l := range lines {
+		if strings.Contains(l, "decrypt") && !want.MatchString(l) {
+			t.Errorf("logged %q, want gossip from ADDR could not be decrypted: its cluster key differs", l)
+		}
+	}
+}
+
+// A launcher given an agent's gossip port is told so, not of a key mismatch;
+// the agent logs one line about it.
+func TestGossipPortGivenForControl(t *testing.T) {
+	for _, key := range []string{"", "s3cret"} {
+		c, logf := captureLog(t)
+		a := startAgent(t, AgentConfig{Name: "a", Key: key, Logf: logf})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := QueryMembers(ctx, a.GossipAddr(), key)
+		cancel()
+		if !errors.Is(err, ErrNotControl) || errors.Is(err, ErrKeyMismatch) || !strings.Contains(err.Error(), "control port (default 7947") {
+			t.Errorf("key %q: got %v, want %v naming the control port", key, err, ErrNotControl)
+		}
+		want := regexp.MustCompile(`^pmrun node a: 127\.0\.0\.1:\d+ sent something that is not gossip: .* launcher given the gossip port instead of the control port \(reported once for 127\.0\.0\.1\)$`)
+		for _, l := range c.wait(t, "pmrun node a: ") {
+			if !want.MatchString(l) {
+				t.Errorf("key %q: logged %q, want %v", key, l, want)
+			}
+		}
+	}
+}
+
+// A session whose keepalive times out (a stopped agent) is reported as such,
+// one whose connection closes as closed.
+func TestLostReason(t *testing.T) {
+	for _, hangUp := range []bool{false, true} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		accepted := make(chan net.Conn, 1)
+		go func() {
+			c, err := ln.Accept()
+			if err == nil {
+				accepted <- c
+			}
+			close(accepted)
+		}()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := yamux.Client(c, yamuxConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		st, err := s.OpenStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		peer := <-accepted // never answers, as a stopped process
+		if peer == nil {
+			t.Fatal("no connection accepted")
+		}
+		defer peer.Close()
+		want := "it stopped answering (keepalive timed out)"
+		if hangUp {
+			peer.Close()
+			want = "its connection closed"
+		}
+		_, rerr := st.Read(make([]byte, 1)) // returns when the session ends
+		if got := lostReason(s, rerr); got != want {
+			t.Errorf("hang-up %v: read error %v reported as %q, want %q", hangUp, rerr, got, want)
+		}
+	}
+}
+
+// An agent removes the job directories left by an agent killed before it and
+// keeps the Python environments.
+func TestWorkDirCleanedAtStart(t *testing.T) {
+	dir := t.TempDir()
+	old := filepath.Join(dir, "jobs", "abc", "prog.py")
+	venv := filepath.Join(dir, "venvs", "0123", "bin", "python")
+	for _, f := range []string{old, venv} {
+		if err := os.MkdirAll(filepath.Dir(f), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startAgent(t, AgentConfig{Name: "a", WorkDir: dir})
+	if _, err := os.Stat(filepath.Dir(old)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("old job directory: %v, want it removed", err)
+	}
+	if _, err := os.Stat(venv); err != nil {
+		t.Errorf("Python environment: %v, want it kept", err)
+	}
+}
+
+// A second agent given a running agent's work directory is refused and leaves
+// the first one's jobs alone.
+func TestWorkDirInUse(t *testing.T) {
+	dir := t.TempDir()
+	startAgent(t, AgentConfig{Name: "a", WorkDir: dir})
+	job := filepath.Join(dir, "jobs", "running")
+	if err := os.MkdirAll(job, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	b, err := StartAgent(AgentConfig{Name: "b", Bind: "127.0.0.1:0", WorkDir: dir, Logf: testLogf(t)})
+	if err == nil {
+		b.Close()
+	}
+	if !errors.Is(err, ErrWorkDirInUse) || !strings.Contains(err.Error(), "--work-dir") {
+		t.Errorf("second agent in %s: %v, want %v naming --work-dir", dir, err, ErrWorkDirInUse)
+	}
+	if _, err := os.Stat(job); err != nil {
+		t.Errorf("the running agent's job directory: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
@@ -29,6 +30,10 @@ const EnvClusterKey = "PMRUN_CLUSTER_KEY"
 // ErrKeyMismatch is returned when a launcher and an agent do not hold the same
 // cluster key (or one of them has none).
 var ErrKeyMismatch = errors.New("cluster key mismatch")
+
+// ErrNotControl is returned when a launcher connects to a port that does not
+// speak the control protocol, such as an agent's gossip port.
+var ErrNotControl = errors.New("a gossip port, not an agent's control port")
 
 // gossipKey derives memberlist's AES-256 key from a cluster key of any length.
 func gossipKey(key string) []byte {
@@ -78,8 +83,12 @@ func dialControl(addr, key string, timeout time.Duration) (*yamux.Session, error
 	if err != nil {
 		return nil, fmt.Errorf("agent %s: %w", addr, err)
 	}
-	if err := wire.DialHandshake(conn, controlSecret(key), wire.RoleControl, 0); err != nil {
+	rc := &recordingConn{Conn: conn}
+	if err := wire.DialHandshake(rc, controlSecret(key), wire.RoleControl, 0); err != nil {
 		conn.Close()
+		if errors.Is(err, wire.ErrHandshake) && gossipReply(rc.read) {
+			return nil, fmt.Errorf("%s is %w: give the control port (default %d)", addr, ErrNotControl, DefaultControlPort)
+		}
 		if errors.Is(err, wire.ErrHandshake) {
 			return nil, fmt.Errorf("agent %s refused the connection: %w (the launcher's --cluster-key / %s must be the agent's)", addr, ErrKeyMismatch, EnvClusterKey)
 		}
@@ -91,6 +100,40 @@ func dialControl(addr, key string, timeout time.Duration) (*yamux.Session, error
 		return nil, err
 	}
 	return s, nil
+}
+
+// recordingConn keeps the first bytes read from a connection.
+type recordingConn struct {
+	net.Conn
+	read []byte
+}
+
+func (c *recordingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if len(c.read) < 64 {
+		c.read = append(c.read, p[:min(n, 64-len(c.read))]...)
+	}
+	return n, err
+}
+
+// gossipReply tells whether reply, what a peer sent back to pmrun's
+// handshake before it failed, is how memberlist answers a stream it cannot
+// read: nothing (the connection closed), or an error message (plain,
+// compressed or encrypted). A pmrun agent answers with 48 random-looking
+// bytes, which these prefixes match with a probability below 2^-30.
+func gossipReply(reply []byte) bool {
+	const errMsg, compressMsg, encryptMsg = 13, 9, 10 // memberlist's message types
+	switch {
+	case len(reply) == 0:
+		return true
+	case reply[0] == errMsg:
+		return bytes.HasPrefix(reply[1:], []byte("\x81\xa5Error"))
+	case reply[0] == compressMsg:
+		return bytes.HasPrefix(reply[1:], []byte("\x82\xa4Algo"))
+	case reply[0] == encryptMsg:
+		return len(reply) > 5 && reply[1] == 0 && reply[2] == 0 && reply[5] <= 1 // length < 64 KiB, version 0 or 1
+	}
+	return false
 }
 
 // request is the first message on every stream a launcher opens to an agent,

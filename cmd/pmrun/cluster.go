@@ -35,10 +35,13 @@ options:
                        $PMRUN_CLUSTER_KEY); without one only a loopback
                        --bind is allowed, unless --insecure
   --insecure           allow a non-loopback --bind without a key
-  --name NAME          node name (default: the host name)
+  --name NAME          node name, unique in the cluster (default: the host
+                       name, plus -PORT when --control-port is not 7947)
   --label KEY=VALUE    advertised with the node (repeatable)
   --cores N            slots offered to jobs (default: the number of CPUs)
-  --work-dir DIR       where jobs' files and Python environments go
+  --work-dir DIR       where jobs' files and Python environments go (default
+                       %s, NAME the node's name); jobs' files
+                       left there are removed at start, environments kept
 `
 
 type labelList map[string]string
@@ -78,13 +81,14 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	fs.Var(labelList(cfg.Labels), "label", "")
 	fs.IntVar(&cfg.Cores, "cores", 0, "")
 	fs.StringVar(&cfg.WorkDir, "work-dir", "", "")
-	if code := parseSub(fs, args, nodeUsage, nil, stdout, stderr); code >= 0 {
+	usage := fmt.Sprintf(nodeUsage, node.DefaultWorkDir("NAME"))
+	if code := parseSub(fs, args, usage, nil, stdout, stderr); code >= 0 {
 		return code
 	}
 	cfg.Join = splitList(join)
 	a, err := node.StartAgent(cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "pmrun node: %v\n", err)
+		fmt.Fprintf(stderr, "pmrun %v\n", err) // err says "node: ..."
 		return 1
 	}
 	fmt.Fprintf(stderr, "pmrun node %s: gossip %s, control %s\n", a.Name(), a.GossipAddr(), a.ControlAddr())
@@ -97,6 +101,10 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 		case <-joined:
 			fmt.Fprintf(stderr, "pmrun node %s: joined the cluster (%d nodes)\n", a.Name(), len(a.Members()))
 			joined = nil
+		case err := <-a.Refused():
+			a.Close()
+			fmt.Fprintf(stderr, "pmrun node %s: %v\n", a.Name(), err)
+			return 1
 		case s := <-sigs:
 			fmt.Fprintf(stderr, "pmrun node %s: %v: leaving the cluster\n", a.Name(), s)
 			if err := a.Leave(); err != nil {

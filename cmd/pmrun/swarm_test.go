@@ -248,4 +248,86 @@ if c.rank == 0:
 	if err == nil || !strings.Contains(out, "No matching distribution") || strings.Contains(out, "tiny 42") {
 		t.Errorf("a requirement that cannot be installed: err %v, want pip's message and no rank started:\n%s", err, out)
 	}
+
+	// A killed agent is restarted by Swarm under its host name at a new
+	// address, and is taken back within the failure-detection time, not
+	// memberlist's 30 s memory of dead nodes.
+	killed, oldGossip := killAgent(t, swarmStack+"_agent")
+	began := time.Now()
+	waitRestarted(t, client, killed, oldGossip, 25*time.Second)
+	t.Logf("%s (was %s) alive again %v after docker kill", killed, oldGossip, time.Since(began).Round(100*time.Millisecond))
+	// The README's job line, from a copy of the repository's example.
+	pi, err := os.ReadFile(filepath.Join(root, "examples", "mpi", "pi.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(dir, "examples", "mpi"), 0o755)
+	os.WriteFile(filepath.Join(dir, "examples", "mpi", "pi.py"), pi, 0o644)
+	out, err = inClient(2*time.Minute, "--cluster", "agent", "-np", "10", "examples/mpi/pi.py")
+	if err != nil || !strings.Contains(out, "from 2000000 darts on 10 ranks") {
+		t.Errorf("README's job line: %v\n%s", err, out)
+	}
+}
+
+// killAgent kills one task of service with docker kill and returns its host
+// name (the node's name) and the gossip address it had.
+func killAgent(t *testing.T, service string) (string, string) {
+	t.Helper()
+	out, err := dockerCmd(t, 30*time.Second, nil, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+service)
+	ids := strings.Fields(out)
+	if err != nil || len(ids) == 0 {
+		t.Fatalf("no task of %s: %v", service, err)
+	}
+	name, err := dockerCmd(t, 30*time.Second, nil, "inspect", "--format", "{{.Config.Hostname}}", ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip, err := dockerCmd(t, 30*time.Second, nil, "exec", ids[0], "hostname", "-i")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dockerCmd(t, 30*time.Second, nil, "kill", ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(name), net.JoinHostPort(strings.Fields(ip)[0], "7946")
+}
+
+// waitRestarted waits, at most limit, until every live agent lists name alive
+// at a gossip address other than old.
+func waitRestarted(t *testing.T, client, name, old string, limit time.Duration) {
+	t.Helper()
+	type member struct{ Name, State, Gossip, Control string }
+	members := func(addr string) []member {
+		out, err := dockerCmd(t, 20*time.Second, nil, "exec", client, "pmrun", "members", "--cluster", addr, "--json")
+		var ms []member
+		if err != nil || json.Unmarshal([]byte(out), &ms) != nil {
+			return nil
+		}
+		return ms
+	}
+	back := func(ms []member) bool {
+		for _, m := range ms {
+			if m.Name == name {
+				return m.State == "alive" && m.Gossip != old
+			}
+		}
+		return false
+	}
+	deadline := time.Now().Add(limit)
+	var last []member
+	for time.Now().Before(deadline) {
+		all := members("agent")
+		ok := back(all)
+		for _, m := range all {
+			if ok && m.State == "alive" && m.Name != name {
+				last = members(m.Control)
+				ok = back(last)
+			}
+		}
+		if ok {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("the restarted %s was not alive at a new address everywhere within %v; last view: %+v", name, limit, last)
 }
