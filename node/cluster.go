@@ -237,7 +237,12 @@ func RunCluster(ctx context.Context, spec ClusterSpec, stdout, stderr io.Writer)
 		}
 	}()
 	if err := errors.Join(errs...); err != nil {
-		return Result{ExitCode: ExitLaunch, Reason: err.Error(), Rank: -1}, nil
+		code := ExitLaunch
+		var se *setupError
+		if errors.As(err, &se) {
+			code = se.code
+		}
+		return Result{ExitCode: code, Reason: err.Error(), Rank: -1}, nil
 	}
 
 	// Output streams the nodes open, one per rank and descriptor.
@@ -364,6 +369,7 @@ func (t *target) submit(spec ClusterSpec, jobID, secret, rdv string, bundle []by
 			return fmt.Errorf("node %s: sending the job's files: %w", t.name, err)
 		}
 	}
+	start := time.Now()
 	for {
 		var ev event
 		if err := t.ctl.dec.Decode(&ev); err != nil {
@@ -373,7 +379,12 @@ func (t *target) submit(spec ClusterSpec, jobID, secret, rdv string, bundle []by
 		case "ready":
 			return nil
 		case "error":
+			if ev.Code != 0 {
+				return &setupError{code: ev.Code, msg: ev.Msg}
+			}
 			return errors.New(ev.Msg)
+		case "progress":
+			logf("pmrun: node %s: --requirements: %s (%.0f s)", t.name, ev.Msg, time.Since(start).Seconds())
 		case "env":
 			if debug.On("node") {
 				how := "built"
@@ -385,6 +396,15 @@ func (t *target) submit(spec ClusterSpec, jobID, secret, rdv string, bundle []by
 		}
 	}
 }
+
+// setupError is a node's failure to prepare a job (ExitSetup): its message
+// carries the failing command's last lines.
+type setupError struct {
+	code int
+	msg  string
+}
+
+func (e *setupError) Error() string { return e.msg }
 
 // expect reads the node's next event, which must be want (or an error).
 func (t *target) expect(want string) error {
