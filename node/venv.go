@@ -27,7 +27,7 @@ import (
 
 // ExitSetup is the job's status when a node could not prepare it (its
 // requirements could not be installed) before any rank started.
-const ExitSetup = 126
+const ExitSetup = 123
 
 // errSetup marks a failure to prepare a node's Python environment.
 var errSetup = errors.New("installing the requirements failed")
