@@ -41,15 +41,7 @@ func TestParseHosts(t *testing.T) {
 	} {
 		t.Run(tc.in, func(t *testing.T) {
 			hs, err := parseHosts(tc.in)
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Errorf("got %v, %v; want error %q", hs, err, tc.err)
-				}
-				return
-			}
-			if err != nil || !reflect.DeepEqual(hs, tc.want) {
-				t.Errorf("got %v, %v; want %v", hs, err, tc.want)
-			}
+			checkHosts(t, hs, err, tc.want, tc.err)
 		})
 	}
 }
@@ -75,15 +67,21 @@ func TestParseHostfile(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "hosts")
 			os.WriteFile(path, []byte(tc.text), 0o644)
 			hs, err := parseHostfile(path)
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Errorf("got %v, %v; want error %q", hs, err, tc.err)
-				}
-				return
-			}
-			if err != nil || !reflect.DeepEqual(hs, tc.want) {
-				t.Errorf("got %v, %v; want %v", hs, err, tc.want)
-			}
+			checkHosts(t, hs, err, tc.want, tc.err)
 		})
+	}
+}
+
+// checkHosts checks parsed hosts against want, or err against wantErr.
+func checkHosts(t *testing.T, hs []node.Host, err error, want []node.Host, wantErr string) {
+	t.Helper()
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Errorf("got %v, %v; want error %q", hs, err, wantErr)
+		}
+		return
+	}
+	if err != nil || !reflect.DeepEqual(hs, want) {
+		t.Errorf("got %v, %v; want %v", hs, err, want)
 	}
 }
