@@ -157,7 +157,8 @@ type nodeEvent struct {
 }
 
 // RunCluster runs spec on agents and returns when every rank has exited (or
-// the job was aborted) and the output has been forwarded.
+// the job was aborted) and the output has been forwarded. Why a job failed is
+// said once on stderr, and again in the Result's Reason.
 func RunCluster(ctx context.Context, spec ClusterSpec, stdout, stderr io.Writer) (Result, error) {
 	if spec.NP < 1 {
 		return Result{}, fmt.Errorf("node: number of ranks %d must be >= 1", spec.NP)
@@ -242,6 +243,7 @@ func RunCluster(ctx context.Context, spec ClusterSpec, stdout, stderr io.Writer)
 		if errors.As(err, &se) {
 			code = se.code
 		}
+		logf("pmrun: %v", err)
 		return Result{ExitCode: code, Reason: err.Error(), Rank: -1}, nil
 	}
 

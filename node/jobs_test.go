@@ -70,7 +70,8 @@ func TestRequirementsRebuiltWheel(t *testing.T) {
 	bad := spec
 	bad.Requirements = "--no-index\n--find-links wheels\nno-such-package-pmrun==9\n"
 	res, out, errs := runJob(t, bad)
-	if res.ExitCode != ExitSetup || strings.Count(res.Reason, "No matching distribution") != 1 || out != "" {
+	if res.ExitCode != ExitSetup || strings.Count(res.Reason, "No matching distribution") != 1 ||
+		strings.Count(errs, "No matching distribution") != 1 || out != "" {
 		t.Errorf("bad requirement: status %d, reason %q, out %q, err %q", res.ExitCode, res.Reason, out, errs)
 	}
 }

@@ -187,7 +187,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pmrun: %v\n", err)
 		return 1
 	}
-	if res.ExitCode == node.ExitLaunch {
+	if res.ExitCode == node.ExitLaunch && !o.remote() { // a cluster's launcher has said it
 		fmt.Fprintf(stderr, "pmrun: %s\n", res.Reason)
 	}
 	return res.ExitCode

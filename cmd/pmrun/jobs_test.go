@@ -1,0 +1,54 @@
+package main
+
+import (
+	"bufio"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startNode starts a `pmrun node` on loopback for t and returns its control
+// address; the node is stopped when t ends.
+func startNode(t *testing.T, name string) string {
+	t.Helper()
+	cmd := exec.Command(bin.pmrun, "node", "--bind", "127.0.0.1:0", "--control-port", "0", "--name", name,
+		"--work-dir", t.TempDir())
+	errs, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	timer := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
+	defer timer.Stop()
+	sc := bufio.NewScanner(errs)
+	for sc.Scan() {
+		if _, addr, ok := strings.Cut(sc.Text(), ", control "); ok {
+			go func() {
+				for sc.Scan() { // drain, until the node ends
+				}
+			}()
+			return addr
+		}
+	}
+	t.Fatalf("node %s did not say its control address", name)
+	return ""
+}
+
+// TestClusterFailureSaidOnce: a program a node cannot start, and an Abort
+// with the same status, are reported once.
+func TestClusterFailureSaidOnce(t *testing.T) {
+	addr := startNode(t, "n0")
+	r := pmrun(t, "", "-H", addr+":1", "-np", "1", "nonexistcmd")
+	if r.code != 127 || strings.Count(r.err, "starting nonexistcmd") != 1 {
+		t.Errorf("status %d, stderr:\n%s", r.code, r.err)
+	}
+	abort := script(t, "abort.py", "from mpi4py import MPI\nMPI.COMM_WORLD.Abort(127)\n")
+	r = pmrun(t, "", "-H", addr+":1", "-np", "1", abort)
+	if r.code != 127 || strings.Count(r.err, "called Abort with status 127") != 1 {
+		t.Errorf("Abort(127): status %d, stderr:\n%s", r.code, r.err)
+	}
+}
