@@ -324,6 +324,10 @@ func (o *options) check(rest []string, set map[string]bool) error {
 		return usageErrorf("--map-by %q: want slot or node", o.mapBy)
 	case o.nodes < 1:
 		return usageErrorf("--nodes %d must be at least 1", o.nodes)
+	case set["nodes"] && !o.docker:
+		return usageErrorf("--nodes is the number of containers of --docker; without it the nodes are the cluster's (-np sets the ranks)")
+	case o.requirements != "" && !pythonJob(rest, o.python):
+		return usageErrorf("--requirements installs Python packages for a Python job (script.py or python ...); %s is not one", rest[0])
 	case !o.remote() && (o.files != "" || o.requirements != ""):
 		return usageErrorf("--files and --requirements need a cluster (--cluster, -H, --hostfile or --docker)")
 	case o.remote() && o.wdir != "":
@@ -343,6 +347,13 @@ func (o *options) check(rest []string, set map[string]bool) error {
 		}
 	}
 	return nil
+}
+
+// pythonJob reports whether the words after the options run Python: a .py
+// script, an interpreter, or -m/-c with --python.
+func pythonJob(rest []string, python string) bool {
+	p := rest[0]
+	return strings.HasSuffix(p, ".py") || isPython(p) || python != "" && (p == "-m" || p == "-c")
 }
 
 var pythonName = regexp.MustCompile(`^python(3(\.\d+)?)?$`)

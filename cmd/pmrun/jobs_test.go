@@ -52,3 +52,22 @@ func TestClusterFailureSaidOnce(t *testing.T) {
 		t.Errorf("Abort(127): status %d, stderr:\n%s", r.code, r.err)
 	}
 }
+
+// TestClusterOptionChecks: options that would be ignored are refused, naming
+// the option.
+func TestClusterOptionChecks(t *testing.T) {
+	req := script(t, "req.txt", "numpy\n")
+	for _, tc := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"-H", "h", "--nodes", "3", "-np", "2", "true"}, "--nodes is the number of containers of --docker"},
+		{[]string{"--nodes", "3", "-np", "2", "true"}, "--nodes is the number of containers of --docker"},
+		{[]string{"-H", "h", "--requirements", req, "-np", "2", "./prog"}, "--requirements installs Python packages for a Python job (script.py or python ...); ./prog is not one"},
+	} {
+		r := pmrun(t, "", tc.args...)
+		if r.code != 2 || !strings.Contains(r.err, tc.says) {
+			t.Errorf("pmrun %v: status %d, stderr:\n%s\nwant status 2 and %q", tc.args, r.code, r.err, tc.says)
+		}
+	}
+}
