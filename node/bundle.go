@@ -86,18 +86,74 @@ func extractBundle(r io.Reader, dir string) error {
 // is outside that directory: the nodes would not have it.
 var ErrLinkOutside = errors.New("links outside the directory")
 
+// Limits of a script's directory shipped with it when no --files is given.
+const (
+	ScriptDirMaxFiles = 1000
+	ScriptDirMaxBytes = 10 << 20
+)
+
+// ErrScriptDirLarge is returned by ScriptDirSize for a directory past the
+// limits.
+var ErrScriptDirLarge = fmt.Errorf("more than %d files or %d MiB", ScriptDirMaxFiles, ScriptDirMaxBytes>>20)
+
+// ScriptDirSize returns the number of files and bytes of dir that ship with a
+// script found there (hidden directories, __pycache__ and virtual
+// environments stay home, and links that leave dir), or ErrScriptDirLarge.
+func ScriptDirSize(dir string) (files int, size int64, err error) {
+	root, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return 0, 0, err
+	}
+	err = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && p != root && stayHome(p, d) {
+			return filepath.SkipDir
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		files, size = files+1, size+fi.Size()
+		if files > ScriptDirMaxFiles || size > ScriptDirMaxBytes {
+			return ErrScriptDirLarge
+		}
+		return nil
+	})
+	return files, size, err
+}
+
+// stayHome tells whether p, a directory in a script's directory, is left out
+// of what ships with the script: a hidden directory, __pycache__, or a
+// virtual environment.
+func stayHome(p string, d os.DirEntry) bool {
+	if strings.HasPrefix(d.Name(), ".") || d.Name() == "__pycache__" {
+		return true
+	}
+	_, err := os.Stat(filepath.Join(p, "pyvenv.cfg"))
+	return err == nil
+}
+
 // writeBundle writes the bundle: the program (if any) as name prog, and the
 // files under dir (if any) at the top. A dir that is a link is followed;
 // links inside it are shipped as links when their target is in dir too, and
-// refused (ErrLinkOutside) when it is not.
-func writeBundle(w io.Writer, progPath, prog, dir string) error {
+// refused (ErrLinkOutside) when it is not. With ofScript, dir is the
+// script's own directory: what ScriptDirSize leaves out stays home.
+func writeBundle(w io.Writer, progPath, prog, dir string, ofScript bool) error {
 	zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest))
 	if err != nil {
 		return err
 	}
 	tw := tar.NewWriter(zw)
 	if dir != "" {
-		if err := addTree(tw, dir, prog); err != nil {
+		if err := addTree(tw, dir, prog, ofScript); err != nil {
+			if ofScript {
+				return fmt.Errorf("the script's directory %s: %w", dir, err)
+			}
 			return fmt.Errorf("--files %s: %w", dir, err)
 		}
 	}
@@ -130,8 +186,8 @@ func addFile(tw *tar.Writer, path, name string, fi os.FileInfo) error {
 }
 
 // addTree adds the files, directories and links under dir, except the one
-// named prog (the program wins).
-func addTree(tw *tar.Writer, dir, prog string) error {
+// named prog (the program wins) and, with ofScript, what stays home.
+func addTree(tw *tar.Writer, dir, prog string, ofScript bool) error {
 	root, err := filepath.EvalSymlinks(dir)
 	if err != nil {
 		return err
@@ -150,12 +206,17 @@ func addTree(tw *tar.Writer, dir, prog string) error {
 		}
 		name := filepath.ToSlash(rel)
 		switch {
+		case d.IsDir() && ofScript && stayHome(p, d):
+			return filepath.SkipDir
 		case d.IsDir():
 			return tw.WriteHeader(&tar.Header{Name: name + "/", Typeflag: tar.TypeDir, Mode: 0o700})
 		case fi.Mode().IsRegular():
 			return addFile(tw, p, name, fi)
 		case fi.Mode()&os.ModeSymlink != 0:
 			target, err := linkInside(root, p, rel)
+			if errors.Is(err, ErrLinkOutside) && ofScript {
+				return nil
+			}
 			if err != nil {
 				return err
 			}

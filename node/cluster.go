@@ -43,6 +43,7 @@ type ClusterSpec struct {
 	Ship         bool     // JobSpec.Program is a local file sent to the nodes (else a command there)
 	Python       string   // run the program as a script of this interpreter on the nodes
 	Files        string   // a directory whose contents every node gets in the ranks' directory
+	FilesOfPy    bool     // Files is the script's own directory (see ScriptDirSize)
 	Requirements string   // pip requirements for a Python job, installed once per node
 	NoMPI4py     bool
 }
@@ -192,7 +193,7 @@ func RunCluster(ctx context.Context, spec ClusterSpec, stdout, stderr io.Writer)
 		if spec.Ship {
 			src, prog = spec.Program, filepath.Base(spec.Program)
 		}
-		if err := writeBundle(&b, src, prog, spec.Files); err != nil {
+		if err := writeBundle(&b, src, prog, spec.Files, spec.FilesOfPy); err != nil {
 			return Result{}, err
 		}
 		bundle = b.Bytes()

@@ -223,3 +223,48 @@ func TestExtractBundleLinks(t *testing.T) {
 		})
 	}
 }
+
+// TestScriptDirSize: what ships with a script leaves out hidden directories,
+// __pycache__ and virtual environments, and stops past the limits.
+func TestScriptDirSize(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, size int) {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, make([]byte, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("main.py", 10)
+	write("pkg/helper.py", 20)
+	write(".git/objects/big", 20<<20)
+	write("__pycache__/main.pyc", 5)
+	write("venv/pyvenv.cfg", 5)
+	write("venv/lib/x.py", 5)
+	if n, size, err := ScriptDirSize(dir); err != nil || n != 2 || size != 30 {
+		t.Errorf("got %d files, %d bytes, %v; want 2, 30", n, size, err)
+	}
+	var b bytes.Buffer
+	if err := writeBundle(&b, "", "", dir, true); err != nil {
+		t.Fatal(err)
+	}
+	got := t.TempDir()
+	if err := extractBundle(&b, got); err != nil {
+		t.Fatal(err)
+	}
+	var shipped []string
+	filepath.WalkDir(got, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(got, p)
+			shipped = append(shipped, rel)
+		}
+		return err
+	})
+	if strings.Join(shipped, " ") != "main.py pkg/helper.py" {
+		t.Errorf("shipped %v", shipped)
+	}
+	write("data.bin", ScriptDirMaxBytes)
+	if _, _, err := ScriptDirSize(dir); !errors.Is(err, ErrScriptDirLarge) {
+		t.Errorf("past the bytes limit: %v", err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -324,6 +325,9 @@ func runRemote(o *options, job node.JobSpec, stdout, stderr io.Writer) (node.Res
 	}
 	if o.script != "" {
 		spec.Program, spec.Ship, spec.Python = o.script, true, o.program
+		if o.files == "" {
+			shipScriptDir(&spec, stderr)
+		}
 	} else if strings.Contains(o.program, "/") {
 		spec.Ship = true
 	}
@@ -338,4 +342,21 @@ func runRemote(o *options, job node.JobSpec, stdout, stderr io.Writer) (node.Res
 		return runDocker(o, spec, stdout, stderr)
 	}
 	return node.RunCluster(context.Background(), spec, stdout, stderr)
+}
+
+// shipScriptDir ships the script's directory with it when it is small (what
+// it imports is likely there), saying so once; otherwise it says how to
+// choose the files.
+func shipScriptDir(spec *node.ClusterSpec, stderr io.Writer) {
+	dir := filepath.Dir(spec.Program)
+	n, size, err := node.ScriptDirSize(dir)
+	switch {
+	case errors.Is(err, node.ErrScriptDirLarge):
+		fmt.Fprintf(stderr, "pmrun: not shipping %s with the script (%v); use --files DIR for what it imports\n", dir, err)
+	case err != nil:
+		fmt.Fprintf(stderr, "pmrun: not shipping %s with the script: %v; use --files DIR for what it imports\n", dir, err)
+	case n > 1:
+		spec.Files, spec.FilesOfPy = dir, true
+		fmt.Fprintf(stderr, "pmrun: shipping %s (%d files, %d KiB) with the script; use --files to choose\n", dir, n, (size+1023)>>10)
+	}
 }

@@ -2,10 +2,14 @@ package main
 
 import (
 	"bufio"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pmrun/pmrun/node"
 )
 
 // startNode starts a `pmrun node` on loopback for t and returns its control
@@ -69,5 +73,25 @@ func TestClusterOptionChecks(t *testing.T) {
 		if r.code != 2 || !strings.Contains(r.err, tc.says) {
 			t.Errorf("pmrun %v: status %d, stderr:\n%s\nwant status 2 and %q", tc.args, r.code, r.err, tc.says)
 		}
+	}
+}
+
+// TestScriptDirShipped: a script that imports a module next to it runs on a
+// node, its directory shipped with it and said so; a directory past the
+// limits is not, and pmrun says to use --files.
+func TestScriptDirShipped(t *testing.T) {
+	addr := startNode(t, "n0")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "helper.py"), []byte("WORD = 'helped'\n"), 0o644)
+	main := filepath.Join(dir, "main.py")
+	os.WriteFile(main, []byte("import helper\nprint(helper.WORD)\n"), 0o644)
+	r := pmrun(t, "", "-H", addr+":1", "-np", "1", main)
+	if r.code != 0 || r.out != "helped\n" || strings.Count(r.err, "pmrun: shipping "+dir+" (2 files, 1 KiB) with the script; use --files to choose\n") != 1 {
+		t.Errorf("status %d, out %q, stderr:\n%s", r.code, r.out, r.err)
+	}
+	os.WriteFile(filepath.Join(dir, "big.bin"), make([]byte, node.ScriptDirMaxBytes+1), 0o644)
+	r = pmrun(t, "", "-H", addr+":1", "-np", "1", main)
+	if r.code == 0 || !strings.Contains(r.err, "pmrun: not shipping "+dir+" with the script (more than 1000 files or 10 MiB); use --files DIR") {
+		t.Errorf("a large directory: status %d, stderr:\n%s", r.code, r.err)
 	}
 }
