@@ -106,6 +106,7 @@ type options struct {
 	cluster      string
 	hosts        string
 	hostfile     string
+	hostList     []node.Host // -H or --hostfile, parsed
 	mapBy        string
 	files        string
 	requirements string
@@ -335,6 +336,16 @@ func (o *options) check(rest []string, set map[string]bool) error {
 	}
 	if !o.remote() && o.mapBy != "slot" {
 		o.ignored = append(o.ignored, "--map-by "+o.mapBy) // one node: nothing to map
+	}
+	var err error
+	switch {
+	case o.hosts != "":
+		o.hostList, err = parseHosts(o.hosts)
+	case o.hostfile != "":
+		o.hostList, err = parseHostfile(o.hostfile)
+	}
+	if err != nil {
+		return usageErrorf("%v", err)
 	}
 	if o.files != "" {
 		if fi, err := os.Stat(o.files); err != nil || !fi.IsDir() {

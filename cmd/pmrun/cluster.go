@@ -312,17 +312,7 @@ func hostfileLine(fields []string) (node.Host, error) {
 // runRemote runs the job on agents: a cluster, given hosts, or containers.
 func runRemote(o *options, job node.JobSpec, stdout, stderr io.Writer) (node.Result, error) {
 	spec := node.ClusterSpec{JobSpec: job, Cluster: splitList(o.cluster), Key: o.key, MapBy: o.mapBy,
-		Files: o.files, NoMPI4py: o.noMPI4py}
-	var err error
-	switch {
-	case o.hosts != "":
-		spec.Hosts, err = parseHosts(o.hosts)
-	case o.hostfile != "":
-		spec.Hosts, err = parseHostfile(o.hostfile)
-	}
-	if err != nil {
-		return node.Result{}, err
-	}
+		Files: o.files, NoMPI4py: o.noMPI4py, Hosts: o.hostList}
 	if o.script != "" {
 		spec.Program, spec.Ship, spec.Python = o.script, true, o.program
 		if o.files == "" {

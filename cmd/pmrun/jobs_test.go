@@ -68,6 +68,8 @@ func TestClusterOptionChecks(t *testing.T) {
 		{[]string{"-H", "h", "--nodes", "3", "-np", "2", "true"}, "--nodes is the number of containers of --docker"},
 		{[]string{"--nodes", "3", "-np", "2", "true"}, "--nodes is the number of containers of --docker"},
 		{[]string{"-H", "h", "--requirements", req, "-np", "2", "./prog"}, "--requirements installs Python packages for a Python job (script.py or python ...); ./prog is not one"},
+		{[]string{"-H", "127.0.0.1:27947", "-np", "2", "true"}, "-H 127.0.0.1:27947: read 27947 as slots (a port? write 127.0.0.1:27947:SLOTS)"},
+		{[]string{"--hostfile", "/no/such/hostfile", "-np", "2", "true"}, "--hostfile: open /no/such/hostfile"},
 	} {
 		r := pmrun(t, "", tc.args...)
 		if r.code != 2 || !strings.Contains(r.err, tc.says) {
