@@ -46,6 +46,7 @@ type ClusterSpec struct {
 	FilesOfPy    bool     // Files is the script's own directory (see ScriptDirSize)
 	Requirements string   // pip requirements for a Python job, installed once per node
 	NoMPI4py     bool
+	Terminal     bool // stderr is a terminal: environment builds show pip's packages too
 }
 
 // target is a node chosen to run ranks.
@@ -387,8 +388,13 @@ func (t *target) submit(spec ClusterSpec, jobID, secret, rdv string, bundle []by
 			}
 			return errors.New(ev.Msg)
 		case "progress":
-			logf("pmrun: node %s: --requirements: %s (%.0f s)", t.name, ev.Msg, time.Since(start).Seconds())
+			if !ev.Detail || spec.Terminal {
+				logf("pmrun: node %s: --requirements: %s (%.0f s)", t.name, ev.Msg, time.Since(start).Seconds())
+			}
 		case "env":
+			if !ev.Cached {
+				logf("pmrun: node %s: --requirements: done (%.0f s)", t.name, time.Since(start).Seconds())
+			}
 			if debug.On("node") {
 				how := "built"
 				if ev.Cached {

@@ -29,7 +29,8 @@ func venvPython(t *testing.T) string {
 
 // TestRequirementsRebuiltWheel rebuilds a local wheel with the same version
 // but other contents: the next job gets a new environment with the new code,
-// and the one after reuses it. The build's steps reach the launcher's stderr.
+// and the one after reuses it. The build's steps reach the launcher's stderr,
+// and pip's packages too when it is a terminal (the second job).
 func TestRequirementsRebuiltWheel(t *testing.T) {
 	py := venvPython(t)
 	as := startAgents(t, 1, "")
@@ -46,6 +47,7 @@ func TestRequirementsRebuiltWheel(t *testing.T) {
 		if err := testwheel.WriteValue(filepath.Join(files, "wheels"), run.value); err != nil {
 			t.Fatal(err)
 		}
+		spec.Terminal = i == 1
 		res, out, errs := runJob(t, spec)
 		if res.ExitCode != 0 || out != fmt.Sprintf("tiny %d\n", run.value) {
 			t.Fatalf("job %d: status %d (%s)\nout:\n%s\nerr:\n%s", i, res.ExitCode, res.Reason, out, errs)
@@ -55,11 +57,14 @@ func TestRequirementsRebuiltWheel(t *testing.T) {
 		}
 		if run.how == "built" {
 			for _, step := range []string{"node n0: --requirements: creating the virtual environment (",
-				"node n0: --requirements: installing the requirements (",
-				"node n0: --requirements: processing ./wheels/" + testwheel.Name + " ("} {
+				"node n0: --requirements: installing the requirements (", "node n0: --requirements: done ("} {
 				if strings.Count(errs, step) != 1 {
 					t.Errorf("job %d: stderr lacks the step %q once:\n%s", i, step, errs)
 				}
+			}
+			pkg := "node n0: --requirements: processing ./wheels/" + testwheel.Name + " ("
+			if n := strings.Count(errs, pkg); n != btoi(spec.Terminal) {
+				t.Errorf("job %d (terminal %v): pip's package line %d times:\n%s", i, spec.Terminal, n, errs)
 			}
 		} else if strings.Contains(errs, "creating the virtual environment") {
 			t.Errorf("job %d: a reused environment was created again:\n%s", i, errs)
@@ -145,7 +150,7 @@ func TestEnvBuiltOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, cached[i], errs[i] = a.pythonEnv(py, req, jobDir, func(string) {})
+			_, cached[i], errs[i] = a.pythonEnv(py, req, jobDir, func(string, bool) {})
 		}()
 	}
 	wg.Wait()
@@ -267,4 +272,11 @@ func TestScriptDirSize(t *testing.T) {
 	if _, _, err := ScriptDirSize(dir); !errors.Is(err, ErrScriptDirLarge) {
 		t.Errorf("past the bytes limit: %v", err)
 	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

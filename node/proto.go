@@ -130,6 +130,7 @@ type event struct {
 	Msg    string `json:"msg,omitempty"`
 	Signal int    `json:"signal,omitempty"`
 	Cached bool   `json:"cached,omitempty"` // ev "env": the Python environment was reused
+	Detail bool   `json:"detail,omitempty"` // ev "progress": within a step (pip's current package)
 }
 
 // jsonStream reads and writes JSON values, one per line, on a stream.

@@ -33,8 +33,9 @@ const ExitSetup = 123
 var errSetup = errors.New("installing the requirements failed")
 
 // envProgress reports a step of an environment build ("creating the virtual
-// environment with python3.11", "collecting numpy", ...).
-type envProgress func(step string)
+// environment", "installing the requirements") or, with detail, pip's
+// progress within one ("collecting numpy").
+type envProgress func(step string, detail bool)
 
 // pythonEnv returns the environment for python and requirements, building it
 // if needed (pip runs in the job's directory, so requirements may point
@@ -79,11 +80,11 @@ func buildEnv(python, requirements, jobDir, dir string, progress envProgress) er
 	if err := os.WriteFile(req, []byte(requirements), 0o600); err != nil {
 		return err
 	}
-	progress("creating the virtual environment")
+	progress("creating the virtual environment", false)
 	if err := runStep(jobDir, nil, python, "-m", "venv", "--system-site-packages", dir); err != nil {
 		return err
 	}
-	progress("installing the requirements")
+	progress("installing the requirements", false)
 	return runStep(jobDir, progress, filepath.Join(dir, "bin", "python"), "-m", "pip", "install",
 		"--disable-pip-version-check", "--no-input", "--progress-bar", "off", "-r", req)
 }
@@ -104,7 +105,7 @@ func runStep(dir string, progress envProgress, name string, args ...string) erro
 			line := sc.Text()
 			if progress != nil {
 				if pipStep(line) {
-					progress(strings.ToLower(line[:1]) + line[1:])
+					progress(strings.ToLower(line[:1])+line[1:], true)
 				}
 			}
 			if tail = append(tail, line); len(tail) > 20 {

@@ -313,6 +313,9 @@ func hostfileLine(fields []string) (node.Host, error) {
 func runRemote(o *options, job node.JobSpec, stdout, stderr io.Writer) (node.Result, error) {
 	spec := node.ClusterSpec{JobSpec: job, Cluster: splitList(o.cluster), Key: o.key, MapBy: o.mapBy,
 		Files: o.files, NoMPI4py: o.noMPI4py, Hosts: o.hostList}
+	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		spec.Terminal = true // show pip's progress too
+	}
 	if o.script != "" {
 		spec.Program, spec.Ship, spec.Python = o.script, true, o.program
 		if o.files == "" {
