@@ -1,11 +1,7 @@
 package node
 
 import (
-	"archive/tar"
-	"bytes"
 	"cmp"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -20,7 +16,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
-	"github.com/klauspost/compress/zstd"
 )
 
 // agentJob is one job's part on an agent: its files, its ranks, and the
@@ -123,9 +118,10 @@ func (a *Agent) runJob(s *yamux.Session, st net.Conn, req *request) {
 	}
 	python := j.spec.Python // the interpreter of a script ("" for a program)
 	if j.spec.Requirements != "" {
-		env, cached, err := a.pythonEnv(cmp.Or(python, "python3"), j.spec.Requirements, j.dir)
+		progress := func(step string, detail bool) { j.send(event{Ev: "progress", Msg: step, Detail: detail}) }
+		env, cached, err := a.pythonEnv(cmp.Or(python, "python3"), j.spec.Requirements, j.dir, progress)
 		if err != nil {
-			fail("node %s: installing the requirements: %v", a.cfg.Name, err)
+			j.send(event{Ev: "error", Code: ExitSetup, Msg: fmt.Sprintf("node %s: %v", a.cfg.Name, err)})
 			return
 		}
 		j.send(event{Ev: "env", Cached: cached, Msg: env})
@@ -285,168 +281,4 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
 	case <-done:
 	case <-time.After(d):
 	}
-}
-
-// Bundles: a zstd-compressed tar of the program and the --files directory.
-
-// maxBundle bounds what an agent unpacks from one job.
-const maxBundle = 8 << 30
-
-// extractBundle unpacks a bundle into dir, refusing paths that leave it.
-func extractBundle(r io.Reader, dir string) error {
-	zr, err := zstd.NewReader(r)
-	if err != nil {
-		return err
-	}
-	defer zr.Close()
-	tr := tar.NewReader(io.LimitReader(zr, maxBundle))
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		name := filepath.Clean(h.Name)
-		if filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
-			return fmt.Errorf("bundle entry %q leaves the job directory", h.Name)
-		}
-		p := filepath.Join(dir, name)
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(p, 0o700); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-				return err
-			}
-			f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, os.FileMode(h.Mode)&0o755|0o600)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(f, tr)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("bundle entry %q: only files and directories are shipped", h.Name)
-		}
-	}
-}
-
-// writeBundle writes the bundle: the program (if any) as name prog, and the
-// files under dir (if any) at the top.
-func writeBundle(w io.Writer, progPath, prog, dir string) error {
-	zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest))
-	if err != nil {
-		return err
-	}
-	tw := tar.NewWriter(zw)
-	if dir != "" {
-		err = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			rel, err := filepath.Rel(dir, p)
-			if err != nil || rel == "." {
-				return err
-			}
-			if rel == prog {
-				return nil // the program wins
-			}
-			fi, err := d.Info()
-			if err != nil {
-				return err
-			}
-			switch {
-			case d.IsDir():
-				return tw.WriteHeader(&tar.Header{Name: filepath.ToSlash(rel) + "/", Typeflag: tar.TypeDir, Mode: 0o700})
-			case fi.Mode().IsRegular():
-				return addFile(tw, p, filepath.ToSlash(rel), fi)
-			}
-			return nil // sockets, devices, symlinks: not shipped
-		})
-		if err != nil {
-			return fmt.Errorf("--files %s: %w", dir, err)
-		}
-	}
-	if progPath != "" {
-		fi, err := os.Stat(progPath)
-		if err != nil {
-			return err
-		}
-		if err := addFile(tw, progPath, prog, fi); err != nil {
-			return err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	return zw.Close()
-}
-
-func addFile(tw *tar.Writer, path, name string, fi os.FileInfo) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: int64(fi.Mode().Perm()), Size: fi.Size()}); err != nil {
-		return err
-	}
-	_, err = io.Copy(tw, f)
-	return err
-}
-
-// Python environments for jobs with requirements: one virtual environment per
-// interpreter and requirements text, made once per node and reused.
-
-// pythonEnv returns the environment for python and requirements, building it
-// if needed (pip runs in the job's directory, so a requirements file may
-// point --find-links at the job's files); cached reports a reuse.
-func (a *Agent) pythonEnv(python, requirements, jobDir string) (dir string, cached bool, err error) {
-	sum := sha256.Sum256([]byte(python + "\x00" + requirements))
-	dir = filepath.Join(a.cfg.WorkDir, "venvs", hex.EncodeToString(sum[:8]))
-	ready := filepath.Join(dir, ".pmrun-ready")
-	a.envMu.Lock()
-	defer a.envMu.Unlock()
-	if _, err := os.Stat(ready); err == nil {
-		return dir, true, nil
-	}
-	os.RemoveAll(dir)
-	req := filepath.Join(jobDir, ".pmrun-requirements.txt")
-	if err := os.WriteFile(req, []byte(requirements), 0o600); err != nil {
-		return "", false, err
-	}
-	run := func(name string, args ...string) error {
-		cmd := exec.Command(name, args...)
-		cmd.Dir = jobDir
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Run(); err != nil {
-			msg := strings.TrimSpace(out.String())
-			if len(msg) > 4000 {
-				msg = "..." + msg[len(msg)-4000:]
-			}
-			return fmt.Errorf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, msg)
-		}
-		return nil
-	}
-	if err := run(python, "-m", "venv", "--system-site-packages", dir); err != nil {
-		os.RemoveAll(dir)
-		return "", false, err
-	}
-	if err := run(filepath.Join(dir, "bin", "python"), "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-q", "-r", req); err != nil {
-		os.RemoveAll(dir)
-		return "", false, err
-	}
-	if err := os.WriteFile(ready, nil, 0o600); err != nil {
-		return "", false, err
-	}
-	return dir, false, nil
 }

@@ -44,8 +44,10 @@ type ClusterSpec struct {
 	Ship         bool     // JobSpec.Program is a local file sent to the nodes (else a command there)
 	Python       string   // run the program as a script of this interpreter on the nodes
 	Files        string   // a directory whose contents every node gets in the ranks' directory
+	FilesOfPy    bool     // Files is the script's own directory (see ScriptDirSize)
 	Requirements string   // pip requirements for a Python job, installed once per node
 	NoMPI4py     bool
+	Terminal     bool // stderr is a terminal: environment builds show pip's packages too
 }
 
 // target is a node chosen to run ranks.
@@ -158,7 +160,8 @@ type nodeEvent struct {
 }
 
 // RunCluster runs spec on agents and returns when every rank has exited (or
-// the job was aborted) and the output has been forwarded.
+// the job was aborted) and the output has been forwarded. Why a job failed is
+// said once on stderr, and again in the Result's Reason.
 func RunCluster(ctx context.Context, spec ClusterSpec, stdout, stderr io.Writer) (Result, error) {
 	if spec.NP < 1 {
 		return Result{}, fmt.Errorf("node: number of ranks %d must be >= 1", spec.NP)
@@ -192,7 +195,7 @@ func RunCluster(ctx context.Context, spec ClusterSpec, stdout, stderr io.Writer)
 		if spec.Ship {
 			src, prog = spec.Program, filepath.Base(spec.Program)
 		}
-		if err := writeBundle(&b, src, prog, spec.Files); err != nil {
+		if err := writeBundle(&b, src, prog, spec.Files, spec.FilesOfPy); err != nil {
 			return Result{}, err
 		}
 		bundle = b.Bytes()
@@ -238,7 +241,13 @@ func RunCluster(ctx context.Context, spec ClusterSpec, stdout, stderr io.Writer)
 		}
 	}()
 	if err := errors.Join(errs...); err != nil {
-		return Result{ExitCode: ExitLaunch, Reason: err.Error(), Rank: -1}, nil
+		code := ExitLaunch
+		var se *setupError
+		if errors.As(err, &se) {
+			code = se.code
+		}
+		logf("pmrun: %v", err)
+		return Result{ExitCode: code, Reason: err.Error(), Rank: -1}, nil
 	}
 
 	// Output streams the nodes open, one per rank and descriptor.
@@ -365,6 +374,7 @@ func (t *target) submit(spec ClusterSpec, jobID, secret, rdv string, bundle []by
 			return fmt.Errorf("node %s: sending the job's files: %w", t.name, err)
 		}
 	}
+	start := time.Now()
 	for {
 		var ev event
 		if err := t.ctl.dec.Decode(&ev); err != nil {
@@ -374,8 +384,18 @@ func (t *target) submit(spec ClusterSpec, jobID, secret, rdv string, bundle []by
 		case "ready":
 			return nil
 		case "error":
+			if ev.Code != 0 {
+				return &setupError{code: ev.Code, msg: ev.Msg}
+			}
 			return errors.New(ev.Msg)
+		case "progress":
+			if !ev.Detail || spec.Terminal {
+				logf("pmrun: node %s: --requirements: %s (%.0f s)", t.name, ev.Msg, time.Since(start).Seconds())
+			}
 		case "env":
+			if !ev.Cached {
+				logf("pmrun: node %s: --requirements: done (%.0f s)", t.name, time.Since(start).Seconds())
+			}
 			if debug.On("node") {
 				how := "built"
 				if ev.Cached {
@@ -386,6 +406,15 @@ func (t *target) submit(spec ClusterSpec, jobID, secret, rdv string, bundle []by
 		}
 	}
 }
+
+// setupError is a node's failure to prepare a job (ExitSetup): its message
+// carries the failing command's last lines.
+type setupError struct {
+	code int
+	msg  string
+}
+
+func (e *setupError) Error() string { return e.msg }
 
 // expect reads the node's next event, which must be want (or an error).
 func (t *target) expect(want string) error {

@@ -391,7 +391,7 @@ func TestRequirements(t *testing.T) {
 	bad := spec
 	bad.Requirements = "--no-index\n--find-links wheels\nno-such-package-pmrun==9\n"
 	res, out, errs := runJob(t, bad)
-	if res.ExitCode != ExitLaunch || !strings.Contains(res.Reason, "no-such-package-pmrun") ||
+	if res.ExitCode != ExitSetup || !strings.Contains(res.Reason, "no-such-package-pmrun") ||
 		!strings.Contains(res.Reason, "No matching distribution") || out != "" {
 		t.Errorf("bad requirement: status %d, reason %q, out %q, err %q", res.ExitCode, res.Reason, out, errs)
 	}

@@ -167,12 +167,13 @@ type remoteSpec struct {
 // event is what an agent reports on a job's control stream, and what the
 // launcher sends back ("start", "kill").
 type event struct {
-	Ev     string `json:"ev"` // agent: ready, started, exit, error, env, done; launcher: start, kill
+	Ev     string `json:"ev"` // agent: ready, progress, started, exit, error, env, done; launcher: start, kill
 	Rank   int    `json:"rank,omitempty"`
-	Code   int    `json:"code,omitempty"`
+	Code   int    `json:"code,omitempty"` // ev "exit": the rank's status; ev "error": the job's (0: ExitLaunch)
 	Msg    string `json:"msg,omitempty"`
 	Signal int    `json:"signal,omitempty"`
 	Cached bool   `json:"cached,omitempty"` // ev "env": the Python environment was reused
+	Detail bool   `json:"detail,omitempty"` // ev "progress": within a step (pip's current package)
 }
 
 // jsonStream reads and writes JSON values, one per line, on a stream.

@@ -106,6 +106,7 @@ type options struct {
 	cluster      string
 	hosts        string
 	hostfile     string
+	hostList     []node.Host // -H or --hostfile, parsed
 	mapBy        string
 	files        string
 	requirements string
@@ -324,6 +325,10 @@ func (o *options) check(rest []string, set map[string]bool) error {
 		return usageErrorf("--map-by %q: want slot or node", o.mapBy)
 	case o.nodes < 1:
 		return usageErrorf("--nodes %d must be at least 1", o.nodes)
+	case set["nodes"] && !o.docker:
+		return usageErrorf("--nodes is the number of containers of --docker; without it the nodes are the cluster's (-np sets the ranks)")
+	case o.requirements != "" && !pythonJob(rest, o.python):
+		return usageErrorf("--requirements installs Python packages for a Python job (script.py or python ...); %s is not one", rest[0])
 	case !o.remote() && (o.files != "" || o.requirements != ""):
 		return usageErrorf("--files and --requirements need a cluster (--cluster, -H, --hostfile or --docker)")
 	case o.remote() && o.wdir != "":
@@ -331,6 +336,16 @@ func (o *options) check(rest []string, set map[string]bool) error {
 	}
 	if !o.remote() && o.mapBy != "slot" {
 		o.ignored = append(o.ignored, "--map-by "+o.mapBy) // one node: nothing to map
+	}
+	var err error
+	switch {
+	case o.hosts != "":
+		o.hostList, err = parseHosts(o.hosts)
+	case o.hostfile != "":
+		o.hostList, err = parseHostfile(o.hostfile)
+	}
+	if err != nil {
+		return usageErrorf("%v", err)
 	}
 	if o.files != "" {
 		if fi, err := os.Stat(o.files); err != nil || !fi.IsDir() {
@@ -343,6 +358,13 @@ func (o *options) check(rest []string, set map[string]bool) error {
 		}
 	}
 	return nil
+}
+
+// pythonJob reports whether the words after the options run Python: a .py
+// script, an interpreter, or -m/-c with --python.
+func pythonJob(rest []string, python string) bool {
+	p := rest[0]
+	return strings.HasSuffix(p, ".py") || isPython(p) || python != "" && (p == "-m" || p == "-c")
 }
 
 var pythonName = regexp.MustCompile(`^python(3(\.\d+)?)?$`)

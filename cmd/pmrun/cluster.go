@@ -8,8 +8,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -164,32 +166,104 @@ func runMembers(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// parseHosts parses -H: host, host:slots or host:port:slots, comma-separated.
+// maxSlots bounds the slots of one host: a larger number is taken for a port
+// written where the slots go.
+const maxSlots = 4096
+
+// hostSyntax is the syntax of a host entry, for error messages.
+const hostSyntax = "want host, host:slots, host:port:slots or [v6addr]:port:slots (slots may be empty or slots=N)"
+
+// parseHosts parses -H: comma-separated host entries (see parseHost).
 func parseHosts(s string) ([]node.Host, error) {
 	var hs []node.Host
 	for _, p := range splitList(s) {
-		parts := strings.Split(p, ":")
-		h := node.Host{Addr: parts[0]}
-		var err error
-		switch len(parts) {
-		case 1:
-		case 2:
-			h.Slots, err = strconv.Atoi(parts[1])
-		case 3:
-			h.Addr = parts[0] + ":" + parts[1]
-			h.Slots, err = strconv.Atoi(parts[2])
-		default:
-			err = errors.New("want host, host:slots or host:port:slots")
-		}
-		if err != nil || h.Addr == "" || h.Slots < 0 {
-			return nil, fmt.Errorf("-H %q: want host, host:slots or host:port:slots", p)
+		h, err := parseHost(p, false)
+		if err != nil {
+			return nil, fmt.Errorf("-H %s: %w", p, err)
 		}
 		hs = append(hs, h)
+	}
+	if len(hs) == 0 {
+		return nil, fmt.Errorf("-H %q: no hosts", s)
 	}
 	return hs, nil
 }
 
-// parseHostfile reads lines "host[:port] [slots=N]"; # starts a comment.
+// parseHost parses a host entry: host (its cores), host:slots as mpirun's -H,
+// host:port:slots, and IPv6 addresses in brackets ([::1], [::1]:4,
+// [::1]:7947:4). Slots may be written slots=N, or left empty (host:port:) for
+// the agent's cores. With noSlots (a hostfile line whose slots follow as
+// slots=N) the entry is host or host:port.
+func parseHost(s string, noSlots bool) (node.Host, error) {
+	host, rest := s, ""
+	if strings.HasPrefix(s, "[") {
+		end := strings.Index(s, "]")
+		if end < 0 {
+			return node.Host{}, fmt.Errorf("unclosed [ (%s)", hostSyntax)
+		}
+		host, rest = s[1:end], s[end+1:]
+		if rest != "" && !strings.HasPrefix(rest, ":") {
+			return node.Host{}, fmt.Errorf("%q after ] (%s)", rest, hostSyntax)
+		}
+	} else if strings.Count(s, ":") > 2 {
+		return node.Host{}, fmt.Errorf("too many fields (%s; an IPv6 address goes in brackets)", hostSyntax)
+	} else if i := strings.Index(s, ":"); i >= 0 {
+		host, rest = s[:i], s[i:]
+	}
+	if host == "" {
+		return node.Host{}, fmt.Errorf("no host (%s)", hostSyntax)
+	}
+	var fields []string
+	if rest != "" {
+		fields = strings.Split(rest[1:], ":")
+	}
+	port, slots := "", ""
+	switch {
+	case len(fields) == 0:
+	case noSlots && len(fields) == 1:
+		port = fields[0]
+	case len(fields) == 1:
+		slots = fields[0]
+	case len(fields) == 2 && !noSlots:
+		port, slots = fields[0], fields[1]
+	default:
+		if noSlots {
+			return node.Host{}, fmt.Errorf("want host[:port] before slots=N")
+		}
+		return node.Host{}, fmt.Errorf("too many fields (%s)", hostSyntax)
+	}
+	h := node.Host{Addr: host}
+	if port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return node.Host{}, fmt.Errorf("read %q as the port, want 1-65535", port)
+		}
+		h.Addr = net.JoinHostPort(host, port)
+	}
+	if slots = strings.TrimPrefix(slots, "slots="); slots != "" {
+		n, err := parseSlots(slots)
+		if big, _ := strconv.Atoi(slots); err != nil && big > maxSlots && len(fields) == 1 {
+			return node.Host{}, fmt.Errorf("read %s as slots (a port? write %s:SLOTS)", slots, s)
+		}
+		if err != nil {
+			return node.Host{}, err
+		}
+		h.Slots = n
+	}
+	return h, nil
+}
+
+// parseSlots reads a number of slots, 1 to maxSlots.
+func parseSlots(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > maxSlots {
+		return 0, fmt.Errorf("read %q as slots, want 1-%d", s, maxSlots)
+	}
+	return n, nil
+}
+
+// parseHostfile reads a hostfile: one host entry per line, as -H takes them
+// (host, host:slots, host:port:slots), or mpirun's "host[:port] slots=N"; #
+// starts a comment, and mpirun's max_slots=N is accepted and ignored.
 func parseHostfile(path string) ([]node.Host, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -204,15 +278,9 @@ func parseHostfile(path string) ([]node.Host, error) {
 		if len(fields) == 0 {
 			continue
 		}
-		h := node.Host{Addr: fields[0]}
-		for _, f := range fields[1:] {
-			v, ok := strings.CutPrefix(f, "slots=")
-			if !ok {
-				return nil, fmt.Errorf("--hostfile %s:%d: unknown field %q (want slots=N)", path, n, f)
-			}
-			if h.Slots, err = strconv.Atoi(v); err != nil || h.Slots < 1 {
-				return nil, fmt.Errorf("--hostfile %s:%d: bad slots %q", path, n, v)
-			}
+		h, err := hostfileLine(fields)
+		if err != nil {
+			return nil, fmt.Errorf("--hostfile %s:%d: %s: %w", path, n, strings.TrimSpace(line), err)
 		}
 		hs = append(hs, h)
 	}
@@ -225,22 +293,42 @@ func parseHostfile(path string) ([]node.Host, error) {
 	return hs, nil
 }
 
+// hostfileLine parses the fields of a hostfile line.
+func hostfileLine(fields []string) (node.Host, error) {
+	slots := ""
+	for _, f := range fields[1:] {
+		if _, ok := strings.CutPrefix(f, "max_slots="); ok {
+			continue
+		}
+		v, ok := strings.CutPrefix(f, "slots=")
+		if !ok {
+			return node.Host{}, fmt.Errorf("unknown field %q (want slots=N)", f)
+		}
+		slots = v
+	}
+	if slots == "" {
+		return parseHost(fields[0], false)
+	}
+	h, err := parseHost(fields[0], true)
+	if err != nil {
+		return node.Host{}, err
+	}
+	h.Slots, err = parseSlots(slots)
+	return h, err
+}
+
 // runRemote runs the job on agents: a cluster, given hosts, or containers.
 func runRemote(o *options, job node.JobSpec, stdout, stderr io.Writer) (node.Result, error) {
 	spec := node.ClusterSpec{JobSpec: job, Cluster: splitList(o.cluster), Key: o.key, MapBy: o.mapBy,
-		Files: o.files, NoMPI4py: o.noMPI4py}
-	var err error
-	switch {
-	case o.hosts != "":
-		spec.Hosts, err = parseHosts(o.hosts)
-	case o.hostfile != "":
-		spec.Hosts, err = parseHostfile(o.hostfile)
-	}
-	if err != nil {
-		return node.Result{}, err
+		Files: o.files, NoMPI4py: o.noMPI4py, Hosts: o.hostList}
+	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		spec.Terminal = true // show pip's progress too
 	}
 	if o.script != "" {
 		spec.Program, spec.Ship, spec.Python = o.script, true, o.program
+		if o.files == "" {
+			shipScriptDir(&spec, stderr)
+		}
 	} else if strings.Contains(o.program, "/") {
 		spec.Ship = true
 	}
@@ -255,4 +343,21 @@ func runRemote(o *options, job node.JobSpec, stdout, stderr io.Writer) (node.Res
 		return runDocker(o, spec, stdout, stderr)
 	}
 	return node.RunCluster(context.Background(), spec, stdout, stderr)
+}
+
+// shipScriptDir ships the script's directory with it when it is small (what
+// it imports is likely there), saying so once; otherwise it says how to
+// choose the files.
+func shipScriptDir(spec *node.ClusterSpec, stderr io.Writer) {
+	dir := filepath.Dir(spec.Program)
+	n, size, err := node.ScriptDirSize(dir)
+	switch {
+	case errors.Is(err, node.ErrScriptDirLarge):
+		fmt.Fprintf(stderr, "pmrun: not shipping %s with the script (%v); use --files DIR for what it imports\n", dir, err)
+	case err != nil:
+		fmt.Fprintf(stderr, "pmrun: not shipping %s with the script: %v; use --files DIR for what it imports\n", dir, err)
+	case n > 1:
+		spec.Files, spec.FilesOfPy = dir, true
+		fmt.Fprintf(stderr, "pmrun: shipping %s (%d files, %d KiB) with the script; use --files to choose\n", dir, n, (size+1023)>>10)
+	}
 }

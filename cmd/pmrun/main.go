@@ -71,15 +71,17 @@ cluster options:
   --cluster ADDR[,ADDR]  run on the cluster the agent at ADDR (its control
                       address, host[:7947]) belongs to; the program (a script
                       or a static binary) is shipped to the nodes
-  -H HOST[:SLOTS],... run on exactly these agents (HOST is host or
-                      host:port:slots); SLOTS defaults to the node's cores
-  --hostfile FILE     agents one per line: "host[:port] [slots=N]"
+  -H HOST[:SLOTS],... run on exactly these agents: host, host:slots,
+                      host:port:slots, [v6addr]:port:slots (slots=N works
+                      too); SLOTS defaults to the node's cores
+  --hostfile FILE     agents one per line, as -H, or "host[:port] slots=N"
   --map-by slot|node  fill each node's slots in turn (default), or deal
                       ranks to nodes round-robin
   --files DIR         ship DIR's contents to every node, into the ranks'
                       working directory
   --requirements FILE pip requirements for a Python job: each node installs
-                      them once into a virtual environment kept by their hash
+                      them once into a virtual environment kept by their hash,
+                      the interpreter's version and the shipped files named
   --cluster-key KEY   the cluster's key (default $PMRUN_CLUSTER_KEY)
   --docker            start agents in local Docker containers for this job
                       and remove them afterwards
@@ -193,7 +195,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pmrun: %v\n", err)
 		return 1
 	}
-	if res.ExitCode == node.ExitLaunch {
+	if res.ExitCode == node.ExitLaunch && !o.remote() { // a cluster's launcher has said it
 		fmt.Fprintf(stderr, "pmrun: %s\n", res.Reason)
 	}
 	return res.ExitCode
