@@ -76,6 +76,14 @@ const (
 	// maxShm is the /dev/shm of an agent container, at most half the
 	// engine's memory: enough for the rings of any number of ranks there.
 	maxShm = 1 << 30
+	// envCacheVolume is the named volume that keeps the agents' Python
+	// environments (--requirements) from one --docker job to the next, so a
+	// second job does not build them again; agentWorkDir is the agents' work
+	// directory, whose venvs/ the volume holds (environments hold absolute
+	// paths, so every agent mounts it at the same place). Agents of
+	// concurrent jobs share it: a lock per environment keeps builds apart.
+	envCacheVolume = "pmrun-venvs"
+	agentWorkDir   = "/var/lib/pmrun"
 	// jobStopGrace is how long a signalled job has to end by itself before
 	// its containers are killed.
 	jobStopGrace = time.Second
@@ -178,14 +186,14 @@ func agentSpec(nodes int, info dockerx.HostInfo, image, network, key string, lab
 	}
 	return func(i int) dockerx.ContainerSpec {
 		name := "node" + strconv.Itoa(i)
-		args := []string{"--bind", "0.0.0.0:7946", "--name", name, "--cores", strconv.Itoa(cores)}
+		args := []string{"--bind", "0.0.0.0:7946", "--name", name, "--cores", strconv.Itoa(cores), "--work-dir", agentWorkDir}
 		if i > 0 {
 			args = append(args, "--join", "node0")
 		}
 		c := dockerx.ContainerSpec{
 			Name: network + "-" + name, Hostname: name, Image: image, Cmd: args,
 			Env: []string{node.EnvClusterKey + "=" + key}, Network: network, Labels: labels, Init: true,
-			ShmSize: shm,
+			ShmSize: shm, Volumes: map[string]string{envCacheVolume: agentWorkDir + "/venvs"},
 		}
 		if nodes > 1 {
 			c.NanoCPUs = int64(cores) * 1e9

@@ -20,6 +20,7 @@ import (
 	"github.com/pmrun/pmrun/docker"
 	"github.com/pmrun/pmrun/internal/dockerx"
 	"github.com/pmrun/pmrun/internal/e2e"
+	"github.com/pmrun/pmrun/internal/testwheel"
 )
 
 // needDocker skips (or, with PMRUN_E2E=1, fails) a test that needs a Docker
@@ -108,6 +109,40 @@ func TestDockerJobs(t *testing.T) {
 				t.Errorf("left behind: %s", l)
 			}
 		})
+	}
+}
+
+// TestDockerEnvCache runs two --docker jobs with the same requirements: the
+// first builds the Python environment on each node, the second reuses it from
+// the cache volume although its containers are new.
+func TestDockerEnvCache(t *testing.T) {
+	needDocker(t)
+	files, script := t.TempDir(), filepath.Join(t.TempDir(), "use.py")
+	// A value of its own, so that no earlier run's environment matches.
+	value := int(time.Now().UnixNano()%1000000) + 1000
+	if err := testwheel.WriteValue(filepath.Join(files, "wheels"), value); err != nil {
+		t.Fatal(err)
+	}
+	req := filepath.Join(t.TempDir(), "req.txt")
+	os.WriteFile(req, []byte("--no-index\n--find-links wheels\npmruntiny==1.0\n"), 0o644)
+	os.WriteFile(script, []byte("import pmruntiny\nprint('tiny', pmruntiny.VALUE)\n"), 0o644)
+	t.Setenv("PMRUN_DEBUG", "node")
+	// The first job builds the environment once: the node that waited for
+	// the other's build reuses it. The second job reuses it on both nodes.
+	for i, built := range []int{1, 0} {
+		r := pmrun(t, "", "--docker", "--nodes", "2", "-np", "2", "--files", files, "--requirements", req, script)
+		t.Logf("job %d: status %d in %v", i, r.code, r.took)
+		if r.code != 0 || strings.Count(r.out, fmt.Sprintf("tiny %d\n", value)) != 2 {
+			t.Fatalf("job %d: status %d\nstdout:\n%s\nstderr:\n%s", i, r.code, r.out, r.err)
+		}
+		nb := strings.Count(r.err, " built\n")
+		nr := len(regexp.MustCompile(`Python environment \S+ reused\n`).FindAllString(r.err, -1))
+		if nb != built || nb+nr != 2 {
+			t.Errorf("job %d: %d environments built and %d reused, want %d built of 2:\n%s", i, nb, nr, built, r.err)
+		}
+		if l := leftovers(t, r.pid); l != "" {
+			t.Errorf("left behind: %s", l)
+		}
 	}
 }
 

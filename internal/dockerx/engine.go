@@ -116,6 +116,9 @@ type ContainerSpec struct {
 	// NanoCPUs limits the container to this many CPUs, in 10⁻⁹ CPUs
 	// (docker run --cpus); 0 means no limit.
 	NanoCPUs int64
+	// Volumes maps named volumes to the paths where they are mounted
+	// (docker run -v NAME:PATH); the engine creates a volume on first use.
+	Volumes map[string]string
 }
 
 // Object is a container or a network that Engine.WithLabel found.

@@ -10,6 +10,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 )
@@ -127,6 +128,9 @@ func (m *mobyEngine) RunContainer(ctx context.Context, spec ContainerSpec) (stri
 	}
 	opts.HostConfig.ShmSize = spec.ShmSize
 	opts.HostConfig.NanoCPUs = spec.NanoCPUs
+	for name, path := range spec.Volumes {
+		opts.HostConfig.Mounts = append(opts.HostConfig.Mounts, mount.Mount{Type: mount.TypeVolume, Source: name, Target: path})
+	}
 	if spec.Network != "" {
 		opts.HostConfig.NetworkMode = container.NetworkMode(spec.Network)
 		ep := &network.EndpointSettings{}
