@@ -218,3 +218,36 @@ func TestE2EManyRanks(t *testing.T) {
 		})
 	}
 }
+
+// TestE2EShared runs node-shared memory between processes: every rank's
+// stores are seen by its node's rank 0, Free works, and nothing is left in
+// /dev/shm, even when a rank is killed with the region mapped and a region's
+// file was left half made.
+func TestE2EShared(t *testing.T) {
+	_, prog := e2eBinaries(t)
+	for _, tc := range []struct {
+		np   int
+		kill bool
+	}{{4, false}, {3, true}} {
+		t.Run(fmt.Sprintf("np=%d/kill=%v", tc.np, tc.kill), func(t *testing.T) {
+			r := runJob(t, time.Minute, "-np", strconv.Itoa(tc.np), prog("shared"), "-kill="+strconv.FormatBool(tc.kill))
+			kill := tc.kill
+			if kill != (r.code != 0) {
+				t.Fatalf("status %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+			}
+			if want := fmt.Sprintf("rank 0: %d parts of 65536 float64s seen", tc.np); !strings.Contains(r.stdout, want) {
+				t.Errorf("rank 0 did not see every part (%q):\n%s", want, r.stdout)
+			}
+			if kill && !strings.Contains(r.stderr, "rank 2") {
+				t.Errorf("the launcher does not name the killed rank 2:\n%s", r.stderr)
+			}
+			m := regexp.MustCompile(`rank 0: job (\S+)`).FindStringSubmatch(r.stdout)
+			if m == nil {
+				t.Fatalf("no job id in stdout:\n%s", r.stdout)
+			}
+			if left, _ := filepath.Glob("/dev/shm/pmrun-" + m[1] + "-*"); len(left) > 0 {
+				t.Errorf("left in /dev/shm after the job: %v", left)
+			}
+		})
+	}
+}

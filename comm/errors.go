@@ -19,6 +19,8 @@ var (
 	ErrInvalidTag = errors.New("comm: invalid tag")
 	// ErrAborted is returned when the job is being aborted.
 	ErrAborted = errors.New("comm: job aborted")
+	// ErrNotShared is returned by AllocShared over ranks of several nodes.
+	ErrNotShared = errors.New("comm: ranks do not share a node")
 )
 
 // RankError is returned by every rank-addressed operation. Rank is the peer's rank
