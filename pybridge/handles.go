@@ -81,6 +81,7 @@ const (
 	errOther      = 16
 	errIntern     = 17
 	errPending    = 19
+	errRMAShared  = 71
 	errProcFailed = 75
 )
 
@@ -102,6 +103,8 @@ func class(err error) int {
 		return errComm
 	case errors.Is(err, comm.ErrPeerLost):
 		return errProcFailed
+	case errors.Is(err, comm.ErrNotShared):
+		return errRMAShared
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return errPending
 	case errors.As(err, &ce):
@@ -118,6 +121,7 @@ func class(err error) int {
 
 var (
 	errBadHandle = errors.New("invalid handle")
+	errWinHandle = fmt.Errorf("window: %w (freed, or MPI.WIN_NULL)", errBadHandle)
 	errBadType   = errors.New("unsupported datatype")
 	errBadOp     = errors.New("unsupported op for this datatype")
 	errRecvShort = errors.New("message truncated: receive buffer too small")

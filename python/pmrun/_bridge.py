@@ -89,6 +89,10 @@ _SIGNATURES = {
     "pm_scatter_obj": (c_int64, c_int64, c_void_p, c_void_p, c_int64, P64, P64),
     "pm_alltoall_obj": (c_int64, c_void_p, c_void_p, c_void_p, c_int64, P64),
     "pm_version": (c_void_p, c_int64),
+    "pm_win_allocate_shared": (c_int64, c_int64, P64),
+    "pm_win_query": (c_int64, c_int64, P64, P64),
+    "pm_win_sync": (),
+    "pm_win_free": (c_int64,),
 }
 
 for _name, _args in _SIGNATURES.items():
