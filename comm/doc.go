@@ -41,4 +41,8 @@
 // a handshake that proves knowledge of the job secret (strangers are refused and
 // logged). NewLocalWorld connects ranks that are goroutines of one process
 // without sockets; package commtest builds test worlds on it.
+//
+// Ranks of one node may also share memory: AllocShared maps one region in
+// every rank of a communicator from SplitByNode, each rank's part in rank
+// order, read and written in place (SharedSlice views it as numbers).
 package comm

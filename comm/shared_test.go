@@ -166,3 +166,27 @@ func TestAllocSharedBadSize(t *testing.T) {
 		return nil
 	})
 }
+
+// TestAllocSharedEmpty: a region of no bytes at all, between goroutines and
+// between ranks connected as processes, is empty but usable, and frees.
+func TestAllocSharedEmpty(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for name, w := range map[string]*commtest.World{
+		"in-process": commtest.NewWorld(t, 2),
+		"processes":  commtest.NewNetWorld(t, []string{"n", "n"}, nil),
+	} {
+		t.Run(name, func(t *testing.T) {
+			w.Run(func(c *comm.Comm) error {
+				sh, err := comm.AllocShared(ctx, c, 0)
+				if err != nil {
+					return err
+				}
+				if b := sh.Bytes(); b == nil || len(b) != 0 || len(sh.Part(1)) != 0 || sh.Part(2) != nil {
+					return fmt.Errorf("empty region: Bytes %v, Part(1) %v, Part(2) %v", b, sh.Part(1), sh.Part(2))
+				}
+				return sh.Free(ctx)
+			})
+		})
+	}
+}
