@@ -93,6 +93,13 @@ class SharedWindowTest(unittest.TestCase):
         with self.assertRaises(MPI.Exception):
             MPI.WIN_NULL.Fence()
 
+    def test_bad_size_fails_on_every_rank(self):
+        # One rank's bad size is an error on every rank, not a hang.
+        with self.assertRaisesRegex(MPI.Exception, "rank 0 asked for a bad size"):
+            MPI.Win.Allocate_shared(-8 if self.node.rank == 0 else 8, comm=self.node)
+        win = MPI.Win.Allocate_shared(8, comm=self.node)  # the ranks are still in step
+        win.Free()
+
     def test_bad_rank(self):
         win = MPI.Win.Allocate_shared(8, comm=self.node)
         with self.assertRaises(MPI.Exception) as cm:
