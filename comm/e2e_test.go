@@ -192,8 +192,8 @@ func TestE2EManyRanks(t *testing.T) {
 		shm string
 	}{{32, "on"}, {32, "off"}, {64, "on"}, {128, "on"}} {
 		t.Run(fmt.Sprintf("np=%d/shm=%s", tc.np, tc.shm), func(t *testing.T) {
-			if tc.np > 64 && testing.Short() {
-				t.Skip("128 ranks are skipped with -short")
+			if tc.np > 64 {
+				e2e.NotShort(t, "jobs of 128 ranks")
 			}
 			r := runJob(t, 5*time.Minute, "-np", strconv.Itoa(tc.np), "-x", "PMRUN_SHM="+tc.shm, prog("scale"))
 			if r.code != 0 {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -8,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pmrun/pmrun/internal/e2e"
 )
 
 // TestStoppedByTerminal: a rank stopped for using the terminal (SIGTTIN)
@@ -62,9 +65,8 @@ func TestStoppedRankReported(t *testing.T) {
 // TestDeadJobsSharedMemoryReaped: a launcher removes what jobs whose
 // launcher died left in /dev/shm, and leaves live jobs' files alone.
 func TestDeadJobsSharedMemoryReaped(t *testing.T) {
-	if _, err := os.Stat(shmDir); err != nil {
-		t.Skip("no /dev/shm on this machine:", err)
-	}
+	_, err := os.Stat(shmDir)
+	e2e.Require(t, err == nil, fmt.Sprint("no /dev/shm on this machine: ", err))
 	suffix := strconv.Itoa(os.Getpid())
 	dead, live := "deadtest"+suffix, "livetest"+suffix
 	for _, job := range []string{dead, live} {

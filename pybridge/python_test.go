@@ -135,9 +135,7 @@ func runSuite(t *testing.T, module string, nps ...string) {
 // receive buffers of random wrong sizes between guard regions.
 func TestBufferSafety(t *testing.T) {
 	py := python(t)
-	if !hasNumpy(t, py) {
-		t.Skip("numpy is not installed for " + py)
-	}
+	e2e.Require(t, hasNumpy(t, py), "numpy is not installed for "+py)
 	for _, np := range []string{"2", "3"} {
 		t.Run("np"+np, func(t *testing.T) {
 			r := pmrun(t, "", "-np", np, "--timeout", "120s", "--python", py, "python/tests/test_buffers.py", "-v")
@@ -357,9 +355,7 @@ except MPI.Exception as e:
 // ranks that found nothing wrong waiting or going on with wrong data.
 func TestMismatchedCountsAbort(t *testing.T) {
 	py := python(t)
-	if !hasNumpy(t, py) {
-		t.Skip("numpy is not installed for " + py)
-	}
+	e2e.Require(t, hasNumpy(t, py), "numpy is not installed for "+py)
 	script := writeScript(t, "mismatch.py", `
 import numpy as np
 from mpi4py import MPI

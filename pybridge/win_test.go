@@ -1,22 +1,19 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/pmrun/pmrun/internal/e2e"
 )
 
 // TestSharedWindowSuite runs python/tests/test_win.py: node-shared windows,
 // pmrun.threads, and sends and receives from several Python threads at once.
 func TestSharedWindowSuite(t *testing.T) {
-	if !hasNumpy(t, python(t)) {
-		t.Skip("numpy is not installed for " + python(t))
-	}
+	e2e.Require(t, hasNumpy(t, python(t)), "numpy is not installed for "+python(t))
 	runSuite(t, "python/tests/test_win.py", "1", "2", "3", "4")
 }
 
@@ -24,9 +21,7 @@ func TestSharedWindowSuite(t *testing.T) {
 // 0's checksum of the array every rank filled a slice of.
 func TestSharedArrayExample(t *testing.T) {
 	py := python(t)
-	if !hasNumpy(t, py) {
-		t.Skip("numpy is not installed for " + py)
-	}
+	e2e.Require(t, hasNumpy(t, py), "numpy is not installed for "+py)
 	const perRank = 10000
 	for np := 1; np <= 4; np++ {
 		t.Run(fmt.Sprintf("np%d", np), func(t *testing.T) {
@@ -43,31 +38,7 @@ func TestSharedArrayExample(t *testing.T) {
 // startNode starts a `pmrun node` on loopback for t and returns its control
 // address; the node is stopped when t ends.
 func startNode(t *testing.T, name string) string {
-	t.Helper()
-	cmd := exec.Command(launcher(t), "node", "--bind", "127.0.0.1:0", "--control-port", "0", "--name", name,
-		"--work-dir", t.TempDir())
-	errs, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	timer := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
-	defer timer.Stop()
-	sc := bufio.NewScanner(errs)
-	for sc.Scan() {
-		if _, addr, ok := strings.Cut(sc.Text(), ", control "); ok {
-			go func() { // ends with the node's stderr
-				for sc.Scan() {
-				}
-			}()
-			return addr
-		}
-	}
-	t.Fatalf("node %s did not say its control address", name)
-	return ""
+	return e2e.StartNode(t, launcher(t), name)
 }
 
 // TestSharedWindowAcrossNodes: a window over ranks of two nodes fails on
@@ -109,9 +80,7 @@ print("rank %d: node window of %d ok" % (w.rank, node.size))
 // reports the times (a measurement, not asserted).
 func TestSharedWindowVsBcast(t *testing.T) {
 	py := python(t)
-	if !hasNumpy(t, py) {
-		t.Skip("numpy is not installed for " + py)
-	}
+	e2e.Require(t, hasNumpy(t, py), "numpy is not installed for "+py)
 	script := writeScript(t, "winbench.py", `
 import time
 import numpy as np

@@ -1,13 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/pmrun/pmrun/internal/e2e"
 
 	"github.com/pmrun/pmrun/node"
 )
@@ -15,31 +14,7 @@ import (
 // startNode starts a `pmrun node` on loopback for t and returns its control
 // address; the node is stopped when t ends.
 func startNode(t *testing.T, name string) string {
-	t.Helper()
-	cmd := exec.Command(bin.pmrun, "node", "--bind", "127.0.0.1:0", "--control-port", "0", "--name", name,
-		"--work-dir", t.TempDir())
-	errs, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	timer := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
-	defer timer.Stop()
-	sc := bufio.NewScanner(errs)
-	for sc.Scan() {
-		if _, addr, ok := strings.Cut(sc.Text(), ", control "); ok {
-			go func() {
-				for sc.Scan() { // drain, until the node ends
-				}
-			}()
-			return addr
-		}
-	}
-	t.Fatalf("node %s did not say its control address", name)
-	return ""
+	return e2e.StartNode(t, bin.pmrun, name)
 }
 
 // TestClusterFailureSaidOnce: a program a node cannot start, and an Abort

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pmrun/pmrun/internal/e2e"
 )
 
 var bin struct{ pmrun, dir string }
@@ -350,12 +352,8 @@ func python(t *testing.T) string {
 func require(t *testing.T, files ...string) {
 	t.Helper()
 	for _, f := range files {
-		if _, err := os.Stat(f); err != nil {
-			if os.Getenv("PMRUN_E2E") != "" {
-				t.Fatalf("PMRUN_E2E is set but %s is missing (run the tests with `make test`)", f)
-			}
-			t.Skipf("%s is missing (run `make test`)", f)
-		}
+		_, err := os.Stat(f)
+		e2e.Require(t, err == nil, f+" is missing (run the tests with `make test`)")
 	}
 }
 
