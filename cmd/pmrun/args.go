@@ -312,7 +312,7 @@ func (o *options) check(rest []string, set map[string]bool) error {
 	if set["N"] {
 		switch {
 		case o.remote():
-			return usageErrorf("-N (ranks per node) is for this machine only; on a cluster use -np with -H HOST:SLOTS or --map-by")
+			return usageErrorf("-N (ranks per node) is for this machine only; on a cluster use --ppn N (ranks per node), or -np with -H HOST:SLOTS or --map-by")
 		case o.perNode < 1:
 			return usageErrorf("-N %d: the number of ranks must be at least 1", o.perNode)
 		case !set["np"]:

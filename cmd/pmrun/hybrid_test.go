@@ -169,6 +169,7 @@ func TestHybridUsageErrors(t *testing.T) {
 		{[]string{"--docker", "--nodes", "2", "--ppn", "1", "-np", "3", "true"}, "-np 3 is more than --ppn 1 × 2 nodes = 2"},
 		{[]string{"-H", "a,b", "--ppn", "1", "--map-by", "node", "true"}, "--map-by node would deal them round-robin"},
 		{[]string{"-N", "2", "--ppn", "2", "true"}, "-N and --ppn both set ranks per node"},
+		{[]string{"-H", "a", "-N", "2", "true"}, "-N (ranks per node) is for this machine only; on a cluster use --ppn N"},
 		{[]string{"--threads", "0", "true"}, "--threads 0: each rank needs at least 1 thread"},
 		{[]string{"-x", "PMRUN_THREADS=many", "true"}, `PMRUN_THREADS="many": want a number of threads`},
 		{[]string{"--bind-to", "socket", "true"}, `--bind-to "socket": want core or none`},
