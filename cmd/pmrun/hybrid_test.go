@@ -183,7 +183,7 @@ func TestHybridUsageErrors(t *testing.T) {
 
 // TestPerNodeAgents: --ppn P with -H places P ranks on each agent in turn,
 // -np defaulting to P on every agent; a rank's threads are its share of its
-// agent's cores.
+// agent's cores; the launcher's GOMAXPROCS reaches the ranks.
 func TestPerNodeAgents(t *testing.T) {
 	hosts := startNode(t, "n0") + ":," + startNode(t, "n1") + ":"
 	threads := strconv.Itoa(max(1, runtime.NumCPU()/2))
@@ -202,6 +202,9 @@ func TestPerNodeAgents(t *testing.T) {
 			t.Errorf("-np 3 --ppn 2: rank %d on %s with %s threads, want %s with 1", n, p.node, p.threads, node)
 		}
 	}
+	t.Setenv("GOMAXPROCS", "1") // the launcher's, not the agents'
+	ranks, _ = runPlace(t, 2, "-H", hosts, "--ppn", "1", "--threads", "2")
+	checkThreads(t, "-H with GOMAXPROCS=1 in the launcher's environment", ranks, 2, 1)
 }
 
 // TestBindToCore: --bind-to core pins each rank to its threads' share of the
