@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+	"golang.org/x/sys/unix"
 )
 
 // agentJob is one job's part on an agent: its files, its ranks, and the
@@ -215,10 +216,8 @@ func (j *agentJob) startRank(python string, i, r int, stdin io.Reader, outputs *
 	cmd.Dir = j.dir
 	env := append(os.Environ(), sp.Env...)
 	env = append(env, PythonEnv(env, sp.NoMPI4py)...)
-	if !hasVar(env, "GOMAXPROCS") {
-		env = append(env, "GOMAXPROCS="+strconv.Itoa(max(1, j.a.cfg.Cores/len(sp.Ranks))))
-	}
-	cmd.Env = append(env,
+	threads := rankThreads(sp.Threads, j.a.cfg.Cores, len(sp.Ranks))
+	cmd.Env = append(threadEnv(env, threads),
 		"PMRUN_RANK="+strconv.Itoa(r),
 		"PMRUN_SIZE="+strconv.Itoa(sp.Size),
 		"PMRUN_LOCAL_RANK="+strconv.Itoa(i),
@@ -228,6 +227,14 @@ func (j *agentJob) startRank(python string, i, r int, stdin io.Reader, outputs *
 		"PMRUN_SECRET="+sp.Secret,
 		"PMRUN_NODE="+j.a.cfg.Name,
 	)
+	var bind *unix.CPUSet
+	if sp.BindCores {
+		cpus, err := allowedCPUs()
+		if err != nil {
+			return nil, fmt.Errorf("rank %d: %w", r, err)
+		}
+		bind = coreShare(cpus, i, threads)
+	}
 	var streams [2]net.Conn // the launcher's ends for stdout and stderr
 	for i := range streams {
 		st, err := j.sess.Open()
@@ -261,7 +268,7 @@ func (j *agentJob) startRank(python string, i, r int, stdin io.Reader, outputs *
 		}
 		closeAfter, stopStdin = append(closeAfter, rd), stop
 	}
-	err = j.sp.start(cmd, r, exits)
+	err = j.sp.start(cmd, r, bind, exits)
 	for _, c := range closeAfter {
 		c.Close()
 	}

@@ -55,6 +55,8 @@ type target struct {
 	name    string
 	control string
 	slots   int
+	cores   int // the cores it advertises
+	threads int // each of its ranks'
 	ranks   []int
 	sess    *yamux.Session
 	ctl     *jsonStream
@@ -86,7 +88,7 @@ func clusterNodes(ctx context.Context, spec *ClusterSpec) ([]*target, error) {
 			if slots <= 0 {
 				slots = self.Cores
 			}
-			ts = append(ts, &target{name: self.Name, control: addr, slots: max(slots, 1)})
+			ts = append(ts, &target{name: self.Name, control: addr, slots: max(slots, 1), cores: max(self.Cores, 1)})
 		}
 		return ts, nil
 	}
@@ -100,7 +102,7 @@ func clusterNodes(ctx context.Context, spec *ClusterSpec) ([]*target, error) {
 		var ts []*target
 		for _, m := range ms {
 			if m.State == "alive" && m.Control != "" {
-				ts = append(ts, &target{name: m.Name, control: m.Control, slots: max(m.Cores, 1)})
+				ts = append(ts, &target{name: m.Name, control: m.Control, slots: max(m.Cores, 1), cores: max(m.Cores, 1)})
 			}
 		}
 		if len(ts) == 0 {
@@ -111,14 +113,23 @@ func clusterNodes(ctx context.Context, spec *ClusterSpec) ([]*target, error) {
 	return nil, errors.Join(errs...)
 }
 
-// place assigns ranks 0..np-1 to nodes: by slot fills each node up to its
-// slots in order, by node deals them round-robin; past the slots of all
-// nodes, ranks are dealt round-robin again (oversubscribing).
-func place(ts []*target, np int, mapBy string) error {
+// ErrTooManyRanks is place's error when -np is more than --ppn ranks on
+// every node.
+var ErrTooManyRanks = errors.New("more ranks than --ppn on every node")
+
+// place assigns ranks 0..np-1 to nodes, in the order of their names. With
+// perNode > 0 each node gets perNode ranks in turn, np being at most perNode
+// on every node (0: exactly that many); otherwise by slot fills each node up
+// to its slots, by node deals them round-robin, and past the slots of all
+// nodes ranks are dealt round-robin again (oversubscribing). It returns np.
+func place(ts []*target, np, perNode int, mapBy string) (int, error) {
 	if len(ts) == 0 {
-		return errors.New("no nodes to run on")
+		return 0, errors.New("no nodes to run on")
 	}
 	sort.SliceStable(ts, func(i, j int) bool { return ts[i].name < ts[j].name })
+	if perNode > 0 {
+		return placePerNode(ts, np, perNode)
+	}
 	r := 0
 	if mapBy == "slot" || mapBy == "" {
 		for _, t := range ts {
@@ -131,13 +142,29 @@ func place(ts []*target, np int, mapBy string) error {
 			}
 		}
 	} else if mapBy != "node" {
-		return fmt.Errorf("--map-by %q: want slot or node", mapBy)
+		return 0, fmt.Errorf("--map-by %q: want slot or node", mapBy)
 	}
 	for i := 0; r < np; i++ {
 		ts[i%len(ts)].ranks = append(ts[i%len(ts)].ranks, r)
 		r++
 	}
-	return nil
+	return np, nil
+}
+
+// placePerNode gives each node of ts perNode of np ranks in turn (np 0: as
+// many as that makes).
+func placePerNode(ts []*target, np, perNode int) (int, error) {
+	if np == 0 {
+		np = perNode * len(ts)
+	}
+	if np > perNode*len(ts) {
+		return 0, fmt.Errorf("-np %d: %w (--ppn %d × %d nodes = %d)", np, ErrTooManyRanks, perNode, len(ts), perNode*len(ts))
+	}
+	for r := range np {
+		t := ts[r/perNode]
+		t.ranks = append(t.ranks, r)
+	}
+	return np, nil
 }
 
 // localAddrFor returns this machine's address on the route to addr.
@@ -163,8 +190,8 @@ type nodeEvent struct {
 // the job was aborted) and the output has been forwarded. Why a job failed is
 // said once on stderr, and again in the Result's Reason.
 func RunCluster(ctx context.Context, spec ClusterSpec, stdout, stderr io.Writer) (Result, error) {
-	if spec.NP < 1 {
-		return Result{}, fmt.Errorf("node: number of ranks %d must be >= 1", spec.NP)
+	if spec.NP < 1 && (spec.NP < 0 || spec.PerNode < 1) {
+		return Result{}, fmt.Errorf("node: number of ranks %d must be >= 1 (or 0 with PerNode)", spec.NP)
 	}
 	errSink, outSink := &lineSink{w: stderr}, &lineSink{w: stdout}
 	logf := spec.Logf
@@ -177,16 +204,24 @@ func RunCluster(ctx context.Context, spec ClusterSpec, stdout, stderr io.Writer)
 	if err != nil {
 		return Result{}, err
 	}
-	if err := place(ts, spec.NP, spec.MapBy); err != nil {
+	if spec.NP, err = place(ts, spec.NP, spec.PerNode, spec.MapBy); err != nil {
 		return Result{}, err
 	}
 	var used []*target
+	var ms []NodeMap
 	for _, t := range ts {
 		if len(t.ranks) > 0 {
+			t.threads = rankThreads(spec.Threads, t.cores, len(t.ranks))
 			used = append(used, t)
+			ms = append(ms, NodeMap{Node: t.name, Ranks: t.ranks, Threads: t.threads, Cores: t.cores})
 		}
 	}
 	ts = used
+	if spec.ShowMap {
+		var b bytes.Buffer
+		writeMap(&b, ms)
+		errSink.writeLine(nil, b.Bytes())
+	}
 
 	var bundle []byte
 	if spec.Ship || spec.Files != "" {
@@ -351,7 +386,7 @@ func (t *target) submit(spec ClusterSpec, jobID, secret, rdv string, bundle []by
 		Program: prog, Shipped: spec.Ship, Python: spec.Python, Args: spec.Args, Env: spec.Env,
 		Ranks: t.ranks, Size: spec.NP, Rendezvous: rdv, Secret: secret,
 		Stdin: spec.Stdin != nil && t.ranks[0] == 0, Requirements: spec.Requirements,
-		NoMPI4py: spec.NoMPI4py, Files: spec.Files != "",
+		NoMPI4py: spec.NoMPI4py, Files: spec.Files != "", Threads: t.threads, BindCores: spec.BindCores,
 	}
 	if err := writeRequest(st, &request{Op: "job", Job: jobID, Spec: rs}); err != nil {
 		return fmt.Errorf("node %s: %w", t.name, err)

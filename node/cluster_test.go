@@ -412,7 +412,7 @@ func TestPlace(t *testing.T) {
 		{5, "node", "a:[0 3] b:[1 4] c:[2]"},
 	} {
 		ts := mk()
-		if err := place(ts, tc.np, tc.mapBy); err != nil {
+		if _, err := place(ts, tc.np, 0, tc.mapBy); err != nil {
 			t.Fatal(err)
 		}
 		var got []string
@@ -423,8 +423,41 @@ func TestPlace(t *testing.T) {
 			t.Errorf("place(%d, %s) = %s, want %s", tc.np, tc.mapBy, g, tc.want)
 		}
 	}
-	if err := place(mk(), 2, "rack"); err == nil {
+	if _, err := place(mk(), 2, 0, "rack"); err == nil {
 		t.Error("map-by rack accepted")
+	}
+}
+
+// TestPlacePerNode: --ppn P gives each node P ranks in node order, whatever
+// its slots; -np defaults to P on every node and may not be more.
+func TestPlacePerNode(t *testing.T) {
+	mk := func() []*target {
+		return []*target{{name: "b", slots: 2}, {name: "a", slots: 1}, {name: "c", slots: 3}}
+	}
+	for _, tc := range []struct {
+		np, perNode, wantNP int
+		want                string
+	}{
+		{0, 2, 6, "a:[0 1] b:[2 3] c:[4 5]"},
+		{4, 2, 4, "a:[0 1] b:[2 3] c:[]"},
+		{0, 1, 3, "a:[0] b:[1] c:[2]"},
+	} {
+		ts := mk()
+		np, err := place(ts, tc.np, tc.perNode, "slot")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, x := range ts {
+			got = append(got, fmt.Sprintf("%s:%v", x.name, x.ranks))
+		}
+		if g := strings.Join(got, " "); g != tc.want || np != tc.wantNP {
+			t.Errorf("place(%d, ppn %d) = %d, %s; want %d, %s", tc.np, tc.perNode, np, g, tc.wantNP, tc.want)
+		}
+	}
+	_, err := place(mk(), 7, 2, "slot")
+	if !errors.Is(err, ErrTooManyRanks) || !strings.Contains(err.Error(), "-np 7") || !strings.Contains(err.Error(), "--ppn 2 × 3 nodes = 6") {
+		t.Errorf("-np 7 --ppn 2 on 3 nodes: %v", err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pmrun/pmrun/internal/rendezvous"
 )
@@ -36,6 +39,21 @@ type JobSpec struct {
 	TagOutput bool          // prefix every output line with "[rank] "
 	Timeout   time.Duration // abort the job after this long (0: no limit)
 	Stdin     io.Reader     // forwarded to rank 0 (nil: nothing)
+	// Threads is each rank's PMRUN_THREADS, and its GOMAXPROCS unless Env or
+	// the environment sets that; 0 gives each rank its share of its node's
+	// cores, at least 1.
+	Threads int
+	// PerNode is the ranks on each node: on agents, exactly that many per
+	// node, NP 0 meaning PerNode on every node; on this machine, ranks are
+	// grouped PerNode to a simulated node named HOST-K (K from 0), with its
+	// own PMRUN_LOCAL_RANK and PMRUN_LOCAL_SIZE. 0: by slots, one node here.
+	PerNode int
+	// BindCores pins each rank to its Threads CPUs of its node, in rank
+	// order (wrapping around when the ranks want more than there are).
+	BindCores bool
+	// ShowMap writes the job's placement (NodeMap) to stderr before the
+	// ranks start.
+	ShowMap bool
 	// Signals are forwarded to every rank; the job then ends with 128+signal
 	// unless the ranks exit 0. A second signal kills the ranks at once.
 	Signals <-chan os.Signal
@@ -88,22 +106,26 @@ func RunLocal(ctx context.Context, spec JobSpec, stdout, stderr io.Writer) (Resu
 	}
 	defer srv.Close()
 
-	host, _ := os.Hostname()
 	base := append(os.Environ(), spec.Env...)
-	if !hasVar(base, "GOMAXPROCS") {
-		// One rank per core is MPI's model: a Go rank gets its share of the
-		// node's cores, so that idle Ps of one rank do not wake threads that
-		// compete with the other ranks' spinning waiters.
-		base = append(base, "GOMAXPROCS="+strconv.Itoa(max(1, runtime.NumCPU()/spec.NP)))
-	}
 	base = append(base,
 		"PMRUN_SIZE="+strconv.Itoa(spec.NP),
-		"PMRUN_LOCAL_SIZE="+strconv.Itoa(spec.NP),
 		"PMRUN_JOB="+jobID,
 		"PMRUN_RENDEZVOUS="+srv.Addr(),
 		"PMRUN_SECRET="+hex.EncodeToString(secret),
-		"PMRUN_NODE="+host,
 	)
+	host, _ := os.Hostname()
+	nodes := localNodes(host, spec)
+	if spec.ShowMap {
+		var b bytes.Buffer
+		writeMap(&b, nodes)
+		errSink.writeLine(nil, b.Bytes())
+	}
+	var cpus []int
+	if spec.BindCores {
+		if cpus, err = allowedCPUs(); err != nil {
+			return Result{}, err
+		}
+	}
 
 	var outputs sync.WaitGroup // forwarders; done when every rank's pipes are drained
 	exits := make(chan exitEvent, spec.NP)
@@ -111,7 +133,18 @@ func RunLocal(ctx context.Context, spec JobSpec, stdout, stderr io.Writer) (Resu
 	defer sp.Close()
 	var stopStdin func()
 	for r := range spec.NP {
-		stop, err := startRank(sp, spec, r, base, outSink, errSink, &outputs, exits)
+		m := nodes[0]
+		if spec.PerNode > 0 {
+			m = nodes[r/spec.PerNode]
+		}
+		env := threadEnv(base, m.Threads)
+		env = append(env, "PMRUN_NODE="+m.Node, "PMRUN_LOCAL_SIZE="+strconv.Itoa(len(m.Ranks)),
+			"PMRUN_RANK="+strconv.Itoa(r), "PMRUN_LOCAL_RANK="+strconv.Itoa(r-m.Ranks[0]))
+		var bind *unix.CPUSet
+		if cpus != nil {
+			bind = coreShare(cpus, r, m.Threads)
+		}
+		stop, err := startRank(sp, spec, r, env, bind, outSink, errSink, &outputs, exits)
 		if err != nil {
 			sp.kill(syscall.SIGKILL)
 			for range r {
@@ -144,12 +177,38 @@ func RunLocal(ctx context.Context, spec JobSpec, stdout, stderr io.Writer) (Resu
 	return res, nil
 }
 
-// startRank starts rank r of spec with sp. Rank 0 reads spec.Stdin, if any,
-// through a pipe: stopStdin (nil for the others) ends that forwarding.
-func startRank(sp *spawner, spec JobSpec, r int, base []string, out, errs *lineSink, outputs *sync.WaitGroup,
-	exits chan<- exitEvent) (stopStdin func(), err error) {
+// localNodes is the placement of spec on this machine, host: one node, or
+// with PerNode the simulated nodes HOST-0, HOST-1... of PerNode ranks each,
+// which share the machine's cores.
+func localNodes(host string, spec JobSpec) []NodeMap {
+	per := spec.NP
+	if spec.PerNode > 0 {
+		per = spec.PerNode
+	}
+	count := (spec.NP + per - 1) / per
+	cores := max(1, runtime.NumCPU()/count)
+	var ms []NodeMap
+	for k := range count {
+		m := NodeMap{Node: host, Cores: cores}
+		if spec.PerNode > 0 {
+			m.Node = host + "-" + strconv.Itoa(k)
+		}
+		for r := k * per; r < min(spec.NP, (k+1)*per); r++ {
+			m.Ranks = append(m.Ranks, r)
+		}
+		m.Threads = rankThreads(spec.Threads, cores, len(m.Ranks))
+		ms = append(ms, m)
+	}
+	return ms
+}
+
+// startRank starts rank r of spec with sp, with environment env, on the
+// CPUs bind (nil: any). Rank 0 reads spec.Stdin, if any, through a pipe:
+// stopStdin (nil for the others) ends that forwarding.
+func startRank(sp *spawner, spec JobSpec, r int, env []string, bind *unix.CPUSet, out, errs *lineSink,
+	outputs *sync.WaitGroup, exits chan<- exitEvent) (stopStdin func(), err error) {
 	cmd := exec.Command(spec.Program, spec.Args...)
-	cmd.Env = append(base[:len(base):len(base)], "PMRUN_RANK="+strconv.Itoa(r), "PMRUN_LOCAL_RANK="+strconv.Itoa(r))
+	cmd.Env = env
 	var prefix []byte
 	if spec.TagOutput {
 		prefix = []byte("[" + strconv.Itoa(r) + "] ")
@@ -169,7 +228,7 @@ func startRank(sp *spawner, spec JobSpec, r int, base []string, out, errs *lineS
 		}
 		closeAfterStart, stopStdin = append(closeAfterStart, rd), stop
 	}
-	err = sp.start(cmd, r, exits)
+	err = sp.start(cmd, r, bind, exits)
 	for _, f := range closeAfterStart {
 		f.Close()
 	}

@@ -148,20 +148,22 @@ type request struct {
 
 // remoteSpec is the part of a job that one node runs.
 type remoteSpec struct {
-	Program      string   `json:"program"`          // shipped file name, or a command on the node
-	Shipped      bool     `json:"shipped"`          // the program arrives on the files stream
-	Python       string   `json:"python,omitempty"` // run Program as a script of this interpreter
-	Args         []string `json:"args"`             // after the program (or the script)
-	Env          []string `json:"env"`              // added to every rank's environment
-	Ranks        []int    `json:"ranks"`            // world ranks this node runs
-	Size         int      `json:"size"`             // ranks in the job
-	Rendezvous   string   `json:"rendezvous"`       // the launcher's rendezvous address
-	Secret       string   `json:"secret"`           // hex job secret
-	TagOutput    bool     `json:"tag_output"`       // (the launcher tags; kept for the record)
-	Stdin        bool     `json:"stdin"`            // rank 0 is here and its stdin follows
-	Requirements string   `json:"requirements"`     // pip requirements ("" none)
-	NoMPI4py     bool     `json:"no_mpi4py"`        // do not shim mpi4py
-	Files        bool     `json:"files"`            // a files bundle follows
+	Program      string   `json:"program"`              // shipped file name, or a command on the node
+	Shipped      bool     `json:"shipped"`              // the program arrives on the files stream
+	Python       string   `json:"python,omitempty"`     // run Program as a script of this interpreter
+	Args         []string `json:"args"`                 // after the program (or the script)
+	Env          []string `json:"env"`                  // added to every rank's environment
+	Ranks        []int    `json:"ranks"`                // world ranks this node runs
+	Size         int      `json:"size"`                 // ranks in the job
+	Rendezvous   string   `json:"rendezvous"`           // the launcher's rendezvous address
+	Secret       string   `json:"secret"`               // hex job secret
+	TagOutput    bool     `json:"tag_output"`           // (the launcher tags; kept for the record)
+	Stdin        bool     `json:"stdin"`                // rank 0 is here and its stdin follows
+	Requirements string   `json:"requirements"`         // pip requirements ("" none)
+	NoMPI4py     bool     `json:"no_mpi4py"`            // do not shim mpi4py
+	Files        bool     `json:"files"`                // a files bundle follows
+	Threads      int      `json:"threads,omitempty"`    // threads per rank (0: the node's cores / its ranks)
+	BindCores    bool     `json:"bind_cores,omitempty"` // pin each rank to its threads' share of the CPUs
 }
 
 // event is what an agent reports on a job's control stream, and what the

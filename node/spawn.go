@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // stopPoll is how often a spawner looks for stopped ranks.
@@ -88,9 +90,11 @@ func (s *spawner) Close() {
 	s.wg.Wait()
 }
 
-// start starts cmd as world rank rank, in a process group of its own, and
-// sends its end to exits.
-func (s *spawner) start(cmd *exec.Cmd, rank int, exits chan<- exitEvent) error {
+// start starts cmd as world rank rank, in a process group of its own, on the
+// CPUs bind (nil: any), and sends its end to exits. A child inherits the
+// CPUs of the thread that forks it: the spawner's thread takes bind's for the
+// fork, so the rank runs there from its first instruction, its threads too.
+func (s *spawner) start(cmd *exec.Cmd, rank int, bind *unix.CPUSet, exits chan<- exitEvent) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	s.mu.Lock()
 	defer s.mu.Unlock() // held across Start, so that kill sees every rank
@@ -98,7 +102,7 @@ func (s *spawner) start(cmd *exec.Cmd, rank int, exits chan<- exitEvent) error {
 		return errJobKilled
 	}
 	errc := make(chan error, 1)
-	s.starts <- func() { errc <- cmd.Start() }
+	s.starts <- func() { errc <- startOn(cmd, bind) }
 	if err := <-errc; err != nil {
 		return err
 	}
@@ -113,6 +117,22 @@ func (s *spawner) start(cmd *exec.Cmd, rank int, exits chan<- exitEvent) error {
 		exits <- exitEvent{rank: rank, pid: sp.pid, err: err, stop: stop}
 	}()
 	return nil
+}
+
+// startOn starts cmd from the calling thread, which has bind's CPUs meanwhile.
+func startOn(cmd *exec.Cmd, bind *unix.CPUSet) error {
+	if bind == nil {
+		return cmd.Start()
+	}
+	var old unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		return fmt.Errorf("reading the launcher's CPUs: %w", err)
+	}
+	if err := unix.SchedSetaffinity(0, bind); err != nil {
+		return fmt.Errorf("binding to CPUs: %w", err)
+	}
+	defer unix.SchedSetaffinity(0, &old)
+	return cmd.Start()
 }
 
 // kill signals every rank's process group, and no rank starts after it.

@@ -89,6 +89,10 @@ func (s *seconds) Set(v string) error {
 type options struct {
 	np        int
 	perNode   int // -N: ranks per node (0: not given)
+	ppn       int // --ppn: ranks per node, simulated nodes here (0: not given)
+	threads   int // --threads: threads per rank (0: the rank's share of its node's cores)
+	bindTo    string
+	showMap   bool
 	env       envList
 	tagOutput bool
 	compress  bool
@@ -132,12 +136,13 @@ type boolNoop struct{ noop }
 
 func (*boolNoop) IsBoolFlag() bool { return true }
 
-// mpirunNoops are mpirun's options that a pmrun job needs not: ranks are not
-// bound to cores, oversubscription and root are fine, MCA parameters are Open
-// MPI's. Each maps to whether it takes a value (mca takes two).
+// mpirunNoops are mpirun's options that a pmrun job needs not: a rank's
+// threads come from --threads, oversubscription and root are fine, MCA
+// parameters are Open MPI's. Each maps to whether it takes a value (mca takes
+// two).
 var mpirunNoops = map[string]int{
-	"oversubscribe": 0, "allow-run-as-root": 0, "report-bindings": 0, "display-map": 0,
-	"bind-to": 1, "c": 1, "cpus-per-proc": 1, "cpus-per-rank": 1,
+	"oversubscribe": 0, "allow-run-as-root": 0, "report-bindings": 0,
+	"c": 1, "cpus-per-proc": 1, "cpus-per-rank": 1,
 	"mca": 2, "gmca": 2,
 }
 
@@ -148,6 +153,10 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.IntVar(&o.np, "np", runtime.NumCPU(), "")
 	fs.IntVar(&o.np, "n", runtime.NumCPU(), "")
 	fs.IntVar(&o.perNode, "N", 0, "")
+	fs.IntVar(&o.ppn, "ppn", 0, "")
+	fs.IntVar(&o.threads, "threads", 0, "")
+	fs.StringVar(&o.bindTo, "bind-to", "none", "")
+	fs.BoolVar(&o.showMap, "display-map", false, "")
 	fs.Var(&o.env, "x", "")
 	fs.BoolVar(&o.tagOutput, "tag-output", false, "")
 	fs.BoolVar(&o.compress, "compress", false, "")
@@ -303,7 +312,7 @@ func (o *options) check(rest []string, set map[string]bool) error {
 	if set["N"] {
 		switch {
 		case o.remote():
-			return usageErrorf("-N (ranks per node) is for this machine only; on a cluster use -np with -H HOST:SLOTS or --map-by")
+			return usageErrorf("-N (ranks per node) is for this machine only; on a cluster use --ppn N (ranks per node), or -np with -H HOST:SLOTS or --map-by")
 		case o.perNode < 1:
 			return usageErrorf("-N %d: the number of ranks must be at least 1", o.perNode)
 		case !set["np"]:
@@ -357,7 +366,78 @@ func (o *options) check(rest []string, set map[string]bool) error {
 			return usageErrorf("--wdir %q: not a directory", o.wdir)
 		}
 	}
+	return o.checkHybrid(set)
+}
+
+// checkHybrid validates --ppn, --threads and --bind-to. With --ppn on agents
+// and no -np, np becomes 0: --ppn ranks on every node, once they are known.
+func (o *options) checkHybrid(set map[string]bool) error {
+	if !set["threads"] {
+		if v, ok := envValue(o.env, envThreads); ok {
+			set["threads"] = true
+			if err := setThreads(o, envThreads, v); err != nil {
+				return err
+			}
+		} else if v, ok := os.LookupEnv(envThreads); ok {
+			set["threads"] = true
+			if err := setThreads(o, envThreads+" (in the environment)", v); err != nil {
+				return err
+			}
+		}
+	}
+	if set["threads"] && o.threads < 1 {
+		return usageErrorf("--threads %d: each rank needs at least 1 thread", o.threads)
+	}
+	if o.bindTo != "none" && o.bindTo != "core" {
+		return usageErrorf("--bind-to %q: want core or none", o.bindTo)
+	}
+	if !set["ppn"] {
+		return nil
+	}
+	nodes := len(o.hostList)
+	switch {
+	case o.ppn < 1:
+		return usageErrorf("--ppn %d: a node needs at least 1 rank", o.ppn)
+	case set["N"]:
+		return usageErrorf("-N and --ppn both set ranks per node: give one")
+	case o.remote() && o.mapBy == "node":
+		return usageErrorf("--ppn %d places ranks node after node; --map-by node would deal them round-robin: give one", o.ppn)
+	case !o.remote() && !set["np"]:
+		return usageErrorf("--ppn %d on this machine groups the ranks into simulated nodes of %d: give -np too", o.ppn, o.ppn)
+	case o.docker:
+		nodes = o.nodes
+	}
+	if !set["np"] {
+		o.np = 0
+	} else if nodes > 0 && o.np > o.ppn*nodes {
+		return usageErrorf("-np %d is more than --ppn %d × %d nodes = %d", o.np, o.ppn, nodes, o.ppn*nodes)
+	}
 	return nil
+}
+
+// envThreads is the ranks' threads variable, which the launcher also takes as
+// --threads.
+const envThreads = "PMRUN_THREADS"
+
+// setThreads sets --threads from variable name's value v.
+func setThreads(o *options, name, v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return usageErrorf("%s=%q: want a number of threads, at least 1", name, v)
+	}
+	o.threads = n
+	return nil
+}
+
+// envValue returns the value of name in env (KEY=VALUE pairs), the last one.
+func envValue(env []string, name string) (string, bool) {
+	v, ok := "", false
+	for _, kv := range env {
+		if k, val, _ := strings.Cut(kv, "="); k == name {
+			v, ok = val, true
+		}
+	}
+	return v, ok
 }
 
 // pythonJob reports whether the words after the options run Python: a .py

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -44,6 +45,18 @@ pmrun's compatible module).
 options:
   -np N, -n N         number of ranks (default: the number of cores, %d)
   -N N                ranks per node: this machine is one node, so -np N
+  --threads T         threads per rank: each rank gets PMRUN_THREADS=T and
+                      GOMAXPROCS=T (unless GOMAXPROCS is set); default
+                      $PMRUN_THREADS, else the rank's share of its node's
+                      cores (cores / ranks on the node, at least 1)
+  --ppn P             ranks per node: with a cluster, P on each node in turn
+                      (-np defaults to P on every node); on this machine,
+                      ranks are grouped P to a simulated node HOST-K with its
+                      own PMRUN_NODE and PMRUN_LOCAL_RANK/SIZE (needs -np)
+  --display-map       print each node's ranks, threads and cores to stderr
+                      before the job starts
+  --bind-to core|none pin each rank to its threads' share of its node's CPUs
+                      (core), or let the kernel place it (none, default)
   -x VAR[=VALUE]      export VAR to every rank (repeatable); without VALUE,
                       the launcher's own value of VAR
   --tag-output        prefix every output line with [rank]
@@ -63,9 +76,8 @@ options:
   -h, --help          print this help
 
 mpirun options that a pmrun job needs not are accepted and ignored:
-  --oversubscribe, --allow-run-as-root, --bind-to X, --map-by X (on this
-  machine), -c N, --cpus-per-proc N, --mca KEY VALUE, --report-bindings,
-  --display-map
+  --oversubscribe, --allow-run-as-root, --map-by X (on this machine), -c N,
+  --cpus-per-proc N, --mca KEY VALUE, --report-bindings
 
 cluster options:
   --cluster ADDR[,ADDR]  run on the cluster the agent at ADDR (its control
@@ -129,10 +141,18 @@ func (o *options) prepare(stderr io.Writer) error {
 	if o.tagOutput {
 		o.env = append(o.env, "PMRUN_TAG_OUTPUT=1") // a Python rank then tags nothing itself
 	}
+	if v, ok := os.LookupEnv("GOMAXPROCS"); ok && o.remote() && !slices.ContainsFunc(o.env, isVar("GOMAXPROCS")) {
+		o.env = append(o.env, "GOMAXPROCS="+v) // the user's, on the nodes too
+	}
 	if o.wdir != "" {
 		return os.Chdir(o.wdir) // the ranks inherit it
 	}
 	return nil
+}
+
+// isVar returns a test of whether a KEY=VALUE pair sets name.
+func isVar(name string) func(kv string) bool {
+	return func(kv string) bool { return strings.HasPrefix(kv, name+"=") }
 }
 
 func main() {
@@ -183,6 +203,10 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		Timeout:   time.Duration(o.timeout),
 		Stdin:     stdin,
 		Signals:   sigs,
+		Threads:   o.threads,
+		PerNode:   o.ppn,
+		BindCores: o.bindTo == "core",
+		ShowMap:   o.showMap,
 	}
 	var res node.Result
 	if o.remote() {

@@ -158,8 +158,8 @@ func TestMpirunOptions(t *testing.T) {
 			t.Errorf("pmrun %v: status %d, stdout:\n%sstderr:\n%s", np, r.code, r.out, r.err)
 		}
 	}
-	noops := []string{"--oversubscribe", "--allow-run-as-root", "--bind-to", "core", "--map-by", "core", "-c", "1",
-		"--cpus-per-proc", "1", "--mca", "btl", "self,tcp", "--report-bindings", "--display-map", "-np", "2"}
+	noops := []string{"--oversubscribe", "--allow-run-as-root", "--map-by", "core", "-c", "1",
+		"--cpus-per-proc", "1", "--mca", "btl", "self,tcp", "--report-bindings", "-np", "2"}
 	r := pmrun(t, "", append(noops, echo...)...)
 	if r.code != 0 || r.err != "" || strings.Count(r.out, "\n") != 2 {
 		t.Errorf("mpirun's options: status %d, stdout:\n%sstderr:\n%s", r.code, r.out, r.err)

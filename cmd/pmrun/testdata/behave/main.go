@@ -7,7 +7,8 @@
 // receive from it fails), wait (every rank receives from any source), hold
 // DIR [chatty] (write DIR/RANK.pid holding "PID JOB", then receive from the
 // other of two ranks, which receives too: forever; with chatty, print lines
-// meanwhile).
+// meanwhile), place (print the rank's node, local rank and size, threads,
+// GOMAXPROCS and allowed CPUs, then pass its rank around a ring).
 package main
 
 import (
@@ -17,6 +18,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -98,6 +101,22 @@ func main() {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
+	case "place":
+		c, err := comm.World()
+		if err != nil {
+			panic(err)
+		}
+		status, _ := os.ReadFile("/proc/self/status")
+		cpus := regexp.MustCompile(`Cpus_allowed_list:\s*(\S+)`).FindSubmatch(status)
+		fmt.Printf("rank %s node %s local %s/%s threads %s gomaxprocs %d cpus %s\n", rank, os.Getenv("PMRUN_NODE"),
+			os.Getenv("PMRUN_LOCAL_RANK"), os.Getenv("PMRUN_LOCAL_SIZE"), os.Getenv("PMRUN_THREADS"), runtime.GOMAXPROCS(0), cpus[1])
+		n, r := c.Size(), c.Rank()
+		got, _, err := c.Sendrecv(context.Background(), []byte(rank), (r+1)%n, 0, nil, (r+n-1)%n, 0)
+		if err != nil {
+			panic(err)
+		}
+		fmt.Printf("rank %s: ring from %s\n", rank, got)
+		c.Close()
 	case "wait":
 		c, err := comm.World()
 		if err != nil {

@@ -1,0 +1,80 @@
+package node
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+
+	"golang.org/x/sys/unix"
+)
+
+// NodeMap is one node's part of a job: its ranks, the threads each gets and
+// the node's cores, as --display-map shows it.
+type NodeMap struct {
+	Node    string
+	Ranks   []int
+	Threads int
+	Cores   int
+}
+
+// rankThreads is the threads each of n ranks on a node of cores gets: want
+// when given, else the rank's share of the node's cores (at least 1).
+func rankThreads(want, cores, n int) int {
+	if want > 0 {
+		return want
+	}
+	return max(1, cores/max(n, 1))
+}
+
+// threadEnv returns env with PMRUN_THREADS=t and, unless env sets GOMAXPROCS,
+// GOMAXPROCS=t: a Go rank then runs as many threads as its share of cores, so
+// that idle Ps of one rank do not wake threads that compete with the other
+// ranks' spinning waiters.
+func threadEnv(env []string, t int) []string {
+	env = append(env[:len(env):len(env)], "PMRUN_THREADS="+strconv.Itoa(t))
+	if !hasVar(env, "GOMAXPROCS") {
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(t))
+	}
+	return env
+}
+
+// writeMap writes the job's placement as a table, one line per node.
+func writeMap(w io.Writer, ms []NodeMap) {
+	np := 0
+	for _, m := range ms {
+		np += len(m.Ranks)
+	}
+	fmt.Fprintf(w, "pmrun: job map: %d ranks on %d nodes\n", np, len(ms))
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tRANKS\tTHREADS\tCORES")
+	for _, m := range ms {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", m.Node, rankList(m.Ranks), m.Threads, m.Cores)
+	}
+	tw.Flush()
+}
+
+// allowedCPUs lists the CPUs this process may run on, in order.
+func allowedCPUs() ([]int, error) {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return nil, fmt.Errorf("node: reading this process's CPUs: %w", err)
+	}
+	var cpus []int
+	for c := range len(set) * 64 {
+		if set.IsSet(c) {
+			cpus = append(cpus, c)
+		}
+	}
+	return cpus, nil
+}
+
+// coreShare is the CPU set of the i-th rank of a node whose ranks get t CPUs
+// each of allowed, in order, wrapping around when they are more than the CPUs.
+func coreShare(allowed []int, i, t int) *unix.CPUSet {
+	var set unix.CPUSet
+	for j := range min(t, len(allowed)) {
+		set.Set(allowed[(i*t+j)%len(allowed)])
+	}
+	return &set
+}
