@@ -1,6 +1,7 @@
 package comm
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -108,10 +109,10 @@ func defaultSpin() time.Duration {
 	return time.Millisecond
 }
 
-// oversubscribed reports whether this node runs more of the job's ranks than
-// it has cores.
+// oversubscribed reports whether this machine runs more of the job's ranks
+// than it has cores (all the simulated nodes' ranks, when nodes are simulated).
 func oversubscribed() bool {
-	local, err := strconv.Atoi(os.Getenv("PMRUN_LOCAL_SIZE"))
+	local, err := strconv.Atoi(cmp.Or(os.Getenv(EnvHostSize), os.Getenv(EnvLocalSize)))
 	return err == nil && local > runtime.NumCPU()
 }
 

@@ -1,6 +1,8 @@
 package comm
 
 import (
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -55,5 +57,22 @@ func TestConfigFromEnvGoodValues(t *testing.T) {
 	}
 	if c.DialTimeout.Seconds() != 90 || c.ShmRing != 256<<10 || c.SharedMemory {
 		t.Fatalf("config %+v", c)
+	}
+}
+
+// TestOversubscribedSimulatedNodes: nodes simulated on one machine (pmrun
+// --ppn) count all the machine's ranks, not their node's, when deciding
+// whether waiting ranks must yield their core.
+func TestOversubscribedSimulatedNodes(t *testing.T) {
+	over := strconv.Itoa(runtime.NumCPU() + 1)
+	for _, tc := range []struct {
+		local, host string
+		want        bool
+	}{{"1", "", false}, {over, "", true}, {"1", over, true}, {"1", "1", false}} {
+		t.Setenv(EnvLocalSize, tc.local)
+		t.Setenv(EnvHostSize, tc.host)
+		if got := oversubscribed(); got != tc.want {
+			t.Errorf("local size %s, host size %q: oversubscribed %v, want %v", tc.local, tc.host, got, tc.want)
+		}
 	}
 }

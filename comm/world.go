@@ -20,10 +20,13 @@ import (
 
 // The environment a launcher gives each rank (see package node).
 const (
-	EnvRank       = "PMRUN_RANK"       // world rank of this process
-	EnvSize       = "PMRUN_SIZE"       // number of ranks in the job
-	EnvLocalRank  = "PMRUN_LOCAL_RANK" // rank among the job's ranks on this node
-	EnvLocalSize  = "PMRUN_LOCAL_SIZE" // number of the job's ranks on this node
+	EnvRank      = "PMRUN_RANK"       // world rank of this process
+	EnvSize      = "PMRUN_SIZE"       // number of ranks in the job
+	EnvLocalRank = "PMRUN_LOCAL_RANK" // rank among the job's ranks on this node
+	EnvLocalSize = "PMRUN_LOCAL_SIZE" // number of the job's ranks on this node
+	// EnvHostSize is the number of the job's ranks on this machine when it
+	// differs from EnvLocalSize: nodes simulated on one machine (pmrun --ppn).
+	EnvHostSize   = "PMRUN_HOST_SIZE"
 	EnvJob        = "PMRUN_JOB"        // job id
 	EnvRendezvous = "PMRUN_RENDEZVOUS" // host:port of the launcher's rendezvous service
 	EnvSecret     = "PMRUN_SECRET"     // hex job secret that every connection proves

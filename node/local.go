@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pmrun/pmrun/comm"
 	"github.com/pmrun/pmrun/internal/rendezvous"
 )
 
@@ -139,6 +140,7 @@ func RunLocal(ctx context.Context, spec JobSpec, stdout, stderr io.Writer) (Resu
 		}
 		env := threadEnv(base, m.Threads)
 		env = append(env, "PMRUN_NODE="+m.Node, "PMRUN_LOCAL_SIZE="+strconv.Itoa(len(m.Ranks)),
+			comm.EnvHostSize+"="+strconv.Itoa(spec.NP), // simulated nodes share this machine
 			"PMRUN_RANK="+strconv.Itoa(r), "PMRUN_LOCAL_RANK="+strconv.Itoa(r-m.Ranks[0]))
 		var bind *unix.CPUSet
 		if cpus != nil {
