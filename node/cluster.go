@@ -363,6 +363,7 @@ func RunCluster(ctx context.Context, spec ClusterSpec, stdout, stderr io.Writer)
 		t.sess.Close() // ends the output acceptors of nodes lost mid-stream
 	}
 	waitTimeout(&outputs, 2*time.Second)
+	sv.report()
 	return res, nil
 }
 

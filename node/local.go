@@ -176,6 +176,7 @@ func RunLocal(ctx context.Context, spec JobSpec, stdout, stderr io.Writer) (Resu
 	// Every rank has exited; whatever still holds their pipes (a grandchild)
 	// gets a moment, then the launcher stops waiting for it.
 	waitTimeout(&outputs, 2*time.Second)
+	sv.report()
 	return res, nil
 }
 

@@ -27,6 +27,24 @@ type supervisor struct {
 	// waits (BlameWait) for one of the ranks it lost to fail.
 	consequences []rendezvous.AbortRequest
 	interrupted  bool // by a signal, which every rank got: no rank is to blame
+
+	// verdict holds the lines that say how the job failed; report prints
+	// them once the ranks' output is drained, so that they come after what
+	// the failing rank wrote (its traceback) instead of racing it.
+	verdict []string
+}
+
+// say records a line of the verdict.
+func (s *supervisor) say(format string, args ...any) {
+	s.verdict = append(s.verdict, fmt.Sprintf(format, args...))
+}
+
+// report prints the verdict; the caller has drained the ranks' output.
+func (s *supervisor) report() {
+	for _, l := range s.verdict {
+		s.logf("%s", l)
+	}
+	s.verdict = nil
 }
 
 // abort records the job's first failure and asks every rank to stop. The end
@@ -41,7 +59,7 @@ func (s *supervisor) abort(code, rank int, reason string) {
 
 func (s *supervisor) fail(code, rank int, reason string) {
 	s.res = Result{ExitCode: code, Reason: reason, Rank: rank}
-	s.logf("pmrun: %s", reason)
+	s.say("pmrun: %s", reason)
 	s.kill(syscall.SIGTERM)
 }
 
@@ -98,11 +116,11 @@ func (s *supervisor) summarise() {
 	}
 	switch len(lost) {
 	case 0:
-		s.logf("pmrun: %s stopped as a consequence", who)
+		s.say("pmrun: %s stopped as a consequence", who)
 	case 1:
-		s.logf("pmrun: %s stopped as a consequence: %s lost rank %d", who, they, lost[0])
+		s.say("pmrun: %s stopped as a consequence: %s lost rank %d", who, they, lost[0])
 	default:
-		s.logf("pmrun: %s stopped as a consequence: %s lost ranks %s", who, they, rankList(lost))
+		s.say("pmrun: %s stopped as a consequence: %s lost ranks %s", who, they, rankList(lost))
 	}
 }
 

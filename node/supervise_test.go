@@ -66,6 +66,7 @@ func (j *fakeJob) run(np int, signals <-chan os.Signal) (Result, string) {
 		}
 		return true
 	})
+	sv.report()
 	return res, strings.Join(j.log, "\n")
 }
 
