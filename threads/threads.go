@@ -29,12 +29,18 @@ const checkEvery = 64
 func eachIndex(ctx context.Context, n int, body func(i int) error, o *options) *loop {
 	l := newLoop(ctx, n, o)
 	l.body = func(lo, hi int) error {
-		for i := lo; i < hi; i++ {
-			if l.stop.Load() || ((i-lo)%checkEvery == checkEvery-1 && l.stopped()) {
-				return nil
+		for lo < hi {
+			end := min(hi, lo+checkEvery)
+			for i := lo; i < end; i++ {
+				if l.stop.Load() {
+					return nil
+				}
+				if err := body(i); err != nil {
+					return err
+				}
 			}
-			if err := body(i); err != nil {
-				return err
+			if lo = end; lo < hi && l.stopped() {
+				return nil
 			}
 		}
 		return nil
