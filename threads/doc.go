@@ -30,7 +30,10 @@
 // Every call takes ctx first and options after its body. The first error stops
 // the call (no body starts after it) and is returned; a panic in a body is
 // recovered in the goroutine that ran it and returned as a *PanicError
-// carrying that goroutine's stack. Calls on a closed pool return ErrClosed.
+// carrying that goroutine's stack. A body that calls runtime.Goexit (as
+// testing.T.FailNow does) fails its call too, and ends the worker it ran on:
+// the pool runs on with one goroutine fewer. Calls on a closed pool return
+// ErrClosed.
 //
 // # Pairing with comm
 //

@@ -3,10 +3,15 @@ package threads
 import (
 	"errors"
 	"fmt"
+	"runtime/debug"
 )
 
 // ErrClosed is returned by every call on a pool after Close.
 var ErrClosed = errors.New("threads: pool is closed")
+
+// errGoexit is the error of a call whose body ended its goroutine with
+// runtime.Goexit (as testing.T.FailNow does) on a worker.
+var errGoexit = errors.New("threads: a body called runtime.Goexit")
 
 // PanicError is returned by the call whose body panicked: the panic is
 // recovered in the goroutine that ran the body and reaches the caller as an
@@ -29,4 +34,17 @@ func (e *PanicError) Error() string {
 func (e *PanicError) Unwrap() error {
 	err, _ := e.Value.(error)
 	return err
+}
+
+// ended turns the way a body ended into an error: v, what recover returned,
+// into a *PanicError carrying the stack (call it from the deferred function);
+// not having returned without a panic (runtime.Goexit) into errGoexit.
+func ended(v any, returned bool) error {
+	switch {
+	case v != nil:
+		return &PanicError{Value: v, Stack: debug.Stack()}
+	case !returned:
+		return errGoexit
+	}
+	return nil
 }

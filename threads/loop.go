@@ -3,7 +3,6 @@ package threads
 import (
 	"context"
 	"fmt"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 )
@@ -91,17 +90,25 @@ func (l *loop) more() bool {
 }
 
 // help claims and runs pieces until there are none left or the loop stops. A
-// panic in the body ends this goroutine's help and becomes the call's error.
+// panic in the body ends this goroutine's help and becomes the call's error,
+// and so does a body's runtime.Goexit, which would otherwise lose its piece.
 func (l *loop) help() {
+	returned := false
 	defer func() {
-		if v := recover(); v != nil {
-			l.fail(&PanicError{Value: v, Stack: debug.Stack()})
+		if err := ended(recover(), returned); err != nil {
+			l.fail(err)
 		}
 	}()
 	if l.policy == Static {
 		l.helpStatic()
-		return
+	} else {
+		l.helpClaimed()
 	}
+	returned = true
+}
+
+// helpClaimed runs Dynamic and Guided pieces.
+func (l *loop) helpClaimed() {
 	for !l.stopped() {
 		lo, hi, ok := l.claim()
 		if !ok {

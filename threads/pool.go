@@ -99,7 +99,8 @@ func New(n int) *Pool {
 func (p *Pool) Size() int { return p.size }
 
 // Close waits for the work already started to finish and for the workers to
-// exit; later calls return ErrClosed. Close is idempotent.
+// exit; later calls return ErrClosed. Close is idempotent. It must not be
+// called from a body running on the pool, which it would wait for.
 func (p *Pool) Close() error {
 	if p.err != nil {
 		return nil
@@ -129,22 +130,40 @@ func (p *Pool) usable() error {
 // the outer work they belong to), and parks when there are none.
 func (p *Pool) worker() {
 	defer p.wg.Done()
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	for {
-		for len(p.open) == 0 && !p.closed {
-			p.cond.Wait()
-		}
-		if len(p.open) == 0 {
+		j := p.take()
+		if j == nil {
 			return
 		}
-		j := p.open[len(p.open)-1]
-		j.active++
-		p.mu.Unlock()
-		j.help()
+		p.helpWith(j)
+	}
+}
+
+// take waits for a listed job and joins it, or returns nil once the pool is
+// closed and no job is left.
+func (p *Pool) take() *job {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for len(p.open) == 0 && !p.closed {
+		p.cond.Wait()
+	}
+	if len(p.open) == 0 {
+		return nil
+	}
+	j := p.open[len(p.open)-1]
+	j.active++
+	return j
+}
+
+// helpWith runs j's help and leaves j, even if a body ends the goroutine
+// with runtime.Goexit.
+func (p *Pool) helpWith(j *job) {
+	defer func() {
 		p.mu.Lock()
 		p.leave(j)
-	}
+		p.mu.Unlock()
+	}()
+	j.help()
 }
 
 // leave records that a worker's help returned: the job has nothing left to

@@ -3,7 +3,6 @@ package threads
 import (
 	"context"
 	"fmt"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 )
@@ -88,7 +87,7 @@ func (s *Scope) Go(f func(ctx context.Context) error) {
 func (s *Scope) call(fn func(*Scope) error) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			err = &PanicError{Value: v, Stack: debug.Stack()}
+			err = ended(v, true)
 		}
 	}()
 	return fn(s)
@@ -121,14 +120,16 @@ func (s *Scope) run(f func(context.Context) error) {
 	if s.ctx.Err() != nil {
 		return
 	}
+	returned := false
 	defer func() {
-		if v := recover(); v != nil {
-			s.fail(&PanicError{Value: v, Stack: debug.Stack()})
+		if err := ended(recover(), returned); err != nil {
+			s.fail(err)
 		}
 	}()
 	if err := f(s.ctx); err != nil {
 		s.fail(err)
 	}
+	returned = true
 }
 
 // fail records err as the scope's result if it is the first and cancels the

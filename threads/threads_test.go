@@ -514,3 +514,107 @@ func TestDefaultSize(t *testing.T) {
 		t.Errorf("PMRUN_THREADS unset: %d, %v; want GOMAXPROCS %d", n, err, runtime.GOMAXPROCS(0))
 	}
 }
+
+// onWorker reports whether the calling goroutine is one of a pool's workers.
+func onWorker() bool {
+	buf := make([]byte, 64<<10)
+	return strings.Contains(string(buf[:runtime.Stack(buf, false)]), "threads.(*Pool).worker")
+}
+
+func TestGoexitInABody(t *testing.T) {
+	p := New(2)
+	defer p.Close()
+	// Two blocks (then two tasks), which meet at their first iteration, so
+	// that the caller runs one and the worker the other; the worker's ends
+	// its goroutine.
+	var both sync.WaitGroup
+	both.Add(2)
+	err := For(context.Background(), 1000, func(i int) error {
+		if i == 0 || i == 500 {
+			both.Done()
+			both.Wait()
+			if onWorker() {
+				runtime.Goexit()
+			}
+		}
+		return nil
+	}, Schedule(Static, 0), OnPool(p))
+	if !errors.Is(err, errGoexit) {
+		t.Fatalf("For = %v, want %v", err, errGoexit)
+	}
+	p = New(2) // the first one lost its worker
+	defer p.Close()
+	both.Add(2)
+	err = p.Scope(context.Background(), func(s *Scope) error {
+		for range 2 {
+			s.Go(func(context.Context) error {
+				both.Done()
+				both.Wait()
+				if onWorker() {
+					runtime.Goexit()
+				}
+				return nil
+			})
+		}
+		return nil
+	})
+	if !errors.Is(err, errGoexit) {
+		t.Fatalf("Scope = %v, want %v", err, errGoexit)
+	}
+}
+
+func TestConcurrentCallers(t *testing.T) {
+	p := newPool(t, 3)
+	const callers, n = 4, 5000
+	counts := make([]atomic.Int32, callers*n)
+	errs := make(chan error, callers)
+	var wg sync.WaitGroup
+	for c := range callers {
+		wg.Go(func() {
+			errs <- For(context.Background(), n, func(i int) error {
+				counts[c*n+i].Add(1)
+				return nil
+			}, Schedule(Dynamic, 7), OnPool(p))
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkOnce(t, counts)
+}
+
+func TestMixedNesting(t *testing.T) {
+	ctx := context.Background()
+	for size := 1; size <= 4; size++ {
+		p := newPool(t, size)
+		var leaves atomic.Int32
+		err := p.Scope(ctx, func(s *Scope) error {
+			for range 4 {
+				s.Go(func(ctx context.Context) error {
+					return Join(ctx, func(ctx context.Context) error {
+						return For(ctx, 10, func(int) error {
+							return p.Scope(ctx, func(s *Scope) error {
+								s.Go(func(context.Context) error { leaves.Add(1); return nil })
+								return nil
+							})
+						}, OnPool(p))
+					}, func(ctx context.Context) error {
+						_, err := Reduce(ctx, 10, 0, func(lo, hi, acc int) int {
+							leaves.Add(int32(hi - lo))
+							return acc
+						}, func(a, b int) int { return a + b }, OnPool(p))
+						return err
+					}, OnPool(p))
+				})
+			}
+			return nil
+		})
+		if err != nil || leaves.Load() != 4*20 {
+			t.Fatalf("size %d: %v after %d leaves, want 80", size, err, leaves.Load())
+		}
+	}
+}
