@@ -19,10 +19,13 @@
 #                p2ptcp = pmrun with shared memory off, i.e. its TCP path,
 #                coll = the collectives at each of COLL_NP, py_p2p, py_coll,
 #                py_startup = the Python benchmarks: the same mpi4py script
-#                under pmrun and under mpirun with Debian's python3-mpi4py)
+#                under pmrun and under mpirun with Debian's python3-mpi4py,
+#                threads = the threads package's loops against the same loops
+#                in C with OpenMP, in one process of THREADS threads)
 #   P2P_ARGS     extra arguments for both p2p programs (-test, -sizes, -iters)
 #   COLL_ARGS    extra arguments for both coll programs (-ops, -sizes)
 #   COLL_NP      rank counts of the collective benchmarks (default "2 4 8")
+#   THREADS      threads of the threads benchmark (default: nproc)
 #   PY           the Python interpreter of the Python benchmarks (/usr/bin/python3,
 #                which has numpy and mpi4py from Debian)
 #   RUN_TIMEOUT  seconds after which one run is killed and counted as failed (600)
@@ -94,6 +97,12 @@ build_coll() {
   mkdir -p bench/bin
   mpicc -O2 -Wall -o bench/bin/osu_coll bench/osu/coll.c
   go build -o bench/bin/coll ./bench/coll
+}
+
+build_threads() {
+  mkdir -p bench/bin
+  gcc -O2 -Wall -fopenmp -o bench/bin/omp_threads bench/threads/omp/omp.c
+  go build -o bench/bin/threads ./bench/threads
 }
 
 # selected NAME reports whether BENCHES asks for benchmark NAME.
@@ -206,6 +215,14 @@ main() {
     run_pair py_startup 8 "mpi4py+Open MPI" "py_" \
       -- env PY="$PY" bench/py/startup.sh "${PMRUN[@]}" \
       -- env PY="$PY" bench/py/startup.sh "${MPIRUN[@]}"
+  fi
+
+  if selected threads; then
+    build_threads
+    local nt=${THREADS:-$(nproc)}
+    run_pair threads 1 "OpenMP" "" \
+      -- env PMRUN_THREADS="$nt" bench/bin/threads \
+      -- env OMP_NUM_THREADS="$nt" bench/bin/omp_threads
   fi
 
   python3 bench/summarize.py "$BENCH_OUT"
