@@ -2,6 +2,7 @@ package comm_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -47,4 +48,28 @@ func TestMultithreadStress(t *testing.T) {
 		}
 		t.Logf("%d messages checked", total)
 	})
+}
+
+// TestE2EMultithread runs the traffic of TestMultithreadStress between the
+// processes of a real job, through shared memory and over TCP.
+func TestE2EMultithread(t *testing.T) {
+	_, prog := e2eBinaries(t)
+	rounds := 100
+	if testing.Short() {
+		rounds = 10
+	}
+	for _, shm := range []string{"on", "off"} {
+		t.Run("shm="+shm, func(t *testing.T) {
+			r := runJob(t, 3*time.Minute, "-np", "4", "-x", "PMRUN_SHM="+shm, "-x", "PMRUN_EAGER_LIMIT=1k", "-x", "PMRUN_SHM_EAGER_LIMIT=1k",
+				prog("multithread"), "-rounds", strconv.Itoa(rounds), "-eager", "1024")
+			if r.code != 0 {
+				t.Fatalf("job failed (status %d)\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+			}
+			total := receivedTotal(r.stdout)
+			if want := multithreadStress(rounds).Messages(4); total != want {
+				t.Fatalf("ranks received %d messages in all, want %d\n%s", total, want, r.stdout)
+			}
+			t.Logf("%d messages verified in %v", total, r.elapsed.Round(time.Millisecond))
+		})
+	}
 }
