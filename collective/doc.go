@@ -15,6 +15,25 @@
 // communicator sequence, so it never matches user point-to-point messages and
 // two nonblocking collectives in flight on one communicator never cross.
 //
+// Collectives may be called from many goroutines at once, as everything in
+// package comm (MPI_THREAD_MULTIPLE), within the rule above: the calls on one
+// communicator must come in the same order on every rank, which goroutines
+// racing on one communicator do not ensure. Give each goroutine that runs
+// collectives a communicator of its own (comm.Comm.Dup, called before the
+// goroutines start), or take the slots in order with Reserve and pass each
+// goroutine its context:
+//
+//	d1, _ := c.Dup(ctx) // collective: the same order on every rank
+//	d2, _ := c.Dup(ctx)
+//	go func() { errs <- collective.Allreduce(ctx, d1, local, sum, collective.Sum[float64]()) }()
+//	go func() { errs <- collective.Bcast(ctx, d2, 0, params) }()
+//
+//	a, b := collective.Reserve(ctx, c), collective.Reserve(ctx, c)
+//	go func() { errs <- collective.Allreduce(a, c, local, sum, collective.Sum[float64]()) }()
+//	go func() { errs <- collective.Bcast(b, c, 0, params) }()
+//
+// Point-to-point traffic on a communicator may run alongside its collectives.
+//
 // Each family has several algorithms (one file each), chosen per call in
 // select.go by message size, communicator size, commutativity of the op and
 // node layout: binomial trees and recursive doubling for small messages; scatter

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -315,20 +316,21 @@ func (c *Comm) create(ctx context.Context, color, key int) (*Comm, error) {
 	if c.closed.Load() {
 		return nil, ErrClosed
 	}
-	c.e.mu.Lock()
-	proposal := c.e.nextCtx
-	c.e.mu.Unlock()
-	all, err := c.allgatherInts(ctx, int64(color), int64(key), int64(proposal))
+	var all [][]int64
+	cid, err := c.newContext(func(proposal int64) (int64, error) {
+		var err error
+		if all, err = c.allgatherInts(ctx, int64(color), int64(key), proposal); err != nil {
+			return 0, err
+		}
+		agreed := int64(0)
+		for _, v := range all {
+			agreed = agreeOn(agreed, v[2])
+		}
+		return agreed, nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("comm: creating communicator: %w", err)
 	}
-	cid := uint32(0)
-	for _, v := range all {
-		cid = max(cid, uint32(v[2]))
-	}
-	c.e.mu.Lock()
-	c.e.nextCtx = max(c.e.nextCtx, cid+1)
-	c.e.mu.Unlock()
 	if color < 0 {
 		return nil, nil
 	}
@@ -372,41 +374,95 @@ func (c *Comm) CreateGroup(ctx context.Context, ranks []int) (*Comm, error) {
 		}
 		group[i] = c.group[r]
 	}
-	c.e.mu.Lock()
-	proposal := c.e.nextCtx
-	c.e.mu.Unlock()
-	// The members agree on the largest proposal: the lowest-ranked member
-	// gathers them and answers.
-	var buf [8]byte
-	leader := ranks[0]
-	cid := uint64(proposal)
-	if c.rank == leader {
+	// The members agree on a proposal: the lowest-ranked member gathers them
+	// and answers.
+	cid, err := c.newContext(func(proposal int64) (int64, error) {
+		var buf [8]byte
+		leader := ranks[0]
+		if c.rank != leader {
+			binary.LittleEndian.PutUint64(buf[:], uint64(proposal))
+			if err := c.Send(ctx, leader, tagGroup, buf[:]); err != nil {
+				return 0, err
+			}
+			_, err := c.RecvInto(ctx, leader, tagGroup, buf[:])
+			return int64(binary.LittleEndian.Uint64(buf[:])), err
+		}
 		for _, r := range ranks[1:] {
 			if _, err := c.RecvInto(ctx, r, tagGroup, buf[:]); err != nil {
-				return nil, fmt.Errorf("comm: CreateGroup: %w", err)
+				return 0, err
 			}
-			cid = max(cid, binary.LittleEndian.Uint64(buf[:]))
+			proposal = agreeOn(proposal, int64(binary.LittleEndian.Uint64(buf[:])))
 		}
-		binary.LittleEndian.PutUint64(buf[:], cid)
+		binary.LittleEndian.PutUint64(buf[:], uint64(proposal))
 		for _, r := range ranks[1:] {
 			if err := c.Send(ctx, r, tagGroup, buf[:]); err != nil {
-				return nil, fmt.Errorf("comm: CreateGroup: %w", err)
+				return 0, err
 			}
 		}
-	} else {
-		binary.LittleEndian.PutUint64(buf[:], cid)
-		if err := c.Send(ctx, leader, tagGroup, buf[:]); err != nil {
-			return nil, fmt.Errorf("comm: CreateGroup: %w", err)
-		}
-		if _, err := c.RecvInto(ctx, leader, tagGroup, buf[:]); err != nil {
-			return nil, fmt.Errorf("comm: CreateGroup: %w", err)
-		}
-		cid = binary.LittleEndian.Uint64(buf[:])
+		return proposal, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("comm: CreateGroup: %w", err)
 	}
-	c.e.mu.Lock()
-	c.e.nextCtx = max(c.e.nextCtx, uint32(cid)+1)
-	c.e.mu.Unlock()
-	return newComm(c.e, uint32(cid), group), nil
+	return newComm(c.e, cid, group), nil
+}
+
+// newContext picks the context id of a communicator being created from c.
+// agree exchanges this rank's proposal with the other members and returns
+// what they agreed on, by agreeOn: -1 when some member passed.
+//
+// Creations may run at once on different goroutines (on different parents:
+// those on one parent come in the same order on every rank), so proposing a
+// rank's next free id is not enough: two creations would both propose it and
+// agree on the same id. A rank lets one creation at a time propose, the
+// pending one with the lowest parent id once no round is under way; the others
+// pass, and every member retries until a round in which all proposed. The
+// pending creation with the lowest parent id thus succeeds on every member
+// after at most one failed round, and two creations that share a member never
+// get the same id there, since each round that succeeds moves the member's
+// next free id past the one agreed.
+func (c *Comm) newContext(agree func(proposal int64) (int64, error)) (uint32, error) {
+	e := c.e
+	e.mu.Lock()
+	e.creating = append(e.creating, c.cid)
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		i := slices.Index(e.creating, c.cid)
+		e.creating = slices.Delete(e.creating, i, i+1)
+		e.mu.Unlock()
+	}()
+	for {
+		e.mu.Lock()
+		mine := !e.proposing && c.cid == slices.Min(e.creating)
+		proposal := int64(-1)
+		if mine {
+			e.proposing, proposal = true, int64(e.nextCtx)
+		}
+		e.mu.Unlock()
+		agreed, err := agree(proposal)
+		if mine {
+			e.mu.Lock()
+			e.proposing = false
+			if err == nil && agreed >= 0 {
+				e.nextCtx = max(e.nextCtx, uint32(agreed)+1)
+			}
+			e.mu.Unlock()
+		}
+		if err != nil || agreed >= 0 {
+			return uint32(agreed), err
+		}
+		runtime.Gosched() // let the creation that proposes here run
+	}
+}
+
+// agreeOn folds a member's proposal into the agreement so far: the largest
+// proposal, or -1 once a member passed.
+func agreeOn(agreed, proposal int64) int64 {
+	if agreed < 0 || proposal < 0 {
+		return -1
+	}
+	return max(agreed, proposal)
 }
 
 // Dup returns a communicator with the same ranks as c and its own context: messages

@@ -25,6 +25,22 @@
 // by Dup and Split have their own context, so their traffic never mixes with the
 // parent's.
 //
+// Communicators may be used from many goroutines at once: any call on
+// any communicator may come from any goroutine, concurrently with other calls
+// on the same or other communicators (MPI_THREAD_MULTIPLE, the thread level the
+// Python layer's Init_thread and Query_thread report). Ordering is MPI's for
+// threads: non-overtaking holds per sending goroutine, communicator and tag.
+// The messages one goroutine sends to one rank on one communicator with one tag
+// match receives in the order it sent them, and the receives one goroutine posts
+// are matched in the order it posted them; messages that different goroutines
+// of a rank send to one destination on the same communicator and tag have no
+// defined relative order. Dup, Split, SplitByNode and CreateGroup are
+// collective, so every rank must call them on a communicator in the same
+// order: make the communicators goroutines will use before starting them. A
+// goroutine with a communicator (or tags) of its own sees exactly the
+// single-goroutine semantics. Close ends a communicator for all its goroutines;
+// call it once they are done.
+//
 // Every blocking call takes a context: cancelling it withdraws the operation and
 // returns an error wrapping ctx.Err(). Errors of rank-addressed calls are
 // *RankError values naming the operation, rank and tag; a peer that died or

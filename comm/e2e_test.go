@@ -92,6 +92,16 @@ func runJob(t *testing.T, timeout time.Duration, args ...string) result {
 	return result{out.String(), errb.String(), cmd.ProcessState.ExitCode(), time.Since(start)}
 }
 
+// receivedTotal adds up the "received N messages" lines of a job's ranks.
+func receivedTotal(stdout string) int {
+	total := 0
+	for _, m := range regexp.MustCompile(`received (\d+) messages`).FindAllStringSubmatch(stdout, -1) {
+		n, _ := strconv.Atoi(m[1])
+		total += n
+	}
+	return total
+}
+
 func TestE2EStress(t *testing.T) {
 	e2e.NotShort(t, "the 100,000-message stress test")
 	_, prog := e2eBinaries(t)
@@ -102,11 +112,7 @@ func TestE2EStress(t *testing.T) {
 			if r.code != 0 {
 				t.Fatalf("stress job failed (status %d)\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 			}
-			total := 0
-			for _, m := range regexp.MustCompile(`received (\d+) messages`).FindAllStringSubmatch(r.stdout, -1) {
-				n, _ := strconv.Atoi(m[1])
-				total += n
-			}
+			total := receivedTotal(r.stdout)
 			if total != 100000 {
 				t.Fatalf("ranks received %d messages in all, want 100000\n%s", total, r.stdout)
 			}

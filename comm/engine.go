@@ -41,6 +41,8 @@ type engine struct {
 	rdvRecv        map[uint64]*Request // receives waiting for data, by id
 	nextID         uint64
 	nextCtx        uint32
+	creating       []uint32      // parent context ids of the creations under way (see newContext)
+	proposing      bool          // a creation's proposal of nextCtx is out
 	rx             atomic.Uint64 // bytes read from sockets, to tell a transfer in progress
 	arrived        chan struct{} // closed and replaced when a message is queued unexpected while watched
 	arrivedWatched bool          // a prober holds arrived

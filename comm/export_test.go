@@ -5,3 +5,6 @@ package comm
 func HeldBytes(c *Comm, w int) int64 { return c.e.held[w].Load() }
 
 const HeldLimit = heldLimit
+
+// ContextID is c's context id, which tags its traffic on the wire.
+func ContextID(c *Comm) uint32 { return c.cid }
