@@ -985,8 +985,11 @@ func (e *engine) dataDone(h *wire.Header, r *Request, n int) {
 	if r.got == len(r.target) {
 		e.mu.Lock()
 		delete(e.rdvRecv, h.ID)
+		dropped := r.dropped // then a cancel completed r (and wrote r.st)
 		e.mu.Unlock()
-		r.complete(r.st, nil)
+		if !dropped {
+			r.complete(r.st, nil)
+		}
 	}
 }
 
