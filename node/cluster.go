@@ -62,6 +62,7 @@ type target struct {
 	ctl     *jsonStream
 	wmu     sync.Mutex
 	done    bool
+	lost    bool // its session failed mid-job
 }
 
 func (t *target) send(ev event) {
@@ -345,7 +346,7 @@ func RunCluster(ctx context.Context, spec ClusterSpec, stdout, stderr io.Writer)
 		t := ne.t
 		switch {
 		case ne.err != nil:
-			t.done = true
+			t.done, t.lost = true, true
 			sv.abort(ExitNodeLost, t.ranks[0], fmt.Sprintf("node %s (%s, ranks %s) was lost: %v; aborting job",
 				t.name, t.control, rankList(t.ranks), lostReason(t.sess, ne.err)))
 			return true
@@ -359,10 +360,20 @@ func RunCluster(ctx context.Context, spec ClusterSpec, stdout, stderr io.Writer)
 		}
 		return false
 	})
+	// A node says "done" once it has sent all its ranks' output and closed
+	// their streams: what is still in flight gets a moment to arrive before
+	// the sessions close (which would drop it, and which ends the acceptors
+	// of nodes lost mid-stream).
 	for _, t := range ts {
-		t.sess.Close() // ends the output acceptors of nodes lost mid-stream
+		if t.lost {
+			t.sess.Close()
+		}
 	}
-	waitTimeout(&outputs, 2*time.Second)
+	waitTimeout(&outputs, 300*time.Millisecond)
+	for _, t := range ts {
+		t.sess.Close()
+	}
+	waitTimeout(&outputs, time.Second)
 	sv.report()
 	return res, nil
 }
