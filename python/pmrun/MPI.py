@@ -19,6 +19,7 @@ import threading as _threading
 import time as _time
 
 from . import _bridge
+from . import run as _run
 from ._bridge import MPIError as _MPIError
 
 _lib = _bridge.lib
@@ -2074,7 +2075,7 @@ class Comm(_Handle):
         self.Free()
 
     def Abort(self, errorcode=0):
-        _flush()
+        _run._flush()
         _bridge.abort(self._h or COMM_WORLD._h, int(errorcode), "MPI.Comm.Abort(%d)" % errorcode)
 
     # --- point to point: objects ---
@@ -3222,14 +3223,6 @@ def _world_rank():
     return COMM_WORLD._rank
 
 
-def _flush():
-    for f in (_sys.stdout, _sys.stderr):
-        try:
-            f.flush()
-        except (OSError, ValueError, AttributeError):
-            pass
-
-
 def Init():
     global _initialized
     if _initialized:
@@ -3259,7 +3252,7 @@ def Finalize():
     if _finalized or not _initialized:
         return
     _finalized = True
-    _flush()
+    _run._flush()
     _call(_lib.pm_finalize(COMM_WORLD._h))
 
 
