@@ -21,7 +21,9 @@
 #                py_startup = the Python benchmarks: the same mpi4py script
 #                under pmrun and under mpirun with Debian's python3-mpi4py,
 #                threads = the threads package's loops against the same loops
-#                in C with OpenMP, in one process of THREADS threads)
+#                in C with OpenMP, in one process of THREADS threads,
+#                hybrid = examples/mpi/hybrid as one rank of nproc threads
+#                against nproc ranks of one thread: hybrid against pure MPI)
 #   P2P_ARGS     extra arguments for both p2p programs (-test, -sizes, -iters)
 #   COLL_ARGS    extra arguments for both coll programs (-ops, -sizes)
 #   COLL_NP      rank counts of the collective benchmarks (default "2 4 8")
@@ -223,6 +225,22 @@ main() {
     run_pair threads 1 "OpenMP" "" \
       -- env PMRUN_THREADS="$nt" bench/bin/threads \
       -- env OMP_NUM_THREADS="$nt" bench/bin/omp_threads
+  fi
+
+  if selected hybrid; then
+    # The same stencil and cores both ways: one rank whose pool has every
+    # core (what --ppn 1 gives on a node) against one single-threaded rank
+    # per core. A small rod, where the per-step synchronisation dominates,
+    # and a large one, where the update does.
+    local nc cells steps
+    nc=$(nproc)
+    go build -o bench/bin/hybrid ./examples/mpi/hybrid
+    for cells in 32768:4000 1048576:200; do
+      steps=${cells#*:} cells=${cells%:*}
+      run_pair hybrid "$nc" "pure MPI" "" \
+        -- "${PMRUN[@]}" -np 1 --threads "$nc" bench/bin/hybrid -time -n "$cells" -steps "$steps" \
+        -- "${PMRUN[@]}" -np "$nc" --threads 1 bench/bin/hybrid -time -n "$cells" -steps "$steps"
+    done
   fi
 
   python3 bench/summarize.py "$BENCH_OUT"

@@ -83,8 +83,10 @@ int main(int argc, char **argv) {
   a = calloc(n > m ? n : m, sizeof *a);
   if (!a) return 1;
   fprintf(stderr, "omp: %d threads\n", omp_get_max_threads());
-  /* The same C loop is the reference for For per index and for ForRange. */
+  /* The same C loop is the reference for For per index, its floor (plain
+   threads calling a function value per index, in Go) and ForRange. */
   measure("threads_for_index", n * 8, trivial_static);
+  measure("threads_for_index_floor", n * 8, trivial_static);
   measure("threads_for_range", n * 8, trivial_static);
   measure("threads_uneven_dynamic", m * 8, uneven_dynamic);
   measure("threads_uneven_static", m * 8, uneven_static);

@@ -11,6 +11,10 @@
 //
 //	pmrun -np 2 ./bin/examples/hybrid
 //	PMRUN_THREADS=2 pmrun -np 1 ./bin/examples/hybrid
+//
+// With -time, rank 0 also prints the time of one step (halo exchange and
+// update), the slowest rank's, as a "hybrid_step bytes=B value=µs" line for
+// bench/run.sh, which runs it as one rank of 2 threads against 2 ranks of one.
 package main
 
 import (
@@ -19,6 +23,7 @@ import (
 	"fmt"
 	"log"
 	"math"
+	"time"
 
 	"github.com/pmrun/pmrun/collective"
 	"github.com/pmrun/pmrun/comm"
@@ -28,6 +33,7 @@ import (
 func main() {
 	cells := flag.Int("n", 1<<15, "cells on the rod")
 	steps := flag.Int("steps", 400, "time steps")
+	timed := flag.Bool("time", false, "print the time per step, the slowest rank's, as a benchmark line")
 	flag.Parse()
 	ctx := context.Background()
 	c, err := comm.World()
@@ -50,6 +56,10 @@ func main() {
 	if right == p {
 		right = -1
 	}
+	if err := collective.Barrier(ctx, c); err != nil {
+		log.Fatal(err)
+	}
+	start := time.Now()
 	for range *steps {
 		if err := halos(ctx, c, u, left, right); err != nil {
 			log.Fatal(err)
@@ -64,6 +74,10 @@ func main() {
 			log.Fatal(err)
 		}
 		u, next = next, u
+	}
+	perStep := []float64{float64(time.Since(start).Nanoseconds()) / 1e3 / float64(max(*steps, 1))}
+	if err := collective.Allreduce(ctx, c, perStep, perStep, collective.Max[float64]()); err != nil {
+		log.Fatal(err)
 	}
 	sum, err := threads.Reduce(ctx, k, uint64(0), func(a, b int, acc uint64) uint64 {
 		for i := a; i < b; i++ {
@@ -81,6 +95,9 @@ func main() {
 	if me == 0 {
 		fmt.Printf("hybrid: %d cells, %d steps on %d ranks × %d threads\n", n, *steps, p, threads.Size())
 		fmt.Printf("checksum %016x\n", s[0])
+		if *timed {
+			fmt.Printf("hybrid_step bytes=%d value=%.2f\n", n*8, perStep[0])
+		}
 	}
 }
 
