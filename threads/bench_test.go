@@ -33,8 +33,9 @@ func BenchmarkForRange(b *testing.B) {
 	b.SetBytes(benchItems * 8)
 	for b.Loop() {
 		err := ForRange(ctx, benchItems, func(lo, hi int) error {
-			for i := lo; i < hi; i++ {
-				a[i] = float64(i) * 0.5
+			s := a[lo:hi]
+			for k := range s {
+				s[k] = float64(lo+k) * 0.5
 			}
 			return nil
 		}, Grain(1024), OnPool(p))
