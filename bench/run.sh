@@ -20,6 +20,9 @@
 #                coll = the collectives at each of COLL_NP, py_p2p, py_coll,
 #                py_startup = the Python benchmarks: the same mpi4py script
 #                under pmrun and under mpirun with Debian's python3-mpi4py,
+#                pywin = 100 MB from rank 0 to the node's ranks through a
+#                shared window against Bcast, both under pmrun (pmrun = window,
+#                ref = Bcast), then each of them under pmrun and under mpirun,
 #                threads = the threads package's loops against the same loops
 #                in C with OpenMP, in one process of THREADS threads,
 #                hybrid = examples/mpi/hybrid as one rank of nproc threads
@@ -27,6 +30,7 @@
 #   P2P_ARGS     extra arguments for both p2p programs (-test, -sizes, -iters)
 #   COLL_ARGS    extra arguments for both coll programs (-ops, -sizes)
 #   COLL_NP      rank counts of the collective benchmarks (default "2 4 8")
+#   PYWIN_NP     rank counts of the pywin benchmark (default "2 4")
 #   THREADS      threads of the threads benchmark (default: nproc)
 #   PY           the Python interpreter of the Python benchmarks (/usr/bin/python3,
 #                which has numpy and mpi4py from Debian)
@@ -47,6 +51,7 @@ BENCH_OUT=${BENCH_OUT:-bench/bin/results.txt}
 read -ra P2P_ARGS <<<"${P2P_ARGS:-}"
 read -ra COLL_ARGS <<<"${COLL_ARGS:-}"
 read -ra COLL_NP <<<"${COLL_NP:-2 4 8}"
+read -ra PYWIN_NP <<<"${PYWIN_NP:-2 4}"
 PY=${PY:-/usr/bin/python3}
 
 # Open MPI over loopback TCP only (no shared memory), which is what pmrun's TCP
@@ -73,7 +78,7 @@ ensure_tools() {
   command -v mpirun >/dev/null 2>&1 || missing+=(openmpi-bin)
   command -v gcc >/dev/null 2>&1 || missing+=(gcc)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
-  if selected py_p2p || selected py_coll || selected py_startup; then
+  if selected py_p2p || selected py_coll || selected py_startup || selected pywin; then
     "$PY" -c "import numpy" 2>/dev/null || missing+=(python3-numpy)
     "$PY" -c "import mpi4py" 2>/dev/null || missing+=(python3-mpi4py)
   fi
@@ -217,6 +222,21 @@ main() {
     run_pair py_startup 8 "mpi4py+Open MPI" "py_" \
       -- env PY="$PY" bench/py/startup.sh "${PMRUN[@]}" \
       -- env PY="$PY" bench/py/startup.sh "${MPIRUN[@]}"
+  fi
+
+  if selected pywin; then
+    local wnp
+    for wnp in "${PYWIN_NP[@]}"; do
+      # The same job two ways under pmrun: the "pmrun" column is the window,
+      # the reference column Bcast (ratio < 0.1: the window is 10x faster).
+      run_pair pywin "$wnp" "Bcast" "pywin_" \
+        -- "${PMRUN[@]}" -np "$wnp" --python "$PY" bench/py/win.py window \
+        -- "${PMRUN[@]}" -np "$wnp" --python "$PY" bench/py/win.py bcast
+      # Both ways under pmrun and under mpi4py on Open MPI.
+      run_pair pywin_ompi "$wnp" "mpi4py+Open MPI" "pywin_" \
+        -- "${PMRUN[@]}" -np "$wnp" --python "$PY" bench/py/win.py both \
+        -- "${MPIRUN[@]}" -np "$wnp" "$PY" bench/py/win.py both
+    done
   fi
 
   if selected threads; then

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -287,9 +288,15 @@ func TestPythonExamples(t *testing.T) {
 			t.Fatalf("stdout: %s", r.stdout)
 		}
 	})
+	// Only the slow solution runs against a tight time limit: the others'
+	// verdicts must not turn into TLE on a loaded machine.
 	judge := func(t *testing.T, solution string) result {
+		limit := "10"
+		if solution == "slow.py" {
+			limit = "0.5"
+		}
 		return pmrun(t, "", "--python", py, "-np", "4", "examples/mpi/judge/judge.py",
-			"examples/mpi/judge/solutions/"+solution, "--time-limit", "0.5")
+			"examples/mpi/judge/solutions/"+solution, "--time-limit", limit)
 	}
 	t.Run("judge", func(t *testing.T) {
 		r := judge(t, "correct.py")
@@ -303,6 +310,39 @@ func TestPythonExamples(t *testing.T) {
 			}
 		}
 	})
+	// The hybrid judge (one rank per node, its cases on pmrun.threads) gives
+	// the same verdicts (OK, WA, RE) as the pure MPI one. The time limit is
+	// generous so that the verdicts do not depend on the load.
+	t.Run("judge-hybrid", func(t *testing.T) {
+		for _, sol := range []string{"wrong.py", "crash.py"} {
+			args := []string{"examples/mpi/judge/judge.py", "examples/mpi/judge/solutions/" + sol, "--time-limit", "10"}
+			pure := pmrun(t, "", append([]string{"--python", py, "-np", "4"}, args...)...)
+			want := judgeVerdicts(pure.stdout)
+			for _, np := range []string{"2", "4"} {
+				r := pmrun(t, "", append([]string{"--python", py, "--ppn", "1", "--threads", "2", "-np", np},
+					append(args, "--hybrid")...)...)
+				if got := judgeVerdicts(r.stdout); r.code != pure.code || got != want {
+					t.Errorf("%s at np %s: exit %d, want %d; verdicts:\n%s\nwant (pure MPI):\n%s\n%s",
+						sol, np, r.code, pure.code, got, want, r.stderr)
+				}
+				if !strings.Contains(r.stdout, " cases on "+np+" ranks x 2 threads: ") {
+					t.Errorf("%s at np %s: no hybrid summary:\n%s", sol, np, r.stdout)
+				}
+			}
+		}
+	})
+}
+
+var (
+	judgeRow   = regexp.MustCompile(`(?m)^(case\S*)\s+\d+\s+(\S+)\s+[0-9.]+ `)
+	judgeWhere = regexp.MustCompile(`(?m) on \d+ ranks( x \d+ threads)?:`)
+)
+
+// judgeVerdicts is the judge's table without what depends on the placement
+// and the timing: the rank and time columns and the ranks and threads of the
+// summary line.
+func judgeVerdicts(stdout string) string {
+	return judgeWhere.ReplaceAllString(judgeRow.ReplaceAllString(stdout, "$1 $2 "), ":")
 }
 
 // fmtSscanf finds format in s starting at the first line that can hold it.

@@ -14,6 +14,15 @@ gathers the verdicts and prints the table:
 
 SOLUTION is an executable, or a .py file run with this interpreter. The exit
 status is 0 when every case is OK, 1 otherwise.
+
+With --hybrid (pmrun only), each rank runs its cases in parallel on the
+threads of pmrun.threads.executor(), the rank's share of its node's cores: one
+rank per node, each keeping its node busy, and the same table:
+
+    pmrun --ppn 1 --threads 2 -np 2 examples/mpi/judge/judge.py --hybrid SOLUTION
+
+A case waits on its subprocess, which releases the interpreter lock, so the
+threads of a rank judge at once.
 """
 import argparse
 import os
@@ -31,7 +40,21 @@ def parse():
     p.add_argument("solution")
     p.add_argument("tests", nargs="?", default=os.path.join(os.path.dirname(__file__), "tests"))
     p.add_argument("--time-limit", type=float, default=2.0)
+    p.add_argument("--hybrid", action="store_true",
+                   help="run each rank's cases in parallel on pmrun.threads (pmrun only)")
     return p.parse_args()
+
+
+def workers(hybrid):
+    """A map over this rank's cases and the number of threads it runs them
+    on: pmrun.threads' executor with --hybrid, else the plain map on one."""
+    if not hybrid:
+        return map, 1
+    try:
+        from pmrun import threads
+    except ImportError:
+        sys.exit("judge.py: --hybrid needs pmrun (pmrun.threads)")
+    return threads.executor().map, threads.size()
 
 
 def command(solution):
@@ -71,7 +94,8 @@ def main():
         chunks = [cases[r::comm.size] for r in range(comm.size)]
     mine = comm.scatter(chunks, root=0)
     cmd = command(args.solution)
-    verdicts = [(os.path.basename(c), comm.rank) + judge(cmd, c, args.time_limit) for c in mine]
+    run, nthreads = workers(args.hybrid)
+    verdicts = list(run(lambda c: (os.path.basename(c), comm.rank) + judge(cmd, c, args.time_limit), mine))
     table = comm.gather(verdicts, root=0)
     if comm.rank != 0:
         return 0
@@ -84,7 +108,8 @@ def main():
         counts[row[2]] = counts.get(row[2], 0) + 1
     summary = ", ".join("%s %d" % kv for kv in sorted(counts.items()))
     accepted = counts.get("OK", 0) == len(rows)
-    print("%s: %d cases on %d ranks: %s" % ("ACCEPTED" if accepted else "REJECTED", len(rows), comm.size, summary))
+    where = "%d ranks" % comm.size + (" x %d threads" % nthreads if args.hybrid else "")
+    print("%s: %d cases on %s: %s" % ("ACCEPTED" if accepted else "REJECTED", len(rows), where, summary))
     return 0 if accepted else 1
 
 
