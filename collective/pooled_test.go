@@ -16,7 +16,7 @@ import (
 // leaves the same bits on every rank, with every algorithm: rounding depends on
 // the order of the sums, which the algorithm fixes, never on the pool.
 func TestPooledAllreduceAgrees(t *testing.T) {
-	const np, n = 3, 3<<20 + 5 // 24 MiB: blocks of the ring and halving steps above 8 MiB too
+	const np, n = 2, 1<<21 + 5 // 16 MiB: the ring's blocks and the halving's halves are 8 MiB too
 	forEachAlg(t, "allreduce", func(t *testing.T, alg string) {
 		runAlg(t, "allreduce", alg, np, n, func(c *comm.Comm) error {
 			r := rand.New(rand.NewPCG(uint64(c.Rank()), 7))
