@@ -141,7 +141,7 @@ func allreduceRabenseifner[T Elem](k *call, acc []T, op Op[T]) error {
 			if err := k.sendrecv(bytesOf(acc[sl:sh]), real(pv), bytesOf(tmp[kl:kh]), real(pv)); err != nil {
 				return err
 			}
-			op.Fn(tmp[kl:kh], acc[kl:kh])
+			op.apply(tmp[kl:kh], acc[kl:kh])
 			lo, hi = keepLo, keepHi
 		}
 		sc.release()
@@ -179,7 +179,7 @@ func allreduceRing[T Elem](k *call, acc []T, op Op[T]) error {
 		if err := k.sendrecv(bytesOf(acc[slo:shi]), right, bytesOf(t), left); err != nil {
 			return err
 		}
-		op.Fn(t, acc[rlo:rhi])
+		op.apply(t, acc[rlo:rhi])
 	}
 	sc.release()
 	for s := range p - 1 {

@@ -20,7 +20,9 @@ import (
 
 func TestMain(m *testing.M) {
 	collective.OnChoose(ran.note)
-	goleak.VerifyTestMain(m)
+	// The rank's default pool (threads.Default), which long combines run on,
+	// lives as long as the process.
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/pmrun/pmrun/threads.(*Pool).worker"))
 }
 
 var bg, _ = context.WithTimeout(context.Background(), 5*time.Minute)

@@ -45,6 +45,10 @@
 // (for example PMRUN_COLL_ALLREDUCE=ring) forces one, and PMRUN_DEBUG=coll logs
 // each choice. Choose reports what the selector would pick.
 //
+// A rank whose thread pool has cores of its own (pmrun --ppn 1 --threads T)
+// combines vectors of 8 MiB or more of a built-in op on the pool, to the bits
+// of the serial combine (pool.go).
+//
 // Bcast, Gather, Scatter, Allgather and Alltoall with zero-length blocks
 // (which, by MPI's matching rules, every rank passes alike) return at once
 // without communicating, as Open MPI's do: no collective but Barrier promises

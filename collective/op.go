@@ -27,6 +27,8 @@ type Op[T any] struct {
 	Name        string
 	Fn          func(in, inout []T)
 	Commutative bool
+
+	split bool // Fn may be applied to parts of the vectors at once (the built-in ops)
 }
 
 // NewOp makes a user op from fn, which must set inout[i] = in[i] ⊕ inout[i].
@@ -35,7 +37,7 @@ func NewOp[T any](name string, fn func(in, inout []T), commutative bool) Op[T] {
 }
 
 func elementwise[T any](name string, f func(a, b T) T) Op[T] {
-	return Op[T]{Name: name, Commutative: true, Fn: func(in, inout []T) {
+	return Op[T]{Name: name, Commutative: true, split: true, Fn: func(in, inout []T) {
 		for i := range inout {
 			inout[i] = f(in[i], inout[i])
 		}
@@ -45,7 +47,7 @@ func elementwise[T any](name string, f func(a, b T) T) Op[T] {
 // loop makes a commutative op from a loop written out for its operator: the
 // common ops run as tight loops rather than a call per element.
 func loop[T any](name string, fn func(in, inout []T)) Op[T] {
-	return Op[T]{Name: name, Commutative: true, Fn: fn}
+	return Op[T]{Name: name, Commutative: true, split: true, Fn: fn}
 }
 
 // Integer is the set of integer element types (for the bitwise ops).
@@ -159,12 +161,12 @@ func MinLoc[T cmp.Ordered]() Op[Loc[T]] {
 }
 
 // combineLeft sets acc = lower ⊕ acc.
-func (op Op[T]) combineLeft(lower, acc []T) { op.Fn(lower, acc) }
+func (op Op[T]) combineLeft(lower, acc []T) { op.apply(lower, acc) }
 
 // combineRight sets acc = acc ⊕ higher; it may overwrite higher.
 func (op Op[T]) combineRight(acc, higher []T) {
 	if op.Commutative {
-		op.Fn(higher, acc)
+		op.apply(higher, acc)
 		return
 	}
 	op.Fn(acc, higher)

@@ -31,7 +31,7 @@ func ReduceScatterBlock[T Elem](ctx context.Context, c *comm.Comm, send, recv []
 		if err := k.sendrecv(bytesOf(acc[sb*n:(sb+1)*n]), right, bytesOf(tmp), left); err != nil {
 			return err
 		}
-		op.Fn(tmp, acc[rb*n:(rb+1)*n])
+		op.apply(tmp, acc[rb*n:(rb+1)*n])
 	}
 	copy(recv, acc[k.rank*n:(k.rank+1)*n])
 	accSc.release()

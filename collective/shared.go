@@ -20,6 +20,9 @@ import (
 // way. Every rank reduces the parts itself, in rank order, so all get the same
 // bits, whatever the op.
 //
+// The parts are at most shm.SlotBytes (8 KiB), so they are copied and combined on the calling
+// goroutine: the rank's pool only pays from 8 MiB (see poolMin).
+//
 // Only calls on the caller's own goroutine take this path: the slots are used
 // in call order, one call at a time, which a call run later on another
 // goroutine (Start, Reserve) could not keep.

@@ -99,6 +99,13 @@ func (r *ring) write(p []byte) int {
 // step bounds one copy into or out of the ring to an eighth of it, so that a
 // large frame streams: the reader copies one piece out while the writer copies
 // the next in, instead of each waiting for the other's whole copy.
+//
+// Each copy runs on the calling goroutine, not split over the rank's thread
+// pool: a piece is at most 256 KiB with the default 2 MiB ring, and splitting
+// a copy over a pool of 2 only pays far above that (collective's BenchmarkCopy
+// on 2 cores, medians of 8: 1.37x the serial time at 256 KiB, 1.66x at 1 MiB,
+// 1.15x at 8 MiB, 0.81x at 32 MiB). The rings also only join ranks of one
+// node, which already share its cores.
 func (r *ring) step() uint64 { return max(uint64(len(r.data))/8, 4096) }
 
 // room is how many bytes the writer may add now.
