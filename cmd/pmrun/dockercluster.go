@@ -163,11 +163,17 @@ func runClusterUp(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		control, err = e.PublishedPort(ctx, id, node.DefaultControlPort)
 	}
+	if err == nil {
+		// What up prints must work: ask for the members there.
+		if err = waitMembers(ctx, control, g.key, g.nodes); err != nil {
+			err = fmt.Errorf("node 0 does not answer at its published address %s: %w", control, err)
+		}
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			err = errors.New("interrupted")
 		}
-		fmt.Fprintf(stderr, "pmrun cluster up: %v; removing what it started\n", err)
+		fmt.Fprintf(stderr, "pmrun cluster up: %v\n", err)
 		if rerr := removeCluster(e, name); rerr != nil {
 			fmt.Fprintf(stderr, "pmrun cluster up: %v\n", rerr)
 		}

@@ -104,9 +104,11 @@ func TestDockerCluster(t *testing.T) {
 		r.out != "export PMRUN_CLUSTER="+addr+"\nexport PMRUN_CLUSTER_KEY="+key+"\n" {
 		t.Errorf("cluster status --env: status %d\nstdout:\n%s\nstderr:\n%s", r.code, r.out, r.err)
 	}
+	// Both nodes are listed (a loaded machine may find one suspect for a
+	// moment).
 	if r := pmrun(t, "", "cluster", "status", "--name", name); r.code != 0 ||
-		len(regexp.MustCompile(`(?m)^node[01] +alive `).FindAllString(r.out, -1)) != 2 {
-		t.Errorf("cluster status: status %d, want both nodes alive\nstdout:\n%s\nstderr:\n%s", r.code, r.out, r.err)
+		len(regexp.MustCompile(`(?m)^node[01] +(alive|suspect) `).FindAllString(r.out, -1)) != 2 {
+		t.Errorf("cluster status: status %d, want both nodes listed\nstdout:\n%s\nstderr:\n%s", r.code, r.out, r.err)
 	}
 
 	for i := range 2 {
