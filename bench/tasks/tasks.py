@@ -20,8 +20,8 @@ that bench/run.sh collects:
                                     of many round trips after a warm-up
     map_rate bytes=0 value=<t/s>    no-op tasks per second of a map over
                                     100,000 of them, at the system's best
-                                    chunk size (tried: CHUNKS; the best is
-                                    said on stderr)
+                                    chunk size (tried: CHUNKS, and pmrun's
+                                    "auto"; the best is said on stderr)
     cpu_batch bytes=0 value=<ms>    wall time of 200 busy tasks of ~20 ms
                                     each (TASKS_BUSY_LOOPS loops, else
                                     calibrated here)
@@ -75,11 +75,11 @@ def rtt(submit) -> float:
     return statistics.median(times) * 1e6
 
 
-def best_map(run_map, n: int) -> tuple[float, int]:
-    """Best rate (tasks/s) of run_map(n, chunk) over CHUNKS, and its chunk:
+def best_map(run_map, n: int, chunks) -> tuple[float, int | str]:
+    """Best rate (tasks/s) of run_map(n, chunk) over chunks, and its chunk:
     run_map returns the results of noop over range(n) in order."""
     best = (0.0, 0)
-    for chunk in CHUNKS:
+    for chunk in chunks:
         t0 = time.perf_counter()
         out = run_map(min(MAP_PROBE, n), chunk)
         probe = time.perf_counter() - t0
@@ -93,7 +93,8 @@ def best_map(run_map, n: int) -> tuple[float, int]:
             raise SystemExit(f"tasks: map chunksize={chunk} returned {len(out)} results, want {n}")
         rate = n / took
         log(f"map chunksize={chunk}: {rate:.0f} tasks/s")
-        best = max(best, (rate, chunk))
+        if rate > best[0]:
+            best = (rate, chunk)
     return best
 
 
@@ -127,7 +128,8 @@ def run_pmrun(workers: int, tests):
         log(f"pmrun: no pmrun.Executor here ({e}): skipping pmrun's runs")
         return
     with Executor(workers=workers) as ex:
-        yield from measure(executor_runs(ex), tests)
+        # pmrun also chooses a chunk size itself.
+        yield from measure(executor_runs(ex), tests, CHUNKS + ("auto",))
 
 
 def run_pool(workers: int, tests):
@@ -172,12 +174,12 @@ def run_dask(workers: int, tests):
         yield from measure((submit, run_map, run_batch), tests)
 
 
-def measure(runs, tests):
+def measure(runs, tests, chunks=CHUNKS):
     submit, run_map, run_batch = runs
     if "rtt" in tests:
         yield "rtt", rtt(submit)
     if "map" in tests:
-        rate, chunk = best_map(run_map, MAP_N)
+        rate, chunk = best_map(run_map, MAP_N, chunks)
         log(f"map: best chunksize {chunk}")
         yield "map_rate", rate
     if "cpu" in tests:

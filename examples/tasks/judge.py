@@ -79,7 +79,7 @@ def main():
 
     # The parallel run first: its first tasks also start the workers.
     start = time.perf_counter()
-    verdicts = list(check.map([s for s, _ in pairs], [t for _, t in pairs]))
+    verdicts = list(check.starmap(pairs))
     parallel = time.perf_counter() - start
     start = time.perf_counter()
     serial_verdicts = [check(s, t) for s, t in pairs]
