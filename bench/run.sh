@@ -26,12 +26,16 @@
 #                threads = the threads package's loops against the same loops
 #                in C with OpenMP, in one process of THREADS threads,
 #                hybrid = examples/mpi/hybrid as one rank of nproc threads
-#                against nproc ranks of one thread: hybrid against pure MPI)
+#                against nproc ranks of one thread: hybrid against pure MPI,
+#                tasks = pmrun.Executor against ProcessPoolExecutor,
+#                mpi4py.futures and Dask distributed, TASK_WORKERS workers
+#                each: one pair per reference, see bench/tasks/tasks.py)
 #   P2P_ARGS     extra arguments for both p2p programs (-test, -sizes, -iters)
 #   COLL_ARGS    extra arguments for both coll programs (-ops, -sizes)
 #   COLL_NP      rank counts of the collective benchmarks (default "2 4 8")
 #   PYWIN_NP     rank counts of the pywin benchmark (default "2 4")
 #   THREADS      threads of the threads benchmark (default: nproc)
+#   TASK_WORKERS worker processes of the tasks benchmark (default 2)
 #   PY           the Python interpreter of the Python benchmarks (/usr/bin/python3,
 #                which has numpy and mpi4py from Debian)
 #   RUN_TIMEOUT  seconds after which one run is killed and counted as failed (600)
@@ -78,9 +82,13 @@ ensure_tools() {
   command -v mpirun >/dev/null 2>&1 || missing+=(openmpi-bin)
   command -v gcc >/dev/null 2>&1 || missing+=(gcc)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
-  if selected py_p2p || selected py_coll || selected py_startup || selected pywin; then
+  if selected py_p2p || selected py_coll || selected py_startup || selected pywin || selected tasks; then
     "$PY" -c "import numpy" 2>/dev/null || missing+=(python3-numpy)
     "$PY" -c "import mpi4py" 2>/dev/null || missing+=(python3-mpi4py)
+  fi
+  if selected tasks; then
+    "$PY" -c "import cloudpickle" 2>/dev/null || missing+=(python3-cloudpickle)
+    "$PY" -c "import distributed" 2>/dev/null || missing+=(python3-distributed)
   fi
   ((${#missing[@]} == 0)) && return
   command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and no apt-get to install them"
@@ -261,6 +269,30 @@ main() {
         -- "${PMRUN[@]}" -np 1 --threads "$nc" bench/bin/hybrid -time -n "$cells" -steps "$steps" \
         -- "${PMRUN[@]}" -np "$nc" --threads 1 bench/bin/hybrid -time -n "$cells" -steps "$steps"
     done
+  fi
+
+  if selected tasks; then
+    # The same busy task for every system: calibrated once, here.
+    local loops tw=${TASK_WORKERS:-2}
+    loops=$(PYTHONPATH=bench/tasks "$PY" bench/tasks/tasks.py calibrate)
+    log "tasks: busy task of $loops loops (~20 ms), $tw workers"
+    if ! PYTHONPATH=bin/python "$PY" -c "import pmrun; pmrun.Executor" 2>/dev/null; then
+      log "tasks: bin/python's pmrun has no Executor: the pmrun runs print nothing (NA); the references run"
+    fi
+    local tenv=(env PYTHONPATH="$PWD/bench/tasks:$PWD/bin/python" TASKS_BUSY_LOOPS="$loops" PMRUN_PYTHON="$PY")
+    local pmtask=("${tenv[@]}" "$PY" bench/tasks/tasks.py pmrun --workers "$tw")
+    run_pair tasks_pool "$tw" "ProcessPoolExecutor" "task_pool_" \
+      -- "${pmtask[@]}" \
+      -- "${tenv[@]}" "$PY" bench/tasks/tasks.py pool --workers "$tw"
+    # mpi4py.futures: rank 0 runs the script, the other ranks are its workers;
+    # Open MPI's default transports (shared memory), not the TCP-only MPIRUN.
+    run_pair tasks_mpi "$tw" "mpi4py.futures+Open MPI" "task_mpi_" \
+      -- "${pmtask[@]}" \
+      -- "${tenv[@]}" mpirun --allow-run-as-root --oversubscribe -np $((tw + 1)) \
+      -x PYTHONPATH -x TASKS_BUSY_LOOPS "$PY" -m mpi4py.futures bench/tasks/tasks.py mpi --workers "$tw"
+    run_pair tasks_dask "$tw" "Dask distributed" "task_dask_" \
+      -- "${pmtask[@]}" \
+      -- "${tenv[@]}" "$PY" bench/tasks/tasks.py dask --workers "$tw"
   fi
 
   python3 bench/summarize.py "$BENCH_OUT"

@@ -29,11 +29,14 @@ _PAIR = re.compile(r"^#pair bench=(?P<bench>\S+) prefix=(?P<prefix>\S*) ref=(?P<
 
 
 def unit(test: str) -> str:
-    """Return the unit of a test's values: MB/s for bandwidth tests, ms for
-    startup (wall time of a whole job), else µs."""
+    """Return the unit of a test's values: MB/s for bandwidth tests, per
+    second for rates (tasks), ms for startup and batches (wall time of a whole
+    job or batch of tasks), else µs."""
     if "bandwidth" in test or test.endswith("_bw") or test == "bw":
         return "MBps"
-    if test.endswith("startup"):
+    if test.endswith("_rate"):
+        return "per_s"
+    if test.endswith("startup") or test.endswith("_batch"):
         return "ms"
     return "us"
 
@@ -102,7 +105,7 @@ def main(argv: list[str]) -> int:
                           ratio_str(pm, ref), unit(test), runs, alg))
         widths = [max(len(r[i]) for r in table) for i in range(len(head))]
         print(f"\n{bench}: medians; ratio = pmrun / {label} "
-              "(us, ms: lower is better, MBps: higher is better)")
+              "(us, ms: lower is better, MBps, per_s: higher is better)")
         for r in table:
             print("  ".join(c.rjust(w) if j else c.ljust(w)
                             for j, (c, w) in enumerate(zip(r, widths))).rstrip())

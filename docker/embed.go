@@ -10,5 +10,5 @@ import _ "embed"
 var Dockerfile []byte
 
 // BaseImage is the offline base image that docker/make-base.sh makes from
-// Debian packages (Python 3, numpy, venv and pip).
+// Debian packages (Python 3, numpy, cloudpickle, tqdm, venv and pip).
 const BaseImage = "pmrun-base:bookworm"

@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # make-base.sh builds pmrun's offline base image from Debian packages, without a
-# registry: debootstrap a minimal bookworm with Python 3 and NumPy, trim it, and
-# `docker import` the tree as one layer.
+# registry: debootstrap a minimal bookworm with Python 3, NumPy, cloudpickle and
+# tqdm (task mode's workers use them), trim it, and `docker import` the tree as
+# one layer.
 #
 #   docker/make-base.sh [IMAGE]        # default pmrun-base:bookworm (or $PMRUN_BASE_IMAGE)
 #   docker build -f docker/Dockerfile --build-arg BASE=pmrun-base:bookworm -t pmrun:latest .
 #
-# The image is cached: if IMAGE already exists the script prints so and exits.
-# Delete it (`docker image rm IMAGE`) to rebuild. Needs root (debootstrap) and
-# Docker. Environment: PMRUN_DEBIAN_MIRROR (default http://deb.debian.org/debian),
-# PMRUN_DEBIAN_SUITE (default bookworm: bin/pmrun links against its glibc).
+# The image is cached: if IMAGE already exists with every package below, the
+# script prints so and exits; an IMAGE that lacks some (made by an older
+# version of this script) is rebuilt. Delete it (`docker image rm IMAGE`) to
+# rebuild anyway. Needs root (debootstrap) and Docker. Environment:
+# PMRUN_DEBIAN_MIRROR (default http://deb.debian.org/debian), PMRUN_DEBIAN_SUITE
+# (default bookworm: bin/pmrun links against its glibc).
 set -euo pipefail
 
 image="${1:-${PMRUN_BASE_IMAGE:-pmrun-base:bookworm}}"
 mirror="${PMRUN_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 suite="${PMRUN_DEBIAN_SUITE:-bookworm}"
-packages="python3,python3-numpy,python3-venv,python3-pip,ca-certificates"
+packages="python3,python3-numpy,python3-cloudpickle,python3-tqdm,python3-venv,python3-pip,ca-certificates"
 
 say() { printf 'make-base: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -23,9 +26,14 @@ die() { say "error: $*"; exit 1; }
 command -v docker >/dev/null 2>&1 || die "docker not found"
 docker version >/dev/null 2>&1 || die "the Docker daemon does not answer (is it running, may you use it?)"
 
+old=""
 if docker image inspect "$image" >/dev/null 2>&1; then
-	say "$image already exists (cached); remove it with 'docker image rm $image' to rebuild"
-	exit 0
+	if docker run --rm "$image" dpkg-query -W ${packages//,/ } >/dev/null 2>&1; then
+		say "$image already exists (cached); remove it with 'docker image rm $image' to rebuild"
+		exit 0
+	fi
+	old="$(docker image inspect -f '{{.Id}}' "$image")"
+	say "$image lacks some of $packages: rebuilding it"
 fi
 
 [ "$(id -u)" -eq 0 ] || die "debootstrap needs root; run as root (sudo $0 $*)"
@@ -72,6 +80,9 @@ tar -C "$dir" --numeric-owner -c . |
 		-c 'CMD ["/bin/bash"]' \
 		-m "pmrun base: debian $suite minbase + $packages" \
 		- "$image" >/dev/null
+
+# The old image goes unless images built on it (agents' images) still use it.
+[ -z "$old" ] || docker image rm "$old" >/dev/null 2>&1 || true
 
 size=$(docker image inspect -f '{{.Size}}' "$image")
 say "built $image ($((size / 1000000)) MB) in $(($(date +%s) - start)) s"

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -24,14 +25,16 @@ import (
 )
 
 // defaultImage names the agents' image for --docker after the contents of
-// this launcher and its Python package, so that a rebuilt pmrun gets a fresh
+// this launcher and its Python package and the ID of the base image, so that
+// a rebuilt pmrun or base (docker/make-base.sh adds packages) gets a fresh
 // image instead of running an old one: pmrun:agent-<hash>.
-func defaultImage() (string, error) {
+func defaultImage(baseID string) (string, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return "", err
 	}
 	h := sha256.New()
+	h.Write([]byte(baseID))
 	for _, f := range []string{exe, filepath.Join(node.PythonDir(), "pmrun", "libpmrun.so")} {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -110,25 +113,7 @@ func runDocker(o *options, spec node.ClusterSpec, stdout, stderr io.Writer) (res
 		return res, fmt.Errorf("--docker: %w", err)
 	}
 	defer e.Close()
-	info, err := e.Info(ctx)
-	if err != nil {
-		return res, fmt.Errorf("--docker: %w", err)
-	}
-	if err := checkNodes(o.nodes, info.NCPU); err != nil {
-		return res, err
-	}
 	reapDead(ctx, e, stderr)
-	image := o.image
-	if image == "" {
-		if image, err = agentImage(ctx, e, stderr); err != nil {
-			return res, fmt.Errorf("--docker: %w", err)
-		}
-	} else if ok, err := e.ImageExists(ctx, image); err != nil {
-		return res, fmt.Errorf("--docker: %w", err)
-	} else if !ok {
-		return res, fmt.Errorf("--docker: image %s is not on the engine (build it with pmrun image --tag %s, or docker load it)", image, image)
-	}
-
 	id := make([]byte, 6)
 	rand.Read(id)
 	job := hex.EncodeToString(id)
@@ -138,16 +123,10 @@ func runDocker(o *options, spec node.ClusterSpec, stdout, stderr io.Writer) (res
 	labels := launcherLabels()
 	labels[dockerLabel] = job
 	defer removeJob(e, job, cleanupPatience, stderr)
-	network := "pmrun-" + job
-	if _, err := e.CreateNetwork(ctx, network, labels); err != nil {
-		return res, fmt.Errorf("--docker: %w", err)
-	}
-	first, err := startAgents(ctx, e, agentSpec(o.nodes, info, image, network, spec.Key, labels), o.nodes)
+	g := agentGroup{nodes: o.nodes, image: o.image, network: "pmrun-" + job, key: spec.Key, labels: labels}
+	_, first, err := g.start(ctx, e, stderr)
 	if err != nil {
 		return res, fmt.Errorf("--docker: %w", err)
-	}
-	if err := waitMembers(ctx, first, spec.Key, o.nodes); err != nil {
-		return res, fmt.Errorf("--docker: the agents did not form a cluster: %w", err)
 	}
 	spec.Cluster = []string{first}
 	return runJob(st, e, job, spec, stdout, stderr)
@@ -159,27 +138,83 @@ func interrupted(sig os.Signal) node.Result {
 	return node.Result{ExitCode: 128 + int(sn), Reason: "interrupted by " + sig.String(), Rank: -1}
 }
 
+// agentGroup is the agent containers of a --docker job or of a cluster of
+// pmrun cluster up: nodes containers on a network of their own, node 0 first,
+// the others joining it.
+type agentGroup struct {
+	nodes   int
+	image   string            // "" means the default image, built if missing
+	network string            // its name, also the prefix of the containers'
+	key     string            // the cluster key
+	labels  map[string]string // on the network and every container
+	cpus    float64           // CPUs of each container; 0 means a share of the engine's
+	workers int               // the agents' --workers; 0 means their default
+	publish bool              // publish node 0's control port on 127.0.0.1
+}
+
+// start checks the group's size against the engine, finds or builds the
+// image, creates the network, starts the containers and waits until they form
+// a cluster. It returns node 0's container and control address (its address
+// on the network). What it created is labelled for the caller to remove, also
+// after an error.
+func (g *agentGroup) start(ctx context.Context, e dockerx.Engine, stderr io.Writer) (id, control string, err error) {
+	info, err := e.Info(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	if err := checkNodes(g.nodes, info.NCPU); err != nil {
+		return "", "", err
+	}
+	if g.image == "" {
+		if g.image, err = agentImage(ctx, e, stderr); err != nil {
+			return "", "", err
+		}
+	} else if ok, err := e.ImageExists(ctx, g.image); err != nil {
+		return "", "", err
+	} else if !ok {
+		return "", "", fmt.Errorf("image %s is not on the engine (build it with pmrun image --tag %s, or docker load it)", g.image, g.image)
+	}
+	if _, err := e.CreateNetwork(ctx, g.network, g.labels); err != nil {
+		return "", "", err
+	}
+	id, control, err = startAgents(ctx, e, g.spec(info), g.nodes)
+	if err != nil {
+		return "", "", err
+	}
+	if err := waitMembers(ctx, control, g.key, g.nodes); err != nil {
+		return "", "", fmt.Errorf("the agents did not form a cluster: %w", err)
+	}
+	return id, control, nil
+}
+
 // checkNodes refuses more containers than an engine of ncpu CPUs should run.
 func checkNodes(nodes, ncpu int) error {
 	limit := min(defaultMaxNodes, 8*max(ncpu, 1))
 	if v := os.Getenv(envMaxNodes); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
-			return fmt.Errorf("--docker: %s=%q: want a number of containers", envMaxNodes, v)
+			return fmt.Errorf("%s=%q: want a number of containers", envMaxNodes, v)
 		}
 		limit = n
 	}
 	if nodes > limit {
-		return fmt.Errorf("--docker: --nodes %d is more than %d containers, the most for an engine with %d CPUs (set %s=%d to start them anyway)",
+		return fmt.Errorf("--nodes %d is more than %d containers, the most for an engine with %d CPUs (set %s=%d to start them anyway)",
 			nodes, limit, ncpu, envMaxNodes, nodes)
 	}
 	return nil
 }
 
-// agentSpec returns the container of node i of a --docker job of nodes
-// agents, each offering its share of the engine's CPUs.
-func agentSpec(nodes int, info dockerx.HostInfo, image, network, key string, labels map[string]string) func(i int) dockerx.ContainerSpec {
-	cores := max(1, info.NCPU/nodes)
+// spec returns the container of node i of the group on an engine with info:
+// each offers g.cpus, or its share of the engine's CPUs.
+func (g *agentGroup) spec(info dockerx.HostInfo) func(i int) dockerx.ContainerSpec {
+	cores := max(1, info.NCPU/g.nodes)
+	var nanoCPUs int64
+	if g.cpus > 0 {
+		cores = max(1, int(math.Ceil(g.cpus)))
+		nanoCPUs = int64(g.cpus * 1e9)
+	} else if g.nodes > 1 {
+		nanoCPUs = int64(cores) * 1e9
+	}
 	shm := int64(maxShm)
 	if info.MemTotal > 0 {
 		shm = min(shm, info.MemTotal/2)
@@ -190,13 +225,16 @@ func agentSpec(nodes int, info dockerx.HostInfo, image, network, key string, lab
 		if i > 0 {
 			args = append(args, "--join", "node0")
 		}
-		c := dockerx.ContainerSpec{
-			Name: network + "-" + name, Hostname: name, Image: image, Cmd: args,
-			Env: []string{node.EnvClusterKey + "=" + key}, Network: network, Labels: labels, Init: true,
-			ShmSize: shm, Volumes: map[string]string{envCacheVolume: agentWorkDir + "/venvs"},
+		if g.workers > 0 {
+			args = append(args, "--workers", strconv.Itoa(g.workers))
 		}
-		if nodes > 1 {
-			c.NanoCPUs = int64(cores) * 1e9
+		c := dockerx.ContainerSpec{
+			Name: g.network + "-" + name, Hostname: name, Image: g.image, Cmd: args,
+			Env: []string{node.EnvClusterKey + "=" + g.key}, Network: g.network, Labels: g.labels, Init: true,
+			ShmSize: shm, Volumes: map[string]string{envCacheVolume: agentWorkDir + "/venvs"}, NanoCPUs: nanoCPUs,
+		}
+		if g.publish && i == 0 {
+			c.Publish = map[int]string{node.DefaultControlPort: "127.0.0.1"}
 		}
 		return c
 	}
@@ -204,9 +242,10 @@ func agentSpec(nodes int, info dockerx.HostInfo, image, network, key string, lab
 
 // startAgents starts the containers spec(0), spec(1), ... , node 0 first
 // (the others join it), the rest startLimit at a time, and returns node 0's
-// control address. When ctx is done it starts no more; those being created
-// are finished, so that the job's label finds every container there is.
-func startAgents(ctx context.Context, e dockerx.Engine, spec func(i int) dockerx.ContainerSpec, nodes int) (string, error) {
+// container and control address. When ctx is done it starts no more; those
+// being created are finished, so that the labels find every container there
+// is.
+func startAgents(ctx context.Context, e dockerx.Engine, spec func(i int) dockerx.ContainerSpec, nodes int) (id, control string, err error) {
 	start := func(ctx context.Context, i int) (string, error) {
 		c := spec(i)
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -217,19 +256,19 @@ func startAgents(ctx context.Context, e dockerx.Engine, spec func(i int) dockerx
 		}
 		return id, ctx.Err()
 	}
-	id, err := start(ctx, 0)
+	id, err = start(ctx, 0)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	ip, err := e.ContainerIP(ctx, id, spec(0).Network)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	err = dockerx.ForEach(ctx, nodes-1, startLimit, func(ctx context.Context, i int) error {
 		_, err := start(ctx, i+1)
 		return err
 	})
-	return net.JoinHostPort(ip, strconv.Itoa(node.DefaultControlPort)), err
+	return id, net.JoinHostPort(ip, strconv.Itoa(node.DefaultControlPort)), err
 }
 
 // runJob runs the job on the cluster of the --docker job's agents. After a
@@ -416,7 +455,14 @@ func connect(ctx context.Context) (dockerx.Engine, error) {
 // Python package, building it from the embedded Dockerfile on the offline
 // base when the engine does not have it.
 func agentImage(ctx context.Context, e dockerx.Engine, log io.Writer) (string, error) {
-	image, err := defaultImage()
+	base := docker.BaseImage
+	baseID, err := e.ImageID(ctx, base)
+	if err != nil {
+		return "", err
+	} else if baseID == "" {
+		return "", fmt.Errorf("the agents' base image %s is missing: run docker/make-base.sh once (it builds the base from Debian packages, no registry needed), or give --image", base)
+	}
+	image, err := defaultImage(baseID)
 	if err != nil {
 		return "", err
 	}
@@ -424,10 +470,6 @@ func agentImage(ctx context.Context, e dockerx.Engine, log io.Writer) (string, e
 		return "", err
 	} else if ok {
 		return image, nil
-	}
-	base := docker.BaseImage
-	if ok, _ := e.ImageExists(ctx, base); !ok {
-		return "", fmt.Errorf("image %s is missing and so is its base %s: run docker/make-base.sh once (it builds the base from Debian packages, no registry needed), or give --image", image, base)
 	}
 	exe, err := os.Executable()
 	if err != nil {

@@ -34,6 +34,8 @@ const usageText = `usage: pmrun [-np N] [options] PROGRAM [ARGS...]
        pmrun members --cluster ADDR    list a cluster's nodes
        pmrun image [--tag NAME]        build the agents' Docker image
        pmrun cleanup [--all]           remove what killed --docker jobs left
+       pmrun cluster up --docker       start a local cluster in containers
+                                       (pmrun cluster -h; status, down)
 
 Runs N copies (ranks) of PROGRAM connected by pmrun's message passing runtime:
 on this machine (the default), on a cluster of node agents (--cluster, -H,
@@ -170,6 +172,8 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 			return runImage(args[1:], stdout, stderr)
 		case "cleanup":
 			return runCleanup(args[1:], stdout, stderr)
+		case "cluster":
+			return runCluster(args[1:], stdout, stderr)
 		}
 	}
 	o, err := parseArgs(args)

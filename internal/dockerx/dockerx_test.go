@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -170,6 +171,16 @@ func TestEngine(t *testing.T) {
 	if ok, err := e.ImageExists(ctx, tag); !ok || err != nil {
 		t.Fatalf("ImageExists(%s) = %v, %v; want true, nil", tag, ok, err)
 	}
+	id, err := e.ImageID(ctx, tag)
+	if err != nil || !strings.HasPrefix(id, "sha256:") {
+		t.Fatalf("ImageID(%s) = %q, %v; want sha256:..., nil", tag, id, err)
+	}
+	if byID, err := e.ImageID(ctx, id); byID != id || err != nil {
+		t.Errorf("ImageID(%s) = %q, %v; want itself", id, byID, err)
+	}
+	if none, err := e.ImageID(ctx, tag+"-none"); none != "" || err != nil {
+		t.Errorf("ImageID of a missing image = %q, %v; want \"\", nil", none, err)
+	}
 	alias := "pmrun-dockerx-test-alias:" + suffix
 	removeImageAtEnd(t, e, alias)
 	if err := e.TagImage(ctx, tag, alias); err != nil {
@@ -193,9 +204,10 @@ func TestEngine(t *testing.T) {
 	}
 
 	// Two containers: a serves, b dials a by its alias and by its address.
-	run := func(host string, init bool, args ...string) string {
+	run := func(host string, init bool, publish map[int]string, args ...string) string {
 		t.Helper()
 		id, err := e.RunContainer(ctx, ContainerSpec{
+			Publish:  publish,
 			Name:     "pmrun-dockerx-test-" + suffix + "-" + host,
 			Hostname: host,
 			Image:    tag,
@@ -210,7 +222,7 @@ func TestEngine(t *testing.T) {
 		}
 		return id
 	}
-	a := run("a", true)
+	a := run("a", true, map[int]string{7000: "127.0.0.1"})
 	ipA, err := e.ContainerIP(ctx, a, netName)
 	if err != nil {
 		t.Fatal(err)
@@ -218,7 +230,14 @@ func TestEngine(t *testing.T) {
 	if byID, err := e.ContainerIP(ctx, a, netID); err != nil || byID != ipA {
 		t.Errorf("ContainerIP by network ID = %q, %v; by name %q", byID, err, ipA)
 	}
-	b := run("b", false, "a:7000", ipA+":7000")
+	published, err := e.PublishedPort(ctx, a, 7000)
+	if err != nil || !strings.HasPrefix(published, "127.0.0.1:") {
+		t.Fatalf("PublishedPort(a, 7000) = %q, %v; want 127.0.0.1:PORT", published, err)
+	}
+	if p, err := e.PublishedPort(ctx, a, 7001); err == nil {
+		t.Errorf("PublishedPort of a port not published = %q, want an error", p)
+	}
+	b := run("b", false, nil, "a:7000", ipA+":7000")
 	for _, id := range []string{a, b} {
 		if ok, err := e.ContainerRunning(ctx, id); !ok || err != nil {
 			t.Fatalf("ContainerRunning(%.12s) = %v, %v; want true, nil", id, ok, err)
@@ -230,6 +249,17 @@ func TestEngine(t *testing.T) {
 			return false, fmt.Errorf("b gave up:\n%s", logs)
 		}
 		return strings.Contains(logs, "reached a:7000: a\n") && strings.Contains(logs, "reached "+ipA+":7000: a\n"), err
+	})
+	// The host reaches a at its published port.
+	waitFor(t, ctx, 30*time.Second, "the host to reach a at "+published, func() (bool, error) {
+		c, err := net.DialTimeout("tcp", published, time.Second)
+		if err != nil {
+			return false, nil
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, _ := io.ReadAll(io.LimitReader(c, 256))
+		return string(got) == "a\n", nil
 	})
 
 	cs, ns, err := e.Labeled(ctx, testLabel, suffix)

@@ -19,6 +19,10 @@ type Engine interface {
 	// ImageExists reports whether ref (a name[:tag] or an ID) is present locally.
 	ImageExists(ctx context.Context, ref string) (bool, error)
 
+	// ImageID returns the ID of the local image ref (a name[:tag] or an ID),
+	// or "" when there is none.
+	ImageID(ctx context.Context, ref string) (string, error)
+
 	// BuildImage builds tag with the classic builder (no BuildKit, never pulls
 	// a base that exists locally) from buildContext, a tar stream holding
 	// dockerfile ("" means "Dockerfile"). The builder's output lines go to log,
@@ -50,6 +54,10 @@ type Engine interface {
 	// ContainerIP returns the IP address of container id on network (a name
 	// or an ID).
 	ContainerIP(ctx context.Context, id, network string) (string, error)
+
+	// PublishedPort returns the host address (host:port) at which the TCP
+	// port of container id is published (ContainerSpec.Publish).
+	PublishedPort(ctx context.Context, id string, port int) (string, error)
 
 	// ContainerRunning reports whether container id is running. A container
 	// that does not exist is not running.
@@ -119,6 +127,11 @@ type ContainerSpec struct {
 	// Volumes maps named volumes to the paths where they are mounted
 	// (docker run -v NAME:PATH); the engine creates a volume on first use.
 	Volumes map[string]string
+	// Publish maps TCP ports of the container to the host addresses they are
+	// published on (docker run -p HOSTIP::PORT), such as "127.0.0.1" for
+	// this host only; the engine chooses the host ports (see
+	// Engine.PublishedPort).
+	Publish map[int]string
 }
 
 // Object is a container or a network that Engine.WithLabel found.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -52,6 +54,17 @@ func (m *mobyEngine) ImageExists(ctx context.Context, ref string) (bool, error) 
 		return false, fmt.Errorf("dockerx: inspect image %s: %w", ref, err)
 	}
 	return true, nil
+}
+
+func (m *mobyEngine) ImageID(ctx context.Context, ref string) (string, error) {
+	img, err := m.cli.ImageInspect(ctx, ref)
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return "", nil
+		}
+		return "", fmt.Errorf("dockerx: inspect image %s: %w", ref, err)
+	}
+	return img.ID, nil
 }
 
 func (m *mobyEngine) TagImage(ctx context.Context, source, target string) error {
@@ -131,6 +144,22 @@ func (m *mobyEngine) RunContainer(ctx context.Context, spec ContainerSpec) (stri
 	for name, path := range spec.Volumes {
 		opts.HostConfig.Mounts = append(opts.HostConfig.Mounts, mount.Mount{Type: mount.TypeVolume, Source: name, Target: path})
 	}
+	for port, host := range spec.Publish {
+		ip, err := netip.ParseAddr(host)
+		if err != nil {
+			return "", fmt.Errorf("dockerx: container %s: publishing port %d on %q: %w", name, port, host, err)
+		}
+		if port < 1 || port > 65535 {
+			return "", fmt.Errorf("dockerx: container %s: cannot publish port %d", name, port)
+		}
+		p, _ := network.PortFrom(uint16(port), network.TCP)
+		if opts.HostConfig.PortBindings == nil {
+			opts.HostConfig.PortBindings = network.PortMap{}
+			opts.Config.ExposedPorts = network.PortSet{}
+		}
+		opts.HostConfig.PortBindings[p] = []network.PortBinding{{HostIP: ip}}
+		opts.Config.ExposedPorts[p] = struct{}{}
+	}
 	if spec.Network != "" {
 		opts.HostConfig.NetworkMode = container.NetworkMode(spec.Network)
 		ep := &network.EndpointSettings{}
@@ -179,6 +208,21 @@ func (m *mobyEngine) ContainerIP(ctx context.Context, id, net string) (string, e
 		}
 	}
 	return "", fmt.Errorf("dockerx: container %s has no address on network %s", id, net)
+}
+
+func (m *mobyEngine) PublishedPort(ctx context.Context, id string, port int) (string, error) {
+	c, err := m.inspect(ctx, id)
+	if err != nil {
+		return "", fmt.Errorf("dockerx: published port of container %s: %w", id, err)
+	}
+	if p, ok := network.PortFrom(uint16(port), network.TCP); ok && c.NetworkSettings != nil {
+		for _, b := range c.NetworkSettings.Ports[p] {
+			if b.HostPort != "" {
+				return net.JoinHostPort(b.HostIP.String(), b.HostPort), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("dockerx: container %s does not publish port %d", id, port)
 }
 
 func (m *mobyEngine) ContainerRunning(ctx context.Context, id string) (bool, error) {

@@ -3,12 +3,8 @@
 Rank 0 lists the test cases (NAME.in with its expected NAME.ans) and scatters
 them over the ranks; each rank runs the submitted solution on its cases (a
 subprocess per case, with a time limit) and compares the output; rank 0
-gathers the verdicts and prints the table:
-
-    OK   the output matches (whitespace-separated tokens)
-    WA   wrong answer
-    TLE  time limit exceeded
-    RE   runtime error (non-zero exit status or killed by a signal)
+gathers the verdicts (OK, WA, TLE, RE: see judging.py, which judges) and prints
+the table.
 
     pmrun -np 4 examples/mpi/judge/judge.py SOLUTION [TESTDIR] [--time-limit SECONDS]
 
@@ -26,11 +22,11 @@ threads of a rank judge at once.
 """
 import argparse
 import os
-import subprocess
 import sys
-import time
 
 from mpi4py import MPI
+
+import judging
 
 comm = MPI.COMM_WORLD
 
@@ -57,45 +53,16 @@ def workers(hybrid):
     return threads.executor().map, threads.size()
 
 
-def command(solution):
-    if solution.endswith(".py"):
-        return [sys.executable, solution]
-    return [os.path.abspath(solution)]
-
-
-def judge(cmd, case, limit):
-    """The verdict, running time and a short detail for one case."""
-    with open(case + ".in", "rb") as f:
-        data = f.read()
-    with open(case + ".ans", "rb") as f:
-        expected = f.read().split()
-    start = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, input=data, capture_output=True, timeout=limit)
-    except subprocess.TimeoutExpired:
-        return "TLE", limit, "over %.1fs" % limit
-    took = time.perf_counter() - start
-    if proc.returncode != 0:
-        err = proc.stderr.decode(errors="replace").strip().splitlines()
-        return "RE", took, "status %d %s" % (proc.returncode, err[-1] if err else "")
-    got = proc.stdout.split()
-    if got != expected:
-        return "WA", took, "got %s, want %s" % (b" ".join(got[:5]).decode(errors="replace"),
-                                               b" ".join(expected[:5]).decode(errors="replace"))
-    return "OK", took, ""
-
-
 def main():
     args = parse()
     chunks = None
     if comm.rank == 0:
-        names = sorted(f[:-3] for f in os.listdir(args.tests) if f.endswith(".in"))
-        cases = [os.path.join(args.tests, n) for n in names]
+        cases = judging.cases(args.tests)
         chunks = [cases[r::comm.size] for r in range(comm.size)]
     mine = comm.scatter(chunks, root=0)
-    cmd = command(args.solution)
+    cmd = judging.command(args.solution)
     run, nthreads = workers(args.hybrid)
-    verdicts = list(run(lambda c: (os.path.basename(c), comm.rank) + judge(cmd, c, args.time_limit), mine))
+    verdicts = list(run(lambda c: (os.path.basename(c), comm.rank) + judging.judge(cmd, c, args.time_limit), mine))
     table = comm.gather(verdicts, root=0)
     if comm.rank != 0:
         return 0
@@ -103,11 +70,7 @@ def main():
     print("%-12s %-5s %-7s %5s  %s" % ("case", "rank", "verdict", "time", "detail"))
     for name, rank, verdict, took, detail in rows:
         print("%-12s %-5d %-7s %5.2f  %s" % (name, rank, verdict, took, detail))
-    counts = {}
-    for row in rows:
-        counts[row[2]] = counts.get(row[2], 0) + 1
-    summary = ", ".join("%s %d" % kv for kv in sorted(counts.items()))
-    accepted = counts.get("OK", 0) == len(rows)
+    accepted, summary = judging.summary([row[2] for row in rows])
     where = "%d ranks" % comm.size + (" x %d threads" % nthreads if args.hybrid else "")
     print("%s: %d cases on %s: %s" % ("ACCEPTED" if accepted else "REJECTED", len(rows), where, summary))
     return 0 if accepted else 1
