@@ -45,6 +45,10 @@ var ErrMalformedFrame = errors.New("malformed frame")
 // (envelope and parts) is forwarded by one write.
 const relayBuffer = 64 << 10
 
+// relayChunk is the most the relay moves in one read and write of a larger
+// frame's parts.
+const relayChunk = 256 << 10
+
 // frameError names what was wrong with a frame from one side.
 func frameError(from string, format string, args ...any) error {
 	return fmt.Errorf("%w from the %s: %s", ErrMalformedFrame, from, fmt.Sprintf(format, args...))
@@ -63,6 +67,7 @@ func relayFrames(dst io.Writer, src io.Reader, toWorker bool, onFrame func(kind 
 	}
 	br := bufio.NewReaderSize(src, relayBuffer)
 	out := make([]byte, 0, relayBuffer)
+	var big []byte // the parts of larger frames pass through it
 	for {
 		hdr, err := br.Peek(8)
 		if err != nil {
@@ -114,8 +119,22 @@ func relayFrames(dst io.Writer, src io.Reader, toWorker bool, onFrame func(kind 
 		if _, err := dst.Write(out); err != nil {
 			return err
 		}
-		if _, err := io.CopyN(dst, br, int64(total)); err != nil {
-			return fmt.Errorf("relaying a %q frame from the %s: %w", kind, from, noEOF(err))
+		if big == nil {
+			big = make([]byte, relayChunk)
+		}
+		for total > 0 {
+			// A read of the chunk's size past what br holds goes to src
+			// straight into big.
+			n, err := br.Read(big[:min(total, relayChunk)])
+			if n > 0 {
+				if _, err := dst.Write(big[:n]); err != nil {
+					return err
+				}
+				total -= uint64(n)
+			}
+			if err != nil && total > 0 {
+				return fmt.Errorf("relaying a %q frame from the %s: %w", kind, from, noEOF(err))
+			}
 		}
 	}
 }
