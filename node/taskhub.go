@@ -64,8 +64,9 @@ type hub struct {
 	emu sync.Mutex // serialises events
 	enc *json.Encoder
 
-	mu      sync.Mutex // guards workers and conns
+	mu      sync.Mutex // guards workers, lost and conns
 	workers map[string]*hubWorker
+	lost    map[string]bool   // the ids of the workers lost (an id is never reused)
 	conns   map[net.Conn]bool // clients' connections
 }
 
@@ -164,7 +165,8 @@ func (w *hubWorker) serve(client net.Conn) error {
 // (reported as an "error" event) it returns ErrHubFailed.
 func RunHub(ctx context.Context, cfg HubConfig) error {
 	h := &hub{cfg: cfg, errs: &lineSink{w: cfg.Stderr}, failed: make(chan string, 1), quit: make(chan struct{}),
-		enc: json.NewEncoder(cfg.Events), workers: map[string]*hubWorker{}, conns: map[net.Conn]bool{}}
+		enc: json.NewEncoder(cfg.Events), workers: map[string]*hubWorker{}, lost: map[string]bool{},
+		conns: map[net.Conn]bool{}}
 	if cfg.Socket == "" {
 		return errors.New("node: the task hub needs a socket path")
 	}
@@ -234,12 +236,13 @@ func (h *hub) add(w *hubWorker) {
 	h.mu.Unlock()
 }
 
-// remote returns the worker id of a cluster, adding it if new.
+// remote returns the worker id of a cluster, adding it if new; nil if it
+// was lost (its stream may come after the agent reported its end).
 func (h *hub) remote(id string) *hubWorker {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	w := h.workers[id]
-	if w == nil {
+	if w == nil && !h.lost[id] {
 		w = newHubWorker(id)
 		h.workers[id] = w
 	}
@@ -251,6 +254,7 @@ func (h *hub) lose(id, reason string) {
 	h.mu.Lock()
 	w := h.workers[id]
 	delete(h.workers, id)
+	h.lost[id] = true
 	h.mu.Unlock()
 	if w == nil {
 		return
@@ -520,7 +524,9 @@ func (h *hub) runNode(n *hubNode, settled func(started int)) {
 		case "progress":
 			h.emit(hubEvent{Event: "progress", Message: fmt.Sprintf("node %s: building environment: %s", n.name, ev.Msg)})
 		case "worker":
-			h.remote(id)
+			if h.remote(id) == nil {
+				continue // lost already (cannot be: the agent reports in order)
+			}
 			announced[ev.Worker] = true
 			h.emit(hubEvent{Event: "worker", ID: id, Node: n.name, Pid: ev.Pid})
 		case "lost":
@@ -550,7 +556,11 @@ func (h *hub) acceptStreams(n *hubNode, streams *sync.WaitGroup) {
 		id := n.name + "/" + strconv.Itoa(req.Rank)
 		switch req.Op {
 		case "worker":
-			h.remote(id).setStream(st)
+			if w := h.remote(id); w != nil {
+				w.setStream(st)
+			} else {
+				st.Close()
+			}
 		case "output":
 			streams.Add(1)
 			go func() {

@@ -299,7 +299,7 @@ func TestHubWorkersCannotStart(t *testing.T) {
 			break
 		}
 	}
-	if !strings.Contains(ev.Message, "3 task workers in a row exited before saying hello; the last worker exited with status 4") {
+	if !strings.Contains(ev.Message, "3 task workers in a row exited as they started, before saying hello; the last worker exited with status 4") {
 		t.Errorf("error event %+v", ev)
 	}
 	if err := <-h.done; !errors.Is(err, ErrHubFailed) {

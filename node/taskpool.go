@@ -22,10 +22,16 @@ const DefaultWorkerModule = "pmrun._worker"
 // that starts a task worker in place of PYTHON -m pmrun._worker.
 const EnvTaskWorker = "PMRUN_TASK_WORKER"
 
-// maxFailedStarts is how many workers in a row may exit before their first
-// frame before a pool gives up: a worker that cannot start (its module does
-// not import) would otherwise be restarted forever.
-const maxFailedStarts = 3
+// A worker that exits within startGrace of its start without having sent a
+// frame has failed to start; after maxFailedStarts such workers in a row a
+// pool gives up: a worker that cannot start (its module does not import)
+// would otherwise be restarted forever. (A local worker's frames are seen
+// only once a client connects: the grace keeps one that dies later from
+// counting.)
+const (
+	maxFailedStarts = 3
+	startGrace      = 10 * time.Second
+)
 
 // poolConfig configures a pool of task workers on this machine.
 type poolConfig struct {
@@ -54,8 +60,9 @@ type taskWorker struct {
 	Pid  int
 	ID   string // NODE/SEQ
 
-	conn  net.Conn // this side of the worker's fd 3
-	calls callCount
+	conn    net.Conn  // this side of the worker's fd 3
+	calls   callCount // counts its frames
+	started time.Time
 
 	mu      sync.Mutex // guards serving and reason
 	serving bool       // a client's stream was attached
@@ -144,7 +151,7 @@ func (p *workerPool) start(slot int) error {
 	if err != nil {
 		return fmt.Errorf("node: worker stream: %w", err)
 	}
-	w := &taskWorker{Seq: seq, Slot: slot, ID: p.cfg.Node + "/" + strconv.Itoa(seq), conn: conn}
+	w := &taskWorker{Seq: seq, Slot: slot, ID: p.cfg.Node + "/" + strconv.Itoa(seq), conn: conn, started: time.Now()}
 	cmd := exec.Command(p.cfg.Cmd[0], p.cfg.Cmd[1:]...)
 	cmd.Dir = p.cfg.Dir
 	cmd.Env = append(append([]string{}, p.cfg.Env...), "PMRUN_NODE="+p.cfg.Node, "PMRUN_WORKER="+strconv.Itoa(slot))
@@ -217,11 +224,11 @@ func (p *workerPool) watch() {
 			p.cfg.Lost(w, reason)
 		}
 		w.conn.Close() // ends its relay, and its client's stream
-		if w.calls.spoke() {
+		if w.calls.spoke() || time.Since(w.started) > startGrace {
 			failed = 0
 		} else if failed++; failed >= maxFailedStarts {
 			if p.cfg.Failed != nil {
-				p.cfg.Failed(fmt.Sprintf("%d task workers in a row exited before saying hello; the last %s (command: %q)",
+				p.cfg.Failed(fmt.Sprintf("%d task workers in a row exited as they started, before saying hello; the last %s (command: %q)",
 					failed, reason, p.cfg.Cmd))
 			}
 			<-p.quit

@@ -232,3 +232,27 @@ func TestTaskHubNodeFrozen(t *testing.T) {
 	}
 	h.shutDown(nil)
 }
+
+// TestTaskHubFrozen: an agent whose hub stops answering (SIGSTOP: as a hub
+// cut off the network) kills the hub's workers once the keepalive gives up.
+func TestTaskHubFrozen(t *testing.T) {
+	e2e.NotShort(t, "an agent process")
+	addr := e2e.StartNode(t, bin.pmrun, "t0", "--workers", "2")
+	h := startTaskHub(t, "--cluster", addr)
+	ws := h.workers(2)
+	if err := h.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer h.cmd.Process.Signal(syscall.SIGCONT)
+	stopped := time.Now()
+	for _, w := range ws {
+		pid := int(w["pid"].(float64))
+		for syscall.Kill(pid, 0) == nil {
+			if time.Since(stopped) > 20*time.Second {
+				t.Fatalf("worker %v still runs 20 s after its hub stopped", w)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	t.Logf("workers killed %v after their hub stopped", time.Since(stopped))
+}
