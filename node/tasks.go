@@ -50,16 +50,24 @@ func workerCommand(envs *venvCache, spec *taskSpec, dir string, progress envProg
 		python = "python3"
 	}
 	env = append(os.Environ(), spec.Env...)
+	cmd = spec.Cmd
 	if spec.Requirements != "" {
 		venv, _, err := envs.pythonEnv(python, spec.Requirements, dir, progress)
 		if err != nil {
 			return nil, nil, err
 		}
-		python = filepath.Join(venv, "bin", "python")
-		env = append(env, "VIRTUAL_ENV="+venv, "PATH="+filepath.Join(venv, "bin")+":"+os.Getenv("PATH"))
+		bin := filepath.Join(venv, "bin")
+		python = filepath.Join(bin, "python")
+		env = append(env, "VIRTUAL_ENV="+venv, "PATH="+bin+":"+os.Getenv("PATH"))
+		if len(cmd) > 0 && !strings.Contains(cmd[0], "/") {
+			// A command of the environment's (python3) is its own, as
+			// its PATH says; exec would look it up in this process's.
+			if _, err := os.Stat(filepath.Join(bin, cmd[0])); err == nil {
+				cmd = append([]string{filepath.Join(bin, cmd[0])}, cmd[1:]...)
+			}
+		}
 	}
 	env = append(env, PythonEnv(env, true)...)
-	cmd = spec.Cmd
 	if len(cmd) == 0 {
 		cmd = []string{python, "-m", DefaultWorkerModule}
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/pmrun/pmrun/internal/e2e"
 	"github.com/pmrun/pmrun/internal/tasktest"
+	"github.com/pmrun/pmrun/internal/testwheel"
 )
 
 func TestTaskHubUsage(t *testing.T) {
@@ -255,4 +257,95 @@ func TestTaskHubFrozen(t *testing.T) {
 		}
 	}
 	t.Logf("workers killed %v after their hub stopped", time.Since(stopped))
+}
+
+// standInPy is a stand-in worker in Python: it answers each call with what
+// its environment has: pmrun's package (where from), the requirements'
+// package, and whether it runs in a virtual environment.
+const standInPy = `import os, socket, struct, sys
+import pmrun, pmruntiny
+s = socket.socket(fileno=3)
+def send(kind, parts):
+    s.sendall(struct.pack('<c3xI', kind, len(parts)) + b''.join(struct.pack('<Q', len(p)) for p in parts) + b''.join(parts))
+def recvn(n):
+    b = b''
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c:
+            sys.exit(0)
+        b += c
+    return b
+print('worker', os.environ['PMRUN_WORKER'], 'prints', flush=True)
+send(b'H', [b'hi'])
+while True:
+    kind, n = struct.unpack('<c3xI', recvn(8))
+    lens = struct.unpack('<%dQ' % n, recvn(8 * n))
+    parts = [recvn(l) for l in lens]
+    if kind == b'C':
+        here = os.path.dirname(os.path.dirname(pmrun.__file__))
+        send(b'R', [('%s %s %s' % (here, pmruntiny.VALUE, sys.prefix != sys.base_prefix)).encode()])
+`
+
+// TestTaskHubPythonEnv: Python workers, here and on an agent, run in the
+// virtual environment of --requirements, in the --files directory, and
+// import pmrun's package from beside the launcher; what they print reaches
+// the hub's stderr.
+func TestTaskHubPythonEnv(t *testing.T) {
+	e2e.NotShort(t, "building Python environments")
+	out, err := exec.Command("python3", "-c", "import venv, ensurepip").CombinedOutput()
+	e2e.Require(t, err == nil, fmt.Sprintf("python3 cannot make virtual environments: %v %s", err, out))
+	files := t.TempDir()
+	if err := testwheel.Write(filepath.Join(files, "wheels")); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(files, "standin.py"), []byte(standInPy), 0o644)
+	req := filepath.Join(t.TempDir(), "req.txt")
+	os.WriteFile(req, []byte("--no-index\n--find-links wheels\npmruntiny==1.0\n"), 0o644)
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // the local hub's environments
+	pkg, _ := filepath.EvalSymlinks(filepath.Join(filepath.Dir(bin.pmrun), "python"))
+	for _, where := range []string{"here", "cluster"} {
+		t.Run(where, func(t *testing.T) {
+			args := []string{"--workers", "1", "--files", files, "--requirements", req, "--worker-cmd", "python3 standin.py"}
+			if where == "cluster" {
+				args = append(args, "--cluster", e2e.StartNode(t, bin.pmrun, "t0"))
+			}
+			h := startTaskHub(t, args...)
+			var w map[string]any
+			for w == nil {
+				select {
+				case ev := <-h.events:
+					switch ev["event"] {
+					case "progress":
+					case "worker":
+						w = ev
+					default:
+						t.Fatalf("event %v; stderr:\n%s", ev, h.stderr.String())
+					}
+				case <-time.After(2 * time.Minute):
+					t.Fatalf("no worker in 2 minutes; stderr:\n%s", h.stderr.String())
+				}
+			}
+			h.next("ready")
+			c, err := net.Dial("unix", h.socket)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			io.WriteString(c, w["id"].(string)+"\n")
+			tasktest.ReadFrame(c)
+			tasktest.WriteFrame(c, 'C', []byte("where"))
+			kind, parts, err := tasktest.ReadFrame(c)
+			if want := pkg + " 42 True"; kind != 'R' || err != nil || string(parts[0]) != want {
+				t.Errorf("reply %q %q %v, want %q; stderr:\n%s", kind, parts, err, want, h.stderr.String())
+			}
+			if !strings.Contains(h.stderr.String(), "worker 0 prints\n") {
+				t.Errorf("the worker's output is not on the hub's stderr:\n%s", h.stderr.String())
+			}
+			h.shutDown([]map[string]any{w})
+			if _, err := os.Stat(filepath.Join(files, ".pmrun-requirements.txt")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the build left its requirements file in --files: %v", err)
+			}
+		})
+	}
 }
