@@ -74,29 +74,22 @@ func workerCommand(envs *venvCache, spec *taskSpec, dir string, progress envProg
 	return cmd, env, nil
 }
 
-// WorkerCommandFromEnv returns the command line in EnvTaskWorker, split
-// into words, or nil.
-func WorkerCommandFromEnv() []string { return strings.Fields(os.Getenv(EnvTaskWorker)) }
-
 // taskSession is a hub's task session on an agent.
 type taskSession struct {
-	a    *Agent
-	ctl  net.Conn
-	pool *workerPool
-	wmu  sync.Mutex // serialises writes on ctl
-	enc  *jsonStream
+	wmu sync.Mutex // serialises writes on ctl
+	ctl *jsonStream
 }
 
 func (ts *taskSession) send(ev event) error {
 	ts.wmu.Lock()
 	defer ts.wmu.Unlock()
-	return ts.enc.enc.Encode(ev)
+	return ts.ctl.enc.Encode(ev)
 }
 
 // runTasks serves a hub's task session until the hub goes away.
 func (a *Agent) runTasks(s sessionOpener, st net.Conn, req *request) {
 	defer st.Close()
-	ts := &taskSession{a: a, ctl: st, enc: newJSONStream(st)}
+	ts := &taskSession{ctl: newJSONStream(st)}
 	fail := func(format string, args ...any) {
 		ts.send(event{Ev: "error", Msg: fmt.Sprintf("node %s: ", a.cfg.Name) + fmt.Sprintf(format, args...)})
 	}
