@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/pmrun/pmrun/node"
 )
@@ -20,7 +22,8 @@ Serves warm Python task workers (python -m pmrun._worker) to a client: on this
 machine, or on the nodes of a cluster. It prints one JSON event per line on
 stdout (progress, worker, lost, ready, error); a client connects to the socket
 and writes a worker's id and a newline, and the connection is then that
-worker's stream. The hub stops its workers and exits when its stdin ends.
+worker's stream. The hub stops its workers and exits when its stdin ends (or
+on SIGTERM); it ignores SIGINT, which is for its client.
 
 options:
   --socket PATH        unix socket to listen on (created, removed at exit)
@@ -91,8 +94,12 @@ func runTaskHub(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return code
 	}
 	cfg.Cluster, cfg.Env, cfg.WorkerCmd = splitList(cluster), env, strings.Fields(workerCmd)
-	ctx, cancel := context.WithCancel(context.Background())
+	// The client's Ctrl-C is the client's to handle (a notebook's
+	// interrupted cell keeps its executor): only the end of stdin, or
+	// SIGTERM, stops the hub.
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer cancel()
+	signal.Ignore(syscall.SIGINT)
 	go func() { // ends with the process when the hub fails first
 		io.Copy(io.Discard, stdin)
 		cancel()

@@ -164,14 +164,25 @@ func (h *taskHub) shutDown(ws []map[string]any) {
 }
 
 // TestTaskHubLocal: pmrun task-hub serves local workers and, when its stdin
-// ends, exits 0 leaving no worker and no socket.
+// ends, exits 0 leaving no worker and no socket. SIGINT (the client's
+// Ctrl-C) leaves it serving; SIGTERM stops it as well as stdin's end.
 func TestTaskHubLocal(t *testing.T) {
-	h := startTaskHub(t, "--workers", "2", "--env", "A=1")
-	ws := h.workers(2)
-	for _, w := range ws {
-		h.echo(w["id"].(string), []byte("hello"))
+	for _, stop := range []string{"stdin", "SIGTERM"} {
+		t.Run(stop, func(t *testing.T) {
+			h := startTaskHub(t, "--workers", "2", "--env", "A=1")
+			ws := h.workers(2)
+			if err := h.cmd.Process.Signal(syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range ws {
+				h.echo(w["id"].(string), []byte("hello"))
+			}
+			if stop == "SIGTERM" {
+				h.cmd.Process.Signal(syscall.SIGTERM)
+			}
+			h.shutDown(ws)
+		})
 	}
-	h.shutDown(ws)
 }
 
 // TestTaskHubCluster: pmrun task-hub on an agent process gets the agent's
