@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // The worker stream of task mode: a task worker (python -m pmrun._worker)
@@ -192,18 +193,36 @@ func (c *callCount) spoke() bool {
 	return c.frames > 0
 }
 
+// lossWait bounds how long a relay whose worker closed its stream waits for
+// the worker's end to be reported before it closes the client's side.
+const lossWait = time.Second
+
 // relayWorker relays between a worker's stream and its client's until one
 // side ends or sends a malformed frame, counting into c; then it closes both.
-// It returns the first error (nil when either side ended cleanly).
-func relayWorker(client, worker net.Conn, c *callCount) error {
-	errs := make(chan error, 2)
-	go func() { errs <- relayFrames(worker, client, true, c.count) }()
-	go func() { errs <- relayFrames(client, worker, false, c.count) }()
-	err := <-errs // either side ending ends the worker's stream
+// When the worker's side ends first, the client's is closed once reported
+// is closed (the worker's end was reported: a client learns why before it
+// sees the close), or after lossWait. It returns the first error (nil when
+// either side ended cleanly).
+func relayWorker(client, worker net.Conn, c *callCount, reported <-chan struct{}) error {
+	type end struct {
+		fromWorker bool
+		err        error
+	}
+	ends := make(chan end, 2)
+	go func() { ends <- end{false, relayFrames(worker, client, true, c.count)} }()
+	go func() { ends <- end{true, relayFrames(client, worker, false, c.count)} }()
+	first := <-ends // either side ending ends the worker's stream
+	if first.fromWorker && !errors.Is(first.err, ErrMalformedFrame) {
+		select {
+		case <-reported:
+		case <-time.After(lossWait):
+		}
+	}
 	client.Close()
 	worker.Close()
-	if err2 := <-errs; err == nil && errors.Is(err2, ErrMalformedFrame) {
-		err = err2
+	err := first.err
+	if second := <-ends; err == nil && errors.Is(second.err, ErrMalformedFrame) {
+		err = second.err
 	}
 	if err != nil && !errors.Is(err, ErrMalformedFrame) {
 		err = nil // a side that went away mid-frame: the worker's end says it

@@ -134,7 +134,9 @@ func (w *hubWorker) serve(client net.Conn) error {
 		client.Close()
 		return fmt.Errorf("worker %s: its stream did not come", w.id)
 	}
-	// The agent checks the frames; here the bytes only pass.
+	// The agent checks the frames; here the bytes only pass. The agent
+	// reports a worker's end before it closes its stream, and the client
+	// hears of it before its connection closes.
 	done := make(chan struct{})
 	go func() {
 		select {
@@ -144,14 +146,27 @@ func (w *hubWorker) serve(client net.Conn) error {
 		client.Close()
 		w.st.Close()
 	}()
-	errc := make(chan error, 1)
+	fromClient := make(chan struct{})
 	go func() {
-		_, err := io.Copy(w.st, client)
-		errc <- err
+		io.Copy(w.st, client)
+		close(fromClient)
 	}()
-	io.Copy(client, w.st)
+	fromWorker := make(chan struct{})
+	go func() {
+		io.Copy(client, w.st)
+		close(fromWorker)
+	}()
+	select {
+	case <-fromClient:
+	case <-fromWorker:
+		select {
+		case <-w.gone:
+		case <-time.After(lossWait):
+		}
+	}
 	close(done)
-	<-errc
+	<-fromClient
+	<-fromWorker
 	return nil
 }
 

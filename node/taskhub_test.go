@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,6 +31,34 @@ type testHub struct {
 	done   chan error
 	stop   context.CancelFunc
 	stderr *syncBuffer
+
+	mu     sync.Mutex // guards lostAt
+	lostAt time.Time  // when the last lost event was written
+}
+
+// stampWriter notes when the hub wrote its last lost event.
+type stampWriter struct {
+	w io.Writer
+	h *testHub
+}
+
+func (s *stampWriter) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte(`"event":"lost"`)) {
+		s.h.mu.Lock()
+		s.h.lostAt = time.Now()
+		s.h.mu.Unlock()
+	}
+	return s.w.Write(p)
+}
+
+// lostBefore checks that the last lost event was written before t.
+func (h *testHub) lostBefore(t time.Time) {
+	h.t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.lostAt.IsZero() || !h.lostAt.Before(t) {
+		h.t.Errorf("the client saw its connection close at %v, before the lost event (%v)", t, h.lostAt)
+	}
 }
 
 // standIn is the worker command and environment of the stand-in worker.
@@ -53,7 +82,7 @@ func startHub(t *testing.T, cfg HubConfig) *testHub {
 	cfg.Socket = filepath.Join(t.TempDir(), "hub.sock")
 	pr, pw := io.Pipe()
 	h := &testHub{t: t, cfg: cfg, events: make(chan hubEvent, 100), done: make(chan error, 1), stderr: &syncBuffer{}}
-	cfg.Events, cfg.Stderr = pw, h.stderr
+	cfg.Events, cfg.Stderr = &stampWriter{w: pw, h: h}, h.stderr
 	ctx, cancel := context.WithCancel(context.Background())
 	h.stop = cancel
 	go func() {
@@ -149,13 +178,14 @@ func call(t *testing.T, c net.Conn, parts ...[]byte) [][]byte {
 	return reply
 }
 
-// waitClosed waits for the hub to close c.
-func waitClosed(t *testing.T, c net.Conn) {
+// waitClosed waits for the hub to close c and returns when it saw that.
+func waitClosed(t *testing.T, c net.Conn) time.Time {
 	t.Helper()
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.Copy(io.Discard, c); err != nil {
 		t.Errorf("the worker's connection was not closed: %v", err)
 	}
+	return time.Now()
 }
 
 // gone reports whether process pid has ended (and been reaped).
@@ -210,11 +240,12 @@ func TestHubWorkerRestart(t *testing.T) {
 		c := h.connect(w.ID)
 		call(t, c, []byte("warm up"))
 		tasktest.WriteFrame(c, 'C', []byte(tc.order))
+		closed := waitClosed(t, c)
 		lost := h.next("lost")
 		if lost.ID != w.ID || lost.Reason != tc.reason {
 			t.Errorf("lost event %+v, want %s: %s", lost, w.ID, tc.reason)
 		}
-		waitClosed(t, c)
+		h.lostBefore(closed)
 		next := h.next("worker")
 		if next.ID == w.ID || next.Pid == w.Pid || !strings.HasSuffix(next.ID, fmt.Sprintf("/%d", i+1)) {
 			t.Errorf("restarted worker %+v after %+v: want a new id and pid", next, w)
@@ -423,6 +454,15 @@ func TestHubCluster(t *testing.T) {
 		waitGone(t, byID[id].Pid)
 	}
 	call(t, conns["n0/0"], []byte("n0 still works"))
+	// A worker of n0 dies: its client hears of it before its connection
+	// closes, through the agent too.
+	tasktest.WriteFrame(conns["n0/1"], 'C', []byte("exit 5"))
+	closed := waitClosed(t, conns["n0/1"])
+	if ev := h.next("lost"); ev.ID != "n0/1" || ev.Reason != "worker exited with status 5" {
+		t.Errorf("lost event %+v, want n0/1's exit", ev)
+	}
+	h.lostBefore(closed)
+	h.next("worker")
 	h.stop()
 	if err := <-h.done; err != nil {
 		t.Fatal(err)

@@ -60,9 +60,10 @@ type taskWorker struct {
 	Pid  int
 	ID   string // NODE/SEQ
 
-	conn    net.Conn  // this side of the worker's fd 3
-	calls   callCount // counts its frames
-	started time.Time
+	conn    net.Conn      // this side of the worker's fd 3
+	calls   callCount     // counts its frames
+	started time.Time     // when it was started
+	ended   chan struct{} // closed once its end was reported (Lost)
 
 	mu      sync.Mutex // guards serving and reason
 	serving bool       // a client's stream was attached
@@ -81,7 +82,7 @@ func (w *taskWorker) serve(client net.Conn) error {
 	}
 	w.serving = true
 	w.mu.Unlock()
-	err := relayWorker(client, w.conn, &w.calls)
+	err := relayWorker(client, w.conn, &w.calls, w.ended)
 	if err != nil {
 		w.mu.Lock()
 		w.reason = err.Error()
@@ -151,7 +152,8 @@ func (p *workerPool) start(slot int) error {
 	if err != nil {
 		return fmt.Errorf("node: worker stream: %w", err)
 	}
-	w := &taskWorker{Seq: seq, Slot: slot, ID: p.cfg.Node + "/" + strconv.Itoa(seq), conn: conn, started: time.Now()}
+	w := &taskWorker{Seq: seq, Slot: slot, ID: p.cfg.Node + "/" + strconv.Itoa(seq), conn: conn, started: time.Now(),
+		ended: make(chan struct{})}
 	cmd := exec.Command(p.cfg.Cmd[0], p.cfg.Cmd[1:]...)
 	cmd.Dir = p.cfg.Dir
 	cmd.Env = append(append([]string{}, p.cfg.Env...), "PMRUN_NODE="+p.cfg.Node, "PMRUN_WORKER="+strconv.Itoa(slot))
@@ -210,6 +212,7 @@ func (p *workerPool) watch() {
 			continue
 		}
 		if closed { // killed by Close: not a loss to report
+			close(w.ended)
 			w.conn.Close()
 			return
 		}
@@ -223,6 +226,7 @@ func (p *workerPool) watch() {
 		if p.cfg.Lost != nil {
 			p.cfg.Lost(w, reason)
 		}
+		close(w.ended)
 		w.conn.Close() // ends its relay, and its client's stream
 		if w.calls.spoke() || time.Since(w.started) > startGrace {
 			failed = 0
@@ -288,6 +292,7 @@ func (p *workerPool) Close() {
 		ev := <-p.exits
 		p.mu.Lock()
 		if w := p.workers[ev.rank]; w != nil {
+			close(w.ended)
 			w.conn.Close()
 			delete(p.workers, ev.rank)
 		}
