@@ -18,6 +18,9 @@ import (
 // DefaultWorkerModule is the Python module a task worker runs (python -m).
 const DefaultWorkerModule = "pmrun._worker"
 
+// MaxTaskWorkers bounds the task workers of one pool (one hub's on a node).
+const MaxTaskWorkers = 4096
+
 // EnvTaskWorker, if set, is the command line (words separated by spaces)
 // that starts a task worker in place of PYTHON -m pmrun._worker.
 const EnvTaskWorker = "PMRUN_TASK_WORKER"
@@ -109,8 +112,8 @@ type workerPool struct {
 
 // startPool starts cfg.N workers and the goroutine that watches them.
 func startPool(cfg poolConfig) (*workerPool, error) {
-	if cfg.N < 1 {
-		return nil, fmt.Errorf("node: %d task workers: want at least 1", cfg.N)
+	if cfg.N < 1 || cfg.N > MaxTaskWorkers {
+		return nil, fmt.Errorf("node: %d task workers: want 1 to %d", cfg.N, MaxTaskWorkers)
 	}
 	if len(cfg.Cmd) == 0 {
 		return nil, errors.New("node: no task worker command")

@@ -88,7 +88,13 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Workers, "workers", 0, "")
 	fs.StringVar(&cfg.WorkDir, "work-dir", "", "")
 	usage := fmt.Sprintf(nodeUsage, node.DefaultWorkDir("NAME"))
-	if code := parseSub(fs, args, usage, nil, stdout, stderr); code >= 0 {
+	check := func() error {
+		if cfg.Workers < 0 || cfg.Workers > node.MaxTaskWorkers {
+			return fmt.Errorf("--workers %d: want 1 to %d", cfg.Workers, node.MaxTaskWorkers)
+		}
+		return nil
+	}
+	if code := parseSub(fs, args, usage, check, stdout, stderr); code >= 0 {
 		return code
 	}
 	cfg.Join = splitList(join)

@@ -73,8 +73,8 @@ func runTaskHub(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		switch {
 		case cfg.Socket == "":
 			return errors.New("--socket is required")
-		case cfg.Workers < 0:
-			return fmt.Errorf("--workers %d: want a positive number", cfg.Workers)
+		case cfg.Workers < 0 || cfg.Workers > node.MaxTaskWorkers:
+			return fmt.Errorf("--workers %d: want 1 to %d", cfg.Workers, node.MaxTaskWorkers)
 		}
 		if cfg.Files != "" {
 			if fi, err := os.Stat(cfg.Files); err != nil || !fi.IsDir() {

@@ -29,7 +29,8 @@ func TestTaskHubUsage(t *testing.T) {
 		says string
 	}{
 		{[]string{}, "--socket is required"},
-		{[]string{"--socket", sock, "--workers", "-1"}, "--workers -1: want a positive number"},
+		{[]string{"--socket", sock, "--workers", "-1"}, "--workers -1: want 1 to 4096"},
+		{[]string{"--socket", sock, "--workers", "5000"}, "--workers 5000: want 1 to 4096"},
 		{[]string{"--socket", sock, "--files", "/no/such/dir"}, "--files /no/such/dir: not a directory"},
 		{[]string{"--socket", sock, "--requirements", "/no/such/file"}, "--requirements: open /no/such/file"},
 		{[]string{"--socket", sock, "--env", "NOVALUE"}, `"NOVALUE": want KEY=VALUE`},
@@ -39,6 +40,9 @@ func TestTaskHubUsage(t *testing.T) {
 		if r.code != 2 || !strings.Contains(r.err, tc.says) || !strings.Contains(r.err, "usage: pmrun task-hub") {
 			t.Errorf("pmrun task-hub %v: status %d, stderr:\n%s\nwant status 2, %q and the usage", tc.args, r.code, r.err, tc.says)
 		}
+	}
+	if r := pmrun(t, "", "node", "--workers", "-2"); r.code != 2 || !strings.Contains(r.err, "--workers -2: want 1 to 4096") {
+		t.Errorf("pmrun node --workers -2: status %d, stderr:\n%s", r.code, r.err)
 	}
 }
 
