@@ -35,6 +35,7 @@ type AgentConfig struct {
 	Insecure    bool              // allow a non-loopback bind without a key
 	Labels      map[string]string // advertised with the node
 	Cores       int               // slots offered to jobs (default: the number of CPUs)
+	Workers     int               // task workers started for a task hub that asks for no number (default: Cores)
 	WorkDir     string            // where jobs' files and Python environments go (default: DefaultWorkDir)
 	Logf        func(format string, args ...any)
 	// Gossip timings (defaults: probe every 200 ms, 100 ms timeout, suspicion
@@ -52,6 +53,11 @@ type Member struct {
 	Cores   int               `json:"cores"`
 	Labels  map[string]string `json:"labels,omitempty"`
 	State   string            `json:"state"` // alive, suspect, dead, left
+	// Task workers: the default number per task hub (--workers), and those
+	// running for hubs now, busy (running a call) or idle, as last gossiped.
+	Workers int `json:"workers"`
+	Busy    int `json:"busy"`
+	Idle    int `json:"idle"`
 }
 
 // meta is what a node advertises through gossip (at most 512 bytes).
@@ -60,6 +66,9 @@ type meta struct {
 	Cores   int               `json:"n"`
 	Labels  map[string]string `json:"l,omitempty"`
 	Leaving bool              `json:"x,omitempty"` // set just before a graceful leave
+	Workers int               `json:"w,omitempty"` // task workers per hub
+	Busy    int               `json:"b,omitempty"` // task workers running a call
+	Idle    int               `json:"i,omitempty"` // task workers waiting for one
 }
 
 // Agent is a running node agent: a gossip member that runs jobs' ranks.
@@ -69,20 +78,22 @@ type Agent struct {
 	ln     net.Listener
 	lock   *os.File // holds the work directory
 	secret []byte
-	meta   []byte
 	logf   func(format string, args ...any)
 
 	gossip  string // advertised gossip address
 	control string // advertised control address
 
 	mu       sync.Mutex
-	members  map[string]Member // every node seen, by name, as gossip last told
-	changed  chan struct{}     // closed at the next change of members (nil: nobody waits)
+	md       meta                 // what this node advertises
+	meta     []byte               // md encoded
+	members  map[string]Member    // every node seen, by name, as gossip last told
+	pools    map[*workerPool]bool // task workers of hubs' sessions
+	changed  chan struct{}        // closed at the next change of members (nil: nobody waits)
 	jobs     map[string]*agentJob
 	sessions map[*yamux.Session]bool
 	closed   bool
 
-	envMu sync.Mutex // one Python environment is built at a time
+	envs *venvCache // WORK_DIR/venvs
 
 	joined    chan struct{} // closed once this node has joined another
 	conflicts chan Member   // another node claiming this node's name
@@ -117,6 +128,9 @@ func StartAgent(cfg AgentConfig) (*Agent, error) {
 	if cfg.Cores <= 0 {
 		cfg.Cores = runtime.NumCPU()
 	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = cfg.Cores
+	}
 	if cfg.Logf == nil {
 		cfg.Logf = log.New(os.Stderr, "", log.LstdFlags).Printf
 	}
@@ -141,11 +155,14 @@ func StartAgent(cfg AgentConfig) (*Agent, error) {
 	a := &Agent{
 		cfg: cfg, logf: cfg.Logf, secret: controlSecret(cfg.Key), ln: ln, lock: lock,
 		members: map[string]Member{}, jobs: map[string]*agentJob{}, sessions: map[*yamux.Session]bool{},
+		pools:  map[*workerPool]bool{},
 		joined: make(chan struct{}), conflicts: make(chan Member, 1), refused: make(chan error, 1),
-		quit: make(chan struct{}),
+		quit: make(chan struct{}), envs: &venvCache{dir: filepath.Join(cfg.WorkDir, "venvs")},
 	}
-	a.meta, err = json.Marshal(meta{Control: a.ln.Addr().(*net.TCPAddr).Port, Cores: cfg.Cores, Labels: cfg.Labels})
-	if err != nil || len(a.meta) > memberlist.MetaMaxSize {
+	a.md = meta{Control: a.ln.Addr().(*net.TCPAddr).Port, Cores: cfg.Cores, Labels: cfg.Labels, Workers: cfg.Workers}
+	a.meta, err = json.Marshal(a.md)
+	// Room is kept for the task workers' counts, which change.
+	if err != nil || len(a.meta)+len(`,"b":999999,"i":999999`) > memberlist.MetaMaxSize {
 		a.ln.Close()
 		a.lock.Close()
 		return nil, fmt.Errorf("node: labels too long: node metadata is limited to %d bytes", memberlist.MetaMaxSize)
@@ -197,9 +214,10 @@ func StartAgent(cfg AgentConfig) (*Agent, error) {
 	local := a.ml.LocalNode()
 	a.gossip = local.Address()
 	a.control = net.JoinHostPort(local.Addr.String(), strconv.Itoa(a.ln.Addr().(*net.TCPAddr).Port))
-	a.wg.Add(2)
+	a.wg.Add(3)
 	go a.serve()
 	go a.joinLoop()
+	go a.gossipCounts()
 	return a, nil
 }
 
@@ -305,21 +323,52 @@ func memberOf(n *memberlist.Node) Member {
 	if json.Unmarshal(n.Meta, &md) == nil && md.Control > 0 {
 		m.Control = net.JoinHostPort(n.Addr.String(), strconv.Itoa(md.Control))
 		m.Cores, m.Labels = md.Cores, md.Labels
+		m.Workers, m.Busy, m.Idle = md.Workers, md.Busy, md.Idle
 	}
 	return m
+}
+
+// setMeta changes what this node advertises (gossiped at the next
+// UpdateNode).
+func (a *Agent) setMeta(change func(md *meta)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	change(&a.md)
+	a.meta, _ = json.Marshal(a.md)
+}
+
+// countsInterval is how often an agent gossips its task workers' counts when
+// they changed: a call may last microseconds, and every update is a gossip
+// broadcast, so `pmrun members` shows them as of at most this long ago.
+const countsInterval = 500 * time.Millisecond
+
+// gossipCounts advertises the busy and idle task workers when they change.
+func (a *Agent) gossipCounts() {
+	defer a.wg.Done()
+	t := time.NewTicker(countsInterval)
+	defer t.Stop()
+	lastBusy, lastIdle := 0, 0
+	for {
+		select {
+		case <-a.quit:
+			return
+		case <-t.C:
+		}
+		running, busy := a.taskCounts()
+		if busy == lastBusy && running-busy == lastIdle {
+			continue
+		}
+		lastBusy, lastIdle = busy, running-busy
+		a.setMeta(func(md *meta) { md.Busy, md.Idle = lastBusy, lastIdle })
+		a.ml.UpdateNode(time.Second)
+	}
 }
 
 // Leave announces that this node leaves the cluster, then stops it (Close).
 func (a *Agent) Leave() error {
 	// memberlist tells a leave from a death to its own node only; the others
 	// learn it from the metadata, updated first.
-	var md meta
-	json.Unmarshal(a.meta, &md)
-	md.Leaving = true
-	b, _ := json.Marshal(md)
-	a.mu.Lock()
-	a.meta = b
-	a.mu.Unlock()
+	a.setMeta(func(md *meta) { md.Leaving = true })
 	a.ml.UpdateNode(time.Second)
 	// Gossip may bring the update to a node after the leave itself, which it
 	// would then record as a death: a push-pull with each live member hands
@@ -524,6 +573,8 @@ func (a *Agent) serveStream(s *yamux.Session, st net.Conn) {
 		json.NewEncoder(st).Encode(membersReply{Self: a.cfg.Name, Members: a.Members()})
 	case "job":
 		a.runJob(s, st, req)
+	case "tasks":
+		a.runTasks(s, st, req)
 	case "files", "stdin":
 		a.mu.Lock()
 		j := a.jobs[req.Job]

@@ -120,7 +120,7 @@ func (a *Agent) runJob(s *yamux.Session, st net.Conn, req *request) {
 	python := j.spec.Python // the interpreter of a script ("" for a program)
 	if j.spec.Requirements != "" {
 		progress := func(step string, detail bool) { j.send(event{Ev: "progress", Msg: step, Detail: detail}) }
-		env, cached, err := a.pythonEnv(cmp.Or(python, "python3"), j.spec.Requirements, j.dir, progress)
+		env, cached, err := a.envs.pythonEnv(cmp.Or(python, "python3"), j.spec.Requirements, j.dir, progress)
 		if err != nil {
 			j.send(event{Ev: "error", Code: ExitSetup, Msg: fmt.Sprintf("node %s: %v", a.cfg.Name, err)})
 			return

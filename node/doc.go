@@ -10,4 +10,11 @@
 //		log.Fatal(err)
 //	}
 //	os.Exit(res.ExitCode)
+//
+// Agents (StartAgent) form a cluster by gossip and run the ranks of cluster
+// jobs (RunCluster). For task mode, RunHub serves warm Python task workers
+// to a client, on this machine or on the agents of a cluster, until ctx ends:
+//
+//	err := node.RunHub(ctx, node.HubConfig{Cluster: []string{"node1"}, Socket: "/tmp/hub.sock",
+//		Events: os.Stdout, Stderr: os.Stderr})
 package node

@@ -145,11 +145,11 @@ func TestEnvBuiltOnce(t *testing.T) {
 	cached := make([]bool, 2)
 	errs := make([]error, 2)
 	for i := range 2 {
-		a := &Agent{cfg: AgentConfig{WorkDir: work}} // only what pythonEnv uses
+		c := &venvCache{dir: filepath.Join(work, "venvs")} // each agent has its own
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, cached[i], errs[i] = a.pythonEnv(py, req, job, func(string, bool) {})
+			_, cached[i], errs[i] = c.pythonEnv(py, req, job, func(string, bool) {})
 		}()
 	}
 	wg.Wait()

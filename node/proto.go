@@ -139,11 +139,12 @@ func gossipReply(reply []byte) bool {
 // request is the first message on every stream a launcher opens to an agent,
 // and the one an agent opens to a launcher for a rank's output.
 type request struct {
-	Op   string      `json:"op"` // "members", "job", "files", "stdin", "output"
-	Job  string      `json:"job,omitempty"`
-	Spec *remoteSpec `json:"spec,omitempty"` // op "job"
-	Rank int         `json:"rank,omitempty"` // op "output"
-	FD   int         `json:"fd,omitempty"`   // op "output": 1 stdout, 2 stderr
+	Op    string      `json:"op"` // "members", "job", "files", "stdin", "output", "tasks", "worker"
+	Job   string      `json:"job,omitempty"`
+	Spec  *remoteSpec `json:"spec,omitempty"`  // op "job"
+	Tasks *taskSpec   `json:"tasks,omitempty"` // op "tasks"
+	Rank  int         `json:"rank,omitempty"`  // op "output": the rank (or task worker); op "worker": the worker
+	FD    int         `json:"fd,omitempty"`    // op "output": 1 stdout, 2 stderr
 }
 
 // remoteSpec is the part of a job that one node runs.
@@ -169,9 +170,11 @@ type remoteSpec struct {
 // event is what an agent reports on a job's control stream, and what the
 // launcher sends back ("start", "kill").
 type event struct {
-	Ev     string `json:"ev"` // agent: ready, progress, started, exit, error, env, done; launcher: start, kill
+	Ev     string `json:"ev"` // agent: ready, progress, started, exit, error, env, done, worker, lost; launcher: start, kill
 	Rank   int    `json:"rank,omitempty"`
-	Code   int    `json:"code,omitempty"` // ev "exit": the rank's status; ev "error": the job's (0: ExitLaunch)
+	Worker int    `json:"worker,omitempty"` // ev "worker", "lost": the task worker's number on its node
+	Pid    int    `json:"pid,omitempty"`    // ev "worker": its process id
+	Code   int    `json:"code,omitempty"`   // ev "exit": the rank's status; ev "error": the job's (0: ExitLaunch)
 	Msg    string `json:"msg,omitempty"`
 	Signal int    `json:"signal,omitempty"`
 	Cached bool   `json:"cached,omitempty"` // ev "env": the Python environment was reused

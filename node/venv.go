@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -37,24 +38,31 @@ var errSetup = errors.New("installing the requirements failed")
 // progress within one ("collecting numpy").
 type envProgress func(step string, detail bool)
 
+// venvCache is a directory of Python environments, each named by its key:
+// an agent's WORK_DIR/venvs, which its jobs and task workers share, or the
+// user's cache for a task hub's local workers.
+type venvCache struct {
+	dir string
+	mu  sync.Mutex // one Python environment is built at a time
+}
+
 // pythonEnv returns the environment for python and requirements, building it
 // if needed (pip runs in the job's directory, so requirements may point
 // --find-links at the job's files); cached reports a reuse. One build runs at
 // a time on a node, and a lock file keeps agents that share WORK_DIR from
 // building the same environment at once.
-func (a *Agent) pythonEnv(python, requirements, jobDir string, progress envProgress) (dir string, cached bool, err error) {
+func (c *venvCache) pythonEnv(python, requirements, jobDir string, progress envProgress) (dir string, cached bool, err error) {
 	key, err := envKey(python, requirements, jobDir)
 	if err != nil {
 		return "", false, err
 	}
-	venvs := filepath.Join(a.cfg.WorkDir, "venvs")
-	if err := os.MkdirAll(venvs, 0o700); err != nil {
+	if err := os.MkdirAll(c.dir, 0o700); err != nil {
 		return "", false, err
 	}
-	dir = filepath.Join(venvs, key)
+	dir = filepath.Join(c.dir, key)
 	ready := filepath.Join(dir, ".pmrun-ready")
-	a.envMu.Lock()
-	defer a.envMu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	unlock, err := lockFile(dir + ".lock")
 	if err != nil {
 		return "", false, err
@@ -80,6 +88,7 @@ func buildEnv(python, requirements, jobDir, dir string, progress envProgress) er
 	if err := os.WriteFile(req, []byte(requirements), 0o600); err != nil {
 		return err
 	}
+	defer os.Remove(req) // jobDir may be a task hub's --files, the user's own
 	progress("creating the virtual environment", false)
 	if err := runStep(jobDir, nil, python, "-m", "venv", "--system-site-packages", dir); err != nil {
 		return err

@@ -41,6 +41,9 @@ options:
                        name, plus -PORT when --control-port is not 7947)
   --label KEY=VALUE    advertised with the node (repeatable)
   --cores N            slots offered to jobs (default: the number of CPUs)
+  --workers N          Python task workers started for each task hub
+                       (pmrun.Executor) that asks for no number (default:
+                       --cores)
   --work-dir DIR       where jobs' files and Python environments go (default
                        %s, NAME the node's name); jobs' files
                        left there are removed at start, environments kept
@@ -82,9 +85,16 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.Name, "name", "", "")
 	fs.Var(labelList(cfg.Labels), "label", "")
 	fs.IntVar(&cfg.Cores, "cores", 0, "")
+	fs.IntVar(&cfg.Workers, "workers", 0, "")
 	fs.StringVar(&cfg.WorkDir, "work-dir", "", "")
 	usage := fmt.Sprintf(nodeUsage, node.DefaultWorkDir("NAME"))
-	if code := parseSub(fs, args, usage, nil, stdout, stderr); code >= 0 {
+	check := func() error {
+		if cfg.Workers < 0 || cfg.Workers > node.MaxTaskWorkers {
+			return fmt.Errorf("--workers %d: want 1 to %d", cfg.Workers, node.MaxTaskWorkers)
+		}
+		return nil
+	}
+	if code := parseSub(fs, args, usage, check, stdout, stderr); code >= 0 {
 		return code
 	}
 	cfg.Join = splitList(join)
@@ -154,13 +164,14 @@ func runMembers(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATE\tCORES\tCONTROL\tLABELS")
+	fmt.Fprintln(tw, "NAME\tSTATE\tCORES\tWORKERS\tBUSY\tIDLE\tCONTROL\tLABELS")
 	for _, m := range ms {
 		var ls []string
 		for k, v := range m.Labels {
 			ls = append(ls, k+"="+v)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", m.Name, m.State, m.Cores, m.Control, strings.Join(ls, ","))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", m.Name, m.State, m.Cores, m.Workers, m.Busy, m.Idle,
+			m.Control, strings.Join(ls, ","))
 	}
 	tw.Flush()
 	return 0

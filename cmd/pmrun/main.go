@@ -168,6 +168,8 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 			return runNode(args[1:], stdout, stderr)
 		case "members":
 			return runMembers(args[1:], stdout, stderr)
+		case "task-hub":
+			return runTaskHub(args[1:], stdin, stdout, stderr)
 		case "image":
 			return runImage(args[1:], stdout, stderr)
 		case "cleanup":

@@ -25,7 +25,7 @@ func TestMain(m *testing.M) {
 	}
 	bin.dir = dir
 	bin.pmrun = os.Getenv("PMRUN_BIN")
-	builds := [][]string{{"-o", dir + "/", "./testdata/chatty", "./testdata/behave"}}
+	builds := [][]string{{"-o", dir + "/", "./testdata/chatty", "./testdata/behave", "./testdata/standin"}}
 	if bin.pmrun == "" {
 		bin.pmrun = filepath.Join(dir, "pmrun")
 		builds = append(builds, []string{"-ldflags", "-X github.com/pmrun/pmrun/internal/version.Version=" + wantVersion(), "-o", bin.pmrun, "."})

@@ -9,13 +9,14 @@ import (
 )
 
 // StartNode starts `pmrun node` (the launcher at pmrun) on loopback with the
-// given name, a control port of the system's choosing and a work directory
-// of the test's, waits (at most 30 s) until it says its control address, and
-// returns that address. The node is killed when the test ends.
-func StartNode(t testing.TB, pmrun, name string) string {
+// given name, a control port of the system's choosing, a work directory of
+// the test's and the further options args, waits (at most 30 s) until it
+// says its control address, and returns that address. The node is killed
+// when the test ends.
+func StartNode(t testing.TB, pmrun, name string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(pmrun, "node", "--bind", "127.0.0.1:0", "--control-port", "0", "--name", name,
-		"--work-dir", t.TempDir())
+	cmd := exec.Command(pmrun, append([]string{"node", "--bind", "127.0.0.1:0", "--control-port", "0", "--name", name,
+		"--work-dir", t.TempDir()}, args...)...)
 	errs, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
