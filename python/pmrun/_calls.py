@@ -1,0 +1,269 @@
+"""Task mode's units of work and how their data is pickled.
+
+A _Task is one ``submit`` (its result goes to a concurrent.futures.Future); a
+_Piece is a run of a ``map`` chunk's calls (its results go to the _Chunk). Both
+carry their arguments already pickled, so a batch is a list of byte strings
+and buffers and nothing is pickled again per task when batches are sent.
+"""
+
+import pickle
+from concurrent.futures import CancelledError
+
+try:
+    import cloudpickle
+except ImportError:  # functions then travel by reference only
+    cloudpickle = None
+
+from pmrun import _frames
+
+
+class RemoteError(Exception):
+    """A task's exception that could not be rebuilt here (its class is not
+    importable, or it does not unpickle): its type name and message."""
+
+
+class SerializationError(pickle.PicklingError, TypeError):
+    """A function, argument or result that cannot be pickled."""
+
+
+class WorkerLostError(RuntimeError):
+    """A task whose worker died under it more often than its retries allow."""
+
+
+class TaskTimeoutError(TimeoutError):
+    """A task that ran longer than its timeout (its worker was stopped)."""
+
+
+class _RemoteTraceback(Exception):
+    """The remote traceback, shown as the cause of a task's exception."""
+
+    def __init__(self, tb):
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self):
+        return self.tb
+
+
+def remote_error(payload):
+    """The exception a worker's error result describes, with the remote
+    traceback (and where it ran) as its cause."""
+    data, typename, msg, text, where, pid = pickle.loads(payload)
+    exc = None
+    if data is not None:
+        try:
+            exc = pickle.loads(data)
+        except Exception:
+            exc = None
+    if not isinstance(exc, BaseException):
+        exc = RemoteError("%s: %s" % (typename, msg))
+    exc.__cause__ = _RemoteTraceback('\n"""\non worker %s (pid %s):\n%s"""' % (where, pid, text.rstrip("\n")))
+    return exc
+
+
+def fn_name(fn):
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+
+
+def dump_function(fn):
+    """Pickles a function: with cloudpickle when there is one (by reference if
+    importable, by value for lambdas, closures and __main__'s functions), else
+    by reference with the standard pickle."""
+    name = fn_name(fn)
+    if cloudpickle is not None:
+        try:
+            return cloudpickle.dumps(fn, 5)
+        except Exception as e:
+            raise SerializationError("cannot send function %s: %s" % (name, e)) from None
+    module = getattr(fn, "__module__", None)
+    if module == "__main__" or "<lambda>" in name or "<locals>" in name:
+        raise SerializationError(
+            "cannot send function %s (from %s) by reference: a lambda, closure or function of the "
+            "main script travels by value, which needs cloudpickle (pip install cloudpickle, or "
+            "Debian's python3-cloudpickle); or move it to an importable module" % (name, module))
+    try:
+        return pickle.dumps(fn, 5)
+    except Exception as e:
+        raise SerializationError("cannot send function %s: %s" % (name, e)) from None
+
+
+def dump_args(obj, fn, describe):
+    """Pickles obj (a call's arguments) with its buffers out of band: (bytes,
+    buffers). A failure raises SerializationError naming the argument that
+    failed, as describe(culprit) says it."""
+    bufs = []
+    try:
+        return pickle.dumps(obj, 5, buffer_callback=bufs.append), [b.raw() for b in bufs]
+    except Exception as first:
+        err = first
+    if cloudpickle is not None:  # lambdas and the like among the arguments
+        bufs = []
+        try:
+            return cloudpickle.dumps(obj, 5, buffer_callback=bufs.append), [b.raw() for b in bufs]
+        except Exception:
+            pass
+    raise SerializationError("%s (%s of %s)" % (err, describe(), fn_name(fn))) from None
+
+
+def _pickles(obj):
+    try:
+        pickle.dumps(obj, 5, buffer_callback=lambda b: None)
+        return True
+    except Exception:
+        pass
+    if cloudpickle is not None:
+        try:
+            cloudpickle.dumps(obj, 5, buffer_callback=lambda b: None)
+            return True
+        except Exception:
+            pass
+    return False
+
+
+def culprit(args, kwargs):
+    """Names the argument of a call that does not pickle."""
+    for i, a in enumerate(args):
+        if not _pickles(a):
+            return "argument %d" % (i + 1)
+    for k, v in (kwargs or {}).items():
+        if not _pickles(v):
+            return "keyword argument %r" % k
+    return "arguments"
+
+
+class _Call:
+    """A unit sent to a worker: one task, or a run of a chunk's tasks."""
+
+    __slots__ = ("fid", "payload", "bufs", "attempts", "suspect", "timeout")
+    star = 0
+    ntasks = 1
+
+    def __init__(self, fid, payload, bufs, timeout):
+        self.fid, self.payload, self.bufs = fid, payload, bufs
+        self.attempts = 0      # times a worker died running it
+        self.suspect = False   # its worker died: it is sent alone from then on
+        self.timeout = timeout
+
+
+class Task(_Call):
+    __slots__ = ("future", "started")
+
+    def __init__(self, fid, payload, bufs, timeout, future):
+        super().__init__(fid, payload, bufs, timeout)
+        self.future = future
+        self.started = False
+
+    def start(self):
+        """False if the future was cancelled (then it is dropped)."""
+        if self.started:
+            return True
+        self.started = True
+        return self.future.set_running_or_notify_cancel()
+
+    def cancelled(self):
+        return self.future.cancelled()
+
+    def complete(self, status, data, bufs):
+        if status == 0:
+            try:
+                value = pickle.loads(data, buffers=bufs)
+            except Exception as e:
+                self.future.set_exception(RemoteError("the result could not be unpickled here: %s" % e))
+                return
+            self.future.set_result(value)
+        else:
+            self.future.set_exception(remote_error(data))
+
+    def fail(self, exc):
+        if not self.future.done():
+            self.future.set_exception(exc)
+
+    def cancel_queued(self):
+        self.future.cancel()
+
+    def split(self):
+        return [self]
+
+
+class Piece(_Call):
+    __slots__ = ("chunk", "lo", "hi")
+    star = 1
+
+    def __init__(self, fid, payload, bufs, timeout, chunk, lo, hi):
+        super().__init__(fid, payload, bufs, timeout)
+        self.chunk, self.lo, self.hi = chunk, lo, hi
+
+    @property
+    def ntasks(self):
+        return self.hi - self.lo
+
+    def start(self):
+        if self.chunk.cancelled:
+            self.fail(CancelledError())
+            return False
+        return True
+
+    def cancelled(self):
+        return self.chunk.cancelled
+
+    def complete(self, status, data, bufs):
+        err = None
+        values = ()
+        try:
+            if status == 0:
+                values = pickle.loads(data, buffers=bufs)
+            elif status == 2:
+                values, payload = pickle.loads(data, buffers=bufs)
+                err = remote_error(payload)
+            else:
+                err = remote_error(data)
+        except Exception as e:
+            values, err = (), RemoteError("the results could not be unpickled here: %s" % e)
+        self.chunk.piece_done(self, values, err)
+
+    def fail(self, exc):
+        self.chunk.piece_done(self, (), exc)
+
+    def cancel_queued(self):
+        self.chunk.cancelled = True
+        self.fail(CancelledError())
+
+    def split(self):
+        """This piece as pieces of one task each (to find which task kills
+        its worker, and re-run only that one alone)."""
+        if self.hi - self.lo == 1:
+            return [self]
+        out = []
+        for j in range(self.lo, self.hi):
+            payload, bufs = dump_args([self.chunk.args[j]], self.chunk.fn, lambda: "arguments")
+            p = Piece(self.fid, payload, bufs, self.timeout, self.chunk, j, j + 1)
+            p.attempts, p.suspect = self.attempts, self.suspect
+            out.append(p)
+        return out
+
+
+class Chunk:
+    """A chunk of a map: its arguments (kept until it is done, to split it if
+    a worker is lost under it) and its results as they come."""
+
+    __slots__ = ("fn", "args", "results", "remaining", "error", "error_at", "cancelled", "run", "done")
+
+    def __init__(self, run, fn, args):
+        self.run, self.fn, self.args = run, fn, args
+        self.results = [None] * len(args)
+        self.remaining = len(args)
+        self.error = None
+        self.error_at = len(args)
+        self.cancelled = False
+        self.done = False
+
+    def piece_done(self, piece, values, err):
+        n = len(values)
+        self.results[piece.lo:piece.lo + n] = values
+        if err is not None and piece.lo + n < self.error_at:
+            self.error, self.error_at = err, piece.lo + n
+        self.run.chunk_progress(self, piece.hi - piece.lo)
+
+    def values(self):
+        return self.results[:self.error_at]
+

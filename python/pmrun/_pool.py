@@ -1,0 +1,677 @@
+"""Task mode's workers and scheduling: the part of an Executor that talks to
+workers.
+
+Workers are local processes (``python -m pmrun._worker`` on a socketpair moved
+to their fd 3), or the workers a ``pmrun task-hub`` announces (cluster mode, and
+local mode with requirements or files), reached through its unix socket.
+
+Scheduling is by credit: a worker has at most CREDIT batches in flight, so the
+next batch is already there when one ends and the worker never waits for the
+client. Small tasks travel in batches of about BATCH_SECONDS of measured run
+time. Every send is non-blocking and done by the thread that has the work (a
+submit sends from the caller's thread: no hop to another thread); what a full
+socket does not take is queued and written by the pool's one I/O thread, which
+also reads every reply and completes futures. A thread that blocked on a send
+could deadlock against a worker blocked sending its reply.
+
+A worker that dies takes only its batches in flight with it: they are queued
+again at the front. The batch it was running is blamed (its tasks count an
+attempt and are sent alone from then on, a map chunk split into single tasks),
+so a task that kills its worker is found and fails after Config.retries
+re-runs, and the others run once more at most.
+"""
+
+import collections
+import json
+import os
+import pickle
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from pmrun import _calls, _frames
+
+#: Batches in flight per worker.
+CREDIT = 2
+#: Measured run time to put in one batch of small tasks (seconds).
+BATCH_SECONDS = 0.01
+#: Most calls in one batch.
+MAX_BATCH = 4096
+#: Local workers whose start fails in a row before the pool gives up.
+START_FAILURES = 3
+#: Run time per task assumed for a function not yet measured.
+UNMEASURED = 0.001
+
+_DONTWAIT = socket.MSG_DONTWAIT
+_PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class BrokenPool(RuntimeError):
+    pass
+
+
+class _Worker:
+    __slots__ = ("id", "sock", "reader", "pid", "local", "inflight", "known", "outq",
+                 "hello", "dead", "stopped", "head_started", "lost_reason", "registered")
+
+    def __init__(self, wid, sock, pid, local):
+        self.id, self.sock, self.pid, self.local = wid, sock, pid, local
+        self.reader = _frames.Reader(sock)
+        self.inflight = {}          # batch id -> _Batch, in the order sent
+        self.known = set()          # function ids sent to it
+        self.outq = []              # what its socket did not take yet
+        self.hello = None
+        self.dead = False
+        self.stopped = None         # why the pool stopped it (its tasks are not to blame)
+        self.head_started = 0.0     # when its first batch in flight started
+        self.lost_reason = None     # the hub's word on its end
+        self.registered = False
+
+
+class _Batch:
+    __slots__ = ("bid", "calls", "ntasks")
+
+    def __init__(self, bid, calls):
+        self.bid, self.calls = bid, calls
+        self.ntasks = sum(c.ntasks for c in calls)
+
+
+class Pool:
+    """The workers of one Executor, its queue of calls and its I/O thread."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.lock = threading.Lock()          # guards everything below
+        self.changed = threading.Condition(self.lock)
+        self.pending = collections.deque()    # calls not sent yet
+        self.workers = []
+        self.nbatch = 0
+        self.fn_payload = {}                  # fid -> (pickled function, name)
+        self.fid_by_payload = {}
+        self.fid_by_obj = {}
+        self.per_task = {}                    # fid -> measured seconds per task
+        self.timed = False                    # calls with timeouts were queued
+        self.closing = False
+        self.broken = None
+        self.start_failures = 0
+        self.nspawned = 0
+        self.want_write = set()
+        self.sel = selectors.DefaultSelector()
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.sel.register(self.wake_r, selectors.EVENT_READ, None)
+        self.hub = None
+        self.hub_ready = threading.Event()
+        self.hub_log = collections.deque(maxlen=5)
+        self.thread = threading.Thread(target=self._loop, name="pmrun-tasks", daemon=True)
+        self.python = cfg.python or sys.executable
+        if cfg.address or cfg.requirements or cfg.files:
+            self._start_hub()
+        else:
+            with self.lock:
+                for _ in range(cfg.workers or os.cpu_count() or 1):
+                    self._spawn()
+        self.thread.start()
+        if self.hub is not None:
+            self._await_hub()
+
+    # ---- submitting ----
+
+    def fid(self, fn):
+        """The id of fn's definition (pickled once per distinct function)."""
+        try:
+            return self.fid_by_obj[fn]
+        except (KeyError, TypeError):
+            pass
+        payload = _calls.dump_function(fn)
+        with self.lock:
+            fid = self.fid_by_payload.get(payload)
+            if fid is None:
+                fid = len(self.fn_payload) + 1
+                self.fn_payload[fid] = (payload, _calls.fn_name(fn))
+                self.fid_by_payload[payload] = fid
+        try:
+            if len(self.fid_by_obj) > 4096:  # new lambdas every call: keep the cache small
+                self.fid_by_obj.clear()
+            self.fid_by_obj[fn] = fid
+        except TypeError:
+            pass
+        return fid
+
+    def check(self):
+        if self.broken is not None:
+            raise self.broken
+        if self.closing:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+
+    def enqueue(self, calls):
+        with self.lock:
+            self.check()
+            self.pending.extend(calls)
+            if any(c.timeout is not None for c in calls):
+                self.timed = True
+                self._wake()
+            self._dispatch()
+
+    def nworkers(self):
+        return max(1, len(self.workers))
+
+    # ---- sending (all under self.lock) ----
+
+    def _dispatch(self):
+        while self.pending:
+            w = None
+            for x in self.workers:
+                if not x.dead and x.stopped is None and (w is None or len(x.inflight) < len(w.inflight)):
+                    w = x
+            if w is None or len(w.inflight) >= CREDIT:
+                return
+            calls = self._take()
+            if calls:
+                self._send_batch(w, calls)
+
+    def _take(self):
+        calls, est = [], 0.0
+        pending = self.pending
+        while pending:
+            c = pending[0]
+            alone = c.suspect or c.timeout is not None
+            if calls and (alone or est >= BATCH_SECONDS or len(calls) >= MAX_BATCH):
+                break
+            pending.popleft()
+            if not c.start():
+                continue
+            calls.append(c)
+            est += c.ntasks * self.per_task.get(c.fid, UNMEASURED)
+            if alone:
+                break
+        return calls
+
+    def _send_batch(self, w, calls):
+        self.nbatch += 1
+        bid = self.nbatch
+        iov = []
+        for c in calls:
+            if c.fid not in w.known:
+                w.known.add(c.fid)
+                payload, name = self.fn_payload[c.fid]
+                iov += _frames.encode(_frames.FUNCTION, pickle.dumps((c.fid, payload, name), 5))
+        body = pickle.dumps((bid, [(c.fid, c.star, c.payload, len(c.bufs)) for c in calls]), 5)
+        bufs = [b for c in calls for b in c.bufs] if len(calls) > 1 else calls[0].bufs
+        iov += _frames.encode(_frames.CALL, body, bufs)
+        if not w.inflight:
+            w.head_started = time.monotonic()
+        w.inflight[bid] = _Batch(bid, calls)
+        self._send(w, iov)
+
+    def _send(self, w, iov):
+        if w.dead:
+            return
+        if w.outq:
+            w.outq += [memoryview(b).cast("B") for b in iov]
+            return
+        try:
+            while iov:
+                n = w.sock.sendmsg(iov[:1024], (), _DONTWAIT)
+                iov = _frames.advance([memoryview(b).cast("B") for b in iov], n)
+        except BlockingIOError:
+            w.outq = [memoryview(b).cast("B") for b in iov]
+            self.want_write.add(w)
+            self._wake()
+        except OSError:
+            pass  # the worker is gone: its end of stream says so
+
+    def _flush(self, w):
+        with self.lock:
+            try:
+                while w.outq:
+                    n = w.sock.sendmsg(w.outq[:1024], (), _DONTWAIT)
+                    w.outq = _frames.advance(w.outq, n)
+            except BlockingIOError:
+                return
+            except OSError:
+                w.outq = []
+            self.want_write.add(w)  # to drop write interest
+
+    def _wake(self):
+        try:
+            os.write(self.wake_w, b"w")
+        except BlockingIOError:
+            pass
+
+    # ---- the I/O thread ----
+
+    def _loop(self):
+        try:
+            if self._service():
+                return
+            while True:
+                timeout = self._next_deadline() if self.timed else None
+                for key, mask in self.sel.select(timeout):
+                    w = key.data
+                    if w is None:
+                        try:
+                            os.read(self.wake_r, 4096)
+                        except BlockingIOError:
+                            pass
+                        continue
+                    if mask & selectors.EVENT_WRITE:
+                        self._flush(w)
+                    if mask & selectors.EVENT_READ:
+                        self._read(w)
+                if self._service():
+                    return
+        except BaseException as e:  # a bug here must not leave callers waiting
+            self._break(BrokenPool("pmrun task mode: the executor's I/O thread failed: %r" % (e,)))
+            self._close()
+            raise
+
+    def _service(self):
+        """Registers new workers, updates write interest, enforces timeouts;
+        closes everything once shut down and idle (then returns True)."""
+        with self.lock:
+            for w in self.workers:
+                if not w.registered and not w.dead:
+                    w.registered = True
+                    self.sel.register(w.sock, selectors.EVENT_READ, w)
+            for w in self.want_write:
+                if w.registered and not w.dead:
+                    ev = selectors.EVENT_READ | (selectors.EVENT_WRITE if w.outq else 0)
+                    self.sel.modify(w.sock, ev, w)
+            self.want_write.clear()
+            expired = self._expired() if self.timed else []
+            if self.closing:
+                while self.pending and self.pending[0].cancelled():
+                    self.pending.popleft()
+                busy = self.pending or any(w.inflight for w in self.workers)
+                if not busy or self.broken is not None:
+                    done = True
+                else:
+                    done = False
+            else:
+                done = False
+        for w, c, exc in expired:
+            c.fail(exc)
+            self._stop(w, "stopped after a task timeout")
+        if done:
+            self._close()
+        return done
+
+    def _read(self, w):
+        while not w.dead:
+            try:
+                frames = w.reader.feed(_DONTWAIT)
+            except BlockingIOError:
+                return
+            except (OSError, _frames.FrameError) as e:
+                self._lost(w, str(e))
+                return
+            if frames is None:
+                self._lost(w, None)
+                return
+            for kind, parts in frames:
+                if kind == _frames.REPLY:
+                    self._reply(w, parts)
+                elif kind == _frames.HELLO:
+                    w.hello = pickle.loads(parts[0])
+                    with self.lock:
+                        self.start_failures = 0
+                else:
+                    self._lost(w, "unexpected frame %r from worker %s" % (kind, w.id))
+                    return
+
+    def _reply(self, w, parts):
+        bid, seconds, results = pickle.loads(parts[0])
+        with self.lock:
+            batch = w.inflight.pop(bid, None)
+            w.head_started = time.monotonic()
+            if batch is not None and batch.ntasks:
+                per = seconds / batch.ntasks
+                for c in batch.calls:
+                    old = self.per_task.get(c.fid)
+                    self.per_task[c.fid] = per if old is None else 0.5 * (old + per)
+            self._dispatch()
+            if self.closing:
+                self._wake()
+        if batch is None:
+            return  # a batch failed already (its timeout)
+        i = 1
+        for c, (status, data, nbufs) in zip(batch.calls, results):
+            c.complete(status, data, parts[i:i + nbufs])
+            i += nbufs
+
+    def _next_deadline(self):
+        with self.lock:
+            first = None
+            for w in self.workers:
+                if w.inflight and w.stopped is None:
+                    c = next(iter(w.inflight.values())).calls[0]
+                    if c.timeout is not None:
+                        t = w.head_started + c.timeout
+                        first = t if first is None else min(first, t)
+        return None if first is None else max(0.0, first - time.monotonic())
+
+    def _expired(self):
+        now, out = time.monotonic(), []
+        for w in self.workers:
+            if w.inflight and w.stopped is None:
+                b = next(iter(w.inflight.values()))
+                c = b.calls[0]
+                if c.timeout is not None and now - w.head_started > c.timeout:
+                    del w.inflight[b.bid]
+                    w.stopped = "timeout"
+                    name = self.fn_payload[c.fid][1]
+                    out.append((w, c, _calls.TaskTimeoutError(
+                        "task %s did not finish within %g s (its worker %s was stopped)" % (name, c.timeout, w.id))))
+        return out
+
+    # ---- losing workers ----
+
+    def _stop(self, w, reason):
+        """Ends a worker the pool gave up on (its tasks are not to blame)."""
+        if w.local:
+            try:
+                os.kill(w.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self._lost(w, reason)
+
+    def _lost(self, w, reason):
+        with self.lock:
+            if w.dead:
+                return
+            w.dead = True
+            if w.registered:
+                self.sel.unregister(w.sock)
+            w.sock.close()
+            w.outq = []
+            self.workers.remove(w)
+        if w.local:
+            status = _reap(w.pid, 2.0)
+            reason = reason if w.stopped else status
+        else:
+            with self.lock:  # the hub's "lost" line comes just before the close
+                self.changed.wait_for(lambda: w.lost_reason is not None, timeout=0.5)
+                reason = w.lost_reason or reason or "connection to worker %s closed" % w.id
+        fails = []
+        with self.lock:
+            batches = list(w.inflight.values())
+            w.inflight.clear()
+            again = []
+            for i, b in enumerate(batches):
+                for c in b.calls:
+                    if i > 0 or w.hello is None or w.stopped is not None:
+                        again.append(c)  # queued behind the running batch, or never started
+                        continue
+                    c.attempts += 1
+                    c.suspect = True
+                    if c.attempts > self.cfg.retries:
+                        fails.append((c, _calls.WorkerLostError(
+                            "task %s killed its worker %d times (last: %s)"
+                            % (self.fn_payload[c.fid][1], c.attempts, reason))))
+                    else:
+                        again.extend(c.split())
+            self.pending.extendleft(reversed(again))
+            broken = None
+            if w.hello is None and w.stopped is None and not self.closing:
+                self.start_failures += 1
+            if w.local and not self.broken:
+                if self.start_failures >= START_FAILURES:
+                    broken = BrokenPool("pmrun task mode: %d workers in a row failed to start (last: %s; "
+                                        "interpreter %s)" % (self.start_failures, reason, self.python))
+                elif not self.closing or self.pending or any(x.inflight for x in self.workers):
+                    self._spawn()
+                    self._wake()
+            elif not w.local and not self.workers and self.hub is None:
+                broken = BrokenPool("pmrun task mode: no workers left")
+            self._dispatch()
+            self.changed.notify_all()
+        for c, exc in fails:
+            c.fail(exc)
+        if broken is not None:
+            self._break(broken)
+
+    def _break(self, exc):
+        """Fails every call queued or in flight: the pool cannot go on."""
+        with self.lock:
+            if self.broken is not None:
+                return
+            self.broken = exc
+            calls = list(self.pending)
+            self.pending.clear()
+            for w in self.workers:
+                for b in w.inflight.values():
+                    calls.extend(b.calls)
+                w.inflight.clear()
+            self.hub_ready.set()
+            self.changed.notify_all()
+            self._wake()
+        for c in calls:
+            if c.start():
+                c.fail(exc)
+
+    # ---- local workers ----
+
+    def _spawn(self):
+        """Starts a local worker (under self.lock). posix_spawn moves the
+        socket to fd 3 without running Python code in the child, which
+        Popen's preexec_fn would (unsafe with threads)."""
+        self.nspawned += 1
+        parent, child = socket.socketpair()
+        fd = child.fileno()
+        dup = os.dup(fd) if fd == 3 else None  # dup2(3, 3) would keep close-on-exec
+        env = dict(os.environ)
+        env.update(self.cfg.env or {})
+        env["PMRUN_WORKER"] = str(self.nspawned - 1)
+        env["PYTHONPATH"] = os.pathsep.join([_PKG_PARENT] + [p for p in [env.get("PYTHONPATH")] if p])
+        env["PMRUN_TASK_PATH"] = os.pathsep.join(p for p in sys.path if p)
+        try:
+            pid = os.posix_spawn(self.python, [self.python, "-m", "pmrun._worker"], env, file_actions=[
+                (os.POSIX_SPAWN_DUP2, dup if dup is not None else fd, 3),
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)])
+        finally:
+            child.close()
+            if dup is not None:
+                os.close(dup)
+        w = _Worker("%s/%d" % (socket.gethostname(), self.nspawned - 1), parent, pid, True)
+        self.workers.append(w)
+
+    # ---- the hub ----
+
+    def _start_hub(self):
+        exe = _find_pmrun()
+        self.hubdir = tempfile.mkdtemp(prefix="pmrun-hub-")
+        path = os.path.join(self.hubdir, "hub.sock")
+        args = [exe, "task-hub", "--socket", path, "--python", self.python]
+        cfg = self.cfg
+        if cfg.address:
+            args += ["--cluster", cfg.address]
+        if cfg.workers:
+            args += ["--workers", str(cfg.workers)]
+        if cfg.requirements:
+            req = cfg.requirements
+            if isinstance(req, str) and os.path.isfile(req):
+                args += ["--requirements", req]
+            else:
+                lines = [req] if isinstance(req, str) else list(req)
+                rpath = os.path.join(self.hubdir, "requirements.txt")
+                with open(rpath, "w") as f:
+                    f.write("".join(line + "\n" for line in lines))
+                args += ["--requirements", rpath]
+        if cfg.files:
+            args += ["--files", os.path.abspath(cfg.files)]
+        for k, v in sorted((cfg.env or {}).items()):
+            args += ["--env", "%s=%s" % (k, v)]
+        env = dict(os.environ)
+        if cfg.key:
+            env["PMRUN_CLUSTER_KEY"] = cfg.key  # not on the command line, where ps shows it
+        self.hub_path = path
+        self.hub = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        self.hub_thread = threading.Thread(target=self._hub_events, name="pmrun-hub", daemon=True)
+        self.hub_thread.start()
+
+    def _await_hub(self):
+        if not self.hub_ready.wait(self.cfg.start_timeout):
+            self._break(BrokenPool("pmrun task mode: the task hub had no workers ready within %g s%s"
+                                   % (self.cfg.start_timeout, self._hub_said())))
+        if self.broken is not None:
+            self.shutdown(wait=True)
+            raise self.broken
+
+    def _hub_said(self):
+        return "" if not self.hub_log else " (it said: %s)" % "; ".join(self.hub_log)
+
+    def _hub_events(self):
+        fatal = None
+        for line in self.hub.stdout:
+            try:
+                ev = json.loads(line)
+                kind = ev["event"]
+            except (ValueError, KeyError, TypeError):
+                self.hub_log.append(line.decode(errors="replace").strip())
+                continue
+            if kind == "worker":
+                self._hub_worker(ev)
+            elif kind == "lost":
+                with self.lock:
+                    for w in self.workers:
+                        if w.id == ev.get("id"):
+                            w.lost_reason = ev.get("reason") or "lost"
+                    self.changed.notify_all()
+            elif kind == "ready":
+                self.hub_ready.set()
+            elif kind == "progress":
+                msg = str(ev.get("message", ""))
+                self.hub_log.append(msg)
+                if _isatty():
+                    sys.stderr.write("pmrun: %s\n" % msg)
+            elif kind == "error":
+                fatal = str(ev.get("message", ""))
+        status = self.hub.wait()
+        with self.lock:
+            closing = self.closing
+        if not closing:
+            why = fatal or "it exited with status %s%s" % (status, self._hub_said())
+            self._break(BrokenPool("pmrun task mode: the task hub failed: %s" % why))
+
+    def _hub_worker(self, ev):
+        wid = str(ev.get("id"))
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(self.hub_path)
+            s.sendall(wid.encode() + b"\n")
+        except OSError as e:
+            s.close()
+            self.hub_log.append("cannot reach worker %s: %s" % (wid, e))
+            return
+        w = _Worker(wid, s, ev.get("pid"), False)
+        with self.lock:
+            if self.broken is not None:
+                s.close()
+                return
+            self.workers.append(w)
+            self._dispatch()
+            self._wake()
+
+    # ---- shutting down ----
+
+    def shutdown(self, wait=True, cancel=False):
+        with self.lock:
+            self.closing = True
+            dropped = []
+            if cancel:
+                dropped = list(self.pending)
+                self.pending.clear()
+            self._wake()
+        for c in dropped:
+            c.cancel_queued()
+        if wait and threading.current_thread() is not self.thread and self.thread.is_alive():
+            self.thread.join()
+
+    def _close(self):
+        with self.lock:
+            workers = list(self.workers)
+            self.workers = []
+            for w in workers:
+                w.dead = True
+        for w in workers:
+            try:
+                w.sock.sendmsg(_frames.encode(_frames.EXIT, pickle.dumps(None, 5)), (), _DONTWAIT)
+            except OSError:
+                pass
+            try:
+                if w.registered:
+                    self.sel.unregister(w.sock)
+            except (KeyError, ValueError):
+                pass
+            w.sock.close()
+        for w in workers:
+            if w.local:
+                _reap(w.pid, 2.0, kill=True)
+        if self.hub is not None:
+            try:
+                self.hub.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.hub.wait(10)
+            except subprocess.TimeoutExpired:
+                self.hub.kill()
+                self.hub.wait()
+            shutil.rmtree(self.hubdir, ignore_errors=True)
+        self.sel.close()
+        os.close(self.wake_r)
+        os.close(self.wake_w)
+
+
+def _reap(pid, timeout, kill=False):
+    """Waits up to timeout for a local worker to end (then kills it if kill);
+    its end in words: "signal 9", "exit status 1"."""
+    end = time.monotonic() + timeout
+    delay = 0.0005
+    while True:
+        try:
+            got, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return "exited"
+        if got:
+            if os.WIFSIGNALED(status):
+                return "signal %d" % os.WTERMSIG(status)
+            return "exit status %d" % os.WEXITSTATUS(status)
+        if time.monotonic() >= end:
+            if not kill:
+                return "closed its stream"
+            os.kill(pid, signal.SIGKILL)
+            kill = False
+            end = time.monotonic() + 5
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def _find_pmrun():
+    """The pmrun launcher, for its task hub: PMRUN_BIN, else the one next to
+    this package (bin/python/pmrun/../../pmrun), else on PATH."""
+    exe = os.environ.get("PMRUN_BIN")
+    if exe:
+        return exe
+    near = os.path.join(_PKG_PARENT, "..", "pmrun")
+    if os.path.isfile(near) and os.access(near, os.X_OK):
+        return os.path.abspath(near)
+    exe = shutil.which("pmrun")
+    if exe:
+        return exe
+    raise FileNotFoundError("pmrun task mode: requirements, files and clusters need the pmrun launcher "
+                            "(its task hub), which is neither PMRUN_BIN, nor next to the package (%s), "
+                            "nor on PATH" % os.path.abspath(near))
+
+
+def _isatty():
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
