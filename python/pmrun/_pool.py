@@ -8,17 +8,18 @@ local mode with requirements or files), reached through its unix socket.
 Scheduling is by credit: a worker has at most CREDIT batches in flight, so the
 next batch is already there when one ends and the worker never waits for the
 client. Small tasks travel in batches of about BATCH_SECONDS of measured run
-time. Every send is non-blocking and done by the thread that has the work (a
+time: one write of one call frame per call (a map chunk is one call), each
+answered by its own reply frame as soon as it is done. Every send is non-blocking and done by the thread that has the work (a
 submit sends from the caller's thread: no hop to another thread); what a full
 socket does not take is queued and written by the pool's one I/O thread, which
 also reads every reply and completes futures. A thread that blocked on a send
 could deadlock against a worker blocked sending its reply.
 
-A worker that dies takes only its batches in flight with it: they are queued
-again at the front. The batch it was running is blamed (its tasks count an
-attempt and are sent alone from then on, a map chunk split into single tasks),
-so a task that kills its worker is found and fails after Config.retries
-re-runs, and the others run once more at most.
+A worker that dies takes only its calls in flight (not answered) with it:
+they are queued again at the front. The call it was running is blamed (it
+counts an attempt and is sent alone from then on, a map chunk split into
+single tasks), so a task that kills its worker is found and fails after
+Config.retries re-runs, and the others run once more at most.
 """
 
 import collections
@@ -57,29 +58,22 @@ class BrokenPool(RuntimeError):
 
 
 class _Worker:
-    __slots__ = ("id", "sock", "reader", "pid", "local", "inflight", "known", "outq",
+    __slots__ = ("id", "sock", "reader", "pid", "local", "inflight", "batches", "known", "outq",
                  "hello", "dead", "stopped", "head_started", "lost_reason", "registered")
 
     def __init__(self, wid, sock, pid, local):
         self.id, self.sock, self.pid, self.local = wid, sock, pid, local
         self.reader = _frames.Reader(sock)
-        self.inflight = {}          # batch id -> _Batch, in the order sent
+        self.inflight = {}          # call id -> (call, batch id), in the order sent
+        self.batches = {}           # batch id -> its calls not answered
         self.known = set()          # function ids sent to it
         self.outq = []              # what its socket did not take yet
         self.hello = None
         self.dead = False
         self.stopped = None         # why the pool stopped it (its tasks are not to blame)
-        self.head_started = 0.0     # when its first batch in flight started
+        self.head_started = 0.0     # when its first call in flight started
         self.lost_reason = None     # the hub's word on its end
         self.registered = False
-
-
-class _Batch:
-    __slots__ = ("bid", "calls", "ntasks")
-
-    def __init__(self, bid, calls):
-        self.bid, self.calls = bid, calls
-        self.ntasks = sum(c.ntasks for c in calls)
 
 
 class Pool:
@@ -92,6 +86,7 @@ class Pool:
         self.pending = collections.deque()    # calls not sent yet
         self.workers = []
         self.nbatch = 0
+        self.ncall = 0
         self.fn_payload = {}                  # fid -> (pickled function, name)
         self.fid_by_payload = {}
         self.fid_by_obj = {}
@@ -106,6 +101,7 @@ class Pool:
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.sel.register(self.wake_r, selectors.EVENT_READ, None)
         self.hub = None
+        self.hub_workers = {}                 # id -> worker, until the hub says it is lost
         self.hub_ready = threading.Event()
         self.hub_log = collections.deque(maxlen=5)
         self.thread = threading.Thread(target=self._loop, name="pmrun-tasks", daemon=True)
@@ -167,9 +163,9 @@ class Pool:
         while self.pending:
             w = None
             for x in self.workers:
-                if not x.dead and x.stopped is None and (w is None or len(x.inflight) < len(w.inflight)):
+                if not x.dead and x.stopped is None and (w is None or len(x.batches) < len(w.batches)):
                     w = x
-            if w is None or len(w.inflight) >= CREDIT:
+            if w is None or len(w.batches) >= CREDIT:
                 return
             calls = self._take()
             if calls:
@@ -196,17 +192,18 @@ class Pool:
         self.nbatch += 1
         bid = self.nbatch
         iov = []
+        if not w.inflight:
+            w.head_started = time.monotonic()
         for c in calls:
             if c.fid not in w.known:
                 w.known.add(c.fid)
                 payload, name = self.fn_payload[c.fid]
                 iov += _frames.encode(_frames.FUNCTION, pickle.dumps((c.fid, payload, name), 5))
-        body = pickle.dumps((bid, [(c.fid, c.star, c.payload, len(c.bufs)) for c in calls]), 5)
-        bufs = [b for c in calls for b in c.bufs] if len(calls) > 1 else calls[0].bufs
-        iov += _frames.encode(_frames.CALL, body, bufs)
-        if not w.inflight:
-            w.head_started = time.monotonic()
-        w.inflight[bid] = _Batch(bid, calls)
+            self.ncall += 1
+            body = pickle.dumps((self.ncall, [(c.fid, c.star, c.payload, len(c.bufs))]), 5)
+            iov += _frames.encode(_frames.CALL, body, c.bufs)
+            w.inflight[self.ncall] = (c, bid)
+        w.batches[bid] = len(calls)
         self._send(w, iov)
 
     def _send(self, w, iov):
@@ -326,31 +323,30 @@ class Pool:
                     return
 
     def _reply(self, w, parts):
-        bid, seconds, results = pickle.loads(parts[0])
+        cid, seconds, results = pickle.loads(parts[0])
         with self.lock:
-            batch = w.inflight.pop(bid, None)
+            c, bid = w.inflight.pop(cid, (None, None))
             w.head_started = time.monotonic()
-            if batch is not None and batch.ntasks:
-                per = seconds / batch.ntasks
-                for c in batch.calls:
-                    old = self.per_task.get(c.fid)
-                    self.per_task[c.fid] = per if old is None else 0.5 * (old + per)
-            self._dispatch()
+            if c is None:
+                return  # failed already (its timeout)
+            per = seconds / c.ntasks
+            old = self.per_task.get(c.fid)
+            self.per_task[c.fid] = per if old is None else 0.5 * (old + per)
+            w.batches[bid] -= 1
+            if not w.batches[bid]:
+                del w.batches[bid]
+                self._dispatch()
             if self.closing:
                 self._wake()
-        if batch is None:
-            return  # a batch failed already (its timeout)
-        i = 1
-        for c, (status, data, nbufs) in zip(batch.calls, results):
-            c.complete(status, data, parts[i:i + nbufs])
-            i += nbufs
+        status, data, nbufs = results[0]
+        c.complete(status, data, parts[1:1 + nbufs])
 
     def _next_deadline(self):
         with self.lock:
             first = None
             for w in self.workers:
                 if w.inflight and w.stopped is None:
-                    c = next(iter(w.inflight.values())).calls[0]
+                    c = next(iter(w.inflight.values()))[0]
                     if c.timeout is not None:
                         t = w.head_started + c.timeout
                         first = t if first is None else min(first, t)
@@ -360,10 +356,10 @@ class Pool:
         now, out = time.monotonic(), []
         for w in self.workers:
             if w.inflight and w.stopped is None:
-                b = next(iter(w.inflight.values()))
-                c = b.calls[0]
+                cid = next(iter(w.inflight))
+                c = w.inflight[cid][0]
                 if c.timeout is not None and now - w.head_started > c.timeout:
-                    del w.inflight[b.bid]
+                    del w.inflight[cid]
                     w.stopped = "timeout"
                     name = self.fn_payload[c.fid][1]
                     out.append((w, c, _calls.TaskTimeoutError(
@@ -400,35 +396,33 @@ class Pool:
                 reason = w.lost_reason or reason or "connection to worker %s closed" % w.id
         fails = []
         with self.lock:
-            batches = list(w.inflight.values())
+            calls = [c for c, _ in w.inflight.values()]
             w.inflight.clear()
+            w.batches.clear()
             again = []
-            for i, b in enumerate(batches):
-                for c in b.calls:
-                    if i > 0 or w.hello is None or w.stopped is not None:
-                        again.append(c)  # queued behind the running batch, or never started
-                        continue
-                    c.attempts += 1
-                    c.suspect = True
-                    if c.attempts > self.cfg.retries:
-                        fails.append((c, _calls.WorkerLostError(
-                            "task %s killed its worker %d times (last: %s)"
-                            % (self.fn_payload[c.fid][1], c.attempts, reason))))
-                    else:
-                        again.extend(c.split())
+            for i, c in enumerate(calls):
+                if i > 0 or w.hello is None or w.stopped is not None:
+                    again.append(c)  # queued behind the running call, or never started
+                    continue
+                c.attempts += 1
+                c.suspect = True
+                if c.attempts > self.cfg.retries:
+                    fails.append((c, _calls.WorkerLostError(
+                        "task %s killed its worker %d times (last: %s)"
+                        % (self.fn_payload[c.fid][1], c.attempts, reason))))
+                else:
+                    again.extend(c.split())
             self.pending.extendleft(reversed(again))
             broken = None
             if w.hello is None and w.stopped is None and not self.closing:
                 self.start_failures += 1
-            if w.local and not self.broken:
-                if self.start_failures >= START_FAILURES:
-                    broken = BrokenPool("pmrun task mode: %d workers in a row failed to start (last: %s; "
-                                        "interpreter %s)" % (self.start_failures, reason, self.python))
-                elif not self.closing or self.pending or any(x.inflight for x in self.workers):
-                    self._spawn()
-                    self._wake()
-            elif not w.local and not self.workers and self.hub is None:
-                broken = BrokenPool("pmrun task mode: no workers left")
+            if self.start_failures >= START_FAILURES and not any(x.hello for x in self.workers):
+                broken = BrokenPool("pmrun task mode: %d workers in a row failed to start (last: %s; "
+                                    "interpreter %s)" % (self.start_failures, reason, self.python))
+            elif w.local and not self.broken and (
+                    not self.closing or self.pending or any(x.inflight for x in self.workers)):
+                self._spawn()
+                self._wake()
             self._dispatch()
             self.changed.notify_all()
         for c, exc in fails:
@@ -445,9 +439,9 @@ class Pool:
             calls = list(self.pending)
             self.pending.clear()
             for w in self.workers:
-                for b in w.inflight.values():
-                    calls.extend(b.calls)
+                calls.extend(c for c, _ in w.inflight.values())
                 w.inflight.clear()
+                w.batches.clear()
             self.hub_ready.set()
             self.changed.notify_all()
             self._wake()
@@ -539,9 +533,9 @@ class Pool:
                 self._hub_worker(ev)
             elif kind == "lost":
                 with self.lock:
-                    for w in self.workers:
-                        if w.id == ev.get("id"):
-                            w.lost_reason = ev.get("reason") or "lost"
+                    w = self.hub_workers.pop(str(ev.get("id")), None)
+                    if w is not None:
+                        w.lost_reason = ev.get("reason") or "lost"
                     self.changed.notify_all()
             elif kind == "ready":
                 self.hub_ready.set()
@@ -552,6 +546,7 @@ class Pool:
                     sys.stderr.write("pmrun: %s\n" % msg)
             elif kind == "error":
                 fatal = str(ev.get("message", ""))
+        self.hub.stdout.close()
         status = self.hub.wait()
         with self.lock:
             closing = self.closing
@@ -575,6 +570,7 @@ class Pool:
                 s.close()
                 return
             self.workers.append(w)
+            self.hub_workers[wid] = w
             self._dispatch()
             self._wake()
 

@@ -130,7 +130,10 @@ def main():
     hello, _ = _frames.dumps({"pid": os.getpid(), "node": where.split("/")[0],
                               "worker": os.environ.get("PMRUN_WORKER", ""),
                               "python": sys.version.split()[0], "protocol": 1})
-    _frames.send_all(sock, _frames.encode(_frames.HELLO, hello))
+    try:
+        _frames.send_all(sock, _frames.encode(_frames.HELLO, hello))
+    except OSError:
+        return 0  # the client is gone already
     reader = _frames.Reader(sock)
     funcs = {}
     while True:
@@ -176,4 +179,6 @@ def main():
 
 
 if __name__ == "__main__":
+    # One module, whether tasks import it or it runs as python -m.
+    sys.modules.setdefault("pmrun._worker", sys.modules[__name__])
     sys.exit(main())
