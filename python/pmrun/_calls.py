@@ -207,22 +207,13 @@ class Piece(_Call):
         return self.chunk.cancelled
 
     def complete(self, status, data, bufs):
-        err = None
-        values = ()
-        try:
-            if status == 0:
-                values = pickle.loads(data, buffers=bufs)
-            elif status == 2:
-                values, payload = pickle.loads(data, buffers=bufs)
-                err = remote_error(payload)
-            else:
-                err = remote_error(data)
-        except Exception as e:
-            values, err = (), RemoteError("the results could not be unpickled here: %s" % e)
-        self.chunk.piece_done(self, values, err)
+        # Unpickled by the map's consumer (Chunk.values), not by the thread
+        # that reads replies: that thread stays short, so the two contend
+        # less for the interpreter lock.
+        self.chunk.piece_done(self, (status, data, bufs), None)
 
     def fail(self, exc):
-        self.chunk.piece_done(self, (), exc)
+        self.chunk.piece_done(self, None, exc)
 
     def cancel_queued(self):
         self.chunk.cancelled = True
@@ -244,26 +235,49 @@ class Piece(_Call):
 
 class Chunk:
     """A chunk of a map: its arguments (kept until it is done, to split it if
-    a worker is lost under it) and its results as they come."""
+    a worker is lost under it) and its pieces' replies as they come."""
 
-    __slots__ = ("fn", "args", "results", "remaining", "error", "error_at", "cancelled", "run", "done")
+    __slots__ = ("fn", "args", "got", "remaining", "error", "cancelled", "run", "done")
 
     def __init__(self, run, fn, args):
         self.run, self.fn, self.args = run, fn, args
-        self.results = [None] * len(args)
+        self.got = []   # (lo, reply or None, exception or None) per piece
         self.remaining = len(args)
         self.error = None
-        self.error_at = len(args)
         self.cancelled = False
         self.done = False
 
-    def piece_done(self, piece, values, err):
-        n = len(values)
-        self.results[piece.lo:piece.lo + n] = values
-        if err is not None and piece.lo + n < self.error_at:
-            self.error, self.error_at = err, piece.lo + n
+    def piece_done(self, piece, reply, exc):
+        self.got.append((piece.lo, reply, exc))
         self.run.chunk_progress(self, piece.hi - piece.lo)
 
     def values(self):
-        return self.results[:self.error_at]
+        """The results in order up to the first error (then in self.error)."""
+        if len(self.got) == 1:
+            values, self.error = _decode(*self.got[0][1:])
+            return values
+        results = [None] * len(self.args)
+        error_at = len(self.args)
+        for lo, reply, exc in self.got:
+            values, err = _decode(reply, exc)
+            results[lo:lo + len(values)] = values
+            if err is not None and lo + len(values) < error_at:
+                self.error, error_at = err, lo + len(values)
+        return results[:error_at]
+
+
+def _decode(reply, exc):
+    """A piece's (values, error) from its reply (or its local failure)."""
+    if reply is None:
+        return [], exc
+    status, data, bufs = reply
+    try:
+        if status == 0:
+            return pickle.loads(data, buffers=bufs), None
+        if status == 2:
+            values, payload = pickle.loads(data, buffers=bufs)
+            return values, remote_error(payload)
+        return [], remote_error(data)
+    except Exception as e:
+        return [], RemoteError("the results could not be unpickled here: %s" % e)
 

@@ -144,7 +144,8 @@ class Executor(concurrent.futures.Executor):
         pool.check()
         fid = pool.fid(fn)
         payload, bufs = _calls.dump_args((args, kwargs), fn, lambda: _calls.culprit(args, kwargs))
-        fut = concurrent.futures.Future()
+        fut = _Future()
+        fut._pool = pool
         pool.enqueue([_calls.Task(fid, payload, bufs, timeout, fut)])
         return fut
 
@@ -199,6 +200,21 @@ class Executor(concurrent.futures.Executor):
     def workers(self):
         """The number of workers connected now."""
         return len(self._pool.workers)
+
+
+class _Future(concurrent.futures.Future):
+    """A Future whose result() (and exception()) reads the reply itself
+    when no other thread does (see _pool.Pool.drive_until)."""
+
+    def result(self, timeout=None):
+        if not self.done():
+            timeout = self._pool.drive_until(self, timeout)
+        return super().result(timeout)
+
+    def exception(self, timeout=None):
+        if not self.done():
+            timeout = self._pool.drive_until(self, timeout)
+        return super().exception(timeout)
 
 
 class _Options:
