@@ -9,10 +9,21 @@ and buffers and nothing is pickled again per task when batches are sent.
 import pickle
 from concurrent.futures import CancelledError
 
-try:
-    import cloudpickle
-except ImportError:  # functions then travel by reference only
-    cloudpickle = None
+_UNSET = object()
+#: The cloudpickle module, imported on first use (it takes 50-100 ms), or
+#: None where it is not installed: functions then travel by reference only.
+cloudpickle = _UNSET
+
+
+def _cloudpickle():
+    global cloudpickle
+    if cloudpickle is _UNSET:
+        try:
+            import cloudpickle as cp
+        except ImportError:
+            cp = None
+        cloudpickle = cp
+    return cloudpickle
 
 from pmrun import _frames
 
@@ -66,23 +77,29 @@ def fn_name(fn):
 
 
 def dump_function(fn):
-    """Pickles a function: with cloudpickle when there is one (by reference if
-    importable, by value for lambdas, closures and __main__'s functions), else
-    by reference with the standard pickle."""
+    """Pickles a function: by reference with the standard pickle when it is
+    importable (and refers to nothing of the main script's), else by value
+    with cloudpickle (lambdas, closures, the main script's functions)."""
     name = fn_name(fn)
-    if cloudpickle is not None:
-        try:
-            return cloudpickle.dumps(fn, 5)
-        except Exception as e:
-            raise SerializationError("cannot send function %s: %s" % (name, e)) from None
     module = getattr(fn, "__module__", None)
-    if module == "__main__" or "<lambda>" in name or "<locals>" in name:
+    err = None
+    if module != "__main__" and "<lambda>" not in name and "<locals>" not in name:
+        try:
+            data = pickle.dumps(fn, 5)
+            if b"__main__" not in data:  # e.g. a partial of a function of the script
+                return data
+        except Exception as e:
+            err = e
+    cp = _cloudpickle()
+    if cp is None:
+        if err is not None:
+            raise SerializationError("cannot send function %s: %s" % (name, err)) from None
         raise SerializationError(
             "cannot send function %s (from %s) by reference: a lambda, closure or function of the "
             "main script travels by value, which needs cloudpickle (pip install cloudpickle, or "
             "Debian's python3-cloudpickle); or move it to an importable module" % (name, module))
     try:
-        return pickle.dumps(fn, 5)
+        return cp.dumps(fn, 5)
     except Exception as e:
         raise SerializationError("cannot send function %s: %s" % (name, e)) from None
 
@@ -96,7 +113,7 @@ def dump_args(obj, fn, describe):
         return pickle.dumps(obj, 5, buffer_callback=bufs.append), [b.raw() for b in bufs]
     except Exception as first:
         err = first
-    if cloudpickle is not None:  # lambdas and the like among the arguments
+    if _cloudpickle() is not None:  # lambdas and the like among the arguments
         bufs = []
         try:
             return cloudpickle.dumps(obj, 5, buffer_callback=bufs.append), [b.raw() for b in bufs]
@@ -111,7 +128,7 @@ def _pickles(obj):
         return True
     except Exception:
         pass
-    if cloudpickle is not None:
+    if _cloudpickle() is not None:
         try:
             cloudpickle.dumps(obj, 5, buffer_callback=lambda b: None)
             return True

@@ -24,7 +24,6 @@ import socket
 import sys
 import threading
 import time
-import traceback
 
 from pmrun import _frames
 
@@ -41,8 +40,8 @@ def current_frame_sizes():
 class _Unloadable:
     """A function that could not be unpickled here: calling it raises why."""
 
-    def __init__(self, name, exc, tb):
-        self.name, self.exc, self.tb = name, exc, tb
+    def __init__(self, name, exc):
+        self.name, self.exc = name, exc
 
 
 def _watch_close(fd):
@@ -66,6 +65,7 @@ def _where():
 def _error(exc, where):
     """An error result: the exception pickled if it can be, its type, message
     and formatted traceback (without this module's frames)."""
+    import traceback
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
         tb = tb.tb_next
@@ -170,7 +170,7 @@ def main():
                 try:
                     funcs[fid] = pickle.loads(payload)
                 except Exception as e:
-                    funcs[fid] = _Unloadable(name, e, traceback.format_exc())
+                    funcs[fid] = _Unloadable(name, e)
             elif kind == _frames.EXIT:
                 return 0
             else:

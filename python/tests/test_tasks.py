@@ -127,6 +127,19 @@ class Basics(unittest.TestCase):
         finally:
             sys.path.remove(d)
 
+    def test_without_cloudpickle(self):
+        import operator
+        saved = _calls.cloudpickle
+        _calls.cloudpickle = None
+        try:
+            with self.assertRaises(pmrun.SerializationError) as cm:
+                self.ex.submit(lambda: 1)
+            self.assertIn("needs cloudpickle", str(cm.exception))
+            self.assertIn("<lambda>", str(cm.exception))
+            self.assertEqual(self.ex.submit(operator.sub, 5, 3).result(timeout=30), 2)
+        finally:
+            _calls.cloudpickle = saved
+
     def test_exception_with_remote_traceback(self):
         f = self.ex.submit(boom, 3)
         with self.assertRaises(ValueError) as cm:
