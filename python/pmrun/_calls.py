@@ -204,7 +204,6 @@ class Task(_Call):
 
 class Piece(_Call):
     __slots__ = ("chunk", "lo", "hi")
-    star = 1
 
     def __init__(self, fid, payload, bufs, timeout, chunk, lo, hi):
         super().__init__(fid, payload, bufs, timeout)
@@ -213,6 +212,10 @@ class Piece(_Call):
     @property
     def ntasks(self):
         return self.hi - self.lo
+
+    @property
+    def star(self):
+        return 2 if self.chunk.single else 1
 
     def start(self):
         if self.chunk.cancelled:
@@ -254,10 +257,12 @@ class Chunk:
     """A chunk of a map: its arguments (kept until it is done, to split it if
     a worker is lost under it) and its pieces' replies as they come."""
 
-    __slots__ = ("fn", "args", "got", "remaining", "error", "cancelled", "run", "done")
+    __slots__ = ("fn", "args", "single", "got", "remaining", "error", "cancelled", "run", "done")
 
-    def __init__(self, run, fn, args):
-        self.run, self.fn, self.args = run, fn, args
+    def __init__(self, run, fn, args, single):
+        # single: args holds each call's one argument (map over one
+        # iterable), not a tuple of them: no tuple per item to pickle.
+        self.run, self.fn, self.args, self.single = run, fn, args, single
         self.got = []   # (lo, reply or None, exception or None) per piece
         self.remaining = len(args)
         self.error = None

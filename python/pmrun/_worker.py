@@ -10,7 +10,8 @@ peer's close), so a client that is killed leaves no worker behind.
 
 Bodies (part 0, pickled): F (fid, payload, name); C (batch id, calls) where a
 call is (fid, star, payload, nbufs): the payload pickles the args and kwargs of
-one call (star 0) or a list of argument tuples for a map chunk (star 1); R
+one call (star 0), a list of argument tuples for a map chunk (star 1), or a
+list of single arguments (star 2, a map over one iterable); R
 (batch id, seconds, results) where a result is (status, payload, nbufs):
 status 0 a value (or a chunk's list of values), 1 an error, 2 a chunk's values
 before its error.
@@ -89,9 +90,14 @@ def _run_call(fn, star, args_data, bufs, where):
         args = pickle.loads(args_data, buffers=bufs)
         if star:
             out = []
+            append = out.append
             try:
-                for a in args:
-                    out.append(fn(*a))
+                if star == 2:
+                    for a in args:
+                        append(fn(a))
+                else:
+                    for a in args:
+                        append(fn(*a))
             except (Exception, SystemExit) as e:
                 (_, err, _), _ = _error(e, where)
                 return _value((out, err), where, fn, 2)

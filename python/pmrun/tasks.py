@@ -159,23 +159,28 @@ class Executor(concurrent.futures.Executor):
         an int fixes it. timeout (seconds from this call) bounds the wait for
         each result, as in concurrent.futures. progress: a bar on stderr
         (None: when stderr is a terminal)."""
-        it = zip(*iterables) if iterables else iter(())
-        return self._map(fn, it, _total(iterables), timeout, chunksize, unordered, progress,
+        return self._map(fn, iterables, False, timeout, chunksize, unordered, progress,
                          buffersize, self.config.timeout)
 
     def starmap(self, fn, iterable, *, timeout=None, chunksize="auto", unordered=False, progress=None,
                 buffersize=None):
         """fn(*args) for each args of iterable: map for functions of several arguments."""
-        return self._map(fn, iter(iterable), _total((iterable,)), timeout, chunksize, unordered,
-                         progress, buffersize, self.config.timeout)
+        return self._map(fn, (iterable,), True, timeout, chunksize, unordered, progress,
+                         buffersize, self.config.timeout)
 
-    def _map(self, fn, it, total, timeout, chunksize, unordered, progress, buffersize, task_timeout):
+    def _map(self, fn, iterables, star, timeout, chunksize, unordered, progress, buffersize, task_timeout):
         if chunksize != "auto" and (not isinstance(chunksize, int) or chunksize < 1):
             raise ValueError("chunksize=%r must be 'auto' or a positive integer" % (chunksize,))
         if buffersize is not None and (not isinstance(buffersize, int) or buffersize < 1):
             raise ValueError("buffersize=%r must be a positive integer" % (buffersize,))
         self._pool.check()
-        run = _MapRun(self._pool, fn, self._pool.fid(fn), it, total, chunksize, unordered,
+        single = len(iterables) == 1 and not star
+        if star or single:
+            it = iter(iterables[0])
+        else:
+            it = zip(*iterables)
+        total = _total(iterables)
+        run = _MapRun(self._pool, fn, self._pool.fid(fn), it, single, total, chunksize, unordered,
                       timeout, buffersize, task_timeout,
                       _progress.bar(total, _calls.fn_name(fn), progress))
         run.fill()
@@ -230,14 +235,13 @@ class _Options:
 
     def map(self, fn, *iterables, timeout=None, chunksize="auto", unordered=False, progress=None,
             buffersize=None):
-        it = zip(*iterables) if iterables else iter(())
-        return self._ex._map(fn, it, _total(iterables), timeout, chunksize, unordered, progress,
+        return self._ex._map(fn, iterables, False, timeout, chunksize, unordered, progress,
                              buffersize, self._timeout)
 
     def starmap(self, fn, iterable, *, timeout=None, chunksize="auto", unordered=False, progress=None,
                 buffersize=None):
-        return self._ex._map(fn, iter(iterable), _total((iterable,)), timeout, chunksize, unordered,
-                             progress, buffersize, self._timeout)
+        return self._ex._map(fn, (iterable,), True, timeout, chunksize, unordered, progress,
+                             buffersize, self._timeout)
 
 
 def _total(iterables):
@@ -252,9 +256,9 @@ class _MapRun:
     consumed (in the consumer's thread: the input is never iterated by
     another thread), sends it in chunks and yields the results."""
 
-    def __init__(self, pool, fn, fid, it, total, chunksize, unordered, timeout, buffersize,
+    def __init__(self, pool, fn, fid, it, single, total, chunksize, unordered, timeout, buffersize,
                  task_timeout, bar):
-        self.pool, self.fn, self.fid, self.it = pool, fn, fid, it
+        self.pool, self.fn, self.fid, self.it, self.single = pool, fn, fid, it, single
         self.total, self.chunksize, self.unordered = total, chunksize, unordered
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.task_timeout = task_timeout
@@ -304,7 +308,7 @@ class _MapRun:
             if not args:
                 self.exhausted = True
                 return
-            chunk = _calls.Chunk(self, self.fn, args)
+            chunk = _calls.Chunk(self, self.fn, args, self.single)
             with self.cond:
                 self.inflight += 1
                 self.outstanding += 1
@@ -321,8 +325,9 @@ class _MapRun:
 
     def _culprit(self, args, base):
         for j, a in enumerate(args):
-            if _calls.culprit(a, None) != "arguments":
-                return "%s, item %d of the map" % (_calls.culprit(a, None), base + j + 1)
+            name = _calls.culprit((a,) if self.single else a, None)
+            if name != "arguments":
+                return "%s, item %d of the map" % (name, base + j + 1)
         return "arguments"
 
     def _next_chunk(self):
