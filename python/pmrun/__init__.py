@@ -7,12 +7,13 @@ Task mode (pmrun.tasks): ``pmrun.Executor``, a concurrent.futures executor
 over warm worker processes, here or on a cluster, and ``@pmrun.parallel``.
 """
 
-__all__ = ["MPI", "rc", "Config", "Executor", "parallel", "as_completed", "RemoteError",
-           "SerializationError", "TaskTimeoutError", "WorkerLostError", "BrokenExecutor"]
-
 # Task mode's names, imported on first use: importing pmrun alone (every MPI
 # rank does) loads none of it.
-_TASKS = frozenset(__all__[2:])
+_TASKS = ("Config", "Executor", "parallel", "as_completed", "RemoteError", "SerializationError",
+          "TaskTimeoutError", "WorkerLostError", "BrokenExecutor")
+
+# MPI is left out: a star import should not load the runtime library.
+__all__ = ["rc", *_TASKS]
 
 
 def __getattr__(name):

@@ -6,7 +6,7 @@ from .tasks import (BrokenExecutor as BrokenExecutor, Config as Config, Executor
                     TaskTimeoutError as TaskTimeoutError, WorkerLostError as WorkerLostError,
                     as_completed as as_completed, parallel as parallel)
 
-__all__ = ["MPI", "rc", "Config", "Executor", "parallel", "as_completed", "RemoteError",
+__all__ = ["rc", "Config", "Executor", "parallel", "as_completed", "RemoteError",
            "SerializationError", "TaskTimeoutError", "WorkerLostError", "BrokenExecutor"]
 __version__: str
 

@@ -13,11 +13,10 @@ exit. The node agents relay frames and read only this envelope.
 """
 
 import pickle
-import socket
 import struct
 
-__all__ = ["HELLO", "FUNCTION", "CALL", "REPLY", "EXIT", "encode", "Reader",
-           "send_all", "dumps", "loads"]
+__all__ = ["HELLO", "FUNCTION", "CALL", "REPLY", "EXIT", "FrameError", "encode", "advance",
+           "Reader", "send_all", "dumps"]
 
 HELLO, FUNCTION, CALL, REPLY, EXIT = b"H", b"F", b"C", b"R", b"X"
 KINDS = frozenset(b"HFCRX")
@@ -41,10 +40,6 @@ def dumps(obj):
     bufs = []
     data = pickle.dumps(obj, 5, buffer_callback=bufs.append)
     return data, [b.raw() for b in bufs]
-
-
-def loads(data, bufs=()):
-    return pickle.loads(data, buffers=bufs)
 
 
 def encode(kind, part0, bufs=()):
@@ -169,16 +164,3 @@ class Reader:
         self.start = 0
         self.stage = stage
 
-
-def read_frame(reader):
-    """The next frame from a blocking reader, or None at end of stream."""
-    while True:
-        frames = reader.feed()
-        if frames is None:
-            return None
-        if frames:
-            return frames
-
-
-def socket_from_fd(fd):
-    return socket.socket(fileno=fd)

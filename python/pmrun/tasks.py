@@ -113,7 +113,35 @@ class Config:
             raise ValueError("pmrun.Config: env must be a dict, not %s" % type(self.env).__name__)
 
 
-class Executor(concurrent.futures.Executor):
+class _Calls:
+    """submit, map and starmap, with a per-task time limit (_task_timeout)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        """Schedules fn(*args, **kwargs); returns a concurrent.futures.Future.
+        Arguments that cannot be pickled raise SerializationError here."""
+        return self._ex._submit(fn, args, kwargs, self._task_timeout)
+
+    def map(self, fn, *iterables, timeout=None, chunksize="auto", unordered=False, progress=None,
+            buffersize=None):
+        """fn over the iterables' items, in order (unordered=True: as they
+        complete). The iterables are read as results are consumed, a bounded
+        window ahead (buffersize chunks at most, default a few per worker),
+        so they may be lazy or infinite. chunksize="auto" sends small tasks in
+        chunks of about 10 ms of measured run time and long ones one by one;
+        an int fixes it. timeout (seconds from this call) bounds the wait for
+        each result, as in concurrent.futures. progress: a bar on stderr
+        (None: when stderr is a terminal)."""
+        return self._ex._map(fn, iterables, False, timeout, chunksize, unordered, progress,
+                             buffersize, self._task_timeout)
+
+    def starmap(self, fn, iterable, *, timeout=None, chunksize="auto", unordered=False, progress=None,
+                buffersize=None):
+        """fn(*args) for each args of iterable: map for functions of several arguments."""
+        return self._ex._map(fn, (iterable,), True, timeout, chunksize, unordered, progress,
+                             buffersize, self._task_timeout)
+
+
+class Executor(_Calls, concurrent.futures.Executor):
     """A concurrent.futures.Executor whose tasks run on pmrun's workers: on
     this machine (no address: one warm worker process per core, started
     with the executor) or on a cluster's node agents (address: any agent's
@@ -131,13 +159,10 @@ class Executor(concurrent.futures.Executor):
         if cfg.key is None and os.environ.get("PMRUN_CLUSTER_KEY"):
             cfg.key = os.environ["PMRUN_CLUSTER_KEY"]
         self.config = cfg
+        self._ex = self
+        self._task_timeout = cfg.timeout
         self._pool = _pool.Pool(cfg)
         _live.add(self)
-
-    def submit(self, fn, /, *args, **kwargs):
-        """Schedules fn(*args, **kwargs); returns a concurrent.futures.Future.
-        Arguments that cannot be pickled raise SerializationError here."""
-        return self._submit(fn, args, kwargs, self.config.timeout)
 
     def _submit(self, fn, args, kwargs, timeout):
         pool = self._pool
@@ -148,25 +173,6 @@ class Executor(concurrent.futures.Executor):
         fut._pool = pool
         pool.enqueue([_calls.Task(fid, payload, bufs, timeout, fut)])
         return fut
-
-    def map(self, fn, *iterables, timeout=None, chunksize="auto", unordered=False, progress=None,
-            buffersize=None):
-        """fn over the iterables' items, in order (unordered=True: as they
-        complete). The iterables are read as results are consumed, a bounded
-        window ahead (buffersize chunks at most, default a few per worker),
-        so they may be lazy or infinite. chunksize="auto" sends small tasks in
-        chunks of about 10 ms of measured run time and long ones one by one;
-        an int fixes it. timeout (seconds from this call) bounds the wait for
-        each result, as in concurrent.futures. progress: a bar on stderr
-        (None: when stderr is a terminal)."""
-        return self._map(fn, iterables, False, timeout, chunksize, unordered, progress,
-                         buffersize, self.config.timeout)
-
-    def starmap(self, fn, iterable, *, timeout=None, chunksize="auto", unordered=False, progress=None,
-                buffersize=None):
-        """fn(*args) for each args of iterable: map for functions of several arguments."""
-        return self._map(fn, (iterable,), True, timeout, chunksize, unordered, progress,
-                         buffersize, self.config.timeout)
 
     def _map(self, fn, iterables, star, timeout, chunksize, unordered, progress, buffersize, task_timeout):
         if chunksize != "auto" and (not isinstance(chunksize, int) or chunksize < 1):
@@ -222,26 +228,13 @@ class _Future(concurrent.futures.Future):
         return super().exception(timeout)
 
 
-class _Options:
+class _Options(_Calls):
     """An Executor's submit, map and starmap with per-call options."""
 
     def __init__(self, ex, timeout):
         if timeout is not None and not timeout > 0:
             raise ValueError("timeout=%r must be positive (or None)" % (timeout,))
-        self._ex, self._timeout = ex, timeout
-
-    def submit(self, fn, /, *args, **kwargs):
-        return self._ex._submit(fn, args, kwargs, self._timeout)
-
-    def map(self, fn, *iterables, timeout=None, chunksize="auto", unordered=False, progress=None,
-            buffersize=None):
-        return self._ex._map(fn, iterables, False, timeout, chunksize, unordered, progress,
-                             buffersize, self._timeout)
-
-    def starmap(self, fn, iterable, *, timeout=None, chunksize="auto", unordered=False, progress=None,
-                buffersize=None):
-        return self._ex._map(fn, (iterable,), True, timeout, chunksize, unordered, progress,
-                             buffersize, self._timeout)
+        self._ex, self._task_timeout = ex, timeout
 
 
 def _total(iterables):

@@ -38,7 +38,7 @@ class Config:
 
 _Chunksize = int | Literal["auto"]
 
-class _Options:
+class _Calls:
     def submit(self, fn: Callable[_P, _R], /, *args: _P.args, **kwargs: _P.kwargs) -> concurrent.futures.Future[_R]: ...
     def map(self, fn: Callable[..., _R], *iterables: Iterable[Any], timeout: float | None = ...,
             chunksize: _Chunksize = ..., unordered: bool = ..., progress: bool | None = ...,
@@ -47,20 +47,15 @@ class _Options:
                 chunksize: _Chunksize = ..., unordered: bool = ..., progress: bool | None = ...,
                 buffersize: int | None = ...) -> Iterator[_R]: ...
 
-class Executor(concurrent.futures.Executor):
+class _Options(_Calls): ...
+
+class Executor(_Calls, concurrent.futures.Executor):  # type: ignore[misc]
     config: Config
     def __init__(self, address: str | None = ..., *, key: str | None = ...,
                  requirements: list[str] | str | None = ..., files: str | None = ...,
                  env: dict[str, str] | None = ..., retries: int | None = ..., timeout: float | None = ...,
                  start_timeout: float | None = ..., workers: int | None = ..., python: str | None = ...,
                  config: Config | None = ...) -> None: ...
-    def submit(self, fn: Callable[_P, _R], /, *args: _P.args, **kwargs: _P.kwargs) -> concurrent.futures.Future[_R]: ...
-    def map(self, fn: Callable[..., _R], *iterables: Iterable[Any], timeout: float | None = ...,
-            chunksize: _Chunksize = ..., unordered: bool = ..., progress: bool | None = ...,
-            buffersize: int | None = ...) -> Iterator[_R]: ...
-    def starmap(self, fn: Callable[..., _R], iterable: Iterable[Iterable[Any]], *, timeout: float | None = ...,
-                chunksize: _Chunksize = ..., unordered: bool = ..., progress: bool | None = ...,
-                buffersize: int | None = ...) -> Iterator[_R]: ...
     def options(self, *, timeout: float | None = ...) -> _Options: ...
     def shutdown(self, wait: bool = ..., *, cancel_futures: bool = ...) -> None: ...
     @property
