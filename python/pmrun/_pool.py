@@ -46,6 +46,8 @@ BATCH_SECONDS = 0.01
 MAX_BATCH = 4096
 #: Local workers whose start fails in a row before the pool gives up.
 START_FAILURES = 3
+#: How often a parked I/O thread looks whether callers still run the loop (s).
+PARK = 0.001
 #: Run time per task assumed for a function not yet measured.
 UNMEASURED = 0.001
 
@@ -100,6 +102,7 @@ class Pool:
         self.drive = threading.Lock()         # held by the thread running the event loop
         self.want = False                     # a caller runs it: the I/O thread parks
         self.parked = False
+        self.park = PARK
         self.sel = selectors.DefaultSelector()
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.sel.register(self.wake_r, selectors.EVENT_READ, None)
@@ -255,7 +258,7 @@ class Pool:
                 with self.lock:
                     while self.want:  # a caller runs the loop (see drive_until)
                         self.parked = True
-                        self.changed.wait(0.001)
+                        self.changed.wait(self.park)
                     self.parked = False
                 with self.drive:
                     if self._poll(None) and self._service(closing=True):
@@ -269,9 +272,11 @@ class Pool:
         """Waits for fut by running the event loop in the caller's thread
         (instead of the I/O thread, which then parks): the reply that
         completes fut is read by the thread waiting for it, which saves a
-        wake-up of another thread per round trip (about half the round
-        trip of a no-op submit(...).result() on 2 cores). Returns the time
-        left of timeout. Another caller driving already: returns at once."""
+        wake-up of another thread per round trip: it halved the round trip
+        of a no-op submit(...).result() here (116-240 us before, 47-130 us
+        after, on 2 busy cores). Returns the time left of timeout. Another
+        caller driving already: returns at once (that one, or the I/O
+        thread, completes fut)."""
         if threading.current_thread() is self.thread:
             return timeout
         with self.lock:
