@@ -28,6 +28,11 @@ def _cloudpickle():
 from pmrun import _frames
 
 
+class BrokenPool(RuntimeError):
+    """An executor that cannot go on (its workers fail to start, its task
+    hub failed): every task queued or running fails with it."""
+
+
 class RemoteError(Exception):
     """A task's exception that could not be rebuilt here (its class is not
     importable, or it does not unpickle): its type name and message."""

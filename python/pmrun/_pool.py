@@ -3,7 +3,7 @@ workers.
 
 Workers are local processes (``python -m pmrun._worker`` on a socketpair moved
 to their fd 3), or the workers a ``pmrun task-hub`` announces (cluster mode, and
-local mode with requirements or files), reached through its unix socket.
+local mode with requirements or files), reached through its unix socket (_hub.HubClient).
 
 Scheduling is by credit: a worker has at most CREDIT batches in flight, so the
 next batch is already there when one ends and the worker never waits for the
@@ -23,7 +23,6 @@ Config.retries re-runs, and the others run once more at most.
 """
 
 import collections
-import json
 import os
 import pickle
 import selectors
@@ -32,11 +31,12 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 from pmrun import _calls, _frames
+from pmrun._calls import BrokenPool
+from pmrun._hub import _PKG_PARENT, HubClient
 
 #: Batches in flight per worker.
 CREDIT = 2
@@ -52,11 +52,6 @@ PARK = 0.001
 UNMEASURED = 0.001
 
 _DONTWAIT = socket.MSG_DONTWAIT
-_PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class BrokenPool(RuntimeError):
-    pass
 
 
 class _Worker:
@@ -78,7 +73,7 @@ class _Worker:
         self.registered = False
 
 
-class Pool:
+class Pool(HubClient):
     """The workers of one Executor, its queue of calls and its I/O thread."""
 
     def __init__(self, cfg):
@@ -528,104 +523,8 @@ class Pool:
         w = _Worker("%s/%d" % (socket.gethostname(), self.nspawned - 1), parent, pid, True)
         self.workers.append(w)
 
-    # ---- the hub ----
-
-    def _start_hub(self):
-        exe = _find_pmrun()
-        self.hubdir = tempfile.mkdtemp(prefix="pmrun-hub-")
-        path = os.path.join(self.hubdir, "hub.sock")
-        args = [exe, "task-hub", "--socket", path, "--python", self.python]
-        cfg = self.cfg
-        if cfg.address:
-            args += ["--cluster", cfg.address]
-        if cfg.workers:
-            args += ["--workers", str(cfg.workers)]
-        if cfg.requirements:
-            req = cfg.requirements
-            if isinstance(req, str) and os.path.isfile(req):
-                args += ["--requirements", req]
-            else:
-                lines = [req] if isinstance(req, str) else list(req)
-                rpath = os.path.join(self.hubdir, "requirements.txt")
-                with open(rpath, "w") as f:
-                    f.write("".join(line + "\n" for line in lines))
-                args += ["--requirements", rpath]
-        if cfg.files:
-            args += ["--files", os.path.abspath(cfg.files)]
-        for k, v in sorted((cfg.env or {}).items()):
-            args += ["--env", "%s=%s" % (k, v)]
-        env = dict(os.environ)
-        if cfg.key:
-            env["PMRUN_CLUSTER_KEY"] = cfg.key  # not on the command line, where ps shows it
-        self.hub_path = path
-        self.hub = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-        self.hub_thread = threading.Thread(target=self._hub_events, name="pmrun-hub", daemon=True)
-        self.hub_thread.start()
-
-    def _await_hub(self):
-        if not self.hub_ready.wait(self.cfg.start_timeout):
-            self._break(BrokenPool("pmrun task mode: the task hub had no workers ready within %g s%s"
-                                   % (self.cfg.start_timeout, self._hub_said())))
-        if self.broken is not None:
-            self.shutdown(wait=True)
-            raise self.broken
-
-    def _hub_said(self):
-        return "" if not self.hub_log else " (it said: %s)" % "; ".join(self.hub_log)
-
-    def _hub_events(self):
-        fatal = None
-        for line in self.hub.stdout:
-            try:
-                ev = json.loads(line)
-                kind = ev["event"]
-            except (ValueError, KeyError, TypeError):
-                self.hub_log.append(line.decode(errors="replace").strip())
-                continue
-            if kind == "worker":
-                self._hub_worker(ev)
-            elif kind == "lost":
-                with self.lock:
-                    w = self.hub_workers.pop(str(ev.get("id")), None)
-                    if w is not None:
-                        w.lost_reason = ev.get("reason") or "lost"
-                    self.changed.notify_all()
-            elif kind == "ready":
-                self.hub_ready.set()
-            elif kind == "progress":
-                msg = str(ev.get("message", ""))
-                self.hub_log.append(msg)
-                if _isatty():
-                    sys.stderr.write("pmrun: %s\n" % msg)
-            elif kind == "error":
-                fatal = str(ev.get("message", ""))
-        self.hub.stdout.close()
-        status = self.hub.wait()
-        with self.lock:
-            closing = self.closing
-        if not closing:
-            why = fatal or "it exited with status %s%s" % (status, self._hub_said())
-            self._break(BrokenPool("pmrun task mode: the task hub failed: %s" % why))
-
-    def _hub_worker(self, ev):
-        wid = str(ev.get("id"))
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            s.connect(self.hub_path)
-            s.sendall(wid.encode() + b"\n")
-        except OSError as e:
-            s.close()
-            self.hub_log.append("cannot reach worker %s: %s" % (wid, e))
-            return
-        w = _Worker(wid, s, ev.get("pid"), False)
-        with self.lock:
-            if self.broken is not None:
-                s.close()
-                return
-            self.workers.append(w)
-            self.hub_workers[wid] = w
-            self._dispatch()
-            self._wake()
+    def _remote_worker(self, wid, sock, pid):
+        return _Worker(wid, sock, pid, False)
 
     # ---- shutting down ----
 
@@ -700,27 +599,3 @@ def _reap(pid, timeout, kill=False):
             end = time.monotonic() + 5
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
-
-
-def _find_pmrun():
-    """The pmrun launcher, for its task hub: PMRUN_BIN, else the one next to
-    this package (bin/python/pmrun/../../pmrun), else on PATH."""
-    exe = os.environ.get("PMRUN_BIN")
-    if exe:
-        return exe
-    near = os.path.join(_PKG_PARENT, "..", "pmrun")
-    if os.path.isfile(near) and os.access(near, os.X_OK):
-        return os.path.abspath(near)
-    exe = shutil.which("pmrun")
-    if exe:
-        return exe
-    raise FileNotFoundError("pmrun task mode: requirements, files and clusters need the pmrun launcher "
-                            "(its task hub), which is neither PMRUN_BIN, nor next to the package (%s), "
-                            "nor on PATH" % os.path.abspath(near))
-
-
-def _isatty():
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
