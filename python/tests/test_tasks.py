@@ -207,6 +207,11 @@ class Basics(unittest.TestCase):
         self.assertIsInstance(cm.exception, TimeoutError)
         self.assertEqual(self.ex.options(timeout=5).submit(square, 5).result(timeout=30), 25)
         self.assertEqual(self.ex.submit(square, 6).result(timeout=30), 36)  # a worker took its place
+        got = []
+        with self.assertRaises(pmrun.TaskTimeoutError):
+            for v in self.ex.options(timeout=0.5).map(nap, [0.01, 30, 0.01]):
+                got.append(v)
+        self.assertEqual(got, [0.01])
         # map's own timeout bounds the wait for results
         with self.assertRaises(TimeoutError):
             list(self.ex.map(nap, [2.0], timeout=0.2))
