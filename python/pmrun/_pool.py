@@ -95,7 +95,7 @@ class Pool(HubClient):
         self.nspawned = 0
         self.want_write = set()
         self.drive = threading.Lock()         # held by the thread running the event loop
-        self.want = False                     # a caller runs it: the I/O thread parks
+        self.want = False                     # the caller running it: the I/O thread parks
         self.parked = False
         self.park = PARK
         self.sel = selectors.DefaultSelector()
@@ -277,7 +277,7 @@ class Pool(HubClient):
         with self.lock:
             if self.want or self.closing or self.broken is not None:
                 return timeout
-            self.want = True
+            self.want = threading.get_ident()
             if not self.parked:
                 self._wake()  # out of select, then it parks
         end = None if timeout is None else time.monotonic() + timeout
@@ -538,7 +538,10 @@ class Pool(HubClient):
             self._wake()
         for c in dropped:
             c.cancel_queued()
-        if wait and threading.current_thread() is not self.thread and self.thread.is_alive():
+        # Not from the thread running the loop (a done-callback): it would
+        # wait for itself.
+        me = threading.current_thread()
+        if wait and me is not self.thread and self.want != me.ident and self.thread.is_alive():
             self.thread.join()
 
     def _close(self):

@@ -320,6 +320,14 @@ class Failures(unittest.TestCase):
         with self.assertRaises(RuntimeError):
             ex.submit(square, 1)
 
+    def test_shutdown_from_a_callback(self):
+        ex = pmrun.Executor(workers=1)
+        f = ex.submit(square, 3)
+        f.add_done_callback(lambda _: ex.shutdown(wait=True))
+        self.assertEqual(f.result(timeout=30), 9)  # this thread runs the callback
+        ex.shutdown()
+        self.assertFalse(ex._pool.thread.is_alive())
+
     def test_no_workers_left_behind(self):
         ex = pmrun.Executor(workers=2)
         pids = set(ex.map(lambda _: os.getpid(), range(20), chunksize=1))
