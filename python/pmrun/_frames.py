@@ -73,7 +73,7 @@ class Reader:
     """Reads frames from a socket, blocking or not: feed() reads what is there
     and returns the frames completed, as (kind, [part0, buffers...])."""
 
-    __slots__ = ("sock", "stage", "start", "end", "kind", "lens", "parts", "big", "got")
+    __slots__ = ("sock", "stage", "start", "end", "kind", "lens", "parts", "big", "got", "drained")
 
     def __init__(self, sock):
         self.sock = sock
@@ -84,15 +84,18 @@ class Reader:
         self.parts = []
         self.big = None    # a large part being read into its own buffer
         self.got = 0
+        self.drained = False  # the last read took less than it could: nothing more there
 
     def feed(self, flags=0):
         """Reads once (flags: socket.MSG_DONTWAIT to not block) and returns the
         frames completed, or None at end of stream. Raises FrameError for a
         malformed envelope, BlockingIOError when nothing could be read."""
         if self.big is not None:
+            want = len(self.big) - self.got
             n = self.sock.recv_into(memoryview(self.big)[self.got:], 0, flags)
             if n == 0:
                 return None
+            self.drained = n < want
             self.got += n
             if self.got < len(self.big):
                 return []
@@ -105,9 +108,11 @@ class Reader:
             self.stage[:self.end - self.start] = self.stage[self.start:self.end]
             self.end -= self.start
             self.start = 0
+        want = len(self.stage) - self.end
         n = self.sock.recv_into(memoryview(self.stage)[self.end:], 0, flags)
         if n == 0:
             return None
+        self.drained = n < want
         self.end += n
         return self._parse()
 

@@ -369,6 +369,8 @@ class Pool(HubClient):
                 else:
                     self._lost(w, "unexpected frame %r from worker %s" % (kind, w.id))
                     return
+            if w.reader.drained:
+                return  # not another read to learn that (select says when there is more)
 
     def _reply(self, w, parts):
         cid, seconds, results = pickle.loads(parts[0])
