@@ -90,30 +90,30 @@ class Reader:
         """Reads once (flags: socket.MSG_DONTWAIT to not block) and returns the
         frames completed, or None at end of stream. Raises FrameError for a
         malformed envelope, BlockingIOError when nothing could be read."""
-        if self.big is not None:
-            want = len(self.big) - self.got
-            n = self.sock.recv_into(memoryview(self.big)[self.got:], 0, flags)
-            if n == 0:
-                return None
-            self.drained = n < want
-            self.got += n
-            if self.got < len(self.big):
-                return []
-            self.parts.append(self.big)
-            self.big = None
-            return self._parse()
-        if self.start == self.end:
-            self.start = self.end = 0
-        elif len(self.stage) - self.end < 4096:
-            self.stage[:self.end - self.start] = self.stage[self.start:self.end]
-            self.end -= self.start
-            self.start = 0
-        want = len(self.stage) - self.end
-        n = self.sock.recv_into(memoryview(self.stage)[self.end:], 0, flags)
+        big = self.big
+        if big is not None:
+            buf, off = big, self.got
+        else:
+            if self.start == self.end:
+                self.start = self.end = 0
+            elif len(self.stage) - self.end < 4096:
+                self.stage[:self.end - self.start] = self.stage[self.start:self.end]
+                self.end -= self.start
+                self.start = 0
+            buf, off = self.stage, self.end
+        want = len(buf) - off
+        n = self.sock.recv_into(memoryview(buf)[off:], 0, flags)
         if n == 0:
             return None
         self.drained = n < want
-        self.end += n
+        if big is None:
+            self.end += n
+        else:
+            self.got += n
+            if self.got < len(big):
+                return []
+            self.parts.append(big)
+            self.big = None
         return self._parse()
 
     def _parse(self):

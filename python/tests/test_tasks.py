@@ -372,6 +372,57 @@ def _alive(pid):
         return False
 
 
+class _Chunks:
+    """A socket whose recv_into hands out data in the given pieces."""
+
+    def __init__(self, pieces):
+        self.pieces = list(pieces)
+
+    def recv_into(self, buf, n=0, flags=0):
+        if not self.pieces:
+            return 0
+        p = self.pieces.pop(0)
+        k = min(len(p), len(buf))
+        buf[:k] = p[:k]
+        if k < len(p):
+            self.pieces.insert(0, p[k:])
+        return k
+
+
+class Frames(unittest.TestCase):
+    def frames(self, data, cut):
+        from pmrun import _frames
+        r = _frames.Reader(_Chunks([data[i:i + cut] for i in range(0, len(data), cut)]))
+        out = []
+        while True:
+            got = r.feed()
+            if got is None:
+                return out
+            out += got
+
+    def test_round_trip_in_any_pieces(self):
+        from pmrun import _frames
+        big = bytearray(range(256)) * 400  # larger than the staging buffer's half
+        data = b"".join(bytes(b) for b in _frames.encode(_frames.CALL, b"body", [memoryview(b"xy"), memoryview(big)]))
+        data += b"".join(bytes(b) for b in _frames.encode(_frames.REPLY, b"r"))
+        for cut in (1, 3, 7, 8, 9, 100, 4096, 70000, len(data)):
+            got = self.frames(data, cut)
+            self.assertEqual([(k, [bytes(p) for p in parts]) for k, parts in got],
+                             [(b"C", [b"body", b"xy", bytes(big)]), (b"R", [b"r"])], "pieces of %d" % cut)
+
+    def test_malformed(self):
+        import struct
+        from pmrun import _frames
+        for bad, what in ((b"Q\0\0\0" + struct.pack("<I", 1), "bad frame header"),
+                          (b"C\0\1\0" + struct.pack("<I", 1), "bad frame header"),
+                          (b"C\0\0\0" + struct.pack("<I", 0), "0 parts"),
+                          (b"C\0\0\0" + struct.pack("<I", 70000), "70000 parts"),
+                          (b"C\0\0\0" + struct.pack("<IQ", 1, (1 << 40) + 1), "at most 1<<40")):
+            with self.assertRaises(_frames.FrameError) as cm:
+                self.frames(bad + b"\0" * 64, 5)
+            self.assertIn(what, str(cm.exception))
+
+
 class Config(unittest.TestCase):
     def test_from_env_and_validate(self):
         old = dict(os.environ)
