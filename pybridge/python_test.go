@@ -132,6 +132,13 @@ func runSuite(t *testing.T, module string, nps ...string) {
 	}
 }
 
+// TestTaskMode runs python/tests/test_tasks.py: task mode's client
+// (pmrun.Executor, pmrun.parallel) with local workers, and its side of the
+// task hub's protocol against a stand-in hub written in Python.
+func TestTaskMode(t *testing.T) {
+	runSuite(t, "python/tests/test_tasks.py", "1")
+}
+
 // TestBufferSafety runs python/tests/test_buffers.py: buffer operations with
 // receive buffers of random wrong sizes between guard regions.
 func TestBufferSafety(t *testing.T) {

@@ -2,11 +2,24 @@
 
 ``from pmrun import MPI`` always gives pmrun's MPI module; under the ``pmrun``
 launcher ``from mpi4py import MPI`` gives the same module.
+
+Task mode (pmrun.tasks): ``pmrun.Executor``, a concurrent.futures executor
+over warm worker processes, here or on a cluster, and ``@pmrun.parallel``.
 """
 
+# Task mode's names, imported on first use: importing pmrun alone (every MPI
+# rank does) loads none of it.
+_TASKS = ("Config", "Executor", "parallel", "as_completed", "RemoteError", "SerializationError",
+          "TaskTimeoutError", "WorkerLostError", "BrokenExecutor")
+
+# MPI is left out: a star import should not load the runtime library.
+__all__ = ["rc", *_TASKS]
 
 
 def __getattr__(name):
+    if name in _TASKS:
+        from . import tasks
+        return getattr(tasks, name)
     # __version__ is the runtime library's, set when pmrun is built: loaded
     # on first use, so that importing pmrun alone loads nothing.
     if name == "__version__":

@@ -20,6 +20,7 @@ import traceback
 from concurrent import futures as _cf
 
 from mpi4py import MPI
+from pmrun._calls import _RemoteTraceback
 
 # Tags on the private communicator.
 _TASK, _STOP, _RESULT, _WAKE = 1, 2, 3, 4
@@ -46,16 +47,6 @@ def _unpack(packed):
     head, bufs = packed
     return pickle.loads(head, buffers=bufs)
 
-
-class _RemoteTraceback(Exception):
-    """The traceback of an exception raised by a task on a worker."""
-
-    def __init__(self, tb):
-        super().__init__(tb)
-        self.tb = tb
-
-    def __str__(self):
-        return self.tb
 
 
 def _failure(exc):
