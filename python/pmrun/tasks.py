@@ -146,16 +146,21 @@ class Executor(_Calls, concurrent.futures.Executor):
     this machine (no address: one warm worker process per core, started
     with the executor) or on a cluster's node agents (address: any agent's
     control address; also local workers with requirements or files, which
-    need a virtual environment or a working directory). See Config for the
-    settings. Safe to use from several threads."""
+    need a virtual environment or a working directory). Without a config,
+    the settings not given start from Config.from_env(): PMRUN_CLUSTER, when
+    set, is the address (as RAY_ADDRESS or Dask's scheduler address are
+    theirs); address="local" runs on this machine regardless. Safe to use
+    from several threads."""
 
     def __init__(self, address=None, *, key=None, requirements=None, files=None, env=None,
                  retries=None, timeout=None, start_timeout=None, workers=None, python=None,
                  config=None):
-        cfg = (config or Config()).replace(
+        cfg = (config or Config.from_env()).replace(
             address=address, key=key, requirements=requirements, files=files, env=env,
             retries=retries, timeout=timeout, start_timeout=start_timeout, workers=workers,
             python=python)
+        if cfg.address == "local":
+            cfg.address = None
         if cfg.key is None and os.environ.get("PMRUN_CLUSTER_KEY"):
             cfg.key = os.environ["PMRUN_CLUSTER_KEY"]
         self.config = cfg

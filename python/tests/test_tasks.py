@@ -505,6 +505,21 @@ class Hub(unittest.TestCase):
             hub = ex._pool.hub
         self.assertEqual(hub.wait(10), 0)
 
+    def test_address_from_env(self):
+        old = os.environ.get("PMRUN_CLUSTER")
+        os.environ["PMRUN_CLUSTER"] = "n2:7946"
+        try:
+            with pmrun.Executor(workers=1) as ex:  # PMRUN_CLUSTER's cluster
+                self.assertEqual(ex.submit(worker_env, "FAKEHUB_CLUSTER").result(timeout=30)[0], "n2:7946")
+            with pmrun.Executor("local", workers=1) as ex:  # this machine, without a hub
+                self.assertIsNone(ex._pool.hub)
+                self.assertIsNone(ex.submit(worker_env, "FAKEHUB_CLUSTER").result(timeout=30)[0])
+        finally:
+            if old is None:
+                del os.environ["PMRUN_CLUSTER"]
+            else:
+                os.environ["PMRUN_CLUSTER"] = old
+
     def test_hub_failure(self):
         with open(self.bin, "w") as f:
             f.write("#!/bin/sh\necho '{\"event\":\"error\",\"message\":\"pip failed: no such package\"}'\nexit 1\n")
