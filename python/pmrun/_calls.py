@@ -6,7 +6,10 @@ carry their arguments already pickled, so a batch is a list of byte strings
 and buffers and nothing is pickled again per task when batches are sent.
 """
 
+import os
 import pickle
+import site
+import sys
 from concurrent.futures import CancelledError
 
 _UNSET = object()
@@ -81,13 +84,56 @@ def fn_name(fn):
     return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
 
 
-def dump_function(fn):
+def _installed_dirs():
+    """The directories of installed code: the interpreter's library,
+    site-packages (also a virtual environment's) and pmrun's package."""
+    dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    for get in (site.getsitepackages, lambda: [site.getusersitepackages()]):
+        try:
+            dirs.update(get())
+        except Exception:
+            pass
+    return tuple(os.path.join(os.path.realpath(d), "") for d in dirs if d)
+
+
+def user_module(module):
+    """Whether module is the user's own code (a file outside every installed
+    directory), which a cluster's nodes do not have unless it is shipped."""
+    mod = sys.modules.get(module or "")
+    path = getattr(mod, "__file__", None)
+    if mod is None or path is None:
+        return False
+    return not os.path.realpath(path).startswith(_installed_dirs())
+
+
+def dump_function(fn, remote=False):
     """Pickles a function: by reference with the standard pickle when it is
     importable (and refers to nothing of the main script's), else by value
-    with cloudpickle (lambdas, closures, the main script's functions)."""
+    with cloudpickle (lambdas, closures, the main script's functions). For
+    workers on other machines (remote), a function of the user's own modules
+    (beside the script, not installed) also goes by value with its module's
+    other functions, as those machines cannot import it."""
     name = fn_name(fn)
     module = getattr(fn, "__module__", None)
     err = None
+    if remote and user_module(module) and _cloudpickle() is not None:
+        cp = _cloudpickle()
+        mod = sys.modules[module]
+        ours = module not in getattr(cp.cloudpickle, "_PICKLE_BY_VALUE_MODULES", ())
+        try:
+            if ours:
+                cp.register_pickle_by_value(mod)
+        except (AttributeError, ValueError):  # a cloudpickle older than 2.0
+            pass
+        else:
+            try:
+                return cp.dumps(fn, 5)
+            except Exception as e:
+                raise SerializationError("cannot send function %s: %s" % (name, e)) from None
+            finally:
+                if ours:
+                    cp.unregister_pickle_by_value(mod)
     if module != "__main__" and "<lambda>" not in name and "<locals>" not in name:
         try:
             data = pickle.dumps(fn, 5)

@@ -125,7 +125,7 @@ class Pool(HubClient):
             return self.fid_by_obj[fn]
         except (KeyError, TypeError):
             pass
-        payload = _calls.dump_function(fn)
+        payload = _calls.dump_function(fn, remote=bool(self.cfg.address))
         with self.lock:
             fid = self.fid_by_payload.get(payload)
             if fid is None:

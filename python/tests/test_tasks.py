@@ -505,6 +505,21 @@ class Hub(unittest.TestCase):
             hub = ex._pool.hub
         self.assertEqual(hub.wait(10), 0)
 
+    def test_user_module_by_value(self):
+        # A function of the user's own module (beside the script, not
+        # installed) reaches a cluster's workers, which cannot import it.
+        d = tempfile.mkdtemp()
+        with open(os.path.join(d, "pmrun_usermod_t.py"), "w") as f:
+            f.write("BASE = 3\n\ndef triple(x):\n    return BASE * x\n")
+        sys.path.insert(0, d)
+        try:
+            import pmrun_usermod_t
+            with pmrun.Executor("n1:7946", workers=1) as ex:
+                self.assertEqual(ex.submit(pmrun_usermod_t.triple, 2).result(timeout=30), 6)
+                self.assertEqual(ex.submit(worker_env, "PYTHONPATH").result(timeout=30)[0] or "", os.environ.get("PYTHONPATH", ""))
+        finally:
+            sys.path.remove(d)
+
     def test_address_from_env(self):
         old = os.environ.get("PMRUN_CLUSTER")
         os.environ["PMRUN_CLUSTER"] = "n2:7946"
