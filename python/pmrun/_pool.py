@@ -91,6 +91,7 @@ class Pool(HubClient):
         self.timed = False                    # calls with timeouts were queued
         self.closing = False
         self.broken = None
+        self.terminated = False  # stopped at once: workers are killed, not waited for
         self.start_failures = 0
         self.nspawned = 0
         self.want_write = set()
@@ -546,6 +547,16 @@ class Pool(HubClient):
         if wait and me is not self.thread and self.want != me.ident and self.thread.is_alive():
             self.thread.join()
 
+    def terminate(self, exc):
+        """Stops at once: the calls queued or running fail with exc, and the
+        workers are killed (remote ones end with their stream) rather than
+        waited for. Returns when they are gone."""
+        with self.lock:
+            self.closing = True
+            self.terminated = True
+        self._break(exc)
+        self.shutdown(wait=True)
+
     def _close(self):
         with self.lock:
             workers = list(self.workers)
@@ -565,7 +576,7 @@ class Pool(HubClient):
             w.sock.close()
         for w in workers:
             if w.local:
-                _reap(w.pid, 2.0, kill=True)
+                _reap(w.pid, 0.0 if self.terminated else 2.0, kill=True)
         if self.hub is not None:
             try:
                 self.hub.stdin.close()

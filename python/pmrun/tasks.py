@@ -205,6 +205,20 @@ class Executor(_Calls, concurrent.futures.Executor):
         the function's own keyword arguments."""
         return _Options(self, timeout)
 
+    def __exit__(self, exc_type, exc_val, exc_tb):
+        """Shuts down waiting for the tasks, as concurrent.futures does; but
+        when a KeyboardInterrupt (Ctrl-C) or SystemExit leaves the block, the
+        tasks queued or running are failed with BrokenExecutor and the
+        workers stopped at once, so that Ctrl-C ends a long map now, not
+        after its running tasks (or, with the standard executors, after all
+        the tasks submitted)."""
+        if exc_type is not None and not issubclass(exc_type, Exception):
+            self._pool.terminate(BrokenExecutor("pmrun task mode: the executor was stopped by %s"
+                                                % exc_type.__name__))
+            _live.discard(self)
+            return False
+        return super().__exit__(exc_type, exc_val, exc_tb)
+
     def shutdown(self, wait=True, *, cancel_futures=False):
         """Stops taking tasks; cancel_futures drops those not started yet;
         wait waits until the rest have finished and the workers have ended.

@@ -363,6 +363,33 @@ class Failures(unittest.TestCase):
             alive = [pid for pid in pids if _alive(pid)]
         self.assertEqual(alive, [], "workers outlived their killed client")
 
+    def test_ctrl_c_stops_a_long_map(self):
+        # Ctrl-C in a with block ends the map now: the running tasks (a
+        # minute each) are not waited for, and no worker is left.
+        import signal
+        import subprocess
+        code = textwrap.dedent("""
+            import os, time, pmrun
+            with pmrun.Executor(workers=2) as ex:
+                print(*set(ex.map(lambda _: os.getpid(), range(20), chunksize=1)), flush=True)
+                for _ in ex.map(time.sleep, [60] * 100):
+                    pass
+        """)
+        env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(pmrun.__file__)))
+        p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        pids = [int(x) for x in p.stdout.readline().split()]
+        self.assertEqual(len(pids), 2)
+        time.sleep(0.3)  # inside the second map
+        p.send_signal(signal.SIGINT)
+        try:
+            _, err = p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            self.fail("the client did not end within 30 s of SIGINT: it waited for its tasks")
+        self.assertIn(b"KeyboardInterrupt", err)
+        self.assertEqual([pid for pid in pids if _alive(pid)], [], "workers outlived the interrupted client")
+
 
 def _alive(pid):
     try:
