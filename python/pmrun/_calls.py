@@ -10,6 +10,7 @@ import os
 import pickle
 import site
 import sys
+import concurrent.futures
 from concurrent.futures import CancelledError
 
 _UNSET = object()
@@ -31,9 +32,14 @@ def _cloudpickle():
 from pmrun import _frames
 
 
-class BrokenPool(RuntimeError):
+class BrokenExecutor(concurrent.futures.BrokenExecutor):
     """An executor that cannot go on (its workers fail to start, its task
-    hub failed): every task queued or running fails with it."""
+    hub failed, it was stopped by Ctrl-C): every task queued or running
+    fails with it. A concurrent.futures.BrokenExecutor, as the standard
+    executors' BrokenProcessPool is."""
+
+
+BrokenPool = BrokenExecutor
 
 
 class RemoteError(Exception):

@@ -40,7 +40,7 @@ from pmrun._calls import RemoteError, SerializationError, TaskTimeoutError, Work
 __all__ = ["Config", "Executor", "parallel", "as_completed", "RemoteError", "SerializationError",
            "TaskTimeoutError", "WorkerLostError", "BrokenExecutor"]
 
-BrokenExecutor = _calls.BrokenPool
+BrokenExecutor = _calls.BrokenExecutor
 
 #: Largest map chunk chosen by chunksize="auto".
 MAX_CHUNK = 8192

@@ -569,6 +569,7 @@ class Hub(unittest.TestCase):
             with self.assertRaises(pmrun.BrokenExecutor) as cm:
                 pmrun.Executor(requirements=["nope"])
             self.assertIn("pip failed: no such package", str(cm.exception))
+            self.assertIsInstance(cm.exception, concurrent.futures.BrokenExecutor)
         finally:
             self.setUpClass()
 
