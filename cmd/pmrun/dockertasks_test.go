@@ -67,7 +67,11 @@ func TestDockerClusterTasks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(py, script, addr, files, strconv.Itoa(value))
+	// The tasks' count of their runs, in the agents' shared volume: the
+	// script removes it, or else this before the cluster goes.
+	runs := fmt.Sprintf("%s/venvs/.test-runs-%d", agentWorkDir, value)
+	t.Cleanup(func() { exec.Command("docker", "exec", clusterNetwork(name)+"-node0", "rm", "-rf", runs).Run() })
+	cmd := exec.Command(py, script, addr, files, strconv.Itoa(value), runs)
 	cmd.Env = append(os.Environ(), "PYTHONPATH="+filepath.Join(filepath.Dir(bin.pmrun), "python"),
 		"PMRUN_BIN="+bin.pmrun, "PMRUN_CLUSTER_KEY="+key)
 	stdin, err := cmd.StdinPipe()

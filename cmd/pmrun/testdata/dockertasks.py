@@ -1,9 +1,12 @@
 """Task mode across the agents of a pmrun cluster up --docker (2 nodes, 2
 workers each), run by TestDockerClusterTasks:
 
-    python3 dockertasks.py ADDR FILES VALUE
+    python3 dockertasks.py ADDR FILES VALUE RUNS
 
-FILES holds wheels/ (pmruntiny, whose VALUE is VALUE). The test reads this
+FILES holds wheels/ (pmruntiny, whose VALUE is VALUE); RUNS is a directory
+of the agents' shared volume of Python environments (docker.go's
+envCacheVolume at agentWorkDir/venvs), the one directory every container
+sees and that outlives a killed container: tasks count their runs in it. The test reads this
 script's stdout: "kill NODE" asks it to docker kill NODE's container
 (mid-map: the script reads results meanwhile; the test writes "killed" on its
 stdin when done), "hubs PID..." names the task hubs started, "ok"
@@ -19,12 +22,8 @@ import time
 
 import pmrun
 
-ADDR, FILES, VALUE = sys.argv[1], sys.argv[2], int(sys.argv[3])
+ADDR, FILES, VALUE, SHARED = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 TOKEN = "%d-%d" % (os.getpid(), time.time_ns())
-# The agents' shared volume of Python environments (docker.go's
-# envCacheVolume at agentWorkDir/venvs): the one directory every container
-# sees, and that outlives a killed container. Tasks count their runs in it.
-SHARED = "/var/lib/pmrun/venvs/.test-runs-" + TOKEN
 hubs = []
 
 
@@ -61,11 +60,12 @@ def kill_once(x):
 
 
 def counted(x):
-    """Counts its run in SHARED and takes a while, so that every node has
-    tasks running when one is killed."""
+    """Counts its run in SHARED and takes a while; from item 12 on, node1's
+    tasks wait for their node to be killed, so that both its workers are
+    running a task then (whenever the kill comes)."""
     node = os.environ["PMRUN_NODE"]
     open(os.path.join(SHARED, "%d.%s.%d" % (x, node, os.getpid())), "w").close()
-    time.sleep(0.2)
+    time.sleep(30 if node == "node1" and x >= 12 else 0.1)
     return node, x + 1000
 
 
@@ -225,10 +225,13 @@ def node_killed(ex):
     check([g[1] for g in got] == [x + 1000 for x in range(40)], "map over a lost node: %s" % got)
     runs = ex.submit(os.listdir, SHARED).result(60)
     ex.submit(shutil.rmtree, SHARED).result(60)
-    per = {}
+    per, last = {}, {}  # the nodes each item ran on; the last item of each worker of node1
     for name in runs:
-        x, node, _ = name.split(".")
+        x, node, pid = name.split(".")
         per.setdefault(int(x), []).append(node)
+        if node == "node1":
+            last[pid] = max(last.get(pid, -1), int(x))  # a worker runs its items in order
+    lost = sorted(last.values())
     check(sorted(per) == list(range(40)), "tasks that never ran: %s" % sorted(set(range(40)) - set(per)))
     again = sorted(x for x, nodes in per.items() if len(nodes) > 1)
     for x, nodes in per.items():
@@ -238,8 +241,11 @@ def node_killed(ex):
         else:
             check(sorted(nodes) == ["node0", "node1"] and final == "node0",
                   "task %d ran on %s, its result came from %s" % (x, nodes, final))
-    # At most the tasks node1's 2 workers were running when it died.
-    check(1 <= len(again) <= 2, "tasks run twice: %s" % again)
+    # Only the tasks node1's 2 workers were running when it died ran twice
+    # (not those queued behind them): both were busy until then.
+    check(len(lost) == 2, "node1 ran tasks in %d workers, want 2" % len(lost))
+    check(again == lost, "tasks run twice: %s, want %s, those node1's workers ran last (runs: %s)"
+          % (again, lost, sorted(runs)))
     check(ex.workers == 2, "%d workers after node1 was lost, want node0's 2" % ex.workers)
     say("node killed: map in %.2fs, re-ran %s" % (time.monotonic() - t0, again))
 
