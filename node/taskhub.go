@@ -50,11 +50,12 @@ type hubEvent struct {
 
 // hub is a running task hub.
 type hub struct {
-	cfg    HubConfig
-	errs   *lineSink
-	failed chan string // the first fatal error
-	quit   chan struct{}
-	wg     sync.WaitGroup // connection handlers and session readers
+	cfg      HubConfig
+	errs     *lineSink
+	failed   chan string // the first fatal error
+	failOnce sync.Once   // fail's
+	quit     chan struct{}
+	wg       sync.WaitGroup // connection handlers and session readers
 
 	emu sync.Mutex // serialises events
 	enc *json.Encoder
@@ -226,13 +227,15 @@ func (h *hub) emit(ev hubEvent) {
 	h.enc.Encode(ev)
 }
 
-// fail reports a fatal error once and makes RunHub return.
+// fail reports the first fatal error and makes RunHub return; later ones
+// (often consequences of the first, as "no node started workers" after a
+// node's failed build) are dropped. The channel alone cannot say "once":
+// RunHub empties it.
 func (h *hub) fail(msg string) {
-	select {
-	case h.failed <- msg:
+	h.failOnce.Do(func() {
 		h.emit(hubEvent{Event: "error", Message: msg})
-	default:
-	}
+		h.failed <- msg
+	})
 }
 
 // logf writes a diagnostic line to the hub's stderr.
@@ -353,7 +356,7 @@ func (h *hub) startLocal() func() {
 	spec := &taskSpec{Python: cfg.Python, Requirements: cfg.Requirements, Env: cfg.Env, Cmd: cfg.WorkerCmd}
 	progress := func(step string, detail bool) {
 		if !detail {
-			h.emit(hubEvent{Event: "progress", Message: "building environment: " + step})
+			h.emit(hubEvent{Event: "progress", Message: "Python environment: " + step})
 		}
 	}
 	cmd, env, err := workerCommand(envs, spec, dir, progress)

@@ -149,7 +149,7 @@ func (h *hub) runNode(n *hubNode, settled func(started int)) {
 		id := n.name + "/" + strconv.Itoa(ev.Worker)
 		switch ev.Ev {
 		case "progress":
-			h.emit(hubEvent{Event: "progress", Message: fmt.Sprintf("node %s: building environment: %s", n.name, ev.Msg)})
+			h.emit(hubEvent{Event: "progress", Message: fmt.Sprintf("node %s: Python environment: %s", n.name, ev.Msg)})
 		case "worker":
 			if h.remote(id) == nil {
 				continue // lost already (cannot be: the agent reports in order)

@@ -366,6 +366,32 @@ func TestHubRequirementsFail(t *testing.T) {
 	h.done <- nil
 }
 
+// TestHubClusterRequirementsFail: requirements that pip cannot install on a
+// node end a cluster's hub with one error event, the node's, carrying pip's
+// message (not the hub's own conclusion that no node started workers).
+func TestHubClusterRequirementsFail(t *testing.T) {
+	e2e.NotShort(t, "building a Python environment")
+	out, err := exec.Command("python3", "-c", "import venv, ensurepip").CombinedOutput()
+	e2e.Require(t, err == nil, fmt.Sprintf("python3 cannot make virtual environments: %v %s", err, out))
+	as := startAgents(t, 1, "")
+	h := startHub(t, HubConfig{Cluster: []string{as[0].ControlAddr()}, Workers: 1,
+		Requirements: "--no-index\nno-such-package-pmrun==9\n"})
+	var errs []hubEvent
+	for ev := range h.events {
+		if ev.Event == "error" {
+			errs = append(errs, ev)
+		}
+	}
+	if len(errs) != 1 || !strings.Contains(errs[0].Message, "node n0: ") ||
+		!strings.Contains(errs[0].Message, "No matching distribution found for no-such-package-pmrun") {
+		t.Errorf("error events %+v, want one with the node's name and pip's message", errs)
+	}
+	if err := <-h.done; !errors.Is(err, ErrHubFailed) {
+		t.Errorf("RunHub: %v, want ErrHubFailed", err)
+	}
+	h.done <- nil
+}
+
 // memberOfNode returns node name as agent a's member table has it.
 func memberOfNode(a *Agent, name string) Member {
 	for _, m := range a.Members() {

@@ -20,7 +20,7 @@ import (
 // op "worker" per worker to the hub, over which it relays the worker's stream
 // (its fd 3), and reports on the control stream:
 //
-//	{"ev":"progress","msg":...}          environment build steps
+//	{"ev":"progress","msg":...}          environment build steps, then "built KEY" or "reused KEY"
 //	{"ev":"worker","worker":SEQ,"pid":P}  worker NODE/SEQ runs; its stream is open
 //	{"ev":"started","code":N}             the first N workers run
 //	{"ev":"lost","worker":SEQ,"msg":...}  worker NODE/SEQ ended (it is restarted as a new SEQ)
@@ -42,7 +42,8 @@ type taskSpec struct {
 
 // workerCommand returns the command line and environment of task workers
 // for spec, building its Python environment with envs if it has
-// requirements (pip runs in dir, the workers' directory). Workers import
+// requirements (pip runs in dir, the workers' directory); its last progress
+// says "built KEY" or "reused KEY". Workers import
 // pmrun as ranks do (PythonEnv), without the mpi4py shim.
 func workerCommand(envs *venvCache, spec *taskSpec, dir string, progress envProgress) (cmd, env []string, err error) {
 	python := spec.Python
@@ -52,10 +53,15 @@ func workerCommand(envs *venvCache, spec *taskSpec, dir string, progress envProg
 	env = append(os.Environ(), spec.Env...)
 	cmd = spec.Cmd
 	if spec.Requirements != "" {
-		venv, _, err := envs.pythonEnv(python, spec.Requirements, dir, progress)
+		venv, cached, err := envs.pythonEnv(python, spec.Requirements, dir, progress)
 		if err != nil {
 			return nil, nil, err
 		}
+		how := "built "
+		if cached {
+			how = "reused "
+		}
+		progress(how+filepath.Base(venv), false)
 		bin := filepath.Join(venv, "bin")
 		python = filepath.Join(bin, "python")
 		env = append(env, "VIRTUAL_ENV="+venv, "PATH="+bin+":"+os.Getenv("PATH"))

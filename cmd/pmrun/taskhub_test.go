@@ -120,11 +120,19 @@ func (h *taskHub) workers(n int) []map[string]any {
 // echo connects to worker id and makes one call through it.
 func (h *taskHub) echo(id string, payload []byte) {
 	h.t.Helper()
+	h.call(id, payload).Close()
+}
+
+// call connects to worker id, makes one call through it and returns the
+// connection: closing it ends the worker (its stream's end), which the hub
+// reports lost.
+func (h *taskHub) call(id string, payload []byte) net.Conn {
+	h.t.Helper()
 	c, err := net.Dial("unix", h.socket)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	defer c.Close()
+	h.t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	io.WriteString(c, id+"\n")
 	if kind, _, err := tasktest.ReadFrame(c); kind != 'H' || err != nil {
@@ -135,6 +143,7 @@ func (h *taskHub) echo(id string, payload []byte) {
 	if kind != 'R' || err != nil || string(parts[0]) != string(payload) {
 		h.t.Fatalf("worker %s: reply %q %v", id, kind, err)
 	}
+	return c
 }
 
 // shutDown closes the hub's stdin and checks that it exits 0, its workers
@@ -228,7 +237,9 @@ func TestTaskHubNodeFrozen(t *testing.T) {
 	addr := e2e.StartNode(t, bin.pmrun, "t0", "--workers", "1")
 	h := startTaskHub(t, "--cluster", addr)
 	ws := h.workers(1)
-	h.echo("t0/0", []byte("before"))
+	// The connection stays open: its end would end the worker, which the
+	// hub would report before the agent's silence.
+	h.call("t0/0", []byte("before"))
 	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(int(ws[0]["pid"].(float64))), "stat"))
 	if err != nil {
 		t.Fatal(err)

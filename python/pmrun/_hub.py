@@ -95,7 +95,7 @@ class HubClient:
                 self.hub_log.append(msg)
                 if _isatty():
                     sys.stderr.write("pmrun: %s\n" % msg)
-            elif kind == "error":
+            elif kind == "error" and fatal is None:  # the first is the cause
                 fatal = str(ev.get("message", ""))
         self.hub.stdout.close()
         status = self.hub.wait()

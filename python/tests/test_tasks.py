@@ -563,8 +563,10 @@ class Hub(unittest.TestCase):
                 os.environ["PMRUN_CLUSTER"] = old
 
     def test_hub_failure(self):
+        # The first error is the cause; a later one may be its consequence.
         with open(self.bin, "w") as f:
-            f.write("#!/bin/sh\necho '{\"event\":\"error\",\"message\":\"pip failed: no such package\"}'\nexit 1\n")
+            f.write("#!/bin/sh\necho '{\"event\":\"error\",\"message\":\"pip failed: no such package\"}'\n"
+                    "echo '{\"event\":\"error\",\"message\":\"no node started workers\"}'\nexit 1\n")
         try:
             with self.assertRaises(pmrun.BrokenExecutor) as cm:
                 pmrun.Executor(requirements=["nope"])
