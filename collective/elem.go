@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -33,12 +32,14 @@ const (
 	tagRange = 1 << 20
 )
 
-var seqs sync.Map // *comm.Comm -> *atomic.Uint64
+// seqKey is the attribute under which a communicator caches its sequence of
+// collective calls (an *atomic.Uint64), freed with the communicator.
+type seqKey struct{}
 
 func nextTag(c *comm.Comm) int {
-	v, ok := seqs.Load(c)
+	v, ok := c.Attr(seqKey{})
 	if !ok {
-		v, _ = seqs.LoadOrStore(c, new(atomic.Uint64))
+		v, _ = c.LoadOrStoreAttr(seqKey{}, new(atomic.Uint64), nil)
 	}
 	n := v.(*atomic.Uint64).Add(1) - 1
 	return tagBase - int(n%tagRange)

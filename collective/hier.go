@@ -2,7 +2,6 @@ package collective
 
 import (
 	"context"
-	"sync"
 
 	"github.com/pmrun/pmrun/comm"
 )
@@ -16,13 +15,15 @@ type nodeLayout struct {
 	leader  []int // c-rank of the leader of each c-rank's node
 }
 
-var layouts sync.Map // *comm.Comm -> *nodeLayout
+// layoutKey is the attribute under which a communicator caches its
+// *nodeLayout; closing the communicator closes the layout's.
+type layoutKey struct{}
 
 // layoutOf returns c's node layout, creating its communicators on first use.
 // Creation is collective over c; every rank reaches it at the same call because
 // algorithm selection is the same on every rank.
 func layoutOf(ctx context.Context, c *comm.Comm) (*nodeLayout, error) {
-	if v, ok := layouts.Load(c); ok {
+	if v, ok := c.Attr(layoutKey{}); ok {
 		return v.(*nodeLayout), nil
 	}
 	local, err := c.SplitByNode(ctx)
@@ -46,8 +47,19 @@ func layoutOf(ctx context.Context, c *comm.Comm) (*nodeLayout, error) {
 		}
 		l.leader[r] = first[n]
 	}
-	v, _ := layouts.LoadOrStore(c, l)
+	v, loaded := c.LoadOrStoreAttr(layoutKey{}, l, func(v any) { v.(*nodeLayout).close() })
+	if loaded {
+		l.close()
+	}
 	return v.(*nodeLayout), nil
+}
+
+// close frees the layout's communicators.
+func (l *nodeLayout) close() {
+	l.local.Close()
+	if l.leaders != nil {
+		l.leaders.Close()
+	}
 }
 
 // leaderIndex returns the rank in the leaders communicator of c-rank r's leader.

@@ -60,6 +60,9 @@ type Comm struct {
 	slotsOnce sync.Once
 	slots     *shm.Slots  // shared area for small collectives (see sharedSlots)
 	slotsOff  atomic.Bool // not every member could map it
+
+	attrs attrs  // values libraries cache on c (see Attr)
+	async asyncs // goroutines started by Async, waited for by Close
 }
 
 // launcher is the rank's control connection to whoever launched it.
@@ -494,16 +497,28 @@ func (c *Comm) SplitByNode(ctx context.Context) (*Comm, error) {
 	return c.create(ctx, slices.Index(names, c.Node(c.rank)), c.rank)
 }
 
-// Close releases c. Closing the world communicator is collective, like
-// MPI_Finalize: it says goodbye to every peer, waits (up to a minute) until each has
-// closed too or is gone, and then closes the connections. Close is idempotent.
+// Close releases c. Closing a communicator other than the world is local, like
+// MPI_Comm_free: it waits for the operations started by Async (such as
+// nonblocking collectives) to complete, runs the destructors of the values
+// cached on c (see LoadOrStoreAttr), and frees c's share of the engine (its
+// match queue, unless receives are still posted or messages are still
+// unreceived on it: those are kept). Closing the world communicator is
+// collective, like MPI_Finalize: it says goodbye to every peer, waits (up to a
+// minute) until each has closed too or is gone, closes the connections (which
+// fails the operations still pending), and then waits for c's Async
+// operations and runs its destructors. Close is idempotent.
 func (c *Comm) Close() error {
 	c.closeOnce.Do(func() {
-		c.closed.Store(true)
-		c.slots.Close()
 		if !c.world {
+			c.async.wait()
+			c.closed.Store(true)
+			c.freeAttrs()
+			c.slots.Close()
+			c.e.dropQueue(c.cid)
 			return
 		}
+		c.closed.Store(true)
+		c.slots.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		c.closeErr = c.e.close(ctx)
@@ -512,6 +527,8 @@ func (c *Comm) Close() error {
 				c.closeErr = err
 			}
 		}
+		c.async.wait()
+		c.freeAttrs()
 	})
 	return c.closeErr
 }

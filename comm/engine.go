@@ -494,6 +494,18 @@ func (e *engine) sameNode(w int) bool {
 	return e.nodes[w] != "" && e.nodes[w] == e.nodes[e.rank]
 }
 
+// dropQueue forgets the match queue of a context no longer in use, when it
+// holds nothing: a receive still posted completes through it, and messages
+// that arrived unreceived stay (a program that sends on a communicator after
+// its receiver freed it has them kept, as MPI leaves that erroneous).
+func (e *engine) dropQueue(cid uint32) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if q := e.queues[cid]; q != nil && len(q.posted) == 0 && q.oldest == nil {
+		delete(e.queues, cid)
+	}
+}
+
 func (e *engine) queue(cid uint32) *matchQueue {
 	q := e.queues[cid]
 	if q == nil {

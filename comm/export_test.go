@@ -8,3 +8,10 @@ const HeldLimit = heldLimit
 
 // ContextID is c's context id, which tags its traffic on the wire.
 func ContextID(c *Comm) uint32 { return c.cid }
+
+// Queues is how many contexts c's engine keeps a match queue for.
+func Queues(c *Comm) int {
+	c.e.mu.Lock()
+	defer c.e.mu.Unlock()
+	return len(c.e.queues)
+}

@@ -227,12 +227,45 @@ func TestAll(reqs ...*Request) bool {
 
 // Async runs fn in a new goroutine and returns a Request that completes with fn's
 // error when fn returns; libraries build nonblocking operations (such as the
-// nonblocking collectives) on it. fn must return once ctx is cancelled.
+// nonblocking collectives) on it. fn must return once ctx is cancelled. c owns
+// the goroutine: Close waits for it. On a closing communicator the Request
+// fails at once with ErrClosed.
 func (c *Comm) Async(ctx context.Context, fn func(ctx context.Context) error) *Request {
 	r := &Request{c: c, kind: kindAsync, ctx: ctx, done: make(chan struct{}), peer: AnySource}
+	if !c.async.add() {
+		r.complete(Status{}, ErrClosed)
+		return r
+	}
 	c.e.goHelper(func() {
+		defer c.async.wg.Done()
 		err := fn(ctx)
 		r.complete(Status{}, err)
 	})
 	return r
+}
+
+// asyncs counts a communicator's Async goroutines still running.
+type asyncs struct {
+	mu      sync.Mutex
+	closing bool
+	wg      sync.WaitGroup
+}
+
+// add counts a new goroutine, unless the communicator is closing.
+func (a *asyncs) add() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closing {
+		return false
+	}
+	a.wg.Add(1)
+	return true
+}
+
+// wait refuses new goroutines and waits for the running ones.
+func (a *asyncs) wait() {
+	a.mu.Lock()
+	a.closing = true
+	a.mu.Unlock()
+	a.wg.Wait()
 }
