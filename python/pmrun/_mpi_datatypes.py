@@ -1,5 +1,5 @@
-"""Datatype and the predefined datatypes, and the
-mapping from buffer formats to datatypes.
+"""MPI.Datatype, the predefined datatypes and the mapping from buffer formats
+(struct/numpy) to datatypes.
 
 Part of pmrun.MPI, which re-exports every name defined here.
 """
