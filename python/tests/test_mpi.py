@@ -31,6 +31,27 @@ class Module(unittest.TestCase):
         self.assertTrue(MPI.Is_initialized())
         self.assertFalse(MPI.Is_finalized())
 
+    def test_names_are_the_modules(self):
+        # MPI is assembled from private modules; its classes and functions,
+        # and their methods, still name MPI as their module (as mpi4py's name
+        # mpi4py.MPI), in reprs and error messages too.
+        for name in dir(MPI):
+            obj = getattr(MPI, name)
+            if name.startswith("_") or not isinstance(obj, type) and not hasattr(obj, "__code__"):
+                continue
+            self.assertEqual(obj.__module__, MPI.__name__, name)
+            for attr, member in vars(obj).items() if isinstance(obj, type) else ():
+                if hasattr(member, "__code__"):
+                    self.assertEqual(member.__module__, MPI.__name__, name + "." + attr)
+        self.assertEqual(repr(MPI.INT), "<%s.Datatype MPI_INT>" % MPI.__name__)
+        self.assertEqual(repr(MPI.SUM), "<%s.Op MPI_SUM>" % MPI.__name__)
+        r = comm.Irecv(bytearray(10), source=rank, tag=8)
+        comm.Send(bytearray(100), dest=rank, tag=8)
+        with self.assertRaises(MPI.Exception) as cm:
+            r.Wait()
+        self.assertEqual(cm.exception.Get_error_class(), MPI.ERR_TRUNCATE)
+        self.assertTrue(str(cm.exception).startswith("MPI.Request.Wait: "), str(cm.exception))
+
     def test_environment(self):
         self.assertEqual(MPI.Get_version()[0], 3)
         self.assertIsInstance(MPI.Get_processor_name(), str)

@@ -1,0 +1,226 @@
+"""Constants, error codes and MPI.Exception.
+
+Part of pmrun.MPI, which re-exports every name defined here.
+"""
+
+import os as _os
+import sys as _sys
+
+from . import _bridge
+
+# --- constants ---------------------------------------------------------------
+
+ANY_SOURCE = -1
+ANY_TAG = -1
+PROC_NULL = -2
+ROOT = -4
+UNDEFINED = -32766
+TAG_UB_VALUE = 2**31 - 1
+BSEND_OVERHEAD = 0
+KEYVAL_INVALID = -1
+COMM_TYPE_SHARED = 1
+IDENT, CONGRUENT, SIMILAR, UNEQUAL = 0, 1, 2, 3
+THREAD_SINGLE, THREAD_FUNNELED, THREAD_SERIALIZED, THREAD_MULTIPLE = 0, 1, 2, 3
+MAX_PROCESSOR_NAME = 256
+MAX_ERROR_STRING = 256
+VERSION, SUBVERSION = 3, 1
+
+# Attribute keys for Comm.Get_attr.
+TAG_UB, HOST, IO, WTIME_IS_GLOBAL, APPNUM, UNIVERSE_SIZE, LASTUSEDCODE = range(1, 8)
+
+# Error classes (Open MPI's numbering, as mpi4py shows them there).
+SUCCESS = 0
+ERR_BUFFER = 1
+ERR_COUNT = 2
+ERR_TYPE = 3
+ERR_TAG = 4
+ERR_COMM = 5
+ERR_RANK = 6
+ERR_REQUEST = 7
+ERR_ROOT = 8
+ERR_GROUP = 9
+ERR_OP = 10
+ERR_TOPOLOGY = 11
+ERR_DIMS = 12
+ERR_ARG = 13
+ERR_UNKNOWN = 14
+ERR_TRUNCATE = 15
+ERR_OTHER = 16
+ERR_INTERN = 17
+ERR_IN_STATUS = 18
+ERR_PENDING = 19
+ERR_PROC_FAILED = 75
+ERR_WIN = 45
+ERR_RMA_SHARED = 71
+ERR_INFO_NOKEY = 31
+ERR_LASTCODE = 92
+
+_ERROR_STRINGS = {
+    SUCCESS: "MPI_SUCCESS: no errors",
+    ERR_BUFFER: "MPI_ERR_BUFFER: invalid buffer pointer",
+    ERR_COUNT: "MPI_ERR_COUNT: invalid count argument",
+    ERR_TYPE: "MPI_ERR_TYPE: invalid datatype",
+    ERR_TAG: "MPI_ERR_TAG: invalid tag",
+    ERR_COMM: "MPI_ERR_COMM: invalid communicator",
+    ERR_RANK: "MPI_ERR_RANK: invalid rank",
+    ERR_REQUEST: "MPI_ERR_REQUEST: invalid request",
+    ERR_ROOT: "MPI_ERR_ROOT: invalid root",
+    ERR_GROUP: "MPI_ERR_GROUP: invalid group",
+    ERR_OP: "MPI_ERR_OP: invalid reduce operation",
+    ERR_ARG: "MPI_ERR_ARG: invalid argument of some other kind",
+    ERR_UNKNOWN: "MPI_ERR_UNKNOWN: unknown error",
+    ERR_TRUNCATE: "MPI_ERR_TRUNCATE: message truncated",
+    ERR_OTHER: "MPI_ERR_OTHER: known error not in list",
+    ERR_INTERN: "MPI_ERR_INTERN: internal error",
+    ERR_PENDING: "MPI_ERR_PENDING: pending request",
+    ERR_PROC_FAILED: "MPI_ERR_PROC_FAILED: process failure",
+    ERR_WIN: "MPI_ERR_WIN: invalid window",
+    ERR_RMA_SHARED: "MPI_ERR_RMA_SHARED: memory cannot be shared",
+}
+
+
+class Exception(RuntimeError):  # noqa: A001 - the name mpi4py uses
+    """MPI.Exception: an error of the runtime, with its error class."""
+
+    def __init__(self, ierr=ERR_OTHER, message=None):
+        self.ierr = int(ierr)
+        self.message = message or _ERROR_STRINGS.get(self.ierr, "MPI error %d" % self.ierr)
+        RuntimeError.__init__(self, self.message)
+
+    def Get_error_code(self):
+        return self.ierr
+
+    def Get_error_class(self):
+        return self.ierr
+
+    def Get_error_string(self):
+        return self.message
+
+    error_code = property(Get_error_code)
+    error_class = property(Get_error_class)
+    error_string = property(Get_error_string)
+
+    def __int__(self):
+        return self.ierr
+
+    def __repr__(self):
+        return "MPI.Exception(%d)" % self.ierr
+
+    # Compares, hashes and tests like its error code, as mpi4py's does.
+    def __eq__(self, other):
+        return self.ierr == int(other) if isinstance(other, (int, Exception)) else NotImplemented
+
+    def __ne__(self, other):
+        r = self.__eq__(other)
+        return r if r is NotImplemented else not r
+
+    def __lt__(self, other):
+        return self.ierr < int(other)
+
+    def __le__(self, other):
+        return self.ierr <= int(other)
+
+    def __gt__(self, other):
+        return self.ierr > int(other)
+
+    def __ge__(self, other):
+        return self.ierr >= int(other)
+
+    def __hash__(self):
+        return hash(self.ierr)
+
+    def __bool__(self):
+        return self.ierr != SUCCESS
+
+
+# pmrun.MPI and the private modules it is assembled from (pmrun._mpi_*).
+_MPI_MODULES = (__package__ + ".MPI", __package__ + "._mpi_")
+
+
+def _public_name():
+    """'MPI.Comm.Barrier': the public method of this module that the user's
+    code called, found up the stack (helpers' names start with '_')."""
+    f, name = _sys._getframe(2), "MPI"
+    while f is not None and f.f_globals.get("__name__", "").startswith(_MPI_MODULES):  # up to the user's code
+        code = f.f_code
+        if not code.co_name.startswith(("_", "<")):
+            name = "MPI." + getattr(code, "co_qualname", code.co_name)
+        f = f.f_back
+    return name
+
+
+def _error(e):
+    """The MPI.Exception for the library's error e, its message naming the
+    public method."""
+    return Exception(e.error_class, "%s: %s" % (_public_name(), e.message))
+
+
+def _raise(e):
+    raise _error(e) from None
+
+
+def _call(rc):
+    if rc < 0:
+        raise _error(_bridge.error(rc)) from None
+    return rc
+
+
+def _user_traceback(tb):
+    """tb without the frames inside pmrun below the user's last call into it:
+    a traceback that ends at the public method the user called, as
+    mpi4py's do (an error of the user's own code keeps all its frames)."""
+    frames = []
+    t = tb
+    while t is not None:
+        frames.append(t)
+        t = t.tb_next
+    here = _os.path.dirname(__file__) + _os.sep
+    last_user = max((i for i, t in enumerate(frames)
+                     if not t.tb_frame.f_code.co_filename.startswith(here)), default=-1)
+    if 0 <= last_user < len(frames) - 2:
+        frames[last_user + 1].tb_next = None
+    return tb
+
+
+def Get_error_class(errorcode):
+    return _user_classes.get(errorcode, errorcode)
+
+
+_user_classes = {}
+_next_error = [ERR_LASTCODE + 1]  # the next user error code
+
+
+def Add_error_class():
+    c = _next_error[0]
+    _next_error[0] += 1
+    _user_classes[c] = c
+    return c
+
+
+def Add_error_code(errorclass):
+    c = _next_error[0]
+    _next_error[0] += 1
+    _user_classes[c] = errorclass
+    return c
+
+
+def Add_error_string(errorcode, string):
+    _ERROR_STRINGS[errorcode] = string
+
+
+def Remove_error_class(errorclass):
+    _user_classes.pop(errorclass, None)
+
+
+def Remove_error_code(errorcode):
+    _user_classes.pop(errorcode, None)
+
+
+def Remove_error_string(errorcode):
+    _ERROR_STRINGS.pop(errorcode, None)
+
+
+def Get_error_string(errorcode):
+    if errorcode in _user_classes:
+        return _ERROR_STRINGS.get(errorcode, "")
+    return _ERROR_STRINGS.get(errorcode, "MPI error %d" % errorcode)

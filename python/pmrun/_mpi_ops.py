@@ -1,0 +1,171 @@
+"""MPI.Op, the predefined reduction operations and local reductions.
+
+Part of pmrun.MPI, which re-exports every name defined here.
+"""
+
+from ._mpi_constants import ERR_OP, Exception
+from ._mpi_datatypes import (
+    _T_INT8, _T_INT16, _T_INT32, _T_INT64, _T_UINT8, _T_UINT16, _T_UINT32, _T_UINT64,
+    _T_FLOAT32, _T_FLOAT64, SHORT_INT, _PAIRS,
+)
+from ._mpi_buffers import buffer, _Buf
+
+# --- ops -----------------------------------------------------------------------
+
+
+class Op:
+    """A reduction operation: predefined (run in Go for numeric buffers) or
+    made from a Python function with Op.Create."""
+
+    def __init__(self, op=None, *, _name="MPI_OP_NULL", _code=0, _py=None, _commute=True,
+                 _user=None):
+        if isinstance(op, Op):
+            self.__dict__.update(op.__dict__)
+            return
+        self.name = _name
+        self.code = _code
+        self._py = _py  # (a, b) -> a op b on Python objects
+        self.commute = _commute
+        self._user = _user  # user function (inbuf, inoutbuf, datatype)
+
+    def __repr__(self):
+        return "<%s.Op %s>" % (Op.__module__, self.name)
+
+    def __eq__(self, other):
+        return isinstance(other, Op) and self.name == other.name and self._user is other._user
+
+    def __hash__(self):
+        return hash(self.name)
+
+    def __bool__(self):
+        return self.code != 0 or self._user is not None
+
+    def __call__(self, x, y):
+        """x op y on Python objects (mpi4py's Op.__call__)."""
+        if self._py is not None:
+            return self._py(x, y)
+        if self._user is not None:
+            return self._user(x, y, None)
+        raise Exception(ERR_OP, "MPI.OP_NULL cannot be applied")
+
+    @classmethod
+    def Create(cls, function, commute=False):
+        def py(x, y, f=function):
+            r = f(x, y, None)
+            return y if r is None else r
+        return cls(_name="user:%s" % getattr(function, "__name__", "op"), _py=py,
+                   _commute=bool(commute), _user=function)
+
+    def Free(self):
+        self.code, self._py, self._user = 0, None, None
+        self.name = "MPI_OP_NULL"
+
+    def Is_commutative(self):
+        return self.commute
+
+    is_commutative = property(Is_commutative)
+
+    def Is_predefined(self):
+        return self._user is None
+
+    is_predefined = property(Is_predefined)
+
+    def Reduce_local(self, inbuf, inoutbuf):
+        a = _Buf(inbuf, False)
+        b = _Buf(inoutbuf, True)
+        _reduce_local(self, a.view()[:a.used], b, b.type)
+
+
+def _pyloc(better):
+    def f(a, b):
+        if better(a[0], b[0]):
+            return a
+        if better(b[0], a[0]):
+            return b
+        return a if a[1] <= b[1] else b
+    return f
+
+
+OP_NULL = Op()
+MAX = Op(_name="MPI_MAX", _code=4, _py=lambda a, b: b if b > a else a)
+MIN = Op(_name="MPI_MIN", _code=3, _py=lambda a, b: b if b < a else a)
+SUM = Op(_name="MPI_SUM", _code=1, _py=lambda a, b: a + b)
+PROD = Op(_name="MPI_PROD", _code=2, _py=lambda a, b: a * b)
+LAND = Op(_name="MPI_LAND", _code=5, _py=lambda a, b: bool(a and b))
+BAND = Op(_name="MPI_BAND", _code=7, _py=lambda a, b: a & b)
+LOR = Op(_name="MPI_LOR", _code=6, _py=lambda a, b: bool(a or b))
+BOR = Op(_name="MPI_BOR", _code=8, _py=lambda a, b: a | b)
+LXOR = Op(_name="MPI_LXOR", _code=0, _py=lambda a, b: bool(a) != bool(b))
+BXOR = Op(_name="MPI_BXOR", _code=9, _py=lambda a, b: a ^ b)
+MAXLOC = Op(_name="MPI_MAXLOC", _code=0, _py=_pyloc(lambda x, y: x > y))
+MINLOC = Op(_name="MPI_MINLOC", _code=0, _py=_pyloc(lambda x, y: x < y))
+REPLACE = Op(_name="MPI_REPLACE", _code=0, _py=lambda a, b: b)
+NO_OP = Op(_name="MPI_NO_OP", _code=0, _py=lambda a, b: a)
+
+_INT_CODES = {_T_INT8, _T_INT16, _T_INT32, _T_INT64, _T_UINT8, _T_UINT16, _T_UINT32, _T_UINT64}
+_FLOAT_CODES = {_T_FLOAT32, _T_FLOAT64}
+
+
+def _go_reducible(op, t):
+    """Whether the Go runtime reduces this op on this type itself."""
+    if op._user is not None or op.code == 0 or t.blocks is not None or t.code == 0:
+        return False
+    if op.code in (1, 2):
+        return True
+    if op.code in (3, 4):
+        return t.code in _INT_CODES or t.code in _FLOAT_CODES
+    return t.code in _INT_CODES
+
+
+def _np():
+    import numpy
+    return numpy
+
+
+_NP_FORMATS = {"c": "i1", "?": "?", "Zf": "c8", "Zd": "c16", "Zg": "clongdouble"}
+
+
+def _np_dtype(t):
+    np = _np()
+    if t in _PAIRS:
+        v, _, _ = _PAIRS[t]
+        if t == SHORT_INT:
+            return np.dtype({"names": ["v", "i"], "formats": ["i2", "i4"], "offsets": [0, 4],
+                             "itemsize": 8})
+        return np.dtype({"names": ["v", "i"], "formats": [v, "i4"],
+                         "offsets": [0, t.size // 2 if v in "dq" else 4], "itemsize": t.size})
+    return np.dtype(_NP_FORMATS.get(t.format, t.format))
+
+
+def _reduce_local(op, inmem, b, t):
+    """inout = in op inout on raw memory, in Python (user ops, MAXLOC...)."""
+    outmem = b.view()[:b.used] if b.obj is not None else None
+    _combine(op, inmem, outmem, t)
+
+
+def _combine(op, inmem, outmem, t):
+    if op._user is not None:
+        op._user(buffer(inmem), buffer(outmem), t)
+        return
+    np = _np()
+    dt = _np_dtype(t)
+    a = np.frombuffer(inmem, dtype=dt)
+    r = np.frombuffer(outmem, dtype=dt)
+    if t in _PAIRS:
+        better = a["v"] > r["v"] if op is MAXLOC else a["v"] < r["v"]
+        tie = (a["v"] == r["v"]) & (a["i"] < r["i"])
+        take = better | tie
+        r[take] = a[take]
+        return
+    fn = {SUM.name: np.add, PROD.name: np.multiply, MAX.name: np.maximum, MIN.name: np.minimum,
+          LAND.name: np.logical_and, LOR.name: np.logical_or, LXOR.name: np.logical_xor,
+          BAND.name: np.bitwise_and, BOR.name: np.bitwise_or, BXOR.name: np.bitwise_xor}.get(op.name)
+    if fn is None:
+        if op is REPLACE:
+            return
+        if op is NO_OP:
+            r[...] = a
+            return
+        raise Exception(ERR_OP, "%s is not defined on %s" % (op.name, t.name))
+    res = fn(a, r)
+    r[...] = res.astype(r.dtype, copy=False)

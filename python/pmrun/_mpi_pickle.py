@@ -1,0 +1,125 @@
+"""Object serialisation: MPI.pickle, pickle protocol 5 with large buffers
+out of band, and the blob helpers the object methods share.
+
+Part of pmrun.MPI, which re-exports every name defined here.
+"""
+
+import pickle as _pickle
+import struct as _struct
+
+from . import _bridge
+from ._mpi_constants import _call
+from ._mpi_status import _tls
+
+_lib = _bridge.lib
+
+# --- objects -----------------------------------------------------------------
+
+_OOB_MIN = 64 * 1024  # buffers at least this large travel out of band
+_SCRATCH = 64 * 1024
+
+
+class Pickle:
+    """How objects are serialised (mpi4py's MPI.pickle)."""
+
+    def __init__(self, dumps=None, loads=None, protocol=None):
+        # With a serialiser of the user's, protocol None means "call dumps(obj)".
+        if dumps is None and protocol is None:
+            protocol = _pickle.HIGHEST_PROTOCOL
+        self.dumps = dumps or _pickle.dumps
+        self.loads = loads or _pickle.loads
+        self.PROTOCOL = protocol
+        self.THRESHOLD = _OOB_MIN
+
+
+pickle = Pickle()
+
+
+def _dumps(obj):
+    """The message parts of obj: [pickle] or [header, pickle, buffers...]."""
+    if pickle.PROTOCOL is None:
+        return [bytes(pickle.dumps(obj))]
+    if pickle.dumps is not _pickle.dumps or pickle.PROTOCOL < 5:
+        return [bytes(pickle.dumps(obj, pickle.PROTOCOL))]
+    bufs = []
+
+    def oob(pb):
+        m = pb.raw()
+        if m.nbytes < _OOB_MIN:
+            return True
+        bufs.append(m)
+        return False
+
+    data = _pickle.dumps(obj, 5, buffer_callback=oob)
+    if not bufs:
+        return [data]
+    hdr = _struct.pack("<BI%dQ" % (len(bufs) + 1), 1, len(bufs), len(data),
+                       *[b.nbytes for b in bufs])
+    return [hdr, data] + bufs
+
+
+def _loads(mv):
+    """The object in a received message (mv: a memoryview of its bytes); an
+    empty message is None, as with mpi4py."""
+    if not mv.nbytes:
+        return None
+    if pickle.loads is not _pickle.loads:  # the user's serialiser, in one part
+        return pickle.loads(bytes(mv))
+    if mv[0] == 1:  # header, pickle and out-of-band buffers
+        (n,) = _struct.unpack_from("<I", mv, 1)
+        lens = _struct.unpack_from("<%dQ" % (n + 1), mv, 5)
+        off = 5 + 8 * (n + 1)
+        data = mv[off:off + lens[0]]
+        off += lens[0]
+        bufs = []
+        for ln in lens[1:]:
+            bufs.append(mv[off:off + ln])
+            off += ln
+        return _pickle.loads(data, buffers=bufs)
+    return _pickle.loads(mv)
+
+
+def _joined(parts):
+    return parts[0] if len(parts) == 1 else b"".join(bytes(p) for p in parts)
+
+
+class _Parts:
+    """Addresses and lengths of message parts, pinned while this lives."""
+
+    def __init__(self, parts):
+        self.pins = []
+        addrs, lens = [], []
+        for p in parts:
+            pin = _bridge.Pinned(p)
+            self.pins.append(pin)
+            addrs.append(pin.addr or 0)
+            lens.append(pin.nbytes)
+        self.addrs = (_bridge.c_void_p * max(len(addrs), 1))(*addrs)
+        self.lens = _bridge.int64s(lens)
+        self.k = len(parts)
+
+
+def _scratch():
+    s = getattr(_tls, "scratch", None)
+    if s is None:
+        s = _tls.scratch = _bridge.ctypes.create_string_buffer(_SCRATCH)
+    return s
+
+
+def _take_blob(blob, size):
+    data = bytearray(size)
+    if size:
+        pin = _bridge.Pinned(data, True)
+        _call(_lib.pm_blob_take(blob, pin.addr, size))
+    elif blob:
+        _lib.pm_blob_take(blob, None, 0)
+    return data
+
+
+def _split_blob(data, lens):
+    mv = memoryview(data)
+    out, off = [], 0
+    for n in lens:
+        out.append(_loads(mv[off:off + n]))
+        off += n
+    return out

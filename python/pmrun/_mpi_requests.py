@@ -1,0 +1,377 @@
+"""Nonblocking requests: Request, Prequest, Grequest.
+
+Part of pmrun.MPI, which re-exports every name defined here.
+"""
+
+from . import _bridge
+from ._mpi_constants import ANY_TAG, PROC_NULL, UNDEFINED, ERR_PENDING, _raise
+from ._mpi_status import Status, _st
+from ._mpi_pickle import _loads
+
+_lib = _bridge.lib
+_out = _bridge.out
+
+# --- requests ------------------------------------------------------------------
+
+
+class Request:
+    """A pending nonblocking operation."""
+
+    def __init__(self, request=None):
+        self._h = 0
+        self._keep = None
+        self._kind = None
+        self._done = None  # called with the status when the operation completes
+        self._status = None
+        self._obj = None
+        if isinstance(request, Request):
+            self.__dict__.update(request.__dict__)
+
+    @classmethod
+    def _new(cls, h, kind=None, keep=None, done=None):
+        r = cls()
+        r._h, r._kind, r._keep, r._done = h, kind, keep, done
+        return r
+
+    def __eq__(self, other):
+        if not isinstance(other, Request):
+            return NotImplemented
+        return self is other or (self._isnull() and other._isnull())
+
+    def __ne__(self, other):
+        r = self.__eq__(other)
+        return r if r is NotImplemented else not r
+
+    def __hash__(self):
+        return id(self)
+
+    def __bool__(self):
+        return not self._isnull()
+
+    def _isnull(self):
+        return self._h == 0
+
+    def __del__(self):
+        h = getattr(self, "_h", 0)
+        if h > 0:
+            _lib.pm_req_free(h)
+
+    def _finish(self, st):
+        """Completion: unpack, decode, release the handle."""
+        status = Status()
+        status._set(st)
+        obj = None
+        if self._kind == "obj":
+            data = bytearray(st.count)
+            if st.count:
+                pin = _bridge.Pinned(data, True)
+                _lib.pm_req_data(self._h, pin.addr, st.count)
+            obj = _loads(memoryview(data))
+        if self._done is not None:
+            self._done()
+        if self._h > 0:
+            _lib.pm_req_free(self._h)
+        self._h = 0
+        self._keep = None
+        self._status, self._obj = status, obj
+        return status, obj
+
+    def _complete_null(self):
+        self._h = 0
+        if self._status is None:
+            self._status = Status()
+            self._status.source, self._status.tag = PROC_NULL, ANY_TAG
+        return self._status, self._obj
+
+    def _wait(self):
+        if self._h <= 0:
+            return self._complete_null()
+        st = _st()
+        rc = _lib.pm_wait(self._h, _bridge.ctypes.byref(st))
+        if rc < 0:
+            e = _bridge.error(rc)
+            if e.error_class == ERR_PENDING and self._kind in ("obj", "buf"):
+                # cancelled
+                self._h = 0
+                self._status = Status()
+                self._status.cancelled = True
+                return self._status, None
+            self._h = 0
+            _raise(e)
+        return self._finish(st)
+
+    def _test(self):
+        if self._h <= 0:
+            s, o = self._complete_null()
+            return True, s, o
+        st = _st()
+        flag = _out()
+        rc = _lib.pm_test(self._h, _bridge.ctypes.byref(flag), _bridge.ctypes.byref(st))
+        if not flag.value:
+            return False, None, None
+        if rc < 0:
+            e = _bridge.error(rc)
+            self._h = 0
+            if e.error_class == ERR_PENDING:
+                self._status = Status()
+                self._status.cancelled = True
+                return True, self._status, None
+            _raise(e)
+        s, o = self._finish(st)
+        return True, s, o
+
+    # mpi4py's lower-case (object) interface.
+    def wait(self, status=None):
+        s, o = self._wait()
+        if status is not None:
+            status.__init__(s)
+        return o
+
+    def test(self, status=None):
+        flag, s, o = self._test()
+        if flag and status is not None:
+            status.__init__(s)
+        return flag, o
+
+    def get_status(self, status=None):
+        return self.Get_status(status)
+
+    def cancel(self):
+        self.Cancel()
+
+    # Buffer interface.
+    def Wait(self, status=None):
+        self.wait(status)
+        return True
+
+    def Test(self, status=None):
+        return self.test(status)[0]
+
+    def Get_status(self, status=None):
+        if self._h == -1:
+            return True
+        if self._h <= 0:
+            if status is not None and self._status is not None:
+                status.__init__(self._status)
+            return True
+        flag = _out()
+        st = _st()
+        _lib.pm_test(self._h, _bridge.ctypes.byref(flag), _bridge.ctypes.byref(st))
+        if flag.value and status is not None:
+            status._set(st)
+        return bool(flag.value)
+
+    def Cancel(self):
+        if self._h > 0:
+            _lib.pm_cancel(self._h)
+
+    def Free(self):
+        if self._h > 0:
+            _lib.pm_req_free(self._h)
+        self._h = 0
+
+    @staticmethod
+    def _handles(requests):
+        return _bridge.int64s([max(r._h, 0) if r is not None else 0 for r in requests])
+
+    @classmethod
+    def _waitany(cls, requests, status):
+        """(index, object) of the first request to complete; UNDEFINED when
+        none is active."""
+        requests = list(requests)
+        if not any(r is not None and r._h != 0 for r in requests):
+            if status is not None:
+                status.__init__(Status())
+            return UNDEFINED, None
+        for i, r in enumerate(requests):  # requests on PROC_NULL are done
+            if r is not None and r._h < 0:
+                s, o = r._wait()
+                if status is not None:
+                    status.__init__(s)
+                return i, o
+        idx = _out()
+        _lib.pm_waitany(cls._handles(requests), len(requests), _bridge.ctypes.byref(idx),
+                        _bridge.ctypes.byref(_st()))
+        s, o = requests[idx.value]._wait()
+        if status is not None:
+            status.__init__(s)
+        return idx.value, o
+
+    @classmethod
+    def _testany(cls, requests, status):
+        """(index, flag, object): the first completed request, if any."""
+        any_live = False
+        for i, r in enumerate(requests):
+            if r is None or r._h == 0:
+                continue
+            any_live = True
+            flag, s, o = r._test()
+            if flag:
+                if status is not None:
+                    status.__init__(s)
+                return i, True, o
+        return UNDEFINED, not any_live, None
+
+    @classmethod
+    def Waitany(cls, requests, status=None):
+        return cls._waitany(requests, status)[0]
+
+    @classmethod
+    def waitany(cls, requests, status=None):
+        return cls._waitany(requests, status)
+
+    @classmethod
+    def Testany(cls, requests, status=None):
+        return cls._testany(list(requests), status)[:2]
+
+    @classmethod
+    def testany(cls, requests, status=None):
+        return cls._testany(list(requests), status)
+
+    @classmethod
+    def _progress_all(cls, requests):
+        """Waits in one call for the requests that have a handle, so that the
+        runtime moves all of them along together; _wait then collects each."""
+        if sum(1 for r in requests if r is not None and r._h > 0) > 1:
+            _lib.pm_waitall(cls._handles(requests), len(requests))
+
+    @classmethod
+    def Waitall(cls, requests, statuses=None):
+        requests = list(requests)
+        cls._progress_all(requests)
+        out = [r._wait()[0] if r is not None else Status() for r in requests]
+        if statuses is not None:
+            _set_statuses(statuses, out)
+        return True
+
+    @classmethod
+    def waitall(cls, requests, statuses=None):
+        requests = list(requests)
+        cls._progress_all(requests)
+        res = [r._wait() if r is not None else (Status(), None) for r in requests]
+        if statuses is not None:
+            _set_statuses(statuses, [s for s, _ in res])
+        return [o for _, o in res]
+
+    @classmethod
+    def Testall(cls, requests, statuses=None):
+        requests = list(requests)
+        if not all(r is None or r._h <= 0 or r.Get_status() for r in requests):
+            return False
+        cls.Waitall(requests, statuses)
+        return True
+
+    @classmethod
+    def testall(cls, requests, statuses=None):
+        requests = list(requests)
+        if not all(r is None or r._h <= 0 or r.Get_status() for r in requests):
+            return False, None
+        return True, cls.waitall(requests, statuses)
+
+    @classmethod
+    def Waitsome(cls, requests, statuses=None):
+        requests = list(requests)
+        if not any(r is not None and r._h != 0 for r in requests):
+            return None
+        i = cls.Waitany(requests)
+        done = [i] + [j for j, r in enumerate(requests)
+                      if j != i and r is not None and r._h != 0 and r.Get_status()]
+        sts = [requests[i]._status] + [requests[j]._wait()[0] for j in done[1:]]
+        if statuses is not None:
+            _set_statuses(statuses, sts)
+        return done
+
+    @classmethod
+    def waitsome(cls, requests, statuses=None):
+        """(indices, objects) of the requests completed, (None, None) when none
+        is active."""
+        requests = list(requests)
+        idx = cls.Waitsome(requests, statuses)
+        if idx is None:
+            return None, None
+        return idx, [requests[i]._obj for i in idx]
+
+    @classmethod
+    def Testsome(cls, requests, statuses=None):
+        requests = list(requests)
+        if not any(r is not None and r._h != 0 for r in requests):
+            return None
+        done = [j for j, r in enumerate(requests) if r is not None and r._h != 0 and r.Get_status()]
+        sts = [requests[j]._wait()[0] for j in done]
+        if statuses is not None:
+            _set_statuses(statuses, sts)
+        return done
+
+    @classmethod
+    def testsome(cls, requests, statuses=None):
+        requests = list(requests)
+        idx = cls.Testsome(requests, statuses)
+        if idx is None:
+            return None, None
+        return idx, [requests[i]._obj for i in idx]
+
+
+def _set_statuses(statuses, sts):
+    for i, s in enumerate(sts):
+        if i < len(statuses):
+            if statuses[i] is None:
+                statuses[i] = Status(s)
+            else:
+                statuses[i].__init__(s)
+        elif isinstance(statuses, list):
+            statuses.append(Status(s))
+
+
+REQUEST_NULL = Request()
+
+
+class Prequest(Request):
+    """A persistent request: Start begins the operation again each time."""
+
+    def __init__(self, request=None):
+        Request.__init__(self, request)
+        self._start = getattr(request, "_start", None)
+        self._active = None
+        self._freed = False
+
+    def _isnull(self):
+        """A persistent request stays valid, active or not, until Free."""
+        return self._freed
+
+    def Free(self):
+        Request.Free(self)
+        self._freed = True
+
+    def Start(self):
+        r = self._start()
+        self._active = r
+        self._h = r._h if r._h else -1
+        self._keep, self._kind, self._done = r._keep, r._kind, r._done
+        r._h = 0
+        self._status = r._status
+
+    start = Start
+
+    def _wait(self):
+        if self._h == -1:
+            self._h = 0
+            return self._complete_null()
+        return Request._wait(self)
+
+    def _test(self):
+        if self._h == -1:
+            self._h = 0
+            s, o = self._complete_null()
+            return True, s, o
+        return Request._test(self)
+
+    @staticmethod
+    def Startall(requests):
+        for r in requests:
+            r.Start()
+
+    startall = Startall
+
+
+class Grequest(Request):
+    pass
