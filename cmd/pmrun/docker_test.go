@@ -51,11 +51,16 @@ func needDocker(t *testing.T) {
 func leftovers(t *testing.T, pid int) string {
 	t.Helper()
 	host, _ := os.Hostname()
-	label := "label=pmrun.launcher=" + host + ":" + strconv.Itoa(pid)
+	return labelled(t, "pmrun.launcher="+host+":"+strconv.Itoa(pid))
+}
+
+// labelled lists the containers and networks that carry label (KEY=VALUE).
+func labelled(t *testing.T, label string) string {
+	t.Helper()
 	var all []string
 	for _, args := range [][]string{
-		{"ps", "-aq", "--filter", label},
-		{"network", "ls", "-q", "--filter", label},
+		{"ps", "-aq", "--filter", "label=" + label},
+		{"network", "ls", "-q", "--filter", "label=" + label},
 	} {
 		out, err := exec.Command("docker", args...).Output()
 		if err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -44,20 +43,7 @@ func TestClusterUsage(t *testing.T) {
 // clusterLeft lists the containers and networks of cluster name.
 func clusterLeft(t *testing.T, name string) string {
 	t.Helper()
-	var all []string
-	for _, args := range [][]string{
-		{"ps", "-aq", "--filter", "label=" + clusterLabel + "=" + name},
-		{"network", "ls", "-q", "--filter", "label=" + clusterLabel + "=" + name},
-	} {
-		out, err := exec.Command("docker", args...).Output()
-		if err != nil {
-			t.Fatalf("docker %v: %v", args, err)
-		}
-		if s := strings.TrimSpace(string(out)); s != "" {
-			all = append(all, s)
-		}
-	}
-	return strings.Join(all, " ")
+	return labelled(t, clusterLabel+"="+name)
 }
 
 // testCluster returns a cluster name of the test's own, whose containers and
