@@ -30,7 +30,7 @@ func needDocker(t *testing.T) {
 	t.Helper()
 	skip := func(why string) {
 		t.Helper()
-		e2e.Require(t, false, why)
+		e2e.RequireDocker(t, false, why)
 	}
 	if ok, why := dockerx.Available(); !ok {
 		skip("no Docker engine: " + why)

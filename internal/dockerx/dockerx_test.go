@@ -38,7 +38,7 @@ const engineTimeout = 3 * time.Minute
 func requireEngine(t *testing.T) Engine {
 	t.Helper()
 	ok, why := Available()
-	e2e.Require(t, ok, "no Docker engine answers: "+why)
+	e2e.RequireDocker(t, ok, "no Docker engine answers: "+why)
 	e, err := New()
 	if err != nil {
 		t.Fatal(err)

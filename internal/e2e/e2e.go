@@ -14,6 +14,11 @@ import (
 // Var is the environment variable that makes missing requirements fail.
 const Var = "PMRUN_E2E"
 
+// DockerVar, set to 0, exempts the Docker engine from Var: .ci/run sets it
+// on a machine where no engine could be started, so that the Docker tests
+// skip, saying why, while every other requirement still fails.
+const DockerVar = "PMRUN_E2E_DOCKER"
+
 // Required reports whether missing requirements fail tests (PMRUN_E2E=1).
 func Required() bool { return os.Getenv(Var) == "1" }
 
@@ -28,6 +33,16 @@ func Require(tb testing.TB, ok bool, why string) {
 		tb.Fatalf("%s=1 but %s", Var, why)
 	}
 	tb.Skip(why)
+}
+
+// RequireDocker is Require for a test that needs a Docker engine: with
+// PMRUN_E2E_DOCKER=0 a missing engine skips the test even when Required.
+func RequireDocker(tb testing.TB, ok bool, why string) {
+	tb.Helper()
+	if !ok && os.Getenv(DockerVar) == "0" {
+		tb.Skip(why + " (" + DockerVar + "=0: no engine could be started on this machine)")
+	}
+	Require(tb, ok, why)
 }
 
 // NotShort skips tb under -short, saying what is left out, or fails it when
