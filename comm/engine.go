@@ -61,6 +61,9 @@ type engine struct {
 
 	closeHook     func() error                     // transport teardown, run once by close
 	launcherAbort func(code int, msg string) error // asks the launcher to end the job
+	// reportLoss tells the launcher that a peer was lost, before the
+	// operations that needed it fail (nil without a launcher).
+	reportLoss func(w int) error
 }
 
 // matchQueue holds a communicator's posted receives (in posting order: few at
@@ -1110,6 +1113,12 @@ func (e *engine) peerDown(w int, bye bool, reason error) {
 	e.mu.Unlock()
 	if !bye && reason != nil {
 		e.cfg.logf("comm: rank %d: %v", e.rank, gone)
+		if e.reportLoss != nil {
+			// Before anything fails here: this rank may exit over the
+			// loss before the launcher sees w die, and must not be named
+			// the job's culprit then.
+			e.reportLoss(w)
+		}
 	}
 	for _, r := range failed {
 		r.complete(Status{}, gone)

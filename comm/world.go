@@ -186,6 +186,7 @@ func newTCPWorld(ctx context.Context, cfg *Config, job string, rank, size int, s
 	}
 	startMesh(e, ln, secret, addrs)
 	e.launcherAbort = func(code int, msg string) error { return rdv.Abort(code, msg, e.lostPeers()...) }
+	e.reportLoss = rdv.ReportLoss
 	c := newWorldComm(e)
 	c.rdv = rdv
 	return c, nil

@@ -341,7 +341,7 @@ func RunCluster(ctx context.Context, spec ClusterSpec, stdout, stderr io.Writer)
 			}
 		}
 	}
-	sv := &supervisor{logf: logf, kill: killAll}
+	sv := &supervisor{logf: logf, kill: killAll, losses: srv.Losses}
 	res := supervise(ctx, sv, spec.JobSpec, srv.Aborts(), len(ts), events, func(ne nodeEvent) bool {
 		t := ne.t
 		switch {

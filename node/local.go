@@ -163,7 +163,7 @@ func RunLocal(ctx context.Context, spec JobSpec, stdout, stderr io.Writer) (Resu
 		}
 	}
 
-	sv := &supervisor{logf: logf, kill: sp.kill}
+	sv := &supervisor{logf: logf, kill: sp.kill, losses: srv.Losses}
 	res := supervise(ctx, sv, spec, srv.Aborts(), spec.NP, exits, func(ev exitEvent) bool {
 		if code, how := ev.status(); code != 0 {
 			sv.abort(code, ev.rank, fmt.Sprintf("rank %d (pid %d) %s; aborting job", ev.rank, ev.pid, how))

@@ -21,12 +21,16 @@ type supervisor struct {
 	res  Result
 	logf func(format string, args ...any)
 	kill func(syscall.Signal)
+	// losses returns the ranks that rank had reported lost (nil: none known).
+	losses func(rank int) []int
 
-	// consequences are the Abort requests of ranks that had lost others,
-	// first come first; while no rank has failed by itself, the first one
-	// waits (BlameWait) for one of the ranks it lost to fail.
-	consequences []rendezvous.AbortRequest
-	interrupted  bool // by a signal, which every rank got: no rank is to blame
+	// consequences are the failures (Abort requests, or exits) of ranks
+	// that had lost others, first come first; while no rank has failed by
+	// itself, the first one waits (BlameWait) for one of the ranks it lost
+	// to fail.
+	consequences []consequence
+	blameAt      <-chan time.Time // fires BlameWait after the first consequence
+	interrupted  bool             // by a signal, which every rank got: no rank is to blame
 
 	// verdict holds the lines that say how the job failed; report prints
 	// them once the ranks' output is drained, so that they come after what
@@ -47,14 +51,36 @@ func (s *supervisor) report() {
 	s.verdict = nil
 }
 
+// consequence is the failure of a rank that had lost others.
+type consequence struct {
+	rank, code int
+	reason     string
+	lost       []int
+}
+
 // abort records the job's first failure and asks every rank to stop. The end
 // of a rank that asked for an Abort because it lost others is not a failure
-// of its own.
+// of its own; nor, at first, is the failure of a rank that had reported
+// others lost: it waits for one of those to fail by itself.
 func (s *supervisor) abort(code, rank int, reason string) {
 	if s.res.Reason != "" || s.consequenceOf(rank) != nil {
 		return
 	}
+	if rank >= 0 && s.losses != nil {
+		if lost := s.losses(rank); len(lost) > 0 {
+			s.consequent(consequence{rank: rank, code: code, reason: reason, lost: lost})
+			return
+		}
+	}
 	s.fail(code, rank, reason)
+}
+
+// consequent records c and starts the wait for the cause.
+func (s *supervisor) consequent(c consequence) {
+	s.consequences = append(s.consequences, c)
+	if s.res.Reason == "" && s.blameAt == nil {
+		s.blameAt = time.After(BlameWait)
+	}
 }
 
 func (s *supervisor) fail(code, rank int, reason string) {
@@ -63,34 +89,34 @@ func (s *supervisor) fail(code, rank int, reason string) {
 	s.kill(syscall.SIGTERM)
 }
 
-// consequenceOf returns rank's Abort request if it had lost other ranks.
-func (s *supervisor) consequenceOf(rank int) *rendezvous.AbortRequest {
+// consequenceOf returns rank's consequence if it had lost other ranks.
+func (s *supervisor) consequenceOf(rank int) *consequence {
 	for i := range s.consequences {
-		if s.consequences[i].Rank == rank {
+		if s.consequences[i].rank == rank {
 			return &s.consequences[i]
 		}
 	}
 	return nil
 }
 
-// aborted handles a rank's Abort request; it reports whether the request
-// waits for the ranks it lost (BlameWait).
-func (s *supervisor) aborted(a rendezvous.AbortRequest) bool {
+// aborted handles a rank's Abort request.
+func (s *supervisor) aborted(a rendezvous.AbortRequest) {
 	if len(a.Lost) > 0 && !slices.Contains(a.Lost, a.Rank) {
-		s.consequences = append(s.consequences, a)
-		return s.res.Reason == ""
+		if s.consequenceOf(a.Rank) == nil {
+			s.consequent(consequence{rank: a.Rank, code: a.Code, reason: abortReason(a), lost: a.Lost})
+		}
+		return
 	}
 	s.abort(a.Code, a.Rank, abortReason(a))
-	return false
 }
 
 // blame makes the first consequence the job's failure when none of the ranks
 // it lost failed by itself.
 func (s *supervisor) blame() {
 	if s.res.Reason == "" && len(s.consequences) > 0 {
-		a := s.consequences[0]
+		c := s.consequences[0]
 		s.consequences = s.consequences[1:]
-		s.fail(a.Code, a.Rank, abortReason(a))
+		s.fail(c.code, c.rank, c.reason)
 	}
 }
 
@@ -101,9 +127,9 @@ func (s *supervisor) summarise() {
 		return
 	}
 	var ranks, lost []int
-	for _, a := range s.consequences {
-		ranks = append(ranks, a.Rank)
-		lost = append(lost, a.Lost...)
+	for _, c := range s.consequences {
+		ranks = append(ranks, c.rank)
+		lost = append(lost, c.lost...)
 	}
 	slices.Sort(ranks)
 	slices.Sort(lost)
@@ -146,12 +172,7 @@ func supervise[E any](ctx context.Context, s *supervisor, spec JobSpec, aborts <
 		defer t.Stop()
 		timeout = t.C
 	}
-	var grace, blame <-chan time.Time
-	onAbort := func(a rendezvous.AbortRequest) {
-		if s.aborted(a) && blame == nil {
-			blame = time.After(BlameWait)
-		}
-	}
+	var grace <-chan time.Time
 	signalled := 0
 	for left > 0 {
 		select {
@@ -161,7 +182,7 @@ func supervise[E any](ctx context.Context, s *supervisor, spec JobSpec, aborts <
 			for drained := false; !drained; {
 				select {
 				case a := <-aborts:
-					onAbort(a)
+					s.aborted(a)
 				default:
 					drained = true
 				}
@@ -170,8 +191,8 @@ func supervise[E any](ctx context.Context, s *supervisor, spec JobSpec, aborts <
 				left--
 			}
 		case a := <-aborts:
-			onAbort(a)
-		case <-blame:
+			s.aborted(a)
+		case <-s.blameAt:
 			s.blame()
 		case <-timeout:
 			s.abort(ExitTimeout, -1, fmt.Sprintf("job timed out after %v; aborting", spec.Timeout))

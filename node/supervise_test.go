@@ -23,6 +23,7 @@ type fakeJob struct {
 	log     []string
 	aborts  chan rendezvous.AbortRequest
 	exits   chan fakeExit
+	losses  map[int][]int // the ranks each rank reported lost
 }
 
 func newFakeJob(np int) *fakeJob {
@@ -60,6 +61,9 @@ func (j *fakeJob) run(np int, signals <-chan os.Signal) (Result, string) {
 		defer j.mu.Unlock()
 		j.log = append(j.log, fmt.Sprintf(format, args...))
 	}}
+	if j.losses != nil {
+		sv.losses = func(rank int) []int { return j.losses[rank] }
+	}
 	res := supervise(context.Background(), sv, JobSpec{Signals: signals}, j.aborts, np, j.exits, func(e fakeExit) bool {
 		if e.code != 0 {
 			sv.abort(e.code, e.rank, fmt.Sprintf("rank %d exited with status %d", e.rank, e.code))
@@ -68,6 +72,43 @@ func (j *fakeJob) run(np int, signals <-chan os.Signal) (Result, string) {
 	})
 	sv.report()
 	return res, strings.Join(j.log, "\n")
+}
+
+// TestSuperviseReportedLoss: a rank that reported another lost and then
+// exits non-zero (a Go program that exits on the receive's error, without
+// Abort) is a consequence too, whichever exit the launcher sees first.
+func TestSuperviseReportedLoss(t *testing.T) {
+	t.Run("the survivor's exit comes first", func(t *testing.T) {
+		j := newFakeJob(3)
+		j.losses = map[int][]int{0: {1}, 2: {1}}
+		j.exit(0, 1)
+		j.exit(2, 1)
+		j.exit(1, 137)
+		res, log := j.run(3, nil)
+		if res.ExitCode != 137 || res.Rank != 1 || !strings.HasPrefix(log, "pmrun: rank 1 exited with status 137") ||
+			!strings.HasSuffix(log, "\npmrun: ranks 0,2 stopped as a consequence: they lost rank 1") || strings.Count(log, "\n") != 1 {
+			t.Errorf("result %+v, log:\n%s", res, log)
+		}
+	})
+	t.Run("the lost rank never fails: the survivor's exit after BlameWait", func(t *testing.T) {
+		j := newFakeJob(3)
+		j.losses = map[int][]int{0: {1}}
+		j.exit(0, 3)
+		res, log := j.run(3, nil) // ranks 1 and 2 end when killed
+		if res.ExitCode != 3 || res.Rank != 0 || log != "pmrun: rank 0 exited with status 3" {
+			t.Errorf("result %+v, log:\n%s", res, log)
+		}
+	})
+	t.Run("no loss reported: the first exit is the culprit", func(t *testing.T) {
+		j := newFakeJob(3)
+		j.losses = map[int][]int{}
+		j.exit(0, 1)
+		j.exit(1, 137)
+		res, log := j.run(3, nil)
+		if res.ExitCode != 1 || res.Rank != 0 || log != "pmrun: rank 0 exited with status 1" {
+			t.Errorf("result %+v, log:\n%s", res, log)
+		}
+	})
 }
 
 // TestSuperviseBlamesTheLostRank: an Abort from a rank that had lost another

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,7 +49,7 @@ type AbortRequest struct {
 
 // request is the first message on every stream a rank opens.
 type request struct {
-	Op   string   `json:"op"` // "register" or "abort"
+	Op   string   `json:"op"` // "register", "abort" or "lost"
 	Peer PeerInfo `json:"peer"`
 	Code int      `json:"code,omitempty"`
 	Msg  string   `json:"msg,omitempty"`
@@ -79,8 +80,9 @@ type Server struct {
 	size   int
 	logf   func(format string, args ...any)
 
-	mu       sync.Mutex // guards table, waiting, sessions, closed
+	mu       sync.Mutex // guards table, waiting, sessions, closed, losses
 	table    []PeerInfo
+	losses   map[int][]int // rank -> the ranks it reported lost, in order
 	got      int
 	waiting  []*json.Encoder // registered streams awaiting the table
 	streams  []net.Conn      // connections and streams, closed by Close
@@ -232,6 +234,14 @@ func (s *Server) serveStream(st net.Conn, id int) {
 			enc.Encode(reply{Err: err.Error()})
 			st.Close()
 		}
+	case "lost":
+		if err := s.recordLoss(id, req.Lost); err != nil {
+			s.logf("pmrun: %v", err)
+			enc.Encode(reply{Err: err.Error()})
+		} else {
+			enc.Encode(reply{})
+		}
+		st.Close()
 	case "abort":
 		select {
 		case s.aborts <- AbortRequest{Rank: id, Code: req.Code, Msg: req.Msg, Lost: req.Lost}:
@@ -243,6 +253,33 @@ func (s *Server) serveStream(st net.Conn, id int) {
 		enc.Encode(reply{Err: fmt.Sprintf("unknown request %q", req.Op)})
 		st.Close()
 	}
+}
+
+// recordLoss notes that rank id lost the ranks in lost.
+func (s *Server) recordLoss(id int, lost []int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.losses == nil {
+		s.losses = make(map[int][]int)
+	}
+	for _, w := range lost {
+		if w < 0 || w >= s.size || w == id {
+			return fmt.Errorf("rendezvous: rank %d reported the loss of rank %d (job size %d): refused", id, w, s.size)
+		}
+		if !slices.Contains(s.losses[id], w) {
+			s.losses[id] = append(s.losses[id], w)
+		}
+	}
+	return nil
+}
+
+// Losses returns the ranks that rank reported lost (ReportLoss) before now.
+// A rank that fails after losing others may fail because of them: the
+// launcher waits for one of those to fail by itself before blaming rank.
+func (s *Server) Losses(rank int) []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.losses[rank])
 }
 
 func (s *Server) register(id int, p PeerInfo, enc *json.Encoder) error {
@@ -342,6 +379,31 @@ func (c *Client) Abort(code int, msg string, lost ...int) error {
 	var rep reply
 	if err := json.NewDecoder(st).Decode(&rep); err != nil {
 		return fmt.Errorf("rendezvous: abort: %w", err)
+	}
+	return nil
+}
+
+// ReportLoss tells the launcher that this rank lost world rank w (its
+// connection broke), and waits, at most a second, until the launcher has
+// noted it: an exit of this rank that follows is then known to the launcher
+// as a possible consequence of w's failure, whichever of the two exits it
+// sees first.
+func (c *Client) ReportLoss(w int) error {
+	st, err := c.ses.Open()
+	if err != nil {
+		return fmt.Errorf("rendezvous: reporting a loss: %w", err)
+	}
+	defer st.Close()
+	st.SetDeadline(time.Now().Add(time.Second))
+	if err := json.NewEncoder(st).Encode(request{Op: "lost", Peer: PeerInfo{Rank: c.rank}, Lost: []int{w}}); err != nil {
+		return fmt.Errorf("rendezvous: reporting a loss: %w", err)
+	}
+	var rep reply
+	if err := json.NewDecoder(st).Decode(&rep); err != nil {
+		return fmt.Errorf("rendezvous: reporting a loss: %w", err)
+	}
+	if rep.Err != "" {
+		return fmt.Errorf("rendezvous: %s", rep.Err)
 	}
 	return nil
 }

@@ -135,6 +135,38 @@ func TestJoinAndAbort(t *testing.T) {
 	}
 }
 
+// TestReportLoss: a rank's reported losses are known to the server once
+// ReportLoss returns, each once; a rank out of range, or the reporter itself,
+// is refused with an error naming it.
+func TestReportLoss(t *testing.T) {
+	srv, err := Listen("127.0.0.1:0", secret, 3, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	clients := joinAll(t, srv, 3)
+	if got := srv.Losses(0); got != nil {
+		t.Fatalf("losses of rank 0 before any report: %v", got)
+	}
+	for _, w := range []int{2, 1, 2} {
+		if err := clients[0].ReportLoss(w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := srv.Losses(0); fmt.Sprint(got) != "[2 1]" {
+		t.Errorf("losses of rank 0: %v, want [2 1]", got)
+	}
+	for _, w := range []int{0, 3, -1} {
+		err := clients[0].ReportLoss(w)
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("loss of rank %d", w)) {
+			t.Errorf("ReportLoss(%d) = %v, want a refusal naming rank %d", w, err, w)
+		}
+	}
+	if got := srv.Losses(1); got != nil {
+		t.Errorf("losses of rank 1: %v", got)
+	}
+}
+
 func TestStrangersRefused(t *testing.T) {
 	var lg logs
 	srv, err := Listen("127.0.0.1:0", secret, 2, lg.logf)
