@@ -8,122 +8,60 @@ import (
 
 // The nonblocking collectives start the operation and return at once; the
 // returned request completes when it is done (Wait, Test, comm.WaitAll). Buffers
-// must not be touched until then. They run on a goroutine of their own with a
-// tag taken at the call, so calls in flight on one communicator never cross;
-// they use the flat (not node-aware) algorithms.
+// must not be touched until then. Each runs its blocking form on a goroutine
+// of its own with the communicator's slot taken at the call (Reserve), so
+// calls in flight on one communicator never cross; the one selector picks
+// its algorithm among the flat ones (not the node-aware ones nor the shared
+// area, which serve calls in the order they reach them).
 
 // Ibarrier starts a Barrier.
 func Ibarrier(ctx context.Context, c *comm.Comm) *comm.Request {
-	k := newCall(ctx, c, "ibarrier")
-	return c.Async(ctx, func(context.Context) error { return barrierDissemination(k) })
+	return Start(ctx, c, func(ctx context.Context) error { return Barrier(ctx, c) })
 }
 
 // Ibcast starts a Bcast.
 func Ibcast[T Elem](ctx context.Context, c *comm.Comm, root int, buf []T) *comm.Request {
-	k := newCall(ctx, c, "ibcast")
-	return c.Async(ctx, func(context.Context) error {
-		if err := checkRoot(c, "ibcast", root); err != nil {
-			return err
-		}
-		if c.Size() == 1 {
-			return nil
-		}
-		if len(buf)*sizeOf[T]() >= bcastLong {
-			return bcastScatterAllgather(k, root, bytesOf(buf))
-		}
-		return bcastBinomial(k, root, bytesOf(buf))
-	})
+	return Start(ctx, c, func(ctx context.Context) error { return Bcast(ctx, c, root, buf) })
 }
 
 // Ireduce starts a Reduce.
 func Ireduce[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T, op Op[T]) *comm.Request {
-	k := newCall(ctx, c, "ireduce")
-	return c.Async(ctx, func(context.Context) error {
-		if err := checkRoot(c, "ireduce", root); err != nil {
-			return err
-		}
-		return reduceBinomial(k, root, send, recv, op)
-	})
+	return Start(ctx, c, func(ctx context.Context) error { return Reduce(ctx, c, root, send, recv, op) })
 }
 
 // Iallreduce starts an Allreduce.
 func Iallreduce[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, op Op[T]) *comm.Request {
-	k := newCall(ctx, c, "iallreduce")
-	return c.Async(ctx, func(context.Context) error {
-		if err := checkLen("iallreduce", "recv", len(recv), len(send)); err != nil {
-			return err
-		}
-		copy(recv, send)
-		if c.Size() == 1 {
-			return nil
-		}
-		if op.Commutative && len(send)*sizeOf[T]() >= allreduceLong {
-			return allreduceRing(k, recv, op)
-		}
-		return allreduceRecursiveDoubling(k, recv, op)
-	})
+	return Start(ctx, c, func(ctx context.Context) error { return Allreduce(ctx, c, send, recv, op) })
 }
 
 // Iallgather starts an Allgather.
 func Iallgather[T Elem](ctx context.Context, c *comm.Comm, send, recv []T) *comm.Request {
-	k := newCall(ctx, c, "iallgather")
-	return c.Async(ctx, func(context.Context) error {
-		if err := checkLen("iallgather", "recv", len(recv), len(send)*c.Size()); err != nil {
-			return err
-		}
-		bs := len(send) * sizeOf[T]()
-		copy(bytesOf(recv)[c.Rank()*bs:], bytesOf(send))
-		return allgatherRing(k, bytesOf(recv), equalCounts(c.Size(), bs))
-	})
+	return Start(ctx, c, func(ctx context.Context) error { return Allgather(ctx, c, send, recv) })
 }
 
 // Ialltoall starts an Alltoall.
 func Ialltoall[T Elem](ctx context.Context, c *comm.Comm, send, recv []T) *comm.Request {
-	k := newCall(ctx, c, "ialltoall")
-	return c.Async(ctx, func(context.Context) error {
-		p := c.Size()
-		if len(send)%p != 0 || len(recv) != len(send) {
-			return checkLen("ialltoall", "recv", len(recv), len(send)/p*p)
-		}
-		cnt := equalCounts(p, len(send)/p*sizeOf[T]())
-		return alltoallvPairwise(k, bytesOf(send), bytesOf(recv), cnt, offsets(cnt), cnt, offsets(cnt))
-	})
+	return Start(ctx, c, func(ctx context.Context) error { return Alltoall(ctx, c, send, recv) })
 }
 
 // Igather starts a Gather.
 func Igather[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T) *comm.Request {
-	k := newCall(ctx, c, "igather")
-	return c.Async(ctx, func(context.Context) error {
-		if err := checkRoot(c, "igather", root); err != nil {
-			return err
-		}
-		return gatherBinomial(k, root, bytesOf(send), bytesOf(recv), len(send)*sizeOf[T]())
-	})
+	return Start(ctx, c, func(ctx context.Context) error { return Gather(ctx, c, root, send, recv) })
 }
 
 // Iscatter starts a Scatter.
 func Iscatter[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T) *comm.Request {
-	k := newCall(ctx, c, "iscatter")
-	return c.Async(ctx, func(context.Context) error {
-		if err := checkRoot(c, "iscatter", root); err != nil {
-			return err
-		}
-		return scatterBinomial(k, root, bytesOf(send), bytesOf(recv), len(recv)*sizeOf[T]())
-	})
+	return Start(ctx, c, func(ctx context.Context) error { return Scatter(ctx, c, root, send, recv) })
 }
 
 // Iscan starts a Scan.
 func Iscan[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, op Op[T]) *comm.Request {
-	k := newCall(ctx, c, "iscan")
-	return c.Async(ctx, func(context.Context) error {
-		copy(recv, send)
-		_, err := scan(k, recv, op, false)
-		return err
-	})
+	return Start(ctx, c, func(ctx context.Context) error { return Scan(ctx, c, send, recv, op) })
 }
 
 // Start runs fn, a blocking collective on c, on its own goroutine with its
-// slot on c taken now (Reserve): the nonblocking form of any collective.
+// slot on c taken now (Reserve): the nonblocking form of any collective. Its
+// errors are the blocking form's, and name it (bcast, not ibcast).
 func Start(ctx context.Context, c *comm.Comm, fn func(ctx context.Context) error) *comm.Request {
 	return c.Async(Reserve(ctx, c), fn)
 }

@@ -3,6 +3,8 @@ package comm_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/pmrun/pmrun/comm"
 	"github.com/pmrun/pmrun/comm/commtest"
+	"github.com/pmrun/pmrun/internal/e2e"
 	"go.uber.org/goleak"
 )
 
@@ -131,4 +134,63 @@ func TestCloseWaitsForAsync(t *testing.T) {
 		t.Errorf("world Close returned with %d of 2 Async goroutines finished", n)
 	}
 	goleak.VerifyNone(t, opt)
+}
+
+// TestManyCommsMemoryFlat: creating and freeing 100,000 communicators, each
+// used once and carrying a cached attribute, leaves the heap as it was after
+// the first tenth (a leaked match queue or attribute per communicator would
+// show as megabytes), and every destructor ran. Under the race detector,
+// which makes each one 30 times slower, 20,000.
+func TestManyCommsMemoryFlat(t *testing.T) {
+	e2e.NotShort(t, "the 100,000-communicator memory test")
+	n := 100_000
+	if raceOn {
+		n = 20_000
+	}
+	warm := n / 10
+	w := commtest.NewWorld(t, 2)
+	type key struct{}
+	var freed atomic.Int64
+	var before uint64
+	deadline := time.Now().Add(4 * time.Minute)
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	var mu sync.Mutex // serialises the heap reading between the ranks' goroutines
+	w.Run(func(c *comm.Comm) error {
+		for i := range n {
+			if i == warm && c.Rank() == 0 {
+				mu.Lock()
+				before = heap()
+				mu.Unlock()
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("only %d of %d communicators in 4 minutes", i, n)
+			}
+			d, err := c.Dup(bg)
+			if err != nil {
+				return err
+			}
+			d.LoadOrStoreAttr(key{}, make([]byte, 1024), func(any) { freed.Add(1) })
+			if _, _, err := d.Sendrecv(bg, []byte{byte(i)}, 1-d.Rank(), 0, nil, 1-d.Rank(), 0); err != nil {
+				return err
+			}
+			if err := d.Close(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	after := heap()
+	if got := freed.Load(); got != int64(2*n) {
+		t.Errorf("%d destructors ran, want %d", got, 2*n)
+	}
+	const slack = 4 << 20
+	if after > before+slack {
+		t.Errorf("heap grew from %d to %d bytes over %d communicators (more than %d)", before, after, n-warm, slack)
+	}
+	t.Logf("heap %d bytes after %d communicators, %d after %d", before, warm, after, n)
 }
