@@ -30,6 +30,10 @@ import time as _time
 
 from . import _bridge
 from . import run as _run
+from ._abi import (  # the kinds of reduction pm_reduce makes
+    RED_REDUCE as _R_REDUCE, RED_ALLREDUCE as _R_ALLREDUCE, RED_SCAN as _R_SCAN,
+    RED_EXSCAN as _R_EXSCAN, RED_SCATTER_BLOCK as _R_SCATTER_BLOCK, RED_SCATTER as _R_SCATTER,
+)
 from ._bridge import MPIError as _MPIError
 
 _lib = _bridge.lib
@@ -317,8 +321,6 @@ def _null_status(status):
     if status is not None:
         status.source, status.tag, status.error, status._count = PROC_NULL, ANY_TAG, SUCCESS, 0
 
-
-_R_REDUCE, _R_ALLREDUCE, _R_SCAN, _R_EXSCAN, _R_SCATTER_BLOCK, _R_SCATTER = range(6)
 
 
 _FunctionType = type(lambda: None)
