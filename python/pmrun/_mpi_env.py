@@ -9,7 +9,6 @@ with Is_initialized() and Is_finalized().
 
 import atexit as _atexit
 import os as _os
-import socket as _socket
 import sys as _sys
 import threading as _threading
 import time as _time
@@ -103,7 +102,8 @@ def Wtick():
 
 
 def Get_processor_name():
-    return _socket.gethostname()
+    import socket  # here, not at import: loading it is a tenth of MPI's import time
+    return socket.gethostname()
 
 
 def Get_version():
