@@ -15,7 +15,11 @@ and _mpi_env (Init, Finalize, Wtime and the rest of the environment). It
 re-exports every name they define, private ones included, but the
 environment's state that changes after import (_initialized, _finalized,
 _attached: Is_initialized and Is_finalized read it), then initialises MPI
-as mpi4py.rc asks (_setup).
+as mpi4py.rc asks (_setup). Loading the last five layers as modules of
+their own costs about 1 ms of import time, and importing socket only in
+Get_processor_name saves 2: "import pmrun.MPI" takes 17.4 ms against 18.4
+ms with those five in MPI.py (the medians of 300 alternating runs of -X
+importtime each).
 """
 
 from ._mpi_constants import (

@@ -43,7 +43,6 @@ def _null_status(status):
         status.source, status.tag, status.error, status._count = PROC_NULL, ANY_TAG, SUCCESS, 0
 
 
-
 _FunctionType = type(lambda: None)
 
 

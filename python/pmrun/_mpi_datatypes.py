@@ -15,7 +15,6 @@ from ._mpi_constants import ERR_TYPE, Exception
 # --- datatypes -----------------------------------------------------------------
 
 
-
 class Datatype:
     """An MPI datatype: a size, an extent and (for the predefined ones) the
     struct/numpy format of its elements."""

@@ -14,7 +14,6 @@ _out = _bridge.out
 
 # --- windows -------------------------------------------------------------------
 
-
 # Attribute keys and values of windows (Open MPI's numbering, as mpi4py's).
 WIN_BASE, WIN_SIZE, WIN_DISP_UNIT, WIN_CREATE_FLAVOR, WIN_MODEL = 7, 8, 9, 10, 11
 WIN_FLAVOR_CREATE, WIN_FLAVOR_ALLOCATE, WIN_FLAVOR_DYNAMIC, WIN_FLAVOR_SHARED = 1, 2, 3, 4
