@@ -284,7 +284,10 @@ func pm_alltoallv(h int64, sbuf unsafe.Pointer, scap int64, scounts, sdispls, rb
 	})
 }
 
-// Reductions. kind says which: the same typed dispatch serves all of them.
+// Reductions: pm_reduce's kind says which; the same typed dispatch serves
+// all of them.
+//
+//pmrun:abi
 const (
 	redReduce = iota
 	redAllreduce
@@ -294,7 +297,9 @@ const (
 	redScatter
 )
 
-// Element types, as Python names them for numpy dtypes.
+// Element types (pm_reduce's dt), as Python names them for numpy dtypes.
+//
+//pmrun:abi
 const (
 	tInt8 = iota + 1
 	tInt16
@@ -310,7 +315,10 @@ const (
 	tComplex128
 )
 
-// Ops, in mpi4py's order of the predefined ops it reduces in Go.
+// Ops (pm_reduce's op), in mpi4py's order of the predefined ops it reduces
+// in Go.
+//
+//pmrun:abi
 const (
 	opSum = iota + 1
 	opProd

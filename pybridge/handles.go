@@ -64,6 +64,8 @@ var (
 )
 
 // MPI error classes as mpi4py exposes them (Open MPI's numbering).
+//
+//pmrun:abi
 const (
 	errSuccess    = 0
 	errBuffer     = 1

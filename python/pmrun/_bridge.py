@@ -9,6 +9,8 @@ import ctypes
 import os
 import sys
 
+from . import _abi
+
 c_int64 = ctypes.c_int64
 c_void_p = ctypes.c_void_p
 P64 = ctypes.POINTER(c_int64)
@@ -38,71 +40,13 @@ except OSError as e:  # pragma: no cover - an installation problem
         % (_find_library(), e)
     ) from None
 
-_SIGNATURES = {
-    "pm_error": (c_int64, c_void_p, c_int64, P64),
-    "pm_init": (P64, P64),
-    "pm_finalize": (c_int64,),
-    "pm_comm_info": (c_int64, P64, P64),
-    "pm_comm_world_ranks": (c_int64, c_void_p, c_int64),
-    "pm_comm_node": (c_int64, c_int64, c_void_p, c_int64),
-    "pm_comm_dup": (c_int64, P64),
-    "pm_comm_split": (c_int64, c_int64, c_int64, P64),
-    "pm_comm_split_node": (c_int64, P64),
-    "pm_comm_create_group": (c_int64, c_void_p, c_int64, P64),
-    "pm_comm_free": (c_int64,),
-    "pm_send": (c_int64, c_int64, c_int64, c_void_p, c_int64, c_int64),
-    "pm_sendv": (c_int64, c_int64, c_int64, c_void_p, c_void_p, c_int64, c_int64),
-    "pm_isend": (c_int64, c_int64, c_int64, c_void_p, c_int64, c_int64, P64),
-    "pm_isendv": (c_int64, c_int64, c_int64, c_void_p, c_void_p, c_int64, c_int64, P64),
-    "pm_recv": (c_int64, c_int64, c_int64, c_void_p, c_int64, c_void_p),
-    "pm_recv_obj": (c_int64, c_int64, c_int64, c_void_p, c_int64, c_void_p),
-    "pm_irecv": (c_int64, c_int64, c_int64, c_void_p, c_int64, P64),
-    "pm_sendrecv": (c_int64, c_void_p, c_int64, c_int64, c_int64, c_void_p, c_int64,
-                    c_int64, c_int64, c_void_p),
-    "pm_probe": (c_int64, c_int64, c_int64, c_void_p),
-    "pm_iprobe": (c_int64, c_int64, c_int64, P64, c_void_p),
-    "pm_wait": (c_int64, c_void_p),
-    "pm_test": (c_int64, P64, c_void_p),
-    "pm_waitall": (c_void_p, c_int64),
-    "pm_waitany": (c_void_p, c_int64, P64, c_void_p),
-    "pm_cancel": (c_int64,),
-    "pm_req_data": (c_int64, c_void_p, c_int64),
-    "pm_blob_take": (c_int64, c_void_p, c_int64),
-    "pm_barrier": (c_int64, P64),
-    # Every buffer is an address and its size in bytes (the memory Python
-    # lent, which the library never goes past), then the message's size.
-    "pm_bcast": (c_int64, c_int64, c_void_p, c_int64, c_int64, P64),
-    "pm_gather": (c_int64, c_int64, c_void_p, c_int64, c_int64, c_void_p, c_int64, c_int64,
-                  P64),
-    "pm_scatter": (c_int64, c_int64, c_void_p, c_int64, c_void_p, c_int64, c_int64, P64),
-    "pm_alltoall": (c_int64, c_void_p, c_int64, c_void_p, c_int64, c_int64, P64),
-    "pm_gatherv": (c_int64, c_int64, c_void_p, c_int64, c_int64, c_void_p, c_int64, c_void_p,
-                   c_void_p, c_int64, c_int64, P64),
-    "pm_scatterv": (c_int64, c_int64, c_void_p, c_int64, c_void_p, c_void_p, c_int64,
-                    c_void_p, c_int64, c_int64, P64),
-    "pm_alltoallv": (c_int64, c_void_p, c_int64, c_void_p, c_void_p, c_void_p, c_int64,
-                     c_void_p, c_void_p, c_int64, P64),
-    "pm_reduce": (c_int64, c_int64, c_int64, c_void_p, c_int64, c_void_p, c_int64, c_int64,
-                  c_void_p, c_int64, c_int64, c_int64, P64),
-    "pm_bcast_obj": (c_int64, c_int64, c_void_p, c_int64, P64, P64),
-    "pm_gather_obj": (c_int64, c_int64, c_int64, c_void_p, c_int64, c_void_p, c_int64, P64),
-    "pm_scatter_obj": (c_int64, c_int64, c_void_p, c_void_p, c_int64, P64, P64),
-    "pm_alltoall_obj": (c_int64, c_void_p, c_void_p, c_void_p, c_int64, P64),
-    "pm_version": (c_void_p, c_int64),
-    "pm_win_allocate_shared": (c_int64, c_int64, P64),
-    "pm_win_query": (c_int64, c_int64, P64, P64),
-    "pm_win_sync": (),
-    "pm_win_free": (c_int64,),
-}
-
-for _name, _args in _SIGNATURES.items():
+# Each function's argument and result types, as pybridge declares them (a
+# buffer is an address and its size in bytes: the memory Python lent, which
+# the library never goes past).
+for _name, (_args, _result) in _abi.SIGNATURES.items():
     _f = getattr(lib, _name)
     _f.argtypes = _args
-    _f.restype = c_int64
-lib.pm_abort.argtypes = (c_int64, c_int64, ctypes.c_char_p)
-lib.pm_abort.restype = None
-lib.pm_req_free.argtypes = (c_int64,)
-lib.pm_req_free.restype = None
+    _f.restype = _result
 
 
 def error(rc):

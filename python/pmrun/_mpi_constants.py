@@ -7,6 +7,11 @@ import os as _os
 import sys as _sys
 
 from . import _bridge
+from ._abi import (  # the error classes the runtime library reports
+    ERR_SUCCESS as SUCCESS, ERR_BUFFER, ERR_COUNT, ERR_TYPE, ERR_TAG, ERR_COMM, ERR_RANK,
+    ERR_REQUEST, ERR_ROOT, ERR_OP, ERR_ARG, ERR_UNKNOWN, ERR_TRUNCATE, ERR_OTHER, ERR_INTERN,
+    ERR_PENDING, ERR_RMA_SHARED, ERR_PROC_FAILED,
+)
 
 # --- constants ---------------------------------------------------------------
 
@@ -28,30 +33,14 @@ VERSION, SUBVERSION = 3, 1
 # Attribute keys for Comm.Get_attr.
 TAG_UB, HOST, IO, WTIME_IS_GLOBAL, APPNUM, UNIVERSE_SIZE, LASTUSEDCODE = range(1, 8)
 
-# Error classes (Open MPI's numbering, as mpi4py shows them there).
-SUCCESS = 0
-ERR_BUFFER = 1
-ERR_COUNT = 2
-ERR_TYPE = 3
-ERR_TAG = 4
-ERR_COMM = 5
-ERR_RANK = 6
-ERR_REQUEST = 7
-ERR_ROOT = 8
+# Error classes (Open MPI's numbering, as mpi4py shows them there): those the
+# runtime library reports are imported from its ABI above; the others only
+# Python raises.
 ERR_GROUP = 9
-ERR_OP = 10
 ERR_TOPOLOGY = 11
 ERR_DIMS = 12
-ERR_ARG = 13
-ERR_UNKNOWN = 14
-ERR_TRUNCATE = 15
-ERR_OTHER = 16
-ERR_INTERN = 17
 ERR_IN_STATUS = 18
-ERR_PENDING = 19
-ERR_PROC_FAILED = 75
 ERR_WIN = 45
-ERR_RMA_SHARED = 71
 ERR_INFO_NOKEY = 31
 ERR_LASTCODE = 92
 

@@ -4,14 +4,15 @@
 Part of pmrun.MPI, which re-exports every name defined here.
 """
 
+from ._abi import (  # the library's element type codes for reductions in Go
+    T_INT8 as _T_INT8, T_INT16 as _T_INT16, T_INT32 as _T_INT32, T_INT64 as _T_INT64,
+    T_UINT8 as _T_UINT8, T_UINT16 as _T_UINT16, T_UINT32 as _T_UINT32, T_UINT64 as _T_UINT64,
+    T_FLOAT32 as _T_FLOAT32, T_FLOAT64 as _T_FLOAT64, T_COMPLEX64 as _T_COMPLEX64,
+    T_COMPLEX128 as _T_COMPLEX128,
+)
 from ._mpi_constants import ERR_TYPE, Exception
 
 # --- datatypes -----------------------------------------------------------------
-
-# The bridge's element type codes for reductions in Go.
-_T_INT8, _T_INT16, _T_INT32, _T_INT64 = 1, 2, 3, 4
-_T_UINT8, _T_UINT16, _T_UINT32, _T_UINT64 = 5, 6, 7, 8
-_T_FLOAT32, _T_FLOAT64, _T_COMPLEX64, _T_COMPLEX128 = 9, 10, 11, 12
 
 
 class Datatype:

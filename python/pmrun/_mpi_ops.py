@@ -3,6 +3,11 @@
 Part of pmrun.MPI, which re-exports every name defined here.
 """
 
+from ._abi import (  # the library's codes of the ops it reduces in Go
+    OP_SUM as _OP_SUM, OP_PROD as _OP_PROD, OP_MIN as _OP_MIN, OP_MAX as _OP_MAX,
+    OP_LAND as _OP_LAND, OP_LOR as _OP_LOR, OP_BAND as _OP_BAND, OP_BOR as _OP_BOR,
+    OP_BXOR as _OP_BXOR,
+)
 from ._mpi_constants import ERR_OP, Exception
 from ._mpi_datatypes import (
     _T_INT8, _T_INT16, _T_INT32, _T_INT64, _T_UINT8, _T_UINT16, _T_UINT32, _T_UINT64,
@@ -87,16 +92,16 @@ def _pyloc(better):
 
 
 OP_NULL = Op()
-MAX = Op(_name="MPI_MAX", _code=4, _py=lambda a, b: b if b > a else a)
-MIN = Op(_name="MPI_MIN", _code=3, _py=lambda a, b: b if b < a else a)
-SUM = Op(_name="MPI_SUM", _code=1, _py=lambda a, b: a + b)
-PROD = Op(_name="MPI_PROD", _code=2, _py=lambda a, b: a * b)
-LAND = Op(_name="MPI_LAND", _code=5, _py=lambda a, b: bool(a and b))
-BAND = Op(_name="MPI_BAND", _code=7, _py=lambda a, b: a & b)
-LOR = Op(_name="MPI_LOR", _code=6, _py=lambda a, b: bool(a or b))
-BOR = Op(_name="MPI_BOR", _code=8, _py=lambda a, b: a | b)
+MAX = Op(_name="MPI_MAX", _code=_OP_MAX, _py=lambda a, b: b if b > a else a)
+MIN = Op(_name="MPI_MIN", _code=_OP_MIN, _py=lambda a, b: b if b < a else a)
+SUM = Op(_name="MPI_SUM", _code=_OP_SUM, _py=lambda a, b: a + b)
+PROD = Op(_name="MPI_PROD", _code=_OP_PROD, _py=lambda a, b: a * b)
+LAND = Op(_name="MPI_LAND", _code=_OP_LAND, _py=lambda a, b: bool(a and b))
+BAND = Op(_name="MPI_BAND", _code=_OP_BAND, _py=lambda a, b: a & b)
+LOR = Op(_name="MPI_LOR", _code=_OP_LOR, _py=lambda a, b: bool(a or b))
+BOR = Op(_name="MPI_BOR", _code=_OP_BOR, _py=lambda a, b: a | b)
 LXOR = Op(_name="MPI_LXOR", _code=0, _py=lambda a, b: bool(a) != bool(b))
-BXOR = Op(_name="MPI_BXOR", _code=9, _py=lambda a, b: a ^ b)
+BXOR = Op(_name="MPI_BXOR", _code=_OP_BXOR, _py=lambda a, b: a ^ b)
 MAXLOC = Op(_name="MPI_MAXLOC", _code=0, _py=_pyloc(lambda x, y: x > y))
 MINLOC = Op(_name="MPI_MINLOC", _code=0, _py=_pyloc(lambda x, y: x < y))
 REPLACE = Op(_name="MPI_REPLACE", _code=0, _py=lambda a, b: b)
@@ -104,17 +109,19 @@ NO_OP = Op(_name="MPI_NO_OP", _code=0, _py=lambda a, b: a)
 
 _INT_CODES = {_T_INT8, _T_INT16, _T_INT32, _T_INT64, _T_UINT8, _T_UINT16, _T_UINT32, _T_UINT64}
 _FLOAT_CODES = {_T_FLOAT32, _T_FLOAT64}
+_ARITHMETIC = {_OP_SUM, _OP_PROD}  # on every type Go reduces
+_ORDERING = {_OP_MIN, _OP_MAX}  # on integers and reals
 
 
 def _go_reducible(op, t):
     """Whether the Go runtime reduces this op on this type itself."""
     if op._user is not None or op.code == 0 or t.blocks is not None or t.code == 0:
         return False
-    if op.code in (1, 2):
+    if op.code in _ARITHMETIC:
         return True
-    if op.code in (3, 4):
+    if op.code in _ORDERING:
         return t.code in _INT_CODES or t.code in _FLOAT_CODES
-    return t.code in _INT_CODES
+    return t.code in _INT_CODES  # the logical and bitwise ops
 
 
 def _np():

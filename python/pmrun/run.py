@@ -24,9 +24,6 @@ import traceback
 #: Where the runner's own frames come from, left out of tracebacks.
 _RUNNER_FILES = (__file__, runpy.__file__, "<frozen runpy>")
 
-#: MPI's error class for a lost peer (pmrun.MPI.ERR_PROC_FAILED).
-_ERR_PROC_FAILED = 75
-
 USAGE = "usage: python -m mpi4py [--rc KEY=VALUE,...] (SCRIPT | -m MODULE | -c CODE | -) [ARGS]"
 
 
@@ -148,7 +145,11 @@ def _report(exc):
     if mpi_module is not None:
         tb = mpi_module._user_traceback(tb)  # and pmrun's below the user's call
     where = ""
-    if getattr(exc, "error_class", None) == _ERR_PROC_FAILED:
+    lost = False
+    if getattr(exc, "error_class", None) is not None:  # an MPI error: its module is loaded
+        from ._abi import ERR_PROC_FAILED  # the error class of a lost peer
+        lost = exc.error_class == ERR_PROC_FAILED
+    if lost:
         lines = []
         pkg = os.path.dirname(__file__) + os.sep
         user = [f for f in traceback.extract_tb(tb) if not f.filename.startswith(pkg)]

@@ -1,0 +1,1314 @@
+"""The communicators (Comm, Intracomm and the topology and inter-communicator
+classes), matched messages (Message), error handlers, and COMM_NULL,
+COMM_WORLD and COMM_SELF, which MPI.Init connects to the job.
+
+Part of pmrun.MPI, which re-exports every name defined here.
+"""
+
+import functools as _functools
+
+from . import _bridge
+from . import run as _run
+from ._abi import (  # the kinds of reduction pm_reduce makes
+    RED_REDUCE as _R_REDUCE, RED_ALLREDUCE as _R_ALLREDUCE, RED_SCAN as _R_SCAN,
+    RED_EXSCAN as _R_EXSCAN, RED_SCATTER_BLOCK as _R_SCATTER_BLOCK, RED_SCATTER as _R_SCATTER,
+)
+from ._mpi_constants import (
+    ANY_SOURCE, ANY_TAG, APPNUM, CONGRUENT, ERR_ARG, ERR_BUFFER, ERR_COMM, ERR_OP, ERR_OTHER,
+    ERR_REQUEST, ERR_ROOT, ERR_TRUNCATE, HOST, IDENT, IO, KEYVAL_INVALID, LASTUSEDCODE,
+    PROC_NULL, SIMILAR, SUCCESS, TAG_UB, TAG_UB_VALUE, UNDEFINED, UNEQUAL, UNIVERSE_SIZE,
+    WTIME_IS_GLOBAL, Exception, _call, _next_error, _raise,
+)
+from ._mpi_datatypes import BYTE, Datatype, _datatype_of, _typearg
+from ._mpi_buffers import (
+    BOTTOM, IN_PLACE, _Buf, _addressof, _bare, _c_char, _pin, _recvbuf, _sendbuf,
+)
+from ._mpi_status import Status, _fill, _st
+from ._mpi_ops import SUM, Op, _combine, _go_reducible
+from ._mpi_pickle import (
+    _SCRATCH, _Parts, _dumps, _joined, _loads, _scratch, _split_blob, _take_blob,
+)
+from ._mpi_requests import Prequest, Request
+from ._mpi_info import Info
+from ._mpi_groups import Group
+
+_lib = _bridge.lib
+_out = _bridge.out
+
+# --- communicators -------------------------------------------------------------
+
+
+def _null_status(status):
+    if status is not None:
+        status.source, status.tag, status.error, status._count = PROC_NULL, ANY_TAG, SUCCESS, 0
+
+
+_FunctionType = type(lambda: None)
+
+
+def _pm(impl, **fixed):
+    """A method that is impl with some arguments fixed: a copy of the function
+    whose defaults hold the fixed values (a wrapper would add a call, 0.2 us of
+    every Bcast or Allreduce)."""
+    code = impl.__code__
+    names = code.co_varnames[:code.co_argcount]
+    defaults = list(impl.__defaults__ or ())
+    first = len(names) - len(defaults)
+    for k, v in fixed.items():
+        defaults[names.index(k) - first] = v  # a defaulted parameter of impl
+    name = impl.__name__.lstrip("_")
+    method = _FunctionType(code, impl.__globals__, name, tuple(defaults), impl.__closure__)
+    method.__kwdefaults__ = impl.__kwdefaults__
+    method.__qualname__ = name
+    method._pm_method = True  # _name_methods gives it its public name
+    method.__doc__ = impl.__doc__
+    return method
+
+
+class _Handle:
+    """Equality, hashing and truth of an object that stands for a handle of
+    the runtime (_h; 0 for the null object), among objects of its _handle_type."""
+
+    __slots__ = ()
+
+    def __eq__(self, other):
+        return isinstance(other, self._handle_type) and self._h == other._h
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    def __hash__(self):
+        return hash(self._h)
+
+    def __bool__(self):
+        return self._h != 0
+
+
+class Comm(_Handle):
+    """A communicator. Subclasses may be made from an existing one:
+    ``MyComm(MPI.COMM_WORLD)``."""
+
+    def __init__(self, comm=None):
+        if comm is not None and not isinstance(comm, Comm):
+            raise TypeError("expected a communicator, not %s" % type(comm).__name__)
+        self._h = 0
+        self._rank, self._size = -1, 0
+        self._name = ""
+        self._attrs = {}
+        self._group = None
+        if isinstance(comm, Comm):
+            self._h, self._rank, self._size = comm._h, comm._rank, comm._size
+            self._name = comm._name
+            self._group = comm._group
+
+    @classmethod
+    def _wrap(cls, h, name=""):
+        c = cls.__new__(cls)
+        Comm.__init__(c)
+        c._h = h
+        c._name = name
+        if h:
+            r, s = _out(), _out()
+            _call(_lib.pm_comm_info(h, _bridge.ctypes.byref(r), _bridge.ctypes.byref(s)))
+            c._rank, c._size = r.value, s.value
+        return c
+
+    def __repr__(self):
+        return "<%s.%s %s>" % (Comm.__module__, type(self).__name__, self._name or self._h)
+
+    def _chk(self):
+        if not self._h:
+            raise Exception(ERR_COMM, "invalid communicator (MPI.COMM_NULL or freed)")
+        return self._h
+
+    # --- size, rank, groups, attributes ---
+
+    def Get_size(self):
+        self._chk()
+        return self._size
+
+    def Get_rank(self):
+        self._chk()
+        return self._rank
+
+    size = property(Get_size)
+    rank = property(Get_rank)
+
+    def Get_group(self):
+        h = self._chk()
+        if self._group is None:
+            out = (_bridge.c_int64 * self._size)()
+            _call(_lib.pm_comm_world_ranks(h, out, len(out)))
+            self._group = list(out)
+        return Group(_ranks=self._group)
+
+    group = property(Get_group)
+
+    @staticmethod
+    def Get_parent():
+        """The parent of a spawned job: none under pmrun."""
+        return COMM_NULL
+
+    def Is_inter(self):
+        return False
+
+    def Is_intra(self):
+        return True
+
+    is_inter = property(Is_inter)
+    is_intra = property(Is_intra)
+
+    def Get_topology(self):
+        return UNDEFINED
+
+    topology = property(Get_topology)
+
+    def Get_name(self):
+        return self._name
+
+    def Set_name(self, name):
+        self._name = name
+
+    name = property(Get_name, Set_name)
+
+    def Get_attr(self, keyval):
+        if keyval == TAG_UB:
+            return TAG_UB_VALUE
+        if keyval == WTIME_IS_GLOBAL:
+            return False
+        if keyval in (HOST, IO):
+            return PROC_NULL if keyval == HOST else ANY_SOURCE
+        if keyval == APPNUM:
+            return None
+        if keyval == UNIVERSE_SIZE:
+            return COMM_WORLD._size
+        if keyval == LASTUSEDCODE:
+            return _next_error[0] - 1
+        return self._attrs.get(keyval)
+
+    def Set_attr(self, keyval, value):
+        self._attrs[keyval] = value
+
+    def Delete_attr(self, keyval):
+        self._attrs.pop(keyval, None)
+
+    @staticmethod
+    def Create_keyval(copy_fn=None, delete_fn=None, nopython=False):
+        Comm._keyval = getattr(Comm, "_keyval", 100) + 1
+        return Comm._keyval
+
+    @staticmethod
+    def Free_keyval(keyval):
+        return KEYVAL_INVALID
+
+    def Get_info(self):
+        return Info.Create()
+
+    def Set_info(self, info):
+        pass
+
+    def Get_errhandler(self):
+        return ERRORS_RETURN
+
+    def Set_errhandler(self, errhandler):
+        pass
+
+    def Call_errhandler(self, errorcode):
+        raise Exception(errorcode)
+
+    @staticmethod
+    def Compare(comm1, comm2):
+        if comm1._h == comm2._h:
+            return IDENT
+        g1, g2 = comm1.Get_group()._ranks, comm2.Get_group()._ranks
+        if g1 == g2:
+            return CONGRUENT
+        if sorted(g1) == sorted(g2):
+            return SIMILAR
+        return UNEQUAL
+
+    # --- creation ---
+
+    def _child(self, h):
+        if not h:
+            return COMM_NULL
+        return type(self)._wrap(h) if isinstance(self, Intracomm) else Intracomm._wrap(h)
+
+    def Dup(self, info=None):
+        h = self._chk()
+        out = _out()
+        _call(_lib.pm_comm_dup(h, _bridge.ctypes.byref(out)))
+        return self._child(out.value)
+
+    def Clone(self):
+        return self.Dup()
+
+    def Dup_with_info(self, info):
+        return self.Dup()
+
+    def Idup(self, info=None):
+        c = self.Dup()
+        r = Request()
+        return c, r
+
+    def Split(self, color=0, key=0):
+        h = self._chk()
+        out = _out()
+        _call(_lib.pm_comm_split(h, UNDEFINED if color == UNDEFINED else color, key,
+                                 _bridge.ctypes.byref(out)))
+        return self._child(out.value)
+
+    def Split_type(self, split_type, key=0, info=None):
+        h = self._chk()
+        if split_type == UNDEFINED:
+            return self.Split(UNDEFINED, key)
+        out = _out()
+        _call(_lib.pm_comm_split_node(h, _bridge.ctypes.byref(out)))
+        return self._child(out.value)
+
+    def Create(self, group):
+        self._chk()
+        mine = self.Get_group()._ranks[self._rank]
+        if mine in group._ranks:
+            return self.Split(0, group._ranks.index(mine))
+        self.Split(UNDEFINED, 0)
+        return COMM_NULL
+
+    def Create_group(self, group, tag=0):
+        h = self._chk()
+        world = self.Get_group()._ranks
+        ranks = [world.index(w) for w in group._ranks]
+        arr = _bridge.int64s(ranks)
+        out = _out()
+        _call(_lib.pm_comm_create_group(h, arr, len(ranks), _bridge.ctypes.byref(out)))
+        return self._child(out.value)
+
+    def Free(self):
+        if self._h and self is not COMM_WORLD and self is not COMM_SELF \
+                and self._h not in (COMM_WORLD._h, COMM_SELF._h):
+            private = _PRIVATE.pop(self._h, None)
+            if private is not None:
+                private.Free()
+            _call(_lib.pm_comm_free(self._h))
+        self._h = 0
+
+    def Disconnect(self):
+        self.Free()
+
+    def Abort(self, errorcode=0):
+        _run._flush()
+        _bridge.abort(self._h or COMM_WORLD._h, int(errorcode), "MPI.Comm.Abort(%d)" % errorcode)
+
+    # --- point to point: objects ---
+
+    def _send(self, obj, dest, tag=0, sync=0):
+        h = self._chk()
+        if dest == PROC_NULL:
+            return
+        parts = _dumps(obj)
+        if len(parts) == 1:
+            p = parts[0]
+            _call(_lib.pm_send(h, dest, tag, p, len(p), sync))
+        else:
+            pp = _Parts(parts)
+            _call(_lib.pm_sendv(h, dest, tag, pp.addrs, pp.lens, pp.k, sync))
+
+    send = _pm(_send)
+    bsend = _pm(_send)
+    ssend = _pm(_send, sync=1)  # completes once the receive has matched
+
+    def _isend(self, obj, dest, tag=0, sync=0):
+        h = self._chk()
+        if dest == PROC_NULL:
+            return Request._new(-1)
+        parts = _dumps(obj)
+        out = _out()
+        if len(parts) == 1:
+            p = parts[0]
+            _call(_lib.pm_isend(h, dest, tag, p, len(p), sync, _bridge.ctypes.byref(out)))
+            return Request._new(out.value, "send", p)
+        pp = _Parts(parts)
+        _call(_lib.pm_isendv(h, dest, tag, pp.addrs, pp.lens, pp.k, sync,
+                             _bridge.ctypes.byref(out)))
+        return Request._new(out.value, "send")
+
+    isend = _pm(_isend)
+    ibsend = _pm(_isend)
+    issend = _pm(_isend, sync=1)
+
+    def recv(self, buf=None, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        h = self._chk()
+        if source == PROC_NULL:
+            _null_status(status)
+            return None
+        st = _st()
+        scratch = _scratch()
+        rc = _lib.pm_recv_obj(h, source, tag, scratch, _SCRATCH, _bridge.ctypes.byref(st))
+        if rc < 0:
+            _raise(_bridge.error(rc))
+        if rc == 1:
+            data = bytearray(st.count)
+            pin = _bridge.Pinned(data, True)
+            _call(_lib.pm_recv(h, st.source, st.tag, pin.addr, st.count, _bridge.ctypes.byref(st)))
+            mv = memoryview(data)
+        else:
+            mv = memoryview(scratch).cast("B")[:st.count]
+            if st.count and mv[0] == 1:  # out-of-band buffers must not alias the scratch
+                mv = memoryview(bytearray(mv))
+        _fill(status, st)
+        return _loads(mv)
+
+    def irecv(self, buf=None, source=ANY_SOURCE, tag=ANY_TAG):
+        h = self._chk()
+        if source == PROC_NULL:
+            return Request._new(-1)
+        out = _out()
+        _call(_lib.pm_irecv(h, source, tag, None, 0, _bridge.ctypes.byref(out)))
+        return Request._new(out.value, "obj")
+
+    def sendrecv(self, sendobj, dest, sendtag=0, recvbuf=None, source=ANY_SOURCE,
+                 recvtag=ANY_TAG, status=None):
+        s = self.isend(sendobj, dest, sendtag)  # first: if it fails, nothing is posted
+        obj = self.recv(None, source, recvtag, status)
+        s.wait()
+        return obj
+
+    def probe(self, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        self.Probe(source, tag, status)
+        return True
+
+    def iprobe(self, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        return self.Iprobe(source, tag, status)
+
+    def mprobe(self, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        st = status if status is not None else Status()
+        self.Probe(source, tag, st)
+        return Message._new(self, st)
+
+    def improbe(self, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        st = status if status is not None else Status()
+        if not self.Iprobe(source, tag, st):
+            return None
+        return Message._new(self, st)
+
+    # --- point to point: buffers ---
+
+    def _Send(self, buf, dest, tag=0, sync=0):
+        h = self._chk()
+        if dest == PROC_NULL:
+            return
+        addr, n, keep, _ = _sendbuf(buf)
+        _call(_lib.pm_send(h, dest, tag, addr, n, sync))
+
+    Send = _pm(_Send)
+    Bsend = _pm(_Send)
+    Ssend = _pm(_Send, sync=1)
+    Rsend = _pm(_Send)
+
+    def _Isend(self, buf, dest, tag=0, sync=0):
+        h = self._chk()
+        if dest == PROC_NULL:
+            return Request._new(-1)
+        addr, n, keep, _ = _sendbuf(buf)
+        out = _out()
+        _call(_lib.pm_isend(h, dest, tag, addr, n, sync, _bridge.ctypes.byref(out)))
+        return Request._new(out.value, "send", keep)
+
+    Isend = _pm(_Isend)
+    Ibsend = _pm(_Isend)
+    Issend = _pm(_Isend, sync=1)
+    Irsend = _pm(_Isend)
+
+    def Recv(self, buf, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        h = self._chk()
+        if source == PROC_NULL:
+            _null_status(status)
+            return
+        addr, n, keep, finish, _ = _recvbuf(buf)
+        st = _st()
+        rc = _lib.pm_recv(h, source, tag, addr, n, _bridge.ctypes.byref(st))
+        _fill(status, st)
+        _call(rc)
+        if finish:
+            finish()
+
+    def Irecv(self, buf, source=ANY_SOURCE, tag=ANY_TAG):
+        h = self._chk()
+        if source == PROC_NULL:
+            return Request._new(-1)
+        addr, n, keep, finish, _ = _recvbuf(buf)
+        out = _out()
+        _call(_lib.pm_irecv(h, source, tag, addr if addr is not None else _EMPTY, n,
+                            _bridge.ctypes.byref(out)))
+        return Request._new(out.value, "buf", keep, finish)
+
+    def Sendrecv(self, sendbuf, dest, sendtag=0, recvbuf=None, source=ANY_SOURCE,
+                 recvtag=ANY_TAG, status=None):
+        r = self.Irecv(recvbuf, source, recvtag) if source != PROC_NULL else None
+        try:
+            self.Send(sendbuf, dest, sendtag)
+        except BaseException:
+            if r is not None:  # leave no receive posted behind
+                r.Cancel()
+                r.Wait()
+            raise
+        if r is None:
+            _null_status(status)
+            return
+        r.Wait(status)
+
+    def Sendrecv_replace(self, buf, dest, sendtag=0, source=ANY_SOURCE, recvtag=ANY_TAG,
+                         status=None):
+        b = _Buf(buf, False)
+        copy = bytearray(b.view()[:b.used]) if b.obj is not None else bytearray()
+        spec = [copy, b.count, b.type] if b.type.blocks is None else [copy, BYTE]
+        r = self.Irecv(buf, source, recvtag) if source != PROC_NULL else None
+        self.Send(spec, dest, sendtag)
+        if r is None:
+            _null_status(status)
+            return
+        r.Wait(status)
+
+    def Probe(self, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        h = self._chk()
+        if source == PROC_NULL:
+            _null_status(status)
+            return True
+        st = _st()
+        _call(_lib.pm_probe(h, source, tag, _bridge.ctypes.byref(st)))
+        _fill(status, st)
+        return True
+
+    def Iprobe(self, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        h = self._chk()
+        if source == PROC_NULL:
+            _null_status(status)
+            return True
+        st = _st()
+        flag = _out()
+        _call(_lib.pm_iprobe(h, source, tag, _bridge.ctypes.byref(flag), _bridge.ctypes.byref(st)))
+        if flag.value:
+            _fill(status, st)
+        return bool(flag.value)
+
+    def Mprobe(self, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        return self.mprobe(source, tag, status)
+
+    def Improbe(self, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        return self.improbe(source, tag, status)
+
+    # --- persistent ---
+
+    def Send_init(self, buf, dest, tag=0):
+        r = Prequest()
+        r._start = lambda: self.Isend(buf, dest, tag)
+        return r
+
+    Bsend_init = Send_init
+    Ssend_init = Send_init
+    Rsend_init = Send_init
+
+    def Recv_init(self, buf, source=ANY_SOURCE, tag=ANY_TAG):
+        r = Prequest()
+        r._start = lambda: self.Irecv(buf, source, tag)
+        return r
+
+    def send_init(self, obj, dest, tag=0):
+        r = Prequest()
+        r._start = lambda: self.isend(obj, dest, tag)
+        return r
+
+    def recv_init(self, buf=None, source=ANY_SOURCE, tag=ANY_TAG):
+        r = Prequest()
+        r._start = lambda: self.irecv(buf, source, tag)
+        return r
+
+    # --- collectives: objects ---
+
+    def barrier(self):
+        _call(_lib.pm_barrier(self._chk(), None))
+
+    def Barrier(self):
+        _call(_lib.pm_barrier(self._chk(), None))
+
+    def Ibarrier(self):
+        out = _out()
+        _call(_lib.pm_barrier(self._chk(), _bridge.ctypes.byref(out)))
+        return Request._new(out.value, "coll")
+
+    def bcast(self, obj=None, root=0):
+        h = self._chk()
+        blob, size = _out(), _out()
+        if self._rank == root:
+            data = _joined(_dumps(obj))
+            _call(_lib.pm_bcast_obj(h, root, data, len(data), _bridge.ctypes.byref(blob),
+                                    _bridge.ctypes.byref(size)))
+            return _loads(memoryview(data))  # the root gets a copy too, as with mpi4py
+        _call(_lib.pm_bcast_obj(h, root, None, 0, _bridge.ctypes.byref(blob),
+                                _bridge.ctypes.byref(size)))
+        return _loads(memoryview(_take_blob(blob.value, size.value)))
+
+    def _gather_obj(self, obj, root, all_):
+        h = self._chk()
+        data = _joined(_dumps(obj))
+        lens = (_bridge.c_int64 * self._size)()
+        blob = _out()
+        _call(_lib.pm_gather_obj(h, root, all_, data, len(data), lens, len(lens),
+                                 _bridge.ctypes.byref(blob)))
+        if not blob.value:
+            return None
+        lens = list(lens)
+        return _split_blob(_take_blob(blob.value, sum(lens)), lens)
+
+    def gather(self, sendobj, root=0):
+        return self._gather_obj(sendobj, root, 0)
+
+    def allgather(self, sendobj):
+        return self._gather_obj(sendobj, 0, 1)
+
+    def scatter(self, sendobj=None, root=0):
+        h = self._chk()
+        blob, size = _out(), _out()
+        if self._rank == root:
+            items = list(sendobj) if sendobj is not None else None
+            if items is None or len(items) != self._size:
+                raise Exception(ERR_ARG, "scatter: the root must pass a sequence of %d items, "
+                                "not %r" % (self._size, None if items is None else len(items)))
+            pp = _Parts([_joined(_dumps(x)) for x in items])
+            _call(_lib.pm_scatter_obj(h, root, pp.addrs, pp.lens, pp.k,
+                                      _bridge.ctypes.byref(blob), _bridge.ctypes.byref(size)))
+        else:
+            _call(_lib.pm_scatter_obj(h, root, None, None, 0, _bridge.ctypes.byref(blob),
+                                      _bridge.ctypes.byref(size)))
+        return _loads(memoryview(_take_blob(blob.value, size.value)))
+
+    def alltoall(self, sendobj):
+        h = self._chk()
+        items = list(sendobj)
+        if len(items) != self._size:
+            raise Exception(ERR_ARG, "alltoall: pass a sequence of %d items, not %d"
+                            % (self._size, len(items)))
+        pp = _Parts([_joined(_dumps(x)) for x in items])
+        rlens = (_bridge.c_int64 * self._size)()
+        blob = _out()
+        _call(_lib.pm_alltoall_obj(h, pp.addrs, pp.lens, rlens, pp.k,
+                                   _bridge.ctypes.byref(blob)))
+        rl = list(rlens)
+        return _split_blob(_take_blob(blob.value, sum(rl)), rl)
+
+    def _private(self):
+        """This communicator's duplicate for the messages of the object
+        reductions, made on first use (every rank makes that call), so that
+        they never meet the user's messages."""
+        c = _PRIVATE.get(self._h)
+        if c is None:
+            c = _PRIVATE[self._h] = self.Dup()
+        return c
+
+    def _reduce_to_zero(self, obj, op):
+        """The reduction of every rank's obj, in rank order (op need not
+        commute), at rank 0 (None elsewhere): a binomial tree, each rank
+        folding in the results of its subtrees, so that no rank receives
+        more than log2(size) objects."""
+        fn = _pyop(op)
+        c = self._private()
+        me, p, mask = self._rank, self._size, 1
+        while mask < p:
+            if me & mask:  # this subtree (ranks me..me+mask-1) is done: to its parent
+                c.send(obj, me - mask, 0)
+                return None
+            if me + mask < p:
+                obj = fn(obj, c.recv(None, me + mask, 0))  # the next ranks, after ours
+            mask <<= 1
+        return obj
+
+    def reduce(self, sendobj, op=SUM, root=0):
+        if not 0 <= root < self._size:
+            raise Exception(ERR_ROOT, "MPI.Comm.reduce: root %r is not a rank of %d"
+                            % (root, self._size))
+        res = self._reduce_to_zero(sendobj, op)
+        if root == 0:
+            return res
+        if self._rank == 0:
+            self._private().send(res, root, 0)
+        elif self._rank == root:
+            return self._private().recv(None, 0, 0)
+        return None
+
+    def allreduce(self, sendobj, op=SUM):
+        return self.bcast(self._reduce_to_zero(sendobj, op), 0)
+
+    def scan(self, sendobj, op=SUM):
+        vals = self.allgather(sendobj)
+        return _functools.reduce(_pyop(op), vals[:self._rank + 1])
+
+    def exscan(self, sendobj, op=SUM):
+        vals = self.allgather(sendobj)
+        if self._rank == 0:
+            return None
+        return _functools.reduce(_pyop(op), vals[:self._rank])
+
+    def ibarrier(self):
+        return self.Ibarrier()
+
+    # --- collectives: buffers ---
+
+    def _start(self, req, fn, keep=None, finish=None):
+        """Runs fn(req_ptr): blocking when req is False, else returns a Request."""
+        if not req:
+            _call(fn(None))
+            if finish:
+                finish()
+            return None
+        out = _out()
+        _call(fn(_bridge.ctypes.byref(out)))
+        return Request._new(out.value, "coll", keep, finish)
+
+    def _bcast(self, buf, root=0, req=False):
+        h = self._chk()
+        if self._rank == root:
+            addr, n, keep, cap = _sendbuf(buf)
+            finish = None
+        else:
+            addr, n, keep, finish, cap = _recvbuf(buf)
+        if not req and finish is None:  # the common case, without a closure
+            _call(_lib.pm_bcast(h, root, addr, cap, n, None))
+            return None
+        return self._start(req, lambda r: _lib.pm_bcast(h, root, addr, cap, n, r), keep, finish)
+
+    def _gather(self, sendbuf, recvbuf, root=0, all_=0, req=False):
+        h = self._chk()
+        me = all_ or self._rank == root
+        if not req:  # bare buffers: no datatypes to resolve
+            fs = _bare(sendbuf)
+            fr = _bare(recvbuf) if me else None
+            if fs is not None and (fr is not None or not me) and \
+                    (fr is None or fr[1] == fs[1] * self._size):
+                _call(_lib.pm_gather(h, root, fs[0], fs[1], fs[1], fr[0] if me else None,
+                                     fr[1] if me else 0, all_, None))
+                return None
+        rb = _Buf(recvbuf, True) if me and recvbuf is not None else None
+        if sendbuf is IN_PLACE:
+            if rb is None:
+                raise Exception(ERR_BUFFER, "IN_PLACE needs a receive buffer")
+            sa, scap, n = None, 0, rb.block(self._size)
+        else:
+            sb = _Buf(sendbuf, False)
+            sa, scap, n = _addr(sb), sb.nbytes, sb.used
+            if rb is not None:
+                self._in_step(lambda: _check_blocks(n, rb.block(self._size)),
+                              lambda t, r: _lib.pm_gather(h, root, sa, scap, n, t, len(t), all_, r),
+                              n * self._size, req)
+        ra, rcap = (rb.addr, rb.nbytes) if rb is not None else (None, 0)
+        keep = (sendbuf, rb)
+        return self._start(req, lambda r: _lib.pm_gather(h, root, sa, scap, n, ra, rcap, all_, r),
+                           keep)
+
+    def _scatter(self, sendbuf, recvbuf, root=0, req=False):
+        h = self._chk()
+        if not req:  # bare buffers: no datatypes to resolve
+            fr = _bare(recvbuf)
+            fs = _bare(sendbuf) if self._rank == root else None
+            if fr is not None and (fs is not None or self._rank != root) and \
+                    (fs is None or fs[1] == fr[1] * self._size):
+                _call(_lib.pm_scatter(h, root, fs[0] if fs else None, fs[1] if fs else 0,
+                                      fr[0], fr[1], fr[1], None))
+                return None
+        sa, scap, n = None, 0, 0
+        if self._rank == root:
+            sb = _Buf(sendbuf, False)
+            sa, scap, n = sb.addr, sb.nbytes, sb.block(self._size)
+        if recvbuf is IN_PLACE:
+            if self._rank != root:
+                raise Exception(ERR_BUFFER, "IN_PLACE is the root's receive buffer only")
+            ra, rcap = None, 0
+        else:
+            rb = _Buf(recvbuf, True)
+            ra, rcap = _addr(rb), rb.nbytes
+            if self._rank != root:
+                n = rb.used
+            elif rb.used != n:
+                self._in_step(lambda: _check_blocks(n, rb.used),
+                              lambda t, r: _lib.pm_scatter(h, root, sa, scap, t, len(t), n, r), n,
+                              req)
+        keep = (sendbuf, recvbuf)
+        return self._start(req, lambda r: _lib.pm_scatter(h, root, sa, scap, ra, rcap, n, r), keep)
+
+    def _alltoall(self, sendbuf, recvbuf, req=False):
+        h = self._chk()
+        rb = _Buf(recvbuf, True)
+        n = rb.block(self._size)
+        sa = scap = None
+        if sendbuf is not IN_PLACE:
+            sb = _Buf(sendbuf, False)
+            sa, scap = _addr(sb), sb.nbytes
+            sn = sb.block(self._size)
+            self._in_step(lambda: _check_blocks(sn, n),
+                          lambda t, r: _lib.pm_alltoall(h, sa, scap, t, len(t), sn, r),
+                          sn * self._size, req)
+        keep = (sendbuf, rb)
+        return self._start(req, lambda r: _lib.pm_alltoall(h, sa, scap or 0, rb.addr, rb.nbytes,
+                                                           n, r), keep)
+
+    def _in_step(self, check, take_part, nbytes, req):
+        """Runs check(); if it raises (this rank's receive buffer does not fit
+        the call), this rank still takes part in the collective, blocking or
+        not as the call (req), receiving into nbytes of scratch memory with
+        take_part(scratch, request pointer), before the error is raised: the
+        other ranks, which may have found nothing wrong, are not left waiting
+        for it, nor the communicator out of step."""
+        try:
+            check()
+        except (ValueError, Exception) as e:
+            err = e
+        else:
+            return
+        scratch = bytearray(max(nbytes, 1))
+        mem = (_c_char * len(scratch)).from_buffer(scratch)
+        try:  # its own error, if any, says less than err
+            if not req:
+                take_part(mem, None)
+            else:
+                out = _out()
+                if take_part(mem, _bridge.ctypes.byref(out)) >= 0:
+                    Request._new(out.value, "coll", mem).Wait()
+        except Exception:
+            pass
+        raise err
+
+    def _vspec(self, spec, writable):
+        """A v-variant buffer: (buf, byte counts, byte displacements, element
+        size)."""
+        b = _Buf(spec, writable, vector=True)
+        size = self._size
+        es = b.type.size
+        counts = b.counts
+        if counts is None:
+            # [buf, count, TYPE]: count from each rank (as mpi4py); a bare
+            # buffer divides evenly.
+            per = b.count if b.given else (b.count or 0) // size
+            counts = [per] * size
+        elif isinstance(counts, int):
+            counts = [counts] * size
+        displs = b.displs
+        if isinstance(displs, int):  # a stride between the blocks
+            displs = [i * displs for i in range(size)]
+        if displs is None:
+            displs, off = [], 0
+            for c in counts:
+                displs.append(off)
+                off += c
+        for what, v in (("counts", counts), ("displacements", displs)):
+            if len(v) != size:
+                raise ValueError("expecting %d items, got %d" % (size, len(v)))
+            for x in v:
+                if x < 0:
+                    raise ValueError("message: negative %s %d" % (what[:-1], x))
+        end = max((d + c for c, d in zip(counts, displs)), default=0)
+        if b.obj is not None and end * es > b.nbytes:
+            raise ValueError("message: displacement %d out of bounds, number of datatype entries "
+                             "%d" % (end, b.nbytes // es if es else 0))
+        return (b, _bridge.int64s([c * es for c in counts]),
+                _bridge.int64s([d * es for d in displs]), es)
+
+    def _gatherv(self, sendbuf, recvbuf, root=0, all_=0, req=False):
+        h = self._chk()
+        me = all_ or self._rank == root
+        rb = rc = rd = None
+        k = 0
+        if me:
+            rb, rc, rd, _ = self._vspec(recvbuf, True)
+            k = self._size
+        if sendbuf is IN_PLACE:
+            if rb is None:
+                raise Exception(ERR_BUFFER, "IN_PLACE needs a receive buffer")
+            sa, scap, n = None, 0, rc[self._rank]
+        else:
+            sb = _Buf(sendbuf, False)
+            sa, scap, n = _addr(sb), sb.nbytes, sb.used
+            if rb is not None:
+                _check_blocks(n, rc[self._rank])
+        ra, rcap = (rb.addr, rb.nbytes) if rb is not None else (None, 0)
+        keep = (sendbuf, rb, rc, rd)
+        return self._start(req, lambda r: _lib.pm_gatherv(h, root, sa, scap, n, ra, rcap, rc, rd,
+                                                          k, all_, r), keep)
+
+    def _scatterv(self, sendbuf, recvbuf, root=0, req=False):
+        h = self._chk()
+        sb = sc = sd = None
+        sa, scap, k = None, 0, 0
+        if self._rank == root:
+            sb, sc, sd, _ = self._vspec(sendbuf, False)
+            sa, scap, k = sb.addr, sb.nbytes, self._size
+        if recvbuf is IN_PLACE:
+            if self._rank != root:
+                raise Exception(ERR_BUFFER, "IN_PLACE is the root's receive buffer only")
+            ra, rcap, n = None, 0, 0
+        else:
+            rb = _Buf(recvbuf, True)
+            ra, rcap, n = _addr(rb), rb.nbytes, rb.used
+            if self._rank == root:
+                _check_blocks(sc[self._rank], n)
+        keep = (sb, sc, sd, recvbuf)
+        return self._start(req, lambda r: _lib.pm_scatterv(h, root, sa, scap, sc, sd, k, ra, rcap,
+                                                           n, r), keep)
+
+    def _alltoallv(self, sendbuf, recvbuf, req=False):
+        h = self._chk()
+        rb, rc, rd, _ = self._vspec(recvbuf, True)
+        if sendbuf is IN_PLACE:
+            sa, scap, sc, sd = None, 0, None, None
+            keep = (rb, rc, rd)
+        else:
+            sb, sc, sd, _ = self._vspec(sendbuf, False)
+            sa, scap = _addr(sb), sb.nbytes
+            keep = (sb, sc, sd, rb, rc, rd)
+        k = self._size
+        return self._start(req, lambda r: _lib.pm_alltoallv(h, sa, scap, sc, sd, rb.addr, rb.nbytes,
+                                                            rc, rd, k, r), keep)
+
+    def _wspec(self, spec, writable):
+        """An Alltoallw buffer: (base address, counts, byte displacements, types,
+        holder, size in bytes). MPI.BOTTOM (or None) as the buffer makes
+        displacements absolute (and the size None: unchecked, as in MPI)."""
+        if len(spec) == 3:
+            buf, (counts, displs), types = spec
+        else:
+            buf, counts, displs, types = spec
+        size = self._size
+        counts = [counts] * size if isinstance(counts, int) else list(counts)
+        displs = [displs] * size if isinstance(displs, int) else list(displs)
+        types = [_typearg(types)] * size if isinstance(types, (Datatype, str)) \
+            else [_typearg(t) for t in types]
+        if len(counts) != size or len(displs) != size or len(types) != size:
+            raise ValueError("expecting %d items, got %d" % (size, min(len(counts), len(displs),
+                                                                    len(types))))
+        if buf is None or (isinstance(buf, int) and buf == BOTTOM):
+            return 0, counts, displs, types, None, None
+        b = _Buf(buf, writable)
+        if isinstance(b.addr, int) or b.addr is None:
+            return b.addr or 0, counts, displs, types, b, b.nbytes
+        copy = (_c_char * max(b.nbytes, 1)).from_buffer_copy(b.addr.ljust(1, b"\0"))  # bytes
+        return _addressof(copy), counts, displs, types, (b, copy), b.nbytes
+
+    def _pieces(self, base, counts, displs, types, limit):
+        """Per peer, the (address, size) pieces of its block; with a limit,
+        each must lie within [base, base+limit)."""
+        out = []
+        for i in range(self._size):
+            if counts[i] < 0 or displs[i] < 0:
+                raise ValueError("message: negative count or displacement for rank %d" % i)
+            ps = self._elements(base + displs[i], types[i], counts[i])
+            if limit is not None:
+                for a, n in ps:
+                    if n and (a < base or a + n > base + limit):
+                        raise ValueError("message: block %d (%d bytes at displacement %d) is out "
+                                         "of the %d-byte buffer" % (i, n, a - base, limit))
+            out.append(ps)
+        return out
+
+    @staticmethod
+    def _elements(addr, t, count):
+        """(address, size) of each contiguous piece of count elements of t at addr."""
+        if t.blocks is None:
+            return [(addr, count * t.size)]
+        return [(addr + i * t.extent + off, b.size) for i in range(count) for off, b in t.blocks]
+
+    def Alltoallw(self, sendbuf, recvbuf):
+        """Alltoall with a count, byte displacement and datatype per peer; the
+        blocks are packed and moved with Alltoallv."""
+        h = self._chk()
+        rbase, rc, rd, rt, rkeep, rlimit = self._wspec(recvbuf, True)
+        if sendbuf is IN_PLACE:
+            sbase, sc, sd, st, skeep, slimit = rbase, rc, rd, rt, None, rlimit
+        else:
+            sbase, sc, sd, st, skeep, slimit = self._wspec(sendbuf, False)
+        rpieces = self._pieces(rbase, rc, rd, rt, rlimit)
+        out, scnt, sdsp = bytearray(), [], []
+        for ps in self._pieces(sbase, sc, sd, st, slimit):
+            sdsp.append(len(out))
+            for a, n in ps:
+                out += _bridge.ctypes.string_at(a, n) if n else b""
+            scnt.append(len(out) - sdsp[-1])
+        rcnt = [rc[i] * rt[i].size for i in range(self._size)]
+        rdsp = [sum(rcnt[:i]) for i in range(self._size)]
+        tmp = bytearray(sum(rcnt))
+        sp, tp = _pin(out, False), _pin(tmp, True)
+        _call(_lib.pm_alltoallv(h, sp[1], sp[2], _bridge.int64s(scnt), _bridge.int64s(sdsp),
+                                tp[1], tp[2], _bridge.int64s(rcnt), _bridge.int64s(rdsp),
+                                self._size, None))
+        for i in range(self._size):
+            pos = rdsp[i]
+            for a, n in rpieces[i]:
+                if n:
+                    _bridge.ctypes.memmove(a, bytes(tmp[pos:pos + n]), n)
+                pos += n
+        del skeep, rkeep, sp, tp
+
+    def Ialltoallw(self, sendbuf, recvbuf):
+        self.Alltoallw(sendbuf, recvbuf)
+        return Request._new(-1)
+
+    # Reductions: in Go for the predefined ops on numeric types, else in Python
+    # over gathered buffers (user ops, MAXLOC/MINLOC pairs).
+    def _reduce(self, sendbuf, recvbuf, op=SUM, root=0, kind=0, req=False, counts=None):
+        h = self._chk()
+        if kind == _R_ALLREDUCE and not req and type(op) is Op:
+            # Bare buffers of one element type that Go reduces: no _Buf to make.
+            fr = _bare(recvbuf)
+            fs = fr if sendbuf is IN_PLACE or fr is None else _bare(sendbuf)
+            if fs is not None and fs[1] == fr[1] and fs[3] == fr[3]:
+                t = _datatype_of(fr[3], fr[4])
+                if t.size and _go_reducible(op, t):
+                    sa = None if sendbuf is IN_PLACE else fs[0]
+                    _call(_lib.pm_reduce(h, kind, root, sa, fs[1], fr[0], fr[1], fr[1] // t.size,
+                                         None, 0, t.code, op.code, None))
+                    return None
+        op = _opof(op)
+        me = kind != _R_REDUCE or self._rank == root
+        rb = _Buf(recvbuf, True) if me and recvbuf is not None and recvbuf is not IN_PLACE \
+            else None
+        sb = None if sendbuf is IN_PLACE else _Buf(sendbuf, False)
+        if sb is not None and kind in (_R_REDUCE, _R_ALLREDUCE, _R_SCAN, _R_EXSCAN) and \
+                _go_reducible(op, sb.type):
+            self._in_step(lambda: self._reduce_count(kind, sb, rb, counts),
+                          lambda b, r: _lib.pm_reduce(h, kind, root, _addr(sb), sb.nbytes, b, len(b),
+                                                      sb.count, None, 0, sb.type.code, op.code, r),
+                          sb.used, req)
+        count = self._reduce_count(kind, sb, rb, counts)
+        t = (sb or rb).type if (sb or rb) is not None else BYTE
+        if not _go_reducible(op, t):
+            if req:
+                self._reduce_py(kind, sb, rb, op, root, t, count, counts)
+                return Request._new(-1)
+            return self._reduce_py(kind, sb, rb, op, root, t, count, counts)
+        sa, scap = (_addr(sb), sb.nbytes) if sb is not None else (None, 0)
+        ra, rcap = (rb.addr, rb.nbytes) if rb is not None else (None, 0)
+        cs = _bridge.int64s(counts) if counts is not None else None
+        k = len(counts) if counts is not None else 0
+        keep = (sb, rb, cs)
+        return self._start(req, lambda r: _lib.pm_reduce(h, kind, root, sa, scap, ra, rcap, count,
+                                                         cs, k, t.code, op.code, r), keep)
+
+    def _reduce_count(self, kind, sb, rb, counts):
+        """The element count of a reduction (of one rank's block for
+        Reduce_scatter_block, of all of them for Reduce_scatter), after the
+        checks mpi4py makes, with its messages."""
+        if sb is None and rb is None:
+            raise ValueError("message: buffer is None but a reduction needs one")
+        if sb is not None and rb is not None and sb.type != rb.type:
+            raise ValueError("mismatch in send and receive MPI datatypes")
+        if kind == _R_SCATTER_BLOCK:
+            if rb is None:
+                raise ValueError("message: the receive buffer is None")
+            if sb is None:  # in place: recvbuf holds every block
+                return rb.block(self._size) // rb.type.size if rb.type.size else 0
+            if sb.count != rb.count * self._size:
+                raise ValueError("mismatch in send count %d receive count %d"
+                                 % (sb.count, rb.count * self._size))
+            return rb.count
+        if kind == _R_SCATTER:
+            if len(counts) != self._size:
+                raise ValueError("expecting %d items, got %d" % (self._size, len(counts)))
+            if rb is None:
+                raise ValueError("message: the receive buffer is None")
+            total = sum(counts)
+            if sb is not None and sb.count != total:
+                raise ValueError("mismatch in send count %d and sum(counts) %d" % (sb.count, total))
+            if sb is None and rb.count < total:
+                raise ValueError("mismatch in receive count %d and sum(counts) %d"
+                                 % (rb.count, total))
+            if sb is not None and rb.count != counts[self._rank]:
+                raise ValueError("mismatch in receive count %d and counts[%d] %d"
+                                 % (rb.count, self._rank, counts[self._rank]))
+            return total
+        if sb is None:
+            return rb.count
+        if rb is not None:
+            if kind == _R_REDUCE and rb.count < sb.count:  # as Open MPI reports it to mpi4py
+                raise Exception(ERR_TRUNCATE, "MPI_ERR_TRUNCATE: message truncated: a result of "
+                                "%d elements for a receive buffer of %d" % (sb.count, rb.count))
+            if kind != _R_REDUCE and rb.count != sb.count:
+                raise ValueError("mismatch in send count %d and receive count %d"
+                                 % (sb.count, rb.count))
+        elif kind != _R_REDUCE:
+            raise ValueError("message: the receive buffer is None")
+        return sb.count
+
+    def _reduce_py(self, kind, sb, rb, op, root, t, count, counts):
+        es = t.size
+        n = count * es  # bytes of the result (of one block for ReduceScatterBlock)
+        whole = n * self._size if kind == _R_SCATTER_BLOCK else n  # bytes of the input
+        if sb is not None:
+            mine = bytes(sb.view()[:whole])
+        else:
+            mine = bytes(rb.view()[:whole])
+        parts = self.allgather(mine)
+
+        def fold(upto):
+            acc = bytearray(parts[upto - 1])
+            for i in range(upto - 2, -1, -1):
+                _combine(op, memoryview(parts[i]), memoryview(acc), t)
+            return acc
+
+        if kind in (_R_REDUCE, _R_ALLREDUCE):
+            if kind == _R_REDUCE and self._rank != root:
+                return None
+            res = fold(self._size)
+            rb.view()[:n] = res
+        elif kind == _R_SCAN:
+            rb.view()[:n] = fold(self._rank + 1)
+        elif kind == _R_EXSCAN:
+            if self._rank > 0:
+                rb.view()[:n] = fold(self._rank)
+        else:
+            res = fold(self._size)
+            if kind == _R_SCATTER_BLOCK:
+                per = count * es
+                off = self._rank * per
+            else:
+                off = sum(counts[:self._rank]) * es
+                per = counts[self._rank] * es
+            rb.view()[:per] = res[off:off + per]
+        return None
+
+    # The buffer collectives and their nonblocking (I...) forms: one
+    # implementation each, the forms differing only in the fixed arguments.
+    Bcast = _pm(_bcast)
+    Ibcast = _pm(_bcast, req=True)
+    Gather = _pm(_gather)
+    Igather = _pm(_gather, req=True)
+    Allgather = _pm(_gather, all_=1)
+    Iallgather = _pm(_gather, all_=1, req=True)
+    Scatter = _pm(_scatter)
+    Iscatter = _pm(_scatter, req=True)
+    Alltoall = _pm(_alltoall)
+    Ialltoall = _pm(_alltoall, req=True)
+    Gatherv = _pm(_gatherv)
+    Igatherv = _pm(_gatherv, req=True)
+    Allgatherv = _pm(_gatherv, all_=1)
+    Iallgatherv = _pm(_gatherv, all_=1, req=True)
+    Scatterv = _pm(_scatterv)
+    Iscatterv = _pm(_scatterv, req=True)
+    Alltoallv = _pm(_alltoallv)
+    Ialltoallv = _pm(_alltoallv, req=True)
+    Reduce = _pm(_reduce, kind=_R_REDUCE)
+    Ireduce = _pm(_reduce, kind=_R_REDUCE, req=True)
+    Allreduce = _pm(_reduce, kind=_R_ALLREDUCE)
+    Iallreduce = _pm(_reduce, kind=_R_ALLREDUCE, req=True)
+    Scan = _pm(_reduce, kind=_R_SCAN)
+    Iscan = _pm(_reduce, kind=_R_SCAN, req=True)
+    Exscan = _pm(_reduce, kind=_R_EXSCAN)
+    Iexscan = _pm(_reduce, kind=_R_EXSCAN, req=True)
+    Reduce_scatter_block = _pm(_reduce, kind=_R_SCATTER_BLOCK)
+    Ireduce_scatter_block = _pm(_reduce, kind=_R_SCATTER_BLOCK, req=True)
+
+    def Reduce_scatter(self, sendbuf, recvbuf, recvcounts=None, op=SUM):
+        if recvcounts is None:
+            rb = _Buf(recvbuf, True)
+            recvcounts = self.allgather(rb.count)
+        self._reduce(sendbuf, recvbuf, op, 0, _R_SCATTER, False, list(recvcounts))
+
+    def Ireduce_scatter(self, sendbuf, recvbuf, recvcounts=None, op=SUM):
+        if recvcounts is None:
+            rb = _Buf(recvbuf, True)
+            recvcounts = self.allgather(rb.count)
+        return self._reduce(sendbuf, recvbuf, op, 0, _R_SCATTER, True, list(recvcounts))
+
+
+Comm._handle_type = Comm
+
+_EMPTY = _bridge.ctypes.create_string_buffer(1)
+_PRIVATE = {}  # communicator handle -> its duplicate for the object reductions
+
+
+def _addr(b):
+    """The address to pass for _Buf b: an empty buffer too has one, as the
+    library reads a null address as MPI.IN_PLACE."""
+    return b.addr if b.addr else _EMPTY  # None, 0 or b"" for no memory
+
+
+def _check_blocks(n, block):
+    """Refuses a message of n bytes for a receive block of a different size
+    (MPI's error of truncation: the ranks' counts do not match)."""
+    if n != block:
+        raise Exception(ERR_TRUNCATE, "MPI_ERR_TRUNCATE: message truncated: a message of %d bytes "
+                        "for a receive block of %d bytes (mismatched counts)" % (n, block))
+
+
+def _opof(op):
+    if isinstance(op, Op):
+        return op
+    if callable(op):
+        return Op.Create(lambda a, b, t, f=op: f(a, b), commute=True)
+    raise Exception(ERR_OP, "not an MPI.Op: %r" % (op,))
+
+
+def _pyop(op):
+    if isinstance(op, Op):
+        return op.__call__
+    if callable(op):
+        return op
+    raise Exception(ERR_OP, "not an MPI.Op or callable: %r" % (op,))
+
+
+def _name_methods(cls):
+    """Names each method that _pm made after the attribute that holds it
+    (Allreduce, not _reduce), code included: tracebacks and error messages
+    show the method the user called."""
+    for name, f in list(vars(cls).items()):
+        if not getattr(f, "_pm_method", False):
+            continue
+        qualname = cls.__name__ + "." + name
+        code = f.__code__.replace(co_name=name)
+        if hasattr(code, "co_qualname"):
+            code = code.replace(co_qualname=qualname)
+        f.__code__, f.__name__, f.__qualname__ = code, name, qualname
+
+
+_name_methods(Comm)
+
+
+class Intracomm(Comm):
+    """An intra-communicator (every communicator pmrun makes)."""
+
+    def Create_cart(self, dims, periods=None, reorder=False):
+        raise Exception(ERR_OTHER, "Create_cart is not supported by pmrun")
+
+
+class Topocomm(Intracomm):
+    pass
+
+
+class Cartcomm(Topocomm):
+    pass
+
+
+class Graphcomm(Topocomm):
+    pass
+
+
+class Distgraphcomm(Topocomm):
+    pass
+
+
+class Intercomm(Comm):
+    pass
+
+
+class Message:
+    """A matched message (mprobe/improbe), received once with recv/Recv; it is
+    MESSAGE_NULL afterwards. A probe of PROC_NULL matches MESSAGE_NO_PROC."""
+
+    def __init__(self, message=None):
+        self._comm, self._st, self._noproc = None, None, False
+        if isinstance(message, Message):
+            self._comm, self._st, self._noproc = message._comm, message._st, message._noproc
+
+    @classmethod
+    def _new(cls, comm, st):
+        m = cls()
+        if st.source == PROC_NULL:
+            m._noproc = True
+        else:
+            m._comm, m._st = comm, Status(st)
+        return m
+
+    def __bool__(self):
+        return self._comm is not None or self._noproc
+
+    def __eq__(self, other):
+        if not isinstance(other, Message):
+            return NotImplemented
+        return (self._comm, self._st, self._noproc) == (other._comm, other._st, other._noproc)
+
+    def __hash__(self):
+        return hash((id(self._comm), id(self._st), self._noproc))
+
+    def _take(self):
+        """(comm, source, tag) of the message, which is then consumed."""
+        if self._noproc:
+            if self is not MESSAGE_NO_PROC:  # the constant itself stays as it is
+                self._noproc = False
+            return None
+        if self._comm is None:
+            raise Exception(ERR_REQUEST, "MPI.MESSAGE_NULL cannot be received")
+        taken = (self._comm, self._st.source, self._st.tag)
+        self._comm = self._st = None
+        return taken
+
+    @classmethod
+    def probe(cls, comm, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        return comm.mprobe(source, tag, status)
+
+    @classmethod
+    def iprobe(cls, comm, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        return comm.improbe(source, tag, status)
+
+    Probe = probe
+    Iprobe = iprobe
+
+    def recv(self, status=None):
+        t = self._take()
+        if t is None:
+            _null_status(status)
+            return None
+        return t[0].recv(None, t[1], t[2], status)
+
+    def irecv(self):
+        t = self._take()
+        return Request._new(-1) if t is None else t[0].irecv(None, t[1], t[2])
+
+    def Recv(self, buf, status=None):
+        t = self._take()
+        if t is None:
+            _null_status(status)
+            return
+        t[0].Recv(buf, t[1], t[2], status)
+
+    def Irecv(self, buf):
+        t = self._take()
+        return Request._new(-1) if t is None else t[0].Irecv(buf, t[1], t[2])
+
+
+MESSAGE_NULL = Message()
+MESSAGE_NO_PROC = Message()
+MESSAGE_NO_PROC._noproc = True
+
+
+class Errhandler:
+    def Free(self):
+        pass
+
+
+ERRHANDLER_NULL = Errhandler()
+ERRORS_RETURN = Errhandler()
+ERRORS_ARE_FATAL = Errhandler()
+
+# The predefined communicators, which MPI.Init gives their handles.
+COMM_NULL = Intracomm()
+COMM_WORLD = Intracomm()
+COMM_SELF = Intracomm()
+
+
+# --- integer handles (mpi4py's py2f/f2py) -----------------------------------------
+
+
+def _comm_py2f(self):
+    """The communicator's integer handle; Comm.f2py(handle) gives it back."""
+    return self._h
+
+
+def _comm_f2py(cls, handle):
+    """The communicator whose integer handle (from py2f) is handle; 0 is
+    COMM_NULL. An unknown handle raises MPI.Exception (ERR_COMM)."""
+    if not isinstance(handle, int) or isinstance(handle, bool):
+        raise TypeError("f2py: expected an integer handle, not %s" % type(handle).__name__)
+    for c in (COMM_WORLD, COMM_SELF):
+        if handle and handle == c._h and isinstance(c, cls):
+            return c
+    return cls._wrap(handle)
+
+
+Comm.py2f = _comm_py2f
+Comm.f2py = classmethod(_comm_f2py)

@@ -1,0 +1,214 @@
+"""The environment: Init and Finalize (and the init state), thread levels,
+Wtime, the processor name and version, buffers and addresses, and what
+happens to an uncaught exception on a rank (_setup).
+
+Part of pmrun.MPI, which re-exports every name defined here but the state
+that changes after import (_initialized, _finalized, _attached): read it
+with Is_initialized() and Is_finalized().
+"""
+
+import atexit as _atexit
+import os as _os
+import sys as _sys
+import threading as _threading
+import time as _time
+
+from . import _bridge
+from . import run as _run
+from ._mpi_constants import SUBVERSION, THREAD_MULTIPLE, VERSION, Exception, _call
+from ._mpi_buffers import _Buf, buffer
+from ._mpi_info import INFO_NULL
+from ._mpi_comms import COMM_SELF, COMM_WORLD
+
+_lib = _bridge.lib
+_out = _bridge.out
+
+# --- environment ---------------------------------------------------------------
+
+
+class File:
+    """MPI-IO is not provided: the class is there for its name."""
+
+
+FILE_NULL = File()
+
+_initialized = False
+_finalized = False
+
+
+def Init():
+    global _initialized
+    if _initialized:
+        return
+    w, s = _out(), _out()
+    rc = _lib.pm_init(_bridge.ctypes.byref(w), _bridge.ctypes.byref(s))
+    if rc < 0:
+        e = _bridge.error(rc)
+        raise Exception(e.error_class, "pmrun: cannot join the job: " + e.message)
+    for c, h, name in ((COMM_WORLD, w.value, "MPI_COMM_WORLD"), (COMM_SELF, s.value, "MPI_COMM_SELF")):
+        c._h = h
+        c._name = name
+        r, n = _out(), _out()
+        _call(_lib.pm_comm_info(h, _bridge.ctypes.byref(r), _bridge.ctypes.byref(n)))
+        c._rank, c._size = r.value, n.value
+    _initialized = True
+    _atexit.register(_at_exit)
+
+
+def Init_thread(required=THREAD_MULTIPLE):
+    Init()
+    return THREAD_MULTIPLE
+
+
+def Finalize():
+    global _finalized
+    if _finalized or not _initialized:
+        return
+    _finalized = True
+    _run._flush()
+    _call(_lib.pm_finalize(COMM_WORLD._h))
+
+
+def _at_exit():
+    if not _finalized:
+        try:
+            Finalize()
+        except Exception:
+            pass
+
+
+def Is_initialized():
+    return _initialized
+
+
+def Is_finalized():
+    return _finalized
+
+
+def Query_thread():
+    return THREAD_MULTIPLE
+
+
+def Is_thread_main():
+    return _threading.current_thread() is _threading.main_thread()
+
+
+def Wtime():
+    return _time.perf_counter()
+
+
+def Wtick():
+    return _time.get_clock_info("perf_counter").resolution
+
+
+def Get_processor_name():
+    import socket  # here, not at import: loading it is a tenth of MPI's import time
+    return socket.gethostname()
+
+
+def Get_version():
+    return (VERSION, SUBVERSION)
+
+
+def Get_library_version():
+    from . import __version__
+    return "pmrun %s (Go runtime; MPI %d.%d subset)" % (__version__, VERSION, SUBVERSION)
+
+
+def get_vendor():
+    from . import __version__
+    nums = [int(x) if x.isdigit() else 0 for x in __version__.split("-")[0].split(".")[:3]]
+    return ("pmrun", tuple(nums + [0] * (3 - len(nums))))  # "dev" (no build version): (0, 0, 0)
+
+
+def Pcontrol(level):
+    pass
+
+
+def Attach_buffer(buf):
+    global _attached
+    _attached = buf
+
+
+def Detach_buffer():
+    global _attached
+    b, _attached = _attached, None
+    return b
+
+
+_attached = None
+
+
+def Alloc_mem(size, info=INFO_NULL):
+    return buffer(bytearray(size))
+
+
+def Free_mem(mem):
+    pass
+
+
+def Aint_add(base, disp):
+    return base + disp
+
+
+def Aint_diff(addr1, addr2):
+    return addr1 - addr2
+
+
+def Get_address(location):
+    if isinstance(location, int):  # MPI.BOTTOM or an address already
+        return location
+    b = _Buf(location, False)
+    return b.addr if isinstance(b.addr, int) else 0
+
+
+def Compute_dims(nnodes, dims):
+    if isinstance(dims, int):
+        dims = [0] * dims
+    dims = list(dims)
+    free = [i for i, d in enumerate(dims) if d == 0]
+    rest = nnodes
+    for d in dims:
+        if d:
+            rest //= d
+    factors = []
+    n, p = rest, 2
+    while n > 1:
+        while n % p == 0:
+            factors.append(p)
+            n //= p
+        p += 1
+    vals = [1] * len(free)
+    for f in sorted(factors, reverse=True):
+        i = vals.index(min(vals)) if vals else 0
+        if vals:
+            vals[i] *= f
+    vals.sort(reverse=True)
+    for i, v in zip(free, vals):
+        dims[i] = v
+    return dims
+
+
+def _excepthook(exc_type, exc, tb):
+    """An uncaught exception on one rank aborts the job (as python -m mpi4py
+    does), reported as the runner reports it (pmrun.run): once, tagged, and
+    without pmrun's own frames, instead of leaving the other ranks waiting."""
+    from . import run
+    if exc_type is KeyboardInterrupt:
+        run._interrupted()
+    run._report(exc)
+
+
+def _setup():
+    from . import rc
+    if rc.initialize:
+        Init()
+    if _os.environ.get("PMRUN_RANK") is not None:
+        # Each line reaches the launcher whole as soon as it is printed.
+        for f in (_sys.stdout, _sys.stderr):
+            try:
+                f.reconfigure(line_buffering=True)
+            except (AttributeError, ValueError):
+                pass
+        if rc.abort_on_exception:
+            _sys.excepthook = _excepthook

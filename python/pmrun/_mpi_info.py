@@ -1,0 +1,125 @@
+"""MPI.Info: key-value hints, with mpi4py's dict-like methods.
+
+Part of pmrun.MPI, which re-exports every name defined here.
+"""
+
+import os as _os
+import sys as _sys
+
+from ._mpi_constants import ERR_INFO_NOKEY, Exception
+
+# --- info ----------------------------------------------------------------------
+
+
+class Info:
+    """Key-value hints (MPI_Info) with mpi4py's dict-like methods. Info() and
+    a freed Info are INFO_NULL; Info.Create() makes a new one. Equality is
+    identity, as for handles."""
+
+    def __init__(self, info=None):
+        self._d = None if info is None or info._d is None else info._d
+
+    @classmethod
+    def Create(cls, items=None):
+        info = cls()
+        info._d = {}
+        if items:
+            info.update(items)
+        return info
+
+    def _live(self):
+        if self._d is None:
+            raise KeyError("MPI.INFO_NULL holds no keys")
+        return self._d
+
+    def __bool__(self):
+        return self._d is not None
+
+    def __eq__(self, other):
+        if not isinstance(other, Info):
+            return NotImplemented
+        return self._d is other._d
+
+    def __hash__(self):
+        return id(self._d)
+
+    def Free(self):
+        self._d = None
+
+    def Dup(self):
+        return Info.Create(self.items())
+
+    def Get(self, key, maxlen=-1):
+        return None if self._d is None else self._d.get(key)
+
+    def Set(self, key, value):
+        self._live()[str(key)] = str(value)
+
+    def Delete(self, key):
+        if key not in (self._d or {}):
+            raise Exception(ERR_INFO_NOKEY, "no info key %r" % (key,))
+        del self._d[key]
+
+    def Get_nkeys(self):
+        return len(self._d or {})
+
+    def Get_nthkey(self, n):
+        return list(self._d or {})[n]
+
+    # dict-like
+    def __len__(self):
+        return len(self._d or {})
+
+    def __contains__(self, key):
+        return key in (self._d or {})
+
+    def __iter__(self):
+        return iter(list(self._d or {}))
+
+    def __getitem__(self, key):
+        return (self._d or {})[key]
+
+    def __setitem__(self, key, value):
+        self._live()[str(key)] = str(value)
+
+    def __delitem__(self, key):
+        del self._live()[key]
+
+    def get(self, key, default=None):
+        return (self._d or {}).get(key, default)
+
+    def keys(self):
+        return list(self._d or {})
+
+    def values(self):
+        return list((self._d or {}).values())
+
+    def items(self):
+        return list((self._d or {}).items())
+
+    def update(self, other=(), **kwds):
+        d = self._live()
+        for k, v in dict(other, **kwds).items():
+            d[str(k)] = str(v)
+
+    def pop(self, key, *default):
+        if self._d is None:
+            if default:
+                return default[0]
+            raise KeyError(key)
+        return self._d.pop(key, *default)
+
+    def popitem(self):
+        return self._live().popitem()
+
+    def copy(self):
+        return self.Dup() if self._d is not None else Info()
+
+    def clear(self):
+        if self._d is not None:
+            self._d.clear()
+
+
+INFO_NULL = Info()
+INFO_ENV = Info.Create({"command": _sys.executable, "maxprocs": _os.environ.get("PMRUN_SIZE", "1"),
+                        "thread_level": "MPI_THREAD_MULTIPLE"})
