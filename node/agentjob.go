@@ -2,6 +2,7 @@ package node
 
 import (
 	"cmp"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -9,14 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/yamux"
-	"golang.org/x/sys/unix"
+
+	"github.com/pmrun/pmrun/internal/rankenv"
 )
 
 // agentJob is one job's part on an agent: its files, its ranks, and the
@@ -25,9 +26,11 @@ type agentJob struct {
 	a    *Agent
 	id   string
 	spec *remoteSpec
-	dir  string
-	sess *yamux.Session
-	ctl  *jsonStream
+	// secret is spec.Secret decoded: the job secret its ranks prove.
+	secret []byte
+	dir    string
+	sess   *yamux.Session
+	ctl    *jsonStream
 
 	sp      *spawner                 // starts, watches and kills the ranks
 	mu      sync.Mutex               // guards attachc
@@ -60,6 +63,25 @@ func (j *agentJob) waitAttach(op string) (net.Conn, error) {
 	}
 }
 
+// checkSpec validates the job request and decodes its secret.
+func (j *agentJob) checkSpec() error {
+	switch sp := j.spec; {
+	case sp == nil:
+		return errors.New("no job spec")
+	case j.id == "" || strings.ContainsAny(j.id, "/\\."):
+		return fmt.Errorf("job id %q", j.id)
+	case len(sp.Ranks) == 0:
+		return errors.New("no ranks")
+	case sp.Size < 1:
+		return fmt.Errorf("job size %d", sp.Size)
+	}
+	var err error
+	if j.secret, err = hex.DecodeString(j.spec.Secret); err != nil || len(j.secret) < rankenv.MinSecret {
+		return fmt.Errorf("the job secret must be at least %d hex-encoded bytes", rankenv.MinSecret)
+	}
+	return nil
+}
+
 func (j *agentJob) send(ev event) error {
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
@@ -78,8 +100,8 @@ func (a *Agent) runJob(s *yamux.Session, st net.Conn, req *request) {
 	fail := func(format string, args ...any) {
 		j.send(event{Ev: "error", Msg: fmt.Sprintf(format, args...)})
 	}
-	if j.spec == nil || len(j.spec.Ranks) == 0 || j.spec.Size < 1 || j.id == "" || strings.ContainsAny(j.id, "/\\.") {
-		fail("node %s: malformed job request", a.cfg.Name)
+	if err := j.checkSpec(); err != nil {
+		fail("node %s: malformed job request: %v", a.cfg.Name, err)
 		return
 	}
 	a.mu.Lock()
@@ -217,23 +239,17 @@ func (j *agentJob) startRank(python string, i, r int, stdin io.Reader, outputs *
 	env := append(os.Environ(), sp.Env...)
 	env = append(env, PythonEnv(env, sp.NoMPI4py)...)
 	threads := rankThreads(sp.Threads, j.a.cfg.Cores, len(sp.Ranks))
-	cmd.Env = append(threadEnv(env, threads),
-		"PMRUN_RANK="+strconv.Itoa(r),
-		"PMRUN_SIZE="+strconv.Itoa(sp.Size),
-		"PMRUN_LOCAL_RANK="+strconv.Itoa(i),
-		"PMRUN_LOCAL_SIZE="+strconv.Itoa(len(sp.Ranks)),
-		"PMRUN_JOB="+j.id,
-		"PMRUN_RENDEZVOUS="+sp.Rendezvous,
-		"PMRUN_SECRET="+sp.Secret,
-		"PMRUN_NODE="+j.a.cfg.Name,
-	)
-	var bind *unix.CPUSet
+	cmd.Env = rankenv.Env{
+		Rank: r, Size: sp.Size, LocalRank: i, LocalSize: len(sp.Ranks), Node: j.a.cfg.Name,
+		Job: j.id, Rendezvous: sp.Rendezvous, Secret: j.secret, Threads: threads,
+	}.AppendTo(env)
+	rp := rankProc{rank: r, cmd: cmd, stdin: stdin}
 	if sp.BindCores {
 		cpus, err := allowedCPUs()
 		if err != nil {
 			return nil, fmt.Errorf("rank %d: %w", r, err)
 		}
-		bind = coreShare(cpus, i, threads)
+		rp.bind = coreShare(cpus, i, threads)
 	}
 	var streams [2]net.Conn // the launcher's ends for stdout and stderr
 	for i := range streams {
@@ -249,36 +265,15 @@ func (j *agentJob) startRank(python string, i, r int, stdin io.Reader, outputs *
 		}
 		streams[i] = st
 	}
-	closeAfter, err := pipeOutput(cmd, outputs, func(fd int, r io.Reader) {
+	rp.output = func(fd int, r io.Reader) {
 		io.Copy(streams[fd-1], r)
 		streams[fd-1].Close()
-	})
-	if err != nil {
+	}
+	rp.abandon = func() {
 		streams[0].Close()
 		streams[1].Close()
-		return nil, err
 	}
-	if stdin != nil {
-		rd, stop, err := pipeStdin(cmd, stdin)
-		if err != nil {
-			for _, c := range closeAfter {
-				c.Close() // ends the output forwarders
-			}
-			return nil, fmt.Errorf("rank %d: stdin: %w", r, err)
-		}
-		closeAfter, stopStdin = append(closeAfter, rd), stop
-	}
-	err = j.sp.start(cmd, r, bind, exits)
-	for _, c := range closeAfter {
-		c.Close()
-	}
-	if err != nil {
-		if stopStdin != nil {
-			stopStdin()
-		}
-		return nil, fmt.Errorf("rank %d: starting %s: %w", r, prog, err)
-	}
-	return stopStdin, nil
+	return startRank(j.sp, rp, outputs, exits)
 }
 
 func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
