@@ -381,7 +381,9 @@ func RunCluster(ctx context.Context, spec ClusterSpec, stdout, stderr io.Writer)
 // submit connects to the node, sends its part of the job and the bundle, and
 // waits until the node is ready to start the ranks.
 func (t *target) submit(spec ClusterSpec, jobID, secret, rdv string, bundle []byte, logf func(string, ...any)) error {
-	s, err := dialControl(t.control, spec.Key, 10*time.Second)
+	dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	s, err := dialControl(dctx, t.control, spec.Key)
+	cancel()
 	if err != nil {
 		return err
 	}
