@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
@@ -86,17 +85,11 @@ func RunLocal(ctx context.Context, spec JobSpec, stdout, stderr io.Writer) (Resu
 	}
 	errSink := &lineSink{w: stderr}
 	outSink := &lineSink{w: stdout}
-	logf := spec.Logf
-	if logf == nil {
-		logf = func(format string, args ...any) {
-			errSink.writeLine(nil, []byte(fmt.Sprintf(format, args...)+"\n"))
-		}
-	}
-	secret := make([]byte, 32)
-	if _, err := rand.Read(secret); err != nil {
+	logf := jobLogf(spec.Logf, errSink)
+	secret, jobID, err := newJobSecret()
+	if err != nil {
 		return Result{}, err
 	}
-	jobID := hex.EncodeToString(secret[:6])
 	reapShared()
 	defer ownShared(jobID)()
 	srv, err := rendezvous.Listen("127.0.0.1:0", secret, spec.NP, logf)
@@ -120,7 +113,7 @@ func RunLocal(ctx context.Context, spec JobSpec, stdout, stderr io.Writer) (Resu
 		}
 	}
 
-	var outputs sync.WaitGroup // forwarders; done when every rank's pipes are drained
+	var outputs forwarders // done when every rank's pipes are drained
 	exits := make(chan exitEvent, spec.NP)
 	sp := newSpawner(logf)
 	defer sp.Close()
@@ -149,7 +142,7 @@ func RunLocal(ctx context.Context, spec JobSpec, stdout, stderr io.Writer) (Resu
 			for range r {
 				<-exits
 			}
-			outputs.Wait()
+			outputs.wg.Wait()
 			if stopStdin != nil {
 				stopStdin()
 			}
@@ -171,10 +164,20 @@ func RunLocal(ctx context.Context, spec JobSpec, stdout, stderr io.Writer) (Resu
 		stopStdin()
 	}
 	// Every rank has exited; whatever still holds their pipes (a grandchild)
-	// gets a moment, then the launcher stops waiting for it.
-	waitTimeout(&outputs, 2*time.Second)
+	// gets a moment, then the launcher stops reading them.
+	outputs.drain(2 * time.Second)
 	sv.report()
 	return res, nil
+}
+
+// newJobSecret makes a job's secret (32 random bytes) and its id (hex of
+// the first 6).
+func newJobSecret() (secret []byte, id string, err error) {
+	secret = make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, "", fmt.Errorf("node: making the job secret: %w", err)
+	}
+	return secret, hex.EncodeToString(secret[:6]), nil
 }
 
 // localNodes is the placement of spec on this machine, host: one node, or

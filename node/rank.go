@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,20 +22,21 @@ type rankProc struct {
 	// output consumes what the rank writes to fd (1 stdout, 2 stderr), until
 	// r ends: when the rank and whatever inherited its pipes have exited.
 	output func(fd int, r io.Reader)
-	// abandon, if set, releases what output holds when the rank's pipes
-	// could not be made (output then runs for none or only one of them).
-	abandon func()
+	// streams are what output writes to, if it needs closing: they are
+	// closed when the rank's pipes cannot be made, and when its forwarders
+	// are cut off.
+	streams []io.Closer
 }
 
 // startRank starts p with sp, which reports its exit on exits; the
-// forwarders of its output are counted in outputs. A rank given stdin reads
+// forwarders of its output run in outputs. A rank given stdin reads
 // it through a pipe: stopStdin (nil for the others) ends that forwarding and
 // waits for it where stdin can be interrupted (see pipeStdin).
-func startRank(sp *spawner, p rankProc, outputs *sync.WaitGroup, exits chan<- exitEvent) (stopStdin func(), err error) {
-	closeAfterStart, err := pipeOutput(p.cmd, outputs, p.output)
+func startRank(sp *spawner, p rankProc, outputs *forwarders, exits chan<- exitEvent) (stopStdin func(), err error) {
+	closeAfterStart, err := pipeOutput(p.cmd, outputs, p.output, p.streams...)
 	if err != nil {
-		if p.abandon != nil {
-			p.abandon()
+		for _, c := range p.streams {
+			c.Close()
 		}
 		return nil, fmt.Errorf("rank %d: output: %w", p.rank, err)
 	}
@@ -73,9 +75,10 @@ func localOutput(tag bool, rank int, out, errs *lineSink) func(fd int, r io.Read
 }
 
 // pipeOutput gives cmd a pipe for its stdout (fd 1) and one for its stderr
-// (fd 2) and runs consume on each read end, counted in outputs. It returns the
-// write ends, which the caller closes once cmd has started (or failed to).
-func pipeOutput(cmd *exec.Cmd, outputs *sync.WaitGroup, consume func(fd int, r io.Reader)) ([]*os.File, error) {
+// (fd 2) and runs consume on each read end in outputs, which may cut it off
+// by closing the read end and also. It returns the write ends, which the
+// caller closes once cmd has started (or failed to).
+func pipeOutput(cmd *exec.Cmd, outputs *forwarders, consume func(fd int, r io.Reader), also ...io.Closer) ([]*os.File, error) {
 	var ws []*os.File
 	for fd := 1; fd <= 2; fd++ {
 		pr, pw, err := os.Pipe()
@@ -91,12 +94,71 @@ func pipeOutput(cmd *exec.Cmd, outputs *sync.WaitGroup, consume func(fd int, r i
 			cmd.Stderr = pw
 		}
 		ws = append(ws, pw)
-		outputs.Add(1)
-		go func() {
-			defer outputs.Done()
+		cut := []io.Closer{pr}
+		if fd == 1 {
+			cut = append(cut, also...)
+		}
+		outputs.goForward(func() {
 			defer pr.Close()
 			consume(fd, pr)
-		}()
+		}, cut...)
 	}
 	return ws, nil
+}
+
+// forwarders owns the goroutines that forward a job's output (and those that
+// accept its output streams): they end by themselves when what they read
+// ends, and drain cuts off those that do not.
+type forwarders struct {
+	wg  sync.WaitGroup
+	mu  sync.Mutex  // guards cut
+	cut []io.Closer // closing these ends the forwarders' reads and writes
+}
+
+// goForward runs f in a goroutine of its own; closing cs ends it.
+func (o *forwarders) goForward(f func(), cs ...io.Closer) {
+	o.mu.Lock()
+	o.cut = append(o.cut, cs...)
+	o.mu.Unlock()
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		f()
+	}()
+}
+
+// waitFor waits until the forwarders have ended, or d has passed, and
+// reports whether they have ended. Its helper goroutine lasts as long as the
+// forwarders do: drain ends them.
+func (o *forwarders) waitFor(d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { o.wg.Wait(); close(done) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// drain gives the forwarders d to end by themselves (a rank's last output
+// on its way, or a process that inherited a rank's pipes and still holds
+// them), then closes what they read and write and waits for them.
+func (o *forwarders) drain(d time.Duration) {
+	if !o.waitFor(d) {
+		o.closeAll()
+		o.wg.Wait()
+	}
+}
+
+func (o *forwarders) closeAll() {
+	o.mu.Lock()
+	cs := o.cut
+	o.cut = nil
+	o.mu.Unlock()
+	for _, c := range cs {
+		c.Close()
+	}
 }

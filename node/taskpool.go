@@ -102,7 +102,7 @@ type workerPool struct {
 	exits chan exitEvent
 	quit  chan struct{}
 	done  chan struct{}
-	out   sync.WaitGroup // output consumers
+	out   forwarders // output consumers
 
 	mu      sync.Mutex // guards workers, next and closed
 	workers map[int]*taskWorker
@@ -301,6 +301,6 @@ func (p *workerPool) Close() {
 		}
 		p.mu.Unlock()
 	}
-	waitTimeout(&p.out, 2*time.Second)
+	p.out.drain(2 * time.Second)
 	p.sp.Close()
 }
