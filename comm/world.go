@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/pmrun/pmrun/internal/debug"
 	"github.com/pmrun/pmrun/internal/rankenv"
@@ -83,7 +82,7 @@ func worldFromEnv() (*Comm, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.JoinTimeout)
 	defer cancel()
 	if !cfg.LockedCallers {
 		go warmHeap() // ends by itself: a few milliseconds of work
