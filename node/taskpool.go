@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pmrun/pmrun/internal/rankenv"
 )
 
 // DefaultWorkerModule is the Python module a task worker runs (python -m).
@@ -159,7 +161,7 @@ func (p *workerPool) start(slot int) error {
 		ended: make(chan struct{})}
 	cmd := exec.Command(p.cfg.Cmd[0], p.cfg.Cmd[1:]...)
 	cmd.Dir = p.cfg.Dir
-	cmd.Env = append(append([]string{}, p.cfg.Env...), "PMRUN_NODE="+p.cfg.Node, "PMRUN_WORKER="+strconv.Itoa(slot))
+	cmd.Env = append(append([]string{}, p.cfg.Env...), rankenv.Node+"="+p.cfg.Node, "PMRUN_WORKER="+strconv.Itoa(slot))
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3
 	closeAfter, err := pipeOutput(cmd, &p.out, func(fd int, r io.Reader) {
 		if p.cfg.Output != nil {
