@@ -9,7 +9,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/pmrun/pmrun/internal/shm"
 )
@@ -503,8 +502,8 @@ func (c *Comm) SplitByNode(ctx context.Context) (*Comm, error) {
 // cached on c (see LoadOrStoreAttr), and frees c's share of the engine (its
 // match queue, unless receives are still posted or messages are still
 // unreceived on it: those are kept). Closing the world communicator is
-// collective, like MPI_Finalize: it says goodbye to every peer, waits (up to a
-// minute) until each has closed too or is gone, closes the connections (which
+// collective, like MPI_Finalize: it says goodbye to every peer, waits (up to
+// Config.CloseTimeout, a minute by default) until each has closed too or is gone, closes the connections (which
 // fails the operations still pending), and then waits for c's Async
 // operations and runs its destructors. Close is idempotent.
 func (c *Comm) Close() error {
@@ -519,7 +518,7 @@ func (c *Comm) Close() error {
 		}
 		c.closed.Store(true)
 		c.slots.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), c.e.cfg.CloseTimeout)
 		defer cancel()
 		c.closeErr = c.e.close(ctx)
 		if c.rdv != nil {

@@ -70,6 +70,13 @@ type Config struct {
 	// accept (a loaded machine starting many ranks), the connection is retried
 	// with backoff until DialTimeout. PMRUN_CONNECT_TIMEOUT sets it.
 	DialTimeout time.Duration
+	// JoinTimeout bounds World's start: registering with the launcher's
+	// rendezvous service and waiting until every rank has.
+	// PMRUN_JOIN_TIMEOUT sets it.
+	JoinTimeout time.Duration
+	// CloseTimeout bounds the world communicator's Close: how long it waits
+	// for every peer to close too (or be gone). PMRUN_CLOSE_TIMEOUT sets it.
+	CloseTimeout time.Duration
 	// Debug logs transport details (which pairs use shared memory, and why not).
 	Debug bool
 	// Logf receives diagnostics (refused connections, lost peers). Nil discards them.
@@ -81,7 +88,8 @@ type Config struct {
 
 // DefaultConfig returns the defaults: 64 KiB eager limit (32 KiB through shared
 // memory), 4 MiB chunks, compression off (it costs more than it saves on
-// loopback and fast LANs).
+// loopback and fast LANs), 10 s to connect to a peer, 2 minutes to join the
+// world and 1 minute to close it.
 func DefaultConfig() *Config {
 	return &Config{
 		EagerLimit:      64 << 10,
@@ -89,6 +97,8 @@ func DefaultConfig() *Config {
 		ChunkSize:       4 << 20,
 		CompressMin:     64 << 10,
 		DialTimeout:     10 * time.Second,
+		JoinTimeout:     2 * time.Minute,
+		CloseTimeout:    time.Minute,
 		Spin:            defaultSpin(),
 		SpinYield:       oversubscribed(),
 		SocketBuffer:    4 << 20,
@@ -135,6 +145,10 @@ func (c *Config) Validate() error {
 		return badField("UnexpectedArena", "%d must be in [0, 1 GiB]", c.UnexpectedArena)
 	case c.DialTimeout <= 0:
 		return badField("DialTimeout", "%v must be positive", c.DialTimeout)
+	case c.JoinTimeout <= 0:
+		return badField("JoinTimeout", "%v must be positive", c.JoinTimeout)
+	case c.CloseTimeout <= 0:
+		return badField("CloseTimeout", "%v must be positive", c.CloseTimeout)
 	}
 	return nil
 }
@@ -158,8 +172,9 @@ func (c *Config) logf(format string, args ...any) {
 
 // ConfigFromEnv returns DefaultConfig() adjusted by the environment:
 // PMRUN_EAGER_LIMIT and PMRUN_CHUNK_SIZE (bytes, with optional k/m suffix),
-// PMRUN_COMPRESS (1/true/on) and PMRUN_COMPRESS_MIN, PMRUN_CONNECT_TIMEOUT
-// (a duration such as 30s), and the others named at the fields.
+// PMRUN_COMPRESS (1/true/on) and PMRUN_COMPRESS_MIN, PMRUN_CONNECT_TIMEOUT,
+// PMRUN_JOIN_TIMEOUT and PMRUN_CLOSE_TIMEOUT (durations such as 30s), and
+// the others named at the fields.
 func ConfigFromEnv() (*Config, error) {
 	c := DefaultConfig()
 	set := map[string]string{} // field -> the variable that set it
@@ -183,7 +198,10 @@ func ConfigFromEnv() (*Config, error) {
 	for _, v := range []struct {
 		name, field string
 		dst         *time.Duration
-	}{{"PMRUN_SPIN", "Spin", &c.Spin}, {"PMRUN_CONNECT_TIMEOUT", "DialTimeout", &c.DialTimeout}} {
+	}{
+		{"PMRUN_SPIN", "Spin", &c.Spin}, {"PMRUN_CONNECT_TIMEOUT", "DialTimeout", &c.DialTimeout},
+		{"PMRUN_JOIN_TIMEOUT", "JoinTimeout", &c.JoinTimeout}, {"PMRUN_CLOSE_TIMEOUT", "CloseTimeout", &c.CloseTimeout},
+	} {
 		if s := os.Getenv(v.name); s != "" {
 			d, err := time.ParseDuration(s)
 			if err != nil {

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestConfigFromEnvBadValues sets each variable ConfigFromEnv reads to a
@@ -28,6 +29,10 @@ func TestConfigFromEnvBadValues(t *testing.T) {
 		{"PMRUN_CONNECT_TIMEOUT", "soon"},
 		{"PMRUN_CONNECT_TIMEOUT", "-5s"},
 		{"PMRUN_CONNECT_TIMEOUT", "0s"},
+		{"PMRUN_JOIN_TIMEOUT", "later"},
+		{"PMRUN_JOIN_TIMEOUT", "0s"},
+		{"PMRUN_CLOSE_TIMEOUT", "-1m"},
+		{"PMRUN_CLOSE_TIMEOUT", "60"}, // no unit
 		{"PMRUN_SPIN_YIELD", "maybe"},
 		{"PMRUN_LOCKED_CALLERS", "2"},
 		{"PMRUN_SHM", "enabled"},
@@ -51,12 +56,33 @@ func TestConfigFromEnvGoodValues(t *testing.T) {
 	t.Setenv("PMRUN_CONNECT_TIMEOUT", "90s")
 	t.Setenv("PMRUN_SHM_RING", "256k")
 	t.Setenv("PMRUN_SHM", "off")
+	t.Setenv("PMRUN_JOIN_TIMEOUT", "5m")
+	t.Setenv("PMRUN_CLOSE_TIMEOUT", "3s")
 	c, err := ConfigFromEnv()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.DialTimeout.Seconds() != 90 || c.ShmRing != 256<<10 || c.SharedMemory {
+	if c.DialTimeout.Seconds() != 90 || c.ShmRing != 256<<10 || c.SharedMemory ||
+		c.JoinTimeout.Minutes() != 5 || c.CloseTimeout.Seconds() != 3 {
 		t.Fatalf("config %+v", c)
+	}
+}
+
+// TestDefaultTimeouts pins the documented defaults of the world's timeouts.
+func TestDefaultTimeouts(t *testing.T) {
+	c := DefaultConfig()
+	if c.DialTimeout.Seconds() != 10 || c.JoinTimeout.Minutes() != 2 || c.CloseTimeout.Minutes() != 1 {
+		t.Errorf("timeouts: dial %v, join %v, close %v; want 10s, 2m, 1m", c.DialTimeout, c.JoinTimeout, c.CloseTimeout)
+	}
+	for _, f := range []func(*Config){
+		func(c *Config) { c.JoinTimeout = 0 },
+		func(c *Config) { c.CloseTimeout = -time.Second },
+	} {
+		c := DefaultConfig()
+		f(c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "Timeout") {
+			t.Errorf("Validate() = %v, want an error naming the timeout", err)
+		}
 	}
 }
 

@@ -1,36 +1,37 @@
 package comm
 
 import (
+	"cmp"
 	"context"
-	"encoding/hex"
+	"errors"
 	"fmt"
 	"log"
 	"net"
 	"os"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/pmrun/pmrun/internal/debug"
+	"github.com/pmrun/pmrun/internal/rankenv"
 	"github.com/pmrun/pmrun/internal/rendezvous"
 	"github.com/pmrun/pmrun/internal/shm"
 )
 
-// The environment a launcher gives each rank (see package node).
+// The environment a launcher gives each rank (see package
+// internal/rankenv, which reads and writes it).
 const (
-	EnvRank      = "PMRUN_RANK"       // world rank of this process
-	EnvSize      = "PMRUN_SIZE"       // number of ranks in the job
-	EnvLocalRank = "PMRUN_LOCAL_RANK" // rank among the job's ranks on this node
-	EnvLocalSize = "PMRUN_LOCAL_SIZE" // number of the job's ranks on this node
+	EnvRank      = rankenv.Rank      // world rank of this process
+	EnvSize      = rankenv.Size      // number of ranks in the job
+	EnvLocalRank = rankenv.LocalRank // rank among the job's ranks on this node
+	EnvLocalSize = rankenv.LocalSize // number of the job's ranks on this node
 	// EnvHostSize is the number of the job's ranks on this machine when it
 	// differs from EnvLocalSize: nodes simulated on one machine (pmrun --ppn).
-	EnvHostSize   = "PMRUN_HOST_SIZE"
-	EnvJob        = "PMRUN_JOB"        // job id
-	EnvRendezvous = "PMRUN_RENDEZVOUS" // host:port of the launcher's rendezvous service
-	EnvSecret     = "PMRUN_SECRET"     // hex job secret that every connection proves
-	EnvNode       = "PMRUN_NODE"       // name of this node
+	EnvHostSize   = rankenv.HostSize
+	EnvJob        = rankenv.Job        // job id
+	EnvRendezvous = rankenv.Rendezvous // host:port of the launcher's rendezvous service
+	EnvSecret     = rankenv.Secret     // hex job secret that every connection proves
+	EnvNode       = rankenv.Node       // name of this node
 	EnvBind       = "PMRUN_BIND"       // optional: address (host) to listen on for peers
 	EnvDebug      = debug.Env          // comma-separated: comm logs transport events
 )
@@ -66,41 +67,27 @@ func worldFromEnv() (*Comm, error) {
 		cfg.Logf = quietLosses(log.New(os.Stderr, "", 0).Printf) // refusals only
 	}
 	host, _ := os.Hostname()
-	if os.Getenv(EnvRank) == "" {
+	env, err := rankenv.FromOS()
+	if errors.Is(err, rankenv.ErrNotLaunched) {
 		e := newEngine(cfg, 0, 1, []string{host})
 		e.links[0] = &loopLink{from: e, to: e}
 		return newWorldComm(e), nil
 	}
-	rank, err1 := envInt(EnvRank)
-	size, err2 := envInt(EnvSize)
-	if err := firstErr(err1, err2); err != nil {
-		return nil, err
+	if err != nil {
+		return nil, fmt.Errorf("comm: %w", err)
 	}
-	if size < 1 || rank < 0 || rank >= size {
-		return nil, fmt.Errorf("comm: %s=%d, %s=%d: rank out of range", EnvRank, rank, EnvSize, size)
-	}
-	secret, err := hex.DecodeString(os.Getenv(EnvSecret))
-	if err != nil || len(secret) < 16 {
-		return nil, fmt.Errorf("comm: %s must be at least 16 hex-encoded bytes", EnvSecret)
-	}
-	rdvAddr := os.Getenv(EnvRendezvous)
-	if rdvAddr == "" {
-		return nil, fmt.Errorf("comm: %s is not set", EnvRendezvous)
-	}
-	node := os.Getenv(EnvNode)
-	if node == "" {
-		node = host
-	}
+	rank, size, secret, rdvAddr := env.Rank, env.Size, env.Secret, env.Rendezvous
+	node := cmp.Or(env.Node, host)
 	bind, err := bindHost(rdvAddr)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.JoinTimeout)
 	defer cancel()
 	if !cfg.LockedCallers {
 		go warmHeap() // ends by itself: a few milliseconds of work
 	}
-	c, err := newTCPWorld(ctx, cfg, os.Getenv(EnvJob), rank, size, secret, rdvAddr, node, bind)
+	c, err := newTCPWorld(ctx, cfg, env.Job, rank, size, secret, rdvAddr, node, bind)
 	if err != nil {
 		return nil, err
 	}
@@ -226,23 +213,6 @@ func bindHost(rdvAddr string) (string, error) {
 	defer u.Close()
 	lh, _, _ := net.SplitHostPort(u.LocalAddr().String())
 	return lh, nil
-}
-
-func envInt(name string) (int, error) {
-	v, err := strconv.Atoi(os.Getenv(name))
-	if err != nil {
-		return 0, fmt.Errorf("comm: %s=%q is not an integer", name, os.Getenv(name))
-	}
-	return v, nil
-}
-
-func firstErr(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // Abort ends the whole job with exit status code, like MPI_Abort: it asks the

@@ -21,6 +21,8 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/yamux"
+
+	"github.com/pmrun/pmrun/internal/ctl"
 	"github.com/pmrun/pmrun/internal/wire"
 )
 
@@ -75,23 +77,23 @@ type meta struct {
 type Agent struct {
 	cfg    AgentConfig
 	ml     *memberlist.Memberlist
-	ln     net.Listener
-	lock   *os.File // holds the work directory
+	ln     net.Listener // the control port, which srv serves
+	srv    *ctl.Server  // launchers' control sessions
+	lock   *os.File     // holds the work directory
 	secret []byte
 	logf   func(format string, args ...any)
 
 	gossip  string // advertised gossip address
 	control string // advertised control address
 
-	mu       sync.Mutex
-	md       meta                 // what this node advertises
-	meta     []byte               // md encoded
-	members  map[string]Member    // every node seen, by name, as gossip last told
-	pools    map[*workerPool]bool // task workers of hubs' sessions
-	changed  chan struct{}        // closed at the next change of members (nil: nobody waits)
-	jobs     map[string]*agentJob
-	sessions map[*yamux.Session]bool
-	closed   bool
+	mu      sync.Mutex
+	md      meta                 // what this node advertises
+	meta    []byte               // md encoded
+	members map[string]Member    // every node seen, by name, as gossip last told
+	pools   map[*workerPool]bool // task workers of hubs' sessions
+	changed chan struct{}        // closed at the next change of members (nil: nobody waits)
+	jobs    map[string]*agentJob
+	closed  bool
 
 	envs *venvCache // WORK_DIR/venvs
 
@@ -154,7 +156,7 @@ func StartAgent(cfg AgentConfig) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, logf: cfg.Logf, secret: controlSecret(cfg.Key), ln: ln, lock: lock,
-		members: map[string]Member{}, jobs: map[string]*agentJob{}, sessions: map[*yamux.Session]bool{},
+		members: map[string]Member{}, jobs: map[string]*agentJob{},
 		pools:  map[*workerPool]bool{},
 		joined: make(chan struct{}), conflicts: make(chan Member, 1), refused: make(chan error, 1),
 		quit: make(chan struct{}), envs: &venvCache{dir: filepath.Join(cfg.WorkDir, "venvs")},
@@ -214,8 +216,20 @@ func StartAgent(cfg AgentConfig) (*Agent, error) {
 	local := a.ml.LocalNode()
 	a.gossip = local.Address()
 	a.control = net.JoinHostPort(local.Addr.String(), strconv.Itoa(a.ln.Addr().(*net.TCPAddr).Port))
-	a.wg.Add(3)
-	go a.serve()
+	a.srv, err = ctl.NewServer(a.ln, ctl.ServerConfig{
+		Secret: a.secret, Role: wire.RoleControl, RoleName: "a control connection", Timing: ctl.NodeTiming(),
+		Refused: func(remote net.Addr, err error) {
+			a.logf("pmrun node %s: refused a connection from %s: %v", cfg.Name, remote, err)
+		},
+		Handle: func(s *yamux.Session, _ uint32, st net.Conn) { a.serveStream(s, st) },
+	})
+	if err != nil {
+		a.ml.Shutdown()
+		a.ln.Close()
+		a.lock.Close()
+		return nil, fmt.Errorf("node: control service: %w", err)
+	}
+	a.wg.Add(2)
 	go a.joinLoop()
 	go a.gossipCounts()
 	return a, nil
@@ -398,18 +412,11 @@ func (a *Agent) Close() error {
 		for _, j := range a.jobs {
 			jobs = append(jobs, j)
 		}
-		sessions := make([]*yamux.Session, 0, len(a.sessions))
-		for s := range a.sessions {
-			sessions = append(sessions, s)
-		}
 		a.mu.Unlock()
 		for _, j := range jobs {
 			j.sp.kill(9) // SIGKILL
 		}
-		err = a.ln.Close()
-		for _, s := range sessions {
-			s.Close()
-		}
+		err = a.srv.Close() // closes the sessions, waits for their jobs
 		a.wg.Wait()
 		err = errors.Join(err, a.ml.Shutdown(), a.lock.Close())
 	})
@@ -418,13 +425,7 @@ func (a *Agent) Close() error {
 
 // dropSessions closes every launcher's connection, as a network cut would
 // (for tests); the jobs' ranks are then killed as when a launcher vanishes.
-func (a *Agent) dropSessions() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for s := range a.sessions {
-		s.Close()
-	}
-}
+func (a *Agent) dropSessions() { a.srv.DropSessions() }
 
 // joinLoop joins the configured addresses, resolving names again on every
 // try, every 500 ms until another node answers; afterwards it checks every
@@ -501,66 +502,8 @@ func (a *Agent) checkConflict() error {
 	}
 }
 
-// serve accepts launchers' control connections.
-func (a *Agent) serve() {
-	defer a.wg.Done()
-	for {
-		conn, err := a.ln.Accept()
-		if err != nil {
-			return
-		}
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
-			a.serveConn(conn)
-		}()
-	}
-}
-
-func (a *Agent) serveConn(conn net.Conn) {
-	role, _, err := wire.AcceptHandshake(conn, a.secret)
-	if err == nil && role != wire.RoleControl {
-		err = fmt.Errorf("role %d is not a control connection", role)
-	}
-	if err != nil {
-		a.logf("pmrun node %s: refused a connection from %s: %v", a.cfg.Name, conn.RemoteAddr(), err)
-		conn.Close()
-		return
-	}
-	s, err := yamux.Server(conn, yamuxConfig())
-	if err != nil {
-		conn.Close()
-		return
-	}
-	a.mu.Lock()
-	if a.closed {
-		a.mu.Unlock()
-		s.Close()
-		return
-	}
-	a.sessions[s] = true
-	a.mu.Unlock()
-	defer func() {
-		a.mu.Lock()
-		delete(a.sessions, s)
-		a.mu.Unlock()
-		s.Close()
-	}()
-	var streams sync.WaitGroup
-	defer streams.Wait()
-	for {
-		st, err := s.Accept()
-		if err != nil {
-			return
-		}
-		streams.Add(1)
-		go func() {
-			defer streams.Done()
-			a.serveStream(s, st)
-		}()
-	}
-}
-
+// serveStream serves a stream that a launcher (or a task hub) opened on its
+// control session s.
 func (a *Agent) serveStream(s *yamux.Session, st net.Conn) {
 	req, err := readRequest(st)
 	if err != nil {
@@ -730,7 +673,9 @@ func QueryMembers(ctx context.Context, addr, key string) ([]Member, error) {
 }
 
 func queryMembers(ctx context.Context, addr, key string) ([]Member, string, error) {
-	s, err := dialControl(addr, key, dialTimeout(ctx))
+	ctx, cancel := context.WithTimeout(ctx, dialTimeout(ctx))
+	defer cancel()
+	s, err := dialControl(ctx, addr, key)
 	if err != nil {
 		return nil, "", err
 	}

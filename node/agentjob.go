@@ -2,6 +2,7 @@ package node
 
 import (
 	"cmp"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -9,14 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/yamux"
-	"golang.org/x/sys/unix"
+
+	"github.com/pmrun/pmrun/internal/rankenv"
 )
 
 // agentJob is one job's part on an agent: its files, its ranks, and the
@@ -25,9 +26,11 @@ type agentJob struct {
 	a    *Agent
 	id   string
 	spec *remoteSpec
-	dir  string
-	sess *yamux.Session
-	ctl  *jsonStream
+	// secret is spec.Secret decoded: the job secret its ranks prove.
+	secret []byte
+	dir    string
+	sess   *yamux.Session
+	ctl    *jsonStream
 
 	sp      *spawner                 // starts, watches and kills the ranks
 	mu      sync.Mutex               // guards attachc
@@ -60,6 +63,25 @@ func (j *agentJob) waitAttach(op string) (net.Conn, error) {
 	}
 }
 
+// checkSpec validates the job request and decodes its secret.
+func (j *agentJob) checkSpec() error {
+	switch sp := j.spec; {
+	case sp == nil:
+		return errors.New("no job spec")
+	case j.id == "" || strings.ContainsAny(j.id, "/\\."):
+		return fmt.Errorf("job id %q", j.id)
+	case len(sp.Ranks) == 0:
+		return errors.New("no ranks")
+	case sp.Size < 1:
+		return fmt.Errorf("job size %d", sp.Size)
+	}
+	var err error
+	if j.secret, err = hex.DecodeString(j.spec.Secret); err != nil || len(j.secret) < rankenv.MinSecret {
+		return fmt.Errorf("the job secret must be at least %d hex-encoded bytes", rankenv.MinSecret)
+	}
+	return nil
+}
+
 func (j *agentJob) send(ev event) error {
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
@@ -75,37 +97,75 @@ func (a *Agent) runJob(s *yamux.Session, st net.Conn, req *request) {
 	j := &agentJob{a: a, id: req.Job, spec: req.Spec, sess: s, ctl: newJSONStream(st), sp: newSpawner(a.logf),
 		attachc: map[string]chan net.Conn{"files": make(chan net.Conn, 1), "stdin": make(chan net.Conn, 1)}}
 	defer j.sp.Close()
-	fail := func(format string, args ...any) {
-		j.send(event{Ev: "error", Msg: fmt.Sprintf(format, args...)})
-	}
-	if j.spec == nil || len(j.spec.Ranks) == 0 || j.spec.Size < 1 || j.id == "" || strings.ContainsAny(j.id, "/\\.") {
-		fail("node %s: malformed job request", a.cfg.Name)
+	if !a.admit(j) {
 		return
 	}
-	a.mu.Lock()
-	if a.closed || a.jobs[j.id] != nil {
-		a.mu.Unlock()
-		fail("node %s: job %s is already running here (or the node is stopping)", a.cfg.Name, j.id)
-		return
-	}
-	a.jobs[j.id] = j
-	a.mu.Unlock()
-	defer func() {
-		a.mu.Lock()
-		delete(a.jobs, j.id)
-		a.mu.Unlock()
-	}()
+	defer a.forget(j)
 	if err := j.send(event{Ev: "accepted"}); err != nil { // the launcher may now attach streams
 		return
 	}
 	j.dir = filepath.Join(a.cfg.WorkDir, "jobs", j.id)
 	if err := os.MkdirAll(j.dir, 0o700); err != nil {
-		fail("node %s: %v", a.cfg.Name, err)
+		j.fail("%v", err)
 		return
 	}
 	defer os.RemoveAll(j.dir)
 	defer ownShared(j.id)()
+	python, ok := j.prepare()
+	if !ok || j.send(event{Ev: "ready"}) != nil || !j.awaitStart() {
+		return
+	}
+	stdin := j.stdinStream()
+	var outputs forwarders
+	exits := make(chan exitEvent, len(j.spec.Ranks))
+	started, stopStdin := j.startRanks(python, stdin, &outputs, exits)
+	orders := j.obeyOrders()
+	j.reportExits(started, exits)
+	if stopStdin != nil {
+		stopStdin()
+	}
+	outputs.drain(2 * time.Second)
+	if stdin != nil {
+		stdin.Close()
+	}
+	j.send(event{Ev: "done"})
+	st.Close()
+	<-orders
+}
 
+// fail reports the job's failure to the launcher.
+func (j *agentJob) fail(format string, args ...any) {
+	j.send(event{Ev: "error", Msg: fmt.Sprintf("node %s: ", j.a.cfg.Name) + fmt.Sprintf(format, args...)})
+}
+
+// admit checks j's request and registers j with the agent, or tells the
+// launcher why not.
+func (a *Agent) admit(j *agentJob) bool {
+	if err := j.checkSpec(); err != nil {
+		j.fail("malformed job request: %v", err)
+		return false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed || a.jobs[j.id] != nil {
+		j.fail("job %s is already running here (or the node is stopping)", j.id)
+		return false
+	}
+	a.jobs[j.id] = j
+	return true
+}
+
+// forget removes j from the agent's jobs.
+func (a *Agent) forget(j *agentJob) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.jobs, j.id)
+}
+
+// prepare receives the job's files and builds its Python environment, if
+// it has them. It returns the interpreter of a script ("" for a program);
+// false means it failed and told the launcher.
+func (j *agentJob) prepare() (python string, ok bool) {
 	if j.spec.Shipped || j.spec.Files {
 		fs, err := j.waitAttach("files")
 		if err == nil {
@@ -113,62 +173,84 @@ func (a *Agent) runJob(s *yamux.Session, st net.Conn, req *request) {
 			fs.Close()
 		}
 		if err != nil {
-			fail("node %s: receiving the job's files: %v", a.cfg.Name, err)
-			return
+			j.fail("receiving the job's files: %v", err)
+			return "", false
 		}
 	}
-	python := j.spec.Python // the interpreter of a script ("" for a program)
-	if j.spec.Requirements != "" {
-		progress := func(step string, detail bool) { j.send(event{Ev: "progress", Msg: step, Detail: detail}) }
-		env, cached, err := a.envs.pythonEnv(cmp.Or(python, "python3"), j.spec.Requirements, j.dir, progress)
-		if err != nil {
-			j.send(event{Ev: "error", Code: ExitSetup, Msg: fmt.Sprintf("node %s: %v", a.cfg.Name, err)})
-			return
-		}
-		j.send(event{Ev: "env", Cached: cached, Msg: env})
-		if python != "" {
-			python = filepath.Join(env, "bin", "python")
-		}
-		j.spec.Env = append(j.spec.Env, "VIRTUAL_ENV="+env, "PATH="+filepath.Join(env, "bin")+":"+os.Getenv("PATH"))
+	python = j.spec.Python
+	if j.spec.Requirements == "" {
+		return python, true
 	}
-	if err := j.send(event{Ev: "ready"}); err != nil {
-		return
+	progress := func(step string, detail bool) { j.send(event{Ev: "progress", Msg: step, Detail: detail}) }
+	env, cached, err := j.a.envs.pythonEnv(cmp.Or(python, "python3"), j.spec.Requirements, j.dir, progress)
+	if err != nil {
+		j.send(event{Ev: "error", Code: ExitSetup, Msg: fmt.Sprintf("node %s: %v", j.a.cfg.Name, err)})
+		return "", false
 	}
+	j.send(event{Ev: "env", Cached: cached, Msg: env})
+	if python != "" {
+		python = filepath.Join(env, "bin", "python")
+	}
+	j.spec.Env = append(j.spec.Env, "VIRTUAL_ENV="+env, "PATH="+filepath.Join(env, "bin")+":"+os.Getenv("PATH"))
+	return python, true
+}
+
+// awaitStart waits for the launcher's order to start; false means that the
+// launcher gave up (another node failed) or went away.
+func (j *agentJob) awaitStart() bool {
 	var ev event
-	if err := j.ctl.dec.Decode(&ev); err != nil || ev.Ev != "start" {
-		return // the launcher gave up (another node failed) or went away
+	return j.ctl.dec.Decode(&ev) == nil && ev.Ev == "start"
+}
+
+// stdinWait bounds the wait for the stdin stream once the job starts.
+const stdinWait = 5 * time.Second
+
+// stdinStream is rank 0's stdin, if it runs here and the launcher sent it
+// in time; nil otherwise.
+func (j *agentJob) stdinStream() net.Conn {
+	if !j.spec.Stdin {
+		return nil
 	}
-	var stdin net.Conn
-	if j.spec.Stdin {
-		select {
-		case stdin = <-j.attachc["stdin"]:
-		case <-time.After(5 * time.Second):
-		}
+	t := time.NewTimer(stdinWait)
+	defer t.Stop()
+	select {
+	case st := <-j.attachc["stdin"]:
+		return st
+	case <-t.C:
+		return nil
 	}
-	exits := make(chan exitEvent, len(j.spec.Ranks))
-	var outputs sync.WaitGroup
-	var stopStdin func()
-	started := 0
+}
+
+// startRanks starts the job's ranks, stopping at the first that fails (it
+// then kills those started and tells the launcher), and reports "started"
+// when all have. It returns how many started, and the end of rank 0's stdin
+// forwarding if rank 0 is among them.
+func (j *agentJob) startRanks(python string, stdin net.Conn, outputs *forwarders, exits chan<- exitEvent) (started int, stopStdin func()) {
 	for i, r := range j.spec.Ranks {
 		var in io.Reader
 		if r == 0 && stdin != nil {
 			in = stdin
 		}
-		stop, err := j.startRank(python, i, r, in, &outputs, exits)
+		stop, err := j.startRank(python, i, r, in, outputs, exits)
 		if err != nil {
-			fail("node %s: %v", a.cfg.Name, err)
+			j.fail("%v", err)
 			j.sp.kill(syscall.SIGKILL)
-			break
+			return started, stopStdin
 		}
 		if stop != nil {
 			stopStdin = stop
 		}
 		started++
 	}
-	if started == len(j.spec.Ranks) {
-		j.send(event{Ev: "started"})
-	}
-	// Orders from the launcher; its stream ending means it is gone.
+	j.send(event{Ev: "started"})
+	return started, stopStdin
+}
+
+// obeyOrders carries out the launcher's orders (kill) in a goroutine until
+// the job's control stream ends, which means the launcher is gone (its
+// ranks are then killed) or the job is over; the returned channel is closed
+// when it returns.
+func (j *agentJob) obeyOrders() <-chan struct{} {
 	orders := make(chan struct{})
 	go func() {
 		defer close(orders)
@@ -183,26 +265,21 @@ func (a *Agent) runJob(s *yamux.Session, st net.Conn, req *request) {
 			}
 		}
 	}()
+	return orders
+}
+
+// reportExits tells the launcher of each of the started ranks' exits.
+func (j *agentJob) reportExits(started int, exits <-chan exitEvent) {
 	for range started {
 		ev := <-exits
 		code, how := ev.status()
 		j.send(event{Ev: "exit", Rank: ev.rank, Code: code, Msg: how})
 	}
-	if stopStdin != nil {
-		stopStdin()
-	}
-	waitTimeout(&outputs, 2*time.Second)
-	if stdin != nil {
-		stdin.Close()
-	}
-	j.send(event{Ev: "done"})
-	st.Close()
-	<-orders
 }
 
 // startRank starts world rank r, the i-th of this node. A rank given stdin
 // reads it through a pipe; stopStdin (nil for the others) ends that forwarding.
-func (j *agentJob) startRank(python string, i, r int, stdin io.Reader, outputs *sync.WaitGroup,
+func (j *agentJob) startRank(python string, i, r int, stdin io.Reader, outputs *forwarders,
 	exits chan<- exitEvent) (stopStdin func(), err error) {
 	sp := j.spec
 	prog, args := sp.Program, sp.Args
@@ -217,23 +294,17 @@ func (j *agentJob) startRank(python string, i, r int, stdin io.Reader, outputs *
 	env := append(os.Environ(), sp.Env...)
 	env = append(env, PythonEnv(env, sp.NoMPI4py)...)
 	threads := rankThreads(sp.Threads, j.a.cfg.Cores, len(sp.Ranks))
-	cmd.Env = append(threadEnv(env, threads),
-		"PMRUN_RANK="+strconv.Itoa(r),
-		"PMRUN_SIZE="+strconv.Itoa(sp.Size),
-		"PMRUN_LOCAL_RANK="+strconv.Itoa(i),
-		"PMRUN_LOCAL_SIZE="+strconv.Itoa(len(sp.Ranks)),
-		"PMRUN_JOB="+j.id,
-		"PMRUN_RENDEZVOUS="+sp.Rendezvous,
-		"PMRUN_SECRET="+sp.Secret,
-		"PMRUN_NODE="+j.a.cfg.Name,
-	)
-	var bind *unix.CPUSet
+	cmd.Env = rankenv.Env{
+		Rank: r, Size: sp.Size, LocalRank: i, LocalSize: len(sp.Ranks), Node: j.a.cfg.Name,
+		Job: j.id, Rendezvous: sp.Rendezvous, Secret: j.secret, Threads: threads,
+	}.AppendTo(env)
+	rp := rankProc{rank: r, cmd: cmd, stdin: stdin}
 	if sp.BindCores {
 		cpus, err := allowedCPUs()
 		if err != nil {
 			return nil, fmt.Errorf("rank %d: %w", r, err)
 		}
-		bind = coreShare(cpus, i, threads)
+		rp.bind = coreShare(cpus, i, threads)
 	}
 	var streams [2]net.Conn // the launcher's ends for stdout and stderr
 	for i := range streams {
@@ -249,43 +320,10 @@ func (j *agentJob) startRank(python string, i, r int, stdin io.Reader, outputs *
 		}
 		streams[i] = st
 	}
-	closeAfter, err := pipeOutput(cmd, outputs, func(fd int, r io.Reader) {
+	rp.output = func(fd int, r io.Reader) {
 		io.Copy(streams[fd-1], r)
 		streams[fd-1].Close()
-	})
-	if err != nil {
-		streams[0].Close()
-		streams[1].Close()
-		return nil, err
 	}
-	if stdin != nil {
-		rd, stop, err := pipeStdin(cmd, stdin)
-		if err != nil {
-			for _, c := range closeAfter {
-				c.Close() // ends the output forwarders
-			}
-			return nil, fmt.Errorf("rank %d: stdin: %w", r, err)
-		}
-		closeAfter, stopStdin = append(closeAfter, rd), stop
-	}
-	err = j.sp.start(cmd, r, bind, exits)
-	for _, c := range closeAfter {
-		c.Close()
-	}
-	if err != nil {
-		if stopStdin != nil {
-			stopStdin()
-		}
-		return nil, fmt.Errorf("rank %d: starting %s: %w", r, prog, err)
-	}
-	return stopStdin, nil
-}
-
-func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(d):
-	}
+	rp.streams = []io.Closer{streams[0], streams[1]}
+	return startRank(j.sp, rp, outputs, exits)
 }

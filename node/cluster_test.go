@@ -20,6 +20,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/yamux"
+	"github.com/pmrun/pmrun/internal/ctl"
 	"github.com/pmrun/pmrun/internal/e2e"
 	"github.com/pmrun/pmrun/internal/testwheel"
 )
@@ -664,7 +665,7 @@ func TestLostReason(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := yamux.Client(c, yamuxConfig())
+		s, err := yamux.Client(c, ctl.YamuxConfig(ctl.NodeTiming()))
 		if err != nil {
 			t.Fatal(err)
 		}

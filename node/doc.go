@@ -1,7 +1,8 @@
 // Package node runs a job's ranks on a node: it starts the rank processes with the
-// environment package comm reads, serves the rendezvous through which they find
-// each other, forwards their output line by line, and ends the job as soon as any
-// rank fails (like MPI_ERRORS_ARE_FATAL), naming the rank and why.
+// launcher-rank environment (internal/rankenv, which package comm reads), serves
+// the rendezvous through which they find each other, forwards their output line
+// by line, and ends the job as soon as any rank fails (like MPI_ERRORS_ARE_FATAL),
+// naming the rank and why.
 //
 // The pmrun launcher runs local jobs with RunLocal:
 //

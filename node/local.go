@@ -12,13 +12,10 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
-	"github.com/pmrun/pmrun/comm"
+	"github.com/pmrun/pmrun/internal/rankenv"
 	"github.com/pmrun/pmrun/internal/rendezvous"
 )
 
@@ -88,17 +85,11 @@ func RunLocal(ctx context.Context, spec JobSpec, stdout, stderr io.Writer) (Resu
 	}
 	errSink := &lineSink{w: stderr}
 	outSink := &lineSink{w: stdout}
-	logf := spec.Logf
-	if logf == nil {
-		logf = func(format string, args ...any) {
-			errSink.writeLine(nil, []byte(fmt.Sprintf(format, args...)+"\n"))
-		}
-	}
-	secret := make([]byte, 32)
-	if _, err := rand.Read(secret); err != nil {
+	logf := jobLogf(spec.Logf, errSink)
+	secret, jobID, err := newJobSecret()
+	if err != nil {
 		return Result{}, err
 	}
-	jobID := hex.EncodeToString(secret[:6])
 	reapShared()
 	defer ownShared(jobID)()
 	srv, err := rendezvous.Listen("127.0.0.1:0", secret, spec.NP, logf)
@@ -108,12 +99,6 @@ func RunLocal(ctx context.Context, spec JobSpec, stdout, stderr io.Writer) (Resu
 	defer srv.Close()
 
 	base := append(os.Environ(), spec.Env...)
-	base = append(base,
-		"PMRUN_SIZE="+strconv.Itoa(spec.NP),
-		"PMRUN_JOB="+jobID,
-		"PMRUN_RENDEZVOUS="+srv.Addr(),
-		"PMRUN_SECRET="+hex.EncodeToString(secret),
-	)
 	host, _ := os.Hostname()
 	nodes := localNodes(host, spec)
 	if spec.ShowMap {
@@ -128,7 +113,7 @@ func RunLocal(ctx context.Context, spec JobSpec, stdout, stderr io.Writer) (Resu
 		}
 	}
 
-	var outputs sync.WaitGroup // forwarders; done when every rank's pipes are drained
+	var outputs forwarders // done when every rank's pipes are drained
 	exits := make(chan exitEvent, spec.NP)
 	sp := newSpawner(logf)
 	defer sp.Close()
@@ -138,21 +123,26 @@ func RunLocal(ctx context.Context, spec JobSpec, stdout, stderr io.Writer) (Resu
 		if spec.PerNode > 0 {
 			m = nodes[r/spec.PerNode]
 		}
-		env := threadEnv(base, m.Threads)
-		env = append(env, "PMRUN_NODE="+m.Node, "PMRUN_LOCAL_SIZE="+strconv.Itoa(len(m.Ranks)),
-			comm.EnvHostSize+"="+strconv.Itoa(spec.NP), // simulated nodes share this machine
-			"PMRUN_RANK="+strconv.Itoa(r), "PMRUN_LOCAL_RANK="+strconv.Itoa(r-m.Ranks[0]))
-		var bind *unix.CPUSet
-		if cpus != nil {
-			bind = coreShare(cpus, r, m.Threads)
+		cmd := exec.Command(spec.Program, spec.Args...)
+		cmd.Env = rankenv.Env{
+			Rank: r, Size: spec.NP, LocalRank: r - m.Ranks[0], LocalSize: len(m.Ranks),
+			HostSize: spec.NP, // simulated nodes share this machine
+			Node:     m.Node, Job: jobID, Rendezvous: srv.Addr(), Secret: secret, Threads: m.Threads,
+		}.AppendTo(base)
+		rp := rankProc{rank: r, cmd: cmd, output: localOutput(spec.TagOutput, r, outSink, errSink)}
+		if r == 0 {
+			rp.stdin = spec.Stdin
 		}
-		stop, err := startRank(sp, spec, r, env, bind, outSink, errSink, &outputs, exits)
+		if cpus != nil {
+			rp.bind = coreShare(cpus, r, m.Threads)
+		}
+		stop, err := startRank(sp, rp, &outputs, exits)
 		if err != nil {
 			sp.kill(syscall.SIGKILL)
 			for range r {
 				<-exits
 			}
-			outputs.Wait()
+			outputs.wg.Wait()
 			if stopStdin != nil {
 				stopStdin()
 			}
@@ -174,10 +164,20 @@ func RunLocal(ctx context.Context, spec JobSpec, stdout, stderr io.Writer) (Resu
 		stopStdin()
 	}
 	// Every rank has exited; whatever still holds their pipes (a grandchild)
-	// gets a moment, then the launcher stops waiting for it.
-	waitTimeout(&outputs, 2*time.Second)
+	// gets a moment, then the launcher stops reading them.
+	outputs.drain(2 * time.Second)
 	sv.report()
 	return res, nil
+}
+
+// newJobSecret makes a job's secret (32 random bytes) and its id (hex of
+// the first 6).
+func newJobSecret() (secret []byte, id string, err error) {
+	secret = make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, "", fmt.Errorf("node: making the job secret: %w", err)
+	}
+	return secret, hex.EncodeToString(secret[:6]), nil
 }
 
 // localNodes is the placement of spec on this machine, host: one node, or
@@ -203,84 +203,6 @@ func localNodes(host string, spec JobSpec) []NodeMap {
 		ms = append(ms, m)
 	}
 	return ms
-}
-
-// startRank starts rank r of spec with sp, with environment env, on the
-// CPUs bind (nil: any). Rank 0 reads spec.Stdin, if any, through a pipe:
-// stopStdin (nil for the others) ends that forwarding.
-func startRank(sp *spawner, spec JobSpec, r int, env []string, bind *unix.CPUSet, out, errs *lineSink,
-	outputs *sync.WaitGroup, exits chan<- exitEvent) (stopStdin func(), err error) {
-	cmd := exec.Command(spec.Program, spec.Args...)
-	cmd.Env = env
-	var prefix []byte
-	if spec.TagOutput {
-		prefix = []byte("[" + strconv.Itoa(r) + "] ")
-	}
-	sinks := [...]*lineSink{out, errs}
-	closeAfterStart, err := pipeOutput(cmd, outputs, func(fd int, r io.Reader) { forwardLines(r, sinks[fd-1], prefix) })
-	if err != nil {
-		return nil, err
-	}
-	if r == 0 && spec.Stdin != nil {
-		rd, stop, err := pipeStdin(cmd, spec.Stdin)
-		if err != nil {
-			for _, f := range closeAfterStart {
-				f.Close()
-			}
-			return nil, err
-		}
-		closeAfterStart, stopStdin = append(closeAfterStart, rd), stop
-	}
-	err = sp.start(cmd, r, bind, exits)
-	for _, f := range closeAfterStart {
-		f.Close()
-	}
-	if err != nil {
-		if stopStdin != nil {
-			stopStdin()
-		}
-		return nil, fmt.Errorf("rank %d: starting %s: %w", r, spec.Program, err)
-	}
-	return stopStdin, nil
-}
-
-// pipeOutput gives cmd a pipe for its stdout (fd 1) and one for its stderr
-// (fd 2) and runs consume on each read end, counted in outputs. It returns the
-// write ends, which the caller closes once cmd has started (or failed to).
-func pipeOutput(cmd *exec.Cmd, outputs *sync.WaitGroup, consume func(fd int, r io.Reader)) ([]*os.File, error) {
-	var ws []*os.File
-	for fd := 1; fd <= 2; fd++ {
-		pr, pw, err := os.Pipe()
-		if err != nil {
-			for _, w := range ws {
-				w.Close()
-			}
-			return nil, err
-		}
-		if fd == 1 {
-			cmd.Stdout = pw
-		} else {
-			cmd.Stderr = pw
-		}
-		ws = append(ws, pw)
-		outputs.Add(1)
-		go func() {
-			defer outputs.Done()
-			defer pr.Close()
-			consume(fd, pr)
-		}()
-	}
-	return ws, nil
-}
-
-// hasVar reports whether env (KEY=VALUE pairs) sets name.
-func hasVar(env []string, name string) bool {
-	for _, kv := range env {
-		if len(kv) > len(name) && kv[len(name)] == '=' && kv[:len(name)] == name {
-			return true
-		}
-	}
-	return false
 }
 
 // exitStatus turns cmd.Wait's error into an exit status and a description.

@@ -3,7 +3,6 @@ package node
 import (
 	"fmt"
 	"io"
-	"strconv"
 	"text/tabwriter"
 
 	"golang.org/x/sys/unix"
@@ -25,18 +24,6 @@ func rankThreads(want, cores, n int) int {
 		return want
 	}
 	return max(1, cores/max(n, 1))
-}
-
-// threadEnv returns env with PMRUN_THREADS=t and, unless env sets GOMAXPROCS,
-// GOMAXPROCS=t: a Go rank then runs as many threads as its share of cores, so
-// that idle Ps of one rank do not wake threads that compete with the other
-// ranks' spinning waiters.
-func threadEnv(env []string, t int) []string {
-	env = append(env[:len(env):len(env)], "PMRUN_THREADS="+strconv.Itoa(t))
-	if !hasVar(env, "GOMAXPROCS") {
-		env = append(env, "GOMAXPROCS="+strconv.Itoa(t))
-	}
-	return env
 }
 
 // writeMap writes the job's placement as a table, one line per node.

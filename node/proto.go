@@ -3,6 +3,7 @@ package node
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+
+	"github.com/pmrun/pmrun/internal/ctl"
 	"github.com/pmrun/pmrun/internal/wire"
 )
 
@@ -61,45 +64,25 @@ func WithPort(addr string, port int) string {
 	return net.JoinHostPort(addr, strconv.Itoa(port))
 }
 
-// yamuxConfig tunes yamux for control sessions: keepalives every 300 ms that
-// must be answered within 1.5 s, so that a node cut off the network is noticed
-// within about 2 s (a killed process closes its connection at once). A 1 s
-// answer time proved too short: an agent whose cores were saturated (five pip
-// installs on 2 cores next to a busy test suite) missed it and its job was
-// aborted as if the node had gone.
-func yamuxConfig() *yamux.Config {
-	cfg := yamux.DefaultConfig()
-	cfg.LogOutput = io.Discard
-	cfg.EnableKeepAlive = true
-	cfg.KeepAliveInterval = 300 * time.Millisecond
-	cfg.ConnectionWriteTimeout = 1500 * time.Millisecond
-	cfg.StreamOpenTimeout = 5 * time.Second
-	return cfg
-}
-
-// dialControl opens an authenticated control session to the agent at addr.
-func dialControl(addr, key string, timeout time.Duration) (*yamux.Session, error) {
-	conn, err := net.DialTimeout("tcp", addr, timeout)
+// dialControl opens an authenticated control session (ctl.NodeTiming) to
+// the agent at addr; ctx bounds the connection.
+func dialControl(ctx context.Context, addr, key string) (*yamux.Session, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("agent %s: %w", addr, err)
 	}
 	rc := &recordingConn{Conn: conn}
-	if err := wire.DialHandshake(rc, controlSecret(key), wire.RoleControl, 0); err != nil {
-		conn.Close()
-		if errors.Is(err, wire.ErrHandshake) && gossipReply(rc.read) {
-			return nil, fmt.Errorf("%s is %w: give the control port (default %d)", addr, ErrNotControl, DefaultControlPort)
-		}
-		if errors.Is(err, wire.ErrHandshake) {
-			return nil, fmt.Errorf("agent %s refused the connection: %w (the launcher's --cluster-key / %s must be the agent's)", addr, ErrKeyMismatch, EnvClusterKey)
-		}
-		return nil, fmt.Errorf("agent %s: %w", addr, err)
+	s, err := ctl.Client(rc, controlSecret(key), wire.RoleControl, 0, ctl.NodeTiming())
+	switch {
+	case err == nil:
+		return s, nil
+	case errors.Is(err, wire.ErrHandshake) && gossipReply(rc.read):
+		return nil, fmt.Errorf("%s is %w: give the control port (default %d)", addr, ErrNotControl, DefaultControlPort)
+	case errors.Is(err, wire.ErrHandshake):
+		return nil, fmt.Errorf("agent %s refused the connection: %w (the launcher's --cluster-key / %s must be the agent's)", addr, ErrKeyMismatch, EnvClusterKey)
 	}
-	s, err := yamux.Client(conn, yamuxConfig())
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	return s, nil
+	return nil, fmt.Errorf("agent %s: %w", addr, err)
 }
 
 // recordingConn keeps the first bytes read from a connection.

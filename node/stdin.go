@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -64,30 +65,41 @@ func copyStdin(dst io.Writer, src io.Reader, quit <-chan struct{}) {
 	}
 }
 
-// pipeStdin gives cmd a pipe as its stdin, fed from src by a goroutine until
-// src ends (then the rank reads EOF) or stop is called. The caller closes rd
-// once cmd has started (or failed to), and calls stop once the rank has
-// exited: stop interrupts a read of src if src has read deadlines.
+// pipeStdin gives cmd a pipe as its stdin, fed from src (see forwardStdin)
+// until src ends (then the rank reads EOF) or stop is called. The caller
+// closes rd once cmd has started (or failed to), and calls stop once the
+// rank has exited.
 func pipeStdin(cmd *exec.Cmd, src io.Reader) (rd *os.File, stop func(), err error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, nil, err
 	}
 	cmd.Stdin = pr
+	return pr, forwardStdin(pw, src), nil
+}
+
+// forwardStdin copies src to dst in a goroutine of its own, until src ends,
+// dst fails or stop is called, and then closes dst. stop interrupts a read
+// of src and waits for the goroutine when src has read deadlines (a pipe, a
+// stream); a blocking read (a terminal) cannot be interrupted, and that
+// goroutine ends with the read, or with the process.
+func forwardStdin(dst io.WriteCloser, src io.Reader) (stop func()) {
 	quit, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		defer pw.Close()
-		copyStdin(pw, src, quit)
+		defer dst.Close()
+		copyStdin(dst, src, quit)
 	}()
-	stop = func() {
-		close(quit)
-		if d, ok := src.(deadliner); ok && d.SetReadDeadline(time.Now()) == nil {
-			<-done
-			d.SetReadDeadline(time.Time{})
-		} // else: a blocking read (a terminal) cannot be interrupted; it ends with the process
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(quit)
+			if d, ok := src.(deadliner); ok && d.SetReadDeadline(time.Now()) == nil {
+				<-done
+				d.SetReadDeadline(time.Time{})
+			}
+		})
 	}
-	return pr, stop, nil
 }
 
 // isTerminal reports whether fd is a terminal.

@@ -93,7 +93,9 @@ func (h *hub) startCluster(ctx context.Context) func() {
 
 // open starts a task session on node n.
 func (h *hub) open(n *hubNode, spec *taskSpec, bundle []byte) error {
-	s, err := dialControl(n.control, h.cfg.Key, 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	s, err := dialControl(ctx, n.control, h.cfg.Key)
+	cancel()
 	if err != nil {
 		return err
 	}

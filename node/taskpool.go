@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pmrun/pmrun/internal/rankenv"
 )
 
 // DefaultWorkerModule is the Python module a task worker runs (python -m).
@@ -102,7 +104,7 @@ type workerPool struct {
 	exits chan exitEvent
 	quit  chan struct{}
 	done  chan struct{}
-	out   sync.WaitGroup // output consumers
+	out   forwarders // output consumers
 
 	mu      sync.Mutex // guards workers, next and closed
 	workers map[int]*taskWorker
@@ -159,7 +161,7 @@ func (p *workerPool) start(slot int) error {
 		ended: make(chan struct{})}
 	cmd := exec.Command(p.cfg.Cmd[0], p.cfg.Cmd[1:]...)
 	cmd.Dir = p.cfg.Dir
-	cmd.Env = append(append([]string{}, p.cfg.Env...), "PMRUN_NODE="+p.cfg.Node, "PMRUN_WORKER="+strconv.Itoa(slot))
+	cmd.Env = append(append([]string{}, p.cfg.Env...), rankenv.Node+"="+p.cfg.Node, "PMRUN_WORKER="+strconv.Itoa(slot))
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3
 	closeAfter, err := pipeOutput(cmd, &p.out, func(fd int, r io.Reader) {
 		if p.cfg.Output != nil {
@@ -301,6 +303,6 @@ func (p *workerPool) Close() {
 		}
 		p.mu.Unlock()
 	}
-	waitTimeout(&p.out, 2*time.Second)
+	p.out.drain(2 * time.Second)
 	p.sp.Close()
 }

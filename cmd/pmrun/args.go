@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pmrun/pmrun/internal/rankenv"
 	"github.com/pmrun/pmrun/node"
 )
 
@@ -417,7 +418,7 @@ func (o *options) checkHybrid(set map[string]bool) error {
 
 // envThreads is the ranks' threads variable, which the launcher also takes as
 // --threads.
-const envThreads = "PMRUN_THREADS"
+const envThreads = rankenv.Threads
 
 // setThreads sets --threads from variable name's value v.
 func setThreads(o *options, name, v string) error {

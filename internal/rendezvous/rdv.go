@@ -3,11 +3,8 @@
 // every rank has registered, all of them receive the full table. A rank may also
 // ask the launcher to abort the whole job.
 //
-// Each rank holds one TCP connection to the launcher, opened by the job-secret
-// handshake (package wire) and multiplexed by yamux. yamux is used here because
-// this control plane needs several logical streams per rank (registration, abort
-// requests, and for remote nodes standard I/O and file transfer); it is never on
-// the path of rank-to-rank messages, where its per-hop cost would show.
+// Each rank holds one control session to the launcher (package ctl: the
+// job-secret handshake, then yamux, with ctl.RankTiming).
 //
 //	srv, _ := rendezvous.Listen("127.0.0.1:0", secret, n, log.Printf)
 //	// start ranks with srv.Addr() and secret in their environment; in each rank:
@@ -19,7 +16,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"slices"
 	"sync"
@@ -27,6 +23,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+
+	"github.com/pmrun/pmrun/internal/ctl"
 	"github.com/pmrun/pmrun/internal/wire"
 )
 
@@ -64,36 +62,20 @@ type reply struct {
 // ErrClosed is returned when the launcher's side is gone.
 var ErrClosed = errors.New("rendezvous: closed")
 
-func yamuxConfig() *yamux.Config {
-	cfg := yamux.DefaultConfig()
-	cfg.LogOutput = io.Discard
-	cfg.EnableKeepAlive = true
-	cfg.KeepAliveInterval = 5 * time.Second
-	cfg.ConnectionWriteTimeout = 10 * time.Second
-	return cfg
-}
-
 // Server is the launcher's side: it collects registrations and serves the table.
 type Server struct {
-	ln     net.Listener
-	secret []byte
-	size   int
-	logf   func(format string, args ...any)
+	srv  *ctl.Server
+	size int
+	logf func(format string, args ...any)
 
-	mu       sync.Mutex // guards table, waiting, sessions, closed, losses
-	table    []PeerInfo
-	losses   map[int][]int // rank -> the ranks it reported lost, in order
-	got      int
-	waiting  []*json.Encoder // registered streams awaiting the table
-	streams  []net.Conn      // connections and streams, closed by Close
-	sessions []*yamux.Session
-	closed   bool
+	mu      sync.Mutex // guards table, got, waiting, losses
+	table   []PeerInfo
+	losses  map[int][]int // rank -> the ranks it reported lost, in order
+	got     int
+	waiting []*json.Encoder // registered streams awaiting the table
 
-	ready   chan struct{}
-	aborts  chan AbortRequest
-	quit    chan struct{}
-	wg      sync.WaitGroup
-	closeMu sync.Once
+	ready  chan struct{}
+	aborts chan AbortRequest
 }
 
 // Listen starts a rendezvous service for a job of size ranks on addr.
@@ -109,20 +91,29 @@ func Listen(addr string, secret []byte, size int, logf func(format string, args 
 		return nil, fmt.Errorf("rendezvous: %w", err)
 	}
 	s := &Server{
-		ln: ln, secret: secret, size: size, logf: logf,
+		size: size, logf: logf,
 		table: make([]PeerInfo, size), ready: make(chan struct{}),
-		aborts: make(chan AbortRequest, size), quit: make(chan struct{}),
+		aborts: make(chan AbortRequest, size),
 	}
 	for i := range s.table {
 		s.table[i].Rank = -1
 	}
-	s.wg.Add(1)
-	go s.acceptLoop()
+	s.srv, err = ctl.NewServer(ln, ctl.ServerConfig{
+		Secret: secret, Role: wire.RoleRendezvous, RoleName: "a rank", Timing: ctl.RankTiming(),
+		Refused: func(remote net.Addr, err error) {
+			logf("pmrun: refused control connection from %s: %v", remote, err)
+		},
+		Handle: func(_ *yamux.Session, id uint32, st net.Conn) { s.serveStream(st, int(id)) },
+	})
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("rendezvous: %w", err)
+	}
 	return s, nil
 }
 
 // Addr returns the host:port ranks connect to.
-func (s *Server) Addr() string { return s.ln.Addr().String() }
+func (s *Server) Addr() string { return s.srv.Addr().String() }
 
 // Ready is closed once every rank has registered and been sent the table.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
@@ -130,95 +121,9 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 // Aborts delivers the ranks' abort requests.
 func (s *Server) Aborts() <-chan AbortRequest { return s.aborts }
 
-// Close stops the service and waits for its goroutines; it is idempotent.
-func (s *Server) Close() error {
-	var err error
-	s.closeMu.Do(func() {
-		close(s.quit)
-		err = s.ln.Close()
-		s.mu.Lock()
-		s.closed = true
-		for _, st := range s.streams {
-			st.Close()
-		}
-		for _, ses := range s.sessions {
-			ses.Close()
-		}
-		s.mu.Unlock()
-		s.wg.Wait()
-	})
-	return err
-}
-
-func (s *Server) acceptLoop() {
-	defer s.wg.Done()
-	for {
-		conn, err := s.ln.Accept()
-		if err != nil {
-			return
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.serveConn(conn)
-		}()
-	}
-}
-
-// track records conn so that Close can interrupt it; false means closing.
-func (s *Server) track(conn net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.streams = append(s.streams, conn)
-	return true
-}
-
-func (s *Server) serveConn(conn net.Conn) {
-	if !s.track(conn) {
-		conn.Close()
-		return
-	}
-	role, id, err := wire.AcceptHandshake(conn, s.secret)
-	if err == nil && role != wire.RoleRendezvous {
-		err = fmt.Errorf("%w: role %d is not a rank", wire.ErrHandshake, role)
-	}
-	if err != nil {
-		s.logf("pmrun: refused control connection from %s: %v", conn.RemoteAddr(), err)
-		conn.Close()
-		return
-	}
-	ses, err := yamux.Server(conn, yamuxConfig())
-	if err != nil {
-		conn.Close()
-		return
-	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		ses.Close()
-		return
-	}
-	s.sessions = append(s.sessions, ses)
-	s.mu.Unlock()
-	for {
-		st, err := ses.Accept()
-		if err != nil {
-			return
-		}
-		if !s.track(st) {
-			st.Close()
-			return
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.serveStream(st, int(id))
-		}()
-	}
-}
+// Close stops the service, closing every rank's session, and waits for its
+// goroutines; it is idempotent.
+func (s *Server) Close() error { return s.srv.Close() }
 
 func (s *Server) serveStream(st net.Conn, id int) {
 	var req request
@@ -317,18 +222,8 @@ type Client struct {
 // Join connects to the launcher at addr, registers self and blocks until every
 // one of size ranks has registered; it returns the table indexed by rank.
 func Join(ctx context.Context, addr string, secret []byte, self PeerInfo, size int) (*Client, []PeerInfo, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	ses, err := ctl.Dial(ctx, addr, secret, wire.RoleRendezvous, uint32(self.Rank), ctl.RankTiming())
 	if err != nil {
-		return nil, nil, fmt.Errorf("rendezvous: %w", err)
-	}
-	if err := wire.DialHandshake(conn, secret, wire.RoleRendezvous, uint32(self.Rank)); err != nil {
-		conn.Close()
-		return nil, nil, fmt.Errorf("rendezvous: %w", err)
-	}
-	ses, err := yamux.Client(conn, yamuxConfig())
-	if err != nil {
-		conn.Close()
 		return nil, nil, fmt.Errorf("rendezvous: %w", err)
 	}
 	c := &Client{ses: ses, rank: self.Rank, lost: make(chan struct{}), done: make(chan struct{})}

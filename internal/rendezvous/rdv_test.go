@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+	"github.com/pmrun/pmrun/internal/ctl"
 	"github.com/pmrun/pmrun/internal/wire"
 	"go.uber.org/goleak"
 )
@@ -346,7 +347,7 @@ func TestRegisterAsAnother(t *testing.T) {
 	if err := wire.DialHandshake(conn, secret, wire.RoleRendezvous, 1); err != nil {
 		t.Fatal(err)
 	}
-	ses, err := yamux.Client(conn, yamuxConfig())
+	ses, err := yamux.Client(conn, ctl.YamuxConfig(ctl.RankTiming()))
 	if err != nil {
 		t.Fatal(err)
 	}
