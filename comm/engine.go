@@ -28,12 +28,11 @@ type engine struct {
 	job   string   // job id, names shared memory segments
 	lim   wire.Limits
 
-	links    []link                        // in-process links by world rank (links[rank] loops back); immutable after start
-	peers    []atomic.Pointer[tcpLink]     // by world rank: the connection to a peer, once made
-	tcpLinks atomic.Pointer[[]*tcpLink]    // every connection made so far (copied on write)
-	shmLinks atomic.Pointer[[]*tcpLink]    // those of them that carry frames through shared memory
-	connect  func(w int) (*tcpLink, error) // makes the connection to world rank w (nil in-process)
-	arena    arena                         // payloads of unexpected eager messages (its own lock)
+	links   []link                     // in-process links by world rank (links[rank] loops back); immutable after start
+	peers   []atomic.Pointer[peerConn] // by world rank: the connection to a peer, once made
+	conns   atomic.Pointer[linkSet]    // every link over a connection made so far
+	connect func(w int) (link, error)  // makes the connection to world rank w (nil in-process)
+	arena   arena                      // payloads of unexpected eager messages (its own lock)
 
 	mu             sync.Mutex // guards the fields below
 	queues         map[uint32]*matchQueue
@@ -175,7 +174,7 @@ func newEngine(cfg *Config, rank, size int, nodes []string) *engine {
 		cfg: cfg, rank: rank, size: size, nodes: nodes,
 		lim:     wire.Limits{MaxPayload: uint64(max(cfg.EagerLimit, cfg.ShmEagerLimit, cfg.ChunkSize)) + 1024, MaxMessage: 1 << 42, MaxRank: int32(size)},
 		links:   make([]link, size),
-		peers:   make([]atomic.Pointer[tcpLink], size),
+		peers:   make([]atomic.Pointer[peerConn], size),
 		queues:  make(map[uint32]*matchQueue),
 		rdvSend: make(map[uint64]*Request),
 		rdvRecv: make(map[uint64]*Request),
@@ -189,8 +188,7 @@ func newEngine(cfg *Config, rank, size int, nodes []string) *engine {
 		held:    make([]atomic.Int64, size),
 		demand:  make([]atomic.Int32, size),
 	}
-	e.tcpLinks.Store(new([]*tcpLink))
-	e.shmLinks.Store(new([]*tcpLink))
+	e.conns.Store(&linkSet{})
 	return e
 }
 
@@ -201,17 +199,13 @@ func (e *engine) link(w int) (link, error) {
 	if l := e.links[w]; l != nil {
 		return l, nil
 	}
-	if t := e.peers[w].Load(); t != nil {
-		return t, nil
+	if c := e.peers[w].Load(); c != nil {
+		return c.link, nil
 	}
 	if e.connect == nil {
 		return nil, &PeerError{Rank: w, Reason: ErrClosed}
 	}
-	t, err := e.connect(w)
-	if err != nil {
-		return nil, err
-	}
-	return t, nil
+	return e.connect(w)
 }
 
 // reach connects to world rank w ahead of a receive or probe from it, so
@@ -237,17 +231,13 @@ func (e *engine) unreachable(w int) error {
 	return e.peerGone(w)
 }
 
-// addLink publishes t, a new connection, to the engine's pollers and wakes a
-// close waiting for goodbyes (it must send one on t too).
-func (e *engine) addLink(t *tcpLink) {
+// addLink publishes l, the new link to world rank w over a connection, to the
+// engine's pollers and wakes a close waiting for goodbyes (it must send one on
+// l too).
+func (e *engine) addLink(w int, l connLink) {
 	e.mu.Lock()
-	tl := append(slices.Clip(*e.tcpLinks.Load()), t)
-	e.tcpLinks.Store(&tl)
-	if t.shm != nil {
-		sl := append(slices.Clip(*e.shmLinks.Load()), t)
-		e.shmLinks.Store(&sl)
-	}
-	e.peers[t.peer].Store(t)
+	e.conns.Store(e.conns.Load().with(l))
+	e.peers[w].Store(l.connection())
 	close(e.byeCh)
 	e.byeCh = make(chan struct{})
 	e.mu.Unlock()
@@ -300,14 +290,14 @@ func (e *engine) force(d int32) {
 
 // kick wakes world rank w's paused reader, if any.
 func (e *engine) kick(w int) {
-	if t := e.peers[w].Load(); t != nil {
-		t.kick()
+	if c := e.peers[w].Load(); c != nil {
+		c.kick()
 	}
 }
 
 func (e *engine) kickAll() {
-	for _, t := range *e.tcpLinks.Load() {
-		t.kick()
+	for _, l := range e.conns.Load().all {
+		l.kick()
 	}
 }
 
@@ -338,7 +328,8 @@ func (e *engine) progressAll(rs []*Request) {
 	// request needs may arrive on another link first (a rendezvous
 	// announcement for a receive posted alongside, in a pairwise exchange).
 	// Other TCP links get a turn every 16 polls.
-	links, tcpLinks := *e.shmLinks.Load(), *e.tcpLinks.Load()
+	set := e.conns.Load()
+	links := set.spinPolled
 	live, pushes := make([]*Request, 0, 8), make([]*Request, 0, 8)
 	for _, r := range rs {
 		if r == nil || r.c.e != e || r.kind == kindAsync || r.fin.Load() {
@@ -353,9 +344,9 @@ func (e *engine) progressAll(rs []*Request) {
 			}
 		}
 		if peer == AnySource {
-			links = tcpLinks
-		} else if t := e.peers[peer].Load(); t != nil && t.shm == nil && !slices.Contains(links, t) {
-			links = append(links[:len(links):len(links)], t)
+			links = set.all
+		} else if c := e.peers[peer].Load(); c != nil && !slices.Contains(links, c.link) {
+			links = append(links[:len(links):len(links)], c.link)
 		}
 	}
 	if len(live) == 0 {
@@ -403,11 +394,9 @@ func (e *engine) progressAll(rs []*Request) {
 		for _, l := range links {
 			l.tryPoll()
 		}
-		if i&15 == 0 && len(tcpLinks) > len(links) {
-			for _, l := range tcpLinks {
-				if l.shm == nil {
-					l.tryPoll()
-				}
+		if i&15 == 0 && len(set.all) > len(links) {
+			for _, l := range set.others {
+				l.tryPoll()
 			}
 		}
 		for nextPush < len(pushes) && pushes[nextPush].pushClaim.Load() {
@@ -469,7 +458,15 @@ func (e *engine) yield() {
 
 // pollLinks reads what has arrived on every connection, without blocking.
 func (e *engine) pollLinks() {
-	for _, l := range *e.tcpLinks.Load() {
+	for _, l := range e.conns.Load().all {
+		l.tryPoll()
+	}
+}
+
+// pollSpinPolled reads what has arrived on every link that spinning waiters
+// poll (shared memory), without blocking.
+func (e *engine) pollSpinPolled() {
+	for _, l := range e.conns.Load().spinPolled {
 		l.tryPoll()
 	}
 }
@@ -678,11 +675,7 @@ func (e *engine) send(r *Request) {
 		r.complete(Status{}, gone)
 		return
 	}
-	limit := e.cfg.EagerLimit
-	if t, ok := l.(*tcpLink); ok && t.shm != nil {
-		limit = e.cfg.ShmEagerLimit
-	}
-	eager := len(r.payload) <= limit && !r.sync
+	eager := len(r.payload) <= l.eagerLimit() && !r.sync
 	if !eager {
 		r.id = e.nextID
 		e.nextID++
@@ -875,7 +868,7 @@ func (e *engine) sendCtl(dst int, h wire.Header, reader bool, failed func(error)
 		send()
 		return
 	}
-	if t := e.peers[dst].Load(); t != nil && t.trySendHeader(&h) {
+	if c := e.peers[dst].Load(); c != nil && c.link.trySendHeader(&h) {
 		return
 	}
 	e.pushers.Add(1)
