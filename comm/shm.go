@@ -288,7 +288,7 @@ func newShmLink(e *engine, peer int, conn net.Conn, shm *shmPair) (*shmLink, err
 		return nil, err
 	}
 	l.link = l
-	l.read = shm.rx.read
+	l.rx = shm.rx
 	return l, nil
 }
 

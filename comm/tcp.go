@@ -49,9 +49,9 @@ type peerConn struct {
 	conn net.Conn
 	raw  syscall.RawConn
 	fd   int
-	// read is the link's byte source: it reads what has arrived into p
-	// without blocking (EAGAIN when nothing has).
-	read func(p []byte) (int, error)
+	// rx is the ring frames arrive in (a shmLink's); nil means they arrive
+	// on the socket (a tcpLink's).
+	rx *ring
 
 	broken atomic.Bool // the connection ended: writers waiting for ring space give up
 
@@ -116,12 +116,8 @@ func newTCPLink(e *engine, peer int, conn net.Conn) (*tcpLink, error) {
 		return nil, err
 	}
 	l.link = l
-	l.read = l.readSocket
 	return l, nil
 }
-
-// readSocket is a tcpLink's byte source.
-func (l *tcpLink) readSocket(p []byte) (int, error) { return readNonblock(l.fd, p) }
 
 func (l *tcpLink) eagerLimit() int { return l.e.cfg.EagerLimit }
 
@@ -321,7 +317,13 @@ func (c *peerConn) poll() error {
 			}
 			p = c.rbuf[c.rend:]
 		}
-		n, err := c.read(p)
+		var n int
+		var err error
+		if c.rx != nil {
+			n, err = c.rx.read(p)
+		} else {
+			n, err = readNonblock(c.fd, p)
+		}
 		switch {
 		case n > 0 && direct:
 			f.off += n
