@@ -34,7 +34,7 @@ type mesh struct {
 
 	mu        sync.Mutex // guards conns, links, dialing, accepting, changed
 	conns     []net.Conn
-	links     []*tcpLink
+	links     []connLink
 	dialing   []bool        // by world rank: this rank is dialing it
 	accepting []bool        // by world rank: this rank is accepting its connection
 	changed   chan struct{} // closed and replaced when a link is installed or an attempt ends
@@ -91,10 +91,10 @@ func startMesh(e *engine, ln net.Listener, secret []byte, addrs []string) *mesh 
 // meanwhile (this rank's own dial refused, w gone): w may have sent frames on
 // it and said goodbye before this returns, and those frames are read and
 // delivered first; w's end is then learnt from its link, in order.
-func (m *mesh) connect(w int) (l *tcpLink, err error) {
+func (m *mesh) connect(w int) (l link, err error) {
 	defer func() {
-		if t := m.e.peers[w].Load(); err != nil && t != nil {
-			l, err = t, nil
+		if c := m.e.peers[w].Load(); err != nil && c != nil {
+			l, err = c.link, nil
 		}
 	}()
 	deadline := time.Now().Add(m.e.cfg.DialTimeout)
@@ -108,9 +108,9 @@ func (m *mesh) connect(w int) (l *tcpLink, err error) {
 			m.mu.Unlock()
 			return nil, ErrClosed
 		}
-		if l := m.e.peers[w].Load(); l != nil {
+		if c := m.e.peers[w].Load(); c != nil {
 			m.mu.Unlock()
-			return l, nil
+			return c.link, nil
 		}
 		if !lost && !m.dialing[w] && !m.accepting[w] {
 			m.dialing[w] = true
@@ -175,7 +175,7 @@ func (m *mesh) closing() bool {
 
 // dial connects to world rank w, retrying with backoff until the deadline
 // while w is slow to accept.
-func (m *mesh) dial(w int, deadline time.Time) (*tcpLink, error) {
+func (m *mesh) dial(w int, deadline time.Time) (link, error) {
 	backoff := dialBackoff
 	for attempt := 1; ; attempt++ {
 		l, err := m.dialOnce(w, deadline)
@@ -199,7 +199,7 @@ func (m *mesh) dial(w int, deadline time.Time) (*tcpLink, error) {
 }
 
 // dialOnce makes one attempt at connecting to world rank w.
-func (m *mesh) dialOnce(w int, deadline time.Time) (*tcpLink, error) {
+func (m *mesh) dialOnce(w int, deadline time.Time) (link, error) {
 	d := net.Dialer{Deadline: deadline}
 	conn, err := d.Dial("tcp", m.addrs[w])
 	if errors.Is(err, syscall.ECONNREFUSED) {
@@ -240,11 +240,12 @@ func (m *mesh) dialOnce(w int, deadline time.Time) (*tcpLink, error) {
 	if err != nil {
 		shm.unmap()
 		conn.Close()
-		if l = m.e.peers[w].Load(); l != nil { // w's own connection got in first
-			return l, nil
+		if c := m.e.peers[w].Load(); c != nil { // w's own connection got in first
+			return c.link, nil
 		}
+		return nil, err
 	}
-	return l, err
+	return l, nil
 }
 
 // refusedShm says once, on one line, that this rank talks over TCP where it
@@ -373,8 +374,34 @@ func (m *mesh) track(conn net.Conn) bool {
 	return true
 }
 
+// connLink is a link over a connection: a tcpLink or a shmLink.
+type connLink interface {
+	link
+	// readLoop is the link's background reader; it returns once the
+	// connection has ended (closed here, or by the peer).
+	readLoop()
+	// release frees what the link holds once readLoop has returned.
+	release() error
+	// connection is the link's connection.
+	connection() *peerConn
+}
+
+var (
+	_ connLink = (*tcpLink)(nil)
+	_ connLink = (*shmLink)(nil)
+)
+
+// newConnLink makes the link to peer over conn: through the rings of shm
+// when it is not nil, else through conn itself.
+func newConnLink(e *engine, peer int, conn net.Conn, shm *shmPair) (connLink, error) {
+	if shm != nil {
+		return newShmLink(e, peer, conn, shm)
+	}
+	return newTCPLink(e, peer, conn)
+}
+
 // install makes conn the link to peer and starts its reader.
-func (m *mesh) install(peer int, conn net.Conn, shm *shmPair) (*tcpLink, error) {
+func (m *mesh) install(peer int, conn net.Conn, shm *shmPair) (link, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closing() {
@@ -383,12 +410,12 @@ func (m *mesh) install(peer int, conn net.Conn, shm *shmPair) (*tcpLink, error) 
 	if m.e.peers[peer].Load() != nil {
 		return nil, fmt.Errorf("%w: rank %d is already connected", wire.ErrHandshake, peer)
 	}
-	l, err := newTCPLink(m.e, peer, conn, shm)
+	l, err := newConnLink(m.e, peer, conn, shm)
 	if err != nil {
 		return nil, err
 	}
 	m.links = append(m.links, l)
-	m.e.addLink(l)
+	m.e.addLink(peer, l)
 	m.signal()
 	m.wg.Add(1)
 	go func() {
@@ -417,7 +444,7 @@ func (m *mesh) close() error {
 	}
 	m.wg.Wait()
 	for _, l := range links { // no reader or writer is left inside a ring
-		l.shm.unmap()
+		l.release()
 	}
 	return err
 }

@@ -104,11 +104,13 @@ func onePerPair(t *testing.T, cs []*Comm, wantShm bool) {
 				t.Errorf("ranks %d and %d use different connections: %v-%v and %v-%v", i, j,
 					la.conn.LocalAddr(), la.conn.RemoteAddr(), lb.conn.LocalAddr(), lb.conn.RemoteAddr())
 			}
-			if (la.shm != nil) != wantShm || (lb.shm != nil) != wantShm {
-				t.Errorf("ranks %d and %d: shared memory %v/%v, want %v", i, j, la.shm != nil, lb.shm != nil, wantShm)
+			_, sa := la.link.(*shmLink)
+			_, sb := lb.link.(*shmLink)
+			if sa != wantShm || sb != wantShm {
+				t.Errorf("ranks %d and %d: shared memory %v/%v, want %v", i, j, sa, sb, wantShm)
 			}
 		}
-		if got := len(*a.e.tcpLinks.Load()); got != len(cs)-1 {
+		if got := len(a.e.conns.Load().all); got != len(cs)-1 {
 			t.Errorf("rank %d has %d connections, want %d", i, got, len(cs)-1)
 		}
 	}
@@ -122,7 +124,7 @@ func TestLazyConnect(t *testing.T) {
 		t.Run(fmt.Sprintf("oneNode=%v", oneNode), func(t *testing.T) {
 			cs := netWorld(t, 4, oneNode, nil)
 			for _, c := range cs {
-				if n := len(*c.e.tcpLinks.Load()); n != 0 {
+				if n := len(c.e.conns.Load().all); n != 0 {
 					t.Fatalf("rank %d has %d connections before any message", c.Rank(), n)
 				}
 			}

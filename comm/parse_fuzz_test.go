@@ -36,7 +36,7 @@ func FuzzLinkParse(f *testing.F) {
 		e := newEngine(cfg, 0, 2, []string{"a", "b"})
 		e.links[0] = &loopLink{from: e, to: e}
 		e.links[1] = &loopLink{from: e, to: e} // CTS answers go nowhere harmful
-		l := &tcpLink{e: e, peer: 1, rbuf: make([]byte, readBufSize)}
+		l := &tcpLink{peerConn: peerConn{e: e, peer: 1, rbuf: make([]byte, readBufSize)}}
 		if cut < 0 || cut > len(data) {
 			cut = len(data) / 2
 		}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"sync/atomic"
 	"syscall"
-	"time"
 	"unsafe"
 
 	"github.com/pmrun/pmrun/internal/wire"
@@ -19,7 +18,7 @@ import (
 // Ranks of one job on one node exchange frames through shared memory: two
 // single-producer single-consumer byte rings per pair, in one file in /dev/shm
 // that both map. A frame is written into the ring exactly as it would be written
-// to a socket, and read by the same parser (tcpLink.parse), so everything above
+// to a socket, and read by the same parser (peerConn.parse), so everything above
 // the byte stream (matching, rendezvous, reading into the posted buffer) is
 // shared with TCP. What changes is the cost: a spinning receiver polls the ring
 // with plain memory loads, no system call, and data crosses with one copy on
@@ -275,16 +274,103 @@ func readShmOffer(conn net.Conn) ([]byte, error) {
 	return name, nil
 }
 
+// shmLink is a link whose frames go through the rings shared with a rank of
+// the same node. It keeps the pair's TCP connection (its peerConn) only as the
+// doorbell and to notice the peer's end.
+type shmLink struct {
+	peerConn
+	shm *shmPair
+}
+
+func newShmLink(e *engine, peer int, conn net.Conn, shm *shmPair) (*shmLink, error) {
+	l := &shmLink{shm: shm}
+	if err := l.init(e, peer, conn); err != nil {
+		return nil, err
+	}
+	l.link = l
+	l.rx = shm.rx
+	return l, nil
+}
+
+func (l *shmLink) eagerLimit() int { return l.e.cfg.ShmEagerLimit }
+
+// spinPolled is true: a poll of a ring is a few memory loads.
+func (l *shmLink) spinPolled() bool { return true }
+
+func (l *shmLink) sendFrame(h *wire.Header, payload []byte) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	var err error
+	if l.wdead {
+		err = ErrClosed
+	} else if err = l.ringWrite(l.header(h)); err == nil {
+		err = l.ringWrite(payload)
+	}
+	if err != nil {
+		return &PeerError{Rank: l.peer, Reason: err}
+	}
+	return nil
+}
+
+// readLoop is a shmLink's background reader.
+func (l *shmLink) readLoop() { l.serve(l.turn) }
+
+// turn is the background reader's turn on a shared-memory link: it drains
+// the doorbell bytes (and sees the peer's end), drains the ring, and parks only
+// after announcing it on the ring and finding it still empty. The caller holds rmu.
+func (l *shmLink) turn() error {
+	var bells [64]byte
+	var end error // the peer is gone; what it published before still counts
+	for end == nil {
+		n, err := readNonblock(l.fd, bells[:])
+		if err == syscall.EAGAIN {
+			break
+		}
+		if err != nil && err != syscall.EINTR {
+			end = fmt.Errorf("connection broken: %w", err)
+		}
+		if n == 0 && err == nil {
+			end = errors.New("connection closed (process exited?)")
+		}
+	}
+	rx := l.shm.rx
+	if end != nil {
+		l.end = true // its bye may lie behind messages nobody has asked for yet
+		if err := l.poll(); err != nil {
+			return err
+		}
+		return end
+	}
+	for {
+		if err := l.poll(); err != nil {
+			return err
+		}
+		if l.held {
+			return errPaused
+		}
+		rx.sleep.Store(1)
+		if rx.empty() {
+			return nil // the writer rings once it publishes more
+		}
+		rx.sleep.Store(0)
+	}
+}
+
+// release unmaps the rings once no reader or writer is left inside them
+// (after close, and after the background reader has returned).
+func (l *shmLink) release() error { return l.shm.unmap() }
+
 // ringWrite writes all of b into the link's transmit ring, waiting for room as
 // the peer drains it, and rings the doorbell if the peer sleeps. The caller
 // holds wmu.
-func (l *tcpLink) ringWrite(b []byte) error {
+func (l *shmLink) ringWrite(b []byte) error {
 	tx := l.shm.tx
-	for spins := 0; len(b) > 0; {
+	var w ringWait
+	for len(b) > 0 {
 		n := tx.write(b)
 		b = b[n:]
 		if n > 0 {
-			spins = 0
+			w.reset()
 			l.bell()
 			continue
 		}
@@ -295,22 +381,8 @@ func (l *tcpLink) ringWrite(b []byte) error {
 		// wrote: the peer may itself be blocked writing to this rank (a
 		// pairwise exchange), or to a rank that writes to this one (a ring).
 		// Readers never write, so polling while holding wmu cannot deadlock.
-		for _, pl := range *l.e.shmLinks.Load() {
-			pl.tryPoll()
-		}
-		spins++
-		switch {
-		case l.e.cfg.SpinYield && spins < 20000:
-			// The reader may be a process waiting for this core.
-			syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
-			if spins%16 == 0 {
-				l.e.yield()
-			}
-		case spins < 200:
-			l.e.yield()
-		default:
-			time.Sleep(20 * time.Microsecond)
-		}
+		l.e.pollSpinPolled()
+		w.pause(l.e)
 	}
 	return nil
 }
@@ -318,8 +390,8 @@ func (l *tcpLink) ringWrite(b []byte) error {
 // trySendHeader sends a header-only frame through the link's ring if it can
 // without waiting: the writer's lock is free and the ring has room. It reports
 // whether it did.
-func (l *tcpLink) trySendHeader(h *wire.Header) bool {
-	if l.shm == nil || !l.wmu.TryLock() {
+func (l *shmLink) trySendHeader(h *wire.Header) bool {
+	if !l.wmu.TryLock() {
 		return false
 	}
 	defer l.wmu.Unlock()
@@ -327,12 +399,7 @@ func (l *tcpLink) trySendHeader(h *wire.Header) bool {
 	if l.wdead || tx.room() < wire.HeaderSize {
 		return false
 	}
-	if cap(l.wbuf) < wire.HeaderSize {
-		l.wbuf = make([]byte, 256)
-	}
-	hb := l.wbuf[:wire.HeaderSize]
-	h.Put(hb)
-	tx.write(hb) // all of it: there is room, and a step is more than a header
+	tx.write(l.header(h)) // all of it: there is room, and a step is more than a header
 	l.bell()
 	return true
 }
@@ -340,7 +407,7 @@ func (l *tcpLink) trySendHeader(h *wire.Header) bool {
 // bell wakes the peer's parked reader, if it is parked and no goroutine of the
 // peer spins on the ring (a spinner reads what was published, and re-checks the
 // ring when it stops spinning).
-func (l *tcpLink) bell() {
+func (l *shmLink) bell() {
 	tx := l.shm.tx
 	if tx.sleep.Load() == 1 && tx.spin.Load() == 0 && tx.sleep.CompareAndSwap(1, 0) {
 		writeNonblock(l.fd, []byte{0}) // a full socket means a wake-up is pending anyway
@@ -348,18 +415,11 @@ func (l *tcpLink) bell() {
 }
 
 // spinStart announces a goroutine spinning on the link's receive ring.
-func (l *tcpLink) spinStart() {
-	if l.shm != nil {
-		l.shm.rx.spin.Add(1)
-	}
-}
+func (l *shmLink) spinStart() { l.shm.rx.spin.Add(1) }
 
 // spinStop withdraws the announcement; a frame published while the writer still
 // saw the spinner (and so rang no bell) is picked up here.
-func (l *tcpLink) spinStop() {
-	if l.shm == nil {
-		return
-	}
+func (l *shmLink) spinStop() {
 	l.shm.rx.spin.Add(-1)
 	if !l.shm.rx.empty() {
 		l.tryPoll()

@@ -26,26 +26,33 @@ import (
 // Each connection has one reader goroutine that drains it as frames arrive, so a
 // peer's writes never block for long and two ranks sending to each other cannot
 // deadlock; payloads of rendezvous data are read straight into the posted buffer.
+// Between ranks of one node the connection only serves as shmLink's doorbell.
 
-// tcpLink is one peer connection.
+// peerConn is what the two connected links (tcpLink, shmLink) share: the
+// pair's TCP connection, the background reader that watches it, and the parser
+// of the incoming frame stream, whose bytes come from the link's source (the
+// socket, or the shared memory ring).
 //
 // Reading is driven by whoever needs it (the progress model of MPI libraries): a
 // goroutine waiting for a message from this peer takes the link's read token and
-// reads the socket itself, without blocking, while it spins (see engine.progress),
+// reads the link itself, without blocking, while it spins (see engine.progress),
 // so an arriving message needs no hand-off between goroutines. A background
 // goroutine per link waits on the netpoller and drains whatever arrives while no
 // caller is reading, which guarantees progress (a peer's writes never block for
 // long, so two ranks sending to each other cannot deadlock). Measured on this
 // machine, the hand-off from a reader goroutine costs 30-40 µs one-way; the
 // direct read removes it.
-type tcpLink struct {
+type peerConn struct {
 	e    *engine
-	peer int // world rank
+	peer int  // world rank
+	link link // the tcpLink or shmLink built on this connection
 	conn net.Conn
 	raw  syscall.RawConn
 	fd   int
+	// rx is the ring frames arrive in (a shmLink's); nil means they arrive
+	// on the socket (a tcpLink's).
+	rx *ring
 
-	shm    *shmPair    // frames go through shared memory (nil: through conn)
 	broken atomic.Bool // the connection ended: writers waiting for ring space give up
 
 	// Flow control (see engine.throttled): the background reader parks on
@@ -68,15 +75,9 @@ type tcpLink struct {
 	end  bool       // the peer is gone: read all it sent, throttled or not
 }
 
-// frameState is a partly received frame.
-type frameState struct {
-	active bool
-	h      wire.Header
-	body   []byte   // where the payload goes; nil discards it
-	off    int      // payload bytes received so far
-	req    *Request // receive fed by a data frame
-	direct bool     // body is the data target itself (uncompressed data)
-	slab   *slab    // the arena slab body was taken from (an unexpected eager payload)
+// tcpLink is a link whose frames go through the pair's TCP connection.
+type tcpLink struct {
+	peerConn
 }
 
 // smallFrame is the largest frame copied into one buffer for a single write;
@@ -88,14 +89,15 @@ const (
 	directMin   = 16 << 10
 )
 
-func newTCPLink(e *engine, peer int, conn net.Conn, shm *shmPair) (*tcpLink, error) {
+// init prepares c, the connection of a link to world rank peer.
+func (c *peerConn) init(e *engine, peer int, conn net.Conn) error {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
-		return nil, fmt.Errorf("comm: connection %T has no file descriptor", conn)
+		return fmt.Errorf("comm: connection %T has no file descriptor", conn)
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if tc, ok := conn.(*net.TCPConn); ok && e.cfg.SocketBuffer > 0 {
 		// Large fixed buffers: a rendezvous chunk goes out in one write instead of
@@ -103,12 +105,21 @@ func newTCPLink(e *engine, peer int, conn net.Conn, shm *shmPair) (*tcpLink, err
 		tc.SetWriteBuffer(e.cfg.SocketBuffer)
 		tc.SetReadBuffer(e.cfg.SocketBuffer)
 	}
-	l := &tcpLink{e: e, peer: peer, conn: conn, raw: raw, shm: shm, rbuf: make([]byte, readBufSize), resume: make(chan struct{}, 1)}
-	if err := raw.Control(func(fd uintptr) { l.fd = int(fd) }); err != nil {
+	c.e, c.peer, c.conn, c.raw = e, peer, conn, raw
+	c.rbuf, c.resume = make([]byte, readBufSize), make(chan struct{}, 1)
+	return raw.Control(func(fd uintptr) { c.fd = int(fd) })
+}
+
+func newTCPLink(e *engine, peer int, conn net.Conn) (*tcpLink, error) {
+	l := &tcpLink{}
+	if err := l.init(e, peer, conn); err != nil {
 		return nil, err
 	}
+	l.link = l
 	return l, nil
 }
+
+func (l *tcpLink) eagerLimit() int { return l.e.cfg.EagerLimit }
 
 func (l *tcpLink) sendFrame(h *wire.Header, payload []byte) error {
 	l.wmu.Lock()
@@ -117,15 +128,6 @@ func (l *tcpLink) sendFrame(h *wire.Header, payload []byte) error {
 	switch {
 	case l.wdead:
 		err = ErrClosed
-	case l.shm != nil:
-		if cap(l.wbuf) < wire.HeaderSize {
-			l.wbuf = make([]byte, 256)
-		}
-		hb := l.wbuf[:wire.HeaderSize]
-		h.Put(hb)
-		if err = l.ringWrite(hb); err == nil {
-			err = l.ringWrite(payload)
-		}
 	case len(payload) <= smallFrame:
 		n := wire.HeaderSize + len(payload)
 		if cap(l.wbuf) < n {
@@ -143,12 +145,7 @@ func (l *tcpLink) sendFrame(h *wire.Header, payload []byte) error {
 			_, err = l.conn.Write(b)
 		}
 	default:
-		if cap(l.wbuf) < wire.HeaderSize {
-			l.wbuf = make([]byte, 256)
-		}
-		hb := l.wbuf[:wire.HeaderSize]
-		h.Put(hb)
-		bufs := net.Buffers{hb, payload}
+		bufs := net.Buffers{l.header(h), payload}
 		_, err = bufs.WriteTo(l.conn)
 	}
 	if err != nil {
@@ -157,61 +154,95 @@ func (l *tcpLink) sendFrame(h *wire.Header, payload []byte) error {
 	return nil
 }
 
-// close stops reading (waiting for a reader that holds the token) and closes
-// the connection.
-func (l *tcpLink) close() error {
-	l.broken.Store(true) // a writer waiting for ring space gives up
-	l.kick()             // a paused reader sees it
-	l.rmu.Lock()
-	l.dead = true // later token holders no longer touch the descriptor
-	l.rmu.Unlock()
-	l.wmu.Lock()
-	l.wdead = true // no writer is inside the ring once this is set
-	l.wmu.Unlock()
-	// Not under rmu: Close waits for readLoop to leave raw.Read, which needs rmu.
-	return l.conn.Close()
+// trySendHeader declines: a socket write may wait.
+func (l *tcpLink) trySendHeader(*wire.Header) bool { return false }
+
+// spinPolled is false: a socket poll is a system call, made by the waiters
+// on the peer (and now and then by every waiter).
+func (l *tcpLink) spinPolled() bool { return false }
+func (l *tcpLink) spinStart()       {}
+func (l *tcpLink) spinStop()        {}
+
+// release has nothing to free: the connection closed with the link.
+func (l *tcpLink) release() error { return nil }
+
+// readLoop is a tcpLink's background reader.
+func (l *tcpLink) readLoop() { l.serve(l.turn) }
+
+// turn is the background reader's turn: it drains the socket.
+func (l *tcpLink) turn() error {
+	err := l.poll()
+	if err == nil && l.held {
+		err = errPaused
+	}
+	return err
 }
 
-// readLoop is the background reader: it waits until the socket is readable,
-// drains it, and repeats until the connection ends; then the peer is gone.
-// While the peer is throttled it stops reading and parks until kicked.
-func (l *tcpLink) readLoop() {
+// connection returns c itself, for the engine's table of connections.
+func (c *peerConn) connection() *peerConn { return c }
+
+// header encodes h into the write buffer. The caller holds wmu.
+func (c *peerConn) header(h *wire.Header) []byte {
+	if cap(c.wbuf) < wire.HeaderSize {
+		c.wbuf = make([]byte, 256)
+	}
+	hb := c.wbuf[:wire.HeaderSize]
+	h.Put(hb)
+	return hb
+}
+
+// close stops reading (waiting for a reader that holds the token) and closes
+// the connection.
+func (c *peerConn) close() error {
+	c.broken.Store(true) // a writer waiting for ring space gives up
+	c.kick()             // a paused reader sees it
+	c.rmu.Lock()
+	c.dead = true // later token holders no longer touch the descriptor
+	c.rmu.Unlock()
+	c.wmu.Lock()
+	c.wdead = true // no writer is inside the ring once this is set
+	c.wmu.Unlock()
+	// Not under rmu: Close waits for serve to leave raw.Read, which needs rmu.
+	return c.conn.Close()
+}
+
+// serve is the background reader: it waits until the connection is readable,
+// lets the link take its turn (turn drains what arrived, returning errPaused
+// when the peer is throttled), and repeats until the connection ends; then
+// the peer is gone. While the peer is throttled it parks until kicked.
+func (c *peerConn) serve(turn func() error) {
 	for {
 		var rerr error
-		err := l.raw.Read(func(uintptr) bool {
-			l.rmu.Lock()
-			defer l.rmu.Unlock()
-			if l.dead {
-				rerr = l.rerr
+		err := c.raw.Read(func(uintptr) bool {
+			c.rmu.Lock()
+			defer c.rmu.Unlock()
+			if c.dead {
+				rerr = c.rerr
 				return true
 			}
-			if l.shm != nil {
-				rerr = l.pollShm()
-			} else if rerr = l.poll(); rerr == nil && l.held {
-				rerr = errPaused
-			}
+			rerr = turn()
 			if rerr == errPaused {
 				return true
 			}
 			if rerr != nil {
-				l.dead = true
+				c.dead = true
 				return true
 			}
 			return false // wait until more arrives
 		})
 		if rerr == errPaused && err == nil {
-			l.awaitResume()
+			c.awaitResume()
 			continue
 		}
-		l.broken.Store(true)
+		c.broken.Store(true)
 		if rerr == nil || rerr == errPaused {
 			rerr = err
 		}
 		if rerr == nil {
 			rerr = ErrClosed
 		}
-		l.close()
-		l.e.peerDown(l.peer, false, rerr)
+		c.close()
+		c.e.peerDown(c.peer, false, rerr)
 		return
 	}
 }
@@ -222,84 +253,84 @@ var errPaused = errors.New("paused")
 // awaitResume parks the background reader while its peer stays throttled.
 // Whoever lifts the throttle kicks it: a request or probe that needs the
 // peer, a receive that consumes its backlog, close.
-func (l *tcpLink) awaitResume() {
-	l.paused.Store(true)
-	for l.e.throttled(l.peer) && !l.broken.Load() {
-		<-l.resume
+func (c *peerConn) awaitResume() {
+	c.paused.Store(true)
+	for c.e.throttled(c.peer) && !c.broken.Load() {
+		<-c.resume
 	}
-	l.paused.Store(false)
+	c.paused.Store(false)
 }
 
 // kick wakes the link's background reader if it is paused.
-func (l *tcpLink) kick() {
-	if l.paused.Load() {
+func (c *peerConn) kick() {
+	if c.paused.Load() {
 		select {
-		case l.resume <- struct{}{}:
+		case c.resume <- struct{}{}:
 		default: // a wake-up is pending already
 		}
 	}
 }
 
 // tryPoll reads whatever has arrived if no one else is reading; it reports
-// whether it got the token. A broken connection is left to readLoop, which owns
+// whether it got the token. A broken connection is left to serve, which owns
 // the link's end.
-func (l *tcpLink) tryPoll() bool {
-	if !l.rmu.TryLock() {
+func (c *peerConn) tryPoll() bool {
+	if !c.rmu.TryLock() {
 		return false
 	}
-	defer l.rmu.Unlock()
-	if !l.dead {
-		if err := l.poll(); err != nil {
-			l.dead, l.rerr = true, err
-			if cr, ok := l.conn.(interface{ CloseRead() error }); ok {
-				cr.CloseRead() // wakes readLoop, which reports the loss
+	defer c.rmu.Unlock()
+	if !c.dead {
+		if err := c.poll(); err != nil {
+			c.dead, c.rerr = true, err
+			if cr, ok := c.conn.(interface{ CloseRead() error }); ok {
+				cr.CloseRead() // wakes serve, which reports the loss
 			}
 		}
 	}
 	return true
 }
 
-// poll reads without blocking until the socket has nothing more, dispatching
-// every complete frame. The caller holds rmu.
-func (l *tcpLink) poll() error {
-	l.held = false
+// poll reads from the link's source without blocking until it has nothing
+// more, dispatching every complete frame. The caller holds rmu.
+func (c *peerConn) poll() error {
+	c.held = false
 	for {
-		if err := l.parse(); err != nil {
+		if err := c.parse(); err != nil {
 			return err
 		}
 		var p []byte
-		f := &l.fr
-		if l.held {
+		f := &c.fr
+		if c.held {
 			return nil // parse stopped before a frame of a throttled peer
 		}
 		// A large payload is read straight into its buffer; small ones go through
 		// rbuf, so that one read takes several frames.
-		direct := f.active && f.direct && len(f.body)-f.off >= directMin && l.rpos == l.rend
+		direct := f.active && f.direct && len(f.body)-f.off >= directMin && c.rpos == c.rend
 		if direct {
 			p = f.body[f.off:] // large payload: straight into the receive buffer
 		} else {
-			if l.rpos == l.rend {
-				l.rpos, l.rend = 0, 0
-			} else if l.rend == len(l.rbuf) {
-				l.rend = copy(l.rbuf, l.rbuf[l.rpos:l.rend])
-				l.rpos = 0
+			if c.rpos == c.rend {
+				c.rpos, c.rend = 0, 0
+			} else if c.rend == len(c.rbuf) {
+				c.rend = copy(c.rbuf, c.rbuf[c.rpos:c.rend])
+				c.rpos = 0
 			}
-			p = l.rbuf[l.rend:]
+			p = c.rbuf[c.rend:]
 		}
 		var n int
 		var err error
-		if l.shm != nil {
-			n, err = l.shm.rx.read(p)
+		if c.rx != nil {
+			n, err = c.rx.read(p)
 		} else {
-			n, err = readNonblock(l.fd, p)
+			n, err = readNonblock(c.fd, p)
 		}
 		switch {
 		case n > 0 && direct:
 			f.off += n
-			l.e.rx.Add(uint64(n))
+			c.e.rx.Add(uint64(n))
 		case n > 0:
-			l.rend += n
-			l.e.rx.Add(uint64(n))
+			c.rend += n
+			c.e.rx.Add(uint64(n))
 		case err == syscall.EAGAIN:
 			return nil
 		case err == syscall.EINTR:
@@ -311,140 +342,47 @@ func (l *tcpLink) poll() error {
 	}
 }
 
-// pollShm is the background reader's turn on a shared-memory link: it drains
-// the doorbell bytes (and sees the peer's end), drains the ring, and parks only
-// after announcing it on the ring and finding it still empty. The caller holds rmu.
-func (l *tcpLink) pollShm() error {
-	var bells [64]byte
-	var end error // the peer is gone; what it published before still counts
-	for end == nil {
-		n, err := readNonblock(l.fd, bells[:])
-		if err == syscall.EAGAIN {
-			break
-		}
-		if err != nil && err != syscall.EINTR {
-			end = fmt.Errorf("connection broken: %w", err)
-		}
-		if n == 0 && err == nil {
-			end = errors.New("connection closed (process exited?)")
-		}
-	}
-	rx := l.shm.rx
-	if end != nil {
-		l.end = true // its bye may lie behind messages nobody has asked for yet
-		if err := l.poll(); err != nil {
-			return err
-		}
-		return end
-	}
-	for {
-		if err := l.poll(); err != nil {
-			return err
-		}
-		if l.held {
-			return errPaused
-		}
-		rx.sleep.Store(1)
-		if rx.empty() {
-			return nil // the writer rings once it publishes more
-		}
-		rx.sleep.Store(0)
-	}
-}
-
 // parse consumes the buffered bytes: headers, payload pieces, whole frames.
-func (l *tcpLink) parse() error {
-	f := &l.fr
+func (c *peerConn) parse() error {
+	f := &c.fr
 	for {
 		if f.active {
 			need := int(f.h.Length) - f.off
-			if n := min(need, l.rend-l.rpos); n > 0 {
+			if n := min(need, c.rend-c.rpos); n > 0 {
 				if f.body != nil {
-					copy(f.body[f.off:], l.rbuf[l.rpos:l.rpos+n])
+					copy(f.body[f.off:], c.rbuf[c.rpos:c.rpos+n])
 				}
 				f.off += n
-				l.rpos += n
+				c.rpos += n
 			}
 			if f.off < int(f.h.Length) {
 				return nil
 			}
-			if err := l.finish(); err != nil {
+			if err := f.finish(c.e); err != nil {
 				return err
 			}
 			continue
 		}
-		if l.rend-l.rpos < wire.HeaderSize {
+		if c.rend-c.rpos < wire.HeaderSize {
 			return nil
 		}
-		if !l.end && l.e.throttled(l.peer) {
-			l.held = true // leave this frame and the rest where they are
+		if !c.end && c.e.throttled(c.peer) {
+			c.held = true // leave this frame and the rest where they are
 			return nil
 		}
-		h, err := wire.DecodeHeader(l.rbuf[l.rpos:l.rpos+wire.HeaderSize], l.e.lim)
+		h, err := wire.DecodeHeader(c.rbuf[c.rpos:c.rpos+wire.HeaderSize], c.e.lim)
 		if err != nil {
-			l.e.cfg.logf("comm: rank %d: malformed frame from rank %d: %v", l.e.rank, l.peer, err)
+			c.e.cfg.logf("comm: rank %d: malformed frame from rank %d: %v", c.e.rank, c.peer, err)
 			return err
 		}
-		if int(h.Src) != l.peer {
-			return fmt.Errorf("%w: frame claims source %d on the connection of rank %d", wire.ErrBadHeader, h.Src, l.peer)
+		if int(h.Src) != c.peer {
+			return fmt.Errorf("%w: frame claims source %d on the connection of rank %d", wire.ErrBadHeader, h.Src, c.peer)
 		}
-		l.rpos += wire.HeaderSize
-		switch h.Kind {
-		case wire.KindEager:
-			*f = frameState{active: true, h: h}
-			if h.Flags&wire.FlagCompressed == 0 {
-				f.req, f.body = l.e.claimEager(&h)
-				f.direct = f.body != nil
-			}
-			switch {
-			case f.body != nil:
-			case f.req == nil && h.Flags&wire.FlagCompressed == 0: // unexpected: held until its receive is posted
-				f.body, f.slab = l.e.arena.alloc(int(h.Length))
-			default:
-				f.body = make([]byte, h.Length)
-			}
-		case wire.KindData:
-			*f = frameState{active: true, h: h}
-			if h.Flags&wire.FlagCompressed != 0 {
-				f.body = make([]byte, h.Length)
-			} else {
-				r, t, err := l.e.dataTarget(&h, int(h.Length))
-				if err != nil {
-					return err
-				}
-				f.req, f.body, f.direct = r, t, t != nil
-			}
-		case wire.KindRTS:
-			l.e.onRTS(&h)
-		case wire.KindCTS:
-			l.e.onCTS(&h)
-		case wire.KindBye:
-			l.e.peerDown(l.peer, true, nil)
+		c.rpos += wire.HeaderSize
+		if _, err := f.begin(c.e, &h, true); err != nil {
+			return err
 		}
 	}
-}
-
-// finish dispatches the frame whose payload is complete.
-func (l *tcpLink) finish() error {
-	f := &l.fr
-	defer func() { *f = frameState{} }()
-	switch f.h.Kind {
-	case wire.KindEager:
-		switch {
-		case f.direct:
-			l.e.eagerDone(f.req, &f.h)
-		case f.req != nil: // matched, but its buffer is too small
-			l.e.deliverEager(f.req, int(f.h.Src), int(f.h.Tag), f.body, nil)
-		default:
-			return l.e.onEager(&f.h, f.body, f.slab)
-		}
-	case wire.KindData:
-		if f.h.Flags&wire.FlagCompressed != 0 {
-			return l.e.fillData(&f.h, f.body)
-		}
-		l.e.dataDone(&f.h, f.req, int(f.h.Length))
-	}
-	return nil
 }
 
 // readNonblock reads from a non-blocking descriptor. It never blocks (EAGAIN is

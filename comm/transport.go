@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -13,22 +14,79 @@ import (
 	"github.com/pmrun/pmrun/internal/wire"
 )
 
-// link carries frames from this process's engine to one peer. sendFrame writes a
-// header and its payload as one unit (frames of concurrent callers never
-// interleave) and is safe for concurrent use. The receiving side feeds arriving
-// frames to its engine (onEager, onRTS, onCTS, fillData, peerDown).
+// link carries frames from this process's engine to one peer: it is all the
+// engine knows of a transport. Three links exist, as peers:
 //
-// Two links exist: loopLink, which hands frames straight to another engine in the
-// same process (goroutine ranks, and every rank's messages to itself), and tcpLink.
+//   - loopLink hands frames straight to another engine of the same process
+//     (goroutine ranks, and every rank's messages to itself);
+//   - tcpLink writes them to the pair's TCP connection (comm/tcp.go);
+//   - shmLink writes them into a ring shared by two ranks of one node, and
+//     keeps the pair's TCP connection only as its doorbell and to notice the
+//     peer's end (comm/shm.go).
+//
+// Whatever the link, arriving frames reach the engine through one dispatch
+// (frameState.begin and finish, comm/frame.go).
+//
+// Liveness: the connected links (tcpLink, shmLink, both built on peerConn)
+// each run a background reader that notices the peer's end (its connection
+// closes) and reports it with engine.peerDown; ranks joined by loopLinks learn
+// of each other's end from their goodbyes.
 type link interface {
+	// eagerLimit is the largest payload sent eagerly; larger ones go by
+	// rendezvous.
+	eagerLimit() int
+	// sendFrame writes a header and its payload as one unit (frames of
+	// concurrent callers never interleave). It is safe for concurrent use and
+	// may wait for the peer to make room.
 	sendFrame(h *wire.Header, payload []byte) error
+	// trySendHeader sends a header-only frame if it can without waiting, and
+	// reports whether it did (a connection reader must never wait to write).
+	trySendHeader(h *wire.Header) bool
+	// tryPoll reads and dispatches what has arrived, without blocking, unless
+	// another goroutine is reading; it reports whether it had its turn. A
+	// link that delivers as it sends has nothing to poll.
+	tryPoll() bool
+	// spinPolled reports whether every spinning waiter polls the link (a
+	// poll costs a few memory loads), not only the waiters on its peer.
+	spinPolled() bool
+	// spinStart and spinStop announce a goroutine polling the link while it
+	// spins, so that the peer need not ring its doorbell meanwhile.
+	spinStart()
+	spinStop()
+	// kick wakes the link's background reader if flow control paused it.
+	kick()
+	// close stops the link; frames sent after it fail.
 	close() error
 }
 
 var (
 	_ link = (*loopLink)(nil)
 	_ link = (*tcpLink)(nil)
+	_ link = (*shmLink)(nil)
 )
+
+// linkSet is the connected links of an engine, for its pollers: an
+// immutable snapshot, replaced as links are added (see engine.addLink).
+type linkSet struct {
+	all        []link // every connected link, in connection order
+	spinPolled []link // those with spinPolled: polled by every spinning waiter
+	others     []link // the rest: polled by waiters on their peer, and now and then by all
+}
+
+// with returns a copy of s that also holds l.
+func (s *linkSet) with(l link) *linkSet {
+	n := &linkSet{
+		all:        append(slices.Clip(s.all), l),
+		spinPolled: s.spinPolled,
+		others:     s.others,
+	}
+	if l.spinPolled() {
+		n.spinPolled = append(slices.Clip(s.spinPolled), l)
+	} else {
+		n.others = append(slices.Clip(s.others), l)
+	}
+	return n
+}
 
 // loopLink delivers frames synchronously into the engine of a rank of the same
 // process. Eager payloads are copied (the sender may reuse its buffer at once);
@@ -37,30 +95,36 @@ type loopLink struct {
 	from, to *engine
 }
 
+func (l *loopLink) eagerLimit() int { return l.from.cfg.EagerLimit }
+
 func (l *loopLink) sendFrame(h *wire.Header, payload []byte) error {
-	switch h.Kind {
-	case wire.KindEager:
-		var p []byte
-		if h.Flags&wire.FlagCompressed != 0 {
-			p = payload // already a fresh buffer
-		} else {
-			p = make([]byte, len(payload))
-			copy(p, payload)
-		}
-		return l.to.onEager(h, p, nil)
-	case wire.KindRTS:
-		l.to.onRTS(h)
-	case wire.KindCTS:
-		l.to.onCTS(h)
-	case wire.KindData:
-		return l.to.fillData(h, payload)
-	case wire.KindBye:
-		l.to.peerDown(l.from.rank, true, nil)
-	}
-	return nil
+	return l.deliver(h, payload)
 }
 
-func (l *loopLink) close() error { return nil }
+// deliver hands one frame to the receiving engine, through the dispatch every
+// link uses.
+func (l *loopLink) deliver(h *wire.Header, payload []byte) error {
+	var f frameState
+	if more, err := f.begin(l.to, h, false); err != nil || !more {
+		return err
+	}
+	if f.body != nil {
+		copy(f.body, payload)
+	}
+	f.off = len(payload)
+	return f.finish(l.to)
+}
+
+// trySendHeader declines: a frame sent inline would run the receiver's
+// protocol on the caller's stack; a helper goroutine sends it instead.
+func (l *loopLink) trySendHeader(*wire.Header) bool { return false }
+
+func (l *loopLink) tryPoll() bool    { return true } // frames arrive as they are sent
+func (l *loopLink) spinPolled() bool { return false }
+func (l *loopLink) spinStart()       {}
+func (l *loopLink) spinStop()        {}
+func (l *loopLink) kick()            {}
+func (l *loopLink) close() error     { return nil }
 
 // NewLocalWorld returns the world communicators of n ranks that are goroutines of
 // this process, connected by in-process links (no sockets). Each returned Comm is

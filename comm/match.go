@@ -1,0 +1,306 @@
+package comm
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/klauspost/compress/s2"
+	"github.com/pmrun/pmrun/internal/wire"
+)
+
+// Matching: each communicator's (context id's) posted receives and unexpected
+// messages, how an arriving eager message finds its receive or waits for it,
+// and probing.
+
+// matchQueue holds a communicator's posted receives (in posting order: few at
+// a time) and its unexpected messages. A rank that others run ahead of may
+// hold thousands of unexpected messages with many tags (each collective call
+// has its own), so these are indexed by (source, tag) for the usual exact
+// receive, and kept in arrival order for wildcard receives and probes.
+type matchQueue struct {
+	posted []*Request
+	byKey  map[msgKey]*msgFIFO
+	oldest *inMsg // arrival order: oldest.next ... newest
+	newest *inMsg
+}
+
+type msgKey struct{ src, tag int }
+
+// msgFIFO is the unexpected messages of one (source, tag), oldest first.
+type msgFIFO struct {
+	msgs []*inMsg
+	head int
+}
+
+// inMsg is a message that arrived before a matching receive was posted.
+type inMsg struct {
+	src  int // world rank
+	tag  int
+	rts  bool
+	data []byte // eager payload
+	slab *slab  // the arena slab holding data, nil for a heap buffer
+	size int    // announced size of a rendezvous message
+	id   uint64 // sender's rendezvous id
+
+	prev, next *inMsg // arrival order in the queue
+}
+
+// addUnexpected queues m as the newest unexpected message.
+func (q *matchQueue) addUnexpected(m *inMsg) {
+	if q.byKey == nil {
+		q.byKey = make(map[msgKey]*msgFIFO)
+	}
+	k := msgKey{m.src, m.tag}
+	f := q.byKey[k]
+	if f == nil {
+		f = &msgFIFO{}
+		q.byKey[k] = f
+	}
+	f.msgs = append(f.msgs, m)
+	m.prev, m.next = q.newest, nil
+	if q.newest != nil {
+		q.newest.next = m
+	} else {
+		q.oldest = m
+	}
+	q.newest = m
+}
+
+// takeUnexpected returns the oldest queued message matching src/tag, removing
+// it when remove is set.
+func (q *matchQueue) takeUnexpected(src, tag int, remove bool) *inMsg {
+	var m *inMsg
+	if src != AnySource && tag != AnyTag {
+		f := q.byKey[msgKey{src, tag}]
+		if f == nil {
+			return nil
+		}
+		m = f.msgs[f.head]
+	} else {
+		for m = q.oldest; m != nil && !matches(src, tag, m.src, m.tag); m = m.next {
+		}
+		if m == nil {
+			return nil
+		}
+	}
+	if remove {
+		q.remove(m)
+	}
+	return m
+}
+
+// remove unlinks m, the oldest message of its (source, tag).
+func (q *matchQueue) remove(m *inMsg) {
+	k := msgKey{m.src, m.tag}
+	f := q.byKey[k]
+	f.msgs[f.head] = nil
+	f.head++
+	if f.head == len(f.msgs) {
+		delete(q.byKey, k)
+	} else if f.head >= 64 && 2*f.head >= len(f.msgs) { // reclaim the consumed front
+		f.msgs = append(f.msgs[:0], f.msgs[f.head:]...)
+		f.head = 0
+	}
+	if m.prev != nil {
+		m.prev.next = m.next
+	} else {
+		q.oldest = m.next
+	}
+	if m.next != nil {
+		m.next.prev = m.prev
+	} else {
+		q.newest = m.prev
+	}
+	m.prev, m.next = nil, nil
+}
+
+// takePosted removes and returns the oldest posted receive matching a message.
+func (q *matchQueue) takePosted(src, tag int) *Request {
+	for i, r := range q.posted {
+		if matches(r.src, r.tag, src, tag) {
+			q.posted = append(q.posted[:i], q.posted[i+1:]...)
+			r.state = stMatched
+			return r
+		}
+	}
+	return nil
+}
+
+func (q *matchQueue) removePosted(r *Request) bool {
+	for i, p := range q.posted {
+		if p == r {
+			q.posted = append(q.posted[:i], q.posted[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+func matches(wantSrc, wantTag, src, tag int) bool {
+	if wantSrc != AnySource && wantSrc != src {
+		return false
+	}
+	if wantTag == AnyTag {
+		return tag >= 0 // wildcards never match reserved (negative) tags
+	}
+	return wantTag == tag
+}
+
+func (e *engine) queue(cid uint32) *matchQueue {
+	q := e.queues[cid]
+	if q == nil {
+		q = &matchQueue{}
+		e.queues[cid] = q
+	}
+	return q
+}
+
+// dropQueue forgets the match queue of a context no longer in use, when it
+// holds nothing: a receive still posted completes through it, and messages
+// that arrived unreceived stay (a program that sends on a communicator after
+// its receiver freed it has them kept, as MPI leaves that erroneous).
+func (e *engine) dropQueue(cid uint32) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if q := e.queues[cid]; q != nil && len(q.posted) == 0 && q.oldest == nil {
+		delete(e.queues, cid)
+	}
+}
+
+func (e *engine) notifyArrived() {
+	if !e.arrivedWatched { // no prober waits: spare a channel per message
+		return
+	}
+	close(e.arrived)
+	e.arrived = make(chan struct{})
+	e.arrivedWatched = false
+}
+
+// onEager handles an eager frame whose payload (owned by the engine now) was read.
+func (e *engine) onEager(h *wire.Header, payload []byte, s *slab) error {
+	if h.Flags&wire.FlagCompressed != 0 {
+		d, err := s2.Decode(nil, payload)
+		if err != nil {
+			return fmt.Errorf("%w: eager payload: %v", wire.ErrBadPayload, err)
+		}
+		payload = d // compressed payloads are never read into the arena (parse)
+	}
+	src, tag := int(h.Src), int(h.Tag)
+	e.mu.Lock()
+	q := e.queue(h.Ctx)
+	r := q.takePosted(src, tag)
+	if r == nil {
+		q.addUnexpected(&inMsg{src: src, tag: tag, data: payload, slab: s})
+		e.held[src].Add(heldCost(len(payload)))
+		e.notifyArrived()
+		e.mu.Unlock()
+		return nil
+	}
+	e.mu.Unlock()
+	e.deliverEager(r, src, tag, payload, s)
+	return nil
+}
+
+// claimEager matches an arriving eager message by its header, before its payload
+// is read, so that the payload can be read straight into the receive buffer. It
+// returns the matched receive (nil if none) and where the payload goes (nil if it
+// must be read aside: the buffer is too small). Frames of one connection are
+// handled in order, so matching early keeps MPI's ordering.
+func (e *engine) claimEager(h *wire.Header) (*Request, []byte) {
+	e.mu.Lock()
+	r := e.queue(h.Ctx).takePosted(int(h.Src), int(h.Tag))
+	e.mu.Unlock()
+	if r == nil {
+		return nil, nil
+	}
+	n := int(h.Length)
+	switch {
+	case r.buf == nil:
+		r.data = make([]byte, n)
+		return r, r.data
+	case n <= len(r.buf):
+		return r, r.buf[:n]
+	}
+	return r, nil
+}
+
+// eagerDone completes a receive whose payload was read straight into place.
+func (e *engine) eagerDone(r *Request, h *wire.Header) {
+	r.complete(Status{Source: r.c.commRank(int(h.Src)), Tag: int(h.Tag), Count: int(h.Length)}, nil)
+}
+
+func (e *engine) deliverEager(r *Request, src, tag int, data []byte, s *slab) {
+	st := Status{Source: r.c.commRank(src), Tag: tag, Count: len(data)}
+	if r.buf == nil {
+		if s != nil { // the arena's memory is lent, not given
+			data = append([]byte(nil), data...)
+			e.arena.release(s)
+		}
+		r.data = data
+		r.complete(st, nil)
+		return
+	}
+	n := copy(r.buf, data)
+	e.arena.release(s)
+	if n < len(data) {
+		r.complete(st, &RankError{Op: "recv", Rank: st.Source, Tag: tag, Err: ErrTruncated})
+		return
+	}
+	r.complete(st, nil)
+}
+
+// probe looks for a queued message matching src/tag; with wait it blocks until one
+// arrives.
+func (e *engine) probe(ctx context.Context, c *Comm, src, tag int, wait bool) (bool, Status, error) {
+	if err := e.reach(src); err != nil {
+		return false, Status{}, err
+	}
+	e.force(1) // the message probed for may lie behind a throttled backlog
+	defer e.force(-1)
+	// Like a waiting receive, a probe reads the connections itself: first once
+	// (Iprobe), then, when it may wait, spinning up to cfg.Spin before it parks.
+	var deadline time.Time
+	for i := 0; ; i++ {
+		e.mu.Lock()
+		if e.closed {
+			e.mu.Unlock()
+			return false, Status{}, ErrClosed
+		}
+		if m := e.queue(c.cid).takeUnexpected(src, tag, false); m != nil {
+			n := len(m.data)
+			if m.rts {
+				n = m.size
+			}
+			e.mu.Unlock()
+			return true, Status{Source: c.commRank(m.src), Tag: m.tag, Count: n}, nil
+		}
+		if src != AnySource {
+			if gone := e.peerGone(src); gone != nil {
+				e.mu.Unlock()
+				return false, Status{}, gone
+			}
+		}
+		arrived := e.arrived
+		e.arrivedWatched = true
+		e.mu.Unlock()
+		if i == 0 {
+			deadline = time.Now().Add(e.cfg.Spin)
+		}
+		if i == 0 || wait && time.Now().Before(deadline) {
+			e.pollLinks()
+			if i > 0 {
+				e.spinPause(i, yieldMask+1)
+			}
+			continue
+		}
+		if !wait {
+			return false, Status{}, nil
+		}
+		select {
+		case <-arrived:
+		case <-ctx.Done():
+			return false, Status{}, ctx.Err()
+		}
+	}
+}

@@ -1,0 +1,262 @@
+package comm
+
+import (
+	"runtime"
+	"slices"
+	"syscall"
+	"time"
+)
+
+// Waiting by polling. A goroutine that waits for the network (a request in
+// Wait, a probe, a writer waiting for room in a shared memory ring) polls the
+// links itself rather than park, and paces itself between two polls with
+// spinPause; the ring writer, whose wait has no deadline, steps down from
+// spinning to sleeping with ringWait.
+
+// spinPause is one pause of a goroutine that polls while it waits, before its
+// poll number n (from 1). With Config.SpinYield it gives the core to another
+// process for a moment (the rank that must answer may be waiting for it), and
+// every yieldEvery pauses (a power of two) it lets this process's other
+// goroutines run (see yield).
+func (e *engine) spinPause(n, yieldEvery int) {
+	if e.cfg.SpinYield {
+		syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
+	}
+	if n&(yieldEvery-1) == 0 {
+		e.yield()
+	}
+}
+
+// ringWait paces a writer waiting for its peer to make room in a ring: it
+// spins while the peer should be draining it, then sleeps between polls.
+type ringWait struct{ n int } // pauses since the ring last took bytes
+
+// ringSpins bounds the pauses a ring writer spins through with SpinYield
+// (ringYields without): then it sleeps ringSleep between polls.
+const (
+	ringSpins  = 20000
+	ringYields = 200
+	ringSleep  = 20 * time.Microsecond
+)
+
+// reset starts over: the ring took bytes.
+func (w *ringWait) reset() { w.n = 0 }
+
+// pause waits before the next poll.
+func (w *ringWait) pause(e *engine) {
+	w.n++
+	switch {
+	case e.cfg.SpinYield && w.n < ringSpins:
+		// The reader may be a process waiting for this core.
+		e.spinPause(w.n, 16)
+	case w.n < ringYields:
+		e.yield()
+	default:
+		time.Sleep(ringSleep)
+	}
+}
+
+// yieldMask sets how often a spinning waiter yields: every 64 polls (about 2 µs
+// of shared memory polling, 30 µs of socket polling).
+const yieldMask = 63
+
+// progress is called by a goroutine about to wait for r. For up to Config.Spin
+// it keeps its CPU and reads the connections r depends on itself, so that an
+// arriving message completes r without waking anyone (parking and waking a
+// goroutine costs 10-30 µs here, as much as a loopback round trip). Between
+// polls it yields, so that with more ranks than cores the goroutines that must
+// run to answer still get a CPU. The background readers make progress when no
+// caller polls.
+func (e *engine) progress(r *Request) { e.progressAll([]*Request{r}) }
+
+// progressAll is progress for a set of requests (WaitAll): it spins until all
+// of them have completed, and it pushes the data of every rendezvous send among
+// them that its receiver cleared, so that a window of sends moves from the
+// waiting goroutine rather than one helper goroutine each. Requests of another
+// engine, nil and asynchronous ones are left to their own Wait.
+func (e *engine) progressAll(rs []*Request) {
+	if e.cfg.Spin <= 0 {
+		return
+	}
+	var liveBuf, pushBuf [8]*Request
+	w := waiter{set: e.conns.Load()}
+	w.live, w.pushes, w.links = e.gather(w.set, rs, liveBuf[:0], pushBuf[:0])
+	if len(w.live) == 0 {
+		return
+	}
+	w.claimPushes()
+	defer e.handOffPushes(w.pushes)
+	w.setSpin(true)
+	defer w.setSpin(false)
+	deadline := time.Now().Add(e.cfg.Spin)
+	rx := e.rx.Load()
+	for i := 1; !w.done(); i++ {
+		w.poll(i)
+		w.pushReady(e)
+		if !w.spinning { // it pushed: announce the spinner again, poll at once
+			w.setSpin(true)
+			continue
+		}
+		if i&yieldMask == 0 {
+			if now := e.rx.Load(); now != rx { // data is flowing: keep at it
+				rx, deadline = now, time.Now().Add(e.cfg.Spin)
+			} else if time.Now().After(deadline) {
+				return
+			}
+		}
+		e.spinPause(i, yieldMask+1) // let the rank that must answer run
+	}
+}
+
+// waiter is a goroutine spinning in progressAll on a set of requests.
+type waiter struct {
+	set      *linkSet
+	links    []link     // polled on every turn
+	live     []*Request // the requests waited for; live[:next] have completed
+	pushes   []*Request // the rendezvous sends among them; pushes[:nextPush] are claimed
+	next     int
+	nextPush int
+	spinning bool // announced on links (see link.spinStart)
+}
+
+// gather picks the requests of rs to wait for (appended to live, and those
+// that are rendezvous sends to pushes too), and the links to poll on every
+// turn: those the requests depend on, and every spin-polled link (shared
+// memory: a poll is a few memory loads), since a frame a request needs may
+// arrive on another link first (a rendezvous announcement for a receive posted
+// alongside, in a pairwise exchange). Other links get a turn every 16 polls.
+func (e *engine) gather(set *linkSet, rs, live, pushes []*Request) ([]*Request, []*Request, []link) {
+	links := set.spinPolled
+	for _, r := range rs {
+		if r == nil || r.c.e != e || r.kind == kindAsync || r.fin.Load() {
+			continue
+		}
+		live = append(live, r)
+		peer := r.src
+		if r.kind == kindSend {
+			peer = r.dst
+			if r.id != 0 {
+				pushes = append(pushes, r)
+			}
+		}
+		if peer == AnySource {
+			links = set.all
+		} else if c := e.peers[peer].Load(); c != nil && !slices.Contains(links, c.link) {
+			links = append(links[:len(links):len(links)], c.link)
+		}
+	}
+	return live, pushes, links
+}
+
+// claimPushes makes the pushes of the sends waited for this goroutine's
+// while it spins.
+func (w *waiter) claimPushes() {
+	for _, r := range w.pushes {
+		r.spinning.Store(true)
+	}
+}
+
+// handOffPushes gives the pushes still to make when a spin ends to helper
+// goroutines.
+func (e *engine) handOffPushes(pushes []*Request) {
+	for _, r := range pushes {
+		r.spinning.Store(false)
+		if r.pushTo.Load() != 0 && r.pushClaim.CompareAndSwap(false, true) {
+			e.goHelper(func() { e.push(r, r.pushTo.Load()) })
+		}
+	}
+}
+
+// setSpin announces the spinner on its links, or withdraws it.
+func (w *waiter) setSpin(on bool) {
+	if w.spinning == on {
+		return
+	}
+	w.spinning = on
+	for _, l := range w.links {
+		if on {
+			l.spinStart()
+		} else {
+			l.spinStop()
+		}
+	}
+}
+
+// done reports whether every request waited for has completed.
+func (w *waiter) done() bool {
+	for w.next < len(w.live) && w.live[w.next].fin.Load() {
+		w.next++
+	}
+	return w.next == len(w.live)
+}
+
+// poll reads the links of turn i.
+func (w *waiter) poll(i int) {
+	for _, l := range w.links {
+		l.tryPoll()
+	}
+	if i&15 == 0 && len(w.set.all) > len(w.links) {
+		for _, l := range w.set.others {
+			l.tryPoll()
+		}
+	}
+}
+
+// pushReady pushes the data of every send waited for whose receiver is now
+// ready.
+func (w *waiter) pushReady(e *engine) {
+	for w.nextPush < len(w.pushes) && w.pushes[w.nextPush].pushClaim.Load() {
+		w.nextPush++
+	}
+	for _, r := range w.pushes[w.nextPush:] {
+		if r.pushTo.Load() == 0 || r.pushClaim.Load() {
+			continue
+		}
+		// Pushing a large message can take long, and the peer may be
+		// pushing to this rank at the same time: stop announcing a
+		// spinner meanwhile, so that its frames wake this rank's reader
+		// instead of waiting for a poll that will not come until the push
+		// is done.
+		w.setSpin(false)
+		e.pushIfReady(r)
+	}
+}
+
+// goHelper runs fn on a goroutine of its own, counted while it runs: a waiter
+// spinning on a thread the scheduler cannot hand off cheaply yields to the
+// scheduler only while such goroutines exist (see yield).
+func (e *engine) goHelper(fn func()) {
+	e.helpers.Add(1)
+	go func() {
+		defer e.helpers.Add(-1)
+		fn()
+	}()
+}
+
+// yield lets other goroutines run during a spin. On a thread locked to its
+// goroutine (a call from C, as through the Python bridge), runtime.Gosched
+// hands the thread's P to another thread and back, tens of microseconds; there
+// it yields only when a helper goroutine may need the P, and otherwise gives
+// the core to other processes for a moment.
+func (e *engine) yield() {
+	if !e.cfg.LockedCallers || e.helpers.Load() > 0 {
+		runtime.Gosched()
+		return
+	}
+	syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
+}
+
+// pollLinks reads what has arrived on every connection, without blocking.
+func (e *engine) pollLinks() {
+	for _, l := range e.conns.Load().all {
+		l.tryPoll()
+	}
+}
+
+// pollSpinPolled reads what has arrived on every link that spinning waiters
+// poll (shared memory), without blocking.
+func (e *engine) pollSpinPolled() {
+	for _, l := range e.conns.Load().spinPolled {
+		l.tryPoll()
+	}
+}

@@ -1,0 +1,226 @@
+package comm
+
+import (
+	"fmt"
+
+	"github.com/klauspost/compress/s2"
+	"github.com/pmrun/pmrun/internal/wire"
+)
+
+// The rendezvous protocol, for messages above a link's eager limit and for
+// synchronous sends: the sender announces the message (RTS), the receiver
+// answers once a receive matches (CTS, naming where the data goes), and the
+// sender pushes the data in chunks that the receiver reads straight into place.
+
+// onRTS handles a rendezvous announcement.
+func (e *engine) onRTS(h *wire.Header) {
+	src, tag := int(h.Src), int(h.Tag)
+	e.mu.Lock()
+	q := e.queue(h.Ctx)
+	r := q.takePosted(src, tag)
+	if r == nil {
+		q.addUnexpected(&inMsg{src: src, tag: tag, rts: true, size: int(h.Length), id: h.ID})
+		e.notifyArrived()
+		e.mu.Unlock()
+		return
+	}
+	e.mu.Unlock()
+	// A reader must never block on a write: the answer goes out at once only if
+	// it can without waiting, else from another goroutine.
+	e.startRdvRecvFrom(r, src, tag, int(h.Length), h.ID, true)
+}
+
+// startRdvRecv answers an RTS matched by r with a CTS naming where the data goes.
+func (e *engine) startRdvRecv(r *Request, src, tag, size int, sendID uint64) {
+	e.startRdvRecvFrom(r, src, tag, size, sendID, false)
+}
+
+// startRdvRecvFrom is startRdvRecv; reader says that the caller is a
+// connection reader, which must not wait to send the answer.
+func (e *engine) startRdvRecvFrom(r *Request, src, tag, size int, sendID uint64, reader bool) {
+	st := Status{Source: r.c.commRank(src), Tag: tag, Count: size}
+	cts := wire.Header{Kind: wire.KindCTS, Ctx: r.cid, Src: int32(e.rank), Tag: int32(tag), ID: sendID}
+	if r.buf != nil && size > len(r.buf) {
+		// Tell the sender to drop the data (CTS with receive id 0); the sender succeeds.
+		e.sendCtl(src, cts, reader, nil)
+		r.complete(st, &RankError{Op: "recv", Rank: st.Source, Tag: tag, Err: ErrTruncated})
+		return
+	}
+	if size == 0 { // nothing to move: a CTS with no receive id completes the sender
+		e.sendCtl(src, cts, reader, nil)
+		r.complete(st, nil)
+		return
+	}
+	var target []byte
+	if r.buf != nil {
+		target = r.buf[:size]
+	} else {
+		target = make([]byte, size)
+		r.data = target
+	}
+	e.mu.Lock()
+	r.target, r.msgSrc, r.msgTag, r.st = target, src, tag, st
+	id := e.nextID
+	e.nextID++
+	r.id = id
+	e.rdvRecv[id] = r
+	e.mu.Unlock()
+	cts.Length = id
+	e.sendCtl(src, cts, reader, func(err error) {
+		e.mu.Lock()
+		delete(e.rdvRecv, id)
+		e.mu.Unlock()
+		r.complete(st, err)
+	})
+}
+
+// sendCtl sends a header-only control frame to world rank dst; failed, if not
+// nil, is told why it could not. From a reader (which must not wait) the frame
+// goes out inline only when the link takes it at once; else a helper
+// goroutine sends it.
+func (e *engine) sendCtl(dst int, h wire.Header, reader bool, failed func(error)) {
+	send := func() {
+		l, err := e.link(dst)
+		if err == nil {
+			err = l.sendFrame(&h, nil)
+		}
+		if err != nil && failed != nil {
+			failed(err)
+		}
+	}
+	if !reader {
+		send()
+		return
+	}
+	if c := e.peers[dst].Load(); c != nil && c.link.trySendHeader(&h) {
+		return
+	}
+	e.pushers.Add(1)
+	e.goHelper(func() {
+		defer e.pushers.Done()
+		send()
+	})
+}
+
+// onCTS starts pushing the data of the send it names.
+func (e *engine) onCTS(h *wire.Header) {
+	e.mu.Lock()
+	r := e.rdvSend[h.ID]
+	delete(e.rdvSend, h.ID)
+	if r != nil && e.closed { // close already failed it
+		e.mu.Unlock()
+		return
+	}
+	if r != nil {
+		r.state = stMatched
+		if h.Length != 0 {
+			e.pushers.Add(1)
+		}
+	}
+	e.mu.Unlock()
+	if r == nil {
+		e.cfg.logf("comm: rank %d: clear-to-send for unknown send %d from rank %d", e.rank, h.ID, h.Src)
+		return
+	}
+	if h.Length == 0 { // receiver truncated and discards the message
+		r.complete(Status{Count: len(r.payload)}, nil)
+		return
+	}
+	// A sender spinning in Wait pushes the data itself (no hand-off); otherwise a
+	// goroutine does, so that data flows even if nobody waits on the request.
+	r.pushTo.Store(h.Length)
+	if !r.spinning.Load() && r.pushClaim.CompareAndSwap(false, true) {
+		e.goHelper(func() { e.push(r, h.Length) })
+	}
+}
+
+// pushIfReady pushes r's data from the calling goroutine if the receiver is ready
+// and no one else has claimed the push; it reports whether it did.
+func (e *engine) pushIfReady(r *Request) bool {
+	id := r.pushTo.Load()
+	if id == 0 || !r.pushClaim.CompareAndSwap(false, true) {
+		return false
+	}
+	e.push(r, id)
+	return true
+}
+
+// push sends r's payload as data frames; it owns its goroutine until done.
+func (e *engine) push(r *Request, recvID uint64) {
+	defer e.pushers.Done()
+	l, err := e.link(r.dst)
+	if err != nil {
+		r.complete(Status{}, err)
+		return
+	}
+	p := r.payload
+	for off := 0; off < len(p); {
+		n := min(e.cfg.ChunkSize, len(p)-off)
+		h := wire.Header{Kind: wire.KindData, Ctx: r.cid, Src: int32(e.rank), Tag: int32(r.tag), ID: recvID}
+		if err := e.sendPayload(l, &h, p[off:off+n]); err != nil {
+			r.complete(Status{}, err)
+			return
+		}
+		off += n
+	}
+	r.complete(Status{Count: len(p)}, nil)
+}
+
+// dataTarget returns where the n bytes of data frame h go; nil means discard.
+func (e *engine) dataTarget(h *wire.Header, n int) (*Request, []byte, error) {
+	e.mu.Lock()
+	r := e.rdvRecv[h.ID]
+	dropped := r != nil && r.dropped
+	e.mu.Unlock()
+	if r == nil {
+		return nil, nil, fmt.Errorf("%w: data for unknown receive %d", wire.ErrBadPayload, h.ID)
+	}
+	if r.got+n > len(r.target) {
+		return nil, nil, fmt.Errorf("%w: data overruns receive %d (%d+%d > %d)", wire.ErrBadPayload, h.ID, r.got, n, len(r.target))
+	}
+	if dropped {
+		return r, nil, nil
+	}
+	return r, r.target[r.got : r.got+n], nil
+}
+
+// fillData places the payload of data frame h (decompressing it if flagged).
+func (e *engine) fillData(h *wire.Header, payload []byte) error {
+	n := len(payload)
+	if h.Flags&wire.FlagCompressed != 0 {
+		d, err := s2.DecodedLen(payload)
+		if err != nil {
+			return fmt.Errorf("%w: data chunk: %v", wire.ErrBadPayload, err)
+		}
+		n = d
+	}
+	r, t, err := e.dataTarget(h, n)
+	if err != nil {
+		return err
+	}
+	if t != nil {
+		if h.Flags&wire.FlagCompressed != 0 {
+			if _, err := s2.Decode(t, payload); err != nil {
+				return fmt.Errorf("%w: data chunk: %v", wire.ErrBadPayload, err)
+			}
+		} else {
+			copy(t, payload)
+		}
+	}
+	e.dataDone(h, r, n)
+	return nil
+}
+
+// dataDone records n more bytes received for r; the last one completes it.
+func (e *engine) dataDone(h *wire.Header, r *Request, n int) {
+	r.got += n
+	if r.got == len(r.target) {
+		e.mu.Lock()
+		delete(e.rdvRecv, h.ID)
+		dropped := r.dropped // then a cancel completed r (and wrote r.st)
+		e.mu.Unlock()
+		if !dropped {
+			r.complete(r.st, nil)
+		}
+	}
+}
