@@ -121,7 +121,22 @@ func TestDockerSwarm(t *testing.T) {
 			t.Errorf("leaving the swarm: %v", err)
 		}
 		if !hadGateway {
-			if _, err := dockerCmd(t, time.Minute, nil, "network", "rm", "docker_gwbridge"); err != nil {
+			// The engine releases the bridge's last endpoint (the ingress
+			// sandbox's) a moment after the swarm is left: until then the
+			// removal fails with "has active endpoints".
+			var err error
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+				_, err = dockerCmd(t, time.Minute, nil, "network", "rm", "docker_gwbridge")
+				if err == nil || !strings.Contains(err.Error(), "active endpoints") || time.Now().After(deadline) {
+					break
+				}
+			}
+			switch {
+			case err != nil && strings.Contains(err.Error(), "active endpoints"):
+				// Some engines keep that endpoint until they restart: the
+				// bridge is the engine's own, not the job's.
+				t.Logf("the engine keeps the swarm's docker_gwbridge (a stale endpoint until it restarts): %v", err)
+			case err != nil:
 				t.Errorf("removing the swarm's docker_gwbridge: %v", err)
 			}
 		}
