@@ -3,11 +3,12 @@
 #
 # Each benchmark is a pair of commands that print lines of the form
 #   <test> bytes=<b> value=<v>
-# one run under pmrun, one under the reference (Open MPI over TCP for now). The
-# pair runs REPS times, alternating reference then pmrun so that both see the
-# same machine load, and bench/summarize.py prints the medians side by side and
-# one line per measurement:
-#   BENCH <test> np=<n> bytes=<b> pmrun=<v> ref=<v> ratio=<pmrun/ref> unit=<us|MBps>
+# one run under pmrun, one under the reference (Open MPI on the same path:
+# see BENCHES). The pair runs REPS times, alternating which side goes first, so
+# that both see the same machine load; a failed run's figures are dropped.
+# bench/summarize.py prints the medians side by side and one line per
+# measurement, tagged with the path compared:
+#   BENCH <test> path=<node|tcp> np=<n> bytes=<b> pmrun=<v> ref=<v> ratio=<pmrun/ref> unit=<us|MBps>
 #
 # Usage (from anywhere; bin/pmrun must have been built by `make build`):
 #   bash bench/run.sh
@@ -15,11 +16,16 @@
 #
 # Environment:
 #   REPS         repetitions of each pair (default 5)
-#   BENCHES      space-separated benchmarks to run (default: all; known: p2p,
-#                p2ptcp = pmrun with shared memory off, i.e. its TCP path,
-#                coll = the collectives at each of COLL_NP, py_p2p, py_coll,
-#                py_startup = the Python benchmarks: the same mpi4py script
-#                under pmrun and under mpirun with Debian's python3-mpi4py,
+#   BENCHES      space-separated benchmarks to run (default: all). Each MPI
+#                benchmark has a pair on each path: NAME (path=node) is pmrun
+#                on its default, shared memory, against Open MPI's default on
+#                one node (ob1 over vader, tuned collectives); NAMEtcp
+#                (path=tcp) is pmrun with PMRUN_SHM=off against Open MPI
+#                restricted to TCP. Known: p2p, p2ptcp, coll, colltcp = the
+#                collectives at each of COLL_NP, py_p2p, py_p2ptcp, py_coll,
+#                py_colltcp, py_startup = the Python benchmarks: the same
+#                mpi4py script under pmrun and under mpirun with Debian's
+#                python3-mpi4py,
 #                pywin = 100 MB from rank 0 to the node's ranks through a
 #                shared window against Bcast, both under pmrun (pmrun = window,
 #                ref = Bcast), then each of them under pmrun and under mpirun,
@@ -58,11 +64,16 @@ read -ra COLL_NP <<<"${COLL_NP:-2 4 8}"
 read -ra PYWIN_NP <<<"${PYWIN_NP:-2 4}"
 PY=${PY:-/usr/bin/python3}
 
-# Open MPI over loopback TCP only (no shared memory), which is what pmrun's TCP
-# path is compared against.
+# Each path is compared with its counterpart (the BENCH lines say which, by
+# path=node|tcp): on one node, pmrun's default (shared memory and the shared
+# area) against Open MPI's default there (ob1 over vader shared memory, tuned
+# collectives); pmrun with PMRUN_SHM=off, its TCP path (what ranks on
+# different nodes use), against Open MPI over loopback TCP only.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-# shellcheck disable=SC2054 # "tcp,self" is one argument
-MPIRUN=(mpirun --allow-run-as-root --oversubscribe
+# shellcheck disable=SC2054 # "vader,self" and "tcp,self" are one argument each
+MPIRUN_NODE=(mpirun --allow-run-as-root --oversubscribe --mca pml ob1 --mca btl vader,self)
+# shellcheck disable=SC2054
+MPIRUN_TCP=(mpirun --allow-run-as-root --oversubscribe
   --mca pml ob1 --mca btl tcp,self --mca btl_tcp_if_include lo)
 PMRUN=("${PMRUN_BIN:-bin/pmrun}")
 
@@ -127,8 +138,8 @@ selected() {
 
 # run_one IMPL NAME NP REP CMD... runs one command, and appends each result line
 # it prints, tagged with the benchmark, implementation, rank count and
-# repetition, to BENCH_OUT. A failed or timed-out run is reported and counted;
-# the other runs go on.
+# repetition, to BENCH_OUT. A failed or timed-out run is reported and counted,
+# and what it printed is dropped; the other runs go on.
 run_one() {
   local impl=$1 name=$2 np=$3 rep=$4
   shift 4
@@ -139,22 +150,26 @@ run_one() {
   n=$(grep -cE '(^|[^A-Za-z0-9_])[A-Za-z0-9_]+ bytes=[0-9]+ value=' "$out" || true)
   if ((rc != 0)); then
     failures=$((failures + 1))
-    log "rep $rep $name $impl: FAILED (exit $rc): $*"
+    log "rep $rep $name $impl: FAILED (exit $rc), its $n values dropped: $*"
     sed 's/^/  | /' "$err" | tail -n 20 >&2
-  else
-    log "rep $rep $name $impl: $n values"
+    rm -f "$out" "$err"
+    return
   fi
+  log "rep $rep $name $impl: $n values"
   sed -E -n "s/^(.*[^A-Za-z0-9_])?([A-Za-z0-9_]+ bytes=[0-9]+ value=[-+0-9.eEinfa]+( alg=[a-z_]+)?).*$/bench=$name impl=$impl np=$np rep=$rep \2/p" \
     "$out" >>"$BENCH_OUT"
   rm -f "$out" "$err"
 }
 
-# run_pair NAME NP REF_LABEL PREFIX -- PMRUN_CMD... -- REF_CMD...
-# runs the reference and then the pmrun command, REPS times. PREFIX is put in
-# front of the test names on the BENCH lines ("" for the Go p2p benchmark).
+# run_pair NAME NP REF_LABEL PREFIX PATH -- PMRUN_CMD... -- REF_CMD...
+# runs both commands REPS times, the reference first in odd repetitions and
+# pmrun first in even ones, so that neither always meets the machine as the
+# other left it. PREFIX is put in front of the test names on the BENCH lines
+# ("" for the Go p2p benchmark); PATH (node or tcp) says which path of both
+# is compared.
 run_pair() {
-  local name=$1 np=$2 label=$3 prefix=$4
-  shift 4
+  local name=$1 np=$2 label=$3 prefix=$4 path=$5
+  shift 5
   [[ ${1:-} == -- ]] || die "run_pair $name: expected -- before the pmrun command"
   shift
   local pm=() ref=()
@@ -165,13 +180,18 @@ run_pair() {
   (($# > 0)) || die "run_pair $name: expected -- before the reference command"
   shift
   ref=("$@")
-  echo "#pair bench=$name prefix=$prefix ref=$label" >>"$BENCH_OUT"
+  echo "#pair bench=$name prefix=$prefix path=$path ref=$label" >>"$BENCH_OUT"
   log "$name: pmrun:     ${pm[*]}"
   log "$name: $label: ${ref[*]}"
   local rep
   for ((rep = 1; rep <= REPS; rep++)); do
-    run_one ref "$name" "$np" "$rep" "${ref[@]}"
-    run_one pmrun "$name" "$np" "$rep" "${pm[@]}"
+    if ((rep % 2)); then
+      run_one ref "$name" "$np" "$rep" "${ref[@]}"
+      run_one pmrun "$name" "$np" "$rep" "${pm[@]}"
+    else
+      run_one pmrun "$name" "$np" "$rep" "${pm[@]}"
+      run_one ref "$name" "$np" "$rep" "${ref[@]}"
+    fi
   done
 }
 
@@ -190,46 +210,64 @@ main() {
     build_p2p
   fi
   if selected p2p; then
-    # pmrun as it runs by default: ranks on one node use shared memory.
-    run_pair p2p 2 "Open MPI" "" \
+    # One node, both on their defaults: pmrun's shared memory against vader.
+    run_pair p2p 2 "Open MPI vader" "" node \
       -- "${PMRUN[@]}" -np 2 bench/bin/p2p "${P2P_ARGS[@]}" \
-      -- "${MPIRUN[@]}" -np 2 bench/bin/osu_p2p "${P2P_ARGS[@]}"
+      -- "${MPIRUN_NODE[@]}" -np 2 bench/bin/osu_p2p "${P2P_ARGS[@]}"
   fi
   if selected p2ptcp; then
-    # pmrun's TCP path (what ranks on different nodes use), same reference.
-    run_pair p2ptcp 2 "Open MPI" "tcp_" \
+    # TCP against TCP: pmrun's path between nodes, Open MPI's tcp btl.
+    run_pair p2ptcp 2 "Open MPI TCP" "tcp_" tcp \
       -- env PMRUN_SHM=off "${PMRUN[@]}" -np 2 bench/bin/p2p "${P2P_ARGS[@]}" \
-      -- "${MPIRUN[@]}" -np 2 bench/bin/osu_p2p "${P2P_ARGS[@]}"
+      -- "${MPIRUN_TCP[@]}" -np 2 bench/bin/osu_p2p "${P2P_ARGS[@]}"
   fi
 
-  if selected coll; then
+  if selected coll || selected colltcp; then
     build_coll
-    local np
-    for np in "${COLL_NP[@]}"; do
-      run_pair coll "$np" "Open MPI" "" \
-        -- "${PMRUN[@]}" -np "$np" bench/bin/coll "${COLL_ARGS[@]}" \
-        -- "${MPIRUN[@]}" -np "$np" bench/bin/osu_coll "${COLL_ARGS[@]}"
-    done
   fi
+  local np
+  for np in "${COLL_NP[@]}"; do
+    if selected coll; then
+      run_pair coll "$np" "Open MPI vader" "" node \
+        -- "${PMRUN[@]}" -np "$np" bench/bin/coll "${COLL_ARGS[@]}" \
+        -- "${MPIRUN_NODE[@]}" -np "$np" bench/bin/osu_coll "${COLL_ARGS[@]}"
+    fi
+    if selected colltcp; then
+      run_pair colltcp "$np" "Open MPI TCP" "tcp_" tcp \
+        -- env PMRUN_SHM=off "${PMRUN[@]}" -np "$np" bench/bin/coll "${COLL_ARGS[@]}" \
+        -- "${MPIRUN_TCP[@]}" -np "$np" bench/bin/osu_coll "${COLL_ARGS[@]}"
+    fi
+  done
 
   if selected py_p2p; then
-    run_pair py_p2p 2 "mpi4py+Open MPI" "py_" \
+    run_pair py_p2p 2 "mpi4py+Open MPI vader" "py_" node \
       -- "${PMRUN[@]}" -np 2 --python "$PY" bench/py/osu.py p2p \
-      -- "${MPIRUN[@]}" -np 2 "$PY" bench/py/osu.py p2p
+      -- "${MPIRUN_NODE[@]}" -np 2 "$PY" bench/py/osu.py p2p
   fi
-  if selected py_coll; then
-    local pnp
-    for pnp in "${COLL_NP[@]}"; do
-      run_pair py_coll "$pnp" "mpi4py+Open MPI" "py_" \
+  if selected py_p2ptcp; then
+    run_pair py_p2ptcp 2 "mpi4py+Open MPI TCP" "py_tcp_" tcp \
+      -- env PMRUN_SHM=off "${PMRUN[@]}" -np 2 --python "$PY" bench/py/osu.py p2p \
+      -- "${MPIRUN_TCP[@]}" -np 2 "$PY" bench/py/osu.py p2p
+  fi
+  local pnp
+  for pnp in "${COLL_NP[@]}"; do
+    if selected py_coll; then
+      run_pair py_coll "$pnp" "mpi4py+Open MPI vader" "py_" node \
         -- "${PMRUN[@]}" -np "$pnp" --python "$PY" bench/py/osu.py coll \
-        -- "${MPIRUN[@]}" -np "$pnp" "$PY" bench/py/osu.py coll
-    done
-  fi
+        -- "${MPIRUN_NODE[@]}" -np "$pnp" "$PY" bench/py/osu.py coll
+    fi
+    if selected py_colltcp; then
+      run_pair py_colltcp "$pnp" "mpi4py+Open MPI TCP" "py_tcp_" tcp \
+        -- env PMRUN_SHM=off "${PMRUN[@]}" -np "$pnp" --python "$PY" bench/py/osu.py coll \
+        -- "${MPIRUN_TCP[@]}" -np "$pnp" "$PY" bench/py/osu.py coll
+    fi
+  done
   if selected py_startup; then
-    # Wall time of "LAUNCHER -np 8 python3 hello.py", median of 5 launches.
-    run_pair py_startup 8 "mpi4py+Open MPI" "py_" \
+    # Wall time of "LAUNCHER -np 8 python3 hello.py", median of 5 launches,
+    # each launcher on its default path.
+    run_pair py_startup 8 "mpi4py+Open MPI vader" "py_" node \
       -- env PY="$PY" bench/py/startup.sh "${PMRUN[@]}" \
-      -- env PY="$PY" bench/py/startup.sh "${MPIRUN[@]}"
+      -- env PY="$PY" bench/py/startup.sh "${MPIRUN_NODE[@]}"
   fi
 
   if selected pywin; then
@@ -237,20 +275,20 @@ main() {
     for wnp in "${PYWIN_NP[@]}"; do
       # The same job two ways under pmrun: the "pmrun" column is the window,
       # the reference column Bcast (ratio < 0.1: the window is 10x faster).
-      run_pair pywin "$wnp" "Bcast" "pywin_" \
+      run_pair pywin "$wnp" "Bcast" "pywin_" node \
         -- "${PMRUN[@]}" -np "$wnp" --python "$PY" bench/py/win.py window \
         -- "${PMRUN[@]}" -np "$wnp" --python "$PY" bench/py/win.py bcast
       # Both ways under pmrun and under mpi4py on Open MPI.
-      run_pair pywin_ompi "$wnp" "mpi4py+Open MPI" "pywin_" \
+      run_pair pywin_ompi "$wnp" "mpi4py+Open MPI vader" "pywin_" node \
         -- "${PMRUN[@]}" -np "$wnp" --python "$PY" bench/py/win.py both \
-        -- "${MPIRUN[@]}" -np "$wnp" "$PY" bench/py/win.py both
+        -- "${MPIRUN_NODE[@]}" -np "$wnp" "$PY" bench/py/win.py both
     done
   fi
 
   if selected threads; then
     build_threads
     local nt=${THREADS:-$(nproc)}
-    run_pair threads 1 "OpenMP" "" \
+    run_pair threads 1 "OpenMP" "" node \
       -- env PMRUN_THREADS="$nt" bench/bin/threads \
       -- env OMP_NUM_THREADS="$nt" bench/bin/omp_threads
   fi
@@ -265,7 +303,7 @@ main() {
     go build -o bench/bin/hybrid ./examples/mpi/hybrid
     for cells in 32768:4000 1048576:200; do
       steps=${cells#*:} cells=${cells%:*}
-      run_pair hybrid "$nc" "pure MPI" "" \
+      run_pair hybrid "$nc" "pure MPI" "" node \
         -- "${PMRUN[@]}" -np 1 --threads "$nc" bench/bin/hybrid -time -n "$cells" -steps "$steps" \
         -- "${PMRUN[@]}" -np "$nc" --threads 1 bench/bin/hybrid -time -n "$cells" -steps "$steps"
     done
@@ -281,16 +319,16 @@ main() {
     fi
     local tenv=(env PYTHONPATH="$PWD/bench/tasks:$PWD/bin/python" TASKS_BUSY_LOOPS="$loops" PMRUN_PYTHON="$PY")
     local pmtask=("${tenv[@]}" "$PY" bench/tasks/tasks.py pmrun --workers "$tw")
-    run_pair tasks_pool "$tw" "ProcessPoolExecutor" "task_pool_" \
+    run_pair tasks_pool "$tw" "ProcessPoolExecutor" "task_pool_" node \
       -- "${pmtask[@]}" \
       -- "${tenv[@]}" "$PY" bench/tasks/tasks.py pool --workers "$tw"
     # mpi4py.futures: rank 0 runs the script, the other ranks are its workers;
-    # Open MPI's default transports (shared memory), not the TCP-only MPIRUN.
-    run_pair tasks_mpi "$tw" "mpi4py.futures+Open MPI" "task_mpi_" \
+    # Open MPI's default transports on one node (shared memory).
+    run_pair tasks_mpi "$tw" "mpi4py.futures+Open MPI" "task_mpi_" node \
       -- "${pmtask[@]}" \
-      -- "${tenv[@]}" mpirun --allow-run-as-root --oversubscribe -np $((tw + 1)) \
+      -- "${tenv[@]}" "${MPIRUN_NODE[@]}" -np $((tw + 1)) \
       -x PYTHONPATH -x TASKS_BUSY_LOOPS "$PY" -m mpi4py.futures bench/tasks/tasks.py mpi --workers "$tw"
-    run_pair tasks_dask "$tw" "Dask distributed" "task_dask_" \
+    run_pair tasks_dask "$tw" "Dask distributed" "task_dask_" node \
       -- "${pmtask[@]}" \
       -- "${tenv[@]}" "$PY" bench/tasks/tasks.py dask --workers "$tw"
   fi

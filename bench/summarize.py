@@ -2,12 +2,12 @@
 """Summarize the raw results of bench/run.sh: medians per measurement, side by side.
 
 Input (the file run.sh writes; stdlib only, Python 3.9+):
-    #pair bench=<name> prefix=<prefix> ref=<label of the reference>
+    #pair bench=<name> prefix=<prefix> path=<node|tcp> ref=<label of the reference>
     bench=<name> impl=<pmrun|ref> np=<n> rep=<r> <test> bytes=<b> value=<v>
 Other lines starting with '#' are ignored.
 
 Output: one table per benchmark, then one line per measurement:
-    BENCH <prefix><test> np=<n> bytes=<b> pmrun=<v> ref=<v> ratio=<pmrun/ref> unit=<u>
+    BENCH <prefix><test> path=<path> np=<n> bytes=<b> pmrun=<v> ref=<v> ratio=<pmrun/ref> unit=<u>
 A side with no value prints NA (and so does the ratio).
 
 usage: summarize.py [RESULTS_FILE ...]   (default: stdin)
@@ -25,7 +25,7 @@ _RESULT = re.compile(
     r"^bench=(?P<bench>\S+) impl=(?P<impl>pmrun|ref) np=(?P<np>\d+) rep=\d+ "
     r"(?P<test>\w+) bytes=(?P<bytes>\d+) value=(?P<value>\S+)(?: alg=(?P<alg>\S+))?\s*$"
 )
-_PAIR = re.compile(r"^#pair bench=(?P<bench>\S+) prefix=(?P<prefix>\S*) ref=(?P<label>.+?)\s*$")
+_PAIR = re.compile(r"^#pair bench=(?P<bench>\S+) prefix=(?P<prefix>\S*)(?: path=(?P<path>\S+))? ref=(?P<label>.+?)\s*$")
 
 
 def unit(test: str) -> str:
@@ -55,6 +55,7 @@ def ratio(pm: float | None, ref: float | None) -> float | None:
 
 def main(argv: list[str]) -> int:
     labels: dict[str, tuple[str, str]] = {}  # bench -> (prefix, ref label)
+    paths: dict[str, str] = {}  # bench -> path compared (node, tcp)
     # (bench, test, np, bytes) -> impl -> values, in order of first appearance
     values: dict[tuple[str, str, int, int], dict[str, list[float]]] = {}
     algs: dict[tuple[str, str, int, int], str] = {}  # pmrun's algorithm, when reported
@@ -63,6 +64,7 @@ def main(argv: list[str]) -> int:
         line = line.rstrip("\n")
         if m := _PAIR.match(line):
             labels[m["bench"]] = (m["prefix"], m["label"])
+            paths[m["bench"]] = m["path"] or "node"
             continue
         if not line or line.startswith("#"):
             continue
@@ -90,7 +92,7 @@ def main(argv: list[str]) -> int:
         pm = statistics.median(by_impl["pmrun"]) if by_impl["pmrun"] else None
         ref = statistics.median(by_impl["ref"]) if by_impl["ref"] else None
         prefix, label = labels.get(bench, ("", "ref"))
-        rows.append((bench, label, prefix + test, np, nbytes, pm, ref, by_impl,
+        rows.append((bench, paths.get(bench, "node"), prefix + test, np, nbytes, pm, ref, by_impl,
                      algs.get((bench, test, np, nbytes), "")))
 
     for bench in dict.fromkeys(r[0] for r in rows):
@@ -104,14 +106,14 @@ def main(argv: list[str]) -> int:
             table.append((test, str(np), str(nbytes), fmt(pm), fmt(ref),
                           ratio_str(pm, ref), unit(test), runs, alg))
         widths = [max(len(r[i]) for r in table) for i in range(len(head))]
-        print(f"\n{bench}: medians; ratio = pmrun / {label} "
+        print(f"\n{bench} (path={paths.get(bench, 'node')}): medians; ratio = pmrun / {label} "
               "(us, ms: lower is better, MBps, per_s: higher is better)")
         for r in table:
             print("  ".join(c.rjust(w) if j else c.ljust(w)
                             for j, (c, w) in enumerate(zip(r, widths))).rstrip())
     print()
-    for _, _, test, np, nbytes, pm, ref, _, _ in rows:
-        print(f"BENCH {test} np={np} bytes={nbytes} pmrun={fmt(pm)} ref={fmt(ref)} "
+    for _, path, test, np, nbytes, pm, ref, _, _ in rows:
+        print(f"BENCH {test} path={path} np={np} bytes={nbytes} pmrun={fmt(pm)} ref={fmt(ref)} "
               f"ratio={ratio_str(pm, ref)} unit={unit(test)}")
     return 0
 

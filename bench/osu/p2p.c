@@ -14,11 +14,14 @@
  *            MB/s = bytes * window * iters / time / 1e6.
  *
  * As in the OSU suite one send buffer and one receive buffer are reused for every
- * message of a window, and the data is not checked.
+ * message of a window, and the data is not checked; bandwidth_distinct is the
+ * same with a buffer of its own for each message of the window (64 distinct
+ * buffers on each side, touched before timing), as real programs send.
  *
  * Rank 0 prints one line per size, nothing else on stdout:
  *   latency bytes=<b> value=<us>
  *   bandwidth bytes=<b> value=<MBps>
+ *   bandwidth_distinct bytes=<b> value=<MBps>
  * Ranks above 1 take no part.
  */
 #include <mpi.h>
@@ -139,7 +142,11 @@ static void latency(int rank, long size, long iters, long warmup, char *sbuf, ch
     }
 }
 
-static void bandwidth(int rank, long size, long iters, long warmup, char *sbuf, char *rbuf) {
+/* bandwidth: with win NULL every message of a window goes from (into) sbuf
+ * (rbuf), as in the OSU suite; otherwise message w uses win + w*stride, a
+ * buffer of its own (bandwidth_distinct). */
+static void bandwidth(int rank, long size, long iters, long warmup, char *sbuf, char *rbuf,
+                      char *win, long stride) {
     int peer = 1 - rank;
     MPI_Request reqs[WINDOW];
     char ack[ACK_BYTES] = {0};
@@ -150,12 +157,14 @@ static void bandwidth(int rank, long size, long iters, long warmup, char *sbuf, 
             start = MPI_Wtime();
         if (rank == 0) {
             for (int w = 0; w < WINDOW; w++)
-                MPI_Isend(sbuf, (int)size, MPI_CHAR, peer, TAG_BW, MPI_COMM_WORLD, &reqs[w]);
+                MPI_Isend(win ? win + w * stride : sbuf, (int)size, MPI_CHAR, peer, TAG_BW, MPI_COMM_WORLD,
+                          &reqs[w]);
             MPI_Waitall(WINDOW, reqs, MPI_STATUSES_IGNORE);
             MPI_Recv(ack, ACK_BYTES, MPI_CHAR, peer, TAG_ACK, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
         } else {
             for (int w = 0; w < WINDOW; w++)
-                MPI_Irecv(rbuf, (int)size, MPI_CHAR, peer, TAG_BW, MPI_COMM_WORLD, &reqs[w]);
+                MPI_Irecv(win ? win + w * stride : rbuf, (int)size, MPI_CHAR, peer, TAG_BW, MPI_COMM_WORLD,
+                          &reqs[w]);
             MPI_Waitall(WINDOW, reqs, MPI_STATUSES_IGNORE);
             MPI_Send(ack, ACK_BYTES, MPI_CHAR, peer, TAG_ACK, MPI_COMM_WORLD);
         }
@@ -163,7 +172,7 @@ static void bandwidth(int rank, long size, long iters, long warmup, char *sbuf, 
     if (rank == 0) {
         double secs = MPI_Wtime() - start;
         double mbps = (double)size * WINDOW * (double)iters / secs / 1e6;
-        printf("bandwidth bytes=%ld value=%.2f\n", size, mbps);
+        printf("%s bytes=%ld value=%.2f\n", win ? "bandwidth_distinct" : "bandwidth", size, mbps);
         fflush(stdout);
     }
 }
@@ -213,7 +222,7 @@ int main(int argc, char **argv) {
         max = 4194304;
     if (max > 0x7fffffffL)
         die("size too large");
-    char *sbuf = malloc((size_t)max + 1), *rbuf = malloc((size_t)max + 1);
+    char *sbuf = malloc((size_t)max + 1), *rbuf = malloc((size_t)max + 1), *win = NULL;
     if (!sbuf || !rbuf)
         die("out of memory");
     memset(sbuf, 'a', (size_t)max + 1); /* touch every page before timing */
@@ -240,9 +249,27 @@ int main(int argc, char **argv) {
             if (is_lat)
                 latency(rank, list[i], iters, warmup, sbuf, rbuf);
             else
-                bandwidth(rank, list[i], iters, warmup, sbuf, rbuf);
+                bandwidth(rank, list[i], iters, warmup, sbuf, rbuf, NULL, 0);
+        }
+        if (is_lat)
+            continue;
+        if (!win) {
+            win = malloc((size_t)WINDOW * (size_t)max);
+            if (!win)
+                die("out of memory");
+            memset(win, 'w', (size_t)WINDOW * (size_t)max); /* touch every page before timing */
+        }
+        for (int i = 0; i < n; i++) {
+            long iters, warmup;
+            bw_iters(list[i], &iters, &warmup);
+            if (force_iters > 0)
+                iters = force_iters;
+            if (force_warmup >= 0)
+                warmup = force_warmup;
+            bandwidth(rank, list[i], iters, warmup, sbuf, rbuf, win, max);
         }
     }
+    free(win);
     free(sbuf);
     free(rbuf);
     MPI_Finalize();

@@ -12,12 +12,15 @@
 // waits for all of them, rank 1 posts 64 Irecvs, waits, and answers with a 4-byte
 // ack; the result is bytes*window*iters/time/1e6 MB/s. As in the OSU suite one
 // send buffer and one receive buffer serve every message of a window, and the
-// data is not checked.
+// data is not checked; bandwidth_distinct is the same with a buffer of its own
+// for each message of the window, as real programs send (64 distinct buffers
+// on each side, touched before timing).
 //
 // Rank 0 prints one line per size, and nothing else on stdout:
 //
 //	latency bytes=<b> value=<us>
 //	bandwidth bytes=<b> value=<MBps>
+//	bandwidth_distinct bytes=<b> value=<MBps>
 //
 // Ranks above 1 take no part.
 package main
@@ -107,7 +110,7 @@ func main() {
 		sbuf[i], rbuf[i] = 'a', 'b'
 	}
 
-	b := &bench{c: c, ctx: context.Background(), peer: 1 - c.Rank(), sbuf: sbuf, rbuf: rbuf}
+	b := &bench{c: c, ctx: context.Background(), peer: 1 - c.Rank(), sbuf: sbuf, rbuf: rbuf, maxSize: maxSize}
 	run := func(name string, defaults []int, counts func(int) (int, int), fn func(size, iters, warmup int) (float64, error)) {
 		list := sizes
 		if len(list) == 0 {
@@ -134,7 +137,12 @@ func main() {
 		run("latency", defaultLat, latIters, b.latency)
 	}
 	if doBW {
-		run("bandwidth", defaultBW, bwIters, b.bandwidth)
+		run("bandwidth", defaultBW, bwIters, func(size, iters, warmup int) (float64, error) {
+			return b.bandwidth(size, iters, warmup, false)
+		})
+		run("bandwidth_distinct", defaultBW, bwIters, func(size, iters, warmup int) (float64, error) {
+			return b.bandwidth(size, iters, warmup, true)
+		})
 	}
 	if err := c.Close(); err != nil {
 		fatal(err)
@@ -147,6 +155,19 @@ type bench struct {
 	ctx        context.Context
 	peer       int
 	sbuf, rbuf []byte
+	maxSize    int
+	win        []byte // window buffers of maxSize bytes each, made on first use
+}
+
+// windowBuf returns the w-th of the window's distinct buffers, size bytes.
+func (b *bench) windowBuf(w, size int) []byte {
+	if b.win == nil {
+		b.win = make([]byte, window*b.maxSize)
+		for i := range b.win { // touch every page before timing
+			b.win[i] = 'w'
+		}
+	}
+	return b.win[w*b.maxSize : w*b.maxSize+size]
 }
 
 // sync lines ranks 0 and 1 up before a timed loop with one empty round trip, the
@@ -197,9 +218,21 @@ func (b *bench) latency(size, iters, warmup int) (float64, error) {
 	return float64(elapsed.Nanoseconds()) / 1e3 / float64(2*iters), nil
 }
 
-// bandwidth returns the throughput in MB/s of windows of size-byte messages.
-func (b *bench) bandwidth(size, iters, warmup int) (float64, error) {
-	c, ctx, sbuf, rbuf := b.c, b.ctx, b.sbuf[:size], b.rbuf[:size]
+// bandwidth returns the throughput in MB/s of windows of size-byte messages,
+// each message of a window from (into) the one buffer, or its own (distinct).
+func (b *bench) bandwidth(size, iters, warmup int, distinct bool) (float64, error) {
+	c, ctx := b.c, b.ctx
+	bufs := make([][]byte, window)
+	for w := range bufs {
+		switch {
+		case distinct:
+			bufs[w] = b.windowBuf(w, size)
+		case c.Rank() == 0:
+			bufs[w] = b.sbuf[:size]
+		default:
+			bufs[w] = b.rbuf[:size]
+		}
+	}
 	ack := make([]byte, ackBytes)
 	reqs := make([]*comm.Request, window)
 	if err := b.sync(); err != nil {
@@ -212,7 +245,7 @@ func (b *bench) bandwidth(size, iters, warmup int) (float64, error) {
 		}
 		if c.Rank() == 0 {
 			for w := range reqs {
-				reqs[w] = c.Isend(ctx, b.peer, tagBW, sbuf)
+				reqs[w] = c.Isend(ctx, b.peer, tagBW, bufs[w])
 			}
 			if _, err := comm.WaitAll(reqs...); err != nil {
 				return 0, err
@@ -222,7 +255,7 @@ func (b *bench) bandwidth(size, iters, warmup int) (float64, error) {
 			}
 		} else {
 			for w := range reqs {
-				reqs[w] = c.Irecv(ctx, b.peer, tagBW, rbuf)
+				reqs[w] = c.Irecv(ctx, b.peer, tagBW, bufs[w])
 			}
 			if _, err := comm.WaitAll(reqs...); err != nil {
 				return 0, err
