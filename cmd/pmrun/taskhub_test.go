@@ -365,8 +365,13 @@ func TestTaskHubPythonEnv(t *testing.T) {
 			if want := pkg + " 42 True"; kind != 'R' || err != nil || string(parts[0]) != want {
 				t.Errorf("reply %q %q %v, want %q; stderr:\n%s", kind, parts, err, want, h.stderr.String())
 			}
-			if !strings.Contains(h.stderr.String(), "worker 0 prints\n") {
-				t.Errorf("the worker's output is not on the hub's stderr:\n%s", h.stderr.String())
+			// The worker's output comes by a path of its own (from an agent,
+			// its output stream): it may arrive after the reply.
+			for deadline := time.Now().Add(10 * time.Second); !strings.Contains(h.stderr.String(), "worker 0 prints\n"); time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Errorf("the worker's output is not on the hub's stderr after 10 s:\n%s", h.stderr.String())
+					break
+				}
 			}
 			h.shutDown([]map[string]any{w})
 			if _, err := os.Stat(filepath.Join(files, ".pmrun-requirements.txt")); !errors.Is(err, os.ErrNotExist) {
