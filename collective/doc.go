@@ -41,7 +41,7 @@
 // pairwise alltoall for large ones; node-aware (hierarchical) broadcast,
 // allreduce and barrier when ranks share nodes; and, when all ranks are
 // processes of one node, a shared area in memory for blocks up to
-// shm.SlotBytes (shared.go). PMRUN_COLL_<FAMILY>=<algorithm>
+// shm.SlotData, 8 KiB (shared.go). PMRUN_COLL_<FAMILY>=<algorithm>
 // (for example PMRUN_COLL_ALLREDUCE=ring) forces one, and PMRUN_DEBUG=coll logs
 // each choice. Choose reports what the selector would pick.
 //

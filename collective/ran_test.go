@@ -45,7 +45,7 @@ func (r *recorder) take(c *comm.Comm) []choice {
 
 // mustRun reports whether alg, forced for family on np ranks laid out by
 // world, applies to the call ch (so that the selector must not fall back):
-// the shared area takes blocks of up to shm.SlotBytes (all of a rank's
+// the shared area takes blocks of up to shm.SlotData (all of a rank's
 // blocks for alltoall), the ring, Rabenseifner's and the node-aware allreduce
 // need a commutative op, and recursive doubling allgathers a power of two. A
 // single rank (one node, no shared area) is left to the selector.
@@ -59,7 +59,7 @@ func mustRun(family, alg string, np int, ch choice) bool {
 		if family == "alltoall" {
 			n *= np
 		}
-		return n <= shm.SlotBytes
+		return n <= shm.SlotData
 	case collective.AlgHierarchical, collective.AlgRing, collective.AlgRabenseifner:
 		return family != "allreduce" || ch.commutative
 	case collective.AlgRecursiveDoubling:

@@ -16,11 +16,11 @@ import (
 // The "shared" algorithms run a small collective through the communicator's
 // shared area (commx.Slots) when all its ranks are processes of one node: each
 // rank copies its part into its area of the call's slot and reads the parts it
-// needs straight from the others' areas. Blocks of up to shm.SlotBytes go this
+// needs straight from the others' areas. Blocks of up to shm.SlotData go this
 // way. Every rank reduces the parts itself, in rank order, so all get the same
 // bits, whatever the op.
 //
-// The parts are at most shm.SlotBytes (8 KiB), so they are copied and combined on the calling
+// The parts are at most shm.SlotData (8 KiB), so they are copied and combined on the calling
 // goroutine: the rank's pool only pays from 8 MiB (see poolMin).
 //
 // Only calls on the caller's own goroutine take this path: the slots are used
@@ -44,10 +44,11 @@ func sharedMay(ctx context.Context, family string, c *comm.Comm, nbytes int) boo
 		commx.HasSlots(c) && !reservedFor(ctx, c)
 }
 
-// areaBytes is what a rank may write into its area: the last bytes of each
-// area hold the length written, so that a reader finds ranks that passed
-// different counts (ErrMismatch) instead of reading what was never written.
-const areaBytes = shm.SlotBytes - 8
+// areaBytes is what a rank may write into its area: the 8 bytes after it (in
+// the area's last cache line) hold the length written, so that a reader finds
+// ranks that passed different counts (ErrMismatch) instead of reading what
+// was never written.
+const areaBytes = shm.SlotData
 
 // put copies b into area a and records its length.
 func put(a, b []byte) {

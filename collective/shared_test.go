@@ -28,7 +28,7 @@ func oneNodeWorld(t *testing.T, np int) *commtest.World {
 }
 
 // mixedRound runs one of each collective that may go through the shared area,
-// root i % size, with blocks of n int64 (some above shm.SlotBytes, which take
+// root i % size, with blocks of n int64 (some above shm.SlotData, which take
 // the message-based algorithms), and checks every result.
 func mixedRound(ctx context.Context, c *comm.Comm, i, n int) error {
 	p, me, root := c.Size(), c.Rank(), i%c.Size()
@@ -130,7 +130,7 @@ func TestSharedArea(t *testing.T) {
 				return errors.New("no shared area on one node's ranks")
 			}
 			for i := range 3 * shm.SlotDepth {
-				n := []int{1, 13, shm.SlotBytes / 8, shm.SlotBytes/8 + 1, 0}[i%5]
+				n := []int{1, 13, shm.SlotData / 8, shm.SlotData/8 + 1, 0}[i%5]
 				// A message that crosses the collectives, and a nonblocking
 				// collective (message-based) in flight meanwhile.
 				right, left := (c.Rank()+1)%np, (c.Rank()+np-1)%np
@@ -190,7 +190,7 @@ func TestSharedAreaNodes(t *testing.T) {
 			}
 		}
 		for i := range 3 * shm.SlotDepth {
-			if err := mixedRound(bg, c, i, []int{1, 13, shm.SlotBytes/8 + 1}[i%3]); err != nil {
+			if err := mixedRound(bg, c, i, []int{1, 13, shm.SlotData/8 + 1}[i%3]); err != nil {
 				return err
 			}
 		}
@@ -284,8 +284,8 @@ func TestSharedAreaOff(t *testing.T) {
 		t.Error("a world without shared memory chose the shared area")
 	}
 	on := oneNodeWorld(t, 4)
-	if collective.Choose("bcast", on.Comms[0], shm.SlotBytes+1, true) == collective.AlgShared {
-		t.Error("a block above SlotBytes chose the shared area")
+	if collective.Choose("bcast", on.Comms[0], shm.SlotData+1, true) == collective.AlgShared {
+		t.Error("a block above SlotData chose the shared area")
 	}
 	// Reserved calls started in a rank-dependent order keep their message
 	// tags; through the slots (taken in call order) they would cross.

@@ -37,9 +37,12 @@ import (
 // milliseconds to check its context and that the ranks it waits for are alive.
 
 const (
-	// SlotBytes is the size of one rank's area in a slot: the largest block a
-	// collective may move through the shared area.
-	SlotBytes = 8 << 10
+	// SlotData is the largest block a collective may move through the
+	// shared area (for alltoall, all of a rank's blocks together).
+	SlotData = 8 << 10
+	// SlotBytes is the size of one rank's area in a slot: SlotData, then a
+	// cache line for what the collective records of the block (its length).
+	SlotBytes = SlotData + 64
 	// SlotDepth is the number of slots: how far a rank may run ahead.
 	SlotDepth = 8
 
