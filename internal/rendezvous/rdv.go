@@ -262,20 +262,7 @@ func Join(ctx context.Context, addr string, secret []byte, self PeerInfo, size i
 // Abort asks the launcher to end the job with exit status code; lost lists the
 // ranks this one had lost, if any (see AbortRequest).
 func (c *Client) Abort(code int, msg string, lost ...int) error {
-	st, err := c.ses.Open()
-	if err != nil {
-		return fmt.Errorf("rendezvous: abort: %w", err)
-	}
-	defer st.Close()
-	st.SetDeadline(time.Now().Add(5 * time.Second))
-	if err := json.NewEncoder(st).Encode(request{Op: "abort", Peer: PeerInfo{Rank: c.rank}, Code: code, Msg: msg, Lost: lost}); err != nil {
-		return fmt.Errorf("rendezvous: abort: %w", err)
-	}
-	var rep reply
-	if err := json.NewDecoder(st).Decode(&rep); err != nil {
-		return fmt.Errorf("rendezvous: abort: %w", err)
-	}
-	return nil
+	return c.ask("abort", request{Op: "abort", Code: code, Msg: msg, Lost: lost}, 5*time.Second)
 }
 
 // ReportLoss tells the launcher that this rank lost world rank w (its
@@ -284,18 +271,25 @@ func (c *Client) Abort(code int, msg string, lost ...int) error {
 // as a possible consequence of w's failure, whichever of the two exits it
 // sees first.
 func (c *Client) ReportLoss(w int) error {
+	return c.ask("reporting a loss", request{Op: "lost", Lost: []int{w}}, time.Second)
+}
+
+// ask sends req on a stream of its own and waits, at most limit, for the
+// launcher's reply; what names the request in errors.
+func (c *Client) ask(what string, req request, limit time.Duration) error {
 	st, err := c.ses.Open()
 	if err != nil {
-		return fmt.Errorf("rendezvous: reporting a loss: %w", err)
+		return fmt.Errorf("rendezvous: %s: %w", what, err)
 	}
 	defer st.Close()
-	st.SetDeadline(time.Now().Add(time.Second))
-	if err := json.NewEncoder(st).Encode(request{Op: "lost", Peer: PeerInfo{Rank: c.rank}, Lost: []int{w}}); err != nil {
-		return fmt.Errorf("rendezvous: reporting a loss: %w", err)
+	st.SetDeadline(time.Now().Add(limit))
+	req.Peer = PeerInfo{Rank: c.rank}
+	if err := json.NewEncoder(st).Encode(req); err != nil {
+		return fmt.Errorf("rendezvous: %s: %w", what, err)
 	}
 	var rep reply
 	if err := json.NewDecoder(st).Decode(&rep); err != nil {
-		return fmt.Errorf("rendezvous: reporting a loss: %w", err)
+		return fmt.Errorf("rendezvous: %s: %w", what, err)
 	}
 	if rep.Err != "" {
 		return fmt.Errorf("rendezvous: %s", rep.Err)
