@@ -34,6 +34,11 @@
 //
 // Point-to-point traffic on a communicator may run alongside its collectives.
 //
+// Virtual topologies (topology.go: CreateCart, CreateGraph,
+// CreateDistGraph(Adjacent), ComputeDims, Cart.Shift and Sub) name each
+// rank's neighbours; the neighbourhood collectives (NeighborAllgather(v),
+// NeighborAlltoall(v) and their I forms) exchange blocks with them only.
+//
 // Each family has several algorithms (one file each), chosen per call in
 // select.go by message size, communicator size, commutativity of the op and
 // node layout: binomial trees and recursive doubling for small messages; scatter

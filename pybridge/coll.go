@@ -180,11 +180,16 @@ type layout struct {
 // at counts and displs over the capacity bytes at p, which must hold every
 // block.
 func vregion(c *comm.Comm, what string, p unsafe.Pointer, capacity int64, counts, displs unsafe.Pointer, k int64, short error) (layout, error) {
-	cs, err := ints(what+" counts", counts, k, c.Size())
+	return vregionOf(what, p, capacity, counts, displs, k, c.Size(), short)
+}
+
+// vregionOf is vregion for want blocks (one per rank, or per neighbour).
+func vregionOf(what string, p unsafe.Pointer, capacity int64, counts, displs unsafe.Pointer, k int64, want int, short error) (layout, error) {
+	cs, err := ints(what+" counts", counts, k, want)
 	if err != nil {
 		return layout{}, err
 	}
-	ds, err := ints(what+" displacements", displs, k, c.Size())
+	ds, err := ints(what+" displacements", displs, k, want)
 	if err != nil {
 		return layout{}, err
 	}

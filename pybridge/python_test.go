@@ -132,6 +132,12 @@ func runSuite(t *testing.T, module string, nps ...string) {
 	}
 }
 
+// TestTopologies runs python/tests/test_topo.py: Cartesian, graph and
+// distributed graph topologies and the neighbourhood collectives.
+func TestTopologies(t *testing.T) {
+	runSuite(t, "python/tests/test_topo.py", "1", "3", "4", "6")
+}
+
 // TestTaskMode runs python/tests/test_tasks.py: task mode's client
 // (pmrun.Executor, pmrun.parallel) with local workers, and its side of the
 // task hub's protocol against a stand-in hub written in Python.

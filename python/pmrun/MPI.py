@@ -70,9 +70,13 @@ from ._mpi_groups import _world_rank, Group, GROUP_NULL, GROUP_EMPTY
 from ._mpi_comms import (
     _R_REDUCE, _R_ALLREDUCE, _R_SCAN, _R_EXSCAN, _R_SCATTER_BLOCK, _R_SCATTER, _null_status,
     _FunctionType, _pm, _Handle, Comm, _EMPTY, _PRIVATE, _addr, _check_blocks, _opof, _pyop,
-    _name_methods, Intracomm, Topocomm, Cartcomm, Graphcomm, Distgraphcomm, Intercomm, Message,
+    _name_methods, Intracomm, Intercomm, Message,
     MESSAGE_NULL, MESSAGE_NO_PROC, Errhandler, ERRHANDLER_NULL, ERRORS_RETURN, ERRORS_ARE_FATAL,
     COMM_NULL, COMM_WORLD, COMM_SELF, _comm_py2f, _comm_f2py,
+)
+from ._mpi_topo import (
+    Topocomm, Cartcomm, Graphcomm, Distgraphcomm, CART, GRAPH, DIST_GRAPH, UNWEIGHTED,
+    WEIGHTS_EMPTY,
 )
 from ._mpi_windows import (
     WIN_BASE, WIN_SIZE, WIN_DISP_UNIT, WIN_CREATE_FLAVOR, WIN_MODEL, WIN_FLAVOR_CREATE,

@@ -102,6 +102,8 @@ SIGNATURES = {
     "pm_req_free": ((I64,), None),
     # pm_blob_take(h, buf, capacity)
     "pm_blob_take": ((I64, PTR, I64), I64),
+    # pm_neighbor_alltoallv(h, kind, a, na, b, nb, sbuf, scap, scounts, sdispls, rbuf, rcap, rcounts, rdispls, req)
+    "pm_neighbor_alltoallv": ((I64, I64, PTR, I64, PTR, I64, PTR, I64, PTR, PTR, PTR, I64, PTR, PTR, P64), I64),
     # pm_win_allocate_shared(h, size, out)
     "pm_win_allocate_shared": ((I64, I64, P64), I64),
     # pm_win_query(h, r, addr, size)
@@ -166,3 +168,8 @@ ERR_INTERN = 17
 ERR_PENDING = 19
 ERR_RMA_SHARED = 71
 ERR_PROC_FAILED = 75
+
+# Topologies are kept by Python (they are bookkeeping over a communicator);
+# a neighbourhood collective passes the one it runs on.
+TOPO_CART = 1
+TOPO_GRAPH = 2

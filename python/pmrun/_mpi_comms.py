@@ -1,6 +1,6 @@
-"""The communicators (Comm, Intracomm and the topology and inter-communicator
-classes), matched messages (Message), error handlers, and COMM_NULL,
-COMM_WORLD and COMM_SELF, which MPI.Init connects to the job.
+"""The communicators (Comm, Intracomm and the inter-communicator class; the
+topologies are in _mpi_topo), matched messages (Message), error handlers,
+and COMM_NULL, COMM_WORLD and COMM_SELF, which MPI.Init connects to the job.
 
 Part of pmrun.MPI, which re-exports every name defined here.
 """
@@ -776,17 +776,17 @@ class Comm(_Handle):
             pass
         raise err
 
-    def _vspec(self, spec, writable):
+    def _vspec(self, spec, writable, blocks=None):
         """A v-variant buffer: (buf, byte counts, byte displacements, element
-        size)."""
+        size), of one block per rank (or of the given number of blocks)."""
         b = _Buf(spec, writable, vector=True)
-        size = self._size
+        size = self._size if blocks is None else blocks
         es = b.type.size
         counts = b.counts
         if counts is None:
             # [buf, count, TYPE]: count from each rank (as mpi4py); a bare
             # buffer divides evenly.
-            per = b.count if b.given else (b.count or 0) // size
+            per = b.count if b.given else (b.count or 0) // size if size else 0
             counts = [per] * size
         elif isinstance(counts, int):
             counts = [counts] * size
@@ -867,15 +867,15 @@ class Comm(_Handle):
         return self._start(req, lambda r: _lib.pm_alltoallv(h, sa, scap, sc, sd, rb.addr, rb.nbytes,
                                                             rc, rd, k, r), keep)
 
-    def _wspec(self, spec, writable):
-        """An Alltoallw buffer: (base address, counts, byte displacements, types,
-        holder, size in bytes). MPI.BOTTOM (or None) as the buffer makes
-        displacements absolute (and the size None: unchecked, as in MPI)."""
+    def _wspec(self, spec, writable, size):
+        """An Alltoallw buffer of size blocks: (base address, counts, byte
+        displacements, types, holder, size in bytes). MPI.BOTTOM (or None) as
+        the buffer makes displacements absolute (and the size None: unchecked,
+        as in MPI)."""
         if len(spec) == 3:
             buf, (counts, displs), types = spec
         else:
             buf, counts, displs, types = spec
-        size = self._size
         counts = [counts] * size if isinstance(counts, int) else list(counts)
         displs = [displs] * size if isinstance(displs, int) else list(displs)
         types = [_typearg(types)] * size if isinstance(types, (Datatype, str)) \
@@ -891,14 +891,15 @@ class Comm(_Handle):
         copy = (_c_char * max(b.nbytes, 1)).from_buffer_copy(b.addr.ljust(1, b"\0"))  # bytes
         return _addressof(copy), counts, displs, types, (b, copy), b.nbytes
 
-    def _pieces(self, base, counts, displs, types, limit):
+    @classmethod
+    def _pieces(cls, base, counts, displs, types, limit):
         """Per peer, the (address, size) pieces of its block; with a limit,
         each must lie within [base, base+limit)."""
         out = []
-        for i in range(self._size):
+        for i in range(len(counts)):
             if counts[i] < 0 or displs[i] < 0:
                 raise ValueError("message: negative count or displacement for rank %d" % i)
-            ps = self._elements(base + displs[i], types[i], counts[i])
+            ps = cls._elements(base + displs[i], types[i], counts[i])
             if limit is not None:
                 for a, n in ps:
                     if n and (a < base or a + n > base + limit):
@@ -918,11 +919,20 @@ class Comm(_Handle):
         """Alltoall with a count, byte displacement and datatype per peer; the
         blocks are packed and moved with Alltoallv."""
         h = self._chk()
-        rbase, rc, rd, rt, rkeep, rlimit = self._wspec(recvbuf, True)
+        self._packed_w(sendbuf, recvbuf, self._size, self._size,
+                       lambda sp, sc, sd, tp, rc, rd: _call(_lib.pm_alltoallv(
+                           h, sp[1], sp[2], sc, sd, tp[1], tp[2], rc, rd, self._size, None)))
+
+    def _packed_w(self, sendbuf, recvbuf, nsend, nrecv, move):
+        """A w-variant (count, byte displacement and datatype per block) of
+        nsend send and nrecv receive blocks: packs the send blocks, calls
+        move(send, counts, displs, receive, counts, displs) with pinned
+        scratch memory and byte layouts, and unpacks what it received."""
+        rbase, rc, rd, rt, rkeep, rlimit = self._wspec(recvbuf, True, nrecv)
         if sendbuf is IN_PLACE:
             sbase, sc, sd, st, skeep, slimit = rbase, rc, rd, rt, None, rlimit
         else:
-            sbase, sc, sd, st, skeep, slimit = self._wspec(sendbuf, False)
+            sbase, sc, sd, st, skeep, slimit = self._wspec(sendbuf, False, nsend)
         rpieces = self._pieces(rbase, rc, rd, rt, rlimit)
         out, scnt, sdsp = bytearray(), [], []
         for ps in self._pieces(sbase, sc, sd, st, slimit):
@@ -930,14 +940,13 @@ class Comm(_Handle):
             for a, n in ps:
                 out += _bridge.ctypes.string_at(a, n) if n else b""
             scnt.append(len(out) - sdsp[-1])
-        rcnt = [rc[i] * rt[i].size for i in range(self._size)]
-        rdsp = [sum(rcnt[:i]) for i in range(self._size)]
+        rcnt = [rc[i] * rt[i].size for i in range(nrecv)]
+        rdsp = [sum(rcnt[:i]) for i in range(nrecv)]
         tmp = bytearray(sum(rcnt))
         sp, tp = _pin(out, False), _pin(tmp, True)
-        _call(_lib.pm_alltoallv(h, sp[1], sp[2], _bridge.int64s(scnt), _bridge.int64s(sdsp),
-                                tp[1], tp[2], _bridge.int64s(rcnt), _bridge.int64s(rdsp),
-                                self._size, None))
-        for i in range(self._size):
+        move(sp, _bridge.int64s(scnt), _bridge.int64s(sdsp), tp, _bridge.int64s(rcnt),
+             _bridge.int64s(rdsp))
+        for i in range(nrecv):
             pos = rdsp[i]
             for a, n in rpieces[i]:
                 if n:
@@ -1170,26 +1179,8 @@ _name_methods(Comm)
 
 
 class Intracomm(Comm):
-    """An intra-communicator (every communicator pmrun makes)."""
-
-    def Create_cart(self, dims, periods=None, reorder=False):
-        raise Exception(ERR_OTHER, "Create_cart is not supported by pmrun")
-
-
-class Topocomm(Intracomm):
-    pass
-
-
-class Cartcomm(Topocomm):
-    pass
-
-
-class Graphcomm(Topocomm):
-    pass
-
-
-class Distgraphcomm(Topocomm):
-    pass
+    """An intra-communicator (every communicator pmrun makes). The methods
+    that make topologies are in _mpi_topo."""
 
 
 class Intercomm(Comm):

@@ -15,7 +15,7 @@ import time as _time
 
 from . import _bridge
 from . import run as _run
-from ._mpi_constants import SUBVERSION, THREAD_MULTIPLE, VERSION, Exception, _call
+from ._mpi_constants import ERR_DIMS, SUBVERSION, THREAD_MULTIPLE, VERSION, Exception, _call
 from ._mpi_buffers import _Buf, buffer
 from ._mpi_info import INFO_NULL
 from ._mpi_comms import COMM_SELF, COMM_WORLD
@@ -167,10 +167,20 @@ def Compute_dims(nnodes, dims):
         dims = [0] * dims
     dims = list(dims)
     free = [i for i, d in enumerate(dims) if d == 0]
+    if nnodes < 1:
+        raise Exception(ERR_DIMS, "Compute_dims: %d nodes, need at least 1" % nnodes)
     rest = nnodes
-    for d in dims:
+    for i, d in enumerate(dims):
+        if d < 0:
+            raise Exception(ERR_DIMS, "Compute_dims: dimension %d is %d" % (i, d))
         if d:
+            if rest % d:
+                raise Exception(ERR_DIMS, "Compute_dims: %d nodes cannot be split along %r"
+                                % (nnodes, dims))
             rest //= d
+    if not free and rest != 1:
+        raise Exception(ERR_DIMS, "Compute_dims: dimensions %r do not make %d nodes"
+                        % (dims, nnodes))
     factors = []
     n, p = rest, 2
     while n > 1:
