@@ -6,7 +6,7 @@ VERSION := $(shell cat VERSION)
 LDFLAGS := -X github.com/pmrun/pmrun/internal/version.Version=$(VERSION)
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build examples python run test test-short bench fuzz vet clean
+.PHONY: all build examples python run test test-short bench fuzz vet clean wheel
 
 all: build
 
@@ -25,6 +25,12 @@ python:
 	@for py in python3 /usr/bin/python3; do \
 	  if command -v $$py >/dev/null 2>&1; then $$py -m compileall -q bin/python >/dev/null || true; fi; \
 	done
+
+# pmrun as a wheel for pip: the Python package, libpmrun.so, the mpi4py
+# package and the launcher, with the pmrun command
+# (pip install dist/pmrun-*.whl, offline).
+wheel: build
+	$(GO) run ./internal/wheel/mkwheel -bin bin -version $(VERSION) -out dist
 
 examples:
 	@mkdir -p bin/examples
@@ -50,4 +56,4 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeHeader -fuzztime $${FUZZTIME:-10m} ./internal/wire
 
 clean:
-	rm -rf bin bench/bin
+	rm -rf bin bench/bin dist

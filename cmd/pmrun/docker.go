@@ -33,26 +33,32 @@ func defaultImage(baseID string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	py, ok := node.FindPython()
+	if !ok {
+		return "", errors.New("--docker: pmrun's Python package is not next to the launcher (run make build)")
+	}
 	h := sha256.New()
 	h.Write([]byte(baseID))
-	for _, f := range []string{exe, filepath.Join(node.PythonDir(), "pmrun", "libpmrun.so")} {
+	for _, f := range []string{exe, filepath.Join(py.Package, "libpmrun.so")} {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return "", fmt.Errorf("--docker: %w (run make build)", err)
 		}
 		h.Write(b)
 	}
-	err = filepath.WalkDir(node.PythonDir(), func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".py") {
+	for _, dir := range []string{py.Package, py.Compat} {
+		err = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(p, ".py") {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			h.Write([]byte(p))
+			h.Write(b)
 			return err
+		})
+		if err != nil {
+			return "", err
 		}
-		b, err := os.ReadFile(p)
-		h.Write([]byte(p))
-		h.Write(b)
-		return err
-	})
-	if err != nil {
-		return "", err
 	}
 	return "pmrun:agent-" + hex.EncodeToString(h.Sum(nil))[:12], nil
 }
@@ -475,11 +481,13 @@ func agentImage(ctx context.Context, e dockerx.Engine, log io.Writer) (string, e
 	if err != nil {
 		return "", err
 	}
-	py := node.PythonDir()
-	if py == "" {
+	py, ok := node.FindPython()
+	if !ok {
 		return "", errors.New("pmrun's Python package is not next to the launcher (run make build)")
 	}
-	bctx, err := dockerx.BuildContext(map[string]string{"bin/pmrun": exe, "bin/python": py},
+	// The image's layout is make build's, whichever the launcher has.
+	bctx, err := dockerx.BuildContext(map[string]string{"bin/pmrun": exe, "bin/python/pmrun": py.Package,
+		"bin/python/compat": py.Compat},
 		map[string][]byte{"Dockerfile": docker.Dockerfile})
 	if err != nil {
 		return "", err
