@@ -83,6 +83,8 @@ const (
 	errOther      = 16
 	errIntern     = 17
 	errPending    = 19
+	errRMASync    = 47
+	errRMARange   = 68
 	errRMAShared  = 71
 	errProcFailed = 75
 )
@@ -107,6 +109,10 @@ func class(err error) int {
 		return errProcFailed
 	case errors.Is(err, comm.ErrNotShared):
 		return errRMAShared
+	case errors.Is(err, comm.ErrRMARange):
+		return errRMARange
+	case errors.Is(err, comm.ErrRMA):
+		return errRMASync
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return errPending
 	case errors.As(err, &ce):

@@ -138,6 +138,12 @@ func TestTopologies(t *testing.T) {
 	runSuite(t, "python/tests/test_topo.py", "1", "3", "4", "6")
 }
 
+// TestRMA runs python/tests/test_rma.py: windows from Win.Create and
+// Win.Allocate with fence, lock and post/start/complete/wait epochs.
+func TestRMA(t *testing.T) {
+	runSuite(t, "python/tests/test_rma.py", "1", "2", "3")
+}
+
 // TestTaskMode runs python/tests/test_tasks.py: task mode's client
 // (pmrun.Executor, pmrun.parallel) with local workers, and its side of the
 // task hub's protocol against a stand-in hub written in Python.

@@ -30,7 +30,8 @@ from ._mpi_constants import (
     LASTUSEDCODE, SUCCESS, ERR_BUFFER, ERR_COUNT, ERR_TYPE, ERR_TAG, ERR_COMM, ERR_RANK,
     ERR_REQUEST, ERR_ROOT, ERR_GROUP, ERR_OP, ERR_TOPOLOGY, ERR_DIMS, ERR_ARG, ERR_UNKNOWN,
     ERR_TRUNCATE, ERR_OTHER, ERR_INTERN, ERR_IN_STATUS, ERR_PENDING, ERR_PROC_FAILED, ERR_WIN,
-    ERR_RMA_SHARED, ERR_INFO_NOKEY, ERR_LASTCODE, _ERROR_STRINGS, Exception, _public_name,
+    ERR_RMA_SHARED, ERR_RMA_SYNC, ERR_RMA_RANGE, ERR_INFO_NOKEY, ERR_LASTCODE, _ERROR_STRINGS,
+    Exception, _public_name,
     _error, _raise, _call, _user_traceback, Get_error_class, _user_classes, _next_error,
     Add_error_class, Add_error_code, Add_error_string, Remove_error_class, Remove_error_code,
     Remove_error_string, Get_error_string,
@@ -81,7 +82,8 @@ from ._mpi_topo import (
 from ._mpi_windows import (
     WIN_BASE, WIN_SIZE, WIN_DISP_UNIT, WIN_CREATE_FLAVOR, WIN_MODEL, WIN_FLAVOR_CREATE,
     WIN_FLAVOR_ALLOCATE, WIN_FLAVOR_DYNAMIC, WIN_FLAVOR_SHARED, WIN_SEPARATE, WIN_UNIFIED,
-    MODE_NOCHECK, MODE_NOSTORE, MODE_NOPUT, MODE_NOPRECEDE, MODE_NOSUCCEED, Win, WIN_NULL,
+    MODE_NOCHECK, MODE_NOSTORE, MODE_NOPUT, MODE_NOPRECEDE, MODE_NOSUCCEED, LOCK_EXCLUSIVE,
+    LOCK_SHARED, ERR_RMA_ATTACH, ERR_RMA_FLAVOR, Win, WIN_NULL,
 )
 from ._mpi_env import (
     File, FILE_NULL, Init, Init_thread, Finalize, _at_exit, Is_initialized, Is_finalized,

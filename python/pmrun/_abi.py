@@ -102,6 +102,18 @@ SIGNATURES = {
     "pm_req_free": ((I64,), None),
     # pm_blob_take(h, buf, capacity)
     "pm_blob_take": ((I64, PTR, I64), I64),
+    # pm_win_create(h, addr, size, unit, out)
+    "pm_win_create": ((I64, PTR, I64, I64, P64), I64),
+    # pm_win_info(h, rank, size, unit)
+    "pm_win_info": ((I64, I64, P64, P64), I64),
+    # pm_win_rma(h, kind, target, disp, origin, olen, result, rlen, compare, op, dt, req)
+    "pm_win_rma": ((I64, I64, I64, I64, PTR, I64, PTR, I64, PTR, I64, I64, P64), I64),
+    # pm_win_sync_call(h, kind, rank, lock, ranks, n)
+    "pm_win_sync_call": ((I64, I64, I64, I64, PTR, I64), I64),
+    # pm_win_test(h, done)
+    "pm_win_test": ((I64, P64), I64),
+    # pm_win_rma_free(h)
+    "pm_win_rma_free": ((I64,), I64),
     # pm_neighbor_alltoallv(h, kind, a, na, b, nb, sbuf, scap, scounts, sdispls, rbuf, rcap, rcounts, rdispls, req)
     "pm_neighbor_alltoallv": ((I64, I64, PTR, I64, PTR, I64, PTR, I64, PTR, PTR, PTR, I64, PTR, PTR, P64), I64),
     # pm_win_allocate_shared(h, size, out)
@@ -166,8 +178,49 @@ ERR_TRUNCATE = 15
 ERR_OTHER = 16
 ERR_INTERN = 17
 ERR_PENDING = 19
+ERR_RMA_SYNC = 47
+ERR_RMA_RANGE = 68
 ERR_RMA_SHARED = 71
 ERR_PROC_FAILED = 75
+
+# tLongDouble is C's long double as a one-sided accumulate's element type
+# (pm_win_rma's dt): the collectives do not reduce it, windows do.
+T_LONG_DOUBLE = 13
+
+# One-sided operations (pm_win_rma's kind), and the accumulate ops and
+# synchronization calls, as comm numbers them.
+RMA_PUT = 1
+RMA_GET = 2
+RMA_ACC = 3
+RMA_GET_ACC = 4
+RMA_CAS = 5
+
+# Accumulate ops: comm.OpSum ... comm.OpNoOp (TestAccOps checks the values).
+ACC_SUM = 1
+ACC_PROD = 2
+ACC_MIN = 3
+ACC_MAX = 4
+ACC_LAND = 5
+ACC_LOR = 6
+ACC_LXOR = 7
+ACC_BAND = 8
+ACC_BOR = 9
+ACC_BXOR = 10
+ACC_REPLACE = 11
+ACC_NO_OP = 12
+
+# Synchronization calls (pm_win_sync_call's kind).
+SYNC_FENCE = 1
+SYNC_FLUSH = 2
+SYNC_FLUSH_ALL = 3
+SYNC_LOCK = 4
+SYNC_UNLOCK = 5
+SYNC_LOCK_ALL = 6
+SYNC_UNLOCK_ALL = 7
+SYNC_COMPLETE = 8
+SYNC_WAIT = 9
+SYNC_POST = 10
+SYNC_START = 11
 
 # Topologies are kept by Python (they are bookkeeping over a communicator);
 # a neighbourhood collective passes the one it runs on.

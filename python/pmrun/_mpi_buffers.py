@@ -50,7 +50,9 @@ class buffer:
 
 
 def _memory_setitem(self, key, value):
-    if not isinstance(value, int):
+    if isinstance(key, slice) and isinstance(value, int):  # buf[:] = 0 fills, as mpi4py's
+        value = bytes([value]) * len(range(*key.indices(len(self))))
+    elif not isinstance(value, int):
         value = memoryview(value).cast("B").tobytes()
     _bridge.ctypes.Array.__setitem__(self, key, value)
 

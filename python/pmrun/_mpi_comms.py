@@ -208,10 +208,10 @@ class Comm(_Handle):
         pass
 
     def Get_errhandler(self):
-        return ERRORS_RETURN
+        return Errhandler(getattr(self, "_eh", ERRORS_RETURN))
 
     def Set_errhandler(self, errhandler):
-        pass
+        self._eh = Errhandler(errhandler)
 
     def Call_errhandler(self, errorcode):
         raise Exception(errorcode)
@@ -1267,14 +1267,25 @@ MESSAGE_NO_PROC = Message()
 MESSAGE_NO_PROC._noproc = True
 
 
-class Errhandler:
+class Errhandler(_Handle):
+    """An error handler. pmrun raises MPI.Exception whichever is set; the
+    handlers are kept and given back as set (Get_errhandler returns a new
+    handle, which Free makes ERRHANDLER_NULL)."""
+
+    def __init__(self, errhandler=None):
+        self._h = errhandler._h if isinstance(errhandler, Errhandler) else 0
+
     def Free(self):
-        pass
+        if not any(self is e for e in _PREDEFINED_EH):
+            self._h = 0
 
 
+Errhandler._handle_type = Errhandler
 ERRHANDLER_NULL = Errhandler()
 ERRORS_RETURN = Errhandler()
 ERRORS_ARE_FATAL = Errhandler()
+ERRORS_RETURN._h, ERRORS_ARE_FATAL._h = 1, 2
+_PREDEFINED_EH = [ERRHANDLER_NULL, ERRORS_RETURN, ERRORS_ARE_FATAL]
 
 # The predefined communicators, which MPI.Init gives their handles.
 COMM_NULL = Intracomm()

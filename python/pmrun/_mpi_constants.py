@@ -10,7 +10,7 @@ from . import _bridge
 from ._abi import (  # the error classes the runtime library reports
     ERR_SUCCESS as SUCCESS, ERR_BUFFER, ERR_COUNT, ERR_TYPE, ERR_TAG, ERR_COMM, ERR_RANK,
     ERR_REQUEST, ERR_ROOT, ERR_OP, ERR_ARG, ERR_UNKNOWN, ERR_TRUNCATE, ERR_OTHER, ERR_INTERN,
-    ERR_PENDING, ERR_RMA_SHARED, ERR_PROC_FAILED,
+    ERR_PENDING, ERR_RMA_SYNC, ERR_RMA_RANGE, ERR_RMA_SHARED, ERR_PROC_FAILED,
 )
 
 # --- constants ---------------------------------------------------------------
@@ -65,6 +65,8 @@ _ERROR_STRINGS = {
     ERR_PROC_FAILED: "MPI_ERR_PROC_FAILED: process failure",
     ERR_WIN: "MPI_ERR_WIN: invalid window",
     ERR_RMA_SHARED: "MPI_ERR_RMA_SHARED: memory cannot be shared",
+    ERR_RMA_SYNC: "MPI_ERR_RMA_SYNC: error executing rma sync",
+    ERR_RMA_RANGE: "MPI_ERR_RMA_RANGE: invalid RMA address range",
 }
 
 

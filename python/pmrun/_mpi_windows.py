@@ -1,13 +1,25 @@
-"""MPI.Win: windows of memory shared by the ranks of one node.
+"""MPI.Win: windows of memory for one-sided communication. Win.Create,
+Win.Allocate and Win.Create_dynamic make windows that any rank reaches with
+Put, Get, Accumulate and the other one-sided calls, on one node or across
+nodes (the runtime's comm.Win); Win.Allocate_shared makes one shared by the
+ranks of one node, read and written with plain loads and stores.
 
 Part of pmrun.MPI, which re-exports every name defined here.
 """
 
 from . import _bridge
-from ._mpi_constants import ERR_WIN, PROC_NULL, Exception, _call
-from ._mpi_buffers import buffer
-from ._mpi_info import INFO_NULL
-from ._mpi_comms import COMM_SELF, _Handle
+from ._abi import (
+    RMA_PUT, RMA_GET, RMA_ACC, RMA_GET_ACC, RMA_CAS, ACC_SUM, ACC_PROD, ACC_MIN, ACC_MAX,
+    ACC_LAND, ACC_LOR, ACC_LXOR, ACC_BAND, ACC_BOR, ACC_BXOR, ACC_REPLACE, ACC_NO_OP,
+    SYNC_FENCE, SYNC_FLUSH, SYNC_FLUSH_ALL, SYNC_LOCK, SYNC_UNLOCK, SYNC_LOCK_ALL,
+    SYNC_UNLOCK_ALL, SYNC_COMPLETE, SYNC_WAIT, SYNC_POST, SYNC_START, T_LONG_DOUBLE,
+)
+from ._mpi_constants import ERR_ARG, ERR_OP, ERR_TYPE, ERR_WIN, PROC_NULL, Exception, _call
+from ._mpi_buffers import BOTTOM, _Buf, _pin, buffer
+from ._mpi_datatypes import _typearg
+from ._mpi_info import INFO_NULL, Info
+from ._mpi_requests import Request
+from ._mpi_comms import COMM_SELF, ERRORS_RETURN, Errhandler, _Handle
 
 _lib = _bridge.lib
 _out = _bridge.out
@@ -19,22 +31,43 @@ WIN_BASE, WIN_SIZE, WIN_DISP_UNIT, WIN_CREATE_FLAVOR, WIN_MODEL = 7, 8, 9, 10, 1
 WIN_FLAVOR_CREATE, WIN_FLAVOR_ALLOCATE, WIN_FLAVOR_DYNAMIC, WIN_FLAVOR_SHARED = 1, 2, 3, 4
 WIN_SEPARATE, WIN_UNIFIED = 1, 0
 MODE_NOCHECK, MODE_NOSTORE, MODE_NOPUT, MODE_NOPRECEDE, MODE_NOSUCCEED = 1, 2, 4, 8, 16
+LOCK_EXCLUSIVE, LOCK_SHARED = 1, 2
+ERR_RMA_ATTACH, ERR_RMA_FLAVOR = 69, 70
+
+# The accumulate ops the runtime applies, by the name of their MPI.Op.
+_ACC_OPS = {
+    "MPI_SUM": ACC_SUM, "MPI_PROD": ACC_PROD, "MPI_MIN": ACC_MIN, "MPI_MAX": ACC_MAX,
+    "MPI_LAND": ACC_LAND, "MPI_LOR": ACC_LOR, "MPI_LXOR": ACC_LXOR, "MPI_BAND": ACC_BAND,
+    "MPI_BOR": ACC_BOR, "MPI_BXOR": ACC_BXOR, "MPI_REPLACE": ACC_REPLACE, "MPI_NO_OP": ACC_NO_OP,
+}
 
 
 class Win(_Handle):
-    """A window of memory shared by the ranks of one node
-    (Win.Allocate_shared): every rank reads and writes every rank's part with
-    plain loads and stores, through the buffers Shared_query returns. Stores
-    by one rank are seen by another once both have synchronised: Fence (a
-    barrier), or Sync with a message or barrier between them. Only this
-    flavour of window exists in pmrun."""
+    """A window: memory of each rank of a communicator that the others
+    access with one-sided calls (Win.Create, Win.Allocate,
+    Win.Create_dynamic), or that the ranks of one node share
+    (Win.Allocate_shared): there every rank reads and writes every rank's
+    part with plain loads and stores, through the buffers Shared_query
+    returns, and stores by one rank are seen by another once both have
+    synchronised (Fence, or Sync with a message or barrier between them)."""
+
+    _FIELDS = ("_h", "_comm", "_units", "_flavor", "_pinned", "_keep", "_name", "_eh",
+               "_attached", "_info")
 
     def __init__(self, win=None):
         self._h = 0
         self._comm = None
         self._units = []
+        self._flavor = WIN_FLAVOR_SHARED
+        self._pinned = None  # this rank's memory, held while the window lives
+        self._keep = []  # buffers of operations not yet complete
+        self._name = ""
+        self._eh = ERRORS_RETURN
+        self._attached = []
+        self._info = None
         if isinstance(win, Win):
-            self._h, self._comm, self._units = win._h, win._comm, win._units
+            for f in Win._FIELDS:
+                setattr(self, f, getattr(win, f))
 
     def __repr__(self):
         return "<%s.Win %s>" % (Win.__module__, self._h or "WIN_NULL")
@@ -43,6 +76,62 @@ class Win(_Handle):
         if not self._h:
             raise Exception(ERR_WIN, "invalid window (MPI.WIN_NULL or freed)")
         return self._h
+
+    def _rma(self):
+        """The handle of a one-sided window (not Allocate_shared's)."""
+        h = self._chk()
+        if self._flavor == WIN_FLAVOR_SHARED:
+            raise Exception(ERR_WIN, "a window from Allocate_shared is accessed with loads and "
+                            "stores through Shared_query, not one-sided calls")
+        return h
+
+    # --- making windows ---
+
+    @classmethod
+    def Create(cls, memory, disp_unit=1, info=INFO_NULL, comm=COMM_SELF):
+        """A window over memory (any writable buffer; MPI.BOTTOM or None for
+        none), displacements counted in disp_unit bytes; collective over
+        comm. The memory must stay alive and in place until Free."""
+        if memory is None or (isinstance(memory, int) and memory == BOTTOM):
+            pinned = (None, None, 0)
+        else:
+            pinned = _pin(memory, True)
+        return cls._made(comm, pinned, disp_unit, WIN_FLAVOR_CREATE)
+
+    @classmethod
+    def Allocate(cls, size, disp_unit=1, info=INFO_NULL, comm=COMM_SELF):
+        """A window over size new bytes (tomemory() gives them)."""
+        if size < 0:
+            raise Exception(ERR_ARG, "Win.Allocate: size %d" % size)
+        return cls._made(comm, _pin(bytearray(size), True), disp_unit, WIN_FLAVOR_ALLOCATE)
+
+    @classmethod
+    def Create_dynamic(cls, info=INFO_NULL, comm=COMM_SELF):
+        """A window with no memory, which Attach and Detach would change:
+        pmrun makes it (its attributes are those of an empty window) but
+        refuses Attach (MPI.Exception ERR_RMA_ATTACH)."""
+        return cls._made(comm, (None, None, 0), 1, WIN_FLAVOR_DYNAMIC)
+
+    @classmethod
+    def _made(cls, comm, pinned, disp_unit, flavor):
+        comm._chk()
+        out = _out()
+        _call(_lib.pm_win_create(comm._h, pinned[1], pinned[2], int(disp_unit),
+                                 _bridge.ctypes.byref(out)))
+        w = cls()
+        w._h, w._pinned, w._flavor = out.value, pinned, flavor
+        w._comm = comm
+        w._units = None
+        return w
+
+    def Attach(self, memory):
+        self._rma()
+        raise Exception(ERR_RMA_ATTACH, "Win.Attach: pmrun's dynamic windows hold no memory; "
+                        "make the window over it with Win.Create")
+
+    def Detach(self, memory):
+        self._rma()
+        raise Exception(ERR_RMA_ATTACH, "Win.Detach: nothing is attached")
 
     @classmethod
     def Allocate_shared(cls, size, disp_unit=1, info=INFO_NULL, comm=None):
@@ -77,6 +166,8 @@ class Win(_Handle):
         (numpy.frombuffer and numpy.ndarray(buffer=...) view it without a
         copy). MPI.PROC_NULL means the first rank whose part is not empty."""
         self._chk()
+        if self._flavor != WIN_FLAVOR_SHARED:
+            raise Exception(ERR_RMA_FLAVOR, "Shared_query needs a window from Allocate_shared")
         if rank == PROC_NULL:
             rank = 0
             for r in range(self._comm._size):
@@ -86,67 +177,305 @@ class Win(_Handle):
         addr, size = self._part(rank)
         return buffer.fromaddress(addr, size), self._units[rank]
 
+    # --- attributes ---
+
+    def _base_size_unit(self):
+        if self._flavor == WIN_FLAVOR_SHARED:
+            me = self._comm._rank
+            addr, size = self._part(me)
+            return addr, size, self._units[me]
+        size, unit = _out(), _out()
+        _call(_lib.pm_win_info(self._chk(), self._comm._rank, _bridge.ctypes.byref(size),
+                               _bridge.ctypes.byref(unit)))
+        return self._pinned[1] or 0, size.value, unit.value
+
     def tomemory(self):
-        """This rank's part, as a buffer."""
-        return self.Shared_query(self._comm._rank)[0]
+        """This rank's part, as a buffer (the memory itself)."""
+        self._chk()
+        if self._flavor == WIN_FLAVOR_SHARED:
+            return self.Shared_query(self._comm._rank)[0]
+        base, size, _ = self._base_size_unit()
+        return buffer.fromaddress(base, size)
+
+    @property
+    def attrs(self):
+        """(base address, size in bytes, displacement unit) of this rank's part."""
+        self._chk()
+        return self._base_size_unit()
+
+    flavor = property(lambda self: self.Get_attr(WIN_CREATE_FLAVOR))
+    model = property(lambda self: self.Get_attr(WIN_MODEL))
 
     def Get_group(self):
         self._chk()
         return self._comm.Get_group()
 
+    group = property(Get_group)
+
     def Get_attr(self, keyval):
         self._chk()
-        me = self._comm._rank
-        if keyval == WIN_BASE:
-            return self._part(me)[0]
-        if keyval == WIN_SIZE:
-            return self._part(me)[1]
-        if keyval == WIN_DISP_UNIT:
-            return self._units[me]
+        if keyval in (WIN_BASE, WIN_SIZE, WIN_DISP_UNIT):
+            return self._base_size_unit()[(WIN_BASE, WIN_SIZE, WIN_DISP_UNIT).index(keyval)]
         if keyval == WIN_CREATE_FLAVOR:
-            return WIN_FLAVOR_SHARED
+            return self._flavor
         if keyval == WIN_MODEL:
             return WIN_UNIFIED
         return None
 
-    def Fence(self, assertion=0):
-        """Ends an epoch: a barrier over the window's ranks and a memory
-        fence, after which every rank sees the stores made before it."""
+    def Get_info(self):
         self._chk()
-        _lib.pm_win_sync()
-        self._comm.Barrier()
-        _lib.pm_win_sync()
+        return Info.Create() if self._info is None else self._info.Dup()
+
+    def Set_info(self, info):
+        self._chk()
+        self._info = None if info is None or info == INFO_NULL else info.Dup()
+
+    info = property(Get_info, Set_info)
+
+    def Get_name(self):
+        return self._name
+
+    def Set_name(self, name):
+        self._name = name
+
+    name = property(Get_name, Set_name)
+
+    def Get_errhandler(self):
+        self._chk()
+        return Errhandler(self._eh)
+
+    def Set_errhandler(self, errhandler):
+        self._chk()
+        self._eh = Errhandler(errhandler)
+
+    # --- one-sided operations ---
+
+    def _target(self, target, origin):
+        """(displacement, bytes, datatype) at the target: mpi4py's target
+        argument (None, a displacement, or (disp[, count[, datatype]]))."""
+        if target is None:
+            return 0, origin.used, origin.type
+        if isinstance(target, int):
+            return target, origin.used, origin.type
+        t = list(target)
+        if not 1 <= len(t) <= 3:
+            raise ValueError("target: expecting (displacement[, count[, datatype]]), got %r"
+                             % (target,))
+        disp = t[0]
+        dt = _typearg(t[2]) if len(t) > 2 else origin.type
+        n = t[1] * dt.size if len(t) > 1 else origin.used
+        if dt.blocks is not None:
+            raise Exception(ERR_TYPE, "one-sided calls take target datatypes without gaps, not %s"
+                            % dt.name)
+        return disp, n, dt
+
+    def _spec(self, spec, writable):
+        b = _Buf(spec, writable)
+        if b.type.blocks is not None:
+            raise Exception(ERR_TYPE, "one-sided calls take origin datatypes without gaps, not %s"
+                            % b.type.name)
+        return b
+
+    def _issue(self, kind, origin, result, compare, rank, target, op, req):
+        h = self._rma()
+        if rank == PROC_NULL:
+            return Request._new(-1) if req else None
+        ob = self._spec(origin, False) if origin is not None else None
+        rb = self._spec(result, True) if result is not None else None
+        ref = ob if ob is not None else rb
+        disp, n, dt = self._target(target, ref)
+        code = tcode = 0
+        if op is not None:
+            code = _ACC_OPS.get(getattr(op, "name", None), 0)
+            if code == 0:
+                raise Exception(ERR_OP, "one-sided accumulates take a predefined op (and "
+                                "REPLACE, NO_OP), not %r" % (op,))
+            tcode = dt.code or (T_LONG_DOUBLE if dt.name == "MPI_LONG_DOUBLE" else 0)
+            if tcode == 0 and code not in (ACC_REPLACE, ACC_NO_OP):
+                raise Exception(ERR_TYPE, "%s does not accumulate %s" % (op.name, dt.name))
+        if ob is not None and ob.used != n or rb is not None and rb.used != n:
+            if not (op is not None and code == ACC_NO_OP and ob is not None and ob.used == 0):
+                raise Exception(ERR_ARG, "the origin has %d bytes, the target %d"
+                                % ((ob or rb).used, n))
+        keep = (origin, result, compare, ob, rb)
+        cb = None
+        if compare is not None:
+            cb = self._spec(compare, False)
+            if cb.used != ob.used:
+                raise Exception(ERR_ARG, "compare has %d bytes, origin %d" % (cb.used, ob.used))
+            keep += (cb,)
+        out = _out() if req else None
+        _call(_lib.pm_win_rma(
+            h, kind, rank, disp,
+            ob.addr if ob is not None else None, ob.used if ob is not None else 0,
+            rb.addr if rb is not None else None, rb.used if rb is not None else 0,
+            cb.addr if cb is not None else None, code, tcode if code else 0,
+            _bridge.ctypes.byref(out) if req else None))
+        self._keep.append(keep)  # until the epoch ends (the runtime may write result)
+        if req:
+            return Request._new(out.value, "rma", keep)
+        return None
+
+    def Put(self, origin, target_rank, target=None):
+        self._issue(RMA_PUT, origin, None, None, target_rank, target, None, False)
+
+    def Get(self, origin, target_rank, target=None):
+        self._issue(RMA_GET, None, origin, None, target_rank, target, None, False)
+
+    def Accumulate(self, origin, target_rank, target=None, op=None):
+        self._issue(RMA_ACC, origin, None, None, target_rank, target, _acc(op), False)
+
+    def Get_accumulate(self, origin, result, target_rank, target=None, op=None):
+        self._issue(RMA_GET_ACC, _origin(origin, op), result, None, target_rank, target,
+                    _acc(op), False)
+
+    def Fetch_and_op(self, origin, result, target_rank, target_disp=0, op=None):
+        self._issue(RMA_GET_ACC, _origin(origin, op), result, None, target_rank, target_disp,
+                    _acc(op), False)
+
+    def Compare_and_swap(self, origin, compare, result, target_rank, target_disp=0):
+        self._issue(RMA_CAS, origin, result, compare, target_rank, target_disp, None, False)
+
+    def Rput(self, origin, target_rank, target=None):
+        return self._issue(RMA_PUT, origin, None, None, target_rank, target, None, True)
+
+    def Rget(self, origin, target_rank, target=None):
+        return self._issue(RMA_GET, None, origin, None, target_rank, target, None, True)
+
+    def Raccumulate(self, origin, target_rank, target=None, op=None):
+        return self._issue(RMA_ACC, origin, None, None, target_rank, target, _acc(op), True)
+
+    def Rget_accumulate(self, origin, result, target_rank, target=None, op=None):
+        return self._issue(RMA_GET_ACC, _origin(origin, op), result, None, target_rank, target,
+                           _acc(op), True)
+
+    # --- synchronization ---
+
+    def _sync(self, kind, rank=0, lock=0, group=None):
+        h = self._rma()
+        ranks = self._ranks(group) if group is not None else []
+        _call(_lib.pm_win_sync_call(h, kind, rank, lock, _bridge.int64s(ranks), len(ranks)))
+
+    def _ranks(self, group):
+        """The window's ranks of the members of group."""
+        mine = self._comm.Get_group()._ranks
+        try:
+            return [mine.index(w) for w in group._ranks]
+        except ValueError:
+            raise Exception(ERR_ARG, "the group has ranks that are not in the window") from None
+
+    def _ended(self):
+        """An epoch ended: every operation issued so far is complete."""
+        self._keep = []
+
+    def Fence(self, assertion=0):
+        """Ends an epoch: every rank's operations are complete when any rank
+        returns (and, for Allocate_shared, a barrier and memory fence)."""
+        self._chk()
+        if self._flavor == WIN_FLAVOR_SHARED:
+            _lib.pm_win_sync()
+            self._comm.Barrier()
+            _lib.pm_win_sync()
+            return
+        self._sync(SYNC_FENCE)
+        self._ended()
 
     def Sync(self):
         """Orders this rank's loads and stores of the window (a memory fence)."""
         self._chk()
         _lib.pm_win_sync()
 
+    def _passive(self, kind, rank=0, lock=0):
+        self._chk()
+        if self._flavor == WIN_FLAVOR_SHARED:
+            self.Sync()  # ranks of a shared window access it directly
+            return
+        self._sync(kind, rank, lock)
+        if kind in (SYNC_FLUSH_ALL, SYNC_UNLOCK_ALL):
+            self._ended()
+
+    def Lock(self, rank, lock_type=LOCK_EXCLUSIVE, assertion=0):
+        if lock_type not in (LOCK_EXCLUSIVE, LOCK_SHARED):
+            raise Exception(ERR_ARG, "lock type %r" % (lock_type,))
+        if rank != PROC_NULL:
+            self._passive(SYNC_LOCK, rank, lock_type)
+
+    def Unlock(self, rank):
+        if rank != PROC_NULL:
+            self._passive(SYNC_UNLOCK, rank)
+
     def Lock_all(self, assertion=0):
-        """Starts a passive-target epoch. Ranks of a shared window access it
-        directly, so this only fences memory; synchronise with Sync and a
-        barrier or message."""
-        self.Sync()
+        self._passive(SYNC_LOCK_ALL)
 
     def Unlock_all(self):
-        self.Sync()
+        self._passive(SYNC_UNLOCK_ALL)
 
     def Flush(self, rank):
-        self.Sync()
+        if rank != PROC_NULL:
+            self._passive(SYNC_FLUSH, rank)
 
     def Flush_all(self):
-        self.Sync()
+        self._passive(SYNC_FLUSH_ALL)
+
+    Flush_local = Flush
+    Flush_local_all = Flush_all
+
+    def Post(self, group, assertion=0):
+        """Opens an exposure epoch to the ranks of group."""
+        self._sync(SYNC_POST, group=group)
+
+    def Start(self, group, assertion=0):
+        """Opens an access epoch to the ranks of group, once they have posted."""
+        self._sync(SYNC_START, group=group)
+
+    def Complete(self):
+        """Ends the access epoch: its operations are complete at the targets."""
+        self._sync(SYNC_COMPLETE)
+        self._ended()
+
+    def Wait(self):
+        """Ends the exposure epoch, once its origins have called Complete."""
+        self._sync(SYNC_WAIT)
+
+    def Test(self):
+        """Whether the exposure epoch's origins have all called Complete
+        (which ends it)."""
+        done = _out()
+        _call(_lib.pm_win_test(self._rma(), _bridge.ctypes.byref(done)))
+        return bool(done.value)
 
     def Free(self):
-        """Frees the window, collectively over its ranks; buffers from
-        Shared_query must not be used afterwards."""
+        """Frees the window, collectively over its ranks (every rank's
+        operations complete first); buffers from Shared_query must not be
+        used afterwards."""
         h = self._chk()
         self._h = 0
+        if self._flavor != WIN_FLAVOR_SHARED:
+            try:
+                _call(_lib.pm_win_rma_free(h))
+            finally:
+                self._pinned, self._keep = None, []
+            return
         try:
             _call(_lib.pm_win_free(h))
         finally:
             self._comm.Free()
             self._comm = None
+
+
+def _acc(op):
+    from ._mpi_ops import SUM
+    return SUM if op is None else op
+
+
+def _origin(origin, op):
+    """Get_accumulate's origin: with NO_OP it may be None (nothing is sent)."""
+    if origin is None or (isinstance(origin, (list, tuple)) and origin and origin[0] is None):
+        from ._mpi_ops import NO_OP
+        if op is not None and op is not NO_OP:
+            raise Exception(ERR_ARG, "only MPI.NO_OP takes no origin buffer")
+        return None
+    return origin
 
 
 Win._handle_type = Win
