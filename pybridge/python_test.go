@@ -144,6 +144,12 @@ func TestRMA(t *testing.T) {
 	runSuite(t, "python/tests/test_rma.py", "1", "2", "3")
 }
 
+// TestIntercomm runs python/tests/test_inter.py: intercommunicators, and
+// the dynamic-process calls that pmrun refuses with ERR_SPAWN and the like.
+func TestIntercomm(t *testing.T) {
+	runSuite(t, "python/tests/test_inter.py", "1", "2", "3")
+}
+
 // TestTaskMode runs python/tests/test_tasks.py: task mode's client
 // (pmrun.Executor, pmrun.parallel) with local workers, and its side of the
 // task hub's protocol against a stand-in hub written in Python.

@@ -79,6 +79,11 @@ from ._mpi_topo import (
     Topocomm, Cartcomm, Graphcomm, Distgraphcomm, CART, GRAPH, DIST_GRAPH, UNWEIGHTED,
     WEIGHTS_EMPTY,
 )
+from . import _mpi_inter  # noqa: F401 - Create_intercomm and Intercomm's methods
+from ._mpi_dynproc import (
+    ERR_SPAWN, ERR_PORT, ERR_SERVICE, ERR_NAME, Open_port, Close_port, Publish_name,
+    Unpublish_name, Lookup_name,
+)
 from ._mpi_windows import (
     WIN_BASE, WIN_SIZE, WIN_DISP_UNIT, WIN_CREATE_FLAVOR, WIN_MODEL, WIN_FLAVOR_CREATE,
     WIN_FLAVOR_ALLOCATE, WIN_FLAVOR_DYNAMIC, WIN_FLAVOR_SHARED, WIN_SEPARATE, WIN_UNIFIED,

@@ -1,0 +1,285 @@
+"""Intercommunicators: Intracomm.Create_intercomm, and Intercomm's remote
+group, point-to-point to it, object collectives and Merge.
+
+An intercommunicator joins two disjoint groups of ranks: messages go from a
+rank of one group to a rank of the other, addressed by its rank in that
+(remote) group. pmrun makes one over a communicator of the union of both
+groups (the lower-leader group first): point to point translates remote
+ranks to ranks of the union, and the collectives run over a private
+duplicate of it, with MPI's intercommunicator rules (the root group passes
+MPI.ROOT at its root and MPI.PROC_NULL elsewhere; each group gets the other
+group's data).
+
+Part of pmrun.MPI, which re-exports every name defined here.
+"""
+
+import functools as _functools
+import inspect as _inspect
+
+from ._mpi_constants import ERR_ARG, ERR_COMM, ERR_ROOT, PROC_NULL, ROOT, Exception
+from ._mpi_ops import SUM
+from ._mpi_groups import Group
+from ._mpi_comms import COMM_WORLD, Comm, Intercomm, Intracomm, _pyop
+
+# The state of each intercommunicator handle (its union's), for f2py.
+_INTERS = {}
+
+
+class _State:
+    def __init__(self, union, coll, local, remote, lo, ro):
+        self.union, self.coll = union, coll  # the union and its private duplicate
+        self.local, self.remote = local, remote  # world ranks of each group
+        self.lo, self.ro = lo, ro  # where each group starts in the union
+
+
+def _create_intercomm(self, local_leader, peer_comm, remote_leader, tag=0):
+    """An intercommunicator between this communicator's group and another
+    (disjoint) one, whose leader is rank remote_leader of peer_comm (which
+    this group's local_leader belongs to). Collective over both groups."""
+    self._chk()
+    if not 0 <= local_leader < self._size:
+        raise Exception(ERR_ARG, "Create_intercomm: local leader %r is not a rank of %d"
+                        % (local_leader, self._size))
+    local = list(self.Get_group()._ranks)
+    remote = None
+    if self._rank == local_leader:
+        remote = peer_comm.sendrecv(local, remote_leader, tag, None, remote_leader, tag)
+    remote = self.bcast(remote, local_leader)
+    if set(local) & set(remote):
+        raise Exception(ERR_COMM, "Create_intercomm: the groups share ranks %s"
+                        % sorted(set(local) & set(remote)))
+    # Both groups order the union alike: the group of the lower leader first.
+    mine, theirs = local[local_leader], _leader_of(remote, peer_comm, remote_leader, self,
+                                                   local_leader)
+    if mine < theirs:
+        union_ranks, lo, ro = local + remote, 0, len(local)
+    else:
+        union_ranks, lo, ro = remote + local, len(remote), 0
+    union = COMM_WORLD.Create_group(Group(_ranks=union_ranks))
+    coll = union.Dup()
+    return _made(_State(union, coll, local, remote, lo, ro))
+
+
+def _leader_of(remote, peer_comm, remote_leader, local_comm, local_leader):
+    """The world rank of the remote group's leader, known to every rank."""
+    w = None
+    if local_comm._rank == local_leader:
+        w = peer_comm.Get_group()._ranks[remote_leader]
+    return local_comm.bcast(w, local_leader)
+
+
+def _made(st):
+    c = Intercomm._wrap(st.union._h)
+    _INTERS[st.union._h] = st
+    _adopt(c, st)
+    return c
+
+
+def _adopt(c, st):
+    c._inter = st
+    c._rank = st.union._rank - st.lo
+    c._size = len(st.local)
+    c._group = list(st.local)
+
+
+Intracomm.Create_intercomm = _create_intercomm
+
+
+def _st(self):
+    st = getattr(self, "_inter", None)
+    if st is None:
+        st = _INTERS.get(self._h)
+        if st is None:
+            raise Exception(ERR_COMM, "invalid intercommunicator (MPI.COMM_NULL or freed)")
+        _adopt(self, st)
+    self._chk()
+    return st
+
+
+def _remote_size(self):
+    return len(_st(self).remote)
+
+
+def _remote_group(self):
+    return Group(_ranks=list(_st(self).remote))
+
+
+def _merge(self, high=False):
+    """The intracommunicator of both groups: the group that passed high=False
+    first (both alike: the union's order), each in its own rank order."""
+    st = _st(self)
+    key = int(bool(high)) * st.union._size + st.union._rank
+    return st.union.Split(0, key)
+
+
+def _dup(self, info=None):
+    st = _st(self)
+    union = st.union.Dup()
+    return _made(_State(union, union.Dup(), st.local, st.remote, st.lo, st.ro))
+
+
+def _free(self):
+    st = _INTERS.pop(self._h, None) if self._h else None
+    if st is not None:
+        st.coll.Free()
+        st.union.Free()
+    self._h = 0
+    self._inter = None
+
+
+Intercomm.Get_remote_size = _remote_size
+Intercomm.remote_size = property(_remote_size)
+Intercomm.Get_remote_group = _remote_group
+Intercomm.remote_group = property(_remote_group)
+Intercomm.Merge = _merge
+Intercomm.Dup = _dup
+Intercomm.Clone = _dup
+Intercomm.Free = _free
+Intercomm.Is_inter = lambda self: True
+Intercomm.Is_intra = lambda self: False
+Intercomm.is_inter = property(lambda self: True)
+Intercomm.is_intra = property(lambda self: False)
+
+
+# --- point to point: remote ranks are ranks of the union past the remote offset ---
+
+
+def _p2p(name):
+    impl = getattr(Comm, name)
+    sig = _inspect.signature(impl)
+
+    @_functools.wraps(impl)
+    def call(self, *args, **kwargs):
+        st = _st(self)
+        bound = sig.bind(self, *args, **kwargs)
+        for k in ("dest", "source"):
+            v = bound.arguments.get(k)
+            if isinstance(v, int) and v >= 0:
+                if v >= len(st.remote):
+                    raise Exception(ERR_ARG, "%s: %s %d is not a rank of the remote group of %d"
+                                    % (name, k, v, len(st.remote)))
+                bound.arguments[k] = v + st.ro
+        bound.arguments["self"] = st.union
+        out = impl(*bound.args, **bound.kwargs)
+        status = bound.arguments.get("status")
+        if status is not None and status.source >= 0:
+            status.source -= st.ro
+        return out
+    return call
+
+
+for _name in ("send", "ssend", "isend", "issend", "recv", "irecv", "sendrecv", "probe", "iprobe",
+              "Send", "Ssend", "Bsend", "Rsend", "Isend", "Issend", "Ibsend", "Irsend", "Recv",
+              "Irecv", "Sendrecv", "Probe", "Iprobe"):
+    setattr(Intercomm, _name, _p2p(_name))
+
+
+# --- object collectives, with MPI's intercommunicator rules ---
+
+
+def _barrier(self):
+    _st(self).coll.Barrier()
+
+
+def _rooted(self, root):
+    """'root' (this rank is the root), 'idle' (the root's group, not the
+    root), or the remote root's union rank."""
+    st = _st(self)
+    if root == ROOT:
+        return "root"
+    if root == PROC_NULL:
+        return "idle"
+    if not 0 <= root < len(st.remote):
+        raise Exception(ERR_ROOT, "root %r: MPI.ROOT, MPI.PROC_NULL or a rank of the remote "
+                        "group of %d" % (root, len(st.remote)))
+    return st.ro + root
+
+
+def _bcast(self, obj=None, root=0):
+    st, r = _st(self), _rooted(self, root)
+    if r == "root":
+        for i in range(len(st.remote)):
+            st.coll.send(obj, st.ro + i, 1)
+        return None  # the root's group receives nothing, as with mpi4py
+    if r == "idle":
+        return None
+    return st.coll.recv(None, r, 1)
+
+
+def _gather(self, sendobj, root=0):
+    st, r = _st(self), _rooted(self, root)
+    if r == "root":
+        return [st.coll.recv(None, st.ro + i, 2) for i in range(len(st.remote))]
+    if r != "idle":
+        st.coll.send(sendobj, r, 2)
+    return None
+
+
+def _scatter(self, sendobj=None, root=0):
+    st, r = _st(self), _rooted(self, root)
+    if r == "root":
+        items = list(sendobj)
+        if len(items) != len(st.remote):
+            raise Exception(ERR_ARG, "scatter: the root passes %d items, one per remote rank, "
+                            "not %d" % (len(st.remote), len(items)))
+        for i, x in enumerate(items):
+            st.coll.send(x, st.ro + i, 3)
+        return None
+    if r == "idle":
+        return None
+    return st.coll.recv(None, r, 3)
+
+
+def _allgather(self, sendobj):
+    st = _st(self)
+    everyone = st.coll.allgather(sendobj)
+    return everyone[st.ro:st.ro + len(st.remote)]
+
+
+def _alltoall(self, sendobj):
+    st = _st(self)
+    items = list(sendobj)
+    if len(items) != len(st.remote):
+        raise Exception(ERR_ARG, "alltoall: pass %d items, one per remote rank, not %d"
+                        % (len(st.remote), len(items)))
+    out = [None] * st.union._size
+    out[st.ro:st.ro + len(items)] = items
+    got = st.coll.alltoall(out)
+    return got[st.ro:st.ro + len(st.remote)]
+
+
+def _fold(values, op):
+    return _functools.reduce(_pyop(op), values)
+
+
+def _allreduce(self, sendobj, op=SUM):
+    """The reduction of the remote group's values, in its rank order."""
+    return _fold(_allgather(self, sendobj), op)
+
+
+def _reduce(self, sendobj, op=SUM, root=0):
+    got = _gather(self, sendobj, root)
+    return _fold(got, op) if got is not None else None
+
+
+Intercomm.barrier = _barrier
+Intercomm.Barrier = _barrier
+Intercomm.bcast = _bcast
+Intercomm.gather = _gather
+Intercomm.scatter = _scatter
+Intercomm.allgather = _allgather
+Intercomm.alltoall = _alltoall
+Intercomm.allreduce = _allreduce
+Intercomm.reduce = _reduce
+
+
+def _inter_f2py(cls, handle, _f2py=Comm.f2py.__func__):
+    st = _INTERS.get(handle) if isinstance(handle, int) else None
+    if st is not None and issubclass(Intercomm, cls):
+        c = Intercomm._wrap(handle)
+        _adopt(c, st)
+        return c
+    return _f2py(cls, handle)
+
+
+Comm.f2py = classmethod(_inter_f2py)
