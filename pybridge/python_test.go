@@ -150,6 +150,12 @@ func TestIntercomm(t *testing.T) {
 	runSuite(t, "python/tests/test_inter.py", "1", "2", "3")
 }
 
+// TestDatatypeIntrospection runs python/tests/test_dtypes.py: envelopes,
+// contents and decode, Create_darray, Fortran 90 kinds and packing.
+func TestDatatypeIntrospection(t *testing.T) {
+	runSuite(t, "python/tests/test_dtypes.py", "1")
+}
+
 // TestTaskMode runs python/tests/test_tasks.py: task mode's client
 // (pmrun.Executor, pmrun.parallel) with local workers, and its side of the
 // task hub's protocol against a stand-in hub written in Python.

@@ -10,7 +10,7 @@ from ._abi import (  # the library's element type codes for reductions in Go
     T_FLOAT32 as _T_FLOAT32, T_FLOAT64 as _T_FLOAT64, T_COMPLEX64 as _T_COMPLEX64,
     T_COMPLEX128 as _T_COMPLEX128,
 )
-from ._mpi_constants import ERR_TYPE, Exception
+from ._mpi_constants import ERR_ARG, ERR_BUFFER, ERR_TRUNCATE, ERR_TYPE, Exception
 
 # --- datatypes -----------------------------------------------------------------
 
@@ -34,6 +34,9 @@ class Datatype:
         self.extent = _size if _extent is None else _extent
         self.lb = _lb
         self.committed = _committed
+        # How a derived type was made (MPI_Type_get_envelope/contents):
+        # (combiner, integers, addresses, datatypes); None for a named type.
+        self._env = None
 
     def __repr__(self):
         return "<%s.%s %s>" % (Datatype.__module__, type(self).__name__, self.name)
@@ -77,7 +80,9 @@ class Datatype:
         pass
 
     def Dup(self):
-        return Datatype(self)
+        return _made(Datatype(self), COMBINER_DUP, [], [], [self])
+
+    Create_dup = Dup  # decode's DUP remakes it
 
     ub = property(Get_ub)
     true_lb = property(Get_lb)
@@ -101,29 +106,56 @@ class Datatype:
                         _committed=False)
 
     def Create_contiguous(self, count):
-        return self.Create_hvector(count, 1, self.extent)
+        return _made(self._hvector(count, 1, self.extent), COMBINER_CONTIGUOUS, [count], [],
+                     [self])
 
     def Create_vector(self, count, blocklength, stride):
-        return self.Create_hvector(count, blocklength, stride * self.extent)
+        return _made(self._hvector(count, blocklength, stride * self.extent), COMBINER_VECTOR,
+                     [count, blocklength, stride], [], [self])
 
     def Create_hvector(self, count, blocklength, stride):
-        return self.Create_hindexed([blocklength] * count, [i * stride for i in range(count)])
+        return _made(self._hvector(count, blocklength, stride), COMBINER_HVECTOR,
+                     [count, blocklength], [stride], [self])
+
+    def _hvector(self, count, blocklength, stride):
+        return self._hindexed([blocklength] * count, [i * stride for i in range(count)])
 
     def Create_indexed(self, blocklengths, displacements):
-        return self.Create_hindexed(blocklengths, [d * self.extent for d in displacements])
+        blocklengths, displacements = list(blocklengths), list(displacements)
+        return _made(self._hindexed(blocklengths, [d * self.extent for d in displacements]),
+                     COMBINER_INDEXED, [len(blocklengths)] + blocklengths + displacements, [],
+                     [self])
 
     def Create_indexed_block(self, blocklength, displacements):
-        return self.Create_indexed([blocklength] * len(displacements), displacements)
+        displacements = list(displacements)
+        return _made(self._hindexed([blocklength] * len(displacements),
+                                    [d * self.extent for d in displacements]),
+                     COMBINER_INDEXED_BLOCK, [len(displacements), blocklength] + displacements,
+                     [], [self])
 
     def Create_hindexed(self, blocklengths, displacements):
-        return Datatype.Create_struct(list(blocklengths), list(displacements),
-                                      [self] * len(blocklengths))
+        blocklengths, displacements = list(blocklengths), list(displacements)
+        return _made(self._hindexed(blocklengths, displacements), COMBINER_HINDEXED,
+                     [len(blocklengths)] + blocklengths, displacements, [self])
 
     def Create_hindexed_block(self, blocklength, displacements):
-        return self.Create_hindexed([blocklength] * len(displacements), displacements)
+        displacements = list(displacements)
+        return _made(self._hindexed([blocklength] * len(displacements), displacements),
+                     COMBINER_HINDEXED_BLOCK, [len(displacements), blocklength], displacements,
+                     [self])
+
+    def _hindexed(self, blocklengths, displacements):
+        return Datatype._struct(blocklengths, displacements, [self] * len(blocklengths))
 
     @staticmethod
     def Create_struct(blocklengths, displacements, datatypes):
+        blocklengths, displacements = list(blocklengths), list(displacements)
+        datatypes = list(datatypes)
+        return _made(Datatype._struct(blocklengths, displacements, datatypes), COMBINER_STRUCT,
+                     [len(blocklengths)] + blocklengths, displacements, datatypes)
+
+    @staticmethod
+    def _struct(blocklengths, displacements, datatypes):
         blocks = []
         lo, hi = None, 0
         for n, disp, t in zip(blocklengths, displacements, datatypes):
@@ -139,30 +171,216 @@ class Datatype:
                         _committed=False)
 
     def Create_resized(self, lb, extent):
+        return _made(self._resized(lb, extent), COMBINER_RESIZED, [], [lb, extent], [self])
+
+    def _resized(self, lb, extent):
         t = Datatype(self)
         t.lb, t.extent = lb, extent
         if t.blocks is None:
             t.blocks = [(0, self)]
         return t
 
-    def Create_subarray(self, sizes, subsizes, starts, order=None):
-        order = ORDER_C if order is None else order
+    def _selection(self, sizes, per_dim, order):
+        """The elements of an array of sizes (in order, ORDER_C or
+        ORDER_FORTRAN) at the index lists per_dim, in storage order, as a
+        type of the whole array's extent."""
         dims = len(sizes)
         idx = list(range(dims)) if order == ORDER_C else list(range(dims))[::-1]
-        # Enumerate the element offsets of the subarray in storage order.
-        offsets = [0]
-        stride = 1
-        strides = [0] * dims
+        offsets, stride, strides = [0], 1, [0] * dims
         for d in reversed(idx):
             strides[d] = stride
             stride *= sizes[d]
         for d in idx:
-            offsets = [o + (starts[d] + i) * strides[d] for o in offsets for i in range(subsizes[d])]
-        t = self.Create_indexed([1] * len(offsets), offsets)
-        return t.Create_resized(0, stride * self.extent)
+            offsets = [o + i * strides[d] for o in offsets for i in per_dim[d]]
+        t = self._hindexed([1] * len(offsets), [o * self.extent for o in offsets])
+        return t._resized(0, stride * self.extent)
+
+    def Create_subarray(self, sizes, subsizes, starts, order=None):
+        order = ORDER_C if order is None else order
+        sizes, subsizes, starts = list(sizes), list(subsizes), list(starts)
+        if not len(sizes) == len(subsizes) == len(starts):
+            raise Exception(ERR_ARG, "Create_subarray: %d sizes, %d subsizes, %d starts"
+                            % (len(sizes), len(subsizes), len(starts)))
+        for d in range(len(sizes)):
+            if subsizes[d] < 0 or starts[d] < 0 or starts[d] + subsizes[d] > sizes[d]:
+                raise Exception(ERR_ARG, "Create_subarray: dimension %d: %d elements from %d "
+                                "of %d" % (d, subsizes[d], starts[d], sizes[d]))
+        t = self._selection(sizes, [range(st, st + n) for st, n in zip(starts, subsizes)], order)
+        return _made(t, COMBINER_SUBARRAY, [len(sizes)] + sizes + subsizes + starts + [order], [],
+                     [self])
+
+    def Create_darray(self, size, rank, gsizes, distribs, dargs, psizes, order=None):
+        """Rank rank's part of an array of gsizes distributed over a grid of
+        psizes processes (row-major, as MPI lays them out) by blocks or
+        cyclically in each dimension (MPI_Type_create_darray)."""
+        order = ORDER_C if order is None else order
+        gsizes, distribs = list(gsizes), list(distribs)
+        dargs, psizes = list(dargs), list(psizes)
+        nd = len(gsizes)
+        if not len(distribs) == len(dargs) == len(psizes) == nd:
+            raise Exception(ERR_ARG, "Create_darray: the lists must have %d items each" % nd)
+        if _prod(psizes) != size or not 0 <= rank < size:
+            raise Exception(ERR_ARG, "Create_darray: grid %r for %d processes, rank %d"
+                            % (psizes, size, rank))
+        coords, r = [0] * nd, rank
+        for d in reversed(range(nd)):
+            coords[d] = r % psizes[d]
+            r //= psizes[d]
+        per_dim = []
+        for d in range(nd):
+            g, p, c, k = gsizes[d], psizes[d], coords[d], dargs[d]
+            if distribs[d] == DISTRIBUTE_NONE:
+                per_dim.append(range(g))
+            elif distribs[d] == DISTRIBUTE_BLOCK:
+                b = -(-g // p) if k == DISTRIBUTE_DFLT_DARG else k
+                if b * p < g:
+                    raise Exception(ERR_ARG, "Create_darray: blocks of %d on %d processes do "
+                                    "not cover %d" % (b, p, g))
+                per_dim.append(range(min(c * b, g), min((c + 1) * b, g)))
+            elif distribs[d] == DISTRIBUTE_CYCLIC:
+                b = 1 if k == DISTRIBUTE_DFLT_DARG else k
+                per_dim.append([i for i in range(g) if (i // b) % p == c])
+            else:
+                raise Exception(ERR_ARG, "Create_darray: distribution %r" % (distribs[d],))
+        t = self._selection(gsizes, per_dim, order)
+        return _made(t, COMBINER_DARRAY, [size, rank, nd] + gsizes + distribs + dargs + psizes +
+                     [order], [], [self])
+
+    # --- how a type was made ---
+
+    def Get_envelope(self):
+        """(integers, addresses, datatypes, combiner): the sizes of
+        Get_contents' lists, and the constructor that made this type."""
+        if self._env is None:
+            return 0, 0, 0, COMBINER_NAMED
+        c, i, a, d = self._env
+        return len(i), len(a), len(d), c
+
+    def Get_contents(self):
+        """(integers, addresses, datatypes) that the constructor was given."""
+        if self._env is None:
+            raise Exception(ERR_TYPE, "Get_contents: %s is a named datatype" % self.name)
+        _, i, a, d = self._env
+        return list(i), list(a), list(d)
+
+    envelope = property(Get_envelope)
+    contents = property(Get_contents)
+    combiner = property(lambda self: self.Get_envelope()[3])
+    is_named = property(lambda self: self._env is None)
+    is_predefined = property(lambda self: self._env is None or self._env[0] in _F90)
+
+    def decode(self):
+        """(old type, constructor name, keyword arguments) that remake this
+        type (getattr(old, 'Create_' + name.lower())(**kwargs)); a named type
+        decodes to itself."""
+        if self._env is None:
+            return self
+        c, i, a, d = self._env
+        name, args = _DECODE[c](i, a, d)
+        old = DATATYPE_NULL if c in _F90 or c == COMBINER_STRUCT else d[0]
+        if c == COMBINER_STRUCT:
+            args["datatypes"] = list(d)
+        return old, name, args
+
+    # --- Fortran 90 kinds ---
+
+    @staticmethod
+    def Create_f90_integer(r):
+        """The integer type with at least r decimal digits of range."""
+        for t, digits in ((INT8_T, 2), (INT16_T, 4), (INT32_T, 9), (INT64_T, 18)):
+            if r <= digits:
+                return _made(Datatype(t), COMBINER_F90_INTEGER, [r], [], [])
+        raise Exception(ERR_ARG, "Create_f90_integer: no integer type has %d digits" % r)
+
+    @staticmethod
+    def Create_f90_real(p, r):
+        """The real type with at least p digits of precision and exponent range r."""
+        return _made(Datatype(_f90(p, r, FLOAT, DOUBLE, "real")), COMBINER_F90_REAL, [p, r],
+                     [], [])
+
+    @staticmethod
+    def Create_f90_complex(p, r):
+        """The complex type whose parts have p digits and exponent range r."""
+        return _made(Datatype(_f90(p, r, C_FLOAT_COMPLEX, C_DOUBLE_COMPLEX, "complex")),
+                     COMBINER_F90_COMPLEX, [p, r], [], [])
+
+    @staticmethod
+    def Match_size(typeclass, size):
+        """The predefined type of a class (TYPECLASS_INTEGER, _REAL,
+        _COMPLEX) with elements of size bytes."""
+        t = _MATCH.get((typeclass, size))
+        if t is None:
+            raise Exception(ERR_ARG, "Match_size: no type of class %r has %r bytes"
+                            % (typeclass, size))
+        return t
+
+    # --- packing ---
 
     def Pack_size(self, count, comm=None):
         return count * self.size
+
+    def Pack(self, inbuf, outbuf, position, comm=None):
+        """Packs the whole elements of this type in inbuf into outbuf at
+        position; returns the position after them."""
+        return _put(self._packed(_raw(inbuf, False)), outbuf, position)
+
+    def Unpack(self, inbuf, position, outbuf, comm=None):
+        """Unpacks from inbuf at position as many elements of this type as
+        outbuf holds; returns the position after them."""
+        return self._unpack_at(_raw(inbuf, False), position, _raw(outbuf, True), None)
+
+    def Pack_external_size(self, datarep, count):
+        _datarep(datarep)
+        return count * self.size
+
+    def Pack_external(self, datarep, inbuf, outbuf, position):
+        """Pack in the portable representation (external32: big-endian)."""
+        _datarep(datarep)
+        src = _raw(inbuf, False)
+        data = self._packed(src)
+        return _put(self._swapped(data, len(src) // self.extent if self.extent else 0),
+                    outbuf, position)
+
+    def Unpack_external(self, datarep, inbuf, position, outbuf):
+        _datarep(datarep)
+        return self._unpack_at(_raw(inbuf, False), position, _raw(outbuf, True), self._swapped)
+
+    def _packed(self, src):
+        count = len(src) // self.extent if self.extent else 0
+        if self.blocks is None:
+            return bytes(src[:count * self.size])
+        return bytes(self._pack(src, count))
+
+    def _unpack_at(self, src, position, dst, swap):
+        count = len(dst) // self.extent if self.extent else 0
+        n = count * self.size
+        if position < 0 or position + n > len(src):
+            raise Exception(ERR_TRUNCATE, "Unpack: %d bytes at %d of a %d-byte buffer"
+                            % (n, position, len(src)))
+        data = bytes(src[position:position + n])
+        if swap is not None:
+            data = swap(data, count)
+        if self.blocks is None:
+            dst[:n] = data
+        else:
+            self._unpack(data, dst, count)
+        return position + n
+
+    def _swapped(self, data, count):
+        """data (count packed elements) with each scalar's bytes reversed:
+        native little-endian to external32's big-endian and back."""
+        out = bytearray(data)
+        pos = 0
+        for _ in range(count):
+            for _, b in self._map():
+                fmt = b.format or "B"
+                if fmt.startswith("T{"):
+                    raise Exception(ERR_TYPE, "external32 of %s is not supported" % b.name)
+                unit = b.size // 2 if fmt.startswith("Z") else b.size
+                for k in range(pos, pos + b.size, max(unit, 1)):
+                    out[k:k + unit] = out[k:k + unit][::-1]
+                pos += b.size
+        return bytes(out)
 
     def _pack(self, mem, count):
         """The packed bytes of count elements of this derived type in mem."""
@@ -183,6 +401,108 @@ class Datatype:
 
 
 ORDER_C, ORDER_FORTRAN, ORDER_F = 0, 1, 1
+
+# Type constructors (MPI_Type_get_envelope's combiner; Open MPI's numbering,
+# as mpi4py shows it), Create_darray's distributions and Match_size's classes.
+(COMBINER_NAMED, COMBINER_DUP, COMBINER_CONTIGUOUS, COMBINER_VECTOR, COMBINER_HVECTOR,
+ COMBINER_INDEXED, COMBINER_HINDEXED, COMBINER_INDEXED_BLOCK, COMBINER_STRUCT,
+ COMBINER_SUBARRAY, COMBINER_DARRAY, COMBINER_F90_REAL, COMBINER_F90_COMPLEX,
+ COMBINER_F90_INTEGER, COMBINER_RESIZED, COMBINER_HINDEXED_BLOCK) = (
+    0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 13, 14, 15, 16, 17, 18)
+DISTRIBUTE_BLOCK, DISTRIBUTE_CYCLIC, DISTRIBUTE_NONE, DISTRIBUTE_DFLT_DARG = 0, 1, 2, -1
+TYPECLASS_INTEGER, TYPECLASS_REAL, TYPECLASS_COMPLEX = 1, 2, 3
+_F90 = (COMBINER_F90_INTEGER, COMBINER_F90_REAL, COMBINER_F90_COMPLEX)
+
+
+def _made(t, combiner, ints, addrs, types):
+    """t, recorded as made by combiner from these arguments."""
+    t._env = (combiner, list(ints), list(addrs), list(types))
+    return t
+
+
+def _prod(values):
+    out = 1
+    for v in values:
+        out *= v
+    return out
+
+
+def _f90(p, r, single, double, what):
+    if p <= 6 and r <= 37:
+        return single
+    if p <= 15 and r <= 307:
+        return double
+    raise Exception(ERR_ARG, "Create_f90_%s: no %s type has %d digits and range %d"
+                    % (what, what, p, r))
+
+
+def _lists(i, n, k):
+    """k lists of n integers from i, one after the other."""
+    return [list(i[j * n:(j + 1) * n]) for j in range(k)]
+
+
+# decode: (constructor name, keyword arguments) from Get_contents' lists.
+_DECODE = {
+    COMBINER_DUP: lambda i, a, d: ("DUP", {}),
+    COMBINER_CONTIGUOUS: lambda i, a, d: ("CONTIGUOUS", {"count": i[0]}),
+    COMBINER_VECTOR: lambda i, a, d: ("VECTOR", {"count": i[0], "blocklength": i[1],
+                                                 "stride": i[2]}),
+    COMBINER_HVECTOR: lambda i, a, d: ("HVECTOR", {"count": i[0], "blocklength": i[1],
+                                                   "stride": a[0]}),
+    COMBINER_INDEXED: lambda i, a, d: ("INDEXED", dict(zip(
+        ("blocklengths", "displacements"), _lists(i[1:], i[0], 2)))),
+    COMBINER_HINDEXED: lambda i, a, d: ("HINDEXED", {"blocklengths": list(i[1:]),
+                                                     "displacements": list(a)}),
+    COMBINER_INDEXED_BLOCK: lambda i, a, d: ("INDEXED_BLOCK", {"blocklength": i[1],
+                                                               "displacements": list(i[2:])}),
+    COMBINER_HINDEXED_BLOCK: lambda i, a, d: ("HINDEXED_BLOCK", {"blocklength": i[1],
+                                                                 "displacements": list(a)}),
+    COMBINER_STRUCT: lambda i, a, d: ("STRUCT", {"blocklengths": list(i[1:]),
+                                                 "displacements": list(a)}),
+    COMBINER_SUBARRAY: lambda i, a, d: ("SUBARRAY", dict(
+        zip(("sizes", "subsizes", "starts"), _lists(i[1:], i[0], 3)), order=i[-1])),
+    COMBINER_DARRAY: lambda i, a, d: ("DARRAY", dict(
+        zip(("gsizes", "distribs", "dargs", "psizes"), _lists(i[3:], i[2], 4)),
+        size=i[0], rank=i[1], order=i[-1])),
+    COMBINER_RESIZED: lambda i, a, d: ("RESIZED", {"lb": a[0], "extent": a[1]}),
+    COMBINER_F90_INTEGER: lambda i, a, d: ("F90_INTEGER", {"r": i[0]}),
+    COMBINER_F90_REAL: lambda i, a, d: ("F90_REAL", {"p": i[0], "r": i[1]}),
+    COMBINER_F90_COMPLEX: lambda i, a, d: ("F90_COMPLEX", {"p": i[0], "r": i[1]}),
+}
+
+
+def _raw(obj, writable):
+    """obj's memory as bytes (a writable memoryview if writable): anything
+    with the buffer protocol, or the other array interfaces pmrun takes."""
+    try:
+        mv = memoryview(obj)
+    except TypeError:
+        from ._mpi_buffers import _pin
+        from . import _bridge
+        holder, addr, n = _pin(obj, writable)[:3]
+        if not n:
+            return memoryview(bytearray())
+        mem = (_bridge.ctypes.c_char * n).from_address(addr)
+        mem._holder = holder  # the export lives as long as the view
+        mv = memoryview(mem)
+    if writable and mv.readonly:
+        raise Exception(ERR_BUFFER, "the output buffer is read-only")
+    return mv.cast("B") if mv.ndim != 1 or mv.format != "B" else mv
+
+
+def _put(data, outbuf, position):
+    dst = _raw(outbuf, True)
+    end = position + len(data)
+    if position < 0 or end > len(dst):
+        raise Exception(ERR_TRUNCATE, "Pack: %d bytes at %d do not fit a %d-byte buffer"
+                        % (len(data), position, len(dst)))
+    dst[position:end] = data
+    return end
+
+
+def _datarep(datarep):
+    if datarep != "external32":
+        raise Exception(ERR_ARG, "data representation %r: pmrun packs 'external32'" % (datarep,))
 
 _types = {}
 
@@ -349,3 +669,9 @@ def _typearg(t):
         except (ImportError, TypeError):
             pass
     raise Exception(ERR_TYPE, "unknown datatype %r" % (t,))
+
+
+_MATCH = {(TYPECLASS_INTEGER, 1): INT8_T, (TYPECLASS_INTEGER, 2): INT16_T,
+          (TYPECLASS_INTEGER, 4): INT32_T, (TYPECLASS_INTEGER, 8): INT64_T,
+          (TYPECLASS_REAL, 4): FLOAT, (TYPECLASS_REAL, 8): DOUBLE,
+          (TYPECLASS_COMPLEX, 8): C_FLOAT_COMPLEX, (TYPECLASS_COMPLEX, 16): C_DOUBLE_COMPLEX}

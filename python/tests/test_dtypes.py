@@ -1,0 +1,98 @@
+"""Datatype introspection (envelope, contents, decode), Create_darray,
+Fortran 90 kinds, Match_size and Pack/Unpack (native and external32):
+
+    pmrun -np 1 python3 python/tests/test_dtypes.py -v
+"""
+
+import array
+import unittest
+
+from mpi4py import MPI
+
+
+class Introspection(unittest.TestCase):
+    def test_envelope_contents_decode(self):
+        self.assertEqual(MPI.INT.Get_envelope(), (0, 0, 0, MPI.COMBINER_NAMED))
+        self.assertIs(MPI.INT.decode(), MPI.INT)
+        self.assertTrue(MPI.INT.is_named and MPI.INT.is_predefined)
+        t = MPI.INT.Create_vector(2, 3, 4)
+        self.assertEqual(t.Get_envelope(), (3, 0, 1, MPI.COMBINER_VECTOR))
+        self.assertEqual(t.Get_contents(), ([2, 3, 4], [], [MPI.INT]))
+        self.assertEqual(t.decode(), (MPI.INT, "VECTOR", {"count": 2, "blocklength": 3,
+                                                           "stride": 4}))
+        self.assertFalse(t.is_named or t.is_predefined)
+        s = MPI.Datatype.Create_struct([1, 2], [0, 8], [MPI.DOUBLE, MPI.INT])
+        old, name, args = s.decode()
+        self.assertEqual((name, args["blocklengths"], args["displacements"]),
+                         ("STRUCT", [1, 2], [0, 8]))
+        for made in (MPI.INT.Create_indexed([1, 2], [0, 3]),
+                     MPI.INT.Create_hindexed_block(2, [0, 16]),
+                     MPI.DOUBLE.Create_subarray([4, 5], [2, 3], [1, 1], MPI.ORDER_F),
+                     MPI.INT.Create_resized(-4, 12), MPI.INT.Dup(), s):
+            old, name, args = made.decode()
+            again = getattr(old, "Create_" + name.lower())(**args)
+            self.assertEqual(again.decode()[1:], (name, args))
+            self.assertEqual((again.size, again.extent, again.lb),
+                             (made.size, made.extent, made.lb))
+        with self.assertRaises(MPI.Exception):
+            MPI.INT.Get_contents()
+
+    def test_darray(self):
+        # 6 elements in blocks over 2 processes; rank 1 holds 3..5, cyclic
+        # rank 1 holds the odd ones
+        src = array.array("i", range(10, 16))
+        for dist, want in ((MPI.DISTRIBUTE_BLOCK, [13, 14, 15]),
+                           (MPI.DISTRIBUTE_CYCLIC, [11, 13, 15])):
+            t = MPI.INT.Create_darray(2, 1, [6], [dist], [MPI.DISTRIBUTE_DFLT_DARG], [2])
+            self.assertEqual((t.size, t.extent), (12, 24))
+            buf = bytearray(t.size)
+            t.Pack(src, buf, 0)
+            self.assertEqual(array.array("i", bytes(buf)).tolist(), want)
+        # a 2x2 grid over a 4x4 array, C order: rank 3 holds the bottom right
+        t = MPI.INT.Create_darray(4, 3, [4, 4], [MPI.DISTRIBUTE_BLOCK] * 2,
+                                  [MPI.DISTRIBUTE_DFLT_DARG] * 2, [2, 2])
+        buf = bytearray(t.size)
+        t.Pack(array.array("i", range(16)), buf, 0)
+        self.assertEqual(array.array("i", bytes(buf)).tolist(), [10, 11, 14, 15])
+
+    def test_f90_and_match_size(self):
+        self.assertEqual(MPI.Datatype.Create_f90_integer(9).size, 4)
+        self.assertEqual(MPI.Datatype.Create_f90_real(15, 300).size, 8)
+        self.assertEqual(MPI.Datatype.Create_f90_complex(6, 30).size, 8)
+        self.assertTrue(MPI.Datatype.Create_f90_integer(3).is_predefined)
+        self.assertEqual(MPI.Datatype.Match_size(MPI.TYPECLASS_REAL, 8), MPI.DOUBLE)
+        with self.assertRaises(MPI.Exception):
+            MPI.Datatype.Create_f90_integer(40)
+        with self.assertRaises(MPI.Exception):
+            MPI.Datatype.Match_size(MPI.TYPECLASS_REAL, 3)
+
+
+class Packing(unittest.TestCase):
+    def test_pack_unpack(self):
+        vec = MPI.INT.Create_vector(2, 1, 2).Commit()  # elements 0 and 2 of 3
+        src = array.array("i", [1, 2, 3, 4, 5, 6])
+        buf = bytearray(64)
+        pos = MPI.INT.Pack(array.array("i", [7]), buf, 0)
+        pos = vec.Pack(src[:3], buf, pos)
+        self.assertEqual(pos, 12)
+        one, out = array.array("i", [0]), array.array("i", [0, 0, 0])
+        pos = MPI.INT.Unpack(buf, 0, one)
+        pos = vec.Unpack(buf, pos, out)
+        self.assertEqual((one[0], list(out), pos), (7, [1, 0, 3], 12))
+        with self.assertRaises(MPI.Exception):
+            MPI.INT.Pack(src, bytearray(8), 0)
+
+    def test_external32(self):
+        buf = bytearray(MPI.INT.Pack_external_size("external32", 2) + MPI.DOUBLE.size)
+        pos = MPI.INT.Pack_external("external32", array.array("i", [1, 258]), buf, 0)
+        pos = MPI.DOUBLE.Pack_external("external32", array.array("d", [1.0]), buf, pos)
+        self.assertEqual(bytes(buf), b"\0\0\0\x01\0\0\x01\x02?\xf0\0\0\0\0\0\0")
+        back = array.array("i", [0, 0])
+        MPI.INT.Unpack_external("external32", buf, 0, back)
+        self.assertEqual(list(back), [1, 258])
+        with self.assertRaises(MPI.Exception):
+            MPI.INT.Pack_external("native", back, buf, 0)
+
+
+if __name__ == "__main__":
+    unittest.main(failfast=True)
