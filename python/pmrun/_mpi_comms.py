@@ -88,6 +88,11 @@ class Comm(_Handle):
     """A communicator. Subclasses may be made from an existing one:
     ``MyComm(MPI.COMM_WORLD)``."""
 
+    def __new__(cls, comm=None):
+        # Subclasses may call super().__new__(cls, comm) in their own
+        # __new__, as mpi4py allows; __init__ then copies comm.
+        return super().__new__(cls)
+
     def __init__(self, comm=None):
         if comm is not None and not isinstance(comm, Comm):
             raise TypeError("expected a communicator, not %s" % type(comm).__name__)

@@ -921,6 +921,23 @@ class Communicators(unittest.TestCase):
         self.assertIsInstance(d, MyComm)
         d.Free()
 
+    def test_subclass_new(self):
+        # a subclass whose __new__ calls super().__new__(cls, comm), and a
+        # new handle object for the same communicator
+        class NewComm(MPI.Intracomm):
+            def __new__(cls, c=None):
+                self = super().__new__(cls, c)
+                self.extra = 7
+                return self
+        n = NewComm(comm)
+        self.assertEqual((type(n), n.extra, n.Get_rank(), n.Get_size()), (NewComm, 7, rank, size))
+        self.assertEqual(n.allreduce(1), size)
+        same = MPI.Intracomm(comm)
+        self.assertEqual(same, comm)
+        self.assertEqual(MPI.Comm(comm).Get_size(), size)
+        with self.assertRaises(TypeError):
+            MPI.Intracomm(42)
+
 
 if __name__ == "__main__":
     unittest.main(failfast=True)
