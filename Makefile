@@ -51,9 +51,11 @@ test-short: build
 bench: build
 	bash bench/run.sh
 
-# A longer fuzzing run of the frame decoder (the seed corpus runs in `make test`).
+# Longer fuzzing runs of the decoders of bytes from other processes, each
+# for FUZZTIME (their seed corpora run in `make test`).
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeHeader -fuzztime $${FUZZTIME:-10m} ./internal/wire
+	$(GO) test -run '^$$' -fuzz FuzzExtractBundle -fuzztime $${FUZZTIME:-10m} ./node
 
 clean:
 	rm -rf bin bench/bin dist

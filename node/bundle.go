@@ -14,17 +14,28 @@ import (
 
 // Bundles: a zstd-compressed tar of the program and the --files directory.
 
-// maxBundle bounds what an agent unpacks from one job.
+// maxBundle bounds what an agent unpacks from one job (the tar stream, once
+// decompressed): a small bundle that decompresses past it (a decompression
+// bomb) is refused with ErrBundleLarge, not unpacked to the end of the disk.
 const maxBundle = 8 << 30
+
+// ErrBundleLarge is returned for a bundle that unpacks to more than the
+// agent's limit.
+var ErrBundleLarge = errors.New("the bundle unpacks to more than the limit")
 
 // extractBundle unpacks a bundle into dir, refusing paths that leave it.
 func extractBundle(r io.Reader, dir string) error {
-	zr, err := zstd.NewReader(r)
+	return extractBundleMax(r, dir, maxBundle)
+}
+
+// extractBundleMax is extractBundle with a limit of max bytes of tar stream.
+func extractBundleMax(r io.Reader, dir string, max int64) error {
+	zr, err := zstd.NewReader(r, zstd.WithDecoderMaxMemory(64<<20))
 	if err != nil {
 		return err
 	}
 	defer zr.Close()
-	tr := tar.NewReader(io.LimitReader(zr, maxBundle))
+	tr := tar.NewReader(&capped{r: zr, left: max, max: max})
 	links := map[string]bool{} // the links made so far: nothing is written through one
 	for {
 		h, err := tr.Next()
@@ -80,6 +91,25 @@ func extractBundle(r io.Reader, dir string) error {
 			return fmt.Errorf("bundle entry %q: only files, directories and links are shipped", h.Name)
 		}
 	}
+}
+
+// capped reads r until left bytes have gone by, then fails with
+// ErrBundleLarge.
+type capped struct {
+	r         io.Reader
+	left, max int64
+}
+
+func (c *capped) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, fmt.Errorf("%w of %d bytes", ErrBundleLarge, c.max)
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
 }
 
 // ErrLinkOutside is returned for a link in a --files directory whose target
