@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"sync"
@@ -125,9 +126,18 @@ func (s *Server) Aborts() <-chan AbortRequest { return s.aborts }
 // goroutines; it is idempotent.
 func (s *Server) Close() error { return s.srv.Close() }
 
+// Size limits of the messages the two sides decode: a rank's request
+// (registration, abort, loss: a few hundred bytes), and the launcher's
+// reply, which holds the table of every rank.
+const (
+	MaxRequest = 64 << 10
+	MaxReply   = 256 << 20
+)
+
 func (s *Server) serveStream(st net.Conn, id int) {
 	var req request
-	if err := json.NewDecoder(st).Decode(&req); err != nil {
+	if err := json.NewDecoder(io.LimitReader(st, MaxRequest)).Decode(&req); err != nil {
+		s.logf("pmrun: rendezvous: rank %d sent a bad request (%v); its stream is closed", id, err)
 		st.Close()
 		return
 	}
@@ -241,7 +251,7 @@ func Join(ctx context.Context, addr string, secret []byte, self PeerInfo, size i
 		return nil, nil, fmt.Errorf("rendezvous: registering: %w", err)
 	}
 	var rep reply
-	if err := json.NewDecoder(st).Decode(&rep); err != nil {
+	if err := json.NewDecoder(io.LimitReader(st, MaxReply)).Decode(&rep); err != nil {
 		c.Close()
 		if ctx.Err() != nil {
 			return nil, nil, fmt.Errorf("rendezvous: waiting for the other ranks: %w", ctx.Err())
@@ -288,7 +298,7 @@ func (c *Client) ask(what string, req request, limit time.Duration) error {
 		return fmt.Errorf("rendezvous: %s: %w", what, err)
 	}
 	var rep reply
-	if err := json.NewDecoder(st).Decode(&rep); err != nil {
+	if err := json.NewDecoder(io.LimitReader(st, MaxRequest)).Decode(&rep); err != nil {
 		return fmt.Errorf("rendezvous: %s: %w", what, err)
 	}
 	if rep.Err != "" {

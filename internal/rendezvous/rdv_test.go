@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -367,4 +368,42 @@ func TestRegisterAsAnother(t *testing.T) {
 		t.Fatalf("registration as another rank: %q", rep.Err)
 	}
 	joinAll(t, srv, 2) // checks that every entry is the real rank's
+}
+
+// TestOversizedRequest: a request past MaxRequest (here an endless string)
+// is refused, its stream closed, and the job goes on.
+func TestOversizedRequest(t *testing.T) {
+	srv, err := Listen("127.0.0.1:0", secret, 2, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := wire.DialHandshake(conn, secret, wire.RoleRendezvous, 1); err != nil {
+		t.Fatal(err)
+	}
+	ses, err := yamux.Client(conn, ctl.YamuxConfig(ctl.RankTiming()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ses.Close()
+	st, err := ses.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { // the server stops reading at the limit: the writer may block
+		st.Write([]byte(`{"op":"` + strings.Repeat("x", 2*MaxRequest)))
+	}()
+	st.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := st.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("the server answered %d bytes to an oversized request", n)
+	} else if errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatal("the server kept the stream of an oversized request open")
+	}
+	st.Close()
+	joinAll(t, srv, 2)
 }
