@@ -170,7 +170,7 @@ func (e *engine) postRecv(r *Request) {
 	r.state = stMatched
 	e.mu.Unlock()
 	if m.rts {
-		e.startRdvRecv(r, m.src, m.tag, m.size, m.id)
+		e.startRdvRecv(r, m.src, m.tag, m.size, m.id, m.addr)
 	} else {
 		if e.held[m.src].Add(-heldCost(len(m.data))) <= heldLimit/2 {
 			e.kick(m.src) // the backlog is half consumed: read on
@@ -183,7 +183,7 @@ func (e *engine) postRecv(r *Request) {
 // delivered into it (that delivery then completes it).
 func (e *engine) cancel(r *Request) {
 	e.mu.Lock()
-	ok := false
+	ok, revoke := false, false
 	switch r.state {
 	case stNew:
 		ok = true
@@ -191,7 +191,12 @@ func (e *engine) cancel(r *Request) {
 		if r.kind == kindRecv {
 			e.queue(r.cid).removePosted(r)
 			ok = true
-		} else if _, waiting := e.rdvSend[r.id]; waiting {
+		} else if _, waiting := e.rdvSend[r.id]; waiting && r.mem {
+			// The receiver may be reading the payload: withdraw the
+			// announcement, and let the answer complete r (comm/direct.go).
+			revoke = r.announced && !r.revoking
+			r.revoking = true
+		} else if waiting {
 			delete(e.rdvSend, r.id)
 			ok = true
 		}
@@ -208,6 +213,9 @@ func (e *engine) cancel(r *Request) {
 	if ok {
 		r.complete(Status{}, r.ctx.Err())
 	}
+	if revoke {
+		e.revoke(r)
+	}
 }
 
 // send transmits r.payload to world rank r.dst: eagerly, or by rendezvous.
@@ -216,6 +224,13 @@ func (e *engine) send(r *Request) {
 	if err != nil {
 		r.complete(Status{}, err)
 		return
+	}
+	// A rendezvous message to a rank of this node may be read straight from
+	// the payload (comm/direct.go). Asked before taking mu: the first ask
+	// takes the link's writer lock.
+	var mem bool
+	if sl, ok := l.(*shmLink); ok && len(r.payload) > l.eagerLimit() {
+		mem = sl.directRead()
 	}
 	e.mu.Lock()
 	if r.state == stCancelled {
@@ -234,6 +249,7 @@ func (e *engine) send(r *Request) {
 	}
 	eager := len(r.payload) <= l.eagerLimit() && !r.sync
 	if !eager {
+		r.mem = mem
 		r.id = e.nextID
 		e.nextID++
 		e.rdvSend[r.id] = r
@@ -250,12 +266,22 @@ func (e *engine) send(r *Request) {
 		return
 	}
 	h.Kind, h.ID, h.Length = wire.KindRTS, r.id, uint64(len(r.payload))
-	if err := l.sendFrame(&h, nil); err != nil {
-		e.mu.Lock()
-		delete(e.rdvSend, r.id)
-		e.mu.Unlock()
-		r.complete(Status{}, err)
+	if r.mem {
+		err = e.sendDirect(l, r)
+	} else {
+		err = l.sendFrame(&h, nil)
 	}
+	if err != nil {
+		e.failRdvSend(r, err)
+	}
+}
+
+// failRdvSend fails r, a rendezvous send registered in rdvSend, with err.
+func (e *engine) failRdvSend(r *Request, err error) {
+	e.mu.Lock()
+	delete(e.rdvSend, r.id)
+	e.mu.Unlock()
+	r.complete(Status{}, err)
 }
 
 // sendPayload sends an eager or data frame, compressing the payload if it pays.

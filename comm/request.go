@@ -59,6 +59,12 @@ type Request struct {
 	dst     int  // world rank
 	payload []byte
 	id      uint64 // rendezvous id
+	// A send announced with KindRTSMem (see comm/direct.go): the receiver may
+	// read payload until it answers. announced and revoking are guarded by
+	// engine.mu.
+	mem       bool
+	announced bool // the announcement went out
+	revoking  bool // cancelled: the announcement is (to be) withdrawn
 
 	// Rendezvous push: the receiver's id once it is clear to send, whether the
 	// sender is spinning in Wait (it then pushes itself), and who claimed the push.

@@ -38,6 +38,8 @@ const (
 	offTail    = 64
 	offSleep   = 128
 	offSpin    = 192
+	offPid     = 200 // the writer's process id, for direct copies (see directRead)
+	offBase    = 208 // where the writer mapped the segment, for probing direct copies
 )
 
 // ring is one direction of a shared-memory pair.
@@ -46,6 +48,8 @@ type ring struct {
 	tail  *atomic.Uint64 // bytes published (writer)
 	sleep *atomic.Uint32 // 1: the reader is parked and wants a doorbell
 	spin  *atomic.Int32  // goroutines of the reader spinning on the ring: no doorbell needed
+	pid   *atomic.Uint32 // the writer's process id, set before its first frame
+	base  *atomic.Uint64 // the address of the segment in the writer's process
 	data  []byte
 	mask  uint64
 }
@@ -58,6 +62,8 @@ func newRing(mem []byte) *ring {
 		tail:  (*atomic.Uint64)(unsafe.Add(p, offTail)),
 		sleep: (*atomic.Uint32)(unsafe.Add(p, offSleep)),
 		spin:  (*atomic.Int32)(unsafe.Add(p, offSpin)),
+		pid:   (*atomic.Uint32)(unsafe.Add(p, offPid)),
+		base:  (*atomic.Uint64)(unsafe.Add(p, offBase)),
 		data:  data,
 		mask:  uint64(len(data) - 1),
 	}
@@ -230,6 +236,8 @@ func mapShm(f *os.File, size int, creator bool) (*shmPair, error) {
 	if !creator {
 		p.rx, p.tx = b, a
 	}
+	p.tx.pid.Store(uint32(os.Getpid()))
+	p.tx.base.Store(uint64(uintptr(unsafe.Pointer(unsafe.SliceData(mem)))))
 	return p, nil
 }
 
@@ -280,6 +288,12 @@ func readShmOffer(conn net.Conn) ([]byte, error) {
 type shmLink struct {
 	peerConn
 	shm *shmPair
+
+	// Direct copies (comm/direct.go): whether they work with the peer, and
+	// the peer's process and its address of the segment, once known.
+	direct   atomic.Int32
+	peerPid  atomic.Uint32
+	peerBase atomic.Uint64
 }
 
 func newShmLink(e *engine, peer int, conn net.Conn, shm *shmPair) (*shmLink, error) {
