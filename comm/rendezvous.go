@@ -150,9 +150,10 @@ func (e *engine) onCTS(h *wire.Header) {
 	}
 	// A sender spinning in Wait pushes the data itself (no hand-off); otherwise a
 	// goroutine does, so that data flows even if nobody waits on the request.
-	r.pushTo.Store(h.Length)
+	recvID := h.Length // h is the reader's, reused for its next frame
+	r.pushTo.Store(recvID)
 	if !r.spinning.Load() && r.pushClaim.CompareAndSwap(false, true) {
-		e.goHelper(func() { e.push(r, h.Length) })
+		e.goHelper(func() { e.push(r, recvID) })
 	}
 }
 

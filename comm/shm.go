@@ -52,6 +52,10 @@ type ring struct {
 	base  *atomic.Uint64 // the address of the segment in the writer's process
 	data  []byte
 	mask  uint64
+	// seenHead is the writer's last look at head: it reloads it (a cache
+	// line the reader writes) only when that look shows too little room.
+	// Writer only.
+	seenHead uint64
 }
 
 func newRing(mem []byte) *ring {
@@ -87,18 +91,51 @@ func (r *ring) read(p []byte) (int, error) {
 
 // write copies as much of p as fits and publishes it.
 func (r *ring) write(p []byte) int {
-	head, tail := r.head.Load(), r.tail.Load()
-	n := min(uint64(len(p)), uint64(len(r.data))-(tail-head), r.step())
+	tail := r.tail.Load()
+	n := min(uint64(len(p)), r.step())
+	n = min(n, r.free(tail, n))
 	if n == 0 {
 		return 0
 	}
-	off := tail & r.mask
-	c := copy(r.data[off:], p[:n])
-	if uint64(c) < n {
-		copy(r.data, p[c:n])
-	}
+	r.put(tail, p[:n])
 	r.tail.Store(tail + n)
 	return int(n)
+}
+
+// writeFrame writes a and b and publishes them at once, if together they make
+// at most a step and fit now; it reports whether it did. A small frame's
+// header and payload then cost the reader one look, and the writer one store.
+func (r *ring) writeFrame(a, b []byte) bool {
+	n := uint64(len(a) + len(b))
+	if n > r.step() {
+		return false
+	}
+	tail := r.tail.Load()
+	if r.free(tail, n) < n {
+		return false
+	}
+	r.put(tail, a)
+	r.put(tail+uint64(len(a)), b)
+	r.tail.Store(tail + n)
+	return true
+}
+
+// put copies p into the ring at byte position pos (wrapping at its end).
+func (r *ring) put(pos uint64, p []byte) {
+	off := pos & r.mask
+	if c := copy(r.data[off:], p); c < len(p) {
+		copy(r.data, p[c:])
+	}
+}
+
+// free is how many bytes the writer may add at tail, by its last look at
+// head, looked at again if that shows less than want.
+func (r *ring) free(tail, want uint64) uint64 {
+	size := uint64(len(r.data))
+	if size-(tail-r.seenHead) < want {
+		r.seenHead = r.head.Load()
+	}
+	return size - (tail - r.seenHead)
 }
 
 // step bounds one copy into or out of the ring to an eighth of it, so that a
@@ -113,8 +150,8 @@ func (r *ring) write(p []byte) int {
 // node, which already share its cores.
 func (r *ring) step() uint64 { return max(uint64(len(r.data))/8, 4096) }
 
-// room is how many bytes the writer may add now.
-func (r *ring) room() int { return len(r.data) - int(r.tail.Load()-r.head.Load()) }
+// room reports whether the writer may add n bytes now.
+func (r *ring) room(n int) bool { return r.free(r.tail.Load(), uint64(n)) >= uint64(n) }
 
 func (r *ring) empty() bool { return r.head.Load() == r.tail.Load() }
 
@@ -317,7 +354,9 @@ func (l *shmLink) sendFrame(h *wire.Header, payload []byte) error {
 	var err error
 	if l.wdead {
 		err = ErrClosed
-	} else if err = l.ringWrite(l.header(h)); err == nil {
+	} else if hb := l.header(h); l.shm.tx.writeFrame(hb, payload) {
+		l.bell()
+	} else if err = l.ringWrite(hb); err == nil {
 		err = l.ringWrite(payload)
 	}
 	if err != nil {
@@ -410,7 +449,7 @@ func (l *shmLink) trySendHeader(h *wire.Header) bool {
 	}
 	defer l.wmu.Unlock()
 	tx := l.shm.tx
-	if l.wdead || tx.room() < wire.HeaderSize {
+	if l.wdead || !tx.room(wire.HeaderSize) {
 		return false
 	}
 	tx.write(l.header(h)) // all of it: there is room, and a step is more than a header
