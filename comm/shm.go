@@ -73,12 +73,12 @@ func newRing(mem []byte) *ring {
 	}
 }
 
-// read copies what is available into p; it returns EAGAIN when the ring is empty.
-func (r *ring) read(p []byte) (int, error) {
+// read copies what is available into p; it returns 0 when the ring is empty.
+func (r *ring) read(p []byte) int {
 	head, tail := r.head.Load(), r.tail.Load()
 	n := min(uint64(len(p)), tail-head, r.step())
 	if n == 0 {
-		return 0, syscall.EAGAIN
+		return 0
 	}
 	off := head & r.mask
 	c := copy(p[:n], r.data[off:])
@@ -86,7 +86,7 @@ func (r *ring) read(p []byte) (int, error) {
 		copy(p[c:n], r.data)
 	}
 	r.head.Store(head + n)
-	return int(n), nil
+	return int(n)
 }
 
 // write copies as much of p as fits and publishes it.

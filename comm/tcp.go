@@ -321,7 +321,9 @@ func (c *peerConn) poll() error {
 		var n int
 		var err error
 		if c.rx != nil {
-			n, err = c.rx.read(p)
+			if n = c.rx.read(p); n == 0 {
+				return nil // empty: no error to make and compare on every poll of a spin
+			}
 		} else {
 			n, err = readNonblock(c.fd, p)
 		}
