@@ -182,6 +182,9 @@ func (c *Comm) Ssend(ctx context.Context, dst, tag int, data []byte) error {
 
 // Send sends data to rank dst with tag; it blocks until data may be reused.
 func (c *Comm) Send(ctx context.Context, dst, tag int, data []byte) error {
+	if done, err := c.sendEager(ctx, dst, tag, data); done {
+		return err
+	}
 	_, err := c.Isend(ctx, dst, tag, data).Wait()
 	return err
 }

@@ -60,6 +60,11 @@ type Config struct {
 	// with many ranks on a node, rings are made smaller so that the node's
 	// shared memory stays bounded (see shmRingSize).
 	ShmRing int
+	// ShmDirect lets a rank copy a rendezvous message from a rank of the same
+	// node straight out of the sender's memory (process_vm_readv), one copy
+	// instead of two through the ring, where the system permits it (see
+	// comm/direct.go). PMRUN_SHM_DIRECT=off turns it off.
+	ShmDirect bool
 	// UnexpectedArena bounds the memory kept for eager messages that arrive
 	// before their receive is posted (up to 32 KiB each; larger ones, and any
 	// beyond the bound, are allocated one by one). It is taken as needed, 1 MiB
@@ -104,6 +109,7 @@ func DefaultConfig() *Config {
 		SocketBuffer:    4 << 20,
 		SharedMemory:    true,
 		ShmRing:         2 << 20,
+		ShmDirect:       true,
 		UnexpectedArena: 16 << 20,
 	}
 }
@@ -213,7 +219,7 @@ func ConfigFromEnv() (*Config, error) {
 	for _, v := range []struct {
 		name string
 		dst  *bool
-	}{{"PMRUN_SPIN_YIELD", &c.SpinYield}, {"PMRUN_LOCKED_CALLERS", &c.LockedCallers}, {"PMRUN_SHM", &c.SharedMemory}} {
+	}{{"PMRUN_SPIN_YIELD", &c.SpinYield}, {"PMRUN_LOCKED_CALLERS", &c.LockedCallers}, {"PMRUN_SHM", &c.SharedMemory}, {"PMRUN_SHM_DIRECT", &c.ShmDirect}} {
 		if s := os.Getenv(v.name); s != "" {
 			on, err := parseOnOff(s)
 			if err != nil {

@@ -1,6 +1,7 @@
 package comm
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 
@@ -170,7 +171,7 @@ func (e *engine) postRecv(r *Request) {
 	r.state = stMatched
 	e.mu.Unlock()
 	if m.rts {
-		e.startRdvRecv(r, m.src, m.tag, m.size, m.id)
+		e.startRdvRecv(r, m.src, m.tag, m.size, m.id, m.addr)
 	} else {
 		if e.held[m.src].Add(-heldCost(len(m.data))) <= heldLimit/2 {
 			e.kick(m.src) // the backlog is half consumed: read on
@@ -183,7 +184,7 @@ func (e *engine) postRecv(r *Request) {
 // delivered into it (that delivery then completes it).
 func (e *engine) cancel(r *Request) {
 	e.mu.Lock()
-	ok := false
+	ok, revoke := false, false
 	switch r.state {
 	case stNew:
 		ok = true
@@ -191,7 +192,12 @@ func (e *engine) cancel(r *Request) {
 		if r.kind == kindRecv {
 			e.queue(r.cid).removePosted(r)
 			ok = true
-		} else if _, waiting := e.rdvSend[r.id]; waiting {
+		} else if _, waiting := e.rdvSend[r.id]; waiting && r.mem {
+			// The receiver may be reading the payload: withdraw the
+			// announcement, and let the answer complete r (comm/direct.go).
+			revoke = r.announced && !r.revoking
+			r.revoking = true
+		} else if waiting {
 			delete(e.rdvSend, r.id)
 			ok = true
 		}
@@ -208,6 +214,9 @@ func (e *engine) cancel(r *Request) {
 	if ok {
 		r.complete(Status{}, r.ctx.Err())
 	}
+	if revoke {
+		e.revoke(r)
+	}
 }
 
 // send transmits r.payload to world rank r.dst: eagerly, or by rendezvous.
@@ -216,6 +225,13 @@ func (e *engine) send(r *Request) {
 	if err != nil {
 		r.complete(Status{}, err)
 		return
+	}
+	// A rendezvous message to a rank of this node may be read straight from
+	// the payload (comm/direct.go). Asked before taking mu: the first ask
+	// takes the link's writer lock.
+	var mem bool
+	if sl, ok := l.(*shmLink); ok && len(r.payload) > l.eagerLimit() {
+		mem = sl.directRead()
 	}
 	e.mu.Lock()
 	if r.state == stCancelled {
@@ -234,6 +250,7 @@ func (e *engine) send(r *Request) {
 	}
 	eager := len(r.payload) <= l.eagerLimit() && !r.sync
 	if !eager {
+		r.mem = mem
 		r.id = e.nextID
 		e.nextID++
 		e.rdvSend[r.id] = r
@@ -242,25 +259,86 @@ func (e *engine) send(r *Request) {
 		r.state = stMatched
 	}
 	e.mu.Unlock()
-	h := wire.Header{Ctx: r.cid, Src: int32(e.rank), Tag: int32(r.tag)}
+	h := &r.hdr // in r, which is on the heap already: a local would be moved there
+	*h = wire.Header{Ctx: r.cid, Src: int32(e.rank), Tag: int32(r.tag)}
 	if eager {
 		h.Kind = wire.KindEager
-		err := e.sendPayload(l, &h, r.payload)
+		err := e.sendPayload(l, h, r.payload)
 		r.complete(Status{Count: len(r.payload)}, err)
 		return
 	}
 	h.Kind, h.ID, h.Length = wire.KindRTS, r.id, uint64(len(r.payload))
-	if err := l.sendFrame(&h, nil); err != nil {
-		e.mu.Lock()
-		delete(e.rdvSend, r.id)
-		e.mu.Unlock()
-		r.complete(Status{}, err)
+	if r.mem {
+		err = e.sendDirect(l, r)
+	} else {
+		err = l.sendFrame(h, nil)
 	}
+	if err != nil {
+		e.failRdvSend(r, err)
+	}
+}
+
+// failRdvSend fails r, a rendezvous send registered in rdvSend, with err.
+func (e *engine) failRdvSend(r *Request, err error) {
+	e.mu.Lock()
+	delete(e.rdvSend, r.id)
+	e.mu.Unlock()
+	r.complete(Status{}, err)
+}
+
+// sendEager is Send's short path for a message that goes eagerly to a rank
+// already connected: it writes the frame at once, with no Request to make,
+// complete and wait for (through shared memory, the best of 5 runs of an 8-byte
+// ping-pong went from 0.54 to 0.43 us one way). It reports false, having done nothing, when the message
+// needs the full path: a rendezvous, a first connection, an error to report
+// (the full path reports it).
+func (c *Comm) sendEager(ctx context.Context, dst, tag int, data []byte) (bool, error) {
+	if c.check("send", dst, tag, true) != nil || ctx.Err() != nil {
+		return false, nil
+	}
+	e, w := c.e, c.group[dst]
+	l := e.links[w]
+	if l == nil {
+		pc := e.peers[w].Load()
+		if pc == nil {
+			return false, nil
+		}
+		l = pc.link
+	}
+	if len(data) > l.eagerLimit() {
+		return false, nil
+	}
+	e.mu.Lock()
+	fail := e.closed || w != e.rank && e.peerGone(w) != nil
+	e.mu.Unlock()
+	if fail {
+		return false, nil
+	}
+	e.need(w, 1) // while it writes, a full ring makes it read this peer
+	var err error
+	h := wire.Header{Kind: wire.KindEager, Ctx: c.cid, Src: int32(e.rank), Tag: int32(tag)}
+	if sl, ok := l.(*shmLink); ok && !e.compresses(data) {
+		h.Length = uint64(len(data))
+		err = sl.sendFrame(&h, data) // not through the interface: h stays on the stack
+	} else {
+		hh := h // escapes, through the interface
+		err = e.sendPayload(l, &hh, data)
+	}
+	e.need(w, -1)
+	if err != nil {
+		return true, rankError("send", dst, tag, err)
+	}
+	return true, nil
+}
+
+// compresses reports whether sendPayload would try to compress p.
+func (e *engine) compresses(p []byte) bool {
+	return e.cfg.Compress && len(p) >= e.cfg.CompressMin && len(p) > 0
 }
 
 // sendPayload sends an eager or data frame, compressing the payload if it pays.
 func (e *engine) sendPayload(l link, h *wire.Header, p []byte) error {
-	if e.cfg.Compress && len(p) >= e.cfg.CompressMin && len(p) > 0 {
+	if e.compresses(p) {
 		if c := s2.Encode(nil, p); len(c) < len(p)-len(p)/8 {
 			h.Flags |= wire.FlagCompressed
 			p = c

@@ -11,11 +11,12 @@ import "github.com/pmrun/pmrun/internal/wire"
 type frameState struct {
 	active bool
 	h      wire.Header
-	body   []byte   // where the payload goes; nil discards it
-	off    int      // payload bytes received so far
-	req    *Request // receive fed by the frame: matched by an eager header, or the target of data
-	direct bool     // body is the receive's own buffer (uncompressed payload)
-	slab   *slab    // the arena slab body was taken from (an unexpected eager payload)
+	body   []byte                // where the payload goes; nil discards it
+	off    int                   // payload bytes received so far
+	req    *Request              // receive fed by the frame: matched by an eager header, or the target of data
+	direct bool                  // body is the receive's own buffer (uncompressed payload)
+	slab   *slab                 // the arena slab body was taken from (an unexpected eager payload)
+	small  [wire.RTSMemSize]byte // body of a KindRTSMem
 }
 
 // begin starts receiving frame h for engine e. A frame without a payload is
@@ -53,10 +54,18 @@ func (f *frameState) begin(e *engine, h *wire.Header, useArena bool) (bool, erro
 			f.req, f.body, f.direct = r, t, t != nil
 		}
 		return true, nil
+	case wire.KindRTSMem:
+		*f = frameState{active: true, h: *h}
+		f.body = f.small[:wire.RTSMemSize]
+		return true, nil
 	case wire.KindRTS:
-		e.onRTS(h)
+		e.onAnnounce(h, int(h.Length), 0)
 	case wire.KindCTS:
 		e.onCTS(h)
+	case wire.KindDone:
+		e.onDone(h)
+	case wire.KindRevoke:
+		e.onRevoke(h)
 	case wire.KindBye:
 		e.peerDown(int(h.Src), true, nil)
 	}
@@ -81,6 +90,8 @@ func (f *frameState) finish(e *engine) error {
 			return e.fillData(&f.h, f.body)
 		}
 		e.dataDone(&f.h, f.req, int(f.h.Length))
+	case wire.KindRTSMem:
+		return e.onRTSMem(&f.h, f.body)
 	}
 	return nil
 }

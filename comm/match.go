@@ -42,6 +42,7 @@ type inMsg struct {
 	slab *slab  // the arena slab holding data, nil for a heap buffer
 	size int    // announced size of a rendezvous message
 	id   uint64 // sender's rendezvous id
+	addr uint64 // where a rendezvous message's bytes are in the sender's process (KindRTSMem), or 0
 
 	prev, next *inMsg // arrival order in the queue
 }

@@ -88,7 +88,11 @@ func (e *engine) progressAll(rs []*Request) {
 	defer e.handOffPushes(w.pushes)
 	w.setSpin(true)
 	defer w.setSpin(false)
-	deadline := time.Now().Add(e.cfg.Spin)
+	// The deadline is set at the first look at the clock, 64 polls in: a
+	// message that arrives before then costs no clock read (the clock's vDSO
+	// call was 4.5% of the samples of a ping-pong of 8 bytes through shared
+	// memory).
+	var deadline time.Time
 	rx := e.rx.Load()
 	for i := 1; !w.done(); i++ {
 		w.poll(i)
@@ -98,7 +102,7 @@ func (e *engine) progressAll(rs []*Request) {
 			continue
 		}
 		if i&yieldMask == 0 {
-			if now := e.rx.Load(); now != rx { // data is flowing: keep at it
+			if now := e.rx.Load(); now != rx || deadline.IsZero() { // data is flowing: keep at it
 				rx, deadline = now, time.Now().Add(e.cfg.Spin)
 			} else if time.Now().After(deadline) {
 				return

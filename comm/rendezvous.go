@@ -12,14 +12,15 @@ import (
 // answers once a receive matches (CTS, naming where the data goes), and the
 // sender pushes the data in chunks that the receiver reads straight into place.
 
-// onRTS handles a rendezvous announcement.
-func (e *engine) onRTS(h *wire.Header) {
+// onAnnounce handles a rendezvous announcement of size bytes: a KindRTS, or a
+// KindRTSMem whose bytes are at addr in the sender's process.
+func (e *engine) onAnnounce(h *wire.Header, size int, addr uint64) {
 	src, tag := int(h.Src), int(h.Tag)
 	e.mu.Lock()
 	q := e.queue(h.Ctx)
 	r := q.takePosted(src, tag)
 	if r == nil {
-		q.addUnexpected(&inMsg{src: src, tag: tag, rts: true, size: int(h.Length), id: h.ID})
+		q.addUnexpected(&inMsg{src: src, tag: tag, rts: true, size: size, id: h.ID, addr: addr})
 		e.notifyArrived()
 		e.mu.Unlock()
 		return
@@ -27,27 +28,35 @@ func (e *engine) onRTS(h *wire.Header) {
 	e.mu.Unlock()
 	// A reader must never block on a write: the answer goes out at once only if
 	// it can without waiting, else from another goroutine.
-	e.startRdvRecvFrom(r, src, tag, int(h.Length), h.ID, true)
+	e.startRdvRecvFrom(r, src, tag, size, h.ID, addr, true)
 }
 
-// startRdvRecv answers an RTS matched by r with a CTS naming where the data goes.
-func (e *engine) startRdvRecv(r *Request, src, tag, size int, sendID uint64) {
-	e.startRdvRecvFrom(r, src, tag, size, sendID, false)
+// startRdvRecv answers an announcement matched by r: it copies the message
+// straight from the sender (addr != 0, see comm/direct.go), or answers with a
+// CTS naming where the data goes.
+func (e *engine) startRdvRecv(r *Request, src, tag, size int, sendID, addr uint64) {
+	e.startRdvRecvFrom(r, src, tag, size, sendID, addr, false)
 }
 
 // startRdvRecvFrom is startRdvRecv; reader says that the caller is a
 // connection reader, which must not wait to send the answer.
-func (e *engine) startRdvRecvFrom(r *Request, src, tag, size int, sendID uint64, reader bool) {
+func (e *engine) startRdvRecvFrom(r *Request, src, tag, size int, sendID, addr uint64, reader bool) {
 	st := Status{Source: r.c.commRank(src), Tag: tag, Count: size}
 	cts := wire.Header{Kind: wire.KindCTS, Ctx: r.cid, Src: int32(e.rank), Tag: int32(tag), ID: sendID}
+	// release tells the sender that its data is not wanted and its send
+	// succeeds: a CTS with receive id 0, or for a send whose bytes the
+	// receiver may read, KindDone (which also means that it no longer does).
+	release := cts
+	if addr != 0 {
+		release.Kind = wire.KindDone
+	}
 	if r.buf != nil && size > len(r.buf) {
-		// Tell the sender to drop the data (CTS with receive id 0); the sender succeeds.
-		e.sendCtl(src, cts, reader, nil)
+		e.sendCtl(src, release, reader, nil)
 		r.complete(st, &RankError{Op: "recv", Rank: st.Source, Tag: tag, Err: ErrTruncated})
 		return
 	}
-	if size == 0 { // nothing to move: a CTS with no receive id completes the sender
-		e.sendCtl(src, cts, reader, nil)
+	if size == 0 { // nothing to move
+		e.sendCtl(src, release, reader, nil)
 		r.complete(st, nil)
 		return
 	}
@@ -58,6 +67,13 @@ func (e *engine) startRdvRecvFrom(r *Request, src, tag, size int, sendID uint64,
 		target = make([]byte, size)
 		r.data = target
 	}
+	if addr != 0 && e.readDirect(src, addr, target) == nil {
+		e.sendCtl(src, release, reader, nil)
+		r.complete(st, nil)
+		return
+	}
+	// Otherwise (no announced address, or the copy failed) the data comes
+	// through the link.
 	e.mu.Lock()
 	r.target, r.msgSrc, r.msgTag, r.st = target, src, tag, st
 	id := e.nextID
@@ -111,15 +127,21 @@ func (e *engine) onCTS(h *wire.Header) {
 		e.mu.Unlock()
 		return
 	}
+	withdrawn := false
 	if r != nil {
 		r.state = stMatched
 		if h.Length != 0 {
 			e.pushers.Add(1)
 		}
+		withdrawn = r.revoking && h.Length == 0
 	}
 	e.mu.Unlock()
 	if r == nil {
 		e.cfg.logf("comm: rank %d: clear-to-send for unknown send %d from rank %d", e.rank, h.ID, h.Src)
+		return
+	}
+	if withdrawn { // the receiver dropped the announcement of a cancelled send
+		r.complete(Status{}, r.ctx.Err())
 		return
 	}
 	if h.Length == 0 { // receiver truncated and discards the message
@@ -128,9 +150,10 @@ func (e *engine) onCTS(h *wire.Header) {
 	}
 	// A sender spinning in Wait pushes the data itself (no hand-off); otherwise a
 	// goroutine does, so that data flows even if nobody waits on the request.
-	r.pushTo.Store(h.Length)
+	recvID := h.Length // h is the reader's, reused for its next frame
+	r.pushTo.Store(recvID)
 	if !r.spinning.Load() && r.pushClaim.CompareAndSwap(false, true) {
-		e.goHelper(func() { e.push(r, h.Length) })
+		e.goHelper(func() { e.push(r, recvID) })
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
+
+	"github.com/pmrun/pmrun/internal/wire"
 )
 
 // Status describes a received or probed message.
@@ -58,7 +60,14 @@ type Request struct {
 	sync    bool // synchronous: complete only once a receive has matched
 	dst     int  // world rank
 	payload []byte
-	id      uint64 // rendezvous id
+	id      uint64      // rendezvous id
+	hdr     wire.Header // the header of its eager message or announcement
+	// A send announced with KindRTSMem (see comm/direct.go): the receiver may
+	// read payload until it answers. announced and revoking are guarded by
+	// engine.mu.
+	mem       bool
+	announced bool // the announcement went out
+	revoking  bool // cancelled: the announcement is (to be) withdrawn
 
 	// Rendezvous push: the receiver's id once it is clear to send, whether the
 	// sender is spinning in Wait (it then pushes itself), and who claimed the push.
@@ -114,17 +123,33 @@ func (r *Request) complete(st Status, err error) bool {
 		}
 		r.c.e.need(peer, -1)
 	}
-	var re *RankError
-	if err != nil && r.kind != kindAsync && !errors.As(err, &re) {
-		op := "send"
-		if r.kind == kindRecv {
-			op = "recv"
-		}
-		err = &RankError{Op: op, Rank: r.peer, Tag: r.tag, Err: err}
+	if err != nil && r.kind != kindAsync {
+		err = r.rankError(err)
 	}
 	r.st, r.err = st, err
 	close(r.done)
 	return true
+}
+
+// rankError wraps err, unless it already is one, in a RankError naming r's
+// operation, peer and tag.
+func (r *Request) rankError(err error) error {
+	op := "send"
+	if r.kind == kindRecv {
+		op = "recv"
+	}
+	return rankError(op, r.peer, r.tag, err)
+}
+
+// rankError wraps err, unless it already is one, in a RankError. (Not in
+// the caller: the variable errors.As fills is allocated, which a success
+// need not pay.)
+func rankError(op string, rank, tag int, err error) error {
+	var re *RankError
+	if errors.As(err, &re) {
+		return err
+	}
+	return &RankError{Op: op, Rank: rank, Tag: tag, Err: err}
 }
 
 // Wait blocks until r completes and returns its status. The context given to the

@@ -38,6 +38,8 @@ const (
 	offTail    = 64
 	offSleep   = 128
 	offSpin    = 192
+	offPid     = 200 // the writer's process id, for direct copies (see directRead)
+	offBase    = 208 // where the writer mapped the segment, for probing direct copies
 )
 
 // ring is one direction of a shared-memory pair.
@@ -46,8 +48,14 @@ type ring struct {
 	tail  *atomic.Uint64 // bytes published (writer)
 	sleep *atomic.Uint32 // 1: the reader is parked and wants a doorbell
 	spin  *atomic.Int32  // goroutines of the reader spinning on the ring: no doorbell needed
+	pid   *atomic.Uint32 // the writer's process id, set before its first frame
+	base  *atomic.Uint64 // the address of the segment in the writer's process
 	data  []byte
 	mask  uint64
+	// seenHead is the writer's last look at head: it reloads it (a cache
+	// line the reader writes) only when that look shows too little room.
+	// Writer only.
+	seenHead uint64
 }
 
 func newRing(mem []byte) *ring {
@@ -58,17 +66,19 @@ func newRing(mem []byte) *ring {
 		tail:  (*atomic.Uint64)(unsafe.Add(p, offTail)),
 		sleep: (*atomic.Uint32)(unsafe.Add(p, offSleep)),
 		spin:  (*atomic.Int32)(unsafe.Add(p, offSpin)),
+		pid:   (*atomic.Uint32)(unsafe.Add(p, offPid)),
+		base:  (*atomic.Uint64)(unsafe.Add(p, offBase)),
 		data:  data,
 		mask:  uint64(len(data) - 1),
 	}
 }
 
-// read copies what is available into p; it returns EAGAIN when the ring is empty.
-func (r *ring) read(p []byte) (int, error) {
+// read copies what is available into p; it returns 0 when the ring is empty.
+func (r *ring) read(p []byte) int {
 	head, tail := r.head.Load(), r.tail.Load()
 	n := min(uint64(len(p)), tail-head, r.step())
 	if n == 0 {
-		return 0, syscall.EAGAIN
+		return 0
 	}
 	off := head & r.mask
 	c := copy(p[:n], r.data[off:])
@@ -76,23 +86,56 @@ func (r *ring) read(p []byte) (int, error) {
 		copy(p[c:n], r.data)
 	}
 	r.head.Store(head + n)
-	return int(n), nil
+	return int(n)
 }
 
 // write copies as much of p as fits and publishes it.
 func (r *ring) write(p []byte) int {
-	head, tail := r.head.Load(), r.tail.Load()
-	n := min(uint64(len(p)), uint64(len(r.data))-(tail-head), r.step())
+	tail := r.tail.Load()
+	n := min(uint64(len(p)), r.step())
+	n = min(n, r.free(tail, n))
 	if n == 0 {
 		return 0
 	}
-	off := tail & r.mask
-	c := copy(r.data[off:], p[:n])
-	if uint64(c) < n {
-		copy(r.data, p[c:n])
-	}
+	r.put(tail, p[:n])
 	r.tail.Store(tail + n)
 	return int(n)
+}
+
+// writeFrame writes a and b and publishes them at once, if together they make
+// at most a step and fit now; it reports whether it did. A small frame's
+// header and payload then cost the reader one look, and the writer one store.
+func (r *ring) writeFrame(a, b []byte) bool {
+	n := uint64(len(a) + len(b))
+	if n > r.step() {
+		return false
+	}
+	tail := r.tail.Load()
+	if r.free(tail, n) < n {
+		return false
+	}
+	r.put(tail, a)
+	r.put(tail+uint64(len(a)), b)
+	r.tail.Store(tail + n)
+	return true
+}
+
+// put copies p into the ring at byte position pos (wrapping at its end).
+func (r *ring) put(pos uint64, p []byte) {
+	off := pos & r.mask
+	if c := copy(r.data[off:], p); c < len(p) {
+		copy(r.data, p[c:])
+	}
+}
+
+// free is how many bytes the writer may add at tail, by its last look at
+// head, looked at again if that shows less than want.
+func (r *ring) free(tail, want uint64) uint64 {
+	size := uint64(len(r.data))
+	if size-(tail-r.seenHead) < want {
+		r.seenHead = r.head.Load()
+	}
+	return size - (tail - r.seenHead)
 }
 
 // step bounds one copy into or out of the ring to an eighth of it, so that a
@@ -107,8 +150,8 @@ func (r *ring) write(p []byte) int {
 // node, which already share its cores.
 func (r *ring) step() uint64 { return max(uint64(len(r.data))/8, 4096) }
 
-// room is how many bytes the writer may add now.
-func (r *ring) room() int { return len(r.data) - int(r.tail.Load()-r.head.Load()) }
+// room reports whether the writer may add n bytes now.
+func (r *ring) room(n int) bool { return r.free(r.tail.Load(), uint64(n)) >= uint64(n) }
 
 func (r *ring) empty() bool { return r.head.Load() == r.tail.Load() }
 
@@ -230,6 +273,8 @@ func mapShm(f *os.File, size int, creator bool) (*shmPair, error) {
 	if !creator {
 		p.rx, p.tx = b, a
 	}
+	p.tx.pid.Store(uint32(os.Getpid()))
+	p.tx.base.Store(uint64(uintptr(unsafe.Pointer(unsafe.SliceData(mem)))))
 	return p, nil
 }
 
@@ -280,6 +325,12 @@ func readShmOffer(conn net.Conn) ([]byte, error) {
 type shmLink struct {
 	peerConn
 	shm *shmPair
+
+	// Direct copies (comm/direct.go): whether they work with the peer, and
+	// the peer's process and its address of the segment, once known.
+	direct   atomic.Int32
+	peerPid  atomic.Uint32
+	peerBase atomic.Uint64
 }
 
 func newShmLink(e *engine, peer int, conn net.Conn, shm *shmPair) (*shmLink, error) {
@@ -303,7 +354,9 @@ func (l *shmLink) sendFrame(h *wire.Header, payload []byte) error {
 	var err error
 	if l.wdead {
 		err = ErrClosed
-	} else if err = l.ringWrite(l.header(h)); err == nil {
+	} else if hb := l.header(h); l.shm.tx.writeFrame(hb, payload) {
+		l.bell()
+	} else if err = l.ringWrite(hb); err == nil {
 		err = l.ringWrite(payload)
 	}
 	if err != nil {
@@ -396,7 +449,7 @@ func (l *shmLink) trySendHeader(h *wire.Header) bool {
 	}
 	defer l.wmu.Unlock()
 	tx := l.shm.tx
-	if l.wdead || tx.room() < wire.HeaderSize {
+	if l.wdead || !tx.room(wire.HeaderSize) {
 		return false
 	}
 	tx.write(l.header(h)) // all of it: there is room, and a step is more than a header

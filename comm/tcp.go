@@ -70,9 +70,10 @@ type peerConn struct {
 	rbuf []byte     // bytes read but not yet parsed: rbuf[rpos:rend]
 	rpos int
 	rend int
-	fr   frameState // the frame being received
-	held bool       // poll stopped at a frame boundary: the peer is throttled
-	end  bool       // the peer is gone: read all it sent, throttled or not
+	fr   frameState  // the frame being received
+	hdr  wire.Header // the header being handled (here, not on the heap)
+	held bool        // poll stopped at a frame boundary: the peer is throttled
+	end  bool        // the peer is gone: read all it sent, throttled or not
 }
 
 // tcpLink is a link whose frames go through the pair's TCP connection.
@@ -320,7 +321,9 @@ func (c *peerConn) poll() error {
 		var n int
 		var err error
 		if c.rx != nil {
-			n, err = c.rx.read(p)
+			if n = c.rx.read(p); n == 0 {
+				return nil // empty: no error to make and compare on every poll of a spin
+			}
 		} else {
 			n, err = readNonblock(c.fd, p)
 		}
@@ -370,7 +373,9 @@ func (c *peerConn) parse() error {
 			c.held = true // leave this frame and the rest where they are
 			return nil
 		}
-		h, err := wire.DecodeHeader(c.rbuf[c.rpos:c.rpos+wire.HeaderSize], c.e.lim)
+		h := &c.hdr
+		var err error
+		*h, err = wire.DecodeHeader(c.rbuf[c.rpos:c.rpos+wire.HeaderSize], c.e.lim)
 		if err != nil {
 			c.e.cfg.logf("comm: rank %d: malformed frame from rank %d: %v", c.e.rank, c.peer, err)
 			return err
@@ -379,7 +384,7 @@ func (c *peerConn) parse() error {
 			return fmt.Errorf("%w: frame claims source %d on the connection of rank %d", wire.ErrBadHeader, h.Src, c.peer)
 		}
 		c.rpos += wire.HeaderSize
-		if _, err := f.begin(c.e, &h, true); err != nil {
+		if _, err := f.begin(c.e, h, true); err != nil {
 			return err
 		}
 	}

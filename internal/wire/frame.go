@@ -27,6 +27,20 @@ const (
 	KindData
 	// KindBye announces an orderly close of the connection.
 	KindBye
+	// KindRTSMem announces a large message, like KindRTS, to a peer on the same
+	// node that may copy it straight out of the sender's memory: ID is the
+	// sender's request id, and the RTSMemSize-byte payload holds the message's
+	// size and the address of its bytes in the sender's process (PutRTSMem).
+	KindRTSMem
+	// KindDone tells the sender of a KindRTSMem that the receiver is done with
+	// its bytes (it copied them, or drops them): ID is the sender's request id.
+	// No payload.
+	KindDone
+	// KindRevoke withdraws the KindRTSMem of a cancelled send: ID is the sender's
+	// request id. The receiver answers with a KindCTS of Length 0 if no receive
+	// has matched the message yet; otherwise its KindDone (or KindCTS) is on its
+	// way. No payload.
+	KindRevoke
 	kindEnd
 )
 
@@ -42,6 +56,12 @@ func (k Kind) String() string {
 		return "data"
 	case KindBye:
 		return "bye"
+	case KindRTSMem:
+		return "rts-mem"
+	case KindDone:
+		return "done"
+	case KindRevoke:
+		return "revoke"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -137,10 +157,15 @@ func DecodeHeader(b []byte, lim Limits) (Header, error) {
 		if h.Length > lim.MaxMessage {
 			return Header{}, fmt.Errorf("%w: message %d > %d", ErrTooLarge, h.Length, lim.MaxMessage)
 		}
-	case KindCTS, KindBye:
-		// CTS carries a request id in Length and no payload; Bye has neither.
-		if h.Kind == KindBye && h.Length != 0 {
-			return Header{}, fmt.Errorf("%w: bye with payload", ErrBadHeader)
+	case KindCTS:
+		// CTS carries a request id in Length and no payload.
+	case KindRTSMem:
+		if h.Length != RTSMemSize {
+			return Header{}, fmt.Errorf("%w: rts-mem payload %d, not %d", ErrBadHeader, h.Length, RTSMemSize)
+		}
+	default: // KindBye, KindDone, KindRevoke
+		if h.Length != 0 {
+			return Header{}, fmt.Errorf("%w: %s with payload", ErrBadHeader, h.Kind)
 		}
 	}
 	return h, nil
@@ -148,5 +173,29 @@ func DecodeHeader(b []byte, lim Limits) (Header, error) {
 
 // HasPayload reports whether Length payload bytes follow the header on the wire.
 func (h *Header) HasPayload() bool {
-	return h.Kind == KindEager || h.Kind == KindData
+	return h.Kind == KindEager || h.Kind == KindData || h.Kind == KindRTSMem
+}
+
+// RTSMemSize is the payload size of a KindRTSMem frame.
+const RTSMemSize = 16
+
+// PutRTSMem encodes the payload of a KindRTSMem frame into b (RTSMemSize
+// bytes): the message's size and the address of its bytes.
+func PutRTSMem(b []byte, size, addr uint64) {
+	_ = b[RTSMemSize-1]
+	binary.LittleEndian.PutUint64(b, size)
+	binary.LittleEndian.PutUint64(b[8:], addr)
+}
+
+// RTSMem decodes the payload of a KindRTSMem frame; it checks the size against
+// lim.MaxMessage.
+func RTSMem(b []byte, lim Limits) (size, addr uint64, err error) {
+	if len(b) != RTSMemSize {
+		return 0, 0, fmt.Errorf("%w: rts-mem payload of %d bytes", ErrBadPayload, len(b))
+	}
+	size, addr = binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:])
+	if size > lim.MaxMessage {
+		return 0, 0, fmt.Errorf("%w: message %d > %d", ErrTooLarge, size, lim.MaxMessage)
+	}
+	return size, addr, nil
 }

@@ -17,6 +17,9 @@ func TestHeaderRoundTrip(t *testing.T) {
 		{Kind: KindCTS, Src: 2, ID: 4, Length: 9},
 		{Kind: KindData, Flags: FlagCompressed, Src: 1, ID: 4, Length: 1 << 20},
 		{Kind: KindBye, Src: 6},
+		{Kind: KindRTSMem, Ctx: 2, Src: 1, Tag: 3, ID: 7, Length: RTSMemSize},
+		{Kind: KindDone, Src: 1, ID: 7},
+		{Kind: KindRevoke, Ctx: 2, Src: 1, ID: 7},
 	} {
 		var b [HeaderSize]byte
 		h.Put(b[:])
@@ -42,6 +45,9 @@ func TestDecodeRejects(t *testing.T) {
 		"negative rank":  enc(Header{Kind: KindEager, Src: -1}),
 		"flags":          enc(Header{Kind: KindEager, Flags: 0x8000}),
 		"bye w/ payload": enc(Header{Kind: KindBye, Length: 1}),
+		"rts-mem short":  enc(Header{Kind: KindRTSMem, Length: RTSMemSize - 1}),
+		"done payload":   enc(Header{Kind: KindDone, Length: 1}),
+		"revoke payload": enc(Header{Kind: KindRevoke, Length: 8}),
 	}
 	for name, b := range bad {
 		if _, err := DecodeHeader(b, lim); err == nil {
@@ -57,6 +63,8 @@ func FuzzDecodeHeader(f *testing.F) {
 		{Kind: KindCTS, Src: 0, ID: 9, Length: 3},
 		{Kind: KindData, Flags: FlagCompressed, Src: 3, ID: 3, Length: 4096},
 		{Kind: KindBye, Src: 5},
+		{Kind: KindRTSMem, Src: 1, ID: 2, Length: RTSMemSize},
+		{Kind: KindDone, Src: 1, ID: 2},
 	} {
 		b := make([]byte, HeaderSize)
 		h.Put(b)
@@ -78,6 +86,23 @@ func FuzzDecodeHeader(f *testing.F) {
 			t.Fatalf("round trip changed % x into % x", b[:HeaderSize], re)
 		}
 	})
+}
+
+func TestRTSMem(t *testing.T) {
+	lim := Limits{MaxMessage: 1 << 30}
+	b := make([]byte, RTSMemSize)
+	PutRTSMem(b, 1<<20, 0xc000123000)
+	size, addr, err := RTSMem(b, lim)
+	if err != nil || size != 1<<20 || addr != 0xc000123000 {
+		t.Errorf("RTSMem = %d, %#x, %v; want %d, %#x", size, addr, err, 1<<20, 0xc000123000)
+	}
+	PutRTSMem(b, 1<<31, 1)
+	if _, _, err := RTSMem(b, lim); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("RTSMem of a message above MaxMessage: %v, want ErrTooLarge", err)
+	}
+	if _, _, err := RTSMem(b[:8], lim); !errors.Is(err, ErrBadPayload) {
+		t.Errorf("RTSMem of 8 bytes: %v, want ErrBadPayload", err)
+	}
 }
 
 func handshakePair(t *testing.T, dialSecret, accSecret []byte) (dialErr, accErr error, role Role, id uint32) {

@@ -1,0 +1,154 @@
+package comm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// directPattern is size bytes that differ with seed.
+func directPattern(seed, size int) []byte {
+	b := make([]byte, size)
+	for i := range b {
+		b[i] = byte(seed + i*7 + i>>9)
+	}
+	return b
+}
+
+// exchangeLarge sends large messages from rank 0 to rank 1 of cs (into a
+// buffer, into a new one, into one too small) and checks them.
+func exchangeLarge(t *testing.T, cs []*Comm) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sizes := []int{40 << 10, 1 << 20, 3<<20 + 5}
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	wg.Go(func() {
+		for i, n := range sizes {
+			for k := range 3 {
+				if err := cs[0].Send(ctx, 1, 10*i+k, directPattern(i, n)); err != nil {
+					errs[0] = err
+					return
+				}
+			}
+		}
+	})
+	wg.Go(func() {
+		errs[1] = func() error {
+			for i, n := range sizes {
+				want := directPattern(i, n)
+				buf := make([]byte, n+3)
+				st, err := cs[1].RecvInto(ctx, 0, 10*i, buf)
+				if err != nil || st.Count != n || !bytes.Equal(buf[:n], want) {
+					return fmt.Errorf("size %d into a buffer: status %+v, %v, data ok=%v", n, st, err, bytes.Equal(buf[:n], want))
+				}
+				got, st, err := cs[1].Recv(ctx, 0, 10*i+1)
+				if err != nil || st.Count != n || !bytes.Equal(got, want) {
+					return fmt.Errorf("size %d into a new buffer: status %+v, %v, data ok=%v", n, st, err, bytes.Equal(got, want))
+				}
+				if _, err := cs[1].RecvInto(ctx, 0, 10*i+2, make([]byte, n-1)); !errors.Is(err, ErrTruncated) {
+					return fmt.Errorf("size %d into %d bytes: %v, want ErrTruncated", n, n-1, err)
+				}
+			}
+			return nil
+		}()
+	})
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// directState is the direct copy state of c's shared memory link to world rank w.
+func directState(t *testing.T, c *Comm, w int) int32 {
+	t.Helper()
+	sl := c.e.shmLinkTo(w)
+	if sl == nil {
+		t.Fatalf("rank %d has no shared memory link to %d", c.e.rank, w)
+	}
+	return sl.direct.Load()
+}
+
+func TestDirectCopy(t *testing.T) {
+	cs := netWorld(t, 2, true, nil)
+	exchangeLarge(t, cs)
+	if s := directState(t, cs[0], 1); s != directOn {
+		t.Errorf("direct copy state %d after large sends, want %d (on)", s, directOn)
+	}
+}
+
+func TestDirectCopyOff(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.ShmDirect = false
+	cs := netWorld(t, 2, true, cfg)
+	exchangeLarge(t, cs)
+	if s := directState(t, cs[0], 1); s != directOff {
+		t.Errorf("direct copy state %d with ShmDirect off, want %d (off)", s, directOff)
+	}
+}
+
+// TestDirectCopyFails makes the receiver's copies fail: the data comes
+// through the ring instead, and a refusal by the system turns direct copies
+// off on the link.
+func TestDirectCopyFails(t *testing.T) {
+	for _, tc := range []struct {
+		errno syscall.Errno
+		want  int32
+	}{{syscall.EFAULT, directUnknown}, {syscall.EPERM, directOff}} {
+		t.Run(tc.errno.Error(), func(t *testing.T) {
+			readPeer = func(int, uint64, []byte) error { return tc.errno }
+			defer func() { readPeer = readProcess }()
+			cs := netWorld(t, 2, true, nil)
+			exchangeLarge(t, cs)
+			if s := directState(t, cs[1], 0); s != tc.want {
+				t.Errorf("receiver's direct copy state %d after %v, want %d", s, tc.errno, tc.want)
+			}
+		})
+	}
+}
+
+// TestDirectSendCancelled cancels a send announced for a direct copy that no
+// receive matches: it fails with the context's error, and the receiver no
+// longer sees the message.
+func TestDirectSendCancelled(t *testing.T) {
+	cs := netWorld(t, 2, true, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	data := directPattern(1, 1<<20)
+	r := cs[0].Isend(ctx, 1, 5, data)
+	for { // wait until the announcement is at the receiver
+		ok, _, err := cs[1].Iprobe(0, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if _, err := r.Wait(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled send: %v, want context.Canceled", err)
+	}
+	if ok, _, err := cs[1].Iprobe(0, 5); ok || err != nil {
+		t.Fatalf("receiver still sees the cancelled send (%v, %v)", ok, err)
+	}
+	// The pair still works, and a send cancelled after its receive took the
+	// data succeeds.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	r = cs[0].Isend(ctx2, 1, 6, data)
+	got, _, err := cs[1].Recv(context.Background(), 0, 6)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("receive after a cancelled send: %v, data ok=%v", err, bytes.Equal(got, data))
+	}
+	cancel2()
+	if _, err := r.Wait(); err != nil {
+		t.Fatalf("send whose data was taken, then cancelled: %v", err)
+	}
+}
