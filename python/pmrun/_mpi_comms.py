@@ -35,6 +35,38 @@ from ._mpi_groups import Group
 _lib = _bridge.lib
 _out = _bridge.out
 
+
+def _fail(rc):
+    _raise(_bridge.error(rc))
+
+
+class _OpCode:
+    __slots__ = ("code",)
+    _user = None
+
+    def __init__(self, code):
+        self.code = code
+
+
+def _typecode(fmt, itemsize, op):
+    """The Go type code of elements of this format and size that the runtime
+    reduces with op (a predefined op's code), else 0."""
+    t = _datatype_of(fmt, itemsize)
+    return t.code if t.size and _go_reducible(_OpCode(op), t) else 0
+
+
+# The hot calls through pmrun._fast where it is built (each returns False
+# when its arguments need the general path below), else through ctypes.
+_FAST = _bridge.fast is not None
+if _FAST:
+    _bridge.fast.bind(_bridge.addresses(("pm_send", "pm_sendv", "pm_recv", "pm_recv_obj", "pm_bcast",
+                                         "pm_gather", "pm_scatter", "pm_reduce")),
+                      _fail, _dumps, _loads, _typecode, PROC_NULL, _R_ALLREDUCE)
+    _f_send, _f_recv = _bridge.fast.send, _bridge.fast.recv
+    _f_send_obj, _f_recv_obj = _bridge.fast.send_obj, _bridge.fast.recv_obj
+    _f_bcast, _f_gather, _f_scatter = _bridge.fast.bcast, _bridge.fast.gather, _bridge.fast.scatter
+    _f_allreduce = _bridge.fast.allreduce
+
 # --- communicators -------------------------------------------------------------
 
 
@@ -302,6 +334,8 @@ class Comm(_Handle):
     # --- point to point: objects ---
 
     def _send(self, obj, dest, tag=0, sync=0):
+        if _FAST and _f_send_obj(self._h, dest, tag, sync, obj):
+            return
         h = self._chk()
         if dest == PROC_NULL:
             return
@@ -341,6 +375,8 @@ class Comm(_Handle):
         if source == PROC_NULL:
             _null_status(status)
             return None
+        if _FAST:
+            return _f_recv_obj(h, source, tag, status)
         st = _st()
         scratch = _scratch()
         rc = _lib.pm_recv_obj(h, source, tag, scratch, _SCRATCH, _bridge.ctypes.byref(st))
@@ -394,6 +430,8 @@ class Comm(_Handle):
     # --- point to point: buffers ---
 
     def _Send(self, buf, dest, tag=0, sync=0):
+        if _FAST and _f_send(self._h, dest, tag, sync, buf):
+            return
         h = self._chk()
         if dest == PROC_NULL:
             return
@@ -420,6 +458,8 @@ class Comm(_Handle):
     Irsend = _pm(_Isend)
 
     def Recv(self, buf, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        if _FAST and _f_recv(self._h, source, tag, buf, status):
+            return
         h = self._chk()
         if source == PROC_NULL:
             _null_status(status)
@@ -665,6 +705,8 @@ class Comm(_Handle):
         return Request._new(out.value, "coll", keep, finish)
 
     def _bcast(self, buf, root=0, req=False):
+        if _FAST and not req and _f_bcast(self._h, root, self._rank == root, buf):
+            return None
         h = self._chk()
         if self._rank == root:
             addr, n, keep, cap = _sendbuf(buf)
@@ -677,8 +719,10 @@ class Comm(_Handle):
         return self._start(req, lambda r: _lib.pm_bcast(h, root, addr, cap, n, r), keep, finish)
 
     def _gather(self, sendbuf, recvbuf, root=0, all_=0, req=False):
-        h = self._chk()
         me = all_ or self._rank == root
+        if _FAST and not req and _f_gather(self._h, root, me, all_, self._size, sendbuf, recvbuf):
+            return None
+        h = self._chk()
         if not req:  # bare buffers: no datatypes to resolve
             fs = _bare(sendbuf)
             fr = _bare(recvbuf) if me else None
@@ -705,6 +749,9 @@ class Comm(_Handle):
                            keep)
 
     def _scatter(self, sendbuf, recvbuf, root=0, req=False):
+        if _FAST and not req and _f_scatter(self._h, root, self._rank == root, self._size, sendbuf,
+                                            recvbuf):
+            return None
         h = self._chk()
         if not req:  # bare buffers: no datatypes to resolve
             fr = _bare(recvbuf)
@@ -952,6 +999,10 @@ class Comm(_Handle):
     # Reductions: in Go for the predefined ops on numeric types, else in Python
     # over gathered buffers (user ops, MAXLOC/MINLOC pairs).
     def _reduce(self, sendbuf, recvbuf, op=SUM, root=0, kind=0, req=False, counts=None):
+        if _FAST and kind == _R_ALLREDUCE and not req and type(op) is Op and op._user is None and \
+                sendbuf is not None and \
+                _f_allreduce(self._h, op.code, None if sendbuf is IN_PLACE else sendbuf, recvbuf):
+            return None
         h = self._chk()
         if kind == _R_ALLREDUCE and not req and type(op) is Op:
             # Bare buffers of one element type that Go reduces: no _Buf to make.

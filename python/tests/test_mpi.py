@@ -848,6 +848,128 @@ class BufferOps(unittest.TestCase):
             os.rmdir(where)
 
 
+class HotPaths(unittest.TestCase):
+    """The calls pmrun._fast makes without ctypes (where it is built), and the
+    arguments it leaves to the general path; the suite also runs with
+    PMRUN_PY_FAST=0, where every call goes through ctypes."""
+
+    def test_path(self):
+        import glob
+        import os
+        from pmrun import _bridge
+        if os.environ.get("PMRUN_PY_FAST") == "0":
+            self.assertIsNone(_bridge.fast)
+        elif glob.glob(os.path.join(os.path.dirname(_bridge.__file__), "_fast.*so")):
+            self.assertIsNotNone(_bridge.fast)  # built: it must load
+
+    def ring(self):
+        return (rank + 1) % size, (rank - 1) % size
+
+    @need_numpy
+    def test_buffer_kinds(self):
+        dst, src = self.ring()
+        # Fortran order: contiguous, sent in memory order.
+        a = np.asfortranarray(np.arange(12, dtype=np.int32).reshape(3, 4) + rank)
+        b = np.zeros((4, 3), dtype=np.int32)
+        r = comm.Irecv(b, source=src, tag=40)
+        comm.Send(a, dest=dst, tag=40)
+        r.Wait()
+        want = (np.arange(12, dtype=np.int32).reshape(3, 4) + src).ravel(order="F")
+        self.assertEqual(b.ravel().tolist(), want.tolist())
+        # bytes to send, a bytearray and an array.array to receive into; the status.
+        got = bytearray(5)
+        r = comm.Isend(b"ab" + bytes([rank]) + b"cd", dest=dst, tag=41)
+        st = MPI.Status()
+        comm.Recv(got, source=src, tag=41, status=st)
+        r.Wait()
+        self.assertEqual(bytes(got), b"ab" + bytes([src]) + b"cd")
+        self.assertEqual((st.Get_source(), st.Get_tag(), st.Get_count()), (src, 41, 5))
+        arr = array.array("d", [0.0] * 3)
+        r = comm.Isend(array.array("d", [rank, 1.5, 2.5]), dest=dst, tag=42)
+        comm.Recv(arr, source=src, tag=42)
+        r.Wait()
+        self.assertEqual(arr.tolist(), [src, 1.5, 2.5])
+        # Not contiguous: refused as mpi4py refuses it.
+        with self.assertRaises(BufferError):
+            comm.Send(np.zeros((4, 4))[:, 1], dest=dst, tag=43)
+        # Read-only memory cannot be received into.
+        with self.assertRaises(MPI.Exception):
+            comm.Recv(b"12345", source=src, tag=44)
+        # A message larger than the buffer: truncated, with the status filled.
+        r = comm.Isend(bytearray(16), dest=dst, tag=45)
+        st = MPI.Status()
+        with self.assertRaises(MPI.Exception) as cm:
+            comm.Recv(bytearray(8), source=src, tag=45, status=st)
+        self.assertEqual(cm.exception.Get_error_class(), MPI.ERR_TRUNCATE)
+        self.assertEqual((st.Get_source(), st.Get_tag()), (src, 45))
+        r.Wait()
+        comm.Barrier()
+
+    @need_numpy
+    def test_objects_in_and_out_of_band(self):
+        dst, src = self.ring()
+        for n in (1, 1000, 1 << 14, 1 << 17):  # in band, at the scratch's size, out of band
+            obj = {"a": np.full(n, rank, dtype=np.float64), "b": b"x" * n, "r": rank}
+            r = comm.isend(obj, dest=dst, tag=46)
+            st = MPI.Status()
+            got = comm.recv(source=src, tag=46, status=st)
+            r.wait()
+            self.assertEqual(got["r"], src)
+            self.assertEqual(got["a"].shape, (n,))
+            self.assertTrue(np.all(got["a"] == src))
+            self.assertEqual(got["b"], b"x" * n)
+            self.assertEqual(st.Get_source(), src)
+            got["a"][0] = -1  # received arrays are writable, as mpi4py's are
+        # Two objects in a row: the first keeps its value once the second came.
+        comm.send([rank] * 3, dest=dst, tag=47)
+        comm.send("second", dest=dst, tag=47)
+        first = comm.recv(source=src, tag=47)
+        self.assertEqual(comm.recv(source=src, tag=47), "second")
+        self.assertEqual(first, [src] * 3)
+        with self.assertRaises(MPI.Exception):
+            comm.send(1, dest=size + 5, tag=1)
+        comm.Barrier()
+
+    @need_numpy
+    def test_collectives(self):
+        a = np.arange(4, dtype=np.int32) + rank
+        out = np.empty_like(a)
+        comm.Allreduce(a, out, op=MPI.MAX)
+        self.assertEqual(out.tolist(), (np.arange(4) + size - 1).tolist())
+        f = np.full(3, rank + 1.0)
+        comm.Allreduce(MPI.IN_PLACE, f, op=MPI.PROD)
+        self.assertEqual(f.tolist(), [float(_fact(size))] * 3)
+        with self.assertRaises(ValueError):  # a send buffer of another type
+            comm.Allreduce(np.zeros(4, dtype=np.int64), out, op=MPI.SUM)
+        comm.Barrier()
+        user = MPI.Op.Create(lambda x, y, t: np.frombuffer(y, dtype=np.int32).__iadd__(
+            np.frombuffer(x, dtype=np.int32)), commute=True)
+        comm.Allreduce(a, out, op=user)
+        user.Free()
+        self.assertEqual(out.tolist(), (np.arange(4) * size + size * (size - 1) // 2).tolist())
+        b = bytearray(b"root!" if rank == 0 else 5)
+        comm.Bcast(b, root=0)
+        self.assertEqual(bytes(b), b"root!")
+        if rank == 0:
+            comm.Bcast(b"const", root=0)  # the root may send read-only memory
+        else:
+            got = bytearray(5)
+            comm.Bcast(got, root=0)
+            self.assertEqual(bytes(got), b"const")
+        g = np.empty(2 * size, dtype=np.int16) if rank == 0 else None
+        comm.Gather(np.array([rank, -rank], dtype=np.int16), g, root=0)
+        if rank == 0:
+            self.assertEqual(g.tolist(), [v for r in range(size) for v in (r, -r)])
+        ag = np.empty(size, dtype=np.int64)
+        comm.Allgather(np.array([rank * 7]), ag)
+        self.assertEqual(ag.tolist(), [r * 7 for r in range(size)])
+        s = np.arange(3 * size, dtype=np.float32) if rank == 0 else None
+        part = np.empty(3, dtype=np.float32)
+        comm.Scatter(s, part, root=0)
+        self.assertEqual(part.tolist(), [3.0 * rank, 3.0 * rank + 1, 3.0 * rank + 2])
+        comm.Barrier()
+
+
 class Communicators(unittest.TestCase):
     def test_dup_isolation(self):
         d = comm.Dup()

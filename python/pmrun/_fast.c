@@ -1,0 +1,542 @@
+/* pmrun._fast: the hot calls of pmrun.MPI without ctypes.
+ *
+ * The calls that a program makes in its loops (Send, Recv, send, recv, Bcast,
+ * Gather, Scatter, Allreduce) resolve their buffers with the buffer protocol
+ * and call the runtime library's functions directly, with the interpreter's
+ * lock released while they block. The library is the one _bridge loaded:
+ * bind() receives the addresses of its functions, so both paths call the same
+ * copy of the runtime.
+ *
+ * Each buffer call returns True once done, or False when its arguments are not
+ * plain contiguous buffers (a [buf, count, TYPE] list, None, IN_PLACE, a
+ * derived datatype, an invalid handle...): the caller then takes the ctypes
+ * path, which resolves them and gives mpi4py's errors. A negative result of
+ * the runtime is raised through the function given to bind(). */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if PY_VERSION_HEX < 0x030A0000
+static inline PyObject *Py_NewRef(PyObject *o)
+{
+    Py_INCREF(o);
+    return o;
+}
+#endif
+#if PY_VERSION_HEX < 0x03090000
+#define PyObject_CallOneArg(f, a) PyObject_CallFunctionObjArgs((f), (a), NULL)
+#endif
+
+typedef int64_t i64;
+
+static i64 (*pm_send)(i64, i64, i64, void *, i64, i64);
+static i64 (*pm_sendv)(i64, i64, i64, void *, void *, i64, i64);
+static i64 (*pm_recv)(i64, i64, i64, void *, i64, void *);
+static i64 (*pm_recv_obj)(i64, i64, i64, void *, i64, void *);
+static i64 (*pm_bcast)(i64, i64, void *, i64, i64, i64 *);
+static i64 (*pm_gather)(i64, i64, void *, i64, i64, void *, i64, i64, i64 *);
+static i64 (*pm_scatter)(i64, i64, void *, i64, void *, i64, i64, i64 *);
+static i64 (*pm_reduce)(i64, i64, i64, void *, i64, void *, i64, i64, void *, i64, i64, i64, i64 *);
+
+static PyObject *raise_rc;  /* raise_rc(rc) raises the runtime's error rc */
+static PyObject *dumps;     /* dumps(obj) -> list of message parts */
+static PyObject *loads;     /* loads(memoryview) -> object */
+static PyObject *typecode;  /* typecode(format, itemsize, op) -> Go type code or 0 */
+static i64 proc_null = -2, red_allreduce = 1;
+static int bound;
+static PyObject *s_source, *s_tag, *s_count, *s_error;
+
+#define SCRATCH (64 * 1024) /* an object message this small is received without a probe */
+static pthread_key_t scratch_key;
+
+static int fail(i64 rc)
+{
+    PyObject *r = PyObject_CallFunction(raise_rc, "L", (long long)rc);
+    Py_XDECREF(r);
+    if (!PyErr_Occurred())
+        PyErr_Format(PyExc_RuntimeError, "pmrun: error %lld", (long long)rc);
+    return -1;
+}
+
+/* A contiguous buffer of obj, or 0 (no error set) when obj is not one. */
+static int getbuf(PyObject *obj, Py_buffer *v, int writable)
+{
+    if (obj == Py_None || PyList_Check(obj) || PyTuple_Check(obj))
+        return 0;
+    if (PyObject_GetBuffer(obj, v, PyBUF_ANY_CONTIGUOUS | PyBUF_FORMAT |
+                                       (writable ? PyBUF_WRITABLE : 0)) != 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (v->len == 0) { /* the ctypes path passes no address for these */
+        PyBuffer_Release(v);
+        return 0;
+    }
+    return 1;
+}
+
+static int set_status(PyObject *status, const i64 st[4])
+{
+    if (status == Py_None)
+        return 0;
+    const i64 vals[4] = {st[0], st[1], st[2], st[3]};
+    PyObject *names[4] = {s_source, s_tag, s_count, s_error};
+    for (int i = 0; i < 4; i++) {
+        PyObject *v = PyLong_FromLongLong(vals[i]);
+        if (v == NULL || PyObject_SetAttr(status, names[i], v) != 0) {
+            Py_XDECREF(v);
+            return -1;
+        }
+        Py_DECREF(v);
+    }
+    return 0;
+}
+
+static PyObject *done(i64 rc)
+{
+    if (rc < 0 && fail(rc) < 0)
+        return NULL;
+    Py_RETURN_TRUE;
+}
+
+/* The k leading integer arguments of a call of want arguments into v: 1; 0
+ * (no error set) when one is not an int, for the general path to say what is
+ * wrong; -1 with an error for a wrong count or before bind(). */
+static int leading(const char *name, PyObject *const *args, Py_ssize_t n, Py_ssize_t want, int k,
+                   long long *v)
+{
+    if (!bound) {
+        PyErr_SetString(PyExc_RuntimeError, "pmrun._fast: bind() was not called");
+        return -1;
+    }
+    if (n != want) {
+        PyErr_Format(PyExc_TypeError, "%s takes %zd arguments (%zd given)", name, want, n);
+        return -1;
+    }
+    for (int i = 0; i < k; i++)
+        v[i] = PyLong_AsLongLong(args[i]);
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
+/* Parses the k leading integers of want arguments into a[], returning False
+ * (the general path) when they are not ints. */
+#define ARGS(name, want, k)                                            \
+    long long a[k];                                                    \
+    switch (leading(name, args, n, want, k, a)) {                      \
+    case -1:                                                           \
+        return NULL;                                                   \
+    case 0:                                                            \
+        Py_RETURN_FALSE;                                               \
+    }
+
+/* send(h, dest, tag, sync, buf) */
+static PyObject *f_send(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    ARGS("send", 5, 4);
+    Py_buffer v;
+    if (a[0] == 0 || a[1] == proc_null || !getbuf(args[4], &v, 0))
+        Py_RETURN_FALSE;
+    i64 rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_send(a[0], a[1], a[2], v.buf, v.len, a[3]);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&v);
+    return done(rc);
+}
+
+/* recv(h, source, tag, buf, status) */
+static PyObject *f_recv(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    ARGS("recv", 5, 3);
+    Py_buffer v;
+    if (a[0] == 0 || a[1] == proc_null || !getbuf(args[3], &v, 1))
+        Py_RETURN_FALSE;
+    i64 st[4] = {0, 0, 0, 0}, rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_recv(a[0], a[1], a[2], v.buf, v.len, st);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&v);
+    if (set_status(args[4], st) < 0)
+        return NULL;
+    return done(rc);
+}
+
+/* The message parts of a list as addresses and lengths, each part's buffer
+ * held in views[] (k of them). */
+static int parts_of(PyObject *parts, Py_buffer *views, void **addrs, i64 *lens, Py_ssize_t k)
+{
+    for (Py_ssize_t i = 0; i < k; i++) {
+        if (PyObject_GetBuffer(PyList_GET_ITEM(parts, i), &views[i], PyBUF_ANY_CONTIGUOUS) != 0) {
+            while (i-- > 0)
+                PyBuffer_Release(&views[i]);
+            return -1;
+        }
+        addrs[i] = views[i].len ? views[i].buf : NULL;
+        lens[i] = views[i].len;
+    }
+    return 0;
+}
+
+/* send_obj(h, dest, tag, sync, obj): obj pickled by dumps, its parts sent as
+ * one message. */
+static PyObject *f_send_obj(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    ARGS("send_obj", 5, 4);
+    long long h = a[0], dst = a[1], tag = a[2], sync = a[3];
+    if (h == 0 || dst == proc_null)
+        Py_RETURN_FALSE;
+    PyObject *parts = PyObject_CallOneArg(dumps, args[4]);
+    if (parts == NULL)
+        return NULL;
+    if (!PyList_Check(parts) || PyList_GET_SIZE(parts) < 1) {
+        Py_DECREF(parts);
+        PyErr_SetString(PyExc_TypeError, "pmrun._fast: dumps must return a list of parts");
+        return NULL;
+    }
+    Py_ssize_t k = PyList_GET_SIZE(parts);
+    i64 rc;
+    if (k == 1) {
+        Py_buffer v;
+        if (PyObject_GetBuffer(PyList_GET_ITEM(parts, 0), &v, PyBUF_ANY_CONTIGUOUS) != 0) {
+            Py_DECREF(parts);
+            return NULL;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        rc = pm_send(h, dst, tag, v.len ? v.buf : NULL, v.len, sync);
+        Py_END_ALLOW_THREADS
+        PyBuffer_Release(&v);
+    } else {
+        Py_buffer *views = PyMem_Malloc(k * (sizeof(Py_buffer) + sizeof(void *) + sizeof(i64)));
+        if (views == NULL) {
+            Py_DECREF(parts);
+            return PyErr_NoMemory();
+        }
+        void **addrs = (void **)(views + k);
+        i64 *lens = (i64 *)(addrs + k);
+        if (parts_of(parts, views, addrs, lens, k) < 0) {
+            PyMem_Free(views);
+            Py_DECREF(parts);
+            return NULL;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        rc = pm_sendv(h, dst, tag, addrs, lens, k, sync);
+        Py_END_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < k; i++)
+            PyBuffer_Release(&views[i]);
+        PyMem_Free(views);
+    }
+    Py_DECREF(parts);
+    return done(rc);
+}
+
+static char *scratch(void)
+{
+    char *s = pthread_getspecific(scratch_key);
+    if (s == NULL) {
+        s = malloc(SCRATCH);
+        if (s != NULL && pthread_setspecific(scratch_key, s) != 0) {
+            free(s);
+            s = NULL;
+        }
+    }
+    return s;
+}
+
+/* recv_obj(h, source, tag, status): the next object. A message that fits the
+ * thread's scratch memory is received in one call and unpickled from there
+ * (copied first if it carries out-of-band buffers, which must not alias the
+ * scratch); a larger one is received into a bytearray of its size. */
+static PyObject *f_recv_obj(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    long long a[3];
+    if (leading("recv_obj", args, n, 4, 3, a) <= 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "recv_obj: handle, source and tag are ints");
+        return NULL;
+    }
+    long long h = a[0], src = a[1], tag = a[2];
+    char *s = scratch();
+    if (s == NULL)
+        return PyErr_NoMemory();
+    i64 st[4] = {0, 0, 0, 0}, rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_recv_obj(h, src, tag, s, SCRATCH, st);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        set_status(args[3], st);
+        fail(rc);
+        return NULL;
+    }
+    PyObject *data, *mv;
+    int in_scratch = 0;
+    if (rc == 1) {
+        data = PyByteArray_FromStringAndSize(NULL, st[2]);
+        if (data == NULL)
+            return NULL;
+        char *p = PyByteArray_AS_STRING(data);
+        i64 size = st[2];
+        Py_BEGIN_ALLOW_THREADS
+        rc = pm_recv(h, st[0], st[1], p, size, st);
+        Py_END_ALLOW_THREADS
+        if (rc < 0) {
+            Py_DECREF(data);
+            set_status(args[3], st);
+            fail(rc);
+            return NULL;
+        }
+        mv = PyMemoryView_FromObject(data);
+        Py_DECREF(data);
+    } else if (st[2] > 0 && s[0] == 1) {
+        data = PyByteArray_FromStringAndSize(s, st[2]);
+        if (data == NULL)
+            return NULL;
+        mv = PyMemoryView_FromObject(data);
+        Py_DECREF(data);
+    } else {
+        mv = PyMemoryView_FromMemory(s, st[2], PyBUF_READ);
+        in_scratch = 1;
+    }
+    if (mv == NULL)
+        return NULL;
+    if (set_status(args[3], st) < 0) {
+        Py_DECREF(mv);
+        return NULL;
+    }
+    PyObject *obj = PyObject_CallOneArg(loads, mv);
+    if (in_scratch) {
+        /* The scratch is used again by the next call: no view of it may
+         * outlive this one (pickle's loads copies what it reads; a view
+         * still exported, by a traceback's frame say, stays as it is). */
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        PyObject *r = PyObject_CallMethod(mv, "release", NULL);
+        if (r == NULL)
+            PyErr_Clear();
+        Py_XDECREF(r);
+        PyErr_Restore(et, ev, tb);
+    }
+    Py_DECREF(mv);
+    return obj;
+}
+
+/* bcast(h, root, isroot, buf) */
+static PyObject *f_bcast(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    ARGS("bcast", 4, 3);
+    Py_buffer v;
+    if (a[0] == 0 || !getbuf(args[3], &v, !a[2]))
+        Py_RETURN_FALSE;
+    i64 rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_bcast(a[0], a[1], v.buf, v.len, v.len, NULL);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&v);
+    return done(rc);
+}
+
+/* The buffers of a gather or scatter: one rank's block (one, always) and,
+ * where has_all, the buffer of all the blocks (all), size times as large.
+ * 1 with both held, 0 (nothing held) when the general path must do it. */
+static int blocks(PyObject *one, int one_w, PyObject *all, int all_w, int has_all, long long size,
+                  Py_buffer *o, Py_buffer *a)
+{
+    if (!getbuf(one, o, one_w))
+        return 0;
+    if (!has_all)
+        return 1;
+    if (!getbuf(all, a, all_w)) {
+        PyBuffer_Release(o);
+        return 0;
+    }
+    if (a->len != o->len * size) {
+        PyBuffer_Release(o);
+        PyBuffer_Release(a);
+        return 0;
+    }
+    return 1;
+}
+
+/* gather(h, root, me, all, size, sendbuf, recvbuf): me is whether this rank
+ * receives (the root, or every rank for allgather). */
+static PyObject *f_gather(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    ARGS("gather", 7, 5);
+    long long h = a[0], root = a[1], me = a[2], all = a[3], size = a[4];
+    Py_buffer s, r = {0};
+    if (h == 0 || !blocks(args[5], 0, args[6], 1, me, size, &s, &r))
+        Py_RETURN_FALSE;
+    i64 rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_gather(h, root, s.buf, s.len, s.len, r.buf, r.len, all, NULL);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&s);
+    if (me)
+        PyBuffer_Release(&r);
+    return done(rc);
+}
+
+/* scatter(h, root, isroot, size, sendbuf, recvbuf) */
+static PyObject *f_scatter(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    ARGS("scatter", 6, 4);
+    long long h = a[0], root = a[1], isroot = a[2], size = a[3];
+    Py_buffer r, s = {0};
+    if (h == 0 || !blocks(args[5], 1, args[4], 0, isroot, size, &r, &s))
+        Py_RETURN_FALSE;
+    i64 rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_scatter(h, root, s.buf, s.len, r.buf, r.len, r.len, NULL);
+    Py_END_ALLOW_THREADS
+    if (isroot)
+        PyBuffer_Release(&s);
+    PyBuffer_Release(&r);
+    return done(rc);
+}
+
+/* The Go type codes of (format, itemsize, op) already asked of typecode(). */
+#define NCODES 32
+static struct {
+    char fmt[16];
+    Py_ssize_t itemsize;
+    i64 op, code;
+} codes[NCODES];
+static int ncodes;
+
+static i64 code_of(const char *fmt, Py_ssize_t itemsize, i64 op)
+{
+    for (int i = 0; i < ncodes; i++)
+        if (codes[i].itemsize == itemsize && codes[i].op == op && strcmp(codes[i].fmt, fmt) == 0)
+            return codes[i].code;
+    PyObject *r = PyObject_CallFunction(typecode, "snL", fmt, itemsize, (long long)op);
+    if (r == NULL)
+        return -1;
+    i64 code = PyLong_AsLongLong(r);
+    Py_DECREF(r);
+    if (PyErr_Occurred())
+        return -1;
+    if (ncodes < NCODES && strlen(fmt) < sizeof(codes[0].fmt)) {
+        strcpy(codes[ncodes].fmt, fmt);
+        codes[ncodes].itemsize = itemsize;
+        codes[ncodes].op = op;
+        codes[ncodes].code = code;
+        ncodes++;
+    }
+    return code;
+}
+
+/* allreduce(h, op code, sendbuf or None for IN_PLACE, recvbuf): for buffers
+ * of one element type that the runtime reduces with this op. */
+static PyObject *f_allreduce(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    ARGS("allreduce", 4, 2);
+    long long h = a[0], op = a[1];
+    Py_buffer s, r;
+    int inplace = args[2] == Py_None;
+    if (h == 0 || !getbuf(args[3], &r, 1))
+        Py_RETURN_FALSE;
+    if (!inplace && !getbuf(args[2], &s, 0)) {
+        PyBuffer_Release(&r);
+        Py_RETURN_FALSE;
+    }
+    const char *rf = r.format ? r.format : "B";
+    i64 code = 0;
+    if (inplace || (s.len == r.len && s.itemsize == r.itemsize &&
+                    strcmp(s.format ? s.format : "B", rf) == 0))
+        code = code_of(rf, r.itemsize, op);
+    if (code <= 0) {
+        if (!inplace)
+            PyBuffer_Release(&s);
+        PyBuffer_Release(&r);
+        if (code < 0)
+            return NULL;
+        Py_RETURN_FALSE;
+    }
+    i64 rc;
+    void *sa = inplace ? NULL : s.buf;
+    i64 scap = inplace ? r.len : s.len;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_reduce(h, red_allreduce, 0, sa, scap, r.buf, r.len, r.len / r.itemsize, NULL, 0, code,
+                   op, NULL);
+    Py_END_ALLOW_THREADS
+    if (!inplace)
+        PyBuffer_Release(&s);
+    PyBuffer_Release(&r);
+    return done(rc);
+}
+
+static int addr_of(PyObject *d, const char *name, void **out)
+{
+    PyObject *v = PyDict_GetItemString(d, name);
+    if (v == NULL) {
+        PyErr_Format(PyExc_KeyError, "pmrun._fast.bind: no address for %s", name);
+        return -1;
+    }
+    *out = PyLong_AsVoidPtr(v);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* bind(addresses, raise_rc, dumps, loads, typecode, PROC_NULL, RED_ALLREDUCE) */
+static PyObject *f_bind(PyObject *self, PyObject *args)
+{
+    PyObject *d, *fr, *fd, *fl, *ft;
+    long long pn, ra;
+    if (!PyArg_ParseTuple(args, "O!OOOOLL", &PyDict_Type, &d, &fr, &fd, &fl, &ft, &pn, &ra))
+        return NULL;
+    if (addr_of(d, "pm_send", (void **)&pm_send) < 0 ||
+        addr_of(d, "pm_sendv", (void **)&pm_sendv) < 0 ||
+        addr_of(d, "pm_recv", (void **)&pm_recv) < 0 ||
+        addr_of(d, "pm_recv_obj", (void **)&pm_recv_obj) < 0 ||
+        addr_of(d, "pm_bcast", (void **)&pm_bcast) < 0 ||
+        addr_of(d, "pm_gather", (void **)&pm_gather) < 0 ||
+        addr_of(d, "pm_scatter", (void **)&pm_scatter) < 0 ||
+        addr_of(d, "pm_reduce", (void **)&pm_reduce) < 0)
+        return NULL;
+    Py_XSETREF(raise_rc, Py_NewRef(fr));
+    Py_XSETREF(dumps, Py_NewRef(fd));
+    Py_XSETREF(loads, Py_NewRef(fl));
+    Py_XSETREF(typecode, Py_NewRef(ft));
+    proc_null = pn;
+    red_allreduce = ra;
+    ncodes = 0;
+    bound = 1;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"bind", f_bind, METH_VARARGS, "bind(addresses, raise_rc, dumps, loads, typecode, PROC_NULL, RED_ALLREDUCE)"},
+    {"send", (PyCFunction)(void (*)(void))f_send, METH_FASTCALL, "send(h, dest, tag, sync, buf) -> done"},
+    {"recv", (PyCFunction)(void (*)(void))f_recv, METH_FASTCALL, "recv(h, source, tag, buf, status) -> done"},
+    {"send_obj", (PyCFunction)(void (*)(void))f_send_obj, METH_FASTCALL, "send_obj(h, dest, tag, sync, obj) -> done"},
+    {"recv_obj", (PyCFunction)(void (*)(void))f_recv_obj, METH_FASTCALL, "recv_obj(h, source, tag, status) -> obj"},
+    {"bcast", (PyCFunction)(void (*)(void))f_bcast, METH_FASTCALL, "bcast(h, root, isroot, buf) -> done"},
+    {"gather", (PyCFunction)(void (*)(void))f_gather, METH_FASTCALL, "gather(h, root, me, all, size, sendbuf, recvbuf) -> done"},
+    {"scatter", (PyCFunction)(void (*)(void))f_scatter, METH_FASTCALL, "scatter(h, root, isroot, size, sendbuf, recvbuf) -> done"},
+    {"allreduce", (PyCFunction)(void (*)(void))f_allreduce, METH_FASTCALL, "allreduce(h, op, sendbuf or None, recvbuf) -> done"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_fast",
+    "pmrun.MPI's hot calls through the buffer protocol, without ctypes.", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__fast(void)
+{
+    if (pthread_key_create(&scratch_key, free) != 0)
+        return PyErr_NoMemory();
+    s_source = PyUnicode_InternFromString("source");
+    s_tag = PyUnicode_InternFromString("tag");
+    s_count = PyUnicode_InternFromString("_count");
+    s_error = PyUnicode_InternFromString("error");
+    if (!s_source || !s_tag || !s_count || !s_error)
+        return NULL;
+    return PyModule_Create(&module);
+}
