@@ -46,11 +46,13 @@ static PyObject *raise_rc;  /* raise_rc(rc) raises the runtime's error rc */
 static PyObject *dumps;     /* dumps(obj) -> list of message parts */
 static PyObject *loads;     /* loads(memoryview) -> object */
 static PyObject *typecode;  /* typecode(format, itemsize, op) -> Go type code or 0 */
+static PyObject *pk_dumps, *pk_loads, *five; /* the standard pickle's, and 5 */
+static int std_pickle;      /* MPI.pickle is the standard pickle with protocol 5 */
 static i64 proc_null = -2, red_allreduce = 1;
 static int bound;
 static PyObject *s_source, *s_tag, *s_count, *s_error;
 
-#define SCRATCH (64 * 1024) /* an object message this small is received without a probe */
+#define SCRATCH (128 * 1024) /* an object message this small is received without a probe */
 static pthread_key_t scratch_key;
 
 static int fail(i64 rc)
@@ -193,7 +195,25 @@ static PyObject *f_send_obj(PyObject *self, PyObject *const *args, Py_ssize_t n)
     long long h = a[0], dst = a[1], tag = a[2], sync = a[3];
     if (h == 0 || dst == proc_null)
         Py_RETURN_FALSE;
-    PyObject *parts = PyObject_CallOneArg(dumps, args[4]);
+    PyObject *obj = args[4], *parts;
+    if (std_pickle && (PyBytes_CheckExact(obj) || PyUnicode_CheckExact(obj) ||
+                       PyLong_CheckExact(obj) || PyFloat_CheckExact(obj) || obj == Py_None ||
+                       PyBool_Check(obj))) {
+        /* No part of these can travel out of band: one pickle, as dumps
+         * would make it, without a buffer callback. */
+        PyObject *pa[2] = {obj, five};
+        PyObject *data = PyObject_Vectorcall(pk_dumps, pa, 2, NULL);
+        if (data == NULL)
+            return NULL;
+        parts = PyList_New(1);
+        if (parts == NULL) {
+            Py_DECREF(data);
+            return NULL;
+        }
+        PyList_SET_ITEM(parts, 0, data);
+    } else {
+        parts = PyObject_CallOneArg(dumps, obj);
+    }
     if (parts == NULL)
         return NULL;
     if (!PyList_Check(parts) || PyList_GET_SIZE(parts) < 1) {
@@ -310,7 +330,10 @@ static PyObject *f_recv_obj(PyObject *self, PyObject *const *args, Py_ssize_t n)
         Py_DECREF(mv);
         return NULL;
     }
-    PyObject *obj = PyObject_CallOneArg(loads, mv);
+    /* In band (no header of out-of-band buffers): the standard pickle's
+     * loads directly, as loads would call it. */
+    int plain = std_pickle && st[2] > 0 && ((char *)((Py_buffer *)PyMemoryView_GET_BUFFER(mv))->buf)[0] != 1;
+    PyObject *obj = PyObject_CallOneArg(plain ? pk_loads : loads, mv);
     if (in_scratch) {
         /* The scratch is used again by the next call: no view of it may
          * outlive this one (pickle's loads copies what it reads; a view
@@ -483,6 +506,16 @@ static int addr_of(PyObject *d, const char *name, void **out)
     return PyErr_Occurred() ? -1 : 0;
 }
 
+/* std_pickle(flag): whether MPI.pickle is the standard pickle, protocol 5. */
+static PyObject *f_std_pickle(PyObject *self, PyObject *flag)
+{
+    int v = PyObject_IsTrue(flag);
+    if (v < 0)
+        return NULL;
+    std_pickle = v && pk_dumps != NULL;
+    Py_RETURN_NONE;
+}
+
 /* bind(addresses, raise_rc, dumps, loads, typecode, PROC_NULL, RED_ALLREDUCE) */
 static PyObject *f_bind(PyObject *self, PyObject *args)
 {
@@ -503,6 +536,20 @@ static PyObject *f_bind(PyObject *self, PyObject *args)
     Py_XSETREF(dumps, Py_NewRef(fd));
     Py_XSETREF(loads, Py_NewRef(fl));
     Py_XSETREF(typecode, Py_NewRef(ft));
+    if (pk_dumps == NULL) {
+        PyObject *m = PyImport_ImportModule("pickle");
+        if (m == NULL)
+            return NULL;
+        pk_dumps = PyObject_GetAttrString(m, "dumps");
+        pk_loads = PyObject_GetAttrString(m, "loads");
+        Py_DECREF(m);
+        five = PyLong_FromLong(5);
+        if (pk_dumps == NULL || pk_loads == NULL || five == NULL) {
+            Py_CLEAR(pk_dumps);
+            Py_CLEAR(pk_loads);
+            return NULL;
+        }
+    }
     proc_null = pn;
     red_allreduce = ra;
     ncodes = 0;
@@ -512,6 +559,7 @@ static PyObject *f_bind(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"bind", f_bind, METH_VARARGS, "bind(addresses, raise_rc, dumps, loads, typecode, PROC_NULL, RED_ALLREDUCE)"},
+    {"std_pickle", f_std_pickle, METH_O, "std_pickle(flag): whether MPI.pickle is pickle with protocol 5"},
     {"send", (PyCFunction)(void (*)(void))f_send, METH_FASTCALL, "send(h, dest, tag, sync, buf) -> done"},
     {"recv", (PyCFunction)(void (*)(void))f_recv, METH_FASTCALL, "recv(h, source, tag, buf, status) -> done"},
     {"send_obj", (PyCFunction)(void (*)(void))f_send_obj, METH_FASTCALL, "send_obj(h, dest, tag, sync, obj) -> done"},

@@ -25,6 +25,7 @@ from ._mpi_buffers import (
 )
 from ._mpi_status import Status, _fill, _st
 from ._mpi_ops import SUM, Op, _combine, _go_reducible
+from . import _mpi_pickle
 from ._mpi_pickle import (
     _SCRATCH, _Parts, _dumps, _joined, _loads, _scratch, _split_blob, _take_blob,
 )
@@ -66,6 +67,8 @@ if _FAST:
     _f_send_obj, _f_recv_obj = _bridge.fast.send_obj, _bridge.fast.recv_obj
     _f_bcast, _f_gather, _f_scatter = _bridge.fast.bcast, _bridge.fast.gather, _bridge.fast.scatter
     _f_allreduce = _bridge.fast.allreduce
+    _mpi_pickle.Pickle._watch = _bridge.fast.std_pickle
+    _bridge.fast.std_pickle(_mpi_pickle.pickle._default())
 
 # --- communicators -------------------------------------------------------------
 

@@ -930,6 +930,21 @@ class HotPaths(unittest.TestCase):
             comm.send(1, dest=size + 5, tag=1)
         comm.Barrier()
 
+    def test_user_serialiser(self):
+        # Strings, numbers and bytes too go through MPI.pickle once it is the
+        # user's, on both sides.
+        import json
+        try:
+            MPI.pickle.__init__(lambda o: b"J" + json.dumps(o).encode(),
+                                lambda b: ("json", json.loads(bytes(b)[1:])))
+            for obj in ("text", 7, 2.5, None, True):
+                MPI.COMM_SELF.send(obj, dest=0, tag=3)
+                self.assertEqual(MPI.COMM_SELF.recv(source=0, tag=3), ("json", obj))
+        finally:
+            MPI.pickle.__init__()
+        MPI.COMM_SELF.send("after", dest=0, tag=3)
+        self.assertEqual(MPI.COMM_SELF.recv(source=0, tag=3), "after")
+
     @need_numpy
     def test_collectives(self):
         a = np.arange(4, dtype=np.int32) + rank
