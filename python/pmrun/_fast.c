@@ -40,17 +40,22 @@ static i64 (*pm_recv_obj)(i64, i64, i64, void *, i64, void *);
 static i64 (*pm_bcast)(i64, i64, void *, i64, i64, i64 *);
 static i64 (*pm_gather)(i64, i64, void *, i64, i64, void *, i64, i64, i64 *);
 static i64 (*pm_scatter)(i64, i64, void *, i64, void *, i64, i64, i64 *);
+static i64 (*pm_bcast_obj)(i64, i64, void *, i64, i64 *, i64 *);
+static i64 (*pm_blob_take)(i64, void *, i64);
 static i64 (*pm_reduce)(i64, i64, i64, void *, i64, void *, i64, i64, void *, i64, i64, i64, i64 *);
 
 static PyObject *raise_rc;  /* raise_rc(rc) raises the runtime's error rc */
 static PyObject *dumps;     /* dumps(obj) -> list of message parts */
 static PyObject *loads;     /* loads(memoryview) -> object */
+static PyObject *joined;    /* joined(parts) -> one bytes object */
 static PyObject *typecode;  /* typecode(format, itemsize, op) -> Go type code or 0 */
 static PyObject *pk_dumps, *pk_loads, *five; /* the standard pickle's, and 5 */
 static int std_pickle;      /* MPI.pickle is the standard pickle with protocol 5 */
 static i64 proc_null = -2, red_allreduce = 1;
 static int bound;
 static PyObject *s_source, *s_tag, *s_count, *s_error;
+
+static PyObject *pickled(PyObject *obj);
 
 #define SCRATCH (128 * 1024) /* an object message this small is received without a probe */
 static pthread_key_t scratch_key;
@@ -128,6 +133,17 @@ static int leading(const char *name, PyObject *const *args, Py_ssize_t n, Py_ssi
     return 1;
 }
 
+/* The k leading integer arguments of a call that has no general path to
+ * fall back on: 0, or -1 with an error set. */
+static int strict(const char *name, PyObject *const *args, Py_ssize_t n, Py_ssize_t want, int k,
+                  long long *v)
+{
+    int ok = leading(name, args, n, want, k, v);
+    if (ok == 0)
+        PyErr_Format(PyExc_TypeError, "%s: its first %d arguments are ints", name, k);
+    return ok > 0 ? 0 : -1;
+}
+
 /* Parses the k leading integers of want arguments into a[], returning False
  * (the general path) when they are not ints. */
 #define ARGS(name, want, k)                                            \
@@ -195,32 +211,9 @@ static PyObject *f_send_obj(PyObject *self, PyObject *const *args, Py_ssize_t n)
     long long h = a[0], dst = a[1], tag = a[2], sync = a[3];
     if (h == 0 || dst == proc_null)
         Py_RETURN_FALSE;
-    PyObject *obj = args[4], *parts;
-    if (std_pickle && (PyBytes_CheckExact(obj) || PyUnicode_CheckExact(obj) ||
-                       PyLong_CheckExact(obj) || PyFloat_CheckExact(obj) || obj == Py_None ||
-                       PyBool_Check(obj))) {
-        /* No part of these can travel out of band: one pickle, as dumps
-         * would make it, without a buffer callback. */
-        PyObject *pa[2] = {obj, five};
-        PyObject *data = PyObject_Vectorcall(pk_dumps, pa, 2, NULL);
-        if (data == NULL)
-            return NULL;
-        parts = PyList_New(1);
-        if (parts == NULL) {
-            Py_DECREF(data);
-            return NULL;
-        }
-        PyList_SET_ITEM(parts, 0, data);
-    } else {
-        parts = PyObject_CallOneArg(dumps, obj);
-    }
+    PyObject *parts = pickled(args[4]);
     if (parts == NULL)
         return NULL;
-    if (!PyList_Check(parts) || PyList_GET_SIZE(parts) < 1) {
-        Py_DECREF(parts);
-        PyErr_SetString(PyExc_TypeError, "pmrun._fast: dumps must return a list of parts");
-        return NULL;
-    }
     Py_ssize_t k = PyList_GET_SIZE(parts);
     i64 rc;
     if (k == 1) {
@@ -270,69 +263,32 @@ static char *scratch(void)
     return s;
 }
 
-/* recv_obj(h, source, tag, status): the next object. A message that fits the
- * thread's scratch memory is received in one call and unpickled from there
- * (copied first if it carries out-of-band buffers, which must not alias the
- * scratch); a larger one is received into a bytearray of its size. */
-static PyObject *f_recv_obj(PyObject *self, PyObject *const *args, Py_ssize_t n)
+/* The object in n received bytes: those of data (a bytearray, stolen) or,
+ * with data NULL, of memory s lent for this call only, the thread's scratch
+ * say (copied first if they carry out-of-band buffers, which become the
+ * object's: they must not alias memory that is used again). */
+static PyObject *load(PyObject *data, const char *s, i64 n)
 {
-    long long a[3];
-    if (leading("recv_obj", args, n, 4, 3, a) <= 0) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "recv_obj: handle, source and tag are ints");
-        return NULL;
-    }
-    long long h = a[0], src = a[1], tag = a[2];
-    char *s = scratch();
-    if (s == NULL)
-        return PyErr_NoMemory();
-    i64 st[4] = {0, 0, 0, 0}, rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = pm_recv_obj(h, src, tag, s, SCRATCH, st);
-    Py_END_ALLOW_THREADS
-    if (rc < 0) {
-        set_status(args[3], st);
-        fail(rc);
-        return NULL;
-    }
-    PyObject *data, *mv;
     int in_scratch = 0;
-    if (rc == 1) {
-        data = PyByteArray_FromStringAndSize(NULL, st[2]);
+    if (data == NULL && n > 0 && s[0] == 1) {
+        data = PyByteArray_FromStringAndSize(s, n);
         if (data == NULL)
             return NULL;
-        char *p = PyByteArray_AS_STRING(data);
-        i64 size = st[2];
-        Py_BEGIN_ALLOW_THREADS
-        rc = pm_recv(h, st[0], st[1], p, size, st);
-        Py_END_ALLOW_THREADS
-        if (rc < 0) {
-            Py_DECREF(data);
-            set_status(args[3], st);
-            fail(rc);
-            return NULL;
-        }
-        mv = PyMemoryView_FromObject(data);
-        Py_DECREF(data);
-    } else if (st[2] > 0 && s[0] == 1) {
-        data = PyByteArray_FromStringAndSize(s, st[2]);
-        if (data == NULL)
-            return NULL;
+    }
+    PyObject *mv;
+    if (data != NULL) {
         mv = PyMemoryView_FromObject(data);
         Py_DECREF(data);
     } else {
-        mv = PyMemoryView_FromMemory(s, st[2], PyBUF_READ);
+        mv = PyMemoryView_FromMemory((char *)s, n, PyBUF_READ);
         in_scratch = 1;
     }
     if (mv == NULL)
         return NULL;
-    if (set_status(args[3], st) < 0) {
-        Py_DECREF(mv);
-        return NULL;
-    }
     /* In band (no header of out-of-band buffers): the standard pickle's
      * loads directly, as loads would call it. */
-    int plain = std_pickle && st[2] > 0 && ((char *)((Py_buffer *)PyMemoryView_GET_BUFFER(mv))->buf)[0] != 1;
+    const char *p = PyMemoryView_GET_BUFFER(mv)->buf;
+    int plain = std_pickle && n > 0 && p[0] != 1;
     PyObject *obj = PyObject_CallOneArg(plain ? pk_loads : loads, mv);
     if (in_scratch) {
         /* The scratch is used again by the next call: no view of it may
@@ -348,6 +304,137 @@ static PyObject *f_recv_obj(PyObject *self, PyObject *const *args, Py_ssize_t n)
     }
     Py_DECREF(mv);
     return obj;
+}
+
+/* recv_obj(h, source, tag, status): the next object. A message that fits the
+ * thread's scratch memory is received in one call and unpickled from there; a
+ * larger one is received into a bytearray of its size. */
+static PyObject *f_recv_obj(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    long long a[3];
+    if (strict("recv_obj", args, n, 4, 3, a) < 0)
+        return NULL;
+    long long h = a[0], src = a[1], tag = a[2];
+    char *s = scratch();
+    if (s == NULL)
+        return PyErr_NoMemory();
+    i64 st[4] = {0, 0, 0, 0}, rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_recv_obj(h, src, tag, s, SCRATCH, st);
+    Py_END_ALLOW_THREADS
+    PyObject *data = NULL;
+    if (rc == 1) {
+        data = PyByteArray_FromStringAndSize(NULL, st[2]);
+        if (data == NULL)
+            return NULL;
+        char *p = PyByteArray_AS_STRING(data);
+        i64 size = st[2];
+        Py_BEGIN_ALLOW_THREADS
+        rc = pm_recv(h, st[0], st[1], p, size, st);
+        Py_END_ALLOW_THREADS
+    }
+    if (rc < 0) {
+        Py_XDECREF(data);
+        set_status(args[3], st);
+        fail(rc);
+        return NULL;
+    }
+    if (set_status(args[3], st) < 0) {
+        Py_XDECREF(data);
+        return NULL;
+    }
+    return load(data, s, st[2]);
+}
+
+/* The message parts of obj: the standard pickle's one part for an atomic
+ * object (nothing of it can travel out of band), else dumps(obj). */
+static PyObject *pickled(PyObject *obj)
+{
+    if (std_pickle && (PyBytes_CheckExact(obj) || PyUnicode_CheckExact(obj) ||
+                       PyLong_CheckExact(obj) || PyFloat_CheckExact(obj) || obj == Py_None ||
+                       PyBool_Check(obj))) {
+        PyObject *pa[2] = {obj, five};
+        PyObject *data = PyObject_Vectorcall(pk_dumps, pa, 2, NULL);
+        if (data == NULL)
+            return NULL;
+        PyObject *parts = PyList_New(1);
+        if (parts == NULL) {
+            Py_DECREF(data);
+            return NULL;
+        }
+        PyList_SET_ITEM(parts, 0, data);
+        return parts;
+    }
+    PyObject *parts = PyObject_CallOneArg(dumps, obj);
+    if (parts != NULL && (!PyList_Check(parts) || PyList_GET_SIZE(parts) < 1)) {
+        Py_DECREF(parts);
+        PyErr_SetString(PyExc_TypeError, "pmrun._fast: dumps must return a list of parts");
+        return NULL;
+    }
+    return parts;
+}
+
+/* bcast_obj(h, root, isroot, obj): root's obj, unpickled on every rank (the
+ * root gets a copy too, as with mpi4py). */
+static PyObject *f_bcast_obj(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    long long a[3];
+    if (strict("bcast_obj", args, n, 4, 3, a) < 0)
+        return NULL;
+    long long h = a[0], root = a[1];
+    i64 blob = 0, size = 0, rc;
+    if (a[2]) {
+        PyObject *parts = pickled(args[3]);
+        if (parts == NULL)
+            return NULL;
+        PyObject *data = PyList_GET_SIZE(parts) == 1 ? Py_NewRef(PyList_GET_ITEM(parts, 0))
+                                                     : PyObject_CallOneArg(joined, parts);
+        Py_DECREF(parts);
+        if (data == NULL)
+            return NULL;
+        Py_buffer v;
+        if (PyObject_GetBuffer(data, &v, PyBUF_ANY_CONTIGUOUS) != 0) {
+            Py_DECREF(data);
+            return NULL;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        rc = pm_bcast_obj(h, root, v.len ? v.buf : NULL, v.len, &blob, &size);
+        Py_END_ALLOW_THREADS
+        if (rc < 0) {
+            PyBuffer_Release(&v);
+            Py_DECREF(data);
+            fail(rc);
+            return NULL;
+        }
+        PyObject *obj = load(NULL, v.buf, v.len);
+        PyBuffer_Release(&v);
+        Py_DECREF(data);
+        return obj;
+    }
+    char *s = scratch();
+    if (s == NULL)
+        return PyErr_NoMemory();
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_bcast_obj(h, root, s, SCRATCH, &blob, &size);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        fail(rc);
+        return NULL;
+    }
+    if (blob == 0)
+        return load(NULL, s, size);
+    PyObject *data = PyByteArray_FromStringAndSize(NULL, size);
+    if (data == NULL) {
+        pm_blob_take(blob, NULL, 0);
+        return NULL;
+    }
+    rc = pm_blob_take(blob, PyByteArray_AS_STRING(data), size);
+    if (rc < 0) {
+        Py_DECREF(data);
+        fail(rc);
+        return NULL;
+    }
+    return load(data, NULL, size);
 }
 
 /* bcast(h, root, isroot, buf) */
@@ -516,12 +603,12 @@ static PyObject *f_std_pickle(PyObject *self, PyObject *flag)
     Py_RETURN_NONE;
 }
 
-/* bind(addresses, raise_rc, dumps, loads, typecode, PROC_NULL, RED_ALLREDUCE) */
+/* bind(addresses, raise_rc, dumps, loads, joined, typecode, PROC_NULL, RED_ALLREDUCE) */
 static PyObject *f_bind(PyObject *self, PyObject *args)
 {
-    PyObject *d, *fr, *fd, *fl, *ft;
+    PyObject *d, *fr, *fd, *fl, *fj, *ft;
     long long pn, ra;
-    if (!PyArg_ParseTuple(args, "O!OOOOLL", &PyDict_Type, &d, &fr, &fd, &fl, &ft, &pn, &ra))
+    if (!PyArg_ParseTuple(args, "O!OOOOOLL", &PyDict_Type, &d, &fr, &fd, &fl, &fj, &ft, &pn, &ra))
         return NULL;
     if (addr_of(d, "pm_send", (void **)&pm_send) < 0 ||
         addr_of(d, "pm_sendv", (void **)&pm_sendv) < 0 ||
@@ -530,12 +617,15 @@ static PyObject *f_bind(PyObject *self, PyObject *args)
         addr_of(d, "pm_bcast", (void **)&pm_bcast) < 0 ||
         addr_of(d, "pm_gather", (void **)&pm_gather) < 0 ||
         addr_of(d, "pm_scatter", (void **)&pm_scatter) < 0 ||
-        addr_of(d, "pm_reduce", (void **)&pm_reduce) < 0)
+        addr_of(d, "pm_reduce", (void **)&pm_reduce) < 0 ||
+        addr_of(d, "pm_bcast_obj", (void **)&pm_bcast_obj) < 0 ||
+        addr_of(d, "pm_blob_take", (void **)&pm_blob_take) < 0)
         return NULL;
     Py_XSETREF(raise_rc, Py_NewRef(fr));
     Py_XSETREF(dumps, Py_NewRef(fd));
     Py_XSETREF(loads, Py_NewRef(fl));
     Py_XSETREF(typecode, Py_NewRef(ft));
+    Py_XSETREF(joined, Py_NewRef(fj));
     if (pk_dumps == NULL) {
         PyObject *m = PyImport_ImportModule("pickle");
         if (m == NULL)
@@ -558,12 +648,13 @@ static PyObject *f_bind(PyObject *self, PyObject *args)
 }
 
 static PyMethodDef methods[] = {
-    {"bind", f_bind, METH_VARARGS, "bind(addresses, raise_rc, dumps, loads, typecode, PROC_NULL, RED_ALLREDUCE)"},
+    {"bind", f_bind, METH_VARARGS, "bind(addresses, raise_rc, dumps, loads, joined, typecode, PROC_NULL, RED_ALLREDUCE)"},
     {"std_pickle", f_std_pickle, METH_O, "std_pickle(flag): whether MPI.pickle is pickle with protocol 5"},
     {"send", (PyCFunction)(void (*)(void))f_send, METH_FASTCALL, "send(h, dest, tag, sync, buf) -> done"},
     {"recv", (PyCFunction)(void (*)(void))f_recv, METH_FASTCALL, "recv(h, source, tag, buf, status) -> done"},
     {"send_obj", (PyCFunction)(void (*)(void))f_send_obj, METH_FASTCALL, "send_obj(h, dest, tag, sync, obj) -> done"},
     {"recv_obj", (PyCFunction)(void (*)(void))f_recv_obj, METH_FASTCALL, "recv_obj(h, source, tag, status) -> obj"},
+    {"bcast_obj", (PyCFunction)(void (*)(void))f_bcast_obj, METH_FASTCALL, "bcast_obj(h, root, isroot, obj) -> obj"},
     {"bcast", (PyCFunction)(void (*)(void))f_bcast, METH_FASTCALL, "bcast(h, root, isroot, buf) -> done"},
     {"gather", (PyCFunction)(void (*)(void))f_gather, METH_FASTCALL, "gather(h, root, me, all, size, sendbuf, recvbuf) -> done"},
     {"scatter", (PyCFunction)(void (*)(void))f_scatter, METH_FASTCALL, "scatter(h, root, isroot, size, sendbuf, recvbuf) -> done"},

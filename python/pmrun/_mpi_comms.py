@@ -61,12 +61,13 @@ def _typecode(fmt, itemsize, op):
 _FAST = _bridge.fast is not None
 if _FAST:
     _bridge.fast.bind(_bridge.addresses(("pm_send", "pm_sendv", "pm_recv", "pm_recv_obj", "pm_bcast",
-                                         "pm_gather", "pm_scatter", "pm_reduce")),
-                      _fail, _dumps, _loads, _typecode, PROC_NULL, _R_ALLREDUCE)
+                                         "pm_gather", "pm_scatter", "pm_reduce", "pm_bcast_obj",
+                                         "pm_blob_take")),
+                      _fail, _dumps, _loads, _joined, _typecode, PROC_NULL, _R_ALLREDUCE)
     _f_send, _f_recv = _bridge.fast.send, _bridge.fast.recv
     _f_send_obj, _f_recv_obj = _bridge.fast.send_obj, _bridge.fast.recv_obj
     _f_bcast, _f_gather, _f_scatter = _bridge.fast.bcast, _bridge.fast.gather, _bridge.fast.scatter
-    _f_allreduce = _bridge.fast.allreduce
+    _f_allreduce, _f_bcast_obj = _bridge.fast.allreduce, _bridge.fast.bcast_obj
     _mpi_pickle.Pickle._watch = _bridge.fast.std_pickle
     _bridge.fast.std_pickle(_mpi_pickle.pickle._default())
 
@@ -581,12 +582,16 @@ class Comm(_Handle):
 
     def bcast(self, obj=None, root=0):
         h = self._chk()
+        if _FAST:
+            return _f_bcast_obj(h, root, self._rank == root, obj)
         blob, size = _out(), _out()
         if self._rank == root:
             data = _joined(_dumps(obj))
             _call(_lib.pm_bcast_obj(h, root, data, len(data), _bridge.ctypes.byref(blob),
                                     _bridge.ctypes.byref(size)))
-            return _loads(memoryview(data))  # the root gets a copy too, as with mpi4py
+            # The root gets a copy too, as with mpi4py; out-of-band buffers
+            # are its own, writable memory.
+            return _loads(memoryview(bytearray(data) if data[:1] == b"\x01" else data))
         _call(_lib.pm_bcast_obj(h, root, None, 0, _bridge.ctypes.byref(blob),
                                 _bridge.ctypes.byref(size)))
         return _loads(memoryview(_take_blob(blob.value, size.value)))
