@@ -60,7 +60,8 @@ def _typecode(fmt, itemsize, op):
 # when its arguments need the general path below), else through ctypes.
 _FAST = _bridge.fast is not None
 if _FAST:
-    _bridge.fast.bind(_bridge.addresses(("pm_send", "pm_sendv", "pm_recv", "pm_recv_obj", "pm_bcast",
+    _bridge.fast.bind(_bridge.addresses(("pm_send", "pm_sendv", "pm_recv", "pm_recv_obj", "pm_recv_any",
+                                         "pm_bcast",
                                          "pm_gather", "pm_scatter", "pm_reduce", "pm_bcast_obj",
                                          "pm_blob_take")),
                       _fail, _dumps, _loads, _joined, _typecode, PROC_NULL, _R_ALLREDUCE)

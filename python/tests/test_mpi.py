@@ -907,7 +907,8 @@ class HotPaths(unittest.TestCase):
     @need_numpy
     def test_objects_in_and_out_of_band(self):
         dst, src = self.ring()
-        for n in (1, 1000, 1 << 14, 1 << 17):  # in band, at the scratch's size, out of band
+        # In band, out of band, larger than the scratch, then small again.
+        for n in (1, 1000, 1 << 14, 1 << 17, 1 << 18, 1 << 17, 10, 1):
             obj = {"a": np.full(n, rank, dtype=np.float64), "b": b"x" * n, "r": rank}
             r = comm.isend(obj, dest=dst, tag=46)
             st = MPI.Status()
