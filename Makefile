@@ -2,6 +2,8 @@
 GO      ?= go
 GOFLAGS ?=
 CC      ?= gcc
+# The interpreters that pmrun._fast is built for (each one found).
+PYTHONS ?= python3 /usr/bin/python3
 # pmrun's one version (VERSION), for the launcher and the Python package's library.
 VERSION := $(shell cat VERSION)
 LDFLAGS := -X github.com/pmrun/pmrun/internal/version.Version=$(VERSION)
@@ -24,7 +26,7 @@ python:
 	@# pmrun._fast, the hot calls without ctypes, for each interpreter found
 	@# (one build per ABI tag); where gcc or an interpreter's headers are
 	@# missing, pmrun.MPI calls the library through ctypes alone.
-	@for py in python3 /usr/bin/python3; do \
+	@for py in $(PYTHONS); do \
 	  command -v $$py >/dev/null 2>&1 || continue; \
 	  set -- $$($$py -c 'import sysconfig as s; print(s.get_config_var("EXT_SUFFIX"), s.get_paths()["include"])' 2>/dev/null); \
 	  if [ -z "$$2" ] || [ ! -f "$$2/Python.h" ] || ! command -v $(CC) >/dev/null 2>&1; then \
@@ -36,7 +38,7 @@ python:
 	done
 	@# Compiled once here: every rank of every job would otherwise compile
 	@# MPI.py again (30 ms each) when Python may not write its cache.
-	@for py in python3 /usr/bin/python3; do \
+	@for py in $(PYTHONS); do \
 	  if command -v $$py >/dev/null 2>&1; then $$py -m compileall -q bin/python >/dev/null || true; fi; \
 	done
 
