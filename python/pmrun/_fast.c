@@ -15,6 +15,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -38,6 +39,10 @@ static i64 (*pm_sendv)(i64, i64, i64, void *, void *, i64, i64);
 static i64 (*pm_recv)(i64, i64, i64, void *, i64, void *);
 static i64 (*pm_recv_obj)(i64, i64, i64, void *, i64, void *);
 static i64 (*pm_recv_any)(i64, i64, i64, void *, i64, void *, i64 *);
+static i64 (*pm_isend)(i64, i64, i64, void *, i64, i64, i64 *);
+static i64 (*pm_irecv)(i64, i64, i64, void *, i64, i64 *);
+static i64 (*pm_wait)(i64, void *);
+static void (*pm_req_free)(i64);
 static i64 (*pm_bcast)(i64, i64, void *, i64, i64, i64 *);
 static i64 (*pm_gather)(i64, i64, void *, i64, i64, void *, i64, i64, i64 *);
 static i64 (*pm_scatter)(i64, i64, void *, i64, void *, i64, i64, i64 *);
@@ -186,6 +191,113 @@ static PyObject *f_recv(PyObject *self, PyObject *const *args, Py_ssize_t n)
     if (set_status(args[4], st) < 0)
         return NULL;
     return done(rc);
+}
+
+/* A pending request's buffer, exported for as long as this object lives
+ * (the request holds it), and the request's handle (h). */
+typedef struct {
+    PyObject_HEAD
+    Py_buffer view;
+    long long h;
+} Held;
+
+static void held_dealloc(Held *self)
+{
+    if (self->view.obj != NULL)
+        PyBuffer_Release(&self->view);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef held_members[] = {
+    {"h", T_LONGLONG, offsetof(Held, h), READONLY, "the request's handle"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject HeldType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pmrun._fast.Held",
+    .tp_basicsize = sizeof(Held),
+    .tp_dealloc = (destructor)held_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "a pending request's buffer, held exported",
+    .tp_members = held_members,
+};
+
+/* The buffer of obj held for a request, or NULL (no error set) when obj is
+ * not a plain contiguous buffer. */
+static Held *hold(PyObject *obj, int writable)
+{
+    Held *held = PyObject_New(Held, &HeldType);
+    if (held == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    held->h = 0;
+    if (!getbuf(obj, &held->view, writable)) {
+        held->view.obj = NULL;
+        Py_DECREF(held);
+        return NULL;
+    }
+    return held;
+}
+
+/* A nonblocking send (isend(h, dest, tag, sync, buf)) or receive
+ * (irecv(h, source, tag, buf)) started: a Held whose h is the request, or
+ * False. */
+static PyObject *start(PyObject *const *args, Py_ssize_t n, int send)
+{
+    long long a[4];
+    switch (leading(send ? "isend" : "irecv", args, n, send ? 5 : 4, send ? 4 : 3, a)) {
+    case -1:
+        return NULL;
+    case 0:
+        Py_RETURN_FALSE;
+    }
+    Held *held;
+    if (a[0] == 0 || a[1] == proc_null || (held = hold(args[send ? 4 : 3], !send)) == NULL)
+        Py_RETURN_FALSE;
+    i64 rc, req = 0;
+    Py_BEGIN_ALLOW_THREADS
+    if (send)
+        rc = pm_isend(a[0], a[1], a[2], held->view.buf, held->view.len, a[3], &req);
+    else
+        rc = pm_irecv(a[0], a[1], a[2], held->view.buf, held->view.len, &req);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        Py_DECREF(held);
+        fail(rc);
+        return NULL;
+    }
+    held->h = req;
+    return (PyObject *)held;
+}
+
+static PyObject *f_isend(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return start(args, n, 1);
+}
+
+static PyObject *f_irecv(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return start(args, n, 0);
+}
+
+/* wait(request, status) -> the runtime's result: waits for the request,
+ * fills status and, once it succeeded, frees the request's handle. */
+static PyObject *f_wait(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    long long a[1];
+    if (strict("wait", args, n, 2, 1, a) < 0)
+        return NULL;
+    i64 st[4] = {0, 0, 0, 0}, rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_wait(a[0], st);
+    Py_END_ALLOW_THREADS
+    if (rc >= 0)
+        pm_req_free(a[0]);
+    if (set_status(args[1], st) < 0)
+        return NULL;
+    return PyLong_FromLongLong(rc);
 }
 
 /* The message parts of a list as addresses and lengths, each part's buffer
@@ -642,6 +754,10 @@ static PyObject *f_bind(PyObject *self, PyObject *args)
         addr_of(d, "pm_scatter", (void **)&pm_scatter) < 0 ||
         addr_of(d, "pm_reduce", (void **)&pm_reduce) < 0 ||
         addr_of(d, "pm_bcast_obj", (void **)&pm_bcast_obj) < 0 ||
+        addr_of(d, "pm_isend", (void **)&pm_isend) < 0 ||
+        addr_of(d, "pm_irecv", (void **)&pm_irecv) < 0 ||
+        addr_of(d, "pm_wait", (void **)&pm_wait) < 0 ||
+        addr_of(d, "pm_req_free", (void **)&pm_req_free) < 0 ||
         addr_of(d, "pm_blob_take", (void **)&pm_blob_take) < 0)
         return NULL;
     Py_XSETREF(raise_rc, Py_NewRef(fr));
@@ -675,6 +791,9 @@ static PyMethodDef methods[] = {
     {"std_pickle", f_std_pickle, METH_O, "std_pickle(flag): whether MPI.pickle is pickle with protocol 5"},
     {"send", (PyCFunction)(void (*)(void))f_send, METH_FASTCALL, "send(h, dest, tag, sync, buf) -> done"},
     {"recv", (PyCFunction)(void (*)(void))f_recv, METH_FASTCALL, "recv(h, source, tag, buf, status) -> done"},
+    {"isend", (PyCFunction)(void (*)(void))f_isend, METH_FASTCALL, "isend(h, dest, tag, sync, buf) -> Held or False"},
+    {"irecv", (PyCFunction)(void (*)(void))f_irecv, METH_FASTCALL, "irecv(h, source, tag, buf) -> Held or False"},
+    {"wait", (PyCFunction)(void (*)(void))f_wait, METH_FASTCALL, "wait(request, status) -> result"},
     {"send_obj", (PyCFunction)(void (*)(void))f_send_obj, METH_FASTCALL, "send_obj(h, dest, tag, sync, obj) -> done"},
     {"recv_obj", (PyCFunction)(void (*)(void))f_recv_obj, METH_FASTCALL, "recv_obj(h, source, tag, status) -> obj"},
     {"bcast_obj", (PyCFunction)(void (*)(void))f_bcast_obj, METH_FASTCALL, "bcast_obj(h, root, isroot, obj) -> obj"},
@@ -699,6 +818,8 @@ PyMODINIT_FUNC PyInit__fast(void)
     s_count = PyUnicode_InternFromString("_count");
     s_error = PyUnicode_InternFromString("error");
     if (!s_source || !s_tag || !s_count || !s_error)
+        return NULL;
+    if (PyType_Ready(&HeldType) < 0)
         return NULL;
     return PyModule_Create(&module);
 }

@@ -63,12 +63,14 @@ if _FAST:
     _bridge.fast.bind(_bridge.addresses(("pm_send", "pm_sendv", "pm_recv", "pm_recv_obj", "pm_recv_any",
                                          "pm_bcast",
                                          "pm_gather", "pm_scatter", "pm_reduce", "pm_bcast_obj",
-                                         "pm_blob_take")),
+                                         "pm_blob_take", "pm_isend", "pm_irecv", "pm_wait",
+                                         "pm_req_free")),
                       _fail, _dumps, _loads, _joined, _typecode, PROC_NULL, _R_ALLREDUCE)
     _f_send, _f_recv = _bridge.fast.send, _bridge.fast.recv
     _f_send_obj, _f_recv_obj = _bridge.fast.send_obj, _bridge.fast.recv_obj
     _f_bcast, _f_gather, _f_scatter = _bridge.fast.bcast, _bridge.fast.gather, _bridge.fast.scatter
     _f_allreduce, _f_bcast_obj = _bridge.fast.allreduce, _bridge.fast.bcast_obj
+    _f_isend, _f_irecv = _bridge.fast.isend, _bridge.fast.irecv
     _mpi_pickle.Pickle._watch = _bridge.fast.std_pickle
     _bridge.fast.std_pickle(_mpi_pickle.pickle._default())
 
@@ -449,6 +451,10 @@ class Comm(_Handle):
     Rsend = _pm(_Send)
 
     def _Isend(self, buf, dest, tag=0, sync=0):
+        if _FAST:
+            held = _f_isend(self._h, dest, tag, sync, buf)
+            if held:
+                return Request._new(held.h, "send", held)
         h = self._chk()
         if dest == PROC_NULL:
             return Request._new(-1)
@@ -478,6 +484,10 @@ class Comm(_Handle):
             finish()
 
     def Irecv(self, buf, source=ANY_SOURCE, tag=ANY_TAG):
+        if _FAST:
+            held = _f_irecv(self._h, source, tag, buf)
+            if held:
+                return Request._new(held.h, "buf", held)
         h = self._chk()
         if source == PROC_NULL:
             return Request._new(-1)
