@@ -48,6 +48,7 @@ static i64 (*pm_gather)(i64, i64, void *, i64, i64, void *, i64, i64, i64 *);
 static i64 (*pm_scatter)(i64, i64, void *, i64, void *, i64, i64, i64 *);
 static i64 (*pm_bcast_obj)(i64, i64, void *, i64, i64 *, i64 *);
 static i64 (*pm_blob_take)(i64, void *, i64);
+static i64 (*pm_gather_obj)(i64, i64, i64, void *, i64, void *, i64, i64 *);
 static i64 (*pm_reduce)(i64, i64, i64, void *, i64, void *, i64, i64, void *, i64, i64, i64, i64 *);
 
 static PyObject *raise_rc;  /* raise_rc(rc) raises the runtime's error rc */
@@ -62,6 +63,7 @@ static int bound;
 static PyObject *s_source, *s_tag, *s_count, *s_error;
 
 static PyObject *pickled(PyObject *obj);
+static PyObject *pickled_joined(PyObject *obj, Py_buffer *v);
 
 #define SCRATCH (128 * 1024) /* an object message this small is received without a probe */
 static pthread_key_t scratch_key;
@@ -528,19 +530,10 @@ static PyObject *f_bcast_obj(PyObject *self, PyObject *const *args, Py_ssize_t n
     long long h = a[0], root = a[1];
     i64 blob = 0, size = 0, rc;
     if (a[2]) {
-        PyObject *parts = pickled(args[3]);
-        if (parts == NULL)
-            return NULL;
-        PyObject *data = PyList_GET_SIZE(parts) == 1 ? Py_NewRef(PyList_GET_ITEM(parts, 0))
-                                                     : PyObject_CallOneArg(joined, parts);
-        Py_DECREF(parts);
+        Py_buffer v;
+        PyObject *data = pickled_joined(args[3], &v);
         if (data == NULL)
             return NULL;
-        Py_buffer v;
-        if (PyObject_GetBuffer(data, &v, PyBUF_ANY_CONTIGUOUS) != 0) {
-            Py_DECREF(data);
-            return NULL;
-        }
         Py_BEGIN_ALLOW_THREADS
         rc = pm_bcast_obj(h, root, v.len ? v.buf : NULL, v.len, &blob, &size);
         Py_END_ALLOW_THREADS
@@ -569,6 +562,88 @@ static PyObject *f_bcast_obj(PyObject *self, PyObject *const *args, Py_ssize_t n
         return load(NULL, s, size);
     PyObject *data = take_blob(blob, size);
     return data == NULL ? NULL : load(data, NULL, size);
+}
+
+/* One part holding all the parts of obj's message (a new reference), its
+ * buffer held in v. */
+static PyObject *pickled_joined(PyObject *obj, Py_buffer *v)
+{
+    PyObject *parts = pickled(obj);
+    if (parts == NULL)
+        return NULL;
+    PyObject *data = PyList_GET_SIZE(parts) == 1 ? Py_NewRef(PyList_GET_ITEM(parts, 0))
+                                                 : PyObject_CallOneArg(joined, parts);
+    Py_DECREF(parts);
+    if (data != NULL && PyObject_GetBuffer(data, v, PyBUF_ANY_CONTIGUOUS) != 0)
+        Py_CLEAR(data);
+    return data;
+}
+
+/* gather_obj(h, root, all, size, obj): the list of every rank's obj at root
+ * (everywhere with all), None elsewhere. */
+static PyObject *f_gather_obj(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    long long a[4];
+    if (strict("gather_obj", args, n, 5, 4, a) < 0)
+        return NULL;
+    long long h = a[0], root = a[1], all = a[2], size = a[3];
+    if (size <= 0 || size > (1 << 24)) {
+        PyErr_Format(PyExc_ValueError, "gather_obj: bad size %lld", size);
+        return NULL;
+    }
+    Py_buffer v;
+    PyObject *data = pickled_joined(args[4], &v);
+    if (data == NULL)
+        return NULL;
+    i64 *lens = PyMem_Calloc(size, sizeof(i64)), blob = 0, rc;
+    if (lens == NULL) {
+        PyBuffer_Release(&v);
+        Py_DECREF(data);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_gather_obj(h, root, all, v.len ? v.buf : NULL, v.len, lens, size, &blob);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&v);
+    Py_DECREF(data);
+    PyObject *out = NULL, *got = NULL;
+    if (rc < 0) {
+        fail(rc);
+        goto done;
+    }
+    if (blob == 0) {
+        out = Py_NewRef(Py_None);
+        goto done;
+    }
+    i64 total = 0;
+    for (long long r = 0; r < size; r++)
+        total += lens[r];
+    if ((got = take_blob(blob, total)) == NULL || (out = PyList_New(size)) == NULL)
+        goto done;
+    PyObject *mv = PyMemoryView_FromObject(got);
+    if (mv == NULL) {
+        Py_CLEAR(out);
+        goto done;
+    }
+    i64 off = 0;
+    for (long long r = 0; r < size; r++) {
+        /* Each piece a view of the received bytes, which its out-of-band
+         * buffers may keep. */
+        PyObject *piece = PySequence_GetSlice(mv, off, off + lens[r]);
+        PyObject *o = piece == NULL ? NULL : PyObject_CallOneArg(loads, piece);
+        Py_XDECREF(piece);
+        if (o == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, r, o);
+        off += lens[r];
+    }
+    Py_DECREF(mv);
+done:
+    Py_XDECREF(got);
+    PyMem_Free(lens);
+    return out;
 }
 
 /* bcast(h, root, isroot, buf) */
@@ -755,6 +830,7 @@ static PyObject *f_bind(PyObject *self, PyObject *args)
         addr_of(d, "pm_reduce", (void **)&pm_reduce) < 0 ||
         addr_of(d, "pm_bcast_obj", (void **)&pm_bcast_obj) < 0 ||
         addr_of(d, "pm_isend", (void **)&pm_isend) < 0 ||
+        addr_of(d, "pm_gather_obj", (void **)&pm_gather_obj) < 0 ||
         addr_of(d, "pm_irecv", (void **)&pm_irecv) < 0 ||
         addr_of(d, "pm_wait", (void **)&pm_wait) < 0 ||
         addr_of(d, "pm_req_free", (void **)&pm_req_free) < 0 ||
@@ -797,6 +873,7 @@ static PyMethodDef methods[] = {
     {"send_obj", (PyCFunction)(void (*)(void))f_send_obj, METH_FASTCALL, "send_obj(h, dest, tag, sync, obj) -> done"},
     {"recv_obj", (PyCFunction)(void (*)(void))f_recv_obj, METH_FASTCALL, "recv_obj(h, source, tag, status) -> obj"},
     {"bcast_obj", (PyCFunction)(void (*)(void))f_bcast_obj, METH_FASTCALL, "bcast_obj(h, root, isroot, obj) -> obj"},
+    {"gather_obj", (PyCFunction)(void (*)(void))f_gather_obj, METH_FASTCALL, "gather_obj(h, root, all, size, obj) -> list or None"},
     {"bcast", (PyCFunction)(void (*)(void))f_bcast, METH_FASTCALL, "bcast(h, root, isroot, buf) -> done"},
     {"gather", (PyCFunction)(void (*)(void))f_gather, METH_FASTCALL, "gather(h, root, me, all, size, sendbuf, recvbuf) -> done"},
     {"scatter", (PyCFunction)(void (*)(void))f_scatter, METH_FASTCALL, "scatter(h, root, isroot, size, sendbuf, recvbuf) -> done"},

@@ -64,7 +64,7 @@ if _FAST:
                                          "pm_bcast",
                                          "pm_gather", "pm_scatter", "pm_reduce", "pm_bcast_obj",
                                          "pm_blob_take", "pm_isend", "pm_irecv", "pm_wait",
-                                         "pm_req_free")),
+                                         "pm_req_free", "pm_gather_obj")),
                       _fail, _dumps, _loads, _joined, _typecode, PROC_NULL, _R_ALLREDUCE)
     _f_send, _f_recv = _bridge.fast.send, _bridge.fast.recv
     _f_send_obj, _f_recv_obj = _bridge.fast.send_obj, _bridge.fast.recv_obj
@@ -609,6 +609,8 @@ class Comm(_Handle):
 
     def _gather_obj(self, obj, root, all_):
         h = self._chk()
+        if _FAST:
+            return _bridge.fast.gather_obj(h, root, all_, self._size, obj)
         data = _joined(_dumps(obj))
         lens = (_bridge.c_int64 * self._size)()
         blob = _out()

@@ -943,6 +943,20 @@ class HotPaths(unittest.TestCase):
             got[0] = 5  # writable, as mpi4py's
         self.assertIsNone(comm.bcast(None, root=0))
 
+    def test_gather_objects(self):
+        root = size - 1
+        got = comm.gather({"r": rank, "s": "x" * rank}, root=root)
+        if rank == root:
+            self.assertEqual(got, [{"r": r, "s": "x" * r} for r in range(size)])
+        else:
+            self.assertIsNone(got)
+        self.assertEqual(comm.allgather(rank * 3), [r * 3 for r in range(size)])
+        if np is not None:  # out-of-band buffers in each rank's piece
+            got = comm.allgather(np.full(1 << 14, rank, dtype=np.float64))
+            self.assertEqual([int(a[0]) for a in got], list(range(size)))
+            self.assertTrue(all(a.shape == (1 << 14,) and np.all(a == a[0]) for a in got))
+            got[0][0] = 1.5  # writable, as mpi4py's
+
     def test_user_serialiser(self):
         # Strings, numbers and bytes too go through MPI.pickle once it is the
         # user's, on both sides.
