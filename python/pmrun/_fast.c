@@ -48,6 +48,7 @@ static i64 (*pm_gather)(i64, i64, void *, i64, i64, void *, i64, i64, i64 *);
 static i64 (*pm_scatter)(i64, i64, void *, i64, void *, i64, i64, i64 *);
 static i64 (*pm_bcast_obj)(i64, i64, void *, i64, i64 *, i64 *);
 static i64 (*pm_blob_take)(i64, void *, i64);
+static i64 (*pm_scatter_obj)(i64, i64, void *, void *, i64, i64 *, i64 *);
 static i64 (*pm_gather_obj)(i64, i64, i64, void *, i64, void *, i64, i64 *);
 static i64 (*pm_reduce)(i64, i64, i64, void *, i64, void *, i64, i64, void *, i64, i64, i64, i64 *);
 
@@ -646,6 +647,67 @@ done:
     return out;
 }
 
+/* scatter_obj(h, root, items): item r of the root's list (None elsewhere)
+ * on rank r; the root checked that there is one per rank. */
+static PyObject *f_scatter_obj(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    long long a[2];
+    if (strict("scatter_obj", args, n, 3, 2, a) < 0)
+        return NULL;
+    PyObject *items = args[2];
+    Py_ssize_t k = 0;
+    if (items != Py_None) {
+        if (!PyList_Check(items)) {
+            PyErr_SetString(PyExc_TypeError, "scatter_obj: the root's items are a list");
+            return NULL;
+        }
+        k = PyList_GET_SIZE(items);
+    }
+    Py_buffer *views = NULL;
+    PyObject **datas = NULL;
+    void **addrs = NULL;
+    i64 *lens = NULL, blob = 0, size = 0, rc;
+    Py_ssize_t held = 0;
+    PyObject *out = NULL;
+    if (k > 0) {
+        views = PyMem_Calloc(k, sizeof(Py_buffer));
+        datas = PyMem_Calloc(k, sizeof(PyObject *));
+        addrs = PyMem_Calloc(k, sizeof(void *));
+        lens = PyMem_Calloc(k, sizeof(i64));
+        if (!views || !datas || !addrs || !lens) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (; held < k; held++) {
+            datas[held] = pickled_joined(PyList_GET_ITEM(items, held), &views[held]);
+            if (datas[held] == NULL)
+                goto done;
+            addrs[held] = views[held].len ? views[held].buf : NULL;
+            lens[held] = views[held].len;
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_scatter_obj(a[0], a[1], addrs, lens, k, &blob, &size);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        fail(rc);
+        goto done;
+    }
+    PyObject *data = take_blob(blob, size);
+    if (data != NULL)
+        out = load(data, NULL, size);
+done:
+    for (Py_ssize_t i = 0; i < held; i++) {
+        PyBuffer_Release(&views[i]);
+        Py_DECREF(datas[i]);
+    }
+    PyMem_Free(views);
+    PyMem_Free(datas);
+    PyMem_Free(addrs);
+    PyMem_Free(lens);
+    return out;
+}
+
 /* bcast(h, root, isroot, buf) */
 static PyObject *f_bcast(PyObject *self, PyObject *const *args, Py_ssize_t n)
 {
@@ -831,6 +893,7 @@ static PyObject *f_bind(PyObject *self, PyObject *args)
         addr_of(d, "pm_bcast_obj", (void **)&pm_bcast_obj) < 0 ||
         addr_of(d, "pm_isend", (void **)&pm_isend) < 0 ||
         addr_of(d, "pm_gather_obj", (void **)&pm_gather_obj) < 0 ||
+        addr_of(d, "pm_scatter_obj", (void **)&pm_scatter_obj) < 0 ||
         addr_of(d, "pm_irecv", (void **)&pm_irecv) < 0 ||
         addr_of(d, "pm_wait", (void **)&pm_wait) < 0 ||
         addr_of(d, "pm_req_free", (void **)&pm_req_free) < 0 ||
@@ -874,6 +937,7 @@ static PyMethodDef methods[] = {
     {"recv_obj", (PyCFunction)(void (*)(void))f_recv_obj, METH_FASTCALL, "recv_obj(h, source, tag, status) -> obj"},
     {"bcast_obj", (PyCFunction)(void (*)(void))f_bcast_obj, METH_FASTCALL, "bcast_obj(h, root, isroot, obj) -> obj"},
     {"gather_obj", (PyCFunction)(void (*)(void))f_gather_obj, METH_FASTCALL, "gather_obj(h, root, all, size, obj) -> list or None"},
+    {"scatter_obj", (PyCFunction)(void (*)(void))f_scatter_obj, METH_FASTCALL, "scatter_obj(h, root, items or None) -> obj"},
     {"bcast", (PyCFunction)(void (*)(void))f_bcast, METH_FASTCALL, "bcast(h, root, isroot, buf) -> done"},
     {"gather", (PyCFunction)(void (*)(void))f_gather, METH_FASTCALL, "gather(h, root, me, all, size, sendbuf, recvbuf) -> done"},
     {"scatter", (PyCFunction)(void (*)(void))f_scatter, METH_FASTCALL, "scatter(h, root, isroot, size, sendbuf, recvbuf) -> done"},

@@ -64,7 +64,7 @@ if _FAST:
                                          "pm_bcast",
                                          "pm_gather", "pm_scatter", "pm_reduce", "pm_bcast_obj",
                                          "pm_blob_take", "pm_isend", "pm_irecv", "pm_wait",
-                                         "pm_req_free", "pm_gather_obj")),
+                                         "pm_req_free", "pm_gather_obj", "pm_scatter_obj")),
                       _fail, _dumps, _loads, _joined, _typecode, PROC_NULL, _R_ALLREDUCE)
     _f_send, _f_recv = _bridge.fast.send, _bridge.fast.recv
     _f_send_obj, _f_recv_obj = _bridge.fast.send_obj, _bridge.fast.recv_obj
@@ -635,9 +635,13 @@ class Comm(_Handle):
             if items is None or len(items) != self._size:
                 raise Exception(ERR_ARG, "scatter: the root must pass a sequence of %d items, "
                                 "not %r" % (self._size, None if items is None else len(items)))
+            if _FAST:
+                return _bridge.fast.scatter_obj(h, root, items)
             pp = _Parts([_joined(_dumps(x)) for x in items])
             _call(_lib.pm_scatter_obj(h, root, pp.addrs, pp.lens, pp.k,
                                       _bridge.ctypes.byref(blob), _bridge.ctypes.byref(size)))
+        elif _FAST:
+            return _bridge.fast.scatter_obj(h, root, None)
         else:
             _call(_lib.pm_scatter_obj(h, root, None, None, 0, _bridge.ctypes.byref(blob),
                                       _bridge.ctypes.byref(size)))

@@ -956,6 +956,12 @@ class HotPaths(unittest.TestCase):
             self.assertEqual([int(a[0]) for a in got], list(range(size)))
             self.assertTrue(all(a.shape == (1 << 14,) and np.all(a == a[0]) for a in got))
             got[0][0] = 1.5  # writable, as mpi4py's
+            items = [np.full(1 << 14, r, dtype=np.float64) for r in range(size)] if rank == 0 else None
+            mine = comm.scatter(items, root=0)
+            self.assertTrue(mine.shape == (1 << 14,) and np.all(mine == rank))
+            mine[0] = -1
+        self.assertEqual(comm.scatter([("i", r) for r in range(size)] if rank == root else None,
+                                      root=root), ("i", rank))
 
     def test_user_serialiser(self):
         # Strings, numbers and bytes too go through MPI.pickle once it is the
