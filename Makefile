@@ -16,8 +16,8 @@ all: build
 build: examples python
 	$(GO) build $(GOFLAGS) -ldflags "$(LDFLAGS)" -o bin/pmrun ./cmd/pmrun
 
-# pmrun's Python package next to the launcher: the sources and the Go runtime
-# as a shared library that they load with ctypes.
+# pmrun's Python package next to the launcher: the sources, the Go runtime
+# as a shared library that they load with ctypes, and pmrun._fast.
 python:
 	@rm -rf bin/python && mkdir -p bin/python
 	cp -R python/pmrun python/compat bin/python/
