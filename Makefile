@@ -1,6 +1,9 @@
 # pmrun: `make run` builds and runs an 8-rank example; `make test` runs the suite.
 GO      ?= go
 GOFLAGS ?=
+CC      ?= gcc
+# The interpreters that pmrun._fast is built for (each one found).
+PYTHONS ?= python3 /usr/bin/python3
 # pmrun's one version (VERSION), for the launcher and the Python package's library.
 VERSION := $(shell cat VERSION)
 LDFLAGS := -X github.com/pmrun/pmrun/internal/version.Version=$(VERSION)
@@ -13,16 +16,29 @@ all: build
 build: examples python
 	$(GO) build $(GOFLAGS) -ldflags "$(LDFLAGS)" -o bin/pmrun ./cmd/pmrun
 
-# pmrun's Python package next to the launcher: the sources and the Go runtime
-# as a shared library that they load with ctypes.
+# pmrun's Python package next to the launcher: the sources, the Go runtime
+# as a shared library that they load with ctypes, and pmrun._fast.
 python:
 	@rm -rf bin/python && mkdir -p bin/python
 	cp -R python/pmrun python/compat bin/python/
 	$(GO) build $(GOFLAGS) -ldflags "$(LDFLAGS)" -buildmode=c-shared -o bin/python/pmrun/libpmrun.so ./pybridge
-	@rm -f bin/python/pmrun/libpmrun.h
+	@rm -f bin/python/pmrun/libpmrun.h bin/python/pmrun/_fast.c
+	@# pmrun._fast, the hot calls without ctypes, for each interpreter found
+	@# (one build per ABI tag); where gcc or an interpreter's headers are
+	@# missing, pmrun.MPI calls the library through ctypes alone.
+	@for py in $(PYTHONS); do \
+	  command -v $$py >/dev/null 2>&1 || continue; \
+	  set -- $$($$py -c 'import sysconfig as s; print(s.get_config_var("EXT_SUFFIX"), s.get_paths()["include"])' 2>/dev/null); \
+	  if [ -z "$$2" ] || [ ! -f "$$2/Python.h" ] || ! command -v $(CC) >/dev/null 2>&1; then \
+	    echo "pmrun._fast not built for $$py (no $(CC) or no Python headers: apt-get install python3-dev); pmrun.MPI uses ctypes"; continue; \
+	  fi; \
+	  [ -f bin/python/pmrun/_fast$$1 ] && continue; \
+	  $(CC) -O2 -Wall -shared -fPIC -I"$$2" -o bin/python/pmrun/_fast$$1 python/pmrun/_fast.c -lpthread \
+	    || echo "pmrun._fast not built for $$py; pmrun.MPI uses ctypes"; \
+	done
 	@# Compiled once here: every rank of every job would otherwise compile
 	@# MPI.py again (30 ms each) when Python may not write its cache.
-	@for py in python3 /usr/bin/python3; do \
+	@for py in $(PYTHONS); do \
 	  if command -v $$py >/dev/null 2>&1; then $$py -m compileall -q bin/python >/dev/null || true; fi; \
 	done
 

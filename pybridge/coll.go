@@ -532,10 +532,13 @@ func reductionOf(c *comm.Comm, kind, root int64, sbuf unsafe.Pointer, scap int64
 
 // Object collectives carry pickles of any size: the sizes travel first.
 
-func lenBytes(n int64) []byte { return binary.LittleEndian.AppendUint64(nil, uint64(n)) }
+// objInline is how many bytes of an object's pickle travel with its length
+// in the first broadcast: an object this small takes one round, not two.
+const objInline = 248
 
-// pm_bcast_obj broadcasts n bytes from root; elsewhere it stores the received
-// bytes as a blob and writes its handle and size.
+// pm_bcast_obj broadcasts n bytes from root. Elsewhere n is the capacity of
+// buf: the bytes are received there when they fit (blob 0), else stored as a
+// blob (its handle in blob); size is their count.
 //
 //export pm_bcast_obj
 func pm_bcast_obj(h, root int64, buf unsafe.Pointer, n int64, blob, size *int64) int64 {
@@ -543,20 +546,39 @@ func pm_bcast_obj(h, root int64, buf unsafe.Pointer, n int64, blob, size *int64)
 	if err != nil {
 		return fail(err)
 	}
-	hdr := lenBytes(n)
-	if err := collective.Bcast(bg, c, int(root), hdr); err != nil {
+	isRoot := c.Rank() == int(root)
+	first := make([]byte, 8+objInline) // the length, then the first bytes
+	if isRoot {
+		binary.LittleEndian.PutUint64(first, uint64(n))
+		copy(first[8:], mem(buf, n))
+	}
+	if err := collective.Bcast(bg, c, int(root), first); err != nil {
 		return fail(err)
 	}
-	data := mem(buf, n)
-	if c.Rank() != int(root) {
-		data = make([]byte, binary.LittleEndian.Uint64(hdr))
+	total := int64(binary.LittleEndian.Uint64(first))
+	*blob, *size = 0, total
+	if isRoot {
+		if total > objInline {
+			return fail(collective.Bcast(bg, c, int(root), mem(buf, n)[objInline:]))
+		}
+		return 0
 	}
-	if err := collective.Bcast(bg, c, int(root), data); err != nil {
-		return fail(err)
-	}
-	*blob, *size = 0, int64(len(data))
-	if c.Rank() != int(root) {
+	var data []byte
+	if total <= n && buf != nil {
+		data = mem(buf, total)
+	} else {
+		data = make([]byte, total)
 		*blob = blobs.put(data)
+	}
+	copy(data, first[8:])
+	if total > objInline {
+		if err := collective.Bcast(bg, c, int(root), data[objInline:]); err != nil {
+			if *blob != 0 {
+				blobs.take(*blob)
+				*blob = 0
+			}
+			return fail(err)
+		}
 	}
 	return 0
 }

@@ -300,6 +300,32 @@ func pm_recv_obj(h, src, tag int64, buf unsafe.Pointer, capacity int64, st unsaf
 	return fail(err)
 }
 
+// pm_recv_any receives the next message of unknown size in one match: into
+// buf when it fits (result 0), else it keeps the message as a blob, writes its
+// handle into blob and returns 1 (pm_blob_take copies it out). Unlike
+// pm_recv_obj it never probes first, and costs a copy where pm_recv_obj would
+// receive a large message straight into the caller's memory.
+//
+//export pm_recv_any
+func pm_recv_any(h, src, tag int64, buf unsafe.Pointer, capacity int64, st unsafe.Pointer, blob *int64) int64 {
+	*blob = 0
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	data, s, err := c.Recv(bg, int(src), int(tag))
+	putStatus(st, s, err)
+	if err != nil {
+		return fail(err)
+	}
+	if int64(len(data)) <= capacity {
+		copy(mem(buf, capacity), data)
+		return 0
+	}
+	*blob = blobs.put(data)
+	return 1
+}
+
 // pm_irecv starts a receive into buf, or, with a nil buf, into a buffer of the
 // message's size that pm_req_data copies out once the request is done.
 //

@@ -109,6 +109,15 @@ func TestUnittestSuite(t *testing.T) {
 	runSuite(t, "python/tests/test_mpi.py", "1", "2", "3", "4", "5", "7")
 }
 
+// TestUnittestSuiteCtypes runs the suites with PMRUN_PY_FAST=0: every call
+// through ctypes, as where pmrun._fast is not built (no compiler or no Python
+// headers), against the same tests as the calls through the extension.
+func TestUnittestSuiteCtypes(t *testing.T) {
+	t.Setenv("PMRUN_PY_FAST", "0")
+	runSuite(t, "python/tests/test_mpi.py", "1", "2", "3")
+	runSuite(t, "python/tests/test_buffers.py", "2", "3")
+}
+
 // runSuite runs a unittest module under pmrun at each np, every rank with
 // Debian's (or the configured) interpreter, and checks that every rank
 // reported OK and that no numpy test was skipped where numpy is installed.

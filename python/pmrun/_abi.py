@@ -78,6 +78,8 @@ SIGNATURES = {
     "pm_recv": ((I64, I64, I64, PTR, I64, PTR), I64),
     # pm_recv_obj(h, src, tag, buf, capacity, st)
     "pm_recv_obj": ((I64, I64, I64, PTR, I64, PTR), I64),
+    # pm_recv_any(h, src, tag, buf, capacity, st, blob)
+    "pm_recv_any": ((I64, I64, I64, PTR, I64, PTR, P64), I64),
     # pm_irecv(h, src, tag, buf, capacity, out)
     "pm_irecv": ((I64, I64, I64, PTR, I64, P64), I64),
     # pm_sendrecv(h, sbuf, sn, dst, stag, rbuf, rcap, src, rtag, st)

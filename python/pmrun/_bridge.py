@@ -49,6 +49,27 @@ for _name, (_args, _result) in _abi.SIGNATURES.items():
     _f.restype = _result
 
 
+def _load_fast():
+    """pmrun._fast (the hot calls of pmrun.MPI without ctypes), or None where
+    it was not built or PMRUN_PY_FAST=0 asks for ctypes alone."""
+    if os.environ.get("PMRUN_PY_FAST", "1") == "0":
+        return None
+    try:
+        from . import _fast as fast
+    except ImportError:
+        return None
+    return fast
+
+
+fast = _load_fast()
+
+
+def addresses(names):
+    """The address of each named function of the library: the extension
+    calls the very functions ctypes does."""
+    return {n: ctypes.cast(getattr(lib, n), c_void_p).value for n in names}
+
+
 def error(rc):
     """The exception for a negative result ``rc``."""
     buf = ctypes.create_string_buffer(4096)
@@ -101,7 +122,7 @@ _PyBuffer_Release.argtypes = (ctypes.POINTER(_PyBuffer),)
 _PyBuffer_Release.restype = None
 _PyBUF_SIMPLE, _PyBUF_WRITABLE, _PyBUF_FORMAT, _PyBUF_ND = 0, 1, 4, 8
 _PyBUF_STRIDES = 0x10 | _PyBUF_ND
-_PyBUF_C_CONTIGUOUS = 0x20 | _PyBUF_STRIDES
+_PyBUF_ANY_CONTIGUOUS = 0x80 | _PyBUF_STRIDES
 
 
 class Pinned:
@@ -114,7 +135,7 @@ class Pinned:
     def __init__(self, obj, writable=False):
         self.obj = obj
         view = _PyBuffer()
-        flags = _PyBUF_C_CONTIGUOUS | _PyBUF_FORMAT | (_PyBUF_WRITABLE if writable else 0)
+        flags = _PyBUF_ANY_CONTIGUOUS | _PyBUF_FORMAT | (_PyBUF_WRITABLE if writable else 0)
         if _PyObject_GetBuffer(obj, ctypes.byref(view), flags) != 0:  # raises
             raise BufferError("cannot get a buffer from %r" % type(obj).__name__)
         self._view = view

@@ -207,14 +207,13 @@ def _pin(obj, writable):
             raise Exception(ERR_BUFFER, "a %s is not a buffer (numpy array, bytes, bytearray, "
                             "array.array, memoryview, DLPack...)" % type(obj).__name__) from None
         return found
-    if not mv.c_contiguous:  # BufferError, as mpi4py raises
+    if not mv.contiguous:  # BufferError, as mpi4py raises
         raise BufferError("a %s is not contiguous in memory" % type(obj).__name__)
     nbytes, fmt, itemsize = mv.nbytes, mv.format, mv.itemsize
-    if mv.readonly:
-        if writable:
-            raise Exception(ERR_BUFFER, "a read-only %s cannot be received into"
-                            % type(obj).__name__)
-        pin = _bridge.Pinned(mv)
+    if mv.readonly and writable:
+        raise Exception(ERR_BUFFER, "a read-only %s cannot be received into" % type(obj).__name__)
+    if mv.readonly or not mv.c_contiguous:  # (Fortran order: in memory order, as mpi4py)
+        pin = _bridge.Pinned(mv, writable)
         return pin, pin.addr, nbytes, fmt, itemsize
     if nbytes == 0:
         return mv, None, 0, fmt, itemsize

@@ -25,6 +25,7 @@ from ._mpi_buffers import (
 )
 from ._mpi_status import Status, _fill, _st
 from ._mpi_ops import SUM, Op, _combine, _go_reducible
+from . import _mpi_pickle
 from ._mpi_pickle import (
     _SCRATCH, _Parts, _dumps, _joined, _loads, _scratch, _split_blob, _take_blob,
 )
@@ -34,6 +35,44 @@ from ._mpi_groups import Group
 
 _lib = _bridge.lib
 _out = _bridge.out
+
+
+def _fail(rc):
+    _raise(_bridge.error(rc))
+
+
+class _OpCode:
+    __slots__ = ("code",)
+    _user = None
+
+    def __init__(self, code):
+        self.code = code
+
+
+def _typecode(fmt, itemsize, op):
+    """The Go type code of elements of this format and size that the runtime
+    reduces with op (a predefined op's code), else 0."""
+    t = _datatype_of(fmt, itemsize)
+    return t.code if t.size and _go_reducible(_OpCode(op), t) else 0
+
+
+# The hot calls through pmrun._fast where it is built (each returns False
+# when its arguments need the general path below), else through ctypes.
+_FAST = _bridge.fast is not None
+if _FAST:
+    _bridge.fast.bind(_bridge.addresses(("pm_send", "pm_sendv", "pm_recv", "pm_recv_obj", "pm_recv_any",
+                                         "pm_bcast",
+                                         "pm_gather", "pm_scatter", "pm_reduce", "pm_bcast_obj",
+                                         "pm_blob_take", "pm_isend", "pm_irecv", "pm_wait",
+                                         "pm_req_free", "pm_gather_obj", "pm_scatter_obj")),
+                      _fail, _dumps, _loads, _joined, _typecode, PROC_NULL, _R_ALLREDUCE)
+    _f_send, _f_recv = _bridge.fast.send, _bridge.fast.recv
+    _f_send_obj, _f_recv_obj = _bridge.fast.send_obj, _bridge.fast.recv_obj
+    _f_bcast, _f_gather, _f_scatter = _bridge.fast.bcast, _bridge.fast.gather, _bridge.fast.scatter
+    _f_allreduce, _f_bcast_obj = _bridge.fast.allreduce, _bridge.fast.bcast_obj
+    _f_isend, _f_irecv = _bridge.fast.isend, _bridge.fast.irecv
+    _mpi_pickle.Pickle._watch = _bridge.fast.std_pickle
+    _bridge.fast.std_pickle(_mpi_pickle.pickle._default())
 
 # --- communicators -------------------------------------------------------------
 
@@ -307,6 +346,8 @@ class Comm(_Handle):
     # --- point to point: objects ---
 
     def _send(self, obj, dest, tag=0, sync=0):
+        if _FAST and _f_send_obj(self._h, dest, tag, sync, obj):
+            return
         h = self._chk()
         if dest == PROC_NULL:
             return
@@ -346,6 +387,8 @@ class Comm(_Handle):
         if source == PROC_NULL:
             _null_status(status)
             return None
+        if _FAST:
+            return _f_recv_obj(h, source, tag, status)
         st = _st()
         scratch = _scratch()
         rc = _lib.pm_recv_obj(h, source, tag, scratch, _SCRATCH, _bridge.ctypes.byref(st))
@@ -399,6 +442,8 @@ class Comm(_Handle):
     # --- point to point: buffers ---
 
     def _Send(self, buf, dest, tag=0, sync=0):
+        if _FAST and _f_send(self._h, dest, tag, sync, buf):
+            return
         h = self._chk()
         if dest == PROC_NULL:
             return
@@ -411,6 +456,10 @@ class Comm(_Handle):
     Rsend = _pm(_Send)
 
     def _Isend(self, buf, dest, tag=0, sync=0):
+        if _FAST:
+            held = _f_isend(self._h, dest, tag, sync, buf)
+            if held:
+                return Request._new(held.h, "send", held)
         h = self._chk()
         if dest == PROC_NULL:
             return Request._new(-1)
@@ -425,6 +474,8 @@ class Comm(_Handle):
     Irsend = _pm(_Isend)
 
     def Recv(self, buf, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        if _FAST and _f_recv(self._h, source, tag, buf, status):
+            return
         h = self._chk()
         if source == PROC_NULL:
             _null_status(status)
@@ -438,6 +489,10 @@ class Comm(_Handle):
             finish()
 
     def Irecv(self, buf, source=ANY_SOURCE, tag=ANY_TAG):
+        if _FAST:
+            held = _f_irecv(self._h, source, tag, buf)
+            if held:
+                return Request._new(held.h, "buf", held)
         h = self._chk()
         if source == PROC_NULL:
             return Request._new(-1)
@@ -543,18 +598,24 @@ class Comm(_Handle):
 
     def bcast(self, obj=None, root=0):
         h = self._chk()
+        if _FAST:
+            return _f_bcast_obj(h, root, self._rank == root, obj)
         blob, size = _out(), _out()
         if self._rank == root:
             data = _joined(_dumps(obj))
             _call(_lib.pm_bcast_obj(h, root, data, len(data), _bridge.ctypes.byref(blob),
                                     _bridge.ctypes.byref(size)))
-            return _loads(memoryview(data))  # the root gets a copy too, as with mpi4py
+            # The root gets a copy too, as with mpi4py; out-of-band buffers
+            # are its own, writable memory.
+            return _loads(memoryview(bytearray(data) if data[:1] == b"\x01" else data))
         _call(_lib.pm_bcast_obj(h, root, None, 0, _bridge.ctypes.byref(blob),
                                 _bridge.ctypes.byref(size)))
         return _loads(memoryview(_take_blob(blob.value, size.value)))
 
     def _gather_obj(self, obj, root, all_):
         h = self._chk()
+        if _FAST:
+            return _bridge.fast.gather_obj(h, root, all_, self._size, obj)
         data = _joined(_dumps(obj))
         lens = (_bridge.c_int64 * self._size)()
         blob = _out()
@@ -579,9 +640,13 @@ class Comm(_Handle):
             if items is None or len(items) != self._size:
                 raise Exception(ERR_ARG, "scatter: the root must pass a sequence of %d items, "
                                 "not %r" % (self._size, None if items is None else len(items)))
+            if _FAST:
+                return _bridge.fast.scatter_obj(h, root, items)
             pp = _Parts([_joined(_dumps(x)) for x in items])
             _call(_lib.pm_scatter_obj(h, root, pp.addrs, pp.lens, pp.k,
                                       _bridge.ctypes.byref(blob), _bridge.ctypes.byref(size)))
+        elif _FAST:
+            return _bridge.fast.scatter_obj(h, root, None)
         else:
             _call(_lib.pm_scatter_obj(h, root, None, None, 0, _bridge.ctypes.byref(blob),
                                       _bridge.ctypes.byref(size)))
@@ -670,6 +735,8 @@ class Comm(_Handle):
         return Request._new(out.value, "coll", keep, finish)
 
     def _bcast(self, buf, root=0, req=False):
+        if _FAST and not req and _f_bcast(self._h, root, self._rank == root, buf):
+            return None
         h = self._chk()
         if self._rank == root:
             addr, n, keep, cap = _sendbuf(buf)
@@ -682,8 +749,10 @@ class Comm(_Handle):
         return self._start(req, lambda r: _lib.pm_bcast(h, root, addr, cap, n, r), keep, finish)
 
     def _gather(self, sendbuf, recvbuf, root=0, all_=0, req=False):
-        h = self._chk()
         me = all_ or self._rank == root
+        if _FAST and not req and _f_gather(self._h, root, me, all_, self._size, sendbuf, recvbuf):
+            return None
+        h = self._chk()
         if not req:  # bare buffers: no datatypes to resolve
             fs = _bare(sendbuf)
             fr = _bare(recvbuf) if me else None
@@ -710,6 +779,9 @@ class Comm(_Handle):
                            keep)
 
     def _scatter(self, sendbuf, recvbuf, root=0, req=False):
+        if _FAST and not req and _f_scatter(self._h, root, self._rank == root, self._size, sendbuf,
+                                            recvbuf):
+            return None
         h = self._chk()
         if not req:  # bare buffers: no datatypes to resolve
             fr = _bare(recvbuf)
@@ -966,6 +1038,10 @@ class Comm(_Handle):
     # Reductions: in Go for the predefined ops on numeric types, else in Python
     # over gathered buffers (user ops, MAXLOC/MINLOC pairs).
     def _reduce(self, sendbuf, recvbuf, op=SUM, root=0, kind=0, req=False, counts=None):
+        if _FAST and kind == _R_ALLREDUCE and not req and type(op) is Op and op._user is None and \
+                sendbuf is not None and \
+                _f_allreduce(self._h, op.code, None if sendbuf is IN_PLACE else sendbuf, recvbuf):
+            return None
         h = self._chk()
         if kind == _R_ALLREDUCE and not req and type(op) is Op:
             # Bare buffers of one element type that Go reduces: no _Buf to make.

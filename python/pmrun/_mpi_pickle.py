@@ -22,6 +22,10 @@ _SCRATCH = 64 * 1024
 class Pickle:
     """How objects are serialised (mpi4py's MPI.pickle)."""
 
+    #: Called with whether MPI.pickle is the default (the standard pickle,
+    #: protocol 5) whenever one of its attributes changes.
+    _watch = None
+
     def __init__(self, dumps=None, loads=None, protocol=None):
         # With a serialiser of the user's, protocol None means "call dumps(obj)".
         if dumps is None and protocol is None:
@@ -30,6 +34,16 @@ class Pickle:
         self.loads = loads or _pickle.loads
         self.PROTOCOL = protocol
         self.THRESHOLD = _OOB_MIN
+
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+        if Pickle._watch is not None and self is globals().get("pickle"):
+            Pickle._watch(self._default())
+
+    def _default(self):
+        d = self.__dict__
+        return d.get("dumps") is _pickle.dumps and d.get("loads") is _pickle.loads and \
+            d.get("PROTOCOL") == 5
 
 
 pickle = Pickle()

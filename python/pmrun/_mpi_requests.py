@@ -10,6 +10,7 @@ from ._mpi_pickle import _loads
 
 _lib = _bridge.lib
 _out = _bridge.out
+_fast = _bridge.fast
 
 # --- requests ------------------------------------------------------------------
 
@@ -86,8 +87,19 @@ class Request:
     def _wait(self):
         if self._h <= 0:
             return self._complete_null()
-        st = _st()
-        rc = _lib.pm_wait(self._h, _bridge.ctypes.byref(st))
+        if _fast is not None and self._kind != "obj":
+            status = Status()
+            rc = _fast.wait(self._h, status)  # frees the handle once done
+            if rc >= 0:
+                if self._done is not None:
+                    self._done()
+                self._h = 0
+                self._keep = None
+                self._status, self._obj = status, None
+                return status, None
+        else:
+            st = _st()
+            rc = _lib.pm_wait(self._h, _bridge.ctypes.byref(st))
         if rc < 0:
             e = _bridge.error(rc)
             if e.error_class == ERR_PENDING and self._kind in ("obj", "buf"):

@@ -549,23 +549,22 @@ class ObjectCollectives(unittest.TestCase):
 
     def test_tree_reduction_receives_log_objects(self):
         # Each rank unpickles at most log2(size) + 2 objects in an allreduce
-        # (its subtrees' results and the broadcast result), not one per rank.
-        # The communicators' methods find _loads in their own module.
-        from pmrun import _mpi_comms
-        loads = _mpi_comms._loads
+        # (its subtrees' results and the broadcast result), not one per rank:
+        # counted by a serialiser of the user's, which every path calls.
+        import pickle
         count = [0]
 
-        def counting(mv):
+        def counting(data):
             count[0] += 1
-            return loads(mv)
+            return pickle.loads(data)
         comm.barrier()
-        _mpi_comms._loads = counting
+        MPI.pickle.__init__(pickle.dumps, counting)
         try:
             self.assertEqual(comm.allreduce(rank, op=MPI.MAX), size - 1)
             self.assertEqual(comm.reduce(rank, op=MPI.MAX, root=size - 1),
                              size - 1 if rank == size - 1 else None)
         finally:
-            _mpi_comms._loads = loads
+            MPI.pickle.__init__()
         counts = comm.allgather(count[0])
         self.assertGreater(min(counts), 0, counts)  # every rank got the broadcast result
         log2 = max(size - 1, 0).bit_length()
@@ -846,6 +845,177 @@ class BufferOps(unittest.TestCase):
         if rank == 0:
             os.remove(mark)
             os.rmdir(where)
+
+
+class HotPaths(unittest.TestCase):
+    """The calls pmrun._fast makes without ctypes (where it is built), and the
+    arguments it leaves to the general path; the suite also runs with
+    PMRUN_PY_FAST=0, where every call goes through ctypes."""
+
+    def test_path(self):
+        import glob
+        import os
+        from pmrun import _bridge
+        if os.environ.get("PMRUN_PY_FAST") == "0":
+            self.assertIsNone(_bridge.fast)
+        elif glob.glob(os.path.join(os.path.dirname(_bridge.__file__), "_fast.*so")):
+            self.assertIsNotNone(_bridge.fast)  # built: it must load
+
+    def ring(self):
+        return (rank + 1) % size, (rank - 1) % size
+
+    @need_numpy
+    def test_buffer_kinds(self):
+        dst, src = self.ring()
+        # Fortran order: contiguous, sent in memory order.
+        a = np.asfortranarray(np.arange(12, dtype=np.int32).reshape(3, 4) + rank)
+        b = np.zeros((4, 3), dtype=np.int32)
+        r = comm.Irecv(b, source=src, tag=40)
+        comm.Send(a, dest=dst, tag=40)
+        r.Wait()
+        want = (np.arange(12, dtype=np.int32).reshape(3, 4) + src).ravel(order="F")
+        self.assertEqual(b.ravel().tolist(), want.tolist())
+        # bytes to send, a bytearray and an array.array to receive into; the status.
+        got = bytearray(5)
+        r = comm.Isend(b"ab" + bytes([rank]) + b"cd", dest=dst, tag=41)
+        st = MPI.Status()
+        comm.Recv(got, source=src, tag=41, status=st)
+        r.Wait()
+        self.assertEqual(bytes(got), b"ab" + bytes([src]) + b"cd")
+        self.assertEqual((st.Get_source(), st.Get_tag(), st.Get_count()), (src, 41, 5))
+        arr = array.array("d", [0.0] * 3)
+        r = comm.Isend(array.array("d", [rank, 1.5, 2.5]), dest=dst, tag=42)
+        comm.Recv(arr, source=src, tag=42)
+        r.Wait()
+        self.assertEqual(arr.tolist(), [src, 1.5, 2.5])
+        # Not contiguous: refused as mpi4py refuses it.
+        with self.assertRaises(BufferError):
+            comm.Send(np.zeros((4, 4))[:, 1], dest=dst, tag=43)
+        # Read-only memory cannot be received into.
+        with self.assertRaises(MPI.Exception):
+            comm.Recv(b"12345", source=src, tag=44)
+        # A message larger than the buffer: truncated, with the status filled.
+        r = comm.Isend(bytearray(16), dest=dst, tag=45)
+        st = MPI.Status()
+        with self.assertRaises(MPI.Exception) as cm:
+            comm.Recv(bytearray(8), source=src, tag=45, status=st)
+        self.assertEqual(cm.exception.Get_error_class(), MPI.ERR_TRUNCATE)
+        self.assertEqual((st.Get_source(), st.Get_tag()), (src, 45))
+        r.Wait()
+        comm.Barrier()
+
+    @need_numpy
+    def test_objects_in_and_out_of_band(self):
+        dst, src = self.ring()
+        # In band, out of band, larger than the scratch, then small again.
+        for n in (1, 1000, 1 << 14, 1 << 17, 1 << 18, 1 << 17, 10, 1):
+            obj = {"a": np.full(n, rank, dtype=np.float64), "b": b"x" * n, "r": rank}
+            r = comm.isend(obj, dest=dst, tag=46)
+            st = MPI.Status()
+            got = comm.recv(source=src, tag=46, status=st)
+            r.wait()
+            self.assertEqual(got["r"], src)
+            self.assertEqual(got["a"].shape, (n,))
+            self.assertTrue(np.all(got["a"] == src))
+            self.assertEqual(got["b"], b"x" * n)
+            self.assertEqual(st.Get_source(), src)
+            got["a"][0] = -1  # received arrays are writable, as mpi4py's are
+        # Two objects in a row: the first keeps its value once the second came.
+        comm.send([rank] * 3, dest=dst, tag=47)
+        comm.send("second", dest=dst, tag=47)
+        first = comm.recv(source=src, tag=47)
+        self.assertEqual(comm.recv(source=src, tag=47), "second")
+        self.assertEqual(first, [src] * 3)
+        with self.assertRaises(MPI.Exception):
+            comm.send(1, dest=size + 5, tag=1)
+        comm.Barrier()
+
+    def test_bcast_objects(self):
+        root = size - 1
+        for n in (0, 10, 240, 300, 100 << 10, 300 << 10):  # inline, two rounds, blob
+            obj = {"n": n, "b": bytes([n % 251]) * n} if rank == root else None
+            got = comm.bcast(obj, root=root)
+            self.assertEqual(got, {"n": n, "b": bytes([n % 251]) * n})
+        if np is not None:
+            a = np.arange(1 << 17, dtype=np.float64) if rank == root else None
+            got = comm.bcast(a, root=root)
+            self.assertTrue(np.array_equal(got, np.arange(1 << 17, dtype=np.float64)))
+            got[0] = 5  # writable, as mpi4py's
+        self.assertIsNone(comm.bcast(None, root=0))
+
+    def test_gather_objects(self):
+        root = size - 1
+        got = comm.gather({"r": rank, "s": "x" * rank}, root=root)
+        if rank == root:
+            self.assertEqual(got, [{"r": r, "s": "x" * r} for r in range(size)])
+        else:
+            self.assertIsNone(got)
+        self.assertEqual(comm.allgather(rank * 3), [r * 3 for r in range(size)])
+        if np is not None:  # out-of-band buffers in each rank's piece
+            got = comm.allgather(np.full(1 << 14, rank, dtype=np.float64))
+            self.assertEqual([int(a[0]) for a in got], list(range(size)))
+            self.assertTrue(all(a.shape == (1 << 14,) and np.all(a == a[0]) for a in got))
+            got[0][0] = 1.5  # writable, as mpi4py's
+            items = [np.full(1 << 14, r, dtype=np.float64) for r in range(size)] if rank == 0 else None
+            mine = comm.scatter(items, root=0)
+            self.assertTrue(mine.shape == (1 << 14,) and np.all(mine == rank))
+            mine[0] = -1
+        self.assertEqual(comm.scatter([("i", r) for r in range(size)] if rank == root else None,
+                                      root=root), ("i", rank))
+
+    def test_user_serialiser(self):
+        # Strings, numbers and bytes too go through MPI.pickle once it is the
+        # user's, on both sides.
+        import json
+        try:
+            MPI.pickle.__init__(lambda o: b"J" + json.dumps(o).encode(),
+                                lambda b: ("json", json.loads(bytes(b)[1:])))
+            for obj in ("text", 7, 2.5, None, True):
+                MPI.COMM_SELF.send(obj, dest=0, tag=3)
+                self.assertEqual(MPI.COMM_SELF.recv(source=0, tag=3), ("json", obj))
+        finally:
+            MPI.pickle.__init__()
+        MPI.COMM_SELF.send("after", dest=0, tag=3)
+        self.assertEqual(MPI.COMM_SELF.recv(source=0, tag=3), "after")
+
+    @need_numpy
+    def test_collectives(self):
+        a = np.arange(4, dtype=np.int32) + rank
+        out = np.empty_like(a)
+        comm.Allreduce(a, out, op=MPI.MAX)
+        self.assertEqual(out.tolist(), (np.arange(4) + size - 1).tolist())
+        f = np.full(3, rank + 1.0)
+        comm.Allreduce(MPI.IN_PLACE, f, op=MPI.PROD)
+        self.assertEqual(f.tolist(), [float(_fact(size))] * 3)
+        with self.assertRaises(ValueError):  # a send buffer of another type
+            comm.Allreduce(np.zeros(4, dtype=np.int64), out, op=MPI.SUM)
+        comm.Barrier()
+        user = MPI.Op.Create(lambda x, y, t: np.frombuffer(y, dtype=np.int32).__iadd__(
+            np.frombuffer(x, dtype=np.int32)), commute=True)
+        comm.Allreduce(a, out, op=user)
+        user.Free()
+        self.assertEqual(out.tolist(), (np.arange(4) * size + size * (size - 1) // 2).tolist())
+        b = bytearray(b"root!" if rank == 0 else 5)
+        comm.Bcast(b, root=0)
+        self.assertEqual(bytes(b), b"root!")
+        if rank == 0:
+            comm.Bcast(b"const", root=0)  # the root may send read-only memory
+        else:
+            got = bytearray(5)
+            comm.Bcast(got, root=0)
+            self.assertEqual(bytes(got), b"const")
+        g = np.empty(2 * size, dtype=np.int16) if rank == 0 else None
+        comm.Gather(np.array([rank, -rank], dtype=np.int16), g, root=0)
+        if rank == 0:
+            self.assertEqual(g.tolist(), [v for r in range(size) for v in (r, -r)])
+        ag = np.empty(size, dtype=np.int64)
+        comm.Allgather(np.array([rank * 7]), ag)
+        self.assertEqual(ag.tolist(), [r * 7 for r in range(size)])
+        s = np.arange(3 * size, dtype=np.float32) if rank == 0 else None
+        part = np.empty(3, dtype=np.float32)
+        comm.Scatter(s, part, root=0)
+        self.assertEqual(part.tolist(), [3.0 * rank, 3.0 * rank + 1, 3.0 * rank + 2])
+        comm.Barrier()
 
 
 class Communicators(unittest.TestCase):

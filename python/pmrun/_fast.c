@@ -1,0 +1,966 @@
+/* pmrun._fast: the hot calls of pmrun.MPI without ctypes.
+ *
+ * The calls that a program makes in its loops (Send, Recv, send, recv, Bcast,
+ * Gather, Scatter, Allreduce) resolve their buffers with the buffer protocol
+ * and call the runtime library's functions directly, with the interpreter's
+ * lock released while they block. The library is the one _bridge loaded:
+ * bind() receives the addresses of its functions, so both paths call the same
+ * copy of the runtime.
+ *
+ * Each buffer call returns True once done, or False when its arguments are not
+ * plain contiguous buffers (a [buf, count, TYPE] list, None, IN_PLACE, a
+ * derived datatype, an invalid handle...): the caller then takes the ctypes
+ * path, which resolves them and gives mpi4py's errors. A negative result of
+ * the runtime is raised through the function given to bind(). */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if PY_VERSION_HEX < 0x030A0000
+static inline PyObject *Py_NewRef(PyObject *o)
+{
+    Py_INCREF(o);
+    return o;
+}
+#endif
+#if PY_VERSION_HEX < 0x03090000
+#define PyObject_CallOneArg(f, a) PyObject_CallFunctionObjArgs((f), (a), NULL)
+#endif
+
+typedef int64_t i64;
+
+static i64 (*pm_send)(i64, i64, i64, void *, i64, i64);
+static i64 (*pm_sendv)(i64, i64, i64, void *, void *, i64, i64);
+static i64 (*pm_recv)(i64, i64, i64, void *, i64, void *);
+static i64 (*pm_recv_obj)(i64, i64, i64, void *, i64, void *);
+static i64 (*pm_recv_any)(i64, i64, i64, void *, i64, void *, i64 *);
+static i64 (*pm_isend)(i64, i64, i64, void *, i64, i64, i64 *);
+static i64 (*pm_irecv)(i64, i64, i64, void *, i64, i64 *);
+static i64 (*pm_wait)(i64, void *);
+static void (*pm_req_free)(i64);
+static i64 (*pm_bcast)(i64, i64, void *, i64, i64, i64 *);
+static i64 (*pm_gather)(i64, i64, void *, i64, i64, void *, i64, i64, i64 *);
+static i64 (*pm_scatter)(i64, i64, void *, i64, void *, i64, i64, i64 *);
+static i64 (*pm_bcast_obj)(i64, i64, void *, i64, i64 *, i64 *);
+static i64 (*pm_blob_take)(i64, void *, i64);
+static i64 (*pm_scatter_obj)(i64, i64, void *, void *, i64, i64 *, i64 *);
+static i64 (*pm_gather_obj)(i64, i64, i64, void *, i64, void *, i64, i64 *);
+static i64 (*pm_reduce)(i64, i64, i64, void *, i64, void *, i64, i64, void *, i64, i64, i64, i64 *);
+
+static PyObject *raise_rc;  /* raise_rc(rc) raises the runtime's error rc */
+static PyObject *dumps;     /* dumps(obj) -> list of message parts */
+static PyObject *loads;     /* loads(memoryview) -> object */
+static PyObject *joined;    /* joined(parts) -> one bytes object */
+static PyObject *typecode;  /* typecode(format, itemsize, op) -> Go type code or 0 */
+static PyObject *pk_dumps, *pk_loads, *five; /* the standard pickle's, and 5 */
+static int std_pickle;      /* MPI.pickle is the standard pickle with protocol 5 */
+static i64 proc_null = -2, red_allreduce = 1;
+static int bound;
+static PyObject *s_source, *s_tag, *s_count, *s_error;
+
+static PyObject *pickled(PyObject *obj);
+static PyObject *pickled_joined(PyObject *obj, Py_buffer *v);
+
+#define SCRATCH (128 * 1024) /* an object message this small is received without a probe */
+static pthread_key_t scratch_key;
+
+static int fail(i64 rc)
+{
+    PyObject *r = PyObject_CallFunction(raise_rc, "L", (long long)rc);
+    Py_XDECREF(r);
+    if (!PyErr_Occurred())
+        PyErr_Format(PyExc_RuntimeError, "pmrun: error %lld", (long long)rc);
+    return -1;
+}
+
+/* A contiguous buffer of obj, or 0 (no error set) when obj is not one. */
+static int getbuf(PyObject *obj, Py_buffer *v, int writable)
+{
+    if (obj == Py_None || PyList_Check(obj) || PyTuple_Check(obj))
+        return 0;
+    if (PyObject_GetBuffer(obj, v, PyBUF_ANY_CONTIGUOUS | PyBUF_FORMAT |
+                                       (writable ? PyBUF_WRITABLE : 0)) != 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (v->len == 0) { /* the ctypes path passes no address for these */
+        PyBuffer_Release(v);
+        return 0;
+    }
+    return 1;
+}
+
+static int set_status(PyObject *status, const i64 st[4])
+{
+    if (status == Py_None)
+        return 0;
+    const i64 vals[4] = {st[0], st[1], st[2], st[3]};
+    PyObject *names[4] = {s_source, s_tag, s_count, s_error};
+    for (int i = 0; i < 4; i++) {
+        PyObject *v = PyLong_FromLongLong(vals[i]);
+        if (v == NULL || PyObject_SetAttr(status, names[i], v) != 0) {
+            Py_XDECREF(v);
+            return -1;
+        }
+        Py_DECREF(v);
+    }
+    return 0;
+}
+
+static PyObject *done(i64 rc)
+{
+    if (rc < 0 && fail(rc) < 0)
+        return NULL;
+    Py_RETURN_TRUE;
+}
+
+/* The k leading integer arguments of a call of want arguments into v: 1; 0
+ * (no error set) when one is not an int, for the general path to say what is
+ * wrong; -1 with an error for a wrong count or before bind(). */
+static int leading(const char *name, PyObject *const *args, Py_ssize_t n, Py_ssize_t want, int k,
+                   long long *v)
+{
+    if (!bound) {
+        PyErr_SetString(PyExc_RuntimeError, "pmrun._fast: bind() was not called");
+        return -1;
+    }
+    if (n != want) {
+        PyErr_Format(PyExc_TypeError, "%s takes %zd arguments (%zd given)", name, want, n);
+        return -1;
+    }
+    for (int i = 0; i < k; i++)
+        v[i] = PyLong_AsLongLong(args[i]);
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
+/* The k leading integer arguments of a call that has no general path to
+ * fall back on: 0, or -1 with an error set. */
+static int strict(const char *name, PyObject *const *args, Py_ssize_t n, Py_ssize_t want, int k,
+                  long long *v)
+{
+    int ok = leading(name, args, n, want, k, v);
+    if (ok == 0)
+        PyErr_Format(PyExc_TypeError, "%s: its first %d arguments are ints", name, k);
+    return ok > 0 ? 0 : -1;
+}
+
+/* Parses the k leading integers of want arguments into a[], returning False
+ * (the general path) when they are not ints. */
+#define ARGS(name, want, k)                                            \
+    long long a[k];                                                    \
+    switch (leading(name, args, n, want, k, a)) {                      \
+    case -1:                                                           \
+        return NULL;                                                   \
+    case 0:                                                            \
+        Py_RETURN_FALSE;                                               \
+    }
+
+/* send(h, dest, tag, sync, buf) */
+static PyObject *f_send(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    ARGS("send", 5, 4);
+    Py_buffer v;
+    if (a[0] == 0 || a[1] == proc_null || !getbuf(args[4], &v, 0))
+        Py_RETURN_FALSE;
+    i64 rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_send(a[0], a[1], a[2], v.buf, v.len, a[3]);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&v);
+    return done(rc);
+}
+
+/* recv(h, source, tag, buf, status) */
+static PyObject *f_recv(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    ARGS("recv", 5, 3);
+    Py_buffer v;
+    if (a[0] == 0 || a[1] == proc_null || !getbuf(args[3], &v, 1))
+        Py_RETURN_FALSE;
+    i64 st[4] = {0, 0, 0, 0}, rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_recv(a[0], a[1], a[2], v.buf, v.len, st);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&v);
+    if (set_status(args[4], st) < 0)
+        return NULL;
+    return done(rc);
+}
+
+/* A pending request's buffer, exported for as long as this object lives
+ * (the request holds it), and the request's handle (h). */
+typedef struct {
+    PyObject_HEAD
+    Py_buffer view;
+    long long h;
+} Held;
+
+static void held_dealloc(Held *self)
+{
+    if (self->view.obj != NULL)
+        PyBuffer_Release(&self->view);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef held_members[] = {
+    {"h", T_LONGLONG, offsetof(Held, h), READONLY, "the request's handle"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject HeldType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pmrun._fast.Held",
+    .tp_basicsize = sizeof(Held),
+    .tp_dealloc = (destructor)held_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "a pending request's buffer, held exported",
+    .tp_members = held_members,
+};
+
+/* The buffer of obj held for a request, or NULL (no error set) when obj is
+ * not a plain contiguous buffer. */
+static Held *hold(PyObject *obj, int writable)
+{
+    Held *held = PyObject_New(Held, &HeldType);
+    if (held == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    held->h = 0;
+    if (!getbuf(obj, &held->view, writable)) {
+        held->view.obj = NULL;
+        Py_DECREF(held);
+        return NULL;
+    }
+    return held;
+}
+
+/* A nonblocking send (isend(h, dest, tag, sync, buf)) or receive
+ * (irecv(h, source, tag, buf)) started: a Held whose h is the request, or
+ * False. */
+static PyObject *start(PyObject *const *args, Py_ssize_t n, int send)
+{
+    long long a[4];
+    switch (leading(send ? "isend" : "irecv", args, n, send ? 5 : 4, send ? 4 : 3, a)) {
+    case -1:
+        return NULL;
+    case 0:
+        Py_RETURN_FALSE;
+    }
+    Held *held;
+    if (a[0] == 0 || a[1] == proc_null || (held = hold(args[send ? 4 : 3], !send)) == NULL)
+        Py_RETURN_FALSE;
+    i64 rc, req = 0;
+    Py_BEGIN_ALLOW_THREADS
+    if (send)
+        rc = pm_isend(a[0], a[1], a[2], held->view.buf, held->view.len, a[3], &req);
+    else
+        rc = pm_irecv(a[0], a[1], a[2], held->view.buf, held->view.len, &req);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        Py_DECREF(held);
+        fail(rc);
+        return NULL;
+    }
+    held->h = req;
+    return (PyObject *)held;
+}
+
+static PyObject *f_isend(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return start(args, n, 1);
+}
+
+static PyObject *f_irecv(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return start(args, n, 0);
+}
+
+/* wait(request, status) -> the runtime's result: waits for the request,
+ * fills status and, once it succeeded, frees the request's handle. */
+static PyObject *f_wait(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    long long a[1];
+    if (strict("wait", args, n, 2, 1, a) < 0)
+        return NULL;
+    i64 st[4] = {0, 0, 0, 0}, rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_wait(a[0], st);
+    Py_END_ALLOW_THREADS
+    if (rc >= 0)
+        pm_req_free(a[0]);
+    if (set_status(args[1], st) < 0)
+        return NULL;
+    return PyLong_FromLongLong(rc);
+}
+
+/* The message parts of a list as addresses and lengths, each part's buffer
+ * held in views[] (k of them). */
+static int parts_of(PyObject *parts, Py_buffer *views, void **addrs, i64 *lens, Py_ssize_t k)
+{
+    for (Py_ssize_t i = 0; i < k; i++) {
+        if (PyObject_GetBuffer(PyList_GET_ITEM(parts, i), &views[i], PyBUF_ANY_CONTIGUOUS) != 0) {
+            while (i-- > 0)
+                PyBuffer_Release(&views[i]);
+            return -1;
+        }
+        addrs[i] = views[i].len ? views[i].buf : NULL;
+        lens[i] = views[i].len;
+    }
+    return 0;
+}
+
+/* send_obj(h, dest, tag, sync, obj): obj pickled by dumps, its parts sent as
+ * one message. */
+static PyObject *f_send_obj(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    ARGS("send_obj", 5, 4);
+    long long h = a[0], dst = a[1], tag = a[2], sync = a[3];
+    if (h == 0 || dst == proc_null)
+        Py_RETURN_FALSE;
+    PyObject *parts = pickled(args[4]);
+    if (parts == NULL)
+        return NULL;
+    Py_ssize_t k = PyList_GET_SIZE(parts);
+    i64 rc;
+    if (k == 1) {
+        Py_buffer v;
+        if (PyObject_GetBuffer(PyList_GET_ITEM(parts, 0), &v, PyBUF_ANY_CONTIGUOUS) != 0) {
+            Py_DECREF(parts);
+            return NULL;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        rc = pm_send(h, dst, tag, v.len ? v.buf : NULL, v.len, sync);
+        Py_END_ALLOW_THREADS
+        PyBuffer_Release(&v);
+    } else {
+        Py_buffer *views = PyMem_Malloc(k * (sizeof(Py_buffer) + sizeof(void *) + sizeof(i64)));
+        if (views == NULL) {
+            Py_DECREF(parts);
+            return PyErr_NoMemory();
+        }
+        void **addrs = (void **)(views + k);
+        i64 *lens = (i64 *)(addrs + k);
+        if (parts_of(parts, views, addrs, lens, k) < 0) {
+            PyMem_Free(views);
+            Py_DECREF(parts);
+            return NULL;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        rc = pm_sendv(h, dst, tag, addrs, lens, k, sync);
+        Py_END_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < k; i++)
+            PyBuffer_Release(&views[i]);
+        PyMem_Free(views);
+    }
+    Py_DECREF(parts);
+    return done(rc);
+}
+
+static char *scratch(void)
+{
+    char *s = pthread_getspecific(scratch_key);
+    if (s == NULL) {
+        s = malloc(SCRATCH);
+        if (s != NULL && pthread_setspecific(scratch_key, s) != 0) {
+            free(s);
+            s = NULL;
+        }
+    }
+    return s;
+}
+
+/* The object in n received bytes: those of data (a bytearray, stolen) or,
+ * with data NULL, of memory s lent for this call only, the thread's scratch
+ * say (copied first if they carry out-of-band buffers, which become the
+ * object's: they must not alias memory that is used again). */
+static PyObject *load(PyObject *data, const char *s, i64 n)
+{
+    int in_scratch = 0;
+    if (data == NULL && n > 0 && s[0] == 1) {
+        data = PyByteArray_FromStringAndSize(s, n);
+        if (data == NULL)
+            return NULL;
+    }
+    PyObject *mv;
+    if (data != NULL) {
+        mv = PyMemoryView_FromObject(data);
+        Py_DECREF(data);
+    } else {
+        mv = PyMemoryView_FromMemory((char *)s, n, PyBUF_READ);
+        in_scratch = 1;
+    }
+    if (mv == NULL)
+        return NULL;
+    /* In band (no header of out-of-band buffers): the standard pickle's
+     * loads directly, as loads would call it. */
+    const char *p = PyMemoryView_GET_BUFFER(mv)->buf;
+    int plain = std_pickle && n > 0 && p[0] != 1;
+    PyObject *obj = PyObject_CallOneArg(plain ? pk_loads : loads, mv);
+    if (in_scratch) {
+        /* The scratch is used again by the next call: no view of it may
+         * outlive this one (pickle's loads copies what it reads; a view
+         * still exported, by a traceback's frame say, stays as it is). */
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        PyObject *r = PyObject_CallMethod(mv, "release", NULL);
+        if (r == NULL)
+            PyErr_Clear();
+        Py_XDECREF(r);
+        PyErr_Restore(et, ev, tb);
+    }
+    Py_DECREF(mv);
+    return obj;
+}
+
+/* Whether this thread's last object message was larger than its scratch:
+ * the next one is then probed first, to be received straight into memory of
+ * its size, where a small one is received in one match (a probe and a
+ * receive cost a microsecond more). */
+static __thread int last_large;
+
+/* A blob of the runtime's (size bytes) as a bytearray. */
+static PyObject *take_blob(i64 blob, i64 size)
+{
+    PyObject *data = PyByteArray_FromStringAndSize(NULL, size);
+    if (data == NULL) {
+        pm_blob_take(blob, NULL, 0);
+        return NULL;
+    }
+    i64 rc = pm_blob_take(blob, PyByteArray_AS_STRING(data), size);
+    if (rc < 0) {
+        Py_DECREF(data);
+        fail(rc);
+        return NULL;
+    }
+    return data;
+}
+
+/* recv_obj(h, source, tag, status): the next object. A message that fits the
+ * thread's scratch memory is unpickled from there; a larger one from a
+ * bytearray of its size. */
+static PyObject *f_recv_obj(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    long long a[3];
+    if (strict("recv_obj", args, n, 4, 3, a) < 0)
+        return NULL;
+    long long h = a[0], src = a[1], tag = a[2];
+    char *s = scratch();
+    if (s == NULL)
+        return PyErr_NoMemory();
+    i64 st[4] = {0, 0, 0, 0}, rc, blob = 0;
+    int probe = last_large;
+    Py_BEGIN_ALLOW_THREADS
+    if (probe)
+        rc = pm_recv_obj(h, src, tag, s, SCRATCH, st);
+    else
+        rc = pm_recv_any(h, src, tag, s, SCRATCH, st, &blob);
+    Py_END_ALLOW_THREADS
+    PyObject *data = NULL;
+    if (rc == 1 && !probe) {
+        if ((data = take_blob(blob, st[2])) == NULL)
+            return NULL;
+    } else if (rc == 1) {
+        data = PyByteArray_FromStringAndSize(NULL, st[2]);
+        if (data == NULL)
+            return NULL;
+        char *p = PyByteArray_AS_STRING(data);
+        i64 size = st[2];
+        Py_BEGIN_ALLOW_THREADS
+        rc = pm_recv(h, st[0], st[1], p, size, st);
+        Py_END_ALLOW_THREADS
+    }
+    if (rc < 0) {
+        Py_XDECREF(data);
+        set_status(args[3], st);
+        fail(rc);
+        return NULL;
+    }
+    last_large = data != NULL;
+    if (set_status(args[3], st) < 0) {
+        Py_XDECREF(data);
+        return NULL;
+    }
+    return load(data, s, st[2]);
+}
+
+/* The message parts of obj: the standard pickle's one part for an atomic
+ * object (nothing of it can travel out of band), else dumps(obj). */
+static PyObject *pickled(PyObject *obj)
+{
+    if (std_pickle && (PyBytes_CheckExact(obj) || PyUnicode_CheckExact(obj) ||
+                       PyLong_CheckExact(obj) || PyFloat_CheckExact(obj) || obj == Py_None ||
+                       PyBool_Check(obj))) {
+        PyObject *pa[2] = {obj, five};
+        PyObject *data = PyObject_Vectorcall(pk_dumps, pa, 2, NULL);
+        if (data == NULL)
+            return NULL;
+        PyObject *parts = PyList_New(1);
+        if (parts == NULL) {
+            Py_DECREF(data);
+            return NULL;
+        }
+        PyList_SET_ITEM(parts, 0, data);
+        return parts;
+    }
+    PyObject *parts = PyObject_CallOneArg(dumps, obj);
+    if (parts != NULL && (!PyList_Check(parts) || PyList_GET_SIZE(parts) < 1)) {
+        Py_DECREF(parts);
+        PyErr_SetString(PyExc_TypeError, "pmrun._fast: dumps must return a list of parts");
+        return NULL;
+    }
+    return parts;
+}
+
+/* bcast_obj(h, root, isroot, obj): root's obj, unpickled on every rank (the
+ * root gets a copy too, as with mpi4py). */
+static PyObject *f_bcast_obj(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    long long a[3];
+    if (strict("bcast_obj", args, n, 4, 3, a) < 0)
+        return NULL;
+    long long h = a[0], root = a[1];
+    i64 blob = 0, size = 0, rc;
+    if (a[2]) {
+        Py_buffer v;
+        PyObject *data = pickled_joined(args[3], &v);
+        if (data == NULL)
+            return NULL;
+        Py_BEGIN_ALLOW_THREADS
+        rc = pm_bcast_obj(h, root, v.len ? v.buf : NULL, v.len, &blob, &size);
+        Py_END_ALLOW_THREADS
+        if (rc < 0) {
+            PyBuffer_Release(&v);
+            Py_DECREF(data);
+            fail(rc);
+            return NULL;
+        }
+        PyObject *obj = load(NULL, v.buf, v.len);
+        PyBuffer_Release(&v);
+        Py_DECREF(data);
+        return obj;
+    }
+    char *s = scratch();
+    if (s == NULL)
+        return PyErr_NoMemory();
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_bcast_obj(h, root, s, SCRATCH, &blob, &size);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        fail(rc);
+        return NULL;
+    }
+    if (blob == 0)
+        return load(NULL, s, size);
+    PyObject *data = take_blob(blob, size);
+    return data == NULL ? NULL : load(data, NULL, size);
+}
+
+/* One part holding all the parts of obj's message (a new reference), its
+ * buffer held in v. */
+static PyObject *pickled_joined(PyObject *obj, Py_buffer *v)
+{
+    PyObject *parts = pickled(obj);
+    if (parts == NULL)
+        return NULL;
+    PyObject *data = PyList_GET_SIZE(parts) == 1 ? Py_NewRef(PyList_GET_ITEM(parts, 0))
+                                                 : PyObject_CallOneArg(joined, parts);
+    Py_DECREF(parts);
+    if (data != NULL && PyObject_GetBuffer(data, v, PyBUF_ANY_CONTIGUOUS) != 0)
+        Py_CLEAR(data);
+    return data;
+}
+
+/* gather_obj(h, root, all, size, obj): the list of every rank's obj at root
+ * (everywhere with all), None elsewhere. */
+static PyObject *f_gather_obj(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    long long a[4];
+    if (strict("gather_obj", args, n, 5, 4, a) < 0)
+        return NULL;
+    long long h = a[0], root = a[1], all = a[2], size = a[3];
+    if (size <= 0 || size > (1 << 24)) {
+        PyErr_Format(PyExc_ValueError, "gather_obj: bad size %lld", size);
+        return NULL;
+    }
+    Py_buffer v;
+    PyObject *data = pickled_joined(args[4], &v);
+    if (data == NULL)
+        return NULL;
+    i64 *lens = PyMem_Calloc(size, sizeof(i64)), blob = 0, rc;
+    if (lens == NULL) {
+        PyBuffer_Release(&v);
+        Py_DECREF(data);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_gather_obj(h, root, all, v.len ? v.buf : NULL, v.len, lens, size, &blob);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&v);
+    Py_DECREF(data);
+    PyObject *out = NULL, *got = NULL;
+    if (rc < 0) {
+        fail(rc);
+        goto done;
+    }
+    if (blob == 0) {
+        out = Py_NewRef(Py_None);
+        goto done;
+    }
+    i64 total = 0;
+    for (long long r = 0; r < size; r++)
+        total += lens[r];
+    if ((got = take_blob(blob, total)) == NULL || (out = PyList_New(size)) == NULL)
+        goto done;
+    PyObject *mv = PyMemoryView_FromObject(got);
+    if (mv == NULL) {
+        Py_CLEAR(out);
+        goto done;
+    }
+    i64 off = 0;
+    for (long long r = 0; r < size; r++) {
+        /* Each piece a view of the received bytes, which its out-of-band
+         * buffers may keep. */
+        PyObject *piece = PySequence_GetSlice(mv, off, off + lens[r]);
+        PyObject *o = piece == NULL ? NULL : PyObject_CallOneArg(loads, piece);
+        Py_XDECREF(piece);
+        if (o == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, r, o);
+        off += lens[r];
+    }
+    Py_DECREF(mv);
+done:
+    Py_XDECREF(got);
+    PyMem_Free(lens);
+    return out;
+}
+
+/* scatter_obj(h, root, items): item r of the root's list (None elsewhere)
+ * on rank r; the root checked that there is one per rank. */
+static PyObject *f_scatter_obj(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    long long a[2];
+    if (strict("scatter_obj", args, n, 3, 2, a) < 0)
+        return NULL;
+    PyObject *items = args[2];
+    Py_ssize_t k = 0;
+    if (items != Py_None) {
+        if (!PyList_Check(items)) {
+            PyErr_SetString(PyExc_TypeError, "scatter_obj: the root's items are a list");
+            return NULL;
+        }
+        k = PyList_GET_SIZE(items);
+    }
+    Py_buffer *views = NULL;
+    PyObject **datas = NULL;
+    void **addrs = NULL;
+    i64 *lens = NULL, blob = 0, size = 0, rc;
+    Py_ssize_t held = 0;
+    PyObject *out = NULL;
+    if (k > 0) {
+        views = PyMem_Calloc(k, sizeof(Py_buffer));
+        datas = PyMem_Calloc(k, sizeof(PyObject *));
+        addrs = PyMem_Calloc(k, sizeof(void *));
+        lens = PyMem_Calloc(k, sizeof(i64));
+        if (!views || !datas || !addrs || !lens) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (; held < k; held++) {
+            datas[held] = pickled_joined(PyList_GET_ITEM(items, held), &views[held]);
+            if (datas[held] == NULL)
+                goto done;
+            addrs[held] = views[held].len ? views[held].buf : NULL;
+            lens[held] = views[held].len;
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_scatter_obj(a[0], a[1], addrs, lens, k, &blob, &size);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        fail(rc);
+        goto done;
+    }
+    PyObject *data = take_blob(blob, size);
+    if (data != NULL)
+        out = load(data, NULL, size);
+done:
+    for (Py_ssize_t i = 0; i < held; i++) {
+        PyBuffer_Release(&views[i]);
+        Py_DECREF(datas[i]);
+    }
+    PyMem_Free(views);
+    PyMem_Free(datas);
+    PyMem_Free(addrs);
+    PyMem_Free(lens);
+    return out;
+}
+
+/* bcast(h, root, isroot, buf) */
+static PyObject *f_bcast(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    ARGS("bcast", 4, 3);
+    Py_buffer v;
+    if (a[0] == 0 || !getbuf(args[3], &v, !a[2]))
+        Py_RETURN_FALSE;
+    i64 rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_bcast(a[0], a[1], v.buf, v.len, v.len, NULL);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&v);
+    return done(rc);
+}
+
+/* The buffers of a gather or scatter: one rank's block (one, always) and,
+ * where has_all, the buffer of all the blocks (all), size times as large.
+ * 1 with both held, 0 (nothing held) when the general path must do it. */
+static int blocks(PyObject *one, int one_w, PyObject *all, int all_w, int has_all, long long size,
+                  Py_buffer *o, Py_buffer *a)
+{
+    if (!getbuf(one, o, one_w))
+        return 0;
+    if (!has_all)
+        return 1;
+    if (!getbuf(all, a, all_w)) {
+        PyBuffer_Release(o);
+        return 0;
+    }
+    if (a->len != o->len * size) {
+        PyBuffer_Release(o);
+        PyBuffer_Release(a);
+        return 0;
+    }
+    return 1;
+}
+
+/* gather(h, root, me, all, size, sendbuf, recvbuf): me is whether this rank
+ * receives (the root, or every rank for allgather). */
+static PyObject *f_gather(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    ARGS("gather", 7, 5);
+    long long h = a[0], root = a[1], me = a[2], all = a[3], size = a[4];
+    Py_buffer s, r = {0};
+    if (h == 0 || !blocks(args[5], 0, args[6], 1, me, size, &s, &r))
+        Py_RETURN_FALSE;
+    i64 rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_gather(h, root, s.buf, s.len, s.len, r.buf, r.len, all, NULL);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&s);
+    if (me)
+        PyBuffer_Release(&r);
+    return done(rc);
+}
+
+/* scatter(h, root, isroot, size, sendbuf, recvbuf) */
+static PyObject *f_scatter(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    ARGS("scatter", 6, 4);
+    long long h = a[0], root = a[1], isroot = a[2], size = a[3];
+    Py_buffer r, s = {0};
+    if (h == 0 || !blocks(args[5], 1, args[4], 0, isroot, size, &r, &s))
+        Py_RETURN_FALSE;
+    i64 rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_scatter(h, root, s.buf, s.len, r.buf, r.len, r.len, NULL);
+    Py_END_ALLOW_THREADS
+    if (isroot)
+        PyBuffer_Release(&s);
+    PyBuffer_Release(&r);
+    return done(rc);
+}
+
+/* The Go type codes of (format, itemsize, op) already asked of typecode(). */
+#define NCODES 32
+static struct {
+    char fmt[16];
+    Py_ssize_t itemsize;
+    i64 op, code;
+} codes[NCODES];
+static int ncodes;
+
+static i64 code_of(const char *fmt, Py_ssize_t itemsize, i64 op)
+{
+    for (int i = 0; i < ncodes; i++)
+        if (codes[i].itemsize == itemsize && codes[i].op == op && strcmp(codes[i].fmt, fmt) == 0)
+            return codes[i].code;
+    PyObject *r = PyObject_CallFunction(typecode, "snL", fmt, itemsize, (long long)op);
+    if (r == NULL)
+        return -1;
+    i64 code = PyLong_AsLongLong(r);
+    Py_DECREF(r);
+    if (PyErr_Occurred())
+        return -1;
+    if (ncodes < NCODES && strlen(fmt) < sizeof(codes[0].fmt)) {
+        strcpy(codes[ncodes].fmt, fmt);
+        codes[ncodes].itemsize = itemsize;
+        codes[ncodes].op = op;
+        codes[ncodes].code = code;
+        ncodes++;
+    }
+    return code;
+}
+
+/* allreduce(h, op code, sendbuf or None for IN_PLACE, recvbuf): for buffers
+ * of one element type that the runtime reduces with this op. */
+static PyObject *f_allreduce(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    ARGS("allreduce", 4, 2);
+    long long h = a[0], op = a[1];
+    Py_buffer s, r;
+    int inplace = args[2] == Py_None;
+    if (h == 0 || !getbuf(args[3], &r, 1))
+        Py_RETURN_FALSE;
+    if (!inplace && !getbuf(args[2], &s, 0)) {
+        PyBuffer_Release(&r);
+        Py_RETURN_FALSE;
+    }
+    const char *rf = r.format ? r.format : "B";
+    i64 code = 0;
+    if (inplace || (s.len == r.len && s.itemsize == r.itemsize &&
+                    strcmp(s.format ? s.format : "B", rf) == 0))
+        code = code_of(rf, r.itemsize, op);
+    if (code <= 0) {
+        if (!inplace)
+            PyBuffer_Release(&s);
+        PyBuffer_Release(&r);
+        if (code < 0)
+            return NULL;
+        Py_RETURN_FALSE;
+    }
+    i64 rc;
+    void *sa = inplace ? NULL : s.buf;
+    i64 scap = inplace ? r.len : s.len;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_reduce(h, red_allreduce, 0, sa, scap, r.buf, r.len, r.len / r.itemsize, NULL, 0, code,
+                   op, NULL);
+    Py_END_ALLOW_THREADS
+    if (!inplace)
+        PyBuffer_Release(&s);
+    PyBuffer_Release(&r);
+    return done(rc);
+}
+
+static int addr_of(PyObject *d, const char *name, void **out)
+{
+    PyObject *v = PyDict_GetItemString(d, name);
+    if (v == NULL) {
+        PyErr_Format(PyExc_KeyError, "pmrun._fast.bind: no address for %s", name);
+        return -1;
+    }
+    *out = PyLong_AsVoidPtr(v);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* std_pickle(flag): whether MPI.pickle is the standard pickle, protocol 5. */
+static PyObject *f_std_pickle(PyObject *self, PyObject *flag)
+{
+    int v = PyObject_IsTrue(flag);
+    if (v < 0)
+        return NULL;
+    std_pickle = v && pk_dumps != NULL;
+    Py_RETURN_NONE;
+}
+
+/* bind(addresses, raise_rc, dumps, loads, joined, typecode, PROC_NULL, RED_ALLREDUCE) */
+static PyObject *f_bind(PyObject *self, PyObject *args)
+{
+    PyObject *d, *fr, *fd, *fl, *fj, *ft;
+    long long pn, ra;
+    if (!PyArg_ParseTuple(args, "O!OOOOOLL", &PyDict_Type, &d, &fr, &fd, &fl, &fj, &ft, &pn, &ra))
+        return NULL;
+    if (addr_of(d, "pm_send", (void **)&pm_send) < 0 ||
+        addr_of(d, "pm_sendv", (void **)&pm_sendv) < 0 ||
+        addr_of(d, "pm_recv", (void **)&pm_recv) < 0 ||
+        addr_of(d, "pm_recv_obj", (void **)&pm_recv_obj) < 0 ||
+        addr_of(d, "pm_recv_any", (void **)&pm_recv_any) < 0 ||
+        addr_of(d, "pm_bcast", (void **)&pm_bcast) < 0 ||
+        addr_of(d, "pm_gather", (void **)&pm_gather) < 0 ||
+        addr_of(d, "pm_scatter", (void **)&pm_scatter) < 0 ||
+        addr_of(d, "pm_reduce", (void **)&pm_reduce) < 0 ||
+        addr_of(d, "pm_bcast_obj", (void **)&pm_bcast_obj) < 0 ||
+        addr_of(d, "pm_isend", (void **)&pm_isend) < 0 ||
+        addr_of(d, "pm_gather_obj", (void **)&pm_gather_obj) < 0 ||
+        addr_of(d, "pm_scatter_obj", (void **)&pm_scatter_obj) < 0 ||
+        addr_of(d, "pm_irecv", (void **)&pm_irecv) < 0 ||
+        addr_of(d, "pm_wait", (void **)&pm_wait) < 0 ||
+        addr_of(d, "pm_req_free", (void **)&pm_req_free) < 0 ||
+        addr_of(d, "pm_blob_take", (void **)&pm_blob_take) < 0)
+        return NULL;
+    Py_XSETREF(raise_rc, Py_NewRef(fr));
+    Py_XSETREF(dumps, Py_NewRef(fd));
+    Py_XSETREF(loads, Py_NewRef(fl));
+    Py_XSETREF(typecode, Py_NewRef(ft));
+    Py_XSETREF(joined, Py_NewRef(fj));
+    if (pk_dumps == NULL) {
+        PyObject *m = PyImport_ImportModule("pickle");
+        if (m == NULL)
+            return NULL;
+        pk_dumps = PyObject_GetAttrString(m, "dumps");
+        pk_loads = PyObject_GetAttrString(m, "loads");
+        Py_DECREF(m);
+        five = PyLong_FromLong(5);
+        if (pk_dumps == NULL || pk_loads == NULL || five == NULL) {
+            Py_CLEAR(pk_dumps);
+            Py_CLEAR(pk_loads);
+            return NULL;
+        }
+    }
+    proc_null = pn;
+    red_allreduce = ra;
+    ncodes = 0;
+    bound = 1;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"bind", f_bind, METH_VARARGS, "bind(addresses, raise_rc, dumps, loads, joined, typecode, PROC_NULL, RED_ALLREDUCE)"},
+    {"std_pickle", f_std_pickle, METH_O, "std_pickle(flag): whether MPI.pickle is pickle with protocol 5"},
+    {"send", (PyCFunction)(void (*)(void))f_send, METH_FASTCALL, "send(h, dest, tag, sync, buf) -> done"},
+    {"recv", (PyCFunction)(void (*)(void))f_recv, METH_FASTCALL, "recv(h, source, tag, buf, status) -> done"},
+    {"isend", (PyCFunction)(void (*)(void))f_isend, METH_FASTCALL, "isend(h, dest, tag, sync, buf) -> Held or False"},
+    {"irecv", (PyCFunction)(void (*)(void))f_irecv, METH_FASTCALL, "irecv(h, source, tag, buf) -> Held or False"},
+    {"wait", (PyCFunction)(void (*)(void))f_wait, METH_FASTCALL, "wait(request, status) -> result"},
+    {"send_obj", (PyCFunction)(void (*)(void))f_send_obj, METH_FASTCALL, "send_obj(h, dest, tag, sync, obj) -> done"},
+    {"recv_obj", (PyCFunction)(void (*)(void))f_recv_obj, METH_FASTCALL, "recv_obj(h, source, tag, status) -> obj"},
+    {"bcast_obj", (PyCFunction)(void (*)(void))f_bcast_obj, METH_FASTCALL, "bcast_obj(h, root, isroot, obj) -> obj"},
+    {"gather_obj", (PyCFunction)(void (*)(void))f_gather_obj, METH_FASTCALL, "gather_obj(h, root, all, size, obj) -> list or None"},
+    {"scatter_obj", (PyCFunction)(void (*)(void))f_scatter_obj, METH_FASTCALL, "scatter_obj(h, root, items or None) -> obj"},
+    {"bcast", (PyCFunction)(void (*)(void))f_bcast, METH_FASTCALL, "bcast(h, root, isroot, buf) -> done"},
+    {"gather", (PyCFunction)(void (*)(void))f_gather, METH_FASTCALL, "gather(h, root, me, all, size, sendbuf, recvbuf) -> done"},
+    {"scatter", (PyCFunction)(void (*)(void))f_scatter, METH_FASTCALL, "scatter(h, root, isroot, size, sendbuf, recvbuf) -> done"},
+    {"allreduce", (PyCFunction)(void (*)(void))f_allreduce, METH_FASTCALL, "allreduce(h, op, sendbuf or None, recvbuf) -> done"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_fast",
+    "pmrun.MPI's hot calls through the buffer protocol, without ctypes.", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__fast(void)
+{
+    if (pthread_key_create(&scratch_key, free) != 0)
+        return PyErr_NoMemory();
+    s_source = PyUnicode_InternFromString("source");
+    s_tag = PyUnicode_InternFromString("tag");
+    s_count = PyUnicode_InternFromString("_count");
+    s_error = PyUnicode_InternFromString("error");
+    if (!s_source || !s_tag || !s_count || !s_error)
+        return NULL;
+    if (PyType_Ready(&HeldType) < 0)
+        return NULL;
+    return PyModule_Create(&module);
+}
