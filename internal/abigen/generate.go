@@ -10,6 +10,7 @@ import (
 	"go/types"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode"
 )
@@ -264,6 +265,19 @@ func render(funcs []function, blocks []block) []byte {
 		}
 		fmt.Fprintf(&b, "    # %s(%s)\n", fn.name, strings.Join(fn.params, ", "))
 		fmt.Fprintf(&b, "    %q: ((%s), %s),\n", fn.name, args, fn.result)
+	}
+	b.WriteString("}\n")
+	b.WriteString("\n# name -> the names of its parameters.\nPARAMS = {\n")
+	for _, fn := range funcs {
+		quoted := make([]string, len(fn.params))
+		for i, p := range fn.params {
+			quoted[i] = strconv.Quote(p)
+		}
+		tail := ""
+		if len(quoted) == 1 {
+			tail = ","
+		}
+		fmt.Fprintf(&b, "    %q: (%s%s),\n", fn.name, strings.Join(quoted, ", "), tail)
 	}
 	b.WriteString("}\n")
 	for _, bl := range blocks {

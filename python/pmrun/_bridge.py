@@ -49,6 +49,46 @@ for _name, (_args, _result) in _abi.SIGNATURES.items():
     _f.restype = _result
 
 
+def _integer(v):
+    """v as a rank, tag, root or count, as mpi4py takes them: any integer
+    (numpy's included) or a float, truncated (such as size / 2); strings and
+    complex numbers are a TypeError. Other arguments (buffers, pointers)
+    pass unchanged."""
+    if type(v) is int:
+        return v
+    if isinstance(v, (str, complex)):
+        raise TypeError("an integer is required, not %s" % type(v).__name__)
+    if hasattr(v, "__index__"):
+        return v.__index__()
+    if isinstance(v, float) or hasattr(v, "is_integer"):
+        return int(v)
+    return v
+
+
+def _tolerant(f):
+    """f, which takes ranks and tags, also taking them as numpy integers or
+    floats: only a call that ctypes refuses pays for the conversion."""
+    def call(*args):
+        try:
+            return f(*args)
+        except ctypes.ArgumentError as e:
+            fixed = [_integer(a) for a in args]
+            try:
+                return f(*fixed)
+            except ctypes.ArgumentError:
+                raise TypeError("an integer is required (%s: %s)" % (f.__name__, e)) from None
+    call.__name__ = f.__name__
+    return call
+
+
+# The functions that take a rank, tag or root (by the names pybridge gives
+# them), through _tolerant.
+_RANKED = ("dst", "src", "tag", "stag", "rtag", "root", "target", "rank")
+for _name, _params in _abi.PARAMS.items():
+    if any(p in _RANKED for p in _params):
+        setattr(lib, _name, _tolerant(getattr(lib, _name)))
+
+
 def _load_fast():
     """pmrun._fast (the hot calls of pmrun.MPI without ctypes), or None where
     it was not built or PMRUN_PY_FAST=0 asks for ctypes alone."""
@@ -67,7 +107,7 @@ fast = _load_fast()
 def addresses(names):
     """The address of each named function of the library: the extension
     calls the very functions ctypes does."""
-    return {n: ctypes.cast(getattr(lib, n), c_void_p).value for n in names}
+    return {n: ctypes.cast(lib[n], c_void_p).value for n in names}
 
 
 def error(rc):

@@ -133,8 +133,14 @@ static int leading(const char *name, PyObject *const *args, Py_ssize_t n, Py_ssi
         PyErr_Format(PyExc_TypeError, "%s takes %zd arguments (%zd given)", name, want, n);
         return -1;
     }
-    for (int i = 0; i < k; i++)
-        v[i] = PyLong_AsLongLong(args[i]);
+    for (int i = 0; i < k; i++) {
+        /* any integer (numpy's too, through __index__), or a float
+         * truncated, as mpi4py takes ranks and tags */
+        if (PyFloat_Check(args[i]))
+            v[i] = (long long)PyFloat_AS_DOUBLE(args[i]);
+        else
+            v[i] = PyLong_AsLongLong(args[i]);
+    }
     if (PyErr_Occurred()) {
         PyErr_Clear();
         return 0;
@@ -149,7 +155,8 @@ static int strict(const char *name, PyObject *const *args, Py_ssize_t n, Py_ssiz
 {
     int ok = leading(name, args, n, want, k, v);
     if (ok == 0)
-        PyErr_Format(PyExc_TypeError, "%s: its first %d arguments are ints", name, k);
+        PyErr_Format(PyExc_TypeError, "an integer is required (%s: its first %d arguments)", name,
+                     k);
     return ok > 0 ? 0 : -1;
 }
 

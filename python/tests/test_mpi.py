@@ -1091,6 +1091,30 @@ class Communicators(unittest.TestCase):
         self.assertIsInstance(d, MyComm)
         d.Free()
 
+    def test_integer_arguments(self):
+        # ranks and tags as mpi4py 3.1 takes them: numpy integers, and
+        # floats such as size / 2 (truncated); a string is a TypeError
+        if size < 2:
+            return
+        peer = 1 - rank if rank < 2 else None
+        if peer is not None:
+            import array
+            other = float(peer)
+            got = comm.sendrecv(("n", rank), dest=other, sendtag=2.0, source=other, recvtag=2)
+            self.assertEqual(got, ("n", peer))
+            out = array.array("i", [0])
+            comm.Sendrecv(array.array("i", [rank]), dest=peer * 1.0, sendtag=3,
+                          recvbuf=out, source=peer, recvtag=3.0)
+            self.assertEqual(out[0], peer)
+            if np is not None:
+                comm.send(rank, dest=np.int64(peer), tag=np.int16(4))
+                self.assertEqual(comm.recv(source=np.int32(peer), tag=np.int64(4)), peer)
+        self.assertEqual(comm.bcast("b", root=0.0), "b")
+        with self.assertRaises(TypeError):
+            comm.send("x", dest="1")
+        with self.assertRaises(TypeError):
+            comm.Send(bytearray(1), dest=None)
+
     def test_subclass_new(self):
         # a subclass whose __new__ calls super().__new__(cls, comm), and a
         # new handle object for the same communicator
