@@ -48,7 +48,6 @@ func sharedMay(ctx context.Context, family string, c *comm.Comm) bool {
 	return slices.Contains(algorithms[family], AlgShared) && commx.HasSlots(c) && !reservedFor(ctx, c)
 }
 
-
 // A rank's area in a slot holds s.Data() bytes (shm.SlotData of c's size)
 // and a trailer, its last cache line, where the writer records the length of
 // what it wrote and of the whole call, so that a reader finds ranks that
@@ -128,31 +127,33 @@ func slotOp(s *shm.Slots, stride int, fn func(n uint64) error) error {
 
 // segments calls fn for each segment [lo, hi) of n bytes cut every per bytes,
 // in one slot operation each, and for one empty segment if n is 0. A call
-// larger than a slot holds is so pipelined through the SlotDepth slots: a
-// writer fills the next segments while the readers copy out the first.
+// larger than a slot holds is so pipelined through the slots: a writer fills
+// the next segments while the readers copy out the first.
 func segments(s *shm.Slots, n, per int, fn func(op uint64, lo, hi int) error) error {
-	stride := strideFor(n, per)
 	for lo := 0; lo < n || lo == 0; lo += per {
 		hi := min(lo+per, n)
-		if err := slotOp(s, stride, func(op uint64) error { return fn(op, lo, hi) }); err != nil {
+		if err := slotOp(s, strideAt(lo), func(op uint64) error { return fn(op, lo, hi) }); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// segStride is how a call in several segments advances through the slots:
-// it uses 8 of them, so that it keeps 8 slots of data in flight, which stay
-// in the caches, while a small call takes the next slot and may run up to
-// shm.SlotDepth calls ahead.
+// segStride is how a call in several segments advances through the slots
+// after its first segment: it uses 8 of them, so that it keeps 8 slots of
+// data in flight, which stay in the caches, while a small call takes the
+// next slot and may run up to shm.SlotDepth calls ahead.
 const segStride = shm.SlotDepth / 8
 
-// strideFor is the stride of a call of n bytes in segments of per.
-func strideFor(n, per int) int {
-	if n > per {
-		return segStride
+// strideAt is the stride of the segment at lo: the first takes the next
+// operation, whatever the size of the call, so that ranks that passed
+// different sizes (and so make different numbers of segments) still meet at
+// the first and find the mismatch there.
+func strideAt(lo int) int {
+	if lo == 0 {
+		return 1
 	}
-	return 1
+	return segStride
 }
 
 func barrierShared(ctx context.Context, c *comm.Comm) error {
@@ -363,7 +364,7 @@ func reduceSharedSplit[T Elem](ctx context.Context, c *comm.Comm, s *shm.Slots, 
 	for lo := 0; lo < total; lo += per {
 		seg := acc[lo/es : min(lo+per, total)/es]
 		m := len(seg)
-		n := s.Advance(segStride)
+		n := s.Advance(strideAt(lo))
 		err := reduceSegment(ctx, s, n, me, p, seg, total)
 		if err != nil {
 			if errors.Is(err, ErrMismatch) {

@@ -27,6 +27,11 @@ func oneNodeWorld(t *testing.T, np int) *commtest.World {
 	return commtest.NewNetWorld(t, nodes, nil)
 }
 
+// sharedRounds is how many mixedRounds the tests run on a communicator: each
+// makes 14 collective calls (two reductions per op), so the slots go round
+// about 10 times.
+const sharedRounds = 24
+
 // mixedRound runs one of each collective that may go through the shared area,
 // root i % size, with blocks of n int64, and checks every result.
 func mixedRound(ctx context.Context, c *comm.Comm, i, n int) error {
@@ -128,8 +133,8 @@ func TestSharedArea(t *testing.T) {
 			if !commx.HasSlots(c) || collective.Choose("bcast", c, 8, true) != collective.AlgShared {
 				return errors.New("no shared area on one node's ranks")
 			}
-			for i := range 3 * shm.SlotDepth {
-				n := []int{1, 13, shm.SlotData(np) / 8, 3*shm.SlotData(np)/8 + 5, 0}[i%5]
+			for i := range sharedRounds {
+				n := []int{1, 13, shm.SlotDataMin / 8, shm.SlotDataMin/8 + 1, 0}[i%5]
 				// A message that crosses the collectives, and a nonblocking
 				// collective (message-based) in flight meanwhile.
 				right, left := (c.Rank()+1)%np, (c.Rank()+np-1)%np
@@ -155,7 +160,7 @@ func TestSharedArea(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			for i := range 2 * shm.SlotDepth {
+			for i := range sharedRounds / 2 {
 				if half.Size() > 1 {
 					if err := mixedRound(bg, half, i+c.Rank()%2, 3+c.Rank()%2); err != nil {
 						return fmt.Errorf("half %d: %w", c.Rank()%2, err)
@@ -187,7 +192,8 @@ func TestSharedAreaSegments(t *testing.T) {
 		w := oneNodeWorld(t, np)
 		w.Run(func(c *comm.Comm) error {
 			d := shm.SlotData(np) / 8 // int64s in an area
-			sizes := []int{d + 1, 3*d + 5, (shm.SlotDepth+1)*d + 3, d - 1}
+			// 9 segments of an area take 33 slot operations: the slots go round.
+			sizes := []int{d + 1, 3*d + 5, 9*d - 3, d - 1}
 			for i, n := range sizes {
 				for _, f := range []string{"bcast", "allreduce", "reduce", "allgather", "alltoall", "gather", "scatter"} {
 					if alg := collective.Choose(f, c, n*8, true); alg != collective.AlgShared {
@@ -217,8 +223,8 @@ func TestSharedAreaNodes(t *testing.T) {
 				return fmt.Errorf("%s over three nodes chose %s, want %s", f, alg, collective.AlgHierarchical)
 			}
 		}
-		for i := range 3 * shm.SlotDepth {
-			if err := mixedRound(bg, c, i, []int{1, 13, shm.SlotData(c.Size())/8 + 1}[i%3]); err != nil {
+		for i := range sharedRounds {
+			if err := mixedRound(bg, c, i, []int{1, 13, shm.SlotDataMin/8 + 1}[i%3]); err != nil {
 				return err
 			}
 		}
