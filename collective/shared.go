@@ -49,16 +49,20 @@ func sharedMay(ctx context.Context, family string, c *comm.Comm) bool {
 }
 
 // A rank's area in a slot holds s.Data() bytes (shm.SlotData of c's size)
-// and a trailer, its last cache line, where the writer records the length of
+// after a trailer, its first cache line, where the writer records the length of
 // what it wrote and of the whole call, so that a reader finds ranks that
 // passed different counts (ErrMismatch) instead of reading what was never
 // written.
-func trailer(a []byte) []byte { return a[len(a)-64:] }
+func trailer(a []byte) []byte { return a[:64] }
+
+// data is the data of area a, after its trailer: the first bytes of a small
+// call are then on the page of its lengths.
+func data(a []byte) []byte { return a[64:] }
 
 // put copies b, a segment of a call of total bytes, into area a and records
 // both lengths.
 func put(a, b []byte, total int) {
-	copy(a, b)
+	copy(data(a), b)
 	mark(a, len(b), total)
 }
 
@@ -78,7 +82,7 @@ func get(a []byte, r, n, total int) ([]byte, error) {
 	if got != uint64(n) || gotTotal != uint64(total) {
 		return nil, fmt.Errorf("rank %d wrote %d bytes of %d, want %d of %d: %w", r, got, gotTotal, n, total, ErrMismatch)
 	}
-	return a[:n], nil
+	return data(a)[:n], nil
 }
 
 // agreeMapped returns Slots' agreement: a one-byte minimum over c by
@@ -288,8 +292,9 @@ func alltoallShared(ctx context.Context, c *comm.Comm, send, recv []byte, bs int
 				return err
 			}
 			a, sl := s.Area(n, me), hi-lo
+			d := data(a)
 			for j := range p {
-				copy(a[j*sl:], send[j*bs+lo:j*bs+hi])
+				copy(d[j*sl:], send[j*bs+lo:j*bs+hi])
 			}
 			mark(a, p*sl, bs)
 			s.Publish(n)
@@ -340,10 +345,10 @@ func reduceShared[T Elem](ctx context.Context, c *comm.Comm, root int, acc []T, 
 				}
 			}
 			if me != p-1 {
-				copy(acc, elemsOf[T](s.Area(n, p-1), len(acc)))
+				copy(acc, elemsOf[T](data(s.Area(n, p-1)), len(acc)))
 			}
 			for r := p - 2; r >= 0; r-- {
-				op.combineLeft(elemsOf[T](s.Area(n, r), len(acc)), acc)
+				op.combineLeft(elemsOf[T](data(s.Area(n, r)), len(acc)), acc)
 			}
 			return nil
 		})
@@ -377,10 +382,10 @@ func reduceSharedSplit[T Elem](ctx context.Context, c *comm.Comm, s *shm.Slots, 
 				return err
 			}
 			plo, phi := block(m, p, me)
-			out := elemsOf[T](s.Area(n2, me), phi-plo)
-			copy(out, elemsOf[T](s.Area(n, p-1), m)[plo:phi])
+			out := elemsOf[T](data(s.Area(n2, me)), phi-plo)
+			copy(out, elemsOf[T](data(s.Area(n, p-1)), m)[plo:phi])
 			for r := p - 2; r >= 0; r-- {
-				op.combineLeft(elemsOf[T](s.Area(n, r), m)[plo:phi], out)
+				op.combineLeft(elemsOf[T](data(s.Area(n, r)), m)[plo:phi], out)
 			}
 			mark(s.Area(n2, me), (phi-plo)*es, total)
 			s.Done(n) // every segment is read: the slot may go round

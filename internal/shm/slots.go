@@ -46,7 +46,7 @@ const (
 	// of many ranks stays small: p ranks get SlotDataMax up to 8 ranks,
 	// then less, down to SlotDataMin.
 	slotsBudget = 16 << 20
-	// slotTrailer follows each rank's data in a slot: a cache line for what
+	// slotTrailer precedes each rank's data in a slot: a cache line for what
 	// the collective records of its segment (its lengths).
 	slotTrailer = 64
 	// SlotDepth is the number of slots: how far a rank may run ahead. With
@@ -183,8 +183,9 @@ func (s *Slots) Advance(stride int) uint64 {
 	return s.next
 }
 
-// Area returns area i of op's slot: Data() bytes, then a trailer of 64
-// bytes for the collective's own records.
+// Area returns area i of op's slot: a trailer of 64 bytes for the
+// collective's own records, then Data() bytes. The trailer comes first so
+// that a small call touches one page of each area.
 func (s *Slots) Area(op uint64, i int) []byte {
 	off := (int(op%SlotDepth)*s.m.Size + i) * s.area
 	return s.data[off : off+s.area : off+s.area]
