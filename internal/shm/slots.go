@@ -93,8 +93,8 @@ type Slots struct {
 	left    []*atomic.Uint32 // by rank: it closed the communicator
 	data    []byte
 	next    uint64
-	area    int    // bytes of one rank's area in a slot (slotBytes)
-	acked   uint64 // every rank has acknowledged the ops up to this one
+	area    int          // bytes of one rank's area in a slot (slotBytes)
+	acked   uint64       // every rank has acknowledged the ops up to this one
 	busy    atomic.Int32 // calls in progress (Close unmaps only when none)
 }
 
