@@ -45,8 +45,10 @@
 // plus allgather broadcast, ring and Rabenseifner allreduce, ring allgather and
 // pairwise alltoall for large ones; node-aware (hierarchical) broadcast,
 // allreduce and barrier when ranks share nodes; and, when all ranks are
-// processes of one node, a shared area in memory for blocks up to
-// shm.SlotData, 8 KiB (shared.go). PMRUN_COLL_<FAMILY>=<algorithm>
+// processes of one node, a shared area in memory, through which blocks
+// larger than its slots (shm.SlotData, 64 KiB a rank up to 16 ranks) go in
+// pipelined segments, up to sizes measured per family (shared.go,
+// sharedPays). PMRUN_COLL_<FAMILY>=<algorithm>
 // (for example PMRUN_COLL_ALLREDUCE=ring) forces one, and PMRUN_DEBUG=coll logs
 // each choice. Choose reports what the selector would pick.
 //

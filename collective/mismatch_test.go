@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/pmrun/pmrun/collective"
 	"github.com/pmrun/pmrun/comm"
+	"github.com/pmrun/pmrun/comm/commtest"
+	"github.com/pmrun/pmrun/internal/shm"
 )
 
 // TestSharedAreaMismatch: ranks of one node that pass different counts to a
@@ -40,37 +43,51 @@ func TestSharedAreaMismatch(t *testing.T) {
 		},
 	}
 	w := oneNodeWorld(t, 3)
-	for name, call := range calls {
-		t.Run(name, func(t *testing.T) {
-			errs := make([]error, 3)
-			w.Run(func(c *comm.Comm) error {
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-				defer cancel()
-				d, err := c.Dup(ctx)
-				if err != nil {
-					return err
+	d := shm.SlotData(3) / 8 // int64s in an area
+	for _, size := range []struct{ small, large int }{{4, 8}, {3*d/2 + 1, 3*d + 8}} {
+		segmented := size.large > d
+		for name, call := range calls {
+			t.Run(fmt.Sprintf("%s/%d-%d", name, size.small, size.large), func(t *testing.T) {
+				if segmented { // several segments a call, whatever the selector would pick
+					t.Setenv("PMRUN_COLL_"+strings.ToUpper(name), collective.AlgShared)
 				}
-				defer d.Close()
-				n := 8
-				if c.Rank() == 0 {
-					n = 4 // rank 0 passes half the count of the others
-				}
-				errs[c.Rank()] = call(ctx, d, n)
-				if ctx.Err() != nil {
-					return fmt.Errorf("rank %d: %s did not return: %v", c.Rank(), name, errs[c.Rank()])
-				}
-				return nil
+				mismatchRun(t, w, name, call, size.small, size.large)
 			})
-			found := false
-			for r, err := range errs {
-				if err != nil && !errors.Is(err, collective.ErrMismatch) {
-					t.Errorf("rank %d: %v, want ErrMismatch", r, err)
-				}
-				found = found || err != nil
-			}
-			if !found {
-				t.Errorf("no rank found the different counts")
-			}
-		})
+		}
+	}
+}
+
+// mismatchRun runs call on a Dup of w's world, rank 0 with count small and
+// the others with large, and checks that some rank, and no rank otherwise,
+// got ErrMismatch, and that every rank returned.
+func mismatchRun(t *testing.T, w *commtest.World, name string, call func(ctx context.Context, c *comm.Comm, n int) error, small, large int) {
+	errs := make([]error, w.Comms[0].Size())
+	w.Run(func(c *comm.Comm) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		d, err := c.Dup(ctx)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		n := large
+		if c.Rank() == 0 {
+			n = small // rank 0 passes about half the count of the others
+		}
+		errs[c.Rank()] = call(ctx, d, n)
+		if ctx.Err() != nil {
+			return fmt.Errorf("rank %d: %s did not return: %v", c.Rank(), name, errs[c.Rank()])
+		}
+		return nil
+	})
+	found := false
+	for r, err := range errs {
+		if err != nil && !errors.Is(err, collective.ErrMismatch) {
+			t.Errorf("rank %d: %v, want ErrMismatch", r, err)
+		}
+		found = found || err != nil
+	}
+	if !found {
+		t.Errorf("no rank found the different counts")
 	}
 }

@@ -45,8 +45,8 @@ func (r *recorder) take(c *comm.Comm) []choice {
 
 // mustRun reports whether alg, forced for family on np ranks laid out by
 // world, applies to the call ch (so that the selector must not fall back):
-// the shared area takes blocks of up to shm.SlotData (all of a rank's
-// blocks for alltoall), the ring, Rabenseifner's and the node-aware allreduce
+// the shared area takes blocks of any size (alltoall on up to
+// shm.SlotData/64 ranks), the ring, Rabenseifner's and the node-aware allreduce
 // need a commutative op, and recursive doubling allgathers a power of two. A
 // single rank (one node, no shared area) is left to the selector.
 func mustRun(family, alg string, np int, ch choice) bool {
@@ -55,11 +55,7 @@ func mustRun(family, alg string, np int, ch choice) bool {
 	}
 	switch alg {
 	case collective.AlgShared:
-		n := ch.nbytes
-		if family == "alltoall" {
-			n *= np
-		}
-		return n <= shm.SlotData
+		return family != "alltoall" || np <= shm.SlotData(np)/64
 	case collective.AlgHierarchical, collective.AlgRing, collective.AlgRabenseifner:
 		return family != "allreduce" || ch.commutative
 	case collective.AlgRecursiveDoubling:

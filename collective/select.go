@@ -43,6 +43,17 @@ const (
 	gatherLinear     = 256 << 10 // per-rank block: linear gather on one node from here
 	alltoallMedium   = 32 << 10
 	hierarchicalMinP = 3
+
+	// Largest blocks that go through the shared area on one node (see
+	// sharedPays). Measured at np 4 and 8, 4 rounds alternating with the
+	// message-based algorithms, medians: at 1 MiB bcast takes 350-580 us
+	// through the area against 1240-1340 by messages, allgather 1530-7320
+	// against 3400-15000, allreduce 910-2200 against 2300-2920; at 256 KiB
+	// gather, reduce and scatter lose at np 4 or 8 (gather 160 against 130
+	// us at np 4), while at 64 KiB all of them win by 1.3-5x.
+	sharedLarge    = 1 << 20
+	sharedRooted   = 128 << 10
+	sharedAlltoall = 512 << 10 // all of a rank's blocks
 )
 
 var algorithms = map[string][]string{
@@ -101,7 +112,7 @@ func isPow2(n int) bool { return n > 0 && n&(n-1) == 0 }
 // on c: it says "shared" when c may use a shared area that it has not mapped
 // yet.
 func Choose(family string, c *comm.Comm, nbytes int, commutative bool) string {
-	return choose(family, c, nbytes, commutative, reach{shared: sharedMay(context.Background(), family, c, nbytes), nodes: !oneNode(c)})
+	return choose(family, c, nbytes, commutative, reach{shared: sharedMay(context.Background(), family, c), nodes: !oneNode(c)})
 }
 
 // reach is what a call may use besides messages on c's own tags.
@@ -119,7 +130,7 @@ type reach struct {
 func chooseFor(ctx context.Context, family string, c *comm.Comm, nbytes int, commutative bool) string {
 	r := reach{nodes: !oneNode(c) && !reservedFor(ctx, c)}
 	if f := forced(family); f == "" || f == AlgShared {
-		r.shared = sharedOK(ctx, family, c, nbytes)
+		r.shared = sharedOK(ctx, family, c)
 	}
 	alg := choose(family, c, nbytes, commutative, r)
 	if f := onChoose.Load(); f != nil {
@@ -136,10 +147,9 @@ func choose(family string, c *comm.Comm, nbytes int, commutative bool, r reach) 
 	if f := forced(family); f != "" && applies(family, f, p, commutative, r) {
 		return f
 	}
-	if r.shared {
+	if r.shared && sharedPays(family, p, nbytes) {
 		// One copy in and one out per rank, no matching and no chain of
-		// wake-ups: on one node this beats every message-based algorithm for
-		// the small blocks it takes.
+		// wake-ups.
 		return AlgShared
 	}
 	hier := r.nodes && p >= hierarchicalMinP && multiNode(c)
@@ -223,6 +233,27 @@ func applies(family, alg string, p int, commutative bool, r reach) bool {
 		return false
 	case family == "allgather" && alg == AlgRecursiveDoubling && !isPow2(p):
 		return false
+	}
+	return true
+}
+
+// sharedPays reports whether, on one node, the shared area beats the
+// message-based algorithms for a call of family on p ranks with blocks of
+// nbytes (as Choose counts them).
+//
+// Through the area a block is copied in once and out once per reader, in
+// segments pipelined through the slots; each slot operation costs the
+// readers a wait for the writers, which on an oversubscribed node is a
+// wake-up. Messages take larger steps, so from some size on they win
+// (measured at np 4 and 8, alternating with the message-based algorithms).
+func sharedPays(family string, p, nbytes int) bool {
+	switch family {
+	case "bcast", "allgather", "allreduce":
+		return nbytes <= sharedLarge
+	case "gather", "scatter", "reduce":
+		return nbytes <= sharedRooted
+	case "alltoall":
+		return nbytes*p <= sharedAlltoall
 	}
 	return true
 }

@@ -13,56 +13,76 @@ import (
 	"github.com/pmrun/pmrun/internal/shm"
 )
 
-// The "shared" algorithms run a small collective through the communicator's
-// shared area (commx.Slots) when all its ranks are processes of one node: each
-// rank copies its part into its area of the call's slot and reads the parts it
-// needs straight from the others' areas. Blocks of up to shm.SlotData go this
-// way. Every rank reduces the parts itself, in rank order, so all get the same
-// bits, whatever the op.
+// The "shared" algorithms run a collective through the communicator's shared
+// area (commx.Slots) when all its ranks are processes of one node: each rank
+// copies its part into its area of the call's slot and reads the parts it
+// needs straight from the others' areas. A call whose parts are larger than
+// an area (shm.SlotData) takes one slot operation per segment of an area, so
+// that writers fill the next slots while readers copy out of the first ones
+// (up to shm.SlotDepth segments in flight). A reduction folds every element
+// once, in rank order, so all ranks get the same bits, whatever the op: a
+// call of one area on every rank that reads the result; a larger one in two
+// operations a segment, where rank q folds part q of the segment for all
+// (reduceSharedSplit).
 //
-// The parts are at most shm.SlotData (8 KiB), so they are copied and combined on the calling
-// goroutine: the rank's pool only pays from 8 MiB (see poolMin).
+// Segments are at most shm.SlotData (64 KiB), so they are copied and combined
+// on the calling goroutine: the rank's pool only pays from 8 MiB (see
+// poolMin).
 //
 // Only calls on the caller's own goroutine take this path: the slots are used
 // in call order, one call at a time, which a call run later on another
 // goroutine (Start, Reserve) could not keep.
 
-// sharedOK reports whether a call of family moving blocks of nbytes on c,
-// made with ctx, uses c's shared area. Every rank answers alike: the first
-// time it says yes on c, the ranks map the area and agree that all of them
-// could.
-func sharedOK(ctx context.Context, family string, c *comm.Comm, nbytes int) bool {
-	return sharedMay(ctx, family, c, nbytes) && commx.Slots(c, agreeMapped(ctx, c)) != nil
+// sharedOK reports whether a call of family on c, made with ctx, may use c's
+// shared area. Every rank answers alike: the first time it says yes on c, the
+// ranks map the area and agree that all of them could.
+func sharedOK(ctx context.Context, family string, c *comm.Comm) bool {
+	return sharedMay(ctx, family, c) && commx.Slots(c, agreeMapped(ctx, c)) != nil
 }
 
 // sharedMay is sharedOK without mapping the area: whether the call may use it.
-func sharedMay(ctx context.Context, family string, c *comm.Comm, nbytes int) bool {
-	if family == "alltoall" {
-		nbytes *= c.Size() // a rank writes all its blocks into its own area
+func sharedMay(ctx context.Context, family string, c *comm.Comm) bool {
+	if family == "alltoall" && c.Size() > shm.SlotData(c.Size())/64 {
+		return false // a rank's area must hold at least 64 bytes of each of its blocks
 	}
-	return nbytes <= areaBytes && slices.Contains(algorithms[family], AlgShared) &&
-		commx.HasSlots(c) && !reservedFor(ctx, c)
+	return slices.Contains(algorithms[family], AlgShared) && commx.HasSlots(c) && !reservedFor(ctx, c)
 }
 
-// areaBytes is what a rank may write into its area: the 8 bytes after it (in
-// the area's last cache line) hold the length written, so that a reader finds
-// ranks that passed different counts (ErrMismatch) instead of reading what
-// was never written.
-const areaBytes = shm.SlotData
+// A rank's area in a slot holds s.Data() bytes (shm.SlotData of c's size)
+// after a trailer, its first cache line, where the writer records the length of
+// what it wrote and of the whole call, so that a reader finds ranks that
+// passed different counts (ErrMismatch) instead of reading what was never
+// written.
+func trailer(a []byte) []byte { return a[:64] }
 
-// put copies b into area a and records its length.
-func put(a, b []byte) {
-	copy(a, b)
-	binary.LittleEndian.PutUint64(a[areaBytes:], uint64(len(b)))
+// data is the data of area a, after its trailer: the first bytes of a small
+// call are then on the page of its lengths.
+func data(a []byte) []byte { return a[64:] }
+
+// put copies b, a segment of a call of total bytes, into area a and records
+// both lengths.
+func put(a, b []byte, total int) {
+	copy(data(a), b)
+	mark(a, len(b), total)
 }
 
-// get is the n bytes that rank r wrote into area a, or ErrMismatch when it
-// wrote another number of bytes.
-func get(a []byte, r, n int) ([]byte, error) {
-	if got := binary.LittleEndian.Uint64(a[areaBytes:]); got != uint64(n) {
-		return nil, fmt.Errorf("rank %d wrote %d bytes, want %d: %w", r, got, n, ErrMismatch)
+// mark records that area a holds n bytes of a call of total bytes.
+func mark(a []byte, n, total int) {
+	t := trailer(a)
+	binary.LittleEndian.PutUint64(t, uint64(n))
+	binary.LittleEndian.PutUint64(t[8:], uint64(total))
+}
+
+// get is the n bytes of a call of total bytes that rank r wrote into area a,
+// or ErrMismatch when it wrote another number of bytes, or for a call of
+// another size.
+func get(a []byte, r, n, total int) ([]byte, error) {
+	t := trailer(a)
+	got, gotTotal := binary.LittleEndian.Uint64(t), binary.LittleEndian.Uint64(t[8:])
+	if got != uint64(n) || gotTotal != uint64(total) {
+		return nil, fmt.Errorf("rank %d wrote %d bytes of %d, want %d of %d: %w", r, got, gotTotal, n, total, ErrMismatch)
 	}
-	return a[:n], nil
+	return data(a)[:n], nil
 }
 
 // agreeMapped returns Slots' agreement: a one-byte minimum over c by
@@ -80,8 +100,9 @@ func agreeMapped(ctx context.Context, c *comm.Comm) func(bool) bool {
 }
 
 // onSlots runs one call of op through c's shared area, which sharedOK said it
-// has: fn does the rank's part of call n; the rank is then done with the slot.
-func onSlots(ctx context.Context, c *comm.Comm, op string, fn func(s *shm.Slots, n uint64) error) error {
+// has: fn does the rank's part of the call, in as many slot operations
+// (slotOp) as the call's size needs, the same number on every rank.
+func onSlots(ctx context.Context, c *comm.Comm, op string, fn func(s *shm.Slots) error) error {
 	s := commx.Slots(c, agreeMapped(ctx, c))
 	err := comm.ErrClosed
 	if s != nil {
@@ -91,166 +112,326 @@ func onSlots(ctx context.Context, c *comm.Comm, op string, fn func(s *shm.Slots,
 		return &Error{Op: op, Err: err}
 	}
 	defer s.End()
-	n := s.Next()
-	err = fn(s, n)
-	if err == nil || errors.Is(err, ErrMismatch) { // read, if refused: the slot may go round
-		s.Done(n)
-	}
-	if err != nil {
+	if err := fn(s); err != nil {
 		return &Error{Op: op, Err: err}
 	}
 	return nil
 }
 
+// slotOp runs fn on the operation stride after the last one of s (see
+// Advance); the rank is then done with its slot.
+func slotOp(s *shm.Slots, stride int, fn func(n uint64) error) error {
+	n := s.Advance(stride)
+	err := fn(n)
+	if err == nil || errors.Is(err, ErrMismatch) { // read, if refused: the slot may go round
+		s.Done(n)
+	}
+	return err
+}
+
+// segments calls fn for each segment [lo, hi) of n bytes cut every per bytes,
+// in one slot operation each, and for one empty segment if n is 0. A call
+// larger than a slot holds is so pipelined through the slots: a writer fills
+// the next segments while the readers copy out the first.
+func segments(s *shm.Slots, n, per int, fn func(op uint64, lo, hi int) error) error {
+	for lo := 0; lo < n || lo == 0; lo += per {
+		hi := min(lo+per, n)
+		if err := slotOp(s, strideAt(lo), func(op uint64) error { return fn(op, lo, hi) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// segStride is how a call in several segments advances through the slots
+// after its first segment: it uses 8 of them, so that it keeps 8 slots of
+// data in flight, which stay in the caches, while a small call takes the
+// next slot and may run up to shm.SlotDepth calls ahead.
+const segStride = shm.SlotDepth / 8
+
+// strideAt is the stride of the segment at lo: the first takes the next
+// operation, whatever the size of the call, so that ranks that passed
+// different sizes (and so make different numbers of segments) still meet at
+// the first and find the mismatch there.
+func strideAt(lo int) int {
+	if lo == 0 {
+		return 1
+	}
+	return segStride
+}
+
 func barrierShared(ctx context.Context, c *comm.Comm) error {
-	return onSlots(ctx, c, "barrier", func(s *shm.Slots, n uint64) error {
-		s.Publish(n)
-		return s.AwaitAll(ctx, n)
+	return onSlots(ctx, c, "barrier", func(s *shm.Slots) error {
+		return slotOp(s, 1, func(n uint64) error {
+			s.Publish(n)
+			return s.AwaitAll(ctx, n)
+		})
 	})
 }
 
+// bcastShared: root writes each segment of b across the areas of a slot
+// (p areas of s.Data() bytes); the others copy it out.
 func bcastShared(ctx context.Context, c *comm.Comm, root int, b []byte) error {
-	return onSlots(ctx, c, "bcast", func(s *shm.Slots, n uint64) error {
-		if c.Rank() != root {
-			if err := s.Await(ctx, n, root); err != nil {
+	total := len(b)
+	return onSlots(ctx, c, "bcast", func(s *shm.Slots) error {
+		d := s.Data()
+		return segments(s, total, c.Size()*d, func(n uint64, lo, hi int) error {
+			seg := b[lo:hi]
+			if c.Rank() != root {
+				if err := s.Await(ctx, n, root); err != nil {
+					return err
+				}
+				for i := 0; i*d < len(seg); i++ {
+					piece := seg[i*d : min((i+1)*d, len(seg))]
+					part, err := get(s.Area(n, i), root, len(piece), total)
+					if err != nil {
+						return err
+					}
+					copy(piece, part)
+				}
+				return nil
+			}
+			if err := s.Claim(ctx, n); err != nil {
 				return err
 			}
-			part, err := get(s.Area(n, 0), root, len(b))
-			copy(b, part)
-			return err
-		}
-		if err := s.Claim(ctx, n); err != nil {
-			return err
-		}
-		put(s.Area(n, 0), b)
-		s.Publish(n)
-		return nil
+			for i := 0; i*d < len(seg) || i == 0; i++ {
+				put(s.Area(n, i), seg[i*d:min((i+1)*d, len(seg))], total)
+			}
+			s.Publish(n)
+			return nil
+		})
 	})
 }
 
-// gatherShared: every rank but root writes its block; root copies them out.
-// With all, every rank reads every block (allgather). send may be recv's own
-// block (in place).
+// gatherShared: every rank but root writes its block, a segment of
+// s.Data() bytes a slot; root copies them out. With all, every rank reads every
+// block (allgather). send may be recv's own block (in place).
 func gatherShared(ctx context.Context, c *comm.Comm, root int, send, recv []byte, all bool) error {
 	name := "gather"
 	if all {
 		name = "allgather"
 	}
-	return onSlots(ctx, c, name, func(s *shm.Slots, n uint64) error {
-		me, bs := c.Rank(), len(send)
-		if all || me != root {
+	me, bs := c.Rank(), len(send)
+	reader := all || me == root
+	if reader {
+		copy(recv[me*bs:], send)
+	}
+	return onSlots(ctx, c, name, func(s *shm.Slots) error {
+		return segments(s, bs, s.Data(), func(n uint64, lo, hi int) error {
+			if all || me != root {
+				if err := s.Claim(ctx, n); err != nil {
+					return err
+				}
+				put(s.Area(n, me), send[lo:hi], bs)
+				s.Publish(n)
+			}
+			if !reader {
+				return nil
+			}
+			if err := s.AwaitAll(ctx, n); err != nil {
+				return err
+			}
+			for r := range c.Size() {
+				if r == me {
+					continue
+				}
+				part, err := get(s.Area(n, r), r, hi-lo, bs)
+				if err != nil {
+					return err
+				}
+				copy(recv[r*bs+lo:r*bs+hi], part)
+			}
+			return nil
+		})
+	})
+}
+
+// scatterShared: root writes each segment of block r into area r; rank r
+// copies it out.
+func scatterShared(ctx context.Context, c *comm.Comm, root int, send, recv []byte) error {
+	me, bs := c.Rank(), len(recv)
+	if me == root {
+		copy(recv, send[me*bs:(me+1)*bs])
+	}
+	return onSlots(ctx, c, "scatter", func(s *shm.Slots) error {
+		return segments(s, bs, s.Data(), func(n uint64, lo, hi int) error {
+			if me != root {
+				if err := s.Await(ctx, n, root); err != nil {
+					return err
+				}
+				part, err := get(s.Area(n, me), root, hi-lo, bs)
+				if err != nil {
+					return err
+				}
+				copy(recv[lo:hi], part)
+				return nil
+			}
 			if err := s.Claim(ctx, n); err != nil {
 				return err
 			}
-			put(s.Area(n, me), send)
+			for r := range c.Size() {
+				if r != me {
+					put(s.Area(n, r), send[r*bs+lo:r*bs+hi], bs)
+				}
+			}
 			s.Publish(n)
-		}
-		if !all && me != root {
 			return nil
-		}
-		copy(recv[me*bs:], send)
-		if err := s.AwaitAll(ctx, n); err != nil {
-			return err
-		}
-		for r := range c.Size() {
-			if r == me {
-				continue
-			}
-			part, err := get(s.Area(n, r), r, bs)
-			if err != nil {
-				return err
-			}
-			copy(recv[r*bs:(r+1)*bs], part)
-		}
-		return nil
+		})
 	})
 }
 
-// scatterShared: root writes block r into area r; rank r copies it out.
-func scatterShared(ctx context.Context, c *comm.Comm, root int, send, recv []byte) error {
-	return onSlots(ctx, c, "scatter", func(s *shm.Slots, n uint64) error {
-		me, bs := c.Rank(), len(recv)
-		if me != root {
-			if err := s.Await(ctx, n, root); err != nil {
-				return err
-			}
-			part, err := get(s.Area(n, me), root, bs)
-			copy(recv, part)
-			return err
-		}
-		if err := s.Claim(ctx, n); err != nil {
-			return err
-		}
-		for r := range c.Size() {
-			if r != me {
-				put(s.Area(n, r), send[r*bs:(r+1)*bs])
-			}
-		}
-		s.Publish(n)
-		copy(recv, send[me*bs:(me+1)*bs])
-		return nil
-	})
-}
-
-// alltoallShared: every rank writes its p blocks into its area and copies
-// block me of every other rank's area out. send may be recv (in place): it is
-// all written before any of recv is.
+// alltoallShared: every rank writes a segment of each of its p blocks into
+// its area (s.Data()/p of each a slot) and copies the segment of block me of
+// every rank's area out. send may be recv (in place): a segment of every
+// block is written before that segment of recv is.
 func alltoallShared(ctx context.Context, c *comm.Comm, send, recv []byte, bs int) error {
-	return onSlots(ctx, c, "alltoall", func(s *shm.Slots, n uint64) error {
-		me := c.Rank()
-		if err := s.Claim(ctx, n); err != nil {
-			return err
-		}
-		put(s.Area(n, me), send)
-		s.Publish(n)
-		if err := s.AwaitAll(ctx, n); err != nil {
-			return err
-		}
-		for r := range c.Size() {
-			all, err := get(s.Area(n, r), r, len(send))
-			if err != nil {
+	me, p := c.Rank(), c.Size()
+	return onSlots(ctx, c, "alltoall", func(s *shm.Slots) error {
+		return segments(s, bs, s.Data()/p, func(n uint64, lo, hi int) error {
+			if err := s.Claim(ctx, n); err != nil {
 				return err
 			}
-			copy(recv[r*bs:(r+1)*bs], all[me*bs:])
-		}
-		return nil
+			a, sl := s.Area(n, me), hi-lo
+			d := data(a)
+			for j := range p {
+				copy(d[j*sl:], send[j*bs+lo:j*bs+hi])
+			}
+			mark(a, p*sl, bs)
+			s.Publish(n)
+			if err := s.AwaitAll(ctx, n); err != nil {
+				return err
+			}
+			for r := range p {
+				all, err := get(s.Area(n, r), r, p*sl, bs)
+				if err != nil {
+					return err
+				}
+				copy(recv[r*bs+lo:r*bs+hi], all[me*sl:])
+			}
+			return nil
+		})
 	})
 }
 
 // reduceShared: every rank writes acc (its contribution); the root (every
-// rank, with all) folds the areas in rank order into acc.
+// rank, with all) folds the areas in rank order into acc. Above one area,
+// reduceSharedSplit shares the folding out.
 func reduceShared[T Elem](ctx context.Context, c *comm.Comm, root int, acc []T, op Op[T], all bool) error {
 	name := "reduce"
 	if all {
 		name = "allreduce"
 	}
-	return onSlots(ctx, c, name, func(s *shm.Slots, n uint64) error {
-		me, p := c.Rank(), c.Size()
-		if err := s.Claim(ctx, n); err != nil {
-			return err
+	nb := len(bytesOf(acc))
+	return onSlots(ctx, c, name, func(s *shm.Slots) error {
+		if nb > s.Data() {
+			return reduceSharedSplit(ctx, c, s, root, acc, op, all)
 		}
-		put(s.Area(n, me), bytesOf(acc))
-		s.Publish(n)
-		if !all && me != root {
-			return nil
-		}
-		if err := s.AwaitAll(ctx, n); err != nil {
-			return err
-		}
-		nb := len(bytesOf(acc))
-		for r := range p {
-			if _, err := get(s.Area(n, r), r, nb); err != nil {
+		return slotOp(s, 1, func(n uint64) error {
+			me, p := c.Rank(), c.Size()
+			if err := s.Claim(ctx, n); err != nil {
 				return err
 			}
-		}
-		if me != p-1 {
-			copy(acc, elemsOf[T](s.Area(n, p-1), len(acc)))
-		}
-		for r := p - 2; r >= 0; r-- {
-			op.combineLeft(elemsOf[T](s.Area(n, r), len(acc)), acc)
-		}
-		return nil
+			put(s.Area(n, me), bytesOf(acc), nb)
+			s.Publish(n)
+			if !all && me != root {
+				return nil
+			}
+			if err := s.AwaitAll(ctx, n); err != nil {
+				return err
+			}
+			for r := range p {
+				if _, err := get(s.Area(n, r), r, nb, nb); err != nil {
+					return err
+				}
+			}
+			if me != p-1 {
+				copy(acc, elemsOf[T](data(s.Area(n, p-1)), len(acc)))
+			}
+			for r := p - 2; r >= 0; r-- {
+				op.combineLeft(elemsOf[T](data(s.Area(n, r)), len(acc)), acc)
+			}
+			return nil
+		})
 	})
+}
+
+// reduceSharedSplit reduces acc a segment of one area at a time, in two slot
+// operations: every rank writes its segment; then rank q folds part q of
+// every rank's segment, in rank order, into its area of the next operation,
+// from which the root (every rank, with all) copies the parts. Each rank
+// folds 1/p of the data, and every element is folded once, in the same order
+// whatever the op.
+func reduceSharedSplit[T Elem](ctx context.Context, c *comm.Comm, s *shm.Slots, root int, acc []T, op Op[T], all bool) error {
+	me, p, es := c.Rank(), c.Size(), sizeOf[T]()
+	reader := all || me == root
+	per := s.Data() / es * es
+	total := len(acc) * es
+	for lo := 0; lo < total; lo += per {
+		seg := acc[lo/es : min(lo+per, total)/es]
+		m := len(seg)
+		n := s.Advance(strideAt(lo))
+		err := reduceSegment(ctx, s, n, me, p, seg, total)
+		if err != nil {
+			if errors.Is(err, ErrMismatch) {
+				s.Done(n)
+			}
+			return err
+		}
+		err = slotOp(s, segStride, func(n2 uint64) error {
+			if err := s.Claim(ctx, n2); err != nil {
+				return err
+			}
+			plo, phi := block(m, p, me)
+			out := elemsOf[T](data(s.Area(n2, me)), phi-plo)
+			copy(out, elemsOf[T](data(s.Area(n, p-1)), m)[plo:phi])
+			for r := p - 2; r >= 0; r-- {
+				op.combineLeft(elemsOf[T](data(s.Area(n, r)), m)[plo:phi], out)
+			}
+			mark(s.Area(n2, me), (phi-plo)*es, total)
+			s.Done(n) // every segment is read: the slot may go round
+			s.Publish(n2)
+			if !reader {
+				return nil
+			}
+			if err := s.AwaitAll(ctx, n2); err != nil {
+				return err
+			}
+			for q := range p {
+				qlo, qhi := block(m, p, q)
+				part, err := get(s.Area(n2, q), q, (qhi-qlo)*es, total)
+				if err != nil {
+					return err
+				}
+				copy(seg[qlo:qhi], elemsOf[T](part, qhi-qlo))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reduceSegment is the first operation (n) of reduceSharedSplit: the rank
+// writes seg, a segment of a call of total bytes, and waits until every rank
+// has written one of the same size.
+func reduceSegment[T Elem](ctx context.Context, s *shm.Slots, n uint64, me, p int, seg []T, total int) error {
+	b := bytesOf(seg)
+	if err := s.Claim(ctx, n); err != nil {
+		return err
+	}
+	put(s.Area(n, me), b, total)
+	s.Publish(n)
+	if err := s.AwaitAll(ctx, n); err != nil {
+		return err
+	}
+	for r := range p {
+		if _, err := get(s.Area(n, r), r, len(b), total); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // elemsOf views the first n elements of b (aligned for T) as a []T.

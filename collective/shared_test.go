@@ -27,9 +27,13 @@ func oneNodeWorld(t *testing.T, np int) *commtest.World {
 	return commtest.NewNetWorld(t, nodes, nil)
 }
 
+// sharedRounds is how many mixedRounds the tests run on a communicator: each
+// makes 14 collective calls (two reductions per op), so the slots go round
+// about 10 times.
+const sharedRounds = 24
+
 // mixedRound runs one of each collective that may go through the shared area,
-// root i % size, with blocks of n int64 (some above shm.SlotData, which take
-// the message-based algorithms), and checks every result.
+// root i % size, with blocks of n int64, and checks every result.
 func mixedRound(ctx context.Context, c *comm.Comm, i, n int) error {
 	p, me, root := c.Size(), c.Rank(), i%c.Size()
 	seed := func(r int) []int64 { return input(r+i*7, n) }
@@ -129,8 +133,8 @@ func TestSharedArea(t *testing.T) {
 			if !commx.HasSlots(c) || collective.Choose("bcast", c, 8, true) != collective.AlgShared {
 				return errors.New("no shared area on one node's ranks")
 			}
-			for i := range 3 * shm.SlotDepth {
-				n := []int{1, 13, shm.SlotData / 8, shm.SlotData/8 + 1, 0}[i%5]
+			for i := range sharedRounds {
+				n := []int{1, 13, shm.SlotDataMin / 8, shm.SlotDataMin/8 + 1, 0}[i%5]
 				// A message that crosses the collectives, and a nonblocking
 				// collective (message-based) in flight meanwhile.
 				right, left := (c.Rank()+1)%np, (c.Rank()+np-1)%np
@@ -156,7 +160,7 @@ func TestSharedArea(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			for i := range 2 * shm.SlotDepth {
+			for i := range sharedRounds / 2 {
 				if half.Size() > 1 {
 					if err := mixedRound(bg, half, i+c.Rank()%2, 3+c.Rank()%2); err != nil {
 						return fmt.Errorf("half %d: %w", c.Rank()%2, err)
@@ -175,6 +179,36 @@ func TestSharedArea(t *testing.T) {
 	}
 }
 
+// TestSharedAreaSegments: with the shared area forced for every family, calls
+// larger than an area go through it in segments (several slot operations a
+// call, two a segment for reductions, with the slots going round within one
+// call), on odd and even rank counts, and give the right results, the
+// non-commutative ops included.
+func TestSharedAreaSegments(t *testing.T) {
+	for _, f := range []string{"BCAST", "ALLREDUCE", "REDUCE", "ALLGATHER", "ALLTOALL", "GATHER", "SCATTER"} {
+		t.Setenv("PMRUN_COLL_"+f, collective.AlgShared)
+	}
+	for _, np := range []int{2, 3, 5} {
+		w := oneNodeWorld(t, np)
+		w.Run(func(c *comm.Comm) error {
+			d := shm.SlotData(np) / 8 // int64s in an area
+			// 9 segments of an area take 33 slot operations: the slots go round.
+			sizes := []int{d + 1, 3*d + 5, 9*d - 3, d - 1}
+			for i, n := range sizes {
+				for _, f := range []string{"bcast", "allreduce", "reduce", "allgather", "alltoall", "gather", "scatter"} {
+					if alg := collective.Choose(f, c, n*8, true); alg != collective.AlgShared {
+						return fmt.Errorf("%s of %d int64s chose %s under PMRUN_COLL_%s=shared", f, n, alg, strings.ToUpper(f))
+					}
+				}
+				if err := mixedRound(bg, c, i, n); err != nil {
+					return fmt.Errorf("np %d: %w", np, err)
+				}
+			}
+			return nil
+		})
+	}
+}
+
 // TestSharedAreaNodes: on ranks spread over nodes, the node-aware algorithms
 // run their steps within each node through that node's shared area (blocks
 // that fit) and the rest by messages; results are right on every rank.
@@ -189,8 +223,8 @@ func TestSharedAreaNodes(t *testing.T) {
 				return fmt.Errorf("%s over three nodes chose %s, want %s", f, alg, collective.AlgHierarchical)
 			}
 		}
-		for i := range 3 * shm.SlotDepth {
-			if err := mixedRound(bg, c, i, []int{1, 13, shm.SlotData/8 + 1}[i%3]); err != nil {
+		for i := range sharedRounds {
+			if err := mixedRound(bg, c, i, []int{1, 13, shm.SlotDataMin/8 + 1}[i%3]); err != nil {
 				return err
 			}
 		}
@@ -284,10 +318,42 @@ func TestSharedAreaOff(t *testing.T) {
 		t.Error("a world without shared memory chose the shared area")
 	}
 	on := oneNodeWorld(t, 4)
-	if collective.Choose("bcast", on.Comms[0], shm.SlotData+1, true) == collective.AlgShared {
-		t.Error("a block above SlotData chose the shared area")
+	if collective.Choose("bcast", on.Comms[0], 64<<20, true) == collective.AlgShared {
+		t.Error("a block of 64 MiB chose the shared area")
 	}
 	// Reserved calls started in a rank-dependent order keep their message
 	// tags; through the slots (taken in call order) they would cross.
 	on.Run(reserveOutOfOrder)
+}
+
+// BenchmarkSharedSmall: rooted collectives of 8 bytes through the shared area,
+// on 4 goroutine ranks of one node, per call (what the calling path costs on
+// top of the slots' handshakes).
+func BenchmarkSharedSmall(b *testing.B) {
+	nodes := []string{"node", "node", "node", "node"}
+	w := commtest.NewNetWorld(b, nodes, nil)
+	for _, f := range []string{"bcast", "reduce", "scatter", "gather"} {
+		b.Run(f, func(b *testing.B) {
+			w.Run(func(c *comm.Comm) error {
+				x, y := make([]float64, 1), make([]float64, len(nodes))
+				for range b.N {
+					var err error
+					switch f {
+					case "bcast":
+						err = collective.Bcast(bg, c, 0, x)
+					case "reduce":
+						err = collective.Reduce(bg, c, 0, x, y[:1], collective.Sum[float64]())
+					case "scatter":
+						err = collective.Scatter(bg, c, 0, y, x)
+					case "gather":
+						err = collective.Gather(bg, c, 0, x, y)
+					}
+					if err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		})
+	}
 }
