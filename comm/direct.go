@@ -29,17 +29,20 @@ import (
 // peer's mapping of their shared segment; a link where that fails announces
 // with plain KindRTS, and a receiver refused a copy stops announcing too.
 //
-// Why it is on by default (bench/p2p, np 2, alternating PMRUN_SHM_DIRECT=off
+// Why it is off by default (bench/p2p, np 2, alternating PMRUN_SHM_DIRECT=off
 // and on): process_vm_readv copies about 10 GB/s on this 2-core VM, where
 // memcpy does 20-50 GB/s, so with both cores idle the ring's two copies, made
-// at once by the two ranks, are faster (1 MiB ping-pong 41 us through the ring,
-// 86 us direct; Open MPI's vader, which copies the same way, 86 us). As soon
-// as the cores are shared with other work, each of the ring's three hops (RTS,
-// CTS, data) waits for the other rank to be scheduled, and the ring's two
-// copies for both: over 4 rounds on a loaded machine, direct copies made the
-// 64 KiB to 1 MiB ping-pong 2-5x faster (1 MiB: 2.1-2.8 ms through the ring,
-// 0.4-1.2 ms direct) and the bandwidth 4-10x higher (1 MiB: 0.27-0.68 GB/s
-// against 2.5-4.9). A rank needs only itself scheduled to copy directly.
+// at once by the two ranks, are faster: on an idle machine, 3 rounds, the ring
+// against direct copies gave ping-pong latency 6.4-7.4 against 8.4-8.6 us at
+// 64 KiB, 38-40 against 83-85 us at 1 MiB, 146 against 388-449 us at 4 MiB,
+// and bandwidth 33.9-36.5 against 10.9-12.5 GB/s at 1 MiB. As soon as the
+// cores are shared with other work, each of the ring's three hops (RTS, CTS,
+// data) waits for the other rank to be scheduled, and the ring's two copies
+// for both: over 4 rounds on a loaded machine, direct copies made the 64 KiB
+// to 1 MiB ping-pong 2-5x faster (1 MiB: 2.1-2.8 ms through the ring, 0.4-1.2
+// ms direct) and the bandwidth 4-10x higher (1 MiB: 0.27-0.68 GB/s against
+// 2.5-4.9). A rank needs only itself scheduled to copy directly: turn it on
+// (PMRUN_SHM_DIRECT=on) for nodes that run more ranks than cores.
 //
 // Cancelling a send whose KindRTSMem is out cannot simply return: the receiver
 // may be copying its buffer at that moment. The cancel sends KindRevoke

@@ -75,8 +75,15 @@ func directState(t *testing.T, c *Comm, w int) int32 {
 	return sl.direct.Load()
 }
 
+// directConfig turns direct copies on (they are off by default).
+func directConfig() *Config {
+	cfg := DefaultConfig()
+	cfg.ShmDirect = true
+	return cfg
+}
+
 func TestDirectCopy(t *testing.T) {
-	cs := netWorld(t, 2, true, nil)
+	cs := netWorld(t, 2, true, directConfig())
 	exchangeLarge(t, cs)
 	if s := directState(t, cs[0], 1); s != directOn {
 		t.Errorf("direct copy state %d after large sends, want %d (on)", s, directOn)
@@ -104,7 +111,7 @@ func TestDirectCopyFails(t *testing.T) {
 		t.Run(tc.errno.Error(), func(t *testing.T) {
 			readPeer = func(int, uint64, []byte) error { return tc.errno }
 			defer func() { readPeer = readProcess }()
-			cs := netWorld(t, 2, true, nil)
+			cs := netWorld(t, 2, true, directConfig())
 			exchangeLarge(t, cs)
 			if s := directState(t, cs[1], 0); s != tc.want {
 				t.Errorf("receiver's direct copy state %d after %v, want %d", s, tc.errno, tc.want)
@@ -117,7 +124,7 @@ func TestDirectCopyFails(t *testing.T) {
 // receive matches: it fails with the context's error, and the receiver no
 // longer sees the message.
 func TestDirectSendCancelled(t *testing.T) {
-	cs := netWorld(t, 2, true, nil)
+	cs := netWorld(t, 2, true, directConfig())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	data := directPattern(1, 1<<20)
