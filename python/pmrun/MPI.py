@@ -30,7 +30,8 @@ from ._mpi_constants import (
     LASTUSEDCODE, SUCCESS, ERR_BUFFER, ERR_COUNT, ERR_TYPE, ERR_TAG, ERR_COMM, ERR_RANK,
     ERR_REQUEST, ERR_ROOT, ERR_GROUP, ERR_OP, ERR_TOPOLOGY, ERR_DIMS, ERR_ARG, ERR_UNKNOWN,
     ERR_TRUNCATE, ERR_OTHER, ERR_INTERN, ERR_IN_STATUS, ERR_PENDING, ERR_PROC_FAILED, ERR_WIN,
-    ERR_RMA_SHARED, ERR_RMA_SYNC, ERR_RMA_RANGE, ERR_INFO_NOKEY, ERR_LASTCODE, _ERROR_STRINGS,
+    ERR_RMA_SHARED, ERR_RMA_SYNC, ERR_RMA_RANGE, ERR_INFO_NOKEY, ERR_INFO_KEY, ERR_INFO,
+    ERR_KEYVAL, ERR_LASTCODE, _ERROR_STRINGS,
     Exception, _public_name,
     _error, _raise, _call, _user_traceback, Get_error_class, _user_classes, _next_error,
     Add_error_class, Add_error_code, Add_error_string, Remove_error_class, Remove_error_code,
@@ -97,7 +98,8 @@ from ._mpi_windows import (
     LOCK_SHARED, ERR_RMA_ATTACH, ERR_RMA_FLAVOR, Win, WIN_NULL,
 )
 from ._mpi_env import (
-    File, FILE_NULL, Init, Init_thread, Finalize, _at_exit, Is_initialized, Is_finalized,
+    File, FILE_NULL, MODE_CREATE, MODE_RDONLY, MODE_WRONLY, MODE_RDWR, MODE_DELETE_ON_CLOSE,
+    MODE_UNIQUE_OPEN, MODE_EXCL, MODE_APPEND, MODE_SEQUENTIAL, Init, Init_thread, Finalize, _at_exit, Is_initialized, Is_finalized,
     Query_thread, Is_thread_main, Wtime, Wtick, Get_processor_name, Get_version,
     Get_library_version, get_vendor, Pcontrol, Attach_buffer, Detach_buffer, Alloc_mem, Free_mem,
     Aint_add, Aint_diff, Get_address, Compute_dims, _excepthook, _setup,

@@ -14,7 +14,8 @@ from ._abi import (  # the kinds of reduction pm_reduce makes
     RED_EXSCAN as _R_EXSCAN, RED_SCATTER_BLOCK as _R_SCATTER_BLOCK, RED_SCATTER as _R_SCATTER,
 )
 from ._mpi_constants import (
-    ANY_SOURCE, ANY_TAG, APPNUM, CONGRUENT, ERR_ARG, ERR_BUFFER, ERR_COMM, ERR_OP, ERR_OTHER,
+    ANY_SOURCE, ANY_TAG, APPNUM, CONGRUENT, ERR_ARG, ERR_BUFFER, ERR_COMM, ERR_KEYVAL, ERR_OP,
+    ERR_OTHER,
     ERR_REQUEST, ERR_ROOT, ERR_TRUNCATE, HOST, IDENT, IO, KEYVAL_INVALID, LASTUSEDCODE,
     PROC_NULL, SIMILAR, SUCCESS, TAG_UB, TAG_UB_VALUE, UNDEFINED, UNEQUAL, UNIVERSE_SIZE,
     WTIME_IS_GLOBAL, Exception, _call, _next_error, _raise,
@@ -128,13 +129,20 @@ class Comm(_Handle):
     ``MyComm(MPI.COMM_WORLD)``."""
 
     def __new__(cls, comm=None):
-        # Subclasses may call super().__new__(cls, comm) in their own
-        # __new__, as mpi4py allows; __init__ then copies comm.
-        return super().__new__(cls)
-
-    def __init__(self, comm=None):
+        # A new handle for comm's communicator is made here, as mpi4py makes
+        # it: a subclass's __new__ may pass another communicator than the
+        # one its caller gave (super().__new__(cls, comm.Dup())), and the
+        # caller's argument reaches __init__, which must not undo that.
         if comm is not None and not isinstance(comm, Comm):
             raise TypeError("expected a communicator, not %s" % type(comm).__name__)
+        self = super().__new__(cls)
+        self._copy(comm)
+        return self
+
+    def __init__(self, comm=None):
+        pass
+
+    def _copy(self, comm):
         self._h = 0
         self._rank, self._size = -1, 0
         self._name = ""
@@ -144,11 +152,13 @@ class Comm(_Handle):
             self._h, self._rank, self._size = comm._h, comm._rank, comm._size
             self._name = comm._name
             self._group = comm._group
+            for kind in ("_topo", "_inter"):  # a topology's or intercomm's state
+                if kind in comm.__dict__:
+                    setattr(self, kind, comm.__dict__[kind])
 
     @classmethod
     def _wrap(cls, h, name=""):
         c = cls.__new__(cls)
-        Comm.__init__(c)
         c._h = h
         c._name = name
         if h:
@@ -194,15 +204,18 @@ class Comm(_Handle):
         return COMM_NULL
 
     def Is_inter(self):
+        self._chk()
         return False
 
     def Is_intra(self):
+        self._chk()
         return True
 
     is_inter = property(Is_inter)
     is_intra = property(Is_intra)
 
     def Get_topology(self):
+        self._chk()
         return UNDEFINED
 
     topology = property(Get_topology)
@@ -215,7 +228,13 @@ class Comm(_Handle):
 
     name = property(Get_name, Set_name)
 
+    def _keyval(self, keyval):
+        self._chk()
+        if keyval == KEYVAL_INVALID:
+            raise Exception(ERR_KEYVAL, "invalid key value (MPI.KEYVAL_INVALID)")
+
     def Get_attr(self, keyval):
+        self._keyval(keyval)
         if keyval == TAG_UB:
             return TAG_UB_VALUE
         if keyval == WTIME_IS_GLOBAL:
@@ -231,9 +250,11 @@ class Comm(_Handle):
         return self._attrs.get(keyval)
 
     def Set_attr(self, keyval, value):
+        self._keyval(keyval)
         self._attrs[keyval] = value
 
     def Delete_attr(self, keyval):
+        self._keyval(keyval)
         self._attrs.pop(keyval, None)
 
     @staticmethod
@@ -252,16 +273,19 @@ class Comm(_Handle):
         pass
 
     def Get_errhandler(self):
+        self._chk()
         return Errhandler(getattr(self, "_eh", ERRORS_RETURN))
 
     def Set_errhandler(self, errhandler):
-        self._eh = Errhandler(errhandler)
+        self._chk()
+        self._eh = _errhandler_arg(errhandler)
 
     def Call_errhandler(self, errorcode):
         raise Exception(errorcode)
 
     @staticmethod
     def Compare(comm1, comm2):
+        comm1._chk(), comm2._chk()
         if comm1._h == comm2._h:
             return IDENT
         g1, g2 = comm1.Get_group()._ranks, comm2.Get_group()._ranks
@@ -274,9 +298,11 @@ class Comm(_Handle):
     # --- creation ---
 
     def _child(self, h):
+        """A new communicator handle h of this one's class (subclasses keep
+        theirs, as with mpi4py)."""
         if not h:
             return COMM_NULL
-        return type(self)._wrap(h) if isinstance(self, Intracomm) else Intracomm._wrap(h)
+        return type(self)._wrap(h)
 
     def Dup(self, info=None):
         h = self._chk()
@@ -328,12 +354,16 @@ class Comm(_Handle):
         return self._child(out.value)
 
     def Free(self):
-        if self._h and self is not COMM_WORLD and self is not COMM_SELF \
-                and self._h not in (COMM_WORLD._h, COMM_SELF._h):
-            private = _PRIVATE.pop(self._h, None)
-            if private is not None:
-                private.Free()
-            _call(_lib.pm_comm_free(self._h))
+        """Frees the communicator (MPI.Exception ERR_COMM for COMM_NULL, a
+        freed one, COMM_WORLD and COMM_SELF)."""
+        self._chk()
+        if self is COMM_WORLD or self is COMM_SELF or self._h in (COMM_WORLD._h, COMM_SELF._h):
+            raise Exception(ERR_COMM, "Free: %s is predefined" % (
+                "MPI.COMM_WORLD" if self._h == COMM_WORLD._h else "MPI.COMM_SELF"))
+        private = _PRIVATE.pop(self._h, None)
+        if private is not None:
+            private.Free()
+        _call(_lib.pm_comm_free(self._h))
         self._h = 0
 
     def Disconnect(self):
@@ -1357,6 +1387,8 @@ class Errhandler(_Handle):
         self._h = errhandler._h if isinstance(errhandler, Errhandler) else 0
 
     def Free(self):
+        if not self._h:
+            raise Exception(ERR_ARG, "Free: invalid error handler (MPI.ERRHANDLER_NULL)")
         if not any(self is e for e in _PREDEFINED_EH):
             self._h = 0
 
@@ -1367,6 +1399,13 @@ ERRORS_RETURN = Errhandler()
 ERRORS_ARE_FATAL = Errhandler()
 ERRORS_RETURN._h, ERRORS_ARE_FATAL._h = 1, 2
 _PREDEFINED_EH = [ERRHANDLER_NULL, ERRORS_RETURN, ERRORS_ARE_FATAL]
+
+
+def _errhandler_arg(errhandler):
+    """A copy of errhandler to set; ERRHANDLER_NULL is MPI.Exception ERR_ARG."""
+    if not isinstance(errhandler, Errhandler) or not errhandler._h:
+        raise Exception(ERR_ARG, "Set_errhandler: invalid error handler %r" % (errhandler,))
+    return Errhandler(errhandler)
 
 # The predefined communicators, which MPI.Init gives their handles.
 COMM_NULL = Intracomm()

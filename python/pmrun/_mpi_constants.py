@@ -41,7 +41,10 @@ ERR_TOPOLOGY = 11
 ERR_DIMS = 12
 ERR_IN_STATUS = 18
 ERR_WIN = 45
-ERR_INFO_NOKEY = 31
+ERR_INFO_KEY = 31
+ERR_INFO_NOKEY = 32
+ERR_INFO = 34
+ERR_KEYVAL = 36
 ERR_LASTCODE = 92
 
 _ERROR_STRINGS = {
@@ -67,6 +70,10 @@ _ERROR_STRINGS = {
     ERR_RMA_SHARED: "MPI_ERR_RMA_SHARED: memory cannot be shared",
     ERR_RMA_SYNC: "MPI_ERR_RMA_SYNC: error executing rma sync",
     ERR_RMA_RANGE: "MPI_ERR_RMA_RANGE: invalid RMA address range",
+    ERR_INFO_KEY: "MPI_ERR_INFO_KEY: invalid info key",
+    ERR_INFO_NOKEY: "MPI_ERR_INFO_NOKEY: no such info key",
+    ERR_INFO: "MPI_ERR_INFO: invalid info object",
+    ERR_KEYVAL: "MPI_ERR_KEYVAL: invalid key value",
 }
 
 

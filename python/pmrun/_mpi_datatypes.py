@@ -10,7 +10,7 @@ from ._abi import (  # the library's element type codes for reductions in Go
     T_FLOAT32 as _T_FLOAT32, T_FLOAT64 as _T_FLOAT64, T_COMPLEX64 as _T_COMPLEX64,
     T_COMPLEX128 as _T_COMPLEX128,
 )
-from ._mpi_constants import ERR_ARG, ERR_BUFFER, ERR_TRUNCATE, ERR_TYPE, Exception
+from ._mpi_constants import ERR_ARG, ERR_BUFFER, ERR_KEYVAL, ERR_TRUNCATE, ERR_TYPE, Exception
 
 # --- datatypes -----------------------------------------------------------------
 
@@ -72,15 +72,32 @@ class Datatype:
     def Set_name(self, name):
         self.name = name
 
+    def _chk(self):
+        """self, or MPI.Exception ERR_TYPE for DATATYPE_NULL."""
+        if self.size == 0 and self.blocks is None and self.name == "MPI_DATATYPE_NULL":
+            raise Exception(ERR_TYPE, "invalid datatype (MPI.DATATYPE_NULL)")
+        return self
+
     def Commit(self):
-        self.committed = True
+        self._chk().committed = True
         return self
 
     def Free(self):
-        pass
+        if self._chk()._env is None:
+            raise Exception(ERR_TYPE, "Free: %s is a predefined datatype" % self.name)
 
     def Dup(self):
-        return _made(Datatype(self), COMBINER_DUP, [], [], [self])
+        return _made(Datatype(self._chk()), COMBINER_DUP, [], [], [self])
+
+    # Attributes (MPI_Type_get_attr and friends), kept per datatype object.
+    def Get_attr(self, keyval):
+        return _attrs(self._chk(), keyval).get(keyval)
+
+    def Set_attr(self, keyval, value):
+        _attrs(self._chk(), keyval)[keyval] = value
+
+    def Delete_attr(self, keyval):
+        _attrs(self._chk(), keyval).pop(keyval, None)
 
     Create_dup = Dup  # decode's DUP remakes it
 
@@ -412,6 +429,16 @@ ORDER_C, ORDER_FORTRAN, ORDER_F = 0, 1, 1
 DISTRIBUTE_BLOCK, DISTRIBUTE_CYCLIC, DISTRIBUTE_NONE, DISTRIBUTE_DFLT_DARG = 0, 1, 2, -1
 TYPECLASS_INTEGER, TYPECLASS_REAL, TYPECLASS_COMPLEX = 1, 2, 3
 _F90 = (COMBINER_F90_INTEGER, COMBINER_F90_REAL, COMBINER_F90_COMPLEX)
+
+
+def _attrs(t, keyval):
+    """t's attributes, after checking keyval (KEYVAL_INVALID is refused)."""
+    if keyval == -1:
+        raise Exception(ERR_KEYVAL, "invalid key value (MPI.KEYVAL_INVALID)")
+    d = t.__dict__.get("_attributes")
+    if d is None:
+        d = t._attributes = {}
+    return d
 
 
 def _made(t, combiner, ints, addrs, types):

@@ -27,10 +27,28 @@ _out = _bridge.out
 
 
 class File:
-    """MPI-IO is not provided: the class is there for its name."""
+    """MPI-IO is not provided: the class is there for its name and its
+    constants, and File.Open raises NotImplementedError (mpi4py's own tests
+    skip MPI-IO on it)."""
+
+    def __init__(self, file=None):
+        pass
+
+    def __bool__(self):
+        return False
+
+    @classmethod
+    def Open(cls, comm, filename, amode=None, info=None):
+        raise NotImplementedError("MPI.File.Open: MPI-IO is not supported by pmrun; use "
+                                  "Python's own I/O on each rank, or gather to one rank")
 
 
 FILE_NULL = File()
+
+# File access modes (Open MPI's numbering, as mpi4py shows it).
+MODE_CREATE, MODE_RDONLY, MODE_WRONLY, MODE_RDWR = 1, 2, 4, 8
+MODE_DELETE_ON_CLOSE, MODE_UNIQUE_OPEN, MODE_EXCL, MODE_APPEND, MODE_SEQUENTIAL = (
+    16, 32, 64, 128, 256)
 
 _initialized = False
 _finalized = False

@@ -84,6 +84,7 @@ class Group:
 
     @staticmethod
     def Compare(group1, group2):
+        group1._members(), group2._members()
         if group1._ranks == group2._ranks:
             return IDENT
         if sorted(group1._ranks) == sorted(group2._ranks):

@@ -6,7 +6,7 @@ Part of pmrun.MPI, which re-exports every name defined here.
 import os as _os
 import sys as _sys
 
-from ._mpi_constants import ERR_INFO_NOKEY, Exception
+from ._mpi_constants import ERR_INFO, ERR_INFO_KEY, ERR_INFO_NOKEY, Exception
 
 # --- info ----------------------------------------------------------------------
 
@@ -32,6 +32,12 @@ class Info:
             raise KeyError("MPI.INFO_NULL holds no keys")
         return self._d
 
+    def _chk(self):
+        """The keys, or MPI.Exception ERR_INFO for INFO_NULL (or a freed Info)."""
+        if self._d is None:
+            raise Exception(ERR_INFO, "invalid info (MPI.INFO_NULL or freed)")
+        return self._d
+
     def __bool__(self):
         return self._d is not None
 
@@ -44,27 +50,31 @@ class Info:
         return id(self._d)
 
     def Free(self):
+        self._chk()
         self._d = None
 
     def Dup(self):
-        return Info.Create(self.items())
+        return Info.Create(self._chk().items())
 
     def Get(self, key, maxlen=-1):
-        return None if self._d is None else self._d.get(key)
+        return self._chk().get(key)
 
     def Set(self, key, value):
-        self._live()[str(key)] = str(value)
+        self._chk()[str(key)] = str(value)
 
     def Delete(self, key):
-        if key not in (self._d or {}):
+        if key not in self._chk():
             raise Exception(ERR_INFO_NOKEY, "no info key %r" % (key,))
         del self._d[key]
 
     def Get_nkeys(self):
-        return len(self._d or {})
+        return len(self._chk())
 
     def Get_nthkey(self, n):
-        return list(self._d or {})[n]
+        keys = list(self._chk())
+        if not 0 <= n < len(keys):
+            raise Exception(ERR_INFO_KEY, "no key number %d of %d" % (n, len(keys)))
+        return keys[n]
 
     # dict-like
     def __len__(self):

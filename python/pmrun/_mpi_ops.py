@@ -62,6 +62,8 @@ class Op:
                    _commute=bool(commute), _user=function)
 
     def Free(self):
+        if self._user is None:
+            raise Exception(ERR_OP, "Free: %s is predefined (or null)" % self.name)
         self.code, self._py, self._user = 0, None, None
         self.name = "MPI_OP_NULL"
 

@@ -4,7 +4,7 @@ Part of pmrun.MPI, which re-exports every name defined here.
 """
 
 from . import _bridge
-from ._mpi_constants import ANY_TAG, PROC_NULL, UNDEFINED, ERR_PENDING, _raise
+from ._mpi_constants import ANY_TAG, PROC_NULL, UNDEFINED, ERR_PENDING, ERR_REQUEST, Exception, _raise
 from ._mpi_status import Status, _st
 from ._mpi_pickle import _loads
 
@@ -17,6 +17,9 @@ _fast = _bridge.fast
 
 class Request:
     """A pending nonblocking operation."""
+
+    def __new__(cls, request=None):
+        return super().__new__(cls)  # subclasses may pass request, as with mpi4py
 
     def __init__(self, request=None):
         self._h = 0
@@ -151,13 +154,14 @@ class Request:
     def cancel(self):
         self.Cancel()
 
-    # Buffer interface.
+    # Buffer interface (through Request's own wait and test: a subclass may
+    # name its own methods wait and test, calling these).
     def Wait(self, status=None):
-        self.wait(status)
+        Request.wait(self, status)
         return True
 
     def Test(self, status=None):
-        return self.test(status)[0]
+        return Request.test(self, status)[0]
 
     def Get_status(self, status=None):
         if self._h == -1:
@@ -174,10 +178,14 @@ class Request:
         return bool(flag.value)
 
     def Cancel(self):
+        if self._h == 0:
+            raise Exception(ERR_REQUEST, "Cancel: invalid request (MPI.REQUEST_NULL)")
         if self._h > 0:
             _lib.pm_cancel(self._h)
 
     def Free(self):
+        if self._h == 0:
+            raise Exception(ERR_REQUEST, "Free: invalid request (MPI.REQUEST_NULL)")
         if self._h > 0:
             _lib.pm_req_free(self._h)
         self._h = 0
@@ -351,8 +359,11 @@ class Prequest(Request):
         return self._freed
 
     def Free(self):
-        Request.Free(self)
-        self._freed = True
+        if self._freed:
+            raise Exception(ERR_REQUEST, "Free: the persistent request was freed already")
+        if self._h > 0:
+            _lib.pm_req_free(self._h)
+        self._h, self._freed = 0, True
 
     def Start(self):
         r = self._start()

@@ -51,7 +51,7 @@ class Status:
         self.error = error
 
     def Get_count(self, datatype=None):
-        t = BYTE if datatype is None else _typearg(datatype)
+        t = BYTE if datatype is None else _typearg(datatype)._chk()
         if t.size == 0:
             return 0
         if self._count % t.size:
@@ -59,7 +59,7 @@ class Status:
         return self._count // t.size
 
     def Get_elements(self, datatype):
-        t = _typearg(datatype)
+        t = _typearg(datatype)._chk()
         if t.blocks is not None:
             per = len(t.blocks)
             full, rest = divmod(self._count, t.size) if t.size else (0, 0)
@@ -72,7 +72,7 @@ class Status:
         return self.Get_count(t)
 
     def Set_elements(self, datatype, count):
-        self._count = count * _typearg(datatype).size
+        self._count = count * _typearg(datatype)._chk().size
 
     def Is_cancelled(self):
         return self.cancelled

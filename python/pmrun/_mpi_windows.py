@@ -14,12 +14,14 @@ from ._abi import (
     SYNC_FENCE, SYNC_FLUSH, SYNC_FLUSH_ALL, SYNC_LOCK, SYNC_UNLOCK, SYNC_LOCK_ALL,
     SYNC_UNLOCK_ALL, SYNC_COMPLETE, SYNC_WAIT, SYNC_POST, SYNC_START, T_LONG_DOUBLE,
 )
-from ._mpi_constants import ERR_ARG, ERR_OP, ERR_TYPE, ERR_WIN, PROC_NULL, Exception, _call
+from ._mpi_constants import (
+    ERR_ARG, ERR_KEYVAL, ERR_OP, ERR_TYPE, ERR_WIN, KEYVAL_INVALID, PROC_NULL, Exception, _call,
+)
 from ._mpi_buffers import BOTTOM, _Buf, _pin, buffer
 from ._mpi_datatypes import _typearg
 from ._mpi_info import INFO_NULL, Info
 from ._mpi_requests import Request
-from ._mpi_comms import COMM_SELF, ERRORS_RETURN, Errhandler, _Handle
+from ._mpi_comms import COMM_SELF, ERRORS_RETURN, Errhandler, _errhandler_arg, _Handle
 
 _lib = _bridge.lib
 _out = _bridge.out
@@ -53,6 +55,9 @@ class Win(_Handle):
 
     _FIELDS = ("_h", "_comm", "_units", "_flavor", "_pinned", "_keep", "_name", "_eh",
                "_attached", "_info")
+
+    def __new__(cls, win=None):
+        return super().__new__(cls)  # subclasses may pass win, as with mpi4py
 
     def __init__(self, win=None):
         self._h = 0
@@ -214,6 +219,8 @@ class Win(_Handle):
 
     def Get_attr(self, keyval):
         self._chk()
+        if keyval == KEYVAL_INVALID:
+            raise Exception(ERR_KEYVAL, "invalid key value (MPI.KEYVAL_INVALID)")
         if keyval in (WIN_BASE, WIN_SIZE, WIN_DISP_UNIT):
             return self._base_size_unit()[(WIN_BASE, WIN_SIZE, WIN_DISP_UNIT).index(keyval)]
         if keyval == WIN_CREATE_FLAVOR:
@@ -246,7 +253,11 @@ class Win(_Handle):
 
     def Set_errhandler(self, errhandler):
         self._chk()
-        self._eh = Errhandler(errhandler)
+        self._eh = _errhandler_arg(errhandler)
+
+    def Call_errhandler(self, errorcode):
+        self._chk()
+        raise Exception(errorcode)
 
     # --- one-sided operations ---
 

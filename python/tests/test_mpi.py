@@ -1115,6 +1115,48 @@ class Communicators(unittest.TestCase):
         with self.assertRaises(TypeError):
             comm.Send(bytearray(1), dest=None)
 
+    def test_null_and_predefined_handles(self):
+        # as mpi4py: using a null handle, or freeing a predefined one, raises
+        # MPI.Exception of the handle's class
+        def cls_of(f, *args):
+            with self.assertRaises(MPI.Exception) as e:
+                f(*args)
+            return e.exception.Get_error_class()
+        self.assertEqual(cls_of(MPI.COMM_NULL.Get_size), MPI.ERR_COMM)
+        self.assertEqual(cls_of(MPI.Comm.Compare, comm, MPI.COMM_NULL), MPI.ERR_COMM)
+        self.assertEqual(cls_of(MPI.COMM_WORLD.Free), MPI.ERR_COMM)
+        self.assertEqual(cls_of(comm.Get_attr, MPI.KEYVAL_INVALID), MPI.ERR_KEYVAL)
+        self.assertEqual(cls_of(comm.Set_errhandler, MPI.ERRHANDLER_NULL), MPI.ERR_ARG)
+        self.assertEqual(cls_of(MPI.DATATYPE_NULL.Dup), MPI.ERR_TYPE)
+        self.assertEqual(cls_of(MPI.INT.Free), MPI.ERR_TYPE)
+        self.assertEqual(cls_of(MPI.SUM.Free), MPI.ERR_OP)
+        self.assertEqual(cls_of(MPI.REQUEST_NULL.Free), MPI.ERR_REQUEST)
+        self.assertEqual(cls_of(MPI.INFO_NULL.Get, "k"), MPI.ERR_INFO)
+        self.assertEqual(cls_of(MPI.Info.Create().Delete, "k"), MPI.ERR_INFO_NOKEY)
+        self.assertEqual(cls_of(MPI.Group.Compare, MPI.GROUP_NULL, MPI.GROUP_EMPTY), MPI.ERR_GROUP)
+        self.assertEqual(cls_of(MPI.Status().Get_count, MPI.DATATYPE_NULL), MPI.ERR_TYPE)
+        d = comm.Dup()
+        d.Free()
+        self.assertEqual(cls_of(d.Free), MPI.ERR_COMM)  # freed: null
+        eh = comm.Get_errhandler()
+        eh.Free()
+        self.assertEqual(eh, MPI.ERRHANDLER_NULL)
+        self.assertEqual(comm.Get_errhandler(), MPI.ERRORS_RETURN)
+
+    def test_subclass_chooses_communicator(self):
+        # a subclass whose __new__ passes another communicator than its
+        # caller's: the object stands for the one __new__ passed
+        class Mine(MPI.Intracomm):
+            def __new__(cls, c=None):
+                return super().__new__(cls, c.Dup() if c else c)
+        m = Mine(comm)
+        self.assertNotEqual(m, comm)
+        self.assertEqual(MPI.Comm.Compare(m, comm), MPI.CONGRUENT)
+        c2 = m.Clone()
+        self.assertIs(type(c2), Mine)
+        c2.Free()
+        m.Free()
+
     def test_subclass_new(self):
         # a subclass whose __new__ calls super().__new__(cls, comm), and a
         # new handle object for the same communicator
