@@ -177,6 +177,8 @@ def Get_address(location):
     if isinstance(location, int):  # MPI.BOTTOM or an address already
         return location
     b = _Buf(location, False)
+    if isinstance(b.addr, bytes):  # a bytes object's own memory
+        return _bridge.ctypes.cast(_bridge.ctypes.c_char_p(b.addr), _bridge.ctypes.c_void_p).value
     return b.addr if isinstance(b.addr, int) else 0
 
 

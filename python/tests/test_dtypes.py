@@ -67,6 +67,20 @@ class Introspection(unittest.TestCase):
             MPI.Datatype.Match_size(MPI.TYPECLASS_REAL, 3)
 
 
+class Addresses(unittest.TestCase):
+    def test_bytes_address(self):
+        # the address of a bytes object's own memory (it was 0: a struct of
+        # absolute addresses over it read address 0 and crashed)
+        import ctypes
+        b = b"abcxyz"
+        self.assertEqual(ctypes.string_at(MPI.Get_address(b), 6), b)
+        out = bytearray(6)
+        st = MPI.Datatype.Create_struct([6], [MPI.Get_address(b)], [MPI.CHAR]).Commit()
+        rt = MPI.Datatype.Create_struct([6], [MPI.Get_address(out)], [MPI.CHAR]).Commit()
+        MPI.COMM_SELF.Alltoallw([MPI.BOTTOM, [1], [0], [st]], [MPI.BOTTOM, ([1], [0]), [rt]])
+        self.assertEqual(bytes(out), b)
+
+
 class Packing(unittest.TestCase):
     def test_pack_unpack(self):
         vec = MPI.INT.Create_vector(2, 1, 2).Commit()  # elements 0 and 2 of 3
