@@ -76,10 +76,11 @@ class _Buf:
     memory (pinned), its datatype, element count and, for the v-variants,
     counts and displacements in elements."""
 
-    __slots__ = ("pin", "addr", "nbytes", "type", "count", "counts", "displs", "obj", "given")
+    __slots__ = ("pin", "addr", "nbytes", "type", "count", "counts", "displs", "obj", "given",
+                 "displ")
 
     def __init__(self, spec, writable, vector=False):
-        self.counts = self.displs = self.count = None
+        self.counts = self.displs = self.count = self.displ = None
         t = None
         obj = spec
         kind = type(spec)
@@ -110,18 +111,43 @@ class _Buf:
             self.pin, self.addr, self.nbytes, fmt, itemsize = _pin(obj, writable)
             if fmt in ("F", "D", "G"):
                 fmt = "Z" + fmt.lower()
-        t = self.type = t or _datatype_of(fmt, itemsize)
+        t = self.type = t if t is not None else _datatype_of(fmt, itemsize)
+        if self.displ is not None:
+            self._displace(t)
         if self.count is None:
             if t.blocks is not None:
                 self.count = self.nbytes // t.extent if t.extent else 0
             elif t.size:
                 self.count, rest = divmod(self.nbytes, t.size)
                 if rest:
-                    raise Exception(ERR_TYPE, "a buffer of %d bytes is not a whole number of %s "
-                                    "(%d bytes each)" % (self.nbytes, t.name, t.size))
+                    raise ValueError("message: cannot infer count, buffer length %d is not a "
+                                     "multiple of datatype extent %d (lb:%d, ub:%d)"
+                                     % (self.nbytes, t.extent, t.lb, t.lb + t.extent))
             else:
                 self.count = 0
         self._check()
+
+    def _displace(self, t):
+        """Starts the message displ elements (of t's extent) into the buffer,
+        as [buf, count, displ, TYPE] and [buf, (count, displ), TYPE] say."""
+        d = self.displ
+        if t.size == 0 and t.blocks is None and t.name == "MPI_DATATYPE_NULL":
+            raise ValueError("message: cannot handle displacement, datatype is null")
+        if d < 0:
+            raise ValueError("message: negative displacement %d" % d)
+        if t.extent < 0:
+            raise ValueError("message: cannot handle displacement, datatype extent %d is "
+                             "negative" % t.extent)
+        off = d * t.extent
+        if off > self.nbytes:
+            raise ValueError("message: displacement %d out of bounds, number of datatype "
+                             "entries %d" % (d, self.nbytes // t.extent if t.extent else 0))
+        if off:
+            if isinstance(self.addr, int):
+                self.addr += off
+            else:  # the bytes of a read-only message
+                self.addr = self.pin = bytes(self.addr)[off:]
+            self.nbytes -= off
 
     def _check(self):
         """Refuses a count that the memory cannot hold: nothing is ever read or
@@ -159,9 +185,20 @@ class _Buf:
                 self.count = rest[0]
                 if len(rest) >= 2 and rest[1] is not None:
                     self.displs = list(rest[1])
-        elif rest:
+        elif rest or len(spec) > 4:
+            # [buf, count], [buf, (count, displ)], [buf, count, displ] (each
+            # with a TYPE after, or not)
+            if len(rest) > 2 or len(spec) > 4:
+                raise ValueError("message: expecting 2 to 4 items")
             c = rest[0]
-            self.count = c[0] if isinstance(c, tuple) else c
+            if isinstance(c, tuple):
+                if len(c) != 2:
+                    raise ValueError("message: expecting (count, displacement), not %r" % (c,))
+                self.count, self.displ = c
+            elif len(rest) == 2:
+                self.count, self.displ = rest
+            else:
+                self.count = c
         return t, spec[0]
 
     def block(self, blocks):
@@ -203,9 +240,10 @@ def _pin(obj, writable):
             found = _bridge.array_memory(obj, writable)
         except BufferError as e:
             raise Exception(ERR_BUFFER, str(e)) from None
-        if found is None:
-            raise Exception(ERR_BUFFER, "a %s is not a buffer (numpy array, bytes, bytearray, "
-                            "array.array, memoryview, DLPack...)" % type(obj).__name__) from None
+        if found is None:  # TypeError, as mpi4py raises
+            raise TypeError("a bytes-like object is required, not '%s' (a buffer: numpy "
+                            "array, bytes, bytearray, array.array, memoryview, DLPack...)"
+                            % type(obj).__name__) from None
         return found
     if not mv.contiguous:  # BufferError, as mpi4py raises
         raise BufferError("a %s is not contiguous in memory" % type(obj).__name__)

@@ -689,12 +689,15 @@ def _typearg(t):
     if isinstance(t, str):
         if t in _BY_FORMAT:
             return _BY_FORMAT[t]
+        if not t or not t.isprintable():  # numpy reads "\0" as bool; mpi4py refuses it
+            raise KeyError(t)
         try:
             import numpy as np
             dt = np.dtype(t)
             return _datatype_of(dt.char if dt.kind != "c" else "Z" + dt.char.lower(), dt.itemsize)
         except (ImportError, TypeError):
             pass
+        raise KeyError(t)  # an unknown typecode, as mpi4py's lookup says
     raise Exception(ERR_TYPE, "unknown datatype %r" % (t,))
 
 
