@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // One-sided communication (MPI's RMA) over messages, between processes on
@@ -114,6 +115,9 @@ type Win struct {
 	sizes []int // each rank's window size in bytes
 	units []int // and displacement unit
 
+	dynamic bool         // WinCreateDynamic: displacements are addresses in attached memory
+	regMu   sync.RWMutex // guards regions (the server reads them)
+	regions [][]byte     // memory attached to a dynamic window
 	mu      sync.Mutex
 	pending [][]*Request // per target: the answers of operations not flushed yet
 	posted  []*Request   // Post: the Complete messages this exposure epoch awaits
@@ -155,6 +159,53 @@ func (c *Comm) WinCreate(ctx context.Context, mem []byte, dispUnit int) (*Win, e
 		w.serve(w.ctx)
 	}()
 	return w, nil
+}
+
+// WinCreateDynamic makes a window with no memory (collective over c): each
+// rank attaches memory to it (Attach) and the others address it by its
+// address (Address), as a displacement. An access outside the target's
+// attached memory fails at the origin's Flush with an error matching
+// ErrRMARange.
+func (c *Comm) WinCreateDynamic(ctx context.Context) (*Win, error) {
+	w, err := c.WinCreate(ctx, nil, 1)
+	if err == nil {
+		w.dynamic = true
+	}
+	return w, err
+}
+
+// Address is the address of b's first byte, as a displacement into a
+// dynamic window that b is attached to (0 for an empty b).
+func Address(b []byte) int {
+	if len(b) == 0 {
+		return 0
+	}
+	return int(uintptr(unsafe.Pointer(unsafe.SliceData(b))))
+}
+
+// Attach adds mem to this rank's part of a dynamic window; it must stay
+// alive and in place until Detach.
+func (w *Win) Attach(mem []byte) error {
+	if !w.dynamic {
+		return rmaErr("attach: the window was not made by WinCreateDynamic")
+	}
+	w.regMu.Lock()
+	w.regions = append(w.regions, mem)
+	w.regMu.Unlock()
+	return nil
+}
+
+// Detach removes mem, attached before, from a dynamic window.
+func (w *Win) Detach(mem []byte) error {
+	w.regMu.Lock()
+	defer w.regMu.Unlock()
+	for i, r := range w.regions {
+		if Address(r) == Address(mem) && len(r) == len(mem) {
+			w.regions = slices.Delete(w.regions, i, i+1)
+			return nil
+		}
+	}
+	return rmaErr("detach: %d bytes at %#x are not attached", len(mem), Address(mem))
 }
 
 // WinAllocate makes a window over size new bytes of memory (Memory returns
@@ -246,6 +297,12 @@ func (w *Win) target(op string, rank, disp, n int) error {
 	}
 	if w.closed.Load() {
 		return rmaErr("%s on a freed window", op)
+	}
+	if w.dynamic { // the target checks what is attached there
+		if disp < 0 || n < 0 {
+			return fmt.Errorf("%w: %s: %d bytes at address %#x", ErrRMARange, op, n, disp)
+		}
+		return nil
 	}
 	off := disp * w.units[rank]
 	if disp < 0 || n < 0 || off+n > w.sizes[rank] || off < 0 {
@@ -360,6 +417,15 @@ func (w *Win) Flush(ctx context.Context, rank int) error {
 	w.pending[rank] = nil
 	w.mu.Unlock()
 	_, err := waitCtx(ctx, reqs)
+	return refused(err)
+}
+
+// refused names the error of an answer longer than asked, which is how a
+// target refuses an operation outside its memory (see apply).
+func refused(err error) error {
+	if errors.Is(err, ErrTruncated) {
+		return fmt.Errorf("%w: the target refused an access outside its window (%v)", ErrRMARange, err)
+	}
 	return err
 }
 
@@ -372,7 +438,7 @@ func (w *Win) FlushAll(ctx context.Context) error {
 	}
 	w.mu.Unlock()
 	_, err := waitCtx(ctx, reqs)
-	return err
+	return refused(err)
 }
 
 // waitCtx waits for reqs (WaitAll) unless ctx ends first: then it returns
@@ -431,13 +497,13 @@ func (w *Win) Lock(ctx context.Context, t LockType, rank int) error {
 
 // Unlock completes this rank's operations to rank and releases its lock.
 func (w *Win) Unlock(ctx context.Context, rank int) error {
-	if err := w.Flush(ctx, rank); err != nil {
-		return err
-	}
+	// The lock is released even when an operation failed: the target must
+	// not stay locked for the others.
+	ferr := w.Flush(ctx, rank)
 	if _, err := w.issue(ctx, rank, request{kind: kindUnlock}, nil); err != nil {
-		return err
+		return errors.Join(ferr, err)
 	}
-	return w.Flush(ctx, rank)
+	return errors.Join(ferr, w.Flush(ctx, rank))
 }
 
 // LockAll takes a shared lock on every rank; UnlockAll releases them.
@@ -512,15 +578,16 @@ func (w *Win) Complete(ctx context.Context) error {
 	targets := w.started
 	w.started = nil
 	w.mu.Unlock()
+	var errs []error
 	for _, t := range targets {
-		if err := w.Flush(ctx, t); err != nil {
-			return err
-		}
+		// Each target is told even when an operation to it failed: its
+		// Wait must not wait for ever.
+		errs = append(errs, w.Flush(ctx, t))
 		if err := w.c.Send(ctx, t, tagWinDone, nil); err != nil {
-			return err
+			return errors.Join(append(errs, err)...)
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Wait ends Post's exposure epoch once every origin of it has called
@@ -600,12 +667,19 @@ func (w *Win) apply(ctx context.Context, origin int, q request, payload []byte) 
 	off, n := q.disp*int64(w.units[w.c.Rank()]), q.count
 	var span []byte
 	if q.kind != kindLock && q.kind != kindUnlock {
-		if off < 0 || n < 0 || off+n > int64(len(w.mem)) || (q.kind == kindPut && int64(len(payload)) != n) {
-			// Checked at the origin; a bad request ends with no answer
-			// (the origin's flush then waits, so refuse it loudly).
-			return rmaErr("%d bytes at offset %d of a %d-byte window", n, off, len(w.mem))
+		var ok bool
+		if span, ok = w.span(off, n); !ok || (q.kind == kindPut && int64(len(payload)) != n) {
+			// The origin checks a static window; a dynamic one is checked
+			// here. A refused request is answered with one byte more than
+			// asked: the origin's receive of the answer fails (truncated),
+			// and its flush reports it, instead of waiting for ever.
+			want := int64(0)
+			if q.kind == kindGet || q.kind == kindGetAcc || q.kind == kindCAS {
+				want = max(n, 0)
+			}
+			w.answer(ctx, origin, q.reply, make([]byte, want+1))
+			return rmaErr("%d bytes at %#x are outside this rank's window", n, off)
 		}
-		span = w.mem[off : off+n]
 	}
 	var answer []byte
 	switch q.kind {
@@ -645,6 +719,29 @@ func (w *Win) apply(ctx context.Context, origin int, q request, payload []byte) 
 		return rmaErr("request kind %d", q.kind)
 	}
 	return w.answer(ctx, origin, q.reply, answer)
+}
+
+// span is the window memory of n bytes at off: an offset into the memory of
+// a static window, an address in the attached memory of a dynamic one.
+func (w *Win) span(off, n int64) ([]byte, bool) {
+	if off < 0 || n < 0 {
+		return nil, false
+	}
+	if !w.dynamic {
+		if off+n > int64(len(w.mem)) {
+			return nil, false
+		}
+		return w.mem[off : off+n], true
+	}
+	w.regMu.RLock()
+	defer w.regMu.RUnlock()
+	for _, r := range w.regions {
+		base := int64(Address(r))
+		if off >= base && off+n <= base+int64(len(r)) {
+			return r[off-base : off-base+n], true
+		}
+	}
+	return nil, false
 }
 
 func (w *Win) answer(ctx context.Context, origin int, tag int32, data []byte) error {

@@ -242,3 +242,69 @@ func TestWinCompareAndSwapAndOps(t *testing.T) {
 		return win.Free(ctx)
 	})
 }
+
+// TestWinDynamic: rank 1 attaches memory to a dynamic window and tells rank
+// 0 its address; rank 0 puts and gets there, and an access to memory not
+// attached fails at the flush instead of hanging.
+func TestWinDynamic(t *testing.T) {
+	commtest.NewWorld(t, 2).Run(func(c *comm.Comm) error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		win, err := c.WinCreateDynamic(ctx)
+		if err != nil {
+			return err
+		}
+		mem := make([]byte, 16)
+		if c.Rank() == 1 {
+			if err := win.Attach(mem); err != nil {
+				return err
+			}
+			if err := c.Send(ctx, 0, 1, le64(int64(comm.Address(mem)))); err != nil {
+				return err
+			}
+		} else {
+			b, _, err := c.Recv(ctx, 1, 1)
+			if err != nil {
+				return err
+			}
+			addr := int(i64s(b)[0])
+			if err := win.Lock(ctx, comm.LockExclusive, 1); err != nil {
+				return err
+			}
+			if _, err := win.Put(ctx, le64(42), 1, addr+8); err != nil {
+				return err
+			}
+			got := make([]byte, 8)
+			if _, err := win.Get(ctx, got, 1, addr+8); err != nil {
+				return err
+			}
+			if err := win.Unlock(ctx, 1); err != nil {
+				return err
+			}
+			if i64s(got)[0] != 42 {
+				return fmt.Errorf("got %v back", i64s(got))
+			}
+			if _, err := win.Put(ctx, le64(1), 1, addr+16); err != nil {
+				return err
+			}
+			if err := win.Flush(ctx, 1); !errors.Is(err, comm.ErrRMARange) {
+				return fmt.Errorf("a put past the attached memory: %v, want ErrRMARange", err)
+			}
+		}
+		if err := win.Fence(ctx); err != nil {
+			return err
+		}
+		if c.Rank() == 1 {
+			if v := i64s(mem)[1]; v != 42 {
+				return fmt.Errorf("attached memory holds %d, want 42", v)
+			}
+			if err := win.Detach(mem); err != nil {
+				return err
+			}
+			if err := win.Detach(mem); !errors.Is(err, comm.ErrRMA) {
+				return fmt.Errorf("detaching twice: %v", err)
+			}
+		}
+		return win.Free(ctx)
+	})
+}

@@ -89,6 +89,41 @@ func pm_win_create(h int64, addr unsafe.Pointer, size, unit int64, out *int64) i
 	return 0
 }
 
+// pm_win_create_dynamic makes a window with no memory, to which each rank
+// attaches memory (pm_win_attach), collective over communicator h.
+//
+//export pm_win_create_dynamic
+func pm_win_create_dynamic(h int64, out *int64) int64 {
+	c, err := commOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	w, err := c.WinCreateDynamic(bg)
+	if err != nil {
+		return fail(err)
+	}
+	*out = rmaWins.put(w)
+	return 0
+}
+
+// pm_win_attach attaches the size bytes at addr to dynamic window h (attach
+// is 1) or detaches them (attach is 0).
+//
+//export pm_win_attach
+func pm_win_attach(h int64, addr unsafe.Pointer, size, attach int64) int64 {
+	w, err := rmaOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	if size < 0 || (size > 0 && addr == nil) {
+		return fail(errBadCount)
+	}
+	if attach != 0 {
+		return fail(w.Attach(mem(addr, size)))
+	}
+	return fail(w.Detach(mem(addr, size)))
+}
+
 // pm_win_info stores rank's window size and displacement unit.
 //
 //export pm_win_info

@@ -106,6 +106,10 @@ SIGNATURES = {
     "pm_blob_take": ((I64, PTR, I64), I64),
     # pm_win_create(h, addr, size, unit, out)
     "pm_win_create": ((I64, PTR, I64, I64, P64), I64),
+    # pm_win_create_dynamic(h, out)
+    "pm_win_create_dynamic": ((I64, P64), I64),
+    # pm_win_attach(h, addr, size, attach)
+    "pm_win_attach": ((I64, PTR, I64, I64), I64),
     # pm_win_info(h, rank, size, unit)
     "pm_win_info": ((I64, I64, P64, P64), I64),
     # pm_win_rma(h, kind, target, disp, origin, olen, result, rlen, compare, op, dt, req)
@@ -176,6 +180,8 @@ PARAMS = {
     "pm_req_free": ("h",),
     "pm_blob_take": ("h", "buf", "capacity"),
     "pm_win_create": ("h", "addr", "size", "unit", "out"),
+    "pm_win_create_dynamic": ("h", "out"),
+    "pm_win_attach": ("h", "addr", "size", "attach"),
     "pm_win_info": ("h", "rank", "size", "unit"),
     "pm_win_rma": ("h", "kind", "target", "disp", "origin", "olen", "result", "rlen", "compare", "op", "dt", "req"),
     "pm_win_sync_call": ("h", "kind", "rank", "lock", "ranks", "n"),

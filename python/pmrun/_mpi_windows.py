@@ -112,10 +112,17 @@ class Win(_Handle):
 
     @classmethod
     def Create_dynamic(cls, info=INFO_NULL, comm=COMM_SELF):
-        """A window with no memory, which Attach and Detach would change:
-        pmrun makes it (its attributes are those of an empty window) but
-        refuses Attach (MPI.Exception ERR_RMA_ATTACH)."""
-        return cls._made(comm, (None, None, 0), 1, WIN_FLAVOR_DYNAMIC)
+        """A window with no memory (collective over comm): each rank attaches
+        memory with Attach, and the others address it by its address
+        (MPI.Get_address) as the target displacement. An access outside the
+        target's attached memory raises ERR_RMA_RANGE at the origin's next
+        synchronization."""
+        comm._chk()
+        out = _out()
+        _call(_lib.pm_win_create_dynamic(comm._h, _bridge.ctypes.byref(out)))
+        w = cls()
+        w._h, w._pinned, w._flavor, w._comm = out.value, (None, None, 0), WIN_FLAVOR_DYNAMIC, comm
+        return w
 
     @classmethod
     def _made(cls, comm, pinned, disp_unit, flavor):
@@ -130,13 +137,23 @@ class Win(_Handle):
         return w
 
     def Attach(self, memory):
-        self._rma()
-        raise Exception(ERR_RMA_ATTACH, "Win.Attach: pmrun's dynamic windows hold no memory; "
-                        "make the window over it with Win.Create")
+        """Attaches memory (a writable buffer, kept alive until Detach) to
+        this rank's part of a dynamic window."""
+        h = self._rma()
+        if self._flavor != WIN_FLAVOR_DYNAMIC:
+            raise Exception(ERR_RMA_FLAVOR, "Win.Attach needs a window from Win.Create_dynamic")
+        pinned = _pin(memory, True)
+        _call(_lib.pm_win_attach(h, pinned[1], pinned[2], 1))
+        self._attached.append(pinned)
 
     def Detach(self, memory):
-        self._rma()
-        raise Exception(ERR_RMA_ATTACH, "Win.Detach: nothing is attached")
+        h = self._rma()
+        pinned = _pin(memory, True)
+        try:
+            _call(_lib.pm_win_attach(h, pinned[1], pinned[2], 0))
+        except Exception as e:
+            raise Exception(ERR_RMA_ATTACH, "Win.Detach: %s" % e.message) from None
+        self._attached = [p for p in self._attached if (p[1], p[2]) != (pinned[1], pinned[2])]
 
     @classmethod
     def Allocate_shared(cls, size, disp_unit=1, info=INFO_NULL, comm=None):

@@ -93,6 +93,34 @@ class RMA(unittest.TestCase):
             win.Complete()
         win.Free()
 
+    def test_dynamic(self):
+        win = MPI.Win.Create_dynamic(comm=comm)
+        self.assertEqual(win.Get_attr(MPI.WIN_CREATE_FLAVOR), MPI.WIN_FLAVOR_DYNAMIC)
+        mem = array.array("q", [0, 0])
+        win.Attach(mem)
+        addrs = comm.allgather(MPI.Get_address(mem))
+        win.Fence()
+        right = (rank + 1) % size
+        win.Put(array.array("q", [100 + rank]), right, addrs[right] + 8)
+        win.Fence()
+        self.assertEqual(list(mem), [0, 100 + (rank - 1) % size])
+        got = array.array("q", [0])
+        win.Lock(right)
+        win.Get(got, right, addrs[right] + 8)
+        win.Unlock(right)
+        self.assertEqual(got[0], 100 + rank)
+        # past the attached memory: refused at the origin's synchronization
+        win.Lock(right)
+        win.Put(array.array("q", [1]), right, addrs[right] + 16)
+        with self.assertRaises(MPI.Exception) as e:
+            win.Unlock(right)
+        self.assertEqual(e.exception.Get_error_class(), MPI.ERR_RMA_RANGE)
+        win.Fence()
+        win.Detach(mem)
+        with self.assertRaises(MPI.Exception):
+            win.Detach(mem)
+        win.Free()
+
     def test_errors(self):
         win = MPI.Win.Allocate(8, 1, comm=comm)
         with self.assertRaises(MPI.Exception) as e:
@@ -101,7 +129,7 @@ class RMA(unittest.TestCase):
         with self.assertRaises(MPI.Exception):
             win.Accumulate(array.array("d", [1.0]), rank, 0, MPI.BXOR)
         with self.assertRaises(MPI.Exception) as e:
-            win.Attach(bytearray(8))
+            win.Attach(bytearray(8))  # not a dynamic window
         win.Fence()
         win.Free()
         with self.assertRaises(MPI.Exception) as e:
