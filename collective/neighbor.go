@@ -22,8 +22,9 @@ func NeighborAllgather[T Elem](ctx context.Context, t Topology, send, recv []T) 
 	if err := checkLen("neighbor_allgather", "recv", len(recv), n*len(srcs)); err != nil {
 		return err
 	}
+	rc := repeat(n, len(srcs), sizeOf[T]())
 	return NeighborAlltoallvBytes(ctx, t, bytesOf(send), repeat(n, len(dsts), sizeOf[T]()), make([]int, len(dsts)),
-		bytesOf(recv), repeat(n, len(srcs), sizeOf[T]()), offsets(repeat(n, len(srcs), sizeOf[T]())))
+		bytesOf(recv), rc, offsets(rc))
 }
 
 // NeighborAllgatherv sends send to every destination and receives counts[i]

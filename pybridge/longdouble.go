@@ -38,11 +38,11 @@ import (
 const tLongDouble = 13
 
 func init() {
-	comm.SetCombiner(comm.ElemType(tLongDouble), int(C.pm_ld_size()), func(op comm.AccOp, target, origin []byte) bool {
+	size := int(C.pm_ld_size())
+	comm.SetCombiner(comm.ElemType(tLongDouble), size, func(op comm.AccOp, target, origin []byte) bool {
 		if op > comm.OpMax {
 			return false
 		}
-		size := int(C.pm_ld_size())
 		if len(target) == 0 {
 			return true
 		}

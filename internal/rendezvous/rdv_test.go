@@ -340,23 +340,7 @@ func TestRegisterAsAnother(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	conn, err := net.Dial("tcp", srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if err := wire.DialHandshake(conn, secret, wire.RoleRendezvous, 1); err != nil {
-		t.Fatal(err)
-	}
-	ses, err := yamux.Client(conn, ctl.YamuxConfig(ctl.RankTiming()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ses.Close()
-	st, err := ses.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := rankStream(t, srv, 1)
 	if err := json.NewEncoder(st).Encode(request{Op: "register", Peer: PeerInfo{Rank: 0, Addr: "h:impostor"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -378,23 +362,7 @@ func TestOversizedRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	conn, err := net.Dial("tcp", srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if err := wire.DialHandshake(conn, secret, wire.RoleRendezvous, 1); err != nil {
-		t.Fatal(err)
-	}
-	ses, err := yamux.Client(conn, ctl.YamuxConfig(ctl.RankTiming()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ses.Close()
-	st, err := ses.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := rankStream(t, srv, 1)
 	go func() { // the server stops reading at the limit: the writer may block
 		st.Write([]byte(`{"op":"` + strings.Repeat("x", 2*MaxRequest)))
 	}()
@@ -406,4 +374,27 @@ func TestOversizedRequest(t *testing.T) {
 	}
 	st.Close()
 	joinAll(t, srv, 2)
+}
+
+// rankStream opens a stream to srv as rank, past the handshake, closed with t.
+func rankStream(t *testing.T, srv *Server, rank uint32) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if err := wire.DialHandshake(conn, secret, wire.RoleRendezvous, rank); err != nil {
+		t.Fatal(err)
+	}
+	ses, err := yamux.Client(conn, ctl.YamuxConfig(ctl.RankTiming()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ses.Close() })
+	st, err := ses.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }

@@ -41,16 +41,14 @@ def _create_intercomm(self, local_leader, peer_comm, remote_leader, tag=0):
         raise Exception(ERR_ARG, "Create_intercomm: local leader %r is not a rank of %d"
                         % (local_leader, self._size))
     local = list(self.Get_group()._ranks)
-    remote = None
-    if self._rank == local_leader:
-        remote = peer_comm.sendrecv(local, remote_leader, tag, None, remote_leader, tag)
-    remote = self.bcast(remote, local_leader)
+    mine, got = local[local_leader], None
+    if self._rank == local_leader:  # the group, and which of it is the leader
+        got = peer_comm.sendrecv((local, mine), remote_leader, tag, None, remote_leader, tag)
+    remote, theirs = self.bcast(got, local_leader)
     if set(local) & set(remote):
         raise Exception(ERR_COMM, "Create_intercomm: the groups share ranks %s"
                         % sorted(set(local) & set(remote)))
     # Both groups order the union alike: the group of the lower leader first.
-    mine, theirs = local[local_leader], _leader_of(remote, peer_comm, remote_leader, self,
-                                                   local_leader)
     if mine < theirs:
         union_ranks, lo, ro = local + remote, 0, len(local)
     else:
@@ -58,14 +56,6 @@ def _create_intercomm(self, local_leader, peer_comm, remote_leader, tag=0):
     union = COMM_WORLD.Create_group(Group(_ranks=union_ranks))
     coll = union.Dup()
     return _made(_State(union, coll, local, remote, lo, ro))
-
-
-def _leader_of(remote, peer_comm, remote_leader, local_comm, local_leader):
-    """The world rank of the remote group's leader, known to every rank."""
-    w = None
-    if local_comm._rank == local_leader:
-        w = peer_comm.Get_group()._ranks[remote_leader]
-    return local_comm.bcast(w, local_leader)
 
 
 def _made(st):
