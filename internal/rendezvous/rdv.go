@@ -137,7 +137,9 @@ const (
 func (s *Server) serveStream(st net.Conn, id int) {
 	var req request
 	if err := json.NewDecoder(io.LimitReader(st, MaxRequest)).Decode(&req); err != nil {
-		s.logf("pmrun: rendezvous: rank %d sent a bad request (%v); its stream is closed", id, err)
+		if err != io.EOF { // a stream closed before any request (a rank ending) is no news
+			s.logf("pmrun: rendezvous: rank %d sent a bad request (%v); its stream is closed", id, err)
+		}
 		st.Close()
 		return
 	}
