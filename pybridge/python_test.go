@@ -141,6 +141,13 @@ func runSuite(t *testing.T, module string, nps ...string) {
 	}
 }
 
+// TestMessageSpecs runs python/tests/test_msgspec.py: buffer specifications,
+// DLPack and array-interface exporters and one-sided targets read as mpi4py
+// reads them, with its exception classes for malformed ones.
+func TestMessageSpecs(t *testing.T) {
+	runSuite(t, "python/tests/test_msgspec.py", "1", "2", "3")
+}
+
 // TestTopologies runs python/tests/test_topo.py: Cartesian, graph and
 // distributed graph topologies and the neighbourhood collectives.
 func TestTopologies(t *testing.T) {

@@ -31,7 +31,7 @@ from ._mpi_constants import (
     ERR_REQUEST, ERR_ROOT, ERR_GROUP, ERR_OP, ERR_TOPOLOGY, ERR_DIMS, ERR_ARG, ERR_UNKNOWN,
     ERR_TRUNCATE, ERR_OTHER, ERR_INTERN, ERR_IN_STATUS, ERR_PENDING, ERR_PROC_FAILED, ERR_WIN,
     ERR_RMA_SHARED, ERR_RMA_SYNC, ERR_RMA_RANGE, ERR_INFO_NOKEY, ERR_INFO_KEY, ERR_INFO,
-    ERR_KEYVAL, ERR_LASTCODE, _ERROR_STRINGS,
+    ERR_KEYVAL, ERR_UNSUPPORTED_OPERATION, ERR_LASTCODE, _ERROR_STRINGS,
     Exception, _public_name,
     _error, _raise, _call, _user_traceback, Get_error_class, _user_classes, _next_error,
     Add_error_class, Add_error_code, Add_error_string, Remove_error_class, Remove_error_code,

@@ -234,10 +234,26 @@ class _DLTensor(ctypes.Structure):
     ]
 
 
-_PyCapsule_GetPointer = ctypes.pythonapi.PyCapsule_GetPointer
+_DLDeleter = ctypes.CFUNCTYPE(None, c_void_p)
+
+
+class _DLManagedTensor(ctypes.Structure):
+    _fields_ = [("dl_tensor", _DLTensor), ("manager_ctx", c_void_p), ("deleter", c_void_p)]
+
+
+_capi = ctypes.pythonapi
+_PyCapsule_GetPointer = _capi.PyCapsule_GetPointer
 _PyCapsule_GetPointer.argtypes = (ctypes.py_object, ctypes.c_char_p)
 _PyCapsule_GetPointer.restype = c_void_p
-_KDLCPU, _KDLCUDAHOST = 1, 3
+_PyCapsule_IsValid = _capi.PyCapsule_IsValid
+_PyCapsule_IsValid.argtypes = (ctypes.py_object, ctypes.c_char_p)
+_PyCapsule_IsValid.restype = ctypes.c_int
+_PyCapsule_SetName = _capi.PyCapsule_SetName
+_PyCapsule_SetName.argtypes = (ctypes.py_object, c_void_p)
+_PyCapsule_SetName.restype = ctypes.c_int
+# A capsule keeps a pointer to its name: this one lives as long as the module.
+_USED_DLTENSOR = ctypes.create_string_buffer(b"used_dltensor")
+_KDLCPU, _KDLCUDAHOST, _KDLFLOAT = 1, 3, 2
 # (DLPack type code or array-interface kind, bytes) -> struct format
 _FORMATS = {(0, 1): "b", (0, 2): "h", (0, 4): "i", (0, 8): "q",
             (1, 1): "B", (1, 2): "H", (1, 4): "I", (1, 8): "Q",
@@ -249,60 +265,115 @@ _FORMATS = {(0, 1): "b", (0, 2): "h", (0, 4): "i", (0, 8): "q",
             ("b", 1): "?"}
 
 
-def _contiguous(shape, strides, itemsize):
-    """Whether strides (in elements, or None) describe a C-contiguous array."""
+def _contiguous(shape, strides, unit):
+    """Whether strides (None, or one per dimension, in the units of unit for
+    the fastest) lay the array out without gaps, in C or in Fortran order."""
     if strides is None:
         return True
-    expect = 1
-    for n, s in zip(reversed(shape), reversed(strides)):
-        if n > 1 and s != expect:
-            return False
-        expect *= n
-    return True
+    for order in (range(len(shape) - 1, -1, -1), range(len(shape))):
+        expect = unit
+        for i in order:
+            if shape[i] > 1 and strides[i] != expect:
+                break
+            expect *= shape[i]
+        else:
+            return True
+    return False
 
 
 def array_memory(obj, writable):
     """(holder, address, nbytes, format, itemsize) of an object exporting
     DLPack (on the CPU) or __cuda_array_interface__/__array_interface__ (taken
-    as host memory), or None if it exports neither."""
-    if hasattr(obj, "__dlpack__"):
-        device = obj.__dlpack_device__() if hasattr(obj, "__dlpack_device__") else (_KDLCPU, 0)
-        if device[0] not in (_KDLCPU, _KDLCUDAHOST):
-            raise BufferError("DLPack array on device %r: only host memory can be sent" % (device,))
-        capsule = obj.__dlpack__()
-        t = _DLTensor.from_address(_PyCapsule_GetPointer(capsule, b"dltensor"))
-        shape = [t.shape[i] for i in range(t.ndim)]
-        if any(d < 0 for d in shape):
-            raise BufferError("DLPack array: bad shape %r" % (shape,))
-        strides = [t.strides[i] for i in range(t.ndim)] if t.strides else None
-        itemsize = t.dtype.bits // 8 * t.dtype.lanes
-        if not _contiguous(shape, strides, itemsize):
-            raise BufferError("DLPack array is not contiguous")
-        n = 1
-        for d in shape:
-            n *= d
-        fmt = _FORMATS.get((t.dtype.code, itemsize), "B")
-        return (capsule, obj), (t.data or 0) + t.byte_offset, n * itemsize, fmt, itemsize
+    as host memory), or None if it exports neither. Malformed exports raise
+    what mpi4py raises for them (BufferError, TypeError, KeyError,
+    ValueError)."""
+    if hasattr(obj, "__dlpack__") and hasattr(obj, "__dlpack_device__"):
+        return _dlpack_memory(obj)
     for name in ("__cuda_array_interface__", "__array_interface__"):
         ai = getattr(obj, name, None)
-        if ai is None:
-            continue
-        addr, readonly = ai["data"]
-        if readonly and writable:
-            raise BufferError("a read-only array cannot be received into")
-        typestr = ai["typestr"]
-        itemsize = int(typestr[2:])
-        shape = ai.get("shape")
-        if not isinstance(shape, tuple) or any(not isinstance(d, int) or d < 0 for d in shape):
-            raise BufferError("array interface: bad shape %r" % (shape,))
-        shape = list(shape)
-        strides = ai.get("strides")
-        if strides is not None:
-            strides = [s // itemsize for s in strides]
-        if not _contiguous(shape, strides, itemsize):
-            raise BufferError("array is not contiguous")
+        if ai is not None:
+            return _interface_memory(obj, ai, name, writable)
+    return None
+
+
+def _dlpack_memory(obj):
+    """The memory of a DLPack exporter. As a DLPack consumer does, the
+    capsule is used once: its deleter runs and it is renamed used_dltensor;
+    the memory stays the exporter's, kept alive by holding obj."""
+    import operator
+    device, device_id = obj.__dlpack_device__()
+    device, device_id = operator.index(device), operator.index(device_id)
+    if device not in (_KDLCPU, _KDLCUDAHOST):
+        raise BufferError("dlpack: array on device (%d, %d): only host memory can be sent"
+                          % (device, device_id))
+    capsule = obj.__dlpack__()
+    if capsule is None or not _PyCapsule_IsValid(capsule, b"dltensor"):
+        raise BufferError("dlpack: invalid capsule object")
+    m = _DLManagedTensor.from_address(_PyCapsule_GetPointer(capsule, b"dltensor"))
+    try:
+        t = m.dl_tensor
+        ndim = t.ndim
+        if ndim < 0:
+            raise BufferError("dlpack: number of dimensions is negative")
+        if ndim > 0 and not t.shape:
+            raise BufferError("dlpack: shape is NULL")
+        shape = [t.shape[i] for i in range(ndim)]
+        if any(d < 0 for d in shape):
+            raise BufferError("dlpack: shape item is negative")
+        strides = [t.strides[i] for i in range(ndim)] if t.strides else None
+        if strides is not None and any(s < 0 for s in strides):
+            raise BufferError("dlpack: strides item is negative")
+        if not _contiguous(shape, strides, 1):
+            raise BufferError("dlpack: buffer is not contiguous")
+        code, bits, lanes = t.dtype.code, t.dtype.bits, t.dtype.lanes
         n = 1
         for d in shape:
             n *= d
-        return obj, addr, n * itemsize, _FORMATS.get((typestr[1], itemsize), "B"), itemsize
-    return None
+        nbytes = n * ((bits * lanes + 7) // 8)
+        if lanes == 1:
+            itemsize = (bits + 7) // 8
+            fmt = _FORMATS.get((code, itemsize), "B")
+        elif code == _KDLFLOAT and lanes == 2 and bits in (32, 64, 128):
+            itemsize = bits // 8 * 2
+            fmt = _FORMATS.get((5, itemsize), "B")
+        else:
+            fmt = "B"
+        if fmt == "B":
+            itemsize = 1
+        return obj, (t.data or 0) + t.byte_offset, nbytes, fmt, itemsize
+    finally:
+        if m.deleter:
+            _DLDeleter(m.deleter)(ctypes.addressof(m))
+        _PyCapsule_SetName(capsule, ctypes.addressof(_USED_DLTENSOR))
+
+
+def _interface_memory(obj, ai, name, writable):
+    """The memory an array interface dict describes (its data taken as host
+    memory), checked as mpi4py checks a CUDA array interface."""
+    import warnings
+    data, typestr, shape = ai["data"], ai["typestr"], ai["shape"]
+    strides, descr, mask = ai.get("strides"), ai.get("descr"), ai.get("mask")
+    for key, value, kinds in (("data", data, tuple), ("typestr", typestr, str),
+                              ("shape", shape, tuple), ("strides", strides, (tuple, type(None))),
+                              ("descr", descr, (list, type(None)))):
+        if not isinstance(value, kinds):
+            raise TypeError("%s: '%s' is a %s" % (name, key, type(value).__name__))
+    addr, readonly = data
+    size = 1
+    for d in shape:
+        size *= d
+    kind, itemsize = typestr[1], int(typestr[2:])
+    if mask is not None:
+        raise BufferError("%s: cannot handle masked arrays" % name)
+    if size < 0:
+        raise BufferError("%s: buffer with negative size (shape:%s, size:%d)"
+                          % (name, shape, size))
+    if not _contiguous(shape, strides, itemsize):
+        raise BufferError("%s: buffer is not contiguous (shape:%s, strides:%s, itemsize:%d)"
+                          % (name, shape, strides, itemsize))
+    if descr is not None and (len(descr) != 1 or descr[0] != ("", typestr)):
+        warnings.warn("%s: ignoring 'descr' key" % name, RuntimeWarning, 3)
+    if readonly and writable:
+        raise BufferError("%s: a read-only array cannot be received into" % name)
+    fmt = _FORMATS.get((kind, itemsize), "B")
+    return obj, addr or 0, size * itemsize, fmt, itemsize if fmt != "B" else 1

@@ -5,7 +5,6 @@ Part of pmrun.MPI, which re-exports every name defined here.
 """
 
 from . import _bridge
-from ._mpi_constants import ERR_BUFFER, ERR_TYPE, Exception
 from ._mpi_datatypes import Datatype, BYTE, _datatype_of, _typearg
 
 # --- buffers -----------------------------------------------------------------
@@ -32,7 +31,16 @@ class buffer:
     cast('B') before slice assignment."""
 
     def __new__(cls, obj=b""):
-        mv = memoryview(obj)
+        try:
+            mv = memoryview(obj)
+        except TypeError:  # DLPack or an array interface
+            found = _bridge.array_memory(obj, False)
+            if found is None:
+                raise
+            holder, addr, nbytes = found[:3]
+            mem = _memory_type(nbytes).from_address(addr) if nbytes else _memory_type(0)()
+            mem._holder = holder
+            return mem
         if mv.format != "B" or mv.ndim != 1:
             mv = mv.cast("B")
         t = _memory_type(mv.nbytes)
@@ -88,16 +96,22 @@ class _Buf:
             # The usual [buf, count, TYPE] of a predefined type, without _spec.
             buf, count, dt = spec
             if type(count) is int and type(dt) is Datatype and dt.blocks is None and \
-                    buf is not None and type(buf) is not bytes:
+                    buf is not None and type(buf) is not bytes and type(buf) is not int:
                 self.given, self.obj, self.type, self.count = True, buf, dt, count
                 self.pin, self.addr, self.nbytes = _pin(buf, writable)[:3]
                 self._check()
                 return
         if kind is list or kind is tuple:
-            t, obj = self._spec(spec, vector)
+            obj, count, displ, t = _unpack(spec, vector)
+            t = _typearg(t)
+            if vector:
+                self._vector(count, displ)
+            else:
+                self.count, self.displ = _index(count, "count"), _index(displ, "displacement")
         self.given = self.count is not None
         self.obj = obj
-        if obj is None:
+        if obj is None or (type(obj) is int and obj == BOTTOM):
+            # None or MPI.BOTTOM: no memory (and no elements)
             if self.count:
                 raise ValueError("message: buffer is None but count is %d" % self.count)
             self.pin, self.addr, self.nbytes = None, None, 0
@@ -112,20 +126,41 @@ class _Buf:
             if fmt in ("F", "D", "G"):
                 fmt = "Z" + fmt.lower()
         t = self.type = t if t is not None else _datatype_of(fmt, itemsize)
-        if self.displ is not None:
+        if self.displ:
             self._displace(t)
-        if self.count is None:
-            if t.blocks is not None:
-                self.count = self.nbytes // t.extent if t.extent else 0
-            elif t.size:
-                self.count, rest = divmod(self.nbytes, t.size)
-                if rest:
-                    raise ValueError("message: cannot infer count, buffer length %d is not a "
-                                     "multiple of datatype extent %d (lb:%d, ub:%d)"
-                                     % (self.nbytes, t.extent, t.lb, t.lb + t.extent))
-            else:
-                self.count = 0
+        if self.count is None and self.counts is None:
+            self.count = self._infer(t)
         self._check()
+
+    def _vector(self, count, displ):
+        """Counts and displacements of a v-variant spec: an integer for every
+        block, a sequence of one per block, or None."""
+        if count is None or _integral(count):
+            self.count = _index(count, "count")
+        else:
+            self.counts = [_index(c, "count") for c in count]
+        if displ is None or _integral(displ):
+            self.displs = _index(displ, "displacement")
+        else:
+            self.displs = [_index(d, "displacement") for d in displ]
+
+    def _infer(self, t):
+        """Elements in the buffer when the spec gives no count: its length must
+        be a whole number of t's extent."""
+        if not self.nbytes:
+            return 0
+        if t.size == 0 and t.blocks is None and t.name == "MPI_DATATYPE_NULL":
+            raise ValueError("message: cannot infer count, datatype is null")
+        extent = t.extent if t.blocks is not None else t.size
+        if extent <= 0:
+            raise ValueError("message: cannot infer count, datatype extent %d (lb:%d, ub:%d)"
+                             % (extent, t.lb, t.lb + extent))
+        n, rest = divmod(self.nbytes, extent)
+        if rest:
+            raise ValueError("message: cannot infer count, buffer length %d is not a "
+                             "multiple of datatype extent %d (lb:%d, ub:%d)"
+                             % (self.nbytes, extent, t.lb, t.lb + extent))
+        return n
 
     def _displace(self, t):
         """Starts the message displ elements (of t's extent) into the buffer,
@@ -160,47 +195,6 @@ class _Buf:
             raise ValueError("message: buffer length %d is smaller than count %d x %s (%d bytes)"
                              % (self.nbytes, self.count, self.type.name, self.type.size))
 
-    def _spec(self, spec, vector):
-        """(datatype, buffer) of [buf, (count,) (counts, displs,) TYPE]; sets
-        count, counts and displs."""
-        if not spec:
-            raise Exception(ERR_BUFFER, "empty buffer specification")
-        t = None
-        rest = list(spec[1:])
-        if rest and isinstance(rest[-1], (Datatype, str)):
-            t = _typearg(rest.pop())
-        if vector:
-            if len(rest) == 1 and isinstance(rest[0], tuple) and len(rest[0]) == 2:
-                c, d = rest[0]
-                if isinstance(c, int):
-                    self.count = c
-                else:
-                    self.counts = list(c)
-                self.displs = d if d is None or isinstance(d, int) else list(d)
-            elif rest and rest[0] is not None and not isinstance(rest[0], int):
-                self.counts = list(rest[0])
-                if len(rest) >= 2 and rest[1] is not None:
-                    self.displs = list(rest[1])
-            elif rest and isinstance(rest[0], int):
-                self.count = rest[0]
-                if len(rest) >= 2 and rest[1] is not None:
-                    self.displs = list(rest[1])
-        elif rest or len(spec) > 4:
-            # [buf, count], [buf, (count, displ)], [buf, count, displ] (each
-            # with a TYPE after, or not)
-            if len(rest) > 2 or len(spec) > 4:
-                raise ValueError("message: expecting 2 to 4 items")
-            c = rest[0]
-            if isinstance(c, tuple):
-                if len(c) != 2:
-                    raise ValueError("message: expecting (count, displacement), not %r" % (c,))
-                self.count, self.displ = c
-            elif len(rest) == 2:
-                self.count, self.displ = rest
-            else:
-                self.count = c
-        return t, spec[0]
-
     def block(self, blocks):
         """Bytes of one of the blocks a collective splits the buffer into: a
         count given in the spec counts one block (as in mpi4py), else the
@@ -230,16 +224,54 @@ class _Buf:
         return self.count * self.type.size
 
 
+def _unpack(spec, vector):
+    """(buffer, count, displacement, datatype) of an mpi4py message list or
+    tuple, by its number of items, as mpi4py reads them: [buf, TYPE],
+    [buf, count], [buf, (count, displ)], [buf, count, TYPE],
+    [buf, (count, displ), TYPE], [buf, count, displ, TYPE]; a v-variant's
+    counts and displacements take the same places."""
+    n = len(spec)
+    count = displ = t = None
+    if n == 2:
+        buf, count = spec
+        if isinstance(count, (Datatype, str)):
+            count, t = None, count
+        elif type(count) is tuple or (not vector and type(count) is list):
+            count, displ = count
+    elif n == 3:
+        buf, count, t = spec
+        if type(count) is tuple or (not vector and type(count) is list):
+            count, displ = count
+    elif n == 4:
+        buf, count, displ, t = spec
+    else:
+        raise ValueError("message: expecting 2 to 4 items")
+    return buf, count, displ, t
+
+
+def _integral(v):
+    """Whether v is one integer (an int, a numpy integer), not a sequence."""
+    return hasattr(v, "__index__") and not hasattr(v, "__len__")
+
+
+def _index(v, what):
+    """v as an int (None stays None); TypeError for what is not an integer."""
+    if v is None or type(v) is int:
+        return v
+    try:
+        return v.__index__()
+    except AttributeError:
+        raise TypeError("message: %s must be an integer, not %s" % (what, type(v).__name__)) \
+            from None
+
+
 def _pin(obj, writable):
     """(holder, address, bytes, format, itemsize) of obj's memory; the holder
     keeps the memory exported (and obj alive) while it lives."""
     try:
         mv = memoryview(obj)
     except TypeError:
-        try:
-            found = _bridge.array_memory(obj, writable)
-        except BufferError as e:
-            raise Exception(ERR_BUFFER, str(e)) from None
+        found = _bridge.array_memory(obj, writable)  # BufferError and others, as mpi4py's
         if found is None:  # TypeError, as mpi4py raises
             raise TypeError("a bytes-like object is required, not '%s' (a buffer: numpy "
                             "array, bytes, bytearray, array.array, memoryview, DLPack...)"
@@ -248,8 +280,8 @@ def _pin(obj, writable):
     if not mv.contiguous:  # BufferError, as mpi4py raises
         raise BufferError("a %s is not contiguous in memory" % type(obj).__name__)
     nbytes, fmt, itemsize = mv.nbytes, mv.format, mv.itemsize
-    if mv.readonly and writable:
-        raise Exception(ERR_BUFFER, "a read-only %s cannot be received into" % type(obj).__name__)
+    if mv.readonly and writable:  # BufferError, as mpi4py raises
+        raise BufferError("a read-only %s cannot be received into" % type(obj).__name__)
     if mv.readonly or not mv.c_contiguous:  # (Fortran order: in memory order, as mpi4py)
         pin = _bridge.Pinned(mv, writable)
         return pin, pin.addr, nbytes, fmt, itemsize

@@ -892,11 +892,13 @@ class Comm(_Handle):
         counts = b.counts
         if counts is None:
             # [buf, count, TYPE]: count from each rank (as mpi4py); a bare
-            # buffer divides evenly.
-            per = b.count if b.given else (b.count or 0) // size if size else 0
-            counts = [per] * size
-        elif isinstance(counts, int):
-            counts = [counts] * size
+            # buffer is shared out, the first blocks taking one more element
+            # when it does not divide evenly.
+            if b.given:
+                counts = [b.count] * size
+            else:
+                q, r = divmod(b.count or 0, size) if size else (0, 0)
+                counts = [q + (i < r) for i in range(size)]
         displs = b.displs
         if isinstance(displs, int):  # a stride between the blocks
             displs = [i * displs for i in range(size)]
@@ -979,10 +981,20 @@ class Comm(_Handle):
         displacements, types, holder, size in bytes). MPI.BOTTOM (or None) as
         the buffer makes displacements absolute (and the size None: unchecked,
         as in MPI)."""
-        if len(spec) == 3:
+        n = len(spec)
+        if n == 2:  # [buf, types]: one element of each type, at the start
+            (buf, types), counts, displs = spec, 1, 0
+        elif n == 3:
             buf, (counts, displs), types = spec
-        else:
+        elif n == 4:
             buf, counts, displs, types = spec
+        else:
+            raise ValueError("message: expecting 2 to 4 items")
+        if buf is None or (isinstance(buf, int) and buf == BOTTOM):
+            if counts is None or displs is None:
+                raise ValueError("message: BOTTOM requires counts and displacements")
+        if counts is None and displs is None:
+            counts, displs = 1, 0
         counts = [counts] * size if isinstance(counts, int) else list(counts)
         displs = [displs] * size if isinstance(displs, int) else list(displs)
         types = [_typearg(types)] * size if isinstance(types, (Datatype, str)) \

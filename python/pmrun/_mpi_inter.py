@@ -16,8 +16,11 @@ Part of pmrun.MPI, which re-exports every name defined here.
 import functools as _functools
 import inspect as _inspect
 
-from ._mpi_constants import ERR_ARG, ERR_COMM, ERR_ROOT, PROC_NULL, ROOT, Exception
+from ._mpi_constants import (ERR_ARG, ERR_BUFFER, ERR_COMM, ERR_ROOT, ERR_TYPE,
+                             ERR_UNSUPPORTED_OPERATION, PROC_NULL, ROOT, Exception)
+from ._mpi_buffers import IN_PLACE, _Buf
 from ._mpi_ops import SUM
+from ._mpi_requests import Request
 from ._mpi_groups import Group
 from ._mpi_comms import COMM_WORLD, Comm, Intercomm, Intracomm, _pyop
 
@@ -28,6 +31,7 @@ _INTERS = {}
 class _State:
     def __init__(self, union, coll, local, remote, lo, ro):
         self.union, self.coll = union, coll  # the union and its private duplicate
+        self.group = None  # this rank's group alone, for reductions (made on first use)
         self.local, self.remote = local, remote  # world ranks of each group
         self.lo, self.ro = lo, ro  # where each group starts in the union
 
@@ -111,6 +115,8 @@ def _dup(self, info=None):
 def _free(self):
     st = _INTERS.pop(self._h, None) if self._h else None
     if st is not None:
+        if st.group is not None:
+            st.group.Free()
         st.coll.Free()
         st.union.Free()
     self._h = 0
@@ -261,6 +267,146 @@ Intercomm.allgather = _allgather
 Intercomm.alltoall = _alltoall
 Intercomm.allreduce = _allreduce
 Intercomm.reduce = _reduce
+
+
+# --- buffer collectives: the same rules, moving each block with point to point
+# on the private duplicate (tags apart from the object collectives') ---
+
+
+def _blocks(spec, writable, n, what):
+    """(_Buf, n memoryviews of its equal blocks): a buffer of a datatype
+    without gaps, split for n ranks of the remote group."""
+    if spec is IN_PLACE:
+        raise Exception(ERR_BUFFER, "%s: MPI.IN_PLACE is not valid on an intercommunicator" % what)
+    b = _Buf(spec, writable)
+    if b.type.blocks is not None:
+        raise Exception(ERR_TYPE, "%s on an intercommunicator takes datatypes without gaps, "
+                        "not %s" % (what, b.type.name))
+    per = b.block(n) if n else 0
+    mv = b.view()
+    return b, [mv[i * per:(i + 1) * per] for i in range(n)]
+
+
+def _move(st, sends, recvs, tag):
+    """Sends each (remote rank, view) of sends and receives each of recvs on
+    the private duplicate, and waits for all of them."""
+    reqs = [st.coll.Irecv(v, st.ro + i, tag) for i, v in recvs]
+    reqs += [st.coll.Isend(v, st.ro + i, tag) for i, v in sends]
+    Request.Waitall(reqs)
+
+
+def _Bcast(self, buf, root=0):
+    st, r = _st(self), _rooted(self, root)
+    if r == "root":
+        _, (v,) = _blocks(buf, False, 1, "Bcast")
+        _move(st, [(i, v) for i in range(len(st.remote))], [], 11)
+    elif r != "idle":
+        _, (v,) = _blocks(buf, True, 1, "Bcast")
+        _move(st, [], [(r - st.ro, v)], 11)
+
+
+def _Gather(self, sendbuf, recvbuf, root=0):
+    st, r = _st(self), _rooted(self, root)
+    if r == "root":
+        _, vs = _blocks(recvbuf, True, len(st.remote), "Gather")
+        _move(st, [], list(enumerate(vs)), 12)
+    elif r != "idle":
+        _, (v,) = _blocks(sendbuf, False, 1, "Gather")
+        _move(st, [(r - st.ro, v)], [], 12)
+
+
+def _Scatter(self, sendbuf, recvbuf, root=0):
+    st, r = _st(self), _rooted(self, root)
+    if r == "root":
+        _, vs = _blocks(sendbuf, False, len(st.remote), "Scatter")
+        _move(st, list(enumerate(vs)), [], 13)
+    elif r != "idle":
+        _, (v,) = _blocks(recvbuf, True, 1, "Scatter")
+        _move(st, [], [(r - st.ro, v)], 13)
+
+
+def _Allgather(self, sendbuf, recvbuf):
+    st = _st(self)
+    n = len(st.remote)
+    _, (mine,) = _blocks(sendbuf, False, 1, "Allgather")
+    _, vs = _blocks(recvbuf, True, n, "Allgather")
+    _move(st, [(i, mine) for i in range(n)], list(enumerate(vs)), 14)
+
+
+def _Alltoall(self, sendbuf, recvbuf):
+    st = _st(self)
+    n = len(st.remote)
+    _, out = _blocks(sendbuf, False, n, "Alltoall")
+    _, vs = _blocks(recvbuf, True, n, "Alltoall")
+    _move(st, list(enumerate(out)), list(enumerate(vs)), 15)
+
+
+def _group_comm(st):
+    """An intracommunicator of this rank's own group (made on first use,
+    by both groups at once, as every collective is)."""
+    if st.group is None:
+        st.group = st.coll.Split(int(st.lo != 0), st.union._rank)
+    return st.group
+
+
+def _folded(self, sendbuf, recvbuf, op, what, tag, root=None):
+    """Reduce and Allreduce: each group reduces its own buffers to its first
+    rank (in rank order, by the runtime), and the result crosses to the
+    other group: to the root, or to every rank of it."""
+    st = _st(self)
+    r = "all" if root is None else _rooted(self, root)
+    g = _group_comm(st)
+    if r == "root":
+        rb, (v,) = _blocks(recvbuf, True, 1, what)
+        _move(st, [], [(0, v)], tag)
+        return
+    if r == "idle":
+        return
+    sb, _ = _blocks(sendbuf, False, 1, what)
+    part = bytearray(sb.used)
+    g.Reduce([sendbuf, sb.count, sb.type] if sb.obj is not None else [None, 0, sb.type],
+             [part, sb.count, sb.type] if g.rank == 0 else None, op, 0)
+    if r != "all":  # the remote root's group: the first rank sends the result
+        if g.rank == 0:
+            _move(st, [(r - st.ro, memoryview(part))], [], tag)
+        return
+    rb, (v,) = _blocks(recvbuf, True, 1, what)
+    if g.rank == 0:
+        _move(st, [(0, memoryview(part))], [(0, v)], tag)
+    g.Bcast([v, rb.count, rb.type], 0)
+
+
+def _Reduce(self, sendbuf, recvbuf, op=SUM, root=0):
+    _folded(self, sendbuf, recvbuf, op, "Reduce", 16, root)
+
+
+def _Allreduce(self, sendbuf, recvbuf, op=SUM):
+    _folded(self, sendbuf, recvbuf, op, "Allreduce", 17)
+
+
+Intercomm.Bcast = _Bcast
+Intercomm.Gather = _Gather
+Intercomm.Scatter = _Scatter
+Intercomm.Allgather = _Allgather
+Intercomm.Alltoall = _Alltoall
+Intercomm.Reduce = _Reduce
+Intercomm.Allreduce = _Allreduce
+
+
+def _unsupported(name):
+    def call(self, *args, **kwargs):
+        raise Exception(ERR_UNSUPPORTED_OPERATION, "%s is not supported on an intercommunicator "
+                        "(Barrier, Bcast, Gather, Scatter, Allgather, Alltoall, Reduce, "
+                        "Allreduce and the object collectives are)" % name)
+    call.__name__ = name
+    return call
+
+
+for _name in ("Gatherv", "Scatterv", "Allgatherv", "Alltoallv", "Alltoallw", "Reduce_scatter",
+              "Reduce_scatter_block", "Ibarrier", "Ibcast", "Igather", "Igatherv", "Iscatter",
+              "Iscatterv", "Iallgather", "Iallgatherv", "Ialltoall", "Ialltoallv", "Ialltoallw",
+              "Ireduce", "Iallreduce", "Ireduce_scatter", "Ireduce_scatter_block"):
+    setattr(Intercomm, _name, _unsupported(_name))
 
 
 def _inter_f2py(cls, handle, _f2py=Comm.f2py.__func__):

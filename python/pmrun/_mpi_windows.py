@@ -283,8 +283,11 @@ class Win(_Handle):
         argument (None, a displacement, or (disp[, count[, datatype]]))."""
         if target is None:
             return 0, origin.used, origin.type
-        if isinstance(target, int):
-            return target, origin.used, origin.type
+        if hasattr(target, "__index__"):
+            return target.__index__(), origin.used, origin.type
+        if not isinstance(target, (list, tuple)):
+            raise ValueError("target: expecting integral or list/tuple, not %s"
+                             % type(target).__name__)
         t = list(target)
         if not 1 <= len(t) <= 3:
             raise ValueError("target: expecting (displacement[, count[, datatype]]), got %r"

@@ -7,6 +7,7 @@ Every test is collective (all ranks run them in the same order); a failing
 rank ends the job (failfast), so a failure cannot hang the others.
 """
 
+import array
 import sys
 import unittest
 
@@ -57,6 +58,45 @@ class Inter(unittest.TestCase):
         self.assertEqual(self.inter.allgather(rank), self.others)
         self.assertEqual(self.inter.allreduce(rank, MPI.SUM), sum(self.others))
         self.inter.Barrier()
+
+    def test_buffer_collectives(self):
+        inter, me, nr = self.inter, self.inter.rank, self.inter.remote_size
+        rootside = self.color == 0
+        root = (MPI.ROOT if me == 0 else MPI.PROC_NULL) if rootside else 0
+        # Bcast: the root's buffer reaches the remote group
+        buf = array.array("i", [7, 8, 9] if rootside and me == 0 else [0, 0, 0])
+        inter.Bcast(buf, root)
+        if not rootside:
+            self.assertEqual(buf.tolist(), [7, 8, 9])
+        # Gather: the root gets one block from each remote rank, in its order
+        g = array.array("i", [-1] * (2 * nr))
+        inter.Gather(array.array("i", [rank, -rank]), g, root)
+        if rootside and me == 0:
+            self.assertEqual(g.tolist(), [v for r in self.others for v in (r, -r)])
+        # Scatter: block i to remote rank i
+        out = array.array("i", [0, 0])
+        inter.Scatter(array.array("i", [v for i in range(nr) for v in (i, 10 * i)]), out, root)
+        if not rootside:
+            self.assertEqual(out.tolist(), [me, 10 * me])
+        # Allgather and Alltoall: each group gets the other's data
+        g = array.array("d", [-1.0] * nr)
+        inter.Allgather(array.array("d", [rank]), g)
+        self.assertEqual(g.tolist(), [float(r) for r in self.others])
+        t = array.array("i", [-1] * nr)
+        inter.Alltoall(array.array("i", [100 * rank + i for i in range(nr)]), t)
+        self.assertEqual(t.tolist(), [100 * r + me for r in self.others])
+        # Reduce and Allreduce: the reduction of the remote group's buffers
+        s = array.array("l", [rank, 1])
+        red = array.array("l", [0, 0])
+        inter.Allreduce(s, red, MPI.SUM)
+        self.assertEqual(red.tolist(), [sum(self.others), nr])
+        red = array.array("l", [0, 0])
+        inter.Reduce(s, red, MPI.MAX, root)
+        if rootside and me == 0:
+            self.assertEqual(red.tolist(), [max(self.others), 1])
+        with self.assertRaises(MPI.Exception) as cm:
+            inter.Gatherv(s, None, root)
+        self.assertEqual(cm.exception.Get_error_class(), MPI.ERR_UNSUPPORTED_OPERATION)
 
     def test_merge(self):
         merged = self.inter.Merge(high=self.color == 1)
