@@ -58,21 +58,47 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 start=$(date +%s)
+# step K/3 WHAT: one line per step and per debootstrap phase, with the time
+# since the start (pmrun --docker shows these when it builds the base itself).
+step() { say "step $1/3 $2 ($(($(date +%s) - start))s)"; }
+# phases passes debootstrap's output to its log and names each phase
+# (Retrieving, Validating, Extracting, Unpacking, Configuring...) the first
+# time it starts: per-package lines alternate between phases.
+phases() {
+	local line verb seen=" "
+	while IFS= read -r line; do
+		printf '%s\n' "$line" >>"$dir.log"
+		case "$line" in
+		"I: "*)
+			verb="${line#I: }"
+			verb="${verb%% *}"
+			case "$seen" in
+			*" $verb "*) ;;
+			*)
+				seen="$seen$verb "
+				line="${line#I: }"
+				step 1 "debootstrap: ${line:0:60}"
+				;;
+			esac
+			;;
+		esac
+	done
+}
 say "debootstrap $suite ($packages) from $mirror into $dir; this takes a few minutes"
-if ! debootstrap --variant=minbase --include="$packages" "$suite" "$dir" "$mirror" >"$dir.log" 2>&1; then
+if ! debootstrap --variant=minbase --include="$packages" "$suite" "$dir" "$mirror" 2>&1 | phases; then
 	tail -n 20 "$dir.log" >&2 || true
 	rm -f "$dir.log"
 	die "debootstrap failed (is $mirror reachable?)"
 fi
 rm -f "$dir.log"
 
-say "trimming the tree"
+step 2 "trimming the tree"
 chroot "$dir" apt-get clean
 rm -rf "$dir"/var/lib/apt/lists/* "$dir"/usr/share/doc "$dir"/usr/share/man \
 	"$dir"/usr/share/locale "$dir"/var/cache/apt/*.bin "$dir"/var/log/*.log \
 	"$dir"/var/cache/debconf/*-old
 
-say "importing as $image"
+step 3 "importing as $image"
 tar -C "$dir" --numeric-owner -c . |
 	docker import \
 		-c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \

@@ -12,6 +12,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -461,12 +462,20 @@ func connect(ctx context.Context) (dockerx.Engine, error) {
 // Python package, building it from the embedded Dockerfile on the offline
 // base when the engine does not have it.
 func agentImage(ctx context.Context, e dockerx.Engine, log io.Writer) (string, error) {
-	base := docker.BaseImage
+	base := docker.Base()
 	baseID, err := e.ImageID(ctx, base)
 	if err != nil {
 		return "", err
 	} else if baseID == "" {
-		return "", fmt.Errorf("the agents' base image %s is missing: run docker/make-base.sh once (it builds the base from Debian packages, no registry needed), or give --image", base)
+		fmt.Fprintf(log, "pmrun: the agents' base image %s is missing: building it from Debian packages (docker/make-base.sh; a few minutes, once per machine)\n", base)
+		if err := buildBase(ctx, base, log); err != nil {
+			return "", err
+		}
+		if baseID, err = e.ImageID(ctx, base); err != nil {
+			return "", err
+		} else if baseID == "" {
+			return "", fmt.Errorf("docker/make-base.sh ended without making %s", base)
+		}
 	}
 	image, err := defaultImage(baseID)
 	if err != nil {
@@ -493,8 +502,7 @@ func agentImage(ctx context.Context, e dockerx.Engine, log io.Writer) (string, e
 		return "", err
 	}
 	fmt.Fprintf(log, "pmrun: building image %s on %s\n", image, base)
-	fi, err := os.Stderr.Stat()
-	p := newBuildProgress(log, err == nil && fi.Mode()&os.ModeCharDevice != 0)
+	p := newBuildProgress(log, stderrIsTerminal(), dockerStep)
 	err = e.BuildImage(ctx, bctx, "Dockerfile", image, map[string]string{"BASE": base}, map[string]string{"pmrun.image": "agent"}, p)
 	p.close()
 	var be *dockerx.BuildError
@@ -504,12 +512,72 @@ func agentImage(ctx context.Context, e dockerx.Engine, log io.Writer) (string, e
 	return image, err
 }
 
-// buildProgress follows the image builder's output and shows its steps: on
-// a terminal one line rewritten in place every second ("step 2/5 RUN ...,
-// 7s"), otherwise one line per step with the time since the build started.
+// buildBase runs the embedded docker/make-base.sh to make the base image,
+// showing its steps; the script and what it started end with ctx.
+func buildBase(ctx context.Context, base string, log io.Writer) error {
+	script, err := os.CreateTemp("", "pmrun-make-base-*.sh")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(script.Name())
+	if _, err := script.Write(docker.MakeBase); err != nil {
+		script.Close()
+		return err
+	}
+	if err := script.Close(); err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, "bash", script.Name(), base)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	p := newBuildProgress(log, stderrIsTerminal(), baseStep)
+	cmd.Stdout, cmd.Stderr = p, p
+	err = cmd.Run()
+	p.close()
+	if err != nil {
+		return fmt.Errorf("building the base image %s failed (%v):\n%s\nrun docker/make-base.sh by hand (as root), or give --image",
+			base, err, strings.Join(p.tail, "\n"))
+	}
+	return nil
+}
+
+func stderrIsTerminal() bool {
+	fi, err := os.Stderr.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// dockerStep reads the engine builder's "Step 2/5 : RUN ..." lines.
+func dockerStep(line string) (string, bool) {
+	step, ok := strings.CutPrefix(line, "Step ")
+	if !ok {
+		return "", false
+	}
+	n, what, _ := strings.Cut(step, " : ")
+	return "image step " + n + " " + what, true
+}
+
+// baseStep reads make-base.sh's "make-base: step 1/3 debootstrap: ..." lines
+// (which end with the script's own elapsed time, dropped here).
+func baseStep(line string) (string, bool) {
+	step, ok := strings.CutPrefix(line, "make-base: step ")
+	if !ok {
+		return "", false
+	}
+	if i := strings.LastIndex(step, " ("); i > 0 {
+		step = step[:i]
+	}
+	return "base step " + step, true
+}
+
+// buildProgress follows a builder's output and shows its steps: on a
+// terminal one line rewritten in place every second ("image step 2/5 RUN
+// ..., 7s"), otherwise one line per step with the time since the build
+// started.
 type buildProgress struct {
 	w       io.Writer
 	tty     bool
+	stepOf  func(line string) (string, bool) // a line's step, if it starts one
 	start   time.Time
 	done    chan struct{}
 	wg      sync.WaitGroup
@@ -519,8 +587,8 @@ type buildProgress struct {
 	tail    []string // the step's last lines, for a failure's message
 }
 
-func newBuildProgress(w io.Writer, tty bool) *buildProgress {
-	p := &buildProgress{w: w, tty: tty, start: time.Now(), done: make(chan struct{})}
+func newBuildProgress(w io.Writer, tty bool, stepOf func(string) (string, bool)) *buildProgress {
+	p := &buildProgress{w: w, tty: tty, stepOf: stepOf, start: time.Now(), done: make(chan struct{})}
 	if tty {
 		p.wg.Add(1)
 		go func() {
@@ -557,12 +625,11 @@ func (p *buildProgress) Write(b []byte) (int, error) {
 			p.tail = p.tail[1:]
 		}
 		p.tail = append(p.tail, line)
-		if step, ok := strings.CutPrefix(line, "Step "); ok {
+		if step, ok := p.stepOf(line); ok {
 			p.tail = p.tail[:0]
-			n, what, _ := strings.Cut(step, " : ")
-			p.step = n + " " + what
+			p.step = step
 			if !p.tty {
-				fmt.Fprintf(p.w, "pmrun: image step %s (%.0fs)\n", p.step, time.Since(p.start).Seconds())
+				fmt.Fprintf(p.w, "pmrun: %s (%.0fs)\n", p.step, time.Since(p.start).Seconds())
 			}
 			p.show()
 		}
@@ -574,7 +641,7 @@ func (p *buildProgress) Write(b []byte) (int, error) {
 // show rewrites the terminal's progress line; p.mu is held.
 func (p *buildProgress) show() {
 	if p.tty && p.step != "" {
-		line := fmt.Sprintf("pmrun: image step %s", p.step)
+		line := fmt.Sprintf("pmrun: %s", p.step)
 		if len(line) > 70 {
 			line = line[:70]
 		}
@@ -587,7 +654,7 @@ func (p *buildProgress) close() {
 	close(p.done)
 	p.wg.Wait()
 	if p.tty && p.step != "" {
-		fmt.Fprintf(p.w, "\r\033[Kpmrun: image built in %.0fs\n", time.Since(p.start).Seconds())
+		fmt.Fprintf(p.w, "\r\033[Kpmrun: built in %.0fs\n", time.Since(p.start).Seconds())
 	}
 }
 

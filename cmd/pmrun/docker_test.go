@@ -41,8 +41,8 @@ func needDocker(t *testing.T) {
 	if _, err := exec.LookPath("docker"); err != nil {
 		skip("no docker command to inspect containers with")
 	}
-	if err := exec.Command("docker", "image", "inspect", docker.BaseImage).Run(); err != nil {
-		skip("base image " + docker.BaseImage + " is missing (run docker/make-base.sh)")
+	if err := exec.Command("docker", "image", "inspect", docker.Base()).Run(); err != nil {
+		skip("base image " + docker.Base() + " is missing (run docker/make-base.sh)")
 	}
 }
 
@@ -509,21 +509,39 @@ func TestLauncherDead(t *testing.T) {
 }
 
 func TestBuildProgress(t *testing.T) {
-	var b strings.Builder
-	p := newBuildProgress(&b, false)
-	for _, s := range []string{"Step 1/3 : FROM base\n ---> 1a", "bc\nStep 2/3 : RUN", " make\nbuilding\n", "Step 3/3 : LABEL x=y\n"} {
-		p.Write([]byte(s))
-	}
-	p.close()
-	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
-	want := []string{"step 1/3 FROM base", "step 2/3 RUN make", "step 3/3 LABEL x=y"}
-	if len(lines) != len(want) {
-		t.Fatalf("progress:\n%s\nwant one line per step", b.String())
-	}
-	for i, w := range want {
-		if !strings.Contains(lines[i], w) {
-			t.Errorf("line %d %q lacks %q", i, lines[i], w)
-		}
+	for _, tc := range []struct {
+		name   string
+		stepOf func(string) (string, bool)
+		output []string
+		want   []string
+	}{
+		{"image", dockerStep,
+			[]string{"Step 1/3 : FROM base\n ---> 1a", "bc\nStep 2/3 : RUN", " make\nbuilding\n", "Step 3/3 : LABEL x=y\n"},
+			[]string{"image step 1/3 FROM base", "image step 2/3 RUN make", "image step 3/3 LABEL x=y"}},
+		{"base (make-base.sh)", baseStep,
+			[]string{"make-base: debootstrap bookworm\nmake-base: step 1/3 debootstrap: Retrieving InRelease (0s)\n",
+				"make-base: step 1/3 debootstrap: Configuring apt (95s)\nmake-base: step 2/3 trim", "ming the tree (120s)\n",
+				"make-base: step 3/3 importing as pmrun-base:bookworm (121s)\nmake-base: built\n"},
+			[]string{"base step 1/3 debootstrap: Retrieving InRelease", "base step 1/3 debootstrap: Configuring apt",
+				"base step 2/3 trimming the tree", "base step 3/3 importing as pmrun-base:bookworm"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b strings.Builder
+			p := newBuildProgress(&b, false, tc.stepOf)
+			for _, s := range tc.output {
+				p.Write([]byte(s))
+			}
+			p.close()
+			lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+			if len(lines) != len(tc.want) {
+				t.Fatalf("progress:\n%s\nwant one line per step", b.String())
+			}
+			for i, w := range tc.want {
+				if !strings.HasPrefix(lines[i], "pmrun: "+w+" (") {
+					t.Errorf("line %d %q, want %q and the time", i, lines[i], w)
+				}
+			}
+		})
 	}
 }
 
