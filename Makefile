@@ -9,7 +9,7 @@ VERSION := $(shell cat VERSION)
 LDFLAGS := -X github.com/pmrun/pmrun/internal/version.Version=$(VERSION)
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build examples python run test test-short bench fuzz vet clean wheel
+.PHONY: all build examples python run test test-short bench fuzz soak vet clean wheel
 
 all: build
 
@@ -72,6 +72,13 @@ bench: build
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeHeader -fuzztime $${FUZZTIME:-10m} ./internal/wire
 	$(GO) test -run '^$$' -fuzz FuzzExtractBundle -fuzztime $${FUZZTIME:-10m} ./node
+
+# soak: 30 minutes (SOAK_DURATION) of mixed traffic at np 8 (SOAK_NP), sampling
+# each rank's memory, goroutines and descriptors, then a flood of one rank;
+# exits non-zero if anything grew after warm-up or the flood broke its bound.
+soak: build
+	$(GO) build -o bench/bin/soak ./bench/soak
+	bin/pmrun -np $${SOAK_NP:-8} bench/bin/soak -duration $${SOAK_DURATION:-30m}
 
 clean:
 	rm -rf bin bench/bin dist

@@ -72,6 +72,13 @@ type Config struct {
 	// beyond the bound, are allocated one by one). It is taken as needed, 1 MiB
 	// at a time, and reused; 0 disables it.
 	UnexpectedArena int
+	// HeldLimit bounds the bytes of early eager messages (each counted with
+	// 128 bytes of bookkeeping) that a rank holds from one peer before it
+	// stops reading that peer (see comm/flow.go): a rank that does not
+	// receive while others flood it holds at most about HeldLimit per peer,
+	// plus what the links buffer (a shared-memory ring, a socket's buffers).
+	// PMRUN_HELD_LIMIT sets it.
+	HeldLimit int
 	// DialTimeout bounds connecting to one peer, handshake included. Ranks
 	// connect on their first message to each other; while a peer is slow to
 	// accept (a loaded machine starting many ranks), the connection is retried
@@ -113,6 +120,7 @@ func DefaultConfig() *Config {
 		ShmRing:         2 << 20,
 		ShmDirect:       false,
 		UnexpectedArena: 16 << 20,
+		HeldLimit:       1 << 20,
 	}
 }
 
@@ -151,6 +159,8 @@ func (c *Config) Validate() error {
 		return badField("ShmRing", "%d must be a power of two in [64 KiB, 1 GiB]", c.ShmRing)
 	case c.UnexpectedArena < 0 || c.UnexpectedArena > 1<<30:
 		return badField("UnexpectedArena", "%d must be in [0, 1 GiB]", c.UnexpectedArena)
+	case c.HeldLimit < 64<<10 || c.HeldLimit > 1<<30:
+		return badField("HeldLimit", "%d must be in [64 KiB, 1 GiB]", c.HeldLimit)
 	case c.DialTimeout <= 0:
 		return badField("DialTimeout", "%v must be positive", c.DialTimeout)
 	case c.JoinTimeout <= 0:
@@ -193,7 +203,7 @@ func ConfigFromEnv() (*Config, error) {
 		{"PMRUN_EAGER_LIMIT", "EagerLimit", &c.EagerLimit}, {"PMRUN_SHM_EAGER_LIMIT", "ShmEagerLimit", &c.ShmEagerLimit},
 		{"PMRUN_CHUNK_SIZE", "ChunkSize", &c.ChunkSize}, {"PMRUN_COMPRESS_MIN", "CompressMin", &c.CompressMin},
 		{"PMRUN_SOCKET_BUFFER", "SocketBuffer", &c.SocketBuffer}, {"PMRUN_SHM_RING", "ShmRing", &c.ShmRing},
-		{"PMRUN_UNEXPECTED_ARENA", "UnexpectedArena", &c.UnexpectedArena},
+		{"PMRUN_UNEXPECTED_ARENA", "UnexpectedArena", &c.UnexpectedArena}, {"PMRUN_HELD_LIMIT", "HeldLimit", &c.HeldLimit},
 	} {
 		if s := os.Getenv(v.name); s != "" {
 			n, err := units.ParseSize(s)

@@ -173,7 +173,7 @@ func (e *engine) postRecv(r *Request) {
 	if m.rts {
 		e.startRdvRecv(r, m.src, m.tag, m.size, m.id, m.addr)
 	} else {
-		if e.held[m.src].Add(-heldCost(len(m.data))) <= heldLimit/2 {
+		if e.held[m.src].Add(-heldCost(len(m.data))) <= int64(e.cfg.HeldLimit/2) {
 			e.kick(m.src) // the backlog is half consumed: read on
 		}
 		e.deliverEager(r, m.src, m.tag, m.data, m.slab)

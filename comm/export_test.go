@@ -4,7 +4,7 @@ package comm
 // holds unexpected; HeldLimit is the flow-control bound.
 func HeldBytes(c *Comm, w int) int64 { return c.e.held[w].Load() }
 
-const HeldLimit = heldLimit
+var HeldLimit = int64(DefaultConfig().HeldLimit)
 
 // ContextID is c's context id, which tags its traffic on the wire.
 func ContextID(c *Comm) uint32 { return c.cid }

@@ -4,18 +4,18 @@ package comm
 // is held back (its frames left unread) once this rank holds too much of what
 // it sent unasked; whatever needs a frame from it lifts the hold.
 
-// heldLimit is how many bytes of early eager messages a rank takes from one
-// peer before it stops reading that peer's connection (see throttled).
-const heldLimit = 1 << 20
+// Config.HeldLimit (1 MiB by default) is how many bytes of early eager
+// messages a rank takes from one peer before it stops reading that peer's
+// connection (see throttled).
 
-// heldCost is what a held message of n bytes counts against heldLimit: its
+// heldCost is what a held message of n bytes counts against HeldLimit: its
 // payload and the bookkeeping around it, so that a flood of tiny messages is
-// bounded too (to 8192 of them).
+// bounded too (to 8192 of them by default).
 func heldCost(n int) int64 { return int64(n) + 128 }
 
 // throttled reports whether the background reader and pollers leave world
 // rank w's frames where they are (in its ring or socket, so that its writes
-// wait): it has more than heldLimit bytes of messages queued that no receive
+// wait): it has more than HeldLimit bytes of messages queued that no receive
 // has asked for, and nothing pending here needs a frame from it (no request to
 // or from it, no wildcard receive, no probe, no close). A peer that runs ahead
 // of a rank (the leaves of a gather, a task farm's workers) is held back at
@@ -23,7 +23,7 @@ func heldCost(n int) int64 { return int64(n) + 128 }
 // they made the root of a gather grow to 300 MB, and every fresh page costs
 // more than the message it holds.
 func (e *engine) throttled(w int) bool {
-	return e.held[w].Load() > heldLimit && e.demand[w].Load() == 0 && e.anyDemand.Load() == 0 && e.forced.Load() == 0
+	return e.held[w].Load() > int64(e.cfg.HeldLimit) && e.demand[w].Load() == 0 && e.anyDemand.Load() == 0 && e.forced.Load() == 0
 }
 
 // need counts a request to or from world rank w (AnySource: all) in or, with
