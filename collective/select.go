@@ -201,14 +201,16 @@ func choose(family string, c *comm.Comm, nbytes int, commutative bool, r reach) 
 		case r.local && isPow2(p) && nbytes*p < allgatherOneNode:
 			// Through memory, log p steps beat the ring's p-1 until the
 			// copies dominate (measured at np 4 and 8). Not through
-			// sockets: recursive doubling's later steps send p/4 and p/2
+			// sockets: recursive doubling's later steps send 2, 4, ... p/2
 			// blocks, past the eager limit (64 KiB on TCP) from 64 KiB
 			// blocks on, and each rendezvous costs its receiver and sender
-			// a wake-up more. Over loopback TCP at 64 KiB blocks (3 rounds
-			// alternating, loaded machine): np 4 ring 1.4-2.5 ms against
-			// recursive doubling's 4.7-7.0, np 8 11.8-14.9 against
-			// 15.8-24.7; the neighbor exchange's pairs of blocks (np 4,
-			// 4.6-6.7 ms) lose the same way.
+			// a wake-up more. Over loopback TCP at 64 KiB blocks, rounds
+			// alternating the algorithms on a loaded machine: np 4 (3
+			// rounds) ring 2.5-4.0 ms against recursive doubling's 4.7-7.0,
+			// np 8 (2 rounds) 11.8-14.9 against 15.8-24.7; the neighbor
+			// exchange's pairs of blocks lose the same way (np 4, 3 other
+			// rounds: 4.6-6.7 ms against the ring's 1.4-2.2). See
+			// docs/benchmarks.md, "TCP collectives".
 			return AlgRecursiveDoubling
 		case nbytes*p >= allgatherShort:
 			return AlgRing
