@@ -28,6 +28,8 @@ func Allgather[T Elem](ctx context.Context, c *comm.Comm, send, recv []T) error 
 		return allgatherRecursiveDoubling(k, b, bs)
 	case AlgBruck:
 		return allgatherBruck(k, b, bs)
+	case AlgNeighbor:
+		return allgatherNeighbor(k, b, bs)
 	default:
 		return allgatherRing(k, b, equalCounts(c.Size(), bs))
 	}
@@ -98,6 +100,40 @@ func allgatherRecursiveDoubling(k *call, b []byte, bs int) error {
 			return err
 		}
 		lo = min(lo, plo)
+	}
+	return nil
+}
+
+// allgatherNeighbor is the neighbor exchange of Chen et al. ("Performance
+// evaluation of allgather algorithms on terascale Linux cluster with fast
+// Ethernet", 2005), for an even number of ranks: p/2 steps instead of the
+// ring's p-1, each moving the same bytes a rank would move in two ring steps.
+// Ranks pair up (2i, 2i+1) and swap their blocks; then in turn with the
+// neighbor on the other side and the first again, each step passes on the pair
+// of blocks received the step before. Pairs of blocks start at an even block,
+// so each is contiguous in b.
+func allgatherNeighbor(k *call, b []byte, bs int) error {
+	p, r := k.size, k.rank
+	// nb: the two neighbors, alternating from the first step; from: the first
+	// block of the pair received from each; step: how that moves per step.
+	nb := [2]int{(r + 1) % p, (r - 1 + p) % p}
+	from := [2]int{r, r}
+	step := [2]int{2, -2}
+	if r%2 == 1 {
+		nb = [2]int{(r - 1 + p) % p, (r + 1) % p}
+		from = [2]int{nb[0], nb[0]}
+		step = [2]int{-2, 2}
+	}
+	if err := k.sendrecv(b[r*bs:(r+1)*bs], nb[0], b[nb[0]*bs:(nb[0]+1)*bs], nb[0]); err != nil {
+		return err
+	}
+	for i := 1; i < p/2; i++ {
+		j := i % 2
+		from[j] = (from[j] + step[j] + p) % p
+		send := from[1-j]
+		if err := k.sendrecv(b[send*bs:(send+2)*bs], nb[j], b[from[j]*bs:(from[j]+2)*bs], nb[j]); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -771,3 +771,52 @@ func reserveOutOfOrder(c *comm.Comm) error {
 	}
 	return nil
 }
+
+// TestAllgatherSockets runs every allgather algorithm between ranks of one
+// node connected by TCP only (shared memory off), with blocks past the eager
+// limit too, and checks that the selector keeps to the ring there for blocks
+// that recursive doubling would send by rendezvous.
+func TestAllgatherSockets(t *testing.T) {
+	cfg := comm.DefaultConfig()
+	cfg.SharedMemory = false
+	for _, np := range []int{2, 3, 4, 6} {
+		t.Run(fmt.Sprintf("np=%d", np), func(t *testing.T) {
+			nodes := make([]string, np)
+			for r := range nodes {
+				nodes[r] = "node"
+			}
+			w := commtest.NewNetWorld(t, nodes, cfg)
+			if !commx.Sockets(w.Comms[0]) {
+				t.Fatal("ranks with shared memory off do not talk through sockets")
+			}
+			if np == 4 {
+				if got := collective.Choose("allgather", w.Comms[0], 64<<10, true); got != collective.AlgRing {
+					t.Errorf("Choose(allgather, 64 KiB) over sockets = %s, want ring", got)
+				}
+				if got := collective.Choose("allgather", w.Comms[0], 1<<10, true); got != collective.AlgRecursiveDoubling {
+					t.Errorf("Choose(allgather, 1 KiB) over sockets = %s, want recursive_doubling", got)
+				}
+			}
+			forEachAlg(t, "allgather", func(t *testing.T, alg string) {
+				if alg == collective.AlgShared {
+					t.Skip("no shared area over sockets")
+				}
+				for _, n := range []int{0, 1, 13, 10 << 10} { // 10 Ki int64: 80 KiB blocks
+					errs := w.Run(func(c *comm.Comm) error {
+						got := make([]int64, n*np)
+						if err := collective.Allgather(bg, c, input(c.Rank(), n), got); err != nil {
+							return err
+						}
+						if !slices.Equal(got, concat(np, n)) {
+							return fmt.Errorf("n=%d: wrong result", n)
+						}
+						return nil
+					})
+					if err := errors.Join(errs...); err != nil {
+						t.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}

@@ -42,8 +42,8 @@
 // Each family has several algorithms (one file each), chosen per call in
 // select.go by message size, communicator size, commutativity of the op and
 // node layout: binomial trees and recursive doubling for small messages; scatter
-// plus allgather broadcast, ring and Rabenseifner allreduce, ring allgather and
-// pairwise alltoall for large ones; node-aware (hierarchical) broadcast,
+// plus allgather broadcast, ring and Rabenseifner allreduce, ring (or, forced,
+// neighbor exchange) allgather and pairwise alltoall for large ones; node-aware (hierarchical) broadcast,
 // allreduce and barrier when ranks share nodes; and, when all ranks are
 // processes of one node, a shared area in memory, through which blocks
 // larger than its slots (shm.SlotData, 64 KiB a rank up to 16 ranks) go in

@@ -60,6 +60,8 @@ func mustRun(family, alg string, np int, ch choice) bool {
 		return family != "allreduce" || ch.commutative
 	case collective.AlgRecursiveDoubling:
 		return family != "allgather" || np&(np-1) == 0
+	case collective.AlgNeighbor:
+		return np%2 == 0
 	}
 	return true
 }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/pmrun/pmrun/comm"
+	"github.com/pmrun/pmrun/internal/commx"
 	"github.com/pmrun/pmrun/internal/debug"
 )
 
@@ -21,6 +22,7 @@ const (
 	AlgRabenseifner      = "rabenseifner"
 	AlgRing              = "ring"
 	AlgBruck             = "bruck"
+	AlgNeighbor          = "neighbor_exchange"
 	AlgPairwise          = "pairwise"
 	AlgDissemination     = "dissemination"
 	AlgLinear            = "linear"
@@ -61,7 +63,7 @@ var algorithms = map[string][]string{
 	"bcast":     {AlgBinomial, AlgScatterAllgather, AlgHierarchical, AlgShared},
 	"reduce":    {AlgBinomial, AlgShared},
 	"allreduce": {AlgRecursiveDoubling, AlgRabenseifner, AlgRing, AlgReduceBcast, AlgHierarchical, AlgShared},
-	"allgather": {AlgRing, AlgRecursiveDoubling, AlgBruck, AlgShared},
+	"allgather": {AlgRing, AlgRecursiveDoubling, AlgBruck, AlgNeighbor, AlgShared},
 	"alltoall":  {AlgPairwise, AlgBruck, AlgLinear, AlgShared},
 	"gather":    {AlgBinomial, AlgLinear, AlgShared},
 	"scatter":   {AlgBinomial, AlgLinear, AlgShared},
@@ -112,14 +114,20 @@ func isPow2(n int) bool { return n > 0 && n&(n-1) == 0 }
 // on c: it says "shared" when c may use a shared area that it has not mapped
 // yet.
 func Choose(family string, c *comm.Comm, nbytes int, commutative bool) string {
-	return choose(family, c, nbytes, commutative, reach{shared: sharedMay(context.Background(), family, c), nodes: !oneNode(c)})
+	return choose(family, c, nbytes, commutative, reach{shared: sharedMay(context.Background(), family, c), nodes: !oneNode(c), local: local(c)})
 }
 
-// reach is what a call may use besides messages on c's own tags.
+// reach is what a call may use besides messages on c's own tags, and what its
+// messages cost.
 type reach struct {
 	shared bool // c's shared area
 	nodes  bool // node communicators (hierarchical): c spans several nodes
+	local  bool // messages are memory copies: one node, not through sockets
 }
+
+// local reports whether c's messages go through memory (shared memory, or
+// between goroutines of one process) rather than sockets.
+func local(c *comm.Comm) bool { return oneNode(c) && !commx.Sockets(c) }
 
 // chooseFor chooses for a call made with ctx and maps c's shared area if the
 // choice is to use it. A reserved call (Reserve, Start) uses neither the
@@ -128,7 +136,7 @@ type reach struct {
 // order of the calls that reach them. All ranks of c call chooseFor at the
 // same point of their calls.
 func chooseFor(ctx context.Context, family string, c *comm.Comm, nbytes int, commutative bool) string {
-	r := reach{nodes: !oneNode(c) && !reservedFor(ctx, c)}
+	r := reach{nodes: !oneNode(c) && !reservedFor(ctx, c), local: local(c)}
 	if f := forced(family); f == "" || f == AlgShared {
 		r.shared = sharedOK(ctx, family, c)
 	}
@@ -190,9 +198,19 @@ func choose(family string, c *comm.Comm, nbytes int, commutative bool, r reach) 
 		return AlgRing
 	case "allgather":
 		switch {
-		case oneNode(c) && isPow2(p) && nbytes*p < allgatherOneNode:
-			// On one node, log p steps beat the ring's p-1 until the
-			// copies dominate (measured at np 4 and 8).
+		case r.local && isPow2(p) && nbytes*p < allgatherOneNode:
+			// Through memory, log p steps beat the ring's p-1 until the
+			// copies dominate (measured at np 4 and 8). Not through
+			// sockets: recursive doubling's later steps send 2, 4, ... p/2
+			// blocks, past the eager limit (64 KiB on TCP) from 64 KiB
+			// blocks on, and each rendezvous costs its receiver and sender
+			// a wake-up more. Over loopback TCP at 64 KiB blocks, rounds
+			// alternating the algorithms on a loaded machine: np 4 (3
+			// rounds) ring 2.5-4.0 ms against recursive doubling's 4.7-7.0,
+			// np 8 (2 rounds) 11.8-14.9 against 15.8-24.7; the neighbor
+			// exchange's pairs of blocks lose the same way (np 4, 3 other
+			// rounds: 4.6-6.7 ms against the ring's 1.4-2.2). See
+			// docs/benchmarks.md, "TCP collectives".
 			return AlgRecursiveDoubling
 		case nbytes*p >= allgatherShort:
 			return AlgRing
@@ -232,6 +250,8 @@ func applies(family, alg string, p int, commutative bool, r reach) bool {
 	case family == "allreduce" && !commutative && (alg == AlgRing || alg == AlgRabenseifner || alg == AlgHierarchical):
 		return false
 	case family == "allgather" && alg == AlgRecursiveDoubling && !isPow2(p):
+		return false
+	case family == "allgather" && alg == AlgNeighbor && p%2 != 0:
 		return false
 	}
 	return true

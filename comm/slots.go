@@ -18,6 +18,15 @@ func init() {
 		func(c any, agree func(bool) bool) *shm.Slots { return c.(*Comm).sharedSlots(agree) },
 		func(c any) bool { return c.(*Comm).hasSlots() },
 	)
+	commx.RegisterSockets(func(c any) bool { return c.(*Comm).sockets() })
+}
+
+// sockets reports whether c's ranks exchange messages through sockets (see
+// commx.Sockets): several nodes, or shared memory off in a launched job. An
+// in-process world copies between goroutines and counts as one node.
+func (c *Comm) sockets() bool {
+	e := c.e
+	return c.size > 1 && e.addrs != nil && (c.nodes > 1 || !e.cfg.SharedMemory)
 }
 
 // sharedSlots returns c's shared area for small collectives, mapping it on

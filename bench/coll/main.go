@@ -7,6 +7,9 @@
 // reduce sum float64s.
 //
 //	pmrun -np 4 bench/bin/coll [-sizes 8,1k,...] [-ops allreduce,bcast,...]
+//
+// -cpuprofile P and -blockprofile P write each rank's pprof profile of the
+// whole run to P.<rank> (go tool pprof bench/bin/coll P.0).
 package main
 
 import (
@@ -14,6 +17,9 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"os"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -25,14 +31,17 @@ import (
 
 var names = []string{"barrier", "bcast", "allreduce", "allgather", "alltoall", "reduce", "scatter", "gather"}
 
-func itersFor(size int) (int, int) {
-	it := min(1000, max(5, (64<<20)/(size+1)))
+func itersFor(size, scale int) (int, int) {
+	it := min(1000, max(5, (64<<20)/(size+1))) * scale
 	return it, it/10 + 1
 }
 
 func main() {
 	sizesFlag := flag.String("sizes", "8,1k,64k,1m,8m", "sizes in bytes per rank")
 	opsFlag := flag.String("ops", strings.Join(names, ","), "collectives to measure")
+	cpuProf := flag.String("cpuprofile", "", "write each rank's CPU profile to `prefix`.<rank>")
+	scale := flag.Int("scale", 1, "multiply the iterations by `n` (for profiles)")
+	blockProf := flag.String("blockprofile", "", "write each rank's blocking profile to `prefix`.<rank>")
 	flag.Parse()
 	sizes, err := units.ParseSizes(*sizesFlag)
 	if err != nil {
@@ -44,6 +53,11 @@ func main() {
 		log.Fatal(err)
 	}
 	defer c.Close()
+	stop, err := profile(*cpuProf, *blockProf, c.Rank())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer stop()
 	ctx := context.Background()
 	p := c.Size()
 	for _, name := range names {
@@ -68,7 +82,7 @@ func main() {
 			default:
 				alg = collective.Choose(family, c, size, true)
 			}
-			iters, warm := itersFor(size)
+			iters, warm := itersFor(size, max(1, *scale))
 			var start time.Time
 			for it := -warm; it < iters; it++ {
 				if it == 0 {
@@ -109,4 +123,41 @@ func main() {
 			}
 		}
 	}
+}
+
+// profile starts the profiles asked for, in files named after the rank, and
+// returns what writes and closes them.
+func profile(cpu, block string, rank int) (func(), error) {
+	var cf *os.File
+	if cpu != "" {
+		f, err := os.Create(fmt.Sprintf("%s.%d", cpu, rank))
+		if err != nil {
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return nil, err
+		}
+		cf = f
+	}
+	if block != "" {
+		runtime.SetBlockProfileRate(1)
+	}
+	return func() {
+		if cf != nil {
+			pprof.StopCPUProfile()
+			cf.Close()
+		}
+		if block != "" {
+			f, err := os.Create(fmt.Sprintf("%s.%d", block, rank))
+			if err != nil {
+				log.Print(err)
+				return
+			}
+			defer f.Close()
+			if err := pprof.Lookup("block").WriteTo(f, 0); err != nil {
+				log.Print(err)
+			}
+		}
+	}, nil
 }

@@ -10,12 +10,23 @@ import "github.com/pmrun/pmrun/internal/shm"
 var (
 	slots    func(c any, agree func(mapped bool) bool) *shm.Slots
 	hasSlots func(c any) bool
+	sockets  func(c any) bool
 )
 
 // Register installs package comm's implementations; comm's init calls it.
 func Register(slotsFn func(c any, agree func(mapped bool) bool) *shm.Slots, hasSlotsFn func(c any) bool) {
 	slots, hasSlots = slotsFn, hasSlotsFn
 }
+
+// RegisterSockets installs package comm's Sockets; comm's init calls it.
+func RegisterSockets(fn func(c any) bool) { sockets = fn }
+
+// Sockets reports whether the ranks of communicator c exchange their
+// messages through sockets: they run on several nodes, or on one node with
+// shared memory turned off (PMRUN_SHM=off). Then every message costs system
+// calls and a copy through the kernel on each side, and the collectives pick
+// their algorithms as between nodes. Every member sees the same answer.
+func Sockets(c any) bool { return sockets(c) }
 
 // Slots returns the communicator c's shared area for small collectives,
 // mapping it on first use, or nil when c has none. c cannot have one when it
