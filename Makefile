@@ -9,7 +9,7 @@ VERSION := $(shell cat VERSION)
 LDFLAGS := -X github.com/pmrun/pmrun/internal/version.Version=$(VERSION)
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build examples python run test test-short bench fuzz vet clean wheel
+.PHONY: all build examples python run test test-short bench fuzz faults vet clean wheel
 
 all: build
 
@@ -72,6 +72,13 @@ bench: build
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeHeader -fuzztime $${FUZZTIME:-10m} ./internal/wire
 	$(GO) test -run '^$$' -fuzz FuzzExtractBundle -fuzztime $${FUZZTIME:-10m} ./node
+
+# The fault-injection campaign (docs/faults.md): RUNS random workloads,
+# each with one random fault, from SEED; Docker runs when an engine answers.
+SEED ?= 1
+RUNS ?= 500
+faults: build
+	$(GO) run ./internal/faults/campaign -bin bin/pmrun -seed $(SEED) -runs $(RUNS)
 
 clean:
 	rm -rf bin bench/bin dist
