@@ -238,6 +238,11 @@ func (h *Harness) Run(ctx context.Context, r Run) Result {
 	}
 	if res.Outcome != Answer && res.Outcome != Named {
 		res.Why = tail(errs+out, 600)
+		for _, a := range s.agents {
+			if o := tail(a.out.String(), 400); o != "" {
+				res.Why += "\nagent " + a.name + ": " + o
+			}
+		}
 	}
 	return res
 }
@@ -320,6 +325,7 @@ type agent struct {
 	cmd   *exec.Cmd
 	proxy *proxy
 	done  chan struct{} // closed when cmd has exited
+	out   bytes.Buffer  // its output; read once done is closed
 }
 
 // freePort returns a loopback port that was free a moment ago.
@@ -347,8 +353,7 @@ func (s *runState) startAgent(i int) (*agent, error) {
 		"--control-port", strconv.Itoa(control), "--name", a.name, "--work-dir", dir, "--cluster-key", s.key)
 	a.cmd.Env = append(os.Environ(), MarkerVar+"="+s.marker, "PYTHONPATH="+s.h.pypath)
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var out bytes.Buffer
-	a.cmd.Stdout, a.cmd.Stderr = &out, &out
+	a.cmd.Stdout, a.cmd.Stderr = &a.out, &a.out
 	if err := a.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting agent %s: %w", a.name, err)
 	}
@@ -364,7 +369,7 @@ func (s *runState) startAgent(i int) (*agent, error) {
 		}
 		select {
 		case <-a.done:
-			return nil, fmt.Errorf("agent %s ended at start: %s", a.name, tail(out.String(), 300))
+			return nil, fmt.Errorf("agent %s ended at start: %s", a.name, tail(a.out.String(), 300))
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {

@@ -124,8 +124,8 @@ func (s *runState) inject(start time.Time) {
 		}
 		s.struck(fmt.Sprintf("rank %d", r.Target))
 		signal(pids, sig)
-		if r.Fault == StopRank {
-			s.sleep(2 * time.Second)
+		if r.Fault == StopRank { // held well past the timeout: a stalled launcher still sees it
+			s.sleep(5 * time.Second)
 			signal(pids, syscall.SIGCONT)
 		}
 	case KillWorker, StopWorker:
@@ -144,11 +144,11 @@ func (s *runState) inject(start time.Time) {
 		signal(pids, syscall.SIGCONT)
 	case KillAgent:
 		a := s.agents[r.Target]
-		s.struck(a.name)
+		s.struck(a.name, a.proxy.Addr()) // the launcher knows it by the proxy's address
 		a.cmd.Process.Signal(syscall.SIGKILL)
 	case SlowLink:
 		a := s.agents[r.Target]
-		s.struck(a.name)
+		s.struck(a.name, a.proxy.Addr())
 		a.proxy.SetDelay(r.Delay)
 	case KillContainer, Disconnect, FullShm:
 		s.strikeContainer()

@@ -13,7 +13,7 @@ type Kind string
 const (
 	None          Kind = "none"           // no fault: the run must give the right answer
 	KillRank      Kind = "kill-rank"      // SIGKILL of a rank
-	StopRank      Kind = "stop-rank"      // SIGSTOP of a rank for 2 s, past PMRUN_STOP_TIMEOUT (1 s)
+	StopRank      Kind = "stop-rank"      // SIGSTOP of a rank for 5 s, past PMRUN_STOP_TIMEOUT (1 s)
 	KillWorker    Kind = "kill-worker"    // SIGKILL of a task worker (pmrun.Executor)
 	StopWorker    Kind = "stop-worker"    // SIGSTOP of a task worker for 2 s, then SIGCONT
 	KillAgent     Kind = "kill-agent"     // SIGKILL of a local agent (pmrun node)

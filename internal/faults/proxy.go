@@ -94,8 +94,12 @@ func (p *proxy) pump(dst, src net.Conn) {
 				t := time.NewTimer(w)
 				select {
 				case <-t.C:
-				case <-p.quit:
+				case <-p.quit: // dropped, as a link that goes down drops what it held
 					t.Stop()
+					src.Close()
+					for range q {
+					}
+					return
 				}
 			}
 			if _, err := dst.Write(ch.data); err != nil {

@@ -74,6 +74,9 @@ func main() {
 		}
 		i++
 		r := h.Run(ctx, p)
+		if ctx.Err() != nil {
+			break // interrupted: the run counts for nothing
+		}
 		results = append(results, r)
 		if !r.Pass() {
 			bad++
