@@ -11,8 +11,9 @@ import (
 
 // TestCampaignSlice is the slice of the fault campaign that make test runs:
 // ten seeded runs on this machine (no Docker), each of which must end with
-// the right answer or a non-zero exit naming the culprit within 3 s of its
-// fault, and leave nothing behind. make faults runs the whole campaign.
+// the right answer or a non-zero exit naming the culprit, and leave nothing
+// behind. How soon it exits is measured, not asserted (a test makes no timed
+// assertion; a loaded machine is slow): make faults reports it.
 func TestCampaignSlice(t *testing.T) {
 	e2e.NotShort(t, "the fault campaign's slice")
 	bin := os.Getenv("PMRUN_BIN")
@@ -26,7 +27,7 @@ func TestCampaignSlice(t *testing.T) {
 	for seed := int64(1); seed <= 10; seed++ {
 		r := h.Run(context.Background(), Plan(seed, false))
 		t.Log(Line(r))
-		if !r.Pass() {
+		if ok := r.Outcome == Answer || r.Outcome == Named || r.Outcome == Late; !ok || len(r.Leftovers) > 0 {
 			t.Errorf("run failed: %s", Line(r))
 		}
 	}

@@ -325,7 +325,25 @@ type agent struct {
 	cmd   *exec.Cmd
 	proxy *proxy
 	done  chan struct{} // closed when cmd has exited
-	out   bytes.Buffer  // its output; read once done is closed
+	out   lockedBuffer  // its output
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent use.
+type lockedBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // freePort returns a loopback port that was free a moment ago.
@@ -360,20 +378,17 @@ func (s *runState) startAgent(i int) (*agent, error) {
 	go func() { a.cmd.Wait(); close(a.done) }()
 	s.agents = append(s.agents, a)
 	target := "127.0.0.1:" + strconv.Itoa(control)
+	// Ready once it says where it listens (a probing connection would be
+	// logged as a refused handshake).
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", target, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			break
-		}
+	for !strings.Contains(a.out.String(), "control "+target) {
 		select {
 		case <-a.done:
 			return nil, fmt.Errorf("agent %s ended at start: %s", a.name, tail(a.out.String(), 300))
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("agent %s did not listen on %s within 10 s", a.name, target)
+			return nil, fmt.Errorf("agent %s did not say it listens on %s within 10 s", a.name, target)
 		}
 	}
 	a.proxy, err = newProxy(target)

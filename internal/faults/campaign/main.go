@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -83,7 +84,9 @@ func main() {
 		}
 		fmt.Printf("%4d %s\n", i, faults.Line(r))
 	}
-	fmt.Printf("\n%d runs from seed %d in %v, %d findings\n\n", len(results), *seed, time.Since(began).Round(time.Second), bad)
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Printf("\n%d runs from seed %d in %v, %d findings (load average at the end: %s)\n\n",
+		len(results), *seed, time.Since(began).Round(time.Second), bad, strings.Join(strings.Fields(string(load))[:min(3, len(strings.Fields(string(load))))], " "))
 	faults.Table(os.Stdout, results)
 	if bad > 0 {
 		os.RemoveAll(dir)
