@@ -9,7 +9,7 @@ VERSION := $(shell cat VERSION)
 LDFLAGS := -X github.com/pmrun/pmrun/internal/version.Version=$(VERSION)
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build examples python run test test-short bench fuzz soak vet clean wheel
+.PHONY: all build examples python run test test-short bench fuzz soak faults vet clean wheel
 
 all: build
 
@@ -79,6 +79,13 @@ fuzz:
 soak: build
 	$(GO) build -o bench/bin/soak ./bench/soak
 	bin/pmrun -np $${SOAK_NP:-8} bench/bin/soak -duration $${SOAK_DURATION:-30m}
+
+# The fault-injection campaign (docs/faults.md): RUNS random workloads,
+# each with one random fault, from SEED; Docker runs when an engine answers.
+SEED ?= 1
+RUNS ?= 500
+faults: build
+	$(GO) run ./internal/faults/campaign -bin bin/pmrun -seed $(SEED) -runs $(RUNS)
 
 clean:
 	rm -rf bin bench/bin dist

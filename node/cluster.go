@@ -206,6 +206,16 @@ func lostReason(s *yamux.Session, err error) string {
 	return err.Error()
 }
 
+// sessionBroke reports whether err, met on session s, is s breaking (closed,
+// or its keepalive timed out) rather than the node answering wrongly.
+func sessionBroke(s *yamux.Session, err error) bool {
+	if s.IsClosed() {
+		return true
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, yamux.ErrKeepAliveTimeout) ||
+		errors.Is(err, yamux.ErrTimeout) || errors.Is(err, yamux.ErrSessionShutdown) || errors.Is(err, yamux.ErrConnectionReset)
+}
+
 // sessionErr returns why the closed session s ended: accepting a stream on it
 // returns that, once the streams it had queued are gone.
 func sessionErr(s *yamux.Session) error {

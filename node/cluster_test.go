@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -688,6 +689,31 @@ func TestLostReason(t *testing.T) {
 		if got := lostReason(s, rerr); got != want {
 			t.Errorf("hang-up %v: read error %v reported as %q, want %q", hangUp, rerr, got, want)
 		}
+	}
+}
+
+// A node whose session breaks while it is being given its part of the job
+// (a killed agent, a slow or cut link) ends the job as a lost node, named
+// with its address, not as a rank that could not start.
+func TestLostAtSetup(t *testing.T) {
+	a, b := net.Pipe()
+	s, err := yamux.Client(a, ctl.YamuxConfig(ctl.NodeTiming()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close() // the node hangs up
+	<-s.CloseChan()
+	tg := &target{name: "n1", control: "192.0.2.1:7947", sess: s}
+	if !sessionBroke(s, io.EOF) {
+		t.Fatal("a closed session is not taken as broken")
+	}
+	j := &clusterJob{logf: func(string, ...any) {}}
+	res := j.setupFailed(fmt.Errorf("wrapped: %w", &lostError{t: tg, err: io.EOF}))
+	if res.ExitCode != ExitNodeLost || !strings.Contains(res.Reason, "node n1 (192.0.2.1:7947) was lost while starting the job: its connection closed") {
+		t.Errorf("result %+v", res)
+	}
+	if res := j.setupFailed(errors.New("node n1: unexpected \"x\"")); res.ExitCode != ExitLaunch {
+		t.Errorf("a wrong answer ends the job with %d, want %d", res.ExitCode, ExitLaunch)
 	}
 }
 

@@ -180,12 +180,29 @@ func (j *clusterJob) submit(ctx context.Context, bundle []byte) error {
 	return g.Wait()
 }
 
-// setupFailed is the job's result when a node could not be given its part.
+// lostError is a node lost (its session broke) while it was being given
+// its part of the job.
+type lostError struct {
+	t   *target
+	err error
+}
+
+func (e *lostError) Error() string {
+	return fmt.Sprintf("node %s (%s) was lost while starting the job: %s", e.t.name, e.t.control, lostReason(e.t.sess, e.err))
+}
+
+func (e *lostError) Unwrap() error { return e.err }
+
+// setupFailed is the job's result when a node could not be given its part:
+// ExitNodeLost when it was lost meanwhile.
 func (j *clusterJob) setupFailed(err error) Result {
 	code := ExitLaunch
 	var se *setupError
+	var le *lostError
 	if errors.As(err, &se) {
 		code = se.code
+	} else if errors.As(err, &le) {
+		code = ExitNodeLost
 	}
 	j.logf("pmrun: %v", err)
 	return Result{ExitCode: code, Reason: err.Error(), Rank: -1}
@@ -337,7 +354,7 @@ func (j *clusterJob) drainOutputs() {
 // submit connects to the node, sends its part of job j and the bundle, and
 // waits until the node is ready to start the ranks. Cancelling ctx closes
 // the session, which ends the wait.
-func (t *target) submit(ctx context.Context, j *clusterJob, bundle []byte) error {
+func (t *target) submit(ctx context.Context, j *clusterJob, bundle []byte) (err error) {
 	spec := &j.spec
 	dctx, cancel := context.WithTimeout(ctx, cmp.Or(spec.ConnectTimeout, DefaultConnectTimeout))
 	s, err := dialControl(dctx, t.control, spec.Key)
@@ -346,6 +363,11 @@ func (t *target) submit(ctx context.Context, j *clusterJob, bundle []byte) error
 		return err
 	}
 	t.sess = s
+	defer func() {
+		if err != nil && ctx.Err() == nil && sessionBroke(s, err) {
+			err = &lostError{t: t, err: err}
+		}
+	}()
 	stop := context.AfterFunc(ctx, func() { s.Close() })
 	defer stop()
 	st, err := s.Open()

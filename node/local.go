@@ -72,7 +72,9 @@ type exitEvent struct {
 	rank int
 	pid  int
 	err  error          // from cmd.Wait
-	stop syscall.Signal // the stop (SIGTTIN, SIGTTOU) that made the launcher kill it, or 0
+	stop syscall.Signal // the stop that made the launcher kill it (SIGTTIN, SIGTTOU; SIGSTOP, SIGTSTP past stopLimit), or 0
+	// stopLimit is the rank's PMRUN_STOP_TIMEOUT (0: none).
+	stopLimit time.Duration
 }
 
 // RunLocal runs spec on this machine and returns when every rank has exited and

@@ -3,8 +3,11 @@ package node
 import (
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -29,7 +32,9 @@ const stopPoll = 200 * time.Millisecond
 // would otherwise leave the job waiting in silence. A rank stopped by the
 // terminal can never go on (ranks are not in the terminal's foreground), so it
 // is killed and its exit says why; one stopped by SIGSTOP or SIGTSTP is
-// reported once and waited for, since someone stopped it on purpose.
+// reported once and waited for, since someone stopped it on purpose, unless
+// its environment sets PMRUN_STOP_TIMEOUT: stopped for longer than that, it
+// is killed as a failed rank, and its exit says why.
 type spawner struct {
 	logf   func(format string, args ...any)
 	starts chan func() // run on the locked thread
@@ -43,10 +48,43 @@ type spawner struct {
 
 // spawned is a started rank, in spawner.ranks by pid until it exits.
 type spawned struct {
-	rank    int
-	pid     int
-	stopped syscall.Signal // the stop last reported (0: running)
-	killed  syscall.Signal // the stop that made the spawner kill it
+	rank      int
+	pid       int
+	stopped   syscall.Signal // the stop last reported (0: running)
+	stoppedAt time.Time      // when the spawner first saw that stop
+	stopLimit time.Duration  // PMRUN_STOP_TIMEOUT (0: wait for ever)
+	killed    syscall.Signal // the stop that made the spawner kill it
+}
+
+// EnvStopTimeout, in a rank's environment (seconds or a duration such as
+// 1500ms), is how long a rank stopped by SIGSTOP or SIGTSTP is waited for
+// before it is killed and the job fails naming it. Unset or 0: as long as it
+// stays stopped.
+const EnvStopTimeout = "PMRUN_STOP_TIMEOUT"
+
+// stopTimeout reads EnvStopTimeout from env (the process's own when env is
+// nil, as exec.Cmd inherits it), the last setting winning.
+func stopTimeout(env []string) (time.Duration, error) {
+	if env == nil {
+		env = os.Environ()
+	}
+	v := ""
+	for _, kv := range env {
+		if k, val, ok := strings.Cut(kv, "="); ok && k == EnvStopTimeout {
+			v = val
+		}
+	}
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if f, ferr := strconv.ParseFloat(v, 64); ferr == nil {
+		d, err = time.Duration(f*float64(time.Second)), nil
+	}
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%s=%q: want seconds or a duration such as 1500ms, not negative", EnvStopTimeout, v)
+	}
+	return d, nil
 }
 
 // errJobKilled is returned by start once the job is being killed.
@@ -95,6 +133,10 @@ func (s *spawner) Close() {
 // CPUs of the thread that forks it: the spawner's thread takes bind's for the
 // fork, so the rank runs there from its first instruction, its threads too.
 func (s *spawner) start(cmd *exec.Cmd, rank int, bind *unix.CPUSet, exits chan<- exitEvent) error {
+	limit, err := stopTimeout(cmd.Env)
+	if err != nil {
+		return err
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	s.mu.Lock()
 	defer s.mu.Unlock() // held across Start, so that kill sees every rank
@@ -106,7 +148,7 @@ func (s *spawner) start(cmd *exec.Cmd, rank int, bind *unix.CPUSet, exits chan<-
 	if err := <-errc; err != nil {
 		return err
 	}
-	sp := &spawned{rank: rank, pid: cmd.Process.Pid}
+	sp := &spawned{rank: rank, pid: cmd.Process.Pid, stopLimit: limit}
 	s.ranks[sp.pid] = sp
 	go func() { // ends with the process, which kill guarantees
 		err := cmd.Wait()
@@ -114,7 +156,7 @@ func (s *spawner) start(cmd *exec.Cmd, rank int, bind *unix.CPUSet, exits chan<-
 		delete(s.ranks, sp.pid)
 		stop := sp.killed
 		s.mu.Unlock()
-		exits <- exitEvent{rank: rank, pid: sp.pid, err: err, stop: stop}
+		exits <- exitEvent{rank: rank, pid: sp.pid, err: err, stop: stop, stopLimit: sp.stopLimit}
 	}()
 	return nil
 }
@@ -153,24 +195,37 @@ func (s *spawner) kill(sig syscall.Signal) {
 	}
 }
 
-// checkStopped looks for stopped ranks.
+// checkStopped looks for stopped ranks, and kills those stopped for longer
+// than their PMRUN_STOP_TIMEOUT.
 func (s *spawner) checkStopped() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := time.Now()
 	for pid, sp := range s.ranks {
-		sig := stopSignal(pid)
-		if sig == sp.stopped || sp.killed != 0 {
+		if sp.killed != 0 {
 			continue
 		}
-		sp.stopped = sig
-		switch sig {
-		case 0:
-		case syscall.SIGTTIN, syscall.SIGTTOU:
+		sig := stopSignal(pid)
+		if sig != sp.stopped {
+			sp.stopped, sp.stoppedAt = sig, now
+			switch sig {
+			case 0:
+			case syscall.SIGTTIN, syscall.SIGTTOU:
+				sp.killed = sig
+				syscall.Kill(-pid, syscall.SIGKILL)
+				continue
+			default:
+				wait := "until it continues"
+				if sp.stopLimit > 0 {
+					wait = fmt.Sprintf("%v at most (%s)", sp.stopLimit, EnvStopTimeout)
+				}
+				s.logf("pmrun: rank %d (pid %d) is stopped (signal %s); the job waits %s (kill -CONT %d)",
+					sp.rank, pid, signalName(sig), wait, pid)
+			}
+		}
+		if sig != 0 && sp.stopLimit > 0 && now.Sub(sp.stoppedAt) >= sp.stopLimit {
 			sp.killed = sig
 			syscall.Kill(-pid, syscall.SIGKILL)
-		default:
-			s.logf("pmrun: rank %d (pid %d) is stopped (signal %s); the job waits until it continues (kill -CONT %d)",
-				sp.rank, pid, signalName(sig), pid)
 		}
 	}
 }
@@ -216,10 +271,16 @@ func signalName(sig syscall.Signal) string {
 // status is how the rank's end is reported: its exit status and a description.
 func (ev exitEvent) status() (int, string) {
 	code, how := exitStatus(ev.err)
-	if ev.stop != 0 {
+	switch ev.stop {
+	case 0:
+	case syscall.SIGTTIN, syscall.SIGTTOU:
 		code = 128 + int(ev.stop)
 		how = fmt.Sprintf("stopped (signal %s) because it used the terminal, which ranks cannot (the launcher forwards its stdin to rank 0); it was killed",
 			signalName(ev.stop))
+	default:
+		code = 128 + int(ev.stop)
+		how = fmt.Sprintf("stopped (signal %s) for longer than %s (%v); it was killed",
+			signalName(ev.stop), EnvStopTimeout, ev.stopLimit)
 	}
 	return code, how
 }

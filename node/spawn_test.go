@@ -24,6 +24,17 @@ func TestStoppedByTerminal(t *testing.T) {
 	}
 }
 
+// TestStopTimeoutKills: a rank stopped (SIGSTOP) for longer than its
+// PMRUN_STOP_TIMEOUT is killed, and the job fails naming it and why.
+func TestStopTimeoutKills(t *testing.T) {
+	prog, args := sh(`[ "$PMRUN_RANK" = 1 ] && kill -STOP $$; exec sleep 30`)
+	res, _, errs := run(t, JobSpec{Program: prog, Args: args, NP: 2, Env: []string{EnvStopTimeout + "=0.3"}})
+	if res.ExitCode != 128+int(syscall.SIGSTOP) || res.Rank != 1 || !strings.Contains(errs, "rank 1") ||
+		!strings.Contains(errs, "for longer than "+EnvStopTimeout) {
+		t.Fatalf("result %+v, stderr %s", res, errs)
+	}
+}
+
 // TestStoppedRankReported: a rank stopped on purpose (SIGSTOP) is reported,
 // and the job goes on when it is continued.
 func TestStoppedRankReported(t *testing.T) {
@@ -95,5 +106,33 @@ func TestDeadJobsSharedMemoryReaped(t *testing.T) {
 	release()
 	if left, _ := filepath.Glob(filepath.Join(shmDir, "pmrun-"+live+"-*")); len(left) > 0 {
 		t.Errorf("release left %v", left)
+	}
+}
+
+func TestStopTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		env  []string
+		want time.Duration
+		bad  bool
+	}{
+		{env: []string{"A=1"}, want: 0},
+		{env: []string{EnvStopTimeout + "="}, want: 0},
+		{env: []string{EnvStopTimeout + "=1"}, want: time.Second},
+		{env: []string{EnvStopTimeout + "=0.5"}, want: 500 * time.Millisecond},
+		{env: []string{EnvStopTimeout + "=1500ms"}, want: 1500 * time.Millisecond},
+		{env: []string{EnvStopTimeout + "=2", EnvStopTimeout + "=3s"}, want: 3 * time.Second},
+		{env: []string{EnvStopTimeout + "=soon"}, bad: true},
+		{env: []string{EnvStopTimeout + "=-1"}, bad: true},
+	} {
+		got, err := stopTimeout(tc.env)
+		if tc.bad {
+			if err == nil || !strings.Contains(err.Error(), EnvStopTimeout) {
+				t.Errorf("%v: error %v, want one naming %s", tc.env, err, EnvStopTimeout)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%v: %v, %v; want %v", tc.env, got, err, tc.want)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -70,7 +71,7 @@ func DialHandshake(conn net.Conn, secret []byte, role Role, id uint32) error {
 	}
 	resp := make([]byte, nonceSize+macSize)
 	if _, err := io.ReadFull(conn, resp); err != nil {
-		return fmt.Errorf("%w: reading acceptor proof: %v", ErrHandshake, err)
+		return answerErr("the acceptor's proof", err)
 	}
 	nonceA := resp[:nonceSize]
 	if !hmac.Equal(resp[nonceSize:], mac(secret, "pmrun-acc", hello, nonceA)) {
@@ -80,10 +81,25 @@ func DialHandshake(conn net.Conn, secret []byte, role Role, id uint32) error {
 		return fmt.Errorf("wire: handshake: %w", err)
 	}
 	var ok [1]byte
-	if _, err := io.ReadFull(conn, ok[:]); err != nil || ok[0] != 1 {
+	if _, err := io.ReadFull(conn, ok[:]); err != nil {
+		return answerErr("the acceptor's verdict", err)
+	}
+	if ok[0] != 1 {
 		return fmt.Errorf("%w: acceptor refused the connection", ErrHandshake)
 	}
 	return nil
+}
+
+// answerErr is the error of a dialer that did not get the acceptor's
+// answer: a refusal (ErrHandshake) when the acceptor closed the connection,
+// as it does on a wrong secret, but not when no answer came in time (a slow
+// or cut link, a stopped acceptor), which says so instead.
+func answerErr(what string, err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("wire: handshake: no answer (%s) within %v: %w", what, HandshakeTimeout, err)
+	}
+	return fmt.Errorf("%w: reading %s: %v", ErrHandshake, what, err)
 }
 
 // AcceptHandshake runs the acceptor's side of the handshake on conn. It returns the

@@ -3,7 +3,9 @@ package wire
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -153,5 +155,27 @@ func TestHandshakeGarbageAndSilence(t *testing.T) {
 	start := time.Now()
 	if _, _, err := AcceptHandshake(b, secret); err == nil || time.Since(start) > HandshakeTimeout+2*time.Second {
 		t.Fatalf("silent dialer: %v after %v", err, time.Since(start))
+	}
+}
+
+// TestHandshakeSilentAcceptor: an acceptor that reads the hello and never
+// answers (a slow or cut link) is not taken for a refusal: the dialer's
+// error says that no answer came, and is not ErrHandshake.
+func TestHandshakeSilentAcceptor(t *testing.T) {
+	e2e.NotShort(t, "the silent acceptor, given up after the handshake timeout")
+	a, b := net.Pipe()
+	defer a.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		io.ReadFull(b, make([]byte, helloSize))
+		io.Copy(io.Discard, b) // until a closes
+	}()
+	err := DialHandshake(a, []byte("0123456789abcdef"), RolePeer, 1)
+	a.Close()
+	b.Close()
+	<-done
+	if err == nil || errors.Is(err, ErrHandshake) || !strings.Contains(err.Error(), "no answer") {
+		t.Fatalf("silent acceptor: %v", err)
 	}
 }
