@@ -160,6 +160,11 @@ func (c *Comm) isend(ctx context.Context, dst, tag int, data []byte, sync bool) 
 		r.complete(Status{}, err)
 		return r
 	}
+	if len(data) > c.e.cfg.MaxMessage {
+		r.complete(Status{}, &RankError{Op: "send", Rank: dst, Tag: tag,
+			Err: fmt.Errorf("%w: %d bytes, more than %d", ErrMessageLarge, len(data), c.e.cfg.MaxMessage)})
+		return r
+	}
 	r.dst = c.group[dst]
 	r.needs = true
 	r.watch()
