@@ -529,6 +529,11 @@ func (a *Agent) checkConflict() error {
 func (a *Agent) serveStream(s *yamux.Session, st net.Conn) {
 	req, err := readRequest(st, a.cfg.MaxRequest)
 	if err != nil {
+		if errors.Is(err, ErrRequestLarge) { // the launcher shows it as the job's error
+			err = fmt.Errorf("node %s: %w", a.cfg.Name, err)
+			a.logf("pmrun %v", err)
+			json.NewEncoder(st).Encode(event{Ev: "error", Msg: err.Error()})
+		}
 		st.Close()
 		return
 	}
