@@ -88,18 +88,7 @@ def _loads(mv):
         for ln in lens[1:]:
             bufs.append(mv[off:off + ln])
             off += ln
-        try:
-            return _pickle.loads(data, buffers=bufs)
-        except BaseException:
-            # A malformed message: views of it that the failed pickle left
-            # in garbage cycles would otherwise keep its memory exported,
-            # and the collector then complains that it frees it exported.
-            for b in bufs:
-                try:
-                    b.release()
-                except BufferError:  # exported further: the collector's
-                    pass
-            raise
+        return _pickle.loads(data, buffers=bufs)
     return _pickle.loads(mv)
 
 
