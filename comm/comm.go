@@ -116,6 +116,10 @@ func (c *Comm) PeerAddr(rank int) string {
 	return c.e.addrs[c.group[rank]]
 }
 
+// MaxMessage returns the longest message c sends or receives
+// (Config.MaxMessage): a bound for lengths that peers announce.
+func (c *Comm) MaxMessage() int { return c.e.cfg.MaxMessage }
+
 // WorldRank translates a rank of c into the corresponding world rank.
 func (c *Comm) WorldRank(rank int) int {
 	if rank < 0 || rank >= c.size {
