@@ -68,10 +68,21 @@ bench: build
 	bash bench/run.sh
 
 # Longer fuzzing runs of the decoders of bytes from other processes, each
-# for FUZZTIME (their seed corpora run in `make test`).
-fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecodeHeader -fuzztime $${FUZZTIME:-10m} ./internal/wire
-	$(GO) test -run '^$$' -fuzz FuzzExtractBundle -fuzztime $${FUZZTIME:-10m} ./node
+# for FUZZTIME on one core (their seed corpora, testdata/fuzz and the seeds
+# in the tests, run in `make test`), then the Python side's decoders with
+# PMRUN_FUZZ_COUNT mutated inputs. docs/security.md lists them.
+FUZZ_TARGETS = \
+	internal/wire:FuzzDecodeHeader internal/wire:FuzzAcceptHandshake internal/wire:FuzzDialHandshake \
+	internal/rendezvous:FuzzServeStream internal/rendezvous:FuzzReadTable \
+	node:FuzzReadRequest node:FuzzJobEvents node:FuzzNodeMeta node:FuzzExtractBundle node:FuzzRelayFrames \
+	comm:FuzzLinkParse
+
+fuzz: build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  echo "== $${t#*:} (./$${t%%:*})"; \
+	  $(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $${FUZZTIME:-10m} -parallel 1 ./$${t%%:*}; \
+	done
+	PMRUN_FUZZ_COUNT=$${PMRUN_FUZZ_COUNT:-200000} ./bin/pmrun -np 1 --python $${PMRUN_PYTHON:-/usr/bin/python3} python/tests/test_fuzz.py
 
 # soak: 30 minutes (SOAK_DURATION) of mixed traffic at np 8 (SOAK_NP), sampling
 # each rank's memory, goroutines and descriptors, then a flood of one rank;

@@ -116,6 +116,10 @@ func (c *Comm) PeerAddr(rank int) string {
 	return c.e.addrs[c.group[rank]]
 }
 
+// MaxMessage returns the longest message c sends or receives
+// (Config.MaxMessage): a bound for lengths that peers announce.
+func (c *Comm) MaxMessage() int { return c.e.cfg.MaxMessage }
+
 // WorldRank translates a rank of c into the corresponding world rank.
 func (c *Comm) WorldRank(rank int) int {
 	if rank < 0 || rank >= c.size {
@@ -158,6 +162,11 @@ func (c *Comm) isend(ctx context.Context, dst, tag int, data []byte, sync bool) 
 	r.peer, r.tag, r.cid, r.payload, r.sync = dst, tag, c.cid, data, sync
 	if err := c.check("send", dst, tag, true); err != nil {
 		r.complete(Status{}, err)
+		return r
+	}
+	if len(data) > c.e.cfg.MaxMessage {
+		r.complete(Status{}, &RankError{Op: "send", Rank: dst, Tag: tag,
+			Err: fmt.Errorf("%w: %d bytes, more than %d", ErrMessageLarge, len(data), c.e.cfg.MaxMessage)})
 		return r
 	}
 	r.dst = c.group[dst]

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -897,4 +898,28 @@ func TestSynchronousSend(t *testing.T) {
 			return nil
 		})
 	})
+}
+
+// TestSendOverMaxMessage: a send longer than Config.MaxMessage fails at once
+// with ErrMessageLarge, naming the knob, and the pair goes on working.
+func TestSendOverMaxMessage(t *testing.T) {
+	cfg := smallEager()
+	cfg.MaxMessage = 64 << 10
+	w := commtest.NewWorldConfig(t, 2, cfg)
+	err := w.Comms[0].Send(bg, 1, 0, make([]byte, 64<<10+1))
+	var re *comm.RankError
+	if !errors.Is(err, comm.ErrMessageLarge) || !errors.As(err, &re) || re.Rank != 1 {
+		t.Fatalf("Send over the limit = %v, want a RankError wrapping ErrMessageLarge", err)
+	}
+	if s := err.Error(); !strings.Contains(s, "PMRUN_MAX_MESSAGE") || !strings.Contains(s, "65536") {
+		t.Fatalf("error %q does not name the limit and its knob", s)
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Comms[0].Send(bg, 1, 0, make([]byte, 64<<10)) }()
+	if data, _, err := w.Comms[1].Recv(bg, 0, 0); err != nil || len(data) != 64<<10 {
+		t.Fatalf("Recv at the limit: %d bytes, %v", len(data), err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Send at the limit: %v", err)
+	}
 }

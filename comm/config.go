@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pmrun/pmrun/internal/units"
@@ -79,6 +80,16 @@ type Config struct {
 	// plus what the links buffer (a shared-memory ring, a socket's buffers).
 	// PMRUN_HELD_LIMIT sets it.
 	HeldLimit int
+	// MaxMessage bounds the size of one message, sent or received, in bytes:
+	// a send of a longer one fails with ErrMessageLarge, and a peer that
+	// announces one is refused (its connection is closed, with the reason
+	// logged). It also bounds what a receive without a buffer (Irecv with
+	// nil, Python's object receives) allocates for a peer's message. The
+	// default is this machine's physical memory (at least 1 GiB): no longer
+	// message could be received whole. PMRUN_MAX_MESSAGE sets it; it must be
+	// at least EagerLimit and ShmEagerLimit. The largest frame a peer may
+	// send is set apart: EagerLimit, ShmEagerLimit and ChunkSize, plus 1 KiB.
+	MaxMessage int
 	// DialTimeout bounds connecting to one peer, handshake included. Ranks
 	// connect on their first message to each other; while a peer is slow to
 	// accept (a loaded machine starting many ranks), the connection is retried
@@ -121,7 +132,18 @@ func DefaultConfig() *Config {
 		ShmDirect:       false,
 		UnexpectedArena: 16 << 20,
 		HeldLimit:       1 << 20,
+		MaxMessage:      defaultMaxMessage(),
 	}
+}
+
+// defaultMaxMessage is this machine's physical memory, at least 1 GiB (and
+// that when it cannot be read).
+func defaultMaxMessage() int {
+	var si syscall.Sysinfo_t
+	if syscall.Sysinfo(&si) != nil {
+		return 1 << 30
+	}
+	return max(int(si.Totalram)*int(si.Unit), 1<<30)
 }
 
 // defaultSpin spins up to 1 ms when this node's ranks fit its cores (as MPI
@@ -161,6 +183,8 @@ func (c *Config) Validate() error {
 		return badField("UnexpectedArena", "%d must be in [0, 1 GiB]", c.UnexpectedArena)
 	case c.HeldLimit < 64<<10 || c.HeldLimit > 1<<30:
 		return badField("HeldLimit", "%d must be in [64 KiB, 1 GiB]", c.HeldLimit)
+	case c.MaxMessage < max(c.EagerLimit, c.ShmEagerLimit, 1):
+		return badField("MaxMessage", "%d must be at least EagerLimit (%d) and ShmEagerLimit (%d)", c.MaxMessage, c.EagerLimit, c.ShmEagerLimit)
 	case c.DialTimeout <= 0:
 		return badField("DialTimeout", "%v must be positive", c.DialTimeout)
 	case c.JoinTimeout <= 0:
@@ -204,6 +228,7 @@ func ConfigFromEnv() (*Config, error) {
 		{"PMRUN_CHUNK_SIZE", "ChunkSize", &c.ChunkSize}, {"PMRUN_COMPRESS_MIN", "CompressMin", &c.CompressMin},
 		{"PMRUN_SOCKET_BUFFER", "SocketBuffer", &c.SocketBuffer}, {"PMRUN_SHM_RING", "ShmRing", &c.ShmRing},
 		{"PMRUN_UNEXPECTED_ARENA", "UnexpectedArena", &c.UnexpectedArena}, {"PMRUN_HELD_LIMIT", "HeldLimit", &c.HeldLimit},
+		{"PMRUN_MAX_MESSAGE", "MaxMessage", &c.MaxMessage},
 	} {
 		if s := os.Getenv(v.name); s != "" {
 			n, err := units.ParseSize(s)

@@ -37,6 +37,8 @@ func TestConfigFromEnvBadValues(t *testing.T) {
 		{"PMRUN_LOCKED_CALLERS", "2"},
 		{"PMRUN_SHM", "enabled"},
 		{"PMRUN_COMPRESS", "zstd"},
+		{"PMRUN_MAX_MESSAGE", "huge"},
+		{"PMRUN_MAX_MESSAGE", "1k"}, // below the eager limit
 	} {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
 			t.Setenv(tc.name, tc.value)
@@ -58,12 +60,13 @@ func TestConfigFromEnvGoodValues(t *testing.T) {
 	t.Setenv("PMRUN_SHM", "off")
 	t.Setenv("PMRUN_JOIN_TIMEOUT", "5m")
 	t.Setenv("PMRUN_CLOSE_TIMEOUT", "3s")
+	t.Setenv("PMRUN_MAX_MESSAGE", "2g")
 	c, err := ConfigFromEnv()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.DialTimeout.Seconds() != 90 || c.ShmRing != 256<<10 || c.SharedMemory ||
-		c.JoinTimeout.Minutes() != 5 || c.CloseTimeout.Seconds() != 3 {
+		c.JoinTimeout.Minutes() != 5 || c.CloseTimeout.Seconds() != 3 || c.MaxMessage != 2<<30 {
 		t.Fatalf("config %+v", c)
 	}
 }

@@ -137,6 +137,7 @@ func (e *engine) revoke(r *Request) {
 // onRTSMem handles a KindRTSMem announcement whose payload was read.
 func (e *engine) onRTSMem(h *wire.Header, payload []byte) error {
 	size, addr, err := wire.RTSMem(payload, e.lim)
+	err = withLimitKnob(err)
 	if err != nil {
 		return err
 	}

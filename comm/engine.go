@@ -70,7 +70,7 @@ const worldCtx = 1
 func newEngine(cfg *Config, rank, size int, nodes []string) *engine {
 	e := &engine{
 		cfg: cfg, rank: rank, size: size, nodes: nodes,
-		lim:     wire.Limits{MaxPayload: uint64(max(cfg.EagerLimit, cfg.ShmEagerLimit, cfg.ChunkSize)) + 1024, MaxMessage: 1 << 42, MaxRank: int32(size)},
+		lim:     wire.Limits{MaxPayload: uint64(max(cfg.EagerLimit, cfg.ShmEagerLimit, cfg.ChunkSize)) + 1024, MaxMessage: uint64(cfg.MaxMessage), MaxRank: int32(size)},
 		links:   make([]link, size),
 		peers:   make([]atomic.Pointer[peerConn], size),
 		queues:  make(map[uint32]*matchQueue),

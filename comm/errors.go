@@ -3,6 +3,8 @@ package comm
 import (
 	"errors"
 	"fmt"
+
+	"github.com/pmrun/pmrun/internal/wire"
 )
 
 // Sentinel errors. Match them with errors.Is: operations wrap them in *RankError.
@@ -19,6 +21,8 @@ var (
 	ErrInvalidTag = errors.New("comm: invalid tag")
 	// ErrAborted is returned when the job is being aborted.
 	ErrAborted = errors.New("comm: job aborted")
+	// ErrMessageLarge is returned for a send longer than Config.MaxMessage.
+	ErrMessageLarge = errors.New("comm: message over the limit (Config.MaxMessage, PMRUN_MAX_MESSAGE)")
 	// ErrNotShared is returned by AllocShared over ranks of several nodes.
 	ErrNotShared = errors.New("comm: ranks do not share a node")
 )
@@ -60,3 +64,12 @@ func (e *PeerError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrPeerLost) true.
 func (e *PeerError) Unwrap() []error { return []error{ErrPeerLost, e.Reason} }
+
+// withLimitKnob adds to a frame's wire.ErrTooLarge what sets the limit it
+// broke; other errors are returned as they are.
+func withLimitKnob(err error) error {
+	if !errors.Is(err, wire.ErrTooLarge) {
+		return err
+	}
+	return fmt.Errorf("%w (messages: Config.MaxMessage, PMRUN_MAX_MESSAGE; frames: Config.EagerLimit, ShmEagerLimit, ChunkSize, PMRUN_EAGER_LIMIT, PMRUN_SHM_EAGER_LIMIT, PMRUN_CHUNK_SIZE)", err)
+}

@@ -1,6 +1,8 @@
 package comm
 
 import (
+	"errors"
+	"strings"
 	"testing"
 
 	"github.com/pmrun/pmrun/internal/wire"
@@ -31,12 +33,7 @@ func FuzzLinkParse(f *testing.F) {
 	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"), 4)
 	f.Add(frame(wire.Header{Kind: wire.KindEager, Ctx: worldCtx, Src: 0, Tag: 3}, []byte("not me")), 50)
 	f.Fuzz(func(t *testing.T, data []byte, cut int) {
-		cfg := DefaultConfig()
-		cfg.EagerLimit, cfg.ShmEagerLimit, cfg.ChunkSize = 1<<10, 1<<10, 4<<10
-		e := newEngine(cfg, 0, 2, []string{"a", "b"})
-		e.links[0] = &loopLink{from: e, to: e}
-		e.links[1] = &loopLink{from: e, to: e} // CTS answers go nowhere harmful
-		l := &tcpLink{peerConn: peerConn{e: e, peer: 1, rbuf: make([]byte, readBufSize)}}
+		e, l := parseLink(DefaultConfig())
 		if cut < 0 || cut > len(data) {
 			cut = len(data) / 2
 		}
@@ -72,4 +69,36 @@ func FuzzLinkParse(f *testing.F) {
 			t.Fatalf("queued a message the peer could not have sent: %+v", st)
 		}
 	})
+}
+
+// parseLink returns rank 0 of a job of 2 with small limits, whose link from
+// rank 1 parses what a test puts in its read buffer.
+func parseLink(cfg *Config) (*engine, *tcpLink) {
+	cfg.EagerLimit, cfg.ShmEagerLimit, cfg.ChunkSize = 1<<10, 1<<10, 4<<10
+	e := newEngine(cfg, 0, 2, []string{"a", "b"})
+	e.links[0] = &loopLink{from: e, to: e}
+	e.links[1] = &loopLink{from: e, to: e} // CTS answers go nowhere harmful
+	return e, &tcpLink{peerConn: peerConn{e: e, peer: 1, rbuf: make([]byte, readBufSize)}}
+}
+
+// TestFrameLimits: a peer's frame that announces a message over MaxMessage,
+// or carries a payload over the frame limit, is refused with an error that
+// names the limit's knobs.
+func TestFrameLimits(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxMessage = 1 << 20
+	for name, h := range map[string]wire.Header{
+		"message": {Kind: wire.KindRTS, Ctx: worldCtx, Src: 1, ID: 1, Length: 1<<20 + 1},
+		"frame":   {Kind: wire.KindEager, Ctx: worldCtx, Src: 1, Length: 4<<10 + 1<<10 + 1}, // past ChunkSize and 1 KiB
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, l := parseLink(cfg)
+			h.Put(l.rbuf)
+			l.rend = wire.HeaderSize
+			err := l.parse()
+			if !errors.Is(err, wire.ErrTooLarge) || !strings.Contains(err.Error(), "PMRUN_MAX_MESSAGE") || !strings.Contains(err.Error(), "PMRUN_CHUNK_SIZE") {
+				t.Fatalf("parse = %v, want wire.ErrTooLarge naming the knobs", err)
+			}
+		})
+	}
 }

@@ -377,6 +377,7 @@ func (c *peerConn) parse() error {
 		var err error
 		*h, err = wire.DecodeHeader(c.rbuf[c.rpos:c.rpos+wire.HeaderSize], c.e.lim)
 		if err != nil {
+			err = withLimitKnob(err)
 			c.e.cfg.logf("comm: rank %d: malformed frame from rank %d: %v", c.e.rank, c.peer, err)
 			return err
 		}

@@ -193,13 +193,18 @@ var netWorlds atomic.Int64
 // lets tests and benchmarks run every transport inside one process. A nil cfg
 // means DefaultConfig().
 func NewNetWorld(ctx context.Context, nodes []string, cfg *Config) ([]*Comm, error) {
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	return newNetWorld(ctx, nodes, cfg, secret)
+}
+
+// newNetWorld is NewNetWorld with the job secret given.
+func newNetWorld(ctx context.Context, nodes []string, cfg *Config, secret []byte) ([]*Comm, error) {
 	n := len(nodes)
 	cfg, err := worldConfig(n, cfg)
 	if err != nil {
 		return nil, err
 	}
-	secret := make([]byte, 32)
-	rand.Read(secret)
 	srv, err := rendezvous.Listen("127.0.0.1:0", secret, n, nil)
 	if err != nil {
 		return nil, err

@@ -40,6 +40,21 @@ type AgentConfig struct {
 	Workers     int               // task workers started for a task hub that asks for no number (default: Cores)
 	WorkDir     string            // where jobs' files and Python environments go (default: DefaultWorkDir)
 	Logf        func(format string, args ...any)
+	// MaxBundle bounds what a job's program and files bundle may unpack to,
+	// in bytes of tar stream (0: DefaultMaxBundle, 8 GiB). pmrun node
+	// --max-bundle, PMRUN_MAX_BUNDLE.
+	MaxBundle int64
+	// MaxRequest bounds one control message from a launcher or task hub (a
+	// stream's first request, an event on a job's control stream), in bytes
+	// (0: DefaultMaxRequest, 1 MiB). pmrun node --max-request,
+	// PMRUN_MAX_REQUEST.
+	MaxRequest int
+	// MaxMeta bounds the gossip metadata of another node that this one
+	// reads, in bytes (0: DefaultMaxMeta, memberlist's 512, which also
+	// bounds this node's own). A node whose metadata is longer, or
+	// malformed, is listed without a control address, so no job goes to it.
+	// pmrun node --max-meta.
+	MaxMeta int
 	// Gossip timings (defaults: probe every 200 ms, 100 ms timeout, suspicion
 	// multiplier 2: a crashed node is declared dead in about 1 s on a LAN).
 	ProbeInterval time.Duration
@@ -127,6 +142,12 @@ func StartAgent(cfg AgentConfig) (*Agent, error) {
 	if cfg.Key == "" && !ip.IsLoopback() && !cfg.Insecure {
 		return nil, fmt.Errorf("node: refusing to bind %s without a cluster key: anyone who reaches it could run programs here; give --cluster-key (or %s), or --insecure on a private network", host, EnvClusterKey)
 	}
+	if cfg.MaxBundle < 0 || cfg.MaxRequest < 0 || cfg.MaxMeta < 0 {
+		return nil, fmt.Errorf("node: limits must not be negative (MaxBundle %d, MaxRequest %d, MaxMeta %d)", cfg.MaxBundle, cfg.MaxRequest, cfg.MaxMeta)
+	}
+	cfg.MaxBundle = cmp.Or(cfg.MaxBundle, DefaultMaxBundle)
+	cfg.MaxRequest = cmp.Or(cfg.MaxRequest, DefaultMaxRequest)
+	cfg.MaxMeta = cmp.Or(cfg.MaxMeta, DefaultMaxMeta)
 	if cfg.Cores <= 0 {
 		cfg.Cores = runtime.NumCPU()
 	}
@@ -331,10 +352,11 @@ func (a *Agent) Members() []Member {
 	return out
 }
 
-func memberOf(n *memberlist.Node) Member {
+// memberOf returns what n's gossip says of it, its metadata read with the
+// limit max (see decodeMeta).
+func memberOf(n *memberlist.Node, max int) Member {
 	m := Member{Name: n.Name, Gossip: n.Address()}
-	var md meta
-	if json.Unmarshal(n.Meta, &md) == nil && md.Control > 0 {
+	if md, err := decodeMeta(n.Meta, max); err == nil {
 		m.Control = net.JoinHostPort(n.Addr.String(), strconv.Itoa(md.Control))
 		m.Cores, m.Labels = md.Cores, md.Labels
 		m.Workers, m.Busy, m.Idle = md.Workers, md.Busy, md.Idle
@@ -505,8 +527,13 @@ func (a *Agent) checkConflict() error {
 // serveStream serves a stream that a launcher (or a task hub) opened on its
 // control session s.
 func (a *Agent) serveStream(s *yamux.Session, st net.Conn) {
-	req, err := readRequest(st)
+	req, err := readRequest(st, a.cfg.MaxRequest)
 	if err != nil {
+		if errors.Is(err, ErrRequestLarge) { // the launcher shows it as the job's error
+			err = fmt.Errorf("node %s: %w", a.cfg.Name, err)
+			a.logf("pmrun %v", err)
+			json.NewEncoder(st).Encode(event{Ev: "error", Msg: err.Error()})
+		}
 		st.Close()
 		return
 	}
@@ -550,18 +577,22 @@ func (d *agentDelegate) MergeRemoteState(buf []byte, join bool)     {}
 // so the node is read safely here).
 type agentEvents Agent
 
-func (e *agentEvents) NotifyJoin(n *memberlist.Node) { e.set(memberOf(n), "alive") }
+func (e *agentEvents) NotifyJoin(n *memberlist.Node) {
+	if _, err := decodeMeta(n.Meta, e.cfg.MaxMeta); err != nil {
+		e.logf("pmrun node %s: node %s is listed without a control address: %v", e.cfg.Name, n.Name, err)
+	}
+	e.set(memberOf(n, e.cfg.MaxMeta), "alive")
+}
 
-func (e *agentEvents) NotifyUpdate(n *memberlist.Node) { e.set(memberOf(n), "alive") }
+func (e *agentEvents) NotifyUpdate(n *memberlist.Node) { e.set(memberOf(n, e.cfg.MaxMeta), "alive") }
 
 func (e *agentEvents) NotifyLeave(n *memberlist.Node) {
 	// n.State is not updated for this event: tell a leave by the metadata.
 	state := "dead"
-	var md meta
-	if json.Unmarshal(n.Meta, &md) == nil && md.Leaving {
+	if md, err := decodeMeta(n.Meta, e.cfg.MaxMeta); err == nil && md.Leaving {
 		state = "left"
 	}
-	e.set(memberOf(n), state)
+	e.set(memberOf(n, e.cfg.MaxMeta), state)
 }
 
 // NotifyConflict is told of a node claiming a known node's name from another
@@ -571,7 +602,7 @@ func (e *agentEvents) NotifyConflict(existing, other *memberlist.Node) {
 		return
 	}
 	select {
-	case e.conflicts <- memberOf(other):
+	case e.conflicts <- memberOf(other, e.cfg.MaxMeta):
 	default:
 	}
 }

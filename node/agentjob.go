@@ -74,6 +74,17 @@ func (j *agentJob) checkSpec() error {
 		return errors.New("no ranks")
 	case sp.Size < 1:
 		return fmt.Errorf("job size %d", sp.Size)
+	case len(sp.Ranks) > sp.Size:
+		return fmt.Errorf("%d ranks of a job of %d", len(sp.Ranks), sp.Size)
+	case sp.Threads < 0:
+		return fmt.Errorf("%d threads per rank", sp.Threads)
+	}
+	seen := make(map[int]bool, len(j.spec.Ranks))
+	for _, r := range j.spec.Ranks {
+		if r < 0 || r >= j.spec.Size || seen[r] {
+			return fmt.Errorf("rank %d of a job of %d (ranks %v)", r, j.spec.Size, j.spec.Ranks)
+		}
+		seen[r] = true
 	}
 	var err error
 	if j.secret, err = hex.DecodeString(j.spec.Secret); err != nil || len(j.secret) < rankenv.MinSecret {
@@ -94,7 +105,7 @@ func (j *agentJob) send(ev event) error {
 func (a *Agent) runJob(s *yamux.Session, st net.Conn, req *request) {
 	defer st.Close()
 	reapShared()
-	j := &agentJob{a: a, id: req.Job, spec: req.Spec, sess: s, ctl: newJSONStream(st), sp: newSpawner(a.logf),
+	j := &agentJob{a: a, id: req.Job, spec: req.Spec, sess: s, ctl: newJSONStream(st, a.cfg.MaxRequest), sp: newSpawner(a.logf),
 		attachc: map[string]chan net.Conn{"files": make(chan net.Conn, 1), "stdin": make(chan net.Conn, 1)}}
 	defer j.sp.Close()
 	if !a.admit(j) {
@@ -169,7 +180,7 @@ func (j *agentJob) prepare() (python string, ok bool) {
 	if j.spec.Shipped || j.spec.Files {
 		fs, err := j.waitAttach("files")
 		if err == nil {
-			err = extractBundle(fs, j.dir)
+			err = extractBundle(fs, j.dir, j.a.cfg.MaxBundle)
 			fs.Close()
 		}
 		if err != nil {
@@ -199,7 +210,7 @@ func (j *agentJob) prepare() (python string, ok bool) {
 // launcher gave up (another node failed) or went away.
 func (j *agentJob) awaitStart() bool {
 	var ev event
-	return j.ctl.dec.Decode(&ev) == nil && ev.Ev == "start"
+	return j.ctl.read(&ev) == nil && ev.Ev == "start"
 }
 
 // stdinWait bounds the wait for the stdin stream once the job starts.
@@ -256,7 +267,7 @@ func (j *agentJob) obeyOrders() <-chan struct{} {
 		defer close(orders)
 		for {
 			var ev event
-			if err := j.ctl.dec.Decode(&ev); err != nil {
+			if err := j.ctl.read(&ev); err != nil {
 				j.sp.kill(syscall.SIGKILL)
 				return
 			}

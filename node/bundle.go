@@ -2,6 +2,7 @@ package node
 
 import (
 	"archive/tar"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -14,22 +15,23 @@ import (
 
 // Bundles: a zstd-compressed tar of the program and the --files directory.
 
-// maxBundle bounds what an agent unpacks from one job (the tar stream, once
-// decompressed): a small bundle that decompresses past it (a decompression
-// bomb) is refused with ErrBundleLarge, not unpacked to the end of the disk.
-const maxBundle = 8 << 30
+// DefaultMaxBundle bounds what an agent unpacks from one job (the tar
+// stream, once decompressed) unless AgentConfig.MaxBundle says otherwise: a
+// small bundle that decompresses past it (a decompression bomb) is refused
+// with ErrBundleLarge, not unpacked to the end of the disk.
+const DefaultMaxBundle = 8 << 30
 
 // ErrBundleLarge is returned for a bundle that unpacks to more than the
 // agent's limit.
-var ErrBundleLarge = errors.New("the bundle unpacks to more than the limit")
+var ErrBundleLarge = errors.New("bundle over the limit")
 
-// extractBundle unpacks a bundle into dir, refusing paths that leave it.
-func extractBundle(r io.Reader, dir string) error {
-	return extractBundleMax(r, dir, maxBundle)
-}
+// bundleKnob names what sets an agent's bundle limit, for its errors.
+const bundleKnob = "AgentConfig.MaxBundle: pmrun node --max-bundle, PMRUN_MAX_BUNDLE"
 
-// extractBundleMax is extractBundle with a limit of max bytes of tar stream.
-func extractBundleMax(r io.Reader, dir string, max int64) error {
+// extractBundle unpacks a bundle into dir, refusing paths that leave it and
+// more than max bytes of tar stream (0: DefaultMaxBundle).
+func extractBundle(r io.Reader, dir string, max int64) error {
+	max = cmp.Or(max, DefaultMaxBundle)
 	zr, err := zstd.NewReader(r, zstd.WithDecoderMaxMemory(64<<20))
 	if err != nil {
 		return err
@@ -102,7 +104,7 @@ type capped struct {
 
 func (c *capped) Read(p []byte) (int, error) {
 	if c.left <= 0 {
-		return 0, fmt.Errorf("%w of %d bytes", ErrBundleLarge, c.max)
+		return 0, fmt.Errorf("%w: it unpacks to more than %d bytes (%s)", ErrBundleLarge, c.max, bundleKnob)
 	}
 	if int64(len(p)) > c.left {
 		p = p[:c.left]

@@ -61,7 +61,7 @@ func TestExtractBundleRefuses(t *testing.T) {
 			parent := t.TempDir()
 			dir := filepath.Join(parent, "job")
 			os.Mkdir(dir, 0o700)
-			err := extractBundle(bytes.NewReader(bundleOf(t, tc.entries, nil)), dir)
+			err := extractBundle(bytes.NewReader(bundleOf(t, tc.entries, nil)), dir, DefaultMaxBundle)
 			if err == nil || !strings.Contains(err.Error(), tc.bad) {
 				t.Errorf("got %v, want an error with %q", err, tc.bad)
 			}
@@ -80,11 +80,11 @@ func TestExtractBundleBomb(t *testing.T) {
 	if len(b) > 64<<10 {
 		t.Fatalf("the bundle is %d bytes, not small", len(b))
 	}
-	err := extractBundleMax(bytes.NewReader(b), t.TempDir(), 1<<20)
+	err := extractBundle(bytes.NewReader(b), t.TempDir(), 1<<20)
 	if !errors.Is(err, ErrBundleLarge) {
 		t.Errorf("got %v, want ErrBundleLarge", err)
 	}
-	if err := extractBundleMax(bytes.NewReader(b), t.TempDir(), 8<<20); err != nil {
+	if err := extractBundle(bytes.NewReader(b), t.TempDir(), 8<<20); err != nil {
 		t.Errorf("under the limit: %v", err)
 	}
 }
@@ -100,7 +100,7 @@ func FuzzExtractBundle(f *testing.F) {
 		parent := t.TempDir()
 		dir := filepath.Join(parent, "job")
 		os.Mkdir(dir, 0o700)
-		extractBundleMax(bytes.NewReader(data), dir, 1<<20)
+		extractBundle(bytes.NewReader(data), dir, 1<<20)
 		if got, _ := os.ReadDir(parent); len(got) != 1 {
 			t.Fatalf("the parent directory holds %d entries", len(got))
 		}

@@ -234,7 +234,7 @@ func (j *clusterJob) acceptOutput(t *target) {
 		if err != nil {
 			return
 		}
-		req, err := readRequest(st)
+		req, err := readRequest(st, 0)
 		if err != nil || req.Op != "output" {
 			st.Close()
 			continue
@@ -265,7 +265,7 @@ func (j *clusterJob) readEvents() (events <-chan nodeEvent, readers *sync.WaitGr
 			defer readers.Done()
 			for {
 				var ev event
-				if err := t.ctl.dec.Decode(&ev); err != nil {
+				if err := t.ctl.read(&ev); err != nil {
 					ch <- nodeEvent{t: t, err: err}
 					return
 				}
@@ -387,7 +387,7 @@ func (t *target) submit(ctx context.Context, j *clusterJob, bundle []byte) (err 
 	if err := writeRequest(st, &request{Op: "job", Job: j.id, Spec: rs}); err != nil {
 		return fmt.Errorf("node %s: %w", t.name, err)
 	}
-	t.ctl = newJSONStream(st)
+	t.ctl = newJSONStream(st, 0)
 	if err := t.expect("accepted"); err != nil {
 		return err
 	}
@@ -422,7 +422,7 @@ func (t *target) awaitReady(spec *ClusterSpec, logf func(string, ...any)) error 
 	start := time.Now()
 	for {
 		var ev event
-		if err := t.ctl.dec.Decode(&ev); err != nil {
+		if err := t.ctl.read(&ev); err != nil {
 			return fmt.Errorf("node %s: %w", t.name, err)
 		}
 		switch ev.Ev {
@@ -464,7 +464,7 @@ func (e *setupError) Error() string { return e.msg }
 // expect reads the node's next event, which must be want (or an error).
 func (t *target) expect(want string) error {
 	var ev event
-	if err := t.ctl.dec.Decode(&ev); err != nil {
+	if err := t.ctl.read(&ev); err != nil {
 		return fmt.Errorf("node %s: %w", t.name, err)
 	}
 	switch ev.Ev {

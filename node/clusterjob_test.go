@@ -30,7 +30,7 @@ func fakeAgent(t *testing.T, name, key string, job func(st net.Conn)) string {
 		Secret: controlSecret(key), Role: wire.RoleControl, RoleName: "a control connection", Timing: ctl.NodeTiming(),
 		Handle: func(_ *yamux.Session, _ uint32, st net.Conn) {
 			defer st.Close()
-			req, err := readRequest(st)
+			req, err := readRequest(st, 0)
 			if err != nil {
 				return
 			}

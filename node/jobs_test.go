@@ -220,7 +220,7 @@ func TestExtractBundleLinks(t *testing.T) {
 			}
 			tw.Close()
 			zw.Close()
-			err := extractBundle(&b, t.TempDir())
+			err := extractBundle(&b, t.TempDir(), DefaultMaxBundle)
 			if (tc.bad == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.bad) {
 				t.Errorf("got %v, want %q", err, tc.bad)
 			}
@@ -253,7 +253,7 @@ func TestScriptDirSize(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := t.TempDir()
-	if err := extractBundle(&b, got); err != nil {
+	if err := extractBundle(&b, got, DefaultMaxBundle); err != nil {
 		t.Fatal(err)
 	}
 	var shipped []string

@@ -1,8 +1,8 @@
 package node
 
 import (
-	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -167,16 +167,54 @@ type event struct {
 // jsonStream reads and writes JSON values, one per line, on a stream.
 type jsonStream struct {
 	c   net.Conn
+	in  *budgetReader
 	dec *json.Decoder
 	enc *json.Encoder
 }
 
-func newJSONStream(c net.Conn) *jsonStream {
-	return &jsonStream{c: c, dec: json.NewDecoder(bufio.NewReader(c)), enc: json.NewEncoder(c)}
+// newJSONStream returns a stream of JSON values on c, each read at most max
+// bytes long (DefaultMaxRequest when max is 0).
+func newJSONStream(c net.Conn, max int) *jsonStream {
+	in := &budgetReader{r: c, max: int64(cmp.Or(max, DefaultMaxRequest))}
+	return &jsonStream{c: c, in: in, dec: json.NewDecoder(in), enc: json.NewEncoder(c)}
 }
 
-// maxRequest bounds a request's size (the program and files travel apart).
-const maxRequest = 1 << 20
+// read decodes the next value into v. A value longer than the stream's
+// limit fails with ErrRequestLarge, and the stream is unusable after it.
+func (s *jsonStream) read(v any) error {
+	s.in.left = s.in.max
+	return s.dec.Decode(v)
+}
+
+// budgetReader reads r until left bytes have gone by since read reset it
+// (json.Decoder buffers ahead, so a value may have up to one buffer's worth
+// on top), then fails.
+type budgetReader struct {
+	r         io.Reader
+	left, max int64
+}
+
+func (b *budgetReader) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, fmt.Errorf("%w: a message longer than %d bytes", ErrRequestLarge, b.max)
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+// DefaultMaxRequest is the default bound of one control message (a stream's
+// first request, or an event on a job's control stream): the program and
+// files travel apart, so a request is a job's command line and environment.
+// AgentConfig.MaxRequest (pmrun node --max-request, PMRUN_MAX_REQUEST)
+// changes an agent's.
+const DefaultMaxRequest = 1 << 20
+
+// ErrRequestLarge is returned for a control message over its limit.
+var ErrRequestLarge = errors.New("control message over the limit (AgentConfig.MaxRequest: pmrun node --max-request, PMRUN_MAX_REQUEST)")
 
 // writeRequest sends a stream's first message: its length (4 bytes, big
 // endian) and JSON. Raw bytes may follow it (files, stdin, output).
@@ -185,16 +223,18 @@ func writeRequest(c io.Writer, r *request) error {
 	if err != nil {
 		return err
 	}
-	if len(b) > maxRequest {
-		return fmt.Errorf("request of %d bytes is larger than %d", len(b), maxRequest)
+	if len(b) > DefaultMaxRequest {
+		return fmt.Errorf("a request of %d bytes: %w of %d bytes", len(b), ErrRequestLarge, DefaultMaxRequest)
 	}
 	hdr := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(b)), uint32(len(b)))
 	_, err = c.Write(append(hdr, b...))
 	return err
 }
 
-// readRequest reads a stream's first message, bounded in size and time.
-func readRequest(c net.Conn) (*request, error) {
+// readRequest reads a stream's first message, at most max bytes
+// (DefaultMaxRequest when max is 0), bounded in time.
+func readRequest(c net.Conn, max int) (*request, error) {
+	max = cmp.Or(max, DefaultMaxRequest)
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	defer c.SetReadDeadline(time.Time{})
 	var hdr [4]byte
@@ -202,8 +242,8 @@ func readRequest(c net.Conn) (*request, error) {
 		return nil, fmt.Errorf("bad request: %w", err)
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
-	if n > maxRequest {
-		return nil, fmt.Errorf("bad request: %d bytes is larger than %d", n, maxRequest)
+	if uint64(n) > uint64(max) {
+		return nil, fmt.Errorf("bad request: %d bytes: %w of %d bytes", n, ErrRequestLarge, max)
 	}
 	b := make([]byte, n)
 	if _, err := io.ReadFull(c, b); err != nil {

@@ -110,7 +110,7 @@ func (h *hub) open(n *hubNode, spec *taskSpec, bundle []byte) error {
 		s.Close()
 		return err
 	}
-	n.sess, n.ctl = s, newJSONStream(st)
+	n.sess, n.ctl = s, newJSONStream(st, 0)
 	return nil
 }
 
@@ -133,7 +133,7 @@ func (h *hub) runNode(n *hubNode, settled func(started int)) {
 	}()
 	for {
 		var ev event
-		if err := n.ctl.dec.Decode(&ev); err != nil {
+		if err := n.ctl.read(&ev); err != nil {
 			select {
 			case <-h.quit:
 			default:
@@ -177,7 +177,7 @@ func (h *hub) acceptStreams(n *hubNode, streams *sync.WaitGroup) {
 		if err != nil {
 			return
 		}
-		req, err := readRequest(st)
+		req, err := readRequest(st, 0)
 		if err != nil {
 			st.Close()
 			continue

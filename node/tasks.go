@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
@@ -95,7 +96,7 @@ func (ts *taskSession) send(ev event) error {
 // runTasks serves a hub's task session until the hub goes away.
 func (a *Agent) runTasks(s sessionOpener, st net.Conn, req *request) {
 	defer st.Close()
-	ts := &taskSession{ctl: newJSONStream(st)}
+	ts := &taskSession{ctl: newJSONStream(st, a.cfg.MaxRequest)}
 	fail := func(format string, args ...any) {
 		ts.send(event{Ev: "error", Msg: fmt.Sprintf("node %s: ", a.cfg.Name) + fmt.Sprintf(format, args...)})
 	}
@@ -117,7 +118,7 @@ func (a *Agent) runTasks(s sessionOpener, st net.Conn, req *request) {
 	}
 	defer os.RemoveAll(dir)
 	if spec.Files {
-		if err := receiveBundle(st, dir); err != nil {
+		if err := receiveBundle(st, dir, a.cfg.MaxBundle); err != nil {
 			fail("receiving the files: %v", err)
 			return
 		}
@@ -222,17 +223,19 @@ func sendBundle(w io.Writer, bundle []byte) error {
 }
 
 // receiveBundle reads what sendBundle wrote and unpacks it into dir.
-func receiveBundle(r io.Reader, dir string) error {
+// A bundle over max bytes (0: DefaultMaxBundle) is refused.
+func receiveBundle(r io.Reader, dir string, max int64) error {
+	max = cmp.Or(max, DefaultMaxBundle)
 	var n [8]byte
 	if _, err := io.ReadFull(r, n[:]); err != nil {
 		return err
 	}
 	size := binary.BigEndian.Uint64(n[:])
-	if size > maxBundle {
-		return fmt.Errorf("a bundle of %d bytes is larger than %d", size, maxBundle)
+	if size > uint64(max) {
+		return fmt.Errorf("%w: %d bytes, more than %d (%s)", ErrBundleLarge, size, max, bundleKnob)
 	}
 	lr := io.LimitReader(r, int64(size))
-	err := extractBundle(lr, dir)
+	err := extractBundle(lr, dir, max)
 	if _, cerr := io.Copy(io.Discard, lr); err == nil && cerr != nil {
 		err = cerr
 	}

@@ -532,6 +532,22 @@ func reductionOf(c *comm.Comm, kind, root int64, sbuf unsafe.Pointer, scap int64
 
 // Object collectives carry pickles of any size: the sizes travel first.
 
+// objSizes checks the lengths of objects that other ranks announced before
+// sending them: none negative, and together at most c's MaxMessage (what
+// this rank allocates for them). It returns their sum.
+func objSizes(c *comm.Comm, sizes ...int64) (int, error) {
+	total := int64(0)
+	for _, s := range sizes {
+		if s < 0 {
+			return 0, fmt.Errorf("pmrun: a peer announced an object of %d bytes", s)
+		}
+		if total += s; total > int64(c.MaxMessage()) || total < 0 {
+			return 0, fmt.Errorf("%w: peers announced objects of %d bytes together, more than %d", comm.ErrMessageLarge, total, c.MaxMessage())
+		}
+	}
+	return int(total), nil
+}
+
 // objInline is how many bytes of an object's pickle travel with its length
 // in the first broadcast: an object this small takes one round, not two.
 const objInline = 248
@@ -556,6 +572,9 @@ func pm_bcast_obj(h, root int64, buf unsafe.Pointer, n int64, blob, size *int64)
 		return fail(err)
 	}
 	total := int64(binary.LittleEndian.Uint64(first))
+	if _, err := objSizes(c, total); err != nil {
+		return fail(err)
+	}
 	*blob, *size = 0, total
 	if isRoot {
 		if total > objInline {
@@ -607,11 +626,15 @@ func pm_gather_obj(h, root, all int64, buf unsafe.Pointer, n int64, lens unsafe.
 	if err != nil {
 		return fail(err)
 	}
+	total, err := objSizes(c, sizes...)
+	if err != nil {
+		return fail(err)
+	}
 	counts, displs := make([]int, c.Size()), make([]int, c.Size())
-	total := 0
+	off := 0
 	for r, s := range sizes {
-		counts[r], displs[r] = int(s), total
-		total += int(s)
+		counts[r], displs[r] = int(s), off
+		off += int(s)
 	}
 	var recv []byte
 	if me {
@@ -662,6 +685,9 @@ func pm_scatter_obj(h, root int64, bufs, lens unsafe.Pointer, k int64, blob, siz
 	if err := collective.Scatter(bg, c, int(root), sizes, mine); err != nil {
 		return fail(err)
 	}
+	if _, err := objSizes(c, mine[0]); err != nil {
+		return fail(err)
+	}
 	recv := make([]byte, mine[0])
 	if err := collective.Scatterv(bg, c, int(root), send, counts, displs, recv); err != nil {
 		return fail(err)
@@ -687,6 +713,9 @@ func pm_alltoall_obj(h int64, bufs, lens, rlens unsafe.Pointer, k int64, blob *i
 	ssizes := unsafe.Slice((*int64)(lens), n)
 	rsizes := make([]int64, n)
 	if err := collective.Alltoall(bg, c, append([]int64(nil), ssizes...), rsizes); err != nil {
+		return fail(err)
+	}
+	if _, err := objSizes(c, rsizes...); err != nil {
 		return fail(err)
 	}
 	sc, sd, rc, rd := make([]int, n), make([]int, n), make([]int, n), make([]int, n)

@@ -118,6 +118,13 @@ func TestUnittestSuiteCtypes(t *testing.T) {
 	runSuite(t, "python/tests/test_buffers.py", "2", "3")
 }
 
+// TestDecoderFuzz runs python/tests/test_fuzz.py: malformed object message
+// headers and task frames are refused with an error saying why, without
+// allocating what they announce.
+func TestDecoderFuzz(t *testing.T) {
+	runSuite(t, "python/tests/test_fuzz.py", "1")
+}
+
 // runSuite runs a unittest module under pmrun at each np, every rank with
 // Debian's (or the configured) interpreter, and checks that every rank
 // reported OK and that no numpy test was skipped where numpy is installed.

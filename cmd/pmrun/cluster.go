@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/pmrun/pmrun/internal/units"
 	"github.com/pmrun/pmrun/node"
 )
 
@@ -47,6 +49,13 @@ options:
   --work-dir DIR       where jobs' files and Python environments go (default
                        %s, NAME the node's name); jobs' files
                        left there are removed at start, environments kept
+  --max-bundle SIZE    largest a job's program and files may unpack to, such
+                       as 512m or 8g (default $PMRUN_MAX_BUNDLE, else 8g)
+  --max-request SIZE   largest control message from a launcher: a job's
+                       command line and environment (default
+                       $PMRUN_MAX_REQUEST, else 1m)
+  --max-meta SIZE      largest gossip metadata read from another node
+                       (default 512, what memberlist lets a node advertise)
 `
 
 type labelList map[string]string
@@ -87,11 +96,36 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Cores, "cores", 0, "")
 	fs.IntVar(&cfg.Workers, "workers", 0, "")
 	fs.StringVar(&cfg.WorkDir, "work-dir", "", "")
+	maxBundle := fs.String("max-bundle", os.Getenv("PMRUN_MAX_BUNDLE"), "")
+	maxRequest := fs.String("max-request", os.Getenv("PMRUN_MAX_REQUEST"), "")
+	maxMeta := fs.String("max-meta", "", "")
 	usage := fmt.Sprintf(nodeUsage, node.DefaultWorkDir("NAME"))
 	check := func() error {
 		if cfg.Workers < 0 || cfg.Workers > node.MaxTaskWorkers {
 			return fmt.Errorf("--workers %d: want 1 to %d", cfg.Workers, node.MaxTaskWorkers)
 		}
+		var bundle int
+		for _, l := range []struct {
+			flag, env, val string
+			dst            *int
+		}{
+			{"--max-bundle", "PMRUN_MAX_BUNDLE", *maxBundle, &bundle},
+			{"--max-request", "PMRUN_MAX_REQUEST", *maxRequest, &cfg.MaxRequest},
+			{"--max-meta", "", *maxMeta, &cfg.MaxMeta},
+		} {
+			if l.val == "" {
+				continue
+			}
+			n, err := units.ParseSize(l.val)
+			if err == nil && n == 0 {
+				err = errors.New("must be positive")
+			}
+			if err != nil {
+				return fmt.Errorf("%s (or %s) %q: %w", l.flag, cmp.Or(l.env, "no variable"), l.val, err)
+			}
+			*l.dst = n
+		}
+		cfg.MaxBundle = int64(bundle)
 		return nil
 	}
 	if code := parseSub(fs, args, usage, check, stdout, stderr); code >= 0 {

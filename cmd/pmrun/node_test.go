@@ -55,3 +55,29 @@ func TestNodeDuplicateName(t *testing.T) {
 		t.Fatal("the agent with a duplicate name kept running")
 	}
 }
+
+// pmrun node's limits: a malformed size is bad usage naming its flag and
+// variable.
+func TestNodeLimitFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  string
+		want string
+	}{
+		{[]string{"--max-bundle", "lots"}, "", "--max-bundle (or PMRUN_MAX_BUNDLE)"},
+		{nil, "PMRUN_MAX_REQUEST=0", "--max-request (or PMRUN_MAX_REQUEST)"},
+		{[]string{"--max-meta", "-1"}, "", "--max-meta"},
+	} {
+		if k, v, ok := strings.Cut(tc.env, "="); ok {
+			t.Setenv(k, v)
+		}
+		var out, errb bytes.Buffer
+		code := runNode(append(tc.args, "--bind", "127.0.0.1:0", "--work-dir", t.TempDir()), &out, &errb)
+		if code != 2 || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("%v %s: exit %d, stderr %q; want 2 naming %s", tc.args, tc.env, code, errb.String(), tc.want)
+		}
+		if tc.env != "" {
+			t.Setenv(strings.Split(tc.env, "=")[0], "")
+		}
+	}
+}

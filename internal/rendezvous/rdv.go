@@ -84,21 +84,11 @@ func Listen(addr string, secret []byte, size int, logf func(format string, args 
 	if size < 1 {
 		return nil, fmt.Errorf("rendezvous: size %d must be >= 1", size)
 	}
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("rendezvous: %w", err)
 	}
-	s := &Server{
-		size: size, logf: logf,
-		table: make([]PeerInfo, size), ready: make(chan struct{}),
-		aborts: make(chan AbortRequest, size),
-	}
-	for i := range s.table {
-		s.table[i].Rank = -1
-	}
+	s := newServer(size, logf)
 	s.srv, err = ctl.NewServer(ln, ctl.ServerConfig{
 		Secret: secret, Role: wire.RoleRendezvous, RoleName: "a rank", Timing: ctl.RankTiming(),
 		Refused: func(remote net.Addr, err error) {
@@ -111,6 +101,23 @@ func Listen(addr string, secret []byte, size int, logf func(format string, args 
 		return nil, fmt.Errorf("rendezvous: %w", err)
 	}
 	return s, nil
+}
+
+// newServer returns the state of a rendezvous service, without its
+// listener; a nil logf discards the log.
+func newServer(size int, logf func(format string, args ...any)) *Server {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	s := &Server{
+		size: size, logf: logf,
+		table: make([]PeerInfo, size), ready: make(chan struct{}),
+		aborts: make(chan AbortRequest, size),
+	}
+	for i := range s.table {
+		s.table[i].Rank = -1
+	}
+	return s
 }
 
 // Addr returns the host:port ranks connect to.
@@ -252,23 +259,36 @@ func Join(ctx context.Context, addr string, secret []byte, self PeerInfo, size i
 		c.Close()
 		return nil, nil, fmt.Errorf("rendezvous: registering: %w", err)
 	}
-	var rep reply
-	if err := json.NewDecoder(io.LimitReader(st, MaxReply)).Decode(&rep); err != nil {
+	table, err := readTable(st, size)
+	if err != nil {
 		c.Close()
-		if ctx.Err() != nil {
+		if errors.Is(err, ErrClosed) && ctx.Err() != nil {
 			return nil, nil, fmt.Errorf("rendezvous: waiting for the other ranks: %w", ctx.Err())
 		}
-		return nil, nil, fmt.Errorf("rendezvous: waiting for the other ranks: %w", ErrClosed)
+		return nil, nil, err
+	}
+	return c, table, nil
+}
+
+// readTable reads the launcher's answer to a registration: the table of
+// size ranks, each at its index, or the launcher's refusal.
+func readTable(r io.Reader, size int) ([]PeerInfo, error) {
+	var rep reply
+	if err := json.NewDecoder(io.LimitReader(r, MaxReply)).Decode(&rep); err != nil {
+		return nil, fmt.Errorf("rendezvous: waiting for the other ranks: %w", ErrClosed)
 	}
 	if rep.Err != "" {
-		c.Close()
-		return nil, nil, fmt.Errorf("rendezvous: %s", rep.Err)
+		return nil, fmt.Errorf("rendezvous: %s", rep.Err)
 	}
 	if len(rep.Table) != size {
-		c.Close()
-		return nil, nil, fmt.Errorf("rendezvous: table has %d ranks, want %d", len(rep.Table), size)
+		return nil, fmt.Errorf("rendezvous: table has %d ranks, want %d", len(rep.Table), size)
 	}
-	return c, rep.Table, nil
+	for i, p := range rep.Table {
+		if p.Rank != i {
+			return nil, fmt.Errorf("rendezvous: table entry %d is for rank %d", i, p.Rank)
+		}
+	}
+	return rep.Table, nil
 }
 
 // Abort asks the launcher to end the job with exit status code; lost lists the

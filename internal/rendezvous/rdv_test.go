@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/yamux"
 	"github.com/pmrun/pmrun/internal/ctl"
 	"github.com/pmrun/pmrun/internal/wire"
+	"github.com/pmrun/pmrun/internal/wire/wiretest"
 	"go.uber.org/goleak"
 )
 
@@ -187,10 +188,15 @@ func TestStrangersRefused(t *testing.T) {
 		}
 		c.Close()
 	}
+	// A handshake recorded from a dialer with the secret (as a peer, a role
+	// the service refuses once the handshake is done), replayed.
+	if got := wiretest.Replay(t, srv.Addr(), secret, wire.RolePeer, 0); got.Accepted || len(got.Answer) != 48 {
+		t.Errorf("replayed handshake: accepted %v after %d bytes, want refused after the 48 of the challenge", got.Accepted, len(got.Answer))
+	}
 	joinAll(t, srv, 2)
-	lg.await("refused", 2, time.Minute)
-	if n := lg.count("refused"); n != 2 {
-		t.Fatalf("%d refusals logged, want 2: %v", n, lg.lines)
+	lg.await("refused", 4, time.Minute)
+	if n := lg.count("refused"); n != 4 {
+		t.Fatalf("%d refusals logged, want 4 (garbage, wrong secret, the recorded role, the replay): %v", n, lg.lines)
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-// ParseSize reads one byte count such as "8", "64k" or "4M".
+// ParseSize reads one byte count such as "8", "64k", "4M" or "8g".
 func ParseSize(s string) (int, error) {
 	f, shift := s, 0
 	switch {
@@ -17,10 +17,12 @@ func ParseSize(s string) (int, error) {
 		shift, f = 10, f[:len(f)-1]
 	case strings.HasSuffix(f, "m"), strings.HasSuffix(f, "M"):
 		shift, f = 20, f[:len(f)-1]
+	case strings.HasSuffix(f, "g"), strings.HasSuffix(f, "G"):
+		shift, f = 30, f[:len(f)-1]
 	}
 	n, err := strconv.Atoi(f)
 	if err != nil || n < 0 || n > (1<<62)>>shift {
-		return 0, fmt.Errorf("bad size %q: want a byte count such as 512, 64k or 4m", s)
+		return 0, fmt.Errorf("bad size %q: want a byte count such as 512, 64k, 4m or 8g", s)
 	}
 	return n << shift, nil
 }

@@ -2,7 +2,11 @@
 
 Every message, both directions, is one frame::
 
-    u8 kind, u8[3] zero, u32 nparts (LE, 1..65536), u64 len[nparts] (LE, each <= 1<<40), parts...
+    u8 kind, u8[3] zero, u32 nparts (LE, 1..65536), u64 len[nparts] (LE), parts...
+
+The parts of a frame together are at most MAX_MESSAGE bytes (PMRUN_MAX_MESSAGE,
+else the machine's physical memory): a reader never allocates what a longer
+header announces, it raises FrameError naming the limit.
 
 Part 0 is a pickle (protocol 5) of the message body; parts 1.. are its
 out-of-band buffers (numpy arrays and any PickleBuffer), written from the
@@ -12,6 +16,7 @@ client, first), 'F' function definition, 'C' call batch, 'R' reply batch, 'X'
 exit. The node agents relay frames and read only this envelope.
 """
 
+import os
 import pickle
 import struct
 
@@ -21,7 +26,29 @@ __all__ = ["HELLO", "FUNCTION", "CALL", "REPLY", "EXIT", "FrameError", "encode",
 HELLO, FUNCTION, CALL, REPLY, EXIT = b"H", b"F", b"C", b"R", b"X"
 KINDS = frozenset(b"HFCRX")
 MAX_PARTS = 65536
-MAX_PART = 1 << 40
+
+
+def _max_message():
+    """The limit of a frame's parts together, in bytes: PMRUN_MAX_MESSAGE
+    (such as 512m or 8g), as for the ranks' messages, else this machine's
+    physical memory (at least 1 GiB): no longer frame could be read whole."""
+    s = os.environ.get("PMRUN_MAX_MESSAGE", "")
+    if s:
+        shift = {"k": 10, "m": 20, "g": 30}.get(s[-1:].lower(), 0)
+        try:
+            n = int(s[:-1] if shift else s)
+        except ValueError:
+            n = -1
+        if n < 1:
+            raise ValueError("PMRUN_MAX_MESSAGE=%r: want a byte count such as 512, 64k, 4m or 8g" % s)
+        return n << shift
+    try:
+        return max(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), 1 << 30)
+    except (ValueError, OSError):
+        return 1 << 30
+
+
+MAX_MESSAGE = _max_message()
 
 _HEAD = struct.Struct("<cxxxI")
 # sendmsg takes at most IOV_MAX (1024 on Linux) buffers per call.
@@ -134,9 +161,9 @@ class Reader:
                         self._grow(8 + 8 * n)
                     return out
                 lens = struct.unpack_from("<%dQ" % n, stage, self.start + 8)
-                for ln in lens:
-                    if ln > MAX_PART:
-                        raise FrameError("bad frame: part of %d bytes (at most 1<<40)" % ln)
+                if sum(lens) > MAX_MESSAGE:
+                    raise FrameError("bad frame: %d bytes, over the limit of %d (PMRUN_MAX_MESSAGE)"
+                                     % (sum(lens), MAX_MESSAGE))
                 self.kind, self.lens, self.parts = kind, lens, []
                 self.start += 8 + 8 * n
                 continue

@@ -80,9 +80,8 @@ def _loads(mv):
     if pickle.loads is not _pickle.loads:  # the user's serialiser, in one part
         return pickle.loads(bytes(mv))
     if mv[0] == 1:  # header, pickle and out-of-band buffers
-        (n,) = _struct.unpack_from("<I", mv, 1)
-        lens = _struct.unpack_from("<%dQ" % (n + 1), mv, 5)
-        off = 5 + 8 * (n + 1)
+        lens = _header(mv)
+        off = 5 + 8 * len(lens)
         data = mv[off:off + lens[0]]
         off += lens[0]
         bufs = []
@@ -91,6 +90,24 @@ def _loads(mv):
             off += ln
         return _pickle.loads(data, buffers=bufs)
     return _pickle.loads(mv)
+
+
+def _header(mv):
+    """The part lengths in the header of a message with out-of-band buffers
+    (pickle first), checked against the message's own size: a malformed one
+    raises pickle.UnpicklingError saying what is wrong."""
+    size = mv.nbytes
+    if size < 5:
+        raise _pickle.UnpicklingError("pmrun: malformed object message: %d bytes, too short for its header" % size)
+    (n,) = _struct.unpack_from("<I", mv, 1)
+    if 5 + 8 * (n + 1) > size:
+        raise _pickle.UnpicklingError("pmrun: malformed object message: its header announces %d buffers, "
+                                      "more than its %d bytes hold" % (n, size))
+    lens = _struct.unpack_from("<%dQ" % (n + 1), mv, 5)
+    if 5 + 8 * (n + 1) + sum(lens) != size:
+        raise _pickle.UnpicklingError("pmrun: malformed object message: its header announces %d bytes of "
+                                      "parts, it has %d" % (sum(lens), size - 5 - 8 * (n + 1)))
+    return lens
 
 
 def _joined(parts):

@@ -19,8 +19,9 @@ import math as _math
 from . import _bridge
 from ._abi import TOPO_CART as _TOPO_CART, TOPO_GRAPH as _TOPO_GRAPH
 from ._mpi_constants import (
-    ERR_ARG, ERR_DIMS, ERR_RANK, PROC_NULL, UNDEFINED, Exception, _call,
+    ERR_ARG, ERR_DIMS, ERR_OTHER, ERR_RANK, PROC_NULL, UNDEFINED, Exception, _call,
 )
+from ._frames import MAX_MESSAGE as _MAX_MESSAGE
 from ._mpi_buffers import IN_PLACE, _Buf
 from ._mpi_pickle import _dumps, _joined, _loads
 from ._mpi_requests import Request
@@ -478,6 +479,9 @@ class Topocomm(Intracomm):
         data = b"".join(blobs)
         offs = list(_itertools.accumulate([len(b) for b in blobs], initial=0))[:-1]
         roffs = list(_itertools.accumulate(sizes, initial=0))
+        if roffs[-1] > _MAX_MESSAGE:  # nothing allocated for what peers announce past it
+            raise Exception(ERR_OTHER, "neighbors announced objects of %d bytes together, over the "
+                            "limit of %d (PMRUN_MAX_MESSAGE)" % (roffs[-1], _MAX_MESSAGE))
         rdata = bytearray(max(roffs[-1], 1))
         self._move(_Buf(data, False), _bridge.int64s([len(b) for b in blobs]),
                    _bridge.int64s(offs), _Buf(rdata, True), _bridge.int64s(sizes),

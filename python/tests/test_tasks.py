@@ -444,7 +444,8 @@ class Frames(unittest.TestCase):
                           (b"C\0\1\0" + struct.pack("<I", 1), "bad frame header"),
                           (b"C\0\0\0" + struct.pack("<I", 0), "0 parts"),
                           (b"C\0\0\0" + struct.pack("<I", 70000), "70000 parts"),
-                          (b"C\0\0\0" + struct.pack("<IQ", 1, (1 << 40) + 1), "at most 1<<40")):
+                          (b"C\0\0\0" + struct.pack("<IQ", 1, _frames.MAX_MESSAGE + 1), "PMRUN_MAX_MESSAGE"),
+                          (b"C\0\0\0" + struct.pack("<IQQ", 2, 1 << 63, 1 << 63), "PMRUN_MAX_MESSAGE")):
             with self.assertRaises(_frames.FrameError) as cm:
                 self.frames(bad + b"\0" * 64, 5)
             self.assertIn(what, str(cm.exception))
