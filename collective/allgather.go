@@ -19,6 +19,7 @@ func Allgather[T Elem](ctx context.Context, c *comm.Comm, send, recv []T) error 
 		return nil
 	}
 	alg := chooseFor(ctx, "allgather", c, bs, true)
+	defer c.BeginCollective("allgather", alg, bs).End()
 	if alg == AlgShared {
 		return gatherShared(ctx, c, 0, bytesOf(send), b, true)
 	}

@@ -21,7 +21,9 @@ func Gather[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T)
 	if bs == 0 {
 		return nil // nothing to move (see the package doc)
 	}
-	switch chooseFor(ctx, "gather", c, bs, true) {
+	alg := chooseFor(ctx, "gather", c, bs, true)
+	defer c.BeginCollective("gather", alg, bs).End()
+	switch alg {
 	case AlgShared:
 		return gatherShared(ctx, c, root, bytesOf(send), bytesOf(recv), false)
 	case AlgLinear:
@@ -46,7 +48,9 @@ func Scatter[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T
 	if bs == 0 {
 		return nil // nothing to move (see the package doc)
 	}
-	switch chooseFor(ctx, "scatter", c, bs, true) {
+	alg := chooseFor(ctx, "scatter", c, bs, true)
+	defer c.BeginCollective("scatter", alg, bs).End()
+	switch alg {
 	case AlgShared:
 		return scatterShared(ctx, c, root, bytesOf(send), bytesOf(recv))
 	case AlgLinear:
