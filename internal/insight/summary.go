@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
-	"time"
 )
 
 // MaxSlowest is how many of its slowest collective calls a rank keeps.
@@ -237,6 +236,3 @@ func Bytes(n int64) string {
 	}
 	return fmt.Sprintf("%d B", n)
 }
-
-// Since is time.Since in nanoseconds, for the records' fields.
-func Since(t time.Time) int64 { return int64(time.Since(t)) }

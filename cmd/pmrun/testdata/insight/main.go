@@ -2,7 +2,8 @@
 // account of a stuck job. Its first argument says what to do: work (point to
 // point messages around a ring, then allreduce, bcast and barrier), deadlock
 // (each of two ranks receives from the other: forever), or stuck DIR (two
-// ranks wait for each other until the file DIR/go exists, then finish).
+// ranks write DIR/RANK.ready, then wait for each other until the file DIR/go
+// exists, then finish).
 package main
 
 import (
@@ -49,6 +50,7 @@ func main() {
 		_, _, err := c.Recv(ctx, 1-rank, 7+rank)
 		check(err)
 	case "stuck":
+		check(os.WriteFile(filepath.Join(os.Args[2], fmt.Sprint(rank, ".ready")), nil, 0o600))
 		if rank == 1 {
 			go func() {
 				for i := 0; i < 600; i++ { // a minute at most
