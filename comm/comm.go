@@ -549,9 +549,7 @@ func (c *Comm) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), c.e.cfg.CloseTimeout)
 		defer cancel()
 		c.closeErr = c.e.close(ctx)
-		if err := c.sendSummary(sum); err != nil && c.closeErr == nil {
-			c.closeErr = err
-		}
+		c.sendSummary(sum)
 		if c.rdv != nil {
 			if err := c.rdv.Close(); err != nil && c.closeErr == nil {
 				c.closeErr = err

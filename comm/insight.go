@@ -3,6 +3,8 @@ package comm
 import (
 	"cmp"
 	"context"
+	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -52,8 +54,11 @@ type collState struct {
 // park records that the caller waits for r, waits, and forgets it.
 func (d *diagnostics) park(r *Request) {
 	op := "send"
-	if r.kind == kindRecv {
+	switch r.kind {
+	case kindRecv:
 		op = "recv"
+	case kindAsync:
+		op = "wait" // for a nonblocking operation (a collective's)
 	}
 	id := d.block(op, r.peer, r.tag, r.c)
 	<-r.done
@@ -341,11 +346,14 @@ type summarySender interface {
 	Summary(v any, limit time.Duration) error
 }
 
-// sendSummary sends the launcher the rank's summary, if it collects one.
-func (c *Comm) sendSummary(sum *insight.Summary) error {
+// sendSummary sends the launcher the rank's summary, if it collects one. A
+// failure is told on stderr, not returned: the job's own work is done.
+func (c *Comm) sendSummary(sum *insight.Summary) {
 	s, ok := c.rdv.(summarySender)
 	if !ok || sum == nil {
-		return nil
+		return
 	}
-	return s.Summary(sum, c.e.cfg.CloseTimeout)
+	if err := s.Summary(sum, c.e.cfg.CloseTimeout); err != nil {
+		fmt.Fprintf(os.Stderr, "pmrun: rank %d: the trace and report of this rank are lost: %v\n", c.e.rank, err)
+	}
 }

@@ -260,3 +260,29 @@ func TestPythonInsight(t *testing.T) {
 		t.Errorf("allreduce spans on ranks %v, want 0 and 1", allreduce)
 	}
 }
+
+// TestClusterInsight: on agents, the ranks answer the launcher the same way:
+// a deadlock across two nodes is explained under --timeout, and --report
+// counts their messages as TCP.
+func TestClusterInsight(t *testing.T) {
+	hosts := startNode(t, "n0") + ":1," + startNode(t, "n1") + ":1"
+	r := pmrun(t, "", "-H", hosts, "-np", "2", "--timeout", "3", prog("insight"), "deadlock")
+	if r.code != 124 {
+		t.Fatalf("status %d, want 124: %s", r.code, r.err)
+	}
+	for rank := range 2 {
+		if !blockedLine(rank, 1-rank, 7+rank).MatchString(r.err) {
+			t.Errorf("no line for rank %d's receive from rank %d tag %d in:\n%s", rank, 1-rank, 7+rank, r.err)
+		}
+	}
+	r = pmrun(t, "", "-H", hosts, "-np", "2", "--report", prog("insight"), "work")
+	if r.code != 0 {
+		t.Fatalf("status %d: %s", r.code, r.err)
+	}
+	for rank := range 2 { // SHM SENT and RECV none, TCP SENT and RECV some
+		row := regexp.MustCompile(fmt.Sprintf(`(?m)^%d +n%d +\S+ +\S+ +\S+ +[0-9.]+ +0 / 0 B +0 / 0 B +[1-9]\d* / [0-9.]+ [KMG]?i?B +[1-9]\d* / `, rank, rank))
+		if !row.MatchString(r.err) {
+			t.Errorf("no report row with TCP traffic for rank %d in:\n%s", rank, r.err)
+		}
+	}
+}
