@@ -47,6 +47,7 @@ func Allgatherv[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, count
 		return nil
 	}
 	// The ring moves each block along p-1 hops, so any layout works.
+	defer c.BeginCollective("allgatherv", AlgRing, len(send)*sizeOf[T]()).End()
 	k := newCall(ctx, c, "allgatherv")
 	p := c.Size()
 	right, left := (k.rank+1)%p, (k.rank-1+p)%p

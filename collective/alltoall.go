@@ -60,6 +60,7 @@ func Alltoallv[T Elem](ctx context.Context, c *comm.Comm, send []T, sendCounts, 
 		}
 		return out
 	}
+	defer c.BeginCollective("alltoallv", AlgPairwise, len(send)*es).End()
 	return alltoallvPairwise(newCall(ctx, c, "alltoallv"), bytesOf(send), bytesOf(recv),
 		scale(sendCounts), scale(sendDispls), scale(recvCounts), scale(recvDispls))
 }

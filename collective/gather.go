@@ -66,6 +66,7 @@ func Gatherv[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T
 	if err := checkRoot(c, "gatherv", root); err != nil {
 		return err
 	}
+	defer c.BeginCollective("gatherv", AlgLinear, len(send)*sizeOf[T]()).End()
 	k := newCall(ctx, c, "gatherv")
 	if c.Rank() != root {
 		return k.send(root, bytesOf(send))
@@ -85,6 +86,7 @@ func Scatterv[T Elem](ctx context.Context, c *comm.Comm, root int, send []T, cou
 	if err := checkRoot(c, "scatterv", root); err != nil {
 		return err
 	}
+	defer c.BeginCollective("scatterv", AlgLinear, len(recv)*sizeOf[T]()).End()
 	k := newCall(ctx, c, "scatterv")
 	if c.Rank() != root {
 		return k.recv(root, bytesOf(recv))
