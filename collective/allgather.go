@@ -19,6 +19,7 @@ func Allgather[T Elem](ctx context.Context, c *comm.Comm, send, recv []T) error 
 		return nil
 	}
 	alg := chooseFor(ctx, "allgather", c, bs, true)
+	defer c.BeginCollective("allgather", alg, bs).End()
 	if alg == AlgShared {
 		return gatherShared(ctx, c, 0, bytesOf(send), b, true)
 	}
@@ -48,6 +49,7 @@ func Allgatherv[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, count
 		return nil
 	}
 	// The ring moves each block along p-1 hops, so any layout works.
+	defer c.BeginCollective("allgatherv", AlgRing, len(send)*sizeOf[T]()).End()
 	k := newCall(ctx, c, "allgatherv")
 	p := c.Size()
 	right, left := (k.rank+1)%p, (k.rank-1+p)%p

@@ -16,7 +16,9 @@ func Allreduce[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, op Op[
 	if c.Size() == 1 {
 		return nil
 	}
-	switch chooseFor(ctx, "allreduce", c, len(send)*sizeOf[T](), op.Commutative) {
+	alg := chooseFor(ctx, "allreduce", c, len(send)*sizeOf[T](), op.Commutative)
+	defer c.BeginCollective("allreduce", alg, len(send)*sizeOf[T]()).End()
+	switch alg {
 	case AlgShared:
 		return reduceShared(ctx, c, 0, recv, op, true)
 	case AlgHierarchical:

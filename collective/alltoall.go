@@ -25,6 +25,7 @@ func Alltoall[T Elem](ctx context.Context, c *comm.Comm, send, recv []T) error {
 	}
 	sb, rb := bytesOf(send), bytesOf(recv)
 	alg := chooseFor(ctx, "alltoall", c, bs, true)
+	defer c.BeginCollective("alltoall", alg, bs).End()
 	if alg == AlgShared {
 		return alltoallShared(ctx, c, sb, rb, bs)
 	}
@@ -59,6 +60,7 @@ func Alltoallv[T Elem](ctx context.Context, c *comm.Comm, send []T, sendCounts, 
 		}
 		return out
 	}
+	defer c.BeginCollective("alltoallv", AlgPairwise, len(send)*es).End()
 	return alltoallvPairwise(newCall(ctx, c, "alltoallv"), bytesOf(send), bytesOf(recv),
 		scale(sendCounts), scale(sendDispls), scale(recvCounts), scale(recvDispls))
 }

@@ -8,7 +8,9 @@ import (
 
 // Barrier blocks until every rank of c has entered it.
 func Barrier(ctx context.Context, c *comm.Comm) error {
-	switch chooseFor(ctx, "barrier", c, 0, true) {
+	alg := chooseFor(ctx, "barrier", c, 0, true)
+	defer c.BeginCollective("barrier", alg, 0).End()
+	switch alg {
 	case AlgShared:
 		return barrierShared(ctx, c)
 	case AlgHierarchical:

@@ -18,7 +18,9 @@ func bcastBytes(ctx context.Context, c *comm.Comm, root int, b []byte) error {
 	if c.Size() == 1 || len(b) == 0 { // nothing to move (see the package doc)
 		return nil
 	}
-	switch alg := chooseFor(ctx, "bcast", c, len(b), true); alg {
+	alg := chooseFor(ctx, "bcast", c, len(b), true)
+	defer c.BeginCollective("bcast", alg, len(b)).End()
+	switch alg {
 	case AlgShared:
 		return bcastShared(ctx, c, root, b)
 	case AlgHierarchical:

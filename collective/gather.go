@@ -21,7 +21,9 @@ func Gather[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T)
 	if bs == 0 {
 		return nil // nothing to move (see the package doc)
 	}
-	switch chooseFor(ctx, "gather", c, bs, true) {
+	alg := chooseFor(ctx, "gather", c, bs, true)
+	defer c.BeginCollective("gather", alg, bs).End()
+	switch alg {
 	case AlgShared:
 		return gatherShared(ctx, c, root, bytesOf(send), bytesOf(recv), false)
 	case AlgLinear:
@@ -46,7 +48,9 @@ func Scatter[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T
 	if bs == 0 {
 		return nil // nothing to move (see the package doc)
 	}
-	switch chooseFor(ctx, "scatter", c, bs, true) {
+	alg := chooseFor(ctx, "scatter", c, bs, true)
+	defer c.BeginCollective("scatter", alg, bs).End()
+	switch alg {
 	case AlgShared:
 		return scatterShared(ctx, c, root, bytesOf(send), bytesOf(recv))
 	case AlgLinear:
@@ -62,6 +66,7 @@ func Gatherv[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T
 	if err := checkRoot(c, "gatherv", root); err != nil {
 		return err
 	}
+	defer c.BeginCollective("gatherv", AlgLinear, len(send)*sizeOf[T]()).End()
 	k := newCall(ctx, c, "gatherv")
 	if c.Rank() != root {
 		return k.send(root, bytesOf(send))
@@ -81,6 +86,7 @@ func Scatterv[T Elem](ctx context.Context, c *comm.Comm, root int, send []T, cou
 	if err := checkRoot(c, "scatterv", root); err != nil {
 		return err
 	}
+	defer c.BeginCollective("scatterv", AlgLinear, len(recv)*sizeOf[T]()).End()
 	k := newCall(ctx, c, "scatterv")
 	if c.Rank() != root {
 		return k.recv(root, bytesOf(recv))

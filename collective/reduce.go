@@ -17,7 +17,9 @@ func Reduce[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T,
 			return err
 		}
 	}
-	if chooseFor(ctx, "reduce", c, len(send)*sizeOf[T](), op.Commutative) == AlgShared {
+	alg := chooseFor(ctx, "reduce", c, len(send)*sizeOf[T](), op.Commutative)
+	defer c.BeginCollective("reduce", alg, len(send)*sizeOf[T]()).End()
+	if alg == AlgShared {
 		acc := send
 		if c.Rank() == root {
 			copy(recv, send)

@@ -15,11 +15,13 @@ func ReduceScatterBlock[T Elem](ctx context.Context, c *comm.Comm, send, recv []
 	}
 	k := newCall(ctx, c, "reduce_scatter_block")
 	if !op.Commutative || p == 1 {
+		defer c.BeginCollective("reduce_scatter_block", "reduce_scatterv", len(send)*sizeOf[T]()).End()
 		counts := equalCounts(p, len(recv))
 		return reduceScatterv(k, send, recv, counts, offsets(counts), op)
 	}
 	// Ring reduce-scatter on equal blocks: p-1 steps, each rank passes one
 	// partially reduced block to its right neighbour.
+	defer c.BeginCollective("reduce_scatter_block", AlgRing, len(send)*sizeOf[T]()).End()
 	n := len(recv)
 	acc, accSc := getScratch[T](len(send))
 	copy(acc, send)
@@ -55,6 +57,7 @@ func ReduceScatter[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, co
 	if err := checkLen("reduce_scatter", "recv", len(recv), counts[c.Rank()]); err != nil {
 		return err
 	}
+	defer c.BeginCollective("reduce_scatter", "reduce_scatterv", len(send)*sizeOf[T]()).End()
 	return reduceScatterv(newCall(ctx, c, "reduce_scatter"), send, recv, counts, offsets(counts), op)
 }
 

@@ -13,6 +13,7 @@ func Scan[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, op Op[T]) e
 		return err
 	}
 	copy(recv, send)
+	defer c.BeginCollective("scan", AlgRecursiveDoubling, len(send)*sizeOf[T]()).End()
 	_, err := scan(newCall(ctx, c, "scan"), recv, op, false)
 	return err
 }
@@ -23,6 +24,7 @@ func Exscan[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, op Op[T])
 	if err := checkLen("exscan", "recv", len(recv), len(send)); err != nil {
 		return err
 	}
+	defer c.BeginCollective("exscan", AlgRecursiveDoubling, len(send)*sizeOf[T]()).End()
 	acc, sc := getScratch[T](len(send))
 	copy(acc, send)
 	ex, err := scan(newCall(ctx, c, "exscan"), acc, op, true)

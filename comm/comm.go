@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/pmrun/pmrun/internal/insight"
 	"github.com/pmrun/pmrun/internal/shm"
 )
 
@@ -170,6 +171,9 @@ func (c *Comm) isend(ctx context.Context, dst, tag int, data []byte, sync bool) 
 		return r
 	}
 	r.dst = c.group[dst]
+	if ins := c.e.diag.ins; ins != nil {
+		ins.sent(r.dst, len(data))
+	}
 	r.needs = true
 	r.watch()
 	c.e.need(r.dst, 1)
@@ -191,10 +195,13 @@ func (c *Comm) Ssend(ctx context.Context, dst, tag int, data []byte) error {
 
 // Send sends data to rank dst with tag; it blocks until data may be reused.
 func (c *Comm) Send(ctx context.Context, dst, tag int, data []byte) error {
+	if ins := c.e.diag.ins; ins != nil {
+		return ins.send(ctx, c, dst, tag, data)
+	}
 	if done, err := c.sendEager(ctx, dst, tag, data); done {
 		return err
 	}
-	_, err := c.Isend(ctx, dst, tag, data).Wait()
+	_, err := c.Isend(ctx, dst, tag, data).wait()
 	return err
 }
 
@@ -215,6 +222,9 @@ func (c *Comm) Irecv(ctx context.Context, src, tag int, buf []byte) *Request {
 	if src != AnySource {
 		r.src = c.group[src]
 	}
+	if ins := c.e.diag.ins; ins != nil {
+		r.t0 = ins.now()
+	}
 	r.needs = true
 	r.watch()
 	c.e.need(r.src, 1)
@@ -226,7 +236,7 @@ func (c *Comm) Irecv(ctx context.Context, src, tag int, buf []byte) *Request {
 // new buffer and returns it with the message's status.
 func (c *Comm) Recv(ctx context.Context, src, tag int) ([]byte, Status, error) {
 	r := c.Irecv(ctx, src, tag, nil)
-	st, err := r.Wait()
+	st, err := r.waitAs("recv")
 	if err != nil {
 		return nil, st, err
 	}
@@ -239,17 +249,27 @@ func (c *Comm) RecvInto(ctx context.Context, src, tag int, buf []byte) (Status, 
 	if buf == nil {
 		buf = []byte{}
 	}
-	return c.Irecv(ctx, src, tag, buf).Wait()
+	return c.Irecv(ctx, src, tag, buf).waitAs("recv")
 }
 
 // Sendrecv sends data to dst and receives from src at the same time, so that
 // pairwise exchanges cannot deadlock. The message is received into recvBuf, or
 // into a new buffer when recvBuf is nil; the received bytes are returned.
 func (c *Comm) Sendrecv(ctx context.Context, data []byte, dst, sendTag int, recvBuf []byte, src, recvTag int) ([]byte, Status, error) {
+	if ins := c.e.diag.ins; ins != nil {
+		return ins.sendrecv(ctx, c, data, dst, sendTag, recvBuf, src, recvTag)
+	}
+	return c.sendrecv(ctx, data, dst, sendTag, recvBuf, src, recvTag)
+}
+
+func (c *Comm) sendrecv(ctx context.Context, data []byte, dst, sendTag int, recvBuf []byte, src, recvTag int) ([]byte, Status, error) {
 	rr := c.Irecv(ctx, src, recvTag, recvBuf)
 	sr := c.Isend(ctx, dst, sendTag, data)
-	_, serr := sr.Wait()
-	st, rerr := rr.Wait()
+	var serr error
+	if sr != nil {
+		_, serr = sr.wait()
+	}
+	st, rerr := rr.wait()
 	if rerr != nil {
 		return nil, st, rerr
 	}
@@ -530,9 +550,15 @@ func (c *Comm) Close() error {
 		}
 		c.closed.Store(true)
 		c.slots.Close()
+		var sum *insight.Summary
+		if ins := c.e.diag.ins; ins != nil {
+			s := ins.summary() // before close: it asks the links what they are
+			sum = &s
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), c.e.cfg.CloseTimeout)
 		defer cancel()
 		c.closeErr = c.e.close(ctx)
+		c.sendSummary(sum)
 		if c.rdv != nil {
 			if err := c.rdv.Close(); err != nil && c.closeErr == nil {
 				c.closeErr = err

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pmrun/pmrun/internal/insight"
 	"github.com/pmrun/pmrun/internal/units"
 )
 
@@ -102,6 +103,14 @@ type Config struct {
 	// CloseTimeout bounds the world communicator's Close: how long it waits
 	// for every peer to close too (or be gone). PMRUN_CLOSE_TIMEOUT sets it.
 	CloseTimeout time.Duration
+	// Trace records a timeline of the rank's calls (sends, receives, waits,
+	// collectives), which the world sends to the launcher when it closes
+	// (pmrun --trace). PMRUN_TRACE=on sets it.
+	Trace bool
+	// Report counts the rank's time in communication, its messages and bytes
+	// by peer and its slowest collective calls, sent to the launcher when the
+	// world closes (pmrun --report). PMRUN_REPORT=on sets it.
+	Report bool
 	// Debug logs transport details (which pairs use shared memory, and why not).
 	Debug bool
 	// Logf receives diagnostics (refused connections, lost peers). Nil discards them.
@@ -256,7 +265,8 @@ func ConfigFromEnv() (*Config, error) {
 	for _, v := range []struct {
 		name string
 		dst  *bool
-	}{{"PMRUN_SPIN_YIELD", &c.SpinYield}, {"PMRUN_LOCKED_CALLERS", &c.LockedCallers}, {"PMRUN_SHM", &c.SharedMemory}, {"PMRUN_SHM_DIRECT", &c.ShmDirect}} {
+	}{{"PMRUN_SPIN_YIELD", &c.SpinYield}, {"PMRUN_LOCKED_CALLERS", &c.LockedCallers}, {"PMRUN_SHM", &c.SharedMemory}, {"PMRUN_SHM_DIRECT", &c.ShmDirect},
+		{insight.EnvTrace, &c.Trace}, {insight.EnvReport, &c.Report}} {
 		if s := os.Getenv(v.name); s != "" {
 			on, err := parseOnOff(s)
 			if err != nil {

@@ -58,6 +58,8 @@ type engine struct {
 	anyDemand atomic.Int32   // pending receives from AnySource
 	forced    atomic.Int32   // probes and closes under way: every link is read
 
+	diag diagnostics // what the rank is blocked in; its trace and counters (insight.go)
+
 	closeHook     func() error                     // transport teardown, run once by close
 	launcherAbort func(code int, msg string) error // asks the launcher to end the job
 	// reportLoss tells the launcher that a peer was lost, before the

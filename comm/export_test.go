@@ -1,5 +1,7 @@
 package comm
 
+import "github.com/pmrun/pmrun/internal/insight"
+
 // HeldBytes is how many bytes of world rank w's eager messages c's engine
 // holds unexpected; HeldLimit is the flow-control bound.
 func HeldBytes(c *Comm, w int) int64 { return c.e.held[w].Load() }
@@ -15,3 +17,10 @@ func Queues(c *Comm) int {
 	defer c.e.mu.Unlock()
 	return len(c.e.queues)
 }
+
+// State is what c's rank is blocked in now.
+func State(c *Comm) insight.State { return c.e.state() }
+
+// Summary is what c's rank would send its launcher now (Config.Trace or
+// Config.Report must be set).
+func Summary(c *Comm) insight.Summary { return c.e.diag.ins.summary() }

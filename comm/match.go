@@ -298,9 +298,12 @@ func (e *engine) probe(ctx context.Context, c *Comm, src, tag int, wait bool) (b
 		if !wait {
 			return false, Status{}, nil
 		}
+		id := e.diag.block("probe", c.commRank(src), tag, c)
 		select {
 		case <-arrived:
+			e.diag.unblock(id)
 		case <-ctx.Done():
+			e.diag.unblock(id)
 			return false, Status{}, ctx.Err()
 		}
 	}

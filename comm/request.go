@@ -55,6 +55,7 @@ type Request struct {
 	dropped bool     // cancelled while its data was arriving; guarded by engine.mu
 	state   reqState // guarded by engine.mu
 	peer    int      // the rank the caller named, for errors
+	t0      int64    // when it was posted, on the insight clock (tracing or reporting only)
 
 	// Send side.
 	sync    bool // synchronous: complete only once a receive has matched
@@ -125,6 +126,8 @@ func (r *Request) complete(st Status, err error) bool {
 	}
 	if err != nil && r.kind != kindAsync {
 		err = r.rankError(err)
+	} else if ins := r.c.e.diag.ins; ins != nil && r.kind == kindRecv && err == nil {
+		ins.received(r, st)
 	}
 	r.st, r.err = st, err
 	close(r.done)
@@ -155,12 +158,27 @@ func rankError(op string, rank, tag int, err error) error {
 // Wait blocks until r completes and returns its status. The context given to the
 // call that created r bounds the wait; when it is cancelled the request is
 // cancelled and Wait returns an error wrapping ctx.Err().
-func (r *Request) Wait() (Status, error) {
+func (r *Request) Wait() (Status, error) { return r.waitAs("wait") }
+
+// waitAs is Wait, traced as a span named op when the rank traces.
+func (r *Request) waitAs(op string) (Status, error) {
 	if r == nil {
 		return Status{}, nil
 	}
+	if ins := r.c.e.diag.ins; ins != nil {
+		return ins.wait(r, op)
+	}
+	return r.wait()
+}
+
+// wait is Wait for a non-nil request, untraced: a call that has to park
+// records itself (see diagnostics.park).
+func (r *Request) wait() (Status, error) {
 	if !r.fin.Load() {
 		r.c.e.progress(r)
+		if !r.fin.Load() {
+			r.c.e.diag.park(r)
+		}
 	}
 	<-r.done
 	return r.st, r.err
@@ -235,7 +253,10 @@ func WaitAny(reqs ...*Request) (int, Status, error) {
 	if len(cases) == 0 {
 		return -1, Status{}, nil
 	}
+	first := reqs[idx[0]]
+	id := first.c.e.diag.block("waitany", first.peer, first.tag, first.c)
 	chosen, _, _ := reflect.Select(cases)
+	first.c.e.diag.unblock(id)
 	r := reqs[idx[chosen]]
 	return idx[chosen], r.st, r.err
 }

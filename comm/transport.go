@@ -181,6 +181,9 @@ func newWorldComm(e *engine) *Comm {
 	}
 	c := newComm(e, worldCtx, group)
 	c.world = true
+	if e.cfg.Trace || e.cfg.Report {
+		e.diag.ins = newInsight(e)
+	}
 	return c
 }
 

@@ -176,6 +176,7 @@ func newTCPWorld(ctx context.Context, cfg *Config, job string, rank, size int, s
 	e.reportLoss = rdv.ReportLoss
 	c := newWorldComm(e)
 	c.rdv = rdv
+	rdv.OnQuery(func() any { return e.state() })
 	return c, nil
 }
 

@@ -83,6 +83,7 @@ func RunCluster(ctx context.Context, spec ClusterSpec, stdout, stderr io.Writer)
 		t.send(event{Ev: "start"})
 	}
 	res, sv := j.supervise(ctx, events)
+	res.Summaries = j.srv.Summaries()
 	j.drainOutputs()
 	stopStdin()
 	sv.report()
@@ -313,7 +314,7 @@ func (j *clusterJob) supervise(ctx context.Context, events <-chan nodeEvent) (Re
 			}
 		}
 	}
-	sv := &supervisor{logf: j.logf, kill: killAll, losses: j.srv.Losses}
+	sv := &supervisor{logf: j.logf, kill: killAll, losses: j.srv.Losses, query: j.srv.Query}
 	res := supervise(ctx, sv, j.spec.JobSpec, j.srv.Aborts(), len(j.ts), events, func(ne nodeEvent) bool {
 		t := ne.t
 		switch {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -54,7 +55,13 @@ type JobSpec struct {
 	ShowMap bool
 	// Signals are forwarded to every rank; the job then ends with 128+signal
 	// unless the ranks exit 0. A second signal kills the ranks at once.
+	// SIGQUIT is not forwarded: the launcher prints what every rank is
+	// blocked in, and the job goes on.
 	Signals <-chan os.Signal
+	// StallWarn, when positive, prints what every rank is blocked in once a
+	// rank has been blocked in one operation for that long (again for each
+	// later such operation). The job goes on.
+	StallWarn time.Duration
 	// Logf receives the launcher's diagnostics (refused connections); nil
 	// writes them to the stderr given to RunLocal.
 	Logf func(format string, args ...any)
@@ -65,6 +72,10 @@ type Result struct {
 	ExitCode int    // 0, the first failing rank's status, or an Exit* code
 	Reason   string // why the job was aborted ("" if it was not)
 	Rank     int    // the rank that failed first, or -1
+	// Summaries are what the ranks sent when they closed their world, by
+	// rank (nil: none), when they were told to trace or report (package
+	// internal/insight).
+	Summaries []json.RawMessage
 }
 
 // exitEvent reports a rank's end.
@@ -155,7 +166,7 @@ func RunLocal(ctx context.Context, spec JobSpec, stdout, stderr io.Writer) (Resu
 		}
 	}
 
-	sv := &supervisor{logf: logf, kill: sp.kill, losses: srv.Losses}
+	sv := &supervisor{logf: logf, kill: sp.kill, losses: srv.Losses, query: srv.Query}
 	res := supervise(ctx, sv, spec, srv.Aborts(), spec.NP, exits, func(ev exitEvent) bool {
 		if code, how := ev.status(); code != 0 {
 			sv.abort(code, ev.rank, fmt.Sprintf("rank %d (pid %d) %s; aborting job", ev.rank, ev.pid, how))
@@ -169,6 +180,7 @@ func RunLocal(ctx context.Context, spec JobSpec, stdout, stderr io.Writer) (Resu
 	// gets a moment, then the launcher stops reading them.
 	outputs.drain(2 * time.Second)
 	sv.report()
+	res.Summaries = srv.Summaries()
 	return res, nil
 }
 

@@ -2,11 +2,14 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/pmrun/pmrun/internal/insight"
 	"github.com/pmrun/pmrun/internal/rendezvous"
 )
 
@@ -23,6 +26,9 @@ type supervisor struct {
 	kill func(syscall.Signal)
 	// losses returns the ranks that rank had reported lost (nil: none known).
 	losses func(rank int) []int
+	// query asks every rank what it is doing (nil: the ranks cannot be
+	// asked); see rendezvous.Server.Query.
+	query func(ctx context.Context) []json.RawMessage
 
 	// consequences are the failures (Abort requests, or exits) of ranks
 	// that had lost others, first come first; while no rank has failed by
@@ -158,11 +164,54 @@ func abortReason(a rendezvous.AbortRequest) string {
 	return msg + "; aborting job"
 }
 
+// stallPoll is how often the ranks are asked what they do for a stall
+// warning after d.
+func stallPoll(d time.Duration) time.Duration {
+	return min(max(d/4, 100*time.Millisecond), 5*time.Second)
+}
+
+// queries runs one question to the ranks at a time (supervisor.query) for
+// the event loop, on a goroutine of its own.
+type queries struct {
+	ctx     context.Context
+	query   func(ctx context.Context) []json.RawMessage
+	wg      sync.WaitGroup
+	busy    bool
+	answers chan []json.RawMessage // one answer at a time
+}
+
+// start asks the ranks, unless a question is out already; it reports
+// whether one is out now.
+func (q *queries) start() bool {
+	if q.query == nil {
+		return false
+	}
+	if !q.busy {
+		q.busy = true
+		q.wg.Add(1)
+		go func() {
+			defer q.wg.Done()
+			q.answers <- q.query(q.ctx)
+		}()
+	}
+	return true
+}
+
+// tell prints what each rank is doing, under a header.
+func (s *supervisor) tell(answers []json.RawMessage, format string, args ...any) {
+	s.logf("pmrun: "+format, args...)
+	for _, l := range insight.StateLines(answers) {
+		s.logf("pmrun:   %s", l)
+	}
+}
+
 // supervise runs the job's event loop until left units (ranks, or nodes) have
 // finished: handle deals with the job's own events and reports whether one
 // unit finished; Abort requests, the timeout, signals (a second one kills),
 // cancellation and the kill grace period are handled here. Ranks that all
-// exited 0 after a signal leave the job successful.
+// exited 0 after a signal leave the job successful. SIGQUIT, the timeout and
+// a stall (spec.StallWarn) make it print what every rank is blocked in; after
+// the timeout's, the job is aborted.
 func supervise[E any](ctx context.Context, s *supervisor, spec JobSpec, aborts <-chan rendezvous.AbortRequest,
 	left int, events <-chan E, handle func(E) bool) Result {
 	s.res = Result{Rank: -1}
@@ -172,6 +221,22 @@ func supervise[E any](ctx context.Context, s *supervisor, spec JobSpec, aborts <
 		defer t.Stop()
 		timeout = t.C
 	}
+	qctx, qcancel := context.WithCancel(ctx)
+	q := &queries{ctx: qctx, query: s.query, answers: make(chan []json.RawMessage, 1)}
+	defer q.wg.Wait()
+	defer qcancel()
+	var stallTick <-chan time.Time
+	if spec.StallWarn > 0 && s.query != nil {
+		t := time.NewTicker(stallPoll(spec.StallWarn))
+		defer t.Stop()
+		stallTick = t.C
+	}
+	var (
+		timedOut bool   // the timeout expired: abort once the ranks have answered
+		quitAsk  bool   // a SIGQUIT asked
+		warned   string // the wait last warned of as a stall
+	)
+	timeoutReason := fmt.Sprintf("job timed out after %v; aborting", spec.Timeout)
 	var grace <-chan time.Time
 	signalled := 0
 	for left > 0 {
@@ -195,8 +260,31 @@ func supervise[E any](ctx context.Context, s *supervisor, spec JobSpec, aborts <
 		case <-s.blameAt:
 			s.blame()
 		case <-timeout:
-			s.abort(ExitTimeout, -1, fmt.Sprintf("job timed out after %v; aborting", spec.Timeout))
+			if s.res.Reason == "" && q.start() {
+				timedOut = true
+				continue
+			}
+			s.abort(ExitTimeout, -1, timeoutReason)
+		case <-stallTick:
+			q.start()
+		case answers := <-q.answers:
+			q.busy = false
+			switch longest, key := insight.Longest(answers); {
+			case timedOut:
+				s.tell(answers, "job timed out after %v; what each rank was doing:", spec.Timeout)
+				s.abort(ExitTimeout, -1, timeoutReason)
+			case quitAsk:
+				s.tell(answers, "SIGQUIT: what each rank is doing (the job goes on):")
+			case spec.StallWarn > 0 && longest >= spec.StallWarn && key != warned:
+				warned = key
+				s.tell(answers, "no progress for %v (--stall-warn %v); what each rank is doing:", longest.Round(time.Millisecond), spec.StallWarn)
+			}
+			quitAsk = false
 		case sig := <-spec.Signals:
+			if sig == syscall.SIGQUIT && s.res.Reason == "" && q.start() {
+				quitAsk = true
+				continue
+			}
 			signalled++
 			if signalled > 1 {
 				s.kill(syscall.SIGKILL)

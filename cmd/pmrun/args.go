@@ -98,6 +98,9 @@ type options struct {
 	tagOutput bool
 	compress  bool
 	timeout   seconds
+	trace     string  // --trace FILE: the Chrome trace-event file to write
+	report    bool    // --report: print the per-rank summary at exit
+	stallWarn seconds // --stall-warn: print what the ranks are blocked in after this long
 	version   bool
 	verbose   bool
 	wdir      string
@@ -162,6 +165,9 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.BoolVar(&o.tagOutput, "tag-output", false, "")
 	fs.BoolVar(&o.compress, "compress", false, "")
 	fs.Var(&o.timeout, "timeout", "")
+	fs.StringVar(&o.trace, "trace", "", "")
+	fs.BoolVar(&o.report, "report", false, "")
+	fs.Var(&o.stallWarn, "stall-warn", "")
 	fs.BoolVar(&o.version, "version", false, "")
 	fs.BoolVar(&o.version, "V", false, "")
 	fs.BoolVar(&o.verbose, "verbose", false, "")
@@ -327,6 +333,10 @@ func (o *options) check(rest []string, set map[string]bool) error {
 		return usageErrorf("-np %d: the number of ranks must be at least 1", o.np)
 	case o.timeout < 0:
 		return usageErrorf("--timeout %v must not be negative", time.Duration(o.timeout))
+	case o.stallWarn < 0:
+		return usageErrorf("--stall-warn %v must not be negative", time.Duration(o.stallWarn))
+	case set["trace"] && o.trace == "":
+		return usageErrorf("--trace needs a file name")
 	case len(rest) == 0:
 		return usageErrorf("no program to run")
 	case modes > 1:

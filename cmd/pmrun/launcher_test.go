@@ -64,7 +64,7 @@ func alive(pid int) bool {
 }
 
 // TestLauncherGoneEndsRanks: however the launcher ends (the terminal closing,
-// SIGQUIT, SIGKILL, its stdout pipe closing as with "pmrun ... | head -1"),
+// SIGKILL, its stdout pipe closing as with "pmrun ... | head -1"),
 // ranks blocked in a receive from each other end too, promptly, and leave
 // nothing of their job in /dev/shm.
 func TestLauncherGoneEndsRanks(t *testing.T) {
@@ -75,7 +75,6 @@ func TestLauncherGoneEndsRanks(t *testing.T) {
 		plain bool           // ranks that do not use comm (only the kernel can end them)
 	}{
 		{"SIGHUP", syscall.SIGHUP, 128 + int(syscall.SIGHUP), false},
-		{"SIGQUIT", syscall.SIGQUIT, 128 + int(syscall.SIGQUIT), false},
 		{"SIGKILL", syscall.SIGKILL, -1, false},
 		{"SIGKILL plain ranks", syscall.SIGKILL, -1, true},
 		{"head -1", 0, 128 + int(syscall.SIGPIPE), false},

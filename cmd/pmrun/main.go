@@ -17,11 +17,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/pmrun/pmrun/internal/insight"
 	"github.com/pmrun/pmrun/internal/version"
 	"github.com/pmrun/pmrun/node"
 )
@@ -63,7 +65,21 @@ options:
                       the launcher's own value of VAR
   --tag-output        prefix every output line with [rank]
   --timeout T         abort the job after T seconds or T (a duration such as
-                      30s or 5m); status 124
+                      30s or 5m); status 124. Before the ranks are killed,
+                      pmrun prints what each one is blocked in (operation,
+                      peer, tag, communicator, for how long)
+  --stall-warn T      once a rank has been blocked in one operation for T,
+                      print what each rank is blocked in; the job goes on.
+                      SIGQUIT (Ctrl-\) to pmrun prints the same at any time
+  --trace FILE        write a timeline of every rank's sends, receives, waits
+                      and collectives (with algorithm and bytes) to FILE, a
+                      Chrome trace-event JSON file: open it in Perfetto
+                      (ui.perfetto.dev) or chrome://tracing
+  --report            at exit, print a table per rank to stderr: time in
+                      communication against computation, messages and bytes
+                      sent and received over shared memory and TCP, the
+                      slowest collective calls, and the straggler (the rank
+                      the others' receives waited for most)
   --wdir DIR          run the ranks in DIR (also -wdir, --wd)
   --compress          compress large compressible messages (s2); off by
                       default: on loopback and fast LANs it costs more
@@ -143,6 +159,20 @@ func (o *options) prepare(stderr io.Writer) error {
 	if o.tagOutput {
 		o.env = append(o.env, "PMRUN_TAG_OUTPUT=1") // a Python rank then tags nothing itself
 	}
+	if o.trace != "" {
+		f, err := os.Create(o.trace) // now: a bad path fails before the job runs
+		if err != nil {
+			return fmt.Errorf("--trace: %w", err)
+		}
+		f.Close()
+		if o.trace, err = filepath.Abs(o.trace); err != nil { // --wdir moves the launcher
+			return fmt.Errorf("--trace: %w", err)
+		}
+		o.env = append(o.env, insight.EnvTrace+"=1")
+	}
+	if o.report {
+		o.env = append(o.env, insight.EnvReport+"=1")
+	}
 	if v, ok := os.LookupEnv("GOMAXPROCS"); ok && o.remote() && !slices.ContainsFunc(o.env, isVar("GOMAXPROCS")) {
 		o.env = append(o.env, "GOMAXPROCS="+v) // the user's, on the nodes too
 	}
@@ -207,6 +237,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		Env:       o.env,
 		TagOutput: o.tagOutput,
 		Timeout:   time.Duration(o.timeout),
+		StallWarn: time.Duration(o.stallWarn),
 		Stdin:     stdin,
 		Signals:   sigs,
 		Threads:   o.threads,
@@ -227,6 +258,11 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	}
 	if res.ExitCode == node.ExitLaunch && !o.remote() { // a cluster's launcher has said it
 		fmt.Fprintf(stderr, "pmrun: %s\n", res.Reason)
+	}
+	if o.trace != "" || o.report {
+		if err := o.finishInsight(res, stderr); err != nil && res.ExitCode == 0 {
+			return 1
+		}
 	}
 	return res.ExitCode
 }

@@ -25,7 +25,7 @@ func TestMain(m *testing.M) {
 	}
 	bin.dir = dir
 	bin.pmrun = os.Getenv("PMRUN_BIN")
-	builds := [][]string{{"-o", dir + "/", "./testdata/chatty", "./testdata/behave", "./testdata/standin"}}
+	builds := [][]string{{"-o", dir + "/", "./testdata/chatty", "./testdata/behave", "./testdata/standin", "./testdata/insight"}}
 	if bin.pmrun == "" {
 		bin.pmrun = filepath.Join(dir, "pmrun")
 		builds = append(builds, []string{"-ldflags", "-X github.com/pmrun/pmrun/internal/version.Version=" + wantVersion(), "-o", bin.pmrun, "."})
@@ -118,6 +118,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--mca", "btl"}, 2, "option --mca needs two values"},
 		{[]string{"-x", "=1", "true"}, 2, "bad variable"},
 		{[]string{"--timeout", "soon", "true"}, 2, `invalid value "soon" for --timeout`},
+		{[]string{"--stall-warn", "-1", "true"}, 2, "--stall-warn -1s must not be negative"},
+		{[]string{"--trace=", "true"}, 2, "--trace needs a file name"},
 		{[]string{"--wdir", "/no/such/dir", "true"}, 2, "--wdir"},
 		{[]string{"-N", "2", "-np", "3", "true"}, 2, "-N 2 with -np 3"},
 	} {

@@ -9,10 +9,11 @@ import (
 	"syscall"
 )
 
-// jobSignals are the signals pmrun passes on to every rank of a job: Ctrl-C,
-// kill, the terminal closing, Ctrl-\. Those that pmrun was started with
-// ignored (nohup ignores SIGHUP, a background job of a script SIGINT) stay
-// ignored, here and in the ranks.
+// jobSignals are the signals a job handles: Ctrl-C, kill and the terminal
+// closing, which pmrun passes on to every rank, and Ctrl-\ (SIGQUIT), on
+// which it prints what every rank is blocked in (see node.JobSpec.Signals).
+// Those that pmrun was started with ignored (nohup ignores SIGHUP, a
+// background job of a script SIGINT) stay ignored, here and in the ranks.
 var jobSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT}
 
 // notifyJobSignals relays jobSignals to sigs.

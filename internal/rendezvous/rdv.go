@@ -46,9 +46,10 @@ type AbortRequest struct {
 	Lost []int
 }
 
-// request is the first message on every stream a rank opens.
+// request is the first message on every stream a rank opens, and on the
+// streams the launcher opens to ask a rank for its state ("state").
 type request struct {
-	Op   string   `json:"op"` // "register", "abort" or "lost"
+	Op   string   `json:"op"` // "register", "abort", "lost", "summary" or "state"
 	Peer PeerInfo `json:"peer"`
 	Code int      `json:"code,omitempty"`
 	Msg  string   `json:"msg,omitempty"`
@@ -77,6 +78,10 @@ type Server struct {
 
 	ready  chan struct{}
 	aborts chan AbortRequest
+
+	imu       sync.Mutex       // guards sessions, summaries
+	sessions  []*yamux.Session // by rank: its control session, once registered
+	summaries []json.RawMessage
 }
 
 // Listen starts a rendezvous service for a job of size ranks on addr.
@@ -94,7 +99,7 @@ func Listen(addr string, secret []byte, size int, logf func(format string, args 
 		Refused: func(remote net.Addr, err error) {
 			logf("pmrun: refused control connection from %s: %v", remote, err)
 		},
-		Handle: func(_ *yamux.Session, id uint32, st net.Conn) { s.serveStream(st, int(id)) },
+		Handle: func(ses *yamux.Session, id uint32, st net.Conn) { s.serveStream(ses, st, int(id)) },
 	})
 	if err != nil {
 		ln.Close()
@@ -112,7 +117,8 @@ func newServer(size int, logf func(format string, args ...any)) *Server {
 	s := &Server{
 		size: size, logf: logf,
 		table: make([]PeerInfo, size), ready: make(chan struct{}),
-		aborts: make(chan AbortRequest, size),
+		aborts:   make(chan AbortRequest, size),
+		sessions: make([]*yamux.Session, size), summaries: make([]json.RawMessage, size),
 	}
 	for i := range s.table {
 		s.table[i].Rank = -1
@@ -139,11 +145,14 @@ func (s *Server) Close() error { return s.srv.Close() }
 const (
 	MaxRequest = 64 << 10
 	MaxReply   = 256 << 20
+	// MaxSummary bounds a rank's summary (its timeline, with --trace).
+	MaxSummary = 1 << 30
 )
 
-func (s *Server) serveStream(st net.Conn, id int) {
+func (s *Server) serveStream(ses *yamux.Session, st net.Conn, id int) {
 	var req request
-	if err := json.NewDecoder(io.LimitReader(st, MaxRequest)).Decode(&req); err != nil {
+	dec := json.NewDecoder(io.LimitReader(st, MaxRequest))
+	if err := dec.Decode(&req); err != nil {
 		if err != io.EOF { // a stream closed before any request (a rank ending) is no news
 			s.logf("pmrun: rendezvous: rank %d sent a bad request (%v); its stream is closed", id, err)
 		}
@@ -157,7 +166,23 @@ func (s *Server) serveStream(st net.Conn, id int) {
 			s.logf("pmrun: %v", err)
 			enc.Encode(reply{Err: err.Error()})
 			st.Close()
+			return
 		}
+		s.imu.Lock()
+		s.sessions[id] = ses
+		s.imu.Unlock()
+	case "summary":
+		var sum json.RawMessage
+		err := json.NewDecoder(io.MultiReader(dec.Buffered(), io.LimitReader(st, MaxSummary))).Decode(&sum)
+		if err == nil && id >= 0 && id < s.size {
+			s.imu.Lock()
+			s.summaries[id] = sum
+			s.imu.Unlock()
+			enc.Encode(reply{})
+		} else {
+			enc.Encode(reply{Err: fmt.Sprintf("summary of rank %d refused: %v", id, err)})
+		}
+		st.Close()
 	case "lost":
 		if err := s.recordLoss(id, req.Lost); err != nil {
 			s.logf("pmrun: %v", err)
@@ -177,6 +202,66 @@ func (s *Server) serveStream(st net.Conn, id int) {
 		enc.Encode(reply{Err: fmt.Sprintf("unknown request %q", req.Op)})
 		st.Close()
 	}
+}
+
+// Summaries returns what each rank sent with Client.Summary (nil for the
+// ranks that sent nothing), indexed by rank.
+func (s *Server) Summaries() []json.RawMessage {
+	s.imu.Lock()
+	defer s.imu.Unlock()
+	return slices.Clone(s.summaries)
+}
+
+// QueryPatience bounds how long Query waits for the ranks' answers.
+const QueryPatience = 2 * time.Second
+
+// Query asks every registered rank what it is doing (the answer of the
+// function it gave Client.OnQuery) and returns the answers indexed by rank:
+// nil for a rank that is not registered, has no such function, or did not
+// answer within QueryPatience (or before ctx ended). The ranks answer
+// concurrently with their own work.
+func (s *Server) Query(ctx context.Context) []json.RawMessage {
+	ctx, cancel := context.WithTimeout(ctx, QueryPatience)
+	defer cancel()
+	s.imu.Lock()
+	sessions := slices.Clone(s.sessions)
+	s.imu.Unlock()
+	out := make([]json.RawMessage, len(sessions))
+	var wg sync.WaitGroup
+	for r, ses := range sessions {
+		if ses == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[r] = ask(ctx, ses)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// ask asks one rank's session for its state; nil when it does not answer.
+func ask(ctx context.Context, ses *yamux.Session) json.RawMessage {
+	st, err := ses.OpenStream()
+	if err != nil {
+		return nil
+	}
+	defer st.Close()
+	stop := context.AfterFunc(ctx, func() { st.Close() })
+	defer stop()
+	if deadline, ok := ctx.Deadline(); ok {
+		st.SetDeadline(deadline)
+	}
+	if err := json.NewEncoder(st).Encode(request{Op: "state"}); err != nil {
+		return nil
+	}
+	var ans json.RawMessage
+	if err := json.NewDecoder(io.LimitReader(st, MaxReply)).Decode(&ans); err != nil || string(ans) == "null" {
+		return nil
+	}
+	return ans
 }
 
 // recordLoss notes that rank id lost the ranks in lost.
@@ -236,6 +321,9 @@ type Client struct {
 	closing atomic.Bool   // Close was called
 	lost    chan struct{} // closed when the connection ends without Close
 	done    chan struct{} // closed when the connection ends, after lost
+	// query answers the launcher's "state" requests (see OnQuery).
+	query   atomic.Pointer[func() any]
+	serving sync.WaitGroup // the goroutines answering the launcher
 }
 
 // Join connects to the launcher at addr, registers self and blocks until every
@@ -247,6 +335,8 @@ func Join(ctx context.Context, addr string, secret []byte, self PeerInfo, size i
 	}
 	c := &Client{ses: ses, rank: self.Rank, lost: make(chan struct{}), done: make(chan struct{})}
 	go c.watch()
+	c.serving.Add(1)
+	go c.serve()
 	st, err := ses.Open()
 	if err != nil {
 		c.Close()
@@ -329,6 +419,63 @@ func (c *Client) ask(what string, req request, limit time.Duration) error {
 	return nil
 }
 
+// OnQuery makes f answer the launcher's questions about this rank's state
+// (Server.Query); f's result is sent as JSON. f runs on a goroutine of the
+// client's, concurrently with the rank's own work.
+func (c *Client) OnQuery(f func() any) { c.query.Store(&f) }
+
+// Summary sends the launcher this rank's summary (any JSON value), which it
+// keeps for Server.Summaries, and waits, at most limit, for it to be taken.
+func (c *Client) Summary(v any, limit time.Duration) error {
+	st, err := c.ses.Open()
+	if err != nil {
+		return fmt.Errorf("rendezvous: sending the summary: %w", err)
+	}
+	defer st.Close()
+	st.SetDeadline(time.Now().Add(limit))
+	enc := json.NewEncoder(st)
+	if err := enc.Encode(request{Op: "summary", Peer: PeerInfo{Rank: c.rank}}); err != nil {
+		return fmt.Errorf("rendezvous: sending the summary: %w", err)
+	}
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("rendezvous: sending the summary: %w", err)
+	}
+	var rep reply
+	if err := json.NewDecoder(io.LimitReader(st, MaxRequest)).Decode(&rep); err != nil {
+		return fmt.Errorf("rendezvous: sending the summary: %w", err)
+	}
+	if rep.Err != "" {
+		return fmt.Errorf("rendezvous: %s", rep.Err)
+	}
+	return nil
+}
+
+// serve answers the streams the launcher opens, until the session ends.
+func (c *Client) serve() {
+	defer c.serving.Done()
+	for {
+		st, err := c.ses.Accept()
+		if err != nil {
+			return
+		}
+		c.serving.Add(1)
+		go func() {
+			defer c.serving.Done()
+			defer st.Close()
+			st.SetDeadline(time.Now().Add(QueryPatience))
+			var req request
+			if json.NewDecoder(io.LimitReader(st, MaxRequest)).Decode(&req) != nil || req.Op != "state" {
+				return
+			}
+			var ans any
+			if f := c.query.Load(); f != nil {
+				ans = (*f)()
+			}
+			json.NewEncoder(st).Encode(ans)
+		}()
+	}
+}
+
 // watch waits for the connection to end and tells whether Close ended it.
 func (c *Client) watch() {
 	<-c.ses.CloseChan()
@@ -351,5 +498,6 @@ func (c *Client) Close() error {
 	c.closing.Store(true)
 	err := c.ses.Close()
 	<-c.done
+	c.serving.Wait()
 	return err
 }
