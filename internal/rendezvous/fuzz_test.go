@@ -20,12 +20,13 @@ func FuzzServeStream(f *testing.F) {
 	f.Add([]byte(`{"op":"lost","peer":{"rank":1},"lost":[0,2,5,-1]}`), uint8(1), uint8(3))
 	f.Add([]byte(`{"op":"abort","peer":{"rank":1},"code":3,"msg":"x","lost":[0]}`), uint8(1), uint8(2))
 	f.Add([]byte(`{"op":"nope"}`), uint8(0), uint8(1))
+	f.Add([]byte(`{"op":"summary"}{"calls":[1,2]}`), uint8(1), uint8(2))
 	f.Add([]byte(`{"op":"register","peer":{"rank":0,"addr":"`+strings.Repeat("a", 70<<10)+`"}}`), uint8(0), uint8(1))
 	f.Fuzz(func(t *testing.T, in []byte, id, size uint8) {
 		n := int(size%4) + 1
 		s := newServer(n, nil)
 		c := fuzzconn.New(in)
-		s.serveStream(c, int(id%5)) // ids past the job's size too
+		s.serveStream(nil, c, int(id%5)) // ids past the job's size too; no session to ask
 		if out := c.Written(); len(out) > 0 {
 			var rep reply
 			dec := json.NewDecoder(bytes.NewReader(out))
