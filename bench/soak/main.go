@@ -38,7 +38,7 @@ const (
 	tagRing  = 11
 	tagShift = 12
 	tagFlood = 13
-	statsLen = 8 // int64s per rank in the gathered summary
+	statsLen = 12 // int64s per rank in the gathered summary
 )
 
 type sample struct {
@@ -92,6 +92,7 @@ func main() {
 	}
 	samples = append(samples, take(time.Since(start)))
 	grew := growth(samples, *warmup)
+	early, late := quarters(samples, *warmup)
 
 	var floodRSS, floodLost int64
 	if *flood > 0 {
@@ -99,7 +100,8 @@ func main() {
 	}
 
 	last := samples[len(samples)-1]
-	mine := []int64{int64(iters), last.rssKB, last.goroutines, last.fds, boolInt(grew != ""), floodRSS, floodLost, int64(len(samples))}
+	mine := []int64{int64(iters), last.rssKB, last.goroutines, last.fds, boolInt(grew != ""), floodRSS, floodLost, int64(len(samples)),
+		early.rssKB, late.rssKB, early.goroutines + early.fds<<16, late.goroutines + late.fds<<16}
 	all := make([]int64, statsLen*c.Size())
 	check(collective.Gather(ctx, c, 0, mine, all))
 	why := strings.ReplaceAll(grew, "\n", " ")
@@ -110,7 +112,7 @@ func main() {
 	}
 	bad := false
 	fmt.Printf("soak: %d ranks, %v of mixed traffic, samples every %v, compared after %v\n", c.Size(), *duration, *every, *warmup)
-	fmt.Printf("%-5s %9s %9s %11s %5s  %s\n", "rank", "iters", "rss MiB", "goroutines", "fds", "after warm-up")
+	fmt.Printf("%-5s %9s %9s %11s %5s  %-26s %s\n", "rank", "iters", "rss MiB", "goroutines", "fds", "first -> last quarter", "after warm-up")
 	for r := 0; r < c.Size(); r++ {
 		s := all[r*statsLen:]
 		verdict := "steady"
@@ -118,7 +120,8 @@ func main() {
 			verdict = "GREW: " + string(bytes.TrimRight(whys[r*256:(r+1)*256], "\x00"))
 			bad = true
 		}
-		fmt.Printf("%-5d %9d %9.1f %11d %5d  %s\n", r, s[0], float64(s[1])/1024, s[2], s[3], verdict)
+		q := fmt.Sprintf("%.1f->%.1f MiB %d->%d g %d->%d fd", float64(s[8])/1024, float64(s[9])/1024, s[10]&0xffff, s[11]&0xffff, s[10]>>16, s[11]>>16)
+		fmt.Printf("%-5d %9d %9.1f %11d %5d  %-26s %s\n", r, s[0], float64(s[1])/1024, s[2], s[3], q, verdict)
 	}
 	if *flood > 0 {
 		peers := int64(c.Size() - 1)
@@ -285,9 +288,9 @@ func floodRank0(ctx context.Context, c *comm.Comm, d time.Duration, count int) (
 	return peak - before, lost
 }
 
-// growth compares the samples after warm-up: the first quarter's largest
-// against the last quarter's largest. It returns what grew, or "".
-func growth(s []sample, warmup time.Duration) string {
+// quarters returns the peaks of the first and the last quarter of the
+// samples after warm-up (all of them when there are fewer than 4).
+func quarters(s []sample, warmup time.Duration) (first, last sample) {
 	var after []sample
 	for _, x := range s {
 		if x.at >= warmup {
@@ -295,10 +298,20 @@ func growth(s []sample, warmup time.Duration) string {
 		}
 	}
 	if len(after) < 4 {
-		return ""
+		after = s
+		return peakOf(after), peakOf(after)
 	}
 	q := len(after) / 4
-	first, last := peakOf(after[:q]), peakOf(after[len(after)-q:])
+	return peakOf(after[:q]), peakOf(after[len(after)-q:])
+}
+
+// growth compares the samples after warm-up: the first quarter's largest
+// against the last quarter's largest. It returns what grew, or "".
+func growth(s []sample, warmup time.Duration) string {
+	if n := len(s); n == 0 || s[n-1].at < warmup || n < 4 {
+		return ""
+	}
+	first, last := quarters(s, warmup)
 	var out []string
 	if d := last.rssKB - first.rssKB; d > 16<<10 && d*4 > first.rssKB {
 		out = append(out, fmt.Sprintf("rss %d -> %d KiB", first.rssKB, last.rssKB))
