@@ -232,9 +232,9 @@ func supervise[E any](ctx context.Context, s *supervisor, spec JobSpec, aborts <
 		stallTick = t.C
 	}
 	var (
-		timedOut bool   // the timeout expired: abort once the ranks have answered
-		quitAsk  bool   // a SIGQUIT asked
-		warned   string // the wait last warned of as a stall
+		timedOut bool                // the timeout expired: abort once the ranks have answered
+		quitAsk  bool                // a SIGQUIT asked
+		warned   = map[string]bool{} // the waits already told of as stalls
 	)
 	timeoutReason := fmt.Sprintf("job timed out after %v; aborting", spec.Timeout)
 	var grace <-chan time.Time
@@ -269,14 +269,19 @@ func supervise[E any](ctx context.Context, s *supervisor, spec JobSpec, aborts <
 			q.start()
 		case answers := <-q.answers:
 			q.busy = false
-			switch longest, key := insight.Longest(answers); {
+			stalled, longest := insight.Stalled(answers, spec.StallWarn)
+			news := false
+			for _, k := range stalled {
+				news = news || !warned[k]
+				warned[k] = true
+			}
+			switch {
 			case timedOut:
 				s.tell(answers, "job timed out after %v; what each rank was doing:", spec.Timeout)
 				s.abort(ExitTimeout, -1, timeoutReason)
 			case quitAsk:
 				s.tell(answers, "SIGQUIT: what each rank is doing (the job goes on):")
-			case spec.StallWarn > 0 && longest >= spec.StallWarn && key != warned:
-				warned = key
+			case spec.StallWarn > 0 && news: // a wait not told of before
 				s.tell(answers, "no progress for %v (--stall-warn %v); what each rank is doing:", longest.Round(time.Millisecond), spec.StallWarn)
 			}
 			quitAsk = false

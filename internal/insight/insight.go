@@ -137,25 +137,22 @@ func StateLines(answers []json.RawMessage) []string {
 	return out
 }
 
-// Longest returns the longest time any rank of answers has been blocked in
-// one operation, and that wait's key ("RANK:ID"), which names it across
-// polls.
-func Longest(answers []json.RawMessage) (time.Duration, string) {
-	var longest time.Duration
-	key := ""
+// Stalled returns the keys ("RANK:ID", which name a wait across polls) of
+// the waits in answers that have lasted at least min, and the longest.
+func Stalled(answers []json.RawMessage, min time.Duration) (keys []string, longest time.Duration) {
 	for r, raw := range answers {
 		var s State
 		if raw == nil || json.Unmarshal(raw, &s) != nil {
 			continue
 		}
 		for _, w := range s.Waits {
-			if d := time.Duration(w.For); d > longest {
-				longest = d
-				key = fmt.Sprintf("%d:%d", r, w.ID)
+			if d := time.Duration(w.For); d >= min {
+				keys = append(keys, fmt.Sprintf("%d:%d", r, w.ID))
+				longest = max(longest, d)
 			}
 		}
 	}
-	return longest, key
+	return keys, longest
 }
 
 func roundDur(ns int64) time.Duration {

@@ -56,8 +56,11 @@ func TestStateLines(t *testing.T) {
 			t.Errorf("line %d: %q, want it to start with %q", i, got[i], want[i])
 		}
 	}
-	if d, key := Longest(answers); d != 2*time.Second || key != "0:4" {
-		t.Errorf("Longest: %v %q, want 2s \"0:4\"", d, key)
+	if keys, d := Stalled(answers, time.Second); d != 2*time.Second || len(keys) != 1 || keys[0] != "0:4" {
+		t.Errorf("Stalled(1s): %q %v, want [\"0:4\"] 2s", keys, d)
+	}
+	if keys, _ := Stalled(answers, 3*time.Second); len(keys) != 0 {
+		t.Errorf("Stalled(3s): %q, want none", keys)
 	}
 }
 
