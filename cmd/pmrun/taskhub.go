@@ -97,7 +97,12 @@ func runTaskHub(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	// The client's Ctrl-C is the client's to handle (a notebook's
 	// interrupted cell keeps its executor): only the end of stdin, or
 	// SIGTERM, stops the hub.
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	// SIGTERM stays handled until the hub has stopped: the end of stdin
+	// cancels the hub's context, not the signal's registration (a SIGTERM
+	// arriving while the hub stops its workers would otherwise kill it).
+	sigCtx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithCancel(sigCtx)
 	defer cancel()
 	signal.Ignore(syscall.SIGINT)
 	go func() { // ends with the process when the hub fails first
