@@ -357,15 +357,15 @@ def _folded(self, sendbuf, recvbuf, op, what, tag, root=None):
     r = "all" if root is None else _rooted(self, root)
     g = _group_comm(st)
     if r == "root":
-        rb, (v,) = _blocks(recvbuf, True, 1, what)
+        _, (v,) = _blocks(recvbuf, True, 1, what)
         _move(st, [], [(0, v)], tag)
         return
     if r == "idle":
         return
-    sb, _ = _blocks(sendbuf, False, 1, what)
-    part = bytearray(sb.used)
-    g.Reduce([sendbuf, sb.count, sb.type] if sb.obj is not None else [None, 0, sb.type],
-             [part, sb.count, sb.type] if g.rank == 0 else None, op, 0)
+    sb, (mine,) = _blocks(sendbuf, False, 1, what)
+    part = bytearray(sb.used) if g.rank == 0 else None
+    g.Reduce([mine, sb.count, sb.type], [part, sb.count, sb.type] if part is not None else None,
+             op, 0)
     if r != "all":  # the remote root's group: the first rank sends the result
         if g.rank == 0:
             _move(st, [(r - st.ro, memoryview(part))], [], tag)

@@ -91,7 +91,7 @@ class Inter(unittest.TestCase):
         inter.Allreduce(s, red, MPI.SUM)
         self.assertEqual(red.tolist(), [sum(self.others), nr])
         red = array.array("l", [0, 0])
-        inter.Reduce(s, red, MPI.MAX, root)
+        inter.Reduce([s, MPI.LONG], [red, MPI.LONG], MPI.MAX, root)  # specs with a datatype
         if rootside and me == 0:
             self.assertEqual(red.tolist(), [max(self.others), 1])
         with self.assertRaises(MPI.Exception) as cm:
