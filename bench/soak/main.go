@@ -298,8 +298,8 @@ func quarters(s []sample, warmup time.Duration) (first, last sample) {
 		}
 	}
 	if len(after) < 4 {
-		after = s
-		return peakOf(after), peakOf(after)
+		p := peakOf(s)
+		return p, p
 	}
 	q := len(after) / 4
 	return peakOf(after[:q]), peakOf(after[len(after)-q:])
@@ -308,9 +308,6 @@ func quarters(s []sample, warmup time.Duration) (first, last sample) {
 // growth compares the samples after warm-up: the first quarter's largest
 // against the last quarter's largest. It returns what grew, or "".
 func growth(s []sample, warmup time.Duration) string {
-	if n := len(s); n == 0 || s[n-1].at < warmup || n < 4 {
-		return ""
-	}
 	first, last := quarters(s, warmup)
 	var out []string
 	if d := last.rssKB - first.rssKB; d > 16<<10 && d*4 > first.rssKB {
