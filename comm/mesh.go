@@ -1,6 +1,7 @@
 package comm
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pmrun/pmrun/internal/tlsx"
 	"github.com/pmrun/pmrun/internal/wire"
 )
 
@@ -29,8 +31,9 @@ type mesh struct {
 	e      *engine
 	ln     net.Listener
 	secret []byte
-	addrs  []string // world rank -> address it accepts peers on
-	ring   int      // size of each shared memory ring this rank creates
+	tls    *tlsx.Config // mutual TLS for ranks of other nodes (nil: off)
+	addrs  []string     // world rank -> address it accepts peers on
+	ring   int          // size of each shared memory ring this rank creates
 
 	mu        sync.Mutex // guards conns, links, dialing, accepting, changed
 	conns     []net.Conn
@@ -67,9 +70,9 @@ const (
 	maxDialBackoff = 500 * time.Millisecond
 )
 
-func startMesh(e *engine, ln net.Listener, secret []byte, addrs []string) *mesh {
+func startMesh(e *engine, ln net.Listener, secret []byte, tc *tlsx.Config, addrs []string) *mesh {
 	m := &mesh{
-		e: e, ln: ln, secret: secret, addrs: addrs,
+		e: e, ln: ln, secret: secret, tls: tc, addrs: addrs,
 		ring:      shmRingSize(e.cfg.ShmRing, e.localSize()),
 		dialing:   make([]bool, e.size),
 		accepting: make([]bool, e.size),
@@ -199,7 +202,7 @@ func (m *mesh) dial(w int, deadline time.Time) (link, error) {
 }
 
 // dialOnce makes one attempt at connecting to world rank w.
-func (m *mesh) dialOnce(w int, deadline time.Time) (link, error) {
+func (m *mesh) dialOnce(w int, deadline time.Time) (_ link, err error) {
 	d := net.Dialer{Deadline: deadline}
 	conn, err := d.Dial("tcp", m.addrs[w])
 	if errors.Is(err, syscall.ECONNREFUSED) {
@@ -211,6 +214,17 @@ func (m *mesh) dialOnce(w int, deadline time.Time) (link, error) {
 	if !m.track(conn) {
 		conn.Close()
 		return nil, ErrClosed
+	}
+	if m.tls != nil && !m.e.sameNode(w) {
+		raw := conn
+		if conn, err = m.tls.Client(raw); err != nil {
+			return nil, err
+		}
+		defer func() { // conn's failures close the socket, which track holds
+			if err != nil {
+				raw.Close()
+			}
+		}()
 	}
 	if err := wire.DialHandshake(conn, m.secret, wire.RolePeer, uint32(m.e.rank)); err != nil {
 		conn.Close()
@@ -284,14 +298,23 @@ func (m *mesh) accept(conn net.Conn) {
 		conn.Close()
 		return
 	}
-	role, id, err := wire.AcceptHandshake(conn, m.secret)
+	raw := conn
+	conn, err := m.acceptTLS(raw)
+	var role wire.Role
+	var id uint32
+	if err == nil {
+		role, id, err = wire.AcceptHandshake(conn, m.secret)
+	}
 	w := int(id)
 	if err == nil && (role != wire.RolePeer || w == m.e.rank || w < 0 || w >= m.e.size) {
 		err = fmt.Errorf("%w: role %d id %d is not a peer of rank %d", wire.ErrHandshake, role, id, m.e.rank)
 	}
+	if err == nil && m.tls != nil && conn == raw && !m.e.sameNode(w) {
+		err = fmt.Errorf("%w: rank %d is on another node (%s) and did not use TLS", wire.ErrHandshake, w, m.e.nodes[w])
+	}
 	if err != nil {
-		m.e.cfg.logf("comm: rank %d: refused connection from %s: %v", m.e.rank, conn.RemoteAddr(), err)
-		conn.Close()
+		m.e.cfg.logf("comm: rank %d: refused connection from %s: %v", m.e.rank, raw.RemoteAddr(), err)
+		raw.Close()
 		return
 	}
 	conn.SetDeadline(time.Now().Add(wire.HandshakeTimeout))
@@ -389,6 +412,7 @@ type connLink interface {
 var (
 	_ connLink = (*tcpLink)(nil)
 	_ connLink = (*shmLink)(nil)
+	_ connLink = (*tlsLink)(nil)
 )
 
 // newConnLink makes the link to peer over conn: through the rings of shm
@@ -396,6 +420,9 @@ var (
 func newConnLink(e *engine, peer int, conn net.Conn, shm *shmPair) (connLink, error) {
 	if shm != nil {
 		return newShmLink(e, peer, conn, shm)
+	}
+	if tc, ok := conn.(*tls.Conn); ok {
+		return newTLSLink(e, peer, tc)
 	}
 	return newTCPLink(e, peer, conn)
 }
@@ -447,4 +474,18 @@ func (m *mesh) close() error {
 		l.release()
 	}
 	return err
+}
+
+// acceptTLS runs TLS on an incoming connection whose first byte opens a TLS
+// handshake (a rank of another node), when this rank has TLS; a rank of
+// this node speaks pmrun's handshake straight away, and accept checks that
+// only ranks of this node do. The byte is peeked, not read.
+func (m *mesh) acceptTLS(conn net.Conn) (net.Conn, error) {
+	if m.tls == nil {
+		return conn, nil
+	}
+	if ok, err := tlsx.Opens(conn); !ok {
+		return conn, err
+	}
+	return m.tls.Server(conn)
 }

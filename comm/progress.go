@@ -81,7 +81,7 @@ func (e *engine) progressAll(rs []*Request) {
 	var liveBuf, pushBuf [8]*Request
 	w := waiter{set: e.conns.Load()}
 	w.live, w.pushes, w.links = e.gather(w.set, rs, liveBuf[:0], pushBuf[:0])
-	if len(w.live) == 0 {
+	if len(w.live) == 0 || slices.ContainsFunc(w.links, isPumped) {
 		return
 	}
 	w.claimPushes()
@@ -263,4 +263,13 @@ func (e *engine) pollSpinPolled() {
 	for _, l := range e.conns.Load().spinPolled {
 		l.tryPoll()
 	}
+}
+
+// isPumped tells a link that only its background reader reads (TLS): a
+// waiter on it parks at once rather than spin, because a spinning goroutine
+// keeps the scheduler from polling the network for the reader (ranks run
+// with few Ps), which delayed every message by the whole spin.
+func isPumped(l link) bool {
+	_, ok := l.(*tlsLink)
+	return ok
 }

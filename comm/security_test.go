@@ -2,13 +2,9 @@ package comm
 
 import (
 	"bytes"
-	"context"
 	"errors"
-	"fmt"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/pmrun/pmrun/internal/wire"
 	"github.com/pmrun/pmrun/internal/wire/wiretest"
@@ -21,21 +17,7 @@ import (
 // refusal is logged, and the ranks still exchange messages afterwards.
 func TestPeerPortRefusesStrangers(t *testing.T) {
 	secret := bytes.Repeat([]byte{0x5a}, 32)
-	var mu sync.Mutex
-	var logged []string
-	cfg := DefaultConfig()
-	cfg.Logf = func(format string, args ...any) {
-		mu.Lock()
-		logged = append(logged, fmt.Sprintf(format, args...))
-		mu.Unlock()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cs, err := newNetWorld(ctx, []string{"a", "b"}, cfg, secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { closeAll(t, cs) })
+	cs, logs := loggedWorld(t, []string{"a", "b"}, secret, nil, DefaultConfig())
 	addr := cs[0].PeerAddr(1)
 	hello := append([]byte("PMRN\x01\x01\x00\x00\x00\x00"), make([]byte, 16)...)
 	for name, got := range map[string]wiretest.Outcome{
@@ -57,9 +39,7 @@ func TestPeerPortRefusesStrangers(t *testing.T) {
 		}
 	}
 	exchangeAll(t, cs)
-	mu.Lock()
-	defer mu.Unlock()
-	if n := strings.Count(strings.Join(logged, "\n"), "refused connection"); n < 5 {
-		t.Errorf("%d refusals logged, want 5 (four attacks and the recorded handshake):\n%s", n, strings.Join(logged, "\n"))
+	if n := strings.Count(logs(), "refused connection"); n < 5 {
+		t.Errorf("%d refusals logged, want 5 (four attacks and the recorded handshake):\n%s", n, logs())
 	}
 }

@@ -52,6 +52,9 @@ type peerConn struct {
 	// rx is the ring frames arrive in (a shmLink's); nil means they arrive
 	// on the socket (a tcpLink's).
 	rx *ring
+	// pumped is a link whose bytes only its background reader reads (a
+	// tlsLink's, which decrypts them): poll parses what it left in rbuf.
+	pumped bool
 
 	broken atomic.Bool // the connection ended: writers waiting for ring space give up
 
@@ -130,13 +133,7 @@ func (l *tcpLink) sendFrame(h *wire.Header, payload []byte) error {
 	case l.wdead:
 		err = ErrClosed
 	case len(payload) <= smallFrame:
-		n := wire.HeaderSize + len(payload)
-		if cap(l.wbuf) < n {
-			l.wbuf = make([]byte, n, max(n, 256))
-		}
-		b := l.wbuf[:n]
-		h.Put(b)
-		copy(b[wire.HeaderSize:], payload)
+		b := l.frame(h, payload)
 		// Try a direct write first (the socket is non-blocking, so it cannot
 		// block); whatever the kernel did not take goes through the netpoller.
 		if w, werr := writeNonblock(l.fd, b); werr == nil {
@@ -177,6 +174,19 @@ func (l *tcpLink) turn() error {
 		err = errPaused
 	}
 	return err
+}
+
+// frame encodes h and copies payload after it into the write buffer, for
+// one write. The caller holds wmu.
+func (c *peerConn) frame(h *wire.Header, payload []byte) []byte {
+	n := wire.HeaderSize + len(payload)
+	if cap(c.wbuf) < n {
+		c.wbuf = make([]byte, n, max(n, 256))
+	}
+	b := c.wbuf[:n]
+	h.Put(b)
+	copy(b[wire.HeaderSize:], payload)
+	return b
 }
 
 // connection returns c itself, for the engine's table of connections.
@@ -301,8 +311,8 @@ func (c *peerConn) poll() error {
 		}
 		var p []byte
 		f := &c.fr
-		if c.held {
-			return nil // parse stopped before a frame of a throttled peer
+		if c.held || c.pumped {
+			return nil // parse stopped before a frame of a throttled peer, or only the reader reads
 		}
 		// A large payload is read straight into its buffer; small ones go through
 		// rbuf, so that one read takes several frames.

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/pmrun/pmrun/internal/rendezvous"
+	"github.com/pmrun/pmrun/internal/tlsx"
 	"github.com/pmrun/pmrun/internal/wire"
 )
 
@@ -62,6 +63,7 @@ type link interface {
 var (
 	_ link = (*loopLink)(nil)
 	_ link = (*tcpLink)(nil)
+	_ link = (*tlsLink)(nil)
 	_ link = (*shmLink)(nil)
 )
 
@@ -198,17 +200,18 @@ var netWorlds atomic.Int64
 func NewNetWorld(ctx context.Context, nodes []string, cfg *Config) ([]*Comm, error) {
 	secret := make([]byte, 32)
 	rand.Read(secret)
-	return newNetWorld(ctx, nodes, cfg, secret)
+	return newNetWorld(ctx, nodes, cfg, secret, nil)
 }
 
-// newNetWorld is NewNetWorld with the job secret given.
-func newNetWorld(ctx context.Context, nodes []string, cfg *Config, secret []byte) ([]*Comm, error) {
+// newNetWorld is NewNetWorld with the job secret given, and with mutual TLS
+// when tc is not nil.
+func newNetWorld(ctx context.Context, nodes []string, cfg *Config, secret []byte, tc *tlsx.Config) ([]*Comm, error) {
 	n := len(nodes)
 	cfg, err := worldConfig(n, cfg)
 	if err != nil {
 		return nil, err
 	}
-	srv, err := rendezvous.Listen("127.0.0.1:0", secret, n, nil)
+	srv, err := rendezvous.Listen("127.0.0.1:0", secret, tc, n, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +221,7 @@ func newNetWorld(ctx context.Context, nodes []string, cfg *Config, secret []byte
 	var wg sync.WaitGroup
 	for r := range n {
 		wg.Go(func() {
-			comms[r], errs[r] = newTCPWorld(ctx, cfg, job, r, n, secret, srv.Addr(), nodes[r], "127.0.0.1")
+			comms[r], errs[r] = newTCPWorld(ctx, cfg, job, r, n, secret, tc, srv.Addr(), nodes[r], "127.0.0.1")
 		})
 	}
 	wg.Wait()

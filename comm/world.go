@@ -16,6 +16,7 @@ import (
 	"github.com/pmrun/pmrun/internal/rankenv"
 	"github.com/pmrun/pmrun/internal/rendezvous"
 	"github.com/pmrun/pmrun/internal/shm"
+	"github.com/pmrun/pmrun/internal/tlsx"
 )
 
 // The environment a launcher gives each rank (see package
@@ -87,7 +88,11 @@ func worldFromEnv() (*Comm, error) {
 	if !cfg.LockedCallers {
 		go warmHeap() // ends by itself: a few milliseconds of work
 	}
-	c, err := newTCPWorld(ctx, cfg, env.Job, rank, size, secret, rdvAddr, node, bind)
+	tc, err := tlsx.FromEnv(os.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("comm: %w", err)
+	}
+	c, err := newTCPWorld(ctx, cfg, env.Job, rank, size, secret, tc, rdvAddr, node, bind)
 	if err != nil {
 		return nil, err
 	}
@@ -143,13 +148,14 @@ func warmHeap() {
 
 // newTCPWorld builds rank's world over TCP: it listens on bind, registers with the
 // rendezvous service at rdvAddr and learns every peer's address; it connects
-// to a peer on their first message (see mesh).
-func newTCPWorld(ctx context.Context, cfg *Config, job string, rank, size int, secret []byte, rdvAddr, node, bind string) (*Comm, error) {
+// to a peer on their first message (see mesh). tc, when not nil, is the
+// mutual TLS of the rendezvous and of links to ranks of other nodes.
+func newTCPWorld(ctx context.Context, cfg *Config, job string, rank, size int, secret []byte, tc *tlsx.Config, rdvAddr, node, bind string) (*Comm, error) {
 	ln, err := net.Listen("tcp", net.JoinHostPort(bind, "0"))
 	if err != nil {
 		return nil, fmt.Errorf("comm: rank %d: listening for peers: %w", rank, err)
 	}
-	rdv, table, err := rendezvous.Join(ctx, rdvAddr, secret, rendezvous.PeerInfo{Rank: rank, Addr: ln.Addr().String(), Node: node}, size)
+	rdv, table, err := rendezvous.Join(ctx, rdvAddr, secret, tc, rendezvous.PeerInfo{Rank: rank, Addr: ln.Addr().String(), Node: node}, size)
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("comm: rank %d: rendezvous with %s: %w", rank, rdvAddr, err)
@@ -171,7 +177,7 @@ func newTCPWorld(ctx context.Context, cfg *Config, job string, rank, size int, s
 			return '_'
 		}, rdvAddr)
 	}
-	startMesh(e, ln, secret, addrs)
+	startMesh(e, ln, secret, tc, addrs)
 	e.launcherAbort = func(code int, msg string) error { return rdv.Abort(code, msg, e.lostPeers()...) }
 	e.reportLoss = rdv.ReportLoss
 	c := newWorldComm(e)

@@ -23,23 +23,31 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/pmrun/pmrun/internal/ctl"
+	"github.com/pmrun/pmrun/internal/tlsx"
 	"github.com/pmrun/pmrun/internal/wire"
 )
 
 // AgentConfig configures a node agent (`pmrun node`).
 type AgentConfig struct {
-	Name        string            // node name, unique in the cluster (default: DefaultName)
-	Bind        string            // gossip address host:port (default 0.0.0.0:7946; port 0 picks one)
-	Advertise   string            // gossip address others reach this node at (default: chosen from Bind)
-	ControlPort int               // control service port on Bind's host (0 picks one)
-	Join        []string          // gossip addresses (host[:port], DNS names re-resolved) to join
-	Key         string            // cluster key: encrypts gossip and authenticates control connections
-	Insecure    bool              // allow a non-loopback bind without a key
-	Labels      map[string]string // advertised with the node
-	Cores       int               // slots offered to jobs (default: the number of CPUs)
-	Workers     int               // task workers started for a task hub that asks for no number (default: Cores)
-	WorkDir     string            // where jobs' files and Python environments go (default: DefaultWorkDir)
-	Logf        func(format string, args ...any)
+	Name        string   // node name, unique in the cluster (default: DefaultName)
+	Bind        string   // gossip address host:port (default 0.0.0.0:7946; port 0 picks one)
+	Advertise   string   // gossip address others reach this node at (default: chosen from Bind)
+	ControlPort int      // control service port on Bind's host (0 picks one)
+	Join        []string // gossip addresses (host[:port], DNS names re-resolved) to join
+	Key         string   // cluster key: encrypts gossip and authenticates control connections
+	// TLS, when not nil, is the mutual TLS of control connections (both
+	// ways) and of this node's ranks (pmrun node --tls-cert, --tls-key,
+	// --tls-ca).
+	TLS      *tlsx.Config
+	Insecure bool              // allow a non-loopback bind without a key
+	Labels   map[string]string // advertised with the node
+	Cores    int               // slots offered to jobs (default: the number of CPUs)
+	Workers  int               // task workers started for a task hub that asks for no number (default: Cores)
+	WorkDir  string            // where jobs' files and Python environments go (default: DefaultWorkDir)
+	// JobUsers runs each job and task session as a user of its own (see
+	// JobUserBase); the agent must run as root. pmrun node --job-users.
+	JobUsers bool
+	Logf     func(format string, args ...any)
 	// MaxBundle bounds what a job's program and files bundle may unpack to,
 	// in bytes of tar stream (0: DefaultMaxBundle, 8 GiB). pmrun node
 	// --max-bundle, PMRUN_MAX_BUNDLE.
@@ -170,7 +178,17 @@ func StartAgent(cfg AgentConfig) (*Agent, error) {
 	if cfg.WorkDir == "" {
 		cfg.WorkDir = DefaultWorkDir(cfg.Name)
 	}
+	if cfg.JobUsers {
+		if err := checkJobUsers(); err != nil {
+			return nil, err
+		}
+	}
 	lock, err := prepareWorkDir(cfg.WorkDir)
+	if err == nil && cfg.JobUsers {
+		if err = openWorkDir(cfg.WorkDir); err != nil {
+			lock.Close()
+		}
+	}
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -238,7 +256,7 @@ func StartAgent(cfg AgentConfig) (*Agent, error) {
 	a.gossip = local.Address()
 	a.control = net.JoinHostPort(local.Addr.String(), strconv.Itoa(a.ln.Addr().(*net.TCPAddr).Port))
 	a.srv, err = ctl.NewServer(a.ln, ctl.ServerConfig{
-		Secret: a.secret, Role: wire.RoleControl, RoleName: "a control connection", Timing: ctl.NodeTiming(),
+		Secret: a.secret, TLS: cfg.TLS, Role: wire.RoleControl, RoleName: "a control connection", Timing: ctl.NodeTiming(),
 		Refused: func(remote net.Addr, err error) {
 			a.logf("pmrun node %s: refused a connection from %s: %v", cfg.Name, remote, err)
 		},
@@ -515,7 +533,7 @@ func (a *Agent) checkConflict() error {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		if _, self, err := queryMembers(ctx, other.Control, a.cfg.Key); err != nil || self != a.cfg.Name {
+		if _, self, err := queryMembers(ctx, other.Control, a.cfg.Key, a.cfg.TLS); err != nil || self != a.cfg.Name {
 			return nil
 		}
 		return &NameTakenError{Name: a.cfg.Name, By: other.Gossip}
@@ -698,15 +716,15 @@ type membersReply struct {
 
 // QueryMembers asks the agent at addr (its control address; port 7947 if
 // none is given) for the cluster's members.
-func QueryMembers(ctx context.Context, addr, key string) ([]Member, error) {
-	ms, _, err := queryMembers(ctx, WithPort(addr, DefaultControlPort), key)
+func QueryMembers(ctx context.Context, addr, key string, tc *tlsx.Config) ([]Member, error) {
+	ms, _, err := queryMembers(ctx, WithPort(addr, DefaultControlPort), key, tc)
 	return ms, err
 }
 
-func queryMembers(ctx context.Context, addr, key string) ([]Member, string, error) {
+func queryMembers(ctx context.Context, addr, key string, tc *tlsx.Config) ([]Member, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, dialTimeout(ctx))
 	defer cancel()
-	s, err := dialControl(ctx, addr, key)
+	s, err := dialControl(ctx, addr, key, tc)
 	if err != nil {
 		return nil, "", err
 	}

@@ -29,6 +29,7 @@ type agentJob struct {
 	// secret is spec.Secret decoded: the job secret its ranks prove.
 	secret []byte
 	dir    string
+	user   *jobUser // the job's own user (AgentConfig.JobUsers), or nil
 	sess   *yamux.Session
 	ctl    *jsonStream
 
@@ -116,13 +117,24 @@ func (a *Agent) runJob(s *yamux.Session, st net.Conn, req *request) {
 		return
 	}
 	j.dir = filepath.Join(a.cfg.WorkDir, "jobs", j.id)
-	if err := os.MkdirAll(j.dir, 0o700); err != nil {
+	var err error
+	if err = os.MkdirAll(j.dir, 0o700); err != nil {
 		j.fail("%v", err)
 		return
 	}
 	defer os.RemoveAll(j.dir)
 	defer ownShared(j.id)()
 	python, ok := j.prepare()
+	if ok && a.cfg.JobUsers {
+		defer func() { j.user.release() }() // after the ranks have ended
+		if j.user, err = claimJobUser(); err == nil {
+			err = j.user.own(j.dir)
+		}
+		if err != nil {
+			j.fail("%v", err)
+			return
+		}
+	}
 	if !ok || j.send(event{Ev: "ready"}) != nil || !j.awaitStart() {
 		return
 	}
@@ -302,13 +314,14 @@ func (j *agentJob) startRank(python string, i, r int, stdin io.Reader, outputs *
 	}
 	cmd := exec.Command(prog, args...)
 	cmd.Dir = j.dir
-	env := append(os.Environ(), sp.Env...)
+	env := append(append(os.Environ(), sp.Env...), j.a.cfg.TLS.Env()...)
 	env = append(env, PythonEnv(env, sp.NoMPI4py)...)
 	threads := rankThreads(sp.Threads, j.a.cfg.Cores, len(sp.Ranks))
 	cmd.Env = rankenv.Env{
 		Rank: r, Size: sp.Size, LocalRank: i, LocalSize: len(sp.Ranks), Node: j.a.cfg.Name,
 		Job: j.id, Rendezvous: sp.Rendezvous, Secret: j.secret, Threads: threads,
 	}.AppendTo(env)
+	j.user.apply(cmd, j.dir)
 	rp := rankProc{rank: r, cmd: cmd, stdin: stdin}
 	if sp.BindCores {
 		cpus, err := allowedCPUs()

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+
+	"github.com/pmrun/pmrun/internal/tlsx"
 )
 
 // ExitNodeLost is the job's status when a node was lost (its agent's
@@ -77,7 +79,7 @@ func clusterNodes(ctx context.Context, spec *ClusterSpec) ([]*target, error) {
 		var ts []*target
 		for _, h := range spec.Hosts {
 			addr := WithPort(h.Addr, DefaultControlPort)
-			self, _, err := queryAgent(ctx, addr, spec.Key)
+			self, _, err := queryAgent(ctx, addr, spec.Key, spec.TLS)
 			if err != nil {
 				return nil, err
 			}
@@ -91,7 +93,7 @@ func clusterNodes(ctx context.Context, spec *ClusterSpec) ([]*target, error) {
 	}
 	var errs []error
 	for _, c := range spec.Cluster {
-		_, ms, err := queryAgent(ctx, WithPort(c, DefaultControlPort), spec.Key)
+		_, ms, err := queryAgent(ctx, WithPort(c, DefaultControlPort), spec.Key, spec.TLS)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -230,8 +232,8 @@ func sessionErr(s *yamux.Session) error {
 }
 
 // queryAgent asks the agent at addr for its own name and the members it knows.
-func queryAgent(ctx context.Context, addr, key string) (Member, []Member, error) {
-	ms, self, err := queryMembers(ctx, addr, key)
+func queryAgent(ctx context.Context, addr, key string, tc *tlsx.Config) (Member, []Member, error) {
+	ms, self, err := queryMembers(ctx, addr, key, tc)
 	if err != nil {
 		return Member{}, nil, err
 	}

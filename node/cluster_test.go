@@ -178,7 +178,7 @@ func TestGossipJoinLeaveCrash(t *testing.T) {
 	// The members command sees the same through the control port.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	got, err := QueryMembers(ctx, as[2].ControlAddr(), "")
+	got, err := QueryMembers(ctx, as[2].ControlAddr(), "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func TestClusterKey(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, key := range []string{"", "wrong"} {
-		_, err := QueryMembers(ctx, as[0].ControlAddr(), key)
+		_, err := QueryMembers(ctx, as[0].ControlAddr(), key, nil)
 		if !errors.Is(err, ErrKeyMismatch) || !strings.Contains(err.Error(), "cluster-key") {
 			t.Errorf("key %q: got %v, want a key mismatch naming --cluster-key", key, err)
 		}
@@ -234,7 +234,7 @@ func TestClusterKey(t *testing.T) {
 			t.Errorf("job with key %q: got %v, want it refused for the key", key, err)
 		}
 	}
-	if _, err := QueryMembers(ctx, as[0].ControlAddr(), "s3cret"); err != nil {
+	if _, err := QueryMembers(ctx, as[0].ControlAddr(), "s3cret", nil); err != nil {
 		t.Errorf("right key: %v", err)
 	}
 	// No key, no loopback: refused unless insecure.
@@ -631,7 +631,7 @@ func TestGossipPortGivenForControl(t *testing.T) {
 		c, logf := captureLog(t)
 		a := startAgent(t, AgentConfig{Name: "a", Key: key, Logf: logf})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err := QueryMembers(ctx, a.GossipAddr(), key)
+		_, err := QueryMembers(ctx, a.GossipAddr(), key, nil)
 		cancel()
 		if !errors.Is(err, ErrNotControl) || errors.Is(err, ErrKeyMismatch) || !strings.Contains(err.Error(), "control port (default 7947") {
 			t.Errorf("key %q: got %v, want %v naming the control port", key, err, ErrNotControl)

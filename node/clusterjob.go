@@ -163,7 +163,7 @@ func newClusterJob(spec ClusterSpec, ts []*target, out, errs *lineSink, logf fun
 			break
 		}
 	}
-	srv, err := rendezvous.Listen(net.JoinHostPort(host, "0"), secret, spec.NP, logf)
+	srv, err := rendezvous.Listen(net.JoinHostPort(host, "0"), secret, spec.TLS, spec.NP, logf)
 	if err != nil {
 		return nil, err
 	}
@@ -358,7 +358,7 @@ func (j *clusterJob) drainOutputs() {
 func (t *target) submit(ctx context.Context, j *clusterJob, bundle []byte) (err error) {
 	spec := &j.spec
 	dctx, cancel := context.WithTimeout(ctx, cmp.Or(spec.ConnectTimeout, DefaultConnectTimeout))
-	s, err := dialControl(dctx, t.control, spec.Key)
+	s, err := dialControl(dctx, t.control, spec.Key, spec.TLS)
 	cancel()
 	if err != nil {
 		return err

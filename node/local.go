@@ -18,6 +18,7 @@ import (
 
 	"github.com/pmrun/pmrun/internal/rankenv"
 	"github.com/pmrun/pmrun/internal/rendezvous"
+	"github.com/pmrun/pmrun/internal/tlsx"
 )
 
 // Exit statuses of a job that did not end by itself.
@@ -47,6 +48,9 @@ type JobSpec struct {
 	// grouped PerNode to a simulated node named HOST-K (K from 0), with its
 	// own PMRUN_LOCAL_RANK and PMRUN_LOCAL_SIZE. 0: by slots, one node here.
 	PerNode int
+	// TLS, when not nil, is the mutual TLS of the ranks' control
+	// connections and of their links across nodes.
+	TLS *tlsx.Config
 	// BindCores pins each rank to its Threads CPUs of its node, in rank
 	// order (wrapping around when the ranks want more than there are).
 	BindCores bool
@@ -105,13 +109,13 @@ func RunLocal(ctx context.Context, spec JobSpec, stdout, stderr io.Writer) (Resu
 	}
 	reapShared()
 	defer ownShared(jobID)()
-	srv, err := rendezvous.Listen("127.0.0.1:0", secret, spec.NP, logf)
+	srv, err := rendezvous.Listen("127.0.0.1:0", secret, spec.TLS, spec.NP, logf)
 	if err != nil {
 		return Result{}, err
 	}
 	defer srv.Close()
 
-	base := append(os.Environ(), spec.Env...)
+	base := append(append(os.Environ(), spec.Env...), spec.TLS.Env()...)
 	host, _ := os.Hostname()
 	nodes := localNodes(host, spec)
 	if spec.ShowMap {

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/pmrun/pmrun/internal/ctl"
+	"github.com/pmrun/pmrun/internal/tlsx"
 	"github.com/pmrun/pmrun/internal/wire"
 )
 
@@ -66,17 +67,19 @@ func WithPort(addr string, port int) string {
 
 // dialControl opens an authenticated control session (ctl.NodeTiming) to
 // the agent at addr; ctx bounds the connection.
-func dialControl(ctx context.Context, addr, key string) (*yamux.Session, error) {
+func dialControl(ctx context.Context, addr, key string, tc *tlsx.Config) (*yamux.Session, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("agent %s: %w", addr, err)
 	}
 	rc := &recordingConn{Conn: conn}
-	s, err := ctl.Client(rc, controlSecret(key), wire.RoleControl, 0, ctl.NodeTiming())
+	s, err := ctl.Client(rc, controlSecret(key), tc, wire.RoleControl, 0, ctl.NodeTiming())
 	switch {
 	case err == nil:
 		return s, nil
+	case tc == nil && bytes.HasPrefix(rc.read, []byte(tlsx.Required)):
+		return nil, fmt.Errorf("agent %s requires TLS: give --tls-cert, --tls-key and --tls-ca (or $%s, $%s, $%s) of its CA", addr, tlsx.EnvCert, tlsx.EnvKey, tlsx.EnvCA)
 	case errors.Is(err, wire.ErrHandshake) && gossipReply(rc.read):
 		return nil, fmt.Errorf("%s is %w: give the control port (default %d)", addr, ErrNotControl, DefaultControlPort)
 	case errors.Is(err, wire.ErrHandshake):

@@ -1,8 +1,10 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"strconv"
@@ -57,6 +59,9 @@ func startRank(sp *spawner, p rankProc, outputs *forwarders, exits chan<- exitEv
 	if err != nil {
 		if stopStdin != nil {
 			stopStdin()
+		}
+		if a := p.cmd.SysProcAttr; a != nil && a.Credential != nil && errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("rank %d: starting %s as the job's user (uid %d, --job-users): %w: the program, and every directory above it, must be readable by other users", p.rank, p.cmd.Args[0], a.Credential.Uid, err)
 		}
 		return nil, fmt.Errorf("rank %d: starting %s: %w", p.rank, p.cmd.Args[0], err)
 	}

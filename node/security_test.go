@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,7 +66,7 @@ func TestControlPortRefusesStrangers(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if ms, err := QueryMembers(ctx, addr, "s3cret"); err != nil || len(ms) != 1 || ms[0].Name != "target" {
+	if ms, err := QueryMembers(ctx, addr, "s3cret", nil); err != nil || len(ms) != 1 || ms[0].Name != "target" {
 		t.Fatalf("the agent after the attacks: members %+v, %v", ms, err)
 	}
 	mu.Lock()
@@ -123,6 +124,97 @@ func TestJobDirectory(t *testing.T) {
 	for _, d := range all {
 		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("job directory %s after the job: %v, want it removed", d, err)
+		}
+	}
+}
+
+// TestJobUsers runs two jobs at once on an agent with JobUsers: each runs as
+// a uid of its own, in a directory only that uid may enter, and the second
+// can neither read the first one's file, list the jobs, nor signal the
+// first one's rank. The directories are removed and the uids released.
+func TestJobUsers(t *testing.T) {
+	if err := checkJobUsers(); err != nil {
+		if os.Getenv("PMRUN_E2E") != "" {
+			t.Skipf("job users need root, and this test runs as uid %d (CI runs it as root): %v", os.Geteuid(), err)
+		}
+		t.Skip(err)
+	}
+	work := filepath.Join(t.TempDir(), "work")
+	if _, err := StartAgent(AgentConfig{Name: "n0", Bind: "127.0.0.1:0", WorkDir: work, JobUsers: true}); err == nil || !strings.Contains(err.Error(), "job users cannot reach their directories through it") {
+		t.Fatalf("a work directory under a 0700 directory: %v", err)
+	}
+	for d := filepath.Dir(work); d != os.TempDir(); d = filepath.Dir(d) { // t.TempDir's directories are 0700
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := StartAgent(AgentConfig{Name: "n0", Bind: "127.0.0.1:0", Key: "k", WorkDir: work, JobUsers: true, Logf: testLogf(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	dir := t.TempDir()
+	first := filepath.Join(dir, "first.sh")
+	os.WriteFile(first, []byte("#!/bin/sh\necho \"uid=$(id -u) gid=$(id -g) home=$HOME\"\necho private > mine.txt\necho $$ > pid\nsleep 5\n"), 0o755)
+	second := filepath.Join(dir, "second.sh")
+	os.WriteFile(second, []byte(`#!/bin/sh
+echo "uid=$(id -u)"
+cat "$1/mine.txt" >/dev/null 2>&1 && echo READ || echo "read refused"
+ls "$(dirname "$1")" >/dev/null 2>&1 && echo LISTED || echo "list refused"
+kill -0 "$2" 2>/dev/null && echo SIGNALLED || echo "signal refused"
+`), 0o755)
+	spec := func(prog string, args ...string) ClusterSpec {
+		return ClusterSpec{JobSpec: JobSpec{Program: prog, Args: args, NP: 1}, Hosts: []Host{{Addr: a.ControlAddr()}}, Key: "k", Ship: true}
+	}
+	var firstOut string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		res, out, errs := runJob(t, spec(first))
+		if res.ExitCode != 0 {
+			t.Errorf("first job: status %d (%s), stderr:\n%s", res.ExitCode, res.Reason, errs)
+		}
+		firstOut = out
+	}()
+	// The test runs as root: it finds the first job's directory and pid.
+	var jobDir, pid string
+	deadline := time.Now().Add(30 * time.Second)
+	for pid == "" && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		ds, _ := os.ReadDir(filepath.Join(work, "jobs"))
+		for _, d := range ds {
+			if b, err := os.ReadFile(filepath.Join(work, "jobs", d.Name(), "pid")); err == nil && len(b) > 1 {
+				jobDir, pid = filepath.Join(work, "jobs", d.Name()), strings.TrimSpace(string(b))
+			}
+		}
+	}
+	if pid == "" {
+		t.Fatal("the first job did not start")
+	}
+	fi, err := os.Stat(jobDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if fi.Mode().Perm() != 0o700 || st.Uid < JobUserBase || st.Gid != st.Uid {
+		t.Errorf("job directory: mode %v, owner %d:%d; want 0700 and a job user's", fi.Mode().Perm(), st.Uid, st.Gid)
+	}
+	res, out, errs := runJob(t, spec(second, jobDir, pid))
+	if res.ExitCode != 0 || !strings.Contains(out, "read refused") || !strings.Contains(out, "list refused") || !strings.Contains(out, "signal refused") {
+		t.Errorf("second job: status %d, out:\n%s\nstderr:\n%s", res.ExitCode, out, errs)
+	}
+	<-done
+	uid1 := fmt.Sprint(st.Uid)
+	if !strings.Contains(firstOut, "uid="+uid1+" gid="+uid1+" home="+jobDir) || strings.Contains(out, "uid="+uid1+"\n") || strings.Contains(out, "uid=0\n") {
+		t.Errorf("uids: first job said %q, second %q (first's directory owned by %s)", firstOut, out, uid1)
+	}
+	a.Close()
+	if _, err := os.Stat(jobDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("job directory %s after the job: %v, want it removed", jobDir, err)
+	}
+	for _, d := range []string{work, filepath.Join(work, "jobs")} {
+		if fi, err := os.Stat(d); err != nil || fi.Mode().Perm() != 0o711 {
+			t.Errorf("%s: %v; want mode 0711 (reachable, not listable)", d, err)
 		}
 	}
 }

@@ -137,7 +137,11 @@ func (s *spawner) start(cmd *exec.Cmd, rank int, bind *unix.CPUSet, exits chan<-
 	if err != nil {
 		return err
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	var cred *syscall.Credential // a job user's (see jobUser.apply)
+	if cmd.SysProcAttr != nil {
+		cred = cmd.SysProcAttr.Credential
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
 	s.mu.Lock()
 	defer s.mu.Unlock() // held across Start, so that kill sees every rank
 	if s.killed {

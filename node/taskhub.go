@@ -12,21 +12,24 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/pmrun/pmrun/internal/tlsx"
 )
 
 // HubConfig configures a task hub (pmrun task-hub): the process that a
 // Python client (pmrun.Executor) starts to get warm task workers, on this
 // machine or on a cluster's agents, and reaches them through.
 type HubConfig struct {
-	Cluster      []string // agents' control addresses (any member); empty: workers on this machine
-	Key          string   // cluster key
-	Workers      int      // here: the number of workers (0: the cores); on a cluster: per node (0: each agent's --workers)
-	Python       string   // interpreter of local workers (default python3)
-	Requirements string   // pip requirements' text ("" none)
-	Files        string   // directory shipped to the nodes, the workers' working directory ("" none)
-	Env          []string // KEY=VALUE pairs added to the workers' environment
-	Socket       string   // unix socket path the hub listens on (created, and removed at exit)
-	WorkerCmd    []string // the worker's command line (default PYTHON -m pmrun._worker)
+	Cluster      []string     // agents' control addresses (any member); empty: workers on this machine
+	Key          string       // cluster key
+	TLS          *tlsx.Config // mutual TLS with the agents (nil: off)
+	Workers      int          // here: the number of workers (0: the cores); on a cluster: per node (0: each agent's --workers)
+	Python       string       // interpreter of local workers (default python3)
+	Requirements string       // pip requirements' text ("" none)
+	Files        string       // directory shipped to the nodes, the workers' working directory ("" none)
+	Env          []string     // KEY=VALUE pairs added to the workers' environment
+	Socket       string       // unix socket path the hub listens on (created, and removed at exit)
+	WorkerCmd    []string     // the worker's command line (default PYTHON -m pmrun._worker)
 	// VenvDir holds the Python environments of local workers (default
 	// $XDG_CACHE_HOME/pmrun/venvs or its equivalent).
 	VenvDir string

@@ -26,7 +26,7 @@ type hubNode struct {
 func (h *hub) startCluster(ctx context.Context) func() {
 	cfg := h.cfg
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	ts, err := clusterNodes(dctx, &ClusterSpec{Cluster: cfg.Cluster, Key: cfg.Key})
+	ts, err := clusterNodes(dctx, &ClusterSpec{JobSpec: JobSpec{TLS: cfg.TLS}, Cluster: cfg.Cluster, Key: cfg.Key})
 	cancel()
 	if err != nil {
 		h.fail(err.Error())
@@ -94,7 +94,7 @@ func (h *hub) startCluster(ctx context.Context) func() {
 // open starts a task session on node n.
 func (h *hub) open(n *hubNode, spec *taskSpec, bundle []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	s, err := dialControl(ctx, n.control, h.cfg.Key)
+	s, err := dialControl(ctx, n.control, h.cfg.Key, h.cfg.TLS)
 	cancel()
 	if err != nil {
 		return err

@@ -45,6 +45,7 @@ type poolConfig struct {
 	Cmd  []string // the worker's command line
 	Dir  string   // their working directory ("" the current one)
 	Env  []string // their environment (PMRUN_NODE and PMRUN_WORKER are added)
+	User *jobUser // the user they run as, with Dir as home (nil: the agent's)
 	Logf func(format string, args ...any)
 	// Output consumes a worker's stdout (fd 1) or stderr (fd 2) until it
 	// ends; nil discards them.
@@ -163,6 +164,7 @@ func (p *workerPool) start(slot int) error {
 	cmd.Dir = p.cfg.Dir
 	cmd.Env = append(append([]string{}, p.cfg.Env...), rankenv.Node+"="+p.cfg.Node, "PMRUN_WORKER="+strconv.Itoa(slot))
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3
+	p.cfg.User.apply(cmd, p.cfg.Dir)
 	closeAfter, err := pipeOutput(cmd, &p.out, func(fd int, r io.Reader) {
 		if p.cfg.Output != nil {
 			p.cfg.Output(w, fd, r)

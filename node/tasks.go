@@ -129,6 +129,13 @@ func (a *Agent) runTasks(s sessionOpener, st net.Conn, req *request) {
 		}
 	}
 	cmd, env, err := workerCommand(a.envs, spec, dir, progress)
+	var user *jobUser
+	if err == nil && a.cfg.JobUsers {
+		if user, err = claimJobUser(); err == nil {
+			defer user.release() // after the workers have ended
+			err = user.own(dir)
+		}
+	}
 	if err != nil {
 		fail("%v", err)
 		return
@@ -137,7 +144,7 @@ func (a *Agent) runTasks(s sessionOpener, st net.Conn, req *request) {
 	var failOnce sync.Once
 	var relays sync.WaitGroup
 	cfg := poolConfig{
-		Node: a.cfg.Name, N: n, Cmd: cmd, Dir: dir, Env: env, Logf: a.logf,
+		Node: a.cfg.Name, N: n, Cmd: cmd, Dir: dir, Env: env, User: user, Logf: a.logf,
 		Output: func(w *taskWorker, fd int, r io.Reader) {
 			out, err := s.Open()
 			if err == nil {

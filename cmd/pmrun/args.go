@@ -119,6 +119,7 @@ type options struct {
 	files        string
 	requirements string
 	key          string
+	tls          tlsFlags
 	docker       bool
 	nodes        int
 	image        string
@@ -184,6 +185,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.files, "files", "", "")
 	fs.StringVar(&o.requirements, "requirements", "", "")
 	fs.StringVar(&o.key, "cluster-key", os.Getenv(node.EnvClusterKey), "")
+	o.tls.register(fs)
 	fs.BoolVar(&o.docker, "docker", false, "")
 	fs.IntVar(&o.nodes, "nodes", 2, "")
 	fs.StringVar(&o.image, "image", "", "")

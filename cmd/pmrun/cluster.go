@@ -19,6 +19,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/pmrun/pmrun/internal/tlsx"
 	"github.com/pmrun/pmrun/internal/units"
 	"github.com/pmrun/pmrun/node"
 )
@@ -39,6 +40,11 @@ options:
                        $PMRUN_CLUSTER_KEY); without one only a loopback
                        --bind is allowed, unless --insecure
   --insecure           allow a non-loopback --bind without a key
+  --tls-cert FILE      mutual TLS for control connections (both ways) and
+  --tls-key FILE       for this node's ranks' links to other nodes: its
+  --tls-ca FILE        certificate, key, and the CA every peer's must chain
+                       to (default $PMRUN_TLS_CERT, $PMRUN_TLS_KEY,
+                       $PMRUN_TLS_CA; all three or none)
   --name NAME          node name, unique in the cluster (default: the host
                        name, plus -PORT when --control-port is not 7947)
   --label KEY=VALUE    advertised with the node (repeatable)
@@ -46,6 +52,10 @@ options:
   --workers N          Python task workers started for each task hub
                        (pmrun.Executor) that asks for no number (default:
                        --cores)
+  --job-users          run each job and task session as a user of its own
+                       (uid and gid from 1900000000, no account needed), its
+                       directory that user's alone: jobs cannot read each
+                       other's files or signal each other; needs root
   --work-dir DIR       where jobs' files and Python environments go (default
                        %s, NAME the node's name); jobs' files
                        left there are removed at start, environments kept
@@ -90,17 +100,24 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.ControlPort, "control-port", node.DefaultControlPort, "")
 	fs.StringVar(&join, "join", "", "")
 	fs.StringVar(&cfg.Key, "cluster-key", os.Getenv(node.EnvClusterKey), "")
+	var tf tlsFlags
+	tf.register(fs)
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "")
 	fs.StringVar(&cfg.Name, "name", "", "")
 	fs.Var(labelList(cfg.Labels), "label", "")
 	fs.IntVar(&cfg.Cores, "cores", 0, "")
 	fs.IntVar(&cfg.Workers, "workers", 0, "")
 	fs.StringVar(&cfg.WorkDir, "work-dir", "", "")
+	fs.BoolVar(&cfg.JobUsers, "job-users", false, "")
 	maxBundle := fs.String("max-bundle", os.Getenv("PMRUN_MAX_BUNDLE"), "")
 	maxRequest := fs.String("max-request", os.Getenv("PMRUN_MAX_REQUEST"), "")
 	maxMeta := fs.String("max-meta", "", "")
 	usage := fmt.Sprintf(nodeUsage, node.DefaultWorkDir("NAME"))
 	check := func() error {
+		var err error
+		if cfg.TLS, err = tf.load(); err != nil {
+			return err
+		}
 		if cfg.Workers < 0 || cfg.Workers > node.MaxTaskWorkers {
 			return fmt.Errorf("--workers %d: want 1 to %d", cfg.Workers, node.MaxTaskWorkers)
 		}
@@ -168,12 +185,17 @@ func runMembers(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cluster, "cluster", "", "")
 	fs.StringVar(&key, "cluster-key", os.Getenv(node.EnvClusterKey), "")
 	fs.BoolVar(&asJSON, "json", false, "")
-	usage := "usage: pmrun members --cluster HOST[:PORT] [--cluster-key KEY] [--json]\n"
+	var tf tlsFlags
+	tf.register(fs)
+	var tc *tlsx.Config
+	usage := "usage: pmrun members --cluster HOST[:PORT] [--cluster-key KEY] [--tls-cert FILE --tls-key FILE --tls-ca FILE] [--json]\n"
 	required := func() error {
 		if cluster == "" {
 			return errors.New("--cluster is required")
 		}
-		return nil
+		var err error
+		tc, err = tf.load()
+		return err
 	}
 	if code := parseSub(fs, args, usage, required, stdout, stderr); code >= 0 {
 		return code
@@ -183,7 +205,7 @@ func runMembers(args []string, stdout, stderr io.Writer) int {
 	var ms []node.Member
 	var err error
 	for _, c := range splitList(cluster) {
-		if ms, err = node.QueryMembers(ctx, c, key); err == nil {
+		if ms, err = node.QueryMembers(ctx, c, key, tc); err == nil {
 			break
 		}
 	}

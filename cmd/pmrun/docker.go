@@ -22,6 +22,7 @@ import (
 
 	"github.com/pmrun/pmrun/docker"
 	"github.com/pmrun/pmrun/internal/dockerx"
+	"github.com/pmrun/pmrun/internal/tlsx"
 	"github.com/pmrun/pmrun/node"
 )
 
@@ -130,7 +131,7 @@ func runDocker(o *options, spec node.ClusterSpec, stdout, stderr io.Writer) (res
 	labels := launcherLabels()
 	labels[dockerLabel] = job
 	defer removeJob(e, job, cleanupPatience, stderr)
-	g := agentGroup{nodes: o.nodes, image: o.image, network: "pmrun-" + job, key: spec.Key, labels: labels}
+	g := agentGroup{nodes: o.nodes, image: o.image, network: "pmrun-" + job, key: spec.Key, tls: spec.TLS, labels: labels}
 	_, first, err := g.start(ctx, e, stderr)
 	if err != nil {
 		return res, fmt.Errorf("--docker: %w", err)
@@ -153,6 +154,7 @@ type agentGroup struct {
 	image   string            // "" means the default image, built if missing
 	network string            // its name, also the prefix of the containers'
 	key     string            // the cluster key
+	tls     *tlsx.Config      // the agents' mutual TLS (nil: off)
 	labels  map[string]string // on the network and every container
 	cpus    float64           // CPUs of each container; 0 means a share of the engine's
 	workers int               // the agents' --workers; 0 means their default
@@ -188,7 +190,7 @@ func (g *agentGroup) start(ctx context.Context, e dockerx.Engine, stderr io.Writ
 	if err != nil {
 		return "", "", err
 	}
-	if err := waitMembers(ctx, control, g.key, g.nodes); err != nil {
+	if err := waitMembers(ctx, control, g.key, g.tls, g.nodes); err != nil {
 		return "", "", fmt.Errorf("the agents did not form a cluster: %w", err)
 	}
 	return id, control, nil
@@ -228,7 +230,7 @@ func (g *agentGroup) spec(info dockerx.HostInfo) func(i int) dockerx.ContainerSp
 	}
 	return func(i int) dockerx.ContainerSpec {
 		name := "node" + strconv.Itoa(i)
-		args := []string{"--bind", "0.0.0.0:7946", "--name", name, "--cores", strconv.Itoa(cores), "--work-dir", agentWorkDir}
+		args := []string{"--bind", "0.0.0.0:7946", "--name", name, "--cores", strconv.Itoa(cores), "--work-dir", agentWorkDir, "--job-users"}
 		if i > 0 {
 			args = append(args, "--join", "node0")
 		}
@@ -237,7 +239,7 @@ func (g *agentGroup) spec(info dockerx.HostInfo) func(i int) dockerx.ContainerSp
 		}
 		c := dockerx.ContainerSpec{
 			Name: g.network + "-" + name, Hostname: name, Image: g.image, Cmd: args,
-			Env: []string{node.EnvClusterKey + "=" + g.key}, Network: g.network, Labels: g.labels, Init: true,
+			Env: append([]string{node.EnvClusterKey + "=" + g.key}, g.tls.Env()...), Network: g.network, Labels: g.labels, Init: true,
 			ShmSize: shm, Volumes: map[string]string{envCacheVolume: agentWorkDir + "/venvs"}, NanoCPUs: nanoCPUs,
 		}
 		if g.publish && i == 0 {
@@ -698,12 +700,12 @@ func runImage(args []string, stdout, stderr io.Writer) int {
 }
 
 // waitMembers waits until the agent at addr answers and sees n live nodes.
-func waitMembers(ctx context.Context, addr, key string, n int) error {
+func waitMembers(ctx context.Context, addr, key string, tc *tlsx.Config, n int) error {
 	deadline := time.Now().Add(30 * time.Second)
 	var last error
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		ms, err := node.QueryMembers(qctx, addr, key)
+		ms, err := node.QueryMembers(qctx, addr, key, tc)
 		cancel()
 		if err == nil {
 			alive := 0

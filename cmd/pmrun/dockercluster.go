@@ -58,6 +58,10 @@ up options:
                       default: the agent's cores)
   --cluster-key KEY   the cluster's key (default $PMRUN_CLUSTER_KEY, else a
                       new random key)
+  --tls-cert, --tls-key, --tls-ca FILE
+                      mutual TLS for the agents (their PEM text goes into
+                      the containers' environment); launchers and task hubs
+                      then need the same flags
   --image IMG         the agents' image (default: one built from
                       docker/Dockerfile with this pmrun, as for --docker)
 
@@ -113,7 +117,13 @@ func runClusterUp(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&g.key, "cluster-key", os.Getenv(node.EnvClusterKey), "")
 	fs.StringVar(&g.image, "image", "", "")
 	fs.StringVar(&name, "name", name, "")
+	var tf tlsFlags
+	tf.register(fs)
 	check := func() error {
+		var err error
+		if g.tls, err = tf.load(); err != nil {
+			return err
+		}
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		switch {
@@ -165,7 +175,7 @@ func runClusterUp(args []string, stdout, stderr io.Writer) int {
 	}
 	if err == nil {
 		// What up prints must work: ask for the members there.
-		if err = waitMembers(ctx, control, g.key, g.nodes); err != nil {
+		if err = waitMembers(ctx, control, g.key, g.tls, g.nodes); err != nil {
 			err = fmt.Errorf("node 0 does not answer at its published address %s: %w", control, err)
 		}
 	}

@@ -67,9 +67,14 @@ func TestDockerClusterTasks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The tasks' count of their runs, in the agents' shared volume: the
-	// script removes it, or else this before the cluster goes.
+	// The tasks' count of their runs, in the agents' shared volume, made
+	// here as root for every job user to write in (the workers run as users
+	// of their own, who may not create anything in the volume: --job-users);
+	// the script empties it, and this removes it before the cluster goes.
 	runs := fmt.Sprintf("%s/venvs/.test-runs-%d", agentWorkDir, value)
+	if out, err := exec.Command("docker", "exec", clusterNetwork(name)+"-node0", "mkdir", "-m", "1777", runs).CombinedOutput(); err != nil {
+		t.Fatalf("making %s: %v: %s", runs, err, out)
+	}
 	t.Cleanup(func() { exec.Command("docker", "exec", clusterNetwork(name)+"-node0", "rm", "-rf", runs).Run() })
 	cmd := exec.Command(py, script, addr, files, strconv.Itoa(value), runs)
 	cmd.Env = append(os.Environ(), "PYTHONPATH="+filepath.Join(filepath.Dir(bin.pmrun), "python"),

@@ -17,6 +17,11 @@ func startNode(t *testing.T, name string) string {
 	return e2e.StartNode(t, bin.pmrun, name)
 }
 
+// startNodeArgs is startNode with more flags for the node.
+func startNodeArgs(t *testing.T, name string, args ...string) string {
+	return e2e.StartNode(t, bin.pmrun, name, args...)
+}
+
 // TestClusterFailureSaidOnce: a program a node cannot start, and an Abort
 // with the same status, are reported once.
 func TestClusterFailureSaidOnce(t *testing.T) {

@@ -241,7 +241,7 @@ func TestTerminalInput(t *testing.T) {
 func TestRankExitsWhenLauncherLost(t *testing.T) {
 	secret := make([]byte, 32)
 	rand.Read(secret)
-	srv, err := rendezvous.Listen("127.0.0.1:0", secret, 2, t.Logf)
+	srv, err := rendezvous.Listen("127.0.0.1:0", secret, nil, 2, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}

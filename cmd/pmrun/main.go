@@ -113,6 +113,12 @@ cluster options:
                       them once into a virtual environment kept by their hash,
                       the interpreter's version and the shipped files named
   --cluster-key KEY   the cluster's key (default $PMRUN_CLUSTER_KEY)
+  --tls-cert FILE     mutual TLS for the job's control connections and its
+  --tls-key FILE      links between ranks of different nodes: a
+  --tls-ca FILE       certificate, its key and the CA that signed every
+                      node's (default $PMRUN_TLS_CERT, $PMRUN_TLS_KEY,
+                      $PMRUN_TLS_CA; all three or none; pmrun tls-init DIR
+                      makes them)
   --docker            start agents in local Docker containers for this job
                       and remove them afterwards
   --nodes K           with --docker: the number of containers (default 2;
@@ -206,6 +212,8 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 			return runCleanup(args[1:], stdout, stderr)
 		case "cluster":
 			return runCluster(args[1:], stdout, stderr)
+		case "tls-init":
+			return runTLSInit(args[1:], stdout, stderr)
 		}
 	}
 	o, err := parseArgs(args)
@@ -224,6 +232,11 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	if err := o.prepare(stderr); err != nil {
 		fmt.Fprintf(stderr, "pmrun: %v\n", err)
 		return 1
+	}
+	tc, err := o.tls.load()
+	if err != nil {
+		fmt.Fprintf(stderr, "pmrun: %v\n%s\n", err, usageHint)
+		return exitUsage
 	}
 	sigs := make(chan os.Signal, 2)
 	notifyJobSignals(sigs)
@@ -244,6 +257,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		PerNode:   o.ppn,
 		BindCores: o.bindTo == "core",
 		ShowMap:   o.showMap,
+		TLS:       tc,
 	}
 	var res node.Result
 	if o.remote() {

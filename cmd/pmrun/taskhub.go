@@ -30,6 +30,9 @@ options:
   --cluster ADDR[,ADDR]  an agent of the cluster (control address); without
                        it the workers run on this machine
   --cluster-key KEY    the cluster's key (default $PMRUN_CLUSTER_KEY)
+  --tls-cert, --tls-key, --tls-ca FILE
+                       mutual TLS with the agents (default $PMRUN_TLS_CERT,
+                       $PMRUN_TLS_KEY, $PMRUN_TLS_CA)
   --workers N          workers here (default: the cores), or per node (default:
                        each agent's --workers)
   --python EXE         the interpreter of workers here (default python3)
@@ -61,6 +64,8 @@ func runTaskHub(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.Socket, "socket", "", "")
 	fs.StringVar(&cluster, "cluster", "", "")
 	fs.StringVar(&cfg.Key, "cluster-key", os.Getenv(node.EnvClusterKey), "")
+	var tf tlsFlags
+	tf.register(fs)
 	fs.IntVar(&cfg.Workers, "workers", 0, "")
 	fs.StringVar(&cfg.Python, "python", "python3", "")
 	fs.StringVar(&requirements, "requirements", "", "")
@@ -75,6 +80,10 @@ func runTaskHub(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return errors.New("--socket is required")
 		case cfg.Workers < 0 || cfg.Workers > node.MaxTaskWorkers:
 			return fmt.Errorf("--workers %d: want 1 to %d", cfg.Workers, node.MaxTaskWorkers)
+		}
+		var err error
+		if cfg.TLS, err = tf.load(); err != nil {
+			return err
 		}
 		if cfg.Files != "" {
 			if fi, err := os.Stat(cfg.Files); err != nil || !fi.IsDir() {

@@ -19,7 +19,10 @@
 //	})
 //	defer srv.Close()
 //	// elsewhere:
-//	ses, err := ctl.Dial(ctx, srv.Addr().String(), secret, wire.RoleControl, 0, ctl.NodeTiming())
+//	ses, err := ctl.Dial(ctx, srv.Addr().String(), secret, nil, wire.RoleControl, 0, ctl.NodeTiming())
+//
+// With a *tlsx.Config (ServerConfig.TLS, Dial's tc), a connection runs
+// mutual TLS first and the handshake inside it.
 package ctl
 
 import (
@@ -32,6 +35,7 @@ import (
 
 	"github.com/hashicorp/yamux"
 
+	"github.com/pmrun/pmrun/internal/tlsx"
 	"github.com/pmrun/pmrun/internal/wire"
 )
 
@@ -96,16 +100,17 @@ func YamuxConfig(t Timing) *yamux.Config {
 	return cfg
 }
 
-// Dial connects to addr, proves knowledge of secret as role with id, and
-// returns the session. ctx bounds the connection and the handshake.
-func Dial(ctx context.Context, addr string, secret []byte, role wire.Role, id uint32, t Timing) (*yamux.Session, error) {
+// Dial connects to addr, runs TLS when tc is not nil, proves knowledge of
+// secret as role with id, and returns the session. ctx bounds the
+// connection and the handshakes.
+func Dial(ctx context.Context, addr string, secret []byte, tc *tlsx.Config, role wire.Role, id uint32, t Timing) (*yamux.Session, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
-	ses, err := Client(conn, secret, role, id, t)
+	ses, err := Client(conn, secret, tc, role, id, t)
 	if !stop() { // ctx ended during the handshake, and cut it short or may yet cut the session
 		if err == nil {
 			ses.Close()
@@ -115,10 +120,15 @@ func Dial(ctx context.Context, addr string, secret []byte, role wire.Role, id ui
 	return ses, err
 }
 
-// Client runs the dialer's side of the handshake on conn and starts a
-// session over it. On failure conn is closed, and the error wraps
-// wire.ErrHandshake when the peer refused the handshake.
-func Client(conn net.Conn, secret []byte, role wire.Role, id uint32, t Timing) (*yamux.Session, error) {
+// Client runs the dialer's side of TLS (when tc is not nil) and of the
+// handshake on conn and starts a session over it. On failure conn is
+// closed, and the error wraps wire.ErrHandshake when the peer refused the
+// handshake.
+func Client(conn net.Conn, secret []byte, tc *tlsx.Config, role wire.Role, id uint32, t Timing) (*yamux.Session, error) {
+	conn, err := tc.Client(conn)
+	if err != nil {
+		return nil, err
+	}
 	if err := wire.DialHandshake(conn, secret, role, id); err != nil {
 		conn.Close()
 		return nil, err
@@ -133,7 +143,9 @@ func Client(conn net.Conn, secret []byte, role wire.Role, id uint32, t Timing) (
 
 // ServerConfig configures a Server.
 type ServerConfig struct {
-	Secret   []byte    // what the handshake proves
+	Secret []byte // what the handshake proves
+	// TLS, when not nil, is run on every connection before the handshake.
+	TLS      *tlsx.Config
 	Role     wire.Role // the only role accepted
 	RoleName string    // what Role is, for refusals ("a rank")
 	Timing   Timing
@@ -241,16 +253,31 @@ func (s *Server) serveConn(conn net.Conn) {
 		conn.Close()
 		return
 	}
-	role, id, err := wire.AcceptHandshake(conn, s.cfg.Secret)
+	raw := conn
+	var role wire.Role
+	var id uint32
+	var err error
+	if s.cfg.TLS != nil {
+		var isTLS bool
+		if isTLS, err = tlsx.Opens(raw); err == nil && !isTLS {
+			err = tlsx.Refuse(raw)
+		}
+		if err == nil {
+			conn, err = s.cfg.TLS.Server(raw)
+		}
+	}
+	if err == nil {
+		role, id, err = wire.AcceptHandshake(conn, s.cfg.Secret)
+	}
 	if err == nil && role != s.cfg.Role {
 		err = fmt.Errorf("%w: role %d is not %s", wire.ErrHandshake, role, s.cfg.RoleName)
 	}
 	s.mu.Lock()
-	delete(s.conns, conn)
+	delete(s.conns, raw)
 	s.mu.Unlock()
 	if err != nil {
-		s.cfg.Refused(conn.RemoteAddr(), err)
-		conn.Close()
+		s.cfg.Refused(raw.RemoteAddr(), err)
+		raw.Close()
 		return
 	}
 	ses, err := yamux.Server(conn, YamuxConfig(s.cfg.Timing))

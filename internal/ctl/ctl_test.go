@@ -68,7 +68,7 @@ func dial(t *testing.T, srv *Server, key []byte, role wire.Role, id uint32) (*ya
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ses, err := Dial(ctx, srv.Addr().String(), key, role, id, NodeTiming())
+	ses, err := Dial(ctx, srv.Addr().String(), key, nil, role, id, NodeTiming())
 	if err == nil {
 		t.Cleanup(func() { ses.Close() })
 	}
@@ -224,7 +224,7 @@ func TestDialCancelled(t *testing.T) {
 	defer ln.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	if _, err := Dial(ctx, ln.Addr().String(), secret, wire.RoleControl, 0, NodeTiming()); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := Dial(ctx, ln.Addr().String(), secret, nil, wire.RoleControl, 0, NodeTiming()); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Dial to a silent peer = %v, want the context's deadline", err)
 	}
 }

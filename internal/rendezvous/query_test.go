@@ -11,7 +11,7 @@ import (
 // OnQuery function's value, one without such a function (or gone) with
 // nothing, and Query returns within QueryPatience whatever the ranks do.
 func TestQuery(t *testing.T) {
-	srv, err := Listen("127.0.0.1:0", secret, 3, t.Logf)
+	srv, err := Listen("127.0.0.1:0", secret, nil, 3, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func TestQuery(t *testing.T) {
 // TestSummaries: what a rank sends with Summary is kept for Summaries, by
 // rank; ranks that sent nothing have nil.
 func TestSummaries(t *testing.T) {
-	srv, err := Listen("127.0.0.1:0", secret, 2, t.Logf)
+	srv, err := Listen("127.0.0.1:0", secret, nil, 2, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}

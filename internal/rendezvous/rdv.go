@@ -6,9 +6,9 @@
 // Each rank holds one control session to the launcher (package ctl: the
 // job-secret handshake, then yamux, with ctl.RankTiming).
 //
-//	srv, _ := rendezvous.Listen("127.0.0.1:0", secret, n, log.Printf)
+//	srv, _ := rendezvous.Listen("127.0.0.1:0", secret, nil, n, log.Printf)
 //	// start ranks with srv.Addr() and secret in their environment; in each rank:
-//	cl, table, err := rendezvous.Join(ctx, addr, secret, rendezvous.PeerInfo{Rank: r, Addr: a}, n)
+//	cl, table, err := rendezvous.Join(ctx, addr, secret, nil, rendezvous.PeerInfo{Rank: r, Addr: a}, n)
 package rendezvous
 
 import (
@@ -26,6 +26,7 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/pmrun/pmrun/internal/ctl"
+	"github.com/pmrun/pmrun/internal/tlsx"
 	"github.com/pmrun/pmrun/internal/wire"
 )
 
@@ -84,8 +85,9 @@ type Server struct {
 	summaries []json.RawMessage
 }
 
-// Listen starts a rendezvous service for a job of size ranks on addr.
-func Listen(addr string, secret []byte, size int, logf func(format string, args ...any)) (*Server, error) {
+// Listen starts a rendezvous service for a job of size ranks on addr; tc,
+// when not nil, is the mutual TLS its ranks must speak.
+func Listen(addr string, secret []byte, tc *tlsx.Config, size int, logf func(format string, args ...any)) (*Server, error) {
 	if size < 1 {
 		return nil, fmt.Errorf("rendezvous: size %d must be >= 1", size)
 	}
@@ -95,7 +97,7 @@ func Listen(addr string, secret []byte, size int, logf func(format string, args 
 	}
 	s := newServer(size, logf)
 	s.srv, err = ctl.NewServer(ln, ctl.ServerConfig{
-		Secret: secret, Role: wire.RoleRendezvous, RoleName: "a rank", Timing: ctl.RankTiming(),
+		Secret: secret, TLS: tc, Role: wire.RoleRendezvous, RoleName: "a rank", Timing: ctl.RankTiming(),
 		Refused: func(remote net.Addr, err error) {
 			logf("pmrun: refused control connection from %s: %v", remote, err)
 		},
@@ -328,8 +330,8 @@ type Client struct {
 
 // Join connects to the launcher at addr, registers self and blocks until every
 // one of size ranks has registered; it returns the table indexed by rank.
-func Join(ctx context.Context, addr string, secret []byte, self PeerInfo, size int) (*Client, []PeerInfo, error) {
-	ses, err := ctl.Dial(ctx, addr, secret, wire.RoleRendezvous, uint32(self.Rank), ctl.RankTiming())
+func Join(ctx context.Context, addr string, secret []byte, tc *tlsx.Config, self PeerInfo, size int) (*Client, []PeerInfo, error) {
+	ses, err := ctl.Dial(ctx, addr, secret, tc, wire.RoleRendezvous, uint32(self.Rank), ctl.RankTiming())
 	if err != nil {
 		return nil, nil, fmt.Errorf("rendezvous: %w", err)
 	}

@@ -87,7 +87,7 @@ func joinAll(t *testing.T, srv *Server, n int) []*Client {
 	for r := range n {
 		wg.Go(func() {
 			var table []PeerInfo
-			clients[r], table, errs[r] = Join(ctx, srv.Addr(), secret, PeerInfo{Rank: r, Addr: fmt.Sprintf("h:%d", r), Node: "n"}, n)
+			clients[r], table, errs[r] = Join(ctx, srv.Addr(), secret, nil, PeerInfo{Rank: r, Addr: fmt.Sprintf("h:%d", r), Node: "n"}, n)
 			if errs[r] == nil {
 				for i, p := range table {
 					if p.Rank != i || p.Addr != fmt.Sprintf("h:%d", i) {
@@ -112,7 +112,7 @@ func joinAll(t *testing.T, srv *Server, n int) []*Client {
 }
 
 func TestJoinAndAbort(t *testing.T) {
-	srv, err := Listen("127.0.0.1:0", secret, 5, t.Logf)
+	srv, err := Listen("127.0.0.1:0", secret, nil, 5, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestJoinAndAbort(t *testing.T) {
 // ReportLoss returns, each once; a rank out of range, or the reporter itself,
 // is refused with an error naming it.
 func TestReportLoss(t *testing.T) {
-	srv, err := Listen("127.0.0.1:0", secret, 3, t.Logf)
+	srv, err := Listen("127.0.0.1:0", secret, nil, 3, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestReportLoss(t *testing.T) {
 
 func TestStrangersRefused(t *testing.T) {
 	var lg logs
-	srv, err := Listen("127.0.0.1:0", secret, 2, lg.logf)
+	srv, err := Listen("127.0.0.1:0", secret, nil, 2, lg.logf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,14 +201,14 @@ func TestStrangersRefused(t *testing.T) {
 }
 
 func TestBadRegistrations(t *testing.T) {
-	srv, err := Listen("127.0.0.1:0", secret, 2, t.Logf)
+	srv, err := Listen("127.0.0.1:0", secret, nil, 2, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, _, err := Join(ctx, srv.Addr(), secret, PeerInfo{Rank: 5}, 2); err == nil || !strings.Contains(err.Error(), "refused") {
+	if _, _, err := Join(ctx, srv.Addr(), secret, nil, PeerInfo{Rank: 5}, 2); err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("out-of-range rank: %v", err)
 	}
 	// A connection that never completes its handshake holds nothing up: the
@@ -220,7 +220,7 @@ func TestBadRegistrations(t *testing.T) {
 	defer c.Close()
 	joinAll(t, srv, 2)
 	// ...and a rank registering again is refused, the table kept.
-	if _, _, err := Join(ctx, srv.Addr(), secret, PeerInfo{Rank: 1, Addr: "h:other"}, 2); err == nil || !strings.Contains(err.Error(), "registered twice") {
+	if _, _, err := Join(ctx, srv.Addr(), secret, nil, PeerInfo{Rank: 1, Addr: "h:other"}, 2); err == nil || !strings.Contains(err.Error(), "registered twice") {
 		t.Fatalf("rank 1 registering twice: %v", err)
 	}
 	select {
@@ -231,13 +231,13 @@ func TestBadRegistrations(t *testing.T) {
 }
 
 func TestCloseUnblocksJoin(t *testing.T) {
-	srv, err := Listen("127.0.0.1:0", secret, 3, t.Logf)
+	srv, err := Listen("127.0.0.1:0", secret, nil, 3, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() {
-		_, _, err := Join(context.Background(), srv.Addr(), secret, PeerInfo{Rank: 0}, 3)
+		_, _, err := Join(context.Background(), srv.Addr(), secret, nil, PeerInfo{Rank: 0}, 3)
 		done <- err
 	}()
 	time.Sleep(100 * time.Millisecond)
@@ -253,14 +253,14 @@ func TestCloseUnblocksJoin(t *testing.T) {
 }
 
 func TestJoinContextCancel(t *testing.T) {
-	srv, err := Listen("127.0.0.1:0", secret, 2, t.Logf)
+	srv, err := Listen("127.0.0.1:0", secret, nil, 2, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	if _, _, err := Join(ctx, srv.Addr(), secret, PeerInfo{Rank: 0}, 2); !errors.Is(err, context.DeadlineExceeded) {
+	if _, _, err := Join(ctx, srv.Addr(), secret, nil, PeerInfo{Rank: 0}, 2); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Join with expired context: %v", err)
 	}
 }
@@ -268,7 +268,7 @@ func TestJoinContextCancel(t *testing.T) {
 // TestLost: a rank learns that its launcher is gone when the control
 // connection ends without its own Close, and only then.
 func TestLost(t *testing.T) {
-	srv, err := Listen("127.0.0.1:0", secret, 2, t.Logf)
+	srv, err := Listen("127.0.0.1:0", secret, nil, 2, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +296,7 @@ func TestLost(t *testing.T) {
 // TestRegisterTwice has two processes register as rank 0: one is refused
 // with an error saying so, and the table the job gets holds the other.
 func TestRegisterTwice(t *testing.T) {
-	srv, err := Listen("127.0.0.1:0", secret, 2, t.Logf)
+	srv, err := Listen("127.0.0.1:0", secret, nil, 2, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +312,7 @@ func TestRegisterTwice(t *testing.T) {
 	res := make(chan joined, 2)
 	for _, addr := range []string{"h:first", "h:second"} {
 		go func() {
-			c, table, err := Join(ctx, srv.Addr(), secret, PeerInfo{Rank: 0, Addr: addr}, 2)
+			c, table, err := Join(ctx, srv.Addr(), secret, nil, PeerInfo{Rank: 0, Addr: addr}, 2)
 			res <- joined{addr, c, table, err}
 		}()
 	}
@@ -320,7 +320,7 @@ func TestRegisterTwice(t *testing.T) {
 	if refused.err == nil || !strings.Contains(refused.err.Error(), "rank 0 registered twice") {
 		t.Fatalf("second registration of rank 0: %v", refused.err)
 	}
-	c1, table1, err := Join(ctx, srv.Addr(), secret, PeerInfo{Rank: 1, Addr: "h:1"}, 2)
+	c1, table1, err := Join(ctx, srv.Addr(), secret, nil, PeerInfo{Rank: 1, Addr: "h:1"}, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +341,7 @@ func TestRegisterTwice(t *testing.T) {
 // the one it proved at the handshake: it is refused, and the job's table is
 // untouched.
 func TestRegisterAsAnother(t *testing.T) {
-	srv, err := Listen("127.0.0.1:0", secret, 2, t.Logf)
+	srv, err := Listen("127.0.0.1:0", secret, nil, 2, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +363,7 @@ func TestRegisterAsAnother(t *testing.T) {
 // TestOversizedRequest: a request past MaxRequest (here an endless string)
 // is refused, its stream closed, and the job goes on.
 func TestOversizedRequest(t *testing.T) {
-	srv, err := Listen("127.0.0.1:0", secret, 2, t.Logf)
+	srv, err := Listen("127.0.0.1:0", secret, nil, 2, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
