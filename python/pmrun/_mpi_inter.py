@@ -14,7 +14,6 @@ Part of pmrun.MPI, which re-exports every name defined here.
 """
 
 import functools as _functools
-import inspect as _inspect
 
 from ._mpi_constants import (ERR_ARG, ERR_BUFFER, ERR_COMM, ERR_ROOT, ERR_TYPE,
                              ERR_UNSUPPORTED_OPERATION, PROC_NULL, ROOT, Exception)
@@ -142,10 +141,14 @@ Intercomm.is_intra = property(lambda self: False)
 
 def _p2p(name):
     impl = getattr(Comm, name)
-    sig = _inspect.signature(impl)
+    sig = None  # read on the first call: inspect costs every rank 5 ms to import
 
     @_functools.wraps(impl)
     def call(self, *args, **kwargs):
+        nonlocal sig
+        if sig is None:
+            import inspect
+            sig = inspect.signature(impl)
         st = _st(self)
         bound = sig.bind(self, *args, **kwargs)
         for k in ("dest", "source"):

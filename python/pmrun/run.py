@@ -19,7 +19,6 @@ launcher names the rank that failed and, in one line, those that lost it.
 import os
 import runpy
 import sys
-import traceback
 
 #: Where the runner's own frames come from, left out of tracebacks.
 _RUNNER_FILES = (__file__, runpy.__file__, "<frozen runpy>")
@@ -138,6 +137,7 @@ def _report(exc):
     """Prints an uncaught exception once, tagged, and ends the job. A lost
     peer is a consequence of another rank's end, which the launcher reports:
     it takes one line, the abort's, naming the call and where it was made."""
+    import traceback  # here: a rank that ends well never pays for importing it
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename in _RUNNER_FILES:
         tb = tb.tb_next  # the runner's own frames
