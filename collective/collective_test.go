@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -53,7 +52,7 @@ func input(r, n int) []int64 {
 func forEachAlg(t *testing.T, family string, body func(t *testing.T, alg string)) {
 	for _, alg := range collective.Algorithms(family) {
 		t.Run(alg, func(t *testing.T) {
-			t.Setenv("PMRUN_COLL_"+strings.ToUpper(family), alg)
+			collective.SetForced(t, family, alg)
 			body(t, alg)
 		})
 	}
@@ -717,7 +716,7 @@ func TestChooseSizes(t *testing.T) {
 			t.Errorf("Choose(allreduce, %d bytes) on one node = %s, want %s", n, got, want)
 		}
 	}
-	t.Setenv("PMRUN_COLL_ALLREDUCE", "ring")
+	collective.SetForced(t, "allreduce", "ring")
 	if got := collective.Choose("allreduce", c, 8, true); got != collective.AlgRing {
 		t.Errorf("forced ring: got %s", got)
 	}

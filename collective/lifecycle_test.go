@@ -25,7 +25,7 @@ func heapAfterGC() uint64 {
 // communicators on theirs): what the collectives keep per communicator dies
 // with it, so the heap stays flat.
 func TestCommFreeReleasesState(t *testing.T) {
-	t.Setenv("PMRUN_COLL_BARRIER", collective.AlgHierarchical)
+	collective.SetForced(t, "barrier", collective.AlgHierarchical)
 	// The package's recorder keeps every communicator a choice was made on.
 	collective.OnChoose(func(*comm.Comm, string, int, bool, string) {})
 	defer collective.OnChoose(ran.note)

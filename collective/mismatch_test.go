@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -49,7 +48,7 @@ func TestSharedAreaMismatch(t *testing.T) {
 		for name, call := range calls {
 			t.Run(fmt.Sprintf("%s/%d-%d", name, size.small, size.large), func(t *testing.T) {
 				if segmented { // several segments a call, whatever the selector would pick
-					t.Setenv("PMRUN_COLL_"+strings.ToUpper(name), collective.AlgShared)
+					collective.SetForced(t, name, collective.AlgShared)
 				}
 				mismatchRun(t, w, name, call, size.small, size.large)
 			})

@@ -127,7 +127,7 @@ func TestSpreadNodes(t *testing.T) {
 // shared area on a world without one) falls back, and the recorder sees it:
 // runAlg's check is able to fail.
 func TestForcedAlgorithmReported(t *testing.T) {
-	t.Setenv("PMRUN_COLL_BCAST", collective.AlgShared)
+	collective.SetForced(t, "bcast", collective.AlgShared)
 	w := commtest.NewWorld(t, 3) // in-process: no shared area
 	w.Run(func(c *comm.Comm) error {
 		return collective.Bcast(bg, c, 0, []int64{1, 2})

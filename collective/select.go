@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/pmrun/pmrun/comm"
@@ -72,26 +73,37 @@ var algorithms = map[string][]string{
 // Algorithms lists the algorithms of a family ("allreduce", "bcast", ...).
 func Algorithms(family string) []string { return algorithms[family] }
 
-// forced returns the algorithm PMRUN_COLL_<FAMILY> forces, if any.
+// forced returns the algorithm PMRUN_COLL_<FAMILY> forces, if any. The
+// variables are read once, at the first call: the selector runs on every
+// collective call, and reading the environment each time took 15% of the CPU
+// of an 8-byte bcast through the shared area (os.Getenv locks).
 func forced(family string) string {
-	v := os.Getenv(forceVars[family])
-	if v == "" {
-		return ""
+	m := forcedAlgs.Load()
+	if m == nil {
+		m = readForced()
+		forcedAlgs.Store(m)
 	}
-	return strings.ToLower(v)
+	return (*m)[family]
 }
 
-// forceVars names each family's PMRUN_COLL_<FAMILY> (made once: the selector
-// runs on every call).
-var forceVars = func() map[string]string {
-	m := make(map[string]string, len(algorithms))
+// forcedAlgs is the PMRUN_COLL_<FAMILY> settings by family, once read (nil:
+// not yet; tests that set the variables reset it, see export_test.go).
+var forcedAlgs atomic.Pointer[map[string]string]
+
+func readForced() *map[string]string {
+	m := make(map[string]string)
 	for f := range algorithms {
-		m[f] = "PMRUN_COLL_" + strings.ToUpper(f)
+		if v := os.Getenv("PMRUN_COLL_" + strings.ToUpper(f)); v != "" {
+			m[f] = strings.ToLower(v)
+		}
 	}
-	return m
-}()
+	return &m
+}
 
 var debugLog = log.New(os.Stderr, "", log.Lmicroseconds)
+
+// collDebug is PMRUN_DEBUG=coll, read once (the selector runs on every call).
+var collDebug = sync.OnceValue(func() bool { return debug.On("coll") })
 
 // onChoose, when set, is told every choice chooseFor makes: the package's
 // tests use it to check which algorithm a call ran (see export_test.go).
@@ -144,7 +156,7 @@ func chooseFor(ctx context.Context, family string, c *comm.Comm, nbytes int, com
 	if f := onChoose.Load(); f != nil {
 		(*f)(c, family, nbytes, commutative, alg)
 	}
-	if debug.On("coll") {
+	if collDebug() {
 		debugLog.Printf("pmrun: coll: rank %d: %s of %d bytes on %d ranks: %s", c.Rank(), family, nbytes, c.Size(), alg)
 	}
 	return alg

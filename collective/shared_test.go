@@ -186,7 +186,7 @@ func TestSharedArea(t *testing.T) {
 // non-commutative ops included.
 func TestSharedAreaSegments(t *testing.T) {
 	for _, f := range []string{"BCAST", "ALLREDUCE", "REDUCE", "ALLGATHER", "ALLTOALL", "GATHER", "SCATTER"} {
-		t.Setenv("PMRUN_COLL_"+f, collective.AlgShared)
+		collective.SetForced(t, f, collective.AlgShared)
 	}
 	for _, np := range []int{2, 3, 5} {
 		w := oneNodeWorld(t, np)

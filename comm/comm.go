@@ -58,11 +58,21 @@ type Comm struct {
 	rdv       launcher // world only: the launcher's control connection, if any
 
 	slotsOnce sync.Once
-	slots     *shm.Slots  // shared area for small collectives (see sharedSlots)
-	slotsOff  atomic.Bool // not every member could map it
+	slots     *shm.Slots // shared area for small collectives (see sharedSlots)
+	// slotsMapped is slots once mapped and agreed on, for the calls that
+	// do not go through slotsOnce (mappedSlots).
+	slotsMapped atomic.Pointer[shm.Slots]
+	slotsOff    atomic.Bool // not every member could map it
 
 	attrs attrs  // values libraries cache on c (see Attr)
 	async asyncs // goroutines started by Async, waited for by Close
+
+	// The collective under way on c, for the stuck-job account (see
+	// BeginCollective): published without a lock, as a collective call's
+	// cost is counted in nanoseconds.
+	coll      atomic.Pointer[collState]
+	collDepth atomic.Int32 // nested calls under way
+	colled    atomic.Bool  // c is in its engine's diagnostics.colled
 }
 
 // launcher is the rank's control connection to whoever launched it.
@@ -543,6 +553,7 @@ func (c *Comm) Close() error {
 		if !c.world {
 			c.async.wait()
 			c.closed.Store(true)
+			c.e.diag.forgetColled(c)
 			c.freeAttrs()
 			c.slots.Close()
 			c.e.dropQueue(c.cid)

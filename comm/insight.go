@@ -22,17 +22,23 @@ import (
 // The cost when tracing and reporting are off: a nil check in Send, in
 // Request's wait and completion, and in Irecv and Isend; a call that parks
 // records itself under diagnostics.mu (parking costs tens of microseconds
-// anyway); a collective call records itself under the same lock (130 ns
-// of CPU measured on a loaded 2-core machine, BenchmarkBeginCollective).
+// anyway); a collective call publishes itself on its communicator with two
+// atomic operations and an allocation, without a lock or a clock read
+// (BenchmarkBeginCollective; it was a map under that lock, 130 ns). Its
+// duration in a stuck job's account counts from the first park inside it, or
+// the first query that saw it.
 
 // diagnostics is an engine's record of what its rank does.
 type diagnostics struct {
 	ins *tracer // trace and counters; nil unless Config.Trace or Config.Report
 
-	mu    sync.Mutex          // guards waits, colls, next
-	waits map[uint64]waitRec  // the calls parked now, by id
-	colls map[*Comm]collState // the collectives under way, by communicator
-	next  uint64
+	mu    sync.Mutex         // guards waits, colled, next
+	waits map[uint64]waitRec // the calls parked now, by id
+	// colled lists the communicators that have begun a collective, whose
+	// Comm.coll says what is under way on each (nil: nothing); a Comm
+	// leaves it when closed.
+	colled []*Comm
+	next   uint64
 }
 
 // waitRec is a parked call.
@@ -43,12 +49,22 @@ type waitRec struct {
 	since     time.Time
 }
 
-// collState is a collective under way on a communicator.
+// collState is a collective under way on a communicator: the outermost of
+// nested calls. Its start is not timed: a clock read was a fifth of the CPU
+// of an 8-byte bcast through the shared area. since (Unix nanoseconds) is
+// set the first time a park inside the call, or a query, sees it; until then
+// it is 0.
 type collState struct {
 	name, alg string
 	bytes     int
-	since     time.Time
-	depth     int // nested calls on the same communicator
+	since     atomic.Int64
+}
+
+// seen returns when the call was first seen, setting it to now if it had not
+// been.
+func (cs *collState) seen(now time.Time) time.Time {
+	cs.since.CompareAndSwap(0, now.UnixNano())
+	return time.Unix(0, cs.since.Load())
 }
 
 // park records that the caller waits for r, waits, and forgets it.
@@ -75,6 +91,9 @@ func (d *diagnostics) block(op string, peer, tag int, c *Comm) uint64 {
 	}
 	d.next++
 	d.waits[d.next] = waitRec{op: op, peer: peer, tag: tag, c: c, since: now}
+	if cs := c.coll.Load(); cs != nil {
+		cs.seen(now) // the collective has lasted at least this long
+	}
 	return d.next
 }
 
@@ -97,15 +116,15 @@ func (e *engine) state() insight.State {
 	named := map[*Comm]bool{}
 	for id, w := range d.waits {
 		iw := insight.Wait{Op: w.op, Peer: w.peer, Tag: w.tag, Comm: w.c.cid, CommSize: w.c.size, For: int64(now.Sub(w.since)), ID: id}
-		if cs, ok := d.colls[w.c]; ok {
+		if cs := w.c.coll.Load(); cs != nil {
 			named[w.c] = true
 			iw.In = &insight.Wait{Op: cs.name, Alg: cs.alg, Bytes: cs.bytes, Comm: w.c.cid, CommSize: w.c.size}
 		}
 		s.Waits = append(s.Waits, iw)
 	}
-	for c, cs := range d.colls {
-		if !named[c] {
-			s.Colls = append(s.Colls, insight.Wait{Op: cs.name, Alg: cs.alg, Bytes: cs.bytes, Comm: c.cid, CommSize: c.size, For: int64(now.Sub(cs.since)), Peer: -1})
+	for _, c := range d.colled {
+		if cs := c.coll.Load(); cs != nil && !named[c] {
+			s.Colls = append(s.Colls, insight.Wait{Op: cs.name, Alg: cs.alg, Bytes: cs.bytes, Comm: c.cid, CommSize: c.size, For: int64(now.Sub(cs.seen(now))), Peer: -1})
 		}
 	}
 	slices.SortFunc(s.Waits, func(a, b insight.Wait) int { return cmp.Compare(b.For, a.For) })
@@ -135,19 +154,29 @@ func (c *Comm) BeginCollective(name, alg string, nbytes int) Collective {
 	if d.ins != nil {
 		k.start = d.ins.enter()
 	}
-	now := time.Now()
-	d.mu.Lock()
-	if d.colls == nil {
-		d.colls = make(map[*Comm]collState)
+	if c.collDepth.Add(1) == 1 { // the outermost call: publish it
+		c.coll.Store(&collState{name: name, alg: alg, bytes: nbytes})
+		if !c.colled.Load() {
+			d.mu.Lock()
+			if !c.colled.Load() && !c.closed.Load() {
+				d.colled = append(d.colled, c)
+				c.colled.Store(true)
+			}
+			d.mu.Unlock()
+		}
 	}
-	if cs, ok := d.colls[c]; ok {
-		cs.depth++
-		d.colls[c] = cs
-	} else {
-		d.colls[c] = collState{name: name, alg: alg, bytes: nbytes, since: now}
-	}
-	d.mu.Unlock()
 	return k
+}
+
+// forgetColled removes c from the communicators the stuck-job account
+// looks at; Close calls it.
+func (d *diagnostics) forgetColled(c *Comm) {
+	if !c.colled.Load() {
+		return
+	}
+	d.mu.Lock()
+	d.colled = slices.DeleteFunc(d.colled, func(x *Comm) bool { return x == c })
+	d.mu.Unlock()
 }
 
 // End records the end of the call k began.
@@ -156,14 +185,9 @@ func (k Collective) End() {
 		return
 	}
 	d := &k.c.e.diag
-	d.mu.Lock()
-	if cs := d.colls[k.c]; cs.depth > 0 {
-		cs.depth--
-		d.colls[k.c] = cs
-	} else {
-		delete(d.colls, k.c)
+	if k.c.collDepth.Add(-1) == 0 {
+		k.c.coll.Store(nil)
 	}
-	d.mu.Unlock()
 	if d.ins != nil {
 		d.ins.leave(k.start, insight.Event{Name: k.name, Cat: "collective", Peer: -1, Bytes: k.bytes, Comm: k.c.cid, Alg: k.alg}, true)
 	}

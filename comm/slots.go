@@ -16,6 +16,7 @@ import (
 func init() {
 	commx.Register(
 		func(c any, agree func(bool) bool) *shm.Slots { return c.(*Comm).sharedSlots(agree) },
+		func(c any) *shm.Slots { return c.(*Comm).mappedSlots() },
 		func(c any) bool { return c.(*Comm).hasSlots() },
 	)
 	commx.RegisterSockets(func(c any) bool { return c.(*Comm).sockets() })
@@ -54,8 +55,18 @@ func (c *Comm) sharedSlots(agree func(mapped bool) bool) *shm.Slots {
 			return
 		}
 		c.slots = s
+		c.slotsMapped.Store(s)
 	})
 	return c.slots
+}
+
+// mappedSlots returns c's shared area once sharedSlots has mapped it and the
+// members agreed (see commx.Mapped), else nil.
+func (c *Comm) mappedSlots() *shm.Slots {
+	if !c.hasSlots() {
+		return nil
+	}
+	return c.slotsMapped.Load()
 }
 
 // hasSlots reports whether c has, or may still map, a shared area.

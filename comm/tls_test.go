@@ -128,7 +128,7 @@ func TestTLSRefusesPlainPeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = wire.DialHandshake(conn, secret, wire.RolePeer, 0) // rank 0 (node a) to rank 1 (node b)
-	if err == nil { // the proof passed: the refusal comes after it
+	if err == nil {                                          // the proof passed: the refusal comes after it
 		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 		_, err = conn.Read(make([]byte, 1))
 	}

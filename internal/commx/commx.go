@@ -9,14 +9,20 @@ import "github.com/pmrun/pmrun/internal/shm"
 
 var (
 	slots    func(c any, agree func(mapped bool) bool) *shm.Slots
+	mapped   func(c any) *shm.Slots
 	hasSlots func(c any) bool
 	sockets  func(c any) bool
 )
 
 // Register installs package comm's implementations; comm's init calls it.
-func Register(slotsFn func(c any, agree func(mapped bool) bool) *shm.Slots, hasSlotsFn func(c any) bool) {
-	slots, hasSlots = slotsFn, hasSlotsFn
+func Register(slotsFn func(c any, agree func(mapped bool) bool) *shm.Slots, mappedFn func(c any) *shm.Slots, hasSlotsFn func(c any) bool) {
+	slots, mapped, hasSlots = slotsFn, mappedFn, hasSlotsFn
 }
+
+// Mapped returns c's shared area if Slots has mapped it and the members
+// agreed, else nil: the hot path of every call after the first, without the
+// agreement function Slots takes (a closure to allocate).
+func Mapped(c any) *shm.Slots { return mapped(c) }
 
 // RegisterSockets installs package comm's Sockets; comm's init calls it.
 func RegisterSockets(fn func(c any) bool) { sockets = fn }

@@ -112,7 +112,11 @@ func (s State) Lines() []string {
 		out = append(out, fmt.Sprintf("%s: blocked %v in %s", who, roundDur(w.For), w))
 	}
 	for _, w := range s.Colls {
-		out = append(out, fmt.Sprintf("%s: in %s for %v", who, w, roundDur(w.For)))
+		if w.For == 0 { // first seen by this query: not timed yet
+			out = append(out, fmt.Sprintf("%s: in %s", who, w))
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s: in %s for at least %v", who, w, roundDur(w.For)))
 	}
 	return out
 }
