@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,12 +24,19 @@ const (
 	// pieces of maxLine bytes, so that a rank printing without newlines
 	// cannot make the launcher buffer without bound.
 	maxLine = 1 << 20
-	// flushDelay is how long a partial line waits for the rest of its line
-	// before it is written as it is.
-	flushDelay = 100 * time.Millisecond
 	// firstBuffer is a stream's buffer until a longer line needs more.
 	firstBuffer = 64 << 10
 )
+
+// flushDelay is how long a partial line waits for the rest of its line
+// before it is written as it is (100 ms; nanoseconds). A variable so that a
+// test of whole lines need not depend on how fast a loaded machine runs the
+// rank that writes them.
+var flushDelay = func() *atomic.Int64 {
+	var d atomic.Int64
+	d.Store(int64(100 * time.Millisecond))
+	return &d
+}()
 
 // lineSink serialises the output of many ranks onto one writer.
 type lineSink struct {
@@ -158,7 +166,7 @@ func forwardLines(r io.Reader, sink *lineSink, prefix []byte) {
 			waiting = false
 		case len(buf) > 0 && (newLine || !waiting):
 			// A new partial line: it waits at most flushDelay from now.
-			waiting = dl != nil && dl.SetReadDeadline(time.Now().Add(flushDelay)) == nil
+			waiting = dl != nil && dl.SetReadDeadline(time.Now().Add(time.Duration(flushDelay.Load()))) == nil
 			if !waiting {
 				flush() // no way to wait with a limit: write it now
 			}

@@ -14,6 +14,11 @@ import (
 // TestLongLinesKeptWhole: a line of a megabyte from each of two ranks
 // reaches the output whole, not cut into pieces mixed with the other's.
 func TestLongLinesKeptWhole(t *testing.T) {
+	// A rank's line arrives in pieces (tr writes it a few KiB at a time), and
+	// on a loaded machine a pause between two may pass the 100 ms a partial
+	// line waits: wait longer here, as the property is whole lines.
+	old := flushDelay.Swap(int64(10 * time.Second))
+	t.Cleanup(func() { flushDelay.Store(old) })
 	const n = 1000000
 	prog, args := sh(fmt.Sprintf(`head -c %d /dev/zero | tr '\0' "$PMRUN_RANK"; echo`, n))
 	res, out, _ := run(t, JobSpec{Program: prog, Args: args, NP: 2})
