@@ -13,6 +13,18 @@ func OnChoose(fn func(c *comm.Comm, family string, nbytes int, commutative bool,
 	return func() { onChoose.Store(nil) }
 }
 
+// HasShared is hasShared, for TestHasShared.
+func HasShared(family string) bool { return hasShared(family) }
+
+// Families lists the families of algorithms.
+func Families() []string {
+	var fs []string
+	for f := range algorithms {
+		fs = append(fs, f)
+	}
+	return fs
+}
+
 // SetForced sets PMRUN_COLL_<FAMILY> to alg for t, and makes the selector
 // read it again (it reads the variables once), now and when t ends.
 func SetForced(t interface {
