@@ -106,13 +106,13 @@ func (d *diagnostics) unblock(id uint64) {
 // state says what the rank is blocked in now.
 func (e *engine) state() insight.State {
 	d := &e.diag
-	now := time.Now()
 	s := insight.State{Rank: e.rank}
 	if e.rank < len(e.nodes) {
 		s.Node = e.nodes[e.rank]
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	now := time.Now() // under the lock: a wait recorded meanwhile began before it
 	named := map[*Comm]bool{}
 	for id, w := range d.waits {
 		iw := insight.Wait{Op: w.op, Peer: w.peer, Tag: w.tag, Comm: w.c.cid, CommSize: w.c.size, For: int64(now.Sub(w.since)), ID: id}
