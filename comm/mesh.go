@@ -202,7 +202,7 @@ func (m *mesh) dial(w int, deadline time.Time) (link, error) {
 }
 
 // dialOnce makes one attempt at connecting to world rank w.
-func (m *mesh) dialOnce(w int, deadline time.Time) (_ link, err error) {
+func (m *mesh) dialOnce(w int, deadline time.Time) (link, error) {
 	d := net.Dialer{Deadline: deadline}
 	conn, err := d.Dial("tcp", m.addrs[w])
 	if errors.Is(err, syscall.ECONNREFUSED) {
@@ -215,16 +215,10 @@ func (m *mesh) dialOnce(w int, deadline time.Time) (_ link, err error) {
 		conn.Close()
 		return nil, ErrClosed
 	}
-	if m.tls != nil && !m.e.sameNode(w) {
-		raw := conn
-		if conn, err = m.tls.Client(raw); err != nil {
+	if m.tls != nil && !m.e.sameNode(w) { // closing the TLS connection below closes the socket
+		if conn, err = m.tls.Client(conn); err != nil {
 			return nil, err
 		}
-		defer func() { // conn's failures close the socket, which track holds
-			if err != nil {
-				raw.Close()
-			}
-		}()
 	}
 	if err := wire.DialHandshake(conn, m.secret, wire.RolePeer, uint32(m.e.rank)); err != nil {
 		conn.Close()

@@ -135,6 +135,16 @@ cluster options:
 // printed the usage: 0 for -h, exitUsage for a bad flag, a stray argument or a
 // failed check (nil means none).
 func parseSub(fs *flag.FlagSet, args []string, usage string, check func() error, stdout, stderr io.Writer) int {
+	return parseSubOf(fs, args, usage, check, false, stdout, stderr)
+}
+
+// parseSubArgs is parseSub for a subcommand that takes arguments after its
+// flags: check reads them (fs.Args).
+func parseSubArgs(fs *flag.FlagSet, args []string, usage string, check func() error, stdout, stderr io.Writer) int {
+	return parseSubOf(fs, args, usage, check, true, stdout, stderr)
+}
+
+func parseSubOf(fs *flag.FlagSet, args []string, usage string, check func() error, positional bool, stdout, stderr io.Writer) int {
 	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
 	switch {
@@ -142,7 +152,7 @@ func parseSub(fs *flag.FlagSet, args []string, usage string, check func() error,
 		fmt.Fprint(stdout, usage)
 		return 0
 	case err != nil:
-	case fs.NArg() > 0:
+	case fs.NArg() > 0 && !positional:
 		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	case check != nil:
 		err = check()

@@ -1,11 +1,11 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/pmrun/pmrun/internal/tlsx"
@@ -51,21 +51,21 @@ func runTLSInit(args []string, stdout, stderr io.Writer) int {
 	days := fs.Int("days", 365, "")
 	var dir string
 	check := func() error {
-		if *days < 1 {
+		switch {
+		case *days < 1:
 			return fmt.Errorf("--days %d must be at least 1", *days)
+		case fs.NArg() == 0:
+			return errors.New("DIR is required")
+		case fs.NArg() > 1:
+			return fmt.Errorf("one DIR, after the flags: got %q", fs.Args())
 		}
+		dir = fs.Arg(0)
 		return nil
 	}
-	// DIR is positional: parse flags before it, then take it.
-	if len(args) > 0 && !strings.HasPrefix(args[len(args)-1], "-") {
-		dir, args = args[len(args)-1], args[:len(args)-1]
-	}
-	if code := parseSub(fs, args, tlsInitUsage, check, stdout, stderr); code >= 0 {
+	// DIR is the one argument after the flags: parseSub's check takes it, so
+	// that parseSub does not refuse it as a stray argument.
+	if code := parseSubArgs(fs, args, tlsInitUsage, check, stdout, stderr); code >= 0 {
 		return code
-	}
-	if dir == "" {
-		fmt.Fprintf(stderr, "pmrun tls-init: DIR is required\n\n%s", tlsInitUsage)
-		return exitUsage
 	}
 	f, err := tlsx.Generate(dir, time.Duration(*days)*24*time.Hour)
 	if err != nil {
