@@ -51,6 +51,7 @@ type engine struct {
 	closed         bool
 	pushers        sync.WaitGroup // goroutines pushing rendezvous data
 	helpers        atomic.Int32   // goroutines started to move a protocol along, still running
+	lockedYields   atomic.Uint32  // yields of locked callers (see yield)
 
 	// Flow control of early eager messages (see throttled), by world rank.
 	held      []atomic.Int64 // bytes of the rank's eager messages queued unexpected

@@ -17,13 +17,11 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"os"
-	"runtime"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/pmrun/pmrun/bench/internal/prof"
 	"github.com/pmrun/pmrun/collective"
 	"github.com/pmrun/pmrun/comm"
 	"github.com/pmrun/pmrun/internal/units"
@@ -53,7 +51,7 @@ func main() {
 		log.Fatal(err)
 	}
 	defer c.Close()
-	stop, err := profile(*cpuProf, *blockProf, c.Rank())
+	stop, err := prof.Start(*cpuProf, *blockProf, c.Rank())
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -123,41 +121,4 @@ func main() {
 			}
 		}
 	}
-}
-
-// profile starts the profiles asked for, in files named after the rank, and
-// returns what writes and closes them.
-func profile(cpu, block string, rank int) (func(), error) {
-	var cf *os.File
-	if cpu != "" {
-		f, err := os.Create(fmt.Sprintf("%s.%d", cpu, rank))
-		if err != nil {
-			return nil, err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			f.Close()
-			return nil, err
-		}
-		cf = f
-	}
-	if block != "" {
-		runtime.SetBlockProfileRate(1)
-	}
-	return func() {
-		if cf != nil {
-			pprof.StopCPUProfile()
-			cf.Close()
-		}
-		if block != "" {
-			f, err := os.Create(fmt.Sprintf("%s.%d", block, rank))
-			if err != nil {
-				log.Print(err)
-				return
-			}
-			defer f.Close()
-			if err := pprof.Lookup("block").WriteTo(f, 0); err != nil {
-				log.Print(err)
-			}
-		}
-	}, nil
 }

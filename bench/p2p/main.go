@@ -33,6 +33,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/pmrun/pmrun/bench/internal/prof"
 	"github.com/pmrun/pmrun/comm"
 	"github.com/pmrun/pmrun/internal/units"
 )
@@ -75,6 +76,7 @@ func main() {
 	sizesFlag := flag.String("sizes", "", "comma-separated message sizes in bytes, k and m suffixes allowed (default: each test's own list)")
 	forceIters := flag.Int("iters", 0, "timed iterations per size (0: scaled by size)")
 	forceWarmup := flag.Int("warmup", -1, "warm-up iterations per size (-1: scaled by size)")
+	cpuProf := flag.String("cpuprofile", "", "write each rank's CPU profile to `prefix`.<rank>")
 	flag.Parse()
 
 	doLat := *test == "latency" || *test == "all"
@@ -93,6 +95,11 @@ func main() {
 		fatal(err)
 	}
 	defer c.Close()
+	stop, err := prof.Start(*cpuProf, "", c.Rank())
+	if err != nil {
+		fatal(err)
+	}
+	defer stop()
 	if c.Size() < 2 {
 		fatal(fmt.Errorf("needs at least 2 ranks, have %d", c.Size()))
 	}

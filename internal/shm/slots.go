@@ -285,7 +285,9 @@ func (s *Slots) wait(ctx context.Context, what string, lagging func() int) error
 	}
 	m := &s.m
 	if m.Spin > 0 {
-		deadline := time.Now().Add(m.Spin)
+		// The deadline is set at the first look at the clock, 64 polls in:
+		// a wait that ends before then reads no clock.
+		var deadline time.Time
 		for i := 1; ; i++ {
 			if lagging() < 0 {
 				return nil
@@ -294,7 +296,9 @@ func (s *Slots) wait(ctx context.Context, what string, lagging func() int) error
 				syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0) // let the rank that must answer run
 			}
 			if i&yieldMask == 0 {
-				if time.Now().After(deadline) {
+				if deadline.IsZero() {
+					deadline = time.Now().Add(m.Spin)
+				} else if time.Now().After(deadline) {
 					break
 				}
 				m.Yield()

@@ -50,6 +50,7 @@ static i64 (*pm_bcast_obj)(i64, i64, void *, i64, i64 *, i64 *);
 static i64 (*pm_blob_take)(i64, void *, i64);
 static i64 (*pm_scatter_obj)(i64, i64, void *, void *, i64, i64 *, i64 *);
 static i64 (*pm_gather_obj)(i64, i64, i64, void *, i64, void *, i64, i64 *);
+static i64 (*pm_barrier)(i64, i64 *);
 static i64 (*pm_reduce)(i64, i64, i64, void *, i64, void *, i64, i64, void *, i64, i64, i64, i64 *);
 
 static PyObject *raise_rc;  /* raise_rc(rc) raises the runtime's error rc */
@@ -820,43 +821,65 @@ static i64 code_of(const char *fmt, Py_ssize_t itemsize, i64 op)
     return code;
 }
 
-/* allreduce(h, op code, sendbuf or None for IN_PLACE, recvbuf): for buffers
- * of one element type that the runtime reduces with this op. */
-static PyObject *f_allreduce(PyObject *self, PyObject *const *args, Py_ssize_t n)
+/* reduce(h, kind, root, isroot, op code, sendbuf or None for IN_PLACE,
+ * recvbuf or None): Allreduce (kind RED_ALLREDUCE) and Reduce (any other
+ * kind: RED_REDUCE) of buffers of one element type that the runtime reduces
+ * with this op. A rank that gets no result (Reduce off the root) passes no
+ * receive buffer, as mpi4py ignores it there. */
+static PyObject *f_reduce(PyObject *self, PyObject *const *args, Py_ssize_t n)
 {
-    ARGS("allreduce", 4, 2);
-    long long h = a[0], op = a[1];
+    ARGS("reduce", 7, 5);
+    long long h = a[0], kind = a[1], root = a[2], op = a[4];
+    int inplace = args[5] == Py_None;
+    int result = kind == red_allreduce || a[3] != 0; /* this rank gets the result */
     Py_buffer s, r;
-    int inplace = args[2] == Py_None;
-    if (h == 0 || !getbuf(args[3], &r, 1))
+    if (h == 0 || (inplace && !result))
         Py_RETURN_FALSE;
-    if (!inplace && !getbuf(args[2], &s, 0)) {
-        PyBuffer_Release(&r);
+    if (result && !getbuf(args[6], &r, 1))
+        Py_RETURN_FALSE;
+    if (!inplace && !getbuf(args[5], &s, 0)) {
+        if (result)
+            PyBuffer_Release(&r);
         Py_RETURN_FALSE;
     }
-    const char *rf = r.format ? r.format : "B";
+    Py_buffer *t = result ? &r : &s; /* whose element type and count */
+    const char *tf = t->format ? t->format : "B";
     i64 code = 0;
-    if (inplace || (s.len == r.len && s.itemsize == r.itemsize &&
-                    strcmp(s.format ? s.format : "B", rf) == 0))
-        code = code_of(rf, r.itemsize, op);
+    if (inplace || !result ||
+        (s.len == r.len && s.itemsize == r.itemsize && strcmp(s.format ? s.format : "B", tf) == 0))
+        code = code_of(tf, t->itemsize, op);
     if (code <= 0) {
         if (!inplace)
             PyBuffer_Release(&s);
-        PyBuffer_Release(&r);
+        if (result)
+            PyBuffer_Release(&r);
         if (code < 0)
             return NULL;
         Py_RETURN_FALSE;
     }
     i64 rc;
-    void *sa = inplace ? NULL : s.buf;
-    i64 scap = inplace ? r.len : s.len;
+    void *sa = inplace ? NULL : s.buf, *ra = result ? r.buf : NULL;
+    i64 scap = inplace ? r.len : s.len, rcap = result ? r.len : 0;
     Py_BEGIN_ALLOW_THREADS
-    rc = pm_reduce(h, red_allreduce, 0, sa, scap, r.buf, r.len, r.len / r.itemsize, NULL, 0, code,
-                   op, NULL);
+    rc = pm_reduce(h, kind, root, sa, scap, ra, rcap, t->len / t->itemsize, NULL, 0, code, op, NULL);
     Py_END_ALLOW_THREADS
     if (!inplace)
         PyBuffer_Release(&s);
-    PyBuffer_Release(&r);
+    if (result)
+        PyBuffer_Release(&r);
+    return done(rc);
+}
+
+/* barrier(h) */
+static PyObject *f_barrier(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    ARGS("barrier", 1, 1);
+    if (a[0] == 0)
+        Py_RETURN_FALSE;
+    i64 rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_barrier(a[0], NULL);
+    Py_END_ALLOW_THREADS
     return done(rc);
 }
 
@@ -897,6 +920,7 @@ static PyObject *f_bind(PyObject *self, PyObject *args)
         addr_of(d, "pm_gather", (void **)&pm_gather) < 0 ||
         addr_of(d, "pm_scatter", (void **)&pm_scatter) < 0 ||
         addr_of(d, "pm_reduce", (void **)&pm_reduce) < 0 ||
+        addr_of(d, "pm_barrier", (void **)&pm_barrier) < 0 ||
         addr_of(d, "pm_bcast_obj", (void **)&pm_bcast_obj) < 0 ||
         addr_of(d, "pm_isend", (void **)&pm_isend) < 0 ||
         addr_of(d, "pm_gather_obj", (void **)&pm_gather_obj) < 0 ||
@@ -948,7 +972,8 @@ static PyMethodDef methods[] = {
     {"bcast", (PyCFunction)(void (*)(void))f_bcast, METH_FASTCALL, "bcast(h, root, isroot, buf) -> done"},
     {"gather", (PyCFunction)(void (*)(void))f_gather, METH_FASTCALL, "gather(h, root, me, all, size, sendbuf, recvbuf) -> done"},
     {"scatter", (PyCFunction)(void (*)(void))f_scatter, METH_FASTCALL, "scatter(h, root, isroot, size, sendbuf, recvbuf) -> done"},
-    {"allreduce", (PyCFunction)(void (*)(void))f_allreduce, METH_FASTCALL, "allreduce(h, op, sendbuf or None, recvbuf) -> done"},
+    {"reduce", (PyCFunction)(void (*)(void))f_reduce, METH_FASTCALL, "reduce(h, kind, root, isroot, op, sendbuf or None, recvbuf or None) -> done"},
+    {"barrier", (PyCFunction)(void (*)(void))f_barrier, METH_FASTCALL, "barrier(h) -> done"},
     {NULL, NULL, 0, NULL},
 };
 

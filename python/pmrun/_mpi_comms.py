@@ -63,14 +63,14 @@ _FAST = _bridge.fast is not None
 if _FAST:
     _bridge.fast.bind(_bridge.addresses(("pm_send", "pm_sendv", "pm_recv", "pm_recv_obj", "pm_recv_any",
                                          "pm_bcast",
-                                         "pm_gather", "pm_scatter", "pm_reduce", "pm_bcast_obj",
+                                         "pm_gather", "pm_scatter", "pm_reduce", "pm_barrier", "pm_bcast_obj",
                                          "pm_blob_take", "pm_isend", "pm_irecv", "pm_wait",
                                          "pm_req_free", "pm_gather_obj", "pm_scatter_obj")),
                       _fail, _dumps, _loads, _joined, _typecode, PROC_NULL, _R_ALLREDUCE)
     _f_send, _f_recv = _bridge.fast.send, _bridge.fast.recv
     _f_send_obj, _f_recv_obj = _bridge.fast.send_obj, _bridge.fast.recv_obj
     _f_bcast, _f_gather, _f_scatter = _bridge.fast.bcast, _bridge.fast.gather, _bridge.fast.scatter
-    _f_allreduce, _f_bcast_obj = _bridge.fast.allreduce, _bridge.fast.bcast_obj
+    _f_reduce, _f_barrier, _f_bcast_obj = _bridge.fast.reduce, _bridge.fast.barrier, _bridge.fast.bcast_obj
     _f_isend, _f_irecv = _bridge.fast.isend, _bridge.fast.irecv
     _mpi_pickle.Pickle._watch = _bridge.fast.std_pickle
     _bridge.fast.std_pickle(_mpi_pickle.pickle._default())
@@ -619,7 +619,8 @@ class Comm(_Handle):
         _call(_lib.pm_barrier(self._chk(), None))
 
     def Barrier(self):
-        _call(_lib.pm_barrier(self._chk(), None))
+        if not (_FAST and _f_barrier(self._h)):
+            _call(_lib.pm_barrier(self._chk(), None))
 
     def Ibarrier(self):
         out = _out()
@@ -1080,9 +1081,10 @@ class Comm(_Handle):
     # Reductions: in Go for the predefined ops on numeric types, else in Python
     # over gathered buffers (user ops, MAXLOC/MINLOC pairs).
     def _reduce(self, sendbuf, recvbuf, op=SUM, root=0, kind=0, req=False, counts=None):
-        if _FAST and kind == _R_ALLREDUCE and not req and type(op) is Op and op._user is None and \
+        if _FAST and (kind == _R_ALLREDUCE or kind == _R_REDUCE) and not req and type(op) is Op and op._user is None and \
                 sendbuf is not None and \
-                _f_allreduce(self._h, op.code, None if sendbuf is IN_PLACE else sendbuf, recvbuf):
+                _f_reduce(self._h, kind, root, self._rank == root, op.code,
+                          None if sendbuf is IN_PLACE else sendbuf, recvbuf):
             return None
         h = self._chk()
         if kind == _R_ALLREDUCE and not req and type(op) is Op:

@@ -663,6 +663,25 @@ class BufferCollectives(unittest.TestCase):
         if rank > 0:
             self.assertEqual(list(r), [rank * (rank + 1) / 2] * 4)
 
+    def test_reduce_forms(self):
+        # In place at the root; a receive buffer passed off the root is left
+        # alone, as under mpi4py.
+        for root in range(size):
+            r = array.array("q", [rank + 1] * 3)
+            if rank == root:
+                comm.Reduce(MPI.IN_PLACE, r, op=MPI.MAX, root=root)
+                self.assertEqual(list(r), [size] * 3)
+            else:
+                comm.Reduce(r, array.array("q", [-7] * 3), op=MPI.MAX, root=root)
+                self.assertEqual(list(r), [rank + 1] * 3)
+        # Sizes differing across calls of one rank (a result buffer larger
+        # than the input at the root takes the input's count).
+        r = array.array("d", [-1.0] * 4)
+        comm.Reduce(array.array("d", [1.0] * 2), r if rank == 0 else None, op=MPI.SUM, root=0)
+        if rank == 0:
+            self.assertEqual(list(r), [float(size)] * 2 + [-1.0] * 2)
+        comm.Barrier()
+
     def test_reduce_scatter(self):
         send = array.array("i", [rank + 1] * (2 * size))
         recv = array.array("i", [0] * 2)
