@@ -2,6 +2,7 @@ package comm
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -33,29 +34,56 @@ import (
 // of them always sees the other: no wake-up is lost.
 
 const (
-	ringHeader = 256 // head, tail and sleeping each on their own cache line
+	ringHeader = 256 // head, the key and sleeping each on their own cache line
 	offHead    = 0
-	offTail    = 64
+	offKey     = 64
 	offSleep   = 128
 	offSpin    = 192
 	offPid     = 200 // the writer's process id, for direct copies (see directRead)
 	offBase    = 208 // where the writer mapped the segment, for probing direct copies
 )
 
+// A ring's bytes travel in chunks, each at a position (a count of bytes
+// since the ring began) that is a multiple of chunkAlign: a stamp, its
+// length, then the bytes, padded to the next chunk. The writer fills in
+// the length and the bytes, then publishes the chunk by storing its stamp,
+// (position+1) XOR the ring's key; the reader waits for the stamp it
+// expects at the position it is at. So a reader polls the very cache line
+// the data arrives in, and a small frame (a header and up to 16 bytes of
+// payload) crosses between the cores as one line with nothing else to
+// fetch, where a shared tail cost the writer a second line and the reader
+// a second miss (the one-way time of an 8-byte ping-pong, medians of two
+// runs of 8 and 6 alternating with the shared tail: 0.41 -> 0.37 us and
+// 0.81 -> 0.55 us; bandwidth unchanged). What a chunk
+// start held before (old data, an old stamp: position less a multiple of
+// the ring's size) never equals the stamp expected there but by chance,
+// one in 2^64, since the key is random.
+const (
+	chunkAlign = 64 // one cache line
+	chunkHead  = 16 // the stamp and the length
+)
+
 // ring is one direction of a shared-memory pair.
 type ring struct {
-	head  *atomic.Uint64 // bytes consumed (reader)
-	tail  *atomic.Uint64 // bytes published (writer)
+	head  *atomic.Uint64 // bytes consumed, padding included (reader)
 	sleep *atomic.Uint32 // 1: the reader is parked and wants a doorbell
 	spin  *atomic.Int32  // goroutines of the reader spinning on the ring: no doorbell needed
 	pid   *atomic.Uint32 // the writer's process id, set before its first frame
 	base  *atomic.Uint64 // the address of the segment in the writer's process
+	key   uint64         // mixed into every stamp (set by the segment's creator)
 	data  []byte
 	mask  uint64
-	// seenHead is the writer's last look at head: it reloads it (a cache
-	// line the reader writes) only when that look shows too little room.
-	// Writer only.
+
+	// Writer only (under the link's wmu): where the next chunk goes, and
+	// the writer's last look at head, which it reloads (a cache line the
+	// reader writes) only when that look shows too little room.
+	tail     uint64
 	seenHead uint64
+
+	// Reader only (under the link's read token): where it reads, and what
+	// is left of the chunk there (0: at the next chunk's stamp).
+	rpos uint64
+	rem  uint64
 }
 
 func newRing(mem []byte) *ring {
@@ -63,61 +91,100 @@ func newRing(mem []byte) *ring {
 	data := mem[ringHeader:]
 	return &ring{
 		head:  (*atomic.Uint64)(unsafe.Add(p, offHead)),
-		tail:  (*atomic.Uint64)(unsafe.Add(p, offTail)),
 		sleep: (*atomic.Uint32)(unsafe.Add(p, offSleep)),
 		spin:  (*atomic.Int32)(unsafe.Add(p, offSpin)),
 		pid:   (*atomic.Uint32)(unsafe.Add(p, offPid)),
 		base:  (*atomic.Uint64)(unsafe.Add(p, offBase)),
+		key:   (*atomic.Uint64)(unsafe.Add(p, offKey)).Load(),
 		data:  data,
 		mask:  uint64(len(data) - 1),
 	}
 }
 
-// read copies what is available into p; it returns 0 when the ring is empty.
-func (r *ring) read(p []byte) int {
-	head, tail := r.head.Load(), r.tail.Load()
-	n := min(uint64(len(p)), tail-head, r.step())
-	if n == 0 {
-		return 0
+// setKey draws a new ring's key; the segment's creator sets both keys
+// before the peer maps it.
+func setKey(mem []byte) {
+	var k [8]byte
+	rand.Read(k[:])
+	(*atomic.Uint64)(unsafe.Pointer(unsafe.SliceData(mem[offKey:]))).Store(binary.LittleEndian.Uint64(k[:]))
+}
+
+// word is the 8 bytes of the ring at position pos, a multiple of 8.
+func (r *ring) word(pos uint64) *atomic.Uint64 {
+	return (*atomic.Uint64)(unsafe.Pointer(&r.data[pos&r.mask]))
+}
+
+// errRingCorrupt is a chunk whose length no writer would have written.
+var errRingCorrupt = errors.New("shared memory ring corrupted: a chunk of impossible length")
+
+// read copies what is available of one chunk into p; it returns 0 when the
+// ring is empty. The caller holds the read token.
+func (r *ring) read(p []byte) (int, error) {
+	if r.rem == 0 {
+		if r.word(r.rpos).Load() != (r.rpos+1)^r.key {
+			return 0, nil
+		}
+		n := r.word(r.rpos + 8).Load()
+		if n == 0 || n > r.step() {
+			return 0, errRingCorrupt
+		}
+		r.rpos += chunkHead
+		r.rem = n
 	}
-	off := head & r.mask
+	n := min(uint64(len(p)), r.rem)
+	if n == 0 {
+		return 0, nil
+	}
+	off := r.rpos & r.mask
 	c := copy(p[:n], r.data[off:])
 	if uint64(c) < n {
 		copy(p[c:n], r.data)
 	}
-	r.head.Store(head + n)
-	return int(n)
+	r.rpos += n
+	r.rem -= n
+	if r.rem == 0 {
+		r.rpos = alignChunk(r.rpos)
+	}
+	r.head.Store(r.rpos)
+	return int(n), nil
 }
 
-// write copies as much of p as fits and publishes it.
+// alignChunk rounds pos up to a chunk position.
+func alignChunk(pos uint64) uint64 { return (pos + chunkAlign - 1) &^ (chunkAlign - 1) }
+
+// write copies as much of p as fits into one chunk and publishes it.
 func (r *ring) write(p []byte) int {
-	tail := r.tail.Load()
-	n := min(uint64(len(p)), r.step())
-	n = min(n, r.free(tail, n))
-	if n == 0 {
+	room := r.free(uint64(min(len(p), int(r.step()))) + chunkHead)
+	if room <= chunkHead {
 		return 0
 	}
-	r.put(tail, p[:n])
-	r.tail.Store(tail + n)
+	n := min(uint64(len(p)), r.step(), room-chunkHead)
+	r.put(r.tail+chunkHead, p[:n])
+	r.publish(n)
 	return int(n)
 }
 
-// writeFrame writes a and b and publishes them at once, if together they make
-// at most a step and fit now; it reports whether it did. A small frame's
-// header and payload then cost the reader one look, and the writer one store.
+// writeFrame writes a and b as one chunk, if together they make at most a
+// step and fit now; it reports whether it did. A small frame's header and
+// payload then cost the reader one look, and the writer one store.
 func (r *ring) writeFrame(a, b []byte) bool {
 	n := uint64(len(a) + len(b))
-	if n > r.step() {
+	if n > r.step() || r.free(n+chunkHead) < n+chunkHead {
 		return false
 	}
-	tail := r.tail.Load()
-	if r.free(tail, n) < n {
-		return false
-	}
-	r.put(tail, a)
-	r.put(tail+uint64(len(a)), b)
-	r.tail.Store(tail + n)
+	r.put(r.tail+chunkHead, a)
+	r.put(r.tail+chunkHead+uint64(len(a)), b)
+	r.publish(n)
 	return true
+}
+
+// publish makes the chunk of n bytes at tail, its bytes in place, the
+// reader's: its length, then its stamp.
+func (r *ring) publish(n uint64) {
+	t := r.tail
+	r.word(t + 8).Store(n)
+	r.word(t).Store((t + 1) ^ r.key)
+	r.tail = alignChunk(t + chunkHead + n)
 }
 
 // put copies p into the ring at byte position pos (wrapping at its end).
@@ -128,14 +195,16 @@ func (r *ring) put(pos uint64, p []byte) {
 	}
 }
 
-// free is how many bytes the writer may add at tail, by its last look at
-// head, looked at again if that shows less than want.
-func (r *ring) free(tail, want uint64) uint64 {
+// free is how many bytes, up to a chunk position, the writer may fill at
+// tail (a chunk's head included), by its last look at head, looked at again
+// if that shows less than want.
+func (r *ring) free(want uint64) uint64 {
 	size := uint64(len(r.data))
-	if size-(tail-r.seenHead) < want {
-		r.seenHead = r.head.Load()
+	if f := (size - (r.tail - r.seenHead)) &^ (chunkAlign - 1); f >= want {
+		return f
 	}
-	return size - (tail - r.seenHead)
+	r.seenHead = r.head.Load()
+	return (size - (r.tail - r.seenHead)) &^ (chunkAlign - 1)
 }
 
 // step bounds one copy into or out of the ring to an eighth of it, so that a
@@ -150,10 +219,14 @@ func (r *ring) free(tail, want uint64) uint64 {
 // node, which already share its cores.
 func (r *ring) step() uint64 { return max(uint64(len(r.data))/8, 4096) }
 
-// room reports whether the writer may add n bytes now.
-func (r *ring) room(n int) bool { return r.free(r.tail.Load(), uint64(n)) >= uint64(n) }
+// room reports whether the writer may add a chunk of n bytes now.
+func (r *ring) room(n int) bool { return r.free(uint64(n)+chunkHead) >= uint64(n)+chunkHead }
 
-func (r *ring) empty() bool { return r.head.Load() == r.tail.Load() }
+// empty reports whether the reader has nothing to read. The caller holds
+// the read token.
+func (r *ring) empty() bool {
+	return r.rem == 0 && r.word(r.rpos).Load() != (r.rpos+1)^r.key
+}
 
 // shmPair is the mapping shared by two ranks and the rings in it.
 type shmPair struct {
@@ -268,6 +341,10 @@ func mapShm(f *os.File, size int, creator bool) (*shmPair, error) {
 	}
 	populate(mem)
 	half := size / 2
+	if creator {
+		setKey(mem[:half])
+		setKey(mem[half:])
+	}
 	a, b := newRing(mem[:half]), newRing(mem[half:])
 	p := &shmPair{mem: mem, rx: a, tx: b}
 	if !creator {
@@ -471,12 +548,11 @@ func (l *shmLink) bell() {
 func (l *shmLink) spinStart() { l.shm.rx.spin.Add(1) }
 
 // spinStop withdraws the announcement; a frame published while the writer still
-// saw the spinner (and so rang no bell) is picked up here.
+// saw the spinner (and so rang no bell) is picked up here (by this poll, or
+// by the goroutine that holds the read token).
 func (l *shmLink) spinStop() {
 	l.shm.rx.spin.Add(-1)
-	if !l.shm.rx.empty() {
-		l.tryPoll()
-	}
+	l.tryPoll()
 }
 
 // madvPopulateWrite is MADV_POPULATE_WRITE (Linux 5.14).

@@ -331,8 +331,8 @@ func (c *peerConn) poll() error {
 		var n int
 		var err error
 		if c.rx != nil {
-			if n = c.rx.read(p); n == 0 {
-				return nil // empty: no error to make and compare on every poll of a spin
+			if n, err = c.rx.read(p); n == 0 {
+				return err // nil when empty
 			}
 		} else {
 			n, err = readNonblock(c.fd, p)

@@ -1,0 +1,146 @@
+package comm
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// testRings maps a segment of two rings of ringSize bytes each, as
+// createShm does, and returns its first ring as seen by the writer and by
+// the reader (two views of one memory, as in two processes).
+func testRings(t *testing.T, ringSize int) (w, r *ring) {
+	t.Helper()
+	size := shmSegmentSize(ringSize)
+	mem, err := syscall.Mmap(-1, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED|syscall.MAP_ANONYMOUS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Munmap(mem) })
+	half := mem[:size/2]
+	setKey(half)
+	return newRing(half), newRing(half)
+}
+
+// TestRingStream sends a stream of frames and pieces of every size, across
+// many laps of a small ring, from a writer goroutine to a reader reading
+// into buffers of random sizes, and checks that every byte arrives in order.
+func TestRingStream(t *testing.T) {
+	const ringSize = minShmRing
+	w, r := testRings(t, ringSize)
+	rng := rand.New(rand.NewPCG(1, 2))
+	var sent []byte
+	var pieces [][2][]byte
+	for len(sent) < 40*ringSize {
+		a := make([]byte, rng.IntN(64))
+		b := make([]byte, rng.IntN(3*int(w.step())/2))
+		for i := range a {
+			a[i] = byte(rng.Uint32())
+		}
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		pieces = append(pieces, [2][]byte{a, b})
+		sent = append(append(sent, a...), b...)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	var wg sync.WaitGroup
+	var werr error
+	wg.Go(func() {
+		for _, pc := range pieces {
+			if w.writeFrame(pc[0], pc[1]) {
+				continue
+			}
+			for _, p := range pc {
+				for len(p) > 0 {
+					if time.Now().After(deadline) {
+						werr = errors.New("writer: no room for 30 s")
+						return
+					}
+					p = p[w.write(p):]
+				}
+			}
+		}
+	})
+	got := make([]byte, 0, len(sent))
+	buf := make([]byte, 2*w.step())
+	for len(got) < len(sent) && time.Now().Before(deadline) {
+		n, err := r.read(buf[:1+rng.IntN(len(buf))])
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	wg.Wait()
+	if werr != nil {
+		t.Fatal(werr)
+	}
+	if !bytes.Equal(got, sent) {
+		t.Fatalf("received %d bytes, not the %d sent in order", len(got), len(sent))
+	}
+	if !r.empty() {
+		t.Fatal("the ring is not empty after the stream")
+	}
+}
+
+// TestRingStaleData: whatever a fresh or reused ring holds at the reader's
+// position, it reads nothing until a chunk is published there; a chunk
+// whose length no writer writes is refused.
+func TestRingStaleData(t *testing.T) {
+	w, r := testRings(t, minShmRing)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range r.data {
+		r.data[i] = byte(rng.Uint32())
+	}
+	// A stamp of the position without the key, as plain data might hold.
+	r.word(0).Store(1)
+	if n, err := r.read(make([]byte, 64)); n != 0 || err != nil || !r.empty() {
+		t.Fatalf("read of an unpublished ring: %d bytes, %v", n, err)
+	}
+	if !w.writeFrame([]byte("abc"), []byte("de")) {
+		t.Fatal("no room in an empty ring")
+	}
+	p := make([]byte, 64)
+	if n, err := r.read(p); err != nil || string(p[:n]) != "abcde" {
+		t.Fatalf("read %q, %v", p[:n], err)
+	}
+	// The next position still holds random bytes: nothing to read.
+	if n, err := r.read(p); n != 0 || err != nil {
+		t.Fatalf("read past the published chunk: %d bytes, %v", n, err)
+	}
+	// A published stamp with a length beyond a step.
+	pos := r.rpos
+	r.word(pos + 8).Store(r.step() + 1)
+	r.word(pos).Store((pos + 1) ^ r.key)
+	if _, err := r.read(p); !errors.Is(err, errRingCorrupt) {
+		t.Fatalf("a chunk of impossible length: %v, want %v", err, errRingCorrupt)
+	}
+}
+
+// TestRingFull: a writer fills the ring, is refused until the reader
+// consumes, and then goes on.
+func TestRingFull(t *testing.T) {
+	w, r := testRings(t, minShmRing)
+	frame := bytes.Repeat([]byte{7}, 100)
+	n := 0
+	for w.writeFrame(frame, nil) {
+		n++
+	}
+	if per := alignChunk(chunkHead + 100); n != minShmRing/int(per) {
+		t.Fatalf("%d frames of 100 bytes fit in a ring of %d, want %d", n, minShmRing, minShmRing/int(per))
+	}
+	if w.room(1) {
+		t.Fatal("room in a full ring")
+	}
+	p := make([]byte, 100)
+	if k, err := r.read(p); k != 100 || err != nil {
+		t.Fatalf("read %d, %v", k, err)
+	}
+	if !w.writeFrame(frame, nil) {
+		t.Fatal("no room after the reader consumed a frame")
+	}
+}
