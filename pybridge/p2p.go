@@ -205,8 +205,17 @@ func pm_send(h, dst, tag int64, buf unsafe.Pointer, n, sync int64) int64 {
 	if err != nil {
 		return fail(err)
 	}
-	_, err = sendOn(bg, c, dst, tag, mem(buf, n), sync).Wait()
-	return fail(err)
+	return fail(sendNow(c, dst, tag, mem(buf, n), sync))
+}
+
+// sendNow is a blocking send (MPI_Send, or MPI_Ssend with sync): through
+// Comm.Send, whose short path writes a small message with no request to
+// make and wait for.
+func sendNow(c *comm.Comm, dst, tag int64, data []byte, sync int64) error {
+	if sync != 0 {
+		return c.Ssend(bg, int(dst), int(tag), data)
+	}
+	return c.Send(bg, int(dst), int(tag), data)
 }
 
 // pm_sendv sends the k buffers as one message (an object's pickle and its
@@ -218,8 +227,13 @@ func pm_sendv(h, dst, tag int64, bufs, lens unsafe.Pointer, k, sync int64) int64
 	if err != nil {
 		return fail(err)
 	}
-	_, err = sendOn(bg, c, dst, tag, gather(bufs, lens, k), sync).Wait()
-	return fail(err)
+	var data []byte
+	if k == 1 { // one part (a pickle without out-of-band buffers): sent from where it is
+		data = mem(*(*unsafe.Pointer)(bufs), *(*int64)(lens))
+	} else {
+		data = gather(bufs, lens, k)
+	}
+	return fail(sendNow(c, dst, tag, data, sync))
 }
 
 func gather(bufs, lens unsafe.Pointer, k int64) []byte {
