@@ -615,42 +615,22 @@ func pm_gather_obj(h, root, all int64, buf unsafe.Pointer, n int64, lens unsafe.
 	if k != int64(c.Size()) || lens == nil {
 		return fail(fmt.Errorf("room for %d lengths for %d ranks: %w", k, c.Size(), errRecvShort))
 	}
-	me := c.Rank() == int(root) || all != 0
-	sizes := make([]int64, c.Size())
-	mine := []int64{n}
-	if all != 0 {
-		err = collective.Allgather(bg, c, mine, sizes)
-	} else {
-		err = collective.Gather(bg, c, int(root), mine, sizes)
-	}
-	if err != nil {
-		return fail(err)
-	}
-	total, err := objSizes(c, sizes...)
-	if err != nil {
-		return fail(err)
-	}
-	counts, displs := make([]int, c.Size()), make([]int, c.Size())
-	off := 0
-	for r, s := range sizes {
-		counts[r], displs[r] = int(s), off
-		off += int(s)
-	}
 	var recv []byte
-	if me {
-		recv = make([]byte, total)
-	}
+	var sizes []int
 	if all != 0 {
-		err = collective.Allgatherv(bg, c, mem(buf, n), recv, counts, displs)
+		recv, sizes, err = collective.AllgatherBytes(bg, c, mem(buf, n))
 	} else {
-		err = collective.Gatherv(bg, c, int(root), mem(buf, n), recv, counts, displs)
+		recv, sizes, err = collective.GatherBytes(bg, c, int(root), mem(buf, n))
 	}
 	if err != nil {
 		return fail(err)
 	}
 	*blob = 0
-	if me {
-		copy(unsafe.Slice((*int64)(lens), c.Size()), sizes)
+	if sizes != nil {
+		ls := unsafe.Slice((*int64)(lens), c.Size())
+		for r, s := range sizes {
+			ls[r] = int64(s)
+		}
 		*blob = blobs.put(recv)
 	}
 	return 0
@@ -668,31 +648,15 @@ func pm_scatter_obj(h, root int64, bufs, lens unsafe.Pointer, k int64, blob, siz
 	if c.Rank() == int(root) && (k != int64(c.Size()) || bufs == nil || lens == nil) {
 		return fail(fmt.Errorf("%d pieces for %d ranks: %w", k, c.Size(), errBadCount))
 	}
-	var send []byte
-	var counts, displs []int
-	sizes := make([]int64, c.Size())
+	var parts [][]byte
 	if c.Rank() == int(root) {
-		copy(sizes, unsafe.Slice((*int64)(lens), c.Size()))
-		send = gather(bufs, lens, int64(c.Size()))
-		counts, displs = make([]int, c.Size()), make([]int, c.Size())
-		off := 0
-		for r, s := range sizes {
-			counts[r], displs[r] = int(s), off
-			off += int(s)
-		}
+		parts = pieces(bufs, lens, k)
 	}
-	mine := []int64{0}
-	if err := collective.Scatter(bg, c, int(root), sizes, mine); err != nil {
+	recv, err := collective.ScatterBytes(bg, c, int(root), parts)
+	if err != nil {
 		return fail(err)
 	}
-	if _, err := objSizes(c, mine[0]); err != nil {
-		return fail(err)
-	}
-	recv := make([]byte, mine[0])
-	if err := collective.Scatterv(bg, c, int(root), send, counts, displs, recv); err != nil {
-		return fail(err)
-	}
-	*blob, *size = blobs.put(recv), mine[0]
+	*blob, *size = blobs.put(recv), int64(len(recv))
 	return 0
 }
 
@@ -709,27 +673,14 @@ func pm_alltoall_obj(h int64, bufs, lens, rlens unsafe.Pointer, k int64, blob *i
 	if k != int64(c.Size()) || bufs == nil || lens == nil || rlens == nil {
 		return fail(fmt.Errorf("%d pieces for %d ranks: %w", k, c.Size(), errBadCount))
 	}
-	n := c.Size()
-	ssizes := unsafe.Slice((*int64)(lens), n)
-	rsizes := make([]int64, n)
-	if err := collective.Alltoall(bg, c, append([]int64(nil), ssizes...), rsizes); err != nil {
+	recv, rsizes, err := collective.AlltoallBytes(bg, c, pieces(bufs, lens, k))
+	if err != nil {
 		return fail(err)
 	}
-	if _, err := objSizes(c, rsizes...); err != nil {
-		return fail(err)
+	rl := unsafe.Slice((*int64)(rlens), c.Size())
+	for r, s := range rsizes {
+		rl[r] = int64(s)
 	}
-	sc, sd, rc, rd := make([]int, n), make([]int, n), make([]int, n), make([]int, n)
-	so, ro := 0, 0
-	for r := range n {
-		sc[r], sd[r], rc[r], rd[r] = int(ssizes[r]), so, int(rsizes[r]), ro
-		so += sc[r]
-		ro += rc[r]
-	}
-	recv := make([]byte, ro)
-	if err := collective.Alltoallv(bg, c, gather(bufs, lens, int64(n)), sc, sd, recv, rc, rd); err != nil {
-		return fail(err)
-	}
-	copy(unsafe.Slice((*int64)(rlens), n), rsizes)
 	*blob = blobs.put(recv)
 	return 0
 }

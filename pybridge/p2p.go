@@ -236,6 +236,17 @@ func pm_sendv(h, dst, tag int64, bufs, lens unsafe.Pointer, k, sync int64) int64
 	return fail(sendNow(c, dst, tag, data, sync))
 }
 
+// pieces views the k buffers (bufs, lens) without copying them.
+func pieces(bufs, lens unsafe.Pointer, k int64) [][]byte {
+	ps := unsafe.Slice((*unsafe.Pointer)(bufs), int(k))
+	ns := unsafe.Slice((*int64)(lens), int(k))
+	out := make([][]byte, k)
+	for i, p := range ps {
+		out[i] = mem(p, ns[i])
+	}
+	return out
+}
+
 func gather(bufs, lens unsafe.Pointer, k int64) []byte {
 	ps := unsafe.Slice((*unsafe.Pointer)(bufs), int(k))
 	ns := unsafe.Slice((*int64)(lens), int(k))

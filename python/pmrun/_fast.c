@@ -48,6 +48,7 @@ static i64 (*pm_gather)(i64, i64, void *, i64, i64, void *, i64, i64, i64 *);
 static i64 (*pm_scatter)(i64, i64, void *, i64, void *, i64, i64, i64 *);
 static i64 (*pm_bcast_obj)(i64, i64, void *, i64, i64 *, i64 *);
 static i64 (*pm_blob_take)(i64, void *, i64);
+static i64 (*pm_alltoall_obj)(i64, void *, void *, void *, i64, i64 *);
 static i64 (*pm_scatter_obj)(i64, i64, void *, void *, i64, i64 *, i64 *);
 static i64 (*pm_gather_obj)(i64, i64, i64, void *, i64, void *, i64, i64 *);
 static i64 (*pm_barrier)(i64, i64 *);
@@ -588,6 +589,87 @@ static PyObject *pickled_joined(PyObject *obj, Py_buffer *v)
     return data;
 }
 
+/* The pickles of a list's items, held (with the buffers they expose) until
+ * release_items. */
+struct items {
+    Py_ssize_t k, held;
+    Py_buffer *views;
+    PyObject **datas;
+    void **addrs;
+    i64 *lens;
+};
+
+/* pickle_items pickles the k items of list items into it; -1 with an
+ * exception set on failure (release_items still frees what was made). */
+static int pickle_items(PyObject *items, Py_ssize_t k, struct items *it)
+{
+    memset(it, 0, sizeof(*it));
+    it->k = k;
+    if (k == 0)
+        return 0;
+    it->views = PyMem_Calloc(k, sizeof(Py_buffer));
+    it->datas = PyMem_Calloc(k, sizeof(PyObject *));
+    it->addrs = PyMem_Calloc(k, sizeof(void *));
+    it->lens = PyMem_Calloc(k, sizeof(i64));
+    if (!it->views || !it->datas || !it->addrs || !it->lens) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (; it->held < k; it->held++) {
+        Py_ssize_t i = it->held;
+        it->datas[i] = pickled_joined(PyList_GET_ITEM(items, i), &it->views[i]);
+        if (it->datas[i] == NULL)
+            return -1;
+        it->addrs[i] = it->views[i].len ? it->views[i].buf : NULL;
+        it->lens[i] = it->views[i].len;
+    }
+    return 0;
+}
+
+static void release_items(struct items *it)
+{
+    for (Py_ssize_t i = 0; i < it->held; i++) {
+        PyBuffer_Release(&it->views[i]);
+        Py_DECREF(it->datas[i]);
+    }
+    PyMem_Free(it->views);
+    PyMem_Free(it->datas);
+    PyMem_Free(it->addrs);
+    PyMem_Free(it->lens);
+}
+
+/* loads_pieces takes the blob of size pieces of lens bytes each, one after
+ * another, and returns the list of their unpickled objects. */
+static PyObject *loads_pieces(i64 blob, const i64 *lens, long long size)
+{
+    i64 total = 0;
+    for (long long r = 0; r < size; r++)
+        total += lens[r];
+    PyObject *got = take_blob(blob, total), *out = NULL, *mv = NULL;
+    if (got == NULL || (out = PyList_New(size)) == NULL || (mv = PyMemoryView_FromObject(got)) == NULL) {
+        Py_XDECREF(got);
+        Py_XDECREF(out);
+        return NULL;
+    }
+    i64 off = 0;
+    for (long long r = 0; r < size; r++) {
+        /* Each piece a view of the received bytes, which its out-of-band
+         * buffers may keep. */
+        PyObject *piece = PySequence_GetSlice(mv, off, off + lens[r]);
+        PyObject *o = piece == NULL ? NULL : PyObject_CallOneArg(loads, piece);
+        Py_XDECREF(piece);
+        if (o == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, r, o);
+        off += lens[r];
+    }
+    Py_DECREF(mv);
+    Py_DECREF(got);
+    return out;
+}
+
 /* gather_obj(h, root, all, size, obj): the list of every rank's obj at root
  * (everywhere with all), None elsewhere. */
 static PyObject *f_gather_obj(PyObject *self, PyObject *const *args, Py_ssize_t n)
@@ -615,42 +697,13 @@ static PyObject *f_gather_obj(PyObject *self, PyObject *const *args, Py_ssize_t 
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&v);
     Py_DECREF(data);
-    PyObject *out = NULL, *got = NULL;
-    if (rc < 0) {
+    PyObject *out = NULL;
+    if (rc < 0)
         fail(rc);
-        goto done;
-    }
-    if (blob == 0) {
+    else if (blob == 0)
         out = Py_NewRef(Py_None);
-        goto done;
-    }
-    i64 total = 0;
-    for (long long r = 0; r < size; r++)
-        total += lens[r];
-    if ((got = take_blob(blob, total)) == NULL || (out = PyList_New(size)) == NULL)
-        goto done;
-    PyObject *mv = PyMemoryView_FromObject(got);
-    if (mv == NULL) {
-        Py_CLEAR(out);
-        goto done;
-    }
-    i64 off = 0;
-    for (long long r = 0; r < size; r++) {
-        /* Each piece a view of the received bytes, which its out-of-band
-         * buffers may keep. */
-        PyObject *piece = PySequence_GetSlice(mv, off, off + lens[r]);
-        PyObject *o = piece == NULL ? NULL : PyObject_CallOneArg(loads, piece);
-        Py_XDECREF(piece);
-        if (o == NULL) {
-            Py_CLEAR(out);
-            break;
-        }
-        PyList_SET_ITEM(out, r, o);
-        off += lens[r];
-    }
-    Py_DECREF(mv);
-done:
-    Py_XDECREF(got);
+    else
+        out = loads_pieces(blob, lens, size);
     PyMem_Free(lens);
     return out;
 }
@@ -671,31 +724,13 @@ static PyObject *f_scatter_obj(PyObject *self, PyObject *const *args, Py_ssize_t
         }
         k = PyList_GET_SIZE(items);
     }
-    Py_buffer *views = NULL;
-    PyObject **datas = NULL;
-    void **addrs = NULL;
-    i64 *lens = NULL, blob = 0, size = 0, rc;
-    Py_ssize_t held = 0;
+    struct items it;
+    i64 blob = 0, size = 0, rc;
     PyObject *out = NULL;
-    if (k > 0) {
-        views = PyMem_Calloc(k, sizeof(Py_buffer));
-        datas = PyMem_Calloc(k, sizeof(PyObject *));
-        addrs = PyMem_Calloc(k, sizeof(void *));
-        lens = PyMem_Calloc(k, sizeof(i64));
-        if (!views || !datas || !addrs || !lens) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        for (; held < k; held++) {
-            datas[held] = pickled_joined(PyList_GET_ITEM(items, held), &views[held]);
-            if (datas[held] == NULL)
-                goto done;
-            addrs[held] = views[held].len ? views[held].buf : NULL;
-            lens[held] = views[held].len;
-        }
-    }
+    if (pickle_items(items, k, &it) < 0)
+        goto done;
     Py_BEGIN_ALLOW_THREADS
-    rc = pm_scatter_obj(a[0], a[1], addrs, lens, k, &blob, &size);
+    rc = pm_scatter_obj(a[0], a[1], it.addrs, it.lens, k, &blob, &size);
     Py_END_ALLOW_THREADS
     if (rc < 0) {
         fail(rc);
@@ -705,14 +740,43 @@ static PyObject *f_scatter_obj(PyObject *self, PyObject *const *args, Py_ssize_t
     if (data != NULL)
         out = load(data, NULL, size);
 done:
-    for (Py_ssize_t i = 0; i < held; i++) {
-        PyBuffer_Release(&views[i]);
-        Py_DECREF(datas[i]);
+    release_items(&it);
+    return out;
+}
+
+/* alltoall_obj(h, items): a list of one item per rank (the caller checked
+ * its length), item r going to rank r; returns the list of what each rank
+ * sent this one. */
+static PyObject *f_alltoall_obj(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    long long a[1];
+    if (strict("alltoall_obj", args, n, 2, 1, a) < 0)
+        return NULL;
+    PyObject *items = args[1];
+    if (!PyList_Check(items) || PyList_GET_SIZE(items) == 0) {
+        PyErr_SetString(PyExc_TypeError, "alltoall_obj: the items are a list, one per rank");
+        return NULL;
     }
-    PyMem_Free(views);
-    PyMem_Free(datas);
-    PyMem_Free(addrs);
-    PyMem_Free(lens);
+    Py_ssize_t k = PyList_GET_SIZE(items);
+    struct items it;
+    i64 *rlens = NULL, blob = 0, rc;
+    PyObject *out = NULL;
+    if (pickle_items(items, k, &it) < 0)
+        goto done;
+    if ((rlens = PyMem_Calloc(k, sizeof(i64))) == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_alltoall_obj(a[0], it.addrs, it.lens, rlens, k, &blob);
+    Py_END_ALLOW_THREADS
+    if (rc < 0)
+        fail(rc);
+    else
+        out = loads_pieces(blob, rlens, k);
+done:
+    release_items(&it);
+    PyMem_Free(rlens);
     return out;
 }
 
@@ -925,6 +989,7 @@ static PyObject *f_bind(PyObject *self, PyObject *args)
         addr_of(d, "pm_isend", (void **)&pm_isend) < 0 ||
         addr_of(d, "pm_gather_obj", (void **)&pm_gather_obj) < 0 ||
         addr_of(d, "pm_scatter_obj", (void **)&pm_scatter_obj) < 0 ||
+        addr_of(d, "pm_alltoall_obj", (void **)&pm_alltoall_obj) < 0 ||
         addr_of(d, "pm_irecv", (void **)&pm_irecv) < 0 ||
         addr_of(d, "pm_wait", (void **)&pm_wait) < 0 ||
         addr_of(d, "pm_req_free", (void **)&pm_req_free) < 0 ||
@@ -969,6 +1034,7 @@ static PyMethodDef methods[] = {
     {"bcast_obj", (PyCFunction)(void (*)(void))f_bcast_obj, METH_FASTCALL, "bcast_obj(h, root, isroot, obj) -> obj"},
     {"gather_obj", (PyCFunction)(void (*)(void))f_gather_obj, METH_FASTCALL, "gather_obj(h, root, all, size, obj) -> list or None"},
     {"scatter_obj", (PyCFunction)(void (*)(void))f_scatter_obj, METH_FASTCALL, "scatter_obj(h, root, items or None) -> obj"},
+    {"alltoall_obj", (PyCFunction)(void (*)(void))f_alltoall_obj, METH_FASTCALL, "alltoall_obj(h, items) -> list"},
     {"bcast", (PyCFunction)(void (*)(void))f_bcast, METH_FASTCALL, "bcast(h, root, isroot, buf) -> done"},
     {"gather", (PyCFunction)(void (*)(void))f_gather, METH_FASTCALL, "gather(h, root, me, all, size, sendbuf, recvbuf) -> done"},
     {"scatter", (PyCFunction)(void (*)(void))f_scatter, METH_FASTCALL, "scatter(h, root, isroot, size, sendbuf, recvbuf) -> done"},

@@ -65,7 +65,8 @@ if _FAST:
                                          "pm_bcast",
                                          "pm_gather", "pm_scatter", "pm_reduce", "pm_barrier", "pm_bcast_obj",
                                          "pm_blob_take", "pm_isend", "pm_irecv", "pm_wait",
-                                         "pm_req_free", "pm_gather_obj", "pm_scatter_obj")),
+                                         "pm_req_free", "pm_gather_obj", "pm_scatter_obj",
+                                         "pm_alltoall_obj")),
                       _fail, _dumps, _loads, _joined, _typecode, PROC_NULL, _R_ALLREDUCE)
     _f_send, _f_recv = _bridge.fast.send, _bridge.fast.recv
     _f_send_obj, _f_recv_obj = _bridge.fast.send_obj, _bridge.fast.recv_obj
@@ -689,6 +690,8 @@ class Comm(_Handle):
         if len(items) != self._size:
             raise Exception(ERR_ARG, "alltoall: pass a sequence of %d items, not %d"
                             % (self._size, len(items)))
+        if _FAST:
+            return _bridge.fast.alltoall_obj(h, items)
         pp = _Parts([_joined(_dumps(x)) for x in items])
         rlens = (_bridge.c_int64 * self._size)()
         blob = _out()
