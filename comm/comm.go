@@ -246,6 +246,9 @@ func (c *Comm) Irecv(ctx context.Context, src, tag int, buf []byte) *Request {
 // Recv receives a message from rank src (or AnySource) with tag (or AnyTag) into a
 // new buffer and returns it with the message's status.
 func (c *Comm) Recv(ctx context.Context, src, tag int) ([]byte, Status, error) {
+	if data, st, ok := c.recvNow(ctx, src, tag, nil, true); ok {
+		return data, st, nil
+	}
 	r := c.Irecv(ctx, src, tag, nil)
 	st, err := r.waitAs("recv")
 	if err != nil {
@@ -259,6 +262,9 @@ func (c *Comm) Recv(ctx context.Context, src, tag int) ([]byte, Status, error) {
 func (c *Comm) RecvInto(ctx context.Context, src, tag int, buf []byte) (Status, error) {
 	if buf == nil {
 		buf = []byte{}
+	}
+	if _, st, ok := c.recvNow(ctx, src, tag, buf, false); ok {
+		return st, nil
 	}
 	return c.Irecv(ctx, src, tag, buf).waitAs("recv")
 }

@@ -3,10 +3,12 @@ package comm_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -922,4 +924,126 @@ func TestSendOverMaxMessage(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Send at the limit: %v", err)
 	}
+}
+
+// TestBlockingRecvOrder: blocking receives of one source and tag (which
+// take a message straight off a shared memory ring when it comes next) keep
+// MPI's order per source and tag, with receives of other tags, an earlier
+// nonblocking receive of the same tag, and messages of every size between.
+func TestBlockingRecvOrder(t *testing.T) {
+	eachTransport(t, func(t *testing.T, mk maker) {
+		for name, cfg := range configs() {
+			t.Run(name, func(t *testing.T) {
+				const n = 300
+				w := mk(t, 2, cfg)
+				size := func(i int) int { return []int{0, 5, 100, 900, 3000}[i%5] }
+				tagOf := func(i int) int { return (i * 7 / 3) % 3 }
+				msg := func(i int) []byte {
+					b := pattern(i, size(i)+4)
+					binary.LittleEndian.PutUint32(b, uint32(i))
+					return b
+				}
+				w.Run(func(c *comm.Comm) error {
+					if c.Rank() == 0 { // nonblocking: the receiver takes the tags in its own order
+						reqs := make([]*comm.Request, n)
+						for i := range n {
+							reqs[i] = c.Isend(bg, 1, tagOf(i), msg(i))
+						}
+						_, err := comm.WaitAll(reqs...)
+						return err
+					}
+					next := [3][]int{} // by tag: the sequence numbers sent with it
+					for i := range n {
+						next[tagOf(i)] = append(next[tagOf(i)], i)
+					}
+					check := func(tag int, data []byte) error {
+						want := next[tag][0]
+						next[tag] = next[tag][1:]
+						if !bytes.Equal(data, msg(want)) {
+							got := -1
+							if len(data) >= 4 {
+								got = int(binary.LittleEndian.Uint32(data))
+							}
+							return fmt.Errorf("tag %d: got message %d (%d bytes), want %d", tag, got, len(data), want)
+						}
+						return nil
+					}
+					// First an Irecv of tag 1, then blocking receives of tag 1:
+					// the Irecv gets the first.
+					first := c.Irecv(bg, 0, 1, nil)
+					buf := make([]byte, 4096)
+					for k := 0; len(next[0])+len(next[1])+len(next[2]) > 0; k++ {
+						tag := []int{1, 1, 2, 0, 1, 0}[k%6]
+						if len(next[tag]) == 0 {
+							tag = slices.IndexFunc(next[:], func(s []int) bool { return len(s) > 0 })
+						}
+						if k == 0 {
+							if _, err := first.Wait(); err != nil {
+								return err
+							}
+							if err := check(1, first.Data()); err != nil {
+								return fmt.Errorf("the earlier Irecv: %v", err)
+							}
+							continue
+						}
+						var data []byte
+						if k%2 == 0 {
+							st, err := c.RecvInto(bg, 0, tag, buf)
+							if err != nil {
+								return err
+							}
+							data = buf[:st.Count]
+						} else {
+							var err error
+							if data, _, err = c.Recv(bg, 0, tag); err != nil {
+								return err
+							}
+						}
+						if err := check(tag, data); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				// Then one message at a time (a ping-pong), which a waiting
+				// receive meets on the ring: both forms, every size, and a
+				// buffer too small once.
+				w.Run(func(c *comm.Comm) error {
+					peer, buf := 1-c.Rank(), make([]byte, 4096)
+					for i := range 40 {
+						if c.Rank() == i%2 {
+							if err := c.Send(bg, peer, i%3, msg(i)); err != nil {
+								return err
+							}
+							continue
+						}
+						var data []byte
+						var err error
+						switch i % 4 {
+						case 0, 1:
+							var st comm.Status
+							st, err = c.RecvInto(bg, peer, i%3, buf)
+							data = buf[:st.Count]
+						default:
+							data, _, err = c.Recv(bg, peer, i%3)
+						}
+						if err != nil {
+							return err
+						}
+						if !bytes.Equal(data, msg(i)) {
+							return fmt.Errorf("ping-pong message %d: %d bytes, not the ones sent", i, len(data))
+						}
+					}
+					if c.Rank() == 0 {
+						return c.Send(bg, 1, 5, msg(3))
+					}
+					_, err := c.RecvInto(bg, 0, 5, buf[:10])
+					if !errors.Is(err, comm.ErrTruncated) {
+						return fmt.Errorf("a message of %d bytes into 10: %v, want %v", len(msg(3)), err, comm.ErrTruncated)
+					}
+					return nil
+				})
+			})
+		}
+	})
 }

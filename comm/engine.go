@@ -52,6 +52,7 @@ type engine struct {
 	pushers        sync.WaitGroup // goroutines pushing rendezvous data
 	helpers        atomic.Int32   // goroutines started to move a protocol along, still running
 	lockedYields   atomic.Uint32  // yields of locked callers (see yield)
+	queued         atomic.Uint64  // messages queued unexpected so far (see addUnexpected)
 
 	// Flow control of early eager messages (see throttled), by world rank.
 	held      []atomic.Int64 // bytes of the rank's eager messages queued unexpected

@@ -169,6 +169,14 @@ func (e *engine) dropQueue(cid uint32) {
 	}
 }
 
+// addUnexpected queues m, a message no posted receive matched, in q, and
+// counts it for the receives that look for their message without posting
+// (Comm.recvNow). The caller holds mu.
+func (e *engine) addUnexpected(q *matchQueue, m *inMsg) {
+	q.addUnexpected(m)
+	e.queued.Add(1)
+}
+
 func (e *engine) notifyArrived() {
 	if !e.arrivedWatched { // no prober waits: spare a channel per message
 		return
@@ -192,7 +200,7 @@ func (e *engine) onEager(h *wire.Header, payload []byte, s *slab) error {
 	q := e.queue(h.Ctx)
 	r := q.takePosted(src, tag)
 	if r == nil {
-		q.addUnexpected(&inMsg{src: src, tag: tag, data: payload, slab: s})
+		e.addUnexpected(q, &inMsg{src: src, tag: tag, data: payload, slab: s})
 		e.held[src].Add(heldCost(len(payload)))
 		e.notifyArrived()
 		e.mu.Unlock()

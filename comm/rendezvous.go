@@ -20,7 +20,7 @@ func (e *engine) onAnnounce(h *wire.Header, size int, addr uint64) {
 	q := e.queue(h.Ctx)
 	r := q.takePosted(src, tag)
 	if r == nil {
-		q.addUnexpected(&inMsg{src: src, tag: tag, rts: true, size: size, id: h.ID, addr: addr})
+		e.addUnexpected(q, &inMsg{src: src, tag: tag, rts: true, size: size, id: h.ID, addr: addr})
 		e.notifyArrived()
 		e.mu.Unlock()
 		return

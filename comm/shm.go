@@ -121,12 +121,9 @@ var errRingCorrupt = errors.New("shared memory ring corrupted: a chunk of imposs
 // ring is empty. The caller holds the read token.
 func (r *ring) read(p []byte) (int, error) {
 	if r.rem == 0 {
-		if r.word(r.rpos).Load() != (r.rpos+1)^r.key {
-			return 0, nil
-		}
-		n := r.word(r.rpos + 8).Load()
-		if n == 0 || n > r.step() {
-			return 0, errRingCorrupt
+		n, err := r.nextChunk()
+		if n == 0 {
+			return 0, err
 		}
 		r.rpos += chunkHead
 		r.rem = n
@@ -147,6 +144,35 @@ func (r *ring) read(p []byte) (int, error) {
 	}
 	r.head.Store(r.rpos)
 	return int(n), nil
+}
+
+// nextChunk returns the length of the chunk at the reader's position, or 0
+// when none is published there yet, or when the reader is inside a chunk.
+// The caller holds the read token.
+func (r *ring) nextChunk() (uint64, error) {
+	if r.rem != 0 || r.word(r.rpos).Load() != (r.rpos+1)^r.key {
+		return 0, nil
+	}
+	n := r.word(r.rpos + 8).Load()
+	if n == 0 || n > r.step() {
+		return 0, errRingCorrupt
+	}
+	return n, nil
+}
+
+// peek copies the bytes of the chunk at the reader's position from byte
+// off on into p, leaving them unread.
+func (r *ring) peek(off uint64, p []byte) {
+	pos := (r.rpos + chunkHead + off) & r.mask
+	if c := copy(p, r.data[pos:]); c < len(p) {
+		copy(p[c:], r.data)
+	}
+}
+
+// skip consumes the whole chunk of n bytes at the reader's position.
+func (r *ring) skip(n uint64) {
+	r.rpos = alignChunk(r.rpos + chunkHead + n)
+	r.head.Store(r.rpos)
 }
 
 // alignChunk rounds pos up to a chunk position.
@@ -566,4 +592,44 @@ const madvPopulateWrite = 23
 // Older kernels refuse the advice and the pages fault in as before.
 func populate(mem []byte) {
 	_ = syscall.Madvise(mem, madvPopulateWrite)
+}
+
+// takeEager is the receive of Comm.recvNow: when the next frame on the ring
+// is, whole in one chunk, an uncompressed eager message from the peer on
+// context cid with tag, of at most len(buf) bytes (any length with alloc),
+// it copies the payload into buf (into a new buffer with alloc), consumes
+// the frame and returns the payload. Otherwise it leaves everything as it
+// is and reports false, with more when there is something for the parser
+// (a frame, the rest of one, an error). The caller holds rmu.
+func (l *shmLink) takeEager(cid uint32, tag int, buf []byte, alloc bool) (data []byte, took, more bool) {
+	if l.dead {
+		return nil, false, false
+	}
+	if l.rpos != l.rend || l.fr.active {
+		return nil, false, true // the parser is inside a frame, or has bytes of one
+	}
+	rx := l.shm.rx
+	n, err := rx.nextChunk()
+	if n == 0 && err == nil {
+		return nil, false, false // nothing yet
+	}
+	if n < wire.HeaderSize || err != nil {
+		return nil, false, true
+	}
+	var hb [wire.HeaderSize]byte
+	rx.peek(0, hb[:])
+	h, err := wire.DecodeHeader(hb[:], l.e.lim)
+	if err != nil || h.Kind != wire.KindEager || h.Flags != 0 || h.Ctx != cid ||
+		int(h.Src) != l.peer || int(h.Tag) != tag || n != wire.HeaderSize+h.Length ||
+		!alloc && h.Length > uint64(len(buf)) {
+		return nil, false, true
+	}
+	if alloc {
+		buf = make([]byte, h.Length)
+	}
+	buf = buf[:h.Length]
+	rx.peek(wire.HeaderSize, buf)
+	rx.skip(n)
+	l.e.rx.Add(n)
+	return buf, true, false
 }

@@ -289,7 +289,13 @@ func (c *peerConn) tryPoll() bool {
 	if !c.rmu.TryLock() {
 		return false
 	}
-	defer c.rmu.Unlock()
+	c.pollHeld()
+	c.rmu.Unlock()
+	return true
+}
+
+// pollHeld is tryPoll's poll, by a caller that holds rmu.
+func (c *peerConn) pollHeld() {
 	if !c.dead {
 		if err := c.poll(); err != nil {
 			c.dead, c.rerr = true, err
@@ -298,7 +304,6 @@ func (c *peerConn) tryPoll() bool {
 			}
 		}
 	}
-	return true
 }
 
 // poll reads from the link's source without blocking until it has nothing

@@ -1,0 +1,87 @@
+package comm
+
+import (
+	"context"
+	"time"
+)
+
+// recvNow is the short path of a blocking receive from one rank of this
+// node with one tag: the waiting goroutine reads the pair's ring itself and,
+// when the next frame there is the message, copies its payload straight into
+// buf (into a new buffer with alloc), with no Request to make, post, match,
+// complete and wait for. It reports false when the receive needs the full
+// path (Irecv and Wait), having taken nothing: a wildcard, a link that is
+// not shared memory or not connected yet, a rank that traces, a receive
+// posted on the communicator before it, a context that ended, a message
+// that is large, compressed or already queued unexpected, or no message
+// within the spin. Meanwhile it dispatches whatever else arrives as any
+// poller does; the full path then finds what was queued.
+func (c *Comm) recvNow(ctx context.Context, src, tag int, buf []byte, alloc bool) ([]byte, Status, bool) {
+	e := c.e
+	if e.diag.ins != nil || src < 0 || src >= c.size || tag < 0 || e.cfg.Spin <= 0 {
+		return nil, Status{}, false
+	}
+	w := c.group[src]
+	pc := e.peers[w].Load()
+	if pc == nil {
+		return nil, Status{}, false
+	}
+	l, ok := pc.link.(*shmLink)
+	if !ok {
+		return nil, Status{}, false
+	}
+	seen := e.queued.Load()
+	if !e.nothingBefore(c, w, tag) {
+		return nil, Status{}, false
+	}
+	e.need(w, 1) // a throttled peer's frames are read on
+	defer e.need(w, -1)
+	l.spinStart() // the peer need not ring: this goroutine reads the ring
+	defer l.spinStop()
+	var deadline time.Time
+	for i := 1; ; i++ {
+		if l.rmu.TryLock() {
+			data, took, more := l.takeEager(c.cid, tag, buf, alloc)
+			if more {
+				l.pollHeld() // what arrived before it, or for others
+			}
+			l.rmu.Unlock()
+			if took {
+				return data, Status{Source: src, Tag: tag, Count: len(data)}, true
+			}
+		}
+		// Another poller may have queued the message unexpected (or
+		// this one, behind a frame it could not take): the full path
+		// finds it there.
+		if now := e.queued.Load(); now != seen {
+			if seen = now; !e.nothingBefore(c, w, tag) {
+				return nil, Status{}, false
+			}
+		}
+		if i&yieldMask == 0 {
+			if deadline.IsZero() {
+				deadline = time.Now().Add(e.cfg.Spin)
+			} else if time.Now().After(deadline) || c.closed.Load() {
+				return nil, Status{}, false
+			}
+			if ctx.Err() != nil {
+				return nil, Status{}, false // the full path reports it
+			}
+		}
+		e.spinPause(i, yieldMask+1)
+	}
+}
+
+// nothingBefore reports whether a receive from world rank w with tag on c
+// may take the next such message off the ring: no receive is posted on c
+// (one posted before would match first), none such is queued unexpected,
+// and the engine and the peer are up (else the full path reports why).
+func (e *engine) nothingBefore(c *Comm, w, tag int) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed || e.peerGone(w) != nil || c.closed.Load() {
+		return false
+	}
+	q := e.queues[c.cid]
+	return q == nil || len(q.posted) == 0 && (q.oldest == nil || q.byKey[msgKey{w, tag}] == nil)
+}
