@@ -246,10 +246,13 @@ func (c *Comm) Irecv(ctx context.Context, src, tag int, buf []byte) *Request {
 // Recv receives a message from rank src (or AnySource) with tag (or AnyTag) into a
 // new buffer and returns it with the message's status.
 func (c *Comm) Recv(ctx context.Context, src, tag int) ([]byte, Status, error) {
-	if data, st, ok := c.recvNow(ctx, src, tag, nil, true); ok {
+	data, st, r, done := c.recvNow(ctx, src, tag, nil, true)
+	if done {
 		return data, st, nil
 	}
-	r := c.Irecv(ctx, src, tag, nil)
+	if r == nil {
+		r = c.Irecv(ctx, src, tag, nil)
+	}
 	st, err := r.waitAs("recv")
 	if err != nil {
 		return nil, st, err
@@ -263,10 +266,14 @@ func (c *Comm) RecvInto(ctx context.Context, src, tag int, buf []byte) (Status, 
 	if buf == nil {
 		buf = []byte{}
 	}
-	if _, st, ok := c.recvNow(ctx, src, tag, buf, false); ok {
+	_, st, r, done := c.recvNow(ctx, src, tag, buf, false)
+	if done {
 		return st, nil
 	}
-	return c.Irecv(ctx, src, tag, buf).waitAs("recv")
+	if r == nil {
+		r = c.Irecv(ctx, src, tag, buf)
+	}
+	return r.waitAs("recv")
 }
 
 // Sendrecv sends data to dst and receives from src at the same time, so that

@@ -9,63 +9,68 @@ import (
 // node with one tag: the waiting goroutine reads the pair's ring itself and,
 // when the next frame there is the message, copies its payload straight into
 // buf (into a new buffer with alloc), with no Request to make, post, match,
-// complete and wait for. It reports false when the receive needs the full
-// path (Irecv and Wait), having taken nothing: a wildcard, a link that is
-// not shared memory or not connected yet, a rank that traces, a receive
-// posted on the communicator before it, a context that ended, a message
-// that is large, compressed or already queued unexpected, or no message
-// within the spin. Meanwhile it dispatches whatever else arrives as any
-// poller does; the full path then finds what was queued.
-func (c *Comm) recvNow(ctx context.Context, src, tag int, buf []byte, alloc bool) ([]byte, Status, bool) {
+// complete and wait for; it then reports done.
+//
+// Otherwise the receive takes the full path, having taken nothing: at once
+// (r nil: the caller posts it) for a wildcard, a link that is not shared
+// memory or not connected yet, a rank that traces, a receive posted on the
+// communicator before it, a message already queued unexpected; after it has
+// begun to poll (r is the receive it posted for the caller to wait for, so
+// that a frame read as it stops polling finds it), for another frame first
+// on the ring, a message that needs the protocol (large, compressed), a
+// context that ended, a closed communicator, or no message within the spin.
+func (c *Comm) recvNow(ctx context.Context, src, tag int, buf []byte, alloc bool) (data []byte, st Status, r *Request, done bool) {
 	e := c.e
 	if e.diag.ins != nil || src < 0 || src >= c.size || tag < 0 || e.cfg.Spin <= 0 {
-		return nil, Status{}, false
+		return nil, Status{}, nil, false
 	}
 	w := c.group[src]
 	pc := e.peers[w].Load()
 	if pc == nil {
-		return nil, Status{}, false
+		return nil, Status{}, nil, false
 	}
 	l, ok := pc.link.(*shmLink)
 	if !ok {
-		return nil, Status{}, false
+		return nil, Status{}, nil, false
 	}
 	seen := e.queued.Load()
 	if !e.nothingBefore(c, w, tag) {
-		return nil, Status{}, false
+		return nil, Status{}, nil, false
 	}
 	e.need(w, 1) // a throttled peer's frames are read on
 	defer e.need(w, -1)
 	l.spinStart() // the peer need not ring: this goroutine reads the ring
 	defer l.spinStop()
+	post := func() *Request {
+		if alloc {
+			return c.Irecv(ctx, src, tag, nil)
+		}
+		return c.Irecv(ctx, src, tag, buf)
+	}
 	var deadline time.Time
 	for i := 1; ; i++ {
 		if l.rmu.TryLock() {
 			data, took, more := l.takeEager(c.cid, tag, buf, alloc)
-			if more {
-				l.pollHeld() // what arrived before it, or for others
-			}
 			l.rmu.Unlock()
 			if took {
-				return data, Status{Source: src, Tag: tag, Count: len(data)}, true
+				return data, Status{Source: src, Tag: tag, Count: len(data)}, nil, true
+			}
+			if more {
+				return nil, Status{}, post(), false
 			}
 		}
-		// Another poller may have queued the message unexpected (or
-		// this one, behind a frame it could not take): the full path
-		// finds it there.
+		// Another poller may have queued the message unexpected: the
+		// full path finds it there.
 		if now := e.queued.Load(); now != seen {
 			if seen = now; !e.nothingBefore(c, w, tag) {
-				return nil, Status{}, false
+				return nil, Status{}, post(), false
 			}
 		}
 		if i&yieldMask == 0 {
 			if deadline.IsZero() {
 				deadline = time.Now().Add(e.cfg.Spin)
-			} else if time.Now().After(deadline) || c.closed.Load() {
-				return nil, Status{}, false
-			}
-			if ctx.Err() != nil {
-				return nil, Status{}, false // the full path reports it
+			} else if time.Now().After(deadline) || c.closed.Load() || ctx.Err() != nil {
+				return nil, Status{}, post(), false
 			}
 		}
 		e.spinPause(i, yieldMask+1)
