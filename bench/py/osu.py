@@ -9,6 +9,9 @@ Prints "<test> bytes=<b> value=<v>" lines (us per operation, MB/s for bandwidth)
         Recv ping-pong of numpy uint8 buffers), bandwidth (a window of Isend)
   coll: allreduce (float64 sum), bcast, scatter, gather on numpy buffers; the
         time of the slowest rank per call
+  objcoll: the object (pickle) collectives bcast, gather, allgather, scatter,
+        alltoall of bytes objects, allreduce and reduce of an int; the time
+        of the slowest rank per call
 """
 import sys
 
@@ -109,5 +112,32 @@ def coll():
             out(name, n, worst if rank == 0 else 0)
 
 
+def objcoll():
+    """The lowercase (pickle-based) collectives on bytes objects of n bytes;
+    allreduce and reduce sum a Python int."""
+    for n in (8, 65536, 1 << 20):
+        o = b"x" * n
+        ops = [("obj_bcast", lambda: comm.bcast(o, root=0)),
+               ("obj_gather", lambda: comm.gather(o, root=0)),
+               ("obj_allgather", lambda: comm.allgather(o)),
+               ("obj_scatter", lambda: comm.scatter([o] * size if rank == 0 else None, root=0)),
+               ("obj_alltoall", lambda: comm.alltoall([o] * size))]
+        if n == 8:
+            ops += [("obj_allreduce", lambda: comm.allreduce(rank, op=MPI.SUM)),
+                    ("obj_reduce", lambda: comm.reduce(rank, op=MPI.SUM, root=0))]
+        for name, op in ops:
+            iters, skip = iters_for(n * size)
+            iters = max(5, iters // 8)
+            for _ in range(skip):
+                op()
+            comm.Barrier()
+            t0 = MPI.Wtime()
+            for _ in range(iters):
+                op()
+            mine = (MPI.Wtime() - t0) * 1e6 / iters
+            worst = comm.reduce(mine, op=MPI.MAX, root=0)
+            out(name, n, worst if rank == 0 else 0)
+
+
 if __name__ == "__main__":
-    {"p2p": p2p, "coll": coll}[sys.argv[1] if len(sys.argv) > 1 else "p2p"]()
+    {"p2p": p2p, "coll": coll, "objcoll": objcoll}[sys.argv[1] if len(sys.argv) > 1 else "p2p"]()
