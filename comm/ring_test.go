@@ -96,10 +96,19 @@ func TestRingStaleData(t *testing.T) {
 	for i := range r.data {
 		r.data[i] = byte(rng.Uint32())
 	}
-	// A stamp of the position without the key, as plain data might hold.
+	// A stamp of the position without the key, as plain data might hold,
+	// and zeroes, as a fresh ring holds.
 	r.word(0).Store(1)
+	if n, err := r.read(make([]byte, 64)); n != 0 || err != nil {
+		t.Fatalf("read of a stamp without the key: %d bytes, %v", n, err)
+	}
+	r.word(0).Store(0)
+	r.word(8).Store(0)
 	if n, err := r.read(make([]byte, 64)); n != 0 || err != nil || !r.empty() {
 		t.Fatalf("read of an unpublished ring: %d bytes, %v", n, err)
+	}
+	if w.write(nil) != 0 {
+		t.Fatal("an empty write published a chunk")
 	}
 	if !w.writeFrame([]byte("abc"), []byte("de")) {
 		t.Fatal("no room in an empty ring")

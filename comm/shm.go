@@ -102,11 +102,14 @@ func newRing(mem []byte) *ring {
 }
 
 // setKey draws a new ring's key; the segment's creator sets both keys
-// before the peer maps it.
+// before the peer maps it. Bit 1 is set in every key, so that no stamp is 0 (a position+1 is 1
+// modulo 64, and bit 1 of the stamp is then always set): a fresh ring's
+// zeroes are never a chunk.
 func setKey(mem []byte) {
 	var k [8]byte
 	rand.Read(k[:])
-	(*atomic.Uint64)(unsafe.Pointer(unsafe.SliceData(mem[offKey:]))).Store(binary.LittleEndian.Uint64(k[:]))
+	key := binary.LittleEndian.Uint64(k[:]) | 2
+	(*atomic.Uint64)(unsafe.Pointer(unsafe.SliceData(mem[offKey:]))).Store(key)
 }
 
 // word is the 8 bytes of the ring at position pos, a multiple of 8.
@@ -180,6 +183,9 @@ func alignChunk(pos uint64) uint64 { return (pos + chunkAlign - 1) &^ (chunkAlig
 
 // write copies as much of p as fits into one chunk and publishes it.
 func (r *ring) write(p []byte) int {
+	if len(p) == 0 {
+		return 0 // a chunk has bytes: an empty one reads as corrupt
+	}
 	room := r.free(uint64(min(len(p), int(r.step()))) + chunkHead)
 	if room <= chunkHead {
 		return 0
