@@ -62,8 +62,9 @@ static PyObject *typecode;  /* typecode(format, itemsize, op) -> Go type code or
 static PyObject *pk_dumps, *pk_loads, *five; /* the standard pickle's, and 5 */
 static int std_pickle;      /* MPI.pickle is the standard pickle with protocol 5 */
 static i64 proc_null = -2, red_allreduce = 1;
+static PyObject *op_type, *in_place; /* see bind_types */
 static int bound;
-static PyObject *s_source, *s_tag, *s_count, *s_error;
+static PyObject *s_source, *s_tag, *s_count, *s_error, *s_user, *s_code;
 
 static PyObject *pickled(PyObject *obj);
 static PyObject *pickled_joined(PyObject *obj, Py_buffer *v);
@@ -885,19 +886,37 @@ static i64 code_of(const char *fmt, Py_ssize_t itemsize, i64 op)
     return code;
 }
 
-/* reduce(h, kind, root, isroot, op code, sendbuf or None for IN_PLACE,
- * recvbuf or None): Allreduce (kind RED_ALLREDUCE) and Reduce (any other
- * kind: RED_REDUCE) of buffers of one element type that the runtime reduces
- * with this op. A rank that gets no result (Reduce off the root) passes no
- * receive buffer, as mpi4py ignores it there. */
+/* reduce(h, kind, root, isroot, op, sendbuf, recvbuf or None): Allreduce
+ * (kind RED_ALLREDUCE) and Reduce (any other kind: RED_REDUCE) of buffers
+ * of one element type that the runtime reduces with op, a predefined Op
+ * (not a user's); sendbuf may be MPI.IN_PLACE. A rank that gets no result
+ * (Reduce off the root) passes no receive buffer, as mpi4py ignores it
+ * there. False, with nothing done, sends the call down the general path. */
 static PyObject *f_reduce(PyObject *self, PyObject *const *args, Py_ssize_t n)
 {
-    ARGS("reduce", 7, 5);
-    long long h = a[0], kind = a[1], root = a[2], op = a[4];
-    int inplace = args[5] == Py_None;
+    ARGS("reduce", 7, 4);
+    long long h = a[0], kind = a[1], root = a[2];
+    PyObject *opo = args[4];
+    if (h == 0 || op_type == NULL || Py_TYPE(opo) != (PyTypeObject *)op_type || args[5] == Py_None)
+        Py_RETURN_FALSE;
+    PyObject *user = PyObject_GetAttr(opo, s_user);
+    if (user == NULL) {
+        PyErr_Clear();
+        Py_RETURN_FALSE;
+    }
+    int predefined = user == Py_None;
+    Py_DECREF(user);
+    PyObject *codeo = predefined ? PyObject_GetAttr(opo, s_code) : NULL;
+    long long op = codeo == NULL ? -1 : PyLong_AsLongLong(codeo);
+    Py_XDECREF(codeo);
+    if (op <= 0) {
+        PyErr_Clear();
+        Py_RETURN_FALSE;
+    }
+    int inplace = args[5] == in_place;
     int result = kind == red_allreduce || a[3] != 0; /* this rank gets the result */
     Py_buffer s, r;
-    if (h == 0 || (inplace && !result))
+    if (inplace && !result)
         Py_RETURN_FALSE;
     if (result && !getbuf(args[6], &r, 1))
         Py_RETURN_FALSE;
@@ -932,6 +951,19 @@ static PyObject *f_reduce(PyObject *self, PyObject *const *args, Py_ssize_t n)
     if (result)
         PyBuffer_Release(&r);
     return done(rc);
+}
+
+/* bind_types(Op, IN_PLACE): the predefined ops' class and MPI.IN_PLACE, for
+ * reduce's checks. */
+static PyObject *f_bind_types(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    if (n != 2 || !PyType_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "bind_types(Op, IN_PLACE)");
+        return NULL;
+    }
+    Py_XSETREF(op_type, Py_NewRef(args[0]));
+    Py_XSETREF(in_place, Py_NewRef(args[1]));
+    Py_RETURN_NONE;
 }
 
 /* barrier(h) */
@@ -1040,6 +1072,7 @@ static PyMethodDef methods[] = {
     {"scatter", (PyCFunction)(void (*)(void))f_scatter, METH_FASTCALL, "scatter(h, root, isroot, size, sendbuf, recvbuf) -> done"},
     {"reduce", (PyCFunction)(void (*)(void))f_reduce, METH_FASTCALL, "reduce(h, kind, root, isroot, op, sendbuf or None, recvbuf or None) -> done"},
     {"barrier", (PyCFunction)(void (*)(void))f_barrier, METH_FASTCALL, "barrier(h) -> done"},
+    {"bind_types", (PyCFunction)(void (*)(void))f_bind_types, METH_FASTCALL, "bind_types(Op, IN_PLACE)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1056,7 +1089,9 @@ PyMODINIT_FUNC PyInit__fast(void)
     s_tag = PyUnicode_InternFromString("tag");
     s_count = PyUnicode_InternFromString("_count");
     s_error = PyUnicode_InternFromString("error");
-    if (!s_source || !s_tag || !s_count || !s_error)
+    s_user = PyUnicode_InternFromString("_user");
+    s_code = PyUnicode_InternFromString("code");
+    if (!s_source || !s_tag || !s_count || !s_error || !s_user || !s_code)
         return NULL;
     if (PyType_Ready(&HeldType) < 0)
         return NULL;

@@ -72,6 +72,7 @@ if _FAST:
     _f_send_obj, _f_recv_obj = _bridge.fast.send_obj, _bridge.fast.recv_obj
     _f_bcast, _f_gather, _f_scatter = _bridge.fast.bcast, _bridge.fast.gather, _bridge.fast.scatter
     _f_reduce, _f_barrier, _f_bcast_obj = _bridge.fast.reduce, _bridge.fast.barrier, _bridge.fast.bcast_obj
+    _bridge.fast.bind_types(Op, IN_PLACE)
     _f_isend, _f_irecv = _bridge.fast.isend, _bridge.fast.irecv
     _mpi_pickle.Pickle._watch = _bridge.fast.std_pickle
     _bridge.fast.std_pickle(_mpi_pickle.pickle._default())
@@ -1084,11 +1085,6 @@ class Comm(_Handle):
     # Reductions: in Go for the predefined ops on numeric types, else in Python
     # over gathered buffers (user ops, MAXLOC/MINLOC pairs).
     def _reduce(self, sendbuf, recvbuf, op=SUM, root=0, kind=0, req=False, counts=None):
-        if _FAST and (kind == _R_ALLREDUCE or kind == _R_REDUCE) and not req and type(op) is Op and op._user is None and \
-                sendbuf is not None and \
-                _f_reduce(self._h, kind, root, self._rank == root, op.code,
-                          None if sendbuf is IN_PLACE else sendbuf, recvbuf):
-            return None
         h = self._chk()
         if kind == _R_ALLREDUCE and not req and type(op) is Op:
             # Bare buffers of one element type that Go reduces: no _Buf to make.
@@ -1229,9 +1225,18 @@ class Comm(_Handle):
     Iscatterv = _pm(_scatterv, req=True)
     Alltoallv = _pm(_alltoallv)
     Ialltoallv = _pm(_alltoallv, req=True)
-    Reduce = _pm(_reduce, kind=_R_REDUCE)
+    # Reduce and Allreduce check in C whether pmrun._fast takes the call
+    # (0.37 us of Python per Allreduce when _reduce checked).
+    def Reduce(self, sendbuf, recvbuf, op=SUM, root=0):
+        if not (_FAST and _f_reduce(self._h, _R_REDUCE, root, self._rank == root, op, sendbuf, recvbuf)):
+            self._reduce(sendbuf, recvbuf, op, root, _R_REDUCE)
+
     Ireduce = _pm(_reduce, kind=_R_REDUCE, req=True)
-    Allreduce = _pm(_reduce, kind=_R_ALLREDUCE)
+
+    def Allreduce(self, sendbuf, recvbuf, op=SUM):
+        if not (_FAST and _f_reduce(self._h, _R_ALLREDUCE, 0, True, op, sendbuf, recvbuf)):
+            self._reduce(sendbuf, recvbuf, op, 0, _R_ALLREDUCE)
+
     Iallreduce = _pm(_reduce, kind=_R_ALLREDUCE, req=True)
     Scan = _pm(_reduce, kind=_R_SCAN)
     Iscan = _pm(_reduce, kind=_R_SCAN, req=True)
