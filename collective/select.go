@@ -44,6 +44,7 @@ const (
 	allgatherOneNode = 4 << 20  // total bytes: recursive doubling below, on one node
 	alltoallShort    = 256
 	gatherLinear     = 256 << 10 // per-rank block: linear gather on one node from here
+	scatterSockets   = 4 << 10   // per-rank block: binomial scatter through sockets up to here
 	alltoallMedium   = 32 << 10
 	hierarchicalMinP = 3
 
@@ -236,10 +237,16 @@ func choose(family string, c *comm.Comm, nbytes int, commutative bool, r reach) 
 		}
 		return AlgPairwise
 	case "scatter":
-		if oneNode(c) {
+		if oneNode(c) && (r.local || nbytes > scatterSockets) {
 			// On one node the root's copies are cheap and each tree step
 			// costs a wake-up: sending every block straight from the root
-			// wins at every size (np 8, 8 MiB: 5.1 vs 24.8 ms).
+			// wins at every size (np 8, 8 MiB: 5.1 vs 24.8 ms). Through
+			// sockets, each of the root's sends is a system call through
+			// the TCP stack, and for small blocks the tree's log p of them
+			// win (PMRUN_SHM=off, us, 3 rounds: np 8, 1 KiB: 27-36
+			// against 53-56; np 4, 8 B: 8-14 against 19-20); from 16 KiB
+			// on, linear wins again (np 8, 64 KiB: 238-265 against
+			// 903-1093).
 			return AlgLinear
 		}
 		return AlgBinomial
