@@ -53,8 +53,9 @@ const (
 	// message-based algorithms, medians: at 1 MiB bcast takes 350-580 us
 	// through the area against 1240-1340 by messages, allgather 1530-7320
 	// against 3400-15000, allreduce 910-2200 against 2300-2920; at 256 KiB
-	// gather, reduce and scatter lose at np 4 or 8 (gather 160 against 130
-	// us at np 4), while at 64 KiB all of them win by 1.3-5x.
+	// gather and scatter lose at np 4 or 8 (gather 160 against 130 us at
+	// np 4), while at 64 KiB all of them win by 1.3-5x. reduce: see
+	// sharedPays.
 	sharedLarge    = 1 << 20
 	sharedRooted   = 128 << 10
 	sharedAlltoall = 512 << 10 // all of a rank's blocks
@@ -287,9 +288,14 @@ func applies(family, alg string, p int, commutative bool, r reach) bool {
 // (measured at np 4 and 8, alternating with the message-based algorithms).
 func sharedPays(family string, p, nbytes int) bool {
 	switch family {
-	case "bcast", "allgather", "allreduce":
+	case "bcast", "allgather", "allreduce", "reduce":
+		// reduce folds its segments on every rank (reduceSharedSplit), as
+		// allreduce does: against the binomial tree, 3 rounds alternating,
+		// us, np 8: 256 KiB 221-289 against 368-431, 1 MiB 813-922
+		// against 984-1211; np 4: 256 KiB 78-80 against 100-104, 1 MiB
+		// 434-559 against 455-578.
 		return nbytes <= sharedLarge
-	case "gather", "scatter", "reduce":
+	case "gather", "scatter":
 		return nbytes <= sharedRooted
 	case "alltoall":
 		return nbytes*p <= sharedAlltoall
