@@ -52,6 +52,8 @@ static i64 (*pm_alltoall_obj)(i64, void *, void *, void *, i64, i64 *);
 static i64 (*pm_scatter_obj)(i64, i64, void *, void *, i64, i64 *, i64 *);
 static i64 (*pm_gather_obj)(i64, i64, i64, void *, i64, void *, i64, i64 *);
 static i64 (*pm_barrier)(i64, i64 *);
+static i64 (*pm_waitall)(i64 *, i64);
+static i64 (*pm_sendrecv)(i64, void *, i64, i64, i64, void *, i64, i64, i64, void *);
 static i64 (*pm_reduce)(i64, i64, i64, void *, i64, void *, i64, i64, void *, i64, i64, i64, i64 *);
 
 static PyObject *raise_rc;  /* raise_rc(rc) raises the runtime's error rc */
@@ -202,6 +204,29 @@ static PyObject *f_recv(PyObject *self, PyObject *const *args, Py_ssize_t n)
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&v);
     if (set_status(args[4], st) < 0)
+        return NULL;
+    return done(rc);
+}
+
+/* sendrecv(h, dest, sendtag, source, recvtag, sendbuf, recvbuf, status):
+ * Sendrecv of two buffers in one call into the runtime. */
+static PyObject *f_sendrecv(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    ARGS("sendrecv", 8, 5);
+    Py_buffer sv, rv;
+    if (a[0] == 0 || a[1] == proc_null || a[3] == proc_null || !getbuf(args[5], &sv, 0))
+        Py_RETURN_FALSE;
+    if (!getbuf(args[6], &rv, 1)) {
+        PyBuffer_Release(&sv);
+        Py_RETURN_FALSE;
+    }
+    i64 st[4] = {0, 0, 0, 0}, rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_sendrecv(a[0], sv.buf, sv.len, a[1], a[2], rv.buf, rv.len, a[3], a[4], st);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&sv);
+    PyBuffer_Release(&rv);
+    if (set_status(args[7], st) < 0)
         return NULL;
     return done(rc);
 }
@@ -953,6 +978,39 @@ static PyObject *f_reduce(PyObject *self, PyObject *const *args, Py_ssize_t n)
     return done(rc);
 }
 
+/* progress(handles): waits in one call for the requests of the runtime
+ * handles in the list (0 for none), so that they move along together; each
+ * is then collected with wait. Errors are left to those waits. */
+static PyObject *f_progress(PyObject *self, PyObject *list)
+{
+    if (!bound) {
+        PyErr_SetString(PyExc_RuntimeError, "pmrun._fast: bind() was not called");
+        return NULL;
+    }
+    if (!PyList_Check(list)) {
+        PyErr_SetString(PyExc_TypeError, "progress: a list of handles");
+        return NULL;
+    }
+    Py_ssize_t k = PyList_GET_SIZE(list);
+    i64 small[16], *hs = k <= 16 ? small : PyMem_Calloc(k, sizeof(i64));
+    if (hs == NULL)
+        return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < k; i++) {
+        hs[i] = PyLong_AsLongLong(PyList_GET_ITEM(list, i));
+        if (hs[i] == -1 && PyErr_Occurred()) {
+            if (hs != small)
+                PyMem_Free(hs);
+            return NULL;
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS
+    pm_waitall(hs, k);
+    Py_END_ALLOW_THREADS
+    if (hs != small)
+        PyMem_Free(hs);
+    Py_RETURN_NONE;
+}
+
 /* bind_types(Op, IN_PLACE): the predefined ops' class and MPI.IN_PLACE, for
  * reduce's checks. */
 static PyObject *f_bind_types(PyObject *self, PyObject *const *args, Py_ssize_t n)
@@ -1017,6 +1075,8 @@ static PyObject *f_bind(PyObject *self, PyObject *args)
         addr_of(d, "pm_scatter", (void **)&pm_scatter) < 0 ||
         addr_of(d, "pm_reduce", (void **)&pm_reduce) < 0 ||
         addr_of(d, "pm_barrier", (void **)&pm_barrier) < 0 ||
+        addr_of(d, "pm_waitall", (void **)&pm_waitall) < 0 ||
+        addr_of(d, "pm_sendrecv", (void **)&pm_sendrecv) < 0 ||
         addr_of(d, "pm_bcast_obj", (void **)&pm_bcast_obj) < 0 ||
         addr_of(d, "pm_isend", (void **)&pm_isend) < 0 ||
         addr_of(d, "pm_gather_obj", (void **)&pm_gather_obj) < 0 ||
@@ -1073,6 +1133,8 @@ static PyMethodDef methods[] = {
     {"reduce", (PyCFunction)(void (*)(void))f_reduce, METH_FASTCALL, "reduce(h, kind, root, isroot, op, sendbuf or None, recvbuf or None) -> done"},
     {"barrier", (PyCFunction)(void (*)(void))f_barrier, METH_FASTCALL, "barrier(h) -> done"},
     {"bind_types", (PyCFunction)(void (*)(void))f_bind_types, METH_FASTCALL, "bind_types(Op, IN_PLACE)"},
+    {"progress", f_progress, METH_O, "progress(handles): wait for all of them in one call"},
+    {"sendrecv", (PyCFunction)(void (*)(void))f_sendrecv, METH_FASTCALL, "sendrecv(h, dest, sendtag, source, recvtag, sendbuf, recvbuf, status) -> done"},
     {NULL, NULL, 0, NULL},
 };
 

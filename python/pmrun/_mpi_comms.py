@@ -63,7 +63,8 @@ _FAST = _bridge.fast is not None
 if _FAST:
     _bridge.fast.bind(_bridge.addresses(("pm_send", "pm_sendv", "pm_recv", "pm_recv_obj", "pm_recv_any",
                                          "pm_bcast",
-                                         "pm_gather", "pm_scatter", "pm_reduce", "pm_barrier", "pm_bcast_obj",
+                                         "pm_gather", "pm_scatter", "pm_reduce", "pm_barrier", "pm_waitall",
+                                         "pm_sendrecv", "pm_bcast_obj",
                                          "pm_blob_take", "pm_isend", "pm_irecv", "pm_wait",
                                          "pm_req_free", "pm_gather_obj", "pm_scatter_obj",
                                          "pm_alltoall_obj")),
@@ -74,6 +75,7 @@ if _FAST:
     _f_reduce, _f_barrier, _f_bcast_obj = _bridge.fast.reduce, _bridge.fast.barrier, _bridge.fast.bcast_obj
     _bridge.fast.bind_types(Op, IN_PLACE)
     _f_isend, _f_irecv = _bridge.fast.isend, _bridge.fast.irecv
+    _f_sendrecv = _bridge.fast.sendrecv
     _mpi_pickle.Pickle._watch = _bridge.fast.std_pickle
     _bridge.fast.std_pickle(_mpi_pickle.pickle._default())
 
@@ -536,6 +538,8 @@ class Comm(_Handle):
 
     def Sendrecv(self, sendbuf, dest, sendtag=0, recvbuf=None, source=ANY_SOURCE,
                  recvtag=ANY_TAG, status=None):
+        if _FAST and _f_sendrecv(self._h, dest, sendtag, source, recvtag, sendbuf, recvbuf, status):
+            return
         r = self.Irecv(recvbuf, source, recvtag) if source != PROC_NULL else None
         try:
             self.Send(sendbuf, dest, sendtag)

@@ -15,6 +15,9 @@ _fast = _bridge.fast
 # --- requests ------------------------------------------------------------------
 
 
+_object_new = object.__new__
+
+
 class Request:
     """A pending nonblocking operation."""
 
@@ -33,6 +36,10 @@ class Request:
 
     @classmethod
     def _new(cls, h, kind=None, keep=None, done=None):
+        if cls is Request:  # without __new__ and __init__: 0.88 us a request
+            r = _object_new(Request)
+            r._h, r._kind, r._keep, r._done, r._status, r._obj = h, kind, keep, done, None, None
+            return r
         r = cls()
         r._h, r._kind, r._keep, r._done = h, kind, keep, done
         return r
@@ -252,8 +259,12 @@ class Request:
     def _progress_all(cls, requests):
         """Waits in one call for the requests that have a handle, so that the
         runtime moves all of them along together; _wait then collects each."""
-        if sum(1 for r in requests if r is not None and r._h > 0) > 1:
-            _lib.pm_waitall(cls._handles(requests), len(requests))
+        hs = [r._h for r in requests if r is not None and r._h > 0]
+        if len(hs) > 1:
+            if _fast is not None:
+                _fast.progress(hs)
+            else:
+                _lib.pm_waitall(_bridge.int64s(hs), len(hs))
 
     @classmethod
     def Waitall(cls, requests, statuses=None):
