@@ -289,13 +289,7 @@ func (c *peerConn) tryPoll() bool {
 	if !c.rmu.TryLock() {
 		return false
 	}
-	c.pollHeld()
-	c.rmu.Unlock()
-	return true
-}
-
-// pollHeld is tryPoll's poll, by a caller that holds rmu.
-func (c *peerConn) pollHeld() {
+	defer c.rmu.Unlock()
 	if !c.dead {
 		if err := c.poll(); err != nil {
 			c.dead, c.rerr = true, err
@@ -304,6 +298,7 @@ func (c *peerConn) pollHeld() {
 			}
 		}
 	}
+	return true
 }
 
 // poll reads from the link's source without blocking until it has nothing

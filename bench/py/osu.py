@@ -83,6 +83,20 @@ def p2p():
         out("bandwidth", n, n * window * reps / secs / 1e6)
 
 
+def slowest(name, n, op, iters, skip):
+    """Runs op skip times, then iters timed times after a barrier, and
+    prints the slowest rank's time per call."""
+    for _ in range(skip):
+        op()
+    comm.Barrier()
+    t0 = MPI.Wtime()
+    for _ in range(iters):
+        op()
+    mine = (MPI.Wtime() - t0) * 1e6 / iters
+    worst = comm.reduce(mine, op=MPI.MAX, root=0)
+    out(name, n, worst if rank == 0 else 0)
+
+
 def coll():
     sizes = [8, 1024, 65536, 1 << 20, 8 << 20]
     for name in ("allreduce", "bcast", "scatter", "gather"):
@@ -100,16 +114,7 @@ def coll():
             else:
                 op = lambda: comm.Gather(a, b if rank == 0 else None, root=0)
             iters, skip = iters_for(n)
-            iters = max(5, iters // 4)
-            for _ in range(skip):
-                op()
-            comm.Barrier()
-            t0 = MPI.Wtime()
-            for _ in range(iters):
-                op()
-            mine = (MPI.Wtime() - t0) * 1e6 / iters
-            worst = comm.reduce(mine, op=MPI.MAX, root=0)
-            out(name, n, worst if rank == 0 else 0)
+            slowest(name, n, op, max(5, iters // 4), skip)
 
 
 def objcoll():
@@ -127,16 +132,7 @@ def objcoll():
                     ("obj_reduce", lambda: comm.reduce(rank, op=MPI.SUM, root=0))]
         for name, op in ops:
             iters, skip = iters_for(n * size)
-            iters = max(5, iters // 8)
-            for _ in range(skip):
-                op()
-            comm.Barrier()
-            t0 = MPI.Wtime()
-            for _ in range(iters):
-                op()
-            mine = (MPI.Wtime() - t0) * 1e6 / iters
-            worst = comm.reduce(mine, op=MPI.MAX, root=0)
-            out(name, n, worst if rank == 0 else 0)
+            slowest(name, n, op, max(5, iters // 8), skip)
 
 
 if __name__ == "__main__":
