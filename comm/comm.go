@@ -293,6 +293,12 @@ func (c *Comm) sendrecv(ctx context.Context, data []byte, dst, sendTag int, recv
 	if sr != nil {
 		_, serr = sr.wait()
 	}
+	if serr != nil {
+		// The receive will not be answered on account of this call
+		// (a bad destination, say): withdraw it, unless a message is
+		// already arriving into it.
+		c.e.withdraw(rr, serr)
+	}
 	st, rerr := rr.wait()
 	if rerr != nil {
 		return nil, st, rerr

@@ -513,6 +513,11 @@ func TestInvalidArguments(t *testing.T) {
 		if _, _, err := c.Recv(bg, -5, 0); !errors.Is(err, comm.ErrInvalidRank) {
 			return fmt.Errorf("recv from -5: %v", err)
 		}
+		// A send that fails withdraws the receive posted with it: the
+		// call returns instead of waiting for a message nobody sends.
+		if _, _, err := c.Sendrecv(bg, nil, 2, 0, nil, c.Rank(), 0); !errors.Is(err, comm.ErrInvalidRank) {
+			return fmt.Errorf("sendrecv to rank 2 of 2: %v", err)
+		}
 		return nil
 	})
 }

@@ -186,7 +186,10 @@ func (e *engine) postRecv(r *Request) {
 
 // cancel withdraws r after its context ended, unless a message is already being
 // delivered into it (that delivery then completes it).
-func (e *engine) cancel(r *Request) {
+func (e *engine) cancel(r *Request) { e.withdraw(r, r.ctx.Err()) }
+
+// withdraw is cancel with the error r completes with.
+func (e *engine) withdraw(r *Request, why error) {
 	e.mu.Lock()
 	ok, revoke := false, false
 	switch r.state {
@@ -216,7 +219,7 @@ func (e *engine) cancel(r *Request) {
 	}
 	e.mu.Unlock()
 	if ok {
-		r.complete(Status{}, r.ctx.Err())
+		r.complete(Status{}, why)
 	}
 	if revoke {
 		e.revoke(r)
