@@ -170,6 +170,13 @@ func (c *Comm) Isend(ctx context.Context, dst, tag int, data []byte) *Request {
 }
 
 func (c *Comm) isend(ctx context.Context, dst, tag int, data []byte, sync bool) *Request {
+	if !sync && c.e.diag.ins == nil {
+		// A small message goes out now (as the full path below would send
+		// it), and its request is born complete.
+		if done, err := c.sendEager(ctx, dst, tag, data); done {
+			return c.sent(dst, tag, len(data), err)
+		}
+	}
 	r := newRequest(ctx, c, kindSend)
 	r.peer, r.tag, r.cid, r.payload, r.sync = dst, tag, c.cid, data, sync
 	if err := c.check("send", dst, tag, true); err != nil {
@@ -191,6 +198,22 @@ func (c *Comm) isend(ctx context.Context, dst, tag int, data []byte, sync bool) 
 	c.e.send(r)
 	return r
 }
+
+// sent is the request of a send that completed as it started: no channel
+// to make, no demand to count.
+func (c *Comm) sent(dst, tag, n int, err error) *Request {
+	r := &Request{c: c, kind: kindSend, ctx: context.Background(), done: closedDone, peer: dst, tag: tag,
+		st: Status{Count: n}, err: err, state: stMatched}
+	r.fin.Store(true)
+	return r
+}
+
+// closedDone is the done channel of the requests born complete.
+var closedDone = func() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()
 
 // Issend starts a synchronous send: it completes only once a matching receive
 // has been posted at dst (MPI_Issend), whatever the size of data.

@@ -292,6 +292,53 @@ func TestCancellation(t *testing.T) {
 	})
 }
 
+// TestRequestCancel: Cancel withdraws a pending receive at once (its Wait
+// reports context.Canceled and it takes no message), leaves a matched one to
+// complete, and is a no-op on sends and completed requests.
+func TestRequestCancel(t *testing.T) {
+	eachTransport(t, func(t *testing.T, mk maker) {
+		w := mk(t, 2, nil)
+		w.Run(func(c *comm.Comm) error {
+			if c.Rank() == 0 {
+				if _, _, err := c.Recv(bg, 1, 8); err != nil { // rank 1 cancelled
+					return err
+				}
+				if err := c.Send(bg, 1, 7, []byte("late")); err != nil {
+					return err
+				}
+				return c.Send(bg, 1, 9, []byte("kept"))
+			}
+			r := c.Irecv(bg, 0, 7, nil)
+			r.Cancel()
+			if done, _, _ := r.Test(); !done {
+				return fmt.Errorf("a cancelled receive is still pending")
+			}
+			if _, err := r.Wait(); !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("wait after cancel: %v, want context.Canceled", err)
+			}
+			r.Cancel() // again: nothing to do
+			s := c.Isend(bg, 0, 8, nil)
+			s.Cancel()
+			if _, err := s.Wait(); err != nil {
+				return fmt.Errorf("a send survives Cancel: %v", err)
+			}
+			got, _, err := c.Recv(bg, 0, 7)
+			if err != nil || string(got) != "late" {
+				return fmt.Errorf("after cancel, recv tag 7: %q, %v", got, err)
+			}
+			k := c.Irecv(bg, 0, 9, nil)
+			if _, err := k.Wait(); err != nil || string(k.Data()) != "kept" {
+				return fmt.Errorf("recv tag 9: %q, %v", k.Data(), err)
+			}
+			k.Cancel() // completed: nothing changes
+			if _, err := k.Wait(); err != nil {
+				return fmt.Errorf("cancel after completion: %v", err)
+			}
+			return nil
+		})
+	})
+}
+
 func TestCancelRendezvousSend(t *testing.T) {
 	eachTransport(t, func(t *testing.T, mk maker) {
 		w := mk(t, 2, smallEager())

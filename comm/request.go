@@ -198,6 +198,18 @@ func (r *Request) Test() (done bool, st Status, err error) {
 	}
 }
 
+// Cancel withdraws a pending receive (MPI_Cancel): unless a message is
+// already being delivered into it, r completes at once with an error
+// matching context.Canceled, and no message is taken for it. A receive that
+// has matched, a completed request, and sends (whose cancellation MPI-4
+// deprecates) are left to complete as they would; Wait tells which.
+func (r *Request) Cancel() {
+	if r == nil || r.kind != kindRecv || r.fin.Load() {
+		return
+	}
+	r.c.e.withdraw(r, context.Canceled)
+}
+
 // Done returns a channel closed when r completes, for use in select statements.
 func (r *Request) Done() <-chan struct{} { return r.done }
 

@@ -27,9 +27,9 @@ func run(c *comm.Comm, req *int64, fn func(ctx context.Context) error) int64 {
 		return fail(inStep(c, fn(bg)))
 	}
 	// The collective's slot is taken now, in the caller's order of calls.
-	*req = requests.put(&request{r: collective.Start(bg, c, func(ctx context.Context) error {
+	*req = requests.put(collective.Start(bg, c, func(ctx context.Context) error {
 		return inStep(c, fn(ctx))
-	})})
+	}))
 	return 0
 }
 

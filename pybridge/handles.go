@@ -49,16 +49,10 @@ func (t *table[T]) take(h int64) (T, bool) {
 	return v, ok
 }
 
-// request is a pending operation and what Python may ask of it once done.
-type request struct {
-	r      *comm.Request
-	cancel context.CancelFunc // nil when the request cannot be cancelled
-}
-
 var (
 	comms    = newTable[*comm.Comm]()
-	requests = newTable[*request]()
-	blobs    = newTable[[]byte]() // received data waiting for Python to copy it out
+	requests = newTable[*comm.Request]() // pending operations, until pm_req_free
+	blobs    = newTable[[]byte]()        // received data waiting for Python to copy it out
 	errs     = newTable[error]()
 	bg       = context.Background()
 )

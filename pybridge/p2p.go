@@ -261,23 +261,14 @@ func gather(bufs, lens unsafe.Pointer, k int64) []byte {
 	return out
 }
 
-func startRequest(start func(ctx context.Context) *comm.Request, cancellable bool, out *int64) int64 {
-	ctx, cancel := bg, context.CancelFunc(nil)
-	if cancellable {
-		ctx, cancel = context.WithCancel(bg)
-	}
-	*out = requests.put(&request{r: start(ctx), cancel: cancel})
-	return 0
-}
-
 //export pm_isend
 func pm_isend(h, dst, tag int64, buf unsafe.Pointer, n, sync int64, out *int64) int64 {
 	c, err := commOf(h)
 	if err != nil {
 		return fail(err)
 	}
-	data := mem(buf, n)
-	return startRequest(func(ctx context.Context) *comm.Request { return sendOn(ctx, c, dst, tag, data, sync) }, false, out)
+	*out = requests.put(sendOn(bg, c, dst, tag, mem(buf, n), sync))
+	return 0
 }
 
 //export pm_isendv
@@ -286,8 +277,8 @@ func pm_isendv(h, dst, tag int64, bufs, lens unsafe.Pointer, k, sync int64, out 
 	if err != nil {
 		return fail(err)
 	}
-	data := gather(bufs, lens, k)
-	return startRequest(func(ctx context.Context) *comm.Request { return sendOn(ctx, c, dst, tag, data, sync) }, false, out)
+	*out = requests.put(sendOn(bg, c, dst, tag, gather(bufs, lens, k), sync))
+	return 0
 }
 
 //export pm_recv
@@ -364,7 +355,8 @@ func pm_irecv(h, src, tag int64, buf unsafe.Pointer, capacity int64, out *int64)
 	if buf != nil {
 		b = mem(buf, capacity)
 	}
-	return startRequest(func(ctx context.Context) *comm.Request { return c.Irecv(ctx, int(src), int(tag), b) }, true, out)
+	*out = requests.put(c.Irecv(bg, int(src), int(tag), b))
+	return 0
 }
 
 //export pm_sendrecv
@@ -404,7 +396,7 @@ func pm_iprobe(h, src, tag int64, flag *int64, st unsafe.Pointer) int64 {
 	return fail(err)
 }
 
-func requestOf(h int64) (*request, error) {
+func requestOf(h int64) (*comm.Request, error) {
 	r, ok := requests.get(h)
 	if !ok {
 		return nil, errBadHandle
@@ -421,7 +413,7 @@ func pm_wait(h int64, st unsafe.Pointer) int64 {
 	if err != nil {
 		return fail(err)
 	}
-	s, err := r.r.Wait()
+	s, err := r.Wait()
 	putStatus(st, s, err)
 	return fail(err)
 }
@@ -432,7 +424,7 @@ func pm_test(h int64, flag *int64, st unsafe.Pointer) int64 {
 	if err != nil {
 		return fail(err)
 	}
-	done, s, err := r.r.Test()
+	done, s, err := r.Test()
 	*flag = 0
 	if done {
 		*flag = 1
@@ -453,7 +445,7 @@ func requestsOf(hs unsafe.Pointer, n int64) ([]*comm.Request, error) {
 		if err != nil {
 			return nil, err
 		}
-		reqs[i] = r.r
+		reqs[i] = r
 	}
 	return reqs, nil
 }
@@ -470,6 +462,38 @@ func pm_waitall(hs unsafe.Pointer, n int64) int64 {
 	}
 	comm.WaitAll(reqs...)
 	return 0
+}
+
+// pm_waitall_done is a whole Waitall in one call: it waits for the n
+// requests (0 handles are skipped), writes each one's status into sts (4
+// words a request, as putStatus) and forgets the handles of those that
+// succeeded. It returns how many failed; their handles stay, for pm_wait to
+// report the error.
+//
+//export pm_waitall_done
+func pm_waitall_done(hs unsafe.Pointer, n int64, sts unsafe.Pointer) int64 {
+	reqs, err := requestsOf(hs, n)
+	if err != nil {
+		return fail(err)
+	}
+	comm.WaitAll(reqs...)
+	handles := unsafe.Slice((*int64)(hs), int(n))
+	failed := int64(0)
+	for i, r := range reqs {
+		st := unsafe.Add(sts, 32*i)
+		if r == nil { // a null request: the empty status
+			putStatus(st, comm.Status{Source: comm.AnySource, Tag: comm.AnyTag}, nil)
+			continue
+		}
+		_, s, err := r.Test()
+		putStatus(st, s, err)
+		if err != nil {
+			failed++
+			continue
+		}
+		requests.take(handles[i])
+	}
+	return failed
 }
 
 // pm_waitany waits until one of the n requests completes and writes its index.
@@ -492,9 +516,7 @@ func pm_cancel(h int64) int64 {
 	if err != nil {
 		return fail(err)
 	}
-	if r.cancel != nil {
-		r.cancel()
-	}
+	r.Cancel() // a receive; sends and collectives complete as they would
 	return 0
 }
 
@@ -506,7 +528,7 @@ func pm_req_data(h int64, buf unsafe.Pointer, capacity int64) int64 {
 	if err != nil {
 		return fail(err)
 	}
-	return int64(copy(mem(buf, capacity), r.r.Data()))
+	return int64(copy(mem(buf, capacity), r.Data()))
 }
 
 // pm_req_free forgets handle h; a pending operation still completes.

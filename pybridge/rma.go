@@ -177,7 +177,7 @@ func pm_win_rma(h, kind, target, disp int64, origin unsafe.Pointer, olen int64, 
 		return fail(err)
 	}
 	if req != nil {
-		*req = requests.put(&request{r: rq})
+		*req = requests.put(rq)
 	}
 	return 0
 }

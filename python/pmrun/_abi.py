@@ -94,6 +94,8 @@ SIGNATURES = {
     "pm_test": ((I64, P64, PTR), I64),
     # pm_waitall(hs, n)
     "pm_waitall": ((PTR, I64), I64),
+    # pm_waitall_done(hs, n, sts)
+    "pm_waitall_done": ((PTR, I64, PTR), I64),
     # pm_waitany(hs, n, index, st)
     "pm_waitany": ((PTR, I64, P64, PTR), I64),
     # pm_cancel(h)
@@ -174,6 +176,7 @@ PARAMS = {
     "pm_wait": ("h", "st"),
     "pm_test": ("h", "flag", "st"),
     "pm_waitall": ("hs", "n"),
+    "pm_waitall_done": ("hs", "n", "sts"),
     "pm_waitany": ("hs", "n", "index", "st"),
     "pm_cancel": ("h",),
     "pm_req_data": ("h", "buf", "capacity"),

@@ -53,6 +53,7 @@ static i64 (*pm_scatter_obj)(i64, i64, void *, void *, i64, i64 *, i64 *);
 static i64 (*pm_gather_obj)(i64, i64, i64, void *, i64, void *, i64, i64 *);
 static i64 (*pm_barrier)(i64, i64 *);
 static i64 (*pm_waitall)(i64 *, i64);
+static i64 (*pm_waitall_done)(i64 *, i64, i64 *);
 static i64 (*pm_sendrecv)(i64, void *, i64, i64, i64, void *, i64, i64, i64, void *);
 static i64 (*pm_reduce)(i64, i64, i64, void *, i64, void *, i64, i64, void *, i64, i64, i64, i64 *);
 
@@ -65,8 +66,11 @@ static PyObject *pk_dumps, *pk_loads, *five; /* the standard pickle's, and 5 */
 static int std_pickle;      /* MPI.pickle is the standard pickle with protocol 5 */
 static i64 proc_null = -2, red_allreduce = 1;
 static PyObject *op_type, *in_place; /* see bind_types */
+static PyTypeObject *request_type;    /* MPI.Request, see bind_types */
+static PyObject *empty;               /* () */
 static int bound;
 static PyObject *s_source, *s_tag, *s_count, *s_error, *s_user, *s_code;
+static PyObject *s_h, *s_hh, *s_kind, *s_done, *s_keep, *s_status, *k_send, *k_buf, *k_coll, *zero;
 
 static PyObject *pickled(PyObject *obj);
 static PyObject *pickled_joined(PyObject *obj, Py_buffer *v);
@@ -241,13 +245,15 @@ typedef struct {
 
 static void held_dealloc(Held *self)
 {
+    if (self->h > 0) /* its request went before completing, or was not waited for */
+        pm_req_free(self->h);
     if (self->view.obj != NULL)
         PyBuffer_Release(&self->view);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static PyMemberDef held_members[] = {
-    {"h", T_LONGLONG, offsetof(Held, h), READONLY, "the request's handle"},
+    {"h", T_LONGLONG, offsetof(Held, h), 0, "the request's handle, freed with this object unless 0"},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -257,7 +263,7 @@ static PyTypeObject HeldType = {
     .tp_basicsize = sizeof(Held),
     .tp_dealloc = (destructor)held_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "a pending request's buffer, held exported",
+    .tp_doc = "a pending request's buffer, held exported, and the owner of its handle",
     .tp_members = held_members,
 };
 
@@ -280,8 +286,9 @@ static Held *hold(PyObject *obj, int writable)
 }
 
 /* A nonblocking send (isend(h, dest, tag, sync, buf)) or receive
- * (irecv(h, source, tag, buf)) started: a Held whose h is the request, or
- * False. */
+ * (irecv(h, source, tag, buf)) started: an MPI.Request (made as
+ * Request._new makes one: its _h, _kind and _keep, a Held that owns the
+ * handle and the buffer), or False. */
 static PyObject *start(PyObject *const *args, Py_ssize_t n, int send)
 {
     long long a[4];
@@ -292,7 +299,8 @@ static PyObject *start(PyObject *const *args, Py_ssize_t n, int send)
         Py_RETURN_FALSE;
     }
     Held *held;
-    if (a[0] == 0 || a[1] == proc_null || (held = hold(args[send ? 4 : 3], !send)) == NULL)
+    if (a[0] == 0 || a[1] == proc_null || request_type == NULL ||
+        (held = hold(args[send ? 4 : 3], !send)) == NULL)
         Py_RETURN_FALSE;
     i64 rc, req = 0;
     Py_BEGIN_ALLOW_THREADS
@@ -307,7 +315,15 @@ static PyObject *start(PyObject *const *args, Py_ssize_t n, int send)
         return NULL;
     }
     held->h = req;
-    return (PyObject *)held;
+    PyObject *r = NULL, *h = PyLong_FromLongLong(req);
+    if (h != NULL)
+        r = PyBaseObject_Type.tp_new(request_type, empty, NULL);
+    if (r == NULL || PyObject_SetAttr(r, s_h, h) < 0 || PyObject_SetAttr(r, s_kind, send ? k_send : k_buf) < 0 ||
+        PyObject_SetAttr(r, s_keep, (PyObject *)held) < 0)
+        Py_CLEAR(r);
+    Py_XDECREF(h);
+    Py_DECREF(held); /* the request holds it, or, on an error, it frees the handle */
+    return r;
 }
 
 static PyObject *f_isend(PyObject *self, PyObject *const *args, Py_ssize_t n)
@@ -1011,16 +1027,165 @@ static PyObject *f_progress(PyObject *self, PyObject *list)
     Py_RETURN_NONE;
 }
 
-/* bind_types(Op, IN_PLACE): the predefined ops' class and MPI.IN_PLACE, for
- * reduce's checks. */
+/* The runtime handle of request r when its completion needs nothing but
+ * the handle (a send, a receive into a contiguous buffer, a collective:
+ * _kind "send", "buf" or "coll" with no _done), 0 when r is a null request
+ * or None, -1 (no error set) when r needs Request._wait, -2 with an error. */
+static long long plain_handle(PyObject *r)
+{
+    if (r == Py_None)
+        return 0;
+    PyObject *h = PyObject_GetAttr(r, s_h);
+    if (h == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    long long v = PyLong_AsLongLong(h);
+    Py_DECREF(h);
+    if (v == -1 && PyErr_Occurred())
+        return -2;
+    if (v == 0)
+        return 0;
+    if (v < 0) /* on PROC_NULL: its status is made by Request._wait */
+        return -1;
+    PyObject *kind = PyObject_GetAttr(r, s_kind), *fin = PyObject_GetAttr(r, s_done);
+    int ok = kind != NULL && fin == Py_None && PyUnicode_Check(kind) &&
+             (kind == k_send || kind == k_buf || kind == k_coll || /* interned, else: */
+              !PyUnicode_Compare(kind, k_send) || !PyUnicode_Compare(kind, k_buf) ||
+              !PyUnicode_Compare(kind, k_coll));
+    Py_XDECREF(kind);
+    Py_XDECREF(fin);
+    PyErr_Clear();
+    return ok ? v : -1;
+}
+
+/* Waits in one call into the runtime for the k requests reqs, if every one
+ * of them is one that plain_handle takes, and fills sts[i] (when sts is not
+ * NULL; Status objects) with the status of reqs[i]. 1: all completed, each
+ * request now null. 0: they need the general path; nothing was waited for,
+ * unless one of them failed: then those that succeeded are completed (null)
+ * and the failed ones keep their handles, for their wait to raise the
+ * error. -1: an error is set. */
+static int wait_plain(PyObject *const *reqs, Py_ssize_t k, PyObject *const *sts)
+{
+    if (!bound) {
+        PyErr_SetString(PyExc_RuntimeError, "pmrun._fast: bind() was not called");
+        return -1;
+    }
+    /* hs: the handles, st: 4 status words each, own: references to the
+     * requests and statuses, which another thread may take out of their
+     * lists while this one waits without the GIL. */
+    i64 small[8 * 7], *hs = k <= 8 ? small : PyMem_Calloc(k * 7, sizeof(i64)), failed;
+    if (hs == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    i64 *st = hs + k;
+    PyObject **own = (PyObject **)(hs + 5 * k);
+    for (Py_ssize_t i = 0; i < k; i++) {
+        own[i] = Py_NewRef(reqs[i]);
+        own[k + i] = sts != NULL ? Py_NewRef(sts[i]) : NULL;
+    }
+    reqs = own;
+    if (sts != NULL)
+        sts = own + k;
+    int res = 0;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        long long h = plain_handle(reqs[i]);
+        if (h < 0) {
+            res = h == -2 ? -1 : 0;
+            goto out;
+        }
+        hs[i] = h;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    failed = pm_waitall_done(hs, k, st);
+    Py_END_ALLOW_THREADS
+    if (failed < 0) { /* a handle the runtime does not know */
+        fail(failed);
+        res = -1;
+        goto out;
+    }
+    res = -1;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        PyObject *r = reqs[i];
+        if (hs[i] == 0 || st[4 * i + 3] != 0)
+            continue;
+        PyObject *keep = PyObject_GetAttr(r, s_keep); /* the handle's owner: it is freed */
+        if (keep == NULL || (keep != Py_None && PyObject_SetAttr(keep, s_hh, zero) < 0) ||
+            PyObject_SetAttr(r, s_h, zero) < 0 || PyObject_SetAttr(r, s_keep, Py_None) < 0 ||
+            PyObject_SetAttr(r, s_status, Py_None) < 0) {
+            Py_XDECREF(keep);
+            goto out;
+        }
+        Py_DECREF(keep);
+    }
+    if (sts != NULL)
+        for (Py_ssize_t i = 0; i < k; i++)
+            if (st[4 * i + 3] == 0 && set_status(sts[i], st + 4 * i) < 0)
+                goto out;
+    res = failed == 0;
+out:
+    for (Py_ssize_t i = 0; i < 2 * k; i++)
+        Py_XDECREF(own[i]);
+    if (hs != small)
+        PyMem_Free(hs);
+    return res;
+}
+
+static PyObject *flag(int res)
+{
+    if (res < 0)
+        return NULL;
+    return PyBool_FromLong(res);
+}
+
+/* waitall(requests, statuses): Request.Waitall (see wait_plain) of a list,
+ * with statuses None or a list of at least as many Status objects: True
+ * when all completed, False for the general path. */
+static PyObject *f_waitall(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    if (n != 2 || !PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "waitall(requests, statuses): a list of requests");
+        return NULL;
+    }
+    PyObject *list = args[0], *sts = args[1];
+    Py_ssize_t k = PyList_GET_SIZE(list);
+    if (sts != Py_None) {
+        if (!PyList_Check(sts) || PyList_GET_SIZE(sts) < k)
+            Py_RETURN_FALSE;
+        for (Py_ssize_t i = 0; i < k; i++)
+            if (PyList_GET_ITEM(sts, i) == Py_None)
+                Py_RETURN_FALSE;
+    }
+    return flag(wait_plain(((PyListObject *)list)->ob_item, k,
+                           sts == Py_None ? NULL : ((PyListObject *)sts)->ob_item));
+}
+
+/* wait1(request, status): Request.Wait (see wait_plain) of one request,
+ * with status None or a Status: True when it completed, False for the
+ * general path. */
+static PyObject *f_wait1(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    if (n != 2) {
+        PyErr_SetString(PyExc_TypeError, "wait1(request, status)");
+        return NULL;
+    }
+    return flag(wait_plain(args, 1, args[1] == Py_None ? NULL : args + 1));
+}
+
+/* bind_types(Op, IN_PLACE, Request): the predefined ops' class and
+ * MPI.IN_PLACE, for reduce's checks, and the class of the requests that
+ * isend and irecv make. */
 static PyObject *f_bind_types(PyObject *self, PyObject *const *args, Py_ssize_t n)
 {
-    if (n != 2 || !PyType_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "bind_types(Op, IN_PLACE)");
+    if (n != 3 || !PyType_Check(args[0]) || !PyType_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "bind_types(Op, IN_PLACE, Request)");
         return NULL;
     }
     Py_XSETREF(op_type, Py_NewRef(args[0]));
     Py_XSETREF(in_place, Py_NewRef(args[1]));
+    Py_XSETREF(request_type, (PyTypeObject *)Py_NewRef(args[2]));
     Py_RETURN_NONE;
 }
 
@@ -1076,6 +1241,7 @@ static PyObject *f_bind(PyObject *self, PyObject *args)
         addr_of(d, "pm_reduce", (void **)&pm_reduce) < 0 ||
         addr_of(d, "pm_barrier", (void **)&pm_barrier) < 0 ||
         addr_of(d, "pm_waitall", (void **)&pm_waitall) < 0 ||
+        addr_of(d, "pm_waitall_done", (void **)&pm_waitall_done) < 0 ||
         addr_of(d, "pm_sendrecv", (void **)&pm_sendrecv) < 0 ||
         addr_of(d, "pm_bcast_obj", (void **)&pm_bcast_obj) < 0 ||
         addr_of(d, "pm_isend", (void **)&pm_isend) < 0 ||
@@ -1132,8 +1298,10 @@ static PyMethodDef methods[] = {
     {"scatter", (PyCFunction)(void (*)(void))f_scatter, METH_FASTCALL, "scatter(h, root, isroot, size, sendbuf, recvbuf) -> done"},
     {"reduce", (PyCFunction)(void (*)(void))f_reduce, METH_FASTCALL, "reduce(h, kind, root, isroot, op, sendbuf or None, recvbuf or None) -> done"},
     {"barrier", (PyCFunction)(void (*)(void))f_barrier, METH_FASTCALL, "barrier(h) -> done"},
-    {"bind_types", (PyCFunction)(void (*)(void))f_bind_types, METH_FASTCALL, "bind_types(Op, IN_PLACE)"},
+    {"bind_types", (PyCFunction)(void (*)(void))f_bind_types, METH_FASTCALL, "bind_types(Op, IN_PLACE, Request)"},
     {"progress", f_progress, METH_O, "progress(handles): wait for all of them in one call"},
+    {"waitall", (PyCFunction)(void (*)(void))f_waitall, METH_FASTCALL, "waitall(requests, statuses) -> done, or False for the general path"},
+    {"wait1", (PyCFunction)(void (*)(void))f_wait1, METH_FASTCALL, "wait1(request, status) -> done, or False for the general path"},
     {"sendrecv", (PyCFunction)(void (*)(void))f_sendrecv, METH_FASTCALL, "sendrecv(h, dest, sendtag, source, recvtag, sendbuf, recvbuf, status) -> done"},
     {NULL, NULL, 0, NULL},
 };
@@ -1147,15 +1315,32 @@ PyMODINIT_FUNC PyInit__fast(void)
 {
     if (pthread_key_create(&scratch_key, free) != 0)
         return PyErr_NoMemory();
-    s_source = PyUnicode_InternFromString("source");
-    s_tag = PyUnicode_InternFromString("tag");
-    s_count = PyUnicode_InternFromString("_count");
-    s_error = PyUnicode_InternFromString("error");
-    s_user = PyUnicode_InternFromString("_user");
-    s_code = PyUnicode_InternFromString("code");
-    if (!s_source || !s_tag || !s_count || !s_error || !s_user || !s_code)
+    struct {
+        PyObject **s;
+        const char *text;
+    } names[] = {
+        {&s_source, "source"}, {&s_tag, "tag"},   {&s_count, "_count"}, {&s_error, "error"},
+        {&s_user, "_user"},    {&s_code, "code"}, {&s_h, "_h"},         {&s_hh, "h"},
+        {&s_kind, "_kind"},    {&s_done, "_done"}, {&s_keep, "_keep"},  {&s_status, "_status"},
+        {&k_send, "send"},     {&k_buf, "buf"},   {&k_coll, "coll"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if ((*names[i].s = PyUnicode_InternFromString(names[i].text)) == NULL)
+            return NULL;
+    empty = PyTuple_New(0);
+    zero = PyLong_FromLong(0);
+    if (empty == NULL || zero == NULL)
         return NULL;
     if (PyType_Ready(&HeldType) < 0)
         return NULL;
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&HeldType);
+    if (PyModule_AddObject(m, "Held", (PyObject *)&HeldType) < 0) {
+        Py_DECREF(&HeldType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

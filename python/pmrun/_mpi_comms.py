@@ -63,7 +63,7 @@ _FAST = _bridge.fast is not None
 if _FAST:
     _bridge.fast.bind(_bridge.addresses(("pm_send", "pm_sendv", "pm_recv", "pm_recv_obj", "pm_recv_any",
                                          "pm_bcast",
-                                         "pm_gather", "pm_scatter", "pm_reduce", "pm_barrier", "pm_waitall",
+                                         "pm_gather", "pm_scatter", "pm_reduce", "pm_barrier", "pm_waitall", "pm_waitall_done",
                                          "pm_sendrecv", "pm_bcast_obj",
                                          "pm_blob_take", "pm_isend", "pm_irecv", "pm_wait",
                                          "pm_req_free", "pm_gather_obj", "pm_scatter_obj",
@@ -73,7 +73,7 @@ if _FAST:
     _f_send_obj, _f_recv_obj = _bridge.fast.send_obj, _bridge.fast.recv_obj
     _f_bcast, _f_gather, _f_scatter = _bridge.fast.bcast, _bridge.fast.gather, _bridge.fast.scatter
     _f_reduce, _f_barrier, _f_bcast_obj = _bridge.fast.reduce, _bridge.fast.barrier, _bridge.fast.bcast_obj
-    _bridge.fast.bind_types(Op, IN_PLACE)
+    _bridge.fast.bind_types(Op, IN_PLACE, Request)
     _f_isend, _f_irecv = _bridge.fast.isend, _bridge.fast.irecv
     _f_sendrecv = _bridge.fast.sendrecv
     _mpi_pickle.Pickle._watch = _bridge.fast.std_pickle
@@ -491,9 +491,9 @@ class Comm(_Handle):
 
     def _Isend(self, buf, dest, tag=0, sync=0):
         if _FAST:
-            held = _f_isend(self._h, dest, tag, sync, buf)
-            if held:
-                return Request._new(held.h, "send", held)
+            r = _f_isend(self._h, dest, tag, sync, buf)
+            if r is not False:
+                return r
         h = self._chk()
         if dest == PROC_NULL:
             return Request._new(-1)
@@ -524,9 +524,9 @@ class Comm(_Handle):
 
     def Irecv(self, buf, source=ANY_SOURCE, tag=ANY_TAG):
         if _FAST:
-            held = _f_irecv(self._h, source, tag, buf)
-            if held:
-                return Request._new(held.h, "buf", held)
+            r = _f_irecv(self._h, source, tag, buf)
+            if r is not False:
+                return r
         h = self._chk()
         if source == PROC_NULL:
             return Request._new(-1)

@@ -18,8 +18,38 @@ _fast = _bridge.fast
 _object_new = object.__new__
 
 
+class _Owned:
+    """The owner of a request's runtime handle (h) and of what the operation
+    needs alive (keep, its buffers): it frees the handle when the request
+    that holds it goes, unless it was released (h 0). Requests started
+    through pmrun._fast hold a _fast.Held, which does the same in C."""
+
+    __slots__ = ("h", "keep")
+
+    def __init__(self, h, keep):
+        self.h, self.keep = h, keep
+
+    def __del__(self):
+        if self.h > 0 and _lib is not None:
+            _lib.pm_req_free(self.h)
+
+
+_Held = _fast.Held if _fast is not None else None
+
+
 class Request:
     """A pending nonblocking operation."""
+
+    # An instance's fields, with their values when it is made without
+    # __init__ (by _new, or in C by pmrun._fast). _keep owns the runtime
+    # handle _h (see _Owned): there is no __del__, whose call would cost
+    # every request.
+    _h = 0
+    _kind = None
+    _keep = None
+    _done = None  # called with the status when the operation completes
+    _status = None
+    _obj = None
 
     def __new__(cls, request=None):
         return super().__new__(cls)  # subclasses may pass request, as with mpi4py
@@ -36,13 +66,23 @@ class Request:
 
     @classmethod
     def _new(cls, h, kind=None, keep=None, done=None):
+        if h > 0 and type(keep) is not _Held:
+            keep = _Owned(h, keep)
         if cls is Request:  # without __new__ and __init__: 0.88 us a request
             r = _object_new(Request)
-            r._h, r._kind, r._keep, r._done, r._status, r._obj = h, kind, keep, done, None, None
+            r._h, r._kind, r._keep, r._done = h, kind, keep, done
             return r
         r = cls()
         r._h, r._kind, r._keep, r._done = h, kind, keep, done
         return r
+
+    def _release(self):
+        """Forgets the handle, which the runtime has freed already."""
+        k = self._keep
+        if k is not None:
+            k.h = 0
+        self._h = 0
+        self._keep = None
 
     def __eq__(self, other):
         if not isinstance(other, Request):
@@ -62,11 +102,6 @@ class Request:
     def _isnull(self):
         return self._h == 0
 
-    def __del__(self):
-        h = getattr(self, "_h", 0)
-        if h > 0:
-            _lib.pm_req_free(h)
-
     def _finish(self, st):
         """Completion: unpack, decode, release the handle."""
         status = Status()
@@ -82,8 +117,7 @@ class Request:
             self._done()
         if self._h > 0:
             _lib.pm_req_free(self._h)
-        self._h = 0
-        self._keep = None
+        self._release()
         self._status, self._obj = status, obj
         return status, obj
 
@@ -95,7 +129,9 @@ class Request:
         return self._status, self._obj
 
     def _wait(self):
-        if self._h <= 0:
+        if self._h == 0:  # a null request: the empty status, as MPI gives
+            return Status(), None
+        if self._h < 0:
             return self._complete_null()
         if _fast is not None and self._kind != "obj":
             status = Status()
@@ -103,8 +139,7 @@ class Request:
             if rc >= 0:
                 if self._done is not None:
                     self._done()
-                self._h = 0
-                self._keep = None
+                self._release()
                 self._status, self._obj = status, None
                 return status, None
         else:
@@ -164,7 +199,8 @@ class Request:
     # Buffer interface (through Request's own wait and test: a subclass may
     # name its own methods wait and test, calling these).
     def Wait(self, status=None):
-        Request.wait(self, status)
+        if _fast is None or not _fast.wait1(self, status):
+            Request.wait(self, status)
         return True
 
     def Test(self, status=None):
@@ -195,6 +231,7 @@ class Request:
             raise Exception(ERR_REQUEST, "Free: invalid request (MPI.REQUEST_NULL)")
         if self._h > 0:
             _lib.pm_req_free(self._h)
+            self._release()
         self._h = 0
 
     @staticmethod
@@ -268,7 +305,10 @@ class Request:
 
     @classmethod
     def Waitall(cls, requests, statuses=None):
-        requests = list(requests)
+        if type(requests) is not list:
+            requests = list(requests)
+        if _fast is not None and _fast.waitall(requests, statuses):
+            return True
         cls._progress_all(requests)
         out = [r._wait()[0] if r is not None else Status() for r in requests]
         if statuses is not None:
@@ -277,7 +317,10 @@ class Request:
 
     @classmethod
     def waitall(cls, requests, statuses=None):
-        requests = list(requests)
+        if type(requests) is not list:
+            requests = list(requests)
+        if _fast is not None and _fast.waitall(requests, statuses):
+            return [None] * len(requests)
         cls._progress_all(requests)
         res = [r._wait() if r is not None else (Status(), None) for r in requests]
         if statuses is not None:
@@ -374,6 +417,7 @@ class Prequest(Request):
             raise Exception(ERR_REQUEST, "Free: the persistent request was freed already")
         if self._h > 0:
             _lib.pm_req_free(self._h)
+            self._release()
         self._h, self._freed = 0, True
 
     def Start(self):

@@ -215,9 +215,11 @@ class PointToPoint(unittest.TestCase):
         statuses = [MPI.Status() for _ in rreqs]
         MPI.Request.Waitall(rreqs, statuses)
         MPI.Request.Waitall(sreqs)
-        for i, b in enumerate(bufs):
-            self.assertEqual(bytes(b), bytes([src, i]) * 4)
-            self.assertEqual(statuses[i].Get_tag(), 20 + i)
+        for j, b in enumerate(bufs):
+            self.assertEqual(bytes(b), bytes([src, j]) * 4)
+            # The request Waitany completed was null in Waitall: the empty status.
+            self.assertEqual(statuses[j].Get_tag(), MPI.ANY_TAG if j == i else 20 + j)
+            self.assertEqual(statuses[j].Get_source(), MPI.ANY_SOURCE if j == i else src)
         self.assertTrue(MPI.Request.Testall(sreqs))
         for r in rreqs:
             self.assertEqual(r, MPI.REQUEST_NULL)
