@@ -434,6 +434,18 @@ func pm_test(h int64, flag *int64, st unsafe.Pointer) int64 {
 	return 0
 }
 
+// pm_test_done is Test that, once the request has succeeded, also forgets
+// its handle (a failed one keeps it, for pm_wait to report the error).
+//
+//export pm_test_done
+func pm_test_done(h int64, flag *int64, st unsafe.Pointer) int64 {
+	rc := pm_test(h, flag, st)
+	if rc == 0 && *flag != 0 && *(*int64)(unsafe.Add(st, 24)) == 0 {
+		requests.take(h)
+	}
+	return rc
+}
+
 // requestsOf resolves n request handles; a 0 handle gives a nil request.
 func requestsOf(hs unsafe.Pointer, n int64) ([]*comm.Request, error) {
 	reqs := make([]*comm.Request, n)

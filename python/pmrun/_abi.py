@@ -92,6 +92,8 @@ SIGNATURES = {
     "pm_wait": ((I64, PTR), I64),
     # pm_test(h, flag, st)
     "pm_test": ((I64, P64, PTR), I64),
+    # pm_test_done(h, flag, st)
+    "pm_test_done": ((I64, P64, PTR), I64),
     # pm_waitall(hs, n)
     "pm_waitall": ((PTR, I64), I64),
     # pm_waitall_done(hs, n, sts)
@@ -175,6 +177,7 @@ PARAMS = {
     "pm_iprobe": ("h", "src", "tag", "flag", "st"),
     "pm_wait": ("h", "st"),
     "pm_test": ("h", "flag", "st"),
+    "pm_test_done": ("h", "flag", "st"),
     "pm_waitall": ("hs", "n"),
     "pm_waitall_done": ("hs", "n", "sts"),
     "pm_waitany": ("hs", "n", "index", "st"),

@@ -54,6 +54,8 @@ static i64 (*pm_gather_obj)(i64, i64, i64, void *, i64, void *, i64, i64 *);
 static i64 (*pm_barrier)(i64, i64 *);
 static i64 (*pm_waitall)(i64 *, i64);
 static i64 (*pm_waitall_done)(i64 *, i64, i64 *);
+static i64 (*pm_test_done)(i64, i64 *, i64 *);
+static i64 (*pm_iprobe)(i64, i64, i64, i64 *, i64 *);
 static i64 (*pm_sendrecv)(i64, void *, i64, i64, i64, void *, i64, i64, i64, void *);
 static i64 (*pm_reduce)(i64, i64, i64, void *, i64, void *, i64, i64, void *, i64, i64, i64, i64 *);
 
@@ -1059,6 +1061,68 @@ static long long plain_handle(PyObject *r)
     return ok ? v : -1;
 }
 
+/* Makes request r, whose handle the runtime has freed, a null request. */
+static int completed(PyObject *r)
+{
+    PyObject *keep = PyObject_GetAttr(r, s_keep); /* the handle's owner */
+    int rc = keep == NULL || (keep != Py_None && PyObject_SetAttr(keep, s_hh, zero) < 0) ||
+                     PyObject_SetAttr(r, s_h, zero) < 0 || PyObject_SetAttr(r, s_keep, Py_None) < 0 ||
+                     PyObject_SetAttr(r, s_status, Py_None) < 0
+                 ? -1
+                 : 0;
+    Py_XDECREF(keep);
+    return rc;
+}
+
+/* test1(request, status): Request.Test of a request that plain_handle
+ * takes: False while it is pending; True once it completed (it is then null,
+ * its status in status unless that is None); None when it needs the
+ * general path (another kind of request, or it failed). */
+static PyObject *f_test1(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    if (!bound || n != 2) {
+        PyErr_SetString(PyExc_TypeError, "test1(request, status)");
+        return NULL;
+    }
+    long long h = plain_handle(args[0]);
+    if (h == -2)
+        return NULL;
+    if (h <= 0)
+        Py_RETURN_NONE;
+    i64 flag = 0, st[4] = {0, 0, 0, 0}, rc = pm_test_done(h, &flag, st);
+    if (rc < 0 || (flag && st[3] != 0))
+        Py_RETURN_NONE;
+    if (!flag)
+        Py_RETURN_FALSE;
+    if (completed(args[0]) < 0 || set_status(args[1], st) < 0)
+        return NULL;
+    Py_RETURN_TRUE;
+}
+
+/* iprobe(h, source, tag, status): Comm.Iprobe: whether a message matches
+ * (its status in status unless that is None), or None for the general path
+ * (arguments that are not ints, PROC_NULL, a null communicator). */
+static PyObject *f_iprobe(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    long long a[3];
+    switch (leading("iprobe", args, n, 4, 3, a)) {
+    case -1:
+        return NULL;
+    case 0:
+        Py_RETURN_NONE;
+    }
+    if (a[0] == 0 || a[1] == proc_null)
+        Py_RETURN_NONE;
+    i64 flag = 0, st[4] = {0, 0, 0, 0}, rc = pm_iprobe(a[0], a[1], a[2], &flag, st);
+    if (rc < 0) {
+        fail(rc);
+        return NULL;
+    }
+    if (flag && set_status(args[3], st) < 0)
+        return NULL;
+    return PyBool_FromLong(flag != 0);
+}
+
 /* Waits in one call into the runtime for the k requests reqs, if every one
  * of them is one that plain_handle takes, and fills sts[i] (when sts is not
  * NULL; Status objects) with the status of reqs[i]. 1: all completed, each
@@ -1107,19 +1171,9 @@ static int wait_plain(PyObject *const *reqs, Py_ssize_t k, PyObject *const *sts)
         goto out;
     }
     res = -1;
-    for (Py_ssize_t i = 0; i < k; i++) {
-        PyObject *r = reqs[i];
-        if (hs[i] == 0 || st[4 * i + 3] != 0)
-            continue;
-        PyObject *keep = PyObject_GetAttr(r, s_keep); /* the handle's owner: it is freed */
-        if (keep == NULL || (keep != Py_None && PyObject_SetAttr(keep, s_hh, zero) < 0) ||
-            PyObject_SetAttr(r, s_h, zero) < 0 || PyObject_SetAttr(r, s_keep, Py_None) < 0 ||
-            PyObject_SetAttr(r, s_status, Py_None) < 0) {
-            Py_XDECREF(keep);
+    for (Py_ssize_t i = 0; i < k; i++)
+        if (hs[i] != 0 && st[4 * i + 3] == 0 && completed(reqs[i]) < 0)
             goto out;
-        }
-        Py_DECREF(keep);
-    }
     if (sts != NULL)
         for (Py_ssize_t i = 0; i < k; i++)
             if (st[4 * i + 3] == 0 && set_status(sts[i], st + 4 * i) < 0)
@@ -1242,6 +1296,8 @@ static PyObject *f_bind(PyObject *self, PyObject *args)
         addr_of(d, "pm_barrier", (void **)&pm_barrier) < 0 ||
         addr_of(d, "pm_waitall", (void **)&pm_waitall) < 0 ||
         addr_of(d, "pm_waitall_done", (void **)&pm_waitall_done) < 0 ||
+        addr_of(d, "pm_test_done", (void **)&pm_test_done) < 0 ||
+        addr_of(d, "pm_iprobe", (void **)&pm_iprobe) < 0 ||
         addr_of(d, "pm_sendrecv", (void **)&pm_sendrecv) < 0 ||
         addr_of(d, "pm_bcast_obj", (void **)&pm_bcast_obj) < 0 ||
         addr_of(d, "pm_isend", (void **)&pm_isend) < 0 ||
@@ -1302,6 +1358,8 @@ static PyMethodDef methods[] = {
     {"progress", f_progress, METH_O, "progress(handles): wait for all of them in one call"},
     {"waitall", (PyCFunction)(void (*)(void))f_waitall, METH_FASTCALL, "waitall(requests, statuses) -> done, or False for the general path"},
     {"wait1", (PyCFunction)(void (*)(void))f_wait1, METH_FASTCALL, "wait1(request, status) -> done, or False for the general path"},
+    {"test1", (PyCFunction)(void (*)(void))f_test1, METH_FASTCALL, "test1(request, status) -> completed, or None for the general path"},
+    {"iprobe", (PyCFunction)(void (*)(void))f_iprobe, METH_FASTCALL, "iprobe(h, source, tag, status) -> flag, or None for the general path"},
     {"sendrecv", (PyCFunction)(void (*)(void))f_sendrecv, METH_FASTCALL, "sendrecv(h, dest, sendtag, source, recvtag, sendbuf, recvbuf, status) -> done"},
     {NULL, NULL, 0, NULL},
 };

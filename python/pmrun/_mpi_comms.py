@@ -63,7 +63,7 @@ _FAST = _bridge.fast is not None
 if _FAST:
     _bridge.fast.bind(_bridge.addresses(("pm_send", "pm_sendv", "pm_recv", "pm_recv_obj", "pm_recv_any",
                                          "pm_bcast",
-                                         "pm_gather", "pm_scatter", "pm_reduce", "pm_barrier", "pm_waitall", "pm_waitall_done",
+                                         "pm_gather", "pm_scatter", "pm_reduce", "pm_barrier", "pm_waitall", "pm_waitall_done", "pm_test_done", "pm_iprobe",
                                          "pm_sendrecv", "pm_bcast_obj",
                                          "pm_blob_take", "pm_isend", "pm_irecv", "pm_wait",
                                          "pm_req_free", "pm_gather_obj", "pm_scatter_obj",
@@ -74,7 +74,7 @@ if _FAST:
     _f_bcast, _f_gather, _f_scatter = _bridge.fast.bcast, _bridge.fast.gather, _bridge.fast.scatter
     _f_reduce, _f_barrier, _f_bcast_obj = _bridge.fast.reduce, _bridge.fast.barrier, _bridge.fast.bcast_obj
     _bridge.fast.bind_types(Op, IN_PLACE, Request)
-    _f_isend, _f_irecv = _bridge.fast.isend, _bridge.fast.irecv
+    _f_isend, _f_irecv, _f_iprobe = _bridge.fast.isend, _bridge.fast.irecv, _bridge.fast.iprobe
     _f_sendrecv = _bridge.fast.sendrecv
     _mpi_pickle.Pickle._watch = _bridge.fast.std_pickle
     _bridge.fast.std_pickle(_mpi_pickle.pickle._default())
@@ -576,6 +576,10 @@ class Comm(_Handle):
         return True
 
     def Iprobe(self, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        if _FAST:
+            flag = _f_iprobe(self._h, source, tag, status)
+            if flag is not None:
+                return flag
         h = self._chk()
         if source == PROC_NULL:
             _null_status(status)

@@ -204,6 +204,10 @@ class Request:
         return True
 
     def Test(self, status=None):
+        if _fast is not None:
+            done = _fast.test1(self, status)
+            if done is not None:
+                return done
         return Request.test(self, status)[0]
 
     def Get_status(self, status=None):

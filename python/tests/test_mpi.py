@@ -131,6 +131,34 @@ class PointToPoint(unittest.TestCase):
             self.assertFalse(comm.Iprobe(source=1, tag=5))
         comm.Barrier()
 
+    def test_test_and_iprobe_buffers(self):
+        # Test polls a buffer receive to completion (then it is null, with
+        # its status), and Iprobe fills its status, as under mpi4py.
+        if size < 2:
+            self.skipTest("needs 2 ranks")
+        if rank == 0:
+            buf = bytearray(4)
+            req = comm.Irecv(buf, source=1, tag=61)
+            self.assertFalse(req.Test())
+            comm.send("go", dest=1, tag=60)
+            st = MPI.Status()
+            while not comm.Iprobe(source=1, tag=62, status=st):
+                pass
+            self.assertEqual((st.Get_source(), st.Get_tag(), st.Get_count()), (1, 62, 3))
+            comm.Recv(bytearray(3), source=1, tag=62)
+            st = MPI.Status()
+            while not req.Test(st):
+                pass
+            self.assertEqual(bytes(buf), b"abcd")
+            self.assertEqual((st.Get_source(), st.Get_tag(), st.Get_count()), (1, 61, 4))
+            self.assertEqual(req, MPI.REQUEST_NULL)
+            self.assertTrue(req.Test())  # a null request tests complete
+        elif rank == 1:
+            self.assertEqual(comm.recv(source=0, tag=60), "go")
+            comm.Send(b"xyz", dest=0, tag=62)
+            comm.Send(b"abcd", dest=0, tag=61)
+        comm.Barrier()
+
     def test_proc_null(self):
         comm.send("x", dest=MPI.PROC_NULL)
         st = MPI.Status()
