@@ -55,6 +55,7 @@ static i64 (*pm_barrier)(i64, i64 *);
 static i64 (*pm_waitall)(i64 *, i64);
 static i64 (*pm_waitall_done)(i64 *, i64, i64 *);
 static i64 (*pm_test_done)(i64, i64 *, i64 *);
+static i64 (*pm_alltoall)(i64, void *, i64, void *, i64, i64, i64 *);
 static i64 (*pm_iprobe)(i64, i64, i64, i64 *, i64 *);
 static i64 (*pm_sendrecv)(i64, void *, i64, i64, i64, void *, i64, i64, i64, void *);
 static i64 (*pm_reduce)(i64, i64, i64, void *, i64, void *, i64, i64, void *, i64, i64, i64, i64 *);
@@ -66,7 +67,7 @@ static PyObject *joined;    /* joined(parts) -> one bytes object */
 static PyObject *typecode;  /* typecode(format, itemsize, op) -> Go type code or 0 */
 static PyObject *pk_dumps, *pk_loads, *five; /* the standard pickle's, and 5 */
 static int std_pickle;      /* MPI.pickle is the standard pickle with protocol 5 */
-static i64 proc_null = -2, red_allreduce = 1;
+static i64 proc_null = -2, red_allreduce = 1, red_scatter_block = 4;
 static PyObject *op_type, *in_place; /* see bind_types */
 static PyTypeObject *request_type;    /* MPI.Request, see bind_types */
 static PyObject *empty;               /* () */
@@ -880,6 +881,32 @@ static PyObject *f_gather(PyObject *self, PyObject *const *args, Py_ssize_t n)
     return done(rc);
 }
 
+/* alltoall(h, size, sendbuf, recvbuf): buffers of size blocks each. */
+static PyObject *f_alltoall(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    ARGS("alltoall", 4, 2);
+    long long h = a[0], size = a[1];
+    Py_buffer s, r;
+    if (h == 0 || size <= 0 || !getbuf(args[2], &s, 0))
+        Py_RETURN_FALSE;
+    if (!getbuf(args[3], &r, 1)) {
+        PyBuffer_Release(&s);
+        Py_RETURN_FALSE;
+    }
+    if (s.len != r.len || r.len % size != 0) {
+        PyBuffer_Release(&s);
+        PyBuffer_Release(&r);
+        Py_RETURN_FALSE;
+    }
+    i64 rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_alltoall(h, s.buf, s.len, r.buf, r.len, r.len / size, NULL);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&s);
+    PyBuffer_Release(&r);
+    return done(rc);
+}
+
 /* scatter(h, root, isroot, size, sendbuf, recvbuf) */
 static PyObject *f_scatter(PyObject *self, PyObject *const *args, Py_ssize_t n)
 {
@@ -929,16 +956,25 @@ static i64 code_of(const char *fmt, Py_ssize_t itemsize, i64 op)
     return code;
 }
 
-/* reduce(h, kind, root, isroot, op, sendbuf, recvbuf or None): Allreduce
- * (kind RED_ALLREDUCE) and Reduce (any other kind: RED_REDUCE) of buffers
- * of one element type that the runtime reduces with op, a predefined Op
- * (not a user's); sendbuf may be MPI.IN_PLACE. A rank that gets no result
- * (Reduce off the root) passes no receive buffer, as mpi4py ignores it
- * there. False, with nothing done, sends the call down the general path. */
+/* reduce(h, kind, root, isroot, op, sendbuf, recvbuf or None): a reduction
+ * of kind (RED_ALLREDUCE, RED_REDUCE, RED_SCAN, RED_EXSCAN, or
+ * RED_SCATTER_BLOCK with root the communicator's size) of buffers of one
+ * element type that the runtime reduces with op, a predefined Op (not a
+ * user's); sendbuf may be MPI.IN_PLACE (not for RED_SCATTER_BLOCK). isroot
+ * says whether this rank gets a result (for all but RED_REDUCE, every rank
+ * does); one that does not (Reduce off the root) passes no receive buffer,
+ * as mpi4py ignores it there. False, with nothing done, sends the call down
+ * the general path. */
 static PyObject *f_reduce(PyObject *self, PyObject *const *args, Py_ssize_t n)
 {
     ARGS("reduce", 7, 4);
-    long long h = a[0], kind = a[1], root = a[2];
+    long long h = a[0], kind = a[1], root = a[2], parts = 1;
+    if (kind == red_scatter_block) { /* root is the communicator's size */
+        parts = root;
+        root = 0;
+        if (parts <= 0 || args[5] == in_place)
+            Py_RETURN_FALSE;
+    }
     PyObject *opo = args[4];
     if (h == 0 || op_type == NULL || Py_TYPE(opo) != (PyTypeObject *)op_type || args[5] == Py_None)
         Py_RETURN_FALSE;
@@ -972,7 +1008,7 @@ static PyObject *f_reduce(PyObject *self, PyObject *const *args, Py_ssize_t n)
     const char *tf = t->format ? t->format : "B";
     i64 code = 0;
     if (inplace || !result ||
-        (s.len == r.len && s.itemsize == r.itemsize && strcmp(s.format ? s.format : "B", tf) == 0))
+        (s.len == r.len * parts && s.itemsize == r.itemsize && strcmp(s.format ? s.format : "B", tf) == 0))
         code = code_of(tf, t->itemsize, op);
     if (code <= 0) {
         if (!inplace)
@@ -1277,12 +1313,13 @@ static PyObject *f_std_pickle(PyObject *self, PyObject *flag)
     Py_RETURN_NONE;
 }
 
-/* bind(addresses, raise_rc, dumps, loads, joined, typecode, PROC_NULL, RED_ALLREDUCE) */
+/* bind(addresses, raise_rc, dumps, loads, joined, typecode, PROC_NULL, RED_ALLREDUCE,
+ * RED_SCATTER_BLOCK) */
 static PyObject *f_bind(PyObject *self, PyObject *args)
 {
     PyObject *d, *fr, *fd, *fl, *fj, *ft;
-    long long pn, ra;
-    if (!PyArg_ParseTuple(args, "O!OOOOOLL", &PyDict_Type, &d, &fr, &fd, &fl, &fj, &ft, &pn, &ra))
+    long long pn, ra, rs;
+    if (!PyArg_ParseTuple(args, "O!OOOOOLLL", &PyDict_Type, &d, &fr, &fd, &fl, &fj, &ft, &pn, &ra, &rs))
         return NULL;
     if (addr_of(d, "pm_send", (void **)&pm_send) < 0 ||
         addr_of(d, "pm_sendv", (void **)&pm_sendv) < 0 ||
@@ -1297,6 +1334,7 @@ static PyObject *f_bind(PyObject *self, PyObject *args)
         addr_of(d, "pm_waitall", (void **)&pm_waitall) < 0 ||
         addr_of(d, "pm_waitall_done", (void **)&pm_waitall_done) < 0 ||
         addr_of(d, "pm_test_done", (void **)&pm_test_done) < 0 ||
+        addr_of(d, "pm_alltoall", (void **)&pm_alltoall) < 0 ||
         addr_of(d, "pm_iprobe", (void **)&pm_iprobe) < 0 ||
         addr_of(d, "pm_sendrecv", (void **)&pm_sendrecv) < 0 ||
         addr_of(d, "pm_bcast_obj", (void **)&pm_bcast_obj) < 0 ||
@@ -1330,13 +1368,14 @@ static PyObject *f_bind(PyObject *self, PyObject *args)
     }
     proc_null = pn;
     red_allreduce = ra;
+    red_scatter_block = rs;
     ncodes = 0;
     bound = 1;
     Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {
-    {"bind", f_bind, METH_VARARGS, "bind(addresses, raise_rc, dumps, loads, joined, typecode, PROC_NULL, RED_ALLREDUCE)"},
+    {"bind", f_bind, METH_VARARGS, "bind(addresses, raise_rc, dumps, loads, joined, typecode, PROC_NULL, RED_ALLREDUCE, RED_SCATTER_BLOCK)"},
     {"std_pickle", f_std_pickle, METH_O, "std_pickle(flag): whether MPI.pickle is pickle with protocol 5"},
     {"send", (PyCFunction)(void (*)(void))f_send, METH_FASTCALL, "send(h, dest, tag, sync, buf) -> done"},
     {"recv", (PyCFunction)(void (*)(void))f_recv, METH_FASTCALL, "recv(h, source, tag, buf, status) -> done"},
@@ -1354,6 +1393,7 @@ static PyMethodDef methods[] = {
     {"scatter", (PyCFunction)(void (*)(void))f_scatter, METH_FASTCALL, "scatter(h, root, isroot, size, sendbuf, recvbuf) -> done"},
     {"reduce", (PyCFunction)(void (*)(void))f_reduce, METH_FASTCALL, "reduce(h, kind, root, isroot, op, sendbuf or None, recvbuf or None) -> done"},
     {"barrier", (PyCFunction)(void (*)(void))f_barrier, METH_FASTCALL, "barrier(h) -> done"},
+    {"alltoall", (PyCFunction)(void (*)(void))f_alltoall, METH_FASTCALL, "alltoall(h, size, sendbuf, recvbuf) -> done"},
     {"bind_types", (PyCFunction)(void (*)(void))f_bind_types, METH_FASTCALL, "bind_types(Op, IN_PLACE, Request)"},
     {"progress", f_progress, METH_O, "progress(handles): wait for all of them in one call"},
     {"waitall", (PyCFunction)(void (*)(void))f_waitall, METH_FASTCALL, "waitall(requests, statuses) -> done, or False for the general path"},

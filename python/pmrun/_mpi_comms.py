@@ -63,18 +63,20 @@ _FAST = _bridge.fast is not None
 if _FAST:
     _bridge.fast.bind(_bridge.addresses(("pm_send", "pm_sendv", "pm_recv", "pm_recv_obj", "pm_recv_any",
                                          "pm_bcast",
-                                         "pm_gather", "pm_scatter", "pm_reduce", "pm_barrier", "pm_waitall", "pm_waitall_done", "pm_test_done", "pm_iprobe",
+                                         "pm_gather", "pm_scatter", "pm_reduce", "pm_barrier", "pm_waitall", "pm_waitall_done", "pm_test_done", "pm_iprobe", "pm_alltoall",
                                          "pm_sendrecv", "pm_bcast_obj",
                                          "pm_blob_take", "pm_isend", "pm_irecv", "pm_wait",
                                          "pm_req_free", "pm_gather_obj", "pm_scatter_obj",
                                          "pm_alltoall_obj")),
-                      _fail, _dumps, _loads, _joined, _typecode, PROC_NULL, _R_ALLREDUCE)
+                      _fail, _dumps, _loads, _joined, _typecode, PROC_NULL, _R_ALLREDUCE,
+                      _R_SCATTER_BLOCK)
     _f_send, _f_recv = _bridge.fast.send, _bridge.fast.recv
     _f_send_obj, _f_recv_obj = _bridge.fast.send_obj, _bridge.fast.recv_obj
     _f_bcast, _f_gather, _f_scatter = _bridge.fast.bcast, _bridge.fast.gather, _bridge.fast.scatter
     _f_reduce, _f_barrier, _f_bcast_obj = _bridge.fast.reduce, _bridge.fast.barrier, _bridge.fast.bcast_obj
     _bridge.fast.bind_types(Op, IN_PLACE, Request)
     _f_isend, _f_irecv, _f_iprobe = _bridge.fast.isend, _bridge.fast.irecv, _bridge.fast.iprobe
+    _f_alltoall = _bridge.fast.alltoall
     _f_sendrecv = _bridge.fast.sendrecv
     _mpi_pickle.Pickle._watch = _bridge.fast.std_pickle
     _bridge.fast.std_pickle(_mpi_pickle.pickle._default())
@@ -1223,7 +1225,10 @@ class Comm(_Handle):
     Iallgather = _pm(_gather, all_=1, req=True)
     Scatter = _pm(_scatter)
     Iscatter = _pm(_scatter, req=True)
-    Alltoall = _pm(_alltoall)
+    def Alltoall(self, sendbuf, recvbuf):
+        if not (_FAST and _f_alltoall(self._h, self._size, sendbuf, recvbuf)):
+            self._alltoall(sendbuf, recvbuf)
+
     Ialltoall = _pm(_alltoall, req=True)
     Gatherv = _pm(_gatherv)
     Igatherv = _pm(_gatherv, req=True)
@@ -1246,11 +1251,22 @@ class Comm(_Handle):
             self._reduce(sendbuf, recvbuf, op, 0, _R_ALLREDUCE)
 
     Iallreduce = _pm(_reduce, kind=_R_ALLREDUCE, req=True)
-    Scan = _pm(_reduce, kind=_R_SCAN)
+    def Scan(self, sendbuf, recvbuf, op=SUM):
+        if not (_FAST and _f_reduce(self._h, _R_SCAN, 0, True, op, sendbuf, recvbuf)):
+            self._reduce(sendbuf, recvbuf, op, 0, _R_SCAN)
+
     Iscan = _pm(_reduce, kind=_R_SCAN, req=True)
-    Exscan = _pm(_reduce, kind=_R_EXSCAN)
+
+    def Exscan(self, sendbuf, recvbuf, op=SUM):
+        if not (_FAST and _f_reduce(self._h, _R_EXSCAN, 0, True, op, sendbuf, recvbuf)):
+            self._reduce(sendbuf, recvbuf, op, 0, _R_EXSCAN)
+
     Iexscan = _pm(_reduce, kind=_R_EXSCAN, req=True)
-    Reduce_scatter_block = _pm(_reduce, kind=_R_SCATTER_BLOCK)
+
+    def Reduce_scatter_block(self, sendbuf, recvbuf, op=SUM):
+        if not (_FAST and _f_reduce(self._h, _R_SCATTER_BLOCK, self._size, True, op, sendbuf, recvbuf)):
+            self._reduce(sendbuf, recvbuf, op, 0, _R_SCATTER_BLOCK)
+
     Ireduce_scatter_block = _pm(_reduce, kind=_R_SCATTER_BLOCK, req=True)
 
     def Reduce_scatter(self, sendbuf, recvbuf, recvcounts=None, op=SUM):

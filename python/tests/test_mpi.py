@@ -934,6 +934,29 @@ class HotPaths(unittest.TestCase):
         return (rank + 1) % size, (rank - 1) % size
 
     @need_numpy
+    def test_scans_alltoall_forms(self):
+        # The forms pmrun._fast takes and those it leaves to the general
+        # path (in place, mismatched sizes) agree, as under mpi4py.
+        a = np.arange(4, dtype=np.float64) + rank
+        b = a.copy()
+        comm.Scan(MPI.IN_PLACE, b)
+        want = np.arange(4) * (rank + 1) + rank * (rank + 1) / 2
+        self.assertEqual(b.tolist(), want.tolist())
+        b = np.zeros(4, dtype=np.int32)
+        comm.Scan(np.arange(4, dtype=np.int32) * (rank + 1), b, op=MPI.MAX)
+        self.assertEqual(b.tolist(), (np.arange(4) * (rank + 1)).tolist())
+        send = np.arange(2 * size, dtype=np.int64) * (rank + 1)
+        recv = np.zeros(2, dtype=np.int64)
+        comm.Reduce_scatter_block(send, recv)
+        total = size * (size + 1) // 2
+        self.assertEqual(recv.tolist(), [2 * rank * total, (2 * rank + 1) * total])
+        b = np.arange(size, dtype=np.float64) + 10 * rank
+        comm.Alltoall(MPI.IN_PLACE, b)
+        self.assertEqual(b.tolist(), [rank + 10.0 * s for s in range(size)])
+        with self.assertRaises((ValueError, MPI.Exception)):  # as mpi4py: by the sizes
+            comm.Alltoall(np.zeros(size), np.zeros(size + 1))
+
+    @need_numpy
     def test_buffer_kinds(self):
         dst, src = self.ring()
         # Fortran order: contiguous, sent in memory order.
