@@ -446,6 +446,31 @@ func pm_test_done(h int64, flag *int64, st unsafe.Pointer) int64 {
 	return rc
 }
 
+// pm_wait_data waits for a receive posted without a buffer (an object's)
+// and writes its status. When it succeeded and its message fits buf, it
+// copies the message there and forgets the handle (result 0); a larger one
+// leaves the handle, for pm_req_data and pm_req_free (result 1).
+//
+//export pm_wait_data
+func pm_wait_data(h int64, st unsafe.Pointer, buf unsafe.Pointer, capacity int64) int64 {
+	r, err := requestOf(h)
+	if err != nil {
+		return fail(err)
+	}
+	s, err := r.Wait()
+	putStatus(st, s, err)
+	if err != nil {
+		return fail(err)
+	}
+	d := r.Data()
+	if int64(len(d)) > capacity {
+		return 1
+	}
+	copy(mem(buf, capacity), d)
+	requests.take(h)
+	return 0
+}
+
 // requestsOf resolves n request handles; a 0 handle gives a nil request.
 func requestsOf(hs unsafe.Pointer, n int64) ([]*comm.Request, error) {
 	reqs := make([]*comm.Request, n)

@@ -94,6 +94,8 @@ SIGNATURES = {
     "pm_test": ((I64, P64, PTR), I64),
     # pm_test_done(h, flag, st)
     "pm_test_done": ((I64, P64, PTR), I64),
+    # pm_wait_data(h, st, buf, capacity)
+    "pm_wait_data": ((I64, PTR, PTR, I64), I64),
     # pm_waitall(hs, n)
     "pm_waitall": ((PTR, I64), I64),
     # pm_waitall_done(hs, n, sts)
@@ -178,6 +180,7 @@ PARAMS = {
     "pm_wait": ("h", "st"),
     "pm_test": ("h", "flag", "st"),
     "pm_test_done": ("h", "flag", "st"),
+    "pm_wait_data": ("h", "st", "buf", "capacity"),
     "pm_waitall": ("hs", "n"),
     "pm_waitall_done": ("hs", "n", "sts"),
     "pm_waitany": ("hs", "n", "index", "st"),

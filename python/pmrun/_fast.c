@@ -55,6 +55,8 @@ static i64 (*pm_barrier)(i64, i64 *);
 static i64 (*pm_waitall)(i64 *, i64);
 static i64 (*pm_waitall_done)(i64 *, i64, i64 *);
 static i64 (*pm_test_done)(i64, i64 *, i64 *);
+static i64 (*pm_wait_data)(i64, i64 *, void *, i64);
+static i64 (*pm_req_data)(i64, void *, i64);
 static i64 (*pm_alltoall)(i64, void *, i64, void *, i64, i64, i64 *);
 static i64 (*pm_iprobe)(i64, i64, i64, i64 *, i64 *);
 static i64 (*pm_sendrecv)(i64, void *, i64, i64, i64, void *, i64, i64, i64, void *);
@@ -73,7 +75,8 @@ static PyTypeObject *request_type;    /* MPI.Request, see bind_types */
 static PyObject *empty;               /* () */
 static int bound;
 static PyObject *s_source, *s_tag, *s_count, *s_error, *s_user, *s_code;
-static PyObject *s_h, *s_hh, *s_kind, *s_done, *s_keep, *s_status, *k_send, *k_buf, *k_coll, *zero;
+static PyObject *s_h, *s_hh, *s_kind, *s_done, *s_keep, *s_status, *k_send, *k_buf, *k_coll, *k_obj, *zero;
+static PyObject *general; /* wait_req's "take the general path" */
 
 static PyObject *pickled(PyObject *obj);
 static PyObject *pickled_joined(PyObject *obj, Py_buffer *v);
@@ -288,29 +291,55 @@ static Held *hold(PyObject *obj, int writable)
     return held;
 }
 
-/* A nonblocking send (isend(h, dest, tag, sync, buf)) or receive
- * (irecv(h, source, tag, buf)) started: an MPI.Request (made as
- * Request._new makes one: its _h, _kind and _keep, a Held that owns the
- * handle and the buffer), or False. */
-static PyObject *start(PyObject *const *args, Py_ssize_t n, int send)
+/* What start starts. */
+enum { ISEND, IRECV, ISEND_OBJ, IRECV_OBJ };
+
+/* A nonblocking send (isend(h, dest, tag, sync, buf)), receive (irecv(h,
+ * source, tag, buf)), object send (isend_obj(h, dest, tag, sync, obj), the
+ * pickle sent as one message) or object receive (irecv_obj(h, source, tag))
+ * started: an MPI.Request (made as Request._new makes one: its _h, _kind
+ * and _keep, a Held that owns the handle and the buffer), or False for the
+ * general path. */
+static PyObject *start(PyObject *const *args, Py_ssize_t n, int mode)
 {
+    static const char *names[] = {"isend", "irecv", "isend_obj", "irecv_obj"};
+    int send = mode == ISEND || mode == ISEND_OBJ;
     long long a[4];
-    switch (leading(send ? "isend" : "irecv", args, n, send ? 5 : 4, send ? 4 : 3, a)) {
+    switch (leading(names[mode], args, n, mode == IRECV_OBJ ? 3 : send ? 5 : 4, send ? 4 : 3, a)) {
     case -1:
         return NULL;
     case 0:
         Py_RETURN_FALSE;
     }
-    Held *held;
-    if (a[0] == 0 || a[1] == proc_null || request_type == NULL ||
-        (held = hold(args[send ? 4 : 3], !send)) == NULL)
+    if (a[0] == 0 || a[1] == proc_null || request_type == NULL)
         Py_RETURN_FALSE;
+    Held *held;
+    if (mode == ISEND || mode == IRECV) {
+        if ((held = hold(args[send ? 4 : 3], !send)) == NULL)
+            Py_RETURN_FALSE;
+    } else {
+        if ((held = PyObject_New(Held, &HeldType)) == NULL)
+            return NULL;
+        held->h = 0;
+        memset(&held->view, 0, sizeof held->view);
+        if (mode == ISEND_OBJ) {
+            Py_buffer v;
+            PyObject *data = pickled_joined(args[4], &v);
+            if (data == NULL) {
+                Py_DECREF(held);
+                return NULL;
+            }
+            held->view = v; /* it holds data */
+            Py_DECREF(data);
+        }
+    }
     i64 rc, req = 0;
+    void *buf = held->view.len ? held->view.buf : NULL;
     Py_BEGIN_ALLOW_THREADS
     if (send)
-        rc = pm_isend(a[0], a[1], a[2], held->view.buf, held->view.len, a[3], &req);
+        rc = pm_isend(a[0], a[1], a[2], buf, held->view.len, a[3], &req);
     else
-        rc = pm_irecv(a[0], a[1], a[2], held->view.buf, held->view.len, &req);
+        rc = pm_irecv(a[0], a[1], a[2], buf, held->view.len, &req);
     Py_END_ALLOW_THREADS
     if (rc < 0) {
         Py_DECREF(held);
@@ -318,10 +347,11 @@ static PyObject *start(PyObject *const *args, Py_ssize_t n, int send)
         return NULL;
     }
     held->h = req;
+    PyObject *kind = mode == IRECV ? k_buf : mode == IRECV_OBJ ? k_obj : k_send;
     PyObject *r = NULL, *h = PyLong_FromLongLong(req);
     if (h != NULL)
         r = PyBaseObject_Type.tp_new(request_type, empty, NULL);
-    if (r == NULL || PyObject_SetAttr(r, s_h, h) < 0 || PyObject_SetAttr(r, s_kind, send ? k_send : k_buf) < 0 ||
+    if (r == NULL || PyObject_SetAttr(r, s_h, h) < 0 || PyObject_SetAttr(r, s_kind, kind) < 0 ||
         PyObject_SetAttr(r, s_keep, (PyObject *)held) < 0)
         Py_CLEAR(r);
     Py_XDECREF(h);
@@ -331,12 +361,22 @@ static PyObject *start(PyObject *const *args, Py_ssize_t n, int send)
 
 static PyObject *f_isend(PyObject *self, PyObject *const *args, Py_ssize_t n)
 {
-    return start(args, n, 1);
+    return start(args, n, ISEND);
 }
 
 static PyObject *f_irecv(PyObject *self, PyObject *const *args, Py_ssize_t n)
 {
-    return start(args, n, 0);
+    return start(args, n, IRECV);
+}
+
+static PyObject *f_isend_obj(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return start(args, n, ISEND_OBJ);
+}
+
+static PyObject *f_irecv_obj(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return start(args, n, IRECV_OBJ);
 }
 
 /* wait(request, status) -> the runtime's result: waits for the request,
@@ -881,7 +921,8 @@ static PyObject *f_gather(PyObject *self, PyObject *const *args, Py_ssize_t n)
     return done(rc);
 }
 
-/* alltoall(h, size, sendbuf, recvbuf): buffers of size blocks each. */
+/* alltoall(h, size, sendbuf, recvbuf): buffers of size blocks each, of
+ * the same element type. */
 static PyObject *f_alltoall(PyObject *self, PyObject *const *args, Py_ssize_t n)
 {
     ARGS("alltoall", 4, 2);
@@ -893,7 +934,11 @@ static PyObject *f_alltoall(PyObject *self, PyObject *const *args, Py_ssize_t n)
         PyBuffer_Release(&s);
         Py_RETURN_FALSE;
     }
-    if (s.len != r.len || r.len % size != 0) {
+    /* blocks of whole elements of one type, or the general path (and its
+     * errors) */
+    if (s.len != r.len || s.itemsize != r.itemsize || s.itemsize <= 0 ||
+        (r.len / r.itemsize) % size != 0 ||
+        strcmp(s.format ? s.format : "B", r.format ? r.format : "B") != 0) {
         PyBuffer_Release(&s);
         PyBuffer_Release(&r);
         Py_RETURN_FALSE;
@@ -1230,6 +1275,55 @@ static PyObject *flag(int res)
     return PyBool_FromLong(res);
 }
 
+/* wait_req(request, status): Request.wait: None once a request that
+ * plain_handle takes completed, the object an object receive (irecv_obj)
+ * got, or GENERAL for the general path (another kind of request, or one
+ * that failed: the general path reports it). */
+static PyObject *f_wait_req(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    if (n != 2) {
+        PyErr_SetString(PyExc_TypeError, "wait_req(request, status)");
+        return NULL;
+    }
+    PyObject *r = args[0], *status = args[1];
+    int res = wait_plain(args, 1, status == Py_None ? NULL : args + 1);
+    if (res < 0)
+        return NULL;
+    if (res > 0)
+        Py_RETURN_NONE;
+    long long h = 0;
+    PyObject *ho = PyObject_GetAttr(r, s_h), *kind = PyObject_GetAttr(r, s_kind),
+             *fin = PyObject_GetAttr(r, s_done);
+    if (ho != NULL && kind != NULL && fin == Py_None && PyUnicode_Check(kind) &&
+        (kind == k_obj || !PyUnicode_Compare(kind, k_obj)))
+        h = PyLong_AsLongLong(ho);
+    Py_XDECREF(ho);
+    Py_XDECREF(kind);
+    Py_XDECREF(fin);
+    PyErr_Clear();
+    char *s = scratch();
+    if (h <= 0 || s == NULL)
+        return Py_NewRef(general);
+    i64 st[4] = {0, 0, 0, 0}, rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_wait_data(h, st, s, SCRATCH);
+    Py_END_ALLOW_THREADS
+    if (rc < 0)
+        return Py_NewRef(general); /* its wait raises the error; the handle stays */
+    PyObject *data = NULL;
+    if (rc == 1) { /* larger than the scratch: copied out, then freed */
+        if ((data = PyByteArray_FromStringAndSize(NULL, st[2])) == NULL)
+            return NULL;
+        pm_req_data(h, PyByteArray_AS_STRING(data), st[2]);
+        pm_req_free(h);
+    }
+    if (completed(r) < 0 || set_status(status, st) < 0) {
+        Py_XDECREF(data);
+        return NULL;
+    }
+    return load(data, s, st[2]);
+}
+
 /* waitall(requests, statuses): Request.Waitall (see wait_plain) of a list,
  * with statuses None or a list of at least as many Status objects: True
  * when all completed, False for the general path. */
@@ -1334,6 +1428,8 @@ static PyObject *f_bind(PyObject *self, PyObject *args)
         addr_of(d, "pm_waitall", (void **)&pm_waitall) < 0 ||
         addr_of(d, "pm_waitall_done", (void **)&pm_waitall_done) < 0 ||
         addr_of(d, "pm_test_done", (void **)&pm_test_done) < 0 ||
+        addr_of(d, "pm_wait_data", (void **)&pm_wait_data) < 0 ||
+        addr_of(d, "pm_req_data", (void **)&pm_req_data) < 0 ||
         addr_of(d, "pm_alltoall", (void **)&pm_alltoall) < 0 ||
         addr_of(d, "pm_iprobe", (void **)&pm_iprobe) < 0 ||
         addr_of(d, "pm_sendrecv", (void **)&pm_sendrecv) < 0 ||
@@ -1379,8 +1475,10 @@ static PyMethodDef methods[] = {
     {"std_pickle", f_std_pickle, METH_O, "std_pickle(flag): whether MPI.pickle is pickle with protocol 5"},
     {"send", (PyCFunction)(void (*)(void))f_send, METH_FASTCALL, "send(h, dest, tag, sync, buf) -> done"},
     {"recv", (PyCFunction)(void (*)(void))f_recv, METH_FASTCALL, "recv(h, source, tag, buf, status) -> done"},
-    {"isend", (PyCFunction)(void (*)(void))f_isend, METH_FASTCALL, "isend(h, dest, tag, sync, buf) -> Held or False"},
-    {"irecv", (PyCFunction)(void (*)(void))f_irecv, METH_FASTCALL, "irecv(h, source, tag, buf) -> Held or False"},
+    {"isend", (PyCFunction)(void (*)(void))f_isend, METH_FASTCALL, "isend(h, dest, tag, sync, buf) -> Request or False"},
+    {"irecv", (PyCFunction)(void (*)(void))f_irecv, METH_FASTCALL, "irecv(h, source, tag, buf) -> Request or False"},
+    {"isend_obj", (PyCFunction)(void (*)(void))f_isend_obj, METH_FASTCALL, "isend_obj(h, dest, tag, sync, obj) -> Request or False"},
+    {"irecv_obj", (PyCFunction)(void (*)(void))f_irecv_obj, METH_FASTCALL, "irecv_obj(h, source, tag) -> Request or False"},
     {"wait", (PyCFunction)(void (*)(void))f_wait, METH_FASTCALL, "wait(request, status) -> result"},
     {"send_obj", (PyCFunction)(void (*)(void))f_send_obj, METH_FASTCALL, "send_obj(h, dest, tag, sync, obj) -> done"},
     {"recv_obj", (PyCFunction)(void (*)(void))f_recv_obj, METH_FASTCALL, "recv_obj(h, source, tag, status) -> obj"},
@@ -1398,6 +1496,7 @@ static PyMethodDef methods[] = {
     {"progress", f_progress, METH_O, "progress(handles): wait for all of them in one call"},
     {"waitall", (PyCFunction)(void (*)(void))f_waitall, METH_FASTCALL, "waitall(requests, statuses) -> done, or False for the general path"},
     {"wait1", (PyCFunction)(void (*)(void))f_wait1, METH_FASTCALL, "wait1(request, status) -> done, or False for the general path"},
+    {"wait_req", (PyCFunction)(void (*)(void))f_wait_req, METH_FASTCALL, "wait_req(request, status) -> object, or GENERAL for the general path"},
     {"test1", (PyCFunction)(void (*)(void))f_test1, METH_FASTCALL, "test1(request, status) -> completed, or None for the general path"},
     {"iprobe", (PyCFunction)(void (*)(void))f_iprobe, METH_FASTCALL, "iprobe(h, source, tag, status) -> flag, or None for the general path"},
     {"sendrecv", (PyCFunction)(void (*)(void))f_sendrecv, METH_FASTCALL, "sendrecv(h, dest, sendtag, source, recvtag, sendbuf, recvbuf, status) -> done"},
@@ -1420,14 +1519,15 @@ PyMODINIT_FUNC PyInit__fast(void)
         {&s_source, "source"}, {&s_tag, "tag"},   {&s_count, "_count"}, {&s_error, "error"},
         {&s_user, "_user"},    {&s_code, "code"}, {&s_h, "_h"},         {&s_hh, "h"},
         {&s_kind, "_kind"},    {&s_done, "_done"}, {&s_keep, "_keep"},  {&s_status, "_status"},
-        {&k_send, "send"},     {&k_buf, "buf"},   {&k_coll, "coll"},
+        {&k_send, "send"},     {&k_buf, "buf"},   {&k_coll, "coll"},    {&k_obj, "obj"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].s = PyUnicode_InternFromString(names[i].text)) == NULL)
             return NULL;
     empty = PyTuple_New(0);
     zero = PyLong_FromLong(0);
-    if (empty == NULL || zero == NULL)
+    general = PyObject_CallObject((PyObject *)&PyBaseObject_Type, NULL);
+    if (empty == NULL || zero == NULL || general == NULL)
         return NULL;
     if (PyType_Ready(&HeldType) < 0)
         return NULL;
@@ -1437,6 +1537,11 @@ PyMODINIT_FUNC PyInit__fast(void)
     Py_INCREF(&HeldType);
     if (PyModule_AddObject(m, "Held", (PyObject *)&HeldType) < 0) {
         Py_DECREF(&HeldType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyModule_AddObject(m, "GENERAL", Py_NewRef(general)) < 0) {
+        Py_DECREF(general);
         Py_DECREF(m);
         return NULL;
     }

@@ -63,7 +63,7 @@ _FAST = _bridge.fast is not None
 if _FAST:
     _bridge.fast.bind(_bridge.addresses(("pm_send", "pm_sendv", "pm_recv", "pm_recv_obj", "pm_recv_any",
                                          "pm_bcast",
-                                         "pm_gather", "pm_scatter", "pm_reduce", "pm_barrier", "pm_waitall", "pm_waitall_done", "pm_test_done", "pm_iprobe", "pm_alltoall",
+                                         "pm_gather", "pm_scatter", "pm_reduce", "pm_barrier", "pm_waitall", "pm_waitall_done", "pm_test_done", "pm_iprobe", "pm_alltoall", "pm_wait_data", "pm_req_data",
                                          "pm_sendrecv", "pm_bcast_obj",
                                          "pm_blob_take", "pm_isend", "pm_irecv", "pm_wait",
                                          "pm_req_free", "pm_gather_obj", "pm_scatter_obj",
@@ -77,6 +77,7 @@ if _FAST:
     _bridge.fast.bind_types(Op, IN_PLACE, Request)
     _f_isend, _f_irecv, _f_iprobe = _bridge.fast.isend, _bridge.fast.irecv, _bridge.fast.iprobe
     _f_alltoall = _bridge.fast.alltoall
+    _f_isend_obj, _f_irecv_obj = _bridge.fast.isend_obj, _bridge.fast.irecv_obj
     _f_sendrecv = _bridge.fast.sendrecv
     _mpi_pickle.Pickle._watch = _bridge.fast.std_pickle
     _bridge.fast.std_pickle(_mpi_pickle.pickle._default())
@@ -400,6 +401,10 @@ class Comm(_Handle):
     ssend = _pm(_send, sync=1)  # completes once the receive has matched
 
     def _isend(self, obj, dest, tag=0, sync=0):
+        if _FAST:
+            r = _f_isend_obj(self._h, dest, tag, sync, obj)
+            if r is not False:
+                return r
         h = self._chk()
         if dest == PROC_NULL:
             return Request._new(-1)
@@ -443,6 +448,10 @@ class Comm(_Handle):
         return _loads(mv)
 
     def irecv(self, buf=None, source=ANY_SOURCE, tag=ANY_TAG):
+        if _FAST:
+            r = _f_irecv_obj(self._h, source, tag)
+            if r is not False:
+                return r
         h = self._chk()
         if source == PROC_NULL:
             return Request._new(-1)

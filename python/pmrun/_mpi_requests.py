@@ -35,6 +35,7 @@ class _Owned:
 
 
 _Held = _fast.Held if _fast is not None else None
+_GENERAL = _fast.GENERAL if _fast is not None else None
 
 
 class Request:
@@ -179,6 +180,10 @@ class Request:
 
     # mpi4py's lower-case (object) interface.
     def wait(self, status=None):
+        if _fast is not None:
+            o = _fast.wait_req(self, status)
+            if o is not _GENERAL:
+                return o
         s, o = self._wait()
         if status is not None:
             status.__init__(s)
