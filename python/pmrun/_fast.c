@@ -45,6 +45,7 @@ static i64 (*pm_wait)(i64, void *);
 static void (*pm_req_free)(i64);
 static i64 (*pm_bcast)(i64, i64, void *, i64, i64, i64 *);
 static i64 (*pm_gather)(i64, i64, void *, i64, i64, void *, i64, i64, i64 *);
+static i64 (*pm_gatherv)(i64, i64, void *, i64, i64, void *, i64, i64 *, i64 *, i64, i64, i64 *);
 static i64 (*pm_scatter)(i64, i64, void *, i64, void *, i64, i64, i64 *);
 static i64 (*pm_bcast_obj)(i64, i64, void *, i64, i64 *, i64 *);
 static i64 (*pm_blob_take)(i64, void *, i64);
@@ -75,6 +76,7 @@ static PyTypeObject *request_type;    /* MPI.Request, see bind_types */
 static PyObject *empty;               /* () */
 static int bound;
 static PyObject *s_source, *s_tag, *s_count, *s_error, *s_user, *s_code;
+static PyObject *s_size, *s_blocks;
 static PyObject *s_h, *s_hh, *s_kind, *s_done, *s_keep, *s_status, *k_send, *k_buf, *k_coll, *k_obj, *zero;
 static PyObject *general; /* wait_req's "take the general path" */
 
@@ -952,6 +954,106 @@ static PyObject *f_alltoall(PyObject *self, PyObject *const *args, Py_ssize_t n)
     return done(rc);
 }
 
+/* k non-negative ints of a list or tuple into v (times es): 1, or 0 (no
+ * error set) when seq is not one. */
+static int ints_of(PyObject *seq, Py_ssize_t k, i64 es, i64 *v)
+{
+    if (!(PyList_Check(seq) || PyTuple_Check(seq)) || PySequence_Fast_GET_SIZE(seq) != k)
+        return 0;
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    for (Py_ssize_t i = 0; i < k; i++) {
+        if (!PyLong_CheckExact(items[i]))
+            return 0;
+        long long x = PyLong_AsLongLong(items[i]);
+        if (x < 0 || x > (1LL << 40)) {
+            PyErr_Clear();
+            return 0;
+        }
+        v[i] = x * es;
+    }
+    return 1;
+}
+
+/* A v-variant buffer in the forms [buf, counts], [buf, (counts, displs)],
+ * [buf, counts, TYPE], [buf, (counts, displs), TYPE] and [buf, counts,
+ * displs, TYPE] (as the general path reads them), with counts
+ * and displs lists or tuples of size ints (displs None: packed in rank
+ * order) and TYPE a predefined type of the buffer's element size: the
+ * buffer held in r, counts and displs in bytes. 1, or 0 (nothing held, no
+ * error set) for the general path, which also reports what is wrong. */
+static int vspec(PyObject *spec, long long size, Py_buffer *r, i64 *counts, i64 *displs)
+{
+    if (!(PyList_Check(spec) || PyTuple_Check(spec)))
+        return 0;
+    Py_ssize_t k = PySequence_Fast_GET_SIZE(spec);
+    if (k < 2 || k > 4)
+        return 0;
+    PyObject **it = PySequence_Fast_ITEMS(spec);
+    PyObject *cs = it[1], *ds = k == 4 ? it[2] : Py_None, *type = k >= 3 ? it[k - 1] : NULL;
+    if (k <= 3 && PyTuple_Check(cs) && PyTuple_GET_SIZE(cs) == 2 &&
+        !PyLong_Check(PyTuple_GET_ITEM(cs, 0))) { /* (counts, displs): a tuple, as mpi4py reads it */
+        ds = PyTuple_GET_ITEM(cs, 1);
+        cs = PyTuple_GET_ITEM(cs, 0);
+    }
+    if (!getbuf(it[0], r, 1))
+        return 0;
+    i64 es = r->itemsize, end = 0;
+    int ok = es > 0 && ints_of(cs, size, es, counts);
+    if (ok && type != NULL) { /* a predefined type of the element's size */
+        PyObject *ts = PyObject_GetAttr(type, s_size), *tb = PyObject_GetAttr(type, s_blocks);
+        ok = ts != NULL && tb == Py_None && PyLong_Check(ts) && PyLong_AsLongLong(ts) == es;
+        Py_XDECREF(ts);
+        Py_XDECREF(tb);
+        PyErr_Clear();
+    }
+    if (ok && ds == Py_None)
+        for (long long i = 0, off = 0; i < size; off += counts[i], i++)
+            displs[i] = off;
+    else if (ok)
+        ok = ints_of(ds, size, es, displs);
+    for (long long i = 0; ok && i < size; i++)
+        end = counts[i] + displs[i] > end ? counts[i] + displs[i] : end;
+    if (!ok || end > r->len) {
+        PyBuffer_Release(r);
+        return 0;
+    }
+    return 1;
+}
+
+/* gatherv(h, root, rank, all, size, sendbuf, recvspec): Gatherv (all 0) or
+ * Allgatherv (all 1) of a contiguous send buffer into a v-variant receive
+ * buffer (see vspec; ignored off the root of a Gatherv). */
+static PyObject *f_gatherv(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    ARGS("gatherv", 7, 5);
+    long long h = a[0], root = a[1], rank = a[2], all = a[3], size = a[4];
+    int me = all || rank == root;
+    if (h == 0 || size <= 0 || size > 256 || rank < 0 || rank >= size)
+        Py_RETURN_FALSE;
+    i64 counts[256], displs[256];
+    Py_buffer s, r = {0};
+    if (!getbuf(args[5], &s, 0))
+        Py_RETURN_FALSE;
+    if (me && !vspec(args[6], size, &r, counts, displs)) {
+        PyBuffer_Release(&s);
+        Py_RETURN_FALSE;
+    }
+    if (me && counts[rank] != s.len) { /* the general path's error */
+        PyBuffer_Release(&s);
+        PyBuffer_Release(&r);
+        Py_RETURN_FALSE;
+    }
+    i64 rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_gatherv(h, root, s.buf, s.len, s.len, me ? r.buf : NULL, me ? r.len : 0, me ? counts : NULL,
+                    me ? displs : NULL, me ? size : 0, all, NULL);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&s);
+    if (me)
+        PyBuffer_Release(&r);
+    return done(rc);
+}
+
 /* scatter(h, root, isroot, size, sendbuf, recvbuf) */
 static PyObject *f_scatter(PyObject *self, PyObject *const *args, Py_ssize_t n)
 {
@@ -1431,6 +1533,7 @@ static PyObject *f_bind(PyObject *self, PyObject *args)
         addr_of(d, "pm_wait_data", (void **)&pm_wait_data) < 0 ||
         addr_of(d, "pm_req_data", (void **)&pm_req_data) < 0 ||
         addr_of(d, "pm_alltoall", (void **)&pm_alltoall) < 0 ||
+        addr_of(d, "pm_gatherv", (void **)&pm_gatherv) < 0 ||
         addr_of(d, "pm_iprobe", (void **)&pm_iprobe) < 0 ||
         addr_of(d, "pm_sendrecv", (void **)&pm_sendrecv) < 0 ||
         addr_of(d, "pm_bcast_obj", (void **)&pm_bcast_obj) < 0 ||
@@ -1492,6 +1595,7 @@ static PyMethodDef methods[] = {
     {"reduce", (PyCFunction)(void (*)(void))f_reduce, METH_FASTCALL, "reduce(h, kind, root, isroot, op, sendbuf or None, recvbuf or None) -> done"},
     {"barrier", (PyCFunction)(void (*)(void))f_barrier, METH_FASTCALL, "barrier(h) -> done"},
     {"alltoall", (PyCFunction)(void (*)(void))f_alltoall, METH_FASTCALL, "alltoall(h, size, sendbuf, recvbuf) -> done"},
+    {"gatherv", (PyCFunction)(void (*)(void))f_gatherv, METH_FASTCALL, "gatherv(h, root, rank, all, size, sendbuf, recvspec) -> done"},
     {"bind_types", (PyCFunction)(void (*)(void))f_bind_types, METH_FASTCALL, "bind_types(Op, IN_PLACE, Request)"},
     {"progress", f_progress, METH_O, "progress(handles): wait for all of them in one call"},
     {"waitall", (PyCFunction)(void (*)(void))f_waitall, METH_FASTCALL, "waitall(requests, statuses) -> done, or False for the general path"},
@@ -1520,6 +1624,7 @@ PyMODINIT_FUNC PyInit__fast(void)
         {&s_user, "_user"},    {&s_code, "code"}, {&s_h, "_h"},         {&s_hh, "h"},
         {&s_kind, "_kind"},    {&s_done, "_done"}, {&s_keep, "_keep"},  {&s_status, "_status"},
         {&k_send, "send"},     {&k_buf, "buf"},   {&k_coll, "coll"},    {&k_obj, "obj"},
+        {&s_size, "size"},     {&s_blocks, "blocks"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].s = PyUnicode_InternFromString(names[i].text)) == NULL)

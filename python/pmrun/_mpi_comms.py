@@ -63,7 +63,7 @@ _FAST = _bridge.fast is not None
 if _FAST:
     _bridge.fast.bind(_bridge.addresses(("pm_send", "pm_sendv", "pm_recv", "pm_recv_obj", "pm_recv_any",
                                          "pm_bcast",
-                                         "pm_gather", "pm_scatter", "pm_reduce", "pm_barrier", "pm_waitall", "pm_waitall_done", "pm_test_done", "pm_iprobe", "pm_alltoall", "pm_wait_data", "pm_req_data",
+                                         "pm_gather", "pm_scatter", "pm_reduce", "pm_barrier", "pm_waitall", "pm_waitall_done", "pm_test_done", "pm_iprobe", "pm_alltoall", "pm_wait_data", "pm_req_data", "pm_gatherv",
                                          "pm_sendrecv", "pm_bcast_obj",
                                          "pm_blob_take", "pm_isend", "pm_irecv", "pm_wait",
                                          "pm_req_free", "pm_gather_obj", "pm_scatter_obj",
@@ -76,7 +76,7 @@ if _FAST:
     _f_reduce, _f_barrier, _f_bcast_obj = _bridge.fast.reduce, _bridge.fast.barrier, _bridge.fast.bcast_obj
     _bridge.fast.bind_types(Op, IN_PLACE, Request)
     _f_isend, _f_irecv, _f_iprobe = _bridge.fast.isend, _bridge.fast.irecv, _bridge.fast.iprobe
-    _f_alltoall = _bridge.fast.alltoall
+    _f_alltoall, _f_gatherv = _bridge.fast.alltoall, _bridge.fast.gatherv
     _f_isend_obj, _f_irecv_obj = _bridge.fast.isend_obj, _bridge.fast.irecv_obj
     _f_sendrecv = _bridge.fast.sendrecv
     _mpi_pickle.Pickle._watch = _bridge.fast.std_pickle
@@ -1239,9 +1239,15 @@ class Comm(_Handle):
             self._alltoall(sendbuf, recvbuf)
 
     Ialltoall = _pm(_alltoall, req=True)
-    Gatherv = _pm(_gatherv)
+    def Gatherv(self, sendbuf, recvbuf, root=0):
+        if not (_FAST and _f_gatherv(self._h, root, self._rank, 0, self._size, sendbuf, recvbuf)):
+            self._gatherv(sendbuf, recvbuf, root)
+
     Igatherv = _pm(_gatherv, req=True)
-    Allgatherv = _pm(_gatherv, all_=1)
+    def Allgatherv(self, sendbuf, recvbuf):
+        if not (_FAST and _f_gatherv(self._h, 0, self._rank, 1, self._size, sendbuf, recvbuf)):
+            self._gatherv(sendbuf, recvbuf, 0, 1)
+
     Iallgatherv = _pm(_gatherv, all_=1, req=True)
     Scatterv = _pm(_scatterv)
     Iscatterv = _pm(_scatterv, req=True)

@@ -934,6 +934,38 @@ class HotPaths(unittest.TestCase):
         return (rank + 1) % size, (rank - 1) % size
 
     @need_numpy
+    def test_gatherv_forms(self):
+        # The receive specs mpi4py takes, with displacements leaving gaps,
+        # through pmrun._fast and (a numpy array of counts) the general path.
+        counts = [r + 1 for r in range(size)]
+        displs = [sum(counts[:r]) + 2 * r for r in range(size)]
+        n = displs[-1] + counts[-1]
+        send = np.full(rank + 1, float(rank))
+        want = np.full(n, -1.0)
+        for r in range(size):
+            want[displs[r]:displs[r] + counts[r]] = r
+        packed = np.concatenate([np.full(r + 1, float(r)) for r in range(size)])
+        for spec in (lambda b: [b, counts, displs, MPI.DOUBLE],
+                     lambda b: [b, (counts, displs), MPI.DOUBLE],
+                     lambda b: (b, (counts, displs)),
+                     lambda b: [b, np.array(counts), displs, MPI.DOUBLE]):
+            recv = np.full(n, -1.0)
+            comm.Allgatherv(send, spec(recv))
+            self.assertEqual(recv.tolist(), want.tolist())
+            for root in range(size):
+                recv = np.full(n, -1.0)
+                comm.Gatherv(send, spec(recv) if rank == root else None, root=root)
+                if rank == root:
+                    self.assertEqual(recv.tolist(), want.tolist())
+        recv = np.full(sum(counts), -1.0)
+        for spec in ([recv, counts, None, MPI.DOUBLE], [recv, counts, MPI.DOUBLE], [recv, counts]):
+            recv[:] = -1
+            comm.Allgatherv(send, spec)
+            self.assertEqual(recv.tolist(), packed.tolist())
+        with self.assertRaises(TypeError):  # a list is not (counts, displs), as in mpi4py
+            comm.Allgatherv(send, (recv, [counts, displs], MPI.DOUBLE))
+
+    @need_numpy
     def test_scans_alltoall_forms(self):
         # The forms pmrun._fast takes and those it leaves to the general
         # path (in place, mismatched sizes) agree, as under mpi4py.
