@@ -6,9 +6,12 @@ runs under pmrun (pmrun's MPI module) and under mpirun (mpi4py on Open MPI).
 
 Prints "<test> bytes=<b> value=<v>" lines (us per operation, MB/s for bandwidth):
   p2p:  obj_latency (pickled bytes objects, send/recv ping-pong), latency (Send/
-        Recv ping-pong of numpy uint8 buffers), bandwidth (a window of Isend)
-  coll: allreduce (float64 sum), bcast, scatter, gather on numpy buffers; the
-        time of the slowest rank per call
+        Recv ping-pong of numpy uint8 buffers), exchange (both ranks Irecv,
+        Isend and Waitall at once; the slower rank's time per exchange),
+        bandwidth (a window of Isend)
+  coll: allreduce (float64 sum), bcast, scatter, gather, allgather, alltoall
+        (n bytes to each rank) on numpy buffers; the time of the slowest rank
+        per call
   objcoll: the object (pickle) collectives bcast, gather, allgather, scatter,
         alltoall of bytes objects, allreduce and reduce of an int; the time
         of the slowest rank per call
@@ -63,6 +66,12 @@ def p2p():
                      lambda p: comm.Recv(b, source=p, tag=2))
         out("latency", n, t)
         n *= 8 if n < 65536 else 4
+    for n in (8, 1024, 65536):  # both ranks at once: Irecv, Isend, Waitall
+        a, b = np.ones(n, dtype=np.uint8), np.empty(n, dtype=np.uint8)
+        iters, skip = iters_for(n)
+        peer = 1 - rank
+        slowest("exchange", n, lambda: MPI.Request.Waitall(
+            [comm.Irecv(b, source=peer, tag=5), comm.Isend(a, dest=peer, tag=5)]), iters, skip)
     window = 64
     for n in (65536, 1 << 20, 4 << 20):
         bufs = [np.ones(n, dtype=np.uint8) for _ in range(window)] if rank == 0 else \
@@ -99,18 +108,23 @@ def slowest(name, n, op, iters, skip):
 
 def coll():
     sizes = [8, 1024, 65536, 1 << 20, 8 << 20]
-    for name in ("allreduce", "bcast", "scatter", "gather"):
+    for name in ("allreduce", "bcast", "scatter", "gather", "allgather", "alltoall"):
         for n in sizes:
             count = n // 8
             a = np.ones(count, dtype=np.float64)
-            b = np.empty(count * (size if name == "gather" else 1), dtype=np.float64)
-            big = np.ones(count * size, dtype=np.float64) if name == "scatter" else None
+            b = np.empty(count * (size if name in ("gather", "allgather", "alltoall") else 1),
+                         dtype=np.float64)
+            big = np.ones(count * size, dtype=np.float64) if name in ("scatter", "alltoall") else None
             if name == "allreduce":
                 op = lambda: comm.Allreduce(a, b, op=MPI.SUM)
             elif name == "bcast":
                 op = lambda: comm.Bcast(a, root=0)
             elif name == "scatter":
                 op = lambda: comm.Scatter(big, a, root=0)
+            elif name == "allgather":
+                op = lambda: comm.Allgather(a, b)
+            elif name == "alltoall":  # n bytes to each rank
+                op = lambda: comm.Alltoall(big, b)
             else:
                 op = lambda: comm.Gather(a, b if rank == 0 else None, root=0)
             iters, skip = iters_for(n)
