@@ -533,6 +533,28 @@ func pm_waitall_done(hs unsafe.Pointer, n int64, sts unsafe.Pointer) int64 {
 	return failed
 }
 
+// pm_testall_done is Testall in one call: when every one of the n requests
+// (0 handles are skipped) has completed, it writes 1 into flag and does what
+// pm_waitall_done does (statuses into sts, handles of the successes
+// forgotten, the number of failures returned); otherwise it writes 0 and
+// touches nothing.
+//
+//export pm_testall_done
+func pm_testall_done(hs unsafe.Pointer, n int64, flag *int64, sts unsafe.Pointer) int64 {
+	reqs, err := requestsOf(hs, n)
+	if err != nil {
+		return fail(err)
+	}
+	*flag = 0
+	for _, r := range reqs {
+		if done, _, _ := r.Test(); !done {
+			return 0
+		}
+	}
+	*flag = 1
+	return pm_waitall_done(hs, n, sts)
+}
+
 // pm_waitany waits until one of the n requests completes and writes its index.
 //
 //export pm_waitany

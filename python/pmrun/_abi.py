@@ -100,6 +100,8 @@ SIGNATURES = {
     "pm_waitall": ((PTR, I64), I64),
     # pm_waitall_done(hs, n, sts)
     "pm_waitall_done": ((PTR, I64, PTR), I64),
+    # pm_testall_done(hs, n, flag, sts)
+    "pm_testall_done": ((PTR, I64, P64, PTR), I64),
     # pm_waitany(hs, n, index, st)
     "pm_waitany": ((PTR, I64, P64, PTR), I64),
     # pm_cancel(h)
@@ -183,6 +185,7 @@ PARAMS = {
     "pm_wait_data": ("h", "st", "buf", "capacity"),
     "pm_waitall": ("hs", "n"),
     "pm_waitall_done": ("hs", "n", "sts"),
+    "pm_testall_done": ("hs", "n", "flag", "sts"),
     "pm_waitany": ("hs", "n", "index", "st"),
     "pm_cancel": ("h",),
     "pm_req_data": ("h", "buf", "capacity"),

@@ -56,10 +56,13 @@ static i64 (*pm_barrier)(i64, i64 *);
 static i64 (*pm_waitall)(i64 *, i64);
 static i64 (*pm_waitall_done)(i64 *, i64, i64 *);
 static i64 (*pm_test_done)(i64, i64 *, i64 *);
+static i64 (*pm_testall_done)(i64 *, i64, i64 *, i64 *);
+static i64 (*pm_waitany)(i64 *, i64, i64 *, i64 *);
 static i64 (*pm_wait_data)(i64, i64 *, void *, i64);
 static i64 (*pm_req_data)(i64, void *, i64);
 static i64 (*pm_alltoall)(i64, void *, i64, void *, i64, i64, i64 *);
 static i64 (*pm_iprobe)(i64, i64, i64, i64 *, i64 *);
+static i64 (*pm_probe)(i64, i64, i64, i64 *);
 static i64 (*pm_sendrecv)(i64, void *, i64, i64, i64, void *, i64, i64, i64, void *);
 static i64 (*pm_reduce)(i64, i64, i64, void *, i64, void *, i64, i64, void *, i64, i64, i64, i64 *);
 
@@ -1282,13 +1285,14 @@ static PyObject *f_test1(PyObject *self, PyObject *const *args, Py_ssize_t n)
     Py_RETURN_TRUE;
 }
 
-/* iprobe(h, source, tag, status): Comm.Iprobe: whether a message matches
- * (its status in status unless that is None), or None for the general path
- * (arguments that are not ints, PROC_NULL, a null communicator). */
-static PyObject *f_iprobe(PyObject *self, PyObject *const *args, Py_ssize_t n)
+/* probe(h, source, tag, status, block): Comm.Probe (block 1: waits, True)
+ * or Comm.Iprobe (whether a message matches); the matching message's status
+ * in status unless that is None. None for the general path (arguments that
+ * are not ints, PROC_NULL, a null communicator). */
+static PyObject *f_probe(PyObject *self, PyObject *const *args, Py_ssize_t n)
 {
     long long a[3];
-    switch (leading("iprobe", args, n, 4, 3, a)) {
+    switch (leading("probe", args, n, 5, 3, a)) {
     case -1:
         return NULL;
     case 0:
@@ -1296,7 +1300,13 @@ static PyObject *f_iprobe(PyObject *self, PyObject *const *args, Py_ssize_t n)
     }
     if (a[0] == 0 || a[1] == proc_null)
         Py_RETURN_NONE;
-    i64 flag = 0, st[4] = {0, 0, 0, 0}, rc = pm_iprobe(a[0], a[1], a[2], &flag, st);
+    i64 flag = 1, st[4] = {0, 0, 0, 0}, rc;
+    if (PyObject_IsTrue(args[4])) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = pm_probe(a[0], a[1], a[2], st);
+        Py_END_ALLOW_THREADS
+    } else
+        rc = pm_iprobe(a[0], a[1], a[2], &flag, st);
     if (rc < 0) {
         fail(rc);
         return NULL;
@@ -1312,8 +1322,9 @@ static PyObject *f_iprobe(PyObject *self, PyObject *const *args, Py_ssize_t n)
  * request now null. 0: they need the general path; nothing was waited for,
  * unless one of them failed: then those that succeeded are completed (null)
  * and the failed ones keep their handles, for their wait to raise the
- * error. -1: an error is set. */
-static int wait_plain(PyObject *const *reqs, Py_ssize_t k, PyObject *const *sts)
+ * error. -1: an error is set. With test, it does not wait: 2 when not all
+ * of them have completed (nothing changed). */
+static int wait_plain(PyObject *const *reqs, Py_ssize_t k, PyObject *const *sts, int test)
 {
     if (!bound) {
         PyErr_SetString(PyExc_RuntimeError, "pmrun._fast: bind() was not called");
@@ -1345,9 +1356,18 @@ static int wait_plain(PyObject *const *reqs, Py_ssize_t k, PyObject *const *sts)
         }
         hs[i] = h;
     }
-    Py_BEGIN_ALLOW_THREADS
-    failed = pm_waitall_done(hs, k, st);
-    Py_END_ALLOW_THREADS
+    if (test) {
+        i64 flag = 0;
+        failed = pm_testall_done(hs, k, &flag, st);
+        if (failed >= 0 && !flag) {
+            res = 2; /* not all done: nothing changed */
+            goto out;
+        }
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        failed = pm_waitall_done(hs, k, st);
+        Py_END_ALLOW_THREADS
+    }
     if (failed < 0) { /* a handle the runtime does not know */
         fail(failed);
         res = -1;
@@ -1388,7 +1408,7 @@ static PyObject *f_wait_req(PyObject *self, PyObject *const *args, Py_ssize_t n)
         return NULL;
     }
     PyObject *r = args[0], *status = args[1];
-    int res = wait_plain(args, 1, status == Py_None ? NULL : args + 1);
+    int res = wait_plain(args, 1, status == Py_None ? NULL : args + 1, 0);
     if (res < 0)
         return NULL;
     if (res > 0)
@@ -1429,7 +1449,22 @@ static PyObject *f_wait_req(PyObject *self, PyObject *const *args, Py_ssize_t n)
 /* waitall(requests, statuses): Request.Waitall (see wait_plain) of a list,
  * with statuses None or a list of at least as many Status objects: True
  * when all completed, False for the general path. */
+static PyObject *all_of(PyObject *const *args, Py_ssize_t n, int test);
+
 static PyObject *f_waitall(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return all_of(args, n, 0);
+}
+
+/* testall(requests, statuses): Request.Testall, as waitall: True when all
+ * had completed (each now null), False when one is still pending (nothing
+ * changed), None for the general path. */
+static PyObject *f_testall(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return all_of(args, n, 1);
+}
+
+static PyObject *all_of(PyObject *const *args, Py_ssize_t n, int test)
 {
     if (n != 2 || !PyList_Check(args[0])) {
         PyErr_SetString(PyExc_TypeError, "waitall(requests, statuses): a list of requests");
@@ -1437,15 +1472,21 @@ static PyObject *f_waitall(PyObject *self, PyObject *const *args, Py_ssize_t n)
     }
     PyObject *list = args[0], *sts = args[1];
     Py_ssize_t k = PyList_GET_SIZE(list);
+    PyObject *general_path = test ? Py_None : Py_False;
     if (sts != Py_None) {
         if (!PyList_Check(sts) || PyList_GET_SIZE(sts) < k)
-            Py_RETURN_FALSE;
+            return Py_NewRef(general_path);
         for (Py_ssize_t i = 0; i < k; i++)
             if (PyList_GET_ITEM(sts, i) == Py_None)
-                Py_RETURN_FALSE;
+                return Py_NewRef(general_path);
     }
-    return flag(wait_plain(((PyListObject *)list)->ob_item, k,
-                           sts == Py_None ? NULL : ((PyListObject *)sts)->ob_item));
+    int res = wait_plain(((PyListObject *)list)->ob_item, k,
+                         sts == Py_None ? NULL : ((PyListObject *)sts)->ob_item, test);
+    if (res < 0)
+        return NULL;
+    if (res == 2)
+        Py_RETURN_FALSE;
+    return Py_NewRef(res ? Py_True : general_path);
 }
 
 /* wait1(request, status): Request.Wait (see wait_plain) of one request,
@@ -1457,7 +1498,64 @@ static PyObject *f_wait1(PyObject *self, PyObject *const *args, Py_ssize_t n)
         PyErr_SetString(PyExc_TypeError, "wait1(request, status)");
         return NULL;
     }
-    return flag(wait_plain(args, 1, args[1] == Py_None ? NULL : args + 1));
+    return flag(wait_plain(args, 1, args[1] == Py_None ? NULL : args + 1, 0));
+}
+
+/* waitany(requests, status): Request.Waitany of a list of requests that
+ * plain_handle takes, some of them active: the index of the one that
+ * completed (it is now null; its status in status unless that is None), or
+ * None for the general path (another kind of request, none active, or the
+ * one that completed failed: its wait reports it). */
+static PyObject *f_waitany(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    if (!bound || n != 2 || !PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "waitany(requests, status): a list of requests");
+        return NULL;
+    }
+    PyObject *list = args[0];
+    Py_ssize_t k = PyList_GET_SIZE(list), active = 0;
+    i64 small[16], *hs = k <= 16 ? small : PyMem_Calloc(k, sizeof(i64));
+    if (hs == NULL)
+        return PyErr_NoMemory();
+    PyObject *res = Py_None;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        long long h = plain_handle(PyList_GET_ITEM(list, i));
+        if (h < 0) {
+            res = h == -2 ? NULL : Py_None;
+            goto out;
+        }
+        hs[i] = h;
+        active += h > 0;
+    }
+    if (active == 0)
+        goto out;
+    i64 index = -1, st[4] = {0, 0, 0, 0}, rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_waitany(hs, k, &index, st);
+    Py_END_ALLOW_THREADS
+    if (rc < 0 || index < 0 || index >= k || st[3] != 0)
+        goto out; /* its wait reports the error */
+    /* the list may have changed while the GIL was released */
+    PyObject *r = index < PyList_GET_SIZE(list) ? PyList_GET_ITEM(list, index) : NULL;
+    if (r == NULL || plain_handle(r) != hs[index]) {
+        PyErr_Clear();
+        goto out;
+    }
+    pm_req_free(hs[index]);
+    if (completed(r) < 0 || set_status(args[1], st) < 0) {
+        res = NULL;
+        goto out;
+    }
+    res = NULL;
+    PyObject *i = PyLong_FromLongLong(index);
+    if (hs != small)
+        PyMem_Free(hs);
+    return i;
+out:
+    if (hs != small)
+        PyMem_Free(hs);
+    Py_XINCREF(res);
+    return res;
 }
 
 /* bind_types(Op, IN_PLACE, Request): the predefined ops' class and
@@ -1530,11 +1628,14 @@ static PyObject *f_bind(PyObject *self, PyObject *args)
         addr_of(d, "pm_waitall", (void **)&pm_waitall) < 0 ||
         addr_of(d, "pm_waitall_done", (void **)&pm_waitall_done) < 0 ||
         addr_of(d, "pm_test_done", (void **)&pm_test_done) < 0 ||
+        addr_of(d, "pm_testall_done", (void **)&pm_testall_done) < 0 ||
+        addr_of(d, "pm_waitany", (void **)&pm_waitany) < 0 ||
         addr_of(d, "pm_wait_data", (void **)&pm_wait_data) < 0 ||
         addr_of(d, "pm_req_data", (void **)&pm_req_data) < 0 ||
         addr_of(d, "pm_alltoall", (void **)&pm_alltoall) < 0 ||
         addr_of(d, "pm_gatherv", (void **)&pm_gatherv) < 0 ||
         addr_of(d, "pm_iprobe", (void **)&pm_iprobe) < 0 ||
+        addr_of(d, "pm_probe", (void **)&pm_probe) < 0 ||
         addr_of(d, "pm_sendrecv", (void **)&pm_sendrecv) < 0 ||
         addr_of(d, "pm_bcast_obj", (void **)&pm_bcast_obj) < 0 ||
         addr_of(d, "pm_isend", (void **)&pm_isend) < 0 ||
@@ -1599,10 +1700,12 @@ static PyMethodDef methods[] = {
     {"bind_types", (PyCFunction)(void (*)(void))f_bind_types, METH_FASTCALL, "bind_types(Op, IN_PLACE, Request)"},
     {"progress", f_progress, METH_O, "progress(handles): wait for all of them in one call"},
     {"waitall", (PyCFunction)(void (*)(void))f_waitall, METH_FASTCALL, "waitall(requests, statuses) -> done, or False for the general path"},
+    {"waitany", (PyCFunction)(void (*)(void))f_waitany, METH_FASTCALL, "waitany(requests, status) -> index, or None for the general path"},
+    {"testall", (PyCFunction)(void (*)(void))f_testall, METH_FASTCALL, "testall(requests, statuses) -> done, or None for the general path"},
     {"wait1", (PyCFunction)(void (*)(void))f_wait1, METH_FASTCALL, "wait1(request, status) -> done, or False for the general path"},
     {"wait_req", (PyCFunction)(void (*)(void))f_wait_req, METH_FASTCALL, "wait_req(request, status) -> object, or GENERAL for the general path"},
     {"test1", (PyCFunction)(void (*)(void))f_test1, METH_FASTCALL, "test1(request, status) -> completed, or None for the general path"},
-    {"iprobe", (PyCFunction)(void (*)(void))f_iprobe, METH_FASTCALL, "iprobe(h, source, tag, status) -> flag, or None for the general path"},
+    {"probe", (PyCFunction)(void (*)(void))f_probe, METH_FASTCALL, "probe(h, source, tag, status, block) -> flag, or None for the general path"},
     {"sendrecv", (PyCFunction)(void (*)(void))f_sendrecv, METH_FASTCALL, "sendrecv(h, dest, sendtag, source, recvtag, sendbuf, recvbuf, status) -> done"},
     {NULL, NULL, 0, NULL},
 };

@@ -63,7 +63,7 @@ _FAST = _bridge.fast is not None
 if _FAST:
     _bridge.fast.bind(_bridge.addresses(("pm_send", "pm_sendv", "pm_recv", "pm_recv_obj", "pm_recv_any",
                                          "pm_bcast",
-                                         "pm_gather", "pm_scatter", "pm_reduce", "pm_barrier", "pm_waitall", "pm_waitall_done", "pm_test_done", "pm_iprobe", "pm_alltoall", "pm_wait_data", "pm_req_data", "pm_gatherv",
+                                         "pm_gather", "pm_scatter", "pm_reduce", "pm_barrier", "pm_waitall", "pm_waitall_done", "pm_test_done", "pm_testall_done", "pm_waitany", "pm_iprobe", "pm_probe", "pm_alltoall", "pm_wait_data", "pm_req_data", "pm_gatherv",
                                          "pm_sendrecv", "pm_bcast_obj",
                                          "pm_blob_take", "pm_isend", "pm_irecv", "pm_wait",
                                          "pm_req_free", "pm_gather_obj", "pm_scatter_obj",
@@ -75,7 +75,7 @@ if _FAST:
     _f_bcast, _f_gather, _f_scatter = _bridge.fast.bcast, _bridge.fast.gather, _bridge.fast.scatter
     _f_reduce, _f_barrier, _f_bcast_obj = _bridge.fast.reduce, _bridge.fast.barrier, _bridge.fast.bcast_obj
     _bridge.fast.bind_types(Op, IN_PLACE, Request)
-    _f_isend, _f_irecv, _f_iprobe = _bridge.fast.isend, _bridge.fast.irecv, _bridge.fast.iprobe
+    _f_isend, _f_irecv, _f_probe = _bridge.fast.isend, _bridge.fast.irecv, _bridge.fast.probe
     _f_alltoall, _f_gatherv = _bridge.fast.alltoall, _bridge.fast.gatherv
     _f_isend_obj, _f_irecv_obj = _bridge.fast.isend_obj, _bridge.fast.irecv_obj
     _f_sendrecv = _bridge.fast.sendrecv
@@ -577,6 +577,8 @@ class Comm(_Handle):
         r.Wait(status)
 
     def Probe(self, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        if _FAST and _f_probe(self._h, source, tag, status, True) is not None:
+            return True
         h = self._chk()
         if source == PROC_NULL:
             _null_status(status)
@@ -588,7 +590,7 @@ class Comm(_Handle):
 
     def Iprobe(self, source=ANY_SOURCE, tag=ANY_TAG, status=None):
         if _FAST:
-            flag = _f_iprobe(self._h, source, tag, status)
+            flag = _f_probe(self._h, source, tag, status, False)
             if flag is not None:
                 return flag
         h = self._chk()

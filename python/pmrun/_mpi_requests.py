@@ -287,6 +287,12 @@ class Request:
 
     @classmethod
     def Waitany(cls, requests, status=None):
+        if _fast is not None:
+            if type(requests) is not list:
+                requests = list(requests)
+            i = _fast.waitany(requests, status)
+            if i is not None:
+                return i
         return cls._waitany(requests, status)[0]
 
     @classmethod
@@ -338,7 +344,12 @@ class Request:
 
     @classmethod
     def Testall(cls, requests, statuses=None):
-        requests = list(requests)
+        if type(requests) is not list:
+            requests = list(requests)
+        if _fast is not None:
+            done = _fast.testall(requests, statuses)
+            if done is not None:
+                return done
         if not all(r is None or r._h <= 0 or r.Get_status() for r in requests):
             return False
         cls.Waitall(requests, statuses)
@@ -346,7 +357,12 @@ class Request:
 
     @classmethod
     def testall(cls, requests, statuses=None):
-        requests = list(requests)
+        if type(requests) is not list:
+            requests = list(requests)
+        if _fast is not None:
+            done = _fast.testall(requests, statuses)
+            if done is not None:
+                return done, [None] * len(requests) if done else None
         if not all(r is None or r._h <= 0 or r.Get_status() for r in requests):
             return False, None
         return True, cls.waitall(requests, statuses)
