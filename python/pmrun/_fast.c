@@ -250,7 +250,7 @@ static PyObject *f_sendrecv(PyObject *self, PyObject *const *args, Py_ssize_t n)
  * (the request holds it), and the request's handle (h). */
 typedef struct {
     PyObject_HEAD
-    Py_buffer view;
+    Py_buffer view, view2; /* view2: a collective's second buffer */
     long long h;
 } Held;
 
@@ -260,6 +260,8 @@ static void held_dealloc(Held *self)
         pm_req_free(self->h);
     if (self->view.obj != NULL)
         PyBuffer_Release(&self->view);
+    if (self->view2.obj != NULL)
+        PyBuffer_Release(&self->view2);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -278,22 +280,77 @@ static PyTypeObject HeldType = {
     .tp_members = held_members,
 };
 
+/* A new Held, with no handle, holding the views a and b (moved in; either
+ * may be NULL). */
+static Held *held_new(Py_buffer *a, Py_buffer *b)
+{
+    Held *held = PyObject_New(Held, &HeldType);
+    if (held == NULL)
+        return NULL;
+    held->h = 0;
+    memset(&held->view, 0, sizeof held->view);
+    memset(&held->view2, 0, sizeof held->view2);
+    if (a != NULL)
+        held->view = *a;
+    if (b != NULL)
+        held->view2 = *b;
+    return held;
+}
+
 /* The buffer of obj held for a request, or NULL (no error set) when obj is
  * not a plain contiguous buffer. */
 static Held *hold(PyObject *obj, int writable)
 {
-    Held *held = PyObject_New(Held, &HeldType);
+    Held *held = held_new(NULL, NULL);
     if (held == NULL) {
         PyErr_Clear();
         return NULL;
     }
-    held->h = 0;
     if (!getbuf(obj, &held->view, writable)) {
         held->view.obj = NULL;
         Py_DECREF(held);
         return NULL;
     }
     return held;
+}
+
+/* A request made for handle req (see start), whose _keep is held: it takes
+ * held's reference. */
+static PyObject *request_of(Held *held, i64 req, PyObject *kind)
+{
+    held->h = req;
+    PyObject *r = NULL, *h = PyLong_FromLongLong(req);
+    if (h != NULL)
+        r = PyBaseObject_Type.tp_new(request_type, empty, NULL);
+    if (r == NULL || PyObject_SetAttr(r, s_h, h) < 0 || PyObject_SetAttr(r, s_kind, kind) < 0 ||
+        PyObject_SetAttr(r, s_keep, (PyObject *)held) < 0)
+        Py_CLEAR(r);
+    Py_XDECREF(h);
+    Py_DECREF(held); /* the request holds it, or, on an error, it frees the handle */
+    return r;
+}
+
+/* The nonblocking form of a collective started with result rc and handle
+ * req: its request, holding the buffers a and b (either may be NULL: not
+ * held; the views move into the request). */
+static PyObject *started(i64 rc, i64 req, Py_buffer *a, Py_buffer *b)
+{
+    Held *held = held_new(a, b);
+    if (held == NULL || rc < 0) {
+        if (held == NULL) {
+            if (a != NULL)
+                PyBuffer_Release(a);
+            if (b != NULL)
+                PyBuffer_Release(b);
+            if (rc >= 0)
+                pm_req_free(req);
+        } else
+            Py_DECREF(held);
+        if (rc < 0)
+            fail(rc);
+        return NULL;
+    }
+    return request_of(held, req, k_coll);
 }
 
 /* What start starts. */
@@ -323,10 +380,8 @@ static PyObject *start(PyObject *const *args, Py_ssize_t n, int mode)
         if ((held = hold(args[send ? 4 : 3], !send)) == NULL)
             Py_RETURN_FALSE;
     } else {
-        if ((held = PyObject_New(Held, &HeldType)) == NULL)
+        if ((held = held_new(NULL, NULL)) == NULL)
             return NULL;
-        held->h = 0;
-        memset(&held->view, 0, sizeof held->view);
         if (mode == ISEND_OBJ) {
             Py_buffer v;
             PyObject *data = pickled_joined(args[4], &v);
@@ -351,17 +406,7 @@ static PyObject *start(PyObject *const *args, Py_ssize_t n, int mode)
         fail(rc);
         return NULL;
     }
-    held->h = req;
-    PyObject *kind = mode == IRECV ? k_buf : mode == IRECV_OBJ ? k_obj : k_send;
-    PyObject *r = NULL, *h = PyLong_FromLongLong(req);
-    if (h != NULL)
-        r = PyBaseObject_Type.tp_new(request_type, empty, NULL);
-    if (r == NULL || PyObject_SetAttr(r, s_h, h) < 0 || PyObject_SetAttr(r, s_kind, kind) < 0 ||
-        PyObject_SetAttr(r, s_keep, (PyObject *)held) < 0)
-        Py_CLEAR(r);
-    Py_XDECREF(h);
-    Py_DECREF(held); /* the request holds it, or, on an error, it frees the handle */
-    return r;
+    return request_of(held, req, mode == IRECV ? k_buf : mode == IRECV_OBJ ? k_obj : k_send);
 }
 
 static PyObject *f_isend(PyObject *self, PyObject *const *args, Py_ssize_t n)
@@ -870,19 +915,34 @@ done:
     return out;
 }
 
-/* bcast(h, root, isroot, buf) */
-static PyObject *f_bcast(PyObject *self, PyObject *const *args, Py_ssize_t n)
+/* bcast(h, root, isroot, buf), and ibcast (the same arguments): its
+ * request, or False for the general path. */
+static PyObject *bcast_impl(PyObject *const *args, Py_ssize_t n, int nb)
 {
     ARGS("bcast", 4, 3);
     Py_buffer v;
-    if (a[0] == 0 || !getbuf(args[3], &v, !a[2]))
+    if (a[0] == 0 || (nb && request_type == NULL) || !getbuf(args[3], &v, !a[2]))
         Py_RETURN_FALSE;
-    i64 rc;
+    i64 rc, req = 0;
+    if (nb) {
+        rc = pm_bcast(a[0], a[1], v.buf, v.len, v.len, &req);
+        return started(rc, req, &v, NULL);
+    }
     Py_BEGIN_ALLOW_THREADS
     rc = pm_bcast(a[0], a[1], v.buf, v.len, v.len, NULL);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&v);
     return done(rc);
+}
+
+static PyObject *f_bcast(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return bcast_impl(args, n, 0);
+}
+
+static PyObject *f_ibcast(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return bcast_impl(args, n, 1);
 }
 
 /* The buffers of a gather or scatter: one rank's block (one, always) and,
@@ -1115,9 +1175,25 @@ static i64 code_of(const char *fmt, Py_ssize_t itemsize, i64 op)
  * does); one that does not (Reduce off the root) passes no receive buffer,
  * as mpi4py ignores it there. False, with nothing done, sends the call down
  * the general path. */
+static PyObject *reduce_impl(PyObject *const *args, Py_ssize_t n, int nb);
+
 static PyObject *f_reduce(PyObject *self, PyObject *const *args, Py_ssize_t n)
 {
+    return reduce_impl(args, n, 0);
+}
+
+/* ireduce: reduce's nonblocking form (the same arguments): its request, or
+ * False for the general path. */
+static PyObject *f_ireduce(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return reduce_impl(args, n, 1);
+}
+
+static PyObject *reduce_impl(PyObject *const *args, Py_ssize_t n, int nb)
+{
     ARGS("reduce", 7, 4);
+    if (nb && request_type == NULL)
+        Py_RETURN_FALSE;
     long long h = a[0], kind = a[1], root = a[2], parts = 1;
     if (kind == red_scatter_block) { /* root is the communicator's size */
         parts = root;
@@ -1169,9 +1245,13 @@ static PyObject *f_reduce(PyObject *self, PyObject *const *args, Py_ssize_t n)
             return NULL;
         Py_RETURN_FALSE;
     }
-    i64 rc;
+    i64 rc, req = 0;
     void *sa = inplace ? NULL : s.buf, *ra = result ? r.buf : NULL;
     i64 scap = inplace ? r.len : s.len, rcap = result ? r.len : 0;
+    if (nb) {
+        rc = pm_reduce(h, kind, root, sa, scap, ra, rcap, t->len / t->itemsize, NULL, 0, code, op, &req);
+        return started(rc, req, result ? &r : NULL, inplace ? NULL : &s);
+    }
     Py_BEGIN_ALLOW_THREADS
     rc = pm_reduce(h, kind, root, sa, scap, ra, rcap, t->len / t->itemsize, NULL, 0, code, op, NULL);
     Py_END_ALLOW_THREADS
@@ -1574,6 +1654,15 @@ static PyObject *f_bind_types(PyObject *self, PyObject *const *args, Py_ssize_t 
 }
 
 /* barrier(h) */
+static PyObject *f_ibarrier(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    ARGS("ibarrier", 1, 1);
+    if (a[0] == 0 || request_type == NULL)
+        Py_RETURN_FALSE;
+    i64 req = 0, rc = pm_barrier(a[0], &req);
+    return started(rc, req, NULL, NULL);
+}
+
 static PyObject *f_barrier(PyObject *self, PyObject *const *args, Py_ssize_t n)
 {
     ARGS("barrier", 1, 1);
@@ -1695,6 +1784,9 @@ static PyMethodDef methods[] = {
     {"scatter", (PyCFunction)(void (*)(void))f_scatter, METH_FASTCALL, "scatter(h, root, isroot, size, sendbuf, recvbuf) -> done"},
     {"reduce", (PyCFunction)(void (*)(void))f_reduce, METH_FASTCALL, "reduce(h, kind, root, isroot, op, sendbuf or None, recvbuf or None) -> done"},
     {"barrier", (PyCFunction)(void (*)(void))f_barrier, METH_FASTCALL, "barrier(h) -> done"},
+    {"ibarrier", (PyCFunction)(void (*)(void))f_ibarrier, METH_FASTCALL, "ibarrier(h) -> Request or False"},
+    {"ibcast", (PyCFunction)(void (*)(void))f_ibcast, METH_FASTCALL, "ibcast(h, root, isroot, buf) -> Request or False"},
+    {"ireduce", (PyCFunction)(void (*)(void))f_ireduce, METH_FASTCALL, "ireduce(h, kind, root, isroot, op, sendbuf or None, recvbuf or None) -> Request or False"},
     {"alltoall", (PyCFunction)(void (*)(void))f_alltoall, METH_FASTCALL, "alltoall(h, size, sendbuf, recvbuf) -> done"},
     {"gatherv", (PyCFunction)(void (*)(void))f_gatherv, METH_FASTCALL, "gatherv(h, root, rank, all, size, sendbuf, recvspec) -> done"},
     {"bind_types", (PyCFunction)(void (*)(void))f_bind_types, METH_FASTCALL, "bind_types(Op, IN_PLACE, Request)"},

@@ -77,6 +77,7 @@ if _FAST:
     _bridge.fast.bind_types(Op, IN_PLACE, Request)
     _f_isend, _f_irecv, _f_probe = _bridge.fast.isend, _bridge.fast.irecv, _bridge.fast.probe
     _f_alltoall, _f_gatherv = _bridge.fast.alltoall, _bridge.fast.gatherv
+    _f_ibarrier, _f_ibcast, _f_ireduce = _bridge.fast.ibarrier, _bridge.fast.ibcast, _bridge.fast.ireduce
     _f_isend_obj, _f_irecv_obj = _bridge.fast.isend_obj, _bridge.fast.irecv_obj
     _f_sendrecv = _bridge.fast.sendrecv
     _mpi_pickle.Pickle._watch = _bridge.fast.std_pickle
@@ -646,6 +647,10 @@ class Comm(_Handle):
             _call(_lib.pm_barrier(self._chk(), None))
 
     def Ibarrier(self):
+        if _FAST:
+            r = _f_ibarrier(self._h)
+            if r is not False:
+                return r
         out = _out()
         _call(_lib.pm_barrier(self._chk(), _bridge.ctypes.byref(out)))
         return Request._new(out.value, "coll")
@@ -1229,7 +1234,13 @@ class Comm(_Handle):
     # The buffer collectives and their nonblocking (I...) forms: one
     # implementation each, the forms differing only in the fixed arguments.
     Bcast = _pm(_bcast)
-    Ibcast = _pm(_bcast, req=True)
+    def Ibcast(self, buf, root=0):
+        if _FAST:
+            r = _f_ibcast(self._h, root, self._rank == root, buf)
+            if r is not False:
+                return r
+        return self._bcast(buf, root, True)
+
     Gather = _pm(_gather)
     Igather = _pm(_gather, req=True)
     Allgather = _pm(_gather, all_=1)
@@ -1261,13 +1272,25 @@ class Comm(_Handle):
         if not (_FAST and _f_reduce(self._h, _R_REDUCE, root, self._rank == root, op, sendbuf, recvbuf)):
             self._reduce(sendbuf, recvbuf, op, root, _R_REDUCE)
 
-    Ireduce = _pm(_reduce, kind=_R_REDUCE, req=True)
+    def Ireduce(self, sendbuf, recvbuf, op=SUM, root=0):
+        if _FAST:
+            r = _f_ireduce(self._h, _R_REDUCE, root, self._rank == root, op, sendbuf, recvbuf)
+            if r is not False:
+                return r
+        return self._reduce(sendbuf, recvbuf, op, root, _R_REDUCE, True)
+
 
     def Allreduce(self, sendbuf, recvbuf, op=SUM):
         if not (_FAST and _f_reduce(self._h, _R_ALLREDUCE, 0, True, op, sendbuf, recvbuf)):
             self._reduce(sendbuf, recvbuf, op, 0, _R_ALLREDUCE)
 
-    Iallreduce = _pm(_reduce, kind=_R_ALLREDUCE, req=True)
+    def Iallreduce(self, sendbuf, recvbuf, op=SUM):
+        if _FAST:
+            r = _f_ireduce(self._h, _R_ALLREDUCE, 0, True, op, sendbuf, recvbuf)
+            if r is not False:
+                return r
+        return self._reduce(sendbuf, recvbuf, op, 0, _R_ALLREDUCE, True)
+
     def Scan(self, sendbuf, recvbuf, op=SUM):
         if not (_FAST and _f_reduce(self._h, _R_SCAN, 0, True, op, sendbuf, recvbuf)):
             self._reduce(sendbuf, recvbuf, op, 0, _R_SCAN)
