@@ -269,6 +269,9 @@ func (c *Comm) Irecv(ctx context.Context, src, tag int, buf []byte) *Request {
 // Recv receives a message from rank src (or AnySource) with tag (or AnyTag) into a
 // new buffer and returns it with the message's status.
 func (c *Comm) Recv(ctx context.Context, src, tag int) ([]byte, Status, error) {
+	if data, st, done, err := c.recvQueued(src, tag, nil, true); done {
+		return data, st, err
+	}
 	data, st, r, done := c.recvNow(ctx, src, tag, nil, true)
 	if done {
 		return data, st, nil
@@ -288,6 +291,9 @@ func (c *Comm) Recv(ctx context.Context, src, tag int) ([]byte, Status, error) {
 func (c *Comm) RecvInto(ctx context.Context, src, tag int, buf []byte) (Status, error) {
 	if buf == nil {
 		buf = []byte{}
+	}
+	if _, st, done, err := c.recvQueued(src, tag, buf, false); done {
+		return st, err
 	}
 	_, st, r, done := c.recvNow(ctx, src, tag, buf, false)
 	if done {

@@ -982,6 +982,79 @@ func TestSendOverMaxMessage(t *testing.T) {
 // take a message straight off a shared memory ring when it comes next) keep
 // MPI's order per source and tag, with receives of other tags, an earlier
 // nonblocking receive of the same tag, and messages of every size between.
+// TestRecvQueued: blocking receives of messages queued unexpected already
+// (taken without a request) keep MPI's order against a receive posted before
+// them, report truncation having consumed the message, and leave a
+// rendezvous to the full path.
+func TestRecvQueued(t *testing.T) {
+	eachTransport(t, func(t *testing.T, mk maker) {
+		w := mk(t, 3, smallEager())
+		w.Run(func(c *comm.Comm) error {
+			switch c.Rank() {
+			case 0, 2:
+				for i := range 6 {
+					if err := c.Send(bg, 1, i%2, []byte{byte(c.Rank()), byte(i)}); err != nil {
+						return err
+					}
+				}
+				if c.Rank() == 2 {
+					return c.Send(bg, 1, 9, nil) // all sent
+				}
+				big := c.Isend(bg, 1, 5, pattern(1, 1<<20)) // a rendezvous, then a small one
+				if err := c.Send(bg, 1, 6, []byte("tail")); err != nil {
+					return err
+				}
+				if err := c.Send(bg, 1, 9, nil); err != nil {
+					return err
+				}
+				_, err := big.Wait()
+				return err
+			}
+			for range 2 {
+				if _, _, err := c.Recv(bg, comm.AnySource, 9); err != nil {
+					return err
+				}
+			}
+			first := c.Irecv(bg, 0, 1, nil) // posted before: takes rank 0's first tag 1
+			got, st, err := c.Recv(bg, 0, 1)
+			if err != nil || !bytes.Equal(got, []byte{0, 3}) || st.Source != 0 || st.Tag != 1 {
+				return fmt.Errorf("recv tag 1 after an Irecv: %v %v %v, want [0 3]", got, st, err)
+			}
+			if _, err := first.Wait(); err != nil || !bytes.Equal(first.Data(), []byte{0, 1}) {
+				return fmt.Errorf("the Irecv: %v %v, want [0 1]", first.Data(), err)
+			}
+			_, err = c.RecvInto(bg, 2, 0, make([]byte, 1))
+			if !errors.Is(err, comm.ErrTruncated) {
+				return fmt.Errorf("2 bytes into 1: %v, want ErrTruncated", err)
+			}
+			buf := make([]byte, 2)
+			if st, err := c.RecvInto(bg, 2, 0, buf); err != nil || !bytes.Equal(buf, []byte{2, 2}) || st.Count != 2 {
+				return fmt.Errorf("after the truncated one: %v %v %v, want [2 2]", buf, st, err)
+			}
+			big, _, err := c.Recv(bg, comm.AnySource, 5)
+			if err != nil || !bytes.Equal(big, pattern(1, 1<<20)) {
+				return fmt.Errorf("the rendezvous: %d bytes, %v", len(big), err)
+			}
+			seen := map[[2]int]bool{{0, 1}: true, {0, 3}: true, {2, 0}: true, {2, 2}: true}
+			for len(seen) < 12 {
+				got, st, err := c.Recv(bg, comm.AnySource, comm.AnyTag)
+				if err != nil {
+					return err
+				}
+				if st.Tag == 6 {
+					continue
+				}
+				k := [2]int{int(got[0]), int(got[1])}
+				if seen[k] || st.Source != k[0] || st.Tag != k[1]%2 {
+					return fmt.Errorf("wildcard receive: %v with %+v, again or misplaced", got, st)
+				}
+				seen[k] = true
+			}
+			return nil
+		})
+	})
+}
+
 func TestBlockingRecvOrder(t *testing.T) {
 	eachTransport(t, func(t *testing.T, mk maker) {
 		for name, cfg := range configs() {

@@ -77,6 +77,56 @@ func (c *Comm) recvNow(ctx context.Context, src, tag int, buf []byte, alloc bool
 	}
 }
 
+// recvQueued is the short path of a blocking receive whose message is
+// queued unexpected already (a rank that receives behind its senders, as a
+// master gathering its workers' results does): it takes the oldest matching
+// eager message with no Request to make, post, match and complete, into
+// buf (into a new buffer with alloc). It reports done false, having taken
+// nothing, when the receive needs the full path: a receive posted on c before
+// it (which matches first), no such message, a rendezvous, bad arguments, a
+// rank that traces, a closed engine.
+func (c *Comm) recvQueued(src, tag int, buf []byte, alloc bool) (data []byte, st Status, done bool, err error) {
+	e := c.e
+	if e.diag.ins != nil || c.check("recv", src, tag, false) != nil {
+		return nil, Status{}, false, nil
+	}
+	w := AnySource
+	if src != AnySource {
+		w = c.group[src]
+	}
+	e.mu.Lock()
+	q := e.queues[c.cid]
+	if e.closed || q == nil || q.oldest == nil || len(q.posted) != 0 {
+		e.mu.Unlock()
+		return nil, Status{}, false, nil
+	}
+	m := q.takeUnexpected(w, tag, false)
+	if m == nil || m.rts {
+		e.mu.Unlock()
+		return nil, Status{}, false, nil
+	}
+	q.remove(m)
+	e.mu.Unlock()
+	if e.held[m.src].Add(-heldCost(len(m.data))) <= int64(e.cfg.HeldLimit/2) {
+		e.kick(m.src) // the backlog is half consumed: read on
+	}
+	st = Status{Source: c.commRank(m.src), Tag: m.tag, Count: len(m.data)}
+	if alloc {
+		data = m.data
+		if m.slab != nil { // the arena's memory is lent, not given
+			data = append([]byte(nil), data...)
+			e.arena.release(m.slab)
+		}
+		return data, st, true, nil
+	}
+	n := copy(buf, m.data)
+	e.arena.release(m.slab)
+	if n < st.Count {
+		return nil, st, true, &RankError{Op: "recv", Rank: st.Source, Tag: m.tag, Err: ErrTruncated}
+	}
+	return buf[:n], st, true, nil
+}
+
 // nothingBefore reports whether a receive from world rank w with tag on c
 // may take the next such message off the ring: no receive is posted on c
 // (one posted before would match first), none such is queued unexpected,
