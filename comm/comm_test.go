@@ -16,6 +16,7 @@ import (
 	"github.com/pmrun/pmrun/comm"
 	"github.com/pmrun/pmrun/comm/commtest"
 	"go.uber.org/goleak"
+	"golang.org/x/sync/errgroup"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -1051,6 +1052,43 @@ func TestRecvQueued(t *testing.T) {
 				seen[k] = true
 			}
 			return nil
+		})
+	})
+}
+
+// TestConcurrentReceiversKeepOrder: goroutines receiving one tag each from
+// the same rank, as threads of a rank do, get every tag's messages in the
+// order sent, whoever reads the link (a message one of them queued while
+// another spun on the ring must not be overtaken by the next of its tag).
+func TestConcurrentReceiversKeepOrder(t *testing.T) {
+	eachTransport(t, func(t *testing.T, mk maker) {
+		const tags, per = 4, 400
+		w := mk(t, 2, nil)
+		w.Run(func(c *comm.Comm) error {
+			if c.Rank() == 0 {
+				for i := range tags * per {
+					if err := c.Send(bg, 1, i%tags, binary.LittleEndian.AppendUint32(nil, uint32(i/tags))); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			var g errgroup.Group
+			for tag := range tags {
+				g.Go(func() error {
+					for want := range per {
+						got, _, err := c.Recv(bg, 0, tag)
+						if err != nil {
+							return err
+						}
+						if n := binary.LittleEndian.Uint32(got); n != uint32(want) {
+							return fmt.Errorf("tag %d: message %d where %d was due", tag, n, want)
+						}
+					}
+					return nil
+				})
+			}
+			return g.Wait()
 		})
 	})
 }

@@ -50,6 +50,16 @@ func (c *Comm) recvNow(ctx context.Context, src, tag int, buf []byte, alloc bool
 	var deadline time.Time
 	for i := 1; ; i++ {
 		if l.rmu.TryLock() {
+			// A reader before this one may have queued the message
+			// unexpected (queueing happens under the read token, so its
+			// count is seen here): a later one of the same tag at the
+			// ring's head must not overtake it.
+			if now := e.queued.Load(); now != seen {
+				if seen = now; !e.nothingBefore(c, w, tag) {
+					l.rmu.Unlock()
+					return nil, Status{}, post(), false
+				}
+			}
 			data, took, more := l.takeEager(c.cid, tag, buf, alloc)
 			l.rmu.Unlock()
 			if took {
