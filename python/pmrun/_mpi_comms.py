@@ -567,6 +567,13 @@ class Comm(_Handle):
 
     def Sendrecv_replace(self, buf, dest, sendtag=0, source=ANY_SOURCE, recvtag=ANY_TAG,
                          status=None):
+        if _FAST and not isinstance(buf, (list, tuple)):
+            try:  # the message sent is a copy; the reply lands in buf
+                copy = bytes(memoryview(buf))
+            except (TypeError, ValueError, BufferError):
+                copy = None
+            if copy and _f_sendrecv(self._h, dest, sendtag, source, recvtag, copy, buf, status):
+                return
         b = _Buf(buf, False)
         copy = bytearray(b.view()[:b.used]) if b.obj is not None else bytearray()
         spec = [copy, b.count, b.type] if b.type.blocks is None else [copy, BYTE]
