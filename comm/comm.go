@@ -269,17 +269,14 @@ func (c *Comm) Irecv(ctx context.Context, src, tag int, buf []byte) *Request {
 // Recv receives a message from rank src (or AnySource) with tag (or AnyTag) into a
 // new buffer and returns it with the message's status.
 func (c *Comm) Recv(ctx context.Context, src, tag int) ([]byte, Status, error) {
-	if data, st, done, err := c.recvQueued(src, tag, nil, true); done {
-		return data, st, err
-	}
-	data, st, r, done := c.recvNow(ctx, src, tag, nil, true)
+	data, st, r, done, err := c.recvNow(ctx, src, tag, nil, true)
 	if done {
-		return data, st, nil
+		return data, st, err
 	}
 	if r == nil {
 		r = c.Irecv(ctx, src, tag, nil)
 	}
-	st, err := r.waitAs("recv")
+	st, err = r.waitAs("recv")
 	if err != nil {
 		return nil, st, err
 	}
@@ -292,12 +289,9 @@ func (c *Comm) RecvInto(ctx context.Context, src, tag int, buf []byte) (Status, 
 	if buf == nil {
 		buf = []byte{}
 	}
-	if _, st, done, err := c.recvQueued(src, tag, buf, false); done {
-		return st, err
-	}
-	_, st, r, done := c.recvNow(ctx, src, tag, buf, false)
+	_, st, r, done, err := c.recvNow(ctx, src, tag, buf, false)
 	if done {
-		return st, nil
+		return st, err
 	}
 	if r == nil {
 		r = c.Irecv(ctx, src, tag, buf)

@@ -177,9 +177,7 @@ func (e *engine) postRecv(r *Request) {
 	if m.rts {
 		e.startRdvRecv(r, m.src, m.tag, m.size, m.id, m.addr)
 	} else {
-		if e.held[m.src].Add(-heldCost(len(m.data))) <= int64(e.cfg.HeldLimit/2) {
-			e.kick(m.src) // the backlog is half consumed: read on
-		}
+		e.consumed(m)
 		e.deliverEager(r, m.src, m.tag, m.data, m.slab)
 	}
 }

@@ -241,22 +241,40 @@ func (e *engine) eagerDone(r *Request, h *wire.Header) {
 
 func (e *engine) deliverEager(r *Request, src, tag int, data []byte, s *slab) {
 	st := Status{Source: r.c.commRank(src), Tag: tag, Count: len(data)}
+	out, cut := e.payloadInto(r.buf, data, s)
+	if cut {
+		r.complete(st, &RankError{Op: "recv", Rank: st.Source, Tag: tag, Err: ErrTruncated})
+		return
+	}
 	if r.buf == nil {
+		r.data = out
+	}
+	r.complete(st, nil)
+}
+
+// payloadInto hands an eager payload (data, lent from the arena's slab s
+// when s is not nil) to its receive: copied into buf, or, with buf nil, as
+// a buffer of its own. It reports whether buf was too small (truncated).
+func (e *engine) payloadInto(buf, data []byte, s *slab) (out []byte, truncated bool) {
+	if buf == nil {
 		if s != nil { // the arena's memory is lent, not given
 			data = append([]byte(nil), data...)
 			e.arena.release(s)
 		}
-		r.data = data
-		r.complete(st, nil)
-		return
+		return data, false
 	}
-	n := copy(r.buf, data)
+	n := copy(buf, data)
 	e.arena.release(s)
-	if n < len(data) {
-		r.complete(st, &RankError{Op: "recv", Rank: st.Source, Tag: tag, Err: ErrTruncated})
-		return
+	return buf[:n], n < len(data)
+}
+
+// consumed accounts for a queued eager message that a receive took: its
+// sender's backlog shrinks, and a reader paused on it reads on once the
+// backlog is half consumed.
+func (e *engine) consumed(m *inMsg) {
+	if e.held[m.src].Add(-heldCost(len(m.data))) <= int64(e.cfg.HeldLimit/2) {
+		e.kick(m.src)
 	}
-	r.complete(st, nil)
 }
 
 // probe looks for a queued message matching src/tag; with wait it blocks until one

@@ -5,37 +5,55 @@ import (
 	"time"
 )
 
-// recvNow is the short path of a blocking receive from one rank of this
-// node with one tag: the waiting goroutine reads the pair's ring itself and,
-// when the next frame there is the message, copies its payload straight into
-// buf (into a new buffer with alloc), with no Request to make, post, match,
-// complete and wait for; it then reports done.
+// recvNow is the short path of a blocking receive. A message of its
+// source and tag queued unexpected already (a rank that receives behind its
+// senders, as a master gathering its workers' results does) is taken off
+// the queue when no receive was posted on the communicator before it (that
+// one matches first). Otherwise, for one rank of this node and one tag, the
+// waiting goroutine reads the pair's ring itself and, when the next frame
+// there is the message, copies its payload straight into buf (into a new
+// buffer with alloc). Either way there is no Request to make, post, match,
+// complete and wait for; it then reports done (and err: a truncation).
 //
 // Otherwise the receive takes the full path, having taken nothing: at once
-// (r nil: the caller posts it) for a wildcard, a link that is not shared
-// memory or not connected yet, a rank that traces, a receive posted on the
-// communicator before it, a message already queued unexpected; after it has
-// begun to poll (r is the receive it posted for the caller to wait for, so
-// that a frame read as it stops polling finds it), for another frame first
-// on the ring, a message that needs the protocol (large, compressed), a
-// context that ended, a closed communicator, or no message within the spin.
-func (c *Comm) recvNow(ctx context.Context, src, tag int, buf []byte, alloc bool) (data []byte, st Status, r *Request, done bool) {
+// (r nil: the caller posts it) for a wildcard with nothing queued, a link
+// that is not shared memory or not connected yet, a rank that traces, a
+// receive posted on the communicator before it, a rendezvous queued; after
+// it has begun to poll (r is the receive it posted for the caller to wait
+// for, so that a frame read as it stops polling finds it), for another
+// frame first on the ring, a message that needs the protocol (large,
+// compressed), a context that ended, a closed communicator, or no message
+// within the spin.
+func (c *Comm) recvNow(ctx context.Context, src, tag int, buf []byte, alloc bool) (data []byte, st Status, r *Request, done bool, err error) {
 	e := c.e
-	if e.diag.ins != nil || src < 0 || src >= c.size || tag < 0 || e.cfg.Spin <= 0 {
-		return nil, Status{}, nil, false
+	if e.diag.ins != nil || c.check("recv", src, tag, false) != nil {
+		return nil, Status{}, nil, false, nil
 	}
-	w := c.group[src]
+	w := AnySource
+	if src != AnySource {
+		w = c.group[src]
+	}
+	seen := e.queued.Load()
+	m, free := e.queuedOrFree(c, w, tag)
+	if m != nil {
+		e.consumed(m)
+		st = Status{Source: c.commRank(m.src), Tag: m.tag, Count: len(m.data)}
+		data, cut := e.payloadInto(buf, m.data, m.slab)
+		if cut {
+			return nil, st, nil, true, &RankError{Op: "recv", Rank: st.Source, Tag: m.tag, Err: ErrTruncated}
+		}
+		return data, st, nil, true, nil
+	}
+	if !free || tag < 0 || e.cfg.Spin <= 0 {
+		return nil, Status{}, nil, false, nil
+	}
 	pc := e.peers[w].Load()
 	if pc == nil {
-		return nil, Status{}, nil, false
+		return nil, Status{}, nil, false, nil
 	}
 	l, ok := pc.link.(*shmLink)
 	if !ok {
-		return nil, Status{}, nil, false
-	}
-	seen := e.queued.Load()
-	if !e.nothingBefore(c, w, tag) {
-		return nil, Status{}, nil, false
+		return nil, Status{}, nil, false, nil
 	}
 	e.need(w, 1) // a throttled peer's frames are read on
 	defer e.need(w, -1)
@@ -57,84 +75,60 @@ func (c *Comm) recvNow(ctx context.Context, src, tag int, buf []byte, alloc bool
 			if now := e.queued.Load(); now != seen {
 				if seen = now; !e.nothingBefore(c, w, tag) {
 					l.rmu.Unlock()
-					return nil, Status{}, post(), false
+					return nil, Status{}, post(), false, nil
 				}
 			}
 			data, took, more := l.takeEager(c.cid, tag, buf, alloc)
 			l.rmu.Unlock()
 			if took {
-				return data, Status{Source: src, Tag: tag, Count: len(data)}, nil, true
+				return data, Status{Source: src, Tag: tag, Count: len(data)}, nil, true, nil
 			}
 			if more {
-				return nil, Status{}, post(), false
+				return nil, Status{}, post(), false, nil
 			}
 		}
 		// Another poller may have queued the message unexpected: the
 		// full path finds it there.
 		if now := e.queued.Load(); now != seen {
 			if seen = now; !e.nothingBefore(c, w, tag) {
-				return nil, Status{}, post(), false
+				return nil, Status{}, post(), false, nil
 			}
 		}
 		if i&yieldMask == 0 {
 			if deadline.IsZero() {
 				deadline = time.Now().Add(e.cfg.Spin)
 			} else if time.Now().After(deadline) || c.closed.Load() || ctx.Err() != nil {
-				return nil, Status{}, post(), false
+				return nil, Status{}, post(), false, nil
 			}
 		}
 		e.spinPause(i, yieldMask+1)
 	}
 }
 
-// recvQueued is the short path of a blocking receive whose message is
-// queued unexpected already (a rank that receives behind its senders, as a
-// master gathering its workers' results does): it takes the oldest matching
-// eager message with no Request to make, post, match and complete, into
-// buf (into a new buffer with alloc). It reports done false, having taken
-// nothing, when the receive needs the full path: a receive posted on c before
-// it (which matches first), no such message, a rendezvous, bad arguments, a
-// rank that traces, a closed engine.
-func (c *Comm) recvQueued(src, tag int, buf []byte, alloc bool) (data []byte, st Status, done bool, err error) {
-	e := c.e
-	if e.diag.ins != nil || c.check("recv", src, tag, false) != nil {
-		return nil, Status{}, false, nil
-	}
-	w := AnySource
-	if src != AnySource {
-		w = c.group[src]
-	}
+// queuedOrFree looks once at what comes before a blocking receive from
+// world rank w (or AnySource) with tag on c: the oldest matching eager
+// message queued unexpected, taken off the queue, when no receive is posted
+// on c before it; else whether nothing comes before it (see nothingBefore).
+func (e *engine) queuedOrFree(c *Comm, w, tag int) (m *inMsg, free bool) {
 	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed || c.closed.Load() {
+		return nil, false
+	}
 	q := e.queues[c.cid]
-	if e.closed || q == nil || q.oldest == nil || len(q.posted) != 0 {
-		e.mu.Unlock()
-		return nil, Status{}, false, nil
+	if q != nil && len(q.posted) != 0 {
+		return nil, false
 	}
-	m := q.takeUnexpected(w, tag, false)
-	if m == nil || m.rts {
-		e.mu.Unlock()
-		return nil, Status{}, false, nil
-	}
-	q.remove(m)
-	e.mu.Unlock()
-	if e.held[m.src].Add(-heldCost(len(m.data))) <= int64(e.cfg.HeldLimit/2) {
-		e.kick(m.src) // the backlog is half consumed: read on
-	}
-	st = Status{Source: c.commRank(m.src), Tag: m.tag, Count: len(m.data)}
-	if alloc {
-		data = m.data
-		if m.slab != nil { // the arena's memory is lent, not given
-			data = append([]byte(nil), data...)
-			e.arena.release(m.slab)
+	if q != nil && q.oldest != nil {
+		if m = q.takeUnexpected(w, tag, false); m != nil {
+			if m.rts { // the rendezvous is the full path's
+				return nil, false
+			}
+			q.remove(m)
+			return m, false
 		}
-		return data, st, true, nil
 	}
-	n := copy(buf, m.data)
-	e.arena.release(m.slab)
-	if n < st.Count {
-		return nil, st, true, &RankError{Op: "recv", Rank: st.Source, Tag: m.tag, Err: ErrTruncated}
-	}
-	return buf[:n], st, true, nil
+	return nil, w != AnySource && e.peerGone(w) == nil
 }
 
 // nothingBefore reports whether a receive from world rank w with tag on c

@@ -1298,11 +1298,18 @@ static PyObject *f_progress(PyObject *self, PyObject *list)
     Py_RETURN_NONE;
 }
 
-/* The runtime handle of request r when its completion needs nothing but
- * the handle (a send, a receive into a contiguous buffer, a collective:
- * _kind "send", "buf" or "coll" with no _done), 0 when r is a null request
- * or None, -1 (no error set) when r needs Request._wait, -2 with an error. */
-static long long plain_handle(PyObject *r)
+/* Whether kind (a request's _kind) is the interned k. */
+static int kind_is(PyObject *kind, PyObject *k)
+{
+    return kind == k || !PyUnicode_Compare(kind, k); /* interned, else by value */
+}
+
+/* The runtime handle of request r when it is one of obj's kinds (0: a send,
+ * a receive into a contiguous buffer or a collective, _kind "send", "buf"
+ * or "coll", whose completion needs nothing but the handle; 1: an object
+ * receive, "obj") with no _done; 0 when r is a null request or None, -1 (no
+ * error set) when r needs Request._wait, -2 with an error. */
+static long long handle_of(PyObject *r, int obj)
 {
     if (r == Py_None)
         return 0;
@@ -1321,13 +1328,17 @@ static long long plain_handle(PyObject *r)
         return -1;
     PyObject *kind = PyObject_GetAttr(r, s_kind), *fin = PyObject_GetAttr(r, s_done);
     int ok = kind != NULL && fin == Py_None && PyUnicode_Check(kind) &&
-             (kind == k_send || kind == k_buf || kind == k_coll || /* interned, else: */
-              !PyUnicode_Compare(kind, k_send) || !PyUnicode_Compare(kind, k_buf) ||
-              !PyUnicode_Compare(kind, k_coll));
+             (obj ? kind_is(kind, k_obj)
+                  : kind_is(kind, k_send) || kind_is(kind, k_buf) || kind_is(kind, k_coll));
     Py_XDECREF(kind);
     Py_XDECREF(fin);
     PyErr_Clear();
     return ok ? v : -1;
+}
+
+static long long plain_handle(PyObject *r)
+{
+    return handle_of(r, 0);
 }
 
 /* Makes request r, whose handle the runtime has freed, a null request. */
@@ -1496,16 +1507,9 @@ static PyObject *f_wait_req(PyObject *self, PyObject *const *args, Py_ssize_t n)
         return NULL;
     if (res > 0)
         Py_RETURN_NONE;
-    long long h = 0;
-    PyObject *ho = PyObject_GetAttr(r, s_h), *kind = PyObject_GetAttr(r, s_kind),
-             *fin = PyObject_GetAttr(r, s_done);
-    if (ho != NULL && kind != NULL && fin == Py_None && PyUnicode_Check(kind) &&
-        (kind == k_obj || !PyUnicode_Compare(kind, k_obj)))
-        h = PyLong_AsLongLong(ho);
-    Py_XDECREF(ho);
-    Py_XDECREF(kind);
-    Py_XDECREF(fin);
-    PyErr_Clear();
+    long long h = handle_of(r, 1);
+    if (h == -2)
+        return NULL;
     char *s = scratch();
     if (h <= 0 || s == NULL)
         return Py_NewRef(general);
