@@ -261,14 +261,24 @@ func gather(bufs, lens unsafe.Pointer, k int64) []byte {
 	return out
 }
 
+// posted stores the handle of a request just started, or, when it failed
+// at once (a bad rank or tag, a closed communicator), reports its error at
+// the call, as MPI_Isend and MPI_Irecv do.
+func posted(r *comm.Request, out *int64) int64 {
+	if done, _, err := r.Test(); done && err != nil {
+		return fail(err)
+	}
+	*out = requests.put(r)
+	return 0
+}
+
 //export pm_isend
 func pm_isend(h, dst, tag int64, buf unsafe.Pointer, n, sync int64, out *int64) int64 {
 	c, err := commOf(h)
 	if err != nil {
 		return fail(err)
 	}
-	*out = requests.put(sendOn(bg, c, dst, tag, mem(buf, n), sync))
-	return 0
+	return posted(sendOn(bg, c, dst, tag, mem(buf, n), sync), out)
 }
 
 //export pm_isendv
@@ -277,8 +287,7 @@ func pm_isendv(h, dst, tag int64, bufs, lens unsafe.Pointer, k, sync int64, out 
 	if err != nil {
 		return fail(err)
 	}
-	*out = requests.put(sendOn(bg, c, dst, tag, gather(bufs, lens, k), sync))
-	return 0
+	return posted(sendOn(bg, c, dst, tag, gather(bufs, lens, k), sync), out)
 }
 
 //export pm_recv
@@ -355,8 +364,7 @@ func pm_irecv(h, src, tag int64, buf unsafe.Pointer, capacity int64, out *int64)
 	if buf != nil {
 		b = mem(buf, capacity)
 	}
-	*out = requests.put(c.Irecv(bg, int(src), int(tag), b))
-	return 0
+	return posted(c.Irecv(bg, int(src), int(tag), b), out)
 }
 
 //export pm_sendrecv

@@ -231,6 +231,14 @@ class PointToPoint(unittest.TestCase):
             comm.send(1, dest=size + 5)
         self.assertEqual(cm.exception.Get_error_class(), MPI.ERR_RANK)
         self.assertIn(str(size + 5), cm.exception.Get_error_string())
+        # Nonblocking calls report it at the call, as MPI_Isend/MPI_Irecv do.
+        for start in (lambda: comm.Irecv(bytearray(4), source=size + 5),
+                      lambda: comm.Isend(b"abcd", dest=size + 5),
+                      lambda: comm.irecv(source=size + 5),
+                      lambda: comm.isend(1, dest=size + 5)):
+            with self.assertRaises(MPI.Exception) as cm:
+                start()
+            self.assertEqual(cm.exception.Get_error_class(), MPI.ERR_RANK)
 
     def test_requests(self):
         dst, src = (rank + 1) % size, (rank - 1) % size
