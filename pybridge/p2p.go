@@ -261,11 +261,12 @@ func gather(bufs, lens unsafe.Pointer, k int64) []byte {
 	return out
 }
 
-// posted stores the handle of a request just started, or, when it failed
-// at once (a bad rank or tag, a closed communicator), reports its error at
-// the call, as MPI_Isend and MPI_Irecv do.
+// posted stores the handle of a request just started, or, when its
+// arguments were refused (a bad rank or tag), reports that at the call, as
+// MPI_Isend and MPI_Irecv do. Errors of the operation itself (a truncated
+// message, a lost peer) are the wait's to report.
 func posted(r *comm.Request, out *int64) int64 {
-	if done, _, err := r.Test(); done && err != nil {
+	if done, _, err := r.Test(); done && (errors.Is(err, comm.ErrInvalidRank) || errors.Is(err, comm.ErrInvalidTag)) {
 		return fail(err)
 	}
 	*out = requests.put(r)
