@@ -156,7 +156,7 @@ var shortBufferCases = []abiCase{
 	{"gather-obj-lens", func(b *buffers, h, me, p int64) int64 {
 		s, r := b.of(8), b.of(8*p-8)
 		var blob int64
-		return pm_gather_obj(h, 0, 1, s.ptr(), s.size(), r.ptr(), p-1, &blob)
+		return pm_gather_obj(h, 0, 1, s.ptr(), s.size(), r.ptr(), p-1, nil, 0, &blob)
 	}, errTruncate},
 }
 

@@ -631,14 +631,16 @@ func pm_bcast_obj(h, root int64, buf unsafe.Pointer, n int64, blob, size *int64)
 
 // pm_gather_obj gathers n bytes of each rank at root (all != 0: everywhere);
 // there it writes every rank's length into lens (k int64s, one per rank) and
-// stores the concatenation as a blob.
+// the concatenation into out when it fits in capOut bytes (it returns 1),
+// else stores it as a blob. Elsewhere it returns 0 with blob 0.
 //
 //export pm_gather_obj
-func pm_gather_obj(h, root, all int64, buf unsafe.Pointer, n int64, lens unsafe.Pointer, k int64, blob *int64) int64 {
+func pm_gather_obj(h, root, all int64, buf unsafe.Pointer, n int64, lens unsafe.Pointer, k int64, out unsafe.Pointer, capOut int64, blob *int64) int64 {
 	c, err := commOf(h)
 	if err != nil {
 		return fail(err)
 	}
+	*blob = 0
 	if k != int64(c.Size()) || lens == nil {
 		return fail(fmt.Errorf("room for %d lengths for %d ranks: %w", k, c.Size(), errRecvShort))
 	}
@@ -652,26 +654,39 @@ func pm_gather_obj(h, root, all int64, buf unsafe.Pointer, n int64, lens unsafe.
 	if err != nil {
 		return fail(err)
 	}
-	*blob = 0
-	if sizes != nil {
-		ls := unsafe.Slice((*int64)(lens), c.Size())
-		for r, s := range sizes {
-			ls[r] = int64(s)
-		}
-		*blob = blobs.put(recv)
+	if sizes == nil {
+		return 0
 	}
+	ls := unsafe.Slice((*int64)(lens), c.Size())
+	for r, s := range sizes {
+		ls[r] = int64(s)
+	}
+	return objOut(recv, out, capOut, blob)
+}
+
+// objOut hands an object collective's received bytes to the caller: copied
+// into out when they fit in its capOut bytes (it returns 1: the thread's
+// scratch memory, one copy and no call back for a blob), else as a blob.
+func objOut(recv []byte, out unsafe.Pointer, capOut int64, blob *int64) int64 {
+	if out != nil && int64(len(recv)) <= capOut {
+		copy(mem(out, capOut), recv)
+		return 1
+	}
+	*blob = blobs.put(recv)
 	return 0
 }
 
 // pm_scatter_obj sends piece r of the root's k pieces (bufs, lens; k must be
-// the size) to rank r, which gets it as a blob.
+// the size) to rank r, which gets it in out when it fits in capOut bytes
+// (it returns 1), else as a blob; size is its length.
 //
 //export pm_scatter_obj
-func pm_scatter_obj(h, root int64, bufs, lens unsafe.Pointer, k int64, blob, size *int64) int64 {
+func pm_scatter_obj(h, root int64, bufs, lens unsafe.Pointer, k int64, out unsafe.Pointer, capOut int64, blob, size *int64) int64 {
 	c, err := commOf(h)
 	if err != nil {
 		return fail(err)
 	}
+	*blob = 0
 	if c.Rank() == int(root) && (k != int64(c.Size()) || bufs == nil || lens == nil) {
 		return fail(fmt.Errorf("%d pieces for %d ranks: %w", k, c.Size(), errBadCount))
 	}
@@ -683,20 +698,22 @@ func pm_scatter_obj(h, root int64, bufs, lens unsafe.Pointer, k int64, blob, siz
 	if err != nil {
 		return fail(err)
 	}
-	*blob, *size = blobs.put(recv), int64(len(recv))
-	return 0
+	*size = int64(len(recv))
+	return objOut(recv, out, capOut, blob)
 }
 
 // pm_alltoall_obj sends piece r of this rank's k pieces (k must be the size)
 // to rank r; the received pieces' lengths go to rlens (k int64s) and their
-// concatenation to a blob.
+// concatenation into out when it fits in capOut bytes (it returns 1), else
+// to a blob.
 //
 //export pm_alltoall_obj
-func pm_alltoall_obj(h int64, bufs, lens, rlens unsafe.Pointer, k int64, blob *int64) int64 {
+func pm_alltoall_obj(h int64, bufs, lens, rlens unsafe.Pointer, k int64, out unsafe.Pointer, capOut int64, blob *int64) int64 {
 	c, err := commOf(h)
 	if err != nil {
 		return fail(err)
 	}
+	*blob = 0
 	if k != int64(c.Size()) || bufs == nil || lens == nil || rlens == nil {
 		return fail(fmt.Errorf("%d pieces for %d ranks: %w", k, c.Size(), errBadCount))
 	}
@@ -708,6 +725,5 @@ func pm_alltoall_obj(h int64, bufs, lens, rlens unsafe.Pointer, k int64, blob *i
 	for r, s := range rsizes {
 		rl[r] = int64(s)
 	}
-	*blob = blobs.put(recv)
-	return 0
+	return objOut(recv, out, capOut, blob)
 }

@@ -34,12 +34,12 @@ SIGNATURES = {
     "pm_reduce": ((I64, I64, I64, PTR, I64, PTR, I64, I64, PTR, I64, I64, I64, P64), I64),
     # pm_bcast_obj(h, root, buf, n, blob, size)
     "pm_bcast_obj": ((I64, I64, PTR, I64, P64, P64), I64),
-    # pm_gather_obj(h, root, all, buf, n, lens, k, blob)
-    "pm_gather_obj": ((I64, I64, I64, PTR, I64, PTR, I64, P64), I64),
-    # pm_scatter_obj(h, root, bufs, lens, k, blob, size)
-    "pm_scatter_obj": ((I64, I64, PTR, PTR, I64, P64, P64), I64),
-    # pm_alltoall_obj(h, bufs, lens, rlens, k, blob)
-    "pm_alltoall_obj": ((I64, PTR, PTR, PTR, I64, P64), I64),
+    # pm_gather_obj(h, root, all, buf, n, lens, k, out, capOut, blob)
+    "pm_gather_obj": ((I64, I64, I64, PTR, I64, PTR, I64, PTR, I64, P64), I64),
+    # pm_scatter_obj(h, root, bufs, lens, k, out, capOut, blob, size)
+    "pm_scatter_obj": ((I64, I64, PTR, PTR, I64, PTR, I64, P64, P64), I64),
+    # pm_alltoall_obj(h, bufs, lens, rlens, k, out, capOut, blob)
+    "pm_alltoall_obj": ((I64, PTR, PTR, PTR, I64, PTR, I64, P64), I64),
     # pm_version(buf, capacity)
     "pm_version": ((PTR, I64), I64),
     # pm_error(id, buf, capacity, cls)
@@ -152,9 +152,9 @@ PARAMS = {
     "pm_alltoallv": ("h", "sbuf", "scap", "scounts", "sdispls", "rbuf", "rcap", "rcounts", "rdispls", "k", "req"),
     "pm_reduce": ("h", "kind", "root", "sbuf", "scap", "rbuf", "rcap", "count", "counts", "k", "dt", "op", "req"),
     "pm_bcast_obj": ("h", "root", "buf", "n", "blob", "size"),
-    "pm_gather_obj": ("h", "root", "all", "buf", "n", "lens", "k", "blob"),
-    "pm_scatter_obj": ("h", "root", "bufs", "lens", "k", "blob", "size"),
-    "pm_alltoall_obj": ("h", "bufs", "lens", "rlens", "k", "blob"),
+    "pm_gather_obj": ("h", "root", "all", "buf", "n", "lens", "k", "out", "capOut", "blob"),
+    "pm_scatter_obj": ("h", "root", "bufs", "lens", "k", "out", "capOut", "blob", "size"),
+    "pm_alltoall_obj": ("h", "bufs", "lens", "rlens", "k", "out", "capOut", "blob"),
     "pm_version": ("buf", "capacity"),
     "pm_error": ("id", "buf", "capacity", "cls"),
     "pm_init": ("world", "self"),

@@ -52,9 +52,9 @@ static i64 (*pm_gatherv)(i64, i64, void *, i64, i64, void *, i64, i64 *, i64 *, 
 static i64 (*pm_scatter)(i64, i64, void *, i64, void *, i64, i64, i64 *);
 static i64 (*pm_bcast_obj)(i64, i64, void *, i64, i64 *, i64 *);
 static i64 (*pm_blob_take)(i64, void *, i64);
-static i64 (*pm_alltoall_obj)(i64, void *, void *, void *, i64, i64 *);
-static i64 (*pm_scatter_obj)(i64, i64, void *, void *, i64, i64 *, i64 *);
-static i64 (*pm_gather_obj)(i64, i64, i64, void *, i64, void *, i64, i64 *);
+static i64 (*pm_alltoall_obj)(i64, void *, void *, void *, i64, void *, i64, i64 *);
+static i64 (*pm_scatter_obj)(i64, i64, void *, void *, i64, void *, i64, i64 *, i64 *);
+static i64 (*pm_gather_obj)(i64, i64, i64, void *, i64, void *, i64, void *, i64, i64 *);
 static i64 (*pm_barrier)(i64, i64 *);
 static i64 (*pm_waitall)(i64 *, i64);
 static i64 (*pm_waitall_done)(i64 *, i64, i64 *);
@@ -776,26 +776,41 @@ static void release_items(struct items *it)
     PyMem_Free(it->lens);
 }
 
-/* loads_pieces takes the blob of size pieces of lens bytes each, one after
- * another, and returns the list of their unpickled objects. */
-static PyObject *loads_pieces(i64 blob, const i64 *lens, long long size)
+/* loads_pieces returns the list of the size objects whose pickles, of lens
+ * bytes each, lie one after another in the received bytes: the blob's
+ * (rc 0), or the thread's scratch s (rc 1, small results: no call back for
+ * a blob). */
+static PyObject *loads_pieces(i64 rc, const char *s, i64 blob, const i64 *lens, long long size)
 {
     i64 total = 0;
     for (long long r = 0; r < size; r++)
         total += lens[r];
-    PyObject *got = take_blob(blob, total), *out = NULL, *mv = NULL;
-    if (got == NULL || (out = PyList_New(size)) == NULL || (mv = PyMemoryView_FromObject(got)) == NULL) {
+    PyObject *got = NULL, *out = NULL, *mv = NULL;
+    char *copy = NULL;
+    if (rc == 1) {
+        /* Out of the scratch first: unpickling one piece may run code that
+         * receives into the scratch again before the next is read. */
+        if ((copy = PyMem_Malloc(total ? total : 1)) == NULL)
+            return PyErr_NoMemory();
+        memcpy(copy, s, total);
+    } else if ((got = take_blob(blob, total)) == NULL || (mv = PyMemoryView_FromObject(got)) == NULL) {
         Py_XDECREF(got);
-        Py_XDECREF(out);
         return NULL;
     }
+    if ((out = PyList_New(size)) == NULL)
+        goto done;
     i64 off = 0;
     for (long long r = 0; r < size; r++) {
-        /* Each piece a view of the received bytes, which its out-of-band
-         * buffers may keep. */
-        PyObject *piece = PySequence_GetSlice(mv, off, off + lens[r]);
-        PyObject *o = piece == NULL ? NULL : PyObject_CallOneArg(loads, piece);
-        Py_XDECREF(piece);
+        PyObject *o;
+        if (copy != NULL) {
+            o = load(NULL, copy + off, lens[r]);
+        } else {
+            /* Each piece a view of the received bytes, which its
+             * out-of-band buffers may keep. */
+            PyObject *piece = PySequence_GetSlice(mv, off, off + lens[r]);
+            o = piece == NULL ? NULL : PyObject_CallOneArg(loads, piece);
+            Py_XDECREF(piece);
+        }
         if (o == NULL) {
             Py_CLEAR(out);
             break;
@@ -803,8 +818,10 @@ static PyObject *loads_pieces(i64 blob, const i64 *lens, long long size)
         PyList_SET_ITEM(out, r, o);
         off += lens[r];
     }
-    Py_DECREF(mv);
-    Py_DECREF(got);
+done:
+    PyMem_Free(copy);
+    Py_XDECREF(mv);
+    Py_XDECREF(got);
     return out;
 }
 
@@ -825,23 +842,25 @@ static PyObject *f_gather_obj(PyObject *self, PyObject *const *args, Py_ssize_t 
     if (data == NULL)
         return NULL;
     i64 *lens = PyMem_Calloc(size, sizeof(i64)), blob = 0, rc;
-    if (lens == NULL) {
+    char *s = scratch();
+    if (lens == NULL || s == NULL) {
+        PyMem_Free(lens);
         PyBuffer_Release(&v);
         Py_DECREF(data);
         return PyErr_NoMemory();
     }
     Py_BEGIN_ALLOW_THREADS
-    rc = pm_gather_obj(h, root, all, v.len ? v.buf : NULL, v.len, lens, size, &blob);
+    rc = pm_gather_obj(h, root, all, v.len ? v.buf : NULL, v.len, lens, size, s, SCRATCH, &blob);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&v);
     Py_DECREF(data);
     PyObject *out = NULL;
     if (rc < 0)
         fail(rc);
-    else if (blob == 0)
+    else if (rc == 0 && blob == 0)
         out = Py_NewRef(Py_None);
     else
-        out = loads_pieces(blob, lens, size);
+        out = loads_pieces(rc, s, blob, lens, size);
     PyMem_Free(lens);
     return out;
 }
@@ -865,18 +884,27 @@ static PyObject *f_scatter_obj(PyObject *self, PyObject *const *args, Py_ssize_t
     struct items it;
     i64 blob = 0, size = 0, rc;
     PyObject *out = NULL;
+    char *s = scratch();
     if (pickle_items(items, k, &it) < 0)
         goto done;
+    if (s == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
     Py_BEGIN_ALLOW_THREADS
-    rc = pm_scatter_obj(a[0], a[1], it.addrs, it.lens, k, &blob, &size);
+    rc = pm_scatter_obj(a[0], a[1], it.addrs, it.lens, k, s, SCRATCH, &blob, &size);
     Py_END_ALLOW_THREADS
     if (rc < 0) {
         fail(rc);
         goto done;
     }
-    PyObject *data = take_blob(blob, size);
-    if (data != NULL)
-        out = load(data, NULL, size);
+    if (rc == 1) {
+        out = load(NULL, s, size);
+    } else {
+        PyObject *data = take_blob(blob, size);
+        if (data != NULL)
+            out = load(data, NULL, size);
+    }
 done:
     release_items(&it);
     return out;
@@ -899,19 +927,20 @@ static PyObject *f_alltoall_obj(PyObject *self, PyObject *const *args, Py_ssize_
     struct items it;
     i64 *rlens = NULL, blob = 0, rc;
     PyObject *out = NULL;
+    char *s = scratch();
     if (pickle_items(items, k, &it) < 0)
         goto done;
-    if ((rlens = PyMem_Calloc(k, sizeof(i64))) == NULL) {
+    if ((rlens = PyMem_Calloc(k, sizeof(i64))) == NULL || s == NULL) {
         PyErr_NoMemory();
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
-    rc = pm_alltoall_obj(a[0], it.addrs, it.lens, rlens, k, &blob);
+    rc = pm_alltoall_obj(a[0], it.addrs, it.lens, rlens, k, s, SCRATCH, &blob);
     Py_END_ALLOW_THREADS
     if (rc < 0)
         fail(rc);
     else
-        out = loads_pieces(blob, rlens, k);
+        out = loads_pieces(rc, s, blob, rlens, k);
 done:
     release_items(&it);
     PyMem_Free(rlens);

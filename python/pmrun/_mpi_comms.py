@@ -74,6 +74,8 @@ if _FAST:
     _f_send_obj, _f_recv_obj = _bridge.fast.send_obj, _bridge.fast.recv_obj
     _f_bcast, _f_gather, _f_scatter = _bridge.fast.bcast, _bridge.fast.gather, _bridge.fast.scatter
     _f_reduce, _f_barrier, _f_bcast_obj = _bridge.fast.reduce, _bridge.fast.barrier, _bridge.fast.bcast_obj
+    _f_gather_obj, _f_scatter_obj, _f_alltoall_obj = (_bridge.fast.gather_obj, _bridge.fast.scatter_obj,
+                                                      _bridge.fast.alltoall_obj)
     _bridge.fast.bind_types(Op, IN_PLACE, Request)
     _f_isend, _f_irecv, _f_probe = _bridge.fast.isend, _bridge.fast.irecv, _bridge.fast.probe
     _f_alltoall, _f_gatherv = _bridge.fast.alltoall, _bridge.fast.gatherv
@@ -662,10 +664,13 @@ class Comm(_Handle):
         _call(_lib.pm_barrier(self._chk(), _bridge.ctypes.byref(out)))
         return Request._new(out.value, "coll")
 
+    # The object collectives go straight into pmrun._fast when it is there
+    # (a frame less per call: mpi4py's are one call into compiled code).
+
     def bcast(self, obj=None, root=0):
+        if _FAST and self._h:
+            return _f_bcast_obj(self._h, root, self._rank == root, obj)
         h = self._chk()
-        if _FAST:
-            return _f_bcast_obj(h, root, self._rank == root, obj)
         blob, size = _out(), _out()
         if self._rank == root:
             data = _joined(_dumps(obj))
@@ -685,7 +690,7 @@ class Comm(_Handle):
         data = _joined(_dumps(obj))
         lens = (_bridge.c_int64 * self._size)()
         blob = _out()
-        _call(_lib.pm_gather_obj(h, root, all_, data, len(data), lens, len(lens),
+        _call(_lib.pm_gather_obj(h, root, all_, data, len(data), lens, len(lens), None, 0,
                                  _bridge.ctypes.byref(blob)))
         if not blob.value:
             return None
@@ -693,12 +698,22 @@ class Comm(_Handle):
         return _split_blob(_take_blob(blob.value, sum(lens)), lens)
 
     def gather(self, sendobj, root=0):
+        if _FAST and self._h:
+            return _f_gather_obj(self._h, root, 0, self._size, sendobj)
         return self._gather_obj(sendobj, root, 0)
 
     def allgather(self, sendobj):
+        if _FAST and self._h:
+            return _f_gather_obj(self._h, 0, 1, self._size, sendobj)
         return self._gather_obj(sendobj, 0, 1)
 
     def scatter(self, sendobj=None, root=0):
+        h = self._h
+        if _FAST and h:
+            if self._rank != root:
+                return _f_scatter_obj(h, root, None)
+            if type(sendobj) is list and len(sendobj) == self._size:
+                return _f_scatter_obj(h, root, sendobj)
         h = self._chk()
         blob, size = _out(), _out()
         if self._rank == root:
@@ -709,16 +724,19 @@ class Comm(_Handle):
             if _FAST:
                 return _bridge.fast.scatter_obj(h, root, items)
             pp = _Parts([_joined(_dumps(x)) for x in items])
-            _call(_lib.pm_scatter_obj(h, root, pp.addrs, pp.lens, pp.k,
+            _call(_lib.pm_scatter_obj(h, root, pp.addrs, pp.lens, pp.k, None, 0,
                                       _bridge.ctypes.byref(blob), _bridge.ctypes.byref(size)))
         elif _FAST:
             return _bridge.fast.scatter_obj(h, root, None)
         else:
-            _call(_lib.pm_scatter_obj(h, root, None, None, 0, _bridge.ctypes.byref(blob),
+            _call(_lib.pm_scatter_obj(h, root, None, None, 0, None, 0, _bridge.ctypes.byref(blob),
                                       _bridge.ctypes.byref(size)))
         return _loads(memoryview(_take_blob(blob.value, size.value)))
 
     def alltoall(self, sendobj):
+        h = self._h
+        if _FAST and h and type(sendobj) is list and len(sendobj) == self._size:
+            return _f_alltoall_obj(h, sendobj)
         h = self._chk()
         items = list(sendobj)
         if len(items) != self._size:
@@ -729,7 +747,7 @@ class Comm(_Handle):
         pp = _Parts([_joined(_dumps(x)) for x in items])
         rlens = (_bridge.c_int64 * self._size)()
         blob = _out()
-        _call(_lib.pm_alltoall_obj(h, pp.addrs, pp.lens, rlens, pp.k,
+        _call(_lib.pm_alltoall_obj(h, pp.addrs, pp.lens, rlens, pp.k, None, 0,
                                    _bridge.ctypes.byref(blob)))
         rl = list(rlens)
         return _split_blob(_take_blob(blob.value, sum(rl)), rl)

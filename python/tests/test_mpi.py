@@ -1095,6 +1095,29 @@ class HotPaths(unittest.TestCase):
         self.assertEqual(comm.scatter([("i", r) for r in range(size)] if rank == root else None,
                                       root=root), ("i", rank))
 
+    def test_small_objects_stay_their_own(self):
+        # Small results arrive through memory that the next call reuses: what
+        # an earlier call returned (out-of-band arrays included) must not change.
+        if np is None:
+            self.skipTest("numpy is not installed for %s" % sys.executable)
+        got = comm.allgather(np.full(4, rank, dtype=np.int64))
+        swapped = comm.alltoall([np.full(3, rank * 10 + d) for d in range(size)])
+        mine = comm.scatter([np.full(2, r) for r in range(size)] if rank == 0 else None, root=0)
+        at_root = comm.gather(("g", np.full(2, rank)), root=0)
+        comm.allgather(np.full(4, -1, dtype=np.int64))
+        comm.alltoall([np.full(3, -1) for _ in range(size)])
+        comm.scatter([np.full(2, -1) for _ in range(size)] if rank == 0 else None, root=0)
+        comm.gather(("g", np.full(2, -1)), root=0)
+        self.assertEqual([a.tolist() for a in got], [[r] * 4 for r in range(size)])
+        self.assertEqual([a.tolist() for a in swapped], [[s * 10 + rank] * 3 for s in range(size)])
+        self.assertEqual(mine.tolist(), [rank] * 2)
+        if rank == 0:
+            self.assertEqual([(t, a.tolist()) for t, a in at_root], [("g", [r] * 2) for r in range(size)])
+        got[0][0] = 9  # writable, and its own memory
+        self.assertEqual(got[0].tolist(), [9, 0, 0, 0])
+        if size > 1:
+            self.assertEqual(got[1].tolist(), [1] * 4)
+
     def test_user_serialiser(self):
         # Strings, numbers and bytes too go through MPI.pickle once it is the
         # user's, on both sides.
