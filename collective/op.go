@@ -2,6 +2,7 @@ package collective
 
 import (
 	"cmp"
+	"sync/atomic"
 
 	"github.com/pmrun/pmrun/comm"
 )
@@ -62,37 +63,45 @@ type Ordered interface {
 
 // Sum adds.
 func Sum[T comm.Number]() Op[T] {
-	return loop("sum", func(in, inout []T) {
-		for i := range inout {
-			inout[i] += in[i]
-		}
+	return builtinOp(&sumOps, func() Op[T] {
+		return loop("sum", func(in, inout []T) {
+			for i := range inout {
+				inout[i] += in[i]
+			}
+		})
 	})
 }
 
 // Prod multiplies.
 func Prod[T comm.Number]() Op[T] {
-	return loop("prod", func(in, inout []T) {
-		for i := range inout {
-			inout[i] *= in[i]
-		}
+	return builtinOp(&prodOps, func() Op[T] {
+		return loop("prod", func(in, inout []T) {
+			for i := range inout {
+				inout[i] *= in[i]
+			}
+		})
 	})
 }
 
 // Min keeps the smaller value.
 func Min[T Ordered]() Op[T] {
-	return loop("min", func(in, inout []T) {
-		for i := range inout {
-			inout[i] = min(in[i], inout[i])
-		}
+	return builtinOp(&minOps, func() Op[T] {
+		return loop("min", func(in, inout []T) {
+			for i := range inout {
+				inout[i] = min(in[i], inout[i])
+			}
+		})
 	})
 }
 
 // Max keeps the larger value.
 func Max[T Ordered]() Op[T] {
-	return loop("max", func(in, inout []T) {
-		for i := range inout {
-			inout[i] = max(in[i], inout[i])
-		}
+	return builtinOp(&maxOps, func() Op[T] {
+		return loop("max", func(in, inout []T) {
+			for i := range inout {
+				inout[i] = max(in[i], inout[i])
+			}
+		})
 	})
 }
 
@@ -105,58 +114,72 @@ func truth[T Integer](b bool) T {
 
 // Land is logical and (non-zero is true; the result is 0 or 1).
 func Land[T Integer]() Op[T] {
-	return elementwise("land", func(a, b T) T { return truth[T](a != 0 && b != 0) })
+	return builtinOp(&landOps, func() Op[T] {
+		return elementwise("land", func(a, b T) T { return truth[T](a != 0 && b != 0) })
+	})
 }
 
 // Lor is logical or.
 func Lor[T Integer]() Op[T] {
-	return elementwise("lor", func(a, b T) T { return truth[T](a != 0 || b != 0) })
+	return builtinOp(&lorOps, func() Op[T] {
+		return elementwise("lor", func(a, b T) T { return truth[T](a != 0 || b != 0) })
+	})
 }
 
 // Band is bitwise and.
 func Band[T Integer]() Op[T] {
-	return loop("band", func(in, inout []T) {
-		for i := range inout {
-			inout[i] &= in[i]
-		}
+	return builtinOp(&bandOps, func() Op[T] {
+		return loop("band", func(in, inout []T) {
+			for i := range inout {
+				inout[i] &= in[i]
+			}
+		})
 	})
 }
 
 // Bor is bitwise or.
 func Bor[T Integer]() Op[T] {
-	return loop("bor", func(in, inout []T) {
-		for i := range inout {
-			inout[i] |= in[i]
-		}
+	return builtinOp(&borOps, func() Op[T] {
+		return loop("bor", func(in, inout []T) {
+			for i := range inout {
+				inout[i] |= in[i]
+			}
+		})
 	})
 }
 
 // Bxor is bitwise exclusive or.
 func Bxor[T Integer]() Op[T] {
-	return loop("bxor", func(in, inout []T) {
-		for i := range inout {
-			inout[i] ^= in[i]
-		}
+	return builtinOp(&bxorOps, func() Op[T] {
+		return loop("bxor", func(in, inout []T) {
+			for i := range inout {
+				inout[i] ^= in[i]
+			}
+		})
 	})
 }
 
 // MaxLoc keeps the larger value and its index; on ties, the smaller index.
 func MaxLoc[T cmp.Ordered]() Op[Loc[T]] {
-	return elementwise("maxloc", func(a, b Loc[T]) Loc[T] {
-		if a.Value > b.Value || a.Value == b.Value && a.Index < b.Index {
-			return a
-		}
-		return b
+	return builtinOp(&maxLocOps, func() Op[Loc[T]] {
+		return elementwise("maxloc", func(a, b Loc[T]) Loc[T] {
+			if a.Value > b.Value || a.Value == b.Value && a.Index < b.Index {
+				return a
+			}
+			return b
+		})
 	})
 }
 
 // MinLoc keeps the smaller value and its index; on ties, the smaller index.
 func MinLoc[T cmp.Ordered]() Op[Loc[T]] {
-	return elementwise("minloc", func(a, b Loc[T]) Loc[T] {
-		if a.Value < b.Value || a.Value == b.Value && a.Index < b.Index {
-			return a
-		}
-		return b
+	return builtinOp(&minLocOps, func() Op[Loc[T]] {
+		return elementwise("minloc", func(a, b Loc[T]) Loc[T] {
+			if a.Value < b.Value || a.Value == b.Value && a.Index < b.Index {
+				return a
+			}
+			return b
+		})
 	})
 }
 
@@ -171,4 +194,78 @@ func (op Op[T]) combineRight(acc, higher []T) {
 	}
 	op.Fn(acc, higher)
 	copy(acc, higher)
+}
+
+// A built-in op made at every call (collective.Sum[float64]() in a loop of
+// Allreduce calls, as programs write it) cost an allocation each time: its
+// function captures the element type's dictionary. builtinOp makes each
+// built-in op once per element type among the common ones.
+
+// opKinds counts the element types whose built-in ops are kept (kindOf).
+const opKinds = 19
+
+// The built-in ops made so far, by kind of element type: each slot holds a
+// *Op[T] of its kind's T.
+var sumOps, prodOps, minOps, maxOps, landOps, lorOps, bandOps, borOps, bxorOps,
+	maxLocOps, minLocOps [opKinds]atomic.Value
+
+// builtinOp returns the op that build makes for T, made once for the element
+// types that kindOf numbers (others get a new one every time).
+func builtinOp[T any](made *[opKinds]atomic.Value, build func() Op[T]) Op[T] {
+	k := kindOf[T]()
+	if k < 0 {
+		return build()
+	}
+	if op, ok := made[k].Load().(*Op[T]); ok {
+		return *op
+	}
+	op := build()
+	made[k].Store(&op) // a race stores an equal op
+	return op
+}
+
+// kindOf numbers the element types whose built-in ops builtinOp keeps, or
+// -1 (named types among them).
+func kindOf[T any]() int {
+	switch any(*new(T)).(type) {
+	case float64:
+		return 0
+	case float32:
+		return 1
+	case int:
+		return 2
+	case int64:
+		return 3
+	case int32:
+		return 4
+	case int16:
+		return 5
+	case int8:
+		return 6
+	case uint:
+		return 7
+	case uint64:
+		return 8
+	case uint32:
+		return 9
+	case uint16:
+		return 10
+	case uint8:
+		return 11
+	case complex64:
+		return 12
+	case complex128:
+		return 13
+	case Loc[float64]:
+		return 14
+	case Loc[float32]:
+		return 15
+	case Loc[int64]:
+		return 16
+	case Loc[int32]:
+		return 17
+	case Loc[int]:
+		return 18
+	}
+	return -1
 }

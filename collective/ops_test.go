@@ -214,3 +214,33 @@ func TestOpsReference(t *testing.T) {
 	checkOp(t, "maxloc", collective.MaxLoc[int](), refMaxLoc[int], loc(func(v int) int { return v }))
 	checkOp(t, "minloc", collective.MinLoc[int](), refMinLoc[int], loc(func(v int) int { return v }))
 }
+
+// The built-in ops of the common element types are made once: a program
+// that writes collective.Sum[float64]() in every call allocates nothing for
+// it. A named element type still gets a working op of its own.
+func TestBuiltinOpsMadeOnce(t *testing.T) {
+	var sink collective.Op[float64]
+	var loc collective.Op[collective.Loc[int]]
+	for name, n := range map[string]float64{
+		"sum":    testing.AllocsPerRun(100, func() { sink = collective.Sum[float64]() }),
+		"max":    testing.AllocsPerRun(100, func() { sink = collective.Max[float64]() }),
+		"maxloc": testing.AllocsPerRun(100, func() { loc = collective.MaxLoc[int]() }),
+	} {
+		if n != 0 {
+			t.Errorf("%s: %v allocations a call, want 0", name, n)
+		}
+	}
+	a, b := []float64{1, 2}, []float64{10, 20}
+	sink.Fn(a, b)
+	if b[0] != 10 || b[1] != 20 { // max, the last one made
+		t.Errorf("max of [1 2] into [10 20]: %v", b)
+	}
+	type celsius float64
+	x, y := []celsius{1.5}, []celsius{2}
+	collective.Sum[celsius]().Fn(x, y)
+	i, j := []int32{6}, []int32{3}
+	collective.Band[int32]().Fn(i, j)
+	if y[0] != 3.5 || j[0] != 2 || loc.Name != "maxloc" {
+		t.Errorf("sum of named type: %v, band 6&3: %v, %q", y[0], j[0], loc.Name)
+	}
+}
