@@ -173,19 +173,54 @@ class Datatype:
 
     @staticmethod
     def _struct(blocklengths, displacements, datatypes):
+        """The type of blocks of datatypes at displacements (bytes), with
+        the bounds MPI gives a typemap: its entries' lowest and highest
+        bytes, the upper one rounded up so that the extent is a multiple of
+        the widest element's alignment (the epsilon, as a C struct's size
+        is: struct {char; float; char} spans 12 bytes, so that count 2
+        finds the second one where C puts it; Open MPI rounds every derived
+        type so). Bounds set by Create_resized on a part are markers that
+        win over its entries' (lower and upper each on its own, and no
+        rounding of an upper one), as in Open MPI and MPICH."""
         blocks = []
-        lo, hi = None, 0
+        lo = hi = lbm = ubm = None
         for n, disp, t in zip(blocklengths, displacements, datatypes):
+            tl, tu = getattr(t, "_markers", (None, None))
             for i in range(n):
                 base = disp + i * t.extent
                 for off, b in t._map():
                     blocks.append((base + off, b))
                 lo = base + t.lb if lo is None else min(lo, base + t.lb)
-                hi = max(hi, base + t.lb + t.extent)
-        lo = lo or 0
+                end = base + t.lb + t.extent
+                hi = end if hi is None else max(hi, end)
+                if tl is not None:
+                    lbm = base + tl if lbm is None else min(lbm, base + tl)
+                if tu is not None:
+                    ubm = base + tu if ubm is None else max(ubm, base + tu)
+        lo = lbm if lbm is not None else (lo or 0)
+        if ubm is not None:
+            hi = ubm
+        else:
+            hi = hi or 0
+            hi += -(hi - lo) % max((b._alignment() for _, b in blocks), default=1)
         size = sum(b.size for _, b in blocks)
-        return Datatype(_name="struct", _size=size, _blocks=blocks, _extent=hi - lo, _lb=lo,
-                        _committed=False)
+        t = Datatype(_name="struct", _size=size, _blocks=blocks, _extent=hi - lo, _lb=lo,
+                     _committed=False)
+        if lbm is not None or ubm is not None:
+            t._markers = (lbm, ubm)  # and so the types made of it
+        return t
+
+    def _alignment(self):
+        """The alignment of a predefined type's elements in C (of a derived
+        type's: its widest element's)."""
+        if self.blocks is not None:
+            return max((b._alignment() for _, b in self.blocks), default=1)
+        f = self.format or "B"
+        if f.startswith("T{"):  # a value-index pair: a struct with an int
+            return max(_natural_align(f[2], 8), 4)
+        if f[-1] == "B" and self.size > 1 or f[-1] == "x":  # bytes of an opaque type
+            return 1
+        return _natural_align(f, self.size)
 
     def Create_resized(self, lb, extent):
         return _made(self._resized(lb, extent), COMBINER_RESIZED, [], [lb, extent], [self])
@@ -193,6 +228,7 @@ class Datatype:
     def _resized(self, lb, extent):
         t = Datatype(self)
         t.lb, t.extent = lb, extent
+        t._markers = (lb, lb + extent)
         if t.blocks is None:
             t.blocks = [(0, self)]
         return t
@@ -439,6 +475,16 @@ def _attrs(t, keyval):
     if d is None:
         d = t._attributes = {}
     return d
+
+
+def _natural_align(fmt, size):
+    """The alignment in C of an element of struct format fmt and size bytes
+    (a complex number's: its parts'; long double's: 16)."""
+    if fmt.startswith("Z"):
+        return _natural_align(fmt[1:], size // 2)
+    if fmt == "g":
+        return 16
+    return {"f": 4, "d": 8, "l": 8}.get(fmt, min(max(size, 1), 16))
 
 
 def _made(t, combiner, ints, addrs, types):

@@ -67,6 +67,44 @@ class Introspection(unittest.TestCase):
             MPI.Datatype.Match_size(MPI.TYPECLASS_REAL, 3)
 
 
+class Bounds(unittest.TestCase):
+    """A derived type's bounds, by MPI's typemap rules: the extent is rounded
+    up to the alignment of its widest element (a C struct's size), and bounds
+    set by Create_resized on a part are markers that win over the rest."""
+
+    def test_extents(self):
+        S, B = MPI.Datatype.Create_struct, MPI.BYTE
+        cases = [
+            (S([1, 1, 1], [0, 4, 8], [B, MPI.FLOAT, B]), 0, 12),  # struct {char; float; char}
+            (S([1, 1, 1], [0, 8, 16], [B, MPI.DOUBLE, B]), 0, 24),
+            (S([1, 1], [0, 16], [MPI.LONG_DOUBLE, B]), 0, 32),
+            (S([1, 1], [0, 8], [MPI.C_DOUBLE_COMPLEX, B]), 0, 16),
+            (MPI.DOUBLE.Create_hvector(2, 1, 4), 0, 16),
+            (MPI.DOUBLE.Create_hvector(2, 1, -12), -12, 24),
+            (MPI.INT.Create_indexed([4] * 3, [1, 6, 12]), 4, 60),
+            (S([1, 1, 1], [0, 4, 8], [B.Create_resized(0, 1), MPI.FLOAT, B]), 0, 1),
+            (S([1, 1], [0, 4], [MPI.FLOAT.Create_resized(0, 4), B]), 0, 4),
+            (S([1, 1], [0, 4], [B, MPI.INT.Create_resized(-4, 16)]), 0, 16),
+            (MPI.FLOAT.Create_resized(-2, 7).Create_vector(2, 1, 3), -2, 28),
+            (S([0, 1], [0, 4], [MPI.DOUBLE, B]), 4, 1),  # empty blocks take no part
+        ]
+        for i, (t, lb, extent) in enumerate(cases):
+            self.assertEqual(t.Get_extent(), (lb, extent), "case %d" % i)
+
+    def test_count_two_structs(self):
+        # The second struct of a count of 2 is where C puts it.
+        t = MPI.Datatype.Create_struct([1, 1, 1], [0, 4, 8], [MPI.BYTE, MPI.FLOAT, MPI.BYTE]).Commit()
+        src = bytes(range(1, 25))
+        dst = bytearray(24)
+        MPI.COMM_SELF.Sendrecv([src, 2, t], 0, 0, [dst, 2, t], 0, 0)
+        want = bytearray(24)
+        for base in (0, 12):
+            for off, n in ((0, 1), (4, 4), (8, 1)):
+                want[base + off:base + off + n] = src[base + off:base + off + n]
+        self.assertEqual(dst, want)
+        t.Free()
+
+
 class Addresses(unittest.TestCase):
     def test_bytes_address(self):
         # the address of a bytes object's own memory (it was 0: a struct of
