@@ -1469,8 +1469,10 @@ class Message:
         return t[0].recv(None, t[1], t[2], status)
 
     def irecv(self):
+        # Comm's own irecv: a subclass's may refuse a receive that only a
+        # matched message can make (mpi4py.util.pkl5's), and wraps this one.
         t = self._take()
-        return Request._new(-1) if t is None else t[0].irecv(None, t[1], t[2])
+        return Request._new(-1) if t is None else Comm.irecv(t[0], None, t[1], t[2])
 
     def Recv(self, buf, status=None):
         t = self._take()

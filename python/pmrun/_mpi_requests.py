@@ -86,9 +86,12 @@ class Request:
         self._keep = None
 
     def __eq__(self, other):
+        # By handle, as mpi4py compares: MPI.Request(req) is req's equal.
         if not isinstance(other, Request):
             return NotImplemented
-        return self is other or (self._isnull() and other._isnull())
+        if self is other or self._h == other._h and self._h > 0:
+            return True
+        return self._isnull() and other._isnull()
 
     def __ne__(self, other):
         r = self.__eq__(other)

@@ -190,9 +190,13 @@ class Pkl5(unittest.TestCase):
         self.assertEqual(got["rank"], src)
         self.assertEqual(got["big"], bytearray(b"%d" % src) * (1 << 19))
         self.assertEqual(st.Get_source(), src)
-        r = c.irecv(source=src, tag=4)
+        with self.assertRaises(RuntimeError):  # as in mpi4py: mprobe(...).irecv() instead
+            c.irecv(source=src, tag=4)
         s = c.issend(("small", rank), dst, tag=4)
-        self.assertEqual(pkl5.Request.waitall([r, s]), [("small", src), None])
+        r = c.mprobe(source=src, tag=4).irecv()
+        sts = [MPI.Status()]
+        self.assertEqual(pkl5.Request.waitall([r, s], sts), [("small", src), None])
+        self.assertEqual((len(sts), sts[0].Get_source()), (2, src))  # extended, as mpi4py's
         self.assertEqual(c.sendrecv(rank, dst, 5, None, src, 5), src)
         self.assertIsNone(c.recv(source=MPI.PROC_NULL))
         c.send("nothing", MPI.PROC_NULL)
@@ -200,13 +204,15 @@ class Pkl5(unittest.TestCase):
     def test_test_and_testall(self):
         c = self.c
         dst, src = (rank + 1) % size, (rank - 1) % size
-        r = c.irecv(source=src, tag=6)
+        r = c.issend([rank] * 3, dst, tag=6)
         c.Barrier()
-        self.assertEqual(r.test(), (False, None))  # nothing sent yet
+        self.assertEqual(r.test(), (False, None))  # not received yet
         c.Barrier()
-        c.send([rank] * 3, dst, tag=6)
-        self.assertEqual(r.wait(), [src] * 3)
-        self.assertEqual(r.test(), (True, [src] * 3))
+        m = c.mprobe(source=src, tag=6).irecv()
+        self.assertEqual(m.wait(), [src] * 3)
+        self.assertIsNone(r.wait())
+        self.assertEqual(m.test(), (True, None))  # completed: as a null request, as mpi4py's
+        self.assertEqual(r, MPI.Request(r[0]))
         reqs = [c.isend(i, dst, tag=7) for i in range(3)]
         got = [c.recv(source=src, tag=7) for _ in range(3)]
         self.assertEqual(got, [0, 1, 2])

@@ -20,6 +20,20 @@ from mpi4py.MPI import ANY_SOURCE, ANY_TAG, PROC_NULL  # noqa: F401 - part of th
 
 __all__ = ["Pickle", "pickle", "Request", "Message", "Comm", "Intracomm", "Intercomm"]
 
+_PROTOCOL = max(_pickle.HIGHEST_PROTOCOL, 5)  # a negative PROTOCOL means this one
+
+
+class _BigMPI:
+    """mpi4py splits the buffers of messages over 2 GiB into blocks of
+    blocksize bytes, since MPI's counts are C ints; pmrun's are 64-bit, so
+    any buffer travels whole and blocksize changes nothing. Kept so that
+    code that sets it (mpi4py's own tests do) runs unchanged."""
+
+    blocksize = 1 << 30
+
+
+_bigmpi = _BigMPI()
+
 
 class Pickle:
     """How pkl5 serialises objects: dumps(obj) gives the pickle and a list of
@@ -43,9 +57,14 @@ class Pickle:
             bufs.append(buf)
             return False
 
-        if self.PROTOCOL < 5:
-            return self._dumps(obj, self.PROTOCOL), bufs
-        return self._dumps(obj, self.PROTOCOL, buffer_callback=oob), bufs
+        protocol = self.PROTOCOL
+        if protocol is None:  # MPI.pickle's
+            protocol = MPI.Pickle().PROTOCOL
+        if protocol < 0:
+            protocol = _PROTOCOL
+        if protocol < 5:
+            return self._dumps(obj, protocol), bufs
+        return self._dumps(obj, protocol, buffer_callback=oob), bufs
 
     def loads(self, data, bufs):
         """The object of dumps's (data, bufs)."""
@@ -126,14 +145,14 @@ class Request(_Handles):
         return all(r.Get_status(status) for r in self)
 
     def _finish(self, msg):
-        self._result = (_unpack(msg) if self._recv() else None,)
-        return self._result[0]
+        self._completed = True  # a completed request then tests as a null one
+        return _unpack(msg) if self._recv() else None
 
     def test(self, status=None):
-        """(True, the received object or None) once complete, else (False, None)."""
-        done = getattr(self, "_result", None)
-        if done is not None:
-            return True, done[0]
+        """(True, the received object or None) once complete, else (False, None);
+        (True, None) once completed before, as mpi4py's."""
+        if getattr(self, "_completed", False):
+            return True, None
         flag, msg = self[0].test(status)
         if not flag:
             return False, None
@@ -141,14 +160,14 @@ class Request(_Handles):
 
     def wait(self, status=None):
         """Waits for completion; the received object, or None for a send."""
-        done = getattr(self, "_result", None)
-        if done is not None:
-            return done[0]
+        if getattr(self, "_completed", False):
+            return None
         return self._finish(self[0].wait(status))
 
     @classmethod
     def testall(cls, requests, statuses=None):
         """(True, [objects]) once every request is complete, else (False, None)."""
+        _extend(statuses, len(requests))
         flags = [r.test(_nth(statuses, i))[0] for i, r in enumerate(requests)]
         if not all(flags):
             return False, None
@@ -157,7 +176,14 @@ class Request(_Handles):
     @classmethod
     def waitall(cls, requests, statuses=None):
         """Waits for every request; their objects in order."""
+        _extend(statuses, len(requests))
         return [r.wait(_nth(statuses, i)) for i, r in enumerate(requests)]
+
+
+def _extend(statuses, n):
+    """A list of statuses shorter than n requests gets more, as mpi4py's."""
+    if isinstance(statuses, list) and len(statuses) < n:
+        statuses.extend(MPI.Status() for _ in range(n - len(statuses)))
 
 
 def _nth(statuses, i):
@@ -204,28 +230,31 @@ class Comm(MPI.Comm):
     """A communicator whose object methods use pkl5's serialisation."""
 
     def send(self, obj, dest, tag=0):
-        MPI.Comm.send(self, _pack(obj), dest, tag)
+        super().send(_pack(obj), dest, tag)
 
     def bsend(self, obj, dest, tag=0):
-        MPI.Comm.bsend(self, _pack(obj), dest, tag)
+        super().bsend(_pack(obj), dest, tag)
 
     def ssend(self, obj, dest, tag=0):
-        MPI.Comm.ssend(self, _pack(obj), dest, tag)
+        super().ssend(_pack(obj), dest, tag)
 
     def isend(self, obj, dest, tag=0):
-        return _request(MPI.Comm.isend(self, _pack(obj), dest, tag), False)
+        return _request(super().isend(_pack(obj), dest, tag), False)
 
     def ibsend(self, obj, dest, tag=0):
-        return _request(MPI.Comm.ibsend(self, _pack(obj), dest, tag), False)
+        return _request(super().ibsend(_pack(obj), dest, tag), False)
 
     def issend(self, obj, dest, tag=0):
-        return _request(MPI.Comm.issend(self, _pack(obj), dest, tag), False)
+        return _request(super().issend(_pack(obj), dest, tag), False)
 
     def recv(self, buf=None, source=ANY_SOURCE, tag=ANY_TAG, status=None):
-        return _unpack(MPI.Comm.recv(self, None, source, tag, status))
+        return _unpack(super().recv(None, source, tag, status))
 
     def irecv(self, buf=None, source=ANY_SOURCE, tag=ANY_TAG):
-        return _request(MPI.Comm.irecv(self, None, source, tag), True)
+        """Refused, as mpi4py's pkl5 refuses it (a pkl5 message is received
+        whole once matched): mprobe(...).irecv() is the nonblocking receive."""
+        raise RuntimeError("pkl5: irecv is unsupported, as in mpi4py; "
+                           "use comm.mprobe(source, tag).irecv()")
 
     def sendrecv(self, sendobj, dest, sendtag=0, recvbuf=None, source=ANY_SOURCE,
                  recvtag=ANY_TAG, status=None):
@@ -236,41 +265,48 @@ class Comm(MPI.Comm):
             req.wait()
 
     def mprobe(self, source=ANY_SOURCE, tag=ANY_TAG, status=None):
-        return Message(MPI.Comm.mprobe(self, source, tag, status))
+        return Message(super().mprobe(source, tag, status))
 
     def improbe(self, source=ANY_SOURCE, tag=ANY_TAG, status=None):
-        m = MPI.Comm.improbe(self, source, tag, status)
+        m = super().improbe(source, tag, status)
         return None if m is None else Message(m)
 
+    def _root(self, root):
+        """Whether this rank is root's: the root of an intracommunicator, the
+        side that passes MPI.ROOT on an intercommunicator."""
+        return root == MPI.ROOT if self.Is_inter() else self.Get_rank() == root
+
     def bcast(self, obj, root=0):
-        if self.Get_rank() == root:
-            MPI.Comm.bcast(self, _pack(obj), root)
-            return obj  # root keeps its own object, as with mpi4py's pkl5
-        return _unpack(MPI.Comm.bcast(self, None, root))
+        if self._root(root):
+            super().bcast(_pack(obj), root)
+            # The root keeps its own object, as with mpi4py's pkl5 (the
+            # intercommunicator's root side gets None).
+            return None if self.Is_inter() else obj
+        return _unpack(super().bcast(None, root))
 
     def gather(self, sendobj, root=0):
-        msgs = MPI.Comm.gather(self, _pack(sendobj), root)
+        msgs = super().gather(_pack(sendobj), root)
         return None if msgs is None else [_unpack(m) for m in msgs]
 
     def scatter(self, sendobj, root=0):
         msgs = None
-        if self.Get_rank() == root:
+        if self._root(root):
             objs = list(sendobj)
             if len(objs) != self.Get_size():
                 raise ValueError("scatter: expected %d objects, got %d"
                                  % (self.Get_size(), len(objs)))
             msgs = [_pack(o) for o in objs]
-        return _unpack(MPI.Comm.scatter(self, msgs, root))
+        return _unpack(super().scatter(msgs, root))
 
     def allgather(self, sendobj):
-        return [_unpack(m) for m in MPI.Comm.allgather(self, _pack(sendobj))]
+        return [_unpack(m) for m in super().allgather(_pack(sendobj))]
 
     def alltoall(self, sendobj):
         objs = list(sendobj)
         if len(objs) != self.Get_size():
             raise ValueError("alltoall: expected %d objects, got %d"
                              % (self.Get_size(), len(objs)))
-        return [_unpack(m) for m in MPI.Comm.alltoall(self, [_pack(o) for o in objs])]
+        return [_unpack(m) for m in super().alltoall([_pack(o) for o in objs])]
 
 
 class Intracomm(Comm, MPI.Intracomm):
