@@ -653,16 +653,16 @@ INTEGER1 = _predef("INTEGER1", "b", 1, _T_INT8)
 INTEGER2 = _predef("INTEGER2", "h", 2, _T_INT16)
 INTEGER4 = _predef("INTEGER4", "i", 4, _T_INT32)
 INTEGER8 = _predef("INTEGER8", "q", 8, _T_INT64)
-INTEGER16 = _predef("INTEGER16", "16x", 16)
-REAL2 = _predef("REAL2", "e", 2)
 REAL4 = _predef("REAL4", "f", 4, _T_FLOAT32)
 REAL8 = _predef("REAL8", "d", 8, _T_FLOAT64)
 REAL16 = _predef("REAL16", "g", 16)
-COMPLEX4 = _predef("COMPLEX4", "4x", 4)
 COMPLEX8 = _predef("COMPLEX8", "Zf", 8, _T_COMPLEX64)
 COMPLEX16 = _predef("COMPLEX16", "Zd", 16, _T_COMPLEX128)
 COMPLEX32 = _predef("COMPLEX32", "Zg", 32)
 DOUBLE_COMPLEX = _predef("DOUBLE_COMPLEX", "Zd", 16, _T_COMPLEX128)
+# Fortran kinds that Open MPI built with gfortran reports as null, as
+# mpi4py then shows them.
+INTEGER16 = REAL2 = COMPLEX4 = DATATYPE_NULL
 UB = _predef("UB", "0x", 0)
 LB = _predef("LB", "0x", 0)
 _PAIRS = {FLOAT_INT: ("f", 0, 4), DOUBLE_INT: ("d", 0, 8), LONG_INT: ("q", 0, 8),
@@ -678,16 +678,59 @@ _BY_FORMAT = {
 }
 
 
-# mpi4py's private maps from typecodes to datatypes, which scripts use.
-_typedict = {c: _BY_FORMAT[c] for c in "?cbBhHiIlLqQfdgFDG" if c in _BY_FORMAT}
-_typedict.update({"F": C_FLOAT_COMPLEX, "D": C_DOUBLE_COMPLEX, "G": C_LONG_DOUBLE_COMPLEX,
-                  "l": LONG, "L": UNSIGNED_LONG, "q": LONG_LONG, "Q": UNSIGNED_LONG_LONG,
-                  "i": INT, "I": UNSIGNED, "h": SHORT, "H": UNSIGNED_SHORT, "b": SIGNED_CHAR,
-                  "B": UNSIGNED_CHAR, "c": CHAR, "?": C_BOOL, "f": FLOAT, "d": DOUBLE,
-                  "g": LONG_DOUBLE})
-_typedict_c = dict(_typedict)
-_typedict_f = {"l": LOGICAL, "i": INTEGER, "s": REAL, "r": REAL, "d": DOUBLE_PRECISION,
-               "c": COMPLEX, "z": DOUBLE_COMPLEX}
+# mpi4py's private maps from typecodes to datatypes, which scripts use
+# (MPI._typedict[array.dtype.char]) and mpi4py.util.dtlib reads: the same
+# keys as mpi4py's, struct/numpy characters and numpy's sized codes.
+_typedict_c = {
+    "?": C_BOOL, "b": SIGNED_CHAR, "h": SHORT, "i": INT, "l": LONG, "q": LONG_LONG,
+    "B": UNSIGNED_CHAR, "H": UNSIGNED_SHORT, "I": UNSIGNED, "L": UNSIGNED_LONG,
+    "Q": UNSIGNED_LONG_LONG, "f": FLOAT, "d": DOUBLE, "g": LONG_DOUBLE,
+    "F": C_FLOAT_COMPLEX, "D": C_DOUBLE_COMPLEX, "G": C_LONG_DOUBLE_COMPLEX,
+    "b1": C_BOOL, "i1": INT8_T, "i2": INT16_T, "i4": INT32_T, "i8": INT64_T,
+    "u1": UINT8_T, "u2": UINT16_T, "u4": UINT32_T, "u8": UINT64_T,
+    "f4": FLOAT, "f8": DOUBLE, "f16": LONG_DOUBLE,
+    "c8": C_FLOAT_COMPLEX, "c16": C_DOUBLE_COMPLEX, "c32": C_LONG_DOUBLE_COMPLEX,
+}
+_typedict = dict(_typedict_c)
+_typedict.update({
+    "c": CHAR, "s": CHAR, "S": CHAR, "S1": CHAR, "1s": CHAR,
+    "w": WCHAR, "U": WCHAR, "U1": WCHAR, "1w": WCHAR, "u": UINT16_T, "1u": UINT16_T,
+    "p": AINT, "n": COUNT, "N": UNSIGNED_LONG, "P": UNSIGNED_LONG,
+    "Zf": C_FLOAT_COMPLEX, "Zd": C_DOUBLE_COMPLEX, "Zg": C_LONG_DOUBLE_COMPLEX,
+})
+_typedict_f = {
+    "?": LOGICAL, "?1": LOGICAL1, "?2": LOGICAL2, "?4": LOGICAL4, "?8": LOGICAL8,
+    "l": LOGICAL, "i": INTEGER, "i1": INTEGER1, "i2": INTEGER2, "i4": INTEGER4, "i8": INTEGER8,
+    "s": REAL, "r": REAL, "r4": REAL4, "r8": REAL8, "r16": REAL16, "d": DOUBLE_PRECISION,
+    "c": COMPLEX, "z": DOUBLE_COMPLEX, "c8": COMPLEX8, "c16": COMPLEX16, "c32": COMPLEX32,
+}
+
+
+# mpi4py's private MPI._typecode: the typecode of a predefined datatype
+# (a key of _typedict, of the sized kind for the sized types), by name.
+_TYPECODES = {
+    "MPI_AINT": "p", "MPI_OFFSET": "p", "MPI_COUNT": "p", "MPI_C_BOOL": "?", "MPI_BYTE": "B",
+    "MPI_PACKED": "B", "MPI_CHAR": "c", "MPI_CHARACTER": "c", "MPI_SIGNED_CHAR": "b",
+    "MPI_UNSIGNED_CHAR": "B", "MPI_SHORT": "h", "MPI_UNSIGNED_SHORT": "H", "MPI_INT": "i",
+    "MPI_UNSIGNED": "I", "MPI_LONG": "l", "MPI_UNSIGNED_LONG": "L", "MPI_LONG_LONG": "q",
+    "MPI_UNSIGNED_LONG_LONG": "Q", "MPI_FLOAT": "f", "MPI_DOUBLE": "d", "MPI_LONG_DOUBLE": "g",
+    "MPI_C_COMPLEX": "F", "MPI_C_FLOAT_COMPLEX": "F", "MPI_C_DOUBLE_COMPLEX": "D",
+    "MPI_C_LONG_DOUBLE_COMPLEX": "G", "MPI_WCHAR": "U", "MPI_INTEGER": "i", "MPI_REAL": "f",
+    "MPI_DOUBLE_PRECISION": "d", "MPI_COMPLEX": "F", "MPI_DOUBLE_COMPLEX": "D",
+    "MPI_REAL4": "f4", "MPI_REAL8": "f8", "MPI_REAL16": "f16",
+    "MPI_COMPLEX8": "c8", "MPI_COMPLEX16": "c16", "MPI_COMPLEX32": "c32",
+}
+_TYPECODES.update({"MPI_INT%d_T" % (8 * n): "i%d" % n for n in (1, 2, 4, 8)})
+_TYPECODES.update({"MPI_UINT%d_T" % (8 * n): "u%d" % n for n in (1, 2, 4, 8)})
+_TYPECODES.update({"MPI_INTEGER%d" % n: "i%d" % n for n in (1, 2, 4, 8)})
+
+
+def _typecode(datatype):
+    """The typecode of a predefined datatype, or None (derived types, pairs,
+    LOGICAL...)."""
+    if not isinstance(datatype, Datatype) or datatype._env is not None:
+        return None
+    return _TYPECODES.get(datatype.name)
 
 
 def _datatype_of(fmt, itemsize):

@@ -1,114 +1,182 @@
 """mpi4py.util.dtlib under pmrun: conversions between numpy dtypes and MPI
-datatypes (predefined ones, and derived ones as structured dtypes)."""
+datatypes, as mpi4py's: a numpy record becomes a struct resized to its
+itemsize, a sub-array a contiguous or subarray type; an MPI datatype becomes
+the dtype its constructors describe (a sub-array for a contiguous or subarray
+type, a record of one field per block for vector, indexed and struct types,
+aligned when every field sits at its alignment), read back through decode()."""
+
+import struct as _struct
 
 from mpi4py import MPI
 
 __all__ = ["from_numpy_dtype", "to_numpy_dtype"]
 
 
-def _np():
+def _dtype(spec):
     try:
-        import numpy
+        from numpy import dtype
     except ImportError:
         raise RuntimeError("mpi4py.util.dtlib needs NumPy, which is not installed") from None
-    return numpy
+    return dtype(spec)
 
 
-# numpy type characters of the predefined types mpi4py maps them to.
-_FROM_CHAR = {
-    "?": MPI.C_BOOL, "b": MPI.SIGNED_CHAR, "h": MPI.SHORT, "i": MPI.INT, "l": MPI.LONG,
-    "q": MPI.LONG_LONG, "B": MPI.UNSIGNED_CHAR, "H": MPI.UNSIGNED_SHORT, "I": MPI.UNSIGNED,
-    "L": MPI.UNSIGNED_LONG, "Q": MPI.UNSIGNED_LONG_LONG, "f": MPI.FLOAT, "d": MPI.DOUBLE,
-    "g": MPI.LONG_DOUBLE, "F": MPI.C_FLOAT_COMPLEX, "D": MPI.C_DOUBLE_COMPLEX,
-    "G": MPI.C_LONG_DOUBLE_COMPLEX, "S": MPI.CHAR, "U": MPI.WCHAR,
-}
+_F90 = (MPI.COMBINER_F90_INTEGER, MPI.COMBINER_F90_REAL, MPI.COMBINER_F90_COMPLEX)
 
-# Predefined datatypes (by name) -> numpy dtype strings, for those whose
-# element format alone would say something else.
-_TO_DTYPE = {
-    "MPI_CHAR": "S1", "MPI_CHARACTER": "S1", "MPI_SIGNED_CHAR": "i1", "MPI_WCHAR": "U1",
-    "MPI_BYTE": "u1", "MPI_PACKED": "u1", "MPI_C_BOOL": "?", "MPI_LOGICAL": "i4",
-}
 
-_COMPLEX = {"Zf": "c8", "Zd": "c16", "Zg": "clongdouble"}
+def _get_alignment_ctypes(typecode):
+    """The alignment of a C element of a typecode ('i', 'f8', 'c16', 'p'...),
+    as ctypes lays it out in a struct after one char."""
+    import ctypes
+
+    if typecode in ("p", "n", "P", "N"):
+        typecode = ("i" if typecode in "pn" else "u") + str(ctypes.sizeof(ctypes.c_void_p))
+    if typecode in ("F", "D", "G"):
+        typecode = typecode.lower()
+    if len(typecode) > 1:
+        kind, size = typecode[0], int(typecode[1:])
+        if kind == "c":  # a complex number aligns as its parts
+            kind, size = "f", size // 2
+        candidates = {
+            "b": [ctypes.c_bool],
+            "i": [ctypes.c_int8, ctypes.c_int16, ctypes.c_int32, ctypes.c_int64],
+            "u": [ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ctypes.c_uint64],
+            "f": [ctypes.c_float, ctypes.c_double, ctypes.c_longdouble],
+        }[kind]
+        typecode = next(c for c in candidates if ctypes.sizeof(c) == size)._type_
+    elem = type("elem", (ctypes._SimpleCData,), {"_type_": typecode})
+    pair = type("pair", (ctypes.Structure,), {"_fields_": [("pad", ctypes.c_char), ("elem", elem)]})
+    return pair.elem.offset
+
+
+def _get_alignment(datatype):
+    """The alignment of a predefined datatype's elements (of a Fortran 90
+    kind's; of another type's of that size, at most a pointer's)."""
+    code = MPI._typecode(datatype)
+    if code is None and datatype.combiner in _F90:
+        code = "ifc"[_F90.index(datatype.combiner)] + str(datatype.Get_size())
+    if code is None:
+        return min(max(1, datatype.Get_size()), _struct.calcsize("P"))
+    try:
+        return _dtype(code).alignment
+    except RuntimeError:
+        return _get_alignment_ctypes(code)
+
+
+def _is_aligned(datatype, offset=0):
+    """Whether datatype's elements, placed at offset, all sit at their
+    alignment."""
+    if datatype.is_predefined:
+        return offset == 0 or offset % _get_alignment(datatype) == 0
+    base, _, info = datatype.decode()
+    combiner = datatype.combiner
+    parts = [(base, 0)]
+    if combiner == MPI.COMBINER_RESIZED:
+        parts = [(base, info["extent"])]
+    elif combiner == MPI.COMBINER_STRUCT:
+        parts = list(zip(info["datatypes"], info["displacements"]))
+    elif combiner == MPI.COMBINER_HVECTOR:
+        parts = [(base, info["stride"] if info["count"] > 1 else 0)]
+    elif combiner in (MPI.COMBINER_HINDEXED, MPI.COMBINER_HINDEXED_BLOCK):
+        parts = [(base, d) for d in info["displacements"]]
+    return all(_is_aligned(t, offset + d) for t, d in parts)
 
 
 def from_numpy_dtype(dtype):
-    """The MPI datatype of numpy dtype elements: a predefined type, a
-    contiguous or subarray type for sub-arrays, a struct for records (resized
-    to the record's itemsize). Raises ValueError for what MPI cannot describe
-    (objects, non-native byte order, float16, datetimes, void)."""
-    np = _np()
-    dtype = np.dtype(dtype)
+    """The MPI datatype of elements of a numpy dtype. ValueError for what
+    MPI cannot describe (objects, non-native byte order, void)."""
+    dtype = _dtype(dtype)
     if dtype.hasobject:
         raise ValueError("NumPy datatype with object entries")
     if not dtype.isnative:
         raise ValueError("NumPy datatype with non-native byteorder")
     if dtype.fields:
-        lengths, offsets, types = [], [], []
+        offsets, types = [], []
         for name in dtype.names:
             ftype, offset = dtype.fields[name][:2]
-            lengths.append(1)
             offsets.append(offset)
             types.append(from_numpy_dtype(ftype))
-        return MPI.Datatype.Create_struct(lengths, offsets, types).Create_resized(0, dtype.itemsize)
+        record = MPI.Datatype.Create_struct([1] * len(types), offsets, types)
+        return record.Create_resized(0, dtype.itemsize)
     if dtype.subdtype:
         base, shape = dtype.subdtype
-        t = from_numpy_dtype(base)
+        elem = from_numpy_dtype(base)
         if len(shape) == 1:
-            return t.Create_contiguous(shape[0])
-        return t.Create_subarray(list(shape), list(shape), [0] * len(shape))
-    t = _FROM_CHAR.get(dtype.char)
-    if t is None or dtype.char in "SU" and dtype.itemsize == 0:
+            return elem.Create_contiguous(shape[0])
+        return elem.Create_subarray(shape, shape, (0,) * len(shape))
+    datatype = MPI._typedict.get(dtype.char)
+    if datatype is None:
         raise ValueError("cannot convert NumPy datatype %s to MPI" % dtype)
-    if dtype.char in "SU":
-        n = dtype.itemsize // t.Get_size()
-        return t.Dup() if n == 1 else t.Create_contiguous(n)
-    if t.Get_size() != dtype.itemsize:
-        raise ValueError("cannot convert NumPy datatype %s to MPI" % dtype)
-    return t.Dup()
+    n = dtype.itemsize // datatype.Get_size()
+    if dtype.char in "SU" and n > 1:  # a string of n characters
+        return datatype.Create_contiguous(n)
+    return datatype.Dup()
+
+
+def _record(formats, offsets, itemsize=None, aligned=True):
+    spec = {"names": ["f%d" % i for i in range(len(formats))], "formats": formats,
+            "offsets": list(offsets), "aligned": aligned}
+    if itemsize is not None:
+        spec["itemsize"] = itemsize
+    return _dtype(spec)
 
 
 def to_numpy_dtype(datatype):
-    """The numpy dtype of datatype's elements: a plain dtype for a predefined
-    type, otherwise a structured dtype with one field per basic element at its
-    offset and the datatype's extent as itemsize. Raises ValueError for
-    MPI.DATATYPE_NULL and for datatypes with a nonzero lower bound."""
-    np = _np()
-    if not isinstance(datatype, MPI.Datatype):
-        raise TypeError("expected an MPI.Datatype, not %s" % type(datatype).__name__)
-    if not datatype:
+    """The numpy dtype of an MPI datatype's elements. ValueError for
+    DATATYPE_NULL and for what numpy cannot describe (pairs such as INT_INT,
+    bounds that cut into the elements)."""
+    if datatype == MPI.DATATYPE_NULL:
         raise ValueError("cannot convert null MPI datatype to NumPy")
-    if datatype.blocks is None:
-        return _predefined(np, datatype)
-    lb, extent = datatype.Get_extent()
-    if lb != 0:
-        raise ValueError("cannot convert MPI datatype with lower bound %d to NumPy" % lb)
-    blocks = datatype.blocks
-    base = blocks[0][1] if blocks else None
-    size = base.Get_size() if base is not None else 0
-    if blocks and all(t == base for _, t in blocks) and extent == len(blocks) * size \
-            and all(off == i * size for i, (off, _) in enumerate(blocks)):
-        one = _predefined(np, base)  # contiguous: a sub-array dtype
-        return one if len(blocks) == 1 else np.dtype((one, (len(blocks),)))
-    return np.dtype({
-        "names": ["f%d" % i for i in range(len(blocks))],
-        "formats": [_predefined(np, t) for _, t in blocks],
-        "offsets": [off for off, _ in blocks],
-        "itemsize": extent,
-    })
-
-
-def _predefined(np, t):
-    name = t.Get_name()
-    if name in _TO_DTYPE:
-        return np.dtype(_TO_DTYPE[name])
-    fmt = t.format or ""
-    if fmt in _COMPLEX:
-        return np.dtype(_COMPLEX[fmt])
-    if fmt.startswith("T{") or not fmt or fmt.endswith("x") or fmt.endswith("B") and len(fmt) > 1:
-        raise ValueError("cannot convert MPI datatype %s to NumPy" % name)
-    dt = np.dtype(fmt)
-    if dt.itemsize != t.Get_size():
-        raise ValueError("cannot convert MPI datatype %s to NumPy" % name)
-    return dt
+    combiner = datatype.combiner
+    if combiner == MPI.COMBINER_NAMED:
+        code = MPI._typecode(datatype)
+        if code is None:
+            raise ValueError("cannot convert MPI datatype %s to NumPy" % datatype.Get_name())
+        return _dtype(code)
+    if combiner in _F90:
+        return _dtype("ifc"[_F90.index(combiner)] + str(datatype.Get_size()))
+    base, _, info = datatype.decode()
+    if combiner == MPI.COMBINER_DUP:
+        return to_numpy_dtype(base)
+    if combiner == MPI.COMBINER_CONTIGUOUS:
+        return _dtype((to_numpy_dtype(base), (info["count"],)))
+    if combiner == MPI.COMBINER_SUBARRAY:
+        sizes = list(info["sizes"])
+        if info["subsizes"] != sizes or any(info["starts"]):
+            raise ValueError("cannot convert MPI subarray of part of an array to NumPy")
+        if info["order"] == MPI.ORDER_FORTRAN:
+            sizes.reverse()
+        return _dtype((to_numpy_dtype(base), tuple(sizes)))
+    aligned = True
+    if combiner == MPI.COMBINER_RESIZED and base.combiner == MPI.COMBINER_STRUCT:
+        # A record resized to its itemsize (from_numpy_dtype's kind).
+        aligned = _is_aligned(base, info["extent"])
+        combiner, (_, _, info) = MPI.COMBINER_STRUCT, base.decode()
+    if combiner == MPI.COMBINER_STRUCT:
+        types, offsets = info["datatypes"], info["displacements"]
+        formats = [to_numpy_dtype(t) if n == 1 else (to_numpy_dtype(t), n)
+                   for t, n in zip(types, info["blocklengths"])]
+        aligned = aligned and all(_is_aligned(t, d) for t, d in zip(types, offsets))
+        return _record(formats, offsets, datatype.extent, aligned)
+    if combiner in (MPI.COMBINER_VECTOR, MPI.COMBINER_HVECTOR):
+        count, stride = info["count"], info["stride"]
+        if combiner == MPI.COMBINER_VECTOR:
+            stride *= base.extent
+            aligned = _is_aligned(base)
+        else:
+            stride = stride if count > 1 else 0
+            aligned = _is_aligned(base, stride)
+        elem = (to_numpy_dtype(base), (info["blocklength"],))
+        return _record([elem] * count, [i * stride for i in range(count)], datatype.extent, aligned)
+    indexed = (MPI.COMBINER_INDEXED, MPI.COMBINER_HINDEXED)
+    blocked = (MPI.COMBINER_INDEXED_BLOCK, MPI.COMBINER_HINDEXED_BLOCK)
+    if combiner in indexed + blocked:
+        disps = info["displacements"]
+        lengths = info["blocklengths"] if combiner in indexed else [info["blocklength"]] * len(disps)
+        aligned = _is_aligned(base)
+        if combiner in (MPI.COMBINER_INDEXED, MPI.COMBINER_INDEXED_BLOCK):
+            disps = [d * base.extent for d in disps]
+        else:
+            aligned = aligned and all(_is_aligned(base, d) for d in disps)
+        elem = to_numpy_dtype(base)
+        return _record([(elem, (n,)) for n in lengths], disps, aligned=aligned)
+    raise ValueError("cannot convert MPI datatype to NumPy (constructor %d)" % combiner)
