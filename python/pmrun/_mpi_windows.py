@@ -18,7 +18,7 @@ from ._mpi_constants import (
     ERR_ARG, ERR_KEYVAL, ERR_OP, ERR_TYPE, ERR_WIN, KEYVAL_INVALID, PROC_NULL, Exception, _call,
 )
 from ._mpi_buffers import BOTTOM, _Buf, _pin, buffer
-from ._mpi_datatypes import _typearg
+from ._mpi_datatypes import Datatype, _typearg
 from ._mpi_info import INFO_NULL, Info
 from ._mpi_requests import Request
 from ._mpi_comms import COMM_SELF, ERRORS_RETURN, Errhandler, _errhandler_arg, _Handle
@@ -295,17 +295,90 @@ class Win(_Handle):
         disp = t[0]
         dt = _typearg(t[2]) if len(t) > 2 else origin.type
         n = t[1] * dt.size if len(t) > 1 else origin.used
-        if dt.blocks is not None:
-            raise Exception(ERR_TYPE, "one-sided calls take target datatypes without gaps, not %s"
-                            % dt.name)
         return disp, n, dt
 
-    def _spec(self, spec, writable):
+    def _target_count(self, target, origin):
+        """The count of target datatype elements that target names."""
+        if isinstance(target, (list, tuple)) and len(target) > 1:
+            return target[1]
+        return origin.count
+
+    def _spec(self, spec, writable, derived=False):
         b = _Buf(spec, writable)
-        if b.type.blocks is not None:
-            raise Exception(ERR_TYPE, "one-sided calls take origin datatypes without gaps, not %s"
-                            % b.type.name)
+        if b.type.blocks is not None and not derived:
+            raise Exception(ERR_TYPE, "%s takes origin datatypes without gaps, not %s"
+                            % (_DERIVED_REFUSED, b.type.name))
         return b
+
+    def _pieces(self, kind, origin, rank, target, op):
+        """Put, Get or Accumulate with a derived datatype at either end (with
+        gaps, such as an indexed type): the runs of contiguous bytes of the
+        origin's and of the target's type maps, cut where either ends, each
+        one contiguous operation. MPI's accumulates are atomic per element,
+        and every cut falls between elements of the same basic type."""
+        writable = kind == RMA_GET
+        ob = self._spec(origin, writable, derived=True)
+        disp, n, dt = self._target(target, ob)
+        if ob.used != n:
+            raise Exception(ERR_ARG, "the origin has %d bytes, the target %d" % (ob.used, n))
+        src = _runs(ob.type, ob.count)
+        dst = _runs(dt, self._target_count(target, ob))
+        unit = self._unit_of(rank)
+        code = 0
+        if op is not None:
+            code = _ACC_OPS.get(getattr(op, "name", None), 0)
+            if code == 0:
+                raise Exception(ERR_OP, "one-sided accumulates take a predefined op (and "
+                                "REPLACE, NO_OP), not %r" % (op,))
+        h = self._rma()
+        i = j = si = sj = 0  # runs, and bytes of them done
+        while i < len(src) and j < len(dst):
+            so, sn, st = src[i]
+            to, tn, tt = dst[j]
+            step = min(sn - si, tn - sj)
+            off = disp * unit + to + sj
+            if off % unit:
+                raise Exception(ERR_ARG, "a block of the target datatype starts %d bytes in, "
+                                "not a multiple of the window's displacement unit %d"
+                                % (to + sj, unit))
+            tcode = 0
+            if code:
+                same = (st.code, st.size) == (tt.code, tt.size) if tt.code else st.name == tt.name
+                if not same and code != ACC_REPLACE:
+                    raise Exception(ERR_TYPE, "accumulate: origin %s against target %s"
+                                    % (st.name, tt.name))
+                tcode = tt.code or (T_LONG_DOUBLE if tt.name == "MPI_LONG_DOUBLE" else 0)
+                if tcode == 0 and code not in (ACC_REPLACE, ACC_NO_OP):
+                    raise Exception(ERR_TYPE, "%s does not accumulate %s" % (op.name, tt.name))
+            addr = ob.addr + so + si
+            _call(_lib.pm_win_rma(
+                h, kind, rank, off // unit,
+                None if writable else addr, 0 if writable else step,
+                addr if writable else None, step if writable else 0,
+                None, code, tcode, None))
+            si, sj = si + step, sj + step
+            if si == sn:
+                i, si = i + 1, 0
+            if sj == tn:
+                j, sj = j + 1, 0
+        self._keep.append((origin, ob))  # until the epoch ends
+
+    def _unit_of(self, rank):
+        """The displacement unit of rank's part of the window."""
+        if self._units:
+            return self._units[rank]
+        size, unit = _out(), _out()
+        _call(_lib.pm_win_info(self._chk(), rank, _bridge.ctypes.byref(size),
+                               _bridge.ctypes.byref(unit)))
+        return unit.value or 1
+
+    def _derived(self, origin, target):
+        """Whether origin or target names a datatype with a type map of its
+        own (a derived one)."""
+        t = target[2] if isinstance(target, (list, tuple)) and len(target) > 2 else None
+        return (isinstance(origin, (list, tuple)) and any(
+            isinstance(x, Datatype) and x.blocks is not None for x in origin)
+            or t is not None and _typearg(t).blocks is not None)
 
     def _issue(self, kind, origin, result, compare, rank, target, op, req):
         h = self._rma()
@@ -315,6 +388,9 @@ class Win(_Handle):
         rb = self._spec(result, True) if result is not None else None
         ref = ob if ob is not None else rb
         disp, n, dt = self._target(target, ref)
+        if dt.blocks is not None:
+            raise Exception(ERR_TYPE, "%s takes target datatypes without gaps, not %s"
+                            % (_DERIVED_REFUSED, dt.name))
         code = tcode = 0
         if op is not None:
             code = _ACC_OPS.get(getattr(op, "name", None), 0)
@@ -348,12 +424,18 @@ class Win(_Handle):
         return None
 
     def Put(self, origin, target_rank, target=None):
+        if self._derived(origin, target) and target_rank != PROC_NULL:
+            return self._pieces(RMA_PUT, origin, target_rank, target, None)
         self._issue(RMA_PUT, origin, None, None, target_rank, target, None, False)
 
     def Get(self, origin, target_rank, target=None):
+        if self._derived(origin, target) and target_rank != PROC_NULL:
+            return self._pieces(RMA_GET, origin, target_rank, target, None)
         self._issue(RMA_GET, None, origin, None, target_rank, target, None, False)
 
     def Accumulate(self, origin, target_rank, target=None, op=None):
+        if self._derived(origin, target) and target_rank != PROC_NULL:
+            return self._pieces(RMA_ACC, origin, target_rank, target, _acc(op))
         self._issue(RMA_ACC, origin, None, None, target_rank, target, _acc(op), False)
 
     def Get_accumulate(self, origin, result, target_rank, target=None, op=None):
@@ -512,3 +594,26 @@ def _origin(origin, op):
 Win._handle_type = Win
 
 WIN_NULL = Win()
+
+
+# What takes a derived datatype with gaps at either end of a one-sided call:
+# Put, Get and Accumulate (in pieces, Win._pieces).
+_DERIVED_REFUSED = ("a one-sided call other than Put, Get and Accumulate (Rput, Rget, "
+                    "Raccumulate, Get_accumulate, Fetch_and_op, Compare_and_swap)")
+
+
+def _runs(t, count):
+    """[offset, bytes, basic type] of each run of contiguous bytes of count
+    elements of datatype t (offsets from the buffer's start), in type map
+    order; neighbours of one basic type merged."""
+    runs = []
+    for i in range(count):
+        base = i * t.extent
+        for off, b in t._map():
+            o = base + off
+            last = runs[-1] if runs else None
+            if last is not None and last[0] + last[1] == o and last[2] is b:
+                last[1] += b.size
+            else:
+                runs.append([o, b.size, b])
+    return runs

@@ -33,6 +33,43 @@ class RMA(unittest.TestCase):
         self.assertEqual(list(got), [100 * r + (rank + 1) % size for r in range(size)])
         win.Free()
 
+    def test_derived_datatypes(self):
+        # Types with gaps at either end: a strided origin into a contiguous
+        # target, an accumulate into an indexed target (displacement unit 4),
+        # and a get with gaps on both sides.
+        mem = array.array("i", [0] * (4 * size))
+        win = MPI.Win.Create(mem, mem.itemsize, comm=comm)
+        every_other = MPI.INT.Create_vector(2, 1, 2).Commit()  # elements 0 and 2
+        gappy = MPI.INT.Create_indexed([1, 2], [0, 2]).Commit()  # elements 0, 2, 3
+        spread = MPI.INT.Create_indexed([1, 2], [0, 3]).Commit()  # elements 0, 3, 4
+        dst = (rank + 1) % size
+
+        def want(r):  # rank r's window at the end: its predecessor wrote it
+            w, p = [0] * (4 * size), (r - 1) % size
+            w[4 * p:4 * p + 2] = [10 + p, 20 + p]
+            for i, v in zip((0, 2, 3), (1, 2, 3)):
+                w[i] += v
+            return w
+
+        win.Fence()
+        win.Put([array.array("i", [10 + rank, -1, 20 + rank]), 1, every_other], dst,
+                (4 * rank, 2, MPI.INT))
+        win.Fence()
+        win.Accumulate([array.array("i", [1, 2, 3]), 3, MPI.INT], dst, (0, 1, gappy), MPI.SUM)
+        win.Fence()
+        self.assertEqual(list(mem), want(rank))
+        comm.Barrier()
+        got = array.array("i", [-7] * 5)
+        win.Lock(dst)
+        win.Get([got, 1, spread], dst, (0, 1, gappy))
+        win.Unlock(dst)
+        w = want(dst)
+        self.assertEqual(list(got), [w[0], -7, -7, w[2], w[3]])  # the gaps untouched
+        win.Fence()
+        for t in (every_other, gappy, spread):
+            t.Free()
+        win.Free()
+
     def test_accumulate_locks(self):
         win = MPI.Win.Allocate(3 * 8, 8, comm=comm)
         mem = win.tomemory()
