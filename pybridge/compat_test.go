@@ -138,6 +138,10 @@ def offset(x):
 
 OFFSET = 100
 
+class Point:  # made on the workers (as __worker__.Point), unpickled here
+    def __init__(self, x):
+        self.x = x
+
 if __name__ == "__main__":
     print("argv", sys.argv[1:])
     with MPIPoolExecutor() as ex:
@@ -147,6 +151,9 @@ if __name__ == "__main__":
         print("offset", sorted(f.result() for f in as_completed([ex.submit(offset, i) for i in range(3)])))
     ex = MPIPoolExecutor()  # a second executor shares the same workers
     print("again", ex.submit(pmhelper.cube, 4).result())
+    print("points", [(type(p).__name__, p.x) for p in ex.map(Point, range(3))])
+    from mpi4py.futures.aplus import then
+    print("then", then(ex.submit(pmhelper.cube, 2), lambda v: v + 1).result())
     ex.shutdown()
 `
 	if err := os.WriteFile(script, []byte(src), 0o644); err != nil {
@@ -154,7 +161,8 @@ if __name__ == "__main__":
 	}
 	t.Run("np3", func(t *testing.T) {
 		r := mustRun(t, "-np", "3", py, "-m", "mpi4py.futures", script, "a")
-		want := "argv ['a']\nworkers 2\ncubes [0, 1, 8, 27, 64, 125]\nranks [1, 2]\noffset [100, 101, 102]\nagain 64\n"
+		want := "argv ['a']\nworkers 2\ncubes [0, 1, 8, 27, 64, 125]\nranks [1, 2]\noffset [100, 101, 102]\nagain 64\n" +
+			"points [('Point', 0), ('Point', 1), ('Point', 2)]\nthen 9\n"
 		if r.stdout != want {
 			t.Errorf("stdout:\n%s\nwant:\n%s\nstderr:\n%s", r.stdout, want, r.stderr)
 		}

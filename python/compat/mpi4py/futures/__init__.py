@@ -25,6 +25,7 @@ from concurrent.futures import (
     wait,
 )
 
+from . import _lib  # noqa: F401 - mpi4py's private module, which programs reach for
 from ._pool import (
     MPICommExecutor,
     MPIPoolExecutor,

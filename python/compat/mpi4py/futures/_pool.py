@@ -93,14 +93,14 @@ class _MainImporter:
             return
         first = self.args[0]
         if first == "-m" and len(self.args) > 1:
-            ns = runpy.run_module(self.args[1], run_name="__worker__")
+            ns = runpy.run_module(self.args[1], run_name=MAIN_RUN_NAME)
         elif first.startswith("-"):
             return  # -c and stdin programs cannot be imported again
         else:
-            ns = runpy.run_path(first, run_name="__worker__")
-        mod = type(sys)("__worker__")
+            ns = runpy.run_path(first, run_name=MAIN_RUN_NAME)
+        mod = type(sys)(MAIN_RUN_NAME)
         mod.__dict__.update(ns)
-        sys.modules["__worker__"] = mod
+        sys.modules[MAIN_RUN_NAME] = mod
         sys.modules["__main__"] = mod
 
 
@@ -319,6 +319,8 @@ def _call_local(fn, args, kwargs):
 
 _serials = itertools.count(1)
 
+MAIN_RUN_NAME = "__worker__"  # the module name under which the workers run the script
+
 # The pool of `python -m mpi4py.futures`: a Manager on rank 0, "local" on the
 # workers (if they run code that makes executors), None otherwise.
 _shared = None
@@ -388,6 +390,11 @@ class MPIPoolExecutor(_cf.Executor):
         if self._local_only or _shared == "local":
             return _Local(self._max_workers, self)
         if isinstance(_shared, Manager):
+            # The workers run the script as __worker__: what they send back
+            # of its classes is unpickled here from the script, as mpi4py does.
+            sys.modules.setdefault(MAIN_RUN_NAME, sys.modules["__main__"])
+            if self._max_workers is None:
+                self._max_workers = _shared.num_workers
             return _shared
         raise NotImplementedError(_NO_SPAWN)
 
