@@ -427,12 +427,12 @@ class Comm(_Handle):
     issend = _pm(_isend, sync=1)
 
     def recv(self, buf=None, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        if _FAST and self._h and source != PROC_NULL:
+            return _f_recv_obj(self._h, source, tag, status)
         h = self._chk()
         if source == PROC_NULL:
             _null_status(status)
             return None
-        if _FAST:
-            return _f_recv_obj(h, source, tag, status)
         st = _st()
         scratch = _scratch()
         rc = _lib.pm_recv_obj(h, source, tag, scratch, _SCRATCH, _bridge.ctypes.byref(st))
