@@ -27,6 +27,7 @@ from ._mpi_buffers import (
 from ._mpi_status import Status, _fill, _st
 from ._mpi_ops import SUM, Op, _combine, _go_reducible
 from . import _mpi_pickle
+from . import _mpi_attrs as _attrs
 from ._mpi_pickle import (
     _SCRATCH, _Parts, _dumps, _joined, _loads, _scratch, _split_blob, _take_blob,
 )
@@ -86,6 +87,9 @@ if _FAST:
     _bridge.fast.std_pickle(_mpi_pickle.pickle._default())
 
 # --- communicators -------------------------------------------------------------
+
+# The attributes of each communicator handle (Set_attr and friends).
+_COMM_ATTRS = {}
 
 
 def _null_status(status):
@@ -156,7 +160,6 @@ class Comm(_Handle):
         self._h = 0
         self._rank, self._size = -1, 0
         self._name = ""
-        self._attrs = {}
         self._group = None
         if isinstance(comm, Comm):
             self._h, self._rank, self._size = comm._h, comm._rank, comm._size
@@ -261,20 +264,25 @@ class Comm(_Handle):
 
     def Set_attr(self, keyval, value):
         self._keyval(keyval)
-        self._attrs[keyval] = value
+        _attrs.set_attr(self, self._attrs, keyval, value)
 
     def Delete_attr(self, keyval):
         self._keyval(keyval)
-        self._attrs.pop(keyval, None)
+        _attrs.delete_attr(self, self._attrs, keyval)
+
+    @property
+    def _attrs(self):
+        """The attributes of this communicator (of its handle: every Comm
+        object of one communicator shares them)."""
+        return _COMM_ATTRS.setdefault(self._h, {})
 
     @staticmethod
     def Create_keyval(copy_fn=None, delete_fn=None, nopython=False):
-        Comm._keyval = getattr(Comm, "_keyval", 100) + 1
-        return Comm._keyval
+        return _attrs.create_keyval(copy_fn, delete_fn)
 
     @staticmethod
     def Free_keyval(keyval):
-        return KEYVAL_INVALID
+        return _attrs.free_keyval(keyval)
 
     def Get_info(self):
         return Info.Create()
@@ -318,7 +326,11 @@ class Comm(_Handle):
         h = self._chk()
         out = _out()
         _call(_lib.pm_comm_dup(h, _bridge.ctypes.byref(out)))
-        return self._child(out.value)
+        dup = self._child(out.value)
+        attrs = _COMM_ATTRS.get(h)
+        if attrs:  # copied by their keyvals' copy_fn
+            _COMM_ATTRS[dup._h] = _attrs.copied(self, attrs)
+        return dup
 
     def Clone(self):
         return self.Dup()
@@ -373,6 +385,9 @@ class Comm(_Handle):
         private = _PRIVATE.pop(self._h, None)
         if private is not None:
             private.Free()
+        attrs = _COMM_ATTRS.pop(self._h, None)
+        if attrs:
+            _attrs.free_attrs(self, attrs)
         _call(_lib.pm_comm_free(self._h))
         self._h = 0
 

@@ -10,6 +10,7 @@ from ._abi import (  # the library's element type codes for reductions in Go
     T_FLOAT32 as _T_FLOAT32, T_FLOAT64 as _T_FLOAT64, T_COMPLEX64 as _T_COMPLEX64,
     T_COMPLEX128 as _T_COMPLEX128,
 )
+from . import _mpi_attrs as _attributes
 from ._mpi_constants import ERR_ARG, ERR_BUFFER, ERR_KEYVAL, ERR_TRUNCATE, ERR_TYPE, Exception
 
 # --- datatypes -----------------------------------------------------------------
@@ -42,8 +43,15 @@ class Datatype:
         return "<%s.%s %s>" % (Datatype.__module__, type(self).__name__, self.name)
 
     def __eq__(self, other):
-        return isinstance(other, Datatype) and (self is other or (
-            self.name == other.name and self.blocks is None and other.blocks is None))
+        # A named type equals its copies; a derived one (a Dup too) equals
+        # only the copies of itself (MPI.Datatype(t)), which share its record.
+        if not isinstance(other, Datatype):
+            return False
+        if self is other:
+            return True
+        if self._env is None and other._env is None:
+            return self.name == other.name and self.blocks is None and other.blocks is None
+        return self._env is other._env
 
     def __hash__(self):
         return hash(self.name)
@@ -83,21 +91,39 @@ class Datatype:
         return self
 
     def Free(self):
+        """Frees a derived datatype: its attributes are deleted and it
+        becomes DATATYPE_NULL (the types made of it keep their own copy)."""
         if self._chk()._env is None:
             raise Exception(ERR_TYPE, "Free: %s is a predefined datatype" % self.name)
+        attrs = self.__dict__.get("_attributes")
+        if attrs:
+            _attributes.free_attrs(self, attrs)
+        self.__dict__.clear()
+        self.__dict__.update(DATATYPE_NULL.__dict__)
 
     def Dup(self):
-        return _made(Datatype(self._chk()), COMBINER_DUP, [], [], [self])
+        t = Datatype(self._chk())
+        attrs = self.__dict__.get("_attributes")
+        t._attributes = _attributes.copied(self, attrs) if attrs else {}
+        return _made(t, COMBINER_DUP, [], [], [self])
 
     # Attributes (MPI_Type_get_attr and friends), kept per datatype object.
     def Get_attr(self, keyval):
         return _attrs(self._chk(), keyval).get(keyval)
 
     def Set_attr(self, keyval, value):
-        _attrs(self._chk(), keyval)[keyval] = value
+        _attributes.set_attr(self, _attrs(self._chk(), keyval), keyval, value)
 
     def Delete_attr(self, keyval):
-        _attrs(self._chk(), keyval).pop(keyval, None)
+        _attributes.delete_attr(self, _attrs(self._chk(), keyval), keyval)
+
+    @staticmethod
+    def Create_keyval(copy_fn=None, delete_fn=None, nopython=False):
+        return _attributes.create_keyval(copy_fn, delete_fn)
+
+    @staticmethod
+    def Free_keyval(keyval):
+        return _attributes.free_keyval(keyval)
 
     Create_dup = Dup  # decode's DUP remakes it
 
@@ -488,8 +514,10 @@ def _natural_align(fmt, size):
 
 
 def _made(t, combiner, ints, addrs, types):
-    """t, recorded as made by combiner from these arguments."""
-    t._env = (combiner, list(ints), list(addrs), list(types))
+    """t, recorded as made by combiner from these arguments (derived parts
+    as copies: freeing a part leaves the types made of it whole)."""
+    parts = [p if p._env is None else Datatype(p) for p in types]
+    t._env = (combiner, list(ints), list(addrs), parts)
     return t
 
 

@@ -8,6 +8,7 @@ Part of pmrun.MPI, which re-exports every name defined here.
 """
 
 from . import _bridge
+from . import _mpi_attrs as _attributes
 from ._abi import (
     RMA_PUT, RMA_GET, RMA_ACC, RMA_GET_ACC, RMA_CAS, ACC_SUM, ACC_PROD, ACC_MIN, ACC_MAX,
     ACC_LAND, ACC_LOR, ACC_LXOR, ACC_BAND, ACC_BOR, ACC_BXOR, ACC_REPLACE, ACC_NO_OP,
@@ -244,7 +245,31 @@ class Win(_Handle):
             return self._flavor
         if keyval == WIN_MODEL:
             return WIN_UNIFIED
-        return None
+        return self._attrs.get(keyval)
+
+    def Set_attr(self, keyval, value):
+        self._chk()
+        _attributes.set_attr(self, self._attrs, keyval, value)
+
+    def Delete_attr(self, keyval):
+        self._chk()
+        _attributes.delete_attr(self, self._attrs, keyval)
+
+    @property
+    def _attrs(self):
+        """This window's attributes (Set_attr)."""
+        d = self.__dict__.get("_attributes")
+        if d is None:
+            d = self._attributes = {}
+        return d
+
+    @staticmethod
+    def Create_keyval(copy_fn=None, delete_fn=None, nopython=False):
+        return _attributes.create_keyval(copy_fn, delete_fn)
+
+    @staticmethod
+    def Free_keyval(keyval):
+        return _attributes.free_keyval(keyval)
 
     def Get_info(self):
         self._chk()
@@ -562,6 +587,9 @@ class Win(_Handle):
         operations complete first); buffers from Shared_query must not be
         used afterwards."""
         h = self._chk()
+        attrs = self.__dict__.pop("_attributes", None)
+        if attrs:
+            _attributes.free_attrs(self, attrs)
         self._h = 0
         if self._flavor != WIN_FLAVOR_SHARED:
             try:

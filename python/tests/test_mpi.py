@@ -454,6 +454,40 @@ class Semantics(unittest.TestCase):
         self.assertEqual(g, MPI.GROUP_NULL)
         self.assertRaises(TypeError, MPI.Status, 123)
 
+    def test_attribute_caching(self):
+        # Keyvals with callbacks on communicators, datatypes and windows: a
+        # duplicate gets what copy_fn returns, delete_fn runs on Delete_attr,
+        # on a replaced value and when the object is freed.
+        log = []
+        k = MPI.Comm.Create_keyval(copy_fn=lambda o, key, v: v + ["copied"],
+                                   delete_fn=lambda o, key, v: log.append(("deleted", v[0])))
+        c = comm.Dup()
+        c.Set_attr(k, ["a"])
+        self.assertEqual(MPI.Comm(c).Get_attr(k), ["a"])  # the handle's, not the object's
+        d = c.Dup()
+        self.assertEqual(d.Get_attr(k), ["a", "copied"])
+        c.Set_attr(k, ["b"])  # replaces: the old value is deleted
+        d.Free()
+        c.Free()
+        self.assertEqual(log, [("deleted", "a"), ("deleted", "a"), ("deleted", "b")])
+        self.assertEqual(MPI.Comm.Free_keyval(k), MPI.KEYVAL_INVALID)
+        nocopy = MPI.Datatype.Create_keyval()  # no copy_fn: a Dup has none
+        t = MPI.INT.Dup()
+        t.Set_attr(nocopy, 7)
+        t2 = t.Dup()
+        self.assertEqual((t.Get_attr(nocopy), t2.Get_attr(nocopy)), (7, None))
+        self.assertNotEqual(t, t2)
+        self.assertEqual(t, MPI.Datatype(t))
+        t2.Free()
+        self.assertEqual(t2, MPI.DATATYPE_NULL)
+        t.Free()
+        wk = MPI.Win.Create_keyval(delete_fn=lambda o, key, v: log.append(("win", v)))
+        w = MPI.Win.Allocate(8, comm=MPI.COMM_SELF)
+        w.Set_attr(wk, 5)
+        self.assertEqual(w.Get_attr(wk), 5)
+        w.Free()
+        self.assertEqual(log[-1], ("win", 5))
+
     def test_request_states(self):
         r = comm.isend("x", dest=MPI.PROC_NULL)
         self.assertTrue(r)  # active until completed, even on PROC_NULL
