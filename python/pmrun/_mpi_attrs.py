@@ -76,3 +76,16 @@ def free_attrs(obj, attrs):
     """Deletes every attribute of obj, which is being freed."""
     for keyval in list(attrs):
         delete_attr(obj, attrs, keyval)
+
+
+class Keyvals:
+    """Create_keyval and Free_keyval, of the classes whose objects carry
+    attributes (Comm, Datatype, Win)."""
+
+    @staticmethod
+    def Create_keyval(copy_fn=None, delete_fn=None, nopython=False):
+        return create_keyval(copy_fn, delete_fn)
+
+    @staticmethod
+    def Free_keyval(keyval):
+        return free_keyval(keyval)

@@ -138,7 +138,7 @@ class _Handle:
         return self._h != 0
 
 
-class Comm(_Handle):
+class Comm(_Handle, _attrs.Keyvals):
     """A communicator. Subclasses may be made from an existing one:
     ``MyComm(MPI.COMM_WORLD)``."""
 
@@ -276,13 +276,6 @@ class Comm(_Handle):
         object of one communicator shares them)."""
         return _COMM_ATTRS.setdefault(self._h, {})
 
-    @staticmethod
-    def Create_keyval(copy_fn=None, delete_fn=None, nopython=False):
-        return _attrs.create_keyval(copy_fn, delete_fn)
-
-    @staticmethod
-    def Free_keyval(keyval):
-        return _attrs.free_keyval(keyval)
 
     def Get_info(self):
         return Info.Create()

@@ -16,7 +16,7 @@ from ._mpi_constants import ERR_ARG, ERR_BUFFER, ERR_KEYVAL, ERR_TRUNCATE, ERR_T
 # --- datatypes -----------------------------------------------------------------
 
 
-class Datatype:
+class Datatype(_attributes.Keyvals):
     """An MPI datatype: a size, an extent and (for the predefined ones) the
     struct/numpy format of its elements."""
 
@@ -117,13 +117,6 @@ class Datatype:
     def Delete_attr(self, keyval):
         _attributes.delete_attr(self, _attrs(self._chk(), keyval), keyval)
 
-    @staticmethod
-    def Create_keyval(copy_fn=None, delete_fn=None, nopython=False):
-        return _attributes.create_keyval(copy_fn, delete_fn)
-
-    @staticmethod
-    def Free_keyval(keyval):
-        return _attributes.free_keyval(keyval)
 
     Create_dup = Dup  # decode's DUP remakes it
 

@@ -45,7 +45,7 @@ _ACC_OPS = {
 }
 
 
-class Win(_Handle):
+class Win(_Handle, _attributes.Keyvals):
     """A window: memory of each rank of a communicator that the others
     access with one-sided calls (Win.Create, Win.Allocate,
     Win.Create_dynamic), or that the ranks of one node share
@@ -263,13 +263,6 @@ class Win(_Handle):
             d = self._attributes = {}
         return d
 
-    @staticmethod
-    def Create_keyval(copy_fn=None, delete_fn=None, nopython=False):
-        return _attributes.create_keyval(copy_fn, delete_fn)
-
-    @staticmethod
-    def Free_keyval(keyval):
-        return _attributes.free_keyval(keyval)
 
     def Get_info(self):
         self._chk()
