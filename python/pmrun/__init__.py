@@ -44,6 +44,10 @@ class _RC:
         # Under the launcher, an uncaught exception aborts the whole job.
         self.abort_on_exception = True
 
+    # mpi4py 3.1's name of fast_reduction.
+    fast_reduce = property(lambda self: self.fast_reduction,
+                           lambda self, value: setattr(self, "fast_reduction", value))
+
     def __call__(self, **kwargs):
         for key, value in kwargs.items():
             if not hasattr(self, key):

@@ -292,7 +292,11 @@ class Comm(_Handle, _attrs.Keyvals):
         self._eh = _errhandler_arg(errhandler)
 
     def Call_errhandler(self, errorcode):
-        raise Exception(errorcode)
+        """Calls the communicator's error handler with errorcode: with
+        ERRORS_ARE_FATAL the job aborts, otherwise (ERRORS_RETURN, the
+        default) it returns, as in MPI."""
+        self._chk()
+        _call_errhandler(self, errorcode)
 
     @staticmethod
     def Compare(comm1, comm2):
@@ -1497,6 +1501,13 @@ class Message:
 MESSAGE_NULL = Message()
 MESSAGE_NO_PROC = Message()
 MESSAGE_NO_PROC._noproc = True
+
+
+def _call_errhandler(obj, errorcode):
+    """Call_errhandler of a communicator or a window: ERRORS_ARE_FATAL ends
+    the job, any other handler returns."""
+    if errorcode != SUCCESS and getattr(obj, "_eh", ERRORS_RETURN) == ERRORS_ARE_FATAL:
+        COMM_WORLD.Abort(errorcode)
 
 
 class Errhandler(_Handle):

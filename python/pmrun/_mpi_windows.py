@@ -22,7 +22,9 @@ from ._mpi_buffers import BOTTOM, _Buf, _pin, buffer
 from ._mpi_datatypes import Datatype, _typearg
 from ._mpi_info import INFO_NULL, Info
 from ._mpi_requests import Request
-from ._mpi_comms import COMM_SELF, ERRORS_RETURN, Errhandler, _errhandler_arg, _Handle
+from ._mpi_comms import (
+    COMM_SELF, ERRORS_RETURN, Errhandler, _call_errhandler, _errhandler_arg, _Handle,
+)
 
 _lib = _bridge.lib
 _out = _bridge.out
@@ -291,8 +293,10 @@ class Win(_Handle, _attributes.Keyvals):
         self._eh = _errhandler_arg(errhandler)
 
     def Call_errhandler(self, errorcode):
+        """As Comm.Call_errhandler: ERRORS_ARE_FATAL ends the job, any other
+        handler returns."""
         self._chk()
-        raise Exception(errorcode)
+        _call_errhandler(self, errorcode)
 
     # --- one-sided operations ---
 

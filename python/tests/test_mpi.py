@@ -488,6 +488,15 @@ class Semantics(unittest.TestCase):
         w.Free()
         self.assertEqual(log[-1], ("win", 5))
 
+    def test_call_errhandler_returns(self):
+        # With ERRORS_RETURN (the default) Call_errhandler returns, as in MPI.
+        c = comm.Dup()
+        self.assertIsNone(c.Call_errhandler(MPI.ERR_OTHER))
+        self.assertIsNone(c.Call_errhandler(MPI.SUCCESS))
+        c.Free()
+        import mpi4py
+        self.assertEqual(mpi4py.rc.fast_reduce, mpi4py.rc.fast_reduction)  # mpi4py 3.1's name
+
     def test_request_states(self):
         r = comm.isend("x", dest=MPI.PROC_NULL)
         self.assertTrue(r)  # active until completed, even on PROC_NULL
