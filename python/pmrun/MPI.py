@@ -107,6 +107,12 @@ from ._mpi_env import (
 
 globals()["2INT"] = TWOINT
 
+from . import _mpi_fint  # noqa: E402 - after the classes it completes
+_mpi_fint.install((Datatype, DATATYPE_NULL), (Op, OP_NULL), (Request, REQUEST_NULL),
+                  (Message, MESSAGE_NULL), (Errhandler, ERRHANDLER_NULL), (Info, INFO_NULL),
+                  (Group, GROUP_NULL), (Win, WIN_NULL), (File, FILE_NULL))
+Status.f2py = classmethod(_mpi_fint.status_f2py)
+
 # The classes and functions above keep the module name they have always had,
 # pmrun.MPI (mpi4py reports its own as mpi4py.MPI): reprs, pickles by
 # reference and introspection see one module.

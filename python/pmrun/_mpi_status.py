@@ -89,6 +89,12 @@ class Status:
     def py2f(self):
         return [self.source, self.tag, self.error, self._count]
 
+    def __eq__(self, other):
+        # By their fields, as mpi4py compares statuses (and, as there, no hash).
+        if not isinstance(other, Status):
+            return NotImplemented
+        return self.py2f() == other.py2f() and self.cancelled == other.cancelled
+
 
 def _fill(status, st):
     if status is not None:

@@ -497,6 +497,18 @@ class Semantics(unittest.TestCase):
         import mpi4py
         self.assertIs(mpi4py.rc.fast_reduce, True)  # mpi4py 3.1.4 names it so (4.x: fast_reduction)
 
+    def test_integer_handles(self):
+        # py2f gives an integer that the class's f2py turns back into the object.
+        for h in (MPI.DATATYPE_NULL, MPI.INT, MPI.DOUBLE, MPI.SUM, MPI.MAXLOC, MPI.REQUEST_NULL,
+                  MPI.MESSAGE_NO_PROC, MPI.ERRORS_RETURN, MPI.INFO_NULL, MPI.GROUP_EMPTY,
+                  MPI.WIN_NULL, MPI.FILE_NULL, comm):
+            self.assertEqual(type(h).f2py(h.py2f()), h)
+        self.assertEqual(MPI.Datatype.f2py(0), MPI.DATATYPE_NULL)
+        st = MPI.Status()
+        st.source, st.tag = 1, 2
+        self.assertEqual(MPI.Status.f2py(st.py2f()), st)
+        self.assertNotEqual(MPI.Status(), st)
+
     def test_request_states(self):
         r = comm.isend("x", dest=MPI.PROC_NULL)
         self.assertTrue(r)  # active until completed, even on PROC_NULL
