@@ -3,8 +3,11 @@
 Part of pmrun.MPI, which re-exports every name defined here.
 """
 
+import threading
+import time
+
 from . import _bridge
-from ._mpi_constants import ANY_TAG, PROC_NULL, UNDEFINED, ERR_PENDING, ERR_REQUEST, Exception, _raise
+from ._mpi_constants import ANY_SOURCE, ANY_TAG, PROC_NULL, UNDEFINED, ERR_PENDING, ERR_REQUEST, Exception, _raise
 from ._mpi_status import Status, _st
 from ._mpi_pickle import _loads
 
@@ -259,12 +262,20 @@ class Request:
             if status is not None:
                 status.__init__(Status())
             return UNDEFINED, None
-        for i, r in enumerate(requests):  # requests on PROC_NULL are done
-            if r is not None and r._h < 0:
-                s, o = r._wait()
-                if status is not None:
-                    status.__init__(s)
+        # Requests on PROC_NULL are done; a generalized one once completed.
+        while True:
+            for i, r in enumerate(requests):
+                if r is not None and r._h < 0 and r.Get_status():
+                    s, o = r._wait()
+                    if status is not None:
+                        status.__init__(s)
+                    return i, o
+            if not any(r is not None and r._h == _GREQUEST for r in requests):
+                break
+            i, flag, o = cls._testany(requests, status)  # the program completes those
+            if i != UNDEFINED:
                 return i, o
+            time.sleep(_GREQUEST_POLL)
         idx = _out()
         _lib.pm_waitany(cls._handles(requests), len(requests), _bridge.ctypes.byref(idx),
                         _bridge.ctypes.byref(_st()))
@@ -353,7 +364,7 @@ class Request:
             done = _fast.testall(requests, statuses)
             if done is not None:
                 return done
-        if not all(r is None or r._h <= 0 or r.Get_status() for r in requests):
+        if not all(r is None or r.Get_status() for r in requests):
             return False
         cls.Waitall(requests, statuses)
         return True
@@ -366,7 +377,7 @@ class Request:
             done = _fast.testall(requests, statuses)
             if done is not None:
                 return done, [None] * len(requests) if done else None
-        if not all(r is None or r._h <= 0 or r.Get_status() for r in requests):
+        if not all(r is None or r.Get_status() for r in requests):
             return False, None
         return True, cls.waitall(requests, statuses)
 
@@ -480,4 +491,87 @@ class Prequest(Request):
 
 
 class Grequest(Request):
-    pass
+    """A generalized request (MPI_Grequest_start): an operation the program
+    carries out itself and marks done with Complete. Wait (or a Test once
+    complete) then calls query_fn(status, *args, **kwargs) to fill in its
+    status and free_fn(*args, **kwargs), and the request becomes null;
+    Cancel calls cancel_fn(completed, *args, **kwargs). Complete may come
+    from another thread, which a Wait waits for."""
+
+    @classmethod
+    def Start(cls, query_fn=None, free_fn=None, cancel_fn=None, args=None, kwargs=None):
+        r = cls()
+        r._h = _GREQUEST  # negative: completed here, never by the runtime
+        r._fns = (query_fn, free_fn, cancel_fn)
+        r._fargs = (tuple(args or ()), dict(kwargs or {}))
+        r._event = threading.Event()
+        return r
+
+    def Complete(self):
+        if self._h != _GREQUEST:
+            raise Exception(ERR_REQUEST, "Complete: not an active generalized request")
+        self._event.set()
+
+    complete = Complete
+
+    def _query(self):
+        status = Status()
+        status.source, status.tag = ANY_SOURCE, ANY_TAG
+        query = self._fns[0]
+        if query is not None:
+            query(status, *self._fargs[0], **self._fargs[1])
+        return status
+
+    def _finish_g(self):
+        status = self._query()
+        free = self._fns[1]
+        self._h = 0
+        if free is not None:
+            free(*self._fargs[0], **self._fargs[1])
+        self._status = status
+        return status, None
+
+    def _wait(self):
+        if self._h != _GREQUEST:
+            return Request._wait(self)
+        self._event.wait()
+        return self._finish_g()
+
+    def _test(self):
+        if self._h != _GREQUEST:
+            return Request._test(self)
+        if not self._event.is_set():
+            return False, None, None
+        s, o = self._finish_g()
+        return True, s, o
+
+    def Get_status(self, status=None):
+        if self._h != _GREQUEST:
+            return Request.Get_status(self, status)
+        if not self._event.is_set():
+            return False
+        if status is not None:
+            status.__init__(self._query())
+        return True
+
+    def Cancel(self):
+        if self._h != _GREQUEST:
+            return Request.Cancel(self)
+        cancel = self._fns[2]
+        if cancel is not None:
+            cancel(self._event.is_set(), *self._fargs[0], **self._fargs[1])
+
+    def Free(self):
+        if self._h != _GREQUEST:
+            return Request.Free(self)
+        free = self._fns[1]
+        self._h = 0
+        if free is not None:
+            free(*self._fargs[0], **self._fargs[1])
+
+
+# The handle of an active generalized request: negative, so that the fast
+# paths leave it to Grequest's own methods. Waitany polls a list with such
+# requests this often (the program completes them, not the runtime).
+_GREQUEST = -2
+_GREQUEST_POLL = 0.0002

@@ -509,6 +509,38 @@ class Semantics(unittest.TestCase):
         self.assertEqual(MPI.Status.f2py(st.py2f()), st)
         self.assertNotEqual(MPI.Status(), st)
 
+    def test_generalized_requests(self):
+        # Grequest: completed by the program (here from another thread);
+        # waits call query_fn for the status, then free_fn.
+        import threading
+        import time
+        log = []
+        g = MPI.Grequest.Start(lambda st: (st.Set_source(5), st.Set_tag(9)),
+                               lambda: log.append("free"), lambda done: log.append(("cancel", done)))
+        self.assertFalse(g.Test())
+        buf = bytearray(4)
+        r = MPI.COMM_SELF.Irecv(buf, 0, 3)
+
+        def later():
+            time.sleep(0.02)
+            MPI.COMM_SELF.Send(b"abcd", 0, 3)
+            g.Complete()
+        t = threading.Thread(target=later)
+        t.start()
+        sts = [MPI.Status(), MPI.Status()]
+        MPI.Request.Waitall([g, r], sts)
+        t.join()
+        self.assertEqual((sts[0].Get_source(), sts[0].Get_tag(), bytes(buf)), (5, 9, b"abcd"))
+        self.assertEqual(log, ["free"])
+        self.assertEqual(g, MPI.REQUEST_NULL)
+        g2 = MPI.Grequest.Start(None, None, None)
+        g2.Cancel()  # cancel_fn is None: nothing to call
+        self.assertFalse(MPI.Request.Testall([g2]))
+        threading.Timer(0.02, g2.Complete).start()
+        st = MPI.Status()
+        self.assertEqual(MPI.Request.Waitany([MPI.REQUEST_NULL, g2], st), 1)
+        self.assertEqual((st.Get_source(), st.Get_tag()), (MPI.ANY_SOURCE, MPI.ANY_TAG))
+
     def test_request_states(self):
         r = comm.isend("x", dest=MPI.PROC_NULL)
         self.assertTrue(r)  # active until completed, even on PROC_NULL
