@@ -112,6 +112,7 @@ _mpi_fint.install((Datatype, DATATYPE_NULL), (Op, OP_NULL), (Request, REQUEST_NU
                   (Message, MESSAGE_NULL), (Errhandler, ERRHANDLER_NULL), (Info, INFO_NULL),
                   (Group, GROUP_NULL), (Win, WIN_NULL), (File, FILE_NULL))
 Status.f2py = classmethod(_mpi_fint.status_f2py)
+_sizeof, _addressof, _handleof = _mpi_fint.sizeof, _mpi_fint.addressof, _mpi_fint.handleof
 
 # The classes and functions above keep the module name they have always had,
 # pmrun.MPI (mpi4py reports its own as mpi4py.MPI): reprs, pickles by

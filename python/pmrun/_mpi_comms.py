@@ -18,7 +18,7 @@ from ._mpi_constants import (
     ERR_OTHER,
     ERR_REQUEST, ERR_ROOT, ERR_TRUNCATE, HOST, IDENT, IO, KEYVAL_INVALID, LASTUSEDCODE,
     PROC_NULL, SIMILAR, SUCCESS, TAG_UB, TAG_UB_VALUE, UNDEFINED, UNEQUAL, UNIVERSE_SIZE,
-    WTIME_IS_GLOBAL, Exception, _call, _next_error, _raise,
+    WTIME_IS_GLOBAL, Exception, _call, _next_error, _raise, _expect,
 )
 from ._mpi_datatypes import BYTE, Datatype, _datatype_of, _typearg
 from ._mpi_buffers import (
@@ -1426,6 +1426,7 @@ class Message:
     MESSAGE_NULL afterwards. A probe of PROC_NULL matches MESSAGE_NO_PROC."""
 
     def __init__(self, message=None):
+        _expect(message, Message)
         self._comm, self._st, self._noproc = None, None, False
         if isinstance(message, Message):
             self._comm, self._st, self._noproc = message._comm, message._st, message._noproc
@@ -1516,6 +1517,7 @@ class Errhandler(_Handle):
     handle, which Free makes ERRHANDLER_NULL)."""
 
     def __init__(self, errhandler=None):
+        _expect(errhandler, Errhandler)
         self._h = errhandler._h if isinstance(errhandler, Errhandler) else 0
 
     def Free(self):

@@ -224,3 +224,10 @@ def Get_error_string(errorcode):
     if errorcode in _user_classes:
         return _ERROR_STRINGS.get(errorcode, "")
     return _ERROR_STRINGS.get(errorcode, "MPI error %d" % errorcode)
+
+
+def _expect(obj, cls):
+    """TypeError unless obj is None or a cls: the argument of cls(obj), a
+    copy of another handle of that kind, as mpi4py's constructors take."""
+    if obj is not None and not isinstance(obj, cls):
+        raise TypeError("expected %s, not %s" % (cls.__name__, type(obj).__name__))

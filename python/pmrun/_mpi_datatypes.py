@@ -11,7 +11,9 @@ from ._abi import (  # the library's element type codes for reductions in Go
     T_COMPLEX128 as _T_COMPLEX128,
 )
 from . import _mpi_attrs as _attributes
-from ._mpi_constants import ERR_ARG, ERR_BUFFER, ERR_KEYVAL, ERR_TRUNCATE, ERR_TYPE, Exception
+from ._mpi_constants import (
+    ERR_ARG, ERR_BUFFER, ERR_KEYVAL, ERR_TRUNCATE, ERR_TYPE, Exception, _expect,
+)
 
 # --- datatypes -----------------------------------------------------------------
 
@@ -22,6 +24,7 @@ class Datatype(_attributes.Keyvals):
 
     def __init__(self, datatype=None, *, _name="MPI_DATATYPE_NULL", _size=0, _fmt=None,
                  _code=0, _blocks=None, _extent=None, _lb=0, _committed=True):
+        _expect(datatype, Datatype)
         if isinstance(datatype, Datatype):
             self.__dict__.update(datatype.__dict__)
             return

@@ -51,3 +51,44 @@ def status_f2py(cls, fields):
     st = cls()
     st.source, st.tag, st.error, st._count = list(fields)[:4]
     return st
+
+
+# mpi4py's private MPI._sizeof, _addressof and _handleof, which programs
+# that hand handles to C code through ctypes use.
+
+_HANDLE_BYTES = 8  # every handle is a 64-bit integer
+_STATUS_BYTES = 24  # source, tag, error, then the count, as Open MPI lays a status out
+_cells = {}  # id(obj) -> (obj, c_int64 holding its handle): _addressof's memory
+
+
+def handleof(obj):
+    """The integer handle of an MPI object (its runtime handle, else py2f's);
+    NotImplementedError for a Status, which has none."""
+    from ._mpi_status import Status
+
+    if isinstance(obj, Status):
+        raise NotImplementedError("a Status has no handle")
+    h = getattr(obj, "_h", None)
+    if isinstance(h, int):
+        return h
+    return obj.py2f()
+
+
+def sizeof(obj):
+    """The bytes of an MPI object's handle (of a class's objects)."""
+    from ._mpi_status import Status
+
+    cls = obj if isinstance(obj, type) else type(obj)
+    return _STATUS_BYTES if issubclass(cls, Status) else _HANDLE_BYTES
+
+
+def addressof(obj):
+    """The address of memory holding obj's handle (a copy: writing there
+    changes nothing)."""
+    import ctypes
+
+    entry = _cells.get(id(obj))
+    if entry is None or entry[0] is not obj:
+        value = 0 if obj.__class__.__name__ == "Status" else handleof(obj)
+        entry = _cells[id(obj)] = (obj, ctypes.c_int64(value))
+    return ctypes.addressof(entry[1])

@@ -3,7 +3,9 @@
 Part of pmrun.MPI, which re-exports every name defined here.
 """
 
-from ._mpi_constants import ERR_GROUP, IDENT, PROC_NULL, SIMILAR, UNDEFINED, UNEQUAL, Exception
+from ._mpi_constants import (
+    ERR_GROUP, IDENT, PROC_NULL, SIMILAR, UNDEFINED, UNEQUAL, Exception, _expect,
+)
 
 # --- groups ------------------------------------------------------------------
 
@@ -19,6 +21,7 @@ class Group:
 
     def __init__(self, group=None, *, _ranks=None):
         # None: the null group (MPI.Group(), GROUP_NULL, a freed group).
+        _expect(group, Group)
         if isinstance(group, Group):
             self._ranks = None if group._ranks is None else list(group._ranks)
         else:

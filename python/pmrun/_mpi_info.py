@@ -6,7 +6,7 @@ Part of pmrun.MPI, which re-exports every name defined here.
 import os as _os
 import sys as _sys
 
-from ._mpi_constants import ERR_INFO, ERR_INFO_KEY, ERR_INFO_NOKEY, Exception
+from ._mpi_constants import ERR_INFO, ERR_INFO_KEY, ERR_INFO_NOKEY, Exception, _expect
 
 # --- info ----------------------------------------------------------------------
 
@@ -17,6 +17,7 @@ class Info:
     identity, as for handles."""
 
     def __init__(self, info=None):
+        _expect(info, Info)
         self._d = None if info is None or info._d is None else info._d
 
     @classmethod

@@ -8,7 +8,7 @@ from ._abi import (  # the library's codes of the ops it reduces in Go
     OP_LAND as _OP_LAND, OP_LOR as _OP_LOR, OP_BAND as _OP_BAND, OP_BOR as _OP_BOR,
     OP_BXOR as _OP_BXOR,
 )
-from ._mpi_constants import ERR_OP, Exception
+from ._mpi_constants import ERR_OP, Exception, _expect
 from ._mpi_datatypes import (
     _T_INT8, _T_INT16, _T_INT32, _T_INT64, _T_UINT8, _T_UINT16, _T_UINT32, _T_UINT64,
     _T_FLOAT32, _T_FLOAT64, SHORT_INT, _PAIRS,
@@ -24,6 +24,7 @@ class Op:
 
     def __init__(self, op=None, *, _name="MPI_OP_NULL", _code=0, _py=None, _commute=True,
                  _user=None):
+        _expect(op, Op)
         if isinstance(op, Op):
             self.__dict__.update(op.__dict__)
             return

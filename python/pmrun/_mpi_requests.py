@@ -7,7 +7,9 @@ import threading
 import time
 
 from . import _bridge
-from ._mpi_constants import ANY_SOURCE, ANY_TAG, PROC_NULL, UNDEFINED, ERR_PENDING, ERR_REQUEST, Exception, _raise
+from ._mpi_constants import (
+    ANY_SOURCE, ANY_TAG, PROC_NULL, UNDEFINED, ERR_PENDING, ERR_REQUEST, Exception, _raise, _expect,
+)
 from ._mpi_status import Status, _st
 from ._mpi_pickle import _loads
 
@@ -59,6 +61,7 @@ class Request:
         return super().__new__(cls)  # subclasses may pass request, as with mpi4py
 
     def __init__(self, request=None):
+        _expect(request, Request)
         self._h = 0
         self._keep = None
         self._kind = None

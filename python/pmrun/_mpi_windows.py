@@ -16,7 +16,7 @@ from ._abi import (
     SYNC_UNLOCK_ALL, SYNC_COMPLETE, SYNC_WAIT, SYNC_POST, SYNC_START, T_LONG_DOUBLE,
 )
 from ._mpi_constants import (
-    ERR_ARG, ERR_KEYVAL, ERR_OP, ERR_TYPE, ERR_WIN, KEYVAL_INVALID, PROC_NULL, Exception, _call,
+    ERR_ARG, ERR_KEYVAL, ERR_OP, ERR_TYPE, ERR_WIN, KEYVAL_INVALID, PROC_NULL, Exception, _call, _expect,
 )
 from ._mpi_buffers import BOTTOM, _Buf, _pin, buffer
 from ._mpi_datatypes import Datatype, _typearg
@@ -63,6 +63,7 @@ class Win(_Handle, _attributes.Keyvals):
         return super().__new__(cls)  # subclasses may pass win, as with mpi4py
 
     def __init__(self, win=None):
+        _expect(win, Win)
         self._h = 0
         self._comm = None
         self._units = []

@@ -508,6 +508,21 @@ class Semantics(unittest.TestCase):
         st.source, st.tag = 1, 2
         self.assertEqual(MPI.Status.f2py(st.py2f()), st)
         self.assertNotEqual(MPI.Status(), st)
+        # mpi4py's private handle helpers, and constructors that copy only
+        # a handle of their own kind.
+        import ctypes
+        self.assertEqual(MPI._sizeof(comm), MPI._sizeof(MPI.Comm))
+        self.assertEqual(ctypes.c_int64.from_address(MPI._addressof(comm)).value,
+                         MPI._handleof(comm))
+        with self.assertRaises(NotImplementedError):
+            MPI._handleof(MPI.Status())
+        for cls, other in ((MPI.Datatype, MPI.OP_NULL), (MPI.Op, MPI.INT), (MPI.Request, 1234),
+                           (MPI.Group, "abc"), (MPI.Info, MPI.GROUP_NULL), (MPI.Win, MPI.INFO_NULL),
+                           (MPI.Errhandler, MPI.WIN_NULL), (MPI.Message, MPI.REQUEST_NULL),
+                           (MPI.File, 7), (MPI.Status, MPI.FILE_NULL)):
+            with self.assertRaises(TypeError, msg=cls.__name__):
+                cls(other)
+        self.assertEqual(MPI.File(), MPI.FILE_NULL)
 
     def test_generalized_requests(self):
         # Grequest: completed by the program (here from another thread);
