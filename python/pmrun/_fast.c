@@ -1821,6 +1821,408 @@ static PyObject *f_bind(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+
+/* ---- MPI.memory: raw memory with the buffer protocol (mpi4py's) ---- */
+
+/* A span of bytes: another object's exported buffer (obj, held in view), a
+ * bytearray of its own (allocate), or an address (fromaddress; base keeps
+ * what owns it alive: the memory a slice or toreadonly was made from). */
+typedef struct {
+    PyObject_HEAD
+    char *buf;
+    Py_ssize_t len;
+    int readonly;
+    PyObject *obj;  /* what the memory is of, or NULL (None) */
+    PyObject *base; /* keeps buf alive (a memory object, or NULL) */
+    Py_buffer view; /* held export of obj, view.obj NULL when none */
+    Py_ssize_t exports;
+} Memory;
+
+static PyTypeObject MemoryType;
+
+static Memory *memory_alloc(PyTypeObject *cls)
+{
+    Memory *m = (Memory *)cls->tp_alloc(cls, 0);
+    if (m != NULL) {
+        m->buf = NULL;
+        m->len = 0;
+        m->readonly = 0;
+        m->obj = m->base = NULL;
+        memset(&m->view, 0, sizeof m->view);
+        m->exports = 0;
+    }
+    return m;
+}
+
+static void memory_clear(Memory *m)
+{
+    if (m->view.obj != NULL)
+        PyBuffer_Release(&m->view);
+    Py_CLEAR(m->obj);
+    Py_CLEAR(m->base);
+    m->buf = NULL;
+    m->len = 0;
+    m->readonly = 0;
+}
+
+static void memory_dealloc(Memory *m)
+{
+    memory_clear(m);
+    Py_TYPE(m)->tp_free((PyObject *)m);
+}
+
+/* A memory of cls over obj's buffer, writable unless readonly (-1: as obj
+ * exports it). */
+static PyObject *memory_of(PyTypeObject *cls, PyObject *obj, int readonly)
+{
+    if (!PyObject_CheckBuffer(obj)) {
+        PyErr_Format(PyExc_TypeError, "memory: expected a buffer object, not %.100s",
+                     Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    Memory *m = memory_alloc(cls);
+    if (m == NULL)
+        return NULL;
+    int rc;
+    if (readonly == 1) {
+        rc = PyObject_GetBuffer(obj, &m->view, PyBUF_SIMPLE);
+    } else {
+        rc = PyObject_GetBuffer(obj, &m->view, PyBUF_WRITABLE);
+        if (rc < 0 && readonly == -1) {
+            PyErr_Clear();
+            rc = PyObject_GetBuffer(obj, &m->view, PyBUF_SIMPLE);
+        }
+    }
+    if (rc < 0) {
+        memset(&m->view, 0, sizeof m->view);
+        Py_DECREF(m);
+        return NULL;
+    }
+    m->buf = m->view.buf;
+    m->len = m->view.len;
+    m->readonly = readonly == 1 || m->view.readonly;
+    m->obj = Py_NewRef(obj);
+    return (PyObject *)m;
+}
+
+static PyObject *memory_new(PyTypeObject *cls, PyObject *args, PyObject *kw)
+{
+    PyObject *obj = NULL;
+    static char *names[] = {"buf", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:memory", names, &obj))
+        return NULL;
+    if (obj == NULL)
+        return (PyObject *)memory_alloc(cls);
+    return memory_of(cls, obj, -1);
+}
+
+static PyObject *memory_frombuffer(PyObject *cls, PyObject *args, PyObject *kw)
+{
+    PyObject *obj;
+    int readonly = 0;
+    static char *names[] = {"obj", "readonly", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|p:frombuffer", names, &obj, &readonly))
+        return NULL;
+    return memory_of((PyTypeObject *)cls, obj, readonly);
+}
+
+static PyObject *memory_fromaddress(PyObject *cls, PyObject *args, PyObject *kw)
+{
+    PyObject *address;
+    Py_ssize_t nbytes;
+    int readonly = 0;
+    static char *names[] = {"address", "nbytes", "readonly", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "On|p:fromaddress", names, &address, &nbytes,
+                                     &readonly))
+        return NULL;
+    void *p = PyLong_AsVoidPtr(address);
+    if (p == NULL && PyErr_Occurred())
+        return NULL;
+    if (nbytes < 0) {
+        PyErr_Format(PyExc_ValueError, "fromaddress: negative size %zd", nbytes);
+        return NULL;
+    }
+    if (p == NULL && nbytes > 0) {
+        PyErr_SetString(PyExc_ValueError, "fromaddress: a null address of a nonempty memory");
+        return NULL;
+    }
+    Memory *m = memory_alloc((PyTypeObject *)cls);
+    if (m != NULL) {
+        m->buf = p;
+        m->len = nbytes;
+        m->readonly = readonly;
+    }
+    return (PyObject *)m;
+}
+
+static PyObject *memory_allocate(PyObject *cls, PyObject *args, PyObject *kw)
+{
+    PyObject *size;
+    int clear = 0;
+    static char *names[] = {"nbytes", "clear", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|p:allocate", names, &size, &clear))
+        return NULL;
+    if (!PyLong_Check(size)) {
+        PyErr_Format(PyExc_TypeError, "allocate: expected an integer size, not %.100s",
+                     Py_TYPE(size)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(size);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    if (n < 0) {
+        PyErr_Format(PyExc_ValueError, "allocate: negative size %zd", n);
+        return NULL;
+    }
+    PyObject *bytes = PyByteArray_FromStringAndSize(NULL, n); /* zeroed or not: see below */
+    if (bytes == NULL)
+        return NULL;
+    if (n > 0)
+        memset(PyByteArray_AS_STRING(bytes), 0, n); /* always cleared: no stale data leaks */
+    PyObject *m = memory_of((PyTypeObject *)cls, bytes, 0);
+    Py_DECREF(bytes);
+    return m;
+}
+
+/* release lets go of the memory: it reads as empty from then on. Views
+ * exported before keep what they need (obj's export) until this object
+ * goes, as they point into it. */
+static PyObject *memory_release(Memory *m, PyObject *unused)
+{
+    if (m->exports == 0) {
+        memory_clear(m);
+    } else {
+        m->buf = NULL;
+        m->len = 0;
+        m->readonly = 0;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *memory_tobytes(Memory *m, PyObject *unused)
+{
+    return PyBytes_FromStringAndSize(m->buf, m->len);
+}
+
+/* A memory of m's bytes lo..lo+n (m kept alive as its base). */
+static PyObject *memory_span(Memory *m, Py_ssize_t lo, Py_ssize_t n, int readonly)
+{
+    Memory *v = memory_alloc(Py_TYPE(m));
+    if (v == NULL)
+        return NULL;
+    v->buf = m->buf == NULL ? NULL : m->buf + lo;
+    v->len = n;
+    v->readonly = readonly;
+    v->obj = Py_XNewRef(m->obj);
+    v->base = Py_NewRef((PyObject *)m);
+    return (PyObject *)v;
+}
+
+static PyObject *memory_toreadonly(Memory *m, PyObject *unused)
+{
+    return memory_span(m, 0, m->len, 1);
+}
+
+static int memory_getbuffer(Memory *m, Py_buffer *view, int flags)
+{
+    if ((flags & PyBUF_WRITABLE) && m->readonly) {
+        PyErr_SetString(PyExc_BufferError, "memory buffer is read-only");
+        return -1;
+    }
+    static char empty[1];
+    if (PyBuffer_FillInfo(view, (PyObject *)m, m->buf != NULL ? m->buf : empty, m->len,
+                          m->readonly, flags) < 0)
+        return -1;
+    m->exports++;
+    return 0;
+}
+
+static void memory_releasebuffer(Memory *m, Py_buffer *view)
+{
+    m->exports--;
+}
+
+static Py_ssize_t memory_length(Memory *m)
+{
+    return m->len;
+}
+
+static PyObject *memory_subscript(Memory *m, PyObject *key)
+{
+    if (PyIndex_Check(key)) {
+        Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
+        if (i == -1 && PyErr_Occurred())
+            return NULL;
+        if (i < 0)
+            i += m->len;
+        if (i < 0 || i >= m->len) {
+            PyErr_SetString(PyExc_IndexError, "memory index out of range");
+            return NULL;
+        }
+        return PyLong_FromLong((unsigned char)m->buf[i]);
+    }
+    if (PySlice_Check(key)) {
+        Py_ssize_t lo, hi, step;
+        if (PySlice_Unpack(key, &lo, &hi, &step) < 0)
+            return NULL;
+        Py_ssize_t n = PySlice_AdjustIndices(m->len, &lo, &hi, step);
+        if (step != 1) {
+            PyErr_SetString(PyExc_IndexError, "memory slice step must be 1");
+            return NULL;
+        }
+        return memory_span(m, lo, n, m->readonly);
+    }
+    PyErr_Format(PyExc_TypeError, "memory indices must be integers or slices, not %.100s",
+                 Py_TYPE(key)->tp_name);
+    return NULL;
+}
+
+static int memory_ass_subscript(Memory *m, PyObject *key, PyObject *value)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_TypeError, "memory items cannot be deleted");
+        return -1;
+    }
+    if (m->readonly) {
+        PyErr_SetString(PyExc_TypeError, "memory buffer is read-only");
+        return -1;
+    }
+    Py_ssize_t lo, n;
+    if (PyIndex_Check(key)) {
+        lo = PyNumber_AsSsize_t(key, PyExc_IndexError);
+        if (lo == -1 && PyErr_Occurred())
+            return -1;
+        if (lo < 0)
+            lo += m->len;
+        if (lo < 0 || lo >= m->len) {
+            PyErr_SetString(PyExc_IndexError, "memory index out of range");
+            return -1;
+        }
+        n = 1;
+    } else if (PySlice_Check(key)) {
+        Py_ssize_t hi, step;
+        if (PySlice_Unpack(key, &lo, &hi, &step) < 0)
+            return -1;
+        n = PySlice_AdjustIndices(m->len, &lo, &hi, step);
+        if (step != 1) {
+            PyErr_SetString(PyExc_IndexError, "memory slice step must be 1");
+            return -1;
+        }
+    } else {
+        PyErr_Format(PyExc_TypeError, "memory indices must be integers or slices, not %.100s",
+                     Py_TYPE(key)->tp_name);
+        return -1;
+    }
+    if (PyLong_Check(value)) { /* a byte, or (a slice) every byte of it */
+        long b = PyLong_AsLong(value);
+        if (b == -1 && PyErr_Occurred())
+            return -1;
+        if (b < 0 || b > 255) {
+            PyErr_SetString(PyExc_ValueError, "memory: a byte must be in range(0, 256)");
+            return -1;
+        }
+        if (n > 0)
+            memset(m->buf + lo, (int)b, n);
+        return 0;
+    }
+    Py_buffer v;
+    if (PyObject_GetBuffer(value, &v, PyBUF_SIMPLE) < 0)
+        return -1;
+    int rc = 0;
+    if (v.len != n) {
+        PyErr_Format(PyExc_ValueError, "memory: %zd bytes into a slice of %zd", v.len, n);
+        rc = -1;
+    } else if (n > 0) {
+        memmove(m->buf + lo, v.buf, n);
+    }
+    PyBuffer_Release(&v);
+    return rc;
+}
+
+static PyObject *memory_get_address(Memory *m, void *unused)
+{
+    return PyLong_FromVoidPtr(m->buf);
+}
+
+static PyObject *memory_get_obj(Memory *m, void *unused)
+{
+    return Py_NewRef(m->obj != NULL && m->buf != NULL ? m->obj : Py_None);
+}
+
+static PyObject *memory_get_nbytes(Memory *m, void *unused)
+{
+    return PyLong_FromSsize_t(m->len);
+}
+
+static PyObject *memory_get_readonly(Memory *m, void *unused)
+{
+    return PyBool_FromLong(m->readonly);
+}
+
+static PyObject *memory_get_format(Memory *m, void *unused)
+{
+    return PyUnicode_FromString("B");
+}
+
+static PyObject *memory_get_itemsize(Memory *m, void *unused)
+{
+    return PyLong_FromLong(1);
+}
+
+static PyGetSetDef memory_getset[] = {
+    {"address", (getter)memory_get_address, NULL, "the memory's address (0 when empty)", NULL},
+    {"obj", (getter)memory_get_obj, NULL, "the object whose memory it is, or None", NULL},
+    {"nbytes", (getter)memory_get_nbytes, NULL, "its size in bytes", NULL},
+    {"readonly", (getter)memory_get_readonly, NULL, "whether it may not be written", NULL},
+    {"format", (getter)memory_get_format, NULL, "'B': bytes", NULL},
+    {"itemsize", (getter)memory_get_itemsize, NULL, "1", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef memory_methods[] = {
+    {"frombuffer", (PyCFunction)(void (*)(void))memory_frombuffer,
+     METH_VARARGS | METH_KEYWORDS | METH_CLASS, "frombuffer(obj, readonly=False): obj's memory"},
+    {"fromaddress", (PyCFunction)(void (*)(void))memory_fromaddress,
+     METH_VARARGS | METH_KEYWORDS | METH_CLASS,
+     "fromaddress(address, nbytes, readonly=False): the memory at an address"},
+    {"allocate", (PyCFunction)(void (*)(void))memory_allocate,
+     METH_VARARGS | METH_KEYWORDS | METH_CLASS, "allocate(nbytes, clear=False): new memory"},
+    {"release", (PyCFunction)memory_release, METH_NOARGS, "lets go of the memory"},
+    {"tobytes", (PyCFunction)memory_tobytes, METH_NOARGS, "a copy of the bytes"},
+    {"toreadonly", (PyCFunction)memory_toreadonly, METH_NOARGS, "a read-only view"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyBufferProcs memory_as_buffer = {
+    (getbufferproc)memory_getbuffer,
+    (releasebufferproc)memory_releasebuffer,
+};
+
+static PyMappingMethods memory_as_mapping = {
+    (lenfunc)memory_length,
+    (binaryfunc)memory_subscript,
+    (objobjargproc)memory_ass_subscript,
+};
+
+static PySequenceMethods memory_as_sequence = {
+    .sq_length = (lenfunc)memory_length,
+};
+
+static PyTypeObject MemoryType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pmrun._fast.memory",
+    .tp_basicsize = sizeof(Memory),
+    .tp_dealloc = (destructor)memory_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "memory(buf=None): raw memory with the buffer protocol, as mpi4py's MPI.memory",
+    .tp_new = memory_new,
+    .tp_methods = memory_methods,
+    .tp_getset = memory_getset,
+    .tp_as_buffer = &memory_as_buffer,
+    .tp_as_mapping = &memory_as_mapping,
+    .tp_as_sequence = &memory_as_sequence,
+};
+
 static PyMethodDef methods[] = {
     {"bind", f_bind, METH_VARARGS, "bind(addresses, raise_rc, dumps, loads, joined, typecode, PROC_NULL, RED_ALLREDUCE, RED_SCATTER_BLOCK)"},
     {"std_pickle", f_std_pickle, METH_O, "std_pickle(flag): whether MPI.pickle is pickle with protocol 5"},
@@ -1887,7 +2289,7 @@ PyMODINIT_FUNC PyInit__fast(void)
     general = PyObject_CallObject((PyObject *)&PyBaseObject_Type, NULL);
     if (empty == NULL || zero == NULL || general == NULL)
         return NULL;
-    if (PyType_Ready(&HeldType) < 0)
+    if (PyType_Ready(&HeldType) < 0 || PyType_Ready(&MemoryType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
@@ -1895,6 +2297,12 @@ PyMODINIT_FUNC PyInit__fast(void)
     Py_INCREF(&HeldType);
     if (PyModule_AddObject(m, "Held", (PyObject *)&HeldType) < 0) {
         Py_DECREF(&HeldType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&MemoryType);
+    if (PyModule_AddObject(m, "memory", (PyObject *)&MemoryType) < 0) {
+        Py_DECREF(&MemoryType);
         Py_DECREF(m);
         return NULL;
     }

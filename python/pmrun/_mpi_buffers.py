@@ -23,9 +23,9 @@ BOTTOM = 0
 BUFFER_AUTOMATIC = None
 
 
-class buffer:
-    """Raw memory (mpi4py's MPI.buffer), as user ops receive it: a ctypes byte
-    array over the memory. numpy.frombuffer, bytes(), len() and indexing work
+class _ctypes_buffer:
+    """Raw memory (mpi4py's MPI.buffer) where pmrun._fast is not built, and
+    as user ops receive it: a ctypes byte array over the memory. numpy.frombuffer, bytes(), len() and indexing work
     on it as on mpi4py's, and its slices accept any buffer of the right size
     (buf[:] = array); a memoryview of it has format '<B' and must be
     cast('B') before slice assignment."""
@@ -74,6 +74,40 @@ def _memory_type(n):
         t = _MEMORY_TYPES[n] = type("buffer", (_bridge.ctypes.c_ubyte * n,),
                                     {"__setitem__": _memory_setitem})
     return t
+
+
+def _exports_buffer(obj):
+    try:
+        memoryview(obj).release()
+        return True
+    except TypeError:
+        return False
+
+
+if getattr(_bridge.fast, "memory", None) is None:
+    buffer = _ctypes_buffer
+else:
+    class buffer(_bridge.fast.memory):
+        """Raw memory with the buffer protocol (mpi4py's MPI.buffer, and
+        MPI.memory): buffer(obj) is obj's memory (read-only when obj is),
+        buffer() none; buffer.allocate(nbytes), buffer.frombuffer(obj,
+        readonly=False) and buffer.fromaddress(address, nbytes,
+        readonly=False) make one; address, obj, nbytes, readonly, format and
+        itemsize describe it; release(), tobytes() and toreadonly(); its
+        slices (step 1) are buffers over the same bytes, and take a byte
+        value or any buffer of their size. DLPack exporters and array
+        interfaces are taken as by messages."""
+
+        def __new__(cls, *args, **kwargs):
+            if len(args) == 1 and not kwargs and args[0] is not None and \
+                    not _exports_buffer(args[0]):
+                found = _bridge.array_memory(args[0], False)
+                if found is not None:
+                    holder, addr, nbytes = found[:3]
+                    mem = cls.fromaddress(addr, nbytes)
+                    mem._holder = holder  # the export lives as long as the memory
+                    return mem
+            return super().__new__(cls, *args, **kwargs)
 
 
 memory = buffer

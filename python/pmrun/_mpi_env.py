@@ -171,7 +171,10 @@ def Alloc_mem(size, info=INFO_NULL):
 
 
 def Free_mem(mem):
-    pass
+    """Lets go of memory from Alloc_mem (it reads as empty afterwards)."""
+    release = getattr(mem, "release", None)
+    if release is not None:
+        release()
 
 
 def Aint_add(base, disp):

@@ -556,6 +556,39 @@ class Semantics(unittest.TestCase):
         self.assertEqual(MPI.Request.Waitany([MPI.REQUEST_NULL, g2], st), 1)
         self.assertEqual((st.Get_source(), st.Get_tag()), (MPI.ANY_SOURCE, MPI.ANY_TAG))
 
+    def test_memory(self):
+        # MPI.memory, as mpi4py's: over another object's buffer (read-only
+        # when that is), allocated, or at an address; slices share the bytes.
+        _bridge = sys.modules.get("pmrun._bridge")  # None under mpi4py itself
+        if _bridge is not None and _bridge.fast is None:
+            self.skipTest("MPI.memory is mpi4py's type where pmrun._fast is loaded "
+                          "(PMRUN_PY_FAST=0 or no compiler: a ctypes array)")
+        ro = MPI.memory(b"abc")
+        self.assertEqual((ro.nbytes, ro.readonly, ro.obj, ro.tobytes()), (3, True, b"abc", b"abc"))
+        with self.assertRaises(TypeError):
+            ro[0] = 1
+        with self.assertRaises(TypeError):
+            MPI.memory(None)
+        data = bytearray(b"\0" * 8)
+        mem = MPI.memory.frombuffer(data)
+        mem[2:5] = b"xyz"
+        mem[0] = 7
+        mem[6:] = 1
+        self.assertEqual(bytes(data), b"\x07\0xyz\0\x01\x01")
+        self.assertEqual(mem[2:5].tobytes(), b"xyz")
+        self.assertEqual(mem.toreadonly().address, mem.address)
+        at = MPI.memory.fromaddress(mem.address, 3)
+        self.assertEqual(bytes(at), b"\x07\0x")
+        with self.assertRaises(IndexError):
+            mem[::2]
+        with self.assertRaises(ValueError):
+            mem[0:2] = b"abc"
+        m = MPI.Alloc_mem(16)
+        self.assertIs(type(m), MPI.memory)
+        self.assertEqual((m.nbytes, m[15], memoryview(m).format), (16, 0, "B"))
+        MPI.Free_mem(m)
+        self.assertEqual((m.address, m.nbytes), (0, 0))
+
     def test_request_states(self):
         r = comm.isend("x", dest=MPI.PROC_NULL)
         self.assertTrue(r)  # active until completed, even on PROC_NULL
