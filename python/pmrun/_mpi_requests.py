@@ -39,6 +39,39 @@ class _Owned:
             _lib.pm_req_free(self.h)
 
 
+# Requests freed before their operation completed (MPI_Request_free of an
+# active request): the operation goes on in the runtime, reading or writing
+# the buffers their owner (_Owned or _fast.Held) keeps alive, so the owner
+# stays here, with the handle, until the operation is done.
+_orphans = []
+
+
+def _done(h):
+    flag = _out()
+    _lib.pm_test(h, _bridge.ctypes.byref(flag), _bridge.ctypes.byref(_st()))
+    return bool(flag.value)
+
+
+def _free_active(h, owner):
+    """Frees request handle h, owned by owner: at once if its operation is
+    complete, else once it is (see _orphans)."""
+    _orphans.append((h, owner))
+    _reap()
+
+
+def _reap():
+    """Frees the orphaned requests whose operations have completed."""
+    still = []
+    for h, owner in _orphans:
+        if _done(h):
+            _lib.pm_req_free(h)
+            if owner is not None:
+                owner.h = 0
+        else:
+            still.append((h, owner))
+    _orphans[:] = still
+
+
 _Held = _fast.Held if _fast is not None else None
 _GENERAL = _fast.GENERAL if _fast is not None else None
 
@@ -248,8 +281,8 @@ class Request:
         if self._h == 0:
             raise Exception(ERR_REQUEST, "Free: invalid request (MPI.REQUEST_NULL)")
         if self._h > 0:
-            _lib.pm_req_free(self._h)
-            self._release()
+            _free_active(self._h, self._keep)
+            self._keep = None
         self._h = 0
 
     @staticmethod
@@ -458,8 +491,8 @@ class Prequest(Request):
         if self._freed:
             raise Exception(ERR_REQUEST, "Free: the persistent request was freed already")
         if self._h > 0:
-            _lib.pm_req_free(self._h)
-            self._release()
+            _free_active(self._h, self._keep)
+            self._keep = None
         self._h, self._freed = 0, True
 
     def Start(self):

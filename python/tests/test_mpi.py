@@ -589,6 +589,30 @@ class Semantics(unittest.TestCase):
         MPI.Free_mem(m)
         self.assertEqual((m.address, m.nbytes), (0, 0))
 
+    def test_free_active_send(self):
+        # A send request freed before it completes goes on: its pickle stays
+        # alive until the runtime is done with it (it was freed at once, and
+        # the receiver got whatever reused that memory).
+        if size < 2:
+            self.skipTest("needs 2 ranks")
+        import gc
+        import time
+        for it in range(5):
+            if rank == 0:
+                for tag in range(3):
+                    payload = bytes([it, tag]) * (1 << 19)  # 1 MiB: a rendezvous
+                    r = comm.issend(payload, 1, 40 + tag)
+                    r.Free()
+                    del payload, r
+                    gc.collect()
+                    junk = [bytearray(b"\xe0") * (1 << 20) for _ in range(4)]
+                    del junk
+            elif rank == 1:
+                time.sleep(0.01)
+                for tag in range(3):
+                    self.assertEqual(comm.recv(source=0, tag=40 + tag), bytes([it, tag]) * (1 << 19))
+            comm.Barrier()
+
     def test_request_states(self):
         r = comm.isend("x", dest=MPI.PROC_NULL)
         self.assertTrue(r)  # active until completed, even on PROC_NULL
