@@ -257,10 +257,70 @@ typedef struct {
     long long h;
 } Held;
 
+static Held *held_new(Py_buffer *a, Py_buffer *b);
+
+/* [(handle, owner)]: requests freed or dropped before their operation
+ * completed; the owner (a Held, or _mpi_requests._Owned) keeps the buffers
+ * the runtime still reads or writes, until the operation is done. Shared
+ * with _mpi_requests._orphans. */
+static PyObject *orphans;
+
+/* reap_orphans lets go of the orphans whose operations are done. */
+static void reap_orphans(void)
+{
+    for (Py_ssize_t i = PyList_GET_SIZE(orphans) - 1; i >= 0; i--) {
+        PyObject *t = PyList_GET_ITEM(orphans, i);
+        long long h = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 0));
+        i64 flag = 0, st[4] = {0, 0, 0, 0};
+        i64 rc = pm_test_done(h, &flag, st);
+        if (rc == 0 && !flag)
+            continue; /* still running */
+        if (rc != 0 || st[3] != 0)
+            pm_req_free(h); /* failed: pm_test_done kept the handle */
+        if (PyObject_SetAttr(PyTuple_GET_ITEM(t, 1), s_hh, zero) < 0)
+            PyErr_Clear();
+        if (PyList_SetSlice(orphans, i, i + 1, NULL) < 0)
+            PyErr_Clear();
+    }
+}
+
 static void held_dealloc(Held *self)
 {
-    if (self->h > 0) /* its request went before completing, or was not waited for */
+    if (self->h > 0 && orphans != NULL) {
+        /* Its request went before it was waited for. Done: the handle goes
+         * too; still running: a new Held takes the buffers and the handle
+         * over, among the orphans, so that the runtime never touches
+         * memory that was given back. */
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        reap_orphans();
+        i64 flag = 0, st[4] = {0, 0, 0, 0};
+        i64 rc = pm_test_done(self->h, &flag, st);
+        if (rc == 0 && !flag) {
+            Held *o = held_new(&self->view, &self->view2);
+            PyObject *t = o == NULL ? NULL : Py_BuildValue("(LO)", self->h, (PyObject *)o);
+            if (t != NULL && PyList_Append(orphans, t) == 0) {
+                o->h = self->h; /* the views moved to o */
+                memset(&self->view, 0, sizeof self->view);
+                memset(&self->view2, 0, sizeof self->view2);
+            } else if (o != NULL) {
+                /* No room to keep it: leak the views rather than free them. */
+                memset(&o->view, 0, sizeof o->view);
+                memset(&o->view2, 0, sizeof o->view2);
+                memset(&self->view, 0, sizeof self->view);
+                memset(&self->view2, 0, sizeof self->view2);
+            }
+            Py_XDECREF(t);
+            Py_XDECREF(o);
+            PyErr_Clear();
+        } else if (rc != 0 || st[3] != 0) {
+            pm_req_free(self->h); /* failed: its handle was kept */
+        }
+        self->h = 0;
+        PyErr_Restore(et, ev, tb);
+    } else if (self->h > 0) {
         pm_req_free(self->h);
+    }
     if (self->view.obj != NULL)
         PyBuffer_Release(&self->view);
     if (self->view2.obj != NULL)
@@ -2291,12 +2351,19 @@ PyMODINIT_FUNC PyInit__fast(void)
         return NULL;
     if (PyType_Ready(&HeldType) < 0 || PyType_Ready(&MemoryType) < 0)
         return NULL;
+    if ((orphans = PyList_New(0)) == NULL)
+        return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
     Py_INCREF(&HeldType);
     if (PyModule_AddObject(m, "Held", (PyObject *)&HeldType) < 0) {
         Py_DECREF(&HeldType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyModule_AddObject(m, "orphans", Py_NewRef(orphans)) < 0) {
+        Py_DECREF(orphans);
         Py_DECREF(m);
         return NULL;
     }

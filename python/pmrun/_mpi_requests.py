@@ -36,14 +36,23 @@ class _Owned:
 
     def __del__(self):
         if self.h > 0 and _lib is not None:
-            _lib.pm_req_free(self.h)
+            try:
+                if _done(self.h):
+                    _lib.pm_req_free(self.h)
+                else:  # dropped while its operation runs: kept until it is done
+                    _reap()
+                    _orphans.append((self.h, self))
+            except Exception:  # noqa: BLE001 - at interpreter exit: nothing to keep
+                pass
 
 
-# Requests freed before their operation completed (MPI_Request_free of an
-# active request): the operation goes on in the runtime, reading or writing
-# the buffers their owner (_Owned or _fast.Held) keeps alive, so the owner
-# stays here, with the handle, until the operation is done.
-_orphans = []
+# Requests freed or dropped before their operation completed
+# (MPI_Request_free of an active request, or a request nobody waits for):
+# the operation goes on in the runtime, reading or writing the buffers their
+# owner (_Owned or _fast.Held) keeps alive, so the owner stays here, with the
+# handle, until the operation is done. pmrun._fast adds the Helds of
+# requests dropped while running, and reaps as this module does.
+_orphans = _fast.orphans if _fast is not None else []
 
 
 def _done(h):

@@ -590,26 +590,30 @@ class Semantics(unittest.TestCase):
         self.assertEqual((m.address, m.nbytes), (0, 0))
 
     def test_free_active_send(self):
-        # A send request freed before it completes goes on: its pickle stays
-        # alive until the runtime is done with it (it was freed at once, and
-        # the receiver got whatever reused that memory).
+        # A send request freed, or dropped, before it completes goes on: its
+        # pickle stays alive until the runtime is done with it (it was freed
+        # at once, and the receiver got whatever reused that memory).
         if size < 2:
             self.skipTest("needs 2 ranks")
         import gc
         import time
         for it in range(5):
             if rank == 0:
-                for tag in range(3):
+                for tag in range(6):
                     payload = bytes([it, tag]) * (1 << 19)  # 1 MiB: a rendezvous
-                    r = comm.issend(payload, 1, 40 + tag)
-                    r.Free()
-                    del payload, r
+                    if tag < 3:
+                        r = comm.issend(payload, 1, 40 + tag)
+                        r.Free()
+                        del r
+                    else:  # a request nobody keeps or waits for
+                        comm.isend(payload, 1, 40 + tag)
+                    del payload
                     gc.collect()
                     junk = [bytearray(b"\xe0") * (1 << 20) for _ in range(4)]
                     del junk
             elif rank == 1:
                 time.sleep(0.01)
-                for tag in range(3):
+                for tag in range(6):
                     self.assertEqual(comm.recv(source=0, tag=40 + tag), bytes([it, tag]) * (1 << 19))
             comm.Barrier()
 
