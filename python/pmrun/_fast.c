@@ -2107,33 +2107,51 @@ static Py_ssize_t memory_length(Memory *m)
     return m->len;
 }
 
-static PyObject *memory_subscript(Memory *m, PyObject *key)
+/* memory_range reads key, an index or a step-1 slice of m, into the bytes
+ * lo..lo+n it names: 1 for an index (n 1), 2 for a slice, -1 with an error
+ * set (IndexError out of range or for another step, TypeError for another
+ * key). */
+static int memory_range(Memory *m, PyObject *key, Py_ssize_t *lo, Py_ssize_t *n)
 {
     if (PyIndex_Check(key)) {
         Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
         if (i == -1 && PyErr_Occurred())
-            return NULL;
+            return -1;
         if (i < 0)
             i += m->len;
         if (i < 0 || i >= m->len) {
             PyErr_SetString(PyExc_IndexError, "memory index out of range");
-            return NULL;
+            return -1;
         }
-        return PyLong_FromLong((unsigned char)m->buf[i]);
+        *lo = i;
+        *n = 1;
+        return 1;
     }
     if (PySlice_Check(key)) {
-        Py_ssize_t lo, hi, step;
-        if (PySlice_Unpack(key, &lo, &hi, &step) < 0)
-            return NULL;
-        Py_ssize_t n = PySlice_AdjustIndices(m->len, &lo, &hi, step);
+        Py_ssize_t hi, step;
+        if (PySlice_Unpack(key, lo, &hi, &step) < 0)
+            return -1;
+        *n = PySlice_AdjustIndices(m->len, lo, &hi, step);
         if (step != 1) {
             PyErr_SetString(PyExc_IndexError, "memory slice step must be 1");
-            return NULL;
+            return -1;
         }
-        return memory_span(m, lo, n, m->readonly);
+        return 2;
     }
     PyErr_Format(PyExc_TypeError, "memory indices must be integers or slices, not %.100s",
                  Py_TYPE(key)->tp_name);
+    return -1;
+}
+
+static PyObject *memory_subscript(Memory *m, PyObject *key)
+{
+    Py_ssize_t lo, n;
+    switch (memory_range(m, key, &lo, &n)) {
+    case 1:
+        return PyLong_FromLong((unsigned char)m->buf[lo]);
+    case 2:
+        return memory_span(m, lo, n, m->readonly);
+    }
     return NULL;
 }
 
@@ -2148,31 +2166,8 @@ static int memory_ass_subscript(Memory *m, PyObject *key, PyObject *value)
         return -1;
     }
     Py_ssize_t lo, n;
-    if (PyIndex_Check(key)) {
-        lo = PyNumber_AsSsize_t(key, PyExc_IndexError);
-        if (lo == -1 && PyErr_Occurred())
-            return -1;
-        if (lo < 0)
-            lo += m->len;
-        if (lo < 0 || lo >= m->len) {
-            PyErr_SetString(PyExc_IndexError, "memory index out of range");
-            return -1;
-        }
-        n = 1;
-    } else if (PySlice_Check(key)) {
-        Py_ssize_t hi, step;
-        if (PySlice_Unpack(key, &lo, &hi, &step) < 0)
-            return -1;
-        n = PySlice_AdjustIndices(m->len, &lo, &hi, step);
-        if (step != 1) {
-            PyErr_SetString(PyExc_IndexError, "memory slice step must be 1");
-            return -1;
-        }
-    } else {
-        PyErr_Format(PyExc_TypeError, "memory indices must be integers or slices, not %.100s",
-                     Py_TYPE(key)->tp_name);
+    if (memory_range(m, key, &lo, &n) < 0)
         return -1;
-    }
     if (PyLong_Check(value)) { /* a byte, or (a slice) every byte of it */
         long b = PyLong_AsLong(value);
         if (b == -1 && PyErr_Occurred())
