@@ -64,10 +64,24 @@ func place(all, blks []byte, lens []int) []int {
 	return offs
 }
 
+// Alloc gives the memory a call receives its result into, n bytes long (a
+// caller's own memory, say, to spare a copy out of memory the runtime made).
+// The call writes there until it returns; it never keeps the slice after.
+type Alloc func(n int) []byte
+
+// made is the Alloc of the calls without one.
+func made(n int) []byte { return make([]byte, n) }
+
 // GatherBytes collects every rank's data, of any length, at root. There it
 // returns their concatenation in rank order and each one's length; the other
 // ranks get nil.
 func GatherBytes(ctx context.Context, c *comm.Comm, root int, data []byte) ([]byte, []int, error) {
+	return GatherBytesTo(ctx, c, root, data, made)
+}
+
+// GatherBytesTo is GatherBytes receiving the concatenation into memory of
+// alloc's (called at root only).
+func GatherBytesTo(ctx context.Context, c *comm.Comm, root int, data []byte, alloc Alloc) ([]byte, []int, error) {
 	if err := checkRoot(c, "gather", root); err != nil {
 		return nil, nil, err
 	}
@@ -91,7 +105,7 @@ func GatherBytes(ctx context.Context, c *comm.Comm, root int, data []byte) ([]by
 	if err != nil {
 		return nil, nil, err
 	}
-	all := make([]byte, total)
+	all := alloc(total)
 	offs := place(all, blks, lens)
 	copy(all[offs[root]:], data) // its own, whole
 	var t tails
@@ -108,6 +122,11 @@ func GatherBytes(ctx context.Context, c *comm.Comm, root int, data []byte) ([]by
 
 // AllgatherBytes is GatherBytes with the result on every rank.
 func AllgatherBytes(ctx context.Context, c *comm.Comm, data []byte) ([]byte, []int, error) {
+	return AllgatherBytesTo(ctx, c, data, made)
+}
+
+// AllgatherBytesTo is AllgatherBytes receiving into memory of alloc's.
+func AllgatherBytesTo(ctx context.Context, c *comm.Comm, data []byte, alloc Alloc) ([]byte, []int, error) {
 	blk := make([]byte, inlineBlock)
 	putInline(blk, data)
 	blks := make([]byte, inlineBlock*c.Size())
@@ -118,7 +137,7 @@ func AllgatherBytes(ctx context.Context, c *comm.Comm, data []byte) ([]byte, []i
 	if err != nil {
 		return nil, nil, err
 	}
-	all := make([]byte, total)
+	all := alloc(total)
 	offs := place(all, blks, lens)
 	// The rest of the long strings, which every rank knows of: counts
 	// and displacements into all, past each string's inline part.
@@ -138,6 +157,11 @@ func AllgatherBytes(ctx context.Context, c *comm.Comm, data []byte) ([]byte, []i
 // ScatterBytes sends parts[r] of root's parts (one per rank, of any length;
 // read at the root only) to rank r, which gets it in a buffer of its own.
 func ScatterBytes(ctx context.Context, c *comm.Comm, root int, parts [][]byte) ([]byte, error) {
+	return ScatterBytesTo(ctx, c, root, parts, made)
+}
+
+// ScatterBytesTo is ScatterBytes receiving into memory of alloc's.
+func ScatterBytesTo(ctx context.Context, c *comm.Comm, root int, parts [][]byte, alloc Alloc) ([]byte, error) {
 	if err := checkRoot(c, "scatter", root); err != nil {
 		return nil, err
 	}
@@ -160,7 +184,7 @@ func ScatterBytes(ctx context.Context, c *comm.Comm, root int, parts [][]byte) (
 	if err != nil {
 		return nil, err
 	}
-	mine := make([]byte, lens[0])
+	mine := alloc(lens[0])
 	copy(mine, blk[8:])
 	if k.rank != root {
 		if lens[0] > inlineData {
@@ -182,6 +206,11 @@ func ScatterBytes(ctx context.Context, c *comm.Comm, root int, parts [][]byte) (
 // returns the concatenation of what every rank sent this one, in rank order,
 // and each one's length.
 func AlltoallBytes(ctx context.Context, c *comm.Comm, parts [][]byte) ([]byte, []int, error) {
+	return AlltoallBytesTo(ctx, c, parts, made)
+}
+
+// AlltoallBytesTo is AlltoallBytes receiving into memory of alloc's.
+func AlltoallBytesTo(ctx context.Context, c *comm.Comm, parts [][]byte, alloc Alloc) ([]byte, []int, error) {
 	k := newCall(ctx, c, "alltoall")
 	if len(parts) != k.size {
 		return nil, nil, &Error{Op: k.op, Err: fmt.Errorf("%d parts for %d ranks: %w", len(parts), k.size, ErrMismatch)}
@@ -197,7 +226,7 @@ func AlltoallBytes(ctx context.Context, c *comm.Comm, parts [][]byte) ([]byte, [
 	if err != nil {
 		return nil, nil, err
 	}
-	all := make([]byte, total)
+	all := alloc(total)
 	offs := place(all, rblks, lens)
 	if n := len(parts[k.rank]); n > inlineData {
 		copy(all[offs[k.rank]:], parts[k.rank])

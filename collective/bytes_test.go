@@ -43,28 +43,67 @@ func checkJoined(all []byte, lens []int, want [][]byte) error {
 	return nil
 }
 
-// bytesRound runs each collective of strings once, root i % size.
+// dirty is an Alloc of memory holding garbage, so that a byte a call leaves
+// unwritten shows; it remembers what it gave last.
+type dirty struct{ got []byte }
+
+func (d *dirty) alloc(n int) []byte {
+	d.got = bytes.Repeat([]byte{0xa5}, n)
+	return d.got
+}
+
+// in checks that a result is the memory d gave (nil: none given).
+func (d *dirty) in(b []byte) error {
+	if d == nil || len(b) == 0 {
+		return nil
+	}
+	if len(d.got) != len(b) || &d.got[0] != &b[0] {
+		return errors.New("the result is not in the memory of the call's Alloc")
+	}
+	return nil
+}
+
+// bytesRound runs each collective of strings once, root i % size; odd
+// rounds receive into memory of an Alloc's.
 func bytesRound(ctx context.Context, c *comm.Comm, i int) error {
 	p, me, root := c.Size(), c.Rank(), i%c.Size()
+	var d *dirty
+	gather, allgather := collective.GatherBytes, collective.AllgatherBytes
+	scatter, alltoall := collective.ScatterBytes, collective.AlltoallBytes
+	if i%2 == 1 {
+		d = &dirty{}
+		gather = func(ctx context.Context, c *comm.Comm, root int, b []byte) ([]byte, []int, error) {
+			return collective.GatherBytesTo(ctx, c, root, b, d.alloc)
+		}
+		allgather = func(ctx context.Context, c *comm.Comm, b []byte) ([]byte, []int, error) {
+			return collective.AllgatherBytesTo(ctx, c, b, d.alloc)
+		}
+		scatter = func(ctx context.Context, c *comm.Comm, root int, parts [][]byte) ([]byte, error) {
+			return collective.ScatterBytesTo(ctx, c, root, parts, d.alloc)
+		}
+		alltoall = func(ctx context.Context, c *comm.Comm, parts [][]byte) ([]byte, []int, error) {
+			return collective.AlltoallBytesTo(ctx, c, parts, d.alloc)
+		}
+	}
 	var want [][]byte
 	for r := range p {
 		want = append(want, str(r, 0, i))
 	}
-	all, lens, err := collective.GatherBytes(ctx, c, root, str(me, 0, i))
+	all, lens, err := gather(ctx, c, root, str(me, 0, i))
 	if err != nil {
 		return err
 	}
 	if me == root {
-		if err := checkJoined(all, lens, want); err != nil {
+		if err := errors.Join(checkJoined(all, lens, want), d.in(all)); err != nil {
 			return fmt.Errorf("round %d gather: %v", i, err)
 		}
 	} else if all != nil || lens != nil {
 		return fmt.Errorf("round %d gather: a result off the root", i)
 	}
-	if all, lens, err = collective.AllgatherBytes(ctx, c, str(me, 0, i)); err != nil {
+	if all, lens, err = allgather(ctx, c, str(me, 0, i)); err != nil {
 		return err
 	}
-	if err := checkJoined(all, lens, want); err != nil {
+	if err := errors.Join(checkJoined(all, lens, want), d.in(all)); err != nil {
 		return fmt.Errorf("round %d allgather: %v", i, err)
 	}
 	var parts [][]byte
@@ -73,11 +112,11 @@ func bytesRound(ctx context.Context, c *comm.Comm, i int) error {
 			parts = append(parts, str(root, r, i))
 		}
 	}
-	mine, err := collective.ScatterBytes(ctx, c, root, parts)
+	mine, err := scatter(ctx, c, root, parts)
 	if err != nil {
 		return err
 	}
-	if !bytes.Equal(mine, str(root, me, i)) {
+	if !bytes.Equal(mine, str(root, me, i)) || d.in(mine) != nil {
 		return fmt.Errorf("round %d scatter: %d bytes wrong", i, len(mine))
 	}
 	parts, want = nil, nil
@@ -85,10 +124,10 @@ func bytesRound(ctx context.Context, c *comm.Comm, i int) error {
 		parts = append(parts, str(me, r, i))
 		want = append(want, str(r, me, i))
 	}
-	if all, lens, err = collective.AlltoallBytes(ctx, c, parts); err != nil {
+	if all, lens, err = alltoall(ctx, c, parts); err != nil {
 		return err
 	}
-	if err := checkJoined(all, lens, want); err != nil {
+	if err := errors.Join(checkJoined(all, lens, want), d.in(all)); err != nil {
 		return fmt.Errorf("round %d alltoall: %v", i, err)
 	}
 	return nil

@@ -1,5 +1,8 @@
 package main
 
+/*
+#include <stdlib.h>
+*/
 import "C"
 
 import (
@@ -579,9 +582,9 @@ func objSizes(c *comm.Comm, sizes ...int64) (int, error) {
 // in the first broadcast: an object this small takes one round, not two.
 const objInline = 248
 
-// pm_bcast_obj broadcasts n bytes from root. Elsewhere n is the capacity of
-// buf: the bytes are received there when they fit (blob 0), else stored as a
-// blob (its handle in blob); size is their count.
+// pm_bcast_obj broadcasts n bytes from root (which returns 0). Elsewhere n
+// is the capacity of buf, and the bytes (size of them) reach the caller as
+// objMem says.
 //
 //export pm_bcast_obj
 func pm_bcast_obj(h, root int64, buf unsafe.Pointer, n int64, blob, size *int64) int64 {
@@ -609,30 +612,77 @@ func pm_bcast_obj(h, root int64, buf unsafe.Pointer, n int64, blob, size *int64)
 		}
 		return 0
 	}
-	var data []byte
-	if total <= n && buf != nil {
-		data = mem(buf, total)
-	} else {
-		data = make([]byte, total)
-		*blob = blobs.put(data)
-	}
+	m := objMem{out: buf, capOut: n}
+	data := m.alloc(int(total))
 	copy(data, first[8:])
 	if total > objInline {
-		if err := collective.Bcast(bg, c, int(root), data[objInline:]); err != nil {
-			if *blob != 0 {
-				blobs.take(*blob)
-				*blob = 0
-			}
-			return fail(err)
+		err = collective.Bcast(bg, c, int(root), data[objInline:])
+	}
+	return m.result(data, err, blob)
+}
+
+// The object collectives' results reach the caller in one of three ways,
+// which their return value tells: 1, in out (the thread's scratch memory,
+// capOut bytes) when they fit there; 2, in memory of C's
+// malloc whose address is in *blob, which the caller frees: received there
+// directly, no copy after; 0, where the caller gave no out (Python's ctypes
+// path), as a blob the caller copies out (pm_blob_take).
+
+// objMem is the memory an object collective receives its result into.
+type objMem struct {
+	out    unsafe.Pointer
+	capOut int64          // how much of out a result may take
+	big    unsafe.Pointer // malloc's, when the result took it
+}
+
+// alloc is the collective's Alloc: out, malloc's memory, or Go's when there
+// is no out or malloc fails (the result then goes to a blob).
+func (m *objMem) alloc(n int) []byte {
+	switch {
+	case m.out == nil:
+	case int64(n) <= m.capOut:
+		return mem(m.out, int64(n))
+	default:
+		if p := C.malloc(C.size_t(max(n, 1))); p != nil {
+			m.big = p
+			return mem(p, int64(n))
 		}
 	}
+	return make([]byte, n)
+}
+
+// result hands the received bytes recv to the caller as the comment above
+// says; failed (err not nil) frees malloc's memory.
+func (m *objMem) result(recv []byte, err error, blob *int64) int64 {
+	if err != nil {
+		m.free()
+		return fail(err)
+	}
+	switch {
+	case m.big != nil:
+		*blob = int64(uintptr(m.big))
+		return 2
+	case m.out != nil && len(recv) > 0 && unsafe.Pointer(&recv[0]) == m.out:
+		return 1
+	case m.out != nil && int64(len(recv)) <= m.capOut:
+		copy(mem(m.out, m.capOut), recv) // an empty result, or malloc failed
+		return 1
+	}
+	*blob = blobs.put(recv)
 	return 0
+}
+
+func (m *objMem) free() {
+	if m.big != nil {
+		C.free(m.big)
+		m.big = nil
+	}
 }
 
 // pm_gather_obj gathers n bytes of each rank at root (all != 0: everywhere);
 // there it writes every rank's length into lens (k int64s, one per rank) and
-// the concatenation into out when it fits in capOut bytes (it returns 1),
-// else stores it as a blob. Elsewhere it returns 0 with blob 0.
+// returns their concatenation as objMem says. Elsewhere it returns 0 with
+// blob 0.
 //
 //export pm_gather_obj
 func pm_gather_obj(h, root, all int64, buf unsafe.Pointer, n int64, lens unsafe.Pointer, k int64, out unsafe.Pointer, capOut int64, blob *int64) int64 {
@@ -644,41 +694,29 @@ func pm_gather_obj(h, root, all int64, buf unsafe.Pointer, n int64, lens unsafe.
 	if k != int64(c.Size()) || lens == nil {
 		return fail(fmt.Errorf("room for %d lengths for %d ranks: %w", k, c.Size(), errRecvShort))
 	}
+	m := objMem{out: out, capOut: capOut}
 	var recv []byte
 	var sizes []int
 	if all != 0 {
-		recv, sizes, err = collective.AllgatherBytes(bg, c, mem(buf, n))
+		recv, sizes, err = collective.AllgatherBytesTo(bg, c, mem(buf, n), m.alloc)
 	} else {
-		recv, sizes, err = collective.GatherBytes(bg, c, int(root), mem(buf, n))
+		recv, sizes, err = collective.GatherBytesTo(bg, c, int(root), mem(buf, n), m.alloc)
 	}
 	if err != nil {
-		return fail(err)
+		return m.result(nil, err, blob)
 	}
 	if sizes == nil {
-		return 0
+		return 0 // a rank not the root
 	}
 	ls := unsafe.Slice((*int64)(lens), c.Size())
 	for r, s := range sizes {
 		ls[r] = int64(s)
 	}
-	return objOut(recv, out, capOut, blob)
-}
-
-// objOut hands an object collective's received bytes to the caller: copied
-// into out when they fit in its capOut bytes (it returns 1: the thread's
-// scratch memory, one copy and no call back for a blob), else as a blob.
-func objOut(recv []byte, out unsafe.Pointer, capOut int64, blob *int64) int64 {
-	if out != nil && int64(len(recv)) <= capOut {
-		copy(mem(out, capOut), recv)
-		return 1
-	}
-	*blob = blobs.put(recv)
-	return 0
+	return m.result(recv, nil, blob)
 }
 
 // pm_scatter_obj sends piece r of the root's k pieces (bufs, lens; k must be
-// the size) to rank r, which gets it in out when it fits in capOut bytes
-// (it returns 1), else as a blob; size is its length.
+// the size) to rank r, which gets it as objMem says; size is its length.
 //
 //export pm_scatter_obj
 func pm_scatter_obj(h, root int64, bufs, lens unsafe.Pointer, k int64, out unsafe.Pointer, capOut int64, blob, size *int64) int64 {
@@ -694,18 +732,15 @@ func pm_scatter_obj(h, root int64, bufs, lens unsafe.Pointer, k int64, out unsaf
 	if c.Rank() == int(root) {
 		parts = pieces(bufs, lens, k)
 	}
-	recv, err := collective.ScatterBytes(bg, c, int(root), parts)
-	if err != nil {
-		return fail(err)
-	}
+	m := objMem{out: out, capOut: capOut}
+	recv, err := collective.ScatterBytesTo(bg, c, int(root), parts, m.alloc)
 	*size = int64(len(recv))
-	return objOut(recv, out, capOut, blob)
+	return m.result(recv, err, blob)
 }
 
 // pm_alltoall_obj sends piece r of this rank's k pieces (k must be the size)
 // to rank r; the received pieces' lengths go to rlens (k int64s) and their
-// concatenation into out when it fits in capOut bytes (it returns 1), else
-// to a blob.
+// concatenation to the caller as objMem says.
 //
 //export pm_alltoall_obj
 func pm_alltoall_obj(h int64, bufs, lens, rlens unsafe.Pointer, k int64, out unsafe.Pointer, capOut int64, blob *int64) int64 {
@@ -717,13 +752,13 @@ func pm_alltoall_obj(h int64, bufs, lens, rlens unsafe.Pointer, k int64, out uns
 	if k != int64(c.Size()) || bufs == nil || lens == nil || rlens == nil {
 		return fail(fmt.Errorf("%d pieces for %d ranks: %w", k, c.Size(), errBadCount))
 	}
-	recv, rsizes, err := collective.AlltoallBytes(bg, c, pieces(bufs, lens, k))
-	if err != nil {
-		return fail(err)
+	m := objMem{out: out, capOut: capOut}
+	recv, rsizes, err := collective.AlltoallBytesTo(bg, c, pieces(bufs, lens, k), m.alloc)
+	if err == nil {
+		rl := unsafe.Slice((*int64)(rlens), c.Size())
+		for r, s := range rsizes {
+			rl[r] = int64(s)
+		}
 	}
-	rl := unsafe.Slice((*int64)(rlens), c.Size())
-	for r, s := range rsizes {
-		rl[r] = int64(s)
-	}
-	return objOut(recv, out, capOut, blob)
+	return m.result(recv, err, blob)
 }

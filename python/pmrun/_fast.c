@@ -586,6 +586,25 @@ static char *scratch(void)
     return s;
 }
 
+/* Unpickling runs code (reducers, __setstate__) that may receive objects on
+ * this thread while the scratch's bytes are still being read: the scratch
+ * is the reader's until return_scratch, and such a receive gets memory of
+ * its own. lend_scratch(s) takes s from the thread when it is its scratch
+ * (else NULL: nothing to return). */
+static char *lend_scratch(const char *s)
+{
+    char *mine = pthread_getspecific(scratch_key);
+    if (mine == NULL || mine != s || pthread_setspecific(scratch_key, NULL) != 0)
+        return NULL;
+    return mine;
+}
+
+static void return_scratch(char *s)
+{
+    if (s != NULL && (pthread_getspecific(scratch_key) != NULL || pthread_setspecific(scratch_key, s) != 0))
+        free(s); /* the thread has another now */
+}
+
 /* The object in n received bytes: those of data (a bytearray, stolen) or,
  * with data NULL, of memory s lent for this call only, the thread's scratch
  * say (copied first if they carry out-of-band buffers, which become the
@@ -593,6 +612,7 @@ static char *scratch(void)
 static PyObject *load(PyObject *data, const char *s, i64 n)
 {
     int in_scratch = 0;
+    char *lent = NULL;
     if (data == NULL && n > 0 && s[0] == 1) {
         data = PyByteArray_FromStringAndSize(s, n);
         if (data == NULL)
@@ -605,9 +625,12 @@ static PyObject *load(PyObject *data, const char *s, i64 n)
     } else {
         mv = PyMemoryView_FromMemory((char *)s, n, PyBUF_READ);
         in_scratch = 1;
+        lent = lend_scratch(s);
     }
-    if (mv == NULL)
+    if (mv == NULL) {
+        return_scratch(lent);
         return NULL;
+    }
     /* In band (no header of out-of-band buffers): the standard pickle's
      * loads directly, as loads would call it. */
     const char *p = PyMemoryView_GET_BUFFER(mv)->buf;
@@ -626,6 +649,7 @@ static PyObject *load(PyObject *data, const char *s, i64 n)
         PyErr_Restore(et, ev, tb);
     }
     Py_DECREF(mv);
+    return_scratch(lent);
     return obj;
 }
 
@@ -650,6 +674,22 @@ static PyObject *take_blob(i64 blob, i64 size)
         return NULL;
     }
     return data;
+}
+
+/* loaded returns the object in the size bytes an object collective
+ * received as its rc says (pm_bcast_obj): in the scratch s (1), in memory
+ * of malloc's at address blob (2, freed here), or in the runtime's blob. */
+static PyObject *loaded(i64 rc, const char *s, i64 blob, i64 size)
+{
+    if (rc == 1)
+        return load(NULL, s, size);
+    if (rc == 2) {
+        PyObject *out = load(NULL, (char *)(intptr_t)blob, size);
+        free((char *)(intptr_t)blob);
+        return out;
+    }
+    PyObject *data = take_blob(blob, size);
+    return data == NULL ? NULL : load(data, NULL, size);
 }
 
 /* recv_obj(h, source, tag, status): the next object. A message that fits the
@@ -766,10 +806,7 @@ static PyObject *f_bcast_obj(PyObject *self, PyObject *const *args, Py_ssize_t n
         fail(rc);
         return NULL;
     }
-    if (blob == 0)
-        return load(NULL, s, size);
-    PyObject *data = take_blob(blob, size);
-    return data == NULL ? NULL : load(data, NULL, size);
+    return loaded(rc, s, blob, size);
 }
 
 /* One part holding all the parts of obj's message (a new reference), its
@@ -837,22 +874,23 @@ static void release_items(struct items *it)
 }
 
 /* loads_pieces returns the list of the size objects whose pickles, of lens
- * bytes each, lie one after another in the received bytes: the blob's
- * (rc 0), or the thread's scratch s (rc 1, small results: no call back for
- * a blob). */
+ * bytes each, lie one after another in the received bytes: the thread's
+ * scratch s (rc 1, small results), memory of malloc's at address blob
+ * (rc 2, freed here) or the runtime's blob (rc 0). */
 static PyObject *loads_pieces(i64 rc, const char *s, i64 blob, const i64 *lens, long long size)
 {
     i64 total = 0;
     for (long long r = 0; r < size; r++)
         total += lens[r];
     PyObject *got = NULL, *out = NULL, *mv = NULL;
-    char *copy = NULL;
-    if (rc == 1) {
-        /* Out of the scratch first: unpickling one piece may run code that
-         * receives into the scratch again before the next is read. */
-        if ((copy = PyMem_Malloc(total ? total : 1)) == NULL)
-            return PyErr_NoMemory();
-        memcpy(copy, s, total);
+    char *own = NULL, *lent = NULL;
+    if (rc == 2) {
+        own = (char *)(intptr_t)blob;
+    } else if (rc == 1) {
+        /* The scratch is this call's until every piece is read (unpickling
+         * one may receive objects on this thread). */
+        own = (char *)s;
+        lent = lend_scratch(s);
     } else if ((got = take_blob(blob, total)) == NULL || (mv = PyMemoryView_FromObject(got)) == NULL) {
         Py_XDECREF(got);
         return NULL;
@@ -862,8 +900,9 @@ static PyObject *loads_pieces(i64 rc, const char *s, i64 blob, const i64 *lens, 
     i64 off = 0;
     for (long long r = 0; r < size; r++) {
         PyObject *o;
-        if (copy != NULL) {
-            o = load(NULL, copy + off, lens[r]);
+        if (own != NULL) {
+            /* Copied by load when it carries out-of-band buffers. */
+            o = load(NULL, own + off, lens[r]);
         } else {
             /* Each piece a view of the received bytes, which its
              * out-of-band buffers may keep. */
@@ -879,7 +918,9 @@ static PyObject *loads_pieces(i64 rc, const char *s, i64 blob, const i64 *lens, 
         off += lens[r];
     }
 done:
-    PyMem_Free(copy);
+    if (rc == 2)
+        free(own);
+    return_scratch(lent);
     Py_XDECREF(mv);
     Py_XDECREF(got);
     return out;
@@ -958,13 +999,7 @@ static PyObject *f_scatter_obj(PyObject *self, PyObject *const *args, Py_ssize_t
         fail(rc);
         goto done;
     }
-    if (rc == 1) {
-        out = load(NULL, s, size);
-    } else {
-        PyObject *data = take_blob(blob, size);
-        if (data != NULL)
-            out = load(data, NULL, size);
-    }
+    out = loaded(rc, s, blob, size);
 done:
     release_items(&it);
     return out;

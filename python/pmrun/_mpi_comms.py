@@ -29,7 +29,7 @@ from ._mpi_ops import SUM, Op, _combine, _go_reducible
 from . import _mpi_pickle
 from . import _mpi_attrs as _attrs
 from ._mpi_pickle import (
-    _SCRATCH, _Parts, _dumps, _joined, _loads, _scratch, _split_blob, _take_blob,
+    _SCRATCH, _Parts, _dumps, _joined, _loads, _loads_scratch, _scratch, _split_blob, _take_blob,
 )
 from ._mpi_requests import Prequest, Request
 from ._mpi_info import Info
@@ -459,6 +459,9 @@ class Comm(_Handle, _attrs.Keyvals):
             mv = memoryview(scratch).cast("B")[:st.count]
             if st.count and mv[0] == 1:  # out-of-band buffers must not alias the scratch
                 mv = memoryview(bytearray(mv))
+            else:
+                _fill(status, st)
+                return _loads_scratch(mv)
         _fill(status, st)
         return _loads(mv)
 

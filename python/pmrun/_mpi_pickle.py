@@ -137,6 +137,19 @@ def _scratch():
     return s
 
 
+def _loads_scratch(mv):
+    """loads from a view of this thread's scratch, which is the reader's
+    meanwhile: unpickling may receive objects on this thread (a reducer's
+    code), and those get a scratch of their own."""
+    s = getattr(_tls, "scratch", None)
+    _tls.scratch = None
+    try:
+        return _loads(mv)
+    finally:
+        if getattr(_tls, "scratch", None) is None:
+            _tls.scratch = s
+
+
 def _take_blob(blob, size):
     data = bytearray(size)
     if size:

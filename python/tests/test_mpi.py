@@ -793,6 +793,24 @@ class ObjectCollectives(unittest.TestCase):
         self.assertLessEqual(sum(counts), 3 * size, counts)
 
 
+class Chatty:
+    """An object whose unpickling receives an object of its own (of as many
+    bytes as its data) through COMM_SELF."""
+
+    def __init__(self, data, heard=None):
+        self.data, self.heard = data, heard
+
+    def __reduce__(self):
+        return _hear, (self.data,)
+
+
+def _hear(data):
+    req = MPI.COMM_SELF.isend(b"y" * (4 * len(data) + 200), dest=0, tag=77)
+    heard = MPI.COMM_SELF.recv(source=0, tag=77)
+    req.wait()
+    return Chatty(data, heard)
+
+
 def _fact(n):
     r = 1
     for i in range(2, n + 1):
@@ -1259,27 +1277,48 @@ class HotPaths(unittest.TestCase):
                                       root=root), ("i", rank))
 
     def test_small_objects_stay_their_own(self):
-        # Small results arrive through memory that the next call reuses: what
-        # an earlier call returned (out-of-band arrays included) must not change.
+        # Results arrive in the thread's scratch memory, which the next call
+        # reuses, or in memory of their own (above 16 KiB): what an earlier
+        # call returned (out-of-band arrays included) must not change.
         if np is None:
             self.skipTest("numpy is not installed for %s" % sys.executable)
-        got = comm.allgather(np.full(4, rank, dtype=np.int64))
-        swapped = comm.alltoall([np.full(3, rank * 10 + d) for d in range(size)])
-        mine = comm.scatter([np.full(2, r) for r in range(size)] if rank == 0 else None, root=0)
-        at_root = comm.gather(("g", np.full(2, rank)), root=0)
-        comm.allgather(np.full(4, -1, dtype=np.int64))
-        comm.alltoall([np.full(3, -1) for _ in range(size)])
-        comm.scatter([np.full(2, -1) for _ in range(size)] if rank == 0 else None, root=0)
-        comm.gather(("g", np.full(2, -1)), root=0)
-        self.assertEqual([a.tolist() for a in got], [[r] * 4 for r in range(size)])
-        self.assertEqual([a.tolist() for a in swapped], [[s * 10 + rank] * 3 for s in range(size)])
-        self.assertEqual(mine.tolist(), [rank] * 2)
-        if rank == 0:
-            self.assertEqual([(t, a.tolist()) for t, a in at_root], [("g", [r] * 2) for r in range(size)])
-        got[0][0] = 9  # writable, and its own memory
-        self.assertEqual(got[0].tolist(), [9, 0, 0, 0])
-        if size > 1:
-            self.assertEqual(got[1].tolist(), [1] * 4)
+        for n in (1, 1000, 12000):  # results of bytes, tens and hundreds of KiB
+            got = comm.allgather(np.full(4 * n, rank, dtype=np.int64))
+            swapped = comm.alltoall([np.full(3 * n, rank * 10 + d) for d in range(size)])
+            mine = comm.scatter([np.full(2 * n, r) for r in range(size)] if rank == 0 else None, root=0)
+            at_root = comm.gather(("g", np.full(2 * n, rank)), root=0)
+            comm.allgather(np.full(4 * n, -1, dtype=np.int64))
+            comm.alltoall([np.full(3 * n, -1) for _ in range(size)])
+            comm.scatter([np.full(2 * n, -1) for _ in range(size)] if rank == 0 else None, root=0)
+            comm.gather(("g", np.full(2 * n, -1)), root=0)
+            self.assertEqual([a.tolist() for a in got], [[r] * 4 * n for r in range(size)])
+            self.assertEqual([a.tolist() for a in swapped], [[s * 10 + rank] * 3 * n for s in range(size)])
+            self.assertEqual(mine.tolist(), [rank] * 2 * n)
+            if rank == 0:
+                self.assertEqual([(t, a.tolist()) for t, a in at_root], [("g", [r] * 2 * n) for r in range(size)])
+            got[0][0] = 9  # writable, and its own memory
+            self.assertEqual(got[0].tolist(), [9] + [0] * (4 * n - 1))
+            if size > 1:
+                self.assertEqual(got[1].tolist(), [1] * 4 * n)
+
+    def test_unpickling_that_communicates(self):
+        # Unpickling one piece of a result may itself receive objects (into
+        # the same thread's memory): the pieces after it stay intact.
+        for n in (8, 40000):
+            pieces = [Chatty(b"%d" % r * n) for r in range(size)]
+            got = comm.alltoall(pieces)
+            self.assertEqual([c.data for c in got], [b"%d" % rank * n] * size)
+            self.assertEqual([c.heard for c in got], [b"y" * (4 * n + 200)] * size)
+            got = comm.allgather(Chatty(b"%d" % rank * n))
+            self.assertEqual([c.data for c in got], [b"%d" % r * n for r in range(size)])
+            # One message holding several: what the first one's receive
+            # brings in must not overwrite the bytes of those after it.
+            obj = [Chatty(b"a" * n), Chatty(b"b" * n), "end" * 9]
+            got = [comm.bcast(obj if rank == 0 else None, root=0),
+                   comm.scatter([obj] * size if rank == 0 else None, root=0),
+                   comm.sendrecv(obj, dest=rank, source=rank)]
+            for o in got:
+                self.assertEqual([c.data for c in o[:2]] + o[2:], [b"a" * n, b"b" * n, "end" * 9])
 
     def test_user_serialiser(self):
         # Strings, numbers and bytes too go through MPI.pickle once it is the
