@@ -326,16 +326,18 @@ func TestSharedAreaOff(t *testing.T) {
 	on.Run(reserveOutOfOrder)
 }
 
-// BenchmarkSharedSmall: rooted collectives of 8 bytes through the shared area,
+// BenchmarkSharedSmall: rooted collectives of 8 bytes (and the byte-string
+// gathers of objects' pickles) through the shared area,
 // on 4 goroutine ranks of one node, per call (what the calling path costs on
 // top of the slots' handshakes).
 func BenchmarkSharedSmall(b *testing.B) {
 	nodes := []string{"node", "node", "node", "node"}
 	w := commtest.NewNetWorld(b, nodes, nil)
-	for _, f := range []string{"bcast", "reduce", "scatter", "gather"} {
+	for _, f := range []string{"bcast", "reduce", "scatter", "gather", "gatherbytes", "allgatherbytes"} {
 		b.Run(f, func(b *testing.B) {
 			w.Run(func(c *comm.Comm) error {
 				x, y := make([]float64, 1), make([]float64, len(nodes))
+				msg := []byte("8 bytes.")
 				for range b.N {
 					var err error
 					switch f {
@@ -347,6 +349,10 @@ func BenchmarkSharedSmall(b *testing.B) {
 						err = collective.Scatter(bg, c, 0, y, x)
 					case "gather":
 						err = collective.Gather(bg, c, 0, x, y)
+					case "gatherbytes":
+						_, _, err = collective.GatherBytes(bg, c, 0, msg)
+					case "allgatherbytes":
+						_, _, err = collective.AllgatherBytes(bg, c, msg)
 					}
 					if err != nil {
 						return err

@@ -154,12 +154,15 @@ class _PyBuffer(ctypes.Structure):
     ]
 
 
-_PyObject_GetBuffer = ctypes.pythonapi.PyObject_GetBuffer
-_PyObject_GetBuffer.argtypes = (ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_int)
-_PyObject_GetBuffer.restype = ctypes.c_int
-_PyBuffer_Release = ctypes.pythonapi.PyBuffer_Release
-_PyBuffer_Release.argtypes = (ctypes.POINTER(_PyBuffer),)
-_PyBuffer_Release.restype = None
+def _capi_fn(name, restype, *argtypes):
+    """A C API function of our own: ctypes.pythonapi.<name> is one object
+    shared with every other module, whose argtypes any of them may set."""
+    return ctypes.PYFUNCTYPE(restype, *argtypes)((name, ctypes.pythonapi))
+
+
+_PyObject_GetBuffer = _capi_fn("PyObject_GetBuffer", ctypes.c_int,
+                               ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_int)
+_PyBuffer_Release = _capi_fn("PyBuffer_Release", None, ctypes.POINTER(_PyBuffer))
 _PyBUF_SIMPLE, _PyBUF_WRITABLE, _PyBUF_FORMAT, _PyBUF_ND = 0, 1, 4, 8
 _PyBUF_STRIDES = 0x10 | _PyBUF_ND
 _PyBUF_ANY_CONTIGUOUS = 0x80 | _PyBUF_STRIDES
@@ -241,16 +244,9 @@ class _DLManagedTensor(ctypes.Structure):
     _fields_ = [("dl_tensor", _DLTensor), ("manager_ctx", c_void_p), ("deleter", c_void_p)]
 
 
-_capi = ctypes.pythonapi
-_PyCapsule_GetPointer = _capi.PyCapsule_GetPointer
-_PyCapsule_GetPointer.argtypes = (ctypes.py_object, ctypes.c_char_p)
-_PyCapsule_GetPointer.restype = c_void_p
-_PyCapsule_IsValid = _capi.PyCapsule_IsValid
-_PyCapsule_IsValid.argtypes = (ctypes.py_object, ctypes.c_char_p)
-_PyCapsule_IsValid.restype = ctypes.c_int
-_PyCapsule_SetName = _capi.PyCapsule_SetName
-_PyCapsule_SetName.argtypes = (ctypes.py_object, c_void_p)
-_PyCapsule_SetName.restype = ctypes.c_int
+_PyCapsule_GetPointer = _capi_fn("PyCapsule_GetPointer", c_void_p, ctypes.py_object, ctypes.c_char_p)
+_PyCapsule_IsValid = _capi_fn("PyCapsule_IsValid", ctypes.c_int, ctypes.py_object, ctypes.c_char_p)
+_PyCapsule_SetName = _capi_fn("PyCapsule_SetName", ctypes.c_int, ctypes.py_object, c_void_p)
 # A capsule keeps a pointer to its name: this one lives as long as the module.
 _USED_DLTENSOR = ctypes.create_string_buffer(b"used_dltensor")
 _KDLCPU, _KDLCUDAHOST, _KDLFLOAT = 1, 3, 2

@@ -250,6 +250,27 @@ class DLPack(unittest.TestCase):
         sendrecv(Exporter(s), Exporter(r))
         self.assertEqual(r.tolist(), [0, 1, 2, 3])
 
+    def test_other_modules_ctypes_settings(self):
+        # ctypes.pythonapi's functions are shared by every module, and other
+        # DLPack code sets their argtypes its own way (mpi4py's test suite
+        # does): pmrun's reading of capsules must not depend on them.
+        import ctypes
+        fn = ctypes.pythonapi.PyCapsule_SetName
+        saved = fn.argtypes, fn.restype
+        fn.argtypes, fn.restype = [ctypes.py_object, ctypes.c_char_p], ctypes.c_int
+        try:
+            s = np.arange(4, dtype="i4")
+
+            class Exporter:
+                def __dlpack__(self, stream=None):
+                    return s.__dlpack__()
+
+                def __dlpack_device__(self):
+                    return (1, 0)
+            self.assertEqual(MPI.Get_address(Exporter()), s.ctypes.data)
+        finally:
+            fn.argtypes, fn.restype = saved
+
     def test_capsule_used_once(self):
         s = np.arange(4, dtype="i4")
         capsule = s.__dlpack__()
