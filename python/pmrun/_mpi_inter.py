@@ -16,12 +16,12 @@ Part of pmrun.MPI, which re-exports every name defined here.
 import functools as _functools
 
 from ._mpi_constants import (ERR_ARG, ERR_BUFFER, ERR_COMM, ERR_ROOT, ERR_TYPE,
-                             ERR_UNSUPPORTED_OPERATION, PROC_NULL, ROOT, Exception)
+                             ERR_UNSUPPORTED_OPERATION, PROC_NULL, ROOT, UNDEFINED, Exception)
 from ._mpi_buffers import IN_PLACE, _Buf
 from ._mpi_ops import SUM
 from ._mpi_requests import Request
 from ._mpi_groups import Group
-from ._mpi_comms import COMM_WORLD, Comm, Intercomm, Intracomm, _pyop
+from ._mpi_comms import COMM_NULL, COMM_WORLD, Comm, Intercomm, Intracomm, _pyop
 
 # The state of each intercommunicator handle (its union's), for f2py.
 _INTERS = {}
@@ -111,6 +111,36 @@ def _dup(self, info=None):
     return _made(_State(union, union.Dup(), st.local, st.remote, st.lo, st.ro))
 
 
+def _split(self, color=0, key=0):
+    """The intercommunicator between the ranks of this group and those of
+    the remote group that passed the same color, each group in the order of
+    key (then of rank); COMM_NULL for UNDEFINED, or when no rank of the
+    other group has the color. Collective over both groups."""
+    st = _st(self)
+    info = st.coll.allgather((color, key))
+
+    def world(r):  # a union rank's world rank
+        return st.local[r - st.lo] if st.lo <= r < st.lo + len(st.local) else st.remote[r - st.ro]
+
+    def side(start, n):  # that group's union ranks of this color, in key order
+        return sorted((r for r in range(start, start + n) if info[r][0] == color),
+                      key=lambda r: (info[r][1], r))
+    mine, theirs = [], []
+    if color != UNDEFINED:
+        mine, theirs = side(st.lo, len(st.local)), side(st.ro, len(st.remote))
+    if not theirs:
+        st.union.Split(UNDEFINED, 0)
+        return COMM_NULL
+    # The union's order as Create_intercomm makes it: the group of the
+    # lower leader (in world ranks) first.
+    local, remote = [world(r) for r in mine], [world(r) for r in theirs]
+    first = local[0] < remote[0]
+    order = mine + theirs if first else theirs + mine
+    union = st.union.Split(color, order.index(st.union._rank))
+    lo, ro = (0, len(mine)) if first else (len(theirs), 0)
+    return _made(_State(union, union.Dup(), local, remote, lo, ro))
+
+
 def _free(self):
     st = _INTERS.pop(self._h, None) if self._h else None
     if st is not None:
@@ -128,6 +158,7 @@ Intercomm.Get_remote_group = _remote_group
 Intercomm.remote_group = property(_remote_group)
 Intercomm.Merge = _merge
 Intercomm.Dup = _dup
+Intercomm.Split = _split
 Intercomm.Clone = _dup
 Intercomm.Free = _free
 Intercomm.Is_inter = lambda self: True

@@ -48,6 +48,23 @@ class Inter(unittest.TestCase):
             self.assertEqual(got, ("from", self.others[me]))
             self.assertEqual(st.Get_source(), me)
 
+    def test_split(self):
+        # each group split by its local rank's parity, keys reversed: the
+        # parts of one color on both sides form an intercommunicator
+        mine = (self.local.rank % 2)
+        part = self.inter.Split(mine, -self.local.rank)
+        same = [r for r in range(size) if r % 2 == self.color and (r // 2) % 2 == mine]
+        remote = [r for r in range(size) if r % 2 != self.color and (r // 2) % 2 == mine]
+        if not remote:
+            self.assertEqual(part, MPI.COMM_NULL)
+        else:
+            self.assertTrue(part.Is_inter())
+            self.assertEqual((part.Get_size(), part.Get_remote_size()), (len(same), len(remote)))
+            self.assertEqual(part.Get_rank(), sorted(same, reverse=True).index(rank))
+            self.assertEqual(part.allreduce(rank), sum(remote))
+            part.Free()
+        self.assertEqual(self.inter.Split(MPI.UNDEFINED), MPI.COMM_NULL)
+
     def test_collectives(self):
         lead = self.color == 0
         if lead:
