@@ -732,10 +732,11 @@ class Comm(_Handle, _attrs.Keyvals):
         h = self._chk()
         blob, size = _out(), _out()
         if self._rank == root:
-            items = list(sendobj) if sendobj is not None else None
-            if items is None or len(items) != self._size:
+            # None: one None per rank (as mpi4py)
+            items = list(sendobj) if sendobj is not None else [None] * self._size
+            if len(items) != self._size:
                 raise Exception(ERR_ARG, "scatter: the root must pass a sequence of %d items, "
-                                "not %r" % (self._size, None if items is None else len(items)))
+                                "not %d" % (self._size, len(items)))
             if _FAST:
                 return _bridge.fast.scatter_obj(h, root, items)
             pp = _Parts([_joined(_dumps(x)) for x in items])
@@ -753,7 +754,7 @@ class Comm(_Handle, _attrs.Keyvals):
         if _FAST and h and type(sendobj) is list and len(sendobj) == self._size:
             return _f_alltoall_obj(h, sendobj)
         h = self._chk()
-        items = list(sendobj)
+        items = list(sendobj) if sendobj is not None else [None] * self._size
         if len(items) != self._size:
             raise Exception(ERR_ARG, "alltoall: pass a sequence of %d items, not %d"
                             % (self._size, len(items)))
@@ -851,6 +852,8 @@ class Comm(_Handle, _attrs.Keyvals):
 
     def _gather(self, sendbuf, recvbuf, root=0, all_=0, req=False):
         me = all_ or self._rank == root
+        if sendbuf is None and me:  # no send buffer where it may be in place (as mpi4py)
+            sendbuf = IN_PLACE
         if _FAST and not req and _f_gather(self._h, root, me, all_, self._size, sendbuf, recvbuf):
             return None
         h = self._chk()
@@ -880,6 +883,8 @@ class Comm(_Handle, _attrs.Keyvals):
                            keep)
 
     def _scatter(self, sendbuf, recvbuf, root=0, req=False):
+        if recvbuf is None and self._rank == root:
+            recvbuf = IN_PLACE
         if _FAST and not req and _f_scatter(self._h, root, self._rank == root, self._size, sendbuf,
                                             recvbuf):
             return None
@@ -994,6 +999,8 @@ class Comm(_Handle, _attrs.Keyvals):
     def _gatherv(self, sendbuf, recvbuf, root=0, all_=0, req=False):
         h = self._chk()
         me = all_ or self._rank == root
+        if sendbuf is None and me:
+            sendbuf = IN_PLACE
         rb = rc = rd = None
         k = 0
         if me:
@@ -1015,6 +1022,8 @@ class Comm(_Handle, _attrs.Keyvals):
 
     def _scatterv(self, sendbuf, recvbuf, root=0, req=False):
         h = self._chk()
+        if recvbuf is None and self._rank == root:
+            recvbuf = IN_PLACE
         sb = sc = sd = None
         sa, scap, k = None, 0, 0
         if self._rank == root:
@@ -1293,11 +1302,15 @@ class Comm(_Handle, _attrs.Keyvals):
 
     Ialltoall = _pm(_alltoall, req=True)
     def Gatherv(self, sendbuf, recvbuf, root=0):
+        if sendbuf is None and self._rank == root:
+            sendbuf = IN_PLACE
         if not (_FAST and _f_gatherv(self._h, root, self._rank, 0, self._size, sendbuf, recvbuf)):
             self._gatherv(sendbuf, recvbuf, root)
 
     Igatherv = _pm(_gatherv, req=True)
     def Allgatherv(self, sendbuf, recvbuf):
+        if sendbuf is None:
+            sendbuf = IN_PLACE
         if not (_FAST and _f_gatherv(self._h, 0, self._rank, 1, self._size, sendbuf, recvbuf)):
             self._gatherv(sendbuf, recvbuf, 0, 1)
 

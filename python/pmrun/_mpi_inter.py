@@ -248,7 +248,7 @@ def _gather(self, sendobj, root=0):
 def _scatter(self, sendobj=None, root=0):
     st, r = _st(self), _rooted(self, root)
     if r == "root":
-        items = list(sendobj)
+        items = list(sendobj) if sendobj is not None else [None] * len(st.remote)
         if len(items) != len(st.remote):
             raise Exception(ERR_ARG, "scatter: the root passes %d items, one per remote rank, "
                             "not %d" % (len(st.remote), len(items)))
@@ -268,7 +268,7 @@ def _allgather(self, sendobj):
 
 def _alltoall(self, sendobj):
     st = _st(self)
-    items = list(sendobj)
+    items = list(sendobj) if sendobj is not None else [None] * len(st.remote)
     if len(items) != len(st.remote):
         raise Exception(ERR_ARG, "alltoall: pass %d items, one per remote rank, not %d"
                         % (len(st.remote), len(items)))

@@ -704,6 +704,11 @@ class ObjectCollectives(unittest.TestCase):
         self.assertEqual(comm.allgather(rank * 2), [r * 2 for r in range(size)])
         got = comm.alltoall([(rank, d) for d in range(size)])
         self.assertEqual(got, [(s, rank) for s in range(size)])
+        # None stands for one None per rank (as mpi4py), pkl5's too
+        from mpi4py.util import pkl5
+        for c in (comm, pkl5.Intracomm(comm)):
+            self.assertEqual(c.alltoall(None), [None] * size)
+            self.assertIsNone(c.scatter(None, root=size - 1))
 
     def test_reductions(self):
         self.assertEqual(comm.reduce(rank + 1, op=MPI.SUM, root=0),
@@ -824,6 +829,36 @@ class BufferCollectives(unittest.TestCase):
             buf = array.array("d", [root + 0.5] * 7 if rank == root else [0.0] * 7)
             comm.Bcast(buf, root=root)
             self.assertEqual(list(buf), [root + 0.5] * 7)
+
+    def test_none_where_in_place_may_be(self):
+        # As mpi4py 4: None for the send buffer where IN_PLACE may stand
+        # (every rank of Allgather, the root of Gather) or the root's receive
+        # buffer of Scatter leaves that rank's block where it is.
+        buf = array.array("i", [-1] * size * 2)
+        buf[2 * rank:2 * rank + 2] = array.array("i", [rank, rank])
+        comm.Allgather(None, buf)
+        self.assertEqual(list(buf), [r for r in range(size) for _ in (0, 1)])
+        for root in range(size):
+            if rank == root:
+                got = array.array("i", [-1] * size)
+                got[rank] = rank
+                comm.Gather(None, got, root=root)
+                self.assertEqual(list(got), list(range(size)))
+                comm.Scatter(array.array("i", range(size)), None, root=root)
+                got = array.array("i", [-1] * size)
+                got[rank] = rank
+                comm.Gatherv(None, [got, [1] * size, list(range(size)), MPI.INT], root=root)
+                self.assertEqual(list(got), list(range(size)))
+            else:
+                comm.Gather(array.array("i", [rank]), None, root=root)
+                mine = array.array("i", [-1])
+                comm.Scatter(None, mine, root=root)
+                self.assertEqual(mine[0], rank)
+                comm.Gatherv(array.array("i", [rank]), None, root=root)
+        got = array.array("i", [-1] * size)
+        got[rank] = rank
+        comm.Allgatherv(None, [got, [1] * size, list(range(size)), MPI.INT])
+        self.assertEqual(list(got), list(range(size)))
 
     def test_gather_scatter(self):
         for root in range(size):

@@ -276,6 +276,11 @@ class Comm(MPI.Comm):
         side that passes MPI.ROOT on an intercommunicator."""
         return root == MPI.ROOT if self.Is_inter() else self.Get_rank() == root
 
+    def _peers(self):
+        """How many ranks a scatter or alltoall sends to: those of the
+        other group on an intercommunicator."""
+        return self.Get_remote_size() if self.Is_inter() else self.Get_size()
+
     def bcast(self, obj, root=0):
         if self._root(root):
             super().bcast(_pack(obj), root)
@@ -291,10 +296,10 @@ class Comm(MPI.Comm):
     def scatter(self, sendobj, root=0):
         msgs = None
         if self._root(root):
-            objs = list(sendobj)
-            if len(objs) != self.Get_size():
+            objs = list(sendobj) if sendobj is not None else [None] * self._peers()
+            if len(objs) != self._peers():
                 raise ValueError("scatter: expected %d objects, got %d"
-                                 % (self.Get_size(), len(objs)))
+                                 % (self._peers(), len(objs)))
             msgs = [_pack(o) for o in objs]
         return _unpack(super().scatter(msgs, root))
 
@@ -302,10 +307,10 @@ class Comm(MPI.Comm):
         return [_unpack(m) for m in super().allgather(_pack(sendobj))]
 
     def alltoall(self, sendobj):
-        objs = list(sendobj)
-        if len(objs) != self.Get_size():
+        objs = list(sendobj) if sendobj is not None else [None] * self._peers()
+        if len(objs) != self._peers():
             raise ValueError("alltoall: expected %d objects, got %d"
-                             % (self.Get_size(), len(objs)))
+                             % (self._peers(), len(objs)))
         return [_unpack(m) for m in super().alltoall([_pack(o) for o in objs])]
 
 
