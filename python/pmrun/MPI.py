@@ -80,6 +80,7 @@ from ._mpi_comms import (
     _FunctionType, _pm, _Handle, Comm, _EMPTY, _PRIVATE, _addr, _check_blocks, _opof, _pyop,
     _name_methods, Intracomm, Intercomm, Message,
     MESSAGE_NULL, MESSAGE_NO_PROC, Errhandler, ERRHANDLER_NULL, ERRORS_RETURN, ERRORS_ARE_FATAL,
+    ERRORS_ABORT,
     COMM_NULL, COMM_WORLD, COMM_SELF, _comm_py2f, _comm_f2py,
 )
 from ._mpi_topo import (
@@ -112,6 +113,7 @@ _mpi_fint.install((Datatype, DATATYPE_NULL), (Op, OP_NULL), (Request, REQUEST_NU
                   (Message, MESSAGE_NULL), (Errhandler, ERRHANDLER_NULL), (Info, INFO_NULL),
                   (Group, GROUP_NULL), (Win, WIN_NULL), (File, FILE_NULL))
 Status.f2py = classmethod(_mpi_fint.status_f2py)
+_mpi_fint.int_names(Comm, Datatype, Op, Request, Message, Errhandler, Info, Group, Win, File)
 _sizeof, _addressof, _handleof = _mpi_fint.sizeof, _mpi_fint.addressof, _mpi_fint.handleof
 
 # The classes and functions above keep the module name they have always had,

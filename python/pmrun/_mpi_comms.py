@@ -298,8 +298,11 @@ class Comm(_Handle, _attrs.Keyvals):
         self._chk()
         _call_errhandler(self, errorcode)
 
-    @staticmethod
-    def Compare(comm1, comm2):
+    def Compare(self, comm1, comm2=None):
+        """Compare(comm) as mpi4py 4 (this one with comm), and
+        Comm.Compare(comm1, comm2) as mpi4py 3."""
+        if comm2 is None:
+            comm1, comm2 = self, comm1
         comm1._chk(), comm2._chk()
         if comm1._h == comm2._h:
             return IDENT
@@ -1521,9 +1524,10 @@ MESSAGE_NO_PROC._noproc = True
 
 
 def _call_errhandler(obj, errorcode):
-    """Call_errhandler of a communicator or a window: ERRORS_ARE_FATAL ends
-    the job, any other handler returns."""
-    if errorcode != SUCCESS and getattr(obj, "_eh", ERRORS_RETURN) == ERRORS_ARE_FATAL:
+    """Call_errhandler of a communicator or a window: ERRORS_ARE_FATAL and
+    ERRORS_ABORT end the job, any other handler returns."""
+    eh = getattr(obj, "_eh", ERRORS_RETURN)
+    if errorcode != SUCCESS and (eh == ERRORS_ARE_FATAL or eh == ERRORS_ABORT):
         COMM_WORLD.Abort(errorcode)
 
 
@@ -1547,8 +1551,9 @@ Errhandler._handle_type = Errhandler
 ERRHANDLER_NULL = Errhandler()
 ERRORS_RETURN = Errhandler()
 ERRORS_ARE_FATAL = Errhandler()
-ERRORS_RETURN._h, ERRORS_ARE_FATAL._h = 1, 2
-_PREDEFINED_EH = [ERRHANDLER_NULL, ERRORS_RETURN, ERRORS_ARE_FATAL]
+ERRORS_ABORT = Errhandler()  # MPI 4: aborts the communicator's processes, here the job's
+ERRORS_RETURN._h, ERRORS_ARE_FATAL._h, ERRORS_ABORT._h = 1, 2, 3
+_PREDEFINED_EH = [ERRHANDLER_NULL, ERRORS_RETURN, ERRORS_ARE_FATAL, ERRORS_ABORT]
 
 
 def _errhandler_arg(errhandler):

@@ -757,6 +757,27 @@ def _typecode(datatype):
     return _TYPECODES.get(datatype.name)
 
 
+def _fromcode(cls, code):
+    """mpi4py 4's Datatype.fromcode: the predefined type of a typecode."""
+    t = _typedict.get(code) if isinstance(code, str) else None
+    if t is None:
+        raise ValueError("cannot map code %r to an MPI datatype" % (code,))
+    return t
+
+
+def _tocode(self):
+    """mpi4py 4's Datatype.tocode: the typecode of a predefined type."""
+    code = _typecode(self)
+    if code is None:
+        raise ValueError("cannot map MPI datatype %s to a typecode" % (self.Get_name() or "(derived)",))
+    return code
+
+
+Datatype.fromcode = classmethod(_fromcode)
+Datatype.tocode = _tocode
+Datatype.typecode = property(_typecode)
+
+
 def _datatype_of(fmt, itemsize):
     """The predefined type of buffer elements of a struct format and size."""
     t = _DT_CACHE.get((fmt, itemsize))

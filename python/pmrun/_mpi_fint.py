@@ -46,6 +46,21 @@ def install(*classes):
         _py2f(null)
 
 
+def _toint(self):
+    return self.py2f()
+
+
+def _fromint(cls, handle):
+    return cls.f2py(handle)
+
+
+def int_names(*classes):
+    """mpi4py 4's names of py2f and f2py: toint, fromint."""
+    for cls in classes:
+        cls.toint = _toint
+        cls.fromint = classmethod(_fromint)
+
+
 def status_f2py(cls, fields):
     """Status.f2py: a Status of the fields Status.py2f gives."""
     st = cls()

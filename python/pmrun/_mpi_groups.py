@@ -71,8 +71,10 @@ class Group:
             out.extend(range(first, last + (1 if stride > 0 else -1), stride))
         return self.Excl(out)
 
-    @staticmethod
-    def Translate_ranks(group1, ranks1=None, group2=None):
+    def Translate_ranks(group1, ranks1=None, group2=None, *, ranks=None, group=None):
+        # mpi4py 3 names the arguments ranks1 and group2, mpi4py 4 ranks and group
+        ranks1 = ranks if ranks is not None else ranks1
+        group2 = group if group is not None else group2
         if ranks1 is None:
             ranks1 = range(group1.size)
         out = []
@@ -85,8 +87,11 @@ class Group:
                        else (w if group2 is None else UNDEFINED))
         return out
 
-    @staticmethod
-    def Compare(group1, group2):
+    def Compare(self, group1, group2=None):
+        """Compare(group) as mpi4py 4, and Group.Compare(group1, group2) as
+        mpi4py 3."""
+        if group2 is None:
+            group1, group2 = self, group1
         group1._members(), group2._members()
         if group1._ranks == group2._ranks:
             return IDENT

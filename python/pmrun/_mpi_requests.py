@@ -469,6 +469,52 @@ class Request:
         return idx, [requests[i]._obj for i in idx]
 
 
+# MPI 4's MPI_Request_get_status_{all,any,some} (mpi4py 4): whether
+# requests are done, without completing them.
+
+def _active(r):
+    return r is not None and r._h != 0
+
+
+def _get_status_all(cls, requests, statuses=None):
+    requests = list(requests)
+    sts = [Status() for _ in requests]
+    if not all(r is None or r.Get_status(s) for r, s in zip(requests, sts)):
+        return False
+    if statuses is not None:
+        _set_statuses(statuses, sts)
+    return True
+
+
+def _get_status_any(cls, requests, status=None):
+    requests = list(requests)
+    if not any(_active(r) for r in requests):
+        return UNDEFINED, True
+    for i, r in enumerate(requests):
+        if _active(r) and r.Get_status(status):
+            return i, True
+    return UNDEFINED, False
+
+
+def _get_status_some(cls, requests, statuses=None):
+    requests = list(requests)
+    if not any(_active(r) for r in requests):
+        return None
+    sts = {i: Status() for i, r in enumerate(requests) if _active(r)}
+    done = [i for i, s in sts.items() if requests[i].Get_status(s)]
+    if statuses is not None:
+        _set_statuses(statuses, [sts[i] for i in done])
+    return done
+
+
+Request.Get_status_all = classmethod(_get_status_all)
+Request.get_status_all = classmethod(lambda cls, requests: _get_status_all(cls, requests))
+Request.Get_status_any = classmethod(_get_status_any)
+Request.get_status_any = classmethod(lambda cls, requests: _get_status_any(cls, requests))
+Request.Get_status_some = classmethod(_get_status_some)
+Request.get_status_some = classmethod(lambda cls, requests: _get_status_some(cls, requests))
+
+
 def _set_statuses(statuses, sts):
     for i, s in enumerate(sts):
         if i < len(statuses):

@@ -23,6 +23,44 @@ need_numpy = unittest.skipUnless(np is not None, "numpy is not installed for %s"
 
 
 class Module(unittest.TestCase):
+    def test_mpi4py_4_names(self):
+        # Names of mpi4py 4 that scripts use, beside mpi4py 3's.
+        self.assertIs(MPI.Datatype.fromcode("i"), MPI.INT)
+        self.assertEqual((MPI.DOUBLE.tocode(), MPI.DOUBLE.typecode), ("d", "d"))
+        self.assertIsNone(MPI.INT.Create_contiguous(2).typecode)
+        with self.assertRaises(ValueError):
+            MPI.Datatype.fromcode("no such code")
+        self.assertEqual(MPI.Comm.fromint(comm.toint()), comm)
+        self.assertEqual(MPI.Datatype.fromint(MPI.INT.toint()), MPI.INT)
+        dup = comm.Dup()
+        self.assertEqual((comm.Compare(dup), MPI.Comm.Compare(comm, dup)), (MPI.CONGRUENT,) * 2)
+        g, h = comm.Get_group(), dup.Get_group()
+        self.assertEqual((g.Compare(h), MPI.Group.Compare(g, h)), (MPI.IDENT,) * 2)
+        self.assertEqual(g.Translate_ranks([0], group=h), [0])
+        self.assertEqual(MPI.Group.Translate_ranks(g, [0], h), [0])
+        dup.Set_errhandler(MPI.ERRORS_ABORT)
+        self.assertEqual(dup.Get_errhandler(), MPI.ERRORS_ABORT)
+        dup.Call_errhandler(MPI.SUCCESS)  # returns: no error
+        dup.Free()
+
+    def test_get_status_all_any_some(self):
+        # MPI 4's tests that complete nothing (mpi4py 4 names)
+        req = [MPI.COMM_SELF.Irecv(bytearray(1), source=0, tag=5), MPI.REQUEST_NULL]
+        self.assertFalse(MPI.Request.Get_status_all(req))
+        self.assertEqual(MPI.Request.Get_status_any(req), (MPI.UNDEFINED, False))
+        self.assertEqual(MPI.Request.Get_status_some(req), [])
+        MPI.COMM_SELF.Send(b"x", dest=0, tag=5)
+        sts = [MPI.Status(), MPI.Status()]
+        for _ in range(100000):
+            if MPI.Request.Get_status_all(req, sts):
+                break
+        self.assertEqual((sts[0].Get_source(), sts[0].Get_tag()), (0, 5))
+        self.assertEqual(MPI.Request.get_status_any(req), (0, True))
+        self.assertEqual(MPI.Request.get_status_some(req), [0])
+        MPI.Request.Waitall(req)
+        self.assertEqual(MPI.Request.Get_status_any([MPI.REQUEST_NULL]), (MPI.UNDEFINED, True))
+        self.assertIsNone(MPI.Request.Get_status_some([MPI.REQUEST_NULL]))
+
     def test_identity(self):
         import mpi4py
         from pmrun import MPI as pmrun_MPI
