@@ -662,11 +662,8 @@ func (m *objMem) result(recv []byte, err error, blob *int64) int64 {
 	case m.big != nil:
 		*blob = int64(uintptr(m.big))
 		return 2
-	case m.out != nil && len(recv) > 0 && unsafe.Pointer(&recv[0]) == m.out:
-		return 1
 	case m.out != nil && int64(len(recv)) <= m.capOut:
-		copy(mem(m.out, m.capOut), recv) // an empty result, or malloc failed
-		return 1
+		return 1 // alloc gave it out's memory
 	}
 	*blob = blobs.put(recv)
 	return 0

@@ -594,7 +594,7 @@ static char *scratch(void)
 static char *lend_scratch(const char *s)
 {
     char *mine = pthread_getspecific(scratch_key);
-    if (mine == NULL || mine != s || pthread_setspecific(scratch_key, NULL) != 0)
+    if (mine != s || pthread_setspecific(scratch_key, NULL) != 0)
         return NULL;
     return mine;
 }

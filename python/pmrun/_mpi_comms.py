@@ -453,6 +453,7 @@ class Comm(_Handle, _attrs.Keyvals):
         rc = _lib.pm_recv_obj(h, source, tag, scratch, _SCRATCH, _bridge.ctypes.byref(st))
         if rc < 0:
             _raise(_bridge.error(rc))
+        loads = _loads
         if rc == 1:
             data = bytearray(st.count)
             pin = _bridge.Pinned(data, True)
@@ -463,10 +464,9 @@ class Comm(_Handle, _attrs.Keyvals):
             if st.count and mv[0] == 1:  # out-of-band buffers must not alias the scratch
                 mv = memoryview(bytearray(mv))
             else:
-                _fill(status, st)
-                return _loads_scratch(mv)
+                loads = _loads_scratch
         _fill(status, st)
-        return _loads(mv)
+        return loads(mv)
 
     def irecv(self, buf=None, source=ANY_SOURCE, tag=ANY_TAG):
         if _FAST:

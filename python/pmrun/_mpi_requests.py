@@ -303,7 +303,7 @@ class Request:
         """(index, object) of the first request to complete; UNDEFINED when
         none is active."""
         requests = list(requests)
-        if not any(r is not None and r._h != 0 for r in requests):
+        if not any(_active(r) for r in requests):
             if status is not None:
                 status.__init__(Status())
             return UNDEFINED, None
@@ -429,11 +429,11 @@ class Request:
     @classmethod
     def Waitsome(cls, requests, statuses=None):
         requests = list(requests)
-        if not any(r is not None and r._h != 0 for r in requests):
+        if not any(_active(r) for r in requests):
             return None
         i = cls.Waitany(requests)
         done = [i] + [j for j, r in enumerate(requests)
-                      if j != i and r is not None and r._h != 0 and r.Get_status()]
+                      if j != i and _active(r) and r.Get_status()]
         sts = [requests[i]._status] + [requests[j]._wait()[0] for j in done[1:]]
         if statuses is not None:
             _set_statuses(statuses, sts)
@@ -452,9 +452,9 @@ class Request:
     @classmethod
     def Testsome(cls, requests, statuses=None):
         requests = list(requests)
-        if not any(r is not None and r._h != 0 for r in requests):
+        if not any(_active(r) for r in requests):
             return None
-        done = [j for j, r in enumerate(requests) if r is not None and r._h != 0 and r.Get_status()]
+        done = [j for j, r in enumerate(requests) if _active(r) and r.Get_status()]
         sts = [requests[j]._wait()[0] for j in done]
         if statuses is not None:
             _set_statuses(statuses, sts)
