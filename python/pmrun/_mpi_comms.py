@@ -303,7 +303,10 @@ class Comm(_Handle, _attrs.Keyvals):
         Comm.Compare(comm1, comm2) as mpi4py 3."""
         if comm2 is None:
             comm1, comm2 = self, comm1
-        comm1._chk(), comm2._chk()
+        for c in (comm1, comm2):
+            if not isinstance(c, Comm):
+                raise TypeError("Compare: expected a Comm, not %s" % type(c).__name__)
+            c._chk()
         if comm1._h == comm2._h:
             return IDENT
         g1, g2 = comm1.Get_group()._ranks, comm2.Get_group()._ranks

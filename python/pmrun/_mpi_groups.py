@@ -92,7 +92,10 @@ class Group:
         mpi4py 3."""
         if group2 is None:
             group1, group2 = self, group1
-        group1._members(), group2._members()
+        for g in (group1, group2):
+            if not isinstance(g, Group):
+                raise TypeError("Compare: expected a Group, not %s" % type(g).__name__)
+            g._members()
         if group1._ranks == group2._ranks:
             return IDENT
         if sorted(group1._ranks) == sorted(group2._ranks):

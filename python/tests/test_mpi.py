@@ -38,6 +38,10 @@ class Module(unittest.TestCase):
         self.assertEqual((g.Compare(h), MPI.Group.Compare(g, h)), (MPI.IDENT,) * 2)
         self.assertEqual(g.Translate_ranks([0], group=h), [0])
         self.assertEqual(MPI.Group.Translate_ranks(g, [0], h), [0])
+        with self.assertRaises(TypeError):
+            comm.Compare(5)
+        with self.assertRaises(TypeError):
+            g.Compare("not a group")
         dup.Set_errhandler(MPI.ERRORS_ABORT)
         self.assertEqual(dup.Get_errhandler(), MPI.ERRORS_ABORT)
         dup.Call_errhandler(MPI.SUCCESS)  # returns: no error
