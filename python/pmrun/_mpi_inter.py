@@ -48,8 +48,14 @@ def _create_intercomm(self, local_leader, peer_comm, remote_leader, tag=0):
     if self._rank == local_leader:  # the group, and which of it is the leader
         got = peer_comm.sendrecv((local, mine), remote_leader, tag, None, remote_leader, tag)
     remote, theirs = self.bcast(got, local_leader)
+    return _between(local, mine, remote, theirs)
+
+
+def _between(local, mine, remote, theirs):
+    """The intercommunicator of the groups local and remote (world ranks),
+    whose leaders are world ranks mine and theirs. Collective over both."""
     if set(local) & set(remote):
-        raise Exception(ERR_COMM, "Create_intercomm: the groups share ranks %s"
+        raise Exception(ERR_COMM, "intercommunicator: the groups share ranks %s"
                         % sorted(set(local) & set(remote)))
     # Both groups order the union alike: the group of the lower leader first.
     if mine < theirs:

@@ -1,4 +1,4 @@
-"""Intercommunicators and the refused dynamic-process calls, on every rank
+"""Intercommunicators, ports and Join, and the refused dynamic-process calls, on every rank
 of a job (at least 2):
 
     pmrun -np 4 python3 python/tests/test_inter.py -v
@@ -126,15 +126,81 @@ class Inter(unittest.TestCase):
 class DynamicProcesses(unittest.TestCase):
     def test_refused(self):
         for call in (lambda: MPI.COMM_SELF.Spawn(sys.executable, ["-c", "pass"], 2),
-                     lambda: MPI.Open_port(),
-                     lambda: MPI.COMM_SELF.Accept("port"),
+                     lambda: MPI.Publish_name("svc", "port"),
                      lambda: MPI.Lookup_name("svc")):
             with self.assertRaises(MPI.Exception) as e:
                 call()
             self.assertIn(e.exception.Get_error_class(),
-                          (MPI.ERR_SPAWN, MPI.ERR_PORT, MPI.ERR_NAME))
+                          (MPI.ERR_SPAWN, MPI.ERR_SERVICE, MPI.ERR_NAME))
             self.assertIn("not supported by pmrun", str(e.exception))
         self.assertEqual(MPI.Comm.Get_parent(), MPI.COMM_NULL)
+
+    def test_bad_ports(self):
+        port = MPI.Open_port()
+        self.assertTrue(port.startswith("pmrun-port:%d:" % rank))
+        for call in (lambda: MPI.COMM_SELF.Accept("tcp://elsewhere:1"),
+                     lambda: MPI.COMM_SELF.Connect("pmrun-port:%d:0" % (size + 3)),
+                     lambda: MPI.COMM_SELF.Accept(port.replace(":%d:" % rank, ":%d:" % (size + 1))),
+                     lambda: MPI.Close_port("pmrun-port:x:y")):
+            with self.assertRaises(MPI.Exception) as e:
+                call()
+            self.assertEqual(e.exception.Get_error_class(), MPI.ERR_PORT)
+        MPI.Close_port(port)
+        with self.assertRaises(MPI.Exception) as e:
+            MPI.COMM_SELF.Accept(port)  # closed
+        self.assertIn("not an open port", str(e.exception))
+        with self.assertRaises(MPI.Exception):
+            MPI.Close_port(port)
+
+    @unittest.skipIf(size < 2, "needs 2 ranks")
+    def test_accept_connect(self):
+        # rank 0 serves; the others connect as one group whose root is world
+        # rank 1. A user receive of any source and tag, posted before, must
+        # not take the connection's messages.
+        others = comm.Split(0 if rank else MPI.UNDEFINED, rank)
+        if rank == 0:
+            pending = comm.irecv(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG)
+            port = MPI.Open_port()
+            comm.send(port, dest=1, tag=5)
+            inter = MPI.COMM_SELF.Accept(port)
+            MPI.Close_port(port)
+            self.assertEqual((inter.Get_size(), inter.Get_remote_size()), (1, size - 1))
+            inter.send("hello", dest=size - 2)
+            self.assertEqual(pending.wait(), "user")
+        else:
+            port = comm.recv(source=0, tag=5) if rank == 1 else "ignored on others"
+            inter = others.Connect(port, root=0)
+            self.assertEqual((inter.Get_size(), inter.Get_remote_size()), (size - 1, 1))
+            self.assertEqual(inter.Get_rank(), rank - 1)
+            if rank == size - 1:
+                self.assertEqual(inter.recv(source=0), "hello")
+            if rank == 1:
+                comm.send("user", dest=0, tag=9)
+            others.Free()
+        self.assertEqual(inter.bcast(rank if rank == 0 else None,
+                                     MPI.ROOT if rank == 0 else 0), None if rank == 0 else 0)
+        self.assertEqual(sorted(inter.Merge(high=rank > 0).allgather(rank)), list(range(size)))
+        inter.Free()
+
+    @unittest.skipIf(size < 2, "needs 2 ranks")
+    def test_join(self):
+        import socket
+        if rank == 0:
+            server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            server.bind(("127.0.0.1", 0))
+            server.listen(1)
+            comm.send(server.getsockname(), dest=1)
+            sock = server.accept()[0]
+            server.close()
+        elif rank == 1:
+            sock = socket.create_connection(comm.recv(source=0))
+        if rank < 2:
+            inter = MPI.Comm.Join(sock.fileno())
+            sock.close()
+            self.assertEqual((inter.Get_size(), inter.Get_remote_size()), (1, 1))
+            self.assertEqual(inter.sendrecv(rank, 0, source=0), 1 - rank)
+            inter.Free()
+        comm.Barrier()
 
 
 if __name__ == "__main__":
