@@ -1434,6 +1434,37 @@ def _name_methods(cls):
 _name_methods(Comm)
 
 
+def _persistent(cls, name, nargs):
+    """Sets cls.<name>_init, MPI 4's persistent collective: a Prequest whose
+    Start begins the nonblocking I<name> with the arguments given here, in
+    the same order on every rank, as each Start of MPI's does. nargs is the
+    number of arguments before info (taken, as MPI lets an implementation
+    ignore it)."""
+    start = "I" + name.lower()
+
+    def init(self, *args, **kwargs):
+        self._chk()
+        kwargs.pop("info", None)
+        if len(args) > nargs:
+            args = args[:nargs]
+        go = getattr(self, start)
+        r = Prequest()
+        r._start = lambda: go(*args, **kwargs)
+        return r
+    init.__name__ = name + "_init"
+    init.__qualname__ = "%s.%s_init" % (cls.__name__, name)
+    init.__doc__ = "A persistent %s: Start begins %s(...) with these arguments." % (name, start)
+    setattr(cls, init.__name__, init)
+
+
+for _name, _nargs in (("Barrier", 0), ("Bcast", 2), ("Gather", 3), ("Gatherv", 3),
+                      ("Scatter", 3), ("Scatterv", 3), ("Allgather", 2), ("Allgatherv", 2),
+                      ("Alltoall", 2), ("Alltoallv", 2), ("Alltoallw", 2), ("Reduce", 4),
+                      ("Allreduce", 3), ("Reduce_scatter_block", 3), ("Reduce_scatter", 4),
+                      ("Scan", 3), ("Exscan", 3)):
+    _persistent(Comm, _name, _nargs)
+
+
 class Intracomm(Comm):
     """An intra-communicator (every communicator pmrun makes). The methods
     that make topologies are in _mpi_topo."""

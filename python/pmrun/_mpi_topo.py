@@ -26,7 +26,7 @@ from ._mpi_buffers import IN_PLACE, _Buf
 from ._mpi_pickle import _dumps, _joined, _loads
 from ._mpi_requests import Request
 from ._mpi_info import INFO_NULL
-from ._mpi_comms import COMM_NULL, Comm, Intracomm, _comm_f2py
+from ._mpi_comms import COMM_NULL, Comm, Intracomm, _comm_f2py, _persistent
 
 _lib = _bridge.lib
 _out = _bridge.out
@@ -606,3 +606,8 @@ def _topo_f2py(cls, handle):
 
 
 Comm.f2py = classmethod(_topo_f2py)
+
+
+for _name in ("Neighbor_allgather", "Neighbor_allgatherv", "Neighbor_alltoall",
+              "Neighbor_alltoallv", "Neighbor_alltoallw"):
+    _persistent(Topocomm, _name, 2)

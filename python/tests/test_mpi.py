@@ -1047,6 +1047,32 @@ class BufferCollectives(unittest.TestCase):
         self.assertEqual(list(b), [sum(range(size))] * 3)
         self.assertEqual(list(c), [7.5] * 3)
 
+    def test_persistent_collectives(self):
+        # MPI 4: each Start runs the collective again on the buffers given at
+        # init, which the program refills in between; info (positional or
+        # keyword) is taken.
+        a = array.array("d", [0.0] * 2)
+        b = array.array("d", [0.0] * 2)
+        c = array.array("i", [0] * 3)
+        reqs = [comm.Allreduce_init(a, b, MPI.SUM, MPI.INFO_NULL),
+                comm.Bcast_init(c, root=size - 1, info=MPI.INFO_NULL), comm.Barrier_init()]
+        for round_ in range(3):
+            a[0], a[1] = rank + round_, -1.0
+            if rank == size - 1:
+                c[0] = c[1] = c[2] = 10 * round_ + 1
+            MPI.Prequest.Startall(reqs)
+            MPI.Request.Waitall(reqs)
+            self.assertEqual(list(b), [sum(range(size)) + size * round_, -size])
+            self.assertEqual(list(c), [10 * round_ + 1] * 3)
+        for r in reqs:
+            r.Free()
+        g = array.array("i", [0] * size)
+        req = comm.Allgather_init(array.array("i", [rank * 2]), g)
+        req.Start()
+        req.Wait()
+        self.assertEqual(list(g), [2 * q for q in range(size)])
+        req.Free()
+
     def test_user_op_buffers(self):
         def absmax(inbuf, inoutbuf, datatype):
             a = array.array("i", bytes(inbuf))
