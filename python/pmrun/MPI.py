@@ -31,7 +31,7 @@ from ._mpi_constants import (
     ERR_REQUEST, ERR_ROOT, ERR_GROUP, ERR_OP, ERR_TOPOLOGY, ERR_DIMS, ERR_ARG, ERR_UNKNOWN,
     ERR_TRUNCATE, ERR_OTHER, ERR_INTERN, ERR_IN_STATUS, ERR_PENDING, ERR_PROC_FAILED, ERR_WIN,
     ERR_RMA_SHARED, ERR_RMA_SYNC, ERR_RMA_RANGE, ERR_INFO_NOKEY, ERR_INFO_KEY, ERR_INFO,
-    ERR_KEYVAL, ERR_UNSUPPORTED_OPERATION, ERR_LASTCODE, _ERROR_STRINGS,
+    ERR_KEYVAL, ERR_UNSUPPORTED_OPERATION, ERR_SESSION, ERR_ERRHANDLER, ERR_LASTCODE, _ERROR_STRINGS,
     Exception, _public_name,
     _error, _raise, _call, _user_traceback, Get_error_class, _user_classes, _next_error,
     Add_error_class, Add_error_code, Add_error_string, Remove_error_class, Remove_error_code,
@@ -92,6 +92,7 @@ from ._mpi_dynproc import (
     ERR_SPAWN, ERR_PORT, ERR_SERVICE, ERR_NAME, Open_port, Close_port, Publish_name,
     Unpublish_name, Lookup_name,
 )
+from ._mpi_session import Session, SESSION_NULL
 from ._mpi_windows import (
     WIN_BASE, WIN_SIZE, WIN_DISP_UNIT, WIN_CREATE_FLAVOR, WIN_MODEL, WIN_FLAVOR_CREATE,
     WIN_FLAVOR_ALLOCATE, WIN_FLAVOR_DYNAMIC, WIN_FLAVOR_SHARED, WIN_SEPARATE, WIN_UNIFIED,
@@ -102,7 +103,8 @@ from ._mpi_env import (
     File, FILE_NULL, MODE_CREATE, MODE_RDONLY, MODE_WRONLY, MODE_RDWR, MODE_DELETE_ON_CLOSE,
     MODE_UNIQUE_OPEN, MODE_EXCL, MODE_APPEND, MODE_SEQUENTIAL, Init, Init_thread, Finalize, _at_exit, Is_initialized, Is_finalized,
     Query_thread, Is_thread_main, Wtime, Wtick, Get_processor_name, Get_version,
-    Get_library_version, get_vendor, Pcontrol, Attach_buffer, Detach_buffer, Alloc_mem, Free_mem,
+    Get_library_version, get_vendor, Pcontrol, Get_hw_resource_info, Attach_buffer, Detach_buffer,
+    Flush_buffer, Iflush_buffer, BUFFER_AUTOMATIC, Alloc_mem, Free_mem,
     Aint_add, Aint_diff, Get_address, Compute_dims, _excepthook, _setup,
 )
 
@@ -111,9 +113,15 @@ globals()["2INT"] = TWOINT
 from . import _mpi_fint  # noqa: E402 - after the classes it completes
 _mpi_fint.install((Datatype, DATATYPE_NULL), (Op, OP_NULL), (Request, REQUEST_NULL),
                   (Message, MESSAGE_NULL), (Errhandler, ERRHANDLER_NULL), (Info, INFO_NULL),
-                  (Group, GROUP_NULL), (Win, WIN_NULL), (File, FILE_NULL))
+                  (Group, GROUP_NULL), (Win, WIN_NULL), (File, FILE_NULL),
+                  (Session, SESSION_NULL))
 Status.f2py = classmethod(_mpi_fint.status_f2py)
-_mpi_fint.int_names(Comm, Datatype, Op, Request, Message, Errhandler, Info, Group, Win, File)
+_mpi_fint.int_names(Comm, Datatype, Op, Request, Message, Errhandler, Info, Group, Win, File,
+                    Session)
+F_SOURCE, F_TAG, F_ERROR = 0, 1, 2  # where Status.py2f's list holds each field
+F_STATUS_SIZE = len(Status().py2f())
+_mpi_fint.pickling(globals(), Comm, Datatype, Op, Request, Message, Errhandler, Info, Group, Win,
+                   File, Session)
 _sizeof, _addressof, _handleof = _mpi_fint.sizeof, _mpi_fint.addressof, _mpi_fint.handleof
 
 # The classes and functions above keep the module name they have always had,

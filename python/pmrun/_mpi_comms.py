@@ -149,6 +149,10 @@ class Comm(_Handle, _attrs.Keyvals):
         # caller's argument reaches __init__, which must not undo that.
         if comm is not None and not isinstance(comm, Comm):
             raise TypeError("expected a communicator, not %s" % type(comm).__name__)
+        if comm and (issubclass(cls, Intercomm) or issubclass(cls, Intracomm)) and \
+                issubclass(cls, Intercomm) != comm.Is_inter():
+            raise TypeError("%s(comm): comm is an %s" % (
+                cls.__name__, "intercommunicator" if comm.Is_inter() else "intracommunicator"))
         self = super().__new__(cls)
         self._copy(comm)
         return self
@@ -213,8 +217,9 @@ class Comm(_Handle, _attrs.Keyvals):
 
     @staticmethod
     def Get_parent():
-        """The parent of a spawned job: none under pmrun."""
-        return COMM_NULL
+        """The parent of a spawned job: none under pmrun (a null Intercomm,
+        equal to COMM_NULL)."""
+        return Intercomm()
 
     def Is_inter(self):
         self._chk()
@@ -234,7 +239,7 @@ class Comm(_Handle, _attrs.Keyvals):
     topology = property(Get_topology)
 
     def Get_name(self):
-        return self._name
+        return self._name if self._h else "MPI_COMM_NULL"
 
     def Set_name(self, name):
         self._name = name
@@ -282,6 +287,8 @@ class Comm(_Handle, _attrs.Keyvals):
 
     def Set_info(self, info):
         pass
+
+    info = property(Get_info, Set_info)
 
     def Get_errhandler(self):
         self._chk()
@@ -345,6 +352,9 @@ class Comm(_Handle, _attrs.Keyvals):
         c = self.Dup()
         r = Request()
         return c, r
+
+    def Idup_with_info(self, info):
+        return self.Idup(info)
 
     def Split(self, color=0, key=0):
         h = self._chk()

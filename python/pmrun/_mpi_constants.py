@@ -46,6 +46,8 @@ ERR_INFO_NOKEY = 32
 ERR_INFO = 34
 ERR_KEYVAL = 36
 ERR_UNSUPPORTED_OPERATION = 52
+ERR_SESSION = 78
+ERR_ERRHANDLER = ERR_ARG  # MPI 4.1's class of a bad error handler: pmrun reports ERR_ARG
 ERR_LASTCODE = 92
 
 _ERROR_STRINGS = {
@@ -76,6 +78,7 @@ _ERROR_STRINGS = {
     ERR_INFO: "MPI_ERR_INFO: invalid info object",
     ERR_KEYVAL: "MPI_ERR_KEYVAL: invalid key value",
     ERR_UNSUPPORTED_OPERATION: "MPI_ERR_UNSUPPORTED_OPERATION: operation not supported",
+    ERR_SESSION: "MPI_ERR_SESSION: invalid session",
 }
 
 

@@ -16,11 +16,12 @@ import time as _time
 from . import _bridge
 from . import run as _run
 from ._mpi_constants import (
-    ERR_DIMS, SUBVERSION, THREAD_MULTIPLE, VERSION, Exception, _call, _expect,
+    ERR_BUFFER, ERR_DIMS, SUBVERSION, THREAD_MULTIPLE, VERSION, Exception, _call, _expect,
 )
 from ._mpi_buffers import _Buf, buffer
 from ._mpi_info import INFO_NULL
-from ._mpi_comms import COMM_SELF, COMM_WORLD
+from ._mpi_comms import COMM_SELF, COMM_WORLD, Comm
+from ._mpi_requests import Request
 
 _lib = _bridge.lib
 _out = _bridge.out
@@ -148,22 +149,86 @@ def get_vendor():
     return ("pmrun", tuple(nums + [0] * (3 - len(nums))))  # "dev" (no build version): (0, 0, 0)
 
 
+def Get_hw_resource_info():
+    """MPI 4.1's description of the hardware: not provided by pmrun."""
+    raise NotImplementedError("MPI.Get_hw_resource_info (MPI 4.1) is not provided by pmrun "
+                              "(MPI %d.%d)" % (VERSION, SUBVERSION))
+
+
 def Pcontrol(level):
     pass
 
 
+class _Automatic:
+    """MPI.BUFFER_AUTOMATIC: attached, it lets the library buffer as it needs."""
+
+    def __repr__(self):
+        return "<MPI.BUFFER_AUTOMATIC>"
+
+
+BUFFER_AUTOMATIC = _Automatic()
+_attached = {}  # None (the process), a communicator's or a session's handle -> buffer
+
+
+def _attach(owner, buf, who):
+    if owner in _attached:
+        raise Exception(ERR_BUFFER, "%s.Attach_buffer: a buffer is attached already "
+                        "(Detach_buffer first)" % who)
+    if buf is not BUFFER_AUTOMATIC:
+        _Buf(buf, False)  # a buffer, or the error naming what it is not
+    _attached[owner] = buf
+
+
+def _detach(owner, who):
+    if owner not in _attached:
+        raise Exception(ERR_BUFFER, "%s.Detach_buffer: no buffer is attached" % who)
+    return _attached.pop(owner)
+
+
+def _flush(owner, who):
+    """Bsend sends as Send does (its message is on its way, or taken, when
+    it returns), so the attached buffer never holds one: nothing to wait for."""
+
+
+def _buffering(cls, who, owner):
+    """Gives cls MPI 4.1's buffer calls on each object (owner(obj) its key)."""
+    def attach(self, buf):
+        _attach(owner(self), buf, who)
+
+    def detach(self):
+        return _detach(owner(self), who)
+
+    def flush(self):
+        _flush(owner(self), who)
+
+    def iflush(self):
+        _flush(owner(self), who)
+        return Request._new(-1)
+    cls.Attach_buffer, cls.Detach_buffer = attach, detach
+    cls.Flush_buffer, cls.Iflush_buffer = flush, iflush
+
+
+_buffering(Comm, "Comm", lambda c: ("comm", c._chk()))
+
+
 def Attach_buffer(buf):
-    global _attached
-    _attached = buf
+    """Attaches buf for buffered sends of this process (MPI.BUFFER_AUTOMATIC
+    lets the library buffer as it needs)."""
+    _attach(None, buf, "MPI")
 
 
 def Detach_buffer():
-    global _attached
-    b, _attached = _attached, None
-    return b
+    """The buffer that Attach_buffer attached, detached."""
+    return _detach(None, "MPI")
 
 
-_attached = None
+def Flush_buffer():
+    _flush(None, "MPI")
+
+
+def Iflush_buffer():
+    _flush(None, "MPI")
+    return Request._new(-1)
 
 
 def Alloc_mem(size, info=INFO_NULL):

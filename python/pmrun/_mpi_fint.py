@@ -55,10 +55,13 @@ def _fromint(cls, handle):
 
 
 def int_names(*classes):
-    """mpi4py 4's names of py2f and f2py: toint, fromint."""
+    """mpi4py 4's names of py2f and f2py: toint and fromint, and the handle
+    property and fromhandle (pmrun's handles are these integers)."""
     for cls in classes:
         cls.toint = _toint
         cls.fromint = classmethod(_fromint)
+        cls.handle = property(_toint)
+        cls.fromhandle = classmethod(_fromint)
 
 
 def status_f2py(cls, fields):
@@ -107,3 +110,27 @@ def addressof(obj):
         value = 0 if obj.__class__.__name__ == "Status" else handleof(obj)
         entry = _cells[id(obj)] = (obj, ctypes.c_int64(value))
     return ctypes.addressof(entry[1])
+
+
+def pickling(namespace, *classes):
+    """mpi4py 4's pickling of handles: a predefined object (COMM_WORLD, INT,
+    SUM, ...) pickles as its name and unpickles as itself, a copy of one (or
+    a null object) as a new object equal to it; any other handle is this
+    process's own and raises ValueError."""
+    known = [(name, obj) for name, obj in namespace.items()
+             if name.isidentifier() and not name.startswith("_") and isinstance(obj, classes)]
+
+    def reduce(self):
+        for name, obj in known:
+            if obj is self:
+                return name
+        if not self:
+            return (type(self), ())
+        for name, obj in known:
+            if isinstance(obj, self._pickle_kind) and obj == self:
+                return (type(self), (obj,))
+        raise ValueError("cannot pickle %r: only MPI's predefined handles (and copies of them) "
+                         "pickle; this one is the process's own" % (self,))
+    for cls in classes:
+        cls.__reduce__ = reduce
+        cls._pickle_kind = cls

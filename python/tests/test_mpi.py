@@ -7,6 +7,7 @@ a failing rank ends the whole job (-f), so a failure cannot hang the others.
 """
 
 import array
+import pickle
 import sys
 import unittest
 
@@ -46,6 +47,70 @@ class Module(unittest.TestCase):
         self.assertEqual(dup.Get_errhandler(), MPI.ERRORS_ABORT)
         dup.Call_errhandler(MPI.SUCCESS)  # returns: no error
         dup.Free()
+
+    def test_sessions(self):
+        # MPI 4: a session's process sets are the job's world and this rank;
+        # a group of one makes a communicator without a parent one.
+        self.assertFalse(MPI.SESSION_NULL)
+        s = MPI.Session.Init()
+        self.assertEqual([s.Get_nth_pset(i) for i in range(s.Get_num_psets())],
+                         ["mpi://WORLD", "mpi://SELF"])
+        self.assertEqual(s.Get_pset_info("mpi://WORLD").Get("mpi_size"), str(size))
+        world = s.Create_group("mpi://WORLD")
+        self.assertEqual((world.Get_size(), world.Get_rank()), (size, rank))
+        self.assertEqual(MPI.Group.Create_from_session_pset(s, "mpi://SELF").Get_size(), 1)
+        with self.assertRaises(MPI.Exception) as e:
+            s.Create_group("mpi://NOWHERE")
+        self.assertEqual(e.exception.Get_error_class(), MPI.ERR_ARG)
+        c = MPI.Intracomm.Create_from_group(world)
+        self.assertEqual(c.Compare(comm), MPI.CONGRUENT)
+        self.assertEqual(c.allreduce(1), size)
+        c.Free()
+        if size > 1:  # an intercommunicator of rank 0 and the others
+            g0, rest = world.Incl([0]), world.Excl([0])
+            local, remote = (g0, rest) if rank == 0 else (rest, g0)
+            ic = MPI.Intercomm.Create_from_groups(local, 0, remote, 0)
+            self.assertEqual(ic.Get_remote_size(), size - 1 if rank == 0 else 1)
+            self.assertEqual(ic.bcast("r0" if rank == 0 else None,
+                                      MPI.ROOT if rank == 0 else 0), None if rank == 0 else "r0")
+            ic.Free()
+        with self.assertRaises(ValueError):
+            pickle.dumps(s)
+        s.Finalize()
+        with self.assertRaises(MPI.Exception) as e:
+            s.Get_num_psets()
+        self.assertEqual(e.exception.Get_error_class(), MPI.ERR_SESSION)
+
+    def test_handles_pickle_as_mpi4py_4(self):
+        # Predefined handles unpickle as themselves, copies as equals; a
+        # process's own handle cannot travel.
+        for h in (MPI.COMM_WORLD, MPI.COMM_NULL, MPI.INT, MPI.SUM, MPI.INFO_NULL):
+            self.assertIs(pickle.loads(pickle.dumps(h)), h)
+        copy = pickle.loads(pickle.dumps(MPI.Intracomm(MPI.COMM_WORLD)))
+        self.assertIsNot(copy, MPI.COMM_WORLD)
+        self.assertEqual(copy, MPI.COMM_WORLD)
+        dup = comm.Dup()
+        with self.assertRaises(ValueError):
+            pickle.dumps(dup)
+        with self.assertRaises(TypeError):  # an intracommunicator is no intercommunicator
+            MPI.Intercomm(dup)
+        self.assertEqual(MPI.Comm.fromhandle(dup.handle), dup)
+        dup.Free()
+        self.assertEqual(MPI.COMM_NULL.Get_name(), "MPI_COMM_NULL")
+        self.assertEqual(MPI.Comm.Get_parent(), MPI.COMM_NULL)
+
+    def test_attached_buffers(self):
+        buf = MPI.Alloc_mem(1 << 12)
+        for owner in (MPI, comm, MPI.Session.Init()):
+            owner.Attach_buffer(buf)
+            with self.assertRaises(MPI.Exception):
+                owner.Attach_buffer(buf)  # one at a time
+            owner.Flush_buffer()
+            owner.Iflush_buffer().Wait()
+            self.assertIs(owner.Detach_buffer(), buf)
+            owner.Attach_buffer(MPI.BUFFER_AUTOMATIC)
+            self.assertIs(owner.Detach_buffer(), MPI.BUFFER_AUTOMATIC)
+        MPI.Free_mem(buf)
 
     def test_get_status_all_any_some(self):
         # MPI 4's tests that complete nothing (mpi4py 4 names)
