@@ -12,7 +12,7 @@ from ._abi import (  # the library's element type codes for reductions in Go
 )
 from . import _mpi_attrs as _attributes
 from ._mpi_constants import (
-    ERR_ARG, ERR_BUFFER, ERR_KEYVAL, ERR_TRUNCATE, ERR_TYPE, Exception, _expect,
+    ERR_ARG, ERR_BUFFER, ERR_KEYVAL, ERR_OTHER, ERR_TRUNCATE, ERR_TYPE, Exception, _expect,
 )
 
 # --- datatypes -----------------------------------------------------------------
@@ -157,6 +157,7 @@ class Datatype(_attributes.Keyvals):
                      [count, blocklength], [stride], [self])
 
     def _hvector(self, count, blocklength, stride):
+        _check_entries(count * blocklength * (len(self.blocks) if self.blocks is not None else 1))
         return self._hindexed([blocklength] * count, [i * stride for i in range(count)])
 
     def Create_indexed(self, blocklengths, displacements):
@@ -204,6 +205,8 @@ class Datatype(_attributes.Keyvals):
         type so). Bounds set by Create_resized on a part are markers that
         win over its entries' (lower and upper each on its own, and no
         rounding of an upper one), as in Open MPI and MPICH."""
+        _check_entries(sum(n * (len(t.blocks) if t.blocks is not None else 1)
+                           for n, t in zip(blocklengths, datatypes)))
         blocks = []
         lo = hi = lbm = ubm = None
         for n, disp, t in zip(blocklengths, displacements, datatypes):
@@ -357,6 +360,14 @@ class Datatype(_attributes.Keyvals):
             args["datatypes"] = list(d)
         return old, name, args
 
+    def _pickle_own(self):
+        """A derived type pickles as the constructor call that remakes it
+        (from decode), as mpi4py 4's do."""
+        if self._env is None:
+            raise ValueError("cannot pickle %r: not a datatype of MPI's" % (self,))
+        old, name, args = self.decode()
+        return (_remade, (old, name, args, self.committed))
+
     # --- Fortran 90 kinds ---
 
     @staticmethod
@@ -509,6 +520,11 @@ def _natural_align(fmt, size):
     return {"f": 4, "d": 8, "l": 8}.get(fmt, min(max(size, 1), 16))
 
 
+def _remade(old, name, args, committed):
+    t = getattr(old, "Create_" + name.lower())(**args)
+    return t.Commit() if committed else t
+
+
 def _made(t, combiner, ints, addrs, types):
     """t, recorded as made by combiner from these arguments (derived parts
     as copies: freeing a part leaves the types made of it whole)."""
@@ -602,6 +618,17 @@ def _datarep(datarep):
         raise Exception(ERR_ARG, "data representation %r: pmrun packs 'external32'" % (datarep,))
 
 _types = {}
+# The most elements a derived datatype may list (about 2.5 GB of memory and
+# half a minute to make): past it, creation raises rather than exhausting the
+# machine's memory.
+_MAX_ENTRIES = 1 << 24
+
+
+def _check_entries(entries):
+    if entries > _MAX_ENTRIES:
+        raise Exception(ERR_OTHER, "a derived datatype of %d elements: pmrun lists a datatype's "
+                        "elements one by one, at most %d (a larger message moves as a count of "
+                        "a smaller type)" % (entries, _MAX_ENTRIES))
 
 
 def _predef(name, fmt, size, code=0):
@@ -687,6 +714,13 @@ DOUBLE_COMPLEX = _predef("DOUBLE_COMPLEX", "Zd", 16, _T_COMPLEX128)
 # Fortran kinds that Open MPI built with gfortran reports as null, as
 # mpi4py then shows them.
 INTEGER16 = REAL2 = COMPLEX4 = DATATYPE_NULL
+# MPI 4.1's fixed-size floating types: the 32- and 64-bit ones move and
+# reduce as FLOAT and DOUBLE; half precision, bfloat16 and 16-byte logicals
+# have no element type in the runtime's reductions and are null, as mpi4py
+# shows them on an MPI without them (Open MPI).
+FLOAT32_T = _predef("FLOAT32_T", "f", 4, _T_FLOAT32)
+FLOAT64_T = _predef("FLOAT64_T", "d", 8, _T_FLOAT64)
+FLOAT16_T = BFLOAT16_T = LOGICAL16 = DATATYPE_NULL
 UB = _predef("UB", "0x", 0)
 LB = _predef("LB", "0x", 0)
 _PAIRS = {FLOAT_INT: ("f", 0, 4), DOUBLE_INT: ("d", 0, 8), LONG_INT: ("q", 0, 8),
@@ -743,6 +777,7 @@ _TYPECODES = {
     "MPI_DOUBLE_PRECISION": "d", "MPI_COMPLEX": "F", "MPI_DOUBLE_COMPLEX": "D",
     "MPI_REAL4": "f4", "MPI_REAL8": "f8", "MPI_REAL16": "f16",
     "MPI_COMPLEX8": "c8", "MPI_COMPLEX16": "c16", "MPI_COMPLEX32": "c32",
+    "MPI_FLOAT32_T": "f4", "MPI_FLOAT64_T": "f8",
 }
 _TYPECODES.update({"MPI_INT%d_T" % (8 * n): "i%d" % n for n in (1, 2, 4, 8)})
 _TYPECODES.update({"MPI_UINT%d_T" % (8 * n): "u%d" % n for n in (1, 2, 4, 8)})

@@ -115,7 +115,8 @@ def addressof(obj):
 def pickling(namespace, *classes):
     """mpi4py 4's pickling of handles: a predefined object (COMM_WORLD, INT,
     SUM, ...) pickles as its name and unpickles as itself, a copy of one (or
-    a null object) as a new object equal to it; any other handle is this
+    a null object) as a new object equal to it, a derived datatype as the
+    calls that remake it (its _pickle_own); any other handle is this
     process's own and raises ValueError."""
     known = [(name, obj) for name, obj in namespace.items()
              if name.isidentifier() and not name.startswith("_") and isinstance(obj, classes)]
@@ -129,6 +130,9 @@ def pickling(namespace, *classes):
         for name, obj in known:
             if isinstance(obj, self._pickle_kind) and obj == self:
                 return (type(self), (obj,))
+        own = getattr(self, "_pickle_own", None)  # a kind that can be remade elsewhere
+        if own is not None:
+            return own()
         raise ValueError("cannot pickle %r: only MPI's predefined handles (and copies of them) "
                          "pickle; this one is the process's own" % (self,))
     for cls in classes:

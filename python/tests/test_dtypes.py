@@ -5,6 +5,7 @@ Fortran 90 kinds, Match_size and Pack/Unpack (native and external32):
 """
 
 import array
+import pickle
 import unittest
 
 from mpi4py import MPI
@@ -36,6 +37,21 @@ class Introspection(unittest.TestCase):
                              (made.size, made.extent, made.lb))
         with self.assertRaises(MPI.Exception):
             MPI.INT.Get_contents()
+
+    def test_pickle_and_limits(self):
+        # A derived type pickles as the calls that remake it; predefined ones
+        # as themselves; MPI 4.1's fixed-size floating types move as FLOAT/DOUBLE.
+        t = MPI.Datatype.Create_struct([1, 2], [0, 8], [MPI.INT, MPI.DOUBLE.Create_contiguous(2)])
+        t.Commit()
+        u = pickle.loads(pickle.dumps(t))
+        self.assertEqual((u.size, u.extent, u.committed), (t.size, t.extent, True))
+        self.assertEqual(u.decode()[1], "STRUCT")
+        self.assertIs(pickle.loads(pickle.dumps(MPI.FLOAT64_T)), MPI.FLOAT64_T)
+        self.assertEqual((MPI.FLOAT32_T.size, MPI.FLOAT64_T.Get_name()), (4, "MPI_FLOAT64_T"))
+        self.assertEqual(MPI.FLOAT16_T, MPI.DATATYPE_NULL)
+        with self.assertRaises(MPI.Exception) as e:  # refused, not the machine's memory gone
+            MPI.BYTE.Create_contiguous(2**31 - 1)
+        self.assertIn("at most", str(e.exception))
 
     def test_darray(self):
         # 6 elements in blocks over 2 processes; rank 1 holds 3..5, cyclic
