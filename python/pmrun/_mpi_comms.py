@@ -31,7 +31,7 @@ from . import _mpi_attrs as _attrs
 from ._mpi_pickle import (
     _SCRATCH, _Parts, _dumps, _joined, _loads, _loads_scratch, _scratch, _split_blob, _take_blob,
 )
-from ._mpi_requests import Prequest, Request
+from ._mpi_requests import Prequest, Request, _Pair
 from ._mpi_info import Info
 from ._mpi_groups import Group
 
@@ -607,15 +607,32 @@ class Comm(_Handle, _attrs.Keyvals):
                 copy = None
             if copy and _f_sendrecv(self._h, dest, sendtag, source, recvtag, copy, buf, status):
                 return
-        b = _Buf(buf, False)
-        copy = bytearray(b.view()[:b.used]) if b.obj is not None else bytearray()
-        spec = [copy, b.count, b.type] if b.type.blocks is None else [copy, BYTE]
+        spec = _copy_of(buf)
         r = self.Irecv(buf, source, recvtag) if source != PROC_NULL else None
         self.Send(spec, dest, sendtag)
         if r is None:
             _null_status(status)
             return
         r.Wait(status)
+
+    def Isendrecv(self, sendbuf, dest, sendtag=0, recvbuf=None, source=ANY_SOURCE,
+                  recvtag=ANY_TAG):
+        """MPI 4's nonblocking Sendrecv: one request, done when the receive
+        and the send both are (its status is the receive's)."""
+        r = self.Irecv(recvbuf, source, recvtag)
+        try:
+            s = self.Isend(sendbuf, dest, sendtag)
+        except BaseException:
+            if r:
+                r.Cancel()
+                r.Wait()
+            raise
+        return _Pair._of(r, s)
+
+    def Isendrecv_replace(self, buf, dest, sendtag=0, source=ANY_SOURCE, recvtag=ANY_TAG):
+        """MPI 4's nonblocking Sendrecv_replace: buf is sent (a copy of it,
+        made now) and receives the reply."""
+        return self.Isendrecv(_copy_of(buf), dest, sendtag, buf, source, recvtag)
 
     def Probe(self, source=ANY_SOURCE, tag=ANY_TAG, status=None):
         if _FAST and _f_probe(self._h, source, tag, status, True) is not None:
@@ -1401,6 +1418,14 @@ def _addr(b):
     """The address to pass for _Buf b: an empty buffer too has one, as the
     library reads a null address as MPI.IN_PLACE."""
     return b.addr if b.addr else _EMPTY  # None, 0 or b"" for no memory
+
+
+def _copy_of(buf):
+    """A buffer specification of a copy of buf's message (what a
+    Sendrecv_replace sends while the reply lands in buf)."""
+    b = _Buf(buf, False)
+    copy = bytearray(b.view()[:b.used]) if b.obj is not None else bytearray()
+    return [copy, b.count, b.type] if b.type.blocks is None else [copy, BYTE]
 
 
 def _check_blocks(n, block):

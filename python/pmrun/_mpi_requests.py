@@ -111,6 +111,10 @@ class Request:
         self._status = None
         self._obj = None
         if isinstance(request, Request):
+            if type(self) is not Request and isinstance(request, (Prequest, Grequest)) and \
+                    not isinstance(request, type(self)):
+                raise TypeError("%s(request): a %s is not one" % (
+                    type(self).__name__, type(request).__name__))
             self.__dict__.update(request.__dict__)
 
     @classmethod
@@ -138,6 +142,11 @@ class Request:
         if not isinstance(other, Request):
             return NotImplemented
         if self is other or self._h == other._h and self._h > 0:
+            return True
+        # A persistent or generalized request: its copies share its start or event.
+        start = self.__dict__.get("_start") or self.__dict__.get("_event")
+        if start is not None and start in (other.__dict__.get("_start"),
+                                           other.__dict__.get("_event")):
             return True
         return self._isnull() and other._isnull()
 
@@ -489,6 +498,8 @@ def _get_status_all(cls, requests, statuses=None):
 def _get_status_any(cls, requests, status=None):
     requests = list(requests)
     if not any(_active(r) for r in requests):
+        if status is not None:  # the empty status, as Waitany gives
+            status.__init__(Status())
         return UNDEFINED, True
     for i, r in enumerate(requests):
         if _active(r) and r.Get_status(status):
@@ -603,7 +614,10 @@ class Grequest(Request):
             raise Exception(ERR_REQUEST, "Complete: not an active generalized request")
         self._event.set()
 
-    complete = Complete
+    def complete(self, obj=None):
+        """Complete, with obj as what wait() and test() return (mpi4py 4)."""
+        self._result = obj
+        self.Complete()
 
     def _query(self):
         status = Status()
@@ -620,7 +634,7 @@ class Grequest(Request):
         if free is not None:
             free(*self._fargs[0], **self._fargs[1])
         self._status = status
-        return status, None
+        return status, self.__dict__.pop("_result", None)
 
     def _wait(self):
         if self._h != _GREQUEST:
@@ -659,6 +673,76 @@ class Grequest(Request):
         self._h = 0
         if free is not None:
             free(*self._fargs[0], **self._fargs[1])
+
+
+class _Pair(Request):
+    """The request of Isendrecv: a receive and a send, done when both are;
+    its status is the receive's. Like a generalized request, it has no
+    handle of the runtime (_h is _GREQUEST while active)."""
+
+    @classmethod
+    def _of(cls, recv, send):
+        r = cls()
+        r._h = _GREQUEST
+        r._recv, r._send = recv, send
+        r._st = Status()
+        r._rdone = r._sdone = False
+        return r
+
+    def _end(self):
+        self._h = 0
+        self._status = self._st
+        return self._st, None
+
+    def _wait(self):
+        if self._h != _GREQUEST:
+            return Request._wait(self)
+        if not self._rdone:
+            self._recv.Wait(self._st)
+        if not self._sdone:
+            self._send.Wait()
+        return self._end()
+
+    def _poll(self):
+        if not self._rdone:
+            self._rdone = self._recv.Test(self._st)
+        if not self._sdone:
+            self._sdone = self._send.Test()
+        return self._rdone and self._sdone
+
+    def _test(self):
+        if self._h != _GREQUEST:
+            return Request._test(self)
+        if not self._poll():
+            return False, None, None
+        s, o = self._end()
+        return True, s, o
+
+    def Get_status(self, status=None):
+        if self._h != _GREQUEST:
+            return Request.Get_status(self, status)
+        if not self._poll():
+            return False
+        if status is not None:
+            status.__init__(self._st)
+        return True
+
+    def Cancel(self):
+        if self._h == _GREQUEST:
+            for r, done in ((self._recv, self._rdone), (self._send, self._sdone)):
+                if not done and r:
+                    r.Cancel()
+            return None
+        return Request.Cancel(self)
+
+    def Free(self):
+        if self._h != _GREQUEST:
+            return Request.Free(self)
+        for r, done in ((self._recv, self._rdone), (self._send, self._sdone)):
+            if not done and r:
+                r.Free()
+        self._h = 0
+        return None
 
 
 # The handle of an active generalized request: negative, so that the fast

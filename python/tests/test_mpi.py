@@ -395,6 +395,37 @@ class PointToPoint(unittest.TestCase):
         r.Wait(st)
         self.assertTrue(st.Is_cancelled())
 
+    def test_isendrecv(self):
+        # MPI 4: one request for a send and a receive, with the receive's
+        # status; the _replace form's reply lands in the buffer it sent.
+        dst, src = (rank + 1) % size, (rank - 1) % size
+        out = array.array("i", [rank] * 4)
+        got = array.array("i", [-1] * 4)
+        req = comm.Isendrecv(out, dst, 61, got, src, 61)
+        st = MPI.Status()
+        req.Wait(st)
+        self.assertEqual((list(got), st.Get_source(), st.Get_tag()), ([src] * 4, src, 61))
+        buf = array.array("d", [rank + 0.5] * 3)
+        reqs = [comm.Isendrecv_replace(buf, dst, 62, src, 62),
+                comm.Isendrecv(None, MPI.PROC_NULL, 0, None, MPI.PROC_NULL, 0)]
+        while not MPI.Request.Testall(reqs):
+            pass
+        self.assertEqual(list(buf), [src + 0.5] * 3)
+
+    def test_request_copies(self):
+        # A copy of a persistent or generalized request is that request (mpi4py 4);
+        # complete(obj) gives wait() its result.
+        p = comm.Send_init(b"", MPI.PROC_NULL, 0)
+        self.assertEqual(MPI.Prequest(p), p)
+        self.assertEqual(MPI.Request(p), p)
+        with self.assertRaises(TypeError):
+            MPI.Grequest(p)
+        p.Free()
+        g = MPI.Grequest.Start()
+        self.assertEqual(MPI.Grequest(g), g)
+        g.complete(42)
+        self.assertEqual(g.wait(), 42)
+
     def test_persistent(self):
         dst, src = (rank + 1) % size, (rank - 1) % size
         out, inn = bytearray(4), bytearray(4)
