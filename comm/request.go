@@ -221,6 +221,9 @@ func (r *Request) Test() (done bool, st Status, err error) {
 	if r == nil {
 		return true, Status{}, nil
 	}
+	if !r.fin.Load() {
+		r.c.e.testProgress(r)
+	}
 	select {
 	case <-r.done:
 		return true, r.st, r.err
