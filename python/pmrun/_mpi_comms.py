@@ -31,7 +31,7 @@ from . import _mpi_attrs as _attrs
 from ._mpi_pickle import (
     _SCRATCH, _Parts, _dumps, _joined, _loads, _loads_scratch, _scratch, _split_blob, _take_blob,
 )
-from ._mpi_requests import Prequest, Request, _Pair
+from ._mpi_requests import Prequest, Request, _Pair, _Partitioned
 from ._mpi_info import Info
 from ._mpi_groups import Group
 
@@ -683,6 +683,18 @@ class Comm(_Handle, _attrs.Keyvals):
         r = Prequest()
         r._start = lambda: self.Irecv(buf, source, tag)
         return r
+
+    def Psend_init(self, buf, partitions, dest, tag=0, info=None):
+        """MPI 4's partitioned send: Start, then Pready each partition; the
+        buffer goes as one message once all are ready."""
+        self._chk()
+        return _Partitioned._of(partitions, lambda: self.Isend(buf, dest, tag), True)
+
+    def Precv_init(self, buf, partitions, source=ANY_SOURCE, tag=ANY_TAG, info=None):
+        """MPI 4's partitioned receive: Start, then Parrived tells whether a
+        partition is there (all are, once the message is)."""
+        self._chk()
+        return _Partitioned._of(partitions, lambda: self.Irecv(buf, source, tag), False)
 
     def send_init(self, obj, dest, tag=0):
         r = Prequest()

@@ -8,7 +8,7 @@ import time
 
 from . import _bridge
 from ._mpi_constants import (
-    ANY_SOURCE, ANY_TAG, PROC_NULL, UNDEFINED, ERR_PENDING, ERR_REQUEST, Exception, _raise, _expect,
+    ANY_SOURCE, ANY_TAG, PROC_NULL, UNDEFINED, ERR_ARG, ERR_PENDING, ERR_REQUEST, Exception, _raise, _expect,
 )
 from ._mpi_status import Status, _st
 from ._mpi_pickle import _loads
@@ -592,6 +592,119 @@ class Prequest(Request):
     startall = Startall
 
 
+class _Composite:
+    """Test and Get_status of a request made of others (an Isendrecv, a
+    partitioned request): active while _h is _GREQUEST; _poll() tests the
+    parts, filling _st, and reports whether all are done."""
+
+    def _end(self):
+        self._h = 0
+        self._status = self._st
+        return self._st, None
+
+    def _test(self):
+        if self._h != _GREQUEST:
+            return Request._test(self)
+        if not self._poll():
+            return False, None, None
+        s, o = self._end()
+        return True, s, o
+
+    def Get_status(self, status=None):
+        if self._h != _GREQUEST:
+            return Request.Get_status(self, status)
+        if not self._poll():
+            return False
+        if status is not None:
+            status.__init__(self._st)
+        return True
+
+
+class _Partitioned(_Composite, Prequest):
+    """MPI 4's partitioned send or receive (Psend_init, Precv_init): a
+    persistent request over a buffer of `partitions` equal parts. pmrun
+    moves the whole buffer as one message: the send starts once every
+    partition is ready (Pready), and every partition has arrived once the
+    message has (Parrived), as MPI lets an implementation do."""
+
+    @classmethod
+    def _of(cls, partitions, post, send):
+        if not isinstance(partitions, int) or partitions < 1:
+            raise Exception(ERR_ARG, "partitioned request: %r partitions (at least 1)"
+                            % (partitions,))
+        r = cls()
+        r._parts, r._post, r._send = partitions, post, send
+        r._start = r._begin  # Prequest.Start's hook, and the copies' identity
+        r._req = None
+        return r
+
+    def _begin(self):
+        self._ready, self._done, self._st = set(), False, Status()
+        self._req = None if self._send else self._post()
+        return self
+
+    def Start(self):
+        if self._freed:
+            raise Exception(ERR_REQUEST, "Start: the partitioned request was freed")
+        if self._h == _GREQUEST:
+            raise Exception(ERR_REQUEST, "Start: the partitioned request is active")
+        self._begin()
+        self._h = _GREQUEST
+
+    def _partition(self, i, call):
+        if self._h != _GREQUEST:
+            raise Exception(ERR_REQUEST, "%s: the partitioned request is not active (Start it)"
+                            % call)
+        if not isinstance(i, int) or not 0 <= i < self._parts:
+            raise Exception(ERR_ARG, "%s: partition %r is not in [0, %d)" % (call, i, self._parts))
+
+    def Pready(self, partition):
+        if not self._send:
+            raise Exception(ERR_REQUEST, "Pready: not a partitioned send")
+        self._partition(partition, "Pready")
+        self._ready.add(partition)
+        if len(self._ready) == self._parts and self._req is None:
+            self._req = self._post()
+
+    def Pready_range(self, partition_low, partition_high):
+        for i in range(partition_low, partition_high + 1):
+            self.Pready(i)
+
+    def Pready_list(self, partitions):
+        for i in partitions:
+            self.Pready(i)
+
+    def Parrived(self, partition):
+        if self._send:
+            raise Exception(ERR_REQUEST, "Parrived: not a partitioned receive")
+        self._partition(partition, "Parrived")
+        return self._poll()
+
+    def _poll(self):
+        if not self._done and self._req is not None:
+            self._done = self._req.Test(self._st)
+        return self._done
+
+
+    def _wait(self):
+        if self._h != _GREQUEST:
+            return Request._wait(self)
+        if self._req is None:
+            raise Exception(ERR_REQUEST, "Wait: %d of the send's %d partitions are not ready "
+                            "(Pready): it would never complete"
+                            % (self._parts - len(self._ready), self._parts))
+        if not self._done:
+            self._req.Wait(self._st)
+        return self._end()
+
+
+    def Free(self):
+        if self._h == _GREQUEST and self._req is not None and not self._done:
+            self._req.Free()
+        self._h = 0
+        Prequest.Free(self)
+
+
 class Grequest(Request):
     """A generalized request (MPI_Grequest_start): an operation the program
     carries out itself and marks done with Complete. Wait (or a Test once
@@ -675,7 +788,7 @@ class Grequest(Request):
             free(*self._fargs[0], **self._fargs[1])
 
 
-class _Pair(Request):
+class _Pair(_Composite, Request):
     """The request of Isendrecv: a receive and a send, done when both are;
     its status is the receive's. Like a generalized request, it has no
     handle of the runtime (_h is _GREQUEST while active)."""
@@ -689,10 +802,6 @@ class _Pair(Request):
         r._rdone = r._sdone = False
         return r
 
-    def _end(self):
-        self._h = 0
-        self._status = self._st
-        return self._st, None
 
     def _wait(self):
         if self._h != _GREQUEST:
@@ -710,22 +819,6 @@ class _Pair(Request):
             self._sdone = self._send.Test()
         return self._rdone and self._sdone
 
-    def _test(self):
-        if self._h != _GREQUEST:
-            return Request._test(self)
-        if not self._poll():
-            return False, None, None
-        s, o = self._end()
-        return True, s, o
-
-    def Get_status(self, status=None):
-        if self._h != _GREQUEST:
-            return Request.Get_status(self, status)
-        if not self._poll():
-            return False
-        if status is not None:
-            status.__init__(self._st)
-        return True
 
     def Cancel(self):
         if self._h == _GREQUEST:

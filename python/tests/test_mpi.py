@@ -412,6 +412,58 @@ class PointToPoint(unittest.TestCase):
             pass
         self.assertEqual(list(buf), [src + 0.5] * 3)
 
+    @unittest.skipIf(size < 2, "needs 2 ranks")
+    def test_test_drives_progress(self):
+        # A message sent before a barrier is found by the receiver's first
+        # polls of Test: Test reads the links itself, as MPI_Test drives
+        # progress (it used to wait for a starved background reader: some
+        # 10 ms, thousands of calls, with one thread per rank).
+        buf = bytearray(8)
+        worst = 0
+        for _ in range(20):
+            req = comm.Irecv(buf, source=(rank - 1) % size, tag=77)
+            comm.Barrier()
+            comm.Send(b"12345678", dest=(rank + 1) % size, tag=77)
+            comm.Barrier()
+            calls = 1
+            while not req.Test():
+                calls += 1
+            worst = max(worst, calls)
+        self.assertLess(worst, 1000)
+
+    def test_partitioned(self):
+        # MPI 4: the send goes once every partition is ready; the receive's
+        # partitions arrive with the message.
+        dst, src = (rank + 1) % size, (rank - 1) % size
+        out = array.array("i", [0] * 6)
+        got = array.array("i", [-1] * 6)
+        s = comm.Psend_init(out, 3, dst, tag=5)
+        r = comm.Precv_init(got, 3, src, tag=5)
+        for round_ in range(2):
+            r.Start()
+            s.Start()
+            for p in (2, 0):
+                out[2 * p] = out[2 * p + 1] = 10 * round_ + p
+                s.Pready(p)
+            self.assertFalse(r.Parrived(0))  # partition 1 is not ready anywhere yet
+            comm.Barrier()
+            out[2] = out[3] = 10 * round_ + 1
+            s.Pready_list([1])
+            MPI.Request.Waitall([s, r])
+            self.assertEqual(list(got), [10 * round_ + p for p in (0, 0, 1, 1, 2, 2)])
+        with self.assertRaises(MPI.Exception):
+            s.Pready(0)  # not active
+        s.Start()
+        with self.assertRaises(MPI.Exception) as e:
+            s.Wait()  # would never complete: no partition is ready
+        self.assertIn("not ready", str(e.exception))
+        r.Start()
+        s.Pready_range(0, 2)
+        MPI.Request.Waitall([s, r])
+        s.Free()
+        r.Free()
+        self.assertEqual(s, MPI.REQUEST_NULL)
+
     def test_request_copies(self):
         # A copy of a persistent or generalized request is that request (mpi4py 4);
         # complete(obj) gives wait() its result.
