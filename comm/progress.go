@@ -117,8 +117,8 @@ func (e *engine) progressAll(rs []*Request) {
 
 // testProgress is Test's share of the progress, as MPI_Test drives it: one
 // poll of the links r depends on (and of the shared-memory ones), the push of
-// a rendezvous send whose receiver is ready, and then the processor to this
-// process's other goroutines. A program that calls Test in a loop must not
+// a rendezvous send whose receiver is ready, and a yield (to this process's
+// goroutines that must run, see yield). A program that calls Test in a loop must not
 // starve the background readers and helpers: with GOMAXPROCS=1 (pmrun's
 // default, one thread per rank on a full node) and the loop in Python, the
 // only P is the caller's between its calls into Go, and the runtime handed it
@@ -126,7 +126,9 @@ func (e *engine) progressAll(rs []*Request) {
 // for a message sent already took 11-16 ms under pmrun -np 2, and 50-100 µs
 // with GOMAXPROCS=4.
 func (e *engine) testProgress(r *Request) {
-	if set := e.conns.Load(); set != nil && r.kind != kindAsync {
+	if r.kind == kindAsync {
+		e.startAsync(r)
+	} else if set := e.conns.Load(); set != nil {
 		var liveBuf, pushBuf [1]*Request
 		live, pushes, links := e.gather(set, []*Request{r}, liveBuf[:0], pushBuf[:0])
 		if len(live) > 0 {
@@ -139,7 +141,7 @@ func (e *engine) testProgress(r *Request) {
 		}
 	}
 	if !r.fin.Load() {
-		runtime.Gosched()
+		e.yield()
 	}
 }
 

@@ -81,6 +81,7 @@ type Request struct {
 	// or a Wait that comes before the goroutine has started.
 	run   func()
 	claim atomic.Bool
+	timer *time.Timer // starts the goroutine later (Config.LockedCallers), unless stopped
 }
 
 // reqState tracks a request through the engine, so that cancellation and
@@ -200,6 +201,7 @@ func (r *Request) wait() (Status, error) {
 // waited for at once), and otherwise spins for it up to Config.Spin.
 func (e *engine) awaitAsync(r *Request) {
 	if r.claim.CompareAndSwap(false, true) {
+		e.stopTimer(r)
 		r.run()
 		return
 	}
@@ -332,13 +334,55 @@ func (c *Comm) Async(ctx context.Context, fn func(ctx context.Context) error) *R
 		defer c.async.wg.Done()
 		r.complete(Status{}, fn(ctx))
 	}
-	c.e.goHelper(func() {
+	start := func() {
 		if r.claim.CompareAndSwap(false, true) {
 			r.run()
 		}
+	}
+	if !c.e.cfg.LockedCallers {
+		c.e.goHelper(start)
+		return r
+	}
+	// A caller from C (the Python bridge) most often waits at once, and then
+	// runs the operation on its own thread (awaitAsync). A goroutine started
+	// now costs it thread hand-offs of the one P (GOMAXPROCS=1) to run, find
+	// the operation claimed and exit. So the goroutine starts only if neither
+	// a Wait nor a Test has claimed or started the operation after asyncDelay.
+	// The pending timer counts as a helper, so that a caller spinning on
+	// something else meanwhile yields to it (see yield).
+	c.e.helpers.Add(1)
+	r.timer = time.AfterFunc(asyncDelay, func() {
+		c.e.helpers.Add(-1)
+		c.e.goHelper(start)
 	})
 	return r
 }
+
+// stopTimer stops r's pending start, reporting whether it was pending.
+func (e *engine) stopTimer(r *Request) bool {
+	if t := r.timer; t != nil && t.Stop() {
+		e.helpers.Add(-1)
+		return true
+	}
+	return false
+}
+
+// startAsync starts an Async operation that waits for its timer on a
+// goroutine now, for a caller that polls it with Test.
+func (e *engine) startAsync(r *Request) {
+	if !r.claim.Load() && e.stopTimer(r) {
+		e.goHelper(func() {
+			if r.claim.CompareAndSwap(false, true) {
+				r.run()
+			}
+		})
+	}
+}
+
+// asyncDelay is how long an Async operation of a caller from C waits to be
+// claimed by a Wait before a goroutine starts it: longer than a Python call
+// or two, short against the work a program overlaps with it.
+const asyncDelay = 50 * time.Microsecond
 
 // asyncs counts a communicator's Async goroutines still running.
 type asyncs struct {

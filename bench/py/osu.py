@@ -15,6 +15,9 @@ Prints "<test> bytes=<b> value=<v>" lines (us per operation, MB/s for bandwidth)
   objcoll: the object (pickle) collectives bcast, gather, allgather, scatter,
         alltoall of bytes objects, allreduce and reduce of an int; the time
         of the slowest rank per call
+  nbcoll: the nonblocking Ibarrier, Iallreduce and Ibcast of 8 bytes, waited
+        for at once (nb_*_wait) and polled with Test (nb_*_test); the time
+        of the slowest rank per call
 """
 import sys
 
@@ -149,5 +152,20 @@ def objcoll():
             slowest(name, n, op, max(5, iters // 8), skip)
 
 
+def nbcoll():
+    a, b = np.ones(1, dtype=np.float64), np.empty(1, dtype=np.float64)
+    starts = [("ibarrier", lambda: comm.Ibarrier()),
+              ("iallreduce", lambda: comm.Iallreduce(a, b, op=MPI.SUM)),
+              ("ibcast", lambda: comm.Ibcast(a, root=0))]
+
+    def polled(start):
+        req = start()
+        while not req.Test():
+            pass
+    for name, start in starts:
+        slowest("nb_%s_wait" % name, 8, lambda: start().Wait(), 2000, 200)
+        slowest("nb_%s_test" % name, 8, lambda: polled(start), 2000, 200)
+
+
 if __name__ == "__main__":
-    {"p2p": p2p, "coll": coll, "objcoll": objcoll}[sys.argv[1] if len(sys.argv) > 1 else "p2p"]()
+    {"p2p": p2p, "coll": coll, "objcoll": objcoll, "nbcoll": nbcoll}[sys.argv[1] if len(sys.argv) > 1 else "p2p"]()

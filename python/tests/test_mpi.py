@@ -1195,6 +1195,26 @@ class BufferCollectives(unittest.TestCase):
         self.assertEqual(list(b), [sum(range(size))] * 3)
         self.assertEqual(list(c), [7.5] * 3)
 
+    def test_nonblocking_progress_without_wait(self):
+        # A nonblocking collective goes on while its rank waits for something
+        # else: rank 0 receives before it waits for its Ibarrier, and the
+        # message comes only once every rank's Ibarrier is done.
+        for _ in range(3):
+            req = comm.Ibarrier()
+            if rank == 0:
+                got = comm.recv(source=size - 1, tag=88) if size > 1 else "done"
+                req.Wait()
+                self.assertEqual(got, "done")
+            else:
+                req.Wait()
+                if rank == size - 1:
+                    comm.send("done", dest=0, tag=88)
+        flags = []
+        req = comm.Iallreduce(array.array("i", [1]), array.array("i", [0]), op=MPI.SUM)
+        while not req.Test():  # polling alone completes it
+            flags.append(False)
+        comm.Barrier()
+
     def test_persistent_collectives(self):
         # MPI 4: each Start runs the collective again on the buffers given at
         # init, which the program refills in between; info (positional or
