@@ -8,21 +8,12 @@ import (
 
 // The nonblocking collectives start the operation and return at once; the
 // returned request completes when it is done (Wait, Test, comm.WaitAll). Buffers
-// must not be touched until then. Each runs its blocking form on a goroutine
+// must not be touched until then. Ibarrier and Ibcast are stepped (stepped.go);
+// each of the others runs its blocking form on a goroutine
 // of its own with the communicator's slot taken at the call (Reserve), so
 // calls in flight on one communicator never cross; the one selector picks
 // its algorithm among the flat ones (not the node-aware ones nor the shared
 // area, which serve calls in the order they reach them).
-
-// Ibarrier starts a Barrier.
-func Ibarrier(ctx context.Context, c *comm.Comm) *comm.Request {
-	return Start(ctx, c, func(ctx context.Context) error { return Barrier(ctx, c) })
-}
-
-// Ibcast starts a Bcast.
-func Ibcast[T Elem](ctx context.Context, c *comm.Comm, root int, buf []T) *comm.Request {
-	return Start(ctx, c, func(ctx context.Context) error { return Bcast(ctx, c, root, buf) })
-}
 
 // Ireduce starts a Reduce.
 func Ireduce[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T, op Op[T]) *comm.Request {

@@ -118,3 +118,52 @@ func TestMismatchedCounts(t *testing.T) {
 		}
 	}
 }
+
+// TestSteppedPolled runs Ibarrier and Ibcast (stepped: Test and Wait advance
+// them on the caller's goroutine) for np 1..5, every root, polled with Test
+// alone or waited for, with callers from Go and with LockedCallers (the
+// Python bridge's setting, where a goroutine takes the steps over only when
+// nobody polls). Every loop is bounded: Test at most a million times.
+func TestSteppedPolled(t *testing.T) {
+	for _, locked := range []bool{false, true} {
+		cfg := comm.DefaultConfig()
+		cfg.LockedCallers = locked
+		for _, np := range []int{1, 2, 3, 5} {
+			commtest.NewWorldConfig(t, np, cfg).Run(func(c *comm.Comm) error {
+				for root := range np {
+					for _, poll := range []bool{true, false} {
+						b := make([]byte, 5)
+						if c.Rank() == root {
+							copy(b, fmt.Sprintf("r%d-%v", root, poll))
+						}
+						reqs := []*comm.Request{collective.Ibcast(bg, c, root, b), collective.Ibarrier(bg, c)}
+						for _, r := range reqs {
+							if !poll {
+								if _, err := r.Wait(); err != nil {
+									return err
+								}
+								continue
+							}
+							for i := 0; ; i++ {
+								done, _, err := r.Test()
+								if err != nil {
+									return err
+								}
+								if done {
+									break
+								}
+								if i == 1_000_000 {
+									return fmt.Errorf("np=%d root=%d locked=%v: not done after %d Tests", np, root, locked, i)
+								}
+							}
+						}
+						if want := fmt.Sprintf("r%d-%v", root, poll); string(b) != want[:min(5, len(want))] {
+							return fmt.Errorf("np=%d root=%d: got %q, want %q", np, root, b, want)
+						}
+					}
+				}
+				return nil
+			})
+		}
+	}
+}

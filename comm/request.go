@@ -81,7 +81,13 @@ type Request struct {
 	// or a Wait that comes before the goroutine has started.
 	run   func()
 	claim atomic.Bool
-	timer *time.Timer // starts the goroutine later (Config.LockedCallers), unless stopped
+	timer atomic.Pointer[time.Timer] // starts the goroutine later (Config.LockedCallers), unless stopped
+
+	// Stepped (an Async request with step set, see Stepped): the steps that
+	// Test and Wait run on the caller's goroutine, one at a time.
+	step    func(block bool) (bool, error)
+	stepMu  sync.Mutex
+	touched atomic.Int64 // when a Test last stepped it (time.Now().UnixNano())
 }
 
 // reqState tracks a request through the engine, so that cancellation and
@@ -200,6 +206,11 @@ func (r *Request) wait() (Status, error) {
 // scheduled, and then wake a parked caller, took 30-50 µs of an Ibarrier
 // waited for at once), and otherwise spins for it up to Config.Spin.
 func (e *engine) awaitAsync(r *Request) {
+	if r.step != nil {
+		e.stopTimer(r)
+		r.advance(true)
+		return
+	}
 	if r.claim.CompareAndSwap(false, true) {
 		e.stopTimer(r)
 		r.run()
@@ -256,6 +267,22 @@ func (r *Request) Data() []byte {
 		return r.buf[:min(r.st.Count, len(r.buf))]
 	}
 	return r.data
+}
+
+// Poll reads what has arrived for reqs, once, without blocking or yielding,
+// and reports whether all of them have completed: the test of a library
+// that advances an operation of several requests by steps (see Stepped).
+func Poll(reqs ...*Request) bool {
+	for _, r := range reqs {
+		if r == nil || r.fin.Load() {
+			continue
+		}
+		r.c.e.pollFor(r)
+		if !r.fin.Load() {
+			return false
+		}
+	}
+	return true
 }
 
 // WaitAll waits for every request and returns their statuses in order, with the
@@ -351,16 +378,78 @@ func (c *Comm) Async(ctx context.Context, fn func(ctx context.Context) error) *R
 	// The pending timer counts as a helper, so that a caller spinning on
 	// something else meanwhile yields to it (see yield).
 	c.e.helpers.Add(1)
-	r.timer = time.AfterFunc(asyncDelay, func() {
+	r.timer.Store(time.AfterFunc(asyncDelay, func() {
 		c.e.helpers.Add(-1)
 		c.e.goHelper(start)
-	})
+	}))
 	return r
+}
+
+// Stepped returns a request for an operation that advances by steps, as a
+// nonblocking collective's rounds of messages: step(false) advances it as
+// far as it can without blocking and reports whether it is done (or failed);
+// step(true) blocks until it is. Test and Wait run the steps on the caller's
+// goroutine, one call at a time, so that a caller polling Test from C (the
+// Python bridge) advances it without handing its thread's processor to a
+// goroutine. A goroutine takes over the steps at once for Go callers, and
+// for callers from C once neither Test nor Wait has stepped it for
+// asyncDelay, so that the operation goes on while its rank does something
+// else. c owns the goroutine: Close waits for the operation.
+func (c *Comm) Stepped(step func(block bool) (done bool, err error)) *Request {
+	r := &Request{c: c, kind: kindAsync, ctx: context.Background(), done: make(chan struct{}),
+		peer: AnySource, step: step}
+	if !c.async.add() {
+		r.complete(Status{}, ErrClosed)
+		return r
+	}
+	r.claim.Store(true) // nothing for awaitAsync to run: Wait steps it
+	if !c.e.cfg.LockedCallers {
+		c.e.goHelper(func() { r.advance(true) })
+		return r
+	}
+	c.e.helpers.Add(1)
+	r.timer.Store(time.AfterFunc(asyncDelay, r.takeOver))
+	return r
+}
+
+// takeOver is a stepped request's timer: unless it is done, or a Test has
+// stepped it within asyncDelay (the timer then waits again), a goroutine
+// steps it to the end.
+func (r *Request) takeOver() {
+	e := r.c.e
+	if !r.fin.Load() && time.Now().UnixNano()-r.touched.Load() < int64(asyncDelay) {
+		r.timer.Load().Reset(asyncDelay)
+		return
+	}
+	e.helpers.Add(-1)
+	if !r.fin.Load() {
+		e.goHelper(func() { r.advance(true) })
+	}
+}
+
+// advance runs a step of a stepped request (see Stepped), unless another
+// goroutine is running one and block is false, and completes the request
+// once the steps are done.
+func (r *Request) advance(block bool) {
+	if block {
+		r.stepMu.Lock()
+	} else if !r.stepMu.TryLock() {
+		return
+	}
+	defer r.stepMu.Unlock()
+	if r.fin.Load() {
+		return
+	}
+	if done, err := r.step(block); done || err != nil {
+		r.c.e.stopTimer(r)
+		r.c.async.wg.Done()
+		r.complete(Status{}, err)
+	}
 }
 
 // stopTimer stops r's pending start, reporting whether it was pending.
 func (e *engine) stopTimer(r *Request) bool {
-	if t := r.timer; t != nil && t.Stop() {
+	if t := r.timer.Load(); t != nil && t.Stop() {
 		e.helpers.Add(-1)
 		return true
 	}

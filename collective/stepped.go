@@ -1,0 +1,137 @@
+package collective
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/pmrun/pmrun/comm"
+)
+
+// Stepped nonblocking collectives. Ibarrier and Ibcast are schedules of
+// rounds of point-to-point messages on the call's reserved tag, which Test
+// and Wait advance on the caller's goroutine (comm.Stepped): a Test posts
+// the next round once the messages of the current one have all arrived,
+// without handing the caller's processor to a goroutine. That is what makes
+// them cheap to poll from Python, whose thread holds the process's one
+// processor (GOMAXPROCS=1) only while it is inside a call.
+
+// schedule is the state of one stepped collective on one rank.
+type schedule struct {
+	k      *call
+	rounds []func() []*comm.Request // each posts its round's messages
+	want   [][]int                  // each round's expected byte counts of its requests (-1: any)
+	i      int                      // the round in progress
+	reqs   []*comm.Request          // its requests (nil: not posted yet)
+}
+
+// step advances s (see comm.Stepped).
+func (s *schedule) step(block bool) (bool, error) {
+	for s.i < len(s.rounds) {
+		if s.reqs == nil {
+			s.reqs = s.rounds[s.i]()
+		}
+		if !block && !comm.Poll(s.reqs...) {
+			return false, nil
+		}
+		sts, err := comm.WaitAll(s.reqs...)
+		if err != nil {
+			return true, s.k.wrap(err)
+		}
+		for j, n := range s.want[s.i] {
+			if n >= 0 && sts[j].Count != n {
+				return true, s.k.wrap(fmt.Errorf("collective: %s: rank %d sent %d bytes, want %d: %w",
+					s.k.op, sts[j].Source, sts[j].Count, n, ErrMismatch))
+			}
+		}
+		s.reqs = nil
+		s.i++
+	}
+	return true, nil
+}
+
+func (s *schedule) round(post func() []*comm.Request, want ...int) {
+	s.rounds = append(s.rounds, post)
+	s.want = append(s.want, want)
+}
+
+func (s *schedule) start() *comm.Request {
+	return s.k.c.Stepped(s.step)
+}
+
+func newSchedule(c *comm.Comm, op string) *schedule {
+	return &schedule{k: &call{ctx: context.Background(), c: c, tag: nextTag(c), op: op,
+		rank: c.Rank(), size: c.Size()}}
+}
+
+// Ibarrier starts a Barrier: the dissemination algorithm, ceil(log2 p)
+// rounds of one empty message sent and one received.
+func Ibarrier(ctx context.Context, c *comm.Comm) *comm.Request {
+	s := newSchedule(c, "barrier")
+	k := s.k
+	var none [0]byte
+	for d := 1; d < k.size; d <<= 1 {
+		to, from := (k.rank+d)%k.size, (k.rank-d+k.size)%k.size
+		s.round(func() []*comm.Request {
+			return []*comm.Request{k.c.Irecv(ctx, from, k.tag, none[:]), k.c.Isend(ctx, to, k.tag, nil)}
+		}, 0, -1)
+	}
+	return s.start()
+}
+
+// Ibcast starts a Bcast: a binomial tree, the message received from the
+// parent in one round and sent to every child in the next.
+func Ibcast[T Elem](ctx context.Context, c *comm.Comm, root int, buf []T) *comm.Request {
+	if err := checkRoot(c, "bcast", root); err != nil {
+		return failed(c, err)
+	}
+	return ibcastBytes(ctx, c, root, bytesOf(buf))
+}
+
+func ibcastBytes(ctx context.Context, c *comm.Comm, root int, b []byte) *comm.Request {
+	s := newSchedule(c, "bcast")
+	k := s.k
+	if k.size == 1 || len(b) == 0 { // nothing to move, but the tag is taken on every rank alike
+		return s.start()
+	}
+	vr := (k.rank - root + k.size) % k.size
+	mask := 1
+	for ; mask < k.size; mask <<= 1 {
+		if vr&mask != 0 {
+			parent := (vr - mask + root) % k.size
+			s.round(func() []*comm.Request {
+				return []*comm.Request{k.c.Irecv(ctx, parent, k.tag, b)}
+			}, len(b))
+			break
+		}
+	}
+	var children []int
+	for mask >>= 1; mask > 0; mask >>= 1 {
+		if vr+mask < k.size {
+			children = append(children, (vr+mask+root)%k.size)
+		}
+	}
+	if len(children) > 0 {
+		s.round(func() []*comm.Request {
+			rs := make([]*comm.Request, len(children))
+			for i, ch := range children {
+				rs[i] = k.c.Isend(ctx, ch, k.tag, b)
+			}
+			return rs
+		}, sends(len(children))...)
+	}
+	return s.start()
+}
+
+// sends is the expected counts of n sends: none.
+func sends(n int) []int {
+	w := make([]int, n)
+	for i := range w {
+		w[i] = -1
+	}
+	return w
+}
+
+// failed is a request that has failed with err at once.
+func failed(c *comm.Comm, err error) *comm.Request {
+	return c.Stepped(func(bool) (bool, error) { return true, err })
+}
