@@ -8,8 +8,8 @@ import (
 
 // The nonblocking collectives start the operation and return at once; the
 // returned request completes when it is done (Wait, Test, comm.WaitAll). Buffers
-// must not be touched until then. Ibarrier and Ibcast are stepped (stepped.go);
-// each of the others runs its blocking form on a goroutine
+// must not be touched until then. Ibarrier, Ibcast and small Iallreduce are
+// stepped (stepped.go); each of the others runs its blocking form on a goroutine
 // of its own with the communicator's slot taken at the call (Reserve), so
 // calls in flight on one communicator never cross; the one selector picks
 // its algorithm among the flat ones (not the node-aware ones nor the shared
@@ -18,11 +18,6 @@ import (
 // Ireduce starts a Reduce.
 func Ireduce[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T, op Op[T]) *comm.Request {
 	return Start(ctx, c, func(ctx context.Context) error { return Reduce(ctx, c, root, send, recv, op) })
-}
-
-// Iallreduce starts an Allreduce.
-func Iallreduce[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, op Op[T]) *comm.Request {
-	return Start(ctx, c, func(ctx context.Context) error { return Allreduce(ctx, c, send, recv, op) })
 }
 
 // Iallgather starts an Allgather.

@@ -119,8 +119,8 @@ func TestMismatchedCounts(t *testing.T) {
 	}
 }
 
-// TestSteppedPolled runs Ibarrier and Ibcast (stepped: Test and Wait advance
-// them on the caller's goroutine) for np 1..5, every root, polled with Test
+// TestSteppedPolled runs Ibarrier, Ibcast and Iallreduce (stepped: Test and
+// Wait advance them on the caller's goroutine) for np 1..7, every root, polled with Test
 // alone or waited for, with callers from Go and with LockedCallers (the
 // Python bridge's setting, where a goroutine takes the steps over only when
 // nobody polls). Every loop is bounded: Test at most a million times.
@@ -128,7 +128,7 @@ func TestSteppedPolled(t *testing.T) {
 	for _, locked := range []bool{false, true} {
 		cfg := comm.DefaultConfig()
 		cfg.LockedCallers = locked
-		for _, np := range []int{1, 2, 3, 5} {
+		for _, np := range []int{1, 2, 3, 5, 7} {
 			commtest.NewWorldConfig(t, np, cfg).Run(func(c *comm.Comm) error {
 				for root := range np {
 					for _, poll := range []bool{true, false} {
@@ -136,7 +136,14 @@ func TestSteppedPolled(t *testing.T) {
 						if c.Rank() == root {
 							copy(b, fmt.Sprintf("r%d-%v", root, poll))
 						}
-						reqs := []*comm.Request{collective.Ibcast(bg, c, root, b), collective.Ibarrier(bg, c)}
+						// Iallreduce: stepped (sum, small), in place and not; the
+						// non-commutative matmul runs on a goroutine.
+						sum, inPlace := make([]int64, 3), slices.Repeat([]int64{int64(c.Rank() + 1)}, 3)
+						mat := make([]int64, 4)
+						reqs := []*comm.Request{collective.Ibcast(bg, c, root, b), collective.Ibarrier(bg, c),
+							collective.Iallreduce(bg, c, input(c.Rank(), 3), sum, ops()["sum"].op),
+							collective.Iallreduce(bg, c, nil, inPlace, collective.Sum[int64]()),
+							collective.Iallreduce(bg, c, input(c.Rank(), 4), mat, matMul)}
 						for _, r := range reqs {
 							if !poll {
 								if _, err := r.Wait(); err != nil {
@@ -159,6 +166,11 @@ func TestSteppedPolled(t *testing.T) {
 						}
 						if want := fmt.Sprintf("r%d-%v", root, poll); string(b) != want[:min(5, len(want))] {
 							return fmt.Errorf("np=%d root=%d: got %q, want %q", np, root, b, want)
+						}
+						if !slices.Equal(sum, naiveReduce(np, 3, ops()["sum"])) ||
+							!slices.Equal(inPlace, slices.Repeat([]int64{int64(np * (np + 1) / 2)}, 3)) ||
+							!slices.Equal(mat, naiveReduce(np, 4, ops()["matmul"])) {
+							return fmt.Errorf("np=%d root=%d poll=%v: Iallreduce %v %v %v", np, root, poll, sum, inPlace, mat)
 						}
 					}
 				}

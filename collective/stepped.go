@@ -20,6 +20,7 @@ type schedule struct {
 	k      *call
 	rounds []func() []*comm.Request // each posts its round's messages
 	want   [][]int                  // each round's expected byte counts of its requests (-1: any)
+	after  []func()                 // each round's local step once its messages are done (or nil)
 	i      int                      // the round in progress
 	reqs   []*comm.Request          // its requests (nil: not posted yet)
 }
@@ -43,6 +44,9 @@ func (s *schedule) step(block bool) (bool, error) {
 					s.k.op, sts[j].Source, sts[j].Count, n, ErrMismatch))
 			}
 		}
+		if f := s.after[s.i]; f != nil {
+			f()
+		}
 		s.reqs = nil
 		s.i++
 	}
@@ -50,8 +54,14 @@ func (s *schedule) step(block bool) (bool, error) {
 }
 
 func (s *schedule) round(post func() []*comm.Request, want ...int) {
+	s.roundThen(post, nil, want...)
+}
+
+// roundThen adds a round whose messages are followed by the local step then.
+func (s *schedule) roundThen(post func() []*comm.Request, then func(), want ...int) {
 	s.rounds = append(s.rounds, post)
 	s.want = append(s.want, want)
+	s.after = append(s.after, then)
 }
 
 func (s *schedule) start() *comm.Request {
@@ -118,6 +128,67 @@ func ibcastBytes(ctx context.Context, c *comm.Comm, root int, b []byte) *comm.Re
 			}
 			return rs
 		}, sends(len(children))...)
+	}
+	return s.start()
+}
+
+// steppedReduceMax is the largest Iallreduce (bytes per rank) made stepped:
+// recursive doubling sends the whole vector every round, which beats the
+// blocking form's large-message algorithms only for small vectors.
+const steppedReduceMax = 64 << 10
+
+// Iallreduce starts an Allreduce. Of a commutative op on at most
+// steppedReduceMax bytes it is stepped: recursive doubling, the ranks past
+// the largest power of two folding into a partner first and getting the
+// result from it last. Otherwise the blocking form runs on a goroutine.
+func Iallreduce[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, op Op[T]) *comm.Request {
+	n := len(recv)
+	if !op.Commutative || len(bytesOf(recv)) > steppedReduceMax || send != nil && len(send) != n {
+		return Start(ctx, c, func(ctx context.Context) error { return Allreduce(ctx, c, send, recv, op) })
+	}
+	if send != nil && n > 0 && &send[0] != &recv[0] {
+		copy(recv, send)
+	}
+	s := newSchedule(c, "allreduce")
+	k := s.k
+	if k.size == 1 || n == 0 {
+		return s.start()
+	}
+	acc, tmp := bytesOf(recv), make([]T, n)
+	in := bytesOf(tmp)
+	fold := func() { op.Fn(tmp, recv) }
+	exchange := func(peer int) {
+		s.roundThen(func() []*comm.Request {
+			return []*comm.Request{k.c.Irecv(ctx, peer, k.tag, in), k.c.Isend(ctx, peer, k.tag, acc)}
+		}, fold, len(in), -1)
+	}
+	pof2 := 1
+	for pof2*2 <= k.size {
+		pof2 *= 2
+	}
+	rem := k.size - pof2
+	me := k.rank - rem // this rank among the pof2 that double (-1: folded into its partner)
+	if k.rank < 2*rem {
+		if k.rank%2 == 0 { // folds into rank+1, which sends back the result
+			s.round(func() []*comm.Request { return []*comm.Request{k.c.Isend(ctx, k.rank+1, k.tag, acc)} }, -1)
+			s.round(func() []*comm.Request { return []*comm.Request{k.c.Irecv(ctx, k.rank+1, k.tag, acc)} }, len(acc))
+			return s.start()
+		}
+		s.roundThen(func() []*comm.Request { return []*comm.Request{k.c.Irecv(ctx, k.rank-1, k.tag, in)} },
+			fold, len(in))
+		me = k.rank / 2
+	}
+	for mask := 1; mask < pof2; mask <<= 1 {
+		partner := me ^ mask
+		if partner < rem {
+			partner = partner*2 + 1
+		} else {
+			partner += rem
+		}
+		exchange(partner)
+	}
+	if k.rank < 2*rem { // odd: the result back to the even partner
+		s.round(func() []*comm.Request { return []*comm.Request{k.c.Isend(ctx, k.rank-1, k.tag, acc)} }, -1)
 	}
 	return s.start()
 }

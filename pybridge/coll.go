@@ -397,11 +397,22 @@ type reduction struct {
 	kind, root int
 	send, recv []byte
 	counts     []int // element counts per rank (ReduceScatter)
+	// started, when set, receives the request of the nonblocking form
+	// instead of the reduction running to its end.
+	started **comm.Request
 }
 
 func reduceAs[T comm.Number](ctx context.Context, a *reduction, op collective.Op[T], err error) error {
 	if err != nil {
 		return err
+	}
+	if a.started != nil && a.kind != redAllreduce { // the blocking form, on a goroutine
+		b := *a
+		b.started = nil
+		*a.started = collective.Start(ctx, a.c, func(ctx context.Context) error {
+			return inStep(a.c, reduceAs(ctx, &b, op, nil))
+		})
+		return nil
 	}
 	send, err := comm.FromBytes[T](a.send)
 	if err != nil {
@@ -417,6 +428,10 @@ func reduceAs[T comm.Number](ctx context.Context, a *reduction, op collective.Op
 	case redReduce:
 		return collective.Reduce(ctx, a.c, a.root, send, recv, op)
 	case redAllreduce:
+		if a.started != nil {
+			*a.started = collective.Iallreduce(ctx, a.c, send, recv, op)
+			return nil
+		}
 		return collective.Allreduce(ctx, a.c, send, recv, op)
 	case redScan:
 		return collective.Scan(ctx, a.c, send, recv, op)
@@ -513,7 +528,15 @@ func pm_reduce(h, kind, root int64, sbuf unsafe.Pointer, scap int64, rbuf unsafe
 	if req == nil { // blocking: no closure to make
 		return fail(inStep(c, a.do(bg, int(dt), int(op))))
 	}
-	return run(c, req, func(ctx context.Context) error { return a.do(ctx, int(dt), int(op)) })
+	// Nonblocking: the request, started by do (a stepped Iallreduce, or the
+	// blocking form on a goroutine), in the caller's order of calls.
+	var r *comm.Request
+	a.started = &r
+	if err := a.do(bg, int(dt), int(op)); err != nil {
+		return fail(err)
+	}
+	*req = requests.put(r)
+	return 0
 }
 
 // reductionOf resolves pm_reduce's arguments into views of Python's memory,
