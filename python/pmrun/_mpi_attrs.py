@@ -9,7 +9,7 @@ deleted, replaced, or its object freed.
 Part of pmrun.MPI.
 """
 
-from ._mpi_constants import ERR_KEYVAL, KEYVAL_INVALID, Exception
+from ._mpi_constants import ERR_KEYVAL, KEYVAL_INVALID, Exception, _user_call
 
 # keyval -> (copy_fn, delete_fn). A freed keyval keeps its callbacks for
 # the attributes still set with it, as MPI says.
@@ -53,7 +53,7 @@ def delete_attr(obj, attrs, keyval):
     value = attrs.pop(keyval)
     delete_fn = _callbacks.get(keyval, (None, None))[1]
     if delete_fn is not None:
-        delete_fn(obj, keyval, value)
+        _user_call(delete_fn, obj, keyval, value)
 
 
 def copied(obj, attrs):
@@ -66,7 +66,7 @@ def copied(obj, attrs):
         if copy_fn is True:
             out[keyval] = value
             continue
-        new = copy_fn(obj, keyval, value)
+        new = _user_call(copy_fn, obj, keyval, value)
         if new is not NotImplemented:
             out[keyval] = new
     return out

@@ -234,3 +234,20 @@ def _expect(obj, cls):
     copy of another handle of that kind, as mpi4py's constructors take."""
     if obj is not None and not isinstance(obj, cls):
         raise TypeError("expected %s, not %s" % (cls.__name__, type(obj).__name__))
+
+
+def _user_call(fn, *args, **kwargs):
+    """fn(*args, **kwargs), a callback of the program's that MPI calls (an
+    attribute's copy or delete function, a generalized request's query, free
+    or cancel function): an exception it raises is printed to stderr with its
+    traceback and becomes the MPI.Exception of the call that ran it, of the
+    exception's own error class if it is an MPI.Exception and ERR_OTHER
+    otherwise, as mpi4py does."""
+    try:
+        return fn(*args, **kwargs)
+    except BaseException as exc:  # noqa: B902 - the callback's, whatever it is
+        import traceback
+        traceback.print_exception(exc, file=_sys.stderr)
+        code = exc.Get_error_class() if isinstance(exc, Exception) else ERR_OTHER
+        raise Exception(code) from exc
+

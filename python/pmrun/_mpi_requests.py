@@ -9,6 +9,7 @@ import time
 from . import _bridge
 from ._mpi_constants import (
     ANY_SOURCE, ANY_TAG, PROC_NULL, UNDEFINED, ERR_ARG, ERR_PENDING, ERR_REQUEST, Exception, _raise, _expect,
+    _user_call,
 )
 from ._mpi_status import Status, _st
 from ._mpi_pickle import _loads
@@ -737,7 +738,7 @@ class Grequest(Request):
         status.source, status.tag = ANY_SOURCE, ANY_TAG
         query = self._fns[0]
         if query is not None:
-            query(status, *self._fargs[0], **self._fargs[1])
+            _user_call(query, status, *self._fargs[0], **self._fargs[1])
         return status
 
     def _finish_g(self):
@@ -745,7 +746,7 @@ class Grequest(Request):
         free = self._fns[1]
         self._h = 0
         if free is not None:
-            free(*self._fargs[0], **self._fargs[1])
+            _user_call(free, *self._fargs[0], **self._fargs[1])
         self._status = status
         return status, self.__dict__.pop("_result", None)
 
@@ -777,7 +778,7 @@ class Grequest(Request):
             return Request.Cancel(self)
         cancel = self._fns[2]
         if cancel is not None:
-            cancel(self._event.is_set(), *self._fargs[0], **self._fargs[1])
+            _user_call(cancel, self._event.is_set(), *self._fargs[0], **self._fargs[1])
 
     def Free(self):
         if self._h != _GREQUEST:
@@ -785,7 +786,7 @@ class Grequest(Request):
         free = self._fns[1]
         self._h = 0
         if free is not None:
-            free(*self._fargs[0], **self._fargs[1])
+            _user_call(free, *self._fargs[0], **self._fargs[1])
 
 
 class _Pair(_Composite, Request):

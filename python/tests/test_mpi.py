@@ -81,6 +81,34 @@ class Module(unittest.TestCase):
             s.Get_num_psets()
         self.assertEqual(e.exception.Get_error_class(), MPI.ERR_SESSION)
 
+    def test_callback_exceptions(self):
+        # An exception of a callback MPI runs is printed with its traceback and
+        # becomes MPI.Exception (ERR_OTHER, or its own class), as with mpi4py.
+        import contextlib
+        import io
+
+        def delete_fn(obj, key, value):
+            raise ValueError("delete_fn failed")
+
+        def query_fn(status):
+            raise MPI.Exception(MPI.ERR_BUFFER)
+        key = MPI.Comm.Create_keyval(None, delete_fn)
+        dup = comm.Dup()
+        dup.Set_attr(key, "v")
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), self.assertRaises(MPI.Exception) as e:
+            dup.Delete_attr(key)
+        self.assertEqual(e.exception.Get_error_class(), MPI.ERR_OTHER)
+        self.assertIn("ValueError: delete_fn failed", err.getvalue())
+        self.assertTrue(err.getvalue().startswith("Traceback (most recent call last):"))
+        g = MPI.Grequest.Start(query_fn)
+        g.Complete()
+        with contextlib.redirect_stderr(io.StringIO()), self.assertRaises(MPI.Exception) as e:
+            g.Wait()
+        self.assertEqual(e.exception.Get_error_class(), MPI.ERR_BUFFER)
+        dup.Free()
+        MPI.Comm.Free_keyval(key)
+
     def test_handles_pickle_as_mpi4py_4(self):
         # Predefined handles unpickle as themselves, copies as equals; a
         # process's own handle cannot travel.
