@@ -149,10 +149,9 @@ class Comm(_Handle, _attrs.Keyvals):
         # caller's argument reaches __init__, which must not undo that.
         if comm is not None and not isinstance(comm, Comm):
             raise TypeError("expected a communicator, not %s" % type(comm).__name__)
-        if comm and (issubclass(cls, Intercomm) or issubclass(cls, Intracomm)) and \
-                issubclass(cls, Intercomm) != comm.Is_inter():
-            raise TypeError("%s(comm): comm is an %s" % (
-                cls.__name__, "intercommunicator" if comm.Is_inter() else "intracommunicator"))
+        accepts = getattr(cls, "_accepts", None)
+        if comm and accepts is not None and not accepts(comm):
+            raise TypeError("%s(comm): comm is not one (%s)" % (cls.__name__, type(comm).__name__))
         self = super().__new__(cls)
         self._copy(comm)
         return self
@@ -1516,9 +1515,15 @@ class Intracomm(Comm):
     """An intra-communicator (every communicator pmrun makes). The methods
     that make topologies are in _mpi_topo."""
 
+    @staticmethod
+    def _accepts(comm):  # what Intracomm(comm) takes (a subclass may narrow it)
+        return not comm.Is_inter()
+
 
 class Intercomm(Comm):
-    pass
+    @staticmethod
+    def _accepts(comm):
+        return comm.Is_inter()
 
 
 class Message:

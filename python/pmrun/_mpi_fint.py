@@ -125,11 +125,11 @@ def pickling(namespace, *classes):
         for name, obj in known:
             if obj is self:
                 return name
-        if not self:
-            return (type(self), ())
         for name, obj in known:
             if isinstance(obj, self._pickle_kind) and obj == self:
                 return (type(self), (obj,))
+        if not self:
+            return (type(self), ())
         own = getattr(self, "_pickle_own", None)  # a kind that can be remade elsewhere
         if own is not None:
             return own()

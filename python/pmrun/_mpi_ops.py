@@ -38,13 +38,21 @@ class Op:
         return "<%s.Op %s>" % (Op.__module__, self.name)
 
     def __eq__(self, other):
-        return isinstance(other, Op) and self.name == other.name and self._user is other._user
+        # As handles: a user op equals its copies (Op(op)), not another op
+        # made from the same function.
+        return isinstance(other, Op) and self.name == other.name and \
+            self.__dict__.get("_made") is other.__dict__.get("_made")
 
     def __hash__(self):
         return hash(self.name)
 
     def __bool__(self):
-        return self.code != 0 or self._user is not None
+        return self.name != "MPI_OP_NULL"
+
+    def _pickle_own(self):
+        """A user op pickles as the Create call that remakes it (mpi4py 4):
+        the function itself must pickle."""
+        return (Op.Create, (self._user, self.commute))
 
     def __call__(self, x, y):
         """x op y on Python objects (mpi4py's Op.__call__)."""
@@ -52,21 +60,24 @@ class Op:
             return self._py(x, y)
         if self._user is not None:
             return self._user(x, y, None)
-        raise Exception(ERR_OP, "MPI.OP_NULL cannot be applied")
+        raise ValueError("MPI.OP_NULL cannot be applied")  # as mpi4py 4's
 
     @classmethod
     def Create(cls, function, commute=False):
         def py(x, y, f=function):
             r = f(x, y, None)
             return y if r is None else r
-        return cls(_name="user:%s" % getattr(function, "__name__", "op"), _py=py,
-                   _commute=bool(commute), _user=function)
+        op = cls(_name="user:%s" % getattr(function, "__name__", "op"), _py=py,
+                 _commute=bool(commute), _user=function)
+        op._made = object()  # this op's identity, which its copies share
+        return op
 
     def Free(self):
         if self._user is None:
             raise Exception(ERR_OP, "Free: %s is predefined (or null)" % self.name)
         self.code, self._py, self._user = 0, None, None
         self.name = "MPI_OP_NULL"
+        self.__dict__.pop("_made", None)
 
     def Is_commutative(self):
         return self.commute

@@ -161,8 +161,9 @@ def _cart_size(dims, periods):
         periods = [bool(periods)] * len(dims)
     else:
         periods = [bool(p) for p in periods]
-        if len(periods) != len(dims):
-            raise Exception(ERR_ARG, "%d periods for %d dimensions" % (len(periods), len(dims)))
+        if len(periods) != len(dims):  # ValueError, as mpi4py's for a list of the wrong length
+            raise ValueError("Create_cart: expecting %d periods (one per dimension), got %d"
+                             % (len(dims), len(periods)))
     return dims, periods, _math.prod(dims)
 
 
@@ -194,10 +195,12 @@ def _weights(what, weights, n):
     if weights is None or weights is UNWEIGHTED:
         return None, False
     if weights is WEIGHTS_EMPTY:
+        if n:  # as mpi4py: the marker of no edges, not of no weights
+            raise ValueError("%s: MPI.WEIGHTS_EMPTY for %d edges" % (what, n))
         return [], True
     w = _ints(what, weights)
-    if len(w) != n:
-        raise Exception(ERR_ARG, "%d %s for %d edges" % (len(w), what, n))
+    if len(w) != n:  # ValueError, as mpi4py's for a list of the wrong length
+        raise ValueError("%s: expecting %d items (one per edge), got %d" % (what, n, len(w)))
     return w, True
 
 
@@ -300,6 +303,13 @@ Comm.is_topo = property(lambda self: False)
 
 class Topocomm(Intracomm):
     """A communicator with a virtual topology."""
+
+    _kinds = None  # the topologies that the class's constructor takes (None: any)
+
+    @classmethod
+    def _accepts(cls, comm):
+        kind = comm.Get_topology()
+        return kind != UNDEFINED and (cls._kinds is None or kind in cls._kinds)
 
     @classmethod
     def _made(cls, h, topo):
@@ -502,6 +512,8 @@ class _Packed:
 class Cartcomm(Topocomm):
     """A communicator laid out on a Cartesian grid."""
 
+    _kinds = (CART,)
+
     def Get_dim(self):
         return len(self._topo.dims)
 
@@ -558,6 +570,8 @@ class Cartcomm(Topocomm):
 class Graphcomm(Topocomm):
     """A communicator with a graph topology that every rank knows whole."""
 
+    _kinds = (GRAPH,)
+
     def Get_dims(self):
         return len(self._topo.index), len(self._topo.edges)
 
@@ -587,6 +601,8 @@ class Graphcomm(Topocomm):
 class Distgraphcomm(Topocomm):
     """A communicator with a distributed graph topology: each rank knows its
     own in- and out-neighbours."""
+
+    _kinds = (DIST_GRAPH,)
 
     def Get_dist_neighbors_count(self):
         t = self._topo

@@ -23,6 +23,10 @@ rank, size = comm.Get_rank(), comm.Get_size()
 need_numpy = unittest.skipUnless(np is not None, "numpy is not installed for %s" % sys.executable)
 
 
+def _int_max(a, b, datatype):
+    return max(a, b)
+
+
 class Module(unittest.TestCase):
     def test_mpi4py_4_names(self):
         # Names of mpi4py 4 that scripts use, beside mpi4py 3's.
@@ -126,6 +130,23 @@ class Module(unittest.TestCase):
         dup.Free()
         self.assertEqual(MPI.COMM_NULL.Get_name(), "MPI_COMM_NULL")
         self.assertEqual(MPI.Comm.Get_parent(), MPI.COMM_NULL)
+        # An Info as its items, a user op as its function (module-level).
+        info = pickle.loads(pickle.dumps(MPI.Info.Create({"k": "v"})))
+        self.assertEqual(info.Get("k"), "v")
+        self.assertIn("command", MPI.Info.Create_env().keys())
+        op = MPI.Op.Create(_int_max, commute=True)
+        again = pickle.loads(pickle.dumps(op))
+        self.assertNotEqual(again, op)  # another op, of the same function
+        self.assertEqual(MPI.Op(op), op)
+        self.assertEqual(again(3, 5), 5)
+        self.assertTrue(MPI.LXOR)
+        cart = MPI.COMM_SELF.Create_cart([1])
+        with self.assertRaises(TypeError):
+            MPI.Graphcomm(cart)
+        with self.assertRaises(TypeError):
+            MPI.Cartcomm(MPI.COMM_SELF)
+        self.assertIs(type(MPI.Topocomm(cart)), MPI.Topocomm)
+        cart.Free()
 
     def test_attached_buffers(self):
         buf = MPI.Alloc_mem(1 << 12)

@@ -113,7 +113,7 @@ class Cart(unittest.TestCase):
     def test_bad(self):
         with self.assertRaises(MPI.Exception):
             comm.Create_cart([size + 1])
-        with self.assertRaises(MPI.Exception):
+        with self.assertRaises(ValueError):  # as mpi4py: a list of the wrong length
             comm.Create_cart([size], periods=[True, True])
         with self.assertRaises(MPI.Exception):
             comm.Create_cart([0])
