@@ -244,11 +244,18 @@ class _DLManagedTensor(ctypes.Structure):
     _fields_ = [("dl_tensor", _DLTensor), ("manager_ctx", c_void_p), ("deleter", c_void_p)]
 
 
+class _DLManagedTensorVersioned(ctypes.Structure):  # DLPack 1.x ("dltensor_versioned")
+    _fields_ = [("major", ctypes.c_uint32), ("minor", ctypes.c_uint32), ("manager_ctx", c_void_p),
+                ("deleter", c_void_p), ("flags", ctypes.c_uint64), ("dl_tensor", _DLTensor)]
+
+
 _PyCapsule_GetPointer = _capi_fn("PyCapsule_GetPointer", c_void_p, ctypes.py_object, ctypes.c_char_p)
 _PyCapsule_IsValid = _capi_fn("PyCapsule_IsValid", ctypes.c_int, ctypes.py_object, ctypes.c_char_p)
 _PyCapsule_SetName = _capi_fn("PyCapsule_SetName", ctypes.c_int, ctypes.py_object, c_void_p)
 # A capsule keeps a pointer to its name: this one lives as long as the module.
 _USED_DLTENSOR = ctypes.create_string_buffer(b"used_dltensor")
+_USED_DLTENSOR_VERSIONED = ctypes.create_string_buffer(b"used_dltensor_versioned")
+_DLPACK_READ_ONLY = 1  # DLManagedTensorVersioned.flags: the memory must not be written
 _KDLCPU, _KDLCUDAHOST, _KDLFLOAT = 1, 3, 2
 # (DLPack type code or array-interface kind, bytes) -> struct format
 _FORMATS = {(0, 1): "b", (0, 2): "h", (0, 4): "i", (0, 8): "q",
@@ -284,7 +291,7 @@ def array_memory(obj, writable):
     what mpi4py raises for them (BufferError, TypeError, KeyError,
     ValueError)."""
     if hasattr(obj, "__dlpack__") and hasattr(obj, "__dlpack_device__"):
-        return _dlpack_memory(obj)
+        return _dlpack_memory(obj, writable)
     for name in ("__cuda_array_interface__", "__array_interface__"):
         ai = getattr(obj, name, None)
         if ai is not None:
@@ -292,21 +299,38 @@ def array_memory(obj, writable):
     return None
 
 
-def _dlpack_memory(obj):
-    """The memory of a DLPack exporter. As a DLPack consumer does, the
-    capsule is used once: its deleter runs and it is renamed used_dltensor;
-    the memory stays the exporter's, kept alive by holding obj."""
+def _dlpack_memory(obj, writable=False):
+    """The memory of a DLPack exporter, of DLPack 1.x (asked for first: a
+    "dltensor_versioned" capsule, which says whether the memory is read-only)
+    or 0.x. As a DLPack consumer does, the capsule is used once: its deleter
+    runs and it is renamed used_dltensor(_versioned); the memory stays the
+    exporter's, kept alive by holding obj."""
     import operator
     device, device_id = obj.__dlpack_device__()
     device, device_id = operator.index(device), operator.index(device_id)
     if device not in (_KDLCPU, _KDLCUDAHOST):
         raise BufferError("dlpack: array on device (%d, %d): only host memory can be sent"
                           % (device, device_id))
-    capsule = obj.__dlpack__()
-    if capsule is None or not _PyCapsule_IsValid(capsule, b"dltensor"):
-        raise BufferError("dlpack: invalid capsule object")
-    m = _DLManagedTensor.from_address(_PyCapsule_GetPointer(capsule, b"dltensor"))
     try:
+        capsule = obj.__dlpack__(max_version=(1, 0))
+    except TypeError:  # an exporter of DLPack 0.x, whose __dlpack__ takes no max_version
+        capsule = obj.__dlpack__()
+    if capsule is not None and _PyCapsule_IsValid(capsule, b"dltensor_versioned"):
+        m = _DLManagedTensorVersioned.from_address(
+            _PyCapsule_GetPointer(capsule, b"dltensor_versioned"))
+        used = _USED_DLTENSOR_VERSIONED
+    elif capsule is not None and _PyCapsule_IsValid(capsule, b"dltensor"):
+        m = _DLManagedTensor.from_address(_PyCapsule_GetPointer(capsule, b"dltensor"))
+        used = _USED_DLTENSOR
+    else:
+        raise BufferError("dlpack: invalid capsule object")
+    try:
+        if used is _USED_DLTENSOR_VERSIONED:
+            if m.major != 1:
+                raise BufferError("dlpack: version %d.%d is not supported (1.x is)"
+                                  % (m.major, m.minor))
+            if writable and m.flags & _DLPACK_READ_ONLY:
+                raise BufferError("dlpack: the array is read-only")
         t = m.dl_tensor
         ndim = t.ndim
         if ndim < 0:
@@ -340,7 +364,7 @@ def _dlpack_memory(obj):
     finally:
         if m.deleter:
             _DLDeleter(m.deleter)(ctypes.addressof(m))
-        _PyCapsule_SetName(capsule, ctypes.addressof(_USED_DLTENSOR))
+        _PyCapsule_SetName(capsule, ctypes.addressof(used))
 
 
 def _interface_memory(obj, ai, name, writable):

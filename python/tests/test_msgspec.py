@@ -271,6 +271,53 @@ class DLPack(unittest.TestCase):
         finally:
             fn.argtypes, fn.restype = saved
 
+    def test_versioned_capsule(self):
+        # DLPack 1.x: __dlpack__(max_version=(1, 0)) may give a
+        # "dltensor_versioned" capsule, whose flags say the memory is read-only.
+        import ctypes
+
+        class Tensor(ctypes.Structure):
+            _fields_ = [("data", ctypes.c_void_p), ("device_type", ctypes.c_int32),
+                        ("device_id", ctypes.c_int32), ("ndim", ctypes.c_int32),
+                        ("code", ctypes.c_uint8), ("bits", ctypes.c_uint8),
+                        ("lanes", ctypes.c_uint16), ("shape", ctypes.POINTER(ctypes.c_int64)),
+                        ("strides", ctypes.c_void_p), ("byte_offset", ctypes.c_uint64)]
+
+        class Managed(ctypes.Structure):
+            _fields_ = [("major", ctypes.c_uint32), ("minor", ctypes.c_uint32),
+                        ("ctx", ctypes.c_void_p), ("deleter", ctypes.c_void_p),
+                        ("flags", ctypes.c_uint64), ("t", Tensor)]
+        new = ctypes.pythonapi.PyCapsule_New
+        new.restype, new.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.c_char_p,
+                                                       ctypes.c_void_p]
+        name = ctypes.pythonapi.PyCapsule_GetName
+        name.restype, name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+
+        class Exporter:
+            def __init__(self, a, flags=0):
+                self.a, self.shape = a, (ctypes.c_int64 * 1)(len(a))
+                self.m = Managed(1, 0, None, None, flags,
+                                 Tensor(a.ctypes.data, 1, 0, 1, 0, 32, 1, self.shape, None, 0))
+                self.asked = None
+
+            def __dlpack__(self, stream=None, max_version=None):
+                self.asked = max_version
+                self.capsule = new(ctypes.addressof(self.m), b"dltensor_versioned", None)
+                return self.capsule
+
+            def __dlpack_device__(self):
+                return (1, 0)
+        s, r = np.arange(4, dtype="i4"), np.zeros(4, dtype="i4")
+        src, dst = Exporter(s), Exporter(r)
+        sendrecv(src, dst)
+        self.assertEqual((r.tolist(), src.asked), ([0, 1, 2, 3], (1, 0)))
+        self.assertEqual(name(src.capsule), b"used_dltensor_versioned")
+        with self.assertRaises(BufferError):  # a read-only array cannot receive
+            sendrecv(Exporter(s), Exporter(r, flags=1))
+        src.m.major = 2
+        with self.assertRaises(BufferError):
+            MPI.Get_address(src)
+
     def test_capsule_used_once(self):
         s = np.arange(4, dtype="i4")
         capsule = s.__dlpack__()
