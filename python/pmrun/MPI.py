@@ -122,6 +122,8 @@ F_SOURCE, F_TAG, F_ERROR = 0, 1, 2  # where Status.py2f's list holds each field
 F_STATUS_SIZE = len(Status().py2f())
 _mpi_fint.pickling(globals(), Comm, Datatype, Op, Request, Message, Errhandler, Info, Group, Win,
                    File, Session)
+_mpi_fint.free_names(globals(), Comm, Datatype, Op, Request, Message, Errhandler, Info, Group, Win,
+                     File)
 _sizeof, _addressof, _handleof = _mpi_fint.sizeof, _mpi_fint.addressof, _mpi_fint.handleof
 
 # The classes and functions above keep the module name they have always had,

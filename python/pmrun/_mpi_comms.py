@@ -779,8 +779,8 @@ class Comm(_Handle, _attrs.Keyvals):
             # None: one None per rank (as mpi4py)
             items = list(sendobj) if sendobj is not None else [None] * self._size
             if len(items) != self._size:
-                raise Exception(ERR_ARG, "scatter: the root must pass a sequence of %d items, "
-                                "not %d" % (self._size, len(items)))
+                raise ValueError("scatter: expecting %d items (one per rank), got %d"
+                                 % (self._size, len(items)))  # as mpi4py
             if _FAST:
                 return _bridge.fast.scatter_obj(h, root, items)
             pp = _Parts([_joined(_dumps(x)) for x in items])
@@ -800,8 +800,8 @@ class Comm(_Handle, _attrs.Keyvals):
         h = self._chk()
         items = list(sendobj) if sendobj is not None else [None] * self._size
         if len(items) != self._size:
-            raise Exception(ERR_ARG, "alltoall: pass a sequence of %d items, not %d"
-                            % (self._size, len(items)))
+            raise ValueError("alltoall: expecting %d items (one per rank), got %d"
+                             % (self._size, len(items)))  # as mpi4py
         if _FAST:
             return _bridge.fast.alltoall_obj(h, items)
         pp = _Parts([_joined(_dumps(x)) for x in items])
@@ -1535,6 +1535,9 @@ class Message:
         self._comm, self._st, self._noproc = None, None, False
         if isinstance(message, Message):
             self._comm, self._st, self._noproc = message._comm, message._st, message._noproc
+
+    def free(self):
+        """Nothing to free: MPI has no call to free a message (mpi4py 4)."""
 
     @classmethod
     def _new(cls, comm, st):

@@ -112,14 +112,31 @@ def addressof(obj):
     return ctypes.addressof(entry[1])
 
 
+def _predefined(namespace, classes):
+    """(name, object) of each predefined object of classes in namespace."""
+    return [(name, obj) for name, obj in namespace.items()
+            if name.isidentifier() and not name.startswith("_") and isinstance(obj, classes)]
+
+
+def free_names(namespace, *classes):
+    """mpi4py 4's free(): Free() unless the object is null or predefined."""
+    predefined = {id(obj) for _, obj in _predefined(namespace, classes)}
+
+    def free(self):
+        if self and id(self) not in predefined:
+            self.Free()
+    for cls in classes:
+        if hasattr(cls, "Free") and "free" not in vars(cls):
+            cls.free = free
+
+
 def pickling(namespace, *classes):
     """mpi4py 4's pickling of handles: a predefined object (COMM_WORLD, INT,
     SUM, ...) pickles as its name and unpickles as itself, a copy of one (or
     a null object) as a new object equal to it, a derived datatype as the
     calls that remake it (its _pickle_own); any other handle is this
     process's own and raises ValueError."""
-    known = [(name, obj) for name, obj in namespace.items()
-             if name.isidentifier() and not name.startswith("_") and isinstance(obj, classes)]
+    known = _predefined(namespace, classes)
 
     def reduce(self):
         for name, obj in known:

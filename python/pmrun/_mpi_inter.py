@@ -256,8 +256,8 @@ def _scatter(self, sendobj=None, root=0):
     if r == "root":
         items = list(sendobj) if sendobj is not None else [None] * len(st.remote)
         if len(items) != len(st.remote):
-            raise Exception(ERR_ARG, "scatter: the root passes %d items, one per remote rank, "
-                            "not %d" % (len(st.remote), len(items)))
+            raise ValueError("scatter: expecting %d items (one per remote rank), got %d"
+                             % (len(st.remote), len(items)))  # as mpi4py
         for i, x in enumerate(items):
             st.coll.send(x, st.ro + i, 3)
         return None
@@ -276,8 +276,8 @@ def _alltoall(self, sendobj):
     st = _st(self)
     items = list(sendobj) if sendobj is not None else [None] * len(st.remote)
     if len(items) != len(st.remote):
-        raise Exception(ERR_ARG, "alltoall: pass %d items, one per remote rank, not %d"
-                        % (len(st.remote), len(items)))
+        raise ValueError("alltoall: expecting %d items (one per remote rank), got %d"
+                         % (len(st.remote), len(items)))  # as mpi4py
     out = [None] * st.union._size
     out[st.ro:st.ro + len(items)] = items
     got = st.coll.alltoall(out)

@@ -519,12 +519,10 @@ def _get_status_some(cls, requests, statuses=None):
     return done
 
 
-Request.Get_status_all = classmethod(_get_status_all)
-Request.get_status_all = classmethod(lambda cls, requests: _get_status_all(cls, requests))
-Request.Get_status_any = classmethod(_get_status_any)
-Request.get_status_any = classmethod(lambda cls, requests: _get_status_any(cls, requests))
-Request.Get_status_some = classmethod(_get_status_some)
-Request.get_status_some = classmethod(lambda cls, requests: _get_status_some(cls, requests))
+# The lowercase forms take the same arguments (mpi4py 4).
+Request.Get_status_all = Request.get_status_all = classmethod(_get_status_all)
+Request.Get_status_any = Request.get_status_any = classmethod(_get_status_any)
+Request.Get_status_some = Request.get_status_some = classmethod(_get_status_some)
 
 
 def _set_statuses(statuses, sts):

@@ -57,6 +57,11 @@ class Session(_Handle):
             _live.pop(self._h, None)
         self._h = 0
 
+    def free(self):
+        """Finalize, unless this is SESSION_NULL (mpi4py 4)."""
+        if self._h:
+            self.Finalize()
+
     def Get_num_psets(self, info=None):
         self._chk()
         return len(_PSETS)

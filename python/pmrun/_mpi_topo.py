@@ -471,8 +471,8 @@ class Topocomm(Intracomm):
         indeg, outdeg = self.degrees
         items = list(sendobj)
         if len(items) != outdeg:
-            raise Exception(ERR_ARG, "neighbor_alltoall: pass a sequence of %d items, not %d"
-                            % (outdeg, len(items)))
+            raise ValueError("neighbor_alltoall: expecting %d items (one per neighbour), got %d"
+                             % (outdeg, len(items)))  # as mpi4py
         return self._objects([_joined(_dumps(x)) for x in items], indeg)
 
     def _objects(self, blobs, indeg):

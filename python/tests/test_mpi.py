@@ -50,7 +50,16 @@ class Module(unittest.TestCase):
         dup.Set_errhandler(MPI.ERRORS_ABORT)
         self.assertEqual(dup.Get_errhandler(), MPI.ERRORS_ABORT)
         dup.Call_errhandler(MPI.SUCCESS)  # returns: no error
-        dup.Free()
+        dup.free()  # mpi4py 4: Free unless null or predefined
+        self.assertEqual(dup, MPI.COMM_NULL)
+        for predefined in (MPI.COMM_WORLD, MPI.INT, MPI.SUM, MPI.COMM_NULL):
+            predefined.free()  # nothing to do
+        self.assertTrue(MPI.INT and MPI.COMM_WORLD)
+        sts = []
+        self.assertTrue(MPI.Request.get_status_all([MPI.REQUEST_NULL], sts))
+        self.assertEqual(len(sts), 1)
+        with self.assertRaises(ValueError):  # as mpi4py: one item per rank
+            comm.alltoall([None] * (size + 1))
 
     def test_sessions(self):
         # MPI 4: a session's process sets are the job's world and this rank;

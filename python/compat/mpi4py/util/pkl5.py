@@ -174,6 +174,21 @@ class Request(_Handles):
         return True, [r.wait() for r in requests]
 
     @classmethod
+    def get_status_all(cls, requests, statuses=None):
+        """Whether every request is done, completing none (MPI 4)."""
+        return MPI.Request.get_status_all([r[0] for r in requests], statuses)
+
+    @classmethod
+    def get_status_any(cls, requests, status=None):
+        """(index, True) of a done request, completing none (MPI 4)."""
+        return MPI.Request.get_status_any([r[0] for r in requests], status)
+
+    @classmethod
+    def get_status_some(cls, requests, statuses=None):
+        """The indices of the done requests, completing none (MPI 4)."""
+        return MPI.Request.get_status_some([r[0] for r in requests], statuses)
+
+    @classmethod
     def waitall(cls, requests, statuses=None):
         """Waits for every request; their objects in order."""
         _extend(statuses, len(requests))
@@ -206,6 +221,10 @@ class Message(_Handles):
 
     def recv(self, status=None):
         return self[0].recv(status)
+
+    def free(self):
+        for m in self:
+            m.free()
 
     def irecv(self):
         req = self[0].irecv()
