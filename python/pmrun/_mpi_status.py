@@ -80,7 +80,10 @@ class Status:
     def Set_cancelled(self, flag):
         self.cancelled = bool(flag)
 
-    count = property(lambda self: self.Get_count())
+    def _set_count(self, count):
+        self._count = int(count)  # bytes, as Set_elements(BYTE, count)
+
+    count = property(lambda self: self.Get_count(), _set_count)
 
     def __repr__(self):
         return "<Status source=%d tag=%d count=%d error=%d>" % (

@@ -278,12 +278,15 @@ class Win(_Handle, _attributes.Keyvals):
     info = property(Get_info, Set_info)
 
     def Get_name(self):
-        return self._name
+        return self._name if self._h else "MPI_WIN_NULL"
 
     def Set_name(self, name):
         self._name = name
 
     name = property(Get_name, Set_name)
+    # mpi4py 4: the size of the window's group and this rank in it.
+    group_size = property(lambda self: self.Get_group().Get_size())
+    group_rank = property(lambda self: self.Get_group().Get_rank())
 
     def Get_errhandler(self):
         self._chk()
@@ -403,7 +406,7 @@ class Win(_Handle, _attributes.Keyvals):
             isinstance(x, Datatype) and x.blocks is not None for x in origin)
             or t is not None and _typearg(t).blocks is not None)
 
-    def _issue(self, kind, origin, result, compare, rank, target, op, req):
+    def _issue(self, kind, origin, result, compare, rank, target, op, req, single=False):
         h = self._rma()
         if rank == PROC_NULL:
             return Request._new(-1) if req else None
@@ -425,14 +428,19 @@ class Win(_Handle, _attributes.Keyvals):
                 raise Exception(ERR_TYPE, "%s does not accumulate %s" % (op.name, dt.name))
         if ob is not None and ob.used != n or rb is not None and rb.used != n:
             if not (op is not None and code == ACC_NO_OP and ob is not None and ob.used == 0):
-                raise Exception(ERR_ARG, "the origin has %d bytes, the target %d"
-                                % ((ob or rb).used, n))
+                which, got = (("origin", ob.used) if ob is not None and ob.used != n
+                              else ("result", rb.used))
+                if single:  # Fetch_and_op, Compare_and_swap: ValueError, as mpi4py's
+                    raise ValueError("expecting buffers of one element of %d bytes, the %s "
+                                     "has %d" % (n, which, got))
+                raise Exception(ERR_ARG, "the %s has %d bytes, the target %d" % (which, got, n))
         keep = (origin, result, compare, ob, rb)
         cb = None
         if compare is not None:
             cb = self._spec(compare, False)
-            if cb.used != ob.used:
-                raise Exception(ERR_ARG, "compare has %d bytes, origin %d" % (cb.used, ob.used))
+            if cb.used != ob.used:  # ValueError, as mpi4py's (Compare_and_swap is single)
+                raise ValueError("Compare_and_swap: compare has %d bytes, origin %d"
+                                 % (cb.used, ob.used))
             keep += (cb,)
         out = _out() if req else None
         _call(_lib.pm_win_rma(
@@ -467,10 +475,11 @@ class Win(_Handle, _attributes.Keyvals):
 
     def Fetch_and_op(self, origin, result, target_rank, target_disp=0, op=None):
         self._issue(RMA_GET_ACC, _origin(origin, op), result, None, target_rank, target_disp,
-                    _acc(op), False)
+                    _acc(op), False, single=True)
 
     def Compare_and_swap(self, origin, compare, result, target_rank, target_disp=0):
-        self._issue(RMA_CAS, origin, result, compare, target_rank, target_disp, None, False)
+        self._issue(RMA_CAS, origin, result, compare, target_rank, target_disp, None, False,
+                    single=True)
 
     def Rput(self, origin, target_rank, target=None):
         return self._issue(RMA_PUT, origin, None, None, target_rank, target, None, True)

@@ -55,6 +55,18 @@ class Module(unittest.TestCase):
         for predefined in (MPI.COMM_WORLD, MPI.INT, MPI.SUM, MPI.COMM_NULL):
             predefined.free()  # nothing to do
         self.assertTrue(MPI.INT and MPI.COMM_WORLD)
+        st = MPI.Status()
+        st.count = 7  # bytes
+        self.assertEqual(st.Get_count(MPI.BYTE), 7)
+        self.assertEqual(MPI.WIN_NULL.Get_name(), "MPI_WIN_NULL")
+        mem = bytearray(8)
+        win = MPI.Win.Create(mem, 1, comm=MPI.COMM_SELF)
+        self.assertEqual((win.group_size, win.group_rank), (1, 0))
+        win.Lock(0)
+        with self.assertRaises(ValueError):  # one element each, as mpi4py checks
+            win.Fetch_and_op(bytearray(4), bytearray(1), 0)
+        win.Unlock(0)
+        win.Free()
         sts = []
         self.assertTrue(MPI.Request.get_status_all([MPI.REQUEST_NULL], sts))
         self.assertEqual(len(sts), 1)
