@@ -117,33 +117,35 @@ func (e *engine) progressAll(rs []*Request) {
 
 // testProgress is Test's share of the progress, as MPI_Test drives it: one
 // poll of the links r depends on (and of the shared-memory ones), the push of
-// a rendezvous send whose receiver is ready, and a yield (to this process's
-// goroutines that must run, see yield). A program that calls Test in a loop must not
-// starve the background readers and helpers: with GOMAXPROCS=1 (pmrun's
+// a rendezvous send whose receiver is ready. A program that calls Test in a
+// loop must not starve the background readers and helpers: with GOMAXPROCS=1 (pmrun's
 // default, one thread per rank on a full node) and the loop in Python, the
 // only P is the caller's between its calls into Go, and the runtime handed it
 // to them only when sysmon took it back, every 10 ms at idle: polling Test
 // for a message sent already took 11-16 ms under pmrun -np 2, and 50-100 µs
 // with GOMAXPROCS=4.
 // A stepped request (see Stepped) is stepped instead, on the caller's
-// goroutine, and yields only the core, to other processes (SpinYield).
+// goroutine. A point-to-point or stepped request that is not done yields
+// only the core, to other processes (SpinYield): yielding the processor to
+// goroutines cost a thread hand-off each (LockedCallers), and the links
+// were read here already; an Async one yields to its goroutine.
 func (e *engine) testProgress(r *Request) {
 	switch {
 	case r.step != nil:
 		r.touched.Store(time.Now().UnixNano())
 		r.advance(false)
-		if !r.fin.Load() && e.cfg.SpinYield {
-			// More ranks than cores: the ranks it waits for need this one's.
-			syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
-		}
-		return
 	case r.kind == kindAsync:
 		e.startAsync(r)
+		if !r.fin.Load() {
+			e.yield() // to its goroutine
+		}
+		return
 	default:
 		e.pollFor(r)
 	}
-	if !r.fin.Load() {
-		e.yield()
+	if !r.fin.Load() && e.cfg.SpinYield {
+		// More ranks than cores: the ranks it waits for need this one's.
+		syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
 	}
 }
 
