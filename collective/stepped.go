@@ -7,7 +7,7 @@ import (
 	"github.com/pmrun/pmrun/comm"
 )
 
-// Stepped nonblocking collectives. Ibarrier and Ibcast are schedules of
+// Stepped nonblocking collectives. Ibarrier, Ibcast and small Iallreduce are schedules of
 // rounds of point-to-point messages on the call's reserved tag, which Test
 // and Wait advance on the caller's goroutine (comm.Stepped): a Test posts
 // the next round once the messages of the current one have all arrived,
@@ -18,18 +18,24 @@ import (
 // schedule is the state of one stepped collective on one rank.
 type schedule struct {
 	k      *call
-	rounds []func() []*comm.Request // each posts its round's messages
-	want   [][]int                  // each round's expected byte counts of its requests (-1: any)
-	after  []func()                 // each round's local step once its messages are done (or nil)
-	i      int                      // the round in progress
-	reqs   []*comm.Request          // its requests (nil: not posted yet)
+	rounds []round
+	i      int             // the round in progress
+	reqs   []*comm.Request // its requests (nil: not posted yet)
+}
+
+// round is one round of a schedule.
+type round struct {
+	post func() []*comm.Request // posts its messages
+	want []int                  // the byte count each of its requests expects (-1: any)
+	then func()                 // the local step once its messages are done (or nil)
 }
 
 // step advances s (see comm.Stepped).
 func (s *schedule) step(block bool) (bool, error) {
 	for s.i < len(s.rounds) {
+		rd := &s.rounds[s.i]
 		if s.reqs == nil {
-			s.reqs = s.rounds[s.i]()
+			s.reqs = rd.post()
 		}
 		if !block && !comm.Poll(s.reqs...) {
 			return false, nil
@@ -38,14 +44,14 @@ func (s *schedule) step(block bool) (bool, error) {
 		if err != nil {
 			return true, s.k.wrap(err)
 		}
-		for j, n := range s.want[s.i] {
+		for j, n := range rd.want {
 			if n >= 0 && sts[j].Count != n {
 				return true, s.k.wrap(fmt.Errorf("collective: %s: rank %d sent %d bytes, want %d: %w",
 					s.k.op, sts[j].Source, sts[j].Count, n, ErrMismatch))
 			}
 		}
-		if f := s.after[s.i]; f != nil {
-			f()
+		if rd.then != nil {
+			rd.then()
 		}
 		s.reqs = nil
 		s.i++
@@ -59,9 +65,7 @@ func (s *schedule) round(post func() []*comm.Request, want ...int) {
 
 // roundThen adds a round whose messages are followed by the local step then.
 func (s *schedule) roundThen(post func() []*comm.Request, then func(), want ...int) {
-	s.rounds = append(s.rounds, post)
-	s.want = append(s.want, want)
-	s.after = append(s.after, then)
+	s.rounds = append(s.rounds, round{post, want, then})
 }
 
 func (s *schedule) start() *comm.Request {

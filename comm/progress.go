@@ -151,10 +151,10 @@ func (e *engine) testProgress(r *Request) {
 
 // pollFor polls the links that r, a point-to-point request, depends on (and
 // the shared-memory ones) once, and pushes its data if it is a rendezvous
-// send whose receiver is ready.
+// send whose receiver is ready; gather leaves out other requests.
 func (e *engine) pollFor(r *Request) {
 	set := e.conns.Load()
-	if set == nil || r.kind == kindAsync {
+	if set == nil {
 		return
 	}
 	var liveBuf, pushBuf [1]*Request

@@ -402,7 +402,6 @@ func (c *Comm) Stepped(step func(block bool) (done bool, err error)) *Request {
 		r.complete(Status{}, ErrClosed)
 		return r
 	}
-	r.claim.Store(true) // nothing for awaitAsync to run: Wait steps it
 	if !c.e.cfg.LockedCallers {
 		c.e.goHelper(func() { r.advance(true) })
 		return r

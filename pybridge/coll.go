@@ -397,22 +397,14 @@ type reduction struct {
 	kind, root int
 	send, recv []byte
 	counts     []int // element counts per rank (ReduceScatter)
-	// started, when set, receives the request of the nonblocking form
-	// instead of the reduction running to its end.
+	// started, when set, receives the request of a nonblocking Allreduce
+	// (stepped, see collective.Iallreduce) instead of its running to the end.
 	started **comm.Request
 }
 
 func reduceAs[T comm.Number](ctx context.Context, a *reduction, op collective.Op[T], err error) error {
 	if err != nil {
 		return err
-	}
-	if a.started != nil && a.kind != redAllreduce { // the blocking form, on a goroutine
-		b := *a
-		b.started = nil
-		*a.started = collective.Start(ctx, a.c, func(ctx context.Context) error {
-			return inStep(a.c, reduceAs(ctx, &b, op, nil))
-		})
-		return nil
 	}
 	send, err := comm.FromBytes[T](a.send)
 	if err != nil {
@@ -528,8 +520,10 @@ func pm_reduce(h, kind, root int64, sbuf unsafe.Pointer, scap int64, rbuf unsafe
 	if req == nil { // blocking: no closure to make
 		return fail(inStep(c, a.do(bg, int(dt), int(op))))
 	}
-	// Nonblocking: the request, started by do (a stepped Iallreduce, or the
-	// blocking form on a goroutine), in the caller's order of calls.
+	if kind != redAllreduce { // the blocking form, on a goroutine
+		return run(c, req, func(ctx context.Context) error { return a.do(ctx, int(dt), int(op)) })
+	}
+	// Iallreduce: the request that do starts, in the caller's order of calls.
 	var r *comm.Request
 	a.started = &r
 	if err := a.do(bg, int(dt), int(op)); err != nil {

@@ -18,7 +18,7 @@ from ._mpi_constants import (
     ERR_OTHER,
     ERR_REQUEST, ERR_ROOT, ERR_TRUNCATE, HOST, IDENT, IO, KEYVAL_INVALID, LASTUSEDCODE,
     PROC_NULL, SIMILAR, SUCCESS, TAG_UB, TAG_UB_VALUE, UNDEFINED, UNEQUAL, UNIVERSE_SIZE,
-    WTIME_IS_GLOBAL, Exception, _call, _next_error, _raise, _expect,
+    WTIME_IS_GLOBAL, Exception, _call, _compared, _next_error, _raise, _expect,
 )
 from ._mpi_datatypes import BYTE, Datatype, _datatype_of, _typearg
 from ._mpi_buffers import (
@@ -307,12 +307,7 @@ class Comm(_Handle, _attrs.Keyvals):
     def Compare(self, comm1, comm2=None):
         """Compare(comm) as mpi4py 4 (this one with comm), and
         Comm.Compare(comm1, comm2) as mpi4py 3."""
-        if comm2 is None:
-            comm1, comm2 = self, comm1
-        for c in (comm1, comm2):
-            if not isinstance(c, Comm):
-                raise TypeError("Compare: expected a Comm, not %s" % type(c).__name__)
-            c._chk()
+        comm1, comm2 = _compared(self, comm1, comm2, Comm, lambda c: c._chk())
         if comm1._h == comm2._h:
             return IDENT
         g1, g2 = comm1.Get_group()._ranks, comm2.Get_group()._ranks

@@ -236,6 +236,18 @@ def _expect(obj, cls):
         raise TypeError("expected %s, not %s" % (cls.__name__, type(obj).__name__))
 
 
+def _compared(self, a, b, cls, check):
+    """The two objects of a Compare: mpi4py 4's a.Compare(b) (self, a) or
+    mpi4py 3's cls.Compare(a, b), each a cls that check accepts."""
+    if b is None:
+        a, b = self, a
+    for x in (a, b):
+        if not isinstance(x, cls):
+            raise TypeError("Compare: expected a %s, not %s" % (cls.__name__, type(x).__name__))
+        check(x)
+    return a, b
+
+
 def _user_call(fn, *args, **kwargs):
     """fn(*args, **kwargs), a callback of the program's that MPI calls (an
     attribute's copy or delete function, a generalized request's query, free

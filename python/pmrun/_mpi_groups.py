@@ -4,7 +4,7 @@ Part of pmrun.MPI, which re-exports every name defined here.
 """
 
 from ._mpi_constants import (
-    ERR_GROUP, IDENT, PROC_NULL, SIMILAR, UNDEFINED, UNEQUAL, Exception, _expect,
+    ERR_GROUP, IDENT, PROC_NULL, SIMILAR, UNDEFINED, UNEQUAL, Exception, _compared, _expect,
 )
 
 # --- groups ------------------------------------------------------------------
@@ -90,12 +90,7 @@ class Group:
     def Compare(self, group1, group2=None):
         """Compare(group) as mpi4py 4, and Group.Compare(group1, group2) as
         mpi4py 3."""
-        if group2 is None:
-            group1, group2 = self, group1
-        for g in (group1, group2):
-            if not isinstance(g, Group):
-                raise TypeError("Compare: expected a Group, not %s" % type(g).__name__)
-            g._members()
+        group1, group2 = _compared(self, group1, group2, Group, lambda g: g._members())
         if group1._ranks == group2._ranks:
             return IDENT
         if sorted(group1._ranks) == sorted(group2._ranks):

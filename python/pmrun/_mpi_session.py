@@ -48,8 +48,10 @@ class Session(_Handle):
         return s
 
     def _chk(self):
+        """The session's handle, or MPI.Exception ERR_SESSION."""
         if self._h not in _live:
             raise Exception(ERR_SESSION, "invalid session (MPI.SESSION_NULL or finalized)")
+        return self._h
 
     def Finalize(self):
         self._chk()
@@ -110,7 +112,7 @@ class Session(_Handle):
 
 
 Session._handle_type = Session
-_buffering(Session, "Session", lambda s: (s._chk(), ("session", s._h))[1])
+_buffering(Session, "Session", lambda s: ("session", s._chk()))
 SESSION_NULL = Session()
 
 
