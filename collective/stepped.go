@@ -18,6 +18,7 @@ import (
 // schedule is the state of one stepped collective on one rank.
 type schedule struct {
 	k      *call
+	hook   func(error) error // of WithFailureHook (or nil)
 	rounds []round
 	i      int             // the round in progress
 	reqs   []*comm.Request // its requests (nil: not posted yet)
@@ -42,11 +43,11 @@ func (s *schedule) step(block bool) (bool, error) {
 		}
 		sts, err := comm.WaitAll(s.reqs...)
 		if err != nil {
-			return true, s.k.wrap(err)
+			return true, s.fail(err)
 		}
 		for j, n := range rd.want {
 			if n >= 0 && sts[j].Count != n {
-				return true, s.k.wrap(fmt.Errorf("collective: %s: rank %d sent %d bytes, want %d: %w",
+				return true, s.fail(fmt.Errorf("collective: %s: rank %d sent %d bytes, want %d: %w",
 					s.k.op, sts[j].Source, sts[j].Count, n, ErrMismatch))
 			}
 		}
@@ -72,15 +73,38 @@ func (s *schedule) start() *comm.Request {
 	return s.k.c.Stepped(s.step)
 }
 
-func newSchedule(c *comm.Comm, op string) *schedule {
+func (s *schedule) fail(err error) error {
+	return failedWith(s.hook, s.k.wrap(err))
+}
+
+func newSchedule(ctx context.Context, c *comm.Comm, op string) *schedule {
+	hook, _ := ctx.Value(failureHook{}).(func(error) error)
 	return &schedule{k: &call{ctx: context.Background(), c: c, tag: nextTag(c), op: op,
-		rank: c.Rank(), size: c.Size()}}
+		rank: c.Rank(), size: c.Size()}, hook: hook}
+}
+
+type failureHook struct{}
+
+// WithFailureHook returns ctx carrying fn, which a nonblocking Ibarrier,
+// Ibcast or Iallreduce started with it calls with its error if it fails, and
+// whose result it then fails with. The Python bridge ends the job there when
+// the ranks disagreed about the call, as it does for the blocking forms:
+// the other ranks could not finish it.
+func WithFailureHook(ctx context.Context, fn func(error) error) context.Context {
+	return context.WithValue(ctx, failureHook{}, fn)
+}
+
+func failedWith(hook func(error) error, err error) error {
+	if hook == nil || err == nil {
+		return err
+	}
+	return hook(err)
 }
 
 // Ibarrier starts a Barrier: the dissemination algorithm, ceil(log2 p)
 // rounds of one empty message sent and one received.
 func Ibarrier(ctx context.Context, c *comm.Comm) *comm.Request {
-	s := newSchedule(c, "barrier")
+	s := newSchedule(ctx, c, "barrier")
 	k := s.k
 	var none [0]byte
 	for d := 1; d < k.size; d <<= 1 {
@@ -102,7 +126,7 @@ func Ibcast[T Elem](ctx context.Context, c *comm.Comm, root int, buf []T) *comm.
 }
 
 func ibcastBytes(ctx context.Context, c *comm.Comm, root int, b []byte) *comm.Request {
-	s := newSchedule(c, "bcast")
+	s := newSchedule(ctx, c, "bcast")
 	k := s.k
 	if k.size == 1 || len(b) == 0 { // nothing to move, but the tag is taken on every rank alike
 		return s.start()
@@ -148,12 +172,15 @@ const steppedReduceMax = 64 << 10
 func Iallreduce[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, op Op[T]) *comm.Request {
 	n := len(recv)
 	if !op.Commutative || len(bytesOf(recv)) > steppedReduceMax || send != nil && len(send) != n {
-		return Start(ctx, c, func(ctx context.Context) error { return Allreduce(ctx, c, send, recv, op) })
+		hook, _ := ctx.Value(failureHook{}).(func(error) error)
+		return Start(ctx, c, func(ctx context.Context) error {
+			return failedWith(hook, Allreduce(ctx, c, send, recv, op))
+		})
 	}
 	if send != nil && n > 0 && &send[0] != &recv[0] {
 		copy(recv, send)
 	}
-	s := newSchedule(c, "allreduce")
+	s := newSchedule(ctx, c, "allreduce")
 	k := s.k
 	if k.size == 1 || n == 0 {
 		return s.start()

@@ -36,6 +36,12 @@ func run(c *comm.Comm, req *int64, fn func(ctx context.Context) error) int64 {
 	return 0
 }
 
+// stepCtx is the context of a stepped nonblocking collective on c: its
+// failure goes through inStep, as run's do.
+func stepCtx(c *comm.Comm) context.Context {
+	return collective.WithFailureHook(bg, func(err error) error { return inStep(c, err) })
+}
+
 // inStep returns err, unless it says that the ranks disagreed about a
 // collective call once it had begun (a peer's part larger or smaller than
 // this rank's counts say): then the job is aborted with that message. The
@@ -72,7 +78,7 @@ func pm_barrier(h int64, req *int64) int64 {
 		return fail(err)
 	}
 	if req != nil { // stepped: a Test from Python advances it (see collective/stepped.go)
-		*req = requests.put(collective.Ibarrier(bg, c))
+		*req = requests.put(collective.Ibarrier(stepCtx(c), c))
 		return 0
 	}
 	return fail(collective.Barrier(bg, c))
@@ -89,7 +95,7 @@ func pm_bcast(h, root int64, buf unsafe.Pointer, capacity, n int64, req *int64) 
 		return fail(err)
 	}
 	if req != nil { // stepped, as pm_barrier's
-		*req = requests.put(collective.Ibcast(bg, c, int(root), b))
+		*req = requests.put(collective.Ibcast(stepCtx(c), c, int(root), b))
 		return 0
 	}
 	return fail(inStep(c, collective.Bcast(bg, c, int(root), b)))
@@ -421,7 +427,7 @@ func reduceAs[T comm.Number](ctx context.Context, a *reduction, op collective.Op
 		return collective.Reduce(ctx, a.c, a.root, send, recv, op)
 	case redAllreduce:
 		if a.started != nil {
-			*a.started = collective.Iallreduce(ctx, a.c, send, recv, op)
+			*a.started = collective.Iallreduce(stepCtx(a.c), a.c, send, recv, op)
 			return nil
 		}
 		return collective.Allreduce(ctx, a.c, send, recv, op)

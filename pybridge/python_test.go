@@ -444,7 +444,7 @@ except MPI.Exception as e:
 }
 
 // TestMismatchedCountsAbort: ranks that pass different counts to one
-// collective (small ones through the node's shared area, large ones by
+// collective, blocking or not (small ones through the node's shared area, large ones by
 // messages) end the job with a message saying so, instead of leaving the
 // ranks that found nothing wrong waiting or going on with wrong data.
 func TestMismatchedCountsAbort(t *testing.T) {
@@ -457,7 +457,9 @@ c = MPI.COMM_WORLD
 import sys
 n = int(sys.argv[2]) * (1 + (c.rank == c.size - 1))
 try:
-    getattr(c, sys.argv[1])(np.ones(n), np.empty(n))
+    req = getattr(c, sys.argv[1])(np.ones(n), np.empty(n))
+    if req is not None:  # a nonblocking form
+        req.Wait()
 except MPI.Exception:
     pass  # even caught, the others could not go on
 c.Barrier()
@@ -468,6 +470,8 @@ print("went on")
 		// allreduce), whose limit, straddled, leaves the ranks on different
 		// algorithms (the README says so); 4 and 8 elements both within it.
 		{"Allreduce", "150000", "allreduce: "}, {"Allreduce", "4", "allreduce: "}, {"Scan", "4", "scan"},
+		// Iallreduce: stepped when small, the blocking form on a goroutine when large.
+		{"Iallreduce", "4", "allreduce: "}, {"Iallreduce", "150000", "allreduce: "},
 	} {
 		for _, np := range []string{"2", "3"} {
 			r := pmrun(t, "", "-np", np, "--timeout", "60s", "--python", py, script, tc.call, tc.n)
