@@ -144,25 +144,8 @@ func TestSteppedPolled(t *testing.T) {
 							collective.Iallreduce(bg, c, input(c.Rank(), 3), sum, ops()["sum"].op),
 							collective.Iallreduce(bg, c, nil, inPlace, collective.Sum[int64]()),
 							collective.Iallreduce(bg, c, input(c.Rank(), 4), mat, matMul)}
-						for _, r := range reqs {
-							if !poll {
-								if _, err := r.Wait(); err != nil {
-									return err
-								}
-								continue
-							}
-							for i := 0; ; i++ {
-								done, _, err := r.Test()
-								if err != nil {
-									return err
-								}
-								if done {
-									break
-								}
-								if i == 1_000_000 {
-									return fmt.Errorf("np=%d root=%d locked=%v: not done after %d Tests", np, root, locked, i)
-								}
-							}
+						if err := finish(reqs, poll); err != nil {
+							return fmt.Errorf("np=%d root=%d locked=%v: %w", np, root, locked, err)
 						}
 						if want := fmt.Sprintf("r%d-%v", root, poll); string(b) != want[:min(5, len(want))] {
 							return fmt.Errorf("np=%d root=%d: got %q, want %q", np, root, b, want)
@@ -178,4 +161,176 @@ func TestSteppedPolled(t *testing.T) {
 			})
 		}
 	}
+}
+
+// BenchmarkStepped: stepped nonblocking collectives of 8 bytes, started and
+// waited for at once, on 2 goroutine ranks with LockedCallers (the Python
+// bridge's setting), per call (what a call costs on top of its messages).
+func BenchmarkStepped(b *testing.B) {
+	cfg := comm.DefaultConfig()
+	cfg.LockedCallers = true
+	w := commtest.NewWorldConfig(b, 2, cfg)
+	for _, f := range []string{"ibarrier", "ibcast", "iallreduce", "ireduce", "iallgather", "ialltoall"} {
+		b.Run(f, func(b *testing.B) {
+			b.ReportAllocs()
+			w.Run(func(c *comm.Comm) error {
+				x, y := make([]float64, 1), make([]float64, c.Size())
+				for range b.N {
+					var r *comm.Request
+					switch f {
+					case "ibarrier":
+						r = collective.Ibarrier(bg, c)
+					case "ibcast":
+						r = collective.Ibcast(bg, c, 0, x)
+					case "iallreduce":
+						r = collective.Iallreduce(bg, c, x, y[:1], collective.Sum[float64]())
+					case "ireduce":
+						r = collective.Ireduce(bg, c, 0, x, y[:1], collective.Sum[float64]())
+					case "iallgather":
+						r = collective.Iallgather(bg, c, x, y)
+					case "ialltoall":
+						r = collective.Ialltoall(bg, c, y, slices.Clone(y))
+					}
+					if _, err := r.Wait(); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// finish waits for reqs in order, or polls each with Test alone (bounded).
+func finish(reqs []*comm.Request, poll bool) error {
+	for _, r := range reqs {
+		if !poll {
+			if _, err := r.Wait(); err != nil {
+				return err
+			}
+			continue
+		}
+		for i := 0; ; i++ {
+			done, _, err := r.Test()
+			if err != nil {
+				return err
+			}
+			if done {
+				break
+			}
+			if i == 1_000_000 {
+				return fmt.Errorf("not done after %d Tests", i)
+			}
+		}
+	}
+	return nil
+}
+
+// TestSteppedBlocks runs the stepped Igather, Iscatter, Iallgather,
+// Ialltoall (in place and not), Ireduce and the v-variants, all started
+// before any is finished, polled with Test alone or waited for, from Go and
+// with LockedCallers, and compares every element with a reference; blocks
+// larger than the stepped limit take the goroutine form in the same calls.
+func TestSteppedBlocks(t *testing.T) {
+	for _, locked := range []bool{false, true} {
+		cfg := comm.DefaultConfig()
+		cfg.LockedCallers = locked
+		for _, np := range []int{1, 2, 3, 5} {
+			commtest.NewWorldConfig(t, np, cfg).Run(func(c *comm.Comm) error {
+				me := c.Rank()
+				a2aIn := func(r, n int) []int64 { return input(r*np+7, n*np) }
+				// v-variant layout: rank r's block has vc[r] elements (some
+				// none), laid out back to front.
+				vc, vd := make([]int, np), make([]int, np)
+				total := 0
+				for r := range np {
+					vc[r] = (r * 3) % 4
+					total += vc[r]
+				}
+				for r, off := 0, total; r < np; r++ {
+					off -= vc[r]
+					vd[r] = off
+				}
+				vall := make([]int64, total) // the reference of the gathered blocks
+				for r := range np {
+					copy(vall[vd[r]:], input(r, vc[r]))
+				}
+				for _, n := range []int{0, 3, 9000} { // 9000 int64s: past the stepped limit
+					for _, root := range []int{0, np - 1} {
+						for _, poll := range []bool{true, false} {
+							where := fmt.Sprintf("locked=%v np=%d n=%d root=%d poll=%v", locked, np, n, root, poll)
+							g, ag, sc, a2a := make([]int64, n*np), make([]int64, n*np), make([]int64, n), make([]int64, n*np)
+							agIn := make([]int64, n*np)
+							copy(agIn[me*n:], input(me, n))
+							a2aInPlace := a2aIn(me, n)
+							red, redInPlace := make([]int64, n), input(me, n)
+							var scIn []int64
+							if me == root {
+								scIn = concat(np, n)
+							}
+							vg, vag, vsc := make([]int64, total), make([]int64, total), make([]int64, vc[me])
+							va2a := make([]int64, total)
+							va2aIn := make([]int64, 0, np*vc[me]) // block j: vc[me] elements for rank j
+							for j := range np {
+								va2aIn = append(va2aIn, input(me*np+j, vc[me])...)
+							}
+							sum := collective.Sum[int64]()
+							reqs := []*comm.Request{
+								collective.Igather(bg, c, root, input(me, n), g),
+								collective.Iallgather(bg, c, input(me, n), ag),
+								collective.Iallgather(bg, c, agIn[me*n:(me+1)*n], agIn),
+								collective.Iscatter(bg, c, root, scIn, sc),
+								collective.Ialltoall(bg, c, a2aIn(me, n), a2a),
+								collective.Ialltoall(bg, c, a2aInPlace, a2aInPlace),
+								collective.Ireduce(bg, c, root, input(me, n), red, sum),
+								collective.Ireduce(bg, c, root, redInPlace, redInPlace, sum),
+								collective.Igatherv(bg, c, root, input(me, vc[me]), vg, vc, vd),
+								collective.Iallgatherv(bg, c, input(me, vc[me]), vag, vc, vd),
+								collective.Iscatterv(bg, c, root, vall, vc, vd, vsc),
+								collective.Ialltoallv(bg, c, va2aIn, slices.Repeat([]int{vc[me]}, np), offsets(np, vc[me]),
+									va2a, vc, offsetsOf(vc)),
+							}
+							if err := finish(reqs, poll); err != nil {
+								return fmt.Errorf("%s: %w", where, err)
+							}
+							if me == root && (!slices.Equal(g, concat(np, n)) || !slices.Equal(red, naiveReduce(np, n, ops()["sum"])) ||
+								!slices.Equal(redInPlace, naiveReduce(np, n, ops()["sum"])) || !slices.Equal(vg, vall)) {
+								return fmt.Errorf("%s: Igather, Ireduce or Igatherv wrong at the root", where)
+							}
+							if !slices.Equal(ag, concat(np, n)) || !slices.Equal(agIn, concat(np, n)) || !slices.Equal(vag, vall) {
+								return fmt.Errorf("%s: Iallgather or Iallgatherv wrong", where)
+							}
+							if !slices.Equal(sc, input(me, n)) || !slices.Equal(vsc, input(me, vc[me])) {
+								return fmt.Errorf("%s: Iscatter or Iscatterv wrong", where)
+							}
+							for j := range np {
+								want := a2aIn(j, n)[me*n : (me+1)*n]
+								if !slices.Equal(a2a[j*n:(j+1)*n], want) || !slices.Equal(a2aInPlace[j*n:(j+1)*n], want) {
+									return fmt.Errorf("%s: Ialltoall block from rank %d wrong", where, j)
+								}
+							}
+							for j, off := range offsetsOf(vc) {
+								if !slices.Equal(va2a[off:off+vc[j]], input(j*np+me, vc[j])) {
+									return fmt.Errorf("%s: Ialltoallv block from rank %d wrong", where, j)
+								}
+							}
+						}
+					}
+				}
+				return nil
+			})
+		}
+	}
+}
+
+// offsets is the displacements of np blocks of n elements back to back.
+func offsets(np, n int) []int { return offsetsOf(slices.Repeat([]int{n}, np)) }
+
+// offsetsOf is the displacements of blocks of counts back to back.
+func offsetsOf(counts []int) []int {
+	d, off := make([]int, len(counts)), 0
+	for i, n := range counts {
+		d[i], off = off, off+n
+	}
+	return d
 }

@@ -7,7 +7,8 @@ import (
 	"github.com/pmrun/pmrun/comm"
 )
 
-// Stepped nonblocking collectives. Ibarrier, Ibcast and small Iallreduce are schedules of
+// Stepped nonblocking collectives. Ibarrier, Ibcast and small Iallreduce (and
+// those of stepped_blocks.go) are schedules of
 // rounds of point-to-point messages on the call's reserved tag, which Test
 // and Wait advance on the caller's goroutine (comm.Stepped): a Test posts
 // the next round once the messages of the current one have all arrived,
@@ -85,8 +86,9 @@ func newSchedule(ctx context.Context, c *comm.Comm, op string) *schedule {
 
 type failureHook struct{}
 
-// WithFailureHook returns ctx carrying fn, which a nonblocking Ibarrier,
-// Ibcast or Iallreduce started with it calls with its error if it fails, and
+// WithFailureHook returns ctx carrying fn, which a nonblocking collective
+// (Ibarrier, Ibcast, Iallreduce, Ireduce, Igather(v), Iscatter(v),
+// Iallgather(v), Ialltoall(v)) started with it calls with its error if it fails, and
 // whose result it then fails with. The Python bridge ends the job there when
 // the ranks disagreed about the call, as it does for the blocking forms:
 // the other ranks could not finish it.
@@ -172,10 +174,7 @@ const steppedReduceMax = 64 << 10
 func Iallreduce[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, op Op[T]) *comm.Request {
 	n := len(recv)
 	if !op.Commutative || len(bytesOf(recv)) > steppedReduceMax || send != nil && len(send) != n {
-		hook, _ := ctx.Value(failureHook{}).(func(error) error)
-		return Start(ctx, c, func(ctx context.Context) error {
-			return failedWith(hook, Allreduce(ctx, c, send, recv, op))
-		})
+		return started(ctx, c, func(ctx context.Context) error { return Allreduce(ctx, c, send, recv, op) })
 	}
 	if send != nil && n > 0 && &send[0] != &recv[0] {
 		copy(recv, send)

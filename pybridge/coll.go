@@ -36,6 +36,13 @@ func run(c *comm.Comm, req *int64, fn func(ctx context.Context) error) int64 {
 	return 0
 }
 
+// started stores the handle of r, a nonblocking collective just started, at
+// req.
+func started(req *int64, r *comm.Request) int64 {
+	*req = requests.put(r)
+	return 0
+}
+
 // stepCtx is the context of a stepped nonblocking collective on c: its
 // failure goes through inStep, as run's do.
 func stepCtx(c *comm.Comm) context.Context {
@@ -78,8 +85,7 @@ func pm_barrier(h int64, req *int64) int64 {
 		return fail(err)
 	}
 	if req != nil { // stepped: a Test from Python advances it (see collective/stepped.go)
-		*req = requests.put(collective.Ibarrier(stepCtx(c), c))
-		return 0
+		return started(req, collective.Ibarrier(stepCtx(c), c))
 	}
 	return fail(collective.Barrier(bg, c))
 }
@@ -95,8 +101,7 @@ func pm_bcast(h, root int64, buf unsafe.Pointer, capacity, n int64, req *int64) 
 		return fail(err)
 	}
 	if req != nil { // stepped, as pm_barrier's
-		*req = requests.put(collective.Ibcast(stepCtx(c), c, int(root), b))
-		return 0
+		return started(req, collective.Ibcast(stepCtx(c), c, int(root), b))
 	}
 	return fail(inStep(c, collective.Bcast(bg, c, int(root), b)))
 }
@@ -129,12 +134,15 @@ func pm_gather(h, root int64, sbuf unsafe.Pointer, scap, n int64, rbuf unsafe.Po
 	} else if send, err = sendRegion(sbuf, scap, n); err != nil {
 		return fail(err)
 	}
-	return run(c, req, func(ctx context.Context) error {
-		if all != 0 {
-			return collective.Allgather(ctx, c, send, recv)
-		}
-		return collective.Gather(ctx, c, int(root), send, recv)
-	})
+	switch {
+	case req == nil && all != 0:
+		return fail(inStep(c, collective.Allgather(bg, c, send, recv)))
+	case req == nil:
+		return fail(inStep(c, collective.Gather(bg, c, int(root), send, recv)))
+	case all != 0: // stepped, as pm_barrier's
+		return started(req, collective.Iallgather(stepCtx(c), c, send, recv))
+	}
+	return started(req, collective.Igather(stepCtx(c), c, int(root), send, recv))
 }
 
 // pm_scatter: block r of the root's send (n bytes each) to rank r's recv. A
@@ -161,7 +169,10 @@ func pm_scatter(h, root int64, sbuf unsafe.Pointer, scap int64, rbuf unsafe.Poin
 	} else if recv, err = recvRegion(rbuf, rcap, n); err != nil {
 		return fail(err)
 	}
-	return run(c, req, func(ctx context.Context) error { return collective.Scatter(ctx, c, int(root), send, recv) })
+	if req != nil { // stepped, as pm_barrier's
+		return started(req, collective.Iscatter(stepCtx(c), c, int(root), send, recv))
+	}
+	return fail(inStep(c, collective.Scatter(bg, c, int(root), send, recv)))
 }
 
 // pm_alltoall: block j of send (n bytes each) to rank j. A nil sbuf is in
@@ -187,7 +198,10 @@ func pm_alltoall(h int64, sbuf unsafe.Pointer, scap int64, rbuf unsafe.Pointer, 
 			return fail(err)
 		}
 	}
-	return run(c, req, func(ctx context.Context) error { return collective.Alltoall(ctx, c, send, recv) })
+	if req != nil { // stepped, as pm_barrier's
+		return started(req, collective.Ialltoall(stepCtx(c), c, send, recv))
+	}
+	return fail(inStep(c, collective.Alltoall(bg, c, send, recv)))
 }
 
 // layout is a v-variant buffer: its memory and each rank's block in it, in
@@ -252,12 +266,15 @@ func pm_gatherv(h, root int64, sbuf unsafe.Pointer, scap, sn int64, rbuf unsafe.
 	} else if send, err = sendRegion(sbuf, scap, sn); err != nil {
 		return fail(err)
 	}
-	return run(c, req, func(ctx context.Context) error {
-		if all != 0 {
-			return collective.Allgatherv(ctx, c, send, recv.buf, recv.counts, recv.displs)
-		}
-		return collective.Gatherv(ctx, c, int(root), send, recv.buf, recv.counts, recv.displs)
-	})
+	switch {
+	case req == nil && all != 0:
+		return fail(inStep(c, collective.Allgatherv(bg, c, send, recv.buf, recv.counts, recv.displs)))
+	case req == nil:
+		return fail(inStep(c, collective.Gatherv(bg, c, int(root), send, recv.buf, recv.counts, recv.displs)))
+	case all != 0: // stepped, as pm_barrier's
+		return started(req, collective.Iallgatherv(stepCtx(c), c, send, recv.buf, recv.counts, recv.displs))
+	}
+	return started(req, collective.Igatherv(stepCtx(c), c, int(root), send, recv.buf, recv.counts, recv.displs))
 }
 
 // pm_scatterv sends block r of the root's send (counts and displs, k values)
@@ -281,9 +298,10 @@ func pm_scatterv(h, root int64, sbuf unsafe.Pointer, scap int64, counts, displs 
 	} else if recv, err = recvRegion(rbuf, rcap, rn); err != nil {
 		return fail(err)
 	}
-	return run(c, req, func(ctx context.Context) error {
-		return collective.Scatterv(ctx, c, int(root), send.buf, send.counts, send.displs, recv)
-	})
+	if req != nil { // stepped, as pm_barrier's
+		return started(req, collective.Iscatterv(stepCtx(c), c, int(root), send.buf, send.counts, send.displs, recv))
+	}
+	return fail(inStep(c, collective.Scatterv(bg, c, int(root), send.buf, send.counts, send.displs, recv)))
 }
 
 // pm_alltoallv: the k send and receive counts and displacements (bytes) lay
@@ -305,9 +323,11 @@ func pm_alltoallv(h int64, sbuf unsafe.Pointer, scap int64, scounts, sdispls, rb
 			return fail(err)
 		}
 	}
-	return run(c, req, func(ctx context.Context) error {
-		return collective.Alltoallv(ctx, c, send.buf, send.counts, send.displs, recv.buf, recv.counts, recv.displs)
-	})
+	if req != nil { // stepped, as pm_barrier's
+		return started(req, collective.Ialltoallv(stepCtx(c), c, send.buf, send.counts, send.displs,
+			recv.buf, recv.counts, recv.displs))
+	}
+	return fail(inStep(c, collective.Alltoallv(bg, c, send.buf, send.counts, send.displs, recv.buf, recv.counts, recv.displs)))
 }
 
 // Reductions: pm_reduce's kind says which; the same typed dispatch serves
@@ -403,8 +423,9 @@ type reduction struct {
 	kind, root int
 	send, recv []byte
 	counts     []int // element counts per rank (ReduceScatter)
-	// started, when set, receives the request of a nonblocking Allreduce
-	// (stepped, see collective.Iallreduce) instead of its running to the end.
+	// started, when set, receives the request of a nonblocking Allreduce or
+	// Reduce (stepped, see collective.Iallreduce) instead of its running to
+	// the end.
 	started **comm.Request
 }
 
@@ -424,6 +445,10 @@ func reduceAs[T comm.Number](ctx context.Context, a *reduction, op collective.Op
 	}
 	switch a.kind {
 	case redReduce:
+		if a.started != nil {
+			*a.started = collective.Ireduce(stepCtx(a.c), a.c, a.root, send, recv, op)
+			return nil
+		}
 		return collective.Reduce(ctx, a.c, a.root, send, recv, op)
 	case redAllreduce:
 		if a.started != nil {
@@ -526,17 +551,16 @@ func pm_reduce(h, kind, root int64, sbuf unsafe.Pointer, scap int64, rbuf unsafe
 	if req == nil { // blocking: no closure to make
 		return fail(inStep(c, a.do(bg, int(dt), int(op))))
 	}
-	if kind != redAllreduce { // the blocking form, on a goroutine
+	if kind != redAllreduce && kind != redReduce { // the blocking form, on a goroutine
 		return run(c, req, func(ctx context.Context) error { return a.do(ctx, int(dt), int(op)) })
 	}
-	// Iallreduce: the request that do starts, in the caller's order of calls.
+	// Iallreduce, Ireduce: the request that do starts, in the caller's order of calls.
 	var r *comm.Request
 	a.started = &r
 	if err := a.do(bg, int(dt), int(op)); err != nil {
 		return fail(err)
 	}
-	*req = requests.put(r)
-	return 0
+	return started(req, r)
 }
 
 // reductionOf resolves pm_reduce's arguments into views of Python's memory,

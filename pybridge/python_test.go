@@ -455,9 +455,14 @@ import numpy as np
 from mpi4py import MPI
 c = MPI.COMM_WORLD
 import sys
-n = int(sys.argv[2]) * (1 + (c.rank == c.size - 1))
+name, n = sys.argv[1], int(sys.argv[2]) * (1 + (c.rank == c.size - 1))
+send, recv = np.ones(n), np.empty(n)
+if name in ("Igather", "Iallgather", "Ialltoall"):
+    recv = np.empty(n * c.size)
+if name in ("Iscatter", "Ialltoall"):
+    send = np.ones(n * c.size)
 try:
-    req = getattr(c, sys.argv[1])(np.ones(n), np.empty(n))
+    req = getattr(c, name)(send, recv)
     if req is not None:  # a nonblocking form
         req.Wait()
 except MPI.Exception:
@@ -472,6 +477,9 @@ print("went on")
 		{"Allreduce", "150000", "allreduce: "}, {"Allreduce", "4", "allreduce: "}, {"Scan", "4", "scan"},
 		// Iallreduce: stepped when small, the blocking form on a goroutine when large.
 		{"Iallreduce", "4", "allreduce: "}, {"Iallreduce", "150000", "allreduce: "},
+		// The other stepped ones (a block past 64 KiB: the goroutine form).
+		{"Ireduce", "4", "reduce: "}, {"Igather", "4", "gather: "}, {"Iscatter", "4", "scatter: "},
+		{"Iallgather", "4", "allgather: "}, {"Ialltoall", "4", "alltoall: "}, {"Ialltoall", "9000", "alltoall: "},
 	} {
 		for _, np := range []string{"2", "3"} {
 			r := pmrun(t, "", "-np", np, "--timeout", "60s", "--python", py, script, tc.call, tc.n)

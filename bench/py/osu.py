@@ -15,7 +15,8 @@ Prints "<test> bytes=<b> value=<v>" lines (us per operation, MB/s for bandwidth)
   objcoll: the object (pickle) collectives bcast, gather, allgather, scatter,
         alltoall of bytes objects, allreduce and reduce of an int; the time
         of the slowest rank per call
-  nbcoll: the nonblocking Ibarrier, Iallreduce and Ibcast of 8 bytes, waited
+  nbcoll: the nonblocking Ibarrier, Iallreduce, Ibcast, Ireduce, Igather,
+          Iscatter, Iallgather and Ialltoall of 8 bytes (per rank), waited
         for at once (nb_*_wait) and polled with Test (nb_*_test); the time
         of the slowest rank per call
 """
@@ -154,9 +155,15 @@ def objcoll():
 
 def nbcoll():
     a, b = np.ones(1, dtype=np.float64), np.empty(1, dtype=np.float64)
+    blocks, all_ = np.ones(size, dtype=np.float64), np.empty(size, dtype=np.float64)
     starts = [("ibarrier", lambda: comm.Ibarrier()),
               ("iallreduce", lambda: comm.Iallreduce(a, b, op=MPI.SUM)),
-              ("ibcast", lambda: comm.Ibcast(a, root=0))]
+              ("ibcast", lambda: comm.Ibcast(a, root=0)),
+              ("ireduce", lambda: comm.Ireduce(a, b, op=MPI.SUM, root=0)),
+              ("igather", lambda: comm.Igather(a, all_, root=0)),
+              ("iscatter", lambda: comm.Iscatter(blocks, b, root=0)),
+              ("iallgather", lambda: comm.Iallgather(a, all_)),
+              ("ialltoall", lambda: comm.Ialltoall(blocks, all_))]
 
     def polled(start):
         req = start()

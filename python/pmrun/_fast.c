@@ -1095,15 +1095,20 @@ static int blocks(PyObject *one, int one_w, PyObject *all, int all_w, int has_al
 }
 
 /* gather(h, root, me, all, size, sendbuf, recvbuf): me is whether this rank
- * receives (the root, or every rank for allgather). */
-static PyObject *f_gather(PyObject *self, PyObject *const *args, Py_ssize_t n)
+ * receives (the root, or every rank for allgather). igather (the same
+ * arguments): its request, or False for the general path. */
+static PyObject *gather_impl(PyObject *const *args, Py_ssize_t n, int nb)
 {
     ARGS("gather", 7, 5);
     long long h = a[0], root = a[1], me = a[2], all = a[3], size = a[4];
     Py_buffer s, r = {0};
-    if (h == 0 || !blocks(args[5], 0, args[6], 1, me, size, &s, &r))
+    if (h == 0 || (nb && request_type == NULL) || !blocks(args[5], 0, args[6], 1, me, size, &s, &r))
         Py_RETURN_FALSE;
-    i64 rc;
+    i64 rc, req = 0;
+    if (nb) {
+        rc = pm_gather(h, root, s.buf, s.len, s.len, r.buf, r.len, all, &req);
+        return started(rc, req, &s, me ? &r : NULL);
+    }
     Py_BEGIN_ALLOW_THREADS
     rc = pm_gather(h, root, s.buf, s.len, s.len, r.buf, r.len, all, NULL);
     Py_END_ALLOW_THREADS
@@ -1113,14 +1118,25 @@ static PyObject *f_gather(PyObject *self, PyObject *const *args, Py_ssize_t n)
     return done(rc);
 }
 
+static PyObject *f_gather(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return gather_impl(args, n, 0);
+}
+
+static PyObject *f_igather(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return gather_impl(args, n, 1);
+}
+
 /* alltoall(h, size, sendbuf, recvbuf): buffers of size blocks each, of
- * the same element type. */
-static PyObject *f_alltoall(PyObject *self, PyObject *const *args, Py_ssize_t n)
+ * the same element type. ialltoall (the same arguments): its request, or
+ * False for the general path. */
+static PyObject *alltoall_impl(PyObject *const *args, Py_ssize_t n, int nb)
 {
     ARGS("alltoall", 4, 2);
     long long h = a[0], size = a[1];
     Py_buffer s, r;
-    if (h == 0 || size <= 0 || !getbuf(args[2], &s, 0))
+    if (h == 0 || size <= 0 || (nb && request_type == NULL) || !getbuf(args[2], &s, 0))
         Py_RETURN_FALSE;
     if (!getbuf(args[3], &r, 1)) {
         PyBuffer_Release(&s);
@@ -1135,13 +1151,27 @@ static PyObject *f_alltoall(PyObject *self, PyObject *const *args, Py_ssize_t n)
         PyBuffer_Release(&r);
         Py_RETURN_FALSE;
     }
-    i64 rc;
+    i64 rc, req = 0;
+    if (nb) {
+        rc = pm_alltoall(h, s.buf, s.len, r.buf, r.len, r.len / size, &req);
+        return started(rc, req, &s, &r);
+    }
     Py_BEGIN_ALLOW_THREADS
     rc = pm_alltoall(h, s.buf, s.len, r.buf, r.len, r.len / size, NULL);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&s);
     PyBuffer_Release(&r);
     return done(rc);
+}
+
+static PyObject *f_alltoall(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return alltoall_impl(args, n, 0);
+}
+
+static PyObject *f_ialltoall(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return alltoall_impl(args, n, 1);
 }
 
 /* k non-negative ints of a list or tuple into v (times es): 1, or 0 (no
@@ -1244,15 +1274,20 @@ static PyObject *f_gatherv(PyObject *self, PyObject *const *args, Py_ssize_t n)
     return done(rc);
 }
 
-/* scatter(h, root, isroot, size, sendbuf, recvbuf) */
-static PyObject *f_scatter(PyObject *self, PyObject *const *args, Py_ssize_t n)
+/* scatter(h, root, isroot, size, sendbuf, recvbuf), and iscatter (the same
+ * arguments): its request, or False for the general path. */
+static PyObject *scatter_impl(PyObject *const *args, Py_ssize_t n, int nb)
 {
     ARGS("scatter", 6, 4);
     long long h = a[0], root = a[1], isroot = a[2], size = a[3];
     Py_buffer r, s = {0};
-    if (h == 0 || !blocks(args[5], 1, args[4], 0, isroot, size, &r, &s))
+    if (h == 0 || (nb && request_type == NULL) || !blocks(args[5], 1, args[4], 0, isroot, size, &r, &s))
         Py_RETURN_FALSE;
-    i64 rc;
+    i64 rc, req = 0;
+    if (nb) {
+        rc = pm_scatter(h, root, s.buf, s.len, r.buf, r.len, r.len, &req);
+        return started(rc, req, &r, isroot ? &s : NULL);
+    }
     Py_BEGIN_ALLOW_THREADS
     rc = pm_scatter(h, root, s.buf, s.len, r.buf, r.len, r.len, NULL);
     Py_END_ALLOW_THREADS
@@ -1260,6 +1295,16 @@ static PyObject *f_scatter(PyObject *self, PyObject *const *args, Py_ssize_t n)
         PyBuffer_Release(&s);
     PyBuffer_Release(&r);
     return done(rc);
+}
+
+static PyObject *f_scatter(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return scatter_impl(args, n, 0);
+}
+
+static PyObject *f_iscatter(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return scatter_impl(args, n, 1);
 }
 
 /* The Go type codes of (format, itemsize, op) already asked of typecode(). */
@@ -2338,6 +2383,9 @@ static PyMethodDef methods[] = {
     {"ibcast", (PyCFunction)(void (*)(void))f_ibcast, METH_FASTCALL, "ibcast(h, root, isroot, buf) -> Request or False"},
     {"ireduce", (PyCFunction)(void (*)(void))f_ireduce, METH_FASTCALL, "ireduce(h, kind, root, isroot, op, sendbuf or None, recvbuf or None) -> Request or False"},
     {"alltoall", (PyCFunction)(void (*)(void))f_alltoall, METH_FASTCALL, "alltoall(h, size, sendbuf, recvbuf) -> done"},
+    {"igather", (PyCFunction)(void (*)(void))f_igather, METH_FASTCALL, "igather(h, root, me, all, size, sendbuf, recvbuf) -> Request or False"},
+    {"iscatter", (PyCFunction)(void (*)(void))f_iscatter, METH_FASTCALL, "iscatter(h, root, isroot, size, sendbuf, recvbuf) -> Request or False"},
+    {"ialltoall", (PyCFunction)(void (*)(void))f_ialltoall, METH_FASTCALL, "ialltoall(h, size, sendbuf, recvbuf) -> Request or False"},
     {"gatherv", (PyCFunction)(void (*)(void))f_gatherv, METH_FASTCALL, "gatherv(h, root, rank, all, size, sendbuf, recvspec) -> done"},
     {"bind_types", (PyCFunction)(void (*)(void))f_bind_types, METH_FASTCALL, "bind_types(Op, IN_PLACE, Request)"},
     {"progress", f_progress, METH_O, "progress(handles): wait for all of them in one call"},

@@ -81,6 +81,7 @@ if _FAST:
     _f_isend, _f_irecv, _f_probe = _bridge.fast.isend, _bridge.fast.irecv, _bridge.fast.probe
     _f_alltoall, _f_gatherv = _bridge.fast.alltoall, _bridge.fast.gatherv
     _f_ibarrier, _f_ibcast, _f_ireduce = _bridge.fast.ibarrier, _bridge.fast.ibcast, _bridge.fast.ireduce
+    _f_igather, _f_iscatter, _f_ialltoall = _bridge.fast.igather, _bridge.fast.iscatter, _bridge.fast.ialltoall
     _f_isend_obj, _f_irecv_obj = _bridge.fast.isend_obj, _bridge.fast.irecv_obj
     _f_sendrecv = _bridge.fast.sendrecv
     _mpi_pickle.Pickle._watch = _bridge.fast.std_pickle
@@ -1329,17 +1330,42 @@ class Comm(_Handle, _attrs.Keyvals):
                 return r
         return self._bcast(buf, root, True)
 
+    # The nonblocking forms start in pmrun._fast when it takes the buffers.
     Gather = _pm(_gather)
-    Igather = _pm(_gather, req=True)
+    def Igather(self, sendbuf, recvbuf, root=0):
+        if _FAST:
+            r = _f_igather(self._h, root, self._rank == root, 0, self._size, sendbuf, recvbuf)
+            if r is not False:
+                return r
+        return self._gather(sendbuf, recvbuf, root, 0, True)
+
     Allgather = _pm(_gather, all_=1)
-    Iallgather = _pm(_gather, all_=1, req=True)
+    def Iallgather(self, sendbuf, recvbuf):
+        if _FAST:
+            r = _f_igather(self._h, 0, True, 1, self._size, sendbuf, recvbuf)
+            if r is not False:
+                return r
+        return self._gather(sendbuf, recvbuf, 0, 1, True)
+
     Scatter = _pm(_scatter)
-    Iscatter = _pm(_scatter, req=True)
+    def Iscatter(self, sendbuf, recvbuf, root=0):
+        if _FAST:
+            r = _f_iscatter(self._h, root, self._rank == root, self._size, sendbuf, recvbuf)
+            if r is not False:
+                return r
+        return self._scatter(sendbuf, recvbuf, root, True)
+
     def Alltoall(self, sendbuf, recvbuf):
         if not (_FAST and _f_alltoall(self._h, self._size, sendbuf, recvbuf)):
             self._alltoall(sendbuf, recvbuf)
 
-    Ialltoall = _pm(_alltoall, req=True)
+    def Ialltoall(self, sendbuf, recvbuf):
+        if _FAST:
+            r = _f_ialltoall(self._h, self._size, sendbuf, recvbuf)
+            if r is not False:
+                return r
+        return self._alltoall(sendbuf, recvbuf, True)
+
     def Gatherv(self, sendbuf, recvbuf, root=0):
         if sendbuf is None and self._rank == root:
             sendbuf = IN_PLACE
