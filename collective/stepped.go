@@ -19,7 +19,7 @@ import (
 // schedule is the state of one stepped collective on one rank.
 type schedule struct {
 	k      *call
-	hook   func(error) error // of WithFailureHook (or nil)
+	hook   failureFunc // of WithFailureHook (or nil)
 	rounds []round
 	i      int             // the round in progress
 	reqs   []*comm.Request // its requests (nil: not posted yet)
@@ -75,32 +75,35 @@ func (s *schedule) start() *comm.Request {
 }
 
 func (s *schedule) fail(err error) error {
-	return failedWith(s.hook, s.k.wrap(err))
+	return failedWith(s.hook, s.k.c, s.k.wrap(err))
 }
 
 func newSchedule(ctx context.Context, c *comm.Comm, op string) *schedule {
-	hook, _ := ctx.Value(failureHook{}).(func(error) error)
+	hook, _ := ctx.Value(failureHook{}).(failureFunc)
 	return &schedule{k: &call{ctx: context.Background(), c: c, tag: nextTag(c), op: op,
 		rank: c.Rank(), size: c.Size()}, hook: hook}
 }
 
 type failureHook struct{}
 
+// failureFunc is a failure hook (see WithFailureHook).
+type failureFunc = func(c *comm.Comm, err error) error
+
 // WithFailureHook returns ctx carrying fn, which a nonblocking collective
 // (Ibarrier, Ibcast, Iallreduce, Ireduce, Igather(v), Iscatter(v),
-// Iallgather(v), Ialltoall(v)) started with it calls with its error if it fails, and
-// whose result it then fails with. The Python bridge ends the job there when
-// the ranks disagreed about the call, as it does for the blocking forms:
-// the other ranks could not finish it.
-func WithFailureHook(ctx context.Context, fn func(error) error) context.Context {
-	return context.WithValue(ctx, failureHook{}, fn)
+// Iallgather(v), Ialltoall(v)) started with it on c calls as fn(c, err) if
+// it fails with err, and whose result it then fails with. The Python bridge
+// ends the job there when the ranks disagreed about the call, as it does
+// for the blocking forms: the other ranks could not finish it.
+func WithFailureHook(ctx context.Context, fn func(c *comm.Comm, err error) error) context.Context {
+	return context.WithValue(ctx, failureHook{}, failureFunc(fn))
 }
 
-func failedWith(hook func(error) error, err error) error {
+func failedWith(hook failureFunc, c *comm.Comm, err error) error {
 	if hook == nil || err == nil {
 		return err
 	}
-	return hook(err)
+	return hook(c, err)
 }
 
 // Ibarrier starts a Barrier: the dissemination algorithm, ceil(log2 p)

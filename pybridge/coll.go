@@ -43,11 +43,9 @@ func started(req *int64, r *comm.Request) int64 {
 	return 0
 }
 
-// stepCtx is the context of a stepped nonblocking collective on c: its
-// failure goes through inStep, as run's do.
-func stepCtx(c *comm.Comm) context.Context {
-	return collective.WithFailureHook(bg, func(err error) error { return inStep(c, err) })
-}
+// stepBg is the context of the stepped nonblocking collectives: their
+// failures go through inStep, as run's do.
+var stepBg = collective.WithFailureHook(bg, inStep)
 
 // inStep returns err, unless it says that the ranks disagreed about a
 // collective call once it had begun (a peer's part larger or smaller than
@@ -85,7 +83,7 @@ func pm_barrier(h int64, req *int64) int64 {
 		return fail(err)
 	}
 	if req != nil { // stepped: a Test from Python advances it (see collective/stepped.go)
-		return started(req, collective.Ibarrier(stepCtx(c), c))
+		return started(req, collective.Ibarrier(stepBg, c))
 	}
 	return fail(collective.Barrier(bg, c))
 }
@@ -101,7 +99,7 @@ func pm_bcast(h, root int64, buf unsafe.Pointer, capacity, n int64, req *int64) 
 		return fail(err)
 	}
 	if req != nil { // stepped, as pm_barrier's
-		return started(req, collective.Ibcast(stepCtx(c), c, int(root), b))
+		return started(req, collective.Ibcast(stepBg, c, int(root), b))
 	}
 	return fail(inStep(c, collective.Bcast(bg, c, int(root), b)))
 }
@@ -140,9 +138,9 @@ func pm_gather(h, root int64, sbuf unsafe.Pointer, scap, n int64, rbuf unsafe.Po
 	case req == nil:
 		return fail(inStep(c, collective.Gather(bg, c, int(root), send, recv)))
 	case all != 0: // stepped, as pm_barrier's
-		return started(req, collective.Iallgather(stepCtx(c), c, send, recv))
+		return started(req, collective.Iallgather(stepBg, c, send, recv))
 	}
-	return started(req, collective.Igather(stepCtx(c), c, int(root), send, recv))
+	return started(req, collective.Igather(stepBg, c, int(root), send, recv))
 }
 
 // pm_scatter: block r of the root's send (n bytes each) to rank r's recv. A
@@ -170,7 +168,7 @@ func pm_scatter(h, root int64, sbuf unsafe.Pointer, scap int64, rbuf unsafe.Poin
 		return fail(err)
 	}
 	if req != nil { // stepped, as pm_barrier's
-		return started(req, collective.Iscatter(stepCtx(c), c, int(root), send, recv))
+		return started(req, collective.Iscatter(stepBg, c, int(root), send, recv))
 	}
 	return fail(inStep(c, collective.Scatter(bg, c, int(root), send, recv)))
 }
@@ -199,7 +197,7 @@ func pm_alltoall(h int64, sbuf unsafe.Pointer, scap int64, rbuf unsafe.Pointer, 
 		}
 	}
 	if req != nil { // stepped, as pm_barrier's
-		return started(req, collective.Ialltoall(stepCtx(c), c, send, recv))
+		return started(req, collective.Ialltoall(stepBg, c, send, recv))
 	}
 	return fail(inStep(c, collective.Alltoall(bg, c, send, recv)))
 }
@@ -272,9 +270,9 @@ func pm_gatherv(h, root int64, sbuf unsafe.Pointer, scap, sn int64, rbuf unsafe.
 	case req == nil:
 		return fail(inStep(c, collective.Gatherv(bg, c, int(root), send, recv.buf, recv.counts, recv.displs)))
 	case all != 0: // stepped, as pm_barrier's
-		return started(req, collective.Iallgatherv(stepCtx(c), c, send, recv.buf, recv.counts, recv.displs))
+		return started(req, collective.Iallgatherv(stepBg, c, send, recv.buf, recv.counts, recv.displs))
 	}
-	return started(req, collective.Igatherv(stepCtx(c), c, int(root), send, recv.buf, recv.counts, recv.displs))
+	return started(req, collective.Igatherv(stepBg, c, int(root), send, recv.buf, recv.counts, recv.displs))
 }
 
 // pm_scatterv sends block r of the root's send (counts and displs, k values)
@@ -299,7 +297,7 @@ func pm_scatterv(h, root int64, sbuf unsafe.Pointer, scap int64, counts, displs 
 		return fail(err)
 	}
 	if req != nil { // stepped, as pm_barrier's
-		return started(req, collective.Iscatterv(stepCtx(c), c, int(root), send.buf, send.counts, send.displs, recv))
+		return started(req, collective.Iscatterv(stepBg, c, int(root), send.buf, send.counts, send.displs, recv))
 	}
 	return fail(inStep(c, collective.Scatterv(bg, c, int(root), send.buf, send.counts, send.displs, recv)))
 }
@@ -324,7 +322,7 @@ func pm_alltoallv(h int64, sbuf unsafe.Pointer, scap int64, scounts, sdispls, rb
 		}
 	}
 	if req != nil { // stepped, as pm_barrier's
-		return started(req, collective.Ialltoallv(stepCtx(c), c, send.buf, send.counts, send.displs,
+		return started(req, collective.Ialltoallv(stepBg, c, send.buf, send.counts, send.displs,
 			recv.buf, recv.counts, recv.displs))
 	}
 	return fail(inStep(c, collective.Alltoallv(bg, c, send.buf, send.counts, send.displs, recv.buf, recv.counts, recv.displs)))
@@ -446,13 +444,13 @@ func reduceAs[T comm.Number](ctx context.Context, a *reduction, op collective.Op
 	switch a.kind {
 	case redReduce:
 		if a.started != nil {
-			*a.started = collective.Ireduce(stepCtx(a.c), a.c, a.root, send, recv, op)
+			*a.started = collective.Ireduce(stepBg, a.c, a.root, send, recv, op)
 			return nil
 		}
 		return collective.Reduce(ctx, a.c, a.root, send, recv, op)
 	case redAllreduce:
 		if a.started != nil {
-			*a.started = collective.Iallreduce(stepCtx(a.c), a.c, send, recv, op)
+			*a.started = collective.Iallreduce(stepBg, a.c, send, recv, op)
 			return nil
 		}
 		return collective.Allreduce(ctx, a.c, send, recv, op)
