@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -361,5 +362,64 @@ func BenchmarkSharedSmall(b *testing.B) {
 				return nil
 			})
 		})
+	}
+}
+
+// TestIbarrierShared: on one node, once a blocking collective has mapped the
+// shared area, Ibarrier goes through it. A barrier is not done before every
+// rank has started it, whatever runs through the area meanwhile: more
+// barriers pending than the area has slots, blocking collectives between
+// their start and end; polled with Test or waited for, from Go and with
+// LockedCallers.
+func TestIbarrierShared(t *testing.T) {
+	const np, k = 3, shm.SlotDepth + 8
+	for _, locked := range []bool{false, true} {
+		for _, poll := range []bool{false, true} {
+			cfg := comm.DefaultConfig()
+			cfg.LockedCallers = locked
+			w := commtest.NewNetWorld(t, slices.Repeat([]string{"node"}, np), cfg)
+			var arrived [k]atomic.Int32 // ranks that started barrier i
+			w.Run(func(c *comm.Comm) error {
+				if err := collective.Barrier(bg, c); err != nil { // maps the area
+					return err
+				}
+				if commx.Mapped(c) == nil {
+					return errors.New("no shared area after a blocking barrier")
+				}
+				me := c.Rank()
+				early := func(i int, r *comm.Request) error {
+					if done, _, err := r.Test(); err != nil || done && arrived[i].Load() != np {
+						return fmt.Errorf("locked=%v poll=%v: barrier %d done before every rank started it (%v)", locked, poll, i, err)
+					}
+					return nil
+				}
+				reqs := make([]*comm.Request, k)
+				for i := range k {
+					if me == i%np {
+						time.Sleep(200 * time.Microsecond) // this rank comes last, most often
+					}
+					arrived[i].Add(1)
+					reqs[i] = collective.Ibarrier(bg, c)
+					if err := early(i, reqs[i]); err != nil {
+						return err
+					}
+					if i%5 == 0 { // a blocking collective through the area meanwhile
+						b := []int64{int64(i * me)}
+						if err := collective.Bcast(bg, c, i%np, b); err != nil || b[0] != int64(i*(i%np)) {
+							return fmt.Errorf("bcast %d between barriers: %v %v", i, b, err)
+						}
+					}
+				}
+				if err := finish(reqs, poll); err != nil {
+					return err
+				}
+				for i := range k {
+					if arrived[i].Load() != np {
+						return fmt.Errorf("barrier %d done with %d ranks started", i, arrived[i].Load())
+					}
+				}
+				return collective.Barrier(bg, c)
+			})
+		}
 	}
 }

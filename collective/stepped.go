@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/pmrun/pmrun/comm"
+	"github.com/pmrun/pmrun/internal/commx"
+	"github.com/pmrun/pmrun/internal/shm"
 )
 
 // Stepped nonblocking collectives. Ibarrier, Ibcast and small Iallreduce (and
@@ -106,9 +108,14 @@ func failedWith(hook failureFunc, c *comm.Comm, err error) error {
 	return hook(c, err)
 }
 
-// Ibarrier starts a Barrier: the dissemination algorithm, ceil(log2 p)
-// rounds of one empty message sent and one received.
+// Ibarrier starts a Barrier: through the communicator's shared area when a
+// blocking collective has mapped it (ranks of one node), else the
+// dissemination algorithm, ceil(log2 p) rounds of one empty message sent and
+// one received.
 func Ibarrier(ctx context.Context, c *comm.Comm) *comm.Request {
+	if sl := sharedIbarrier(c); sl != nil {
+		return ibarrierShared(ctx, c, sl)
+	}
 	s := newSchedule(ctx, c, "barrier")
 	k := s.k
 	var none [0]byte
@@ -119,6 +126,41 @@ func Ibarrier(ctx context.Context, c *comm.Comm) *comm.Request {
 		}, 0, -1)
 	}
 	return s.start()
+}
+
+// sharedIbarrier is c's shared area if Ibarrier goes through it: if a
+// blocking collective has mapped it already. (Mapping it takes an
+// agreement of the ranks, which Ibarrier must not wait for.) Every rank
+// decides alike: each mapped it, or not, in the same earlier call.
+func sharedIbarrier(c *comm.Comm) *shm.Slots {
+	if f := forced("barrier"); f != "" && f != AlgShared {
+		return nil
+	}
+	return commx.Mapped(c)
+}
+
+// ibarrierShared: the rank publishes the barrier's operation at once, as
+// the blocking form does, and the barrier is done when every rank has
+// published it (or a later one). It reads nothing from its slot, so that
+// later calls may have run through the area meanwhile.
+func ibarrierShared(ctx context.Context, c *comm.Comm, sl *shm.Slots) *comm.Request {
+	if err := sl.Begin(); err != nil {
+		return failed(c, &Error{Op: "barrier", Err: err})
+	}
+	n := sl.Advance(1)
+	sl.Publish(n)
+	return c.Stepped(func(block bool) (bool, error) {
+		if !block && !sl.Published(n) {
+			return false, nil
+		}
+		err := sl.AwaitAll(ctx, n)
+		sl.Ack(n)
+		sl.End()
+		if err != nil {
+			return true, &Error{Op: "barrier", Err: err}
+		}
+		return true, nil
+	})
 }
 
 // Ibcast starts a Bcast: a binomial tree, the message received from the

@@ -162,12 +162,21 @@ func (e *engine) pollFor(r *Request) {
 	if len(live) == 0 {
 		return
 	}
+	// The pushes are this goroutine's while it reads: a clear-to-send read
+	// here would otherwise hand its push to a goroutine, which a caller from
+	// C that polls Test between its calls lets run only when the runtime's
+	// monitor takes the processor back (an Issend polled with Test from
+	// Python took 20 ms).
+	for _, p := range pushes {
+		p.spinning.Store(true)
+	}
 	for _, l := range links {
 		l.tryPoll()
 	}
 	for _, p := range pushes {
 		e.pushIfReady(p)
 	}
+	e.handOffPushes(pushes)
 }
 
 // parkBytes is the size above which a request that moves its data through

@@ -241,6 +241,34 @@ func (s *Slots) Done(op uint64) {
 	s.wake()
 }
 
+// Ack is Done for an operation that may end after later ones have (a
+// nonblocking barrier's, which reads nothing from its slot): the rank's
+// acknowledgement only moves forward.
+func (s *Slots) Ack(op uint64) {
+	a := s.ack[s.m.Rank]
+	for {
+		v := a.Load()
+		if v >= op {
+			return
+		}
+		if a.CompareAndSwap(v, op) {
+			s.wake()
+			return
+		}
+	}
+}
+
+// Published reports, without waiting, whether every other rank has
+// published op.
+func (s *Slots) Published(op uint64) bool {
+	for r, q := range s.seq {
+		if r != s.m.Rank && q.Load() < op {
+			return false
+		}
+	}
+	return true
+}
+
 // Await waits until rank r (a rank of the communicator) has published op.
 func (s *Slots) Await(ctx context.Context, op uint64, r int) error {
 	return s.wait(ctx, "waiting for its part", func() int {

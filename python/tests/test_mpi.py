@@ -501,6 +501,25 @@ class PointToPoint(unittest.TestCase):
             worst = max(worst, calls)
         self.assertLess(worst, 1000)
 
+    def test_test_completes_issend(self):
+        # A synchronous send polled with Test completes once its receive has
+        # matched: Test pushes the data when the receiver's clear-to-send
+        # arrives (it left that to a goroutine, which ran some 20 ms later,
+        # tens of thousands of Test calls).
+        buf = bytearray(8)
+        worst = 0
+        for _ in range(20):
+            req = comm.Irecv(buf, source=(rank - 1) % size, tag=78)
+            comm.Barrier()
+            s = comm.Issend(b"12345678", dest=(rank + 1) % size, tag=78)
+            calls = 1
+            while not s.Test():
+                calls += 1
+            req.Wait()
+            self.assertEqual(bytes(buf), b"12345678")
+            worst = max(worst, calls)
+        self.assertLess(worst, 1000)
+
     def test_partitioned(self):
         # MPI 4: the send goes once every partition is ready; the receive's
         # partitions arrive with the message.
