@@ -178,6 +178,7 @@ func (e *engine) postRecv(r *Request) {
 		e.startRdvRecv(r, m.src, m.tag, m.size, m.id, m.addr)
 	} else {
 		e.consumed(m)
+		e.matchedSync(r.cid, m.src, m.tag, m.sync, false)
 		e.deliverEager(r, m.src, m.tag, m.data, m.slab)
 	}
 }
@@ -253,8 +254,12 @@ func (e *engine) send(r *Request) {
 		r.complete(Status{}, gone)
 		return
 	}
-	eager := len(r.payload) <= l.eagerLimit() && !r.sync
-	if !eager {
+	// A synchronous send of an eager size goes eagerly too, registered
+	// until the receiver's KindDone says that a receive matched it (one
+	// frame each way, against RTS, CTS and data: three hops, each waiting
+	// for the other rank to read).
+	eager := len(r.payload) <= l.eagerLimit()
+	if !eager || r.sync {
 		r.mem = mem
 		r.id = e.nextID
 		e.nextID++
@@ -268,6 +273,13 @@ func (e *engine) send(r *Request) {
 	*h = wire.Header{Ctx: r.cid, Src: int32(e.rank), Tag: int32(r.tag)}
 	if eager {
 		h.Kind = wire.KindEager
+		if r.sync {
+			h.Flags, h.ID = wire.FlagSync, r.id
+			if err := e.sendPayload(l, h, r.payload); err != nil {
+				e.failRdvSend(r, err)
+			}
+			return
+		}
 		err := e.sendPayload(l, h, r.payload)
 		r.complete(Status{Count: len(r.payload)}, err)
 		return

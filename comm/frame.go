@@ -33,6 +33,9 @@ func (f *frameState) begin(e *engine, h *wire.Header, useArena bool) (bool, erro
 		if h.Flags&wire.FlagCompressed == 0 {
 			f.req, f.body = e.claimEager(h)
 			f.direct = f.body != nil
+			if f.req != nil && h.Flags&wire.FlagSync != 0 {
+				e.matchedSync(h.Ctx, int(h.Src), int(h.Tag), h.ID, true)
+			}
 		}
 		switch {
 		case f.body != nil:

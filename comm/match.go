@@ -42,6 +42,7 @@ type inMsg struct {
 	slab *slab  // the arena slab holding data, nil for a heap buffer
 	size int    // announced size of a rendezvous message
 	id   uint64 // sender's rendezvous id
+	sync uint64 // a synchronous eager message's sender's request id (FlagSync), else 0
 	addr uint64 // where a rendezvous message's bytes are in the sender's process (KindRTSMem), or 0
 
 	prev, next *inMsg // arrival order in the queue
@@ -196,19 +197,33 @@ func (e *engine) onEager(h *wire.Header, payload []byte, s *slab) error {
 		payload = d // compressed payloads are never read into the arena (parse)
 	}
 	src, tag := int(h.Src), int(h.Tag)
+	var sync uint64
+	if h.Flags&wire.FlagSync != 0 {
+		sync = h.ID
+	}
 	e.mu.Lock()
 	q := e.queue(h.Ctx)
 	r := q.takePosted(src, tag)
 	if r == nil {
-		e.addUnexpected(q, &inMsg{src: src, tag: tag, data: payload, slab: s})
+		e.addUnexpected(q, &inMsg{src: src, tag: tag, data: payload, slab: s, sync: sync})
 		e.held[src].Add(heldCost(len(payload)))
 		e.notifyArrived()
 		e.mu.Unlock()
 		return nil
 	}
 	e.mu.Unlock()
+	e.matchedSync(h.Ctx, src, tag, sync, true)
 	e.deliverEager(r, src, tag, payload, s)
 	return nil
+}
+
+// matchedSync tells the sender of a synchronous eager message (its request
+// id sync; 0: not one) that a receive matched it. reader says that the
+// caller is a connection reader (see sendCtl).
+func (e *engine) matchedSync(cid uint32, src, tag int, sync uint64, reader bool) {
+	if sync != 0 {
+		e.sendCtl(src, wire.Header{Kind: wire.KindDone, Ctx: cid, Src: int32(e.rank), Tag: int32(tag), ID: sync}, reader, nil)
+	}
 }
 
 // claimEager matches an arriving eager message by its header, before its payload

@@ -37,6 +37,7 @@ func (c *Comm) recvNow(ctx context.Context, src, tag int, buf []byte, alloc bool
 	m, free := e.queuedOrFree(c, w, tag)
 	if m != nil {
 		e.consumed(m)
+		e.matchedSync(c.cid, m.src, m.tag, m.sync, false)
 		st = Status{Source: c.commRank(m.src), Tag: m.tag, Count: len(m.data)}
 		data, cut := e.payloadInto(buf, m.data, m.slab)
 		if cut {

@@ -33,7 +33,8 @@ const (
 	// size and the address of its bytes in the sender's process (PutRTSMem).
 	KindRTSMem
 	// KindDone tells the sender of a KindRTSMem that the receiver is done with
-	// its bytes (it copied them, or drops them): ID is the sender's request id.
+	// its bytes (it copied them, or drops them), and the sender of a KindEager
+	// with FlagSync that a receive matched it: ID is the sender's request id.
 	// No payload.
 	KindDone
 	// KindRevoke withdraws the KindRTSMem of a cancelled send: ID is the sender's
@@ -70,6 +71,10 @@ func (k Kind) String() string {
 const (
 	// FlagCompressed marks a payload compressed with s2.
 	FlagCompressed uint16 = 1 << iota
+	// FlagSync marks the KindEager of a synchronous send: ID is the sender's
+	// request id, which the receiver answers with KindDone once a receive
+	// matches the message.
+	FlagSync
 )
 
 // Header is a decoded frame header.
@@ -145,8 +150,11 @@ func DecodeHeader(b []byte, lim Limits) (Header, error) {
 	if h.Src < 0 || (lim.MaxRank > 0 && h.Src >= lim.MaxRank) {
 		return Header{}, fmt.Errorf("%w: source rank %d", ErrBadHeader, h.Src)
 	}
-	if h.Flags&^FlagCompressed != 0 {
+	if h.Flags&^(FlagCompressed|FlagSync) != 0 {
 		return Header{}, fmt.Errorf("%w: unknown flags %#x", ErrBadHeader, h.Flags)
+	}
+	if h.Flags&FlagSync != 0 && (h.Kind != KindEager || h.ID == 0) {
+		return Header{}, fmt.Errorf("%w: sync flag on %s with id %d", ErrBadHeader, h.Kind, h.ID)
 	}
 	switch h.Kind {
 	case KindEager, KindData:

@@ -15,6 +15,7 @@ import (
 func TestHeaderRoundTrip(t *testing.T) {
 	for _, h := range []Header{
 		{Kind: KindEager, Ctx: 1, Src: 3, Tag: 7, Length: 5},
+		{Kind: KindEager, Flags: FlagSync | FlagCompressed, Ctx: 1, Src: 3, Tag: 7, ID: 12, Length: 5},
 		{Kind: KindRTS, Ctx: 9, Src: 0, Tag: -20, ID: 1 << 40, Length: 1 << 33},
 		{Kind: KindCTS, Src: 2, ID: 4, Length: 9},
 		{Kind: KindData, Flags: FlagCompressed, Src: 1, ID: 4, Length: 1 << 20},
@@ -46,6 +47,8 @@ func TestDecodeRejects(t *testing.T) {
 		"rank":           enc(Header{Kind: KindEager, Src: 4}),
 		"negative rank":  enc(Header{Kind: KindEager, Src: -1}),
 		"flags":          enc(Header{Kind: KindEager, Flags: 0x8000}),
+		"sync no id":     enc(Header{Kind: KindEager, Flags: FlagSync}),
+		"sync on data":   enc(Header{Kind: KindData, Flags: FlagSync, ID: 3}),
 		"bye w/ payload": enc(Header{Kind: KindBye, Length: 1}),
 		"rts-mem short":  enc(Header{Kind: KindRTSMem, Length: RTSMemSize - 1}),
 		"done payload":   enc(Header{Kind: KindDone, Length: 1}),
