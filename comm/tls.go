@@ -33,6 +33,9 @@ func newTLSLink(e *engine, peer int, tc *tls.Conn) (*tlsLink, error) {
 	return l, nil
 }
 
+// trySendHeader declines: a TLS record is written whole, and may wait.
+func (l *tlsLink) trySendHeader(*wire.Header) bool { return false }
+
 func (l *tlsLink) sendFrame(h *wire.Header, payload []byte) error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
