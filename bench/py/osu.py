@@ -17,8 +17,10 @@ Prints "<test> bytes=<b> value=<v>" lines (us per operation, MB/s for bandwidth)
         of the slowest rank per call
   nbcoll: the nonblocking Ibarrier, Iallreduce, Ibcast, Ireduce, Igather,
           Iscatter, Iallgather and Ialltoall of 8 bytes (per rank), waited
-        for at once (nb_*_wait) and polled with Test (nb_*_test); the time
-        of the slowest rank per call
+        for at once (nb_*_wait) and polled with Test (nb_*_test), and a
+        round of the NBX sparse exchange (issend to the next two ranks,
+        iprobe, recv, Ibarrier: nb_nbx_round); the time of the slowest rank
+        per call
 """
 import sys
 
@@ -172,6 +174,28 @@ def nbcoll():
     for name, start in starts:
         slowest("nb_%s_wait" % name, 8, lambda: start().Wait(), 2000, 200)
         slowest("nb_%s_test" % name, 8, lambda: polled(start), 2000, 200)
+    rounds = [0]
+
+    def nbx():
+        # The sparse exchange NBX: a synchronous send of a small object to
+        # the next two ranks, probes for what comes in, and a nonblocking
+        # barrier once this rank's sends were received (a tag per round:
+        # a rank out of the barrier may send the next round's already).
+        rounds[0] += 1
+        tag = 100 + rounds[0] % 1000
+        dests = {(rank + k) % size for k in (1, 2)} - {rank}
+        reqs = [comm.issend(rounds[0], dest=d, tag=tag) for d in dests]
+        bar = None
+        while True:
+            st = MPI.Status()
+            if comm.iprobe(source=MPI.ANY_SOURCE, tag=tag, status=st):
+                comm.recv(source=st.Get_source(), tag=tag)
+            if bar is None:
+                if MPI.Request.Testall(reqs):
+                    bar = comm.Ibarrier()
+            elif bar.Test():
+                return
+    slowest("nb_nbx_round", 8, nbx, 1000, 100)
 
 
 if __name__ == "__main__":
