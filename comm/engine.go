@@ -50,6 +50,7 @@ type engine struct {
 	byeCh          chan struct{} // closed and replaced when a bye or loss is recorded
 	closed         bool
 	pushers        sync.WaitGroup // goroutines pushing rendezvous data
+	deferred       deferredPushes // pushes left to this rank's next call (callers from C; its own lock)
 	helpers        atomic.Int32   // goroutines started to move a protocol along, still running
 	lockedYields   atomic.Uint32  // yields of locked callers (see yield)
 	queued         atomic.Uint64  // messages queued unexpected so far (see addUnexpected)

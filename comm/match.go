@@ -331,6 +331,7 @@ func (e *engine) probe(ctx context.Context, c *Comm, src, tag int, wait bool) (b
 		}
 		if i == 0 || wait && time.Now().Before(deadline) {
 			e.pollLinks()
+			e.pushDeferred()
 			if i > 0 {
 				e.spinPause(i, yieldMask+1)
 			}

@@ -69,12 +69,19 @@ const yieldMask = 63
 // caller polls.
 func (e *engine) progress(r *Request) { e.progressAll([]*Request{r}) }
 
+// progressAny is progressAll for WaitAny: it spins until one of rs has
+// completed.
+func (e *engine) progressAny(rs []*Request) { e.progressUntil(rs, true) }
+
 // progressAll is progress for a set of requests (WaitAll): it spins until all
 // of them have completed, and it pushes the data of every rendezvous send among
 // them that its receiver cleared, so that a window of sends moves from the
 // waiting goroutine rather than one helper goroutine each. Requests of another
 // engine, nil and asynchronous ones are left to their own Wait.
-func (e *engine) progressAll(rs []*Request) {
+func (e *engine) progressAll(rs []*Request) { e.progressUntil(rs, false) }
+
+// progressUntil is progressAll, or progressAny when anyOne is set.
+func (e *engine) progressUntil(rs []*Request, anyOne bool) {
 	if e.cfg.Spin <= 0 {
 		return
 	}
@@ -97,9 +104,10 @@ func (e *engine) progressAll(rs []*Request) {
 	// memory).
 	var deadline time.Time
 	rx := e.rx.Load()
-	for i := 1; !w.done(); i++ {
+	for i := 1; !w.done() && !(anyOne && w.anyDone()); i++ {
 		w.poll(i)
 		w.pushReady(e)
+		e.pushDeferred()
 		if !w.spinning { // it pushed: announce the spinner again, poll at once
 			w.setSpin(true)
 			continue
@@ -177,6 +185,7 @@ func (e *engine) pollFor(r *Request) {
 		e.pushIfReady(p)
 	}
 	e.handOffPushes(pushes)
+	e.pushDeferred()
 }
 
 // parkBytes is the size above which a request that moves its data through
@@ -286,6 +295,11 @@ func (w *waiter) done() bool {
 		w.next++
 	}
 	return w.next == len(w.live)
+}
+
+// anyDone reports whether one of the requests waited for has completed.
+func (w *waiter) anyDone() bool {
+	return slices.ContainsFunc(w.live, func(r *Request) bool { return r.fin.Load() })
 }
 
 // poll reads the links of turn i.

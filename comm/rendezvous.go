@@ -2,6 +2,9 @@ package comm
 
 import (
 	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/klauspost/compress/s2"
 	"github.com/pmrun/pmrun/internal/wire"
@@ -152,9 +155,60 @@ func (e *engine) onCTS(h *wire.Header) {
 	// goroutine does, so that data flows even if nobody waits on the request.
 	recvID := h.Length // h is the reader's, reused for its next frame
 	r.pushTo.Store(recvID)
-	if !r.spinning.Load() && r.pushClaim.CompareAndSwap(false, true) {
+	if r.spinning.Load() {
+		return
+	}
+	if e.cfg.LockedCallers {
+		e.deferPush(r)
+		return
+	}
+	if r.pushClaim.CompareAndSwap(false, true) {
 		e.goHelper(func() { e.push(r, recvID) })
 	}
+}
+
+// deferPush leaves the push of r, whose receiver is ready, to the next call
+// of this rank that makes progress (pushDeferred), for a caller from C: a
+// goroutine would run only once the runtime's monitor gives it the
+// processor, which the caller's thread holds between its calls, 20 ms
+// later at times. (The clear-to-send is often read by a Test or Wait of
+// another request: a Testall or a Test of the receive of an exchange, whose
+// partner waits for this data.) A goroutine pushes it if no call has after
+// asyncDelay.
+func (e *engine) deferPush(r *Request) {
+	e.deferred.mu.Lock()
+	e.deferred.reqs = append(e.deferred.reqs, r)
+	e.deferred.n.Store(int32(len(e.deferred.reqs)))
+	e.deferred.mu.Unlock()
+	time.AfterFunc(asyncDelay, func() {
+		if r.pushClaim.CompareAndSwap(false, true) {
+			e.goHelper(func() { e.push(r, r.pushTo.Load()) })
+		}
+	})
+}
+
+// pushDeferred pushes, from the calling goroutine, the data of the sends
+// left to it (deferPush) that nobody has pushed yet.
+func (e *engine) pushDeferred() {
+	if e.deferred.n.Load() == 0 {
+		return
+	}
+	e.deferred.mu.Lock()
+	rs := e.deferred.reqs
+	e.deferred.reqs = nil
+	e.deferred.n.Store(0)
+	e.deferred.mu.Unlock()
+	for _, r := range rs {
+		e.pushIfReady(r)
+	}
+}
+
+// deferredPushes are the sends whose push waits for a call of this rank
+// (see deferPush).
+type deferredPushes struct {
+	mu   sync.Mutex
+	reqs []*Request
+	n    atomic.Int32 // len(reqs), read without the lock
 }
 
 // pushIfReady pushes r's data from the calling goroutine if the receiver is ready

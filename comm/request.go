@@ -317,6 +317,18 @@ func WaitAny(reqs ...*Request) (int, Status, error) {
 			return i, r.st, r.err
 		}
 	}
+	for _, r := range reqs { // spin, reading the links, before parking
+		if r != nil {
+			r.c.e.progressAny(reqs)
+			break
+		}
+	}
+	for i, r := range reqs {
+		if r != nil && r.fin.Load() {
+			<-r.done
+			return i, r.st, r.err
+		}
+	}
 	cases := make([]reflect.SelectCase, 0, len(reqs))
 	idx := make([]int, 0, len(reqs))
 	for i, r := range reqs {
