@@ -10,17 +10,13 @@ import (
 // returned request completes when it is done (Wait, Test, comm.WaitAll). Buffers
 // must not be touched until then. Ibarrier, Ibcast, small Iallreduce and
 // Ireduce, Igather, Iscatter, Iallgather and Ialltoall of small blocks and
-// their v-variants are stepped (stepped.go, stepped_blocks.go); each of the
+// their v-variants, Iscan and Iexscan are stepped (stepped.go, stepped_blocks.go); each of the
 // others runs its blocking form on a goroutine
 // of its own with the communicator's slot taken at the call (Reserve), so
 // calls in flight on one communicator never cross; the one selector picks
 // its algorithm among the flat ones (not the node-aware ones nor the shared
 // area, which serve calls in the order they reach them).
 
-// Iscan starts a Scan.
-func Iscan[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, op Op[T]) *comm.Request {
-	return Start(ctx, c, func(ctx context.Context) error { return Scan(ctx, c, send, recv, op) })
-}
 
 // Start runs fn, a blocking collective on c, on its own goroutine with its
 // slot on c taken now (Reserve): the nonblocking form of any collective. Its
@@ -29,10 +25,6 @@ func Start(ctx context.Context, c *comm.Comm, fn func(ctx context.Context) error
 	return c.Async(Reserve(ctx, c), fn)
 }
 
-// Iexscan starts an Exscan.
-func Iexscan[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, op Op[T]) *comm.Request {
-	return Start(ctx, c, func(ctx context.Context) error { return Exscan(ctx, c, send, recv, op) })
-}
 
 // IreduceScatterBlock starts a ReduceScatterBlock.
 func IreduceScatterBlock[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, op Op[T]) *comm.Request {

@@ -227,7 +227,8 @@ func finish(reqs []*comm.Request, poll bool) error {
 }
 
 // TestSteppedBlocks runs the stepped Igather, Iscatter, Iallgather,
-// Ialltoall (in place and not), Ireduce and the v-variants, all started
+// Ialltoall (in place and not), Ireduce, the v-variants, and Iscan and
+// Iexscan of a non-commutative op, all started
 // before any is finished, polled with Test alone or waited for, from Go and
 // with LockedCallers, and compares every element with a reference; blocks
 // larger than the stepped limit take the goroutine form in the same calls.
@@ -275,7 +276,11 @@ func TestSteppedBlocks(t *testing.T) {
 								va2aIn = append(va2aIn, input(me*np+j, vc[me])...)
 							}
 							sum := collective.Sum[int64]()
+							m := 4 * ((n + 3) / 4) // whole 2x2 matrices for matMul, not commutative
+							scan, exscan := make([]int64, m), slices.Repeat([]int64{-1}, m)
 							reqs := []*comm.Request{
+								collective.Iscan(bg, c, input(me, m), scan, matMul),
+								collective.Iexscan(bg, c, input(me, m), exscan, matMul),
 								collective.Igather(bg, c, root, input(me, n), g),
 								collective.Iallgather(bg, c, input(me, n), ag),
 								collective.Iallgather(bg, c, agIn[me*n:(me+1)*n], agIn),
@@ -299,6 +304,11 @@ func TestSteppedBlocks(t *testing.T) {
 							}
 							if !slices.Equal(ag, concat(np, n)) || !slices.Equal(agIn, concat(np, n)) || !slices.Equal(vag, vall) {
 								return fmt.Errorf("%s: Iallgather or Iallgatherv wrong", where)
+							}
+							if !slices.Equal(scan, naiveReduce(me+1, m, ops()["matmul"])) ||
+								me > 0 && !slices.Equal(exscan, naiveReduce(me, m, ops()["matmul"])) ||
+								me == 0 && !slices.Equal(exscan, slices.Repeat([]int64{-1}, m)) {
+								return fmt.Errorf("%s: Iscan or Iexscan wrong", where)
 							}
 							if !slices.Equal(sc, input(me, n)) || !slices.Equal(vsc, input(me, vc[me])) {
 								return fmt.Errorf("%s: Iscatter or Iscatterv wrong", where)

@@ -316,3 +316,60 @@ func Ireduce[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T
 	}
 	return s.start()
 }
+
+// Iscan starts a Scan: the recursive doubling of the blocking form, each of
+// its rounds a step.
+func Iscan[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, op Op[T]) *comm.Request {
+	if err := checkLen("scan", "recv", len(recv), len(send)); err != nil {
+		return failed(c, err)
+	}
+	copy(recv, send) // a no-op in place
+	return scanSteps(ctx, c, "scan", recv, nil, op)
+}
+
+// Iexscan starts an Exscan (rank 0's recv is left unchanged, as in MPI).
+func Iexscan[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, op Op[T]) *comm.Request {
+	if err := checkLen("exscan", "recv", len(recv), len(send)); err != nil {
+		return failed(c, err)
+	}
+	return scanSteps(ctx, c, "exscan", append([]T(nil), send...), recv, op)
+}
+
+// scanSteps: in round d every rank sends its partial result acc to rank+d
+// and combines the one from rank-d into it; with ex set (an exclusive scan)
+// it also gathers the prefix of the ranks below into ex.
+func scanSteps[T Elem](ctx context.Context, c *comm.Comm, op string, acc, ex []T, o Op[T]) *comm.Request {
+	s := newSchedule(ctx, c, op)
+	k := s.k
+	p, r := k.size, k.rank
+	if len(acc) == 0 {
+		return s.start()
+	}
+	tmp := make([]T, len(acc))
+	haveEx := false
+	for d := 1; d < p; d <<= 1 {
+		var recvs, sends []part
+		if r-d >= 0 {
+			recvs = []part{{r - d, bytesOf(tmp)}}
+		}
+		if r+d < p {
+			sends = []part{{r + d, bytesOf(acc)}}
+		}
+		s.linear(ctx, recvs, sends)
+		if r-d < 0 {
+			continue
+		}
+		s.rounds[len(s.rounds)-1].then = func() {
+			if ex != nil && r > 0 {
+				if haveEx {
+					o.combineLeft(tmp, ex)
+				} else {
+					copy(ex, tmp)
+					haveEx = true
+				}
+			}
+			o.combineLeft(tmp, acc)
+		}
+	}
+	return s.start()
+}

@@ -421,9 +421,9 @@ type reduction struct {
 	kind, root int
 	send, recv []byte
 	counts     []int // element counts per rank (ReduceScatter)
-	// started, when set, receives the request of a nonblocking Allreduce or
-	// Reduce (stepped, see collective.Iallreduce) instead of its running to
-	// the end.
+	// started, when set, receives the request of a nonblocking Allreduce,
+	// Reduce, Scan or Exscan (stepped, see collective.Iallreduce) instead of
+	// its running to the end.
 	started **comm.Request
 }
 
@@ -455,8 +455,16 @@ func reduceAs[T comm.Number](ctx context.Context, a *reduction, op collective.Op
 		}
 		return collective.Allreduce(ctx, a.c, send, recv, op)
 	case redScan:
+		if a.started != nil {
+			*a.started = collective.Iscan(stepBg, a.c, send, recv, op)
+			return nil
+		}
 		return collective.Scan(ctx, a.c, send, recv, op)
 	case redExscan:
+		if a.started != nil {
+			*a.started = collective.Iexscan(stepBg, a.c, send, recv, op)
+			return nil
+		}
 		return collective.Exscan(ctx, a.c, send, recv, op)
 	case redScatterBlock:
 		return collective.ReduceScatterBlock(ctx, a.c, send, recv, op)
@@ -549,10 +557,11 @@ func pm_reduce(h, kind, root int64, sbuf unsafe.Pointer, scap int64, rbuf unsafe
 	if req == nil { // blocking: no closure to make
 		return fail(inStep(c, a.do(bg, int(dt), int(op))))
 	}
-	if kind != redAllreduce && kind != redReduce { // the blocking form, on a goroutine
+	if kind == redScatterBlock || kind == redScatter { // the blocking form, on a goroutine
 		return run(c, req, func(ctx context.Context) error { return a.do(ctx, int(dt), int(op)) })
 	}
-	// Iallreduce, Ireduce: the request that do starts, in the caller's order of calls.
+	// Iallreduce, Ireduce, Iscan, Iexscan: the request that do starts, in the
+	// caller's order of calls.
 	var r *comm.Request
 	a.started = &r
 	if err := a.do(bg, int(dt), int(op)); err != nil {

@@ -480,6 +480,7 @@ print("went on")
 		// The other stepped ones (a block past 64 KiB: the goroutine form).
 		{"Ireduce", "4", "reduce: "}, {"Igather", "4", "gather: "}, {"Iscatter", "4", "scatter: "},
 		{"Iallgather", "4", "allgather: "}, {"Ialltoall", "4", "alltoall: "}, {"Ialltoall", "9000", "alltoall: "},
+		{"Iscan", "4", "scan: "}, {"Iexscan", "4", "exscan: "},
 	} {
 		for _, np := range []string{"2", "3"} {
 			r := pmrun(t, "", "-np", np, "--timeout", "60s", "--python", py, script, tc.call, tc.n)

@@ -1413,13 +1413,23 @@ class Comm(_Handle, _attrs.Keyvals):
         if not (_FAST and _f_reduce(self._h, _R_SCAN, 0, True, op, sendbuf, recvbuf)):
             self._reduce(sendbuf, recvbuf, op, 0, _R_SCAN)
 
-    Iscan = _pm(_reduce, kind=_R_SCAN, req=True)
+    def Iscan(self, sendbuf, recvbuf, op=SUM):
+        if _FAST:
+            r = _f_ireduce(self._h, _R_SCAN, 0, True, op, sendbuf, recvbuf)
+            if r is not False:
+                return r
+        return self._reduce(sendbuf, recvbuf, op, 0, _R_SCAN, True)
 
     def Exscan(self, sendbuf, recvbuf, op=SUM):
         if not (_FAST and _f_reduce(self._h, _R_EXSCAN, 0, True, op, sendbuf, recvbuf)):
             self._reduce(sendbuf, recvbuf, op, 0, _R_EXSCAN)
 
-    Iexscan = _pm(_reduce, kind=_R_EXSCAN, req=True)
+    def Iexscan(self, sendbuf, recvbuf, op=SUM):
+        if _FAST:
+            r = _f_ireduce(self._h, _R_EXSCAN, 0, True, op, sendbuf, recvbuf)
+            if r is not False:
+                return r
+        return self._reduce(sendbuf, recvbuf, op, 0, _R_EXSCAN, True)
 
     def Reduce_scatter_block(self, sendbuf, recvbuf, op=SUM):
         if not (_FAST and _f_reduce(self._h, _R_SCATTER_BLOCK, self._size, True, op, sendbuf, recvbuf)):
