@@ -17,14 +17,12 @@ import (
 // its algorithm among the flat ones (not the node-aware ones nor the shared
 // area, which serve calls in the order they reach them).
 
-
 // Start runs fn, a blocking collective on c, on its own goroutine with its
 // slot on c taken now (Reserve): the nonblocking form of any collective. Its
 // errors are the blocking form's, and name it (bcast, not ibcast).
 func Start(ctx context.Context, c *comm.Comm, fn func(ctx context.Context) error) *comm.Request {
 	return c.Async(Reserve(ctx, c), fn)
 }
-
 
 // IreduceScatterBlock starts a ReduceScatterBlock.
 func IreduceScatterBlock[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, op Op[T]) *comm.Request {

@@ -62,17 +62,24 @@ func scan[T Elem](k *call, acc []T, op Op[T], exclusive bool) ([]T, error) {
 			return nil, err
 		}
 		if r-d >= 0 {
-			if ex != nil { // the prefix of the ranks below: tmp on the left of it
-				if haveEx {
-					op.combineLeft(tmp, ex)
-				} else {
-					copy(ex, tmp)
-					haveEx = true
-				}
-			}
-			op.combineLeft(tmp, acc)
+			foldScan(op, tmp, acc, ex, &haveEx)
 		}
 	}
 	sc.release()
 	return ex, nil
+}
+
+// foldScan combines tmp, the partial result of the ranks on the left, into
+// acc, and into ex (if not nil: the exclusive prefix, which *haveEx says
+// holds one already).
+func foldScan[T Elem](op Op[T], tmp, acc, ex []T, haveEx *bool) {
+	if ex != nil {
+		if *haveEx {
+			op.combineLeft(tmp, ex)
+		} else {
+			copy(ex, tmp)
+			*haveEx = true
+		}
+	}
+	op.combineLeft(tmp, acc)
 }

@@ -359,17 +359,7 @@ func scanSteps[T Elem](ctx context.Context, c *comm.Comm, op string, acc, ex []T
 		if r-d < 0 {
 			continue
 		}
-		s.rounds[len(s.rounds)-1].then = func() {
-			if ex != nil && r > 0 {
-				if haveEx {
-					o.combineLeft(tmp, ex)
-				} else {
-					copy(ex, tmp)
-					haveEx = true
-				}
-			}
-			o.combineLeft(tmp, acc)
-		}
+		s.rounds[len(s.rounds)-1].then = func() { foldScan(o, tmp, acc, ex, &haveEx) }
 	}
 	return s.start()
 }

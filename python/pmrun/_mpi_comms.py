@@ -1398,38 +1398,34 @@ class Comm(_Handle, _attrs.Keyvals):
         return self._reduce(sendbuf, recvbuf, op, root, _R_REDUCE, True)
 
 
+    def _ireduce_all(self, sendbuf, recvbuf, op, kind):
+        """The nonblocking reduction kind whose result every rank gets."""
+        if _FAST:
+            r = _f_ireduce(self._h, kind, 0, True, op, sendbuf, recvbuf)
+            if r is not False:
+                return r
+        return self._reduce(sendbuf, recvbuf, op, 0, kind, True)
+
     def Allreduce(self, sendbuf, recvbuf, op=SUM):
         if not (_FAST and _f_reduce(self._h, _R_ALLREDUCE, 0, True, op, sendbuf, recvbuf)):
             self._reduce(sendbuf, recvbuf, op, 0, _R_ALLREDUCE)
 
     def Iallreduce(self, sendbuf, recvbuf, op=SUM):
-        if _FAST:
-            r = _f_ireduce(self._h, _R_ALLREDUCE, 0, True, op, sendbuf, recvbuf)
-            if r is not False:
-                return r
-        return self._reduce(sendbuf, recvbuf, op, 0, _R_ALLREDUCE, True)
+        return self._ireduce_all(sendbuf, recvbuf, op, _R_ALLREDUCE)
 
     def Scan(self, sendbuf, recvbuf, op=SUM):
         if not (_FAST and _f_reduce(self._h, _R_SCAN, 0, True, op, sendbuf, recvbuf)):
             self._reduce(sendbuf, recvbuf, op, 0, _R_SCAN)
 
     def Iscan(self, sendbuf, recvbuf, op=SUM):
-        if _FAST:
-            r = _f_ireduce(self._h, _R_SCAN, 0, True, op, sendbuf, recvbuf)
-            if r is not False:
-                return r
-        return self._reduce(sendbuf, recvbuf, op, 0, _R_SCAN, True)
+        return self._ireduce_all(sendbuf, recvbuf, op, _R_SCAN)
 
     def Exscan(self, sendbuf, recvbuf, op=SUM):
         if not (_FAST and _f_reduce(self._h, _R_EXSCAN, 0, True, op, sendbuf, recvbuf)):
             self._reduce(sendbuf, recvbuf, op, 0, _R_EXSCAN)
 
     def Iexscan(self, sendbuf, recvbuf, op=SUM):
-        if _FAST:
-            r = _f_ireduce(self._h, _R_EXSCAN, 0, True, op, sendbuf, recvbuf)
-            if r is not False:
-                return r
-        return self._reduce(sendbuf, recvbuf, op, 0, _R_EXSCAN, True)
+        return self._ireduce_all(sendbuf, recvbuf, op, _R_EXSCAN)
 
     def Reduce_scatter_block(self, sendbuf, recvbuf, op=SUM):
         if not (_FAST and _f_reduce(self._h, _R_SCATTER_BLOCK, self._size, True, op, sendbuf, recvbuf)):
