@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"sync"
 	"unsafe"
 
@@ -214,6 +215,21 @@ func ints(what string, p unsafe.Pointer, k int64, want int) ([]int, error) {
 		out[i] = int(v)
 	}
 	return out, nil
+}
+
+// pm_threads says that n threads of the process have called into the
+// runtime: Go code then runs on up to n of them at once (GOMAXPROCS, never
+// lowered). A rank runs one thread per core share (PMRUN_THREADS, 1 when
+// ranks fill the node), and a Python thread waiting in a call (a Recv
+// spinning for its message) held the only processor while another thread's
+// call, the Send it waited for, could not run Go code at all: 2.2 ms a
+// message between two threads of a rank, against 0.14 ms under mpi4py.
+//
+//export pm_threads
+func pm_threads(n int64) {
+	if int(n) > runtime.GOMAXPROCS(0) {
+		runtime.GOMAXPROCS(int(n))
+	}
 }
 
 // pm_version copies pmrun's version (the launcher's too) into buf and returns

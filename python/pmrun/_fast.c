@@ -68,6 +68,7 @@ static i64 (*pm_iprobe)(i64, i64, i64, i64 *, i64 *);
 static i64 (*pm_probe)(i64, i64, i64, i64 *);
 static i64 (*pm_sendrecv)(i64, void *, i64, i64, i64, void *, i64, i64, i64, void *);
 static i64 (*pm_reduce)(i64, i64, i64, void *, i64, void *, i64, i64, void *, i64, i64, i64, i64 *);
+static void (*pm_threads)(i64);
 
 static PyObject *raise_rc;  /* raise_rc(rc) raises the runtime's error rc */
 static PyObject *dumps;     /* dumps(obj) -> list of message parts */
@@ -145,9 +146,25 @@ static PyObject *done(i64 rc)
 /* The k leading integer arguments of a call of want arguments into v: 1; 0
  * (no error set) when one is not an int, for the general path to say what is
  * wrong; -1 with an error for a wrong count or before bind(). */
+/* The threads that have called into the runtime: a second one makes it
+ * run Go code on two threads at once (pm_threads). */
+static int threads_seen;
+static __thread int thread_seen;
+
+static void note_thread(void)
+{
+    if (thread_seen)
+        return;
+    thread_seen = 1;
+    int n = __atomic_add_fetch(&threads_seen, 1, __ATOMIC_RELAXED);
+    if (n == 2 && pm_threads != NULL)
+        pm_threads(n);
+}
+
 static int leading(const char *name, PyObject *const *args, Py_ssize_t n, Py_ssize_t want, int k,
                    long long *v)
 {
+    note_thread();
     if (!bound) {
         PyErr_SetString(PyExc_RuntimeError, "pmrun._fast: bind() was not called");
         return -1;
@@ -1589,6 +1606,7 @@ static PyObject *f_probe(PyObject *self, PyObject *const *args, Py_ssize_t n)
  * of them have completed (nothing changed). */
 static int wait_plain(PyObject *const *reqs, Py_ssize_t k, PyObject *const *sts, int test)
 {
+    note_thread();
     if (!bound) {
         PyErr_SetString(PyExc_RuntimeError, "pmrun._fast: bind() was not called");
         return -1;
@@ -1914,6 +1932,7 @@ static PyObject *f_bind(PyObject *self, PyObject *args)
         addr_of(d, "pm_waitall_done", (void **)&pm_waitall_done) < 0 ||
         addr_of(d, "pm_test_done", (void **)&pm_test_done) < 0 ||
         addr_of(d, "pm_testall_done", (void **)&pm_testall_done) < 0 ||
+        addr_of(d, "pm_threads", (void **)&pm_threads) < 0 ||
         addr_of(d, "pm_waitany", (void **)&pm_waitany) < 0 ||
         addr_of(d, "pm_wait_data", (void **)&pm_wait_data) < 0 ||
         addr_of(d, "pm_req_data", (void **)&pm_req_data) < 0 ||

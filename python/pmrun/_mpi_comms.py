@@ -68,7 +68,7 @@ if _FAST:
                                          "pm_sendrecv", "pm_bcast_obj",
                                          "pm_blob_take", "pm_isend", "pm_irecv", "pm_wait",
                                          "pm_req_free", "pm_gather_obj", "pm_scatter_obj",
-                                         "pm_alltoall_obj")),
+                                         "pm_alltoall_obj", "pm_threads")),
                       _fail, _dumps, _loads, _joined, _typecode, PROC_NULL, _R_ALLREDUCE,
                       _R_SCATTER_BLOCK)
     _f_send, _f_recv = _bridge.fast.send, _bridge.fast.recv
