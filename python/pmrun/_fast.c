@@ -49,6 +49,8 @@ static void (*pm_req_free)(i64);
 static i64 (*pm_bcast)(i64, i64, void *, i64, i64, i64 *);
 static i64 (*pm_gather)(i64, i64, void *, i64, i64, void *, i64, i64, i64 *);
 static i64 (*pm_gatherv)(i64, i64, void *, i64, i64, void *, i64, i64 *, i64 *, i64, i64, i64 *);
+static i64 (*pm_scatterv)(i64, i64, void *, i64, i64 *, i64 *, i64, void *, i64, i64, i64 *);
+static i64 (*pm_alltoallv)(i64, void *, i64, i64 *, i64 *, void *, i64, i64 *, i64 *, i64, i64 *);
 static i64 (*pm_scatter)(i64, i64, void *, i64, void *, i64, i64, i64 *);
 static i64 (*pm_bcast_obj)(i64, i64, void *, i64, i64 *, i64 *);
 static i64 (*pm_blob_take)(i64, void *, i64);
@@ -1216,9 +1218,10 @@ static int ints_of(PyObject *seq, Py_ssize_t k, i64 es, i64 *v)
  * displs, TYPE] (as the general path reads them), with counts
  * and displs lists or tuples of size ints (displs None: packed in rank
  * order) and TYPE a predefined type of the buffer's element size: the
- * buffer held in r, counts and displs in bytes. 1, or 0 (nothing held, no
- * error set) for the general path, which also reports what is wrong. */
-static int vspec(PyObject *spec, long long size, Py_buffer *r, i64 *counts, i64 *displs)
+ * buffer held in r (writable for a receive), counts and displs in bytes.
+ * 1, or 0 (nothing held, no error set) for the general path, which also
+ * reports what is wrong. */
+static int vspec(PyObject *spec, long long size, Py_buffer *r, i64 *counts, i64 *displs, int writable)
 {
     if (!(PyList_Check(spec) || PyTuple_Check(spec)))
         return 0;
@@ -1227,12 +1230,14 @@ static int vspec(PyObject *spec, long long size, Py_buffer *r, i64 *counts, i64 
         return 0;
     PyObject **it = PySequence_Fast_ITEMS(spec);
     PyObject *cs = it[1], *ds = k == 4 ? it[2] : Py_None, *type = k >= 3 ? it[k - 1] : NULL;
-    if (k <= 3 && PyTuple_Check(cs) && PyTuple_GET_SIZE(cs) == 2 &&
-        !PyLong_Check(PyTuple_GET_ITEM(cs, 0))) { /* (counts, displs): a tuple, as mpi4py reads it */
+    if (k <= 3 && PyTuple_Check(cs) && PyTuple_GET_SIZE(cs) == 2) {
+        /* (counts, displs), as mpi4py reads any pair in that place, even of
+         * two ints (a count and a stride, which ints_of leaves to the
+         * general path) */
         ds = PyTuple_GET_ITEM(cs, 1);
         cs = PyTuple_GET_ITEM(cs, 0);
     }
-    if (!getbuf(it[0], r, 1))
+    if (!getbuf(it[0], r, writable))
         return 0;
     i64 es = r->itemsize, end = 0;
     int ok = es > 0 && ints_of(cs, size, es, counts);
@@ -1271,7 +1276,7 @@ static PyObject *f_gatherv(PyObject *self, PyObject *const *args, Py_ssize_t n)
     Py_buffer s, r = {0};
     if (!getbuf(args[5], &s, 0))
         Py_RETURN_FALSE;
-    if (me && !vspec(args[6], size, &r, counts, displs)) {
+    if (me && !vspec(args[6], size, &r, counts, displs, 1)) {
         PyBuffer_Release(&s);
         Py_RETURN_FALSE;
     }
@@ -1288,6 +1293,76 @@ static PyObject *f_gatherv(PyObject *self, PyObject *const *args, Py_ssize_t n)
     PyBuffer_Release(&s);
     if (me)
         PyBuffer_Release(&r);
+    return done(rc);
+}
+
+/* Whether two buffers hold elements of one type. */
+static int same_type(const Py_buffer *a, const Py_buffer *b)
+{
+    return a->itemsize == b->itemsize && strcmp(a->format ? a->format : "B", b->format ? b->format : "B") == 0;
+}
+
+/* scatterv(h, root, rank, size, sendspec, recvbuf): Scatterv of a v-variant
+ * send buffer (see vspec; read at the root only) into a contiguous receive
+ * buffer. */
+static PyObject *f_scatterv(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    ARGS("scatterv", 6, 4);
+    long long h = a[0], root = a[1], rank = a[2], size = a[3];
+    int me = rank == root;
+    if (h == 0 || size <= 0 || size > 256 || rank < 0 || rank >= size)
+        Py_RETURN_FALSE;
+    i64 counts[256], displs[256];
+    Py_buffer s = {0}, r;
+    if (!getbuf(args[5], &r, 1))
+        Py_RETURN_FALSE;
+    if (me && !vspec(args[4], size, &s, counts, displs, 0)) {
+        PyBuffer_Release(&r);
+        Py_RETURN_FALSE;
+    }
+    if (me && (counts[rank] != r.len || !same_type(&s, &r))) { /* the general path's error */
+        PyBuffer_Release(&s);
+        PyBuffer_Release(&r);
+        Py_RETURN_FALSE;
+    }
+    i64 rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_scatterv(h, root, me ? s.buf : NULL, me ? s.len : 0, me ? counts : NULL, me ? displs : NULL,
+                     me ? size : 0, r.buf, r.len, r.len, NULL);
+    Py_END_ALLOW_THREADS
+    if (me)
+        PyBuffer_Release(&s);
+    PyBuffer_Release(&r);
+    return done(rc);
+}
+
+/* alltoallv(h, size, sendspec, recvspec): Alltoallv of v-variant buffers
+ * (see vspec) of one element type. */
+static PyObject *f_alltoallv(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    ARGS("alltoallv", 4, 2);
+    long long h = a[0], size = a[1];
+    if (h == 0 || size <= 0 || size > 256)
+        Py_RETURN_FALSE;
+    i64 sc[256], sd[256], rc_[256], rd[256];
+    Py_buffer s, r;
+    if (!vspec(args[2], size, &s, sc, sd, 0))
+        Py_RETURN_FALSE;
+    if (!vspec(args[3], size, &r, rc_, rd, 1)) {
+        PyBuffer_Release(&s);
+        Py_RETURN_FALSE;
+    }
+    if (!same_type(&s, &r)) {
+        PyBuffer_Release(&s);
+        PyBuffer_Release(&r);
+        Py_RETURN_FALSE;
+    }
+    i64 rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pm_alltoallv(h, s.buf, s.len, sc, sd, r.buf, r.len, rc_, rd, size, NULL);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&s);
+    PyBuffer_Release(&r);
     return done(rc);
 }
 
@@ -1933,6 +2008,8 @@ static PyObject *f_bind(PyObject *self, PyObject *args)
         addr_of(d, "pm_test_done", (void **)&pm_test_done) < 0 ||
         addr_of(d, "pm_testall_done", (void **)&pm_testall_done) < 0 ||
         addr_of(d, "pm_threads", (void **)&pm_threads) < 0 ||
+        addr_of(d, "pm_scatterv", (void **)&pm_scatterv) < 0 ||
+        addr_of(d, "pm_alltoallv", (void **)&pm_alltoallv) < 0 ||
         addr_of(d, "pm_waitany", (void **)&pm_waitany) < 0 ||
         addr_of(d, "pm_wait_data", (void **)&pm_wait_data) < 0 ||
         addr_of(d, "pm_req_data", (void **)&pm_req_data) < 0 ||
@@ -2406,6 +2483,8 @@ static PyMethodDef methods[] = {
     {"iscatter", (PyCFunction)(void (*)(void))f_iscatter, METH_FASTCALL, "iscatter(h, root, isroot, size, sendbuf, recvbuf) -> Request or False"},
     {"ialltoall", (PyCFunction)(void (*)(void))f_ialltoall, METH_FASTCALL, "ialltoall(h, size, sendbuf, recvbuf) -> Request or False"},
     {"gatherv", (PyCFunction)(void (*)(void))f_gatherv, METH_FASTCALL, "gatherv(h, root, rank, all, size, sendbuf, recvspec) -> done"},
+    {"scatterv", (PyCFunction)(void (*)(void))f_scatterv, METH_FASTCALL, "scatterv(h, root, rank, size, sendspec, recvbuf) -> done"},
+    {"alltoallv", (PyCFunction)(void (*)(void))f_alltoallv, METH_FASTCALL, "alltoallv(h, size, sendspec, recvspec) -> done"},
     {"bind_types", (PyCFunction)(void (*)(void))f_bind_types, METH_FASTCALL, "bind_types(Op, IN_PLACE, Request)"},
     {"progress", f_progress, METH_O, "progress(handles): wait for all of them in one call"},
     {"waitall", (PyCFunction)(void (*)(void))f_waitall, METH_FASTCALL, "waitall(requests, statuses) -> done, or False for the general path"},

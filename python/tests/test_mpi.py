@@ -544,6 +544,21 @@ class PointToPoint(unittest.TestCase):
         if size == 2 and os.environ.get("PMRUN_SHM", "on") not in ("0", "off", "false", "no"):
             self.assertLess(worst, 10000)
 
+    def test_v_spec_pairs(self):
+        # A pair in the counts' place is (counts, displs), as mpi4py reads
+        # it, even of two ints (one count for every rank, and a stride):
+        # the extension's reading took (1, 2) for the counts of 2 ranks.
+        s = array.array("i", [rank] * size * size)
+        r = array.array("i", [-1] * size * size)
+        comm.Alltoallv((s, (1, size), MPI.INT), (r, (1, size), MPI.INT))
+        self.assertEqual(list(r), [j if i == 0 else -1 for j in range(size) for i in range(size)])
+        r = array.array("i", [-1] * size * size)
+        comm.Allgatherv(array.array("i", [rank]), (r, (1, size), MPI.INT))
+        self.assertEqual(list(r), [j if i == 0 else -1 for j in range(size) for i in range(size)])
+        got = array.array("i", [-1])
+        comm.Scatterv((s, ([1] * size, list(range(size))), MPI.INT) if rank == 0 else None, got, root=0)
+        self.assertEqual(list(got), [0])
+
     def test_nbx_exchange(self):
         # The sparse exchange of Hoefler et al. (NBX): synchronous sends,
         # probes for what comes in, and a nonblocking barrier entered once
