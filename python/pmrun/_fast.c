@@ -79,7 +79,7 @@ static PyObject *joined;    /* joined(parts) -> one bytes object */
 static PyObject *typecode;  /* typecode(format, itemsize, op) -> Go type code or 0 */
 static PyObject *pk_dumps, *pk_loads, *five; /* the standard pickle's, and 5 */
 static int std_pickle;      /* MPI.pickle is the standard pickle with protocol 5 */
-static i64 proc_null = -2, red_allreduce = 1, red_scatter_block = 4;
+static i64 proc_null = -2, red_allreduce = 1, red_scatter_block = 4, red_scatter = 5;
 static PyObject *op_type, *in_place; /* see bind_types */
 static PyTypeObject *request_type;    /* MPI.Request, see bind_types */
 static PyObject *empty;               /* () */
@@ -145,9 +145,6 @@ static PyObject *done(i64 rc)
     Py_RETURN_TRUE;
 }
 
-/* The k leading integer arguments of a call of want arguments into v: 1; 0
- * (no error set) when one is not an int, for the general path to say what is
- * wrong; -1 with an error for a wrong count or before bind(). */
 /* The threads that have called into the runtime: a second one makes it
  * run Go code on two threads at once (pm_threads). */
 static int threads_seen;
@@ -163,6 +160,9 @@ static void note_thread(void)
         pm_threads(n);
 }
 
+/* The k leading integer arguments of a call of want arguments into v: 1; 0
+ * (no error set) when one is not an int, for the general path to say what is
+ * wrong; -1 with an error for a wrong count or before bind(). */
 static int leading(const char *name, PyObject *const *args, Py_ssize_t n, Py_ssize_t want, int k,
                    long long *v)
 {
@@ -1455,15 +1455,35 @@ static PyObject *f_ireduce(PyObject *self, PyObject *const *args, Py_ssize_t n)
 
 static PyObject *reduce_impl(PyObject *const *args, Py_ssize_t n, int nb)
 {
-    ARGS("reduce", 7, 4);
+    /* reduce_scatter's recvcounts come last, an eighth argument */
+    long long a[4];
+    switch (leading("reduce", args, n, n == 8 ? 8 : 7, 4, a)) {
+    case -1:
+        return NULL;
+    case 0:
+        Py_RETURN_FALSE;
+    }
     if (nb && request_type == NULL)
         Py_RETURN_FALSE;
     long long h = a[0], kind = a[1], root = a[2], parts = 1;
+    i64 counts[256], k = 0, mine = 0;
     if (kind == red_scatter_block) { /* root is the communicator's size */
         parts = root;
         root = 0;
         if (parts <= 0 || args[5] == in_place)
             Py_RETURN_FALSE;
+    } else if (kind == red_scatter) { /* root is this rank; parts: the counts' sum */
+        k = n == 8 && (PyList_Check(args[7]) || PyTuple_Check(args[7])) ? PySequence_Fast_GET_SIZE(args[7]) : 0;
+        if (k <= 0 || k > 256 || root < 0 || root >= k || args[5] == in_place || !ints_of(args[7], k, 1, counts))
+            Py_RETURN_FALSE;
+        mine = counts[root];
+        parts = 0;
+        for (i64 i = 0; i < k; i++)
+            parts += counts[i];
+        root = 0;
+    } else if (n != 7) {
+        PyErr_Format(PyExc_TypeError, "reduce takes 7 arguments (%zd given)", n);
+        return NULL;
     }
     PyObject *opo = args[4];
     if (h == 0 || op_type == NULL || Py_TYPE(opo) != (PyTypeObject *)op_type || args[5] == Py_None)
@@ -1497,8 +1517,10 @@ static PyObject *reduce_impl(PyObject *const *args, Py_ssize_t n, int nb)
     Py_buffer *t = result ? &r : &s; /* whose element type and count */
     const char *tf = t->format ? t->format : "B";
     i64 code = 0;
+    int sizes = kind == red_scatter ? s.len == parts * r.itemsize && r.len == mine * r.itemsize
+                                     : s.len == r.len * parts;
     if (inplace || !result ||
-        (s.len == r.len * parts && s.itemsize == r.itemsize && strcmp(s.format ? s.format : "B", tf) == 0))
+        (sizes && s.itemsize == r.itemsize && strcmp(s.format ? s.format : "B", tf) == 0))
         code = code_of(tf, t->itemsize, op);
     if (code <= 0) {
         if (!inplace)
@@ -1512,12 +1534,13 @@ static PyObject *reduce_impl(PyObject *const *args, Py_ssize_t n, int nb)
     i64 rc, req = 0;
     void *sa = inplace ? NULL : s.buf, *ra = result ? r.buf : NULL;
     i64 scap = inplace ? r.len : s.len, rcap = result ? r.len : 0;
+    i64 count = kind == red_scatter ? parts : t->len / t->itemsize;
     if (nb) {
-        rc = pm_reduce(h, kind, root, sa, scap, ra, rcap, t->len / t->itemsize, NULL, 0, code, op, &req);
+        rc = pm_reduce(h, kind, root, sa, scap, ra, rcap, count, k ? counts : NULL, k, code, op, &req);
         return started(rc, req, result ? &r : NULL, inplace ? NULL : &s);
     }
     Py_BEGIN_ALLOW_THREADS
-    rc = pm_reduce(h, kind, root, sa, scap, ra, rcap, t->len / t->itemsize, NULL, 0, code, op, NULL);
+    rc = pm_reduce(h, kind, root, sa, scap, ra, rcap, count, k ? counts : NULL, k, code, op, NULL);
     Py_END_ALLOW_THREADS
     if (!inplace)
         PyBuffer_Release(&s);
@@ -1986,12 +2009,12 @@ static void tune_malloc(void)
 }
 
 /* bind(addresses, raise_rc, dumps, loads, joined, typecode, PROC_NULL, RED_ALLREDUCE,
- * RED_SCATTER_BLOCK) */
+ * RED_SCATTER_BLOCK, RED_SCATTER) */
 static PyObject *f_bind(PyObject *self, PyObject *args)
 {
     PyObject *d, *fr, *fd, *fl, *fj, *ft;
-    long long pn, ra, rs;
-    if (!PyArg_ParseTuple(args, "O!OOOOOLLL", &PyDict_Type, &d, &fr, &fd, &fl, &fj, &ft, &pn, &ra, &rs))
+    long long pn, ra, rs, rsc;
+    if (!PyArg_ParseTuple(args, "O!OOOOOLLLL", &PyDict_Type, &d, &fr, &fd, &fl, &fj, &ft, &pn, &ra, &rs, &rsc))
         return NULL;
     if (addr_of(d, "pm_send", (void **)&pm_send) < 0 ||
         addr_of(d, "pm_sendv", (void **)&pm_sendv) < 0 ||
@@ -2050,6 +2073,7 @@ static PyObject *f_bind(PyObject *self, PyObject *args)
     proc_null = pn;
     red_allreduce = ra;
     red_scatter_block = rs;
+    red_scatter = rsc;
     if (!bound)
         tune_malloc();
     ncodes = 0;

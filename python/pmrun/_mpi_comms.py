@@ -71,7 +71,7 @@ if _FAST:
                                          "pm_alltoall_obj", "pm_threads", "pm_scatterv",
                                          "pm_alltoallv")),
                       _fail, _dumps, _loads, _joined, _typecode, PROC_NULL, _R_ALLREDUCE,
-                      _R_SCATTER_BLOCK)
+                      _R_SCATTER_BLOCK, _R_SCATTER)
     _f_send, _f_recv = _bridge.fast.send, _bridge.fast.recv
     _f_send_obj, _f_recv_obj = _bridge.fast.send_obj, _bridge.fast.recv_obj
     _f_bcast, _f_gather, _f_scatter = _bridge.fast.bcast, _bridge.fast.gather, _bridge.fast.scatter
@@ -1442,6 +1442,9 @@ class Comm(_Handle, _attrs.Keyvals):
     Ireduce_scatter_block = _pm(_reduce, kind=_R_SCATTER_BLOCK, req=True)
 
     def Reduce_scatter(self, sendbuf, recvbuf, recvcounts=None, op=SUM):
+        if _FAST and recvcounts is not None and \
+                _f_reduce(self._h, _R_SCATTER, self._rank, True, op, sendbuf, recvbuf, recvcounts):
+            return
         if recvcounts is None:
             rb = _Buf(recvbuf, True)
             recvcounts = self.allgather(rb.count)
