@@ -40,6 +40,8 @@ SIGNATURES = {
     "pm_scatter_obj": ((I64, I64, PTR, PTR, I64, PTR, I64, P64, P64), I64),
     # pm_alltoall_obj(h, bufs, lens, rlens, k, out, capOut, blob)
     "pm_alltoall_obj": ((I64, PTR, PTR, PTR, I64, PTR, I64, P64), I64),
+    # pm_threads(n)
+    "pm_threads": ((I64,), None),
     # pm_version(buf, capacity)
     "pm_version": ((PTR, I64), I64),
     # pm_error(id, buf, capacity, cls)
@@ -155,6 +157,7 @@ PARAMS = {
     "pm_gather_obj": ("h", "root", "all", "buf", "n", "lens", "k", "out", "capOut", "blob"),
     "pm_scatter_obj": ("h", "root", "bufs", "lens", "k", "out", "capOut", "blob", "size"),
     "pm_alltoall_obj": ("h", "bufs", "lens", "rlens", "k", "out", "capOut", "blob"),
+    "pm_threads": ("n",),
     "pm_version": ("buf", "capacity"),
     "pm_error": ("id", "buf", "capacity", "cls"),
     "pm_init": ("world", "self"),
