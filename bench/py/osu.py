@@ -19,7 +19,9 @@ Prints "<test> bytes=<b> value=<v>" lines (us per operation, MB/s for bandwidth)
           Iscatter, Iallgather and Ialltoall of 8 bytes (per rank), waited
         for at once (nb_*_wait) and polled with Test (nb_*_test), and a
         round of the NBX sparse exchange (issend to the next two ranks,
-        iprobe, recv, Ibarrier: nb_nbx_round); the time of the slowest rank
+        iprobe, recv, Ibarrier: nb_nbx_round), an Issend of 8 bytes polled
+        with Test (nb_issend_test) and an Irecv+Isend exchange of 1 MiB
+        polled with Testall (nb_xchg_testall); the time of the slowest rank
         per call
 """
 import sys
@@ -196,6 +198,22 @@ def nbcoll():
             elif bar.Test():
                 return
     slowest("nb_nbx_round", 8, nbx, 1000, 100)
+    right, left = (rank + 1) % size, (rank - 1) % size
+    got, big_out, big_in = bytearray(8), bytearray(1 << 20), bytearray(1 << 20)
+
+    def issend_polled():
+        req = comm.Irecv(got, source=left, tag=7)
+        s = comm.Issend(b"12345678", dest=right, tag=7)
+        while not s.Test():
+            pass
+        req.Wait()
+
+    def xchg_testall():
+        reqs = [comm.Irecv(big_in, source=left, tag=8), comm.Isend(big_out, dest=right, tag=8)]
+        while not MPI.Request.Testall(reqs):
+            pass
+    slowest("nb_issend_test", 8, issend_polled, 1000, 100)
+    slowest("nb_xchg_testall", 1 << 20, xchg_testall, 200, 20)
 
 
 if __name__ == "__main__":
