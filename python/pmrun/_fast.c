@@ -1264,13 +1264,14 @@ static int vspec(PyObject *spec, long long size, Py_buffer *r, i64 *counts, i64 
 
 /* gatherv(h, root, rank, all, size, sendbuf, recvspec): Gatherv (all 0) or
  * Allgatherv (all 1) of a contiguous send buffer into a v-variant receive
- * buffer (see vspec; ignored off the root of a Gatherv). */
-static PyObject *f_gatherv(PyObject *self, PyObject *const *args, Py_ssize_t n)
+ * buffer (see vspec; ignored off the root of a Gatherv). igatherv (the same
+ * arguments): its request, or False for the general path. */
+static PyObject *gatherv_impl(PyObject *const *args, Py_ssize_t n, int nb)
 {
     ARGS("gatherv", 7, 5);
     long long h = a[0], root = a[1], rank = a[2], all = a[3], size = a[4];
     int me = all || rank == root;
-    if (h == 0 || size <= 0 || size > 256 || rank < 0 || rank >= size)
+    if (h == 0 || size <= 0 || size > 256 || rank < 0 || rank >= size || (nb && request_type == NULL))
         Py_RETURN_FALSE;
     i64 counts[256], displs[256];
     Py_buffer s, r = {0};
@@ -1285,7 +1286,12 @@ static PyObject *f_gatherv(PyObject *self, PyObject *const *args, Py_ssize_t n)
         PyBuffer_Release(&r);
         Py_RETURN_FALSE;
     }
-    i64 rc;
+    i64 rc, req = 0;
+    if (nb) {
+        rc = pm_gatherv(h, root, s.buf, s.len, s.len, me ? r.buf : NULL, me ? r.len : 0, me ? counts : NULL,
+                        me ? displs : NULL, me ? size : 0, all, &req);
+        return started(rc, req, &s, me ? &r : NULL);
+    }
     Py_BEGIN_ALLOW_THREADS
     rc = pm_gatherv(h, root, s.buf, s.len, s.len, me ? r.buf : NULL, me ? r.len : 0, me ? counts : NULL,
                     me ? displs : NULL, me ? size : 0, all, NULL);
@@ -1296,6 +1302,16 @@ static PyObject *f_gatherv(PyObject *self, PyObject *const *args, Py_ssize_t n)
     return done(rc);
 }
 
+static PyObject *f_gatherv(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return gatherv_impl(args, n, 0);
+}
+
+static PyObject *f_igatherv(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return gatherv_impl(args, n, 1);
+}
+
 /* Whether two buffers hold elements of one type. */
 static int same_type(const Py_buffer *a, const Py_buffer *b)
 {
@@ -1304,13 +1320,13 @@ static int same_type(const Py_buffer *a, const Py_buffer *b)
 
 /* scatterv(h, root, rank, size, sendspec, recvbuf): Scatterv of a v-variant
  * send buffer (see vspec; read at the root only) into a contiguous receive
- * buffer. */
-static PyObject *f_scatterv(PyObject *self, PyObject *const *args, Py_ssize_t n)
+ * buffer; iscatterv (the same arguments): its request, or False. */
+static PyObject *scatterv_impl(PyObject *const *args, Py_ssize_t n, int nb)
 {
     ARGS("scatterv", 6, 4);
     long long h = a[0], root = a[1], rank = a[2], size = a[3];
     int me = rank == root;
-    if (h == 0 || size <= 0 || size > 256 || rank < 0 || rank >= size)
+    if (h == 0 || size <= 0 || size > 256 || rank < 0 || rank >= size || (nb && request_type == NULL))
         Py_RETURN_FALSE;
     i64 counts[256], displs[256];
     Py_buffer s = {0}, r;
@@ -1325,7 +1341,12 @@ static PyObject *f_scatterv(PyObject *self, PyObject *const *args, Py_ssize_t n)
         PyBuffer_Release(&r);
         Py_RETURN_FALSE;
     }
-    i64 rc;
+    i64 rc, req = 0;
+    if (nb) {
+        rc = pm_scatterv(h, root, me ? s.buf : NULL, me ? s.len : 0, me ? counts : NULL, me ? displs : NULL,
+                         me ? size : 0, r.buf, r.len, r.len, &req);
+        return started(rc, req, &r, me ? &s : NULL);
+    }
     Py_BEGIN_ALLOW_THREADS
     rc = pm_scatterv(h, root, me ? s.buf : NULL, me ? s.len : 0, me ? counts : NULL, me ? displs : NULL,
                      me ? size : 0, r.buf, r.len, r.len, NULL);
@@ -1336,13 +1357,24 @@ static PyObject *f_scatterv(PyObject *self, PyObject *const *args, Py_ssize_t n)
     return done(rc);
 }
 
+static PyObject *f_scatterv(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return scatterv_impl(args, n, 0);
+}
+
+static PyObject *f_iscatterv(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return scatterv_impl(args, n, 1);
+}
+
 /* alltoallv(h, size, sendspec, recvspec): Alltoallv of v-variant buffers
- * (see vspec) of one element type. */
-static PyObject *f_alltoallv(PyObject *self, PyObject *const *args, Py_ssize_t n)
+ * (see vspec) of one element type; ialltoallv (the same arguments): its
+ * request, or False. */
+static PyObject *alltoallv_impl(PyObject *const *args, Py_ssize_t n, int nb)
 {
     ARGS("alltoallv", 4, 2);
     long long h = a[0], size = a[1];
-    if (h == 0 || size <= 0 || size > 256)
+    if (h == 0 || size <= 0 || size > 256 || (nb && request_type == NULL))
         Py_RETURN_FALSE;
     i64 sc[256], sd[256], rc_[256], rd[256];
     Py_buffer s, r;
@@ -1357,13 +1389,27 @@ static PyObject *f_alltoallv(PyObject *self, PyObject *const *args, Py_ssize_t n
         PyBuffer_Release(&r);
         Py_RETURN_FALSE;
     }
-    i64 rc;
+    i64 rc, req = 0;
+    if (nb) {
+        rc = pm_alltoallv(h, s.buf, s.len, sc, sd, r.buf, r.len, rc_, rd, size, &req);
+        return started(rc, req, &s, &r);
+    }
     Py_BEGIN_ALLOW_THREADS
     rc = pm_alltoallv(h, s.buf, s.len, sc, sd, r.buf, r.len, rc_, rd, size, NULL);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&s);
     PyBuffer_Release(&r);
     return done(rc);
+}
+
+static PyObject *f_alltoallv(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return alltoallv_impl(args, n, 0);
+}
+
+static PyObject *f_ialltoallv(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return alltoallv_impl(args, n, 1);
 }
 
 /* scatter(h, root, isroot, size, sendbuf, recvbuf), and iscatter (the same
@@ -2509,6 +2555,9 @@ static PyMethodDef methods[] = {
     {"gatherv", (PyCFunction)(void (*)(void))f_gatherv, METH_FASTCALL, "gatherv(h, root, rank, all, size, sendbuf, recvspec) -> done"},
     {"scatterv", (PyCFunction)(void (*)(void))f_scatterv, METH_FASTCALL, "scatterv(h, root, rank, size, sendspec, recvbuf) -> done"},
     {"alltoallv", (PyCFunction)(void (*)(void))f_alltoallv, METH_FASTCALL, "alltoallv(h, size, sendspec, recvspec) -> done"},
+    {"igatherv", (PyCFunction)(void (*)(void))f_igatherv, METH_FASTCALL, "igatherv(h, root, rank, all, size, sendbuf, recvspec) -> Request or False"},
+    {"iscatterv", (PyCFunction)(void (*)(void))f_iscatterv, METH_FASTCALL, "iscatterv(h, root, rank, size, sendspec, recvbuf) -> Request or False"},
+    {"ialltoallv", (PyCFunction)(void (*)(void))f_ialltoallv, METH_FASTCALL, "ialltoallv(h, size, sendspec, recvspec) -> Request or False"},
     {"bind_types", (PyCFunction)(void (*)(void))f_bind_types, METH_FASTCALL, "bind_types(Op, IN_PLACE, Request)"},
     {"progress", f_progress, METH_O, "progress(handles): wait for all of them in one call"},
     {"waitall", (PyCFunction)(void (*)(void))f_waitall, METH_FASTCALL, "waitall(requests, statuses) -> done, or False for the general path"},

@@ -82,6 +82,8 @@ if _FAST:
     _f_isend, _f_irecv, _f_probe = _bridge.fast.isend, _bridge.fast.irecv, _bridge.fast.probe
     _f_alltoall, _f_gatherv = _bridge.fast.alltoall, _bridge.fast.gatherv
     _f_scatterv, _f_alltoallv = _bridge.fast.scatterv, _bridge.fast.alltoallv
+    _f_igatherv, _f_iscatterv, _f_ialltoallv = (_bridge.fast.igatherv, _bridge.fast.iscatterv,
+                                                _bridge.fast.ialltoallv)
     _f_ibarrier, _f_ibcast, _f_ireduce = _bridge.fast.ibarrier, _bridge.fast.ibcast, _bridge.fast.ireduce
     _f_igather, _f_iscatter, _f_ialltoall = _bridge.fast.igather, _bridge.fast.iscatter, _bridge.fast.ialltoall
     _f_isend_obj, _f_irecv_obj = _bridge.fast.isend_obj, _bridge.fast.irecv_obj
@@ -1374,24 +1376,48 @@ class Comm(_Handle, _attrs.Keyvals):
         if not (_FAST and _f_gatherv(self._h, root, self._rank, 0, self._size, sendbuf, recvbuf)):
             self._gatherv(sendbuf, recvbuf, root)
 
-    Igatherv = _pm(_gatherv, req=True)
+    def Igatherv(self, sendbuf, recvbuf, root=0):
+        if _FAST:
+            r = _f_igatherv(self._h, root, self._rank, 0, self._size, sendbuf, recvbuf)
+            if r is not False:
+                return r
+        return self._gatherv(sendbuf, recvbuf, root, 0, True)
+
     def Allgatherv(self, sendbuf, recvbuf):
         if sendbuf is None:
             sendbuf = IN_PLACE
         if not (_FAST and _f_gatherv(self._h, 0, self._rank, 1, self._size, sendbuf, recvbuf)):
             self._gatherv(sendbuf, recvbuf, 0, 1)
 
-    Iallgatherv = _pm(_gatherv, all_=1, req=True)
+    def Iallgatherv(self, sendbuf, recvbuf):
+        if _FAST:
+            r = _f_igatherv(self._h, 0, self._rank, 1, self._size, sendbuf, recvbuf)
+            if r is not False:
+                return r
+        return self._gatherv(sendbuf, recvbuf, 0, 1, True)
+
     def Scatterv(self, sendbuf, recvbuf, root=0):
         if not (_FAST and _f_scatterv(self._h, root, self._rank, self._size, sendbuf, recvbuf)):
             self._scatterv(sendbuf, recvbuf, root)
 
-    Iscatterv = _pm(_scatterv, req=True)
+    def Iscatterv(self, sendbuf, recvbuf, root=0):
+        if _FAST:
+            r = _f_iscatterv(self._h, root, self._rank, self._size, sendbuf, recvbuf)
+            if r is not False:
+                return r
+        return self._scatterv(sendbuf, recvbuf, root, True)
+
     def Alltoallv(self, sendbuf, recvbuf):
         if not (_FAST and _f_alltoallv(self._h, self._size, sendbuf, recvbuf)):
             self._alltoallv(sendbuf, recvbuf)
 
-    Ialltoallv = _pm(_alltoallv, req=True)
+    def Ialltoallv(self, sendbuf, recvbuf):
+        if _FAST:
+            r = _f_ialltoallv(self._h, self._size, sendbuf, recvbuf)
+            if r is not False:
+                return r
+        return self._alltoallv(sendbuf, recvbuf, True)
+
     # Reduce and Allreduce check in C whether pmrun._fast takes the call
     # (0.37 us of Python per Allreduce when _reduce checked).
     def Reduce(self, sendbuf, recvbuf, op=SUM, root=0):
