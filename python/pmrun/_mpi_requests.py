@@ -347,6 +347,12 @@ class Request:
             if r is None or r._h == 0:
                 continue
             any_live = True
+            if _fast is not None:  # a plain request in one call (None: not one)
+                done = _fast.test1(r, status)
+                if done is not None:
+                    if done:
+                        return i, True, None
+                    continue
             flag, s, o = r._test()
             if flag:
                 if status is not None:
@@ -441,13 +447,12 @@ class Request:
         requests = list(requests)
         if not any(_active(r) for r in requests):
             return None
-        i = cls.Waitany(requests)
-        done = [i] + [j for j, r in enumerate(requests)
-                      if j != i and _active(r) and r.Get_status()]
-        sts = [requests[i]._status] + [requests[j]._wait()[0] for j in done[1:]]
+        first = Status()
+        i = cls.Waitany(requests, first)
+        done, sts = _completed(requests, i)
         if statuses is not None:
-            _set_statuses(statuses, sts)
-        return done
+            _set_statuses(statuses, [first] + sts)
+        return [i] + done
 
     @classmethod
     def waitsome(cls, requests, statuses=None):
@@ -464,8 +469,7 @@ class Request:
         requests = list(requests)
         if not any(_active(r) for r in requests):
             return None
-        done = [j for j, r in enumerate(requests) if _active(r) and r.Get_status()]
-        sts = [requests[j]._wait()[0] for j in done]
+        done, sts = _completed(requests)
         if statuses is not None:
             _set_statuses(statuses, sts)
         return done
@@ -484,6 +488,28 @@ class Request:
 
 def _active(r):
     return r is not None and r._h != 0
+
+
+def _completed(requests, skip=-1):
+    """The indices and statuses of the active requests (but the one at skip)
+    that have completed, each completed: a plain request in one call of
+    pmrun._fast, others through Get_status and _wait."""
+    done, sts = [], []
+    for j, r in enumerate(requests):
+        if j == skip or not _active(r):
+            continue
+        if _fast is not None:
+            st = Status()
+            flag = _fast.test1(r, st)
+            if flag is not None:
+                if flag:
+                    done.append(j)
+                    sts.append(st)
+                continue
+        if r.Get_status():
+            done.append(j)
+            sts.append(r._wait()[0])
+    return done, sts
 
 
 def _get_status_all(cls, requests, statuses=None):
