@@ -10,9 +10,9 @@ import (
 // returned request completes when it is done (Wait, Test, comm.WaitAll). Buffers
 // must not be touched until then. Ibarrier, Ibcast, small Iallreduce and
 // Ireduce, Igather, Iscatter, Iallgather and Ialltoall of small blocks and
-// their v-variants, Iscan and Iexscan are stepped (stepped.go, stepped_blocks.go); each of the
-// others runs its blocking form on a goroutine
-// of its own with the communicator's slot taken at the call (Reserve), so
+// their v-variants, Iscan and Iexscan are stepped (stepped.go,
+// stepped_blocks.go); each of the others runs its blocking form on a
+// goroutine of its own with the communicator's slot taken at the call (Reserve), so
 // calls in flight on one communicator never cross; the one selector picks
 // its algorithm among the flat ones (not the node-aware ones nor the shared
 // area, which serve calls in the order they reach them).

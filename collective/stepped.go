@@ -81,9 +81,8 @@ func (s *schedule) fail(err error) error {
 }
 
 func newSchedule(ctx context.Context, c *comm.Comm, op string) *schedule {
-	hook, _ := ctx.Value(failureHook{}).(failureFunc)
 	return &schedule{k: &call{ctx: context.Background(), c: c, tag: nextTag(c), op: op,
-		rank: c.Rank(), size: c.Size()}, hook: hook}
+		rank: c.Rank(), size: c.Size()}, hook: hookOf(ctx)}
 }
 
 type failureHook struct{}
@@ -92,13 +91,18 @@ type failureHook struct{}
 type failureFunc = func(c *comm.Comm, err error) error
 
 // WithFailureHook returns ctx carrying fn, which a nonblocking collective
-// (Ibarrier, Ibcast, Iallreduce, Ireduce, Igather(v), Iscatter(v),
-// Iallgather(v), Ialltoall(v)) started with it on c calls as fn(c, err) if
-// it fails with err, and whose result it then fails with. The Python bridge
+// started with it on c (stepped, or its blocking form on a goroutine) calls
+// as fn(c, err) if it fails with err, and whose result it then fails with. The Python bridge
 // ends the job there when the ranks disagreed about the call, as it does
 // for the blocking forms: the other ranks could not finish it.
 func WithFailureHook(ctx context.Context, fn func(c *comm.Comm, err error) error) context.Context {
 	return context.WithValue(ctx, failureHook{}, failureFunc(fn))
+}
+
+// hookOf is ctx's failure hook, or nil.
+func hookOf(ctx context.Context) failureFunc {
+	hook, _ := ctx.Value(failureHook{}).(failureFunc)
+	return hook
 }
 
 func failedWith(hook failureFunc, c *comm.Comm, err error) error {
@@ -150,10 +154,13 @@ func ibarrierShared(ctx context.Context, c *comm.Comm, sl *shm.Slots) *comm.Requ
 	n := sl.Advance(1)
 	sl.Publish(n)
 	return c.Stepped(func(block bool) (bool, error) {
-		if !block && !sl.Published(n) {
-			return false, nil
+		var err error
+		if !sl.Published(n) {
+			if !block {
+				return false, nil
+			}
+			err = sl.AwaitAll(ctx, n)
 		}
-		err := sl.AwaitAll(ctx, n)
 		sl.Ack(n)
 		sl.End()
 		if err != nil {

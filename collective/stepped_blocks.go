@@ -56,7 +56,7 @@ func (s *schedule) linear(ctx context.Context, recvs, sends []part) {
 // started is the nonblocking form of a collective that is not stepped: fn
 // on a goroutine (Start), its failure handed to ctx's failure hook.
 func started(ctx context.Context, c *comm.Comm, fn func(ctx context.Context) error) *comm.Request {
-	hook, _ := ctx.Value(failureHook{}).(failureFunc)
+	hook := hookOf(ctx)
 	return Start(ctx, c, func(ctx context.Context) error { return failedWith(hook, c, fn(ctx)) })
 }
 

@@ -260,13 +260,17 @@ func (s *Slots) Ack(op uint64) {
 
 // Published reports, without waiting, whether every other rank has
 // published op.
-func (s *Slots) Published(op uint64) bool {
+func (s *Slots) Published(op uint64) bool { return s.unpublished(op) < 0 }
+
+// unpublished is a rank other than this one that has not published op yet,
+// or -1.
+func (s *Slots) unpublished(op uint64) int {
 	for r, q := range s.seq {
 		if r != s.m.Rank && q.Load() < op {
-			return false
+			return r
 		}
 	}
-	return true
+	return -1
 }
 
 // Await waits until rank r (a rank of the communicator) has published op.
@@ -281,14 +285,7 @@ func (s *Slots) Await(ctx context.Context, op uint64, r int) error {
 
 // AwaitAll waits until every other rank has published op.
 func (s *Slots) AwaitAll(ctx context.Context, op uint64) error {
-	return s.wait(ctx, "waiting for its part", func() int {
-		for r, q := range s.seq {
-			if r != s.m.Rank && q.Load() < op {
-				return r
-			}
-		}
-		return -1
-	})
+	return s.wait(ctx, "waiting for its part", func() int { return s.unpublished(op) })
 }
 
 // wake wakes the ranks asleep on gen, if any, after a store to a counter. A

@@ -435,6 +435,44 @@ static PyObject *started(i64 rc, i64 req, Py_buffer *a, Py_buffer *b)
     return request_of(held, req, k_coll);
 }
 
+/* rc = call: with the GIL released for a blocking call, held for the start
+ * of a nonblocking one (nb), which does not wait. */
+#define CALLED(rc, nb, call)       \
+    do {                           \
+        if (nb) {                  \
+            rc = (call);           \
+        } else {                   \
+            Py_BEGIN_ALLOW_THREADS \
+            rc = (call);           \
+            Py_END_ALLOW_THREADS   \
+        }                          \
+    } while (0)
+
+/* The end of a collective that held the buffers a and b (either may be
+ * NULL) and returned rc: for a nonblocking one (nb), its request req, which
+ * holds them now (started); for a blocking one, released, and its result. */
+static PyObject *ended(int nb, i64 rc, i64 req, Py_buffer *a, Py_buffer *b)
+{
+    if (nb)
+        return started(rc, req, a, b);
+    if (a != NULL)
+        PyBuffer_Release(a);
+    if (b != NULL)
+        PyBuffer_Release(b);
+    return done(rc);
+}
+
+/* f_NAME and f_iNAME: the blocking and nonblocking forms of NAME_impl. */
+#define FORMS(name)                                                                 \
+    static PyObject *f_##name(PyObject *self, PyObject *const *args, Py_ssize_t n)  \
+    {                                                                               \
+        return name##_impl(args, n, 0);                                             \
+    }                                                                               \
+    static PyObject *f_i##name(PyObject *self, PyObject *const *args, Py_ssize_t n) \
+    {                                                                               \
+        return name##_impl(args, n, 1);                                             \
+    }
+
 /* What start starts. */
 enum { ISEND, IRECV, ISEND_OBJ, IRECV_OBJ };
 
@@ -1070,26 +1108,11 @@ static PyObject *bcast_impl(PyObject *const *args, Py_ssize_t n, int nb)
     if (a[0] == 0 || (nb && request_type == NULL) || !getbuf(args[3], &v, !a[2]))
         Py_RETURN_FALSE;
     i64 rc, req = 0;
-    if (nb) {
-        rc = pm_bcast(a[0], a[1], v.buf, v.len, v.len, &req);
-        return started(rc, req, &v, NULL);
-    }
-    Py_BEGIN_ALLOW_THREADS
-    rc = pm_bcast(a[0], a[1], v.buf, v.len, v.len, NULL);
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&v);
-    return done(rc);
+    CALLED(rc, nb, pm_bcast(a[0], a[1], v.buf, v.len, v.len, nb ? &req : NULL));
+    return ended(nb, rc, req, &v, NULL);
 }
 
-static PyObject *f_bcast(PyObject *self, PyObject *const *args, Py_ssize_t n)
-{
-    return bcast_impl(args, n, 0);
-}
-
-static PyObject *f_ibcast(PyObject *self, PyObject *const *args, Py_ssize_t n)
-{
-    return bcast_impl(args, n, 1);
-}
+FORMS(bcast)
 
 /* The buffers of a gather or scatter: one rank's block (one, always) and,
  * where has_all, the buffer of all the blocks (all), size times as large.
@@ -1124,28 +1147,11 @@ static PyObject *gather_impl(PyObject *const *args, Py_ssize_t n, int nb)
     if (h == 0 || (nb && request_type == NULL) || !blocks(args[5], 0, args[6], 1, me, size, &s, &r))
         Py_RETURN_FALSE;
     i64 rc, req = 0;
-    if (nb) {
-        rc = pm_gather(h, root, s.buf, s.len, s.len, r.buf, r.len, all, &req);
-        return started(rc, req, &s, me ? &r : NULL);
-    }
-    Py_BEGIN_ALLOW_THREADS
-    rc = pm_gather(h, root, s.buf, s.len, s.len, r.buf, r.len, all, NULL);
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&s);
-    if (me)
-        PyBuffer_Release(&r);
-    return done(rc);
+    CALLED(rc, nb, pm_gather(h, root, s.buf, s.len, s.len, r.buf, r.len, all, nb ? &req : NULL));
+    return ended(nb, rc, req, &s, me ? &r : NULL);
 }
 
-static PyObject *f_gather(PyObject *self, PyObject *const *args, Py_ssize_t n)
-{
-    return gather_impl(args, n, 0);
-}
-
-static PyObject *f_igather(PyObject *self, PyObject *const *args, Py_ssize_t n)
-{
-    return gather_impl(args, n, 1);
-}
+FORMS(gather)
 
 /* alltoall(h, size, sendbuf, recvbuf): buffers of size blocks each, of
  * the same element type. ialltoall (the same arguments): its request, or
@@ -1171,27 +1177,11 @@ static PyObject *alltoall_impl(PyObject *const *args, Py_ssize_t n, int nb)
         Py_RETURN_FALSE;
     }
     i64 rc, req = 0;
-    if (nb) {
-        rc = pm_alltoall(h, s.buf, s.len, r.buf, r.len, r.len / size, &req);
-        return started(rc, req, &s, &r);
-    }
-    Py_BEGIN_ALLOW_THREADS
-    rc = pm_alltoall(h, s.buf, s.len, r.buf, r.len, r.len / size, NULL);
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&s);
-    PyBuffer_Release(&r);
-    return done(rc);
+    CALLED(rc, nb, pm_alltoall(h, s.buf, s.len, r.buf, r.len, r.len / size, nb ? &req : NULL));
+    return ended(nb, rc, req, &s, &r);
 }
 
-static PyObject *f_alltoall(PyObject *self, PyObject *const *args, Py_ssize_t n)
-{
-    return alltoall_impl(args, n, 0);
-}
-
-static PyObject *f_ialltoall(PyObject *self, PyObject *const *args, Py_ssize_t n)
-{
-    return alltoall_impl(args, n, 1);
-}
+FORMS(alltoall)
 
 /* k non-negative ints of a list or tuple into v (times es): 1, or 0 (no
  * error set) when seq is not one. */
@@ -1287,30 +1277,12 @@ static PyObject *gatherv_impl(PyObject *const *args, Py_ssize_t n, int nb)
         Py_RETURN_FALSE;
     }
     i64 rc, req = 0;
-    if (nb) {
-        rc = pm_gatherv(h, root, s.buf, s.len, s.len, me ? r.buf : NULL, me ? r.len : 0, me ? counts : NULL,
-                        me ? displs : NULL, me ? size : 0, all, &req);
-        return started(rc, req, &s, me ? &r : NULL);
-    }
-    Py_BEGIN_ALLOW_THREADS
-    rc = pm_gatherv(h, root, s.buf, s.len, s.len, me ? r.buf : NULL, me ? r.len : 0, me ? counts : NULL,
-                    me ? displs : NULL, me ? size : 0, all, NULL);
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&s);
-    if (me)
-        PyBuffer_Release(&r);
-    return done(rc);
+    CALLED(rc, nb, pm_gatherv(h, root, s.buf, s.len, s.len, me ? r.buf : NULL, me ? r.len : 0, me ? counts : NULL,
+                              me ? displs : NULL, me ? size : 0, all, nb ? &req : NULL));
+    return ended(nb, rc, req, &s, me ? &r : NULL);
 }
 
-static PyObject *f_gatherv(PyObject *self, PyObject *const *args, Py_ssize_t n)
-{
-    return gatherv_impl(args, n, 0);
-}
-
-static PyObject *f_igatherv(PyObject *self, PyObject *const *args, Py_ssize_t n)
-{
-    return gatherv_impl(args, n, 1);
-}
+FORMS(gatherv)
 
 /* Whether two buffers hold elements of one type. */
 static int same_type(const Py_buffer *a, const Py_buffer *b)
@@ -1342,30 +1314,12 @@ static PyObject *scatterv_impl(PyObject *const *args, Py_ssize_t n, int nb)
         Py_RETURN_FALSE;
     }
     i64 rc, req = 0;
-    if (nb) {
-        rc = pm_scatterv(h, root, me ? s.buf : NULL, me ? s.len : 0, me ? counts : NULL, me ? displs : NULL,
-                         me ? size : 0, r.buf, r.len, r.len, &req);
-        return started(rc, req, &r, me ? &s : NULL);
-    }
-    Py_BEGIN_ALLOW_THREADS
-    rc = pm_scatterv(h, root, me ? s.buf : NULL, me ? s.len : 0, me ? counts : NULL, me ? displs : NULL,
-                     me ? size : 0, r.buf, r.len, r.len, NULL);
-    Py_END_ALLOW_THREADS
-    if (me)
-        PyBuffer_Release(&s);
-    PyBuffer_Release(&r);
-    return done(rc);
+    CALLED(rc, nb, pm_scatterv(h, root, me ? s.buf : NULL, me ? s.len : 0, me ? counts : NULL, me ? displs : NULL,
+                               me ? size : 0, r.buf, r.len, r.len, nb ? &req : NULL));
+    return ended(nb, rc, req, &r, me ? &s : NULL);
 }
 
-static PyObject *f_scatterv(PyObject *self, PyObject *const *args, Py_ssize_t n)
-{
-    return scatterv_impl(args, n, 0);
-}
-
-static PyObject *f_iscatterv(PyObject *self, PyObject *const *args, Py_ssize_t n)
-{
-    return scatterv_impl(args, n, 1);
-}
+FORMS(scatterv)
 
 /* alltoallv(h, size, sendspec, recvspec): Alltoallv of v-variant buffers
  * (see vspec) of one element type; ialltoallv (the same arguments): its
@@ -1390,27 +1344,11 @@ static PyObject *alltoallv_impl(PyObject *const *args, Py_ssize_t n, int nb)
         Py_RETURN_FALSE;
     }
     i64 rc, req = 0;
-    if (nb) {
-        rc = pm_alltoallv(h, s.buf, s.len, sc, sd, r.buf, r.len, rc_, rd, size, &req);
-        return started(rc, req, &s, &r);
-    }
-    Py_BEGIN_ALLOW_THREADS
-    rc = pm_alltoallv(h, s.buf, s.len, sc, sd, r.buf, r.len, rc_, rd, size, NULL);
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&s);
-    PyBuffer_Release(&r);
-    return done(rc);
+    CALLED(rc, nb, pm_alltoallv(h, s.buf, s.len, sc, sd, r.buf, r.len, rc_, rd, size, nb ? &req : NULL));
+    return ended(nb, rc, req, &s, &r);
 }
 
-static PyObject *f_alltoallv(PyObject *self, PyObject *const *args, Py_ssize_t n)
-{
-    return alltoallv_impl(args, n, 0);
-}
-
-static PyObject *f_ialltoallv(PyObject *self, PyObject *const *args, Py_ssize_t n)
-{
-    return alltoallv_impl(args, n, 1);
-}
+FORMS(alltoallv)
 
 /* scatter(h, root, isroot, size, sendbuf, recvbuf), and iscatter (the same
  * arguments): its request, or False for the general path. */
@@ -1422,28 +1360,11 @@ static PyObject *scatter_impl(PyObject *const *args, Py_ssize_t n, int nb)
     if (h == 0 || (nb && request_type == NULL) || !blocks(args[5], 1, args[4], 0, isroot, size, &r, &s))
         Py_RETURN_FALSE;
     i64 rc, req = 0;
-    if (nb) {
-        rc = pm_scatter(h, root, s.buf, s.len, r.buf, r.len, r.len, &req);
-        return started(rc, req, &r, isroot ? &s : NULL);
-    }
-    Py_BEGIN_ALLOW_THREADS
-    rc = pm_scatter(h, root, s.buf, s.len, r.buf, r.len, r.len, NULL);
-    Py_END_ALLOW_THREADS
-    if (isroot)
-        PyBuffer_Release(&s);
-    PyBuffer_Release(&r);
-    return done(rc);
+    CALLED(rc, nb, pm_scatter(h, root, s.buf, s.len, r.buf, r.len, r.len, nb ? &req : NULL));
+    return ended(nb, rc, req, &r, isroot ? &s : NULL);
 }
 
-static PyObject *f_scatter(PyObject *self, PyObject *const *args, Py_ssize_t n)
-{
-    return scatter_impl(args, n, 0);
-}
-
-static PyObject *f_iscatter(PyObject *self, PyObject *const *args, Py_ssize_t n)
-{
-    return scatter_impl(args, n, 1);
-}
+FORMS(scatter)
 
 /* The Go type codes of (format, itemsize, op) already asked of typecode(). */
 #define NCODES 32
@@ -1485,20 +1406,6 @@ static i64 code_of(const char *fmt, Py_ssize_t itemsize, i64 op)
  * does); one that does not (Reduce off the root) passes no receive buffer,
  * as mpi4py ignores it there. False, with nothing done, sends the call down
  * the general path. */
-static PyObject *reduce_impl(PyObject *const *args, Py_ssize_t n, int nb);
-
-static PyObject *f_reduce(PyObject *self, PyObject *const *args, Py_ssize_t n)
-{
-    return reduce_impl(args, n, 0);
-}
-
-/* ireduce: reduce's nonblocking form (the same arguments): its request, or
- * False for the general path. */
-static PyObject *f_ireduce(PyObject *self, PyObject *const *args, Py_ssize_t n)
-{
-    return reduce_impl(args, n, 1);
-}
-
 static PyObject *reduce_impl(PyObject *const *args, Py_ssize_t n, int nb)
 {
     /* reduce_scatter's recvcounts come last, an eighth argument */
@@ -1581,19 +1488,13 @@ static PyObject *reduce_impl(PyObject *const *args, Py_ssize_t n, int nb)
     void *sa = inplace ? NULL : s.buf, *ra = result ? r.buf : NULL;
     i64 scap = inplace ? r.len : s.len, rcap = result ? r.len : 0;
     i64 count = kind == red_scatter ? parts : t->len / t->itemsize;
-    if (nb) {
-        rc = pm_reduce(h, kind, root, sa, scap, ra, rcap, count, k ? counts : NULL, k, code, op, &req);
-        return started(rc, req, result ? &r : NULL, inplace ? NULL : &s);
-    }
-    Py_BEGIN_ALLOW_THREADS
-    rc = pm_reduce(h, kind, root, sa, scap, ra, rcap, count, k ? counts : NULL, k, code, op, NULL);
-    Py_END_ALLOW_THREADS
-    if (!inplace)
-        PyBuffer_Release(&s);
-    if (result)
-        PyBuffer_Release(&r);
-    return done(rc);
+    CALLED(rc, nb, pm_reduce(h, kind, root, sa, scap, ra, rcap, count, k ? counts : NULL, k, code, op, nb ? &req : NULL));
+    return ended(nb, rc, req, result ? &r : NULL, inplace ? NULL : &s);
 }
+
+/* ireduce: reduce's nonblocking form (the same arguments): its request, or
+ * False for the general path. */
+FORMS(reduce)
 
 /* progress(handles): waits in one call for the requests of the runtime
  * handles in the list (0 for none), so that they move along together; each
