@@ -24,7 +24,8 @@
 #                restricted to TCP. Known: p2p, p2ptcp, coll, colltcp = the
 #                collectives at each of COLL_NP, py_p2p, py_p2ptcp, py_coll,
 #                py_colltcp, py_objcoll, py_objcolltcp (the object
-#                collectives), py_nbcoll (nonblocking ones), py_startup = the Python benchmarks: the same
+#                collectives), py_vcoll (the v-variants and Reduce_scatter),
+#                py_nbcoll (nonblocking ones), py_startup = the Python benchmarks: the same
 #                mpi4py script under pmrun and under mpirun with Debian's
 #                python3-mpi4py,
 #                pywin = 100 MB from rank 0 to the node's ranks through a
@@ -95,7 +96,7 @@ ensure_tools() {
   command -v gcc >/dev/null 2>&1 || missing+=(gcc)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
   if selected py_p2p || selected py_p2ptcp || selected py_coll || selected py_colltcp || selected py_objcoll ||
-    selected py_objcolltcp || selected py_nbcoll || selected py_startup || selected pywin || selected tasks; then
+    selected py_objcolltcp || selected py_nbcoll || selected py_vcoll || selected py_startup || selected pywin || selected tasks; then
     "$PY" -c "import numpy" 2>/dev/null || missing+=(python3-numpy)
     "$PY" -c "import mpi4py" 2>/dev/null || missing+=(python3-mpi4py)
   fi
@@ -267,6 +268,11 @@ main() {
       run_pair py_objcoll "$pnp" "mpi4py+Open MPI vader" "py_" node \
         -- "${PMRUN[@]}" -np "$pnp" --python "$PY" bench/py/osu.py objcoll \
         -- "${MPIRUN_NODE[@]}" -np "$pnp" "$PY" bench/py/osu.py objcoll
+    fi
+    if selected py_vcoll; then
+      run_pair py_vcoll "$pnp" "mpi4py+Open MPI vader" "py_" node \
+        -- "${PMRUN[@]}" -np "$pnp" --python "$PY" bench/py/osu.py vcoll \
+        -- "${MPIRUN_NODE[@]}" -np "$pnp" "$PY" bench/py/osu.py vcoll
     fi
     if selected py_nbcoll; then
       run_pair py_nbcoll "$pnp" "mpi4py+Open MPI vader" "py_" node \

@@ -21,7 +21,7 @@ func Allgather[T Elem](ctx context.Context, c *comm.Comm, send, recv []T) error 
 	alg := chooseFor(ctx, "allgather", c, bs, true)
 	defer c.BeginCollective("allgather", alg, bs).End()
 	if alg == AlgShared {
-		return gatherShared(ctx, c, 0, bytesOf(send), b, true)
+		return gatherShared(ctx, c, 0, bytesOf(send), b, blocks{bs: bs}, bs, true, nil)
 	}
 	k := newCall(ctx, c, "allgather")
 	switch alg {
@@ -48,8 +48,17 @@ func Allgatherv[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, count
 	if c.Size() == 1 {
 		return nil
 	}
+	es, longest := sizeOf[T](), 0
+	for _, n := range counts {
+		longest = max(longest, n*es)
+	}
+	alg := chooseFor(ctx, "allgatherv", c, longest, true)
+	defer c.BeginCollective("allgatherv", alg, len(send)*es).End()
+	if alg == AlgShared {
+		bl := blocks{counts: scaled(counts, es), displs: scaled(displs, es)}
+		return gatherShared(ctx, c, 0, bytesOf(send), bytesOf(recv), bl, longest, true, nil)
+	}
 	// The ring moves each block along p-1 hops, so any layout works.
-	defer c.BeginCollective("allgatherv", AlgRing, len(send)*sizeOf[T]()).End()
 	k := newCall(ctx, c, "allgatherv")
 	p := c.Size()
 	right, left := (k.rank+1)%p, (k.rank-1+p)%p

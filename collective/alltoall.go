@@ -52,17 +52,17 @@ func Alltoallv[T Elem](ctx context.Context, c *comm.Comm, send []T, sendCounts, 
 	if err := checkV("alltoallv", c, len(recv), recvCounts, recvDispls); err != nil {
 		return err
 	}
-	es := sizeOf[T]()
-	scale := func(v []int) []int {
-		out := make([]int, len(v))
-		for i, x := range v {
-			out[i] = x * es
-		}
-		return out
+	es, sent := sizeOf[T](), 0
+	for _, n := range sendCounts {
+		sent += n * es
 	}
-	defer c.BeginCollective("alltoallv", AlgPairwise, len(send)*es).End()
-	return alltoallvPairwise(newCall(ctx, c, "alltoallv"), bytesOf(send), bytesOf(recv),
-		scale(sendCounts), scale(sendDispls), scale(recvCounts), scale(recvDispls))
+	sc, sd, rc, rd := scaled(sendCounts, es), scaled(sendDispls, es), scaled(recvCounts, es), scaled(recvDispls, es)
+	alg := chooseFor(ctx, "alltoallv", c, sent, true)
+	defer c.BeginCollective("alltoallv", alg, sent).End()
+	if alg == AlgShared {
+		return alltoallvShared(ctx, c, bytesOf(send), bytesOf(recv), sc, sd, rc, rd)
+	}
+	return alltoallvPairwise(newCall(ctx, c, "alltoallv"), bytesOf(send), bytesOf(recv), sc, sd, rc, rd)
 }
 
 func offsets(counts []int) []int {

@@ -40,6 +40,15 @@ var sharedWorlds sync.Map // test name and np -> *commtest.World
 func nps() []int { return []int{1, 2, 3, 4, 5, 6, 7, 8, 9} }
 
 // input is rank r's vector: distinct per rank and index.
+// offsetOf is where block r starts when blocks of counts lie back to back.
+func offsetOf(counts []int, r int) int {
+	at := 0
+	for _, n := range counts[:r] {
+		at += n
+	}
+	return at
+}
+
 func input(r, n int) []int64 {
 	v := make([]int64, n)
 	for i := range v {
@@ -480,10 +489,7 @@ func TestScanExscanReduceScatter(t *testing.T) {
 				if err := collective.ReduceScatter(bg, c, input(me, tot), part, cnts, op); err != nil {
 					return err
 				}
-				off := 0
-				for r := range me {
-					off += cnts[r]
-				}
+				off := offsetOf(cnts, me)
 				if !slices.Equal(part, full[off:off+cnts[me]]) {
 					return fmt.Errorf("reduce_scatter np=%d op=%s rank %d wrong", np, name, me)
 				}

@@ -25,7 +25,7 @@ func Gather[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T)
 	defer c.BeginCollective("gather", alg, bs).End()
 	switch alg {
 	case AlgShared:
-		return gatherShared(ctx, c, root, bytesOf(send), bytesOf(recv), false)
+		return gatherShared(ctx, c, root, bytesOf(send), bytesOf(recv), blocks{bs: bs}, bs, false, nil)
 	case AlgLinear:
 		cnt := equalCounts(c.Size(), bs)
 		return gathervLinear(newCall(ctx, c, "gather"), root, bytesOf(send), bytesOf(recv), cnt, offsets(cnt))
@@ -52,7 +52,7 @@ func Scatter[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T
 	defer c.BeginCollective("scatter", alg, bs).End()
 	switch alg {
 	case AlgShared:
-		return scatterShared(ctx, c, root, bytesOf(send), bytesOf(recv))
+		return scatterShared(ctx, c, root, bytesOf(send), bytesOf(recv), blocks{bs: bs}, bs, nil)
 	case AlgLinear:
 		cnt := equalCounts(c.Size(), bs)
 		return scattervLinear(newCall(ctx, c, "scatter"), root, bytesOf(send), bytesOf(recv), cnt, offsets(cnt))
@@ -63,42 +63,49 @@ func Scatter[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T
 // Gatherv collects send (counts[r] elements on rank r) into root's recv at
 // displs (counts and displs are read at the root only).
 func Gatherv[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T, counts, displs []int) error {
-	if err := checkRoot(c, "gatherv", root); err != nil {
+	counts, displs, alg, err := rootedV(ctx, c, "gatherv", "send", root, recv, send, counts, displs)
+	if err != nil {
 		return err
 	}
-	defer c.BeginCollective("gatherv", AlgLinear, len(send)*sizeOf[T]()).End()
-	k := newCall(ctx, c, "gatherv")
-	if c.Rank() != root {
-		return k.send(root, bytesOf(send))
+	defer c.BeginCollective("gatherv", alg, len(send)*sizeOf[T]()).End()
+	if alg == AlgShared {
+		return gathervShared(ctx, c, root, bytesOf(send), bytesOf(recv), counts, displs)
 	}
-	if err := checkV("gatherv", c, len(recv), counts, displs); err != nil {
-		return err
-	}
-	if err := checkLen("gatherv", "send", len(send), counts[root]); err != nil {
-		return err
-	}
-	es := sizeOf[T]()
-	return gathervLinear(k, root, bytesOf(send), bytesOf(recv), scaled(counts, es), scaled(displs, es))
+	return gathervLinear(newCall(ctx, c, "gatherv"), root, bytesOf(send), bytesOf(recv), counts, displs)
 }
 
 // Scatterv sends counts[r] elements at displs[r] of root's send to rank r's recv.
 func Scatterv[T Elem](ctx context.Context, c *comm.Comm, root int, send []T, counts, displs []int, recv []T) error {
-	if err := checkRoot(c, "scatterv", root); err != nil {
+	counts, displs, alg, err := rootedV(ctx, c, "scatterv", "recv", root, send, recv, counts, displs)
+	if err != nil {
 		return err
 	}
-	defer c.BeginCollective("scatterv", AlgLinear, len(recv)*sizeOf[T]()).End()
-	k := newCall(ctx, c, "scatterv")
-	if c.Rank() != root {
-		return k.recv(root, bytesOf(recv))
+	defer c.BeginCollective("scatterv", alg, len(recv)*sizeOf[T]()).End()
+	if alg == AlgShared {
+		return scattervShared(ctx, c, root, bytesOf(send), bytesOf(recv), counts, displs)
 	}
-	if err := checkV("scatterv", c, len(send), counts, displs); err != nil {
-		return err
-	}
-	if err := checkLen("scatterv", "recv", len(recv), counts[root]); err != nil {
-		return err
+	return scattervLinear(newCall(ctx, c, "scatterv"), root, bytesOf(send), bytesOf(recv), counts, displs)
+}
+
+// rootedV checks the call of a rooted v-variant (name: gatherv, scatterv):
+// at the root, that its blocks lie in full and that own, the rank's buffer
+// (ownName), is the root's block. It returns the counts and displacements in
+// bytes (the root's) and the algorithm every rank chose.
+func rootedV[T Elem](ctx context.Context, c *comm.Comm, name, ownName string, root int, full, own []T, counts, displs []int) (bc, bd []int, alg string, err error) {
+	if err := checkRoot(c, name, root); err != nil {
+		return nil, nil, "", err
 	}
 	es := sizeOf[T]()
-	return scattervLinear(k, root, bytesOf(send), bytesOf(recv), scaled(counts, es), scaled(displs, es))
+	if c.Rank() == root {
+		if err := checkV(name, c, len(full), counts, displs); err != nil {
+			return nil, nil, "", err
+		}
+		if err := checkLen(name, ownName, len(own), counts[root]); err != nil {
+			return nil, nil, "", err
+		}
+		bc, bd = scaled(counts, es), scaled(displs, es)
+	}
+	return bc, bd, chooseFor(ctx, name, c, len(own)*es, true), nil
 }
 
 func scaled(v []int, f int) []int {

@@ -40,6 +40,35 @@ func TestSharedAreaMismatch(t *testing.T) {
 		"alltoall": func(ctx context.Context, c *comm.Comm, n int) error {
 			return collective.Alltoall(ctx, c, make([]int64, n*c.Size()), make([]int64, n*c.Size()))
 		},
+		// The v-variants: each rank's counts all n (rank 0, the root, says
+		// small where the others pass large). Gatherv and Scatterv use the
+		// area once another call has mapped it: a barrier first.
+		"gatherv": func(ctx context.Context, c *comm.Comm, n int) error {
+			counts, displs := vLayout(c.Size(), n)
+			if err := collective.Barrier(ctx, c); err != nil {
+				return err
+			}
+			return collective.Gatherv(ctx, c, 0, make([]int64, n), make([]int64, n*c.Size()), counts, displs)
+		},
+		"scatterv": func(ctx context.Context, c *comm.Comm, n int) error {
+			counts, displs := vLayout(c.Size(), n)
+			if err := collective.Barrier(ctx, c); err != nil {
+				return err
+			}
+			return collective.Scatterv(ctx, c, 0, make([]int64, n*c.Size()), counts, displs, make([]int64, n))
+		},
+		"allgatherv": func(ctx context.Context, c *comm.Comm, n int) error {
+			counts, displs := vLayout(c.Size(), n)
+			return collective.Allgatherv(ctx, c, make([]int64, n), make([]int64, n*c.Size()), counts, displs)
+		},
+		"alltoallv": func(ctx context.Context, c *comm.Comm, n int) error {
+			counts, displs := vLayout(c.Size(), n)
+			return collective.Alltoallv(ctx, c, make([]int64, n*c.Size()), counts, displs, make([]int64, n*c.Size()), counts, displs)
+		},
+		"reduce_scatter": func(ctx context.Context, c *comm.Comm, n int) error {
+			counts, _ := vLayout(c.Size(), n)
+			return collective.ReduceScatter(ctx, c, make([]int64, n*c.Size()), make([]int64, n), counts, collective.Sum[int64]())
+		},
 	}
 	w := oneNodeWorld(t, 3)
 	d := shm.SlotData(3) / 8 // int64s in an area
@@ -54,6 +83,14 @@ func TestSharedAreaMismatch(t *testing.T) {
 			})
 		}
 	}
+}
+
+// vLayout is p blocks of n elements, back to back.
+func vLayout(p, n int) (counts, displs []int) {
+	for r := range p {
+		counts, displs = append(counts, n), append(displs, r*n)
+	}
+	return counts, displs
 }
 
 // mismatchRun runs call on a Dup of w's world, rank 0 with count small and

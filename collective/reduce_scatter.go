@@ -13,32 +13,8 @@ func ReduceScatterBlock[T Elem](ctx context.Context, c *comm.Comm, send, recv []
 	if err := checkLen("reduce_scatter_block", "send", len(send), len(recv)*p); err != nil {
 		return err
 	}
-	k := newCall(ctx, c, "reduce_scatter_block")
-	if !op.Commutative || p == 1 {
-		defer c.BeginCollective("reduce_scatter_block", "reduce_scatterv", len(send)*sizeOf[T]()).End()
-		counts := equalCounts(p, len(recv))
-		return reduceScatterv(k, send, recv, counts, offsets(counts), op)
-	}
-	// Ring reduce-scatter on equal blocks: p-1 steps, each rank passes one
-	// partially reduced block to its right neighbour.
-	defer c.BeginCollective("reduce_scatter_block", AlgRing, len(send)*sizeOf[T]()).End()
-	n := len(recv)
-	acc, accSc := getScratch[T](len(send))
-	copy(acc, send)
-	tmp, tmpSc := getScratch[T](n)
-	right, left := (k.rank+1)%p, (k.rank-1+p)%p
-	for s := range p - 1 {
-		sb := (k.rank - s - 1 + 2*p) % p
-		rb := (k.rank - s - 2 + 2*p) % p
-		if err := k.sendrecv(bytesOf(acc[sb*n:(sb+1)*n]), right, bytesOf(tmp), left); err != nil {
-			return err
-		}
-		op.apply(tmp, acc[rb*n:(rb+1)*n])
-	}
-	copy(recv, acc[k.rank*n:(k.rank+1)*n])
-	accSc.release()
-	tmpSc.release()
-	return nil
+	counts := equalCounts(p, len(recv))
+	return reduceScatter(ctx, c, "reduce_scatter_block", send, recv, counts, offsets(counts), op)
 }
 
 // ReduceScatter combines every rank's send with op and leaves counts[r]
@@ -57,8 +33,54 @@ func ReduceScatter[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, co
 	if err := checkLen("reduce_scatter", "recv", len(recv), counts[c.Rank()]); err != nil {
 		return err
 	}
-	defer c.BeginCollective("reduce_scatter", "reduce_scatterv", len(send)*sizeOf[T]()).End()
-	return reduceScatterv(newCall(ctx, c, "reduce_scatter"), send, recv, counts, offsets(counts), op)
+	return reduceScatter(ctx, c, "reduce_scatter", send, recv, counts, offsets(counts), op)
+}
+
+// reduceScatter runs the call name of the reduce_scatter family, the blocks
+// (elements) checked.
+func reduceScatter[T Elem](ctx context.Context, c *comm.Comm, name string, send, recv []T, counts, displs []int, op Op[T]) error {
+	nb := len(send) * sizeOf[T]()
+	if c.Size() == 1 {
+		copy(recv, send)
+		return nil
+	}
+	alg := chooseFor(ctx, "reduce_scatter", c, nb, op.Commutative)
+	defer c.BeginCollective(name, alg, nb).End()
+	switch alg {
+	case AlgShared:
+		return reduceScatterShared(ctx, c, send, recv, counts, displs, op)
+	case AlgRing:
+		return reduceScatterRing(newCall(ctx, c, name), send, recv, counts, displs, op)
+	}
+	return reduceScatterv(newCall(ctx, c, name), send, recv, counts, displs, op)
+}
+
+// reduceScatterRing: p-1 steps, each rank passes one partially reduced block
+// to its right neighbour and folds the one from its left into its own copy;
+// for commutative ops.
+func reduceScatterRing[T Elem](k *call, send, recv []T, counts, displs []int, op Op[T]) error {
+	p, longest := k.size, 0
+	for _, n := range counts {
+		longest = max(longest, n)
+	}
+	acc, accSc := getScratch[T](len(send))
+	copy(acc, send)
+	tmp, tmpSc := getScratch[T](longest)
+	blk := func(b int) []T { return acc[displs[b] : displs[b]+counts[b]] }
+	right, left := (k.rank+1)%p, (k.rank-1+p)%p
+	for s := range p - 1 {
+		sb := (k.rank - s - 1 + 2*p) % p
+		rb := (k.rank - s - 2 + 2*p) % p
+		in := tmp[:counts[rb]]
+		if err := k.sendrecv(bytesOf(blk(sb)), right, bytesOf(in), left); err != nil {
+			return err
+		}
+		op.apply(in, blk(rb))
+	}
+	copy(recv, blk(k.rank))
+	accSc.release()
+	tmpSc.release()
+	return nil
 }
 
 // reduceScatterv reduces to rank 0 (in rank order) and scatters the pieces.

@@ -29,7 +29,8 @@ const (
 	AlgLinear            = "linear"
 	AlgReduceBcast       = "reduce_bcast"
 	AlgHierarchical      = "hierarchical"
-	AlgShared            = "shared" // through the communicator's shared area (shared.go)
+	AlgShared            = "shared"          // through the communicator's shared area (shared.go)
+	AlgReduceScatterv    = "reduce_scatterv" // reduce to rank 0, then scatter the blocks
 )
 
 // Thresholds, in bytes, started from MPICH's and moved where measurements on
@@ -59,6 +60,7 @@ const (
 	sharedLarge    = 1 << 20
 	sharedRooted   = 128 << 10
 	sharedAlltoall = 512 << 10 // all of a rank's blocks
+	sharedPair     = 64 << 10  // reduce_scatter on two ranks: the whole vector
 )
 
 var algorithms = map[string][]string{
@@ -70,6 +72,12 @@ var algorithms = map[string][]string{
 	"alltoall":  {AlgPairwise, AlgBruck, AlgLinear, AlgShared},
 	"gather":    {AlgBinomial, AlgLinear, AlgShared},
 	"scatter":   {AlgBinomial, AlgLinear, AlgShared},
+
+	"gatherv":        {AlgLinear, AlgShared},
+	"scatterv":       {AlgLinear, AlgShared},
+	"allgatherv":     {AlgRing, AlgShared},
+	"alltoallv":      {AlgPairwise, AlgShared},
+	"reduce_scatter": {AlgRing, AlgReduceScatterv, AlgShared}, // and ReduceScatterBlock
 }
 
 // Algorithms lists the algorithms of a family ("allreduce", "bcast", ...).
@@ -123,7 +131,9 @@ func isPow2(n int) bool { return n > 0 && n&(n-1) == 0 }
 
 // Choose returns the algorithm the selector picks for a blocking call of family
 // on c with a message of nbytes (per rank; for allgather, alltoall, gather and
-// scatter, per block) and an op that is commutative or not. A forced algorithm
+// scatter, per block; for allgatherv, the longest block; for gatherv and
+// scatterv, the rank's own block, for alltoallv all its blocks; for
+// reduce_scatter, the whole vector) and an op that is commutative or not. A forced algorithm
 // (PMRUN_COLL_<FAMILY>) wins when it applies to the case. Choose makes no call
 // on c: it says "shared" when c may use a shared area that it has not mapped
 // yet.
@@ -256,6 +266,17 @@ func choose(family string, c *comm.Comm, nbytes int, commutative bool, r reach) 
 			return AlgLinear
 		}
 		return AlgBinomial
+	case "gatherv", "scatterv":
+		return AlgLinear
+	case "allgatherv":
+		return AlgRing
+	case "alltoallv":
+		return AlgPairwise
+	case "reduce_scatter":
+		if commutative {
+			return AlgRing
+		}
+		return AlgReduceScatterv
 	}
 	return ""
 }
@@ -266,6 +287,8 @@ func applies(family, alg string, p int, commutative bool, r reach) bool {
 	case !slices.Contains(algorithms[family], alg):
 		return false
 	case alg == AlgShared && !r.shared, alg == AlgHierarchical && !r.nodes:
+		return false
+	case family == "reduce_scatter" && !commutative && alg == AlgRing:
 		return false
 	case family == "allreduce" && !commutative && (alg == AlgRing || alg == AlgRabenseifner || alg == AlgHierarchical):
 		return false
@@ -288,7 +311,19 @@ func applies(family, alg string, p int, commutative bool, r reach) bool {
 // (measured at np 4 and 8, alternating with the message-based algorithms).
 func sharedPays(family string, p, nbytes int) bool {
 	switch family {
-	case "bcast", "allgather", "allreduce", "reduce":
+	case "reduce_scatter":
+		// Each rank writes all of its vector and folds its block out of
+		// every area; the ring moves and folds only the blocks. From
+		// Python, Reduce_scatter of n float64 a rank, 3 rounds alternating,
+		// us: np 4, 1 MiB in all, 390-436 against the ring's 580-847, 256
+		// KiB 112-152 against 208-324; np 2, 16 KiB 9.1-9.3 against
+		// 9.8-41, but 128 KiB 29-37 against 25-29 and 512 KiB 75-87
+		// against 67-81: two ranks halve each other's vector in one step.
+		if p == 2 {
+			return nbytes <= sharedPair
+		}
+		return nbytes <= sharedLarge
+	case "bcast", "allgather", "allreduce", "reduce", "allgatherv":
 		// reduce folds its segments on every rank (reduceSharedSplit), as
 		// allreduce does: against the binomial tree, 3 rounds alternating,
 		// us, np 8: 256 KiB 221-289 against 368-431, 1 MiB 813-922

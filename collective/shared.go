@@ -1,6 +1,7 @@
 package collective
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -35,13 +36,26 @@ import (
 // sharedOK reports whether a call of family on c, made with ctx, may use c's
 // shared area. Every rank answers alike: the first time it says yes on c, the
 // ranks map the area and agree that all of them could.
+//
+// Gatherv and Scatterv use the area only once another call has mapped it:
+// their root checks its counts alone, and a program may go on after its root
+// refused a call (mpi4py raises before it reaches MPI) while the other ranks
+// made theirs, which on messages return (their sends are eager, their
+// receives wait for a root that does not come either way); a first use
+// would make those ranks wait for the root in the agreement to map it.
 func sharedOK(ctx context.Context, family string, c *comm.Comm) bool {
-	return sharedMay(ctx, family, c) && slotsOf(ctx, c) != nil
+	if !sharedMay(ctx, family, c) {
+		return false
+	}
+	if family == "gatherv" || family == "scatterv" {
+		return commx.Mapped(c) != nil
+	}
+	return slotsOf(ctx, c) != nil
 }
 
 // sharedMay is sharedOK without mapping the area: whether the call may use it.
 func sharedMay(ctx context.Context, family string, c *comm.Comm) bool {
-	if family == "alltoall" && c.Size() > shm.SlotData(c.Size())/64 {
+	if (family == "alltoall" || family == "alltoallv") && c.Size() > shm.SlotData(c.Size())/64 {
 		return false // a rank's area must hold at least 64 bytes of each of its blocks
 	}
 	return hasShared(family) && commx.HasSlots(c) && !reservedFor(ctx, c)
@@ -53,7 +67,8 @@ func sharedMay(ctx context.Context, family string, c *comm.Comm) bool {
 // the name was a tenth of an 8-byte bcast's CPU.
 func hasShared(family string) bool {
 	switch family {
-	case "barrier", "bcast", "reduce", "allreduce", "allgather", "alltoall", "gather", "scatter":
+	case "barrier", "bcast", "reduce", "allreduce", "allgather", "alltoall", "gather", "scatter",
+		"gatherv", "scatterv", "allgatherv", "alltoallv", "reduce_scatter":
 		return true
 	}
 	return false
@@ -95,6 +110,9 @@ func get(a []byte, r, n, total int) ([]byte, error) {
 	}
 	return data(a)[:n], nil
 }
+
+// whole is the length of the whole call that the writer of area a recorded.
+func whole(a []byte) int { return int(binary.LittleEndian.Uint64(trailer(a)[8:])) }
 
 // slotsOf returns c's shared area, or nil (see commx.Slots): once mapped, at
 // once; before, through commx.Slots and the members' agreement, whose
@@ -224,26 +242,57 @@ func bcastShared(ctx context.Context, c *comm.Comm, root int, b []byte) error {
 	})
 }
 
+// blocks is where each rank's block of a gather or scatter lies in the full
+// buffer (the root's, or every rank's for allgather), in bytes: rank r's at
+// r*bs, bs bytes, or, for the v-variants, counts[r] bytes at displs[r].
+type blocks struct {
+	bs             int
+	counts, displs []int
+}
+
+// at is rank r's block: its offset and length.
+func (bl blocks) at(r int) (off, n int) {
+	if bl.counts == nil {
+		return r * bl.bs, bl.bs
+	}
+	return bl.displs[r], bl.counts[r]
+}
+
+// clip is the part [lo, hi) of a block of n bytes cuts out of it.
+func clip(lo, hi, n int) (int, int) { return min(lo, n), min(hi, n) }
+
 // gatherShared: every rank but root writes its block, a segment of
-// s.Data() bytes a slot; root copies them out. With all, every rank reads every
-// block (allgather). send may be recv's own block (in place).
-func gatherShared(ctx context.Context, c *comm.Comm, root int, send, recv []byte, all bool) error {
+// s.Data() bytes a slot; root copies them out. With all, every rank reads
+// every block (allgather). send may be recv's own block (in place).
+//
+// span is how many bytes of each block go through the area: all of them
+// (the longest block, which every rank knows), or, for Gatherv, whose counts
+// only the root knows, one area's worth (s.Data()): the rest of a longer
+// block then goes by message (see gathervShared), and totals, if not nil,
+// gets the length of each rank's whole block, as the rank wrote it. Blocks
+// of the wrong length are left out (ErrMismatch), the others read.
+func gatherShared(ctx context.Context, c *comm.Comm, root int, send, recv []byte, bl blocks, span int, all bool, totals []int) error {
 	name := "gather"
 	if all {
 		name = "allgather"
 	}
-	me, bs := c.Rank(), len(send)
+	if bl.counts != nil || totals != nil {
+		name += "v"
+	}
+	me := c.Rank()
 	reader := all || me == root
 	if reader {
-		copy(recv[me*bs:], send)
+		off, _ := bl.at(me)
+		copy(recv[off:], send)
 	}
 	return onSlots(ctx, c, name, func(s *shm.Slots) error {
-		return segments(s, bs, s.Data(), func(n uint64, lo, hi int) error {
+		return segments(s, span, s.Data(), func(n uint64, lo, hi int) error {
 			if all || me != root {
 				if err := s.Claim(ctx, n); err != nil {
 					return err
 				}
-				put(s.Area(n, me), send[lo:hi], bs)
+				a, b := clip(lo, hi, len(send))
+				put(s.Area(n, me), send[a:b], len(send))
 				s.Publish(n)
 			}
 			if !reader {
@@ -252,39 +301,57 @@ func gatherShared(ctx context.Context, c *comm.Comm, root int, send, recv []byte
 			if err := s.AwaitAll(ctx, n); err != nil {
 				return err
 			}
+			var bad error
 			for r := range c.Size() {
 				if r == me {
 					continue
 				}
-				part, err := get(s.Area(n, r), r, hi-lo, bs)
-				if err != nil {
-					return err
+				off, cnt := bl.at(r)
+				a, b := clip(lo, hi, cnt)
+				if totals != nil {
+					totals[r] = whole(s.Area(n, r))
 				}
-				copy(recv[r*bs+lo:r*bs+hi], part)
+				part, err := get(s.Area(n, r), r, b-a, cnt)
+				if err != nil {
+					bad = cmp.Or(bad, err)
+					continue
+				}
+				copy(recv[off+a:off+b], part)
 			}
-			return nil
+			return bad
 		})
 	})
 }
 
 // scatterShared: root writes each segment of block r into area r; rank r
-// copies it out.
-func scatterShared(ctx context.Context, c *comm.Comm, root int, send, recv []byte) error {
-	me, bs := c.Rank(), len(recv)
+// copies it out. span is as gatherShared's: for Scatterv, one area's worth,
+// the rest of a longer block by message (scattervShared); total, if not
+// nil, gets the length of the rank's whole block as the root wrote it.
+func scatterShared(ctx context.Context, c *comm.Comm, root int, send, recv []byte, bl blocks, span int, total *int) error {
+	me := c.Rank()
 	if me == root {
-		copy(recv, send[me*bs:(me+1)*bs])
+		off, _ := bl.at(me)
+		copy(recv, send[off:off+len(recv)])
 	}
-	return onSlots(ctx, c, "scatter", func(s *shm.Slots) error {
-		return segments(s, bs, s.Data(), func(n uint64, lo, hi int) error {
+	name := "scatter"
+	if bl.counts != nil || total != nil {
+		name = "scatterv"
+	}
+	return onSlots(ctx, c, name, func(s *shm.Slots) error {
+		return segments(s, span, s.Data(), func(n uint64, lo, hi int) error {
 			if me != root {
 				if err := s.Await(ctx, n, root); err != nil {
 					return err
 				}
-				part, err := get(s.Area(n, me), root, hi-lo, bs)
+				a, b := clip(lo, hi, len(recv))
+				if total != nil {
+					*total = whole(s.Area(n, me))
+				}
+				part, err := get(s.Area(n, me), root, b-a, len(recv))
 				if err != nil {
 					return err
 				}
-				copy(recv[lo:hi], part)
+				copy(recv[a:b], part)
 				return nil
 			}
 			if err := s.Claim(ctx, n); err != nil {
@@ -292,7 +359,9 @@ func scatterShared(ctx context.Context, c *comm.Comm, root int, send, recv []byt
 			}
 			for r := range c.Size() {
 				if r != me {
-					put(s.Area(n, r), send[r*bs+lo:r*bs+hi], bs)
+					off, cnt := bl.at(r)
+					a, b := clip(lo, hi, cnt)
+					put(s.Area(n, r), send[off+a:off+b], cnt)
 				}
 			}
 			s.Publish(n)

@@ -117,7 +117,133 @@ func mixedRound(ctx context.Context, c *comm.Comm, i, n int) error {
 			return fmt.Errorf("round %d n=%d: reduce %s wrong", i, n, name)
 		}
 	}
+	if err := vRound(ctx, c, i, n); err != nil {
+		return err
+	}
 	return collective.Barrier(ctx, c)
+}
+
+// vRound runs the v-variants and the reduce-scatters, root i % size, with
+// blocks of n-1 to n+2 int64 that differ from rank to rank (some empty),
+// laid out with gaps, and checks every result and that the gaps are left
+// alone.
+func vRound(ctx context.Context, c *comm.Comm, i, n int) error {
+	p, me, root := c.Size(), c.Rank(), i%c.Size()
+	seed := func(r int) []int64 { return input(r+i*7, n+2) }
+	cnt := func(r int) int { return max(0, n+(r*3+i)%4-1) }
+	const gap = -7
+	// counts and displs of blocks of cnt2(r) elements with a gap of r+1 before each.
+	layout := func(cnt2 func(r int) int) (counts, displs []int, buf []int64) {
+		at := 0
+		for r := range p {
+			at += r + 1
+			counts, displs = append(counts, cnt2(r)), append(displs, at)
+			at += cnt2(r)
+		}
+		buf = make([]int64, at+1)
+		for k := range buf {
+			buf[k] = gap
+		}
+		return counts, displs, buf
+	}
+	// check reports whether buf holds want(r) in block r and gap elsewhere.
+	check := func(buf []int64, counts, displs []int, want func(r int) []int64) bool {
+		k := 0
+		for r := range p {
+			for ; k < displs[r]; k++ {
+				if buf[k] != gap {
+					return false
+				}
+			}
+			if !slices.Equal(buf[k:k+counts[r]], want(r)) {
+				return false
+			}
+			k += counts[r]
+		}
+		return buf[k] == gap
+	}
+	mine := func(r int) []int64 { return seed(r)[:cnt(r)] }
+	counts, displs, all := layout(cnt)
+	if err := collective.Gatherv(ctx, c, root, mine(me), all, counts, displs); err != nil {
+		return err
+	}
+	if me == root && !check(all, counts, displs, mine) {
+		return fmt.Errorf("round %d n=%d: gatherv wrong", i, n)
+	}
+	full := slices.Clone(all)
+	for r := range p {
+		copy(full[displs[r]:], mine(r))
+	}
+	got := make([]int64, cnt(me))
+	if err := collective.Scatterv(ctx, c, root, full, counts, displs, got); err != nil {
+		return err
+	}
+	if !slices.Equal(got, mine(me)) {
+		return fmt.Errorf("round %d n=%d: scatterv wrong", i, n)
+	}
+	_, _, all = layout(cnt)
+	send := mine(me)
+	if i%2 == 1 { // in place
+		copy(all[displs[me]:], send)
+		send = all[displs[me] : displs[me]+cnt(me)]
+	}
+	if err := collective.Allgatherv(ctx, c, send, all, counts, displs); err != nil {
+		return err
+	}
+	if !check(all, counts, displs, mine) {
+		return fmt.Errorf("round %d n=%d: allgatherv wrong", i, n)
+	}
+	// Alltoallv: rank r's block for rank j is seed(r*p+j)[:cnt(r+2j)].
+	block := func(r, j int) []int64 { return seed(r*p + j)[:cnt(r+2*j)] }
+	sc, sd, sbuf := layout(func(j int) int { return cnt(me + 2*j) })
+	for j := range p {
+		copy(sbuf[sd[j]:], block(me, j))
+	}
+	rc, rd, rbuf := layout(func(r int) int { return cnt(r + 2*me) })
+	if err := collective.Alltoallv(ctx, c, sbuf, sc, sd, rbuf, rc, rd); err != nil {
+		return err
+	}
+	if !check(rbuf, rc, rd, func(r int) []int64 { return block(r, me) }) {
+		return fmt.Errorf("round %d n=%d: alltoallv wrong", i, n)
+	}
+	ops := ops()
+	for _, name := range slices.Sorted(maps.Keys(ops)) {
+		o, unit := ops[name], 1
+		if name == "matmul" {
+			unit = 4 // the op's 2x2 matrices
+		}
+		rcounts, total := make([]int, p), 0
+		for r := range p {
+			rcounts[r] = cnt(r) * unit
+			total += rcounts[r]
+		}
+		want := input(0+i, total)
+		for r := 1; r < p; r++ {
+			want = o.ref(want, input(r+i, total))
+		}
+		out := make([]int64, rcounts[me])
+		if err := collective.ReduceScatter(ctx, c, input(me+i, total), out, rcounts, o.op); err != nil {
+			return err
+		}
+		at := offsetOf(rcounts, me)
+		if !slices.Equal(out, want[at:at+rcounts[me]]) {
+			return fmt.Errorf("round %d n=%d: reduce_scatter %s wrong", i, n, name)
+		}
+		blk := n * unit
+		want = input(0+i, blk*p)
+		for r := 1; r < p; r++ {
+			want = o.ref(want, input(r+i, blk*p))
+		}
+		in := input(me+i, blk*p)
+		out = in[:blk] // in place
+		if err := collective.ReduceScatterBlock(ctx, c, in, out, o.op); err != nil {
+			return err
+		}
+		if !slices.Equal(out, want[me*blk:(me+1)*blk]) {
+			return fmt.Errorf("round %d n=%d: reduce_scatter_block %s wrong", i, n, name)
+		}
+	}
+	return nil
 }
 
 // TestSharedArea runs many rounds of mixed collectives, so that every slot is
@@ -133,6 +259,11 @@ func TestSharedArea(t *testing.T) {
 		w.Run(func(c *comm.Comm) error {
 			if !commx.HasSlots(c) || collective.Choose("bcast", c, 8, true) != collective.AlgShared {
 				return errors.New("no shared area on one node's ranks")
+			}
+			for _, f := range []string{"gatherv", "scatterv", "allgatherv", "alltoallv", "reduce_scatter"} {
+				if alg := collective.Choose(f, c, 8, false); alg != collective.AlgShared {
+					return fmt.Errorf("%s of 8 bytes on one node chose %s", f, alg)
+				}
 			}
 			for i := range sharedRounds {
 				n := []int{1, 13, shm.SlotDataMin / 8, shm.SlotDataMin/8 + 1, 0}[i%5]
@@ -186,7 +317,7 @@ func TestSharedArea(t *testing.T) {
 // call), on odd and even rank counts, and give the right results, the
 // non-commutative ops included.
 func TestSharedAreaSegments(t *testing.T) {
-	for _, f := range []string{"BCAST", "ALLREDUCE", "REDUCE", "ALLGATHER", "ALLTOALL", "GATHER", "SCATTER"} {
+	for _, f := range []string{"BCAST", "ALLREDUCE", "REDUCE", "ALLGATHER", "ALLTOALL", "GATHER", "SCATTER", "ALLGATHERV", "REDUCE_SCATTER"} {
 		collective.SetForced(t, f, collective.AlgShared)
 	}
 	for _, np := range []int{2, 3, 5} {
@@ -196,7 +327,7 @@ func TestSharedAreaSegments(t *testing.T) {
 			// 9 segments of an area take 33 slot operations: the slots go round.
 			sizes := []int{d + 1, 3*d + 5, 9*d - 3, d - 1}
 			for i, n := range sizes {
-				for _, f := range []string{"bcast", "allreduce", "reduce", "allgather", "alltoall", "gather", "scatter"} {
+				for _, f := range []string{"bcast", "allreduce", "reduce", "allgather", "alltoall", "gather", "scatter", "allgatherv", "reduce_scatter"} {
 					if alg := collective.Choose(f, c, n*8, true); alg != collective.AlgShared {
 						return fmt.Errorf("%s of %d int64s chose %s under PMRUN_COLL_%s=shared", f, n, alg, strings.ToUpper(f))
 					}

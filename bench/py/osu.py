@@ -15,6 +15,10 @@ Prints "<test> bytes=<b> value=<v>" lines (us per operation, MB/s for bandwidth)
   objcoll: the object (pickle) collectives bcast, gather, allgather, scatter,
         alltoall of bytes objects, allreduce and reduce of an int; the time
         of the slowest rank per call
+  vcoll: the v-variants Gatherv, Scatterv, Allgatherv, Alltoallv (n bytes
+        per rank, counts and displacements given) and Reduce_scatter (n
+        bytes per rank, float64 sum, recvcounts given) on numpy buffers; the
+        time of the slowest rank per call
   nbcoll: the nonblocking Ibarrier, Iallreduce, Ibcast, Ireduce, Igather,
           Iscatter, Iallgather and Ialltoall of 8 bytes (per rank), waited
         for at once (nb_*_wait) and polled with Test (nb_*_test), and a
@@ -157,6 +161,23 @@ def objcoll():
             slowest(name, n, op, max(5, iters // 8), skip)
 
 
+def vcoll():
+    for n in (8, 65536, 1 << 20):
+        count = n // 8
+        a, b = np.ones(count, dtype=np.float64), np.empty(count, dtype=np.float64)
+        big, out = np.ones(count * size, dtype=np.float64), np.empty(count * size, dtype=np.float64)
+        counts, displs = [count] * size, [r * count for r in range(size)]
+        ops = [("gatherv", lambda: comm.Gatherv(a, [out, counts, displs, MPI.DOUBLE], root=0)),
+               ("scatterv", lambda: comm.Scatterv([big, counts, displs, MPI.DOUBLE], b, root=0)),
+               ("allgatherv", lambda: comm.Allgatherv(a, [out, counts, displs, MPI.DOUBLE])),
+               ("alltoallv", lambda: comm.Alltoallv([big, counts, displs, MPI.DOUBLE],
+                                                    [out, counts, displs, MPI.DOUBLE])),
+               ("reduce_scatter", lambda: comm.Reduce_scatter(big, b, counts, op=MPI.SUM))]
+        for name, op in ops:
+            iters, skip = iters_for(n)
+            slowest(name, n, op, max(5, iters // 4), skip)
+
+
 def nbcoll():
     a, b = np.ones(1, dtype=np.float64), np.empty(1, dtype=np.float64)
     blocks, all_ = np.ones(size, dtype=np.float64), np.empty(size, dtype=np.float64)
@@ -217,4 +238,4 @@ def nbcoll():
 
 
 if __name__ == "__main__":
-    {"p2p": p2p, "coll": coll, "objcoll": objcoll, "nbcoll": nbcoll}[sys.argv[1] if len(sys.argv) > 1 else "p2p"]()
+    {"p2p": p2p, "coll": coll, "objcoll": objcoll, "vcoll": vcoll, "nbcoll": nbcoll}[sys.argv[1] if len(sys.argv) > 1 else "p2p"]()
