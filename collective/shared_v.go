@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/pmrun/pmrun/comm"
 	"github.com/pmrun/pmrun/internal/shm"
@@ -93,51 +94,91 @@ func scattervShared(ctx context.Context, c *comm.Comm, root int, send, recv []by
 
 // vPart is how much of an area one block of an Alltoallv takes on p ranks:
 // a header of 16 bytes (the block's full length, which its receiver checks
-// against its count), then its first vPart(p)-16 bytes.
+// against its count), then up to vPart(p)-16 bytes of it.
 func vPart(p int) int { return shm.SlotData(p) / p &^ 63 }
 
-// alltoallvShared is Alltoallv's shared algorithm, in bytes: each rank
-// writes the head of each of its p blocks into its part of its area, reads
-// the head of its block from every rank's area, then the ranks exchange the
-// rest of the longer blocks pairwise. send and recv must not overlap. A
-// block of another length than its receiver's count is dropped (its rest
-// received all the same), and the call returns ErrMismatch.
+// alltoallvShared is Alltoallv's shared algorithm, in bytes. In the first
+// slot operation each rank writes the head of each of its p blocks into its
+// part of its area, with the length of its longest block in the area's
+// trailer, and reads the head of its block from every rank's area: then
+// every rank knows the longest block of all. If all blocks of that length
+// would fit the rule of Alltoall's shared algorithm (sharedAlltoall), the
+// next parts of the blocks go through the next operations, as many as the
+// longest block needs; else the ranks exchange the rest of the longer
+// blocks by message, pairwise. send and recv must not overlap. A block of
+// another length than its receiver's count is dropped (its rest received
+// all the same), and the call returns ErrMismatch.
 func alltoallvShared(ctx context.Context, c *comm.Comm, send, recv []byte, sc, sd, rc, rd []int) error {
 	me, p, q := c.Rank(), c.Size(), vPart(c.Size())
-	m := q - 16 // the head of a block that goes through the area
+	m := q - 16 // the part of a block that one operation carries
 	k := newCall(ctx, c, "alltoallv")
 	sent := make([]int, p) // the length of each rank's block for this one
+	mine := slices.Max(sc)
 	var bad error
+	whole := false // every block went through the area
 	err := onSlots(ctx, c, "alltoallv", func(s *shm.Slots) error {
-		return slotOp(s, 1, func(n uint64) error {
-			if err := s.Claim(ctx, n); err != nil {
-				return err
-			}
-			d := data(s.Area(n, me))
-			for j := range p {
-				b := d[j*q : (j+1)*q]
-				binary.LittleEndian.PutUint64(b, uint64(sc[j]))
-				copy(b[16:], send[sd[j]:sd[j]+min(sc[j], m)])
-			}
-			s.Publish(n)
-			if err := s.AwaitAll(ctx, n); err != nil {
-				return err
-			}
-			for r := range p {
-				b := data(s.Area(n, r))[me*q : (me+1)*q]
-				sent[r] = int(binary.LittleEndian.Uint64(b))
-				if sent[r] != rc[r] {
-					bad = cmp.Or(bad, fmt.Errorf("rank %d sent %d bytes, want %d: %w", r, sent[r], rc[r], ErrMismatch))
-					continue
+		longest := 0
+		part := func(lo int) func(n uint64) error {
+			return func(n uint64) error {
+				if err := s.Claim(ctx, n); err != nil {
+					return err
 				}
-				copy(recv[rd[r]:rd[r]+min(rc[r], m)], b[16:])
+				a := s.Area(n, me)
+				binary.LittleEndian.PutUint64(trailer(a), uint64(mine))
+				for j, d := 0, data(a); j < p; j++ {
+					b := d[j*q : (j+1)*q]
+					binary.LittleEndian.PutUint64(b, uint64(sc[j]))
+					x, y := clip(lo, lo+m, sc[j])
+					copy(b[16:], send[sd[j]+x:sd[j]+y])
+				}
+				s.Publish(n)
+				if err := s.AwaitAll(ctx, n); err != nil {
+					return err
+				}
+				for r := range p {
+					a := s.Area(n, r)
+					longest = max(longest, int(binary.LittleEndian.Uint64(trailer(a))))
+					b := data(a)[me*q : (me+1)*q]
+					sent[r] = int(binary.LittleEndian.Uint64(b))
+					if sent[r] != rc[r] {
+						if lo == 0 {
+							bad = cmp.Or(bad, fmt.Errorf("rank %d sent %d bytes, want %d: %w", r, sent[r], rc[r], ErrMismatch))
+						}
+						continue
+					}
+					x, y := clip(lo, lo+m, rc[r])
+					copy(recv[rd[r]+x:rd[r]+y], b[16:])
+				}
+				return nil
 			}
-			return nil
-		})
+		}
+		if err := slotOp(s, 1, part(0)); err != nil {
+			return err
+		}
+		if longest*p > sharedAlltoall {
+			return nil // the rest by message
+		}
+		whole = true
+		for lo := m; lo < longest; lo += m {
+			if err := slotOp(s, segStride, part(lo)); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
-	if err != nil {
-		return err
+	if err == nil && !whole {
+		err = alltoallvRest(k, send, recv, sc, sd, rc, rd, sent, m)
 	}
+	if err == nil && bad != nil {
+		err = &Error{Op: "alltoallv", Err: bad}
+	}
+	return err
+}
+
+// alltoallvRest exchanges the rest of the blocks longer than m, pairwise;
+// sent is the length of each rank's block for this one.
+func alltoallvRest(k *call, send, recv []byte, sc, sd, rc, rd, sent []int, m int) error {
+	me, p := k.rank, k.size
 	if sent[me] == rc[me] && rc[me] > m {
 		copy(recv[rd[me]+m:rd[me]+rc[me]], send[sd[me]+m:sd[me]+sc[me]])
 	}
@@ -145,7 +186,7 @@ func alltoallvShared(ctx context.Context, c *comm.Comm, send, recv []byte, sc, s
 		dst, src := (me+st)%p, (me-st+p)%p
 		var rq *comm.Request
 		if sent[src] > m {
-			rq = c.Irecv(ctx, src, k.tag, rest(recv, rd[src], rc[src], m, sent[src]))
+			rq = k.c.Irecv(k.ctx, src, k.tag, rest(recv, rd[src], rc[src], m, sent[src]))
 		}
 		if sc[dst] > m {
 			if err := k.send(dst, send[sd[dst]+m:sd[dst]+sc[dst]]); err != nil {
@@ -160,9 +201,6 @@ func alltoallvShared(ctx context.Context, c *comm.Comm, send, recv []byte, sc, s
 				return k.wrap(err)
 			}
 		}
-	}
-	if bad != nil {
-		return &Error{Op: "alltoallv", Err: bad}
 	}
 	return nil
 }
