@@ -315,11 +315,11 @@ func pm_alltoallv(h int64, sbuf unsafe.Pointer, scap int64, scounts, sdispls, rb
 	if err != nil {
 		return fail(err)
 	}
-	send := layout{append([]byte(nil), recv.buf...), recv.counts, recv.displs}
-	if sbuf != nil {
-		if send, err = vregion(c, "send", sbuf, scap, scounts, sdispls, k, errSendShort); err != nil {
-			return fail(err)
-		}
+	var send layout
+	if sbuf == nil { // in place: the blocks to send are a copy of recv's
+		send = layout{append([]byte(nil), recv.buf...), recv.counts, recv.displs}
+	} else if send, err = vregion(c, "send", sbuf, scap, scounts, sdispls, k, errSendShort); err != nil {
+		return fail(err)
 	}
 	if req != nil { // stepped, as pm_barrier's
 		return started(req, collective.Ialltoallv(stepBg, c, send.buf, send.counts, send.displs,
