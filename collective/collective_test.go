@@ -39,7 +39,6 @@ var sharedWorlds sync.Map // test name and np -> *commtest.World
 
 func nps() []int { return []int{1, 2, 3, 4, 5, 6, 7, 8, 9} }
 
-// input is rank r's vector: distinct per rank and index.
 // offsetOf is where block r starts when blocks of counts lie back to back.
 func offsetOf(counts []int, r int) int {
 	at := 0
@@ -49,6 +48,7 @@ func offsetOf(counts []int, r int) int {
 	return at
 }
 
+// input is rank r's vector: distinct per rank and index.
 func input(r, n int) []int64 {
 	v := make([]int64, n)
 	for i := range v {
@@ -497,6 +497,53 @@ func TestScanExscanReduceScatter(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestReduceScatterAlgs runs ReduceScatter (blocks of 0, 4 and 8 elements
+// times a scale, unequal) and ReduceScatterBlock with each algorithm forced,
+// every op (the non-commutative one where the algorithm takes it), on 1-9
+// ranks; at 4 ranks also blocks past a shared area.
+func TestReduceScatterAlgs(t *testing.T) {
+	forEachAlg(t, "reduce_scatter", func(t *testing.T, alg string) {
+		for _, np := range nps() {
+			scales := []int{1, 3}
+			if np == 4 && !testing.Short() {
+				scales = append(scales, 5000)
+			}
+			for _, scale := range scales {
+				for name, o := range ops() {
+					op := o.op
+					cnts := make([]int, np)
+					for r := range cnts {
+						cnts[r] = 4 * (r % 3) * scale
+					}
+					tot := offsetOf(cnts, np)
+					full := naiveReduce(np, tot, o)
+					blk := 4 * scale
+					fullBlk := naiveReduce(np, blk*np, o)
+					runAlg(t, "reduce_scatter", alg, np, tot, func(c *comm.Comm) error {
+						me := c.Rank()
+						part := make([]int64, cnts[me])
+						if err := collective.ReduceScatter(bg, c, input(me, tot), part, cnts, op); err != nil {
+							return err
+						}
+						off := offsetOf(cnts, me)
+						if !slices.Equal(part, full[off:off+cnts[me]]) {
+							return fmt.Errorf("reduce_scatter np=%d scale=%d op=%s rank %d wrong", np, scale, name, me)
+						}
+						got := make([]int64, blk)
+						if err := collective.ReduceScatterBlock(bg, c, input(me, blk*np), got, op); err != nil {
+							return err
+						}
+						if !slices.Equal(got, fullBlk[me*blk:(me+1)*blk]) {
+							return fmt.Errorf("reduce_scatter_block np=%d scale=%d op=%s rank %d wrong", np, scale, name, me)
+						}
+						return nil
+					})
+				}
+			}
+		}
+	})
 }
 
 func TestOpsOnTypes(t *testing.T) {

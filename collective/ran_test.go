@@ -57,7 +57,7 @@ func mustRun(family, alg string, np int, ch choice) bool {
 	case collective.AlgShared:
 		return family != "alltoall" || np <= shm.SlotData(np)/64
 	case collective.AlgHierarchical, collective.AlgRing, collective.AlgRabenseifner:
-		return family != "allreduce" || ch.commutative
+		return family != "allreduce" && family != "reduce_scatter" || ch.commutative
 	case collective.AlgRecursiveDoubling:
 		return family != "allgather" || np&(np-1) == 0
 	case collective.AlgNeighbor:

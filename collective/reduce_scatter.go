@@ -56,30 +56,41 @@ func reduceScatter[T Elem](ctx context.Context, c *comm.Comm, name string, send,
 }
 
 // reduceScatterRing: p-1 steps, each rank passes one partially reduced block
-// to its right neighbour and folds the one from its left into its own copy;
-// for commutative ops.
+// to its right neighbour and folds the one from its left into a copy of its
+// own contribution to that block; for commutative ops. The first step sends
+// straight from send, the last folds into recv (its block, reached last), and
+// only the blocks between are kept in scratch: on two ranks none.
 func reduceScatterRing[T Elem](k *call, send, recv []T, counts, displs []int, op Op[T]) error {
 	p, longest := k.size, 0
 	for _, n := range counts {
 		longest = max(longest, n)
 	}
-	acc, accSc := getScratch[T](len(send))
-	copy(acc, send)
+	var acc []T
+	var accSc *scratch
+	if p > 2 {
+		acc, accSc = getScratch[T](len(send))
+		defer accSc.release()
+	}
 	tmp, tmpSc := getScratch[T](longest)
-	blk := func(b int) []T { return acc[displs[b] : displs[b]+counts[b]] }
+	defer tmpSc.release()
+	blk := func(v []T, b int) []T { return v[displs[b] : displs[b]+counts[b]] }
 	right, left := (k.rank+1)%p, (k.rank-1+p)%p
 	for s := range p - 1 {
 		sb := (k.rank - s - 1 + 2*p) % p
 		rb := (k.rank - s - 2 + 2*p) % p
-		in := tmp[:counts[rb]]
-		if err := k.sendrecv(bytesOf(blk(sb)), right, bytesOf(in), left); err != nil {
+		out, in, into := send, tmp[:counts[rb]], recv
+		if s > 0 {
+			out = acc
+		}
+		if s < p-2 {
+			into = blk(acc, rb)
+		}
+		if err := k.sendrecv(bytesOf(blk(out, sb)), right, bytesOf(in), left); err != nil {
 			return err
 		}
-		op.apply(in, blk(rb))
+		copy(into, blk(send, rb))
+		op.apply(in, into)
 	}
-	copy(recv, blk(k.rank))
-	accSc.release()
-	tmpSc.release()
 	return nil
 }
 
