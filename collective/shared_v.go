@@ -19,12 +19,14 @@ import (
 // area in segments, as Allgather's do, as many as the longest block needs.
 // Gatherv's and Scatterv's counts are known at the root only, Alltoallv's
 // on the receiving side only: the ranks could not count the segments alike.
-// These take exactly one slot operation, which carries the first area's
-// worth of every block (for Alltoallv, the first vPart(p) bytes), and the
-// rest of a longer block goes by message on the call's tag: the linear
-// algorithm's for the rooted ones, the pairwise one for Alltoallv, for that
-// part alone. Small blocks, where the time is in the matching and the
-// wake-ups of messages, so take none.
+// These take one slot operation, which carries the first area's worth of
+// every block (for Alltoallv, the first vPart(p) bytes), and the rest of a
+// longer block goes by message on the call's tag: the linear algorithm's
+// for the rooted ones, the pairwise one for Alltoallv, for that part alone.
+// Small blocks, where the time is in the matching and the wake-ups of
+// messages, so take none. Alltoallv learns in its first operation the
+// longest block of all, and when every block fits Alltoall's rule it sends
+// the rest through further operations instead (alltoallvShared).
 
 // gathervShared is Gatherv's shared algorithm, in bytes (counts and displs
 // at the root only). A rank that passed another count than the root's for
