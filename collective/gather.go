@@ -87,22 +87,16 @@ func Scatterv[T Elem](ctx context.Context, c *comm.Comm, root int, send []T, cou
 	return scattervLinear(newCall(ctx, c, "scatterv"), root, bytesOf(send), bytesOf(recv), counts, displs)
 }
 
-// rootedV checks the call of a rooted v-variant (name: gatherv, scatterv):
-// at the root, that its blocks lie in full and that own, the rank's buffer
-// (ownName), is the root's block. It returns the counts and displacements in
+// rootedV checks the call of a rooted v-variant (name: gatherv, scatterv;
+// see checkRootedV: full holds the blocks at the root, own is the rank's
+// buffer, ownName its name). It returns the counts and displacements in
 // bytes (the root's) and the algorithm every rank chose.
 func rootedV[T Elem](ctx context.Context, c *comm.Comm, name, ownName string, root int, full, own []T, counts, displs []int) (bc, bd []int, alg string, err error) {
-	if err := checkRoot(c, name, root); err != nil {
+	if err := checkRootedV(c, name, root, len(full), counts, displs, ownName, len(own)); err != nil {
 		return nil, nil, "", err
 	}
 	es := sizeOf[T]()
 	if c.Rank() == root {
-		if err := checkV(name, c, len(full), counts, displs); err != nil {
-			return nil, nil, "", err
-		}
-		if err := checkLen(name, ownName, len(own), counts[root]); err != nil {
-			return nil, nil, "", err
-		}
 		bc, bd = scaled(counts, es), scaled(displs, es)
 	}
 	return bc, bd, chooseFor(ctx, name, c, len(own)*es, true), nil
