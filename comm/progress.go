@@ -141,7 +141,16 @@ func (e *engine) testProgress(r *Request) {
 	switch {
 	case r.step != nil:
 		r.touched.Store(time.Now().UnixNano())
-		r.advance(false)
+		if !r.advance(false) && !r.fin.Load() {
+			// A goroutine has the steps, blocked in one: it (and the ranks
+			// whose messages it waits for, in a local world) needs the
+			// processor that a caller polling Test in a loop would
+			// otherwise keep (with GOMAXPROCS=1, until the runtime
+			// preempts it: a million Tests did not let an Iallreduce of
+			// five goroutine ranks finish).
+			e.yield()
+			return
+		}
 	case r.kind == kindAsync:
 		e.startAsync(r)
 		if !r.fin.Load() {

@@ -440,22 +440,24 @@ func (r *Request) takeOver() {
 
 // advance runs a step of a stepped request (see Stepped), unless another
 // goroutine is running one and block is false, and completes the request
-// once the steps are done.
-func (r *Request) advance(block bool) {
+// once the steps are done. It reports whether it ran the step (false: the
+// other goroutine has it).
+func (r *Request) advance(block bool) bool {
 	if block {
 		r.stepMu.Lock()
 	} else if !r.stepMu.TryLock() {
-		return
+		return false
 	}
 	defer r.stepMu.Unlock()
 	if r.fin.Load() {
-		return
+		return true
 	}
 	if done, err := r.step(block); done || err != nil {
 		r.c.e.stopTimer(r)
 		r.c.async.wg.Done()
 		r.complete(Status{}, err)
 	}
+	return true
 }
 
 // stopTimer stops r's pending start, reporting whether it was pending.

@@ -10,7 +10,9 @@ package commtest
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,11 +80,19 @@ func (w *World) Run(fn func(c *comm.Comm) error) []error {
 	w.tb.Helper()
 	errs := make([]error, len(w.Comms))
 	var wg sync.WaitGroup
+	var running atomic.Int64
+	running.Store(int64(len(w.Comms)))
 	for r, c := range w.Comms {
 		wg.Go(func() {
 			defer func() {
 				if p := recover(); p != nil {
 					errs[r] = fmt.Errorf("rank %d panicked: %v", r, p)
+				}
+				// The other ranks may now wait for this one for ever (and
+				// the test end at its timeout, whose dump would not say
+				// why): say it now.
+				if left := running.Add(-1); errs[r] != nil && left > 0 {
+					fmt.Fprintf(os.Stderr, "commtest: rank %d failed while %d others still run: %v\n", r, left, errs[r])
 				}
 			}()
 			errs[r] = fn(c)
