@@ -78,17 +78,34 @@ func hasShared(family string) bool {
 // after a trailer, its first cache line, where the writer records the length of
 // what it wrote and of the whole call, so that a reader finds ranks that
 // passed different counts (ErrMismatch) instead of reading what was never
-// written.
-func trailer(a []byte) []byte { return a[:64] }
+// written. The line ends with the slot's stamp (shm.TrailerFree bytes are
+// the collective's), which a reader polls: it finds the lengths there.
+func trailer(a []byte) []byte { return a[:shm.TrailerFree] }
 
 // data is the data of area a, after its trailer: the first bytes of a small
 // call are then on the page of its lengths.
 func data(a []byte) []byte { return a[64:] }
 
+// inlineMax is the most bytes an area holds in its trailer, after the
+// lengths: there the readers find them in the line they poll for the stamp,
+// with no second line to fetch from the writer's core (Go, Allreduce of 8
+// bytes at np 2: see docs/benchmarks.md).
+const inlineMax = shm.TrailerFree - 16
+
+// dataAt is where area a holds a segment of n bytes: in its trailer up to
+// inlineMax, else at data(a). Writer and reader agree, since a reader that
+// expects another length finds the mismatch in the lengths first.
+func dataAt(a []byte, n int) []byte {
+	if n <= inlineMax {
+		return a[16 : 16+n]
+	}
+	return data(a)[:n]
+}
+
 // put copies b, a segment of a call of total bytes, into area a and records
 // both lengths.
 func put(a, b []byte, total int) {
-	copy(data(a), b)
+	copy(dataAt(a, len(b)), b)
 	mark(a, len(b), total)
 }
 
@@ -108,7 +125,7 @@ func get(a []byte, r, n, total int) ([]byte, error) {
 	if got != uint64(n) || gotTotal != uint64(total) {
 		return nil, fmt.Errorf("rank %d wrote %d bytes of %d, want %d of %d: %w", r, got, gotTotal, n, total, ErrMismatch)
 	}
-	return data(a)[:n], nil
+	return dataAt(a, n), nil
 }
 
 // whole is the length of the whole call that the writer of area a recorded.
@@ -382,7 +399,7 @@ func alltoallShared(ctx context.Context, c *comm.Comm, send, recv []byte, bs int
 				return err
 			}
 			a, sl := s.Area(n, me), hi-lo
-			d := data(a)
+			d := dataAt(a, p*sl)
 			for j := range p {
 				copy(d[j*sl:], send[j*bs+lo:j*bs+hi])
 			}
@@ -435,10 +452,10 @@ func reduceShared[T Elem](ctx context.Context, c *comm.Comm, root int, acc []T, 
 				}
 			}
 			if me != p-1 {
-				copy(acc, elemsOf[T](data(s.Area(n, p-1)), len(acc)))
+				copy(acc, elemsOf[T](dataAt(s.Area(n, p-1), nb), len(acc)))
 			}
 			for r := p - 2; r >= 0; r-- {
-				op.combineLeft(elemsOf[T](data(s.Area(n, r)), len(acc)), acc)
+				op.combineLeft(elemsOf[T](dataAt(s.Area(n, r), nb), len(acc)), acc)
 			}
 			return nil
 		})
@@ -472,10 +489,11 @@ func reduceSharedSplit[T Elem](ctx context.Context, c *comm.Comm, s *shm.Slots, 
 				return err
 			}
 			plo, phi := block(m, p, me)
-			out := elemsOf[T](data(s.Area(n2, me)), phi-plo)
-			copy(out, elemsOf[T](data(s.Area(n, p-1)), m)[plo:phi])
+			out := elemsOf[T](dataAt(s.Area(n2, me), (phi-plo)*es), phi-plo)
+			in := func(r int) []T { return elemsOf[T](dataAt(s.Area(n, r), m*es), m)[plo:phi] }
+			copy(out, in(p-1))
 			for r := p - 2; r >= 0; r-- {
-				op.combineLeft(elemsOf[T](data(s.Area(n, r)), m)[plo:phi], out)
+				op.combineLeft(in(r), out)
 			}
 			mark(s.Area(n2, me), (phi-plo)*es, total)
 			s.Done(n) // every segment is read: the slot may go round

@@ -227,7 +227,7 @@ func reduceScatterShared[T Elem](ctx context.Context, c *comm.Comm, send, recv [
 				return nil
 			}
 			out := recv[a-mine : b-mine]
-			part := func(r int) []T { return elemsOf[T](data(s.Area(n, r)), len(seg))[a-first : b-first] }
+			part := func(r int) []T { return elemsOf[T](dataAt(s.Area(n, r), hi-lo), len(seg))[a-first : b-first] }
 			copy(out, part(p-1))
 			for r := p - 2; r >= 0; r-- {
 				op.combineLeft(part(r), out)

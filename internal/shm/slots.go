@@ -21,9 +21,10 @@ import (
 // Small collectives on one node go through a shared area instead of messages.
 // A communicator whose ranks all run on this node, as processes connected by
 // shared memory, maps one file in /dev/shm that all of them share: SlotDepth
-// slots, each with one area per rank (SlotData bytes and a trailer), and two counters per rank,
-// seq (the last operation it published) and ack (the last one it finished
-// reading). The collective algorithms (package collective) number their calls
+// slots, each with one area per rank (SlotData bytes and a trailer whose
+// last word, the stamp, is the last operation the rank published in that
+// slot), and per rank a counter, ack (the last operation it finished
+// reading), and a flag, left. The collective algorithms (package collective) number their calls
 // with Next, write into a slot once Claim says every rank is done with the
 // operation that used it SlotDepth calls before, publish, and read what others
 // published. A broadcast is then one copy in and one copy out per rank, with
@@ -57,7 +58,7 @@ const (
 	SlotDepth = 32
 
 	slotsHeader  = 4096 // attached, gen and waiters each on a cache line of their own
-	slotsCounter = 128  // per rank: seq and ack on lines of their own
+	slotsCounter = 128  // per rank: left, and ack on a line of its own
 	offGen       = 64
 	offWaiters   = 128
 	offLeft      = 8  // within a rank's counters: set when it closes the communicator
@@ -88,7 +89,6 @@ type Slots struct {
 	mem     []byte
 	gen     *uint32       // futex word: bumped by every publish and ack
 	waiters *atomic.Int32 // ranks asleep on gen
-	seq     []*atomic.Uint64
 	ack     []*atomic.Uint64
 	left    []*atomic.Uint32 // by rank: it closed the communicator
 	data    []byte
@@ -138,7 +138,6 @@ func OpenSlots(path string, m Member) (*Slots, error) {
 		mem:     mem,
 		gen:     (*uint32)(unsafe.Add(base, offGen)),
 		waiters: (*atomic.Int32)(unsafe.Add(base, offWaiters)),
-		seq:     make([]*atomic.Uint64, m.Size),
 		ack:     make([]*atomic.Uint64, m.Size),
 		left:    make([]*atomic.Uint32, m.Size),
 		data:    mem[slotsHeader+m.Size*slotsCounter:],
@@ -146,7 +145,7 @@ func OpenSlots(path string, m Member) (*Slots, error) {
 	}
 	for r := range m.Size {
 		p := unsafe.Add(base, slotsHeader+r*slotsCounter)
-		s.seq[r], s.ack[r] = (*atomic.Uint64)(p), (*atomic.Uint64)(unsafe.Add(p, offAck))
+		s.ack[r] = (*atomic.Uint64)(unsafe.Add(p, offAck))
 		s.left[r] = (*atomic.Uint32)(unsafe.Add(p, offLeft))
 	}
 	if (*atomic.Int32)(base).Add(1) == int32(m.Size) {
@@ -229,11 +228,38 @@ func (s *Slots) Claim(ctx context.Context, op uint64) error {
 	})
 }
 
-// Publish tells the others this rank's part of op is written.
+// Publish tells the others this rank's part of op is written: it stamps
+// its area of op's slot with op, in the last word of the area's trailer
+// (offStamp). A reader then polls the cache line that also holds the
+// lengths the collective recorded (and, for a call of up to 48 bytes
+// that the collective keeps in the trailer, the data): one line to fetch
+// from the writer's core where a counter of its own cost a second, and the
+// writer's store, the second line it had to take back from the readers
+// (Go, Allreduce of 8 bytes at np 2: see docs/benchmarks.md). A slot's
+// stamps only grow (a rank publishes op+SlotDepth in the slot after op),
+// so "stamp >= op" is "published op", as a counter of the last published
+// operation would say.
 func (s *Slots) Publish(op uint64) {
-	s.seq[s.m.Rank].Store(op)
+	s.stamp(op, s.m.Rank).Store(op)
 	s.wake()
 }
+
+// offStamp is where a rank's area of a slot holds the last operation it
+// published in that slot: the last word of the trailer, after the
+// TrailerFree bytes that the collectives use.
+const (
+	offStamp    = slotTrailer - 8
+	TrailerFree = offStamp
+)
+
+// stamp is rank r's stamp in op's slot.
+func (s *Slots) stamp(op uint64, r int) *atomic.Uint64 {
+	off := (int(op%SlotDepth)*s.m.Size+r)*s.area + offStamp
+	return (*atomic.Uint64)(unsafe.Pointer(&s.data[off]))
+}
+
+// published reports whether rank r has published op.
+func (s *Slots) published(op uint64, r int) bool { return s.stamp(op, r).Load() >= op }
 
 // Done tells the others this rank has read all it needs from op's slot.
 func (s *Slots) Done(op uint64) {
@@ -265,8 +291,8 @@ func (s *Slots) Published(op uint64) bool { return s.unpublished(op) < 0 }
 // unpublished is a rank other than this one that has not published op yet,
 // or -1.
 func (s *Slots) unpublished(op uint64) int {
-	for r, q := range s.seq {
-		if r != s.m.Rank && q.Load() < op {
+	for r := range s.m.Size {
+		if r != s.m.Rank && !s.published(op, r) {
 			return r
 		}
 	}
@@ -276,7 +302,7 @@ func (s *Slots) unpublished(op uint64) int {
 // Await waits until rank r (a rank of the communicator) has published op.
 func (s *Slots) Await(ctx context.Context, op uint64, r int) error {
 	return s.wait(ctx, "waiting for its part", func() int {
-		if s.seq[r].Load() < op {
+		if !s.published(op, r) {
 			return r
 		}
 		return -1
