@@ -550,15 +550,20 @@ func pm_reduce(h, kind, root int64, sbuf unsafe.Pointer, scap int64, rbuf unsafe
 	if err != nil {
 		return fail(err)
 	}
-	a, err := reductionOf(c, kind, root, sbuf, scap, rbuf, rcap, count, counts, k, dt)
-	if err != nil {
+	// a stays on the stack unless a goroutine needs it (a heap copy, below):
+	// one allocation a call was the Go collector's every 30000 calls, whose
+	// cycles took the processor from the calls that came in meanwhile.
+	var a reduction
+	if err := a.of(c, kind, root, sbuf, scap, rbuf, rcap, count, counts, k, dt); err != nil {
 		return fail(err)
 	}
 	if req == nil { // blocking: no closure to make
 		return fail(inStep(c, a.do(bg, int(dt), int(op))))
 	}
 	if kind == redScatterBlock || kind == redScatter { // the blocking form, on a goroutine
-		return run(c, req, func(ctx context.Context) error { return a.do(ctx, int(dt), int(op)) })
+		h := new(reduction)
+		*h = a
+		return run(c, req, func(ctx context.Context) error { return h.do(ctx, int(dt), int(op)) })
 	}
 	// Iallreduce, Ireduce, Iscan, Iexscan: the request that do starts, in the
 	// caller's order of calls.
@@ -570,14 +575,14 @@ func pm_reduce(h, kind, root int64, sbuf unsafe.Pointer, scap int64, rbuf unsafe
 	return started(req, r)
 }
 
-// reductionOf resolves pm_reduce's arguments into views of Python's memory,
-// each within the size Python gave.
-func reductionOf(c *comm.Comm, kind, root int64, sbuf unsafe.Pointer, scap int64, rbuf unsafe.Pointer, rcap, count int64, counts unsafe.Pointer, k, dt int64) (*reduction, error) {
+// of sets a from pm_reduce's arguments: views of Python's memory, each
+// within the size Python gave.
+func (a *reduction) of(c *comm.Comm, kind, root int64, sbuf unsafe.Pointer, scap int64, rbuf unsafe.Pointer, rcap, count int64, counts unsafe.Pointer, k, dt int64) error {
 	es, ok := elemSize[dt]
 	if !ok {
-		return nil, fmt.Errorf("type code %d: %w", dt, errBadType)
+		return fmt.Errorf("type code %d: %w", dt, errBadType)
 	}
-	a := &reduction{c: c, kind: int(kind), root: int(root)}
+	*a = reduction{c: c, kind: int(kind), root: int(root)}
 	in, out := count, count // elements in send and recv
 	var err error
 	switch kind {
@@ -593,19 +598,19 @@ func reductionOf(c *comm.Comm, kind, root int64, sbuf unsafe.Pointer, scap int64
 		}
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	inBytes, err := times(in, es)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	outBytes, err := times(out, es)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if rbuf != nil || out > 0 {
 		if a.recv, err = recvRegion(rbuf, rcap, outBytes); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	switch {
@@ -619,7 +624,7 @@ func reductionOf(c *comm.Comm, kind, root int64, sbuf unsafe.Pointer, scap int64
 	default:
 		a.send = a.recv
 	}
-	return a, err
+	return err
 }
 
 // Object collectives carry pickles of any size: the sizes travel first.
