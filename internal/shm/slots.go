@@ -231,7 +231,7 @@ func (s *Slots) Claim(ctx context.Context, op uint64) error {
 // Publish tells the others this rank's part of op is written: it stamps
 // its area of op's slot with op, in the last word of the area's trailer
 // (offStamp). A reader then polls the cache line that also holds the
-// lengths the collective recorded (and, for a call of up to 48 bytes
+// lengths the collective recorded (and, for a call of up to 40 bytes
 // that the collective keeps in the trailer, the data): one line to fetch
 // from the writer's core where a counter of its own cost a second, and the
 // writer's store, the second line it had to take back from the readers
