@@ -594,6 +594,59 @@ func TestReservedTagsNeverMatchAnyTag(t *testing.T) {
 	})
 }
 
+// TestRecvFromAnyTag: a receive from one rank with AnyTag (mpi4py's Recv
+// without a tag), which over shared memory takes its message off the ring
+// when it waits before it comes, gets the rank's user messages with their
+// tags, passes over a reserved tag's message first on the ring (and then
+// queued), and leaves it for the receive that names it.
+func TestRecvFromAnyTag(t *testing.T) {
+	eachTransport(t, func(t *testing.T, mk maker) {
+		w := mk(t, 2, nil)
+		w.Run(func(c *comm.Comm) error {
+			// Rank 1 says it waits, then receives; rank 0 then sends
+			// these (tag, byte) messages of each round.
+			rounds := [][][2]int{{{-100, 1}, {5, 2}}, {{7, 3}}, {{9, 4}}, {{3, 5}}}
+			if c.Rank() == 0 {
+				for _, msgs := range rounds {
+					if _, err := c.RecvInto(bg, 1, 1, nil); err != nil {
+						return err
+					}
+					for _, m := range msgs {
+						if err := c.Send(bg, 1, m[0], []byte{byte(m[1])}); err != nil {
+							return err
+						}
+					}
+				}
+				return nil
+			}
+			buf := make([]byte, 4)
+			for i, want := range []int{5, 7, 9, 3} {
+				if err := c.Send(bg, 0, 1, nil); err != nil {
+					return err
+				}
+				var st comm.Status
+				var err error
+				if i == 2 { // the reserved tag's message has been taken: nothing is queued
+					if st, err = c.RecvInto(bg, 0, -100, buf); err != nil || buf[0] != 1 {
+						return fmt.Errorf("reserved tag: %+v %v, byte %d", st, err, buf[0])
+					}
+				}
+				if i < 3 {
+					st, err = c.RecvInto(bg, 0, comm.AnyTag, buf)
+				} else {
+					var got []byte
+					got, st, err = c.Recv(bg, 0, comm.AnyTag)
+					copy(buf, got)
+				}
+				if err != nil || st.Tag != want || st.Source != 0 || st.Count != 1 || buf[0] != byte(rounds[i][len(rounds[i])-1][1]) {
+					return fmt.Errorf("receive %d from AnyTag: %+v %v, byte %d, want tag %d", i, st, err, buf[0], want)
+				}
+			}
+			return nil
+		})
+	})
+}
+
 func TestPeerClosedFailsPendingRecv(t *testing.T) {
 	w := commtest.NewWorld(t, 2)
 	done := make(chan error, 1)

@@ -9,14 +9,16 @@ import (
 // source and tag queued unexpected already (a rank that receives behind its
 // senders, as a master gathering its workers' results does) is taken off
 // the queue when no receive was posted on the communicator before it (that
-// one matches first). Otherwise, for one rank of this node and one tag, the
-// waiting goroutine reads the pair's ring itself and, when the next frame
-// there is the message, copies its payload straight into buf (into a new
-// buffer with alloc). Either way there is no Request to make, post, match,
-// complete and wait for; it then reports done (and err: a truncation).
+// one matches first). Otherwise, for one rank of this node and one tag or
+// AnyTag (mpi4py's Recv without a tag: then only when nothing is queued on
+// the communicator), the waiting goroutine reads the pair's ring itself
+// and, when the next frame there is the message, copies its payload
+// straight into buf (into a new buffer with alloc). Either way there is no
+// Request to make, post, match, complete and wait for; it then reports done
+// (and err: a truncation).
 //
 // Otherwise the receive takes the full path, having taken nothing: at once
-// (r nil: the caller posts it) for a wildcard with nothing queued, a link
+// (r nil: the caller posts it) for AnySource with nothing queued, a link
 // that is not shared memory or not connected yet, a rank that traces, a
 // receive posted on the communicator before it, a rendezvous queued; after
 // it has begun to poll (r is the receive it posted for the caller to wait
@@ -45,7 +47,7 @@ func (c *Comm) recvNow(ctx context.Context, src, tag int, buf []byte, alloc bool
 		}
 		return data, st, nil, true, nil
 	}
-	if !free || tag < 0 || e.cfg.Spin <= 0 {
+	if !free || tag < 0 && tag != AnyTag || e.cfg.Spin <= 0 {
 		return nil, Status{}, nil, false, nil
 	}
 	pc := e.peers[w].Load()
@@ -79,10 +81,10 @@ func (c *Comm) recvNow(ctx context.Context, src, tag int, buf []byte, alloc bool
 					return nil, Status{}, post(), false, nil
 				}
 			}
-			data, took, more := l.takeEager(c.cid, tag, buf, alloc)
+			data, got, took, more := l.takeEager(c.cid, tag, buf, alloc)
 			l.rmu.Unlock()
 			if took {
-				return data, Status{Source: src, Tag: tag, Count: len(data)}, nil, true, nil
+				return data, Status{Source: src, Tag: got, Count: len(data)}, nil, true, nil
 			}
 			if more {
 				return nil, Status{}, post(), false, nil
@@ -143,5 +145,5 @@ func (e *engine) nothingBefore(c *Comm, w, tag int) bool {
 		return false
 	}
 	q := e.queues[c.cid]
-	return q == nil || len(q.posted) == 0 && (q.oldest == nil || q.byKey[msgKey{w, tag}] == nil)
+	return q == nil || len(q.posted) == 0 && (q.oldest == nil || tag != AnyTag && q.byKey[msgKey{w, tag}] == nil)
 }

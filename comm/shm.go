@@ -602,33 +602,34 @@ func populate(mem []byte) {
 
 // takeEager is the receive of Comm.recvNow: when the next frame on the ring
 // is, whole in one chunk, an uncompressed eager message from the peer on
-// context cid with tag, of at most len(buf) bytes (any length with alloc),
-// it copies the payload into buf (into a new buffer with alloc), consumes
-// the frame and returns the payload. Otherwise it leaves everything as it
+// context cid with tag (any tag of the user's for AnyTag), of at most
+// len(buf) bytes (any length with alloc), it copies the payload into buf
+// (into a new buffer with alloc), consumes the frame and returns the
+// payload and its tag. Otherwise it leaves everything as it
 // is and reports false, with more when there is something for the parser
 // (a frame, the rest of one, an error). The caller holds rmu.
-func (l *shmLink) takeEager(cid uint32, tag int, buf []byte, alloc bool) (data []byte, took, more bool) {
+func (l *shmLink) takeEager(cid uint32, tag int, buf []byte, alloc bool) (data []byte, got int, took, more bool) {
 	if l.dead {
-		return nil, false, false
+		return nil, 0, false, false
 	}
 	if l.rpos != l.rend || l.fr.active {
-		return nil, false, true // the parser is inside a frame, or has bytes of one
+		return nil, 0, false, true // the parser is inside a frame, or has bytes of one
 	}
 	rx := l.shm.rx
 	n, err := rx.nextChunk()
 	if n == 0 && err == nil {
-		return nil, false, false // nothing yet
+		return nil, 0, false, false // nothing yet
 	}
 	if n < wire.HeaderSize || err != nil {
-		return nil, false, true
+		return nil, 0, false, true
 	}
 	var hb [wire.HeaderSize]byte
 	rx.peek(0, hb[:])
 	h, err := wire.DecodeHeader(hb[:], l.e.lim)
 	if err != nil || h.Kind != wire.KindEager || h.Flags != 0 || h.Ctx != cid ||
-		int(h.Src) != l.peer || int(h.Tag) != tag || n != wire.HeaderSize+h.Length ||
+		int(h.Src) != l.peer || !matches(AnySource, tag, 0, int(h.Tag)) || n != wire.HeaderSize+h.Length ||
 		!alloc && h.Length > uint64(len(buf)) {
-		return nil, false, true
+		return nil, 0, false, true
 	}
 	if alloc {
 		buf = make([]byte, h.Length)
@@ -637,5 +638,5 @@ func (l *shmLink) takeEager(cid uint32, tag int, buf []byte, alloc bool) (data [
 	rx.peek(wire.HeaderSize, buf)
 	rx.skip(n)
 	l.e.rx.Add(n)
-	return buf, true, false
+	return buf, int(h.Tag), true, false
 }
