@@ -25,6 +25,8 @@
 #                collectives at each of COLL_NP, py_p2p, py_p2ptcp, py_coll,
 #                py_colltcp, py_objcoll, py_objcolltcp (the object
 #                collectives), py_vcoll (the v-variants and Reduce_scatter),
+#                py_idioms (Allreduce, Recv without a tag and Sendrecv of 8
+#                bytes, np 2),
 #                py_nbcoll (nonblocking ones), py_startup = the Python benchmarks: the same
 #                mpi4py script under pmrun and under mpirun with Debian's
 #                python3-mpi4py,
@@ -96,7 +98,7 @@ ensure_tools() {
   command -v gcc >/dev/null 2>&1 || missing+=(gcc)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
   if selected py_p2p || selected py_p2ptcp || selected py_coll || selected py_colltcp || selected py_objcoll ||
-    selected py_objcolltcp || selected py_nbcoll || selected py_vcoll || selected py_startup || selected pywin || selected tasks; then
+    selected py_objcolltcp || selected py_nbcoll || selected py_vcoll || selected py_idioms || selected py_startup || selected pywin || selected tasks; then
     "$PY" -c "import numpy" 2>/dev/null || missing+=(python3-numpy)
     "$PY" -c "import mpi4py" 2>/dev/null || missing+=(python3-mpi4py)
   fi
@@ -246,6 +248,11 @@ main() {
     run_pair py_p2p 2 "mpi4py+Open MPI vader" "py_" node \
       -- "${PMRUN[@]}" -np 2 --python "$PY" bench/py/osu.py p2p \
       -- "${MPIRUN_NODE[@]}" -np 2 "$PY" bench/py/osu.py p2p
+  fi
+  if selected py_idioms; then
+    run_pair py_idioms 2 "mpi4py+Open MPI vader" "py_" node \
+      -- "${PMRUN[@]}" -np 2 --python "$PY" bench/py/idioms.py \
+      -- "${MPIRUN_NODE[@]}" -np 2 "$PY" bench/py/idioms.py
   fi
   if selected py_p2ptcp; then
     run_pair py_p2ptcp 2 "mpi4py+Open MPI TCP" "py_tcp_" tcp \
