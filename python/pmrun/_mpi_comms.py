@@ -6,6 +6,7 @@ Part of pmrun.MPI, which re-exports every name defined here.
 """
 
 import functools as _functools
+import warnings as _warnings
 
 from . import _bridge
 from . import run as _run
@@ -454,6 +455,8 @@ class Comm(_Handle, _attrs.Keyvals):
     issend = _pm(_isend, sync=1)
 
     def recv(self, buf=None, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        if buf is not None:  # as mpi4py 4: the buffer is not used
+            _warnings.warn("the 'buf' argument is deprecated", UserWarning, stacklevel=2)
         if _FAST and self._h and source != PROC_NULL:
             return _f_recv_obj(self._h, source, tag, status)
         h = self._chk()

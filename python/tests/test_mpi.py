@@ -11,6 +11,7 @@ import os
 import pickle
 import sys
 import unittest
+import warnings
 
 from mpi4py import MPI
 
@@ -274,6 +275,22 @@ class PointToPoint(unittest.TestCase):
         self.assertEqual(st.Get_tag(), 11)
         self.assertEqual(st.source, src)
         self.assertGreater(st.Get_count(), 0)
+
+    def test_recv_buf_argument_warns(self):
+        # mpi4py 4: recv's buf is not used, and passing one warns.
+        dst, src = (rank + 1) % size, (rank - 1) % size
+        req = comm.isend(("w", rank), dest=dst, tag=12)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            got = comm.recv(bytearray(64), source=src, tag=12)
+            self.assertIsNone(comm.recv(bytearray(0), MPI.PROC_NULL))
+        req.wait()
+        self.assertEqual(got, ("w", src))
+        self.assertEqual([w.category for w in caught], [UserWarning, UserWarning])
+        self.assertIn("'buf' argument is deprecated", str(caught[0].message))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            self.assertIsNone(comm.recv(None, MPI.PROC_NULL))  # no buf: no warning
 
     def test_large_object(self):
         big = b"z" * (3 << 20) + bytes([rank])
