@@ -36,9 +36,20 @@ class Pickle:
         self.THRESHOLD = _OOB_MIN
 
     def __setattr__(self, name, value):
+        if name == "THRESHOLD" and value is None:  # as mpi4py: the default
+            value = _OOB_MIN
         object.__setattr__(self, name, value)
         if Pickle._watch is not None and self is globals().get("pickle"):
             Pickle._watch(self._default())
+
+    def dumps_oob(self, obj):
+        """obj's pickle (protocol 5 at least) and the list of its buffers of
+        THRESHOLD bytes or more, out of band, as MPI.buffer objects."""
+        return _dumps_oob(self.dumps, self.PROTOCOL, self.THRESHOLD, obj)
+
+    def loads_oob(self, data, buffers):
+        """The object of dumps_oob's pickle and buffers."""
+        return self.loads(data, buffers=buffers)
 
     def _default(self):
         d = self.__dict__
@@ -47,6 +58,21 @@ class Pickle:
 
 
 pickle = Pickle()
+
+
+def _dumps_oob(dumps, protocol, threshold, obj):
+    """mpi4py's Pickle.dumps_oob, for MPI.Pickle and pkl5.Pickle."""
+    from ._mpi_buffers import buffer
+    bufs = []
+
+    def oob(pb):
+        if memoryview(pb).nbytes < threshold:
+            return True  # in band
+        bufs.append(buffer(pb))
+        return False
+
+    protocol = 5 if protocol is None else max(protocol, 5)
+    return dumps(obj, protocol, buffer_callback=oob), bufs
 
 
 def _dumps(obj):

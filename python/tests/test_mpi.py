@@ -1647,6 +1647,23 @@ class HotPaths(unittest.TestCase):
         r.Wait()
         comm.Barrier()
 
+    def test_pickle_dumps_oob(self):
+        # mpi4py 4's Pickle.dumps_oob / loads_oob, on MPI.Pickle and pkl5's.
+        from mpi4py.util import pkl5
+        for p in (MPI.Pickle(), pkl5.Pickle()):
+            for threshold, outside in ((0, 1), (100, 1), (1 << 20, 0), (None, 0)):
+                p.THRESHOLD = threshold
+                self.assertIsInstance(p.THRESHOLD, int)
+                obj = [pickle.PickleBuffer(bytearray(b"y" * 500)), rank]
+                data, bufs = p.dumps_oob(obj)
+                self.assertIs(type(data), bytes)
+                self.assertEqual(len(bufs), outside, (p, threshold))
+                if type(MPI.buffer(b"")) is MPI.buffer:  # not the ctypes fallback's
+                    self.assertTrue(all(type(b) is MPI.buffer for b in bufs))
+                got = p.loads_oob(data, bufs)
+                self.assertEqual(bytes(got[0]), b"y" * 500)
+                self.assertEqual(got[1], rank)
+
     @need_numpy
     def test_objects_in_and_out_of_band(self):
         dst, src = self.ring()

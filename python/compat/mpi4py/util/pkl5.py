@@ -18,6 +18,8 @@ import pickle as _pickle
 from mpi4py import MPI
 from mpi4py.MPI import ANY_SOURCE, ANY_TAG, PROC_NULL  # noqa: F401 - part of the module
 
+from pmrun._mpi_pickle import _dumps_oob
+
 __all__ = ["Pickle", "pickle", "Request", "Message", "Comm", "Intracomm", "Intercomm"]
 
 _PROTOCOL = max(_pickle.HIGHEST_PROTOCOL, 5)  # a negative PROTOCOL means this one
@@ -46,6 +48,21 @@ class Pickle:
             protocol = max(_pickle.HIGHEST_PROTOCOL, 5)
         self._dumps, self._loads = dumps, loads
         self.PROTOCOL = protocol
+
+    def __setattr__(self, name, value):
+        if name == "THRESHOLD" and value is None:  # as mpi4py: the default
+            value = Pickle.THRESHOLD
+        object.__setattr__(self, name, value)
+
+    def dumps_oob(self, obj):
+        """obj's pickle (protocol 5 at least) and the list of its buffers of
+        THRESHOLD bytes or more, out of band, as MPI.buffer objects (mpi4py
+        4's name for what dumps gives here)."""
+        return _dumps_oob(self._dumps, self.PROTOCOL, self.THRESHOLD, obj)
+
+    def loads_oob(self, data, buffers):
+        """The object of dumps_oob's pickle and buffers."""
+        return self._loads(data, buffers=buffers)
 
     def dumps(self, obj):
         """obj as (pickle, [out-of-band buffers])."""
