@@ -90,14 +90,18 @@ func data(a []byte) []byte { return a[64:] }
 // lengths: there the readers find them in the line they poll for the stamp,
 // with no second line to fetch from the writer's core (Go, Allreduce of 8
 // bytes at np 2: see docs/benchmarks.md).
-const inlineMax = shm.TrailerFree - 16
+const inlineMax = shm.TrailerFree - markBytes
+
+// markBytes is the bytes of a trailer that mark writes: the segment's length,
+// then the whole call's.
+const markBytes = 16
 
 // dataAt is where area a holds a segment of n bytes: in its trailer up to
 // inlineMax, else at data(a). Writer and reader agree, since a reader that
 // expects another length finds the mismatch in the lengths first.
 func dataAt(a []byte, n int) []byte {
 	if n <= inlineMax {
-		return a[16 : 16+n]
+		return a[markBytes : markBytes+n]
 	}
 	return data(a)[:n]
 }

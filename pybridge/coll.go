@@ -561,8 +561,7 @@ func pm_reduce(h, kind, root int64, sbuf unsafe.Pointer, scap int64, rbuf unsafe
 		return fail(inStep(c, a.do(bg, int(dt), int(op))))
 	}
 	if kind == redScatterBlock || kind == redScatter { // the blocking form, on a goroutine
-		h := new(reduction)
-		*h = a
+		h := a // only this copy escapes
 		return run(c, req, func(ctx context.Context) error { return h.do(ctx, int(dt), int(op)) })
 	}
 	// Iallreduce, Ireduce, Iscan, Iexscan: the request that do starts, in the

@@ -254,8 +254,7 @@ const (
 
 // stamp is rank r's stamp in op's slot.
 func (s *Slots) stamp(op uint64, r int) *atomic.Uint64 {
-	off := (int(op%SlotDepth)*s.m.Size+r)*s.area + offStamp
-	return (*atomic.Uint64)(unsafe.Pointer(&s.data[off]))
+	return (*atomic.Uint64)(unsafe.Pointer(&s.Area(op, r)[offStamp]))
 }
 
 // published reports whether rank r has published op.
