@@ -21,6 +21,10 @@ func Gather[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T)
 	if bs == 0 {
 		return nil // nothing to move (see the package doc)
 	}
+	if c.Size() == 1 {
+		copy(recv, send)
+		return nil
+	}
 	alg := chooseFor(ctx, "gather", c, bs, true)
 	defer c.BeginCollective("gather", alg, bs).End()
 	switch alg {
@@ -47,6 +51,10 @@ func Scatter[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T
 	bs := len(recv) * sizeOf[T]()
 	if bs == 0 {
 		return nil // nothing to move (see the package doc)
+	}
+	if c.Size() == 1 {
+		copy(recv, send)
+		return nil
 	}
 	alg := chooseFor(ctx, "scatter", c, bs, true)
 	defer c.BeginCollective("scatter", alg, bs).End()

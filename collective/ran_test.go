@@ -140,3 +140,10 @@ func TestForcedAlgorithmReported(t *testing.T) {
 		}
 	}
 }
+
+// unrecorded stops ran's records while the benchmark b runs: they grow by a
+// choice a call, and a benchmark of small calls would time the recorder.
+func unrecorded(b *testing.B) {
+	collective.OnChoose(ran.note)() // installs, then stops
+	b.Cleanup(func() { collective.OnChoose(ran.note) })
+}

@@ -55,10 +55,13 @@ func sharedOK(ctx context.Context, family string, c *comm.Comm) bool {
 
 // sharedMay is sharedOK without mapping the area: whether the call may use it.
 func sharedMay(ctx context.Context, family string, c *comm.Comm) bool {
-	if (family == "alltoall" || family == "alltoallv") && c.Size() > shm.SlotData(c.Size())/64 {
-		return false // a rank's area must hold at least 64 bytes of each of its blocks
-	}
-	return hasShared(family) && commx.HasSlots(c) && !reservedFor(ctx, c)
+	return sharedFits(family, c) && hasShared(family) && commx.HasSlots(c) && !reservedFor(ctx, c)
+}
+
+// sharedFits reports whether c's area is large enough for family.
+func sharedFits(family string, c *comm.Comm) bool {
+	// A rank's area must hold at least 64 bytes of each of its blocks.
+	return family != "alltoall" && family != "alltoallv" || c.Size() <= shm.SlotData(c.Size())/64
 }
 
 // hasShared reports whether family has an algorithm through the shared area

@@ -463,6 +463,7 @@ func TestSharedAreaOff(t *testing.T) {
 // on 4 goroutine ranks of one node, per call (what the calling path costs on
 // top of the slots' handshakes).
 func BenchmarkSharedSmall(b *testing.B) {
+	unrecorded(b)
 	nodes := []string{"node", "node", "node", "node"}
 	w := commtest.NewNetWorld(b, nodes, nil)
 	for _, f := range []string{"bcast", "reduce", "scatter", "gather", "gatherbytes", "allgatherbytes"} {
