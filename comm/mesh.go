@@ -4,7 +4,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -52,6 +54,10 @@ const (
 	ansTCP     = 0 // frames go through the connection
 	ansShm     = 1 // frames go through the offered rings
 	ansRefused = 2 // the pair connects the other way: the lower rank's dial wins
+
+	// askShm, in place of the offer's length, asks the acceptor to make
+	// the segment (see dialOnce); names are far shorter.
+	askShm = 0xff
 )
 
 var (
@@ -225,14 +231,26 @@ func (m *mesh) dialOnce(w int, deadline time.Time) (link, error) {
 		return nil, fmt.Errorf("handshake: %w", err)
 	}
 	var shm *shmPair
-	name := ""
-	if m.e.sameNode(w) && m.e.cfg.SharedMemory {
-		if shm, name, err = createShm(m.e.cfg.shmDir, m.e.job, w, m.e.rank, m.ring); err != nil {
-			m.refusedShm(err)
+	var ans byte
+	if m.e.sameNode(w) && m.e.cfg.SharedMemory && m.e.rank > w {
+		// When both ranks of a pair dial at once (a first exchange), the
+		// lower rank's dial wins. The higher rank asks the acceptor to
+		// make the segment once it has taken the connection, so that none
+		// is made for a dial that loses: each cost its maker a millisecond
+		// or more (4 MiB reserved and mapped) in the middle of the pair's
+		// first message.
+		conn.SetDeadline(time.Now().Add(wire.HandshakeTimeout))
+		shm, ans, err = m.askShm(conn)
+	} else {
+		name := ""
+		if m.e.sameNode(w) && m.e.cfg.SharedMemory {
+			if shm, name, err = createShm(m.e.cfg.shmDir, m.e.job, w, m.e.rank, m.ring); err != nil {
+				m.refusedShm(err)
+			}
 		}
+		conn.SetDeadline(time.Now().Add(wire.HandshakeTimeout))
+		ans, err = offerShm(conn, m.e.cfg.shmDir, shm, name)
 	}
-	conn.SetDeadline(time.Now().Add(wire.HandshakeTimeout))
-	ans, err := offerShm(conn, m.e.cfg.shmDir, shm, name)
 	conn.SetDeadline(time.Time{})
 	switch {
 	case err != nil:
@@ -312,7 +330,7 @@ func (m *mesh) accept(conn net.Conn) {
 		return
 	}
 	conn.SetDeadline(time.Now().Add(wire.HandshakeTimeout))
-	name, err := readShmOffer(conn)
+	name, ask, err := readShmOffer(conn)
 	reserved := false
 	if err == nil {
 		if !m.reserve(w) {
@@ -325,7 +343,10 @@ func (m *mesh) accept(conn net.Conn) {
 		reserved = true
 	}
 	var shm *shmPair
-	if err == nil {
+	switch {
+	case err == nil && ask:
+		shm, err = m.makeShm(conn, w)
+	case err == nil:
 		shm, err = m.answerShm(conn, name)
 	}
 	conn.SetDeadline(time.Time{})
@@ -375,6 +396,57 @@ func (m *mesh) answerShm(conn net.Conn, name []byte) (*shmPair, error) {
 	}
 	if _, err := conn.Write([]byte{ans}); err != nil {
 		p.unmap()
+		return nil, err
+	}
+	return p, nil
+}
+
+// askShm is the dialer's side of a pair whose acceptor makes the segment:
+// it asks for one and maps the one named. It returns the acceptor's answer
+// (ansShm with the segment, ansTCP or ansRefused), ansTCP when this rank
+// could not map the segment, which it then tells the acceptor.
+func (m *mesh) askShm(conn net.Conn) (*shmPair, byte, error) {
+	if _, err := conn.Write([]byte{askShm}); err != nil {
+		return nil, 0, err
+	}
+	var ans [1]byte
+	if _, err := io.ReadFull(conn, ans[:]); err != nil || ans[0] != ansShm {
+		return nil, ans[0], err
+	}
+	name, err := readShmName(conn)
+	if err != nil {
+		return nil, 0, err
+	}
+	p, err := openShm(m.e.cfg.shmDir, string(name))
+	if err != nil {
+		m.refusedShm(err)
+		p, ans[0] = nil, ansTCP
+	}
+	if _, err := conn.Write(ans[:]); err != nil {
+		p.unmap()
+		return nil, 0, err
+	}
+	return p, ans[0], nil
+}
+
+// makeShm is the acceptor's side of askShm: it makes a segment for the pair
+// with world rank w, names it to the dialer and returns it once the dialer
+// has mapped it (nil when either could not: the pair uses the connection).
+func (m *mesh) makeShm(conn net.Conn, w int) (*shmPair, error) {
+	p, name, err := createShm(m.e.cfg.shmDir, m.e.job, w, m.e.rank, m.ring)
+	if err != nil {
+		m.refusedShm(err)
+		_, err = conn.Write([]byte{ansTCP})
+		return nil, err
+	}
+	_, err = conn.Write(append([]byte{ansShm, byte(len(name))}, name...))
+	var ack [1]byte
+	if err == nil {
+		_, err = io.ReadFull(conn, ack[:])
+	}
+	if err != nil || ack[0] != ansShm {
+		p.unmap()
+		os.Remove(shmPath(m.e.cfg.shmDir, name)) // gone already if the dialer opened it
 		return nil, err
 	}
 	return p, nil
