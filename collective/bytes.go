@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"sync"
 
 	"github.com/pmrun/pmrun/comm"
 )
@@ -29,8 +30,32 @@ const (
 
 // putInline writes data's length and first bytes into blk (inlineBlock bytes).
 func putInline(blk, data []byte) {
+	blk = blk[:inlineBlock]
 	binary.LittleEndian.PutUint64(blk, uint64(len(data)))
-	copy(blk[8:], data)
+	clear(blk[8+copy(blk[8:], data):]) // a pooled block holds an earlier call's bytes
+}
+
+// The first round's blocks come from a pool, and go back when the call
+// has succeeded (a failed one may leave a request holding them): a small
+// object collective from Python takes a few microseconds, and they were
+// most of its garbage.
+var blocksPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// getBlocks returns scratch for n blocks, and its handle for putBlocks.
+func getBlocks(n int) ([]byte, *[]byte) {
+	h := blocksPool.Get().(*[]byte)
+	if cap(*h) < n*inlineBlock {
+		*h = make([]byte, n*inlineBlock)
+	}
+	return (*h)[:n*inlineBlock], h
+}
+
+func putBlocks(hs ...*[]byte) {
+	for _, h := range hs {
+		if h != nil {
+			blocksPool.Put(h)
+		}
+	}
 }
 
 // lengths reads the string lengths of the blocks in blks, one per rank,
@@ -86,15 +111,17 @@ func GatherBytesTo(ctx context.Context, c *comm.Comm, root int, data []byte, all
 		return nil, nil, err
 	}
 	k := newCall(ctx, c, "gather")
-	blk := make([]byte, inlineBlock)
+	blk, hb := getBlocks(1)
 	putInline(blk, data)
 	var blks []byte
+	var hs *[]byte
 	if k.rank == root {
-		blks = make([]byte, inlineBlock*k.size)
+		blks, hs = getBlocks(k.size)
 	}
 	if err := Gather(ctx, c, root, blk, blks); err != nil {
 		return nil, nil, err
 	}
+	putBlocks(hb)
 	if k.rank != root {
 		if len(data) > inlineData {
 			return nil, nil, k.send(root, data[inlineData:])
@@ -107,6 +134,7 @@ func GatherBytesTo(ctx context.Context, c *comm.Comm, root int, data []byte, all
 	}
 	all := alloc(total)
 	offs := place(all, blks, lens)
+	putBlocks(hs)
 	copy(all[offs[root]:], data) // its own, whole
 	var t tails
 	for r, n := range lens {
@@ -127,9 +155,9 @@ func AllgatherBytes(ctx context.Context, c *comm.Comm, data []byte) ([]byte, []i
 
 // AllgatherBytesTo is AllgatherBytes receiving into memory of alloc's.
 func AllgatherBytesTo(ctx context.Context, c *comm.Comm, data []byte, alloc Alloc) ([]byte, []int, error) {
-	blk := make([]byte, inlineBlock)
+	blk, hb := getBlocks(1)
 	putInline(blk, data)
-	blks := make([]byte, inlineBlock*c.Size())
+	blks, hs := getBlocks(c.Size())
 	if err := Allgather(ctx, c, blk, blks); err != nil {
 		return nil, nil, err
 	}
@@ -139,6 +167,7 @@ func AllgatherBytesTo(ctx context.Context, c *comm.Comm, data []byte, alloc Allo
 	}
 	all := alloc(total)
 	offs := place(all, blks, lens)
+	putBlocks(hb, hs)
 	// The rest of the long strings, which every rank knows of: counts
 	// and displacements into all, past each string's inline part.
 	counts, displs, more := make([]int, len(lens)), make([]int, len(lens)), false
@@ -167,16 +196,17 @@ func ScatterBytesTo(ctx context.Context, c *comm.Comm, root int, parts [][]byte,
 	}
 	k := newCall(ctx, c, "scatter")
 	var blks []byte
+	var hs *[]byte
 	if k.rank == root {
 		if len(parts) != k.size {
 			return nil, &Error{Op: k.op, Err: fmt.Errorf("%d parts for %d ranks: %w", len(parts), k.size, ErrMismatch)}
 		}
-		blks = make([]byte, inlineBlock*k.size)
+		blks, hs = getBlocks(k.size)
 		for r, p := range parts {
 			putInline(blks[r*inlineBlock:], p)
 		}
 	}
-	blk := make([]byte, inlineBlock)
+	blk, hb := getBlocks(1)
 	if err := Scatter(ctx, c, root, blks, blk); err != nil {
 		return nil, err
 	}
@@ -186,6 +216,7 @@ func ScatterBytesTo(ctx context.Context, c *comm.Comm, root int, parts [][]byte,
 	}
 	mine := alloc(lens[0])
 	copy(mine, blk[8:])
+	putBlocks(hb, hs)
 	if k.rank != root {
 		if lens[0] > inlineData {
 			return mine, k.recv(root, mine[inlineData:])
@@ -215,7 +246,8 @@ func AlltoallBytesTo(ctx context.Context, c *comm.Comm, parts [][]byte, alloc Al
 	if len(parts) != k.size {
 		return nil, nil, &Error{Op: k.op, Err: fmt.Errorf("%d parts for %d ranks: %w", len(parts), k.size, ErrMismatch)}
 	}
-	sblks, rblks := make([]byte, inlineBlock*k.size), make([]byte, inlineBlock*k.size)
+	sblks, hs := getBlocks(k.size)
+	rblks, hr := getBlocks(k.size)
 	for r, p := range parts {
 		putInline(sblks[r*inlineBlock:], p)
 	}
@@ -228,6 +260,7 @@ func AlltoallBytesTo(ctx context.Context, c *comm.Comm, parts [][]byte, alloc Al
 	}
 	all := alloc(total)
 	offs := place(all, rblks, lens)
+	putBlocks(hs, hr)
 	if n := len(parts[k.rank]); n > inlineData {
 		copy(all[offs[k.rank]:], parts[k.rank])
 	}

@@ -710,12 +710,11 @@ class Comm(_Handle, _attrs.Keyvals):
 
     # --- collectives: objects ---
 
-    def barrier(self):
-        _call(_lib.pm_barrier(self._chk(), None))
-
     def Barrier(self):
         if not (_FAST and _f_barrier(self._h)):
             _call(_lib.pm_barrier(self._chk(), None))
+
+    barrier = Barrier  # the same call, as in mpi4py
 
     def Ibarrier(self):
         if _FAST:
