@@ -13,8 +13,8 @@ Prints "<test> bytes=<b> value=<v>" lines (us per operation, MB/s for bandwidth)
         (n bytes to each rank) on numpy buffers; the time of the slowest rank
         per call
   objcoll: the object (pickle) collectives bcast, gather, allgather, scatter,
-        alltoall of bytes objects, allreduce and reduce of an int; the time
-        of the slowest rank per call
+        alltoall of bytes objects, allreduce and reduce of an int, barrier;
+        the time of the slowest rank per call
   vcoll: the v-variants Gatherv, Scatterv, Allgatherv, Alltoallv (n bytes
         per rank, counts and displacements given) and Reduce_scatter (n
         bytes per rank, float64 sum, recvcounts given) on numpy buffers; the
@@ -145,7 +145,7 @@ def coll():
 
 def objcoll():
     """The lowercase (pickle-based) collectives on bytes objects of n bytes;
-    allreduce and reduce sum a Python int."""
+    allreduce and reduce sum a Python int; barrier is the lowercase one."""
     for n in (8, 65536, 1 << 20):
         o = b"x" * n
         ops = [("obj_bcast", lambda: comm.bcast(o, root=0)),
@@ -155,7 +155,8 @@ def objcoll():
                ("obj_alltoall", lambda: comm.alltoall([o] * size))]
         if n == 8:
             ops += [("obj_allreduce", lambda: comm.allreduce(rank, op=MPI.SUM)),
-                    ("obj_reduce", lambda: comm.reduce(rank, op=MPI.SUM, root=0))]
+                    ("obj_reduce", lambda: comm.reduce(rank, op=MPI.SUM, root=0)),
+                    ("obj_barrier", comm.barrier)]
         for name, op in ops:
             iters, skip = iters_for(n * size)
             slowest(name, n, op, max(5, iters // 8), skip)
