@@ -264,9 +264,6 @@ func (r *ring) empty() bool {
 type shmPair struct {
 	mem    []byte
 	rx, tx *ring
-	// populated is closed when the goroutine that maps mem's pages ends
-	// (nil: none started); unmap waits for it.
-	populated chan struct{}
 }
 
 // shmSegmentSize is the file size for rings of ringSize bytes each.
@@ -374,25 +371,17 @@ func mapShm(f *os.File, size int, creator bool) (*shmPair, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mapping shared memory: %w", err)
 	}
+	populate(mem)
 	half := size / 2
 	if creator {
 		setKey(mem[:half])
 		setKey(mem[half:])
 	}
 	a, b := newRing(mem[:half]), newRing(mem[half:])
-	p := &shmPair{mem: mem, rx: a, tx: b, populated: make(chan struct{})}
+	p := &shmPair{mem: mem, rx: a, tx: b}
 	if !creator {
 		p.rx, p.tx = b, a
 	}
-	// The pages are mapped beside the connection's setup, not in its path:
-	// on each side it took a millisecond of the 3-5 that a pair's first
-	// message waited for (4 MiB; the pages themselves are the creator's
-	// since its fallocate). The rings work meanwhile: a page touched first
-	// faults in as it would have without.
-	go func() {
-		defer close(p.populated)
-		populate(mem)
-	}()
 	p.tx.pid.Store(uint32(os.Getpid()))
 	p.tx.base.Store(uint64(uintptr(unsafe.Pointer(unsafe.SliceData(mem)))))
 	return p, nil
@@ -401,9 +390,6 @@ func mapShm(f *os.File, size int, creator bool) (*shmPair, error) {
 func (p *shmPair) unmap() error {
 	if p == nil || p.mem == nil {
 		return nil
-	}
-	if p.populated != nil {
-		<-p.populated
 	}
 	err := syscall.Munmap(p.mem)
 	p.mem = nil
