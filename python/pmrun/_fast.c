@@ -104,8 +104,11 @@ static int fail(i64 rc)
     return -1;
 }
 
-/* A contiguous buffer of obj, or 0 (no error set) when obj is not one. */
-static int getbuf(PyObject *obj, Py_buffer *v, int writable)
+/* A contiguous buffer of obj, or 0 (no error set) when obj is not one, or
+ * is empty unless empty says that the call takes empty messages (point to
+ * point: elsewhere the general path passes no address for these, which a
+ * reduction would read as MPI.IN_PLACE). */
+static int bufview(PyObject *obj, Py_buffer *v, int writable, int empty)
 {
     if (obj == Py_None || PyList_Check(obj) || PyTuple_Check(obj))
         return 0;
@@ -114,11 +117,108 @@ static int getbuf(PyObject *obj, Py_buffer *v, int writable)
         PyErr_Clear();
         return 0;
     }
-    if (v->len == 0) { /* the ctypes path passes no address for these */
+    if (v->len == 0 && !empty) {
         PyBuffer_Release(v);
         return 0;
     }
     return 1;
+}
+
+static int rawbuf(PyObject *obj, Py_buffer *v, int writable)
+{
+    return bufview(obj, v, writable, 0);
+}
+
+/* The predefined datatypes (bind_datatypes) and their sizes: a message of
+ * one of them needs no packing, only its length. Held for good: they are
+ * the module's constants. */
+#define MAX_PREDEF 96
+static PyObject *predef[MAX_PREDEF];
+static long long predef_size[MAX_PREDEF];
+static int n_predef;
+
+static long long predef_of(PyObject *t)
+{
+    for (int i = 0; i < n_predef; i++)
+        if (predef[i] == t)
+            return predef_size[i];
+    return 0;
+}
+
+/* The message of obj: a contiguous buffer (rawbuf), or mpi4py's
+ * [buf, count, TYPE] or [buf, TYPE] of a predefined TYPE: count elements of
+ * it in each of blocks blocks (a collective's count counts one block, as in
+ * mpi4py; 1 elsewhere), or every whole element of buf. The view's length is
+ * then the message's, in bytes. 0 (no error set) leaves the call to the
+ * general path: any other spec, a count the buffer cannot hold, a length
+ * that is not whole elements (whose errors the general path raises), an
+ * empty message unless empty (see bufview). */
+static int getmsg(PyObject *obj, Py_buffer *v, int writable, long long blocks, int empty)
+{
+    if (!PyList_Check(obj) && !PyTuple_Check(obj))
+        return bufview(obj, v, writable, empty);
+    Py_ssize_t k = PySequence_Fast_GET_SIZE(obj);
+    if (k != 2 && k != 3)
+        return 0;
+    PyObject **it = PySequence_Fast_ITEMS(obj);
+    long long ts = predef_of(it[k - 1]), count = -1;
+    if (ts <= 0 || blocks <= 0)
+        return 0;
+    if (k == 3) {
+        if (!PyLong_CheckExact(it[1]))
+            return 0;
+        count = PyLong_AsLongLong(it[1]);
+        if (count < 0) {
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    if (!bufview(it[0], v, writable, empty))
+        return 0;
+    long long n = v->len;
+    if (count < 0 ? n % ts != 0 : count > n / ts / blocks) {
+        PyBuffer_Release(v);
+        return 0;
+    }
+    if (count >= 0)
+        n = count * ts * blocks;
+    if (n == 0 && !empty) { /* as bufview */
+        PyBuffer_Release(v);
+        return 0;
+    }
+    v->len = n;
+    v->itemsize = 1;
+    v->format = NULL;
+    return 1;
+}
+
+/* bind_datatypes(types, sizes): the predefined datatypes whose messages
+ * getmsg takes, and their sizes in bytes. */
+static PyObject *f_bind_datatypes(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    if (n != 2 || !PyList_Check(args[0]) || !PyList_Check(args[1]) ||
+        PyList_GET_SIZE(args[0]) != PyList_GET_SIZE(args[1]) || PyList_GET_SIZE(args[0]) > MAX_PREDEF) {
+        PyErr_SetString(PyExc_TypeError, "bind_datatypes(types, sizes): two lists of one length, at most 96");
+        return NULL;
+    }
+    long long sizes[MAX_PREDEF];
+    Py_ssize_t k = PyList_GET_SIZE(args[0]);
+    for (Py_ssize_t i = 0; i < k; i++) {
+        sizes[i] = PyLong_AsLongLong(PyList_GET_ITEM(args[1], i));
+        if (sizes[i] <= 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "bind_datatypes: a size is not positive");
+            return NULL;
+        }
+    }
+    for (int i = 0; i < n_predef; i++)
+        Py_CLEAR(predef[i]);
+    for (Py_ssize_t i = 0; i < k; i++) {
+        predef[i] = Py_NewRef(PyList_GET_ITEM(args[0], i));
+        predef_size[i] = sizes[i];
+    }
+    n_predef = (int)k;
+    Py_RETURN_NONE;
 }
 
 static int set_status(PyObject *status, const i64 st[4])
@@ -218,7 +318,7 @@ static PyObject *f_send(PyObject *self, PyObject *const *args, Py_ssize_t n)
 {
     ARGS("send", 5, 4);
     Py_buffer v;
-    if (a[0] == 0 || a[1] == proc_null || !getbuf(args[4], &v, 0))
+    if (a[0] == 0 || a[1] == proc_null || !getmsg(args[4], &v, 0, 1, 1))
         Py_RETURN_FALSE;
     i64 rc;
     Py_BEGIN_ALLOW_THREADS
@@ -233,7 +333,7 @@ static PyObject *f_recv(PyObject *self, PyObject *const *args, Py_ssize_t n)
 {
     ARGS("recv", 5, 3);
     Py_buffer v;
-    if (a[0] == 0 || a[1] == proc_null || !getbuf(args[3], &v, 1))
+    if (a[0] == 0 || a[1] == proc_null || !getmsg(args[3], &v, 1, 1, 1))
         Py_RETURN_FALSE;
     i64 st[4] = {0, 0, 0, 0}, rc;
     Py_BEGIN_ALLOW_THREADS
@@ -251,9 +351,9 @@ static PyObject *f_sendrecv(PyObject *self, PyObject *const *args, Py_ssize_t n)
 {
     ARGS("sendrecv", 8, 5);
     Py_buffer sv, rv;
-    if (a[0] == 0 || a[1] == proc_null || a[3] == proc_null || !getbuf(args[5], &sv, 0))
+    if (a[0] == 0 || a[1] == proc_null || a[3] == proc_null || !getmsg(args[5], &sv, 0, 1, 1))
         Py_RETURN_FALSE;
-    if (!getbuf(args[6], &rv, 1)) {
+    if (!getmsg(args[6], &rv, 1, 1, 1)) {
         PyBuffer_Release(&sv);
         Py_RETURN_FALSE;
     }
@@ -388,7 +488,7 @@ static Held *hold(PyObject *obj, int writable)
         PyErr_Clear();
         return NULL;
     }
-    if (!getbuf(obj, &held->view, writable)) {
+    if (!getmsg(obj, &held->view, writable, 1, 1)) {
         held->view.obj = NULL;
         Py_DECREF(held);
         return NULL;
@@ -1105,7 +1205,7 @@ static PyObject *bcast_impl(PyObject *const *args, Py_ssize_t n, int nb)
 {
     ARGS("bcast", 4, 3);
     Py_buffer v;
-    if (a[0] == 0 || (nb && request_type == NULL) || !getbuf(args[3], &v, !a[2]))
+    if (a[0] == 0 || (nb && request_type == NULL) || !getmsg(args[3], &v, !a[2], 1, 0))
         Py_RETURN_FALSE;
     i64 rc, req = 0;
     CALLED(rc, nb, pm_bcast(a[0], a[1], v.buf, v.len, v.len, nb ? &req : NULL));
@@ -1120,11 +1220,11 @@ FORMS(bcast)
 static int blocks(PyObject *one, int one_w, PyObject *all, int all_w, int has_all, long long size,
                   Py_buffer *o, Py_buffer *a)
 {
-    if (!getbuf(one, o, one_w))
+    if (!getmsg(one, o, one_w, 1, 0))
         return 0;
     if (!has_all)
         return 1;
-    if (!getbuf(all, a, all_w)) {
+    if (!getmsg(all, a, all_w, size, 0)) {
         PyBuffer_Release(o);
         return 0;
     }
@@ -1161,9 +1261,9 @@ static PyObject *alltoall_impl(PyObject *const *args, Py_ssize_t n, int nb)
     ARGS("alltoall", 4, 2);
     long long h = a[0], size = a[1];
     Py_buffer s, r;
-    if (h == 0 || size <= 0 || (nb && request_type == NULL) || !getbuf(args[2], &s, 0))
+    if (h == 0 || size <= 0 || (nb && request_type == NULL) || !getmsg(args[2], &s, 0, size, 0))
         Py_RETURN_FALSE;
-    if (!getbuf(args[3], &r, 1)) {
+    if (!getmsg(args[3], &r, 1, size, 0)) {
         PyBuffer_Release(&s);
         Py_RETURN_FALSE;
     }
@@ -1227,7 +1327,7 @@ static int vspec(PyObject *spec, long long size, Py_buffer *r, i64 *counts, i64 
         ds = PyTuple_GET_ITEM(cs, 1);
         cs = PyTuple_GET_ITEM(cs, 0);
     }
-    if (!getbuf(it[0], r, writable))
+    if (!rawbuf(it[0], r, writable))
         return 0;
     i64 es = r->itemsize, end = 0;
     int ok = es > 0 && ints_of(cs, size, es, counts);
@@ -1265,7 +1365,7 @@ static PyObject *gatherv_impl(PyObject *const *args, Py_ssize_t n, int nb)
         Py_RETURN_FALSE;
     i64 counts[256], displs[256];
     Py_buffer s, r = {0};
-    if (!getbuf(args[5], &s, 0))
+    if (!getmsg(args[5], &s, 0, 1, 0))
         Py_RETURN_FALSE;
     if (me && !vspec(args[6], size, &r, counts, displs, 1)) {
         PyBuffer_Release(&s);
@@ -1302,7 +1402,7 @@ static PyObject *scatterv_impl(PyObject *const *args, Py_ssize_t n, int nb)
         Py_RETURN_FALSE;
     i64 counts[256], displs[256];
     Py_buffer s = {0}, r;
-    if (!getbuf(args[5], &r, 1))
+    if (!getmsg(args[5], &r, 1, 1, 0))
         Py_RETURN_FALSE;
     if (me && !vspec(args[4], size, &s, counts, displs, 0)) {
         PyBuffer_Release(&r);
@@ -1460,9 +1560,9 @@ static PyObject *reduce_impl(PyObject *const *args, Py_ssize_t n, int nb)
     Py_buffer s, r;
     if (inplace && !result)
         Py_RETURN_FALSE;
-    if (result && !getbuf(args[6], &r, 1))
+    if (result && !rawbuf(args[6], &r, 1))
         Py_RETURN_FALSE;
-    if (!inplace && !getbuf(args[5], &s, 0)) {
+    if (!inplace && !rawbuf(args[5], &s, 0)) {
         if (result)
             PyBuffer_Release(&r);
         Py_RETURN_FALSE;
@@ -2460,6 +2560,7 @@ static PyMethodDef methods[] = {
     {"iscatterv", (PyCFunction)(void (*)(void))f_iscatterv, METH_FASTCALL, "iscatterv(h, root, rank, size, sendspec, recvbuf) -> Request or False"},
     {"ialltoallv", (PyCFunction)(void (*)(void))f_ialltoallv, METH_FASTCALL, "ialltoallv(h, size, sendspec, recvspec) -> Request or False"},
     {"bind_types", (PyCFunction)(void (*)(void))f_bind_types, METH_FASTCALL, "bind_types(Op, IN_PLACE, Request)"},
+    {"bind_datatypes", (PyCFunction)(void (*)(void))f_bind_datatypes, METH_FASTCALL, "bind_datatypes(types, sizes)"},
     {"progress", f_progress, METH_O, "progress(handles): wait for all of them in one call"},
     {"waitall", (PyCFunction)(void (*)(void))f_waitall, METH_FASTCALL, "waitall(requests, statuses) -> done, or False for the general path"},
     {"waitany", (PyCFunction)(void (*)(void))f_waitany, METH_FASTCALL, "waitany(requests, status) -> index, or None for the general path"},

@@ -243,5 +243,100 @@ class GuardedBuffers(unittest.TestCase):
         self.assertTrue(untouched(g, 2))
 
 
+class MessageSpecs(unittest.TestCase):
+    """mpi4py's [buf, count, TYPE] and [buf, TYPE] of predefined types (the
+    form mpi4py's own benchmarks use), in the calls that move bytes: the
+    message is count elements (a collective's count counts one block), and
+    nothing past it changes."""
+
+    def setUp(self):
+        self.c = world.Dup()
+        self.nxt, self.prv = (rank + 1) % size, (rank - 1) % size
+
+    def tearDown(self):
+        self.c.Free()
+
+    def test_point_to_point(self):
+        c, n = self.c, 5
+        for spec in (lambda b: [b, n, MPI.DOUBLE], lambda b: (b, n, MPI.DOUBLE),
+                     lambda b: [b[:n], MPI.DOUBLE]):
+            src = send(n + 3)
+            g, r = guarded(n + 3)
+            c.Sendrecv(spec(src), self.nxt, 1, spec(r), self.prv, 1)
+            np.testing.assert_array_equal(r[:n], np.arange(n) + 10 * self.prv)
+            self.assertTrue((r[n:] == SENTINEL).all() and untouched(g, n + 3))
+            g, r = guarded(n + 3)
+            reqs = [c.Irecv(spec(r), self.prv, 2), c.Isend(spec(src), self.nxt, 2)]
+            MPI.Request.Waitall(reqs)
+            np.testing.assert_array_equal(r[:n], np.arange(n) + 10 * self.prv)
+            self.assertTrue((r[n:] == SENTINEL).all() and untouched(g, n + 3))
+            g, r = guarded(n + 3)
+            st = MPI.Status()
+            if rank % 2 == 0:
+                c.Send(spec(src), self.nxt, 3)
+                c.Recv(spec(r), self.prv, 3, st)
+            else:
+                c.Recv(spec(r), self.prv, 3, st)
+                c.Send(spec(src), self.nxt, 3)
+            np.testing.assert_array_equal(r[:n], np.arange(n) + 10 * self.prv)
+            self.assertEqual(st.Get_count(MPI.DOUBLE), n)
+            self.assertTrue((r[n:] == SENTINEL).all() and untouched(g, n + 3))
+
+    def test_other_types_and_buffers(self):
+        import mmap
+        c = self.c
+        out, into = mmap.mmap(-1, 64), mmap.mmap(-1, 64)
+        out[:64] = bytes((rank + i) % 256 for i in range(64))
+        c.Sendrecv([out, 24, MPI.BYTE], self.nxt, 4, [into, 24, MPI.BYTE], self.prv, 4)
+        self.assertEqual(into[:24], bytes((self.prv + i) % 256 for i in range(24)))
+        self.assertEqual(into[24:], bytes(40))
+        ints = np.arange(8, dtype="i4") + rank
+        got = np.zeros(8, dtype="i4")
+        c.Sendrecv([ints, 6, MPI.INT], self.nxt, 5, [got, 6, MPI.INT], self.prv, 5)
+        np.testing.assert_array_equal(got, list(np.arange(6) + self.prv) + [0, 0])
+
+    def test_collectives(self):
+        c, n = self.c, 3
+        g, b = guarded(n + 2)
+        if rank == 0:
+            b[:n] = np.arange(n)
+        c.Bcast([b, n, MPI.DOUBLE], root=0)
+        np.testing.assert_array_equal(b[:n], np.arange(n))
+        self.assertTrue((b[n:] == SENTINEL).all() and untouched(g, n + 2))
+        mine = send(n + 1)
+        for root in range(size):
+            g, r = guarded(size * n + 2)
+            c.Gather([mine, n, MPI.DOUBLE], [r, n, MPI.DOUBLE], root=root)
+            if rank == root:
+                want = np.concatenate([np.arange(n) + 10 * q for q in range(size)])
+                np.testing.assert_array_equal(r[:size * n], want)
+            self.assertTrue((r[size * n:] == SENTINEL).all() and untouched(g, size * n + 2))
+        g, r = guarded(size * n + 2)
+        c.Allgather([mine, n, MPI.DOUBLE], [r, n, MPI.DOUBLE])
+        np.testing.assert_array_equal(r[:size * n], np.concatenate([np.arange(n) + 10 * q for q in range(size)]))
+        self.assertTrue((r[size * n:] == SENTINEL).all() and untouched(g, size * n + 2))
+        blocks = np.arange(size * n + 2, dtype="f8") + 100 * rank
+        g, r = guarded(n + 2)
+        c.Scatter([blocks, n, MPI.DOUBLE], [r, n, MPI.DOUBLE], root=0)
+        np.testing.assert_array_equal(r[:n], np.arange(rank * n, rank * n + n))
+        self.assertTrue((r[n:] == SENTINEL).all() and untouched(g, n + 2))
+        g, r = guarded(size * n + 2)
+        c.Alltoall([blocks, n, MPI.DOUBLE], [r, n, MPI.DOUBLE])
+        want = np.concatenate([np.arange(rank * n, rank * n + n) + 100 * q for q in range(size)])
+        np.testing.assert_array_equal(r[:size * n], want)
+        self.assertTrue((r[size * n:] == SENTINEL).all() and untouched(g, size * n + 2))
+
+    def test_counts_the_buffer_cannot_hold(self):
+        c = self.c
+        small = np.zeros(2)
+        for call in (lambda: c.Send([small, 3, MPI.DOUBLE], self.nxt, 6),
+                     lambda: c.Recv([small, 3, MPI.DOUBLE], self.prv, 6),
+                     lambda: c.Isend([small, 3, MPI.DOUBLE], self.nxt, 6),
+                     lambda: c.Gather([small, 1, MPI.DOUBLE], [small, 3, MPI.DOUBLE], root=rank),
+                     lambda: c.Send([np.zeros(3, "B"), MPI.DOUBLE], self.nxt, 6)):
+            with self.assertRaises(ValueError):
+                call()
+
+
 if __name__ == "__main__":
     unittest.main()
