@@ -105,9 +105,9 @@ static int fail(i64 rc)
 }
 
 /* A contiguous buffer of obj, or 0 (no error set) when obj is not one, or
- * is empty unless empty says that the call takes empty messages (point to
- * point: elsewhere the general path passes no address for these, which a
- * reduction would read as MPI.IN_PLACE). */
+ * is empty unless empty says that the call takes empty messages: 1, any
+ * (point to point); 2, those with an address (the collectives that read
+ * no address as MPI.IN_PLACE; an empty array may export none). */
 static int bufview(PyObject *obj, Py_buffer *v, int writable, int empty)
 {
     if (obj == Py_None || PyList_Check(obj) || PyTuple_Check(obj))
@@ -117,7 +117,7 @@ static int bufview(PyObject *obj, Py_buffer *v, int writable, int empty)
         PyErr_Clear();
         return 0;
     }
-    if (v->len == 0 && !empty) {
+    if (v->len == 0 && (!empty || (empty == 2 && v->buf == NULL))) {
         PyBuffer_Release(v);
         return 0;
     }
@@ -182,7 +182,7 @@ static int getmsg(PyObject *obj, Py_buffer *v, int writable, long long blocks, i
     }
     if (count >= 0)
         n = count * ts * blocks;
-    if (n == 0 && !empty) { /* as bufview */
+    if (n == 0 && (!empty || (empty == 2 && v->buf == NULL))) { /* as bufview */
         PyBuffer_Release(v);
         return 0;
     }
@@ -1205,7 +1205,7 @@ static PyObject *bcast_impl(PyObject *const *args, Py_ssize_t n, int nb)
 {
     ARGS("bcast", 4, 3);
     Py_buffer v;
-    if (a[0] == 0 || (nb && request_type == NULL) || !getmsg(args[3], &v, !a[2], 1, 0))
+    if (a[0] == 0 || (nb && request_type == NULL) || !getmsg(args[3], &v, !a[2], 1, 2))
         Py_RETURN_FALSE;
     i64 rc, req = 0;
     CALLED(rc, nb, pm_bcast(a[0], a[1], v.buf, v.len, v.len, nb ? &req : NULL));
@@ -1216,17 +1216,32 @@ FORMS(bcast)
 
 /* The buffers of a gather or scatter: one rank's block (one, always) and,
  * where has_all, the buffer of all the blocks (all), size times as large.
- * 1 with both held, 0 (nothing held) when the general path must do it. */
+ * Where has_all, one may be MPI.IN_PLACE: o is then an empty view (no
+ * address, nothing held) of a block's length, which pm_gather and
+ * pm_scatter read as in place. 1 with both held, 0 (nothing held) when the
+ * general path must do it. Empty messages take it too (nothing moves), but
+ * not empty buffers without an address (see bufview). */
 static int blocks(PyObject *one, int one_w, PyObject *all, int all_w, int has_all, long long size,
                   Py_buffer *o, Py_buffer *a)
 {
-    if (!getmsg(one, o, one_w, 1, 0))
+    int inplace = has_all && in_place != NULL && one == in_place;
+    if (!inplace && !getmsg(one, o, one_w, 1, 2))
         return 0;
     if (!has_all)
         return 1;
-    if (!getmsg(all, a, all_w, size, 0)) {
-        PyBuffer_Release(o);
+    if (!getmsg(all, a, all_w, size, 2)) {
+        if (!inplace)
+            PyBuffer_Release(o);
         return 0;
+    }
+    if (inplace) {
+        if (size <= 0 || a->len % size != 0) {
+            PyBuffer_Release(a);
+            return 0;
+        }
+        memset(o, 0, sizeof *o);
+        o->len = a->len / size;
+        return 1;
     }
     if (a->len != o->len * size) {
         PyBuffer_Release(o);
@@ -1261,9 +1276,9 @@ static PyObject *alltoall_impl(PyObject *const *args, Py_ssize_t n, int nb)
     ARGS("alltoall", 4, 2);
     long long h = a[0], size = a[1];
     Py_buffer s, r;
-    if (h == 0 || size <= 0 || (nb && request_type == NULL) || !getmsg(args[2], &s, 0, size, 0))
+    if (h == 0 || size <= 0 || (nb && request_type == NULL) || !getmsg(args[2], &s, 0, size, 2))
         Py_RETURN_FALSE;
-    if (!getmsg(args[3], &r, 1, size, 0)) {
+    if (!getmsg(args[3], &r, 1, size, 2)) {
         PyBuffer_Release(&s);
         Py_RETURN_FALSE;
     }
@@ -1283,11 +1298,52 @@ static PyObject *alltoall_impl(PyObject *const *args, Py_ssize_t n, int nb)
 
 FORMS(alltoall)
 
+/* ints_of for an array of k native integers (array.array('i', ...), a
+ * numpy array of ints: what mpi4py's own benchmarks pass as counts and
+ * displacements); 0 for anything else. */
+static int ints_of_buffer(PyObject *obj, Py_ssize_t k, i64 es, i64 *v)
+{
+    Py_buffer b;
+    if (obj == Py_None || PyObject_GetBuffer(obj, &b, PyBUF_ND | PyBUF_FORMAT) != 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    const char *f = b.format ? b.format : "B";
+    if (*f == '@' || *f == '=')
+        f++;
+    int ok = b.ndim == 1 && b.shape[0] == k && f[0] != 0 && f[1] == 0 && strchr("bBhHiIlLqQ", f[0]) != NULL &&
+             b.itemsize * k == b.len;
+    for (Py_ssize_t i = 0; ok && i < k; i++) {
+        const char *p = (const char *)b.buf + i * b.itemsize;
+        long long x;
+        switch (f[0]) {
+        case 'b': x = *(const signed char *)p; break;
+        case 'B': x = *(const unsigned char *)p; break;
+        case 'h': x = *(const short *)p; break;
+        case 'H': x = *(const unsigned short *)p; break;
+        case 'i': x = *(const int *)p; break;
+        case 'I': x = *(const unsigned int *)p; break;
+        case 'l': x = *(const long *)p; break;
+        case 'L': x = (long long)*(const unsigned long *)p; break;
+        case 'q': x = *(const long long *)p; break;
+        default: x = (long long)*(const unsigned long long *)p; break;
+        }
+        if (x < 0 || x > (1LL << 40))
+            ok = 0;
+        else
+            v[i] = x * es;
+    }
+    PyBuffer_Release(&b);
+    return ok;
+}
+
 /* k non-negative ints of a list or tuple into v (times es): 1, or 0 (no
  * error set) when seq is not one. */
 static int ints_of(PyObject *seq, Py_ssize_t k, i64 es, i64 *v)
 {
-    if (!(PyList_Check(seq) || PyTuple_Check(seq)) || PySequence_Fast_GET_SIZE(seq) != k)
+    if (!(PyList_Check(seq) || PyTuple_Check(seq)))
+        return ints_of_buffer(seq, k, es, v);
+    if (PySequence_Fast_GET_SIZE(seq) != k)
         return 0;
     PyObject **items = PySequence_Fast_ITEMS(seq);
     for (Py_ssize_t i = 0; i < k; i++) {

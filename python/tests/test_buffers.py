@@ -326,6 +326,45 @@ class MessageSpecs(unittest.TestCase):
         np.testing.assert_array_equal(r[:size * n], want)
         self.assertTrue((r[size * n:] == SENTINEL).all() and untouched(g, size * n + 2))
 
+    def test_in_place_empty_and_array_counts(self):
+        from array import array
+        c, n = self.c, 2
+        for root in range(size):
+            g, r = guarded(size * n)
+            r[rank * n:rank * n + n] = np.arange(n) + 10 * rank
+            if rank == root:
+                c.Gather(MPI.IN_PLACE, [r, n, MPI.DOUBLE], root=root)
+                want = np.concatenate([np.arange(n) + 10 * q for q in range(size)])
+                np.testing.assert_array_equal(r, want)
+            else:
+                c.Gather([r[rank * n:rank * n + n], n, MPI.DOUBLE], None, root=root)
+            self.assertTrue(untouched(g, size * n))
+            blocks = np.arange(size * n, dtype="f8") + 100
+            if rank == root:
+                c.Scatter([blocks, n, MPI.DOUBLE], MPI.IN_PLACE, root=root)
+            else:
+                mine = np.zeros(n)
+                c.Scatter(None, [mine, n, MPI.DOUBLE], root=root)
+                np.testing.assert_array_equal(mine, blocks[rank * n:rank * n + n])
+        g, r = guarded(size * n)
+        r[rank * n:rank * n + n] = np.arange(n) + 10 * rank
+        c.Allgather(MPI.IN_PLACE, [r, n, MPI.DOUBLE])
+        np.testing.assert_array_equal(r, np.concatenate([np.arange(n) + 10 * q for q in range(size)]))
+        self.assertTrue(untouched(g, size * n))
+        g, r = guarded(3)
+        c.Bcast([r, 0, MPI.DOUBLE], root=0)
+        c.Gather([r, 0, MPI.DOUBLE], [r, 0, MPI.DOUBLE], root=0)
+        c.Alltoall([r, 0, MPI.DOUBLE], [r, 0, MPI.DOUBLE])
+        c.Sendrecv([r, 0, MPI.DOUBLE], self.nxt, 7, [r, 0, MPI.DOUBLE], self.prv, 7)
+        self.assertTrue((r == SENTINEL).all() and untouched(g, 3))
+        cnt, dsp = array("i", [n] * size), array("i", [n * q for q in range(size)])
+        out = np.arange(size * n, dtype="B") + rank
+        got = np.zeros(size * n + 3, dtype="B")
+        c.Alltoallv([out, (cnt, dsp), MPI.BYTE], [got, (cnt, np.array(dsp, dtype="i8")), MPI.BYTE])
+        want = np.concatenate([np.arange(rank * n, rank * n + n) + q for q in range(size)])
+        np.testing.assert_array_equal(got[:size * n], want)
+        self.assertTrue((got[size * n:] == 0).all())
+
     def test_counts_the_buffer_cannot_hold(self):
         c = self.c
         small = np.zeros(2)
