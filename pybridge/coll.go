@@ -163,7 +163,10 @@ func pm_scatter(h, root int64, sbuf unsafe.Pointer, scap int64, rbuf unsafe.Poin
 		}
 	}
 	if rbuf == nil && c.Rank() == int(root) {
-		recv = make([]byte, n)
+		// In place: the root's block stays where it is (a copy onto itself),
+		// not a copy into memory made for the call.
+		r := int64(c.Rank())
+		recv = send[r*n : (r+1)*n]
 	} else if recv, err = recvRegion(rbuf, rcap, n); err != nil {
 		return fail(err)
 	}
