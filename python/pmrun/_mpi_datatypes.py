@@ -785,10 +785,13 @@ _TYPECODES.update({"MPI_INTEGER%d" % n: "i%d" % n for n in (1, 2, 4, 8)})
 
 
 def _typecode(datatype):
-    """The typecode of a predefined datatype, or None (derived types, pairs,
-    LOGICAL...)."""
-    if not isinstance(datatype, Datatype) or datatype._env is not None:
+    """The typecode of a predefined datatype or a duplicate of one (as
+    mpi4py 4), or None (derived types, pairs, LOGICAL...)."""
+    if not isinstance(datatype, Datatype):
         return None
+    env = datatype._env
+    if env is not None:
+        return _typecode(env[3][0]) if env[0] == COMBINER_DUP else None
     return _TYPECODES.get(datatype.name)
 
 
@@ -808,9 +811,36 @@ def _tocode(self):
     return code
 
 
+# typestr: NumPy's type string of a predefined type's elements, by kind and
+# size, as mpi4py 4 gives it; "V" and the extent for the rest.
+_TYPESTR_KIND = {"?": "b", "b": "i", "h": "i", "i": "i", "l": "i", "q": "i", "p": "i",
+                 "B": "u", "H": "u", "I": "u", "L": "u", "Q": "u", "P": "u",
+                 "e": "f", "f": "f", "d": "f", "g": "f", "Zf": "c", "Zd": "c", "Zg": "c"}
+_TYPESTR_NAMED = {"MPI_CHAR": "S1", "MPI_CHARACTER": "S1", "MPI_WCHAR": "U1",
+                  "MPI_LOGICAL1": "b1"}
+
+
+def _typestr(self):
+    """mpi4py 4's Datatype.typestr."""
+    if self.size == 0 and self.blocks is None and self.name == "MPI_DATATYPE_NULL":
+        return ""
+    env = self._env
+    if env is not None and env[0] == COMBINER_DUP:
+        return _typestr(env[3][0])
+    if env is None and self.blocks is None:
+        named = _TYPESTR_NAMED.get(self.name)
+        if named is not None:
+            return named
+        kind = _TYPESTR_KIND.get(self.format)
+        if kind is not None:
+            return "%s%d" % (kind, self.size)
+    return "V%d" % self.extent
+
+
 Datatype.fromcode = classmethod(_fromcode)
 Datatype.tocode = _tocode
 Datatype.typecode = property(_typecode)
+Datatype.typestr = property(_typestr)
 
 
 def _datatype_of(fmt, itemsize):

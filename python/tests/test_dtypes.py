@@ -38,6 +38,19 @@ class Introspection(unittest.TestCase):
         with self.assertRaises(MPI.Exception):
             MPI.INT.Get_contents()
 
+    def test_typestr_and_codes_of_duplicates(self):
+        # mpi4py 4's typestr (NumPy's type string of the elements, "V" and the
+        # extent for derived types); a duplicate has its base type's codes.
+        for t, want in ((MPI.INT, "i4"), (MPI.DOUBLE, "f8"), (MPI.BYTE, "u1"),
+                        (MPI.C_BOOL, "b1"), (MPI.C_DOUBLE_COMPLEX, "c16"), (MPI.CHAR, "S1"),
+                        (MPI.INT64_T, "i8"), (MPI.DATATYPE_NULL, "")):
+            self.assertEqual(t.typestr, want, t.Get_name())
+        self.assertEqual(MPI.INT.Create_contiguous(3).typestr, "V12")
+        d = MPI.DOUBLE.Dup().Dup()
+        self.assertEqual((d.typestr, d.tocode(), d.typecode), ("f8", "d", "d"))
+        with self.assertRaises(ValueError):
+            MPI.INT.Create_contiguous(2).tocode()
+
     def test_pickle_and_limits(self):
         # A derived type pickles as the calls that remake it; predefined ones
         # as themselves; MPI 4.1's fixed-size floating types move as FLOAT/DOUBLE.
