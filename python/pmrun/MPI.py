@@ -56,7 +56,7 @@ from ._mpi_datatypes import (
     LOGICAL, INTEGER, REAL, DOUBLE_PRECISION, COMPLEX, LOGICAL1, LOGICAL2, LOGICAL4, LOGICAL8,
     INTEGER1, INTEGER2, INTEGER4, INTEGER8, INTEGER16, FLOAT16_T, BFLOAT16_T, FLOAT32_T, FLOAT64_T, LOGICAL16, REAL2, REAL4, REAL8, REAL16, COMPLEX4,
     COMPLEX8, COMPLEX16, COMPLEX32, DOUBLE_COMPLEX, UB, LB, _PAIRS, _BY_FORMAT, _typedict,
-    _typedict_c, _typedict_f, _typecode, _datatype_of, _DT_CACHE, _datatype_of_format, _opaque, _typearg,
+    _typedict_c, _typedict_f, _typecode, _typealign, _datatype_of, _DT_CACHE, _datatype_of_format, _opaque, _typearg,
 )
 from ._mpi_buffers import (
     _InPlace, IN_PLACE, BOTTOM, BUFFER_AUTOMATIC, buffer, _memory_setitem, _MEMORY_TYPES,

@@ -130,7 +130,19 @@ class Datatype(_attributes.Keyvals):
 
     @property
     def typechar(self):
-        return self.format or "B"
+        """mpi4py 4's character code of the elements: "V" for derived types
+        and pairs, a duplicate's base type's, "" for DATATYPE_NULL."""
+        if self.size == 0 and self.blocks is None and self.name == "MPI_DATATYPE_NULL":
+            return ""
+        env = self._env
+        if env is not None:
+            return env[3][0].typechar if env[0] == COMBINER_DUP else "V"
+        f = self.format
+        if self.blocks is not None or not f or f.startswith("T{") or f.endswith("x"):
+            return "V"
+        if self.name == "MPI_LOGICAL1":
+            return "?"
+        return f[1].upper() if f in ("Zf", "Zd", "Zg") else f
 
     # --- derived types ---
 
@@ -782,6 +794,10 @@ _TYPECODES = {
 _TYPECODES.update({"MPI_INT%d_T" % (8 * n): "i%d" % n for n in (1, 2, 4, 8)})
 _TYPECODES.update({"MPI_UINT%d_T" % (8 * n): "u%d" % n for n in (1, 2, 4, 8)})
 _TYPECODES.update({"MPI_INTEGER%d" % n: "i%d" % n for n in (1, 2, 4, 8)})
+# Fortran's LOGICALs as mpi4py 4 codes them: a bool of one byte, else an int
+# of their size.
+_TYPECODES.update({"MPI_LOGICAL": "i", "MPI_LOGICAL1": "b1", "MPI_LOGICAL2": "i2",
+                   "MPI_LOGICAL4": "i4", "MPI_LOGICAL8": "i8"})
 
 
 def _typecode(datatype):
@@ -835,6 +851,49 @@ def _typestr(self):
         if kind is not None:
             return "%s%d" % (kind, self.size)
     return "V%d" % self.extent
+
+
+def _calign(code):
+    """The alignment of a C element of typecode code ("i", "f8", "c16", "p",
+    "?"...), as a struct lays it out."""
+    import ctypes
+    if code in ("p", "P"):
+        code = ("i" if code == "p" else "u") + str(ctypes.sizeof(ctypes.c_void_p))
+    if code in ("F", "D", "G"):
+        code = code.lower()
+    if len(code) > 1:
+        kind, size = code[0], int(code[1:])
+        if kind == "c":  # a complex number aligns as its parts
+            kind, size = "f", size // 2
+        ctype = next(c for c in {"i": (ctypes.c_int8, ctypes.c_int16, ctypes.c_int32, ctypes.c_int64),
+                                 "u": (ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ctypes.c_uint64),
+                                 "f": (ctypes.c_float, ctypes.c_double, ctypes.c_longdouble)}[kind]
+                     if ctypes.sizeof(c) == size)
+        return ctypes.alignment(ctype)
+    if code == "c":
+        return 1
+    if code == "U":
+        return ctypes.alignment(ctypes.c_wchar)
+    return ctypes.alignment(type("elem", (ctypes._SimpleCData,), {"_type_": code}))
+
+
+_PAIR_VALUES = {"MPI_SHORT_INT": "h", "MPI_2INT": "i", "MPI_LONG_INT": "l", "MPI_FLOAT_INT": "f",
+                "MPI_DOUBLE_INT": "d", "MPI_LONG_DOUBLE_INT": "g"}
+
+
+def _typealign(datatype):
+    """mpi4py's private MPI._typealign: the alignment of a predefined type's
+    elements (a pair's: its larger part's), or None for a derived type."""
+    if not isinstance(datatype, Datatype):
+        return None
+    env = datatype._env
+    if env is not None:
+        return _typealign(env[3][0]) if env[0] == COMBINER_DUP else None
+    pair = _PAIR_VALUES.get(datatype.name)
+    if pair is not None:
+        return max(_calign(pair), _calign("i"))
+    code = _typecode(datatype)
+    return _calign(code) if code is not None else None
 
 
 Datatype.fromcode = classmethod(_fromcode)

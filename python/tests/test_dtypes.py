@@ -50,6 +50,30 @@ class Introspection(unittest.TestCase):
         self.assertEqual((d.typestr, d.tocode(), d.typecode), ("f8", "d", "d"))
         with self.assertRaises(ValueError):
             MPI.INT.Create_contiguous(2).tocode()
+        for t, want in ((MPI.INT, "i"), (MPI.C_DOUBLE_COMPLEX, "D"), (MPI.LOGICAL1, "?"),
+                        (MPI.INT_INT, "V"), (MPI.INT.Create_contiguous(2), "V"),
+                        (MPI.DOUBLE.Dup(), "d"), (MPI.DATATYPE_NULL, "")):
+            self.assertEqual(t.typechar, want, t.Get_name())
+
+    def test_alignment_and_pairs_in_numpy(self):
+        import struct
+
+        def align(c):  # where a C struct puts c after one char
+            return struct.calcsize("c" + c) - struct.calcsize(c)
+        self.assertEqual(MPI._typealign(MPI.DOUBLE), align("d"))
+        self.assertEqual(MPI._typealign(MPI.SHORT_INT), align("i"))
+        self.assertEqual(MPI._typealign(MPI.DOUBLE_INT), align("d"))
+        self.assertIsNone(MPI._typealign(MPI.Datatype.Create_struct([1, 1], [0, 8], [MPI.INT, MPI.DOUBLE])))
+        try:
+            import numpy
+        except ImportError:
+            return
+        from mpi4py.util import dtlib
+        for t in (MPI.SHORT_INT, MPI.INT_INT, MPI.LONG_INT, MPI.FLOAT_INT, MPI.DOUBLE_INT):
+            d = dtlib.to_numpy_dtype(t)
+            self.assertEqual((d.itemsize, d.alignment, d.fields["f1"][0]),
+                             (t.extent, MPI._typealign(t), numpy.dtype("i4")), t.Get_name())
+        self.assertEqual(dtlib.to_numpy_dtype(MPI.LOGICAL1), numpy.dtype("?"))
 
     def test_pickle_and_limits(self):
         # A derived type pickles as the calls that remake it; predefined ones

@@ -12,12 +12,17 @@ from mpi4py import MPI
 __all__ = ["from_numpy_dtype", "to_numpy_dtype"]
 
 
-def _dtype(spec):
+def _dtype(spec, **kwargs):
     try:
         from numpy import dtype
     except ImportError:
         raise RuntimeError("mpi4py.util.dtlib needs NumPy, which is not installed") from None
-    return dtype(spec)
+    return dtype(spec, **kwargs)
+
+
+# The pairs of MINLOC and MAXLOC: a value and an int, as a C struct lays them out.
+_PAIRS = {"MPI_SHORT_INT": "SHORT", "MPI_2INT": "INT", "MPI_LONG_INT": "LONG",
+          "MPI_FLOAT_INT": "FLOAT", "MPI_DOUBLE_INT": "DOUBLE", "MPI_LONG_DOUBLE_INT": "LONG_DOUBLE"}
 
 
 _F90 = (MPI.COMBINER_F90_INTEGER, MPI.COMBINER_F90_REAL, MPI.COMBINER_F90_COMPLEX)
@@ -122,13 +127,16 @@ def _record(formats, offsets, itemsize=None, aligned=True):
 
 def to_numpy_dtype(datatype):
     """The numpy dtype of an MPI datatype's elements. ValueError for
-    DATATYPE_NULL and for what numpy cannot describe (pairs such as INT_INT,
+    DATATYPE_NULL and for what numpy cannot describe (
     bounds that cut into the elements)."""
     if datatype == MPI.DATATYPE_NULL:
         raise ValueError("cannot convert null MPI datatype to NumPy")
     combiner = datatype.combiner
     if combiner == MPI.COMBINER_NAMED:
         code = MPI._typecode(datatype)
+        pair = _PAIRS.get(datatype.Get_name())
+        if code is None and pair is not None:
+            return _dtype("%s,i" % MPI._typecode(getattr(MPI, pair)), align=True)
         if code is None:
             raise ValueError("cannot convert MPI datatype %s to NumPy" % datatype.Get_name())
         return _dtype(code)
