@@ -854,27 +854,28 @@ def _typestr(self):
 
 
 def _calign(code):
-    """The alignment of a C element of typecode code ("i", "f8", "c16", "p",
-    "?"...), as a struct lays it out."""
+    """The alignment of a C element of typecode code ("i", "f8", "c16", "b1",
+    "p", "?"...), as a struct lays it out after one char (mpi4py.util.dtlib
+    uses it too)."""
     import ctypes
-    if code in ("p", "P"):
-        code = ("i" if code == "p" else "u") + str(ctypes.sizeof(ctypes.c_void_p))
+    if code in ("p", "n", "P", "N"):
+        code = ("i" if code in "pn" else "u") + str(ctypes.sizeof(ctypes.c_void_p))
     if code in ("F", "D", "G"):
         code = code.lower()
+    if code == "U":
+        code = "u"  # ctypes' wchar_t
     if len(code) > 1:
         kind, size = code[0], int(code[1:])
         if kind == "c":  # a complex number aligns as its parts
             kind, size = "f", size // 2
-        ctype = next(c for c in {"i": (ctypes.c_int8, ctypes.c_int16, ctypes.c_int32, ctypes.c_int64),
-                                 "u": (ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ctypes.c_uint64),
-                                 "f": (ctypes.c_float, ctypes.c_double, ctypes.c_longdouble)}[kind]
-                     if ctypes.sizeof(c) == size)
-        return ctypes.alignment(ctype)
-    if code == "c":
-        return 1
-    if code == "U":
-        return ctypes.alignment(ctypes.c_wchar)
-    return ctypes.alignment(type("elem", (ctypes._SimpleCData,), {"_type_": code}))
+        candidates = {"b": (ctypes.c_bool,),
+                      "i": (ctypes.c_int8, ctypes.c_int16, ctypes.c_int32, ctypes.c_int64),
+                      "u": (ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ctypes.c_uint64),
+                      "f": (ctypes.c_float, ctypes.c_double, ctypes.c_longdouble)}[kind]
+        code = next(c for c in candidates if ctypes.sizeof(c) == size)._type_
+    elem = type("elem", (ctypes._SimpleCData,), {"_type_": code})
+    pair = type("pair", (ctypes.Structure,), {"_fields_": [("pad", ctypes.c_char), ("elem", elem)]})
+    return pair.elem.offset
 
 
 _PAIR_VALUES = {"MPI_SHORT_INT": "h", "MPI_2INT": "i", "MPI_LONG_INT": "l", "MPI_FLOAT_INT": "f",

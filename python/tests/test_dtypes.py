@@ -63,6 +63,7 @@ class Introspection(unittest.TestCase):
         self.assertEqual(MPI._typealign(MPI.DOUBLE), align("d"))
         self.assertEqual(MPI._typealign(MPI.SHORT_INT), align("i"))
         self.assertEqual(MPI._typealign(MPI.DOUBLE_INT), align("d"))
+        self.assertEqual((MPI._typealign(MPI.LOGICAL1), MPI._typealign(MPI.LOGICAL8)), (1, align("q")))
         self.assertIsNone(MPI._typealign(MPI.Datatype.Create_struct([1, 1], [0, 8], [MPI.INT, MPI.DOUBLE])))
         try:
             import numpy

@@ -8,6 +8,7 @@ aligned when every field sits at its alignment), read back through decode()."""
 import struct as _struct
 
 from mpi4py import MPI
+from pmrun._mpi_datatypes import _calign
 
 __all__ = ["from_numpy_dtype", "to_numpy_dtype"]
 
@@ -28,29 +29,9 @@ _PAIRS = {"MPI_SHORT_INT": "SHORT", "MPI_2INT": "INT", "MPI_LONG_INT": "LONG",
 _F90 = (MPI.COMBINER_F90_INTEGER, MPI.COMBINER_F90_REAL, MPI.COMBINER_F90_COMPLEX)
 
 
-def _get_alignment_ctypes(typecode):
-    """The alignment of a C element of a typecode ('i', 'f8', 'c16', 'p'...),
-    as ctypes lays it out in a struct after one char."""
-    import ctypes
-
-    if typecode in ("p", "n", "P", "N"):
-        typecode = ("i" if typecode in "pn" else "u") + str(ctypes.sizeof(ctypes.c_void_p))
-    if typecode in ("F", "D", "G"):
-        typecode = typecode.lower()
-    if len(typecode) > 1:
-        kind, size = typecode[0], int(typecode[1:])
-        if kind == "c":  # a complex number aligns as its parts
-            kind, size = "f", size // 2
-        candidates = {
-            "b": [ctypes.c_bool],
-            "i": [ctypes.c_int8, ctypes.c_int16, ctypes.c_int32, ctypes.c_int64],
-            "u": [ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ctypes.c_uint64],
-            "f": [ctypes.c_float, ctypes.c_double, ctypes.c_longdouble],
-        }[kind]
-        typecode = next(c for c in candidates if ctypes.sizeof(c) == size)._type_
-    elem = type("elem", (ctypes._SimpleCData,), {"_type_": typecode})
-    pair = type("pair", (ctypes.Structure,), {"_fields_": [("pad", ctypes.c_char), ("elem", elem)]})
-    return pair.elem.offset
+# The alignment of a C element of a typecode ('i', 'f8', 'c16', 'p'...), as a
+# C struct lays it out after one char.
+_get_alignment_ctypes = _calign
 
 
 def _get_alignment(datatype):
