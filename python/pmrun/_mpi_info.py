@@ -16,13 +16,16 @@ class Info:
     a freed Info are INFO_NULL; Info.Create() makes a new one. Equality is
     identity, as for handles."""
 
+    def __new__(cls, info=None):
+        return super().__new__(cls)  # subclasses may pass info, as with mpi4py
+
     def __init__(self, info=None):
         _expect(info, Info)
         self._d = None if info is None or info._d is None else info._d
 
     def _pickle_own(self):
-        """An Info pickles as a new one of the same items (mpi4py 4)."""
-        return (Info.Create, (dict(self._d),))
+        """An Info pickles as a new one of the same items and class (mpi4py 4)."""
+        return (type(self).Create, (dict(self._d),))
 
     @classmethod
     def Create_env(cls, args=None):
@@ -64,7 +67,7 @@ class Info:
         self._d = None
 
     def Dup(self):
-        return Info.Create(self._chk().items())
+        return type(self).Create(self._chk().items())  # a subclass's, as mpi4py 4
 
     def Get(self, key, maxlen=-1):
         return self._chk().get(key)

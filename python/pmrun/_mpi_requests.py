@@ -112,8 +112,10 @@ class Request:
         self._status = None
         self._obj = None
         if isinstance(request, Request):
-            if type(self) is not Request and isinstance(request, (Prequest, Grequest)) and \
-                    not isinstance(request, type(self)):
+            kind = Prequest if isinstance(request, Prequest) else Grequest
+            if type(self) is not Request and isinstance(request, kind) and not isinstance(self, kind):
+                # a persistent or generalized request copies only into its
+                # own kind (or a plain Request), subclasses of it included
                 raise TypeError("%s(request): a %s is not one" % (
                     type(self).__name__, type(request).__name__))
             self.__dict__.update(request.__dict__)

@@ -631,11 +631,33 @@ class PointToPoint(unittest.TestCase):
         self.assertEqual(MPI.Request(p), p)
         with self.assertRaises(TypeError):
             MPI.Grequest(p)
+
+        class MyPrequest(MPI.Prequest):  # a subclass of its kind takes it
+            def __new__(cls, request=None):
+                return MPI.Prequest.__new__(cls, request)
+        mine = MyPrequest(p)
+        self.assertEqual(mine, p)
+        self.assertIsInstance(mine, MyPrequest)
+
+        class MyRequest(MPI.Request):
+            pass
+        with self.assertRaises(TypeError):
+            MyRequest(p)
         p.Free()
         g = MPI.Grequest.Start()
         self.assertEqual(MPI.Grequest(g), g)
         g.complete(42)
         self.assertEqual(g.wait(), 42)
+
+    def test_info_subclass(self):
+        # A subclass of Info makes, copies and unpickles its own kind (mpi4py 4).
+        import pickle
+        info = MyInfo.Create({"a": "1"})
+        for made in (info, info.Dup(), info.copy(), pickle.loads(pickle.dumps(info))):
+            self.assertIs(type(made), MyInfo)
+            self.assertEqual(made.items(), [("a", "1")])
+        self.assertIs(type(MyInfo(info)), MyInfo)
+        info.Free()
 
     def test_persistent(self):
         dst, src = (rank + 1) % size, (rank - 1) % size
@@ -1977,6 +1999,13 @@ class Communicators(unittest.TestCase):
         self.assertEqual(MPI.Comm(comm).Get_size(), size)
         with self.assertRaises(TypeError):
             MPI.Intracomm(42)
+
+
+class MyInfo(MPI.Info):
+    """A subclass of Info as mpi4py's tests make one (test_info_subclass)."""
+
+    def __new__(cls, info=None):
+        return MPI.Info.__new__(cls, info)
 
 
 if __name__ == "__main__":
