@@ -32,7 +32,10 @@ def __getattr__(name):
 class _RC:
     """Runtime configuration, read when MPI is first imported (mpi4py.rc)."""
 
-    def __init__(self):
+    _KEYS = frozenset(("initialize", "threads", "thread_level", "finalize", "fast_reduction",
+                       "fast_reduce", "recv_mprobe", "irecv_bufsz", "errors", "abort_on_exception"))
+
+    def __init__(self, **kwargs):
         self.initialize = True
         self.threads = True
         self.thread_level = "multiple"
@@ -43,6 +46,12 @@ class _RC:
         self.errors = "exception"
         # Under the launcher, an uncaught exception aborts the whole job.
         self.abort_on_exception = True
+        self(**kwargs)
+
+    def __setattr__(self, name, value):
+        if name not in self._KEYS:  # as mpi4py 4: a misspelt setting is an error
+            raise TypeError("mpi4py.rc has no setting %r" % (name,))
+        super().__setattr__(name, value)
 
     # mpi4py 3.1's name of fast_reduction.
     fast_reduce = property(lambda self: self.fast_reduction,
@@ -50,8 +59,6 @@ class _RC:
 
     def __call__(self, **kwargs):
         for key, value in kwargs.items():
-            if not hasattr(self, key):
-                raise TypeError("unexpected argument %r" % key)
             setattr(self, key, value)
 
     def __repr__(self):

@@ -36,7 +36,11 @@ def main(argv=None):
         if opt.startswith("--rc="):
             for item in opt[5:].split(","):
                 key, _, value = item.partition("=")
-                setattr(rc, key.strip(), _value(value.strip()))
+                try:
+                    setattr(rc, key.strip(), _value(value.strip()))
+                except TypeError as e:  # no such setting
+                    sys.stderr.write("%s\n--rc: %s\n" % (USAGE, e))
+                    return 2
         elif opt in ("--help", "--usage"):
             print(USAGE)
             return 0
