@@ -1,5 +1,6 @@
 """The mpi4py modules besides MPI, as pmrun provides them (mpi4py.futures,
-mpi4py.util.pkl5, mpi4py.util.dtlib, mpi4py.bench, mpi4py.run, Comm.py2f),
+mpi4py.util.pkl5, mpi4py.util.dtlib, mpi4py.util.sync, mpi4py.bench,
+mpi4py.run, Comm.py2f),
 checked on every rank of a job:
 
     pmrun -np 3 python3 python/tests/test_mpi4py_modules.py -v
@@ -25,7 +26,7 @@ from mpi4py.futures import (
     get_comm_workers,
     wait,
 )
-from mpi4py.util import dtlib, pkl5
+from mpi4py.util import dtlib, pkl5, sync
 
 try:
     import numpy as np
@@ -318,6 +319,77 @@ class Dtlib(unittest.TestCase):
         # MINLOC's pairs are aligned records of the value and an int (mpi4py 4).
         pair = dtlib.to_numpy_dtype(MPI.DOUBLE_INT)
         self.assertEqual((pair.names, pair.itemsize, pair.isalignedstruct), (("f0", "f1"), 16, True))
+
+
+class Sync(unittest.TestCase):
+    def test_sequential_and_counter(self):
+        counter = sync.Counter(comm=comm)
+        with sync.Sequential(comm):
+            mine = next(counter)
+        self.assertEqual(mine, rank)  # the block ran in rank order
+        comm.Barrier()
+        self.assertEqual(sorted(comm.allgather(counter.next(10))), list(range(size, 11 * size, 10)))
+        counter.free()
+        counter.free()
+        with self.assertRaises(RuntimeError):
+            counter.next()
+        floats = sync.Counter(0.5, 0.25, typecode="d", comm=comm, root=size - 1)
+        got = comm.allgather(floats.next())
+        floats.free()
+        self.assertEqual(sorted(got), [0.5 + 0.25 * i for i in range(size)])
+
+    def test_mutex_excludes(self):
+        # Each rank's read-modify-write of a shared counter happens under the
+        # mutex: none is lost.
+        mutex, shared = sync.Mutex(comm=comm), sync.Counter(comm=comm)
+        for _ in range(20):
+            with mutex:
+                self.assertTrue(mutex.locked())
+                with self.assertRaises(RuntimeError):
+                    mutex.acquire()
+                value = shared.next(0)
+                shared.next(value + 1 - shared.next(0))  # set value + 1
+        self.assertFalse(mutex.locked())
+        with self.assertRaises(RuntimeError):
+            mutex.release()
+        comm.Barrier()
+        self.assertEqual(shared.next(0), 20 * size)
+        shared.free()
+        mutex.acquire()
+        mutex.free()  # releases, so that the ranks waiting reach the free
+        rec = sync.Mutex(recursive=True, comm=comm)
+        with rec:
+            with rec:
+                self.assertEqual(rec.count(), 2)
+        rec.free()
+
+    def test_condition_and_semaphore(self):
+        cv = sync.Condition(comm=comm)
+        if rank == 0:
+            woken = 0
+            comm.Barrier()
+            while woken < size - 1:
+                with cv:
+                    woken += cv.notify_all()
+            self.assertEqual(woken, size - 1)
+        else:
+            comm.Barrier()
+            with cv:
+                cv.wait()
+        cv.free()
+        sem = sync.Semaphore(max(1, size - 1), comm=comm)
+        comm.Barrier()
+        got = sem.acquire(blocking=False)
+        self.assertEqual(comm.allgather(got).count(True), max(1, size - 1))
+        if got:
+            sem.release()
+        comm.Barrier()
+        if rank == 0:
+            with self.assertRaises(ValueError):
+                sem.release()  # bounded: no more than it started with
+        sem.free()
+        with self.assertRaises(ValueError):
+            sync.Semaphore(-1)
 
 
 class Handles(unittest.TestCase):

@@ -1,2 +1,3 @@
-"""mpi4py.util under pmrun: pkl5 (objects of any size, pickle protocol 5)
-and dtlib (numpy dtypes <-> MPI datatypes)."""
+"""mpi4py.util under pmrun: pkl5 (objects of any size, pickle protocol 5),
+dtlib (numpy dtypes <-> MPI datatypes) and sync (sequential blocks, shared
+counters, mutexes, conditions and semaphores over one-sided operations)."""
