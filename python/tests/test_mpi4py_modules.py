@@ -1,5 +1,5 @@
 """The mpi4py modules besides MPI, as pmrun provides them (mpi4py.futures,
-mpi4py.util.pkl5, mpi4py.util.dtlib, mpi4py.util.sync, mpi4py.bench,
+mpi4py.util.pkl5, mpi4py.util.dtlib, mpi4py.util.sync, mpi4py.util.pool, mpi4py.bench,
 mpi4py.run, Comm.py2f),
 checked on every rank of a job:
 
@@ -26,7 +26,7 @@ from mpi4py.futures import (
     get_comm_workers,
     wait,
 )
-from mpi4py.util import dtlib, pkl5, sync
+from mpi4py.util import dtlib, pkl5, pool, sync
 
 try:
     import numpy as np
@@ -390,6 +390,43 @@ class Sync(unittest.TestCase):
         sem.free()
         with self.assertRaises(ValueError):
             sync.Semaphore(-1)
+
+
+def _sqr(x):
+    return x * x
+
+
+class Pool(unittest.TestCase):
+    # multiprocessing.pool's interface over threads (each rank its own pool).
+    def test_thread_pool(self):
+        import itertools
+        import time
+        with pool.ThreadPool(2) as p:
+            self.assertEqual(p.map(_sqr, range(50), chunksize=7), [x * x for x in range(50)])
+            self.assertEqual(sorted(p.imap_unordered(_sqr, iter(range(20)), 3)),
+                             [x * x for x in range(20)])
+            self.assertEqual(list(p.istarmap(pow, zip(range(5), itertools.repeat(3)))),
+                             [x ** 3 for x in range(5)])
+            self.assertEqual(p.apply(_sqr, (9,)), 81)
+            seen = []
+            r = p.map_async(int, ["1", "x"], callback=seen.append, error_callback=seen.append)
+            r.wait()
+            self.assertFalse(r.successful())
+            self.assertIsInstance(seen[0], ValueError)
+            with self.assertRaises(ValueError):
+                r.get()
+            self.assertEqual(p.map(_sqr, []), [])
+        p = pool.ThreadPool(1)
+        p.apply_async(time.sleep, (0.05,))
+        late = p.apply_async(_sqr, (3,))
+        p.terminate()
+        p.join()
+        late.wait()
+        self.assertFalse(late.successful())
+        with self.assertRaises(TimeoutError):  # terminated before it ran
+            late.get()
+        with self.assertRaises(ValueError):
+            pool.ThreadPool(0)
 
 
 class Handles(unittest.TestCase):
