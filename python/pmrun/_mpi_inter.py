@@ -345,40 +345,69 @@ def _Bcast(self, buf, root=0):
         _move(st, [], [(r - st.ro, v)], 11)
 
 
-def _Gather(self, sendbuf, recvbuf, root=0):
-    st, r = _st(self), _rooted(self, root)
-    if r == "root":
-        _, vs = _blocks(recvbuf, True, len(st.remote), "Gather")
-        _move(st, [], list(enumerate(vs)), 12)
-    elif r != "idle":
-        _, (v,) = _blocks(sendbuf, False, 1, "Gather")
-        _move(st, [(r - st.ro, v)], [], 12)
+def _even(self, spec, writable, n, what):
+    """The n equal blocks of a buffer, one for each remote rank."""
+    return _blocks(spec, writable, n, what)[1]
 
 
-def _Scatter(self, sendbuf, recvbuf, root=0):
-    st, r = _st(self), _rooted(self, root)
-    if r == "root":
-        _, vs = _blocks(sendbuf, False, len(st.remote), "Scatter")
-        _move(st, list(enumerate(vs)), [], 13)
-    elif r != "idle":
-        _, (v,) = _blocks(recvbuf, True, 1, "Scatter")
-        _move(st, [], [(r - st.ro, v)], 13)
+def _vblocks(self, spec, writable, n, what):
+    """The n blocks of a v-variant buffer, one for each remote rank: its
+    counts and displacements when the spec gives them (read as on an
+    intracommunicator), else equal shares."""
+    if spec is IN_PLACE:
+        raise Exception(ERR_BUFFER, "%s: MPI.IN_PLACE is not valid on an intercommunicator" % what)
+    b, counts, displs, _ = self._vspec(spec, writable, n)
+    if b.type.blocks is not None:
+        raise Exception(ERR_TYPE, "%s on an intercommunicator takes datatypes without gaps, "
+                        "not %s" % (what, b.type.name))
+    mv = b.view()
+    return [mv[displs[i]:displs[i] + counts[i]] for i in range(n)]
 
 
-def _Allgather(self, sendbuf, recvbuf):
-    st = _st(self)
-    n = len(st.remote)
-    _, (mine,) = _blocks(sendbuf, False, 1, "Allgather")
-    _, vs = _blocks(recvbuf, True, n, "Allgather")
-    _move(st, [(i, mine) for i in range(n)], list(enumerate(vs)), 14)
+# Each collective moves a block per pair of ranks; split gives the blocks of
+# the buffer that holds one for every remote rank: _even for Gather and its
+# kin, _vblocks for the v-variants.
 
 
-def _Alltoall(self, sendbuf, recvbuf):
-    st = _st(self)
-    n = len(st.remote)
-    _, out = _blocks(sendbuf, False, n, "Alltoall")
-    _, vs = _blocks(recvbuf, True, n, "Alltoall")
-    _move(st, list(enumerate(out)), list(enumerate(vs)), 15)
+def _rooted_as(what, split, tag, to_root):
+    """A rooted collective that moves a block between the root and each
+    remote rank: to the root (a gather) or from it (a scatter)."""
+    def call(self, sendbuf, recvbuf, root=0):
+        st, r = _st(self), _rooted(self, root)
+        if r == "root":
+            blocks = list(enumerate(split(self, recvbuf if to_root else sendbuf, to_root,
+                                          len(st.remote), what)))
+            _move(st, [] if to_root else blocks, blocks if to_root else [], tag)
+        elif r != "idle":
+            _, (v,) = _blocks(sendbuf if to_root else recvbuf, not to_root, 1, what)
+            one = [(r - st.ro, v)]
+            _move(st, one if to_root else [], [] if to_root else one, tag)
+    call.__name__ = what
+    return call
+
+
+def _all_as(what, split, tag, to_each):
+    """A collective in which every rank moves blocks to and from each remote
+    rank: the same one to all (an allgather) or one of its own to each (an
+    alltoall)."""
+    def call(self, sendbuf, recvbuf):
+        st = _st(self)
+        n = len(st.remote)
+        if to_each:
+            out = split(self, sendbuf, False, n, what)
+        else:
+            out = _blocks(sendbuf, False, 1, what)[1] * n
+        vs = split(self, recvbuf, True, n, what)
+        _move(st, list(enumerate(out)), list(enumerate(vs)), tag)
+    call.__name__ = what
+    return call
+
+
+_Gather, _Gatherv = _rooted_as("Gather", _even, 12, True), _rooted_as("Gatherv", _vblocks, 18, True)
+_Scatter = _rooted_as("Scatter", _even, 13, False)
+_Scatterv = _rooted_as("Scatterv", _vblocks, 19, False)
+_Allgather, _Allgatherv = _all_as("Allgather", _even, 14, False), _all_as("Allgatherv", _vblocks, 20, False)
+_Alltoall, _Alltoallv = _all_as("Alltoall", _even, 15, True), _all_as("Alltoallv", _vblocks, 21, True)
 
 
 def _group_comm(st):
@@ -425,10 +454,10 @@ def _Allreduce(self, sendbuf, recvbuf, op=SUM):
 
 
 Intercomm.Bcast = _Bcast
-Intercomm.Gather = _Gather
-Intercomm.Scatter = _Scatter
-Intercomm.Allgather = _Allgather
-Intercomm.Alltoall = _Alltoall
+Intercomm.Gather, Intercomm.Gatherv = _Gather, _Gatherv
+Intercomm.Scatter, Intercomm.Scatterv = _Scatter, _Scatterv
+Intercomm.Allgather, Intercomm.Allgatherv = _Allgather, _Allgatherv
+Intercomm.Alltoall, Intercomm.Alltoallv = _Alltoall, _Alltoallv
 Intercomm.Reduce = _Reduce
 Intercomm.Allreduce = _Allreduce
 
@@ -436,13 +465,13 @@ Intercomm.Allreduce = _Allreduce
 def _unsupported(name):
     def call(self, *args, **kwargs):
         raise Exception(ERR_UNSUPPORTED_OPERATION, "%s is not supported on an intercommunicator "
-                        "(Barrier, Bcast, Gather, Scatter, Allgather, Alltoall, Reduce, "
+                        "(Barrier, Bcast, Gather(v), Scatter(v), Allgather(v), Alltoall(v), Reduce, "
                         "Allreduce and the object collectives are)" % name)
     call.__name__ = name
     return call
 
 
-for _name in ("Gatherv", "Scatterv", "Allgatherv", "Alltoallv", "Alltoallw", "Reduce_scatter",
+for _name in ("Alltoallw", "Reduce_scatter",
               "Reduce_scatter_block", "Ibarrier", "Ibcast", "Igather", "Igatherv", "Iscatter",
               "Iscatterv", "Iallgather", "Iallgatherv", "Ialltoall", "Ialltoallv", "Ialltoallw",
               "Ireduce", "Iallreduce", "Ireduce_scatter", "Ireduce_scatter_block"):

@@ -111,8 +111,31 @@ class Inter(unittest.TestCase):
         inter.Reduce([s, MPI.LONG], [red, MPI.LONG], MPI.MAX, root)  # specs with a datatype
         if rootside and me == 0:
             self.assertEqual(red.tolist(), [max(self.others), 1])
+        # The v-variants: remote rank i's block has i + 1 elements, at the
+        # displacements given (a gap of one element after each block).
+        counts = [i + 1 for i in range(nr)]
+        displs = [sum(counts[:i]) + i for i in range(nr)]
+        room = displs[-1] + counts[-1] + 1
+        g = array.array("i", [-1] * room)
+        inter.Gatherv(array.array("i", [rank] * (me + 1)),
+                      [g, counts, displs, MPI.INT] if rootside and me == 0 else None, root)
+        if rootside and me == 0:
+            for i, r in enumerate(self.others):
+                self.assertEqual(g[displs[i]:displs[i] + counts[i]].tolist(), [r] * counts[i])
+            self.assertEqual(g[displs[0] + counts[0]], -1)  # the gap
+        out = array.array("i", [-1] * (me + 1))
+        inter.Scatterv([array.array("i", list(range(room))), counts, displs, MPI.INT]
+                       if rootside and me == 0 else None, out, root)
+        if not rootside:
+            self.assertEqual(out.tolist(), list(range(displs[me], displs[me] + me + 1)))
+        g = array.array("i", [-1] * room)
+        inter.Allgatherv(array.array("i", [rank] * (me + 1)), [g, counts, displs, MPI.INT])
+        self.assertEqual([g[displs[i]] for i in range(nr)], self.others)
+        t = array.array("i", [-1] * nr)
+        inter.Alltoallv(array.array("i", [100 * rank + i for i in range(nr)]), t)
+        self.assertEqual(t.tolist(), [100 * r + me for r in self.others])
         with self.assertRaises(MPI.Exception) as cm:
-            inter.Gatherv(s, None, root)
+            inter.Alltoallw([s, [1] * nr, [0] * nr, [MPI.LONG] * nr], [red, [1] * nr, [0] * nr, [MPI.LONG] * nr])
         self.assertEqual(cm.exception.Get_error_class(), MPI.ERR_UNSUPPORTED_OPERATION)
 
     def test_merge(self):
