@@ -232,23 +232,23 @@ func (m *mesh) dialOnce(w int, deadline time.Time) (link, error) {
 	}
 	var shm *shmPair
 	var ans byte
-	if m.e.sameNode(w) && m.e.cfg.SharedMemory && m.e.rank > w {
+	useShm := m.e.sameNode(w) && m.e.cfg.SharedMemory
+	conn.SetDeadline(time.Now().Add(wire.HandshakeTimeout))
+	if useShm && m.e.rank > w {
 		// When both ranks of a pair dial at once (a first exchange), the
 		// lower rank's dial wins. The higher rank asks the acceptor to
 		// make the segment once it has taken the connection, so that none
 		// is made for a dial that loses: each cost its maker a millisecond
 		// or more (4 MiB reserved and mapped) in the middle of the pair's
 		// first message.
-		conn.SetDeadline(time.Now().Add(wire.HandshakeTimeout))
 		shm, ans, err = m.askShm(conn)
 	} else {
 		name := ""
-		if m.e.sameNode(w) && m.e.cfg.SharedMemory {
+		if useShm {
 			if shm, name, err = createShm(m.e.cfg.shmDir, m.e.job, w, m.e.rank, m.ring); err != nil {
 				m.refusedShm(err)
 			}
 		}
-		conn.SetDeadline(time.Now().Add(wire.HandshakeTimeout))
 		ans, err = offerShm(conn, m.e.cfg.shmDir, shm, name)
 	}
 	conn.SetDeadline(time.Time{})

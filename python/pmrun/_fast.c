@@ -104,10 +104,17 @@ static int fail(i64 rc)
     return -1;
 }
 
+/* Whether an empty view v is refused where empty says which the call
+ * takes: 0, none; 1, any (point to point); 2, those with an address (the
+ * collectives, which read no address as MPI.IN_PLACE; an empty array may
+ * export none). */
+static int empty_refused(const Py_buffer *v, int empty)
+{
+    return !empty || (empty == 2 && v->buf == NULL);
+}
+
 /* A contiguous buffer of obj, or 0 (no error set) when obj is not one, or
- * is empty unless empty says that the call takes empty messages: 1, any
- * (point to point); 2, those with an address (the collectives that read
- * no address as MPI.IN_PLACE; an empty array may export none). */
+ * is empty and empty_refused. */
 static int bufview(PyObject *obj, Py_buffer *v, int writable, int empty)
 {
     if (obj == Py_None || PyList_Check(obj) || PyTuple_Check(obj))
@@ -117,7 +124,7 @@ static int bufview(PyObject *obj, Py_buffer *v, int writable, int empty)
         PyErr_Clear();
         return 0;
     }
-    if (v->len == 0 && (!empty || (empty == 2 && v->buf == NULL))) {
+    if (v->len == 0 && empty_refused(v, empty)) {
         PyBuffer_Release(v);
         return 0;
     }
@@ -182,7 +189,7 @@ static int getmsg(PyObject *obj, Py_buffer *v, int writable, long long blocks, i
     }
     if (count >= 0)
         n = count * ts * blocks;
-    if (n == 0 && (!empty || (empty == 2 && v->buf == NULL))) { /* as bufview */
+    if (n == 0 && empty_refused(v, empty)) {
         PyBuffer_Release(v);
         return 0;
     }

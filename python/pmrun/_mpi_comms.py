@@ -83,9 +83,9 @@ if _FAST:
     _bridge.fast.bind_types(Op, IN_PLACE, Request)
     # [buf, count, TYPE] and [buf, TYPE] of these take the compiled path too
     # (mpi4py's own benchmarks pass them: 6.4 us a Send/Recv through ctypes).
-    _bridge.fast.bind_datatypes(*map(list, zip(*[(t, t.size) for t in _mpi_datatypes._types.values()
-                                                 if t.size > 0 and t.blocks is None
-                                                 and t.extent == t.size and t.lb == 0])))
+    _plain = [t for t in _mpi_datatypes._types.values()
+              if t.size > 0 and t.blocks is None and t.extent == t.size and t.lb == 0]
+    _bridge.fast.bind_datatypes(_plain, [t.size for t in _plain])
     _f_isend, _f_irecv, _f_probe = _bridge.fast.isend, _bridge.fast.irecv, _bridge.fast.probe
     _f_alltoall, _f_gatherv = _bridge.fast.alltoall, _bridge.fast.gatherv
     _f_scatterv, _f_alltoallv = _bridge.fast.scatterv, _bridge.fast.alltoallv

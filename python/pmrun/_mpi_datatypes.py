@@ -132,15 +132,13 @@ class Datatype(_attributes.Keyvals):
     def typechar(self):
         """mpi4py 4's character code of the elements: "V" for derived types
         and pairs, a duplicate's base type's, "" for DATATYPE_NULL."""
-        if self.size == 0 and self.blocks is None and self.name == "MPI_DATATYPE_NULL":
+        t = _undup(self)
+        if _isnull(t):
             return ""
-        env = self._env
-        if env is not None:
-            return env[3][0].typechar if env[0] == COMBINER_DUP else "V"
-        f = self.format
-        if self.blocks is not None or not f or f.startswith("T{") or f.endswith("x"):
+        f = t.format
+        if t._env is not None or t.blocks is not None or not f or f.startswith("T{") or f.endswith("x"):
             return "V"
-        if self.name == "MPI_LOGICAL1":
+        if t.name == "MPI_LOGICAL1":
             return "?"
         return f[1].upper() if f in ("Zf", "Zd", "Zg") else f
 
@@ -800,15 +798,25 @@ _TYPECODES.update({"MPI_LOGICAL": "i", "MPI_LOGICAL1": "b1", "MPI_LOGICAL2": "i2
                    "MPI_LOGICAL4": "i4", "MPI_LOGICAL8": "i8"})
 
 
+def _undup(t):
+    """t, or the type it duplicates (through any number of Dups): mpi4py 4
+    gives a duplicate its base type's codes."""
+    while t._env is not None and t._env[0] == COMBINER_DUP:
+        t = t._env[3][0]
+    return t
+
+
+def _isnull(t):
+    return t.size == 0 and t.blocks is None and t.name == "MPI_DATATYPE_NULL"
+
+
 def _typecode(datatype):
     """The typecode of a predefined datatype or a duplicate of one (as
     mpi4py 4), or None (derived types, pairs, LOGICAL...)."""
     if not isinstance(datatype, Datatype):
         return None
-    env = datatype._env
-    if env is not None:
-        return _typecode(env[3][0]) if env[0] == COMBINER_DUP else None
-    return _TYPECODES.get(datatype.name)
+    t = _undup(datatype)
+    return _TYPECODES.get(t.name) if t._env is None else None
 
 
 def _fromcode(cls, code):
@@ -838,19 +846,17 @@ _TYPESTR_NAMED = {"MPI_CHAR": "S1", "MPI_CHARACTER": "S1", "MPI_WCHAR": "U1",
 
 def _typestr(self):
     """mpi4py 4's Datatype.typestr."""
-    if self.size == 0 and self.blocks is None and self.name == "MPI_DATATYPE_NULL":
+    t = _undup(self)
+    if _isnull(t):
         return ""
-    env = self._env
-    if env is not None and env[0] == COMBINER_DUP:
-        return _typestr(env[3][0])
-    if env is None and self.blocks is None:
-        named = _TYPESTR_NAMED.get(self.name)
+    if t._env is None and t.blocks is None:
+        named = _TYPESTR_NAMED.get(t.name)
         if named is not None:
             return named
-        kind = _TYPESTR_KIND.get(self.format)
+        kind = _TYPESTR_KIND.get(t.format)
         if kind is not None:
-            return "%s%d" % (kind, self.size)
-    return "V%d" % self.extent
+            return "%s%d" % (kind, t.size)
+    return "V%d" % t.extent
 
 
 def _calign(code):
@@ -878,6 +884,8 @@ def _calign(code):
     return pair.elem.offset
 
 
+# The pairs of MINLOC and MAXLOC: the typecode of their value (the other
+# part is an int), by name.
 _PAIR_VALUES = {"MPI_SHORT_INT": "h", "MPI_2INT": "i", "MPI_LONG_INT": "l", "MPI_FLOAT_INT": "f",
                 "MPI_DOUBLE_INT": "d", "MPI_LONG_DOUBLE_INT": "g"}
 
@@ -887,13 +895,11 @@ def _typealign(datatype):
     elements (a pair's: its larger part's), or None for a derived type."""
     if not isinstance(datatype, Datatype):
         return None
-    env = datatype._env
-    if env is not None:
-        return _typealign(env[3][0]) if env[0] == COMBINER_DUP else None
-    pair = _PAIR_VALUES.get(datatype.name)
+    t = _undup(datatype)
+    pair = _PAIR_VALUES.get(t.name) if t._env is None else None
     if pair is not None:
         return max(_calign(pair), _calign("i"))
-    code = _typecode(datatype)
+    code = _typecode(t)
     return _calign(code) if code is not None else None
 
 

@@ -8,7 +8,7 @@ aligned when every field sits at its alignment), read back through decode()."""
 import struct as _struct
 
 from mpi4py import MPI
-from pmrun._mpi_datatypes import _calign
+from pmrun._mpi_datatypes import _PAIR_VALUES, _calign
 
 __all__ = ["from_numpy_dtype", "to_numpy_dtype"]
 
@@ -21,17 +21,7 @@ def _dtype(spec, **kwargs):
     return dtype(spec, **kwargs)
 
 
-# The pairs of MINLOC and MAXLOC: a value and an int, as a C struct lays them out.
-_PAIRS = {"MPI_SHORT_INT": "SHORT", "MPI_2INT": "INT", "MPI_LONG_INT": "LONG",
-          "MPI_FLOAT_INT": "FLOAT", "MPI_DOUBLE_INT": "DOUBLE", "MPI_LONG_DOUBLE_INT": "LONG_DOUBLE"}
-
-
 _F90 = (MPI.COMBINER_F90_INTEGER, MPI.COMBINER_F90_REAL, MPI.COMBINER_F90_COMPLEX)
-
-
-# The alignment of a C element of a typecode ('i', 'f8', 'c16', 'p'...), as a
-# C struct lays it out after one char.
-_get_alignment_ctypes = _calign
 
 
 def _get_alignment(datatype):
@@ -45,7 +35,7 @@ def _get_alignment(datatype):
     try:
         return _dtype(code).alignment
     except RuntimeError:
-        return _get_alignment_ctypes(code)
+        return _calign(code)
 
 
 def _is_aligned(datatype, offset=0):
@@ -108,16 +98,16 @@ def _record(formats, offsets, itemsize=None, aligned=True):
 
 def to_numpy_dtype(datatype):
     """The numpy dtype of an MPI datatype's elements. ValueError for
-    DATATYPE_NULL and for what numpy cannot describe (
-    bounds that cut into the elements)."""
+    DATATYPE_NULL and for what numpy cannot describe (bounds that cut into
+    the elements). MINLOC's pairs are aligned records of the value and an int."""
     if datatype == MPI.DATATYPE_NULL:
         raise ValueError("cannot convert null MPI datatype to NumPy")
     combiner = datatype.combiner
     if combiner == MPI.COMBINER_NAMED:
         code = MPI._typecode(datatype)
-        pair = _PAIRS.get(datatype.Get_name())
+        pair = _PAIR_VALUES.get(datatype.Get_name())
         if code is None and pair is not None:
-            return _dtype("%s,i" % MPI._typecode(getattr(MPI, pair)), align=True)
+            return _dtype("%s,i" % pair, align=True)
         if code is None:
             raise ValueError("cannot convert MPI datatype %s to NumPy" % datatype.Get_name())
         return _dtype(code)
