@@ -84,8 +84,7 @@ func (e *engine) shut() []*Request {
 	e.closed = true
 	var failed []*Request
 	for _, q := range e.queues {
-		failed = append(failed, q.posted...)
-		q.posted = nil
+		failed = append(failed, q.dropPosted()...)
 	}
 	for _, r := range e.rdvRecv {
 		failed = append(failed, r)

@@ -169,6 +169,20 @@ func (c *Comm) Isend(ctx context.Context, dst, tag int, data []byte) *Request {
 	return c.isend(ctx, dst, tag, data, false)
 }
 
+// TrySend sends data to rank dst with tag at once when it can go out
+// without a request: a message of the eager size, to a rank already
+// connected, written now (it may wait for room in the link, as Send does).
+// sent reports whether it went, and err is then the outcome Send would
+// give; when sent is false nothing was sent, and Isend or Send sends it. It
+// serves bindings whose nonblocking sends mostly complete as they start
+// (MPI_Isend of a small message), which then make no request.
+func (c *Comm) TrySend(ctx context.Context, dst, tag int, data []byte) (sent bool, err error) {
+	if c.e.diag.ins != nil { // traced: Isend records the send
+		return false, nil
+	}
+	return c.sendEager(ctx, dst, tag, data)
+}
+
 func (c *Comm) isend(ctx context.Context, dst, tag int, data []byte, sync bool) *Request {
 	if !sync && c.e.diag.ins == nil {
 		// A small message goes out now (as the full path below would send
@@ -199,16 +213,18 @@ func (c *Comm) isend(ctx context.Context, dst, tag int, data []byte, sync bool) 
 	return r
 }
 
-// sent is the request of a send that completed as it started: no channel
-// to make, no demand to count.
+// sent is the request of a send that completed as it started: no demand
+// to count.
 func (c *Comm) sent(dst, tag, n int, err error) *Request {
-	r := &Request{c: c, kind: kindSend, ctx: context.Background(), done: closedDone, peer: dst, tag: tag,
+	r := &Request{c: c, kind: kindSend, ctx: context.Background(), peer: dst, tag: tag,
 		st: Status{Count: n}, err: err, state: stMatched}
 	r.fin.Store(true)
+	r.ready.Store(true)
 	return r
 }
 
-// closedDone is the done channel of the requests born complete.
+// closedDone is the done channel of the requests that completed before
+// anyone asked for their channel.
 var closedDone = func() chan struct{} {
 	ch := make(chan struct{})
 	close(ch)

@@ -169,7 +169,7 @@ func (e *engine) postRecv(r *Request) {
 			return
 		}
 		r.state = stPosted
-		q.posted = append(q.posted, r)
+		q.post(r)
 		e.mu.Unlock()
 		return
 	}

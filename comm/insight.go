@@ -77,7 +77,7 @@ func (d *diagnostics) park(r *Request) {
 		op = "wait" // for a nonblocking operation (a collective's)
 	}
 	id := d.block(op, r.peer, r.tag, r.c)
-	<-r.done
+	<-r.doneChan()
 	d.unblock(id)
 }
 

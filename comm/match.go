@@ -19,7 +19,11 @@ import (
 // has its own), so these are indexed by (source, tag) for the usual exact
 // receive, and kept in arrival order for wildcard receives and probes.
 type matchQueue struct {
+	// posted is the posted receives, oldest first: a window of base, the
+	// array they are kept in, which the oldest leaves by moving the
+	// window's start (see post and cut).
 	posted []*Request
+	base   []*Request
 	byKey  map[msgKey]*msgFIFO
 	oldest *inMsg // arrival order: oldest.next ... newest
 	newest *inMsg
@@ -121,7 +125,7 @@ func (q *matchQueue) remove(m *inMsg) {
 func (q *matchQueue) takePosted(src, tag int) *Request {
 	for i, r := range q.posted {
 		if matches(r.src, r.tag, src, tag) {
-			q.posted = append(q.posted[:i], q.posted[i+1:]...)
+			q.cut(i)
 			r.state = stMatched
 			return r
 		}
@@ -132,11 +136,47 @@ func (q *matchQueue) takePosted(src, tag int) *Request {
 func (q *matchQueue) removePosted(r *Request) bool {
 	for i, p := range q.posted {
 		if p == r {
-			q.posted = append(q.posted[:i], q.posted[i+1:]...)
+			q.cut(i)
 			return true
 		}
 	}
 	return false
+}
+
+// post queues r as the newest posted receive. An empty queue starts again
+// at the front of its array.
+func (q *matchQueue) post(r *Request) {
+	if len(q.posted) == 0 {
+		q.posted = q.base[:0]
+	}
+	room := cap(q.posted)
+	q.posted = append(q.posted, r)
+	if cap(q.posted) != room { // append moved the receives to a new array
+		q.base = q.posted[:0]
+	}
+}
+
+// cut removes the posted receive at i. The oldest, which a window of
+// receives posted at once gives up first, goes by moving the window's start:
+// no pointers move (moving them costs a write barrier each while the
+// collector runs). Any other closes its gap.
+func (q *matchQueue) cut(i int) {
+	p := q.posted
+	if i == 0 {
+		p[0] = nil
+		q.posted = p[1:]
+		return
+	}
+	copy(p[i:], p[i+1:])
+	p[len(p)-1] = nil
+	q.posted = p[:len(p)-1]
+}
+
+// dropPosted empties the posted queue, returning its receives.
+func (q *matchQueue) dropPosted() []*Request {
+	out := q.posted
+	q.posted, q.base = nil, nil
+	return out
 }
 
 func matches(wantSrc, wantTag, src, tag int) bool {

@@ -68,3 +68,84 @@ func TestMatchQueueOrder(t *testing.T) {
 	}
 	take(AnySource, AnyTag, true)
 }
+
+// TestPostedQueueOrder checks the posted receives against a flat list: a
+// message takes the oldest posted receive that matches it, whether that is
+// the front (windows of receives, matched in order) or any other, and
+// removals and re-posts keep the order; a window matched in order reuses its
+// array.
+func TestPostedQueueOrder(t *testing.T) {
+	q := &matchQueue{}
+	var ref []*Request
+	post := func(src, tag int) {
+		r := &Request{src: src, tag: tag}
+		q.post(r)
+		ref = append(ref, r)
+	}
+	match := func(src, tag int) {
+		t.Helper()
+		want := -1
+		for i, r := range ref {
+			if matches(r.src, r.tag, src, tag) {
+				want = i
+				break
+			}
+		}
+		got := q.takePosted(src, tag)
+		switch {
+		case want < 0 && got != nil:
+			t.Fatalf("message (%d, %d) took a receive, want none", src, tag)
+		case want >= 0 && got != ref[want]:
+			t.Fatalf("message (%d, %d) took %p, want the receive posted %dth (%p)", src, tag, got, want, ref[want])
+		}
+		if want >= 0 {
+			ref = append(ref[:want], ref[want+1:]...)
+		}
+	}
+	for round := range 50 {
+		for i := range 64 { // a window, matched in order
+			post(1, i)
+		}
+		for i := range 64 {
+			match(1, i)
+		}
+		for i := range 20 { // others, matched out of order, some wildcards
+			src := AnySource
+			if i%3 != 0 {
+				src = i % 4
+			}
+			post(src, (i+round)%5)
+		}
+		for i := range 25 {
+			match(i%4, (i*3)%5)
+		}
+		if r := len(ref); r > 0 && round%7 == 0 { // a withdrawn receive
+			if !q.removePosted(ref[r/2]) {
+				t.Fatal("removePosted did not find a posted receive")
+			}
+			ref = append(ref[:r/2], ref[r/2+1:]...)
+		}
+	}
+	if len(q.posted) != len(ref) {
+		t.Fatalf("%d receives posted, want %d", len(q.posted), len(ref))
+	}
+	for len(ref) > 0 {
+		match(ref[0].src, max(ref[0].tag, 0))
+	}
+	// A window matched in order: its array is reused, not grown.
+	for range 64 {
+		post(2, 0)
+	}
+	base := &q.base[:1][0]
+	for range 10 {
+		for range 64 {
+			match(2, 0)
+		}
+		for range 64 {
+			post(2, 0)
+		}
+	}
+	if &q.base[:1][0] != base {
+		t.Fatal("windows of receives matched in order moved the queue to a new array")
+	}
+}
