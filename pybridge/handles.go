@@ -50,10 +50,107 @@ func (t *table[T]) take(h int64) (T, bool) {
 	return v, ok
 }
 
+// slots is a table for the handles made and dropped at every call, which a
+// map's hashing slowed (a nonblocking call makes one, its wait looks it up
+// and drops it). A handle is its slot's index+1 above genBits bits of the
+// slot's generation, so that a stale handle (one taken already) misses once
+// its slot holds another value, unless that slot was reused a multiple of
+// 1<<genBits times since; and a handle stays below 2^30 (a one-digit Python
+// int, the cheapest to make and read) while fewer than 2^20 are held. Comms
+// keep to table: their handles are mpi4py's Fortran integers, which must
+// count up from small ones.
+type slots[T any] struct {
+	mu   sync.Mutex
+	s    []slot[T]
+	free []uint32 // indexes of the slots that hold nothing
+}
+
+type slot[T any] struct {
+	gen  uint32 // counts the values the slot was given
+	live bool
+	v    T
+}
+
+const genBits = 10
+
+func newSlots[T any]() *slots[T] { return &slots[T]{} }
+
+func (t *slots[T]) put(v T) int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var i uint32
+	if n := len(t.free); n > 0 {
+		i = t.free[n-1]
+		t.free = t.free[:n-1]
+	} else {
+		i = uint32(len(t.s))
+		t.s = append(t.s, slot[T]{})
+	}
+	e := &t.s[i]
+	e.gen++
+	e.live, e.v = true, v
+	return int64(i+1)<<genBits | int64(e.gen&(1<<genBits-1))
+}
+
+// at is the slot of h when it holds h's value, or nil. The caller holds mu.
+func (t *slots[T]) at(h int64) *slot[T] {
+	i := h>>genBits - 1
+	if h <= 0 || i < 0 || i >= int64(len(t.s)) {
+		return nil
+	}
+	e := &t.s[i]
+	if !e.live || int64(e.gen&(1<<genBits-1)) != h&(1<<genBits-1) {
+		return nil
+	}
+	return e
+}
+
+func (t *slots[T]) get(h int64) (T, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e := t.at(h); e != nil {
+		return e.v, true
+	}
+	var zero T
+	return zero, false
+}
+
+// getAll looks up each handle of hs (0: none, the zero value) into out,
+// under one lock; it reports the first handle that holds nothing.
+func (t *slots[T]) getAll(hs []int64, out []T) (int64, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, h := range hs {
+		if h == 0 {
+			continue
+		}
+		e := t.at(h)
+		if e == nil {
+			return h, false
+		}
+		out[i] = e.v
+	}
+	return 0, true
+}
+
+func (t *slots[T]) take(h int64) (T, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var zero T
+	e := t.at(h)
+	if e == nil {
+		return zero, false
+	}
+	v := e.v
+	e.live, e.v = false, zero
+	t.free = append(t.free, uint32(h>>genBits-1))
+	return v, true
+}
+
 var (
 	comms    = newTable[*comm.Comm]()
-	requests = newTable[*comm.Request]() // pending operations, until pm_req_free
-	blobs    = newTable[[]byte]()        // received data waiting for Python to copy it out
+	requests = newSlots[*comm.Request]() // pending operations, until pm_req_free
+	blobs    = newSlots[[]byte]()        // received data waiting for Python to copy it out
 	errs     = newTable[error]()
 	bg       = context.Background()
 )

@@ -266,16 +266,22 @@ func gather(bufs, lens unsafe.Pointer, k int64) []byte {
 // MPI_Isend and MPI_Irecv do. Errors of the operation itself (a truncated
 // message, a lost peer) are the wait's to report.
 func posted(r *comm.Request, out *int64) int64 {
-	select { // done at once, without the progress a Test makes (a poll of the links)
-	case <-r.Done():
+	if r.Completed() { // done at once (not after a Test's poll of the links)
 		if _, _, err := r.Test(); errors.Is(err, comm.ErrInvalidRank) || errors.Is(err, comm.ErrInvalidTag) {
 			return fail(err)
 		}
-	default:
 	}
 	*out = requests.put(r)
 	return 0
 }
+
+// A nonblocking send whose message went out as it started has no request:
+// its handle is reqSent, which Python's requests complete without the
+// runtime (with the status Open MPI gives such a send: source PROC_NULL, tag
+// ANY_TAG, count 0), as they do a request on PROC_NULL.
+//
+//pmrun:abi
+const reqSent = -1
 
 //export pm_isend
 func pm_isend(h, dst, tag int64, buf unsafe.Pointer, n, sync int64, out *int64) int64 {
@@ -283,7 +289,7 @@ func pm_isend(h, dst, tag int64, buf unsafe.Pointer, n, sync int64, out *int64) 
 	if err != nil {
 		return fail(err)
 	}
-	return posted(sendOn(bg, c, dst, tag, mem(buf, n), sync), out)
+	return isendOn(c, dst, tag, mem(buf, n), sync, out)
 }
 
 //export pm_isendv
@@ -292,7 +298,19 @@ func pm_isendv(h, dst, tag int64, bufs, lens unsafe.Pointer, k, sync int64, out 
 	if err != nil {
 		return fail(err)
 	}
-	return posted(sendOn(bg, c, dst, tag, gather(bufs, lens, k), sync), out)
+	return isendOn(c, dst, tag, gather(bufs, lens, k), sync, out)
+}
+
+// isendOn starts a nonblocking send: its handle, or reqSent when the
+// message went out at once.
+func isendOn(c *comm.Comm, dst, tag int64, data []byte, sync int64, out *int64) int64 {
+	if sync == 0 {
+		if sent, err := c.TrySend(bg, int(dst), int(tag), data); sent {
+			*out = reqSent
+			return fail(err)
+		}
+	}
+	return posted(sendOn(bg, c, dst, tag, data, sync), out)
 }
 
 //export pm_recv
@@ -487,15 +505,8 @@ func pm_wait_data(h int64, st unsafe.Pointer, buf unsafe.Pointer, capacity int64
 // requestsOf resolves n request handles; a 0 handle gives a nil request.
 func requestsOf(hs unsafe.Pointer, n int64) ([]*comm.Request, error) {
 	reqs := make([]*comm.Request, n)
-	for i, h := range unsafe.Slice((*int64)(hs), int(n)) {
-		if h == 0 {
-			continue
-		}
-		r, err := requestOf(h)
-		if err != nil {
-			return nil, err
-		}
-		reqs[i] = r
+	if _, ok := requests.getAll(unsafe.Slice((*int64)(hs), int(n)), reqs); !ok {
+		return nil, errBadHandle
 	}
 	return reqs, nil
 }

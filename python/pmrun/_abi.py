@@ -270,6 +270,12 @@ ERR_PROC_FAILED = 75
 # (pm_win_rma's dt): the collectives do not reduce it, windows do.
 T_LONG_DOUBLE = 13
 
+# A nonblocking send whose message went out as it started has no request:
+# its handle is reqSent, which Python's requests complete without the
+# runtime (with the status Open MPI gives such a send: source PROC_NULL, tag
+# ANY_TAG, count 0), as they do a request on PROC_NULL.
+REQ_SENT = -1
+
 # One-sided operations (pm_win_rma's kind), and the accumulate ops and
 # synchronization calls, as comm numbers them.
 RMA_PUT = 1

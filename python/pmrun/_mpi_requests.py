@@ -89,28 +89,26 @@ _GENERAL = _fast.GENERAL if _fast is not None else None
 class Request:
     """A pending nonblocking operation."""
 
-    # An instance's fields, with their values when it is made without
-    # __init__ (by _new, or in C by pmrun._fast). _keep owns the runtime
-    # handle _h (see _Owned): there is no __del__, whose call would cost
-    # every request.
-    _h = 0
-    _kind = None
-    _keep = None
-    _done = None  # called with the status when the operation completes
-    _status = None
-    _obj = None
+    # An instance's fields, slots that pmrun._fast reads and writes in
+    # place (the requests it makes are plain Requests: no __new__, no
+    # __init__; _new sets them all too). _keep owns the runtime handle _h
+    # (see _Owned): there is no __del__, whose call would cost every
+    # request. _done is called with the status when the operation
+    # completes. Other attributes (a persistent request's, a subclass's) go
+    # to the instance's dict.
+    __slots__ = _FIELDS = ("_h", "_kind", "_keep", "_done", "_status", "_obj")
+    __slots__ += ("__dict__", "__weakref__")
 
     def __new__(cls, request=None):
-        return super().__new__(cls)  # subclasses may pass request, as with mpi4py
+        self = super().__new__(cls)  # subclasses may pass request, as with mpi4py
+        self._h = 0
+        self._kind = self._keep = self._done = self._status = self._obj = None
+        return self
 
     def __init__(self, request=None):
         _expect(request, Request)
         self._h = 0
-        self._keep = None
-        self._kind = None
-        self._done = None  # called with the status when the operation completes
-        self._status = None
-        self._obj = None
+        self._kind = self._keep = self._done = self._status = self._obj = None
         if isinstance(request, Request):
             kind = Prequest if isinstance(request, Prequest) else Grequest
             if type(self) is not Request and isinstance(request, kind) and not isinstance(self, kind):
@@ -118,15 +116,20 @@ class Request:
                 # own kind (or a plain Request), subclasses of it included
                 raise TypeError("%s(request): a %s is not one" % (
                     type(self).__name__, type(request).__name__))
+            for f in Request._FIELDS:
+                setattr(self, f, getattr(request, f))
             self.__dict__.update(request.__dict__)
 
     @classmethod
     def _new(cls, h, kind=None, keep=None, done=None):
         if h > 0 and type(keep) is not _Held:
             keep = _Owned(h, keep)
+        elif h < 0:  # on PROC_NULL, or a send that went out: nothing to keep
+            keep = None
         if cls is Request:  # without __new__ and __init__: 0.88 us a request
             r = _object_new(Request)
             r._h, r._kind, r._keep, r._done = h, kind, keep, done
+            r._status = r._obj = None
             return r
         r = cls()
         r._h, r._kind, r._keep, r._done = h, kind, keep, done
@@ -279,7 +282,10 @@ class Request:
         return Request.test(self, status)[0]
 
     def Get_status(self, status=None):
-        if self._h == -1:
+        if self._h == -1:  # on PROC_NULL, or a send that went out as it started
+            if status is not None:
+                status.__init__()
+                status.source = PROC_NULL
             return True
         if self._h <= 0:
             if status is not None and self._status is not None:

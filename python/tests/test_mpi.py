@@ -649,6 +649,74 @@ class PointToPoint(unittest.TestCase):
         g.complete(42)
         self.assertEqual(g.wait(), 42)
 
+    def test_request_fields(self):
+        # A request's fields are slots (the compiled path writes them in
+        # place); a plain Request made from a pending one is that request,
+        # waits for it, and a subclass's requests keep attributes of their own.
+        import weakref
+        dst, src = (rank + 1) % size, (rank - 1) % size
+        inn = bytearray(3)
+        r = comm.Irecv(inn, source=src, tag=77)
+        copy = MPI.Request(r)
+        self.assertEqual(copy, r)
+
+        class Tagged(MPI.Request):
+            pass
+        tagged = Tagged(r)
+        tagged.label = "mine"
+        self.assertEqual((tagged.label, tagged == r), ("mine", True))
+        ref = weakref.ref(tagged)
+        self.assertIs(ref(), tagged)
+        comm.Send(bytes([rank, 1, 2]), dest=dst, tag=77)
+        st = MPI.Status()
+        copy.Wait(st)
+        self.assertEqual((bytes(inn), st.source, st.count), (bytes([src, 1, 2]), src, 3))
+        self.assertFalse(copy)
+
+        class Bare(MPI.Request):  # never calls Request.__init__
+            def __init__(self):
+                pass
+        bare = Bare()  # a null request
+        self.assertFalse(bare)
+        self.assertTrue(bare.Test())
+        MPI.Request.Waitall([bare, MPI.REQUEST_NULL])
+
+    def test_sends_done_at_start(self):
+        # A small send to a connected rank goes out as it starts: its request
+        # completes without the runtime, with the status Open MPI gives such
+        # a send (source PROC_NULL, tag ANY_TAG, count 0), whichever way it
+        # is waited for, and is null afterwards; the messages arrive.
+        dst, src = (rank + 1) % size, (rank - 1) % size
+        comm.Sendrecv(b"x", dst, 80, bytearray(1), src, 80)  # connects the pair
+        ways = ("Wait", "Test", "Waitall", "Testall", "Waitany", "Testany", "Get_status", "wait")
+        for i, way in enumerate(ways):
+            r = comm.Isend(bytes([i, 7]), dst, 81 + i)
+            st = MPI.Status()
+            if way == "Wait":
+                r.Wait(st)
+            elif way == "Test":
+                self.assertTrue(r.Test(st))
+            elif way == "Waitall":
+                MPI.Request.Waitall([r], [st])
+            elif way == "Testall":
+                self.assertTrue(MPI.Request.Testall([r], [st]))
+            elif way == "Waitany":
+                self.assertEqual(MPI.Request.Waitany([MPI.REQUEST_NULL, r], st), 1)
+            elif way == "Testany":
+                self.assertEqual(MPI.Request.Testany([MPI.REQUEST_NULL, r], st), (1, True))
+            elif way == "Get_status":
+                self.assertTrue(r.Get_status(st))
+                self.assertTrue(r)  # still to be waited for
+                r.Wait()
+            else:
+                self.assertIsNone(r.wait(st))
+            self.assertFalse(r, way)
+            self.assertEqual((st.source, st.tag, st.Get_count(), st.error),
+                             (MPI.PROC_NULL, MPI.ANY_TAG, 0, MPI.SUCCESS), way)
+            got = bytearray(2)
+            comm.Recv(got, src, 81 + i)
+            self.assertEqual(bytes(got), bytes([i, 7]), way)
+
     def test_info_subclass(self):
         # A subclass of Info makes, copies and unpickles its own kind (mpi4py 4).
         import pickle
