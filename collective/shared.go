@@ -189,6 +189,7 @@ func slotOp(s *shm.Slots, stride int, fn func(n uint64) error) error {
 	if err == nil || errors.Is(err, ErrMismatch) { // read, if refused: the slot may go round
 		s.Done(n)
 	}
+	s.Prefetch(n + 1) // the next call's, most likely
 	return err
 }
 

@@ -93,9 +93,10 @@ type Slots struct {
 	left    []*atomic.Uint32 // by rank: it closed the communicator
 	data    []byte
 	next    uint64
-	area    int          // bytes of one rank's area in a slot (slotBytes)
-	acked   uint64       // every rank has acknowledged the ops up to this one
-	busy    atomic.Int32 // calls in progress (Close unmaps only when none)
+	area    int           // bytes of one rank's area in a slot (slotBytes)
+	acked   uint64        // every rank has acknowledged the ops up to this one
+	held    atomic.Uint64 // this rank's acknowledgement not yet stored (see Done)
+	busy    atomic.Int32  // calls in progress (Close unmaps only when none)
 }
 
 // SlotData is the data of one rank's area in a slot of an area of p ranks:
@@ -162,6 +163,7 @@ func (s *Slots) Close() {
 	if s == nil {
 		return
 	}
+	s.flushAck()
 	s.left[s.m.Rank].Store(1)
 	s.wake()
 	if s.busy.Load() == 0 {
@@ -260,10 +262,51 @@ func (s *Slots) stamp(op uint64, r int) *atomic.Uint64 {
 // published reports whether rank r has published op.
 func (s *Slots) published(op uint64, r int) bool { return s.stamp(op, r).Load() >= op }
 
-// Done tells the others this rank has read all it needs from op's slot.
+// Done tells the others this rank has read all it needs from op's slot. It
+// stores its acknowledgement every ackEvery operations, and before it
+// waits (see wait): a rank that is ahead polls this rank's counter while it
+// waits for a free slot, and every store took the line back from that
+// rank's cache (a sixth of a small gather's root, in a loop of them). Held
+// acknowledgements leave the ranks ahead ackEvery slots fewer, and they
+// get them once this rank waits, so that no rank waits for one held by a
+// rank that waits too.
 func (s *Slots) Done(op uint64) {
-	s.ack[s.m.Rank].Store(op)
-	s.wake()
+	a := s.ack[s.m.Rank]
+	if op < a.Load()+ackEvery {
+		for {
+			v := s.held.Load()
+			if v >= op || s.held.CompareAndSwap(v, op) {
+				return
+			}
+		}
+	}
+	s.Ack(op)
+}
+
+// ackEvery: see Done.
+const ackEvery = 8
+
+// Prefetch starts loading the lines where the ranks publish op (and a
+// small call's data), without waiting for them: this rank's own for
+// writing, the others' for reading. In a loop of small calls each line
+// otherwise came from the other core when the call needed it, the write
+// waiting in Publish for the line that a reader had, the read for the line
+// the writer had: a gather of 8 bytes on 2 ranks took 0.24 us a call, and
+// 0.15-0.17 with the prefetches.
+func (s *Slots) Prefetch(op uint64) {
+	prefetchw(uintptr(unsafe.Pointer(s.stamp(op, s.m.Rank))))
+	for r := range s.m.Size {
+		if r != s.m.Rank {
+			prefetch(uintptr(unsafe.Pointer(s.stamp(op, r))))
+		}
+	}
+}
+
+// flushAck stores the acknowledgement that Done held, if any.
+func (s *Slots) flushAck() {
+	if h := s.held.Load(); h > s.ack[s.m.Rank].Load() {
+		s.Ack(h)
+	}
 }
 
 // Ack is Done for an operation that may end after later ones have (a
@@ -330,6 +373,10 @@ func (s *Slots) wake() {
 // wait returns once lagging reports no rank (-1). lagging names a rank the
 // caller still waits for, whose death or departure ends the wait with an error.
 func (s *Slots) wait(ctx context.Context, what string, lagging func() int) error {
+	if lagging() < 0 {
+		return nil
+	}
+	s.flushAck() // the rank waited for may be waiting for it
 	if lagging() < 0 {
 		return nil
 	}
