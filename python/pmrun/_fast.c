@@ -563,27 +563,52 @@ static void find_fields(PyTypeObject *t)
 }
 
 /* The handle of a nonblocking send whose message went out as it started
- * (pybridge's reqSent): its request completes here, with SENT_STATUS, the
- * status Open MPI gives such a send, as a request on PROC_NULL does. */
+ * (pybridge's reqSent): its request completes here, as a request on
+ * PROC_NULL does, with the status its _status holds (see request_of):
+ * SENT_STATUS, the status Open MPI gives such a send. */
 #define REQ_SENT (-1)
 #define SENT_STATUS {proc_null, -1 /* ANY_TAG */, 0, 0}
 
 /* A request made for handle req (see start), whose _keep is held: it takes
- * held's reference. A send that went out (REQ_SENT) keeps nothing. */
+ * held's reference. One done as it started (REQ_SENT) keeps nothing, and
+ * its _status is a new tuple (source, tag, count) of SENT_STATUS (a new one
+ * each, so that a copy of the request, which shares it, is the request's
+ * equal and no other's; Request._done_status reads it). */
 static PyObject *request_of(Held *held, i64 req, PyObject *kind)
 {
     held->h = req > 0 ? req : 0;
-    PyObject *r = NULL, *h = PyLong_FromLongLong(req);
+    PyObject *r = NULL, *h = PyLong_FromLongLong(req), *status = Py_NewRef(Py_None);
+    if (req == REQ_SENT) {
+        const i64 st[4] = SENT_STATUS;
+        Py_SETREF(status, Py_BuildValue("(LLL)", (long long)st[0], (long long)st[1], (long long)st[2]));
+        if (status == NULL)
+            Py_CLEAR(h);
+    }
     if (h != NULL)
         r = PyBaseObject_Type.tp_new(request_type, empty, NULL);
     if (r == NULL || set_field(r, F_H, h) < 0 || set_field(r, F_KIND, kind) < 0 ||
         set_field(r, F_KEEP, req > 0 ? (PyObject *)held : Py_None) < 0 ||
         set_field(r, F_DONE, Py_None) < 0 ||
-        set_field(r, F_STATUS, Py_None) < 0 || set_field(r, F_OBJ, Py_None) < 0)
+        set_field(r, F_STATUS, status) < 0 || set_field(r, F_OBJ, Py_None) < 0)
         Py_CLEAR(r);
     Py_XDECREF(h);
+    Py_XDECREF(status);
     Py_DECREF(held); /* the request holds it, or, on an error, it frees the handle */
     return r;
+}
+
+/* The status of request r, done as it started (SENT_HERE): what its
+ * _status holds (see request_of), else SENT_STATUS. */
+static void done_status(PyObject *r, i64 st[4])
+{
+    const i64 sent[4] = SENT_STATUS;
+    memcpy(st, sent, sizeof sent);
+    PyObject *t = get_field(r, F_STATUS);
+    if (t != NULL && PyTuple_Check(t) && PyTuple_GET_SIZE(t) == 3)
+        for (int i = 0; i < 3; i++)
+            st[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(t, i));
+    Py_XDECREF(t);
+    PyErr_Clear();
 }
 
 /* The nonblocking form of a collective started with result rc and handle
@@ -1836,8 +1861,9 @@ static PyObject *f_test1(PyObject *self, PyObject *const *args, Py_ssize_t n)
     if (h == -2)
         return NULL;
     if (h == SENT_HERE) {
-        const i64 sent[4] = SENT_STATUS;
-        if (completed(args[0]) < 0 || set_status(args[1], sent) < 0)
+        i64 done[4];
+        done_status(args[0], done);
+        if (completed(args[0]) < 0 || set_status(args[1], done) < 0)
             return NULL;
         Py_RETURN_TRUE;
     }
@@ -1947,10 +1973,8 @@ static int wait_plain(PyObject *const *reqs, Py_ssize_t k, PyObject *const *sts,
     }
     res = -1;
     for (Py_ssize_t i = 0; i < k; i++) {
-        if (sent[i]) {
-            const i64 s4[4] = SENT_STATUS;
-            memcpy(st + 4 * i, s4, sizeof s4);
-        }
+        if (sent[i])
+            done_status(reqs[i], st + 4 * i);
         if ((hs[i] != 0 || sent[i]) && st[4 * i + 3] == 0 && completed(reqs[i]) < 0)
             goto out;
     }
@@ -2092,10 +2116,11 @@ static PyObject *f_waitany(PyObject *self, PyObject *const *args, Py_ssize_t n)
         PyObject *r = PyList_GET_ITEM(list, i);
         long long h = plain_handle(r);
         if (h == SENT_HERE) { /* complete already */
-            const i64 sent[4] = SENT_STATUS;
+            i64 done[4];
+            done_status(r, done);
             if (hs != small)
                 PyMem_Free(hs);
-            if (completed(r) < 0 || set_status(args[1], sent) < 0)
+            if (completed(r) < 0 || set_status(args[1], done) < 0)
                 return NULL;
             return PyLong_FromSsize_t(i);
         }

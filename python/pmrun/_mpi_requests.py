@@ -126,13 +126,14 @@ class Request:
             keep = _Owned(h, keep)
         elif h < 0:  # on PROC_NULL, or a send that went out: nothing to keep
             keep = None
+        status = (PROC_NULL, ANY_TAG, 0) if h == -1 else None  # see _done_status
         if cls is Request:  # without __new__ and __init__: 0.88 us a request
             r = _object_new(Request)
-            r._h, r._kind, r._keep, r._done = h, kind, keep, done
-            r._status = r._obj = None
+            r._h, r._kind, r._keep, r._done, r._status = h, kind, keep, done, status
+            r._obj = None
             return r
         r = cls()
-        r._h, r._kind, r._keep, r._done = h, kind, keep, done
+        r._h, r._kind, r._keep, r._done, r._status = h, kind, keep, done, status
         return r
 
     def _release(self):
@@ -149,6 +150,8 @@ class Request:
             return NotImplemented
         if self is other or self._h == other._h and self._h > 0:
             return True
+        if self._h == -1 and self._status is other._status and type(self._status) is tuple:
+            return True  # a copy of a request done as it started
         # A persistent or generalized request: its copies share its start or event.
         start = self.__dict__.get("_start") or self.__dict__.get("_event")
         if start is not None and start in (other.__dict__.get("_start"),
@@ -190,10 +193,22 @@ class Request:
 
     def _complete_null(self):
         self._h = 0
-        if self._status is None:
-            self._status = Status()
-            self._status.source, self._status.tag = PROC_NULL, ANY_TAG
+        self._status = self._done_status()
         return self._status, self._obj
+
+    def _done_status(self):
+        """The status of a request done as it started (_h -1: on PROC_NULL,
+        or a send that went out), from its _status: (source, tag, count),
+        see _new and pmrun._fast's request_of."""
+        st = self._status
+        if isinstance(st, Status):
+            return st
+        status = Status()
+        if st is None:
+            status.source = PROC_NULL
+        else:
+            status.source, status.tag, status._count = st
+        return status
 
     def _wait(self):
         if self._h == 0:  # a null request: the empty status, as MPI gives
@@ -284,8 +299,7 @@ class Request:
     def Get_status(self, status=None):
         if self._h == -1:  # on PROC_NULL, or a send that went out as it started
             if status is not None:
-                status.__init__()
-                status.source = PROC_NULL
+                status.__init__(self._done_status())
             return True
         if self._h <= 0:
             if status is not None and self._status is not None:

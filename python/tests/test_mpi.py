@@ -717,6 +717,47 @@ class PointToPoint(unittest.TestCase):
             comm.Recv(got, src, 81 + i)
             self.assertEqual(bytes(got), bytes([i, 7]), way)
 
+    def test_receives_of_queued_messages(self):
+        # An Irecv of a message already there (sent before a barrier)
+        # completes with the message's status whichever way it is waited
+        # for, and a copy of it is its equal; one that does not fit fails
+        # its wait with ERR_TRUNCATE.
+        dst, src = (rank + 1) % size, (rank - 1) % size
+        ways = ("Wait", "Test", "Waitall", "Waitany", "Get_status", "wait")
+        for i in range(len(ways)):
+            comm.Send(bytes([i, 1, 2]), dst, 90 + i)
+        comm.Send(b"too long", dst, 99)
+        comm.Barrier()
+        for i, way in enumerate(ways):
+            got = bytearray(4)
+            source = src if i % 2 else MPI.ANY_SOURCE
+            r = comm.Irecv(got, source, 90 + i if i % 3 else MPI.ANY_TAG)
+            self.assertEqual(MPI.Request(r), r, way)
+            st = MPI.Status()
+            if way == "Wait":
+                r.Wait(st)
+            elif way == "Test":
+                self.assertTrue(r.Test(st))
+            elif way == "Waitall":
+                MPI.Request.Waitall([r], [st])
+            elif way == "Waitany":
+                self.assertEqual(MPI.Request.Waitany([MPI.REQUEST_NULL, r], st), 1)
+            elif way == "Get_status":
+                self.assertTrue(r.Get_status(st))
+                self.assertEqual(st.tag, 90 + i)
+                r.Wait()
+            else:
+                r.wait(st)
+            self.assertFalse(r, way)
+            self.assertEqual((st.source, st.tag, st.Get_count(), bytes(got[:3])),
+                             (src, 90 + i, 3, bytes([i, 1, 2])), way)
+        short = bytearray(4)
+        r = comm.Irecv(short, src, 99)
+        with self.assertRaises(MPI.Exception) as e:
+            r.Wait()
+        self.assertEqual(e.exception.Get_error_class(), MPI.ERR_TRUNCATE)
+        comm.Barrier()
+
     def test_info_subclass(self):
         # A subclass of Info makes, copies and unpickles its own kind (mpi4py 4).
         import pickle
