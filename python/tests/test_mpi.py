@@ -681,6 +681,33 @@ class PointToPoint(unittest.TestCase):
         self.assertTrue(bare.Test())
         MPI.Request.Waitall([bare, MPI.REQUEST_NULL])
 
+    WAYS = ("Wait", "Test", "Waitall", "Testall", "Waitany", "Testany", "Get_status", "wait")
+
+    def complete_by(self, r, way):
+        """Completes request r, whose operation is done, in one of WAYS;
+        checks that it is null then and returns the status it gave."""
+        st = MPI.Status()
+        if way == "Wait":
+            r.Wait(st)
+        elif way == "Test":
+            self.assertTrue(r.Test(st), way)
+        elif way == "Waitall":
+            MPI.Request.Waitall([r], [st])
+        elif way == "Testall":
+            self.assertTrue(MPI.Request.Testall([r], [st]), way)
+        elif way == "Waitany":
+            self.assertEqual(MPI.Request.Waitany([MPI.REQUEST_NULL, r], st), 1)
+        elif way == "Testany":
+            self.assertEqual(MPI.Request.Testany([MPI.REQUEST_NULL, r], st), (1, True))
+        elif way == "Get_status":
+            self.assertTrue(r.Get_status(st), way)
+            self.assertTrue(r, way)  # still to be waited for
+            r.Wait()
+        else:
+            r.wait(st)
+        self.assertFalse(r, way)
+        return st
+
     def test_sends_done_at_start(self):
         # A small send to a connected rank goes out as it starts: its request
         # completes without the runtime, with the status Open MPI gives such
@@ -688,29 +715,9 @@ class PointToPoint(unittest.TestCase):
         # is waited for, and is null afterwards; the messages arrive.
         dst, src = (rank + 1) % size, (rank - 1) % size
         comm.Sendrecv(b"x", dst, 80, bytearray(1), src, 80)  # connects the pair
-        ways = ("Wait", "Test", "Waitall", "Testall", "Waitany", "Testany", "Get_status", "wait")
-        for i, way in enumerate(ways):
+        for i, way in enumerate(self.WAYS):
             r = comm.Isend(bytes([i, 7]), dst, 81 + i)
-            st = MPI.Status()
-            if way == "Wait":
-                r.Wait(st)
-            elif way == "Test":
-                self.assertTrue(r.Test(st))
-            elif way == "Waitall":
-                MPI.Request.Waitall([r], [st])
-            elif way == "Testall":
-                self.assertTrue(MPI.Request.Testall([r], [st]))
-            elif way == "Waitany":
-                self.assertEqual(MPI.Request.Waitany([MPI.REQUEST_NULL, r], st), 1)
-            elif way == "Testany":
-                self.assertEqual(MPI.Request.Testany([MPI.REQUEST_NULL, r], st), (1, True))
-            elif way == "Get_status":
-                self.assertTrue(r.Get_status(st))
-                self.assertTrue(r)  # still to be waited for
-                r.Wait()
-            else:
-                self.assertIsNone(r.wait(st))
-            self.assertFalse(r, way)
+            st = self.complete_by(r, way)
             self.assertEqual((st.source, st.tag, st.Get_count(), st.error),
                              (MPI.PROC_NULL, MPI.ANY_TAG, 0, MPI.SUCCESS), way)
             got = bytearray(2)
@@ -723,7 +730,7 @@ class PointToPoint(unittest.TestCase):
         # for, and a copy of it is its equal; one that does not fit fails
         # its wait with ERR_TRUNCATE.
         dst, src = (rank + 1) % size, (rank - 1) % size
-        ways = ("Wait", "Test", "Waitall", "Waitany", "Get_status", "wait")
+        ways = self.WAYS
         for i in range(len(ways)):
             comm.Send(bytes([i, 1, 2]), dst, 90 + i)
         comm.Send(b"too long", dst, 99)
@@ -733,22 +740,7 @@ class PointToPoint(unittest.TestCase):
             source = src if i % 2 else MPI.ANY_SOURCE
             r = comm.Irecv(got, source, 90 + i if i % 3 else MPI.ANY_TAG)
             self.assertEqual(MPI.Request(r), r, way)
-            st = MPI.Status()
-            if way == "Wait":
-                r.Wait(st)
-            elif way == "Test":
-                self.assertTrue(r.Test(st))
-            elif way == "Waitall":
-                MPI.Request.Waitall([r], [st])
-            elif way == "Waitany":
-                self.assertEqual(MPI.Request.Waitany([MPI.REQUEST_NULL, r], st), 1)
-            elif way == "Get_status":
-                self.assertTrue(r.Get_status(st))
-                self.assertEqual(st.tag, 90 + i)
-                r.Wait()
-            else:
-                r.wait(st)
-            self.assertFalse(r, way)
+            st = self.complete_by(r, way)
             self.assertEqual((st.source, st.tag, st.Get_count(), bytes(got[:3])),
                              (src, 90 + i, 3, bytes([i, 1, 2])), way)
         short = bytearray(4)
