@@ -31,6 +31,12 @@ type Config struct {
 	// gather and reduce 2-5x faster than with 256 KiB, point-to-point latency of
 	// 64 KiB 1.4 us slower.
 	ShmEagerLimit int
+	// ShmEagerDirect is ShmEagerLimit for a pair of ranks that copy
+	// rendezvous messages directly (ShmDirect): a larger message crosses
+	// with one copy, read out of the sender's memory, where an eager one
+	// takes two through the ring (Open MPI's vader switches at 4 KiB). 8 KiB
+	// by default (see comm/direct.go).
+	ShmEagerDirect int
 	// ChunkSize is the largest data frame of a rendezvous transfer; between chunks,
 	// other messages to the same peer get their turn on the connection.
 	ChunkSize int
@@ -62,13 +68,17 @@ type Config struct {
 	// with many ranks on a node, rings are made smaller so that the node's
 	// shared memory stays bounded (see shmRingSize).
 	ShmRing int
-	// ShmDirect lets a rank copy a rendezvous message from a rank of the same
-	// node straight out of the sender's memory (process_vm_readv), one copy
-	// instead of two through the ring, where the system permits it (see
-	// comm/direct.go). It is off by default: with the cores to itself the
-	// ring is 2-3x faster; on an oversubscribed node direct copies win.
-	// PMRUN_SHM_DIRECT=on turns it on.
+	// ShmDirect lets a rank copy a rendezvous message of up to ShmDirectMax
+	// bytes from a rank of the same node straight out of the sender's memory
+	// (process_vm_readv), one copy instead of two through the ring, where the
+	// system permits it (see comm/direct.go). PMRUN_SHM_DIRECT=off turns it
+	// off; PMRUN_SHM_DIRECT=on lifts ShmDirectMax (unless
+	// PMRUN_SHM_DIRECT_MAX sets it).
 	ShmDirect bool
+	// ShmDirectMax is the largest message copied directly (0: no limit);
+	// larger ones go through the ring, whose two copies the two ranks make
+	// at once (see comm/direct.go for what decided the default, 512 KiB).
+	ShmDirectMax int
 	// UnexpectedArena bounds the memory kept for eager messages that arrive
 	// before their receive is posted (up to 32 KiB each; larger ones, and any
 	// beyond the bound, are allocated one by one). It is taken as needed, 1 MiB
@@ -128,6 +138,7 @@ func DefaultConfig() *Config {
 	return &Config{
 		EagerLimit:      64 << 10,
 		ShmEagerLimit:   32 << 10,
+		ShmEagerDirect:  8 << 10,
 		ChunkSize:       4 << 20,
 		CompressMin:     64 << 10,
 		DialTimeout:     10 * time.Second,
@@ -138,7 +149,8 @@ func DefaultConfig() *Config {
 		SocketBuffer:    4 << 20,
 		SharedMemory:    true,
 		ShmRing:         2 << 20,
-		ShmDirect:       false,
+		ShmDirect:       true,
+		ShmDirectMax:    512 << 10,
 		UnexpectedArena: 16 << 20,
 		HeldLimit:       1 << 20,
 		MaxMessage:      defaultMaxMessage(),
@@ -180,6 +192,8 @@ func (c *Config) Validate() error {
 		return badField("EagerLimit", "%d must be in [0, 16 MiB]", c.EagerLimit)
 	case c.ShmEagerLimit < 0 || c.ShmEagerLimit > 16<<20:
 		return badField("ShmEagerLimit", "%d must be in [0, 16 MiB]", c.ShmEagerLimit)
+	case c.ShmEagerDirect < 0 || c.ShmEagerDirect > 16<<20:
+		return badField("ShmEagerDirect", "%d must be in [0, 16 MiB]", c.ShmEagerDirect)
 	case c.ChunkSize < 4<<10 || c.ChunkSize > 32<<20:
 		return badField("ChunkSize", "%d must be in [4 KiB, 32 MiB]", c.ChunkSize)
 	case c.CompressMin < 0:
@@ -188,6 +202,8 @@ func (c *Config) Validate() error {
 		return badField("Spin", "%v must be in [0, 1s]", c.Spin)
 	case c.ShmRing < 64<<10 || c.ShmRing > 1<<30 || c.ShmRing&(c.ShmRing-1) != 0:
 		return badField("ShmRing", "%d must be a power of two in [64 KiB, 1 GiB]", c.ShmRing)
+	case c.ShmDirectMax < 0:
+		return badField("ShmDirectMax", "%d must not be negative", c.ShmDirectMax)
 	case c.UnexpectedArena < 0 || c.UnexpectedArena > 1<<30:
 		return badField("UnexpectedArena", "%d must be in [0, 1 GiB]", c.UnexpectedArena)
 	case c.HeldLimit < 64<<10 || c.HeldLimit > 1<<30:
@@ -234,10 +250,11 @@ func ConfigFromEnv() (*Config, error) {
 		dst         *int
 	}{
 		{"PMRUN_EAGER_LIMIT", "EagerLimit", &c.EagerLimit}, {"PMRUN_SHM_EAGER_LIMIT", "ShmEagerLimit", &c.ShmEagerLimit},
+		{"PMRUN_SHM_EAGER_DIRECT", "ShmEagerDirect", &c.ShmEagerDirect},
 		{"PMRUN_CHUNK_SIZE", "ChunkSize", &c.ChunkSize}, {"PMRUN_COMPRESS_MIN", "CompressMin", &c.CompressMin},
 		{"PMRUN_SOCKET_BUFFER", "SocketBuffer", &c.SocketBuffer}, {"PMRUN_SHM_RING", "ShmRing", &c.ShmRing},
 		{"PMRUN_UNEXPECTED_ARENA", "UnexpectedArena", &c.UnexpectedArena}, {"PMRUN_HELD_LIMIT", "HeldLimit", &c.HeldLimit},
-		{"PMRUN_MAX_MESSAGE", "MaxMessage", &c.MaxMessage},
+		{"PMRUN_MAX_MESSAGE", "MaxMessage", &c.MaxMessage}, {"PMRUN_SHM_DIRECT_MAX", "ShmDirectMax", &c.ShmDirectMax},
 	} {
 		if s := os.Getenv(v.name); s != "" {
 			n, err := units.ParseSize(s)
@@ -274,6 +291,9 @@ func ConfigFromEnv() (*Config, error) {
 			}
 			*v.dst = on
 		}
+	}
+	if c.ShmDirect && os.Getenv("PMRUN_SHM_DIRECT") != "" && set["ShmDirectMax"] == "" {
+		c.ShmDirectMax = 0 // on: every size
 	}
 	if s := os.Getenv("PMRUN_COMPRESS"); s != "" {
 		switch strings.ToLower(s) {

@@ -29,20 +29,25 @@ import (
 // peer's mapping of their shared segment; a link where that fails announces
 // with plain KindRTS, and a receiver refused a copy stops announcing too.
 //
-// Why it is off by default (bench/p2p, np 2, alternating PMRUN_SHM_DIRECT=off
-// and on): process_vm_readv copies about 10 GB/s on this 2-core VM, where
-// memcpy does 20-50 GB/s, so with both cores idle the ring's two copies, made
-// at once by the two ranks, are faster: on an idle machine, 3 rounds, the ring
-// against direct copies gave ping-pong latency 6.4-7.4 against 8.4-8.6 us at
-// 64 KiB, 38-40 against 83-85 us at 1 MiB, 146 against 388-449 us at 4 MiB,
-// and bandwidth 33.9-36.5 against 10.9-12.5 GB/s at 1 MiB. As soon as the
-// cores are shared with other work, each of the ring's three hops (RTS, CTS,
-// data) waits for the other rank to be scheduled, and the ring's two copies
-// for both: over 4 rounds on a loaded machine, direct copies made the 64 KiB
-// to 1 MiB ping-pong 2-5x faster (1 MiB: 2.1-2.8 ms through the ring, 0.4-1.2
-// ms direct) and the bandwidth 4-10x higher (1 MiB: 0.27-0.68 GB/s against
-// 2.5-4.9). A rank needs only itself scheduled to copy directly: turn it on
-// (PMRUN_SHM_DIRECT=on) for nodes that run more ranks than cores.
+// Where it pays depends on the machine, and on how many messages are in
+// flight. On a 2-core AMD EPYC VM, with both cores idle, the ring's two
+// copies, made at once by the two ranks, were faster (bench/p2p, np 2, 3
+// rounds): ping-pong latency 6.4-7.4 against 8.4-8.6 us at 64 KiB, 38-40
+// against 83-85 us at 1 MiB, bandwidth 33.9-36.5 against 10.9-12.5 GB/s at
+// 1 MiB; with the cores shared with other work, each of the ring's three
+// hops (RTS, CTS, data) waits for the other rank to be scheduled, and direct
+// copies made the 64 KiB to 1 MiB ping-pong 2-5x faster. On a 2-core Intel
+// Xeon VM (2 rounds, alternating PMRUN_SHM_DIRECT=off and on, with Open MPI,
+// whose vader copies these sizes with the same call): latency 64 KiB 14.0-
+// 15.1 through the ring, 6.5-6.7 direct, Open MPI 4.1-4.2 us; 256 KiB 38-39,
+// 12.3-12.4, 10.9-11.0; 512 KiB 63, 22-23, 20-21; 1 MiB 120-128, 67-77,
+// 62-65; bandwidth, one buffer sent 64 times, 256 KiB 9.7, 26, 26-27 GB/s;
+// but 64 distinct buffers at once, 512 KiB 10.0-11.2, 5.6-6.0, 7.7-7.9, and
+// 1 MiB 10.0-10.4, 4.3-4.4, 5.0-5.4: a window of large messages keeps both
+// ranks copying through the ring, where a direct copy leaves the sender's
+// core idle. So by default messages up to 512 KiB (Config.ShmDirectMax) are
+// copied directly, never far from Open MPI's single copy, and larger ones
+// go through the ring.
 //
 // Cancelling a send whose KindRTSMem is out cannot simply return: the receiver
 // may be copying its buffer at that moment. The cancel sends KindRevoke
@@ -109,6 +114,9 @@ func (l *shmLink) loadPeer() {
 // KindRTSMem. The caller registered r in rdvSend.
 func (e *engine) sendDirect(l link, r *Request) error {
 	h := wire.Header{Kind: wire.KindRTSMem, Ctx: r.cid, Src: int32(e.rank), Tag: int32(r.tag), ID: r.id, Length: wire.RTSMemSize}
+	if !r.sync && len(r.payload) <= e.cfg.ShmEagerLimit {
+		h.Flags = wire.FlagBuffer // sent directly only because direct copies lowered the eager limit
+	}
 	pl := make([]byte, wire.RTSMemSize)
 	wire.PutRTSMem(pl, uint64(len(r.payload)), uint64(uintptr(unsafe.Pointer(unsafe.SliceData(r.payload)))))
 	err := l.sendFrame(&h, pl)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -75,11 +76,45 @@ func directState(t *testing.T, c *Comm, w int) int32 {
 	return sl.direct.Load()
 }
 
-// directConfig turns direct copies on (they are off by default).
+// directConfig turns direct copies on for every size (by default they
+// stop at ShmDirectMax).
 func directConfig() *Config {
 	cfg := DefaultConfig()
-	cfg.ShmDirect = true
+	cfg.ShmDirect, cfg.ShmDirectMax = true, 0
 	return cfg
+}
+
+// TestDirectCopyUpToMax checks the default: a rendezvous message of up to
+// ShmDirectMax bytes is copied directly, a larger one through the ring.
+func TestDirectCopyUpToMax(t *testing.T) {
+	var copied atomic.Int64 // bytes read from the peer
+	readPeer = func(pid int, addr uint64, dst []byte) error {
+		copied.Add(int64(len(dst)))
+		return readProcess(pid, addr, dst)
+	}
+	defer func() { readPeer = readProcess }()
+	cfg := DefaultConfig()
+	cs := netWorld(t, 2, true, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, tc := range []struct {
+		n      int
+		direct bool
+	}{{cfg.ShmDirectMax, true}, {cfg.ShmDirectMax + 1, false}, {cfg.ShmEagerLimit + 1, true}, {4 << 20, false}} {
+		before := copied.Load()
+		want := directPattern(tc.n%7, tc.n)
+		var wg sync.WaitGroup
+		var serr error
+		wg.Go(func() { serr = cs[0].Send(ctx, 1, 5, want) })
+		got, st, err := cs[1].Recv(ctx, 0, 5)
+		wg.Wait()
+		if err != nil || serr != nil || st.Count != tc.n || !bytes.Equal(got, want) {
+			t.Fatalf("%d bytes: status %+v, %v, send %v, data ok=%v", tc.n, st, err, serr, bytes.Equal(got, want))
+		}
+		if d := copied.Load() - before; (d == int64(tc.n)) != tc.direct {
+			t.Errorf("%d bytes: %d copied directly, want direct=%v", tc.n, d, tc.direct)
+		}
+	}
 }
 
 func TestDirectCopy(t *testing.T) {
@@ -157,5 +192,44 @@ func TestDirectSendCancelled(t *testing.T) {
 	cancel2()
 	if _, err := r.Wait(); err != nil {
 		t.Fatalf("send whose data was taken, then cancelled: %v", err)
+	}
+}
+
+// TestBlockedSendersBuffer: ranks in a cycle each send the next one a
+// message of a size that goes eagerly without direct copies, before
+// receiving theirs; with direct copies it is announced instead, and a rank
+// whose own send is pending copies the announced message at once, as it
+// keeps an eager one, so that every send finishes (as with the eager
+// limit, the program's buffering is not its own).
+func TestBlockedSendersBuffer(t *testing.T) {
+	cfg := DefaultConfig()
+	n := cfg.ShmEagerLimit // above ShmEagerDirect: announced
+	cs := netWorld(t, 3, true, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, len(cs))
+	for i, c := range cs {
+		wg.Go(func() {
+			next, prev := (i+1)%len(cs), (i+len(cs)-1)%len(cs)
+			for k := range 40 {
+				if err := c.Send(ctx, next, k, directPattern(i+k, n)); err != nil {
+					errs[i] = err
+					return
+				}
+				got, st, err := c.Recv(ctx, prev, k)
+				if err != nil || st.Count != n || !bytes.Equal(got, directPattern(prev+k, n)) {
+					errs[i] = fmt.Errorf("rank %d, round %d: status %+v, %v", i, k, st, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	if s := directState(t, cs[0], 1); s != directOn {
+		t.Errorf("direct copy state %d, want %d (on): the test did not announce its messages", s, directOn)
 	}
 }

@@ -237,7 +237,15 @@ func (e *engine) send(r *Request) {
 	// the payload (comm/direct.go). Asked before taking mu: the first ask
 	// takes the link's writer lock.
 	var mem bool
-	if sl, ok := l.(*shmLink); ok && len(r.payload) > l.eagerLimit() {
+	limit := l.eagerLimit() // once: a probe may change it
+	if _, ok := l.(*shmLink); ok && r.sync {
+		// Eagerly up to the limit without direct copies: a synchronous
+		// send's announcement is never copied before a receive matches it
+		// (FlagBuffer), so it would otherwise wait where it did not.
+		limit = max(limit, e.cfg.ShmEagerLimit)
+	}
+	if sl, ok := l.(*shmLink); ok && len(r.payload) > limit &&
+		(e.cfg.ShmDirectMax == 0 || len(r.payload) <= e.cfg.ShmDirectMax) {
 		mem = sl.directRead()
 	}
 	e.mu.Lock()
@@ -259,7 +267,7 @@ func (e *engine) send(r *Request) {
 	// until the receiver's KindDone says that a receive matched it (one
 	// frame each way, against RTS, CTS and data: three hops, each waiting
 	// for the other rank to read).
-	eager := len(r.payload) <= l.eagerLimit()
+	eager := len(r.payload) <= limit
 	if !eager || r.sync {
 		r.mem = mem
 		r.id = e.nextID
@@ -322,6 +330,9 @@ func (c *Comm) sendEager(ctx context.Context, dst, tag int, data []byte) (bool, 
 			return false, nil
 		}
 		l = pc.link
+	}
+	if sl, ok := l.(*shmLink); ok && len(data) > e.cfg.ShmEagerDirect && sl.direct.Load() == directUnknown {
+		sl.directRead() // the link's eager limit depends on it
 	}
 	if len(data) > l.eagerLimit() {
 		return false, nil

@@ -17,11 +17,34 @@ import (
 
 // onAnnounce handles a rendezvous announcement of size bytes: a KindRTS, or a
 // KindRTSMem whose bytes are at addr in the sender's process.
+//
+// A KindRTSMem with FlagBuffer (a standard send of a size that would go
+// eagerly without direct copies) that no receive matches, arriving while
+// this rank has a rendezvous send of its own pending, is copied at once and
+// kept as an eager message, the sender released: ranks that send each
+// other such messages before receiving them (each blocked in its send),
+// which the eager limit let finish, still do. Otherwise it waits for its
+// receive, which then copies it straight into place (a ping-pong's reply
+// that comes before its receive is posted).
 func (e *engine) onAnnounce(h *wire.Header, size int, addr uint64) {
 	src, tag := int(h.Src), int(h.Tag)
 	e.mu.Lock()
 	q := e.queue(h.Ctx)
 	r := q.takePosted(src, tag)
+	if r == nil && addr != 0 && h.Flags&wire.FlagBuffer != 0 && len(e.rdvSend) > 0 {
+		e.mu.Unlock()
+		data := make([]byte, size)
+		if e.readDirect(src, addr, data) == nil {
+			e.sendCtl(src, wire.Header{Kind: wire.KindDone, Ctx: h.Ctx, Src: int32(e.rank), Tag: h.Tag, ID: h.ID}, true, nil)
+			// As the eager message it would have been: matched by a receive
+			// posted meanwhile, else queued.
+			eh := wire.Header{Kind: wire.KindEager, Ctx: h.Ctx, Src: h.Src, Tag: h.Tag, Length: uint64(size)}
+			e.onEager(&eh, data, nil) // an uncompressed payload: no error
+			return
+		}
+		e.mu.Lock()
+		r = q.takePosted(src, tag)
+	}
 	if r == nil {
 		e.addUnexpected(q, &inMsg{src: src, tag: tag, rts: true, size: size, id: h.ID, addr: addr})
 		e.notifyArrived()

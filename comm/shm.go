@@ -469,7 +469,15 @@ func newShmLink(e *engine, peer int, conn net.Conn, shm *shmPair) (*shmLink, err
 	return l, nil
 }
 
-func (l *shmLink) eagerLimit() int { return l.e.cfg.ShmEagerLimit }
+// eagerLimit is ShmEagerLimit, or ShmEagerDirect once the link found that
+// its ranks copy directly (see comm/direct.go; sendEager has it probe when a
+// message's size depends on it).
+func (l *shmLink) eagerLimit() int {
+	if c := l.e.cfg; l.direct.Load() == directOn && c.ShmEagerDirect < c.ShmEagerLimit {
+		return c.ShmEagerDirect
+	}
+	return l.e.cfg.ShmEagerLimit
+}
 
 // spinPolled is true: a poll of a ring is a few memory loads.
 func (l *shmLink) spinPolled() bool { return true }

@@ -75,6 +75,11 @@ const (
 	// request id, which the receiver answers with KindDone once a receive
 	// matches the message.
 	FlagSync
+	// FlagBuffer marks a KindRTSMem of a standard send of an eager size: the
+	// receiver may copy the bytes and answer KindDone before a receive
+	// matches them, keeping them as it keeps an eager message that came
+	// first.
+	FlagBuffer
 )
 
 // Header is a decoded frame header.
@@ -150,11 +155,14 @@ func DecodeHeader(b []byte, lim Limits) (Header, error) {
 	if h.Src < 0 || (lim.MaxRank > 0 && h.Src >= lim.MaxRank) {
 		return Header{}, fmt.Errorf("%w: source rank %d", ErrBadHeader, h.Src)
 	}
-	if h.Flags&^(FlagCompressed|FlagSync) != 0 {
+	if h.Flags&^(FlagCompressed|FlagSync|FlagBuffer) != 0 {
 		return Header{}, fmt.Errorf("%w: unknown flags %#x", ErrBadHeader, h.Flags)
 	}
 	if h.Flags&FlagSync != 0 && (h.Kind != KindEager || h.ID == 0) {
 		return Header{}, fmt.Errorf("%w: sync flag on %s with id %d", ErrBadHeader, h.Kind, h.ID)
+	}
+	if h.Flags&FlagBuffer != 0 && h.Kind != KindRTSMem {
+		return Header{}, fmt.Errorf("%w: buffer flag on %s", ErrBadHeader, h.Kind)
 	}
 	switch h.Kind {
 	case KindEager, KindData:
