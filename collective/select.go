@@ -168,7 +168,8 @@ func chooseFor(ctx context.Context, family string, c *comm.Comm, nbytes int, com
 	// forced, nobody told of the choice, a size the area takes. The whole
 	// walk below took a sixth of the CPU of an 8-byte bcast's root.
 	if len(*forcedAll()) == 0 && onChoose.Load() == nil && !collDebug() &&
-		sharedPays(family, c.Size(), nbytes) && sharedFits(family, c) && !reservedFor(ctx, c) && commx.Mapped(c) != nil {
+		sharedPays(family, c.Size(), nbytes) && !directPays(family, c, nbytes) && sharedFits(family, c) &&
+		!reservedFor(ctx, c) && commx.Mapped(c) != nil {
 		return AlgShared
 	}
 	r := reach{nodes: !oneNode(c) && !reservedFor(ctx, c), local: local(c)}
@@ -190,7 +191,7 @@ func choose(family string, c *comm.Comm, nbytes int, commutative bool, r reach) 
 	if f := forced(family); f != "" && applies(family, f, p, commutative, r) {
 		return f
 	}
-	if r.shared && sharedPays(family, p, nbytes) {
+	if r.shared && sharedPays(family, p, nbytes) && !directPays(family, c, nbytes) {
 		// One copy in and one out per rank, no matching and no chain of
 		// wake-ups.
 		return AlgShared
@@ -347,6 +348,36 @@ func sharedPays(family string, p, nbytes int) bool {
 		return nbytes*p <= sharedAlltoall
 	}
 	return true
+}
+
+// directPays reports whether, for a call of nbytes that the shared area
+// takes, the message algorithms beat it because c's ranks copy messages of
+// that size straight from each other's memory (commx.DirectMax): one copy
+// a step, where the area takes two, a write in and a read out. Measured
+// with bench/coll on a 2-core VM, forcing each algorithm, 2 rounds, us:
+// bcast np 2, binomial against shared, 128 KiB 6.3-7.4 against 8.3-10.3,
+// 256 KiB 10.3-10.6 against 17.5-20.4 (64 KiB 4.6-5.6 against 5.0); np 4,
+// 256 KiB 33-36 against 44-57 (128 KiB 22-23 against 25-26); reduce np 2,
+// binomial, 64 KiB 8.6-9.6 against 11.8-11.9, 256 KiB 28 against 54-55
+// (np 4: even at 64 KiB, 91-114 against 112-122 at 256 KiB); alltoall,
+// pairwise, blocks of 64 KiB 9.6-9.9 against 15.6-16.1 on 2 ranks, 58-64
+// against 72-111 on 4, of 256 KiB 18-19 against 63-64 and 220-239 against
+// 326-352. Above DirectMax a message goes through the ring, two copies,
+// and the area keeps its sizes.
+func directPays(family string, c *comm.Comm, nbytes int) bool {
+	from := 0
+	switch family {
+	case "bcast":
+		from = 128 << 10
+		if c.Size() > 2 {
+			from = 256 << 10
+		}
+	case "reduce", "alltoall":
+		from = 64 << 10
+	default:
+		return false
+	}
+	return nbytes >= from && nbytes <= commx.DirectMax(c)
 }
 
 func unknownAlg(family, alg string) error {

@@ -2,6 +2,7 @@ package comm
 
 import (
 	"fmt"
+	"math"
 	"os"
 
 	"github.com/pmrun/pmrun/internal/commx"
@@ -20,6 +21,21 @@ func init() {
 		func(c any) bool { return c.(*Comm).hasSlots() },
 	)
 	commx.RegisterSockets(func(c any) bool { return c.(*Comm).sockets() })
+	commx.RegisterDirect(func(c any) int { return c.(*Comm).directMax() })
+}
+
+// directMax is commx.DirectMax: the largest message c's ranks copy straight
+// from each other's memory (see Config.ShmDirect), when they share a node's
+// memory and do not go through sockets.
+func (c *Comm) directMax() int {
+	e := c.e
+	if c.size < 2 || e.addrs == nil || c.nodes > 1 || !e.cfg.SharedMemory || !e.cfg.ShmDirect {
+		return 0
+	}
+	if e.cfg.ShmDirectMax == 0 {
+		return math.MaxInt
+	}
+	return e.cfg.ShmDirectMax
 }
 
 // sockets reports whether c's ranks exchange messages through sockets (see

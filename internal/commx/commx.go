@@ -27,6 +27,17 @@ func Mapped(c any) *shm.Slots { return mapped(c) }
 // RegisterSockets installs package comm's Sockets; comm's init calls it.
 func RegisterSockets(fn func(c any) bool) { sockets = fn }
 
+var directMax func(c any) int
+
+// RegisterDirect installs package comm's DirectMax; comm's init calls it.
+func RegisterDirect(fn func(c any) int) { directMax = fn }
+
+// DirectMax is the largest message that crosses between two ranks of
+// communicator c with a single copy, read straight from the sender's memory
+// (math.MaxInt: every size; 0: none). Every member sees the same answer:
+// it comes from the configuration, not from what a link found it may do.
+func DirectMax(c any) int { return directMax(c) }
+
 // Sockets reports whether the ranks of communicator c exchange their
 // messages through sockets: they run on several nodes, or on one node with
 // shared memory turned off (PMRUN_SHM=off). Then every message costs system
