@@ -41,7 +41,7 @@ type Request struct {
 	done  atomic.Pointer[chan struct{}]
 	st    Status
 	err   error
-	stop func() bool // stops the context watcher
+	stop  func() bool // stops the context watcher
 	// needs says that the request counts in its engine's demand for its peer
 	// (see engine.need) until it completes.
 	needs bool
