@@ -238,14 +238,14 @@ func (e *engine) send(r *Request) {
 	// takes the link's writer lock.
 	var mem bool
 	limit := l.eagerLimit() // once: a probe may change it
-	if _, ok := l.(*shmLink); ok && r.sync {
+	sl, shared := l.(*shmLink)
+	if shared && r.sync {
 		// Eagerly up to the limit without direct copies: a synchronous
 		// send's announcement is never copied before a receive matches it
 		// (FlagBuffer), so it would otherwise wait where it did not.
 		limit = max(limit, e.cfg.ShmEagerLimit)
 	}
-	if sl, ok := l.(*shmLink); ok && len(r.payload) > limit &&
-		(e.cfg.ShmDirectMax == 0 || len(r.payload) <= e.cfg.ShmDirectMax) {
+	if shared && len(r.payload) > limit && (e.cfg.ShmDirectMax == 0 || len(r.payload) <= e.cfg.ShmDirectMax) {
 		mem = sl.directRead()
 	}
 	e.mu.Lock()

@@ -94,8 +94,8 @@ func (t *slots[T]) put(v T) int64 {
 
 // at is the slot of h when it holds h's value, or nil. The caller holds mu.
 func (t *slots[T]) at(h int64) *slot[T] {
-	i := h>>genBits - 1
-	if h <= 0 || i < 0 || i >= int64(len(t.s)) {
+	i := h>>genBits - 1 // negative for a handle below 1<<genBits, 0 included
+	if i < 0 || i >= int64(len(t.s)) {
 		return nil
 	}
 	e := &t.s[i]
