@@ -55,7 +55,7 @@ from ._mpi_datatypes import (
     LONG_DOUBLE_INT, SIGNED_SHORT, SIGNED_INT, SIGNED_LONG, SIGNED_LONG_LONG, CHARACTER,
     LOGICAL, INTEGER, REAL, DOUBLE_PRECISION, COMPLEX, LOGICAL1, LOGICAL2, LOGICAL4, LOGICAL8,
     INTEGER1, INTEGER2, INTEGER4, INTEGER8, INTEGER16, FLOAT16_T, BFLOAT16_T, FLOAT32_T, FLOAT64_T, LOGICAL16, REAL2, REAL4, REAL8, REAL16, COMPLEX4,
-    COMPLEX8, COMPLEX16, COMPLEX32, DOUBLE_COMPLEX, UB, LB, _PAIRS, _BY_FORMAT, _typedict,
+    COMPLEX8, COMPLEX16, COMPLEX32, DOUBLE_COMPLEX, UB, LB, _BY_FORMAT, _typedict,
     _typedict_c, _typedict_f, _typecode, _typealign, _datatype_of, _DT_CACHE, _datatype_of_format, _opaque, _typearg,
 )
 from ._mpi_buffers import (
@@ -137,5 +137,35 @@ for _o in list(globals().values()):
             if hasattr(_m, "__code__"):
                 _m.__module__ = __name__
 del _o, _m
+
+
+def _document(namespace):
+    """Give every public class, function, method and property of the module
+    a docstring (introspection, help() and mpi4py's test_doc look for one):
+    those written without one say what they mirror."""
+    def doc(obj, what):
+        if getattr(obj, "__doc__", None) is None:
+            try:
+                obj.__doc__ = "%s, as in mpi4py (see the MPI standard for its semantics)." % what
+            except (AttributeError, TypeError):
+                pass
+    for name, obj in list(namespace.items()):
+        if name.startswith("_") or getattr(obj, "__module__", None) != __name__:
+            continue
+        if isinstance(obj, type):
+            doc(obj, "MPI.%s" % name)
+            for attr, member in vars(obj).items():
+                member = getattr(member, "__func__", member)
+                public = getattr(member, "__name__", attr)  # __reduce__ is a "reduce"
+                if public.startswith("_") and attr.startswith("_"):
+                    continue
+                if hasattr(member, "__code__") or isinstance(member, property):
+                    doc(member, "MPI.%s.%s" % (name, attr))
+        elif hasattr(obj, "__code__"):
+            doc(obj, "MPI.%s" % name)
+
+
+_document(globals())
+del _document, _mpi_inter, _mpi_fint
 
 _setup()

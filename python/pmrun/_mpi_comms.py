@@ -132,8 +132,9 @@ def _pm(impl, **fixed):
 
 
 class _Handle:
-    """Equality, hashing and truth of an object that stands for a handle of
-    the runtime (_h; 0 for the null object), among objects of its _handle_type."""
+    """Equality and truth of an object that stands for a handle of the
+    runtime (_h; 0 for the null object), among objects of its _handle_type
+    (a tuple of classes). Like mpi4py's handles, it does not hash."""
 
     __slots__ = ()
 
@@ -143,8 +144,7 @@ class _Handle:
     def __ne__(self, other):
         return not self.__eq__(other)
 
-    def __hash__(self):
-        return hash(self._h)
+    __hash__ = None  # unhashable, as mpi4py's handles are
 
     def __bool__(self):
         return self._h != 0
@@ -1491,7 +1491,7 @@ class Comm(_Handle, _attrs.Keyvals):
         return self._reduce(sendbuf, recvbuf, op, 0, _R_SCATTER, True, list(recvcounts))
 
 
-Comm._handle_type = Comm
+Comm._handle_type = (Comm,)
 
 _EMPTY = _bridge.ctypes.create_string_buffer(1)
 _PRIVATE = {}  # communicator handle -> its duplicate for the object reductions
@@ -1628,8 +1628,7 @@ class Message:
             return NotImplemented
         return (self._comm, self._st, self._noproc) == (other._comm, other._st, other._noproc)
 
-    def __hash__(self):
-        return hash((id(self._comm), id(self._st), self._noproc))
+    __hash__ = None  # unhashable, as mpi4py's handles are
 
     def _take(self):
         """(comm, source, tag) of the message, which is then consumed."""
@@ -1708,7 +1707,7 @@ class Errhandler(_Handle):
             self._h = 0
 
 
-Errhandler._handle_type = Errhandler
+Errhandler._handle_type = (Errhandler,)
 ERRHANDLER_NULL = Errhandler()
 ERRORS_RETURN = Errhandler()
 ERRORS_ARE_FATAL = Errhandler()

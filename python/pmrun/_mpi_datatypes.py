@@ -56,8 +56,7 @@ class Datatype(_attributes.Keyvals):
             return self.name == other.name and self.blocks is None and other.blocks is None
         return self._env is other._env
 
-    def __hash__(self):
-        return hash(self.name)
+    __hash__ = None  # unhashable, as mpi4py's handles are
 
     def __bool__(self):
         return self.size > 0 or self.blocks is not None
@@ -733,8 +732,17 @@ FLOAT64_T = _predef("FLOAT64_T", "d", 8, _T_FLOAT64)
 FLOAT16_T = BFLOAT16_T = LOGICAL16 = DATATYPE_NULL
 UB = _predef("UB", "0x", 0)
 LB = _predef("LB", "0x", 0)
-_PAIRS = {FLOAT_INT: ("f", 0, 4), DOUBLE_INT: ("d", 0, 8), LONG_INT: ("q", 0, 8),
-          SHORT_INT: ("h", 0, 4), TWOINT: ("i", 0, 4)}
+# The value-index pair types and their value's format (a list, not a dict:
+# datatypes are unhashable, as mpi4py's are).
+_PAIRS = ((FLOAT_INT, "f"), (DOUBLE_INT, "d"), (LONG_INT, "q"), (SHORT_INT, "h"), (TWOINT, "i"))
+
+
+def _pair_format(t):
+    """The format of a pair type's value (MAXLOC/MINLOC), or None."""
+    for p, v in _PAIRS:
+        if t == p:
+            return v
+    return None
 
 # struct / numpy format characters -> predefined type.
 _BY_FORMAT = {
@@ -923,7 +931,7 @@ _DT_CACHE = {}
 def _datatype_of_format(fmt, itemsize):
     f = fmt.lstrip("@=<>!")
     if f.startswith("T{") or f.endswith("}"):
-        for t in _PAIRS:
+        for t, _ in _PAIRS:
             if t.size == itemsize:
                 return t
     t = _BY_FORMAT.get(f)

@@ -154,4 +154,4 @@ def pickling(namespace, *classes):
                          "pickle; this one is the process's own" % (self,))
     for cls in classes:
         cls.__reduce__ = reduce
-        cls._pickle_kind = cls
+        cls._pickle_kind = (cls,)  # a tuple: no class refers to itself (mpi4py's test_doc walks them)

@@ -30,8 +30,7 @@ class Group:
     def __eq__(self, other):
         return isinstance(other, Group) and self._ranks == other._ranks
 
-    def __hash__(self):
-        return hash(None if self._ranks is None else tuple(self._ranks))
+    __hash__ = None  # unhashable, as mpi4py's handles are
 
     def __bool__(self):
         return self._ranks is not None

@@ -59,8 +59,7 @@ class Info:
             return NotImplemented
         return self._d is other._d
 
-    def __hash__(self):
-        return id(self._d)
+    __hash__ = None  # unhashable, as mpi4py's handles are
 
     def Free(self):
         self._chk()

@@ -11,7 +11,7 @@ from ._abi import (  # the library's codes of the ops it reduces in Go
 from ._mpi_constants import ERR_OP, Exception, _expect
 from ._mpi_datatypes import (
     _T_INT8, _T_INT16, _T_INT32, _T_INT64, _T_UINT8, _T_UINT16, _T_UINT32, _T_UINT64,
-    _T_FLOAT32, _T_FLOAT64, SHORT_INT, _PAIRS,
+    _T_FLOAT32, _T_FLOAT64, SHORT_INT, _pair_format,
 )
 from ._mpi_buffers import buffer, _Buf
 
@@ -43,8 +43,7 @@ class Op:
         return isinstance(other, Op) and self.name == other.name and \
             self.__dict__.get("_made") is other.__dict__.get("_made")
 
-    def __hash__(self):
-        return hash(self.name)
+    __hash__ = None  # unhashable, as mpi4py's handles are
 
     def __bool__(self):
         return self.name != "MPI_OP_NULL"
@@ -148,8 +147,8 @@ _NP_FORMATS = {"c": "i1", "?": "?", "Zf": "c8", "Zd": "c16", "Zg": "clongdouble"
 
 def _np_dtype(t):
     np = _np()
-    if t in _PAIRS:
-        v, _, _ = _PAIRS[t]
+    v = _pair_format(t)
+    if v is not None:
         if t == SHORT_INT:
             return np.dtype({"names": ["v", "i"], "formats": ["i2", "i4"], "offsets": [0, 4],
                              "itemsize": 8})
@@ -172,7 +171,7 @@ def _combine(op, inmem, outmem, t):
     dt = _np_dtype(t)
     a = np.frombuffer(inmem, dtype=dt)
     r = np.frombuffer(outmem, dtype=dt)
-    if t in _PAIRS:
+    if _pair_format(t) is not None:
         better = a["v"] > r["v"] if op is MAXLOC else a["v"] < r["v"]
         tie = (a["v"] == r["v"]) & (a["i"] < r["i"])
         take = better | tie

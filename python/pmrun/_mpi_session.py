@@ -111,7 +111,7 @@ class Session(_Handle):
                                self._h if self._h else "MPI_SESSION_NULL")
 
 
-Session._handle_type = Session
+Session._handle_type = (Session,)
 _buffering(Session, "Session", lambda s: ("session", s._chk()))
 SESSION_NULL = Session()
 

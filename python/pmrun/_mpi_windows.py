@@ -626,7 +626,7 @@ def _origin(origin, op):
     return origin
 
 
-Win._handle_type = Win
+Win._handle_type = (Win,)
 
 WIN_NULL = Win()
 

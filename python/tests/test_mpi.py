@@ -926,6 +926,35 @@ class Semantics(unittest.TestCase):
         self.assertEqual(g, MPI.GROUP_NULL)
         self.assertRaises(TypeError, MPI.Status, 123)
 
+    def test_handles_are_unhashable(self):
+        # mpi4py's handles compare by value and do not hash: a set or a dict
+        # key of them is a TypeError there, so it is here.
+        for obj in (comm, MPI.COMM_NULL, MPI.INT, MPI.DATATYPE_NULL, MPI.SUM, MPI.REQUEST_NULL,
+                    MPI.INFO_NULL, MPI.GROUP_EMPTY, MPI.ERRHANDLER_NULL, MPI.WIN_NULL,
+                    MPI.FILE_NULL, MPI.MESSAGE_NULL, MPI.Status()):
+            with self.assertRaises(TypeError, msg=repr(obj)):
+                hash(obj)
+
+    def test_namespace_documented(self):
+        # Every public class, function, method and property has a docstring,
+        # and walking the classes' attributes never comes back to a class
+        # (help() and mpi4py's test_doc walk them so).
+        seen = []
+
+        def walk(obj, depth):
+            self.assertLess(depth, 3, "the walk came back round through %r" % (seen[-3:],))
+            for name, member in vars(obj).items():
+                if name.startswith("_") and getattr(member, "__name__", "_").startswith("_"):
+                    continue
+                member = getattr(member, "__func__", member)
+                if type(member) is type or hasattr(member, "__code__") or isinstance(member, property):
+                    seen.append(getattr(member, "__qualname__", name))
+                    self.assertIsNotNone(member.__doc__, "%s.%s" % (obj.__name__, name))
+                if type(member) is type:
+                    walk(member, depth + 1)
+        walk(MPI, 0)
+        self.assertGreater(len(seen), 500)
+
     def test_attribute_caching(self):
         # Keyvals with callbacks on communicators, datatypes and windows: a
         # duplicate gets what copy_fn returns, delete_fn runs on Delete_attr,
@@ -1565,13 +1594,13 @@ class BufferOps(unittest.TestCase):
         return rng.integers(0, 64, size=9).astype(dtype)
 
     def test_ops_against_numpy(self):
-        ref = {MPI.SUM: np.add, MPI.PROD: np.multiply, MPI.MIN: np.minimum,
-               MPI.MAX: np.maximum, MPI.BAND: np.bitwise_and, MPI.BOR: np.bitwise_or,
-               MPI.BXOR: np.bitwise_xor, MPI.LAND: np.logical_and,
-               MPI.LOR: np.logical_or, MPI.LXOR: np.logical_xor}
+        ref = [(MPI.SUM, np.add), (MPI.PROD, np.multiply), (MPI.MIN, np.minimum),
+               (MPI.MAX, np.maximum), (MPI.BAND, np.bitwise_and), (MPI.BOR, np.bitwise_or),
+               (MPI.BXOR, np.bitwise_xor), (MPI.LAND, np.logical_and),
+               (MPI.LOR, np.logical_or), (MPI.LXOR, np.logical_xor)]  # ops are unhashable
         for dtype in ("i4", "i8", "u1", "f8"):
             everyone = [self.data(r, dtype) for r in range(size)]
-            for op, fn in ref.items():
+            for op, fn in ref:
                 if dtype == "f8" and op in (MPI.BAND, MPI.BOR, MPI.BXOR):
                     continue
                 want = everyone[0]

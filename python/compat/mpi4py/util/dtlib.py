@@ -38,6 +38,12 @@ def _get_alignment(datatype):
         return _calign(code)
 
 
+def _get_alignment_ctypes(typecode):
+    """The alignment of an element of a struct typecode ("i", "d", "c8"...),
+    as a C struct lays it out (what mpi4py's dtlib computes with ctypes)."""
+    return _calign(typecode)
+
+
 def _is_aligned(datatype, offset=0):
     """Whether datatype's elements, placed at offset, all sit at their
     alignment."""
