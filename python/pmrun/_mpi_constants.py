@@ -87,6 +87,8 @@ class Exception(RuntimeError):  # noqa: A001 - the name mpi4py uses
 
     def __init__(self, ierr=ERR_OTHER, message=None):
         self.ierr = int(ierr)
+        if self.ierr < SUCCESS:  # no such code: as mpi4py, an unknown error
+            self.ierr = ERR_UNKNOWN
         self.message = message or _ERROR_STRINGS.get(self.ierr, "MPI error %d" % self.ierr)
         RuntimeError.__init__(self, self.message)
 
@@ -212,14 +214,35 @@ def Add_error_string(errorcode, string):
 
 
 def Remove_error_class(errorclass):
-    _user_classes.pop(errorclass, None)
+    """Remove a class of Add_error_class (MPI 4.1): an error while codes of
+    it or its string remain."""
+    if _user_classes.get(errorclass) != errorclass:
+        raise Exception(ERR_ARG, "Remove_error_class: %r is not an error class of "
+                        "Add_error_class's" % (errorclass,))
+    codes = [c for c, k in _user_classes.items() if k == errorclass and c != errorclass]
+    if codes or errorclass in _ERROR_STRINGS:
+        raise Exception(ERR_ARG, "Remove_error_class: %d still has %s: remove them first" % (
+            errorclass, "error codes %s" % codes if codes else "its error string"))
+    del _user_classes[errorclass]
 
 
 def Remove_error_code(errorcode):
-    _user_classes.pop(errorcode, None)
+    """Remove a code of Add_error_code (MPI 4.1): an error while its string
+    remains."""
+    if errorcode not in _user_classes or _user_classes[errorcode] == errorcode:
+        raise Exception(ERR_ARG, "Remove_error_code: %r is not an error code of "
+                        "Add_error_code's" % (errorcode,))
+    if errorcode in _ERROR_STRINGS:
+        raise Exception(ERR_ARG, "Remove_error_code: %d still has its error string: "
+                        "Remove_error_string first" % errorcode)
+    del _user_classes[errorcode]
 
 
 def Remove_error_string(errorcode):
+    """Remove the string of a user's class or code (MPI 4.1)."""
+    if errorcode not in _user_classes:
+        raise Exception(ERR_ARG, "Remove_error_string: %r is not an error class or code of "
+                        "Add_error_class's or Add_error_code's" % (errorcode,))
     _ERROR_STRINGS.pop(errorcode, None)
 
 

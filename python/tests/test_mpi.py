@@ -935,6 +935,23 @@ class Semantics(unittest.TestCase):
             with self.assertRaises(TypeError, msg=repr(obj)):
                 hash(obj)
 
+    def test_user_error_classes(self):
+        # MPI 4.1: a class goes after its codes and its string, a code after
+        # its string; what was never added cannot be removed.
+        cls = MPI.Add_error_class()
+        code = MPI.Add_error_code(cls)
+        MPI.Add_error_string(code, "mine")
+        self.assertEqual((MPI.Get_error_class(code), MPI.Get_error_string(code)), (cls, "mine"))
+        self.assertRaises(MPI.Exception, MPI.Remove_error_class, cls)
+        self.assertRaises(MPI.Exception, MPI.Remove_error_code, code)
+        MPI.Remove_error_string(code)
+        MPI.Remove_error_code(code)
+        self.assertRaises(MPI.Exception, MPI.Remove_error_code, code)
+        MPI.Remove_error_class(cls)
+        for remove in (MPI.Remove_error_class, MPI.Remove_error_code, MPI.Remove_error_string):
+            self.assertRaises(MPI.Exception, remove, MPI.ERR_ARG)
+        self.assertEqual(MPI.Exception(MPI.SUCCESS - 1), MPI.ERR_UNKNOWN)
+
     def test_namespace_documented(self):
         # Every public class, function, method and property has a docstring,
         # and walking the classes' attributes never comes back to a class
