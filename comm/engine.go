@@ -53,6 +53,7 @@ type engine struct {
 	deferred       deferredPushes // pushes left to this rank's next call (callers from C; its own lock)
 	helpers        atomic.Int32   // goroutines started to move a protocol along, still running
 	lockedYields   atomic.Uint32  // yields of locked callers (see yield)
+	yields         atomic.Uint32  // every yield: now and then one looks at the CPU (see yield)
 	queued         atomic.Uint64  // messages queued unexpected so far (see addUnexpected)
 
 	// Flow control of early eager messages (see throttled), by world rank.

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"syscall"
 	"time"
+
+	"github.com/pmrun/pmrun/internal/cpuhome"
 )
 
 // Waiting by polling. A goroutine that waits for the network (a request in
@@ -377,6 +379,9 @@ func (e *engine) goHelper(fn func()) {
 // of the CPU of Python's Allreduce of 8 bytes at np 2, whose peer is already
 // running on the other core.
 func (e *engine) yield() {
+	if e.yields.Add(1)%homeCheckEvery == 0 {
+		cpuhome.Check()
+	}
 	if !e.cfg.LockedCallers || e.helpers.Load() > 0 {
 		runtime.Gosched()
 		return
@@ -386,6 +391,10 @@ func (e *engine) yield() {
 	}
 	syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
 }
+
+// homeCheckEvery is how many yields (of 64 polls each) of a waiting rank
+// pass between two looks at which CPU it runs on (package cpuhome).
+const homeCheckEvery = 64
 
 // lockedYieldEvery is how many of a locked caller's yields give the core
 // away when the node's ranks fit its cores.

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/pmrun/pmrun/internal/cpuhome"
 	"github.com/pmrun/pmrun/internal/debug"
 	"github.com/pmrun/pmrun/internal/rankenv"
 	"github.com/pmrun/pmrun/internal/rendezvous"
@@ -97,6 +98,7 @@ func worldFromEnv() (*Comm, error) {
 		return nil, err
 	}
 	exitWithLauncher(c)
+	cpuhome.Set(env) // after the joining, whose wake-ups may have gathered the ranks
 	return c, nil
 }
 

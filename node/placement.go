@@ -6,6 +6,8 @@ import (
 	"text/tabwriter"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pmrun/pmrun/internal/cpuhome"
 )
 
 // NodeMap is one node's part of a job: its ranks, the threads each gets and
@@ -43,15 +45,9 @@ func writeMap(w io.Writer, ms []NodeMap) {
 
 // allowedCPUs lists the CPUs this process may run on, in order.
 func allowedCPUs() ([]int, error) {
-	var set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &set); err != nil {
+	_, cpus, err := cpuhome.Allowed()
+	if err != nil {
 		return nil, fmt.Errorf("node: reading this process's CPUs: %w", err)
-	}
-	var cpus []int
-	for c := range len(set) * 64 {
-		if set.IsSet(c) {
-			cpus = append(cpus, c)
-		}
 	}
 	return cpus, nil
 }

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/pmrun/pmrun/internal/cpuhome"
 )
 
 // Small collectives on one node go through a shared area instead of messages.
@@ -403,6 +405,7 @@ func (s *Slots) wait(ctx context.Context, what string, lagging func() int) error
 		}
 	}
 	ts := syscall.NsecToTimespec(int64(slotsNap))
+	defer cpuhome.Return() // woken by another rank's thread, maybe next to it
 	for {
 		s.waiters.Add(1)
 		g := atomic.LoadUint32(s.gen)
