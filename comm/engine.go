@@ -54,6 +54,7 @@ type engine struct {
 	helpers        atomic.Int32   // goroutines started to move a protocol along, still running
 	lockedYields   atomic.Uint32  // yields of locked callers (see yield)
 	yields         atomic.Uint32  // every yield: now and then one looks at the CPU (see yield)
+	laterQ         laterQueue     // requests a goroutine takes over unless a caller has them first
 	queued         atomic.Uint64  // messages queued unexpected so far (see addUnexpected)
 
 	// Flow control of early eager messages (see throttled), by world rank.

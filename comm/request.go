@@ -86,13 +86,17 @@ type Request struct {
 	// or a Wait that comes before the goroutine has started.
 	run   func()
 	claim atomic.Bool
-	timer atomic.Pointer[time.Timer] // starts the goroutine later (Config.LockedCallers), unless stopped
+	// later: a goroutine is to start later (Config.LockedCallers), unless a
+	// Wait or a Test has it first (see engine.later); born is the engine's
+	// takeOver tick when it was queued.
+	later atomic.Bool
+	born  uint32
 
 	// Stepped (an Async request with step set, see Stepped): the steps that
 	// Test and Wait run on the caller's goroutine, one at a time.
 	step    func(block bool) (bool, error)
 	stepMu  sync.Mutex
-	touched atomic.Int64 // when a Test last stepped it (time.Now().UnixNano())
+	touched atomic.Bool // a Test stepped it since the last takeOver tick
 }
 
 // reqState tracks a request through the engine, so that cancellation and
@@ -406,13 +410,8 @@ func (c *Comm) Async(ctx context.Context, fn func(ctx context.Context) error) *R
 		defer c.async.wg.Done()
 		r.complete(Status{}, fn(ctx))
 	}
-	start := func() {
-		if r.claim.CompareAndSwap(false, true) {
-			r.run()
-		}
-	}
 	if !c.e.cfg.LockedCallers {
-		c.e.goHelper(start)
+		c.e.goHelper(r.claimed)
 		return r
 	}
 	// A caller from C (the Python bridge) most often waits at once, and then
@@ -420,13 +419,7 @@ func (c *Comm) Async(ctx context.Context, fn func(ctx context.Context) error) *R
 	// now costs it thread hand-offs of the one P (GOMAXPROCS=1) to run, find
 	// the operation claimed and exit. So the goroutine starts only if neither
 	// a Wait nor a Test has claimed or started the operation after asyncDelay.
-	// The pending timer counts as a helper, so that a caller spinning on
-	// something else meanwhile yields to it (see yield).
-	c.e.helpers.Add(1)
-	r.timer.Store(time.AfterFunc(asyncDelay, func() {
-		c.e.helpers.Add(-1)
-		c.e.goHelper(start)
-	}))
+	c.e.later(r)
 	return r
 }
 
@@ -451,23 +444,84 @@ func (c *Comm) Stepped(step func(block bool) (done bool, err error)) *Request {
 		c.e.goHelper(func() { r.advance(true) })
 		return r
 	}
-	c.e.helpers.Add(1)
-	r.timer.Store(time.AfterFunc(asyncDelay, r.takeOver))
+	c.e.later(r)
 	return r
 }
 
-// takeOver is a stepped request's timer: unless it is done, or a Test has
-// stepped it within asyncDelay (the timer then waits again), a goroutine
-// steps it to the end.
-func (r *Request) takeOver() {
-	e := r.c.e
-	if !r.fin.Load() && time.Now().UnixNano()-r.touched.Load() < int64(asyncDelay) {
-		r.timer.Load().Reset(asyncDelay)
-		return
+// claimed runs an Async request's operation unless a Wait has claimed it.
+func (r *Request) claimed() {
+	if r.claim.CompareAndSwap(false, true) {
+		r.run()
 	}
-	e.helpers.Add(-1)
-	if !r.fin.Load() {
-		e.goHelper(func() { r.advance(true) })
+}
+
+// laterQueue holds the requests of callers from C whose operation (Async)
+// or steps (Stepped) a goroutine takes over unless a Wait or a Test has
+// them first. One timer for all of them, armed while any waits: a timer of
+// its own cost each request 200 ns to make and stop, a fifth of what an
+// Ibarrier().Wait() cost from Python at np 1.
+type laterQueue struct {
+	mu    sync.Mutex
+	reqs  []*Request
+	timer *time.Timer
+	armed bool
+	tick  uint32 // takeOver calls so far
+}
+
+// later queues r for takeOver. The pending request counts as a helper, so
+// that a caller spinning on something else meanwhile yields to it (see
+// yield).
+func (e *engine) later(r *Request) {
+	e.helpers.Add(1)
+	r.later.Store(true)
+	q := &e.laterQ
+	q.mu.Lock()
+	r.born = q.tick
+	q.reqs = append(q.reqs, r)
+	if !q.armed {
+		q.armed = true
+		if q.timer == nil {
+			q.timer = time.AfterFunc(asyncDelay, e.takeOver)
+		} else {
+			q.timer.Reset(asyncDelay)
+		}
+	}
+	q.mu.Unlock()
+}
+
+// takeOver starts a goroutine for each queued request that has waited a
+// whole tick (asyncDelay at least), unless a Wait or a Test took it
+// (stopTimer) or, for a stepped one, a Test stepped it during the last
+// tick (it then waits another).
+func (e *engine) takeOver() {
+	q := &e.laterQ
+	q.mu.Lock()
+	var start []*Request
+	keep := q.reqs[:0]
+	for _, r := range q.reqs {
+		switch {
+		case !r.later.Load():
+		case r.born == q.tick, r.step != nil && r.touched.Swap(false) && !r.fin.Load():
+			keep = append(keep, r)
+		case e.stopTimer(r):
+			start = append(start, r)
+		}
+	}
+	clear(q.reqs[len(keep):])
+	q.reqs = keep
+	q.tick++
+	if q.armed = len(keep) > 0; q.armed {
+		q.timer.Reset(asyncDelay)
+	}
+	q.mu.Unlock()
+	for _, r := range start {
+		if r.step != nil {
+			if !r.fin.Load() {
+				e.goHelper(func() { r.advance(true) })
+			}
+		} else {
+			e.goHelper(r.claimed)
+		}
 	}
 }
 
@@ -493,9 +547,10 @@ func (r *Request) advance(block bool) bool {
 	return true
 }
 
-// stopTimer stops r's pending start, reporting whether it was pending.
+// stopTimer withdraws r's later start (see later), reporting whether it
+// was pending.
 func (e *engine) stopTimer(r *Request) bool {
-	if t := r.timer.Load(); t != nil && t.Stop() {
+	if r.later.Load() && r.later.CompareAndSwap(true, false) {
 		e.helpers.Add(-1)
 		return true
 	}
@@ -506,11 +561,7 @@ func (e *engine) stopTimer(r *Request) bool {
 // goroutine now, for a caller that polls it with Test.
 func (e *engine) startAsync(r *Request) {
 	if !r.claim.Load() && e.stopTimer(r) {
-		e.goHelper(func() {
-			if r.claim.CompareAndSwap(false, true) {
-				r.run()
-			}
-		})
+		e.goHelper(r.claimed)
 	}
 }
 
