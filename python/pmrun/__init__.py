@@ -39,7 +39,7 @@ class _RC:
         self.initialize = True
         self.threads = True
         self.thread_level = "multiple"
-        self.finalize = True
+        self.finalize = None  # as initialize
         self.fast_reduction = True
         self.recv_mprobe = True
         self.irecv_bufsz = 32768
@@ -63,6 +63,60 @@ class _RC:
 
     def __repr__(self):
         return "<pmrun.rc>"
+
+    # What each setting may be (mpi4py 4's atimport): a bool setting is also
+    # "yes" or "no".
+    _CHOICES = {"initialize": (True, False), "threads": (True, False),
+                "thread_level": ("multiple", "serialized", "funneled", "single"),
+                "finalize": (None, True, False), "fast_reduction": (True, False),
+                "recv_mprobe": (True, False), "errors": ("exception", "default", "abort", "fatal"),
+                "abort_on_exception": (True, False)}
+    _DEFAULTS = {"initialize": True, "threads": True, "thread_level": "multiple", "finalize": None,
+                 "fast_reduction": True, "recv_mprobe": True, "irecv_bufsz": 32768,
+                 "errors": "exception", "abort_on_exception": True}
+
+    def _read(self, environ):
+        """The settings MPI starts with, as mpi4py reads them when MPI is
+        first imported: MPI4PY_RC_<NAME> in environ overrides (and sets)
+        each; a value it does not know warns (RuntimeWarning) and leaves the
+        default."""
+        import warnings
+        out = {}
+        for name, default in self._DEFAULTS.items():
+            key = "fast_reduce" if name == "fast_reduction" else name
+            value = getattr(self, name)
+            env = environ.get("MPI4PY_RC_" + key.upper())
+            if env is not None:
+                low = env.strip().lower()
+                if low.isdigit() and type(default) is int:
+                    value = int(low)
+                elif low in ("true", "yes", "on", "y", "1"):
+                    value = True
+                elif low in ("false", "no", "off", "n", "0"):
+                    value = False
+                else:
+                    value = low
+                try:
+                    setattr(self, name, value)
+                except TypeError:
+                    pass
+            choices = self._CHOICES.get(name)
+            if choices is not None and (True in choices) and value in ("yes", "no"):
+                value = value == "yes"
+            if choices is None:  # irecv_bufsz
+                ok = type(value) is int and value >= 0
+            else:
+                ok = any(value is c or (type(value) in (bool, int, str) and value == c
+                                        and type(c) is not type(None)) for c in choices)
+            if not ok:
+                for alias in {key, name}:  # fast_reduce is also fast_reduction
+                    warnings.warn("mpi4py.rc.%s: unexpected value %r" % (alias, value),
+                                  RuntimeWarning, stacklevel=3)
+                value = default
+            out[name] = value
+        if out["finalize"] is None:
+            out["finalize"] = out["initialize"]
+        return out
 
 
 rc = _RC()

@@ -307,7 +307,8 @@ def _excepthook(exc_type, exc, tb):
 
 def _setup():
     from . import rc
-    if rc.initialize:
+    opts = rc._read(_os.environ)
+    if opts["initialize"]:
         Init()
     if _os.environ.get("PMRUN_RANK") is not None:
         # Each line reaches the launcher whole as soon as it is printed.
@@ -316,5 +317,5 @@ def _setup():
                 f.reconfigure(line_buffering=True)
             except (AttributeError, ValueError):
                 pass
-        if rc.abort_on_exception:
+        if opts["abort_on_exception"]:
             _sys.excepthook = _excepthook

@@ -4,6 +4,7 @@ out of band, and the blob helpers the object methods share.
 Part of pmrun.MPI, which re-exports every name defined here.
 """
 
+import os as _os
 import pickle as _pickle
 import struct as _struct
 
@@ -16,6 +17,9 @@ _lib = _bridge.lib
 # --- objects -----------------------------------------------------------------
 
 _OOB_MIN = 64 * 1024  # buffers at least this large travel out of band
+# As mpi4py, the environment may change MPI.pickle's defaults.
+_PROTOCOL = int(_os.environ.get("MPI4PY_PICKLE_PROTOCOL", _pickle.HIGHEST_PROTOCOL))
+_OOB_MIN = int(_os.environ.get("MPI4PY_PICKLE_THRESHOLD", _OOB_MIN))
 _SCRATCH = 64 * 1024
 
 
@@ -29,7 +33,7 @@ class Pickle:
     def __init__(self, dumps=None, loads=None, protocol=None):
         # With a serialiser of the user's, protocol None means "call dumps(obj)".
         if dumps is None and protocol is None:
-            protocol = _pickle.HIGHEST_PROTOCOL
+            protocol = _PROTOCOL
         self.dumps = dumps or _pickle.dumps
         self.loads = loads or _pickle.loads
         self.PROTOCOL = protocol

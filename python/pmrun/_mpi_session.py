@@ -16,7 +16,10 @@ import itertools as _itertools
 import threading as _threading
 
 from ._mpi_constants import ERR_ARG, ERR_GROUP, ERR_SESSION, Exception, _expect
-from ._mpi_comms import COMM_WORLD, ERRORS_ARE_FATAL, Errhandler, Intercomm, Intracomm, _Handle
+from ._mpi_comms import (
+    COMM_WORLD, ERRORS_ABORT, ERRORS_ARE_FATAL, ERRORS_RETURN, Errhandler, Intercomm, Intracomm,
+    _Handle,
+)
 from ._mpi_groups import Group
 from ._mpi_info import Info
 from . import _mpi_inter
@@ -41,10 +44,13 @@ class Session(_Handle):
 
     @classmethod
     def Init(cls, info=None, errhandler=None):
+        """A new session, whose errors call errhandler (by default, as
+        mpi4py's rc.errors says: ERRORS_RETURN, errors raising
+        MPI.Exception, for its default "exception")."""
         s = cls()
         with _lock:
             s._h = next(_ids)
-            _live[s._h] = errhandler if errhandler is not None else ERRORS_ARE_FATAL
+            _live[s._h] = errhandler if errhandler is not None else _default_errhandler()
         return s
 
     def _chk(self):
@@ -126,6 +132,12 @@ def _members(group, call):
     if not group:
         raise Exception(ERR_GROUP, "%s: invalid group (MPI.GROUP_NULL or freed)" % call)
     return list(group._ranks)
+
+
+def _default_errhandler():
+    """A new session's error handler by mpi4py's rc.errors."""
+    from . import rc
+    return {"exception": ERRORS_RETURN, "abort": ERRORS_ABORT}.get(rc.errors, ERRORS_ARE_FATAL)
 
 
 def _create_from_group(group, stringtag="org.mpi4py", info=None, errhandler=None):

@@ -30,6 +30,28 @@ def _int_max(a, b, datatype):
 
 
 class Module(unittest.TestCase):
+    def test_rc_from_environment(self):
+        # As mpi4py 4 reads mpi4py.rc when MPI is first imported: MPI4PY_RC_*
+        # overrides (and sets) a setting, a value it does not know warns and
+        # leaves the default; mpi4py.rc is a module too.
+        import sys
+        import warnings
+        import mpi4py
+        import pmrun
+        self.assertIs(sys.modules["mpi4py.rc"], mpi4py.rc)
+        rc = type(pmrun.rc)()
+        rc.threads = "maybe"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            opts = rc._read({"MPI4PY_RC_IRECV_BUFSZ": "2048", "MPI4PY_RC_INITIALIZE": "no",
+                             "MPI4PY_RC_THREAD_LEVEL": "Single", "MPI4PY_RC_FAST_REDUCE": "off"})
+        self.assertEqual([str(w.message) for w in caught],
+                         ["mpi4py.rc.threads: unexpected value 'maybe'"])
+        self.assertEqual((rc.irecv_bufsz, rc.initialize, rc.thread_level, rc.fast_reduce),
+                         (2048, False, "single", False))
+        self.assertEqual((opts["threads"], opts["initialize"], opts["finalize"]),
+                         (True, False, False))
+
     def test_mpi4py_4_names(self):
         # Names of mpi4py 4 that scripts use, beside mpi4py 3's.
         self.assertIs(MPI.Datatype.fromcode("i"), MPI.INT)
@@ -964,7 +986,8 @@ class Semantics(unittest.TestCase):
                 if name.startswith("_") and getattr(member, "__name__", "_").startswith("_"):
                     continue
                 member = getattr(member, "__func__", member)
-                if type(member) is type or hasattr(member, "__code__") or isinstance(member, property):
+                if (type(member) is type or hasattr(member, "__code__")
+                        or isinstance(member, property)):
                     seen.append(getattr(member, "__qualname__", name))
                     self.assertIsNotNone(member.__doc__, "%s.%s" % (obj.__name__, name))
                 if type(member) is type:

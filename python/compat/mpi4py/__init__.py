@@ -8,6 +8,7 @@ import pmrun as _pmrun
 
 __version__ = "3.1.6"
 rc = _pmrun.rc
+_sys.modules[__name__ + ".rc"] = rc  # as mpi4py 4: from mpi4py.rc import ... works
 
 
 def get_include():
