@@ -46,6 +46,9 @@ class File:
     def __bool__(self):
         return False
 
+    def free(self):
+        """mpi4py 4's free(): a null file has nothing to close."""
+
     @classmethod
     def Open(cls, comm, filename, amode=None, info=None):
         raise NotImplementedError("MPI.File.Open: MPI-IO is not supported by pmrun; use "

@@ -79,11 +79,21 @@ _STATUS_BYTES = 24  # source, tag, error, then the count, as Open MPI lays a sta
 _cells = {}  # id(obj) -> (obj, c_int64 holding its handle): _addressof's memory
 
 
-def handleof(obj):
-    """The integer handle of an MPI object (its runtime handle, else py2f's);
-    NotImplementedError for a Status, which has none."""
+def _mpi_object(obj, what):
+    """TypeError unless obj is an MPI object (a handle or a Status)."""
     from ._mpi_status import Status
 
+    if not isinstance(obj, Status) and not hasattr(obj, "py2f") and \
+            not isinstance(getattr(obj, "_h", None), int):
+        raise TypeError("%s: expected an MPI object, not %s" % (what, type(obj).__name__))
+
+
+def handleof(obj):
+    """The integer handle of an MPI object (its runtime handle, else py2f's);
+    NotImplementedError for a Status, which has none (as mpi4py 3.1)."""
+    from ._mpi_status import Status
+
+    _mpi_object(obj, "_handleof")
     if isinstance(obj, Status):
         raise NotImplementedError("a Status has no handle")
     h = getattr(obj, "_h", None)
@@ -97,6 +107,8 @@ def sizeof(obj):
     from ._mpi_status import Status
 
     cls = obj if isinstance(obj, type) else type(obj)
+    if not isinstance(obj, type):
+        _mpi_object(obj, "_sizeof")
     return _STATUS_BYTES if issubclass(cls, Status) else _HANDLE_BYTES
 
 
@@ -105,6 +117,7 @@ def addressof(obj):
     changes nothing)."""
     import ctypes
 
+    _mpi_object(obj, "_addressof")
     entry = _cells.get(id(obj))
     if entry is None or entry[0] is not obj:
         value = 0 if obj.__class__.__name__ == "Status" else handleof(obj)

@@ -1057,6 +1057,10 @@ class Semantics(unittest.TestCase):
                          MPI._handleof(comm))
         with self.assertRaises(NotImplementedError):
             MPI._handleof(MPI.Status())
+        for helper in (MPI._sizeof, MPI._addressof, MPI._handleof):
+            with self.assertRaises(TypeError):  # not an MPI object
+                helper(None)
+        MPI.FILE_NULL.free()  # mpi4py 4: nothing to close
         for cls, other in ((MPI.Datatype, MPI.OP_NULL), (MPI.Op, MPI.INT), (MPI.Request, 1234),
                            (MPI.Group, "abc"), (MPI.Info, MPI.GROUP_NULL), (MPI.Win, MPI.INFO_NULL),
                            (MPI.Errhandler, MPI.WIN_NULL), (MPI.Message, MPI.REQUEST_NULL),
