@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -931,6 +932,55 @@ func TestAsync(t *testing.T) {
 	close(release)
 	if _, err := r.Wait(); err != boom {
 		t.Fatalf("Wait = %v, want fn's error", err)
+	}
+}
+
+// TestLaterTakeOver: for callers from C (LockedCallers), an Async or
+// Stepped request that nobody waits for or tests is taken over by a
+// goroutine after a tick or two, and one that a Wait finishes leaves the
+// queue at once (nothing finished stays there for the collector to scan).
+func TestLaterTakeOver(t *testing.T) {
+	cfg := comm.DefaultConfig()
+	cfg.LockedCallers = true
+	w := commtest.NewWorldConfig(t, 1, cfg)
+	c := w.Comms[0]
+	for i := range 50 { // waited at once: in and out of the queue
+		r := c.Async(bg, func(context.Context) error { return nil })
+		if _, err := r.Wait(); err != nil {
+			t.Fatalf("async %d: %v", i, err)
+		}
+	}
+	if n, _ := comm.Later(c); n != 0 {
+		t.Fatalf("%d requests left in the queue after their Waits", n)
+	}
+	ran := make(chan struct{})
+	a := c.Async(bg, func(context.Context) error { close(ran); return nil })
+	var steps atomic.Int32
+	s := c.Stepped(func(block bool) (bool, error) { return steps.Add(1) > 0 && block, nil })
+	if n, armed := comm.Later(c); n != 2 || !armed {
+		t.Fatalf("queue holds %d requests (armed %v), want 2, armed", n, armed)
+	}
+	select {
+	case <-ran:
+	case <-time.After(10 * time.Second):
+		t.Fatal("an Async request nobody waited for did not run within 10 s")
+	}
+	select {
+	case <-s.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("a stepped request nobody tested was not stepped to its end within 10 s")
+	}
+	for _, r := range []*comm.Request{a, s} {
+		if _, err := r.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for n, armed := comm.Later(c); n != 0 || armed; n, armed = comm.Later(c) {
+		if time.Now().After(deadline) {
+			t.Fatalf("queue still holds %d requests (armed %v) after both ran", n, armed)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -24,3 +24,12 @@ func State(c *Comm) insight.State { return c.e.state() }
 // Summary is what c's rank would send its launcher now (Config.Trace or
 // Config.Report must be set).
 func Summary(c *Comm) insight.Summary { return c.e.diag.ins.summary() }
+
+// Later is how many requests c's engine holds for a goroutine to take over
+// (laterQueue), and whether its timer is armed.
+func Later(c *Comm) (int, bool) {
+	q := &c.e.laterQ
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.reqs), q.armed
+}

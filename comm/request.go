@@ -89,8 +89,9 @@ type Request struct {
 	// later: a goroutine is to start later (Config.LockedCallers), unless a
 	// Wait or a Test has it first (see engine.later); born is the engine's
 	// takeOver tick when it was queued.
-	later atomic.Bool
+	later atomic.Bool // written under the queue's lock
 	born  uint32
+	qidx  int // its place in the queue
 
 	// Stepped (an Async request with step set, see Stepped): the steps that
 	// Test and Wait run on the caller's goroutine, one at a time.
@@ -459,10 +460,12 @@ func (r *Request) claimed() {
 // or steps (Stepped) a goroutine takes over unless a Wait or a Test has
 // them first. One timer for all of them, armed while any waits: a timer of
 // its own cost each request 200 ns to make and stop, a fifth of what an
-// Ibarrier().Wait() cost from Python at np 1.
+// Ibarrier().Wait() cost from Python at np 1. A request leaves the queue
+// as soon as it is withdrawn (stopTimer), so that the queue keeps no
+// finished request alive for the collector to scan.
 type laterQueue struct {
 	mu    sync.Mutex
-	reqs  []*Request
+	reqs  []*Request // each at its qidx
 	timer *time.Timer
 	armed bool
 	tick  uint32 // takeOver calls so far
@@ -473,45 +476,53 @@ type laterQueue struct {
 // yield).
 func (e *engine) later(r *Request) {
 	e.helpers.Add(1)
-	r.later.Store(true)
 	q := &e.laterQ
 	q.mu.Lock()
 	r.born = q.tick
+	r.qidx = len(q.reqs)
 	q.reqs = append(q.reqs, r)
+	r.later.Store(true)
 	if !q.armed {
 		q.armed = true
 		if q.timer == nil {
-			q.timer = time.AfterFunc(asyncDelay, e.takeOver)
+			q.timer = time.AfterFunc(laterTick, e.takeOver)
 		} else {
-			q.timer.Reset(asyncDelay)
+			q.timer.Reset(laterTick)
 		}
 	}
 	q.mu.Unlock()
 }
 
+// unqueue takes r, which is queued, out of the queue. The caller holds mu.
+func (e *engine) unqueue(r *Request) {
+	q := &e.laterQ
+	r.later.Store(false)
+	e.helpers.Add(-1)
+	last := len(q.reqs) - 1
+	moved := q.reqs[last]
+	q.reqs[r.qidx], moved.qidx = moved, r.qidx
+	q.reqs[last] = nil
+	q.reqs = q.reqs[:last]
+}
+
 // takeOver starts a goroutine for each queued request that has waited a
-// whole tick (asyncDelay at least), unless a Wait or a Test took it
-// (stopTimer) or, for a stepped one, a Test stepped it during the last
-// tick (it then waits another).
+// whole tick, unless a Wait or a Test took it (stopTimer) or, for a stepped
+// one, a Test stepped it during the last tick (it then waits another).
 func (e *engine) takeOver() {
 	q := &e.laterQ
 	q.mu.Lock()
 	var start []*Request
-	keep := q.reqs[:0]
-	for _, r := range q.reqs {
-		switch {
-		case !r.later.Load():
-		case r.born == q.tick, r.step != nil && r.touched.Swap(false) && !r.fin.Load():
-			keep = append(keep, r)
-		case e.stopTimer(r):
-			start = append(start, r)
+	for i := len(q.reqs) - 1; i >= 0; i-- { // a withdrawal moves the last one here
+		r := q.reqs[i]
+		if r.born == q.tick || r.step != nil && r.touched.Swap(false) && !r.fin.Load() {
+			continue
 		}
+		e.unqueue(r)
+		start = append(start, r)
 	}
-	clear(q.reqs[len(keep):])
-	q.reqs = keep
 	q.tick++
-	if q.armed = len(keep) > 0; q.armed {
-		q.timer.Reset(asyncDelay)
+	if q.armed = len(q.reqs) > 0; q.armed {
+		q.timer.Reset(laterTick)
 	}
 	q.mu.Unlock()
 	for _, r := range start {
@@ -550,11 +561,17 @@ func (r *Request) advance(block bool) bool {
 // stopTimer withdraws r's later start (see later), reporting whether it
 // was pending.
 func (e *engine) stopTimer(r *Request) bool {
-	if r.later.Load() && r.later.CompareAndSwap(true, false) {
-		e.helpers.Add(-1)
-		return true
+	if !r.later.Load() { // never queued, or out already: no lock
+		return false
 	}
-	return false
+	q := &e.laterQ
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !r.later.Load() {
+		return false
+	}
+	e.unqueue(r)
+	return true
 }
 
 // startAsync starts an Async operation that waits for its timer on a
@@ -564,6 +581,17 @@ func (e *engine) startAsync(r *Request) {
 		e.goHelper(r.claimed)
 	}
 }
+
+// laterTick is the period of the laterQueue's timer. A queued request
+// waits a whole tick at least, and at most two. The tick is longer than
+// asyncDelay: a caller spinning in Go (Gosched) runs due timers within
+// microseconds, and a tick of asyncDelay then fired every 50 us while any
+// request was pending, a goroutine each time: an 8-byte Iallreduce polled
+// with Test from Python at np 2 went from 3.4-4.9 to 4.3-5.4 us, where
+// each request's own timer was stopped before it fired. When the caller is
+// in Python instead, Go's timers fire at millisecond steps anyway (see
+// nap).
+const laterTick = 250 * time.Microsecond
 
 // asyncDelay is how long an Async operation of a caller from C waits to be
 // claimed by a Wait before a goroutine starts it: longer than a Python call
