@@ -78,6 +78,7 @@ static PyObject *loads;     /* loads(memoryview) -> object */
 static PyObject *joined;    /* joined(parts) -> one bytes object */
 static PyObject *typecode;  /* typecode(format, itemsize, op) -> Go type code or 0 */
 static PyObject *pk_dumps, *pk_loads, *five; /* the standard pickle's, and 5 */
+static PyObject *release_name;                /* "release", a memoryview's method */
 static int std_pickle;      /* MPI.pickle is the standard pickle with protocol 5 */
 static i64 proc_null = -2, red_allreduce = 1, red_scatter_block = 4, red_scatter = 5;
 static PyObject *op_type, *in_place; /* see bind_types */
@@ -865,10 +866,24 @@ static void return_scratch(char *s)
  * with data NULL, of memory s lent for this call only, the thread's scratch
  * say (copied first if they carry out-of-band buffers, which become the
  * object's: they must not alias memory that is used again). */
+/* Pickles up to this size in memory lent for the call are copied into a
+ * bytes object and loaded from it: cheaper than a view of the memory,
+ * which must be released after (and the memory kept from reentrant
+ * receives meanwhile). */
+#define LOAD_COPY 1024
+
 static PyObject *load(PyObject *data, const char *s, i64 n)
 {
     int in_scratch = 0;
     char *lent = NULL;
+    if (data == NULL && std_pickle && n > 0 && n <= LOAD_COPY && s[0] != 1) {
+        PyObject *b = PyBytes_FromStringAndSize(s, n);
+        if (b == NULL)
+            return NULL;
+        PyObject *obj = PyObject_CallOneArg(pk_loads, b);
+        Py_DECREF(b);
+        return obj;
+    }
     if (data == NULL && n > 0 && s[0] == 1) {
         data = PyByteArray_FromStringAndSize(s, n);
         if (data == NULL)
@@ -898,7 +913,7 @@ static PyObject *load(PyObject *data, const char *s, i64 n)
          * still exported, by a traceback's frame say, stays as it is). */
         PyObject *et, *ev, *tb;
         PyErr_Fetch(&et, &ev, &tb);
-        PyObject *r = PyObject_CallMethod(mv, "release", NULL);
+        PyObject *r = PyObject_CallMethodObjArgs(mv, release_name, NULL);
         if (r == NULL)
             PyErr_Clear();
         Py_XDECREF(r);
@@ -2297,7 +2312,8 @@ static PyObject *f_bind(PyObject *self, PyObject *args)
         pk_loads = PyObject_GetAttrString(m, "loads");
         Py_DECREF(m);
         five = PyLong_FromLong(5);
-        if (pk_dumps == NULL || pk_loads == NULL || five == NULL) {
+        release_name = PyUnicode_InternFromString("release");
+        if (pk_dumps == NULL || pk_loads == NULL || five == NULL || release_name == NULL) {
             Py_CLEAR(pk_dumps);
             Py_CLEAR(pk_loads);
             return NULL;
