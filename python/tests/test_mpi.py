@@ -808,6 +808,19 @@ class PointToPoint(unittest.TestCase):
         self.assertEqual(got["x"].dtype, np.dtype("i4"))
         got["x"][0] = 7  # the received array is writable
 
+    def test_objects_with_and_without_buffers(self):
+        # Containers pickle in band in one call; one that holds a buffer (a
+        # bytearray, small or large) goes the way that sends large ones out
+        # of band. Every kind arrives equal, whichever way it went.
+        dst, src = (rank + 1) % size, (rank - 1) % size
+
+        def objects(r):
+            return [(r, 2.5, "x"), {"k": [r, None, b"b"]}, [r] * 10, (r, bytearray(b"small")),
+                    {"big": bytearray([r]) * 200000}, frozenset({r}), ()]
+        for i, (obj, want) in enumerate(zip(objects(rank), objects(src))):
+            got = comm.sendrecv(obj, dest=dst, sendtag=62 + i, source=src, recvtag=62 + i)
+            self.assertEqual(got, want)
+
 
 class MoreMethods(unittest.TestCase):
     def test_send_modes(self):
