@@ -81,7 +81,7 @@ from ._mpi_comms import (
     _name_methods, Intracomm, Intercomm, Message,
     MESSAGE_NULL, MESSAGE_NO_PROC, Errhandler, ERRHANDLER_NULL, ERRORS_RETURN, ERRORS_ARE_FATAL,
     ERRORS_ABORT,
-    COMM_NULL, COMM_WORLD, COMM_SELF, _comm_py2f, _comm_f2py,
+    COMM_NULL, COMM_WORLD, COMM_SELF, _comm_py2f, _comm_f2py, _comm_lock, _comm_lock_table,
 )
 from ._mpi_topo import (
     Topocomm, Cartcomm, Graphcomm, Distgraphcomm, CART, GRAPH, DIST_GRAPH, UNWEIGHTED,

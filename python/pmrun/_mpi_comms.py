@@ -6,6 +6,7 @@ Part of pmrun.MPI, which re-exports every name defined here.
 """
 
 import functools as _functools
+import threading as _threading
 import warnings as _warnings
 
 from . import _bridge
@@ -1749,3 +1750,71 @@ def _comm_f2py(cls, handle):
 
 Comm.py2f = _comm_py2f
 Comm.f2py = classmethod(_comm_f2py)
+
+
+# --- communicator locks (mpi4py 4's _comm_lock and _comm_lock_table) ---------
+#
+# mpi4py 4 holds a lock per communicator and operation around each object
+# collective (and the probe and receive of recv), so that threads calling
+# them on one communicator at once do not interleave their messages. pmrun's
+# object operations are single calls into the runtime, which need no such
+# lock; the table exists for programs and tests that look at it. Until one
+# asks for a table, nothing is locked and no call pays for it; from then on
+# the object operations take their lock, as mpi4py's do.
+
+_LOCKED_OPS = ("recv", "bcast", "gather", "scatter", "allgather", "alltoall",
+               "neighbor_allgather", "neighbor_alltoall")
+_lock_tables = {}  # communicator handle -> {key: threading.Lock}
+_lock_tables_lock = _threading.Lock()
+_locking = []  # set once the object operations take their locks
+_held = _threading.local()  # keys: the (handle, key) locks this thread holds
+
+
+def _comm_lock_table(comm):
+    """The lock table of comm: {key: threading.Lock} (mpi4py 4's)."""
+    if not isinstance(comm, Comm):
+        raise TypeError("expected a Comm, not %s" % type(comm).__name__)
+    with _lock_tables_lock:
+        if not _locking:
+            _locking.append(True)
+            _take_locks()
+        return _lock_tables.setdefault(comm._h, {})
+
+
+def _comm_lock(comm, key=None):
+    """comm's lock for key, made on first use (mpi4py 4's)."""
+    table = _comm_lock_table(comm)
+    with _lock_tables_lock:
+        lock = table.get(key)
+        if lock is None:
+            lock = table[key] = _threading.Lock()
+        return lock
+
+
+def _take_locks():
+    """Wraps each object operation of every communicator class in its lock."""
+    classes, todo = [], [Comm]
+    while todo:
+        cls = todo.pop()
+        classes.append(cls)
+        todo.extend(cls.__subclasses__())
+    for cls in classes:
+        for name in _LOCKED_OPS:
+            plain = vars(cls).get(name)
+            if plain is None or getattr(plain, "_pm_locked", False):
+                continue
+
+            def locked(self, *args, _plain=plain, _key=name, **kwargs):
+                held = _held.__dict__.setdefault("keys", set())
+                mine = (self._h, _key)
+                if mine in held:  # a subclass's method calling its base's
+                    return _plain(self, *args, **kwargs)
+                with _comm_lock(self, _key):
+                    held.add(mine)
+                    try:
+                        return _plain(self, *args, **kwargs)
+                    finally:
+                        held.discard(mine)
+            locked._pm_locked = True
+            _functools.update_wrapper(locked, plain)
+            setattr(cls, name, locked)

@@ -52,6 +52,23 @@ class Module(unittest.TestCase):
         self.assertEqual((opts["threads"], opts["initialize"], opts["finalize"]),
                          (True, False, False))
 
+    def test_comm_lock_table(self):
+        # mpi4py 4's per-communicator locks: once a table is asked for, the
+        # object operations take theirs (and still work).
+        import threading
+        c = comm.Dup()
+        table = MPI._comm_lock_table(c)
+        self.assertNotIn("bcast", table)
+        self.assertEqual(c.bcast(rank, root=0), 0)
+        self.assertIsInstance(table["bcast"], type(threading.Lock()))
+        self.assertIs(MPI._comm_lock(c, "bcast"), table["bcast"])
+        self.assertEqual(c.allgather(rank), list(range(size)))
+        self.assertIn("allgather", table)
+        self.assertFalse(table["bcast"].locked())
+        with self.assertRaises(TypeError):
+            MPI._comm_lock_table(MPI.INT)
+        c.Free()
+
     def test_mpi4py_4_names(self):
         # Names of mpi4py 4 that scripts use, beside mpi4py 3's.
         self.assertIs(MPI.Datatype.fromcode("i"), MPI.INT)
