@@ -2631,7 +2631,7 @@ static PyObject *memory_subscript(Memory *m, PyObject *key)
 static int memory_ass_subscript(Memory *m, PyObject *key, PyObject *value)
 {
     if (value == NULL) {
-        PyErr_SetString(PyExc_TypeError, "memory items cannot be deleted");
+        PyErr_SetString(PyExc_NotImplementedError, "memory items cannot be deleted");
         return -1;
     }
     if (m->readonly) {

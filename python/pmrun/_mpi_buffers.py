@@ -65,6 +65,16 @@ def _memory_setitem(self, key, value):
     _bridge.ctypes.Array.__setitem__(self, key, value)
 
 
+def _memory_cast(self, format, shape=None):
+    """A memoryview of the bytes as elements of struct format (of shape)."""
+    view = memoryview(self).cast("B")
+    return view.cast(format) if shape is None else view.cast(format, shape)
+
+
+def _memory_delitem(self, key):
+    raise NotImplementedError("memory items cannot be deleted")
+
+
 _MEMORY_TYPES = {}
 
 
@@ -72,7 +82,8 @@ def _memory_type(n):
     t = _MEMORY_TYPES.get(n)
     if t is None:
         t = _MEMORY_TYPES[n] = type("buffer", (_bridge.ctypes.c_ubyte * n,),
-                                    {"__setitem__": _memory_setitem})
+                                    {"__setitem__": _memory_setitem, "cast": _memory_cast,
+                                     "__delitem__": _memory_delitem})
     return t
 
 
@@ -108,6 +119,8 @@ else:
                     mem._holder = holder  # the export lives as long as the memory
                     return mem
             return super().__new__(cls, *args, **kwargs)
+
+        cast = _memory_cast  # as mpi4py 4's buffer.cast
 
 
 memory = buffer

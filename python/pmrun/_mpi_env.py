@@ -178,6 +178,12 @@ def _attach(owner, buf, who):
                         "(Detach_buffer first)" % who)
     if buf is not BUFFER_AUTOMATIC:
         _Buf(buf, False)  # a buffer, or the error naming what it is not
+        try:
+            readonly = memoryview(buf).readonly
+        except TypeError:
+            readonly = False
+        if readonly:  # as mpi4py: a buffered send writes there
+            raise BufferError("%s.Attach_buffer: the buffer is read-only" % who)
     _attached[owner] = buf
 
 

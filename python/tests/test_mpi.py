@@ -221,7 +221,15 @@ class Module(unittest.TestCase):
             self.assertIs(owner.Detach_buffer(), buf)
             owner.Attach_buffer(MPI.BUFFER_AUTOMATIC)
             self.assertIs(owner.Detach_buffer(), MPI.BUFFER_AUTOMATIC)
+            with self.assertRaises(BufferError):  # a buffered send writes there
+                owner.Attach_buffer(b"read-only")
         MPI.Free_mem(buf)
+        # mpi4py 4's buffer.cast, and its items are not deleted
+        mem = MPI.buffer.allocate(24)
+        mem.cast("i")[5] = 7
+        self.assertEqual(mem.cast("i", (2, 3))[1, 2], 7)
+        with self.assertRaises(NotImplementedError):
+            del mem[0]
 
     def test_get_status_all_any_some(self):
         # MPI 4's tests that complete nothing (mpi4py 4 names)
