@@ -80,7 +80,7 @@ func (d *diagnostics) park(r *Request) {
 	id := d.block(op, r.peer, r.tag, r.c)
 	<-r.doneChan()
 	d.unblock(id)
-	cpuhome.Return() // woken by another rank's thread, maybe next to it
+	cpuhome.Check() // woken by another rank's thread, maybe next to it
 }
 
 // block records a parked call and returns its id for unblock.

@@ -243,12 +243,12 @@ func (r *Request) wait() (Status, error) {
 // waited for at once), and otherwise spins for it up to Config.Spin.
 func (e *engine) awaitAsync(r *Request) {
 	if r.step != nil {
-		e.stopTimer(r)
+		e.cancelLater(r)
 		r.advance(true)
 		return
 	}
 	if r.claim.CompareAndSwap(false, true) {
-		e.stopTimer(r)
+		e.cancelLater(r)
 		r.run()
 		return
 	}
@@ -461,7 +461,7 @@ func (r *Request) claimed() {
 // them first. One timer for all of them, armed while any waits: a timer of
 // its own cost each request 200 ns to make and stop, a fifth of what an
 // Ibarrier().Wait() cost from Python at np 1. A request leaves the queue
-// as soon as it is withdrawn (stopTimer), so that the queue keeps no
+// as soon as it is withdrawn (cancelLater), so that the queue keeps no
 // finished request alive for the collector to scan.
 type laterQueue struct {
 	mu    sync.Mutex
@@ -506,7 +506,7 @@ func (e *engine) unqueue(r *Request) {
 }
 
 // takeOver starts a goroutine for each queued request that has waited a
-// whole tick, unless a Wait or a Test took it (stopTimer) or, for a stepped
+// whole tick, unless a Wait or a Test took it (cancelLater) or, for a stepped
 // one, a Test stepped it during the last tick (it then waits another).
 func (e *engine) takeOver() {
 	q := &e.laterQ
@@ -551,16 +551,16 @@ func (r *Request) advance(block bool) bool {
 		return true
 	}
 	if done, err := r.step(block); done || err != nil {
-		r.c.e.stopTimer(r)
+		r.c.e.cancelLater(r)
 		r.c.async.wg.Done()
 		r.complete(Status{}, err)
 	}
 	return true
 }
 
-// stopTimer withdraws r's later start (see later), reporting whether it
+// cancelLater withdraws r's later start (see later), reporting whether it
 // was pending.
-func (e *engine) stopTimer(r *Request) bool {
+func (e *engine) cancelLater(r *Request) bool {
 	if !r.later.Load() { // never queued, or out already: no lock
 		return false
 	}
@@ -577,7 +577,7 @@ func (e *engine) stopTimer(r *Request) bool {
 // startAsync starts an Async operation that waits for its timer on a
 // goroutine now, for a caller that polls it with Test.
 func (e *engine) startAsync(r *Request) {
-	if !r.claim.Load() && e.stopTimer(r) {
+	if !r.claim.Load() && e.cancelLater(r) {
 		e.goHelper(r.claimed)
 	}
 }

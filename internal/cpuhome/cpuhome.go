@@ -44,19 +44,18 @@ func Set(env rankenv.Env) {
 		env.LocalRank < 0 || env.LocalRank >= env.LocalSize {
 		return
 	}
-	var p place
 	all, cpus, err := Allowed()
 	if err != nil {
 		return
 	}
-	p.all = all
+	p := place{all: all}
 	threads := max(env.Threads, 1)
 	if env.LocalSize*threads > len(cpus) {
 		return
 	}
 	p.home.Set(cpus[env.LocalRank*threads])
 	current.Store(&p)
-	Return()
+	moveHome(&p)
 }
 
 // Allowed returns the CPUs the calling thread may run on, as a set and in
@@ -75,15 +74,9 @@ func Allowed() (unix.CPUSet, []int, error) {
 	return set, cpus, nil
 }
 
-// Return moves the calling thread to the rank's home CPU, if it has one,
-// and frees it to run anywhere it may again; it is for a thread that has
-// just woken from a sleep, which the kernel may have run next to the rank
-// that woke it. Two system calls: call it after sleeps, not spins.
-func Return() {
-	p := current.Load()
-	if p == nil {
-		return
-	}
+// moveHome moves the calling thread to p's home CPU and frees it to run
+// anywhere it may again: two system calls.
+func moveHome(p *place) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if unix.SchedSetaffinity(0, &p.home) == nil { // moves this thread there now
@@ -91,10 +84,12 @@ func Return() {
 	}
 }
 
-// Check is Return when the calling thread is away from the rank's home CPU:
-// for a thread that waits by spinning, which the kernel may have moved next
-// to the rank it waits for without its sleeping. One system call: call it
-// now and then (every few thousand polls), not at every poll.
+// Check moves the calling thread back to the rank's home CPU, if it has
+// one and the thread is elsewhere: for a thread that has just woken from a
+// sleep, which the kernel may have run next to the rank that woke it, and
+// for one that waits by spinning, which the kernel may have moved there.
+// One system call (two more to move): after sleeps, and now and then while
+// spinning (every few thousand polls), not at every poll.
 func Check() {
 	p := current.Load()
 	if p == nil {
@@ -102,6 +97,6 @@ func Check() {
 	}
 	var cpu uint32
 	if _, _, e := unix.RawSyscall(unix.SYS_GETCPU, uintptr(unsafe.Pointer(&cpu)), 0, 0); e == 0 && !p.home.IsSet(int(cpu)) {
-		Return()
+		moveHome(p)
 	}
 }

@@ -405,7 +405,7 @@ func (s *Slots) wait(ctx context.Context, what string, lagging func() int) error
 		}
 	}
 	ts := syscall.NsecToTimespec(int64(slotsNap))
-	defer cpuhome.Return() // woken by another rank's thread, maybe next to it
+	defer cpuhome.Check() // woken by another rank's thread, maybe next to it
 	for {
 		s.waiters.Add(1)
 		g := atomic.LoadUint32(s.gen)

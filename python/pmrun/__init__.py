@@ -35,17 +35,14 @@ class _RC:
     _KEYS = frozenset(("initialize", "threads", "thread_level", "finalize", "fast_reduction",
                        "fast_reduce", "recv_mprobe", "irecv_bufsz", "errors", "abort_on_exception"))
 
+    # Each setting's default (finalize None: as initialize; under the
+    # launcher, an uncaught exception aborts the whole job).
+    _DEFAULTS = {"initialize": True, "threads": True, "thread_level": "multiple", "finalize": None,
+                 "fast_reduction": True, "recv_mprobe": True, "irecv_bufsz": 32768,
+                 "errors": "exception", "abort_on_exception": True}
+
     def __init__(self, **kwargs):
-        self.initialize = True
-        self.threads = True
-        self.thread_level = "multiple"
-        self.finalize = None  # as initialize
-        self.fast_reduction = True
-        self.recv_mprobe = True
-        self.irecv_bufsz = 32768
-        self.errors = "exception"
-        # Under the launcher, an uncaught exception aborts the whole job.
-        self.abort_on_exception = True
+        self(**self._DEFAULTS)
         self(**kwargs)
 
     def __setattr__(self, name, value):
@@ -71,9 +68,6 @@ class _RC:
                 "finalize": (None, True, False), "fast_reduction": (True, False),
                 "recv_mprobe": (True, False), "errors": ("exception", "default", "abort", "fatal"),
                 "abort_on_exception": (True, False)}
-    _DEFAULTS = {"initialize": True, "threads": True, "thread_level": "multiple", "finalize": None,
-                 "fast_reduction": True, "recv_mprobe": True, "irecv_bufsz": 32768,
-                 "errors": "exception", "abort_on_exception": True}
 
     def _read(self, environ):
         """The settings MPI starts with, as mpi4py reads them when MPI is
@@ -106,8 +100,7 @@ class _RC:
             if choices is None:  # irecv_bufsz
                 ok = type(value) is int and value >= 0
             else:
-                ok = any(value is c or (type(value) in (bool, int, str) and value == c
-                                        and type(c) is not type(None)) for c in choices)
+                ok = value in choices
             if not ok:
                 for alias in {key, name}:  # fast_reduce is also fast_reduction
                     warnings.warn("mpi4py.rc.%s: unexpected value %r" % (alias, value),
