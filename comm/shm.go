@@ -11,6 +11,7 @@ import (
 	"os"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/pmrun/pmrun/internal/wire"
@@ -457,6 +458,10 @@ type shmLink struct {
 	direct   atomic.Int32
 	peerPid  atomic.Uint32
 	peerBase atomic.Uint64
+	// far counts the messages above ShmDirectMax still to announce for a
+	// direct copy because the ring was last found slow (farRing): 0 while
+	// it is fast, farProbing while a message tries it again.
+	far atomic.Int32
 }
 
 func newShmLink(e *engine, peer int, conn net.Conn, shm *shmPair) (*shmLink, error) {
@@ -553,9 +558,21 @@ func (l *shmLink) release() error { return l.shm.unmap() }
 func (l *shmLink) ringWrite(b []byte) error {
 	tx := l.shm.tx
 	var w ringWait
+	var best float64 // bytes per ns of the fastest large step
 	for len(b) > 0 {
+		var t0 time.Time
+		big := len(b) >= farStep && tx.step() >= farStep
+		if big {
+			t0 = time.Now()
+		}
 		n := tx.write(b)
+		if big && n >= farStep {
+			best = max(best, float64(n)/float64(time.Since(t0)))
+		}
 		b = b[n:]
+		if len(b) == 0 && best > 0 {
+			l.noteRingRate(best)
+		}
 		if n > 0 {
 			w.reset()
 			l.bell()
