@@ -109,10 +109,10 @@ func dataAt(a []byte, n int) []byte {
 	return data(a)[:n]
 }
 
-// put copies b, a segment of a call of total bytes, into area a and records
-// both lengths.
-func put(a, b []byte, total int) {
-	copy(dataAt(a, len(b)), b)
+// put copies b, a segment of a call of total bytes, into area a of s and
+// records both lengths.
+func put(s *shm.Slots, a, b []byte, total int) {
+	s.Copy(dataAt(a, len(b)), b)
 	mark(a, len(b), total)
 }
 
@@ -259,7 +259,7 @@ func bcastShared(ctx context.Context, c *comm.Comm, root int, b []byte) error {
 				return err
 			}
 			for i := 0; i*d < len(seg) || i == 0; i++ {
-				put(s.Area(n, i), seg[i*d:min((i+1)*d, len(seg))], total)
+				put(s, s.Area(n, i), seg[i*d:min((i+1)*d, len(seg))], total)
 			}
 			s.Publish(n)
 			return nil
@@ -317,7 +317,7 @@ func gatherShared(ctx context.Context, c *comm.Comm, root int, send, recv []byte
 					return err
 				}
 				a, b := clip(lo, hi, len(send))
-				put(s.Area(n, me), send[a:b], len(send))
+				put(s, s.Area(n, me), send[a:b], len(send))
 				s.Publish(n)
 			}
 			if !reader {
@@ -386,7 +386,7 @@ func scatterShared(ctx context.Context, c *comm.Comm, root int, send, recv []byt
 				if r != me {
 					off, cnt := bl.at(r)
 					a, b := clip(lo, hi, cnt)
-					put(s.Area(n, r), send[off+a:off+b], cnt)
+					put(s, s.Area(n, r), send[off+a:off+b], cnt)
 				}
 			}
 			s.Publish(n)
@@ -446,7 +446,7 @@ func reduceShared[T Elem](ctx context.Context, c *comm.Comm, root int, acc []T, 
 			if err := s.Claim(ctx, n); err != nil {
 				return err
 			}
-			put(s.Area(n, me), bytesOf(acc), nb)
+			put(s, s.Area(n, me), bytesOf(acc), nb)
 			s.Publish(n)
 			if !all && me != root {
 				return nil
@@ -481,6 +481,7 @@ func reduceSharedSplit[T Elem](ctx context.Context, c *comm.Comm, s *shm.Slots, 
 	reader := all || me == root
 	per := s.Data() / es * es
 	total := len(acc) * es
+	var scratch []T // a rank's part of a segment, when it folds here
 	for lo := 0; lo < total; lo += per {
 		seg := acc[lo/es : min(lo+per, total)/es]
 		m := len(seg)
@@ -499,9 +500,19 @@ func reduceSharedSplit[T Elem](ctx context.Context, c *comm.Comm, s *shm.Slots, 
 			plo, phi := block(m, p, me)
 			out := elemsOf[T](dataAt(s.Area(n2, me), (phi-plo)*es), phi-plo)
 			in := func(r int) []T { return elemsOf[T](dataAt(s.Area(n, r), m*es), m)[plo:phi] }
-			copy(out, in(p-1))
+			fold := out
+			if s.Far() { // fold here, then stream the result in (see shm.Copier)
+				if scratch == nil {
+					scratch = make([]T, (per/es+p-1)/p+1)
+				}
+				fold = scratch[:phi-plo]
+			}
+			copy(fold, in(p-1))
 			for r := p - 2; r >= 0; r-- {
-				op.combineLeft(in(r), out)
+				op.combineLeft(in(r), fold)
+			}
+			if len(fold) > 0 && &fold[0] != &out[0] {
+				s.Copy(bytesOf(out), bytesOf(fold))
 			}
 			mark(s.Area(n2, me), (phi-plo)*es, total)
 			s.Done(n) // every segment is read: the slot may go round
@@ -537,7 +548,7 @@ func reduceSegment[T Elem](ctx context.Context, s *shm.Slots, n uint64, me, p in
 	if err := s.Claim(ctx, n); err != nil {
 		return err
 	}
-	put(s.Area(n, me), b, total)
+	put(s, s.Area(n, me), b, total)
 	s.Publish(n)
 	if err := s.AwaitAll(ctx, n); err != nil {
 		return err

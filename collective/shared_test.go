@@ -320,6 +320,22 @@ func TestSharedAreaSegments(t *testing.T) {
 	for _, f := range []string{"BCAST", "ALLREDUCE", "REDUCE", "ALLGATHER", "ALLTOALL", "GATHER", "SCATTER", "ALLGATHERV", "REDUCE_SCATTER"} {
 		collective.SetForced(t, f, collective.AlgShared)
 	}
+	sharedAreaSegments(t)
+}
+
+// TestSharedAreaSegmentsFar is TestSharedAreaSegments with every rank's
+// copies into the area found slow (shm.Copier): they stream past the
+// caches, and the reductions fold each part in the rank's own memory.
+func TestSharedAreaSegmentsFar(t *testing.T) {
+	for _, f := range []string{"BCAST", "ALLREDUCE", "REDUCE", "ALLGATHER", "ALLTOALL", "GATHER", "SCATTER", "ALLGATHERV", "REDUCE_SCATTER"} {
+		collective.SetForced(t, f, collective.AlgShared)
+	}
+	defer func(r float64) { shm.FarRate = r }(shm.FarRate)
+	shm.FarRate = 1e12
+	sharedAreaSegments(t)
+}
+
+func sharedAreaSegments(t *testing.T) {
 	for _, np := range []int{2, 3, 5} {
 		w := oneNodeWorld(t, np)
 		w.Run(func(c *comm.Comm) error {

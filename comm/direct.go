@@ -49,22 +49,6 @@ import (
 // copied directly, never far from Open MPI's single copy, and larger ones
 // go through the ring.
 //
-// How far apart the two ranks' cores are can change while a job runs. On a
-// VM, the host places the guest's CPUs on its own cores as it likes: two of
-// them may share a cache, or sit on different dies (an EPYC's CCDs) and
-// trade each cache line across the package. Measured on a 2-core EPYC VM,
-// whose placement changed every minute or so, a cache line's round trip
-// between the two CPUs took 57-88 ns at one time and 335-356 ns at another.
-// In the far placement the ring's writer stores into lines that the reader
-// last held, each one a round trip, and fills the ring at 3-4 GB/s instead of
-// 33-46: a 1 MiB ping-pong took 433-441 us through the ring against 88-98
-// us direct (Open MPI 81-87), 4 MiB 1463-1717 against 406-595 (355-392); in
-// the near placement the ring wins (39-42 us at 1 MiB against 84-98). So the
-// writer times its large copies into the ring (ringWrite), and a link whose
-// ring was slower than farRate announces its messages above ShmDirectMax
-// for a direct copy (farRing), but for every farBudget-th, which goes
-// through the ring again to see whether the placement changed.
-//
 // Cancelling a send whose KindRTSMem is out cannot simply return: the receiver
 // may be copying its buffer at that moment. The cancel sends KindRevoke
 // instead; a receiver that still holds the announcement unmatched drops it and
@@ -270,53 +254,4 @@ func readProcess(pid int, addr uint64, dst []byte) error {
 		dst, addr = dst[n:], addr+uint64(n)
 	}
 	return nil
-}
-
-// The ring's speed below which its link prefers direct copies for messages
-// above ShmDirectMax, in bytes per ns, and how many such messages go direct
-// before the ring is tried again (see above). Only copies of at least
-// farStep bytes are timed, and a message's fastest one counts, so that a
-// writer descheduled during one copy does not count as slow.
-const (
-	farBudget = 64
-	farStep   = 128 << 10
-)
-
-var farRate = 10.0 // a variable for tests
-
-// farProbing is shmLink.far while a message tries the ring again.
-const farProbing = -1
-
-// noteRingRate records the fastest rate, in bytes per ns, of the large
-// copies of one message into the ring. The caller holds wmu.
-func (l *shmLink) noteRingRate(rate float64) {
-	if rate >= farRate {
-		l.far.Store(0)
-		return
-	}
-	if l.far.Swap(farBudget) == 0 {
-		l.e.debugf("comm: rank %d: the ring to rank %d moves %.1f GB/s: direct copies above %d bytes", l.e.rank, l.peer, rate, l.e.cfg.ShmDirectMax)
-	}
-}
-
-// farRing reports whether a message above ShmDirectMax should be announced
-// for a direct copy because the ring was last found slow, and counts it.
-// The farBudget-th such message goes through the ring, and until it has,
-// the rest go direct (a window of sends is announced before any of its
-// data moves).
-func (l *shmLink) farRing() bool {
-	for {
-		switch n := l.far.Load(); {
-		case n == 0: // the ring is fast
-			return false
-		case n < 0: // a message is trying the ring
-			return true
-		case n == 1: // this one tries it
-			if l.far.CompareAndSwap(n, farProbing) {
-				return false
-			}
-		case l.far.CompareAndSwap(n, n-1):
-			return true
-		}
-	}
 }

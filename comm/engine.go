@@ -247,7 +247,7 @@ func (e *engine) send(r *Request) {
 		// (FlagBuffer), so it would otherwise wait where it did not.
 		limit = max(limit, e.cfg.ShmEagerLimit)
 	}
-	if shared && len(r.payload) > limit && (e.cfg.ShmDirectMax == 0 || len(r.payload) <= e.cfg.ShmDirectMax || sl.farRing()) {
+	if shared && len(r.payload) > limit && (e.cfg.ShmDirectMax == 0 || len(r.payload) <= e.cfg.ShmDirectMax) {
 		mem = sl.directRead()
 	}
 	e.mu.Lock()

@@ -11,9 +11,9 @@ import (
 	"os"
 	"sync/atomic"
 	"syscall"
-	"time"
 	"unsafe"
 
+	"github.com/pmrun/pmrun/internal/shm"
 	"github.com/pmrun/pmrun/internal/wire"
 )
 
@@ -80,6 +80,7 @@ type ring struct {
 	// reader writes) only when that look shows too little room.
 	tail     uint64
 	seenHead uint64
+	cp       shm.Copier // the writer's copies of large pieces (see shm.Copier)
 
 	// Reader only (under the link's read token): where it reads, and what
 	// is left of the chunk there (0: at the next chunk's stamp).
@@ -223,8 +224,8 @@ func (r *ring) publish(n uint64) {
 // put copies p into the ring at byte position pos (wrapping at its end).
 func (r *ring) put(pos uint64, p []byte) {
 	off := pos & r.mask
-	if c := copy(r.data[off:], p); c < len(p) {
-		copy(r.data, p[c:])
+	if c := r.cp.Copy(r.data[off:], p); c < len(p) {
+		r.cp.Copy(r.data, p[c:])
 	}
 }
 
@@ -458,10 +459,6 @@ type shmLink struct {
 	direct   atomic.Int32
 	peerPid  atomic.Uint32
 	peerBase atomic.Uint64
-	// far counts the messages above ShmDirectMax still to announce for a
-	// direct copy because the ring was last found slow (farRing): 0 while
-	// it is fast, farProbing while a message tries it again.
-	far atomic.Int32
 }
 
 func newShmLink(e *engine, peer int, conn net.Conn, shm *shmPair) (*shmLink, error) {
@@ -558,21 +555,9 @@ func (l *shmLink) release() error { return l.shm.unmap() }
 func (l *shmLink) ringWrite(b []byte) error {
 	tx := l.shm.tx
 	var w ringWait
-	var best float64 // bytes per ns of the fastest large step
 	for len(b) > 0 {
-		var t0 time.Time
-		big := len(b) >= farStep && tx.step() >= farStep
-		if big {
-			t0 = time.Now()
-		}
 		n := tx.write(b)
-		if big && n >= farStep {
-			best = max(best, float64(n)/float64(time.Since(t0)))
-		}
 		b = b[n:]
-		if len(b) == 0 && best > 0 {
-			l.noteRingRate(best)
-		}
 		if n > 0 {
 			w.reset()
 			l.bell()

@@ -99,6 +99,7 @@ type Slots struct {
 	acked   uint64        // every rank has acknowledged the ops up to this one
 	held    atomic.Uint64 // this rank's acknowledgement not yet stored (see Done)
 	busy    atomic.Int32  // calls in progress (Close unmaps only when none)
+	cp      Copier        // this rank's copies into its areas
 }
 
 // SlotData is the data of one rank's area in a slot of an area of p ranks:
@@ -193,6 +194,14 @@ func (s *Slots) Area(op uint64, i int) []byte {
 	off := (int(op%SlotDepth)*s.m.Size + i) * s.area
 	return s.data[off : off+s.area : off+s.area]
 }
+
+// Copy copies src into dst, in an area of s, as copy does (see Copier).
+func (s *Slots) Copy(dst, src []byte) int { return s.cp.Copy(dst, src) }
+
+// Far reports whether this rank's copies into its areas were last found
+// slow (see Copier): then it should build what it writes in its own memory
+// and copy it in, rather than compute in place.
+func (s *Slots) Far() bool { return s.cp.Far() }
 
 // Data is how many bytes of data an area holds (SlotData of the
 // communicator's size).
