@@ -57,10 +57,11 @@ const (
 	// gather and scatter lose at np 4 or 8 (gather 160 against 130 us at
 	// np 4), while at 64 KiB all of them win by 1.3-5x. reduce: see
 	// sharedPays.
-	sharedLarge    = 1 << 20
-	sharedRooted   = 128 << 10
-	sharedAlltoall = 512 << 10 // all of a rank's blocks
-	sharedPair     = 64 << 10  // reduce_scatter on two ranks: the whole vector
+	sharedLarge      = 1 << 20
+	sharedRooted     = 128 << 10
+	sharedAlltoall   = 512 << 10 // all of a rank's blocks
+	sharedPair       = 64 << 10  // reduce_scatter on two ranks: the whole vector
+	sharedPairReduce = 512 << 10 // reduce on two ranks
 )
 
 var algorithms = map[string][]string{
@@ -336,6 +337,17 @@ func sharedPays(family string, p, nbytes int) bool {
 		}
 		return nbytes <= sharedLarge
 	case "bcast", "allgather", "allreduce", "reduce", "allgatherv":
+		if p == 2 && family == "reduce" {
+			// Two ranks: the area's segments, each written, folded in
+			// halves and copied out, lose to one message. Forced
+			// algorithms on a 2-core EPYC VM, 2 rounds, us: 1 MiB 228-306
+			// through the area against the binomial tree's 145-162, 4 MiB
+			// 954-1201 against 543-753, with the CPUs near or far (see
+			// shm.Copier). (allreduce keeps the area: Rabenseifner's
+			// exchanges won by less with the CPUs near, 226-283 against
+			// 272-283 at 1 MiB, and lost far, 605-666 against 371.)
+			return nbytes <= sharedPairReduce
+		}
 		// reduce folds its segments on every rank (reduceSharedSplit), as
 		// allreduce does: against the binomial tree, 3 rounds alternating,
 		// us, np 8: 256 KiB 221-289 against 368-431, 1 MiB 813-922
