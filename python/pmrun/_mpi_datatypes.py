@@ -737,6 +737,24 @@ LB = _predef("LB", "0x", 0)
 _PAIRS = ((FLOAT_INT, "f"), (DOUBLE_INT, "d"), (LONG_INT, "q"), (SHORT_INT, "h"), (TWOINT, "i"))
 
 
+# The value types of the pairs, by name (MPI 4.1's MPI_Type_get_value_index).
+_VALUE_INDEX = (("MPI_FLOAT", FLOAT_INT), ("MPI_DOUBLE", DOUBLE_INT), ("MPI_LONG", LONG_INT),
+                ("MPI_SHORT", SHORT_INT), ("MPI_INT", TWOINT), ("MPI_LONG_DOUBLE", LONG_DOUBLE_INT))
+
+
+def _get_value_index(value, index):
+    """mpi4py 4's Datatype.Get_value_index (MPI 4.1): the predefined
+    value-index pair type of MAXLOC and MINLOC whose parts are value and
+    index, or DATATYPE_NULL when there is none."""
+    if not isinstance(value, Datatype) or not isinstance(index, Datatype):
+        raise TypeError("Get_value_index takes two datatypes")
+    if index._env is None and index.name == "MPI_INT" and value._env is None:
+        for name, pair in _VALUE_INDEX:
+            if value.name == name:
+                return pair
+    return DATATYPE_NULL
+
+
 def _pair_format(t):
     """The format of a pair type's value (MAXLOC/MINLOC), or None."""
     for p, v in _PAIRS:
@@ -912,6 +930,7 @@ def _typealign(datatype):
 
 
 Datatype.fromcode = classmethod(_fromcode)
+Datatype.Get_value_index = staticmethod(_get_value_index)
 Datatype.tocode = _tocode
 Datatype.typecode = property(_typecode)
 Datatype.typestr = property(_typestr)

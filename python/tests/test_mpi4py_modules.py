@@ -321,6 +321,33 @@ class Dtlib(unittest.TestCase):
         self.assertEqual((pair.names, pair.itemsize, pair.isalignedstruct), (("f0", "f1"), 16, True))
 
 
+    def test_value_index(self):
+        # MPI 4.1's pair types by their parts (mpi4py 4's Get_value_index).
+        pairs = [(MPI.FLOAT, MPI.FLOAT_INT), (MPI.DOUBLE, MPI.DOUBLE_INT), (MPI.LONG, MPI.LONG_INT),
+                 (MPI.SHORT, MPI.SHORT_INT), (MPI.INT, MPI.INT_INT),
+                 (MPI.LONG_DOUBLE, MPI.LONG_DOUBLE_INT)]
+        for value, pair in pairs:
+            self.assertEqual(MPI.Datatype.Get_value_index(value, MPI.INT), pair, value)
+        for value, index in ((MPI.INT, MPI.LONG), (MPI.CHAR, MPI.INT), (MPI.INT.Dup(), MPI.INT)):
+            self.assertEqual(MPI.Datatype.Get_value_index(value, index), MPI.DATATYPE_NULL)
+        with self.assertRaises(TypeError):
+            MPI.Datatype.Get_value_index("d", MPI.INT)
+
+    def test_without_numpy(self):
+        # As mpi4py 4's: the specs numpy would take, and from_numpy_dtype refuses.
+        saved, dtlib._np_dtype = dtlib._np_dtype, None
+        try:
+            self.assertEqual(dtlib.to_numpy_dtype(MPI.DOUBLE), "d")
+            self.assertEqual(dtlib.to_numpy_dtype(MPI.DOUBLE.Create_contiguous(3)), ("d", (3,)))
+            self.assertEqual(dtlib.to_numpy_dtype(MPI.DOUBLE_INT), ("d,i", {"align": True}))
+            rec = dtlib.to_numpy_dtype(MPI.Datatype.Create_struct([1, 1], [0, 8], [MPI.DOUBLE, MPI.INT]))
+            self.assertEqual((rec["formats"], rec["offsets"], rec["itemsize"]), (["d", "i"], [0, 8], 16))
+            with self.assertRaises(RuntimeError):
+                dtlib.from_numpy_dtype("d")
+        finally:
+            dtlib._np_dtype = saved
+
+
 class Sync(unittest.TestCase):
     def test_sequential_and_counter(self):
         counter = sync.Counter(comm=comm)

@@ -13,12 +13,19 @@ from pmrun._mpi_datatypes import _PAIR_VALUES, _calign
 __all__ = ["from_numpy_dtype", "to_numpy_dtype"]
 
 
+try:
+    from numpy import dtype as _np_dtype
+except ImportError:
+    _np_dtype = None
+
+
 def _dtype(spec, **kwargs):
-    try:
-        from numpy import dtype
-    except ImportError:
-        raise RuntimeError("mpi4py.util.dtlib needs NumPy, which is not installed") from None
-    return dtype(spec, **kwargs)
+    """numpy's dtype of spec; without NumPy (as mpi4py 4's dtlib) the spec
+    itself, a typecode, a (format, shape) tuple or a record's dict, paired
+    with its keywords if any."""
+    if _np_dtype is None:
+        return (spec, kwargs) if kwargs else spec
+    return _np_dtype(spec, **kwargs)
 
 
 _F90 = (MPI.COMBINER_F90_INTEGER, MPI.COMBINER_F90_REAL, MPI.COMBINER_F90_COMPLEX)
@@ -32,10 +39,9 @@ def _get_alignment(datatype):
         code = "ifc"[_F90.index(datatype.combiner)] + str(datatype.Get_size())
     if code is None:
         return min(max(1, datatype.Get_size()), _struct.calcsize("P"))
-    try:
-        return _dtype(code).alignment
-    except RuntimeError:
+    if _np_dtype is None:
         return _calign(code)
+    return _np_dtype(code).alignment
 
 
 def _get_alignment_ctypes(typecode):
@@ -65,8 +71,11 @@ def _is_aligned(datatype, offset=0):
 
 def from_numpy_dtype(dtype):
     """The MPI datatype of elements of a numpy dtype. ValueError for what
-    MPI cannot describe (objects, non-native byte order, void)."""
-    dtype = _dtype(dtype)
+    MPI cannot describe (objects, non-native byte order, void); RuntimeError
+    without NumPy."""
+    if _np_dtype is None:
+        raise RuntimeError("mpi4py.util.dtlib.from_numpy_dtype needs NumPy, which is not installed")
+    dtype = _np_dtype(dtype)
     if dtype.hasobject:
         raise ValueError("NumPy datatype with object entries")
     if not dtype.isnative:
