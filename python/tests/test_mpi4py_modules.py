@@ -340,8 +340,10 @@ class Dtlib(unittest.TestCase):
             self.assertEqual(dtlib.to_numpy_dtype(MPI.DOUBLE), "d")
             self.assertEqual(dtlib.to_numpy_dtype(MPI.DOUBLE.Create_contiguous(3)), ("d", (3,)))
             self.assertEqual(dtlib.to_numpy_dtype(MPI.DOUBLE_INT), ("d,i", {"align": True}))
-            rec = dtlib.to_numpy_dtype(MPI.Datatype.Create_struct([1, 1], [0, 8], [MPI.DOUBLE, MPI.INT]))
-            self.assertEqual((rec["formats"], rec["offsets"], rec["itemsize"]), (["d", "i"], [0, 8], 16))
+            st = MPI.Datatype.Create_struct([1, 1], [0, 8], [MPI.DOUBLE, MPI.INT])
+            rec = dtlib.to_numpy_dtype(st)
+            self.assertEqual((rec["formats"], rec["offsets"], rec["itemsize"]),
+                             (["d", "i"], [0, 8], 16))
             with self.assertRaises(RuntimeError):
                 dtlib.from_numpy_dtype("d")
         finally:
