@@ -1524,7 +1524,7 @@ def _opof(op):
     if isinstance(op, Op):
         return op
     if callable(op):
-        return Op.Create(lambda a, b, t, f=op: f(a, b), commute=True)
+        return Op._make(lambda a, b, t, f=op: f(a, b), commute=True)
     raise Exception(ERR_OP, "not an MPI.Op: %r" % (op,))
 
 

@@ -51,7 +51,9 @@ def _toint(self):
 
 
 def _fromint(cls, handle):
-    return cls.f2py(handle)
+    obj = cls.f2py(handle)
+    rewrap = getattr(obj, "_from_handle", None)  # a kind whose new wrapper differs (Op)
+    return rewrap() if rewrap is not None else obj
 
 
 def int_names(*classes):

@@ -3,6 +3,8 @@
 Part of pmrun.MPI, which re-exports every name defined here.
 """
 
+import weakref
+
 from ._abi import (  # the library's codes of the ops it reduces in Go
     OP_SUM as _OP_SUM, OP_PROD as _OP_PROD, OP_MIN as _OP_MIN, OP_MAX as _OP_MAX,
     OP_LAND as _OP_LAND, OP_LOR as _OP_LOR, OP_BAND as _OP_BAND, OP_BOR as _OP_BOR,
@@ -16,6 +18,19 @@ from ._mpi_datatypes import (
 from ._mpi_buffers import buffer, _Buf
 
 # --- ops -----------------------------------------------------------------------
+
+# mpi4py keeps at most 32 user-defined operations at once (a table of C
+# callbacks); Op.Create refuses the 33rd with RuntimeError until one is
+# freed, by Free() or by its last copy going away, as there.
+_MAX_USER_OPS = 32
+
+
+class _UserOp:
+    """The identity of a user op, shared by its copies; alive while any is."""
+    __slots__ = ("__weakref__",)
+
+
+_user_ops = weakref.WeakSet()
 
 
 class Op:
@@ -48,7 +63,20 @@ class Op:
     def __bool__(self):
         return self.name != "MPI_OP_NULL"
 
+    def _from_handle(self):
+        # mpi4py 4's Op.fromint wraps the handle anew: a user op's copy that
+        # reduces as the op does but does not pickle (its function is not
+        # known from the handle).
+        if self._user is None:
+            return self
+        op = Op(self)
+        op._no_pickle = True
+        return op
+
     def _pickle_own(self):
+        if self.__dict__.get("_no_pickle"):
+            raise ValueError("cannot pickle a user-defined op made from its integer handle "
+                             "(as mpi4py 4): pickle the op that Op.Create returned")
         """A user op pickles as the Create call that remakes it (mpi4py 4):
         the function itself must pickle."""
         return (Op.Create, (self._user, self.commute))
@@ -63,12 +91,24 @@ class Op:
 
     @classmethod
     def Create(cls, function, commute=False):
+        if len(_user_ops) >= _MAX_USER_OPS:
+            raise RuntimeError("cannot create too many user-defined reduction operations "
+                               "(%d at most at once, as mpi4py; Free() the others)" % _MAX_USER_OPS)
+        op = cls._make(function, commute)
+        _user_ops.add(op._made)
+        return op
+
+    @classmethod
+    def _make(cls, function, commute):
+        # A user op, not counted against mpi4py's limit (pmrun's own, made
+        # for a callable given as an op: mpi4py calls such a callable
+        # without making an MPI op).
         def py(x, y, f=function):
             r = f(x, y, None)
             return y if r is None else r
         op = cls(_name="user:%s" % getattr(function, "__name__", "op"), _py=py,
                  _commute=bool(commute), _user=function)
-        op._made = object()  # this op's identity, which its copies share
+        op._made = _UserOp()  # this op's identity, which its copies share
         return op
 
     def Free(self):
@@ -76,7 +116,7 @@ class Op:
             raise Exception(ERR_OP, "Free: %s is predefined (or null)" % self.name)
         self.code, self._py, self._user = 0, None, None
         self.name = "MPI_OP_NULL"
-        self.__dict__.pop("_made", None)
+        _user_ops.discard(self.__dict__.pop("_made", None))
 
     def Is_commutative(self):
         return self.commute

@@ -201,6 +201,14 @@ class Module(unittest.TestCase):
         self.assertNotEqual(again, op)  # another op, of the same function
         self.assertEqual(MPI.Op(op), op)
         self.assertEqual(again(3, 5), 5)
+        # Made again from its integer handle, it reduces but does not pickle
+        # (mpi4py 4).
+        clone = MPI.Op.fromint(op.toint())
+        self.assertEqual((clone, clone(3, 5)), (op, 5))
+        with self.assertRaises(ValueError):
+            pickle.dumps(clone)
+        op.Free()
+        again.Free()
         self.assertTrue(MPI.LXOR)
         cart = MPI.COMM_SELF.Create_cart([1])
         with self.assertRaises(TypeError):
@@ -209,6 +217,22 @@ class Module(unittest.TestCase):
             MPI.Cartcomm(MPI.COMM_SELF)
         self.assertIs(type(MPI.Topocomm(cart)), MPI.Topocomm)
         cart.Free()
+
+    def test_user_op_limit(self):
+        # As mpi4py: 32 user ops at once; one freed, or dropped, makes room.
+        ops = [MPI.Op.Create(_int_max) for _ in range(32)]
+        with self.assertRaises(RuntimeError):
+            MPI.Op.Create(_int_max)
+        ops.pop().Free()
+        ops.append(MPI.Op.Create(_int_max))
+        del ops[0]
+        import gc
+        gc.collect()
+        ops.append(MPI.Op.Create(_int_max))
+        with self.assertRaises(RuntimeError):
+            MPI.Op.Create(_int_max)
+        for op in ops:
+            op.Free()
 
     def test_attached_buffers(self):
         buf = MPI.Alloc_mem(1 << 12)
