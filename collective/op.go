@@ -65,7 +65,7 @@ type Ordered interface {
 func Sum[T comm.Number]() Op[T] {
 	return builtinOp(&sumOps, func() Op[T] {
 		return loop("sum", func(in, inout []T) {
-			for i := range inout {
+			for i := vecAdd(in, inout); i < len(inout); i++ {
 				inout[i] += in[i]
 			}
 		})
