@@ -39,6 +39,7 @@ const (
 	allreduceShort   = 2 << 10
 	allreduceLong    = 512 << 10 // ring above, Rabenseifner between
 	allreduceOneNode = 4 << 20   // allreduceLong on one node
+	allreducePair    = 1 << 20   // recursive doubling up to here on two ranks of one node
 	bcastShort       = 12 << 10
 	bcastLong        = 512 << 10
 	allgatherShort   = 80 << 10 // total bytes gathered
@@ -61,7 +62,7 @@ const (
 	sharedRooted     = 128 << 10
 	sharedAlltoall   = 512 << 10 // all of a rank's blocks
 	sharedPair       = 64 << 10  // reduce_scatter on two ranks: the whole vector
-	sharedPairReduce = 512 << 10 // reduce on two ranks
+	sharedPairReduce = 512 << 10 // reduce and allreduce on two ranks
 )
 
 var algorithms = map[string][]string{
@@ -225,6 +226,13 @@ func choose(family string, c *comm.Comm, nbytes int, commutative bool, r reach) 
 			return AlgHierarchical
 		case nbytes < allreduceShort:
 			return AlgRecursiveDoubling
+		case p == 2 && oneNode(c) && nbytes <= allreducePair:
+			// One exchange of the whole vector: 174-261 us at 1 MiB near
+			// and 190-214 far, against Rabenseifner's two of halves,
+			// 315-378 and 468-687 (sharedPays); from 2 MiB on the halves
+			// win (2 MiB 272-451 against 318-520 near, 4 MiB 565-989
+			// against 716-1117).
+			return AlgRecursiveDoubling
 		case nbytes < allreduceLong || oneNode(c) && nbytes < allreduceOneNode:
 			// On one node with more ranks than cores, the ring's 2(p-1)
 			// steps each wait for a rank to be scheduled: Rabenseifner's
@@ -337,15 +345,16 @@ func sharedPays(family string, p, nbytes int) bool {
 		}
 		return nbytes <= sharedLarge
 	case "bcast", "allgather", "allreduce", "reduce", "allgatherv":
-		if p == 2 && family == "reduce" {
+		if p == 2 && (family == "reduce" || family == "allreduce") {
 			// Two ranks: the area's segments, each written, folded in
-			// halves and copied out, lose to one message. Forced
-			// algorithms on a 2-core EPYC VM, 2 rounds, us: 1 MiB 228-306
-			// through the area against the binomial tree's 145-162, 4 MiB
-			// 954-1201 against 543-753, with the CPUs near or far (see
-			// shm.Copier). (allreduce keeps the area: Rabenseifner's
-			// exchanges won by less with the CPUs near, 226-283 against
-			// 272-283 at 1 MiB, and lost far, 605-666 against 371.)
+			// halves and copied out, lose to one message each way.
+			// Forced algorithms on a 2-core EPYC VM, us: reduce (2
+			// rounds), 1 MiB 228-306 through the area against the
+			// binomial tree's 145-162, 4 MiB 954-1201 against 543-753;
+			// allreduce (6 rounds with the CPUs near, 4 far, see
+			// shm.Copier), 1 MiB 257-387 near and 362-414 far against
+			// recursive doubling's 174-261 and 190-214. At 512 KiB the
+			// area was level.
 			return nbytes <= sharedPairReduce
 		}
 		// reduce folds its segments on every rank (reduceSharedSplit), as
