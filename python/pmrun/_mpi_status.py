@@ -3,6 +3,7 @@
 Part of pmrun.MPI, which re-exports every name defined here.
 """
 
+import array as _array
 import threading as _threading
 
 from . import _bridge
@@ -92,11 +93,43 @@ class Status:
     def py2f(self):
         return [self.source, self.tag, self.error, self._count]
 
+    def tomemory(self):
+        """mpi4py 4's Status.tomemory: the status's bytes, laid out as Open
+        MPI's MPI_Status, as C ints: source, tag, error, cancelled, then the
+        count in bytes (a size_t, in two). Reading them, or a memoryview of
+        them, sees the status as it was when asked; setting an item (mem[i] =
+        v) sets the status's field there."""
+        return _StatusMemory(self)
+
     def __eq__(self, other):
         # By their fields, as mpi4py compares statuses (and, as there, no hash).
         if not isinstance(other, Status):
             return NotImplemented
         return self.py2f() == other.py2f() and self.cancelled == other.cancelled
+
+
+def _i32(v):
+    """The low 32 bits of v as a signed C int."""
+    return ((v & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+
+
+class _StatusMemory(_array.array):
+    """The memory of a Status (Status.tomemory), as C ints; an item set is
+    set in the status."""
+
+    def __new__(cls, status):
+        lo, hi = (_i32(status._count >> k) for k in (0, 32))
+        return super().__new__(cls, "i", (status.source, status.tag, status.error,
+                                          int(status.cancelled), lo, hi))
+
+    def __init__(self, status):
+        self._status = status
+
+    def __setitem__(self, index, value):
+        super().__setitem__(index, value)
+        st = self._status
+        st.source, st.tag, st.error, cancelled, lo, hi = self
+        st.cancelled, st._count = bool(cancelled), ((hi & 0xFFFFFFFF) << 32) | (lo & 0xFFFFFFFF)
 
 
 def _fill(status, st):

@@ -218,6 +218,18 @@ class Module(unittest.TestCase):
         self.assertIs(type(MPI.Topocomm(cart)), MPI.Topocomm)
         cart.Free()
 
+    def test_status_tomemory(self):
+        # mpi4py 4's Status.tomemory: Open MPI's layout as C ints; a set
+        # item sets the field.
+        st = MPI.Status()
+        st.source, st.tag, st.error = 3, 7, 0
+        st.Set_elements(MPI.BYTE, 5 << 32 | 9)
+        mem = st.tomemory()
+        self.assertEqual(list(mem), [3, 7, 0, 0, 9, 5])
+        self.assertEqual((memoryview(mem).nbytes, MPI._sizeof(st)), (24, 24))
+        mem[1], mem[4], mem[5] = 222, -1, 0
+        self.assertEqual((st.tag, st.Get_count(MPI.BYTE)), (222, 0xFFFFFFFF))
+
     def test_user_op_limit(self):
         # As mpi4py: 32 user ops at once; one freed, or dropped, makes room.
         ops = [MPI.Op.Create(_int_max) for _ in range(32)]
