@@ -13,6 +13,7 @@ group's data).
 Part of pmrun.MPI, which re-exports every name defined here.
 """
 
+import ctypes as _ctypes
 import functools as _functools
 
 from ._mpi_constants import (ERR_ARG, ERR_BUFFER, ERR_COMM, ERR_ROOT, ERR_TYPE,
@@ -453,11 +454,31 @@ def _Allreduce(self, sendbuf, recvbuf, op=SUM):
     _folded(self, sendbuf, recvbuf, op, "Allreduce", 17)
 
 
+def _Alltoallw(self, sendbuf, recvbuf):
+    """Alltoallw: the blocks (a count, byte displacement and datatype each,
+    one per remote rank) packed as on an intracommunicator, the bytes moved
+    between the groups as Alltoallv moves them."""
+    st = _st(self)
+    n = len(st.remote)
+
+    def view(pinned):  # the bytes of pinned scratch (_pin's holder, address, size)
+        if not pinned[2]:
+            return memoryview(bytearray())
+        return memoryview((_ctypes.c_ubyte * pinned[2]).from_address(pinned[1])).cast("B")
+
+    def move(sp, sc, sd, tp, rc, rd):
+        sv, tv = view(sp), view(tp)
+        _move(st, [(i, sv[sd[i]:sd[i] + sc[i]]) for i in range(n)],
+              [(i, tv[rd[i]:rd[i] + rc[i]]) for i in range(n)], 22)
+    self._packed_w(sendbuf, recvbuf, n, n, move)
+
+
 Intercomm.Bcast = _Bcast
 Intercomm.Gather, Intercomm.Gatherv = _Gather, _Gatherv
 Intercomm.Scatter, Intercomm.Scatterv = _Scatter, _Scatterv
 Intercomm.Allgather, Intercomm.Allgatherv = _Allgather, _Allgatherv
 Intercomm.Alltoall, Intercomm.Alltoallv = _Alltoall, _Alltoallv
+Intercomm.Alltoallw = _Alltoallw
 Intercomm.Reduce = _Reduce
 Intercomm.Allreduce = _Allreduce
 
@@ -465,13 +486,13 @@ Intercomm.Allreduce = _Allreduce
 def _unsupported(name):
     def call(self, *args, **kwargs):
         raise Exception(ERR_UNSUPPORTED_OPERATION, "%s is not supported on an intercommunicator "
-                        "(Barrier, Bcast, Gather(v), Scatter(v), Allgather(v), Alltoall(v), Reduce, "
+                        "(Barrier, Bcast, Gather(v), Scatter(v), Allgather(v), Alltoall(v,w), Reduce, "
                         "Allreduce and the object collectives are)" % name)
     call.__name__ = name
     return call
 
 
-for _name in ("Alltoallw", "Reduce_scatter",
+for _name in ("Reduce_scatter",
               "Reduce_scatter_block", "Ibarrier", "Ibcast", "Igather", "Igatherv", "Iscatter",
               "Iscatterv", "Iallgather", "Iallgatherv", "Ialltoall", "Ialltoallv", "Ialltoallw",
               "Ireduce", "Iallreduce", "Ireduce_scatter", "Ireduce_scatter_block"):

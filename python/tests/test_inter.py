@@ -134,8 +134,15 @@ class Inter(unittest.TestCase):
         t = array.array("i", [-1] * nr)
         inter.Alltoallv(array.array("i", [100 * rank + i for i in range(nr)]), t)
         self.assertEqual(t.tolist(), [100 * r + me for r in self.others])
+        # Alltoallw: block i, two ints (rank, i) at byte displacement 8i, to
+        # remote rank i; the one from remote rank j lands at 12j (a gap).
+        sw = array.array("i", [v for i in range(nr) for v in (rank, i)])
+        rw = array.array("i", [-1] * (3 * nr))
+        inter.Alltoallw([sw, [2] * nr, [8 * i for i in range(nr)], [MPI.INT] * nr],
+                        [rw, [2] * nr, [12 * j for j in range(nr)], [MPI.INT] * nr])
+        self.assertEqual(rw.tolist(), [v for r in self.others for v in (r, me, -1)])
         with self.assertRaises(MPI.Exception) as cm:
-            inter.Alltoallw([s, [1] * nr, [0] * nr, [MPI.LONG] * nr], [red, [1] * nr, [0] * nr, [MPI.LONG] * nr])
+            inter.Reduce_scatter_block(s, red, MPI.SUM)
         self.assertEqual(cm.exception.Get_error_class(), MPI.ERR_UNSUPPORTED_OPERATION)
 
     def test_merge(self):
