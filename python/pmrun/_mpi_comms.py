@@ -6,8 +6,10 @@ Part of pmrun.MPI, which re-exports every name defined here.
 """
 
 import functools as _functools
+import itertools as _itertools
 import threading as _threading
 import warnings as _warnings
+import weakref as _weakref
 
 from . import _bridge
 from . import run as _run
@@ -1684,28 +1686,77 @@ MESSAGE_NO_PROC = Message()
 MESSAGE_NO_PROC._noproc = True
 
 
-def _call_errhandler(obj, errorcode):
-    """Call_errhandler of a communicator or a window: ERRORS_ARE_FATAL and
-    ERRORS_ABORT end the job, any other handler returns."""
-    eh = getattr(obj, "_eh", ERRORS_RETURN)
-    if errorcode != SUCCESS and (eh == ERRORS_ARE_FATAL or eh == ERRORS_ABORT):
+def _call_errhandler(obj, errorcode, eh=None):
+    """Call_errhandler of a communicator, a window or a session (whose
+    handler is eh): a user's handler is called with obj and errorcode;
+    ERRORS_ARE_FATAL and ERRORS_ABORT end the job unless errorcode is
+    SUCCESS; ERRORS_RETURN returns."""
+    if eh is None:
+        eh = getattr(obj, "_eh", ERRORS_RETURN)
+    fn = getattr(eh, "_fn", None)
+    if fn is not None:
+        fn(obj, errorcode)
+    elif errorcode != SUCCESS and (eh == ERRORS_ARE_FATAL or eh == ERRORS_ABORT):
         COMM_WORLD.Abort(errorcode)
 
 
 class Errhandler(_Handle):
-    """An error handler. pmrun raises MPI.Exception whichever is set; the
-    handlers are kept and given back as set (Get_errhandler returns a new
-    handle, which Free makes ERRHANDLER_NULL)."""
+    """An error handler. pmrun's calls raise MPI.Exception whichever is set
+    (an uncaught one ends the job); Call_errhandler calls the handler set,
+    a user's (made by Create_errhandler) included. The handlers are kept and
+    given back as set (Get_errhandler returns a new handle, which Free makes
+    ERRHANDLER_NULL)."""
 
     def __init__(self, errhandler=None):
         _expect(errhandler, Errhandler)
-        self._h = errhandler._h if isinstance(errhandler, Errhandler) else 0
+        self._h = 0
+        if isinstance(errhandler, Errhandler):
+            self.__dict__.update(errhandler.__dict__)
 
     def Free(self):
         if not self._h:
             raise Exception(ERR_ARG, "Free: invalid error handler (MPI.ERRHANDLER_NULL)")
         if not any(self is e for e in _PREDEFINED_EH):
             self._h = 0
+            slot = self.__dict__.pop("_slot", None)
+            if slot is not None:
+                _user_ehs.discard(slot)
+            self.__dict__.pop("_fn", None)
+
+
+# mpi4py keeps at most 32 user error handlers of each kind at once (tables
+# of C callbacks): Create_errhandler refuses the 33rd with RuntimeError
+# until one is freed, as there.
+_MAX_USER_EH = 32
+_user_ehs = _weakref.WeakSet()  # the slots of the live ones, each (kind, ...)
+_eh_ids = _itertools.count(16)
+
+
+class _EhSlot:
+    """The identity of a user error handler, shared by its copies."""
+    __slots__ = ("kind", "__weakref__")
+
+    def __init__(self, kind):
+        self.kind = kind
+
+
+def _create_errhandler(kind):
+    """The Create_errhandler classmethod of kind (Comm, Win, File, Session):
+    an error handler that Call_errhandler calls as function(obj, errorcode)."""
+    def create(cls, errhandler_fn):
+        if not callable(errhandler_fn):
+            raise TypeError("Create_errhandler: expected a function(obj, errorcode), not %r"
+                            % (errhandler_fn,))
+        if sum(1 for t in _user_ehs if t.kind == kind) >= _MAX_USER_EH:
+            raise RuntimeError("cannot create too many user-defined error handlers for %s "
+                               "(%d at most at once, as mpi4py; Free() the others)"
+                               % (kind, _MAX_USER_EH))
+        eh = Errhandler()
+        eh._h, eh._fn, eh._slot = next(_eh_ids), errhandler_fn, _EhSlot(kind)
+        _user_ehs.add(eh._slot)
+        return eh
+    create.__name__ = "Create_errhandler"
+    return classmethod(create)
 
 
 Errhandler._handle_type = (Errhandler,)
@@ -1715,6 +1766,7 @@ ERRORS_ARE_FATAL = Errhandler()
 ERRORS_ABORT = Errhandler()  # MPI 4: aborts the communicator's processes, here the job's
 ERRORS_RETURN._h, ERRORS_ARE_FATAL._h, ERRORS_ABORT._h = 1, 2, 3
 _PREDEFINED_EH = [ERRHANDLER_NULL, ERRORS_RETURN, ERRORS_ARE_FATAL, ERRORS_ABORT]
+Comm.Create_errhandler = _create_errhandler("Comm")
 
 
 def _errhandler_arg(errhandler):

@@ -18,7 +18,7 @@ import threading as _threading
 from ._mpi_constants import ERR_ARG, ERR_GROUP, ERR_SESSION, Exception, _expect
 from ._mpi_comms import (
     COMM_WORLD, ERRORS_ABORT, ERRORS_ARE_FATAL, ERRORS_RETURN, Errhandler, Intercomm, Intracomm,
-    _Handle,
+    _Handle, _call_errhandler, _create_errhandler, _errhandler_arg,
 )
 from ._mpi_groups import Group
 from ._mpi_info import Info
@@ -101,16 +101,15 @@ class Session(_Handle):
 
     def Get_errhandler(self):
         self._chk()
-        return _live[self._h]
+        return Errhandler(_live[self._h])
 
     def Set_errhandler(self, errhandler):
         self._chk()
-        _expect(errhandler, Errhandler)
-        _live[self._h] = errhandler
+        _live[self._h] = _errhandler_arg(errhandler)
 
     def Call_errhandler(self, errorcode):
-        self._chk()
-        raise Exception(errorcode)
+        """As Comm.Call_errhandler, with the session's handler."""
+        _call_errhandler(self, errorcode, _live[self._chk()])
 
     def __repr__(self):
         return "<%s.%s %s>" % (type(self).__module__, type(self).__name__,
@@ -118,6 +117,7 @@ class Session(_Handle):
 
 
 Session._handle_type = (Session,)
+Session.Create_errhandler = _create_errhandler("Session")
 _buffering(Session, "Session", lambda s: ("session", s._chk()))
 SESSION_NULL = Session()
 

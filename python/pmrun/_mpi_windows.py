@@ -23,7 +23,8 @@ from ._mpi_datatypes import Datatype, _typearg
 from ._mpi_info import INFO_NULL, Info
 from ._mpi_requests import Request
 from ._mpi_comms import (
-    COMM_SELF, ERRORS_RETURN, Errhandler, _call_errhandler, _errhandler_arg, _Handle,
+    COMM_SELF, ERRORS_RETURN, Errhandler, _call_errhandler, _create_errhandler,
+    _errhandler_arg, _Handle,
 )
 
 _lib = _bridge.lib
@@ -627,6 +628,7 @@ def _origin(origin, op):
 
 
 Win._handle_type = (Win,)
+Win.Create_errhandler = _create_errhandler("Win")
 
 WIN_NULL = Win()
 

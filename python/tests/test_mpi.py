@@ -230,6 +230,36 @@ class Module(unittest.TestCase):
         mem[1], mem[4], mem[5] = 222, -1, 0
         self.assertEqual((st.tag, st.Get_count(MPI.BYTE)), (222, 0xFFFFFFFF))
 
+    def test_user_errhandlers(self):
+        # Create_errhandler (mpi4py 4): Call_errhandler calls the function
+        # with the object and the code; 32 at most of each kind at once.
+        calls = []
+        dup = comm.Dup()
+        ehs = [MPI.Comm.Create_errhandler(lambda c, e, i=i: calls.append((i, c, e)))
+               for i in range(32)]
+        with self.assertRaises(RuntimeError):
+            MPI.Comm.Create_errhandler(lambda c, e: None)
+        win_eh = MPI.Win.Create_errhandler(lambda w, e: None)  # another kind's table
+        dup.Set_errhandler(ehs[5])
+        ehs[5].Free()  # the communicator keeps its own
+        dup.Call_errhandler(MPI.ERR_OTHER)
+        self.assertEqual(calls, [(5, dup, MPI.ERR_OTHER)])
+        self.assertEqual(dup.Get_errhandler(), dup.Get_errhandler())
+        for eh in ehs[6:] + [win_eh]:
+            eh.Free()
+        with self.assertRaises(TypeError):
+            MPI.Comm.Create_errhandler(None)
+        dup.Free()
+        # A session's handler is kept as set and given back as a new handle.
+        session = MPI.Session.Init()
+        session.Set_errhandler(MPI.ERRORS_RETURN)
+        eh = session.Get_errhandler()
+        self.assertEqual(eh, MPI.ERRORS_RETURN)
+        eh.Free()
+        self.assertEqual((eh, session.Get_errhandler()), (MPI.ERRHANDLER_NULL, MPI.ERRORS_RETURN))
+        session.Call_errhandler(MPI.ERR_OTHER)  # returns, as under ERRORS_RETURN
+        session.Finalize()
+
     def test_user_op_limit(self):
         # As mpi4py: 32 user ops at once; one freed, or dropped, makes room.
         ops = [MPI.Op.Create(_int_max) for _ in range(32)]
