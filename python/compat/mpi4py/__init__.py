@@ -24,8 +24,45 @@ def get_config():
     return {"mpi": "pmrun", "pmrun_version": _pmrun.__version__}
 
 
-def profile(name=None, **kwargs):
-    pass
+def profile(name, *, path=None, logfile=None):
+    """mpi4py's profile(): loads the shared library name (or libname.so),
+    looked for in path (a list, or a string of directories separated by
+    os.pathsep; by default the current directory), with its symbols global,
+    as mpi4py loads an MPI profiling library. ValueError when it is not
+    found; a UserWarning when it cannot be loaded. (pmrun's MPI calls do not
+    go through a C MPI library, so a PMPI interposer sees none of them.)
+    logfile sets MPE_LOGFILE_PREFIX, as mpi4py 3 does."""
+    import ctypes
+    import os
+    import pathlib
+    import warnings
+
+    if path is None:
+        path = [""]
+    elif isinstance(path, (str, bytes)):
+        path = path.split(os.pathsep if isinstance(path, str) else os.fsencode(os.pathsep))
+    elif isinstance(path, os.PathLike):
+        path = [path]
+    name = os.fsdecode(name)
+    found = None
+    for directory in map(os.fsdecode, path):
+        for candidate in (name, "lib%s.so" % name):
+            f = pathlib.Path(directory) / candidate
+            if f.is_file():
+                found = str(f.resolve())
+                break
+        if found:
+            break
+    if found is None:
+        raise ValueError("profiler %r not found" % name)
+    if logfile:
+        os.environ["MPE_LOGFILE_PREFIX"] = logfile
+    try:
+        lib = ctypes.CDLL(found, mode=os.RTLD_NOW | os.RTLD_GLOBAL)
+    except OSError as exc:
+        warnings.warn(str(exc), stacklevel=2)
+        return
+    vars(profile).setdefault("registry", []).append((name, (lib, found)))
 
 
 def __getattr__(name):
