@@ -1,6 +1,10 @@
 package comm
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/pmrun/pmrun/internal/shm"
+)
 
 // arena holds the payloads of eager messages that arrive before their receive
 // is posted, until that receive copies them out. A rank that its peers run
@@ -9,7 +13,7 @@ import "sync"
 // touch of a fresh page costs about 16 µs on a VM, more than the message
 // itself. The arena instead hands out pieces of slabs that are reused once all
 // their payloads are consumed, and it grows by chunks whose pages are faulted
-// in by one system call (see populate). It never shrinks; beyond maxBytes
+// in by one system call (see shm.Populate). It never shrinks; beyond maxBytes
 // payloads go to the heap as before.
 type arena struct {
 	mu       sync.Mutex
@@ -69,7 +73,7 @@ func (a *arena) next() *slab {
 			return nil
 		}
 		mem := make([]byte, arenaChunk) // page-aligned: a large object
-		populate(mem)
+		shm.Populate(mem)
 		a.bytes += arenaChunk
 		for off := 0; off < arenaChunk; off += slabSize {
 			a.free = append(a.free, &slab{mem: mem[off : off+slabSize : off+slabSize]})

@@ -373,7 +373,7 @@ func mapShm(f *os.File, size int, creator bool) (*shmPair, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mapping shared memory: %w", err)
 	}
-	populate(mem)
+	shm.Populate(mem)
 	half := size / 2
 	if creator {
 		setKey(mem[:half])
@@ -612,19 +612,6 @@ func (l *shmLink) spinStart() { l.shm.rx.spin.Add(1) }
 func (l *shmLink) spinStop() {
 	l.shm.rx.spin.Add(-1)
 	l.tryPoll()
-}
-
-// madvPopulateWrite is MADV_POPULATE_WRITE (Linux 5.14).
-const madvPopulateWrite = 23
-
-// populate maps every page of fresh memory (page-aligned: a ring segment, an
-// arena chunk, the heap warm-up) in one call instead of one page fault each on
-// first touch. On a 2-core KVM guest, 4 MiB of fresh pages cost 16 ms to touch
-// one by one; populated (2.8 ms), their first touch still costs 8 ms (the host
-// backs the pages then), 11 ms in all, and most of it out of the hot path.
-// Older kernels refuse the advice and the pages fault in as before.
-func populate(mem []byte) {
-	_ = syscall.Madvise(mem, madvPopulateWrite)
 }
 
 // takeEager is the receive of Comm.recvNow: when the next frame on the ring
