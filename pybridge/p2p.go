@@ -47,6 +47,7 @@ func pm_init(world, self *int64) int64 {
 	if os.Getenv("PMRUN_LOCKED_CALLERS") == "" {
 		os.Setenv("PMRUN_LOCKED_CALLERS", "on")
 	}
+	gcFloor()
 	c, err := comm.World()
 	if err != nil {
 		return fail(err)
@@ -642,3 +643,26 @@ func pm_blob_take(h int64, buf unsafe.Pointer, capacity int64) int64 {
 }
 
 func main() {}
+
+// gcBallast raises the heap size below which the collector does not run
+// (see gcFloor); it is never touched, so it takes address space, not memory.
+var gcBallast []byte
+
+// gcFloor keeps the collector from running every few megabytes of
+// allocation in a Python rank. Its Go heap is small (the interpreter holds
+// the data), so with GOGC at 100 a cycle started at every 4 MiB of
+// requests and small buffers: mpi4py's osu_bw.py pattern (64 Irecv and
+// Waitall, then a Send) ran one every 4 ms, each a millisecond of marking
+// on the rank's one processor, which the interpreter's thread, locked to
+// its goroutine, then had to hand over. An untouched, pointer-free block of
+// gcFloorBytes counts as live heap, so a cycle starts once about that much
+// more is allocated; a program with a large live heap sees its goal raised
+// by that much only. GOGC set by the user, or off, is left alone.
+func gcFloor() {
+	if os.Getenv("GOGC") != "" {
+		return
+	}
+	gcBallast = make([]byte, gcFloorBytes)
+}
+
+const gcFloorBytes = 64 << 20
