@@ -29,11 +29,13 @@ import (
 // So a Copier times its plain copies of at least farMin bytes; once one
 // runs slower than FarRate it makes the next ones non-temporal (and those of
 // streamMin bytes or more), and every farBudget-th of at least farMin plain
-// again, timed, to see whether the placement changed. Its zero value is ready; each writer keeps one per place it
-// writes (a ring, an area), since on a larger machine some readers may be
-// near and others far.
+// again, timed, to see whether the placement changed. Its zero value is
+// ready; each writer keeps one per place it writes (a ring, an area), since
+// on a larger machine some readers may be near and others far.
 type Copier struct {
-	far atomic.Int32 // 0: plain copies; n > 0: n-1 streamed ones before a timed plain one; farProbing: one is timed
+	// far is 0 while copies are plain; n > 0: n-1 streamed ones before a
+	// timed plain one; farProbing: that one is being timed.
+	far atomic.Int32
 }
 
 const (
