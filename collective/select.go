@@ -39,7 +39,7 @@ const (
 	allreduceShort   = 2 << 10
 	allreduceLong    = 512 << 10 // ring above, Rabenseifner between
 	allreduceOneNode = 4 << 20   // allreduceLong on one node
-	allreducePair    = 1 << 20   // recursive doubling up to here on two ranks of one node
+	allreducePair    = 1 << 20   // recursive doubling up to here on two ranks of one node, through memory
 	bcastShort       = 12 << 10
 	bcastLong        = 512 << 10
 	allgatherShort   = 80 << 10 // total bytes gathered
@@ -226,7 +226,7 @@ func choose(family string, c *comm.Comm, nbytes int, commutative bool, r reach) 
 			return AlgHierarchical
 		case nbytes < allreduceShort:
 			return AlgRecursiveDoubling
-		case p == 2 && oneNode(c) && nbytes <= allreducePair:
+		case p == 2 && r.local && nbytes <= allreducePair:
 			// One exchange of the whole vector: 174-261 us at 1 MiB near
 			// and 190-214 far, against Rabenseifner's two of halves,
 			// 315-378 and 468-687 (sharedPays); from 2 MiB on the halves
