@@ -1688,6 +1688,56 @@ static i64 code_of(const char *fmt, Py_ssize_t itemsize, i64 op)
     return code;
 }
 
+/* The Go type codes of (predefined datatype, op) already asked of
+ * typecode(); the datatypes are the module's constants, held for good. */
+static struct {
+    PyObject *type;
+    i64 op, code;
+} tcodes[NCODES];
+static int ntcodes;
+
+static i64 code_of_type(PyObject *type, i64 op)
+{
+    for (int i = 0; i < ntcodes; i++)
+        if (tcodes[i].type == type && tcodes[i].op == op)
+            return tcodes[i].code;
+    PyObject *r = PyObject_CallFunction(typecode, "OnL", type, (Py_ssize_t)0, (long long)op);
+    if (r == NULL)
+        return -1;
+    i64 code = PyLong_AsLongLong(r);
+    Py_DECREF(r);
+    if (PyErr_Occurred())
+        return -1;
+    if (ntcodes < NCODES) {
+        tcodes[ntcodes].type = type;
+        tcodes[ntcodes].op = op;
+        tcodes[ntcodes].code = code;
+        ntcodes++;
+    }
+    return code;
+}
+
+/* A reduction's buffer: a contiguous buffer (rawbuf, *type NULL), or
+ * mpi4py's [buf, count, TYPE] or [buf, TYPE] of a predefined TYPE (getmsg):
+ * then *type is TYPE (borrowed: a module constant) and the view's itemsize
+ * its size. 0 (no error set) leaves the call to the general path. */
+static int redbuf(PyObject *obj, Py_buffer *v, int writable, PyObject **type)
+{
+    *type = NULL;
+    if (!PyList_Check(obj) && !PyTuple_Check(obj))
+        return rawbuf(obj, v, writable);
+    Py_ssize_t k = PySequence_Fast_GET_SIZE(obj);
+    if (k != 2 && k != 3)
+        return 0;
+    PyObject *t = PySequence_Fast_ITEMS(obj)[k - 1];
+    long long ts = predef_of(t);
+    if (ts <= 0 || !getmsg(obj, v, writable, 1, 0))
+        return 0;
+    *type = t;
+    v->itemsize = ts;
+    return 1;
+}
+
 /* reduce(h, kind, root, isroot, op, sendbuf, recvbuf or None): a reduction
  * of kind (RED_ALLREDUCE, RED_REDUCE, RED_SCAN, RED_EXSCAN, or
  * RED_SCATTER_BLOCK with root the communicator's size) of buffers of one
@@ -1749,23 +1799,29 @@ static PyObject *reduce_impl(PyObject *const *args, Py_ssize_t n, int nb)
     int inplace = args[5] == in_place;
     int result = kind == red_allreduce || a[3] != 0; /* this rank gets the result */
     Py_buffer s, r;
+    PyObject *rt = NULL, *st = NULL; /* the TYPE of a [buf, count, TYPE] spec */
     if (inplace && !result)
         Py_RETURN_FALSE;
-    if (result && !rawbuf(args[6], &r, 1))
+    if (result && !redbuf(args[6], &r, 1, &rt))
         Py_RETURN_FALSE;
-    if (!inplace && !rawbuf(args[5], &s, 0)) {
+    if (!inplace && !redbuf(args[5], &s, 0, &st)) {
         if (result)
             PyBuffer_Release(&r);
         Py_RETURN_FALSE;
     }
     Py_buffer *t = result ? &r : &s; /* whose element type and count */
+    PyObject *tt = result ? rt : st;
     const char *tf = t->format ? t->format : "B";
     i64 code = 0;
     int sizes = kind == red_scatter ? s.len == parts * r.itemsize && r.len == mine * r.itemsize
                                      : s.len == r.len * parts;
-    if (inplace || !result ||
-        (sizes && s.itemsize == r.itemsize && strcmp(s.format ? s.format : "B", tf) == 0))
-        code = code_of(tf, t->itemsize, op);
+    int both = result && !inplace;
+    if (both && (st != NULL || rt != NULL))
+        sizes = sizes && st == rt; /* two specs of one TYPE (a spec and a bare buffer: general path) */
+    else if (both)
+        sizes = sizes && s.itemsize == r.itemsize && strcmp(s.format ? s.format : "B", tf) == 0;
+    if (!both || sizes)
+        code = tt != NULL ? code_of_type(tt, op) : code_of(tf, t->itemsize, op);
     if (code <= 0) {
         if (!inplace)
             PyBuffer_Release(&s);

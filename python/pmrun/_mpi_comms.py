@@ -57,9 +57,10 @@ class _OpCode:
 
 
 def _typecode(fmt, itemsize, op):
-    """The Go type code of elements of this format and size that the runtime
-    reduces with op (a predefined op's code), else 0."""
-    t = _datatype_of(fmt, itemsize)
+    """The Go type code of elements of this format and size (or of fmt, a
+    predefined Datatype) that the runtime reduces with op (a predefined op's
+    code), else 0."""
+    t = fmt if isinstance(fmt, Datatype) else _datatype_of(fmt, itemsize)
     return t.code if t.size and _go_reducible(_OpCode(op), t) else 0
 
 

@@ -218,6 +218,31 @@ class Module(unittest.TestCase):
         self.assertIs(type(MPI.Topocomm(cart)), MPI.Topocomm)
         cart.Free()
 
+    def test_reduction_specs(self):
+        # [buf, TYPE] and [buf, count, TYPE] take the compiled path of the
+        # reductions; a spec and a bare buffer together, and mismatched
+        # TYPEs, the general one (which refuses the latter, as mpi4py does).
+        size, me = comm.Get_size(), comm.Get_rank()
+        s, out = array.array("d", [me + 0.5] * 4), array.array("d", [0.0] * 4)
+        comm.Allreduce([s, MPI.DOUBLE], [out, MPI.DOUBLE], op=MPI.SUM)
+        self.assertEqual(list(out), [sum(i + 0.5 for i in range(size))] * 4)
+        b = array.array("i", [me + 1, 7, 9])
+        comm.Allreduce(MPI.IN_PLACE, [b, 2, MPI.INT], op=MPI.MAX)
+        self.assertEqual(list(b), [size, 7, 9])
+        red = array.array("l", [0, 0])
+        comm.Reduce([array.array("l", [me, 1]), MPI.LONG], [red, MPI.LONG] if me == 0 else None,
+                    op=MPI.SUM, root=0)
+        if me == 0:
+            self.assertEqual(list(red), [sum(range(size)), size])
+        y = array.array("d", [0.0, 0.0])
+        comm.Allreduce([array.array("d", [1.0, 2.0]), MPI.DOUBLE], y)
+        self.assertEqual(list(y), [size * 1.0, size * 2.0])
+        sc = array.array("d", [0.0])
+        comm.Scan([array.array("d", [1.0]), 1, MPI.DOUBLE], [sc, MPI.DOUBLE])
+        self.assertEqual(sc[0], me + 1.0)
+        with self.assertRaises(ValueError):  # mpi4py's error for it
+            comm.Allreduce([s, MPI.DOUBLE], [b, MPI.INT])
+
     def test_status_tomemory(self):
         # mpi4py 4's Status.tomemory: Open MPI's layout as C ints; a set
         # item sets the field.
