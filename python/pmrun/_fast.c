@@ -1657,62 +1657,44 @@ static PyObject *scatter_impl(PyObject *const *args, Py_ssize_t n, int nb)
 
 FORMS(scatter)
 
-/* The Go type codes of (format, itemsize, op) already asked of typecode(). */
+/* The Go type codes of (format, itemsize, op), or of (predefined datatype,
+ * op), already asked of typecode(); the datatypes are the module's
+ * constants, held for good, and told apart by identity. */
 #define NCODES 32
 static struct {
     char fmt[16];
     Py_ssize_t itemsize;
+    PyObject *type;
     i64 op, code;
 } codes[NCODES];
 static int ncodes;
 
-static i64 code_of(const char *fmt, Py_ssize_t itemsize, i64 op)
+/* code_of is the Go type code of elements of format fmt and itemsize, or of
+ * type (a predefined datatype, when not NULL: then fmt is ignored), that the
+ * runtime reduces with op; 0 when it does not, -1 with an error set. */
+static i64 code_of(const char *fmt, Py_ssize_t itemsize, PyObject *type, i64 op)
 {
     for (int i = 0; i < ncodes; i++)
-        if (codes[i].itemsize == itemsize && codes[i].op == op && strcmp(codes[i].fmt, fmt) == 0)
+        if (codes[i].op == op && codes[i].type == type &&
+            (type != NULL || (codes[i].itemsize == itemsize && strcmp(codes[i].fmt, fmt) == 0)))
             return codes[i].code;
-    PyObject *r = PyObject_CallFunction(typecode, "snL", fmt, itemsize, (long long)op);
+    PyObject *r = type != NULL ? PyObject_CallFunction(typecode, "OnL", type, (Py_ssize_t)0, (long long)op)
+                               : PyObject_CallFunction(typecode, "snL", fmt, itemsize, (long long)op);
     if (r == NULL)
         return -1;
     i64 code = PyLong_AsLongLong(r);
     Py_DECREF(r);
     if (PyErr_Occurred())
         return -1;
-    if (ncodes < NCODES && strlen(fmt) < sizeof(codes[0].fmt)) {
-        strcpy(codes[ncodes].fmt, fmt);
+    if (ncodes < NCODES && (type != NULL || strlen(fmt) < sizeof(codes[0].fmt))) {
+        codes[ncodes].fmt[0] = 0;
+        if (type == NULL)
+            strcpy(codes[ncodes].fmt, fmt);
         codes[ncodes].itemsize = itemsize;
+        codes[ncodes].type = type;
         codes[ncodes].op = op;
         codes[ncodes].code = code;
         ncodes++;
-    }
-    return code;
-}
-
-/* The Go type codes of (predefined datatype, op) already asked of
- * typecode(); the datatypes are the module's constants, held for good. */
-static struct {
-    PyObject *type;
-    i64 op, code;
-} tcodes[NCODES];
-static int ntcodes;
-
-static i64 code_of_type(PyObject *type, i64 op)
-{
-    for (int i = 0; i < ntcodes; i++)
-        if (tcodes[i].type == type && tcodes[i].op == op)
-            return tcodes[i].code;
-    PyObject *r = PyObject_CallFunction(typecode, "OnL", type, (Py_ssize_t)0, (long long)op);
-    if (r == NULL)
-        return -1;
-    i64 code = PyLong_AsLongLong(r);
-    Py_DECREF(r);
-    if (PyErr_Occurred())
-        return -1;
-    if (ntcodes < NCODES) {
-        tcodes[ntcodes].type = type;
-        tcodes[ntcodes].op = op;
-        tcodes[ntcodes].code = code;
-        ntcodes++;
     }
     return code;
 }
@@ -1821,7 +1803,7 @@ static PyObject *reduce_impl(PyObject *const *args, Py_ssize_t n, int nb)
     else if (both)
         sizes = sizes && s.itemsize == r.itemsize && strcmp(s.format ? s.format : "B", tf) == 0;
     if (!both || sizes)
-        code = tt != NULL ? code_of_type(tt, op) : code_of(tf, t->itemsize, op);
+        code = code_of(tf, t->itemsize, tt, op);
     if (code <= 0) {
         if (!inplace)
             PyBuffer_Release(&s);
