@@ -500,8 +500,8 @@ func reduceSharedSplit[T Elem](ctx context.Context, c *comm.Comm, s *shm.Slots, 
 			plo, phi := block(m, p, me)
 			out := elemsOf[T](dataAt(s.Area(n2, me), (phi-plo)*es), phi-plo)
 			in := func(r int) []T { return elemsOf[T](dataAt(s.Area(n, r), m*es), m)[plo:phi] }
-			fold := out
-			if s.Far() { // fold here, then stream the result in (see shm.Copier)
+			fold, far := out, s.Far()
+			if far { // fold here, then stream the result in (see shm.Copier)
 				if scratch == nil {
 					scratch = make([]T, (per/es+p-1)/p+1)
 				}
@@ -511,7 +511,7 @@ func reduceSharedSplit[T Elem](ctx context.Context, c *comm.Comm, s *shm.Slots, 
 			for r := p - 2; r >= 0; r-- {
 				op.combineLeft(in(r), fold)
 			}
-			if len(fold) > 0 && &fold[0] != &out[0] {
+			if far {
 				s.Copy(bytesOf(out), bytesOf(fold))
 			}
 			mark(s.Area(n2, me), (phi-plo)*es, total)

@@ -1699,24 +1699,19 @@ static i64 code_of(const char *fmt, Py_ssize_t itemsize, PyObject *type, i64 op)
     return code;
 }
 
-/* A reduction's buffer: a contiguous buffer (rawbuf, *type NULL), or
- * mpi4py's [buf, count, TYPE] or [buf, TYPE] of a predefined TYPE (getmsg):
- * then *type is TYPE (borrowed: a module constant) and the view's itemsize
- * its size. 0 (no error set) leaves the call to the general path. */
+/* A reduction's buffer, as getmsg takes it (a contiguous buffer, *type
+ * NULL, or mpi4py's [buf, count, TYPE] or [buf, TYPE] of a predefined TYPE:
+ * then *type is TYPE, borrowed (a module constant), and the view's itemsize
+ * its size). 0 (no error set) leaves the call to the general path. */
 static int redbuf(PyObject *obj, Py_buffer *v, int writable, PyObject **type)
 {
     *type = NULL;
-    if (!PyList_Check(obj) && !PyTuple_Check(obj))
-        return rawbuf(obj, v, writable);
-    Py_ssize_t k = PySequence_Fast_GET_SIZE(obj);
-    if (k != 2 && k != 3)
+    if (!getmsg(obj, v, writable, 1, 0))
         return 0;
-    PyObject *t = PySequence_Fast_ITEMS(obj)[k - 1];
-    long long ts = predef_of(t);
-    if (ts <= 0 || !getmsg(obj, v, writable, 1, 0))
-        return 0;
-    *type = t;
-    v->itemsize = ts;
+    if (PyList_Check(obj) || PyTuple_Check(obj)) { /* getmsg took it: TYPE is predefined */
+        *type = PySequence_Fast_ITEMS(obj)[PySequence_Fast_GET_SIZE(obj) - 1];
+        v->itemsize = predef_of(*type);
+    }
     return 1;
 }
 

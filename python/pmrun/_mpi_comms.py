@@ -9,7 +9,6 @@ import functools as _functools
 import itertools as _itertools
 import threading as _threading
 import warnings as _warnings
-import weakref as _weakref
 
 from . import _bridge
 from . import run as _run
@@ -30,7 +29,7 @@ from ._mpi_buffers import (
     BOTTOM, IN_PLACE, _Buf, _addressof, _bare, _c_char, _pin, _recvbuf, _sendbuf,
 )
 from ._mpi_status import Status, _fill, _st
-from ._mpi_ops import SUM, Op, _combine, _go_reducible
+from ._mpi_ops import SUM, Op, _Callbacks, _combine, _go_reducible
 from . import _mpi_pickle
 from . import _mpi_attrs as _attrs
 from ._mpi_pickle import (
@@ -1721,40 +1720,25 @@ class Errhandler(_Handle):
             self._h = 0
             slot = self.__dict__.pop("_slot", None)
             if slot is not None:
-                _user_ehs.discard(slot)
+                slot.free()
             self.__dict__.pop("_fn", None)
 
 
-# mpi4py keeps at most 32 user error handlers of each kind at once (tables
-# of C callbacks): Create_errhandler refuses the 33rd with RuntimeError
-# until one is freed, as there.
-_MAX_USER_EH = 32
-_user_ehs = _weakref.WeakSet()  # the slots of the live ones, each (kind, ...)
 _eh_ids = _itertools.count(16)
-
-
-class _EhSlot:
-    """The identity of a user error handler, shared by its copies."""
-    __slots__ = ("kind", "__weakref__")
-
-    def __init__(self, kind):
-        self.kind = kind
 
 
 def _create_errhandler(kind):
     """The Create_errhandler classmethod of kind (Comm, Win, File, Session):
-    an error handler that Call_errhandler calls as function(obj, errorcode)."""
+    an error handler that Call_errhandler calls as function(obj, errorcode),
+    at most 32 of the kind at once, as in mpi4py (_Callbacks)."""
+    table = _Callbacks("user-defined error handlers for %s" % kind)
+
     def create(cls, errhandler_fn):
         if not callable(errhandler_fn):
             raise TypeError("Create_errhandler: expected a function(obj, errorcode), not %r"
                             % (errhandler_fn,))
-        if sum(1 for t in _user_ehs if t.kind == kind) >= _MAX_USER_EH:
-            raise RuntimeError("cannot create too many user-defined error handlers for %s "
-                               "(%d at most at once, as mpi4py; Free() the others)"
-                               % (kind, _MAX_USER_EH))
         eh = Errhandler()
-        eh._h, eh._fn, eh._slot = next(_eh_ids), errhandler_fn, _EhSlot(kind)
-        _user_ehs.add(eh._slot)
+        eh._h, eh._fn, eh._slot = next(_eh_ids), errhandler_fn, table.take()
         return eh
     create.__name__ = "Create_errhandler"
     return classmethod(create)

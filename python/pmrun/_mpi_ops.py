@@ -19,18 +19,39 @@ from ._mpi_buffers import buffer, _Buf
 
 # --- ops -----------------------------------------------------------------------
 
-# mpi4py keeps at most 32 user-defined operations at once (a table of C
-# callbacks); Op.Create refuses the 33rd with RuntimeError until one is
-# freed, by Free() or by its last copy going away, as there.
-_MAX_USER_OPS = 32
+class _Slot:
+    """The identity of a user-defined object (an op, an error handler),
+    shared by its copies; it holds a place in its table while any is alive."""
+    __slots__ = ("table", "__weakref__")
+
+    def __init__(self, table=None):
+        self.table = table
+
+    def free(self):
+        if self.table is not None:
+            self.table.discard(self)
 
 
-class _UserOp:
-    """The identity of a user op, shared by its copies; alive while any is."""
-    __slots__ = ("__weakref__",)
+class _Callbacks:
+    """mpi4py keeps user-defined ops, and each kind's error handlers, in
+    tables of 32 C callbacks: creating the 33rd live one raises
+    RuntimeError until one is freed, by Free() or by its last copy going
+    away, as there. take() gives the new object its slot."""
+    limit = 32
+
+    def __init__(self, what):
+        self.what, self.live = what, weakref.WeakSet()
+
+    def take(self):
+        if len(self.live) >= self.limit:
+            raise RuntimeError("cannot create too many %s (%d at most at once, as mpi4py; "
+                               "Free() the others)" % (self.what, self.limit))
+        slot = _Slot(self.live)
+        self.live.add(slot)
+        return slot
 
 
-_user_ops = weakref.WeakSet()
+_user_ops = _Callbacks("user-defined reduction operations")
 
 
 class Op:
@@ -91,24 +112,19 @@ class Op:
 
     @classmethod
     def Create(cls, function, commute=False):
-        if len(_user_ops) >= _MAX_USER_OPS:
-            raise RuntimeError("cannot create too many user-defined reduction operations "
-                               "(%d at most at once, as mpi4py; Free() the others)" % _MAX_USER_OPS)
-        op = cls._make(function, commute)
-        _user_ops.add(op._made)
-        return op
+        return cls._make(function, commute, _user_ops.take())
 
     @classmethod
-    def _make(cls, function, commute):
-        # A user op, not counted against mpi4py's limit (pmrun's own, made
-        # for a callable given as an op: mpi4py calls such a callable
-        # without making an MPI op).
+    def _make(cls, function, commute, slot=None):
+        # A user op; without a slot, not counted against mpi4py's limit
+        # (pmrun's own, made for a callable given as an op: mpi4py calls
+        # such a callable without making an MPI op).
         def py(x, y, f=function):
             r = f(x, y, None)
             return y if r is None else r
         op = cls(_name="user:%s" % getattr(function, "__name__", "op"), _py=py,
                  _commute=bool(commute), _user=function)
-        op._made = _UserOp()  # this op's identity, which its copies share
+        op._made = slot or _Slot()  # this op's identity, which its copies share
         return op
 
     def Free(self):
@@ -116,7 +132,7 @@ class Op:
             raise Exception(ERR_OP, "Free: %s is predefined (or null)" % self.name)
         self.code, self._py, self._user = 0, None, None
         self.name = "MPI_OP_NULL"
-        _user_ops.discard(self.__dict__.pop("_made", None))
+        self.__dict__.pop("_made").free()
 
     def Is_commutative(self):
         return self.commute
