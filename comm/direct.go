@@ -113,7 +113,7 @@ func (l *shmLink) loadPeer() {
 // sendDirect announces r, a rendezvous send over shared memory link l, with
 // KindRTSMem. The caller registered r in rdvSend.
 func (e *engine) sendDirect(l link, r *Request) error {
-	h := wire.Header{Kind: wire.KindRTSMem, Ctx: r.cid, Src: int32(e.rank), Tag: int32(r.tag), ID: r.id, Length: wire.RTSMemSize}
+	h := wire.Header{Kind: wire.KindRTSMem, Ctx: r.cid, Src: int32(e.rank), Tag: int32(r.tag), ID: r.rdv.id, Length: wire.RTSMemSize}
 	if !r.sync && len(r.payload) <= e.cfg.ShmEagerLimit {
 		h.Flags = wire.FlagBuffer // sent directly only because direct copies lowered the eager limit
 	}
@@ -121,8 +121,8 @@ func (e *engine) sendDirect(l link, r *Request) error {
 	wire.PutRTSMem(pl, uint64(len(r.payload)), uint64(uintptr(unsafe.Pointer(unsafe.SliceData(r.payload)))))
 	err := l.sendFrame(&h, pl)
 	e.mu.Lock()
-	r.announced = err == nil
-	revoke := r.revoking && r.announced
+	r.rdv.announced = err == nil
+	revoke := r.rdv.revoking && r.rdv.announced
 	e.mu.Unlock()
 	if revoke { // cancelled while the announcement went out
 		e.revoke(r)
@@ -132,7 +132,7 @@ func (e *engine) sendDirect(l link, r *Request) error {
 
 // revoke withdraws the announcement of r, a cancelled send, from its receiver.
 func (e *engine) revoke(r *Request) {
-	h := wire.Header{Kind: wire.KindRevoke, Ctx: r.cid, Src: int32(e.rank), Tag: int32(r.tag), ID: r.id}
+	h := wire.Header{Kind: wire.KindRevoke, Ctx: r.cid, Src: int32(e.rank), Tag: int32(r.tag), ID: r.rdv.id}
 	l, err := e.link(r.dst)
 	if err == nil {
 		err = l.sendFrame(&h, nil)

@@ -201,17 +201,17 @@ func (e *engine) withdraw(r *Request, why error) {
 		if r.kind == kindRecv {
 			e.queue(r.cid).removePosted(r)
 			ok = true
-		} else if _, waiting := e.rdvSend[r.id]; waiting && r.mem {
+		} else if _, waiting := e.rdvSend[r.rid()]; waiting && r.rdv.mem {
 			// The receiver may be reading the payload: withdraw the
 			// announcement, and let the answer complete r (comm/direct.go).
-			revoke = r.announced && !r.revoking
-			r.revoking = true
+			revoke = r.rdv.announced && !r.rdv.revoking
+			r.rdv.revoking = true
 		} else if waiting {
-			delete(e.rdvSend, r.id)
+			delete(e.rdvSend, r.rdv.id)
 			ok = true
 		}
 	case stMatched:
-		if r.kind == kindRecv && r.target != nil && e.rdvRecv[r.id] == r {
+		if r.kind == kindRecv && r.rdv != nil && r.rdv.target != nil && e.rdvRecv[r.rdv.id] == r {
 			r.dropped = true // its remaining data is read and discarded
 			ok = true
 		}
@@ -271,32 +271,31 @@ func (e *engine) send(r *Request) {
 	// for the other rank to read).
 	eager := len(r.payload) <= limit
 	if !eager || r.sync {
-		r.mem = mem
-		r.id = e.nextID
+		r.rdv = &rdvPart{mem: mem, id: e.nextID}
 		e.nextID++
-		e.rdvSend[r.id] = r
+		e.rdvSend[r.rdv.id] = r
 		r.state = stPosted
 	} else {
 		r.state = stMatched
 	}
 	e.mu.Unlock()
-	h := &r.hdr // in r, which is on the heap already: a local would be moved there
-	*h = wire.Header{Ctx: r.cid, Src: int32(e.rank), Tag: int32(r.tag)}
-	if eager {
-		h.Kind = wire.KindEager
-		if r.sync {
-			h.Flags, h.ID = wire.FlagSync, r.id
-			if err := e.sendPayload(l, h, r.payload); err != nil {
-				e.failRdvSend(r, err)
-			}
-			return
-		}
+	if eager && !r.sync {
+		h := &wire.Header{Kind: wire.KindEager, Ctx: r.cid, Src: int32(e.rank), Tag: int32(r.tag)}
 		err := e.sendPayload(l, h, r.payload)
 		r.complete(Status{Count: len(r.payload)}, err)
 		return
 	}
-	h.Kind, h.ID, h.Length = wire.KindRTS, r.id, uint64(len(r.payload))
-	if r.mem {
+	h := &r.rdv.hdr // on the heap already: a local would be moved there
+	*h = wire.Header{Ctx: r.cid, Src: int32(e.rank), Tag: int32(r.tag), ID: r.rdv.id}
+	if eager {
+		h.Kind, h.Flags = wire.KindEager, wire.FlagSync
+		if err := e.sendPayload(l, h, r.payload); err != nil {
+			e.failRdvSend(r, err)
+		}
+		return
+	}
+	h.Kind, h.Length = wire.KindRTS, uint64(len(r.payload))
+	if r.rdv.mem {
 		err = e.sendDirect(l, r)
 	} else {
 		err = l.sendFrame(h, nil)
@@ -309,7 +308,7 @@ func (e *engine) send(r *Request) {
 // failRdvSend fails r, a rendezvous send registered in rdvSend, with err.
 func (e *engine) failRdvSend(r *Request, err error) {
 	e.mu.Lock()
-	delete(e.rdvSend, r.id)
+	delete(e.rdvSend, r.rdv.id)
 	e.mu.Unlock()
 	r.complete(Status{}, err)
 }

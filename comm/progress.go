@@ -154,8 +154,8 @@ func (e *engine) progressUntil(rs []*Request, anyOne bool) {
 // were read here already; an Async one yields to its goroutine.
 func (e *engine) testProgress(r *Request) {
 	switch {
-	case r.step != nil:
-		r.touched.Store(true)
+	case r.stepped():
+		r.as.touched.Store(true)
 		if !r.advance(false) && !r.fin.Load() {
 			// A goroutine has the steps, blocked in one: it (and the ranks
 			// whose messages it waits for, in a local world) needs the
@@ -200,7 +200,7 @@ func (e *engine) pollFor(r *Request) {
 	// monitor takes the processor back (an Issend polled with Test from
 	// Python took 20 ms).
 	for _, p := range pushes {
-		p.spinning.Store(true)
+		p.rdv.spinning.Store(true)
 	}
 	for _, l := range links {
 		l.tryPoll()
@@ -266,7 +266,7 @@ func (e *engine) gather(set *linkSet, rs, live, pushes []*Request) ([]*Request, 
 		peer := r.src
 		if r.kind == kindSend {
 			peer = r.dst
-			if r.id != 0 {
+			if r.rid() != 0 {
 				pushes = append(pushes, r)
 			}
 		}
@@ -283,7 +283,7 @@ func (e *engine) gather(set *linkSet, rs, live, pushes []*Request) ([]*Request, 
 // while it spins.
 func (w *waiter) claimPushes() {
 	for _, r := range w.pushes {
-		r.spinning.Store(true)
+		r.rdv.spinning.Store(true)
 	}
 }
 
@@ -291,9 +291,9 @@ func (w *waiter) claimPushes() {
 // goroutines.
 func (e *engine) handOffPushes(pushes []*Request) {
 	for _, r := range pushes {
-		r.spinning.Store(false)
-		if r.pushTo.Load() != 0 && r.pushClaim.CompareAndSwap(false, true) {
-			e.goHelper(func() { e.push(r, r.pushTo.Load()) })
+		r.rdv.spinning.Store(false)
+		if r.rdv.pushTo.Load() != 0 && r.rdv.pushClaim.CompareAndSwap(false, true) {
+			e.goHelper(func() { e.push(r, r.rdv.pushTo.Load()) })
 		}
 	}
 }
@@ -341,11 +341,11 @@ func (w *waiter) poll(i int) {
 // pushReady pushes the data of every send waited for whose receiver is now
 // ready.
 func (w *waiter) pushReady(e *engine) {
-	for w.nextPush < len(w.pushes) && w.pushes[w.nextPush].pushClaim.Load() {
+	for w.nextPush < len(w.pushes) && w.pushes[w.nextPush].rdv.pushClaim.Load() {
 		w.nextPush++
 	}
 	for _, r := range w.pushes[w.nextPush:] {
-		if r.pushTo.Load() == 0 || r.pushClaim.Load() {
+		if r.rdv.pushTo.Load() == 0 || r.rdv.pushClaim.Load() {
 			continue
 		}
 		// Pushing a large message can take long, and the peer may be

@@ -101,10 +101,10 @@ func (e *engine) startRdvRecvFrom(r *Request, src, tag, size int, sendID, addr u
 	// Otherwise (no announced address, or the copy failed) the data comes
 	// through the link.
 	e.mu.Lock()
-	r.target, r.msgSrc, r.msgTag, r.st = target, src, tag, st
 	id := e.nextID
 	e.nextID++
-	r.id = id
+	r.rdv = &rdvPart{id: id, target: target}
+	r.msgSrc, r.msgTag, r.st = src, tag, st
 	e.rdvRecv[id] = r
 	e.mu.Unlock()
 	cts.Length = id
@@ -159,7 +159,7 @@ func (e *engine) onCTS(h *wire.Header) {
 		if h.Length != 0 {
 			e.pushers.Add(1)
 		}
-		withdrawn = r.revoking && h.Length == 0
+		withdrawn = r.rdv.revoking && h.Length == 0
 	}
 	e.mu.Unlock()
 	if r == nil {
@@ -177,15 +177,15 @@ func (e *engine) onCTS(h *wire.Header) {
 	// A sender spinning in Wait pushes the data itself (no hand-off); otherwise a
 	// goroutine does, so that data flows even if nobody waits on the request.
 	recvID := h.Length // h is the reader's, reused for its next frame
-	r.pushTo.Store(recvID)
-	if r.spinning.Load() {
+	r.rdv.pushTo.Store(recvID)
+	if r.rdv.spinning.Load() {
 		return
 	}
 	if e.cfg.LockedCallers {
 		e.deferPush(r)
 		return
 	}
-	if r.pushClaim.CompareAndSwap(false, true) {
+	if r.rdv.pushClaim.CompareAndSwap(false, true) {
 		e.goHelper(func() { e.push(r, recvID) })
 	}
 }
@@ -204,8 +204,8 @@ func (e *engine) deferPush(r *Request) {
 	e.deferred.n.Store(int32(len(e.deferred.reqs)))
 	e.deferred.mu.Unlock()
 	time.AfterFunc(asyncDelay, func() {
-		if r.pushClaim.CompareAndSwap(false, true) {
-			e.goHelper(func() { e.push(r, r.pushTo.Load()) })
+		if r.rdv.pushClaim.CompareAndSwap(false, true) {
+			e.goHelper(func() { e.push(r, r.rdv.pushTo.Load()) })
 		}
 	})
 }
@@ -237,8 +237,8 @@ type deferredPushes struct {
 // pushIfReady pushes r's data from the calling goroutine if the receiver is ready
 // and no one else has claimed the push; it reports whether it did.
 func (e *engine) pushIfReady(r *Request) bool {
-	id := r.pushTo.Load()
-	if id == 0 || !r.pushClaim.CompareAndSwap(false, true) {
+	id := r.rdv.pushTo.Load()
+	if id == 0 || !r.rdv.pushClaim.CompareAndSwap(false, true) {
 		return false
 	}
 	e.push(r, id)
@@ -275,13 +275,13 @@ func (e *engine) dataTarget(h *wire.Header, n int) (*Request, []byte, error) {
 	if r == nil {
 		return nil, nil, fmt.Errorf("%w: data for unknown receive %d", wire.ErrBadPayload, h.ID)
 	}
-	if r.got+n > len(r.target) {
-		return nil, nil, fmt.Errorf("%w: data overruns receive %d (%d+%d > %d)", wire.ErrBadPayload, h.ID, r.got, n, len(r.target))
+	if r.rdv.got+n > len(r.rdv.target) {
+		return nil, nil, fmt.Errorf("%w: data overruns receive %d (%d+%d > %d)", wire.ErrBadPayload, h.ID, r.rdv.got, n, len(r.rdv.target))
 	}
 	if dropped {
 		return r, nil, nil
 	}
-	return r, r.target[r.got : r.got+n], nil
+	return r, r.rdv.target[r.rdv.got : r.rdv.got+n], nil
 }
 
 // fillData places the payload of data frame h (decompressing it if flagged).
@@ -313,8 +313,8 @@ func (e *engine) fillData(h *wire.Header, payload []byte) error {
 
 // dataDone records n more bytes received for r; the last one completes it.
 func (e *engine) dataDone(h *wire.Header, r *Request, n int) {
-	r.got += n
-	if r.got == len(r.target) {
+	r.rdv.got += n
+	if r.rdv.got == len(r.rdv.target) {
 		e.mu.Lock()
 		delete(e.rdvRecv, h.ID)
 		dropped := r.dropped // then a cancel completed r (and wrote r.st)

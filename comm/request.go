@@ -30,45 +30,60 @@ const (
 // Wait and Test may be called from any goroutine; a Request completes once.
 type Request struct {
 	c    *Comm
-	kind reqKind
 	ctx  context.Context
+	done atomic.Pointer[chan struct{}]
+	err  error
+	stop func() bool // stops the context watcher
+	st   Status
+	kind reqKind
 	fin  atomic.Bool // set by the one goroutine that completes the request
 	// ready is set once st and err hold the outcome. done is made only for a
 	// caller that blocks (see doneChan): most requests complete while their
 	// caller polls, and a channel a request cost 7% of a window of small
 	// receives.
 	ready atomic.Bool
-	done  atomic.Pointer[chan struct{}]
-	st    Status
-	err   error
-	stop  func() bool // stops the context watcher
 	// needs says that the request counts in its engine's demand for its peer
 	// (see engine.need) until it completes.
-	needs bool
-
-	// Receive side. Fields up to got are set before the request is shared and then
-	// guarded by engine.mu until the request is matched; after a match only the
-	// matching goroutine (or the connection reader feeding it) touches them.
-	src     int    // world rank or AnySource
-	tag     int    // tag or AnyTag
-	cid     uint32 // context id
-	buf     []byte // user buffer (RecvInto, Irecv); nil means allocate
-	data    []byte // received payload when buf is nil
-	target  []byte // where rendezvous data lands
-	got     int    // rendezvous bytes received so far
-	msgSrc  int    // world rank of the matched sender
-	msgTag  int
+	needs   bool
 	dropped bool     // cancelled while its data was arriving; guarded by engine.mu
 	state   reqState // guarded by engine.mu
-	peer    int      // the rank the caller named, for errors
-	t0      int64    // when it was posted, on the insight clock (tracing or reporting only)
+	sync    bool     // a send: synchronous, complete only once a receive has matched
+	cid     uint32   // context id
+
+	// Receive side. Fields up to buf are set before the request is shared and then
+	// guarded by engine.mu until the request is matched; after a match only the
+	// matching goroutine (or the connection reader feeding it) touches them.
+	src    int    // world rank or AnySource
+	tag    int    // tag or AnyTag
+	buf    []byte // user buffer (RecvInto, Irecv); nil means allocate
+	data   []byte // received payload when buf is nil
+	msgSrc int    // world rank of the matched sender
+	msgTag int
+	peer   int   // the rank the caller named, for errors
+	t0     int64 // when it was posted, on the insight clock (tracing or reporting only)
 
 	// Send side.
-	sync    bool // synchronous: complete only once a receive has matched
-	dst     int  // world rank
+	dst     int // world rank
 	payload []byte
-	id      uint64      // rendezvous id
-	hdr     wire.Header // the header of its eager message or announcement
+
+	// The parts only some requests have, made when they start to need
+	// them: a request of a small message or a send that completed as it
+	// started (most of them) is half the size, and costs half as much to
+	// make (a window of 64 small receives from Python spent a quarter of
+	// its time making requests).
+	rdv *rdvPart   // a rendezvous or synchronous send, a receive of a rendezvous message
+	as  *asyncPart // an Async or Stepped request
+}
+
+// rdvPart is the state of a request's rendezvous (or of a synchronous
+// send): set under engine.mu as the send registers in rdvSend, or as the
+// receive matches an announcement and registers in rdvRecv, before any
+// other goroutine looks at it.
+type rdvPart struct {
+	id     uint64      // rendezvous id
+	hdr    wire.Header // the header of its synchronous eager message or announcement
+	target []byte      // where rendezvous data lands (receive)
+	got    int         // rendezvous bytes received so far
 	// A send announced with KindRTSMem (see comm/direct.go): the receiver may
 	// read payload until it answers. announced and revoking are guarded by
 	// engine.mu.
@@ -81,7 +96,10 @@ type Request struct {
 	pushTo    atomic.Uint64
 	spinning  atomic.Bool
 	pushClaim atomic.Bool
+}
 
+// asyncPart is the state of an Async or Stepped request, set as it is made.
+type asyncPart struct {
 	// Async: the operation, run by whoever claims it first: its goroutine,
 	// or a Wait that comes before the goroutine has started.
 	run   func()
@@ -99,6 +117,18 @@ type Request struct {
 	stepMu  sync.Mutex
 	touched atomic.Bool // a Test stepped it since the last takeOver tick
 }
+
+// rid is r's rendezvous id, 0 when it has none. The caller holds
+// engine.mu, or r is not shared yet, or was registered before it looks.
+func (r *Request) rid() uint64 {
+	if r.rdv == nil {
+		return 0
+	}
+	return r.rdv.id
+}
+
+// stepped reports whether r is a Stepped request.
+func (r *Request) stepped() bool { return r.as != nil && r.as.step != nil }
 
 // reqState tracks a request through the engine, so that cancellation and
 // matching never both claim it.
@@ -242,14 +272,14 @@ func (r *Request) wait() (Status, error) {
 // scheduled, and then wake a parked caller, took 30-50 µs of an Ibarrier
 // waited for at once), and otherwise spins for it up to Config.Spin.
 func (e *engine) awaitAsync(r *Request) {
-	if r.step != nil {
+	if r.as.step != nil {
 		e.cancelLater(r)
 		r.advance(true)
 		return
 	}
-	if r.claim.CompareAndSwap(false, true) {
+	if r.as.claim.CompareAndSwap(false, true) {
 		e.cancelLater(r)
-		r.run()
+		r.as.run()
 		return
 	}
 	if e.cfg.Spin <= 0 {
@@ -402,12 +432,12 @@ func TestAll(reqs ...*Request) bool {
 // the goroutine: Close waits for it. On a closing communicator the Request
 // fails at once with ErrClosed.
 func (c *Comm) Async(ctx context.Context, fn func(ctx context.Context) error) *Request {
-	r := &Request{c: c, kind: kindAsync, ctx: ctx, peer: AnySource}
+	r := &Request{c: c, kind: kindAsync, ctx: ctx, peer: AnySource, as: &asyncPart{}}
 	if !c.async.add() {
 		r.complete(Status{}, ErrClosed)
 		return r
 	}
-	r.run = func() {
+	r.as.run = func() {
 		defer c.async.wg.Done()
 		r.complete(Status{}, fn(ctx))
 	}
@@ -436,7 +466,7 @@ func (c *Comm) Async(ctx context.Context, fn func(ctx context.Context) error) *R
 // else. c owns the goroutine: Close waits for the operation.
 func (c *Comm) Stepped(step func(block bool) (done bool, err error)) *Request {
 	r := &Request{c: c, kind: kindAsync, ctx: context.Background(),
-		peer: AnySource, step: step}
+		peer: AnySource, as: &asyncPart{step: step}}
 	if !c.async.add() {
 		r.complete(Status{}, ErrClosed)
 		return r
@@ -451,8 +481,8 @@ func (c *Comm) Stepped(step func(block bool) (done bool, err error)) *Request {
 
 // claimed runs an Async request's operation unless a Wait has claimed it.
 func (r *Request) claimed() {
-	if r.claim.CompareAndSwap(false, true) {
-		r.run()
+	if r.as.claim.CompareAndSwap(false, true) {
+		r.as.run()
 	}
 }
 
@@ -478,10 +508,10 @@ func (e *engine) later(r *Request) {
 	e.helpers.Add(1)
 	q := &e.laterQ
 	q.mu.Lock()
-	r.born = q.tick
-	r.qidx = len(q.reqs)
+	r.as.born = q.tick
+	r.as.qidx = len(q.reqs)
 	q.reqs = append(q.reqs, r)
-	r.later.Store(true)
+	r.as.later.Store(true)
 	if !q.armed {
 		q.armed = true
 		if q.timer == nil {
@@ -496,11 +526,11 @@ func (e *engine) later(r *Request) {
 // unqueue takes r, which is queued, out of the queue. The caller holds mu.
 func (e *engine) unqueue(r *Request) {
 	q := &e.laterQ
-	r.later.Store(false)
+	r.as.later.Store(false)
 	e.helpers.Add(-1)
 	last := len(q.reqs) - 1
 	moved := q.reqs[last]
-	q.reqs[r.qidx], moved.qidx = moved, r.qidx
+	q.reqs[r.as.qidx], moved.as.qidx = moved, r.as.qidx
 	q.reqs[last] = nil
 	q.reqs = q.reqs[:last]
 }
@@ -514,7 +544,7 @@ func (e *engine) takeOver() {
 	var start []*Request
 	for i := len(q.reqs) - 1; i >= 0; i-- { // a withdrawal moves the last one here
 		r := q.reqs[i]
-		if r.born == q.tick || r.step != nil && r.touched.Swap(false) && !r.fin.Load() {
+		if r.as.born == q.tick || r.as.step != nil && r.as.touched.Swap(false) && !r.fin.Load() {
 			continue
 		}
 		e.unqueue(r)
@@ -526,7 +556,7 @@ func (e *engine) takeOver() {
 	}
 	q.mu.Unlock()
 	for _, r := range start {
-		if r.step != nil {
+		if r.as.step != nil {
 			if !r.fin.Load() {
 				e.goHelper(func() { r.advance(true) })
 			}
@@ -542,15 +572,15 @@ func (e *engine) takeOver() {
 // other goroutine has it).
 func (r *Request) advance(block bool) bool {
 	if block {
-		r.stepMu.Lock()
-	} else if !r.stepMu.TryLock() {
+		r.as.stepMu.Lock()
+	} else if !r.as.stepMu.TryLock() {
 		return false
 	}
-	defer r.stepMu.Unlock()
+	defer r.as.stepMu.Unlock()
 	if r.fin.Load() {
 		return true
 	}
-	if done, err := r.step(block); done || err != nil {
+	if done, err := r.as.step(block); done || err != nil {
 		r.c.e.cancelLater(r)
 		r.c.async.wg.Done()
 		r.complete(Status{}, err)
@@ -561,13 +591,13 @@ func (r *Request) advance(block bool) bool {
 // cancelLater withdraws r's later start (see later), reporting whether it
 // was pending.
 func (e *engine) cancelLater(r *Request) bool {
-	if !r.later.Load() { // never queued, or out already: no lock
+	if !r.as.later.Load() { // never queued, or out already: no lock
 		return false
 	}
 	q := &e.laterQ
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if !r.later.Load() {
+	if !r.as.later.Load() {
 		return false
 	}
 	e.unqueue(r)
@@ -577,7 +607,7 @@ func (e *engine) cancelLater(r *Request) bool {
 // startAsync starts an Async operation that waits for its timer on a
 // goroutine now, for a caller that polls it with Test.
 func (e *engine) startAsync(r *Request) {
-	if !r.claim.Load() && e.cancelLater(r) {
+	if !r.as.claim.Load() && e.cancelLater(r) {
 		e.goHelper(r.claimed)
 	}
 }
