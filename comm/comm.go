@@ -180,14 +180,26 @@ func (c *Comm) TrySend(ctx context.Context, dst, tag int, data []byte) (sent boo
 	if c.e.diag.ins != nil { // traced: Isend records the send
 		return false, nil
 	}
-	return c.sendEager(ctx, dst, tag, data)
+	return c.sendEager(ctx, dst, tag, data, true)
+}
+
+// TrySendNow is TrySend where it need not wait: it also sends nothing
+// (sent false) when the message would wait for room in the link, or goes
+// through a link whose writes may block (a socket). It serves callers that
+// must not wait while they hold something others need (the Python
+// bridge, the interpreter's lock).
+func (c *Comm) TrySendNow(ctx context.Context, dst, tag int, data []byte) (sent bool, err error) {
+	if c.e.diag.ins != nil {
+		return false, nil
+	}
+	return c.sendEager(ctx, dst, tag, data, false)
 }
 
 func (c *Comm) isend(ctx context.Context, dst, tag int, data []byte, sync bool) *Request {
 	if !sync && c.e.diag.ins == nil {
 		// A small message goes out now (as the full path below would send
 		// it), and its request is born complete.
-		if done, err := c.sendEager(ctx, dst, tag, data); done {
+		if done, err := c.sendEager(ctx, dst, tag, data, true); done {
 			return c.sent(dst, tag, len(data), err)
 		}
 	}
@@ -248,7 +260,7 @@ func (c *Comm) Send(ctx context.Context, dst, tag int, data []byte) error {
 	if ins := c.e.diag.ins; ins != nil {
 		return ins.send(ctx, c, dst, tag, data)
 	}
-	if done, err := c.sendEager(ctx, dst, tag, data); done {
+	if done, err := c.sendEager(ctx, dst, tag, data, true); done {
 		return err
 	}
 	_, err := c.Isend(ctx, dst, tag, data).wait()
@@ -331,7 +343,7 @@ func (c *Comm) sendrecv(ctx context.Context, data []byte, dst, sendTag int, recv
 	// a blocking receive, with its own short path: no request to make
 	// (mpi4py's Sendrecv of 8 bytes from Python made three, and the Go
 	// collector ran every 2300 calls).
-	if done, err := c.sendEager(ctx, dst, sendTag, data); done {
+	if done, err := c.sendEager(ctx, dst, sendTag, data, true); done {
 		if err != nil {
 			return nil, Status{}, err
 		}

@@ -280,7 +280,7 @@ func (ins *tracer) leave(t int64, ev insight.Event, slow bool) {
 // send is Comm.Send, traced and counted.
 func (ins *tracer) send(ctx context.Context, c *Comm, dst, tag int, data []byte) error {
 	t := ins.enter()
-	done, err := c.sendEager(ctx, dst, tag, data)
+	done, err := c.sendEager(ctx, dst, tag, data, true)
 	if done {
 		if err == nil {
 			ins.sent(c.group[dst], len(data))

@@ -501,6 +501,24 @@ func (l *shmLink) sendFrame(h *wire.Header, payload []byte) error {
 	return nil
 }
 
+// trySendFrame is sendFrame where it need not wait: it reports false, having
+// written nothing, when another goroutine holds the writer's lock or the
+// frame does not fit in the ring now.
+func (l *shmLink) trySendFrame(h *wire.Header, payload []byte) (bool, error) {
+	if !l.wmu.TryLock() {
+		return false, nil
+	}
+	defer l.wmu.Unlock()
+	if l.wdead {
+		return true, &PeerError{Rank: l.peer, Reason: ErrClosed}
+	}
+	if !l.shm.tx.writeFrame(l.header(h), payload) {
+		return false, nil
+	}
+	l.bell()
+	return true, nil
+}
+
 // readLoop is a shmLink's background reader.
 func (l *shmLink) readLoop() { l.serve(l.turn) }
 

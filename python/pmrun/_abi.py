@@ -74,6 +74,8 @@ SIGNATURES = {
     "pm_sendv": ((I64, I64, I64, PTR, PTR, I64, I64), I64),
     # pm_isend(h, dst, tag, buf, n, sync, out)
     "pm_isend": ((I64, I64, I64, PTR, I64, I64, P64), I64),
+    # pm_isend_now(h, dst, tag, buf, n)
+    "pm_isend_now": ((I64, I64, I64, PTR, I64), I64),
     # pm_isendv(h, dst, tag, bufs, lens, k, sync, out)
     "pm_isendv": ((I64, I64, I64, PTR, PTR, I64, I64, P64), I64),
     # pm_recv(h, src, tag, buf, capacity, st)
@@ -174,6 +176,7 @@ PARAMS = {
     "pm_send": ("h", "dst", "tag", "buf", "n", "sync"),
     "pm_sendv": ("h", "dst", "tag", "bufs", "lens", "k", "sync"),
     "pm_isend": ("h", "dst", "tag", "buf", "n", "sync", "out"),
+    "pm_isend_now": ("h", "dst", "tag", "buf", "n"),
     "pm_isendv": ("h", "dst", "tag", "bufs", "lens", "k", "sync", "out"),
     "pm_recv": ("h", "src", "tag", "buf", "capacity", "st"),
     "pm_recv_obj": ("h", "src", "tag", "buf", "capacity", "st"),

@@ -71,7 +71,7 @@ if _FAST:
                                          "pm_bcast",
                                          "pm_gather", "pm_scatter", "pm_reduce", "pm_barrier", "pm_waitall", "pm_waitall_done", "pm_test_done", "pm_testall_done", "pm_waitany", "pm_iprobe", "pm_probe", "pm_alltoall", "pm_wait_data", "pm_req_data", "pm_gatherv",
                                          "pm_sendrecv", "pm_bcast_obj",
-                                         "pm_blob_take", "pm_isend", "pm_irecv", "pm_wait",
+                                         "pm_blob_take", "pm_isend", "pm_isend_now", "pm_irecv", "pm_wait",
                                          "pm_req_free", "pm_gather_obj", "pm_scatter_obj",
                                          "pm_alltoall_obj", "pm_threads", "pm_scatterv",
                                          "pm_alltoallv")),
