@@ -3,6 +3,7 @@ package comm
 import (
 	"bytes"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"syscall"
@@ -151,5 +152,83 @@ func TestRingFull(t *testing.T) {
 	}
 	if !w.writeFrame(frame, nil) {
 		t.Fatal("no room after the reader consumed a frame")
+	}
+}
+
+// TestRingRewind: a writer that finds the ring empty past rewindAt goes
+// on at the next lap's start, and the reader follows it there; one that
+// finds it not empty goes on, and looks again rewindRetry bytes later; a
+// rewound writer may fill the whole ring before the reader has followed.
+func TestRingRewind(t *testing.T) {
+	t.Run("from 0", func(t *testing.T) { testRingRewind(t, 0) })
+	// Positions wrap around at 2^64: start three laps before.
+	t.Run("across 2^64", func(t *testing.T) { testRingRewind(t, math.MaxUint64-3*ringRewindSize+641) })
+}
+
+const ringRewindSize = 256 << 10
+
+func testRingRewind(t *testing.T, start uint64) {
+	const ringSize = ringRewindSize
+	w, r := testRings(t, ringSize)
+	w.tail, w.seenHead, w.rewound, w.retry = start, start, start, start
+	r.rpos = start
+	r.head.Store(start)
+	frame := make([]byte, 200)
+	p := make([]byte, len(frame))
+	per := alignChunk(chunkHead + uint64(len(frame)))
+	for i := range 2000 { // the reader keeps up
+		frame[0], frame[1] = byte(i), byte(i>>8)
+		if !w.writeFrame(frame, nil) {
+			t.Fatalf("frame %d: no room in an empty ring", i)
+		}
+		if off := w.tail & w.mask; off > rewindAt+per {
+			t.Fatalf("frame %d: the writer is %d bytes into an empty ring, want at most %d", i, off, rewindAt+per)
+		}
+		if n, err := r.read(p); n != len(frame) || err != nil || p[0] != byte(i) || p[1] != byte(i>>8) {
+			t.Fatalf("frame %d: read %d bytes %v, %v", i, n, p[:2], err)
+		}
+	}
+	if w.tail-start < 2*ringSize {
+		t.Fatalf("the writer wrote %d bytes in all, fewer than two laps: it did not rewind", w.tail-start)
+	}
+	// The reader lags: the writer goes on past rewindAt.
+	var k int
+	for ; w.tail&w.mask < rewindAt+2*rewindRetry; k++ {
+		if !w.writeFrame(frame, nil) {
+			t.Fatalf("no room for frame %d", k)
+		}
+	}
+	for ; k > 0; k-- {
+		if n, err := r.read(p); n != len(frame) || err != nil {
+			t.Fatalf("read %d, %v", n, err)
+		}
+	}
+	// Caught up: the writer rewinds once it looks again, and may then fill
+	// the whole ring, and no more, while the reader has not yet followed
+	// (on the way it looks at the reader's head, which is behind).
+	for w.tail&w.mask < rewindAt || before(w.tail, w.retry) {
+		if !w.writeFrame(frame, nil) {
+			t.Fatal("no room in an empty ring")
+		}
+		if n, err := r.read(p); n != len(frame) || err != nil {
+			t.Fatalf("read %d, %v", n, err)
+		}
+	}
+	for k = 0; k <= ringSize/int(per) && w.writeFrame(frame, nil); k++ {
+		if k == 0 && w.tail&w.mask > per {
+			t.Fatalf("the writer is %d bytes into an empty ring after it looked again", w.tail&w.mask)
+		}
+		frame[0], frame[1] = byte(k), byte(k>>8)
+	}
+	if want := ringSize / int(per); k < want-1 || k > want {
+		t.Fatalf("%d frames fit after a rewind, want %d", k, want)
+	}
+	for i := range k {
+		if n, err := r.read(p); n != len(frame) || err != nil || i > 0 && (p[0] != byte(i-1) || p[1] != byte((i-1)>>8)) {
+			t.Fatalf("frame %d of %d after the rewind: read %d bytes %v, %v", i, k, n, p[:2], err)
+		}
+	}
+	if !r.empty() {
+		t.Fatal("the ring is not empty after the reader read every frame")
 	}
 }
