@@ -489,23 +489,6 @@ static Held *held_new(Py_buffer *a, Py_buffer *b)
     return held;
 }
 
-/* The buffer of obj held for a request, or NULL (no error set) when obj is
- * not a plain contiguous buffer. */
-static Held *hold(PyObject *obj, int writable)
-{
-    Held *held = held_new(NULL, NULL);
-    if (held == NULL) {
-        PyErr_Clear();
-        return NULL;
-    }
-    if (!getmsg(obj, &held->view, writable, 1, 1)) {
-        held->view.obj = NULL;
-        Py_DECREF(held);
-        return NULL;
-    }
-    return held;
-}
-
 /* MPI.Request's fields, slots of its instances (see bind_types): in a
  * request whose type is MPI.Request itself they are read and written in
  * place, where an attribute lookup took some 20 ns, and a request's start
@@ -573,17 +556,22 @@ static void find_fields(PyTypeObject *t)
 #define SENT_STATUS {proc_null, -1 /* ANY_TAG */, 0, 0}
 
 /* A request made for handle req (see start), whose _keep is held: it takes
- * held's reference. One done as it started (REQ_SENT) keeps nothing, and
+ * held's reference (held may be NULL for REQ_SENT). One done as it started
+ * (REQ_SENT) keeps nothing, and
  * its _status is a new tuple (source, tag, count) of SENT_STATUS (a new one
  * each, so that a copy of the request, which shares it, is the request's
  * equal and no other's; Request._done_status reads it). */
 static PyObject *request_of(Held *held, i64 req, PyObject *kind)
 {
-    held->h = req > 0 ? req : 0;
+    if (held != NULL)
+        held->h = req > 0 ? req : 0;
     PyObject *r = NULL, *h = PyLong_FromLongLong(req), *status = Py_NewRef(Py_None);
     if (req == REQ_SENT) {
         const i64 st[4] = SENT_STATUS;
-        Py_SETREF(status, Py_BuildValue("(LLL)", (long long)st[0], (long long)st[1], (long long)st[2]));
+        PyObject *f[3] = {PyLong_FromLongLong(st[0]), PyLong_FromLongLong(st[1]), PyLong_FromLongLong(st[2])};
+        Py_SETREF(status, f[0] && f[1] && f[2] ? PyTuple_Pack(3, f[0], f[1], f[2]) : NULL);
+        for (int i = 0; i < 3; i++)
+            Py_XDECREF(f[i]);
         if (status == NULL)
             Py_CLEAR(h);
     }
@@ -596,7 +584,7 @@ static PyObject *request_of(Held *held, i64 req, PyObject *kind)
         Py_CLEAR(r);
     Py_XDECREF(h);
     Py_XDECREF(status);
-    Py_DECREF(held); /* the request holds it, or, on an error, it frees the handle */
+    Py_XDECREF(held); /* the request holds it, or, on an error, it frees the handle */
     return r;
 }
 
@@ -699,8 +687,26 @@ static PyObject *start(PyObject *const *args, Py_ssize_t n, int mode)
         Py_RETURN_FALSE;
     Held *held;
     if (mode == ISEND || mode == IRECV) {
-        if ((held = hold(args[send ? 4 : 3], !send)) == NULL)
+        Py_buffer v;
+        if (!getmsg(args[send ? 4 : 3], &v, !send, 1, 1))
             Py_RETURN_FALSE;
+        /* A small send mostly goes at once (see below): it then needs no
+         * Held to keep its buffer. */
+        if (mode == ISEND && a[3] == 0) {
+            i64 now = pm_isend_now(a[0], a[1], a[2], v.len ? v.buf : NULL, v.len);
+            if (now != 0) {
+                PyBuffer_Release(&v);
+                if (now < 0) {
+                    fail(now);
+                    return NULL;
+                }
+                return request_of(NULL, REQ_SENT, k_send);
+            }
+        }
+        if ((held = held_new(&v, NULL)) == NULL) {
+            PyBuffer_Release(&v);
+            return NULL;
+        }
     } else {
         if ((held = held_new(NULL, NULL)) == NULL)
             return NULL;
@@ -722,7 +728,8 @@ static PyObject *start(PyObject *const *args, Py_ssize_t n, int mode)
      * (pm_isend_now), then, if it did not go, without the GIL. */
     if (mode == IRECV || mode == IRECV_OBJ)
         rc = pm_irecv(a[0], a[1], a[2], buf, held->view.len, &req);
-    else if (a[3] == 0 && (rc = pm_isend_now(a[0], a[1], a[2], buf, held->view.len)) == 1) {
+    else if (mode == ISEND_OBJ && a[3] == 0 &&
+             (rc = pm_isend_now(a[0], a[1], a[2], buf, held->view.len)) == 1) {
         rc = 0;
         req = REQ_SENT;
     }
