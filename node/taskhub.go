@@ -380,6 +380,9 @@ func (h *hub) startLocal() func() {
 			h.add(hw)
 			h.emit(hubEvent{Event: "worker", ID: w.ID, Node: name, Pid: w.Pid})
 		},
+		// Said before watch reports anything: a worker that exits at once
+		// would otherwise be lost, or fail the hub, before it is ready.
+		Ready:  func() { h.emit(hubEvent{Event: "ready", Workers: n}) },
 		Lost:   func(w *taskWorker, reason string) { h.lose(w.ID, reason) },
 		Failed: h.fail,
 	})
@@ -387,7 +390,6 @@ func (h *hub) startLocal() func() {
 		h.fail(err.Error())
 		return nil
 	}
-	h.emit(hubEvent{Event: "ready", Workers: n})
 	return pool.Close
 }
 

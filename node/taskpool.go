@@ -51,10 +51,12 @@ type poolConfig struct {
 	// ends; nil discards them.
 	Output func(w *taskWorker, fd int, r io.Reader)
 	// Started is told of a started worker (the first N, then each
-	// restart); Lost of a worker's end, with why; Failed once, when the
-	// pool stops restarting workers. They are called from one goroutine
-	// at a time, and must not block for long.
+	// restart); Ready once the first N have started, before any of them
+	// is reported lost; Lost of a worker's end, with why; Failed once,
+	// when the pool stops restarting workers. They are called from one
+	// goroutine at a time, and must not block for long.
 	Started func(w *taskWorker)
+	Ready   func()
 	Lost    func(w *taskWorker, reason string)
 	Failed  func(reason string)
 }
@@ -128,6 +130,9 @@ func startPool(cfg poolConfig) (*workerPool, error) {
 		if err = p.start(slot); err != nil {
 			break
 		}
+	}
+	if err == nil && cfg.Ready != nil {
+		cfg.Ready() // before watch reports a loss, or the pool's failure
 	}
 	go p.watch()
 	if err != nil {
