@@ -941,11 +941,16 @@ static PyObject *load(PyObject *data, const char *s, i64 n)
     return obj;
 }
 
-/* Whether this thread's last object message was larger than its scratch:
- * the next one is then probed first, to be received straight into memory of
- * its size, where a small one is received in one match (a probe and a
- * receive cost a microsecond more). */
+/* Whether this thread's last object message was larger than PROBE_ABOVE:
+ * the next one is then probed first, to be received straight into the
+ * scratch, or into memory of its size when larger, where a small one is
+ * received in one match (a probe and a receive cost a microsecond more).
+ * Above PROBE_ABOVE a message comes by rendezvous, which the one-match
+ * receive took into memory the runtime allocated (and zeroed) for it, to
+ * copy it again into the scratch: a ping-pong of 64 KiB objects took 32 us
+ * one way, mpi4py's 18. */
 static __thread int last_large;
+#define PROBE_ABOVE (8 * 1024) /* comm's ShmEagerDirect */
 
 /* A blob of the runtime's (size bytes) as a bytearray. */
 static PyObject *take_blob(i64 blob, i64 size)
@@ -1020,7 +1025,7 @@ static PyObject *f_recv_obj(PyObject *self, PyObject *const *args, Py_ssize_t n)
         fail(rc);
         return NULL;
     }
-    last_large = data != NULL;
+    last_large = data != NULL || st[2] > PROBE_ABOVE;
     if (set_status(args[3], st) < 0) {
         Py_XDECREF(data);
         return NULL;
