@@ -334,7 +334,8 @@ func (c *Comm) sendEager(ctx context.Context, dst, tag int, data []byte, wait bo
 		}
 		l = pc.link
 	}
-	if sl, ok := l.(*shmLink); ok && len(data) > e.cfg.ShmEagerDirect && sl.direct.Load() == directUnknown {
+	sl, shared := l.(*shmLink)
+	if shared && len(data) > e.cfg.ShmEagerDirect && sl.direct.Load() == directUnknown {
 		sl.directRead() // the link's eager limit depends on it
 	}
 	if len(data) > l.eagerLimit() {
@@ -346,22 +347,24 @@ func (c *Comm) sendEager(ctx context.Context, dst, tag int, data []byte, wait bo
 	if fail {
 		return false, nil
 	}
-	sl, shared := l.(*shmLink)
-	if _, loop := l.(*loopLink); !wait && !loop && (!shared || e.compresses(data)) {
+	ring := shared && !e.compresses(data) // the frame as it is, into the ring
+	if _, loop := l.(*loopLink); !wait && !loop && !ring {
 		return false, nil // a loopLink delivers at once, never waiting
 	}
 	e.need(w, 1) // while it writes, a full ring makes it read this peer
 	var err error
 	h := wire.Header{Kind: wire.KindEager, Ctx: c.cid, Src: int32(e.rank), Tag: int32(tag)}
-	if shared && !e.compresses(data) {
+	if ring {
 		h.Length = uint64(len(data))
+		sent := true
 		if wait {
 			err = sl.sendFrame(&h, data) // not through the interface: h stays on the stack
-		} else if sent, werr := sl.trySendFrame(&h, data); !sent {
+		} else {
+			sent, err = sl.trySendFrame(&h, data)
+		}
+		if !sent {
 			e.need(w, -1)
 			return false, nil
-		} else {
-			err = werr
 		}
 	} else {
 		hh := h // escapes, through the interface

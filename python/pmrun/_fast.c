@@ -685,59 +685,46 @@ static PyObject *start(PyObject *const *args, Py_ssize_t n, int mode)
     }
     if (a[0] == 0 || a[1] == proc_null || request_type == NULL)
         Py_RETURN_FALSE;
-    Held *held;
+    /* v: the message's buffer (none for an object receive); for an object
+     * send, a view of its pickle, which v holds. */
+    Py_buffer v;
+    memset(&v, 0, sizeof v);
     if (mode == ISEND || mode == IRECV) {
-        Py_buffer v;
         if (!getmsg(args[send ? 4 : 3], &v, !send, 1, 1))
             Py_RETURN_FALSE;
-        /* A small send mostly goes at once (see below): it then needs no
-         * Held to keep its buffer. */
-        if (mode == ISEND && a[3] == 0) {
-            i64 now = pm_isend_now(a[0], a[1], a[2], v.len ? v.buf : NULL, v.len);
-            if (now != 0) {
-                PyBuffer_Release(&v);
-                if (now < 0) {
-                    fail(now);
-                    return NULL;
-                }
-                return request_of(NULL, REQ_SENT, k_send);
-            }
-        }
-        if ((held = held_new(&v, NULL)) == NULL) {
+    } else if (mode == ISEND_OBJ) {
+        PyObject *data = pickled_joined(args[4], &v);
+        if (data == NULL)
+            return NULL;
+        Py_DECREF(data);
+    }
+    void *buf = v.len ? v.buf : NULL;
+    /* Releasing the GIL and taking it back costs some 45 ns. A small send
+     * goes first where it need not wait (pm_isend_now), with the GIL held:
+     * one that went needs no Held to keep its buffer. */
+    if (send && a[3] == 0) {
+        i64 now = pm_isend_now(a[0], a[1], a[2], buf, v.len);
+        if (now != 0) {
             PyBuffer_Release(&v);
-            return NULL;
-        }
-    } else {
-        if ((held = held_new(NULL, NULL)) == NULL)
-            return NULL;
-        if (mode == ISEND_OBJ) {
-            Py_buffer v;
-            PyObject *data = pickled_joined(args[4], &v);
-            if (data == NULL) {
-                Py_DECREF(held);
+            if (now < 0) {
+                fail(now);
                 return NULL;
             }
-            held->view = v; /* it holds data */
-            Py_DECREF(data);
+            return request_of(NULL, REQ_SENT, k_send);
         }
     }
-    i64 rc = 0, req = 0;
-    void *buf = held->view.len ? held->view.buf : NULL;
-    /* Releasing the GIL and taking it back costs some 45 ns. Posting a
-     * receive never waits, and a send goes first where it need not wait
-     * (pm_isend_now), then, if it did not go, without the GIL. */
-    if (mode == IRECV || mode == IRECV_OBJ)
-        rc = pm_irecv(a[0], a[1], a[2], buf, held->view.len, &req);
-    else if (mode == ISEND_OBJ && a[3] == 0 &&
-             (rc = pm_isend_now(a[0], a[1], a[2], buf, held->view.len)) == 1) {
-        rc = 0;
-        req = REQ_SENT;
+    Held *held = held_new(&v, NULL);
+    if (held == NULL) {
+        PyBuffer_Release(&v);
+        return NULL;
     }
-    if (send && rc == 0 && req == 0) {
+    i64 rc, req = 0;
+    if (send) { /* it may wait for room in the link */
         Py_BEGIN_ALLOW_THREADS
-        rc = pm_isend(a[0], a[1], a[2], buf, held->view.len, a[3], &req);
+        rc = pm_isend(a[0], a[1], a[2], buf, v.len, a[3], &req);
         Py_END_ALLOW_THREADS
-    }
+    } else /* posting never waits */
+        rc = pm_irecv(a[0], a[1], a[2], buf, v.len, &req);
     if (rc < 0) {
         Py_DECREF(held);
         fail(rc);
