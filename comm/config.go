@@ -68,16 +68,19 @@ type Config struct {
 	// with many ranks on a node, rings are made smaller so that the node's
 	// shared memory stays bounded (see shmRingSize).
 	ShmRing int
-	// ShmDirect lets a rank copy a rendezvous message of up to ShmDirectMax
-	// bytes from a rank of the same node straight out of the sender's memory
-	// (process_vm_readv), one copy instead of two through the ring, where the
-	// system permits it (see comm/direct.go). PMRUN_SHM_DIRECT=off turns it
-	// off; PMRUN_SHM_DIRECT=on lifts ShmDirectMax (unless
-	// PMRUN_SHM_DIRECT_MAX sets it).
+	// ShmDirect lets a rank copy a rendezvous message from a rank of the
+	// same node straight out of the sender's memory (process_vm_readv), one
+	// copy instead of two through the ring, where the system permits it (see
+	// comm/direct.go): up to ShmDirectMax bytes always, a larger one when
+	// it is the only rendezvous send in flight to its peer.
+	// PMRUN_SHM_DIRECT=off turns it off; PMRUN_SHM_DIRECT=on lifts
+	// ShmDirectMax (unless PMRUN_SHM_DIRECT_MAX sets it).
 	ShmDirect bool
-	// ShmDirectMax is the largest message copied directly (0: no limit);
-	// larger ones go through the ring, whose two copies the two ranks make
-	// at once (see comm/direct.go for what decided the default, 512 KiB).
+	// ShmDirectMax is the largest message copied directly while other sends
+	// to the same peer are in flight (0: no limit); larger ones then go
+	// through the ring, whose two copies the two ranks make at once (see
+	// comm/direct.go for what decided the default, 512 KiB). It also bounds
+	// the blocks collectives copy directly.
 	ShmDirectMax int
 	// UnexpectedArena bounds the memory kept for eager messages that arrive
 	// before their receive is posted (up to 32 KiB each; larger ones, and any

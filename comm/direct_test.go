@@ -85,7 +85,8 @@ func directConfig() *Config {
 }
 
 // TestDirectCopyUpToMax checks the default: a rendezvous message of up to
-// ShmDirectMax bytes is copied directly, a larger one through the ring.
+// ShmDirectMax bytes is copied directly; a larger one too when it is the
+// only send in flight to its peer, and through the ring when others are.
 func TestDirectCopyUpToMax(t *testing.T) {
 	var copied atomic.Int64 // bytes read from the peer
 	readPeer = func(pid int, addr uint64, dst []byte) error {
@@ -98,21 +99,42 @@ func TestDirectCopyUpToMax(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, tc := range []struct {
-		n      int
-		direct bool
-	}{{cfg.ShmDirectMax, true}, {cfg.ShmDirectMax + 1, false}, {cfg.ShmEagerLimit + 1, true}, {4 << 20, false}} {
+		n, window int
+		direct    int // how many of the window are copied directly
+	}{
+		{cfg.ShmDirectMax, 1, 1}, {cfg.ShmDirectMax + 1, 1, 1}, {cfg.ShmEagerLimit + 1, 1, 1}, {4 << 20, 1, 1},
+		{cfg.ShmDirectMax, 3, 3}, {cfg.ShmDirectMax + 1, 3, 1}, {4 << 20, 3, 1},
+	} {
 		before := copied.Load()
 		want := directPattern(tc.n%7, tc.n)
 		var wg sync.WaitGroup
 		var serr error
-		wg.Go(func() { serr = cs[0].Send(ctx, 1, 5, want) })
-		got, st, err := cs[1].Recv(ctx, 0, 5)
-		wg.Wait()
-		if err != nil || serr != nil || st.Count != tc.n || !bytes.Equal(got, want) {
-			t.Fatalf("%d bytes: status %+v, %v, send %v, data ok=%v", tc.n, st, err, serr, bytes.Equal(got, want))
+		wg.Go(func() {
+			reqs := make([]*Request, tc.window)
+			for i := range reqs {
+				reqs[i] = cs[0].Isend(ctx, 1, 5, want)
+			}
+			// All announced before the receiver matches any of them.
+			if serr = cs[0].Send(ctx, 1, 6, nil); serr == nil {
+				_, serr = WaitAll(reqs...)
+			}
+		})
+		if _, _, err := cs[1].Recv(ctx, 0, 6); err != nil {
+			t.Fatal(err)
 		}
-		if d := copied.Load() - before; (d == int64(tc.n)) != tc.direct {
-			t.Errorf("%d bytes: %d copied directly, want direct=%v", tc.n, d, tc.direct)
+		for range tc.window {
+			got, st, err := cs[1].Recv(ctx, 0, 5)
+			if err != nil || st.Count != tc.n || !bytes.Equal(got, want) {
+				t.Fatalf("%d bytes: status %+v, %v, data ok=%v", tc.n, st, err, bytes.Equal(got, want))
+			}
+		}
+		wg.Wait()
+		if serr != nil {
+			t.Fatalf("%d bytes: send: %v", tc.n, serr)
+		}
+		if d := copied.Load() - before; d != int64(tc.direct*tc.n) {
+			t.Errorf("%d bytes, %d in flight: %d copied directly, want %d messages (%d bytes)",
+				tc.n, tc.window, d, tc.direct, tc.direct*tc.n)
 		}
 	}
 }

@@ -247,22 +247,31 @@ func (e *engine) send(r *Request) {
 		// (FlagBuffer), so it would otherwise wait where it did not.
 		limit = max(limit, e.cfg.ShmEagerLimit)
 	}
-	if shared && len(r.payload) > limit && (e.cfg.ShmDirectMax == 0 || len(r.payload) <= e.cfg.ShmDirectMax) {
-		mem = sl.directRead()
+	var out *atomic.Int32 // the link's count of rendezvous sends in flight
+	if shared && len(r.payload) > limit {
+		// Above ShmDirectMax, only a send alone on the link is copied
+		// directly (see comm/direct.go).
+		out = &sl.rdvOut
+		alone := out.Add(1) == 1
+		if alone || e.cfg.ShmDirectMax == 0 || len(r.payload) <= e.cfg.ShmDirectMax {
+			mem = sl.directRead()
+		}
 	}
 	e.mu.Lock()
-	if r.state == stCancelled {
-		e.mu.Unlock()
-		return
-	}
+	var end error
 	if e.closed {
-		e.mu.Unlock()
-		r.complete(Status{}, ErrClosed)
-		return
+		end = ErrClosed
+	} else if r.dst != e.rank {
+		end = e.peerGone(r.dst)
 	}
-	if gone := e.peerGone(r.dst); gone != nil && r.dst != e.rank {
+	if end != nil || r.state == stCancelled {
 		e.mu.Unlock()
-		r.complete(Status{}, gone)
+		if out != nil {
+			out.Add(-1)
+		}
+		if r.state != stCancelled {
+			r.complete(Status{}, end)
+		}
 		return
 	}
 	// A synchronous send of an eager size goes eagerly too, registered
@@ -271,7 +280,7 @@ func (e *engine) send(r *Request) {
 	// for the other rank to read).
 	eager := len(r.payload) <= limit
 	if !eager || r.sync {
-		r.rdv = &rdvPart{mem: mem, id: e.nextID}
+		r.rdv = &rdvPart{mem: mem, id: e.nextID, out: out}
 		e.nextID++
 		e.rdvSend[r.rdv.id] = r
 		r.state = stPosted

@@ -88,8 +88,9 @@ type rdvPart struct {
 	// read payload until it answers. announced and revoking are guarded by
 	// engine.mu.
 	mem       bool
-	announced bool // the announcement went out
-	revoking  bool // cancelled: the announcement is (to be) withdrawn
+	out       *atomic.Int32 // a send's count in its shared memory link's rdvOut
+	announced bool          // the announcement went out
+	revoking  bool          // cancelled: the announcement is (to be) withdrawn
 
 	// Rendezvous push: the receiver's id once it is clear to send, whether the
 	// sender is spinning in Wait (it then pushes itself), and who claimed the push.
@@ -193,6 +194,9 @@ func (r *Request) complete(st Status, err error) bool {
 	}
 	if r.stop != nil {
 		r.stop()
+	}
+	if r.rdv != nil && r.rdv.out != nil {
+		r.rdv.out.Add(-1)
 	}
 	if r.needs {
 		peer := r.src

@@ -575,6 +575,9 @@ type shmLink struct {
 	direct   atomic.Int32
 	peerPid  atomic.Uint32
 	peerBase atomic.Uint64
+	// rdvOut counts this rank's rendezvous sends to the peer that have not
+	// completed: one alone is copied directly at any size.
+	rdvOut atomic.Int32
 }
 
 func newShmLink(e *engine, peer int, conn net.Conn, shm *shmPair) (*shmLink, error) {
