@@ -156,16 +156,19 @@ func (e *engine) testProgress(r *Request) {
 	switch {
 	case r.stepped():
 		r.as.touched.Store(true)
-		if !r.advance(false) && !r.fin.Load() {
-			// A goroutine has the steps, blocked in one: it (and the ranks
-			// whose messages it waits for, in a local world) needs the
-			// processor that a caller polling Test in a loop would
-			// otherwise keep (with GOMAXPROCS=1, until the runtime
-			// preempts it: a million Tests did not let an Iallreduce of
-			// five goroutine ranks finish).
+		r.advance(false)
+		if !r.fin.Load() {
+			// A goroutine has the steps, blocked in one, or this step
+			// waits for messages: that goroutine, or the ranks (of a local
+			// world) or their goroutines whose messages the step waits
+			// for, need the processor that a caller polling Test in a loop
+			// would otherwise keep until the runtime preempts it, every 10
+			// ms (a million Tests did not let an Iallreduce of five
+			// goroutine ranks finish; an Ibcast of three on two cores
+			// took 10 ms).
 			e.yield()
-			return
 		}
+		return
 	case r.kind == kindAsync:
 		e.startAsync(r)
 		if !r.fin.Load() {
