@@ -26,13 +26,13 @@ func Allgather[T Elem](ctx context.Context, c *comm.Comm, send, recv []T) error 
 	k := newCall(ctx, c, "allgather")
 	switch alg {
 	case AlgRecursiveDoubling:
-		return allgatherRecursiveDoubling(k, b, bs)
+		return allgatherRecursiveDoubling(k, b, bs, bytesOf(send))
 	case AlgBruck:
 		return allgatherBruck(k, b, bs)
 	case AlgNeighbor:
-		return allgatherNeighbor(k, b, bs)
+		return allgatherNeighbor(k, b, bs, bytesOf(send))
 	default:
-		return allgatherRing(k, b, equalCounts(c.Size(), bs))
+		return allgatherRing(k, b, equalCounts(c.Size(), bs), bytesOf(send))
 	}
 }
 
@@ -83,8 +83,11 @@ func equalCounts(p, bs int) []int {
 
 // allgatherRing: p-1 steps, each passing the block received last to the right
 // neighbour; bandwidth-optimal, for large blocks. counts are in bytes, blocks
-// back to back.
-func allgatherRing(k *call, b []byte, counts []int) error {
+// back to back. own, the caller's send buffer, goes out in the first step
+// rather than its copy in b: a peer of the same node reads it directly, and
+// lines it read from b would cost this rank's next copy into b a transfer
+// back (the same in the other algorithms' first step).
+func allgatherRing(k *call, b []byte, counts []int, own []byte) error {
 	p := k.size
 	off := make([]int, p+1)
 	for i, n := range counts {
@@ -93,7 +96,11 @@ func allgatherRing(k *call, b []byte, counts []int) error {
 	right, left := (k.rank+1)%p, (k.rank-1+p)%p
 	for s := range p - 1 {
 		sb, rb := (k.rank-s+p)%p, (k.rank-s-1+p)%p
-		if err := k.sendrecv(b[off[sb]:off[sb+1]], right, b[off[rb]:off[rb+1]], left); err != nil {
+		out := b[off[sb]:off[sb+1]]
+		if s == 0 {
+			out = own
+		}
+		if err := k.sendrecv(out, right, b[off[rb]:off[rb+1]], left); err != nil {
 			return err
 		}
 	}
@@ -102,12 +109,16 @@ func allgatherRing(k *call, b []byte, counts []int) error {
 
 // allgatherRecursiveDoubling: log2(p) rounds, exchanging windows that double
 // each round (p a power of two).
-func allgatherRecursiveDoubling(k *call, b []byte, bs int) error {
+func allgatherRecursiveDoubling(k *call, b []byte, bs int, own []byte) error {
 	lo := k.rank // window [lo, lo+w) of blocks
 	for w := 1; w < k.size; w <<= 1 {
 		peer := k.rank ^ w
 		plo := lo ^ w
-		if err := k.sendrecv(b[lo*bs:(lo+w)*bs], peer, b[plo*bs:(plo+w)*bs], peer); err != nil {
+		out := b[lo*bs : (lo+w)*bs]
+		if w == 1 {
+			out = own
+		}
+		if err := k.sendrecv(out, peer, b[plo*bs:(plo+w)*bs], peer); err != nil {
 			return err
 		}
 		lo = min(lo, plo)
@@ -123,7 +134,7 @@ func allgatherRecursiveDoubling(k *call, b []byte, bs int) error {
 // neighbor on the other side and the first again, each step passes on the pair
 // of blocks received the step before. Pairs of blocks start at an even block,
 // so each is contiguous in b.
-func allgatherNeighbor(k *call, b []byte, bs int) error {
+func allgatherNeighbor(k *call, b []byte, bs int, own []byte) error {
 	p, r := k.size, k.rank
 	// nb: the two neighbors, alternating from the first step; from: the first
 	// block of the pair received from each; step: how that moves per step.
@@ -135,7 +146,7 @@ func allgatherNeighbor(k *call, b []byte, bs int) error {
 		from = [2]int{nb[0], nb[0]}
 		step = [2]int{-2, 2}
 	}
-	if err := k.sendrecv(b[r*bs:(r+1)*bs], nb[0], b[nb[0]*bs:(nb[0]+1)*bs], nb[0]); err != nil {
+	if err := k.sendrecv(own, nb[0], b[nb[0]*bs:(nb[0]+1)*bs], nb[0]); err != nil {
 		return err
 	}
 	for i := 1; i < p/2; i++ {

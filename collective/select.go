@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -39,7 +40,6 @@ const (
 	allreduceShort   = 2 << 10
 	allreduceLong    = 512 << 10 // ring above, Rabenseifner between
 	allreduceOneNode = 4 << 20   // allreduceLong on one node
-	allreducePair    = 1 << 20   // recursive doubling up to here on two ranks of one node, through memory
 	bcastShort       = 12 << 10
 	bcastLong        = 512 << 10
 	allgatherShort   = 80 << 10 // total bytes gathered
@@ -62,7 +62,7 @@ const (
 	sharedRooted     = 128 << 10
 	sharedAlltoall   = 512 << 10 // all of a rank's blocks
 	sharedPair       = 64 << 10  // reduce_scatter on two ranks: the whole vector
-	sharedPairReduce = 512 << 10 // reduce and allreduce on two ranks
+	sharedPairReduce = 512 << 10 // reduce on two ranks
 )
 
 var algorithms = map[string][]string{
@@ -226,13 +226,18 @@ func choose(family string, c *comm.Comm, nbytes int, commutative bool, r reach) 
 			return AlgHierarchical
 		case nbytes < allreduceShort:
 			return AlgRecursiveDoubling
-		case p == 2 && r.local && nbytes <= allreducePair:
-			// One exchange of the whole vector: 174-261 us at 1 MiB near
-			// and 190-214 far, against Rabenseifner's two of halves,
-			// 315-378 and 468-687 (sharedPays); from 2 MiB on the halves
-			// win (2 MiB 272-451 against 318-520 near, 4 MiB 565-989
-			// against 716-1117).
-			return AlgRecursiveDoubling
+		case p == 2 && r.local:
+			// Two exchanges of halves, each copied directly at any size
+			// (comm: a send alone on its link), and half the folding:
+			// forced algorithms, 2 rounds on a 2-core Intel Xeon VM, us,
+			// Rabenseifner against recursive doubling (one exchange of the
+			// whole vector) and the area: 128 KiB 25 against 33-36 and
+			// 35-45, 512 KiB 100-109 against 133-171 and 133-145, 1 MiB
+			// 247-318 against 336-375 and 288-293, 4 MiB 1057-1314 against
+			// 1164-1218 and 1471-1498 (Open MPI 970-978). (On a 2-core
+			// EPYC VM, before messages above 512 KiB were copied directly,
+			// recursive doubling won at 1 MiB: 174-261 against 315-378.)
+			return AlgRabenseifner
 		case nbytes < allreduceLong || oneNode(c) && nbytes < allreduceOneNode:
 			// On one node with more ranks than cores, the ring's 2(p-1)
 			// steps each wait for a rank to be scheduled: Rabenseifner's
@@ -354,7 +359,11 @@ func sharedPays(family string, p, nbytes int) bool {
 			// allreduce (6 rounds with the CPUs near, 4 far, see
 			// shm.Copier), 1 MiB 257-387 near and 362-414 far against
 			// recursive doubling's 174-261 and 190-214. At 512 KiB the
-			// area was level.
+			// area was level. On a 2-core Intel Xeon VM allreduce lost
+			// from 128 KiB on (see choose, allreduce).
+			if family == "allreduce" {
+				return nbytes <= sharedPair
+			}
 			return nbytes <= sharedPairReduce
 		}
 		// reduce folds its segments on every rank (reduceSharedSplit), as
@@ -384,7 +393,17 @@ func sharedPays(family string, p, nbytes int) bool {
 // pairwise, blocks of 64 KiB 9.6-9.9 against 15.6-16.1 on 2 ranks, 58-64
 // against 72-111 on 4, of 256 KiB 18-19 against 63-64 and 220-239 against
 // 326-352. Above DirectMax a message goes through the ring, two copies,
-// and the area keeps its sizes.
+// unless it is the only send in flight to its peer: so on two ranks, whose
+// algorithms send one message at a time each way, every size from the
+// threshold on; on more the area keeps its sizes above DirectMax.
+//
+// On two ranks allgather too is one exchange, from the caller's send
+// buffer: on a 2-core Intel Xeon VM, us, recursive doubling against the
+// area, 64 KiB 7.9-9.3 against 12.4-21.8, 256 KiB 24-31 against 53-67, 1
+// MiB 175-181 against 286-287 (32 KiB 6.3-6.5 against 5.7-6.8). And the
+// others measured there again, forced, against the area: bcast 64 KiB 5.3
+// against 5.6, 1 MiB 37 against 97, 8 MiB 476 against 946; reduce 256 KiB
+// 25 against 63, 1 MiB 160 against 300.
 func directPays(family string, c *comm.Comm, nbytes int) bool {
 	from := 0
 	switch family {
@@ -395,10 +414,19 @@ func directPays(family string, c *comm.Comm, nbytes int) bool {
 		}
 	case "reduce", "alltoall":
 		from = 64 << 10
+	case "allgather":
+		if c.Size() != 2 {
+			return false
+		}
+		from = 64 << 10
 	default:
 		return false
 	}
-	return nbytes >= from && nbytes <= commx.DirectMax(c)
+	upTo := commx.DirectMax(c)
+	if c.Size() == 2 && upTo > 0 {
+		upTo = math.MaxInt
+	}
+	return nbytes >= from && nbytes <= upTo
 }
 
 func unknownAlg(family, alg string) error {

@@ -25,33 +25,37 @@ func TestHasShared(t *testing.T) {
 }
 
 // TestDirectCopiesChoose: where a node's ranks copy messages straight from
-// each other's memory (the default, up to Config.ShmDirectMax), bcast,
-// reduce and alltoall leave the shared area from the sizes directPays
-// names; above ShmDirectMax, and without direct copies, the area keeps
-// them; small calls stay in it.
+// each other's memory (the default, up to Config.ShmDirectMax, and at any
+// size for a message alone on its link, as every one on two ranks is),
+// bcast, reduce and alltoall (and allgather on two ranks) leave the shared
+// area from the sizes directPays names; on more ranks the area keeps them
+// above ShmDirectMax; without direct copies it keeps them all; small calls
+// stay in it.
 func TestDirectCopiesChoose(t *testing.T) {
-	for _, direct := range []bool{true, false} {
-		cfg := comm.DefaultConfig()
-		cfg.ShmDirect = direct
-		w := commtest.NewNetWorld(t, []string{"node", "node"}, cfg)
-		w.Run(func(c *comm.Comm) error {
-			for _, tc := range []struct {
-				family string
-				n      int
-				area   bool // with direct copies
-			}{
-				{"bcast", 64 << 10, true}, {"bcast", 256 << 10, false}, {"bcast", 1 << 20, true},
-				{"reduce", 8 << 10, true}, {"reduce", 256 << 10, false},
-				{"alltoall", 8 << 10, true}, {"alltoall", 64 << 10, false},
-				{"allgather", 256 << 10, true},
-			} {
-				want := tc.area || !direct
-				if alg := collective.Choose(tc.family, c, tc.n, true); (alg == collective.AlgShared) != want {
-					return fmt.Errorf("direct copies %v: %s of %d bytes chose %s", direct, tc.family, tc.n, alg)
+	for _, np := range []int{2, 3} {
+		for _, direct := range []bool{true, false} {
+			cfg := comm.DefaultConfig()
+			cfg.ShmDirect = direct
+			w := commtest.NewNetWorld(t, slices.Repeat([]string{"node"}, np), cfg)
+			w.Run(func(c *comm.Comm) error {
+				for _, tc := range []struct {
+					family string
+					n      int
+					area   bool // with direct copies
+				}{
+					{"bcast", 64 << 10, true}, {"bcast", 256 << 10, false}, {"bcast", 1 << 20, np > 2},
+					{"reduce", 8 << 10, true}, {"reduce", 256 << 10, false},
+					{"alltoall", 8 << 10, true}, {"alltoall", 64 << 10, false},
+					{"allgather", 32 << 10, true}, {"allgather", 256 << 10, np > 2},
+				} {
+					want := tc.area || !direct
+					if alg := collective.Choose(tc.family, c, tc.n, true); (alg == collective.AlgShared) != want {
+						return fmt.Errorf("np %d, direct copies %v: %s of %d bytes chose %s", np, direct, tc.family, tc.n, alg)
+					}
 				}
-			}
-			return nil
-		})
-		w.Close()
+				return nil
+			})
+			w.Close()
+		}
 	}
 }
