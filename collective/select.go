@@ -403,18 +403,22 @@ func sharedPays(family string, p, nbytes int) bool {
 // MiB 175-181 against 286-287 (32 KiB 6.3-6.5 against 5.7-6.8). And the
 // others measured there again, forced, against the area: bcast 64 KiB 5.3
 // against 5.6, 1 MiB 37 against 97, 8 MiB 476 against 946; reduce 256 KiB
-// 25 against 63, 1 MiB 160 against 300.
+// 25 against 63, 1 MiB 160 against 300. From 64 KiB on two ranks, a
+// sweep of 4 runs each (us, messages against the area): bcast 64 KiB
+// 3.8-5.3 against 5.3-5.6 (128 KiB 6.5 against 9.1; 32 KiB 3.7 against
+// 2.5); scatter 64 KiB 6.4 against 7.5, 256 KiB 18 against 21; gather 64
+// KiB 5.6 against 7.4, 256 KiB 13-15 against 25 (16 KiB 3.6 against 1.8).
 func directPays(family string, c *comm.Comm, nbytes int) bool {
 	from := 0
 	switch family {
 	case "bcast":
-		from = 128 << 10
+		from = 64 << 10
 		if c.Size() > 2 {
 			from = 256 << 10
 		}
 	case "reduce", "alltoall":
 		from = 64 << 10
-	case "allgather":
+	case "allgather", "gather", "scatter":
 		if c.Size() != 2 {
 			return false
 		}

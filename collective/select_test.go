@@ -27,10 +27,10 @@ func TestHasShared(t *testing.T) {
 // TestDirectCopiesChoose: where a node's ranks copy messages straight from
 // each other's memory (the default, up to Config.ShmDirectMax, and at any
 // size for a message alone on its link, as every one on two ranks is),
-// bcast, reduce and alltoall (and allgather on two ranks) leave the shared
-// area from the sizes directPays names; on more ranks the area keeps them
-// above ShmDirectMax; without direct copies it keeps them all; small calls
-// stay in it.
+// bcast, reduce and alltoall (and allgather, gather and scatter on two
+// ranks) leave the shared area from the sizes directPays names; on more
+// ranks the area keeps them above ShmDirectMax; without direct copies it
+// keeps them all; small calls stay in it.
 func TestDirectCopiesChoose(t *testing.T) {
 	for _, np := range []int{2, 3} {
 		for _, direct := range []bool{true, false} {
@@ -43,7 +43,8 @@ func TestDirectCopiesChoose(t *testing.T) {
 					n      int
 					area   bool // with direct copies
 				}{
-					{"bcast", 64 << 10, true}, {"bcast", 256 << 10, false}, {"bcast", 1 << 20, np > 2},
+					{"bcast", 32 << 10, true}, {"bcast", 64 << 10, np > 2}, {"bcast", 256 << 10, false}, {"bcast", 1 << 20, np > 2},
+					{"gather", 16 << 10, true}, {"gather", 64 << 10, np > 2}, {"scatter", 64 << 10, np > 2},
 					{"reduce", 8 << 10, true}, {"reduce", 256 << 10, false},
 					{"alltoall", 8 << 10, true}, {"alltoall", 64 << 10, false},
 					{"allgather", 32 << 10, true}, {"allgather", 256 << 10, np > 2},
