@@ -330,8 +330,8 @@ func TestSharedAreaSegmentsFar(t *testing.T) {
 	for _, f := range []string{"BCAST", "ALLREDUCE", "REDUCE", "ALLGATHER", "ALLTOALL", "GATHER", "SCATTER", "ALLGATHERV", "REDUCE_SCATTER"} {
 		collective.SetForced(t, f, collective.AlgShared)
 	}
-	defer func(r float64) { shm.FarRate = r }(shm.FarRate)
-	shm.FarRate = 1e12
+	defer func(r float64, cmp bool) { shm.FarRate, shm.CompareStream = r, cmp }(shm.FarRate, shm.CompareStream)
+	shm.FarRate, shm.CompareStream = 1e12, false
 	sharedAreaSegments(t)
 }
 

@@ -26,73 +26,84 @@ import (
 // GB/s, the reader taking the lines from the shared cache), and at 2-5
 // GB/s in the far one.
 //
-// So a Copier times its plain copies of at least farMin bytes; once one
-// runs slower than FarRate it makes the next ones non-temporal (and those of
-// streamMin bytes or more), and every farBudget-th of at least farMin plain
-// again, timed, to see whether the placement changed. Its zero value is
-// ready; each writer keeps one per place it writes (a ring, an area), since
-// on a larger machine some readers may be near and others far.
+// On a 2-core Intel Xeon VM the same test found the middle ground: a plain
+// copy into lines the other CPU had just read took 63-120 us a MiB, below
+// and above FarRate by turns, and the streamed copies that a slow one
+// turned on were slower still there (windows of 64 1 MiB messages through a
+// ring, one buffer: 12.9-13.7 GB/s with them, 16.2-16.9 with plain copies
+// only; 64 distinct buffers 7.2-7.7 against 8.8-9.3).
+//
+// So a Copier times its copies of at least farMin bytes. Once a plain one
+// runs slower than FarRate (the reader may be far) it streams the next ones
+// (and those of streamMin bytes or more), as long as the last streamed copy
+// ran faster than the last plain one; every farBudget-th large copy goes
+// the other way, to see whether that changed. Its zero value is ready; each
+// writer keeps one per place it writes (a ring, an area), since on a larger
+// machine some readers may be near and others far.
 type Copier struct {
-	// far is 0 while copies are plain; n > 0: n-1 streamed ones before a
-	// timed plain one; farProbing: that one is being timed.
-	far atomic.Int32
+	stream atomic.Bool   // large copies stream
+	slow   atomic.Bool   // the last timed plain copy ran below FarRate
+	n      atomic.Uint32 // large copies made
+	// Bytes per µs of the last timed plain and streamed copies (0: none).
+	plain, nt atomic.Uint64
 }
 
 const (
-	streamMin  = 4 << 10 // smaller copies are never streamed
-	farMin     = 64 << 10
-	farBudget  = 64
-	farProbing = -1
+	streamMin = 4 << 10 // smaller copies are never streamed
+	farMin    = 64 << 10
+	farBudget = 64
 )
 
 // FarRate is the speed, in bytes per ns, below which a plain copy counts
 // as far (a variable for tests).
 var FarRate = 8.0
 
+// CompareStream makes a Copier stream only while streaming was found
+// faster than plain copies (a variable for tests: false streams whenever
+// the last plain copy was slow).
+var CompareStream = true
+
 // Copy copies src into dst as copy does, with non-temporal stores when the
-// reader was found far.
+// reader was found far and streaming paid.
 func (c *Copier) Copy(dst, src []byte) int {
 	n := min(len(dst), len(src))
 	if n < farMin || !hasNT {
-		if n >= streamMin && hasNT && c.far.Load() != 0 {
+		if n >= streamMin && hasNT && c.stream.Load() {
 			return copyStream(dst[:n], src[:n])
 		}
 		return copy(dst, src)
 	}
-	if c.streamNext() {
-		return copyStream(dst[:n], src[:n])
+	stream := c.stream.Load()
+	if c.n.Add(1)%farBudget == 0 && (stream || c.slow.Load()) {
+		stream = !stream // the other way, timed: has it become the faster?
 	}
 	t0 := time.Now()
-	copy(dst, src)
-	if float64(n) < FarRate*float64(time.Since(t0)) {
-		c.far.Store(farBudget)
+	if stream {
+		copyStream(dst[:n], src[:n])
 	} else {
-		c.far.Store(0)
+		copy(dst, src)
 	}
+	ns := max(time.Since(t0).Nanoseconds(), 1)
+	rate := uint64(float64(n) * 1e3 / float64(ns))
+	if stream {
+		c.nt.Store(rate)
+	} else {
+		c.plain.Store(rate)
+		c.slow.Store(float64(n) < FarRate*float64(ns))
+	}
+	c.decide()
 	return n
 }
 
-// Far reports whether the last timed copy was slow.
-func (c *Copier) Far() bool { return c.far.Load() != 0 }
-
-// streamNext reports whether the next large copy is to stream, and counts
-// it.
-func (c *Copier) streamNext() bool {
-	for {
-		switch n := c.far.Load(); {
-		case n == 0: // near
-			return false
-		case n < 0: // another copy is timed
-			return true
-		case n == 1: // this one is
-			if c.far.CompareAndSwap(n, farProbing) {
-				return false
-			}
-		case c.far.CompareAndSwap(n, n-1):
-			return true
-		}
-	}
+// decide sets whether large copies stream, from the last timed ones.
+func (c *Copier) decide() {
+	nt := c.nt.Load()
+	c.stream.Store(c.slow.Load() && (!CompareStream || nt == 0 || nt > c.plain.Load()))
 }
+
+// Far reports whether large copies stream: the last timed plain copy was
+// slow, and streaming was faster.
+func (c *Copier) Far() bool { return c.stream.Load() }
 
 // copyStream copies src into dst, of the same length, with non-temporal
 // stores from dst's first 64-byte boundary to its last.

@@ -35,23 +35,25 @@ func TestCopyStream(t *testing.T) {
 	}
 }
 
-// TestCopierFar checks the Copier's states: a slow plain copy makes the
-// next ones streamed, every farBudget-th is timed again, a fast one ends it.
+// TestCopierFar checks the Copier's states without the comparison with
+// streamed copies: a slow plain copy makes the next ones streamed, every
+// farBudget-th goes plain again, timed, and a fast one ends it.
 func TestCopierFar(t *testing.T) {
-	defer func(r float64) { FarRate = r }(FarRate)
+	defer func(r float64, cmp bool) { FarRate, CompareStream = r, cmp }(FarRate, CompareStream)
+	CompareStream = false
 	src := bytes.Repeat([]byte{1, 2, 3}, farMin/3+1)
 	dst := make([]byte, len(src))
 	var c Copier
-	FarRate = 1e12 // every timed copy is slow
+	FarRate = 1e12 // every timed plain copy is slow
 	if c.Copy(dst[:farMin-1], src); c.Far() {
 		t.Fatal("a copy below farMin was timed")
 	}
-	c.Copy(dst, src)
+	c.Copy(dst, src) // the first large copy
 	if !c.Far() || !bytes.Equal(dst, src) {
 		t.Fatalf("after a slow copy: far=%v, data ok=%v", c.Far(), bytes.Equal(dst, src))
 	}
-	FarRate = 0 // every timed copy is fast: only the farBudget-th ends it
-	for i := 1; i < farBudget; i++ {
+	FarRate = 0 // every timed plain copy is fast: only the farBudget-th ends it
+	for i := 2; i < farBudget; i++ {
 		clear(dst)
 		c.Copy(dst, src)
 		if !c.Far() || !bytes.Equal(dst, src) {
@@ -60,6 +62,38 @@ func TestCopierFar(t *testing.T) {
 	}
 	c.Copy(dst, src)
 	if c.Far() {
-		t.Fatalf("the timed copy after %d streamed ones, fast, left far set", farBudget-1)
+		t.Fatalf("the plain copy after %d streamed ones, fast, left far set", farBudget-2)
+	}
+}
+
+// TestCopierCompare checks the choice between plain and streamed copies
+// once a plain one was slow: streaming only while its last copy was the
+// faster, and before any was timed.
+func TestCopierCompare(t *testing.T) {
+	for _, tc := range []struct {
+		slow      bool
+		plain, nt uint64
+		want      bool
+	}{
+		{false, 100, 0, false}, {false, 100, 200, false},
+		{true, 100, 0, true}, {true, 100, 200, true}, {true, 100, 50, false}, {true, 100, 100, false},
+	} {
+		var c Copier
+		c.slow.Store(tc.slow)
+		c.plain.Store(tc.plain)
+		c.nt.Store(tc.nt)
+		if c.decide(); c.Far() != tc.want {
+			t.Errorf("slow %v, plain %d, streamed %d bytes/us: streams %v, want %v", tc.slow, tc.plain, tc.nt, c.Far(), tc.want)
+		}
+	}
+	// Copies keep the data whichever way they go.
+	src := bytes.Repeat([]byte{9, 8, 7, 6, 5}, farMin/5+100)
+	dst := make([]byte, len(src))
+	var c Copier
+	for i := range 3 * farBudget {
+		clear(dst)
+		if c.Copy(dst, src); !bytes.Equal(dst, src) {
+			t.Fatalf("copy %d (far %v): bytes differ", i, c.Far())
+		}
 	}
 }
