@@ -45,7 +45,7 @@ const (
 	allgatherShort   = 80 << 10 // total bytes gathered
 	allgatherOneNode = 4 << 20  // total bytes: recursive doubling below, on one node
 	alltoallShort    = 256
-	gatherLinear     = 256 << 10 // per-rank block: linear gather on one node from here
+	gatherLinear     = 128 << 10 // per-rank block: linear gather on one node from here
 	scatterSockets   = 4 << 10   // per-rank block: binomial scatter through sockets up to here
 	alltoallMedium   = 32 << 10
 	hierarchicalMinP = 3
@@ -59,7 +59,7 @@ const (
 	// np 4), while at 64 KiB all of them win by 1.3-5x. reduce: see
 	// sharedPays.
 	sharedLarge      = 1 << 20
-	sharedRooted     = 128 << 10
+	sharedRooted     = 128 << 10 // gather and scatter below this
 	sharedAlltoall   = 512 << 10 // all of a rank's blocks
 	sharedPair       = 64 << 10  // reduce_scatter on two ranks: the whole vector
 	sharedPairReduce = 512 << 10 // reduce on two ranks
@@ -288,6 +288,9 @@ func choose(family string, c *comm.Comm, nbytes int, commutative bool, r reach) 
 		}
 		return AlgBinomial
 	case "gather":
+		// On one node from 128 KiB (below, the shared area takes it):
+		// binomial 53-55 us at np 4 and 128 KiB against linear's 27-29,
+		// 281 at np 8 and 192 KiB against 140 (Intel Xeon VM).
 		if oneNode(c) && nbytes >= gatherLinear {
 			return AlgLinear
 		}
@@ -373,7 +376,11 @@ func sharedPays(family string, p, nbytes int) bool {
 		// 434-559 against 455-578.
 		return nbytes <= sharedLarge
 	case "gather", "scatter":
-		return nbytes <= sharedRooted
+		// Forced algorithms on a 2-core Intel Xeon VM, us, the area
+		// against linear: 128 KiB np 4 gather 32-52 against 27-29,
+		// scatter 32-38 against 27-28, np 8 gather 93 against 95,
+		// scatter 113 against 66; 96 KiB np 4 scatter 23 against 33.
+		return nbytes < sharedRooted
 	case "alltoall":
 		return nbytes*p <= sharedAlltoall
 	}
