@@ -264,12 +264,12 @@ func (e *engine) send(r *Request) {
 	} else if r.dst != e.rank {
 		end = e.peerGone(r.dst)
 	}
-	if end != nil || r.state == stCancelled {
+	if cancelled := r.state == stCancelled; end != nil || cancelled {
 		e.mu.Unlock()
 		if out != nil {
 			out.Add(-1)
 		}
-		if r.state != stCancelled {
+		if !cancelled {
 			r.complete(Status{}, end)
 		}
 		return
