@@ -18,12 +18,7 @@ func Allreduce[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, op Op[
 	}
 	alg := chooseFor(ctx, "allreduce", c, len(send)*sizeOf[T](), op.Commutative)
 	defer c.BeginCollective("allreduce", alg, len(send)*sizeOf[T]()).End()
-	// Rabenseifner's first step can read send itself and fill recv (see
-	// allreduceRabenseifner); the others start from recv holding send.
-	var src []T
-	if alg == AlgRabenseifner && isPow2(c.Size()) && !overlap(bytesOf(recv), bytesOf(send)) {
-		src = send
-	} else {
+	if alg != AlgRabenseifner { // it fills recv itself (see allreduceRabenseifner)
 		copy(recv, send) // a no-op in place
 	}
 	switch alg {
@@ -34,7 +29,7 @@ func Allreduce[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, op Op[
 	case AlgRing:
 		return allreduceRing(newCall(ctx, c, "allreduce"), recv, op)
 	case AlgRabenseifner:
-		return allreduceRabenseifner(newCall(ctx, c, "allreduce"), recv, op, src)
+		return allreduceRabenseifner(newCall(ctx, c, "allreduce"), recv, op, send)
 	case AlgReduceBcast:
 		k := newCall(ctx, c, "allreduce")
 		if err := reduceBinomial(k, 0, recv, recv, op); err != nil {
@@ -129,16 +124,17 @@ func allreduceRecursiveDoubling[T Elem](k *call, acc []T, op Op[T]) error {
 // exchanges half of the remaining vector) then an allgather by recursive
 // doubling; each rank moves about 2n bytes in 2*log2(p) rounds. Commutative ops.
 //
-// With src not nil (a power of two of ranks), acc does not hold the rank's
-// vector yet: the first step sends the half it gives away from src, and
-// receives the partner's other half straight into acc, where src's half is
-// folded in. That saves a pass over the vector, and the partner's direct
-// copy reads lines of src, which the next call does not write, rather than
-// lines of acc, which it would have to take back (Rabenseifner on two
-// ranks, 1 MiB: a quarter of a rank's time).
+// The result goes to acc, the rank's vector is src (the same memory in
+// place). On a power of two of ranks, with src apart from acc, the first
+// step sends the half it gives away from src and receives the partner's
+// other half straight into acc, where src's half is folded in: that saves
+// copying src into acc, and the partner's direct copy reads lines of src,
+// which the next call does not write, rather than lines of acc, which it
+// would have to take back (Rabenseifner on two ranks, 1 MiB: a quarter of
+// a rank's time). Otherwise acc starts as a copy of src.
 func allreduceRabenseifner[T Elem](k *call, acc []T, op Op[T], src []T) error {
-	if src != nil && !isPow2(k.size) {
-		copy(acc, src)
+	if !isPow2(k.size) || overlap(bytesOf(acc), bytesOf(src)) {
+		copy(acc, src) // a no-op in place
 		src = nil
 	}
 	vr, p2, real, err := fold(k, acc, op)
