@@ -18,6 +18,10 @@ import (
 	"github.com/pmrun/pmrun/internal/rendezvous"
 	"github.com/pmrun/pmrun/internal/shm"
 	"github.com/pmrun/pmrun/internal/tlsx"
+
+	// A rank started with the monitor thread's timer slack gives its
+	// other threads the launcher's back, in this package's init.
+	_ "github.com/pmrun/pmrun/internal/timerslack"
 )
 
 // The environment a launcher gives each rank (see package

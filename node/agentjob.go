@@ -106,7 +106,7 @@ func (j *agentJob) send(ev event) error {
 func (a *Agent) runJob(s *yamux.Session, st net.Conn, req *request) {
 	defer st.Close()
 	reapShared()
-	j := &agentJob{a: a, id: req.Job, spec: req.Spec, sess: s, ctl: newJSONStream(st, a.cfg.MaxRequest), sp: newSpawner(a.logf),
+	j := &agentJob{a: a, id: req.Job, spec: req.Spec, sess: s, ctl: newJSONStream(st, a.cfg.MaxRequest), sp: newSpawner(a.logf, true),
 		attachc: map[string]chan net.Conn{"files": make(chan net.Conn, 1), "stdin": make(chan net.Conn, 1)}}
 	defer j.sp.Close()
 	if !a.admit(j) {

@@ -132,7 +132,7 @@ func RunLocal(ctx context.Context, spec JobSpec, stdout, stderr io.Writer) (Resu
 
 	var outputs forwarders // done when every rank's pipes are drained
 	exits := make(chan exitEvent, spec.NP)
-	sp := newSpawner(logf)
+	sp := newSpawner(logf, true)
 	defer sp.Close()
 	var stopStdin func()
 	for r := range spec.NP {

@@ -14,6 +14,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pmrun/pmrun/internal/timerslack"
 )
 
 // stopPoll is how often a spawner looks for stopped ranks.
@@ -38,6 +40,7 @@ const stopPoll = 200 * time.Millisecond
 type spawner struct {
 	logf   func(format string, args ...any)
 	starts chan func() // run on the locked thread
+	mpi    bool        // it starts MPI ranks: with their runtime's timer slack (startOn)
 	quit   chan struct{}
 	wg     sync.WaitGroup // the locked thread's goroutine and the stop watcher
 
@@ -90,8 +93,9 @@ func stopTimeout(env []string) (time.Duration, error) {
 // errJobKilled is returned by start once the job is being killed.
 var errJobKilled = errors.New("node: job aborted")
 
-func newSpawner(logf func(format string, args ...any)) *spawner {
-	s := &spawner{logf: logf, starts: make(chan func()), quit: make(chan struct{}), ranks: make(map[int]*spawned)}
+// newSpawner makes a spawner of MPI ranks (ranks) or of other processes.
+func newSpawner(logf func(format string, args ...any), ranks bool) *spawner {
+	s := &spawner{logf: logf, starts: make(chan func()), mpi: ranks, quit: make(chan struct{}), ranks: make(map[int]*spawned)}
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
@@ -148,7 +152,7 @@ func (s *spawner) start(cmd *exec.Cmd, rank int, bind *unix.CPUSet, exits chan<-
 		return errJobKilled
 	}
 	errc := make(chan error, 1)
-	s.starts <- func() { errc <- startOn(cmd, bind) }
+	s.starts <- func() { errc <- startOn(cmd, bind, s.mpi) }
 	if err := <-errc; err != nil {
 		return err
 	}
@@ -165,8 +169,20 @@ func (s *spawner) start(cmd *exec.Cmd, rank int, bind *unix.CPUSet, exits chan<-
 	return nil
 }
 
-// startOn starts cmd from the calling thread, which has bind's CPUs meanwhile.
-func startOn(cmd *exec.Cmd, bind *unix.CPUSet) error {
+// startOn starts cmd from the calling thread, which has bind's CPUs
+// meanwhile, and for an MPI rank the timer slack its runtime starts with
+// (see timerslack: ranks spin for each other, and the Go runtime's monitor
+// thread would take their cores).
+func startOn(cmd *exec.Cmd, bind *unix.CPUSet, rank bool) error {
+	if !rank {
+		return startBound(cmd, bind)
+	}
+	return timerslack.StartWith(cmd.Path, &cmd.Env, func() error { return startBound(cmd, bind) })
+}
+
+// startBound starts cmd from the calling thread, which has bind's CPUs
+// meanwhile.
+func startBound(cmd *exec.Cmd, bind *unix.CPUSet) error {
 	if bind == nil {
 		return cmd.Start()
 	}

@@ -123,7 +123,7 @@ func startPool(cfg poolConfig) (*workerPool, error) {
 	if len(cfg.Cmd) == 0 {
 		return nil, errors.New("node: no task worker command")
 	}
-	p := &workerPool{cfg: cfg, sp: newSpawner(cfg.Logf), exits: make(chan exitEvent, cfg.N),
+	p := &workerPool{cfg: cfg, sp: newSpawner(cfg.Logf, false), exits: make(chan exitEvent, cfg.N),
 		quit: make(chan struct{}), done: make(chan struct{}), workers: map[int]*taskWorker{}}
 	var err error
 	for slot := range cfg.N {
