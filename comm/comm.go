@@ -71,9 +71,8 @@ type Comm struct {
 	// BeginCollective): published without a lock, as a collective call's
 	// cost is counted in nanoseconds.
 	coll      atomic.Pointer[collState]
-	collDepth atomic.Int32              // nested calls under way
-	collLast  atomic.Pointer[collState] // the last record published, for the next call to reuse
-	colled    atomic.Bool               // c is in its engine's diagnostics.colled
+	collDepth atomic.Int32 // nested calls under way
+	colled    atomic.Bool  // c is in its engine's diagnostics.colled
 }
 
 // launcher is the rank's control connection to whoever launched it.

@@ -93,7 +93,7 @@ func (d *diagnostics) block(op string, peer, tag int, c *Comm) uint64 {
 	}
 	d.next++
 	d.waits[d.next] = waitRec{op: op, peer: peer, tag: tag, c: c, since: now}
-	if cs := c.coll.Load(); cs != nil {
+	if cs := c.collNow(); cs != nil {
 		cs.seen(now) // the collective has lasted at least this long
 	}
 	return d.next
@@ -118,14 +118,14 @@ func (e *engine) state() insight.State {
 	named := map[*Comm]bool{}
 	for id, w := range d.waits {
 		iw := insight.Wait{Op: w.op, Peer: w.peer, Tag: w.tag, Comm: w.c.cid, CommSize: w.c.size, For: int64(now.Sub(w.since)), ID: id}
-		if cs := w.c.coll.Load(); cs != nil {
+		if cs := w.c.collNow(); cs != nil {
 			named[w.c] = true
 			iw.In = &insight.Wait{Op: cs.name, Alg: cs.alg, Bytes: cs.bytes, Comm: w.c.cid, CommSize: w.c.size}
 		}
 		s.Waits = append(s.Waits, iw)
 	}
 	for _, c := range d.colled {
-		if cs := c.coll.Load(); cs != nil && !named[c] {
+		if cs := c.collNow(); cs != nil && !named[c] {
 			s.Colls = append(s.Colls, insight.Wait{Op: cs.name, Alg: cs.alg, Bytes: cs.bytes, Comm: c.cid, CommSize: c.size, For: int64(now.Sub(cs.seen(now))), Peer: -1})
 		}
 	}
@@ -157,15 +157,17 @@ func (c *Comm) BeginCollective(name, alg string, nbytes int) Collective {
 		k.start = d.ins.enter()
 	}
 	if c.collDepth.Add(1) == 1 { // the outermost call: publish it
-		// A loop of the same call publishes one record again, until a query
-		// or a park has seen it (then it carries that time): an allocation
-		// per call was an eighth of an 8-byte bcast's CPU.
-		cs := c.collLast.Load()
+		// A loop of the same call keeps one record, until a query or a park
+		// has seen it (then it carries that time): an allocation per call
+		// was an eighth of an 8-byte bcast's CPU. The record stays when the
+		// call ends (collDepth says whether one is under way): a store of it
+		// at each end and start, each a fence on amd64 that waited for the
+		// call's stores into the shared area, was a fifth of the same
+		// bcast's root.
+		cs := c.coll.Load()
 		if cs == nil || cs.name != name || cs.alg != alg || cs.bytes != nbytes || cs.since.Load() != 0 {
-			cs = &collState{name: name, alg: alg, bytes: nbytes}
-			c.collLast.Store(cs)
+			c.coll.Store(&collState{name: name, alg: alg, bytes: nbytes})
 		}
-		c.coll.Store(cs)
 		if !c.colled.Load() {
 			d.mu.Lock()
 			if !c.colled.Load() && !c.closed.Load() {
@@ -189,15 +191,22 @@ func (d *diagnostics) forgetColled(c *Comm) {
 	d.mu.Unlock()
 }
 
+// collNow is the collective under way on c, or nil. Just as one starts, it
+// may be the one before (a diagnostic's race, no more).
+func (c *Comm) collNow() *collState {
+	if c.collDepth.Load() == 0 {
+		return nil
+	}
+	return c.coll.Load()
+}
+
 // End records the end of the call k began.
 func (k Collective) End() {
 	if k.c == nil {
 		return
 	}
 	d := &k.c.e.diag
-	if k.c.collDepth.Add(-1) == 0 {
-		k.c.coll.Store(nil)
-	}
+	k.c.collDepth.Add(-1)
 	if d.ins != nil {
 		d.ins.leave(k.start, insight.Event{Name: k.name, Cat: "collective", Peer: -1, Bytes: k.bytes, Comm: k.c.cid, Alg: k.alg}, true)
 	}
