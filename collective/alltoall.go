@@ -96,15 +96,15 @@ func alltoallvLinear(k *call, sb, rb []byte, sc, sd, rc, rd []int) error {
 	p, r := k.size, k.rank
 	copy(rb[rd[r]:rd[r]+rc[r]], sb[sd[r]:sd[r]+sc[r]])
 	reqs := make([]*comm.Request, 0, 2*p)
-	for j := range p {
-		if j != r {
-			reqs = append(reqs, k.c.Irecv(k.ctx, j, k.tag, rb[rd[j]:rd[j]+rc[j]]))
-		}
+	// Each rank receives from its lower neighbours and sends to its upper
+	// ones first, so that no rank is every rank's first peer.
+	for i := 1; i < p; i++ {
+		j := (r - i + p) % p
+		reqs = append(reqs, k.c.Irecv(k.ctx, j, k.tag, rb[rd[j]:rd[j]+rc[j]]))
 	}
-	for j := range p {
-		if j != r {
-			reqs = append(reqs, k.c.Isend(k.ctx, j, k.tag, sb[sd[j]:sd[j]+sc[j]]))
-		}
+	for i := 1; i < p; i++ {
+		j := (r + i) % p
+		reqs = append(reqs, k.c.Isend(k.ctx, j, k.tag, sb[sd[j]:sd[j]+sc[j]]))
 	}
 	_, err := comm.WaitAll(reqs...)
 	return k.wrap(err)

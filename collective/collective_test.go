@@ -765,6 +765,10 @@ func TestChooseSizes(t *testing.T) {
 	if got := collective.Choose("bcast", one.Comms[0], 8<<20, true); got != collective.AlgBinomial {
 		t.Errorf("Choose(bcast, 8 MiB) on one node = %s, want binomial", got)
 	}
+	// Alltoall through memory: every exchange at once up to 8 ranks.
+	if got := collective.Choose("alltoall", one.Comms[0], 1<<20, true); got != collective.AlgLinear {
+		t.Errorf("Choose(alltoall, 1 MiB) on one node = %s, want linear", got)
+	}
 	// Allreduce on one node: Rabenseifner up to 4 MiB, then the ring.
 	for n, want := range map[int]string{1 << 20: collective.AlgRabenseifner, 4 << 20: collective.AlgRing} {
 		if got := collective.Choose("allreduce", one.Comms[0], n, true); got != want {

@@ -37,18 +37,19 @@ const (
 // Thresholds, in bytes, started from MPICH's and moved where measurements on
 // this machine said (see bench/): below them latency-bound algorithms win.
 const (
-	allreduceShort   = 2 << 10
-	allreduceLong    = 512 << 10 // ring above, Rabenseifner between
-	allreduceOneNode = 4 << 20   // allreduceLong on one node
-	bcastShort       = 12 << 10
-	bcastLong        = 512 << 10
-	allgatherShort   = 80 << 10 // total bytes gathered
-	allgatherOneNode = 4 << 20  // total bytes: recursive doubling below, on one node
-	alltoallShort    = 256
-	gatherLinear     = 128 << 10 // per-rank block: linear gather on one node from here
-	scatterSockets   = 4 << 10   // per-rank block: binomial scatter through sockets up to here
-	alltoallMedium   = 32 << 10
-	hierarchicalMinP = 3
+	allreduceShort    = 2 << 10
+	allreduceLong     = 512 << 10 // ring above, Rabenseifner between
+	allreduceOneNode  = 4 << 20   // allreduceLong on one node
+	bcastShort        = 12 << 10
+	bcastLong         = 512 << 10
+	allgatherShort    = 80 << 10 // total bytes gathered
+	allgatherOneNode  = 4 << 20  // total bytes: recursive doubling below, on one node
+	alltoallShort     = 256
+	gatherLinear      = 128 << 10 // per-rank block: linear gather on one node from here
+	scatterSockets    = 4 << 10   // per-rank block: binomial scatter through sockets up to here
+	alltoallMedium    = 32 << 10
+	alltoallLinearMax = 8 // ranks: linear alltoall through memory up to here (measured at 4 and 8)
+	hierarchicalMinP  = 3
 
 	// Largest blocks that go through the shared area on one node (see
 	// sharedPays). Measured at np 4 and 8, 4 rounds alternating with the
@@ -269,8 +270,20 @@ func choose(family string, c *comm.Comm, nbytes int, commutative bool, r reach) 
 		}
 		return AlgBruck
 	case "alltoall":
-		if nbytes <= alltoallShort && p >= 8 {
+		switch {
+		case nbytes <= alltoallShort && p >= 8:
 			return AlgBruck
+		case r.local && p <= alltoallLinearMax:
+			// Through memory, every exchange posted at once lets each rank
+			// copy from whichever peer runs, where pairwise's p-1 steps
+			// each wait for one partner to be scheduled: 3-5 rounds
+			// alternating, forced, medians, pairwise against linear, us:
+			// np 4, 64 KiB 74 against 57, 256 KiB 267 against 181, 1 MiB
+			// 801 against 694, 8 MiB 13286 against 12815; np 8, 64 KiB
+			// 557 against 370, 1 MiB 6047 against 4729 (Open MPI at np
+			// 4: 38-41, 232-283, 897-1358). Through sockets the two were
+			// level from 16 KiB (np 4, 64 KiB 203 against 215).
+			return AlgLinear
 		}
 		return AlgPairwise
 	case "scatter":
