@@ -72,7 +72,7 @@ func TestSharedAreaMismatch(t *testing.T) {
 	}
 	w := oneNodeWorld(t, 3)
 	d := shm.SlotData(3) / 8 // int64s in an area
-	for _, size := range []struct{ small, large int }{{4, 8}, {3*d/2 + 1, 3*d + 8}} {
+	for _, size := range []struct{ small, large int }{{1, 2}, {4, 8}, {3*d/2 + 1, 3*d + 8}} {
 		segmented := size.large > d
 		for name, call := range calls {
 			t.Run(fmt.Sprintf("%s/%d-%d", name, size.small, size.large), func(t *testing.T) {
@@ -125,5 +125,43 @@ func mismatchRun(t *testing.T, w *commtest.World, name string, call func(ctx con
 	}
 	if !found {
 		t.Errorf("no rank found the different counts")
+	}
+}
+
+// TestScatterInlineMismatch: a root whose blocks fit in the line it
+// publishes in writes them all there (scatterInline), where ranks with
+// larger blocks read their own areas. After enough calls that every slot
+// holds a well-formed block of the readers' size, those areas' lengths look
+// right: the readers must find the root's other path in its own line.
+func TestScatterInlineMismatch(t *testing.T) {
+	w := oneNodeWorld(t, 3)
+	errs := make([]error, 3)
+	w.Run(func(c *comm.Comm) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		d, err := c.Dup(ctx)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		for i := range 2 * shm.SlotDepth { // every slot used by a good call
+			if err := collective.Scatter(ctx, d, 0, make([]int64, 2*d.Size()), make([]int64, 2)); err != nil {
+				return fmt.Errorf("call %d: %w", i, err)
+			}
+		}
+		n := 2
+		if c.Rank() == 0 {
+			n = 1 // 8 bytes a block: the root's inline path
+		}
+		errs[c.Rank()] = collective.Scatter(ctx, d, 0, make([]int64, n*d.Size()), make([]int64, n))
+		if ctx.Err() != nil {
+			return fmt.Errorf("rank %d: scatter did not return: %v", c.Rank(), errs[c.Rank()])
+		}
+		return nil
+	})
+	for r := 1; r < 3; r++ {
+		if !errors.Is(errs[r], collective.ErrMismatch) {
+			t.Errorf("rank %d: %v, want ErrMismatch", r, errs[r])
+		}
 	}
 }

@@ -354,6 +354,9 @@ func gatherShared(ctx context.Context, c *comm.Comm, root int, send, recv []byte
 // nil, gets the length of the rank's whole block as the root wrote it.
 func scatterShared(ctx context.Context, c *comm.Comm, root int, send, recv []byte, bl blocks, span int, total *int) error {
 	me := c.Rank()
+	if bl.counts == nil && total == nil && span*c.Size() <= inlineMax {
+		return scatterInline(ctx, c, root, send, recv)
+	}
 	if me == root {
 		off, _ := bl.at(me)
 		copy(recv, send[off:off+len(recv)])
@@ -364,9 +367,15 @@ func scatterShared(ctx context.Context, c *comm.Comm, root int, send, recv []byt
 	}
 	return onSlots(ctx, c, name, func(s *shm.Slots) error {
 		return segments(s, span, s.Data(), func(n uint64, lo, hi int) error {
+			uniform := bl.counts == nil && total == nil
 			if me != root {
 				if err := s.Await(ctx, n, root); err != nil {
 					return err
+				}
+				if uniform { // not a root that took scatterInline (a rank passed another count)
+					if _, err := get(s.Area(n, root), root, 0, span); err != nil {
+						return err
+					}
 				}
 				a, b := clip(lo, hi, len(recv))
 				if total != nil {
@@ -389,7 +398,40 @@ func scatterShared(ctx context.Context, c *comm.Comm, root int, send, recv []byt
 					put(s, s.Area(n, r), send[off+a:off+b], cnt)
 				}
 			}
+			if uniform {
+				mark(s.Area(n, me), 0, span) // what a reader that took scatterInline would refuse
+			}
 			s.Publish(n)
+			return nil
+		})
+	})
+}
+
+// scatterInline is a scatter whose blocks all fit in the line where the root
+// publishes (inlineMax): the root writes them there, in rank order, and each
+// rank copies its own out, one line from the root's core where a block in
+// the reader's own area was a second.
+func scatterInline(ctx context.Context, c *comm.Comm, root int, send, recv []byte) error {
+	me, n, all := c.Rank(), len(recv), len(recv)*c.Size()
+	return onSlots(ctx, c, "scatter", func(s *shm.Slots) error {
+		return slotOp(s, 1, func(op uint64) error {
+			if me == root {
+				if err := s.Claim(ctx, op); err != nil {
+					return err
+				}
+				put(s, s.Area(op, root), send, all)
+				s.Publish(op)
+				copy(recv, send[me*n:])
+				return nil
+			}
+			if err := s.Await(ctx, op, root); err != nil {
+				return err
+			}
+			b, err := get(s.Area(op, root), root, all, all)
+			if err != nil {
+				return err
+			}
+			copy(recv, b[me*n:])
 			return nil
 		})
 	})
