@@ -98,14 +98,7 @@ func vLayout(p, n int) (counts, displs []int) {
 // got ErrMismatch, and that every rank returned.
 func mismatchRun(t *testing.T, w *commtest.World, name string, call func(ctx context.Context, c *comm.Comm, n int) error, small, large int) {
 	errs := make([]error, w.Comms[0].Size())
-	w.Run(func(c *comm.Comm) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		d, err := c.Dup(ctx)
-		if err != nil {
-			return err
-		}
-		defer d.Close()
+	runOnDup(w, func(ctx context.Context, c, d *comm.Comm) error {
 		n := large
 		if c.Rank() == 0 {
 			n = small // rank 0 passes about half the count of the others
@@ -136,14 +129,7 @@ func mismatchRun(t *testing.T, w *commtest.World, name string, call func(ctx con
 func TestScatterInlineMismatch(t *testing.T) {
 	w := oneNodeWorld(t, 3)
 	errs := make([]error, 3)
-	w.Run(func(c *comm.Comm) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		d, err := c.Dup(ctx)
-		if err != nil {
-			return err
-		}
-		defer d.Close()
+	runOnDup(w, func(ctx context.Context, c, d *comm.Comm) error {
 		for i := range 2 * shm.SlotDepth { // every slot used by a good call
 			if err := collective.Scatter(ctx, d, 0, make([]int64, 2*d.Size()), make([]int64, 2)); err != nil {
 				return fmt.Errorf("call %d: %w", i, err)
@@ -164,4 +150,20 @@ func TestScatterInlineMismatch(t *testing.T) {
 			t.Errorf("rank %d: %v, want ErrMismatch", r, errs[r])
 		}
 	}
+}
+
+// runOnDup runs fn on every rank of w with a Dup of its world (closed after)
+// and a context that ends after 20 s, so that a rank that waits for ever
+// fails the test instead of hanging it.
+func runOnDup(w *commtest.World, fn func(ctx context.Context, c, d *comm.Comm) error) {
+	w.Run(func(c *comm.Comm) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		d, err := c.Dup(ctx)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		return fn(ctx, c, d)
+	})
 }
