@@ -156,7 +156,7 @@ func (e *engine) testProgress(r *Request) {
 	switch {
 	case r.stepped():
 		r.as.touched.Store(true)
-		r.advance(false)
+		ran := r.advance(false)
 		if !r.fin.Load() {
 			// A goroutine has the steps, blocked in one, or this step
 			// waits for messages: that goroutine, or the ranks (of a local
@@ -165,8 +165,13 @@ func (e *engine) testProgress(r *Request) {
 			// would otherwise keep until the runtime preempts it, every 10
 			// ms (a million Tests did not let an Iallreduce of five
 			// goroutine ranks finish; an Ibcast of three on two cores
-			// took 10 ms).
-			e.yield()
+			// took 10 ms). When this caller ran the step itself, r's own
+			// place in the later queue is no goroutine to yield to.
+			own := int32(0)
+			if ran && r.as.later.Load() {
+				own = 1
+			}
+			e.yieldBeside(own)
 		}
 		return
 	case r.kind == kindAsync:
@@ -381,11 +386,16 @@ func (e *engine) goHelper(fn func()) {
 // lockedYieldEvery. There the system call and the schedule it makes were 13%
 // of the CPU of Python's Allreduce of 8 bytes at np 2, whose peer is already
 // running on the other core.
-func (e *engine) yield() {
+func (e *engine) yield() { e.yieldBeside(0) }
+
+// yieldBeside is yield for a caller that is itself own of the helpers
+// counted (a stepped request it advances, which waits in the later queue):
+// those need no processor from it.
+func (e *engine) yieldBeside(own int32) {
 	if e.yields.Add(1)%homeCheckEvery == 0 {
 		cpuhome.Check()
 	}
-	if !e.cfg.LockedCallers || e.helpers.Load() > 0 {
+	if !e.cfg.LockedCallers || e.helpers.Load() > own {
 		runtime.Gosched()
 		return
 	}
