@@ -13,12 +13,17 @@ import (
 
 	"github.com/pmrun/pmrun/internal/e2e"
 	"github.com/pmrun/pmrun/internal/tasktest"
+	"github.com/pmrun/pmrun/internal/timerslack"
 )
 
 // memberlist's Shutdown does not wait for a probe in flight: it ends by
 // itself at its ack timeout (scaled up to 8 probe intervals under load), which
 // can be after the last test when a gossip test runs alone.
 func TestMain(m *testing.M) {
+	if os.Getenv(printSlackEnv) != "" { // TestStartOnSlack's child
+		os.Stdout.WriteString(os.Getenv(timerslack.Env))
+		os.Exit(0)
+	}
 	tasktest.MaybeServe() // the test binary is also the stand-in task worker
 	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/hashicorp/memberlist.(*Memberlist).probeNode"))
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -177,7 +178,11 @@ func startOn(cmd *exec.Cmd, bind *unix.CPUSet, rank bool) error {
 	if !rank {
 		return startBound(cmd, bind)
 	}
-	return timerslack.StartWith(cmd.Path, &cmd.Env, func() error { return startBound(cmd, bind) })
+	prog := cmd.Path
+	if !filepath.IsAbs(prog) && cmd.Dir != "" { // exec.Cmd: a relative Path is relative to Dir
+		prog = filepath.Join(cmd.Dir, prog)
+	}
+	return timerslack.StartWith(prog, &cmd.Env, func() error { return startBound(cmd, bind) })
 }
 
 // startBound starts cmd from the calling thread, which has bind's CPUs

@@ -94,7 +94,13 @@ func StartWith(program string, env *[]string, start func() error) error {
 // python3.11, ...
 var python = regexp.MustCompile(`^python[0-9.]*$`)
 
-var runs sync.Map // program path, size and time -> bool
+var (
+	runsMu sync.Mutex
+	runs   = map[string]bool{} // program path, size and time -> Runs; at most runsMax
+)
+
+// runsMax bounds runs (an agent starts whatever programs its jobs name).
+const runsMax = 256
 
 // Runs reports whether program runs this runtime: a Python interpreter, or a
 // Go program built with this module. Anything else (a shell, a C program)
@@ -109,16 +115,23 @@ func Runs(program string) bool {
 		return false
 	}
 	key := fmt.Sprint(program, st.Size(), st.ModTime().UnixNano())
-	if v, ok := runs.Load(key); ok {
-		return v.(bool)
+	runsMu.Lock()
+	yes, ok := runs[key]
+	runsMu.Unlock()
+	if ok {
+		return yes
 	}
-	yes := false
 	if info, err := buildinfo.ReadFile(program); err == nil {
 		yes = info.Main.Path == module
 		for _, d := range info.Deps {
 			yes = yes || d.Path == module
 		}
 	}
-	runs.Store(key, yes)
+	runsMu.Lock()
+	if len(runs) >= runsMax {
+		clear(runs)
+	}
+	runs[key] = yes
+	runsMu.Unlock()
 	return yes
 }
