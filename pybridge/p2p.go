@@ -10,7 +10,6 @@ import (
 	"unsafe"
 
 	"github.com/pmrun/pmrun/comm"
-	"github.com/pmrun/pmrun/internal/timerslack"
 )
 
 // Conventions of the exported functions: a handle or count is an int64; a
@@ -49,7 +48,6 @@ func pm_init(world, self *int64) int64 {
 		os.Setenv("PMRUN_LOCKED_CALLERS", "on")
 	}
 	gcFloor()
-	timerslack.Restore() // on the interpreter's thread (see timerslack)
 	c, err := comm.World()
 	if err != nil {
 		return fail(err)

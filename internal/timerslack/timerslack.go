@@ -16,24 +16,23 @@
 //
 // A thread's timer slack is inherited by the threads it creates, and
 // across fork and exec; sysmon is made before any package's init runs. So
-// the launcher starts a rank that runs this runtime from a thread whose
-// slack is Sysmon (StartWith), and the rank's runtime gives its own
-// threads back the launcher's slack as early as it can (Restore, run by
-// this package's init on the thread that runs the inits, and by the Python
-// bridge on the interpreter's thread): sysmon keeps Sysmon, and wakes at
-// most every millisecond. Threads made before the restore (sysmon, and the
-// few the runtime may start before main with GOMAXPROCS above 1) keep it
-// too; their timed waits end up to a millisecond late, which is the
-// granularity the runtime's own timers have (its poller sleeps whole
-// milliseconds).
+// the launcher starts a Go rank built with this module from a thread whose
+// slack is Sysmon (StartWith), and the Python bridge loads the runtime
+// library from a thread whose slack is Sysmon for that moment; either way
+// Env names the slack to give back, and the runtime gives it back to the
+// thread that runs its inits (this package's init; the bridge's, which
+// reads the environment as the interpreter left it: RestoreTo). sysmon
+// keeps Sysmon, and wakes at most every millisecond. Threads made before
+// the restore (sysmon, and the few the runtime may start before main with
+// GOMAXPROCS above 1) keep it too; their timed waits end up to a
+// millisecond late, which is the granularity the runtime's own timers have
+// (its poller sleeps whole milliseconds).
 package timerslack
 
 import (
 	"debug/buildinfo"
 	"fmt"
 	"os"
-	"path/filepath"
-	"regexp"
 	"strconv"
 	"sync"
 	"time"
@@ -54,16 +53,21 @@ const module = "github.com/pmrun/pmrun"
 
 func init() { Restore() }
 
-// Restore sets the calling thread's timer slack to the one Env names, if it
-// names one: call it on the threads that should keep the launcher's timing
-// (the Go runtime's thread that runs the inits, which this package's init
-// does; a C program's threads that call in).
-func Restore() {
-	ns, err := strconv.ParseInt(os.Getenv(Env), 10, 64)
-	if err != nil || ns <= 0 {
+// Restore sets the calling thread's timer slack to the one Env names in the
+// environment the process started with, if it names one: this package's
+// init does, on the thread that runs the inits.
+func Restore() { RestoreTo(os.Getenv(Env)) }
+
+// RestoreTo sets the calling thread's timer slack to ns, Env's value (in
+// nanoseconds); anything else leaves it alone. A library whose host set Env
+// after the process started (the Python bridge) reads it from the host's
+// environment, which Go's copy does not follow.
+func RestoreTo(ns string) {
+	v, err := strconv.ParseInt(ns, 10, 64)
+	if err != nil || v <= 0 {
 		return
 	}
-	unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(ns), 0, 0, 0)
+	unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(v), 0, 0, 0)
 }
 
 // StartWith runs start, which forks a process from the calling thread (an
@@ -89,11 +93,6 @@ func StartWith(program string, env *[]string, start func() error) error {
 	return start()
 }
 
-// python matches the interpreters whose programs load the runtime through
-// the Python bridge (mpi4py scripts, pmrun's own): python, python3,
-// python3.11, ...
-var python = regexp.MustCompile(`^python[0-9.]*$`)
-
 var (
 	runsMu sync.Mutex
 	runs   = map[string]bool{} // program path, size and time -> Runs; at most runsMax
@@ -102,14 +101,12 @@ var (
 // runsMax bounds runs (an agent starts whatever programs its jobs name).
 const runsMax = 256
 
-// Runs reports whether program runs this runtime: a Python interpreter, or a
-// Go program built with this module. Anything else (a shell, a C program)
-// keeps the launcher's slack, since nothing in it would give its threads
-// their timing back.
+// Runs reports whether program is a Go program built with this module.
+// Anything else keeps the launcher's slack: a shell or a C program has
+// nothing that would give its threads their timing back, and a Python
+// interpreter gets the monitor thread's slack from the bridge when it loads
+// the runtime (a script that never does keeps its timing whole).
 func Runs(program string) bool {
-	if python.MatchString(filepath.Base(program)) {
-		return true
-	}
 	st, err := os.Stat(program)
 	if err != nil {
 		return false

@@ -105,15 +105,27 @@ func TestStartWithOthers(t *testing.T) {
 	}
 }
 
-func TestRunsPython(t *testing.T) {
-	for _, p := range []string{"/usr/bin/python3", "python", "/opt/py/bin/python3.11"} {
-		if !Runs(p) {
-			t.Errorf("Runs(%s) = false", p)
-		}
-	}
-	for _, p := range []string{"/usr/bin/pythonista", "/no/such/program", "/etc/passwd"} {
+func TestRunsOthers(t *testing.T) {
+	for _, p := range []string{"/usr/bin/python3", "/no/such/program", "/etc/passwd"} {
 		if Runs(p) {
 			t.Errorf("Runs(%s) = true", p)
+		}
+	}
+}
+
+func TestRestoreTo(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	before := slack(t)
+	defer RestoreTo(strconv.Itoa(before))
+	RestoreTo("123000")
+	if got := slack(t); got != 123000 {
+		t.Errorf("slack %d after RestoreTo(123000)", got)
+	}
+	for _, bad := range []string{"", "0", "-5", "1ms", "x"} {
+		RestoreTo(bad)
+		if got := slack(t); got != 123000 {
+			t.Errorf("RestoreTo(%q) changed the slack to %d", bad, got)
 		}
 	}
 }

@@ -32,8 +32,35 @@ def _find_library():
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "libpmrun.so")
 
 
+# The Go runtime's monitor thread (sysmon) wakes every 20 us for a while
+# after the runtime starts and after each of its deep sleeps (stretched to
+# 70-90 us by the thread's timer slack), taking the core of a spinning rank
+# each time (internal/timerslack). A thread's slack is inherited by the
+# threads it makes: the library is loaded with this thread's slack at 1 ms,
+# so that the runtime's first threads (sysmon among them) keep it, and
+# PMRUN_TIMER_SLACK names this thread's, which it gets back at once, and
+# which the runtime gives back to the thread that runs its inits.
+_PR_SET_TIMERSLACK, _PR_GET_TIMERSLACK, _MONITOR_SLACK = 29, 30, 1000000
+
+
+def _load(path):
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        own = libc.prctl(_PR_GET_TIMERSLACK, 0, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux
+        own = -1
+    if own <= 0:
+        return ctypes.CDLL(path)
+    os.environ["PMRUN_TIMER_SLACK"] = str(own)
+    libc.prctl(_PR_SET_TIMERSLACK, ctypes.c_ulong(_MONITOR_SLACK), 0, 0, 0)
+    try:
+        return ctypes.CDLL(path)
+    finally:
+        libc.prctl(_PR_SET_TIMERSLACK, ctypes.c_ulong(own), 0, 0, 0)
+
+
 try:
-    lib = ctypes.CDLL(_find_library())
+    lib = _load(_find_library())
 except OSError as e:  # pragma: no cover - an installation problem
     raise ImportError(
         "pmrun: cannot load the runtime library %s (%s); build it with 'make build'"
