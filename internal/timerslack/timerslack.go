@@ -89,7 +89,7 @@ func StartWith(program string, env *[]string, start func() error) error {
 	if *env == nil {
 		*env = os.Environ()
 	}
-	*env = append(*env, Env+"="+strconv.Itoa(old))
+	*env = append(*env, Env+"="+strconv.Itoa(old)) // last: exec.Cmd keeps the last of duplicates
 	return start()
 }
 

@@ -62,7 +62,7 @@ func TestStartWith(t *testing.T) {
 		t.Fatalf("Runs(%s) = false for a test binary of this module", self)
 	}
 	cmd := exec.Command(self)
-	cmd.Env = append(os.Environ(), helperEnv+"=1")
+	cmd.Env = append(os.Environ(), helperEnv+"=1", Env+"=7") // a stale one: StartWith's must win
 	var out strings.Builder
 	cmd.Stdout = &out
 	if err := StartWith(cmd.Path, &cmd.Env, cmd.Start); err != nil {
