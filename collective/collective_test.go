@@ -755,6 +755,8 @@ func TestChooseSizes(t *testing.T) {
 		{"bcast", 8 << 20, true, collective.AlgScatterAllgather},
 		{"alltoall", 8, true, collective.AlgBruck},
 		{"alltoall", 1 << 20, true, collective.AlgPairwise},
+		{"gather", 1 << 10, true, collective.AlgBinomial},
+		{"gather", 64 << 10, true, collective.AlgLinear},
 	} {
 		if got := collective.Choose(tc.family, c, tc.n, tc.comm); got != tc.want {
 			t.Errorf("Choose(%s, %d bytes, commutative=%v) = %s, want %s", tc.family, tc.n, tc.comm, got, tc.want)

@@ -46,6 +46,7 @@ const (
 	allgatherOneNode  = 4 << 20  // total bytes: recursive doubling below, on one node
 	alltoallShort     = 256
 	gatherLinear      = 128 << 10 // per-rank block: linear gather on one node from here
+	gatherSockets     = 16 << 10  // per-rank block: linear gather through sockets from here
 	scatterSockets    = 4 << 10   // per-rank block: binomial scatter through sockets up to here
 	alltoallMedium    = 32 << 10
 	alltoallLinearMax = 8 // ranks: linear alltoall through memory up to here (measured at 4 and 8)
@@ -303,8 +304,15 @@ func choose(family string, c *comm.Comm, nbytes int, commutative bool, r reach) 
 	case "gather":
 		// On one node from 128 KiB (below, the shared area takes it):
 		// binomial 53-55 us at np 4 and 128 KiB against linear's 27-29,
-		// 281 at np 8 and 192 KiB against 140 (Intel Xeon VM).
-		if oneNode(c) && nbytes >= gatherLinear {
+		// 281 at np 8 and 192 KiB against 140 (Intel Xeon VM). Through
+		// sockets from 16 KiB: every block straight to the root, each in
+		// its own socket, against the tree's rounds of growing blocks;
+		// PMRUN_SHM=off, 3-5 rounds alternating, medians, us, binomial
+		// against linear: np 4, 16 KiB 38 / 33, 64 KiB 208 / 136, 128 KiB
+		// 321 / 244; np 8, 16 KiB 108 / 96, 64 KiB 545 / 358, 256 KiB
+		// 1218 / 722 (Open MPI at np 4, 64 KiB: 113); below, the tree
+		// (np 4, 8 B 6.4 / 11.6, 1 KiB 11.4 / 13.4).
+		if oneNode(c) && nbytes >= gatherLinear || !r.local && nbytes >= gatherSockets {
 			return AlgLinear
 		}
 		return AlgBinomial
