@@ -834,8 +834,8 @@ func reserveOutOfOrder(c *comm.Comm) error {
 
 // TestAllgatherSockets runs every allgather algorithm between ranks of one
 // node connected by TCP only (shared memory off), with blocks past the eager
-// limit too, and checks that the selector keeps to the ring there for blocks
-// that recursive doubling would send by rendezvous.
+// limit too, and checks that the selector takes recursive doubling there up
+// to 512 KiB in all (a power of two of ranks) and the ring above.
 func TestAllgatherSockets(t *testing.T) {
 	cfg := comm.DefaultConfig()
 	cfg.SharedMemory = false
@@ -850,8 +850,11 @@ func TestAllgatherSockets(t *testing.T) {
 				t.Fatal("ranks with shared memory off do not talk through sockets")
 			}
 			if np == 4 {
-				if got := collective.Choose("allgather", w.Comms[0], 64<<10, true); got != collective.AlgRing {
-					t.Errorf("Choose(allgather, 64 KiB) over sockets = %s, want ring", got)
+				if got := collective.Choose("allgather", w.Comms[0], 256<<10, true); got != collective.AlgRing {
+					t.Errorf("Choose(allgather, 256 KiB) over sockets = %s, want ring", got)
+				}
+				if got := collective.Choose("allgather", w.Comms[0], 64<<10, true); got != collective.AlgRecursiveDoubling {
+					t.Errorf("Choose(allgather, 64 KiB) over sockets = %s, want recursive_doubling", got)
 				}
 				if got := collective.Choose("allgather", w.Comms[0], 1<<10, true); got != collective.AlgRecursiveDoubling {
 					t.Errorf("Choose(allgather, 1 KiB) over sockets = %s, want recursive_doubling", got)

@@ -42,8 +42,9 @@ const (
 	allreduceOneNode  = 4 << 20   // allreduceLong on one node
 	bcastShort        = 12 << 10
 	bcastLong         = 512 << 10
-	allgatherShort    = 80 << 10 // total bytes gathered
-	allgatherOneNode  = 4 << 20  // total bytes: recursive doubling below, on one node
+	allgatherShort    = 80 << 10  // total bytes gathered
+	allgatherMedium   = 512 << 10 // total bytes: recursive doubling up to here on a power of two of ranks
+	allgatherOneNode  = 4 << 20   // total bytes: recursive doubling below, on one node
 	alltoallShort     = 256
 	gatherLinear      = 128 << 10 // per-rank block: linear gather on one node from here
 	gatherSockets     = 16 << 10  // per-rank block: linear gather through sockets from here
@@ -264,7 +265,16 @@ func choose(family string, c *comm.Comm, nbytes int, commutative bool, r reach) 
 			// rounds: 4.6-6.7 ms against the ring's 1.4-2.2). See
 			// docs/benchmarks.md, "TCP collectives".
 			return AlgRecursiveDoubling
-		case nbytes*p >= allgatherShort:
+		case nbytes*p >= allgatherShort && !(isPow2(p) && nbytes*p <= allgatherMedium):
+			// Up to allgatherMedium in all, a power of two of ranks goes
+			// by recursive doubling through sockets too (MPICH's medium
+			// range): on a 2-core Intel Xeon VM, where large socket
+			// transfers park (the measurement above predates that),
+			// PMRUN_SHM=off, 2-3 rounds each, us, ring against recursive
+			// doubling: np 4, 16 KiB 87-97 / 63-76, 64 KiB 247-266 /
+			// 205-242; np 8, 16 KiB 424-432 / 285-315, 64 KiB 1542-1615
+			// / 899-940; above it the ring (np 4, 1 MiB 3138-3544 /
+			// 3364-3692).
 			return AlgRing
 		case isPow2(p):
 			return AlgRecursiveDoubling
