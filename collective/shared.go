@@ -354,7 +354,8 @@ func gatherShared(ctx context.Context, c *comm.Comm, root int, send, recv []byte
 // nil, gets the length of the rank's whole block as the root wrote it.
 func scatterShared(ctx context.Context, c *comm.Comm, root int, send, recv []byte, bl blocks, span int, total *int) error {
 	me := c.Rank()
-	if bl.counts == nil && total == nil && span*c.Size() <= inlineMax {
+	uniform := bl.counts == nil && total == nil // Scatter's, not Scatterv's
+	if uniform && span*c.Size() <= inlineMax {
 		return scatterInline(ctx, c, root, send, recv)
 	}
 	if me == root {
@@ -367,7 +368,6 @@ func scatterShared(ctx context.Context, c *comm.Comm, root int, send, recv []byt
 	}
 	return onSlots(ctx, c, name, func(s *shm.Slots) error {
 		return segments(s, span, s.Data(), func(n uint64, lo, hi int) error {
-			uniform := bl.counts == nil && total == nil
 			if me != root {
 				if err := s.Await(ctx, n, root); err != nil {
 					return err

@@ -388,9 +388,9 @@ func (e *engine) goHelper(fn func()) {
 // running on the other core.
 func (e *engine) yield() { e.yieldBeside(0) }
 
-// yieldBeside is yield for a caller that is itself own of the helpers
-// counted (a stepped request it advances, which waits in the later queue):
-// those need no processor from it.
+// yieldBeside is yield when own of the counted helpers are the caller's own
+// work (a stepped request it steps itself, waiting in the later queue),
+// which needs no processor from it.
 func (e *engine) yieldBeside(own int32) {
 	if e.yields.Add(1)%homeCheckEvery == 0 {
 		cpuhome.Check()

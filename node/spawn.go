@@ -94,9 +94,9 @@ func stopTimeout(env []string) (time.Duration, error) {
 // errJobKilled is returned by start once the job is being killed.
 var errJobKilled = errors.New("node: job aborted")
 
-// newSpawner makes a spawner of MPI ranks (ranks) or of other processes.
-func newSpawner(logf func(format string, args ...any), ranks bool) *spawner {
-	s := &spawner{logf: logf, starts: make(chan func()), mpi: ranks, quit: make(chan struct{}), ranks: make(map[int]*spawned)}
+// newSpawner makes a spawner of MPI ranks (mpi) or of other processes.
+func newSpawner(logf func(format string, args ...any), mpi bool) *spawner {
+	s := &spawner{logf: logf, starts: make(chan func()), mpi: mpi, quit: make(chan struct{}), ranks: make(map[int]*spawned)}
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
@@ -174,8 +174,8 @@ func (s *spawner) start(cmd *exec.Cmd, rank int, bind *unix.CPUSet, exits chan<-
 // meanwhile, and for an MPI rank the timer slack its runtime starts with
 // (see timerslack: ranks spin for each other, and the Go runtime's monitor
 // thread would take their cores).
-func startOn(cmd *exec.Cmd, bind *unix.CPUSet, rank bool) error {
-	if !rank {
+func startOn(cmd *exec.Cmd, bind *unix.CPUSet, mpi bool) error {
+	if !mpi {
 		return startBound(cmd, bind)
 	}
 	prog := cmd.Path
