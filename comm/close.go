@@ -82,6 +82,7 @@ func (e *engine) shut() []*Request {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.closed = true
+	e.downs.Add(1)
 	var failed []*Request
 	for _, q := range e.queues {
 		failed = append(failed, q.dropPosted()...)

@@ -49,6 +49,7 @@ type engine struct {
 	byes           map[int]bool  // world ranks that closed in order
 	byeCh          chan struct{} // closed and replaced when a bye or loss is recorded
 	closed         bool
+	downs          atomic.Int32   // losses, byes and the close recorded (under mu): while 0, an eager send need not look
 	pushers        sync.WaitGroup // goroutines pushing rendezvous data
 	deferred       deferredPushes // pushes left to this rank's next call (callers from C; its own lock)
 	helpers        atomic.Int32   // goroutines started to move a protocol along, still running
@@ -350,36 +351,41 @@ func (c *Comm) sendEager(ctx context.Context, dst, tag int, data []byte, wait bo
 	if len(data) > l.eagerLimit() {
 		return false, nil
 	}
-	e.mu.Lock()
-	fail := e.closed || w != e.rank && e.peerGone(w) != nil
-	e.mu.Unlock()
-	if fail {
-		return false, nil
+	if e.downs.Load() != 0 {
+		e.mu.Lock()
+		fail := e.closed || w != e.rank && e.peerGone(w) != nil
+		e.mu.Unlock()
+		if fail {
+			return false, nil
+		}
 	}
 	ring := shared && !e.compresses(data) // the frame as it is, into the ring
 	if _, loop := l.(*loopLink); !wait && !loop && !ring {
 		return false, nil // a loopLink delivers at once, never waiting
 	}
-	e.need(w, 1) // while it writes, a full ring makes it read this peer
 	var err error
 	h := wire.Header{Kind: wire.KindEager, Ctx: c.cid, Src: int32(e.rank), Tag: int32(tag)}
 	if ring {
+		// Not through the interface: h stays on the stack. A frame that
+		// fits at once is written without flagging the peer as needed;
+		// one that must wait for room reads it meanwhile.
 		h.Length = uint64(len(data))
-		sent := true
-		if wait {
-			err = sl.sendFrame(&h, data) // not through the interface: h stays on the stack
-		} else {
-			sent, err = sl.trySendFrame(&h, data)
+		sent, err2 := sl.trySendFrame(&h, data)
+		if !sent && wait {
+			e.need(w, 1)
+			sent, err2 = true, sl.sendFrame(&h, data)
+			e.need(w, -1)
 		}
 		if !sent {
-			e.need(w, -1)
 			return false, nil
 		}
+		err = err2
 	} else {
-		hh := h // escapes, through the interface
+		e.need(w, 1) // while it writes, a full link makes it read this peer
+		hh := h      // escapes, through the interface
 		err = e.sendPayload(l, &hh, data)
+		e.need(w, -1)
 	}
-	e.need(w, -1)
 	if err != nil {
 		return true, rankError("send", dst, tag, err)
 	}

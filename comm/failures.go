@@ -46,6 +46,7 @@ func (e *engine) peerDown(w int, bye bool, reason error) {
 	} else {
 		e.lost[w] = reason
 	}
+	e.downs.Add(1)
 	gone := e.peerGone(w)
 	var failed []*Request
 	for _, q := range e.queues {

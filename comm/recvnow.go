@@ -61,7 +61,12 @@ func (c *Comm) recvNow(ctx context.Context, src, tag int, buf []byte, alloc bool
 	e.need(w, 1) // a throttled peer's frames are read on
 	defer e.need(w, -1)
 	l.spinStart() // the peer need not ring: this goroutine reads the ring
-	defer l.spinStop()
+	spinning := true
+	defer func() {
+		if spinning {
+			l.spinStop()
+		}
+	}()
 	post := func() *Request {
 		if alloc {
 			return c.Irecv(ctx, src, tag, nil)
@@ -82,6 +87,10 @@ func (c *Comm) recvNow(ctx context.Context, src, tag int, buf []byte, alloc bool
 				}
 			}
 			data, got, took, more := l.takeEager(c.cid, tag, buf, alloc)
+			if took {
+				spinning = false
+				l.spinStopHeld()
+			}
 			l.rmu.Unlock()
 			if took {
 				return data, Status{Source: src, Tag: got, Count: len(data)}, nil, true, nil
