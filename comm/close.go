@@ -31,6 +31,7 @@ func (e *engine) close(ctx context.Context) error {
 	e.force(1) // every peer's goodbye must be read, behind whatever it sent
 	e.exchangeGoodbyes(ctx)
 	failed := e.shut()
+	e.stopSweeps()
 	var err error
 	if e.closeHook != nil {
 		err = e.closeHook()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/klauspost/compress/s2"
 	"github.com/pmrun/pmrun/internal/wire"
@@ -57,6 +58,16 @@ type engine struct {
 	yields         atomic.Uint32  // every yield: now and then one looks at the CPU (see yield)
 	laterQ         laterQueue     // requests a goroutine takes over unless a caller has them first
 	queued         atomic.Uint64  // messages queued unexpected so far (see addUnexpected)
+
+	// A receive's spin announcement left on its link, and its sweep (see
+	// linger.go); owedMu guards the sweep's fields below it.
+	owed      atomic.Pointer[shmLink]
+	owedGen   atomic.Uint64 // announcements left so far
+	owedArmed atomic.Bool   // the sweep's timer runs
+	owedMu    sync.Mutex
+	owedSwept uint64 // owedGen at the last sweep
+	owedTimer *time.Timer
+	owedOff   bool // the links are closing: no more sweeps
 
 	// Flow control of early eager messages (see throttled), by world rank.
 	held      []atomic.Int64 // bytes of the rank's eager messages queued unexpected

@@ -44,6 +44,9 @@ func (e *engine) need(w int, d int32) {
 // force lifts throttling on every link while d > 0 is outstanding (a probe
 // must see every message, a close every peer's goodbye).
 func (e *engine) force(d int32) {
+	if d > 0 {
+		e.settleSpin() // the peer rings for what comes next
+	}
 	if e.forced.Add(d) == 1 && d > 0 {
 		e.kickAll()
 	}

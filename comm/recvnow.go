@@ -60,7 +60,9 @@ func (c *Comm) recvNow(ctx context.Context, src, tag int, buf []byte, alloc bool
 	}
 	e.need(w, 1) // a throttled peer's frames are read on
 	defer e.need(w, -1)
-	l.spinStart() // the peer need not ring: this goroutine reads the ring
+	if !e.takeSpin(l) {
+		l.spinStart() // the peer need not ring: this goroutine reads the ring
+	}
 	spinning := true
 	defer func() {
 		if spinning {
@@ -87,12 +89,10 @@ func (c *Comm) recvNow(ctx context.Context, src, tag int, buf []byte, alloc bool
 				}
 			}
 			data, got, took, more := l.takeEager(c.cid, tag, buf, alloc)
-			if took {
-				spinning = false
-				l.spinStopHeld()
-			}
 			l.rmu.Unlock()
 			if took {
+				spinning = false
+				e.leaveSpin(l) // not withdrawn here: see linger.go
 				return data, Status{Source: src, Tag: got, Count: len(data)}, nil, true, nil
 			}
 			if more {

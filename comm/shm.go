@@ -751,16 +751,6 @@ func (l *shmLink) spinStop() {
 	l.tryPoll()
 }
 
-// spinStopHeld is spinStop for a caller that holds rmu: it polls only if
-// a frame is there, which spares a receive that has just taken its message
-// off the ring (Comm.recvNow) a second round of the parser on its way back.
-func (l *shmLink) spinStopHeld() {
-	l.shm.rx.spin.Add(-1)
-	if !l.shm.rx.empty() {
-		l.pollHeld()
-	}
-}
-
 // takeEager is the receive of Comm.recvNow: when the next frame on the ring
 // is, whole in one chunk, an uncompressed eager message from the peer on
 // context cid with tag (any tag of the user's for AnyTag), of at most

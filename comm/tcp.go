@@ -323,22 +323,15 @@ func (c *peerConn) tryPoll() bool {
 		return false
 	}
 	defer c.rmu.Unlock()
-	c.pollHeld()
-	return true
-}
-
-// pollHeld is tryPoll's poll, for a caller that holds rmu: a broken
-// connection is left to serve, which owns the link's end.
-func (c *peerConn) pollHeld() {
-	if c.dead {
-		return
-	}
-	if err := c.poll(); err != nil {
-		c.dead, c.rerr = true, err
-		if cr, ok := c.conn.(interface{ CloseRead() error }); ok {
-			cr.CloseRead() // wakes serve, which reports the loss
+	if !c.dead {
+		if err := c.poll(); err != nil {
+			c.dead, c.rerr = true, err
+			if cr, ok := c.conn.(interface{ CloseRead() error }); ok {
+				cr.CloseRead() // wakes serve, which reports the loss
+			}
 		}
 	}
+	return true
 }
 
 // poll reads from the link's source without blocking until it has nothing
