@@ -111,8 +111,8 @@ func (e *engine) progressUntil(rs []*Request, anyOne bool) {
 	}
 	w.claimPushes()
 	defer e.handOffPushes(w.pushes)
-	w.setSpin(true)
-	defer w.setSpin(false)
+	w.setSpin(e, true)
+	defer w.endSpin(e)
 	// The deadline is set at the first look at the clock, 64 polls in: a
 	// message that arrives before then costs no clock read (the clock's vDSO
 	// call was 4.5% of the samples of a ping-pong of 8 bytes through shared
@@ -124,7 +124,7 @@ func (e *engine) progressUntil(rs []*Request, anyOne bool) {
 		w.pushReady(e)
 		e.pushDeferred()
 		if !w.spinning { // it pushed: announce the spinner again, poll at once
-			w.setSpin(true)
+			w.setSpin(e, true)
 			continue
 		}
 		if i&yieldMask == 0 {
@@ -306,15 +306,36 @@ func (e *engine) handOffPushes(pushes []*Request) {
 	}
 }
 
-// setSpin announces the spinner on its links, or withdraws it.
-func (w *waiter) setSpin(on bool) {
+// setSpin announces the spinner on its links, taking over an announcement
+// a receive left owed (see linger.go), or withdraws it.
+func (w *waiter) setSpin(e *engine, on bool) {
 	if w.spinning == on {
 		return
 	}
 	w.spinning = on
 	for _, l := range w.links {
-		if on {
+		sl, shared := l.(*shmLink)
+		switch {
+		case on && shared && e.takeSpin(sl):
+		case on:
 			l.spinStart()
+		default:
+			l.spinStop()
+		}
+	}
+}
+
+// endSpin withdraws the spinner at the end of its wait, leaving its
+// announcement owed on a shared-memory link (see linger.go): the next wait
+// or receive on the link takes it over.
+func (w *waiter) endSpin(e *engine) {
+	if !w.spinning {
+		return
+	}
+	w.spinning = false
+	for _, l := range w.links {
+		if sl, shared := l.(*shmLink); shared {
+			e.leaveSpin(sl)
 		} else {
 			l.spinStop()
 		}
@@ -361,7 +382,7 @@ func (w *waiter) pushReady(e *engine) {
 		// spinner meanwhile, so that its frames wake this rank's reader
 		// instead of waiting for a poll that will not come until the push
 		// is done.
-		w.setSpin(false)
+		w.setSpin(e, false)
 		e.pushIfReady(r)
 	}
 }
