@@ -77,6 +77,7 @@ func (d *diagnostics) park(r *Request) {
 	case kindAsync:
 		op = "wait" // for a nonblocking operation (a collective's)
 	}
+	r.c.e.settleSpin() // what it waits for may come through the background reader
 	id := d.block(op, r.peer, r.tag, r.c)
 	<-r.doneChan()
 	d.unblock(id)

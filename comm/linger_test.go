@@ -58,3 +58,47 @@ func TestOwedSpinSettles(t *testing.T) {
 		t.Fatalf("receive of the queued frame: %d bytes, %+v, %v", len(b), st, err)
 	}
 }
+
+// TestParkedWaitWithdraws: a wait that stops spinning and parks must not
+// leave its spin owed (it takes over the one a receive left): what it waits
+// for comes through the background reader, which the writer rings only
+// when nobody announces a spin. Both the wait's withdrawal when it gives up
+// spinning and the park's settling see to it; without both, it fails.
+func TestParkedWaitWithdraws(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Spin = 100 * time.Microsecond
+	cs := netWorld(t, 2, true, cfg)
+	ctx := context.Background()
+	e := cs[1].e
+	for i := 0; e.owed.Load() == nil; i++ {
+		if i == 100 {
+			t.Fatal("100 receives off the ring left no spin owed")
+		}
+		if err := cs[0].Send(ctx, 1, 0, []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := cs[1].Recv(ctx, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.owedMu.Lock() // no sweep settles it meanwhile
+	l := e.owed.Load()
+	r := cs[1].Irecv(ctx, 0, 9, make([]byte, 8))
+	waited := make(chan error, 1)
+	go func() {
+		_, err := r.Wait()
+		waited <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // far beyond the spin: the wait has parked
+	owed, spin := e.owed.Load(), l.shm.rx.spin.Load()
+	e.owedMu.Unlock()
+	if err := cs[0].Send(ctx, 1, 9, make([]byte, 8)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waited; err != nil {
+		t.Fatal(err)
+	}
+	if owed != nil || spin != 0 {
+		t.Errorf("a parked wait: spin owed %v, %d spinners announced on the ring, want none", owed != nil, spin)
+	}
+}

@@ -112,7 +112,14 @@ func (e *engine) progressUntil(rs []*Request, anyOne bool) {
 	w.claimPushes()
 	defer e.handOffPushes(w.pushes)
 	w.setSpin(e, true)
-	defer w.endSpin(e)
+	finished := false // a wait that gives up spinning parks: its links' writers must ring
+	defer func() {
+		if finished {
+			w.endSpin(e)
+		} else {
+			w.setSpin(e, false)
+		}
+	}()
 	// The deadline is set at the first look at the clock, 64 polls in: a
 	// message that arrives before then costs no clock read (the clock's vDSO
 	// call was 4.5% of the samples of a ping-pong of 8 bytes through shared
@@ -136,6 +143,7 @@ func (e *engine) progressUntil(rs []*Request, anyOne bool) {
 		}
 		e.spinPause(i, yieldMask+1) // let the rank that must answer run
 	}
+	finished = true
 }
 
 // testProgress is Test's share of the progress, as MPI_Test drives it: one
@@ -325,9 +333,11 @@ func (w *waiter) setSpin(e *engine, on bool) {
 	}
 }
 
-// endSpin withdraws the spinner at the end of its wait, leaving its
-// announcement owed on a shared-memory link (see linger.go): the next wait
-// or receive on the link takes it over.
+// endSpin withdraws the spinner at the end of a wait that got what it
+// waited for, leaving its announcement owed on a shared-memory link (see
+// linger.go): the next wait or receive on the link takes it over. A wait
+// that parks withdraws it (setSpin): what it waits for then comes through
+// the background reader, which the writer must ring.
 func (w *waiter) endSpin(e *engine) {
 	if !w.spinning {
 		return

@@ -330,7 +330,10 @@ func (r *Request) Cancel() {
 }
 
 // Done returns a channel closed when r completes, for use in select statements.
-func (r *Request) Done() <-chan struct{} { return r.doneChan() }
+func (r *Request) Done() <-chan struct{} {
+	r.c.e.settleSpin() // a caller that blocks on it leaves the frames to the background reader
+	return r.doneChan()
+}
 
 // Data returns the payload of a completed receive posted without a buffer
 // (Irecv with a nil buffer); for other requests it returns the buffer given.
@@ -405,6 +408,7 @@ func WaitAny(reqs ...*Request) (int, Status, error) {
 	idx := make([]int, 0, len(reqs))
 	for i, r := range reqs {
 		if r != nil {
+			r.c.e.settleSpin() // it parks: see linger.go
 			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(r.doneChan())})
 			idx = append(idx, i)
 		}
