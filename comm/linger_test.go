@@ -16,17 +16,7 @@ func TestOwedSpinSettles(t *testing.T) {
 	cs := netWorld(t, 2, true, nil)
 	ctx := context.Background()
 	e := cs[1].e
-	for i := 0; e.owed.Load() == nil; i++ {
-		if i == 100 {
-			t.Fatal("100 receives off the ring left no spin owed")
-		}
-		if err := cs[0].Send(ctx, 1, 0, []byte{byte(i)}); err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := cs[1].Recv(ctx, 0, 0); err != nil {
-			t.Fatal(err)
-		}
-	}
+	leaveOwed(t, cs)
 	e.owedMu.Lock() // the sweep waits
 	l := e.owed.Load()
 	if l == nil {
@@ -70,17 +60,7 @@ func TestParkedWaitWithdraws(t *testing.T) {
 	cs := netWorld(t, 2, true, cfg)
 	ctx := context.Background()
 	e := cs[1].e
-	for i := 0; e.owed.Load() == nil; i++ {
-		if i == 100 {
-			t.Fatal("100 receives off the ring left no spin owed")
-		}
-		if err := cs[0].Send(ctx, 1, 0, []byte{byte(i)}); err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := cs[1].Recv(ctx, 0, 0); err != nil {
-			t.Fatal(err)
-		}
-	}
+	leaveOwed(t, cs)
 	e.owedMu.Lock() // no sweep settles it meanwhile
 	l := e.owed.Load()
 	r := cs[1].Irecv(ctx, 0, 9, make([]byte, 8))
@@ -100,5 +80,23 @@ func TestParkedWaitWithdraws(t *testing.T) {
 	}
 	if owed != nil || spin != 0 {
 		t.Errorf("a parked wait: spin owed %v, %d spinners announced on the ring, want none", owed != nil, spin)
+	}
+}
+
+// leaveOwed has rank 1 receive from rank 0 until a receive off the ring
+// leaves its spin owed.
+func leaveOwed(t *testing.T, cs []*Comm) {
+	t.Helper()
+	ctx := context.Background()
+	for i := 0; cs[1].e.owed.Load() == nil; i++ {
+		if i == 100 {
+			t.Fatal("100 receives off the ring left no spin owed")
+		}
+		if err := cs[0].Send(ctx, 1, 0, []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := cs[1].Recv(ctx, 0, 0); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
