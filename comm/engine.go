@@ -381,16 +381,16 @@ func (c *Comm) sendEager(ctx context.Context, dst, tag int, data []byte, wait bo
 		// fits at once is written without flagging the peer as needed;
 		// one that must wait for room reads it meanwhile.
 		h.Length = uint64(len(data))
-		sent, err2 := sl.trySendFrame(&h, data)
+		var sent bool
+		sent, err = sl.trySendFrame(&h, data)
 		if !sent && wait {
 			e.need(w, 1)
-			sent, err2 = true, sl.sendFrame(&h, data)
+			sent, err = true, sl.sendFrame(&h, data)
 			e.need(w, -1)
 		}
 		if !sent {
 			return false, nil
 		}
-		err = err2
 	} else {
 		e.need(w, 1) // while it writes, a full link makes it read this peer
 		hh := h      // escapes, through the interface

@@ -3,13 +3,14 @@ package comm
 import "time"
 
 // A blocking receive that takes its message off a shared-memory ring
-// (recvNow) leaves its spin announced on the link, owed, instead of
-// withdrawing it on its way back: the next such receive from the same peer
-// takes the announcement over, and whatever comes first settles it
-// (withdraws it and polls the ring for a frame published meanwhile, as
-// spinStop does): a receive that leaves one on another link, a probe or a
-// close (force), or a sweep within two owedTick of the last announcement
-// left.
+// (recvNow), or a wait that got what it waited for (progressUntil), leaves
+// its spin announced on the link, owed, instead of withdrawing it on its way
+// back: the next receive or wait on that link takes the announcement over,
+// and whatever comes first settles it (withdraws it and polls the ring for a
+// frame published meanwhile, as spinStop does): a receive or wait that
+// leaves one on another link, a probe or a close (force), a park (a wait
+// that gives up spinning, Request.Done, WaitAny), or a sweep within two
+// owedTick of the last announcement left.
 //
 // The announcement is a word of the ring's header that the peer's writer
 // reads after each frame while this rank's background reader is parked
@@ -85,9 +86,7 @@ func (e *engine) sweep() {
 		e.owedTimer.Reset(owedTick)
 		return
 	}
-	if l := e.owed.Swap(nil); l != nil {
-		l.spinStop()
-	}
+	e.settleSpin()
 	e.owedArmed.Store(false)
 	// A receive that left one after the swap, but saw the sweep armed,
 	// did not arm it.
@@ -105,7 +104,5 @@ func (e *engine) stopSweeps() {
 	if e.owedTimer != nil {
 		e.owedTimer.Stop()
 	}
-	if l := e.owed.Swap(nil); l != nil {
-		l.spinStop()
-	}
+	e.settleSpin()
 }
