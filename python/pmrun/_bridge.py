@@ -131,6 +131,42 @@ def _load_fast():
 fast = _load_fast()
 
 
+def compiled(cls, name, target, steps, result, classmethod=False):
+    """Makes cls.<name> (a method whose body tries target, a function of
+    pmrun._fast, before its general path) call target without a Python frame
+    (pmrun._fast.method): steps say how target's arguments come from the
+    method's (by parameter name) and when the general path is needed without
+    asking target; result, what target's result means (the method's own
+    body, kept, runs whenever target declines). Nothing changes where the
+    extension is not built or predates method.
+
+    A step is "h" (self._h), "size" (self._size), "self", or a tuple: ("p",
+    name) the parameter, ("rank_is", name) self._rank == parameter, ("c",
+    value), ("need_none", name), ("need_some", name), ("need_false", name),
+    ("need_not", name, value), ("need_list", name), ("need_h",)."""
+    if fast is None or not hasattr(fast, "method"):
+        return
+    f = cls.__dict__[name]
+    fn = f.__func__ if classmethod else f
+    params = fn.__code__.co_varnames[1:fn.__code__.co_argcount]
+    words = {"h": "ARG_H", "size": "ARG_SIZE", "self": "ARG_SELF", "p": "ARG_PARAM",
+             "rank_is": "ARG_RANK_IS", "c": "ARG_CONST", "need_none": "NEED_NONE",
+             "need_some": "NEED_SOME", "need_false": "NEED_FALSE", "need_not": "NEED_NOT",
+             "need_list": "NEED_LIST", "need_h": "NEED_H"}
+    recipe = []
+    for st in steps:
+        st = (st,) if isinstance(st, str) else st
+        kind = getattr(fast, words[st[0]])
+        if st[0] == "c":
+            recipe.append((kind, 0, st[1]))
+        elif len(st) == 1:
+            recipe.append((kind, 0))
+        else:
+            recipe.append((kind, params.index(st[1])) + tuple(st[2:]))
+    setattr(cls, name, fast.method(fn, target, tuple(recipe), getattr(fast, "RES_" + result.upper()),
+                                   classmethod))
+
+
 def addresses(names):
     """The address of each named function of the library: the extension
     calls the very functions ctypes does."""

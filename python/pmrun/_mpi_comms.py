@@ -1585,6 +1585,50 @@ for _name, _nargs in (("Barrier", 0), ("Bcast", 2), ("Gather", 3), ("Gatherv", 3
                       ("Scan", 3), ("Exscan", 3)):
     _persistent(Comm, _name, _nargs)
 
+# The hot methods without a Python frame (see _bridge.compiled): each step
+# list repeats what the method's body passes to its _f_ call.
+if _FAST:
+    _fast = _bridge.fast
+    for _name in ("Send", "Bsend", "Ssend", "Rsend"):
+        _bridge.compiled(Comm, _name, _fast.send, ("h", ("p", "dest"), ("p", "tag"), ("p", "sync"), ("p", "buf")), "done")
+    for _name in ("Isend", "Ibsend", "Issend", "Irsend"):
+        _bridge.compiled(Comm, _name, _fast.isend, ("h", ("p", "dest"), ("p", "tag"), ("p", "sync"), ("p", "buf")), "value")
+    for _name in ("send", "bsend", "ssend"):
+        _bridge.compiled(Comm, _name, _fast.send_obj, ("h", ("p", "dest"), ("p", "tag"), ("p", "sync"), ("p", "obj")), "done")
+    for _name in ("isend", "ibsend", "issend"):
+        _bridge.compiled(Comm, _name, _fast.isend_obj, ("h", ("p", "dest"), ("p", "tag"), ("p", "sync"), ("p", "obj")),
+                         "value")
+    _bridge.compiled(Comm, "Recv", _fast.recv, ("h", ("p", "source"), ("p", "tag"), ("p", "buf"), ("p", "status")), "done")
+    _bridge.compiled(Comm, "Irecv", _fast.irecv, ("h", ("p", "source"), ("p", "tag"), ("p", "buf")), "value")
+    _bridge.compiled(Comm, "recv", _fast.recv_obj, (("need_none", "buf"), ("need_h",), ("need_not", "source", PROC_NULL),
+                                                   "h", ("p", "source"), ("p", "tag"), ("p", "status")), "any")
+    _bridge.compiled(Comm, "irecv", _fast.irecv_obj, ("h", ("p", "source"), ("p", "tag")), "value")
+    _bridge.compiled(Comm, "Sendrecv", _fast.sendrecv, ("h", ("p", "dest"), ("p", "sendtag"), ("p", "source"), ("p", "recvtag"),
+                                                       ("p", "sendbuf"), ("p", "recvbuf"), ("p", "status")), "done")
+    _bridge.compiled(Comm, "Barrier", _fast.barrier, ("h",), "done")
+    Comm.barrier = Comm.Barrier
+    _bridge.compiled(Comm, "Bcast", _fast.bcast, (("need_false", "req"), "h", ("p", "root"), ("rank_is", "root"), ("p", "buf")),
+                     "done")
+    _bridge.compiled(Comm, "bcast", _fast.bcast_obj, (("need_h",), "h", ("p", "root"), ("rank_is", "root"), ("p", "obj")),
+                     "any")
+    _bridge.compiled(Comm, "Gather", _fast.gather, (("need_some", "sendbuf"), ("need_false", "req"), ("need_false", "all_"),
+                                                   "h", ("p", "root"), ("rank_is", "root"), ("p", "all_"), "size",
+                                                   ("p", "sendbuf"), ("p", "recvbuf")), "done")
+    _bridge.compiled(Comm, "Allgather", _fast.gather, (("need_some", "sendbuf"), ("need_false", "req"), "h", ("p", "root"),
+                                                      ("c", True), ("p", "all_"), "size", ("p", "sendbuf"), ("p", "recvbuf")),
+                     "done")
+    _bridge.compiled(Comm, "Scatter", _fast.scatter, (("need_some", "recvbuf"), ("need_false", "req"), "h", ("p", "root"),
+                                                     ("rank_is", "root"), "size", ("p", "sendbuf"), ("p", "recvbuf")), "done")
+    _bridge.compiled(Comm, "Reduce", _fast.reduce, ("h", ("c", _R_REDUCE), ("p", "root"), ("rank_is", "root"), ("p", "op"),
+                                                   ("p", "sendbuf"), ("p", "recvbuf")), "done")
+    _bridge.compiled(Comm, "Allreduce", _fast.reduce, ("h", ("c", _R_ALLREDUCE), ("c", 0), ("c", True), ("p", "op"),
+                                                      ("p", "sendbuf"), ("p", "recvbuf")), "done")
+    _bridge.compiled(Comm, "Alltoall", _fast.alltoall, ("h", "size", ("p", "sendbuf"), ("p", "recvbuf")), "done")
+    _bridge.compiled(Comm, "gather", _fast.gather_obj, (("need_h",), "h", ("p", "root"), ("c", 0), "size", ("p", "sendobj")),
+                     "any")
+    _bridge.compiled(Comm, "allgather", _fast.gather_obj, (("need_h",), "h", ("c", 0), ("c", 1), "size", ("p", "sendobj")),
+                     "any")
+
 
 class Intracomm(Comm):
     """An intra-communicator (every communicator pmrun makes). The methods

@@ -151,6 +151,11 @@ def _public_name():
         if not code.co_name.startswith(("_", "<")):
             name = "MPI." + getattr(code, "co_qualname", code.co_name)
         f = f.f_back
+    if name == "MPI" and _bridge.fast is not None and hasattr(_bridge.fast, "current_method"):
+        # a method of pmrun._fast (see _bridge.compiled), which has no frame
+        current = _bridge.fast.current_method()
+        if current is not None:
+            name = "MPI." + current
     return name
 
 

@@ -951,6 +951,64 @@ class PointToPoint(unittest.TestCase):
             self.assertEqual(got, want)
 
 
+class CompiledMethods(unittest.TestCase):
+    """The hot methods that pmrun._fast runs without a Python frame behave
+    as the Python methods they stand for: arguments by position or keyword,
+    a bad call's TypeError, the general path's arguments, errors naming the
+    method the user called."""
+
+    def setUp(self):
+        if type(vars(MPI.Comm)["Send"]).__name__ != "method":
+            self.skipTest("pmrun._fast is not built for %s" % sys.executable)
+
+    def test_arguments_bind_like_the_python_method(self):
+        dst, src = (rank + 1) % size, (rank - 1) % size
+        got = bytearray(4)
+        st = MPI.Status()
+        comm.Sendrecv(recvbuf=got, source=src, recvtag=7, status=st, sendbuf=b"%4d" % rank, dest=dst, sendtag=7)
+        self.assertEqual((bytes(got), st.source, st.tag), (b"%4d" % src, src, 7))
+        # Positionally, and through the class with self given.
+        MPI.Comm.Sendrecv(comm, b"%4d" % -rank, dst, 8, got, src, 8)
+        self.assertEqual(bytes(got), b"%4d" % -src)
+        # Arguments the compiled path does not take go the general way.
+        r = comm.Irecv([got, MPI.BYTE], source=src, tag=9)
+        comm.Send([b"abcd", 4, MPI.BYTE], dst, tag=9)
+        self.assertTrue(MPI.Request.Waitall((r,)))
+        self.assertEqual(bytes(got), b"abcd")
+        # A classmethod through the class and through an instance.
+        reqs = [comm.Irecv(got, src, 10), comm.Isend(b"wxyz", dst, 10)]
+        self.assertTrue(reqs[0].Waitall(reqs))
+        self.assertEqual(reqs, [MPI.REQUEST_NULL] * 2)
+        self.assertEqual(comm.bcast(obj=("b", rank), root=size - 1), ("b", size - 1))
+
+    def test_bad_calls(self):
+        with self.assertRaisesRegex(TypeError, "unexpected keyword argument 'bogus'"):
+            comm.Send(b"x", dest=rank, bogus=1)
+        with self.assertRaisesRegex(TypeError, "missing 1 required positional argument: 'dest'"):
+            comm.Send(b"x")
+        with self.assertRaisesRegex(TypeError, "takes 1 positional argument but 11 were given"):
+            comm.Barrier(1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+        try:
+            comm.Send(b"x", dest=size + 3)
+        except MPI.Exception as e:
+            caught = e
+        self.assertIn("MPI.Comm.Send: ", str(caught))
+        tb = caught.__traceback__
+        names = []
+        while tb is not None:
+            names.append(tb.tb_frame.f_code.co_name)
+            tb = tb.tb_next
+        self.assertIn("Send", names)  # the method the user called shows in the traceback
+
+    def test_introspection(self):
+        self.assertEqual((MPI.Comm.Send.__name__, MPI.Comm.Isend.__qualname__), ("Send", "Comm.Isend"))
+        self.assertEqual(MPI.Comm.Send.__module__, "pmrun.MPI")
+        self.assertIsNotNone(MPI.Comm.Bcast.__doc__)
+        import inspect
+        self.assertEqual(list(inspect.signature(comm.Recv).parameters)[:4], ["buf", "source", "tag", "status"])
+        self.assertIsNone(comm.barrier())
+
+
 class MoreMethods(unittest.TestCase):
     def test_send_modes(self):
         dst, src = (rank + 1) % size, (rank - 1) % size
