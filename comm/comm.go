@@ -296,7 +296,16 @@ func (c *Comm) Irecv(ctx context.Context, src, tag int, buf []byte) *Request {
 // Recv receives a message from rank src (or AnySource) with tag (or AnyTag) into a
 // new buffer and returns it with the message's status.
 func (c *Comm) Recv(ctx context.Context, src, tag int) ([]byte, Status, error) {
-	data, st, r, done, err := c.recvNow(ctx, src, tag, nil, true)
+	return c.RecvBuf(ctx, src, tag, nil)
+}
+
+// RecvBuf is Recv for a message of a size the caller does not know, with
+// memory it may reuse: the message lands in buf when it fits (the result is
+// then buf[:n]; with len(buf) a capacity), else in a new buffer, as with
+// Recv. A loop that receives messages of varying size into one buffer then
+// allocates only for those that outgrow it.
+func (c *Comm) RecvBuf(ctx context.Context, src, tag int, buf []byte) ([]byte, Status, error) {
+	data, st, r, done, err := c.recvNow(ctx, src, tag, buf, true)
 	if done {
 		return data, st, err
 	}
@@ -306,6 +315,11 @@ func (c *Comm) Recv(ctx context.Context, src, tag int) ([]byte, Status, error) {
 	st, err = r.waitAs("recv")
 	if err != nil {
 		return nil, st, err
+	}
+	if buf != nil && len(r.data) <= len(buf) {
+		// The full path received it into memory of its own (a receive
+		// posted without a buffer takes any size).
+		return buf[:copy(buf, r.data)], st, nil
 	}
 	return r.data, st, nil
 }

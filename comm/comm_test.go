@@ -1162,6 +1162,70 @@ func TestRecvQueued(t *testing.T) {
 	})
 }
 
+// TestRecvBuf: a message that fits lands in the caller's buffer, one that
+// does not in a new one, whether it was queued before the receive or read
+// as it arrived.
+func TestRecvBuf(t *testing.T) {
+	eachTransport(t, func(t *testing.T, mk maker) {
+		w := mk(t, 2, nil)
+		w.Run(func(c *comm.Comm) error {
+			sizes := []int{0, 5, 64, 65, 4000}
+			if c.Rank() == 0 {
+				ctx, cancel := context.WithTimeout(bg, time.Minute) // rank 1 may have failed
+				defer cancel()
+				for _, n := range sizes { // queued before rank 1 receives
+					if err := c.Send(bg, 1, 1, pattern(n, n)); err != nil {
+						return err
+					}
+				}
+				if err := c.Send(bg, 1, 2, nil); err != nil {
+					return err
+				}
+				for _, n := range sizes { // each after rank 1 asks for it
+					if _, _, err := c.Recv(ctx, 1, 3); err != nil {
+						return err
+					}
+					if err := c.Send(bg, 1, 1, pattern(n, n)); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			buf := make([]byte, 64)
+			check := func(how string, n int) error {
+				got, st, err := c.RecvBuf(bg, 0, 1, buf)
+				inPlace := len(got) > 0 && &got[0] == &buf[0]
+				switch {
+				case err != nil:
+					return err
+				case !bytes.Equal(got, pattern(n, n)) || st.Count != n || st.Source != 0:
+					return fmt.Errorf("%s, %d bytes: got %d bytes, %+v", how, n, len(got), st)
+				case n > 0 && inPlace != (n <= len(buf)):
+					return fmt.Errorf("%s, %d bytes into %d: in the buffer given %v", how, n, len(buf), inPlace)
+				}
+				return nil
+			}
+			if _, _, err := c.Recv(bg, 0, 2); err != nil {
+				return err
+			}
+			for _, n := range sizes {
+				if err := check("queued", n); err != nil {
+					return err
+				}
+			}
+			for _, n := range sizes {
+				if err := c.Send(bg, 0, 3, nil); err != nil {
+					return err
+				}
+				if err := check("arriving", n); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+}
+
 // TestConcurrentReceiversKeepOrder: goroutines receiving one tag each from
 // the same rank, as threads of a rank do, get every tag's messages in the
 // order sent, whoever reads the link (a message one of them queued while

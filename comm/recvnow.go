@@ -13,7 +13,8 @@ import (
 // AnyTag (mpi4py's Recv without a tag: then only when nothing is queued on
 // the communicator), the waiting goroutine reads the pair's ring itself
 // and, when the next frame there is the message, copies its payload
-// straight into buf (into a new buffer with alloc). Either way there is no
+// straight into buf (with alloc, into buf only if it fits, else into a new
+// buffer: RecvBuf's rule; Recv's buf is nil). Either way there is no
 // Request to make, post, match, complete and wait for; it then reports done
 // (and err: a truncation).
 //
@@ -41,6 +42,9 @@ func (c *Comm) recvNow(ctx context.Context, src, tag int, buf []byte, alloc bool
 		e.consumed(m)
 		e.matchedSync(c.cid, m.src, m.tag, m.sync, false)
 		st = Status{Source: c.commRank(m.src), Tag: m.tag, Count: len(m.data)}
+		if alloc && len(m.data) > len(buf) {
+			buf = nil // a new buffer (or the queued one)
+		}
 		data, cut := e.payloadInto(buf, m.data, m.slab)
 		if cut {
 			return nil, st, nil, true, &RankError{Op: "recv", Rank: st.Source, Tag: m.tag, Err: ErrTruncated}

@@ -755,7 +755,7 @@ func (l *shmLink) spinStop() {
 // is, whole in one chunk, an uncompressed eager message from the peer on
 // context cid with tag (any tag of the user's for AnyTag), of at most
 // len(buf) bytes (any length with alloc), it copies the payload into buf
-// (into a new buffer with alloc), consumes the frame and returns the
+// (with alloc, into a new buffer when it does not fit), consumes the frame and returns the
 // payload and its tag. Otherwise it leaves everything as it
 // is and reports false, with more when there is something for the parser
 // (a frame, the rest of one, an error). The caller holds rmu.
@@ -782,7 +782,7 @@ func (l *shmLink) takeEager(cid uint32, tag int, buf []byte, alloc bool) (data [
 		!alloc && h.Length > uint64(len(buf)) {
 		return nil, 0, false, true
 	}
-	if alloc {
+	if alloc && (buf == nil || h.Length > uint64(len(buf))) {
 		buf = make([]byte, h.Length)
 	}
 	buf = buf[:h.Length]

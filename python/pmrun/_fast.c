@@ -879,7 +879,7 @@ static void return_scratch(char *s)
  * bytes object and loaded from it: cheaper than a view of the memory,
  * which must be released after (and the memory kept from reentrant
  * receives meanwhile). */
-#define LOAD_COPY 1024
+#define LOAD_COPY (8 * 1024)
 
 static PyObject *load(PyObject *data, const char *s, i64 n)
 {
