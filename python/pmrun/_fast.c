@@ -2829,9 +2829,10 @@ static PyTypeObject MemoryType = {
  * result says what target's result means: RES_DONE (true: done, the call
  * returns None; false: the general path), RES_TRUE (the same, returning
  * True), RES_VALUE (the call's result, unless it is False: the general
+ * path), RES_GENERAL (the call's result, unless it is GENERAL: the general
  * path), RES_ANY (the call's result). */
 enum { ARG_PARAM, ARG_SELF, ARG_H, ARG_SIZE, ARG_RANK_IS, ARG_CONST, NEED_NONE, NEED_SOME, NEED_FALSE, NEED_NOT, NEED_H, NEED_LIST };
-enum { RES_DONE, RES_TRUE, RES_VALUE, RES_ANY };
+enum { RES_DONE, RES_TRUE, RES_VALUE, RES_GENERAL, RES_ANY };
 #define FM_PARAMS 8
 #define FM_STEPS 12
 
@@ -2918,9 +2919,9 @@ static PyObject *fm_call(PyObject *callable, PyObject *const *args, size_t nargs
             v[i] = PyTuple_GET_ITEM(m->defaults, i - first);
         }
     PyObject *argv[FM_STEPS], *owned[FM_STEPS];
-    int na = 0, no = 0, general = 0;
+    int na = 0, no = 0, slow = 0; /* slow: the general path */
     PyObject *res = NULL, *h = NULL;
-    for (int s = 0; s < m->nsteps && !general; s++) {
+    for (int s = 0; s < m->nsteps && !slow; s++) {
         int i = m->step[s].idx;
         PyObject *a = NULL;
         switch (m->step[s].kind) {
@@ -2941,7 +2942,7 @@ static PyObject *fm_call(PyObject *callable, PyObject *const *args, size_t nargs
                 int t = PyObject_IsTrue(h);
                 if (t < 0)
                     goto out;
-                general = !t;
+                slow = !t;
                 continue;
             }
             argv[na++] = h;
@@ -2961,26 +2962,26 @@ static PyObject *fm_call(PyObject *callable, PyObject *const *args, size_t nargs
             break;
         }
         case NEED_NONE:
-            general = v[i] != Py_None;
+            slow = v[i] != Py_None;
             continue;
         case NEED_SOME:
-            general = v[i] == Py_None;
+            slow = v[i] == Py_None;
             continue;
         case NEED_LIST:
-            general = !PyList_CheckExact(v[i]);
+            slow = !PyList_CheckExact(v[i]);
             continue;
         case NEED_FALSE: {
             int t = PyObject_IsTrue(v[i]);
             if (t < 0)
                 goto out;
-            general = t;
+            slow = t;
             continue;
         }
         case NEED_NOT: {
             int eq = PyObject_RichCompareBool(v[i], m->step[s].value, Py_EQ);
             if (eq < 0)
                 goto out;
-            general = eq;
+            slow = eq;
             continue;
         }
         }
@@ -2988,7 +2989,7 @@ static PyObject *fm_call(PyObject *callable, PyObject *const *args, size_t nargs
             goto out;
         owned[no++] = argv[na++] = a;
     }
-    if (!general) {
+    if (!slow) {
         FastMethod *outer = fm_current;
         fm_current = m;
         res = m->fn(NULL, argv, na);
@@ -2996,14 +2997,16 @@ static PyObject *fm_call(PyObject *callable, PyObject *const *args, size_t nargs
         if (res == NULL) /* the traceback shows the method the user called */
             _PyTraceback_Add(m->name, m->file, m->line);
         if (res != NULL && m->result != RES_ANY) {
-            int t = m->result == RES_VALUE ? res != Py_False : PyObject_IsTrue(res);
+            int t = m->result == RES_VALUE     ? res != Py_False
+                    : m->result == RES_GENERAL ? res != general
+                                               : PyObject_IsTrue(res);
             if (t < 0)
                 Py_CLEAR(res);
             else if (!t) {
-                general = 1;
+                slow = 1;
                 Py_CLEAR(res);
             }
-            else if (m->result != RES_VALUE)
+            else if (m->result == RES_DONE || m->result == RES_TRUE)
                 Py_SETREF(res, Py_NewRef(m->result == RES_TRUE ? Py_True : Py_None));
         }
     }
@@ -3011,7 +3014,7 @@ out:
     Py_XDECREF(h);
     while (no > 0)
         Py_DECREF(owned[--no]);
-    if (general && !PyErr_Occurred())
+    if (slow && !PyErr_Occurred())
         return fm_general(m, args, nargsf, kwnames);
     return res;
 }
@@ -3314,7 +3317,8 @@ PyMODINIT_FUNC PyInit__fast(void)
         {"ARG_PARAM", ARG_PARAM}, {"ARG_SELF", ARG_SELF},     {"ARG_H", ARG_H},           {"ARG_SIZE", ARG_SIZE},
         {"ARG_RANK_IS", ARG_RANK_IS}, {"ARG_CONST", ARG_CONST}, {"NEED_NONE", NEED_NONE}, {"NEED_SOME", NEED_SOME},
         {"NEED_FALSE", NEED_FALSE}, {"NEED_NOT", NEED_NOT},   {"NEED_H", NEED_H},         {"NEED_LIST", NEED_LIST}, {"RES_DONE", RES_DONE},
-        {"RES_TRUE", RES_TRUE},   {"RES_VALUE", RES_VALUE},   {"RES_ANY", RES_ANY},
+        {"RES_TRUE", RES_TRUE},   {"RES_VALUE", RES_VALUE},   {"RES_GENERAL", RES_GENERAL},
+        {"RES_ANY", RES_ANY},
     };
     for (size_t i = 0; i < sizeof consts / sizeof consts[0]; i++)
         if (PyModule_AddIntConstant(m, consts[i].name, consts[i].value) < 0) {

@@ -586,9 +586,10 @@ def _set_statuses(statuses, sts):
 REQUEST_NULL = Request()
 
 
-# Wait and Waitall without a Python frame (see _bridge.compiled).
+# Wait, wait and Waitall without a Python frame (see _bridge.compiled).
 if _fast is not None:
     _bridge.compiled(Request, "Wait", _fast.wait1, ("self", ("p", "status")), "true")
+    _bridge.compiled(Request, "wait", _fast.wait_req, ("self", ("p", "status")), "general")
     _bridge.compiled(Request, "Waitall", _fast.waitall, (("need_list", "requests"), ("p", "requests"), ("p", "statuses")),
                      "true", classmethod=True)
 

@@ -980,6 +980,13 @@ class CompiledMethods(unittest.TestCase):
         self.assertTrue(reqs[0].Waitall(reqs))
         self.assertEqual(reqs, [MPI.REQUEST_NULL] * 2)
         self.assertEqual(comm.bcast(obj=("b", rank), root=size - 1), ("b", size - 1))
+        # An object's wait gives the object, whatever it is.
+        for obj, want in ((False, False), (None, None), (("r", rank), ("r", src))):
+            r = comm.irecv(source=src, tag=11)
+            comm.send(obj, dest=dst, tag=11)
+            got = r.wait()
+            self.assertEqual((type(got), got), (type(want), want))
+            self.assertIsNone(r.wait())  # a done request gives None again
 
     def test_bad_calls(self):
         with self.assertRaisesRegex(TypeError, "unexpected keyword argument 'bogus'"):
