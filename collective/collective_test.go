@@ -754,13 +754,20 @@ func TestChooseSizes(t *testing.T) {
 		{"bcast", 8, true, collective.AlgBinomial},
 		{"bcast", 8 << 20, true, collective.AlgScatterAllgather},
 		{"alltoall", 8, true, collective.AlgBruck},
+		{"alltoall", 1 << 10, true, collective.AlgBruck},
+		{"alltoall", 4 << 10, true, collective.AlgPairwise},
 		{"alltoall", 1 << 20, true, collective.AlgPairwise},
-		{"gather", 1 << 10, true, collective.AlgBinomial},
+		{"gather", 8, true, collective.AlgLinear}, // up to 8 ranks
 		{"gather", 64 << 10, true, collective.AlgLinear},
 	} {
 		if got := collective.Choose(tc.family, c, tc.n, tc.comm); got != tc.want {
 			t.Errorf("Choose(%s, %d bytes, commutative=%v) = %s, want %s", tc.family, tc.n, tc.comm, got, tc.want)
 		}
+	}
+	// More than 8 nodes: small gathers take the tree again.
+	twelve := commtest.NewWorldOnNodes(t, []string{"n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9", "n10", "n11"}, nil)
+	if got := collective.Choose("gather", twelve.Comms[0], 1<<10, true); got != collective.AlgBinomial {
+		t.Errorf("Choose(gather, 1 KiB) on 12 nodes = %s, want binomial", got)
 	}
 	// All ranks on one node: the binomial tree at every size.
 	one := commtest.NewWorldOnNodes(t, []string{"a", "a", "a", "a", "a", "a", "a", "a"}, nil)

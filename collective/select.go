@@ -46,6 +46,8 @@ const (
 	allgatherMedium   = 512 << 10 // total bytes: recursive doubling up to here on a power of two of ranks
 	allgatherOneNode  = 4 << 20   // total bytes: recursive doubling below, on one node
 	alltoallShort     = 256
+	alltoallSockets   = 1 << 10   // per-rank block: Bruck through sockets up to here
+	gatherLinearP     = 8         // ranks: linear gather through sockets at any size up to here
 	gatherLinear      = 128 << 10 // per-rank block: linear gather on one node from here
 	gatherSockets     = 16 << 10  // per-rank block: linear gather through sockets from here
 	scatterSockets    = 4 << 10   // per-rank block: binomial scatter through sockets up to here
@@ -284,6 +286,16 @@ func choose(family string, c *comm.Comm, nbytes int, commutative bool, r reach) 
 		switch {
 		case nbytes <= alltoallShort && p >= 8:
 			return AlgBruck
+		case !r.local && nbytes <= alltoallSockets && p > 2:
+			// Through sockets, Bruck's log p rounds of combined blocks
+			// beat pairwise's p-1 exchanges for small blocks (each
+			// exchange a wake-up of both sides): PMRUN_SHM=off on a
+			// 2-core EPYC VM, forced, 4 rounds alternating, medians, us,
+			// pairwise against Bruck: np 4, 8 B 75 / 52, 1 KiB 94 / 65 and
+			// 95 / 81 (Open MPI 63-74), 4 KiB 85 / 92; np 8, 8 B 199 /
+			// 183, 1 KiB 358-366 / 204-207 (Open MPI 257-266), 16 KiB
+			// 434 / 853.
+			return AlgBruck
 		case r.local && p <= alltoallLinearMax:
 			// Through memory, every exchange posted at once lets each rank
 			// copy from whichever peer runs, where pairwise's p-1 steps
@@ -321,8 +333,15 @@ func choose(family string, c *comm.Comm, nbytes int, commutative bool, r reach) 
 		// against linear: np 4, 16 KiB 38 / 33, 64 KiB 208 / 136, 128 KiB
 		// 321 / 244; np 8, 16 KiB 108 / 96, 64 KiB 545 / 358, 256 KiB
 		// 1218 / 722 (Open MPI at np 4, 64 KiB: 113); below, the tree
-		// (np 4, 8 B 6.4 / 11.6, 1 KiB 11.4 / 13.4).
-		if oneNode(c) && nbytes >= gatherLinear || !r.local && nbytes >= gatherSockets {
+		// (np 4, 8 B 6.4 / 11.6, 1 KiB 11.4 / 13.4), on a 2-core Intel Xeon VM.
+		//
+		// Measured again through sockets on a 2-core EPYC VM, after the
+		// engine's receive and send paths changed, 5 rounds alternating,
+		// medians, us, binomial against linear: np 4, 8 B 14.3 / 8.4, 1
+		// KiB 11.7 / 9.6, 8 KiB 16.0 / 14.6; np 8, 8 B 25.5 / 18.3, 1 KiB
+		// 26.5 / 22.1, 8 KiB 46.8 / 34.2 (Open MPI: np 4 7.9-12.6, np 8
+		// 9.8-33). So up to gatherLinearP ranks linear at every size.
+		if oneNode(c) && nbytes >= gatherLinear || !r.local && (nbytes >= gatherSockets || p <= gatherLinearP) {
 			return AlgLinear
 		}
 		return AlgBinomial
