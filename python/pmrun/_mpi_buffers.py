@@ -126,6 +126,12 @@ else:
 memory = buffer
 
 
+def _short(v, most=60):
+    """repr(v), cut to most characters."""
+    r = repr(v)
+    return r if len(r) <= most else r[:most - 3] + "..."
+
+
 class _Buf:
     """A message buffer resolved from an mpi4py buffer specification: the
     memory (pinned), its datatype, element count and, for the v-variants,
@@ -150,6 +156,10 @@ class _Buf:
                 return
         if kind is list or kind is tuple:
             obj, count, displ, t = _unpack(spec, vector)
+            if t is not None and not isinstance(t, (Datatype, str)):
+                # [1, 2, 3] read as [buf, count, datatype]: as mpi4py, a TypeError
+                raise TypeError("message: expecting a buffer, or [buffer, (count, displacement,) "
+                                "datatype], not %s" % (_short(spec),))
             t = _typearg(t)
             if vector:
                 self._vector(count, displ)

@@ -427,6 +427,11 @@ class PointToPoint(unittest.TestCase):
         self.assertEqual(st.source, src)
         self.assertGreater(st.Get_count(), 0)
 
+    def test_list_of_numbers_is_not_a_message(self):
+        # [1, 2, 3] reads as [buf, count, datatype]; as with mpi4py, a TypeError.
+        with self.assertRaisesRegex(TypeError, r"expecting a buffer, or \[buffer, .*not \[1, 2, 3\]"):
+            comm.Send([1, 2, 3], dest=rank)
+
     def test_recv_buf_argument_warns(self):
         # mpi4py 4: recv's buf is not used, and passing one warns.
         dst, src = (rank + 1) % size, (rank - 1) % size
