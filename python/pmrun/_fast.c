@@ -2868,20 +2868,11 @@ PyAPI_FUNC(void) _PyTraceback_Add(const char *, const char *, int);
  * up the stack. */
 static __thread FastMethod *fm_current;
 
-/* The general path: fallback with the call's arguments (for a classmethod,
- * the class first). */
+/* The general path: fallback with the call's arguments (a classmethod's
+ * gets the class first: its descriptor type binds the class, see
+ * FastClassMethodType). */
 static PyObject *fm_general(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
-    Py_ssize_t n = PyVectorcall_NARGS(nargsf);
-    if (m->cls && n > 0 && !PyType_Check(args[0])) {
-        Py_ssize_t all = n + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
-        PyObject *small[FM_PARAMS + 2];
-        if (all > FM_PARAMS + 2)
-            return PyObject_Vectorcall(m->fallback, args, nargsf, kwnames);
-        memcpy(small, args, all * sizeof *args);
-        small[0] = (PyObject *)Py_TYPE(args[0]);
-        return PyObject_Vectorcall(m->fallback, small, n, kwnames);
-    }
     return PyObject_Vectorcall(m->fallback, args, nargsf, kwnames);
 }
 

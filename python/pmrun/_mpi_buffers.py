@@ -4,6 +4,8 @@ for the runtime.
 Part of pmrun.MPI, which re-exports every name defined here.
 """
 
+import reprlib as _reprlib
+
 from . import _bridge
 from ._mpi_datatypes import Datatype, BYTE, _datatype_of, _typearg
 
@@ -126,12 +128,6 @@ else:
 memory = buffer
 
 
-def _short(v, most=60):
-    """repr(v), cut to most characters."""
-    r = repr(v)
-    return r if len(r) <= most else r[:most - 3] + "..."
-
-
 class _Buf:
     """A message buffer resolved from an mpi4py buffer specification: the
     memory (pinned), its datatype, element count and, for the v-variants,
@@ -159,7 +155,7 @@ class _Buf:
             if t is not None and not isinstance(t, (Datatype, str)):
                 # [1, 2, 3] read as [buf, count, datatype]: as mpi4py, a TypeError
                 raise TypeError("message: expecting a buffer, or [buffer, (count, displacement,) "
-                                "datatype], not %s" % (_short(spec),))
+                                "datatype], not %s" % (_reprlib.repr(spec),))
             t = _typearg(t)
             if vector:
                 self._vector(count, displ)

@@ -1589,15 +1589,13 @@ for _name, _nargs in (("Barrier", 0), ("Bcast", 2), ("Gather", 3), ("Gatherv", 3
 # list repeats what the method's body passes to its _f_ call.
 if _FAST:
     _fast = _bridge.fast
-    for _name in ("Send", "Bsend", "Ssend", "Rsend"):
-        _bridge.compiled(Comm, _name, _fast.send, ("h", ("p", "dest"), ("p", "tag"), ("p", "sync"), ("p", "buf")), "done")
-    for _name in ("Isend", "Ibsend", "Issend", "Irsend"):
-        _bridge.compiled(Comm, _name, _fast.isend, ("h", ("p", "dest"), ("p", "tag"), ("p", "sync"), ("p", "buf")), "value")
-    for _name in ("send", "bsend", "ssend"):
-        _bridge.compiled(Comm, _name, _fast.send_obj, ("h", ("p", "dest"), ("p", "tag"), ("p", "sync"), ("p", "obj")), "done")
-    for _name in ("isend", "ibsend", "issend"):
-        _bridge.compiled(Comm, _name, _fast.isend_obj, ("h", ("p", "dest"), ("p", "tag"), ("p", "sync"), ("p", "obj")),
-                         "value")
+    _to = ("h", ("p", "dest"), ("p", "tag"), ("p", "sync"))  # every send's first arguments
+    for _names, _target, _msg, _result in ((("Send", "Bsend", "Ssend", "Rsend"), _fast.send, "buf", "done"),
+                                           (("Isend", "Ibsend", "Issend", "Irsend"), _fast.isend, "buf", "value"),
+                                           (("send", "bsend", "ssend"), _fast.send_obj, "obj", "done"),
+                                           (("isend", "ibsend", "issend"), _fast.isend_obj, "obj", "value")):
+        for _name in _names:
+            _bridge.compiled(Comm, _name, _target, _to + (("p", _msg),), _result)
     _bridge.compiled(Comm, "Recv", _fast.recv, ("h", ("p", "source"), ("p", "tag"), ("p", "buf"), ("p", "status")), "done")
     _bridge.compiled(Comm, "Irecv", _fast.irecv, ("h", ("p", "source"), ("p", "tag"), ("p", "buf")), "value")
     _bridge.compiled(Comm, "recv", _fast.recv_obj, (("need_none", "buf"), ("need_h",), ("need_not", "source", PROC_NULL),
