@@ -105,6 +105,15 @@ func (t *slots[T]) at(h int64) *slot[T] {
 	return e
 }
 
+// fill gives h, a handle put with the zero value, its value v.
+func (t *slots[T]) fill(h int64, v T) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e := t.at(h); e != nil {
+		e.v = v
+	}
+}
+
 func (t *slots[T]) get(h int64) (T, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -238,6 +247,25 @@ func fail(err error) int64 {
 }
 
 func commOf(h int64) (*comm.Comm, error) {
+	flushPosts()
+	return lookupComm(h)
+}
+
+// commToSend is commOf for a send of n bytes to rank dst, synchronous or
+// not, which posts the lazy receives (see posts.go) only where the send may
+// depend on them: a send to this rank, which they may match, and a send
+// that may wait for its receiver (synchronous, or larger than any lazy
+// receive takes: not sent eagerly), whose receiver may in turn wait for
+// them. A small standard send to another rank goes out without them.
+func commToSend(h, dst, n, sync int64) (*comm.Comm, error) {
+	c, err := lookupComm(h)
+	if err == nil && (sync != 0 || n > lazyLimit || int(dst) == c.Rank()) {
+		flushPosts()
+	}
+	return c, err
+}
+
+func lookupComm(h int64) (*comm.Comm, error) {
 	c, ok := comms.get(h)
 	if !ok || c == nil {
 		return nil, fmt.Errorf("communicator %d: %w (freed, or COMM_NULL)", h, errBadHandle)

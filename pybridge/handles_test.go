@@ -40,3 +40,23 @@ func TestSlotsHandles(t *testing.T) {
 		}
 	}
 }
+
+// A handle set apart (put with the zero value, as pm_req_reserve does) takes
+// its value later; one taken since takes none.
+func TestSlotsFill(t *testing.T) {
+	s := newSlots[*int]()
+	h := s.put(nil)
+	if v, ok := s.get(h); !ok || v != nil {
+		t.Fatalf("reserved handle: %v %v, want nil true", v, ok)
+	}
+	x := 7
+	s.fill(h, &x)
+	if v, ok := s.get(h); !ok || v != &x {
+		t.Fatalf("filled handle: %v %v", v, ok)
+	}
+	s.take(h)
+	s.fill(h, &x)
+	if _, ok := s.get(h); ok {
+		t.Fatal("a taken handle was filled")
+	}
+}

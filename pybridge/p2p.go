@@ -202,7 +202,7 @@ func sendOn(ctx context.Context, c *comm.Comm, dst, tag int64, data []byte, sync
 
 //export pm_send
 func pm_send(h, dst, tag int64, buf unsafe.Pointer, n, sync int64) int64 {
-	c, err := commOf(h)
+	c, err := commToSend(h, dst, n, sync)
 	if err != nil {
 		return fail(err)
 	}
@@ -224,7 +224,7 @@ func sendNow(c *comm.Comm, dst, tag int64, data []byte, sync int64) error {
 //
 //export pm_sendv
 func pm_sendv(h, dst, tag int64, bufs, lens unsafe.Pointer, k, sync int64) int64 {
-	c, err := commOf(h)
+	c, err := commToSend(h, dst, lazyLimit+1, sync)
 	if err != nil {
 		return fail(err)
 	}
@@ -286,7 +286,7 @@ const reqSent = -1
 
 //export pm_isend
 func pm_isend(h, dst, tag int64, buf unsafe.Pointer, n, sync int64, out *int64) int64 {
-	c, err := commOf(h)
+	c, err := commToSend(h, dst, n, sync)
 	if err != nil {
 		return fail(err)
 	}
@@ -300,7 +300,7 @@ func pm_isend(h, dst, tag int64, buf unsafe.Pointer, n, sync int64, out *int64) 
 //
 //export pm_isend_now
 func pm_isend_now(h, dst, tag int64, buf unsafe.Pointer, n int64) int64 {
-	c, err := commOf(h)
+	c, err := commToSend(h, dst, n, 0)
 	if err != nil {
 		return fail(err)
 	}
@@ -316,7 +316,7 @@ func pm_isend_now(h, dst, tag int64, buf unsafe.Pointer, n int64) int64 {
 
 //export pm_isendv
 func pm_isendv(h, dst, tag int64, bufs, lens unsafe.Pointer, k, sync int64, out *int64) int64 {
-	c, err := commOf(h)
+	c, err := commToSend(h, dst, lazyLimit+1, sync)
 	if err != nil {
 		return fail(err)
 	}
@@ -452,8 +452,9 @@ func pm_iprobe(h, src, tag int64, flag *int64, st unsafe.Pointer) int64 {
 }
 
 func requestOf(h int64) (*comm.Request, error) {
+	flushPosts()
 	r, ok := requests.get(h)
-	if !ok {
+	if !ok || r == nil {
 		return nil, errBadHandle
 	}
 	return r, nil
@@ -528,9 +529,16 @@ func pm_wait_data(h int64, st unsafe.Pointer, buf unsafe.Pointer, capacity int64
 
 // requestsOf resolves n request handles; a 0 handle gives a nil request.
 func requestsOf(hs unsafe.Pointer, n int64) ([]*comm.Request, error) {
+	flushPosts()
 	reqs := make([]*comm.Request, n)
-	if _, ok := requests.getAll(unsafe.Slice((*int64)(hs), int(n)), reqs); !ok {
+	handles := unsafe.Slice((*int64)(hs), int(n))
+	if _, ok := requests.getAll(handles, reqs); !ok {
 		return nil, errBadHandle
+	}
+	for i, r := range reqs {
+		if r == nil && handles[i] != 0 { // set apart, never posted (see flushPosts)
+			return nil, errBadHandle
+		}
 	}
 	return reqs, nil
 }
@@ -651,6 +659,7 @@ func pm_req_data(h int64, buf unsafe.Pointer, capacity int64) int64 {
 //
 //export pm_req_free
 func pm_req_free(h int64) {
+	flushPosts()
 	requests.take(h)
 }
 

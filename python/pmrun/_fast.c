@@ -77,6 +77,8 @@ static i64 (*pm_probe)(i64, i64, i64, i64 *);
 static i64 (*pm_sendrecv)(i64, void *, i64, i64, i64, void *, i64, i64, i64, void *);
 static i64 (*pm_reduce)(i64, i64, i64, void *, i64, void *, i64, i64, void *, i64, i64, i64, i64 *);
 static void (*pm_threads)(i64);
+static void *(*pm_posts_area)(i64 *, i64 *);
+static void (*pm_req_reserve)(i64, i64 *);
 
 static PyObject *raise_rc;  /* raise_rc(rc) raises the runtime's error rc */
 static PyObject *dumps;     /* dumps(obj) -> list of message parts */
@@ -96,6 +98,89 @@ static PyObject *s_source, *s_tag, *s_count, *s_error, *s_user, *s_code;
 static PyObject *s_size, *s_blocks;
 static PyObject *s_h, *s_hh, *s_kind, *s_done, *s_keep, *s_status, *s_obj, *k_send, *k_buf, *k_coll, *k_obj, *zero;
 static PyObject *general; /* wait_req's "take the general path" */
+
+/* Receives posted lazily (see pybridge/posts.go): an Irecv of a small
+ * buffer is written into the runtime's list pm_posts, under a handle set
+ * apart for it, rather than posted; its wait, when it is still the list's
+ * last entry, takes it back and receives the message directly (one call
+ * into the runtime where the post and the wait were two). Any other call of
+ * the runtime that may match a message posts the list first. The layout is
+ * pybridge/posts.h's; pm_posts_area gives its size, which must be this
+ * one's, or nothing is posted lazily. */
+#define PM_POSTS 32
+typedef struct {
+    i64 req, comm, src, tag;
+    void *buf;
+    i64 cap;
+} pm_post;
+typedef struct {
+    uint32_t lock, n;
+    pm_post p[PM_POSTS];
+} pm_posts_t;
+static pm_posts_t *posts; /* NULL: post every receive as it starts */
+static i64 lazy_limit;    /* the largest buffer of a lazy receive */
+#define STASH 32
+static i64 stash[STASH];  /* handles set apart (under the GIL) */
+static int nstash;
+
+static void posts_lock(void)
+{
+    uint32_t unlocked = 0;
+    while (!__atomic_compare_exchange_n(&posts->lock, &unlocked, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+        unlocked = 0;
+}
+
+static void posts_unlock(void)
+{
+    __atomic_store_n(&posts->lock, 0, __ATOMIC_RELEASE);
+}
+
+/* Writes a receive into the list: 1 with its handle in *req, or 0 when it
+ * must be posted now (the list is full). */
+static int post_lazily(i64 h, i64 src, i64 tag, void *buf, i64 cap, i64 *req)
+{
+    if (nstash == 0) {
+        pm_req_reserve(STASH, stash);
+        nstash = STASH;
+    }
+    posts_lock();
+    uint32_t n = posts->n;
+    if (n == PM_POSTS) {
+        posts_unlock();
+        return 0;
+    }
+    *req = stash[--nstash];
+    posts->p[n] = (pm_post){*req, h, src, tag, buf, cap};
+    __atomic_store_n(&posts->n, n + 1, __ATOMIC_RELEASE);
+    posts_unlock();
+    return 1;
+}
+
+/* Takes request handle req's receive back out of the list into *e when it
+ * is the last entry: 1, else 0 (it was posted, or others follow it). */
+static int take_back(i64 req, pm_post *e)
+{
+    if (posts == NULL || __atomic_load_n(&posts->n, __ATOMIC_ACQUIRE) == 0)
+        return 0;
+    posts_lock();
+    uint32_t n = posts->n;
+    int mine = n > 0 && posts->p[n - 1].req == req;
+    if (mine) {
+        *e = posts->p[n - 1];
+        __atomic_store_n(&posts->n, n - 1, __ATOMIC_RELEASE);
+    }
+    posts_unlock();
+    return mine;
+}
+
+/* Gives back the handle of a lazy receive taken back (under the GIL). */
+static void unreserve(i64 req)
+{
+    if (nstash < STASH)
+        stash[nstash++] = req;
+    else
+        pm_req_free(req);
+}
 
 static PyObject *pickled(PyObject *obj);
 static PyObject *pickled_joined(PyObject *obj, Py_buffer *v);
@@ -671,8 +756,25 @@ static PyObject *ended(int nb, i64 rc, i64 req, Py_buffer *a, Py_buffer *b)
 /* What start starts. */
 enum { ISEND, IRECV, ISEND_OBJ, IRECV_OBJ };
 
+/* Whether a receive from src with tag into a buffer of len bytes, on a
+ * communicator of size ranks (a Python int), is posted lazily: a small
+ * buffer, and arguments that the runtime takes (a rank of the communicator
+ * or ANY_SOURCE, a tag or ANY_TAG: both -1), whose errors are then reported
+ * as the receive starts, as ever. */
+static int lazy_ok(i64 src, i64 tag, Py_ssize_t len, PyObject *size)
+{
+    if (posts == NULL || len > lazy_limit || !PyLong_CheckExact(size))
+        return 0;
+    long long np = PyLong_AsLongLong(size);
+    if (np == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return (src == -1 || (src >= 0 && src < np)) && tag >= -1;
+}
+
 /* A nonblocking send (isend(h, dest, tag, sync, buf)), receive (irecv(h,
- * source, tag, buf)), object send (isend_obj(h, dest, tag, sync, obj), the
+ * source, tag, buf, size): size the communicator's, see lazy_ok), object send (isend_obj(h, dest, tag, sync, obj), the
  * pickle sent as one message) or object receive (irecv_obj(h, source, tag))
  * started: an MPI.Request (made as Request._new makes one: its _h, _kind
  * and _keep, a Held that owns the handle and the buffer), or False for the
@@ -682,7 +784,7 @@ static PyObject *start(PyObject *const *args, Py_ssize_t n, int mode)
     static const char *names[] = {"isend", "irecv", "isend_obj", "irecv_obj"};
     int send = mode == ISEND || mode == ISEND_OBJ;
     long long a[4];
-    switch (leading(names[mode], args, n, mode == IRECV_OBJ ? 3 : send ? 5 : 4, send ? 4 : 3, a)) {
+    switch (leading(names[mode], args, n, mode == IRECV_OBJ ? 3 : 5, send ? 4 : 3, a)) {
     case -1:
         return NULL;
     case 0:
@@ -728,7 +830,10 @@ static PyObject *start(PyObject *const *args, Py_ssize_t n, int mode)
         Py_BEGIN_ALLOW_THREADS
         rc = pm_isend(a[0], a[1], a[2], buf, v.len, a[3], &req);
         Py_END_ALLOW_THREADS
-    } else /* posting never waits */
+    } else if (mode == IRECV && lazy_ok(a[1], a[2], v.len, args[4]) &&
+               post_lazily(a[0], a[1], a[2], buf, v.len, &req))
+        rc = 0;
+    else /* posting never waits */
         rc = pm_irecv(a[0], a[1], a[2], buf, v.len, &req);
     if (rc < 0) {
         Py_DECREF(held);
@@ -2000,6 +2105,19 @@ static PyObject *f_probe(PyObject *self, PyObject *const *args, Py_ssize_t n)
  * and the failed ones keep their handles, for their wait to raise the
  * error. -1: an error is set. With test, it does not wait: 2 when not all
  * of them have completed (nothing changed). */
+/* The index of the only nonzero handle of hs (k of them), or -1. */
+static Py_ssize_t lone_handle(const i64 *hs, Py_ssize_t k)
+{
+    Py_ssize_t j = -1;
+    for (Py_ssize_t i = 0; i < k; i++)
+        if (hs[i] != 0) {
+            if (j >= 0)
+                return -1;
+            j = i;
+        }
+    return j;
+}
+
 static int wait_plain(PyObject *const *reqs, Py_ssize_t k, PyObject *const *sts, int test)
 {
     note_thread();
@@ -2036,7 +2154,28 @@ static int wait_plain(PyObject *const *reqs, Py_ssize_t k, PyObject *const *sts,
         }
         hs[i] = h;
     }
-    if (test) {
+    Py_ssize_t j = test ? -1 : lone_handle(hs, k);
+    pm_post e;
+    if (j >= 0 && take_back(hs[j], &e)) {
+        /* A lazy receive, alone to wait for: received directly. */
+        i64 rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = pm_recv(e.comm, e.src, e.tag, e.buf, e.cap, st + 4 * j);
+        Py_END_ALLOW_THREADS
+        unreserve(hs[j]);
+        for (Py_ssize_t i = 0; i < k; i++)
+            if (i != j && !sent[i]) { /* null requests: the empty status */
+                const i64 none[4] = {-1, -1, 0, 0};
+                memcpy(st + 4 * i, none, sizeof none);
+            }
+        if (rc < 0) { /* the request is done, with that error */
+            res = -1;
+            if (completed(reqs[j]) == 0)
+                fail(rc);
+            goto out;
+        }
+        failed = 0;
+    } else if (test) {
         i64 flag = 0;
         failed = pm_testall_done(hs, k, &flag, st);
         if (failed >= 0 && !flag) {
@@ -2365,8 +2504,14 @@ static PyObject *f_bind(PyObject *self, PyObject *args)
         addr_of(d, "pm_irecv", (void **)&pm_irecv) < 0 ||
         addr_of(d, "pm_wait", (void **)&pm_wait) < 0 ||
         addr_of(d, "pm_req_free", (void **)&pm_req_free) < 0 ||
-        addr_of(d, "pm_blob_take", (void **)&pm_blob_take) < 0)
+        addr_of(d, "pm_blob_take", (void **)&pm_blob_take) < 0 ||
+        addr_of(d, "pm_posts_area", (void **)&pm_posts_area) < 0 ||
+        addr_of(d, "pm_req_reserve", (void **)&pm_req_reserve) < 0)
         return NULL;
+    i64 layout = 0;
+    posts = pm_posts_area(&layout, &lazy_limit);
+    if (layout != (i64)sizeof(pm_posts_t) || lazy_limit <= 0)
+        posts = NULL;
     Py_XSETREF(raise_rc, Py_NewRef(fr));
     Py_XSETREF(dumps, Py_NewRef(fd));
     Py_XSETREF(loads, Py_NewRef(fl));
@@ -3188,7 +3333,7 @@ static PyMethodDef methods[] = {
     {"send", (PyCFunction)(void (*)(void))f_send, METH_FASTCALL, "send(h, dest, tag, sync, buf) -> done"},
     {"recv", (PyCFunction)(void (*)(void))f_recv, METH_FASTCALL, "recv(h, source, tag, buf, status) -> done"},
     {"isend", (PyCFunction)(void (*)(void))f_isend, METH_FASTCALL, "isend(h, dest, tag, sync, buf) -> Request or False"},
-    {"irecv", (PyCFunction)(void (*)(void))f_irecv, METH_FASTCALL, "irecv(h, source, tag, buf) -> Request or False"},
+    {"irecv", (PyCFunction)(void (*)(void))f_irecv, METH_FASTCALL, "irecv(h, source, tag, buf, size) -> Request or False"},
     {"isend_obj", (PyCFunction)(void (*)(void))f_isend_obj, METH_FASTCALL, "isend_obj(h, dest, tag, sync, obj) -> Request or False"},
     {"irecv_obj", (PyCFunction)(void (*)(void))f_irecv_obj, METH_FASTCALL, "irecv_obj(h, source, tag) -> Request or False"},
     {"wait", (PyCFunction)(void (*)(void))f_wait, METH_FASTCALL, "wait(request, status) -> result"},

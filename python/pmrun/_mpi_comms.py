@@ -74,7 +74,7 @@ if _FAST:
                                          "pm_blob_take", "pm_isend", "pm_isend_now", "pm_irecv", "pm_wait",
                                          "pm_req_free", "pm_gather_obj", "pm_scatter_obj",
                                          "pm_alltoall_obj", "pm_threads", "pm_scatterv",
-                                         "pm_alltoallv")),
+                                         "pm_alltoallv", "pm_posts_area", "pm_req_reserve")),
                       _fail, _dumps, _loads, _joined, _typecode, PROC_NULL, _R_ALLREDUCE,
                       _R_SCATTER_BLOCK, _R_SCATTER)
     _f_send, _f_recv = _bridge.fast.send, _bridge.fast.recv
@@ -580,7 +580,7 @@ class Comm(_Handle, _attrs.Keyvals):
 
     def Irecv(self, buf, source=ANY_SOURCE, tag=ANY_TAG):
         if _FAST:
-            r = _f_irecv(self._h, source, tag, buf)
+            r = _f_irecv(self._h, source, tag, buf, self._size)
             if r is not False:
                 return r
         h = self._chk()
@@ -1597,7 +1597,7 @@ if _FAST:
         for _name in _names:
             _bridge.compiled(Comm, _name, _target, _to + (("p", _msg),), _result)
     _bridge.compiled(Comm, "Recv", _fast.recv, ("h", ("p", "source"), ("p", "tag"), ("p", "buf"), ("p", "status")), "done")
-    _bridge.compiled(Comm, "Irecv", _fast.irecv, ("h", ("p", "source"), ("p", "tag"), ("p", "buf")), "value")
+    _bridge.compiled(Comm, "Irecv", _fast.irecv, ("h", ("p", "source"), ("p", "tag"), ("p", "buf"), "size"), "value")
     _bridge.compiled(Comm, "recv", _fast.recv_obj, (("need_none", "buf"), ("need_h",), ("need_not", "source", PROC_NULL),
                                                    "h", ("p", "source"), ("p", "tag"), ("p", "status")), "any")
     _bridge.compiled(Comm, "irecv", _fast.irecv_obj, ("h", ("p", "source"), ("p", "tag")), "value")

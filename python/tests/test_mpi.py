@@ -10,6 +10,7 @@ import array
 import os
 import pickle
 import sys
+import time
 import unittest
 import warnings
 
@@ -1019,6 +1020,106 @@ class CompiledMethods(unittest.TestCase):
         import inspect
         self.assertEqual(list(inspect.signature(comm.Recv).parameters)[:4], ["buf", "source", "tag", "status"])
         self.assertIsNone(comm.barrier())
+
+
+class LazyReceives(unittest.TestCase):
+    """An Irecv of a small buffer is posted when the runtime is next called
+    (its wait receives the message directly when nothing else came between):
+    no receive, probe or wait may tell it from one posted as it started."""
+
+    dst, src = (rank + 1) % size, (rank - 1) % size
+
+    def test_order_with_the_receives_that_follow(self):
+        a, b = bytearray(8), bytearray(8)
+        r = comm.Irecv(a, source=MPI.ANY_SOURCE, tag=31)
+        comm.Send(b"first---", dest=self.dst, tag=31)
+        comm.Send(b"second--", dest=self.dst, tag=31)
+        comm.Recv(b, source=self.src, tag=31)  # posted after the Irecv: the second message
+        st = MPI.Status()
+        r.Wait(st)
+        self.assertEqual((bytes(a), bytes(b), st.source, st.tag, st.Get_count()),
+                         (b"first---", b"second--", self.src, 31, 8))
+        self.assertEqual(r, MPI.REQUEST_NULL)
+
+    def test_several_then_waitall_in_any_order(self):
+        bufs = [bytearray(2) for _ in range(3)]
+        reqs = [comm.Irecv(b, source=self.src, tag=32) for b in bufs]
+        for i in range(3):
+            comm.Send(b"%2d" % i, dest=self.dst, tag=32)
+        MPI.Request.Waitall(reqs[::-1])
+        self.assertEqual([bytes(b) for b in bufs], [b" 0", b" 1", b" 2"])
+
+    def test_probe_does_not_see_a_message_taken(self):
+        got = bytearray(3)
+        r = comm.Irecv(got, source=self.src, tag=33)
+        comm.Send(b"abc", dest=self.dst, tag=33)
+        comm.Barrier()  # the message has arrived
+        self.assertFalse(comm.Iprobe(source=self.src, tag=33))
+        self.assertTrue(r.Test() or r.Wait() is None)
+        self.assertEqual(bytes(got), b"abc")
+
+    def test_dropped_or_freed_receives_still_take_their_messages(self):
+        a, b, c = bytearray(1), bytearray(1), bytearray(1)
+        comm.Irecv(a, source=self.src, tag=34)  # dropped at once
+        r = comm.Irecv(b, source=self.src, tag=34)
+        r.Free()
+        for m in (b"1", b"2", b"3"):
+            comm.Send(m, dest=self.dst, tag=34)
+        comm.Recv(c, source=self.src, tag=34)
+        self.assertEqual(bytes(c), b"3")
+        comm.Barrier()
+        self.assertEqual((bytes(a), bytes(b)), (b"1", b"2"))
+
+    def test_synchronous_send_to_itself(self):
+        got = bytearray(4)
+        r = comm.Irecv(got, source=rank, tag=35)
+        comm.Ssend(b"self", dest=rank, tag=35)  # returns once the receive matched
+        r.Wait()
+        self.assertEqual(bytes(got), b"self")
+
+    def test_a_wait_that_fails_raises_and_ends_the_request(self):
+        r = comm.Irecv(bytearray(2), source=self.src, tag=36)
+        comm.Send(b"too long", dest=self.dst, tag=36)
+        with self.assertRaises(MPI.Exception) as e:
+            r.Wait()
+        self.assertEqual(e.exception.Get_error_class(), MPI.ERR_TRUNCATE)
+        self.assertIn("Wait", str(e.exception))
+        # the same through Waitall with a send done already
+        r = comm.Irecv(bytearray(2), source=self.src, tag=36)
+        s = comm.Isend(b"too long", dest=self.dst, tag=36)
+        with self.assertRaises(MPI.Exception):
+            MPI.Request.Waitall([r, s])
+        comm.Barrier()
+
+    def test_bad_arguments_raise_as_the_receive_starts(self):
+        for source, tag in ((size, 0), (-7, 0)):
+            with self.assertRaises(MPI.Exception, msg=(source, tag)):
+                comm.Irecv(bytearray(1), source=source, tag=tag)
+
+    def test_cancel_and_test(self):
+        got = bytearray(1)
+        r = comm.Irecv(got, source=self.src, tag=37)
+        r.Cancel()
+        st = MPI.Status()
+        r.Wait(st)
+        self.assertTrue(st.Is_cancelled())
+        r = comm.Irecv(got, source=self.src, tag=38)
+        comm.Send(b"t", dest=self.dst, tag=38)
+        deadline = time.monotonic() + 30
+        while not r.Test():
+            self.assertLess(time.monotonic(), deadline)
+        self.assertEqual(bytes(got), b"t")
+        comm.Barrier()
+
+    def test_many_outstanding(self):
+        # More than the runtime's list holds: the rest are posted at once.
+        n = 100
+        bufs = [bytearray(4) for _ in range(n)]
+        reqs = [comm.Irecv(b, source=self.src, tag=39) for b in bufs]
+        for i in range(n):
+            comm.Send(b"%4d" % i, dest=self.dst, tag=39)
+        MPI.Request.Waitall(reqs)
+        self.assertEqual([bytes(b) for b in bufs], [b"%4d" % i for i in range(n)])
 
 
 class MoreMethods(unittest.TestCase):

@@ -1,0 +1,3 @@
+#include "posts.h"
+
+pm_posts_t pm_posts;
