@@ -60,11 +60,9 @@ func flushPosts() {
 		if !ok || c == nil {
 			continue // a freed communicator: the handle stays empty, and its wait fails
 		}
-		var buf []byte
-		if p.buf != nil {
+		var buf []byte // nil: an object's receive, of any size (cap -1)
+		if p.cap >= 0 {
 			buf = mem(p.buf, int64(p.cap))
-		} else {
-			buf = []byte{}
 		}
 		requests.fill(int64(p.req), c.Irecv(bg, int(p.src), int(p.tag), buf))
 	}

@@ -117,6 +117,7 @@ typedef struct {
     uint32_t lock, n;
     pm_post p[PM_POSTS];
 } pm_posts_t;
+#define ANY_SIZE (-1)  /* a cap: an object's receive, of any size */
 static pm_posts_t *posts; /* NULL: post every receive as it starts */
 static i64 lazy_limit;    /* the largest buffer of a lazy receive */
 #define STASH 32
@@ -774,9 +775,9 @@ static int lazy_ok(i64 src, i64 tag, Py_ssize_t len, PyObject *size)
 }
 
 /* A nonblocking send (isend(h, dest, tag, sync, buf)), receive (irecv(h,
- * source, tag, buf, size): size the communicator's, see lazy_ok), object send (isend_obj(h, dest, tag, sync, obj), the
- * pickle sent as one message) or object receive (irecv_obj(h, source, tag))
- * started: an MPI.Request (made as Request._new makes one: its _h, _kind
+ * source, tag, buf, size), size the communicator's: see lazy_ok), object
+ * send (isend_obj(h, dest, tag, sync, obj), the pickle sent as one message)
+ * or object receive (irecv_obj(h, source, tag, size)) started: an MPI.Request (made as Request._new makes one: its _h, _kind
  * and _keep, a Held that owns the handle and the buffer), or False for the
  * general path. */
 static PyObject *start(PyObject *const *args, Py_ssize_t n, int mode)
@@ -784,7 +785,7 @@ static PyObject *start(PyObject *const *args, Py_ssize_t n, int mode)
     static const char *names[] = {"isend", "irecv", "isend_obj", "irecv_obj"};
     int send = mode == ISEND || mode == ISEND_OBJ;
     long long a[4];
-    switch (leading(names[mode], args, n, mode == IRECV_OBJ ? 3 : 5, send ? 4 : 3, a)) {
+    switch (leading(names[mode], args, n, mode == IRECV_OBJ ? 4 : 5, send ? 4 : 3, a)) {
     case -1:
         return NULL;
     case 0:
@@ -806,6 +807,14 @@ static PyObject *start(PyObject *const *args, Py_ssize_t n, int mode)
         Py_DECREF(data);
     }
     void *buf = v.len ? v.buf : NULL;
+    i64 rc, req = 0;
+    if (mode == IRECV_OBJ && lazy_ok(a[1], a[2], 0, args[3]) &&
+        post_lazily(a[0], a[1], a[2], NULL, ANY_SIZE, &req)) {
+        Held *held = held_new(NULL, NULL);
+        if (held == NULL)
+            return NULL; /* the entry is posted as the handle's, waited for by no one */
+        return request_of(held, req, k_obj);
+    }
     /* Releasing the GIL and taking it back costs some 45 ns. A small send
      * goes first where it need not wait (pm_isend_now), with the GIL held:
      * one that went needs no Held to keep its buffer. */
@@ -825,7 +834,6 @@ static PyObject *start(PyObject *const *args, Py_ssize_t n, int mode)
         PyBuffer_Release(&v);
         return NULL;
     }
-    i64 rc, req = 0;
     if (send) { /* it may wait for room in the link */
         Py_BEGIN_ALLOW_THREADS
         rc = pm_isend(a[0], a[1], a[2], buf, v.len, a[3], &req);
@@ -2242,18 +2250,35 @@ static PyObject *f_wait_req(PyObject *self, PyObject *const *args, Py_ssize_t n)
     if (h <= 0 || s == NULL)
         return Py_NewRef(general);
     i64 st[4] = {0, 0, 0, 0}, rc;
+    PyObject *data = NULL;
+    pm_post e;
+    if (take_back(h, &e)) { /* a lazy receive: received directly */
+        i64 blob = 0;
+        Py_BEGIN_ALLOW_THREADS
+        rc = pm_recv_any(e.comm, e.src, e.tag, s, SCRATCH, st, &blob);
+        Py_END_ALLOW_THREADS
+        unreserve(h);
+        if (rc < 0) { /* the request is done, with that error */
+            if (completed(r) == 0)
+                fail(rc);
+            return NULL;
+        }
+        if (rc == 1 && (data = take_blob(blob, st[2])) == NULL)
+            return NULL;
+        goto received;
+    }
     Py_BEGIN_ALLOW_THREADS
     rc = pm_wait_data(h, st, s, SCRATCH);
     Py_END_ALLOW_THREADS
     if (rc < 0)
         return Py_NewRef(general); /* its wait raises the error; the handle stays */
-    PyObject *data = NULL;
     if (rc == 1) { /* larger than the scratch: copied out, then freed */
         if ((data = PyByteArray_FromStringAndSize(NULL, st[2])) == NULL)
             return NULL;
         pm_req_data(h, PyByteArray_AS_STRING(data), st[2]);
         pm_req_free(h);
     }
+received:
     if (completed(r) < 0 || set_status(status, st) < 0) {
         Py_XDECREF(data);
         return NULL;
@@ -3335,7 +3360,7 @@ static PyMethodDef methods[] = {
     {"isend", (PyCFunction)(void (*)(void))f_isend, METH_FASTCALL, "isend(h, dest, tag, sync, buf) -> Request or False"},
     {"irecv", (PyCFunction)(void (*)(void))f_irecv, METH_FASTCALL, "irecv(h, source, tag, buf, size) -> Request or False"},
     {"isend_obj", (PyCFunction)(void (*)(void))f_isend_obj, METH_FASTCALL, "isend_obj(h, dest, tag, sync, obj) -> Request or False"},
-    {"irecv_obj", (PyCFunction)(void (*)(void))f_irecv_obj, METH_FASTCALL, "irecv_obj(h, source, tag) -> Request or False"},
+    {"irecv_obj", (PyCFunction)(void (*)(void))f_irecv_obj, METH_FASTCALL, "irecv_obj(h, source, tag, size) -> Request or False"},
     {"wait", (PyCFunction)(void (*)(void))f_wait, METH_FASTCALL, "wait(request, status) -> result"},
     {"send_obj", (PyCFunction)(void (*)(void))f_send_obj, METH_FASTCALL, "send_obj(h, dest, tag, sync, obj) -> done"},
     {"recv_obj", (PyCFunction)(void (*)(void))f_recv_obj, METH_FASTCALL, "recv_obj(h, source, tag, status) -> obj"},

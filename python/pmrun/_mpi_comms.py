@@ -494,7 +494,7 @@ class Comm(_Handle, _attrs.Keyvals):
 
     def irecv(self, buf=None, source=ANY_SOURCE, tag=ANY_TAG):
         if _FAST:
-            r = _f_irecv_obj(self._h, source, tag)
+            r = _f_irecv_obj(self._h, source, tag, self._size)
             if r is not False:
                 return r
         h = self._chk()
@@ -1600,7 +1600,7 @@ if _FAST:
     _bridge.compiled(Comm, "Irecv", _fast.irecv, ("h", ("p", "source"), ("p", "tag"), ("p", "buf"), "size"), "value")
     _bridge.compiled(Comm, "recv", _fast.recv_obj, (("need_none", "buf"), ("need_h",), ("need_not", "source", PROC_NULL),
                                                    "h", ("p", "source"), ("p", "tag"), ("p", "status")), "any")
-    _bridge.compiled(Comm, "irecv", _fast.irecv_obj, ("h", ("p", "source"), ("p", "tag")), "value")
+    _bridge.compiled(Comm, "irecv", _fast.irecv_obj, ("h", ("p", "source"), ("p", "tag"), "size"), "value")
     _bridge.compiled(Comm, "Sendrecv", _fast.sendrecv, ("h", ("p", "dest"), ("p", "sendtag"), ("p", "source"), ("p", "recvtag"),
                                                        ("p", "sendbuf"), ("p", "recvbuf"), ("p", "status")), "done")
     _bridge.compiled(Comm, "Barrier", _fast.barrier, ("h",), "done")

@@ -1111,6 +1111,32 @@ class LazyReceives(unittest.TestCase):
         self.assertEqual(bytes(got), b"t")
         comm.Barrier()
 
+    def test_objects(self):
+        r = comm.irecv(source=MPI.ANY_SOURCE, tag=40)
+        comm.send(("first", rank), dest=self.dst, tag=40)
+        comm.send(("second", rank), dest=self.dst, tag=40)
+        self.assertEqual(comm.recv(source=self.src, tag=40), ("second", self.src))
+        st = MPI.Status()
+        self.assertEqual(r.wait(st), ("first", self.src))
+        self.assertEqual((st.source, st.tag), (self.src, 40))
+        big = bytes(range(256)) * 4096  # 1 MiB: not sent eagerly
+        r = comm.irecv(source=self.src, tag=41)
+        s = comm.isend(big, dest=self.dst, tag=41)
+        self.assertEqual(r.wait(), big)
+        s.wait()
+        # an object's receive started before a buffer's takes the first message
+        got = bytearray(4)
+        r = comm.irecv(source=self.src, tag=42)
+        q = comm.Irecv(got, source=self.src, tag=42)
+        comm.send(b"obj!", dest=self.dst, tag=42)
+        comm.Send(b"buf!", dest=self.dst, tag=42)
+        self.assertEqual((r.wait(), q.Wait(), bytes(got)), (b"obj!", True, b"buf!"))
+        # object receives tested, and waited for together
+        reqs = [comm.irecv(source=self.src, tag=43) for _ in range(2)]
+        comm.send(1, dest=self.dst, tag=43)
+        comm.send(2, dest=self.dst, tag=43)
+        self.assertEqual(MPI.Request.waitall(reqs), [1, 2])
+
     def test_many_outstanding(self):
         # More than the runtime's list holds: the rest are posted at once.
         n = 100
