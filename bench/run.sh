@@ -25,7 +25,8 @@
 #                collectives at each of COLL_NP, py_p2p, py_p2ptcp, py_coll,
 #                py_colltcp, py_objcoll, py_objcolltcp (the object
 #                collectives), py_vcoll (the v-variants and Reduce_scatter),
-#                py_idioms (Allreduce, Recv without a tag and Sendrecv of 8
+#                py_idioms (Allreduce, Recv without a tag, Sendrecv, an
+#                Irecv+Isend+Waitall exchange and irecv().wait() of 8
 #                bytes, np 2),
 #                py_nbcoll (nonblocking ones), py_startup = the Python benchmarks: the same
 #                mpi4py script under pmrun and under mpirun with Debian's

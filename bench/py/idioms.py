@@ -8,6 +8,9 @@ Prints "<test> bytes=8 value=<us per call>" lines from rank 0:
   recv_anytag: a Send/Recv ping-pong whose Recv names the source and no tag
         (ANY_TAG, mpi4py's default), one way
   sendrecv: comm.Sendrecv of one float64 with the other rank, per call
+  exchange: both ranks Irecv, Isend and Waitall one float64, per exchange
+  irecv_wait: an object ping-pong (8-byte bytes objects) whose receive is
+        comm.irecv(...).wait(), one way
 Each runs a warm-up of as many calls as it times (a rank's first thousands
 of calls are slower under both).
 """
@@ -42,8 +45,25 @@ def sendrecv():
     comm.Sendrecv(a, peer, recvbuf=b, source=peer)
 
 
+def exchange():
+    MPI.Request.Waitall([comm.Irecv(b, source=peer, tag=5), comm.Isend(a, dest=peer, tag=5)])
+
+
+msg = b"x" * 8
+
+
+def irecv_wait():
+    if rank == 0:
+        comm.send(msg, dest=peer, tag=3)
+        comm.irecv(source=peer, tag=3).wait()
+    else:
+        comm.irecv(source=peer, tag=3).wait()
+        comm.send(msg, dest=peer, tag=3)
+
+
 for name, fn, per in (("allreduce", allreduce, 1), ("recv_anytag", recv_anytag, 2),
-                      ("sendrecv", sendrecv, 1)):
+                      ("sendrecv", sendrecv, 1), ("exchange", exchange, 1),
+                      ("irecv_wait", irecv_wait, 2)):
     for timed in (False, True):
         comm.Barrier()
         t0 = MPI.Wtime()

@@ -2749,8 +2749,15 @@ static PyObject *memory_release(Memory *m, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-static PyObject *memory_tobytes(Memory *m, PyObject *unused)
+/* tobytes(order=None): the order (mpi4py 4's argument) changes nothing for
+ * contiguous bytes. */
+static PyObject *memory_tobytes(Memory *m, PyObject *const *args, Py_ssize_t n, PyObject *kw)
 {
+    Py_ssize_t nkw = kw == NULL ? 0 : PyTuple_GET_SIZE(kw);
+    if (n + nkw > 1 || (nkw == 1 && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kw, 0), "order") != 0)) {
+        PyErr_SetString(PyExc_TypeError, "tobytes(order=None)");
+        return NULL;
+    }
     return PyBytes_FromStringAndSize(m->buf, m->len);
 }
 
@@ -2933,7 +2940,8 @@ static PyMethodDef memory_methods[] = {
     {"allocate", (PyCFunction)(void (*)(void))memory_allocate,
      METH_VARARGS | METH_KEYWORDS | METH_CLASS, "allocate(nbytes, clear=False): new memory"},
     {"release", (PyCFunction)memory_release, METH_NOARGS, "lets go of the memory"},
-    {"tobytes", (PyCFunction)memory_tobytes, METH_NOARGS, "a copy of the bytes"},
+    {"tobytes", (PyCFunction)(void (*)(void))memory_tobytes, METH_FASTCALL | METH_KEYWORDS,
+     "tobytes(order=None): a copy of the bytes"},
     {"toreadonly", (PyCFunction)memory_toreadonly, METH_NOARGS, "a read-only view"},
     {NULL, NULL, 0, NULL},
 };

@@ -1460,6 +1460,10 @@ class Semantics(unittest.TestCase):
         mem[6:] = 1
         self.assertEqual(bytes(data), b"\x07\0xyz\0\x01\x01")
         self.assertEqual(mem[2:5].tobytes(), b"xyz")
+        # mpi4py 4's order argument (its test_msgspec passes a format)
+        self.assertEqual((mem[2:5].tobytes("C"), mem[2:5].tobytes(order=None)), (b"xyz", b"xyz"))
+        with self.assertRaises(TypeError):
+            mem.tobytes("C", "F")
         self.assertEqual(mem.toreadonly().address, mem.address)
         at = MPI.memory.fromaddress(mem.address, 3)
         self.assertEqual(bytes(at), b"\x07\0x")
