@@ -8,7 +8,8 @@ Prints "<test> bytes=8 value=<us per call>" lines from rank 0:
   recv_anytag: a Send/Recv ping-pong whose Recv names the source and no tag
         (ANY_TAG, mpi4py's default), one way
   sendrecv: comm.Sendrecv of one float64 with the other rank, per call
-  exchange: both ranks Irecv, Isend and Waitall one float64, per exchange
+  irecv_isend_waitall: both ranks Irecv, Isend and Waitall one float64, per
+        exchange
   irecv_wait: an object ping-pong (8-byte bytes objects) whose receive is
         comm.irecv(...).wait(), one way
 Each runs a warm-up of as many calls as it times (a rank's first thousands
@@ -62,7 +63,7 @@ def irecv_wait():
 
 
 for name, fn, per in (("allreduce", allreduce, 1), ("recv_anytag", recv_anytag, 2),
-                      ("sendrecv", sendrecv, 1), ("exchange", exchange, 1),
+                      ("sendrecv", sendrecv, 1), ("irecv_isend_waitall", exchange, 1),
                       ("irecv_wait", irecv_wait, 2)):
     for timed in (False, True):
         comm.Barrier()
