@@ -69,18 +69,19 @@ func flushPosts() {
 	atomic.StoreUint32(n, 0)
 }
 
-// pm_posts_area is the address of pm_posts, the size of its layout (for
-// pmrun._fast to check against its own) and, in limit, lazyLimit, or 0 when
-// receives must be posted at once (PMRUN_LAZY_RECV=0).
+// pm_posts_area is the address of pm_posts (C memory: it never moves); it
+// writes the size of its layout into size (for pmrun._fast to check against
+// its own) and lazyLimit into limit, or 0 when receives must be posted at
+// once (PMRUN_LAZY_RECV=0).
 //
 //export pm_posts_area
-func pm_posts_area(size, limit *int64) unsafe.Pointer {
+func pm_posts_area(size, limit *int64) int64 {
 	*size = int64(unsafe.Sizeof(C.pm_posts))
 	*limit = lazyLimit
 	if !lazyRecvs() {
 		*limit = 0
 	}
-	return unsafe.Pointer(&C.pm_posts)
+	return int64(uintptr(unsafe.Pointer(&C.pm_posts)))
 }
 
 // pm_req_reserve sets n request handles apart into out, for lazy receives.

@@ -116,6 +116,10 @@ SIGNATURES = {
     "pm_req_free": ((I64,), None),
     # pm_blob_take(h, buf, capacity)
     "pm_blob_take": ((I64, PTR, I64), I64),
+    # pm_posts_area(size, limit)
+    "pm_posts_area": ((P64, P64), I64),
+    # pm_req_reserve(n, out)
+    "pm_req_reserve": ((I64, PTR), None),
     # pm_win_create(h, addr, size, unit, out)
     "pm_win_create": ((I64, PTR, I64, I64, P64), I64),
     # pm_win_create_dynamic(h, out)
@@ -197,6 +201,8 @@ PARAMS = {
     "pm_req_data": ("h", "buf", "capacity"),
     "pm_req_free": ("h",),
     "pm_blob_take": ("h", "buf", "capacity"),
+    "pm_posts_area": ("size", "limit"),
+    "pm_req_reserve": ("n", "out"),
     "pm_win_create": ("h", "addr", "size", "unit", "out"),
     "pm_win_create_dynamic": ("h", "out"),
     "pm_win_attach": ("h", "addr", "size", "attach"),

@@ -77,7 +77,7 @@ static i64 (*pm_probe)(i64, i64, i64, i64 *);
 static i64 (*pm_sendrecv)(i64, void *, i64, i64, i64, void *, i64, i64, i64, void *);
 static i64 (*pm_reduce)(i64, i64, i64, void *, i64, void *, i64, i64, void *, i64, i64, i64, i64 *);
 static void (*pm_threads)(i64);
-static void *(*pm_posts_area)(i64 *, i64 *);
+static i64 (*pm_posts_area)(i64 *, i64 *);
 static void (*pm_req_reserve)(i64, i64 *);
 
 static PyObject *raise_rc;  /* raise_rc(rc) raises the runtime's error rc */
@@ -2534,7 +2534,7 @@ static PyObject *f_bind(PyObject *self, PyObject *args)
         addr_of(d, "pm_req_reserve", (void **)&pm_req_reserve) < 0)
         return NULL;
     i64 layout = 0;
-    posts = pm_posts_area(&layout, &lazy_limit);
+    posts = (pm_posts_t *)(intptr_t)pm_posts_area(&layout, &lazy_limit);
     if (layout != (i64)sizeof(pm_posts_t) || lazy_limit <= 0)
         posts = NULL;
     Py_XSETREF(raise_rc, Py_NewRef(fr));
