@@ -69,10 +69,22 @@ func TestControlPortRefusesStrangers(t *testing.T) {
 	if ms, err := QueryMembers(ctx, addr, "s3cret", nil); err != nil || len(ms) != 1 || ms[0].Name != "target" {
 		t.Fatalf("the agent after the attacks: members %+v, %v", ms, err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if n := strings.Count(strings.Join(logged, "\n"), "refused a connection"); n < 5 {
-		t.Errorf("%d refusals logged, want 5:\n%s", n, strings.Join(logged, "\n"))
+	// A refusal is logged when the agent's handler of that connection gives
+	// up, which for a hello cut short is its read deadline: on a loaded
+	// machine that can come after the query above.
+	refusals := func() (int, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		all := strings.Join(logged, "\n")
+		return strings.Count(all, "refused a connection"), all
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	n, all := refusals()
+	for ; n < 5 && time.Now().Before(deadline); n, all = refusals() {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n < 5 {
+		t.Errorf("%d refusals logged, want 5:\n%s", n, all)
 	}
 }
 
