@@ -3,6 +3,8 @@ package comm
 import (
 	"context"
 	"time"
+
+	"github.com/pmrun/pmrun/internal/wire"
 )
 
 // recvNow is the short path of a blocking receive. A message of its
@@ -36,8 +38,19 @@ func (c *Comm) recvNow(ctx context.Context, src, tag int, buf []byte, alloc bool
 	if src != AnySource {
 		w = c.group[src]
 	}
+	post := func() *Request {
+		if alloc {
+			return c.Irecv(ctx, src, tag, nil)
+		}
+		return c.Irecv(ctx, src, tag, buf)
+	}
 	seen := e.queued.Load()
 	m, free := e.queuedOrFree(c, w, tag)
+	if m != nil && m.rts { // announced for a direct copy (see queuedOrFree)
+		a := announced{size: m.size, addr: m.addr,
+			h: wire.Header{Kind: wire.KindRTSMem, Ctx: c.cid, Src: int32(m.src), Tag: int32(m.tag), ID: m.id}}
+		return c.recvAnnounced(a, c.commRank(m.src), m.src, buf, alloc, post)
+	}
 	if m != nil {
 		e.consumed(m)
 		e.matchedSync(c.cid, m.src, m.tag, m.sync, false)
@@ -73,12 +86,6 @@ func (c *Comm) recvNow(ctx context.Context, src, tag int, buf []byte, alloc bool
 			l.spinStop()
 		}
 	}()
-	post := func() *Request {
-		if alloc {
-			return c.Irecv(ctx, src, tag, nil)
-		}
-		return c.Irecv(ctx, src, tag, buf)
-	}
 	var deadline time.Time
 	for i := 1; ; i++ {
 		if l.rmu.TryLock() {
@@ -93,10 +100,17 @@ func (c *Comm) recvNow(ctx context.Context, src, tag int, buf []byte, alloc bool
 				}
 			}
 			data, got, took, more := l.takeEager(c.cid, tag, buf, alloc)
+			var a announced
+			if more {
+				a, took = l.takeAnnounced(c.cid, tag)
+			}
 			l.rmu.Unlock()
 			if took {
 				spinning = false
 				e.leaveSpin(l) // not withdrawn here: see linger.go
+				if more {
+					return c.recvAnnounced(a, src, w, buf, alloc, post)
+				}
 				return data, Status{Source: src, Tag: got, Count: len(data)}, nil, true, nil
 			}
 			if more {
@@ -123,8 +137,10 @@ func (c *Comm) recvNow(ctx context.Context, src, tag int, buf []byte, alloc bool
 
 // queuedOrFree looks once at what comes before a blocking receive from
 // world rank w (or AnySource) with tag on c: the oldest matching eager
-// message queued unexpected, taken off the queue, when no receive is posted
-// on c before it; else whether nothing comes before it (see nothingBefore).
+// message queued unexpected, or announced for a direct copy (m.rts:
+// recvAnnounced copies it), taken off the queue, when no receive
+// is posted on c before it; else whether nothing comes before it (see
+// nothingBefore).
 func (e *engine) queuedOrFree(c *Comm, w, tag int) (m *inMsg, free bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -137,7 +153,7 @@ func (e *engine) queuedOrFree(c *Comm, w, tag int) (m *inMsg, free bool) {
 	}
 	if q != nil && q.oldest != nil {
 		if m = q.takeUnexpected(w, tag, false); m != nil {
-			if m.rts { // the rendezvous is the full path's
+			if m.rts && !e.directFrom(m) { // the rendezvous is the full path's
 				return nil, false
 			}
 			q.remove(m)
@@ -159,4 +175,47 @@ func (e *engine) nothingBefore(c *Comm, w, tag int) bool {
 	}
 	q := e.queues[c.cid]
 	return q == nil || len(q.posted) == 0 && (q.oldest == nil || tag != AnyTag && q.byKey[msgKey{w, tag}] == nil)
+}
+
+// recvAnnounced ends recvNow for a message announced for a direct copy and
+// taken off the ring (takeAnnounced): the receive copies it from the
+// sender's memory into buf (with alloc, into buf if it fits, else into a
+// new buffer) and releases the send with KindDone, as the full path's
+// startRdvRecv would, without a request. A message longer than buf (without
+// alloc) releases the send and fails with ErrTruncated, as there. Should
+// the copy fail, the receive is posted and the announcement handed to the
+// engine without its address, so that the data comes through the ring
+// after a KindCTS, as after any refused copy (r: the caller waits for it).
+func (c *Comm) recvAnnounced(a announced, src, w int, buf []byte, alloc bool, post func() *Request) (data []byte, st Status, r *Request, done bool, err error) {
+	e := c.e
+	tag := int(a.h.Tag)
+	st = Status{Source: src, Tag: tag, Count: a.size}
+	release := wire.Header{Kind: wire.KindDone, Ctx: a.h.Ctx, Src: int32(e.rank), Tag: a.h.Tag, ID: a.h.ID}
+	if alloc && (buf == nil || a.size > len(buf)) {
+		buf = make([]byte, a.size)
+	}
+	if a.size > len(buf) {
+		e.sendCtl(w, release, false, nil)
+		return nil, st, nil, true, &RankError{Op: "recv", Rank: st.Source, Tag: tag, Err: ErrTruncated}
+	}
+	buf = buf[:a.size]
+	if a.size == 0 || e.readDirect(w, a.addr, buf) == nil {
+		e.sendCtl(w, release, false, nil)
+		return buf, st, nil, true, nil
+	}
+	r = post()
+	e.onAnnounce(&a.h, a.size, 0)
+	return nil, Status{}, r, false, nil
+}
+
+// directFrom reports whether m, a rendezvous queued unexpected, was
+// announced with the address of its bytes (KindRTSMem) by a peer whose
+// memory this rank was not refused to read: recvNow then copies it itself
+// (and, refused, takes the full path: see recvAnnounced).
+func (e *engine) directFrom(m *inMsg) bool {
+	if m.addr == 0 {
+		return false
+	}
+	sl := e.shmLinkTo(m.src)
+	return sl != nil && sl.direct.Load() != directOff && sl.peerPid.Load() != 0
 }

@@ -759,6 +759,49 @@ func (l *shmLink) spinStop() {
 // payload and its tag. Otherwise it leaves everything as it
 // is and reports false, with more when there is something for the parser
 // (a frame, the rest of one, an error). The caller holds rmu.
+// announced is a KindRTSMem frame taken off the ring by takeAnnounced:
+// its header, the message's size and where its bytes are in the sender.
+type announced struct {
+	h    wire.Header
+	size int
+	addr uint64
+}
+
+// takeAnnounced is takeEager for a message the peer announced for a direct
+// copy (KindRTSMem, see direct.go): when the next frame on the ring is one
+// of context cid and tag, and copies from the peer were not found refused,
+// it takes the frame off the ring and returns it (ok), for the receive to
+// copy the message itself (recvAnnounced). The caller holds rmu; the
+// peer's process is then known (loadPeer).
+func (l *shmLink) takeAnnounced(cid uint32, tag int) (a announced, ok bool) {
+	if l.dead || l.rpos != l.rend || l.fr.active || l.direct.Load() == directOff {
+		return a, false
+	}
+	rx := l.shm.rx
+	n, err := rx.nextChunk()
+	if err != nil || n != wire.HeaderSize+wire.RTSMemSize {
+		return a, false
+	}
+	var b [wire.HeaderSize + wire.RTSMemSize]byte
+	rx.peek(0, b[:])
+	h, err := wire.DecodeHeader(b[:wire.HeaderSize], l.e.lim)
+	if err != nil || h.Kind != wire.KindRTSMem || h.Ctx != cid || int(h.Src) != l.peer ||
+		!matches(AnySource, tag, 0, int(h.Tag)) || h.Length != wire.RTSMemSize {
+		return a, false
+	}
+	size, addr, err := wire.RTSMem(b[wire.HeaderSize:], l.e.lim)
+	if err != nil || addr == 0 {
+		return a, false // the engine's reader reports it
+	}
+	l.loadPeer()
+	if l.peerPid.Load() == 0 {
+		return a, false
+	}
+	rx.skip(n)
+	l.e.rx.Add(n)
+	return announced{h: h, size: int(size), addr: addr}, true
+}
+
 func (l *shmLink) takeEager(cid uint32, tag int, buf []byte, alloc bool) (data []byte, got int, took, more bool) {
 	if l.dead {
 		return nil, 0, false, false
