@@ -180,6 +180,7 @@ func pm_comm_create_group(h int64, ranks unsafe.Pointer, n int64, out *int64) in
 
 //export pm_comm_free
 func pm_comm_free(h int64) int64 {
+	flushPosts() // a lazy receive on it completes as if posted before (see posts.go)
 	c, ok := comms.take(h)
 	if !ok {
 		return fail(errBadHandle)

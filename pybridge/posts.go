@@ -20,7 +20,8 @@ import (
 // wait takes it back and receives the message directly (comm.RecvInto: one
 // call into Go where the post and the wait were two, and no request); any
 // other call of the runtime that takes a communicator or a request posts the
-// list first (flushPosts, from commOf, requestOf, requestsOf, pm_req_free),
+// list first (flushPosts, from commOf, requestOf, requestsOf, pm_req_free,
+// pm_comm_free),
 // in order, so that no receive, probe or wait of this process ever sees the
 // messages as though the receive had not been started. A small message is
 // sent eagerly, whether or not its receive is posted, so waiting to post

@@ -1137,6 +1137,16 @@ class LazyReceives(unittest.TestCase):
         comm.send(2, dest=self.dst, tag=43)
         self.assertEqual(MPI.Request.waitall(reqs), [1, 2])
 
+    def test_communicator_freed_before_the_wait(self):
+        # MPI_Comm_free: operations pending on the communicator complete.
+        d = comm.Dup()
+        got = bytearray(4)
+        r = d.Irecv(got, source=self.src, tag=44)
+        d.Send(b"%4d" % rank, dest=self.dst, tag=44)
+        d.Free()
+        r.Wait()
+        self.assertEqual(bytes(got), b"%4d" % self.src)
+
     def test_many_outstanding(self):
         # More than the runtime's list holds: the rest are posted at once.
         n = 100
