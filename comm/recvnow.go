@@ -137,10 +137,9 @@ func (c *Comm) recvNow(ctx context.Context, src, tag int, buf []byte, alloc bool
 
 // queuedOrFree looks once at what comes before a blocking receive from
 // world rank w (or AnySource) with tag on c: the oldest matching eager
-// message queued unexpected, or announced for a direct copy (m.rts:
-// recvAnnounced copies it), taken off the queue, when no receive
-// is posted on c before it; else whether nothing comes before it (see
-// nothingBefore).
+// message queued unexpected, or one announced for a direct copy (m.rts:
+// recvAnnounced copies it), taken off the queue, when no receive is posted
+// on c before it; else whether nothing comes before it (see nothingBefore).
 func (e *engine) queuedOrFree(c *Comm, w, tag int) (m *inMsg, free bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()

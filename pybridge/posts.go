@@ -12,20 +12,20 @@ import (
 	"unsafe"
 )
 
-// Receives posted lazily. A small nonblocking receive from Python (Irecv of
-// a buffer of at most lazyLimit bytes) is not posted when it starts:
-// pmrun._fast writes it into pm_posts, a list in C memory, under the
-// interpreter's lock and without calling into Go, with a handle that
-// pm_req_reserve set apart. When it is the last entry at its wait, the
-// wait takes it back and receives the message directly (comm.RecvInto: one
-// call into Go where the post and the wait were two, and no request); any
-// other call of the runtime that takes a communicator or a request posts the
-// list first (flushPosts, from commOf, requestOf, requestsOf, pm_req_free,
-// pm_comm_free),
-// in order, so that no receive, probe or wait of this process ever sees the
-// messages as though the receive had not been started. A small message is
-// sent eagerly, whether or not its receive is posted, so waiting to post
-// changes no sender's progress.
+// Receives posted lazily. A small nonblocking receive from Python (an Irecv
+// of a buffer of at most lazyLimit bytes, or an object's irecv, of any size:
+// cap -1) is not posted when it starts: pmrun._fast writes it into pm_posts,
+// a list in C memory, under the interpreter's lock and without calling into
+// Go, with a handle that pm_req_reserve set apart. When it is the last entry
+// at its wait, the wait takes it back and receives the message directly
+// (pm_recv, pm_recv_any: one call into Go where the post and the wait were
+// two, and no request). Every other call of the runtime that takes a
+// communicator or a request posts the list first, in order (flushPosts, from
+// commOf, requestOf, requestsOf, pm_req_free, pm_comm_free), and so does a
+// send that may depend on it (commToSend), so that no receive, probe, test
+// or wait of this process ever sees the messages as though the receive had
+// not been started. A small message is sent eagerly whether or not its
+// receive is posted, so waiting to post changes no sender's progress.
 
 // lazyLimit bounds the buffers of lazy receives: messages that fit are
 // below every eager limit of the defaults (ShmEagerDirect, 8 KiB) and of
@@ -59,7 +59,7 @@ func flushPosts() {
 		p := &C.pm_posts.p[i]
 		c, ok := comms.get(int64(p.comm))
 		if !ok || c == nil {
-			continue // a freed communicator: the handle stays empty, and its wait fails
+			continue // no communicator (pm_comm_free posts the list first): the request stays empty, its wait fails
 		}
 		var buf []byte // nil: an object's receive, of any size (cap -1)
 		if p.cap >= 0 {
