@@ -100,13 +100,14 @@ static PyObject *s_h, *s_hh, *s_kind, *s_done, *s_keep, *s_status, *s_obj, *k_se
 static PyObject *general; /* wait_req's "take the general path" */
 
 /* Receives posted lazily (see pybridge/posts.go): an Irecv of a small
- * buffer is written into the runtime's list pm_posts, under a handle set
- * apart for it, rather than posted; its wait, when it is still the list's
- * last entry, takes it back and receives the message directly (one call
- * into the runtime where the post and the wait were two). Any other call of
- * the runtime that may match a message posts the list first. The layout is
- * pybridge/posts.h's; pm_posts_area gives its size, which must be this
- * one's, or nothing is posted lazily. */
+ * buffer, or an object's irecv (of any size: ANY_SIZE), is written into the
+ * runtime's list pm_posts, under a handle set apart for it, rather than
+ * posted; its wait, when it is still the list's last entry, takes it back
+ * and receives the message directly (one call into the runtime where the
+ * post and the wait were two). Any other call of the runtime that may match
+ * a message posts the list first. The layout is pybridge/posts.h's;
+ * pm_posts_area gives its size, which must be this one's, or nothing is
+ * posted lazily. */
 #define PM_POSTS 32
 typedef struct {
     i64 req, comm, src, tag;
@@ -777,9 +778,10 @@ static int lazy_ok(i64 src, i64 tag, Py_ssize_t len, PyObject *size)
 /* A nonblocking send (isend(h, dest, tag, sync, buf)), receive (irecv(h,
  * source, tag, buf, size), size the communicator's: see lazy_ok), object
  * send (isend_obj(h, dest, tag, sync, obj), the pickle sent as one message)
- * or object receive (irecv_obj(h, source, tag, size)) started: an MPI.Request (made as Request._new makes one: its _h, _kind
- * and _keep, a Held that owns the handle and the buffer), or False for the
- * general path. */
+ * or object receive (irecv_obj(h, source, tag, size)) started: an
+ * MPI.Request (made as Request._new makes one: its _h, _kind and _keep, a
+ * Held that owns the handle and the buffer), or False for the general
+ * path. */
 static PyObject *start(PyObject *const *args, Py_ssize_t n, int mode)
 {
     static const char *names[] = {"isend", "irecv", "isend_obj", "irecv_obj"};
@@ -2105,14 +2107,6 @@ static PyObject *f_probe(PyObject *self, PyObject *const *args, Py_ssize_t n)
     return PyBool_FromLong(flag != 0);
 }
 
-/* Waits in one call into the runtime for the k requests reqs, if every one
- * of them is one that plain_handle takes, and fills sts[i] (when sts is not
- * NULL; Status objects) with the status of reqs[i]. 1: all completed, each
- * request now null. 0: they need the general path; nothing was waited for,
- * unless one of them failed: then those that succeeded are completed (null)
- * and the failed ones keep their handles, for their wait to raise the
- * error. -1: an error is set. With test, it does not wait: 2 when not all
- * of them have completed (nothing changed). */
 /* The index of the only nonzero handle of hs (k of them), or -1. */
 static Py_ssize_t lone_handle(const i64 *hs, Py_ssize_t k)
 {
@@ -2126,6 +2120,14 @@ static Py_ssize_t lone_handle(const i64 *hs, Py_ssize_t k)
     return j;
 }
 
+/* Waits in one call into the runtime for the k requests reqs, if every one
+ * of them is one that plain_handle takes, and fills sts[i] (when sts is not
+ * NULL; Status objects) with the status of reqs[i]. 1: all completed, each
+ * request now null. 0: they need the general path; nothing was waited for,
+ * unless one of them failed: then those that succeeded are completed (null)
+ * and the failed ones keep their handles, for their wait to raise the
+ * error. -1: an error is set. With test, it does not wait: 2 when not all
+ * of them have completed (nothing changed). */
 static int wait_plain(PyObject *const *reqs, Py_ssize_t k, PyObject *const *sts, int test)
 {
     note_thread();
