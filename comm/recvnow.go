@@ -99,21 +99,26 @@ func (c *Comm) recvNow(ctx context.Context, src, tag int, buf []byte, alloc bool
 					return nil, Status{}, post(), false, nil
 				}
 			}
-			data, got, took, more := l.takeEager(c.cid, tag, buf, alloc)
+			h, n, ok, more := l.headFrame(c.cid, tag)
+			var data []byte
 			var a announced
-			if more {
-				a, took = l.takeAnnounced(c.cid, tag)
+			took := false
+			switch {
+			case ok && h.Kind == wire.KindEager:
+				data, took = l.takeEager(h, n, buf, alloc)
+			case ok && h.Kind == wire.KindRTSMem:
+				a, took = l.takeAnnounced(h, n)
 			}
 			l.rmu.Unlock()
 			if took {
 				spinning = false
 				e.leaveSpin(l) // not withdrawn here: see linger.go
-				if more {
+				if h.Kind == wire.KindRTSMem {
 					return c.recvAnnounced(a, src, w, buf, alloc, post)
 				}
-				return data, Status{Source: src, Tag: got, Count: len(data)}, nil, true, nil
+				return data, Status{Source: src, Tag: int(h.Tag), Count: len(data)}, nil, true, nil
 			}
-			if more {
+			if more || ok { // a frame for the full path
 				return nil, Status{}, post(), false, nil
 			}
 		}

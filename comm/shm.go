@@ -751,14 +751,58 @@ func (l *shmLink) spinStop() {
 	l.tryPoll()
 }
 
-// takeEager is the receive of Comm.recvNow: when the next frame on the ring
-// is, whole in one chunk, an uncompressed eager message from the peer on
-// context cid with tag (any tag of the user's for AnyTag), of at most
-// len(buf) bytes (any length with alloc), it copies the payload into buf
-// (with alloc, into a new buffer when it does not fit), consumes the frame and returns the
-// payload and its tag. Otherwise it leaves everything as it
-// is and reports false, with more when there is something for the parser
-// (a frame, the rest of one, an error). The caller holds rmu.
+// headFrame is the look of Comm.recvNow at the ring: when the next frame
+// is whole in one chunk (n bytes, header included) and from the peer on
+// context cid with tag (any tag of the user's for AnyTag), it returns its
+// header (ok), for takeEager or takeAnnounced to take. Otherwise ok is
+// false, with more when there is something for the parser (a frame, the
+// rest of one, an error). It consumes nothing; the caller holds rmu.
+func (l *shmLink) headFrame(cid uint32, tag int) (h wire.Header, n uint64, ok, more bool) {
+	if l.dead {
+		return h, 0, false, false
+	}
+	if l.rpos != l.rend || l.fr.active {
+		return h, 0, false, true // the parser is inside a frame, or has bytes of one
+	}
+	rx := l.shm.rx
+	n, err := rx.nextChunk()
+	if n == 0 && err == nil {
+		return h, 0, false, false // nothing yet
+	}
+	if n < wire.HeaderSize || err != nil {
+		return h, 0, false, true
+	}
+	var hb [wire.HeaderSize]byte
+	rx.peek(0, hb[:])
+	h, err = wire.DecodeHeader(hb[:], l.e.lim)
+	if err != nil || h.Ctx != cid || int(h.Src) != l.peer || !matches(AnySource, tag, 0, int(h.Tag)) ||
+		n != wire.HeaderSize+h.Length {
+		return h, 0, false, true
+	}
+	return h, n, true, false
+}
+
+// takeEager takes the frame headFrame found (h, n bytes) when it is an
+// uncompressed eager message of at most len(buf) bytes (any length with
+// alloc): it copies the payload into buf (with alloc, into a new buffer
+// when it does not fit), consumes the frame and returns the payload.
+// Otherwise it leaves everything as it is and reports false. The caller
+// holds rmu.
+func (l *shmLink) takeEager(h wire.Header, n uint64, buf []byte, alloc bool) (data []byte, took bool) {
+	if h.Flags != 0 || !alloc && h.Length > uint64(len(buf)) {
+		return nil, false
+	}
+	if alloc && (buf == nil || h.Length > uint64(len(buf))) {
+		buf = make([]byte, h.Length)
+	}
+	buf = buf[:h.Length]
+	rx := l.shm.rx
+	rx.peek(wire.HeaderSize, buf)
+	rx.skip(n)
+	l.e.rx.Add(n)
+	return buf, true
+}
+
 // announced is a KindRTSMem frame taken off the ring by takeAnnounced:
 // its header, the message's size and where its bytes are in the sender.
 type announced struct {
@@ -768,28 +812,18 @@ type announced struct {
 }
 
 // takeAnnounced is takeEager for a message the peer announced for a direct
-// copy (KindRTSMem, see direct.go): when the next frame on the ring is one
-// of context cid and tag, and copies from the peer were not found refused,
-// it takes the frame off the ring and returns it (ok), for the receive to
-// copy the message itself (recvAnnounced). The caller holds rmu; the
-// peer's process is then known (loadPeer).
-func (l *shmLink) takeAnnounced(cid uint32, tag int) (a announced, ok bool) {
-	if l.dead || l.rpos != l.rend || l.fr.active || l.direct.Load() == directOff {
+// copy (h a KindRTSMem, see direct.go): unless copies from the peer were
+// found refused, it takes the frame off the ring and returns it, for the
+// receive to copy the message itself (recvAnnounced). The caller holds
+// rmu; the peer's process is then known (loadPeer).
+func (l *shmLink) takeAnnounced(h wire.Header, n uint64) (a announced, took bool) {
+	if l.direct.Load() == directOff || h.Length != wire.RTSMemSize {
 		return a, false
 	}
 	rx := l.shm.rx
-	n, err := rx.nextChunk()
-	if err != nil || n != wire.HeaderSize+wire.RTSMemSize {
-		return a, false
-	}
-	var b [wire.HeaderSize + wire.RTSMemSize]byte
-	rx.peek(0, b[:])
-	h, err := wire.DecodeHeader(b[:wire.HeaderSize], l.e.lim)
-	if err != nil || h.Kind != wire.KindRTSMem || h.Ctx != cid || int(h.Src) != l.peer ||
-		!matches(AnySource, tag, 0, int(h.Tag)) || h.Length != wire.RTSMemSize {
-		return a, false
-	}
-	size, addr, err := wire.RTSMem(b[wire.HeaderSize:], l.e.lim)
+	var pl [wire.RTSMemSize]byte
+	rx.peek(wire.HeaderSize, pl[:])
+	size, addr, err := wire.RTSMem(pl[:], l.e.lim)
 	if err != nil || addr == 0 {
 		return a, false // the engine's reader reports it
 	}
@@ -800,37 +834,4 @@ func (l *shmLink) takeAnnounced(cid uint32, tag int) (a announced, ok bool) {
 	rx.skip(n)
 	l.e.rx.Add(n)
 	return announced{h: h, size: int(size), addr: addr}, true
-}
-
-func (l *shmLink) takeEager(cid uint32, tag int, buf []byte, alloc bool) (data []byte, got int, took, more bool) {
-	if l.dead {
-		return nil, 0, false, false
-	}
-	if l.rpos != l.rend || l.fr.active {
-		return nil, 0, false, true // the parser is inside a frame, or has bytes of one
-	}
-	rx := l.shm.rx
-	n, err := rx.nextChunk()
-	if n == 0 && err == nil {
-		return nil, 0, false, false // nothing yet
-	}
-	if n < wire.HeaderSize || err != nil {
-		return nil, 0, false, true
-	}
-	var hb [wire.HeaderSize]byte
-	rx.peek(0, hb[:])
-	h, err := wire.DecodeHeader(hb[:], l.e.lim)
-	if err != nil || h.Kind != wire.KindEager || h.Flags != 0 || h.Ctx != cid ||
-		int(h.Src) != l.peer || !matches(AnySource, tag, 0, int(h.Tag)) || n != wire.HeaderSize+h.Length ||
-		!alloc && h.Length > uint64(len(buf)) {
-		return nil, 0, false, true
-	}
-	if alloc && (buf == nil || h.Length > uint64(len(buf))) {
-		buf = make([]byte, h.Length)
-	}
-	buf = buf[:h.Length]
-	rx.peek(wire.HeaderSize, buf)
-	rx.skip(n)
-	l.e.rx.Add(n)
-	return buf, int(h.Tag), true, false
 }

@@ -225,15 +225,15 @@ func sendNow(c *comm.Comm, dst, tag int64, data []byte, sync int64) error {
 //
 //export pm_sendv
 func pm_sendv(h, dst, tag int64, bufs, lens unsafe.Pointer, k, sync int64) int64 {
-	c, err := commToSend(h, dst, lazyLimit+1, sync)
-	if err != nil {
-		return fail(err)
-	}
 	var data []byte
 	if k == 1 { // one part (a pickle without out-of-band buffers): sent from where it is
 		data = mem(*(*unsafe.Pointer)(bufs), *(*int64)(lens))
 	} else {
 		data = gather(bufs, lens, k)
+	}
+	c, err := commToSend(h, dst, int64(len(data)), sync)
+	if err != nil {
+		return fail(err)
 	}
 	return fail(sendNow(c, dst, tag, data, sync))
 }
@@ -317,11 +317,12 @@ func pm_isend_now(h, dst, tag int64, buf unsafe.Pointer, n int64) int64 {
 
 //export pm_isendv
 func pm_isendv(h, dst, tag int64, bufs, lens unsafe.Pointer, k, sync int64, out *int64) int64 {
-	c, err := commToSend(h, dst, lazyLimit+1, sync)
+	data := gather(bufs, lens, k)
+	c, err := commToSend(h, dst, int64(len(data)), sync)
 	if err != nil {
 		return fail(err)
 	}
-	return isendOn(c, dst, tag, gather(bufs, lens, k), sync, out)
+	return isendOn(c, dst, tag, data, sync, out)
 }
 
 // isendOn starts a nonblocking send: its handle, or reqSent when the
