@@ -513,6 +513,18 @@ func BenchmarkSharedSmall(b *testing.B) {
 	}
 }
 
+// mapArea maps c's shared area with a blocking barrier, and checks that
+// it did (ranks of one node).
+func mapArea(c *comm.Comm) error {
+	if err := collective.Barrier(bg, c); err != nil {
+		return err
+	}
+	if commx.Mapped(c) == nil {
+		return errors.New("no shared area after a blocking barrier")
+	}
+	return nil
+}
+
 // TestIbarrierShared: on one node, once a blocking collective has mapped the
 // shared area, Ibarrier goes through it. A barrier is not done before every
 // rank has started it, whatever runs through the area meanwhile: more
@@ -528,11 +540,8 @@ func TestIbarrierShared(t *testing.T) {
 			w := commtest.NewNetWorld(t, slices.Repeat([]string{"node"}, np), cfg)
 			var arrived [k]atomic.Int32 // ranks that started barrier i
 			w.Run(func(c *comm.Comm) error {
-				if err := collective.Barrier(bg, c); err != nil { // maps the area
+				if err := mapArea(c); err != nil {
 					return err
-				}
-				if commx.Mapped(c) == nil {
-					return errors.New("no shared area after a blocking barrier")
 				}
 				me := c.Rank()
 				early := func(i int, r *comm.Request) error {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/pmrun/pmrun/comm"
-	"github.com/pmrun/pmrun/internal/commx"
 	"github.com/pmrun/pmrun/internal/shm"
 )
 
@@ -117,7 +116,7 @@ func failedWith(hook failureFunc, c *comm.Comm, err error) error {
 // dissemination algorithm, ceil(log2 p) rounds of one empty message sent and
 // one received.
 func Ibarrier(ctx context.Context, c *comm.Comm) *comm.Request {
-	if sl := sharedIbarrier(c); sl != nil {
+	if sl := slotsFor(c, "barrier"); sl != nil {
 		return ibarrierShared(ctx, c, sl)
 	}
 	s := newSchedule(ctx, c, "barrier")
@@ -130,17 +129,6 @@ func Ibarrier(ctx context.Context, c *comm.Comm) *comm.Request {
 		}, 0, -1)
 	}
 	return s.start()
-}
-
-// sharedIbarrier is c's shared area if Ibarrier goes through it: if a
-// blocking collective has mapped it already. (Mapping it takes an
-// agreement of the ranks, which Ibarrier must not wait for.) Every rank
-// decides alike: each mapped it, or not, in the same earlier call.
-func sharedIbarrier(c *comm.Comm) *shm.Slots {
-	if f := forced("barrier"); f != "" && f != AlgShared {
-		return nil
-	}
-	return commx.Mapped(c)
 }
 
 // ibarrierShared: the rank publishes the barrier's operation at once, as
@@ -175,6 +163,9 @@ func ibarrierShared(ctx context.Context, c *comm.Comm, sl *shm.Slots) *comm.Requ
 func Ibcast[T Elem](ctx context.Context, c *comm.Comm, root int, buf []T) *comm.Request {
 	if err := checkRoot(c, "bcast", root); err != nil {
 		return failed(c, err)
+	}
+	if sl := slotsFor(c, "bcast"); sl != nil && len(bytesOf(buf)) <= sl.Data() {
+		return ibcastSlot(ctx, c, sl, root, bytesOf(buf))
 	}
 	return ibcastBytes(ctx, c, root, bytesOf(buf))
 }
@@ -225,6 +216,9 @@ const steppedReduceMax = 64 << 10
 // result from it last. Otherwise the blocking form runs on a goroutine.
 func Iallreduce[T Elem](ctx context.Context, c *comm.Comm, send, recv []T, op Op[T]) *comm.Request {
 	n := len(recv)
+	if sl := slotsFor(c, "allreduce"); sl != nil && (send == nil || len(send) == n) && len(bytesOf(recv)) <= sl.Data() {
+		return ireduceSlot(ctx, c, sl, -1, send, recv, op)
+	}
 	if !op.Commutative || len(bytesOf(recv)) > steppedReduceMax || send != nil && len(send) != n {
 		return started(ctx, c, func(ctx context.Context) error { return Allreduce(ctx, c, send, recv, op) })
 	}

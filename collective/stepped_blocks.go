@@ -71,6 +71,9 @@ func Igather[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T
 		}
 	}
 	bs := len(send) * sizeOf[T]()
+	if sl := slotsFor(c, "gather"); sl != nil && bs <= sl.Data() {
+		return igatherSlot(ctx, c, sl, root, bytesOf(send), bytesOf(recv))
+	}
 	if bs > steppedBlockMax {
 		return started(ctx, c, func(ctx context.Context) error { return Gather(ctx, c, root, send, recv) })
 	}
@@ -131,6 +134,9 @@ func Iscatter[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []
 		}
 	}
 	bs := len(recv) * sizeOf[T]()
+	if sl := slotsFor(c, "scatter"); sl != nil && bs <= sl.Data() {
+		return iscatterSlot(ctx, c, sl, root, bytesOf(send), bytesOf(recv))
+	}
 	if bs > steppedBlockMax {
 		return started(ctx, c, func(ctx context.Context) error { return Scatter(ctx, c, root, send, recv) })
 	}
@@ -172,6 +178,9 @@ func Iallgather[T Elem](ctx context.Context, c *comm.Comm, send, recv []T) *comm
 		return failed(c, err)
 	}
 	bs := len(send) * sizeOf[T]()
+	if sl := slotsFor(c, "allgather"); sl != nil && bs <= sl.Data() {
+		return igatherSlot(ctx, c, sl, -1, bytesOf(send), bytesOf(recv))
+	}
 	if bs > steppedBlockMax {
 		return started(ctx, c, func(ctx context.Context) error { return Allgather(ctx, c, send, recv) })
 	}
@@ -217,6 +226,9 @@ func Ialltoall[T Elem](ctx context.Context, c *comm.Comm, send, recv []T) *comm.
 		return failed(c, err)
 	}
 	bs := len(send) / p * sizeOf[T]()
+	if sl := slotsFor(c, "alltoall"); sl != nil && p*bs <= sl.Data() {
+		return ialltoallSlot(ctx, c, sl, bytesOf(send), bytesOf(recv), bs)
+	}
 	if bs > steppedBlockMax {
 		return started(ctx, c, func(ctx context.Context) error { return Alltoall(ctx, c, send, recv) })
 	}
@@ -271,6 +283,9 @@ func Ireduce[T Elem](ctx context.Context, c *comm.Comm, root int, send, recv []T
 		}
 	}
 	n := len(send)
+	if sl := slotsFor(c, "reduce"); sl != nil && len(bytesOf(send)) <= sl.Data() {
+		return ireduceSlot(ctx, c, sl, root, send, recv, op)
+	}
 	if !op.Commutative || len(bytesOf(send)) > steppedReduceMax {
 		return started(ctx, c, func(ctx context.Context) error { return Reduce(ctx, c, root, send, recv, op) })
 	}

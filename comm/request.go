@@ -479,6 +479,13 @@ func (c *Comm) Stepped(step func(block bool) (done bool, err error)) *Request {
 		r.complete(Status{}, ErrClosed)
 		return r
 	}
+	// A first step on the caller's goroutine: an operation it finishes (a
+	// failed start, a root with nothing to wait for) needs no goroutine.
+	if done, err := step(false); done || err != nil {
+		c.async.wg.Done()
+		r.complete(Status{}, err)
+		return r
+	}
 	if !c.e.cfg.LockedCallers {
 		c.e.goHelper(func() { r.advance(true) })
 		return r

@@ -11,7 +11,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -95,11 +97,21 @@ type Slots struct {
 	left    []*atomic.Uint32 // by rank: it closed the communicator
 	data    []byte
 	next    uint64
-	area    int          // bytes of one rank's area in a slot (slotBytes)
-	acked   uint64       // every rank has acknowledged the ops up to this one
-	held    uint64       // this rank's acknowledgement not yet stored (see Done); atomic loads, storeRelease
-	busy    atomic.Int32 // calls in progress (Close unmaps only when none)
-	cp      Copier       // this rank's copies into its areas
+	area    int           // bytes of one rank's area in a slot (slotBytes)
+	acked   atomic.Uint64 // every rank has acknowledged the ops up to this one
+	held    uint64        // this rank's acknowledgement not yet stored (see Done); atomic loads, storeRelease
+	busy    atomic.Int32  // calls in progress (Close unmaps only when none)
+	cp      Copier        // this rank's copies into its areas
+
+	// The operations of this rank's nonblocking calls not finished yet
+	// (Hold), in increasing order, and how many; asked is the highest
+	// operation the rank is done with that is not acknowledged yet, or
+	// was not when asked: kept back by a hold, or by Release as Done
+	// keeps held.
+	holdMu sync.Mutex
+	holds  []uint64
+	nholds atomic.Int32
+	asked  atomic.Uint64
 }
 
 // SlotData is the data of one rank's area in a slot of an area of p ranks:
@@ -229,7 +241,7 @@ func (s *Slots) End() { s.busy.Add(-1) }
 // Claim waits until op's slot is free to write: every rank has finished
 // reading the call that used it SlotDepth calls before.
 func (s *Slots) Claim(ctx context.Context, op uint64) error {
-	if op <= SlotDepth || op-SlotDepth <= s.acked {
+	if s.Free(op) {
 		return nil
 	}
 	return s.wait(ctx, "waiting for a free slot", func() int {
@@ -241,9 +253,25 @@ func (s *Slots) Claim(ctx context.Context, op uint64) error {
 			}
 			least = min(least, v)
 		}
-		s.acked = least // every rank is done with the ops up to it: no need to look again before
+		if least > s.acked.Load() {
+			s.acked.Store(least) // every rank is done with the ops up to it: no need to look again before
+		}
 		return -1
 	})
+}
+
+// Free reports, without waiting, whether op's slot is free to write (see
+// Claim).
+func (s *Slots) Free(op uint64) bool {
+	if op <= SlotDepth || op-SlotDepth <= s.acked.Load() {
+		return true
+	}
+	for _, a := range s.ack {
+		if a.Load() < op-SlotDepth {
+			return false
+		}
+	}
+	return true
 }
 
 // Publish tells the others this rank's part of op is written: it stamps
@@ -327,7 +355,7 @@ func (s *Slots) Prefetch(op uint64) {
 
 // flushAck stores the acknowledgement that Done held, if any.
 func (s *Slots) flushAck() {
-	if h := atomic.LoadUint64(&s.held); h > s.ack[s.m.Rank].Load() {
+	if h := max(atomic.LoadUint64(&s.held), s.asked.Load()); h > s.ack[s.m.Rank].Load() {
 		s.Ack(h)
 	}
 }
@@ -336,6 +364,9 @@ func (s *Slots) flushAck() {
 // nonblocking barrier's, which reads nothing from its slot): the rank's
 // acknowledgement only moves forward.
 func (s *Slots) Ack(op uint64) {
+	if s.nholds.Load() > 0 {
+		op = s.below(op)
+	}
 	a := s.ack[s.m.Rank]
 	for {
 		v := a.Load()
@@ -347,6 +378,61 @@ func (s *Slots) Ack(op uint64) {
 			return
 		}
 	}
+}
+
+// Hold keeps this rank's acknowledgement below op until Release(op): op is
+// a nonblocking call's, which may still write or read its slot when the
+// rank has finished later calls (whose Done would acknowledge op with
+// them, and let a writer take the slot back). The caller's operations
+// are numbered in order and held as they are numbered (by the goroutine
+// that makes the communicator's collective calls), so holds come in
+// increasing order, each above every operation acknowledged so far.
+func (s *Slots) Hold(op uint64) {
+	s.holdMu.Lock()
+	s.holds = append(s.holds, op)
+	s.nholds.Add(1)
+	s.holdMu.Unlock()
+}
+
+// Release ends Hold(op) once the call has finished with its slot, and
+// acknowledges what the hold kept back. Any goroutine may call it.
+func (s *Slots) Release(op uint64) {
+	s.holdMu.Lock()
+	if i := slices.Index(s.holds, op); i >= 0 {
+		s.holds = slices.Delete(s.holds, i, i+1)
+		s.nholds.Add(-1)
+	}
+	s.holdMu.Unlock()
+	// As Done, it stores the acknowledgement only every ackEvery
+	// operations; flushAck stores what it kept in asked before a wait.
+	op = max(op, atomic.LoadUint64(&s.held))
+	if s.nholds.Load() == 0 && op < s.ack[s.m.Rank].Load()+ackEvery {
+		s.ask(op)
+		return
+	}
+	s.Ack(max(op, s.asked.Load()))
+}
+
+// ask records in asked that the rank is done with the operations up to op.
+func (s *Slots) ask(op uint64) {
+	for {
+		v := s.asked.Load()
+		if v >= op || s.asked.CompareAndSwap(v, op) {
+			return
+		}
+	}
+}
+
+// below is op, or less if a hold keeps the acknowledgement lower: one
+// below the lowest operation held. It records op in asked, for Release.
+func (s *Slots) below(op uint64) uint64 {
+	s.ask(op)
+	s.holdMu.Lock()
+	if len(s.holds) > 0 {
+		op = min(op, s.holds[0]-1)
+	}
+	s.holdMu.Unlock()
+	return op
 }
 
 // Published reports, without waiting, whether every other rank has
@@ -363,6 +449,9 @@ func (s *Slots) unpublished(op uint64) int {
 	}
 	return -1
 }
+
+// PublishedBy reports, without waiting, whether rank r has published op.
+func (s *Slots) PublishedBy(op uint64, r int) bool { return s.published(op, r) }
 
 // Await waits until rank r (a rank of the communicator) has published op.
 func (s *Slots) Await(ctx context.Context, op uint64, r int) error {
