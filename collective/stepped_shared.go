@@ -37,15 +37,34 @@ const (
 	fromNone = -2
 )
 
+// The calls a slotStep makes (slotStep.kind).
+const (
+	slotBcast = iota
+	slotGather
+	slotScatter
+	slotAlltoall
+	slotReduce
+)
+
 // slotStep is one rank's part of a nonblocking call in one operation of the
-// shared area s.
+// shared area s: what it writes into the slot (writes), whose parts it then
+// reads (from), and the buffers of its kind of call. One value holds all
+// that the call needs, rather than closures of each: a small nonblocking
+// call is a few allocations in all.
 type slotStep struct {
-	s     *shm.Slots
-	n     uint64
-	write func(n uint64)       // writes the rank's part into n's slot; nil: it writes nothing
-	from  int                  // whose parts read reads
-	read  func(n uint64) error // reads what it needs once published
-	wrote bool
+	s      *shm.Slots
+	c      *comm.Comm
+	op     string
+	hook   failureFunc
+	n      uint64
+	kind   int
+	root   int  // of bcast, gather, scatter (-1: allgather)
+	bs     int  // bytes of a block
+	writes bool // the rank writes its part
+	wrote  bool
+	from   int
+	a, b   []byte               // send and receive buffers (bcast: b alone)
+	fold   func(n uint64) error // slotReduce's read
 }
 
 // slotsFor is c's shared area if a nonblocking call of family goes through
@@ -60,34 +79,37 @@ func slotsFor(c *comm.Comm, family string) *shm.Slots {
 	return commx.Mapped(c)
 }
 
-// startSlot numbers st's operation and returns the request that runs it.
-func startSlot(ctx context.Context, c *comm.Comm, op string, st *slotStep) *comm.Request {
+// start numbers st's operation and returns the request that runs it.
+func (st *slotStep) start(ctx context.Context) *comm.Request {
 	s := st.s
 	if err := s.Begin(); err != nil {
-		return failed(c, &Error{Op: op, Err: err})
+		return failed(st.c, &Error{Op: st.op, Err: err})
 	}
 	st.n = s.Advance(1)
 	s.Hold(st.n)
-	hook := hookOf(ctx)
-	return c.Stepped(func(block bool) (bool, error) {
-		done, err := st.step(block)
-		if !done {
-			return false, nil
-		}
-		s.Release(st.n)
-		s.End()
-		if err != nil {
-			return true, failedWith(hook, c, &Error{Op: op, Err: err})
-		}
-		return true, nil
-	})
+	st.hook = hookOf(ctx)
+	return st.c.Stepped(st.step)
 }
 
 // step writes the rank's part once the slot is free and reads once the
-// parts it needs are published, waiting for either only if block.
+// parts it needs are published, waiting for either only if block (see
+// comm.Comm.Stepped).
 func (st *slotStep) step(block bool) (bool, error) {
+	done, err := st.advance(block)
+	if !done {
+		return false, nil
+	}
+	st.s.Release(st.n)
+	st.s.End()
+	if err != nil {
+		return true, failedWith(st.hook, st.c, &Error{Op: st.op, Err: err})
+	}
+	return true, nil
+}
+
+func (st *slotStep) advance(block bool) (bool, error) {
 	s, n, bg := st.s, st.n, context.Background()
-	if st.write != nil && !st.wrote {
+	if st.writes && !st.wrote {
 		if !s.Free(n) {
 			if !block {
 				return false, nil
@@ -96,7 +118,7 @@ func (st *slotStep) step(block bool) (bool, error) {
 				return true, err
 			}
 		}
-		st.write(n)
+		st.write()
 		s.Publish(n)
 		st.wrote = true
 	}
@@ -122,23 +144,78 @@ func (st *slotStep) step(block bool) (bool, error) {
 			}
 		}
 	}
-	return true, st.read(n)
+	return true, st.read()
+}
+
+// write writes the rank's part into its operation's slot: bcast's root its
+// buffer, a gatherer its block, scatter's root block r into rank r's area,
+// alltoall its p blocks, reduce its vector (in a).
+func (st *slotStep) write() {
+	s, n, me, p := st.s, st.n, st.c.Rank(), st.c.Size()
+	switch st.kind {
+	case slotBcast:
+		put(s, s.Area(n, me), st.b, len(st.b))
+	case slotGather, slotReduce:
+		put(s, s.Area(n, me), st.a, len(st.a))
+	case slotScatter:
+		for r := range p {
+			if r != me {
+				put(s, s.Area(n, r), st.a[r*st.bs:(r+1)*st.bs], st.bs)
+			}
+		}
+		copy(st.b, st.a[me*st.bs:])
+	case slotAlltoall:
+		a := s.Area(n, me)
+		copy(dataAt(a, p*st.bs), st.a[:p*st.bs])
+		mark(a, p*st.bs, st.bs)
+	}
+}
+
+// read copies out what the rank needs of the others' parts.
+func (st *slotStep) read() error {
+	s, n, me, p, bs := st.s, st.n, st.c.Rank(), st.c.Size(), st.bs
+	switch st.kind {
+	case slotBcast:
+		part, err := get(s.Area(n, st.root), st.root, len(st.b), len(st.b))
+		copy(st.b, part)
+		return err
+	case slotGather:
+		copy(st.b[me*bs:], st.a)
+		for r := range p {
+			if r == me {
+				continue
+			}
+			part, err := get(s.Area(n, r), r, bs, bs)
+			if err != nil {
+				return err
+			}
+			copy(st.b[r*bs:], part)
+		}
+	case slotScatter:
+		part, err := get(s.Area(n, me), st.root, bs, bs)
+		copy(st.b, part)
+		return err
+	case slotAlltoall:
+		for r := range p {
+			all, err := get(s.Area(n, r), r, p*bs, bs)
+			if err != nil {
+				return err
+			}
+			copy(st.b[r*bs:(r+1)*bs], all[me*bs:])
+		}
+	case slotReduce:
+		return st.fold(n)
+	}
+	return nil
 }
 
 // ibcastSlot: the root writes b into its area; the others copy it out.
 func ibcastSlot(ctx context.Context, c *comm.Comm, s *shm.Slots, root int, b []byte) *comm.Request {
-	st := &slotStep{s: s, from: fromNone}
+	st := &slotStep{s: s, c: c, op: "bcast", kind: slotBcast, root: root, b: b, from: root}
 	if c.Rank() == root {
-		st.write = func(n uint64) { put(s, s.Area(n, root), b, len(b)) }
-	} else {
-		st.from = root
-		st.read = func(n uint64) error {
-			part, err := get(s.Area(n, root), root, len(b), len(b))
-			copy(b, part)
-			return err
-		}
+		st.writes, st.from = true, fromNone
 	}
-	return startSlot(ctx, c, "bcast", st)
+	return st.start(ctx)
 }
 
 // ireduceSlot: every rank writes its vector (send, or recv in place); the
@@ -146,19 +223,18 @@ func ibcastSlot(ctx context.Context, c *comm.Comm, s *shm.Slots, root int, b []b
 // order, as reduceShared does, so any op.
 func ireduceSlot[T Elem](ctx context.Context, c *comm.Comm, s *shm.Slots, root int, send, recv []T, op Op[T]) *comm.Request {
 	me, p := c.Rank(), c.Size()
-	name := "reduce"
-	if root < 0 {
-		name = "allreduce"
-	}
 	if send == nil {
 		send = recv
 	}
 	nb := len(bytesOf(send))
-	st := &slotStep{s: s, from: fromNone}
-	st.write = func(n uint64) { put(s, s.Area(n, me), bytesOf(send), nb) }
+	st := &slotStep{s: s, c: c, op: "reduce", kind: slotReduce, root: root, writes: true,
+		a: bytesOf(send), from: fromNone}
+	if root < 0 {
+		st.op = "allreduce"
+	}
 	if root < 0 || me == root {
 		st.from = fromAll
-		st.read = func(n uint64) error {
+		st.fold = func(n uint64) error {
 			for r := range p {
 				if _, err := get(s.Area(n, r), r, nb, nb); err != nil {
 					return err
@@ -171,65 +247,34 @@ func ireduceSlot[T Elem](ctx context.Context, c *comm.Comm, s *shm.Slots, root i
 			return nil
 		}
 	}
-	return startSlot(ctx, c, name, st)
+	return st.start(ctx)
 }
 
 // igatherSlot: every rank but the root (every rank, for root < 0:
 // Iallgather) writes its block; the root (every rank) copies the others'
 // out. send may be the rank's own block of recv (in place).
 func igatherSlot(ctx context.Context, c *comm.Comm, s *shm.Slots, root int, send, recv []byte) *comm.Request {
-	me, p, bs := c.Rank(), c.Size(), len(send)
-	name := "gather"
+	me := c.Rank()
+	st := &slotStep{s: s, c: c, op: "gather", kind: slotGather, root: root, bs: len(send),
+		writes: me != root, a: send, b: recv, from: fromNone}
 	if root < 0 {
-		name = "allgather"
-	}
-	st := &slotStep{s: s, from: fromNone}
-	if me != root {
-		st.write = func(n uint64) { put(s, s.Area(n, me), send, bs) }
+		st.op = "allgather"
 	}
 	if root < 0 || me == root {
 		st.from = fromAll
-		st.read = func(n uint64) error {
-			copy(recv[me*bs:], send)
-			for r := range p {
-				if r == me {
-					continue
-				}
-				part, err := get(s.Area(n, r), r, bs, bs)
-				if err != nil {
-					return err
-				}
-				copy(recv[r*bs:], part)
-			}
-			return nil
-		}
 	}
-	return startSlot(ctx, c, name, st)
+	return st.start(ctx)
 }
 
 // iscatterSlot: the root writes block r into rank r's area; rank r copies
 // it out.
 func iscatterSlot(ctx context.Context, c *comm.Comm, s *shm.Slots, root int, send, recv []byte) *comm.Request {
-	me, p, bs := c.Rank(), c.Size(), len(recv)
-	st := &slotStep{s: s, from: fromNone}
-	if me == root {
-		st.write = func(n uint64) {
-			for r := range p {
-				if r != me {
-					put(s, s.Area(n, r), send[r*bs:(r+1)*bs], bs)
-				}
-			}
-			copy(recv, send[me*bs:])
-		}
-	} else {
-		st.from = root
-		st.read = func(n uint64) error {
-			part, err := get(s.Area(n, me), root, bs, bs)
-			copy(recv, part)
-			return err
-		}
+	st := &slotStep{s: s, c: c, op: "scatter", kind: slotScatter, root: root, bs: len(recv),
+		a: send, b: recv, from: root}
+	if c.Rank() == root {
+		st.writes, st.from = true, fromNone
 	}
-	return startSlot(ctx, c, "scatter", st)
+	return st.start(ctx)
 }
 
 // ialltoallSlot: every rank writes its p blocks of bs bytes into its area
@@ -237,22 +282,7 @@ func iscatterSlot(ctx context.Context, c *comm.Comm, s *shm.Slots, root int, sen
 // one segment. send may be recv (in place): the rank's blocks are in its
 // area before it writes recv.
 func ialltoallSlot(ctx context.Context, c *comm.Comm, s *shm.Slots, send, recv []byte, bs int) *comm.Request {
-	me, p := c.Rank(), c.Size()
-	st := &slotStep{s: s, from: fromAll}
-	st.write = func(n uint64) {
-		a := s.Area(n, me)
-		copy(dataAt(a, p*bs), send[:p*bs])
-		mark(a, p*bs, bs)
-	}
-	st.read = func(n uint64) error {
-		for r := range p {
-			all, err := get(s.Area(n, r), r, p*bs, bs)
-			if err != nil {
-				return err
-			}
-			copy(recv[r*bs:(r+1)*bs], all[me*bs:])
-		}
-		return nil
-	}
-	return startSlot(ctx, c, "alltoall", st)
+	st := &slotStep{s: s, c: c, op: "alltoall", kind: slotAlltoall, bs: bs, writes: true,
+		a: send, b: recv, from: fromAll}
+	return st.start(ctx)
 }

@@ -473,8 +473,15 @@ func (c *Comm) Async(ctx context.Context, fn func(ctx context.Context) error) *R
 // asyncDelay, so that the operation goes on while its rank does something
 // else. c owns the goroutine: Close waits for the operation.
 func (c *Comm) Stepped(step func(block bool) (done bool, err error)) *Request {
-	r := &Request{c: c, kind: kindAsync, ctx: context.Background(),
-		peer: AnySource, as: &asyncPart{step: step}}
+	// The request and its stepped part in one allocation: a nonblocking
+	// collective is started for every few microseconds of work.
+	both := &struct {
+		Request
+		asyncPart
+	}{Request: Request{c: c, kind: kindAsync, ctx: context.Background(), peer: AnySource}}
+	both.step = step
+	r := &both.Request
+	r.as = &both.asyncPart
 	if !c.async.add() {
 		r.complete(Status{}, ErrClosed)
 		return r
