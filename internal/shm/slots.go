@@ -404,13 +404,16 @@ func (s *Slots) Release(op uint64) {
 	}
 	s.holdMu.Unlock()
 	// As Done, it stores the acknowledgement only every ackEvery
-	// operations; flushAck stores what it kept in asked before a wait.
-	op = max(op, atomic.LoadUint64(&s.held))
+	// operations (flushAck stores what it kept in asked before a wait):
+	// of every operation the rank is done with, those whose
+	// acknowledgement a hold kept back (asked) included, which may be far
+	// above what it stored.
+	op = max(op, atomic.LoadUint64(&s.held), s.asked.Load())
 	if s.nholds.Load() == 0 && op < s.ack[s.m.Rank].Load()+ackEvery {
 		s.ask(op)
 		return
 	}
-	s.Ack(max(op, s.asked.Load()))
+	s.Ack(op)
 }
 
 // ask records in asked that the rank is done with the operations up to op.
