@@ -241,37 +241,34 @@ func (s *Slots) End() { s.busy.Add(-1) }
 // Claim waits until op's slot is free to write: every rank has finished
 // reading the call that used it SlotDepth calls before.
 func (s *Slots) Claim(ctx context.Context, op uint64) error {
-	if s.Free(op) {
+	if op <= SlotDepth || op-SlotDepth <= s.acked.Load() {
 		return nil
 	}
-	return s.wait(ctx, "waiting for a free slot", func() int {
-		least := uint64(math.MaxUint64)
-		for r, a := range s.ack {
-			v := a.Load()
-			if v < op-SlotDepth {
-				return r
-			}
-			least = min(least, v)
-		}
-		if least > s.acked.Load() {
-			s.acked.Store(least) // every rank is done with the ops up to it: no need to look again before
-		}
-		return -1
-	})
+	return s.wait(ctx, "waiting for a free slot", func() int { return s.lagsBefore(op - SlotDepth) })
 }
 
 // Free reports, without waiting, whether op's slot is free to write (see
 // Claim).
 func (s *Slots) Free(op uint64) bool {
-	if op <= SlotDepth || op-SlotDepth <= s.acked.Load() {
-		return true
-	}
-	for _, a := range s.ack {
-		if a.Load() < op-SlotDepth {
-			return false
+	return op <= SlotDepth || op-SlotDepth <= s.acked.Load() || s.lagsBefore(op-SlotDepth) < 0
+}
+
+// lagsBefore is a rank that has not acknowledged op yet, or -1; then it
+// caches the least acknowledgement in acked, so that the calls up to it
+// look at no rank's counter again (each a line another core writes).
+func (s *Slots) lagsBefore(op uint64) int {
+	least := uint64(math.MaxUint64)
+	for r, a := range s.ack {
+		v := a.Load()
+		if v < op {
+			return r
 		}
+		least = min(least, v)
 	}
-	return true
+	if least > s.acked.Load() {
+		s.acked.Store(least) // a racing store of a smaller one only costs a look more
+	}
+	return -1
 }
 
 // Publish tells the others this rank's part of op is written: it stamps
