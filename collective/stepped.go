@@ -149,7 +149,7 @@ func ibarrierShared(ctx context.Context, c *comm.Comm, sl *shm.Slots) *comm.Requ
 			}
 			err = sl.AwaitAll(ctx, n)
 		}
-		sl.Ack(n)
+		sl.Finish(n)
 		sl.End()
 		if err != nil {
 			return true, &Error{Op: "barrier", Err: err}

@@ -328,7 +328,7 @@ func (s *Slots) Done(op uint64) {
 		}
 		return
 	}
-	s.Ack(op)
+	s.store(op)
 }
 
 // ackEvery: see Done.
@@ -353,14 +353,13 @@ func (s *Slots) Prefetch(op uint64) {
 // flushAck stores the acknowledgement that Done held, if any.
 func (s *Slots) flushAck() {
 	if h := max(atomic.LoadUint64(&s.held), s.asked.Load()); h > s.ack[s.m.Rank].Load() {
-		s.Ack(h)
+		s.store(h)
 	}
 }
 
-// Ack is Done for an operation that may end after later ones have (a
-// nonblocking barrier's, which reads nothing from its slot): the rank's
-// acknowledgement only moves forward.
-func (s *Slots) Ack(op uint64) {
+// store stores the rank's acknowledgement of op, unless a hold keeps it
+// lower (then one below the hold); it only moves forward.
+func (s *Slots) store(op uint64) {
 	if s.nholds.Load() > 0 {
 		op = s.below(op)
 	}
@@ -400,17 +399,23 @@ func (s *Slots) Release(op uint64) {
 		s.nholds.Add(-1)
 	}
 	s.holdMu.Unlock()
-	// As Done, it stores the acknowledgement only every ackEvery
-	// operations (flushAck stores what it kept in asked before a wait):
-	// of every operation the rank is done with, those whose
-	// acknowledgement a hold kept back (asked) included, which may be far
-	// above what it stored.
+	s.Finish(op)
+}
+
+// Finish is Done for an operation that may end after later ones have, on
+// any goroutine: a nonblocking call's (Release, or a nonblocking barrier,
+// which reads nothing from its slot and holds none). As Done, it stores the
+// acknowledgement only every ackEvery operations (flushAck stores what it
+// kept in asked before a wait), of every operation the rank is done with:
+// those whose acknowledgement a hold kept back (asked) included, which may
+// be far above what it stored.
+func (s *Slots) Finish(op uint64) {
 	op = max(op, atomic.LoadUint64(&s.held), s.asked.Load())
 	if s.nholds.Load() == 0 && op < s.ack[s.m.Rank].Load()+ackEvery {
 		s.ask(op)
 		return
 	}
-	s.Ack(op)
+	s.store(op)
 }
 
 // ask records in asked that the rank is done with the operations up to op.
