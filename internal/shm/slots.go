@@ -80,6 +80,11 @@ type Member struct {
 	SpinYield  bool          // a polling waiter gives its core away between polls
 	Yield      func()        // lets other goroutines run during a spin
 	Closed     func() error  // the error of a closed communicator, or nil
+	// Stalled is called by a wait that does not find what it waits for at
+	// once while the rank holds operations of nonblocking calls (Hold):
+	// those must go on without the waiting goroutine, which a writer may
+	// be waiting for (may be nil).
+	Stalled func()
 	// Gone says why rank r (of the communicator) can no longer answer, or
 	// nil; left says that r marked the area as left (closed the communicator).
 	Gone func(r int, left bool) error
@@ -496,6 +501,9 @@ func (s *Slots) wait(ctx context.Context, what string, lagging func() int) error
 	s.flushAck() // the rank waited for may be waiting for it
 	if lagging() < 0 {
 		return nil
+	}
+	if s.nholds.Load() > 0 && s.m.Stalled != nil {
+		s.m.Stalled()
 	}
 	m := &s.m
 	if m.Spin > 0 {
