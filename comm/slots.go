@@ -102,7 +102,7 @@ func (c *Comm) slotsMember() shm.Member {
 	return shm.Member{
 		Rank: c.rank, Size: c.size,
 		Spin: e.cfg.Spin, SpinYield: e.cfg.SpinYield,
-		Yield: e.yield, Stalled: e.takeOverAll,
+		Yield: e.yield, Stalled: e.stepQueued,
 		Closed: func() error {
 			if c.closed.Load() {
 				return ErrClosed

@@ -80,10 +80,11 @@ type Member struct {
 	SpinYield  bool          // a polling waiter gives its core away between polls
 	Yield      func()        // lets other goroutines run during a spin
 	Closed     func() error  // the error of a closed communicator, or nil
-	// Stalled is called by a wait that does not find what it waits for at
-	// once while the rank holds operations of nonblocking calls (Hold):
-	// those must go on without the waiting goroutine, which a writer may
-	// be waiting for (may be nil).
+	// Stalled is called, again and again, by a wait that does not find
+	// what it waits for at once while the rank holds operations of
+	// nonblocking calls (Hold): it advances them as far as they go
+	// without blocking, since a writer the wait waits for may be waiting
+	// for them (may be nil).
 	Stalled func()
 	// Gone says why rank r (of the communicator) can no longer answer, or
 	// nil; left says that r marked the area as left (closed the communicator).
@@ -502,9 +503,7 @@ func (s *Slots) wait(ctx context.Context, what string, lagging func() int) error
 	if lagging() < 0 {
 		return nil
 	}
-	if s.nholds.Load() > 0 && s.m.Stalled != nil {
-		s.m.Stalled()
-	}
+	s.stalled()
 	m := &s.m
 	if m.Spin > 0 {
 		// The deadline is set at the first look at the clock, 64 polls in:
@@ -524,12 +523,14 @@ func (s *Slots) wait(ctx context.Context, what string, lagging func() int) error
 					break
 				}
 				m.Yield()
+				s.stalled()
 			}
 		}
 	}
 	ts := syscall.NsecToTimespec(int64(slotsNap))
 	defer cpuhome.Check() // woken by another rank's thread, maybe next to it
 	for {
+		s.stalled()
 		s.waiters.Add(1)
 		g := atomic.LoadUint32(s.gen)
 		r := lagging()
@@ -550,6 +551,14 @@ func (s *Slots) wait(ctx context.Context, what string, lagging func() int) error
 		if err != nil && lagging() == r { // what it published before going still counts
 			return fmt.Errorf("comm: rank %d: %s from rank %d: %w", m.Rank, what, r, err)
 		}
+	}
+}
+
+// stalled lets a waiting rank's pending nonblocking calls go on (see
+// Member.Stalled), if it holds any.
+func (s *Slots) stalled() {
+	if s.nholds.Load() > 0 && s.m.Stalled != nil {
+		s.m.Stalled()
 	}
 }
 
