@@ -4,10 +4,12 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -73,8 +75,10 @@ type Config struct {
 	// copy instead of two through the ring, where the system permits it (see
 	// comm/direct.go): up to ShmDirectMax bytes always, a larger one when
 	// it is the only rendezvous send in flight to its peer.
-	// PMRUN_SHM_DIRECT=off turns it off; PMRUN_SHM_DIRECT=on lifts
-	// ShmDirectMax (unless PMRUN_SHM_DIRECT_MAX sets it).
+	// On by default, except on an AMD CPU while every rank of the machine
+	// has a core of its own (see directByDefault).
+	// PMRUN_SHM_DIRECT=off turns it off; PMRUN_SHM_DIRECT=on turns it on
+	// and lifts ShmDirectMax (unless PMRUN_SHM_DIRECT_MAX sets it).
 	ShmDirect bool
 	// ShmDirectMax is the largest message copied directly while other sends
 	// to the same peer are in flight (0: no limit); larger ones then go
@@ -152,7 +156,7 @@ func DefaultConfig() *Config {
 		SocketBuffer:    4 << 20,
 		SharedMemory:    true,
 		ShmRing:         2 << 20,
-		ShmDirect:       true,
+		ShmDirect:       directByDefault(),
 		ShmDirectMax:    512 << 10,
 		UnexpectedArena: 16 << 20,
 		HeldLimit:       1 << 20,
@@ -180,6 +184,34 @@ func defaultSpin() time.Duration {
 	}
 	return time.Millisecond
 }
+
+// directByDefault is ShmDirect's default: on, unless this machine's kernel
+// copies are slow (an AMD CPU) and every rank has a core of its own, where
+// the ring's two copies, made at once by both ranks in the CPU's vector
+// loops, beat the kernel's one (see comm/direct.go for the figures).
+func directByDefault() bool {
+	return oversubscribed() || !kernelCopySlow()
+}
+
+// kernelCopySlow reports whether the CPU is AMD's (or Hygon's, built on
+// it), whose string moves make the kernel's copies across processes run
+// at a fraction of what the vector copies of user code reach.
+var kernelCopySlow = sync.OnceValue(func() bool {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	head := make([]byte, 4096) // the first processor's lines name the vendor
+	n, _ := io.ReadFull(f, head)
+	for line := range strings.Lines(string(head[:n])) {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "vendor_id" {
+			v = strings.TrimSpace(v)
+			return v == "AuthenticAMD" || v == "HygonGenuine"
+		}
+	}
+	return false
+})
 
 // oversubscribed reports whether this machine runs more of the job's ranks
 // than it has cores (all the simulated nodes' ranks, when nodes are simulated).

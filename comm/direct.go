@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -54,6 +55,23 @@ import (
 // 110-118 us through the ring, 59-60 alone direct, Open MPI 50-55; 4 MiB
 // 425-503, 373-405, 360-380; windows of 64 distinct 1 MiB buffers 7.3-8.0
 // GB/s either way (Open MPI 5.6-5.8).
+//
+// On AMD CPUs the kernel's copy (a string move, rep movsb) is the slow
+// part: on a 2-core EPYC 7xx3 (Zen 3) VM, with both cores idle, a C
+// ping-pong of process_vm_readv copied 1 MiB in 139-181 us where Go's copy
+// in user space takes 31, and pmrun through the ring beat direct copies at
+// every size (bench/p2p, np 2, 3 rounds alternating, medians, direct /
+// ring / Open MPI, CPUs far apart): latency 32 KiB 9.9 / 3.5 / 7.8 us, 1
+// MiB 149 / 70 / 133, 4 MiB 1030 / 374 / 762; bandwidth 1 MiB 10.3 / 20.0
+// / 8.1 GB/s, distinct buffers 6.4 / 6.5 / 4.1; collectives at np 2 (bcast,
+// allreduce, gather, scatter, reduce, 16 KiB-1 MiB) 0.35-0.8x the time
+// without direct copies, allgather and alltoall of 256 KiB-1 MiB 1.0-1.3x.
+// The EPYC VM above agreed. So on AMD CPUs direct copies are off by
+// default (Config.ShmDirect) while every rank has a core; with more ranks
+// than cores they stay on, as each of the ring's hops then waits for the
+// other rank to be scheduled (np 4 on that Zen 3 VM, direct against ring:
+// alltoall 256 KiB-1 MiB 0.6-0.7x the time, reduce, gather and scatter of
+// 16-64 KiB 0.7-0.9x).
 //
 // Cancelling a send whose KindRTSMem is out cannot simply return: the receiver
 // may be copying its buffer at that moment. The cancel sends KindRevoke
@@ -239,9 +257,57 @@ type remoteIovec struct {
 	len  uint64
 }
 
+// The kernel copies a process_vm_readv with the CPU's string move (rep
+// movsb), reading the peer's page through the kernel's own mapping of it
+// and writing dst. On AMD Zen 3 that copy runs 4-5 times slower when dst's
+// offset in its page is a few bytes past the source's (4K aliasing: each
+// store looks to the loads that follow like one to their address): a
+// 2-core EPYC 7xx3 VM, the two processes of a C ping-pong of
+// process_vm_readv, us one way, offsets 0 / 16 / 64 bytes apart: 4 KiB 3.6
+// / 6.3 / 4.6, 64 KiB 11.6 / 54 / 10.6, 1 MiB 181 / 867 / 147, and every
+// distance from 1 to 31 bytes as slow as 16. SPMD programs hit it as a
+// rule: every rank allocates the same buffers in the same order, so a
+// receive buffer allocated after the send buffer (malloc puts 16 bytes
+// of its own between them) sits 16 bytes past the peer's send buffer
+// modulo the page. Go's copy (vector loads and stores) runs at full speed
+// at any distance. So a copy whose distance falls in that window goes
+// through a bounce buffer placed at the source's own offset, a chunk at a
+// time, and copy moves each chunk on while it is in the cache.
+const (
+	aliasWindow = 64       // distances (dst - src modulo the page) below this bounce
+	bounceChunk = 64 << 10 // bytes read at a time into the bounce buffer
+	pageSize    = 4096
+)
+
+// bounces hold bounce buffers: a chunk and a page of slack to place it.
+var bounces = sync.Pool{New: func() any { b := make([]byte, bounceChunk+pageSize); return &b }}
+
 // readProcess copies len(dst) bytes at addr in process pid into dst with
-// process_vm_readv.
+// process_vm_readv, through a bounce buffer when dst's distance to addr
+// modulo the page makes the kernel's copy slow (see aliasWindow).
 func readProcess(pid int, addr uint64, dst []byte) error {
+	if d := (uint64(uintptr(unsafe.Pointer(unsafe.SliceData(dst)))) - addr) % pageSize; d == 0 || d >= aliasWindow || len(dst) < aliasWindow {
+		return readv(pid, addr, dst)
+	}
+	bp := bounces.Get().(*[]byte)
+	defer bounces.Put(bp)
+	b := *bp
+	off := (addr - uint64(uintptr(unsafe.Pointer(unsafe.SliceData(b))))) % pageSize
+	chunk := b[off : off+bounceChunk]
+	for len(dst) > 0 {
+		k := min(len(dst), len(chunk))
+		if err := readv(pid, addr, chunk[:k]); err != nil {
+			return err
+		}
+		copy(dst, chunk[:k])
+		dst, addr = dst[k:], addr+uint64(k)
+	}
+	return nil
+}
+
+// readv copies len(dst) bytes at addr in process pid into dst with
+// process_vm_readv.
+func readv(pid int, addr uint64, dst []byte) error {
 	for len(dst) > 0 {
 		local := syscall.Iovec{Base: unsafe.SliceData(dst)}
 		local.SetLen(len(dst))

@@ -5,11 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // directPattern is size bytes that differ with seed.
@@ -84,7 +87,7 @@ func directConfig() *Config {
 	return cfg
 }
 
-// TestDirectCopyUpToMax checks the default: a rendezvous message of up to
+// TestDirectCopyUpToMax checks the default limit: a rendezvous message of up to
 // ShmDirectMax bytes is copied directly; a larger one too when it is the
 // only send in flight to its peer, and through the ring when others are.
 func TestDirectCopyUpToMax(t *testing.T) {
@@ -95,6 +98,7 @@ func TestDirectCopyUpToMax(t *testing.T) {
 	}
 	defer func() { readPeer = readProcess }()
 	cfg := DefaultConfig()
+	cfg.ShmDirect = true // off by default on some machines (directByDefault)
 	cs := netWorld(t, 2, true, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -225,6 +229,7 @@ func TestDirectSendCancelled(t *testing.T) {
 // limit, the program's buffering is not its own).
 func TestBlockedSendersBuffer(t *testing.T) {
 	cfg := DefaultConfig()
+	cfg.ShmDirect = true
 	n := cfg.ShmEagerLimit // above ShmEagerDirect: announced
 	cs := netWorld(t, 3, true, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -253,5 +258,35 @@ func TestBlockedSendersBuffer(t *testing.T) {
 	}
 	if s := directState(t, cs[0], 1); s != directOn {
 		t.Errorf("direct copy state %d, want %d (on): the test did not announce its messages", s, directOn)
+	}
+}
+
+// TestReadProcessAliased: a copy whose destination sits a few bytes past its
+// source modulo the page goes through the bounce buffer (aliasWindow), a
+// chunk at a time; every byte lands where it belongs, whatever the sizes
+// and distances.
+func TestReadProcessAliased(t *testing.T) {
+	src := directPattern(3, 3*bounceChunk+3*pageSize)
+	dst := make([]byte, len(src)+2*pageSize)
+	pid := os.Getpid()
+	for _, n := range []int{1, aliasWindow - 1, aliasWindow, 4097, bounceChunk, bounceChunk + 1, 2*bounceChunk + 777} {
+		for _, d := range []int{0, 1, 16, aliasWindow - 1, aliasWindow, pageSize - 16} {
+			from := src[100 : 100+n]
+			// dst offset so that (dst - src) % pageSize == d
+			sa := uintptr(unsafe.Pointer(&from[0]))
+			da := uintptr(unsafe.Pointer(&dst[0]))
+			off := int((sa + uintptr(d) - da) % pageSize)
+			to := dst[off : off+n]
+			clear(dst)
+			if err := readProcess(pid, uint64(sa), to); err != nil {
+				t.Fatalf("%d bytes %d apart: %v", n, d, err)
+			}
+			if !bytes.Equal(to, from) {
+				t.Fatalf("%d bytes %d apart: copied bytes differ", n, d)
+			}
+			if slices.ContainsFunc(dst[:off], func(b byte) bool { return b != 0 }) || slices.ContainsFunc(dst[off+n:], func(b byte) bool { return b != 0 }) {
+				t.Fatalf("%d bytes %d apart: bytes written outside the destination", n, d)
+			}
+		}
 	}
 }
