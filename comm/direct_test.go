@@ -290,3 +290,41 @@ func TestReadProcessAliased(t *testing.T) {
 		}
 	}
 }
+
+// TestTestAllExchange: two ranks exchange rendezvous messages through the
+// ring and through direct copies, each polling TestAll on its receive and
+// its send until both are done, as an MPI program loops on MPI_Testall:
+// TestAll makes the progress (pushes included) that completes them.
+func TestTestAllExchange(t *testing.T) {
+	for _, direct := range []bool{false, true} {
+		cfg := DefaultConfig()
+		cfg.ShmDirect = direct
+		cs := netWorld(t, 2, true, cfg)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i, c := range cs {
+			wg.Go(func() {
+				for k, n := range []int{64 << 10, 1 << 20, 3<<20 + 5} {
+					got := make([]byte, n)
+					reqs := []*Request{c.Irecv(ctx, 1-i, k, got), c.Isend(ctx, 1-i, k, directPattern(i+k, n))}
+					for polls := 0; !TestAll(reqs...); polls++ {
+						if ctx.Err() != nil {
+							errs[i] = fmt.Errorf("rank %d, %d bytes: not done after %d polls", i, n, polls)
+							return
+						}
+					}
+					if _, err := WaitAll(reqs...); err != nil || !bytes.Equal(got, directPattern(1-i+k, n)) {
+						errs[i] = fmt.Errorf("rank %d, %d bytes: %v, data ok=%v", i, n, err, bytes.Equal(got, directPattern(1-i+k, n)))
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		cancel()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatalf("direct copies %v: %v", direct, err)
+		}
+	}
+}

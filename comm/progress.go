@@ -159,7 +159,9 @@ func (e *engine) progressUntil(rs []*Request, anyOne bool) {
 // goroutine. A point-to-point or stepped request that is not done yields
 // only the core, to other processes (SpinYield): yielding the processor to
 // goroutines cost a thread hand-off each (LockedCallers), and the links
-// were read here already; an Async one yields to its goroutine.
+// were read here already; but a point-to-point one of a Go caller yields
+// the processor while helpers run (a handed-off push), and an Async one to
+// its goroutine.
 func (e *engine) testProgress(r *Request) {
 	switch {
 	case r.stepped():
@@ -190,6 +192,16 @@ func (e *engine) testProgress(r *Request) {
 		return
 	default:
 		e.pollFor(r)
+		if !r.fin.Load() && !e.cfg.LockedCallers && e.helpers.Load() > 0 {
+			// A helper may hold what r waits for: the push of a send whose
+			// clear-to-send another request's poll read (a TestAll of an
+			// exchange), which a Go caller polling in a loop would leave
+			// runnable, with GOMAXPROCS=1, until the runtime preempted it
+			// every 10 ms (1 MiB exchanged through the ring, polled with
+			// TestAll: 17 ms a round; 0.2 ms with this yield). A locked
+			// caller's pushes wait for its next call instead (deferPush).
+			runtime.Gosched()
+		}
 	}
 	if !r.fin.Load() && e.cfg.SpinYield {
 		// More ranks than cores: the ranks it waits for need this one's.

@@ -425,13 +425,18 @@ func WaitAny(reqs ...*Request) (int, Status, error) {
 }
 
 // TestAll reports whether all requests have completed, without blocking.
+// As MPI_Testall, it makes progress on each request not yet complete as
+// Test does: a loop polling TestAll moves a rendezvous message's data
+// through shared memory itself, where a loop that only looked would wait
+// for the runtime to preempt it (every 10 ms) before anything else ran.
 func TestAll(reqs ...*Request) bool {
+	all := true
 	for _, r := range reqs {
-		if r != nil && !r.fin.Load() {
-			return false
+		if done, _, _ := r.Test(); !done {
+			all = false
 		}
 	}
-	return true
+	return all
 }
 
 // Async runs fn in a new goroutine and returns a Request that completes with fn's
