@@ -25,7 +25,7 @@ func TestHasShared(t *testing.T) {
 }
 
 // TestDirectCopiesChoose: where a node's ranks copy messages straight from
-// each other's memory (the default, up to Config.ShmDirectMax, and at any
+// each other's memory (the default but on AMD CPUs, up to ShmDirectMax, at any
 // size for a message alone on its link, as every one on two ranks is),
 // bcast, reduce and alltoall (and allgather, gather and scatter on two
 // ranks) leave the shared area from the sizes directPays names; on more
