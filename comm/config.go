@@ -88,7 +88,7 @@ type Config struct {
 	// the blocks collectives copy directly.
 	ShmDirectMax int
 	// UnexpectedArena bounds the memory kept for eager messages that arrive
-	// before their receive is posted (up to 32 KiB each; larger ones, and any
+	// before their receive is posted (up to 64 KiB each; larger ones, and any
 	// beyond the bound, are allocated one by one). It is taken as needed, 1 MiB
 	// at a time, and reused; 0 disables it.
 	UnexpectedArena int
