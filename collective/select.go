@@ -14,6 +14,7 @@ import (
 	"github.com/pmrun/pmrun/comm"
 	"github.com/pmrun/pmrun/internal/commx"
 	"github.com/pmrun/pmrun/internal/debug"
+	"github.com/pmrun/pmrun/internal/kcopy"
 )
 
 // Algorithm names, as PMRUN_COLL_<FAMILY> takes them.
@@ -465,10 +466,22 @@ func sharedPays(family string, p, nbytes int) bool {
 // 3.8-5.3 against 5.3-5.6 (128 KiB 6.5 against 9.1; 32 KiB 3.7 against
 // 2.5); scatter 64 KiB 6.4 against 7.5, 256 KiB 18 against 21; gather 64
 // KiB 5.6 against 7.4, 256 KiB 13-15 against 25 (16 KiB 3.6 against 1.8).
+//
+// Where the kernel's copies are slow (kcopy.Slow: AMD CPUs), a bcast stays
+// in the area, whose copies are the ranks' own: on a 2-core EPYC 7xx3 VM,
+// forced, 3 rounds alternating, us, binomial with direct copies against
+// the area, np 4 (direct copies on, four ranks on two cores) 256 KiB 219
+// against 46, 512 KiB 422 against 118; np 2, 256 KiB 35 against 17.5.
+// (The others were mixed there: reduce of 128-512 KiB at np 4 1.2x faster
+// with direct copies, alltoall of 64 KiB at np 4 1.3x slower, of 128 KiB
+// 1.1x faster; they keep the rule above.)
 func directPays(family string, c *comm.Comm, nbytes int) bool {
 	from := 0
 	switch family {
 	case "bcast":
+		if kcopy.Slow() {
+			return false
+		}
 		from = 64 << 10
 		if c.Size() > 2 {
 			from = 256 << 10

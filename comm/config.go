@@ -4,16 +4,15 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/pmrun/pmrun/internal/insight"
+	"github.com/pmrun/pmrun/internal/kcopy"
 	"github.com/pmrun/pmrun/internal/units"
 )
 
@@ -207,28 +206,8 @@ func shmEagerLimit() int {
 // the ring's two copies, made at once by both ranks in the CPU's vector
 // loops, beat the kernel's one (see comm/direct.go for the figures).
 func directByDefault() bool {
-	return oversubscribed() || !kernelCopySlow()
+	return oversubscribed() || !kcopy.Slow()
 }
-
-// kernelCopySlow reports whether the CPU is AMD's (or Hygon's, built on
-// it), whose string moves make the kernel's copies across processes run
-// at a fraction of what the vector copies of user code reach.
-var kernelCopySlow = sync.OnceValue(func() bool {
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	head := make([]byte, 4096) // the first processor's lines name the vendor
-	n, _ := io.ReadFull(f, head)
-	for line := range strings.Lines(string(head[:n])) {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "vendor_id" {
-			v = strings.TrimSpace(v)
-			return v == "AuthenticAMD" || v == "HygonGenuine"
-		}
-	}
-	return false
-})
 
 // oversubscribed reports whether this machine runs more of the job's ranks
 // than it has cores (all the simulated nodes' ranks, when nodes are simulated).
