@@ -33,7 +33,13 @@ import (
 // ring, one buffer: 12.9-13.7 GB/s with them, 16.2-16.9 with plain copies
 // only; 64 distinct buffers 7.2-7.7 against 8.8-9.3).
 //
-// So a Copier times its copies of at least farMin bytes. Once a plain one
+// So a Copier times its copies of at least farMin bytes. 16 KiB: eager
+// messages of 16-64 KiB, which never timed a copy when farMin was 64 KiB,
+// crossed a far placement 1.4-1.7x faster once they streamed (a 2-core
+// EPYC 7xx3 VM, bench/p2p, np 2, 4 rounds alternating, latency 16 / 32 /
+// 48 KiB 4.6 / 8.3 / 11.7 us against 3.4 / 5.3 / 6.8; Open MPI 7.0 at 32
+// KiB), and ran level with the CPUs near (collectives of 16-64 KiB at np 2
+// and bandwidth within 0.8-1.1x, either build first). Once a plain one
 // runs slower than FarRate (the reader may be far) it streams the next ones
 // (and those of streamMin bytes or more), as long as the last streamed copy
 // ran faster than the last plain one; every farBudget-th large copy goes
@@ -50,7 +56,7 @@ type Copier struct {
 
 const (
 	streamMin = 4 << 10 // smaller copies are never streamed
-	farMin    = 64 << 10
+	farMin    = 16 << 10
 	farBudget = 64
 )
 
