@@ -142,9 +142,10 @@ type Config struct {
 // loopback and fast LANs), 10 s to connect to a peer, 2 minutes to join the
 // world and 1 minute to close it.
 func DefaultConfig() *Config {
+	direct := directByDefault()
 	return &Config{
 		EagerLimit:      64 << 10,
-		ShmEagerLimit:   shmEagerLimit(),
+		ShmEagerLimit:   shmEagerLimit(direct),
 		ShmEagerDirect:  8 << 10,
 		ChunkSize:       4 << 20,
 		CompressMin:     64 << 10,
@@ -156,7 +157,7 @@ func DefaultConfig() *Config {
 		SocketBuffer:    4 << 20,
 		SharedMemory:    true,
 		ShmRing:         2 << 20,
-		ShmDirect:       directByDefault(),
+		ShmDirect:       direct,
 		ShmDirectMax:    512 << 10,
 		UnexpectedArena: 16 << 20,
 		HeldLimit:       1 << 20,
@@ -186,7 +187,7 @@ func defaultSpin() time.Duration {
 }
 
 // shmEagerLimit is ShmEagerLimit's default: 32 KiB, or 64 KiB where direct
-// copies are off by default (directByDefault), whose collectives of 64 KiB
+// copies are off by default (direct false, see directByDefault), whose collectives of 64 KiB
 // go through the shared area rather than messages. Without direct copies a
 // rendezvous takes three hops and two copies to the eager message's one
 // hop and the same two copies: on a 2-core EPYC 7xx3 VM, bench/p2p, np 2,
@@ -194,8 +195,8 @@ func defaultSpin() time.Duration {
 // the rendezvous and 4.9 / 7.0 eagerly with the CPUs near, 24.0 / 17.6
 // against 17.8 / 10.7 far (Open MPI 8.2-8.8 / 10.6-11.2); bcast, gather
 // and scatter of 48-96 KiB at np 2 did not move (4 rounds, 0.92-1.07x).
-func shmEagerLimit() int {
-	if directByDefault() {
+func shmEagerLimit(direct bool) int {
+	if direct {
 		return 32 << 10
 	}
 	return 64 << 10
