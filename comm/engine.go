@@ -252,7 +252,7 @@ func (e *engine) send(r *Request) {
 	// takes the link's writer lock.
 	var mem bool
 	limit := l.eagerLimit() // once: a probe may change it
-	sl, shared := l.(*shmLink)
+	_, shared := l.(*shmLink)
 	if shared && r.sync {
 		// Eagerly up to the limit without direct copies: a synchronous
 		// send's announcement is never copied before a receive matches it
@@ -260,13 +260,19 @@ func (e *engine) send(r *Request) {
 		limit = max(limit, e.cfg.ShmEagerLimit)
 	}
 	var out *atomic.Int32 // the link's count of rendezvous sends in flight
-	if shared && len(r.payload) > limit {
-		// Above ShmDirectMax, only a send alone on the link is copied
-		// directly (see comm/direct.go).
-		out = &sl.rdvOut
-		alone := out.Add(1) == 1
-		if alone || e.cfg.ShmDirectMax == 0 || len(r.payload) <= e.cfg.ShmDirectMax {
-			mem = sl.directRead()
+	if len(r.payload) > limit {
+		switch l := l.(type) {
+		case *shmLink:
+			// Above ShmDirectMax, only a send alone on the link is copied
+			// directly (see comm/direct.go).
+			out = &l.rdvOut
+			alone := out.Add(1) == 1
+			if alone || e.cfg.ShmDirectMax == 0 || len(r.payload) <= e.cfg.ShmDirectMax {
+				mem = l.directRead()
+			}
+		case *tcpLink:
+			out = &l.rdvOut // alone, its data goes out in pieces (tcpPiece)
+			out.Add(1)
 		}
 	}
 	e.mu.Lock()
