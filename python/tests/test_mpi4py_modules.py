@@ -487,6 +487,21 @@ class Package(unittest.TestCase):
         from mpi4py import run
         self.assertTrue(callable(run.run_command_line))
 
+    def test_modules_import(self):
+        # Importing runs nothing: mpi4py.__main__ and mpi4py.futures.server
+        # act only as `python -m` programs (the server's main says why it
+        # cannot serve under pmrun).
+        import importlib
+        for name in ("mpi4py.__main__", "mpi4py.futures.__main__", "mpi4py.typing"):
+            importlib.import_module(name)
+        from mpi4py.futures import server
+        with self.assertRaisesRegex(RuntimeError, "MPI_Comm_accept"):
+            server.main()
+        from typing import Tuple
+        from mpi4py.typing import Buffer, BufSpec, Count, TypeSpec
+        self.assertIn(MPI.Datatype, TypeSpec.__args__)
+        self.assertIn(Tuple[Buffer, Count, TypeSpec], BufSpec.__args__)
+
     def test_bench(self):
         from mpi4py import bench
         line = bench.helloworld(comm, ["-q"])

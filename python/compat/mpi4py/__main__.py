@@ -4,4 +4,5 @@ import sys
 
 from mpi4py.run import main
 
-sys.exit(main())
+if __name__ == "__main__":  # importing the module runs nothing, as in mpi4py
+    sys.exit(main())
