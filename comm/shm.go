@@ -184,7 +184,7 @@ func (r *ring) read(p []byte) (int, error) {
 	if r.rem == 0 {
 		r.rpos = alignChunk(r.rpos)
 	}
-	r.head.Store(r.rpos)
+	r.setHead(r.rpos)
 	return int(n), nil
 }
 
@@ -206,7 +206,7 @@ func (r *ring) nextChunk() (uint64, error) {
 		// before, and this second look sees it.
 		if r.word(r.rpos).Load() != (r.rpos+1)^r.key {
 			r.rpos = next // rewound (see rewindAt)
-			r.head.Store(next)
+			r.setHead(next)
 		}
 	}
 	n := r.word(r.rpos + 8).Load()
@@ -237,8 +237,15 @@ func (r *ring) peek(off uint64, p []byte) {
 // skip consumes the whole chunk of n bytes at the reader's position.
 func (r *ring) skip(n uint64) {
 	r.rpos = alignChunk(r.rpos + chunkHead + n)
-	r.head.Store(r.rpos)
+	r.setHead(r.rpos)
 }
+
+// setHead publishes the reader's position to the writer with a plain store
+// (shm.StoreRelease): the reader's loads of the bytes it consumed come
+// before it, which is all the writer needs before it reuses them, and no
+// handshake hangs on it (a writer short of room polls head). atomic's
+// Store, an exchange, was a full fence after every frame read.
+func (r *ring) setHead(pos uint64) { shm.StoreRelease((*uint64)(unsafe.Pointer(r.head)), pos) }
 
 // alignChunk rounds pos up to a chunk position.
 func alignChunk(pos uint64) uint64 { return (pos + chunkAlign - 1) &^ (chunkAlign - 1) }

@@ -105,7 +105,7 @@ type Slots struct {
 	next    uint64
 	area    int           // bytes of one rank's area in a slot (slotBytes)
 	acked   atomic.Uint64 // every rank has acknowledged the ops up to this one
-	held    uint64        // this rank's acknowledgement not yet stored (see Done); atomic loads, storeRelease
+	held    uint64        // this rank's acknowledgement not yet stored (see Done); atomic loads, StoreRelease
 	busy    atomic.Int32  // calls in progress (Close unmaps only when none)
 	cp      Copier        // this rank's copies into its areas
 
@@ -289,7 +289,7 @@ func (s *Slots) lagsBefore(op uint64) int {
 // so "stamp >= op" is "published op", as a counter of the last published
 // operation would say.
 //
-// The stamp is stored with a plain move (storeRelease): the data before it
+// The stamp is stored with a plain move (StoreRelease): the data before it
 // is visible first all the same, and the core goes on while the line comes
 // back from the readers, where an atomic store waited for it (an 8-byte
 // bcast's root, on 2 ranks, spent a fifth of its time there). wake's load
@@ -297,7 +297,7 @@ func (s *Slots) lagsBefore(op uint64) int {
 // that instant, after looking at the stamp, misses the wake-up and finds
 // the stamp at its next look, a nap (slotsNap) later.
 func (s *Slots) Publish(op uint64) {
-	storeRelease((*uint64)(unsafe.Pointer(s.stamp(op, s.m.Rank))), op)
+	StoreRelease((*uint64)(unsafe.Pointer(s.stamp(op, s.m.Rank))), op)
 	s.wake()
 }
 
@@ -330,7 +330,7 @@ func (s *Slots) Done(op uint64) {
 		// Only the goroutine in the communicator's collective call moves
 		// it: no read-modify-write, whose lock was another fence a call.
 		if op > atomic.LoadUint64(&s.held) {
-			storeRelease(&s.held, op)
+			StoreRelease(&s.held, op)
 		}
 		return
 	}
