@@ -69,6 +69,7 @@ const (
 	sharedAlltoall   = 512 << 10 // all of a rank's blocks
 	sharedPair       = 64 << 10  // reduce_scatter on two ranks: the whole vector
 	sharedPairReduce = 512 << 10 // reduce on two ranks
+	sharedPairGather = 256 << 10 // allgather on two ranks: a block
 )
 
 var algorithms = map[string][]string{
@@ -419,6 +420,19 @@ func sharedPays(family string, p, nbytes int) bool {
 				return nbytes <= sharedPair
 			}
 			return nbytes <= sharedPairReduce
+		}
+		if p == 2 && family == "allgather" {
+			// Two ranks: one exchange of messages (recursive doubling)
+			// beats both writing all of their block into the area and
+			// reading the other's, from 384 KiB. Forced algorithms on a
+			// 2-core EPYC 9xx5 VM (direct copies off), 5 rounds
+			// alternating, medians, us, the area against the exchange:
+			// Go 384 KiB 29.1 / 29.0, 512 KiB 40.1 / 35.9, 768 KiB 66.2 /
+			// 53.0, 1 MiB 93 / 74 (CPUs near) and 122 / 103 (far); from
+			// Python 32.8 / 28.9, 44.4 / 37.7, 70.1 / 56.8, 1 MiB 152 / 98
+			// (mpi4py on Open MPI: 35.9, 48.9, 71.0, 93.4). At 256 KiB
+			// the area won in Go (16.6 / 20.4) and was level from Python.
+			return nbytes <= sharedPairGather
 		}
 		// reduce folds its segments on every rank (reduceSharedSplit), as
 		// allreduce does: against the binomial tree, 3 rounds alternating,

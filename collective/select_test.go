@@ -31,7 +31,8 @@ func TestHasShared(t *testing.T) {
 // bcast, reduce and alltoall (and allgather, gather and scatter on two
 // ranks) leave the shared area from the sizes directPays names; on more
 // ranks the area keeps them above ShmDirectMax; without direct copies it
-// keeps them all; small calls stay in it.
+// keeps them all (but allgather of large blocks on two ranks); small calls
+// stay in it.
 func TestDirectCopiesChoose(t *testing.T) {
 	for _, np := range []int{2, 3} {
 		for _, direct := range []bool{true, false} {
@@ -55,6 +56,11 @@ func TestDirectCopiesChoose(t *testing.T) {
 					if alg := collective.Choose(tc.family, c, tc.n, true); (alg == collective.AlgShared) != want {
 						return fmt.Errorf("np %d, direct copies %v: %s of %d bytes chose %s", np, direct, tc.family, tc.n, alg)
 					}
+				}
+				// Two ranks exchange blocks above sharedPairGather by message
+				// even without direct copies; more keep the area.
+				if alg := collective.Choose("allgather", c, 512<<10, true); (alg == collective.AlgShared) != (np > 2) {
+					return fmt.Errorf("np %d, direct copies %v: allgather of 512 KiB chose %s", np, direct, alg)
 				}
 				return nil
 			})
