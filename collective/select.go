@@ -488,7 +488,8 @@ func sharedPays(family string, p, nbytes int) bool {
 // against 46, 512 KiB 422 against 118; np 2, 256 KiB 35 against 17.5.
 // (The others were mixed there: reduce of 128-512 KiB at np 4 1.2x faster
 // with direct copies, alltoall of 64 KiB at np 4 1.3x slower, of 128 KiB
-// 1.1x faster; they keep the rule above.)
+// 1.1x faster; reduce keeps the rule above, and alltoall leaves the area
+// from 128 KiB there, see below.)
 func directPays(family string, c *comm.Comm, nbytes int) bool {
 	from := 0
 	switch family {
@@ -513,6 +514,19 @@ func directPays(family string, c *comm.Comm, nbytes int) bool {
 		}
 	case "alltoall":
 		from = 64 << 10
+		if kcopy.Slow() {
+			// Blocks below 128 KiB stay in the area where the kernel's
+			// copies are slow: with direct copies on (more ranks than
+			// cores), on a 2-core EPYC 9xx5 VM, forced, alternating,
+			// medians, us, linear by direct copies against the area, CPUs
+			// near: np 4 (6 rounds) 64 KiB 57.2 / 30.1, 96 KiB 83.3 /
+			// 45.7 (Open MPI 41.4, 58.1); np 8 (4 rounds) 64 KiB 260 /
+			// 160 (Open MPI 187); from Python, np 4, 64 KiB 96.1 / 43.7
+			// (mpi4py 57.9). With the CPUs far the area lost some (np 4,
+			// 64 KiB 79 against 68, Open MPI 55), and on the EPYC 7xx3
+			// VM it won 64 KiB by 1.3x and lost 128 KiB by 1.1x.
+			from = 128 << 10
+		}
 	case "allgather", "gather", "scatter":
 		if c.Size() != 2 {
 			return false

@@ -49,7 +49,7 @@ func TestDirectCopiesChoose(t *testing.T) {
 					{"bcast", 32 << 10, true}, {"bcast", 64 << 10, np > 2 || kcopy.Slow()}, {"bcast", 256 << 10, kcopy.Slow()}, {"bcast", 1 << 20, np > 2 || kcopy.Slow()},
 					{"gather", 16 << 10, true}, {"gather", 64 << 10, np > 2}, {"scatter", 64 << 10, np > 2},
 					{"reduce", 8 << 10, true}, {"reduce", 64 << 10, np > 2}, {"reduce", 256 << 10, false},
-					{"alltoall", 8 << 10, true}, {"alltoall", 64 << 10, false},
+					{"alltoall", 8 << 10, true}, {"alltoall", 64 << 10, kcopy.Slow()}, {"alltoall", 128 << 10, false},
 					{"allgather", 32 << 10, true}, {"allgather", 256 << 10, np > 2},
 				} {
 					want := tc.area || !direct
