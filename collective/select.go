@@ -434,6 +434,21 @@ func sharedPays(family string, p, nbytes int) bool {
 			// the area won in Go (16.6 / 20.4) and was level from Python.
 			return nbytes <= sharedPairGather
 		}
+		if family == "bcast" && p > 2 && kcopy.Slow() {
+			// Every size, where the kernel's copies are slow: each rank
+			// copies the root's segments out of the area once, where the
+			// tree's messages (through the ring, or by the kernel's copy
+			// with more ranks than cores) pass each block down log p
+			// hops. Forced, on a 2-core EPYC 9xx5 VM, alternating,
+			// medians, us, messages / area: np 4 (4 rounds, CPUs near) 2
+			// MiB 416 / 174, 8 MiB 1758 / 768 (Open MPI 402, 2676); np 8
+			// (3 rounds, near and far) 2 MiB 1244 / 473, 4 MiB 2602 /
+			// 907, 8 MiB 5607 / 1712 (Open MPI 1770, 2918, 5350); from
+			// Python, np 4, 2 MiB 411 / 134, 8 MiB 1233 / 714 (mpi4py
+			// 307, 931). On two ranks, one message each way, the two
+			// were mixed (2-8 MiB 0.5-1.2x by placement).
+			return true
+		}
 		// reduce folds its segments on every rank (reduceSharedSplit), as
 		// allreduce does: against the binomial tree, 3 rounds alternating,
 		// us, np 8: 256 KiB 221-289 against 368-431, 1 MiB 813-922
