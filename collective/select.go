@@ -434,19 +434,27 @@ func sharedPays(family string, p, nbytes int) bool {
 			// the area won in Go (16.6 / 20.4) and was level from Python.
 			return nbytes <= sharedPairGather
 		}
-		if family == "bcast" && p > 2 && kcopy.Slow() {
+		if p > 2 && kcopy.Slow() && family != "allgatherv" {
 			// Every size, where the kernel's copies are slow: each rank
-			// copies the root's segments out of the area once, where the
-			// tree's messages (through the ring, or by the kernel's copy
-			// with more ranks than cores) pass each block down log p
-			// hops. Forced, on a 2-core EPYC 9xx5 VM, alternating,
-			// medians, us, messages / area: np 4 (4 rounds, CPUs near) 2
-			// MiB 416 / 174, 8 MiB 1758 / 768 (Open MPI 402, 2676); np 8
-			// (3 rounds, near and far) 2 MiB 1244 / 473, 4 MiB 2602 /
-			// 907, 8 MiB 5607 / 1712 (Open MPI 1770, 2918, 5350); from
-			// Python, np 4, 2 MiB 411 / 134, 8 MiB 1233 / 714 (mpi4py
-			// 307, 931). On two ranks, one message each way, the two
-			// were mixed (2-8 MiB 0.5-1.2x by placement).
+			// copies its part into the area and what it needs out of it
+			// once, where the messages of the tree, the ring or recursive
+			// doubling (through the ring, or by the kernel's copy with
+			// more ranks than cores) pass the blocks along in rounds.
+			// Forced, on a 2-core EPYC 9xx5 VM, alternating, medians, us,
+			// messages / area: bcast np 4 (4 rounds, CPUs near) 2 MiB
+			// 416 / 174, 8 MiB 1758 / 768 (Open MPI 402, 2676); np 8 (3
+			// rounds, near and far) 2 MiB 1244 / 473, 4 MiB 2602 / 907,
+			// 8 MiB 5607 / 1712 (Open MPI 1770, 2918, 5350); from Python,
+			// np 4, 2 MiB 411 / 134, 8 MiB 1233 / 714 (mpi4py 307, 931).
+			// allgather / allreduce / reduce (3 rounds, near), np 4, 2
+			// MiB 1633 / 1257, 698 / 738, 658 / 525, 8 MiB 10258 / 5603,
+			// 4215 / 3123, 3257 / 1961; np 8, 2 MiB 10967 / 4818, 2174 /
+			// 2124, 1839 / 1154, 8 MiB 47373 / 20820, 11284 / 7555, 7955
+			// / 4733 (Open MPI at np 8: 9601, 2488, 2055, 50144, 14723,
+			// 10768); from Python, np 4, Allgather / Allreduce 2 MiB
+			// 1723 / 1195, 837 / 743, 8 MiB 6326 / 6051, 3368 / 3227. On
+			// two ranks, one message each way, bcast was mixed (2-8 MiB
+			// 0.5-1.2x by placement) and the rest keep the rules below.
 			return true
 		}
 		// reduce folds its segments on every rank (reduceSharedSplit), as

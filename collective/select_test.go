@@ -62,10 +62,13 @@ func TestDirectCopiesChoose(t *testing.T) {
 				if alg := collective.Choose("allgather", c, 512<<10, true); (alg == collective.AlgShared) != (np > 2) {
 					return fmt.Errorf("np %d, direct copies %v: allgather of 512 KiB chose %s", np, direct, alg)
 				}
-				// Where kernel copies are slow, bcast on more than two ranks
-				// keeps to the area at any size.
-				if alg := collective.Choose("bcast", c, 8<<20, true); (alg == collective.AlgShared) != (np > 2 && kcopy.Slow()) {
-					return fmt.Errorf("np %d, direct copies %v: bcast of 8 MiB chose %s", np, direct, alg)
+				// Where kernel copies are slow, bcast, allgather, allreduce
+				// and reduce on more than two ranks keep to the area at any
+				// size.
+				for _, family := range []string{"bcast", "allgather", "allreduce", "reduce"} {
+					if alg := collective.Choose(family, c, 8<<20, true); (alg == collective.AlgShared) != (np > 2 && kcopy.Slow()) {
+						return fmt.Errorf("np %d, direct copies %v: %s of 8 MiB chose %s", np, direct, family, alg)
+					}
 				}
 				return nil
 			})
