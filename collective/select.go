@@ -434,10 +434,10 @@ func sharedPays(family string, p, nbytes int) bool {
 			// the area won in Go (16.6 / 20.4) and was level from Python.
 			return nbytes <= sharedPairGather
 		}
-		if p > 2 && kcopy.Slow() && family != "allgatherv" {
+		if p > 2 && kcopy.Slow() && (family == "bcast" || family == "allgather") {
 			// Every size, where the kernel's copies are slow: each rank
 			// copies its part into the area and what it needs out of it
-			// once, where the messages of the tree, the ring or recursive
+			// once, where the messages of the tree or of recursive
 			// doubling (through the ring, or by the kernel's copy with
 			// more ranks than cores) pass the blocks along in rounds.
 			// Forced, on a 2-core EPYC 9xx5 VM, alternating, medians, us,
@@ -446,15 +446,15 @@ func sharedPays(family string, p, nbytes int) bool {
 			// rounds, near and far) 2 MiB 1244 / 473, 4 MiB 2602 / 907,
 			// 8 MiB 5607 / 1712 (Open MPI 1770, 2918, 5350); from Python,
 			// np 4, 2 MiB 411 / 134, 8 MiB 1233 / 714 (mpi4py 307, 931).
-			// allgather / allreduce / reduce (3 rounds, near), np 4, 2
-			// MiB 1633 / 1257, 698 / 738, 658 / 525, 8 MiB 10258 / 5603,
-			// 4215 / 3123, 3257 / 1961; np 8, 2 MiB 10967 / 4818, 2174 /
-			// 2124, 1839 / 1154, 8 MiB 47373 / 20820, 11284 / 7555, 7955
-			// / 4733 (Open MPI at np 8: 9601, 2488, 2055, 50144, 14723,
-			// 10768); from Python, np 4, Allgather / Allreduce 2 MiB
-			// 1723 / 1195, 837 / 743, 8 MiB 6326 / 6051, 3368 / 3227. On
-			// two ranks, one message each way, bcast was mixed (2-8 MiB
-			// 0.5-1.2x by placement) and the rest keep the rules below.
+			// allgather np 4, 2 / 8 MiB, 1633 / 1257, 10258 / 5603 near,
+			// 1918 / 1032, 13007 / 5390 far; np 8 10967 / 4818, 47373 /
+			// 20820 (Open MPI 9601, 50144); from Python, np 4, 1723 /
+			// 1195, 6326 / 6051. On two ranks, one message each way,
+			// bcast was mixed (2-8 MiB 0.5-1.2x by placement). reduce and
+			// allreduce keep the cap: through the area they won with the
+			// CPUs near (np 4, 2 / 8 MiB, reduce 658 / 525, 3257 / 1961)
+			// and lost with them far (668 / 1036, 2896 / 3806; allreduce
+			// 964 / 1158 at 2 MiB).
 			return true
 		}
 		// reduce folds its segments on every rank (reduceSharedSplit), as
@@ -468,7 +468,21 @@ func sharedPays(family string, p, nbytes int) bool {
 		// against linear: 128 KiB np 4 gather 32-52 against 27-29,
 		// scatter 32-38 against 27-28, np 8 gather 93 against 95,
 		// scatter 113 against 66; 96 KiB np 4 scatter 23 against 33.
-		return nbytes < sharedRooted
+		//
+		// Where the kernel's copies are slow (AMD CPUs), on more than two
+		// ranks, gather at every size and scatter up to sharedLarge: on
+		// a 2-core EPYC 9xx5 VM, 3 rounds, CPUs near, us, linear against
+		// the area: np 4 gather 256 KiB 67 / 28, 1 MiB 249 / 224, 8 MiB
+		// 3944 / 1932 (far: 2 / 8 MiB 588 / 359, 3782 / 1746), scatter
+		// 58 / 28, 211 / 138, 1577 / 1157; np 8 gather 256 KiB 154 / 81,
+		// 1 MiB 587 / 295, 4 MiB 4478 / 2215, scatter 121 / 93, 514 /
+		// 501, 2687 / 2548 (Open MPI 254, 1261, 17159, 143, 941, 4740);
+		// from Python at np 4, Gather 104 / 35, 407 / 183, 2087 / 1723
+		// (mpi4py 81, 250, 1983), Scatter 69 / 26, 187 / 153, but 8 MiB
+		// 1409 / 1648 (mpi4py 1609). By default then, 5 rounds, CPUs
+		// far, scatter 256 KiB 80 / 52, 1 MiB 251 / 217, 8 MiB 1555 /
+		// 1756: above 1 MiB the root's messages keep it.
+		return nbytes < sharedRooted || p > 2 && kcopy.Slow() && (family == "gather" || nbytes <= sharedLarge)
 	case "alltoall":
 		return nbytes*p <= sharedAlltoall
 	}

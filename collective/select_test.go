@@ -62,12 +62,20 @@ func TestDirectCopiesChoose(t *testing.T) {
 				if alg := collective.Choose("allgather", c, 512<<10, true); (alg == collective.AlgShared) != (np > 2) {
 					return fmt.Errorf("np %d, direct copies %v: allgather of 512 KiB chose %s", np, direct, alg)
 				}
-				// Where kernel copies are slow, bcast, allgather, allreduce
-				// and reduce on more than two ranks keep to the area at any
-				// size.
-				for _, family := range []string{"bcast", "allgather", "allreduce", "reduce"} {
-					if alg := collective.Choose(family, c, 8<<20, true); (alg == collective.AlgShared) != (np > 2 && kcopy.Slow()) {
-						return fmt.Errorf("np %d, direct copies %v: %s of 8 MiB chose %s", np, direct, family, alg)
+				// Where kernel copies are slow, bcast, allgather and gather
+				// on more than two ranks keep to the area at any size,
+				// scatter up to 1 MiB; reduce and allreduce keep the cap.
+				for _, tc := range []struct {
+					family string
+					n      int
+					slow   bool // the area where kernel copies are slow
+				}{
+					{"bcast", 8 << 20, true}, {"allgather", 8 << 20, true}, {"gather", 8 << 20, true},
+					{"scatter", 1 << 20, true}, {"scatter", 8 << 20, false},
+					{"reduce", 8 << 20, false}, {"allreduce", 8 << 20, false},
+				} {
+					if alg := collective.Choose(tc.family, c, tc.n, true); (alg == collective.AlgShared) != (np > 2 && kcopy.Slow() && tc.slow) {
+						return fmt.Errorf("np %d, direct copies %v: %s of %d bytes chose %s", np, direct, tc.family, tc.n, alg)
 					}
 				}
 				return nil
