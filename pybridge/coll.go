@@ -37,8 +37,19 @@ func run(c *comm.Comm, req *int64, fn func(ctx context.Context) error) int64 {
 }
 
 // started stores the handle of r, a nonblocking collective just started, at
-// req.
+// req: reqSent if it completed as it started (a root with nothing to wait
+// for, a rank whose peers had written their parts already, the last rank
+// into a barrier), which Python's request then completes without the
+// runtime (a call into it and a handle the less, as a send that went out at
+// once; MPI leaves a collective's status undefined but for its error). A
+// failure keeps its handle, for the wait to report.
 func started(req *int64, r *comm.Request) int64 {
+	if r.Completed() {
+		if _, _, err := r.Test(); err == nil {
+			*req = reqSent
+			return 0
+		}
+	}
 	*req = requests.put(r)
 	return 0
 }

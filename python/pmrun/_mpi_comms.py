@@ -889,6 +889,9 @@ class Comm(_Handle, _attrs.Keyvals):
             return None
         out = _out()
         _call(fn(_bridge.ctypes.byref(out)))
+        if out.value == -1 and finish:  # done as it started: no wait will finish it
+            finish()
+            finish = None
         return Request._new(out.value, "coll", keep, finish)
 
     def _bcast(self, buf, root=0, req=False):

@@ -1903,6 +1903,40 @@ class BufferCollectives(unittest.TestCase):
         self.assertEqual(list(b), [sum(range(size))] * 3)
         self.assertEqual(list(c), [7.5] * 3)
 
+    def test_nonblocking_done_as_started(self):
+        # A nonblocking collective that completes as it starts (the root of
+        # an Ibcast, a rank whose root has written already) needs no wait
+        # from the runtime; its request still behaves as any other, and a
+        # receive into a derived datatype is unpacked.
+        comm.Barrier()  # the shared area is mapped: Ibcast goes through it
+        vec = MPI.DOUBLE.Create_vector(3, 1, 2).Commit()
+        for round_ in range(3):
+            buf = array.array("d", [round_ + 0.5 if rank == 0 else -1.0] * 6)
+            if rank == 0:
+                req = comm.Ibcast([buf, 1, vec], root=0)
+                for dst in range(1, size):
+                    comm.send("written", dest=dst, tag=90)
+            else:
+                self.assertEqual(comm.recv(source=0, tag=90), "written")
+                req = comm.Ibcast([buf, 1, vec], root=0)
+            self.assertTrue(req.Test() if round_ == 0 else True)
+            st = MPI.Status()
+            if round_ == 1:
+                MPI.Request.Waitall([req, MPI.REQUEST_NULL])
+            else:
+                req.Wait(st)
+                self.assertEqual(st.error, MPI.SUCCESS)
+            self.assertEqual(req, MPI.REQUEST_NULL)
+            self.assertTrue(req.Test())
+            want = round_ + 0.5
+            self.assertEqual(list(buf[0::2]), [want] * 3)
+            self.assertEqual(list(buf[1::2]), [want if rank == 0 else -1.0] * 3)
+        vec.Free()
+        reqs = [comm.Ibarrier() for _ in range(3)]
+        self.assertEqual(MPI.Request.Waitany(reqs), 0)
+        MPI.Request.Waitall(reqs)
+        self.assertTrue(all(r == MPI.REQUEST_NULL for r in reqs))
+
     def test_nonblocking_progress_without_wait(self):
         # A nonblocking collective goes on while its rank waits for something
         # else: rank 0 receives before it waits for its Ibarrier, and the
