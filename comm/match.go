@@ -14,28 +14,32 @@ import (
 // and probing.
 
 // matchQueue holds a communicator's posted receives (in posting order: few at
-// a time) and its unexpected messages. A rank that others run ahead of may
-// hold thousands of unexpected messages with many tags (each collective call
-// has its own), so these are indexed by (source, tag) for the usual exact
-// receive, and kept in arrival order for wildcard receives and probes.
+// a time) and its unexpected messages, in arrival order. A rank that others
+// run ahead of may hold thousands of unexpected messages with many tags
+// (each collective call has its own), so once more than indexMin are queued
+// they are also indexed by (source, tag) for the usual exact receive, the
+// messages of one key linked from the oldest; below that a receive scans
+// the list, cheaper than keeping the index up to date. (A rooted
+// collective's root, its senders calls ahead, had a map entry, a FIFO and
+// its array to make and drop for each message: a third of the root's time
+// in a gather of 8 bytes by messages.)
 type matchQueue struct {
 	// posted is the posted receives, oldest first: a window of base, the
 	// array they are kept in, which the oldest leaves by moving the
 	// window's start (see post and cut).
-	posted []*Request
-	base   []*Request
-	byKey  map[msgKey]*msgFIFO
-	oldest *inMsg // arrival order: oldest.next ... newest
-	newest *inMsg
+	posted  []*Request
+	base    []*Request
+	byKey   map[msgKey]*inMsg // the oldest of each (source, tag), while indexed
+	indexed bool              // more than indexMin were queued since the queue was last empty
+	queued  int               // unexpected messages
+	oldest  *inMsg            // arrival order: oldest.next ... newest
+	newest  *inMsg
 }
+
+// indexMin is the most unexpected messages a queue holds without its index.
+const indexMin = 16
 
 type msgKey struct{ src, tag int }
-
-// msgFIFO is the unexpected messages of one (source, tag), oldest first.
-type msgFIFO struct {
-	msgs []*inMsg
-	head int
-}
 
 // inMsg is a message that arrived before a matching receive was posted.
 type inMsg struct {
@@ -50,20 +54,14 @@ type inMsg struct {
 	addr uint64 // where a rendezvous message's bytes are in the sender's process (KindRTSMem), or 0
 
 	prev, next *inMsg // arrival order in the queue
+	// In the index: the next message of the same (source, tag), and, in
+	// the oldest of them (which the index holds), the newest. The index so
+	// costs no allocation of its own a message.
+	keyNext, keyLast *inMsg
 }
 
 // addUnexpected queues m as the newest unexpected message.
 func (q *matchQueue) addUnexpected(m *inMsg) {
-	if q.byKey == nil {
-		q.byKey = make(map[msgKey]*msgFIFO)
-	}
-	k := msgKey{m.src, m.tag}
-	f := q.byKey[k]
-	if f == nil {
-		f = &msgFIFO{}
-		q.byKey[k] = f
-	}
-	f.msgs = append(f.msgs, m)
 	m.prev, m.next = q.newest, nil
 	if q.newest != nil {
 		q.newest.next = m
@@ -71,18 +69,41 @@ func (q *matchQueue) addUnexpected(m *inMsg) {
 		q.oldest = m
 	}
 	q.newest = m
+	q.queued++
+	switch {
+	case q.indexed:
+		q.index(m)
+	case q.queued > indexMin:
+		if q.byKey == nil {
+			q.byKey = make(map[msgKey]*inMsg)
+		}
+		q.indexed = true
+		for o := q.oldest; o != nil; o = o.next {
+			q.index(o)
+		}
+	}
+}
+
+// index adds m, the newest of its (source, tag), to the index.
+func (q *matchQueue) index(m *inMsg) {
+	k := msgKey{m.src, m.tag}
+	if h := q.byKey[k]; h != nil {
+		h.keyLast.keyNext = m
+		h.keyLast = m
+		return
+	}
+	q.byKey[k] = m
+	m.keyLast = m
 }
 
 // takeUnexpected returns the oldest queued message matching src/tag, removing
 // it when remove is set.
 func (q *matchQueue) takeUnexpected(src, tag int, remove bool) *inMsg {
 	var m *inMsg
-	if src != AnySource && tag != AnyTag {
-		f := q.byKey[msgKey{src, tag}]
-		if f == nil {
+	if src != AnySource && tag != AnyTag && q.indexed {
+		if m = q.byKey[msgKey{src, tag}]; m == nil {
 			return nil
 		}
-		m = f.msgs[f.head]
 	} else {
 		for m = q.oldest; m != nil && !matches(src, tag, m.src, m.tag); m = m.next {
 		}
@@ -96,17 +117,26 @@ func (q *matchQueue) takeUnexpected(src, tag int, remove bool) *inMsg {
 	return m
 }
 
-// remove unlinks m, the oldest message of its (source, tag).
+// has reports whether a message from src with tag (neither a wildcard) is
+// queued.
+func (q *matchQueue) has(src, tag int) bool {
+	if q.indexed {
+		return q.byKey[msgKey{src, tag}] != nil
+	}
+	for m := q.oldest; m != nil; m = m.next {
+		if m.src == src && m.tag == tag {
+			return true
+		}
+	}
+	return false
+}
+
+// remove unlinks m, a queued message (the oldest of its (source, tag) but
+// for a revoked announcement); the index is out of use once the queue is
+// empty.
 func (q *matchQueue) remove(m *inMsg) {
-	k := msgKey{m.src, m.tag}
-	f := q.byKey[k]
-	f.msgs[f.head] = nil
-	f.head++
-	if f.head == len(f.msgs) {
-		delete(q.byKey, k)
-	} else if f.head >= 64 && 2*f.head >= len(f.msgs) { // reclaim the consumed front
-		f.msgs = append(f.msgs[:0], f.msgs[f.head:]...)
-		f.head = 0
+	if q.indexed {
+		q.unindex(m)
 	}
 	if m.prev != nil {
 		m.prev.next = m.next
@@ -119,6 +149,33 @@ func (q *matchQueue) remove(m *inMsg) {
 		q.newest = m.prev
 	}
 	m.prev, m.next = nil, nil
+	if q.queued--; q.queued == 0 && q.indexed {
+		clear(q.byKey) // empty already; kept for the next burst, without its entries' tombstones
+		q.indexed = false
+	}
+}
+
+// unindex takes m out of the index.
+func (q *matchQueue) unindex(m *inMsg) {
+	k := msgKey{m.src, m.tag}
+	h := q.byKey[k]
+	switch {
+	case h == m && m.keyNext == nil:
+		delete(q.byKey, k)
+	case h == m:
+		m.keyNext.keyLast = m.keyLast
+		q.byKey[k] = m.keyNext
+	default: // a revoked announcement, behind an older one of its (source, tag)
+		p := h
+		for p.keyNext != m {
+			p = p.keyNext
+		}
+		p.keyNext = m.keyNext
+		if h.keyLast == m {
+			h.keyLast = p
+		}
+	}
+	m.keyNext, m.keyLast = nil, nil
 }
 
 // takePosted removes and returns the oldest posted receive matching a message.

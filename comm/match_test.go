@@ -1,72 +1,140 @@
 package comm
 
-import "testing"
+import (
+	"fmt"
+	"slices"
+	"testing"
+)
 
-// TestMatchQueueOrder checks the unexpected-message index against the rules a
+// TestMatchQueueOrder checks the unexpected messages against the rules a
 // flat list gives by construction: an exact receive takes the oldest message
 // of its (source, tag); a wildcard receive takes the oldest that matches
 // (wildcard tags never match reserved tags, below AnyTag); and a probe leaves
-// the message queued.
+// the message queued. It runs with thousands queued (indexed), with a few
+// (scanned), and with messages coming and going around indexMin, so that
+// the index is made and dropped on the way; a revoked announcement leaves
+// from the middle of its (source, tag).
 func TestMatchQueueOrder(t *testing.T) {
-	q := &matchQueue{}
 	type m struct{ src, tag int }
-	// Many tags from a few sources, interleaved, with repeats.
 	var in []m
-	for i := range 3000 {
+	for i := range 3000 { // many tags from a few sources, interleaved, with repeats
 		in = append(in, m{i % 3, -(i % 500) - 2}, m{i % 3, i % 7})
 	}
-	for i, x := range in {
-		q.addUnexpected(&inMsg{src: x.src, tag: x.tag, size: i})
-	}
-	alive := make([]bool, len(in))
-	for i := range alive {
-		alive[i] = true
-	}
-	// A reference: the oldest live message matching src/tag.
-	ref := func(src, tag int) int {
-		for i, x := range in {
-			if alive[i] && matches(src, tag, x.src, x.tag) {
-				return i
+	for _, tc := range []struct {
+		name        string
+		first, each int // messages queued at the start, and after every take
+	}{
+		{"indexed", len(in), 0},
+		{"scanned", indexMin / 2, 0},
+		{"around the index", 0, -1}, // -1: 25 turns adding 2 each, 25 taking 3 more, ...
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := &matchQueue{}
+			alive := make([]bool, len(in))
+			next := 0
+			add := func(k int) {
+				for ; k > 0 && next < len(in); k-- {
+					q.addUnexpected(&inMsg{src: in[next].src, tag: in[next].tag, size: next})
+					alive[next] = true
+					next++
+				}
 			}
-		}
-		return -1
-	}
-	take := func(src, tag int, remove bool) {
-		t.Helper()
-		want := ref(src, tag)
-		got := q.takeUnexpected(src, tag, remove)
-		switch {
-		case want < 0 && got != nil:
-			t.Fatalf("take(%d, %d): got message %d, want none", src, tag, got.size)
-		case want >= 0 && (got == nil || got.size != want):
-			t.Fatalf("take(%d, %d): got %v, want message %d", src, tag, got, want)
-		}
-		if remove && want >= 0 {
-			alive[want] = false
-		}
-	}
-	for i := range 2000 {
-		switch i % 5 {
-		case 0:
+			// A reference: the oldest live message matching src/tag.
+			ref := func(src, tag int) int {
+				for i, x := range in[:next] {
+					if alive[i] && matches(src, tag, x.src, x.tag) {
+						return i
+					}
+				}
+				return -1
+			}
+			take := func(src, tag int, remove bool) {
+				t.Helper()
+				want := ref(src, tag)
+				got := q.takeUnexpected(src, tag, remove)
+				switch {
+				case want < 0 && got != nil:
+					t.Fatalf("take(%d, %d): got message %d, want none", src, tag, got.size)
+				case want >= 0 && (got == nil || got.size != want):
+					t.Fatalf("take(%d, %d): got %v, want message %d", src, tag, got, want)
+				}
+				if remove && want >= 0 {
+					alive[want] = false
+				}
+				if src != AnySource && tag != AnyTag && q.has(src, tag) != (ref(src, tag) >= 0) {
+					t.Fatalf("has(%d, %d) = %v after a take", src, tag, q.has(src, tag))
+				}
+			}
+			// revoke removes the newest live message of a (source, tag)
+			// that has an older one, as onRevoke may.
+			revoke := func() {
+				for i := next - 1; i >= 0; i-- {
+					if alive[i] {
+						if o := ref(in[i].src, in[i].tag); o >= 0 && o != i {
+							for x := q.oldest; x != nil; x = x.next {
+								if x.size == i {
+									q.remove(x)
+									alive[i] = false
+									return
+								}
+							}
+							t.Fatalf("message %d is not queued", i)
+						}
+					}
+				}
+			}
+			add(tc.first)
+			indexed, dropped := false, 0
+			for i := range 2000 {
+				switch i % 5 {
+				case 0:
+					take(AnySource, AnyTag, true)
+				case 1:
+					take(i%3, AnyTag, i%2 == 0)
+				case 2:
+					take(AnySource, i%7, true)
+				default:
+					take(i%3, -(i%500)-2, true)
+				}
+				if i%9 == 0 {
+					revoke()
+				}
+				switch {
+				case tc.each >= 0:
+					add(tc.each + i%3)
+				case i/25%2 == 0:
+					add(2)
+				default: // the queue empties: the index goes
+					for range 3 { // the oldest, by its own source and tag (AnyTag leaves the reserved ones)
+						if j := slices.Index(alive[:next], true); j >= 0 {
+							take(in[j].src, in[j].tag, true)
+						}
+					}
+				}
+				if q.queued > indexMin && !q.indexed {
+					t.Fatalf("%d messages queued without the index", q.queued)
+				}
+				if q.indexed {
+					indexed = true
+				} else if indexed {
+					indexed, dropped = false, dropped+1
+				}
+			}
+			if tc.each < 0 && dropped < 10 {
+				t.Fatalf("the index was dropped %d times, want one for each time the queue emptied", dropped)
+			}
+			// Drain exactly, source by source and tag by tag, then nothing is left.
+			for i, x := range in[:next] {
+				if alive[i] {
+					take(x.src, x.tag, true)
+				}
+			}
+			if q.oldest != nil || q.newest != nil || q.queued != 0 || q.indexed || len(q.byKey) != 0 {
+				t.Fatalf("queue not empty after draining: oldest %v, %d queued, index %v", q.oldest, q.queued, q.byKey)
+			}
 			take(AnySource, AnyTag, true)
-		case 1:
-			take(i%3, AnyTag, i%2 == 0)
-		case 2:
-			take(AnySource, i%7, true)
-		default:
-			take(i%3, -(i%500)-2, true)
-		}
+		})
 	}
-	// Drain exactly, source by source and tag by tag, then nothing is left.
-	for i, x := range in {
-		if alive[i] {
-			take(x.src, x.tag, true)
-		}
-	}
-	if q.oldest != nil || q.newest != nil || len(q.byKey) != 0 {
-		t.Fatalf("queue not empty after draining: oldest %v, %d keys", q.oldest, len(q.byKey))
-	}
-	take(AnySource, AnyTag, true)
 }
 
 // TestPostedQueueOrder checks the posted receives against a flat list: a
@@ -147,5 +215,29 @@ func TestPostedQueueOrder(t *testing.T) {
 	}
 	if &q.base[:1][0] != base {
 		t.Fatal("windows of receives matched in order moved the queue to a new array")
+	}
+}
+
+// BenchmarkUnexpected queues messages of a tag each, as a rooted
+// collective's root finds them with its senders calls ahead, and takes them
+// by exact receives: depth of them at a time, below and above indexMin.
+func BenchmarkUnexpected(b *testing.B) {
+	for _, depth := range []int{4, 64} {
+		b.Run(fmt.Sprintf("depth=%d", depth), func(b *testing.B) {
+			q := &matchQueue{}
+			msgs := make([]inMsg, depth)
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				for j := range msgs {
+					msgs[j] = inMsg{src: 1, tag: i*depth + j}
+					q.addUnexpected(&msgs[j])
+				}
+				for j := range msgs {
+					if q.takeUnexpected(1, i*depth+j, true) != &msgs[j] {
+						b.Fatal("took the wrong message")
+					}
+				}
+			}
+		})
 	}
 }
