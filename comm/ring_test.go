@@ -62,7 +62,7 @@ func TestRingStream(t *testing.T) {
 						werr = errors.New("writer: no room for 30 s")
 						return
 					}
-					p = p[w.write(p):]
+					p = p[w.write(p, w.step()):]
 				}
 			}
 		}
@@ -108,7 +108,7 @@ func TestRingStaleData(t *testing.T) {
 	if n, err := r.read(make([]byte, 64)); n != 0 || err != nil || !r.empty() {
 		t.Fatalf("read of an unpublished ring: %d bytes, %v", n, err)
 	}
-	if w.write(nil) != 0 {
+	if w.write(nil, w.step()) != 0 {
 		t.Fatal("an empty write published a chunk")
 	}
 	if !w.writeFrame([]byte("abc"), []byte("de")) {
