@@ -35,6 +35,7 @@ func smallEager() *comm.Config {
 	cfg := comm.DefaultConfig()
 	cfg.EagerLimit = 1 << 10
 	cfg.ShmEagerLimit = 1 << 10
+	cfg.ShmEagerPoint = 0 // the program's messages too
 	cfg.ChunkSize = 4 << 10
 	return cfg
 }
@@ -1412,4 +1413,107 @@ func TestBlockingRecvOrder(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestEagerPointToPoint checks ShmEagerPoint: through a ring without direct
+// copies a program's message of up to ShmEagerPoint goes eagerly (its Send
+// returns before any receive is posted), and a collective's (a reserved
+// tag, as the collectives send with) keeps ShmEagerLimit: it waits for its
+// receive.
+func TestEagerPointToPoint(t *testing.T) {
+	cfg := comm.DefaultConfig()
+	cfg.ShmDirect, cfg.ShmEagerLimit, cfg.ShmEagerPoint = false, 64<<10, 256<<10
+	w := newNetWorld(t, 2, cfg, true)
+	sent, checked := make(chan struct{}), make(chan struct{})
+	w.Run(func(c *comm.Comm) error {
+		if c.Rank() == 0 {
+			if err := c.Send(bg, 1, 5, pattern(5, 200<<10)); err != nil {
+				return err
+			}
+			close(sent) // before rank 1 posts its receive
+			r := c.Isend(bg, 1, -1000, pattern(6, 100<<10))
+			select {
+			case <-r.Done():
+				return errors.New("a collective's message of 100 KiB completed before its receive was posted")
+			case <-time.After(100 * time.Millisecond):
+			}
+			close(checked) // rank 1 posts its receive now
+			_, err := r.Wait()
+			return err
+		}
+		select {
+		case <-sent:
+		case <-time.After(20 * time.Second):
+			return errors.New("a send of 200 KiB waited for its receive")
+		}
+		got, _, err := c.Recv(bg, 0, 5)
+		if err == nil && !bytes.Equal(got, pattern(5, 200<<10)) {
+			err = errors.New("200 KiB: wrong data")
+		}
+		if err != nil {
+			return err
+		}
+		<-checked
+		got, _, err = c.Recv(bg, 0, -1000)
+		if err == nil && !bytes.Equal(got, pattern(6, 100<<10)) {
+			err = errors.New("100 KiB on a reserved tag: wrong data")
+		}
+		return err
+	})
+}
+
+// TestWindowsBeforeReceives has every rank of four send a window of eager
+// messages to every other before it posts its receives (legal MPI: a
+// nonblocking send does not wait for its receive), more than the rings
+// and the ranks' bounds on early messages (HeldLimit) hold: a rank whose
+// send waits for room in a ring must read its peers meanwhile, throttled
+// or not, or each waits for the next in a cycle. Through shared memory
+// with messages under ShmEagerLimit and under ShmEagerPoint, and over TCP.
+func TestWindowsBeforeReceives(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		shm    bool
+		window int
+		n      int
+	}{
+		{"shm", true, 32, 64<<10 - 5},
+		{"shm-point", true, 24, 200<<10 + 5},
+		{"tcp", false, 96, 64<<10 - 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := comm.DefaultConfig()
+			cfg.ShmDirect, cfg.ShmEagerLimit, cfg.ShmEagerPoint = false, 64<<10, 256<<10
+			const np = 4
+			w := newNetWorld(t, np, cfg, tc.shm)
+			w.Run(func(c *comm.Comm) error {
+				var reqs []*comm.Request
+				for peer := range np {
+					if peer != c.Rank() {
+						for k := range tc.window {
+							reqs = append(reqs, c.Isend(bg, peer, k, pattern(c.Rank()*tc.window+k, tc.n)))
+						}
+					}
+				}
+				in := make(map[int][]byte)
+				for peer := range np {
+					if peer != c.Rank() {
+						for k := range tc.window {
+							b := make([]byte, tc.n)
+							in[peer*tc.window+k] = b
+							reqs = append(reqs, c.Irecv(bg, peer, k, b))
+						}
+					}
+				}
+				if _, err := comm.WaitAll(reqs...); err != nil {
+					return err
+				}
+				for from, b := range in {
+					if !bytes.Equal(b, pattern(from, tc.n)) {
+						return fmt.Errorf("message %d from rank %d corrupted", from%tc.window, from/tc.window)
+					}
+				}
+				return nil
+			})
+		})
+	}
 }

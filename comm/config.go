@@ -39,6 +39,21 @@ type Config struct {
 	// takes two through the ring (Open MPI's vader switches at 4 KiB). 8 KiB
 	// by default (see comm/direct.go).
 	ShmEagerDirect int
+	// ShmEagerPoint is ShmEagerLimit for the program's own messages (a tag
+	// of its own, not a collective's), where direct copies are off on a
+	// link: 0 (or less than ShmEagerLimit) leaves them at ShmEagerLimit.
+	// Through a ring a rendezvous took three hops where an eager message
+	// takes one, with the same two copies: on a 2-core EPYC 9xx4 VM
+	// (bench/p2p, np 2, 3 rounds alternating, the minimum of each, us)
+	// latency 96 / 128 / 256 KiB 14.1 / 18.8 / 28.5 by rendezvous, 5.3 /
+	// 7.8 / 12.3 eagerly (Open MPI 8.8 / 11.0 / 20.4). A collective's
+	// messages keep ShmEagerLimit: their senders run ahead of the receivers
+	// (a gather's leaves, a scatter's root), whose early messages then take
+	// a copy more each (eagerly up to 256 KiB there, at np 2: scatter of
+	// 128 / 256 KiB 12 / 21 -> 48 / 71, gather 16 / 27 -> 35 / 61). 256
+	// KiB by default where direct copies are off by default (see
+	// directByDefault), else none.
+	ShmEagerPoint int
 	// ChunkSize is the largest data frame of a rendezvous transfer; between chunks,
 	// other messages to the same peer get their turn on the connection.
 	ChunkSize int
@@ -106,7 +121,8 @@ type Config struct {
 	// default is this machine's physical memory (at least 1 GiB): no longer
 	// message could be received whole. PMRUN_MAX_MESSAGE sets it; it must be
 	// at least EagerLimit and ShmEagerLimit. The largest frame a peer may
-	// send is set apart: EagerLimit, ShmEagerLimit and ChunkSize, plus 1 KiB.
+	// send is set apart: EagerLimit, ShmEagerLimit, ShmEagerPoint and
+	// ChunkSize, plus 1 KiB.
 	MaxMessage int
 	// DialTimeout bounds connecting to one peer, handshake included. Ranks
 	// connect on their first message to each other; while a peer is slow to
@@ -147,6 +163,7 @@ func DefaultConfig() *Config {
 		EagerLimit:      64 << 10,
 		ShmEagerLimit:   shmEagerLimit(direct),
 		ShmEagerDirect:  8 << 10,
+		ShmEagerPoint:   shmEagerPoint(direct),
 		ChunkSize:       4 << 20,
 		CompressMin:     64 << 10,
 		DialTimeout:     10 * time.Second,
@@ -202,6 +219,16 @@ func shmEagerLimit(direct bool) int {
 	return 64 << 10
 }
 
+// shmEagerPoint is ShmEagerPoint's default: 256 KiB where direct copies
+// are off by default, else none (a rendezvous message there crosses with
+// one copy, out of the sender's memory).
+func shmEagerPoint(direct bool) int {
+	if direct {
+		return 0
+	}
+	return 256 << 10
+}
+
 // directByDefault is ShmDirect's default: on, unless this machine's kernel
 // copies are slow (an AMD CPU) and every rank has a core of its own, where
 // the ring's two copies, made at once by both ranks in the CPU's vector
@@ -226,6 +253,8 @@ func (c *Config) Validate() error {
 		return badField("ShmEagerLimit", "%d must be in [0, 16 MiB]", c.ShmEagerLimit)
 	case c.ShmEagerDirect < 0 || c.ShmEagerDirect > 16<<20:
 		return badField("ShmEagerDirect", "%d must be in [0, 16 MiB]", c.ShmEagerDirect)
+	case c.ShmEagerPoint < 0 || c.ShmEagerPoint > 16<<20:
+		return badField("ShmEagerPoint", "%d must be in [0, 16 MiB]", c.ShmEagerPoint)
 	case c.ChunkSize < 4<<10 || c.ChunkSize > 32<<20:
 		return badField("ChunkSize", "%d must be in [4 KiB, 32 MiB]", c.ChunkSize)
 	case c.CompressMin < 0:
@@ -282,7 +311,7 @@ func ConfigFromEnv() (*Config, error) {
 		dst         *int
 	}{
 		{"PMRUN_EAGER_LIMIT", "EagerLimit", &c.EagerLimit}, {"PMRUN_SHM_EAGER_LIMIT", "ShmEagerLimit", &c.ShmEagerLimit},
-		{"PMRUN_SHM_EAGER_DIRECT", "ShmEagerDirect", &c.ShmEagerDirect},
+		{"PMRUN_SHM_EAGER_DIRECT", "ShmEagerDirect", &c.ShmEagerDirect}, {"PMRUN_SHM_EAGER_POINT", "ShmEagerPoint", &c.ShmEagerPoint},
 		{"PMRUN_CHUNK_SIZE", "ChunkSize", &c.ChunkSize}, {"PMRUN_COMPRESS_MIN", "CompressMin", &c.CompressMin},
 		{"PMRUN_SOCKET_BUFFER", "SocketBuffer", &c.SocketBuffer}, {"PMRUN_SHM_RING", "ShmRing", &c.ShmRing},
 		{"PMRUN_UNEXPECTED_ARENA", "UnexpectedArena", &c.UnexpectedArena}, {"PMRUN_HELD_LIMIT", "HeldLimit", &c.HeldLimit},

@@ -16,6 +16,8 @@ func TestConfigFromEnvBadValues(t *testing.T) {
 		{"PMRUN_EAGER_LIMIT", "64m"}, // above 16 MiB
 		{"PMRUN_SHM_EAGER_LIMIT", "-1"},
 		{"PMRUN_SHM_EAGER_LIMIT", "17m"},
+		{"PMRUN_SHM_EAGER_POINT", "-4k"},
+		{"PMRUN_SHM_EAGER_POINT", "32m"},
 		{"PMRUN_CHUNK_SIZE", "4g"},
 		{"PMRUN_CHUNK_SIZE", "1k"}, // below 4 KiB
 		{"PMRUN_COMPRESS_MIN", "1.5k"},

@@ -89,7 +89,7 @@ const worldCtx = 1
 func newEngine(cfg *Config, rank, size int, nodes []string) *engine {
 	e := &engine{
 		cfg: cfg, rank: rank, size: size, nodes: nodes,
-		lim:     wire.Limits{MaxPayload: uint64(max(cfg.EagerLimit, cfg.ShmEagerLimit, cfg.ChunkSize)) + 1024, MaxMessage: uint64(cfg.MaxMessage), MaxRank: int32(size)},
+		lim:     wire.Limits{MaxPayload: uint64(max(cfg.EagerLimit, cfg.ShmEagerLimit, cfg.ShmEagerPoint, cfg.ChunkSize)) + 1024, MaxMessage: uint64(cfg.MaxMessage), MaxRank: int32(size)},
 		links:   make([]link, size),
 		peers:   make([]atomic.Pointer[peerConn], size),
 		queues:  make(map[uint32]*matchQueue),
@@ -251,7 +251,7 @@ func (e *engine) send(r *Request) {
 	// the payload (comm/direct.go). Asked before taking mu: the first ask
 	// takes the link's writer lock.
 	var mem bool
-	limit := l.eagerLimit() // once: a probe may change it
+	limit := eagerLimitFor(l, r.tag) // once: a probe may change it
 	_, shared := l.(*shmLink)
 	if shared && r.sync {
 		// Eagerly up to the limit without direct copies: a synchronous
@@ -365,7 +365,7 @@ func (c *Comm) sendEager(ctx context.Context, dst, tag int, data []byte, wait bo
 	if shared && len(data) > e.cfg.ShmEagerDirect && sl.direct.Load() == directUnknown {
 		sl.directRead() // the link's eager limit depends on it
 	}
-	if len(data) > l.eagerLimit() {
+	if len(data) > eagerLimitFor(l, tag) {
 		return false, nil
 	}
 	if e.downs.Load() != 0 {

@@ -71,5 +71,5 @@ func withLimitKnob(err error) error {
 	if !errors.Is(err, wire.ErrTooLarge) {
 		return err
 	}
-	return fmt.Errorf("%w (messages: Config.MaxMessage, PMRUN_MAX_MESSAGE; frames: Config.EagerLimit, ShmEagerLimit, ChunkSize, PMRUN_EAGER_LIMIT, PMRUN_SHM_EAGER_LIMIT, PMRUN_CHUNK_SIZE)", err)
+	return fmt.Errorf("%w (messages: Config.MaxMessage, PMRUN_MAX_MESSAGE; frames: Config.EagerLimit, ShmEagerLimit, ShmEagerPoint, ChunkSize, PMRUN_EAGER_LIMIT, PMRUN_SHM_EAGER_LIMIT, PMRUN_SHM_EAGER_POINT, PMRUN_CHUNK_SIZE)", err)
 }

@@ -74,7 +74,7 @@ func FuzzLinkParse(f *testing.F) {
 // parseLink returns rank 0 of a job of 2 with small limits, whose link from
 // rank 1 parses what a test puts in its read buffer.
 func parseLink(cfg *Config) (*engine, *tcpLink) {
-	cfg.EagerLimit, cfg.ShmEagerLimit, cfg.ChunkSize = 1<<10, 1<<10, 4<<10
+	cfg.EagerLimit, cfg.ShmEagerLimit, cfg.ShmEagerPoint, cfg.ChunkSize = 1<<10, 1<<10, 0, 4<<10
 	e := newEngine(cfg, 0, 2, []string{"a", "b"})
 	e.links[0] = &loopLink{from: e, to: e}
 	e.links[1] = &loopLink{from: e, to: e} // CTS answers go nowhere harmful

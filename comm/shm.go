@@ -609,6 +609,18 @@ func (l *shmLink) eagerLimit() int {
 	return l.e.cfg.ShmEagerLimit
 }
 
+// eagerLimitFor is the eager limit of a message with tag on link l: a
+// program's own message (tag 0 or more; a collective's are reserved, below
+// AnyTag) through a ring whose ranks do not copy directly goes eagerly up to
+// ShmEagerPoint (see Config.ShmEagerPoint).
+func eagerLimitFor(l link, tag int) int {
+	limit := l.eagerLimit()
+	if sl, ok := l.(*shmLink); ok && tag >= 0 && sl.direct.Load() != directOn {
+		limit = max(limit, sl.e.cfg.ShmEagerPoint)
+	}
+	return limit
+}
+
 // spinPolled is true: a poll of a ring is a few memory loads.
 func (l *shmLink) spinPolled() bool { return true }
 
@@ -757,6 +769,7 @@ func (l *shmLink) release() error { return l.shm.unmap() }
 func (l *shmLink) ringWrite(b []byte, most *uint64) error {
 	tx := l.shm.tx
 	var w ringWait
+	forced := false
 	for len(b) > 0 {
 		n := tx.write(b, *most)
 		b = b[n:]
@@ -768,6 +781,18 @@ func (l *shmLink) ringWrite(b []byte, most *uint64) error {
 		}
 		if l.broken.Load() {
 			return errors.New("connection closed (process exited?)")
+		}
+		if !forced {
+			// Every peer is read while this rank waits here, throttled or
+			// not (see engine.throttled): the peer may be waiting for room
+			// to write to a rank that waits for this one, which, holding
+			// HeldLimit of its early messages, read it no more. Three or
+			// more ranks each sending windows of eager messages to every
+			// other before posting their receives (legal MPI: Isend does
+			// not wait for a receive) deadlocked so, each in its Isend.
+			forced = true
+			l.e.force(1)
+			defer l.e.force(-1)
 		}
 		// While the peer drains this ring, drain what this rank's peers
 		// wrote: the peer may itself be blocked writing to this rank (a
