@@ -1468,7 +1468,8 @@ func TestEagerPointToPoint(t *testing.T) {
 // and the ranks' bounds on early messages (HeldLimit) hold: a rank whose
 // send waits for room in a ring must read its peers meanwhile, throttled
 // or not, or each waits for the next in a cycle. Through shared memory
-// with messages under ShmEagerLimit and under ShmEagerPoint, and over TCP.
+// with messages under ShmEagerLimit and under ShmEagerPoint, and over TCP,
+// where a write that finds its socket full waits likewise.
 func TestWindowsBeforeReceives(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -1478,7 +1479,8 @@ func TestWindowsBeforeReceives(t *testing.T) {
 	}{
 		{"shm", true, 32, 64<<10 - 5},
 		{"shm-point", true, 24, 200<<10 + 5},
-		{"tcp", false, 96, 64<<10 - 5},
+		{"tcp", false, 300, 64<<10 - 5},        // more than the sockets' buffers hold
+		{"tcp-small", false, 1500, 12<<10 + 5}, // frames written in one piece
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := comm.DefaultConfig()

@@ -3,6 +3,7 @@ package comm
 import (
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -160,24 +161,60 @@ func (l *tcpLink) sendFrame(h *wire.Header, payload []byte) error {
 			b = b[w:]
 		}
 		if len(b) > 0 {
-			_, err = l.conn.Write(b)
+			var forced bool
+			err = l.write(b, nil, &forced)
+			l.unforce(forced)
 		}
 	case len(payload) > 2*tcpPiece && l.rdvOut.Load() <= 1 && !l.e.cfg.SpinYield:
 		// Alone, with a core to copy on while the peer copies out on its
 		// own: in pieces, each pushed to the peer as it is written.
-		bufs := net.Buffers{l.header(h), payload[:tcpPiece]}
-		_, err = bufs.WriteTo(l.conn)
+		var forced bool
+		err = l.write(l.header(h), payload[:tcpPiece], &forced)
 		for off := tcpPiece; err == nil && off < len(payload); off += tcpPiece {
-			_, err = l.conn.Write(payload[off:min(off+tcpPiece, len(payload))])
+			err = l.write(payload[off:min(off+tcpPiece, len(payload))], nil, &forced)
 		}
+		l.unforce(forced)
 	default:
-		bufs := net.Buffers{l.header(h), payload}
-		_, err = bufs.WriteTo(l.conn)
+		var forced bool
+		err = l.write(l.header(h), payload, &forced)
+		l.unforce(forced)
 	}
 	if err != nil {
 		return &PeerError{Rank: l.peer, Reason: err}
 	}
 	return nil
+}
+
+// write writes a and then b (either may be empty) to the connection. The
+// caller holds wmu. It tries without waiting first; if the socket is full,
+// every peer is read while it waits for room, throttled or not (see
+// engine.throttled, and ringWrite's comment: ranks each sending windows of
+// eager messages to every other before posting their receives otherwise
+// waited for each other in a cycle, each in its Isend), and *forced is set
+// for the caller to lift that with unforce.
+func (l *tcpLink) write(a, b []byte, forced *bool) error {
+	n, err := unix.Writev(l.fd, [][]byte{a, b})
+	if err != nil && err != syscall.EAGAIN && err != syscall.EINTR {
+		return err
+	}
+	n = max(n, 0)
+	if n == len(a)+len(b) {
+		return nil
+	}
+	if !*forced {
+		*forced = true
+		l.e.force(1)
+	}
+	bufs := net.Buffers{a[min(n, len(a)):], b[max(n-len(a), 0):]}
+	_, err = bufs.WriteTo(l.conn)
+	return err
+}
+
+// unforce lifts what write set while it waited for room.
+func (l *tcpLink) unforce(forced bool) {
+	if forced {
+		l.e.force(-1)
+	}
 }
 
 // trySendHeader writes a header-only frame from a connection reader if the
