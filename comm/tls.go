@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"sync/atomic"
+	"time"
 
 	"github.com/pmrun/pmrun/internal/wire"
 )
@@ -42,17 +44,34 @@ func (l *tlsLink) sendFrame(h *wire.Header, payload []byte) error {
 	if l.wdead {
 		return &PeerError{Rank: l.peer, Reason: ErrClosed}
 	}
+	// A write that has not returned after tlsStall lifts the throttle on
+	// every link until it does (see tcpLink.write: a TLS connection cannot
+	// tell a full socket without a write, whose timeout would break it).
+	var st atomic.Int32 // 0 writing, 1 forced, 2 written
+	t := time.AfterFunc(tlsStall, func() {
+		if st.CompareAndSwap(0, 1) {
+			l.e.force(1)
+		}
+	})
 	var err error
 	if len(payload) <= smallFrame { // one record
 		_, err = l.tc.Write(l.frame(h, payload))
 	} else if _, err = l.tc.Write(l.header(h)); err == nil {
 		_, err = l.tc.Write(payload)
 	}
+	t.Stop()
+	if !st.CompareAndSwap(0, 2) {
+		l.e.force(-1)
+	}
 	if err != nil {
 		return &PeerError{Rank: l.peer, Reason: err}
 	}
 	return nil
 }
+
+// tlsStall is how long a TLS write may wait for its socket before the
+// rank reads every peer, held back or not.
+const tlsStall = time.Millisecond
 
 // readLoop is the link's only reader: it reads and decrypts what arrives,
 // feeds it to the parser, parks while the peer is throttled, and reports

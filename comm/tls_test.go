@@ -40,11 +40,9 @@ func loggedWorld(t *testing.T, nodes []string, secret []byte, tc *tlsx.Config, c
 	}
 }
 
-// TestTLSLinks runs a world of two nodes with mutual TLS: ranks of different
-// nodes talk over tlsLinks, ranks of one node over their usual link. Small,
-// large (rendezvous) and flooded messages (with flow control pausing the
-// TLS reader) all arrive intact and in order.
-func TestTLSLinks(t *testing.T) {
+// testTLS generates a CA and certificates for a test and loads them.
+func testTLS(t *testing.T) *tlsx.Config {
+	t.Helper()
 	files, err := tlsx.Generate(t.TempDir(), time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -53,6 +51,15 @@ func TestTLSLinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return tc
+}
+
+// TestTLSLinks runs a world of two nodes with mutual TLS: ranks of different
+// nodes talk over tlsLinks, ranks of one node over their usual link. Small,
+// large (rendezvous) and flooded messages (with flow control pausing the
+// TLS reader) all arrive intact and in order.
+func TestTLSLinks(t *testing.T) {
+	tc := testTLS(t)
 	cfg := DefaultConfig()
 	cfg.HeldLimit = 64 << 10 // the flood below pauses the reader
 	cs, _ := loggedWorld(t, []string{"a", "a", "b"}, bytes.Repeat([]byte{0x33}, 32), tc, cfg)
@@ -152,4 +159,57 @@ func TestTLSRefusesPlainPeer(t *testing.T) {
 		t.Errorf("refusals logged:\n%s", l)
 	}
 	exchangeAll(t, cs)
+}
+
+// TestTLSWindowsBeforeReceives is TestWindowsBeforeReceives over TLS links
+// (each rank on a node of its own): a write that waits for its socket must
+// read the peers meanwhile.
+func TestTLSWindowsBeforeReceives(t *testing.T) {
+	tc := testTLS(t)
+	cfg := DefaultConfig()
+	cfg.HeldLimit, cfg.SocketBuffer = 64<<10, 64<<10 // full sockets and held-back peers soon
+	cs, _ := loggedWorld(t, []string{"a", "b", "c", "d"}, bytes.Repeat([]byte{0x44}, 32), tc, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const window, n = 100, 20<<10 + 3
+	var wg sync.WaitGroup
+	errs := make([]error, len(cs))
+	for r, c := range cs {
+		wg.Go(func() {
+			var reqs []*Request
+			for p := range len(cs) {
+				if p != r {
+					for k := range window {
+						reqs = append(reqs, c.Isend(ctx, p, k, bytes.Repeat([]byte{byte(r*window + k)}, n)))
+					}
+				}
+			}
+			in := make(map[int][]byte)
+			for p := range len(cs) {
+				if p != r {
+					for k := range window {
+						b := make([]byte, n)
+						in[p*window+k] = b
+						reqs = append(reqs, c.Irecv(ctx, p, k, b))
+					}
+				}
+			}
+			if _, err := WaitAll(reqs...); err != nil {
+				errs[r] = err
+				return
+			}
+			for from, b := range in {
+				if !bytes.Equal(b, bytes.Repeat([]byte{byte(from)}, n)) {
+					errs[r] = fmt.Errorf("message %d from rank %d corrupted", from%window, from/window)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for r, err := range errs {
+		if err != nil {
+			t.Errorf("rank %d: %v", r, err)
+		}
+	}
 }
