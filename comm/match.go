@@ -117,20 +117,6 @@ func (q *matchQueue) takeUnexpected(src, tag int, remove bool) *inMsg {
 	return m
 }
 
-// has reports whether a message from src with tag (neither a wildcard) is
-// queued.
-func (q *matchQueue) has(src, tag int) bool {
-	if q.indexed {
-		return q.byKey[msgKey{src, tag}] != nil
-	}
-	for m := q.oldest; m != nil; m = m.next {
-		if m.src == src && m.tag == tag {
-			return true
-		}
-	}
-	return false
-}
-
 // remove unlinks m, a queued message (the oldest of its (source, tag) but
 // for a revoked announcement); the index is out of use once the queue is
 // empty.

@@ -61,8 +61,8 @@ func TestMatchQueueOrder(t *testing.T) {
 				if remove && want >= 0 {
 					alive[want] = false
 				}
-				if src != AnySource && tag != AnyTag && q.has(src, tag) != (ref(src, tag) >= 0) {
-					t.Fatalf("has(%d, %d) = %v after a take", src, tag, q.has(src, tag))
+				if has := q.takeUnexpected(src, tag, false) != nil; src != AnySource && tag != AnyTag && has != (ref(src, tag) >= 0) {
+					t.Fatalf("a probe of (%d, %d) found a message: %v, after a take", src, tag, has)
 				}
 			}
 			// revoke removes the newest live message of a (source, tag)

@@ -178,7 +178,7 @@ func (e *engine) nothingBefore(c *Comm, w, tag int) bool {
 		return false
 	}
 	q := e.queues[c.cid]
-	return q == nil || len(q.posted) == 0 && (q.oldest == nil || tag != AnyTag && !q.has(w, tag))
+	return q == nil || len(q.posted) == 0 && (q.oldest == nil || tag != AnyTag && q.takeUnexpected(w, tag, false) == nil)
 }
 
 // recvAnnounced ends recvNow for a message announced for a direct copy and

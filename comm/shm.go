@@ -256,13 +256,13 @@ func (r *ring) write(p []byte, most uint64) int {
 	if len(p) == 0 {
 		return 0 // a chunk has bytes: an empty one reads as corrupt
 	}
-	most = min(most, r.step())
-	r.rewind(min(uint64(len(p)), most) + chunkHead)
-	room := r.free(min(uint64(len(p)), most) + chunkHead)
+	want := min(uint64(len(p)), most, r.step())
+	r.rewind(want + chunkHead)
+	room := r.free(want + chunkHead)
 	if room <= chunkHead {
 		return 0
 	}
-	n := min(uint64(len(p)), most, room-chunkHead)
+	n := min(want, room-chunkHead)
 	r.put(r.tail+chunkHead, p[:n])
 	r.publish(n)
 	return int(n)

@@ -3,7 +3,6 @@ package comm
 import (
 	"errors"
 	"fmt"
-	"golang.org/x/sys/unix"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -11,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/pmrun/pmrun/internal/wire"
+	"golang.org/x/sys/unix"
 )
 
 // The TCP transport connects each pair of ranks in different processes that
@@ -150,34 +150,24 @@ func (l *tcpLink) sendFrame(h *wire.Header, payload []byte) error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	var err error
+	var forced bool // see write
 	switch {
 	case l.wdead:
 		err = ErrClosed
-	case len(payload) <= smallFrame:
-		b := l.frame(h, payload)
-		// Try a direct write first (the socket is non-blocking, so it cannot
-		// block); whatever the kernel did not take goes through the netpoller.
-		if w, werr := writeNonblock(l.fd, b); werr == nil {
-			b = b[w:]
-		}
-		if len(b) > 0 {
-			var forced bool
-			err = l.write(b, nil, &forced)
-			l.unforce(forced)
-		}
+	case len(payload) <= smallFrame: // copied into one buffer, one write
+		err = l.write(l.frame(h, payload), nil, &forced)
 	case len(payload) > 2*tcpPiece && l.rdvOut.Load() <= 1 && !l.e.cfg.SpinYield:
 		// Alone, with a core to copy on while the peer copies out on its
 		// own: in pieces, each pushed to the peer as it is written.
-		var forced bool
 		err = l.write(l.header(h), payload[:tcpPiece], &forced)
 		for off := tcpPiece; err == nil && off < len(payload); off += tcpPiece {
 			err = l.write(payload[off:min(off+tcpPiece, len(payload))], nil, &forced)
 		}
-		l.unforce(forced)
 	default:
-		var forced bool
 		err = l.write(l.header(h), payload, &forced)
-		l.unforce(forced)
+	}
+	if forced {
+		l.e.force(-1)
 	}
 	if err != nil {
 		return &PeerError{Rank: l.peer, Reason: err}
@@ -191,9 +181,15 @@ func (l *tcpLink) sendFrame(h *wire.Header, payload []byte) error {
 // engine.throttled, and ringWrite's comment: ranks each sending windows of
 // eager messages to every other before posting their receives otherwise
 // waited for each other in a cycle, each in its Isend), and *forced is set
-// for the caller to lift that with unforce.
+// for the caller to lift that once the frame is written.
 func (l *tcpLink) write(a, b []byte, forced *bool) error {
-	n, err := unix.Writev(l.fd, [][]byte{a, b})
+	var n int
+	var err error
+	if len(b) == 0 {
+		n, err = writeNonblock(l.fd, a) // without the scheduler's bookkeeping
+	} else {
+		n, err = unix.Writev(l.fd, [][]byte{a, b})
+	}
 	if err != nil && err != syscall.EAGAIN && err != syscall.EINTR {
 		return err
 	}
@@ -208,13 +204,6 @@ func (l *tcpLink) write(a, b []byte, forced *bool) error {
 	bufs := net.Buffers{a[min(n, len(a)):], b[max(n-len(a), 0):]}
 	_, err = bufs.WriteTo(l.conn)
 	return err
-}
-
-// unforce lifts what write set while it waited for room.
-func (l *tcpLink) unforce(forced bool) {
-	if forced {
-		l.e.force(-1)
-	}
 }
 
 // trySendHeader writes a header-only frame from a connection reader if the
