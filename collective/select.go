@@ -462,6 +462,20 @@ func sharedPays(family string, p, nbytes int) bool {
 		// us, np 8: 256 KiB 221-289 against 368-431, 1 MiB 813-922
 		// against 984-1211; np 4: 256 KiB 78-80 against 100-104, 1 MiB
 		// 434-559 against 455-578.
+		//
+		// But a reduce of more than half of sharedLarge leaves the area
+		// on more than two ranks: with the CPUs far (a 2-core EPYC 9xx5
+		// VM, cache-line round trip 410-520 ns, buffers written before
+		// timing), forced, 3 rounds alternating, medians, us, the area
+		// against the binomial tree: np 4, 512 KiB 430 / 233, 1 MiB 997
+		// / 393, 2 MiB 2016 / 844 (Open MPI 187, 364, 670); np 8, 512
+		// KiB 1089 / 851, 1 MiB 2662 / 1793 (Open MPI 870, 980). Below
+		// that the tree takes over where direct copies pay (see
+		// directPays), and with them off the area's earlier figures
+		// stand.
+		if family == "reduce" && p > 2 {
+			return nbytes <= sharedLarge/2
+		}
 		return nbytes <= sharedLarge
 	case "gather", "scatter":
 		// Forced algorithms on a 2-core Intel Xeon VM, us, the area

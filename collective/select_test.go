@@ -62,6 +62,15 @@ func TestDirectCopiesChoose(t *testing.T) {
 				if alg := collective.Choose("allgather", c, 512<<10, true); (alg == collective.AlgShared) != (np > 2) {
 					return fmt.Errorf("np %d, direct copies %v: allgather of 512 KiB chose %s", np, direct, alg)
 				}
+				// A reduce of 1 MiB leaves the area on more than two ranks
+				// (two keep it up to sharedPairReduce, 512 KiB); 512 KiB stays
+				// in it without direct copies.
+				if alg := collective.Choose("reduce", c, 1<<20, true); alg == collective.AlgShared {
+					return fmt.Errorf("np %d, direct copies %v: reduce of 1 MiB chose %s", np, direct, alg)
+				}
+				if alg := collective.Choose("reduce", c, 512<<10, true); (alg == collective.AlgShared) != !direct {
+					return fmt.Errorf("np %d, direct copies %v: reduce of 512 KiB chose %s", np, direct, alg)
+				}
 				// Where kernel copies are slow, bcast, allgather and gather
 				// on more than two ranks keep to the area at any size,
 				// scatter up to 1 MiB; reduce and allreduce keep the cap.
