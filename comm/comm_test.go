@@ -969,6 +969,44 @@ func TestAsync(t *testing.T) {
 	}
 }
 
+// TestRan: Ran runs its operation before it returns, and its request is
+// complete with the operation's error for Test, Wait, WaitAny and Done,
+// with nothing left in the queue of requests for C callers.
+func TestRan(t *testing.T) {
+	cfg := comm.DefaultConfig()
+	cfg.LockedCallers = true
+	w := commtest.NewWorldConfig(t, 1, cfg)
+	c := w.Comms[0]
+	boom := errors.New("boom")
+	for _, want := range []error{nil, boom} {
+		ran := false
+		r := c.Ran(func() error { ran = true; return want })
+		if !ran {
+			t.Fatal("Ran returned before running its operation")
+		}
+		if !r.Completed() {
+			t.Fatal("Ran's request is not complete")
+		}
+		if done, _, err := r.Test(); !done || err != want {
+			t.Fatalf("Test: done %v, error %v; want true, %v", done, err, want)
+		}
+		if _, err := r.Wait(); err != want {
+			t.Fatalf("Wait: %v, want %v", err, want)
+		}
+		if i, _, err := comm.WaitAny(r); i != 0 || err != want {
+			t.Fatalf("WaitAny: %d, %v; want 0, %v", i, err, want)
+		}
+		select {
+		case <-r.Done():
+		default:
+			t.Fatal("Ran's request's Done channel is open")
+		}
+	}
+	if n, armed := comm.Later(c); n != 0 || armed {
+		t.Fatalf("queue holds %d requests (armed %v) after Ran", n, armed)
+	}
+}
+
 // TestLaterTakeOver: for callers from C (LockedCallers), an Async or
 // Stepped request that nobody waits for or tests is taken over by a
 // goroutine after a tick or two, and one that a Wait finishes leaves the
