@@ -53,7 +53,8 @@ const (
 	gatherSockets     = 16 << 10  // per-rank block: linear gather through sockets from here
 	scatterSockets    = 4 << 10   // per-rank block: binomial scatter through sockets up to here
 	alltoallMedium    = 32 << 10
-	alltoallLinearMax = 8 // ranks: linear alltoall through memory up to here (measured at 4 and 8)
+	alltoallLinearMax = 8         // ranks: linear alltoall through memory up to here (measured at 4 and 8)
+	alltoallPairMax   = 512 << 10 // bytes a block: pairwise on two ranks up to here
 	hierarchicalMinP  = 3
 
 	// Largest blocks that go through the shared area on one node (see
@@ -64,12 +65,13 @@ const (
 	// gather and scatter lose at np 4 or 8 (gather 160 against 130 us at
 	// np 4), while at 64 KiB all of them win by 1.3-5x. reduce: see
 	// sharedPays.
-	sharedLarge      = 1 << 20
-	sharedRooted     = 128 << 10 // gather and scatter below this
-	sharedAlltoall   = 512 << 10 // all of a rank's blocks
-	sharedPair       = 64 << 10  // reduce_scatter on two ranks: the whole vector
-	sharedPairReduce = 512 << 10 // reduce on two ranks
-	sharedPairGather = 256 << 10 // allgather on two ranks: a block
+	sharedLarge        = 1 << 20
+	sharedRooted       = 128 << 10 // gather and scatter below this
+	sharedAlltoall     = 512 << 10 // all of a rank's blocks
+	sharedPair         = 64 << 10  // reduce_scatter on two ranks: the whole vector
+	sharedPairReduce   = 512 << 10 // reduce on two ranks
+	sharedPairGather   = 256 << 10 // allgather on two ranks: a block
+	sharedPairAlltoall = 16 << 10  // alltoall on two ranks: a block
 )
 
 var algorithms = map[string][]string{
@@ -298,6 +300,12 @@ func choose(family string, c *comm.Comm, nbytes int, commutative bool, r reach) 
 			// 183, 1 KiB 358-366 / 204-207 (Open MPI 257-266), 16 KiB
 			// 434 / 853.
 			return AlgBruck
+		case p == 2 && nbytes <= alltoallPairMax:
+			// One exchange: pairwise's Sendrecv beat posting both at once
+			// up to 512 KiB blocks (see sharedPays, alltoall); at 1 MiB
+			// linear won (2 runs: 140 / 166 us, 155 / 192), at 8 MiB the
+			// two were level.
+			return AlgPairwise
 		case r.local && p <= alltoallLinearMax:
 			// Through memory, every exchange posted at once lets each rank
 			// copy from whichever peer runs, where pairwise's p-1 steps
@@ -498,6 +506,17 @@ func sharedPays(family string, p, nbytes int) bool {
 		// 1756: above 1 MiB the root's messages keep it.
 		return nbytes < sharedRooted || p > 2 && kcopy.Slow() && (family == "gather" || nbytes <= sharedLarge)
 	case "alltoall":
+		if p == 2 {
+			// Two ranks: one exchange of a block each way (pairwise)
+			// against the area, where each rank writes both of its blocks
+			// and reads both back. On a 2-core EPYC 9xx5 VM, CPUs far,
+			// direct copies off, forced, 4 rounds alternating, medians,
+			// us, the area / pairwise / linear: 16 KiB 5.3 / 6.7 / 7.6, 32
+			// KiB 9.2 / 6.3 / 8.1, 64 KiB 17.8 / 11.8 / 11.5, 128 KiB 34.8
+			// / 22.0 / 28.0, 256 KiB 72.5 / 32.4 / 38.3, 512 KiB 139 / 61
+			// / 76 (Open MPI 6.9, 7.3, 9.0, 11.3, 20.7, 40.9).
+			return nbytes <= sharedPairAlltoall
+		}
 		return nbytes*p <= sharedAlltoall
 	}
 	return true

@@ -49,7 +49,7 @@ func TestDirectCopiesChoose(t *testing.T) {
 					{"bcast", 32 << 10, true}, {"bcast", 64 << 10, np > 2 || kcopy.Slow()}, {"bcast", 256 << 10, kcopy.Slow()}, {"bcast", 1 << 20, np > 2 || kcopy.Slow()},
 					{"gather", 16 << 10, true}, {"gather", 64 << 10, np > 2}, {"scatter", 64 << 10, np > 2},
 					{"reduce", 8 << 10, true}, {"reduce", 64 << 10, np > 2}, {"reduce", 256 << 10, false},
-					{"alltoall", 8 << 10, true}, {"alltoall", 64 << 10, kcopy.Slow()}, {"alltoall", 128 << 10, false},
+					{"alltoall", 8 << 10, true},
 					{"allgather", 32 << 10, true}, {"allgather", 256 << 10, np > 2},
 				} {
 					want := tc.area || !direct
@@ -61,6 +61,19 @@ func TestDirectCopiesChoose(t *testing.T) {
 				// even without direct copies; more keep the area.
 				if alg := collective.Choose("allgather", c, 512<<10, true); (alg == collective.AlgShared) != (np > 2) {
 					return fmt.Errorf("np %d, direct copies %v: allgather of 512 KiB chose %s", np, direct, alg)
+				}
+				// Two ranks exchange alltoall blocks above 16 KiB by message
+				// (pairwise), with direct copies or not; more keep the area
+				// for them where the kernel's copies are slow, or without
+				// direct copies.
+				for _, tc := range []struct {
+					n    int
+					area bool // on more than two ranks, with direct copies
+				}{{16 << 10, true}, {64 << 10, kcopy.Slow()}, {128 << 10, false}} {
+					want := np > 2 && (tc.area || !direct) || np == 2 && tc.n <= 16<<10
+					if alg := collective.Choose("alltoall", c, tc.n, true); (alg == collective.AlgShared) != want {
+						return fmt.Errorf("np %d, direct copies %v: alltoall of %d bytes chose %s", np, direct, tc.n, alg)
+					}
 				}
 				// A reduce of 1 MiB leaves the area on more than two ranks
 				// (two keep it up to sharedPairReduce, 512 KiB); 512 KiB stays
