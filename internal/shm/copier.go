@@ -45,15 +45,14 @@ import (
 // ran faster than the last plain one; every farBudget-th large copy goes
 // the other way, to see whether that changed. The comparison counts the
 // faster of each way's last two timed copies (a slow plain copy alone
-// still says far): one copy that the scheduler or an
-// interrupt stretched (on a 2-core EPYC 9xx5 VM, CPUs far, a streamed copy
-// of 64 KiB now and then timed at 1 GB/s against 25-40) turned streaming
-// off until the next look the other way, for 10-17% of a ring's copies;
-// p2p latency, np 2, 3 rounds alternating, medians, us, before / after:
-// 64 KiB 8.4 / 6.5, 256 KiB 22.8 / 16.1, 1 MiB 74 / 50 (Open MPI 7.5, 15.3,
-// 67.9; the figures after are those of copies always streamed there). Its
-// zero value is ready; each
-// writer keeps one per place it writes (a ring, an area), since on a larger
+// still says far): one copy that the scheduler or an interrupt stretched
+// (on a 2-core EPYC 9xx5 VM, CPUs far, a streamed copy of 64 KiB now and
+// then timed at 1 GB/s against 25-40) turned streaming off until the next
+// look the other way, for 10-17% of a ring's copies; p2p latency, np 2, 4
+// rounds alternating, medians, us, before / after: 64 KiB 7.8 / 7.0, 256
+// KiB 22.4 / 17.6, 1 MiB 63 / 54 (Open MPI 6.7, 13.9, 60.5; with every copy
+// streamed there, 6.5, 16.1, 50). Its zero value is ready; each writer
+// keeps one per place it writes (a ring, an area), since on a larger
 // machine some readers may be near and others far.
 type Copier struct {
 	stream atomic.Bool   // large copies stream
