@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -230,5 +231,48 @@ func testRingRewind(t *testing.T, start uint64) {
 	}
 	if !r.empty() {
 		t.Fatal("the ring is not empty after the reader read every frame")
+	}
+}
+
+// TestRingRewindPieces: in a conversation (the peer answers each frame), a
+// frame written in pieces rewinds at its first piece, as a one-chunk frame
+// does; its later pieces (midFrame, as ringWriteFrame writes them) neither
+// rewind nor count as frames the peer did not answer, so that the next
+// frame rewinds again.
+func TestRingRewindPieces(t *testing.T) {
+	const ringSize = ringRewindSize
+	w, r := testRings(t, ringSize)
+	var heard atomic.Uint64
+	w.heard = &heard
+	frame := bytes.Repeat([]byte{7}, 13<<10)
+	p := make([]byte, len(frame))
+	for i := range 200 {
+		heard.Add(1) // the peer's answer to the last frame
+		frame[0] = byte(i)
+		if !w.writeFrame(frame[:firstPiece], nil) {
+			t.Fatalf("frame %d: no room for its first piece in an empty ring", i)
+		}
+		w.midFrame = true
+		for rest, most := frame[firstPiece:], uint64(pieceGrowth*firstPiece); len(rest) > 0; {
+			n := w.write(rest, most)
+			if n == 0 {
+				t.Fatalf("frame %d: no room for a later piece in an empty ring", i)
+			}
+			rest = rest[n:]
+		}
+		w.midFrame = false
+		if off := w.tail & w.mask; off > rewindAt+2*uint64(len(frame)) {
+			t.Fatalf("frame %d: the writer is %d bytes into an empty ring: frames in pieces do not rewind", i, off)
+		}
+		for got := 0; got < len(frame); {
+			n, err := r.read(p[got:])
+			if n == 0 || err != nil {
+				t.Fatalf("frame %d: read %d bytes after %d, %v", i, n, got, err)
+			}
+			got += n
+		}
+		if !bytes.Equal(p[1:], frame[1:]) || p[0] != byte(i) {
+			t.Fatalf("frame %d: bytes differ", i)
+		}
 	}
 }
