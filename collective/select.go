@@ -72,6 +72,7 @@ const (
 	sharedPairReduce   = 512 << 10 // reduce on two ranks
 	sharedPairGather   = 256 << 10 // allgather on two ranks: a block
 	sharedPairAlltoall = 16 << 10  // alltoall on two ranks: a block
+	sharedReduce       = 512 << 10 // reduce on more than two ranks
 )
 
 var algorithms = map[string][]string{
@@ -471,7 +472,7 @@ func sharedPays(family string, p, nbytes int) bool {
 		// against 984-1211; np 4: 256 KiB 78-80 against 100-104, 1 MiB
 		// 434-559 against 455-578.
 		//
-		// But a reduce of more than half of sharedLarge leaves the area
+		// But a reduce of more than sharedReduce leaves the area
 		// on more than two ranks: with the CPUs far (a 2-core EPYC 9xx5
 		// VM, cache-line round trip 410-520 ns, buffers written before
 		// timing), forced, 3 rounds alternating, medians, us, the area
@@ -482,7 +483,7 @@ func sharedPays(family string, p, nbytes int) bool {
 		// directPays), and with them off the area's earlier figures
 		// stand.
 		if family == "reduce" && p > 2 {
-			return nbytes <= sharedLarge/2
+			return nbytes <= sharedReduce
 		}
 		return nbytes <= sharedLarge
 	case "gather", "scatter":

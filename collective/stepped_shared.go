@@ -120,6 +120,11 @@ func (st *slotStep) now() error {
 	_, err := st.advance(false)
 	st.s.Finish(st.n)
 	st.s.Prefetch(st.n + 1) // the next call's, most likely (as slotOp)
+	return st.end(err)
+}
+
+// end ends st's call, done with its slot, with err.
+func (st *slotStep) end(err error) error {
 	st.s.End()
 	if err != nil {
 		return failedWith(st.hook, st.c, &Error{Op: st.op, Err: err})
@@ -136,11 +141,7 @@ func (st *slotStep) step(block bool) (bool, error) {
 		return false, nil
 	}
 	st.s.Release(st.n)
-	st.s.End()
-	if err != nil {
-		return true, failedWith(st.hook, st.c, &Error{Op: st.op, Err: err})
-	}
-	return true, nil
+	return true, st.end(err)
 }
 
 func (st *slotStep) advance(block bool) (bool, error) {

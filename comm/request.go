@@ -476,14 +476,23 @@ func (c *Comm) Async(ctx context.Context, fn func(ctx context.Context) error) *R
 // took a cache line's round trip, 0.4 us, where the other rank's CPU was
 // far).
 func (c *Comm) Ran(op func() error) *Request {
+	r := c.newStepped(nil)
+	r.complete(Status{}, nil)
+	r.err = op() // r is the caller's alone until returned
+	return r
+}
+
+// newStepped makes a request of Stepped (or Ran) and its stepped part in
+// one allocation: a nonblocking collective is started for every few
+// microseconds of work.
+func (c *Comm) newStepped(step func(block bool) (done bool, err error)) *Request {
 	both := &struct {
 		Request
 		asyncPart
 	}{Request: Request{c: c, kind: kindAsync, ctx: context.Background(), peer: AnySource}}
+	both.step = step
 	r := &both.Request
 	r.as = &both.asyncPart
-	r.complete(Status{}, nil)
-	r.err = op() // r is the caller's alone until returned
 	return r
 }
 
@@ -498,15 +507,7 @@ func (c *Comm) Ran(op func() error) *Request {
 // asyncDelay, so that the operation goes on while its rank does something
 // else. c owns the goroutine: Close waits for the operation.
 func (c *Comm) Stepped(step func(block bool) (done bool, err error)) *Request {
-	// The request and its stepped part in one allocation: a nonblocking
-	// collective is started for every few microseconds of work.
-	both := &struct {
-		Request
-		asyncPart
-	}{Request: Request{c: c, kind: kindAsync, ctx: context.Background(), peer: AnySource}}
-	both.step = step
-	r := &both.Request
-	r.as = &both.asyncPart
+	r := c.newStepped(step)
 	if !c.async.add() {
 		r.complete(Status{}, ErrClosed)
 		return r

@@ -692,8 +692,9 @@ func (l *shmLink) ringWriteFrame(hb, payload []byte) error {
 		return err
 	}
 	tx.midFrame = true
-	defer func() { tx.midFrame = false }()
-	return l.ringWrite(payload, &most)
+	err := l.ringWrite(payload, &most)
+	tx.midFrame = false
+	return err
 }
 
 // frameFits reports whether a frame of n bytes fits in the transmit ring

@@ -41,8 +41,8 @@ import (
 // KiB), and ran level with the CPUs near (collectives of 16-64 KiB at np 2
 // and bandwidth within 0.8-1.1x, either build first). Once a plain one
 // runs slower than FarRate (the reader may be far) it streams the next ones
-// (and those of streamMin bytes or more), as long as the last streamed copy
-// ran faster than the last plain one; every farBudget-th large copy goes
+// (and those of streamMin bytes or more), as long as streamed copies ran
+// faster than plain ones; every farBudget-th large copy goes
 // the other way, to see whether that changed. The comparison counts the
 // faster of each way's last two timed copies (a slow plain copy alone
 // still says far): one copy that the scheduler or an interrupt stretched
